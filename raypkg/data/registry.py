@@ -1,0 +1,58 @@
+"""Dataset registry: one builder function per dataset name, registered by decorator.
+
+Adding a dataset is one new function with ``@register_dataset`` in a module that
+``raypkg.data.sources`` imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from raypkg.data.base import DataSplits
+from raypkg.errors import choose
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Everything a builder may look at; builders ignore what does not apply to them."""
+
+    data_dir: str | None = None
+    download: bool = False
+    seed: int = 0
+    train_size: int | None = None  # sized datasets (digits-aug, synthetic)
+    test_size: int | None = None
+    flat: bool = False  # features [N, D] instead of images [N, C, H, W]
+    image_size: int | None = None  # imagefolder: resize to this square size
+    num_classes: int | None = None  # synthetic
+    shape: tuple[int, ...] | None = None  # synthetic: per-sample shape
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    description: str
+    build: Callable[[DataOptions], DataSplits]
+
+
+DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, description: str):
+    def decorator(build: Callable[[DataOptions], DataSplits]):
+        DATASETS[name] = DatasetEntry(name, description, build)
+        return build
+
+    return decorator
+
+
+def load_dataset(name: str, **options) -> DataSplits:
+    """Build dataset ``name``; ``options`` are the fields of ``DataOptions``.
+
+    Raises ``UsageError`` (one line) for an unknown name, a missing data directory, or
+    files that are not there without ``download=True``.
+    """
+    import raypkg.data.sources  # noqa: F401  (registers the builders)
+
+    choose("dataset", name, DATASETS)
+    return DATASETS[name].build(DataOptions(**options))

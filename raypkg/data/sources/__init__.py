@@ -1,0 +1,3 @@
+"""Importing this package registers every dataset builder."""
+
+from raypkg.data.sources import digits  # noqa: F401

@@ -1,0 +1,125 @@
+"""Training configuration: one dataclass, loadable from YAML/JSON, overridable by flags.
+
+The resolved config is saved with every run (``config.yaml``); passing that file back
+with ``--config`` repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raypkg.errors import UsageError, choose
+
+SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    model: str = "mlp"
+    epochs: int = 30
+    batch_size: int = 64
+    # One value, or one per phase of the piecewise schedule (the DeltaGrad README's
+    # ``--lr 0.1 0.05 --lrlen 10 10``: 0.1 for 10 epochs, then 0.05 for 10).
+    lr: list[float] = field(default_factory=lambda: [0.1])
+    lrlen: list[int] = field(default_factory=list)
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs where lr *= gamma
+    gamma: float = 0.1
+    warmup_epochs: int = 0  # linear warm-up from lr/10 (in steps), any schedule
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    seed: int = 0
+    workers: int = 0  # 0: in-process; N >= 1: Ray Train with N workers
+    use_gpu: bool | None = None  # None: use a GPU when there is one
+    amp: bool = True  # mixed precision, on GPU only
+    augment: bool | None = None  # None: the dataset's default (crop+flip for 32x32 images)
+    data_dir: str | None = None
+    download: bool = False
+    train_size: int | None = None
+    test_size: int | None = None
+    flat: bool = False
+    out: str = "runs"
+    name: str | None = None  # run directory name; default method-dataset-model-time
+    wandb: str = "offline"  # offline | online | disabled
+    wandb_project: str = "effray"
+    max_failures: int = 1  # Ray Train: restarts from the last checkpoint
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Raise a one-line UsageError for any value that cannot work."""
+        from raypkg.data.registry import DATASETS, load_dataset  # noqa: F401
+        from raypkg.models.registry import MODELS, build_model  # noqa: F401
+        import raypkg.data.sources  # noqa: F401
+        import raypkg.models.zoo  # noqa: F401
+
+        choose("dataset", self.dataset, DATASETS)
+        choose("model", self.model, MODELS)
+        choose("schedule", self.schedule, SCHEDULES)
+        choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise UsageError(f"workers must be >= 0, got {self.workers}")
+        if not self.lr or any(v <= 0 for v in self.lr):
+            raise UsageError(f"lr must be one or more positive numbers, got {self.lr}")
+        if self.schedule == "piecewise" or self.lrlen:
+            if len(self.lrlen) != len(self.lr) or any(n <= 0 for n in self.lrlen):
+                raise UsageError(f"--lrlen needs one positive epoch count per --lr value; "
+                                 f"got lr={self.lr} lrlen={self.lrlen}")
+            self.schedule = "piecewise"
+        elif len(self.lr) != 1:
+            raise UsageError(f"several --lr values need --lrlen (piecewise schedule); got lr={self.lr}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UsageError(f"data directory {self.data_dir!r} does not exist")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def config_fields(cls=TrainConfig) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
+    """Read a YAML or JSON mapping of config keys; unknown keys are a UsageError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        first = str(e).splitlines()[0]
+        raise UsageError(f"config file {str(path)!r} is not valid YAML/JSON: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    unknown = sorted(set(data) - config_fields(cls))
+    if unknown:
+        raise UsageError(f"unknown key(s) {', '.join(unknown)} in config file {str(path)!r}; "
+                         f"allowed: {', '.join(sorted(config_fields(cls)))}")
+    return data
+
+
+def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
+    """File values, then flags that were given (not None) on top, validated."""
+    values = read_config_file(config_file, cls) if config_file else {}
+    values.update({k: v for k, v in flags.items() if v is not None and v != ()})
+    for key in ("lr", "lrlen", "milestones"):
+        if key in values and not isinstance(values[key], (list, tuple)):
+            values[key] = [values[key]]
+        if key in values:
+            values[key] = list(values[key])
+    return cls(**values).validate()

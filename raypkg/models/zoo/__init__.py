@@ -1,0 +1,3 @@
+"""Importing this package registers every model builder."""
+
+from raypkg.models.zoo import mlp  # noqa: F401

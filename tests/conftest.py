@@ -1,0 +1,24 @@
+"""Shared fixtures: one Ray instance per test session, W&B offline, small thread counts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local 2-CPU Ray instance started once for every test that asks for it."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False,
+                 object_store_memory=600 * 1024 * 1024)
+    yield ray
+    ray.shutdown()
