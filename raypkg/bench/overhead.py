@@ -1,0 +1,108 @@
+"""`effray bench overhead`: what the engine and Ray Train cost over a plain PyTorch loop.
+
+The same job (model, data, batch size, epochs, seed) four ways, in one process run:
+a plain loop written inline here, the effray engine in-process, and Ray Train with 1
+and 2 workers. Start-up = wall time not spent in training epochs; steady state = the
+median epoch time after the first epoch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import click
+import torch
+import torch.nn.functional as F
+
+
+def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
+    """The reference: the shortest honest PyTorch loop over in-memory tensors."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    times = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + epoch))
+        for i in range(0, len(y), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarise(name: str, wall: float, epoch_times: list[float], acc: float) -> dict:
+    steady = statistics.median(epoch_times[1:] or epoch_times)
+    return {"variant": name, "startup_s": wall - sum(epoch_times), "steady_epoch_s": steady,
+            "test_acc": acc}
+
+
+@click.command()
+@click.option("--dataset", default="digits-aug", show_default=True)
+@click.option("--model", default="mlp", show_default=True)
+@click.option("--epochs", default=4, show_default=True, help="Epochs per variant (>= 2: the first is excluded).")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--train-size", type=int, default=None, help="Shrink digits-aug (default 60,000).")
+@click.option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
+def overhead(dataset, model, epochs, batch_size, train_size, worker_counts):
+    """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job.
+
+    \b
+    Example:
+      effray bench overhead --epochs 4
+      effray bench overhead --train-size 5000 --epochs 2 --workers 1   # a quick look
+    """
+    import pandas as pd
+
+    from raypkg.cluster import connect_ray
+    from raypkg.engine.config import TrainConfig
+    from raypkg.engine.loop import evaluate, fit, seed_everything
+    from raypkg.engine.ray_train import fit_on_ray_train
+    from raypkg.engine.runner import load_data
+    from raypkg.models.registry import build_model
+
+    cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
+                      schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
+                      use_gpu=False, progress=False, max_failures=0).validate()
+    data = load_data(cfg)
+    rows = []
+
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    net = build_model(model, data.input_shape, data.num_classes)
+    times = plain_loop(net, data.train.x, data.train.y, epochs, batch_size, cfg.lr[0], cfg.seed)
+    rows.append(summarise("plain PyTorch loop", time.perf_counter() - t0, times, evaluate(net, data.test)["acc"]))
+
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    net = build_model(model, data.input_shape, data.num_classes)
+    history = fit(net, data.train, None, cfg, progress=False)
+    rows.append(summarise("effray engine, in-process", time.perf_counter() - t0,
+                          [r["epoch_s"] for r in history], evaluate(net, data.test)["acc"]))
+
+    import tempfile
+    from pathlib import Path
+
+    t_connect = time.perf_counter()
+    connect_ray()
+    connect_s = time.perf_counter() - t_connect
+    for workers in [int(w) for w in worker_counts.split(",")]:
+        cfg.workers = workers
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            state, history = fit_on_ray_train(cfg, data, Path(tmp), augment=False)
+            wall = time.perf_counter() - t0
+        net = build_model(model, data.input_shape, data.num_classes)
+        net.load_state_dict(state)
+        rows.append(summarise(f"Ray Train, {workers} worker(s)", wall, [r["epoch_s"] for r in history],
+                              evaluate(net, data.test)["acc"]))
+
+    table = pd.DataFrame(rows)
+    plain = table.iloc[0]
+    table["startup_vs_plain"] = table["startup_s"] / max(plain["startup_s"], 1e-9)
+    table["steady_vs_plain"] = table["steady_epoch_s"] / plain["steady_epoch_s"]
+    click.echo(f"{dataset} ({len(data.train)} train), {model}, batch {batch_size}, {epochs} epochs; "
+               f"torch threads {torch.get_num_threads()}; ray.init took {connect_s:.1f}s (not counted)")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -1,0 +1,155 @@
+"""The `effray` command line. Every subcommand's --help has an example."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from raypkg.cli_options import join_list_flags, train_options
+from raypkg.errors import UsageError
+
+
+class EffrayGroup(click.Group):
+    """Turns UsageError into one line on stderr and exit status 2 (no traceback)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, join_list_flags(args))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """effray: efficient-training research on Ray (coresets, DeltaGrad, sparse training).
+
+    \b
+    Examples:
+      effray train --dataset digits --model mlp
+      effray train --dataset digits --model mlp --workers 2     # on Ray Train
+      effray report runs/*
+      effray tune train --space tune_spaces/train.yaml --num-samples 4
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@main.command()
+@train_options
+def train(config_file, **flags):
+    """Train a model on the full dataset and print its summary.
+
+    \b
+    Examples:
+      effray train --dataset digits --model mlp --epochs 30
+      effray train --config runs/train-digits-mlp-.../config.yaml   # repeat a run
+      effray train --dataset cifar10 --data-dir ~/data --model resnet20 --workers 2 --gpu
+    """
+    from raypkg.engine.config import TrainConfig, resolve_config
+    from raypkg.engine.runner import run_training
+
+    cfg = resolve_config(TrainConfig, config_file, **flags)
+    print_summary(run_training(cfg))
+
+
+def print_summary(summary: dict) -> None:
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("phases", {}).items())
+    acc = summary.get("test_acc")
+    click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
+               f"test_acc {acc:.4f}  wall {summary['wall_s']:.1f}s  ({phases})" if acc is not None
+               else f"{summary['method']}: wall {summary['wall_s']:.1f}s ({phases})")
+    click.echo(f"run directory: {summary['run_dir']}")
+
+
+@main.command()
+def datasets():
+    """List the registered datasets.
+
+    \b
+    Example:
+      effray datasets
+    """
+    import raypkg.data.sources  # noqa: F401
+    from raypkg.data.registry import DATASETS
+
+    for entry in DATASETS.values():
+        click.echo(f"{entry.name:<12} {entry.description}")
+
+
+@main.command()
+def models():
+    """List the registered models.
+
+    \b
+    Example:
+      effray models
+    """
+    import raypkg.models.zoo  # noqa: F401
+    from raypkg.models.registry import MODELS
+
+    for entry in MODELS.values():
+        click.echo(f"{entry.name:<13} {entry.description}")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--save", type=click.Path(dir_okay=False), help="Also write the table (.parquet or .csv).")
+def report(run_dirs, save):
+    """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
+
+    \b
+    Example:
+      effray report runs/train-digits-mlp-* runs/coreset-digits-mlp-*
+    """
+    from raypkg.tracking.report import report_table
+
+    table = report_table(run_dirs)
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if save:
+        (table.to_parquet if save.endswith(".parquet") else table.to_csv)(save, index=False)
+
+
+@main.command()
+@click.argument("method")
+@click.option("--space", "space_file", type=click.Path(dir_okay=False),
+              help="YAML search space (default: tune_spaces/METHOD.yaml).")
+@click.option("--num-samples", type=int, default=4, show_default=True, help="Trials to run.")
+@click.option("--scheduler", type=click.Choice(["fifo", "asha"]), help="Trial scheduler (overrides the space).")
+@click.option("--search", type=click.Choice(["random", "grid"]), help="Search algorithm (overrides the space).")
+@click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")
+@click.option("--out", default="runs", show_default=True, help="Where the tune results go.")
+@click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb):
+    """Sweep METHOD's hyperparameters with Ray Tune, logging every trial to W&B.
+
+    \b
+    Examples:
+      effray tune train --num-samples 8
+      effray tune coreset --space tune_spaces/coreset.yaml --scheduler asha
+    """
+    from raypkg.tuning import run_tune
+
+    best = run_tune(method, space_file, num_samples=num_samples, scheduler=scheduler, search=search,
+                    max_concurrent=max_concurrent, out=out, wandb_mode=wandb)
+    click.echo(f"best {best['metric']} = {best['value']:.4f} with config:")
+    for key, value in best["config"].items():
+        click.echo(f"  {key}: {value}")
+    click.echo(f"saved: {best['path']}")
+
+
+def _register_optional_commands() -> None:
+    """Method packages and benchmarks add their own commands here."""
+    from raypkg.bench import bench
+
+    main.add_command(bench)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Turn loaded train/test tensors into normalised in-memory ``DataSplits``.
+
+Shared by every builder whose raw data arrives as images (uint8 pixels or floats in
+[0, 1]): one mean and standard deviation per channel, measured on the training split
+only and applied to both splits, then optional flattening to features.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from raypkg.data.base import DataSplits, IndexedDataset
+
+_CHUNK = 4096  # images converted at a time, so uint8 -> float32 never needs a float64 copy
+
+
+def channel_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (population) standard deviation of images [N, C, H, W].
+
+    Accumulated in float64 chunk by chunk, so a 50,000-image uint8 set is never copied
+    whole into float64.
+    """
+    n, c = x.shape[0], x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, n, _CHUNK):
+        chunk = x[start:start + _CHUNK].to(torch.float64)
+        total += chunk.sum(dim=(0, 2, 3))
+        total_sq += chunk.square().sum(dim=(0, 2, 3))
+    count = n * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    return mean, std.clamp_min(1e-12)
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: float) -> torch.Tensor:
+    """float32 ``(x / scale - mean) / std`` per channel, computed chunk by chunk."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    shift = mean.to(torch.float32).view(1, -1, 1, 1)
+    inv = (1.0 / std).to(torch.float32).view(1, -1, 1, 1)
+    for start in range(0, x.shape[0], _CHUNK):
+        chunk = x[start:start + _CHUNK].to(torch.float32)
+        if scale != 1.0:
+            chunk = chunk / scale
+        out[start:start + _CHUNK] = (chunk - shift) * inv
+    return out
+
+
+def image_splits(name: str, train_x: torch.Tensor, train_y: torch.Tensor,
+                 test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, *,
+                 flat: bool, augmentable: bool = False, scale: float = 1.0,
+                 crop_padding: int = 4) -> DataSplits:
+    """Normalise images [N, C, H, W] per channel with train statistics and wrap them.
+
+    ``scale`` divides the raw values first (255 for uint8 pixels), so the statistics are
+    those of the [0, 1] images. With ``flat`` the images become feature vectors
+    [N, C*H*W] and are never augmented. Every split's ``index`` is ``arange(N)``.
+    """
+    mean, std = channel_mean_std(train_x)
+    mean, std = mean / scale, std / scale
+    train_x = normalise(train_x, mean, std, scale)
+    test_x = normalise(test_x, mean, std, scale)
+    if flat:
+        train_x, test_x = train_x.flatten(1), test_x.flatten(1)
+        augmentable = False
+    train = IndexedDataset(train_x, torch.as_tensor(train_y, dtype=torch.long), num_classes)
+    test = IndexedDataset(test_x, torch.as_tensor(test_y, dtype=torch.long), num_classes)
+    return DataSplits(name, train, test, augmentable=augmentable, crop_padding=crop_padding)

@@ -1,0 +1,12 @@
+"""DeltaGrad (Wu, Dobriban, Davidson, ICML 2020): rapid retraining after small deletions
+or additions, from a cached SGD/GD trajectory (see ../shared/specs/deltagrad.md).
+
+Modules, in reading order:
+  flatnet     the model as one flat parameter vector; closed-form per-batch gradient sums
+  exact       exact gradient sums over chosen rows, in-process or over Ray shard actors
+  trajectory  the cached run (w_t, g_t, lr_t, permutations; memory-mapped) and batch plans
+  lbfgs       compact L-BFGS product B v (Byrd-Nocedal-Schnabel 1994) with safeguards
+  replay      training / baseline retrain (exact replay) and DeltaGrad itself
+  online      a stream of requests served by DeltaGrad, with an exact-retrain rule
+  commands    the `effray unlearn` click group (train, delete, add, online)
+"""

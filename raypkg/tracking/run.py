@@ -1,0 +1,125 @@
+"""One directory per run: resolved config, per-epoch metrics (Parquet), summary, artifacts.
+
+    runs/<name>/
+      config.yaml        the resolved config; `--config` with it repeats the run
+      metrics.parquet    one row per epoch (or step)
+      summary.json       method, dataset, model, test_acc, wall_s, phases {name: seconds}, ...
+      wandb/             the W&B run (offline unless asked for online)
+      ...                artifacts (checkpoints, selection.parquet, ...)
+
+A run that fails on bad input (``UsageError``) removes its directory: nothing
+half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from raypkg.errors import UsageError
+from raypkg.tracking.wandb_logger import WandbLogger
+
+
+def to_plain(value: Any) -> Any:
+    """Make config values YAML/JSON friendly (tuples -> lists, paths -> str)."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return value.item()
+    return value
+
+
+def write_parquet(path: Path, table: pd.DataFrame | dict) -> Path:
+    """Write a DataFrame or a dict of equal-length columns atomically (tmp file + rename)."""
+    frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(
+        {k: (v.cpu().numpy() if hasattr(v, "cpu") else v) for k, v in table.items()})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    tmp.replace(path)
+    return path
+
+
+class RunDir:
+    def __init__(self, path: Path, method: str, config: dict, dataset: str, model: str,
+                 wandb_mode: str = "offline", wandb_project: str = "effray"):
+        self.path = path
+        self.method, self.dataset, self.model = method, dataset, model
+        self.config = to_plain(config)
+        self.rows: list[dict] = []
+        self.phases: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.summary: dict | None = None
+        self.wandb = WandbLogger(path, name=path.name, group=method, config=self.config,
+                                 mode=wandb_mode, project=wandb_project)
+
+    @classmethod
+    def create(cls, out_root: str | Path, method: str, config: dict, dataset: str, model: str,
+               name: str | None = None, wandb_mode: str = "offline",
+               wandb_project: str = "effray") -> "RunDir":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        path = Path(out_root) / (name or f"{method}-{dataset}-{model}-{stamp}")
+        if path.exists() and any(path.iterdir()):
+            raise UsageError(f"run directory {str(path)!r} already exists and is not empty; "
+                             "pick another --name or --out")
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, method, config, dataset, model, wandb_mode, wandb_project)
+        (path / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
+        return run
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.wandb.finish(exit_code=0 if exc_type is None else 1)
+        if exc_type is not None and issubclass(exc_type, UsageError):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextmanager
+    def phase(self, name: str):
+        """Time a named phase; repeated phases of the same name add up."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
+
+    def log_metrics(self, row: dict) -> None:
+        """Append one row (an epoch or a step) to metrics.parquet and to W&B."""
+        row = to_plain(row)
+        self.rows.append(row)
+        write_parquet(self.path / "metrics.parquet", pd.DataFrame(self.rows))
+        self.wandb.log(row)
+
+    def write_table(self, filename: str, table: pd.DataFrame | dict) -> Path:
+        return write_parquet(self.path / filename, table)
+
+    def finish(self, test_acc: float | None, **extra) -> dict:
+        """Write summary.json; returns the summary."""
+        self.summary = to_plain({
+            "method": self.method, "dataset": self.dataset, "model": self.model,
+            "test_acc": test_acc, "wall_s": time.perf_counter() - self.started,
+            "phases": dict(self.phases), "run_dir": str(self.path), **extra})
+        (self.path / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        self.wandb.summary(self.summary)
+        return self.summary
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a finished run directory (no summary.json)")
+    return json.loads(path.read_text())

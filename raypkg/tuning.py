@@ -1,0 +1,182 @@
+"""`effray tune METHOD`: Ray Tune over a YAML search space, every trial logged to W&B.
+
+A space file (tune_spaces/METHOD.yaml)::
+
+    method: train            # a registered tunable
+    metric: test_acc         # what a trial reports
+    mode: max                # max | min
+    scheduler: asha          # fifo | asha (early stopping on `training_iteration`)
+    search: random           # random | grid
+    base: {dataset: digits, epochs: 10}      # fixed config values
+    space:                   # config key -> distribution
+      lr: {loguniform: [0.01, 0.5]}
+      batch_size: {choice: [32, 64, 128]}
+
+Distributions: choice, grid, uniform, loguniform, randint. Methods register a trainable
+with ``@register_tunable(name, config_cls)``: ``trainable(config, report)`` runs one
+trial and calls ``report(metrics)`` once per epoch (or step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from raypkg.engine.config import TrainConfig, config_fields
+from raypkg.errors import UsageError, choose
+
+
+@dataclasses.dataclass(frozen=True)
+class Tunable:
+    trainable: Callable[[dict, Callable[[dict], None]], None]
+    config_cls: type
+
+
+TUNABLES: dict[str, Tunable] = {}
+SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+
+
+def register_tunable(method: str, config_cls: type = TrainConfig):
+    def decorator(fn):
+        TUNABLES[method] = Tunable(fn, config_cls)
+        return fn
+
+    return decorator
+
+
+def load_tunables() -> None:
+    """Import the modules that register tunables (methods add theirs here)."""
+    import importlib
+
+    for module in ("raypkg.selection.tunable", "raypkg.deltagrad.tunable"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # the module exists but is broken: say so
+                raise
+
+
+@register_tunable("train")
+def tune_train(config: dict, report) -> None:
+    """One full-data training trial, in the trial's process; reports every epoch."""
+    import torch
+
+    from raypkg.engine.loop import fit, pick_device, seed_everything
+    from raypkg.engine.runner import load_data, use_augmentation
+    from raypkg.models.registry import build_model
+
+    cfg = TrainConfig(**{**config, "progress": False}).validate()
+    torch.set_num_threads(1)
+    data = load_data(cfg)
+    device = pick_device(cfg.use_gpu)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    fit(model, data.train.to(device), data.test.to(device), cfg, device=device,
+        augment=use_augmentation(cfg, data), on_epoch=report)
+
+
+def read_space(path: str | Path) -> dict:
+    """Parse and check a space file; every problem is a one-line UsageError."""
+    load_tunables()
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"space file {str(path)!r} does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"space file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"space file {str(path)!r} must be a mapping")
+    unknown = sorted(set(spec) - SPACE_KEYS)
+    if unknown:
+        raise UsageError(f"unknown key(s) {', '.join(unknown)} in {str(path)!r}; allowed: {', '.join(sorted(SPACE_KEYS))}")
+    choose("tunable method", spec.get("method", ""), TUNABLES)
+    fields = config_fields(TUNABLES[spec["method"]].config_cls)
+    for section in ("base", "space"):
+        bad = sorted(set(spec.get(section) or {}) - fields)
+        if bad:
+            raise UsageError(f"unknown config key(s) {', '.join(bad)} under {section!r} in {str(path)!r}; "
+                             f"allowed: {', '.join(sorted(fields))}")
+    for key, dist in (spec.get("space") or {}).items():
+        if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS):
+            raise UsageError(f"space entry {key!r} in {str(path)!r} must be one of "
+                             f"{{{' | '.join(DISTRIBUTIONS)}: [...]}}, got {dist!r}")
+    spec.setdefault("metric", "test_acc")
+    choose("mode", spec.setdefault("mode", "max"), ("max", "min"))
+    choose("scheduler", spec.setdefault("scheduler", "fifo"), ("fifo", "asha"))
+    choose("search", spec.setdefault("search", "random"), ("random", "grid"))
+    return spec
+
+
+def to_tune_domain(dist: dict):
+    from ray import tune
+
+    (kind, args), = dist.items()
+    if kind == "choice":
+        return tune.choice(args)
+    if kind == "grid":
+        return tune.grid_search(args)
+    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*args)
+
+
+def run_tune(method: str, space_file: str | None, num_samples: int = 4, scheduler: str | None = None,
+             search: str | None = None, max_concurrent: int | None = None, out: str = "runs",
+             wandb_mode: str = "offline") -> dict:
+    """Run the sweep; save best_config.yaml and trials.parquet; return the best trial."""
+    import ray
+    from ray import tune
+    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from raypkg.cluster import connect_ray
+    from raypkg.tracking.run import write_parquet
+
+    if num_samples < 1:
+        raise UsageError(f"--num-samples must be >= 1, got {num_samples}")
+    spec = read_space(space_file or Path("tune_spaces") / f"{method}.yaml")
+    if spec["method"] != method:
+        raise UsageError(f"space file is for method {spec['method']!r}, not {method!r}")
+    scheduler = scheduler or spec["scheduler"]
+    search = search or spec["search"]
+    tunable = TUNABLES[method]
+    base = dict(spec.get("base") or {})
+    # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
+    space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
+             for k, v in (spec.get("space") or {}).items()}
+    tunable.config_cls(**base)  # a base that cannot build a config fails before Ray starts
+
+    connect_ray()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = (Path(out) / f"tune-{method}-{stamp}").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def trial(config: dict) -> None:
+        tunable.trainable({**base, **config}, tune.report)
+
+    sched = (ASHAScheduler(max_t=int(base.get("epochs", 10)), grace_period=1, reduction_factor=2)
+             if scheduler == "asha" else FIFOScheduler())
+    callbacks = [] if wandb_mode == "disabled" else [
+        WandbLoggerCallback(project="effray-tune", group=f"{method}-{stamp}", mode=wandb_mode,
+                            dir=str(out_dir))]
+    tuner = tune.Tuner(
+        tune.with_resources(trial, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(metric=spec["metric"], mode=spec["mode"], scheduler=sched,
+                                    num_samples=num_samples, max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(name="trials", storage_path=str(out_dir), callbacks=callbacks,
+                                  verbose=1),
+    )
+    results = tuner.fit()
+    best = results.get_best_result()
+    best_config = {**base, **best.config}
+    (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
+    frame = results.get_dataframe()
+    write_parquet(out_dir / "trials.parquet", frame[[c for c in frame.columns if frame[c].dtype != object]
+                                                    + ["trial_id"]])
+    return {"metric": spec["metric"], "value": best.metrics[spec["metric"]], "config": best_config,
+            "path": str(out_dir / "best_config.yaml"), "dir": str(out_dir), "num_trials": len(frame)}
