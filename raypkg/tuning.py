@@ -176,7 +176,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     best_config = {**base, **best.config}
     (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
     frame = results.get_dataframe()
-    write_parquet(out_dir / "trials.parquet", frame[[c for c in frame.columns if frame[c].dtype != object]
-                                                    + ["trial_id"]])
+    keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")]
+    write_parquet(out_dir / "trials.parquet", frame[keep])
     return {"metric": spec["metric"], "value": best.metrics[spec["metric"]], "config": best_config,
             "path": str(out_dir / "best_config.yaml"), "dir": str(out_dir), "num_trials": len(frame)}

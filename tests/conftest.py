@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -18,7 +20,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False,
-                 object_store_memory=600 * 1024 * 1024)
+        # Workers import shard functions defined in test modules from tests/.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=600 * 1024 * 1024,
+                 runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}})
     yield ray
     ray.shutdown()

@@ -109,6 +109,9 @@ def test_digits_aug_shapes_balance_and_determinism():
     other = load_dataset("digits-aug", train_size=205, test_size=50, seed=4)
     assert not torch.equal(a.train.x, other.train.x)
 
+    tiny = load_dataset("digits-aug", train_size=3, test_size=1)
+    assert len(set(tiny.train.y.tolist())) == 3 and len(tiny.test) == 1
+
     flat = load_dataset("digits-aug", train_size=205, test_size=50, seed=3, flat=True)
     assert flat.train.x.shape == (205, 784)
     assert torch.equal(flat.train.x, a.train.x.flatten(1))
@@ -129,6 +132,12 @@ def test_digits_aug_train_and_test_come_from_disjoint_source_digits():
     for c in range(10):  # each digit of a class is used equally often, up to one
         in_class = uses[torch.from_numpy(labels[train_pool] == c)]
         assert in_class.max() - in_class.min() <= 1
+
+
+def test_digits_aug_sampling_grid_is_affine_grid():
+    theta = digits_aug._sampling_maps(50, torch.Generator().manual_seed(0))
+    expected = F.affine_grid(theta, [50, 1, 28, 28], align_corners=False)
+    torch.testing.assert_close(digits_aug.sampling_grid(theta), expected, atol=1e-5, rtol=0)
 
 
 def test_digits_aug_places_digits_in_the_mnist_20x20_box(monkeypatch):
@@ -179,6 +188,8 @@ def test_synthetic_shapes_balance_determinism():
     assert torch.equal(flat.train.x, a.train.x.flatten(1))
     features = load_dataset("synthetic", train_size=50, test_size=10, shape=(7,))
     assert features.train.x.shape == (50, 7) and features.num_classes == 10
+    assert load_dataset("synthetic", train_size=4, test_size=2, shape="2x3x3").input_shape == (2, 3, 3)
+    assert load_dataset("synthetic", train_size=4, test_size=2, shape="5").input_shape == (5,)
 
 
 def test_synthetic_is_learnable_by_nearest_class_mean():
@@ -188,8 +199,8 @@ def test_synthetic_is_learnable_by_nearest_class_mean():
     assert (predicted == data.test.y).float().mean() > 0.9
 
 
-@pytest.mark.parametrize("options", [dict(shape=(3, 4)), dict(shape=(0,)), dict(num_classes=1),
-                                     dict(train_size=0)])
+@pytest.mark.parametrize("options", [dict(shape=(3, 4)), dict(shape=(0,)), dict(shape="3xa"),
+                                     dict(num_classes=1), dict(train_size=0), dict(test_size=2.5)])
 def test_synthetic_rejects_bad_options(options):
     with pytest.raises(UsageError, match="synthetic"):
         load_dataset("synthetic", **options)

@@ -11,7 +11,10 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True,
     """Random crop with zero padding and random horizontal flip of a batch [B, C, H, W].
 
     Every image gets its own offsets and flip, drawn in one call each, and the crops
-    are gathered with one advanced-indexing op: no per-image Python loop.
+    are gathered with one advanced-indexing op: no per-image Python loop. The output
+    window of image ``i`` is ``pad(x[i])[:, dy[i]:dy[i]+H, dx[i]:dx[i]+W]``, mirrored when
+    ``flips[i]``; the draws are made in the order ``dy``, ``dx``, ``flips`` (on the
+    generator's device), so a generator seeded the same way reproduces the batch.
     """
     b, _, h, w = x.shape
     gen_device = generator.device if generator is not None else x.device

@@ -53,6 +53,12 @@ class TrainConfig:
     max_failures: int = 1  # Ray Train: restarts from the last checkpoint
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # list-valued keys also accept one number (from a YAML file or a tune space)
+        for key in ("lr", "lrlen", "milestones"):
+            value = getattr(self, key)
+            setattr(self, key, list(value) if isinstance(value, (list, tuple)) else [value])
+
     def validate(self) -> "TrainConfig":
         """Raise a one-line UsageError for any value that cannot work."""
         from raypkg.data.registry import DATASETS, load_dataset  # noqa: F401
@@ -117,9 +123,7 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
     """File values, then flags that were given (not None) on top, validated."""
     values = read_config_file(config_file, cls) if config_file else {}
     values.update({k: v for k, v in flags.items() if v is not None and v != ()})
-    for key in ("lr", "lrlen", "milestones"):
-        if key in values and not isinstance(values[key], (list, tuple)):
-            values[key] = [values[key]]
-        if key in values:
-            values[key] = list(values[key])
-    return cls(**values).validate()
+    try:
+        return cls(**values).validate()
+    except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
+        raise UsageError(f"bad config value: {e}") from None

@@ -22,6 +22,7 @@ and ``proj`` (a seeded Gaussian random projection of e, computed from g and h).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -44,7 +45,8 @@ FORWARD_BATCH = 1024
 @torch.no_grad()
 def logits_and_features(model: nn.Module, x: torch.Tensor, device: torch.device | str | None = None,
                         batch_size: int = FORWARD_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    """``z`` [N, C] and ``h`` [N, D] in float32 on ``device``, the model in eval mode."""
+    """``z`` [N, C] and ``h`` [N, D] on ``device`` (float32; float64 for a float64 model),
+    the model in eval mode."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -52,8 +54,9 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, device: torch.device 
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device, non_blocking=True)
         h = model.forward_features(xb)
-        zs.append(model.forward_head(h).float())
-        hs.append(h.float())
+        dtype = torch.promote_types(h.dtype, torch.float32)  # float32, or float64 models as they are
+        zs.append(model.forward_head(h).to(dtype))
+        hs.append(h.to(dtype))
     model.train(was_training)
     if not zs:
         return (torch.zeros(0, model.head.out_features, device=device),
@@ -63,7 +66,7 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, device: torch.device 
 
 def logit_gradients(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """g = softmax(z) - onehot(y): the per-example cross-entropy gradient w.r.t. the logits."""
-    g = torch.softmax(z.float(), dim=1)
+    g = torch.softmax(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)  # fp16/bf16 -> fp32
     g[torch.arange(len(y), device=g.device), y.to(g.device)] -= 1.0
     return g
 
@@ -112,7 +115,9 @@ class Embedding:
         return self.sq_norms().clamp_min(0).sqrt()
 
     def distances(self, other: "Embedding | None" = None, chunk: int = 2048) -> torch.Tensor:
-        """Euclidean distances [len(self), len(other)], computed ``chunk`` rows at a time."""
+        """Euclidean distances [len(self), len(other)] from ||a||^2 + ||b||^2 - 2 a.b, ``chunk``
+        rows at a time (the kernel block of a chunk is all that is held besides the output)."""
+        same = other is None
         other = self if other is None else other
         other_sq = other.sq_norms()
         out = torch.empty(len(self), len(other), dtype=other_sq.dtype, device=other_sq.device)
@@ -120,6 +125,8 @@ class Embedding:
             rows = self.subset(torch.arange(start, min(start + chunk, len(self))))
             d2 = rows.sq_norms()[:, None] + other_sq[None, :] - 2.0 * rows.kernel(other)
             out[start:start + len(rows)] = d2.clamp_min_(0).sqrt_()
+        if same:  # exact zeros, not the sqrt of the expansion's rounding noise
+            out.fill_diagonal_(0.0)
         return out
 
 
@@ -202,9 +209,13 @@ class DenseEmbedding(Embedding):
 def projection_matrix(num_classes: int, feature_dim: int, dim: int, seed: int,
                       device: torch.device | str = "cpu") -> torch.Tensor:
     """Gaussian P [C * (D + 1), dim] / sqrt(dim) (Johnson-Lindenstrauss), fixed by ``seed``."""
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 17)
-    p = torch.randn(num_classes * (feature_dim + 1), dim, generator=gen) / math.sqrt(dim)
-    return p.to(device)
+    return _projection_cpu(int(num_classes), int(feature_dim), int(dim), int(seed)).to(device)
+
+
+@functools.lru_cache(maxsize=4)
+def _projection_cpu(num_classes: int, feature_dim: int, dim: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 17)
+    return torch.randn(num_classes * (feature_dim + 1), dim, generator=gen) / math.sqrt(dim)
 
 
 def project(g: torch.Tensor, h: torch.Tensor, p: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -242,6 +253,17 @@ class EmbeddingKind:
             return DenseEmbedding(g)
         p = projection_matrix(g.shape[1], h.shape[1], self.proj_dim, self.seed, g.device)
         return DenseEmbedding(project(g, h, p))
+
+    def mean_vector(self, g: torch.Tensor, h: torch.Tensor):
+        """The mean embedding of a set, as the vector type its ``Embedding.dot`` takes,
+        from (g, h) in O(n C D) (the projection of the mean, for ``proj``)."""
+        if self.name == "bias":
+            return g.mean(0)
+        v_b, v_w = g.mean(0), g.T @ h / max(len(g), 1)
+        if self.name == "full":
+            return v_b, v_w
+        p = projection_matrix(g.shape[1], h.shape[1], self.proj_dim, self.seed, g.device).to(g)
+        return torch.cat([v_b, v_w.flatten()]) @ p
 
     def norms(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         if self.name == "full":

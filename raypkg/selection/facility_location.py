@@ -6,8 +6,11 @@ Wolsey, Fisher 1978). CRAIG (Mirzasoleiman et al., ICML 2020, Sec. 3) takes
 sim = max(d) - d for Euclidean gradient distances d and weights each picked point by the
 size of its cluster: the number of points for which it is the most similar pick.
 
-Three exact greedy implementations with one tie-break (the lowest position among equal
-gains, ``argmax``'s first maximum), all in torch on whatever device the tensors are on:
+Three exact greedy implementations with one tie-break, all in torch on whatever device
+the tensors are on. Gains that are equal in exact arithmetic are common (sim is
+symmetric: with j and l both uncovered, gain_j - gain_l is often a sum that cancels), and
+rounding would then decide; so every gain within ``tie_rtol`` (relative) of the largest
+counts as tied and the lowest position among them is picked:
 
 - ``greedy_batched``: many small blocks padded into one [B, n, n] tensor, every block's
   step done at once (CREST's ~50-point per-class blocks, spec selection.md).
@@ -44,6 +47,19 @@ class FacilityLocationResult:
     def objective(self) -> torch.Tensor:
         """F after each pick: the running sum of the marginal gains."""
         return torch.cumsum(self.gains, 0)
+
+
+def tie_rtol(dtype: torch.dtype) -> float:
+    """Relative tolerance within which gains count as equal (rounding of the sim dtype)."""
+    return 1e-9 if dtype == torch.float64 else 1e-5
+
+
+def pick_best(gain: torch.Tensor, rtol: float) -> torch.Tensor:
+    """Per row of ``gain`` (-inf = not allowed): the lowest position whose gain is within
+    ``rtol`` of the row's largest."""
+    top = gain.amax(-1, keepdim=True)
+    tied = gain >= top - rtol * top.abs()
+    return tied.to(torch.uint8).argmax(-1)
 
 
 def _check_budget(budget: int, size: int, what: str = "block") -> int:
@@ -105,11 +121,12 @@ def greedy_batched(sim: torch.Tensor, budgets: Sequence[int] | torch.Tensor,
     picks = torch.full((b, kmax), -1, dtype=torch.long, device=device)
     gains = torch.zeros(b, kmax, dtype=torch.float64, device=device)
     rows = torch.arange(b, device=device)
+    rtol = tie_rtol(sim.dtype)
     for t in range(kmax):
         active = budgets > t
         gain = (sim - cover[:, :, None]).clamp_min_(0).sum(1, dtype=torch.float64)
         gain.masked_fill_(taken, float("-inf"))
-        best = gain.argmax(1)
+        best = pick_best(gain, rtol)
         best_gain = gain[rows, best]
         picks[:, t] = torch.where(active, best, picks[:, t])
         gains[:, t] = torch.where(active, best_gain, gains[:, t])
@@ -140,8 +157,9 @@ def greedy_dense(sim: torch.Tensor, budget: int) -> FacilityLocationResult:
     taken = torch.zeros(n, dtype=torch.bool, device=device)
     picks = torch.empty(budget, dtype=torch.long, device=device)
     gains = torch.empty(budget, dtype=torch.float64, device=device)
+    rtol = tie_rtol(sim.dtype)
     for t in range(budget):
-        j = int(gains_now.masked_fill(taken, float("-inf")).argmax())
+        j = int(pick_best(gains_now.masked_fill(taken, float("-inf")), rtol))
         picks[t], gains[t] = j, gains_now[j]
         taken[j] = True
         column = sim[:, j]
@@ -186,7 +204,8 @@ def greedy_stream(embedding, budget: int, seed: int = 0, epsilon: float = 0.01,
             gain = (c - d).clamp_min(0).sum(0)
         else:
             gain = (nearest_d[:, None] - d).clamp_min(0).sum(0)
-        best = int(gain.argmax())
+        best = int(pick_best(gain, tie_rtol(d.dtype if embedding_dtype(embedding) == torch.float64
+                                            else torch.float32)))
         j = int(cand[best])
         picks.append(j)
         gains.append(float(gain[best]))
@@ -199,6 +218,10 @@ def greedy_stream(embedding, budget: int, seed: int = 0, epsilon: float = 0.01,
     weights = torch.bincount(owner, minlength=budget).double()
     return FacilityLocationResult(torch.tensor(picks, dtype=torch.long), torch.tensor(gains, dtype=torch.float64),
                                   weights)
+
+
+def embedding_dtype(embedding) -> torch.dtype:
+    return embedding.sq_norms()[:0].dtype
 
 
 def pad_blocks(sims: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

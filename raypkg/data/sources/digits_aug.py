@@ -4,8 +4,9 @@ Each generated image is one real 8x8 digit, placed like MNIST places its digits 
 8x8 image stretched over the central 20x20 box of a 28x28 canvas), then distorted by a
 random affine map (rotation, anisotropic scale, shear, translation: the kind of
 distortions LeCun et al. 1998 used to grow MNIST's training set for LeNet-5) and
-Gaussian pixel noise. Upsampling and distortion are one bilinear ``grid_sample`` over the whole
-batch, so 70,000 images take a few seconds on two CPU cores; nothing is cached on disk.
+Gaussian pixel noise. Upsampling and distortion are one affine sampling grid and one
+bilinear ``F.grid_sample`` per chunk of the batch, so 70,000 images take a few seconds
+on two CPU cores; nothing is cached on disk.
 
 Train images are drawn only from the digits' stratified train split and test images only
 from its test split (the same split ``digits`` uses for that seed), so no source digit
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 from raypkg.data.base import DataSplits
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.digits import DIGITS_TEST_FRACTION, load_digits_arrays, stratified_split
+from raypkg.data.sources.generated import positive_int, seeded_generator
 from raypkg.data.sources.in_memory import image_splits
-from raypkg.errors import UsageError
 
 CANVAS = 28  # MNIST image side
 DIGIT_BOX = 20  # MNIST digits are fitted into a 20x20 box in the middle of the canvas
@@ -35,12 +36,6 @@ MAX_SHEAR = 0.25  # x += shear * y
 MAX_SHIFT_PX = 3.0
 NOISE_STD = 0.08  # on the [0, 1] pixel scale, before clipping
 _CHUNK = 8192
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """An independent torch generator for (seed, stream): train and test never share draws."""
-    state = np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state & ((1 << 63) - 1)))
 
 
 def _balanced_sources(labels: np.ndarray, pool: np.ndarray, n: int,
@@ -58,7 +53,7 @@ def _balanced_sources(labels: np.ndarray, pool: np.ndarray, n: int,
         count = n // k + (1 if i < n % k else 0)
         members = torch.from_numpy(pool)[pool_labels == c]
         order = torch.cat([torch.randperm(len(members), generator=gen)
-                           for _ in range(math.ceil(count / len(members)))])[:count]
+                           for _ in range(max(1, math.ceil(count / len(members))))])[:count]
         ys.append(torch.full((count,), c, dtype=torch.long))
         sources.append(members[order])
     shuffle = torch.randperm(n, generator=gen)
@@ -66,7 +61,7 @@ def _balanced_sources(labels: np.ndarray, pool: np.ndarray, n: int,
 
 
 def _sampling_maps(n: int, gen: torch.Generator) -> torch.Tensor:
-    """``theta`` [n, 2, 3] for ``F.affine_grid``: output canvas coords -> 8x8 source coords.
+    """``theta`` [n, 2, 3] (as for ``F.affine_grid``): output canvas coords -> 8x8 source coords.
 
     Forward map in normalised canvas coordinates: ``p_out = A p + t`` with
     ``A = R(rotation) @ Shear @ diag(sx, sy)``; sampling needs its inverse, then the
@@ -94,6 +89,19 @@ def _sampling_maps(n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([inverse, offset], -1).to(torch.float32)
 
 
+def sampling_grid(theta: torch.Tensor, size: int = CANVAS) -> torch.Tensor:
+    """The grid ``F.affine_grid(theta, [n, 1, size, size], align_corners=False)`` returns.
+
+    Computed by broadcasting ``theta @ (x, y, 1)`` over pixel centres: the same numbers
+    up to float rounding, about 3x faster on CPU than affine_grid's batched matmul.
+    """
+    centres = (torch.arange(size, dtype=theta.dtype) * 2 + 1) / size - 1
+    x, y = centres.view(1, 1, size), centres.view(1, size, 1)
+    t = theta[:, :, :, None, None]  # [n, 2, 3, 1, 1]
+    return torch.stack([t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2],
+                        t[:, 1, 0] * x + t[:, 1, 1] * y + t[:, 1, 2]], dim=-1)
+
+
 def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.ndarray,
              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` distorted 1x28x28 images in [0, 1] (float32) and their labels."""
@@ -102,7 +110,7 @@ def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.n
     out = torch.empty(n, 1, CANVAS, CANVAS, dtype=torch.float32)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
-        grid = F.affine_grid(theta[start:stop], [stop - start, 1, CANVAS, CANVAS], align_corners=False)
+        grid = sampling_grid(theta[start:stop])
         batch = F.grid_sample(source_images[sources[start:stop]], grid, mode="bilinear",
                               padding_mode="zeros", align_corners=False)
         batch += NOISE_STD * torch.randn(batch.shape, generator=gen)
@@ -110,22 +118,15 @@ def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.n
     return out, y
 
 
-def _size(value: int | None, default: int, what: str) -> int:
-    size = default if value is None else int(value)
-    if size <= 0:
-        raise UsageError(f"digits-aug {what} must be a positive integer, got {value}")
-    return size
-
-
 @register_dataset("digits-aug", "MNIST-sized 1x28x28 digits (60,000 train / 10,000 test by "
                                 "default; train_size/test_size) generated from the real "
                                 "digits by random affine distortion and noise, fixed by seed")
 def build_digits_aug(options: DataOptions) -> DataSplits:
-    train_size = _size(options.train_size, 60_000, "train_size")
-    test_size = _size(options.test_size, 10_000, "test_size")
+    train_size = positive_int("digits-aug", "train_size", options.train_size, 60_000)
+    test_size = positive_int("digits-aug", "test_size", options.test_size, 10_000)
     images, labels = load_digits_arrays()
     train_pool, test_pool = stratified_split(labels, DIGITS_TEST_FRACTION, options.seed)
     source = torch.from_numpy(images).unsqueeze(1)  # [1797, 1, 8, 8]
-    train_x, train_y = generate(source, train_size, labels, train_pool, _generator(options.seed, 0))
-    test_x, test_y = generate(source, test_size, labels, test_pool, _generator(options.seed, 1))
+    train_x, train_y = generate(source, train_size, labels, train_pool, seeded_generator(options.seed, 0))
+    test_x, test_y = generate(source, test_size, labels, test_pool, seeded_generator(options.seed, 1))
     return image_splits("digits-aug", train_x, train_y, test_x, test_y, 10, flat=options.flat)

@@ -4,31 +4,25 @@ Class ``c`` has mean ``mu_c`` and unit isotropic noise: ``x = mu_c + N(0, I)``. 
 have norm ``MEAN_NORM`` whatever the dimension, so two classes are about
 ``d = MEAN_NORM * sqrt(2)`` apart and the Bayes error between a pair is
 ``Phi(-d / 2)`` (about 0.2% for MEAN_NORM = 4): learnable, and not trivial in high
-dimension where the means must be estimated from noisy samples. For images [C, H, W] each mean is a
-random 4x4 pattern per channel, upsampled bilinearly: spatially smooth, so convolutions
-have something local to find. Labels are balanced. Means, train and test draws are
-fixed by seed and come from separate streams.
+dimension where the means must be estimated from noisy samples. For images [C, H, W]
+each mean is a random 4x4 pattern per channel, upsampled bilinearly: spatially smooth,
+so convolutions have something local to find. Labels are balanced. Means, train and
+test draws are fixed by seed and come from separate streams.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from raypkg.data.base import DataSplits, IndexedDataset
 from raypkg.data.registry import DataOptions, register_dataset
-from raypkg.errors import UsageError
+from raypkg.data.sources.generated import positive_int, seeded_generator, sample_shape
 
 DEFAULT_SHAPE = (3, 32, 32)
 MEAN_NORM = 4.0
 _PATTERN = 4  # side of the low-resolution pattern behind each image mean
 _CHUNK = 4096
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state & ((1 << 63) - 1)))
 
 
 def class_means(shape: tuple[int, ...], num_classes: int, gen: torch.Generator) -> torch.Tensor:
@@ -54,34 +48,17 @@ def sample(means: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Ten
     return x, y
 
 
-def _positive(value, default: int, what: str, minimum: int = 1) -> int:
-    number = default if value is None else value
-    if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < minimum:
-        raise UsageError(f"synthetic {what} must be an integer >= {minimum}, got {value!r}")
-    return int(number)
-
-
-def _shape(value) -> tuple[int, ...]:
-    if value is None:
-        return DEFAULT_SHAPE
-    shape = tuple(value) if not isinstance(value, int) else (value,)
-    if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
-        raise UsageError(f"synthetic shape must be (D,) features or (C, H, W) images with positive "
-                         f"sizes, got {value!r}")
-    return tuple(int(s) for s in shape)
-
-
 @register_dataset("synthetic", "Gaussian mixture of any size for timing: train_size (10,000), "
                                "test_size (2,000), num_classes (10), per-sample shape (D,) or "
                                "(C, H, W) (3x32x32); learnable, fixed by seed")
 def build_synthetic(options: DataOptions) -> DataSplits:
-    train_size = _positive(options.train_size, 10_000, "train_size")
-    test_size = _positive(options.test_size, 2_000, "test_size")
-    num_classes = _positive(options.num_classes, 10, "num_classes", minimum=2)
-    shape = _shape(options.shape)
-    means = class_means(shape, num_classes, _generator(options.seed, 0))
-    train_x, train_y = sample(means, train_size, _generator(options.seed, 1))
-    test_x, test_y = sample(means, test_size, _generator(options.seed, 2))
+    train_size = positive_int("synthetic", "train_size", options.train_size, 10_000)
+    test_size = positive_int("synthetic", "test_size", options.test_size, 2_000)
+    num_classes = positive_int("synthetic", "num_classes", options.num_classes, 10, minimum=2)
+    shape = sample_shape("synthetic", options.shape, DEFAULT_SHAPE)
+    means = class_means(shape, num_classes, seeded_generator(options.seed, 0))
+    train_x, train_y = sample(means, train_size, seeded_generator(options.seed, 1))
+    test_x, test_y = sample(means, test_size, seeded_generator(options.seed, 2))
     if options.flat:
         train_x, test_x = train_x.flatten(1), test_x.flatten(1)
     return DataSplits("synthetic",

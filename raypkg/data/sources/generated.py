@@ -1,0 +1,44 @@
+"""What the generated datasets (digits-aug, synthetic) share: seeded random streams and
+checks of their size options (train_size, test_size, num_classes, shape)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+from raypkg.errors import UsageError
+
+
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """A torch generator for (seed, stream); different streams draw independent numbers
+    (NumPy's SeedSequence mixes the pair), so e.g. train and test never share draws."""
+    state = np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state & ((1 << 63) - 1)))
+
+
+def positive_int(dataset: str, what: str, value, default: int, minimum: int = 1) -> int:
+    """``value`` (or ``default`` when None) as an int >= ``minimum``, else a UsageError."""
+    number = default if value is None else value
+    if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < minimum:
+        raise UsageError(f"{dataset} {what} must be an integer >= {minimum}, got {value!r}")
+    return int(number)
+
+
+def sample_shape(dataset: str, value, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A per-sample shape: (D,) features or (C, H, W) images; also "3x32x32" or "3,32,32"."""
+    if value is None:
+        return default
+    shape = value
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[x,\s]+", value.strip().strip("()[]")) if p]
+        shape = tuple(int(p) if p.isdigit() else p for p in parts)
+    elif isinstance(value, (int, np.integer)):
+        shape = (value,)
+    shape = tuple(shape)
+    if (len(shape) not in (1, 3) or
+            not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)):
+        raise UsageError(f"{dataset} shape must be D (features) or C,H,W (images) with positive "
+                         f"sizes, got {value!r}")
+    return tuple(int(s) for s in shape)

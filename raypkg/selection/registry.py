@@ -1,0 +1,262 @@
+"""The selector registry and ``select``, the one entry point every method goes through.
+
+A selector is one function ``fn(ctx: SelectionContext) -> Picks`` registered with
+``@register_selector(name, description, options={...})`` in a module that
+``raypkg.selection.methods`` imports: a new method is one new file plus that line.
+``select`` checks the input (method, fraction or budget, options), builds the context
+(per-class budgets, the per-example forward on the shard-actor pool or in-process) and
+checks what the selector returns: exactly the budget (per class when balanced), no
+duplicates, positive weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from raypkg.data.base import IndexedDataset
+from raypkg.errors import UsageError, choose
+from raypkg.selection.budget import check_class_budgets, class_budgets, subset_size
+from raypkg.selection.embeddings import (EmbeddingKind, PerExample, logit_gradients,
+                                         logits_and_features, shard_logits_features)
+
+
+@dataclass
+class Picks:
+    """What a selector returns: positions in the dataset, weights, optional scores."""
+
+    positions: torch.Tensor  # long [k]
+    weights: torch.Tensor  # float [k]
+    scores: torch.Tensor | None = None  # float [k], the method's score of each pick
+    all_scores: torch.Tensor | None = None  # float [N], per-example scores when the method has them
+
+
+@dataclass
+class SelectionResult:
+    method: str
+    indices: torch.Tensor  # long [k]: the dataset's ``index`` values of the picks
+    positions: torch.Tensor  # long [k]: positions in the dataset passed to ``select``
+    weights: torch.Tensor  # float64 [k]
+    labels: torch.Tensor  # long [k]
+    scores: torch.Tensor | None = None
+    all_scores: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def table(self) -> dict[str, Any]:
+        """Columns of ``selection.parquet``: index, weight, score (NaN where none), label, rank."""
+        scores = self.scores if self.scores is not None else torch.full((len(self),), float("nan"))
+        return {"index": self.indices.numpy(), "weight": self.weights.double().numpy(),
+                "score": scores.double().numpy(), "label": self.labels.numpy(),
+                "rank": torch.arange(len(self)).numpy()}
+
+
+@dataclass(frozen=True)
+class Selector:
+    name: str
+    description: str
+    fn: Callable[["SelectionContext"], Picks]
+    needs_model: bool = True
+    uses_repeats: bool = False  # GraNd: averages over several warmed-up models
+    options: dict[str, Any] = field(default_factory=dict)  # option name -> default
+
+
+SELECTORS: dict[str, Selector] = {}
+
+
+def register_selector(name: str, description: str, *, needs_model: bool = True,
+                      uses_repeats: bool = False, options: dict[str, Any] | None = None):
+    def decorator(fn: Callable[["SelectionContext"], Picks]):
+        SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats, dict(options or {}))
+        return fn
+
+    return decorator
+
+
+def load_selectors() -> dict[str, Selector]:
+    import raypkg.selection.methods  # noqa: F401  (registers the selectors)
+
+    return SELECTORS
+
+
+def get_selector(name: str) -> Selector:
+    load_selectors()
+    choose("selection method", name, SELECTORS)
+    return SELECTORS[name]
+
+
+def resolve_options(selector: Selector, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The selector's defaults with ``options`` on top; unknown names are a UsageError."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(selector.options))
+    if unknown:
+        allowed = ", ".join(sorted(selector.options)) or "none"
+        raise UsageError(f"unknown option(s) {', '.join(unknown)} for selection method "
+                         f"{selector.name!r}; allowed: {allowed}")
+    return {**selector.options, **options}
+
+
+# --------------------------------------------------------------------------------------
+# The context a selector works in
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class SelectionContext:
+    """Everything a selector may use; the expensive parts are computed once, on demand."""
+
+    data: IndexedDataset
+    models: list[nn.Module]
+    k: int
+    budgets: list[int] | None  # per class when balanced, else None
+    seed: int
+    kind: EmbeddingKind
+    options: dict[str, Any]
+    device: torch.device
+    val: IndexedDataset | None = None
+    pool: Any = None  # a ShardPool over ``data``, or None
+    lr: float = 0.1
+    _forward: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def balance(self) -> bool:
+        return self.budgets is not None
+
+    @property
+    def model(self) -> nn.Module:
+        return self.models[0]
+
+    @property
+    def per_example(self) -> PerExample:
+        return PerExample(self.data, self.pool, self.device)
+
+    def generator(self, stream: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + stream)
+
+    def blocks(self) -> list[tuple[torch.Tensor, int]]:
+        """(positions, budget) per class when balanced, else one block of everything."""
+        if not self.balance:
+            return [(torch.arange(len(self.data)), self.k)]
+        y = self.data.y.cpu()
+        return [(torch.nonzero(y == c).squeeze(1), b) for c, b in enumerate(self.budgets)]
+
+    def logits_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [N, C] and h [N, D] of the training set (one forward; on the pool if any), CPU."""
+        if self._forward is None:
+            out = self.per_example.map(shard_logits_features, self.model, self.per_example.device)
+            self._forward = (out["z"], out["h"])
+        return self._forward
+
+    def grads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """g = softmax(z) - onehot(y) [N, C] and h [N, D] (CPU float32)."""
+        z, h = self.logits_features()
+        return logit_gradients(z, self.data.y.cpu()), h
+
+    def val_logits_features(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z, h, y of the validation set (in-process; it is small), CPU."""
+        z, h = logits_and_features(self.model.to(self.device), self.val.x, self.device)
+        return z.cpu(), h.cpu(), self.val.y.cpu()
+
+    def run_blocks(self, fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int] | None = None) -> list:
+        """``fn(*job)`` for every job: in-process, or spread over the pool's actors."""
+        if self.pool is None or len(jobs) <= 1:
+            return [fn(*job) for job in jobs]
+        from raypkg.selection.parallel import run_on_actors
+
+        return run_on_actors(self.pool, fn, jobs, sizes)
+
+
+# --------------------------------------------------------------------------------------
+# select
+# --------------------------------------------------------------------------------------
+
+def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: IndexedDataset, *,
+           fraction: float | None = None, budget: int | None = None,
+           class_budget: Sequence[int] | int | None = None, balance: bool = True, seed: int = 0,
+           val: IndexedDataset | None = None, embedding: str = "full", proj_dim: int = 256,
+           options: dict[str, Any] | None = None, device: torch.device | str | None = None,
+           pool=None, actors: int = 0, lr: float = 0.1) -> SelectionResult:
+    """Select a weighted subset of ``data`` with ``method``.
+
+    Size: ``fraction`` (0 < f <= 1) or ``budget`` (total), split by class share when
+    ``balance``; or ``class_budget`` (one number for every class, or one per class).
+    ``models``: the (warmed-up) model, or several for GraNd's repeats. Per-example work
+    runs on ``pool`` (a ``ShardPool`` over ``data``) or on ``actors`` new actors when given,
+    else in-process on ``device``. Returns dataset index values, weights and scores.
+    """
+    import time
+
+    selector = get_selector(method)
+    opts = resolve_options(selector, options)
+    kind = EmbeddingKind(embedding, int(proj_dim), int(seed))
+    n = len(data)
+    if n == 0:
+        raise UsageError("cannot select from an empty dataset")
+    if class_budget is not None:
+        if fraction is not None or budget is not None:
+            raise UsageError("give either a per-class budget or --fraction/--budget, not both")
+        per = ([int(class_budget)] * data.num_classes if isinstance(class_budget, (int, float))
+               else list(class_budget))
+        budgets = check_class_budgets(data.y, data.num_classes, per)
+        k = sum(budgets)
+    else:
+        k = subset_size(n, fraction, budget)
+        budgets = class_budgets(data.y, data.num_classes, k) if balance else None
+    if isinstance(models, nn.Module):
+        models = [models]
+    models = list(models or [])
+    if selector.needs_model and not models:
+        raise UsageError(f"selection method {method!r} needs a model")
+    if len(models) > 1 and not selector.uses_repeats:
+        raise UsageError(f"selection method {method!r} uses one model; got {len(models)} "
+                         "(repeats are for grand)")
+    if actors < 0:
+        raise UsageError(f"actors must be >= 0, got {actors}")
+    device = torch.device(device) if device is not None else (
+        next(models[0].parameters()).device if models else torch.device("cpu"))
+
+    own_pool = None
+    if pool is None and actors > 0 and selector.needs_model:
+        from raypkg.engine.shard_pool import ShardPool
+
+        own_pool = pool = ShardPool(data.to("cpu"), actors)
+    if pool is not None and sum(len(p) for p in pool.positions) != n:
+        raise ValueError("the shard pool was built on a different dataset")
+    t0 = time.perf_counter()
+    try:
+        ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
+                               options=opts, device=device, val=val, pool=pool, lr=float(lr))
+        picks = selector.fn(ctx)
+    finally:
+        if own_pool is not None:
+            own_pool.close()
+    result = finish(method, data, picks, k, budgets)
+    result.info.update(seconds=time.perf_counter() - t0, k=k, budgets=budgets, embedding=embedding,
+                       actors=len(pool.actors) if pool is not None else 0, options=opts)
+    return result
+
+
+def finish(method: str, data: IndexedDataset, picks: Picks, k: int, budgets: list[int] | None) -> SelectionResult:
+    """Check a selector's output (exact sizes, no duplicates, positive weights) and wrap it."""
+    pos = picks.positions.cpu().long()
+    weights = picks.weights.cpu().double()
+    if len(pos) != k or len(weights) != k:
+        raise AssertionError(f"{method} returned {len(pos)} picks for a budget of {k}")
+    if len(torch.unique(pos)) != k:
+        raise AssertionError(f"{method} returned duplicate picks")
+    if k and (pos.min() < 0 or pos.max() >= len(data)):
+        raise AssertionError(f"{method} returned positions outside the dataset")
+    if bool((weights <= 0).any()) or not bool(torch.isfinite(weights).all()):
+        raise AssertionError(f"{method} returned non-positive or non-finite weights")
+    labels = data.y.cpu()[pos]
+    if budgets is not None:
+        got = torch.bincount(labels, minlength=len(budgets)).tolist()
+        if got != list(budgets):
+            raise AssertionError(f"{method} returned per-class counts {got}, budgets {budgets}")
+    scores = picks.scores.cpu().double() if picks.scores is not None else None
+    all_scores = picks.all_scores.cpu().double() if picks.all_scores is not None else None
+    return SelectionResult(method, data.index.cpu()[pos], pos, weights, labels, scores, all_scores)

@@ -1,0 +1,123 @@
+"""The shared training loop: weighted loss, schedules, determinism, accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from raypkg.data import load_dataset
+from raypkg.engine.config import TrainConfig, resolve_config
+from raypkg.engine.loop import (epoch_permutation, evaluate, fit, lr_at, seed_everything,
+                                weighted_cross_entropy)
+from raypkg.errors import UsageError
+from raypkg.models import build_model
+
+
+def test_weighted_loss_with_unit_weights_equals_unweighted():
+    logits, y = torch.randn(7, 4), torch.randint(0, 4, (7,))
+    plain = weighted_cross_entropy(logits, y)
+    assert torch.equal(weighted_cross_entropy(logits, y, torch.ones(7)), plain)
+    assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_weighted_loss_is_weighted_mean_of_per_sample_losses():
+    logits, y = torch.randn(5, 3), torch.randint(0, 3, (5,))
+    w = torch.tensor([0.0, 2.0, 1.0, 0.0, 3.0])
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(weighted_cross_entropy(logits, y, w), (w * per).sum() / 6.0)
+    # integer weights = repeating samples
+    rep = torch.tensor([1, 1, 2, 4, 4, 4])
+    assert torch.allclose(weighted_cross_entropy(logits, y, w), per[rep].mean())
+
+
+def test_piecewise_schedule_matches_deltagrad_readme():
+    cfg = TrainConfig(lr=[0.1, 0.05], lrlen=[10, 10], epochs=20).validate()
+    assert cfg.schedule == "piecewise"
+    assert [lr_at(cfg, e) for e in (0, 9.99, 10, 19.5)] == [0.1, 0.1, 0.05, 0.05]
+
+
+def test_multistep_cosine_and_warmup():
+    cfg = TrainConfig(lr=[1.0], schedule="multistep", milestones=[2, 4], gamma=0.5).validate()
+    assert [lr_at(cfg, e) for e in (0, 2, 3.9, 4)] == [1.0, 0.5, 0.5, 0.25]
+    cfg = TrainConfig(lr=[1.0], schedule="cosine", epochs=10).validate()
+    assert lr_at(cfg, 0) == 1.0 and math.isclose(lr_at(cfg, 5), 0.5) and lr_at(cfg, 10) < 1e-12
+    cfg = TrainConfig(lr=[1.0], schedule="constant", warmup_epochs=2).validate()
+    assert math.isclose(lr_at(cfg, 1.0), 0.5, rel_tol=1e-6) and lr_at(cfg, 2) == 1.0
+
+
+def test_distributed_permutation_shards_cover_the_epoch():
+    full = epoch_permutation(10, seed=3, epoch=1)
+    shards = [epoch_permutation(10, 3, 1, rank=r, world_size=3) for r in range(3)]
+    padded = torch.cat([full, full[:2]])  # DistributedSampler pads to a multiple of 3
+    for r, shard in enumerate(shards):
+        assert torch.equal(shard, padded[r::3])
+    assert set(torch.cat(shards).tolist()) == set(range(10))
+    assert not torch.equal(full, epoch_permutation(10, seed=3, epoch=2))
+
+
+def _train_digits(seed: int, epochs: int = 3, weights=None):
+    data = load_dataset("digits", seed=seed)
+    cfg = TrainConfig(epochs=epochs, seed=seed, progress=False).validate()
+    seed_everything(seed)
+    model = build_model("mlp", data.input_shape, data.num_classes)
+    rows = fit(model, data.train, data.test, cfg, weights=weights, progress=False)
+    return model, rows, data
+
+
+def test_same_seed_same_metrics_and_weights():
+    m1, rows1, _ = _train_digits(0)
+    m2, rows2, _ = _train_digits(0)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "epoch_s"} for r in rows]  # noqa: E731
+    assert strip(rows1) == strip(rows2)
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    _, rows3, _ = _train_digits(1)
+    assert strip(rows3) != strip(rows1)
+
+
+def test_unit_weights_train_exactly_like_no_weights():
+    m1, _, data = _train_digits(0, epochs=2)
+    m2, _, _ = _train_digits(0, epochs=2, weights=torch.ones(len(data.train)))
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_mlp_on_digits_reaches_095():
+    model, rows, data = _train_digits(0, epochs=30)
+    assert evaluate(model, data.test)["acc"] >= 0.95
+    assert rows[-1]["test_acc"] == evaluate(model, data.test)["acc"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"dataset": "nope"}, "unknown dataset 'nope'"),
+    ({"model": "nope"}, "unknown model 'nope'"),
+    ({"schedule": "nope"}, "unknown schedule 'nope'"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"batch_size": -3}, "batch-size must be a positive integer"),
+    ({"lr": [0.1, 0.05]}, "need --lrlen"),
+    ({"lr": [0.1, 0.05], "lrlen": [10]}, "one positive epoch count per --lr"),
+    ({"data_dir": "/does/not/exist"}, "does not exist"),
+])
+def test_bad_config_values_raise_one_line(flags, message):
+    with pytest.raises(UsageError, match=message) as err:
+        resolve_config(TrainConfig, None, **flags)
+    assert "\n" not in str(err.value)
+
+
+def test_config_file_unknown_key_and_override(tmp_path):
+    good = tmp_path / "c.yaml"
+    good.write_text("epochs: 7\nmodel: logreg\n")
+    cfg = resolve_config(TrainConfig, str(good), epochs=3)
+    assert (cfg.epochs, cfg.model) == (3, "logreg")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochz: 7\n")
+    with pytest.raises(UsageError, match="unknown key.*epochz"):
+        resolve_config(TrainConfig, str(bad))
+    with pytest.raises(UsageError, match="cannot read config file"):
+        resolve_config(TrainConfig, str(tmp_path / "missing.yaml"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("epochs: [1,\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        resolve_config(TrainConfig, str(broken))

@@ -1,0 +1,276 @@
+"""The selection library's math: embeddings, facility location, NNLS/OMP, Glister, budgets."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call, grad, vmap
+
+from raypkg.data.base import IndexedDataset
+from raypkg.errors import UsageError
+from raypkg.models.zoo.mlp import MLP
+from raypkg.selection import select
+from raypkg.selection.budget import class_budgets, largest_remainder, subset_size
+from raypkg.selection.embeddings import (DenseEmbedding, EmbeddingKind, FactoredEmbedding, factored_norms,
+                                         logit_gradients, logits_and_features, projection_matrix)
+from raypkg.selection.facility_location import (cluster_weights, embedding_facility_location, greedy_batched,
+                                                greedy_dense, greedy_stream, objective, pad_blocks,
+                                                similarity_from_distances)
+from raypkg.selection.methods.glister import glister_greedy
+from raypkg.selection.methods.gradmatch import omp_select
+from raypkg.selection.nnls import nnls_ridge
+
+METHODS = ("uniform", "grand", "glister", "gradmatch", "craig")
+
+
+def tiny_problem(n=120, classes=3, features=6, hidden=5, seed=0, dtype=torch.float64):
+    """A small float64 classification set (shifted class means) and an MLP trained a little."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    y = y[torch.randperm(n, generator=gen)]
+    centers = torch.randn(classes, features, generator=gen, dtype=dtype)
+    x = centers[y] + 0.9 * torch.randn(n, features, generator=gen, dtype=dtype)
+    data = IndexedDataset(x, y, classes, index=torch.arange(n) * 3 + 7)  # index values != positions
+    torch.manual_seed(seed)
+    model = MLP((features,), classes, (hidden,)).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(20):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, data
+
+
+def autograd_last_layer_grads(model, data) -> torch.Tensor:
+    """Per-example [dL/db, vec(dL/dW)] of the head by torch.func (vmap of grad)."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, x, y):
+        out = functional_call(model, p, (x[None],))
+        return torch.nn.functional.cross_entropy(out, y[None])
+
+    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, data.x, data.y)
+    return torch.cat([grads["head.bias"], grads["head.weight"].flatten(1)], 1)
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+def test_closed_form_embedding_equals_autograd_per_example_gradients():
+    model, data = tiny_problem()
+    z, h = logits_and_features(model, data.x)
+    g = logit_gradients(z, data.y)
+    emb = FactoredEmbedding(g, h)
+    exact = autograd_last_layer_grads(model, data)
+    assert exact.dtype == torch.float64 and emb.materialize().shape == exact.shape
+    torch.testing.assert_close(emb.materialize(), exact, rtol=1e-10, atol=1e-12)
+    # norms, kernels and dot products without materialising e
+    torch.testing.assert_close(factored_norms(g, h), exact.norm(dim=1), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(emb.kernel(emb), exact @ exact.T, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(emb.dot(emb.sum_vector()), exact @ exact.sum(0), rtol=1e-10, atol=1e-12)
+    w = torch.rand(len(data), dtype=torch.float64)
+    torch.testing.assert_close(emb.dot(emb.sum_vector(w)), exact @ (w @ exact), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(emb.distances(chunk=7), torch.cdist(exact, exact), rtol=1e-6, atol=1e-6)
+    # variants: g alone is the bias gradient; proj is e @ P
+    torch.testing.assert_close(EmbeddingKind("bias").embed(g, h).materialize(), exact[:, :3])
+    p = projection_matrix(3, h.shape[1], 16, seed=0).double()
+    proj = EmbeddingKind("proj", 16, 0).embed(g, h).materialize()
+    torch.testing.assert_close(proj, exact @ p, rtol=1e-10, atol=1e-12)
+    kind = EmbeddingKind("proj", 16, 0)
+    torch.testing.assert_close(kind.mean_vector(g, h), exact.mean(0) @ p, rtol=1e-10, atol=1e-12)
+
+
+def test_logit_shift_is_the_exact_last_layer_step():
+    """z(theta - sum_j e_j) - z(theta) for the head equals EmbeddingKind.logit_shift."""
+    model, data = tiny_problem(n=30)
+    z, h = logits_and_features(model, data.x)
+    g = logit_gradients(z, data.y)
+    step = autograd_last_layer_grads(model, data)[:4].sum(0)
+    c, d = 3, h.shape[1]
+    new_z = h @ (model.head.weight - step[c:].view(c, d)).T + (model.head.bias - step[:c])
+    torch.testing.assert_close(z + EmbeddingKind("full").logit_shift(h, g[:4], h[:4]), new_z.detach())
+
+
+# ------------------------------------------------------------------------------- budgets
+
+def test_budgets_are_exact_and_split_by_class_share():
+    assert largest_remainder(10, [1, 1, 1]) == [4, 3, 3]
+    assert largest_remainder(7, [5, 3, 2]) == [4, 2, 1]  # 3.5, 2.1, 1.4 -> floor 3,2,1 + 1 to the .5
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    assert class_budgets(y, 3, 11) == [6, 3, 2]  # 5.5, 3.3, 2.2
+    assert subset_size(100, fraction=0.105) == 11 and subset_size(100, budget=3) == 3
+    assert subset_size(7, fraction=1.0) == 7
+
+
+@pytest.mark.parametrize("bad", [dict(fraction=0.0), dict(fraction=1.5), dict(fraction=-0.1),
+                                 dict(budget=0), dict(budget=10_000), dict(fraction=0.1, budget=3), {}])
+def test_bad_sizes_are_usage_errors(bad):
+    model, data = tiny_problem(n=30)
+    with pytest.raises(UsageError):
+        select("uniform", model, data, **bad)
+
+
+def test_unknown_method_option_and_class_budget_are_usage_errors():
+    model, data = tiny_problem(n=30)
+    with pytest.raises(UsageError, match="unknown selection method 'nope'"):
+        select("nope", model, data, fraction=0.5)
+    with pytest.raises(UsageError, match="unknown option"):
+        select("glister", model, data, fraction=0.5, options={"lamda": 1})
+    with pytest.raises(UsageError, match="larger than class"):
+        select("craig", model, data, class_budget=11)  # 10 examples per class
+    with pytest.raises(UsageError, match="uses one model"):
+        select("craig", [model, model], data, fraction=0.5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("fraction,balance", [(0.1, True), (0.37, True), (0.25, False)])
+def test_every_method_returns_exactly_the_budget(method, fraction, balance):
+    model, data = tiny_problem(n=150, classes=3)
+    res = select(method, model, data, fraction=fraction, balance=balance, seed=1, lr=0.05)
+    k = subset_size(len(data), fraction)
+    assert len(res) == k and len(torch.unique(res.indices)) == k
+    assert bool((res.weights > 0).all())
+    assert set(res.indices.tolist()) <= set(data.index.tolist())
+    torch.testing.assert_close(data.index[res.positions], res.indices)
+    if balance:
+        got = torch.bincount(data.y[res.positions], minlength=3).tolist()
+        assert got == class_budgets(data.y, 3, k)
+    again = select(method, model, data, fraction=fraction, balance=balance, seed=1, lr=0.05)
+    assert again.indices.tolist() == res.indices.tolist()  # same seed, same indices
+
+
+def test_uniform_depends_on_the_seed_only():
+    model, data = tiny_problem(n=90)
+    a = select("uniform", None, data, fraction=0.3, seed=0).indices.tolist()
+    assert a == select("uniform", model, data, fraction=0.3, seed=0).indices.tolist()
+    assert a != select("uniform", None, data, fraction=0.3, seed=1).indices.tolist()
+
+
+# --------------------------------------------------------------------------------- GraNd
+
+def test_grand_equals_sorting_autograd_norms_averaged_over_repeats():
+    model, data = tiny_problem(n=90)
+    other, _ = tiny_problem(n=90, seed=5)
+    res = select("grand", [model, other], data, fraction=0.2, balance=True)
+    norms = (autograd_last_layer_grads(model, data).norm(dim=1)
+             + autograd_last_layer_grads(other, data).norm(dim=1)) / 2
+    expected = []
+    for c, k in enumerate(class_budgets(data.y, 3, 18)):
+        members = torch.nonzero(data.y == c).squeeze(1)
+        expected += members[torch.argsort(norms[members], descending=True)[:k]].tolist()
+    assert res.positions.tolist() == expected
+    torch.testing.assert_close(res.all_scores, norms, rtol=1e-9, atol=1e-12)
+    unbalanced = select("grand", [model, other], data, budget=9, balance=False)
+    assert unbalanced.positions.tolist() == torch.argsort(norms, descending=True)[:9].tolist()
+
+
+# ---------------------------------------------------------------------- facility location
+
+def brute_force_greedy(sim: np.ndarray, k: int, rtol: float = 1e-9) -> list[int]:
+    """Reference greedy: recompute F(S + j) for every j; ties (within rtol) to the lowest j."""
+    picks: list[int] = []
+    for _ in range(k):
+        base = sim[:, picks].max(1).clip(min=0).sum() if picks else 0.0
+        gains = np.array([-np.inf if j in picks else sim[:, picks + [j]].max(1).clip(min=0).sum() - base
+                          for j in range(sim.shape[1])])
+        top = gains.max()
+        picks.append(int(np.flatnonzero(gains >= top - rtol * abs(top))[0]))
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_facility_location_greedy_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    sizes = [rng.integers(3, 13) for _ in range(4)]
+    sims, budgets = [], []
+    for i, n in enumerate(sizes):
+        if seed % 2:  # small integers: many exact ties, so the tie-break is tested too
+            s = rng.integers(0, 4, size=(n, n)).astype(np.float64)
+        else:
+            pts = rng.normal(size=(n, 3))
+            s = similarity_from_distances(torch.cdist(torch.tensor(pts), torch.tensor(pts))).numpy()
+        sims.append(torch.tensor(s))
+        budgets.append(int(rng.integers(1, n + 1)))
+    batch, valid = pad_blocks(sims)
+    batched = greedy_batched(batch, budgets, valid)
+    for s, k, res in zip(sims, budgets, batched):
+        expected = brute_force_greedy(s.numpy(), k)
+        assert res.picks.tolist() == expected
+        assert greedy_dense(s, k).picks.tolist() == expected
+        objective_curve = [objective(s, expected[:t + 1]) for t in range(k)]
+        assert np.all(np.diff([0.0] + objective_curve) >= 0)  # never decreases
+        np.testing.assert_allclose(res.objective.numpy(), objective_curve, rtol=1e-12)
+        weights = cluster_weights(s, res.picks)
+        assert weights.sum() == len(s) and bool((weights >= 1).all())
+        torch.testing.assert_close(res.weights, weights)
+
+
+def test_streaming_greedy_covers_all_candidates_like_the_dense_one_when_sampling_everything():
+    """With epsilon tiny the sample is every unpicked point: the stochastic greedy is the greedy."""
+    gen = torch.Generator().manual_seed(0)
+    emb = DenseEmbedding(torch.randn(40, 5, generator=gen, dtype=torch.float64))
+    dense = greedy_dense(similarity_from_distances(emb.distances()), 6)
+    stream = greedy_stream(emb, 6, epsilon=1e-30)
+    assert stream.picks.tolist() == dense.picks.tolist()
+    torch.testing.assert_close(stream.weights, dense.weights)
+    small = embedding_facility_location([emb], [6], small_block=512)[0]
+    assert small.picks.tolist() == dense.picks.tolist()
+
+
+def test_facility_location_budget_larger_than_block_is_a_usage_error():
+    with pytest.raises(UsageError, match="larger than"):
+        greedy_dense(torch.zeros(3, 3), 4)
+
+
+# ---------------------------------------------------------------------- NNLS / GradMatch
+
+def test_gram_nnls_matches_scipy_nnls_on_the_ridge_problem():
+    from scipy.optimize import nnls
+
+    gen = torch.Generator().manual_seed(3)
+    for trial in range(20):
+        m, e = 3 + trial % 9, 4 + trial % 5
+        a = torch.randn(m, e, generator=gen, dtype=torch.float64)
+        t = torch.randn(e, generator=gen, dtype=torch.float64) + (a.sum(0) if trial % 2 else 0)
+        x = nnls_ridge(a @ a.T, a @ t, lam=0.3)
+        aug = np.vstack([a.T.numpy(), np.sqrt(0.3) * np.eye(m)])
+        ref, _ = nnls(aug, np.concatenate([t.numpy(), np.zeros(m)]))
+        np.testing.assert_allclose(x.numpy(), ref, rtol=1e-9, atol=1e-10)
+
+
+def test_omp_recovers_a_sparse_nonnegative_combination_and_fills_up_exactly():
+    gen = torch.Generator().manual_seed(0)
+    atoms = torch.randn(30, 12, generator=gen, dtype=torch.float64)
+    emb = DenseEmbedding(atoms)
+    # exact budget, positive weights, no duplicates
+    pos, w, scores = omp_select(emb, 8, lam=1e-3)
+    assert len(pos) == 8 and len(set(pos.tolist())) == 8 and bool((w > 0).all())
+    # identical rows: the sum is matched by one atom (residual 0) -> the rest is random fill, weight 1
+    same = DenseEmbedding(torch.ones(10, 4, dtype=torch.float64))
+    pos, w, scores = omp_select(same, 5, lam=1e-6, generator=torch.Generator().manual_seed(0))
+    assert len(pos) == 5 and len(set(pos.tolist())) == 5
+    assert w[0] == pytest.approx(10.0, rel=1e-4) and w[1:].tolist() == [1.0] * 4
+    assert torch.isnan(scores[1:]).all()
+
+
+# ------------------------------------------------------------------------------ Glister
+
+def test_glister_taylor_update_changes_picks_versus_static_top_k():
+    """Two near-duplicate candidates align best with the validation gradient. The static
+    top-k (DeepCore's Glister) takes both; after the Taylor step for the first one the
+    validation loss along that direction is spent and the greedy moves elsewhere."""
+    h = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 0, 0])
+    z = torch.tensor([[0.0, 2.0], [0.0, 2.0], [0.0, 1.0], [0.0, 1.6]], dtype=torch.float64)
+    g = logit_gradients(z, y)
+    h_val = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    z_val = torch.tensor([[0.0, 2.0], [0.0, 2.0]], dtype=torch.float64)
+    y_val = torch.tensor([0, 0])
+    static, _ = glister_greedy(g, h, z_val, h_val, y_val, budget=2, eta=0.0)
+    updated, gains = glister_greedy(g, h, z_val, h_val, y_val, budget=2, eta=2.0)
+    assert static.tolist() == [1, 0]  # the two near-duplicates
+    assert updated.tolist()[0] == 1 and updated.tolist()[1] == 2
+    assert gains[0] > 0
