@@ -156,8 +156,11 @@ def test_train_job_submitted_to_a_head_writes_its_run(ray_head, tmp_path):
 
 def test_job_rejects_bad_flags_in_one_line_before_touching_ray(tmp_path):
     out = tmp_path / "runs"
+    # RAY_ADDRESS names a port where no Ray listens: a job that connected before checking
+    # its flags would hang there (ray.init retries for minutes) and run into the timeout.
+    env = dict(head_env(), RAY_ADDRESS=f"127.0.0.1:{free_ports(1)[0]}")
     result = subprocess.run([sys.executable, "jobs/train.py", "--epochs", "0", "--out", str(out)],
-                            cwd=REPO, env=head_env(), capture_output=True, text=True, timeout=120)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "epochs" in lines[0], result.stderr

@@ -92,7 +92,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts):
         cfg.workers = workers
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            state, history = fit_on_ray_train(cfg, data, Path(tmp), augment=False)
+            state, history = fit_on_ray_train(cfg, data, Path(tmp), augment=None)
             wall = time.perf_counter() - t0
         net = build_model(model, data.input_shape, data.num_classes)
         net.load_state_dict(state)

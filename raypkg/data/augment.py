@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -30,3 +32,15 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True,
         flips = torch.rand(b, generator=generator, device=gen_device).to(x.device) < 0.5
         x = torch.where(flips[:, None, None, None], x.flip(-1), x)
     return x.contiguous()
+
+
+@dataclass(frozen=True)
+class CropFlip:
+    """The training-time augmentation of an image dataset: ``random_crop_flip`` with the
+    dataset's padding and flip setting (``DataSplits.crop_padding`` / ``.flip``)."""
+
+    padding: int = 4
+    flip: bool = True
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_crop_flip(x, self.padding, self.flip, generator)

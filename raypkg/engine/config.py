@@ -46,6 +46,9 @@ class TrainConfig:
     train_size: int | None = None
     test_size: int | None = None
     flat: bool = False
+    image_size: int | None = None  # imagefolder: square size images are resized to
+    num_classes: int | None = None  # synthetic: class count
+    shape: str | None = None  # synthetic: per-sample shape, e.g. "3x32x32" or "64"
     out: str = "runs"
     name: str | None = None  # run directory name; default method-dataset-model-time
     wandb: str = "offline"  # offline | online | disabled

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raypkg.data.augment import random_crop_flip
+from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError
@@ -107,7 +107,7 @@ def evaluate(model: nn.Module, data: IndexedDataset, device: torch.device | str 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: IndexedDataset,
                 cfg: TrainConfig, epoch: int, *, device: torch.device,
-                weights: torch.Tensor | None = None, augment: bool = False,
+                weights: torch.Tensor | None = None, augment: CropFlip | None = None,
                 rank: int = 0, world_size: int = 1, total_epochs: int | None = None) -> dict[str, float]:
     """One pass over this rank's share of ``train``; returns mean loss and accuracy."""
     model.train()
@@ -125,7 +125,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: Index
         y = train.y[idx].to(device, non_blocking=True)
         w = weights[idx].to(device, non_blocking=True) if weights is not None else None
         if augment:
-            x = random_crop_flip(x, generator=gen)
+            x = augment(x, generator=gen)
         with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
             logits = model(x)
         loss = weighted_cross_entropy(logits, y, w)
@@ -140,7 +140,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: Index
 
 def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cfg: TrainConfig, *,
         device: torch.device | None = None, weights: torch.Tensor | None = None,
-        augment: bool = False, optimizer: torch.optim.Optimizer | None = None,
+        augment: CropFlip | None = None, optimizer: torch.optim.Optimizer | None = None,
         start_epoch: int = 0, on_epoch: Callable[[dict], None] | None = None,
         progress: bool | None = None, desc: str = "train") -> list[dict]:
     """Train ``model`` in place for epochs [start_epoch, cfg.epochs); one metrics row per epoch.

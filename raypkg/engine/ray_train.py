@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import evaluate, make_optimizer, seed_everything, train_epoch
@@ -95,7 +96,7 @@ def worker_loop(config: dict) -> None:
             ray.train.report(row, checkpoint=ckpt)
 
 
-def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment: bool
+def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment: CropFlip | None
                      ) -> tuple[dict, list[dict]]:
     """Run ``cfg.workers`` Ray Train workers; return the final state_dict and per-epoch rows."""
     import ray

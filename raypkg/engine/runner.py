@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from raypkg.data.augment import CropFlip
 from raypkg.data.registry import load_dataset
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import evaluate, fit, pick_device, seed_everything
@@ -13,11 +14,14 @@ from raypkg.tracking import RunDir
 
 def load_data(cfg: TrainConfig):
     return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed,
-                        train_size=cfg.train_size, test_size=cfg.test_size, flat=cfg.flat)
+                        train_size=cfg.train_size, test_size=cfg.test_size, flat=cfg.flat,
+                        image_size=cfg.image_size, num_classes=cfg.num_classes, shape=cfg.shape)
 
 
-def use_augmentation(cfg: TrainConfig, data) -> bool:
-    return data.augmentable if cfg.augment is None else bool(cfg.augment and data.augmentable)
+def use_augmentation(cfg: TrainConfig, data) -> CropFlip | None:
+    """The dataset's crop+flip when it takes one, unless the config turns it off."""
+    wanted = data.augmentable if cfg.augment is None else cfg.augment and data.augmentable
+    return CropFlip(data.crop_padding, data.flip) if wanted else None
 
 
 def run_training(cfg: TrainConfig, method: str = "train") -> dict:

@@ -64,15 +64,18 @@ class Selector:
     needs_model: bool = True
     uses_repeats: bool = False  # GraNd: averages over several warmed-up models
     options: dict[str, Any] = field(default_factory=dict)  # option name -> default
+    weighted: bool = False  # returns weights other than 1
 
 
 SELECTORS: dict[str, Selector] = {}
 
 
 def register_selector(name: str, description: str, *, needs_model: bool = True,
-                      uses_repeats: bool = False, options: dict[str, Any] | None = None):
+                      uses_repeats: bool = False, weighted: bool = False,
+                      options: dict[str, Any] | None = None):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
-        SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats, dict(options or {}))
+        SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
+                                   dict(options or {}), weighted)
         return fn
 
     return decorator

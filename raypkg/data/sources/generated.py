@@ -1,5 +1,6 @@
 """What the generated datasets (digits-aug, synthetic) share: seeded random streams and
-checks of their size options (train_size, test_size, num_classes, shape)."""
+checks of size options (train_size, test_size, num_classes, shape; imagefolder's
+image_size uses the same check)."""
 
 from __future__ import annotations
 

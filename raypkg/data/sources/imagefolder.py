@@ -25,6 +25,7 @@ import torch
 from raypkg.data.base import DataSplits
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.data_dir import data_root
+from raypkg.data.sources.generated import positive_int
 from raypkg.data.sources.in_memory import image_splits
 from raypkg.errors import UsageError
 
@@ -102,9 +103,7 @@ def build_imagefolder(options: DataOptions) -> DataSplits:
     if options.download:
         raise UsageError("imagefolder cannot be downloaded: put the images in --data-dir "
                          f"as {FILES}")
-    image_size = DEFAULT_IMAGE_SIZE if options.image_size is None else int(options.image_size)
-    if image_size <= 0:
-        raise UsageError(f"image_size must be a positive integer, got {options.image_size}")
+    image_size = positive_int("imagefolder", "image_size", options.image_size, DEFAULT_IMAGE_SIZE)
     root = data_root("imagefolder", options, FILES, downloadable=False)
     train_dir = os.path.join(root, "train")
     eval_dir = next((os.path.join(root, d) for d in ("val", "test")

@@ -84,7 +84,7 @@ def gradmatch_job(emb: Embedding, budget: int, lam: float, tol: float, seed: int
 
 @register_selector("gradmatch", "GradMatch: per-class OMP matching the gradient sum, non-negative "
                                 "ridge refit, exact budget (random fill, weight 1)",
-                   options={"lam": 0.5, "tol": 1e-6})
+                   weighted=True, options={"lam": 0.5, "tol": 1e-6})
 def gradmatch(ctx: SelectionContext) -> Picks:
     """Options: ``lam`` (ridge of the non-negative refit), ``tol`` (stop when the squared
     residual is below tol * ||target||^2)."""

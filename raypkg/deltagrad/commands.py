@@ -1,0 +1,406 @@
+"""`effray unlearn`: train and cache a run, then delete or add samples with DeltaGrad.
+
+    effray unlearn train ...        plain SGD/GD, caching w_t, g_t, lr_t, permutations
+    effray unlearn delete RUN ...   DeltaGrad vs the baseline retrain, side by side
+    effray unlearn add RUN ...      the same for samples held out at training
+    effray unlearn online RUN ...   a stream of requests, each served from the last answer
+
+Every request is checked before anything is written, and writes only into its own
+directory (``RUN/requests/<name>`` or ``RUN/online/<name>``): the cached run is opened
+read-only and never changes.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+import torch
+
+from raypkg.cli_options import FLOATS, INTS, join_list_flags
+from raypkg.errors import UsageError
+
+
+class UnlearnGroup(click.Group):
+    """`--lr 0.1 0.05` list flags, and UsageError as one line with exit status 2 (also
+    when the group runs on its own, as jobs/deltagrad.py runs it)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, join_list_flags(args))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=UnlearnGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def unlearn():
+    """DeltaGrad: retrain quickly after deleting (or adding) a few training samples.
+
+    \b
+    Examples:
+      effray unlearn train --dataset digits --model logreg --batch-size 256 --epochs 20 \\
+          --lr 0.1 0.05 --lrlen 10 10 --wd 1e-4 --name dg-digits
+      effray unlearn delete runs/dg-digits --ratio 0.01 --period 5 --init 20 -m 2
+      effray unlearn online runs/dg-digits --requests 10 --samples-per-request 1
+    """
+
+
+# ----- train ----------------------------------------------------------------------------------
+
+def _train_options(func):
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                     help="YAML/JSON file of config keys (e.g. a run's config.yaml); flags override it."),
+        click.option("--dataset", help="Dataset (`effray datasets`), fed flattened. Default: digits."),
+        click.option("--model", help="logreg, mlp or lenet300-100. Default: logreg."),
+        click.option("--epochs", type=int, help="Epochs. Default: 20."),
+        click.option("--batch-size", type=int, help="Mini-batch size; 0 = full-batch GD. Default: 256."),
+        click.option("--lr", type=FLOATS, help="Learning rate(s), e.g. `--lr 0.1 0.05 --lrlen 10 10`."),
+        click.option("--lrlen", type=INTS, help="Epochs for each --lr value."),
+        click.option("--weight-decay", "--wd", "weight_decay", type=float, help="L2 coefficient beta. Default: 1e-4."),
+        click.option("--momentum", type=float, help="Must be 0: momentum breaks exact replay."),
+        click.option("--augment/--no-augment", default=None, help="Must be off: augmentation breaks exact replay."),
+        click.option("--holdout", type=float, help="Fraction of the training split left out (the pool for `add`)."),
+        click.option("--seed", type=int, help="Seed of data, initialisation and batch order. Default: 0."),
+        click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Parameters and cache. Default: float64."),
+        click.option("--gpu/--cpu", "use_gpu", default=None, help="Device (default: GPU if present)."),
+        click.option("--data-dir", help="Directory of torchvision datasets."),
+        click.option("--train-size", type=int, help="Size of sized datasets (digits-aug, synthetic)."),
+        click.option("--test-size", type=int, help="Test size of sized datasets."),
+        click.option("--out", help="Root of run directories. Default: runs."),
+        click.option("--name", help="Run directory name."),
+        click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), help="W&B mode. Default: offline."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar. Default: on."),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
+@unlearn.command("train")
+@_train_options
+@click.option("--actors", type=int, default=0, show_default=True,
+              help="Exact gradients as partial sums over K Ray shard actors (0: in-process).")
+def train_cmd(config_file, actors, **flags):
+    """Train with plain SGD (or GD) and cache the trajectory DeltaGrad replays.
+
+    \b
+    Examples:
+      effray unlearn train --dataset digits --model logreg --name dg-digits
+      effray unlearn train --dataset digits-aug --model logreg --batch-size 16384 --epochs 20 \\
+          --lr 0.1 0.05 --lrlen 10 10 --wd 1e-4 --holdout 0.001
+      effray unlearn train --dataset digits --batch-size 0 --epochs 50   # full-batch GD
+    """
+    from raypkg.deltagrad.workload import DeltaGradConfig
+    from raypkg.engine.config import resolve_config
+
+    cfg = resolve_config(DeltaGradConfig, config_file, **flags)
+    summary = train_run(cfg, actors=actors)
+    click.echo(f"trained {summary['model']} on {summary['dataset']}: {summary['steps']} steps, "
+               f"p = {summary['num_params']}, test_acc {summary['test_acc']:.4f}, "
+               f"wall {summary['wall_s']:.1f}s")
+    click.echo(f"run directory: {summary['run_dir']}")
+
+
+def train_run(cfg, actors: int = 0) -> dict:
+    """Train and cache; returns the run's summary. Input is checked before any output."""
+    from raypkg.deltagrad.exact import make_gradients
+    from raypkg.deltagrad.workload import choose_holdout, load_workload, train_trajectory
+    from raypkg.engine.loop import pick_device
+    from raypkg.tracking import RunDir
+
+    if actors < 0:
+        raise UsageError(f"--actors must be >= 0, got {actors}")
+    device = pick_device(cfg.use_gpu)
+    wl = load_workload(cfg.dataset, cfg.model, cfg.data_options(), cfg.seed, cfg.dtype, device)
+    choose_holdout(wl.n, cfg.holdout, cfg.seed)  # fails here, not half-way
+    with RunDir.create(cfg.out, "deltagrad", cfg.to_dict(), cfg.dataset, cfg.model, name=cfg.name,
+                       wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
+        grads = make_gradients(wl.net, wl.x, wl.y, actors)
+        try:
+            with run.phase("train"):
+                traj = train_trajectory(cfg, wl, run.path / "trajectory", grads, progress=cfg.progress)
+        finally:
+            grads.close()
+        with run.phase("eval"):
+            h = traj.header
+            for epoch in range(h.epochs + 1):
+                metrics = wl.evaluate(traj.w[epoch * h.steps_per_epoch].to(device))
+                run.log_metrics({"epoch": epoch, "lr": h.lrs[min(epoch, h.epochs - 1) * h.steps_per_epoch],
+                                 "test_acc": metrics["acc"], "test_loss": metrics["loss"]})
+        traj.finish()
+        return run.finish(test_acc=metrics["acc"], test_loss=metrics["loss"], steps=h.steps,
+                          num_params=h.p, n_train=h.n_members, n_holdout=len(traj.holdout),
+                          device=str(device), dtype=h.dtype,
+                          trajectory_bytes=sum(f.stat().st_size for f in traj.path.iterdir()))
+
+
+# ----- delete / add ---------------------------------------------------------------------------
+
+def _request_options(func):
+    from raypkg.deltagrad.requests import METHODS
+
+    options = [
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice (--ratio)."),
+        click.option("--method", type=click.Choice(METHODS), default="both", show_default=True,
+                     help="DeltaGrad, the baseline retrain, or both side by side."),
+        click.option("--period", type=int, default=5, show_default=True, help="T0: an explicit step every T0 steps."),
+        click.option("--init", type=int, default=20, show_default=True, help="j0: explicit burn-in steps."),
+        click.option("-m", "m", type=int, default=2, show_default=True, help="L-BFGS history (pairs)."),
+        click.option("--eps", type=float, default=1e-8, show_default=True,
+                     help="Curvature safeguard: pairs with s'y <= eps |s|^2 are skipped."),
+        click.option("--actors", type=int, default=0, show_default=True,
+                     help="Exact gradients over K Ray shard actors (0: in-process)."),
+        click.option("--gpu/--cpu", "use_gpu", default=None, help="Device (default: GPU if present)."),
+        click.option("--name", help="Name of the request's directory under RUN/requests."),
+        click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline",
+                     show_default=True, help="W&B mode."),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
+@unlearn.command("delete")
+@click.argument("run", type=click.Path())
+@click.option("--ids", "ids_file", type=click.Path(dir_okay=False),
+              help="File of training-set ids to delete (.npy, .parquet/.csv column 'id', or text).")
+@click.option("--ratio", type=float, help="Delete this fraction of the training set, chosen at random.")
+@_request_options
+def delete_cmd(run, ids_file, ratio, **opts):
+    """Delete samples from a cached run: DeltaGrad vs retraining without them.
+
+    \b
+    Examples:
+      effray unlearn delete runs/dg-digits --ratio 0.01
+      effray unlearn delete runs/dg-digits --ids ids.txt --method deltagrad --period 5 --init 20 -m 2
+    """
+    request_run("delete", run, ids_file, ratio, **opts)
+
+
+@unlearn.command("add")
+@click.argument("run", type=click.Path())
+@click.option("--from", "ids_file", type=click.Path(dir_okay=False),
+              help="File of held-out training-set ids to add (.npy, .parquet/.csv column 'id', or text).")
+@click.option("--ratio", type=float, help="Add this fraction (of the training set size) from the held-out pool.")
+@_request_options
+def add_cmd(run, ids_file, ratio, **opts):
+    """Add samples held out at training: DeltaGrad vs retraining with them.
+
+    Each new sample joins one random minibatch per epoch; the baseline uses the same.
+
+    \b
+    Examples:
+      effray unlearn train --dataset digits --holdout 0.02 --name dg-holdout
+      effray unlearn add runs/dg-holdout --ratio 0.01
+    """
+    request_run("add", run, ids_file, ratio, **opts)
+
+
+def _open(run: str, use_gpu, actors: int):
+    from raypkg.deltagrad.exact import make_gradients
+    from raypkg.deltagrad.trajectory import Trajectory
+    from raypkg.deltagrad.workload import load_workload
+    from raypkg.engine.loop import pick_device
+
+    traj = Trajectory.open(run)
+    device = pick_device(use_gpu)
+    if actors < 0:
+        raise UsageError(f"--actors must be >= 0, got {actors}")
+    return traj, device, lambda: _load(traj, device, actors, load_workload, make_gradients)
+
+
+def _load(traj, device, actors, load_workload, make_gradients):
+    h = traj.header
+    wl = load_workload(h.dataset, h.model, h.data, h.seed, h.dtype, device)
+    if wl.n != h.n or wl.net.num_params != h.p:
+        raise UsageError(f"the data or model no longer match the cached run ({h.dataset}: {wl.n} vs {h.n} "
+                         f"samples, {h.model}: {wl.net.num_params} vs {h.p} parameters)")
+    return wl, make_gradients(wl.net, wl.x, wl.y, actors)
+
+
+def request_run(kind: str, run: str, ids_file, ratio, *, seed, method, period, init, m, eps, actors,
+                use_gpu, name, wandb) -> dict:
+    """Check the request, serve it, save and print the comparison; returns the summary."""
+    from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, read_ids, serve
+    from raypkg.deltagrad.replay import Request
+    from raypkg.tracking import RunDir
+
+    check_hyper(period, init, m)
+    traj, device, load = _open(run, use_gpu, actors)
+    plan = traj.plan()
+    given = read_ids(ids_file) if ids_file else None
+    if kind == "delete":
+        request = Request("delete", deletion_ids(plan, traj.header.n, given, ratio, seed))
+    else:
+        request = addition_request(traj, plan, given, ratio, seed)
+    wl, grads = load()
+    h = traj.header
+    config = {"run": str(run), "kind": kind, "n_ids": len(request.ids), "ratio": ratio, "seed": seed,
+              "ids_file": ids_file, "method": method, "period": period, "init": init, "m": m, "eps": eps,
+              "actors": actors}
+    try:
+        with RunDir.create(Path(run) / "requests", f"deltagrad-{kind}", config, h.dataset, h.model,
+                           name=name, wandb_mode=wandb) as out:
+            outcome = serve(traj, plan, request, grads, method, period=period, init=init, m=m,
+                            device=device, eps=eps)
+            metrics = outcome.metrics(wl.evaluate)
+            table = {"id": request.ids}
+            if request.assign is not None:
+                table.update({f"batch_epoch{e}": request.assign[e] for e in range(len(request.assign))})
+            out.write_table("ids.parquet", table)
+            torch.save({"w_deltagrad": outcome.w_deltagrad, "w_baseline": outcome.w_baseline,
+                        "ids": request.ids, "assign": request.assign}, out.path / "weights.pt")
+            acc = metrics["acc_deltagrad"] if metrics["acc_deltagrad"] is not None else metrics["acc_baseline"]
+            summary = out.finish(test_acc=acc, kind=kind, period=period, init=init, m=m, **metrics)
+    finally:
+        grads.close()
+    print_outcome(kind, summary, h.n_members)
+    return summary
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_outcome(kind: str, s: dict, n_members: int) -> None:
+    click.echo(f"{'deletion' if kind == 'delete' else 'addition'} of {s['n_ids']} samples "
+               f"({100 * s['n_ids'] / n_members:.3g}% of {n_members}); T0={s['period']} j0={s['init']} m={s['m']}")
+    rows = [("time_baseline", _fmt(s["time_baseline"], ".3f") + " s"),
+            ("time_deltagrad", _fmt(s["time_deltagrad"], ".3f") + " s"),
+            ("speedup", _fmt(s["speedup"], ".2f") + "x"),
+            ("||wU - w*||", _fmt(s["dist_U_star"], ".3e")),
+            ("||wI - wU||", _fmt(s["dist_I_U"], ".3e") + (f"   (ratio {s['dist_ratio']:.4f})"
+                                                          if s["dist_ratio"] is not None else "")),
+            ("test acc baseline", _fmt(s["acc_baseline"], ".4f")),
+            ("test acc deltagrad", _fmt(s["acc_deltagrad"], ".4f")),
+            ("test acc original", _fmt(s["acc_original"], ".4f"))]
+    if s.get("explicit_steps") is not None:
+        rows.append(("explicit/approx steps", f"{s['explicit_steps']}/{s['approx_steps']}"))
+    for key, value in rows:
+        click.echo(f"  {key:<22} {value}")
+    click.echo(f"saved: {s['run_dir']}")
+
+
+# ----- online ---------------------------------------------------------------------------------
+
+@unlearn.command("online")
+@click.argument("run", type=click.Path())
+@click.option("--requests", "num_requests", type=int, default=10, show_default=True, help="Requests in the stream.")
+@click.option("--ratio-per-request", type=float, help="Each request's size as a fraction of the training set.")
+@click.option("--samples-per-request", type=int, help="Each request's size in samples (default 1).")
+@click.option("--kind", type=click.Choice(["delete", "add"]), default="delete", show_default=True)
+@click.option("--method", type=click.Choice(["deltagrad", "both"]), default="both", show_default=True,
+              help="both: also K sequential exact retrains, for time and distance.")
+@click.option("--period", type=int, default=5, show_default=True, help="T0.")
+@click.option("--init", type=int, default=20, show_default=True, help="j0.")
+@click.option("-m", "m", type=int, default=2, show_default=True, help="L-BFGS history.")
+@click.option("--eps", type=float, default=1e-8, show_default=True, help="Curvature safeguard.")
+@click.option("--retrain-every", type=int, default=0, show_default=True,
+              help="Retrain exactly after this many DeltaGrad requests (0: never on a count).")
+@click.option("--drift-tol", type=float, default=None,
+              help="Retrain exactly when an explicit step's gradient and its estimate differ by "
+                   "more than this (relative).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the requests' random ids.")
+@click.option("--actors", type=int, default=0, show_default=True, help="Exact gradients over K Ray actors.")
+@click.option("--gpu/--cpu", "use_gpu", default=None)
+@click.option("--name", help="Name of the stream's directory under RUN/online.")
+@click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+def online_cmd(run, **opts):
+    """Serve a stream of small requests, each from the previous answer's trajectory.
+
+    \b
+    Examples:
+      effray unlearn online runs/dg-digits --requests 20 --samples-per-request 1
+      effray unlearn online runs/dg-digits --requests 50 --drift-tol 0.5 --retrain-every 25
+    """
+    online_run(run, **opts)
+
+
+def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kind, method, period, init,
+               m, eps, retrain_every, drift_tol, seed, actors, use_gpu, name, wandb) -> dict:
+    from raypkg.deltagrad.online import OnlineSettings, run_online
+    from raypkg.deltagrad.requests import check_hyper
+    from raypkg.tracking import RunDir
+
+    check_hyper(period, init, m)
+    if num_requests < 1:
+        raise UsageError(f"--requests must be >= 1, got {num_requests}")
+    if retrain_every < 0:
+        raise UsageError(f"--retrain-every must be >= 0, got {retrain_every}")
+    if drift_tol is not None and drift_tol <= 0:
+        raise UsageError(f"--drift-tol must be > 0, got {drift_tol}")
+    traj, device, load = _open(run, use_gpu, actors)
+    members = len(traj.plan().members())
+    if ratio_per_request is not None and samples_per_request is not None:
+        raise UsageError("give at most one of --ratio-per-request and --samples-per-request")
+    if ratio_per_request is not None:
+        if not 0 < ratio_per_request < 1:
+            raise UsageError(f"--ratio-per-request must be in (0, 1), got {ratio_per_request}")
+        count = int(round(ratio_per_request * members))
+        if count == 0:
+            raise UsageError(f"--ratio-per-request {ratio_per_request} of {members} samples selects none")
+    else:
+        count = 1 if samples_per_request is None else samples_per_request
+        if count < 1:
+            raise UsageError(f"--samples-per-request must be >= 1, got {count}")
+    total = count * num_requests
+    if kind == "delete" and total >= members:
+        raise UsageError(f"{num_requests} requests of {count} would delete {total} of {members} samples")
+    if kind == "add" and total > len(traj.addable()):
+        raise UsageError(f"{num_requests} requests of {count} need {total} held-out samples; "
+                         f"the run holds out {len(traj.addable())}")
+    wl, grads = load()
+    h = traj.header
+    settings = OnlineSettings(period, init, m, eps, retrain_every, drift_tol)
+    config = {"run": str(run), "kind": kind, "requests": num_requests, "per_request": count, "seed": seed,
+              "method": method, "period": period, "init": init, "m": m, "eps": eps,
+              "retrain_every": retrain_every, "drift_tol": drift_tol, "actors": actors}
+    try:
+        with RunDir.create(Path(run) / "online", "deltagrad-online", config, h.dataset, h.model, name=name,
+                           wandb_mode=wandb) as out:
+            work = traj.copy_to(out.path / "trajectory")
+            rows, w, wU = run_online(traj, work, grads, num_requests, kind, count, settings, seed=seed,
+                                     with_baseline=method == "both", device=device,
+                                     on_request=lambda r: out.log_metrics(
+                                         {k: v for k, v in r.items() if k != "ids"}))
+            work.finish()
+            out.write_table("requests.parquet", {k: [r.get(k) for r in rows] for k in rows[0]})
+            summary = online_summary(rows, w, wU, traj, wl, device)
+            result = out.finish(test_acc=summary["acc_deltagrad"], **summary)
+    finally:
+        grads.close()
+    print_online(result, count, kind)
+    return result
+
+
+def online_summary(rows, w, wU, traj, wl, device) -> dict:
+    w_star = traj.w[traj.header.steps].to(device)
+    tb = sum(r["time_baseline"] for r in rows) if "time_baseline" in rows[0] else None
+    td = sum(r["time_deltagrad"] for r in rows)
+    out = {"requests": len(rows), "time_baseline": tb, "time_deltagrad": td,
+           "speedup": tb / td if tb else None, "retrains": sum(bool(r["retrained"]) for r in rows),
+           "dist_U_star": float(torch.linalg.vector_norm(wU - w_star)) if wU is not None else None,
+           "dist_I_U": float(torch.linalg.vector_norm(w - wU)) if wU is not None else None,
+           "dist_I_star": float(torch.linalg.vector_norm(w - w_star)),
+           "acc_original": wl.evaluate(w_star)["acc"], "acc_deltagrad": wl.evaluate(w)["acc"],
+           "acc_baseline": wl.evaluate(wU)["acc"] if wU is not None else None}
+    out["dist_ratio"] = out["dist_I_U"] / out["dist_U_star"] if out["dist_U_star"] else None
+    return out
+
+
+def print_online(s: dict, count: int, kind: str) -> None:
+    click.echo(f"online: {s['requests']} requests of {count} ({kind}), {s['retrains']} exact retrains")
+    rows = [("time_baseline (sum)", _fmt(s["time_baseline"], ".3f") + " s"),
+            ("time_deltagrad (sum)", _fmt(s["time_deltagrad"], ".3f") + " s"),
+            ("speedup", _fmt(s["speedup"], ".2f") + "x"),
+            ("||wU - w*||", _fmt(s["dist_U_star"], ".3e")),
+            ("||wI - wU||", _fmt(s["dist_I_U"], ".3e") + (f"   (ratio {s['dist_ratio']:.4f})"
+                                                          if s["dist_ratio"] is not None else "")),
+            ("test acc baseline", _fmt(s["acc_baseline"], ".4f")),
+            ("test acc deltagrad", _fmt(s["acc_deltagrad"], ".4f")),
+            ("test acc original", _fmt(s["acc_original"], ".4f"))]
+    for key, value in rows:
+        click.echo(f"  {key:<22} {value}")
+    click.echo(f"saved: {s['run_dir']}")
