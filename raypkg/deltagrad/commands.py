@@ -366,7 +366,7 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
                                      on_request=lambda r: out.log_metrics(
                                          {k: v for k, v in r.items() if k != "ids"}))
             work.finish()
-            out.write_table("requests.parquet", {k: [r.get(k) for r in rows] for k in rows[0]})
+            out.write_table("requests.parquet", {k: [r.get(k) for r in rows] for k in rows[-1]})
             summary = online_summary(rows, w, wU, traj, wl, device)
             result = out.finish(test_acc=summary["acc_deltagrad"], **summary)
     finally:
@@ -377,7 +377,7 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
 
 def online_summary(rows, w, wU, traj, wl, device) -> dict:
     w_star = traj.w[traj.header.steps].to(device)
-    tb = sum(r["time_baseline"] for r in rows) if "time_baseline" in rows[0] else None
+    tb = sum(r["time_baseline"] for r in rows) if "time_baseline" in rows[-1] else None
     td = sum(r["time_deltagrad"] for r in rows)
     out = {"requests": len(rows), "time_baseline": tb, "time_deltagrad": td,
            "speedup": tb / td if tb else None, "retrains": sum(bool(r["retrained"]) for r in rows),

@@ -114,10 +114,15 @@ def load_workload(dataset: str, model: str, data: dict, seed: int, dtype: str,
                   device: torch.device) -> Workload:
     """Flattened data in ``dtype`` on ``device``; the model built after seeding (its w_0)."""
     from raypkg.data.registry import load_dataset
+
+    return workload_from_splits(load_dataset(dataset, flat=True, **data), model, seed, dtype, device)
+
+
+def workload_from_splits(splits, model: str, seed: int, dtype: str, device: torch.device) -> Workload:
+    """``load_workload`` for data already loaded (flat), e.g. shared by several models."""
     from raypkg.engine.loop import seed_everything
     from raypkg.models.registry import build_model
 
-    splits = load_dataset(dataset, flat=True, **data)
     seed_everything(seed)
     module = build_model(model, splits.input_shape, splits.num_classes)
     net = FlatNet.from_model(module, model)

@@ -1,0 +1,264 @@
+"""`effray bench deltagrad`: DeltaGrad vs retraining from scratch, side by side in one run.
+
+The paper's MNIST setting (Wu et al. 2020, section 5) on ``digits-aug`` (60,000 x 784,
+10 classes): logistic regression, batch 16384, 20 epochs, lr 0.1 then 0.05, weight
+decay 1e-4, T0 = 5, j0 = 20, m = 2. Rows: deletion of 0.1% and 1%, addition of 0.1%
+(from a run trained with those samples held out), full-batch GD, the 784-300-10 MLP,
+and a stream of single-sample online deletions. Each row times the baseline retrain
+and DeltaGrad on the same cached run (best of ``--repeat``), after one warm-up call,
+and reports ||w^U - w*||, ||w^I - w^U||, their ratio and both test accuracies.
+
+With ``--actors K`` it also times one exact gradient sum over N rows in-process and on
+K shard actors (where the actors start to pay) and serves the GD row on the actors.
+
+Time accounting: each exact step of the baseline and of DeltaGrad gathers its batch's
+rows and runs two thin matrix products over them; an approximate DeltaGrad step touches
+only the requested rows plus an O(p m) L-BFGS product. With T0 = 5 and j0 = 20 over the
+80 steps of this setting 32 steps are exact, so the speed-up cannot pass 80 / 32 = 2.5.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from raypkg.cli_options import FLOATS, INTS
+
+
+def _parse_hypers(text: str) -> list[tuple[int, int, int]]:
+    out = []
+    for item in [t for t in text.split(";") if t.strip()]:
+        values = [int(v) for v in item.replace(",", " ").split()]
+        if len(values) != 3:
+            raise click.BadParameter(f"{item!r}: give T0,j0,m")
+        out.append(tuple(values))
+    return out
+
+
+@click.command("deltagrad")
+@click.option("--dataset", default="digits-aug", show_default=True)
+@click.option("--train-size", type=int, help="Shrink the training set (digits-aug: default 60,000).")
+@click.option("--test-size", type=int, help="Shrink the test set.")
+@click.option("--batch-size", type=int, default=16384, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--lr", type=FLOATS, default="0.1,0.05", show_default=True)
+@click.option("--lrlen", type=INTS, default="10,10", show_default=True)
+@click.option("--wd", type=float, default=1e-4, show_default=True)
+@click.option("--period", type=int, default=5, show_default=True, help="T0.")
+@click.option("--init", type=int, default=20, show_default=True, help="j0.")
+@click.option("-m", "m", type=int, default=2, show_default=True)
+@click.option("--ratios", type=FLOATS, default="0.001,0.01", show_default=True, help="Deletion ratios.")
+@click.option("--add-ratio", type=float, default=0.001, show_default=True, help="Addition ratio (0: skip).")
+@click.option("--also", "also", default="", help="More T0,j0,m settings for the first deletion row, "
+                                                  "';'-separated, e.g. '10,5,2;10,10,4'.")
+@click.option("--gd-epochs", type=int, default=40, show_default=True, help="GD iterations (0: skip the GD row).")
+@click.option("--gd-init", type=int, default=10, show_default=True, help="j0 of the GD row.")
+@click.option("--gd-ratio", type=float, default=0.001, show_default=True)
+@click.option("--mlp/--no-mlp", default=True, show_default=True, help="The 784-300-10 MLP row.")
+@click.option("--online-requests", type=int, default=100, show_default=True, help="0: skip the online row.")
+@click.option("--online-baseline-every", type=int, default=10, show_default=True,
+              help="Time the sequential baseline retrain for every Nth request (and the last) and scale "
+                   "to all requests; 1 = retrain after every request.")
+@click.option("--actors", type=int, default=0, show_default=True,
+              help="K > 0: also time exact gradients on K shard actors, and the GD row on them.")
+@click.option("--repeat", type=int, default=1, show_default=True, help="Best of N timings per method.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Keep the cached runs here (default: a temp dir).")
+@click.option("--save", type=click.Path(dir_okay=False), help="Also write the table (.parquet or .csv).")
+def deltagrad_bench(dataset, train_size, test_size, batch_size, epochs, lr, lrlen, wd, period, init, m, ratios,
+                    add_ratio, also, gd_epochs, gd_init, gd_ratio, mlp, online_requests, online_baseline_every,
+                    actors, repeat, seed, out, save):
+    """DeltaGrad vs the baseline retrain: deletion, addition, GD, MLP, online.
+
+    \b
+    Examples:
+      effray bench deltagrad                                   # the paper's MNIST setting on digits-aug
+      effray bench deltagrad --lr 0.01 0.005 --also '10,5,2'   # a learning rate stable on digits-aug
+      effray bench deltagrad --train-size 6000 --batch-size 1024 --online-requests 10 --no-mlp --gd-epochs 0
+    """
+    import pandas as pd
+
+    from raypkg.data.registry import load_dataset
+    from raypkg.deltagrad.exact import ExactGradients
+    from raypkg.deltagrad.online import OnlineSettings, run_online
+    from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids
+    from raypkg.deltagrad.replay import Request
+    from raypkg.deltagrad.workload import DeltaGradConfig, workload_from_splits
+    from raypkg.engine.loop import pick_device
+    from raypkg.errors import UsageError
+
+    check_hyper(period, init, m)
+    extra = _parse_hypers(also)
+    if repeat < 1 or online_baseline_every < 1:
+        raise UsageError("--repeat and --online-baseline-every must be >= 1")
+    device = pick_device(None)
+    root = Path(out) if out else Path(tempfile.mkdtemp(prefix="effray-bench-deltagrad-"))
+    splits = load_dataset(dataset, flat=True, seed=seed, train_size=train_size, test_size=test_size)
+    n = len(splits.train)
+    click.echo(f"{dataset}: {n} train x {splits.input_shape[0]} features, {len(splits.test)} test; "
+               f"batch {batch_size or 'full'}, {epochs} epochs, lr {lr} x {lrlen}, wd {wd}; "
+               f"T0={period} j0={init} m={m}; device {device}, {torch.get_num_threads()} threads")
+    rows: list[dict] = []
+    workloads: dict = {}
+
+    def workload(model):
+        if model not in workloads:
+            workloads[model] = workload_from_splits(splits, model, seed, "float64", device)
+        return workloads[model]
+
+    def train(name, model, holdout=0.0, bs=batch_size, ep=epochs, lrlen_=lrlen):
+        from raypkg.deltagrad.trajectory import Trajectory
+        from raypkg.deltagrad.workload import train_trajectory
+
+        wl = workload(model)
+        cfg = DeltaGradConfig(dataset=dataset, model=model, epochs=ep, batch_size=bs, lr=list(lr),
+                              lrlen=list(lrlen_), weight_decay=wd, holdout=holdout, seed=seed,
+                              train_size=train_size, test_size=test_size, progress=False).validate()
+        start = time.perf_counter()
+        traj = train_trajectory(cfg, wl, root / name, ExactGradients(wl.net, wl.x, wl.y))
+        traj.finish(read_only=False)
+        traj = Trajectory.open(root / name)
+        acc = wl.evaluate(traj.w[-1].to(device))["acc"]
+        click.echo(f"  trained {name}: {traj.header.steps} steps, p = {traj.header.p}, "
+                   f"test acc {acc:.4f} ({time.perf_counter() - start:.1f}s)")
+        return traj
+
+    def add_row(setting, traj, request, model, grads=None, hyper=(period, init, m)):
+        wl = workload(model)
+        grads = grads or ExactGradients(wl.net, wl.x, wl.y)
+        metrics = measure(traj, request, grads, wl, hyper, repeat, device)
+        rows.append({"setting": setting, "T0,j0,m": ",".join(map(str, hyper)), **metrics})
+        click.echo(f"  {setting}: {_row_text(rows[-1])}")
+
+    # ----- logistic regression, SGD: deletions (and other hyperparameters), addition ------
+    traj = train("logreg-sgd", "logreg")
+    plan = traj.plan()
+    for i, ratio in enumerate(ratios):
+        request = Request("delete", deletion_ids(plan, n, ratio=ratio, seed=seed + 1))
+        add_row(f"logreg delete {100 * ratio:g}%", traj, request, "logreg")
+        for hyper in extra if i == 0 else []:
+            add_row(f"logreg delete {100 * ratio:g}%", traj, request, "logreg", hyper=hyper)
+    if add_ratio > 0:
+        traj_h = train("logreg-sgd-holdout", "logreg", holdout=add_ratio)
+        request = addition_request(traj_h, traj_h.plan(), ids=traj_h.addable(), seed=seed + 2)
+        add_row(f"logreg add {100 * add_ratio:g}%", traj_h, request, "logreg")
+
+    # ----- full-batch GD ----------------------------------------------------------------------
+    if gd_epochs > 0:
+        half = [gd_epochs // len(lr)] * len(lr)
+        half[-1] += gd_epochs - sum(half)
+        traj_gd = train("logreg-gd", "logreg", bs=0, ep=gd_epochs, lrlen_=half if len(lr) > 1 else [])
+        request = Request("delete", deletion_ids(traj_gd.plan(), n, ratio=gd_ratio, seed=seed + 3))
+        add_row(f"logreg GD delete {100 * gd_ratio:g}%", traj_gd, request, "logreg", hyper=(period, gd_init, m))
+        if actors > 0:
+            actor_rows(workload("logreg"), actors, n)
+            from raypkg.deltagrad.exact import make_gradients
+
+            wl = workload("logreg")
+            sharded = make_gradients(wl.net, wl.x, wl.y, actors)
+            try:
+                add_row(f"logreg GD delete {100 * gd_ratio:g}%, {actors} actors", traj_gd, request, "logreg",
+                        grads=sharded, hyper=(period, gd_init, m))
+            finally:
+                sharded.close()
+
+    # ----- the MLP ----------------------------------------------------------------------------
+    if mlp:
+        traj_mlp = train("mlp-sgd", "mlp")
+        request = Request("delete", deletion_ids(traj_mlp.plan(), n, ratio=ratios[0], seed=seed + 1))
+        add_row(f"mlp delete {100 * ratios[0]:g}%", traj_mlp, request, "mlp")
+
+    # ----- online single-sample deletions -----------------------------------------------------
+    if online_requests > 0:
+        wl = workload("logreg")
+        grads = ExactGradients(wl.net, wl.x, wl.y)
+        work = traj.copy_to(root / "online")
+        start = time.perf_counter()
+        stream, w, w_u = run_online(traj, work, grads, online_requests, "delete", 1,
+                                    OnlineSettings(period, init, m), seed=seed + 4, with_baseline=True,
+                                    device=device, baseline_every=online_baseline_every)
+        measured = [r["time_baseline"] for r in stream if "time_baseline" in r]
+        tb = sum(measured) / len(measured) * len(stream)
+        td = sum(r["time_deltagrad"] for r in stream)
+        w_star = traj.w[-1].to(device)
+        d_u = float(torch.linalg.vector_norm(w_u - w_star))
+        d_i = float(torch.linalg.vector_norm(w - w_u))
+        note = "" if len(measured) == len(stream) else f" (baseline: {len(measured)} retrains timed, scaled)"
+        rows.append({"setting": f"logreg online {online_requests} x 1 delete{note}",
+                     "T0,j0,m": f"{period},{init},{m}", "n_ids": online_requests, "time_baseline": tb,
+                     "time_deltagrad": td, "speedup": tb / td, "dist_U_star": d_u, "dist_I_U": d_i,
+                     "dist_ratio": d_i / d_u if d_u else None, "acc_baseline": wl.evaluate(w_u)["acc"],
+                     "acc_deltagrad": wl.evaluate(w)["acc"]})
+        click.echo(f"  online: {_row_text(rows[-1])} ({time.perf_counter() - start:.0f}s)")
+
+    table = pd.DataFrame(rows)
+    cols = ["setting", "T0,j0,m", "n_ids", "time_baseline", "time_deltagrad", "speedup", "dist_U_star",
+            "dist_I_U", "dist_ratio", "acc_baseline", "acc_deltagrad"]
+    shown = table[cols].rename(columns={"time_baseline": "t_base_s", "time_deltagrad": "t_dg_s",
+                                        "dist_U_star": "|wU-w*|", "dist_I_U": "|wI-wU|", "dist_ratio": "ratio",
+                                        "acc_baseline": "acc_U", "acc_deltagrad": "acc_I"})
+    click.echo("")
+    click.echo(shown.to_string(index=False, formatters={
+        "t_base_s": "{:.2f}".format, "t_dg_s": "{:.2f}".format, "speedup": "{:.2f}x".format,
+        "|wU-w*|": "{:.2e}".format, "|wI-wU|": "{:.2e}".format, "ratio": "{:.4f}".format,
+        "acc_U": "{:.4f}".format, "acc_I": "{:.4f}".format}))
+    if save:
+        (table.to_parquet if save.endswith(".parquet") else table.to_csv)(save, index=False)
+    if not out:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(traj, request, grads, wl, hyper, repeat, device) -> dict:
+    """Best-of-``repeat`` times of both methods on one request, plus distances/accuracies."""
+    from raypkg.deltagrad.replay import baseline, deltagrad
+    from raypkg.deltagrad.requests import Outcome, warm_up
+
+    plan = traj.plan()
+    period, init, m = hyper
+    w_star = traj.w[traj.header.steps].to(device, copy=True)
+    warm_up(grads, plan, w_star)
+    tb = td = math.inf
+    for _ in range(repeat):
+        w_u, t = baseline(traj, plan, request, grads, device=device)
+        tb = min(tb, t)
+        w_i, info = deltagrad(traj, plan, request, grads, period=period, init=init, m=m, device=device)
+        td = min(td, info.seconds)
+    return Outcome(len(request.ids), w_star, w_u, w_i, tb, td, info).metrics(wl.evaluate)
+
+
+def actor_rows(wl, actors: int, n: int) -> None:
+    """Time one exact gradient sum over N rows: in-process vs K shard actors."""
+    from raypkg.deltagrad.exact import ExactGradients, make_gradients
+
+    local = ExactGradients(wl.net, wl.x, wl.y)
+    sharded = make_gradients(wl.net, wl.x, wl.y, actors)
+    try:
+        click.echo(f"  exact gradient sum over N rows: in-process vs {actors} shard actors (median of 5)")
+        for size in sorted({min(n, s) for s in (1_000, 4_000, 16_384, n)}):
+            ids = torch.randperm(n, generator=torch.Generator().manual_seed(size))[:size].sort().values
+            times = {}
+            for name, grads in (("in-process", local), ("actors", sharded)):
+                grads.grad_sum(wl.w0, grads.rows(ids[:8]))  # warm-up
+                samples = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    grads.grad_sum(wl.w0, grads.rows(ids))  # gather + gradient, as an SGD step does
+                    samples.append(time.perf_counter() - start)
+                times[name] = sorted(samples)[2]
+            click.echo(f"    N = {size:>6}: in-process {1e3 * times['in-process']:8.1f} ms   "
+                       f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")
+    finally:
+        sharded.close()
+
+
+def _row_text(r: dict) -> str:
+    return (f"baseline {r['time_baseline']:.2f}s, deltagrad {r['time_deltagrad']:.2f}s, "
+            f"speedup {r['speedup']:.2f}x, |wU-w*| {r['dist_U_star']:.2e}, |wI-wU| {r['dist_I_U']:.2e}, "
+            f"acc {r['acc_baseline']:.4f} / {r['acc_deltagrad']:.4f}")
