@@ -142,14 +142,29 @@ def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out
     click.echo(f"saved: {best['path']}")
 
 
-def _register_optional_commands() -> None:
-    """Method packages and benchmarks add their own commands here."""
-    from raypkg.bench import bench
+@main.group()
+def run():
+    """Run a whole method pipeline end to end.
 
+    \b
+    Example:
+      effray run coreset --selection grand --fraction 0.1 --dataset digits --model mlp
+    """
+
+
+def _register_method_commands() -> None:
+    """Each method package owns its commands; they are attached here."""
+    from raypkg.bench import bench
+    from raypkg.deltagrad.commands import unlearn
+    from raypkg.selection.commands import run_coreset_command, select_command
+
+    main.add_command(select_command)
+    run.add_command(run_coreset_command)
+    main.add_command(unlearn)
     main.add_command(bench)
 
 
-_register_optional_commands()
+_register_method_commands()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,9 +14,13 @@ def bench():
 
 
 def _register() -> None:
+    from raypkg.bench.coreset import coreset
+    from raypkg.bench.deltagrad import deltagrad_bench
     from raypkg.bench.overhead import overhead
+    from raypkg.bench.selection import selection
 
-    bench.add_command(overhead)
+    for command in (overhead, selection, coreset, deltagrad_bench):
+        bench.add_command(command)
 
 
 _register()
