@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -24,6 +22,15 @@ from raypkg.selection.methods.gradmatch import omp_select
 from raypkg.selection.nnls import nnls_ridge
 
 METHODS = ("uniform", "grand", "glister", "gradmatch", "craig")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on 2-vCPU VMs two threads make small ops many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_problem(n=120, classes=3, features=6, hidden=5, seed=0, dtype=torch.float64):
@@ -245,9 +252,16 @@ def test_omp_recovers_a_sparse_nonnegative_combination_and_fills_up_exactly():
     gen = torch.Generator().manual_seed(0)
     atoms = torch.randn(30, 12, generator=gen, dtype=torch.float64)
     emb = DenseEmbedding(atoms)
-    # exact budget, positive weights, no duplicates
-    pos, w, scores = omp_select(emb, 8, lam=1e-3)
-    assert len(pos) == 8 and len(set(pos.tolist())) == 8 and bool((w > 0).all())
+    # exact budget, positive weights, no duplicates; also with several atoms per step
+    for atoms in (1, 3):
+        pos, w, scores = omp_select(emb, 8, lam=1e-3, atoms_per_step=atoms)
+        assert len(pos) == 8 and len(set(pos.tolist())) == 8 and bool((w > 0).all())
+    # copies of 3 directions (4, 7, 9 of each): one pick per direction, weighted by its count
+    basis = torch.randn(3, 12, generator=gen, dtype=torch.float64)
+    members = torch.tensor([0] * 4 + [1] * 7 + [2] * 9)[torch.randperm(20, generator=gen)]
+    pos, w, _ = omp_select(DenseEmbedding(basis[members]), 3, lam=1e-9)
+    assert sorted(members[pos].tolist()) == [0, 1, 2]
+    torch.testing.assert_close(w[torch.argsort(members[pos])], torch.tensor([4.0, 7.0, 9.0], dtype=torch.float64))
     # identical rows: the sum is matched by one atom (residual 0) -> the rest is random fill, weight 1
     same = DenseEmbedding(torch.ones(10, 4, dtype=torch.float64))
     pos, w, scores = omp_select(same, 5, lam=1e-6, generator=torch.Generator().manual_seed(0))

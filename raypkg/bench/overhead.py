@@ -68,6 +68,10 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts):
                       use_gpu=False, progress=False, max_failures=0).validate()
     data = load_data(cfg)
     rows = []
+    # One untimed step first, so process-wide first-use costs (thread pools, allocator)
+    # are not charged to whichever variant happens to run first.
+    plain_loop(build_model(model, data.input_shape, data.num_classes), data.train.x[:batch_size],
+               data.train.y[:batch_size], 1, batch_size, cfg.lr[0], cfg.seed)
 
     t0 = time.perf_counter()
     seed_everything(cfg.seed)

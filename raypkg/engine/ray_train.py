@@ -77,12 +77,14 @@ def worker_loop(config: dict) -> None:
         start_epoch, history = state["epoch"], state["history"]
     ddp_model = ray.train.torch.prepare_model(model)
     augment = config["augment"]
+    weights = ray.get(config["weights_ref"]) if config["weights_ref"] is not None else None
 
     for epoch in range(start_epoch, cfg.epochs):
         _maybe_fail(config.get("fault"), epoch, rank, world_size)
         t0 = time.perf_counter()
         row = {"epoch": epoch + 1, **train_epoch(ddp_model, optimizer, data.train, cfg, epoch, device=device,
-                                                  augment=augment, rank=rank, world_size=world_size)}
+                                                  weights=weights, augment=augment, rank=rank,
+                                                  world_size=world_size)}
         row["epoch_s"] = time.perf_counter() - t0
         row["lr"] = optimizer.param_groups[0]["lr"]
         row.update({f"test_{k}": v for k, v in evaluate(model, data.test, device).items()})
@@ -96,9 +98,12 @@ def worker_loop(config: dict) -> None:
             ray.train.report(row, checkpoint=ckpt)
 
 
-def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment: CropFlip | None
-                     ) -> tuple[dict, list[dict]]:
-    """Run ``cfg.workers`` Ray Train workers; return the final state_dict and per-epoch rows."""
+def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment: CropFlip | None,
+                     weights: torch.Tensor | None = None) -> tuple[dict, list[dict]]:
+    """Run ``cfg.workers`` Ray Train workers; return the final state_dict and per-epoch rows.
+
+    ``weights`` (aligned with ``data.train``) make each worker's loss the weighted mean
+    over its batch, as in-process (coreset training)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -110,6 +115,7 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment:
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "data_ref": ray.put(data), "augment": augment,
+                           "weights_ref": None if weights is None else ray.put(weights.cpu()),
                            "threads": int(cpus_per_worker), "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),

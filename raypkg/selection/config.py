@@ -59,9 +59,6 @@ class CoresetConfig(TrainConfig):
             raise UsageError(f"actors must be >= 0, got {self.actors}")
         if self.proj_dim < 1:
             raise UsageError(f"proj-dim must be >= 1, got {self.proj_dim}")
-        if self.workers > 0 and selector.weighted:
-            raise UsageError(f"{self.selection!r} returns weights; weighted subset training runs "
-                             "in-process only (use --workers 0)")
         return self
 
     @property

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from raypkg.data.base import IndexedDataset
@@ -115,18 +114,33 @@ class Embedding:
         return self.sq_norms().clamp_min(0).sqrt()
 
     def distances(self, other: "Embedding | None" = None, chunk: int = 2048) -> torch.Tensor:
-        """Euclidean distances [len(self), len(other)] from ||a||^2 + ||b||^2 - 2 a.b, ``chunk``
-        rows at a time (the kernel block of a chunk is all that is held besides the output)."""
-        same = other is None
-        other = self if other is None else other
-        other_sq = other.sq_norms()
-        out = torch.empty(len(self), len(other), dtype=other_sq.dtype, device=other_sq.device)
-        for start in range(0, len(self), chunk):
-            rows = self.subset(torch.arange(start, min(start + chunk, len(self))))
-            d2 = rows.sq_norms()[:, None] + other_sq[None, :] - 2.0 * rows.kernel(other)
-            out[start:start + len(rows)] = d2.clamp_min_(0).sqrt_()
-        if same:  # exact zeros, not the sqrt of the expansion's rounding noise
-            out.fill_diagonal_(0.0)
+        """Euclidean distances [len(self), len(other)] from ||a||^2 + ||b||^2 - 2 a.b, computed
+        in ``chunk``-row blocks (a block's kernel is all that is held besides the output).
+        Without ``other``: the set against itself, exactly symmetric with a zero diagonal
+        (upper blocks computed, mirrored), at half the kernel cost."""
+        if other is not None:
+            other_sq = other.sq_norms()
+            out = torch.empty(len(self), len(other), dtype=other_sq.dtype, device=other_sq.device)
+            for start in range(0, len(self), chunk):
+                rows = self.subset(torch.arange(start, min(start + chunk, len(self))))
+                d2 = rows.sq_norms()[:, None] + other_sq[None, :] - 2.0 * rows.kernel(other)
+                out[start:start + len(rows)] = d2.clamp_min_(0).sqrt_()
+            return out
+        sq = self.sq_norms()
+        n = len(self)
+        out = torch.empty(n, n, dtype=sq.dtype, device=sq.device)
+        starts = list(range(0, n, chunk))
+        blocks = [self.subset(torch.arange(s, min(s + chunk, n))) for s in starts]
+        for a, (sa, rows) in enumerate(zip(starts, blocks)):
+            for sb, cols in zip(starts[a:], blocks[a:]):
+                d2 = sq[sa:sa + len(rows), None] + sq[None, sb:sb + len(cols)] - 2.0 * rows.kernel(cols)
+                d = d2.clamp_min_(0).sqrt_()
+                if sa == sb:
+                    d = torch.triu(d, 1)
+                    d = d + d.T  # symmetric block, zero diagonal
+                out[sa:sa + len(rows), sb:sb + len(cols)] = d
+                if sb != sa:
+                    out[sb:sb + len(cols), sa:sa + len(rows)] = d.T
         return out
 
 

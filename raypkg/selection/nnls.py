@@ -32,6 +32,7 @@ class GramNNLS:
         self._b = torch.zeros(capacity, dtype=torch.float64, device=self.device)
         self.x = torch.zeros(0, dtype=torch.float64, device=self.device)
         self.passive: list[int] = []  # column numbers with x > 0, in the order of _chol
+        self._pending: list[int] = []  # columns added since the last solve
         self._chol = torch.zeros(capacity, capacity, dtype=torch.float64, device=self.device)
 
     # -- storage -----------------------------------------------------------------------
@@ -58,32 +59,51 @@ class GramNNLS:
         self._b = b
 
     # -- Cholesky factor of Q[P, P] ----------------------------------------------------
+    def _index(self, cols) -> torch.Tensor:
+        return torch.as_tensor(cols, dtype=torch.long, device=self.device)
+
     def _factor_rebuild(self) -> None:
-        p = torch.tensor(self.passive, dtype=torch.long, device=self.device)
+        p = self._index(self.passive)
         if len(p):
             self._chol[:len(p), :len(p)] = torch.linalg.cholesky(self.q[p][:, p])
 
-    def _factor_append(self, j: int) -> None:
-        p = len(self.passive)
-        col = self.q[torch.tensor(self.passive, dtype=torch.long, device=self.device), j] if p else None
+    def _factor_append(self, new: list[int]) -> None:
+        """Append the variables ``new`` to P: one block row of the factor,
+        L21 = L11^{-1} Q[P, new], L22 = chol(Q[new, new] - L21^T L21)."""
+        p, s = len(self.passive), len(new)
+        cols = self._index(new)
+        q_nn = self.q[cols][:, cols]
         if p:
-            low = torch.linalg.solve_triangular(self._chol[:p, :p], col[:, None], upper=False)[:, 0]
-            diag2 = self.q[j, j] - low.dot(low)
-            self._chol[p, :p] = low
-        else:
-            diag2 = self.q[j, j]
-        self._chol[p, p] = diag2.clamp_min(self.lam * 1e-6).sqrt()
-        self.passive.append(j)
+            low = torch.linalg.solve_triangular(self._chol[:p, :p], self.q[self._index(self.passive)][:, cols],
+                                                upper=False)  # [p, s]
+            self._chol[p:p + s, :p] = low.T
+            q_nn = q_nn - low.T @ low
+        factor, info = torch.linalg.cholesky_ex(q_nn)
+        if int(info):  # Schur complement not PD by rounding only (Q >= lam I): nudge its diagonal
+            eye = torch.eye(s, dtype=q_nn.dtype, device=self.device)
+            factor = torch.linalg.cholesky(q_nn + eye * (self.lam * 1e-6))
+        self._chol[p:p + s, p:p + s] = factor
+        self.passive.extend(new)
+
+    def _factor_keep(self, keep: list[bool]) -> None:
+        """Drop variables from P: a dropped suffix just truncates the factor (the factor of
+        a leading block is the leading block of the factor); otherwise rebuild it."""
+        first_dropped = keep.index(False) if False in keep else len(keep)
+        self.passive = [q for q, k in zip(self.passive, keep) if k]
+        if any(keep[first_dropped:]):
+            self._factor_rebuild()
 
     def _solve_passive(self) -> torch.Tensor:
         p = len(self.passive)
-        rhs = self.b[torch.tensor(self.passive, dtype=torch.long, device=self.device)][:, None]
+        rhs = self.b[self._index(self.passive)][:, None]
         return torch.cholesky_solve(rhs, self._chol[:p, :p], upper=False)[:, 0]
 
     # -- public ------------------------------------------------------------------------
-    def add(self, k_col: torch.Tensor, k_diag: float, b_new: float) -> torch.Tensor:
+    def add(self, k_col: torch.Tensor, k_diag: float, b_new: float, solve: bool = True) -> torch.Tensor:
         """Add a column: its kernel values with the existing columns ``k_col`` [m], its own
-        squared norm ``k_diag``, and its correlation with the target ``b_new``; re-solve."""
+        squared norm ``k_diag``, and its correlation with the target ``b_new``; re-solve
+        (unless ``solve`` is False: the columns added since the last solve then enter the
+        passive set together, one block update of the factor)."""
         m = self.m
         self._grow(m + 1)
         self._q[m, :m] = k_col.to(self._q)
@@ -92,34 +112,45 @@ class GramNNLS:
         self._b[m] = float(b_new)
         self.m = m + 1
         self.x = torch.cat([self.x, self.x.new_zeros(1)])
-        return self.solve()
+        self._pending.append(m)
+        return self.solve() if solve else self.x
 
     def gradient(self) -> torch.Tensor:
         """w = b - Q x (the negative gradient; KKT: w_j <= 0 wherever x_j = 0)."""
         return self.b - self.q @ self.x
 
     def solve(self, tol: float = 1e-12, max_iter: int | None = None) -> torch.Tensor:
-        """Lawson-Hanson from the current (feasible) x; returns x."""
+        """Lawson-Hanson from the current (feasible) x; returns x.
+
+        Columns added since the last solve first enter the passive set as one block if
+        their correlation with the residual is positive (one factor update, one solve);
+        the classical one-variable-at-a-time loop then finishes to the KKT point."""
         scale = max(float(self.b.abs().max()) if self.m else 1.0, 1e-300)
         max_iter = max_iter or 3 * self.m + 10
         banned: set[int] = set()
+        w = self.gradient()
+        enter = [j for j in self._pending if float(w[j]) > tol * scale]
+        self._pending = []
         for _ in range(max_iter):
-            w = self.gradient()
-            if self.passive:
-                w[torch.tensor(self.passive, dtype=torch.long, device=self.device)] = float("-inf")
-            for j in banned:
-                w[j] = float("-inf")
-            j = int(w.argmax()) if self.m else 0
-            if not self.m or w[j] <= tol * scale:
-                break  # KKT holds
-            self._factor_append(j)
+            if not enter:
+                w = self.gradient()
+                if self.passive:
+                    w[self._index(self.passive)] = float("-inf")
+                for j in banned:
+                    w[j] = float("-inf")
+                j = int(w.argmax()) if self.m else 0
+                if not self.m or w[j] <= tol * scale:
+                    break  # KKT holds
+                enter = [j]
+            self._factor_append(enter)
+            entered, enter = enter, []
             while True:
                 z = self._solve_passive()
+                p = self._index(self.passive)
                 if bool((z > 0).all()):
                     self.x.zero_()
-                    self.x[torch.tensor(self.passive, dtype=torch.long, device=self.device)] = z
+                    self.x[p] = z
                     break
-                p = torch.tensor(self.passive, dtype=torch.long, device=self.device)
                 xp = self.x[p]
                 neg = torch.nonzero(z <= 0).squeeze(1)
                 gap = xp[neg] - z[neg]  # >= 0 since x >= 0 and z <= 0 there
@@ -129,12 +160,11 @@ class GramNNLS:
                 xp = xp + alpha * (z - xp)
                 keep = xp > tol * max(float(xp.abs().max()), 1e-300)
                 keep[first] = False
-                if float(alpha) == 0.0 and first == len(self.passive) - 1:
-                    banned.add(self.passive[-1])  # it entered with w > 0 only numerically
+                if float(alpha) == 0.0 and len(entered) == 1 and self.passive[first] == entered[0]:
+                    banned.add(entered[0])  # it entered with w > 0 only numerically
                 self.x.zero_()
                 self.x[p[keep]] = xp[keep]
-                self.passive = [q for q, k in zip(self.passive, keep.tolist()) if k]
-                self._factor_rebuild()
+                self._factor_keep(keep.tolist())
                 if not self.passive:
                     break
         return self.x

@@ -200,7 +200,7 @@ def run_coreset(cfg: CoresetConfig) -> dict:
         with run.phase("train"):
             seed_everything(cfg.seed)
             model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-            if cfg.workers > 0:  # unweighted subsets only (validate refuses weighted methods)
+            if cfg.workers > 0:
                 model = train_on_ray(cfg, data, result, run, model)
             else:
                 fit(model, subset, data.test.to(device), cfg, device=device, weights=weights,
@@ -214,14 +214,15 @@ def run_coreset(cfg: CoresetConfig) -> dict:
 
 def train_on_ray(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, run: RunDir,
                  model: torch.nn.Module) -> torch.nn.Module:
-    """The subset (weights all 1) trained by Ray Train workers."""
+    """The weighted subset trained by Ray Train workers (DDP)."""
     from raypkg.cluster import connect_ray
     from raypkg.engine.ray_train import fit_on_ray_train
 
     connect_ray()
     subset = dataclasses.replace(data, train=data.train.subset(result.positions))
     train_cfg = TrainConfig(**{name: getattr(cfg, name) for name in config_fields(TrainConfig)})
-    state, history = fit_on_ray_train(train_cfg, subset, run.path / "ray", use_augmentation(cfg, data))
+    state, history = fit_on_ray_train(train_cfg, subset, run.path / "ray", use_augmentation(cfg, data),
+                                      weights=result.weights.float())
     for row in history:
         run.log_metrics(row)
     device = next(model.parameters()).device

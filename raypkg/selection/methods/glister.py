@@ -36,14 +36,13 @@ def glister_greedy(g: torch.Tensor, h: torch.Tensor, z_val: torch.Tensor, h_val:
     ``y_val``: the validation logits, features and labels at theta0. ``batch`` picks are
     taken between two Taylor updates (1: after every pick); ties go to the lower position.
     """
-    g, h = g.double(), h.double()
-    z_val, h_val = z_val.double(), h_val.double()
-    emb = kind.embed(g, h)
-    taken = torch.zeros(len(g), dtype=torch.bool)
+    z_val = z_val.double()  # the logits and their Taylor shifts accumulate in float64
+    emb = kind.embed(g, h)  # gains in the embedding's precision (float32 from the pipeline)
+    taken = torch.zeros(len(g), dtype=torch.bool, device=g.device)
     dz = torch.zeros_like(z_val)
     picks, gains, count = [], [], 0
     while count < budget:
-        grad_val = kind.mean_vector(logit_gradients(z_val + dz, y_val), h_val)
+        grad_val = kind.mean_vector(logit_gradients(z_val + dz, y_val).to(h_val.dtype), h_val)
         gain = emb.dot(grad_val).masked_fill(taken, float("-inf"))
         take = torch.sort(gain, descending=True, stable=True).indices[:min(batch, budget - count)]
         picks.append(take)
