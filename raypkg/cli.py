@@ -7,22 +7,7 @@ import sys
 
 import click
 
-from raypkg.cli_options import join_list_flags, train_options
-from raypkg.errors import UsageError
-
-
-class EffrayGroup(click.Group):
-    """Turns UsageError into one line on stderr and exit status 2 (no traceback)."""
-
-    def parse_args(self, ctx, args):
-        return super().parse_args(ctx, join_list_flags(args))
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except UsageError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+from raypkg.cli_options import EffrayGroup, train_options
 
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,6 +7,7 @@ import functools
 import click
 
 from raypkg.engine.config import SCHEDULES
+from raypkg.errors import UsageError
 
 # Flags that take several values, written either `--lr 0.1 0.05` (the DeltaGrad README's
 # form) or `--lr 0.1,0.05`. `join_list_flags` rewrites the first form into the second
@@ -29,6 +30,21 @@ def join_list_flags(args: list[str]) -> list[str]:
             continue
         i += 1
     return out
+
+
+class EffrayGroup(click.Group):
+    """Accepts `--lr 0.1 0.05` list flags, and turns UsageError into one line on stderr
+    with exit status 2 (no traceback), for itself and every subcommand below it."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, join_list_flags(args))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
 
 
 class NumberList(click.ParamType):
@@ -79,6 +95,8 @@ def train_options(func):
         click.option("--image-size", type=int, help="imagefolder: resize images to this square size. Default: 64."),
         click.option("--num-classes", type=int, help="synthetic: number of classes. Default: 10."),
         click.option("--shape", help="synthetic: per-sample shape, e.g. 3x32x32 or 64. Default: 3x32x32."),
+        click.option("--normalize/--no-normalize", default=None,
+                     help="Standardise inputs with train statistics (default) or keep pixels in [0, 1]."),
         click.option("--flat/--images", default=None, help="Feed flattened features instead of images."),
         click.option("--out", help="Root directory of run directories. Default: runs."),
         click.option("--name", help="Run directory name. Default: METHOD-DATASET-MODEL-TIME."),

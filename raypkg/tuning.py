@@ -128,7 +128,6 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
              search: str | None = None, max_concurrent: int | None = None, out: str = "runs",
              wandb_mode: str = "offline") -> dict:
     """Run the sweep; save best_config.yaml and trials.parquet; return the best trial."""
-    import ray
     from ray import tune
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler

@@ -457,3 +457,18 @@ def test_random_crop_flip_is_deterministic_with_a_seeded_generator():
     b = random_crop_flip(x, 4, True, torch.Generator().manual_seed(3))
     c = random_crop_flip(x, 4, True, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-aug"])
+def test_normalize_off_keeps_pixels_in_unit_range_and_is_affine_to_normalized(name):
+    opts = {"train_size": 200, "test_size": 50} if name == "digits-aug" else {}
+    raw = load_dataset(name, normalize=False, **opts)
+    std = load_dataset(name, **opts)
+    assert raw.train.x.min() >= 0 and raw.train.x.max() <= 1 and raw.train.x.max() > 0.9
+    assert abs(float(std.train.x.mean())) < 1e-4
+    # the same images: standardised = (raw - mean) / std with one mean/std (1 channel)
+    a = std.train.x.flatten()
+    b = raw.train.x.flatten()
+    slope = (a[1:] - a[0]) / (b[1:] - b[0]).where((b[1:] - b[0]).abs() > 0.1, torch.tensor(float("nan")))
+    slope = slope[~slope.isnan()]
+    assert torch.allclose(slope, slope.median().expand_as(slope), rtol=1e-3)

@@ -9,11 +9,32 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from raypkg.deltagrad.commands import unlearn
 
-os.environ["EFFRAY_WANDB_MODE"] = "disabled"
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is as fast and does not stall when the CPUs are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_wandb():
+    """W&B off for this module only (other modules check that runs write offline W&B runs)."""
+    before = os.environ.get("EFFRAY_WANDB_MODE")
+    os.environ["EFFRAY_WANDB_MODE"] = "disabled"
+    yield
+    if before is None:
+        del os.environ["EFFRAY_WANDB_MODE"]
+    else:
+        os.environ["EFFRAY_WANDB_MODE"] = before
 
 TRAIN = ["train", "--dataset", "digits", "--model", "logreg", "--batch-size", "128", "--epochs", "4",
          "--lr", "0.05", "0.02", "--lrlen", "2", "2", "--wd", "1e-3", "--holdout", "0.02", "--no-progress"]
@@ -134,3 +155,16 @@ def test_settings_that_break_exact_replay_are_refused(tmp_path, extra, message):
     result = CliRunner().invoke(unlearn, TRAIN + ["--out", str(tmp_path), "--name", "bad"] + extra)
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_tune_space_parses_and_one_trial_reports():
+    from raypkg.tuning import TUNABLES, read_space
+
+    spec = read_space("tune_spaces/deltagrad.yaml")
+    assert spec["metric"] == "score" and set(spec["space"]) == {"period", "init", "m"}
+    reports = []
+    base = {**spec["base"], "dataset": "digits", "train_size": None, "test_size": None, "batch_size": 128,
+            "epochs": 4, "lrlen": [2, 2], "repeat": 1}
+    TUNABLES["deltagrad"].trainable({**base, "period": 5, "init": 6, "m": 2}, reports.append)
+    (r,) = reports
+    assert r["explicit_steps"] == 6 + 8 and r["score"] in (0.0, r["speedup"]) and r["dist_ratio"] < 0.2

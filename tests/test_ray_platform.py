@@ -5,7 +5,6 @@ These share one Ray instance (the session fixture) and are kept few and small.
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 import pytest

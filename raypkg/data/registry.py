@@ -23,6 +23,9 @@ class DataOptions:
     train_size: int | None = None  # sized datasets (digits-aug, synthetic)
     test_size: int | None = None
     flat: bool = False  # features [N, D] instead of images [N, C, H, W]
+    # Standardise with train statistics (per channel); False keeps pixels in [0, 1], as
+    # torchvision's ToTensor() without Normalize (the DeltaGrad paper's MNIST features).
+    normalize: bool = True
     image_size: int | None = None  # imagefolder: resize to this square size
     num_classes: int | None = None  # synthetic
     shape: tuple[int, ...] | None = None  # synthetic: per-sample shape

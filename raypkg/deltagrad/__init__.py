@@ -7,6 +7,9 @@ Modules, in reading order:
   trajectory  the cached run (w_t, g_t, lr_t, permutations; memory-mapped) and batch plans
   lbfgs       compact L-BFGS product B v (Byrd-Nocedal-Schnabel 1994) with safeguards
   replay      training / baseline retrain (exact replay) and DeltaGrad itself
+  workload    the run's config, data and model; training and caching a run
+  requests    checking user ids, serving one request with both methods
   online      a stream of requests served by DeltaGrad, with an exact-retrain rule
   commands    the `effray unlearn` click group (train, delete, add, online)
+  tunable     the `effray tune deltagrad` trial (T0, j0, m)
 """

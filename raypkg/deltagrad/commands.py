@@ -18,26 +18,11 @@ from pathlib import Path
 import click
 import torch
 
-from raypkg.cli_options import FLOATS, INTS, join_list_flags
+from raypkg.cli_options import FLOATS, INTS, EffrayGroup
 from raypkg.errors import UsageError
 
 
-class UnlearnGroup(click.Group):
-    """`--lr 0.1 0.05` list flags, and UsageError as one line with exit status 2 (also
-    when the group runs on its own, as jobs/deltagrad.py runs it)."""
-
-    def parse_args(self, ctx, args):
-        return super().parse_args(ctx, join_list_flags(args))
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except UsageError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=UnlearnGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def unlearn():
     """DeltaGrad: retrain quickly after deleting (or adding) a few training samples.
 
@@ -72,6 +57,8 @@ def _train_options(func):
         click.option("--data-dir", help="Directory of torchvision datasets."),
         click.option("--train-size", type=int, help="Size of sized datasets (digits-aug, synthetic)."),
         click.option("--test-size", type=int, help="Test size of sized datasets."),
+        click.option("--normalize/--no-normalize", default=None,
+                     help="Standardise features (default) or keep pixels in [0, 1] like the paper's MNIST."),
         click.option("--out", help="Root of run directories. Default: runs."),
         click.option("--name", help="Run directory name."),
         click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), help="W&B mode. Default: offline."),
@@ -80,11 +67,16 @@ def _train_options(func):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
+THREADS = click.option("--threads", type=int, default=None,
+                       help="torch threads (default: 1 for small steps, else torch's default).")
+
+
 @unlearn.command("train")
 @_train_options
 @click.option("--actors", type=int, default=0, show_default=True,
               help="Exact gradients as partial sums over K Ray shard actors (0: in-process).")
-def train_cmd(config_file, actors, **flags):
+@THREADS
+def train_cmd(config_file, actors, threads, **flags):
     """Train with plain SGD (or GD) and cache the trajectory DeltaGrad replays.
 
     \b
@@ -98,25 +90,28 @@ def train_cmd(config_file, actors, **flags):
     from raypkg.engine.config import resolve_config
 
     cfg = resolve_config(DeltaGradConfig, config_file, **flags)
-    summary = train_run(cfg, actors=actors)
+    summary = train_run(cfg, actors=actors, threads=threads)
     click.echo(f"trained {summary['model']} on {summary['dataset']}: {summary['steps']} steps, "
                f"p = {summary['num_params']}, test_acc {summary['test_acc']:.4f}, "
                f"wall {summary['wall_s']:.1f}s")
     click.echo(f"run directory: {summary['run_dir']}")
 
 
-def train_run(cfg, actors: int = 0) -> dict:
+def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
     """Train and cache; returns the run's summary. Input is checked before any output."""
     from raypkg.deltagrad.exact import make_gradients
-    from raypkg.deltagrad.workload import choose_holdout, load_workload, train_trajectory
+    from raypkg.deltagrad.workload import choose_holdout, load_workload, set_threads, train_trajectory
     from raypkg.engine.loop import pick_device
     from raypkg.tracking import RunDir
 
     if actors < 0:
         raise UsageError(f"--actors must be >= 0, got {actors}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
     device = pick_device(cfg.use_gpu)
     wl = load_workload(cfg.dataset, cfg.model, cfg.data_options(), cfg.seed, cfg.dtype, device)
     choose_holdout(wl.n, cfg.holdout, cfg.seed)  # fails here, not half-way
+    set_threads(threads, wl.net, cfg.batch_size or wl.n)
     with RunDir.create(cfg.out, "deltagrad", cfg.to_dict(), cfg.dataset, cfg.model, name=cfg.name,
                        wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
         grads = make_gradients(wl.net, wl.x, wl.y, actors)
@@ -155,6 +150,7 @@ def _request_options(func):
         click.option("--actors", type=int, default=0, show_default=True,
                      help="Exact gradients over K Ray shard actors (0: in-process)."),
         click.option("--gpu/--cpu", "use_gpu", default=None, help="Device (default: GPU if present)."),
+        THREADS,
         click.option("--name", help="Name of the request's directory under RUN/requests."),
         click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline",
                      show_default=True, help="W&B mode."),
@@ -198,7 +194,7 @@ def add_cmd(run, ids_file, ratio, **opts):
     request_run("add", run, ids_file, ratio, **opts)
 
 
-def _open(run: str, use_gpu, actors: int):
+def _open(run: str, use_gpu, actors: int, threads: int | None):
     from raypkg.deltagrad.exact import make_gradients
     from raypkg.deltagrad.trajectory import Trajectory
     from raypkg.deltagrad.workload import load_workload
@@ -208,27 +204,37 @@ def _open(run: str, use_gpu, actors: int):
     device = pick_device(use_gpu)
     if actors < 0:
         raise UsageError(f"--actors must be >= 0, got {actors}")
-    return traj, device, lambda: _load(traj, device, actors, load_workload, make_gradients)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    return traj, device, lambda: _load(traj, device, actors, threads, load_workload, make_gradients)
 
 
-def _load(traj, device, actors, load_workload, make_gradients):
+def _run_root(traj) -> Path:
+    """The run directory holding ``traj`` (requests and streams are written beside it)."""
+    return traj.path.parent if traj.path.name == "trajectory" else traj.path
+
+
+def _load(traj, device, actors, threads, load_workload, make_gradients):
+    from raypkg.deltagrad.workload import set_threads
+
     h = traj.header
     wl = load_workload(h.dataset, h.model, h.data, h.seed, h.dtype, device)
     if wl.n != h.n or wl.net.num_params != h.p:
         raise UsageError(f"the data or model no longer match the cached run ({h.dataset}: {wl.n} vs {h.n} "
                          f"samples, {h.model}: {wl.net.num_params} vs {h.p} parameters)")
+    set_threads(threads, wl.net, h.batch_size or h.n_members)
     return wl, make_gradients(wl.net, wl.x, wl.y, actors)
 
 
 def request_run(kind: str, run: str, ids_file, ratio, *, seed, method, period, init, m, eps, actors,
-                use_gpu, name, wandb) -> dict:
+                use_gpu, threads, name, wandb) -> dict:
     """Check the request, serve it, save and print the comparison; returns the summary."""
     from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, read_ids, serve
     from raypkg.deltagrad.replay import Request
     from raypkg.tracking import RunDir
 
     check_hyper(period, init, m)
-    traj, device, load = _open(run, use_gpu, actors)
+    traj, device, load = _open(run, use_gpu, actors, threads)
     plan = traj.plan()
     given = read_ids(ids_file) if ids_file else None
     if kind == "delete":
@@ -241,7 +247,7 @@ def request_run(kind: str, run: str, ids_file, ratio, *, seed, method, period, i
               "ids_file": ids_file, "method": method, "period": period, "init": init, "m": m, "eps": eps,
               "actors": actors}
     try:
-        with RunDir.create(Path(run) / "requests", f"deltagrad-{kind}", config, h.dataset, h.model,
+        with RunDir.create(_run_root(traj) / "requests", f"deltagrad-{kind}", config, h.dataset, h.model,
                            name=name, wandb_mode=wandb) as out:
             outcome = serve(traj, plan, request, grads, method, period=period, init=init, m=m,
                             device=device, eps=eps)
@@ -260,16 +266,16 @@ def request_run(kind: str, run: str, ids_file, ratio, *, seed, method, period, i
     return summary
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _fmt(value, spec: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, spec) + unit
 
 
 def print_outcome(kind: str, s: dict, n_members: int) -> None:
     click.echo(f"{'deletion' if kind == 'delete' else 'addition'} of {s['n_ids']} samples "
                f"({100 * s['n_ids'] / n_members:.3g}% of {n_members}); T0={s['period']} j0={s['init']} m={s['m']}")
-    rows = [("time_baseline", _fmt(s["time_baseline"], ".3f") + " s"),
-            ("time_deltagrad", _fmt(s["time_deltagrad"], ".3f") + " s"),
-            ("speedup", _fmt(s["speedup"], ".2f") + "x"),
+    rows = [("time_baseline", _fmt(s["time_baseline"], ".3f", " s")),
+            ("time_deltagrad", _fmt(s["time_deltagrad"], ".3f", " s")),
+            ("speedup", _fmt(s["speedup"], ".2f", "x")),
             ("||wU - w*||", _fmt(s["dist_U_star"], ".3e")),
             ("||wI - wU||", _fmt(s["dist_I_U"], ".3e") + (f"   (ratio {s['dist_ratio']:.4f})"
                                                           if s["dist_ratio"] is not None else "")),
@@ -305,6 +311,7 @@ def print_outcome(kind: str, s: dict, n_members: int) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the requests' random ids.")
 @click.option("--actors", type=int, default=0, show_default=True, help="Exact gradients over K Ray actors.")
 @click.option("--gpu/--cpu", "use_gpu", default=None)
+@THREADS
 @click.option("--name", help="Name of the stream's directory under RUN/online.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
 def online_cmd(run, **opts):
@@ -319,7 +326,7 @@ def online_cmd(run, **opts):
 
 
 def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kind, method, period, init,
-               m, eps, retrain_every, drift_tol, seed, actors, use_gpu, name, wandb) -> dict:
+               m, eps, retrain_every, drift_tol, seed, actors, use_gpu, threads, name, wandb) -> dict:
     from raypkg.deltagrad.online import OnlineSettings, run_online
     from raypkg.deltagrad.requests import check_hyper
     from raypkg.tracking import RunDir
@@ -331,7 +338,7 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
         raise UsageError(f"--retrain-every must be >= 0, got {retrain_every}")
     if drift_tol is not None and drift_tol <= 0:
         raise UsageError(f"--drift-tol must be > 0, got {drift_tol}")
-    traj, device, load = _open(run, use_gpu, actors)
+    traj, device, load = _open(run, use_gpu, actors, threads)
     members = len(traj.plan().members())
     if ratio_per_request is not None and samples_per_request is not None:
         raise UsageError("give at most one of --ratio-per-request and --samples-per-request")
@@ -358,7 +365,7 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
               "method": method, "period": period, "init": init, "m": m, "eps": eps,
               "retrain_every": retrain_every, "drift_tol": drift_tol, "actors": actors}
     try:
-        with RunDir.create(Path(run) / "online", "deltagrad-online", config, h.dataset, h.model, name=name,
+        with RunDir.create(_run_root(traj) / "online", "deltagrad-online", config, h.dataset, h.model, name=name,
                            wandb_mode=wandb) as out:
             work = traj.copy_to(out.path / "trajectory")
             rows, w, wU = run_online(traj, work, grads, num_requests, kind, count, settings, seed=seed,
@@ -377,7 +384,7 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
 
 def online_summary(rows, w, wU, traj, wl, device) -> dict:
     w_star = traj.w[traj.header.steps].to(device)
-    tb = sum(r["time_baseline"] for r in rows) if "time_baseline" in rows[-1] else None
+    tb = sum(r["time_baseline"] for r in rows) if all("time_baseline" in r for r in rows) else None
     td = sum(r["time_deltagrad"] for r in rows)
     out = {"requests": len(rows), "time_baseline": tb, "time_deltagrad": td,
            "speedup": tb / td if tb else None, "retrains": sum(bool(r["retrained"]) for r in rows),
@@ -392,9 +399,9 @@ def online_summary(rows, w, wU, traj, wl, device) -> dict:
 
 def print_online(s: dict, count: int, kind: str) -> None:
     click.echo(f"online: {s['requests']} requests of {count} ({kind}), {s['retrains']} exact retrains")
-    rows = [("time_baseline (sum)", _fmt(s["time_baseline"], ".3f") + " s"),
-            ("time_deltagrad (sum)", _fmt(s["time_deltagrad"], ".3f") + " s"),
-            ("speedup", _fmt(s["speedup"], ".2f") + "x"),
+    rows = [("time_baseline (sum)", _fmt(s["time_baseline"], ".3f", " s")),
+            ("time_deltagrad (sum)", _fmt(s["time_deltagrad"], ".3f", " s")),
+            ("speedup", _fmt(s["speedup"], ".2f", "x")),
             ("||wU - w*||", _fmt(s["dist_U_star"], ".3e")),
             ("||wI - wU||", _fmt(s["dist_I_U"], ".3e") + (f"   (ratio {s['dist_ratio']:.4f})"
                                                           if s["dist_ratio"] is not None else "")),

@@ -8,13 +8,13 @@ holding a contiguous shard of the training set, for the partial sum over its par
 ``sum_in_process(shard_grad_sum, ...)`` over the same shards gives the same numbers
 without Ray, which is what the tests compare.
 
-Both are used the same way: ``rows = grads.rows(ids)`` once per id set (gathers the
-rows; GD mode reuses them every iteration), then ``grads.grad_sum(w, rows)``.
+Both are used the same way: ``rows = grads.rows(ids)`` once per id set (GD mode reuses
+it every iteration), then ``grads.grad_sum(w, rows)``; rows are gathered in cache-sized
+chunks inside the sum (``FlatNet.grad_sum_rows``).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
@@ -25,10 +25,14 @@ from raypkg.deltagrad.flatnet import FlatNet
 
 @dataclass
 class Rows:
+    """A set of training positions prepared for repeated gradient sums (ids on the device)."""
+
     ids: torch.Tensor
-    x: torch.Tensor | None = None
-    y: torch.Tensor | None = None
-    token: int = 0
+
+
+def chunk_rows(device: torch.device) -> int:
+    """Rows gathered per chunk: cache-sized on CPU, whole batches on a GPU."""
+    return 1024 if device.type == "cpu" else 1 << 20
 
 
 class ExactGradients:
@@ -36,15 +40,13 @@ class ExactGradients:
 
     def __init__(self, net: FlatNet, x: torch.Tensor, y: torch.Tensor):
         self.net, self.x, self.y = net, x, y
+        self.chunk = chunk_rows(x.device)
 
     def rows(self, ids: torch.Tensor) -> Rows:
-        ids = ids.to(self.x.device)
-        return Rows(ids, self.x.index_select(0, ids), self.y.index_select(0, ids))
+        return Rows(ids.to(self.x.device))
 
     def grad_sum(self, w: torch.Tensor, rows: Rows) -> torch.Tensor:
-        if len(rows.ids) == 0:
-            return torch.zeros_like(w)
-        return self.net.grad_sum(w, rows.x, rows.y)
+        return self.net.grad_sum_rows(w, self.x, self.y, rows.ids, self.chunk)
 
     def close(self) -> None:
         pass
@@ -52,37 +54,16 @@ class ExactGradients:
 
 # ----- the sharded path ------------------------------------------------------------------
 
-_SHARD_CACHE: dict = {}  # per actor process: the last gathered rows, keyed by token
-
-
-def shard_grad_sum(shard: IndexedDataset, net: FlatNet, w: torch.Tensor, ids: torch.Tensor,
-                   token: int = 0) -> torch.Tensor:
-    """This shard's part of sum_{i in ids} grad l_i(w); ``ids`` are training-set positions.
-
-    ``shard.index`` holds the positions of its rows (a contiguous range). With a nonzero
-    ``token`` the gathered rows are kept until a different token arrives (GD mode sends
-    the same ids every iteration).
-    """
-    key = (id(shard), token)
-    cached = _SHARD_CACHE.get("rows") if token else None
-    if cached is not None and cached[0] == key:
-        x, y = cached[1], cached[2]
-    else:
-        lo = int(shard.index[0])
-        hi = lo + len(shard)
-        local = ids[(ids >= lo) & (ids < hi)] - lo
-        x, y = shard.x.index_select(0, local), shard.y.index_select(0, local)
-        if token:
-            _SHARD_CACHE["rows"] = (key, x, y)
-    if len(y) == 0:
-        return torch.zeros_like(w)
-    return net.grad_sum(w, x.to(w.dtype), y)
+def shard_grad_sum(shard: IndexedDataset, net: FlatNet, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """This shard's part of sum_{i in ids} grad l_i(w); ``ids`` are training-set positions
+    and ``shard.index`` holds the positions of the shard's rows (a contiguous range)."""
+    lo = int(shard.index[0])
+    local = ids[(ids >= lo) & (ids < lo + len(shard))] - lo
+    return net.grad_sum_rows(w, shard.x, shard.y, local, chunk_rows(shard.x.device))
 
 
 class ShardedGradients:
     """Gradient sums as partial sums over a ShardPool's actors (``--actors K``)."""
-
-    _tokens = itertools.count(1)
 
     def __init__(self, net: FlatNet, x: torch.Tensor, y: torch.Tensor, num_actors: int):
         from raypkg.engine.shard_pool import ShardPool
@@ -92,12 +73,12 @@ class ShardedGradients:
         self.pool = ShardPool(data, num_actors)
 
     def rows(self, ids: torch.Tensor) -> Rows:
-        return Rows(ids.cpu(), token=next(self._tokens))
+        return Rows(ids.cpu())
 
     def grad_sum(self, w: torch.Tensor, rows: Rows) -> torch.Tensor:
         if len(rows.ids) == 0:
             return torch.zeros_like(w)
-        return self.pool.sum(shard_grad_sum, self.net, w.cpu(), rows.ids, rows.token).to(w.device)
+        return self.pool.sum(shard_grad_sum, self.net, w.cpu(), rows.ids).to(w.device)
 
     def close(self) -> None:
         self.pool.close()

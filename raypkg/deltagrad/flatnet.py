@@ -85,8 +85,12 @@ class FlatNet:
         weight, bias = layers[-1]
         return torch.addmm(bias, h, weight.t())
 
-    def grad_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """sum_i grad_w CE(f(x_i; w), y_i), shape [p], in w's dtype (no weight decay)."""
+    def grad_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        """sum_i grad_w CE(f(x_i; w), y_i), shape [p], in w's dtype (no weight decay).
+
+        With ``out`` the sum is added into it (chunked sums without a new [p] vector per chunk).
+        """
         layers = self.views(w)
         acts = [x]
         h = x
@@ -96,14 +100,31 @@ class FlatNet:
         weight, bias = layers[-1]
         delta = torch.softmax(torch.addmm(bias, h, weight.t()), dim=1)
         delta[torch.arange(len(y), device=y.device), y] -= 1.0
-        g = torch.empty_like(w)
+        g = torch.zeros_like(w) if out is None else out
         grads = self.views(g)
         for layer in range(len(layers) - 1, -1, -1):
             g_weight, g_bias = grads[layer]
-            torch.mm(delta.t(), acts[layer], out=g_weight)
-            torch.sum(delta, dim=0, out=g_bias)
+            g_weight.addmm_(delta.t(), acts[layer])
+            g_bias.add_(delta.sum(dim=0))
             if layer > 0:
                 delta = delta.mm(layers[layer][0]).mul_(acts[layer] > 0)
+        return g
+
+    def grad_sum_rows(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor,
+                      chunk: int = 1024) -> torch.Tensor:
+        """``grad_sum`` over the rows ``ids`` of (x, y), gathered ``chunk`` rows at a time
+        into one reused buffer: the chunk stays in cache between the forward and the
+        backward product, and no batch-sized copy is allocated (on CPU the thin products
+        are memory-bound, so this is ~2x faster than gathering the whole batch)."""
+        g = torch.zeros_like(w)
+        if len(ids) == 0:
+            return g
+        buf = torch.empty((min(chunk, len(ids)), x.shape[1]), dtype=x.dtype, device=x.device)
+        for start in range(0, len(ids), chunk):
+            idx = ids[start:start + chunk]
+            rows = buf[:len(idx)]
+            torch.index_select(x, 0, idx, out=rows)
+            self.grad_sum(w, rows, y.index_select(0, idx), out=g)
         return g
 
     @torch.no_grad()

@@ -54,8 +54,8 @@ class DeltaGradInfo:
 
 
 def sgd_step(w: torch.Tensor, g: torch.Tensor, lr: float, wd: float) -> torch.Tensor:
-    """w - lr (g + wd w): the one update every path uses."""
-    return w - lr * (g + wd * w)
+    """w - lr (g + wd w): the one update every path uses (so paths agree bit for bit)."""
+    return torch.add(w, torch.add(g, w, alpha=wd), alpha=-lr)
 
 
 def sync(device: torch.device) -> None:
@@ -102,6 +102,7 @@ def deltagrad(traj: Trajectory, plan: BatchPlan, request: Request, grads, *, per
     the pass stops early (``info.drifted``) when an explicit step's exact gradient and
     the quasi-Newton estimate differ by more than that relative amount.
     """
+    start = time.perf_counter()  # the request's set-up counts, as the baseline's does
     h = traj.header
     wd, lrs = h.weight_decay, h.lrs
     device = device or torch.device("cpu")
@@ -139,7 +140,6 @@ def deltagrad(traj: Trajectory, plan: BatchPlan, request: Request, grads, *, per
             memo[key] = out
         return out
 
-    start = time.perf_counter()
     w = traj.w[0].to(device, copy=True)
     for t in range(plan.T):
         b, delta = sizes[t], deltas[t]
@@ -186,7 +186,7 @@ def deltagrad(traj: Trajectory, plan: BatchPlan, request: Request, grads, *, per
                 d = (b * g_hat - change) / nb if deleting else (b * g_hat + change) / nb
             else:
                 d = g_hat
-            g_new = d - wd * w
+            g_new = d - wd * w if record is not None else None
             w_next = w - lr * d
         if record is not None:  # after the last use of wt, gt (record may be traj itself)
             record.w[t].copy_(w)

@@ -187,3 +187,20 @@ def serve(traj: Trajectory, plan: BatchPlan, request: Request, grads, method: st
         wI, info = deltagrad(traj, plan, request, grads, period=period, init=init, m=m, eps=eps,
                              device=device)
     return Outcome(len(request.ids), w_star, wU, wI, tb, info.seconds if info else None, info)
+
+
+def measure(traj: Trajectory, request: Request, grads, evaluate, hyper: tuple[int, int, int], repeat: int,
+            device: torch.device) -> dict:
+    """Both methods on one request, best of ``repeat`` times each (interleaved, after a
+    warm-up); distances and accuracies as in ``Outcome.metrics``."""
+    plan = traj.plan()
+    period, init, m = hyper
+    w_star = traj.w[traj.header.steps].to(device, copy=True)
+    warm_up(grads, plan, w_star)
+    tb = td = float("inf")
+    for _ in range(repeat):
+        w_u, t = baseline(traj, plan, request, grads, device=device)
+        tb = min(tb, t)
+        w_i, info = deltagrad(traj, plan, request, grads, period=period, init=init, m=m, device=device)
+        td = min(td, info.seconds)
+    return Outcome(len(request.ids), w_star, w_u, w_i, tb, td, info).metrics(evaluate)

@@ -42,6 +42,7 @@ class DeltaGradConfig:
     data_dir: str | None = None
     train_size: int | None = None
     test_size: int | None = None
+    normalize: bool = True  # False: pixels in [0, 1] (the paper's MNIST: ToTensor, no Normalize)
     out: str = "runs"
     name: str | None = None
     wandb: str = "offline"
@@ -87,7 +88,7 @@ class DeltaGradConfig:
 
     def data_options(self) -> dict:
         return {"seed": self.seed, "train_size": self.train_size, "test_size": self.test_size,
-                "data_dir": self.data_dir}
+                "data_dir": self.data_dir, "normalize": self.normalize}
 
 
 @dataclass
@@ -130,6 +131,20 @@ def workload_from_splits(splits, model: str, seed: int, dtype: str, device: torc
     return Workload(net, module, flatten_params(module, dt).to(device),
                     splits.train.x.to(device=device, dtype=dt), splits.train.y.to(device),
                     splits.test.x.to(device=device, dtype=dt), splits.test.y.to(device), device, dt)
+
+
+SMALL_STEP_MACS = 5e7  # below this, one thread: a step is many tiny ops, and extra
+# threads only add synchronisation (on a shared CPU, tens of times slower; see the bench notes)
+
+
+def set_threads(threads: int | None, net: FlatNet, batch_rows: int) -> int:
+    """Use ``threads`` if given; else one thread when an exact step is small
+    (batch_rows x weights < SMALL_STEP_MACS), torch's default otherwise. Returns the count."""
+    if threads is None and batch_rows * sum(i * o for i, o in net.sizes) < SMALL_STEP_MACS:
+        threads = 1
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def epoch_orders(members: torch.Tensor, epochs: int, batch_size: int, seed: int) -> torch.Tensor:

@@ -46,6 +46,7 @@ class TrainConfig:
     train_size: int | None = None
     test_size: int | None = None
     flat: bool = False
+    normalize: bool = True  # False: pixels in [0, 1], no standardisation
     image_size: int | None = None  # imagefolder: square size images are resized to
     num_classes: int | None = None  # synthetic: class count
     shape: str | None = None  # synthetic: per-sample shape, e.g. "3x32x32" or "64"
@@ -64,10 +65,10 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise a one-line UsageError for any value that cannot work."""
-        from raypkg.data.registry import DATASETS, load_dataset  # noqa: F401
-        from raypkg.models.registry import MODELS, build_model  # noqa: F401
-        import raypkg.data.sources  # noqa: F401
-        import raypkg.models.zoo  # noqa: F401
+        import raypkg.data.sources  # noqa: F401  (registers the datasets)
+        import raypkg.models.zoo  # noqa: F401  (registers the models)
+        from raypkg.data.registry import DATASETS
+        from raypkg.models.registry import MODELS
 
         choose("dataset", self.dataset, DATASETS)
         choose("model", self.model, MODELS)

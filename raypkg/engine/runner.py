@@ -14,7 +14,7 @@ from raypkg.tracking import RunDir
 
 def load_data(cfg: TrainConfig):
     return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed,
-                        train_size=cfg.train_size, test_size=cfg.test_size, flat=cfg.flat,
+                        train_size=cfg.train_size, test_size=cfg.test_size, flat=cfg.flat, normalize=cfg.normalize,
                         image_size=cfg.image_size, num_classes=cfg.num_classes, shape=cfg.shape)
 
 

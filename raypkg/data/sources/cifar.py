@@ -24,7 +24,7 @@ def _load(name: str, dataset_class, num_classes: int, files: str, options: DataO
     # random crop (padding 4) and horizontal flip during training.
     return image_splits(name, images(train), torch.tensor(train.targets), images(test),
                         torch.tensor(test.targets), num_classes, flat=options.flat,
-                        augmentable=True, scale=255.0, crop_padding=4)
+                        augmentable=True, scale=255.0, crop_padding=4, normalize=options.normalize)
 
 
 @register_dataset("cifar10", "CIFAR-10 3x32x32, 10 classes (50,000 / 10,000) from --data-dir "

@@ -32,13 +32,13 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
 
 
 def to_splits(name: str, x: np.ndarray, y: np.ndarray, train_pos, test_pos, num_classes: int,
-              flat: bool) -> DataSplits:
+              flat: bool, normalize: bool = True) -> DataSplits:
     """Normalise with train statistics (one mean/std per channel) and wrap as tensors."""
     x = torch.from_numpy(x)
     if x.dim() == 3:  # [N, H, W] -> [N, 1, H, W]
         x = x.unsqueeze(1)
-    mean, std = x[train_pos].mean(), x[train_pos].std()
-    x = (x - mean) / std
+    if normalize:
+        x = (x - x[train_pos].mean()) / x[train_pos].std()
     if flat:
         x = x.flatten(1)
     y = torch.from_numpy(y)
@@ -52,4 +52,4 @@ def to_splits(name: str, x: np.ndarray, y: np.ndarray, train_pos, test_pos, num_
 def build_digits(options: DataOptions) -> DataSplits:
     images, labels = load_digits_arrays()
     train_pos, test_pos = stratified_split(labels, DIGITS_TEST_FRACTION, options.seed)
-    return to_splits("digits", images, labels, train_pos, test_pos, 10, options.flat)
+    return to_splits("digits", images, labels, train_pos, test_pos, 10, options.flat, options.normalize)

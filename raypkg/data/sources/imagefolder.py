@@ -121,4 +121,4 @@ def build_imagefolder(options: DataOptions) -> DataSplits:
     test_x, test_y = _read_all(eval_samples, train_folder.loader, transform, os.path.basename(eval_dir))
     return image_splits("imagefolder", train_x, train_y, test_x, test_y, len(train_folder.classes),
                         flat=options.flat, augmentable=True, scale=255.0,
-                        crop_padding=max(1, image_size // 8))
+                        crop_padding=max(1, image_size // 8), normalize=options.normalize)

@@ -49,15 +49,18 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: flo
 def image_splits(name: str, train_x: torch.Tensor, train_y: torch.Tensor,
                  test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, *,
                  flat: bool, augmentable: bool = False, scale: float = 1.0,
-                 crop_padding: int = 4) -> DataSplits:
+                 crop_padding: int = 4, normalize: bool = True) -> DataSplits:
     """Normalise images [N, C, H, W] per channel with train statistics and wrap them.
 
     ``scale`` divides the raw values first (255 for uint8 pixels), so the statistics are
-    those of the [0, 1] images. With ``flat`` the images become feature vectors
+    those of the [0, 1] images; ``normalize=False`` stops there (pixels in [0, 1]). With ``flat`` the images become feature vectors
     [N, C*H*W] and are never augmented. Every split's ``index`` is ``arange(N)``.
     """
-    mean, std = channel_mean_std(train_x)
-    mean, std = mean / scale, std / scale
+    if normalize:
+        mean, std = channel_mean_std(train_x)
+        mean, std = mean / scale, std / scale
+    else:
+        mean, std = torch.zeros(train_x.shape[1]), torch.ones(train_x.shape[1])
     train_x = normalise(train_x, mean, std, scale)
     test_x = normalise(test_x, mean, std, scale)
     if flat:
