@@ -14,6 +14,19 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread per test: the tensors here are small, and on a 2-vCPU machine
+    whose other core is busy (Ray workers, a second test process) two OpenMP threads can
+    make small ops many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """A local 2-CPU Ray instance started once for every test that asks for it."""

@@ -9,20 +9,9 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
 
 from raypkg.deltagrad.commands import unlearn
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast and does not stall when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 @pytest.fixture(scope="module", autouse=True)

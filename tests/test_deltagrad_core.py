@@ -14,15 +14,6 @@ from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast and does not stall when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(n=96, d=64, classes=10, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randint(0, classes, (n,), generator=g)

@@ -12,15 +12,6 @@ from raypkg.deltagrad.trajectory import Trajectory
 from raypkg.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast and does not stall when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def workloads():
     return {name: load_workload("digits", name, {"seed": 0}, 0, "float64", torch.device("cpu"))

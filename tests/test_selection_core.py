@@ -24,15 +24,6 @@ from raypkg.selection.nnls import nnls_ridge
 METHODS = ("uniform", "grand", "glister", "gradmatch", "craig")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on 2-vCPU VMs two threads make small ops many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_problem(n=120, classes=3, features=6, hidden=5, seed=0, dtype=torch.float64):
     """A small float64 classification set (shifted class means) and an MLP trained a little."""
     gen = torch.Generator().manual_seed(seed)

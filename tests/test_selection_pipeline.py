@@ -7,20 +7,10 @@ import json
 import click
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
 
 from raypkg.cli import EffrayGroup
 from raypkg.selection.commands import run_coreset_command, select_command
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on 2-vCPU VMs two threads make small ops many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 FAST = ["--dataset", "digits", "--model", "logreg", "--epochs", "3", "--warmup-epochs", "1", "--batch-size", "32",
         "--wandb", "disabled", "--no-progress"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from raypkg.data.registry import load_dataset
@@ -11,15 +10,6 @@ from raypkg.engine.loop import fit, seed_everything
 from raypkg.engine.shard_pool import ShardPool
 from raypkg.models.registry import build_model
 from raypkg.selection import select
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on 2-vCPU VMs two threads make small ops many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_actor_and_in_process_selection_give_identical_indices(ray_session):

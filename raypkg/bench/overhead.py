@@ -46,7 +46,9 @@ def summarise(name: str, wall: float, epoch_times: list[float], acc: float) -> d
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--train-size", type=int, default=None, help="Shrink digits-aug (default 60,000).")
 @click.option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
-def overhead(dataset, model, epochs, batch_size, train_size, worker_counts):
+@click.option("--threads", type=int, default=None,
+              help="torch threads in this process (default: torch's choice; Ray Train workers use their CPU share).")
+def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job.
 
     \b
@@ -63,6 +65,8 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts):
     from raypkg.engine.runner import load_data
     from raypkg.models.registry import build_model
 
+    if threads:
+        torch.set_num_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
                       use_gpu=False, progress=False, max_failures=0).validate()

@@ -270,11 +270,10 @@ def _fmt(value, spec: str, unit: str = "") -> str:
     return "-" if value is None else format(value, spec) + unit
 
 
-def print_outcome(kind: str, s: dict, n_members: int) -> None:
-    click.echo(f"{'deletion' if kind == 'delete' else 'addition'} of {s['n_ids']} samples "
-               f"({100 * s['n_ids'] / n_members:.3g}% of {n_members}); T0={s['period']} j0={s['init']} m={s['m']}")
-    rows = [("time_baseline", _fmt(s["time_baseline"], ".3f", " s")),
-            ("time_deltagrad", _fmt(s["time_deltagrad"], ".3f", " s")),
+def outcome_rows(s: dict, suffix: str = "") -> list[tuple[str, str]]:
+    """The result lines every request prints: times, speed-up, distances, accuracies."""
+    return [(f"time_baseline{suffix}", _fmt(s["time_baseline"], ".3f", " s")),
+            (f"time_deltagrad{suffix}", _fmt(s["time_deltagrad"], ".3f", " s")),
             ("speedup", _fmt(s["speedup"], ".2f", "x")),
             ("||wU - w*||", _fmt(s["dist_U_star"], ".3e")),
             ("||wI - wU||", _fmt(s["dist_I_U"], ".3e") + (f"   (ratio {s['dist_ratio']:.4f})"
@@ -282,6 +281,12 @@ def print_outcome(kind: str, s: dict, n_members: int) -> None:
             ("test acc baseline", _fmt(s["acc_baseline"], ".4f")),
             ("test acc deltagrad", _fmt(s["acc_deltagrad"], ".4f")),
             ("test acc original", _fmt(s["acc_original"], ".4f"))]
+
+
+def print_outcome(kind: str, s: dict, n_members: int) -> None:
+    click.echo(f"{'deletion' if kind == 'delete' else 'addition'} of {s['n_ids']} samples "
+               f"({100 * s['n_ids'] / n_members:.3g}% of {n_members}); T0={s['period']} j0={s['init']} m={s['m']}")
+    rows = outcome_rows(s)
     if s.get("explicit_steps") is not None:
         rows.append(("explicit/approx steps", f"{s['explicit_steps']}/{s['approx_steps']}"))
     for key, value in rows:
@@ -399,15 +404,7 @@ def online_summary(rows, w, wU, traj, wl, device) -> dict:
 
 def print_online(s: dict, count: int, kind: str) -> None:
     click.echo(f"online: {s['requests']} requests of {count} ({kind}), {s['retrains']} exact retrains")
-    rows = [("time_baseline (sum)", _fmt(s["time_baseline"], ".3f", " s")),
-            ("time_deltagrad (sum)", _fmt(s["time_deltagrad"], ".3f", " s")),
-            ("speedup", _fmt(s["speedup"], ".2f", "x")),
-            ("||wU - w*||", _fmt(s["dist_U_star"], ".3e")),
-            ("||wI - wU||", _fmt(s["dist_I_U"], ".3e") + (f"   (ratio {s['dist_ratio']:.4f})"
-                                                          if s["dist_ratio"] is not None else "")),
-            ("test acc baseline", _fmt(s["acc_baseline"], ".4f")),
-            ("test acc deltagrad", _fmt(s["acc_deltagrad"], ".4f")),
-            ("test acc original", _fmt(s["acc_original"], ".4f"))]
+    rows = outcome_rows(s, suffix=" (sum)")
     for key, value in rows:
         click.echo(f"  {key:<22} {value}")
     click.echo(f"saved: {s['run_dir']}")
