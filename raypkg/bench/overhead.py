@@ -47,7 +47,8 @@ def summarise(name: str, wall: float, epoch_times: list[float], acc: float) -> d
 @click.option("--train-size", type=int, default=None, help="Shrink digits-aug (default 60,000).")
 @click.option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
 @click.option("--threads", type=int, default=None,
-              help="torch threads in this process (default: torch's choice; Ray Train workers use their CPU share).")
+              help="torch threads of every training process, this one and each Ray Train worker "
+                   "(default: torch's choice here, the CPU share in a worker).")
 def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job.
 
@@ -100,7 +101,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
         cfg.workers = workers
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            state, history = fit_on_ray_train(cfg, data, Path(tmp), augment=None)
+            state, history = fit_on_ray_train(cfg, data, Path(tmp), augment=None, threads=threads)
             wall = time.perf_counter() - t0
         net = build_model(model, data.input_shape, data.num_classes)
         net.load_state_dict(state)

@@ -99,11 +99,13 @@ def worker_loop(config: dict) -> None:
 
 
 def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment: CropFlip | None,
-                     weights: torch.Tensor | None = None) -> tuple[dict, list[dict]]:
+                     weights: torch.Tensor | None = None, threads: int | None = None
+                     ) -> tuple[dict, list[dict]]:
     """Run ``cfg.workers`` Ray Train workers; return the final state_dict and per-epoch rows.
 
     ``weights`` (aligned with ``data.train``) make each worker's loss the weighted mean
-    over its batch, as in-process (coreset training)."""
+    over its batch, as in-process (coreset training). ``threads``: torch threads per
+    worker (default: its CPU share)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -116,7 +118,7 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment:
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "data_ref": ray.put(data), "augment": augment,
                            "weights_ref": None if weights is None else ray.put(weights.cpu()),
-                           "threads": int(cpus_per_worker), "fault": os.environ.get(FAULT_ENV)},
+                           "threads": threads or int(cpus_per_worker), "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
         run_config=RunConfig(name="ray_train", storage_path=str(storage.resolve()),
