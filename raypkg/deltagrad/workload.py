@@ -21,6 +21,7 @@ from raypkg.deltagrad.flatnet import FlatNet, flatten_params
 from raypkg.deltagrad.replay import replay
 from raypkg.deltagrad.trajectory import (DTYPES, Trajectory, TrajectoryHeader, lr_per_epoch,
                                          steps_per_epoch)
+from raypkg.engine.config import check_data_dir, check_lr_lists
 from raypkg.errors import UsageError, choose
 
 
@@ -68,19 +69,12 @@ class DeltaGradConfig:
                              "breaks exact replay; use --momentum 0")
         if self.augment:
             raise UsageError("--augment: random augmentation breaks exact replay; DeltaGrad needs it off")
-        if not self.lr or any(v <= 0 for v in self.lr):
-            raise UsageError(f"lr must be one or more positive numbers, got {self.lr}")
-        if self.lrlen and (len(self.lrlen) != len(self.lr) or any(v <= 0 for v in self.lrlen)):
-            raise UsageError(f"--lrlen needs one positive epoch count per --lr value; "
-                             f"got lr={self.lr} lrlen={self.lrlen}")
-        if not self.lrlen and len(self.lr) != 1:
-            raise UsageError(f"several --lr values need --lrlen; got lr={self.lr}")
+        check_lr_lists(self.lr, self.lrlen)
         if self.weight_decay < 0:
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.holdout < 1:
             raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise UsageError(f"data directory {self.data_dir!r} does not exist")
+        check_data_dir(self.data_dir)
         return self
 
     def to_dict(self) -> dict[str, Any]:

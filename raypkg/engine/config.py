@@ -79,21 +79,30 @@ class TrainConfig:
                 raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.workers < 0:
             raise UsageError(f"workers must be >= 0, got {self.workers}")
-        if not self.lr or any(v <= 0 for v in self.lr):
-            raise UsageError(f"lr must be one or more positive numbers, got {self.lr}")
-        if self.schedule == "piecewise" or self.lrlen:
-            if len(self.lrlen) != len(self.lr) or any(n <= 0 for n in self.lrlen):
-                raise UsageError(f"--lrlen needs one positive epoch count per --lr value; "
-                                 f"got lr={self.lr} lrlen={self.lrlen}")
+        check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
+        if self.lrlen:
             self.schedule = "piecewise"
-        elif len(self.lr) != 1:
-            raise UsageError(f"several --lr values need --lrlen (piecewise schedule); got lr={self.lr}")
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise UsageError(f"data directory {self.data_dir!r} does not exist")
+        check_data_dir(self.data_dir)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -> None:
+    """One positive lr, or several with one positive epoch count each (``--lrlen``)."""
+    if not lr or any(v <= 0 for v in lr):
+        raise UsageError(f"lr must be one or more positive numbers, got {lr}")
+    if piecewise or lrlen:
+        if len(lrlen) != len(lr) or any(n <= 0 for n in lrlen):
+            raise UsageError(f"--lrlen needs one positive epoch count per --lr value; got lr={lr} lrlen={lrlen}")
+    elif len(lr) != 1:
+        raise UsageError(f"several --lr values need --lrlen (piecewise schedule); got lr={lr}")
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UsageError(f"data directory {data_dir!r} does not exist")
 
 
 def config_fields(cls=TrainConfig) -> set[str]:
