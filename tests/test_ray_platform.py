@@ -38,15 +38,11 @@ def test_shard_pool_returns_exactly_the_in_process_map(ray_session):
     with ShardPool(data, num_actors=2) as pool:
         remote = pool.map(scaled_logits, model, 2.0)
         remote_sum = pool.sum(gradient_sum, model)
-    # Each actor runs torch with one thread (its CPU share); so does the reference, since
-    # a different thread count may change the order of float additions in a matmul.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local = map_in_process(scaled_logits, data, model, 2.0, num_shards=2)
-        local_sum = sum_in_process(gradient_sum, data, model, num_shards=2)
-    finally:
-        torch.set_num_threads(threads)
+    # Each actor runs torch with one thread (its CPU share), as this test process does
+    # (conftest's one_torch_thread): another thread count may reorder float additions.
+    assert torch.get_num_threads() == 1
+    local = map_in_process(scaled_logits, data, model, 2.0, num_shards=2)
+    local_sum = sum_in_process(gradient_sum, data, model, num_shards=2)
     assert torch.equal(remote["index"], data.index)  # index order
     assert torch.equal(remote["logits"], local["logits"])
     assert torch.equal(remote_sum, local_sum)

@@ -51,8 +51,9 @@ def run_training(cfg: TrainConfig, method: str = "train") -> dict:
             model = build_model(cfg.model, data.input_shape, data.num_classes)
             model.load_state_dict(state)
             device = torch.device("cpu")
+            test = data.test
         torch.save({k: v.cpu() for k, v in state.items()}, run.path / "model.pt")
         with run.phase("eval"):
-            final = evaluate(model, data.test.to(device), device)
+            final = evaluate(model, test, device)
         return run.finish(test_acc=final["acc"], test_loss=final["loss"], workers=cfg.workers,
                           epochs=cfg.epochs, device=str(device))
