@@ -2,9 +2,9 @@
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python jobs/coreset.py --selection gradmatch --fraction 0.1 --dataset digits-aug \
-        --warmup-epochs 5 --epochs 30 --actors 2 --out /abs/path/runs
+        --pretrain-epochs 5 --epochs 30 --actors 2 --out /abs/path/runs
 
-The recipe (raypkg.selection.pipeline): full-data warm-up for --warmup-epochs epochs
+The recipe (raypkg.selection.pipeline): full-data warm-up for --pretrain-epochs epochs
 (--repeats warm-ups for grand), selection with per-example work on --actors shard
 actors of the cluster, then training on the weighted subset for --epochs epochs. The
 run directory holds selection.parquet and summary.json with the warmup / selection /

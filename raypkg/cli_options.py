@@ -79,7 +79,7 @@ def train_options(func):
         click.option("--schedule", type=click.Choice(SCHEDULES), help="LR schedule. Default: cosine."),
         click.option("--milestones", type=INTS, help="multistep: epochs at which lr *= gamma."),
         click.option("--gamma", type=float, help="multistep decay factor. Default: 0.1."),
-        click.option("--warmup-epochs", type=int, help="Linear LR warm-up epochs. Default: 0."),
+        click.option("--lr-warmup-epochs", type=int, help="Linear LR warm-up epochs. Default: 0."),
         click.option("--momentum", type=float, help="SGD momentum. Default: 0.9."),
         click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum."),
         click.option("--weight-decay", "--wd", "weight_decay", type=float, help="L2 weight decay. Default: 5e-4."),

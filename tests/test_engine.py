@@ -13,6 +13,7 @@ from raypkg.engine.loop import (epoch_permutation, evaluate, fit, lr_at, seed_ev
                                 weighted_cross_entropy)
 from raypkg.errors import UsageError
 from raypkg.models import build_model
+from raypkg.selection.weighting import normalised_weights
 
 
 def test_weighted_loss_with_unit_weights_equals_unweighted():
@@ -22,14 +23,14 @@ def test_weighted_loss_with_unit_weights_equals_unweighted():
     assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits, y))
 
 
-def test_weighted_loss_is_weighted_mean_of_per_sample_losses():
+def test_weighted_loss_is_mean_of_weighted_per_sample_losses():
     logits, y = torch.randn(5, 3), torch.randint(0, 3, (5,))
     w = torch.tensor([0.0, 2.0, 1.0, 0.0, 3.0])
     per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
-    assert torch.allclose(weighted_cross_entropy(logits, y, w), (w * per).sum() / 6.0)
-    # integer weights = repeating samples
+    assert torch.allclose(weighted_cross_entropy(logits, y, w), (w * per).sum() / 5.0)
+    # integer weights normalised to mean 1 = repeating samples
     rep = torch.tensor([1, 1, 2, 4, 4, 4])
-    assert torch.allclose(weighted_cross_entropy(logits, y, w), per[rep].mean())
+    assert torch.allclose(weighted_cross_entropy(logits, y, normalised_weights(w)), per[rep].mean())
 
 
 def test_piecewise_schedule_matches_deltagrad_readme():
@@ -43,7 +44,7 @@ def test_multistep_cosine_and_warmup():
     assert [lr_at(cfg, e) for e in (0, 2, 3.9, 4)] == [1.0, 0.5, 0.5, 0.25]
     cfg = TrainConfig(lr=[1.0], schedule="cosine", epochs=10).validate()
     assert lr_at(cfg, 0) == 1.0 and math.isclose(lr_at(cfg, 5), 0.5) and lr_at(cfg, 10) < 1e-12
-    cfg = TrainConfig(lr=[1.0], schedule="constant", warmup_epochs=2).validate()
+    cfg = TrainConfig(lr=[1.0], schedule="constant", lr_warmup_epochs=2).validate()
     assert math.isclose(lr_at(cfg, 1.0), 0.5, rel_tol=1e-6) and lr_at(cfg, 2) == 1.0
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from raypkg.cli import EffrayGroup
 from raypkg.selection.commands import run_coreset_command, select_command
 
-FAST = ["--dataset", "digits", "--model", "logreg", "--epochs", "3", "--warmup-epochs", "1", "--batch-size", "32",
+FAST = ["--dataset", "digits", "--model", "logreg", "--epochs", "3", "--pretrain-epochs", "1", "--batch-size", "32",
         "--wandb", "disabled", "--no-progress"]
 
 
@@ -40,8 +40,8 @@ def test_run_coreset_phases_selection_table_and_cache(tmp_path):
     first = invoke("run", "coreset", "--selection", "gradmatch", "--fraction", "0.1", "--out", out, *FAST)
     assert first.exit_code == 0, first.output
     s = summary_of(first.output)
-    assert set(s["phases"]) >= {"warmup", "selection", "train"} and s["test_acc"] > 0.3
-    assert s["subset_size"] == 135 and s["cached"] == {"warmup_hits": 0, "selection_hit": False}
+    assert set(s["phases"]) >= {"pretrain", "selection", "train"} and s["test_acc"] > 0.3
+    assert s["subset_size"] == 135 and s["cached"] == {"pretrain_hits": 0, "selection_hit": False}
     table = pd.read_parquet(f"{s['dir']}/selection.parquet")
     assert list(table.columns[:3]) == ["index", "weight", "score"] and len(table) == 135
     assert table["index"].is_unique and (table["weight"] > 0).all()
@@ -49,14 +49,14 @@ def test_run_coreset_phases_selection_table_and_cache(tmp_path):
     # same config again: warm-up and selection come from the cache, same indices
     again = summary_of(invoke("run", "coreset", "--selection", "gradmatch", "--fraction", "0.1", "--out", out,
                               *FAST).output)
-    assert again["cached"] == {"warmup_hits": 1, "selection_hit": True}
+    assert again["cached"] == {"pretrain_hits": 1, "selection_hit": True}
     assert again["cached_seconds"]["selection"] == pytest.approx(s["cached_seconds"]["selection"])
     assert pd.read_parquet(f"{again['dir']}/selection.parquet")["index"].tolist() == table["index"].tolist()
 
     # --no-cache recomputes both and, same seed, finds the same indices; `select` shares the warm-up
     fresh = summary_of(invoke("select", "--method", "gradmatch", "--fraction", "0.1", "--no-cache", "--out", out,
                               *FAST).output)
-    assert fresh["cached"] == {"warmup_hits": 0, "selection_hit": False} and fresh["test_acc"] is None
+    assert fresh["cached"] == {"pretrain_hits": 0, "selection_hit": False} and fresh["test_acc"] is None
     assert pd.read_parquet(f"{fresh['dir']}/selection.parquet")["index"].tolist() == table["index"].tolist()
     assert "train" not in fresh["phases"]
 
@@ -94,7 +94,7 @@ def test_bench_coreset_runs_tiny():
     from raypkg.bench.coreset import coreset
 
     res = CliRunner().invoke(coreset, ["--dataset", "digits", "--model", "logreg", "--fractions", "0.2",
-                                       "--epochs", "1", "--warmup-epochs", "1", "--repeats", "2",
+                                       "--epochs", "1", "--pretrain-epochs", "1", "--repeats", "2",
                                        "--batch-size", "128"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()

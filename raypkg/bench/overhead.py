@@ -1,8 +1,8 @@
 """`effray bench overhead`: what the engine and Ray Train cost over a plain PyTorch loop.
 
-The same job (model, data, batch size, epochs, seed) four ways, in one process run:
-a plain loop written inline here, the effray engine in-process, and Ray Train with 1
-and 2 workers. Start-up = wall time not spent in training epochs; steady state = the
+The same job (model, data, batch size, epochs, seed) five ways, in one process run:
+a plain loop written inline here, the effray engine in-process without and with a
+callback on every event, and Ray Train with 1 and 2 workers. Start-up = wall time not spent in training epochs; steady state = the
 median epoch time after the first epoch.
 """
 
@@ -14,6 +14,8 @@ import time
 import click
 import torch
 import torch.nn.functional as F
+
+from raypkg.engine.callbacks import Callback
 
 
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
@@ -91,6 +93,14 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     rows.append(summarise("effray engine, in-process", time.perf_counter() - t0,
                           [r["epoch_s"] for r in history], evaluate(net, data.test)["acc"]))
 
+    # The same with a callback on every hook: what the event machinery costs per step.
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    net = build_model(model, data.input_shape, data.num_classes)
+    history = fit(net, data.train, None, cfg, progress=False, callbacks=[CountEvents()])
+    rows.append(summarise("effray engine + callback", time.perf_counter() - t0,
+                          [r["epoch_s"] for r in history], evaluate(net, data.test)["acc"]))
+
     import tempfile
     from pathlib import Path
 
@@ -101,11 +111,11 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
         cfg.workers = workers
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            state, history = fit_on_ray_train(cfg, data, Path(tmp), augment=None, threads=threads)
+            outcome = fit_on_ray_train(cfg, data, storage=Path(tmp), threads=threads)
             wall = time.perf_counter() - t0
         net = build_model(model, data.input_shape, data.num_classes)
-        net.load_state_dict(state)
-        rows.append(summarise(f"Ray Train, {workers} worker(s)", wall, [r["epoch_s"] for r in history],
+        net.load_state_dict(outcome.model_state)
+        rows.append(summarise(f"Ray Train, {workers} worker(s)", wall, [r["epoch_s"] for r in outcome.history],
                               evaluate(net, data.test)["acc"]))
 
     table = pd.DataFrame(rows)

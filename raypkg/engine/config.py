@@ -32,7 +32,7 @@ class TrainConfig:
     schedule: str = "cosine"
     milestones: list[int] = field(default_factory=list)  # multistep: epochs where lr *= gamma
     gamma: float = 0.1
-    warmup_epochs: int = 0  # linear warm-up from lr/10 (in steps), any schedule
+    lr_warmup_epochs: int = 0  # linear LR warm-up from 0 (in steps), any schedule
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4

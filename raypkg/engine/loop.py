@@ -1,9 +1,10 @@
-"""The training loop every method shares: weighted loss, SGD, LR schedules, evaluation.
+"""The one training loop: weighted loss, SGD, LR schedules, evaluation, callbacks.
 
-It reads top to bottom like nanoGPT's: for each epoch, a seeded permutation; for each
-batch, set the LR, (augment), forward, weighted loss, backward, step. The same function
-runs in-process and inside a Ray Train worker (``rank``/``world_size`` shard each
-epoch's permutation the way DistributedSampler does).
+It reads top to bottom like nanoGPT's: for each epoch, the batch plan's batches; for each
+batch, set the LR, (augment), forward, weighted loss, backward, step. Methods act on it
+through callbacks (``raypkg.engine.callbacks``) and batch plans (``raypkg.engine.plans``);
+the same ``fit`` runs in-process and inside every Ray Train worker (``raypkg.engine.trainer``
+picks which), so there is exactly one place that trains.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
-from typing import Callable
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,9 @@ from torch import nn
 
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
+from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
+from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
 from raypkg.errors import UsageError
 
 
@@ -42,11 +45,16 @@ def pick_device(use_gpu: bool | None = None) -> torch.device:
 
 def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                            weights: torch.Tensor | None = None) -> torch.Tensor:
-    """sum_i w_i * l_i / sum_i w_i (selection.md); the plain mean when ``weights`` is None."""
+    """mean_i w_i * l_i over the batch; the plain mean when ``weights`` is None.
+
+    Coreset weights are normalised to mean 1 over the whole subset before training
+    (``raypkg.selection.weighting``), so the batch mean is an unbiased estimate of the
+    weighted full loss and, under DDP, the average over ranks is the global weighted mean
+    (not a per-rank normalisation)."""
     losses = F.cross_entropy(logits.float(), targets, reduction="none")
     if weights is None:
         return losses.mean()
-    return (weights * losses).sum() / weights.sum()
+    return (weights * losses).mean()
 
 
 def lr_at(cfg: TrainConfig, epoch: float, total_epochs: int | None = None) -> float:
@@ -62,28 +70,14 @@ def lr_at(cfg: TrainConfig, epoch: float, total_epochs: int | None = None) -> fl
     else:  # piecewise: lr[i] for lrlen[i] epochs, the last value after the end
         ends = np.cumsum(cfg.lrlen)
         lr = cfg.lr[min(int(np.searchsorted(ends, math.floor(epoch), side="right")), len(cfg.lr) - 1)]
-    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
-        lr *= (epoch + 1e-8) / cfg.warmup_epochs
+    if cfg.lr_warmup_epochs and epoch < cfg.lr_warmup_epochs:
+        lr *= (epoch + 1e-8) / cfg.lr_warmup_epochs
     return lr
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr[0], momentum=cfg.momentum,
                            nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
-
-
-def epoch_permutation(n: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    """This rank's share of epoch ``epoch``'s shuffle, as DistributedSampler would give it.
-
-    The permutation depends only on (seed, epoch), so a run resumed from a checkpoint at
-    an epoch boundary sees the same batches it would have seen without the failure.
-    """
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    if world_size > 1:
-        padded = math.ceil(n / world_size) * world_size
-        perm = torch.cat([perm, perm[: padded - n]])[rank::world_size]
-    return perm
 
 
 @torch.no_grad()
@@ -105,68 +99,112 @@ def evaluate(model: nn.Module, data: IndexedDataset, device: torch.device | str 
     return {"acc": correct / n, "loss": loss_sum / n}
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: IndexedDataset,
-                cfg: TrainConfig, epoch: int, *, device: torch.device,
-                weights: torch.Tensor | None = None, augment: CropFlip | None = None,
-                rank: int = 0, world_size: int = 1, total_epochs: int | None = None) -> dict[str, float]:
-    """One pass over this rank's share of ``train``; returns mean loss and accuracy."""
+
+
+def training_state(ctx: TrainContext) -> dict[str, Any]:
+    """Everything a restarted run needs, as plain data and tensors (``weights_only`` loads)."""
+    return {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
+            "callbacks": [cb.state_dict() for cb in ctx.callbacks], "plan": ctx.plan.state_dict(),
+            "epoch": ctx.epoch + 1, "global_step": ctx.global_step, "history": ctx.history}
+
+
+def restore_training_state(ctx: TrainContext, state: dict[str, Any]) -> None:
+    ctx.model.load_state_dict(state["model"])
+    ctx.optimizer.load_state_dict(state["optimizer"])
+    for cb, cb_state in zip(ctx.callbacks, state["callbacks"], strict=True):
+        cb.load_state_dict(cb_state)
+    ctx.plan.load_state_dict(state["plan"])
+    ctx.epoch, ctx.global_step = state["epoch"], state["global_step"]
+    ctx.history = list(state["history"])
+
+
+def run_epoch(ctx: TrainContext) -> dict[str, float]:
+    """One pass over the plan's batches for this rank; mean loss and accuracy over all ranks."""
+    cfg, device, model = ctx.cfg, ctx.device, ctx.module
     model.train()
-    perm = epoch_permutation(len(train), cfg.seed, epoch, rank, world_size)
-    steps = math.ceil(len(perm) / cfg.batch_size)
+    ctx.steps_in_epoch = ctx.plan.steps(ctx.epoch, ctx.rank, ctx.world_size)
     use_amp = cfg.amp and device.type == "cuda"
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + epoch) if augment else None
-    loss_sum = torch.zeros((), device=device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + ctx.epoch) if ctx.augment else None
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    for step in range(steps):
-        idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(cfg, epoch + step / steps, total_epochs)
-        x = train.x[idx].to(device, non_blocking=True)
-        y = train.y[idx].to(device, non_blocking=True)
-        w = weights[idx].to(device, non_blocking=True) if weights is not None else None
-        if augment:
-            x = augment(x, generator=gen)
+    seen = 0
+    for step, planned in enumerate(ctx.plan.batches(ctx)):
+        ctx.step_in_epoch = step
+        ctx.lr = lr_at(cfg, ctx.epoch + step / max(ctx.steps_in_epoch, 1))
+        for group in ctx.optimizer.param_groups:
+            group["lr"] = ctx.lr
+        x = ctx.train.x[planned.positions].to(device, non_blocking=True)
+        y = ctx.train.y[planned.positions].to(device, non_blocking=True)
+        w = None if planned.weights is None else planned.weights.to(device, non_blocking=True)
+        if ctx.augment:
+            x = ctx.augment(x, generator=gen)
         with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
             logits = model(x)
         loss = weighted_cross_entropy(logits, y, w)
-        optimizer.zero_grad(set_to_none=True)
+        ctx.batch = Batch(planned.positions, x, y, w, logits, loss)
+        ctx.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(idx)
+        for cb in ctx.callbacks:
+            cb.on_after_backward(ctx)
+        ctx.optimizer.step()
+        ctx.global_step += 1
+        for cb in ctx.callbacks:
+            cb.on_step_end(ctx)
+        loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
-    n = max(len(perm), 1)
-    return {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n}
+        seen += len(y)
+    ctx.batch = None
+    totals = ctx.all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
+                                                                                 dtype=torch.float64)]))
+    loss_total, correct_total, n = totals.tolist()
+    return {"train_loss": loss_total / max(n, 1), "train_acc": correct_total / max(n, 1)}
 
 
 def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cfg: TrainConfig, *,
         device: torch.device | None = None, weights: torch.Tensor | None = None,
-        augment: CropFlip | None = None, optimizer: torch.optim.Optimizer | None = None,
-        start_epoch: int = 0, on_epoch: Callable[[dict], None] | None = None,
+        augment: CropFlip | None = None, callbacks: Sequence[Callback] = (), plan: BatchPlan | None = None,
+        optimizer: torch.optim.Optimizer | None = None, resume: dict | None = None,
+        module: nn.Module | None = None, rank: int = 0, world_size: int = 1,
         progress: bool | None = None, desc: str = "train") -> list[dict]:
-    """Train ``model`` in place for epochs [start_epoch, cfg.epochs); one metrics row per epoch.
+    """Train ``model`` in place for epochs [resumed epoch, cfg.epochs); one metrics row per epoch.
 
-    ``weights`` (aligned with ``train``'s positions) make the loss the weighted mean
-    used for coreset training. ``on_epoch`` sees each row (tracking, checkpoints).
+    ``plan`` chooses each step's batch (default: a seeded shuffle of ``train``, with
+    ``weights`` aligned with its positions making the loss the weighted mean used for
+    coreset training). ``callbacks`` act on the loop's events and may add columns to the
+    rows. ``resume`` is a ``training_state`` to continue from. On Ray Train, ``module`` is
+    the DDP wrapper of ``model`` and ``rank``/``world_size`` split each epoch; ``test`` is
+    evaluated once per epoch, on the rank that gets it (rank 0).
     """
     from tqdm.auto import tqdm
 
     device = device or next(model.parameters()).device
-    optimizer = optimizer or make_optimizer(model, cfg)
-    show = cfg.progress if progress is None else progress
-    rows = []
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not show, leave=False)
+    plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed, weights)
+    ctx = TrainContext(model=model, module=module or model, optimizer=optimizer or make_optimizer(model, cfg),
+                       cfg=cfg, device=device, train=train, plan=plan, augment=augment,
+                       callbacks=list(callbacks), rank=rank, world_size=world_size,
+                       distributed=world_size > 1)
+    if resume is not None:
+        restore_training_state(ctx, resume)
+    for cb in ctx.callbacks:
+        cb.on_fit_start(ctx)
+    show = (cfg.progress if progress is None else progress) and rank == 0
+    bar = tqdm(range(ctx.epoch, cfg.epochs), desc=desc, disable=not show, leave=False)
     for epoch in bar:
+        ctx.epoch = epoch
+        for cb in ctx.callbacks:
+            cb.on_epoch_start(ctx)
         t0 = time.perf_counter()
-        row = {"epoch": epoch + 1, **train_epoch(model, optimizer, train, cfg, epoch, device=device,
-                                                  weights=weights, augment=augment)}
+        row: dict[str, Any] = {"epoch": epoch + 1, **run_epoch(ctx)}
         if device.type == "cuda":
             torch.cuda.synchronize()
         row["epoch_s"] = time.perf_counter() - t0
-        row["lr"] = optimizer.param_groups[0]["lr"]
+        row["lr"] = ctx.lr
         if test is not None:
             row.update({f"test_{k}": v for k, v in evaluate(model, test, device).items()})
-        rows.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', float('nan')):.3f}")
-        if on_epoch is not None:
-            on_epoch(row)
-    return rows
+        ctx.history.append(row)
+        for cb in ctx.callbacks:
+            cb.on_epoch_end(ctx, row)
+        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "test_acc") if k in row})
+    for cb in ctx.callbacks:
+        cb.on_fit_end(ctx)
+    return ctx.history

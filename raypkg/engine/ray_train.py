@@ -1,23 +1,33 @@
-"""Full training on Ray Train: TorchTrainer, DDP (gloo on CPU, nccl + AMP on GPU),
-a checkpoint every epoch, and restarts from the last one when a worker dies.
+"""The Ray Train placements of ``raypkg.engine.trainer``: TorchTrainer workers running ``fit``.
 
-Every worker runs the same ``train_epoch`` as the in-process path on its
-DistributedSampler-style share of each epoch (``epoch_permutation`` with its rank).
+DDP (``fit_on_ray_train``): every worker runs the same ``fit`` as the in-process path on
+its DistributedSampler-style share of each epoch (gloo on CPU, nccl + bf16 autocast on
+GPU). After each epoch rank 0 saves the full training state (model, optimizer, callback
+and plan states, epoch, history) as a checkpoint; when a worker dies, Ray Train restarts
+the group (``FailureConfig``) and every worker resumes from that state.
+
+Ensemble (``ensemble_on_ray_train``): worker w trains shards w, w + W, ... of an
+ensemble, each its own model with ``train_shard`` (no DDP, no gradient sync); after each
+round every worker checkpoints the shards it finished, so a restart redoes only the rest.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
+from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.loop import evaluate, make_optimizer, seed_everything, train_epoch
+from raypkg.engine.loop import fit, seed_everything, training_state
+from raypkg.engine.plans import BatchPlan
 from raypkg.models.registry import build_model
 
 STATE_FILE = "state.pt"
@@ -28,6 +38,14 @@ FAULT_ENV = "EFFRAY_INJECT_WORKER_FAILURE"
 # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default): 2 s per reported epoch. Poll faster
 # unless the user chose a value (the variable travels from the driver to the workers).
 HEALTH_CHECK_INTERVAL_S = "0.2"
+
+
+@dataclass
+class RayTrainOutcome:
+    model_state: dict
+    history: list[dict]
+    callback_states: list[dict]
+    restarts: int
 
 
 def _quiet_ray_train_logs() -> None:
@@ -42,90 +60,164 @@ def _quiet_ray_train_logs() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _maybe_fail(fault: str | None, epoch: int, rank: int, world_size: int) -> None:
-    if not fault:
-        return
-    fail_epoch, marker = fault.split(":", 1)
-    if epoch == int(fail_epoch) and rank == world_size - 1 and not Path(marker).exists():
-        Path(marker).write_text(f"worker {rank} killed at epoch {epoch}\n")
-        os._exit(1)
+def load_state(directory: str | Path, name: str = STATE_FILE) -> dict:
+    return torch.load(Path(directory) / name, map_location="cpu", weights_only=True)
 
 
-def worker_loop(config: dict) -> None:
+class InjectFailure(Callback):
+    """Test hook (FAULT_ENV): the last worker exits at the start of an epoch, once."""
+
+    def __init__(self, fault: str):
+        fail_epoch, self.marker = fault.split(":", 1)
+        self.fail_epoch = int(fail_epoch)
+
+    def on_epoch_start(self, ctx: TrainContext) -> None:
+        if ctx.epoch == self.fail_epoch and ctx.rank == ctx.world_size - 1 and not Path(self.marker).exists():
+            Path(self.marker).write_text(f"worker {ctx.rank} killed at epoch {ctx.epoch}\n")
+            os._exit(1)
+
+
+class ReportEachEpoch(Callback):
+    """Ray Train's end of every epoch: rank 0 saves the training state as a checkpoint and
+    prints a progress line; every rank calls ``ray.train.report`` (a barrier)."""
+
+    def __init__(self, restarts: int):
+        self.restarts = restarts
+
+    def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
+        import ray.train
+
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if ctx.is_main:
+                state = {"training": training_state(ctx), "restarts": self.restarts}
+                torch.save(state, Path(tmp) / STATE_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+                shown = "  ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "test_acc") if k in row)
+                print(f"[ray train] epoch {row['epoch']}/{ctx.cfg.epochs}  {shown}  ({row['epoch_s']:.1f}s)",
+                      flush=True)
+            ray.train.report({k: v for k, v in row.items() if isinstance(v, (int, float))}, checkpoint=checkpoint)
+
+
+def ddp_worker(config: dict) -> None:
     import ray
     import ray.train
     import ray.train.torch
 
     _quiet_ray_train_logs()
-    cfg = TrainConfig(**config["cfg"])
-    data: DataSplits = ray.get(config["data_ref"])
+    job = ray.get(config["job_ref"])
+    cfg = TrainConfig(**job["cfg"])
+    data: DataSplits = job["data"]
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, config["threads"]))
+    torch.set_num_threads(config["threads"])
 
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
-    optimizer = make_optimizer(model, cfg)
-    start_epoch, history = 0, []
+    resume, restarts = None, 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history = state["epoch"], state["history"]
-    ddp_model = ray.train.torch.prepare_model(model)
-    augment = config["augment"]
-    weights = ray.get(config["weights_ref"]) if config["weights_ref"] is not None else None
+            saved = load_state(d)
+        resume, restarts = saved["training"], saved["restarts"] + 1
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    module = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world_size > 1
+    weights = job["weights"]
+    callbacks = [*job["callbacks"], *([InjectFailure(config["fault"])] if config["fault"] else []),
+                 ReportEachEpoch(restarts)]
+    fit(model, data.train.to(device), data.test.to(device) if rank == 0 else None, cfg, device=device,
+        weights=None if weights is None else weights.to(device), augment=job["augment"], callbacks=callbacks,
+        plan=job["plan"], resume=resume, module=module, rank=rank, world_size=world_size, progress=False)
 
-    for epoch in range(start_epoch, cfg.epochs):
-        _maybe_fail(config.get("fault"), epoch, rank, world_size)
-        t0 = time.perf_counter()
-        row = {"epoch": epoch + 1, **train_epoch(ddp_model, optimizer, data.train, cfg, epoch, device=device,
-                                                  weights=weights, augment=augment, rank=rank,
-                                                  world_size=world_size)}
-        row["epoch_s"] = time.perf_counter() - t0
-        row["lr"] = optimizer.param_groups[0]["lr"]
-        row.update({f"test_{k}": v for k, v in evaluate(model, data.test, device).items()})
-        history.append(row)
+
+def ensemble_worker(config: dict) -> None:
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from raypkg.engine.trainer import train_shard
+
+    _quiet_ray_train_logs()
+    job = ray.get(config["job_ref"])
+    cfg = TrainConfig(**job["cfg"])
+    shards: list[torch.Tensor] = job["shards"]
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(config["threads"])
+
+    done: dict[int, dict] = {}  # shard -> {"model": state_dict, "history": rows}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            for path in Path(d).glob("shard-*.pt"):
+                done[int(path.stem.split("-")[1])] = load_state(d, path.name)
+    for round_ in range(math.ceil(len(shards) / world_size)):
+        k = round_ * world_size + rank
+        if k < len(shards) and k not in done:
+            state, history = train_shard(cfg, job["data"], shards[k], k, device=device, augment=job["augment"],
+                                         callbacks_for=job["callbacks_for"])
+            done[k] = {"model": state, "history": history}
+            print(f"[ray train] shard {k + 1}/{len(shards)} done on worker {rank}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch + 1, "history": history}, Path(tmp) / STATE_FILE)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(row, checkpoint=ckpt)
+            for shard, entry in done.items():  # files of all ranks land in one checkpoint directory
+                torch.save(entry, Path(tmp) / f"shard-{shard}.pt")
+            ray.train.report({"round": round_ + 1},
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp) if done else None)
 
 
-def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment: CropFlip | None,
-                     weights: torch.Tensor | None = None, threads: int | None = None
-                     ) -> tuple[dict, list[dict]]:
-    """Run ``cfg.workers`` Ray Train workers; return the final state_dict and per-epoch rows.
-
-    ``weights`` (aligned with ``data.train``) make each worker's loss the weighted mean
-    over its batch, as in-process (coreset training). ``threads``: torch threads per
-    worker (default: its CPU share)."""
+def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: str, threads: int | None = None):
+    """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``;
+    ``threads``: torch threads per worker (default: its CPU share, one core left to Ray)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from raypkg.cluster import connect_ray
+
+    connect_ray()
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    cpus = ray.cluster_resources().get("CPU", 1)
+    resources = ray.cluster_resources()
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else resources.get("GPU", 0) > 0
+    cpus = resources.get("CPU", 1)
     cpus_per_worker = 1 if use_gpu else max(min(cpus / cfg.workers, 4), 0.5)
+    # One core is left to Ray's own processes (raylet, the Train controller): on a small
+    # machine, torch threads that compete with them make small ops many times slower.
+    threads = threads or max(1, min(int(cpus_per_worker), int(cpus - 1) // cfg.workers))
+    storage = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="effray-ray-train-"))
     trainer = TorchTrainer(
-        worker_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "data_ref": ray.put(data), "augment": augment,
-                           "weights_ref": None if weights is None else ray.put(weights.cpu()),
-                           "threads": threads or int(cpus_per_worker), "fault": os.environ.get(FAULT_ENV)},
+        worker,
+        train_loop_config={"job_ref": ray.put({**job, "cfg": cfg.to_dict()}), "threads": threads,
+                           "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name="ray_train", storage_path=str(storage.resolve()),
+        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
-    result = trainer.fit()
+    return trainer.fit()
+
+
+def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path | None = None,
+                     weights: torch.Tensor | None = None, callbacks: Sequence[Callback] = (),
+                     plan: BatchPlan | None = None, augment: CropFlip | None = None,
+                     threads: int | None = None) -> RayTrainOutcome:
+    """``fit`` on ``cfg.workers`` DDP workers; the final state as rank 0 checkpointed it."""
+    job = {"data": data, "weights": None if weights is None else weights.cpu(), "callbacks": list(callbacks),
+           "plan": plan, "augment": augment}
+    result = _run(ddp_worker, cfg, job, storage, "ray_train", threads)
     with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-    return state["model"], state["history"]
+        saved = load_state(d)
+    state = saved["training"]
+    return RayTrainOutcome(state["model"], state["history"], state["callbacks"][:len(callbacks)], saved["restarts"])
+
+
+def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch.Tensor], *,
+                          storage: str | Path | None = None, augment: CropFlip | None = None,
+                          callbacks_for=None) -> list[tuple[dict, list[dict]]]:
+    """The ensemble placement on ``cfg.workers`` workers; (state_dict, history) per shard."""
+    job = {"data": data, "shards": [s.cpu() for s in shards], "augment": augment, "callbacks_for": callbacks_for}
+    result = _run(ensemble_worker, cfg, job, storage, "ray_train_ensemble")
+    with result.checkpoint.as_directory() as d:
+        entries = {k: load_state(d, f"shard-{k}.pt") for k in range(len(shards))}
+    return [(entries[k]["model"], entries[k]["history"]) for k in range(len(shards))]

@@ -8,20 +8,7 @@ import yaml
 from raypkg.cli_options import train_options
 from raypkg.errors import UsageError
 from raypkg.selection.embeddings import EMBEDDINGS
-
-
-def _train_flags(func):
-    """The TrainConfig flags, with TrainConfig's LR warm-up renamed --lr-warmup-epochs:
-    in a coreset run --warmup-epochs means the full-data training before selection."""
-    probe = train_options(lambda: None)
-    params = []
-    for param in probe.__click_params__:
-        if param.name == "warmup_epochs":
-            param = click.Option(["--lr-warmup-epochs", "warmup_epochs"], type=int,
-                                 help="Linear LR warm-up epochs. Default: 0.")
-        params.append(param)
-    func.__click_params__ = getattr(func, "__click_params__", []) + params
-    return func
+from raypkg.selection.weighting import WEIGHTINGS
 
 
 def selection_options(func):
@@ -33,8 +20,13 @@ def selection_options(func):
         click.option("--budget", type=int, help="Number of examples to keep (instead of --fraction)."),
         click.option("--class-budget", type=int, help="Examples to keep from every class (instead of --fraction)."),
         click.option("--balance/--no-balance", default=None, help="Select per class, budget split by class share. Default: on."),
-        click.option("--warmup-epochs", "--selection-epochs", "selection_epochs", type=int,
+        click.option("--pretrain-epochs", type=int,
                      help="Full-data training epochs before selection (DeepCore's selection_epochs). Default: 5."),
+        click.option("--weighting", type=click.Choice(WEIGHTINGS),
+                     help="How the subset's weights train: loss (mean(w*l), w of mean 1), sample "
+                          "(draw with replacement by w), none. Default: the method's (README)."),
+        click.option("--weight-cap", type=float,
+                     help="Clip weights at this multiple of their mean before normalising. Default: none."),
         click.option("--repeats", type=int, help="GraNd: independent warm-ups averaged. Default: 10 for grand."),
         click.option("--actors", type=int, help="Shard actors for per-example work (0: in-process). Default: 0."),
         click.option("--embedding", type=click.Choice(EMBEDDINGS),
@@ -47,7 +39,7 @@ def selection_options(func):
     ]
     for opt in reversed(options):
         func = opt(func)
-    return _train_flags(func)
+    return train_options(func)
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict | None:
@@ -82,8 +74,8 @@ def echo_summary(summary: dict) -> None:
     acc_text = f"test_acc {acc:.4f}  " if acc is not None else ""
     hits = summary.get("cached", {})
     cache_text = ""
-    if hits.get("warmup_hits") or hits.get("selection_hit"):
-        cache_text = (f"  [cache: {hits.get('warmup_hits', 0)} warm-up(s)"
+    if hits.get("pretrain_hits") or hits.get("selection_hit"):
+        cache_text = (f"  [cache: {hits.get('pretrain_hits', 0)} pre-trained model(s)"
                       f"{', selection' if hits.get('selection_hit') else ''}]")
     click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
                f"{summary['subset_size']} of {summary['train_size']} examples  {acc_text}"
@@ -101,7 +93,7 @@ def select_command(config_file, **flags):
 
     \b
     Examples:
-      effray select --method grand --fraction 0.1 --dataset digits --model mlp --warmup-epochs 5 --repeats 3
+      effray select --method grand --fraction 0.1 --dataset digits --model mlp --pretrain-epochs 5 --repeats 3
       effray select --method craig --fraction 0.3 --dataset digits-aug --actors 2
       effray select --method glister --budget 200 --option eta=0.05 --no-cache
     """
@@ -115,14 +107,14 @@ def select_command(config_file, **flags):
 def run_coreset_command(config_file, **flags):
     """DeepCore-style coreset training: full-data warm-up, selection, weighted-subset training.
 
-    Phases in summary.json: warmup (R warm-ups for GraNd), selection, train, eval (seconds),
+    Phases in summary.json: pretrain (R warm-ups for GraNd), selection, train, eval (seconds),
     and test_acc. The same seed gives the same indices; warm-ups and selections are cached
     under OUT/.cache (--no-cache recomputes them).
 
     \b
     Examples:
       effray run coreset --selection gradmatch --fraction 0.1 --dataset digits --epochs 30
-      effray run coreset --selection grand --fraction 0.3 --repeats 10 --warmup-epochs 5
+      effray run coreset --selection grand --fraction 0.3 --repeats 10 --pretrain-epochs 5
       effray run coreset --selection craig --fraction 0.1 --dataset digits-aug --actors 2
     """
     from raypkg.selection.pipeline import run_coreset

@@ -8,29 +8,31 @@ from typing import Any
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError, choose
 from raypkg.selection.embeddings import EMBEDDINGS
+from raypkg.selection.weighting import WEIGHTINGS
 
 GRAND_DEFAULT_REPEATS = 10  # DeepCore's R for GraNd
 
 
 @dataclass
 class CoresetConfig(TrainConfig):
-    """Warm-up on the full data (``selection_epochs``, ``repeats`` times for GraNd), select
-    ``fraction`` (or ``budget``) with ``selection``, train on the weighted subset for
-    ``epochs``. ``warmup_epochs`` stays the LR warm-up of TrainConfig; the CLI calls the
-    pre-selection training ``--warmup-epochs`` and the LR one ``--lr-warmup-epochs``."""
+    """Pre-train on the full data (``pretrain_epochs``, ``repeats`` times for GraNd), select
+    ``fraction`` (or ``budget``) with ``selection``, train on the subset for ``epochs`` with
+    its weights applied as ``weighting`` says (``raypkg.selection.weighting``)."""
 
     selection: str = "uniform"
     fraction: float | None = 0.1
     budget: int | None = None
     class_budget: int | None = None  # the same number from every class
     balance: bool = True
-    selection_epochs: int = 5  # full-data warm-up before selecting (DeepCore's selection_epochs)
+    pretrain_epochs: int = 5  # full-data training before selecting (DeepCore's selection_epochs)
     repeats: int | None = None  # warm-ups averaged by GraNd; default 10 for grand, 1 otherwise
     actors: int = 0  # shard actors for per-example work; 0: in-process
     embedding: str = "full"  # full | bias | proj (see selection.embeddings)
     proj_dim: int = 256
     options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {eta: 0.05}
-    cache: bool = True  # reuse warm-ups and selections under <out>/.cache
+    cache: bool = True  # reuse pre-trained models and selections under <out>/.cache
+    weighting: str | None = None  # loss | sample | none; None: the selector's default
+    weight_cap: float | None = None  # clip weights at this multiple of their mean
 
     def validate(self) -> "CoresetConfig":
         super().validate()
@@ -49,8 +51,11 @@ class CoresetConfig(TrainConfig):
             raise UsageError(f"budget must be a positive integer, got {self.budget}")
         if self.class_budget is not None and self.class_budget < 1:
             raise UsageError(f"class budget must be a positive integer, got {self.class_budget}")
-        if self.selection_epochs < 0:
-            raise UsageError(f"warm-up epochs must be >= 0, got {self.selection_epochs}")
+        if self.pretrain_epochs < 0:
+            raise UsageError(f"pretrain-epochs must be >= 0, got {self.pretrain_epochs}")
+        self.weighting = choose("weighting", self.weighting or selector.weighting, WEIGHTINGS)
+        if self.weight_cap is not None and not self.weight_cap >= 1:
+            raise UsageError(f"weight-cap must be a number >= 1 (a multiple of the mean weight), got {self.weight_cap}")
         if self.repeats is not None and self.repeats < 1:
             raise UsageError(f"repeats must be >= 1, got {self.repeats}")
         if self.repeats not in (None, 1) and not selector.uses_repeats:

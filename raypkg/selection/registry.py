@@ -65,17 +65,18 @@ class Selector:
     uses_repeats: bool = False  # GraNd: averages over several warmed-up models
     options: dict[str, Any] = field(default_factory=dict)  # option name -> default
     weighted: bool = False  # returns weights other than 1
+    weighting: str = "none"  # default training scheme for its weights (raypkg.selection.weighting)
 
 
 SELECTORS: dict[str, Selector] = {}
 
 
 def register_selector(name: str, description: str, *, needs_model: bool = True,
-                      uses_repeats: bool = False, weighted: bool = False,
+                      uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
                       options: dict[str, Any] | None = None):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
         SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
-                                   dict(options or {}), weighted)
+                                   dict(options or {}), weighted, weighting)
         return fn
 
     return decorator

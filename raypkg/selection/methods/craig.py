@@ -24,17 +24,13 @@ def craig_job(embeddings: list, budgets: list[int], seed: int, max_dense: int, c
 
 @register_selector("craig", "CRAIG: per-class facility location on max(d) - d of gradient "
                             "embeddings, weights = cluster sizes",
-                   weighted=True, options={"max_dense": 12_288, "chunk": 2048, "weights": "cluster"})
+                   weighted=True, weighting="sample", options={"max_dense": 12_288, "chunk": 2048})
 def craig(ctx: SelectionContext) -> Picks:
     """Options: ``max_dense`` (largest class held as an n x n similarity matrix; larger
-    ones use stochastic greedy on chunked distances), ``chunk`` (rows per distance chunk),
-    ``weights``: ``cluster`` (CRAIG's cluster sizes) or ``none`` (all 1). Cluster sizes
-    can be extremely skewed on warmed-up models: the well-fit examples' near-zero
-    gradients form one cluster, whose pick may carry over half of its class; with a
-    weighted loss a few such picks dominate their mini-batches (see the bench)."""
-    from raypkg.errors import choose
-
-    choose("craig weights option", str(ctx.options["weights"]), ("cluster", "none"))
+    ones use stochastic greedy on chunked distances), ``chunk`` (rows per distance chunk).
+    Cluster sizes can be extremely skewed on warmed-up models: the well-fit examples'
+    near-zero gradients form one cluster, whose pick may carry over half of its class;
+    how such weights train is ``--weighting`` (``raypkg.selection.weighting``)."""
     g, h = ctx.grads()
     device = ctx.device if ctx.pool is None else torch.device("cpu")
     blocks = [(pos, k) for pos, k in ctx.blocks() if k > 0]
@@ -48,6 +44,4 @@ def craig(ctx: SelectionContext) -> Picks:
         results = [r[0] for r in ctx.run_blocks(craig_job, jobs, [len(pos) ** 2 for pos, _ in blocks])]
     picks = torch.cat([pos[r.picks] for (pos, _), r in zip(blocks, results)])
     weights = torch.cat([r.weights for r in results])
-    if ctx.options["weights"] == "none":
-        weights = torch.ones_like(weights)
     return Picks(picks, weights, torch.cat([r.gains for r in results]))

@@ -1,0 +1,120 @@
+"""One call that trains: ``train`` (one model) and ``train_ensemble`` (K models, K shards).
+
+``cfg.workers`` picks the placement: 0 runs ``fit`` in this process, N >= 1 runs the same
+``fit`` in N Ray Train workers (DDP; see ``raypkg.engine.ray_train``). Method code
+calls these and never branches on workers itself.
+
+Ensemble placement (LiPT's pre-training): K models, each trained on its own disjoint
+shard with its own seed and no gradient sync; on Ray Train, worker w trains shards
+w, w + W, w + 2W, ...; in-process, one after another. Same seed, same K models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from raypkg.data.augment import CropFlip
+from raypkg.data.base import DataSplits
+from raypkg.engine.callbacks import Callback
+from raypkg.engine.config import TrainConfig
+from raypkg.engine.loop import fit, pick_device, seed_everything
+from raypkg.engine.plans import BatchPlan
+from raypkg.models.registry import build_model
+
+SHARD_SEED_STRIDE = 1_000  # shard k of an ensemble trains with seed + k * stride
+
+CallbackFactory = Callable[[int], Sequence[Callback]]  # shard k -> its callbacks
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict]
+    restarts: int = 0  # Ray Train worker-group restarts after failures
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def train(cfg: TrainConfig, data: DataSplits, *, weights: torch.Tensor | None = None,
+          callbacks: Sequence[Callback] = (), plan: BatchPlan | None = None, augment: CropFlip | None = None,
+          on_epoch: Callable[[dict], None] | None = None, storage: str | Path | None = None,
+          desc: str = "train") -> TrainResult:
+    """Train a fresh ``cfg.model`` (seeded by ``cfg.seed``) on ``data.train``, evaluating on
+    ``data.test`` each epoch; in-process when ``cfg.workers == 0``, else on Ray Train.
+
+    ``weights`` (aligned with ``data.train``, mean 1) weight the loss; ``plan`` replaces
+    the default shuffled batches; ``callbacks`` act on the loop. ``on_epoch`` sees every
+    metrics row (live in-process; after the run on Ray Train). The callbacks passed in end
+    up with the final state the training left them in, on either path.
+    """
+    if cfg.workers == 0:
+        device = pick_device(cfg.use_gpu)
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+        tracking = [EpochHook(on_epoch)] if on_epoch else []
+        history = fit(model, data.train.to(device), data.test.to(device), cfg, device=device,
+                      weights=None if weights is None else weights.to(device), augment=augment,
+                      callbacks=[*callbacks, *tracking], plan=plan, desc=desc)
+        return TrainResult(model, history, device=device)
+
+    from raypkg.engine.ray_train import fit_on_ray_train
+
+    outcome = fit_on_ray_train(cfg, data, storage=storage, weights=weights, callbacks=callbacks,
+                               plan=plan, augment=augment)
+    for cb, state in zip(callbacks, outcome.callback_states):
+        cb.load_state_dict(state)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    model.load_state_dict(outcome.model_state)
+    for row in outcome.history:
+        if on_epoch:
+            on_epoch(row)
+    return TrainResult(model, outcome.history, restarts=outcome.restarts)
+
+
+class EpochHook(Callback):
+    """Calls ``fn(row)`` at every epoch end, after the methods' callbacks filled the row."""
+
+    def __init__(self, fn: Callable[[dict], None]):
+        self.fn = fn
+
+    def on_epoch_end(self, ctx, row: dict) -> None:
+        self.fn(row)
+
+
+def shard_config(cfg: TrainConfig, shard: int) -> TrainConfig:
+    return dataclasses.replace(cfg, seed=cfg.seed + shard * SHARD_SEED_STRIDE)
+
+
+def train_shard(cfg: TrainConfig, data: DataSplits, positions: torch.Tensor, shard: int, *,
+                device: torch.device, augment: CropFlip | None = None,
+                callbacks_for: CallbackFactory | None = None) -> tuple[dict, list[dict]]:
+    """Shard ``shard`` of an ensemble: a fresh model, seeded ``seed + shard * stride``,
+    trained on ``data.train[positions]``; returns its CPU state_dict and history."""
+    scfg = shard_config(cfg, shard)
+    seed_everything(scfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    callbacks = list(callbacks_for(shard)) if callbacks_for else []
+    history = fit(model, data.train.subset(positions).to(device), None, scfg, device=device,
+                  augment=augment, callbacks=callbacks, desc=f"shard {shard + 1}")
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, history
+
+
+def train_ensemble(cfg: TrainConfig, data: DataSplits, shards: Sequence[torch.Tensor], *,
+                   augment: CropFlip | None = None, callbacks_for: CallbackFactory | None = None,
+                   storage: str | Path | None = None) -> list[tuple[dict, list[dict]]]:
+    """K models on K shards (positions into ``data.train``); one (state_dict, history) per
+    shard, in shard order. ``callbacks_for(k)`` builds shard k's callbacks (e.g. its mask)."""
+    if cfg.workers == 0:
+        device = pick_device(cfg.use_gpu)
+        return [train_shard(cfg, data, positions, k, device=device, augment=augment, callbacks_for=callbacks_for)
+                for k, positions in enumerate(shards)]
+
+    from raypkg.engine.ray_train import ensemble_on_ray_train
+
+    return ensemble_on_ray_train(cfg, data, list(shards), storage=storage, augment=augment,
+                                 callbacks_for=callbacks_for)

@@ -1,0 +1,47 @@
+"""How a weighted coreset trains: the schemes of the papers, chosen with ``--weighting``.
+
+CRAIG's and GradMatch's weights are skewed (one CRAIG pick can stand for thousands of
+examples, the median for one), and per-batch ``sum(w l) / sum(w)`` turns most steps into
+single-example steps. The schemes:
+
+- ``loss``: weights capped (``weight_cap``, in units of the mean weight) and normalised
+  to mean 1 over the subset; each batch's loss is ``mean(w * l)`` (CREST, Yang et al.
+  2023, Sec. 4: cluster-size weights normalised over the selection). Under DDP the
+  normalisation is global, since it happens once before the subset is split by rank.
+- ``sample``: each epoch draws |S| examples with replacement in proportion to the
+  (capped) weights and trains them with unit weights: the multiset that repeats pick i
+  w_i times (Mirzasoleiman et al. 2020, Sec. 4), without the variance of big weights in
+  one batch.
+- ``none``: the picks with unit weights.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from raypkg.engine.plans import BatchPlan, WeightedSampling
+
+WEIGHTINGS = ("loss", "sample", "none")
+
+
+def normalised_weights(weights: torch.Tensor, cap: float | None = None) -> torch.Tensor:
+    """``weights`` scaled to mean 1, clipped at ``cap`` (x the mean), scaled to mean 1 again."""
+    w = weights.double() / weights.double().mean()
+    if cap is not None:
+        w = w.clamp(max=cap)
+        w = w / w.mean()
+    return w.float()
+
+
+def training_weights(weights: torch.Tensor, scheme: str, cap: float | None, batch_size: int,
+                     seed: int) -> tuple[torch.Tensor | None, BatchPlan | None]:
+    """(per-example loss weights, batch plan) for training on a subset under ``scheme``;
+    None for either means the engine's default (unit weights, shuffled batches)."""
+    if scheme == "none":
+        return None, None
+    w = normalised_weights(weights, cap)
+    if scheme == "loss":
+        return w, None
+    if scheme == "sample":
+        return None, WeightedSampling(w, batch_size, seed)
+    raise ValueError(f"unknown weighting {scheme!r}")
