@@ -66,18 +66,13 @@ def tune_train(config: dict, report) -> None:
     """One full-data training trial, in the trial's process; reports every epoch."""
     import torch
 
-    from raypkg.engine.loop import fit, pick_device, seed_everything
     from raypkg.engine.runner import load_data, use_augmentation
-    from raypkg.models.registry import build_model
+    from raypkg.engine.trainer import train
 
     cfg = TrainConfig(**{**config, "progress": False}).validate()
     torch.set_num_threads(1)
     data = load_data(cfg)
-    device = pick_device(cfg.use_gpu)
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    fit(model, data.train.to(device), data.test.to(device), cfg, device=device,
-        augment=use_augmentation(cfg, data), on_epoch=report)
+    train(cfg, data, augment=use_augmentation(cfg, data), on_epoch=report)
 
 
 def read_space(path: str | Path) -> dict:

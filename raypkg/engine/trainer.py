@@ -50,7 +50,8 @@ def train(cfg: TrainConfig, data: DataSplits, *, weights: torch.Tensor | None = 
     ``weights`` (aligned with ``data.train``, mean 1) weight the loss; ``plan`` replaces
     the default shuffled batches; ``callbacks`` act on the loop. ``on_epoch`` sees every
     metrics row (live in-process; after the run on Ray Train). The callbacks passed in end
-    up with the final state the training left them in, on either path.
+    up with the training's final state: in-process directly, from Ray Train through the
+    last checkpoint (taken at the last epoch's end, so before ``on_fit_end``).
     """
     if cfg.workers == 0:
         device = pick_device(cfg.use_gpu)

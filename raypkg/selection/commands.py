@@ -26,7 +26,7 @@ def selection_options(func):
                      help="How the subset's weights train: loss (mean(w*l), w of mean 1), sample "
                           "(draw with replacement by w), none. Default: the method's (README)."),
         click.option("--weight-cap", type=float,
-                     help="Clip weights at this multiple of their mean before normalising. Default: none."),
+                     help="Clip weights at this multiple of their mean (inf: no cap). Default: the method's (README)."),
         click.option("--repeats", type=int, help="GraNd: independent warm-ups averaged. Default: 10 for grand."),
         click.option("--actors", type=int, help="Shard actors for per-example work (0: in-process). Default: 0."),
         click.option("--embedding", type=click.Choice(EMBEDDINGS),

@@ -32,7 +32,7 @@ class CoresetConfig(TrainConfig):
     options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {eta: 0.05}
     cache: bool = True  # reuse pre-trained models and selections under <out>/.cache
     weighting: str | None = None  # loss | sample | none; None: the selector's default
-    weight_cap: float | None = None  # clip weights at this multiple of their mean
+    weight_cap: float | None = None  # clip weights at this multiple of their mean; None: the selector's, inf: none
 
     def validate(self) -> "CoresetConfig":
         super().validate()
@@ -54,7 +54,9 @@ class CoresetConfig(TrainConfig):
         if self.pretrain_epochs < 0:
             raise UsageError(f"pretrain-epochs must be >= 0, got {self.pretrain_epochs}")
         self.weighting = choose("weighting", self.weighting or selector.weighting, WEIGHTINGS)
-        if self.weight_cap is not None and not self.weight_cap >= 1:
+        if self.weight_cap is None:
+            self.weight_cap = selector.weight_cap
+        if self.weight_cap is not None and not float(self.weight_cap) >= 1:
             raise UsageError(f"weight-cap must be a number >= 1 (a multiple of the mean weight), got {self.weight_cap}")
         if self.repeats is not None and self.repeats < 1:
             raise UsageError(f"repeats must be >= 1, got {self.repeats}")

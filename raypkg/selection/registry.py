@@ -66,6 +66,7 @@ class Selector:
     options: dict[str, Any] = field(default_factory=dict)  # option name -> default
     weighted: bool = False  # returns weights other than 1
     weighting: str = "none"  # default training scheme for its weights (raypkg.selection.weighting)
+    weight_cap: float | None = None  # default cap of those weights, in units of their mean
 
 
 SELECTORS: dict[str, Selector] = {}
@@ -73,10 +74,10 @@ SELECTORS: dict[str, Selector] = {}
 
 def register_selector(name: str, description: str, *, needs_model: bool = True,
                       uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
-                      options: dict[str, Any] | None = None):
+                      weight_cap: float | None = None, options: dict[str, Any] | None = None):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
         SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
-                                   dict(options or {}), weighted, weighting)
+                                   dict(options or {}), weighted, weighting, weight_cap)
         return fn
 
     return decorator

@@ -17,6 +17,8 @@ single-example steps. The schemes:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from raypkg.engine.plans import BatchPlan, WeightedSampling
@@ -25,12 +27,20 @@ WEIGHTINGS = ("loss", "sample", "none")
 
 
 def normalised_weights(weights: torch.Tensor, cap: float | None = None) -> torch.Tensor:
-    """``weights`` scaled to mean 1, clipped at ``cap`` (x the mean), scaled to mean 1 again."""
+    """``weights`` scaled to mean 1; with ``cap``, ``min(s * w, cap)`` with the scale s that
+    keeps the mean at 1, so that no weight ends above ``cap`` times the mean."""
     w = weights.double() / weights.double().mean()
-    if cap is not None:
-        w = w.clamp(max=cap)
-        w = w / w.mean()
-    return w.float()
+    if cap is None or math.isinf(cap) or w.max() <= cap:
+        return w.float()
+    # With the j largest weights at the cap, s = (n - j * cap) / (sum of the others); the
+    # smallest j for which the (j+1)-th largest weight stays under the cap is the answer.
+    n = len(w)
+    ordered = w.sort(descending=True).values
+    rest = ordered.flip(0).cumsum(0).flip(0)  # rest[j] = sum of ordered[j:]
+    j = torch.arange(n, dtype=torch.float64)
+    scale = (n - j * cap) / rest
+    first = int(torch.nonzero(ordered * scale <= cap)[0])
+    return (w * scale[first]).clamp(max=cap).float()
 
 
 def training_weights(weights: torch.Tensor, scheme: str, cap: float | None, batch_size: int,

@@ -24,7 +24,7 @@ def craig_job(embeddings: list, budgets: list[int], seed: int, max_dense: int, c
 
 @register_selector("craig", "CRAIG: per-class facility location on max(d) - d of gradient "
                             "embeddings, weights = cluster sizes",
-                   weighted=True, weighting="sample", options={"max_dense": 12_288, "chunk": 2048})
+                   weighted=True, weighting="sample", weight_cap=2.0, options={"max_dense": 12_288, "chunk": 2048})
 def craig(ctx: SelectionContext) -> Picks:
     """Options: ``max_dense`` (largest class held as an n x n similarity matrix; larger
     ones use stochastic greedy on chunked distances), ``chunk`` (rows per distance chunk).
