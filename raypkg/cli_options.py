@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import typing
+from typing import Sequence
 
 import click
 
-from raypkg.engine.config import SCHEDULES
 from raypkg.errors import UsageError
 
 # Flags that take several values, written either `--lr 0.1 0.05` (the DeltaGrad README's
@@ -65,44 +67,54 @@ class NumberList(click.ParamType):
 FLOATS, INTS = NumberList(float), NumberList(int)
 
 
+def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[str] = ()):
+    """Click options made from the fields of config dataclass ``cls`` (see
+    ``raypkg.engine.config.setting``): ``--field-name`` with the field's type, help, choices
+    and default in the help. All parse to None when absent, so --config values stay."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(func):
+        options = []
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if not meta.get("cli", True) or f.name in skip or (only is not None and f.name not in only):
+                continue
+            kind = hints[f.name]
+            args = typing.get_args(kind)
+            base = next((a for a in args if a is not type(None)), kind) if type(None) in args else kind
+            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            shown = "" if default is None or default == [] else f" Default: {default_text(default)}."
+            help_text = (meta.get("help") or "") + shown
+            names = flag.split("/") if "/" in flag and base is not bool else [flag]
+            if base is bool:
+                switch = flag if "/" in flag else f"{flag}/--no-{flag[2:]}"
+                options.append(click.option(switch, f.name, default=None, help=help_text))
+            elif meta.get("choices"):
+                options.append(click.option(*names, f.name, type=click.Choice(list(meta["choices"])), help=help_text))
+            elif typing.get_origin(base) is list:
+                item = typing.get_args(base)[0]
+                options.append(click.option(*names, f.name, type=FLOATS if item is float else INTS, help=help_text))
+            elif base in (int, float, str):
+                options.append(click.option(*names, f.name, type=base, help=help_text))
+        return functools.reduce(lambda fn, opt: opt(fn), reversed(options), func)
+
+    return decorate
+
+
+def default_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def config_file_option(func):
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                        help="YAML/JSON file of config keys (e.g. a run's config.yaml); flags override it.")(func)
+
+
 def train_options(func):
-    """The TrainConfig flags. All default to None: a flag given overrides --config."""
-    options = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                     help="YAML/JSON file of config keys (e.g. a run's config.yaml); flags override it."),
-        click.option("--dataset", help="Dataset name (`effray datasets`). Default: digits."),
-        click.option("--model", help="Model name (`effray models`). Default: mlp."),
-        click.option("--epochs", type=int, help="Training epochs. Default: 30."),
-        click.option("--batch-size", type=int, help="Mini-batch size (per worker on Ray Train). Default: 64."),
-        click.option("--lr", type=FLOATS, help="Learning rate; several values with --lrlen make a piecewise schedule."),
-        click.option("--lrlen", type=INTS, help="Epochs for each --lr value, e.g. `--lr 0.1 0.05 --lrlen 10 10`."),
-        click.option("--schedule", type=click.Choice(SCHEDULES), help="LR schedule. Default: cosine."),
-        click.option("--milestones", type=INTS, help="multistep: epochs at which lr *= gamma."),
-        click.option("--gamma", type=float, help="multistep decay factor. Default: 0.1."),
-        click.option("--lr-warmup-epochs", type=int, help="Linear LR warm-up epochs. Default: 0."),
-        click.option("--momentum", type=float, help="SGD momentum. Default: 0.9."),
-        click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum."),
-        click.option("--weight-decay", "--wd", "weight_decay", type=float, help="L2 weight decay. Default: 5e-4."),
-        click.option("--seed", type=int, help="Seed for data split, init and shuffling. Default: 0."),
-        click.option("--workers", type=int, help="0: train in this process; N: Ray Train with N workers."),
-        click.option("--gpu/--cpu", "use_gpu", default=None, help="Force GPU or CPU (default: GPU if present)."),
-        click.option("--amp/--no-amp", default=None, help="bf16 autocast on GPU. Default: on."),
-        click.option("--augment/--no-augment", default=None, help="Random crop + flip (default: the dataset's)."),
-        click.option("--data-dir", help="Directory of the torchvision datasets / ImageFolder tree."),
-        click.option("--download/--no-download", default=None, help="Allow torchvision to download."),
-        click.option("--train-size", type=int, help="Size of sized datasets (digits-aug, synthetic)."),
-        click.option("--test-size", type=int, help="Test size of sized datasets."),
-        click.option("--image-size", type=int, help="imagefolder: resize images to this square size. Default: 64."),
-        click.option("--num-classes", type=int, help="synthetic: number of classes. Default: 10."),
-        click.option("--shape", help="synthetic: per-sample shape, e.g. 3x32x32 or 64. Default: 3x32x32."),
-        click.option("--normalize/--no-normalize", default=None,
-                     help="Standardise inputs with train statistics (default) or keep pixels in [0, 1]."),
-        click.option("--flat/--images", default=None, help="Feed flattened features instead of images."),
-        click.option("--out", help="Root directory of run directories. Default: runs."),
-        click.option("--name", help="Run directory name. Default: METHOD-DATASET-MODEL-TIME."),
-        click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), help="W&B mode. Default: offline."),
-        click.option("--wandb-project", help="W&B project. Default: effray."),
-        click.option("--max-failures", type=int, help="Ray Train restarts from the last checkpoint. Default: 1."),
-        click.option("--progress/--no-progress", default=None, help="Progress bars. Default: on."),
-    ]
-    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+    """``--config FILE`` and the TrainConfig flags."""
+    from raypkg.engine.config import TrainConfig
+
+    return config_file_option(config_options(TrainConfig)(func))

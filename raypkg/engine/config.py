@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -19,43 +19,58 @@ from raypkg.errors import UsageError, choose
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
 
 
+def setting(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None,
+            flag: str | None = None, choices: Sequence[str] | None = None, cli: bool = True) -> Any:
+    """A config field that also makes its command-line flag (``raypkg.cli_options.config_options``):
+    ``help`` is the flag's help, ``flag`` overrides its name (``"--gpu/--cpu"`` for a switch),
+    ``choices`` restricts it, ``cli=False`` keeps the field out of the command line."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    dataset: str = "digits"
-    model: str = "mlp"
-    epochs: int = 30
-    batch_size: int = 64
+    """What every run shares: data, model, optimisation, placement, run directory, tracking.
+    Method configs extend it; every field is a flag of every command built on it."""
+
+    dataset: str = setting("digits", "Dataset name (`effray datasets`).")
+    model: str = setting("mlp", "Model name (`effray models`).")
+    epochs: int = setting(30, "Training epochs.")
+    batch_size: int = setting(64, "Mini-batch size (per worker on Ray Train).")
     # One value, or one per phase of the piecewise schedule (the DeltaGrad README's
     # ``--lr 0.1 0.05 --lrlen 10 10``: 0.1 for 10 epochs, then 0.05 for 10).
-    lr: list[float] = field(default_factory=lambda: [0.1])
-    lrlen: list[int] = field(default_factory=list)
-    schedule: str = "cosine"
-    milestones: list[int] = field(default_factory=list)  # multistep: epochs where lr *= gamma
-    gamma: float = 0.1
-    lr_warmup_epochs: int = 0  # linear LR warm-up from 0 (in steps), any schedule
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    seed: int = 0
-    workers: int = 0  # 0: in-process; N >= 1: Ray Train with N workers
-    use_gpu: bool | None = None  # None: use a GPU when there is one
-    amp: bool = True  # mixed precision, on GPU only
-    augment: bool | None = None  # None: the dataset's default (crop+flip for 32x32 images)
-    data_dir: str | None = None
-    download: bool = False
-    train_size: int | None = None
-    test_size: int | None = None
-    flat: bool = False
-    normalize: bool = True  # False: pixels in [0, 1], no standardisation
-    image_size: int | None = None  # imagefolder: square size images are resized to
-    num_classes: int | None = None  # synthetic: class count
-    shape: str | None = None  # synthetic: per-sample shape, e.g. "3x32x32" or "64"
-    out: str = "runs"
-    name: str | None = None  # run directory name; default method-dataset-model-time
-    wandb: str = "offline"  # offline | online | disabled
-    wandb_project: str = "effray"
-    max_failures: int = 1  # Ray Train: restarts from the last checkpoint
-    progress: bool = True
+    lr: list[float] = setting(help="Learning rate; several values with --lrlen make a piecewise schedule.",
+                              factory=lambda: [0.1])
+    lrlen: list[int] = setting(help="Epochs for each --lr value, e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=list)
+    schedule: str = setting("cosine", "LR schedule.", choices=SCHEDULES)
+    milestones: list[int] = setting(help="multistep: epochs at which lr *= gamma.", factory=list)
+    gamma: float = setting(0.1, "multistep decay factor.")
+    lr_warmup_epochs: int = setting(0, "Linear LR warm-up epochs (from 0, per step), any schedule.")
+    momentum: float = setting(0.9, "SGD momentum.")
+    nesterov: bool = setting(False, "Nesterov momentum.")
+    weight_decay: float = setting(5e-4, "L2 weight decay.", flag="--weight-decay/--wd")
+    seed: int = setting(0, "Seed for data split, init and shuffling.")
+    workers: int = setting(0, "0: train in this process; N: Ray Train with N workers.")
+    use_gpu: bool | None = setting(None, "Force GPU or CPU (default: GPU if present).", flag="--gpu/--cpu")
+    amp: bool = setting(True, "bf16 autocast on GPU.")
+    augment: bool | None = setting(None, "Random crop + flip (default: the dataset's).")
+    data_dir: str | None = setting(None, "Directory of the torchvision datasets / ImageFolder tree.")
+    download: bool = setting(False, "Allow torchvision to download.")
+    train_size: int | None = setting(None, "Size of sized datasets (digits-aug, synthetic).")
+    test_size: int | None = setting(None, "Test size of sized datasets.")
+    flat: bool = setting(False, "Feed flattened features instead of images.", flag="--flat/--images")
+    normalize: bool = setting(True, "Standardise inputs with train statistics, or keep pixels in [0, 1].")
+    image_size: int | None = setting(None, "imagefolder: resize images to this square size (default 64).")
+    num_classes: int | None = setting(None, "synthetic: number of classes (default 10).")
+    shape: str | None = setting(None, "synthetic: per-sample shape, e.g. 3x32x32 or 64 (default 3x32x32).")
+    out: str = setting("runs", "Root directory of run directories.")
+    name: str | None = setting(None, "Run directory name (default METHOD-DATASET-MODEL-TIME).")
+    wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
+    wandb_project: str = setting("effray", "W&B project.")
+    max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
+    progress: bool = setting(True, "Progress bars.")
 
     def __post_init__(self) -> None:
         # list-valued keys also accept one number (from a YAML file or a tune space)

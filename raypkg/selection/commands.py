@@ -5,41 +5,18 @@ from __future__ import annotations
 import click
 import yaml
 
-from raypkg.cli_options import train_options
+from raypkg.cli_options import config_file_option, config_options
 from raypkg.errors import UsageError
-from raypkg.selection.embeddings import EMBEDDINGS
-from raypkg.selection.weighting import WEIGHTINGS
 
 
 def selection_options(func):
-    """Flags of CoresetConfig (all default to None so that --config values stay)."""
-    options = [
-        click.option("--selection", "--method", "selection",
-                     help="Selection method: uniform, grand, glister, gradmatch, craig. Default: uniform."),
-        click.option("--fraction", type=float, help="Fraction of the training set to keep, in (0, 1]. Default: 0.1."),
-        click.option("--budget", type=int, help="Number of examples to keep (instead of --fraction)."),
-        click.option("--class-budget", type=int, help="Examples to keep from every class (instead of --fraction)."),
-        click.option("--balance/--no-balance", default=None, help="Select per class, budget split by class share. Default: on."),
-        click.option("--pretrain-epochs", type=int,
-                     help="Full-data training epochs before selection (DeepCore's selection_epochs). Default: 5."),
-        click.option("--weighting", type=click.Choice(WEIGHTINGS),
-                     help="How the subset's weights train: loss (mean(w*l), w of mean 1), sample "
-                          "(draw with replacement by w), none. Default: the method's (README)."),
-        click.option("--weight-cap", type=float,
-                     help="Clip weights at this multiple of their mean (inf: no cap). Default: the method's (README)."),
-        click.option("--repeats", type=int, help="GraNd: independent warm-ups averaged. Default: 10 for grand."),
-        click.option("--actors", type=int, help="Shard actors for per-example work (0: in-process). Default: 0."),
-        click.option("--embedding", type=click.Choice(EMBEDDINGS),
-                     help="full: exact last-layer gradient; bias: g alone; proj: random projection. Default: full."),
-        click.option("--proj-dim", type=int, help="Dimension of --embedding proj. Default: 256."),
-        click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
-                     help="Method option, repeatable, e.g. --option eta=0.05 (glister), --option lam=1 (gradmatch)."),
-        click.option("--cache/--no-cache", default=None,
-                     help="Reuse cached warm-ups and selections under OUT/.cache. Default: on."),
-    ]
-    for opt in reversed(options):
-        func = opt(func)
-    return train_options(func)
+    """``--config FILE``, the CoresetConfig flags (TrainConfig's included) and ``--option``."""
+    from raypkg.selection.config import CoresetConfig
+
+    func = click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+                        help="Method option, repeatable, e.g. --option eta=0.05 (glister), --option lam=1 "
+                             "(gradmatch).")(func)
+    return config_file_option(config_options(CoresetConfig)(func))
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from raypkg.engine.config import TrainConfig
+from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError, choose
 from raypkg.selection.embeddings import EMBEDDINGS
 from raypkg.selection.weighting import WEIGHTINGS
@@ -19,20 +19,27 @@ class CoresetConfig(TrainConfig):
     ``fraction`` (or ``budget``) with ``selection``, train on the subset for ``epochs`` with
     its weights applied as ``weighting`` says (``raypkg.selection.weighting``)."""
 
-    selection: str = "uniform"
-    fraction: float | None = 0.1
-    budget: int | None = None
-    class_budget: int | None = None  # the same number from every class
-    balance: bool = True
-    pretrain_epochs: int = 5  # full-data training before selecting (DeepCore's selection_epochs)
-    repeats: int | None = None  # warm-ups averaged by GraNd; default 10 for grand, 1 otherwise
-    actors: int = 0  # shard actors for per-example work; 0: in-process
-    embedding: str = "full"  # full | bias | proj (see selection.embeddings)
-    proj_dim: int = 256
-    options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {eta: 0.05}
-    cache: bool = True  # reuse pre-trained models and selections under <out>/.cache
-    weighting: str | None = None  # loss | sample | none; None: the selector's default
-    weight_cap: float | None = None  # clip weights at this multiple of their mean; None: the selector's, inf: none
+    selection: str = setting("uniform", "Selection method: uniform, grand, glister, gradmatch, craig.",
+                             flag="--selection/--method")
+    fraction: float | None = setting(0.1, "Fraction of the training set to keep, in (0, 1].")
+    budget: int | None = setting(None, "Number of examples to keep (instead of --fraction).")
+    class_budget: int | None = setting(None, "Examples to keep from every class (instead of --fraction).")
+    balance: bool = setting(True, "Select per class, the budget split by class share.")
+    pretrain_epochs: int = setting(5, "Full-data training epochs before selection (DeepCore's selection_epochs).",
+                                   flag="--pretrain-epochs/--selection-epochs")
+    repeats: int | None = setting(None, "GraNd: independent pre-trainings averaged (default 10 for grand).")
+    actors: int = setting(0, "Shard actors for per-example work (0: in-process).")
+    embedding: str = setting("full", "full: exact last-layer gradient; bias: g alone; proj: random projection.",
+                             choices=EMBEDDINGS)
+    proj_dim: int = setting(256, "Dimension of --embedding proj.")
+    # method options, e.g. {eta: 0.05}; on the command line --option KEY=VALUE
+    options: dict[str, Any] = setting(factory=dict, cli=False)
+    cache: bool = setting(True, "Reuse cached pre-trained models and selections under OUT/.cache.")
+    weighting: str | None = setting(None, "How the subset's weights train: loss (mean(w*l), w of mean 1), sample "
+                                          "(draw with replacement by w), none (default: the method's, README).",
+                                    choices=WEIGHTINGS)
+    weight_cap: float | None = setting(None, "Clip weights at this multiple of their mean, inf: no cap "
+                                             "(default: the method's, README).")
 
     def validate(self) -> "CoresetConfig":
         super().validate()
