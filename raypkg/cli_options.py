@@ -67,10 +67,12 @@ class NumberList(click.ParamType):
 FLOATS, INTS = NumberList(float), NumberList(int)
 
 
-def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[str] = ()):
+def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[str] = (),
+                   defaults: dict | None = None):
     """Click options made from the fields of config dataclass ``cls`` (see
     ``raypkg.engine.config.setting``): ``--field-name`` with the field's type, help, choices
-    and default in the help. All parse to None when absent, so --config values stay."""
+    and default in the help (``defaults`` overrides the defaults shown, for a command that
+    fills in its own). All parse to None when absent, so --config values stay."""
     hints = typing.get_type_hints(cls)
 
     def decorate(func):
@@ -84,6 +86,7 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
             base = next((a for a in args if a is not type(None)), kind) if type(None) in args else kind
             flag = meta.get("flag") or "--" + f.name.replace("_", "-")
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = (defaults or {}).get(f.name, default)
             shown = "" if default is None or default == [] else f" Default: {default_text(default)}."
             help_text = (meta.get("help") or "") + shown
             names = flag.split("/") if "/" in flag and base is not bool else [flag]

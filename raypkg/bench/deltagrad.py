@@ -25,6 +25,7 @@ only the requested rows plus an O(p m) L-BFGS product. With T0 = 5 and j0 = 20 o
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from raypkg.cli_options import FLOATS, INTS
+from raypkg.cli_options import FLOATS, config_options
 
 
 def _parse_hypers(text: str) -> list[tuple[int, int, int]]:
@@ -45,18 +46,21 @@ def _parse_hypers(text: str) -> list[tuple[int, int, int]]:
     return out
 
 
+# The paper's MNIST setting on digits-aug; pixels stay in [0, 1] as the paper's MNIST (ToTensor
+# without Normalize), where lr 0.1 is stable (standardised, lr 0.1 oscillates).
+BENCH_RUN = {"dataset": "digits-aug", "normalize": False, "batch_size": 16384, "epochs": 20, "lr": [0.1, 0.05],
+             "lrlen": [10, 10], "weight_decay": 1e-4, "seed": 0}
+
+
+def bench_run_options(func):
+    """The training flags of DeltaGradConfig this bench varies; their bench defaults are BENCH_RUN."""
+    from raypkg.deltagrad.workload import DeltaGradConfig
+
+    return config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN)(func)
+
+
 @click.command("deltagrad")
-@click.option("--dataset", default="digits-aug", show_default=True)
-@click.option("--train-size", type=int, help="Shrink the training set (digits-aug: default 60,000).")
-@click.option("--test-size", type=int, help="Shrink the test set.")
-@click.option("--normalize/--no-normalize", default=False, show_default=True,
-              help="Standardise the features; off keeps pixels in [0, 1] as the paper's MNIST (ToTensor "
-                   "without Normalize), where lr 0.1 is stable. Standardised, lr 0.1 oscillates.")
-@click.option("--batch-size", type=int, default=16384, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--lr", type=FLOATS, default="0.1,0.05", show_default=True)
-@click.option("--lrlen", type=INTS, default="10,10", show_default=True)
-@click.option("--wd", type=float, default=1e-4, show_default=True)
+@bench_run_options
 @click.option("--period", type=int, default=5, show_default=True, help="T0.")
 @click.option("--init", type=int, default=20, show_default=True, help="j0.")
 @click.option("-m", "m", type=int, default=2, show_default=True)
@@ -77,13 +81,14 @@ def _parse_hypers(text: str) -> list[tuple[int, int, int]]:
 @click.option("--repeat", type=int, default=3, show_default=True,
               help="Best of N interleaved timings per method (shared CPUs are noisy).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Keep the cached runs here (default: a temp dir).")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the table (.parquet or .csv).")
-def deltagrad_bench(dataset, train_size, test_size, normalize, batch_size, epochs, lr, lrlen, wd, period, init, m, ratios,
-                    add_ratio, also, gd_epochs, gd_init, gd_ratio, mlp, online_requests, online_baseline_every,
-                    actors, repeat, threads, seed, out, save):
+def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init, gd_ratio, mlp, online_requests,
+                    online_baseline_every, actors, repeat, threads, out, save, **run_flags):
     """DeltaGrad vs the baseline retrain: deletion, addition, GD, MLP, online.
+
+    Training flags default to the paper's MNIST setting on digits-aug: digits-aug, pixels
+    in [0, 1] (--no-normalize), batch 16384, 20 epochs, lr 0.1 0.05 x 10 10, wd 1e-4.
 
     \b
     Examples:
@@ -102,6 +107,10 @@ def deltagrad_bench(dataset, train_size, test_size, normalize, batch_size, epoch
     from raypkg.engine.loop import pick_device
     from raypkg.errors import UsageError
 
+    given = {k: v for k, v in run_flags.items() if v is not None}
+    run = DeltaGradConfig(**{**BENCH_RUN, **given}).validate()
+    dataset, train_size, test_size, normalize = run.dataset, run.train_size, run.test_size, run.normalize
+    batch_size, epochs, lr, lrlen, wd, seed = run.batch_size, run.epochs, run.lr, run.lrlen, run.weight_decay, run.seed
     check_hyper(period, init, m)
     extra = _parse_hypers(also)
     if repeat < 1 or online_baseline_every < 1:
@@ -129,10 +138,8 @@ def deltagrad_bench(dataset, train_size, test_size, normalize, batch_size, epoch
         from raypkg.deltagrad.workload import train_trajectory
 
         wl = workload(model)
-        cfg = DeltaGradConfig(dataset=dataset, model=model, epochs=ep, batch_size=bs, lr=list(lr),
-                              lrlen=list(lrlen_), weight_decay=wd, holdout=holdout, seed=seed,
-                              train_size=train_size, test_size=test_size, normalize=normalize,
-                              progress=False).validate()
+        cfg = dataclasses.replace(run, model=model, epochs=ep, batch_size=bs, lrlen=list(lrlen_), holdout=holdout,
+                                  progress=False).validate()
         start = time.perf_counter()
         traj = train_trajectory(cfg, wl, root / name, ExactGradients(wl.net, wl.x, wl.y))
         traj.finish(read_only=False)

@@ -41,6 +41,22 @@ def summarise(name: str, wall: float, epoch_times: list[float], acc: float) -> d
             "test_acc": acc}
 
 
+class CountEvents(Callback):
+    """Counts every event of the loop: the cheapest callback that still runs on each step."""
+
+    def __init__(self):
+        self.counts = {"after_backward": 0, "step_end": 0, "epoch": 0}
+
+    def on_after_backward(self, ctx) -> None:
+        self.counts["after_backward"] += 1
+
+    def on_step_end(self, ctx) -> None:
+        self.counts["step_end"] += 1
+
+    def on_epoch_end(self, ctx, row: dict) -> None:
+        self.counts["epoch"] += 1
+
+
 @click.command()
 @click.option("--dataset", default="digits-aug", show_default=True)
 @click.option("--model", default="mlp", show_default=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import torch
 
-from raypkg.cli_options import FLOATS, INTS, EffrayGroup
+from raypkg.cli_options import EffrayGroup, config_file_option, config_options
 from raypkg.errors import UsageError
 
 
@@ -38,33 +38,10 @@ def unlearn():
 # ----- train ----------------------------------------------------------------------------------
 
 def _train_options(func):
-    options = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                     help="YAML/JSON file of config keys (e.g. a run's config.yaml); flags override it."),
-        click.option("--dataset", help="Dataset (`effray datasets`), fed flattened. Default: digits."),
-        click.option("--model", help="logreg, mlp or lenet300-100. Default: logreg."),
-        click.option("--epochs", type=int, help="Epochs. Default: 20."),
-        click.option("--batch-size", type=int, help="Mini-batch size; 0 = full-batch GD. Default: 256."),
-        click.option("--lr", type=FLOATS, help="Learning rate(s), e.g. `--lr 0.1 0.05 --lrlen 10 10`."),
-        click.option("--lrlen", type=INTS, help="Epochs for each --lr value."),
-        click.option("--weight-decay", "--wd", "weight_decay", type=float, help="L2 coefficient beta. Default: 1e-4."),
-        click.option("--momentum", type=float, help="Must be 0: momentum breaks exact replay."),
-        click.option("--augment/--no-augment", default=None, help="Must be off: augmentation breaks exact replay."),
-        click.option("--holdout", type=float, help="Fraction of the training split left out (the pool for `add`)."),
-        click.option("--seed", type=int, help="Seed of data, initialisation and batch order. Default: 0."),
-        click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Parameters and cache. Default: float64."),
-        click.option("--gpu/--cpu", "use_gpu", default=None, help="Device (default: GPU if present)."),
-        click.option("--data-dir", help="Directory of torchvision datasets."),
-        click.option("--train-size", type=int, help="Size of sized datasets (digits-aug, synthetic)."),
-        click.option("--test-size", type=int, help="Test size of sized datasets."),
-        click.option("--normalize/--no-normalize", default=None,
-                     help="Standardise features (default) or keep pixels in [0, 1] like the paper's MNIST."),
-        click.option("--out", help="Root of run directories. Default: runs."),
-        click.option("--name", help="Run directory name."),
-        click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), help="W&B mode. Default: offline."),
-        click.option("--progress/--no-progress", default=None, help="Progress bar. Default: on."),
-    ]
-    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+    """``--config FILE`` and the DeltaGradConfig flags."""
+    from raypkg.deltagrad.workload import DeltaGradConfig
+
+    return config_file_option(config_options(DeltaGradConfig)(func))
 
 
 THREADS = click.option("--threads", type=int, default=None,

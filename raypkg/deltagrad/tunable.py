@@ -9,39 +9,42 @@ both methods and reports time, distances and ``score``: the speed-up when
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from raypkg.deltagrad.workload import DeltaGradConfig
+from raypkg.engine.config import setting
 from raypkg.tuning import register_tunable
 
 
 @dataclass
-class DeltaGradTuneConfig:
-    run: str | None = None
-    dataset: str = "digits"
-    model: str = "logreg"
-    epochs: int = 20
-    batch_size: int = 256
-    lr: list[float] = field(default_factory=lambda: [0.05, 0.02])
-    lrlen: list[int] = field(default_factory=lambda: [10, 10])
-    weight_decay: float = 1e-4
-    train_size: int | None = None
-    test_size: int | None = None
-    seed: int = 0
-    kind: str = "delete"
-    ratio: float = 0.01
-    request_seed: int = 1
-    period: int = 5
-    init: int = 20
-    m: int = 2
-    eps: float = 1e-8
-    max_ratio: float = 0.05
-    repeat: int = 3
-    progress: bool = False
-    wandb: str = "disabled"
+class DeltaGradTuneConfig(DeltaGradConfig):
+    """The training run (DeltaGradConfig, or an existing cached ``run``) plus the request a
+    trial serves and the DeltaGrad hyperparameters it measures."""
+
+    lr: list[float] = setting(factory=lambda: [0.05, 0.02])
+    lrlen: list[int] = setting(factory=lambda: [10, 10])
+    wandb: str = setting("disabled")
+    progress: bool = setting(False)
+    run: str | None = setting(None, "An existing cached run (absolute path) instead of training one.")
+    kind: str = setting("delete", "delete | add.", choices=("delete", "add"))
+    ratio: float = setting(0.01, "Fraction of the samples deleted or added.")
+    request_seed: int = setting(1, "Seed of the request's samples.")
+    period: int = setting(5, "T0.")
+    init: int = setting(20, "j0.")
+    m: int = setting(2, "L-BFGS history.")
+    eps: float = setting(1e-8, "Curvature safeguard.")
+    max_ratio: float = setting(0.05, "Largest ||wI - wU|| / ||wU - w*|| that still scores.")
+    repeat: int = setting(3, "Best of N timings.")
+
+    def training_config(self) -> DeltaGradConfig:
+        """The run a trial trains when no ``run`` is given (holding out the addition pool)."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(DeltaGradConfig)}
+        return DeltaGradConfig(**{**base, "holdout": self.ratio if self.kind == "add" else 0.0}).validate()
 
 
 @register_tunable("deltagrad", DeltaGradTuneConfig)
@@ -50,7 +53,7 @@ def tune_deltagrad(config: dict, report) -> None:
     from raypkg.deltagrad.replay import Request
     from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, measure
     from raypkg.deltagrad.trajectory import Trajectory
-    from raypkg.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
+    from raypkg.deltagrad.workload import load_workload, train_trajectory
 
     cfg = DeltaGradTuneConfig(**config)
     check_hyper(cfg.period, cfg.init, cfg.m)
@@ -62,11 +65,8 @@ def tune_deltagrad(config: dict, report) -> None:
             h = traj.header
             wl = load_workload(h.dataset, h.model, h.data, h.seed, h.dtype, device)
         else:
-            train_cfg = DeltaGradConfig(
-                dataset=cfg.dataset, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                lrlen=cfg.lrlen, weight_decay=cfg.weight_decay, seed=cfg.seed, train_size=cfg.train_size,
-                test_size=cfg.test_size, holdout=cfg.ratio if cfg.kind == "add" else 0.0).validate()
-            wl = load_workload(cfg.dataset, cfg.model, train_cfg.data_options(), cfg.seed, "float64", device)
+            train_cfg = cfg.training_config()
+            wl = load_workload(cfg.dataset, cfg.model, train_cfg.data_options(), cfg.seed, cfg.dtype, device)
             train_trajectory(train_cfg, wl, Path(tmp) / "run", ExactGradients(wl.net, wl.x, wl.y)).finish(False)
             traj = Trajectory.open(Path(tmp) / "run")
         plan = traj.plan()

@@ -9,10 +9,8 @@ the trajectory.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,45 +19,35 @@ from raypkg.deltagrad.flatnet import FlatNet, flatten_params
 from raypkg.deltagrad.replay import replay
 from raypkg.deltagrad.trajectory import (DTYPES, Trajectory, TrajectoryHeader, lr_per_epoch,
                                          steps_per_epoch)
-from raypkg.engine.config import check_data_dir, check_lr_lists
+from raypkg.engine.config import RunConfig, check_lr_lists, setting
 from raypkg.errors import UsageError, choose
 
 
 @dataclass
-class DeltaGradConfig:
-    dataset: str = "digits"
-    model: str = "logreg"
-    epochs: int = 20
-    batch_size: int = 256  # 0: full-batch gradient descent
-    lr: list[float] = field(default_factory=lambda: [0.1])
-    lrlen: list[int] = field(default_factory=list)
-    weight_decay: float = 1e-4
-    momentum: float = 0.0  # anything else is refused: it breaks exact replay
-    augment: bool = False  # refused when true, for the same reason
-    holdout: float = 0.0  # fraction of the training split left out: the pool for additions
-    seed: int = 0
-    dtype: str = "float64"
-    use_gpu: bool | None = None
-    data_dir: str | None = None
-    train_size: int | None = None
-    test_size: int | None = None
-    normalize: bool = True  # False: pixels in [0, 1] (the paper's MNIST: ToTensor, no Normalize)
-    out: str = "runs"
-    name: str | None = None
-    wandb: str = "offline"
-    wandb_project: str = "effray"
-    progress: bool = True
+class DeltaGradConfig(RunConfig):
+    """`effray unlearn train`: plain SGD (or GD) whose trajectory DeltaGrad replays
+    (Wu, Dobriban, Davidson, ICML 2020, Algorithm 1). Momentum and augmentation break exact
+    replay, so they exist only to be refused with a clear line."""
+
+    model: str = setting("logreg", "logreg, mlp or lenet300-100 (fed flattened features).")
+    epochs: int = setting(20, "Epochs.")
+    batch_size: int = setting(256, "Mini-batch size; 0 = full-batch GD.")
+    lr: list[float] = setting(help="Learning rate(s), e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=lambda: [0.1])
+    lrlen: list[int] = setting(help="Epochs for each --lr value.", factory=list)
+    weight_decay: float = setting(1e-4, "L2 coefficient beta.", flag="--weight-decay/--wd")
+    momentum: float = setting(0.0, "Must be 0: momentum breaks exact replay.")
+    augment: bool = setting(False, "Must be off: augmentation breaks exact replay.")
+    holdout: float = setting(0.0, "Fraction of the training split left out (the pool for `add`).")
+    dtype: str = setting("float64", "Parameters and cache.", choices=tuple(DTYPES))
+
+    def __post_init__(self) -> None:
+        for key in ("lr", "lrlen"):
+            value = getattr(self, key)
+            setattr(self, key, list(value) if isinstance(value, (list, tuple)) else [value])
 
     def validate(self) -> "DeltaGradConfig":
-        import raypkg.data.sources  # noqa: F401
-        import raypkg.models.zoo  # noqa: F401
-        from raypkg.data.registry import DATASETS
-        from raypkg.models.registry import MODELS
-
-        choose("dataset", self.dataset, DATASETS)
-        choose("model", self.model, MODELS)
+        super().validate()
         choose("dtype", self.dtype, DTYPES)
-        choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
         if self.epochs <= 0:
             raise UsageError(f"epochs must be a positive integer, got {self.epochs}")
         if self.batch_size < 0:
@@ -74,15 +62,11 @@ class DeltaGradConfig:
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.holdout < 1:
             raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
-        check_data_dir(self.data_dir)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def data_options(self) -> dict:
-        return {"seed": self.seed, "train_size": self.train_size, "test_size": self.test_size,
-                "data_dir": self.data_dir, "normalize": self.normalize}
+        """DeltaGrad's models take flattened features, whatever ``flat`` says."""
+        return {**super().data_options(), "flat": True}
 
 
 @dataclass
@@ -110,7 +94,7 @@ def load_workload(dataset: str, model: str, data: dict, seed: int, dtype: str,
     """Flattened data in ``dtype`` on ``device``; the model built after seeding (its w_0)."""
     from raypkg.data.registry import load_dataset
 
-    return workload_from_splits(load_dataset(dataset, flat=True, **data), model, seed, dtype, device)
+    return workload_from_splits(load_dataset(dataset, **{**data, "flat": True}), model, seed, dtype, device)
 
 
 def workload_from_splits(splits, model: str, seed: int, dtype: str, device: torch.device) -> Workload:

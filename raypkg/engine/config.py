@@ -31,12 +31,58 @@ def setting(default: Any = None, help: str = "", *, factory: Callable[[], Any] |
 
 
 @dataclass
-class TrainConfig:
-    """What every run shares: data, model, optimisation, placement, run directory, tracking.
-    Method configs extend it; every field is a flag of every command built on it."""
+class RunConfig:
+    """What every method's config shares: the data, the model, the run directory and its
+    tracking. Every field is also a command-line flag (``raypkg.cli_options.config_options``)."""
 
     dataset: str = setting("digits", "Dataset name (`effray datasets`).")
     model: str = setting("mlp", "Model name (`effray models`).")
+    seed: int = setting(0, "Seed for data split, init and shuffling.")
+    use_gpu: bool | None = setting(None, "Force GPU or CPU (default: GPU if present).", flag="--gpu/--cpu")
+    data_dir: str | None = setting(None, "Directory of the torchvision datasets / ImageFolder tree.")
+    download: bool = setting(False, "Allow torchvision to download.")
+    train_size: int | None = setting(None, "Size of sized datasets (digits-aug, synthetic).")
+    test_size: int | None = setting(None, "Test size of sized datasets.")
+    flat: bool = setting(False, "Feed flattened features instead of images.", flag="--flat/--images")
+    normalize: bool = setting(True, "Standardise inputs with train statistics, or keep pixels in [0, 1].")
+    image_size: int | None = setting(None, "imagefolder: resize images to this square size (default 64).")
+    num_classes: int | None = setting(None, "synthetic: number of classes (default 10).")
+    shape: str | None = setting(None, "synthetic: per-sample shape, e.g. 3x32x32 or 64 (default 3x32x32).")
+    out: str = setting("runs", "Root directory of run directories.")
+    name: str | None = setting(None, "Run directory name (default METHOD-DATASET-MODEL-TIME).")
+    wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
+    wandb_project: str = setting("effray", "W&B project.")
+    progress: bool = setting(True, "Progress bars.")
+
+    def validate(self) -> "RunConfig":
+        """Raise a one-line UsageError for any value that cannot work."""
+        import raypkg.data.sources  # noqa: F401  (registers the datasets)
+        import raypkg.models.zoo  # noqa: F401  (registers the models)
+        from raypkg.data.registry import DATASETS
+        from raypkg.models.registry import MODELS
+
+        choose("dataset", self.dataset, DATASETS)
+        choose("model", self.model, MODELS)
+        choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
+        check_data_dir(self.data_dir)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def data_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``raypkg.data.load_dataset`` besides the name."""
+        return {"data_dir": self.data_dir, "download": self.download, "seed": self.seed,
+                "train_size": self.train_size, "test_size": self.test_size, "flat": self.flat,
+                "normalize": self.normalize, "image_size": self.image_size, "num_classes": self.num_classes,
+                "shape": self.shape}
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """A run of the training engine: RunConfig plus optimisation and placement. Method
+    configs extend it."""
+
     epochs: int = setting(30, "Training epochs.")
     batch_size: int = setting(64, "Mini-batch size (per worker on Ray Train).")
     # One value, or one per phase of the piecewise schedule (the DeltaGrad README's
@@ -51,26 +97,10 @@ class TrainConfig:
     momentum: float = setting(0.9, "SGD momentum.")
     nesterov: bool = setting(False, "Nesterov momentum.")
     weight_decay: float = setting(5e-4, "L2 weight decay.", flag="--weight-decay/--wd")
-    seed: int = setting(0, "Seed for data split, init and shuffling.")
     workers: int = setting(0, "0: train in this process; N: Ray Train with N workers.")
-    use_gpu: bool | None = setting(None, "Force GPU or CPU (default: GPU if present).", flag="--gpu/--cpu")
     amp: bool = setting(True, "bf16 autocast on GPU.")
     augment: bool | None = setting(None, "Random crop + flip (default: the dataset's).")
-    data_dir: str | None = setting(None, "Directory of the torchvision datasets / ImageFolder tree.")
-    download: bool = setting(False, "Allow torchvision to download.")
-    train_size: int | None = setting(None, "Size of sized datasets (digits-aug, synthetic).")
-    test_size: int | None = setting(None, "Test size of sized datasets.")
-    flat: bool = setting(False, "Feed flattened features instead of images.", flag="--flat/--images")
-    normalize: bool = setting(True, "Standardise inputs with train statistics, or keep pixels in [0, 1].")
-    image_size: int | None = setting(None, "imagefolder: resize images to this square size (default 64).")
-    num_classes: int | None = setting(None, "synthetic: number of classes (default 10).")
-    shape: str | None = setting(None, "synthetic: per-sample shape, e.g. 3x32x32 or 64 (default 3x32x32).")
-    out: str = setting("runs", "Root directory of run directories.")
-    name: str | None = setting(None, "Run directory name (default METHOD-DATASET-MODEL-TIME).")
-    wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
-    wandb_project: str = setting("effray", "W&B project.")
     max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
-    progress: bool = setting(True, "Progress bars.")
 
     def __post_init__(self) -> None:
         # list-valued keys also accept one number (from a YAML file or a tune space)
@@ -80,15 +110,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise a one-line UsageError for any value that cannot work."""
-        import raypkg.data.sources  # noqa: F401  (registers the datasets)
-        import raypkg.models.zoo  # noqa: F401  (registers the models)
-        from raypkg.data.registry import DATASETS
-        from raypkg.models.registry import MODELS
-
-        choose("dataset", self.dataset, DATASETS)
-        choose("model", self.model, MODELS)
+        super().validate()
         choose("schedule", self.schedule, SCHEDULES)
-        choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
         for name in ("epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
@@ -97,11 +120,7 @@ class TrainConfig:
         check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
         if self.lrlen:
             self.schedule = "piecewise"
-        check_data_dir(self.data_dir)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -> None:

@@ -6,16 +6,14 @@ import torch
 
 from raypkg.data.augment import CropFlip
 from raypkg.data.registry import load_dataset
-from raypkg.engine.config import TrainConfig
+from raypkg.engine.config import RunConfig, TrainConfig
 from raypkg.engine.loop import evaluate
 from raypkg.engine.trainer import train
 from raypkg.tracking import RunDir
 
 
-def load_data(cfg: TrainConfig):
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed,
-                        train_size=cfg.train_size, test_size=cfg.test_size, flat=cfg.flat, normalize=cfg.normalize,
-                        image_size=cfg.image_size, num_classes=cfg.num_classes, shape=cfg.shape)
+def load_data(cfg: RunConfig):
+    return load_dataset(cfg.dataset, **cfg.data_options())
 
 
 def use_augmentation(cfg: TrainConfig, data) -> CropFlip | None:
