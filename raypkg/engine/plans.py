@@ -78,7 +78,9 @@ class ShuffledBatches(BatchPlan):
         return math.ceil(math.ceil(self.n / world_size) / self.batch_size)
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
-        order = self.order(ctx.epoch, ctx.rank, ctx.world_size)
+        # One copy of the epoch's order to the device: indexing device data with CPU
+        # positions would copy (and synchronise) at every step.
+        order = self.order(ctx.epoch, ctx.rank, ctx.world_size).to(ctx.train.x.device)
         for start in range(0, len(order), self.batch_size):
             positions = order[start:start + self.batch_size]
             weights = None if self.weights is None else self.weights[positions.to(self.weights.device)]
