@@ -109,11 +109,13 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from raypkg.cluster import check_placement
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     cpus = ray.cluster_resources().get("CPU", 1)
     cpus_per_worker = 1 if use_gpu else max(min(cpus / cfg.workers, 4), 0.5)
+    check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0)
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "data_ref": ray.put(data), "augment": augment,
