@@ -13,3 +13,5 @@ Modules, in reading order:
   commands    the `effray unlearn` click group (train, delete, add, online)
   tunable     the `effray tune deltagrad` trial (T0, j0, m)
 """
+
+METHODS = ("deltagrad", "baseline", "both")  # what a request runs: DeltaGrad, the retrain, or both

@@ -7,7 +7,7 @@ import yaml
 
 from raypkg.cli_options import train_options
 from raypkg.errors import UsageError
-from raypkg.selection.embeddings import EMBEDDINGS
+from raypkg.selection.config import EMBEDDINGS
 
 
 def _train_flags(func):

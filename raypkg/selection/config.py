@@ -7,8 +7,8 @@ from typing import Any
 
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError, choose
-from raypkg.selection.embeddings import EMBEDDINGS
 
+EMBEDDINGS = ("full", "bias", "proj")  # see raypkg.selection.embeddings
 GRAND_DEFAULT_REPEATS = 10  # DeepCore's R for GraNd
 
 

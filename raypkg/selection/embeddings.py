@@ -33,7 +33,7 @@ from torch import nn
 from raypkg.data.base import IndexedDataset
 from raypkg.errors import choose
 
-EMBEDDINGS = ("full", "bias", "proj")
+from raypkg.selection.config import EMBEDDINGS  # noqa: E402  (re-exported)
 FORWARD_BATCH = 1024
 
 
