@@ -21,7 +21,7 @@ from raypkg.deltagrad.flatnet import FlatNet, flatten_params
 from raypkg.deltagrad.replay import replay
 from raypkg.deltagrad.trajectory import (DTYPES, Trajectory, TrajectoryHeader, lr_per_epoch,
                                          steps_per_epoch)
-from raypkg.engine.config import check_data_dir, check_lr_lists
+from raypkg.engine.config import check_data_dir, check_field_types, check_lr_lists, check_output
 from raypkg.errors import UsageError, choose
 
 
@@ -56,6 +56,7 @@ class DeltaGradConfig:
         from raypkg.data.registry import DATASETS
         from raypkg.models.registry import MODELS
 
+        check_field_types(self)
         choose("dataset", self.dataset, DATASETS)
         choose("model", self.model, MODELS)
         choose("dtype", self.dtype, DTYPES)
@@ -74,7 +75,11 @@ class DeltaGradConfig:
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.holdout < 1:
             raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         check_data_dir(self.data_dir)
+        check_output(self.out, self.name)
         return self
 
     def to_dict(self) -> dict[str, Any]:
