@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -84,8 +85,8 @@ def models():
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--save", help="Also write the table (.parquet or .csv).")
-@click.option("--plot", default="report.png", show_default=True,
-              help="PNG: test accuracy vs epoch and vs seconds, phase seconds as stacked bars.")
+@click.option("--plot", help="PNG: test accuracy vs epoch and vs seconds, phase seconds as stacked bars. "
+                             "Default: report.png beside the first run (in its --out directory).")
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
 def report(run_dirs, save, plot, no_plot):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
@@ -102,6 +103,7 @@ def report(run_dirs, save, plot, no_plot):
     if save:
         check_writable_file(save, "--save", (".parquet", ".csv"))
     if not no_plot:
+        plot = plot or str(Path(run_dirs[0]).resolve().parent / "report.png")
         check_writable_file(plot, "--plot", (".png",))
     from raypkg.tracking.report import load_runs, plot_report, report_table
 
