@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.config import TrainConfig
@@ -71,6 +72,7 @@ def worker_loop(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
+            verify_sidecar(Path(d) / STATE_FILE, "the Ray Train checkpoint")
             state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -94,6 +96,7 @@ def worker_loop(config: dict) -> None:
             if rank == 0:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "epoch": epoch + 1, "history": history}, Path(tmp) / STATE_FILE)
+                write_sidecar(Path(tmp) / STATE_FILE)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(row, checkpoint=ckpt)
 
@@ -129,5 +132,6 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, storage: Path, augment:
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
+        verify_sidecar(Path(d) / STATE_FILE, "the Ray Train checkpoint")
         state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
     return state["model"], state["history"]
