@@ -2,11 +2,10 @@
 location, the selectors (uniform, grand, glister, gradmatch, craig) behind one registry
 and ``select``, and the DeepCore-style pipeline (``pipeline``).
 
-Methods: GraNd (Paul, Ganguli, Dziugaite, "Deep Learning on a Data Diet", NeurIPS 2021,
-Sec. 2), Glister (Killamsetty et al., AAAI 2021, Sec. 3-4), GradMatch (Killamsetty et al.,
-ICML 2021, Sec. 3, Algorithm 1: OMP), CRAIG (Mirzasoleiman, Bilmes, Leskovec, ICML 2020,
-Sec. 3-4: facility location with cluster-size weights), as benchmarked in DeepCore (Guo,
-Zhao, Bai, DEXA 2022, Sec. 3-4).
+Methods: GraNd (Paul, Ganguli, Dziugaite, "Deep learning on a data diet", NeurIPS 2021),
+Glister (Killamsetty et al., AAAI 2021), GradMatch (Killamsetty et al., ICML 2021: OMP),
+CRAIG (Mirzasoleiman, Bilmes, Leskovec, ICML 2020: facility location with cluster-size
+weights), as benchmarked in DeepCore (Guo, Zhao, Bai, DEXA 2022).
 
 The registry's names are imported on first use, so that `effray --help` needs no torch.
 """
