@@ -16,4 +16,4 @@ import sys
 from raypkg.jobs_support import run_job
 
 if __name__ == "__main__":
-    run_job("run", ["coreset", *sys.argv[1:]])
+    run_job("run coreset", sys.argv[1:])

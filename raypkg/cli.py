@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
-from raypkg.cli_options import EffrayGroup, train_options
+from raypkg.cli_options import EffrayGroup, address_option, train_options
 
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +20,7 @@ def main():
       effray train --dataset digits --model mlp
       effray train --dataset digits --model mlp --workers 2     # on Ray Train
       effray report runs/*
-      effray tune train --space tune_spaces/train.yaml --num-samples 4
+      effray tune train --num-samples 4
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -83,32 +84,53 @@ def models():
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--save", type=click.Path(dir_okay=False), help="Also write the table (.parquet or .csv).")
-def report(run_dirs, save):
+@click.option("--save", help="Also write the table (.parquet or .csv).")
+@click.option("--plot", help="PNG: test accuracy vs epoch and vs seconds, phase seconds as stacked bars. "
+                             "Default: report.png beside the first run (in its --out directory).")
+@click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
+def report(run_dirs, save, plot, no_plot):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
+
+    Unfinished runs (no summary.json) are skipped with a warning; runs of different
+    datasets or models are compared with a warning.
 
     \b
     Example:
-      effray report runs/train-digits-mlp-* runs/coreset-digits-mlp-*
+      effray report runs/train-digits-mlp-* runs/coreset-digits-mlp-* --plot compare.png
     """
-    from raypkg.tracking.report import report_table
+    from raypkg.paths import atomic_write, check_writable_file
 
-    table = report_table(run_dirs)
+    if save:
+        check_writable_file(save, "--save", (".parquet", ".csv"))
+    if not no_plot:
+        plot = plot or str(Path(run_dirs[0]).resolve().parent / "report.png")
+        check_writable_file(plot, "--plot", (".png",))
+    from raypkg.tracking.report import load_runs, plot_report, report_table
+
+    runs, warnings = load_runs(run_dirs)
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    table = report_table(runs)
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if save:
-        (table.to_parquet if save.endswith(".parquet") else table.to_csv)(save, index=False)
+        atomic_write(save, lambda p: table.to_parquet(p, index=False) if save.endswith(".parquet")
+                     else table.to_csv(p, index=False))
+        click.echo(f"saved: {save}")
+    if not no_plot:
+        click.echo(f"plot: {plot_report(runs, plot)}")
 
 
 @main.command()
 @click.argument("method")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False),
-              help="YAML search space (default: tune_spaces/METHOD.yaml).")
+              help="YAML search space (default: the one shipped for METHOD, raypkg/tune_spaces/METHOD.yaml).")
 @click.option("--num-samples", type=int, default=4, show_default=True, help="Trials to run.")
 @click.option("--scheduler", type=click.Choice(["fifo", "asha"]), help="Trial scheduler (overrides the space).")
 @click.option("--search", type=click.Choice(["random", "grid"]), help="Search algorithm (overrides the space).")
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")
 @click.option("--out", default="runs", show_default=True, help="Where the tune results go.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+@address_option
 def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb):
     """Sweep METHOD's hyperparameters with Ray Tune, logging every trial to W&B.
 

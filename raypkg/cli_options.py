@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import typing
 from typing import Sequence
 
@@ -25,7 +26,7 @@ def join_list_flags(args: list[str]) -> list[str]:
         if args[i] in LIST_FLAGS:
             values = []
             i += 1
-            while i < len(args) and not args[i].startswith("--"):
+            while i < len(args) and not _is_flag(args[i]):
                 values.append(args[i])
                 i += 1
             out.append(",".join(values))
@@ -34,9 +35,45 @@ def join_list_flags(args: list[str]) -> list[str]:
     return out
 
 
+def run_standalone(call) -> None:
+    """Run ``call()`` (a click ``main(..., standalone_mode=False)``) and exit with its
+    status; bad input of any kind ends as one line ``error: ...`` and status 2."""
+    try:
+        status = call()
+    except UsageError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
+        click.echo(f"error: {e.format_message()}{where}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _is_flag(arg: str) -> bool:
+    """``-h``, ``--epochs``: a flag; ``-0.5``, ``1e-3``: a value."""
+    if not arg.startswith("-"):
+        return False
+    try:
+        float(arg)
+        return False
+    except ValueError:
+        return True
+
+
 class EffrayGroup(click.Group):
-    """Accepts `--lr 0.1 0.05` list flags, and turns UsageError into one line on stderr
-    with exit status 2 (no traceback), for itself and every subcommand below it."""
+    """Accepts `--lr 0.1 0.05` list flags, and turns bad input (our UsageError, and click's
+    own errors such as `--epochs abc`) into one line ``error: ...`` on stderr with exit
+    status 2 (no traceback), for itself and every subcommand below it."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        run_standalone(lambda: super(EffrayGroup, self).main(args, prog_name, complete_var,
+                                                              standalone_mode=False, **extra))
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, join_list_flags(args))
@@ -65,6 +102,19 @@ class NumberList(click.ParamType):
 
 
 FLOATS, INTS = NumberList(float), NumberList(int)
+
+
+def _set_address(ctx, param, value):
+    from raypkg.cluster import set_address
+
+    set_address(value)
+
+
+def address_option(func):
+    """``--address``: the Ray cluster to join (recorded for ``raypkg.cluster.connect_ray``)."""
+    return click.option("--address", expose_value=False, callback=_set_address,
+                        help="Ray cluster to join (HOST:PORT or ray://HOST:PORT). Default: RAY_ADDRESS "
+                             "if set (as `ray job submit` sets it), else a private local Ray.")(func)
 
 
 def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[str] = (),
@@ -117,7 +167,7 @@ def config_file_option(func):
 
 
 def train_options(func):
-    """``--config FILE`` and the TrainConfig flags."""
+    """``--config FILE``, the TrainConfig flags and ``--address``."""
     from raypkg.engine.config import TrainConfig
 
-    return config_file_option(config_options(TrainConfig)(func))
+    return address_option(config_file_option(config_options(TrainConfig)(func)))

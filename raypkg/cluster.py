@@ -1,22 +1,129 @@
-"""Connecting to Ray: the running cluster when there is one, else a local instance."""
+"""Connecting to Ray: a cluster only when told to, otherwise a private local instance.
+
+- ``--address ADDRESS`` (commands that use Ray) or RAY_ADDRESS (``ray job submit`` sets
+  it) names a cluster: effray joins it, or fails with one line when nothing answers there
+  within ``CONNECT_TIMEOUT_S``.
+- Otherwise effray starts its own local Ray (``address="local"``) and never attaches to
+  another program's instance on the machine (Ray's ``address="auto"`` would, and would
+  also follow a stale ``/tmp/ray/ray_current_cluster`` to a dead head).
+
+One line says which, e.g. ``ray: started a private local Ray with 2 CPUs``.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import socket
+import time
+
+from raypkg.errors import UsageError
+
+CONNECT_TIMEOUT_S = float(os.environ.get("EFFRAY_RAY_CONNECT_TIMEOUT_S", "15"))
+_requested_address: str | None = None  # set by the --address flag of the current command
 
 
-def connect_ray(num_cpus: int | None = None) -> None:
-    """Attach to a cluster (RAY_ADDRESS, as `ray job submit` sets it, or one already
-    running on this machine); without one, start a local Ray with ``num_cpus``."""
+def set_address(address: str | None) -> None:
+    """Record the cluster named by ``--address`` (None: none named)."""
+    global _requested_address
+    _requested_address = address or None
+
+
+def requested_address() -> str | None:
+    """The cluster to join: ``--address``, else RAY_ADDRESS, else None (start a local Ray)."""
+    address = _requested_address or os.environ.get("RAY_ADDRESS") or None
+    return None if address == "local" else address
+
+
+def _quiet_ray() -> None:
+    """Known-harmless Ray output: usage-stats notices, and the notice that a local instance
+    uses token authentication (Ray's default; nothing to do about it)."""
+    import logging
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_PROMPT_ENABLED", "0")
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def _gcs_host_port(address: str) -> tuple[str, int] | None:
+    """host, port of a GCS (``host:port``) or Ray Client (``ray://host:port``) address."""
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            address = canonicalize_bootstrap_address("auto")
+        except (ConnectionError, ValueError) as e:
+            raise UsageError(f"--address auto: {str(e).splitlines()[0]}") from None
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.split("/")[0].isdigit():
+        raise UsageError(f"Ray address {address!r} is not HOST:PORT or ray://HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port.split("/")[0])
+
+
+def _wait_until_answers(address: str, timeout_s: float) -> None:
+    host, port = _gcs_host_port(address)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(3.0, timeout_s)):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise UsageError(f"no Ray cluster answers at {address} ({e.strerror or e}) after "
+                                 f"{timeout_s:.0f}s; start it, fix --address / RAY_ADDRESS, or unset "
+                                 "them to run on a private local Ray") from None
+            time.sleep(0.5)
+
+
+def connect_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+    """Join the cluster at ``address`` (default: ``--address``, else RAY_ADDRESS), or start
+    a private local Ray with ``num_cpus`` CPUs (default: EFFRAY_RAY_NUM_CPUS if set, else
+    all of this machine's)."""
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
+    _quiet_ray()
+    address = address or requested_address()
+    if num_cpus is None and os.environ.get("EFFRAY_RAY_NUM_CPUS"):
+        num_cpus = int(os.environ["EFFRAY_RAY_NUM_CPUS"])
+    if address:
+        _wait_until_answers(address, CONNECT_TIMEOUT_S)
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        print(f"ray: joined the cluster at {address} ({_cpus():g} CPUs)", flush=True)
+    else:
+        # A private instance has no draining nodes for Ray Train's preemption watcher to
+        # watch, and its failed polls print error lines.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 logging_level=logging.WARNING)
+        print(f"ray: started a private local Ray with {_cpus():g} CPUs", flush=True)
+
+
+def _cpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 0)
+
+
+def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0) -> None:
+    """Raise a one-line UsageError when the connected cluster cannot hold ``num_workers``
+    workers of ``cpus_per_worker`` CPUs (and ``gpus_per_worker`` GPUs) each: Ray would
+    otherwise wait for them forever."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fits = sum(min(math.floor(r.get("CPU", 0) / cpus_per_worker + 1e-9) if cpus_per_worker else num_workers,
+                   math.floor(r.get("GPU", 0) / gpus_per_worker + 1e-9) if gpus_per_worker else num_workers)
+               for r in nodes)
+    if fits >= num_workers:
         return
-    try:
-        ray.init(address="auto", log_to_driver=True)
-    except ConnectionError:
-        ray.init(address="local", num_cpus=num_cpus, log_to_driver=True)
+    total_cpu = sum(r.get("CPU", 0) for r in nodes)
+    need = f"{cpus_per_worker:g} CPU" + (f" + {gpus_per_worker:g} GPU" if gpus_per_worker else "")
+    gpus = f", {sum(r.get('GPU', 0) for r in nodes):g} GPUs" if gpus_per_worker else ""
+    raise UsageError(f"--workers {num_workers} needs {need} per worker, but the Ray cluster "
+                     f"({len(nodes)} node(s), {total_cpu:g} CPUs{gpus}) holds at most {fits}; "
+                     f"use --workers {fits} or a bigger cluster")

@@ -1,6 +1,6 @@
 """`effray tune METHOD`: Ray Tune over a YAML search space, every trial logged to W&B.
 
-A space file (tune_spaces/METHOD.yaml)::
+A space file (``--space FILE``; without it the one shipped in raypkg/tune_spaces/METHOD.yaml)::
 
     method: train            # a registered tunable
     metric: test_acc         # what a trial reports
@@ -20,6 +20,7 @@ trial and calls ``report(metrics)`` once per epoch (or step).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -108,6 +109,19 @@ def read_space(path: str | Path) -> dict:
     return spec
 
 
+SPACES_DIR = Path(__file__).parent / "tune_spaces"  # shipped with the package
+
+
+def default_space(method: str) -> Path:
+    """The space shipped for ``method`` (raypkg/tune_spaces/METHOD.yaml)."""
+    path = SPACES_DIR / f"{method}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+        raise UsageError(f"no built-in search space for {method!r} (built in: {', '.join(shipped)}); "
+                         "pass one with --space FILE")
+    return path
+
+
 def to_tune_domain(dist: dict):
     from ray import tune
 
@@ -128,11 +142,16 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from raypkg.cluster import connect_ray
+    from raypkg.paths import check_writable_dir
     from raypkg.tracking.run import write_parquet
+    from raypkg.tracking.wandb_logger import use_wandb_mode
 
     if num_samples < 1:
         raise UsageError(f"--num-samples must be >= 1, got {num_samples}")
-    spec = read_space(space_file or Path("tune_spaces") / f"{method}.yaml")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UsageError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    check_writable_dir(out, "--out")
+    spec = read_space(space_file or default_space(method))
     if spec["method"] != method:
         raise UsageError(f"space file is for method {spec['method']!r}, not {method!r}")
     scheduler = scheduler or spec["scheduler"]
@@ -142,8 +161,12 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
              for k, v in (spec.get("space") or {}).items()}
-    tunable.config_cls(**base)  # a base that cannot build a config fails before Ray starts
+    try:  # a base that cannot make a valid config fails before Ray starts
+        tunable.config_cls(**base).validate()
+    except TypeError as e:
+        raise UsageError(f"bad base value in the space file: {e}") from None
 
+    use_wandb_mode(wandb_mode)  # before Ray starts: trial workers inherit WANDB_MODE
     connect_ray()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = (Path(out) / f"tune-{method}-{stamp}").resolve()
@@ -165,12 +188,16 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         run_config=tune.RunConfig(name="trials", storage_path=str(out_dir), callbacks=callbacks,
                                   verbose=1),
     )
-    results = tuner.fit()
-    best = results.get_best_result()
-    best_config = {**base, **best.config}
-    (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
-    frame = results.get_dataframe()
-    keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")]
-    write_parquet(out_dir / "trials.parquet", frame[keep])
+    try:
+        results = tuner.fit()
+        best = results.get_best_result()
+        best_config = {**base, **best.config}
+        (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
+        frame = results.get_dataframe()
+        keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")]
+        write_parquet(out_dir / "trials.parquet", frame[keep])
+    except BaseException:  # no half-made sweep directory (interrupted, or no trial finished)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     return {"metric": spec["metric"], "value": best.metrics[spec["metric"]], "config": best_config,
             "path": str(out_dir / "best_config.yaml"), "dir": str(out_dir), "num_trials": len(frame)}

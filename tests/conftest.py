@@ -1,4 +1,7 @@
-"""Shared fixtures: one Ray instance per test session, W&B offline, small thread counts."""
+"""Shared fixtures: one Ray instance per test session, small thread counts.
+
+W&B needs nothing here: effray runs offline by default without a key (the CLI tests run
+`effray` with WANDB_MODE, WANDB_API_KEY and RAY_ADDRESS removed from its environment)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,14 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+def bare_env(**extra) -> dict:
+    """The environment of a new user's shell: no W&B mode or key, no Ray cluster named."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY", "RAY_ADDRESS")}
+    env.update(extra)
+    return env
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +44,7 @@ def ray_session():
         # Workers import shard functions defined in test modules from tests/.
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  object_store_memory=600 * 1024 * 1024,
-                 runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}})
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                     p for p in (TESTS_DIR, os.environ.get("PYTHONPATH")) if p)}})
     yield ray
     ray.shutdown()

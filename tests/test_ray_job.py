@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import bare_env
 
 try:
     import psutil
@@ -94,9 +95,7 @@ def end_processes(marker: str) -> list[psutil.Process]:
 
 def head_env(temp_dir: str | None = None) -> dict[str, str]:
     """Environment of the head (and so of its jobs) and of the submitting client."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", WANDB_MODE="disabled",
-               WANDB_SILENT="true")
+    env = bare_env(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     if temp_dir:  # scratch files of the head's processes go where the finalizer removes them
         os.makedirs(os.path.join(temp_dir, "tmp"), exist_ok=True)
         env["TMPDIR"] = os.path.join(temp_dir, "tmp")

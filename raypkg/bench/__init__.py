@@ -1,9 +1,27 @@
 """`effray bench NAME`: benchmarks that print ratios measured side by side in one run."""
 
+import importlib
+
 import click
 
+COMMANDS = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",
+            "coreset": "raypkg.bench.coreset:coreset", "deltagrad": "raypkg.bench.deltagrad:deltagrad_bench"}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """Imports a benchmark's module (torch, Ray, ...) only when that benchmark is asked for."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
 def bench():
     """Benchmarks; each prints a table of times and ratios measured in one run.
 
@@ -12,15 +30,3 @@ def bench():
       effray bench overhead --epochs 3
     """
 
-
-def _register() -> None:
-    from raypkg.bench.coreset import coreset
-    from raypkg.bench.deltagrad import deltagrad_bench
-    from raypkg.bench.overhead import overhead
-    from raypkg.bench.selection import selection
-
-    for command in (overhead, selection, coreset, deltagrad_bench):
-        bench.add_command(command)
-
-
-_register()

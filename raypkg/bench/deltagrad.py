@@ -33,15 +33,20 @@ from pathlib import Path
 import click
 import torch
 
-from raypkg.cli_options import FLOATS, config_options
+from raypkg.bench.output import SAVE_HELP
+from raypkg.cli_options import FLOATS, address_option, config_options
+from raypkg.errors import UsageError
 
 
 def _parse_hypers(text: str) -> list[tuple[int, int, int]]:
     out = []
     for item in [t for t in text.split(";") if t.strip()]:
-        values = [int(v) for v in item.replace(",", " ").split()]
+        try:
+            values = [int(v) for v in item.replace(",", " ").split()]
+        except ValueError:
+            values = []
         if len(values) != 3:
-            raise click.BadParameter(f"{item!r}: give T0,j0,m")
+            raise UsageError(f"--also {item!r}: give T0,j0,m as three integers (several: 'T0,j0,m;T0,j0,m')")
         out.append(tuple(values))
     return out
 
@@ -54,7 +59,7 @@ BENCH_RUN = {"dataset": "digits-aug", "normalize": False, "batch_size": 16384, "
 
 def bench_run_options(func):
     """The training flags of DeltaGradConfig this bench varies; their bench defaults are BENCH_RUN."""
-    from raypkg.deltagrad.workload import DeltaGradConfig
+    from raypkg.deltagrad.config import DeltaGradConfig
 
     return config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN)(func)
 
@@ -82,7 +87,8 @@ def bench_run_options(func):
               help="Best of N interleaved timings per method (shared CPUs are noisy).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--out", type=click.Path(file_okay=False), help="Keep the cached runs here (default: a temp dir).")
-@click.option("--save", type=click.Path(dir_okay=False), help="Also write the table (.parquet or .csv).")
+@click.option("--save", help=SAVE_HELP)
+@address_option
 def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init, gd_ratio, mlp, online_requests,
                     online_baseline_every, actors, repeat, threads, out, save, **run_flags):
     """DeltaGrad vs the baseline retrain: deletion, addition, GD, MLP, online.
@@ -98,14 +104,17 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     """
     import pandas as pd
 
+    from raypkg.bench.output import bench_stem, hbar, save_bench
     from raypkg.data.registry import load_dataset
     from raypkg.deltagrad.exact import ExactGradients
     from raypkg.deltagrad.online import OnlineSettings, run_online
     from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, measure
     from raypkg.deltagrad.replay import Request
-    from raypkg.deltagrad.workload import DeltaGradConfig, workload_from_splits
+    from raypkg.deltagrad.config import DeltaGradConfig
+    from raypkg.deltagrad.workload import workload_from_splits
     from raypkg.engine.loop import pick_device
     from raypkg.errors import UsageError
+    from raypkg.paths import check_writable_dir
 
     given = {k: v for k, v in run_flags.items() if v is not None}
     run = DeltaGradConfig(**{**BENCH_RUN, **given}).validate()
@@ -115,6 +124,15 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     extra = _parse_hypers(also)
     if repeat < 1 or online_baseline_every < 1:
         raise UsageError("--repeat and --online-baseline-every must be >= 1")
+    for flag, value in (("--ratios", min(ratios, default=0)), ("--gd-ratio", gd_ratio)):
+        if not 0 < value < 1:
+            raise UsageError(f"{flag} must be in (0, 1), got {value:g}")
+    if not 0 <= add_ratio < 1 or gd_epochs < 0 or online_requests < 0 or actors < 0 or gd_init < 0:
+        raise UsageError("--add-ratio must be in [0, 1); --gd-epochs, --gd-init, --online-requests "
+                         "and --actors must be >= 0")
+    if out:
+        check_writable_dir(out, "--out")
+    stem = bench_stem(save, "deltagrad")
     if threads:
         torch.set_num_threads(threads)
     device = pick_device(None)
@@ -241,8 +259,8 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
         "t_base_s": "{:.2f}".format, "t_dg_s": "{:.2f}".format, "speedup": "{:.2f}x".format,
         "|wU-w*|": "{:.2e}".format, "|wI-wU|": "{:.2e}".format, "ratio": "{:.4f}".format,
         "acc_U": "{:.4f}".format, "acc_I": "{:.4f}".format}))
-    if save:
-        (table.to_parquet if save.endswith(".parquet") else table.to_csv)(save, index=False)
+    save_bench(table, stem, title="DeltaGrad vs retraining: speed-up",
+               plot=lambda f, ax: hbar(f, ax, "setting", ["speedup"], "speed-up (baseline s / DeltaGrad s)"))
     if not out:
         import shutil
 

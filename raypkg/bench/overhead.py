@@ -77,6 +77,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     """
     import pandas as pd
 
+    from raypkg.bench.output import check_overhead_flags
     from raypkg.cluster import connect_ray
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import evaluate, fit, seed_everything
@@ -84,6 +85,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     from raypkg.engine.runner import load_data
     from raypkg.models.registry import build_model
 
+    check_overhead_flags(epochs, batch_size, train_size, worker_counts, threads)
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],

@@ -26,6 +26,9 @@ import click
 import numpy as np
 import torch
 
+from raypkg.bench.output import SAVE_HELP, check_bench_numbers
+from raypkg.cli_options import address_option
+
 DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"
 
 
@@ -197,7 +200,7 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated selection methods.")
 @click.option("--actors", type=int, default=2, show_default=True, help="K for the K-actor pool.")
 @click.option("--repeats", type=int, default=2, show_default=True, help="GraNd: models averaged (the same model R times).")
-@click.option("--epochs", "warmup_epochs", type=int, default=1, show_default=True, help="Warm-up epochs of the model.")
+@click.option("--epochs", "pretrain_epochs", type=int, default=1, show_default=True, help="Full-data training epochs of the model before selection.")
 @click.option("--blocks", type=int, default=200, show_default=True, help="Small blocks for the batched facility location.")
 @click.option("--block-size", type=int, default=50, show_default=True)
 @click.option("--block-budget", type=int, default=7, show_default=True)
@@ -206,8 +209,10 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def selection(dataset, model, train_size, fraction, methods, actors, repeats, warmup_epochs, blocks,
-              block_size, block_budget, skip_fl, skip_scaling, seed, threads):
+@click.option("--save", help=SAVE_HELP)
+@address_option
+def selection(dataset, model, train_size, fraction, methods, actors, repeats, pretrain_epochs, blocks,
+              block_size, block_budget, skip_fl, skip_scaling, seed, threads, save):
     """Selection time in-process vs K actors, and our facility location vs apricot-select.
 
     \b
@@ -215,6 +220,9 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, wa
       effray bench selection                       # digits-aug, 60,000 examples
       effray bench selection --train-size 3000 --methods grand,craig --blocks 20
     """
+    import pandas as pd
+
+    from raypkg.bench.output import bench_stem, hbar, save_bench
     from raypkg.data.registry import load_dataset
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import fit, seed_everything
@@ -229,22 +237,32 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, wa
         get_selector(m)
     if actors < 2:
         raise UsageError(f"--actors must be >= 2 to measure scaling, got {actors}")
+    check_bench_numbers(fraction=fraction, repeats=repeats, pretrain_epochs=pretrain_epochs, blocks=blocks,
+                        block_size=block_size, block_budget=block_budget, train_size=train_size)
+    stem = bench_stem(save, "selection")
     data = load_dataset(dataset, seed=seed, train_size=train_size)
     train = data.train
     seed_everything(seed)
     net = build_model(model, data.input_shape, data.num_classes)
-    if warmup_epochs:
-        fit(net, train, None, TrainConfig(epochs=warmup_epochs, progress=False, seed=seed))
+    if pretrain_epochs:
+        fit(net, train, None, TrainConfig(epochs=pretrain_epochs, progress=False, seed=seed))
     click.echo(f"# selection on {dataset} ({len(train)} examples), {model}, fraction {fraction}, "
                f"torch threads {torch.get_num_threads()}")
     if not skip_scaling:
         rows, startup = scaling_table(train, net, names, fraction, actors, seed, repeats)
         print_table(rows, ["method", "in-process_s", "1 actor_s", f"{actors} actors_s", "scaling",
                            "vs in-process", "same picks"])
+        save_bench(pd.DataFrame(rows), f"{stem}-scaling", title="selection time: in-process vs actors",
+                   plot=lambda f, ax: hbar(f, ax, "method", ["in-process_s", "1 actor_s", f"{actors} actors_s"],
+                                           "seconds"))
         click.echo("pool start-up (not in the times above): "
                    + ", ".join(f"{k} actor(s) {s:.1f}s" for k, s in startup.items()))
     if not skip_fl:
         click.echo("\n# facility location: ours vs apricot-select on the same similarity matrix")
-        print_table(facility_location_table(train, net, seed, blocks, block_size, block_budget),
-                    ["case", "implementation", "seconds", "objective / apricot", "speed-up vs apricot"],
+        fl_rows = facility_location_table(train, net, seed, blocks, block_size, block_budget)
+        print_table(fl_rows, ["case", "implementation", "seconds", "objective / apricot", "speed-up vs apricot"],
                     {"objective / apricot": ".7f"})
+        fl = pd.DataFrame(fl_rows)
+        fl["label"] = fl["case"].astype(str) + ": " + fl["implementation"].astype(str)
+        save_bench(fl, f"{stem}-facility-location", title="facility location: ours vs apricot-select",
+                   plot=lambda f, ax: hbar(f, ax, "label", ["seconds"], "seconds (log)", log=True))

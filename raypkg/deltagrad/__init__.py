@@ -1,5 +1,8 @@
 """DeltaGrad (Wu, Dobriban, Davidson, ICML 2020): rapid retraining after small deletions
-or additions, from a cached SGD/GD trajectory (see ../shared/specs/deltagrad.md).
+or additions, from a cached SGD/GD trajectory: Algorithm 1 of Wu, Dobriban, Davidson,
+"DeltaGrad: Rapid retraining of machine learning models" (ICML 2020), with the compact
+L-BFGS product of Byrd, Nocedal, Schnabel, "Representations of quasi-Newton matrices and
+their use in limited memory methods" (Math. Programming 63, 1994).
 
 Modules, in reading order:
   flatnet     the model as one flat parameter vector; closed-form per-batch gradient sums
@@ -13,3 +16,5 @@ Modules, in reading order:
   commands    the `effray unlearn` click group (train, delete, add, online)
   tunable     the `effray tune deltagrad` trial (T0, j0, m)
 """
+
+METHODS = ("deltagrad", "baseline", "both")  # what a request runs: DeltaGrad, the retrain, or both

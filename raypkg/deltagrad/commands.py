@@ -16,10 +16,11 @@ import functools
 from pathlib import Path
 
 import click
-import torch
 
-from raypkg.cli_options import EffrayGroup, config_file_option, config_options
+from raypkg.cli_options import EffrayGroup, address_option, config_file_option, config_options
+from raypkg.deltagrad import METHODS
 from raypkg.errors import UsageError
+from raypkg.paths import check_run_name
 
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,10 +39,10 @@ def unlearn():
 # ----- train ----------------------------------------------------------------------------------
 
 def _train_options(func):
-    """``--config FILE`` and the DeltaGradConfig flags."""
-    from raypkg.deltagrad.workload import DeltaGradConfig
+    """``--config FILE``, the DeltaGradConfig flags and ``--address``."""
+    from raypkg.deltagrad.config import DeltaGradConfig
 
-    return config_file_option(config_options(DeltaGradConfig)(func))
+    return address_option(config_file_option(config_options(DeltaGradConfig)(func)))
 
 
 THREADS = click.option("--threads", type=int, default=None,
@@ -63,7 +64,7 @@ def train_cmd(config_file, actors, threads, **flags):
           --lr 0.1 0.05 --lrlen 10 10 --wd 1e-4 --holdout 0.001
       effray unlearn train --dataset digits --batch-size 0 --epochs 50   # full-batch GD
     """
-    from raypkg.deltagrad.workload import DeltaGradConfig
+    from raypkg.deltagrad.config import DeltaGradConfig
     from raypkg.engine.config import resolve_config
 
     cfg = resolve_config(DeltaGradConfig, config_file, **flags)
@@ -113,8 +114,6 @@ def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
 # ----- delete / add ---------------------------------------------------------------------------
 
 def _request_options(func):
-    from raypkg.deltagrad.requests import METHODS
-
     options = [
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice (--ratio)."),
         click.option("--method", type=click.Choice(METHODS), default="both", show_default=True,
@@ -131,6 +130,7 @@ def _request_options(func):
         click.option("--name", help="Name of the request's directory under RUN/requests."),
         click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline",
                      show_default=True, help="W&B mode."),
+        address_option,
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -206,11 +206,15 @@ def _load(traj, device, actors, threads, load_workload, make_gradients):
 def request_run(kind: str, run: str, ids_file, ratio, *, seed, method, period, init, m, eps, actors,
                 use_gpu, threads, name, wandb) -> dict:
     """Check the request, serve it, save and print the comparison; returns the summary."""
+    import torch
+
     from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, read_ids, serve
     from raypkg.deltagrad.replay import Request
     from raypkg.tracking import RunDir
 
-    check_hyper(period, init, m)
+    check_hyper(period, init, m, eps)
+    if name is not None:
+        check_run_name(name)
     traj, device, load = _open(run, use_gpu, actors, threads)
     plan = traj.plan()
     given = read_ids(ids_file) if ids_file else None
@@ -296,6 +300,7 @@ def print_outcome(kind: str, s: dict, n_members: int) -> None:
 @THREADS
 @click.option("--name", help="Name of the stream's directory under RUN/online.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+@address_option
 def online_cmd(run, **opts):
     """Serve a stream of small requests, each from the previous answer's trajectory.
 
@@ -313,12 +318,14 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
     from raypkg.deltagrad.requests import check_hyper
     from raypkg.tracking import RunDir
 
-    check_hyper(period, init, m)
+    check_hyper(period, init, m, eps)
+    if name is not None:
+        check_run_name(name)
     if num_requests < 1:
         raise UsageError(f"--requests must be >= 1, got {num_requests}")
     if retrain_every < 0:
         raise UsageError(f"--retrain-every must be >= 0, got {retrain_every}")
-    if drift_tol is not None and drift_tol <= 0:
+    if drift_tol is not None and not drift_tol > 0:
         raise UsageError(f"--drift-tol must be > 0, got {drift_tol}")
     traj, device, load = _open(run, use_gpu, actors, threads)
     members = len(traj.plan().members())
@@ -365,6 +372,8 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
 
 
 def online_summary(rows, w, wU, traj, wl, device) -> dict:
+    import torch
+
     w_star = traj.w[traj.header.steps].to(device)
     tb = sum(r["time_baseline"] for r in rows) if all("time_baseline" in r for r in rows) else None
     td = sum(r["time_deltagrad"] for r in rows)

@@ -9,6 +9,10 @@ On disk (``<run>/trajectory/``)::
                      (one row in GD mode, where every step uses every sample)
     membership.pt    holdout (samples never trained on: the pool for additions), and for
                      trajectories rewritten by online requests: removed, added, assign
+    checksums.json   size and BLAKE2b digest of each file above, written when the run is
+                     finished and verified whenever it is opened: a damaged cache (a
+                     truncated or missing file, bytes overwritten in place) is refused
+                     with one line naming the file, never served
 
 w.bin and g.bin are opened with ``torch.from_file``: nothing is read until a row is used,
 so a history larger than RAM works. A cached run is opened read-only (private mapping,
@@ -33,11 +37,13 @@ from pathlib import Path
 
 import torch
 
+from raypkg.checksums import SUMS_FILE, verify_checksums, write_checksums
 from raypkg.errors import UsageError
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 HEADER, W_FILE, G_FILE, PERM_FILE, MEMBERS_FILE = "header.json", "w.bin", "g.bin", "perm.bin", "membership.pt"
 FORMAT_VERSION = 1
+CACHED_FILES = (HEADER, W_FILE, G_FILE, PERM_FILE, MEMBERS_FILE)
 
 
 @dataclass
@@ -183,6 +189,13 @@ class BatchPlan:
         return BatchPlan(step_of, self.epochs, self.K, self.full_batch)
 
 
+def _is_unfinished(header_file: Path) -> bool:
+    try:
+        return not json.loads(header_file.read_text()).get("complete", False)
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 class Trajectory:
     """A cached run: header, memory-mapped w [T+1, p] and g [T, p], permutations, membership."""
 
@@ -226,8 +239,14 @@ class Trajectory:
         if not (path / HEADER).is_file():
             raise UsageError(f"{str(run)!r} is not a DeltaGrad run (no trajectory/{HEADER}); "
                              "create one with `effray unlearn train`")
-        data = json.loads((path / HEADER).read_text())
-        header = TrajectoryHeader(**data)
+        what = f"the cached DeltaGrad run {str(run)!r}"
+        if not (path / SUMS_FILE).is_file() and _is_unfinished(path / HEADER):
+            raise UsageError(f"the trajectory in {str(run)!r} is incomplete (training did not finish)")
+        verify_checksums(path, what)  # before anything is parsed or mapped
+        try:
+            header = TrajectoryHeader(**json.loads((path / HEADER).read_text()))
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"{what} is damaged: {str(path / HEADER)!r} is unreadable ({e})") from None
         if not header.complete:
             raise UsageError(f"the trajectory in {str(run)!r} is incomplete (training did not finish)")
         return cls(path, header, writable)
@@ -236,8 +255,10 @@ class Trajectory:
         """Mark complete; flush; make the cached files read-only."""
         self.header.complete = True
         self.write_header()
+        # w and g are shared mappings: reading the files sees what was written to them.
+        write_checksums(self.path, list(CACHED_FILES))
         if read_only:
-            for name in (W_FILE, G_FILE, PERM_FILE, MEMBERS_FILE, HEADER):
+            for name in (*CACHED_FILES, SUMS_FILE):
                 os.chmod(self.path / name, 0o444)
 
     def write_header(self) -> None:

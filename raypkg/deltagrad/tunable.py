@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from raypkg.deltagrad.workload import DeltaGradConfig
+from raypkg.deltagrad.config import DeltaGradConfig
 from raypkg.engine.config import setting
 from raypkg.tuning import register_tunable
 

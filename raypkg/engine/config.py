@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -61,10 +65,13 @@ class RunConfig:
         from raypkg.data.registry import DATASETS
         from raypkg.models.registry import MODELS
 
+        check_field_types(self)
         choose("dataset", self.dataset, DATASETS)
         choose("model", self.model, MODELS)
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
+        check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
         check_data_dir(self.data_dir)
+        check_output(self.out, self.name)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,21 +119,94 @@ class TrainConfig(RunConfig):
         """Raise a one-line UsageError for any value that cannot work."""
         super().validate()
         choose("schedule", self.schedule, SCHEDULES)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise UsageError(f"workers must be >= 0, got {self.workers}")
+        check_positive(self, "epochs", "batch_size")
+        check_at_least_zero(self, "workers", "lr_warmup_epochs", "max_failures", "weight_decay", "momentum")
         check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
+        if self.momentum >= 1:
+            raise UsageError(f"momentum must be in [0, 1), got {self.momentum:g}")
+        if self.nesterov and self.momentum == 0:
+            raise UsageError("--nesterov needs a momentum > 0")
+        if not 0 < self.gamma <= 1:
+            raise UsageError(f"gamma must be in (0, 1], got {self.gamma:g}")
+        if any(m < 1 or m > self.epochs for m in self.milestones):
+            raise UsageError(f"milestones must be epochs in [1, {self.epochs}], got {self.milestones}")
+        if self.lr_warmup_epochs >= self.epochs:
+            raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.lrlen:
             self.schedule = "piecewise"
         return self
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does ``value`` (from a flag, a YAML file or a tune space) fit the annotation ``hint``?"""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+             type(None): "null"}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"a list of {_type_name(args[0]).replace('an ', '').replace('a ', '')}s"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_field_types(cfg) -> None:
+    """Every field holds a value of its annotated type (``epochs: .nan`` or ``lr: [nan]``
+    is refused here, with the key and what it must be). Integral numpy values become int."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, hint = getattr(cfg, f.name), hints[f.name]
+        if not _type_ok(value, hint):
+            raise UsageError(f"{f.name.replace('_', '-')} must be {_type_name(hint)}, got {value!r}")
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+            setattr(cfg, f.name, int(value))
+
+
+def check_positive(cfg, *names: str, optional: bool = False) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not (optional and value is None) and value <= 0:
+            raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def check_at_least_zero(cfg, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < 0:
+            raise UsageError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name):g}")
+
+
+def check_output(out: str, name: str | None) -> None:
+    """--out can be written, --name is one plain directory name (nothing outside --out)."""
+    from raypkg.paths import check_run_name, check_writable_dir
+
+    check_run_name(name)
+    check_writable_dir(out, "--out")
+
+
 def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -> None:
     """One positive lr, or several with one positive epoch count each (``--lrlen``)."""
-    if not lr or any(v <= 0 for v in lr):
-        raise UsageError(f"lr must be one or more positive numbers, got {lr}")
+    if not lr or any(not math.isfinite(v) or v <= 0 for v in lr):
+        raise UsageError(f"lr must be one or more positive finite numbers, got {lr}")
     if piecewise or lrlen:
         if len(lrlen) != len(lr) or any(n <= 0 for n in lrlen):
             raise UsageError(f"--lrlen needs one positive epoch count per --lr value; got lr={lr} lrlen={lrlen}")
@@ -147,9 +227,11 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     """Read a YAML or JSON mapping of config keys; unknown keys are a UsageError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {str(path)!r} is not a text file (YAML or JSON)") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:

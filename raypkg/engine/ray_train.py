@@ -22,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback, TrainContext
@@ -60,7 +61,15 @@ def _quiet_ray_train_logs() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def save_state(state: dict, directory: str | Path, name: str = STATE_FILE) -> None:
+    """A checkpoint file and its checksum beside it."""
+    torch.save(state, Path(directory) / name)
+    write_sidecar(Path(directory) / name)
+
+
 def load_state(directory: str | Path, name: str = STATE_FILE) -> dict:
+    """A checkpoint file, refused with one line when its checksum does not match."""
+    verify_sidecar(Path(directory) / name, "the Ray Train checkpoint")
     return torch.load(Path(directory) / name, map_location="cpu", weights_only=True)
 
 
@@ -91,7 +100,7 @@ class ReportEachEpoch(Callback):
             checkpoint = None
             if ctx.is_main:
                 state = {"training": training_state(ctx), "restarts": self.restarts}
-                torch.save(state, Path(tmp) / STATE_FILE)
+                save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
                 shown = "  ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "test_acc") if k in row)
                 print(f"[ray train] epoch {row['epoch']}/{ctx.cfg.epochs}  {shown}  ({row['epoch_s']:.1f}s)",
@@ -161,7 +170,7 @@ def ensemble_worker(config: dict) -> None:
             print(f"[ray train] shard {k + 1}/{len(shards)} done on worker {rank}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             for shard, entry in done.items():  # files of all ranks land in one checkpoint directory
-                torch.save(entry, Path(tmp) / f"shard-{shard}.pt")
+                save_state(entry, tmp, f"shard-{shard}.pt")
             ray.train.report({"round": round_ + 1},
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if done else None)
 
@@ -173,7 +182,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from raypkg.cluster import connect_ray
+    from raypkg.cluster import check_placement, connect_ray
 
     connect_ray()
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
@@ -181,6 +190,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else resources.get("GPU", 0) > 0
     cpus = resources.get("CPU", 1)
     cpus_per_worker = 1 if use_gpu else max(min(cpus / cfg.workers, 4), 0.5)
+    check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0)
     # One core is left to Ray's own processes (raylet, the Train controller): on a small
     # machine, torch threads that compete with them make small ops many times slower.
     threads = threads or max(1, min(int(cpus_per_worker), int(cpus - 1) // cfg.workers))

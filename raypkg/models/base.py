@@ -10,7 +10,8 @@ class Classifier(nn.Module):
     """A classifier split into a feature extractor and one last linear layer.
 
     Subclasses build ``self.head`` (an ``nn.Linear`` from ``feature_dim`` to the class
-    count) and implement ``forward_features``. Gradient embeddings (selection.md) need
+    count) and implement ``forward_features``. Last-layer gradient embeddings (as in
+    CRAIG, Mirzasoleiman et al., ICML 2020, and BADGE, Ash et al., ICLR 2020) need
     exactly this split: penultimate features h and logits z = head(h).
     """
 

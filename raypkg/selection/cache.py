@@ -10,6 +10,8 @@ the digests of the warm-up checkpoints it used (their tensor bytes) and the meth
 config (method, size, balance, embedding, options, seed). A rerun of the same config
 therefore skips warm-up and selection; ``--no-cache`` recomputes (and refreshes) both.
 Files are written to a temporary name and renamed, so a reader never sees half a file.
+Each file gets a ``<file>.sum`` (size and BLAKE2b digest) when written; a cached file that
+does not match it is refused with one line naming it (``--no-cache`` recomputes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.selection.registry import SelectionResult
 from raypkg.tracking.run import to_plain, write_parquet
 
@@ -59,13 +62,19 @@ class SelectionCache:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         write(tmp)
         tmp.replace(path)
+        write_sidecar(path)
+
+    @staticmethod
+    def _verified(path: Path) -> Path:
+        verify_sidecar(path, "the selection cache (run again with --no-cache to recompute it)")
+        return path
 
     # -- warm-ups ---------------------------------------------------------------------
     def load_warmup(self, key: str) -> dict | None:
         path = self._path("warmup", key, ".pt")
         if not (self.enabled and path.is_file()):
             return None
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(self._verified(path), map_location="cpu", weights_only=False)
 
     def save_warmup(self, key: str, state: dict[str, torch.Tensor], seconds: float) -> dict:
         entry = {"state_dict": {k: v.detach().cpu() for k, v in state.items()}, "seconds": seconds}
@@ -79,11 +88,11 @@ class SelectionCache:
         meta = self._path("selection", key, ".json")
         if not (self.enabled and table.is_file() and meta.is_file()):
             return None
-        info = json.loads(meta.read_text())
-        frame = pd.read_parquet(table)
+        info = json.loads(self._verified(meta).read_text())
+        frame = pd.read_parquet(self._verified(table))
         scores = torch.tensor(frame["score"].to_numpy(), dtype=torch.float64)
         all_path = self._path("selection", key, ".scores.parquet")
-        all_scores = (torch.tensor(pd.read_parquet(all_path)["score"].to_numpy(), dtype=torch.float64)
+        all_scores = (torch.tensor(pd.read_parquet(self._verified(all_path))["score"].to_numpy(), dtype=torch.float64)
                       if all_path.is_file() else None)
         result = SelectionResult(
             info["method"], torch.tensor(frame["index"].to_numpy(), dtype=torch.long),

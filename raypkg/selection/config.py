@@ -7,9 +7,9 @@ from typing import Any
 
 from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError, choose
-from raypkg.selection.embeddings import EMBEDDINGS
-from raypkg.selection.weighting import WEIGHTINGS
 
+EMBEDDINGS = ("full", "bias", "proj")  # see raypkg.selection.embeddings
+WEIGHTINGS = ("loss", "sample", "none")  # see raypkg.selection.weighting
 GRAND_DEFAULT_REPEATS = 10  # DeepCore's R for GraNd
 
 

@@ -1,4 +1,7 @@
-"""Last-layer gradient embeddings in closed form, from one forward pass (selection.md).
+"""Last-layer gradient embeddings in closed form, from one forward pass
+(the last-layer gradient approximation of Katharopoulos & Fleuret, "Not all samples are
+created equal", ICML 2018, as used by CRAIG, Mirzasoleiman et al., ICML 2020, and
+GradMatch, Killamsetty et al., ICML 2021).
 
 For an example with penultimate features ``h`` (dimension D), logits ``z = W h + b`` and
 label ``y``, the cross-entropy gradient with respect to the logits is
@@ -33,7 +36,7 @@ from torch import nn
 from raypkg.data.base import IndexedDataset
 from raypkg.errors import choose
 
-EMBEDDINGS = ("full", "bias", "proj")
+from raypkg.selection.config import EMBEDDINGS  # noqa: E402  (re-exported)
 FORWARD_BATCH = 1024
 
 

@@ -13,7 +13,8 @@ rounding would then decide; so every gain within ``tie_rtol`` (relative) of the 
 counts as tied and the lowest position among them is picked:
 
 - ``greedy_batched``: many small blocks padded into one [B, n, n] tensor, every block's
-  step done at once (CREST's ~50-point per-class blocks, spec selection.md).
+  step done at once (CREST's small per-class mini-batch coresets: Yang, Xie, Mirzasoleiman, "Towards
+  sustainable learning: coresets for data-efficient deep learning", ICML 2023).
 - ``greedy_dense``: one large block; gains are kept and only the rows whose cover grew
   are re-read after each pick (exact, no lazy heap), so a step costs O(changed * n)
   instead of O(n^2) (and fewer row reads than a lazy greedy's re-evaluations).

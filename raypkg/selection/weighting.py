@@ -22,8 +22,7 @@ import math
 import torch
 
 from raypkg.engine.plans import BatchPlan, WeightedSampling
-
-WEIGHTINGS = ("loss", "sample", "none")
+from raypkg.selection.config import WEIGHTINGS  # noqa: F401  (the scheme names live with the config)
 
 
 def normalised_weights(weights: torch.Tensor, cap: float | None = None) -> torch.Tensor:

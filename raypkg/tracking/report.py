@@ -1,23 +1,99 @@
-"""`effray report`: runs side by side from their summary.json files."""
+"""`effray report`: runs side by side from their summary.json and metrics.parquet files.
+
+Unfinished runs (no summary.json yet, e.g. interrupted) are skipped with a warning, and
+so is a comparison across datasets or models flagged. The plot (PNG) shows test accuracy
+vs epoch and vs wall seconds (the sum of ``epoch_s``), one line per run, and each run's
+phase seconds as stacked bars.
+"""
 
 from __future__ import annotations
 
-import pandas as pd
+import json
+from pathlib import Path
 
-from raypkg.tracking.run import read_summary
+from raypkg.errors import UsageError
 
 
-def report_table(run_dirs) -> pd.DataFrame:
+def load_runs(run_dirs) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """The finished runs among ``run_dirs`` as (path, summary), and one warning line per
+    run skipped or difference found."""
+    runs, warnings = [], []
+    for run_dir in run_dirs:
+        path = Path(run_dir)
+        if not path.is_dir():
+            raise UsageError(f"{str(run_dir)!r} is not a run directory (no such directory)")
+        summary_file = path / "summary.json"
+        if not summary_file.is_file():
+            warnings.append(f"skipping {str(run_dir)!r}: unfinished run (no summary.json)")
+            continue
+        try:
+            summary = json.loads(summary_file.read_text())
+            if not isinstance(summary, dict) or not {"method", "wall_s"} <= set(summary):
+                raise ValueError("missing method or wall_s")
+        except (ValueError, UnicodeDecodeError) as e:
+            warnings.append(f"skipping {str(run_dir)!r}: unreadable summary.json ({str(e).splitlines()[0][:80]})")
+            continue
+        runs.append((path, summary))
+    if not runs:
+        raise UsageError(f"none of the {len(list(run_dirs))} run(s) given is a finished run (no summary.json)")
+    for key in ("dataset", "model"):
+        values = sorted({str(s.get(key)) for _, s in runs})
+        if len(values) > 1:
+            warnings.append(f"the runs differ in {key} ({', '.join(values)}): accuracies and times "
+                            "are not directly comparable")
+    return runs, warnings
+
+
+def report_table(runs: list[tuple[Path, dict]]):
     """One row per run: method, dataset, model, test_acc, wall_s, one column per phase,
     and speedup = wall_s of the first run / wall_s of this run."""
+    import pandas as pd
+
     rows = []
-    for run_dir in run_dirs:
-        s = read_summary(run_dir)
-        row = {"run": s.get("run_dir", str(run_dir)).rstrip("/").split("/")[-1], "method": s["method"],
-               "dataset": s["dataset"], "model": s["model"], "test_acc": s.get("test_acc"),
-               "wall_s": s["wall_s"]}
+    for path, s in runs:
+        row = {"run": path.resolve().name, "method": s["method"], "dataset": s.get("dataset"),
+               "model": s.get("model"), "test_acc": s.get("test_acc"), "wall_s": s["wall_s"]}
         row.update({f"{k}_s": v for k, v in s.get("phases", {}).items()})
         rows.append(row)
     table = pd.DataFrame(rows)
     table["speedup"] = table["wall_s"].iloc[0] / table["wall_s"]
     return table
+
+
+def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
+    """PNG: test_acc vs epoch, test_acc vs wall seconds, phase seconds (stacked bars)."""
+    import pandas as pd
+
+    from raypkg.plots import figure, save_png
+
+    fig, (by_epoch, by_time, phases) = figure(ncols=3, width=4.6, height=3.8)
+    for run_path, summary in runs:
+        label = run_path.resolve().name[:40]
+        metrics_file = run_path / "metrics.parquet"
+        if not metrics_file.is_file():
+            continue
+        m = pd.read_parquet(metrics_file)
+        if "test_acc" not in m or "epoch" not in m:
+            continue
+        by_epoch.plot(m["epoch"], m["test_acc"], marker=".", label=label)
+        if "epoch_s" in m:
+            by_time.plot(m["epoch_s"].cumsum(), m["test_acc"], marker=".", label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_epoch.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy vs epoch")
+    by_time.set(xlabel="training seconds (sum of epoch_s)", ylabel="test accuracy",
+                title="test accuracy vs wall seconds")
+    names = [p.resolve().name[:24] for p, _ in runs]
+    phase_names = list(dict.fromkeys(k for _, s in runs for k in s.get("phases", {})))
+    bottom = [0.0] * len(runs)
+    for phase in phase_names:
+        values = [float(s.get("phases", {}).get(phase, 0.0)) for _, s in runs]
+        phases.bar(names, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    phases.set(ylabel="seconds", title="time per phase")
+    phases.tick_params(axis="x", labelrotation=30, labelsize=7)
+    for ax in (by_epoch, by_time, phases):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return save_png(fig, path)

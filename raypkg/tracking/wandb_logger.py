@@ -5,6 +5,39 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from raypkg.errors import UsageError
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def use_wandb_mode(mode: str) -> str:
+    """Make ``mode`` the W&B mode of this process and of the Ray workers it starts.
+
+    W&B code that does not take a mode (Ray's WandbLoggerCallback asks for an API key
+    unless WANDB_MODE says offline or disabled) reads it from WANDB_MODE, so the chosen
+    mode is written there. ``online`` without a key is refused with one line.
+    """
+    if mode not in WANDB_MODES:
+        raise UsageError(f"unknown wandb mode {mode!r}; choose one of: {', '.join(WANDB_MODES)}")
+    if mode == "online" and not _has_api_key():
+        raise UsageError("--wandb online needs a W&B API key: run `wandb login` or set WANDB_API_KEY "
+                         "(or use --wandb offline and `wandb sync` later)")
+    os.environ["WANDB_MODE"] = mode
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return mode
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import wandb
+
+        wandb.ensure_configured()
+        return bool(wandb.api.api_key)
+    except Exception:  # noqa: BLE001  (no readable W&B settings: no key)
+        return False
+
 
 class WandbLogger:
     """Thin wrapper around one W&B run living in ``<run_dir>/wandb``.
@@ -17,11 +50,11 @@ class WandbLogger:
                  mode: str = "offline", project: str = "effray"):
         self.run = None
         mode = os.environ.get("EFFRAY_WANDB_MODE", mode)
+        use_wandb_mode(mode)
         if mode == "disabled":
             return
         import wandb
 
-        os.environ.setdefault("WANDB_SILENT", "true")
         self.run = wandb.init(project=project, name=name, group=group, config=config, mode=mode,
                               dir=str(run_dir), reinit="create_new",
                               settings=wandb.Settings(console="off", silent=True))

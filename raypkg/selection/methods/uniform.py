@@ -1,4 +1,4 @@
-"""Uniform random selection: the baseline every coreset method must beat (selection.md)."""
+"""Uniform random selection: the baseline every coreset method must beat (DeepCore: Guo, Zhao, Bai, DEXA 2022)."""
 
 from __future__ import annotations
 

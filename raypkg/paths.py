@@ -1,0 +1,61 @@
+"""Checks of output paths, made before any work starts: bad ones are one-line UsageErrors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raypkg.errors import UsageError
+
+
+def check_writable_dir(path: str | Path, flag: str) -> Path:
+    """``path`` is (or can be created as) a directory this process can write into."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{flag} {str(path)!r}: {str(probe)!r} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {str(path)!r}: directory {str(probe)!r} is not writable")
+    return path
+
+
+def check_writable_file(path: str | Path, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` names a file that can be written (its directory is writable, it is not a
+    directory), with one of ``suffixes`` when given."""
+    path = Path(path)
+    if suffixes and path.suffix not in suffixes:
+        raise UsageError(f"{flag} {str(path)!r} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a directory; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {str(path)!r} is not writable")
+    check_writable_dir(path.parent if str(path.parent) else Path("."), flag)
+    return path
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name is one directory name: it cannot climb out of --out or into subfolders."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name \
+            or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name:
+        raise UsageError(f"--name {name!r} must be a plain directory name (no '/', not '.' or '..')")
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """``write(tmp_path)`` then rename onto ``path``: readers never see half a file, and a
+    failure leaves nothing behind. OSErrors become one-line UsageErrors."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    return path

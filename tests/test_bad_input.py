@@ -1,0 +1,208 @@
+"""Every bad input is refused the same way: exit status 2, exactly one stderr line
+``error: ...``, no traceback, no new file anywhere under the out directory or the
+working directory, and the existing runs byte-for-byte unchanged.
+
+One table; a new command adds its rows. Most rows run in-process through click's
+CliRunner (the same ``main`` as the console script, standalone mode); the ``jobs/*.py``
+rows and a handful of others run as real processes in a bare shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import bare_env
+
+from raypkg.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Placeholders: {out} the runs root, {run} a finished train run in it, {dg} a finished
+# DeltaGrad run, {unfinished} a run directory without summary.json, {ro} a directory
+# this process cannot write to, {file} a regular file, {bin} a binary file, {cfg:NAME}
+# a config file from CONFIGS.
+CONFIGS = {
+    "nan": "epochs: .nan\n",
+    "inf_lr": "lr: .inf\n",
+    "list": "- epochs\n- 3\n",
+    "unknown": "epochs: 2\nlearning_rate: 0.1\n",
+    "epochs_list": "epochs: [3]\n",
+    "lr_word": "lr: fast\n",
+    "epochs_float": "epochs: 2.5\n",
+    "bad_yaml": "epochs: [1, 2\n",
+    "momentum_str": "momentum: '0.9'\n",
+    "space_bad_key": "method: train\nspaces: {}\n",
+    "space_bad_yaml": "method: train\nspace: {lr: [\n",
+}
+
+T = ["train", "--out", "{out}"]
+S = ["select", "--out", "{out}"]
+C = ["run", "coreset", "--out", "{out}"]
+U = ["unlearn", "train", "--out", "{out}"]
+D = ["unlearn", "delete", "{dg}"]
+A = ["unlearn", "add", "{dg}"]
+O = ["unlearn", "online", "{dg}"]
+TUNE = ["tune", "train", "--out", "{out}"]
+B = ["bench"]
+
+BAD = [
+    # ----- train ---------------------------------------------------------------------------
+    T + ["--lr", "nan"], T + ["--lr", "inf"], T + ["--lr", "-0.1"], T + ["--lr", "0"],
+    T + ["--wd", "nan"], T + ["--wd", "-1"], T + ["--lr-warmup-epochs", "-2"], T + ["--momentum", "-1"],
+    T + ["--momentum", "1.5"], T + ["--momentum", "nan"], T + ["--epochs", "0"], T + ["--epochs", "-3"],
+    T + ["--epochs", "abc"], T + ["--batch-size", "0"], T + ["--dataset", "nope"], T + ["--model", "nope"],
+    T + ["--schedule", "triangle"], T + ["--config", "{cfg:nan}"], T + ["--config", "{cfg:inf_lr}"],
+    T + ["--config", "{bin}"], T + ["--config", "/no/such/config.yaml"], T + ["--config", "{cfg:list}"],
+    T + ["--config", "{cfg:unknown}"], T + ["--config", "{cfg:epochs_list}"], T + ["--config", "{cfg:lr_word}"],
+    T + ["--config", "{cfg:epochs_float}"], T + ["--config", "{cfg:bad_yaml}"],
+    T + ["--config", "{cfg:momentum_str}"], ["train", "--out", "{ro}"], ["train", "--out", "{file}"],
+    T + ["--name", "../x"], T + ["--name", "a/b"], T + ["--name", ".."], T + ["--name", "existing"],
+    T + ["--lr", "0.1", "0.05"], T + ["--lr", "0.1", "--lrlen", "0"], T + ["--gamma", "0"],
+    T + ["--gamma", "nan"], T + ["--schedule", "multistep", "--milestones", "100", "--epochs", "5"],
+    T + ["--workers", "-1"], T + ["--max-failures", "-1"], T + ["--train-size", "0"],
+    T + ["--data-dir", "/no/such/dir"], T + ["--lr-warmup-epochs", "30", "--epochs", "30"],
+    T + ["--nesterov", "--momentum", "0"], T + ["--wandb", "bogus"], T + ["--no-such-flag"],
+    # ----- select / run coreset -------------------------------------------------------------
+    S + ["--fraction", "0"], S + ["--fraction", "1.5"], S + ["--fraction", "nan"], S + ["--budget", "0"],
+    S + ["--pretrain-epochs", "-2"], S + ["--repeats", "0", "--method", "grand"], S + ["--method", "nope"],
+    S + ["--actors", "-1"], S + ["--option", "eta"], S + ["--embedding", "nope"], S + ["--lr", "nan"],
+    S + ["--proj-dim", "0"], S + ["--repeats", "3", "--method", "uniform"], S + ["--name", "../x"],
+    C + ["--selection", "nope"], C + ["--fraction", "-0.1"], C + ["--lr-warmup-epochs", "-1"],
+    C + ["--pretrain-epochs", "-2"], C + ["--class-budget", "0"], C + ["--wd", "inf"],
+    ["run", "coreset", "--out", "{ro}"],
+    # ----- unlearn --------------------------------------------------------------------------
+    U + ["--lr", "nan"], U + ["--wd", "nan"], U + ["--momentum", "0.9"], U + ["--augment"],
+    U + ["--holdout", "1"], U + ["--holdout", "nan"], U + ["--epochs", "0"], U + ["--batch-size", "-1"],
+    U + ["--dtype", "float16"], U + ["--model", "nope"], U + ["--actors", "-1"], U + ["--threads", "0"],
+    U + ["--name", "../x"], ["unlearn", "train", "--out", "{ro}"],
+    D + ["--ratio", "0"], D + ["--ratio", "1.5"], D + ["--ratio", "nan"], D, D + ["--ratio", "0.01", "--period", "0"],
+    D + ["--ratio", "0.01", "-m", "0"], D + ["--ratio", "0.01", "--init", "-1"], D + ["--ratio", "0.01", "--eps", "nan"],
+    ["unlearn", "delete", "{run}", "--ratio", "0.01"], D + ["--ids", "/no/such/ids.txt"],
+    D + ["--ratio", "0.01", "--name", "../x"], D + ["--ratio", "0.01", "--method", "nope"],
+    A + ["--ratio", "0.01"], A + ["--ratio", "-1"],
+    O + ["--requests", "0"], O + ["--samples-per-request", "0"], O + ["--ratio-per-request", "2"],
+    O + ["--drift-tol", "nan"], O + ["--retrain-every", "-1"], O + ["--kind", "add"], O + ["--name", "../x"],
+    # ----- tune -----------------------------------------------------------------------------
+    ["tune", "nosuch", "--out", "{out}"], TUNE + ["--num-samples", "0"], TUNE + ["--space", "/no/such.yaml"],
+    TUNE + ["--space", "{cfg:space_bad_key}"], TUNE + ["--space", "{cfg:space_bad_yaml}"],
+    TUNE + ["--max-concurrent", "0"], ["tune", "train", "--out", "{ro}"], TUNE + ["--scheduler", "hyperband"],
+    # ----- report ---------------------------------------------------------------------------
+    ["report", "/no/such/run"], ["report", "{unfinished}"], ["report", "{run}", "--save", "{ro}/t.parquet"],
+    ["report", "{run}", "--save", "{out}/t.txt"], ["report", "{run}", "--plot", "{out}/x.jpg"],
+    ["report", "{run}", "--plot", "{ro}/x.png"], ["report"],
+    # ----- bench ----------------------------------------------------------------------------
+    B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "0"],
+    B + ["overhead", "--batch-size", "0"], B + ["selection", "--actors", "1"], B + ["selection", "--fraction", "0"],
+    B + ["selection", "--methods", "nope"], B + ["selection", "--save", "{ro}/sel"],
+    B + ["deltagrad", "--ratios", "0"], B + ["deltagrad", "--epochs", "0"], B + ["deltagrad", "--period", "0"],
+    B + ["deltagrad", "--also", "1,2"], B + ["deltagrad", "--lr", "nan"], B + ["deltagrad", "--out", "{ro}"],
+    B + ["nosuch"],
+]
+
+# Real processes: every job script, and a handful of `effray` commands.
+PROCESSES = [
+    ["jobs/train.py", "--lr", "nan", "--out", "{out}"],
+    ["jobs/train.py", "--name", "../x", "--out", "{out}"],
+    ["jobs/train.py", "--epochs", "abc"],
+    ["jobs/coreset.py", "--fraction", "0", "--out", "{out}"],
+    ["jobs/coreset.py", "--pretrain-epochs", "-2", "--out", "{out}"],
+    ["jobs/deltagrad.py", "train", "--lr", "nan", "--out", "{out}"],
+    ["jobs/deltagrad.py", "delete", "{dg}", "--ratio", "0"],
+    ["jobs/deltagrad.py", "nosuch"],
+    ["effray", "train", "--lr", "nan", "--out", "{out}"],
+    ["effray", "train", "--config", "{bin}", "--out", "{out}"],
+    ["effray", "bench", "overhead", "--workers", "abc"],
+    ["effray", "bench", "overhead", "--epochs", "1"],
+    ["effray", "report", "{run}", "--save", "{ro}/t.parquet"],
+    ["effray", "unlearn", "train", "--lr", "nan", "--out", "{out}"],
+]
+
+
+def test_the_table_is_large_enough():
+    assert len(BAD) + len(PROCESSES) >= 80
+    commands = {" ".join(a for a in row[:2] if not a.startswith(("-", "{"))) for row in BAD + PROCESSES}
+    for command in ("train", "select", "run coreset", "unlearn train", "unlearn delete", "unlearn add",
+                    "unlearn online", "tune train", "report", "bench overhead", "bench selection",
+                    "bench deltagrad", "jobs/train.py", "jobs/coreset.py", "jobs/deltagrad.py train"):
+        assert any(c.startswith(command) for c in commands), command
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The runs root with a finished train run, a finished DeltaGrad run and an unfinished
+    run; a read-only directory; config files; an empty working directory."""
+    base = tmp_path_factory.mktemp("bad-input")
+    out = base / "runs"
+    common = ["--out", str(out), "--wandb", "disabled", "--no-progress"]
+    for args in (["train", "--model", "logreg", "--epochs", "1", "--name", "existing", *common],
+                 ["unlearn", "train", "--epochs", "1", "--name", "dg", *common]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    (out / "unfinished").mkdir()
+    (out / "unfinished" / "config.yaml").write_text("epochs: 3\n")
+    if os.geteuid() == 0:  # root writes through file modes: use a directory no one can write to
+        ro = Path("/proc/1")
+    else:
+        ro = base / "read-only"
+        ro.mkdir()
+        ro.chmod(0o555)
+    configs = base / "configs"
+    configs.mkdir()
+    for name, text in CONFIGS.items():
+        (configs / f"{name}.yaml").write_text(text)
+    (configs / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (base / "a-file").write_text("not a directory\n")
+    work = base / "work"
+    work.mkdir()
+    return {"out": out, "run": out / "existing", "dg": out / "dg", "unfinished": out / "unfinished",
+            "ro": ro, "file": base / "a-file", "bin": configs / "binary.yaml", "configs": configs, "work": work}
+
+
+def fill(arg: str, world: dict) -> str:
+    for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin"):
+        arg = arg.replace("{" + key + "}", str(world[key]))
+    if arg.startswith("{cfg:"):
+        arg = str(world["configs"] / f"{arg[5:-1]}.yaml")
+    return arg
+
+
+def snapshot(*roots: Path) -> dict:
+    files = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            files[str(path)] = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return files
+
+
+def check_refusal(code: int, stderr: str, before: dict, world: dict) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    after = snapshot(world["out"], world["work"])
+    assert after == before, {k: after.get(k) for k in set(after) ^ set(before)} or "a file changed"
+    return lines[0]
+
+
+@pytest.mark.parametrize("args", BAD, ids=[" ".join(a for a in row if a not in ("--out", "{out}")) for row in BAD])
+def test_bad_input_in_process(world, monkeypatch, args):
+    monkeypatch.chdir(world["work"])
+    before = snapshot(world["out"], world["work"])
+    result = CliRunner().invoke(main, [fill(a, world) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    check_refusal(result.exit_code, result.stderr, before, world)
+
+
+@pytest.mark.parametrize("args", PROCESSES, ids=[" ".join(row[:4]) for row in PROCESSES])
+def test_bad_input_real_process(world, args):
+    head = [sys.executable, "-m", "raypkg.cli"] if args[0] == "effray" else [sys.executable, str(REPO / args[0])]
+    before = snapshot(world["out"], world["work"])
+    proc = subprocess.run(head + [fill(a, world) for a in args[1:]], capture_output=True, text=True,
+                          cwd=world["work"], env=bare_env(), timeout=120)
+    check_refusal(proc.returncode, proc.stderr, before, world)

@@ -1,0 +1,75 @@
+"""`effray report` skips unfinished runs, warns on mismatches and writes a PNG; benchmarks
+write their table as Parquet and a PNG beside it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from raypkg.bench.output import hbar, save_bench
+from raypkg.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path, min_width=300):
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[1] >= min_width and image.shape[0] >= 200
+    assert image.std() > 0.01  # something is drawn
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "runs"
+    for name, model in (("a", "logreg"), ("b", "mlp")):
+        result = CliRunner().invoke(main, ["train", "--model", model, "--epochs", "2", "--out", str(out),
+                                           "--name", name, "--wandb", "disabled", "--no-progress"])
+        assert result.exit_code == 0, result.output
+    (out / "interrupted").mkdir()
+    (out / "interrupted" / "config.yaml").write_text("epochs: 30\n")
+    return out
+
+
+def test_report_skips_unfinished_warns_and_plots(runs, tmp_path):
+    plot, table = tmp_path / "cmp.png", tmp_path / "cmp.parquet"
+    result = CliRunner().invoke(main, ["report", str(runs / "a"), str(runs / "interrupted"), str(runs / "b"),
+                                       "--plot", str(plot), "--save", str(table)])
+    assert result.exit_code == 0, result.output
+    warnings = result.stderr.splitlines()
+    assert any("skipping" in w and "interrupted" in w for w in warnings), warnings
+    assert any("differ in model (logreg, mlp)" in w for w in warnings), warnings
+    assert not any("differ in dataset" in w for w in warnings)
+    frame = pd.read_parquet(table)
+    assert list(frame["run"]) == ["a", "b"] and frame["speedup"].iloc[0] == 1.0
+    assert_png(plot, min_width=900)
+
+
+def test_report_default_plot_lands_beside_the_runs(runs):
+    result = CliRunner().invoke(main, ["report", str(runs / "a")])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert_png(runs / "report.png")
+
+
+def test_save_bench_writes_parquet_and_png(tmp_path):
+    frame = pd.DataFrame({"method": ["uniform", "grand"], "in-process_s": [0.5, 2.0], "2 actors_s": [0.4, 1.1]})
+    written = save_bench(frame, tmp_path / "bench" / "selection-test", title="t",
+                         plot=lambda f, ax: hbar(f, ax, "method", ["in-process_s", "2 actors_s"], "seconds"))
+    assert [p.name for p in written] == ["selection-test.parquet", "selection-test.png"]
+    pd.testing.assert_frame_equal(pd.read_parquet(written[0]), frame)
+    assert_png(written[1])
+
+
+def test_bench_deltagrad_writes_its_table_and_plot(tmp_path):
+    stem = tmp_path / "dg"
+    result = CliRunner().invoke(main, ["bench", "deltagrad", "--train-size", "600", "--test-size", "200",
+                                       "--batch-size", "128", "--epochs", "2", "--lr", "0.1", "--lrlen", "2",
+                                       "--ratios", "0.01", "--add-ratio", "0", "--gd-epochs", "0", "--no-mlp",
+                                       "--online-requests", "0", "--repeat", "1", "--save", str(stem)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "dg.parquet")
+    assert len(frame) == 1 and frame["speedup"].iloc[0] > 0
+    assert_png(tmp_path / "dg.png")
