@@ -90,16 +90,28 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert not (tmp_path / "runs").exists() or not any(p.name != ".cache" for p in (tmp_path / "runs").iterdir())
 
 
-def test_bench_coreset_runs_tiny():
+def test_bench_coreset_writes_a_consistent_table_and_plot(tmp_path):
+    import pandas as pd
+
     from raypkg.bench.coreset import coreset
 
     res = CliRunner().invoke(coreset, ["--dataset", "digits", "--model", "logreg", "--fractions", "0.2",
                                        "--epochs", "1", "--pretrain-epochs", "1", "--repeats", "2",
-                                       "--batch-size", "128"], catch_exceptions=False)
+                                       "--batch-size", "128", "--save", str(tmp_path / "bench"),
+                                       "--methods", "uniform,grand,craig,craig:weighting=none"],
+                             catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    lines = res.output.splitlines()
-    for method in ("full data", "uniform", "grand", "glister", "gradmatch", "craig"):
-        assert any(f"  {method}  " in line for line in lines[2:]), method
+    table = pd.read_parquet(tmp_path / "bench.parquet")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(table["method"]) == ["full data", "uniform", "grand", "craig", "craig:weighting=none"]
+    assert list(table["weighting"]) == ["-", "none", "none", "sample", "none"]
+    full_s = table["train_s"].iloc[0]
+    phases = table["pretrain_s"] + table["selection_s"] + table["train_s"]
+    assert (table["total_s"] - phases).abs().max() < 1e-9
+    assert (table["speed-up"] - full_s / table["total_s"]).abs().max() < 1e-9
+    grand, craig = table.iloc[2], table.iloc[3]
+    assert table["pretrain_s"].iloc[1] == 0 and grand["pretrain_s"] > craig["pretrain_s"] > 0  # 2 repeats vs 1
+    assert table["vs uniform"].iloc[1] == 0 and table["test_acc"].between(0.1, 1).all()
 
 
 def test_bench_selection_facility_location_part_runs_tiny():

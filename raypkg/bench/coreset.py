@@ -17,6 +17,7 @@ import time
 import click
 import torch
 
+from raypkg.bench.output import SAVE_HELP
 from raypkg.bench.selection import print_table
 
 DEFAULT_METHODS = ("uniform,grand,glister,gradmatch,gradmatch:weighting=loss,gradmatch:weighting=none,"
@@ -63,7 +64,7 @@ def _seconds(device: torch.device, t0: float) -> float:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--save", type=click.Path(dir_okay=False), help="Also write the table (.parquet or .csv).")
+@click.option("--save", help=SAVE_HELP)
 def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats,
             batch_size, lr, actors, seed, save, threads):
     """Full data vs uniform, GraNd, Glister, GradMatch, CRAIG at each fraction: accuracy and phase times.
@@ -77,6 +78,7 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
 
     import tempfile
 
+    from raypkg.bench.output import bench_stem, save_bench
     from raypkg.engine.loop import evaluate
     from raypkg.engine.trainer import train
     from raypkg.errors import UsageError
@@ -88,6 +90,7 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     if threads > 0:
         torch.set_num_threads(threads)
     specs = [m.strip() for m in methods.split(",") if m.strip()]
+    stem = bench_stem(save, "coreset")
     try:
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError:
@@ -128,9 +131,21 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     columns = ["fraction", "method", "weighting", "pretrain_s", "selection_s", "train_s", "total_s", "test_acc",
                "vs uniform", "speed-up"]
     print_table(rows, columns)
-    if save:
-        table = pd.DataFrame(rows)
-        (table.to_parquet if save.endswith(".parquet") else table.to_csv)(save, index=False)
+    save_bench(pd.DataFrame(rows), stem, plot=accuracy_vs_seconds,
+               title=f"coreset stages on {dataset}: test accuracy vs end-to-end seconds")
+
+
+def accuracy_vs_seconds(frame, ax) -> None:
+    """One marker per (method, fraction); full data as the reference line."""
+    full = frame[frame["method"] == "full data"]
+    for (method, fraction), group in frame[frame["method"] != "full data"].groupby(["method", "fraction"]):
+        ax.scatter(group["total_s"], group["test_acc"], marker="o" if fraction < 0.2 else "s", s=28,
+                   label=f"{method} @{fraction:g}")
+    if len(full):
+        ax.axhline(float(full["test_acc"].iloc[0]), color="black", linestyle="--", linewidth=1, label="full data")
+    ax.set_xlabel("end-to-end seconds (pretrain + selection + train)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=6, ncol=2)
 
 
 def method_config(base, spec: str, fraction: float, repeats: int):

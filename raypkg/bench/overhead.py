@@ -15,6 +15,7 @@ import click
 import torch
 import torch.nn.functional as F
 
+from raypkg.bench.output import SAVE_HELP
 from raypkg.engine.callbacks import Callback
 
 
@@ -67,7 +68,8 @@ class CountEvents(Callback):
 @click.option("--threads", type=int, default=None,
               help="torch threads of every training process, this one and each Ray Train worker "
                    "(default: torch's choice here, the CPU share in a worker).")
-def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads):
+@click.option("--save", help=SAVE_HELP)
+def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, save):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job.
 
     \b
@@ -77,7 +79,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     """
     import pandas as pd
 
-    from raypkg.bench.output import check_overhead_flags
+    from raypkg.bench.output import bench_stem, check_overhead_flags, hbar, save_bench
     from raypkg.cluster import connect_ray
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import evaluate, fit, seed_everything
@@ -86,6 +88,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     from raypkg.models.registry import build_model
 
     check_overhead_flags(epochs, batch_size, train_size, worker_counts, threads)
+    stem = bench_stem(save, "overhead")
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
@@ -143,3 +146,5 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     click.echo(f"{dataset} ({len(data.train)} train), {model}, batch {batch_size}, {epochs} epochs; "
                f"torch threads {torch.get_num_threads()}; ray.init took {connect_s:.1f}s (not counted)")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    save_bench(table, stem, title="steady-state epoch time / plain PyTorch loop",
+               plot=lambda frame, ax: hbar(frame, ax, "variant", ["steady_vs_plain"], "x plain loop"))
