@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -59,7 +61,7 @@ def _fit_digits(callbacks, epochs=2, model_name="mlp", seed=0, **cfg_kw):
     data = load_dataset("digits", seed=0)
     cfg = TrainConfig(epochs=epochs, seed=seed, progress=False, nesterov=True, **cfg_kw).validate()
     seed_everything(seed)
-    model = build_model(model_name, data.input_shape, data.num_classes)
+    model = ConvNet() if model_name == "convnet" else build_model(model_name, data.input_shape, data.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     rows = fit(model, data.train, data.test, cfg, callbacks=callbacks, optimizer=optimizer, progress=False)
     return model, optimizer, rows
@@ -84,3 +86,147 @@ def test_static_mask_keeps_weights_and_momentum_zero():
     assert rows[-1]["density"] > 0.05
     state = cb.state_dict()
     assert all(m.dtype == torch.bool for m in state["masks"].values())
+
+
+# --- dynamic sparse training ------------------------------------------------------------------
+
+from raypkg.engine.callbacks import Callback  # noqa: E402
+from raypkg.sparse.agc import AGCorrection  # noqa: E402
+from raypkg.sparse.dst import SparseTraining  # noqa: E402
+
+
+class MaskWatch(Callback):
+    """Placed after SparseTraining: checks after every step that masked weights and
+    momentum are exactly 0 and records per-layer mask counts before/after each update."""
+
+    def __init__(self, dst):
+        self.dst, self.counts, self.checked = dst, [], 0
+
+    def on_step_end(self, ctx):
+        _assert_masked_exactly(ctx.model, ctx.optimizer, self.dst.masks)
+        self.checked += 1
+        counts = {k: int(m.sum()) for k, m in self.dst.masks.items()}
+        if not self.counts or counts != self.counts[-1]:
+            self.counts.append(counts)
+
+
+@pytest.mark.parametrize("growth,death", [("random", "magnitude"), ("momentum", "SET")])
+def test_prune_regrow_keeps_masks_exact_and_layer_densities(growth, death):
+    dst = SparseTraining(0.1, "ERK", seed=0, growth=growth, death=death, update_frequency=7)
+    watch = MaskWatch(dst)
+    first = None
+
+    class First(Callback):
+        def on_fit_start(self, ctx):
+            nonlocal first
+            first = {k: m.clone() for k, m in dst.masks.items()}
+
+    model, optimizer, rows = _fit_digits([dst, First(), watch], epochs=2, model_name="lenet5")
+    assert len(dst.updates) == (2 * 22 - 1) // 7 and watch.checked == 44  # 22 steps an epoch
+    assert not all(torch.equal(first[k], dst.masks[k]) for k in first), "the masks never changed"
+    assert len(watch.counts) == 1, "prune/regrow without redistribution changed a layer's count"
+    explored = sum(int((first[k] | dst.masks[k]).sum()) for k in first)
+    assert rows[-1]["R_s"] * sum(m.numel() for m in first.values()) >= explored > sum(int(m.sum()) for m in first.values())
+    assert [u["R_s"] for u in dst.updates] == sorted(u["R_s"] for u in dst.updates)
+
+
+def test_redistribution_moves_budget_between_layers():
+    dst = SparseTraining(0.1, "ERK", seed=0, redistribution="nonzeros", update_frequency=7)
+    watch = MaskWatch(dst)
+    _fit_digits([dst, watch], epochs=1, model_name="lenet5")
+    assert len(watch.counts) > 1, "redistribution moved nothing"
+    totals = {sum(c.values()) for c in watch.counts}
+    assert len(totals) == 1  # the overall count is kept
+
+
+class GradRecorder(Callback):
+    """Placed before SparseTraining: keeps the dense gradient of update steps and the masks
+    around each update."""
+
+    def __init__(self, dst):
+        self.dst, self.events = dst, []
+
+    def on_after_backward(self, ctx):
+        if self.dst.is_update_step(ctx.global_step + 1):
+            params = maskable_parameters(ctx.model)
+            self.events.append({"grad": {k: params[k].grad.clone() for k in self.dst.masks},
+                                "before": {k: m.clone() for k, m in self.dst.masks.items()}})
+
+
+def test_rigl_grows_where_the_uncorrected_dense_gradient_is_largest():
+    dst = SparseTraining(0.1, "ERK", seed=0, growth="gradient", update_frequency=5)
+    recorder = GradRecorder(dst)
+    after = []
+
+    class After(Callback):
+        def on_step_end(self, ctx):
+            if len(after) < len(recorder.events) and ctx.global_step % 5 == 0:
+                after.append({k: m.clone() for k, m in dst.masks.items()})
+
+    # AGC with c = 1 after SparseTraining changes the gradient the step uses; growth must not see it
+    _fit_digits([recorder, dst, After(), AGCorrection(fixed_c=1.0)], epochs=1, model_name="lenet5")
+    assert len(after) == len(recorder.events) >= 3
+    grown_any = 0
+    for event, new in zip(recorder.events, after):
+        for name, mask in new.items():
+            grown = mask & ~event["before"][name]
+            if grown.any() and (~mask).any():
+                g = event["grad"][name].abs()
+                assert g[grown].min() >= g[~mask].max(), name
+                grown_any += int(grown.sum())
+    assert grown_any > 0
+
+
+# --- adaptive gradient correction -------------------------------------------------------------
+
+def test_agc_gamma_zero_reproduces_the_uncorrected_run_bit_for_bit():
+    def run(extra):
+        dst = SparseTraining(0.2, "ERK", seed=1, growth="gradient", update_frequency=9)
+        model, _, rows = _fit_digits([dst, *extra], epochs=2, model_name="convnet", seed=4)  # BN + LN
+        return model, rows
+
+    plain, _ = run([])
+    agc = AGCorrection(gamma=0.0, sample=300)
+    corrected, rows = run([agc])
+    for (name, a), b in zip(plain.state_dict().items(), corrected.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert rows[-1]["agc_c"] == 0.0 and math.isfinite(rows[-1]["agc_c_hat"])
+    # gamma > 0 does change the run (the test above can fail)
+    changed, _ = run([AGCorrection(gamma=0.5)])
+    assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), changed.state_dict().values()))
+
+
+def test_agc_with_c_one_is_svrg():
+    """c fixed at 1: every step is theta -= lr * (g_B(theta) - g_B(theta~) + g~), with
+    theta~ the epoch-start weights and g~ the full gradient there (Johnson & Zhang 2013)."""
+    from torch.func import functional_call, grad
+
+    from raypkg.engine.loop import epoch_permutation
+
+    data = load_dataset("digits", seed=0)
+    train = data.train.subset(torch.arange(48))
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=[0.1], schedule="constant", momentum=0.0, weight_decay=0.0,
+                      seed=5, progress=False).validate()
+    seed_everything(5)
+    model = build_model("mlp", data.input_shape, data.num_classes)
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    fit(model, train, None, cfg, callbacks=[AGCorrection(fixed_c=1.0)], progress=False)
+
+    def loss(params, x, y):
+        return torch.nn.functional.cross_entropy(functional_call(model, params, (x,)), y)
+
+    theta = start
+    for epoch in range(2):
+        snapshot = {k: v.clone() for k, v in theta.items()}
+        g_full = grad(loss)(snapshot, train.x, train.y)
+        order = epoch_permutation(48, 5, epoch)
+        for b in range(3):
+            x, y = train.x[order[b * 16:(b + 1) * 16]], train.y[order[b * 16:(b + 1) * 16]]
+            g_new, g_old = grad(loss)(theta, x, y), grad(loss)(snapshot, x, y)
+            theta = {k: theta[k] - 0.1 * (g_new[k] - g_old[k] + g_full[k]) for k in theta}
+    for k, p in model.named_parameters():
+        assert torch.allclose(p, theta[k], atol=1e-6, rtol=1e-5), k
+    seed_everything(5)
+    sgd = build_model("mlp", data.input_shape, data.num_classes)
+    fit(sgd, train, None, cfg, progress=False)
+    assert not torch.allclose(sgd.head.weight, model.head.weight, atol=1e-4)
