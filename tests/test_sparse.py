@@ -230,3 +230,108 @@ def test_agc_with_c_one_is_svrg():
     sgd = build_model("mlp", data.input_shape, data.num_classes)
     fit(sgd, train, None, cfg, progress=False)
     assert not torch.allclose(sgd.head.weight, model.head.weight, atol=1e-4)
+
+
+# --- resume, Ray Train ranks, command line ----------------------------------------------------
+
+def test_run_resumed_mid_way_keeps_the_masks():
+    """A run restarted from its epoch-2 training state ends with the masks, ITOP union and
+    weights of the uninterrupted run (random growth: the generator state is in the state)."""
+    import copy
+
+    from raypkg.engine.loop import training_state
+
+    class Capture(Callback):
+        def __init__(self):
+            self.state = None
+
+        def on_epoch_end(self, ctx, row):
+            if ctx.epoch == 1:
+                self.state = copy.deepcopy(training_state(ctx))
+
+    def make():
+        return SparseTraining(0.1, "ERK", seed=2, growth="random", update_frequency=6)
+
+    data = load_dataset("digits", seed=0)
+    cfg = TrainConfig(epochs=3, seed=3, progress=False).validate()
+    seed_everything(3)
+    full_model, full, capture = build_model("lenet5", data.input_shape, data.num_classes), make(), Capture()
+    fit(full_model, data.train, None, cfg, callbacks=[full, capture], progress=False)
+
+    seed_everything(99)  # a fresh process: other init, restored from the state
+    resumed_model, resumed = build_model("lenet5", data.input_shape, data.num_classes), make()
+    fit(resumed_model, data.train, None, cfg, callbacks=[resumed, Capture()], resume=capture.state, progress=False)
+    for name in full.masks:
+        assert torch.equal(full.masks[name], resumed.masks[name]), name
+        assert torch.equal(full.explored[name], resumed.explored[name]), name
+    for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [u["step"] for u in resumed.updates] == [u["step"] for u in full.updates]
+
+
+def test_masks_identical_on_two_ray_train_ranks_across_a_restart(ray_session, tmp_path, monkeypatch):
+    from raypkg.data.registry import load_dataset as load
+    from raypkg.engine.ray_train import FAULT_ENV
+    from raypkg.engine.trainer import train
+    from raypkg.sparse.masks import masks_digest
+
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
+    data = load("digits", seed=0)
+    cfg = TrainConfig(dataset="digits", model="lenet5", epochs=3, workers=2, seed=0, progress=False,
+                      max_failures=1).validate()
+    dst = SparseTraining(0.1, "ERK", seed=0, growth="random", update_frequency=4)
+    result = train(cfg, data, callbacks=[dst], storage=tmp_path / "ray")
+    assert marker.exists() and result.restarts == 1
+    # 11 steps per epoch per rank (674 examples, batch 64): updates at 4, 8, ..., 32
+    assert [u["step"] for u in dst.updates] == list(range(4, 33, 4))
+    assert len(dst.rank_digests) == 2 and set(dst.rank_digests) == {masks_digest(dst.masks)}
+    params = maskable_parameters(result.model)
+    assert all(torch.all(params[k][~m] == 0) for k, m in dst.masks.items())
+
+
+def _cli(args, tmp_path):
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    return CliRunner().invoke(main, ["run", "sparse", "--out", str(tmp_path / "runs"), "--wandb", "disabled",
+                                     "--no-progress", *args])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sparse", "--density", "0"], "density must be in (0, 1]"),
+    (["--sparse", "--density", "1.5"], "density must be in (0, 1]"),
+    (["--sparse", "--update-frequency", "0"], "update frequency must be >= 1"),
+    (["--sparse", "--growth", "magic"], "unknown growth 'magic'"),
+    (["--sparse", "--death", "threshold"], "unknown death 'threshold'"),
+    (["--agc", "--agc-sample", "0"], "AGC needs a snapshot gradient source"),
+    (["--agc-gamma", "0.2"], "--agc-gamma needs --agc"),
+    (["--agc", "--agc-sample", "100000"], "exceeds the training set"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
+    result = _cli(args, tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_cli_run_writes_density_rs_and_agc_columns(tmp_path):
+    import json
+
+    import pandas as pd
+
+    result = _cli(["--sparse", "--growth", "gradient", "--agc", "--agc-sample", "500", "--dataset", "digits",
+                   "--model", "mlp", "--epochs", "2", "--multiplier", "2", "--update-frequency", "10",
+                   "--name", "r"], tmp_path)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "r"
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    assert list(metrics["epoch"]) == [1, 2, 3, 4]  # 2 epochs x multiplier 2
+    assert list(metrics["lr"].round(6)) == [0.1, 0.1, 0.01, 0.001]  # x0.1 at 1/2 and 3/4, stretched
+    assert {"density", "R_s", "agc_c"} <= set(metrics.columns)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["method_variant"] == "A-RigL-ITOP" and abs(summary["density"] - 0.05) < 0.01
+    assert summary["R_s"] == metrics["R_s"].iloc[-1] > 0.05
+    assert len(pd.read_parquet(run / "mask_updates.parquet")) == metrics["mask_updates"].iloc[-1]
