@@ -335,3 +335,23 @@ def test_cli_run_writes_density_rs_and_agc_columns(tmp_path):
     assert summary["method_variant"] == "A-RigL-ITOP" and abs(summary["density"] - 0.05) < 0.01
     assert summary["R_s"] == metrics["R_s"].iloc[-1] > 0.05
     assert len(pd.read_parquet(run / "mask_updates.parquet")) == metrics["mask_updates"].iloc[-1]
+
+
+def test_scale_init_divides_each_layer_by_sqrt_density_once():
+    from types import SimpleNamespace
+
+    seed_everything(0)
+    model = ConvNet()
+    before = {k: p.detach().clone() for k, p in maskable_parameters(model).items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ctx = SimpleNamespace(model=model, optimizer=optimizer, distributed=False)
+    cb = StaticMask(0.1, "ERK", seed=0, scale_init=True)
+    cb.on_fit_start(ctx)
+    for name, p in maskable_parameters(model).items():
+        d = float(cb.masks[name].float().mean())
+        assert torch.allclose(p, before[name] * cb.masks[name] * d ** -0.5), name
+    restored = StaticMask(0.1, "ERK", seed=0, scale_init=True)
+    restored.load_state_dict(cb.state_dict())
+    again = {k: p.detach().clone() for k, p in maskable_parameters(model).items()}
+    restored.on_fit_start(ctx)  # masks from a checkpoint: the weights are not scaled again
+    assert all(torch.equal(p, again[k]) for k, p in maskable_parameters(model).items())

@@ -18,8 +18,9 @@ def _register() -> None:
     from raypkg.bench.deltagrad import deltagrad_bench
     from raypkg.bench.overhead import overhead
     from raypkg.bench.selection import selection
+    from raypkg.bench.sparse import sparse_bench
 
-    for command in (overhead, selection, coreset, deltagrad_bench):
+    for command in (overhead, selection, coreset, deltagrad_bench, sparse_bench):
         bench.add_command(command)
 
 

@@ -25,6 +25,7 @@ gradient.
 from __future__ import annotations
 
 import copy
+import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -52,6 +53,7 @@ class AGCorrection(Callback):
         self.snapshot: torch.nn.Module | None = None
         self.snapshot_grad: list[torch.Tensor] = []
         self._losses: list[tuple[float, float]] = []
+        self.snapshot_s = 0.0
 
     @property
     def c(self) -> float:
@@ -66,6 +68,7 @@ class AGCorrection(Callback):
         """theta~ = a copy of the model (parameters and buffers, so BN statistics too);
         g~ = the mean-loss gradient at theta~ over the training set or ``sample`` of it,
         summed over this rank's share and averaged over ranks."""
+        started = time.perf_counter()
         self.snapshot = copy.deepcopy(ctx.model)
         self.snapshot.train(ctx.model.training)
         params = list(self.snapshot.parameters())
@@ -99,6 +102,9 @@ class AGCorrection(Callback):
         flat /= total
         self.snapshot_grad = [chunk.view_as(p) for chunk, p in zip(flat.split([p.numel() for p in params]), params)]
         self._losses = []
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.snapshot_s = time.perf_counter() - started
 
     # --- the corrected gradient ---------------------------------------------------------
     def on_after_backward(self, ctx: TrainContext) -> None:
@@ -143,6 +149,7 @@ class AGCorrection(Callback):
             self.c_smooth = (1 - self.alpha) * self.c_smooth + self.alpha * c_hat
         row["agc_c"] = c_used
         row["agc_c_hat"] = c_hat
+        row["agc_snapshot_s"] = self.snapshot_s  # outside the loop's epoch_s
         self.c_log.append({"epoch": ctx.epoch + 1, "agc_c": c_used, "agc_c_hat": c_hat, "agc_c_smooth": self.c_smooth})
         self.snapshot, self.snapshot_grad = None, []
 

@@ -18,6 +18,9 @@ def sparse_options(func):
         click.option("--sparse/--dense", default=None, help="Sparse training (dense when absent)."),
         click.option("--sparse-init", help=f"Initial layer densities: {', '.join(SPARSE_INITS)}. Default: ERK."),
         click.option("--density", type=float, help="Overall density of the masked weights, in (0, 1]. Default: 0.05."),
+        click.option("--scale-init/--no-scale-init", default=None,
+                     help="Scale each layer's initial weights by 1/sqrt(its density) (sparse-aware init). "
+                          "Default: on."),
         click.option("--growth", help=f"Regrowth: {', '.join(GROWTH_MODES)} (random = SET, gradient = RigL). "
                                       "Default: random."),
         click.option("--death", help=f"Pruning: {', '.join(DEATH_MODES)}. Default: magnitude."),

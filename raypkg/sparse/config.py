@@ -27,6 +27,7 @@ class SparseConfig(TrainConfig):
     sparse: bool = False
     sparse_init: str = "ERK"
     density: float = 0.05
+    scale_init: bool = True  # initial weights x 1/sqrt(layer density) (see StaticMask)
     growth: str = "random"
     death: str = "magnitude"
     redistribution: str = "none"

@@ -120,8 +120,8 @@ class SparseTraining(StaticMask):
 
     def __init__(self, density: float, init: str = "ERK", seed: int = 0, *, growth: str = "random",
                  death: str = "magnitude", redistribution: str = "none", death_rate: float = 0.5,
-                 update_frequency: int = 100):
-        super().__init__(density, init, seed)
+                 update_frequency: int = 100, scale_init: bool = False):
+        super().__init__(density, init, seed, scale_init=scale_init)
         check_choice("growth", growth, GROWTH_MODES)
         check_choice("death", death, DEATH_MODES)
         check_choice("redistribution", redistribution, REDISTRIBUTION_MODES)

@@ -23,7 +23,7 @@ def build_callbacks(cfg: SparseConfig) -> list[Callback]:
     if cfg.sparse:
         callbacks.append(SparseTraining(cfg.density, cfg.sparse_init, cfg.seed, growth=cfg.growth, death=cfg.death,
                                         redistribution=cfg.redistribution, death_rate=cfg.death_rate,
-                                        update_frequency=cfg.update_frequency))
+                                        update_frequency=cfg.update_frequency, scale_init=cfg.scale_init))
     if cfg.agc:
         callbacks.append(AGCorrection(cfg.agc_gamma, cfg.agc_alpha, cfg.agc_sample, seed=cfg.seed))
     return callbacks
