@@ -61,8 +61,10 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
     for ax, (setup, runs) in zip(axes[0], curves.items()):
-        for run in runs:
+        for run in runs:  # a plain method and its AGC variant share a colour; AGC dashed
+            base = run["method"].removeprefix("A-")
             ax.plot(range(1, len(run["acc"]) + 1), run["acc"], marker=".", label=run["method"],
+                    color=f"C{list(METHODS).index(base)}",
                     linestyle="--" if run["method"].startswith("A-") else "-")
         ax.axhline(targets[setup], color="grey", linewidth=0.8, linestyle=":", label=f"target {targets[setup]:.3f}")
         ax.set(title=setup, xlabel="epoch", ylabel="test accuracy")
