@@ -82,7 +82,8 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @click.option("--density", default=0.05, show_default=True)
 @click.option("--epochs", default=20, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
-@click.option("--lr", default=0.1, show_default=True)
+@click.option("--lr", default=0.03, show_default=True,
+              help="0.1 (the paper's, with BN) makes normalisation-free LeNet-5 diverge and collapse.")
 @click.option("--update-frequency", default=50, show_default=True, help="Steps between mask updates.")
 @click.option("--train-size", type=int, default=10000, show_default=True, help="digits-aug training size.")
 @click.option("--test-size", type=int, default=2000, show_default=True, help="digits-aug test size.")
