@@ -164,9 +164,11 @@ def _register_method_commands() -> None:
     from raypkg.bench import bench
     from raypkg.deltagrad.commands import unlearn
     from raypkg.selection.commands import run_coreset_command, select_command
+    from raypkg.sparse.commands import run_sparse_command
 
     main.add_command(select_command)
     run.add_command(run_coreset_command)
+    run.add_command(run_sparse_command)
     main.add_command(unlearn)
     main.add_command(bench)
 

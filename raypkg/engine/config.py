@@ -98,7 +98,7 @@ class TrainConfig(RunConfig):
                               factory=lambda: [0.1])
     lrlen: list[int] = setting(help="Epochs for each --lr value, e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=list)
     schedule: str = setting("cosine", "LR schedule.", choices=SCHEDULES)
-    milestones: list[int] = setting(help="multistep: epochs at which lr *= gamma.", factory=list)
+    milestones: list[float] = setting(help="multistep: epochs (may be fractional) at which lr *= gamma.", factory=list)
     gamma: float = setting(0.1, "multistep decay factor.")
     lr_warmup_epochs: int = setting(0, "Linear LR warm-up epochs (from 0, per step), any schedule.")
     momentum: float = setting(0.9, "SGD momentum.")

@@ -1,0 +1,182 @@
+"""`effray bench sparse`: dense vs SET-ITOP vs RigL-ITOP vs A-SET-ITOP vs A-RigL-ITOP.
+
+For each (dataset, model) setup, the five methods train in this process, one after
+another, with the same seed, density, epochs and schedule, through the engine's
+``train()`` (``raypkg.sparse.train.build_callbacks`` builds their callbacks). Per method:
+test accuracy per epoch, the first epoch reaching the target accuracy, seconds per epoch
+(training plus AGC's snapshot pass), R_s and the final density. The AGC claim checked
+(Lei et al. 2024; spec sparse.md): an AGC variant reaches the target in >= 30% fewer
+epochs than its plain version at <= 1.5x the time per epoch.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import click
+
+METHODS = {  # name -> (sparse, growth, agc)
+    "dense": (False, "random", False),
+    "SET-ITOP": (True, "random", False),
+    "RigL-ITOP": (True, "gradient", False),
+    "A-SET-ITOP": (True, "random", True),
+    "A-RigL-ITOP": (True, "gradient", True),
+}
+PAIRS = (("A-SET-ITOP", "SET-ITOP"), ("A-RigL-ITOP", "RigL-ITOP"))
+EPOCH_RATIO_TARGET, TIME_RATIO_TARGET = 0.7, 1.5
+
+
+def epochs_to(accuracies: list[float], target: float) -> int | None:
+    """1-based epoch at which the test accuracy first reaches ``target`` (None: never)."""
+    return next((i + 1 for i, acc in enumerate(accuracies) if acc >= target), None)
+
+
+def run_method(base, data, name: str) -> dict:
+    import dataclasses
+
+    from raypkg.engine.runner import use_augmentation
+    from raypkg.engine.trainer import train
+    from raypkg.sparse.masks import maskable_parameters
+    from raypkg.sparse.train import build_callbacks
+
+    sparse, growth, agc = METHODS[name]
+    cfg = dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc).validate().stretched()
+    callbacks = build_callbacks(cfg)
+    result = train(cfg, data, augment=use_augmentation(cfg, data), callbacks=callbacks, desc=name)
+    history = result.history
+    params = maskable_parameters(result.model).values()
+    seconds = [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history]
+    return {"method": name, "acc": [r["test_acc"] for r in history], "epoch_s": seconds,
+            "agc_c": [r.get("agc_c") for r in history],
+            "R_s": history[-1].get("R_s", 1.0 if not sparse else None),
+            "density": sum(int((p != 0).sum()) for p in params) / sum(p.numel() for p in params)}
+
+
+def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
+    for ax, (setup, runs) in zip(axes[0], curves.items()):
+        for run in runs:  # a plain method and its AGC variant share a colour; AGC dashed
+            base = run["method"].removeprefix("A-")
+            ax.plot(range(1, len(run["acc"]) + 1), run["acc"], marker=".", label=run["method"],
+                    color=f"C{list(METHODS).index(base)}",
+                    linestyle="--" if run["method"].startswith("A-") else "-")
+        ax.axhline(targets[setup], color="grey", linewidth=0.8, linestyle=":", label=f"target {targets[setup]:.3f}")
+        ax.set(title=setup, xlabel="epoch", ylabel="test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@click.command("sparse")
+@click.option("--setups", default="digits-aug:lenet5,digits:mlp", show_default=True,
+              help="Comma-separated DATASET:MODEL pairs.")
+@click.option("--methods", default=",".join(METHODS), show_default=True)
+@click.option("--density", default=0.05, show_default=True)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--lr", default=0.03, show_default=True,
+              help="0.1 (the paper's, with BN) makes normalisation-free LeNet-5 diverge and collapse.")
+@click.option("--update-frequency", default=50, show_default=True, help="Steps between mask updates.")
+@click.option("--train-size", type=int, default=10000, show_default=True, help="digits-aug training size.")
+@click.option("--test-size", type=int, default=2000, show_default=True, help="digits-aug test size.")
+@click.option("--agc-gamma", default=0.1, show_default=True)
+@click.option("--agc-sample", type=int, default=None, help="AGC snapshot gradient sample (default: full set).")
+@click.option("--target", type=float, default=None,
+              help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
+@click.option("--target-of-dense", default=0.95, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--save", type=click.Path(dir_okay=False), default="runs/bench-sparse.parquet", show_default=True,
+              help="Table (.parquet); the plot goes beside it (.png), per-epoch curves as *-curves.parquet.")
+def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_frequency, train_size, test_size,
+                 agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
+    """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
+
+    \b
+    Examples:
+      effray bench sparse                                  # digits-aug/lenet5 and digits/mlp, 20 epochs
+      effray bench sparse --setups digits:mlp --epochs 10  # a quick look
+    """
+    import pandas as pd
+    import torch
+
+    from raypkg.engine.runner import load_data
+    from raypkg.errors import UsageError
+    from raypkg.sparse.config import SparseConfig
+    from raypkg.tracking.run import write_parquet
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for name in names:
+        if name not in METHODS:
+            raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    if target is None and "dense" not in names:
+        raise UsageError("without --target the dense run sets it: include dense in --methods")
+    pairs = []
+    for item in setups.split(","):
+        dataset, sep, model = item.strip().partition(":")
+        if not sep:
+            raise UsageError(f"--setups takes DATASET:MODEL pairs, got {item!r}")
+        pairs.append((dataset, model))
+    bases = []
+    for dataset, model in pairs:
+        sized = dataset in ("digits-aug", "synthetic")
+        bases.append(SparseConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[lr],
+                                  density=density, update_frequency=update_frequency, agc_gamma=agc_gamma,
+                                  agc_sample=agc_sample, seed=seed, train_size=train_size if sized else None,
+                                  test_size=test_size if sized else None, use_gpu=False, progress=False,
+                                  wandb="disabled").validate())
+    if threads:
+        torch.set_num_threads(threads)
+    save_path = Path(save)
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+
+    rows, curves, targets = [], {}, {}
+    for base in bases:
+        data = load_data(base)
+        setup = f"{base.dataset}/{base.model}"
+        click.echo(f"{setup}: {len(data.train)} train, {len(data.test)} test ...", err=True)
+        runs = []
+        for name in names:
+            runs.append(run_method(base, data, name))
+            click.echo(f"  {name}: final acc {runs[-1]['acc'][-1]:.4f}, "
+                       f"{statistics.median(runs[-1]['epoch_s']):.2f}s/epoch", err=True)
+        by_name = {run["method"]: run for run in runs}
+        targets[setup] = target if target is not None else target_of_dense * max(by_name["dense"]["acc"])
+        curves[setup] = runs
+        for run in runs:
+            rows.append({"setup": setup, "method": run["method"], "target": targets[setup],
+                         "epochs_to_target": epochs_to(run["acc"], targets[setup]),
+                         "s_per_epoch": statistics.median(run["epoch_s"]), "final_acc": run["acc"][-1],
+                         "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
+                         "agc_c_last": run["agc_c"][-1]})
+        for agc_name, plain_name in PAIRS:
+            if agc_name in by_name and plain_name in by_name:
+                a = next(r for r in rows if r["setup"] == setup and r["method"] == agc_name)
+                p = next(r for r in rows if r["setup"] == setup and r["method"] == plain_name)
+                a["time_vs_plain"] = a["s_per_epoch"] / p["s_per_epoch"]
+                if a["epochs_to_target"] is not None and p["epochs_to_target"] is not None:
+                    a["epochs_vs_plain"] = a["epochs_to_target"] / p["epochs_to_target"]
+                    a["meets_paper_target"] = bool(a["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
+                                                   and a["time_vs_plain"] <= TIME_RATIO_TARGET)
+    table = pd.DataFrame(rows)
+    click.echo(f"density {density}, {epochs} epochs, batch {batch_size}, lr {lr} (x0.1 at 1/2, 3/4), Nesterov, "
+               f"update every {update_frequency} steps, AGC gamma {agc_gamma} alpha 0.3 sample "
+               f"{agc_sample or 'full'}, seed {seed}; torch threads {torch.get_num_threads()}")
+    click.echo(f"paper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the plain "
+               f"version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    write_parquet(save_path, table)
+    long = pd.DataFrame([{"setup": setup, "method": run["method"], "epoch": i + 1, "test_acc": acc, "epoch_s": s}
+                         for setup, runs in curves.items() for run in runs
+                         for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])
+    write_parquet(save_path.with_name(save_path.stem + "-curves.parquet"), long)
+    plot(curves, targets, save_path.with_suffix(".png"))
+    click.echo(f"saved: {save_path}, {save_path.with_suffix('.png')}")
