@@ -37,7 +37,7 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.command("crest")
 @click.option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
 @click.option("--model", default="mlp", show_default=True)
-@click.option("--train-size", type=int, default=None, help="digits-aug/synthetic training size (default: the dataset's).")
+@click.option("--train-size", type=int, default=None, help="digits-aug training size (default: the dataset's).")
 @click.option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -82,7 +82,8 @@ def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, rand
         subset = random_subset_size or (max(0.01, 4 * batch_size / n) if n else 0.01)
         return CrestConfig(dataset=dataset, model=model, train_size=train_size if dataset != "digits" else None,
                            epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed, selection_method=method,
-                           train_frac=frac, random_subset_size=min(subset, 1.0), check_thresh_factor=check_thresh_factor,
+                           train_frac=frac, random_subset_size=min(subset, 1.0),
+                           check_thresh_factor=check_thresh_factor,
                            num_minibatch_coreset=num_minibatch_coreset, progress=False, wandb="disabled").validate()
 
     plan = {}

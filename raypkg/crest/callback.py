@@ -99,7 +99,7 @@ class CrestCallback(Callback):
         mine = subsets[ctx.rank * count:(ctx.rank + 1) * count]
         coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
                                    ctx.train.num_classes, pool=self.pool)
-        positions = [s[c.picks] for s, c in zip(mine, coresets)]
+        positions = [s[c.picks].to(ctx.train.x.device) for s, c in zip(mine, coresets)]  # index the data there
         weights = self.normalised_weights(ctx, [c.weights for c in coresets])
         self.random_positions = torch.cat(mine)
         self.observe(ctx.epoch, self.random_positions, torch.cat([c.losses for c in coresets]), cfg.drop_thresh)

@@ -109,11 +109,12 @@ def select_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tens
                     batch_size: int, num_classes: int, pool=None) -> list[Coreset]:
     """One coreset per random subset (positions into ``train_x``), in-process or, with a
     shard ``pool``, one job per subset on its actors from a CPU snapshot of the weights."""
-    jobs = [(train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]
     if pool is None:
-        return [minibatch_coreset(model, *job) for job in jobs]
+        at = [s.to(train_x.device) for s in subsets]
+        return [minibatch_coreset(model, train_x[p], train_y[p], batch_size, num_classes) for p in at]
     from raypkg.selection.parallel import run_on_actors
 
+    jobs = [(train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]
     snapshot = snapshot_model(model)
     return run_on_actors(pool, minibatch_coreset, [(snapshot, *job) for job in jobs])
 
