@@ -46,13 +46,14 @@ def accuracy_vs_seconds(frame, ax) -> None:
               help="CREST's random subsets as a fraction of N (default: the larger of 0.01 and 4 batches).")
 @click.option("--check-thresh-factor", type=float, default=0.1, show_default=True)
 @click.option("--num-minibatch-coreset", type=int, default=5, show_default=True)
+@click.option("--interval-mul", type=float, default=1.0, show_default=True, help="Check interval = P x this x r.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", help=SAVE_HELP)
 @address_option
 def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, random_subset_size, check_thresh_factor,
-                num_minibatch_coreset, seed, threads, save):
+                num_minibatch_coreset, interval_mul, seed, threads, save):
     """none vs random vs CREST at each train_frac: wall seconds, steps, regions, test accuracy.
 
     \b
@@ -84,7 +85,8 @@ def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, rand
                            epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed, selection_method=method,
                            train_frac=frac, random_subset_size=min(subset, 1.0),
                            check_thresh_factor=check_thresh_factor,
-                           num_minibatch_coreset=num_minibatch_coreset, progress=False, wandb="disabled").validate()
+                           num_minibatch_coreset=num_minibatch_coreset, interval_mul=interval_mul,
+                           progress=False, wandb="disabled").validate()
 
     plan = {}
     for dataset in names:  # every config (and its data) checked before anything trains
@@ -104,6 +106,7 @@ def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, rand
         click.echo(f"# {dataset}: {len(data.train)} train / {len(data.test)} test, {model}, {epochs} epochs, "
                    f"batch {batch_size}, lr {lr} cosine, random subsets {configs[-1].random_subset_size:.3g} x N, "
                    f"P {num_minibatch_coreset}, check_thresh_factor {check_thresh_factor}, "
+                   f"interval_mul {interval_mul}, "
                    f"torch threads {torch.get_num_threads()}", err=True)
         for cfg in configs:
             outcome = train_crest(cfg, data)
