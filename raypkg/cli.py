@@ -162,6 +162,7 @@ def run():
 def _register_method_commands() -> None:
     """Each method package owns its commands; they are attached here."""
     from raypkg.bench import bench
+    from raypkg.crest.commands import run_crest_command
     from raypkg.deltagrad.commands import unlearn
     from raypkg.selection.commands import run_coreset_command, select_command
     from raypkg.sparse.commands import run_sparse_command
@@ -169,6 +170,7 @@ def _register_method_commands() -> None:
     main.add_command(select_command)
     run.add_command(run_coreset_command)
     run.add_command(run_sparse_command)
+    run.add_command(run_crest_command)
     main.add_command(unlearn)
     main.add_command(bench)
 

@@ -1,0 +1,132 @@
+"""`effray bench crest`: none vs random vs CREST at the same step budgets, in one process.
+
+For each dataset: full-data training (``none``, the accuracy reference), then for each
+train_frac f the random baseline (a fresh uniform subset of f*N per epoch) and CREST
+(f times the steps, on mini-batch coresets), all from the same seed and LR schedule.
+``wall_s`` is the whole training call: CREST's selection (random subsets, proxies,
+facility location, the quadratic model) and validity checks are in it and also shown
+apart. ``speed-up`` = none's wall_s / the row's; ``vs none`` and ``vs random`` are
+test-accuracy differences (points) to none and to random at the same f. One untimed
+warm-up run first pays the process's one-time costs (allocator, kernels).
+"""
+
+from __future__ import annotations
+
+import click
+import torch
+
+from raypkg.bench.output import SAVE_HELP
+from raypkg.bench.selection import print_table
+from raypkg.cli_options import address_option
+
+
+def accuracy_vs_seconds(frame, ax) -> None:
+    markers = {"none": "s", "random": "o", "crest": "^"}
+    for (dataset, method), rows in frame.groupby(["dataset", "method"], sort=False):
+        ax.scatter(rows["wall_s"], 100 * rows["test_acc"], marker=markers.get(method, "x"),
+                   label=f"{dataset} {method}")
+        for _, r in rows.iterrows():
+            if method != "none":
+                ax.annotate(f"f={r['train_frac']:g}", (r["wall_s"], 100 * r["test_acc"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall seconds (selection and checks included)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7)
+
+
+@click.command("crest")
+@click.option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
+@click.option("--model", default="mlp", show_default=True)
+@click.option("--train-size", type=int, default=None, help="digits-aug training size (default: the dataset's).")
+@click.option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--random-subset-size", type=float, default=None,
+              help="CREST's random subsets as a fraction of N (default: the larger of 0.01 and 4 batches).")
+@click.option("--check-thresh-factor", type=float, default=0.1, show_default=True)
+@click.option("--num-minibatch-coreset", type=int, default=5, show_default=True)
+@click.option("--interval-mul", type=float, default=1.0, show_default=True, help="Check interval = P x this x r.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
+@click.option("--save", help=SAVE_HELP)
+@address_option
+def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, random_subset_size, check_thresh_factor,
+                num_minibatch_coreset, interval_mul, seed, threads, save):
+    """none vs random vs CREST at each train_frac: wall seconds, steps, regions, test accuracy.
+
+    \b
+    Examples:
+      effray bench crest                                         # digits-aug and digits, f = 0.1, 0.3
+      effray bench crest --datasets digits-aug --train-size 20000 --epochs 8
+    """
+    import pandas as pd
+
+    from raypkg.bench.output import bench_stem, check_bench_numbers, save_bench
+    from raypkg.crest.config import CrestConfig
+    from raypkg.crest.runner import prepare, train_crest
+    from raypkg.errors import UsageError
+
+    check_bench_numbers(epochs=epochs, batch_size=batch_size, train_size=train_size,
+                        num_minibatch_coreset=num_minibatch_coreset)
+    try:
+        frac_values = [float(f) for f in fracs.split(",") if f.strip()]
+    except ValueError:
+        raise UsageError(f"--fracs takes comma-separated numbers, got {fracs!r}") from None
+    names = [d.strip() for d in datasets.split(",") if d.strip()]
+    stem = bench_stem(save, "crest")
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+    def config(dataset: str, n: int | None, method: str, frac: float) -> CrestConfig:
+        subset = random_subset_size or (max(0.01, 4 * batch_size / n) if n else 0.01)
+        return CrestConfig(dataset=dataset, model=model, train_size=train_size if dataset != "digits" else None,
+                           epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed, selection_method=method,
+                           train_frac=frac, random_subset_size=min(subset, 1.0),
+                           check_thresh_factor=check_thresh_factor,
+                           num_minibatch_coreset=num_minibatch_coreset, interval_mul=interval_mul,
+                           progress=False, wandb="disabled").validate()
+
+    plan = {}
+    for dataset in names:  # every config (and its data) checked before anything trains
+        data = prepare(config(dataset, None, "none", 1.0))
+        n = len(data.train)
+        plan[dataset] = (data, [config(dataset, n, "none", 1.0)] + [config(dataset, n, m, f) for f in frac_values
+                                                                     for m in ("random", "crest")])
+        for cfg in plan[dataset][1]:
+            cfg.check_sizes(n)
+    first = plan[names[0]]
+    warm = config(names[0], len(first[0].train), "crest", min(frac_values))
+    warm.epochs = 1
+    train_crest(warm, first[0])  # untimed warm-up
+
+    rows = []
+    for dataset, (data, configs) in plan.items():
+        click.echo(f"# {dataset}: {len(data.train)} train / {len(data.test)} test, {model}, {epochs} epochs, "
+                   f"batch {batch_size}, lr {lr} cosine, random subsets {configs[-1].random_subset_size:.3g} x N, "
+                   f"P {num_minibatch_coreset}, check_thresh_factor {check_thresh_factor}, "
+                   f"interval_mul {interval_mul}, "
+                   f"torch threads {torch.get_num_threads()}", err=True)
+        for cfg in configs:
+            outcome = train_crest(cfg, data)
+            rows.append({"dataset": dataset, "method": cfg.selection_method, "train_frac": cfg.train_frac,
+                         "steps": outcome.steps, "regions": outcome.crest.get("regions", 0),
+                         "checks": outcome.crest.get("checks", 0),
+                         "selection_s": outcome.crest.get("selection_s", 0.0),
+                         "check_s": outcome.crest.get("check_s", 0.0), "wall_s": outcome.wall_s,
+                         "test_acc": outcome.result.history[-1]["test_acc"]})
+    frame = pd.DataFrame(rows)
+    for dataset in names:
+        ref = frame[(frame.dataset == dataset) & (frame.method == "none")].iloc[0]
+        mask = frame.dataset == dataset
+        frame.loc[mask, "speed-up"] = ref["wall_s"] / frame.loc[mask, "wall_s"]
+        frame.loc[mask, "vs none"] = 100 * (frame.loc[mask, "test_acc"] - ref["test_acc"])
+        for f in frac_values:
+            at = mask & (frame.train_frac == f)
+            random_acc = frame[at & (frame.method == "random")]["test_acc"].iloc[0]
+            frame.loc[at, "vs random"] = 100 * (frame.loc[at, "test_acc"] - random_acc)
+    print_table(frame.to_dict("records"), ["dataset", "method", "train_frac", "steps", "regions", "checks",
+                                           "selection_s", "check_s", "wall_s", "test_acc", "speed-up", "vs none",
+                                           "vs random"])
+    save_bench(frame, stem, plot=accuracy_vs_seconds, title="CREST vs random vs full data")

@@ -1,0 +1,229 @@
+"""``CrestCallback``: CREST's regions on the engine's loop (spec crest.md, steps 1-8).
+
+At the fit's start and whenever the validity check fails, a region starts
+(``start_region``): stratified random subsets of the pool, one mini-batch coreset per
+subset (``raypkg.crest.selection``), weights normalised to mean 1 per coreset batch
+(over all ranks), the quadratic model at w0 (``raypkg.crest.quadratic``), and the
+coresets handed to the ``CrestPlan``. After every ``check_interval`` steps of a region,
+delta = w - w0 is read from the parameters and the model's prediction compared with the
+true loss on the region's random subsets (eval mode); when the error exceeds
+``check_thresh_factor`` times the true loss the next region starts before the next step.
+Every ``drop_interval`` epochs, examples whose every loss seen in the last
+``watch_interval`` epochs was below ``drop_thresh`` leave the pool (never below
+``min_train_size``).
+
+Under Ray Train DDP every rank runs this callback: rank r selects from its own block of
+the region's disjoint random subsets; L0, g, H, the true loss and the learned-example
+records are averaged or maxed over the ranks, so every rank takes the same decisions.
+Side computations use the unwrapped model and ``torch.autograd.grad``, never ``.backward()``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from raypkg.crest.plan import CrestPlan
+from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
+from raypkg.crest.selection import check_interval, coresets_per_region, select_coresets, stratified_subsets
+from raypkg.engine.callbacks import Callback, TrainContext
+from raypkg.engine.loop import weighted_cross_entropy
+
+EVAL_BATCH = 2048
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class CrestCallback(Callback):
+    def __init__(self, num_examples: int):
+        self.n = num_examples
+        self.pool = None  # a ShardPool for selection on actors (in-process training only; not state)
+        self.last_delta: torch.Tensor | None = None  # the last check's w - w0 (for tests; not state)
+        self.quad = QuadraticModel()
+        self.in_pool = torch.ones(num_examples, dtype=torch.bool)
+        self.last_seen = torch.full((num_examples,), -1, dtype=torch.long)  # epoch of the last observed loss
+        self.last_high = torch.full((num_examples,), -1, dtype=torch.long)  # ... of the last loss >= drop_thresh
+        self.last_loss = torch.zeros(num_examples)
+        self.random_positions = torch.zeros(0, dtype=torch.long)  # this rank's random subsets (the check set)
+        self.w0: torch.Tensor | None = None
+        self.regions = 0
+        self.region_steps = 0
+        self.interval = 1
+        self.ratio = 1.0  # first region's curvature norm / the latest one
+        self.first_curvature = 0.0
+        self.steps = 0
+        self.checks: list[dict] = []  # one row per validity check
+        self.dropped = 0
+        self.selection_s = 0.0
+        self.check_s = 0.0
+
+    # ------------------------------------------------------------------ hooks
+    def on_fit_start(self, ctx: TrainContext) -> None:
+        self.quad.approx_moment = ctx.cfg.approx_moment
+        if not ctx.plan.positions:  # a fresh fit (a resumed one has its region in the plan's state)
+            self.start_region(ctx)
+
+    def on_step_end(self, ctx: TrainContext) -> None:
+        self.steps += 1
+        self.region_steps += 1
+        if self.region_steps % self.interval == 0 and self.check(ctx):
+            self.start_region(ctx)
+
+    def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
+        cfg = ctx.cfg
+        if cfg.drop_learned and (ctx.epoch + 1) % cfg.drop_interval == 0:
+            self.drop_learned(ctx)
+        row.update({"crest_regions": self.regions, "crest_checks": len(self.checks),
+                    "crest_check_interval": self.interval, "crest_pool": int(self.in_pool.sum()),
+                    "crest_selection_s": self.selection_s, "crest_check_s": self.check_s})
+
+    # ------------------------------------------------------------------ regions
+    def start_region(self, ctx: TrainContext) -> None:
+        """Select this rank's coresets, normalise their weights, fit the quadratic model."""
+        cfg, plan, device = ctx.cfg, ctx.plan, ctx.device
+        assert isinstance(plan, CrestPlan)
+        _sync(device)
+        t0 = time.perf_counter()
+        pool = torch.nonzero(self.in_pool).squeeze(1)
+        size = cfg.subset_size(self.n)
+        count = coresets_per_region(cfg.num_minibatch_coreset, cfg.batch_num_mul, self.ratio,
+                                    most=len(pool) // (size * ctx.world_size))
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919 * self.regions)  # the same on every rank
+        subsets = stratified_subsets(pool, ctx.train.y.cpu(), count * ctx.world_size, size, gen)
+        mine = subsets[ctx.rank * count:(ctx.rank + 1) * count]
+        coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
+                                   ctx.train.num_classes, pool=self.pool)
+        positions = [s[c.picks].to(ctx.train.x.device) for s, c in zip(mine, coresets)]  # index the data there
+        weights = self.normalised_weights(ctx, [c.weights for c in coresets])
+        self.random_positions = torch.cat(mine)
+        self.observe(ctx.epoch, self.random_positions, torch.cat([c.losses for c in coresets]), cfg.drop_thresh)
+        plan.set_coresets(positions, weights)
+        self.fit_quadratic(ctx, positions, weights)
+        if self.regions == 0:
+            self.first_curvature = self.quad.curvature_norm()
+        self.ratio = self.first_curvature / max(self.quad.curvature_norm(), 1e-12)
+        self.interval = check_interval(cfg.num_minibatch_coreset, cfg.interval_mul, self.ratio)
+        self.w0 = flat_params(self.params(ctx))
+        self.regions += 1
+        self.region_steps = 0
+        _sync(device)
+        self.selection_s += time.perf_counter() - t0
+
+    @staticmethod
+    def normalised_weights(ctx: TrainContext, cluster_sizes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Cluster sizes scaled to mean 1 per coreset batch; under DDP batch k's mean is taken
+        over batch k of every rank (the batch the step's averaged gradient comes from)."""
+        sums = torch.stack([w.sum() for w in cluster_sizes]).to(ctx.device)
+        counts = torch.tensor([float(len(w)) for w in cluster_sizes], dtype=torch.float64, device=ctx.device)
+        ctx.all_reduce(sums)
+        ctx.all_reduce(counts)
+        means = (sums / counts).cpu()
+        return [(w / m).float() for w, m in zip(cluster_sizes, means)]
+
+    @staticmethod
+    def params(ctx: TrainContext) -> list[torch.Tensor]:
+        return [p for p in ctx.model.parameters() if p.requires_grad]
+
+    def fit_quadratic(self, ctx: TrainContext, positions: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
+        """L0, g and the Hutchinson diagonal at w0 (eval mode, like the check's true loss),
+        on the weighted coresets or on the random subsets (``approx_with_coreset``)."""
+        cfg, model = ctx.cfg, ctx.model
+        if cfg.approx_with_coreset:
+            at = torch.cat(positions).to(ctx.train.x.device)
+            w = torch.cat(weights).to(ctx.device)
+        else:
+            at, w = self.random_positions.to(ctx.train.x.device), None
+        x, y = ctx.train.x[at], ctx.train.y[at]
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + 104_729 * self.regions + ctx.rank)
+        was_training = model.training
+        model.eval()
+        try:
+            loss0, g, h = gradient_and_hessian_diagonal(lambda: weighted_cross_entropy(model(x), y, w),
+                                                        self.params(ctx), cfg.hessian_probes, gen)
+        finally:
+            model.train(was_training)
+        packed = ctx.all_reduce(torch.cat([torch.tensor([loss0], dtype=torch.float64, device=g.device), g, h]),
+                                "mean")
+        self.quad.update(float(packed[0]), packed[1:1 + len(g)], packed[1 + len(g):])
+
+    # ------------------------------------------------------------------ checks
+    @torch.no_grad()
+    def true_loss(self, ctx: TrainContext) -> float:
+        """Mean cross-entropy over the region's random subsets (all ranks'), eval mode."""
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+        at = self.random_positions.to(ctx.train.x.device)
+        for start in range(0, len(at), EVAL_BATCH):
+            chunk = at[start:start + EVAL_BATCH]
+            logits = model(ctx.train.x[chunk]).float()
+            total[0] += F.cross_entropy(logits, ctx.train.y[chunk], reduction="sum").double()
+            total[1] += len(chunk)
+        model.train(was_training)
+        ctx.all_reduce(total)
+        return float(total[0] / total[1])
+
+    def check(self, ctx: TrainContext) -> bool:
+        """The validity check (spec step 6); True when the region is left."""
+        _sync(ctx.device)
+        t0 = time.perf_counter()
+        delta = flat_params(self.params(ctx)) - self.w0
+        self.last_delta = delta
+        predicted = self.quad.predict(delta.to(self.quad.g.device))
+        true = self.true_loss(ctx)
+        left = region_left(true, predicted, ctx.cfg.check_thresh_factor)
+        self.checks.append({"step": ctx.global_step, "epoch": ctx.epoch + 1, "region": self.regions,
+                            "true_loss": true, "predicted_loss": predicted, "approx_error": abs(true - predicted),
+                            "threshold": ctx.cfg.check_thresh_factor * true, "delta_norm": float(delta.norm()),
+                            "check_interval": self.interval, "reselect": left})
+        _sync(ctx.device)
+        self.check_s += time.perf_counter() - t0
+        return left
+
+    # ------------------------------------------------------------------ learned examples
+    def observe(self, epoch: int, positions: torch.Tensor, losses: torch.Tensor, thresh: float) -> None:
+        self.last_seen[positions] = epoch
+        self.last_loss[positions] = losses.float()
+        self.last_high[positions[losses >= thresh]] = epoch
+
+    def learned(self, epoch: int, watch_interval: int) -> torch.Tensor:
+        """Pool members seen in the last ``watch_interval`` epochs with no loss >= drop_thresh there."""
+        window_start = epoch + 1 - watch_interval
+        return self.in_pool & (self.last_seen >= window_start) & (self.last_high < window_start)
+
+    def drop_learned(self, ctx: TrainContext) -> int:
+        """Remove learned examples from the pool, lowest last loss first, down to the floor."""
+        for record, op in ((self.last_seen, "max"), (self.last_high, "max"), (self.last_loss, "max")):
+            moved = ctx.all_reduce(record.to(ctx.device), op)
+            record.copy_(moved.cpu())
+        candidates = torch.nonzero(self.learned(ctx.epoch, ctx.cfg.watch_interval)).squeeze(1)
+        room = max(0, int(self.in_pool.sum()) - ctx.cfg.pool_floor(self.n))
+        if len(candidates) > room:
+            candidates = candidates[torch.argsort(self.last_loss[candidates], stable=True)[:room]]
+        self.in_pool[candidates] = False
+        self.dropped += len(candidates)
+        return len(candidates)
+
+    # ------------------------------------------------------------------ state
+    STATE = ("in_pool", "last_seen", "last_high", "last_loss", "random_positions", "w0", "regions", "region_steps",
+             "interval", "ratio", "first_curvature", "steps", "checks", "dropped", "selection_s", "check_s")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in self.STATE}, "quad": self.quad.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k])
+        self.quad.load_state_dict(state["quad"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"regions": self.regions, "checks": len(self.checks),
+                "reselections": sum(c["reselect"] for c in self.checks), "dropped": self.dropped,
+                "pool_size": int(self.in_pool.sum()), "selection_s": self.selection_s, "check_s": self.check_s}

@@ -1,0 +1,83 @@
+"""``CrestConfig``: the training config plus every knob of the CREST reference code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raypkg.engine.config import TrainConfig, setting
+from raypkg.errors import UsageError, choose
+
+SELECTION_METHODS = ("crest", "random", "none")
+
+
+@dataclass
+class CrestConfig(TrainConfig):
+    """CREST and its baselines at the same step budget (spec crest.md, "Budget").
+
+    ``train_frac`` f: every epoch takes ceil(f * N / batch_size) steps (f times full
+    training's), for ``crest`` (coreset mini-batches) and ``random`` (a fresh uniform
+    subset of f * N per epoch, one pass); ``none`` trains on all the data for the full
+    budget. The LR schedule (warm-up, milestones, gamma) is the engine's, in epochs.
+    """
+
+    selection_method: str = setting("crest", "crest, or a baseline at the same budget: random (a fresh uniform "
+                                             "subset of f*N each epoch) or none (all data, full budget).",
+                                    choices=SELECTION_METHODS)
+    train_frac: float = setting(0.1, "Fraction f of full training's SGD steps (per epoch ceil(f*N/B)).")
+    random_subset_size: float = setting(0.01, "Size of each random subset, as a fraction of N (stratified).")
+    num_minibatch_coreset: int = setting(5, "P: random subsets, one mini-batch coreset each, per region.")
+    batch_num_mul: float = setting(1.0, "Coresets per region = P * this * curvature ratio (first/current).")
+    interval_mul: float = setting(1.0, "Check interval = P * this * curvature ratio steps.")
+    check_thresh_factor: float = setting(0.1, "Re-select when |true - predicted loss| > this * true loss.")
+    approx_moment: bool = setting(True, "Adam-style EMAs of the gradient and Hessian diagonal across regions.")
+    approx_with_coreset: bool = setting(True, "Quadratic model on the weighted coresets (else the random subsets).")
+    hessian_probes: int = setting(1, "Rademacher probes of the Hutchinson Hessian diagonal per region.")
+    drop_learned: bool = setting(False, "Exclude learned examples from the selection pool.")
+    watch_interval: int = setting(5, "Epochs an example's losses are watched before it counts as learned.")
+    drop_interval: int = setting(20, "Drop learned examples every this many epochs.")
+    drop_thresh: float = setting(0.1, "Learned: every watched loss below this.")
+    min_train_size: int | None = setting(None, "The pool never shrinks below this many examples (default 80% of N).")
+    actors: int = setting(0, "Shard actors that select the coresets from a weight snapshot (0: in-process).")
+
+    def validate(self) -> "CrestConfig":
+        super().validate()
+        choose("selection method", self.selection_method, SELECTION_METHODS)
+        if not 0.0 < self.train_frac <= 1.0:
+            raise UsageError(f"train-frac must be in (0, 1], got {self.train_frac:g}")
+        if not 0.0 < self.random_subset_size <= 1.0:
+            raise UsageError(f"random-subset-size must be in (0, 1], got {self.random_subset_size:g}")
+        for name in ("num_minibatch_coreset", "hessian_probes", "watch_interval", "drop_interval"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        for name in ("batch_num_mul", "interval_mul", "check_thresh_factor", "drop_thresh"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name):g}")
+        if self.min_train_size is not None and self.min_train_size < 1:
+            raise UsageError(f"min-train-size must be a positive integer, got {self.min_train_size}")
+        if self.actors < 0:
+            raise UsageError(f"actors must be >= 0, got {self.actors}")
+        if self.actors and self.workers:
+            raise UsageError("--actors selects for in-process training; with --workers every rank selects its "
+                             "own coresets (give one of them)")
+        return self
+
+    def check_sizes(self, n: int) -> None:
+        """What depends on the data's size N: a random subset must hold a whole mini-batch,
+        and the pool floor must hold one random subset per rank and fit in N."""
+        if self.selection_method != "crest":
+            return
+        subset = self.subset_size(n)
+        if subset < self.batch_size:
+            raise UsageError(f"random-subset-size {self.random_subset_size:g} x {n} examples = {subset} is smaller "
+                             f"than the batch size {self.batch_size}; raise --random-subset-size")
+        floor = self.pool_floor(n)
+        if floor > n:
+            raise UsageError(f"min-train-size {floor} is larger than the training set ({n} examples)")
+        if floor < subset * max(self.workers, 1):
+            raise UsageError(f"min-train-size {floor} cannot hold one random subset of {subset} per worker")
+
+    def subset_size(self, n: int) -> int:
+        return max(1, round(self.random_subset_size * n))
+
+    def pool_floor(self, n: int) -> int:
+        return self.min_train_size if self.min_train_size is not None else int(0.8 * n)

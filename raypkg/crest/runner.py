@@ -1,0 +1,126 @@
+"""`effray run crest`: CREST or a baseline at the same budget, tracked in a run directory.
+
+Phases in summary.json: ``selection`` (random subsets, proxies, facility location and the
+quadratic model at every region start), ``check`` (the validity checks), ``train`` (the
+rest of the training wall time) and ``eval``; per-check rows in ``checks.parquet`` and W&B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from raypkg.crest.callback import CrestCallback
+from raypkg.crest.config import CrestConfig
+from raypkg.crest.plan import CrestPlan, RandomSubsetPlan
+from raypkg.data.base import DataSplits
+from raypkg.engine.callbacks import Callback
+from raypkg.engine.loop import evaluate
+from raypkg.engine.plans import BatchPlan
+from raypkg.engine.runner import load_data, use_augmentation
+from raypkg.engine.trainer import TrainResult, train
+from raypkg.tracking import RunDir
+
+
+def prepare(cfg: CrestConfig) -> DataSplits:
+    """Validate and load before any run directory exists (bad input: one line, nothing written)."""
+    cfg.validate()
+    data = load_data(cfg)
+    cfg.check_sizes(len(data.train))
+    return data
+
+
+class StepCounter(Callback):
+    """Counts the optimizer steps this rank took (rank 0's count comes back from Ray Train)."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, ctx) -> None:
+        self.steps += 1
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+
+
+def plan_and_callbacks(cfg: CrestConfig, n: int) -> tuple[BatchPlan | None, list[Callback]]:
+    """The batch plan and callbacks of ``cfg.selection_method`` (none: the engine's default)."""
+    if cfg.selection_method == "crest":
+        return CrestPlan(n, cfg.train_frac, cfg.batch_size), [CrestCallback(n)]
+    if cfg.selection_method == "random":
+        return RandomSubsetPlan(n, cfg.train_frac, cfg.batch_size, cfg.seed), []
+    return None, []
+
+
+@dataclass
+class CrestOutcome:
+    result: TrainResult
+    wall_s: float  # the whole training call, selection and checks included
+    steps: int
+    crest: dict = field(default_factory=dict)  # CrestCallback.summary(); empty for the baselines
+    checks: list[dict] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def selection_pool(cfg: CrestConfig, data: DataSplits):
+    """The shard-actor pool that selects the coresets (``--actors K``), or None."""
+    if cfg.selection_method != "crest" or cfg.actors == 0:
+        yield None
+        return
+    from raypkg.cluster import connect_ray
+    from raypkg.engine.shard_pool import ShardPool
+
+    connect_ray()
+    with ShardPool(data.train, cfg.actors) as pool:
+        yield pool
+
+
+def train_crest(cfg: CrestConfig, data: DataSplits, *, on_epoch=None, storage=None, pool=None) -> CrestOutcome:
+    """One training run of ``cfg.selection_method`` at the budget of ``cfg.train_frac``."""
+    n = len(data.train)
+    plan, callbacks = plan_and_callbacks(cfg, n)
+    for cb in callbacks:
+        cb.pool = pool
+    counter = StepCounter()
+    t0 = time.perf_counter()
+    result = train(cfg, data, plan=plan, callbacks=[*callbacks, counter], augment=use_augmentation(cfg, data),
+                   on_epoch=on_epoch, storage=storage, desc=f"train {cfg.selection_method}")
+    if result.device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    crest = callbacks[0] if callbacks else None
+    return CrestOutcome(result, wall, counter.steps, crest.summary() if crest else {},
+                        list(crest.checks) if crest else [])
+
+
+def run_crest(cfg: CrestConfig) -> dict:
+    """`effray run crest`: train, evaluate, write the run directory; returns the summary."""
+    data = prepare(cfg)
+    with RunDir.create(cfg.out, f"crest-{cfg.selection_method}", cfg.to_dict(), cfg.dataset, cfg.model,
+                       name=cfg.name, wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
+        with selection_pool(cfg, data) as pool:
+            outcome = train_crest(cfg, data, on_epoch=run.log_metrics, storage=run.path / "ray", pool=pool)
+        selection_s, check_s = outcome.crest.get("selection_s", 0.0), outcome.crest.get("check_s", 0.0)
+        run.phases["train"] = outcome.wall_s - selection_s - check_s
+        run.phases["selection"] = selection_s
+        run.phases["check"] = check_s
+        if outcome.checks:
+            run.write_table("checks.parquet", {k: [c[k] for c in outcome.checks] for k in outcome.checks[0]})
+            for c in outcome.checks:
+                run.wandb.log({f"check/{k}": v for k, v in c.items()})
+        model, device = outcome.result.model, outcome.result.device
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, run.path / "model.pt")
+        with run.phase("eval"):
+            final = evaluate(model, data.test.to(device), device)
+        return run.finish(test_acc=final["acc"], test_loss=final["loss"], selection_method=cfg.selection_method,
+                          train_frac=cfg.train_frac, train_size=len(data.train), steps=outcome.steps,
+                          train_wall_s=outcome.wall_s, workers=cfg.workers, actors=cfg.actors,
+                          device=str(device), restarts=outcome.result.restarts,
+                          **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped",
+                                                                   "pool_size")})
