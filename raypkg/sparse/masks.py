@@ -1,0 +1,209 @@
+"""Sparse masks: which weights are masked, ERK/uniform layer densities, random masks, and
+``StaticMask``, the callback that keeps masked weights (and their momentum) exactly 0.
+
+Shared by dynamic sparse training (``raypkg.sparse.dst``) and LiPT. Spec:
+``shared/specs/sparse.md`` ("Masks"); ERK after Evci et al., "Rigging the Lottery"
+(RigL, ICML 2020), section 3 "Sparsity distribution".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from raypkg.engine.callbacks import Callback, TrainContext
+from raypkg.errors import UsageError
+
+SPARSE_INITS = ("uniform", "ERK")
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def maskable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every weight tensor of ``model`` except biases and normalisation parameters
+    (BatchNorm/InstanceNorm/LayerNorm/GroupNorm), keyed by ``named_parameters`` name, in
+    module order. A parameter shared by two modules is listed once."""
+    out: dict[str, nn.Parameter] = {}
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, NORM_TYPES):
+            continue
+        for name, param in module.named_parameters(recurse=False):
+            if name == "bias" or name.endswith("_bias") or id(param) in seen:
+                continue
+            seen.add(id(param))
+            out[f"{module_name}.{name}" if module_name else name] = param
+    return out
+
+
+def check_density(density: float) -> None:
+    if not (0.0 < density <= 1.0):
+        raise UsageError(f"density must be in (0, 1], got {density}")
+
+
+def erk_densities(model: nn.Module, density: float) -> dict[str, float]:
+    """Erdos-Renyi-Kernel densities (RigL section 3): layer l keeps eps * score_l of its
+    N_l weights, score_l = sum(shape_l) / prod(shape_l), with eps solving
+    sum_l eps * score_l * N_l = density * sum_l N_l. A layer whose eps * score_l exceeds 1
+    is made dense and eps is solved again over the remaining layers (its N_l then counts
+    as dense on the right-hand side)."""
+    check_density(density)
+    shapes = {name: tuple(p.shape) for name, p in maskable_parameters(model).items()}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    scores = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
+    target = density * sum(sizes.values())
+    dense: set[str] = set()
+    while True:
+        rest = [name for name in shapes if name not in dense]
+        if not rest:
+            eps = 0.0
+            break
+        budget = target - sum(sizes[name] for name in dense)
+        eps = budget / sum(scores[name] * sizes[name] for name in rest)
+        saturated = {name for name in rest if eps * scores[name] > 1.0}
+        if not saturated:
+            break
+        dense |= saturated
+    return {name: 1.0 if name in dense else eps * scores[name] for name in shapes}
+
+
+def layer_densities(model: nn.Module, density: float, init: str = "ERK") -> dict[str, float]:
+    """Per-layer densities of the ``init`` distribution: "uniform" (every layer
+    ``density``) or "ERK" (``erk_densities``)."""
+    if init not in SPARSE_INITS:
+        raise UsageError(f"unknown sparse init {init!r}; choose from {', '.join(SPARSE_INITS)}")
+    if init == "uniform":
+        check_density(density)
+        return {name: density for name in maskable_parameters(model)}
+    return erk_densities(model, density)
+
+
+def random_masks(model: nn.Module, density: float, init: str = "ERK",
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Boolean masks (on each parameter's device): layer l has exactly round(d_l * N_l)
+    entries on, at positions drawn by ``torch.randperm`` from ``generator`` (CPU)."""
+    masks = {}
+    params = maskable_parameters(model)
+    for name, d in layer_densities(model, density, init).items():
+        param = params[name]
+        n = param.numel()
+        on = torch.randperm(n, generator=generator)[:round(d * n)]
+        flat = torch.zeros(n, dtype=torch.bool)
+        flat[on] = True
+        masks[name] = flat.view_as(param).to(param.device)
+    return masks
+
+
+def broadcast_masks(ctx: TrainContext, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rank 0's masks on every rank (in place of each rank's own); a no-op in-process.
+    Collectives move uint8 copies on ``ctx.device`` (NCCL wants device tensors)."""
+    if not ctx.distributed:
+        return masks
+    out = {}
+    for name, mask in masks.items():
+        buf = mask.to(ctx.device, torch.uint8)
+        ctx.broadcast(buf, src=0)
+        out[name] = buf.bool().to(mask.device)
+    return out
+
+
+def masks_digest(masks: dict[str, torch.Tensor]) -> int:
+    """An order-sensitive integer fingerprint of boolean masks (for cross-rank checks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, mask in masks.items():
+        h.update(name.encode())
+        h.update(mask.detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(h.digest()[:7], "little")  # fits in an int64 tensor
+
+
+def check_masks_identical(ctx: TrainContext, masks: dict[str, torch.Tensor]) -> None:
+    """Raise if any rank's masks differ from the others' (all-reduce of the digest: its
+    max equals its min, i.e. -max(-digest), only when every rank holds the same)."""
+    if not ctx.distributed:
+        return
+    digest = torch.tensor([masks_digest(masks), -masks_digest(masks)], dtype=torch.int64, device=ctx.device)
+    ctx.all_reduce(digest, op="max")
+    if digest[0].item() != -digest[1].item():
+        raise RuntimeError(f"sparse masks differ between ranks (rank {ctx.rank}, step {ctx.global_step})")
+
+
+class StaticMask(Callback):
+    """A fixed random mask at ``density`` (``init`` distribution), drawn at fit start from
+    ``torch.Generator().manual_seed(seed)`` on rank 0 and broadcast; after every optimizer
+    step the masked weights and their momentum buffers are multiplied by the mask, so they
+    stay exactly 0 (spec "Masks"). The masks are the callback's state, so a resumed run
+    keeps them. Adds the real density of the maskable weights to each epoch's row.
+
+    ``scale_init``: when the masks are drawn, multiply layer l's initial weights by
+    1 / sqrt(d_l), so each unit's fan-in variance is that of the dense init (the
+    sparse-aware init of Evci et al., "Gradient Flow in Sparse Neural Networks and How
+    Lottery Tickets Win", AAAI 2022, sec. 4). Networks without normalisation (LeNet-5,
+    MLPs) barely train at 5% density without it; with batch norm it changes little."""
+
+    def __init__(self, density: float, init: str = "ERK", seed: int = 0, *, scale_init: bool = False):
+        check_density(density)
+        if init not in SPARSE_INITS:
+            raise UsageError(f"unknown sparse init {init!r}; choose from {', '.join(SPARSE_INITS)}")
+        self.density, self.init, self.seed, self.scale_init = density, init, seed, scale_init
+        self.masks: dict[str, torch.Tensor] | None = None
+
+    # --- building and applying -------------------------------------------------------
+    def build_masks(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.seed)
+        return random_masks(ctx.model, self.density, self.init, generator)
+
+    def on_fit_start(self, ctx: TrainContext) -> None:
+        params = maskable_parameters(ctx.model)
+        if self.masks is None:  # a fresh run (a resumed one restored its masks and weights)
+            self.masks = broadcast_masks(ctx, self.build_masks(ctx))
+            if self.scale_init:
+                self.rescale_weights(ctx)
+        self.masks = {name: mask.to(params[name].device) for name, mask in self.masks.items()}
+        check_masks_identical(ctx, self.masks)
+        self.apply_masks(ctx)
+
+    @torch.no_grad()
+    def rescale_weights(self, ctx: TrainContext) -> None:
+        params = maskable_parameters(ctx.model)
+        for name, mask in self.masks.items():
+            kept = float(mask.sum()) / mask.numel()
+            if 0 < kept < 1:
+                params[name].mul_(kept ** -0.5)
+
+    @torch.no_grad()
+    def apply_masks(self, ctx: TrainContext) -> None:
+        """weights *= mask and momentum_buffer *= mask, for every masked tensor."""
+        params = maskable_parameters(ctx.model)
+        for name, mask in self.masks.items():
+            param = params[name]
+            param.mul_(mask)
+            buf = ctx.optimizer.state.get(param, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(mask)
+
+    def on_step_end(self, ctx: TrainContext) -> None:
+        self.apply_masks(ctx)
+
+    # --- reporting -------------------------------------------------------------------
+    @torch.no_grad()
+    def real_density(self, ctx: TrainContext) -> float:
+        """Fraction of nonzero entries over all maskable weights (not the masks' count)."""
+        params = maskable_parameters(ctx.model).values()
+        return sum(int((p != 0).sum()) for p in params) / sum(p.numel() for p in params)
+
+    def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
+        row["density"] = self.real_density(ctx)
+
+    # --- state -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if self.masks is None:
+            return {}
+        return {"masks": {name: mask.detach().cpu().clone() for name, mask in self.masks.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("masks") is not None:
+            self.masks = {name: mask.bool() for name, mask in state["masks"].items()}
