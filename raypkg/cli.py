@@ -163,10 +163,12 @@ def _register_method_commands() -> None:
     """Each method package owns its commands; they are attached here."""
     from raypkg.bench import bench
     from raypkg.deltagrad.commands import unlearn
+    from raypkg.lipt.commands import run_lipt_command
     from raypkg.selection.commands import run_coreset_command, select_command
 
     main.add_command(select_command)
     run.add_command(run_coreset_command)
+    run.add_command(run_lipt_command)
     main.add_command(unlearn)
     main.add_command(bench)
 

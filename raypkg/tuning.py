@@ -54,7 +54,7 @@ def load_tunables() -> None:
     """Import the modules that register tunables (methods add theirs here)."""
     import importlib
 
-    for module in ("raypkg.selection.tunable", "raypkg.deltagrad.tunable"):
+    for module in ("raypkg.selection.tunable", "raypkg.deltagrad.tunable", "raypkg.lipt.tunable"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
