@@ -32,6 +32,8 @@ class LiptConfig(CoresetConfig):
     sparse_init: str = setting("ERK", "Layer densities of the random masks.", choices=SPARSE_INITS)
     sparse_scale_init: bool = setting(True, "Scale each masked layer's init by 1/sqrt(its density) (keeps "
                                             "fan-in variance; MLPs barely train at 5% density without it).")
+    shared_init: bool = setting(True, "Start every shard model from the same initial weights (seeded by --seed), "
+                                      "so that their average is a working model; off: each from its own seed.")
     randaugment: bool = setting(True, "RandAugment N=1 M=5 on every pre-training batch (image data only), "
                                       "after the dataset's crop/flip.")
     score: str = setting("merged", "GraNd: score with the merged model, or average the K shard models' "

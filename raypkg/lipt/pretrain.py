@@ -1,8 +1,9 @@
 """LiPT's pre-training kind (``kind="lipt"`` of ``raypkg.selection.pipeline.pretrain``):
 stage 1 (K sparse shard models) and stage 2 (their merge), Ro et al. 2023, Sec. 3.
 
-Stage 1 is one ``train_ensemble`` call: K fresh models with seeds ``seed + k * 1000``,
-model k trained for ``pre_epochs`` epochs on shard k only (``raypkg.lipt.shards``), with a
+Stage 1 is one ``train_ensemble`` call: K models with seeds ``seed + k * 1000`` (data
+order, mask, augmentation), all starting from the weights seeded by ``seed`` unless
+``shared_init`` is off (then each from its own seed), model k trained for ``pre_epochs`` epochs on shard k only (``raypkg.lipt.shards``), with a
 ``StaticMask`` (``raypkg.sparse.masks``: ERK at ``density``, drawn from shard k's seed) and
 the LiPT augmentation; in this process one after another (``workers 0``) or on
 ``workers`` Ray Train workers without gradient sync, worker w taking shards w, w + W, ...
@@ -26,7 +27,7 @@ import torch
 
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.loop import evaluate
+from raypkg.engine.loop import evaluate, seed_everything
 from raypkg.engine.trainer import SHARD_SEED_STRIDE, train_ensemble
 from raypkg.lipt.augment import lipt_augment
 from raypkg.lipt.config import LiptConfig
@@ -41,12 +42,28 @@ from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, Pretrained, config_key
 LIPT_PRETRAIN_EXCLUDE = PRETRAIN_EXCLUDE | {"score", "reselect", "pretrain_epochs"}
 
 
-def shard_mask_callbacks(density: float, init: str, scale_init: bool, seed: int, shard: int) -> list[Callback]:
-    """Shard ``shard``'s callbacks: its own random mask, drawn from its own seed (the one its
-    model is initialised with, ``seed + shard * SHARD_SEED_STRIDE``)."""
+class SharedInit(Callback):
+    """Start from the given weights (the same for every shard model): model soups average
+    models that share their initialisation (Wortsman et al. 2022, Sec. 2); models from
+    different random inits do not average into a working model."""
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        self.state = state
+
+    @torch.no_grad()
+    def on_fit_start(self, ctx) -> None:
+        if ctx.epoch == 0 and ctx.global_step == 0:  # not on a resumed run
+            ctx.model.load_state_dict(self.state)
+
+
+def shard_callbacks(density: float, init: str, scale_init: bool, seed: int, init_state: dict | None,
+                    shard: int) -> list[Callback]:
+    """Shard ``shard``'s callbacks: the shared initial weights (if any), then its own random
+    mask, drawn from its own seed (``seed + shard * SHARD_SEED_STRIDE``, as its data order)."""
     from raypkg.sparse.masks import StaticMask
 
-    return [StaticMask(density, init, seed + shard * SHARD_SEED_STRIDE, scale_init=scale_init)]
+    mask = StaticMask(density, init, seed + shard * SHARD_SEED_STRIDE, scale_init=scale_init)
+    return [SharedInit(init_state), mask] if init_state is not None else [mask]
 
 
 def pretrain_config(cfg: LiptConfig) -> LiptConfig:
@@ -57,8 +74,12 @@ def pretrain_config(cfg: LiptConfig) -> LiptConfig:
 def train_shard_models(cfg: LiptConfig, data: DataSplits, storage=None) -> tuple[list[dict], list[torch.Tensor]]:
     """Stage 1: the K shard models' CPU state dicts, and the shards (positions)."""
     shards = stratified_shards(data.train.y, data.num_classes, cfg.shards, cfg.seed)
-    callbacks_for = functools.partial(shard_mask_callbacks, cfg.density, cfg.sparse_init, cfg.sparse_scale_init,
-                                      cfg.seed)
+    init_state = None
+    if cfg.shared_init:
+        seed_everything(cfg.seed)
+        init_state = build_model(cfg.model, data.input_shape, data.num_classes).state_dict()
+    callbacks_for = functools.partial(shard_callbacks, cfg.density, cfg.sparse_init, cfg.sparse_scale_init,
+                                      cfg.seed, init_state)
     results = train_ensemble(pretrain_config(cfg), data, shards, augment=lipt_augment(cfg, data),
                              callbacks_for=callbacks_for, storage=storage)
     return [state for state, _ in results], shards
