@@ -5,7 +5,8 @@ import importlib
 import click
 
 COMMANDS = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",
-            "coreset": "raypkg.bench.coreset:coreset", "deltagrad": "raypkg.bench.deltagrad:deltagrad_bench"}
+            "coreset": "raypkg.bench.coreset:coreset", "deltagrad": "raypkg.bench.deltagrad:deltagrad_bench",
+            "lipt": "raypkg.bench.lipt:lipt_bench"}
 
 
 class LazyGroup(click.Group):
