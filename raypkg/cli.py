@@ -164,6 +164,7 @@ def _register_method_commands() -> None:
     from raypkg.bench import bench
     from raypkg.crest.commands import run_crest_command
     from raypkg.deltagrad.commands import unlearn
+    from raypkg.lipt.commands import run_lipt_command
     from raypkg.selection.commands import run_coreset_command, select_command
     from raypkg.sparse.commands import run_sparse_command
 
@@ -171,6 +172,7 @@ def _register_method_commands() -> None:
     run.add_command(run_coreset_command)
     run.add_command(run_sparse_command)
     run.add_command(run_crest_command)
+    run.add_command(run_lipt_command)
     main.add_command(unlearn)
     main.add_command(bench)
 

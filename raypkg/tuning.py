@@ -55,7 +55,7 @@ def load_tunables() -> None:
     import importlib
 
     for module in ("raypkg.selection.tunable", "raypkg.deltagrad.tunable", "raypkg.sparse.tunable",
-                   "raypkg.crest.tunable"):
+                   "raypkg.crest.tunable", "raypkg.lipt.tunable"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -44,6 +44,7 @@ CONFIGS = {
 T = ["train", "--out", "{out}"]
 S = ["select", "--out", "{out}"]
 C = ["run", "coreset", "--out", "{out}"]
+L = ["run", "lipt", "--out", "{out}"]
 U = ["unlearn", "train", "--out", "{out}"]
 D = ["unlearn", "delete", "{dg}"]
 A = ["unlearn", "add", "{dg}"]
@@ -76,6 +77,11 @@ BAD = [
     C + ["--selection", "nope"], C + ["--fraction", "-0.1"], C + ["--lr-warmup-epochs", "-1"],
     C + ["--pretrain-epochs", "-2"], C + ["--class-budget", "0"], C + ["--wd", "inf"],
     ["run", "coreset", "--out", "{ro}"],
+    # ----- run lipt -------------------------------------------------------------------------
+    L + ["--shards", "5000"], L + ["--shards", "200"], L + ["--density", "0"], L + ["--density", "1.5"],
+    L + ["--density", "nan"], L + ["--selection", "nope"], L + ["--shards", "0"], L + ["--pre-epochs", "0"],
+    L + ["--score", "ensemble", "--selection", "glister"], L + ["--reselect", "0", "--selection", "grand"],
+    L + ["--sparse-init", "nope"], L + ["--repeats", "3"],
     # ----- unlearn --------------------------------------------------------------------------
     U + ["--lr", "nan"], U + ["--wd", "nan"], U + ["--momentum", "0.9"], U + ["--augment"],
     U + ["--holdout", "1"], U + ["--holdout", "nan"], U + ["--epochs", "0"], U + ["--batch-size", "-1"],
@@ -112,6 +118,8 @@ PROCESSES = [
     ["jobs/train.py", "--epochs", "abc"],
     ["jobs/coreset.py", "--fraction", "0", "--out", "{out}"],
     ["jobs/coreset.py", "--pretrain-epochs", "-2", "--out", "{out}"],
+    ["jobs/lipt.py", "--shards", "200", "--out", "{out}"],
+    ["jobs/lipt.py", "--density", "0", "--out", "{out}"],
     ["jobs/deltagrad.py", "train", "--lr", "nan", "--out", "{out}"],
     ["jobs/deltagrad.py", "delete", "{dg}", "--ratio", "0"],
     ["jobs/deltagrad.py", "nosuch"],
@@ -129,7 +137,8 @@ def test_the_table_is_large_enough():
     commands = {" ".join(a for a in row[:2] if not a.startswith(("-", "{"))) for row in BAD + PROCESSES}
     for command in ("train", "select", "run coreset", "unlearn train", "unlearn delete", "unlearn add",
                     "unlearn online", "tune train", "report", "bench overhead", "bench selection",
-                    "bench deltagrad", "jobs/train.py", "jobs/coreset.py", "jobs/deltagrad.py train"):
+                    "bench deltagrad", "jobs/train.py", "jobs/coreset.py", "jobs/deltagrad.py train", "run lipt",
+                    "jobs/lipt.py"):
         assert any(c.startswith(command) for c in commands), command
 
 

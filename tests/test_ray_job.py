@@ -165,3 +165,27 @@ def test_job_rejects_bad_flags_in_one_line_before_touching_ray(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "epochs" in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not out.exists()
+
+
+@pytest.mark.ray
+def test_lipt_job_submitted_to_a_head_runs_all_four_stages_on_ray_train(ray_head, tmp_path):
+    """jobs/lipt.py with --workers 2: the shard ensemble and the subset training are Ray
+    Train jobs on the submitted-to cluster."""
+    address, temp_dir = ray_head
+    out = tmp_path / "runs"
+    job = subprocess.run(
+        [*RAY_CLI, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+         "python", "jobs/lipt.py", "--selection", "grand", "--fraction", "0.1", "--shards", "3",
+         "--pre-epochs", "1", "--density", "0.2", "--epochs", "2", "--workers", "2", "--dataset", "digits",
+         "--model", "mlp", "--out", str(out), "--wandb", "disabled", "--no-progress"],
+        env=head_env(temp_dir), capture_output=True, text=True, timeout=400)
+    log = job.stdout + job.stderr
+    assert job.returncode == 0, log
+    assert "succeeded" in log
+    assert "shard 3/3 done" in log  # the ensemble ran as a Ray Train job
+    summaries = list(out.glob("lipt-*/summary.json"))
+    assert len(summaries) == 1, log
+    summary = json.loads(summaries[0].read_text())
+    assert {"pretrain", "merge", "selection", "train"} <= set(summary["phases"])
+    assert len(summary["shard_test_acc"]) == 3 and summary["subset_size"] == round(0.1 * summary["train_size"])
+    assert (summaries[0].parent / "selection.parquet").is_file()

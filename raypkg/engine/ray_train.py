@@ -115,7 +115,7 @@ def ddp_worker(config: dict) -> None:
 
     _quiet_ray_train_logs()
     job = ray.get(config["job_ref"])
-    cfg = job["cfg_type"](**job["cfg"])  # the method's config class (CrestConfig, ...)
+    cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
     data: DataSplits = job["data"]
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
@@ -148,7 +148,7 @@ def ensemble_worker(config: dict) -> None:
 
     _quiet_ray_train_logs()
     job = ray.get(config["job_ref"])
-    cfg = job["cfg_type"](**job["cfg"])  # the method's config class (CrestConfig, ...)
+    cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
     shards: list[torch.Tensor] = job["shards"]
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
@@ -197,8 +197,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     storage = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="effray-ray-train-"))
     trainer = TorchTrainer(
         worker,
-        train_loop_config={"job_ref": ray.put({**job, "cfg": cfg.to_dict(), "cfg_type": type(cfg)}),
-                           "threads": threads,
+        train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),

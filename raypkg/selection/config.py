@@ -75,6 +75,9 @@ class CoresetConfig(TrainConfig):
             raise UsageError(f"proj-dim must be >= 1, got {self.proj_dim}")
         return self
 
+    def check_data(self, data) -> None:
+        """Checks that need the loaded data (run before any run directory exists); none here."""
+
     @property
     def num_repeats(self) -> int:
         from raypkg.selection.registry import get_selector

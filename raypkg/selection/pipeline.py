@@ -64,6 +64,9 @@ class Pretrained:
     seconds: float  # what computing them took (originally, when they came from the cache)
     cache_hits: int
     info: dict = dataclasses.field(default_factory=dict)  # kind-specific summary entries
+    # parts of ``seconds`` measured in this call that the run shows as phases of their own
+    # (LiPT: "merge"), taken out of the "pretrain" phase
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def pretrain_config(cfg: CoresetConfig, repeat: int) -> CoresetConfig:
@@ -103,7 +106,14 @@ def pretrain_full(cfg: CoresetConfig, data: DataSplits, device: torch.device, au
     return Pretrained(models, digests, seconds, hits)
 
 
-PRETRAIN_KINDS: dict[str, Callable[..., Pretrained]] = {"full": pretrain_full}
+def pretrain_lipt(cfg, data: DataSplits, device: torch.device, augment, cache: SelectionCache | None) -> Pretrained:
+    """LiPT's K sparse shard models, merged (``raypkg.lipt.pretrain``; imported when used)."""
+    from raypkg.lipt.pretrain import pretrain_lipt as run
+
+    return run(cfg, data, device, augment, cache)
+
+
+PRETRAIN_KINDS: dict[str, Callable[..., Pretrained]] = {"full": pretrain_full, "lipt": pretrain_lipt}
 
 
 def pretrain(cfg: CoresetConfig, data: DataSplits, device: torch.device, augment,
@@ -167,6 +177,7 @@ def prepare(cfg: CoresetConfig) -> tuple[DataSplits, torch.device, bool]:
     """Validate and load before any run directory exists (bad input: one line, nothing written)."""
     cfg.validate()
     data = load_data(cfg)
+    cfg.check_data(data)
     if cfg.class_budget is not None:
         from raypkg.selection.budget import check_class_budgets
 
@@ -184,6 +195,9 @@ def pretrain_and_select(cfg: CoresetConfig, data: DataSplits, run: RunDir, devic
     cache = SelectionCache(Path(cfg.out) / ".cache", enabled=cfg.cache)
     with run.phase("pretrain"):
         pretrained = pretrain(cfg, data, device, augment, cache, kind)
+    for name, seconds in pretrained.phases.items():
+        run.phases["pretrain"] -= seconds
+        run.phases[name] = seconds
     with run.phase("selection"):
         result, selection_s, selection_hit = select_stage(cfg, data, pretrained, device, cache)
     run.write_table("selection.parquet", result.table())
@@ -214,14 +228,17 @@ def run_select(cfg: CoresetConfig) -> dict:
         return run.finish(test_acc=None, **summary_extra(cfg, data, result, notes, device))
 
 
-def run_coreset(cfg: CoresetConfig, method: str = "coreset", kind: str = "full") -> dict:
-    """`effray run coreset` (and LiPT with ``kind="lipt"``): all three stages in one run directory."""
+def run_coreset(cfg: CoresetConfig, method: str = "coreset", kind: str = "full",
+                train_fn: Callable[..., TrainResult] | None = None) -> dict:
+    """`effray run coreset` (and LiPT with ``kind="lipt"``): all three stages in one run
+    directory; ``train_fn`` (default ``train_stage``) trains on the selection."""
     data, device, augment = prepare(cfg)
     with RunDir.create(cfg.out, f"{method}-{cfg.selection}", cfg.to_dict(), cfg.dataset, cfg.model,
                        name=cfg.name, wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
         result, notes = pretrain_and_select(cfg, data, run, device, augment, kind)
         with run.phase("train"):
-            trained = train_stage(cfg, data, result, on_epoch=run.log_metrics, storage=run.path / "ray")
+            trained = (train_fn or train_stage)(cfg, data, result, on_epoch=run.log_metrics,
+                                                storage=run.path / "ray")
         with run.phase("eval"):
             final = evaluate(trained.model, data.test.to(trained.device), trained.device)
         torch.save({k: v.cpu() for k, v in trained.model.state_dict().items()}, run.path / "model.pt")

@@ -1,0 +1,182 @@
+"""`effray bench lipt`: DeepCore-style pre-training vs LiPT vs uniform vs full data, in one run.
+
+One process, one dataset, one seed, the same subset-training budget for every row
+(Ro et al. 2023, Sec. 5, the comparison of Table 1/Fig. 1):
+
+- ``full data``: training on everything for --epochs.
+- ``uniform``: a random class-balanced subset (no pre-training).
+- ``deepcore``: full-model full-data warm-up for --warmup-epochs (GraNd: --repeats of
+  them, different seeds, scores averaged), selection, subset training.
+- ``lipt``: --shards sparse shard models (--density, ERK) for --pre-epochs each on their
+  shard (in this process one after another, or on --workers Ray Train workers), merged,
+  selection with the merged model, subset training.
+
+Every row runs the pipeline's stage functions (``pretrain(kind=...)``, ``select_stage``,
+``train_stage``). Pre-trained models are computed once and shared through a scratch
+cache (fractions and methods reuse them); each row is charged their original seconds.
+Ratios in the LiPT rows: ``pretrain_x`` = DeepCore's pre-training seconds / LiPT's
+(pre-training + merge), ``e2e_x`` = DeepCore's end-to-end seconds / LiPT's, and
+``acc_vs_deepcore`` = the test-accuracy difference (points of %); ``merged_acc`` is the
+merged LiPT model's own test accuracy (before any subset training). The paper's targets
+(CIFAR-10, ResNet-18, K=10 workers in parallel): pretrain_x >= 15, e2e_x >= 2.8, accuracy
+within 1 point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+
+import click
+import torch
+
+from raypkg.bench.output import SAVE_HELP, check_bench_numbers
+
+COLUMNS = ["fraction", "pipeline", "method", "pretrain_s", "merge_s", "selection_s", "train_s", "total_s",
+           "test_acc", "merged_acc", "pretrain_x", "e2e_x", "acc_vs_deepcore"]
+
+
+def _seconds(device: torch.device, t0: float) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def accuracy_vs_seconds(frame, ax) -> None:
+    """Test accuracy against end-to-end seconds, one marker per pipeline, labelled."""
+    markers = {"full data": "s", "uniform": "o", "deepcore": "^", "lipt": "*"}
+    for pipeline, group in frame.groupby("pipeline", sort=False):
+        ax.scatter(group["total_s"], 100 * group["test_acc"], marker=markers.get(pipeline, "o"), s=60,
+                   label=pipeline)
+        for _, row in group.iterrows():
+            text = "full" if pipeline == "full data" else f"{row['method']} {row['fraction']:g}"
+            ax.annotate(text, (row["total_s"], 100 * row["test_acc"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("end-to-end seconds (pre-training + selection + training)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=8)
+
+
+@click.command("lipt")
+@click.option("--dataset", default="digits-aug", show_default=True)
+@click.option("--model", default="mlp", show_default=True)
+@click.option("--train-size", type=int, default=None, help="digits-aug/synthetic size (default: the dataset's).")
+@click.option("--test-size", type=int, default=None)
+@click.option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
+@click.option("--methods", default="grand,glister", show_default=True, help="Comma-separated gradient-based selectors.")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Training epochs (full data and every subset).")
+@click.option("--warmup-epochs", type=int, default=10, show_default=True,
+              help="DeepCore: full-data warm-up epochs before selection.")
+@click.option("--repeats", type=int, default=10, show_default=True, help="DeepCore: GraNd warm-ups averaged.")
+@click.option("--shards", type=int, default=10, show_default=True, help="LiPT: shard models K.")
+@click.option("--pre-epochs", type=int, default=1, show_default=True, help="LiPT: epochs of every shard model.")
+@click.option("--density", type=float, default=0.05, show_default=True, help="LiPT: mask density (ERK).")
+@click.option("--randaugment/--no-randaugment", default=True, show_default=True,
+              help="LiPT: RandAugment N=1 M=5 while pre-training (image data).")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="LiPT: Ray Train workers for the shard models (0: one after another in this process).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
+@click.option("--save", type=click.Path(dir_okay=False), help=SAVE_HELP)
+def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, warmup_epochs, repeats, shards,
+               pre_epochs, density, randaugment, workers, batch_size, lr, seed, threads, save):
+    """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
+
+    \b
+    Examples:
+      effray bench lipt                                            # digits-aug, GraNd and Glister, 0.1 and 0.3
+      effray bench lipt --train-size 10000 --epochs 5 --warmup-epochs 5 --repeats 5 --shards 10
+    """
+    import pandas as pd
+
+    from raypkg.bench.output import bench_stem, save_bench
+    from raypkg.bench.selection import print_table
+    from raypkg.engine.loop import evaluate
+    from raypkg.engine.trainer import train
+    from raypkg.errors import UsageError
+    from raypkg.lipt.config import LiptConfig
+    from raypkg.selection.cache import SelectionCache
+    from raypkg.selection.config import CoresetConfig
+    from raypkg.selection.pipeline import prepare, pretrain, select_stage, train_stage
+    from raypkg.selection.registry import get_selector
+
+    check_bench_numbers(train_size=train_size, test_size=test_size, epochs=epochs, repeats=repeats, shards=shards,
+                        pre_epochs=pre_epochs, batch_size=batch_size)
+    if warmup_epochs < 0:
+        raise UsageError(f"--warmup-epochs must be >= 0, got {warmup_epochs}")
+    if not 0 < density <= 1:
+        raise UsageError(f"--density must be in (0, 1], got {density:g}")
+    try:
+        fracs = [float(f) for f in fractions.split(",") if f.strip()]
+    except ValueError:
+        raise UsageError(f"--fractions takes comma-separated numbers, got {fractions!r}") from None
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for name in names:
+        if not get_selector(name).needs_model:
+            raise UsageError(f"--methods are gradient-based selectors (pre-training is what is compared); got {name!r}")
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
+                  batch_size=batch_size, lr=[lr], seed=seed, progress=False, wandb="disabled", cache=False)
+    base = CoresetConfig(**common, pretrain_epochs=warmup_epochs).validate()
+    lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, randaugment=randaugment,
+                           workers=workers).validate()
+    deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
+                                            repeats=repeats if get_selector(m).uses_repeats else None).validate()
+                for m in names for f in fracs}
+    lipt = {(m, f): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None,
+                                        weight_cap=None).validate() for m in names for f in fracs}
+    stem = bench_stem(save, "lipt")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    data, device, augment = prepare(base)
+    lipt_base.check_data(data)
+    click.echo(f"# LiPT bench on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
+               f"{epochs} training epochs, torch threads {torch.get_num_threads()}, device {device}\n"
+               f"# DeepCore: warm-up {warmup_epochs} epochs on the full data, GraNd x{repeats} repeats; "
+               f"LiPT: {shards} shards x {pre_epochs} epochs, density {density} ERK, randaugment "
+               f"{'on' if randaugment else 'off'}, "
+               f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
+
+    t0 = time.perf_counter()
+    full = train(base, data, augment=augment)
+    full_s = _seconds(device, t0)
+    rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "pretrain_s": 0.0, "merge_s": 0.0,
+             "selection_s": 0.0, "train_s": full_s, "total_s": full_s,
+             "test_acc": evaluate(full.model, data.test.to(device))["acc"]}]
+
+    def run_row(cfg, pipeline: str, kind: str, cache) -> dict:
+        pretrained = pretrain(cfg, data, device, augment, cache, kind)
+        result, selection_s, _ = select_stage(cfg, data, pretrained, device)
+        t0 = time.perf_counter()
+        trained = train_stage(cfg, data, result)
+        train_s = _seconds(device, t0)
+        seconds = pretrained.info.get("lipt_seconds", {"pretrain": pretrained.seconds, "merge": 0.0})
+        total = seconds["pretrain"] + seconds["merge"] + selection_s + train_s
+        return {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
+                "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"], "selection_s": selection_s,
+                "train_s": train_s, "total_s": total, "test_acc": evaluate(trained.model, data.test.to(device))["acc"],
+                "merged_acc": pretrained.info.get("merged_test_acc", float("nan"))}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = SelectionCache(scratch)
+        for f in fracs:
+            rows.append(run_row(dataclasses.replace(base, selection="uniform", fraction=f, weighting=None,
+                                                    weight_cap=None, repeats=None).validate(), "uniform", "full",
+                                cache))
+            for m in names:
+                reference = run_row(deepcore[m, f], "deepcore", "full", cache)
+                ours = run_row(lipt[m, f], "lipt", "lipt", cache)
+                ours.update(pretrain_x=reference["pretrain_s"] / (ours["pretrain_s"] + ours["merge_s"]),
+                            e2e_x=reference["total_s"] / ours["total_s"],
+                            acc_vs_deepcore=100 * (ours["test_acc"] - reference["test_acc"]))
+                rows += [reference, ours]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    print_table(frame.to_dict("records"), COLUMNS)
+    save_bench(frame, stem, plot=accuracy_vs_seconds,
+               title=f"{dataset}/{model}: accuracy vs end-to-end time (DeepCore vs LiPT)")

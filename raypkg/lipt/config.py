@@ -1,0 +1,78 @@
+"""``LiptConfig``: a coreset run whose selection model comes from LiPT's pre-training.
+
+Ro et al., "Lowering the Pre-training Tax for Gradient-based Subset Training: A
+Lightweight Distributed Pre-Training Toolkit", ICML 2023: K sparse models, each trained
+for a few epochs on its own disjoint shard, merged into one model for selection. The
+released flags: number of models (10), epochs per model (5), density / sparse init
+(0.05, ERK), augmentation on/off, re-selection every k epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raypkg.engine.config import setting
+from raypkg.errors import UsageError, choose
+from raypkg.selection.config import CoresetConfig
+
+SCORES = ("merged", "ensemble")
+SPARSE_INITS = ("ERK", "uniform")  # raypkg.sparse.masks.SPARSE_INITS (kept torch-free here)
+
+
+@dataclass
+class LiptConfig(CoresetConfig):
+    """Stage 1: ``shards`` models, ``pre_epochs`` epochs each on a disjoint shard with an
+    ``sparse_init`` mask at ``density`` (and RandAugment N=1 M=5 on images when
+    ``randaugment``); stage 2: their average; stage 3: ``selection`` with it (GraNd:
+    ``score``); stage 4: the subset for ``epochs``, re-selected every ``reselect`` epochs."""
+
+    shards: int = setting(10, "Number of shard models K (disjoint, class-stratified shards); may exceed --workers.")
+    pre_epochs: int = setting(5, "Pre-training epochs of every shard model.")
+    density: float = setting(0.05, "Density of each shard model's random mask, in (0, 1].")
+    sparse_init: str = setting("ERK", "Layer densities of the random masks.", choices=SPARSE_INITS)
+    sparse_scale_init: bool = setting(True, "Scale each masked layer's init by 1/sqrt(its density) (keeps "
+                                            "fan-in variance; MLPs barely train at 5% density without it).")
+    shared_init: bool = setting(True, "Start every shard model from the same initial weights (seeded by --seed), "
+                                      "so that their average is a working model; off: each from its own seed.")
+    randaugment: bool = setting(True, "RandAugment N=1 M=5 on every pre-training batch (image data only), "
+                                      "after the dataset's crop/flip.")
+    score: str = setting("merged", "GraNd: score with the merged model, or average the K shard models' "
+                                   "scores in place of repeats.", choices=SCORES)
+    reselect: int | None = setting(None, "Re-select the subset with the model being trained every this many "
+                                         "epochs (default: select once).")
+    bn_samples: int = setting(2048, "Training examples used to re-estimate batch-norm statistics after merging.")
+
+    def validate(self) -> "LiptConfig":
+        super().validate()
+        from raypkg.selection.registry import get_selector
+
+        if self.shards < 1:
+            raise UsageError(f"shards must be >= 1, got {self.shards}")
+        if self.pre_epochs < 1:
+            raise UsageError(f"pre-epochs must be >= 1, got {self.pre_epochs}")
+        if not (0.0 < float(self.density) <= 1.0):
+            raise UsageError(f"density must be in (0, 1], got {float(self.density):g}")
+        choose("sparse init", self.sparse_init, SPARSE_INITS)
+        choose("score", self.score, SCORES)
+        if self.score == "ensemble" and not get_selector(self.selection).uses_repeats:
+            raise UsageError(f"--score ensemble averages GraNd scores; {self.selection!r} uses the merged model")
+        if self.repeats not in (None, 1):
+            raise UsageError("--repeats is DeepCore's; LiPT uses the K shard models (--score ensemble)")
+        if self.reselect is not None and not 1 <= self.reselect:
+            raise UsageError(f"reselect must be >= 1 epochs, got {self.reselect}")
+        if self.reselect is not None and not get_selector(self.selection).needs_model:
+            raise UsageError(f"--reselect needs a model-based selector; {self.selection!r} selects without one")
+        if self.bn_samples < 1:
+            raise UsageError(f"bn-samples must be >= 1, got {self.bn_samples}")
+        return self
+
+    def check_data(self, data) -> None:
+        """Shards must fit the loaded data (one line otherwise, before any run directory)."""
+        from raypkg.lipt.shards import check_shards
+
+        check_shards(data.train.y, data.num_classes, self.shards)
+
+    @property
+    def num_repeats(self) -> int:
+        """Models GraNd averages: the K shard models with ``--score ensemble``, else the merged one."""
+        return self.shards if self.score == "ensemble" else 1
