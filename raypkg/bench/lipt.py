@@ -5,7 +5,7 @@ One process, one dataset, one seed, the same subset-training budget for every ro
 
 - ``full data``: training on everything for --epochs.
 - ``uniform``: a random class-balanced subset (no pre-training).
-- ``deepcore``: full-model full-data warm-up for --warmup-epochs (GraNd: --repeats of
+- ``deepcore``: full-model full-data warm-up for --pretrain-epochs (GraNd: --repeats of
   them, different seeds, scores averaged), selection, subset training.
 - ``lipt``: --shards sparse shard models (--density, ERK) for --pre-epochs each on their
   shard (in this process one after another, or on --workers Ray Train workers), merged,
@@ -67,7 +67,7 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
 @click.option("--methods", default="grand,glister", show_default=True, help="Comma-separated gradient-based selectors.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Training epochs (full data and every subset).")
-@click.option("--warmup-epochs", type=int, default=10, show_default=True,
+@click.option("--pretrain-epochs", type=int, default=10, show_default=True,
               help="DeepCore: full-data warm-up epochs before selection.")
 @click.option("--repeats", type=int, default=10, show_default=True, help="DeepCore: GraNd warm-ups averaged.")
 @click.option("--shards", type=int, default=10, show_default=True, help="LiPT: shard models K.")
@@ -83,14 +83,14 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", type=click.Path(dir_okay=False), help=SAVE_HELP)
-def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, warmup_epochs, repeats, shards,
+def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats, shards,
                pre_epochs, density, randaugment, workers, batch_size, lr, seed, threads, save):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
 
     \b
     Examples:
       effray bench lipt                                            # digits-aug, GraNd and Glister, 0.1 and 0.3
-      effray bench lipt --train-size 10000 --epochs 5 --warmup-epochs 5 --repeats 5 --shards 10
+      effray bench lipt --train-size 10000 --epochs 5 --pretrain-epochs 5 --repeats 5 --shards 10
     """
     import pandas as pd
 
@@ -107,8 +107,8 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
 
     check_bench_numbers(train_size=train_size, test_size=test_size, epochs=epochs, repeats=repeats, shards=shards,
                         pre_epochs=pre_epochs, batch_size=batch_size)
-    if warmup_epochs < 0:
-        raise UsageError(f"--warmup-epochs must be >= 0, got {warmup_epochs}")
+    if pretrain_epochs < 0:
+        raise UsageError(f"--pretrain-epochs must be >= 0, got {pretrain_epochs}")
     if not 0 < density <= 1:
         raise UsageError(f"--density must be in (0, 1], got {density:g}")
     try:
@@ -123,7 +123,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
         raise UsageError(f"--workers must be >= 0, got {workers}")
     common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
                   batch_size=batch_size, lr=[lr], seed=seed, progress=False, wandb="disabled", cache=False)
-    base = CoresetConfig(**common, pretrain_epochs=warmup_epochs).validate()
+    base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).validate()
     lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, randaugment=randaugment,
                            workers=workers).validate()
     deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
@@ -138,7 +138,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     lipt_base.check_data(data)
     click.echo(f"# LiPT bench on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
                f"{epochs} training epochs, torch threads {torch.get_num_threads()}, device {device}\n"
-               f"# DeepCore: warm-up {warmup_epochs} epochs on the full data, GraNd x{repeats} repeats; "
+               f"# DeepCore: warm-up {pretrain_epochs} epochs on the full data, GraNd x{repeats} repeats; "
                f"LiPT: {shards} shards x {pre_epochs} epochs, density {density} ERK, randaugment "
                f"{'on' if randaugment else 'off'}, "
                f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")

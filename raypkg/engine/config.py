@@ -128,8 +128,8 @@ class TrainConfig(RunConfig):
             raise UsageError("--nesterov needs a momentum > 0")
         if not 0 < self.gamma <= 1:
             raise UsageError(f"gamma must be in (0, 1], got {self.gamma:g}")
-        if any(m < 1 or m > self.epochs for m in self.milestones):
-            raise UsageError(f"milestones must be epochs in [1, {self.epochs}], got {self.milestones}")
+        if any(m <= 0 or m > self.epochs for m in self.milestones):
+            raise UsageError(f"milestones must be epochs in (0, {self.epochs}], got {self.milestones}")
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.lrlen:
