@@ -106,7 +106,7 @@ def gradmatch_job(emb: Embedding, budget: int, lam: float, tol: float, seed: int
 
 @register_selector("gradmatch", "GradMatch: per-class OMP matching the gradient sum, non-negative "
                                 "ridge refit, exact budget (random fill, weight 1)",
-                   weighted=True, weighting="loss", weight_cap=2.0, options={"lam": 0.5, "tol": 1e-6, "atoms": 0})
+                   weighted=True, weighting="sample", weight_cap=2.0, options={"lam": 0.5, "tol": 1e-6, "atoms": 0})
 def gradmatch(ctx: SelectionContext) -> Picks:
     """Options: ``lam`` (ridge of the non-negative refit), ``tol`` (stop when the squared
     residual is below tol * ||target||^2), ``atoms`` (atoms added per OMP step; 0:
