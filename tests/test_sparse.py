@@ -355,3 +355,22 @@ def test_scale_init_divides_each_layer_by_sqrt_density_once():
     again = {k: p.detach().clone() for k, p in maskable_parameters(model).items()}
     restored.on_fit_start(ctx)  # masks from a checkpoint: the weights are not scaled again
     assert all(torch.equal(p, again[k]) for k, p in maskable_parameters(model).items())
+
+
+def test_bench_sparse_writes_table_curves_and_plot(tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from raypkg.bench.sparse import sparse_bench
+
+    result = CliRunner().invoke(sparse_bench, ["--setups", "digits:mlp", "--epochs", "2", "--methods",
+                                               "dense,SET-ITOP,A-SET-ITOP", "--save", str(tmp_path / "b")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "b.parquet")
+    curves = pd.read_parquet(tmp_path / "b-curves.parquet")
+    assert list(table["method"]) == ["dense", "SET-ITOP", "A-SET-ITOP"]
+    assert table.set_index("method")["density"]["dense"] == 1.0 and abs(table["density"].iloc[1] - 0.05) < 0.005
+    assert len(curves) == 3 * 2 and (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    row = table.set_index("method").loc["A-SET-ITOP"]
+    assert row["time_vs_plain"] == row["s_per_epoch"] / table.set_index("method")["s_per_epoch"]["SET-ITOP"]

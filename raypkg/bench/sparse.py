@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from raypkg.bench.output import SAVE_HELP
+
 METHODS = {  # name -> (sparse, growth, agc)
     "dense": (False, "random", False),
     "SET-ITOP": (True, "random", False),
@@ -94,8 +96,7 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @click.option("--target-of-dense", default=0.95, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
-@click.option("--save", type=click.Path(dir_okay=False), default="runs/bench-sparse.parquet", show_default=True,
-              help="Table (.parquet); the plot goes beside it (.png), per-epoch curves as *-curves.parquet.")
+@click.option("--save", help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
 def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_frequency, train_size, test_size,
                  agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
@@ -108,6 +109,7 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
     import pandas as pd
     import torch
 
+    from raypkg.bench.output import bench_stem, save_bench
     from raypkg.engine.runner import load_data
     from raypkg.errors import UsageError
     from raypkg.sparse.config import SparseConfig
@@ -131,12 +133,11 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
         bases.append(SparseConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[lr],
                                   density=density, update_frequency=update_frequency, agc_gamma=agc_gamma,
                                   agc_sample=agc_sample, seed=seed, train_size=train_size if sized else None,
-                                  test_size=test_size if sized else None, use_gpu=False, progress=False,
+                                  test_size=test_size if sized else None, progress=False,
                                   wandb="disabled").validate())
     if threads:
         torch.set_num_threads(threads)
-    save_path = Path(save)
-    save_path.parent.mkdir(parents=True, exist_ok=True)
+    stem = bench_stem(save, "sparse")
 
     rows, curves, targets = [], {}, {}
     for base in bases:
@@ -173,10 +174,10 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
     click.echo(f"paper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the plain "
                f"version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    write_parquet(save_path, table)
     long = pd.DataFrame([{"setup": setup, "method": run["method"], "epoch": i + 1, "test_acc": acc, "epoch_s": s}
                          for setup, runs in curves.items() for run in runs
                          for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])
-    write_parquet(save_path.with_name(save_path.stem + "-curves.parquet"), long)
-    plot(curves, targets, save_path.with_suffix(".png"))
-    click.echo(f"saved: {save_path}, {save_path.with_suffix('.png')}")
+    write_parquet(stem.with_name(stem.name + "-curves.parquet"), long)
+    save_bench(table, stem)
+    plot(curves, targets, stem.with_name(stem.name + ".png"))
+    click.echo(f"saved: {stem.with_name(stem.name + '.png')}, {stem.with_name(stem.name + '-curves.parquet')}")
