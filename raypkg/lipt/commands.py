@@ -19,17 +19,10 @@ def lipt_options(func):
 
 
 def resolve_lipt(config_file: str | None, flags: dict):
-    from raypkg.engine.config import resolve_config
     from raypkg.lipt.config import LiptConfig
-    from raypkg.selection.commands import parse_options
+    from raypkg.selection.commands import resolve
 
-    flags = dict(flags)
-    flags["options"] = parse_options(flags.pop("option_pairs", ()))
-    cfg = resolve_config(LiptConfig, config_file, **flags)
-    if flags.get("fraction") is not None and flags.get("budget") is None and flags.get("class_budget") is None:
-        cfg.fraction, cfg.budget, cfg.class_budget = flags["fraction"], None, None  # the flag beats the file
-        cfg.validate()
-    return cfg
+    return resolve(config_file, flags, LiptConfig)
 
 
 def run_lipt(cfg) -> dict:

@@ -32,13 +32,14 @@ def parse_options(pairs: tuple[str, ...]) -> dict | None:
     return out
 
 
-def resolve(config_file: str | None, flags: dict):
+def resolve(config_file: str | None, flags: dict, cls: type | None = None):
+    """The config of a coreset command (``cls``: CoresetConfig or a subclass such as LiptConfig)."""
     from raypkg.engine.config import resolve_config
     from raypkg.selection.config import CoresetConfig
 
     flags = dict(flags)
     flags["options"] = parse_options(flags.pop("option_pairs", ()))
-    cfg = resolve_config(CoresetConfig, config_file, **flags)
+    cfg = resolve_config(cls or CoresetConfig, config_file, **flags)
     if flags.get("fraction") is not None and flags.get("budget") is None and flags.get("class_budget") is None:
         cfg.fraction, cfg.budget, cfg.class_budget = flags["fraction"], None, None  # the flag beats the file
         cfg.validate()
