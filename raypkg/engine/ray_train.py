@@ -116,7 +116,7 @@ def ddp_worker(config: dict) -> None:
 
     _quiet_ray_train_logs()
     job = ray.get(config["job_ref"])
-    cfg = TrainConfig(**job["cfg"])
+    cfg: TrainConfig = job["config_class"](**job["cfg"])  # a method's config subclass
     data: DataSplits = job["data"]
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
@@ -149,7 +149,7 @@ def ensemble_worker(config: dict) -> None:
 
     _quiet_ray_train_logs()
     job = ray.get(config["job_ref"])
-    cfg = TrainConfig(**job["cfg"])
+    cfg: TrainConfig = job["config_class"](**job["cfg"])  # a method's config subclass
     shards: list[torch.Tensor] = job["shards"]
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
@@ -198,7 +198,8 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     storage = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="effray-ray-train-"))
     trainer = TorchTrainer(
         worker,
-        train_loop_config={"job_ref": ray.put({**job, "cfg": cfg.to_dict()}), "threads": threads,
+        train_loop_config={"job_ref": ray.put({**job, "cfg": cfg.to_dict(), "config_class": type(cfg)}),
+                           "threads": threads,
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
