@@ -10,7 +10,9 @@ from typing import Sequence
 
 import click
 
-from raypkg.errors import UsageError
+from raypkg.errors import Interrupted, RunFailed, UsageError
+
+INTERRUPTED = "interrupted: stopped by Ctrl-C; no half-written run directory is kept"
 
 # Flags that take several values, written either `--lr 0.1 0.05` (the DeltaGrad README's
 # form) or `--lr 0.1,0.05`. `join_list_flags` rewrites the first form into the second
@@ -37,18 +39,26 @@ def join_list_flags(args: list[str]) -> list[str]:
 
 def run_standalone(call) -> None:
     """Run ``call()`` (a click ``main(..., standalone_mode=False)``) and exit with its
-    status; bad input of any kind ends as one line ``error: ...`` and status 2."""
+    status; bad input of any kind ends as one line ``error: ...`` and status 2, a failed
+    run (``RunFailed``) as one ``error: ...`` line and status 1, Ctrl-C as one line
+    ``interrupted: ...`` and status 130."""
     try:
         status = call()
     except UsageError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except RunFailed as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except (Interrupted, KeyboardInterrupt):
+        click.echo(INTERRUPTED, err=True)
+        sys.exit(130)
     except click.ClickException as e:
         where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
         click.echo(f"error: {e.format_message()}{where}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C (a command run without EffrayGroup)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     sys.exit(status if isinstance(status, int) else 0)
 
@@ -67,7 +77,9 @@ def _is_flag(arg: str) -> bool:
 class EffrayGroup(click.Group):
     """Accepts `--lr 0.1 0.05` list flags, and turns bad input (our UsageError, and click's
     own errors such as `--epochs abc`) into one line ``error: ...`` on stderr with exit
-    status 2 (no traceback), for itself and every subcommand below it."""
+    status 2 (no traceback), a failed run (RunFailed) into one line with status 1 and
+    Ctrl-C into one line ``interrupted: ...`` with status 130, for itself and every
+    subcommand below it."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -84,6 +96,11 @@ class EffrayGroup(click.Group):
         except UsageError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
+        except RunFailed as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:  # past every `with` clean-up below; click would say "Aborted!"
+            raise Interrupted() from None
 
 
 class NumberList(click.ParamType):

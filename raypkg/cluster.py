@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import time
+from contextlib import contextmanager
 
 from raypkg.errors import UsageError
 
@@ -127,3 +128,19 @@ def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: f
     raise UsageError(f"--workers {num_workers} needs {need} per worker, but the Ray cluster "
                      f"({len(nodes)} node(s), {total_cpu:g} CPUs{gpus}) holds at most {fits}; "
                      f"use --workers {fits} or a bigger cluster")
+
+
+@contextmanager
+def stop_ray_on_interrupt():
+    """Ctrl-C while Ray works for this run (Ray Train, Tune, actors): end this driver's Ray
+    session before the KeyboardInterrupt goes on to the run directory's clean-up. The
+    actors this driver owns (Ray Train's controller and its workers, Tune's trials, shard
+    actors) end with it, and a private local Ray stops, so nothing keeps retrying or
+    writes into a directory that is being removed."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        import ray
+
+        ray.shutdown()
+        raise

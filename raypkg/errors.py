@@ -1,13 +1,27 @@
-"""The one exception type for bad user input.
+"""The exception types that reach the user as one line: bad input, a failed run, Ctrl-C.
 
 Anything raised as ``UsageError`` reaches the user as one line on stderr with exit
 status 2 (see ``raypkg.cli``); nothing else is caught there, so real bugs keep their
 traceback.
+
+``RunFailed`` is a run that could not finish for a reason outside the user's input (Ray
+Train's workers died more often than ``--max-failures`` allows): one line, exit status 1.
+``Interrupted`` is Ctrl-C (KeyboardInterrupt) on its way out: one line, exit status 130.
+Either way the run directory is removed (``RunDir``): nothing half-written stays.
 """
 
 
 class UsageError(ValueError):
     """Bad input from the user: a value that is not allowed, and what is."""
+
+
+class RunFailed(RuntimeError):
+    """A run that failed for a reason outside the user's input; one line, exit status 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, past the run's clean-up; one line, exit status 130. (An Exception, not a
+    KeyboardInterrupt, so that click does not turn it into its own "Aborted!".)"""
 
 
 def choose(kind: str, value: str, allowed) -> str:

@@ -20,6 +20,7 @@ trial and calls ``report(metrics)`` once per epoch (or step).
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -142,7 +143,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from raypkg.cluster import connect_ray
+    from raypkg.cluster import connect_ray, stop_ray_on_interrupt
     from raypkg.paths import check_writable_dir
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode
@@ -189,8 +190,12 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         run_config=tune.RunConfig(name="trials", storage_path=str(out_dir), callbacks=callbacks,
                                   verbose=1),
     )
+    # Tune's SIGINT handler would stop the sweep "gracefully" and return the unfinished
+    # trials as if the sweep had ended; without it Ctrl-C ends the sweep and its trials now.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
-        results = tuner.fit()
+        with stop_ray_on_interrupt():
+            results = tuner.fit()
         best = results.get_best_result()
         best_config = {**base, **best.config}
         (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))

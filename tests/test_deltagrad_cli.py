@@ -154,6 +154,12 @@ def test_tune_space_parses_and_one_trial_reports():
     reports = []
     base = {**spec["base"], "dataset": "digits", "train_size": None, "test_size": None, "batch_size": 128,
             "epochs": 4, "lrlen": [2, 2], "repeat": 1}
-    TUNABLES["deltagrad"].trainable({**base, "period": 5, "init": 6, "m": 2}, reports.append)
-    (r,) = reports
-    assert r["explicit_steps"] == 6 + 8 and r["score"] in (0.0, r["speedup"]) and r["dist_ratio"] < 0.2
+    trial = {**base, "period": 5, "init": 6, "m": 2}
+    # score = speedup when ||wI - wU|| <= max_ratio ||wU - w*||, else 0: one trial on each side
+    TUNABLES["deltagrad"].trainable({**trial, "max_ratio": 1.0}, reports.append)
+    TUNABLES["deltagrad"].trainable({**trial, "max_ratio": 1e-9}, reports.append)
+    within, beyond = reports
+    for r in reports:
+        assert r["explicit_steps"] == 6 + 8 and 1e-9 < r["dist_ratio"] < 0.2
+        assert r["speedup"] == pytest.approx(r["time_baseline"] / r["time_deltagrad"])
+    assert within["score"] == within["speedup"] > 0 and beyond["score"] == 0.0

@@ -90,28 +90,46 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert not (tmp_path / "runs").exists() or not any(p.name != ".cache" for p in (tmp_path / "runs").iterdir())
 
 
-def test_bench_coreset_writes_a_consistent_table_and_plot(tmp_path):
+def test_bench_coreset_table_adds_up(tmp_path):
+    """The saved table's numbers: one row per method and fraction after the full-data row,
+    totals = pretrain + selection + train, speed-up = full-data seconds / total, `vs
+    uniform` = accuracy difference at the same fraction, each method charged the pre-trained
+    models it used (GraNd: --repeats of them, uniform none), default weightings, and the
+    printed table shows the saved accuracies."""
     import pandas as pd
 
     from raypkg.bench.coreset import coreset
 
-    res = CliRunner().invoke(coreset, ["--dataset", "digits", "--model", "logreg", "--fractions", "0.2",
-                                       "--epochs", "1", "--pretrain-epochs", "1", "--repeats", "2",
-                                       "--batch-size", "128", "--save", str(tmp_path / "bench"),
-                                       "--methods", "uniform,grand,craig,craig:weighting=none"],
+    methods = ["uniform", "grand", "glister", "gradmatch", "craig", "craig:weighting=none"]
+    save = tmp_path / "bench.parquet"
+    res = CliRunner().invoke(coreset, ["--dataset", "digits", "--model", "logreg", "--fractions", "0.2,0.4",
+                                       "--methods", ",".join(methods), "--epochs", "1", "--pretrain-epochs", "1",
+                                       "--repeats", "2", "--batch-size", "128", "--save", str(save)],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    table = pd.read_parquet(tmp_path / "bench.parquet")
+    table = pd.read_parquet(save)
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list(table["method"]) == ["full data", "uniform", "grand", "craig", "craig:weighting=none"]
-    assert list(table["weighting"]) == ["-", "none", "none", "sample", "none"]
-    full_s = table["train_s"].iloc[0]
-    phases = table["pretrain_s"] + table["selection_s"] + table["train_s"]
-    assert (table["total_s"] - phases).abs().max() < 1e-9
-    assert (table["speed-up"] - full_s / table["total_s"]).abs().max() < 1e-9
-    grand, craig = table.iloc[2], table.iloc[3]
-    assert table["pretrain_s"].iloc[1] == 0 and grand["pretrain_s"] > craig["pretrain_s"] > 0  # 2 repeats vs 1
-    assert table["vs uniform"].iloc[1] == 0 and table["test_acc"].between(0.1, 1).all()
+    assert table["method"].tolist() == ["full data"] + [m for m in methods for _ in (0.2, 0.4)]
+    assert table["fraction"].tolist() == [1.0] + [0.2, 0.4] * len(methods)
+    full = table.iloc[0]
+    assert full["total_s"] == full["train_s"] > 0 and full["speed-up"] == 1.0
+    parts = table["pretrain_s"] + table["selection_s"] + table["train_s"]
+    assert (table["total_s"] - parts).abs().max() < 1e-9
+    assert ((table["speed-up"] - full["train_s"] / table["total_s"]).abs() < 1e-9 * table["speed-up"]).all()
+    assert table["test_acc"].between(0, 1).all() and full["test_acc"] > 0.5
+    for fraction in (0.2, 0.4):
+        rows = table[table["fraction"] == fraction].set_index("method")
+        diff = rows["test_acc"] - rows.loc["uniform", "test_acc"]
+        assert (rows["vs uniform"] - diff).abs().max() < 1e-12
+        assert rows.loc["uniform", "pretrain_s"] == 0 and rows.loc["uniform", "vs uniform"] == 0
+        one_model = rows.loc["glister", "pretrain_s"]  # the shared first pre-trained model
+        assert one_model > 0 and (rows.loc[["gradmatch", "craig"], "pretrain_s"] == one_model).all()
+        assert rows.loc["grand", "pretrain_s"] > one_model  # two pre-trained models
+        assert rows["weighting"].to_dict() == {"uniform": "none", "grand": "none", "glister": "none",
+                                               "gradmatch": "sample", "craig": "sample",
+                                               "craig:weighting=none": "none"}
+    printed = [line.split() for line in res.output.splitlines() if line[:1].isdigit()]
+    assert [float(cols[-3]) for cols in printed] == pytest.approx(table["test_acc"].tolist(), abs=5e-4)
 
 
 def test_bench_selection_facility_location_part_runs_tiny():

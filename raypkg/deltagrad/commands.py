@@ -300,6 +300,8 @@ def print_outcome(kind: str, s: dict, n_members: int) -> None:
 @THREADS
 @click.option("--name", help="Name of the stream's directory under RUN/online.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="A progress bar advancing per request (with its seconds and ||wI - wU||).")
 @address_option
 def online_cmd(run, **opts):
     """Serve a stream of small requests, each from the previous answer's trajectory.
@@ -313,7 +315,10 @@ def online_cmd(run, **opts):
 
 
 def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kind, method, period, init,
-               m, eps, retrain_every, drift_tol, seed, actors, use_gpu, threads, name, wandb) -> dict:
+               m, eps, retrain_every, drift_tol, seed, actors, use_gpu, threads, name, wandb,
+               progress: bool = False) -> dict:
+    from tqdm.auto import tqdm
+
     from raypkg.deltagrad.online import OnlineSettings, run_online
     from raypkg.deltagrad.requests import check_hyper
     from raypkg.tracking import RunDir
@@ -357,10 +362,19 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
         with RunDir.create(_run_root(traj) / "online", "deltagrad-online", config, h.dataset, h.model, name=name,
                            wandb_mode=wandb) as out:
             work = traj.copy_to(out.path / "trajectory")
-            rows, w, wU = run_online(traj, work, grads, num_requests, kind, count, settings, seed=seed,
-                                     with_baseline=method == "both", device=device,
-                                     on_request=lambda r: out.log_metrics(
-                                         {k: v for k, v in r.items() if k != "ids"}))
+            bar = tqdm(total=num_requests, desc=f"online {kind}", unit="request", disable=not progress)
+
+            def on_request(row: dict) -> None:
+                out.log_metrics({k: v for k, v in row.items() if k != "ids"})
+                shown = {"deltagrad_s": f"{row['time_deltagrad']:.2f}"}
+                if "time_baseline" in row:
+                    shown.update(baseline_s=f"{row['time_baseline']:.2f}", dist_I_U=f"{row['dist_I_U']:.2e}")
+                bar.set_postfix(shown, refresh=False)
+                bar.update()
+
+            with bar:
+                rows, w, wU = run_online(traj, work, grads, num_requests, kind, count, settings, seed=seed,
+                                         with_baseline=method == "both", device=device, on_request=on_request)
             work.finish()
             out.write_table("requests.parquet", {k: [r.get(k) for r in rows] for k in rows[-1]})
             summary = online_summary(rows, w, wU, traj, wl, device)

@@ -64,14 +64,15 @@ def sync(device: torch.device) -> None:
 
 
 def replay(plan: BatchPlan, lrs: list[float], w0: torch.Tensor, wd: float, grads,
-           record: Trajectory | None = None, progress: bool = False) -> torch.Tensor:
+           record: Trajectory | None = None, progress: bool = False, desc: str = "retrain") -> torch.Tensor:
     """Run SGD/GD over ``plan`` from ``w0``: training when ``record`` is given (w_t, g_t
-    written to it), the baseline retrain otherwise. Empty batches are skipped."""
+    written to it), the baseline retrain otherwise. Empty batches are skipped.
+    ``progress``: a bar over the steps, labelled ``desc``."""
     from tqdm.auto import tqdm
 
     w = w0.clone()
     last_ids, rows = None, None
-    for t in tqdm(range(plan.T), desc="replay", disable=not progress, leave=False):
+    for t in tqdm(range(plan.T), desc=desc, unit="step", disable=not progress, leave=False):
         ids = plan.batch(t)
         if record is not None:
             record.w[t].copy_(w)

@@ -122,5 +122,6 @@ def train_trajectory(cfg: DeltaGradConfig, wl: Workload, path: Path, grads,
     if exclude is not None and len(exclude):
         traj.membership["removed"] = torch.as_tensor(exclude, dtype=torch.long).sort().values
         traj.save_membership()
-    replay(traj.plan(), header.lrs, wl.w0, cfg.weight_decay, grads, record=traj, progress=progress)
+    replay(traj.plan(), header.lrs, wl.w0, cfg.weight_decay, grads, record=traj, progress=progress,
+           desc="train")
     return traj

@@ -29,6 +29,7 @@ from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
+from raypkg.errors import RunFailed
 from raypkg.models.registry import build_model
 
 STATE_FILE = "state.pt"
@@ -179,10 +180,10 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``;
     ``threads``: torch threads per worker (default: its CPU share, one core left to Ray)."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
 
-    from raypkg.cluster import check_placement, connect_ray
+    from raypkg.cluster import check_placement, connect_ray, stop_ray_on_interrupt
 
     connect_ray()
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
@@ -205,7 +206,37 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
-    return trainer.fit()
+    # Ray Train's own SIGINT handler only asks the controller to abort, which it may not do
+    # while it retries a worker group (and a third Ctrl-C exits with status 0): skip it, so
+    # that Ctrl-C raises KeyboardInterrupt here and ending the Ray session stops the run.
+    trainer._register_sigint_handler = lambda controller: None
+    try:
+        with stop_ray_on_interrupt():
+            return trainer.fit()
+    except TrainingFailedError as e:
+        raise RunFailed(f"Ray Train stopped after --max-failures {cfg.max_failures} restart(s): "
+                        f"{failure_summary(e)}") from None
+
+
+def failure_summary(error: Exception, width: int = 160) -> str:
+    """One line from Ray Train's multi-line failure: each failed rank's first line and the
+    reason it died (e.g. "worker 1: A worker health check failed. (The actor died
+    unexpectedly before finishing this task.)")."""
+    def first_line(exc: BaseException) -> str:
+        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        return text if len(text) <= width else text[:width - 3] + "..."
+
+    failures = getattr(error, "worker_failures", None) or {}
+    if not failures:
+        return first_line(getattr(error, "controller_failure", error))
+    parts = []
+    for rank, exc in sorted(failures.items()):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        died = next((line for line in lines[1:] if "died" in line), None)  # below Ray's worker info
+        cause = exc.__cause__ or exc.__context__
+        detail = died or (first_line(cause) if cause is not None else None)
+        parts.append(f"worker {rank}: {first_line(exc)}" + (f" ({detail[:width]})" if detail else ""))
+    return "; ".join(parts)
 
 
 def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path | None = None,

@@ -7,8 +7,10 @@
       wandb/             the W&B run (offline unless asked for online)
       ...                artifacts (checkpoints, selection.parquet, ...)
 
-A run that fails on bad input (``UsageError``) removes its directory: nothing
-half-written is left behind.
+A run that does not finish removes its directory: bad input (``UsageError``), a failed
+Ray Train run (``RunFailed``), Ctrl-C (KeyboardInterrupt) or any other exception. A run
+directory is either finished (``summary.json``) or still running; `effray report` skips
+one left by a killed process.
 """
 
 from __future__ import annotations
@@ -84,9 +86,11 @@ class RunDir:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.wandb.finish(exit_code=0 if exc_type is None else 1)
-        if exc_type is not None and issubclass(exc_type, UsageError):
-            shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            self.wandb.finish(exit_code=0 if exc_type is None else 1)
+        finally:
+            if exc_type is not None:  # nothing half-written stays behind
+                shutil.rmtree(self.path, ignore_errors=True)
 
     @contextmanager
     def phase(self, name: str):
