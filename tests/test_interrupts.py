@@ -52,7 +52,10 @@ def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(tmp_p
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "raypkg.cli", "train", "--workers", "1", "--epochs", "50",
                              "--out", str(out), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=bare_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=bare_env(),
+                            # Ctrl-C reaches it even when these tests run in a background job
+                            # (which starts with SIGINT ignored, and Python keeps it so)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()

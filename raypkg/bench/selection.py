@@ -80,6 +80,8 @@ def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | 
     formats = formats or {}
 
     def fmt(c, v):
+        if v is None:
+            return "-"
         if isinstance(v, float):
             return format(v, formats.get(c, ".4g"))
         return str(v)
@@ -131,7 +133,7 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats):
         rows.append({"method": m, "in-process_s": t["in-process"], "1 actor_s": t[1], f"{actors} actors_s": t[actors],
                      "scaling": t[1] / t[actors], "vs in-process": t["in-process"] / t[actors],
                      "same picks": all(p == picks[m]["in-process"] for p in picks[m].values())
-                     if m in picks else ""})
+                     if m in picks else None})  # None, not "": a Parquet column of one type
     return rows, startup
 
 
