@@ -58,6 +58,7 @@ BAD = [
     T + ["--wd", "nan"], T + ["--wd", "-1"], T + ["--lr-warmup-epochs", "-2"], T + ["--momentum", "-1"],
     T + ["--momentum", "1.5"], T + ["--momentum", "nan"], T + ["--epochs", "0"], T + ["--epochs", "-3"],
     T + ["--epochs", "abc"], T + ["--batch-size", "0"], T + ["--dataset", "nope"], T + ["--model", "nope"],
+    T + ["--data-path", "stream"], T + ["--data-path", "fast"], U + ["--data-path", "stream"],
     T + ["--schedule", "triangle"], T + ["--config", "{cfg:nan}"], T + ["--config", "{cfg:inf_lr}"],
     T + ["--config", "{bin}"], T + ["--config", "/no/such/config.yaml"], T + ["--config", "{cfg:list}"],
     T + ["--config", "{cfg:unknown}"], T + ["--config", "{cfg:epochs_list}"], T + ["--config", "{cfg:lr_word}"],

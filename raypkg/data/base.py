@@ -11,13 +11,13 @@ import torch
 class IndexedDataset:
     """Tensors of one split held in memory.
 
-    ``x``: float32 [N, *input_shape] (features or images, already normalised);
-    ``y``: int64 [N]; ``index``: int64 [N], the position of each sample in the split it
+    ``x``: float32 [N, *input_shape] (features or images, already normalised), or
+    ``ImageFiles`` (``raypkg.data.stream``) that decode when indexed; ``y``: int64 [N]; ``index``: int64 [N], the position of each sample in the split it
     was taken from, kept through ``subset`` so selections and deletions name samples
     the same way everywhere.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor  # or ImageFiles: same indexing, read from disk
     y: torch.Tensor
     num_classes: int
     index: torch.Tensor = field(default=None)  # type: ignore[assignment]
@@ -37,11 +37,16 @@ class IndexedDataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    @property
+    def streamed(self) -> bool:
+        """True when ``x`` is read from disk as needed (``--data-path stream``)."""
+        return not isinstance(self.x, torch.Tensor)
+
     def subset(self, positions) -> "IndexedDataset":
         """The samples at ``positions`` (positions in this object, not ``index`` values)."""
         positions = torch.as_tensor(positions, dtype=torch.long)
-        return IndexedDataset(self.x[positions], self.y[positions], self.num_classes,
-                              self.index[positions])
+        x = self.x.subset(positions) if self.streamed else self.x[positions]
+        return IndexedDataset(x, self.y[positions], self.num_classes, self.index[positions])
 
     def to(self, device) -> "IndexedDataset":
         return IndexedDataset(self.x.to(device), self.y.to(device), self.num_classes,
@@ -59,6 +64,8 @@ class DataSplits:
     augmentable: bool = False
     crop_padding: int = 4
     flip: bool = True
+    # How the data is held (streamed from disk or in memory) and why, for the run's first line.
+    note: str | None = None
 
     @property
     def num_classes(self) -> int:

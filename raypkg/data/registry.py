@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from raypkg.data.base import DataSplits
-from raypkg.errors import choose
+from raypkg.data.stream import DATA_PATHS
+from raypkg.errors import UsageError, choose
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class DataOptions:
     image_size: int | None = None  # imagefolder: resize to this square size
     num_classes: int | None = None  # synthetic
     shape: tuple[int, ...] | None = None  # synthetic: per-sample shape
+    data_path: str = "auto"  # memory | stream | auto (raypkg.data.stream); streamable datasets only
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,15 @@ class DatasetEntry:
     name: str
     description: str
     build: Callable[[DataOptions], DataSplits]
+    streamable: bool = False  # can read its images from disk as needed (--data-path stream)
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name: str, description: str):
+def register_dataset(name: str, description: str, *, streamable: bool = False):
     def decorator(build: Callable[[DataOptions], DataSplits]):
-        DATASETS[name] = DatasetEntry(name, description, build)
+        DATASETS[name] = DatasetEntry(name, description, build, streamable)
         return build
 
     return decorator
@@ -52,10 +55,17 @@ def register_dataset(name: str, description: str):
 def load_dataset(name: str, **options) -> DataSplits:
     """Build dataset ``name``; ``options`` are the fields of ``DataOptions``.
 
-    Raises ``UsageError`` (one line) for an unknown name, a missing data directory, or
-    files that are not there without ``download=True``.
+    Raises ``UsageError`` (one line) for an unknown name, a missing data directory,
+    files that are not there without ``download=True``, or ``data_path="stream"`` for a
+    dataset that is only held in memory.
     """
     import raypkg.data.sources  # noqa: F401  (registers the builders)
 
     choose("dataset", name, DATASETS)
-    return DATASETS[name].build(DataOptions(**options))
+    entry, options = DATASETS[name], DataOptions(**options)
+    choose("data path", options.data_path, DATA_PATHS)
+    if options.data_path == "stream" and not entry.streamable:
+        streamable = ", ".join(n for n, e in DATASETS.items() if e.streamable)
+        raise UsageError(f"--data-path stream reads image files from disk ({streamable}); "
+                         f"{name} is loaded into memory: use --data-path memory or auto")
+    return entry.build(options)

@@ -52,8 +52,11 @@ class DeltaGradConfig(RunConfig):
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.holdout < 1:
             raise UsageError(f"--holdout must be in [0, 1), got {self.holdout}")
+        if self.data_path == "stream":
+            raise UsageError("--data-path stream: DeltaGrad replays full-batch gradients over features it "
+                             "holds in memory; use --data-path memory")
         return self
 
     def data_options(self) -> dict:
         """DeltaGrad's models take flattened features, whatever ``flat`` says."""
-        return {**super().data_options(), "flat": True}
+        return {**super().data_options(), "flat": True, "data_path": "memory"}

@@ -52,6 +52,9 @@ class RunConfig:
     image_size: int | None = setting(None, "imagefolder: resize images to this square size (default 64).")
     num_classes: int | None = setting(None, "synthetic: number of classes (default 10).")
     shape: str | None = setting(None, "synthetic: per-sample shape, e.g. 3x32x32 or 64 (default 3x32x32).")
+    data_path: str = setting("auto", "imagefolder: memory decodes every image into RAM once; stream reads them "
+                             "from disk as training goes (Ray Data); auto streams above 4 GiB decoded.",
+                             choices=("auto", "memory", "stream"))
     out: str = setting("runs", "Root directory of run directories.")
     name: str | None = setting(None, "Run directory name (default METHOD-DATASET-MODEL-TIME).")
     wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
@@ -69,6 +72,7 @@ class RunConfig:
         choose("dataset", self.dataset, DATASETS)
         choose("model", self.model, MODELS)
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
+        choose("data path", self.data_path, ("auto", "memory", "stream"))
         check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
         check_data_dir(self.data_dir)
         check_output(self.out, self.name)
@@ -82,7 +86,7 @@ class RunConfig:
         return {"data_dir": self.data_dir, "download": self.download, "seed": self.seed,
                 "train_size": self.train_size, "test_size": self.test_size, "flat": self.flat,
                 "normalize": self.normalize, "image_size": self.image_size, "num_classes": self.num_classes,
-                "shape": self.shape}
+                "shape": self.shape, "data_path": self.data_path}
 
 
 @dataclass

@@ -133,8 +133,9 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
         ctx.lr = lr_at(cfg, ctx.epoch + step / max(ctx.steps_in_epoch, 1))
         for group in ctx.optimizer.param_groups:
             group["lr"] = ctx.lr
-        x = ctx.train.x[planned.positions].to(device, non_blocking=True)
-        y = ctx.train.y[planned.positions].to(device, non_blocking=True)
+        x = ctx.train.x[planned.positions] if planned.x is None else planned.x
+        y = ctx.train.y[planned.positions] if planned.y is None else planned.y
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         w = None if planned.weights is None else planned.weights.to(device, non_blocking=True)
         if ctx.augment:
             x = ctx.augment(x, generator=gen)

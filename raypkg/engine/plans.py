@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 class PlannedBatch:
     positions: torch.Tensor
     weights: torch.Tensor | None = None
+    # The inputs, when the plan read them itself (streamed data); else the loop takes
+    # ``train.x[positions]`` and ``train.y[positions]``.
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
@@ -65,7 +69,10 @@ class BatchPlan:
 
 class ShuffledBatches(BatchPlan):
     """A fresh seeded permutation of ``n`` positions every epoch, this rank's share of it,
-    cut into ``batch_size`` batches; ``weights[positions]`` ride along when given."""
+    cut into ``batch_size`` batches; ``weights[positions]`` ride along when given.
+
+    On streamed data (``--data-path stream``) the same batches come through Ray Data,
+    which reads and decodes the images ahead of the loop (``raypkg.data.stream``)."""
 
     def __init__(self, n: int, batch_size: int, seed: int, weights: torch.Tensor | None = None):
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -78,13 +85,28 @@ class ShuffledBatches(BatchPlan):
         return math.ceil(math.ceil(self.n / world_size) / self.batch_size)
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
+        if ctx.train.streamed:
+            yield from self.streamed_batches(ctx)
+            return
         # One copy of the epoch's order to the device: indexing device data with CPU
         # positions would copy (and synchronise) at every step.
         order = self.order(ctx.epoch, ctx.rank, ctx.world_size).to(ctx.train.x.device)
         for start in range(0, len(order), self.batch_size):
             positions = order[start:start + self.batch_size]
-            weights = None if self.weights is None else self.weights[positions.to(self.weights.device)]
-            yield PlannedBatch(positions, weights)
+            yield PlannedBatch(positions, self._weights(positions))
+
+    def streamed_batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
+        from raypkg.data.stream import stream_batches
+
+        files = ctx.train.x
+        order = self.order(ctx.epoch, ctx.rank, ctx.world_size)
+        for positions, pixels in stream_batches(files, order, self.batch_size):
+            positions = positions.to(ctx.train.y.device)
+            yield PlannedBatch(positions, self._weights(positions), x=files.normalise(pixels),
+                               y=ctx.train.y[positions])
+
+    def _weights(self, positions: torch.Tensor) -> torch.Tensor | None:
+        return None if self.weights is None else self.weights[positions.to(self.weights.device)]
 
 
 class WeightedSampling(ShuffledBatches):

@@ -190,7 +190,9 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     resources = ray.cluster_resources()
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else resources.get("GPU", 0) > 0
     cpus = resources.get("CPU", 1)
-    cpus_per_worker = 1 if use_gpu else max(min(cpus / cfg.workers, 4), 0.5)
+    # Streamed data is read by Ray Data tasks beside the workers: leave them a core.
+    data_cpus = 1 if job["data"].train.streamed and not use_gpu else 0
+    cpus_per_worker = 1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), 0.5)
     check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0)
     # One core is left to Ray's own processes (raylet, the Train controller): on a small
     # machine, torch threads that compete with them make small ops many times slower.

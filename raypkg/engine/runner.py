@@ -13,7 +13,11 @@ from raypkg.tracking import RunDir
 
 
 def load_data(cfg: RunConfig):
-    return load_dataset(cfg.dataset, **cfg.data_options())
+    """``cfg``'s dataset; prints how image files are held (memory or streamed) and why."""
+    data = load_dataset(cfg.dataset, **cfg.data_options())
+    if data.note:
+        print(data.note, flush=True)
+    return data
 
 
 def use_augmentation(cfg: TrainConfig, data) -> CropFlip | None:

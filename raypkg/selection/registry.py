@@ -67,6 +67,7 @@ class Selector:
     weighted: bool = False  # returns weights other than 1
     weighting: str = "none"  # default training scheme for its weights (raypkg.selection.weighting)
     weight_cap: float | None = None  # default cap of those weights, in units of their mean
+    streams: bool = False  # works on streamed data without holding every example's embedding
 
 
 SELECTORS: dict[str, Selector] = {}
@@ -74,10 +75,11 @@ SELECTORS: dict[str, Selector] = {}
 
 def register_selector(name: str, description: str, *, needs_model: bool = True,
                       uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
-                      weight_cap: float | None = None, options: dict[str, Any] | None = None):
+                      weight_cap: float | None = None, streams: bool = False,
+                      options: dict[str, Any] | None = None):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
         SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
-                                   dict(options or {}), weighted, weighting, weight_cap)
+                                   dict(options or {}), weighted, weighting, weight_cap, streams)
         return fn
 
     return decorator
@@ -196,6 +198,10 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     import time
 
     selector = get_selector(method)
+    if data.streamed and not selector.streams:
+        streaming = ", ".join(name for name, s in SELECTORS.items() if s.streams)
+        raise UsageError(f"selection method {method!r} holds every example's gradient embedding at once; "
+                         f"on --data-path stream use {streaming}, or --data-path memory")
     opts = resolve_options(selector, options)
     kind = EmbeddingKind(embedding, int(proj_dim), int(seed))
     n = len(data)

@@ -10,9 +10,11 @@ TinyImageNet's own validation layout (``val/images/*.JPEG`` with
 come from the train folders (sorted names, as ImageFolder numbers them) and the
 validation images are labelled by name with the same numbering.
 
-Every image is decoded once, resized (shorter side to ``image_size``, then a centre crop
-to a square), and kept in memory as one normalised float32 tensor: this is for sets that
-fit in RAM (TinyImageNet at 64x64 is about 5 GB as float32), not full ImageNet.
+Every image is resized (shorter side to ``image_size``, then a centre crop to a square)
+and normalised. ``--data-path memory`` decodes them all once into one float32 tensor (for
+sets that fit in RAM: TinyImageNet at 64x64 is about 5 GB); ``stream`` keeps only paths
+and labels and reads the pixels from disk as they are needed (``raypkg.data.stream``);
+``auto`` (default) streams when the decoded train split would exceed 4 GiB.
 """
 
 from __future__ import annotations
@@ -20,24 +22,19 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
-from raypkg.data.base import DataSplits
+from raypkg.data.base import DataSplits, IndexedDataset
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.data_dir import data_root
 from raypkg.data.sources.generated import positive_int
-from raypkg.data.sources.in_memory import image_splits
+from raypkg.data.sources.in_memory import CHUNK, chunked_mean_std, image_splits
+from raypkg.data.stream import PIXEL_SCALE, ImageFiles, choose_data_path, image_transform, pixel_chunks
 from raypkg.errors import UsageError
 
 DEFAULT_IMAGE_SIZE = 64
 FILES = "train/<class>/*.jpg and val/<class>/*.jpg (ImageFolder layout)"
-
-
-def _transform(image_size: int):
-    from torchvision import transforms
-
-    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
-                               transforms.PILToTensor()])
 
 
 def _read_all(samples: list[tuple[str, int]], loader, transform, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +92,9 @@ def _eval_samples(eval_dir: str, class_to_idx: dict[str, int]) -> list[tuple[str
 
 
 @register_dataset("imagefolder", "TinyImageNet/ImageNet-style DATA_DIR/{train,val}/<class>/ images "
-                                 "(torchvision ImageFolder), resized to image_size (64) and held in "
-                                 "memory: for sets that fit in RAM; crop+flip augmentation")
+                                 "(torchvision ImageFolder), resized to image_size (64); held in memory, "
+                                 "or streamed from disk by Ray Data (--data-path); crop+flip augmentation",
+                  streamable=True)
 def build_imagefolder(options: DataOptions) -> DataSplits:
     from torchvision.datasets import ImageFolder
 
@@ -115,10 +113,39 @@ def build_imagefolder(options: DataOptions) -> DataSplits:
         train_folder = ImageFolder(train_dir)
     except FileNotFoundError as err:
         raise UsageError(f"cannot read {train_dir} as class folders ({err})") from None
-    transform = _transform(image_size)
     eval_samples = _eval_samples(eval_dir, train_folder.class_to_idx)
-    train_x, train_y = _read_all(train_folder.samples, train_folder.loader, transform, "train")
-    test_x, test_y = _read_all(eval_samples, train_folder.loader, transform, os.path.basename(eval_dir))
-    return image_splits("imagefolder", train_x, train_y, test_x, test_y, len(train_folder.classes),
-                        flat=options.flat, augmentable=True, scale=255.0,
-                        crop_padding=max(1, image_size // 8), normalize=options.normalize)
+    num_classes = len(train_folder.classes)
+    streamed, note = choose_data_path(options.data_path, len(train_folder.samples), image_size)
+    crop_padding = max(1, image_size // 8)
+    if streamed:
+        splits = _streamed_splits(train_folder.samples, eval_samples, num_classes, image_size, crop_padding, options)
+    else:
+        transform = image_transform(image_size)
+        train_x, train_y = _read_all(train_folder.samples, train_folder.loader, transform, "train")
+        test_x, test_y = _read_all(eval_samples, train_folder.loader, transform, os.path.basename(eval_dir))
+        splits = image_splits("imagefolder", train_x, train_y, test_x, test_y, num_classes, flat=options.flat,
+                              augmentable=True, scale=PIXEL_SCALE, crop_padding=crop_padding,
+                              normalize=options.normalize)
+    splits.note = note
+    return splits
+
+
+def _streamed_splits(train: list[tuple[str, int]], test: list[tuple[str, int]], num_classes: int,
+                     image_size: int, crop_padding: int, options: DataOptions) -> DataSplits:
+    """Both splits as ``ImageFiles``: paths and labels in memory, pixels read when needed.
+    The train statistics come from one pass over the files, in the in-memory path's chunks."""
+    if not train or not test:
+        raise UsageError(f"no images found for the {'train' if not train else 'evaluation'} split")
+    train_paths = np.array([path for path, _ in train], dtype=object)
+    if options.normalize:
+        mean, std = chunked_mean_std(pixel_chunks(train_paths, image_size, CHUNK))
+        mean, std = mean / PIXEL_SCALE, std / PIXEL_SCALE
+    else:
+        mean, std = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+
+    def split(samples: list[tuple[str, int]]) -> IndexedDataset:
+        files = ImageFiles(np.array([path for path, _ in samples], dtype=object), image_size, mean, std, options.flat)
+        return IndexedDataset(files, torch.tensor([label for _, label in samples], dtype=torch.long), num_classes)
+
+    return DataSplits("imagefolder", split(train), split(test), augmentable=not options.flat,
+                      crop_padding=crop_padding)

@@ -7,11 +7,13 @@ only and applied to both splits, then optional flattening to features.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 
 from raypkg.data.base import DataSplits, IndexedDataset
 
-_CHUNK = 4096  # images converted at a time, so uint8 -> float32 never needs a float64 copy
+CHUNK = 4096  # images converted at a time, so uint8 -> float32 never needs a float64 copy
 
 
 def channel_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,14 +22,22 @@ def channel_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Accumulated in float64 chunk by chunk, so a 50,000-image uint8 set is never copied
     whole into float64.
     """
-    n, c = x.shape[0], x.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    total_sq = torch.zeros(c, dtype=torch.float64)
-    for start in range(0, n, _CHUNK):
-        chunk = x[start:start + _CHUNK].to(torch.float64)
+    return chunked_mean_std(x[start:start + CHUNK] for start in range(0, x.shape[0], CHUNK))
+
+
+def chunked_mean_std(chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``channel_mean_std`` of the images that ``chunks`` yields, one chunk held at a time
+    (the streamed path decodes its chunks from disk; same chunks, same float64 sums)."""
+    total = total_sq = None
+    count = 0
+    for chunk in chunks:
+        chunk = chunk.to(torch.float64)
+        if total is None:
+            total = torch.zeros(chunk.shape[1], dtype=torch.float64)
+            total_sq = torch.zeros(chunk.shape[1], dtype=torch.float64)
         total += chunk.sum(dim=(0, 2, 3))
         total_sq += chunk.square().sum(dim=(0, 2, 3))
-    count = n * x.shape[2] * x.shape[3]
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
     mean = total / count
     std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
     return mean, std.clamp_min(1e-12)
@@ -38,11 +48,11 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: flo
     out = torch.empty(x.shape, dtype=torch.float32)
     shift = mean.to(torch.float32).view(1, -1, 1, 1)
     inv = (1.0 / std).to(torch.float32).view(1, -1, 1, 1)
-    for start in range(0, x.shape[0], _CHUNK):
-        chunk = x[start:start + _CHUNK].to(torch.float32)
+    for start in range(0, x.shape[0], CHUNK):
+        chunk = x[start:start + CHUNK].to(torch.float32)
         if scale != 1.0:
             chunk = chunk / scale
-        out[start:start + _CHUNK] = (chunk - shift) * inv
+        out[start:start + CHUNK] = (chunk - shift) * inv
     return out
 
 

@@ -8,7 +8,7 @@ from raypkg.selection.registry import Picks, SelectionContext, register_selector
 
 
 @register_selector("uniform", "uniform random subset (per class when balanced), weights 1; no model",
-                   needs_model=False)
+                   needs_model=False, streams=True)
 def uniform(ctx: SelectionContext) -> Picks:
     gen = ctx.generator()
     picks = [positions[torch.randperm(len(positions), generator=gen)[:k]] for positions, k in ctx.blocks()]
