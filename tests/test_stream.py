@@ -92,8 +92,9 @@ class RecordBatches(Callback):
 
 
 def fit(data, workers: int = 0, tmp_path=None, **config):
-    cfg = TrainConfig(dataset="imagefolder", model="lenet5", epochs=2, batch_size=8, workers=workers,
-                      progress=False, **config).validate()
+    config = {"epochs": 2, **config}
+    cfg = TrainConfig(dataset="imagefolder", model="lenet5", batch_size=8, workers=workers, progress=False,
+                      **config).validate()
     record = RecordBatches(len(data.train))
     result = train(cfg, data, callbacks=[record], augment=use_augmentation(cfg, data), storage=tmp_path)
     return result, record
@@ -113,14 +114,22 @@ def test_streaming_trains_on_the_same_batches_as_memory(tree, ray_session):
         assert torch.equal(a, b)
 
 
-def test_two_ray_train_workers_see_every_example_once_per_epoch(tree, ray_session, tmp_path):
+def test_two_ray_train_workers_see_every_example_once_per_epoch(tree, ray_session, tmp_path, monkeypatch):
+    """...also across a worker lost at the start of epoch 3: the streamed epochs resume
+    where the checkpoint left them and train exactly as an in-memory run that never failed."""
+    from raypkg.engine.ray_train import FAULT_ENV
+
     memory, streamed = load(tree, "memory"), load(tree, "stream")  # 36 examples: 18 per rank, no padding
-    result, record = fit(streamed, workers=2, tmp_path=tmp_path / "stream")
-    assert len(record.counts) == 2
+    plain, _ = fit(memory, workers=2, tmp_path=tmp_path / "memory", epochs=4)
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
+    result, record = fit(streamed, workers=2, tmp_path=tmp_path / "stream", epochs=4)
+    assert marker.exists() and result.restarts == 1
+    assert len(record.counts) == 4
     for counts in record.counts:
         assert counts == [1.0] * len(streamed.train)
-    plain, _ = fit(memory, workers=2, tmp_path=tmp_path / "memory")
     assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in plain.history]
+    assert [r["test_acc"] for r in result.history] == [r["test_acc"] for r in plain.history]
 
 
 def shard_kind(shard):
