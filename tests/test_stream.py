@@ -115,8 +115,8 @@ def test_streaming_trains_on_the_same_batches_as_memory(tree, ray_session):
 
 
 def test_two_ray_train_workers_see_every_example_once_per_epoch(tree, ray_session, tmp_path, monkeypatch):
-    """...also across a worker lost at the start of epoch 3: the streamed epochs resume
-    where the checkpoint left them and train exactly as an in-memory run that never failed."""
+    """Also across a worker lost at the start of epoch 3: the streamed epochs resume where
+    the checkpoint left them and train exactly as an in-memory run that never failed."""
     from raypkg.engine.ray_train import FAULT_ENV
 
     memory, streamed = load(tree, "memory"), load(tree, "stream")  # 36 examples: 18 per rank, no padding
@@ -167,9 +167,10 @@ def test_selectors_that_hold_every_embedding_refuse_streamed_data(tree, method):
 def test_train_command_streams_and_says_so_first(tree, ray_session, tmp_path):
     from raypkg.cli import main
 
-    result = CliRunner().invoke(main, ["train", "--dataset", "imagefolder", "--data-dir", str(tree), "--image-size", "8",
-                                       "--model", "lenet5", "--data-path", "stream", "--epochs", "1",
-                                       "--out", str(tmp_path), "--wandb", "disabled", "--no-progress"])
+    result = CliRunner().invoke(main, ["train", "--dataset", "imagefolder", "--data-dir", str(tree),
+                                       "--image-size", "8", "--model", "lenet5", "--data-path", "stream",
+                                       "--epochs", "1", "--out", str(tmp_path), "--wandb", "disabled",
+                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "data: 36 train images, 0.00 GiB decoded; streamed from disk by Ray Data (--data-path stream)"

@@ -9,12 +9,12 @@ import torch
 
 @dataclass
 class IndexedDataset:
-    """Tensors of one split held in memory.
+    """One split: labels and sample indices in memory, inputs in memory or on disk.
 
     ``x``: float32 [N, *input_shape] (features or images, already normalised), or
-    ``ImageFiles`` (``raypkg.data.stream``) that decode when indexed; ``y``: int64 [N]; ``index``: int64 [N], the position of each sample in the split it
-    was taken from, kept through ``subset`` so selections and deletions name samples
-    the same way everywhere.
+    ``ImageFiles`` (``raypkg.data.stream``) that decode when indexed; ``y``: int64 [N];
+    ``index``: int64 [N], the position of each sample in the split it was taken from,
+    kept through ``subset`` so selections and deletions name samples the same way everywhere.
     """
 
     x: torch.Tensor  # or ImageFiles: same indexing, read from disk

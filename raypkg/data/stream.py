@@ -171,8 +171,10 @@ def stream_batches(files: ImageFiles, order: torch.Tensor, batch_size: int,
         connect_ray()
     _quiet_ray_data()
     order = order.cpu().numpy()
-    blocks = [pa.table({"position": order[s:s + DECODE_BLOCK], "path": files.paths[order[s:s + DECODE_BLOCK]].tolist()})
-              for s in range(0, len(order), DECODE_BLOCK)]
+    blocks = []
+    for start in range(0, len(order), DECODE_BLOCK):
+        rows = order[start:start + DECODE_BLOCK]
+        blocks.append(pa.table({"position": rows, "path": files.paths[rows].tolist()}))
     if not blocks:
         return
     dataset = ray.data.from_arrow(blocks).map_batches(

@@ -144,8 +144,9 @@ def _streamed_splits(train: list[tuple[str, int]], test: list[tuple[str, int]], 
         mean, std = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
 
     def split(samples: list[tuple[str, int]]) -> IndexedDataset:
-        files = ImageFiles(np.array([path for path, _ in samples], dtype=object), image_size, mean, std, options.flat)
-        return IndexedDataset(files, torch.tensor([label for _, label in samples], dtype=torch.long), num_classes)
+        paths = np.array([path for path, _ in samples], dtype=object)
+        labels = torch.tensor([label for _, label in samples], dtype=torch.long)
+        return IndexedDataset(ImageFiles(paths, image_size, mean, std, options.flat), labels, num_classes)
 
     return DataSplits("imagefolder", split(train), split(test), augmentable=not options.flat,
                       crop_padding=crop_padding)
