@@ -105,6 +105,8 @@ BAD = [
     ["report", "{run}", "--plot", "{ro}/x.png"], ["report"],
     # ----- bench ----------------------------------------------------------------------------
     B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "0"],
+    B + ["data", "--sizes", "0"], B + ["data", "--sizes", "5k"], B + ["data", "--modes", "disk"],
+    B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"],
     B + ["overhead", "--batch-size", "0"], B + ["selection", "--actors", "1"], B + ["selection", "--fraction", "0"],
     B + ["selection", "--methods", "nope"], B + ["selection", "--save", "{ro}/sel"],
     B + ["deltagrad", "--ratios", "0"], B + ["deltagrad", "--epochs", "0"], B + ["deltagrad", "--period", "0"],
@@ -138,7 +140,7 @@ def test_the_table_is_large_enough():
     commands = {" ".join(a for a in row[:2] if not a.startswith(("-", "{"))) for row in BAD + PROCESSES}
     for command in ("train", "select", "run coreset", "unlearn train", "unlearn delete", "unlearn add",
                     "unlearn online", "tune train", "report", "bench overhead", "bench selection",
-                    "bench deltagrad", "jobs/train.py", "jobs/coreset.py", "jobs/deltagrad.py train", "run lipt",
+                    "bench deltagrad", "bench data", "jobs/train.py", "jobs/coreset.py", "jobs/deltagrad.py train", "run lipt",
                     "jobs/lipt.py"):
         assert any(c.startswith(command) for c in commands), command
 

@@ -29,7 +29,8 @@ README = REPO / "README.md"
 SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pretrain-epochs": "1",
           "--repeats": "1", "--num-samples": "1", "--requests": "2", "--online-requests": "2",
           "--gd-epochs": "2",
-          "--random-subset-size": "0.05"}  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
+          "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
+          "--sizes": "40,80", "--image-size": "16"}  # bench data
 QUIET = {"--progress/--no-progress": "--no-progress"}
 SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp")  # exact commands
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")

@@ -1,0 +1,279 @@
+"""`effray bench data`: ImageFolder data held in memory vs streamed from disk, as the set grows.
+
+One run generates an ImageFolder tree of 64x64 JPEGs (sklearn's real 8x8 digits, upscaled,
+tinted, shifted and noised; one set of files, the smaller trees hard links into it) and
+trains on each size both ways (``--data-path memory`` and ``stream``). Per case:
+
+- driver peak RSS: sampled from /proc/self/statm every 20 ms while the case loads and
+  trains (``ru_maxrss`` only grows over the life of a process, so it cannot tell cases
+  of one run apart);
+- worker peak RSS: each Ray Train worker's ``ru_maxrss`` (workers are fresh processes
+  for every run), all-reduced into rank 0's metrics row;
+- images/s: training images per second in the last epoch (the first pays Ray Data's
+  and the workers' start);
+- load seconds and test accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from raypkg.bench.output import SAVE_HELP
+from raypkg.engine.callbacks import Callback
+from raypkg.errors import UsageError
+
+MODES = ("memory", "stream")
+VAL_PER_CLASS = 100
+
+
+# --------------------------------------------------------------------------------------
+# The generated tree
+# --------------------------------------------------------------------------------------
+
+def digit_images(count: int, label: int, image_size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` RGB uint8 images [count, S, S, 3] of digit ``label`` from sklearn's digits:
+    upscaled, shifted by up to S/8 pixels, a random ink and background colour, noise."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    sources = digits.images[digits.target == label] / 16.0  # [n, 8, 8] in [0, 1]
+    out = np.empty((count, image_size, image_size, 3), dtype=np.uint8)
+    shift = max(1, image_size // 8)
+    for i in range(count):
+        small = Image.fromarray((sources[i % len(sources)] * 255).astype(np.uint8))
+        ink = np.asarray(small.resize((image_size, image_size), Image.BILINEAR), dtype=np.float32) / 255
+        ink = np.roll(ink, tuple(rng.integers(-shift, shift + 1, 2)), axis=(0, 1))
+        background, colour = rng.uniform(0.0, 0.35, 3), rng.uniform(0.5, 1.0, 3)
+        pixels = background + (colour - background) * ink[..., None] + rng.normal(0, 0.04, (image_size, image_size, 3))
+        out[i] = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    return out
+
+
+def write_trees(root: Path, sizes: list[int], image_size: int, seed: int) -> dict[int, Path]:
+    """One ImageFolder tree per size under ``root`` (10 classes, balanced, a shared val
+    split of VAL_PER_CLASS per class); the files are written once, for the largest size,
+    and the other trees hard-link to them."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    largest = max(sizes)
+    per_class = [largest // 10 + (c < largest % 10) for c in range(10)]
+    files = root / "files"
+    for c in tqdm(range(10), desc="writing images", unit="class", disable=None, leave=False):
+        for split, count in (("train", per_class[c]), ("val", VAL_PER_CLASS)):
+            folder = files / split / str(c)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, pixels in enumerate(digit_images(count, c, image_size, rng)):
+                Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
+    trees = {}
+    for size in sizes:
+        tree = root / f"n{size}"
+        for c in range(10):
+            for split, count in (("train", size // 10 + (c < size % 10)), ("val", VAL_PER_CLASS)):
+                (tree / split / str(c)).mkdir(parents=True, exist_ok=True)
+                for i in range(count):
+                    os.link(files / split / str(c) / f"{i:06d}.jpg", tree / split / str(c) / f"{i:06d}.jpg")
+        trees[size] = tree
+    return trees
+
+
+# --------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------
+
+class PeakRSS:
+    """The largest resident set size of this process while the block runs, in MB."""
+
+    def __init__(self, interval_s: float = 0.02):
+        self.interval_s, self.peak_mb = interval_s, 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def current_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self.current_mb())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.current_mb())
+
+
+class WorkerPeakRSS(Callback):
+    """Adds every rank's peak RSS so far (ru_maxrss, MB) to the epoch's row, as
+    ``worker_peak_mb`` (the largest) and ``rank<r>_peak_mb``."""
+
+    def on_epoch_end(self, ctx, row: dict) -> None:
+        import torch
+
+        peaks = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.device)
+        peaks[ctx.rank] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+        peaks = ctx.all_reduce(peaks).cpu().tolist()
+        row["worker_peak_mb"] = max(peaks)
+        row.update({f"rank{r}_peak_mb": p for r, p in enumerate(peaks)})
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 10:
+        raise UsageError(f"--sizes takes comma-separated image counts >= 10 (one per class at least), got {text!r}")
+    return sorted(set(sizes))
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if not modes or unknown:
+        raise UsageError(f"--modes takes memory and/or stream, comma-separated; got {text!r}")
+    return modes
+
+
+def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
+    """Load ``tree`` with ``mode`` and train on it; the case's row."""
+    import gc
+
+    from raypkg.data.registry import load_dataset
+    from raypkg.engine.runner import use_augmentation
+    from raypkg.engine.trainer import train
+
+    with PeakRSS() as driver:
+        t0 = time.perf_counter()
+        data = load_dataset("imagefolder", data_dir=str(tree), image_size=cfg.image_size, data_path=mode)
+        load_s = time.perf_counter() - t0
+        result = train(cfg, data, callbacks=[WorkerPeakRSS()] if cfg.workers else [],
+                       augment=use_augmentation(cfg, data), storage=storage)
+    last = result.history[-1]
+    row = {"images": len(data.train), "mode": mode, "load_s": load_s, "driver_peak_mb": driver.peak_mb,
+           "worker_peak_mb": last.get("worker_peak_mb", float("nan")),
+           "img_per_s": len(data.train) / last["epoch_s"], "epoch_s": last["epoch_s"], "test_acc": last["test_acc"]}
+    row.update({k: v for k, v in last.items() if k.startswith("rank")})
+    del data, result
+    gc.collect()
+    return row
+
+
+def plot_memory_and_speed(frame, ax) -> None:
+    """Peak memory per worker (driver when in-process) vs size, solid; images/s, dashed."""
+    memory_column = "driver_peak_mb" if frame["worker_peak_mb"].isna().all() else "worker_peak_mb"
+    speed = ax.twinx()
+    for mode, part in frame.groupby("mode"):
+        ax.plot(part["images"], part[memory_column], marker="o", label=f"{mode}: peak MB")
+        speed.plot(part["images"], part["img_per_s"], marker="x", linestyle="--", label=f"{mode}: images/s")
+    ax.set_xlabel("training images")
+    ax.set_ylabel(memory_column.replace("_", " "))
+    speed.set_ylabel("images / s (last epoch)")
+    lines = ax.get_legend_handles_labels()
+    more = speed.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+
+
+@click.command()
+@click.option("--sizes", default="5000,10000,20000,40000", show_default=True,
+              help="Training-set sizes (images), comma-separated.")
+@click.option("--modes", default="memory,stream", show_default=True, help="Data paths to compare.")
+@click.option("--image-size", default=64, show_default=True, help="Side of the square images.")
+@click.option("--model", default="lenet5", show_default=True)
+@click.option("--epochs", default=2, show_default=True, help="Epochs per case (the last one is timed).")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Ray Train workers (0: in-process).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the image trees (default: a temporary directory, removed after).")
+@click.option("--save", help=SAVE_HELP)
+def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, seed, work_dir, save):
+    """In-memory vs streamed (Ray Data) ImageFolder data at growing sizes: peak memory of
+    the driver and of each Ray Train worker, training images per second.
+
+    \b
+    Example:
+      effray bench data                                   # 5k, 10k, 20k, 40k images of 64x64
+      effray bench data --sizes 2000,8000 --workers 2 --epochs 3
+    """
+    import shutil
+
+    import pandas as pd
+
+    from raypkg.bench.output import bench_stem, check_bench_numbers, save_bench
+    from raypkg.cluster import connect_ray
+    from raypkg.engine.config import TrainConfig
+
+    size_list, mode_list = parse_sizes(sizes), parse_modes(modes)
+    check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size)
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
+                      lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
+                      max_failures=0).validate()
+    stem = bench_stem(save, "data")
+    root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="effray-bench-data-"))
+    if work_dir:
+        from raypkg.paths import check_writable_dir
+
+        check_writable_dir(root, "--work-dir")
+    try:
+        t0 = time.perf_counter()
+        trees = write_trees(root, size_list, image_size, seed)
+        click.echo(f"wrote {max(size_list):,} + {10 * VAL_PER_CLASS:,} images of {image_size}x{image_size} "
+                   f"in {time.perf_counter() - t0:.1f}s under {root}")
+        connect_ray()
+        rows = []
+        for size in size_list:
+            for mode in mode_list:
+                tree = trees[size]
+                click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")
+                cfg.data_dir = str(tree)
+                rows.append(run_case(tree, mode, cfg, root / "ray"))
+                r = rows[-1]
+                click.echo(f"[bench data] {size:,} images, {mode}: {r['img_per_s']:.0f} img/s, "
+                           f"driver {r['driver_peak_mb']:.0f} MB, worker {r['worker_peak_mb']:.0f} MB")
+    finally:
+        if not work_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    click.echo(f"imagefolder {image_size}x{image_size}, {model}, batch {batch_size}, {epochs} epochs, "
+               f"{'in-process' if not workers else f'{workers} Ray Train worker(s)'}")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    summarise(table)
+    save_bench(table, stem, plot=plot_memory_and_speed, title="memory vs streamed data as the set grows")
+
+
+def summarise(table) -> None:
+    """The two targets: streaming throughput within 1.5x of memory; memory flat in size."""
+    if set(table["mode"]) == set(MODES):
+        by = table.pivot(index="images", columns="mode", values="img_per_s")
+        for images, row in by.iterrows():
+            click.echo(f"{images:>8,} images: memory / stream images/s = {row['memory'] / row['stream']:.2f}x")
+    column = "driver_peak_mb" if table["worker_peak_mb"].isna().all() else "worker_peak_mb"
+    for mode, part in table.groupby("mode"):
+        part = part.sort_values("images")
+        first, last = part.iloc[0], part.iloc[-1]
+        click.echo(f"{mode}: {column} {first[column]:.0f} MB at {first['images']:,} -> {last[column]:.0f} MB at "
+                   f"{last['images']:,} images ({last['images'] / first['images']:.0f}x the data, "
+                   f"{last[column] / first[column]:.2f}x the memory)")
