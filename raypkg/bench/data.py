@@ -4,9 +4,9 @@ One run generates an ImageFolder tree of 64x64 JPEGs (sklearn's real 8x8 digits,
 tinted, shifted and noised; one set of files, the smaller trees hard links into it) and
 trains on each size both ways (``--data-path memory`` and ``stream``). Per case:
 
-- driver peak RSS: sampled from /proc/self/statm every 20 ms while the case loads and
-  trains (``ru_maxrss`` only grows over the life of a process, so it cannot tell cases
-  of one run apart);
+- driver peak RSS: every case runs in a fresh process with its own private Ray (a driver
+  keeps the object-store pages it once wrote mapped, so cases sharing a process would
+  inherit each other's memory); its ``ru_maxrss`` at the end;
 - worker peak RSS: each Ray Train worker's ``ru_maxrss`` (workers are fresh processes
   for every run), all-reduced into rank 0's metrics row;
 - images/s: training images per second in the last epoch (the first pays Ray Data's
@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -91,34 +90,6 @@ def write_trees(root: Path, sizes: list[int], image_size: int, seed: int) -> dic
 # Memory
 # --------------------------------------------------------------------------------------
 
-class PeakRSS:
-    """The largest resident set size of this process while the block runs, in MB."""
-
-    def __init__(self, interval_s: float = 0.02):
-        self.interval_s, self.peak_mb = interval_s, 0.0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def current_mb() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self.current_mb())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self.current_mb())
-
-
 class WorkerPeakRSS(Callback):
     """Adds every rank's peak RSS so far (ru_maxrss, MB) to the epoch's row, as
     ``worker_peak_mb`` (the largest) and ``rank<r>_peak_mb``."""
@@ -156,27 +127,37 @@ def parse_modes(text: str) -> list[str]:
 
 
 def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
-    """Load ``tree`` with ``mode`` and train on it; the case's row."""
-    import gc
+    """Load ``tree`` with ``mode`` and train on it, in this (fresh) process; the case's row."""
+    import dataclasses
 
+    from raypkg.cluster import connect_ray
     from raypkg.data.registry import load_dataset
     from raypkg.engine.runner import use_augmentation
     from raypkg.engine.trainer import train
 
-    with PeakRSS() as driver:
-        t0 = time.perf_counter()
-        data = load_dataset("imagefolder", data_dir=str(tree), image_size=cfg.image_size, data_path=mode)
-        load_s = time.perf_counter() - t0
-        result = train(cfg, data, callbacks=[WorkerPeakRSS()] if cfg.workers else [],
-                       augment=use_augmentation(cfg, data), storage=storage)
+    connect_ray()
+    cfg = dataclasses.replace(cfg, data_dir=str(tree), data_path=mode)
+    t0 = time.perf_counter()
+    data = load_dataset("imagefolder", data_dir=str(tree), image_size=cfg.image_size, data_path=mode)
+    load_s = time.perf_counter() - t0
+    result = train(cfg, data, callbacks=[WorkerPeakRSS()] if cfg.workers else [],
+                   augment=use_augmentation(cfg, data), storage=storage)
     last = result.history[-1]
-    row = {"images": len(data.train), "mode": mode, "load_s": load_s, "driver_peak_mb": driver.peak_mb,
+    row = {"images": len(data.train), "mode": mode, "load_s": load_s,
+           "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "worker_peak_mb": last.get("worker_peak_mb", float("nan")),
            "img_per_s": len(data.train) / last["epoch_s"], "epoch_s": last["epoch_s"], "test_acc": last["test_acc"]}
     row.update({k: v for k, v in last.items() if k.startswith("rank")})
-    del data, result
-    gc.collect()
     return row
+
+
+def run_case_in_new_process(tree: Path, mode: str, cfg, storage: Path) -> dict:
+    """``run_case`` in a fresh spawned process (its own Ray), so its memory is its own."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_case, tree, mode, cfg, storage).result()
 
 
 def plot_memory_and_speed(frame, ax) -> None:
@@ -221,7 +202,6 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
     import pandas as pd
 
     from raypkg.bench.output import bench_stem, check_bench_numbers, save_bench
-    from raypkg.cluster import connect_ray
     from raypkg.engine.config import TrainConfig
 
     size_list, mode_list = parse_sizes(sizes), parse_modes(modes)
@@ -242,14 +222,11 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
         trees = write_trees(root, size_list, image_size, seed)
         click.echo(f"wrote {max(size_list):,} + {10 * VAL_PER_CLASS:,} images of {image_size}x{image_size} "
                    f"in {time.perf_counter() - t0:.1f}s under {root}")
-        connect_ray()
         rows = []
         for size in size_list:
             for mode in mode_list:
-                tree = trees[size]
                 click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")
-                cfg.data_dir = str(tree)
-                rows.append(run_case(tree, mode, cfg, root / "ray"))
+                rows.append(run_case_in_new_process(trees[size], mode, cfg, root / f"ray-{size}-{mode}"))
                 r = rows[-1]
                 click.echo(f"[bench data] {size:,} images, {mode}: {r['img_per_s']:.0f} img/s, "
                            f"driver {r['driver_peak_mb']:.0f} MB, worker {r['worker_peak_mb']:.0f} MB")

@@ -29,11 +29,12 @@ from raypkg.data.base import DataSplits, IndexedDataset
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.data_dir import data_root
 from raypkg.data.sources.generated import positive_int
-from raypkg.data.sources.in_memory import CHUNK, chunked_mean_std, image_splits
+from raypkg.data.sources.in_memory import chunked_mean_std, image_splits
 from raypkg.data.stream import PIXEL_SCALE, ImageFiles, choose_data_path, image_transform, pixel_chunks
 from raypkg.errors import UsageError
 
 DEFAULT_IMAGE_SIZE = 64
+STATS_CHUNK = 512  # streamed images decoded at a time for the channel statistics
 FILES = "train/<class>/*.jpg and val/<class>/*.jpg (ImageFolder layout)"
 
 
@@ -133,12 +134,14 @@ def build_imagefolder(options: DataOptions) -> DataSplits:
 def _streamed_splits(train: list[tuple[str, int]], test: list[tuple[str, int]], num_classes: int,
                      image_size: int, crop_padding: int, options: DataOptions) -> DataSplits:
     """Both splits as ``ImageFiles``: paths and labels in memory, pixels read when needed.
-    The train statistics come from one pass over the files, in the in-memory path's chunks."""
+    The train statistics come from one pass over the files, STATS_CHUNK images at a time:
+    float64 sums of integer pixel values are exact (below 2**53), so they equal the
+    in-memory path's whatever the chunking."""
     if not train or not test:
         raise UsageError(f"no images found for the {'train' if not train else 'evaluation'} split")
     train_paths = np.array([path for path, _ in train], dtype=object)
     if options.normalize:
-        mean, std = chunked_mean_std(pixel_chunks(train_paths, image_size, CHUNK))
+        mean, std = chunked_mean_std(pixel_chunks(train_paths, image_size, STATS_CHUNK))
         mean, std = mean / PIXEL_SCALE, std / PIXEL_SCALE
     else:
         mean, std = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)

@@ -13,7 +13,7 @@ import torch
 
 from raypkg.data.base import DataSplits, IndexedDataset
 
-CHUNK = 4096  # images converted at a time, so uint8 -> float32 never needs a float64 copy
+_CHUNK = 4096  # images converted at a time, so uint8 -> float32 never needs a float64 copy
 
 
 def channel_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,12 +22,12 @@ def channel_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Accumulated in float64 chunk by chunk, so a 50,000-image uint8 set is never copied
     whole into float64.
     """
-    return chunked_mean_std(x[start:start + CHUNK] for start in range(0, x.shape[0], CHUNK))
+    return chunked_mean_std(x[start:start + _CHUNK] for start in range(0, x.shape[0], _CHUNK))
 
 
 def chunked_mean_std(chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``channel_mean_std`` of the images that ``chunks`` yields, one chunk held at a time
-    (the streamed path decodes its chunks from disk; same chunks, same float64 sums)."""
+    (the streamed path decodes its chunks from disk)."""
     total = total_sq = None
     count = 0
     for chunk in chunks:
@@ -48,11 +48,11 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: flo
     out = torch.empty(x.shape, dtype=torch.float32)
     shift = mean.to(torch.float32).view(1, -1, 1, 1)
     inv = (1.0 / std).to(torch.float32).view(1, -1, 1, 1)
-    for start in range(0, x.shape[0], CHUNK):
-        chunk = x[start:start + CHUNK].to(torch.float32)
+    for start in range(0, x.shape[0], _CHUNK):
+        chunk = x[start:start + _CHUNK].to(torch.float32)
         if scale != 1.0:
             chunk = chunk / scale
-        out[start:start + CHUNK] = (chunk - shift) * inv
+        out[start:start + _CHUNK] = (chunk - shift) * inv
     return out
 
 
