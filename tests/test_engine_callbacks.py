@@ -250,6 +250,9 @@ def test_ray_train_one_worker_matches_in_process(ray_session, tmp_path):
     assert remote_counter.counts == {**local_counter.counts, "fit_end": 0}
     assert [r["steps_so_far"] for r in remote.history] == [r["steps_so_far"] for r in local.history]
     assert remote.restarts == 0
+    # A second run in the same storage trains anew: it does not resume the first one's checkpoint.
+    again = train(dataclasses.replace(cfg, workers=1, epochs=2), data, storage=tmp_path)
+    assert [r["epoch"] for r in again.history] == [1, 2]
 
 
 @pytest.mark.ray

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -204,7 +205,9 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
+        # A fresh name per call: Ray Train resumes a run of the same name in the same storage,
+        # so a second call with one storage would return the first call's result.
+        run_config=RunConfig(name=f"{name}-{uuid.uuid4().hex[:8]}", storage_path=str(storage.resolve()),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
