@@ -106,7 +106,7 @@ BAD = [
     # ----- bench ----------------------------------------------------------------------------
     B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "0"],
     B + ["data", "--sizes", "0"], B + ["data", "--sizes", "5k"], B + ["data", "--modes", "disk"],
-    B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"],
+    B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"], B + ["data", "--work-dir", "{out}"],
     B + ["overhead", "--batch-size", "0"], B + ["selection", "--actors", "1"], B + ["selection", "--fraction", "0"],
     B + ["selection", "--methods", "nope"], B + ["selection", "--save", "{ro}/sel"],
     B + ["deltagrad", "--ratios", "0"], B + ["deltagrad", "--epochs", "0"], B + ["deltagrad", "--period", "0"],

@@ -216,6 +216,8 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
     if work_dir:
         from raypkg.paths import check_writable_dir
 
+        if root.is_dir() and any(root.iterdir()):
+            raise UsageError(f"--work-dir {root} is not empty: give a new or empty directory")
         check_writable_dir(root, "--work-dir")
     try:
         t0 = time.perf_counter()
