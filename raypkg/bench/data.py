@@ -108,16 +108,6 @@ class WorkerPeakRSS(Callback):
 # The command
 # --------------------------------------------------------------------------------------
 
-def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 10:
-        raise UsageError(f"--sizes takes comma-separated image counts >= 10 (one per class at least), got {text!r}")
-    return sorted(set(sizes))
-
-
 def parse_modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -201,10 +191,11 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
 
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, check_bench_numbers, save_bench
+    from raypkg.bench.output import bench_stem, check_bench_numbers, int_list, save_bench
     from raypkg.engine.config import TrainConfig
 
-    size_list, mode_list = parse_sizes(sizes), parse_modes(modes)
+    size_list = sorted(set(int_list(sizes, "--sizes", 10, "image counts (one per class at least)")))
+    mode_list = parse_modes(modes)
     check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size)
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")

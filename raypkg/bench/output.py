@@ -39,13 +39,19 @@ def check_overhead_flags(epochs: int, batch_size: int, train_size: int | None, w
     if epochs < 2:
         raise UsageError(f"--epochs must be >= 2 (the first epoch is excluded from the steady state), got {epochs}")
     check_bench_numbers(batch_size=batch_size, train_size=train_size, threads=threads)
+    return int_list(worker_counts, "--workers", 1, "worker counts")
+
+
+def int_list(text: str, flag: str, minimum: int, what: str) -> list[int]:
+    """Comma-separated integers >= ``minimum`` (``--workers 1,2``), else a one-line UsageError."""
     try:
-        counts = [int(w) for w in worker_counts.split(",") if w.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise UsageError(f"--workers takes comma-separated worker counts >= 1, e.g. 1,2; got {worker_counts!r}")
-    return counts
+        values = []
+    if not values or min(values) < minimum:
+        raise UsageError(f"{flag} takes comma-separated {what} >= {minimum}, e.g. {minimum},{2 * minimum}; "
+                         f"got {text!r}")
+    return values
 
 
 def bench_stem(save: str | None, name: str) -> Path:
