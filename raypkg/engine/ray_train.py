@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -63,6 +64,13 @@ def _quiet_ray_train_logs() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def say(line: str) -> None:
+    """One progress line from a worker. Not ``print``: Ray Train patches it to log the line
+    and also print it when stdout is redirected, as it is in a Ray worker (two lines)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def save_state(state: dict, directory: str | Path, name: str = STATE_FILE) -> None:
     """A checkpoint file and its checksum beside it."""
     torch.save(state, Path(directory) / name)
@@ -105,8 +113,7 @@ class ReportEachEpoch(Callback):
                 save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
                 shown = "  ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "test_acc") if k in row)
-                print(f"[ray train] epoch {row['epoch']}/{ctx.cfg.epochs}  {shown}  ({row['epoch_s']:.1f}s)",
-                      flush=True)
+                say(f"[ray train] epoch {row['epoch']}/{ctx.cfg.epochs}  {shown}  ({row['epoch_s']:.1f}s)")
             ray.train.report({k: v for k, v in row.items() if isinstance(v, (int, float))}, checkpoint=checkpoint)
 
 
@@ -169,7 +176,7 @@ def ensemble_worker(config: dict) -> None:
             state, history = train_shard(cfg, job["data"], shards[k], k, device=device, augment=job["augment"],
                                          callbacks_for=job["callbacks_for"])
             done[k] = {"model": state, "history": history}
-            print(f"[ray train] shard {k + 1}/{len(shards)} done on worker {rank}", flush=True)
+            say(f"[ray train] shard {k + 1}/{len(shards)} done on worker {rank}")
         with tempfile.TemporaryDirectory() as tmp:
             for shard, entry in done.items():  # files of all ranks land in one checkpoint directory
                 save_state(entry, tmp, f"shard-{shard}.pt")
