@@ -188,7 +188,8 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``;
     ``threads``: torch threads per worker (default: its CPU share, one core left to Ray)."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
+    from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig,
+                           TrainingFailedError)
     from ray.train.torch import TorchTrainer
 
     from raypkg.cluster import check_placement, connect_ray, stop_ray_on_interrupt
@@ -216,7 +217,8 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
         # so a second call with one storage would return the first call's result.
         run_config=RunConfig(name=f"{name}-{uuid.uuid4().hex[:8]}", storage_path=str(storage.resolve()),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             logging_config=LoggingConfig(log_level="WARNING")),  # not the worker group's start
     )
     # Ray Train's own SIGINT handler only asks the controller to abort, which it may not do
     # while it retries a worker group (and a third Ctrl-C exits with status 0): skip it, so
