@@ -13,7 +13,7 @@ from raypkg.cli_options import EffrayGroup, address_option, train_options
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
-    """effray: efficient-training research on Ray (coresets, DeltaGrad, sparse training).
+    """effray: efficient-training research on Ray (coresets, LiPT, CREST, DeltaGrad, sparse training).
 
     \b
     Examples:

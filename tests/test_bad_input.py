@@ -59,6 +59,7 @@ BAD = [
     T + ["--momentum", "1.5"], T + ["--momentum", "nan"], T + ["--epochs", "0"], T + ["--epochs", "-3"],
     T + ["--epochs", "abc"], T + ["--batch-size", "0"], T + ["--dataset", "nope"], T + ["--model", "nope"],
     T + ["--data-path", "stream"], T + ["--data-path", "fast"], U + ["--data-path", "stream"],
+    T + ["--decode-block", "0"],
     T + ["--schedule", "triangle"], T + ["--config", "{cfg:nan}"], T + ["--config", "{cfg:inf_lr}"],
     T + ["--config", "{bin}"], T + ["--config", "/no/such/config.yaml"], T + ["--config", "{cfg:list}"],
     T + ["--config", "{cfg:unknown}"], T + ["--config", "{cfg:epochs_list}"], T + ["--config", "{cfg:lr_word}"],
@@ -107,10 +108,15 @@ BAD = [
     B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "0"],
     B + ["data", "--sizes", "0"], B + ["data", "--sizes", "5k"], B + ["data", "--modes", "disk"],
     B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"], B + ["data", "--work-dir", "{out}"],
+    B + ["data", "--decode-blocks", "0"], B + ["data", "--decode-blocks", "big"],
     B + ["overhead", "--batch-size", "0"], B + ["selection", "--actors", "1"], B + ["selection", "--fraction", "0"],
     B + ["selection", "--methods", "nope"], B + ["selection", "--save", "{ro}/sel"],
     B + ["deltagrad", "--ratios", "0"], B + ["deltagrad", "--epochs", "0"], B + ["deltagrad", "--period", "0"],
     B + ["deltagrad", "--also", "1,2"], B + ["deltagrad", "--lr", "nan"], B + ["deltagrad", "--out", "{ro}"],
+    B + ["crest", "--set", "nosuch=1"], B + ["crest", "--set", "train_frac=0.2"], B + ["crest", "--set", "novalue"],
+    B + ["crest", "--set", "check_thresh_factor=-1"], B + ["crest", "--set", "lr=0.2"], B + ["crest", "--fracs", "0.1,x"],
+    B + ["lipt", "--set", "lr=0.2"], B + ["lipt", "--set", "shards=4"], B + ["lipt", "--set", "score=best"],
+    B + ["lipt", "--set", "score=ensemble"],
     B + ["nosuch"],
 ]
 

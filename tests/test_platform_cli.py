@@ -48,6 +48,21 @@ def test_tune_in_a_bare_shell_writes_best_config_and_offline_wandb_runs(tmp_path
     assert (sweep / "trials.parquet").is_file()
 
 
+def test_a_local_run_never_joins_another_programs_ray(ray_session, tmp_path):
+    """This test process runs a Ray instance; an `effray select --actors 2` started beside it
+    starts its own private Ray: no driver joins this one, and it keeps its resources."""
+    from ray._private.state import jobs
+
+    drivers, resources = len(jobs()), ray_session.available_resources()
+    proc = effray("select", "--method", "grand", "--fraction", 0.1, "--dataset", "digits", "--model", "logreg",
+                  "--pretrain-epochs", 1, "--repeats", 1, "--actors", 2, "--no-progress", "--out", tmp_path / "runs",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ray: started a private local Ray with" in proc.stdout
+    assert len(jobs()) == drivers, jobs()
+    assert ray_session.available_resources() == resources
+
+
 def test_workers_beyond_the_cpus_are_refused_fast_with_no_run_directory(tmp_path):
     out = tmp_path / "runs"
     start = time.monotonic()

@@ -184,24 +184,3 @@ def test_run_config_refuses_unknown_data_paths():
     with pytest.raises(UsageError, match="data path"):
         dataclasses.replace(TrainConfig(), data_path="fast").validate()
 
-
-def test_bench_data_compares_both_paths_at_each_size(ray_session, tmp_path):
-    """In-process at two tiny sizes: one row per (size, path), the same training either way
-    (bit-identical inputs and batches give the same accuracy), memory measured, a plot."""
-    import pandas as pd
-    from test_report_plots import assert_png
-
-    from raypkg.cli import main
-
-    result = CliRunner().invoke(main, ["bench", "data", "--sizes", "40,80", "--image-size", "16", "--epochs", "2",
-                                       "--workers", "0", "--save", str(tmp_path / "data")])
-    assert result.exit_code == 0, result.output
-    table = pd.read_parquet(tmp_path / "data.parquet")
-    assert list(zip(table["images"], table["mode"])) == [(40, "memory"), (40, "stream"), (80, "memory"),
-                                                         (80, "stream")]
-    for images, part in table.groupby("images"):
-        assert part["test_acc"].nunique() == 1, part
-    assert (table["driver_peak_mb"] > 100).all() and (table["img_per_s"] > 0).all()
-    assert table["worker_peak_mb"].isna().all()  # in-process: no workers
-    assert "memory / stream images/s" in result.output
-    assert_png(tmp_path / "data.png")

@@ -47,23 +47,29 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--check-thresh-factor", type=float, default=0.1, show_default=True)
 @click.option("--num-minibatch-coreset", type=int, default=5, show_default=True)
 @click.option("--interval-mul", type=float, default=1.0, show_default=True, help="Check interval = P x this x r.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any other `effray run crest` setting, for every row (underscores; values read as YAML), "
+                   "e.g. --set approx_moment=false --set hessian_probes=2.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", help=SAVE_HELP)
 @address_option
 def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, random_subset_size, check_thresh_factor,
-                num_minibatch_coreset, interval_mul, seed, threads, save):
+                num_minibatch_coreset, interval_mul, settings, seed, threads, save):
     """none vs random vs CREST at each train_frac: wall seconds, steps, regions, test accuracy.
 
     \b
     Examples:
       effray bench crest                                         # digits-aug and digits, f = 0.1, 0.3
       effray bench crest --datasets digits-aug --train-size 20000 --epochs 8
+      effray bench crest --datasets digits-aug --fracs 0.1 --set approx_with_coreset=false
     """
+    import dataclasses
+
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, check_bench_numbers, save_bench
+    from raypkg.bench.output import bench_settings, bench_stem, check_bench_numbers, save_bench
     from raypkg.crest.config import CrestConfig
     from raypkg.crest.runner import prepare, train_crest
     from raypkg.errors import UsageError
@@ -75,18 +81,24 @@ def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, rand
     except ValueError:
         raise UsageError(f"--fracs takes comma-separated numbers, got {fracs!r}") from None
     names = [d.strip() for d in datasets.split(",") if d.strip()]
+
+    def bench_fields(dataset: str, n: int | None, method: str, frac: float) -> dict:
+        """The CrestConfig fields this bench sets itself (its flags and the row)."""
+        subset = random_subset_size or (max(0.01, 4 * batch_size / n) if n else 0.01)
+        return dict(dataset=dataset, model=model, train_size=train_size if dataset != "digits" else None,
+                    epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed, selection_method=method,
+                    train_frac=frac, random_subset_size=min(subset, 1.0), check_thresh_factor=check_thresh_factor,
+                    num_minibatch_coreset=num_minibatch_coreset, interval_mul=interval_mul,
+                    progress=False, wandb="disabled")
+
+    extra = bench_settings(settings, {f.name for f in dataclasses.fields(CrestConfig)}, "CREST",
+                           own_flags=set(bench_fields("digits", None, "none", 1.0)))
     stem = bench_stem(save, "crest")
     if threads > 0:
         torch.set_num_threads(threads)
 
     def config(dataset: str, n: int | None, method: str, frac: float) -> CrestConfig:
-        subset = random_subset_size or (max(0.01, 4 * batch_size / n) if n else 0.01)
-        return CrestConfig(dataset=dataset, model=model, train_size=train_size if dataset != "digits" else None,
-                           epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed, selection_method=method,
-                           train_frac=frac, random_subset_size=min(subset, 1.0),
-                           check_thresh_factor=check_thresh_factor,
-                           num_minibatch_coreset=num_minibatch_coreset, interval_mul=interval_mul,
-                           progress=False, wandb="disabled").validate()
+        return CrestConfig(**bench_fields(dataset, n, method, frac), **extra).validate()
 
     plan = {}
     for dataset in names:  # every config (and its data) checked before anything trains
@@ -107,6 +119,7 @@ def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, rand
                    f"batch {batch_size}, lr {lr} cosine, random subsets {configs[-1].random_subset_size:.3g} x N, "
                    f"P {num_minibatch_coreset}, check_thresh_factor {check_thresh_factor}, "
                    f"interval_mul {interval_mul}, "
+                   + "".join(f"{k} {v}, " for k, v in extra.items()) +
                    f"torch threads {torch.get_num_threads()}", err=True)
         for cfg in configs:
             outcome = train_crest(cfg, data)

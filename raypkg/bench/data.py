@@ -11,7 +11,8 @@ trains on each size both ways (``--data-path memory`` and ``stream``). Per case:
   for every run), all-reduced into rank 0's metrics row;
 - images/s: training images per second in the last epoch (the first pays Ray Data's
   and the workers' start);
-- load seconds and test accuracy.
+- load seconds, test accuracy and the last epoch's training loss (the two paths give
+  the same inputs in the same batches, so the same numbers at each size).
 """
 
 from __future__ import annotations
@@ -116,6 +117,18 @@ def parse_modes(text: str) -> list[str]:
     return modes
 
 
+def cases_per_size(modes: list[str], blocks: list[int]) -> list[tuple[str, str, int]]:
+    """(label, data path, decode block) per case of one size: memory once, stream once per
+    block (labelled ``stream-BLOCK`` when several blocks are compared)."""
+    cases = []
+    for mode in modes:
+        if mode == "memory":
+            cases.append(("memory", "memory", blocks[0]))
+        else:
+            cases += [("stream" if len(blocks) == 1 else f"stream-{b}", "stream", b) for b in blocks]
+    return cases
+
+
 def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
     """Load ``tree`` with ``mode`` and train on it, in this (fresh) process; the case's row."""
     import dataclasses
@@ -136,7 +149,8 @@ def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
     row = {"images": len(data.train), "mode": mode, "load_s": load_s,
            "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "worker_peak_mb": last.get("worker_peak_mb", float("nan")),
-           "img_per_s": len(data.train) / last["epoch_s"], "epoch_s": last["epoch_s"], "test_acc": last["test_acc"]}
+           "img_per_s": len(data.train) / last["epoch_s"], "epoch_s": last["epoch_s"], "test_acc": last["test_acc"],
+           "train_loss": last["train_loss"]}  # both paths: the same inputs and batches, the same loss
     row.update({k: v for k, v in last.items() if k.startswith("rank")})
     return row
 
@@ -159,10 +173,12 @@ def plot_memory_and_speed(frame, ax) -> None:
         speed.plot(part["images"], part["img_per_s"], marker="x", linestyle="--", label=f"{mode}: images/s")
     ax.set_xlabel("training images")
     ax.set_ylabel(memory_column.replace("_", " "))
+    ax.set_ylim(bottom=0)
     speed.set_ylabel("images / s (last epoch)")
+    speed.set_ylim(bottom=0)  # from 0, so the gap between the two paths reads true
     lines = ax.get_legend_handles_labels()
     more = speed.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="best")
 
 
 @click.command()
@@ -174,11 +190,13 @@ def plot_memory_and_speed(frame, ax) -> None:
 @click.option("--epochs", default=2, show_default=True, help="Epochs per case (the last one is timed).")
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers (0: in-process).")
+@click.option("--decode-blocks", default="256", show_default=True,
+              help="Images per decode task when streaming (--decode-block), comma-separated to compare several.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the image trees (default: a temporary directory, removed after).")
 @click.option("--save", help=SAVE_HELP)
-def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, seed, work_dir, save):
+def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, decode_blocks, seed, work_dir, save):
     """In-memory vs streamed (Ray Data) ImageFolder data at growing sizes: peak memory of
     the driver and of each Ray Train worker, training images per second.
 
@@ -186,7 +204,9 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
     Example:
       effray bench data                                   # 5k, 10k, 20k, 40k images of 64x64
       effray bench data --sizes 2000,8000 --workers 2 --epochs 3
+      effray bench data --sizes 20000 --workers 2 --decode-blocks 256,1024,4096
     """
+    import dataclasses
     import shutil
 
     import pandas as pd
@@ -196,6 +216,7 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
 
     size_list = sorted(set(int_list(sizes, "--sizes", 10, "image counts (one per class at least)")))
     mode_list = parse_modes(modes)
+    blocks = list(dict.fromkeys(int_list(decode_blocks, "--decode-blocks", 1, "images per decode task")))
     check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size)
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
@@ -217,18 +238,22 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
                    f"in {time.perf_counter() - t0:.1f}s under {root}")
         rows = []
         for size in size_list:
-            for mode in mode_list:
+            for mode, data_path, block in cases_per_size(mode_list, blocks):
                 click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")
-                rows.append(run_case_in_new_process(trees[size], mode, cfg, root / f"ray-{size}-{mode}"))
+                case_cfg = dataclasses.replace(cfg, decode_block=block)
+                row = run_case_in_new_process(trees[size], data_path, case_cfg, root / f"ray-{size}-{mode}")
+                rows.append({**row, "mode": mode})
                 r = rows[-1]
                 click.echo(f"[bench data] {size:,} images, {mode}: {r['img_per_s']:.0f} img/s, "
-                           f"driver {r['driver_peak_mb']:.0f} MB, worker {r['worker_peak_mb']:.0f} MB")
+                           f"driver {r['driver_peak_mb']:.0f} MB"
+                           + (f", worker {r['worker_peak_mb']:.0f} MB" if workers else ""))
     finally:
         if not work_dir:
             shutil.rmtree(root, ignore_errors=True)
     table = pd.DataFrame(rows)
     click.echo(f"imagefolder {image_size}x{image_size}, {model}, batch {batch_size}, {epochs} epochs, "
-               f"{'in-process' if not workers else f'{workers} Ray Train worker(s)'}")
+               f"{'in-process' if not workers else f'{workers} Ray Train worker(s)'}, "
+               f"decode blocks of {', '.join(map(str, blocks))} images")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summarise(table)
     save_bench(table, stem, plot=plot_memory_and_speed, title="memory vs streamed data as the set grows")
@@ -236,10 +261,12 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, see
 
 def summarise(table) -> None:
     """The two targets: streaming throughput within 1.5x of memory; memory flat in size."""
-    if set(table["mode"]) == set(MODES):
+    streams = [m for m in dict.fromkeys(table["mode"]) if m.startswith("stream")]
+    if "memory" in set(table["mode"]) and streams:
         by = table.pivot(index="images", columns="mode", values="img_per_s")
         for images, row in by.iterrows():
-            click.echo(f"{images:>8,} images: memory / stream images/s = {row['memory'] / row['stream']:.2f}x")
+            for stream in streams:
+                click.echo(f"{images:>8,} images: memory / {stream} images/s = {row['memory'] / row[stream]:.2f}x")
     column = "driver_peak_mb" if table["worker_peak_mb"].isna().all() else "worker_peak_mb"
     for mode, part in table.groupby("mode"):
         part = part.sort_values("images")

@@ -75,6 +75,9 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--density", type=float, default=0.05, show_default=True, help="LiPT: mask density (ERK).")
 @click.option("--randaugment/--no-randaugment", default=True, show_default=True,
               help="LiPT: RandAugment N=1 M=5 while pre-training (image data).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values "
+                   "read as YAML), e.g. --set score=ensemble --set bn_samples=2000.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="LiPT: Ray Train workers for the shard models (0: one after another in this process).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -84,17 +87,18 @@ def accuracy_vs_seconds(frame, ax) -> None:
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", type=click.Path(dir_okay=False), help=SAVE_HELP)
 def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats, shards,
-               pre_epochs, density, randaugment, workers, batch_size, lr, seed, threads, save):
+               pre_epochs, density, randaugment, settings, workers, batch_size, lr, seed, threads, save):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
 
     \b
     Examples:
       effray bench lipt                                            # digits-aug, GraNd and Glister, 0.1 and 0.3
       effray bench lipt --train-size 10000 --epochs 5 --pretrain-epochs 5 --repeats 5 --shards 10
+      effray bench lipt --methods grand --pre-epochs 5 --set score=ensemble
     """
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, save_bench
+    from raypkg.bench.output import bench_settings, bench_stem, save_bench
     from raypkg.bench.selection import print_table
     from raypkg.engine.loop import evaluate
     from raypkg.engine.trainer import train
@@ -121,11 +125,14 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
             raise UsageError(f"--methods are gradient-based selectors (pre-training is what is compared); got {name!r}")
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
+    lipt_only = {f.name for f in dataclasses.fields(LiptConfig)} - {f.name for f in dataclasses.fields(CoresetConfig)}
+    extra = bench_settings(settings, lipt_only, "LiPT-only",
+                           own_flags={"shards", "pre_epochs", "density", "randaugment"})
     common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
                   batch_size=batch_size, lr=[lr], seed=seed, progress=False, wandb="disabled", cache=False)
     base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).validate()
     lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, randaugment=randaugment,
-                           workers=workers).validate()
+                           workers=workers, selection=names[0], **extra).validate()
     deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
                                             repeats=repeats if get_selector(m).uses_repeats else None).validate()
                 for m in names for f in fracs}
@@ -140,7 +147,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
                f"{epochs} training epochs, torch threads {torch.get_num_threads()}, device {device}\n"
                f"# DeepCore: warm-up {pretrain_epochs} epochs on the full data, GraNd x{repeats} repeats; "
                f"LiPT: {shards} shards x {pre_epochs} epochs, density {density} ERK, randaugment "
-               f"{'on' if randaugment else 'off'}, "
+               f"{'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
                f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
 
     t0 = time.perf_counter()

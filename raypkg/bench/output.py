@@ -54,6 +54,21 @@ def int_list(text: str, flag: str, minimum: int, what: str) -> list[int]:
     return values
 
 
+def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_flags: set[str] = frozenset()) -> dict:
+    """``--set KEY=VALUE`` pairs (values read as YAML) as config fields of ``allowed``; other
+    keys, and those the bench sets from its own flags or per row, are refused in one line."""
+    from raypkg.selection.commands import parse_options
+
+    extra = parse_options(pairs, "--set") or {}
+    unknown = sorted(set(extra) - allowed)
+    if unknown:
+        raise UsageError(f"--set: {', '.join(unknown)} is not a {what} setting (underscores for dashes)")
+    taken = sorted(set(extra) & own_flags)
+    if taken:
+        raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
+    return extra
+
+
 def bench_stem(save: str | None, name: str) -> Path:
     """The path stem for a benchmark's files (checked writable before the benchmark runs)."""
     stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -141,7 +141,6 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
 
     table = pd.DataFrame(rows)
     plain = table.iloc[0]
-    table["startup_vs_plain"] = table["startup_s"] / max(plain["startup_s"], 1e-9)
     table["steady_vs_plain"] = table["steady_epoch_s"] / plain["steady_epoch_s"]
     click.echo(f"{dataset} ({len(data.train)} train), {model}, batch {batch_size}, {epochs} epochs; "
                f"torch threads {torch.get_num_threads()}; ray.init took {connect_s:.1f}s (not counted)")

@@ -29,7 +29,6 @@ from raypkg.errors import UsageError
 DATA_PATHS = ("auto", "memory", "stream")
 # auto streams when the decoded float32 train split would be larger than this.
 STREAM_ABOVE_BYTES = 4 * 2**30
-DECODE_BLOCK = 256  # rows per Ray Data block: the unit a decode task reads
 # Whole CPUs: Ray keeps at most one idle worker process per CPU and kills the rest after a
 # second, so fractional tasks made it restart workers (and re-import torch) every epoch:
 # epochs of 5,000 images took 1.9 to 8 s instead of a steady 1.9 s.
@@ -161,10 +160,11 @@ def _quiet_ray_data() -> None:
     context.execution_options.preserve_order = True  # batches in the plan's order
 
 
-def stream_batches(files: ImageFiles, order: torch.Tensor, batch_size: int,
+def stream_batches(files: ImageFiles, order: torch.Tensor, batch_size: int, block: int,
                    prefetch: int = 4) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(positions, uint8 pixels) for ``order`` cut into ``batch_size`` batches, read and
-    decoded by Ray Data tasks while the caller trains on earlier batches."""
+    decoded by Ray Data tasks of ``block`` images each while the caller trains on earlier
+    batches."""
     import pyarrow as pa
     import ray
 
@@ -175,8 +175,8 @@ def stream_batches(files: ImageFiles, order: torch.Tensor, batch_size: int,
     _quiet_ray_data()
     order = order.cpu().numpy()
     blocks = []
-    for start in range(0, len(order), DECODE_BLOCK):
-        rows = order[start:start + DECODE_BLOCK]
+    for start in range(0, len(order), block):
+        rows = order[start:start + block]
         blocks.append(pa.table({"position": rows, "path": files.paths[rows].tolist()}))
     if not blocks:
         return

@@ -55,6 +55,8 @@ class RunConfig:
     data_path: str = setting("auto", "imagefolder: memory decodes every image into RAM once; stream reads them "
                              "from disk as training goes (Ray Data); auto streams above 4 GiB decoded.",
                              choices=("auto", "memory", "stream"))
+    decode_block: int = setting(256, "--data-path stream: images per Ray Data block, the unit one decode task "
+                                "reads (larger: fewer tasks, more memory per task).")
     out: str = setting("runs", "Root directory of run directories.")
     name: str | None = setting(None, "Run directory name (default METHOD-DATASET-MODEL-TIME).")
     wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
@@ -74,6 +76,7 @@ class RunConfig:
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
         choose("data path", self.data_path, ("auto", "memory", "stream"))
         check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
+        check_positive(self, "decode_block")
         check_data_dir(self.data_dir)
         check_output(self.out, self.name)
         return self

@@ -100,7 +100,7 @@ class ShuffledBatches(BatchPlan):
 
         files = ctx.train.x
         order = self.order(ctx.epoch, ctx.rank, ctx.world_size)
-        for positions, pixels in stream_batches(files, order, self.batch_size):
+        for positions, pixels in stream_batches(files, order, self.batch_size, ctx.cfg.decode_block):
             positions = positions.to(ctx.train.y.device)
             yield PlannedBatch(positions, self._weights(positions), x=files.normalise(pixels),
                                y=ctx.train.y[positions])

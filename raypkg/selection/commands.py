@@ -19,7 +19,7 @@ def selection_options(func):
     return config_file_option(config_options(CoresetConfig)(func))
 
 
-def parse_options(pairs: tuple[str, ...]) -> dict | None:
+def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict | None:
     """``("eta=0.05", "batch=4")`` -> ``{"eta": 0.05, "batch": 4}`` (values read as YAML)."""
     if not pairs:
         return None
@@ -27,7 +27,7 @@ def parse_options(pairs: tuple[str, ...]) -> dict | None:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--option takes KEY=VALUE, got {pair!r}")
+            raise UsageError(f"{flag} takes KEY=VALUE, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value) if value.strip() else None
     return out
 

@@ -61,7 +61,7 @@ def report_table(runs: list[tuple[Path, dict]]):
 
 
 def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
-    """PNG: test_acc vs epoch, test_acc vs wall seconds, phase seconds (stacked bars)."""
+    """PNG: test_acc vs epoch, test_acc vs training seconds, phase seconds (stacked bars)."""
     import pandas as pd
 
     from raypkg.plots import figure, save_png
@@ -82,8 +82,10 @@ def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
 
     by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_epoch.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy vs epoch")
-    by_time.set(xlabel="training seconds (sum of epoch_s)", ylabel="test accuracy",
-                title="test accuracy vs wall seconds")
+    # Epoch seconds only: a coreset or LiPT run's pre-training and selection come before
+    # its first epoch and are in the phase bars, not on this axis.
+    by_time.set(xlabel="training seconds (epoch_s summed; no pre-training)", ylabel="test accuracy",
+                title="test accuracy vs training seconds")
     names = [p.resolve().name[:24] for p, _ in runs]
     phase_names = list(dict.fromkeys(k for _, s in runs for k in s.get("phases", {})))
     bottom = [0.0] * len(runs)

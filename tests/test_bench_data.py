@@ -1,0 +1,122 @@
+"""`effray bench data`: the generated ImageFolder trees, the per-rank memory callback, and the
+command run as a real process in a bare shell (its refusals are in tests/test_bad_input.py).
+
+Each case runs in a spawned process; the temporary tree is removed after.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from conftest import bare_env
+
+EFFRAY = Path(sys.executable).with_name("effray")
+COLUMNS = {"images", "mode", "load_s", "driver_peak_mb", "worker_peak_mb", "img_per_s", "epoch_s", "test_acc",
+           "train_loss"}
+
+
+def effray(*args, cwd, timeout=600) -> subprocess.CompletedProcess:
+    head = [str(EFFRAY)] if EFFRAY.exists() else [sys.executable, "-m", "raypkg.cli"]
+    return subprocess.run(head + list(args), capture_output=True, text=True, cwd=cwd, env=bare_env(), timeout=timeout)
+
+
+def test_trees_are_hard_links_into_one_set_of_real_digit_jpegs(tmp_path):
+    from PIL import Image
+
+    from raypkg.bench.data import VAL_PER_CLASS, write_trees
+
+    trees = write_trees(tmp_path, [23, 50], 16, seed=0)
+    assert set(trees) == {23, 50}
+    for size, tree in trees.items():
+        train = sorted(tree.glob("train/*/*.jpg"))
+        val = sorted(tree.glob("val/*/*.jpg"))
+        assert len(train) == size and len(val) == 10 * VAL_PER_CLASS
+        per_class = [len(list((tree / "train" / str(c)).glob("*.jpg"))) for c in range(10)]
+        assert max(per_class) - min(per_class) <= 1 and min(per_class) >= 2  # balanced, every class present
+        for path in train + val:  # no copies: every file is a link to the largest size's file
+            twin = tmp_path / "files" / path.relative_to(tree)
+            assert os.stat(path).st_ino == os.stat(twin).st_ino
+    inodes = {os.stat(p).st_ino for p in tmp_path.rglob("*.jpg")}
+    assert len(inodes) == 50 + 10 * VAL_PER_CLASS  # written once
+    assert sorted(p.relative_to(trees[23]) for p in trees[23].glob("val/*/*.jpg")) == \
+        sorted(p.relative_to(trees[50]) for p in trees[50].glob("val/*/*.jpg"))  # one val split for all sizes
+
+    val = sorted(trees[50].glob("val/*/*.jpg"))
+    first = Image.open(val[0])
+    assert (first.format, first.mode, first.size) == ("JPEG", "RGB", (16, 16))
+    pixels = np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in val])  # [n, 16, 16, 3]
+    labels = np.array([int(p.parent.name) for p in val])
+    assert pixels.reshape(len(val), -1, 3).mean(1).std(0).min() > 10  # tinted: the colours differ per image
+    # Real digits, not noise: a nearest-class-mean rule on normalised grey images, fitted on
+    # half of the val split, labels the other half far above chance (0.1); ~0.47 here.
+    grey = pixels.mean(-1).reshape(len(val), -1)
+    grey = (grey - grey.mean(1, keepdims=True)) / grey.std(1, keepdims=True)
+    order = np.random.default_rng(0).permutation(len(val))
+    fit, held = order[: len(val) // 2], order[len(val) // 2:]
+    means = np.stack([grey[fit][labels[fit] == c].mean(0) for c in range(10)])
+    guess = ((grey[held][:, None] - means[None]) ** 2).sum(-1).argmin(1)
+    assert (guess == labels[held]).mean() > 0.3
+
+    again = write_trees(tmp_path / "again", [50], 16, seed=0)[50]  # seeded: the same bytes
+    assert all(p.read_bytes() == (again / p.relative_to(trees[50])).read_bytes()
+               for p in sorted(trees[50].rglob("*.jpg"))[::97])
+
+
+def test_worker_peak_rss_reaches_rank_zero_with_every_ranks_slot():
+    """Rank 1 of 2 fills its slot; the all-reduce (here: rank 0's vector added) gives every
+    rank's peak, and the row takes the largest and one column per rank."""
+    import torch
+
+    from raypkg.bench.data import WorkerPeakRSS
+
+    other = torch.tensor([12345.0, 0.0], dtype=torch.float64)
+    ctx = SimpleNamespace(rank=1, world_size=2, device=torch.device("cpu"), all_reduce=lambda t: t + other)
+    row = {}
+    WorkerPeakRSS().on_epoch_end(ctx, row)
+    mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert row["rank0_peak_mb"] == 12345.0
+    assert 0.9 * mine <= row["rank1_peak_mb"] <= mine * 1.1 + 1 and row["rank1_peak_mb"] > 10
+    assert row["worker_peak_mb"] == max(row["rank0_peak_mb"], row["rank1_peak_mb"])
+
+
+def test_bench_data_console_script_in_a_bare_shell(tmp_path):
+    """`effray bench data` at two tiny sizes, in-process training: four rows, the same accuracy
+    and training loss on both data paths at each size (bit-identical inputs and batches; the
+    accuracy alone is near chance this small), Parquet + PNG, the temporary tree gone after."""
+    import pandas as pd
+    from test_report_plots import assert_png
+
+    proc = effray("bench", "data", "--sizes", "40,80", "--image-size", "16", "--epochs", "2", "--workers", "0",
+                  "--save", str(tmp_path / "x"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    out = proc.stdout
+    table = pd.read_parquet(tmp_path / "x.parquet")
+    assert set(table.columns) == COLUMNS  # in-process: no rank columns
+    assert list(zip(table["images"], table["mode"])) == [(40, "memory"), (40, "stream"), (80, "memory"),
+                                                         (80, "stream")]
+    for images, part in table.groupby("images"):  # the same training, to the last bit
+        for column in ("test_acc", "train_loss"):
+            memory, stream = part.set_index("mode")[column][["memory", "stream"]]
+            assert memory == stream, part
+    assert table["train_loss"].nunique() == 2  # ... and not a constant: the two sizes differ
+    assert (table["driver_peak_mb"] > 100).all() and table["worker_peak_mb"].isna().all()
+    assert (table["load_s"] > 0).all() and (table["epoch_s"] > 0).all()
+    assert np.allclose(table["img_per_s"], table["images"] / table["epoch_s"])
+    assert_png(tmp_path / "x.png")
+    for size in ("40", "80"):
+        for mode in ("memory", "stream"):
+            assert f"[bench data] {size} images, {mode}: loading" in out, out
+        assert re.search(rf"^\s+{size} images: memory / stream images/s = \d+\.\d\dx$", out, re.M), out
+    assert re.search(r"^stream: driver_peak_mb \d+ MB at 40 -> \d+ MB at 80 images \(2x the data", out, re.M), out
+    root = re.search(r"^wrote 80 \+ 1,000 images of 16x16 in [\d.]+s under (.+)$", out, re.M)
+    assert root and not Path(root.group(1)).exists(), out  # the default work dir is removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet", "x.png"]
+
