@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,14 @@ def load_state(directory: str | Path, name: str = STATE_FILE) -> dict:
 
 
 class InjectFailure(Callback):
-    """Test hook (FAULT_ENV): the last worker exits at the start of an epoch, once."""
+    """Test hook (FAULT_ENV): the last worker exits at the start of an epoch, once.
+
+    It waits first: the controller registers an epoch's checkpoint only once a poll has
+    collected every rank's report, and rank 0 reports after writing the checkpoint. A worker
+    that exits at once can be seen dead in the same poll that misses rank 0's report; the
+    run then restarts from scratch (seen in CI). Ten poll intervals let both reports in."""
+
+    WAIT_S = 10 * float(HEALTH_CHECK_INTERVAL_S)
 
     def __init__(self, fault: str):
         fail_epoch, self.marker = fault.split(":", 1)
@@ -92,6 +100,7 @@ class InjectFailure(Callback):
 
     def on_epoch_start(self, ctx: TrainContext) -> None:
         if ctx.epoch == self.fail_epoch and ctx.rank == ctx.world_size - 1 and not Path(self.marker).exists():
+            time.sleep(self.WAIT_S)
             Path(self.marker).write_text(f"worker {ctx.rank} killed at epoch {ctx.epoch}\n")
             os._exit(1)
 
