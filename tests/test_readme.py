@@ -30,7 +30,7 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--repeats": "1", "--num-samples": "1", "--requests": "2", "--online-requests": "2",
           "--gd-epochs": "2",
           "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
-          "--sizes": "40,80", "--image-size": "16"}  # bench data
+          "--sizes": "40", "--image-size": "16"}  # bench data: one Ray Train run per mode, ~25 s each
 QUIET = {"--progress/--no-progress": "--no-progress"}
 SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp")  # exact commands
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")

@@ -269,6 +269,8 @@ def summarise(table) -> None:
                 click.echo(f"{images:>8,} images: memory / {stream} images/s = {row['memory'] / row[stream]:.2f}x")
     column = "driver_peak_mb" if table["worker_peak_mb"].isna().all() else "worker_peak_mb"
     for mode, part in table.groupby("mode"):
+        if len(part) < 2:
+            continue  # one size: no growth to report
         part = part.sort_values("images")
         first, last = part.iloc[0], part.iloc[-1]
         click.echo(f"{mode}: {column} {first[column]:.0f} MB at {first['images']:,} -> {last[column]:.0f} MB at "
