@@ -67,6 +67,35 @@ def test_coresets_are_exactly_batch_sized_with_mean_one_weights_and_delta_is_exa
     assert crest.regions >= 2 and recorder.deltas_checked == len(crest.checks) >= 2
 
 
+class CheckAtW0(Callback):
+    """Placed after CrestCallback: one validity check at the first region's start (delta = 0)."""
+
+    def __init__(self, crest: CrestCallback):
+        self.crest, self.error = crest, None
+
+    def on_fit_start(self, ctx):
+        self.crest.check(ctx)
+        self.error = self.crest.checks[-1]["approx_error"]
+
+
+def test_loss0_on_subsets_leaves_no_model_error_at_w0():
+    """As specified, L0 comes from the weighted coresets but the check's true loss from the
+    random subsets, so the model is off at delta = 0 already; ``loss0_on_subsets`` makes it exact."""
+    from raypkg.crest.plan import CrestPlan
+    from raypkg.engine.trainer import train
+
+    errors = {}
+    for loss0_on_subsets in (False, True):
+        cfg = tiny(epochs=1, loss0_on_subsets=loss0_on_subsets)
+        data = prepare(cfg)
+        crest = CrestCallback(len(data.train))
+        probe = CheckAtW0(crest)
+        train(cfg, data, plan=CrestPlan(len(data.train), cfg.train_frac, cfg.batch_size), callbacks=[crest, probe])
+        errors[loss0_on_subsets] = probe.error
+    assert errors[True] == 0.0
+    assert errors[False] > 1e-3, errors
+
+
 def test_class_budgets_sum_to_the_batch_and_respect_ceil_b_over_c():
     assert class_budgets(torch.tensor([50] * 10), 32).tolist() == [4, 4, 3, 3, 3, 3, 3, 3, 3, 3]
     skewed = class_budgets(torch.tensor([1, 2, 40, 40, 40]), 30)

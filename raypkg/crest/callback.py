@@ -132,7 +132,8 @@ class CrestCallback(Callback):
 
     def fit_quadratic(self, ctx: TrainContext, positions: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
         """L0, g and the Hutchinson diagonal at w0 (eval mode, like the check's true loss),
-        on the weighted coresets or on the random subsets (``approx_with_coreset``)."""
+        on the weighted coresets or on the random subsets (``approx_with_coreset``); with
+        ``loss0_on_subsets`` L0 is the check's own true loss at w0."""
         cfg, model = ctx.cfg, ctx.model
         if cfg.approx_with_coreset:
             at = torch.cat(positions).to(ctx.train.x.device)
@@ -150,7 +151,8 @@ class CrestCallback(Callback):
             model.train(was_training)
         packed = ctx.all_reduce(torch.cat([torch.tensor([loss0], dtype=torch.float64, device=g.device), g, h]),
                                 "mean")
-        self.quad.update(float(packed[0]), packed[1:1 + len(g)], packed[1 + len(g):])
+        loss0 = self.true_loss(ctx) if cfg.loss0_on_subsets else float(packed[0])
+        self.quad.update(loss0, packed[1:1 + len(g)], packed[1 + len(g):])
 
     # ------------------------------------------------------------------ checks
     @torch.no_grad()

@@ -31,6 +31,8 @@ class CrestConfig(TrainConfig):
     check_thresh_factor: float = setting(0.1, "Re-select when |true - predicted loss| > this * true loss.")
     approx_moment: bool = setting(True, "Adam-style EMAs of the gradient and Hessian diagonal across regions.")
     approx_with_coreset: bool = setting(True, "Quadratic model on the weighted coresets (else the random subsets).")
+    loss0_on_subsets: bool = setting(False, "Not in the paper: the quadratic model's L0 from the check's random "
+                                            "subsets (g, H stay on the coresets), so it has no error at w0.")
     hessian_probes: int = setting(1, "Rademacher probes of the Hutchinson Hessian diagonal per region.")
     drop_learned: bool = setting(False, "Exclude learned examples from the selection pool.")
     watch_interval: int = setting(5, "Epochs an example's losses are watched before it counts as learned.")
