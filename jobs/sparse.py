@@ -2,10 +2,10 @@
 same run as `effray run sparse`, same flags.
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/sparse.py --sparse --growth gradient --agc --dataset digits-aug --model lenet5 \
+        python jobs/sparse.py --agc --dataset digits-aug --model lenet5 \
         --epochs 20 --workers 2 --out /abs/path/runs
 
-Without a cluster, `python jobs/sparse.py --sparse --epochs 5` runs locally.
+Without a cluster, `python jobs/sparse.py --epochs 5` runs locally (RigL-ITOP; `--dense` for the baseline).
 """
 
 import sys

@@ -308,6 +308,8 @@ def _cli(args, tmp_path):
     (["--agc", "--agc-sample", "0"], "AGC needs a snapshot gradient source"),
     (["--agc-gamma", "0.2"], "--agc-gamma needs --agc"),
     (["--agc", "--agc-sample", "100000"], "exceeds the training set"),
+    (["--dense", "--density", "0.05"], "--density sets the sparse masks; --dense trains without them"),
+    (["--dense", "--growth", "random"], "--growth sets the sparse masks"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     result = _cli(args, tmp_path)
@@ -315,6 +317,19 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_no_flags_run_rigl_itop_at_density_0_05_and_dense_is_the_baseline(tmp_path):
+    import json
+
+    sparse = _cli(["--epochs", "1", "--name", "s"], tmp_path)
+    assert sparse.exit_code == 0, sparse.output
+    summary = json.loads((tmp_path / "runs" / "s" / "summary.json").read_text())
+    assert summary["method_variant"] == "RigL-ITOP" and summary["density"] == pytest.approx(0.05, abs=0.005)
+    dense = _cli(["--epochs", "1", "--dense", "--name", "d"], tmp_path)
+    assert dense.exit_code == 0, dense.output
+    summary = json.loads((tmp_path / "runs" / "d" / "summary.json").read_text())
+    assert summary["method_variant"] == "dense" and summary["density"] == 1.0
 
 
 def test_cli_run_writes_density_rs_and_agc_columns(tmp_path):
@@ -374,3 +389,28 @@ def test_bench_sparse_writes_table_curves_and_plot(tmp_path):
     assert len(curves) == 3 * 2 and (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     row = table.set_index("method").loc["A-SET-ITOP"]
     assert row["time_vs_plain"] == row["s_per_epoch"] / table.set_index("method")["s_per_epoch"]["SET-ITOP"]
+
+
+def test_bench_sparse_runs_dense_once_and_pairs_each_agc_row_with_its_density(tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from raypkg.bench.sparse import sparse_bench
+
+    result = CliRunner().invoke(sparse_bench, ["--setups", "digits:mlp", "--epochs", "1", "--density", "0.2,0.05",
+                                               "--methods", "dense,SET-ITOP,A-SET-ITOP", "--save",
+                                               str(tmp_path / "b")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "b.parquet")
+    assert list(zip(table["method"], table["target_density"])) == [
+        ("dense", 1.0), ("SET-ITOP", 0.2), ("A-SET-ITOP", 0.2), ("SET-ITOP", 0.05), ("A-SET-ITOP", 0.05)]
+    assert (table["density"] - table["target_density"]).abs().max() < 0.01
+    by = table.set_index(["method", "target_density"])["s_per_epoch"]
+    for d in (0.2, 0.05):
+        assert table.set_index(["method", "target_density"]).loc[("A-SET-ITOP", d), "time_vs_plain"] == \
+            by[("A-SET-ITOP", d)] / by[("SET-ITOP", d)]
+    from raypkg.cli import main
+
+    bad = CliRunner().invoke(main, ["bench", "sparse", "--density", "0.05,x", "--save", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --density takes comma-separated")
+    assert not list(tmp_path.glob("c*"))

@@ -110,6 +110,7 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     rows = [{"fraction": 1.0, "method": "full data", "weighting": "-", "pretrain_s": 0.0, "selection_s": 0.0,
              "train_s": full_s, "total_s": full_s, "test_acc": evaluate(full.model, data.test.to(device))["acc"],
              "vs uniform": float("nan"), "speed-up": 1.0}]
+    click.echo(f"  full data: test_acc {rows[0]['test_acc']:.4f}, {full_s:.1f}s", err=True)
     # Pre-trained models are computed once and shared through a scratch cache; each method
     # is charged the seconds of the ones it uses (Pretrained.seconds counts cache hits too).
     with tempfile.TemporaryDirectory() as scratch:
@@ -125,6 +126,8 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
                          "selection_s": selection_s, "train_s": train_s, "total_s": total,
                          "test_acc": evaluate(trained.model, data.test.to(device))["acc"],
                          "speed-up": full_s / total})
+            click.echo(f"  {spec} @{f:g}: test_acc {rows[-1]['test_acc']:.4f}, {total:.1f}s "
+                       f"({len(rows) - 1}/{len(configs)})", err=True)
     uniform = {r["fraction"]: r["test_acc"] for r in rows if r["method"] == "uniform"}
     for r in rows:
         r["vs uniform"] = r["test_acc"] - uniform[r["fraction"]] if r["fraction"] in uniform else float("nan")

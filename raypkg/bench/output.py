@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -51,6 +52,17 @@ def int_list(text: str, flag: str, minimum: int, what: str) -> list[int]:
     if not values or min(values) < minimum:
         raise UsageError(f"{flag} takes comma-separated {what} >= {minimum}, e.g. {minimum},{2 * minimum}; "
                          f"got {text!r}")
+    return values
+
+
+def float_list(text: str, flag: str, what: str) -> list[float]:
+    """Comma-separated numbers (``--density 0.05,0.01``), else a one-line UsageError."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{flag} takes comma-separated {what}, e.g. 0.05,0.01; got {text!r}")
     return values
 
 

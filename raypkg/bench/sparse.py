@@ -34,7 +34,7 @@ def epochs_to(accuracies: list[float], target: float) -> int | None:
     return next((i + 1 for i, acc in enumerate(accuracies) if acc >= target), None)
 
 
-def run_method(base, data, name: str) -> dict:
+def run_method(base, data, name: str, density: float) -> dict:
     import dataclasses
 
     from raypkg.engine.runner import use_augmentation
@@ -43,13 +43,14 @@ def run_method(base, data, name: str) -> dict:
     from raypkg.sparse.train import build_callbacks
 
     sparse, growth, agc = METHODS[name]
-    cfg = dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc).validate().stretched()
+    cfg = dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density).validate().stretched()
     callbacks = build_callbacks(cfg)
     result = train(cfg, data, augment=use_augmentation(cfg, data), callbacks=callbacks, desc=name)
     history = result.history
     params = maskable_parameters(result.model).values()
     seconds = [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history]
-    return {"method": name, "acc": [r["test_acc"] for r in history], "epoch_s": seconds,
+    return {"method": name, "target_density": density if sparse else 1.0,
+            "acc": [r["test_acc"] for r in history], "epoch_s": seconds,
             "agc_c": [r.get("agc_c") for r in history],
             "R_s": history[-1].get("R_s", 1.0 if not sparse else None),
             "density": sum(int((p != 0).sum()) for p in params) / sum(p.numel() for p in params)}
@@ -63,9 +64,13 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
     for ax, (setup, runs) in zip(axes[0], curves.items()):
-        for run in runs:  # a plain method and its AGC variant share a colour; AGC dashed
+        densities = sorted({run["target_density"] for run in runs if run["target_density"] < 1}, reverse=True)
+        for run in runs:  # a plain method and its AGC variant share a colour, AGC dashed; sparser: lighter
             base = run["method"].removeprefix("A-")
-            ax.plot(range(1, len(run["acc"]) + 1), run["acc"], marker=".", label=run["method"],
+            label = run["method"] if run["target_density"] == 1 else f"{run['method']} d={run['target_density']:g}"
+            alpha = 1.0 if run["target_density"] == 1 else 1.0 - 0.5 * densities.index(run["target_density"]) / \
+                max(len(densities) - 1, 1)
+            ax.plot(range(1, len(run["acc"]) + 1), run["acc"], marker=".", label=label, alpha=alpha,
                     color=f"C{list(METHODS).index(base)}",
                     linestyle="--" if run["method"].startswith("A-") else "-")
         ax.axhline(targets[setup], color="grey", linewidth=0.8, linestyle=":", label=f"target {targets[setup]:.3f}")
@@ -81,7 +86,9 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @click.option("--setups", default="digits-aug:lenet5,digits:mlp", show_default=True,
               help="Comma-separated DATASET:MODEL pairs.")
 @click.option("--methods", default=",".join(METHODS), show_default=True)
-@click.option("--density", default=0.05, show_default=True)
+@click.option("--density", "densities", default="0.05", show_default=True,
+              help="Comma-separated densities of the sparse methods, e.g. 0.05,0.01 (0.01: the paper's 99% "
+                   "sparsity); dense runs once per setup.")
 @click.option("--epochs", default=20, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--lr", default=0.03, show_default=True,
@@ -97,7 +104,7 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--save", help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
-def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_frequency, train_size, test_size,
+def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_frequency, train_size, test_size,
                  agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
 
@@ -105,11 +112,12 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
     Examples:
       effray bench sparse                                  # digits-aug/lenet5 and digits/mlp, 20 epochs
       effray bench sparse --setups digits:mlp --epochs 10  # a quick look
+      effray bench sparse --setups digits-aug:resnet20 --density 0.05,0.01 --train-size 2000 --epochs 10
     """
     import pandas as pd
     import torch
 
-    from raypkg.bench.output import bench_stem, save_bench
+    from raypkg.bench.output import bench_stem, float_list, save_bench
     from raypkg.engine.runner import load_data
     from raypkg.errors import UsageError
     from raypkg.sparse.config import SparseConfig
@@ -121,6 +129,9 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
             raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     if target is None and "dense" not in names:
         raise UsageError("without --target the dense run sets it: include dense in --methods")
+    density_list = float_list(densities, "--density", "densities in (0, 1]")
+    if not all(0 < d <= 1 for d in density_list):
+        raise UsageError(f"--density takes densities in (0, 1], got {densities!r}")
     pairs = []
     for item in setups.split(","):
         dataset, sep, model = item.strip().partition(":")
@@ -131,7 +142,7 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
     for dataset, model in pairs:
         sized = dataset in ("digits-aug", "synthetic")
         bases.append(SparseConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[lr],
-                                  density=density, update_frequency=update_frequency, agc_gamma=agc_gamma,
+                                  density=density_list[0], update_frequency=update_frequency, agc_gamma=agc_gamma,
                                   agc_sample=agc_sample, seed=seed, train_size=train_size if sized else None,
                                   test_size=test_size if sized else None, progress=False,
                                   wandb="disabled").validate())
@@ -145,36 +156,44 @@ def sparse_bench(setups, methods, density, epochs, batch_size, lr, update_freque
         setup = f"{base.dataset}/{base.model}"
         click.echo(f"{setup}: {len(data.train)} train, {len(data.test)} test ...", err=True)
         runs = []
-        for name in names:
-            runs.append(run_method(base, data, name))
-            click.echo(f"  {name}: final acc {runs[-1]['acc'][-1]:.4f}, "
-                       f"{statistics.median(runs[-1]['epoch_s']):.2f}s/epoch", err=True)
-        by_name = {run["method"]: run for run in runs}
-        targets[setup] = target if target is not None else target_of_dense * max(by_name["dense"]["acc"])
+        for density in density_list:
+            for name in names:
+                if name == "dense" and density != density_list[0]:
+                    continue  # dense does not depend on the density
+                runs.append(run_method(base, data, name, density))
+                click.echo(f"  {name} (density {runs[-1]['target_density']:g}): final acc "
+                           f"{runs[-1]['acc'][-1]:.4f}, {statistics.median(runs[-1]['epoch_s']):.2f}s/epoch", err=True)
+        dense = next((run for run in runs if run["method"] == "dense"), None)
+        targets[setup] = target if target is not None else target_of_dense * max(dense["acc"])
         curves[setup] = runs
+        setup_rows = {}
         for run in runs:
-            rows.append({"setup": setup, "method": run["method"], "target": targets[setup],
-                         "epochs_to_target": epochs_to(run["acc"], targets[setup]),
-                         "s_per_epoch": statistics.median(run["epoch_s"]), "final_acc": run["acc"][-1],
-                         "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
-                         "agc_c_last": run["agc_c"][-1]})
-        for agc_name, plain_name in PAIRS:
-            if agc_name in by_name and plain_name in by_name:
-                a = next(r for r in rows if r["setup"] == setup and r["method"] == agc_name)
-                p = next(r for r in rows if r["setup"] == setup and r["method"] == plain_name)
-                a["time_vs_plain"] = a["s_per_epoch"] / p["s_per_epoch"]
-                if a["epochs_to_target"] is not None and p["epochs_to_target"] is not None:
-                    a["epochs_vs_plain"] = a["epochs_to_target"] / p["epochs_to_target"]
-                    a["meets_paper_target"] = bool(a["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
-                                                   and a["time_vs_plain"] <= TIME_RATIO_TARGET)
+            setup_rows[run["method"], run["target_density"]] = row = {
+                "setup": setup, "method": run["method"], "target_density": run["target_density"],
+                "target": targets[setup], "epochs_to_target": epochs_to(run["acc"], targets[setup]),
+                "s_per_epoch": statistics.median(run["epoch_s"]), "final_acc": run["acc"][-1],
+                "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
+                "agc_c_last": run["agc_c"][-1]}
+            rows.append(row)
+        for (name, density), a in setup_rows.items():
+            plain_name = dict(PAIRS).get(name)
+            p = setup_rows.get((plain_name, density))
+            if p is None:
+                continue
+            a["time_vs_plain"] = a["s_per_epoch"] / p["s_per_epoch"]
+            if a["epochs_to_target"] is not None and p["epochs_to_target"] is not None:
+                a["epochs_vs_plain"] = a["epochs_to_target"] / p["epochs_to_target"]
+                a["meets_paper_target"] = bool(a["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
+                                               and a["time_vs_plain"] <= TIME_RATIO_TARGET)
     table = pd.DataFrame(rows)
-    click.echo(f"density {density}, {epochs} epochs, batch {batch_size}, lr {lr} (x0.1 at 1/2, 3/4), Nesterov, "
+    click.echo(f"densities {', '.join(f'{d:g}' for d in density_list)}, {epochs} epochs, batch {batch_size}, lr {lr} (x0.1 at 1/2, 3/4), Nesterov, "
                f"update every {update_frequency} steps, AGC gamma {agc_gamma} alpha 0.3 sample "
                f"{agc_sample or 'full'}, seed {seed}; torch threads {torch.get_num_threads()}")
     click.echo(f"paper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the plain "
                f"version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    long = pd.DataFrame([{"setup": setup, "method": run["method"], "epoch": i + 1, "test_acc": acc, "epoch_s": s}
+    long = pd.DataFrame([{"setup": setup, "method": run["method"], "target_density": run["target_density"],
+                          "epoch": i + 1, "test_acc": acc, "epoch_s": s}
                          for setup, runs in curves.items() for run in runs
                          for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])
     write_parquet(stem.with_name(stem.name + "-curves.parquet"), long)

@@ -39,12 +39,14 @@ def digest(obj: Any) -> str:
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """Hash of a state_dict's names, shapes, dtypes and bytes."""
+    """Hash of a state_dict's names, shapes, dtypes and bytes (0-dim and integer buffers,
+    e.g. batch norm's ``num_batches_tracked``, included: they are flattened to 1-d first,
+    as ``Tensor.view(dtype)`` refuses a 0-dim tensor of a wider dtype)."""
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:24]
 
 

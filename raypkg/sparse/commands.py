@@ -8,6 +8,8 @@ from raypkg.cli_options import address_option, config_file_option, config_option
 from raypkg.errors import UsageError
 
 AGC_FLAGS = ("agc_gamma", "agc_alpha", "agc_sample")
+MASK_FLAGS = ("sparse_init", "density", "scale_init", "growth", "death", "redistribution", "death_rate",
+              "update_frequency")
 
 
 def sparse_options(func):
@@ -25,13 +27,19 @@ def resolve(config_file: str | None, flags: dict):
     cfg = resolve_config(SparseConfig, config_file, **flags)
     if given and not cfg.agc:
         raise UsageError(f"--{given[0].replace('_', '-')} needs --agc")
+    masks = [name for name in MASK_FLAGS if flags.get(name) is not None]
+    if masks and not cfg.sparse:
+        raise UsageError(f"--{masks[0].replace('_', '-')} sets the sparse masks; --dense trains without them "
+                         f"(drop one of the two)")
     return cfg
 
 
 @click.command("sparse")
 @sparse_options
 def run_sparse_command(config_file, **flags):
-    """Dense, SET-ITOP or RigL-ITOP training, optionally with adaptive gradient correction.
+    """RigL-ITOP (default), SET-ITOP or dense training, optionally with adaptive gradient correction.
+
+    With no flags: RigL-ITOP, ERK masks at density 0.05, on the embedded digits data.
 
     metrics.parquet has per epoch the real density, the ITOP exploration rate R_s and the
     AGC coefficient agc_c; mask_updates.parquet one row per mask update; summary.json the
@@ -39,10 +47,11 @@ def run_sparse_command(config_file, **flags):
 
     \b
     Examples:
-      effray run sparse --dataset digits-aug --model lenet5 --epochs 20            # dense
-      effray run sparse --sparse --density 0.05 --growth random --update-frequency 100   # SET-ITOP
-      effray run sparse --sparse --density 0.05 --growth gradient --agc --agc-gamma 0.1  # A-RigL-ITOP
-      effray run sparse --sparse --workers 2 --multiplier 2
+      effray run sparse                                                   # RigL-ITOP, density 0.05
+      effray run sparse --dataset digits-aug --model lenet5 --epochs 20 --dense   # the dense baseline
+      effray run sparse --density 0.05 --growth random --update-frequency 100     # SET-ITOP
+      effray run sparse --density 0.01 --agc --agc-gamma 0.1                     # A-RigL-ITOP at 99% sparsity
+      effray run sparse --workers 2 --multiplier 2
     """
     from raypkg.sparse.train import run_sparse
 

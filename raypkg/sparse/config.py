@@ -26,7 +26,8 @@ def _number(x: float) -> float | int:
 
 @dataclass
 class SparseConfig(TrainConfig):
-    """Dense training unless ``sparse``; SET when growth is random, RigL when gradient;
+    """Sparse training unless ``sparse`` is off (``--dense``, the baseline); RigL when growth
+    is gradient (the default), SET when random;
     ``agc`` adds adaptive gradient correction. Defaults follow the paper's setup (spec
     "Training setup"): SGD with Nesterov momentum 0.9, wd 5e-4, LR x0.1 at 1/2 and 3/4
     of training (multistep; the milestones default to those epochs)."""
@@ -34,12 +35,13 @@ class SparseConfig(TrainConfig):
     schedule: str = setting("multistep", "LR schedule (default: x0.1 at 1/2 and 3/4 of training).",
                             choices=SCHEDULES)
     nesterov: bool = setting(True, "Nesterov momentum.")
-    sparse: bool = setting(False, "Sparse training (dense when absent).", flag="--sparse/--dense")
+    sparse: bool = setting(True, "Sparse training (the default); --dense trains the dense baseline.",
+                           flag="--sparse/--dense")
     sparse_init: str = setting("ERK", "Initial layer densities.", choices=SPARSE_INITS)
     density: float = setting(0.05, "Overall density of the masked weights, in (0, 1].")
     scale_init: bool = setting(True, "Scale each layer's initial weights by 1/sqrt(its density) (sparse-aware "
                                      "init, Evci et al. 2022).")
-    growth: str = setting("random", "Regrowth: random = SET, gradient = RigL, momentum.", choices=GROWTH_MODES)
+    growth: str = setting("gradient", "Regrowth: gradient = RigL, random = SET, momentum.", choices=GROWTH_MODES)
     death: str = setting("magnitude", "Pruning.", choices=DEATH_MODES)
     redistribution: str = setting("none", "Regrowth budget between layers.", choices=REDISTRIBUTION_MODES)
     death_rate: float = setting(0.5, "Initial pruning rate, cosine-decayed.")
