@@ -18,9 +18,21 @@ def check_writable_dir(path: str | Path, flag: str) -> Path:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise UsageError(f"{flag} {str(path)!r}: {str(probe)!r} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK) or probe != path and not _can_make_dir_in(probe):
         raise UsageError(f"{flag} {str(path)!r}: directory {str(probe)!r} is not writable")
     return path
+
+
+def _can_make_dir_in(parent: Path) -> bool:
+    """Whether a directory can really be made in ``parent`` (os.access says yes to root in
+    /proc and on read-only mounts): makes one and removes it."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".effray-probe-"))
+        return True
+    except OSError:
+        return False
 
 
 def check_writable_file(path: str | Path, flag: str, suffixes: tuple[str, ...] = ()) -> Path:

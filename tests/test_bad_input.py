@@ -117,7 +117,11 @@ BAD = [
     B + ["crest", "--set", "check_thresh_factor=-1"], B + ["crest", "--set", "lr=0.2"], B + ["crest", "--fracs", "0.1,x"],
     B + ["lipt", "--set", "lr=0.2"], B + ["lipt", "--set", "shards=4"], B + ["lipt", "--set", "score=best"],
     B + ["lipt", "--set", "score=ensemble"],
-    B + ["nosuch"],
+    B + ["nosuch"], B + ["sparse", "--save", "/no/such/dir/x"], B + ["sparse", "--density", "0.05,x"],
+    # ----- issue 18's newcomer rows: tracebacks, silently accepted, defaults that skipped the method ------
+    T + ["--seed", "-1"], L + ["--seed", "-1"], ["run", "crest", "--out", "{out}", "--seed", "-1"],
+    T + ["--train-size", "5"], T + ["--test-size", "5", "--dataset", "digits"],
+    ["run", "sparse", "--out", "/proc/effray"], ["run", "sparse", "--out", "{out}", "--dense", "--density", "0.05"],
 ]
 
 # Real processes: every job script, and a handful of `effray` commands.

@@ -1,13 +1,16 @@
 """`effray bench crest`: none vs random vs CREST at the same step budgets, in one process.
 
-For each dataset: full-data training (``none``, the accuracy reference), then for each
-train_frac f the random baseline (a fresh uniform subset of f*N per epoch) and CREST
-(f times the steps, on mini-batch coresets), all from the same seed and LR schedule.
-``wall_s`` is the whole training call: CREST's selection (random subsets, proxies,
-facility location, the quadratic model) and validity checks are in it and also shown
-apart. ``speed-up`` = none's wall_s / the row's; ``vs none`` and ``vs random`` are
-test-accuracy differences (points) to none and to random at the same f. One untimed
-warm-up run first pays the process's one-time costs (allocator, kernels).
+For each dataset and optimizer: full-data training (``none``, the accuracy reference),
+then for each train_frac f the random baseline (a fresh uniform subset of f*N per epoch)
+and CREST (f times the steps, on mini-batch coresets), all from the same seed and LR
+schedule. Optimizers (``--optimizers``): ``paper`` trains as the reference code does
+(plain SGD: it parses momentum 0.9 but never passes it to its optimizer; a linear LR
+warm-up from 0 over the first 10% of the epochs, 20 of its 200), ``momentum`` with SGD
+momentum 0.9 and no warm-up. ``wall_s`` is the whole training call: CREST's selection
+(random subsets, proxies, facility location, the quadratic model) and validity checks are
+in it and also shown apart. ``speed-up`` = none's wall_s / the row's; ``vs none`` and
+``vs random`` are test-accuracy differences (points) to none and to random at the same f
+and optimizer. One untimed warm-up run first pays the process's one-time costs.
 """
 
 from __future__ import annotations
@@ -19,12 +22,27 @@ from raypkg.bench.output import SAVE_HELP
 from raypkg.bench.selection import print_table
 from raypkg.cli_options import address_option
 
+PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs
+
+
+def paper_warmup_epochs(epochs: int) -> int:
+    """The reference's warm-up share of ``epochs`` (at least 1, and below ``epochs``)."""
+    return min(max(1, round(PAPER_WARMUP * epochs)), epochs - 1)
+
+
+# --optimizers: the label in the table, and the CrestConfig fields each sets (given epochs)
+OPTIMIZERS = {
+    "paper": ("as in the paper (SGD, no momentum, warm-up)",
+              lambda epochs: dict(momentum=0.0, lr_warmup_epochs=paper_warmup_epochs(epochs))),
+    "momentum": ("SGD momentum 0.9, no warm-up", lambda epochs: dict(momentum=0.9, lr_warmup_epochs=0)),
+}
+
 
 def accuracy_vs_seconds(frame, ax) -> None:
     markers = {"none": "s", "random": "o", "crest": "^"}
-    for (dataset, method), rows in frame.groupby(["dataset", "method"], sort=False):
+    for (dataset, optimizer, method), rows in frame.groupby(["dataset", "optimizer", "method"], sort=False):
         ax.scatter(rows["wall_s"], 100 * rows["test_acc"], marker=markers.get(method, "x"),
-                   label=f"{dataset} {method}")
+                   label=f"{dataset} {method}, {optimizer}")
         for _, r in rows.iterrows():
             if method != "none":
                 ax.annotate(f"f={r['train_frac']:g}", (r["wall_s"], 100 * r["test_acc"]), fontsize=7)
@@ -38,6 +56,10 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
 @click.option("--model", default="mlp", show_default=True)
 @click.option("--train-size", type=int, default=None, help="digits-aug training size (default: the dataset's).")
+@click.option("--test-size", type=int, default=None, help="digits-aug test size (default: the dataset's).")
+@click.option("--optimizers", default="paper,momentum", show_default=True,
+              help="Comma-separated: paper (SGD without momentum, LR warm-up over the first 10 percent of the epochs, "
+                   "as the reference code trains) and/or momentum (SGD momentum 0.9, no warm-up).")
 @click.option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -50,20 +72,25 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other `effray run crest` setting, for every row (underscores; values read as YAML), "
                    "e.g. --set approx_moment=false --set hessian_probes=2.")
+@click.option("--actors", type=int, default=0, show_default=True,
+              help="CREST rows select on this many shard actors (with --set overlap=false: blocking, else "
+                   "overlapped with training, the coresets one region stale); 0: in-process.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", help=SAVE_HELP)
 @address_option
-def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, random_subset_size, check_thresh_factor,
-                num_minibatch_coreset, interval_mul, settings, seed, threads, save):
-    """none vs random vs CREST at each train_frac: wall seconds, steps, regions, test accuracy.
+def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epochs, batch_size, lr, random_subset_size,
+                check_thresh_factor, num_minibatch_coreset, interval_mul, settings, actors, seed, threads, save):
+    """none vs random vs CREST at each train_frac and optimizer: wall seconds, steps, regions, test accuracy.
 
     \b
     Examples:
       effray bench crest                                         # digits-aug and digits, f = 0.1, 0.3
       effray bench crest --datasets digits-aug --train-size 20000 --epochs 8
       effray bench crest --datasets digits-aug --fracs 0.1 --set approx_with_coreset=false
+      effray bench crest --datasets digits-aug --model resnet20 --train-size 5000 --test-size 2000 --optimizers paper
+      effray bench crest --datasets digits --optimizers paper --actors 1 --set overlap=false
     """
     import dataclasses
 
@@ -71,75 +98,87 @@ def crest_bench(datasets, model, train_size, fracs, epochs, batch_size, lr, rand
 
     from raypkg.bench.output import bench_settings, bench_stem, check_bench_numbers, save_bench
     from raypkg.crest.config import CrestConfig
-    from raypkg.crest.runner import prepare, train_crest
-    from raypkg.errors import UsageError
+    from raypkg.crest.runner import prepare, selection_pool, train_crest
+    from raypkg.errors import UsageError, choose
 
-    check_bench_numbers(epochs=epochs, batch_size=batch_size, train_size=train_size,
+    check_bench_numbers(epochs=epochs, batch_size=batch_size, train_size=train_size, test_size=test_size,
                         num_minibatch_coreset=num_minibatch_coreset)
+    if actors < 0:
+        raise UsageError(f"--actors must be >= 0, got {actors}")
     try:
         frac_values = [float(f) for f in fracs.split(",") if f.strip()]
     except ValueError:
         raise UsageError(f"--fracs takes comma-separated numbers, got {fracs!r}") from None
     names = [d.strip() for d in datasets.split(",") if d.strip()]
+    optimizer_names = [o.strip() for o in optimizers.split(",") if o.strip()]
+    if not optimizer_names:
+        raise UsageError(f"--optimizers takes comma-separated names of {', '.join(OPTIMIZERS)}, got {optimizers!r}")
+    for name in optimizer_names:
+        choose("optimizer", name, OPTIMIZERS)
 
-    def bench_fields(dataset: str, n: int | None, method: str, frac: float) -> dict:
+    def bench_fields(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> dict:
         """The CrestConfig fields this bench sets itself (its flags and the row)."""
         subset = random_subset_size or (max(0.01, 4 * batch_size / n) if n else 0.01)
-        return dict(dataset=dataset, model=model, train_size=train_size if dataset != "digits" else None,
-                    epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed, selection_method=method,
-                    train_frac=frac, random_subset_size=min(subset, 1.0), check_thresh_factor=check_thresh_factor,
-                    num_minibatch_coreset=num_minibatch_coreset, interval_mul=interval_mul,
-                    progress=False, wandb="disabled")
+        sized = dataset != "digits"
+        return dict(dataset=dataset, model=model, train_size=train_size if sized else None,
+                    test_size=test_size if sized else None, epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed,
+                    selection_method=method, train_frac=frac, random_subset_size=min(subset, 1.0),
+                    check_thresh_factor=check_thresh_factor, num_minibatch_coreset=num_minibatch_coreset,
+                    interval_mul=interval_mul, actors=actors if method == "crest" else 0,
+                    progress=False, wandb="disabled", **OPTIMIZERS[optimizer][1](epochs))
 
     extra = bench_settings(settings, {f.name for f in dataclasses.fields(CrestConfig)}, "CREST",
-                           own_flags=set(bench_fields("digits", None, "none", 1.0)))
+                           own_flags=set(bench_fields("digits", None, "paper", "none", 1.0)))
     stem = bench_stem(save, "crest")
     if threads > 0:
         torch.set_num_threads(threads)
 
-    def config(dataset: str, n: int | None, method: str, frac: float) -> CrestConfig:
-        return CrestConfig(**bench_fields(dataset, n, method, frac), **extra).validate()
+    def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> CrestConfig:
+        return CrestConfig(**bench_fields(dataset, n, optimizer, method, frac), **extra).validate()
 
     plan = {}
     for dataset in names:  # every config (and its data) checked before anything trains
-        data = prepare(config(dataset, None, "none", 1.0))
+        data = prepare(config(dataset, None, optimizer_names[0], "none", 1.0))
         n = len(data.train)
-        plan[dataset] = (data, [config(dataset, n, "none", 1.0)] + [config(dataset, n, m, f) for f in frac_values
-                                                                     for m in ("random", "crest")])
-        for cfg in plan[dataset][1]:
+        plan[dataset] = (data, [(o, config(dataset, n, o, m, f)) for o in optimizer_names
+                                for m, f in [("none", 1.0)] + [(m, f) for f in frac_values for m in ("random", "crest")]])
+        for _, cfg in plan[dataset][1]:
             cfg.check_sizes(n)
-    first = plan[names[0]]
-    warm = config(names[0], len(first[0].train), "crest", min(frac_values))
-    warm.epochs = 1
-    train_crest(warm, first[0])  # untimed warm-up
 
     rows = []
-    for dataset, (data, configs) in plan.items():
+    for i, (dataset, (data, configs)) in enumerate(plan.items()):
         click.echo(f"# {dataset}: {len(data.train)} train / {len(data.test)} test, {model}, {epochs} epochs, "
-                   f"batch {batch_size}, lr {lr} cosine, random subsets {configs[-1].random_subset_size:.3g} x N, "
-                   f"P {num_minibatch_coreset}, check_thresh_factor {check_thresh_factor}, "
-                   f"interval_mul {interval_mul}, "
+                   f"batch {batch_size}, lr {lr} {configs[0][1].schedule}, weight decay {configs[0][1].weight_decay:g}, "
+                   f"random subsets {configs[-1][1].random_subset_size:.3g} x N, P {num_minibatch_coreset}, "
+                   f"check_thresh_factor {check_thresh_factor}, interval_mul {interval_mul}, "
                    + "".join(f"{k} {v}, " for k, v in extra.items()) +
-                   f"torch threads {torch.get_num_threads()}", err=True)
-        for cfg in configs:
-            outcome = train_crest(cfg, data)
-            rows.append({"dataset": dataset, "method": cfg.selection_method, "train_frac": cfg.train_frac,
-                         "steps": outcome.steps, "regions": outcome.crest.get("regions", 0),
-                         "checks": outcome.crest.get("checks", 0),
-                         "selection_s": outcome.crest.get("selection_s", 0.0),
-                         "check_s": outcome.crest.get("check_s", 0.0), "wall_s": outcome.wall_s,
-                         "test_acc": outcome.result.history[-1]["test_acc"]})
+                   (f"{actors} selection actors, " if actors else "") + f"torch threads {torch.get_num_threads()}",
+                   err=True)
+        with selection_pool(configs[-1][1], data) as pool:
+            if i == 0:
+                warm = dataclasses.replace(configs[-1][1], epochs=1, lr_warmup_epochs=0)
+                train_crest(warm, data, pool=pool)  # untimed warm-up
+            for optimizer, cfg in configs:
+                outcome = train_crest(cfg, data, pool=pool if cfg.selection_method == "crest" else None)
+                rows.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0],
+                             "method": cfg.selection_method, "train_frac": cfg.train_frac,
+                             "steps": outcome.steps, "regions": outcome.crest.get("regions", 0),
+                             "checks": outcome.crest.get("checks", 0),
+                             "selection_s": outcome.crest.get("selection_s", 0.0),
+                             "check_s": outcome.crest.get("check_s", 0.0),
+                             "wait_s": outcome.crest.get("selection_wait_s", 0.0), "wall_s": outcome.wall_s,
+                             "test_acc": outcome.result.history[-1]["test_acc"]})
     frame = pd.DataFrame(rows)
-    for dataset in names:
-        ref = frame[(frame.dataset == dataset) & (frame.method == "none")].iloc[0]
-        mask = frame.dataset == dataset
+    for (dataset, optimizer), group in frame.groupby(["dataset", "optimizer"], sort=False):
+        mask = (frame.dataset == dataset) & (frame.optimizer == optimizer)
+        ref = frame[mask & (frame.method == "none")].iloc[0]
         frame.loc[mask, "speed-up"] = ref["wall_s"] / frame.loc[mask, "wall_s"]
         frame.loc[mask, "vs none"] = 100 * (frame.loc[mask, "test_acc"] - ref["test_acc"])
         for f in frac_values:
             at = mask & (frame.train_frac == f)
             random_acc = frame[at & (frame.method == "random")]["test_acc"].iloc[0]
             frame.loc[at, "vs random"] = 100 * (frame.loc[at, "test_acc"] - random_acc)
-    print_table(frame.to_dict("records"), ["dataset", "method", "train_frac", "steps", "regions", "checks",
-                                           "selection_s", "check_s", "wall_s", "test_acc", "speed-up", "vs none",
-                                           "vs random"])
+    print_table(frame.to_dict("records"), ["dataset", "optimizer", "method", "train_frac", "steps", "regions",
+                                           "checks", "selection_s"] + (["wait_s"] if actors else []) +
+                ["check_s", "wall_s", "test_acc", "speed-up", "vs none", "vs random"])
     save_bench(frame, stem, plot=accuracy_vs_seconds, title="CREST vs random vs full data")

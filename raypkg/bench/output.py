@@ -88,6 +88,8 @@ def bench_stem(save: str | None, name: str) -> Path:
         stem = stem.with_suffix("")
     if stem.is_dir():
         stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if save and not stem.parent.is_dir():
+        raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
     check_writable_dir(stem.parent, "--save")
     return stem
 

@@ -3,18 +3,29 @@
 At the fit's start and whenever the validity check fails, a region starts
 (``start_region``): stratified random subsets of the pool, one mini-batch coreset per
 subset (``raypkg.crest.selection``), weights normalised to mean 1 per coreset batch
-(over all ranks), the quadratic model at w0 (``raypkg.crest.quadratic``), and the
-coresets handed to the ``CrestPlan``. After every ``check_interval`` steps of a region,
-delta = w - w0 is read from the parameters and the model's prediction compared with the
-true loss on the region's random subsets (eval mode); when the error exceeds
+(over all ranks), the quadratic model at w0 (``raypkg.crest.quadratic``, one step of its
+moving averages per coreset mini-batch), and the coresets handed to the ``CrestPlan``.
+After every ``check_interval`` steps of a region, delta = w - w0 is read from the
+parameters and the model's prediction compared with the true loss on the region's random
+subsets (one eval-mode forward over their union); when the error exceeds
 ``check_thresh_factor`` times the true loss the next region starts before the next step.
 Every ``drop_interval`` epochs, examples whose every loss seen in the last
 ``watch_interval`` epochs was below ``drop_thresh`` leave the pool (never below
 ``min_train_size``).
 
+The quadratic model and the check run the model in eval mode: BatchNorm uses its running
+statistics (no batch statistics, no update of the running ones), so L0 at w0 and the
+check's true loss are values of one and the same function of the weights.
+
+With a shard pool (``--actors``) and ``overlap``, each region start also dispatches the
+selection of the *next* region's coresets to the actors, from a snapshot of the weights
+at this region's start, and training goes on; the next region starts with that result
+(its coresets one region stale) and waits only if the actors are not done yet.
+
 Under Ray Train DDP every rank runs this callback: rank r selects from its own block of
-the region's disjoint random subsets; L0, g, H, the true loss and the learned-example
-records are averaged or maxed over the ranks, so every rank takes the same decisions.
+the region's disjoint random subsets; each coreset mini-batch's L_b, g_b, h_b, the true
+loss and the learned-example records are averaged or maxed over the ranks, so every rank
+takes the same decisions.
 Side computations use the unwrapped model and ``torch.autograd.grad``, never ``.backward()``.
 """
 
@@ -28,11 +39,12 @@ import torch.nn.functional as F
 
 from raypkg.crest.plan import CrestPlan
 from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
-from raypkg.crest.selection import check_interval, coresets_per_region, select_coresets, stratified_subsets
+from raypkg.crest.selection import (PendingCoresets, check_interval, coresets_per_region, select_coresets,
+                                    stratified_subsets, submit_coresets)
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.loop import weighted_cross_entropy
 
-EVAL_BATCH = 2048
+CHECK_FORWARD_MAX = 8192  # examples in one forward of the check (the union of P subsets fits in the usual case)
 
 
 def _sync(device: torch.device) -> None:
@@ -40,10 +52,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+@torch.no_grad()
+def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                max_batch: int = CHECK_FORWARD_MAX) -> torch.Tensor:
+    """Per-example cross-entropy in eval mode: one forward over all of ``x`` when it holds
+    at most ``max_batch`` examples (else forwards of ``max_batch``). In eval mode no example
+    affects another's output (BatchNorm uses its running statistics), so this equals the
+    separate forwards of any split of ``x`` up to the order of floating-point sums."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([F.cross_entropy(model(x[i:i + max_batch]).float(), y[i:i + max_batch], reduction="none")
+                          for i in range(0, len(x), max_batch)])
+    finally:
+        model.train(was_training)
+
+
 class CrestCallback(Callback):
     def __init__(self, num_examples: int):
         self.n = num_examples
         self.pool = None  # a ShardPool for selection on actors (in-process training only; not state)
+        self.pending: PendingCoresets | None = None  # the next region's selection on the actors (not state)
         self.last_delta: torch.Tensor | None = None  # the last check's w - w0 (for tests; not state)
         self.quad = QuadraticModel()
         self.in_pool = torch.ones(num_examples, dtype=torch.bool)
@@ -62,6 +91,8 @@ class CrestCallback(Callback):
         self.dropped = 0
         self.selection_s = 0.0
         self.check_s = 0.0
+        self.wait_s = 0.0  # of selection_s: waiting for the actors' coresets
+        self.coreset_batches = 0  # mini-batches the quadratic models were fitted on (over all regions)
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, ctx: TrainContext) -> None:
@@ -83,22 +114,38 @@ class CrestCallback(Callback):
                     "crest_check_interval": self.interval, "crest_pool": int(self.in_pool.sum()),
                     "crest_selection_s": self.selection_s, "crest_check_s": self.check_s})
 
+    def on_fit_end(self, ctx: TrainContext) -> None:
+        self.pending = None  # a selection still running for a region that will not come
+
     # ------------------------------------------------------------------ regions
-    def start_region(self, ctx: TrainContext) -> None:
-        """Select this rank's coresets, normalise their weights, fit the quadratic model."""
-        cfg, plan, device = ctx.cfg, ctx.plan, ctx.device
-        assert isinstance(plan, CrestPlan)
-        _sync(device)
-        t0 = time.perf_counter()
+    def random_subsets(self, ctx: TrainContext, region: int) -> list[torch.Tensor]:
+        """This rank's random subsets for region ``region`` (spec step 1), drawn from the pool
+        as it is now, P x batch_num_mul x the latest curvature ratio of them (step 7)."""
+        cfg = ctx.cfg
         pool = torch.nonzero(self.in_pool).squeeze(1)
         size = cfg.subset_size(self.n)
         count = coresets_per_region(cfg.num_minibatch_coreset, cfg.batch_num_mul, self.ratio,
                                     most=len(pool) // (size * ctx.world_size))
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919 * self.regions)  # the same on every rank
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919 * region)  # the same on every rank
         subsets = stratified_subsets(pool, ctx.train.y.cpu(), count * ctx.world_size, size, gen)
-        mine = subsets[ctx.rank * count:(ctx.rank + 1) * count]
-        coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
-                                   ctx.train.num_classes, pool=self.pool)
+        return subsets[ctx.rank * count:(ctx.rank + 1) * count]
+
+    def start_region(self, ctx: TrainContext) -> None:
+        """Select this rank's coresets (or take those the actors selected during the last
+        region), normalise their weights, fit the quadratic model; with ``overlap``, send
+        the next region's selection to the actors."""
+        cfg, plan, device = ctx.cfg, ctx.plan, ctx.device
+        assert isinstance(plan, CrestPlan)
+        _sync(device)
+        t0 = time.perf_counter()
+        if self.pending is not None:  # selected from the weights at the last region's start
+            mine, coresets = self.pending.subsets, self.pending.result()
+            self.pending = None
+            self.wait_s += time.perf_counter() - t0
+        else:
+            mine = self.random_subsets(ctx, self.regions)
+            coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
+                                       ctx.train.num_classes, pool=self.pool)
         positions = [s[c.picks].to(ctx.train.x.device) for s, c in zip(mine, coresets)]  # index the data there
         weights = self.normalised_weights(ctx, [c.weights for c in coresets])
         self.random_positions = torch.cat(mine)
@@ -112,6 +159,9 @@ class CrestCallback(Callback):
         self.w0 = flat_params(self.params(ctx))
         self.regions += 1
         self.region_steps = 0
+        if self.pool is not None and cfg.overlap:  # the next region's coresets, while this one trains
+            self.pending = submit_coresets(ctx.model, ctx.train.x, ctx.train.y, self.random_subsets(ctx, self.regions),
+                                           cfg.batch_size, ctx.train.num_classes, self.pool)
         _sync(device)
         self.selection_s += time.perf_counter() - t0
 
@@ -131,44 +181,49 @@ class CrestCallback(Callback):
         return [p for p in ctx.model.parameters() if p.requires_grad]
 
     def fit_quadratic(self, ctx: TrainContext, positions: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
-        """L0, g and the Hutchinson diagonal at w0 (eval mode, like the check's true loss),
-        on the weighted coresets or on the random subsets (``approx_with_coreset``); with
-        ``loss0_on_subsets`` L0 is the check's own true loss at w0."""
+        """L0, g and the Hutchinson diagonal at w0, one coreset mini-batch at a time (eval
+        mode, like the check's true loss): each mini-batch's (L_b, g_b, h_b), averaged over
+        the ranks, steps the moving averages once. On the weighted coresets, or with
+        ``approx_with_coreset`` off on the random subsets in unweighted mini-batches of B;
+        with ``loss0_on_subsets`` L0 is the check's own true loss at w0."""
         cfg, model = ctx.cfg, ctx.model
         if cfg.approx_with_coreset:
-            at = torch.cat(positions).to(ctx.train.x.device)
-            w = torch.cat(weights).to(ctx.device)
+            batches = list(zip(positions, weights))
         else:
-            at, w = self.random_positions.to(ctx.train.x.device), None
-        x, y = ctx.train.x[at], ctx.train.y[at]
+            at = self.random_positions
+            batches = [(at[i:i + cfg.batch_size], None) for i in range(0, len(at), cfg.batch_size)]
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + 104_729 * self.regions + ctx.rank)
+        params = self.params(ctx)
+
+        def estimates():
+            for at, w in batches:
+                at = at.to(ctx.train.x.device)
+                x, y = ctx.train.x[at], ctx.train.y[at]
+                w = None if w is None else w.to(ctx.device)
+                loss, g, h = gradient_and_hessian_diagonal(lambda: weighted_cross_entropy(model(x), y, w),
+                                                           params, cfg.hessian_probes, gen)
+                packed = ctx.all_reduce(torch.cat([torch.tensor([loss], dtype=torch.float64, device=g.device), g, h]),
+                                        "mean")
+                yield float(packed[0]), packed[1:1 + len(g)], packed[1 + len(g):]
+
         was_training = model.training
         model.eval()
         try:
-            loss0, g, h = gradient_and_hessian_diagonal(lambda: weighted_cross_entropy(model(x), y, w),
-                                                        self.params(ctx), cfg.hessian_probes, gen)
+            self.quad.fit_region(estimates())
         finally:
             model.train(was_training)
-        packed = ctx.all_reduce(torch.cat([torch.tensor([loss0], dtype=torch.float64, device=g.device), g, h]),
-                                "mean")
-        loss0 = self.true_loss(ctx) if cfg.loss0_on_subsets else float(packed[0])
-        self.quad.update(loss0, packed[1:1 + len(g)], packed[1 + len(g):])
+        self.coreset_batches += len(batches)
+        if cfg.loss0_on_subsets:
+            self.quad.loss0 = self.true_loss(ctx)
 
     # ------------------------------------------------------------------ checks
-    @torch.no_grad()
     def true_loss(self, ctx: TrainContext) -> float:
-        """Mean cross-entropy over the region's random subsets (all ranks'), eval mode."""
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+        """Mean cross-entropy over the region's random subsets (all ranks'), from one
+        eval-mode forward over their union."""
         at = self.random_positions.to(ctx.train.x.device)
-        for start in range(0, len(at), EVAL_BATCH):
-            chunk = at[start:start + EVAL_BATCH]
-            logits = model(ctx.train.x[chunk]).float()
-            total[0] += F.cross_entropy(logits, ctx.train.y[chunk], reduction="sum").double()
-            total[1] += len(chunk)
-        model.train(was_training)
+        losses = eval_losses(ctx.model, ctx.train.x[at], ctx.train.y[at])
+        total = torch.stack([losses.double().sum(), torch.tensor(float(len(at)), dtype=torch.float64,
+                                                                 device=losses.device)])
         ctx.all_reduce(total)
         return float(total[0] / total[1])
 
@@ -215,7 +270,8 @@ class CrestCallback(Callback):
 
     # ------------------------------------------------------------------ state
     STATE = ("in_pool", "last_seen", "last_high", "last_loss", "random_positions", "w0", "regions", "region_steps",
-             "interval", "ratio", "first_curvature", "steps", "checks", "dropped", "selection_s", "check_s")
+             "interval", "ratio", "first_curvature", "steps", "checks", "dropped", "selection_s", "check_s", "wait_s",
+             "coreset_batches")
 
     def state_dict(self) -> dict[str, Any]:
         return {**{k: getattr(self, k) for k in self.STATE}, "quad": self.quad.state_dict()}
@@ -228,4 +284,5 @@ class CrestCallback(Callback):
     def summary(self) -> dict[str, Any]:
         return {"regions": self.regions, "checks": len(self.checks),
                 "reselections": sum(c["reselect"] for c in self.checks), "dropped": self.dropped,
-                "pool_size": int(self.in_pool.sum()), "selection_s": self.selection_s, "check_s": self.check_s}
+                "pool_size": int(self.in_pool.sum()), "selection_s": self.selection_s, "check_s": self.check_s,
+                "selection_wait_s": self.wait_s}

@@ -40,6 +40,10 @@ class CrestConfig(TrainConfig):
     drop_thresh: float = setting(0.1, "Learned: every watched loss below this.")
     min_train_size: int | None = setting(None, "The pool never shrinks below this many examples (default 80% of N).")
     actors: int = setting(0, "Shard actors that select the coresets from a weight snapshot (0: in-process).")
+    overlap: bool = setting(True, "With --actors: each region start sends the next region's selection to the "
+                                  "actors, which run it while this region trains, from a snapshot of the weights "
+                                  "at this region's start, so the next region's coresets are one region stale "
+                                  "(--no-overlap: training waits for a fresh selection at every region start).")
 
     def validate(self) -> "CrestConfig":
         super().validate()
@@ -63,23 +67,31 @@ class CrestConfig(TrainConfig):
                              "own coresets (give one of them)")
         return self
 
-    def check_sizes(self, n: int) -> None:
-        """What depends on the data's size N: a random subset must hold a whole mini-batch,
-        and the pool floor must hold one random subset per rank and fit in N."""
+    def check_sizes(self, n: int) -> str | None:
+        """What depends on the data's size N: the pool floor must hold one random subset
+        per rank and fit in N. Returns a note when the random subsets were floored at the
+        batch size (``subset_size``), else None."""
         if self.selection_method != "crest":
-            return
+            return None
         subset = self.subset_size(n)
-        if subset < self.batch_size:
-            raise UsageError(f"random-subset-size {self.random_subset_size:g} x {n} examples = {subset} is smaller "
-                             f"than the batch size {self.batch_size}; raise --random-subset-size")
+        if subset > n:
+            raise UsageError(f"a random subset must hold one batch of {self.batch_size}, but the training set has "
+                             f"{n} examples; lower --batch-size")
         floor = self.pool_floor(n)
         if floor > n:
             raise UsageError(f"min-train-size {floor} is larger than the training set ({n} examples)")
         if floor < subset * max(self.workers, 1):
             raise UsageError(f"min-train-size {floor} cannot hold one random subset of {subset} per worker")
+        raw = round(self.random_subset_size * n)
+        if raw < subset:
+            return (f"random subsets of {subset} examples: --random-subset-size {self.random_subset_size:g} x {n} = "
+                    f"{raw} is less than one batch, so they are floored at the batch size {self.batch_size}")
+        return None
 
     def subset_size(self, n: int) -> int:
-        return max(1, round(self.random_subset_size * n))
+        """Examples per random subset: ``random_subset_size`` x N, at least one batch (a
+        mini-batch coreset is picked from each)."""
+        return max(self.batch_size, round(self.random_subset_size * n))
 
     def pool_floor(self, n: int) -> int:
         return self.min_train_size if self.min_train_size is not None else int(0.8 * n)

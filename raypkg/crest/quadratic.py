@@ -5,9 +5,14 @@
 g is the gradient at w0, H a diagonal Hessian estimate (Hutchinson 1990: E[v * Hv] over
 Rademacher v is the diagonal of H). Hessian-vector products come from differentiating
 the gradient a second time with ``torch.autograd.grad(create_graph=True)``; nothing
-here calls ``.backward()``, so the loop's gradients are never touched. With
-``approx_moment`` g and H are smoothed across regions as AdaHessian/Adam do (beta1 0.9,
-beta2 0.999, bias-corrected; H = sqrt(EMA of squares) + 1e-4).
+here calls ``.backward()``, so the loop's gradients are never touched.
+
+As the reference code builds it, a region's model comes from its coreset mini-batches
+one at a time: each mini-batch b gives (L_b, g_b, h_b), and with ``approx_moment`` each
+mini-batch steps the AdaHessian/Adam moving averages once (beta1 0.9, beta2 0.999,
+bias-corrected; H_b = sqrt(EMA of squares) + 1e-4), which carry over from region to
+region. The region's L0, g and H are the means over its mini-batches of L_b and of the
+smoothed g_b and H_b (without ``approx_moment``: of the raw g_b and h_b).
 
 ``loss_fn`` is any closure of the parameters' current values: the callback passes the
 model's (weighted) cross-entropy on the coresets, the tests a linear model's squared
@@ -16,7 +21,7 @@ loss, for which the model is exact.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -52,29 +57,44 @@ def gradient_and_hessian_diagonal(loss_fn: Callable[[], torch.Tensor], params: S
 
 
 class QuadraticModel:
-    """L0, g, H of the current region, and the EMAs that smooth g and H across regions."""
+    """L0, g, H of the current region, and the moving averages that smooth g and H."""
 
     def __init__(self, approx_moment: bool = True):
         self.approx_moment = approx_moment
         self.loss0 = 0.0
         self.g: torch.Tensor | None = None
         self.h: torch.Tensor | None = None
-        self.m: torch.Tensor | None = None  # EMA of gradients
-        self.v: torch.Tensor | None = None  # EMA of squared Hessian diagonals
-        self.updates = 0
+        self.m: torch.Tensor | None = None  # EMA of mini-batch gradients
+        self.v: torch.Tensor | None = None  # EMA of squared mini-batch Hessian diagonals
+        self.updates = 0  # mini-batches the EMAs have seen (over all regions)
 
-    def update(self, loss0: float, g: torch.Tensor, h: torch.Tensor) -> None:
-        """A new region: raw (L0, g, h) at w0, smoothed when ``approx_moment``."""
-        self.loss0 = loss0
-        if not self.approx_moment:
-            self.g, self.h = g, h
-            return
+    def smooth(self, g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mini-batch's step of the moving averages; its bias-corrected (g, H).
+
+        m = b1 m + (1 - b1) g_b,  v = b2 v + (1 - b2) h_b^2,
+        g = m / (1 - b1^t),  H = sqrt(v / (1 - b2^t)) + 1e-4   (paper Sec. 4.2, as AdaHessian)."""
         self.updates += 1
         t = self.updates
         self.m = (1 - BETA1) * g if self.m is None else BETA1 * self.m + (1 - BETA1) * g
         self.v = (1 - BETA2) * h.square() if self.v is None else BETA2 * self.v + (1 - BETA2) * h.square()
-        self.g = self.m / (1 - BETA1 ** t)
-        self.h = (self.v / (1 - BETA2 ** t)).sqrt() + H_EPS
+        return self.m / (1 - BETA1 ** t), (self.v / (1 - BETA2 ** t)).sqrt() + H_EPS
+
+    def fit_region(self, batches: Iterable[tuple[float, torch.Tensor, torch.Tensor]]) -> None:
+        """A new region from its mini-batches' raw (L_b, g_b, h_b), in order: the moving
+        averages step once per mini-batch (not once per region), and L0, g, H are the means
+        over the mini-batches of L_b and of the smoothed (or, without approx_moment, raw)
+        g_b and h_b. The mini-batches are of equal size, so plain means weight them alike."""
+        count, loss_sum, g_sum, h_sum = 0, 0.0, None, None
+        for loss, g, h in batches:
+            if self.approx_moment:
+                g, h = self.smooth(g, h)
+            count += 1
+            loss_sum += loss
+            g_sum = g.clone() if g_sum is None else g_sum.add_(g)
+            h_sum = h.clone() if h_sum is None else h_sum.add_(h)
+        if not count:
+            raise ValueError("a quadratic region needs at least one mini-batch")
+        self.loss0, self.g, self.h = loss_sum / count, g_sum / count, h_sum / count
 
     def predict(self, delta: torch.Tensor) -> float:
         """L0 + g . delta + 1/2 delta^T diag(H) delta."""

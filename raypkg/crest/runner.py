@@ -8,6 +8,7 @@ rest of the training wall time) and ``eval``; per-check rows in ``checks.parquet
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -26,10 +27,13 @@ from raypkg.tracking import RunDir
 
 
 def prepare(cfg: CrestConfig) -> DataSplits:
-    """Validate and load before any run directory exists (bad input: one line, nothing written)."""
+    """Validate and load before any run directory exists (bad input: one line, nothing
+    written); a note on stderr when the random subsets are floored at the batch size."""
     cfg.validate()
     data = load_data(cfg)
-    cfg.check_sizes(len(data.train))
+    note = cfg.check_sizes(len(data.train))
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return data
 
 
@@ -69,15 +73,20 @@ class CrestOutcome:
 
 @contextlib.contextmanager
 def selection_pool(cfg: CrestConfig, data: DataSplits):
-    """The shard-actor pool that selects the coresets (``--actors K``), or None."""
+    """The shard-actor pool that selects the coresets (``--actors K``), or None. The actors
+    share the cluster's CPUs but one, which stays with training (it runs while they select:
+    on 2 cores, a 2-thread actor beside training made each selection 5x slower)."""
     if cfg.selection_method != "crest" or cfg.actors == 0:
         yield None
         return
+    import ray
+
     from raypkg.cluster import connect_ray
     from raypkg.engine.shard_pool import ShardPool
 
     connect_ray()
-    with ShardPool(data.train, cfg.actors) as pool:
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    with ShardPool(data.train, cfg.actors, cpus_per_actor=max((cpus - 1) / cfg.actors, 0.05)) as pool:
         yield pool
 
 
@@ -122,5 +131,6 @@ def run_crest(cfg: CrestConfig) -> dict:
                           train_frac=cfg.train_frac, train_size=len(data.train), steps=outcome.steps,
                           train_wall_s=outcome.wall_s, workers=cfg.workers, actors=cfg.actors,
                           device=str(device), restarts=outcome.result.restarts,
+                          overlap=cfg.overlap if cfg.actors else None, crest=outcome.crest,
                           **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped",
-                                                                   "pool_size")})
+                                                                   "pool_size", "selection_wait_s")})

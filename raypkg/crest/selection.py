@@ -11,13 +11,16 @@
    (globally over the ranks under DDP).
 
 ``minibatch_coreset`` is a module-level function of plain inputs, so the shard actors run
-exactly what the in-process path runs (``select_coresets``).
+exactly what the in-process path runs (``select_coresets``); ``submit_coresets`` starts
+the actors' jobs and returns at once, so the next region's selection can run while the
+current region trains.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -112,11 +115,42 @@ def select_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     if pool is None:
         at = [s.to(train_x.device) for s in subsets]
         return [minibatch_coreset(model, train_x[p], train_y[p], batch_size, num_classes) for p in at]
-    from raypkg.selection.parallel import run_on_actors
+    return submit_coresets(model, train_x, train_y, subsets, batch_size, num_classes, pool).result()
 
-    jobs = [(train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]
+
+class PendingCoresets:
+    """Coresets being selected on the shard actors: the random ``subsets`` they come from,
+    and ``result()``, which waits for them (in subset order)."""
+
+    def __init__(self, subsets: list[torch.Tensor], refs: list[tuple[list[int], Any]]):
+        self.subsets, self._refs = subsets, refs
+
+    def result(self) -> list[Coreset]:
+        import ray
+
+        out: list[Any] = [None] * len(self.subsets)
+        for ids, ref in self._refs:
+            for i, coreset in zip(ids, ray.get(ref)):
+                out[i] = coreset
+        return out
+
+
+def submit_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, subsets: list[torch.Tensor],
+                    batch_size: int, num_classes: int, pool) -> PendingCoresets:
+    """Start one ``minibatch_coreset`` job per subset on ``pool``'s actors, from a CPU
+    snapshot of the weights taken now, and return at once (the jobs run while the caller
+    trains on); the jobs go to the actors as ``run_on_actors`` spreads them."""
+    import ray
+
+    from raypkg.selection.parallel import assign_jobs, run_jobs
+
     snapshot = snapshot_model(model)
-    return run_on_actors(pool, minibatch_coreset, [(snapshot, *job) for job in jobs])
+    jobs = [(snapshot, train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]
+    fn_ref = ray.put(minibatch_coreset)
+    plan = assign_jobs([1.0] * len(jobs), len(pool.actors))
+    refs = [(ids, actor.run.remote(run_jobs, fn_ref, [jobs[i] for i in ids]))
+            for actor, ids in zip(pool.actors, plan) if ids]
+    return PendingCoresets(subsets, refs)
 
 
 def snapshot_model(model: nn.Module) -> nn.Module:

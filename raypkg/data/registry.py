@@ -39,14 +39,15 @@ class DatasetEntry:
     description: str
     build: Callable[[DataOptions], DataSplits]
     streamable: bool = False  # can read its images from disk as needed (--data-path stream)
+    sized: bool = False  # generated at any size (--train-size, --test-size)
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name: str, description: str, *, streamable: bool = False):
+def register_dataset(name: str, description: str, *, streamable: bool = False, sized: bool = False):
     def decorator(build: Callable[[DataOptions], DataSplits]):
-        DATASETS[name] = DatasetEntry(name, description, build, streamable)
+        DATASETS[name] = DatasetEntry(name, description, build, streamable, sized)
         return build
 
     return decorator

@@ -76,6 +76,13 @@ class RunConfig:
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
         choose("data path", self.data_path, ("auto", "memory", "stream"))
         check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
+        if not isinstance(self.seed, bool) and self.seed < 0:
+            raise UsageError(f"seed must be a non-negative integer, got {self.seed}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and not DATASETS[self.dataset].sized:
+                sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
+                raise UsageError(f"--{name.replace('_', '-')} sets the size of a generated dataset ({sized}); "
+                                 f"{self.dataset} has a fixed size")
         check_positive(self, "decode_block")
         check_data_dir(self.data_dir)
         check_output(self.out, self.name)

@@ -120,7 +120,7 @@ def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.n
 
 @register_dataset("digits-aug", "MNIST-sized 1x28x28 digits (60,000 train / 10,000 test by "
                                 "default; train_size/test_size) generated from the real "
-                                "digits by random affine distortion and noise, fixed by seed")
+                                "digits by random affine distortion and noise, fixed by seed", sized=True)
 def build_digits_aug(options: DataOptions) -> DataSplits:
     train_size = positive_int("digits-aug", "train_size", options.train_size, 60_000)
     test_size = positive_int("digits-aug", "test_size", options.test_size, 10_000)

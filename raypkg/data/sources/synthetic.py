@@ -50,7 +50,7 @@ def sample(means: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Ten
 
 @register_dataset("synthetic", "Gaussian mixture of any size for timing: train_size (10,000), "
                                "test_size (2,000), num_classes (10), per-sample shape (D,) or "
-                               "(C, H, W) (3x32x32); learnable, fixed by seed")
+                               "(C, H, W) (3x32x32); learnable, fixed by seed", sized=True)
 def build_synthetic(options: DataOptions) -> DataSplits:
     train_size = positive_int("synthetic", "train_size", options.train_size, 10_000)
     test_size = positive_int("synthetic", "test_size", options.test_size, 2_000)
