@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from raypkg.errors import UsageError
 
 CONNECT_TIMEOUT_S = float(os.environ.get("EFFRAY_RAY_CONNECT_TIMEOUT_S", "15"))
+MIN_CPUS_PER_WORKER = 0.5  # the least CPU share a Ray Train worker is given
 _requested_address: str | None = None  # set by the --address flag of the current command
 
 
@@ -110,6 +111,21 @@ def _cpus() -> float:
     import ray
 
     return ray.cluster_resources().get("CPU", 0)
+
+
+def check_local_placement(num_workers: int) -> None:
+    """Before any data is loaded or Ray starts: on the private local Ray a run would start
+    (no --address, no RAY_ADDRESS), whose CPUs are known (EFFRAY_RAY_NUM_CPUS, else this
+    machine's), refuse more CPU workers than it can hold (Ray Train gives each at least
+    half a CPU, ``engine.ray_train``); ``check_placement`` checks again once connected."""
+    if requested_address():
+        return
+    cpus = int(os.environ.get("EFFRAY_RAY_NUM_CPUS") or os.cpu_count() or 1)
+    fits = math.floor(cpus / MIN_CPUS_PER_WORKER)
+    if num_workers > fits:
+        raise UsageError(f"--workers {num_workers} needs {MIN_CPUS_PER_WORKER:g} CPU per worker, but a private "
+                         f"local Ray (1 node(s), {cpus} CPUs) holds at most {fits}; use --workers {fits} or "
+                         f"--address a bigger cluster")
 
 
 def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0) -> None:

@@ -148,6 +148,10 @@ class TrainConfig(RunConfig):
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.lrlen:
             self.schedule = "piecewise"
+        if self.workers and not self.use_gpu:
+            from raypkg.cluster import check_local_placement
+
+            check_local_placement(self.workers)
         return self
 
 

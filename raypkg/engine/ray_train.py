@@ -201,7 +201,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
                            TrainingFailedError)
     from ray.train.torch import TorchTrainer
 
-    from raypkg.cluster import check_placement, connect_ray, stop_ray_on_interrupt
+    from raypkg.cluster import MIN_CPUS_PER_WORKER, check_placement, connect_ray, stop_ray_on_interrupt
 
     connect_ray()
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
@@ -210,7 +210,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     cpus = resources.get("CPU", 1)
     # Streamed data is read by Ray Data tasks beside the workers: leave them a core.
     data_cpus = 1 if job["data"].train.streamed and not use_gpu else 0
-    cpus_per_worker = 1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), 0.5)
+    cpus_per_worker = 1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), MIN_CPUS_PER_WORKER)
     check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0)
     # One core is left to Ray's own processes (raylet, the Train controller): on a small
     # machine, torch threads that compete with them make small ops many times slower.
