@@ -20,6 +20,7 @@ trial and calls ``report(metrics)`` once per epoch (or step).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 from datetime import datetime
@@ -36,16 +37,19 @@ from raypkg.errors import UsageError, choose
 class Tunable:
     trainable: Callable[[dict, Callable[[dict], None]], None]
     config_cls: type
+    metrics: tuple[str, ...]  # what its reports hold: a space's metric must be one of them
 
 
 TUNABLES: dict[str, Tunable] = {}
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+# The engine's epoch row (raypkg.engine.loop.fit): every tunable that trains reports these.
+EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "lr", "test_acc", "test_loss")
 
 
-def register_tunable(method: str, config_cls: type = TrainConfig):
+def register_tunable(method: str, config_cls: type = TrainConfig, metrics: tuple[str, ...] = EPOCH_METRICS):
     def decorator(fn):
-        TUNABLES[method] = Tunable(fn, config_cls)
+        TUNABLES[method] = Tunable(fn, config_cls, tuple(metrics))
         return fn
 
     return decorator
@@ -104,11 +108,65 @@ def read_space(path: str | Path) -> dict:
         if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS):
             raise UsageError(f"space entry {key!r} in {str(path)!r} must be one of "
                              f"{{{' | '.join(DISTRIBUTIONS)}: [...]}}, got {dist!r}")
-    spec.setdefault("metric", "test_acc")
+        check_distribution(key, dist)
+    choose("metric", spec.setdefault("metric", "test_acc"), TUNABLES[spec["method"]].metrics)
     choose("mode", spec.setdefault("mode", "max"), ("max", "min"))
     choose("scheduler", spec.setdefault("scheduler", "fifo"), ("fifo", "asha"))
     choose("search", spec.setdefault("search", "random"), ("random", "grid"))
     return spec
+
+
+def check_distribution(key: str, dist: dict) -> None:
+    """A distribution's arguments: a non-empty list for choice/grid; two finite numbers
+    low < high for uniform, also low > 0 for loguniform, two integers for randint."""
+    (kind, args), = dist.items()
+    if kind in ("choice", "grid"):
+        if not isinstance(args, list) or not args:
+            raise UsageError(f"space entry {key!r}: {kind} takes a non-empty list, got {args!r}")
+        return
+    number = int if kind == "randint" else (int, float)
+    if not (isinstance(args, list) and len(args) == 2
+            and all(isinstance(a, number) and not isinstance(a, bool) and math.isfinite(a) for a in args)):
+        what = "two integers" if kind == "randint" else "two finite numbers"
+        raise UsageError(f"space entry {key!r}: {kind} takes [low, high], {what}, got {args!r}")
+    low, high = args
+    if not low < high:
+        raise UsageError(f"space entry {key!r}: {kind} needs low < high, got [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        raise UsageError(f"space entry {key!r}: loguniform needs low > 0, got {low}")
+
+
+def check_trial_config(spec: dict) -> None:
+    """Before Ray starts: the base must make a valid config, and some trial's must too (a
+    space whose every trial is invalid would end with no result at all). Greedily, key by
+    key, the first candidate value (a choice, or a range's bounds) that keeps the config
+    valid is kept; a key none of whose values does is refused, naming the key."""
+    cls = TUNABLES[spec["method"]].config_cls
+
+    def valid(values: dict) -> str | None:
+        try:
+            cls(**values).validate()
+        except TypeError as e:
+            return f"bad value: {e}"
+        except UsageError as e:
+            return str(e)
+        return None
+
+    config = dict(spec.get("base") or {})
+    error = valid(config)
+    if error:
+        raise UsageError(f"the space file's base is invalid: {error}")
+    for key, dist in (spec.get("space") or {}).items():
+        (kind, args), = dist.items()
+        candidates = args if kind in ("choice", "grid") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
+        errors = []
+        for value in candidates:
+            errors.append(valid({**config, key: value}))
+            if errors[-1] is None:
+                config[key] = value
+                break
+        else:
+            raise UsageError(f"space entry {key!r}: no value of {args!r} makes a valid trial ({errors[0]})")
 
 
 SPACES_DIR = Path(__file__).parent / "tune_spaces"  # shipped with the package
@@ -163,10 +221,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
              for k, v in (spec.get("space") or {}).items()}
-    try:  # a base that cannot make a valid config fails before Ray starts
-        tunable.config_cls(**base).validate()
-    except TypeError as e:
-        raise UsageError(f"bad base value in the space file: {e}") from None
+    check_trial_config(spec)
 
     use_wandb_mode(wandb_mode)  # before Ray starts: trial workers inherit WANDB_MODE
     connect_ray()

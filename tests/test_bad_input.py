@@ -39,6 +39,13 @@ CONFIGS = {
     "momentum_str": "momentum: '0.9'\n",
     "space_bad_key": "method: train\nspaces: {}\n",
     "space_bad_yaml": "method: train\nspace: {lr: [\n",
+    "space_word_bound": "method: train\nspace: {lr: {uniform: [abc, 1]}}\n",
+    "space_reversed": "method: train\nspace: {lr: {loguniform: [0.3, 0.02]}}\n",
+    "space_log_zero": "method: train\nspace: {lr: {loguniform: [0, 0.1]}}\n",
+    "space_empty_choice": "method: train\nspace: {batch_size: {choice: []}}\n",
+    "space_metric": "method: train\nmetric: acc\nspace: {lr: {choice: [0.1]}}\n",
+    "space_no_valid_trial": "method: crest\nspace: {train_frac: {choice: [0, 2]}}\n",
+    "space_bad_base": "method: train\nbase: {epochs: 0}\nspace: {lr: {choice: [0.1]}}\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -100,6 +107,10 @@ BAD = [
     ["tune", "nosuch", "--out", "{out}"], TUNE + ["--num-samples", "0"], TUNE + ["--space", "/no/such.yaml"],
     TUNE + ["--space", "{cfg:space_bad_key}"], TUNE + ["--space", "{cfg:space_bad_yaml}"],
     TUNE + ["--max-concurrent", "0"], ["tune", "train", "--out", "{ro}"], TUNE + ["--scheduler", "hyperband"],
+    TUNE + ["--space", "{cfg:space_word_bound}"], TUNE + ["--space", "{cfg:space_reversed}"],
+    TUNE + ["--space", "{cfg:space_log_zero}"], TUNE + ["--space", "{cfg:space_empty_choice}"],
+    TUNE + ["--space", "{cfg:space_metric}"], TUNE + ["--space", "{cfg:space_bad_base}"],
+    ["tune", "crest", "--out", "{out}", "--space", "{cfg:space_no_valid_trial}"],
     # ----- report ---------------------------------------------------------------------------
     ["report", "/no/such/run"], ["report", "{unfinished}"], ["report", "{run}", "--save", "{ro}/t.parquet"],
     ["report", "{run}", "--save", "{out}/t.txt"], ["report", "{run}", "--plot", "{out}/x.jpg"],

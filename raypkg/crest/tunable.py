@@ -8,10 +8,11 @@ trial's results, W&B gets every row); each epoch's row carries the CREST columns
 from __future__ import annotations
 
 from raypkg.crest.config import CrestConfig
-from raypkg.tuning import register_tunable
+from raypkg.tuning import EPOCH_METRICS, register_tunable
 
 
-@register_tunable("crest", CrestConfig)
+@register_tunable("crest", CrestConfig, EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval",
+                                                       "crest_pool", "crest_selection_s", "crest_check_s"))
 def tune_crest(config: dict, report) -> None:
     import torch
 

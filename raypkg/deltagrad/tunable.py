@@ -47,7 +47,13 @@ class DeltaGradTuneConfig(DeltaGradConfig):
         return DeltaGradConfig(**{**base, "holdout": self.ratio if self.kind == "add" else 0.0}).validate()
 
 
-@register_tunable("deltagrad", DeltaGradTuneConfig)
+# What a trial reports: raypkg.deltagrad.requests.Outcome.metrics plus score and work_speedup.
+METRICS = ("score", "work_speedup", "n_ids", "time_baseline", "time_deltagrad", "speedup", "dist_U_star", "dist_I_U",
+           "dist_I_star", "dist_ratio", "acc_original", "acc_baseline", "acc_deltagrad", "explicit_steps",
+           "approx_steps", "skipped_steps", "pairs_skipped", "max_rel_grad_err")
+
+
+@register_tunable("deltagrad", DeltaGradTuneConfig, METRICS)
 def tune_deltagrad(config: dict, report) -> None:
     from raypkg.deltagrad.exact import ExactGradients
     from raypkg.deltagrad.replay import Request

@@ -10,10 +10,10 @@ sweep can trade accuracy against the pre-training tax.
 from __future__ import annotations
 
 from raypkg.selection.config import CoresetConfig
-from raypkg.tuning import register_tunable
+from raypkg.tuning import EPOCH_METRICS, register_tunable
 
 
-@register_tunable("coreset", CoresetConfig)
+@register_tunable("coreset", CoresetConfig, EPOCH_METRICS + ("pretrain_s", "selection_s", "subset_size"))
 def tune_coreset(config: dict, report) -> None:
     import torch
 

@@ -5,10 +5,11 @@ agc_c). Registered with ``raypkg.tuning``."""
 from __future__ import annotations
 
 from raypkg.sparse.config import SparseConfig
-from raypkg.tuning import register_tunable
+from raypkg.tuning import EPOCH_METRICS, register_tunable
 
 
-@register_tunable("sparse", SparseConfig)
+@register_tunable("sparse", SparseConfig, EPOCH_METRICS + ("density", "R_s", "mask_updates", "agc_c", "agc_c_hat",
+                                                         "agc_snapshot_s"))
 def tune_sparse(config: dict, report) -> None:
     import torch
 
