@@ -48,6 +48,32 @@ def test_report_skips_unfinished_warns_and_plots(runs, tmp_path):
     assert_png(plot, min_width=900)
 
 
+def test_a_truncated_metrics_file_is_one_warning_and_the_report_still_plots(runs, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs / "a", damaged)
+    data = (damaged / "metrics.parquet").read_bytes()
+    (damaged / "metrics.parquet").write_bytes(data[:len(data) // 2])
+    result = CliRunner().invoke(main, ["report", str(damaged), str(runs / "b"), "--plot", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == f"warning: {str(damaged)!r}: unreadable metrics.parquet, no curves for " \
+                                            "this run"
+    assert_png(tmp_path / "r.png", min_width=900)
+
+
+def test_run_labels_stay_unique_when_long_names_share_a_start(tmp_path):
+    from pathlib import Path
+
+    from raypkg.tracking.report import run_labels
+
+    same_day = [Path(f"coreset-grand-digits-resnet20-20261123-1346{s}") for s in ("47-649943", "58-100200")]
+    labels = run_labels([(p, {}) for p in same_day])
+    assert len(set(labels)) == 2 and all(len(label) == 24 for label in labels)
+    assert labels[0].startswith("coreset-gra") and labels[0].endswith("34647-649943")
+    assert run_labels([(Path("a"), {}), (Path("b"), {})]) == ["a", "b"]
+
+
 def test_report_default_plot_lands_beside_the_runs(runs):
     result = CliRunner().invoke(main, ["report", str(runs / "a")])
     assert result.exit_code == 0 and result.stderr == "", result.output

@@ -122,7 +122,9 @@ class ReportEachEpoch(Callback):
                 save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
                 shown = "  ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "test_acc") if k in row)
-                say(f"[ray train] epoch {row['epoch']}/{ctx.cfg.epochs}  {shown}  ({row['epoch_s']:.1f}s)")
+                seconds = row["epoch_s"]
+                took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+                say(f"[ray train] epoch {row['epoch']}/{ctx.cfg.epochs}  {shown}  ({took})")
             ray.train.report({k: v for k, v in row.items() if isinstance(v, (int, float))}, checkpoint=checkpoint)
 
 

@@ -33,6 +33,8 @@ def load_runs(run_dirs) -> tuple[list[tuple[Path, dict]], list[str]]:
         except (ValueError, UnicodeDecodeError) as e:
             warnings.append(f"skipping {str(run_dir)!r}: unreadable summary.json ({str(e).splitlines()[0][:80]})")
             continue
+        if (path / "metrics.parquet").is_file() and read_metrics(path) is None:
+            warnings.append(f"{str(run_dir)!r}: unreadable metrics.parquet, no curves for this run")
         runs.append((path, summary))
     if not runs:
         raise UsageError(f"none of the {len(list(run_dirs))} run(s) given is a finished run (no summary.json)")
@@ -42,6 +44,26 @@ def load_runs(run_dirs) -> tuple[list[tuple[Path, dict]], list[str]]:
             warnings.append(f"the runs differ in {key} ({', '.join(values)}): accuracies and times "
                             "are not directly comparable")
     return runs, warnings
+
+
+def read_metrics(run_dir: Path):
+    """The run's metrics.parquet as a DataFrame, or None when absent or unreadable
+    (a truncated or damaged file)."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(run_dir / "metrics.parquet")
+    except Exception:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        return None
+
+
+def run_labels(runs: list[tuple[Path, dict]], width: int = 24) -> list[str]:
+    """Short, unique labels: names longer than ``width`` keep their start and their end
+    (where the time stamp is); full names if shortening would make two the same."""
+    names = [p.resolve().name for p, _ in runs]
+    half = (width - 1) // 2
+    short = [n if len(n) <= width else f"{n[:half]}~{n[-(width - 1 - half):]}" for n in names]
+    return short if len(set(short)) == len(set(names)) else names
 
 
 def report_table(runs: list[tuple[Path, dict]]):
@@ -67,13 +89,10 @@ def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
     from raypkg.plots import figure, save_png
 
     fig, (by_epoch, by_time, phases) = figure(ncols=3, width=4.6, height=3.8)
-    for run_path, summary in runs:
-        label = run_path.resolve().name[:40]
-        metrics_file = run_path / "metrics.parquet"
-        if not metrics_file.is_file():
-            continue
-        m = pd.read_parquet(metrics_file)
-        if "test_acc" not in m or "epoch" not in m:
+    names = run_labels(runs)
+    for (run_path, summary), label in zip(runs, names):
+        m = read_metrics(run_path)
+        if m is None or "test_acc" not in m or "epoch" not in m:
             continue
         by_epoch.plot(m["epoch"], m["test_acc"], marker=".", label=label)
         if "epoch_s" in m:
@@ -86,7 +105,6 @@ def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
     # its first epoch and are in the phase bars, not on this axis.
     by_time.set(xlabel="training seconds (epoch_s summed; no pre-training)", ylabel="test accuracy",
                 title="test accuracy vs training seconds")
-    names = [p.resolve().name[:24] for p, _ in runs]
     phase_names = list(dict.fromkeys(k for _, s in runs for k in s.get("phases", {})))
     bottom = [0.0] * len(runs)
     for phase in phase_names:
