@@ -168,6 +168,8 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
                              "check_s": outcome.crest.get("check_s", 0.0),
                              "wait_s": outcome.crest.get("selection_wait_s", 0.0), "wall_s": outcome.wall_s,
                              "test_acc": outcome.result.history[-1]["test_acc"]})
+                click.echo(f"  {optimizer} {cfg.selection_method} f={cfg.train_frac:g}: test_acc "
+                           f"{rows[-1]['test_acc']:.4f}, {outcome.wall_s:.1f}s, {rows[-1]['regions']} regions", err=True)
     frame = pd.DataFrame(rows)
     for (dataset, optimizer), group in frame.groupby(["dataset", "optimizer"], sort=False):
         mask = (frame.dataset == dataset) & (frame.optimizer == optimizer)
