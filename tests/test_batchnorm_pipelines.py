@@ -61,7 +61,7 @@ def test_resnet20_runs_lipt_and_a_rerun_reuses_its_shard_models(tmp_path):
     args = ["run", "lipt", "--selection", "grand", "--fraction", "0.3", "--shards", "2", "--pre-epochs", "1",
             "--bn-samples", "256", "--out", str(tmp_path), *TINY]
     first = run_cli(*args)
-    assert len(first["shard_test_acc"]) == 2 and 0 <= first["merged_test_acc"] <= 1
+    assert len(first["shard_test_acc"]) == 2 and first["cached"]["pretrain_hits"] == 0
     again = run_cli(*args)
     assert again["cached"]["pretrain_hits"] == 3  # 2 shard models + the merged one, BN buffers included
     assert again["merged_test_acc"] == first["merged_test_acc"]

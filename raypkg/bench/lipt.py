@@ -8,8 +8,10 @@ One process, one dataset, one seed, the same subset-training budget for every ro
 - ``deepcore``: full-model full-data warm-up for --pretrain-epochs (GraNd: --repeats of
   them, different seeds, scores averaged), selection, subset training.
 - ``lipt``: --shards sparse shard models (--density, ERK) for --pre-epochs each on their
-  shard (in this process one after another, or on --workers Ray Train workers), merged,
-  selection with the merged model, subset training.
+  shard (in this process one after another, or on --workers Ray Train workers), merged by
+  the --merge rule, selection with the merged model, subset training. With several
+  rules (``--merge shared-mask,keepers,zeros``) one LiPT row per rule, against the same
+  DeepCore row.
 
 Every row runs the pipeline's stage functions (``pretrain(kind=...)``, ``select_stage``,
 ``train_stage``). Pre-trained models are computed once and shared through a scratch
@@ -17,9 +19,18 @@ cache (fractions and methods reuse them); each row is charged their original sec
 Ratios in the LiPT rows: ``pretrain_x`` = DeepCore's pre-training seconds / LiPT's
 (pre-training + merge), ``e2e_x`` = DeepCore's end-to-end seconds / LiPT's, and
 ``acc_vs_deepcore`` = the test-accuracy difference (points of %); ``merged_acc`` is the
-merged LiPT model's own test accuracy (before any subset training). The paper's targets
-(CIFAR-10, ResNet-18, K=10 workers in parallel): pretrain_x >= 15, e2e_x >= 2.8, accuracy
-within 1 point.
+merged LiPT model's own test accuracy (before any subset training), ``shard_acc`` the
+mean of its K shard models' and ``shard_s`` the pre-training seconds per shard model.
+The paper's targets (CIFAR-10, ResNet-18, K=10 workers in parallel): pretrain_x >= 15,
+e2e_x >= 2.8, accuracy within 1 point.
+
+Does LiPT's selection see what DeepCore's sees? In the LiPT rows, against the DeepCore
+row of the same method and fraction: ``spearman``, the Spearman rank correlation of the
+two per-example scores over the whole training set (GraNd's mean gradient norms; NaN for
+selectors that expose no per-example score for every example, e.g. Glister, whose gains
+exist only for its picks, at the time of each pick), and ``overlap``, |S_lipt & S_deepcore| / k,
+the share of the k picked examples both pipelines picked (for GraNd the top-k sets, per
+class when balanced; for Glister its greedy picks).
 """
 
 from __future__ import annotations
@@ -32,15 +43,31 @@ import click
 import torch
 
 from raypkg.bench.output import SAVE_HELP, check_bench_numbers
+from raypkg.lipt.config import MERGE_RULES
 
-COLUMNS = ["fraction", "pipeline", "method", "pretrain_s", "merge_s", "selection_s", "train_s", "total_s",
-           "test_acc", "merged_acc", "pretrain_x", "e2e_x", "acc_vs_deepcore"]
+COLUMNS = ["fraction", "pipeline", "method", "merge", "pretrain_s", "shard_s", "merge_s", "selection_s", "train_s",
+           "total_s", "test_acc", "merged_acc", "shard_acc", "spearman", "overlap", "pretrain_x", "e2e_x",
+           "acc_vs_deepcore"]
 
 
 def _seconds(device: torch.device, t0: float) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def agreement(ours, reference) -> dict[str, float]:
+    """How LiPT's selection ``ours`` agrees with DeepCore's ``reference`` (``SelectionResult``s
+    on the same data): Spearman correlation of ``all_scores`` (NaN unless both have them)
+    and the share of the k picks both made."""
+    import pandas as pd
+
+    spearman = float("nan")
+    if ours.all_scores is not None and reference.all_scores is not None:
+        spearman = float(pd.Series(ours.all_scores.numpy()).corr(pd.Series(reference.all_scores.numpy()),
+                                                                 method="spearman"))
+    common = len(set(ours.positions.tolist()) & set(reference.positions.tolist()))
+    return {"spearman": spearman, "overlap": common / max(len(ours), 1)}
 
 
 def accuracy_vs_seconds(frame, ax) -> None:
@@ -51,6 +78,8 @@ def accuracy_vs_seconds(frame, ax) -> None:
                    label=pipeline)
         for _, row in group.iterrows():
             text = "full" if pipeline == "full data" else f"{row['method']} {row['fraction']:g}"
+            if pipeline == "lipt" and frame["merge"].nunique() > 2:  # "-" and more than one rule
+                text += f" {row['merge']}"
             ax.annotate(text, (row["total_s"], 100 * row["test_acc"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
     ax.set_xscale("log")
@@ -73,6 +102,9 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--shards", type=int, default=10, show_default=True, help="LiPT: shard models K.")
 @click.option("--pre-epochs", type=int, default=1, show_default=True, help="LiPT: epochs of every shard model.")
 @click.option("--density", type=float, default=0.05, show_default=True, help="LiPT: mask density (ERK).")
+@click.option("--merge", default=MERGE_RULES[0], show_default=True,
+              help=f"LiPT: how the sparse shard models merge, comma-separated for one LiPT row each "
+                   f"({', '.join(MERGE_RULES)}; see `effray run lipt --help`).")
 @click.option("--randaugment/--no-randaugment", default=True, show_default=True,
               help="LiPT: RandAugment N=1 M=5 while pre-training (image data).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -87,7 +119,7 @@ def accuracy_vs_seconds(frame, ax) -> None:
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", type=click.Path(dir_okay=False), help=SAVE_HELP)
 def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats, shards,
-               pre_epochs, density, randaugment, settings, workers, batch_size, lr, seed, threads, save):
+               pre_epochs, density, merge, randaugment, settings, workers, batch_size, lr, seed, threads, save):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
 
     \b
@@ -95,6 +127,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
       effray bench lipt                                            # digits-aug, GraNd and Glister, 0.1 and 0.3
       effray bench lipt --train-size 10000 --epochs 5 --pretrain-epochs 5 --repeats 5 --shards 10
       effray bench lipt --methods grand --pre-epochs 5 --set score=ensemble
+      effray bench lipt --model resnet20 --train-size 4000 --test-size 2000 --shards 4 --merge shared-mask,zeros
     """
     import pandas as pd
 
@@ -102,7 +135,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     from raypkg.bench.selection import print_table
     from raypkg.engine.loop import evaluate
     from raypkg.engine.trainer import train
-    from raypkg.errors import UsageError
+    from raypkg.errors import UsageError, choose
     from raypkg.lipt.config import LiptConfig
     from raypkg.selection.cache import SelectionCache
     from raypkg.selection.config import CoresetConfig
@@ -125,19 +158,22 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
             raise UsageError(f"--methods are gradient-based selectors (pre-training is what is compared); got {name!r}")
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
+    merges = [choose("merge rule", r.strip(), MERGE_RULES) for r in merge.split(",") if r.strip()]
+    if not merges:
+        raise UsageError(f"--merge takes comma-separated rules ({', '.join(MERGE_RULES)}), got {merge!r}")
     lipt_only = {f.name for f in dataclasses.fields(LiptConfig)} - {f.name for f in dataclasses.fields(CoresetConfig)}
     extra = bench_settings(settings, lipt_only, "LiPT-only",
-                           own_flags={"shards", "pre_epochs", "density", "randaugment"})
+                           own_flags={"shards", "pre_epochs", "density", "merge", "randaugment"})
     common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
                   batch_size=batch_size, lr=[lr], seed=seed, progress=False, wandb="disabled", cache=False)
     base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).validate()
-    lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, randaugment=randaugment,
-                           workers=workers, selection=names[0], **extra).validate()
+    lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, merge=merges[0],
+                           randaugment=randaugment, workers=workers, selection=names[0], **extra).validate()
     deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
                                             repeats=repeats if get_selector(m).uses_repeats else None).validate()
                 for m in names for f in fracs}
-    lipt = {(m, f): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None,
-                                        weight_cap=None).validate() for m in names for f in fracs}
+    lipt = {(m, f, r): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None, weight_cap=None,
+                                           merge=r).validate() for m in names for f in fracs for r in merges}
     stem = bench_stem(save, "lipt")
     if threads > 0:
         torch.set_num_threads(threads)
@@ -146,43 +182,52 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     click.echo(f"# LiPT bench on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
                f"{epochs} training epochs, torch threads {torch.get_num_threads()}, device {device}\n"
                f"# DeepCore: warm-up {pretrain_epochs} epochs on the full data, GraNd x{repeats} repeats; "
-               f"LiPT: {shards} shards x {pre_epochs} epochs, density {density} ERK, randaugment "
-               f"{'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
+               f"LiPT: {shards} shards x {pre_epochs} epochs, density {density} ERK, merge {', '.join(merges)}, "
+               f"randaugment {'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
                f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
 
     t0 = time.perf_counter()
     full = train(base, data, augment=augment)
     full_s = _seconds(device, t0)
-    rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "pretrain_s": 0.0, "merge_s": 0.0,
+    rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-", "pretrain_s": 0.0, "merge_s": 0.0,
              "selection_s": 0.0, "train_s": full_s, "total_s": full_s,
              "test_acc": evaluate(full.model, data.test.to(device))["acc"]}]
 
-    def run_row(cfg, pipeline: str, kind: str, cache) -> dict:
+    def run_row(cfg, pipeline: str, kind: str, cache):
+        """The row of one pipeline, and its selection."""
         pretrained = pretrain(cfg, data, device, augment, cache, kind)
         result, selection_s, _ = select_stage(cfg, data, pretrained, device)
         t0 = time.perf_counter()
         trained = train_stage(cfg, data, result)
         train_s = _seconds(device, t0)
-        seconds = pretrained.info.get("lipt_seconds", {"pretrain": pretrained.seconds, "merge": 0.0})
+        info = pretrained.info
+        seconds = info.get("lipt_seconds", {"pretrain": pretrained.seconds, "merge": 0.0})
         total = seconds["pretrain"] + seconds["merge"] + selection_s + train_s
-        return {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
-                "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"], "selection_s": selection_s,
-                "train_s": train_s, "total_s": total, "test_acc": evaluate(trained.model, data.test.to(device))["acc"],
-                "merged_acc": pretrained.info.get("merged_test_acc", float("nan"))}
+        row = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection, "merge": info.get("merge", "-"),
+               "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"], "selection_s": selection_s,
+               "train_s": train_s, "total_s": total, "test_acc": evaluate(trained.model, data.test.to(device))["acc"]}
+        if "shard_test_acc" in info:
+            row.update(merged_acc=info["merged_test_acc"], shard_acc=sum(info["shard_test_acc"]) / info["shards"],
+                       shard_s=seconds["pretrain"] / info["shards"])
+        return row, result
 
     with tempfile.TemporaryDirectory() as scratch:
         cache = SelectionCache(scratch)
         for f in fracs:
-            rows.append(run_row(dataclasses.replace(base, selection="uniform", fraction=f, weighting=None,
-                                                    weight_cap=None, repeats=None).validate(), "uniform", "full",
-                                cache))
+            uniform, _ = run_row(dataclasses.replace(base, selection="uniform", fraction=f, weighting=None,
+                                                     weight_cap=None, repeats=None).validate(), "uniform", "full",
+                                 cache)
+            rows.append(uniform)
             for m in names:
-                reference = run_row(deepcore[m, f], "deepcore", "full", cache)
-                ours = run_row(lipt[m, f], "lipt", "lipt", cache)
-                ours.update(pretrain_x=reference["pretrain_s"] / (ours["pretrain_s"] + ours["merge_s"]),
-                            e2e_x=reference["total_s"] / ours["total_s"],
-                            acc_vs_deepcore=100 * (ours["test_acc"] - reference["test_acc"]))
-                rows += [reference, ours]
+                reference, reference_picks = run_row(deepcore[m, f], "deepcore", "full", cache)
+                rows.append(reference)
+                for r in merges:
+                    ours, our_picks = run_row(lipt[m, f, r], "lipt", "lipt", cache)
+                    ours.update(pretrain_x=reference["pretrain_s"] / (ours["pretrain_s"] + ours["merge_s"]),
+                                e2e_x=reference["total_s"] / ours["total_s"],
+                                acc_vs_deepcore=100 * (ours["test_acc"] - reference["test_acc"]),
+                                **agreement(our_picks, reference_picks))
+                    rows.append(ours)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     print_table(frame.to_dict("records"), COLUMNS)
     save_bench(frame, stem, plot=accuracy_vs_seconds,

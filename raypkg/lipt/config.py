@@ -4,7 +4,8 @@ Ro et al., "Lowering the Pre-training Tax for Gradient-based Subset Training: A
 Lightweight Distributed Pre-Training Toolkit", ICML 2023: K sparse models, each trained
 for a few epochs on its own disjoint shard, merged into one model for selection. The
 released flags: number of models (10), epochs per model (5), density / sparse init
-(0.05, ERK), augmentation on/off, re-selection every k epochs.
+(0.05, ERK), augmentation on/off, re-selection every k epochs. How the K masks relate
+and how the K sparse models are averaged is ``merge`` (``raypkg.lipt.merge``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from raypkg.selection.config import CoresetConfig
 
 SCORES = ("merged", "ensemble")
 SPARSE_INITS = ("ERK", "uniform")  # raypkg.sparse.masks.SPARSE_INITS (kept torch-free here)
+MERGE_RULES = ("shared-mask", "keepers", "zeros")  # raypkg.lipt.merge
 
 
 @dataclass
 class LiptConfig(CoresetConfig):
     """Stage 1: ``shards`` models, ``pre_epochs`` epochs each on a disjoint shard with an
     ``sparse_init`` mask at ``density`` (and RandAugment N=1 M=5 on images when
-    ``randaugment``); stage 2: their average; stage 3: ``selection`` with it (GraNd:
-    ``score``); stage 4: the subset for ``epochs``, re-selected every ``reselect`` epochs."""
+    ``randaugment``); stage 2: their average by the ``merge`` rule; stage 3: ``selection``
+    with it (GraNd: ``score``); stage 4: the subset for ``epochs``, re-selected every
+    ``reselect`` epochs."""
 
+    selection: str = setting("grand", "Selection method with the pre-trained model: grand, glister, gradmatch, "
+                                      "craig.", flag="--selection/--method")
     shards: int = setting(10, "Number of shard models K (disjoint, class-stratified shards); may exceed --workers.")
     pre_epochs: int = setting(5, "Pre-training epochs of every shard model.")
     density: float = setting(0.05, "Density of each shard model's random mask, in (0, 1].")
@@ -40,6 +45,11 @@ class LiptConfig(CoresetConfig):
                                    "scores in place of repeats.", choices=SCORES)
     reselect: int | None = setting(None, "Re-select the subset with the model being trained every this many "
                                          "epochs (default: select once).")
+    merge: str = setting("shared-mask", "How the K sparse models merge: shared-mask (one ERK mask drawn from "
+                                        "--seed, used by every shard; their plain average), keepers (each shard "
+                                        "its own mask; every weight averaged over the shards that keep it) or "
+                                        "zeros (own masks, averaged with their zeros: a weight kept by j of K "
+                                        "shards shrinks by j/K).", choices=MERGE_RULES)
     bn_samples: int = setting(2048, "Training examples used to re-estimate batch-norm statistics after merging.")
 
     def validate(self) -> "LiptConfig":
@@ -54,6 +64,10 @@ class LiptConfig(CoresetConfig):
             raise UsageError(f"density must be in (0, 1], got {float(self.density):g}")
         choose("sparse init", self.sparse_init, SPARSE_INITS)
         choose("score", self.score, SCORES)
+        choose("merge rule", self.merge, MERGE_RULES)
+        if not get_selector(self.selection).needs_model:
+            raise UsageError(f"LiPT pre-trains a model to select with; {self.selection!r} selects without one "
+                             f"(effray run coreset --selection {self.selection})")
         if self.score == "ensemble" and not get_selector(self.selection).uses_repeats:
             raise UsageError(f"--score ensemble averages GraNd scores; {self.selection!r} uses the merged model")
         if self.repeats not in (None, 1):
@@ -71,6 +85,11 @@ class LiptConfig(CoresetConfig):
         from raypkg.lipt.shards import check_shards
 
         check_shards(data.train.y, data.num_classes, self.shards)
+
+    def pretrain_settings(self) -> dict:
+        """LiPT's pre-training is its own (shards, pre_epochs, density, score, merge in the
+        summary's LiPT fields): DeepCore's warm-up epochs and repeats do not apply."""
+        return {}
 
     @property
     def num_repeats(self) -> int:

@@ -2,19 +2,24 @@
 stage 1 (K sparse shard models) and stage 2 (their merge), Ro et al. 2023, Sec. 3.
 
 Stage 1 is one ``train_ensemble`` call: K models with seeds ``seed + k * 1000`` (data
-order, mask, augmentation), all starting from the weights seeded by ``seed`` unless
-``shared_init`` is off (then each from its own seed), model k trained for ``pre_epochs`` epochs on shard k only (``raypkg.lipt.shards``), with a
-``StaticMask`` (``raypkg.sparse.masks``: ERK at ``density``, drawn from shard k's seed) and
-the LiPT augmentation; in this process one after another (``workers 0``) or on
-``workers`` Ray Train workers without gradient sync, worker w taking shards w, w + W, ...
+order, augmentation), all starting from the weights seeded by ``seed`` unless
+``shared_init`` is off (then each from its own seed), model k trained for ``pre_epochs``
+epochs on shard k only (``raypkg.lipt.shards``), with a ``StaticMask``
+(``raypkg.sparse.masks``: ERK at ``density``) and the LiPT augmentation; in this process
+one after another (``workers 0``) or on ``workers`` Ray Train workers without gradient
+sync, worker w taking shards w, w + W, ... The mask is drawn from ``seed`` for every
+shard with ``--merge shared-mask`` (one mask per run), else from shard k's own seed.
 
-Stage 2 averages the K state dicts and re-estimates batch-norm statistics
-(``raypkg.lipt.merge``). Selection then looks through the merged model, or for GraNd
-with ``--score ensemble`` through the K shard models (their scores averaged in place of
-DeepCore's repeats).
+Stage 2 merges the K state dicts by the ``merge`` rule with the masks the shards trained
+under (drawn again from the same seeds: a mask depends only on the model's shapes and
+its seed, and every shard's zeros are checked against it), then re-estimates batch-norm
+statistics (``raypkg.lipt.merge``). Selection then looks through the merged model, or
+for GraNd with ``--score ensemble`` through the K shard models (their scores averaged in
+place of DeepCore's repeats).
 
 The K shard models and the merged model are cached under one key (the whole config
-minus what cannot change them); their test accuracies go into the summary.
+minus what cannot change them; the merge rule is part of it); their test accuracies go
+into the summary.
 """
 
 from __future__ import annotations
@@ -56,14 +61,37 @@ class SharedInit(Callback):
             ctx.model.load_state_dict(self.state)
 
 
-def shard_callbacks(density: float, init: str, scale_init: bool, seed: int, init_state: dict | None,
-                    shard: int) -> list[Callback]:
-    """Shard ``shard``'s callbacks: the shared initial weights (if any), then its own random
-    mask, drawn from its own seed (``seed + shard * SHARD_SEED_STRIDE``, as its data order)."""
+def mask_seed(cfg: LiptConfig, shard: int) -> int:
+    """The seed of shard ``shard``'s mask: the run's ``seed`` for every shard with
+    ``--merge shared-mask``, else the shard's own (``seed + shard * SHARD_SEED_STRIDE``,
+    as its data order)."""
+    return cfg.seed if cfg.merge == "shared-mask" else cfg.seed + shard * SHARD_SEED_STRIDE
+
+
+def shard_callbacks(cfg: LiptConfig, init_state: dict | None, shard: int) -> list[Callback]:
+    """Shard ``shard``'s callbacks: the shared initial weights (if any), then its random
+    mask, drawn from ``mask_seed``."""
     from raypkg.sparse.masks import StaticMask
 
-    mask = StaticMask(density, init, seed + shard * SHARD_SEED_STRIDE, scale_init=scale_init)
+    mask = StaticMask(cfg.density, cfg.sparse_init, mask_seed(cfg, shard), scale_init=cfg.sparse_scale_init)
     return [SharedInit(init_state), mask] if init_state is not None else [mask]
+
+
+def shard_masks(cfg: LiptConfig, data: DataSplits, states: list[dict]) -> list[dict[str, torch.Tensor]]:
+    """The K masks the shard models trained under, drawn again as ``StaticMask`` draws them
+    (``random_masks`` from ``mask_seed``); raises if a shard has a nonzero weight off its mask."""
+    from raypkg.sparse.masks import random_masks
+
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    masks = []
+    for k, state in enumerate(states):
+        generator = torch.Generator().manual_seed(mask_seed(cfg, k))
+        mask = {name: m.cpu() for name, m in random_masks(model, cfg.density, cfg.sparse_init, generator).items()}
+        for name, m in mask.items():
+            if bool(state[name].cpu()[~m].any()):
+                raise RuntimeError(f"shard {k}: {name} has nonzero weights off the mask drawn from its seed")
+        masks.append(mask)
+    return masks
 
 
 def pretrain_config(cfg: LiptConfig) -> LiptConfig:
@@ -78,17 +106,17 @@ def train_shard_models(cfg: LiptConfig, data: DataSplits, storage=None) -> tuple
     if cfg.shared_init:
         seed_everything(cfg.seed)
         init_state = build_model(cfg.model, data.input_shape, data.num_classes).state_dict()
-    callbacks_for = functools.partial(shard_callbacks, cfg.density, cfg.sparse_init, cfg.sparse_scale_init,
-                                      cfg.seed, init_state)
+    callbacks_for = functools.partial(shard_callbacks, cfg, init_state)
     results = train_ensemble(pretrain_config(cfg), data, shards, augment=lipt_augment(cfg, data),
                              callbacks_for=callbacks_for, storage=storage)
     return [state for state, _ in results], shards
 
 
 def merge_models(cfg: LiptConfig, data: DataSplits, states: list[dict], device: torch.device) -> torch.nn.Module:
-    """Stage 2: the average of the K shard models, its BN statistics re-estimated."""
+    """Stage 2: the K shard models merged by ``cfg.merge``, BN statistics re-estimated."""
+    masks = None if cfg.merge == "zeros" else shard_masks(cfg, data, states)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    model.load_state_dict(average_state_dicts(states))
+    model.load_state_dict(average_state_dicts(states, masks))
     reestimate_bn(model, data.train, cfg.bn_samples, cfg.batch_size, cfg.seed, device)
     return model
 
@@ -133,7 +161,7 @@ def pretrain_lipt(cfg: LiptConfig, data: DataSplits, device: torch.device, augme
     shard_models = [_load(cfg, data, s, device) for s in shard_states]
     test = data.test.to(device)
     info = {"shards": cfg.shards, "shard_sizes": shard_sizes, "pre_epochs": cfg.pre_epochs, "density": cfg.density,
-            "sparse_init": cfg.sparse_init, "score": cfg.score,
+            "sparse_init": cfg.sparse_init, "score": cfg.score, "merge": cfg.merge,
             "shard_test_acc": [evaluate(m, test, device)["acc"] for m in shard_models],
             "merged_test_acc": evaluate(merged, test, device)["acc"],
             "lipt_seconds": {"pretrain": pretrain_s, "merge": merge_s}}

@@ -78,6 +78,15 @@ class CoresetConfig(TrainConfig):
     def check_data(self, data) -> None:
         """Checks that need the loaded data (run before any run directory exists); none here."""
 
+    def pretrain_settings(self) -> dict:
+        """What the summary records of this config's pre-training (DeepCore's warm-up;
+        none for a selector without a model)."""
+        from raypkg.selection.registry import get_selector
+
+        needs_model = get_selector(self.selection).needs_model
+        return {"pretrain_epochs": self.pretrain_epochs if needs_model else 0,
+                "repeats": self.num_repeats if needs_model else 0}
+
     @property
     def num_repeats(self) -> int:
         from raypkg.selection.registry import get_selector

@@ -214,9 +214,7 @@ def pretrain_and_select(cfg: CoresetConfig, data: DataSplits, run: RunDir, devic
 def summary_extra(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, notes: dict,
                   device: torch.device) -> dict:
     return {"selection": cfg.selection, "fraction": cfg.fraction, "subset_size": len(result),
-            "train_size": len(data.train), "pretrain_epochs": cfg.pretrain_epochs,
-            "repeats": cfg.num_repeats if get_selector(cfg.selection).needs_model else 0,
-            "actors": cfg.actors, "embedding": cfg.embedding, "options": cfg.options,
+            "train_size": len(data.train), **cfg.pretrain_settings(), "actors": cfg.actors, "embedding": cfg.embedding, "options": cfg.options,
             "weighting": cfg.weighting, "weight_cap": cfg.weight_cap, "epochs": cfg.epochs,
             "device": str(device), **notes}
 
