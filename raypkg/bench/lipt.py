@@ -209,6 +209,8 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
         if "shard_test_acc" in info:
             row.update(merged_acc=info["merged_test_acc"], shard_acc=sum(info["shard_test_acc"]) / info["shards"],
                        shard_s=seconds["pretrain"] / info["shards"])
+        label = " ".join(dict.fromkeys([pipeline, cfg.selection] + ([row["merge"]] if pipeline == "lipt" else [])))
+        click.echo(f"  {label} @{cfg.fraction:g}: test_acc {row['test_acc']:.4f}, {total:.1f}s", err=True)
         return row, result
 
     with tempfile.TemporaryDirectory() as scratch:
