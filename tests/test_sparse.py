@@ -406,9 +406,15 @@ def test_bench_sparse_runs_dense_once_and_pairs_each_agc_row_with_its_density(tm
         ("dense", 1.0), ("SET-ITOP", 0.2), ("A-SET-ITOP", 0.2), ("SET-ITOP", 0.05), ("A-SET-ITOP", 0.05)]
     assert (table["density"] - table["target_density"]).abs().max() < 0.01
     by = table.set_index(["method", "target_density"])["s_per_epoch"]
+    curves = pd.read_parquet(tmp_path / "b-curves.parquet")
+    indexed = table.set_index(["method", "target_density"])
     for d in (0.2, 0.05):
-        assert table.set_index(["method", "target_density"]).loc[("A-SET-ITOP", d), "time_vs_plain"] == \
-            by[("A-SET-ITOP", d)] / by[("SET-ITOP", d)]
+        agc, plain = indexed.loc[("A-SET-ITOP", d)], indexed.loc[("SET-ITOP", d)]
+        assert agc["time_vs_plain"] == by[("A-SET-ITOP", d)] / by[("SET-ITOP", d)]
+        assert agc["pair_target"] == 0.95 * plain["best_acc"]  # --target-of-dense x the plain version's best
+        plain_curve = curves[(curves["method"] == "SET-ITOP") & (curves["target_density"] == d)]["test_acc"].tolist()
+        assert agc["plain_epochs_to_pair_target"] == 1 + next(i for i, a in enumerate(plain_curve)
+                                                              if a >= agc["pair_target"])
     from raypkg.cli import main
 
     bad = CliRunner().invoke(main, ["bench", "sparse", "--density", "0.05,x", "--save", str(tmp_path / "c")])
