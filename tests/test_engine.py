@@ -122,3 +122,15 @@ def test_config_file_unknown_key_and_override(tmp_path):
     broken.write_text("epochs: [1,\n")
     with pytest.raises(UsageError, match="not valid YAML"):
         resolve_config(TrainConfig, str(broken))
+
+
+def test_ray_train_scratch_storage_is_removed_and_a_given_one_kept(tmp_path):
+    from raypkg.engine.ray_train import run_storage
+
+    with run_storage(None) as scratch:
+        assert scratch.is_dir() and scratch.name.startswith("effray-ray-train-")
+        (scratch / "checkpoint").write_text("x")
+    assert not scratch.exists()  # LiPT's shard pre-training on Ray Train left these behind
+    with run_storage(tmp_path / "ray") as given:
+        given.mkdir()
+    assert given == tmp_path / "ray" and given.is_dir()

@@ -13,8 +13,10 @@ round every worker checkpoints the shards it finished, so a restart redoes only 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -195,7 +197,21 @@ def ensemble_worker(config: dict) -> None:
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if done else None)
 
 
-def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: str, threads: int | None = None):
+@contextlib.contextmanager
+def run_storage(storage: str | Path | None):
+    """Where Ray Train keeps the run's checkpoints: ``storage`` (a run directory's, kept),
+    or a temporary directory removed once the caller has read the final checkpoint."""
+    if storage is not None:
+        yield Path(storage)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="effray-ray-train-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(worker, cfg: TrainConfig, job: dict, storage: Path, name: str, threads: int | None = None):
     """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``;
     ``threads``: torch threads per worker (default: its CPU share, one core left to Ray)."""
     import ray
@@ -217,7 +233,6 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path | None, name: 
     # One core is left to Ray's own processes (raylet, the Train controller): on a small
     # machine, torch threads that compete with them make small ops many times slower.
     threads = threads or max(1, min(int(cpus_per_worker), int(cpus - 1) // cfg.workers))
-    storage = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="effray-ray-train-"))
     trainer = TorchTrainer(
         worker,
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
@@ -271,9 +286,10 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path 
     """``fit`` on ``cfg.workers`` DDP workers; the final state as rank 0 checkpointed it."""
     job = {"data": data, "weights": None if weights is None else weights.cpu(), "callbacks": list(callbacks),
            "plan": plan, "augment": augment}
-    result = _run(ddp_worker, cfg, job, storage, "ray_train", threads)
-    with result.checkpoint.as_directory() as d:
-        saved = load_state(d)
+    with run_storage(storage) as where:
+        result = _run(ddp_worker, cfg, job, where, "ray_train", threads)
+        with result.checkpoint.as_directory() as d:
+            saved = load_state(d)
     state = saved["training"]
     return RayTrainOutcome(state["model"], state["history"], state["callbacks"][:len(callbacks)], saved["restarts"])
 
@@ -283,7 +299,8 @@ def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch
                           callbacks_for=None) -> list[tuple[dict, list[dict]]]:
     """The ensemble placement on ``cfg.workers`` workers; (state_dict, history) per shard."""
     job = {"data": data, "shards": [s.cpu() for s in shards], "augment": augment, "callbacks_for": callbacks_for}
-    result = _run(ensemble_worker, cfg, job, storage, "ray_train_ensemble")
-    with result.checkpoint.as_directory() as d:
-        entries = {k: load_state(d, f"shard-{k}.pt") for k in range(len(shards))}
+    with run_storage(storage) as where:
+        result = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble")
+        with result.checkpoint.as_directory() as d:
+            entries = {k: load_state(d, f"shard-{k}.pt") for k in range(len(shards))}
     return [(entries[k]["model"], entries[k]["history"]) for k in range(len(shards))]
