@@ -100,7 +100,8 @@ def accuracy_vs_seconds(frame, ax) -> None:
               help="DeepCore: full-data warm-up epochs before selection.")
 @click.option("--repeats", type=int, default=10, show_default=True, help="DeepCore: GraNd warm-ups averaged.")
 @click.option("--shards", type=int, default=10, show_default=True, help="LiPT: shard models K.")
-@click.option("--pre-epochs", type=int, default=1, show_default=True, help="LiPT: epochs of every shard model.")
+@click.option("--pre-epochs", type=int, default=5, show_default=True,
+              help="LiPT: epochs of every shard model (the released default).")
 @click.option("--density", type=float, default=0.05, show_default=True, help="LiPT: mask density (ERK).")
 @click.option("--merge", default=MERGE_RULES[0], show_default=True,
               help=f"LiPT: how the sparse shard models merge, comma-separated for one LiPT row each "
