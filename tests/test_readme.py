@@ -31,6 +31,8 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--gd-epochs": "2",
           "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
           "--sizes": "40", "--image-size": "16"}  # bench data: one Ray Train run per mode, ~25 s each
+SIZES = ("--train-size", "--test-size")
+SIZED_DATASETS = ("digits-aug", "synthetic")
 QUIET = {"--progress/--no-progress": "--no-progress"}
 SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp")  # exact commands
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
@@ -80,9 +82,13 @@ def shrink(words: list[str]) -> list[str]:
     flags = {opt: p for p in command.params for opt in p.opts}
     names = {p.name for p in command.params}
     out = list(words)
+    dataset = out[out.index("--dataset") + 1] if "--dataset" in out else flags.get("--dataset", None)
+    dataset = getattr(dataset, "default", dataset) or "digits"
     for flag, value in SHRINK.items():
         if flag not in flags:
             continue
+        if flag in SIZES and "--dataset" in flags and dataset not in SIZED_DATASETS:
+            continue  # a fixed-size dataset refuses --train-size (benches without --dataset size their own)
         if flag in out:  # replace the README's value (one value: these flags take one)
             out[out.index(flag) + 1] = value
         else:
