@@ -76,7 +76,7 @@ BAD = [
     T + ["--lr", "0.1", "0.05"], T + ["--lr", "0.1", "--lrlen", "0"], T + ["--gamma", "0"],
     T + ["--gamma", "nan"], T + ["--schedule", "multistep", "--milestones", "100", "--epochs", "5"],
     T + ["--workers", "-1"], T + ["--max-failures", "-1"], T + ["--train-size", "0"],
-    T + ["--data-dir", "/no/such/dir"], T + ["--lr-warmup-epochs", "30", "--epochs", "30"],
+    T + ["--data-dir", "/no/such/dir"], T + ["--data-dir", "{file}"], T + ["--lr-warmup-epochs", "30", "--epochs", "30"],
     T + ["--nesterov", "--momentum", "0"], T + ["--wandb", "bogus"], T + ["--no-such-flag"],
     # ----- select / run coreset -------------------------------------------------------------
     S + ["--fraction", "0"], S + ["--fraction", "1.5"], S + ["--fraction", "nan"], S + ["--budget", "0"],

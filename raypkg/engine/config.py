@@ -233,6 +233,8 @@ def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -
 
 
 def check_data_dir(data_dir: str | None) -> None:
+    if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise UsageError(f"data directory {data_dir!r} is a file; give the directory that holds the dataset")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"data directory {data_dir!r} does not exist")
 
