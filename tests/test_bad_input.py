@@ -132,7 +132,7 @@ BAD = [
     # ----- issue 18's newcomer rows: tracebacks, silently accepted, defaults that skipped the method ------
     T + ["--seed", "-1"], L + ["--seed", "-1"], ["run", "crest", "--out", "{out}", "--seed", "-1"],
     T + ["--train-size", "5"], T + ["--test-size", "5", "--dataset", "digits"],
-    L + ["--selection", "uniform"], L + ["--merge", "mean"], B + ["lipt", "--merge", "mean"],
+    C + ["--data-path", "stream", "--selection", "glister"], L + ["--selection", "uniform"], L + ["--merge", "mean"], B + ["lipt", "--merge", "mean"],
     B + ["lipt", "--set", "merge=zeros"], ["run", "sparse", "--out", "/proc/effray"], ["run", "sparse", "--out", "{out}", "--dense", "--density", "0.05"],
 ]
 

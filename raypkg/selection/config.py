@@ -43,9 +43,11 @@ class CoresetConfig(TrainConfig):
 
     def validate(self) -> "CoresetConfig":
         super().validate()
-        from raypkg.selection.registry import get_selector, resolve_options
+        from raypkg.selection.registry import check_streams, get_selector, resolve_options
 
         selector = get_selector(self.selection)
+        if self.data_path == "stream":  # before any pre-training (auto is checked once resolved)
+            check_streams(self.selection)
         self.options = resolve_options(selector, self.options)
         choose("embedding", self.embedding, EMBEDDINGS)
         if self.budget is not None or self.class_budget is not None:

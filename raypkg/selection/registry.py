@@ -97,6 +97,14 @@ def get_selector(name: str) -> Selector:
     return SELECTORS[name]
 
 
+def check_streams(method: str) -> None:
+    """A one-line UsageError unless ``method`` can select from streamed data."""
+    if not get_selector(method).streams:
+        streaming = ", ".join(name for name, s in SELECTORS.items() if s.streams)
+        raise UsageError(f"selection method {method!r} holds every example's gradient embedding at once; "
+                         f"on --data-path stream use {streaming}, or --data-path memory")
+
+
 def resolve_options(selector: Selector, options: dict[str, Any] | None) -> dict[str, Any]:
     """The selector's defaults with ``options`` on top; unknown names are a UsageError."""
     options = dict(options or {})
@@ -198,10 +206,8 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     import time
 
     selector = get_selector(method)
-    if data.streamed and not selector.streams:
-        streaming = ", ".join(name for name, s in SELECTORS.items() if s.streams)
-        raise UsageError(f"selection method {method!r} holds every example's gradient embedding at once; "
-                         f"on --data-path stream use {streaming}, or --data-path memory")
+    if data.streamed:
+        check_streams(method)
     opts = resolve_options(selector, options)
     kind = EmbeddingKind(embedding, int(proj_dim), int(seed))
     n = len(data)
