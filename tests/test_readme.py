@@ -28,7 +28,8 @@ README = REPO / "README.md"
 # flag -> shrunken value, applied (replacing the README's value) when the command has the flag
 SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pretrain-epochs": "1",
           "--repeats": "1", "--num-samples": "1", "--requests": "2", "--online-requests": "2",
-          "--gd-epochs": "2",
+          "--gd-epochs": "2", "--pre-epochs": "1",  # LiPT's shard models
+          "--optimizers": "paper",  # bench crest: one of its two optimizers
           "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
           "--sizes": "40", "--image-size": "16"}  # bench data: one Ray Train run per mode, ~25 s each
 SIZES = ("--train-size", "--test-size")
