@@ -214,7 +214,8 @@ def pretrain_and_select(cfg: CoresetConfig, data: DataSplits, run: RunDir, devic
 def summary_extra(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, notes: dict,
                   device: torch.device) -> dict:
     return {"selection": cfg.selection, "fraction": cfg.fraction, "subset_size": len(result),
-            "train_size": len(data.train), **cfg.pretrain_settings(), "actors": cfg.actors, "embedding": cfg.embedding, "options": cfg.options,
+            "train_size": len(data.train), **cfg.pretrain_settings(), "actors": cfg.actors,
+            "embedding": cfg.embedding, "options": cfg.options,
             "weighting": cfg.weighting, "weight_cap": cfg.weight_cap, "epochs": cfg.epochs,
             "device": str(device), **notes}
 
