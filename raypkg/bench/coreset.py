@@ -85,7 +85,6 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     from raypkg.selection.cache import SelectionCache
     from raypkg.selection.config import CoresetConfig
     from raypkg.selection.pipeline import prepare, pretrain, select_stage, train_stage
-    from raypkg.selection.registry import get_selector
 
     if threads > 0:
         torch.set_num_threads(threads)

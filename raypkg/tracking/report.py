@@ -84,8 +84,6 @@ def report_table(runs: list[tuple[Path, dict]]):
 
 def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
     """PNG: test_acc vs epoch, test_acc vs training seconds, phase seconds (stacked bars)."""
-    import pandas as pd
-
     from raypkg.plots import figure, save_png
 
     fig, (by_epoch, by_time, phases) = figure(ncols=3, width=4.6, height=3.8)
