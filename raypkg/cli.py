@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from raypkg.cli_options import EffrayGroup, address_option, train_options
+from raypkg.cli_options import EffrayGroup, address_option, print_summary, train_options
 
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,19 +37,9 @@ def train(config_file, **flags):
       effray train --dataset cifar10 --data-dir ~/data --model resnet20 --workers 2 --gpu
     """
     from raypkg.engine.config import TrainConfig, resolve_config
-    from raypkg.engine.runner import run_training
+    from raypkg.engine.runner import TRAIN
 
-    cfg = resolve_config(TrainConfig, config_file, **flags)
-    print_summary(run_training(cfg))
-
-
-def print_summary(summary: dict) -> None:
-    phases = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("phases", {}).items())
-    acc = summary.get("test_acc")
-    click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
-               f"test_acc {acc:.4f}  wall {summary['wall_s']:.1f}s  ({phases})" if acc is not None
-               else f"{summary['method']}: wall {summary['wall_s']:.1f}s ({phases})")
-    click.echo(f"run directory: {summary['run_dir']}")
+    print_summary(TRAIN.run(resolve_config(TrainConfig, config_file, **flags)))
 
 
 @main.command()

@@ -42,6 +42,9 @@ def run_standalone(call) -> None:
     status; bad input of any kind ends as one line ``error: ...`` and status 2, a failed
     run (``RunFailed``) as one ``error: ...`` line and status 1, Ctrl-C as one line
     ``interrupted: ...`` and status 130."""
+    from raypkg.cluster import set_address
+
+    set_address(None)  # until this command's --address says otherwise
     try:
         status = call()
     except UsageError as e:
@@ -51,6 +54,9 @@ def run_standalone(call) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt):
+        from raypkg.interrupts import release_logging_lock
+
+        release_logging_lock()  # a Ctrl-C inside wandb.init would otherwise hang the exit
         click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except click.ClickException as e:
@@ -135,11 +141,15 @@ def address_option(func):
 
 
 def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[str] = (),
-                   defaults: dict | None = None):
+                   defaults: dict | None = None, fill_defaults: bool = False, more_help: dict | None = None):
     """Click options made from the fields of config dataclass ``cls`` (see
     ``raypkg.engine.config.setting``): ``--field-name`` with the field's type, help, choices
     and default in the help (``defaults`` overrides the defaults shown, for a command that
-    fills in its own). All parse to None when absent, so --config values stay."""
+    fills in its own). All parse to None when absent, so --config values stay.
+
+    ``fill_defaults=True`` (a bench's flags, no --config): each option parses to its default
+    when absent, the ``defaults`` value or else the field's, shown as click's ``[default: ...]``.
+    ``more_help`` maps a field name to text appended to its help."""
     hints = typing.get_type_hints(cls)
 
     def decorate(func):
@@ -154,19 +164,23 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
             flag = meta.get("flag") or "--" + f.name.replace("_", "-")
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             default = (defaults or {}).get(f.name, default)
-            shown = "" if default is None or default == [] else f" Default: {default_text(default)}."
-            help_text = (meta.get("help") or "") + shown
+            help_text = " ".join(filter(None, [meta.get("help"), (more_help or {}).get(f.name)]))
+            if fill_defaults:
+                given = {"default": default, "show_default": True, "help": help_text}
+            else:
+                shown = "" if default is None or default == [] else f" Default: {default_text(default)}."
+                given = {"default": None, "help": help_text + shown}
             names = flag.split("/") if "/" in flag and base is not bool else [flag]
             if base is bool:
                 switch = flag if "/" in flag else f"{flag}/--no-{flag[2:]}"
-                options.append(click.option(switch, f.name, default=None, help=help_text))
+                options.append(click.option(switch, f.name, **given))
             elif meta.get("choices"):
-                options.append(click.option(*names, f.name, type=click.Choice(list(meta["choices"])), help=help_text))
+                options.append(click.option(*names, f.name, type=click.Choice(list(meta["choices"])), **given))
             elif typing.get_origin(base) is list:
                 item = typing.get_args(base)[0]
-                options.append(click.option(*names, f.name, type=FLOATS if item is float else INTS, help=help_text))
+                options.append(click.option(*names, f.name, type=FLOATS if item is float else INTS, **given))
             elif base in (int, float, str):
-                options.append(click.option(*names, f.name, type=base, help=help_text))
+                options.append(click.option(*names, f.name, type=base, **given))
         return functools.reduce(lambda fn, opt: opt(fn), reversed(options), func)
 
     return decorate
@@ -188,3 +202,15 @@ def train_options(func):
     from raypkg.engine.config import TrainConfig
 
     return address_option(config_file_option(config_options(TrainConfig)(func)))
+
+
+def print_summary(summary: dict) -> None:
+    """A run's summary in two lines: accuracy, wall time and phases; its run directory."""
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("phases", {}).items())
+    if "epochs_s" in summary:
+        phases += f"; in epochs {summary['epochs_s']:.1f}s, outside them {summary['overhead_s']:.1f}s"
+    acc = summary.get("test_acc")
+    click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
+               f"test_acc {acc:.4f}  wall {summary['wall_s']:.1f}s  ({phases})" if acc is not None
+               else f"{summary['method']}: wall {summary['wall_s']:.1f}s ({phases})")
+    click.echo(f"run directory: {summary['run_dir']}")

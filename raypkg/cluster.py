@@ -2,7 +2,8 @@
 
 - ``--address ADDRESS`` (commands that use Ray) or RAY_ADDRESS (``ray job submit`` sets
   it) names a cluster: effray joins it, or fails with one line when nothing answers there
-  within ``CONNECT_TIMEOUT_S``.
+  within ``CONNECT_TIMEOUT_S``. A run that uses no Ray refuses ``--address``
+  (``check_address_used``) before it starts.
 - Otherwise effray starts its own local Ray (``address="local"``) and never attaches to
   another program's instance on the machine (Ray's ``address="auto"`` would, and would
   also follow a stale ``/tmp/ray/ray_current_cluster`` to a dead head).
@@ -35,6 +36,23 @@ def requested_address() -> str | None:
     """The cluster to join: ``--address``, else RAY_ADDRESS, else None (start a local Ray)."""
     address = _requested_address or os.environ.get("RAY_ADDRESS") or None
     return None if address == "local" else address
+
+
+def uses_ray(cfg, data=None) -> bool:
+    """Whether a run of ``cfg`` touches Ray: Ray Train workers (``workers``), shard actors
+    (``actors``) or training images streamed by Ray Data (``--data-path stream``; with
+    ``data``, the loaded splits, also ``auto`` when it chose to stream)."""
+    streamed = data.train.streamed if data is not None else getattr(cfg, "data_path", None) == "stream"
+    return bool(getattr(cfg, "workers", 0) or getattr(cfg, "actors", 0) or streamed)
+
+
+def check_address_used(uses_ray: bool) -> None:
+    """Refuse ``--address`` for a run that never uses Ray: it would join no cluster and say
+    nothing. Call it before anything runs. RAY_ADDRESS is not refused: ``ray job submit``
+    sets it for every job, whether the job uses Ray or not."""
+    if _requested_address and not uses_ray:
+        raise UsageError(f"--address {_requested_address} joins a Ray cluster, but this run uses no Ray "
+                         "(--workers 0, --actors 0): drop --address or add --workers N")
 
 
 def _quiet_ray() -> None:
@@ -105,9 +123,36 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> None
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         # The dashboard serves the state API, which Ray Train's placement-group cleaner polls
         # every second (without it: a warning line per poll for the whole run); +0.6 s.
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, log_to_driver=True,
-                 logging_level=logging.WARNING)
+        # Told no address, the cleaner looks for "the" Ray of this machine; with another one
+        # running (a second user, a test session) its thread died with a traceback
+        # ("Found multiple active Ray instances"). Ray's processes inherit this process's
+        # environment: RAY_API_SERVER_ADDRESS names this instance's dashboard to them.
+        port = _free_port()
+        with _environment(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}"):
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                     dashboard_port=port, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: started a private local Ray with {_cpus():g} CPUs", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _environment(**values: str):
+    """Set environment variables for the duration of the block (for the processes it starts)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _cpus() -> float:
@@ -163,5 +208,8 @@ def stop_ray_on_interrupt():
     except KeyboardInterrupt:
         import ray
 
+        from raypkg.interrupts import release_logging_lock
+
+        release_logging_lock()  # Ray's threads log while it shuts down
         ray.shutdown()
         raise

@@ -12,79 +12,33 @@ A space file (``--space FILE``; without it the one shipped in raypkg/tune_spaces
       lr: {loguniform: [0.01, 0.5]}
       batch_size: {choice: [32, 64, 128]}
 
-Distributions: choice, grid, uniform, loguniform, randint. Methods register a trainable
-with ``@register_tunable(name, config_cls)``: ``trainable(config, report)`` runs one
-trial and calls ``report(metrics)`` once per epoch (or step).
+Distributions: choice, grid, uniform, loguniform, randint. Every recipe
+(``raypkg.recipe``) is tunable: a trial runs the method's recipe in its own process
+(``raypkg.recipe.run_trial``) and reports every metrics row it logs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from raypkg.engine.config import TrainConfig, config_fields
+from raypkg.engine.config import config_fields
 from raypkg.errors import UsageError, choose
+from raypkg.recipe import load_recipes
 
 
-@dataclasses.dataclass(frozen=True)
-class Tunable:
-    trainable: Callable[[dict, Callable[[dict], None]], None]
-    config_cls: type
-    metrics: tuple[str, ...]  # what its reports hold: a space's metric must be one of them
-
-
-TUNABLES: dict[str, Tunable] = {}
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
-# The engine's epoch row (raypkg.engine.loop.fit): every tunable that trains reports these.
-EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "lr", "test_acc", "test_loss")
-
-
-def register_tunable(method: str, config_cls: type = TrainConfig, metrics: tuple[str, ...] = EPOCH_METRICS):
-    def decorator(fn):
-        TUNABLES[method] = Tunable(fn, config_cls, tuple(metrics))
-        return fn
-
-    return decorator
-
-
-def load_tunables() -> None:
-    """Import the modules that register tunables (methods add theirs here)."""
-    import importlib
-
-    for module in ("raypkg.selection.tunable", "raypkg.deltagrad.tunable", "raypkg.sparse.tunable",
-                   "raypkg.crest.tunable", "raypkg.lipt.tunable"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # the module exists but is broken: say so
-                raise
-
-
-@register_tunable("train")
-def tune_train(config: dict, report) -> None:
-    """One full-data training trial, in the trial's process; reports every epoch."""
-    import torch
-
-    from raypkg.engine.runner import load_data, use_augmentation
-    from raypkg.engine.trainer import train
-
-    cfg = TrainConfig(**{**config, "progress": False}).validate()
-    torch.set_num_threads(1)
-    data = load_data(cfg)
-    train(cfg, data, augment=use_augmentation(cfg, data), on_epoch=report)
 
 
 def read_space(path: str | Path) -> dict:
     """Parse and check a space file; every problem is a one-line UsageError."""
-    load_tunables()
+    recipes = load_recipes()
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"space file {str(path)!r} does not exist")
@@ -97,8 +51,8 @@ def read_space(path: str | Path) -> dict:
     unknown = sorted(set(spec) - SPACE_KEYS)
     if unknown:
         raise UsageError(f"unknown key(s) {', '.join(unknown)} in {str(path)!r}; allowed: {', '.join(sorted(SPACE_KEYS))}")
-    choose("tunable method", spec.get("method", ""), TUNABLES)
-    fields = config_fields(TUNABLES[spec["method"]].config_cls)
+    recipe = recipes[choose("tunable method", spec.get("method", ""), recipes)]
+    fields = config_fields(recipe.config_cls)
     for section in ("base", "space"):
         bad = sorted(set(spec.get(section) or {}) - fields)
         if bad:
@@ -109,7 +63,7 @@ def read_space(path: str | Path) -> dict:
             raise UsageError(f"space entry {key!r} in {str(path)!r} must be one of "
                              f"{{{' | '.join(DISTRIBUTIONS)}: [...]}}, got {dist!r}")
         check_distribution(key, dist)
-    choose("metric", spec.setdefault("metric", "test_acc"), TUNABLES[spec["method"]].metrics)
+    choose("metric", spec.setdefault("metric", "test_acc"), recipe.metrics)
     choose("mode", spec.setdefault("mode", "max"), ("max", "min"))
     choose("scheduler", spec.setdefault("scheduler", "fifo"), ("fifo", "asha"))
     choose("search", spec.setdefault("search", "random"), ("random", "grid"))
@@ -141,11 +95,11 @@ def check_trial_config(spec: dict) -> None:
     space whose every trial is invalid would end with no result at all). Greedily, key by
     key, the first candidate value (a choice, or a range's bounds) that keeps the config
     valid is kept; a key none of whose values does is refused, naming the key."""
-    cls = TUNABLES[spec["method"]].config_cls
+    cls = load_recipes()[spec["method"]].config_cls
 
     def valid(values: dict) -> str | None:
         try:
-            cls(**values).validate()
+            cls(**values).resolved().validate()
         except TypeError as e:
             return f"bad value: {e}"
         except UsageError as e:
@@ -216,7 +170,6 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         raise UsageError(f"space file is for method {spec['method']!r}, not {method!r}")
     scheduler = scheduler or spec["scheduler"]
     search = search or spec["search"]
-    tunable = TUNABLES[method]
     base = dict(spec.get("base") or {})
     # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
@@ -230,7 +183,9 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def trial(config: dict) -> None:
-        tunable.trainable({**base, **config}, tune.report)
+        from raypkg.recipe import run_trial
+
+        run_trial(method, {**base, **config}, tune.report)
 
     sched = (ASHAScheduler(max_t=int(base.get("epochs", 10)), grace_period=1, reduction_factor=2)
              if scheduler == "asha" else FIFOScheduler())

@@ -134,6 +134,7 @@ BAD = [
     T + ["--train-size", "5"], T + ["--test-size", "5", "--dataset", "digits"],
     C + ["--data-path", "stream", "--selection", "glister"], L + ["--selection", "uniform"], L + ["--merge", "mean"], B + ["lipt", "--merge", "mean"],
     B + ["lipt", "--set", "merge=zeros"], ["run", "sparse", "--out", "/proc/effray"], ["run", "sparse", "--out", "{out}", "--dense", "--density", "0.05"],
+    T + ["--address", "127.0.0.1:1"], ["run", "crest", "--out", "{out}", "--address", "127.0.0.1:1"],
 ]
 
 # Real processes: every job script, and a handful of `effray` commands.

@@ -21,7 +21,8 @@ from raypkg.crest.config import CrestConfig
 from raypkg.crest.plan import CrestPlan, budget_steps
 from raypkg.crest.quadratic import (QuadraticModel, flat_params, gradient_and_hessian_diagonal,
                                     region_left)
-from raypkg.crest.runner import prepare, train_crest
+from raypkg.crest.recipe import train_crest
+from raypkg.recipe import load_data
 from raypkg.crest.selection import class_budgets, select_coresets, stratified_subsets
 from raypkg.engine.callbacks import Callback
 
@@ -29,7 +30,7 @@ from raypkg.engine.callbacks import Callback
 def tiny(**overrides) -> CrestConfig:
     values = dict(dataset="digits", model="mlp", epochs=3, batch_size=32, random_subset_size=0.1, train_frac=0.3,
                   num_minibatch_coreset=3, progress=False, wandb="disabled", lr=[0.05])
-    return CrestConfig(**{**values, **overrides}).validate()
+    return CrestConfig(**{**values, **overrides}).resolved().validate()
 
 
 class Recorder(Callback):
@@ -61,7 +62,7 @@ class Recorder(Callback):
 def train_recorded(cfg: CrestConfig, pool=None) -> tuple[CrestCallback, Recorder]:
     from raypkg.engine.trainer import train
 
-    data = prepare(cfg)
+    data = load_data(cfg)
     crest = CrestCallback(len(data.train))
     crest.pool = pool
     recorder = Recorder(crest)
@@ -107,7 +108,7 @@ def test_loss0_on_subsets_leaves_no_model_error_at_w0():
     errors = {}
     for loss0_on_subsets in (False, True):
         cfg = tiny(epochs=1, loss0_on_subsets=loss0_on_subsets)
-        data = prepare(cfg)
+        data = load_data(cfg)
         crest = CrestCallback(len(data.train))
         probe = CheckAtW0(crest)
         train(cfg, data, plan=CrestPlan(len(data.train), cfg.train_frac, cfg.batch_size), callbacks=[crest, probe])
@@ -192,7 +193,7 @@ def test_check_is_one_forward_over_the_union_equal_to_the_p_separate_forwards(mo
     from raypkg.models.registry import build_model
 
     cfg = tiny(model=model_name)
-    data = prepare(cfg)
+    data = load_data(cfg)
     torch.manual_seed(0)
     model = build_model(model_name, data.input_shape, data.num_classes)
     model.train()
@@ -225,7 +226,7 @@ def test_crest_trains_a_batchnorm_model_and_leaves_its_running_statistics_to_tra
             self.before = {k: v.clone() for k, v in ctx.model.state_dict().items() if "running" in k}
 
     cfg = tiny(model="resnet20", epochs=1, train_frac=0.1, momentum=0.0)
-    data = prepare(cfg)
+    data = load_data(cfg)
     snap = RunningStatsAtStart()
     crest = CrestCallback(len(data.train))
     probe = CheckAtW0(crest)
@@ -245,14 +246,14 @@ def test_crest_trains_a_batchnorm_model_and_leaves_its_running_statistics_to_tra
 def test_dropping_learned_examples_stops_at_min_train_size():
     cfg = tiny(epochs=2, drop_learned=True, drop_interval=1, watch_interval=1, drop_thresh=100.0,
                min_train_size=1200)
-    data = prepare(cfg)
+    data = load_data(cfg)
     outcome = train_crest(cfg, data)
     seen_in_first_epoch = 1347 - 1200  # far more were observed (all "learned" with thresh 100) than room
     assert outcome.crest["pool_size"] == 1200 and outcome.crest["dropped"] == seen_in_first_epoch
 
 
 def test_random_and_crest_take_the_same_steps_none_takes_the_full_budget():
-    steps = {m: train_crest(tiny(selection_method=m), prepare(tiny(selection_method=m))).steps
+    steps = {m: train_crest(tiny(selection_method=m), load_data(tiny(selection_method=m))).steps
              for m in ("crest", "random", "none")}
     assert steps["crest"] == steps["random"] == 3 * math.ceil(round(0.3 * 1347) / 32)
     assert steps["none"] == 3 * math.ceil(1347 / 32)
@@ -263,7 +264,7 @@ def test_actors_and_in_process_select_the_same_coresets(ray_session):
     from raypkg.models.registry import build_model
 
     cfg = tiny()
-    data = prepare(cfg)
+    data = load_data(cfg)
     torch.manual_seed(0)
     model = build_model("mlp", data.input_shape, data.num_classes)
     subsets = stratified_subsets(torch.arange(len(data.train)), data.train.y, 3, 135, torch.Generator().manual_seed(1))
@@ -296,7 +297,7 @@ def test_overlap_trains_on_coresets_the_actors_selected_from_the_last_region_sta
         on_step_end = on_fit_start
 
     cfg = tiny(actors=2, overlap=True, check_thresh_factor=0.05)
-    data = prepare(cfg)
+    data = load_data(cfg)
     crest = CrestCallback(len(data.train))
     recorder, dispatches = Recorder(crest), Dispatches(crest)
     with ShardPool(data.train, 2) as pool:

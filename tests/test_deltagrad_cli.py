@@ -147,7 +147,8 @@ def test_settings_that_break_exact_replay_are_refused(tmp_path, extra, message):
 
 
 def test_tune_space_parses_and_one_trial_reports():
-    from raypkg.tuning import TUNABLES, read_space
+    from raypkg.recipe import run_trial
+    from raypkg.tuning import read_space
 
     spec = read_space("tune_spaces/deltagrad.yaml")
     assert spec["metric"] == "score" and set(spec["space"]) == {"period", "init", "m"}
@@ -156,8 +157,8 @@ def test_tune_space_parses_and_one_trial_reports():
             "epochs": 4, "lrlen": [2, 2], "repeat": 1}
     trial = {**base, "period": 5, "init": 6, "m": 2}
     # score = speedup when ||wI - wU|| <= max_ratio ||wU - w*||, else 0: one trial on each side
-    TUNABLES["deltagrad"].trainable({**trial, "max_ratio": 1.0}, reports.append)
-    TUNABLES["deltagrad"].trainable({**trial, "max_ratio": 1e-9}, reports.append)
+    run_trial("deltagrad", {**trial, "max_ratio": 1.0}, reports.append)
+    run_trial("deltagrad", {**trial, "max_ratio": 1e-9}, reports.append)
     within, beyond = reports
     for r in reports:
         assert r["explicit_steps"] == 6 + 8 and 1e-9 < r["dist_ratio"] < 0.2

@@ -34,7 +34,7 @@ def test_weighted_loss_is_mean_of_weighted_per_sample_losses():
 
 
 def test_piecewise_schedule_matches_deltagrad_readme():
-    cfg = TrainConfig(lr=[0.1, 0.05], lrlen=[10, 10], epochs=20).validate()
+    cfg = TrainConfig(lr=[0.1, 0.05], lrlen=[10, 10], epochs=20).resolved().validate()
     assert cfg.schedule == "piecewise"
     assert [lr_at(cfg, e) for e in (0, 9.99, 10, 19.5)] == [0.1, 0.1, 0.05, 0.05]
 

@@ -170,7 +170,7 @@ def test_unit_weights_under_the_loss_scheme_train_like_no_weights():
 def test_cache_keys_cover_every_field_that_changes_the_data_or_the_model():
     from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, SELECTION_EXCLUDE, config_key, pretrain_config
 
-    base = CoresetConfig(selection="grand", pretrain_epochs=2).validate()
+    base = CoresetConfig(selection="grand", pretrain_epochs=2).resolved().validate()
     for change in ({"normalize": False}, {"num_classes": 5}, {"image_size": 32}, {"shape": "64"},
                    {"flat": True}, {"lr_warmup_epochs": 1}, {"momentum": 0.5}):
         other = dataclasses.replace(base, **change)
@@ -188,15 +188,15 @@ def test_cache_keys_cover_every_field_that_changes_the_data_or_the_model():
 
 
 def test_a_no_normalize_run_does_not_reuse_a_standardised_pretraining(tmp_path):
-    from raypkg.selection.pipeline import run_select
+    from raypkg.selection.recipe import SELECT
 
     common = dict(dataset="digits", model="logreg", selection="grand", repeats=1, pretrain_epochs=1, fraction=0.1,
                   out=str(tmp_path), wandb="disabled", progress=False)
-    first = run_select(CoresetConfig(**common, name="a"))
-    second = run_select(CoresetConfig(**common, name="b", normalize=False))
+    first = SELECT.run(CoresetConfig(**common, name="a"))
+    second = SELECT.run(CoresetConfig(**common, name="b", normalize=False))
     assert first["cached"]["pretrain_hits"] == 0 and second["cached"]["pretrain_hits"] == 0
     assert not second["cached"]["selection_hit"]
-    third = run_select(CoresetConfig(**common, name="c", normalize=False))
+    third = SELECT.run(CoresetConfig(**common, name="c", normalize=False))
     assert third["cached"] == {"pretrain_hits": 1, "selection_hit": True}
 
 
@@ -218,12 +218,15 @@ def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():
     wreck training: CRAIG's default weighting at fraction 0.3 on digits-aug stays within 3
     points of the same picks trained with unit weights (it was 0.34 vs 0.93 with
     sum(w l) / sum(w) per batch)."""
-    from raypkg.selection.pipeline import prepare, pretrain, select_stage, train_stage
-    from raypkg.engine.loop import evaluate
+    from raypkg.engine.loop import evaluate, pick_device
+    from raypkg.engine.runner import use_augmentation
+    from raypkg.recipe import load_data
+    from raypkg.selection.pipeline import pretrain, select_stage, train_stage
 
     cfg = CoresetConfig(dataset="digits-aug", train_size=6000, test_size=2000, model="mlp", selection="craig",
-                        fraction=0.3, pretrain_epochs=2, epochs=8, progress=False, cache=False)
-    data, device, augment = prepare(cfg)
+                        fraction=0.3, pretrain_epochs=2, epochs=8, progress=False, cache=False).resolved()
+    data, device = load_data(cfg), pick_device(None)
+    augment = use_augmentation(cfg, data)
     result, _, _ = select_stage(cfg, data, pretrain(cfg, data, device, augment), device)
     assert result.weights.max() > 20 * result.weights.median()  # the weights really are skewed
     accuracy = {}
@@ -277,23 +280,45 @@ def test_ensemble_models_are_plain_fits_on_their_own_shards():
     data = digits()
     shards = list(torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0)).chunk(3))
     cfg = TrainConfig(epochs=1, progress=False).validate()
-    models = train_ensemble(cfg, data, shards)
+    result = train_ensemble(cfg, data, shards)
+    assert len(result.states) == len(result.histories) == 3 and result.restarts == 0
     for k in (0, 2):
         seed_everything(cfg.seed + 1000 * k)
         model = build_model(cfg.model, data.input_shape, data.num_classes)
-        fit(model, data.train.subset(shards[k]), None, dataclasses.replace(cfg, seed=cfg.seed + 1000 * k))
-        assert all(torch.equal(v, models[k][0][name]) for name, v in model.state_dict().items())
-    assert not torch.equal(next(iter(models[0][0].values())), next(iter(models[1][0].values())))
+        rows = fit(model, data.train.subset(shards[k]), None, dataclasses.replace(cfg, seed=cfg.seed + 1000 * k))
+        assert all(torch.equal(v, result.states[k][name]) for name, v in model.state_dict().items())
+        assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in result.histories[k]]
+    assert not torch.equal(next(iter(result.states[0].values())), next(iter(result.states[1].values())))
+
+
+def test_ray_train_imports_nothing_from_the_trainer():
+    """trainer.py places runs on Ray Train (ray_train.py); ray_train.py must not import
+    trainer.py back (the shard code both use lives in engine/ensemble.py)."""
+    import ast
+
+    tree = ast.parse((PACKAGE / "engine" / "ray_train.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "raypkg.engine.trainer" not in imported and "raypkg.engine.ensemble" in imported
 
 
 @pytest.mark.ray
-def test_ensemble_on_ray_train_equals_in_process(ray_session, tmp_path):
+def test_ensemble_on_ray_train_equals_in_process_through_a_worker_loss(ray_session, tmp_path, monkeypatch):
+    from raypkg.engine.ray_train import FAULT_ENV
+
     data = digits()
     shards = list(torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0)).chunk(3))
     cfg = TrainConfig(epochs=1, progress=False).validate()
     local = train_ensemble(cfg, data, shards)
-    remote = train_ensemble(dataclasses.replace(cfg, workers=2), data, shards, storage=tmp_path)
-    assert len(remote) == 3  # 3 shards on 2 workers: worker 0 trains shards 0 and 2
-    for (local_state, local_rows), (remote_state, remote_rows) in zip(local, remote):
-        assert all(torch.equal(local_state[name], remote_state[name]) for name in local_state)
-        assert [r["train_loss"] for r in local_rows] == [r["train_loss"] for r in remote_rows]
+    # 3 shards on 2 workers: round 1 trains shards 0 and 1, round 2 shard 2 on worker 0.
+    # Worker 1 dies at the start of round 2; the restarted group trains only shard 2.
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAULT_ENV, f"1:{marker}")
+    remote = train_ensemble(dataclasses.replace(cfg, workers=2, max_failures=1), data, shards,
+                            storage=tmp_path / "ray")
+    assert marker.exists(), "the injected failure did not happen"
+    assert remote.restarts == 1
+    assert len(remote.states) == 3
+    for k in range(3):
+        assert all(torch.equal(local.states[k][name], remote.states[k][name]) for name in local.states[k])
+        assert [r["train_loss"] for r in local.histories[k]] == [r["train_loss"] for r in remote.histories[k]]

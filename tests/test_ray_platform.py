@@ -50,13 +50,13 @@ def test_shard_pool_returns_exactly_the_in_process_map(ray_session):
 
 def test_ray_train_loses_a_worker_once_and_finishes_from_checkpoint(ray_session, tmp_path, monkeypatch):
     from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.engine.runner import run_training
+    from raypkg.engine.runner import TRAIN
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
     cfg = TrainConfig(dataset="digits", model="mlp", epochs=4, workers=2, out=str(tmp_path / "runs"),
                       name="ft", wandb="disabled", progress=False, max_failures=1)
-    summary = run_training(cfg)
+    summary = TRAIN.run(cfg)
     assert marker.exists(), "the injected failure did not happen"
     metrics = pd.read_parquet(tmp_path / "runs" / "ft" / "metrics.parquet")
     assert list(metrics["epoch"]) == [1, 2, 3, 4]  # epochs 1-2 from the checkpoint, 3-4 after restart

@@ -12,16 +12,20 @@ fraction; ``speed-up`` is full-data training time / the method's total time.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import click
 import torch
 
 from raypkg.bench.output import SAVE_HELP
 from raypkg.bench.selection import print_table
+from raypkg.cli_options import config_options
+from raypkg.selection.config import CoresetConfig
 
 DEFAULT_METHODS = ("uniform,grand,glister,gradmatch,gradmatch:weighting=loss,gradmatch:weighting=none,"
                    "craig,craig:weighting=loss,craig:weighting=none")
+# The CoresetConfig fields that are flags of this bench, with the bench's defaults.
+BENCH_DEFAULTS = {"dataset": "digits-aug", "model": "mlp", "train_size": None, "test_size": None, "epochs": 10,
+                  "pretrain_epochs": 2, "repeats": 3, "batch_size": 64, "lr": [0.1], "actors": 0, "seed": 0}
 
 
 def parse_method(spec: str) -> tuple[str, dict]:
@@ -40,28 +44,13 @@ def parse_method(spec: str) -> tuple[str, dict]:
     return name.strip(), options
 
 
-def _seconds(device: torch.device, t0: float) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 @click.command("coreset")
-@click.option("--dataset", default="digits-aug", show_default=True)
-@click.option("--model", default="mlp", show_default=True)
-@click.option("--train-size", type=int, default=None, help="digits-aug/synthetic size (default: the dataset's).")
-@click.option("--test-size", type=int, default=None)
+@config_options(CoresetConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
+                more_help={"epochs": "The same for full data and every subset."})
 @click.option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True,
               help="Comma-separated selection methods, each optionally with config fields (weighting, weight_cap) "
                    "or selector options: NAME:KEY=VALUE;KEY=VALUE.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Training epochs (full data and every subset).")
-@click.option("--pretrain-epochs", type=int, default=2, show_default=True, help="Full-data training epochs before selection.")
-@click.option("--repeats", type=int, default=3, show_default=True, help="GraNd pre-training repeats (DeepCore: 10).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--actors", type=int, default=0, show_default=True, help="Shard actors for selection (0: in-process).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", help=SAVE_HELP)
@@ -74,17 +63,18 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
       effray bench coreset                                  # digits-aug, fractions 0.1 and 0.3
       effray bench coreset --train-size 2000 --epochs 2 --pretrain-epochs 1 --repeats 2
     """
-    import pandas as pd
-
     import tempfile
 
+    import pandas as pd
+
     from raypkg.bench.output import bench_stem, save_bench
-    from raypkg.engine.loop import evaluate
-    from raypkg.engine.trainer import train
+    from raypkg.engine.loop import pick_device
+    from raypkg.engine.runner import TRAIN
+    from raypkg.recipe import load_data
     from raypkg.errors import UsageError
+    from raypkg.recipe import MemorySink
     from raypkg.selection.cache import SelectionCache
-    from raypkg.selection.config import CoresetConfig
-    from raypkg.selection.pipeline import prepare, pretrain, select_stage, train_stage
+    from raypkg.selection.recipe import CORESET, check_budget
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -95,36 +85,33 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     except ValueError:
         raise UsageError(f"--fractions takes comma-separated numbers, got {fractions!r}") from None
     base = CoresetConfig(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
-                         pretrain_epochs=pretrain_epochs, batch_size=batch_size, lr=[lr], seed=seed, actors=actors,
-                         progress=False, wandb="disabled", cache=False)
+                         pretrain_epochs=pretrain_epochs, batch_size=batch_size, lr=lr, seed=seed, actors=actors,
+                         progress=False, wandb="disabled", cache=False).resolved().validate()
     configs = {(spec, f): method_config(base, spec, f, repeats) for spec in specs for f in fracs}
-    data, device, augment = prepare(base)
+    data = load_data(base)
+    for cfg in configs.values():
+        check_budget(cfg, data)
     click.echo(f"# coreset stages on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
                f"torch threads {torch.get_num_threads()}, {epochs} epochs, pretrain {pretrain_epochs} epochs, "
-               f"GraNd repeats {repeats}, device {device}")
+               f"GraNd repeats {repeats}, device {pick_device(base.use_gpu)}")
 
-    t0 = time.perf_counter()
-    full = train(base, data, augment=augment)
-    full_s = _seconds(device, t0)
+    full = TRAIN.run(base, MemorySink, data=data)
+    full_s = full["phases"]["train"]
     rows = [{"fraction": 1.0, "method": "full data", "weighting": "-", "pretrain_s": 0.0, "selection_s": 0.0,
-             "train_s": full_s, "total_s": full_s, "test_acc": evaluate(full.model, data.test.to(device))["acc"],
-             "vs uniform": float("nan"), "speed-up": 1.0}]
+             "train_s": full_s, "total_s": full_s, "test_acc": full["test_acc"], "vs uniform": float("nan"),
+             "speed-up": 1.0}]
     click.echo(f"  full data: test_acc {rows[0]['test_acc']:.4f}, {full_s:.1f}s", err=True)
     # Pre-trained models are computed once and shared through a scratch cache; each method
-    # is charged the seconds of the ones it uses (Pretrained.seconds counts cache hits too).
+    # is charged the seconds of the ones it uses (``cached_seconds`` counts cache hits too).
     with tempfile.TemporaryDirectory() as scratch:
         cache = SelectionCache(scratch)
         for (spec, f), cfg in configs.items():
-            pretrained = pretrain(cfg, data, device, augment, cache)
-            result, selection_s, _ = select_stage(cfg, data, pretrained, device)
-            t0 = time.perf_counter()
-            trained = train_stage(cfg, data, result)
-            train_s = _seconds(device, t0)
-            total = pretrained.seconds + selection_s + train_s
-            rows.append({"fraction": f, "method": spec, "weighting": cfg.weighting, "pretrain_s": pretrained.seconds,
-                         "selection_s": selection_s, "train_s": train_s, "total_s": total,
-                         "test_acc": evaluate(trained.model, data.test.to(device))["acc"],
-                         "speed-up": full_s / total})
+            summary = CORESET.run(cfg, MemorySink, data=data, cache=cache)
+            seconds = summary["cached_seconds"]
+            total = seconds["pretrain"] + seconds["selection"] + summary["phases"]["train"]
+            rows.append({"fraction": f, "method": spec, "weighting": cfg.weighting, "pretrain_s": seconds["pretrain"],
+                         "selection_s": seconds["selection"], "train_s": summary["phases"]["train"],
+                         "total_s": total, "test_acc": summary["test_acc"], "speed-up": full_s / total})
             click.echo(f"  {spec} @{f:g}: test_acc {rows[-1]['test_acc']:.4f}, {total:.1f}s "
                        f"({len(rows) - 1}/{len(configs)})", err=True)
     uniform = {r["fraction"]: r["test_acc"] for r in rows if r["method"] == "uniform"}
@@ -152,12 +139,15 @@ def accuracy_vs_seconds(frame, ax) -> None:
 
 def method_config(base, spec: str, fraction: float, repeats: int):
     """The config of one table row: ``NAME:KEY=VALUE;...`` where a KEY that is a config
-    field (``weighting``, ``weight_cap``) sets it and any other KEY is a selector option."""
+    field (``weighting``, ``weight_cap``) sets it and any other KEY is a selector option;
+    the method's own defaults fill the rest."""
     from raypkg.engine.config import config_fields
     from raypkg.selection.registry import get_selector
 
     name, options = parse_method(spec)
     fields = {k: v for k, v in options.items() if k in config_fields(type(base))}
     selector_options = {k: v for k, v in options.items() if k not in fields}
+    fields = {"weighting": None, "weight_cap": None, **fields}
     return dataclasses.replace(base, selection=name, fraction=fraction, options=selector_options,
-                               repeats=repeats if get_selector(name).uses_repeats else None, **fields).validate()
+                               repeats=repeats if get_selector(name).uses_repeats else None,
+                               **fields).resolved().validate()

@@ -20,9 +20,15 @@ import torch
 
 from raypkg.bench.output import SAVE_HELP
 from raypkg.bench.selection import print_table
-from raypkg.cli_options import address_option
+from raypkg.cli_options import address_option, config_options
+from raypkg.crest.config import CrestConfig
 
 PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs
+# The CrestConfig fields that are flags of this bench, with the bench's defaults.
+BENCH_DEFAULTS = {"model": "mlp", "train_size": None, "test_size": None, "epochs": 10, "batch_size": 64, "lr": [0.1],
+                  "random_subset_size": None, "check_thresh_factor": 0.1, "num_minibatch_coreset": 5,
+                  "interval_mul": 1.0, "actors": 0, "seed": 0}
+NOT_DIGITS = "Not applied to digits (fixed size)."
 
 
 def paper_warmup_epochs(epochs: int) -> int:
@@ -54,28 +60,18 @@ def accuracy_vs_seconds(frame, ax) -> None:
 
 @click.command("crest")
 @click.option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
-@click.option("--model", default="mlp", show_default=True)
-@click.option("--train-size", type=int, default=None, help="digits-aug training size (default: the dataset's).")
-@click.option("--test-size", type=int, default=None, help="digits-aug test size (default: the dataset's).")
+@config_options(CrestConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
+                more_help={"train_size": NOT_DIGITS, "test_size": NOT_DIGITS,
+                           "random_subset_size": "Default: the larger of 0.01 and 4 batches.",
+                           "actors": "CREST rows only (with --set overlap=false: blocking, else overlapped with "
+                                     "training, the coresets one region stale)."})
 @click.option("--optimizers", default="paper,momentum", show_default=True,
               help="Comma-separated: paper (SGD without momentum, LR warm-up over the first 10 percent of the epochs, "
                    "as the reference code trains) and/or momentum (SGD momentum 0.9, no warm-up).")
 @click.option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--random-subset-size", type=float, default=None,
-              help="CREST's random subsets as a fraction of N (default: the larger of 0.01 and 4 batches).")
-@click.option("--check-thresh-factor", type=float, default=0.1, show_default=True)
-@click.option("--num-minibatch-coreset", type=int, default=5, show_default=True)
-@click.option("--interval-mul", type=float, default=1.0, show_default=True, help="Check interval = P x this x r.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other `effray run crest` setting, for every row (underscores; values read as YAML), "
                    "e.g. --set approx_moment=false --set hessian_probes=2.")
-@click.option("--actors", type=int, default=0, show_default=True,
-              help="CREST rows select on this many shard actors (with --set overlap=false: blocking, else "
-                   "overlapped with training, the coresets one region stale); 0: in-process.")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", help=SAVE_HELP)
@@ -97,8 +93,9 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
     import pandas as pd
 
     from raypkg.bench.output import bench_settings, bench_stem, check_bench_numbers, save_bench
-    from raypkg.crest.config import CrestConfig
-    from raypkg.crest.runner import prepare, selection_pool, train_crest
+    from raypkg.crest.recipe import CREST, selection_pool
+    from raypkg.recipe import load_data
+    from raypkg.recipe import MemorySink
     from raypkg.errors import UsageError, choose
 
     check_bench_numbers(epochs=epochs, batch_size=batch_size, train_size=train_size, test_size=test_size,
@@ -121,7 +118,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
         subset = random_subset_size or (max(0.01, 4 * batch_size / n) if n else 0.01)
         sized = dataset != "digits"
         return dict(dataset=dataset, model=model, train_size=train_size if sized else None,
-                    test_size=test_size if sized else None, epochs=epochs, batch_size=batch_size, lr=[lr], seed=seed,
+                    test_size=test_size if sized else None, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                     selection_method=method, train_frac=frac, random_subset_size=min(subset, 1.0),
                     check_thresh_factor=check_thresh_factor, num_minibatch_coreset=num_minibatch_coreset,
                     interval_mul=interval_mul, actors=actors if method == "crest" else 0,
@@ -134,11 +131,11 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
         torch.set_num_threads(threads)
 
     def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> CrestConfig:
-        return CrestConfig(**bench_fields(dataset, n, optimizer, method, frac), **extra).validate()
+        return CrestConfig(**bench_fields(dataset, n, optimizer, method, frac), **extra).resolved().validate()
 
     plan = {}
     for dataset in names:  # every config (and its data) checked before anything trains
-        data = prepare(config(dataset, None, optimizer_names[0], "none", 1.0))
+        data = load_data(config(dataset, None, optimizer_names[0], "none", 1.0))
         n = len(data.train)
         plan[dataset] = (data, [(o, config(dataset, n, o, m, f)) for o in optimizer_names
                                 for m, f in [("none", 1.0)] + [(m, f) for f in frac_values for m in ("random", "crest")]])
@@ -148,7 +145,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
     rows = []
     for i, (dataset, (data, configs)) in enumerate(plan.items()):
         click.echo(f"# {dataset}: {len(data.train)} train / {len(data.test)} test, {model}, {epochs} epochs, "
-                   f"batch {batch_size}, lr {lr} {configs[0][1].schedule}, weight decay {configs[0][1].weight_decay:g}, "
+                   f"batch {batch_size}, lr {' '.join(map(str, lr))} {configs[0][1].schedule}, weight decay {configs[0][1].weight_decay:g}, "
                    f"random subsets {configs[-1][1].random_subset_size:.3g} x N, P {num_minibatch_coreset}, "
                    f"check_thresh_factor {check_thresh_factor}, interval_mul {interval_mul}, "
                    + "".join(f"{k} {v}, " for k, v in extra.items()) +
@@ -157,19 +154,19 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
         with selection_pool(configs[-1][1], data) as pool:
             if i == 0:
                 warm = dataclasses.replace(configs[-1][1], epochs=1, lr_warmup_epochs=0)
-                train_crest(warm, data, pool=pool)  # untimed warm-up
+                CREST.run(warm, MemorySink, data=data, pool=pool)  # untimed warm-up
             for optimizer, cfg in configs:
-                outcome = train_crest(cfg, data, pool=pool if cfg.selection_method == "crest" else None)
+                summary = CREST.run(cfg, MemorySink, data=data, pool=pool if cfg.selection_method == "crest" else None)
+                crest = summary["crest"]
                 rows.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0],
-                             "method": cfg.selection_method, "train_frac": cfg.train_frac,
-                             "steps": outcome.steps, "regions": outcome.crest.get("regions", 0),
-                             "checks": outcome.crest.get("checks", 0),
-                             "selection_s": outcome.crest.get("selection_s", 0.0),
-                             "check_s": outcome.crest.get("check_s", 0.0),
-                             "wait_s": outcome.crest.get("selection_wait_s", 0.0), "wall_s": outcome.wall_s,
-                             "test_acc": outcome.result.history[-1]["test_acc"]})
+                             "method": cfg.selection_method, "train_frac": cfg.train_frac, "steps": summary["steps"],
+                             "regions": summary["regions"], "checks": summary["checks"],
+                             "selection_s": crest.get("selection_s", 0.0), "check_s": crest.get("check_s", 0.0),
+                             "wait_s": crest.get("selection_wait_s", 0.0), "wall_s": summary["train_wall_s"],
+                             "test_acc": summary["test_acc"]})
                 click.echo(f"  {optimizer} {cfg.selection_method} f={cfg.train_frac:g}: test_acc "
-                           f"{rows[-1]['test_acc']:.4f}, {outcome.wall_s:.1f}s, {rows[-1]['regions']} regions", err=True)
+                           f"{rows[-1]['test_acc']:.4f}, {rows[-1]['wall_s']:.1f}s, {rows[-1]['regions']} regions",
+                           err=True)
     frame = pd.DataFrame(rows)
     for (dataset, optimizer), group in frame.groupby(["dataset", "optimizer"], sort=False):
         mask = (frame.dataset == dataset) & (frame.optimizer == optimizer)

@@ -222,7 +222,7 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
         raise UsageError(f"--workers must be >= 0, got {workers}")
     cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
                       lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
-                      max_failures=0).validate()
+                      max_failures=0).resolved().validate()
     stem = bench_stem(save, "data")
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="effray-bench-data-"))
     if work_dir:

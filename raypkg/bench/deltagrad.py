@@ -61,14 +61,20 @@ def bench_run_options(func):
     """The training flags of DeltaGradConfig this bench varies; their bench defaults are BENCH_RUN."""
     from raypkg.deltagrad.config import DeltaGradConfig
 
-    return config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN)(func)
+    return config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN,
+                          fill_defaults=True)(func)
+
+
+def bench_request_options(func):
+    """DeltaGrad's T0, j0 and m (RequestSettings); the paper's 5, 20, 2 by default."""
+    from raypkg.deltagrad.config import RequestSettings
+
+    return config_options(RequestSettings, only=("period", "init", "m"), fill_defaults=True)(func)
 
 
 @click.command("deltagrad")
 @bench_run_options
-@click.option("--period", type=int, default=5, show_default=True, help="T0.")
-@click.option("--init", type=int, default=20, show_default=True, help="j0.")
-@click.option("-m", "m", type=int, default=2, show_default=True)
+@bench_request_options
 @click.option("--ratios", type=FLOATS, default="0.001,0.01", show_default=True, help="Deletion ratios.")
 @click.option("--add-ratio", type=float, default=0.001, show_default=True, help="Addition ratio (0: skip).")
 @click.option("--also", "also", default="", help="More T0,j0,m settings for the first deletion row, "
@@ -108,19 +114,18 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     from raypkg.data.registry import load_dataset
     from raypkg.deltagrad.exact import ExactGradients
     from raypkg.deltagrad.online import OnlineSettings, run_online
-    from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, measure
+    from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
     from raypkg.deltagrad.replay import Request
-    from raypkg.deltagrad.config import DeltaGradConfig
+    from raypkg.deltagrad.config import DeltaGradConfig, RequestSettings
     from raypkg.deltagrad.workload import workload_from_splits
     from raypkg.engine.loop import pick_device
     from raypkg.errors import UsageError
     from raypkg.paths import check_writable_dir
 
-    given = {k: v for k, v in run_flags.items() if v is not None}
-    run = DeltaGradConfig(**{**BENCH_RUN, **given}).validate()
+    run = DeltaGradConfig(**run_flags).resolved().validate()
     dataset, train_size, test_size, normalize = run.dataset, run.train_size, run.test_size, run.normalize
     batch_size, epochs, lr, lrlen, wd, seed = run.batch_size, run.epochs, run.lr, run.lrlen, run.weight_decay, run.seed
-    check_hyper(period, init, m)
+    RequestSettings(period=period, init=init, m=m).check_request()
     extra = _parse_hypers(also)
     if repeat < 1 or online_baseline_every < 1:
         raise UsageError("--repeat and --online-baseline-every must be >= 1")
@@ -157,7 +162,7 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
 
         wl = workload(model)
         cfg = dataclasses.replace(run, model=model, epochs=ep, batch_size=bs, lrlen=list(lrlen_), holdout=holdout,
-                                  progress=False).validate()
+                                  progress=False).resolved().validate()
         start = time.perf_counter()
         traj = train_trajectory(cfg, wl, root / name, ExactGradients(wl.net, wl.x, wl.y))
         traj.finish(read_only=False)

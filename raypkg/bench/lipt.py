@@ -13,8 +13,8 @@ One process, one dataset, one seed, the same subset-training budget for every ro
   rules (``--merge shared-mask,keepers,zeros``) one LiPT row per rule, against the same
   DeepCore row.
 
-Every row runs the pipeline's stage functions (``pretrain(kind=...)``, ``select_stage``,
-``train_stage``). Pre-trained models are computed once and shared through a scratch
+Every row runs its recipe (``full data``: train; ``uniform``, ``deepcore``: coreset;
+``lipt``: LiPT) in memory. Pre-trained models are computed once and shared through a scratch
 cache (fractions and methods reuse them); each row is charged their original seconds.
 Ratios in the LiPT rows: ``pretrain_x`` = DeepCore's pre-training seconds / LiPT's
 (pre-training + merge), ``e2e_x`` = DeepCore's end-to-end seconds / LiPT's, and
@@ -37,37 +37,36 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 
 import click
 import torch
 
 from raypkg.bench.output import SAVE_HELP, check_bench_numbers
-from raypkg.lipt.config import MERGE_RULES
+from raypkg.cli_options import config_options
+from raypkg.lipt.config import MERGE_RULES, LiptConfig
 
 COLUMNS = ["fraction", "pipeline", "method", "merge", "pretrain_s", "shard_s", "merge_s", "selection_s", "train_s",
            "total_s", "test_acc", "merged_acc", "shard_acc", "spearman", "overlap", "pretrain_x", "e2e_x",
            "acc_vs_deepcore"]
+# The LiptConfig fields that are flags of this bench, with the bench's defaults.
+BENCH_DEFAULTS = {"dataset": "digits-aug", "model": "mlp", "train_size": None, "test_size": None, "epochs": 10,
+                  "pretrain_epochs": 10, "repeats": 10, "shards": 10, "pre_epochs": 5, "density": 0.05,
+                  "randaugment": True, "workers": 0, "batch_size": 64, "lr": [0.1], "seed": 0}
+DEEPCORE_ONLY, LIPT_ONLY = "DeepCore rows only.", "LiPT rows only."
 
 
-def _seconds(device: torch.device, t0: float) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
-def agreement(ours, reference) -> dict[str, float]:
-    """How LiPT's selection ``ours`` agrees with DeepCore's ``reference`` (``SelectionResult``s
-    on the same data): Spearman correlation of ``all_scores`` (NaN unless both have them)
-    and the share of the k picks both made."""
+def agreement(ours: dict, reference: dict) -> dict[str, float]:
+    """How LiPT's selection agrees with DeepCore's, from the two runs' tables (on the same
+    data): Spearman correlation of every example's score (scores.parquet; NaN unless both
+    have one) and the share of the k picks (selection.parquet) both made."""
     import pandas as pd
 
     spearman = float("nan")
-    if ours.all_scores is not None and reference.all_scores is not None:
-        spearman = float(pd.Series(ours.all_scores.numpy()).corr(pd.Series(reference.all_scores.numpy()),
-                                                                 method="spearman"))
-    common = len(set(ours.positions.tolist()) & set(reference.positions.tolist()))
-    return {"spearman": spearman, "overlap": common / max(len(ours), 1)}
+    if "scores.parquet" in ours and "scores.parquet" in reference:
+        spearman = float(pd.Series(ours["scores.parquet"]["score"]).corr(
+            pd.Series(reference["scores.parquet"]["score"]), method="spearman"))
+    picks = [set(pd.Series(t["selection.parquet"]["index"]).tolist()) for t in (ours, reference)]
+    return {"spearman": spearman, "overlap": len(picks[0] & picks[1]) / max(len(picks[0]), 1)}
 
 
 def accuracy_vs_seconds(frame, ax) -> None:
@@ -89,33 +88,19 @@ def accuracy_vs_seconds(frame, ax) -> None:
 
 
 @click.command("lipt")
-@click.option("--dataset", default="digits-aug", show_default=True)
-@click.option("--model", default="mlp", show_default=True)
-@click.option("--train-size", type=int, default=None, help="digits-aug/synthetic size (default: the dataset's).")
-@click.option("--test-size", type=int, default=None)
+@config_options(LiptConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
+                more_help={"epochs": "The same for full data and every subset.", "pretrain_epochs": DEEPCORE_ONLY,
+                           "repeats": DEEPCORE_ONLY, "shards": LIPT_ONLY, "pre_epochs": LIPT_ONLY,
+                           "density": LIPT_ONLY, "randaugment": LIPT_ONLY,
+                           "workers": "LiPT rows only: the shard models."})
 @click.option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
 @click.option("--methods", default="grand,glister", show_default=True, help="Comma-separated gradient-based selectors.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Training epochs (full data and every subset).")
-@click.option("--pretrain-epochs", type=int, default=10, show_default=True,
-              help="DeepCore: full-data warm-up epochs before selection.")
-@click.option("--repeats", type=int, default=10, show_default=True, help="DeepCore: GraNd warm-ups averaged.")
-@click.option("--shards", type=int, default=10, show_default=True, help="LiPT: shard models K.")
-@click.option("--pre-epochs", type=int, default=5, show_default=True,
-              help="LiPT: epochs of every shard model (the released default).")
-@click.option("--density", type=float, default=0.05, show_default=True, help="LiPT: mask density (ERK).")
 @click.option("--merge", default=MERGE_RULES[0], show_default=True,
               help=f"LiPT: how the sparse shard models merge, comma-separated for one LiPT row each "
                    f"({', '.join(MERGE_RULES)}; see `effray run lipt --help`).")
-@click.option("--randaugment/--no-randaugment", default=True, show_default=True,
-              help="LiPT: RandAugment N=1 M=5 while pre-training (image data).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values "
                    "read as YAML), e.g. --set score=ensemble --set bn_samples=2000.")
-@click.option("--workers", type=int, default=0, show_default=True,
-              help="LiPT: Ray Train workers for the shard models (0: one after another in this process).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
 @click.option("--save", type=click.Path(dir_okay=False), help=SAVE_HELP)
@@ -134,21 +119,23 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
 
     from raypkg.bench.output import bench_settings, bench_stem, save_bench
     from raypkg.bench.selection import print_table
-    from raypkg.engine.loop import evaluate
-    from raypkg.engine.trainer import train
+    from raypkg.engine.loop import pick_device
+    from raypkg.engine.runner import TRAIN
+    from raypkg.recipe import load_data
     from raypkg.errors import UsageError, choose
-    from raypkg.lipt.config import LiptConfig
+    from raypkg.lipt.recipe import LIPT, check_data
+    from raypkg.recipe import MemorySink
     from raypkg.selection.cache import SelectionCache
     from raypkg.selection.config import CoresetConfig
-    from raypkg.selection.pipeline import prepare, pretrain, select_stage, train_stage
+    from raypkg.selection.recipe import CORESET
     from raypkg.selection.registry import get_selector
 
     check_bench_numbers(train_size=train_size, test_size=test_size, epochs=epochs, repeats=repeats, shards=shards,
                         pre_epochs=pre_epochs, batch_size=batch_size)
     if pretrain_epochs < 0:
         raise UsageError(f"--pretrain-epochs must be >= 0, got {pretrain_epochs}")
-    if not 0 < density <= 1:
-        raise UsageError(f"--density must be in (0, 1], got {density:g}")
+    from raypkg.sparse.config import check_density
+    check_density(density)
     try:
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError:
@@ -166,20 +153,22 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     extra = bench_settings(settings, lipt_only, "LiPT-only",
                            own_flags={"shards", "pre_epochs", "density", "merge", "randaugment"})
     common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
-                  batch_size=batch_size, lr=[lr], seed=seed, progress=False, wandb="disabled", cache=False)
-    base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).validate()
+                  batch_size=batch_size, lr=lr, seed=seed, progress=False, wandb="disabled", cache=False)
+    base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).resolved().validate()
     lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, merge=merges[0],
-                           randaugment=randaugment, workers=workers, selection=names[0], **extra).validate()
+                           randaugment=randaugment, workers=workers, selection=names[0],
+                           **extra).resolved().validate()
     deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
-                                            repeats=repeats if get_selector(m).uses_repeats else None).validate()
-                for m in names for f in fracs}
+                                            repeats=repeats if get_selector(m).uses_repeats else None
+                                            ).resolved().validate() for m in names for f in fracs}
     lipt = {(m, f, r): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None, weight_cap=None,
-                                           merge=r).validate() for m in names for f in fracs for r in merges}
+                                           merge=r).resolved().validate()
+            for m in names for f in fracs for r in merges}
     stem = bench_stem(save, "lipt")
     if threads > 0:
         torch.set_num_threads(threads)
-    data, device, augment = prepare(base)
-    lipt_base.check_data(data)
+    data, device = load_data(base), pick_device(base.use_gpu)
+    check_data(lipt_base, data)
     click.echo(f"# LiPT bench on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
                f"{epochs} training epochs, torch threads {torch.get_num_threads()}, device {device}\n"
                f"# DeepCore: warm-up {pretrain_epochs} epochs on the full data, GraNd x{repeats} repeats; "
@@ -187,45 +176,39 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
                f"randaugment {'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
                f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
 
-    t0 = time.perf_counter()
-    full = train(base, data, augment=augment)
-    full_s = _seconds(device, t0)
+    full = TRAIN.run(base, MemorySink, data=data)
     rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-", "pretrain_s": 0.0, "merge_s": 0.0,
-             "selection_s": 0.0, "train_s": full_s, "total_s": full_s,
-             "test_acc": evaluate(full.model, data.test.to(device))["acc"]}]
+             "selection_s": 0.0, "train_s": full["phases"]["train"], "total_s": full["phases"]["train"],
+             "test_acc": full["test_acc"]}]
 
-    def run_row(cfg, pipeline: str, kind: str, cache):
-        """The row of one pipeline, and its selection."""
-        pretrained = pretrain(cfg, data, device, augment, cache, kind)
-        result, selection_s, _ = select_stage(cfg, data, pretrained, device)
-        t0 = time.perf_counter()
-        trained = train_stage(cfg, data, result)
-        train_s = _seconds(device, t0)
-        info = pretrained.info
-        seconds = info.get("lipt_seconds", {"pretrain": pretrained.seconds, "merge": 0.0})
+    def run_row(cfg, pipeline: str, cache):
+        """The row of one pipeline, and its tables (selection.parquet, scores.parquet)."""
+        summary = (LIPT if pipeline == "lipt" else CORESET).run(cfg, MemorySink, data=data, cache=cache)
+        seconds = summary.get("lipt_seconds", {"pretrain": summary["cached_seconds"]["pretrain"], "merge": 0.0})
+        selection_s, train_s = summary["cached_seconds"]["selection"], summary["phases"]["train"]
         total = seconds["pretrain"] + seconds["merge"] + selection_s + train_s
-        row = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection, "merge": info.get("merge", "-"),
-               "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"], "selection_s": selection_s,
-               "train_s": train_s, "total_s": total, "test_acc": evaluate(trained.model, data.test.to(device))["acc"]}
-        if "shard_test_acc" in info:
-            row.update(merged_acc=info["merged_test_acc"], shard_acc=sum(info["shard_test_acc"]) / info["shards"],
-                       shard_s=seconds["pretrain"] / info["shards"])
+        row = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
+               "merge": summary.get("merge", "-"), "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"],
+               "selection_s": selection_s, "train_s": train_s, "total_s": total, "test_acc": summary["test_acc"]}
+        if pipeline == "lipt":
+            row.update(merged_acc=summary["merged_test_acc"], shard_acc=sum(summary["shard_test_acc"]) / cfg.shards,
+                       shard_s=seconds["pretrain"] / cfg.shards)
         label = " ".join(dict.fromkeys([pipeline, cfg.selection] + ([row["merge"]] if pipeline == "lipt" else [])))
         click.echo(f"  {label} @{cfg.fraction:g}: test_acc {row['test_acc']:.4f}, {total:.1f}s", err=True)
-        return row, result
+        return row, summary["tables"]
 
     with tempfile.TemporaryDirectory() as scratch:
         cache = SelectionCache(scratch)
         for f in fracs:
             uniform, _ = run_row(dataclasses.replace(base, selection="uniform", fraction=f, weighting=None,
-                                                     weight_cap=None, repeats=None).validate(), "uniform", "full",
-                                 cache)
+                                                     weight_cap=None, repeats=None).resolved().validate(),
+                                 "uniform", cache)
             rows.append(uniform)
             for m in names:
-                reference, reference_picks = run_row(deepcore[m, f], "deepcore", "full", cache)
+                reference, reference_picks = run_row(deepcore[m, f], "deepcore", cache)
                 rows.append(reference)
                 for r in merges:
-                    ours, our_picks = run_row(lipt[m, f, r], "lipt", "lipt", cache)
+                    ours, our_picks = run_row(lipt[m, f, r], "lipt", cache)
                     ours.update(pretrain_x=reference["pretrain_s"] / (ours["pretrain_s"] + ours["merge_s"]),
                                 e2e_x=reference["total_s"] / ours["total_s"],
                                 acc_vs_deepcore=100 * (ours["test_acc"] - reference["test_acc"]),

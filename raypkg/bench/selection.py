@@ -27,9 +27,14 @@ import numpy as np
 import torch
 
 from raypkg.bench.output import SAVE_HELP, check_bench_numbers
-from raypkg.cli_options import address_option
+from raypkg.cli_options import address_option, config_options
+from raypkg.selection.config import CoresetConfig
 
 DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"
+# The CoresetConfig fields that are flags of this bench, with the bench's defaults (its --actors,
+# --repeats and --epochs mean other things here: the K of the K-actor pool, the same model R
+# times, pre-training epochs).
+BENCH_DEFAULTS = {"dataset": "digits-aug", "model": "mlp", "train_size": None, "fraction": 0.1, "seed": 0}
 
 
 def timed(fn, *args, **kwargs):
@@ -195,10 +200,7 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 
 
 @click.command("selection")
-@click.option("--dataset", default="digits-aug", show_default=True)
-@click.option("--model", default="mlp", show_default=True)
-@click.option("--train-size", type=int, default=None, help="digits-aug/synthetic size (default: the dataset's).")
-@click.option("--fraction", type=float, default=0.1, show_default=True)
+@config_options(CoresetConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True)
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated selection methods.")
 @click.option("--actors", type=int, default=2, show_default=True, help="K for the K-actor pool.")
 @click.option("--repeats", type=int, default=2, show_default=True, help="GraNd: models averaged (the same model R times).")
@@ -210,7 +212,6 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 @click.option("--skip-scaling", is_flag=True, help="Skip the in-process vs actors comparison (no Ray).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save", help=SAVE_HELP)
 @address_option
 def selection(dataset, model, train_size, fraction, methods, actors, repeats, pretrain_epochs, blocks,

@@ -1,9 +1,8 @@
 """`effray bench sparse`: dense vs SET-ITOP vs RigL-ITOP vs A-SET-ITOP vs A-RigL-ITOP.
 
 For each (dataset, model) setup, the five methods train in this process, one after
-another, with the same seed, density, epochs and schedule, through the engine's
-``train()`` (``raypkg.sparse.train.build_callbacks`` builds their callbacks). Per method:
-test accuracy per epoch, the first epoch reaching the target accuracy, seconds per epoch
+another, with the same seed, density, epochs and schedule, by the sparse recipe
+(``raypkg.sparse.recipe``), in memory. Per method: test accuracy per epoch, the first epoch reaching the target accuracy, seconds per epoch
 (training plus AGC's snapshot pass), R_s and the final density. Each AGC row also gets a
 target of its own pair, --target-of-dense x the plain version's best accuracy, and both
 versions' epochs to it: at 99% sparsity the dense run's target can be out of reach. The AGC claim checked
@@ -19,6 +18,8 @@ from pathlib import Path
 import click
 
 from raypkg.bench.output import SAVE_HELP
+from raypkg.cli_options import config_options
+from raypkg.sparse.config import SparseConfig
 
 METHODS = {  # name -> (sparse, growth, agc)
     "dense": (False, "random", False),
@@ -29,6 +30,10 @@ METHODS = {  # name -> (sparse, growth, agc)
 }
 PAIRS = (("A-SET-ITOP", "SET-ITOP"), ("A-RigL-ITOP", "RigL-ITOP"))
 EPOCH_RATIO_TARGET, TIME_RATIO_TARGET = 0.7, 1.5
+# The SparseConfig fields that are flags of this bench, with the bench's defaults.
+BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequency": 50, "train_size": 10000,
+                  "test_size": 2000, "agc_gamma": 0.1, "agc_sample": None, "seed": 0}
+SIZED_ONLY = "Fixed-size datasets (digits) ignore it."
 
 
 def epochs_to(accuracies: list[float], target: float) -> int | None:
@@ -37,25 +42,20 @@ def epochs_to(accuracies: list[float], target: float) -> int | None:
 
 
 def run_method(base, data, name: str, density: float) -> dict:
+    """One method's run of the sparse recipe, in memory: its per-epoch curves and final figures."""
     import dataclasses
 
-    from raypkg.engine.runner import use_augmentation
-    from raypkg.engine.trainer import train
-    from raypkg.sparse.masks import maskable_parameters
-    from raypkg.sparse.train import build_callbacks
+    from raypkg.recipe import MemorySink
+    from raypkg.sparse.recipe import SPARSE
 
     sparse, growth, agc = METHODS[name]
-    cfg = dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density).validate().stretched()
-    callbacks = build_callbacks(cfg)
-    result = train(cfg, data, augment=use_augmentation(cfg, data), callbacks=callbacks, desc=name)
-    history = result.history
-    params = maskable_parameters(result.model).values()
-    seconds = [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history]
+    summary = SPARSE.run(dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density),
+                         MemorySink, data=data)
+    history = summary["rows"]
     return {"method": name, "target_density": density if sparse else 1.0,
-            "acc": [r["test_acc"] for r in history], "epoch_s": seconds,
-            "agc_c": [r.get("agc_c") for r in history],
-            "R_s": history[-1].get("R_s", 1.0 if not sparse else None),
-            "density": sum(int((p != 0).sum()) for p in params) / sum(p.numel() for p in params)}
+            "acc": [r["test_acc"] for r in history],
+            "epoch_s": [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history],
+            "agc_c": [r.get("agc_c") for r in history], "R_s": summary.get("R_s", 1.0), "density": summary["density"]}
 
 
 def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -> None:
@@ -91,19 +91,12 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @click.option("--density", "densities", default="0.05", show_default=True,
               help="Comma-separated densities of the sparse methods, e.g. 0.05,0.01 (0.01: the paper's 99% "
                    "sparsity); dense runs once per setup.")
-@click.option("--epochs", default=20, show_default=True)
-@click.option("--batch-size", default=128, show_default=True)
-@click.option("--lr", default=0.03, show_default=True,
-              help="0.1 (the paper's, with BN) makes normalisation-free LeNet-5 diverge and collapse.")
-@click.option("--update-frequency", default=50, show_default=True, help="Steps between mask updates.")
-@click.option("--train-size", type=int, default=10000, show_default=True, help="digits-aug training size.")
-@click.option("--test-size", type=int, default=2000, show_default=True, help="digits-aug test size.")
-@click.option("--agc-gamma", default=0.1, show_default=True)
-@click.option("--agc-sample", type=int, default=None, help="AGC snapshot gradient sample (default: full set).")
+@config_options(SparseConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
+                more_help={"lr": "0.1 (the paper's, with BN) makes normalisation-free LeNet-5 diverge and collapse.",
+                           "train_size": SIZED_ONLY, "test_size": SIZED_ONLY})
 @click.option("--target", type=float, default=None,
               help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
 @click.option("--target-of-dense", default=0.95, show_default=True)
-@click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--save", help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
 def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_frequency, train_size, test_size,
@@ -120,9 +113,8 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
     import torch
 
     from raypkg.bench.output import bench_stem, float_list, save_bench
-    from raypkg.engine.runner import load_data
+    from raypkg.recipe import load_data
     from raypkg.errors import UsageError
-    from raypkg.sparse.config import SparseConfig
     from raypkg.tracking.run import write_parquet
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -143,11 +135,11 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
     bases = []
     for dataset, model in pairs:
         sized = dataset in ("digits-aug", "synthetic")
-        bases.append(SparseConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[lr],
+        bases.append(SparseConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
                                   density=density_list[0], update_frequency=update_frequency, agc_gamma=agc_gamma,
                                   agc_sample=agc_sample, seed=seed, train_size=train_size if sized else None,
                                   test_size=test_size if sized else None, progress=False,
-                                  wandb="disabled").validate())
+                                  wandb="disabled").resolved().validate())
     if threads:
         torch.set_num_threads(threads)
     stem = bench_stem(save, "sparse")
@@ -194,7 +186,7 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
                 a["meets_paper_target"] = bool(a["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
                                                and a["time_vs_plain"] <= TIME_RATIO_TARGET)
     table = pd.DataFrame(rows)
-    click.echo(f"densities {', '.join(f'{d:g}' for d in density_list)}, {epochs} epochs, batch {batch_size}, lr {lr} (x0.1 at 1/2, 3/4), Nesterov, "
+    click.echo(f"densities {', '.join(f'{d:g}' for d in density_list)}, {epochs} epochs, batch {batch_size}, lr {' '.join(map(str, lr))} (x0.1 at 1/2, 3/4), Nesterov, "
                f"update every {update_frequency} steps, AGC gamma {agc_gamma} alpha 0.3 sample "
                f"{agc_sample or 'full'}, seed {seed}; torch threads {torch.get_num_threads()}")
     click.echo(f"paper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the plain "

@@ -1,5 +1,5 @@
 """CREST (Yang, Kang, Mirzasoleiman, ICML 2023): mini-batch coresets per quadratic region.
 
 A batch plan (``plan.CrestPlan``) plus a callback (``callback.CrestCallback``) of the one
-training loop; ``runner.run_crest`` is `effray run crest`.
+training loop; ``recipe.CREST`` is `effray run crest`.
 """

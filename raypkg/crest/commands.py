@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from raypkg.cli_options import address_option, config_file_option, config_options
+from raypkg.cli_options import address_option, config_file_option, config_options, print_summary
 
 
 def crest_options(func):
@@ -31,12 +31,11 @@ def run_crest_command(config_file, **flags):
       effray run crest --selection-method random --train-frac 0.1 --dataset digits-aug
       effray run crest --dataset digits-aug --workers 2 --drop-learned --drop-interval 2
     """
-    from raypkg.cli import print_summary
     from raypkg.crest.config import CrestConfig
-    from raypkg.crest.runner import run_crest
+    from raypkg.crest.recipe import CREST
     from raypkg.engine.config import resolve_config
 
-    summary = run_crest(resolve_config(CrestConfig, config_file, **flags))
+    summary = CREST.run(resolve_config(CrestConfig, config_file, **flags))
     click.echo(f"steps {summary['steps']}  regions {summary['regions']}  checks {summary['checks']}  "
                f"re-selections {summary['reselections']}  dropped {summary['dropped']}")
     print_summary(summary)

@@ -14,7 +14,7 @@ Modules, in reading order:
   requests    checking user ids, serving one request with both methods
   online      a stream of requests served by DeltaGrad, with an exact-retrain rule
   commands    the `effray unlearn` click group (train, delete, add, online)
-  tunable     the `effray tune deltagrad` trial (T0, j0, m)
+  recipe      the `effray tune deltagrad` run: one request, one (T0, j0, m)
 """
 
 METHODS = ("deltagrad", "baseline", "both")  # what a request runs: DeltaGrad, the retrain, or both

@@ -19,6 +19,8 @@ import click
 
 from raypkg.cli_options import EffrayGroup, address_option, config_file_option, config_options
 from raypkg.deltagrad import METHODS
+from raypkg.deltagrad.config import OnlineSettings, RequestSettings
+from raypkg.engine.config import config_fields
 from raypkg.errors import UsageError
 from raypkg.paths import check_run_name
 
@@ -113,16 +115,18 @@ def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
 
 # ----- delete / add ---------------------------------------------------------------------------
 
+def settings_from(cls, opts: dict):
+    """Take the flags of ``cls``'s fields out of a command's ``opts`` into a ``cls``
+    (an absent flag, None, keeps the field's default)."""
+    given = {k: opts.pop(k) for k in config_fields(cls) if k in opts}
+    return cls(**{k: v for k, v in given.items() if v is not None})
+
+
 def _request_options(func):
     options = [
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice (--ratio)."),
+        config_options(RequestSettings),
         click.option("--method", type=click.Choice(METHODS), default="both", show_default=True,
                      help="DeltaGrad, the baseline retrain, or both side by side."),
-        click.option("--period", type=int, default=5, show_default=True, help="T0: an explicit step every T0 steps."),
-        click.option("--init", type=int, default=20, show_default=True, help="j0: explicit burn-in steps."),
-        click.option("-m", "m", type=int, default=2, show_default=True, help="L-BFGS history (pairs)."),
-        click.option("--eps", type=float, default=1e-8, show_default=True,
-                     help="Curvature safeguard: pairs with s'y <= eps |s|^2 are skipped."),
         click.option("--actors", type=int, default=0, show_default=True,
                      help="Exact gradients over K Ray shard actors (0: in-process)."),
         click.option("--gpu/--cpu", "use_gpu", default=None, help="Device (default: GPU if present)."),
@@ -139,9 +143,8 @@ def _request_options(func):
 @click.argument("run", type=click.Path())
 @click.option("--ids", "ids_file", type=click.Path(dir_okay=False),
               help="File of training-set ids to delete (.npy, .parquet/.csv column 'id', or text).")
-@click.option("--ratio", type=float, help="Delete this fraction of the training set, chosen at random.")
 @_request_options
-def delete_cmd(run, ids_file, ratio, **opts):
+def delete_cmd(run, ids_file, **opts):
     """Delete samples from a cached run: DeltaGrad vs retraining without them.
 
     \b
@@ -149,16 +152,15 @@ def delete_cmd(run, ids_file, ratio, **opts):
       effray unlearn delete runs/dg-digits --ratio 0.01
       effray unlearn delete runs/dg-digits --ids ids.txt --method deltagrad --period 5 --init 20 -m 2
     """
-    request_run("delete", run, ids_file, ratio, **opts)
+    request_run("delete", run, ids_file, settings_from(RequestSettings, opts), **opts)
 
 
 @unlearn.command("add")
 @click.argument("run", type=click.Path())
 @click.option("--from", "ids_file", type=click.Path(dir_okay=False),
               help="File of held-out training-set ids to add (.npy, .parquet/.csv column 'id', or text).")
-@click.option("--ratio", type=float, help="Add this fraction (of the training set size) from the held-out pool.")
 @_request_options
-def add_cmd(run, ids_file, ratio, **opts):
+def add_cmd(run, ids_file, **opts):
     """Add samples held out at training: DeltaGrad vs retraining with them.
 
     Each new sample joins one random minibatch per epoch; the baseline uses the same.
@@ -168,7 +170,7 @@ def add_cmd(run, ids_file, ratio, **opts):
       effray unlearn train --dataset digits --holdout 0.02 --name dg-holdout
       effray unlearn add runs/dg-holdout --ratio 0.01
     """
-    request_run("add", run, ids_file, ratio, **opts)
+    request_run("add", run, ids_file, settings_from(RequestSettings, opts), **opts)
 
 
 def _open(run: str, use_gpu, actors: int, threads: int | None):
@@ -203,16 +205,19 @@ def _load(traj, device, actors, threads, load_workload, make_gradients):
     return wl, make_gradients(wl.net, wl.x, wl.y, actors)
 
 
-def request_run(kind: str, run: str, ids_file, ratio, *, seed, method, period, init, m, eps, actors,
-                use_gpu, threads, name, wandb) -> dict:
-    """Check the request, serve it, save and print the comparison; returns the summary."""
+def request_run(kind: str, run: str, ids_file, settings, *, method, actors, use_gpu, threads, name,
+                wandb) -> dict:
+    """Check the request (``settings``: a RequestSettings), serve it, save and print the
+    comparison; returns the summary."""
     import torch
 
-    from raypkg.deltagrad.requests import addition_request, check_hyper, deletion_ids, read_ids, serve
+    from raypkg.deltagrad.requests import addition_request, deletion_ids, read_ids, serve
     from raypkg.deltagrad.replay import Request
     from raypkg.tracking import RunDir
 
-    check_hyper(period, init, m, eps)
+    settings.check_request()
+    period, init, m, eps = settings.period, settings.init, settings.m, settings.eps
+    ratio, seed = settings.ratio, settings.request_seed
     if name is not None:
         check_run_name(name)
     traj, device, load = _open(run, use_gpu, actors, threads)
@@ -285,16 +290,7 @@ def print_outcome(kind: str, s: dict, n_members: int) -> None:
 @click.option("--kind", type=click.Choice(["delete", "add"]), default="delete", show_default=True)
 @click.option("--method", type=click.Choice(["deltagrad", "both"]), default="both", show_default=True,
               help="both: also K sequential exact retrains, for time and distance.")
-@click.option("--period", type=int, default=5, show_default=True, help="T0.")
-@click.option("--init", type=int, default=20, show_default=True, help="j0.")
-@click.option("-m", "m", type=int, default=2, show_default=True, help="L-BFGS history.")
-@click.option("--eps", type=float, default=1e-8, show_default=True, help="Curvature safeguard.")
-@click.option("--retrain-every", type=int, default=0, show_default=True,
-              help="Retrain exactly after this many DeltaGrad requests (0: never on a count).")
-@click.option("--drift-tol", type=float, default=None,
-              help="Retrain exactly when an explicit step's gradient and its estimate differ by "
-                   "more than this (relative).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the requests' random ids.")
+@config_options(OnlineSettings, skip=("ratio",))  # a stream sizes its requests with the flags above
 @click.option("--actors", type=int, default=0, show_default=True, help="Exact gradients over K Ray actors.")
 @click.option("--gpu/--cpu", "use_gpu", default=None)
 @THREADS
@@ -311,27 +307,23 @@ def online_cmd(run, **opts):
       effray unlearn online runs/dg-digits --requests 20 --samples-per-request 1
       effray unlearn online runs/dg-digits --requests 50 --drift-tol 0.5 --retrain-every 25
     """
-    online_run(run, **opts)
+    online_run(run, settings_from(OnlineSettings, opts), **opts)
 
 
-def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kind, method, period, init,
-               m, eps, retrain_every, drift_tol, seed, actors, use_gpu, threads, name, wandb,
-               progress: bool = False) -> dict:
+def online_run(run, settings, *, num_requests, ratio_per_request, samples_per_request, kind, method, actors,
+               use_gpu, threads, name, wandb, progress: bool = False) -> dict:
+    """Check the stream (``settings``: an OnlineSettings), serve it, save and print the
+    totals; returns the summary."""
     from tqdm.auto import tqdm
 
-    from raypkg.deltagrad.online import OnlineSettings, run_online
-    from raypkg.deltagrad.requests import check_hyper
+    from raypkg.deltagrad.online import run_online
     from raypkg.tracking import RunDir
 
-    check_hyper(period, init, m, eps)
+    settings.check_request()
     if name is not None:
         check_run_name(name)
     if num_requests < 1:
         raise UsageError(f"--requests must be >= 1, got {num_requests}")
-    if retrain_every < 0:
-        raise UsageError(f"--retrain-every must be >= 0, got {retrain_every}")
-    if drift_tol is not None and not drift_tol > 0:
-        raise UsageError(f"--drift-tol must be > 0, got {drift_tol}")
     traj, device, load = _open(run, use_gpu, actors, threads)
     members = len(traj.plan().members())
     if ratio_per_request is not None and samples_per_request is not None:
@@ -354,10 +346,10 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
                          f"the run holds out {len(traj.addable())}")
     wl, grads = load()
     h = traj.header
-    settings = OnlineSettings(period, init, m, eps, retrain_every, drift_tol)
-    config = {"run": str(run), "kind": kind, "requests": num_requests, "per_request": count, "seed": seed,
-              "method": method, "period": period, "init": init, "m": m, "eps": eps,
-              "retrain_every": retrain_every, "drift_tol": drift_tol, "actors": actors}
+    config = {"run": str(run), "kind": kind, "requests": num_requests, "per_request": count,
+              "seed": settings.request_seed, "method": method, "period": settings.period, "init": settings.init,
+              "m": settings.m, "eps": settings.eps, "retrain_every": settings.retrain_every,
+              "drift_tol": settings.drift_tol, "actors": actors}
     try:
         with RunDir.create(_run_root(traj) / "online", "deltagrad-online", config, h.dataset, h.model, name=name,
                            wandb_mode=wandb) as out:
@@ -373,7 +365,8 @@ def online_run(run, *, num_requests, ratio_per_request, samples_per_request, kin
                 bar.update()
 
             with bar:
-                rows, w, wU = run_online(traj, work, grads, num_requests, kind, count, settings, seed=seed,
+                rows, w, wU = run_online(traj, work, grads, num_requests, kind, count, settings,
+                                         seed=settings.request_seed,
                                          with_baseline=method == "both", device=device, on_request=on_request)
             work.finish()
             out.write_table("requests.parquet", {k: [r.get(k) for r in rows] for k in rows[-1]})

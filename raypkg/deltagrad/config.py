@@ -1,10 +1,14 @@
-"""``DeltaGradConfig``: the one config of `effray unlearn train`, its tune trials and its bench.
+"""``DeltaGradConfig``: the one config of `effray unlearn train` and its bench;
+``RequestSettings``: how DeltaGrad serves a request (`effray unlearn delete/add`, tune, bench),
+``OnlineSettings``: and a stream of them (`effray unlearn online`); ``DeltaGradTuneConfig``:
+DeltaGrad's recipe, the run `effray tune deltagrad` sweeps.
 
 Kept free of torch so that building the command line stays fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from raypkg.engine.config import RunConfig, check_lr_lists, setting
@@ -60,3 +64,85 @@ class DeltaGradConfig(RunConfig):
     def data_options(self) -> dict:
         """DeltaGrad's models take flattened features, whatever ``flat`` says."""
         return {**super().data_options(), "flat": True, "data_path": "memory"}
+
+
+def check_hyper(period: int, init: int, m: int, eps: float = 1e-8) -> None:
+    """DeltaGrad's T0, j0, m and curvature safeguard, or a one-line UsageError."""
+    if period < 1:
+        raise UsageError(f"--period (T0) must be >= 1, got {period}")
+    if init < 0:
+        raise UsageError(f"--init (j0) must be >= 0, got {init}")
+    if m < 1:
+        raise UsageError(f"-m must be >= 1, got {m}")
+    if not eps > 0 or eps == float("inf"):
+        raise UsageError(f"--eps must be a positive finite number, got {eps}")
+
+
+@dataclass
+class RequestSettings:
+    """DeltaGrad's knobs for one request (Algorithm 1): an explicit step every ``period``
+    steps after ``init`` explicit ones, L-BFGS on the last ``m`` pairs; and the request,
+    a random ``ratio`` of the training set drawn with ``request_seed``."""
+
+    period: int = setting(5, "T0: an explicit (exact) step every T0 steps after the burn-in.")
+    init: int = setting(20, "j0: explicit burn-in steps.")
+    m: int = setting(2, "L-BFGS history (s, y pairs).", flag="-m")
+    eps: float = setting(1e-8, "Curvature safeguard: pairs with s'y <= eps |s|^2 are skipped.")
+    ratio: float | None = setting(None, "Delete (add: from the held-out pool) this fraction of the training set, "
+                                        "chosen at random.")
+    request_seed: int = setting(0, "Seed of the requests' random samples (and of an addition's batches).",
+                                flag="--seed")
+
+    def check_request(self) -> None:
+        check_hyper(self.period, self.init, self.m, self.eps)
+
+
+@dataclass
+class OnlineSettings(RequestSettings):
+    """A stream of requests (``raypkg.deltagrad.online``): when to retrain exactly."""
+
+    retrain_every: int = setting(0, "Retrain exactly after this many DeltaGrad requests (0: never on a count).")
+    drift_tol: float | None = setting(None, "Retrain exactly when an explicit step's gradient and its estimate "
+                                            "differ by more than this (relative).")
+
+    def check_request(self) -> None:
+        super().check_request()
+        if self.retrain_every < 0:
+            raise UsageError(f"--retrain-every must be >= 0, got {self.retrain_every}")
+        if self.drift_tol is not None and not self.drift_tol > 0:
+            raise UsageError(f"--drift-tol must be > 0, got {self.drift_tol}")
+
+
+@dataclass
+class DeltaGradTuneConfig(RequestSettings, DeltaGradConfig):
+    """DeltaGrad's recipe (`effray tune deltagrad`): the training run (DeltaGradConfig, or
+    an existing cached ``run``) plus the request it serves and the DeltaGrad
+    hyperparameters it measures (RequestSettings)."""
+
+    lr: list[float] = setting(factory=lambda: [0.05, 0.02])
+    lrlen: list[int] = setting(factory=lambda: [10, 10])
+    wandb: str = setting("disabled")
+    progress: bool = setting(False)
+    run: str | None = setting(None, "An existing cached run (absolute path) instead of training one.")
+    kind: str = setting("delete", "delete | add.", choices=("delete", "add"))
+    ratio: float = setting(0.01, "Fraction of the samples deleted or added.")
+    request_seed: int = setting(1, "Seed of the request's samples.")
+    max_ratio: float = setting(0.05, "Largest ||wI - wU|| / ||wU - w*|| that still scores.")
+    repeat: int = setting(3, "Best of N timings.")
+
+    def training_config(self) -> DeltaGradConfig:
+        """The run a trial trains when no ``run`` is given (holding out the addition pool)."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(DeltaGradConfig)}
+        return DeltaGradConfig(**{**base, "holdout": self.ratio if self.kind == "add" else 0.0}).resolved().validate()
+
+    def validate(self) -> "DeltaGradTuneConfig":
+        super().validate()
+        self.check_request()
+        choose("request kind", self.kind, ("delete", "add"))
+        if not 0 < self.ratio < 1:
+            raise UsageError(f"ratio must be in (0, 1), got {self.ratio}")
+        if not self.max_ratio > 0:
+            raise UsageError(f"max-ratio must be > 0, got {self.max_ratio}")
+        if self.repeat < 1:
+            raise UsageError(f"repeat must be >= 1, got {self.repeat}")
+        return self

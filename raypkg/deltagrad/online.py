@@ -20,22 +20,12 @@ time and distance side by side.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
+from raypkg.deltagrad.config import OnlineSettings
 from raypkg.deltagrad.replay import Request, deltagrad, replay, sync
 from raypkg.deltagrad.trajectory import Trajectory
-
-
-@dataclass
-class OnlineSettings:
-    period: int = 5
-    init: int = 20
-    m: int = 2
-    eps: float = 1e-8
-    retrain_every: int = 0  # 0: never on a count
-    drift_tol: float | None = None  # None: never on drift
 
 
 def next_request(work: Trajectory, plan, kind: str, count: int, generator: torch.Generator) -> Request:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from raypkg.deltagrad import METHODS  # noqa: F401  (re-exported)
+from raypkg.deltagrad.config import check_hyper  # noqa: F401  (re-exported)
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import BatchPlan, Trajectory
 from raypkg.errors import UsageError
@@ -118,17 +119,6 @@ def addition_request(traj: Trajectory, plan: BatchPlan, ids: torch.Tensor | None
                          "add takes held-out samples (`effray unlearn train --holdout FRACTION`)")
     assign = None if plan.full_batch else plan.random_assignment(len(ids), g)
     return Request("add", ids, assign)
-
-
-def check_hyper(period: int, init: int, m: int, eps: float = 1e-8) -> None:
-    if period < 1:
-        raise UsageError(f"--period (T0) must be >= 1, got {period}")
-    if init < 0:
-        raise UsageError(f"--init (j0) must be >= 0, got {init}")
-    if m < 1:
-        raise UsageError(f"-m must be >= 1, got {m}")
-    if not eps > 0 or eps == float("inf"):
-        raise UsageError(f"--eps must be a positive finite number, got {eps}")
 
 
 def warm_up(grads, plan: BatchPlan, w: torch.Tensor) -> None:

@@ -1,7 +1,9 @@
 """Training configuration: one dataclass, loadable from YAML/JSON, overridable by flags.
 
-The resolved config is saved with every run (``config.yaml``); passing that file back
-with ``--config`` repeats the run exactly.
+A config is used as ``cfg.resolved().validate()``: ``resolved()`` returns a copy with
+every default that depends on other values filled in, ``validate()`` only checks (it
+never changes the config). The resolved config is saved with every run (``config.yaml``);
+passing that file back with ``--config`` repeats the run exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import yaml
 
@@ -63,8 +65,17 @@ class RunConfig:
     wandb_project: str = setting("effray", "W&B project.")
     progress: bool = setting(True, "Progress bars.")
 
+    # Groups of fields that replace one another: a flag given on the command line drops
+    # the config file's values of the other fields of its group (``resolve_config``).
+    EXCLUSIVE: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    def resolved(self) -> "RunConfig":
+        """A copy with every default filled in (numpy integers become int); idempotent."""
+        check_field_types(self)
+        return dataclasses.replace(self, **plain_ints(self))
+
     def validate(self) -> "RunConfig":
-        """Raise a one-line UsageError for any value that cannot work."""
+        """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
         import raypkg.data.sources  # noqa: F401  (registers the datasets)
         import raypkg.models.zoo  # noqa: F401  (registers the models)
         from raypkg.data.registry import DATASETS
@@ -129,8 +140,13 @@ class TrainConfig(RunConfig):
             value = getattr(self, key)
             setattr(self, key, list(value) if isinstance(value, (list, tuple)) else [value])
 
+    def resolved(self) -> "TrainConfig":
+        """``lrlen`` makes the schedule piecewise."""
+        cfg = super().resolved()
+        return dataclasses.replace(cfg, schedule="piecewise") if cfg.lrlen else cfg
+
     def validate(self) -> "TrainConfig":
-        """Raise a one-line UsageError for any value that cannot work."""
+        """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
         super().validate()
         choose("schedule", self.schedule, SCHEDULES)
         check_positive(self, "epochs", "batch_size")
@@ -146,8 +162,6 @@ class TrainConfig(RunConfig):
             raise UsageError(f"milestones must be epochs in (0, {self.epochs}], got {self.milestones}")
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
-        if self.lrlen:
-            self.schedule = "piecewise"
         if self.workers and not self.use_gpu:
             from raypkg.cluster import check_local_placement
 
@@ -190,14 +204,18 @@ def _type_name(hint: Any) -> str:
 
 def check_field_types(cfg) -> None:
     """Every field holds a value of its annotated type (``epochs: .nan`` or ``lr: [nan]``
-    is refused here, with the key and what it must be). Integral numpy values become int."""
+    is refused here, with the key and what it must be)."""
     hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value, hint = getattr(cfg, f.name), hints[f.name]
         if not _type_ok(value, hint):
             raise UsageError(f"{f.name.replace('_', '-')} must be {_type_name(hint)}, got {value!r}")
-        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
-            setattr(cfg, f.name, int(value))
+
+
+def plain_ints(cfg) -> dict[str, int]:
+    """The fields of ``cfg`` holding integral numpy values (from a tune space), as int."""
+    return {f.name: int(value) for f in dataclasses.fields(cfg)
+            if isinstance(value := getattr(cfg, f.name), numbers.Integral) and not isinstance(value, (bool, int))}
 
 
 def check_positive(cfg, *names: str, optional: bool = False) -> None:
@@ -269,10 +287,15 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
 
 
 def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
-    """File values, then flags that were given (not None) on top, validated."""
+    """File values, then flags that were given (not None) on top, resolved and validated.
+    A flag of a group in ``cls.EXCLUSIVE`` drops the file's values of its whole group."""
     values = read_config_file(config_file, cls) if config_file else {}
-    values.update({k: v for k, v in flags.items() if v is not None and v != ()})
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    for group in cls.EXCLUSIVE:
+        if given.keys() & set(group):
+            values = {k: v for k, v in values.items() if k not in group}
+    values.update(given)
     try:
-        return cls(**values).validate()
+        return cls(**values).resolved().validate()
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
         raise UsageError(f"bad config value: {e}") from None

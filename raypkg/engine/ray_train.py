@@ -7,8 +7,9 @@ and plan states, epoch, history) as a checkpoint; when a worker dies, Ray Train 
 the group (``FailureConfig``) and every worker resumes from that state.
 
 Ensemble (``ensemble_on_ray_train``): worker w trains shards w, w + W, ... of an
-ensemble, each its own model with ``train_shard`` (no DDP, no gradient sync); after each
-round every worker checkpoints the shards it finished, so a restart redoes only the rest.
+ensemble, each its own model with ``train_shard`` (``raypkg.engine.ensemble``; no DDP,
+no gradient sync); after each round every worker checkpoints the shards it finished, so
+a restart redoes only the rest.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
+from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
 from raypkg.engine.loop import fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
 from raypkg.models.registry import build_model
 
 STATE_FILE = "state.pt"
-# Test hook: "EPOCH:MARKER" makes the last worker die once at the start of EPOCH
-# (the marker file records that it already happened).
+ENSEMBLE_FILE = "ensemble.pt"  # an ensemble checkpoint's restart count, beside its shard-K.pt files
+# Test hook: "EPOCH:MARKER" makes the last worker die once at the start of EPOCH (0-based;
+# an ensemble's round); the marker file records that it already happened.
 FAULT_ENV = "EFFRAY_INJECT_WORKER_FAILURE"
 # ray.train.report blocks until the controller polls the workers, every
 # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default): 2 s per reported epoch. Poll faster
@@ -101,9 +104,12 @@ class InjectFailure(Callback):
         self.fail_epoch = int(fail_epoch)
 
     def on_epoch_start(self, ctx: TrainContext) -> None:
-        if ctx.epoch == self.fail_epoch and ctx.rank == ctx.world_size - 1 and not Path(self.marker).exists():
+        self.maybe_fail(ctx.epoch, ctx.rank, ctx.world_size)
+
+    def maybe_fail(self, epoch: int, rank: int, world_size: int) -> None:
+        if epoch == self.fail_epoch and rank == world_size - 1 and not Path(self.marker).exists():
             time.sleep(self.WAIT_S)
-            Path(self.marker).write_text(f"worker {ctx.rank} killed at epoch {ctx.epoch}\n")
+            Path(self.marker).write_text(f"worker {rank} killed at epoch {epoch}\n")
             os._exit(1)
 
 
@@ -166,8 +172,6 @@ def ensemble_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from raypkg.engine.trainer import train_shard
-
     _quiet_ray_train_logs()
     job = ray.get(config["job_ref"])
     cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
@@ -177,13 +181,19 @@ def ensemble_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.set_num_threads(config["threads"])
 
+    fault = InjectFailure(config["fault"]) if config["fault"] else None
+
     done: dict[int, dict] = {}  # shard -> {"model": state_dict, "history": rows}
+    restarts = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             for path in Path(d).glob("shard-*.pt"):
                 done[int(path.stem.split("-")[1])] = load_state(d, path.name)
+            restarts = load_state(d, ENSEMBLE_FILE)["restarts"] + 1
     for round_ in range(math.ceil(len(shards) / world_size)):
+        if fault:
+            fault.maybe_fail(round_, rank, world_size)
         k = round_ * world_size + rank
         if k < len(shards) and k not in done:
             state, history = train_shard(cfg, job["data"], shards[k], k, device=device, augment=job["augment"],
@@ -193,6 +203,8 @@ def ensemble_worker(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for shard, entry in done.items():  # files of all ranks land in one checkpoint directory
                 save_state(entry, tmp, f"shard-{shard}.pt")
+            if rank == 0:
+                save_state({"restarts": restarts}, tmp, ENSEMBLE_FILE)
             ray.train.report({"round": round_ + 1},
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if done else None)
 
@@ -296,11 +308,13 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path 
 
 def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch.Tensor], *,
                           storage: str | Path | None = None, augment: CropFlip | None = None,
-                          callbacks_for=None) -> list[tuple[dict, list[dict]]]:
-    """The ensemble placement on ``cfg.workers`` workers; (state_dict, history) per shard."""
+                          callbacks_for: CallbackFactory | None = None) -> EnsembleResult:
+    """The ensemble placement on ``cfg.workers`` workers: every shard's state_dict and
+    history, and how often the worker group restarted."""
     job = {"data": data, "shards": [s.cpu() for s in shards], "augment": augment, "callbacks_for": callbacks_for}
     with run_storage(storage) as where:
         result = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble")
         with result.checkpoint.as_directory() as d:
-            entries = {k: load_state(d, f"shard-{k}.pt") for k in range(len(shards))}
-    return [(entries[k]["model"], entries[k]["history"]) for k in range(len(shards))]
+            entries = [load_state(d, f"shard-{k}.pt") for k in range(len(shards))]
+            restarts = load_state(d, ENSEMBLE_FILE)["restarts"]
+    return EnsembleResult([e["model"] for e in entries], [e["history"] for e in entries], restarts)

@@ -5,13 +5,16 @@
 calls these and never branches on workers itself.
 
 Ensemble placement (LiPT's pre-training): K models, each trained on its own disjoint
-shard with its own seed and no gradient sync; on Ray Train, worker w trains shards
-w, w + W, w + 2W, ...; in-process, one after another. Same seed, same K models.
+shard with its own seed and no gradient sync (``raypkg.engine.ensemble``); on Ray
+Train, worker w trains shards w, w + W, w + 2W, ...; in-process, one after another.
+Same seed, same K models.
+
+This is the engine's public face: ``SHARD_SEED_STRIDE`` and ``EnsembleResult`` are
+importable from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,13 +26,12 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
+from raypkg.engine.ensemble import SHARD_SEED_STRIDE, CallbackFactory, EnsembleResult, train_shard
 from raypkg.engine.loop import fit, pick_device, seed_everything
 from raypkg.engine.plans import BatchPlan
 from raypkg.models.registry import build_model
 
-SHARD_SEED_STRIDE = 1_000  # shard k of an ensemble trains with seed + k * stride
-
-CallbackFactory = Callable[[int], Sequence[Callback]]  # shard k -> its callbacks
+__all__ = ["SHARD_SEED_STRIDE", "EnsembleResult", "EpochHook", "TrainResult", "train", "train_ensemble"]
 
 
 @dataclass
@@ -87,33 +89,17 @@ class EpochHook(Callback):
         self.fn(row)
 
 
-def shard_config(cfg: TrainConfig, shard: int) -> TrainConfig:
-    return dataclasses.replace(cfg, seed=cfg.seed + shard * SHARD_SEED_STRIDE)
-
-
-def train_shard(cfg: TrainConfig, data: DataSplits, positions: torch.Tensor, shard: int, *,
-                device: torch.device, augment: CropFlip | None = None,
-                callbacks_for: CallbackFactory | None = None) -> tuple[dict, list[dict]]:
-    """Shard ``shard`` of an ensemble: a fresh model, seeded ``seed + shard * stride``,
-    trained on ``data.train[positions]``; returns its CPU state_dict and history."""
-    scfg = shard_config(cfg, shard)
-    seed_everything(scfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    callbacks = list(callbacks_for(shard)) if callbacks_for else []
-    history = fit(model, data.train.subset(positions).to(device), None, scfg, device=device,
-                  augment=augment, callbacks=callbacks, desc=f"shard {shard + 1}")
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, history
-
-
 def train_ensemble(cfg: TrainConfig, data: DataSplits, shards: Sequence[torch.Tensor], *,
                    augment: CropFlip | None = None, callbacks_for: CallbackFactory | None = None,
-                   storage: str | Path | None = None) -> list[tuple[dict, list[dict]]]:
-    """K models on K shards (positions into ``data.train``); one (state_dict, history) per
-    shard, in shard order. ``callbacks_for(k)`` builds shard k's callbacks (e.g. its mask)."""
+                   storage: str | Path | None = None) -> EnsembleResult:
+    """K models on K shards (positions into ``data.train``): their CPU state dicts and
+    histories in shard order, and Ray Train's restarts (``raypkg.engine.ensemble``).
+    ``callbacks_for(k)`` builds shard k's callbacks (e.g. its mask)."""
     if cfg.workers == 0:
         device = pick_device(cfg.use_gpu)
-        return [train_shard(cfg, data, positions, k, device=device, augment=augment, callbacks_for=callbacks_for)
-                for k, positions in enumerate(shards)]
+        trained = [train_shard(cfg, data, positions, k, device=device, augment=augment, callbacks_for=callbacks_for)
+                   for k, positions in enumerate(shards)]
+        return EnsembleResult([state for state, _ in trained], [history for _, history in trained])
 
     from raypkg.engine.ray_train import ensemble_on_ray_train
 

@@ -25,14 +25,6 @@ def resolve_lipt(config_file: str | None, flags: dict):
     return resolve(config_file, flags, LiptConfig)
 
 
-def run_lipt(cfg) -> dict:
-    """Stages 1-2 (pre-training kind "lipt"), 3 (selection) and 4 (subset training)."""
-    from raypkg.lipt.reselect import train_lipt_stage
-    from raypkg.selection.pipeline import run_coreset
-
-    return run_coreset(cfg, method="lipt", kind="lipt", train_fn=train_lipt_stage)
-
-
 def echo_lipt(summary: dict) -> None:
     from raypkg.selection.commands import echo_summary
 
@@ -65,4 +57,6 @@ def run_lipt_command(config_file, **flags):
       effray run lipt --selection grand --score ensemble --shards 4 --reselect 5
       effray run lipt --selection grand --model resnet20 --shards 4 --merge keepers
     """
-    echo_lipt(run_lipt(resolve_lipt(config_file, flags)))
+    from raypkg.lipt.recipe import LIPT
+
+    echo_lipt(LIPT.run(resolve_lipt(config_file, flags)))

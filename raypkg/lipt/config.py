@@ -15,28 +15,25 @@ from dataclasses import dataclass
 from raypkg.engine.config import setting
 from raypkg.errors import UsageError, choose
 from raypkg.selection.config import CoresetConfig
+from raypkg.sparse.config import MaskSettings
 
 SCORES = ("merged", "ensemble")
-SPARSE_INITS = ("ERK", "uniform")  # raypkg.sparse.masks.SPARSE_INITS (kept torch-free here)
 MERGE_RULES = ("shared-mask", "keepers", "zeros")  # raypkg.lipt.merge
 
 
 @dataclass
-class LiptConfig(CoresetConfig):
-    """Stage 1: ``shards`` models, ``pre_epochs`` epochs each on a disjoint shard with an
-    ``sparse_init`` mask at ``density`` (and RandAugment N=1 M=5 on images when
-    ``randaugment``); stage 2: their average by the ``merge`` rule; stage 3: ``selection``
-    with it (GraNd: ``score``); stage 4: the subset for ``epochs``, re-selected every
-    ``reselect`` epochs."""
+class LiptConfig(MaskSettings, CoresetConfig):
+    """Stage 1: ``shards`` models, ``pre_epochs`` epochs each on a disjoint shard with a
+    random mask (``MaskSettings``: ``density``, ``sparse_init``, ``scale_init``; and
+    RandAugment N=1 M=5 on images when ``randaugment``); stage 2: their average by the
+    ``merge`` rule; stage 3: ``selection`` with it (GraNd: ``score``); stage 4: the subset
+    for ``epochs``, re-selected every ``reselect`` epochs."""
 
     selection: str = setting("grand", "Selection method with the pre-trained model: grand, glister, gradmatch, "
                                       "craig.", flag="--selection/--method")
     shards: int = setting(10, "Number of shard models K (disjoint, class-stratified shards); may exceed --workers.")
     pre_epochs: int = setting(5, "Pre-training epochs of every shard model.")
     density: float = setting(0.05, "Density of each shard model's random mask, in (0, 1].")
-    sparse_init: str = setting("ERK", "Layer densities of the random masks.", choices=SPARSE_INITS)
-    sparse_scale_init: bool = setting(True, "Scale each masked layer's init by 1/sqrt(its density) (keeps "
-                                            "fan-in variance; MLPs barely train at 5% density without it).")
     shared_init: bool = setting(True, "Start every shard model from the same initial weights (seeded by --seed), "
                                       "so that their average is a working model; off: each from its own seed.")
     randaugment: bool = setting(True, "RandAugment N=1 M=5 on every pre-training batch (image data only), "
@@ -60,9 +57,7 @@ class LiptConfig(CoresetConfig):
             raise UsageError(f"shards must be >= 1, got {self.shards}")
         if self.pre_epochs < 1:
             raise UsageError(f"pre-epochs must be >= 1, got {self.pre_epochs}")
-        if not (0.0 < float(self.density) <= 1.0):
-            raise UsageError(f"density must be in (0, 1], got {float(self.density):g}")
-        choose("sparse init", self.sparse_init, SPARSE_INITS)
+        self.check_mask_settings()
         choose("score", self.score, SCORES)
         choose("merge rule", self.merge, MERGE_RULES)
         if not get_selector(self.selection).needs_model:
@@ -79,12 +74,6 @@ class LiptConfig(CoresetConfig):
         if self.bn_samples < 1:
             raise UsageError(f"bn-samples must be >= 1, got {self.bn_samples}")
         return self
-
-    def check_data(self, data) -> None:
-        """Shards must fit the loaded data (one line otherwise, before any run directory)."""
-        from raypkg.lipt.shards import check_shards
-
-        check_shards(data.train.y, data.num_classes, self.shards)
 
     def pretrain_settings(self) -> dict:
         """LiPT's pre-training is its own (shards, pre_epochs, density, score, merge in the

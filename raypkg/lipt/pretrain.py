@@ -1,21 +1,20 @@
-"""LiPT's pre-training kind (``kind="lipt"`` of ``raypkg.selection.pipeline.pretrain``):
-stage 1 (K sparse shard models) and stage 2 (their merge), Ro et al. 2023, Sec. 3.
+"""LiPT's pre-training, stages 1 and 2 of its recipe (Ro et al. 2023, Sec. 3).
 
-Stage 1 is one ``train_ensemble`` call: K models with seeds ``seed + k * 1000`` (data
-order, augmentation), all starting from the weights seeded by ``seed`` unless
-``shared_init`` is off (then each from its own seed), model k trained for ``pre_epochs``
-epochs on shard k only (``raypkg.lipt.shards``), with a ``StaticMask``
+Stage 1 (``train_shards``) is one ``train_ensemble`` call: K models with seeds
+``seed + k * 1000`` (data order, augmentation), all starting from the weights seeded by
+``seed`` unless ``shared_init`` is off (then each from its own seed), model k trained for
+``pre_epochs`` epochs on shard k only (``raypkg.lipt.shards``), with a ``StaticMask``
 (``raypkg.sparse.masks``: ERK at ``density``) and the LiPT augmentation; in this process
 one after another (``workers 0``) or on ``workers`` Ray Train workers without gradient
 sync, worker w taking shards w, w + W, ... The mask is drawn from ``seed`` for every
 shard with ``--merge shared-mask`` (one mask per run), else from shard k's own seed.
 
-Stage 2 merges the K state dicts by the ``merge`` rule with the masks the shards trained
-under (drawn again from the same seeds: a mask depends only on the model's shapes and
-its seed, and every shard's zeros are checked against it), then re-estimates batch-norm
-statistics (``raypkg.lipt.merge``). Selection then looks through the merged model, or
-for GraNd with ``--score ensemble`` through the K shard models (their scores averaged in
-place of DeepCore's repeats).
+Stage 2 (``merge_shards``) merges the K state dicts by the ``merge`` rule with the masks
+the shards trained under (drawn again from the same seeds: a mask depends only on the
+model's shapes and its seed, and every shard's zeros are checked against it), then
+re-estimates batch-norm statistics (``raypkg.lipt.merge``). Selection then looks through
+the merged model, or for GraNd with ``--score ensemble`` through the K shard models
+(their scores averaged in place of DeepCore's repeats).
 
 The K shard models and the merged model are cached under one key (the whole config
 minus what cannot change them; the merge rule is part of it); their test accuracies go
@@ -39,8 +38,9 @@ from raypkg.lipt.config import LiptConfig
 from raypkg.lipt.merge import average_state_dicts, reestimate_bn
 from raypkg.lipt.shards import stratified_shards
 from raypkg.models.registry import build_model
-from raypkg.selection.cache import SelectionCache, state_digest
+from raypkg.recipe import Run
 from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, Pretrained, config_key
+from raypkg.selection.recipe import selection_cache
 
 # What selects with the models, trains afterwards or runs the full-data warm-up does not
 # change LiPT's pre-trained models.
@@ -73,7 +73,7 @@ def shard_callbacks(cfg: LiptConfig, init_state: dict | None, shard: int) -> lis
     mask, drawn from ``mask_seed``."""
     from raypkg.sparse.masks import StaticMask
 
-    mask = StaticMask(cfg.density, cfg.sparse_init, mask_seed(cfg, shard), scale_init=cfg.sparse_scale_init)
+    mask = StaticMask(cfg.density, cfg.sparse_init, mask_seed(cfg, shard), scale_init=cfg.scale_init)
     return [SharedInit(init_state), mask] if init_state is not None else [mask]
 
 
@@ -99,17 +99,17 @@ def pretrain_config(cfg: LiptConfig) -> LiptConfig:
     return dataclasses.replace(cfg, epochs=cfg.pre_epochs)
 
 
-def train_shard_models(cfg: LiptConfig, data: DataSplits, storage=None) -> tuple[list[dict], list[torch.Tensor]]:
-    """Stage 1: the K shard models' CPU state dicts, and the shards (positions)."""
+def train_shard_models(cfg: LiptConfig, data: DataSplits, storage=None) -> tuple[list[dict], int]:
+    """The K shard models' CPU state dicts, and how often Ray Train restarted on the way."""
     shards = stratified_shards(data.train.y, data.num_classes, cfg.shards, cfg.seed)
     init_state = None
     if cfg.shared_init:
         seed_everything(cfg.seed)
         init_state = build_model(cfg.model, data.input_shape, data.num_classes).state_dict()
     callbacks_for = functools.partial(shard_callbacks, cfg, init_state)
-    results = train_ensemble(pretrain_config(cfg), data, shards, augment=lipt_augment(cfg, data),
-                             callbacks_for=callbacks_for, storage=storage)
-    return [state for state, _ in results], shards
+    result = train_ensemble(pretrain_config(cfg), data, shards, augment=lipt_augment(cfg, data),
+                            callbacks_for=callbacks_for, storage=storage)
+    return result.states, result.restarts
 
 
 def merge_models(cfg: LiptConfig, data: DataSplits, states: list[dict], device: torch.device) -> torch.nn.Module:
@@ -133,42 +133,51 @@ def _seconds(device: torch.device, t0: float) -> float:
     return time.perf_counter() - t0
 
 
-def pretrain_lipt(cfg: LiptConfig, data: DataSplits, device: torch.device, augment,
-                  cache: SelectionCache | None) -> Pretrained:
-    """Stages 1 and 2, from the cache when there. ``augment`` (the subset training's) is
-    not used: pre-training has its own (``lipt_augment``)."""
-    key = config_key(cfg, LIPT_PRETRAIN_EXCLUDE, kind="lipt", device=device.type)
-    names = [f"{key}-shard{k}" for k in range(cfg.shards)] + [f"{key}-merged"]
-    entries = [cache.load_warmup(name) for name in names] if cache else [None]
-    hit = all(e is not None for e in entries)
-    if hit:
-        shard_states = [e["state_dict"] for e in entries[:-1]]
-        merged = _load(cfg, data, entries[-1]["state_dict"], device)
-        pretrain_s, merge_s = sum(e["seconds"] for e in entries[:-1]), entries[-1]["seconds"]
-        shard_sizes = [len(s) for s in stratified_shards(data.train.y, data.num_classes, cfg.shards, cfg.seed)]
-    else:
-        t0 = time.perf_counter()
-        shard_states, shards = train_shard_models(cfg, data)
-        pretrain_s = _seconds(device, t0)
-        t0 = time.perf_counter()
-        merged = merge_models(cfg, data, shard_states, device)
-        merge_s = _seconds(device, t0)
-        shard_sizes = [len(s) for s in shards]
-        states = [*shard_states, merged.state_dict()]
-        seconds = [pretrain_s / cfg.shards] * cfg.shards + [merge_s]
-        entries = ([cache.save_warmup(n, s, t) for n, s, t in zip(names, states, seconds)] if cache else
-                   [{"digest": state_digest(s), "seconds": t} for s, t in zip(states, seconds)])
-    shard_models = [_load(cfg, data, s, device) for s in shard_states]
-    test = data.test.to(device)
-    info = {"shards": cfg.shards, "shard_sizes": shard_sizes, "pre_epochs": cfg.pre_epochs, "density": cfg.density,
-            "sparse_init": cfg.sparse_init, "score": cfg.score, "merge": cfg.merge,
-            "shard_test_acc": [evaluate(m, test, device)["acc"] for m in shard_models],
-            "merged_test_acc": evaluate(merged, test, device)["acc"],
-            "lipt_seconds": {"pretrain": pretrain_s, "merge": merge_s}}
-    if cfg.score == "ensemble":
-        models, digests = shard_models, [e["digest"] for e in entries[:-1]]
-    else:
-        models, digests = [merged], [entries[-1]["digest"]]
-    return Pretrained(models, digests, pretrain_s + merge_s, len(names) if hit else 0, info,
-                      phases={} if hit else {"merge": merge_s})
+def cache_names(run: Run) -> tuple[list[str], str]:
+    """The cache entries of the K shard models and of the merged model."""
+    key = config_key(run.cfg, LIPT_PRETRAIN_EXCLUDE, kind="lipt", device=run.device.type)
+    return [f"{key}-shard{k}" for k in range(run.cfg.shards)], f"{key}-merged"
 
+
+def train_shards(run: Run) -> None:
+    """Stage 1: the K sparse shard models (from the cache when there)."""
+    cfg, data, cache = run.cfg, run.data, selection_cache(run)
+    names, _ = cache_names(run)
+    restarts, hits = 0, cfg.shards
+    with run.sink.phase("pretrain"):
+        entries = [cache.load_warmup(name) for name in names]
+        if any(e is None for e in entries):
+            hits = 0
+            t0 = time.perf_counter()
+            storage = run.sink.storage and run.sink.storage / "pretrain"
+            states, restarts = train_shard_models(cfg, data, storage=storage)
+            seconds = _seconds(run.device, t0) / cfg.shards
+            entries = [cache.save_warmup(name, state, seconds) for name, state in zip(names, states)]
+    shard_sizes = [len(s) for s in stratified_shards(data.train.y, data.num_classes, cfg.shards, cfg.seed)]
+    run.state["shards"], run.state["shard_hits"] = entries, hits
+    run.note(shards=cfg.shards, shard_sizes=shard_sizes, pre_epochs=cfg.pre_epochs, density=cfg.density,
+             sparse_init=cfg.sparse_init, score=cfg.score, merge=cfg.merge, restarts=restarts)
+
+
+def merge_shards(run: Run) -> None:
+    """Stage 2: the shard models merged (from the cache when there); leaves the models
+    selection looks through (the merged one, or the K shards with ``--score ensemble``)."""
+    cfg, data, cache, shards = run.cfg, run.data, selection_cache(run), run.state["shards"]
+    _, name = cache_names(run)
+    with run.sink.phase("merge"):
+        entry = cache.load_warmup(name)
+        hits = run.state["shard_hits"] + (entry is not None)
+        if entry is None:
+            t0 = time.perf_counter()
+            merged = merge_models(cfg, data, [e["state_dict"] for e in shards], run.device)
+            entry = cache.save_warmup(name, merged.state_dict(), _seconds(run.device, t0))
+    merged = _load(cfg, data, entry["state_dict"], run.device)
+    shard_models = [_load(cfg, data, e["state_dict"], run.device) for e in shards]
+    test = data.test.to(run.device)
+    pretrain_s = sum(e["seconds"] for e in shards)
+    run.note(shard_test_acc=[evaluate(m, test, run.device)["acc"] for m in shard_models],
+             merged_test_acc=evaluate(merged, test, run.device)["acc"],
+             lipt_seconds={"pretrain": pretrain_s, "merge": entry["seconds"]})
+    ensemble = cfg.score == "ensemble"
+    models, digests = ((shard_models, [e["digest"] for e in shards]) if ensemble else ([merged], [entry["digest"]]))
+    run.state["pretrained"] = Pretrained(models, digests, pretrain_s + entry["seconds"], hits)

@@ -51,6 +51,9 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 class SelectionCache:
+    """Pre-trained models and selections under ``root``; ``enabled=False`` neither reads
+    nor writes (``--no-cache``, Tune trials), the entries are still computed."""
+
     def __init__(self, root: str | Path, enabled: bool = True):
         self.root = Path(root)
         self.enabled = enabled
@@ -58,8 +61,9 @@ class SelectionCache:
     def _path(self, kind: str, key: str, suffix: str) -> Path:
         return self.root / kind / f"{key}{suffix}"
 
-    @staticmethod
-    def _atomic(path: Path, write) -> None:
+    def _atomic(self, path: Path, write) -> None:
+        if not self.enabled:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         write(tmp)

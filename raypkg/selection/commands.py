@@ -39,11 +39,7 @@ def resolve(config_file: str | None, flags: dict, cls: type | None = None):
 
     flags = dict(flags)
     flags["options"] = parse_options(flags.pop("option_pairs", ()))
-    cfg = resolve_config(cls or CoresetConfig, config_file, **flags)
-    if flags.get("fraction") is not None and flags.get("budget") is None and flags.get("class_budget") is None:
-        cfg.fraction, cfg.budget, cfg.class_budget = flags["fraction"], None, None  # the flag beats the file
-        cfg.validate()
-    return cfg
+    return resolve_config(cls or CoresetConfig, config_file, **flags)
 
 
 def echo_summary(summary: dict) -> None:
@@ -75,9 +71,9 @@ def select_command(config_file, **flags):
       effray select --method craig --fraction 0.3 --dataset digits-aug --actors 2
       effray select --method glister --budget 200 --option eta=0.05 --no-cache
     """
-    from raypkg.selection.pipeline import run_select
+    from raypkg.selection.recipe import SELECT
 
-    echo_summary(run_select(resolve(config_file, flags)))
+    echo_summary(SELECT.run(resolve(config_file, flags)))
 
 
 @click.command("coreset")
@@ -95,6 +91,6 @@ def run_coreset_command(config_file, **flags):
       effray run coreset --selection grand --fraction 0.3 --repeats 10 --pretrain-epochs 5
       effray run coreset --selection craig --fraction 0.1 --dataset digits-aug --actors 2
     """
-    from raypkg.selection.pipeline import run_coreset
+    from raypkg.selection.recipe import CORESET
 
-    echo_summary(run_coreset(resolve(config_file, flags)))
+    echo_summary(CORESET.run(resolve(config_file, flags)))

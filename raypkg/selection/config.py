@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from raypkg.errors import UsageError, choose
 EMBEDDINGS = ("full", "bias", "proj")  # see raypkg.selection.embeddings
 WEIGHTINGS = ("loss", "sample", "none")  # see raypkg.selection.weighting
 GRAND_DEFAULT_REPEATS = 10  # DeepCore's R for GraNd
+DEFAULT_FRACTION = 0.1  # when none of fraction, budget and class_budget is given
 
 
 @dataclass
@@ -19,9 +21,12 @@ class CoresetConfig(TrainConfig):
     ``fraction`` (or ``budget``) with ``selection``, train on the subset for ``epochs`` with
     its weights applied as ``weighting`` says (``raypkg.selection.weighting``)."""
 
+    EXCLUSIVE = (("fraction", "budget", "class_budget"),)
+
     selection: str = setting("uniform", "Selection method: uniform, grand, glister, gradmatch, craig.",
                              flag="--selection/--method")
-    fraction: float | None = setting(0.1, "Fraction of the training set to keep, in (0, 1].")
+    fraction: float | None = setting(None, f"Fraction of the training set to keep, in (0, 1] (default "
+                                           f"{DEFAULT_FRACTION} without --budget or --class-budget).")
     budget: int | None = setting(None, "Number of examples to keep (instead of --fraction).")
     class_budget: int | None = setting(None, "Examples to keep from every class (instead of --fraction).")
     balance: bool = setting(True, "Select per class, the budget split by class share.")
@@ -41,6 +46,19 @@ class CoresetConfig(TrainConfig):
     weight_cap: float | None = setting(None, "Clip weights at this multiple of their mean, inf: no cap "
                                              "(default: the method's, README).")
 
+    def resolved(self) -> "CoresetConfig":
+        """The selector's options, weighting and weight cap where not given; fraction 0.1
+        when no size is given."""
+        from raypkg.selection.registry import get_selector, resolve_options
+
+        cfg = super().resolved()
+        selector = get_selector(cfg.selection)
+        sized = any(v is not None for v in (cfg.fraction, cfg.budget, cfg.class_budget))
+        return dataclasses.replace(
+            cfg, options=resolve_options(selector, cfg.options), fraction=cfg.fraction if sized else DEFAULT_FRACTION,
+            weighting=cfg.weighting or selector.weighting,
+            weight_cap=selector.weight_cap if cfg.weight_cap is None else cfg.weight_cap)
+
     def validate(self) -> "CoresetConfig":
         super().validate()
         from raypkg.selection.registry import check_streams, get_selector, resolve_options
@@ -48,11 +66,9 @@ class CoresetConfig(TrainConfig):
         selector = get_selector(self.selection)
         if self.data_path == "stream":  # before any pre-training (auto is checked once resolved)
             check_streams(self.selection)
-        self.options = resolve_options(selector, self.options)
+        resolve_options(selector, self.options)
         choose("embedding", self.embedding, EMBEDDINGS)
-        if self.budget is not None or self.class_budget is not None:
-            self.fraction = None
-        if sum(v is not None for v in (self.fraction, self.budget, self.class_budget)) != 1:
+        if sum(v is not None for v in (self.fraction, self.budget, self.class_budget)) > 1:
             raise UsageError("give exactly one of --fraction, --budget and --class-budget")
         if self.fraction is not None and not (0.0 < float(self.fraction) <= 1.0):
             raise UsageError(f"fraction must be in (0, 1], got {float(self.fraction):g}")
@@ -62,9 +78,8 @@ class CoresetConfig(TrainConfig):
             raise UsageError(f"class budget must be a positive integer, got {self.class_budget}")
         if self.pretrain_epochs < 0:
             raise UsageError(f"pretrain-epochs must be >= 0, got {self.pretrain_epochs}")
-        self.weighting = choose("weighting", self.weighting or selector.weighting, WEIGHTINGS)
-        if self.weight_cap is None:
-            self.weight_cap = selector.weight_cap
+        if self.weighting is not None:
+            choose("weighting", self.weighting, WEIGHTINGS)
         if self.weight_cap is not None and not float(self.weight_cap) >= 1:
             raise UsageError(f"weight-cap must be a number >= 1 (a multiple of the mean weight), got {self.weight_cap}")
         if self.repeats is not None and self.repeats < 1:
@@ -76,9 +91,6 @@ class CoresetConfig(TrainConfig):
         if self.proj_dim < 1:
             raise UsageError(f"proj-dim must be >= 1, got {self.proj_dim}")
         return self
-
-    def check_data(self, data) -> None:
-        """Checks that need the loaded data (run before any run directory exists); none here."""
 
     def pretrain_settings(self) -> dict:
         """What the summary records of this config's pre-training (DeepCore's warm-up;

@@ -1,20 +1,18 @@
-"""The coreset recipe as three stages (DeepCore, Guo et al. 2022, Sec. 4.1):
+"""The coreset stages (DeepCore, Guo et al. 2022, Sec. 4.1), as functions of their inputs:
 
-1. ``pretrain``: the model(s) selection looks through. Kind ``full`` is DeepCore's
-   full-data warm-up for ``pretrain_epochs`` (``repeats`` independent ones, different
-   seeds, for GraNd); other kinds register in ``PRETRAIN_KINDS`` (LiPT's sharded sparse
-   ensemble, merged).
+1. ``pretrain``: the model(s) selection looks through: DeepCore's full-data warm-up for
+   ``pretrain_epochs`` (``repeats`` independent ones, different seeds, for GraNd). Other
+   pre-trainers (LiPT's sharded sparse ensemble) produce the same ``Pretrained``.
 2. ``select_stage``: the (weighted) subset chosen with those models.
 3. ``train_stage``: a fresh model trained on the subset for the full ``epochs`` budget,
    its weights applied as ``cfg.weighting`` says (``raypkg.selection.weighting``), in
    process or on Ray Train (``cfg.workers``).
 
-``effray select``, ``effray run coreset``, the coreset tune trainable and ``effray bench
-coreset`` all run these stages. Every stage is timed in the run's summary (``pretrain``,
-``selection``, ``train``, ``eval``), so the pre-training tax is visible next to the time it
-saves. Pre-trained models and selections are cached under keys that hash the whole
-resolved config minus the fields that cannot change them (``*_EXCLUDE``); a cache hit
-shows ~0 s in ``phases`` and the original seconds under ``cached_seconds``.
+``raypkg.selection.recipe`` puts them in a run (`effray select`, `effray run coreset`,
+its Tune trials and bench rows); LiPT's recipe reuses stages 2 and 3. Pre-trained models
+and selections are cached under keys that hash the whole resolved config minus the
+fields that cannot change them (``*_EXCLUDE``); a cache hit shows ~0 s in ``phases`` and
+the original seconds under ``cached_seconds``.
 """
 
 from __future__ import annotations
@@ -28,15 +26,14 @@ from typing import Callable
 import torch
 
 from raypkg.data.base import DataSplits
-from raypkg.engine.loop import evaluate, fit, pick_device, seed_everything
-from raypkg.engine.runner import load_data, use_augmentation
+from raypkg.engine.loop import fit, seed_everything
+from raypkg.engine.runner import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
 from raypkg.models.registry import build_model
 from raypkg.selection.cache import SelectionCache, digest, state_digest
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.registry import SelectionResult, get_selector, select
 from raypkg.selection.weighting import training_weights
-from raypkg.tracking.run import RunDir
 
 REPEAT_SEED_STRIDE = 1_000  # pre-training repeat r trains with seed + r * stride
 
@@ -65,10 +62,6 @@ class Pretrained:
     digests: list[str]  # hashes of their weights (part of the selection's cache key)
     seconds: float  # what computing them took (originally, when they came from the cache)
     cache_hits: int
-    info: dict = dataclasses.field(default_factory=dict)  # kind-specific summary entries
-    # parts of ``seconds`` measured in this call that the run shows as phases of their own
-    # (LiPT: "merge"), taken out of the "pretrain" phase
-    phases: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def pretrain_config(cfg: CoresetConfig, repeat: int) -> CoresetConfig:
@@ -108,23 +101,13 @@ def pretrain_full(cfg: CoresetConfig, data: DataSplits, device: torch.device, au
     return Pretrained(models, digests, seconds, hits)
 
 
-def pretrain_lipt(cfg, data: DataSplits, device: torch.device, augment, cache: SelectionCache | None) -> Pretrained:
-    """LiPT's K sparse shard models, merged (``raypkg.lipt.pretrain``; imported when used)."""
-    from raypkg.lipt.pretrain import pretrain_lipt as run
-
-    return run(cfg, data, device, augment, cache)
-
-
-PRETRAIN_KINDS: dict[str, Callable[..., Pretrained]] = {"full": pretrain_full, "lipt": pretrain_lipt}
-
-
 def pretrain(cfg: CoresetConfig, data: DataSplits, device: torch.device, augment,
-             cache: SelectionCache | None = None, kind: str = "full") -> Pretrained:
+             cache: SelectionCache | None = None) -> Pretrained:
     """Stage 1: the models selection uses (none for model-free selectors such as uniform).
-    ``cache=None`` neither reads nor writes a cache (tune trials, benches)."""
+    ``cache=None`` neither reads nor writes a cache."""
     if not get_selector(cfg.selection).needs_model:
         return Pretrained([], [], 0.0, 0)
-    return PRETRAIN_KINDS[kind](cfg, data, device, augment, cache)
+    return pretrain_full(cfg, data, device, augment, cache)
 
 
 def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Module], device: torch.device,
@@ -173,75 +156,3 @@ def train_stage(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, *
     weights, plan = training_weights(result.weights, cfg.weighting, cfg.weight_cap, cfg.batch_size, cfg.seed)
     return train(cfg, subset, weights=weights, plan=plan, augment=use_augmentation(cfg, data),
                  callbacks=callbacks, on_epoch=on_epoch, storage=storage, desc=f"train {cfg.selection}")
-
-
-def prepare(cfg: CoresetConfig) -> tuple[DataSplits, torch.device, bool]:
-    """Validate and load before any run directory exists (bad input: one line, nothing written)."""
-    cfg.validate()
-    data = load_data(cfg)
-    cfg.check_data(data)
-    if cfg.class_budget is not None:
-        from raypkg.selection.budget import check_class_budgets
-
-        check_class_budgets(data.train.y, data.num_classes, [cfg.class_budget] * data.num_classes)
-    elif cfg.budget is not None and cfg.budget > len(data.train):
-        from raypkg.errors import UsageError
-
-        raise UsageError(f"budget {cfg.budget} is larger than the dataset ({len(data.train)} examples)")
-    return data, pick_device(cfg.use_gpu), use_augmentation(cfg, data)
-
-
-def pretrain_and_select(cfg: CoresetConfig, data: DataSplits, run: RunDir, device: torch.device, augment,
-                        kind: str = "full") -> tuple[SelectionResult, dict]:
-    """Stages 1 and 2 inside ``run``'s phases; writes selection.parquet (and scores.parquet)."""
-    cache = SelectionCache(Path(cfg.out) / ".cache", enabled=cfg.cache)
-    with run.phase("pretrain"):
-        pretrained = pretrain(cfg, data, device, augment, cache, kind)
-    for name, seconds in pretrained.phases.items():
-        run.phases["pretrain"] -= seconds
-        run.phases[name] = seconds
-    with run.phase("selection"):
-        result, selection_s, selection_hit = select_stage(cfg, data, pretrained, device, cache)
-    run.write_table("selection.parquet", result.table())
-    if result.all_scores is not None:
-        run.write_table("scores.parquet", {"index": data.train.index.cpu().numpy(),
-                                           "score": result.all_scores.numpy()})
-    notes = {"cached": {"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit},
-             "cached_seconds": {"pretrain": pretrained.seconds, "selection": selection_s}, **pretrained.info}
-    return result, notes
-
-
-def summary_extra(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, notes: dict,
-                  device: torch.device) -> dict:
-    return {"selection": cfg.selection, "fraction": cfg.fraction, "subset_size": len(result),
-            "train_size": len(data.train), **cfg.pretrain_settings(), "actors": cfg.actors,
-            "embedding": cfg.embedding, "options": cfg.options,
-            "weighting": cfg.weighting, "weight_cap": cfg.weight_cap, "epochs": cfg.epochs,
-            "device": str(device), **notes}
-
-
-def run_select(cfg: CoresetConfig) -> dict:
-    """`effray select`: stages 1 and 2 only; returns the run's summary."""
-    data, device, augment = prepare(cfg)
-    with RunDir.create(cfg.out, f"select-{cfg.selection}", cfg.to_dict(), cfg.dataset, cfg.model,
-                       name=cfg.name, wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
-        result, notes = pretrain_and_select(cfg, data, run, device, augment)
-        return run.finish(test_acc=None, **summary_extra(cfg, data, result, notes, device))
-
-
-def run_coreset(cfg: CoresetConfig, method: str = "coreset", kind: str = "full",
-                train_fn: Callable[..., TrainResult] | None = None) -> dict:
-    """`effray run coreset` (and LiPT with ``kind="lipt"``): all three stages in one run
-    directory; ``train_fn`` (default ``train_stage``) trains on the selection."""
-    data, device, augment = prepare(cfg)
-    with RunDir.create(cfg.out, f"{method}-{cfg.selection}", cfg.to_dict(), cfg.dataset, cfg.model,
-                       name=cfg.name, wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
-        result, notes = pretrain_and_select(cfg, data, run, device, augment, kind)
-        with run.phase("train"):
-            trained = (train_fn or train_stage)(cfg, data, result, on_epoch=run.log_metrics,
-                                                storage=run.path / "ray")
-        with run.phase("eval"):
-            final = evaluate(trained.model, data.test.to(trained.device), trained.device)
-        torch.save({k: v.cpu() for k, v in trained.model.state_dict().items()}, run.path / "model.pt")
-        return run.finish(test_acc=final["acc"], test_loss=final["loss"], restarts=trained.restarts,
-                          **summary_extra(cfg, data, result, notes, trained.device))

@@ -1,4 +1,5 @@
-"""``SparseConfig``: the training config plus the knobs of the AGENT/ITOP README."""
+"""``SparseConfig``: the training config plus the knobs of the AGENT/ITOP README;
+``MaskSettings``: the random mask's settings it shares with LiPT's shard models."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ REDISTRIBUTION_MODES = ("none", "magnitude", "nonzeros")
 
 def check_density(density: float) -> None:
     if not (0.0 < density <= 1.0):
-        raise UsageError(f"density must be in (0, 1], got {density}")
+        raise UsageError(f"density must be in (0, 1], got {density:g}")
 
 
 def _number(x: float) -> float | int:
@@ -25,7 +26,22 @@ def _number(x: float) -> float | int:
 
 
 @dataclass
-class SparseConfig(TrainConfig):
+class MaskSettings:
+    """A random mask (``raypkg.sparse.masks``): its overall ``density``, how that splits
+    into layer densities (``sparse_init``) and whether the masked init is rescaled."""
+
+    density: float = setting(0.05, "Overall density of the masked weights, in (0, 1].")
+    sparse_init: str = setting("ERK", "Initial layer densities.", choices=SPARSE_INITS)
+    scale_init: bool = setting(True, "Scale each masked layer's initial weights by 1/sqrt(its density) "
+                                     "(sparse-aware init, Evci et al. 2022; keeps the fan-in variance).")
+
+    def check_mask_settings(self) -> None:
+        check_density(self.density)
+        choose("sparse init", self.sparse_init, SPARSE_INITS)
+
+
+@dataclass
+class SparseConfig(MaskSettings, TrainConfig):
     """Sparse training unless ``sparse`` is off (``--dense``, the baseline); RigL when growth
     is gradient (the default), SET when random;
     ``agc`` adds adaptive gradient correction. Defaults follow the paper's setup (spec
@@ -37,10 +53,6 @@ class SparseConfig(TrainConfig):
     nesterov: bool = setting(True, "Nesterov momentum.")
     sparse: bool = setting(True, "Sparse training (the default); --dense trains the dense baseline.",
                            flag="--sparse/--dense")
-    sparse_init: str = setting("ERK", "Initial layer densities.", choices=SPARSE_INITS)
-    density: float = setting(0.05, "Overall density of the masked weights, in (0, 1].")
-    scale_init: bool = setting(True, "Scale each layer's initial weights by 1/sqrt(its density) (sparse-aware "
-                                     "init, Evci et al. 2022).")
     growth: str = setting("gradient", "Regrowth: gradient = RigL, random = SET, momentum.", choices=GROWTH_MODES)
     death: str = setting("magnitude", "Pruning.", choices=DEATH_MODES)
     redistribution: str = setting("none", "Regrowth budget between layers.", choices=REDISTRIBUTION_MODES)
@@ -53,12 +65,16 @@ class SparseConfig(TrainConfig):
     agc_sample: int | None = setting(None, "AGC: examples sampled for the snapshot gradient (default: the whole "
                                            "training set).")
 
+    def resolved(self) -> "SparseConfig":
+        """Multistep milestones default to 1/2 and 3/4 of the epochs."""
+        cfg = super().resolved()
+        if cfg.schedule != "multistep" or cfg.milestones:
+            return cfg
+        return dataclasses.replace(cfg, milestones=[_number(cfg.epochs / 2), _number(3 * cfg.epochs / 4)])
+
     def validate(self) -> "SparseConfig":
-        if self.schedule == "multistep" and not self.milestones:
-            self.milestones = [_number(self.epochs / 2), _number(3 * self.epochs / 4)]
         super().validate()
-        check_density(self.density)
-        choose("sparse init", self.sparse_init, SPARSE_INITS)
+        self.check_mask_settings()
         choose("growth", self.growth, GROWTH_MODES)
         choose("death", self.death, DEATH_MODES)
         choose("redistribution", self.redistribution, REDISTRIBUTION_MODES)

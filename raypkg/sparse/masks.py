@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from raypkg.engine.callbacks import Callback, TrainContext
-from raypkg.errors import UsageError
-from raypkg.sparse.config import SPARSE_INITS, check_density  # noqa: F401 (re-exported)
+from raypkg.sparse.config import MaskSettings
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -44,7 +43,6 @@ def erk_densities(model: nn.Module, density: float) -> dict[str, float]:
     sum_l eps * score_l * N_l = density * sum_l N_l. A layer whose eps * score_l exceeds 1
     is made dense and eps is solved again over the remaining layers (its N_l then counts
     as dense on the right-hand side)."""
-    check_density(density)
     shapes = {name: tuple(p.shape) for name, p in maskable_parameters(model).items()}
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     scores = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
@@ -66,11 +64,9 @@ def erk_densities(model: nn.Module, density: float) -> dict[str, float]:
 
 def layer_densities(model: nn.Module, density: float, init: str = "ERK") -> dict[str, float]:
     """Per-layer densities of the ``init`` distribution: "uniform" (every layer
-    ``density``) or "ERK" (``erk_densities``)."""
-    if init not in SPARSE_INITS:
-        raise UsageError(f"unknown sparse init {init!r}; choose from {', '.join(SPARSE_INITS)}")
+    ``density``) or "ERK" (``erk_densities``); a bad density or init is a UsageError."""
+    MaskSettings(density, init).check_mask_settings()
     if init == "uniform":
-        check_density(density)
         return {name: density for name in maskable_parameters(model)}
     return erk_densities(model, density)
 
@@ -140,9 +136,6 @@ class StaticMask(Callback):
     MLPs) barely train at 5% density without it; with batch norm it changes little."""
 
     def __init__(self, density: float, init: str = "ERK", seed: int = 0, *, scale_init: bool = False):
-        check_density(density)
-        if init not in SPARSE_INITS:
-            raise UsageError(f"unknown sparse init {init!r}; choose from {', '.join(SPARSE_INITS)}")
         self.density, self.init, self.seed, self.scale_init = density, init, seed, scale_init
         self.masks: dict[str, torch.Tensor] | None = None
 

@@ -55,6 +55,16 @@ def write_parquet(path: Path, table: pd.DataFrame | dict) -> Path:
     return path
 
 
+@contextmanager
+def timed(phases: dict[str, float], name: str):
+    """Add the seconds the ``with`` block takes to ``phases[name]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+
+
 class RunDir:
     def __init__(self, path: Path, method: str, config: dict, dataset: str, model: str,
                  wandb_mode: str = "offline", wandb_project: str = "effray"):
@@ -92,14 +102,9 @@ class RunDir:
             if exc_type is not None:  # nothing half-written stays behind
                 shutil.rmtree(self.path, ignore_errors=True)
 
-    @contextmanager
     def phase(self, name: str):
         """Time a named phase; repeated phases of the same name add up."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
+        return timed(self.phases, name)
 
     def log_metrics(self, row: dict) -> None:
         """Append one row (an epoch or a step) to metrics.parquet and to W&B."""
@@ -108,14 +113,44 @@ class RunDir:
         write_parquet(self.path / "metrics.parquet", pd.DataFrame(self.rows))
         self.wandb.log(row)
 
-    def write_table(self, filename: str, table: pd.DataFrame | dict) -> Path:
-        return write_parquet(self.path / filename, table)
+    @property
+    def storage(self) -> Path:
+        """Where Ray Train keeps this run's checkpoints (kept and removed with the run)."""
+        return self.path / "ray"
+
+    def note(self, entries: dict) -> None:
+        """Summary entries known early: the run directory writes them with the summary."""
+
+    def write_table(self, filename: str, table: pd.DataFrame | dict, wandb_prefix: str | None = None) -> Path:
+        """``filename`` as Parquet; with ``wandb_prefix`` every row also goes to W&B as
+        ``{prefix}/{column}``."""
+        path = write_parquet(self.path / filename, table)
+        if wandb_prefix is not None:
+            frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+            for row in frame.to_dict("records"):
+                self.wandb.log({f"{wandb_prefix}/{k}": v for k, v in to_plain(row).items()})
+        return path
+
+    def save_state(self, filename: str, state: dict) -> Path:
+        """A state dict (CPU tensors) as ``filename``."""
+        import torch
+
+        path = self.path / filename
+        torch.save({k: v.cpu() if hasattr(v, "cpu") else v for k, v in state.items()}, path)
+        return path
 
     def finish(self, test_acc: float | None, **extra) -> dict:
-        """Write summary.json; returns the summary."""
+        """Write summary.json; returns the summary. With per-epoch rows, it also has
+        ``epochs_s`` (their sum) and ``overhead_s`` (the rest of the wall time: start-up,
+        selection, evaluation, saving)."""
+        wall = time.perf_counter() - self.started
+        times = {}
+        if any("epoch_s" in row for row in self.rows):
+            epochs = sum(row.get("epoch_s", 0.0) for row in self.rows)
+            times = {"epochs_s": epochs, "overhead_s": wall - epochs}
         self.summary = to_plain({
             "method": self.method, "dataset": self.dataset, "model": self.model,
-            "test_acc": test_acc, "wall_s": time.perf_counter() - self.started,
+            "test_acc": test_acc, "wall_s": wall, **times,
             "phases": dict(self.phases), "run_dir": str(self.path), **extra})
         (self.path / "summary.json").write_text(json.dumps(self.summary, indent=2))
         self.wandb.summary(self.summary)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from raypkg.errors import UsageError
+from raypkg.interrupts import release_logging_lock
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -71,5 +72,8 @@ class WandbLogger:
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
+            # After a Ctrl-C the logging lock may be left held, and W&B's threads log while
+            # the run finishes and while W&B tears down at exit (raypkg.interrupts).
+            release_logging_lock()
             self.run.finish(exit_code=exit_code)
             self.run = None

@@ -1,6 +1,6 @@
-"""`effray run crest`: CREST or a baseline at the same budget, tracked in a run directory.
+"""CREST's recipe (`effray run crest`): CREST or a baseline at the same budget.
 
-Phases in summary.json: ``selection`` (random subsets, proxies, facility location and the
+Phases in the summary: ``selection`` (random subsets, proxies, facility location and the
 quadratic model at every region start), ``check`` (the validity checks), ``train`` (the
 rest of the training wall time) and ``eval``; per-check rows in ``checks.parquet`` and W&B.
 """
@@ -8,7 +8,6 @@ rest of the training wall time) and ``eval``; per-check rows in ``checks.parquet
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -19,22 +18,10 @@ from raypkg.crest.config import CrestConfig
 from raypkg.crest.plan import CrestPlan, RandomSubsetPlan
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.loop import evaluate
 from raypkg.engine.plans import BatchPlan
-from raypkg.engine.runner import load_data, use_augmentation
+from raypkg.engine.runner import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
-from raypkg.tracking import RunDir
-
-
-def prepare(cfg: CrestConfig) -> DataSplits:
-    """Validate and load before any run directory exists (bad input: one line, nothing
-    written); a note on stderr when the random subsets are floored at the batch size."""
-    cfg.validate()
-    data = load_data(cfg)
-    note = cfg.check_sizes(len(data.train))
-    if note:
-        print(f"note: {note}", file=sys.stderr, flush=True)
-    return data
+from raypkg.recipe import EPOCH_METRICS, Recipe, Run, register
 
 
 class StepCounter(Callback):
@@ -108,29 +95,29 @@ def train_crest(cfg: CrestConfig, data: DataSplits, *, on_epoch=None, storage=No
                         list(crest.checks) if crest else [])
 
 
-def run_crest(cfg: CrestConfig) -> dict:
-    """`effray run crest`: train, evaluate, write the run directory; returns the summary."""
-    data = prepare(cfg)
-    with RunDir.create(cfg.out, f"crest-{cfg.selection_method}", cfg.to_dict(), cfg.dataset, cfg.model,
-                       name=cfg.name, wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
-        with selection_pool(cfg, data) as pool:
-            outcome = train_crest(cfg, data, on_epoch=run.log_metrics, storage=run.path / "ray", pool=pool)
-        selection_s, check_s = outcome.crest.get("selection_s", 0.0), outcome.crest.get("check_s", 0.0)
-        run.phases["train"] = outcome.wall_s - selection_s - check_s
-        run.phases["selection"] = selection_s
-        run.phases["check"] = check_s
-        if outcome.checks:
-            run.write_table("checks.parquet", {k: [c[k] for c in outcome.checks] for k in outcome.checks[0]})
-            for c in outcome.checks:
-                run.wandb.log({f"check/{k}": v for k, v in c.items()})
-        model, device = outcome.result.model, outcome.result.device
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, run.path / "model.pt")
-        with run.phase("eval"):
-            final = evaluate(model, data.test.to(device), device)
-        return run.finish(test_acc=final["acc"], test_loss=final["loss"], selection_method=cfg.selection_method,
-                          train_frac=cfg.train_frac, train_size=len(data.train), steps=outcome.steps,
-                          train_wall_s=outcome.wall_s, workers=cfg.workers, actors=cfg.actors,
-                          device=str(device), restarts=outcome.result.restarts,
-                          overlap=cfg.overlap if cfg.actors else None, crest=outcome.crest,
-                          **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped",
-                                                                   "pool_size", "selection_wait_s")})
+def train_with_coresets(run: Run) -> None:
+    """Train with ``cfg.selection_method``'s plan; the selection and check seconds are
+    phases of their own, taken out of the training wall time."""
+    cfg, sink = run.cfg, run.sink
+    with contextlib.ExitStack() as stack:
+        pool = run.shared.get("pool") or stack.enter_context(selection_pool(cfg, run.data))
+        outcome = train_crest(cfg, run.data, on_epoch=sink.log_metrics, storage=sink.storage, pool=pool)
+    selection_s, check_s = outcome.crest.get("selection_s", 0.0), outcome.crest.get("check_s", 0.0)
+    sink.phases["train"] = outcome.wall_s - selection_s - check_s
+    sink.phases["selection"] = selection_s
+    sink.phases["check"] = check_s
+    if outcome.checks:
+        sink.write_table("checks.parquet", {k: [c[k] for c in outcome.checks] for k in outcome.checks[0]},
+                         wandb_prefix="check")
+    run.trained = outcome.result
+    run.note(selection_method=cfg.selection_method, train_frac=cfg.train_frac, train_size=len(run.data.train),
+             steps=outcome.steps, train_wall_s=outcome.wall_s, workers=cfg.workers, actors=cfg.actors,
+             overlap=cfg.overlap if cfg.actors else None, crest=outcome.crest,
+             **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "pool_size",
+                                                      "selection_wait_s")})
+
+
+CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambda cfg: f"crest-{cfg.selection_method}",
+                        check=lambda cfg, data: cfg.check_sizes(len(data.train)),
+                        metrics=EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval", "crest_pool",
+                                                 "crest_selection_s", "crest_check_s")))

@@ -1,0 +1,246 @@
+"""A recipe is how one method runs, whoever runs it: `effray run METHOD`, `jobs/METHOD.py`,
+a Ray Tune trial of `effray tune METHOD`, or a row of `effray bench METHOD`.
+
+    validate -> load -> check -> stages -> evaluate -> save
+
+``Recipe.run`` takes these steps in this order. Everything up to ``check`` happens before
+any output exists, so bad input costs one line and leaves nothing behind. A method is
+its config class, a data check and its stages: functions of a ``Run`` (the config, the
+data, the device, the sink, and what earlier stages left in ``run.state``). A stage that
+trains the final model sets ``run.trained``; the recipe then evaluates it on the test
+split and saves it. Summary entries go through ``run.note``.
+
+Where results go is the ``Sink``, opened once the input is checked:
+
+- ``RunDir`` (``raypkg.tracking.run``): the run directory of the CLI and Ray Jobs;
+- ``TuneSink``: a Tune trial, reporting every metrics row with the seconds of the
+  phases done so far and the run's scalar notes;
+- ``MemorySink``: a bench row, kept in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Protocol, Sequence
+
+# The modules that register recipes (``register``); `effray tune` and tests load them.
+RECIPE_MODULES = ("raypkg.engine.runner", "raypkg.selection.recipe", "raypkg.lipt.recipe", "raypkg.crest.recipe",
+                  "raypkg.sparse.recipe", "raypkg.deltagrad.recipe")
+# The engine's epoch row (``raypkg.engine.loop.fit``): every recipe that trains reports these.
+EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "lr", "test_acc", "test_loss")
+
+
+class Sink(Protocol):
+    """Where a run's results go."""
+
+    phases: dict[str, float]  # phase name -> seconds
+
+    @property
+    def storage(self) -> Path | None:
+        """Where Ray Train keeps this run's checkpoints (None: a scratch directory)."""
+
+    def phase(self, name: str) -> ContextManager[None]:
+        """Time a named phase (repeats add up)."""
+
+    def note(self, entries: dict) -> None:
+        """Summary entries known before the end (a Tune trial reports them with every row)."""
+
+    def log_metrics(self, row: dict) -> None:
+        """One metrics row (an epoch, or a request served)."""
+
+    def write_table(self, filename: str, table, wandb_prefix: str | None = None) -> None:
+        """A Parquet table (its rows also logged to W&B under ``wandb_prefix`` when given)."""
+
+    def save_state(self, filename: str, state: dict) -> None:
+        """A state dict (the final model, masks)."""
+
+    def finish(self, test_acc: float | None, **entries) -> dict:
+        """The summary: method, dataset, model, test_acc, wall_s, phases and ``entries``."""
+
+
+SinkFactory = Callable[["Recipe", Any], ContextManager[Sink]]  # (recipe, config) -> an open sink
+
+
+@dataclass
+class Run:
+    """What the stages of one run share."""
+
+    cfg: Any
+    data: Any  # raypkg.data.base.DataSplits (None for a recipe that loads its own)
+    device: Any  # torch.device
+    sink: Sink
+    shared: dict  # what the caller lends every stage (a bench's cache or actor pool)
+    state: dict = field(default_factory=dict)  # stage outputs, by name
+    trained: Any = None  # the final model's TrainResult, evaluated and saved by the recipe
+    summary: dict = field(default_factory=dict)
+
+    def note(self, **entries) -> None:
+        self.summary.update(entries)
+        self.sink.note(entries)
+
+
+Stage = Callable[[Run], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # the method: `effray run NAME`, `effray tune NAME`
+    config_cls: type
+    stages: Sequence[Stage]
+    label: Callable[[Any], str] | None = None  # the run's name from its config (default ``name``)
+    check: Callable[[Any, Any], str | None] | None = None  # (cfg, data) -> a note, or raises UsageError
+    load: Callable[[Any], Any] | None = None  # cfg -> data (default ``load_data``)
+    metrics: tuple[str, ...] = EPOCH_METRICS  # what its metrics rows hold (a tune space's metric is one)
+    # phases whose seconds every metrics row of a Tune trial carries as ``<phase>_s``
+    tune_phases: tuple[str, ...] = ()
+
+    def run_label(self, cfg) -> str:
+        return self.label(cfg) if self.label else self.name
+
+    def run(self, cfg, sink: SinkFactory | None = None, *, data=None, **shared) -> dict:
+        """Run every step; returns the summary. ``data`` (already loaded, and checked by
+        the caller) and ``shared`` let a bench reuse one dataset, cache or actor pool."""
+        import sys
+
+        from raypkg.cluster import check_address_used, uses_ray
+        from raypkg.engine.loop import evaluate, pick_device
+
+        cfg = cfg.resolved().validate()
+        if data is None:
+            data = (self.load or load_data)(cfg)
+            check_address_used(uses_ray(cfg, data))
+            note = self.check(cfg, data) if self.check else None
+            if note:
+                print(f"note: {note}", file=sys.stderr, flush=True)
+        with (sink or run_directory)(self, cfg) as out:
+            run = Run(cfg, data, pick_device(cfg.use_gpu), out, shared)
+            for stage in self.stages:
+                stage(run)
+            if run.trained is None:
+                return out.finish(test_acc=None, **run.summary)
+            model, device = run.trained.model, run.trained.device
+            out.save_state("model.pt", model.state_dict())
+            with out.phase("eval"):
+                final = evaluate(model, data.test.to(device), device)
+            restarts = run.summary.get("restarts", 0) + run.trained.restarts  # earlier Ray Train stages' too
+            return out.finish(test_acc=final["acc"], test_loss=final["loss"],
+                              **{**run.summary, "device": str(device), "restarts": restarts})
+
+
+def load_data(cfg):
+    """``cfg``'s dataset (the recipes' load step); prints how image files are held (memory
+    or streamed) and why."""
+    from raypkg.data.registry import load_dataset
+
+    data = load_dataset(cfg.dataset, **cfg.data_options())
+    if data.note:
+        print(data.note, flush=True)
+    return data
+
+
+def run_directory(recipe: Recipe, cfg) -> ContextManager[Sink]:
+    """The CLI's and the Ray Jobs' sink: a run directory under ``cfg.out``."""
+    from raypkg.tracking.run import RunDir
+
+    return RunDir.create(cfg.out, recipe.run_label(cfg), cfg.to_dict(), cfg.dataset, cfg.model, name=cfg.name,
+                         wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project)
+
+
+class MemorySink:
+    """A bench row's sink: nothing written; the summary also holds the metrics ``rows`` and
+    the ``tables`` (by file name) the run would have written."""
+
+    def __init__(self, recipe: Recipe, cfg):
+        self.method, self.dataset, self.model = recipe.run_label(cfg), cfg.dataset, cfg.model
+        self.phases: dict[str, float] = {}
+        self.notes: dict = {}
+        self.rows: list[dict] = []
+        self.tables: dict[str, Any] = {}
+        self.states: dict[str, dict] = {}
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> "MemorySink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    storage = None
+
+    def phase(self, name: str):
+        from raypkg.tracking.run import timed
+
+        return timed(self.phases, name)
+
+    def note(self, entries: dict) -> None:
+        self.notes.update(entries)
+
+    def log_metrics(self, row: dict) -> None:
+        self.rows.append(dict(row))
+
+    def write_table(self, filename: str, table, wandb_prefix: str | None = None) -> None:
+        self.tables[filename] = table
+
+    def save_state(self, filename: str, state: dict) -> None:
+        self.states[filename] = state
+
+    def finish(self, test_acc: float | None, **entries) -> dict:
+        return {"method": self.method, "dataset": self.dataset, "model": self.model, "test_acc": test_acc,
+                "wall_s": time.perf_counter() - self.started, "phases": dict(self.phases), **entries,
+                "rows": self.rows, "tables": self.tables}
+
+
+class TuneSink(MemorySink):
+    """A Tune trial's sink: ``report`` gets every metrics row, with ``<phase>_s`` for the
+    recipe's ``tune_phases`` done so far and the run's scalar notes (subset size, ...)."""
+
+    def __init__(self, recipe: Recipe, cfg, report: Callable[[dict], None]):
+        super().__init__(recipe, cfg)
+        self.report, self.tune_phases = report, recipe.tune_phases
+
+    def log_metrics(self, row: dict) -> None:
+        scalars = {k: v for k, v in self.notes.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        seconds = {f"{name}_s": self.phases.get(name, 0.0) for name in self.tune_phases}
+        self.report({**scalars, **seconds, **row})
+
+    def save_state(self, filename: str, state: dict) -> None:
+        return None  # Tune keeps the trial's metrics; a trial's weights are not kept
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def load_recipes() -> dict[str, Recipe]:
+    """Every registered recipe, by name (importing the modules that register them)."""
+    for module in RECIPE_MODULES:
+        importlib.import_module(module)
+    return RECIPES
+
+
+# A Tune trial runs in its own process on one CPU: no progress bars, no W&B run of its own
+# (the sweep's W&B logger gets every row), no cache, no actors and no Ray Train workers.
+TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actors": 0, "workers": 0}
+
+
+def trial_config(recipe: Recipe, config: dict):
+    """A trial's config: ``config`` with ``TRIAL_SETTINGS`` for the fields the recipe has."""
+    names = {f.name for f in dataclasses.fields(recipe.config_cls)}
+    return recipe.config_cls(**{**config, **{k: v for k, v in TRIAL_SETTINGS.items() if k in names}})
+
+
+def run_trial(method: str, config: dict, report: Callable[[dict], None]) -> None:
+    """One Tune trial of recipe ``method`` (the one trainable of `effray tune`)."""
+    import torch
+
+    recipe = load_recipes()[method]
+    torch.set_num_threads(1)
+    recipe.run(trial_config(recipe, config), lambda r, cfg: TuneSink(r, cfg, report))

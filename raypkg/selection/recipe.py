@@ -1,0 +1,82 @@
+"""The coreset recipes: `effray select` (warm up, select) and `effray run coreset` (warm up,
+select, train on the subset), from ``raypkg.selection.pipeline``'s stages.
+
+A pre-training stage leaves a ``Pretrained`` in ``run.state["pretrained"]``;
+``choose_subset`` selects with it (LiPT's recipe brings its own pre-training and reuses
+``choose_subset``). The phases are ``pretrain``, ``selection``, ``train`` and ``eval``;
+the run directory gets selection.parquet (and scores.parquet for scoring selectors).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raypkg.engine.runner import use_augmentation
+from raypkg.errors import UsageError
+from raypkg.recipe import EPOCH_METRICS, Recipe, Run, register
+from raypkg.selection.cache import SelectionCache
+from raypkg.selection.config import CoresetConfig
+from raypkg.selection.pipeline import pretrain, select_stage, train_stage
+
+
+def check_budget(cfg: CoresetConfig, data) -> None:
+    """The budget fits the loaded data (one line otherwise, before any output)."""
+    if cfg.class_budget is not None:
+        from raypkg.selection.budget import check_class_budgets
+
+        check_class_budgets(data.train.y, data.num_classes, [cfg.class_budget] * data.num_classes)
+    elif cfg.budget is not None and cfg.budget > len(data.train):
+        raise UsageError(f"budget {cfg.budget} is larger than the dataset ({len(data.train)} examples)")
+
+
+def selection_cache(run: Run) -> SelectionCache:
+    """The run's cache of pre-trained models and selections: the caller's (a bench's
+    scratch cache), else OUT/.cache (off with ``--no-cache``)."""
+    if "cache" not in run.state:
+        run.state["cache"] = run.shared.get("cache") or SelectionCache(Path(run.cfg.out) / ".cache",
+                                                                       enabled=run.cfg.cache)
+    return run.state["cache"]
+
+
+def warm_up(run: Run) -> None:
+    """Stage 1, DeepCore's: ``repeats`` full-data warm-ups of ``pretrain_epochs``."""
+    cfg = run.cfg
+    with run.sink.phase("pretrain"):
+        run.state["pretrained"] = pretrain(cfg, run.data, run.device, use_augmentation(cfg, run.data),
+                                           selection_cache(run))
+    run.note(**cfg.pretrain_settings())
+
+
+def choose_subset(run: Run) -> None:
+    """Stage 2: select with ``run.state["pretrained"]``; writes selection.parquet (and
+    scores.parquet) and notes what was selected and what came from the cache."""
+    cfg, data, pretrained = run.cfg, run.data, run.state["pretrained"]
+    with run.sink.phase("selection"):
+        result, selection_s, selection_hit = select_stage(cfg, data, pretrained, run.device, selection_cache(run))
+    run.state["selection"] = result
+    run.sink.write_table("selection.parquet", result.table())
+    if result.all_scores is not None:
+        run.sink.write_table("scores.parquet", {"index": data.train.index.cpu().numpy(),
+                                                "score": result.all_scores.numpy()})
+    run.note(selection=cfg.selection, fraction=cfg.fraction, subset_size=len(result), train_size=len(data.train),
+             actors=cfg.actors, embedding=cfg.embedding, options=cfg.options,
+             cached={"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit},
+             cached_seconds={"pretrain": pretrained.seconds, "selection": selection_s})
+
+
+def train_subset(run: Run) -> None:
+    """Stage 3: a fresh model on the weighted subset."""
+    cfg = run.cfg
+    with run.sink.phase("train"):
+        run.trained = train_stage(cfg, run.data, run.state["selection"], on_epoch=run.sink.log_metrics,
+                                  storage=run.sink.storage)
+    run.note(weighting=cfg.weighting, weight_cap=cfg.weight_cap, epochs=cfg.epochs, workers=cfg.workers)
+
+
+SELECTION_METRICS = EPOCH_METRICS + ("pretrain_s", "selection_s", "subset_size")
+
+SELECT = register(Recipe("select", CoresetConfig, [warm_up, choose_subset], label=lambda cfg: f"select-{cfg.selection}",
+                         check=check_budget, metrics=()))
+CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, train_subset],
+                          label=lambda cfg: f"coreset-{cfg.selection}", check=check_budget,
+                          metrics=SELECTION_METRICS, tune_phases=("pretrain", "selection")))

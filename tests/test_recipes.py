@@ -1,0 +1,101 @@
+"""One recipe per method, whoever runs it: the run directory (CLI, jobs), a Tune trial and a
+bench row get the same run; and the package's import structure."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from raypkg.recipe import EPOCH_METRICS, MemorySink, load_recipes, run_trial
+
+PACKAGE = Path(__file__).resolve().parents[1] / "raypkg"
+
+SMALL = {
+    "train": {},
+    "coreset": {"selection": "grand", "repeats": 1, "pretrain_epochs": 1, "fraction": 0.2},
+    "lipt": {"shards": 2, "pre_epochs": 1, "fraction": 0.2},
+    "crest": {"train_frac": 0.3},
+    "sparse": {"density": 0.2},
+}
+# What a trial reports beyond the epoch row (the seconds of the phases before training)
+TRIAL_EXTRAS = {"coreset": {"pretrain_s", "selection_s", "subset_size"},
+                "lipt": {"pretrain_s", "merge_s", "selection_s", "subset_size", "merged_test_acc"},
+                "sparse": {"density", "R_s"}, "crest": {"crest_regions", "crest_checks"}, "train": set()}
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a Tune trial sets: the three runs must share it to be equal
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method", sorted(SMALL))
+def test_the_cli_a_tune_trial_and_a_bench_row_run_the_same_recipe(tmp_path, method, one_thread, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipes()[method]
+    config = dict(dataset="digits", model="mlp", epochs=2, wandb="disabled", progress=False, out=str(tmp_path / "runs"),
+                  **SMALL[method])
+    on_disk = recipe.run(recipe.config_cls(**config, name="cli"))
+    reports: list[dict] = []
+    run_trial(method, config, reports.append)
+    in_memory = recipe.run(recipe.config_cls(**config), MemorySink)
+
+    written = pd.read_parquet(tmp_path / "runs" / "cli" / "metrics.parquet")
+    assert list(written["test_acc"]) == [r["test_acc"] for r in reports] == [r["test_acc"] for r in in_memory["rows"]]
+    assert len(reports) == 2 and on_disk["test_acc"] == in_memory["test_acc"]
+    assert set(EPOCH_METRICS) | TRIAL_EXTRAS[method] <= set(reports[-1])
+    assert set(TRIAL_EXTRAS[method]) <= set(recipe.metrics)  # a tune space may name them
+    assert on_disk["phases"].keys() == in_memory["phases"].keys()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ([".cache", "cli"] if method in ("coreset", "lipt")
+                                                                      else ["cli"])  # the bench row wrote nothing
+
+
+def test_a_trial_reports_the_phase_seconds_done_before_training(one_thread):
+    reports: list[dict] = []
+    run_trial("coreset", dict(dataset="digits", model="mlp", epochs=1, selection="glister", pretrain_epochs=1,
+                              fraction=0.1), reports.append)
+    (row,) = reports
+    assert row["pretrain_s"] > 0 and row["selection_s"] > 0 and row["subset_size"] == 135
+
+
+def import_graph() -> dict[str, set[str]]:
+    """raypkg module -> the raypkg modules it imports (lazy imports too; not TYPE_CHECKING ones)."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        imported = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in imported if m in modules and m != name}
+    return graph
+
+
+def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it():
+    graph = import_graph()
+    assert [(m, n) for m, ns in graph.items() for n in ns
+            if m.startswith("raypkg.selection") and n.startswith("raypkg.lipt")] == []
+    assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.jobs_support"]  # the jobs' entry
+
+
+def test_the_engine_imports_no_method_and_no_engine_module_imports_another_back():
+    graph = import_graph()
+    methods = ("raypkg.selection", "raypkg.lipt", "raypkg.crest", "raypkg.sparse", "raypkg.deltagrad", "raypkg.bench",
+               "raypkg.tuning")
+    engine = {m for m in graph if m.startswith("raypkg.engine")}
+    assert [(m, n) for m in engine for n in graph[m] if n.startswith(methods)] == []
+    assert [(m, n) for m in engine for n in graph[m] if n in engine and m in graph[n]] == []
