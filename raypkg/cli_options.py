@@ -42,7 +42,7 @@ def run_standalone(call) -> None:
     status; bad input of any kind ends as one line ``error: ...`` and status 2, a failed
     run (``RunFailed``) as one ``error: ...`` line and status 1, Ctrl-C as one line
     ``interrupted: ...`` and status 130."""
-    from raypkg.cluster import set_address
+    from raypkg.distributed.cluster import set_address
 
     set_address(None)  # until this command's --address says otherwise
     try:
@@ -128,13 +128,13 @@ FLOATS, INTS = NumberList(float), NumberList(int)
 
 
 def _set_address(ctx, param, value):
-    from raypkg.cluster import set_address
+    from raypkg.distributed.cluster import set_address
 
     set_address(value)
 
 
 def address_option(func):
-    """``--address``: the Ray cluster to join (recorded for ``raypkg.cluster.connect_ray``)."""
+    """``--address``: the Ray cluster to join (recorded for ``raypkg.distributed.cluster.connect_ray``)."""
     return click.option("--address", expose_value=False, callback=_set_address,
                         help="Ray cluster to join (HOST:PORT or ray://HOST:PORT). Default: RAY_ADDRESS "
                              "if set (as `ray job submit` sets it), else a private local Ray.")(func)

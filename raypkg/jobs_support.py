@@ -8,7 +8,7 @@ does exactly what `effray train --dataset digits --epochs 5` does on the head no
 `python jobs/train.py --help` shows that command's flags under the script's own name.
 
 Connecting: ``ray job submit`` runs the script with RAY_ADDRESS naming the cluster. The
-commands connect through ``raypkg.cluster.connect_ray()`` at the moment they first need
+commands connect through ``raypkg.distributed.cluster.connect_ray()`` at the moment they first need
 Ray (Ray Train workers, shard actors, Tune): it joins RAY_ADDRESS (or ``--address``) and
 otherwise starts a private local Ray. So the job checks its flags before it touches Ray:
 a bad flag costs one line, not a cluster connection, and a run with ``--workers 0``

@@ -106,7 +106,7 @@ class Recipe:
         the caller) and ``shared`` let a bench reuse one dataset, cache or actor pool."""
         import sys
 
-        from raypkg.cluster import check_address_used, uses_ray
+        from raypkg.distributed.cluster import check_address_used, uses_ray
         from raypkg.engine.loop import evaluate, pick_device
 
         cfg = cfg.resolved().validate()

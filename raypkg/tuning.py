@@ -155,7 +155,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from raypkg.cluster import connect_ray, stop_ray_on_interrupt
+    from raypkg.distributed.cluster import connect_ray, stop_ray_on_interrupt
     from raypkg.paths import check_writable_dir
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode

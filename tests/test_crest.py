@@ -260,7 +260,7 @@ def test_random_and_crest_take_the_same_steps_none_takes_the_full_budget():
 
 
 def test_actors_and_in_process_select_the_same_coresets(ray_session):
-    from raypkg.engine.shard_pool import ShardPool
+    from raypkg.distributed.shard_pool import ShardPool
     from raypkg.models.registry import build_model
 
     cfg = tiny()
@@ -281,7 +281,7 @@ def test_overlap_trains_on_coresets_the_actors_selected_from_the_last_region_sta
     that in-process selection gives from the weights at the previous region's start (one
     region stale), and they are valid coreset batches."""
     from raypkg.crest.selection import select_coresets
-    from raypkg.engine.shard_pool import ShardPool
+    from raypkg.distributed.shard_pool import ShardPool
     from raypkg.engine.trainer import train
 
     class Dispatches(Callback):  # after CrestCallback: at each region start, w0, what went to the actors, the plan

@@ -9,7 +9,7 @@ from raypkg.deltagrad.exact import ExactGradients, ShardedGradients, shard_grad_
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import Trajectory
 from raypkg.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
-from raypkg.engine.shard_pool import sum_in_process
+from raypkg.distributed.shard_pool import sum_in_process
 
 
 def test_actor_gradients_equal_in_process(ray_session, tmp_path):

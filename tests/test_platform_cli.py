@@ -77,7 +77,7 @@ def test_a_local_run_never_joins_another_programs_ray_and_ends_without_a_traceba
 def test_an_address_is_refused_by_a_run_that_uses_no_ray(monkeypatch):
     from types import SimpleNamespace
 
-    from raypkg import cluster
+    from raypkg.distributed import cluster
     from raypkg.engine.config import TrainConfig
     from raypkg.errors import UsageError
 

@@ -13,7 +13,7 @@ import yaml
 
 from raypkg.data import load_dataset
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.shard_pool import ShardPool, map_in_process, sum_in_process
+from raypkg.distributed.shard_pool import ShardPool, map_in_process, sum_in_process
 
 pytestmark = pytest.mark.ray
 

@@ -7,7 +7,7 @@ import torch
 from raypkg.data.registry import load_dataset
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything
-from raypkg.engine.shard_pool import ShardPool
+from raypkg.distributed.shard_pool import ShardPool
 from raypkg.models.registry import build_model
 from raypkg.selection import select
 

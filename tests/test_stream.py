@@ -153,7 +153,7 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
         if a.all_scores is not None:
             assert torch.equal(a.all_scores, b.all_scores), method
     if actors:  # shard actors get paths and read their own images
-        from raypkg.engine.shard_pool import ShardPool
+        from raypkg.distributed.shard_pool import ShardPool
 
         with ShardPool(streamed.train, actors) as pool:
             assert pool.map(shard_kind).tolist() == [[1, 18], [1, 18]]

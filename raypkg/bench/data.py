@@ -133,7 +133,7 @@ def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
     """Load ``tree`` with ``mode`` and train on it, in this (fresh) process; the case's row."""
     import dataclasses
 
-    from raypkg.cluster import connect_ray
+    from raypkg.distributed.cluster import connect_ray
     from raypkg.data.registry import load_dataset
     from raypkg.engine.runner import use_augmentation
     from raypkg.engine.trainer import train

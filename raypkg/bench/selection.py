@@ -107,8 +107,8 @@ def shard_matmul_burn(shard, total_products: int, num_actors: int) -> torch.Tens
 
 
 def scaling_table(train, model, methods, fraction, actors, seed, repeats):
-    from raypkg.cluster import connect_ray
-    from raypkg.engine.shard_pool import ShardPool
+    from raypkg.distributed.cluster import connect_ray
+    from raypkg.distributed.shard_pool import ShardPool
     from raypkg.selection import select
     from raypkg.selection.registry import get_selector
 

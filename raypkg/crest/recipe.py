@@ -61,19 +61,13 @@ class CrestOutcome:
 @contextlib.contextmanager
 def selection_pool(cfg: CrestConfig, data: DataSplits):
     """The shard-actor pool that selects the coresets (``--actors K``), or None. The actors
-    share the cluster's CPUs but one, which stays with training (it runs while they select:
-    on 2 cores, a 2-thread actor beside training made each selection 5x slower)."""
+    leave one CPU to training, which runs while they select."""
     if cfg.selection_method != "crest" or cfg.actors == 0:
         yield None
         return
-    import ray
+    from raypkg.distributed.shard_pool import open_pool
 
-    from raypkg.cluster import connect_ray
-    from raypkg.engine.shard_pool import ShardPool
-
-    connect_ray()
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    with ShardPool(data.train, cfg.actors, cpus_per_actor=max((cpus - 1) / cfg.actors, 0.05)) as pool:
+    with open_pool(data.train, cfg.actors, leave_cpus=1) as pool:
         yield pool
 
 

@@ -142,7 +142,7 @@ def submit_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     trains on); the jobs go to the actors as ``run_on_actors`` spreads them."""
     import ray
 
-    from raypkg.selection.parallel import assign_jobs, run_jobs
+    from raypkg.distributed.jobs import assign_jobs, run_jobs
 
     snapshot = snapshot_model(model)
     jobs = [(snapshot, train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]

@@ -169,7 +169,7 @@ def stream_batches(files: ImageFiles, order: torch.Tensor, batch_size: int, bloc
     import ray
 
     if not ray.is_initialized():
-        from raypkg.cluster import connect_ray
+        from raypkg.distributed.cluster import connect_ray
 
         connect_ray()
     _quiet_ray_data()

@@ -66,11 +66,11 @@ class ShardedGradients:
     """Gradient sums as partial sums over a ShardPool's actors (``--actors K``)."""
 
     def __init__(self, net: FlatNet, x: torch.Tensor, y: torch.Tensor, num_actors: int):
-        from raypkg.engine.shard_pool import ShardPool
+        from raypkg.distributed.shard_pool import open_pool
 
         self.net = net
         data = IndexedDataset(x.cpu(), y.cpu(), net.num_classes, torch.arange(len(y)))
-        self.pool = ShardPool(data, num_actors)
+        self.pool = open_pool(data, num_actors)
 
     def rows(self, ids: torch.Tensor) -> Rows:
         return Rows(ids.cpu())
@@ -88,7 +88,4 @@ def make_gradients(net: FlatNet, x: torch.Tensor, y: torch.Tensor, actors: int =
     """In-process for ``actors == 0``, else a pool of ``actors`` shard actors (Ray)."""
     if actors <= 0:
         return ExactGradients(net, x, y)
-    from raypkg.cluster import connect_ray
-
-    connect_ray()
     return ShardedGradients(net, x, y, actors)

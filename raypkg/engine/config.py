@@ -163,7 +163,7 @@ class TrainConfig(RunConfig):
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.workers and not self.use_gpu:
-            from raypkg.cluster import check_local_placement
+            from raypkg.distributed.cluster import check_local_placement
 
             check_local_placement(self.workers)
         return self

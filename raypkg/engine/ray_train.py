@@ -231,7 +231,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: Path, name: str, threads:
                            TrainingFailedError)
     from ray.train.torch import TorchTrainer
 
-    from raypkg.cluster import MIN_CPUS_PER_WORKER, check_placement, connect_ray, stop_ray_on_interrupt
+    from raypkg.distributed.cluster import MIN_CPUS_PER_WORKER, check_placement, connect_ray, stop_ray_on_interrupt
 
     connect_ray()
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)

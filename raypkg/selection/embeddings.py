@@ -297,7 +297,7 @@ class EmbeddingKind:
 
 
 # --------------------------------------------------------------------------------------
-# Per-shard work (module-level so that Ray actors can run it; see engine.shard_pool)
+# Per-shard work (module-level so that Ray actors can run it; see distributed.shard_pool)
 # --------------------------------------------------------------------------------------
 
 def shard_logits_features(shard: IndexedDataset, model: nn.Module, device: str = "cpu",

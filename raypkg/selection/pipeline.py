@@ -117,11 +117,9 @@ def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Mo
     pool = None
     needs_model = get_selector(cfg.selection).needs_model
     if cfg.actors > 0 and needs_model:
-        from raypkg.cluster import connect_ray
-        from raypkg.engine.shard_pool import ShardPool
+        from raypkg.distributed.shard_pool import open_pool
 
-        connect_ray()
-        pool = ShardPool(data.train.to("cpu"), cfg.actors)
+        pool = open_pool(data.train.to("cpu"), cfg.actors)
     try:
         return select(cfg.selection, models if needs_model else None, data.train, fraction=cfg.fraction,
                       budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed,

@@ -180,7 +180,7 @@ class SelectionContext:
         """``fn(*job)`` for every job: in-process, or spread over the pool's actors."""
         if self.pool is None or len(jobs) <= 1:
             return [fn(*job) for job in jobs]
-        from raypkg.selection.parallel import run_on_actors
+        from raypkg.distributed.jobs import run_on_actors
 
         return run_on_actors(self.pool, fn, jobs, sizes)
 
@@ -238,9 +238,9 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
 
     own_pool = None
     if pool is None and actors > 0 and selector.needs_model:
-        from raypkg.engine.shard_pool import ShardPool
+        from raypkg.distributed.shard_pool import open_pool
 
-        own_pool = pool = ShardPool(data.to("cpu"), actors)
+        own_pool = pool = open_pool(data.to("cpu"), actors)
     if pool is not None and sum(len(p) for p in pool.positions) != n:
         raise ValueError("the shard pool was built on a different dataset")
     t0 = time.perf_counter()
