@@ -36,10 +36,10 @@ def train(config_file, **flags):
       effray train --config runs/train-digits-mlp-.../config.yaml   # repeat a run
       effray train --dataset cifar10 --data-dir ~/data --model resnet20 --workers 2 --gpu
     """
+    from raypkg.api import run
     from raypkg.engine.config import TrainConfig, resolve_config
-    from raypkg.engine.runner import TRAIN
 
-    print_summary(TRAIN.run(resolve_config(TrainConfig, config_file, **flags)))
+    print_summary(run("train", resolve_config(TrainConfig, config_file, **flags)).summary)
 
 
 @main.command()

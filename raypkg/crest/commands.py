@@ -31,11 +31,11 @@ def run_crest_command(config_file, **flags):
       effray run crest --selection-method random --train-frac 0.1 --dataset digits-aug
       effray run crest --dataset digits-aug --workers 2 --drop-learned --drop-interval 2
     """
+    from raypkg.api import run
     from raypkg.crest.config import CrestConfig
-    from raypkg.crest.recipe import CREST
     from raypkg.engine.config import resolve_config
 
-    summary = CREST.run(resolve_config(CrestConfig, config_file, **flags))
+    summary = run("crest", resolve_config(CrestConfig, config_file, **flags)).summary
     click.echo(f"steps {summary['steps']}  regions {summary['regions']}  checks {summary['checks']}  "
                f"re-selections {summary['reselections']}  dropped {summary['dropped']}")
     print_summary(summary)

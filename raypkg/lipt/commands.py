@@ -57,6 +57,6 @@ def run_lipt_command(config_file, **flags):
       effray run lipt --selection grand --score ensemble --shards 4 --reselect 5
       effray run lipt --selection grand --model resnet20 --shards 4 --merge keepers
     """
-    from raypkg.lipt.recipe import LIPT
+    from raypkg.api import run
 
-    echo_lipt(LIPT.run(resolve_lipt(config_file, flags)))
+    echo_lipt(run("lipt", resolve_lipt(config_file, flags)).summary)

@@ -71,9 +71,9 @@ def select_command(config_file, **flags):
       effray select --method craig --fraction 0.3 --dataset digits-aug --actors 2
       effray select --method glister --budget 200 --option eta=0.05 --no-cache
     """
-    from raypkg.selection.recipe import SELECT
+    from raypkg.api import run
 
-    echo_summary(SELECT.run(resolve(config_file, flags)))
+    echo_summary(run("select", resolve(config_file, flags)).summary)
 
 
 @click.command("coreset")
@@ -91,6 +91,6 @@ def run_coreset_command(config_file, **flags):
       effray run coreset --selection grand --fraction 0.3 --repeats 10 --pretrain-epochs 5
       effray run coreset --selection craig --fraction 0.1 --dataset digits-aug --actors 2
     """
-    from raypkg.selection.recipe import CORESET
+    from raypkg.api import run
 
-    echo_summary(CORESET.run(resolve(config_file, flags)))
+    echo_summary(run("coreset", resolve(config_file, flags)).summary)

@@ -53,9 +53,9 @@ def run_sparse_command(config_file, **flags):
       effray run sparse --density 0.01 --agc --agc-gamma 0.1                     # A-RigL-ITOP at 99% sparsity
       effray run sparse --workers 2 --multiplier 2
     """
-    from raypkg.sparse.recipe import SPARSE
+    from raypkg.api import run
 
-    summary = SPARSE.run(resolve(config_file, flags))
+    summary = run("sparse", resolve(config_file, flags)).summary
     extras = "  ".join(f"{k} {summary[k]:.4f}" for k in ("density", "R_s", "agc_c")
                        if isinstance(summary.get(k), float))
     click.echo(f"{summary['method_variant']} {summary['dataset']}/{summary['model']}: "

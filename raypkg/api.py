@@ -1,0 +1,84 @@
+"""The Python API: the recipes the CLI runs, from a script, a notebook or a Ray Job.
+
+    import raypkg
+
+    result = raypkg.run("crest", dataset="digits", model="mlp", epochs=5, train_frac=0.2)
+    result.summary["test_acc"]      # summary.json
+    result.metrics                  # metrics.parquet as a pandas DataFrame
+    result.run_dir                  # the run directory (None with save=False)
+
+``method`` is a recipe name (`effray tune` lists the same ones): train, select, coreset,
+lipt, crest, sparse, deltagrad. Settings are the command's flags as keywords (``train_frac``
+for ``--train-frac``), or a config object / mapping (a run's ``config.yaml`` read back)
+with keywords on top. ``model=`` and ``dataset=`` also take a factory function or class
+instead of a name: it is passed by its import path (``module:name``), so Ray Train workers
+and later runs find it again (see "Your own model and data" in the README).
+
+Bad settings raise ``raypkg.errors.UsageError`` with the same one line the CLI prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass
+class Result:
+    summary: dict
+    metrics: Any  # pandas.DataFrame: one row per epoch (or request served)
+    run_dir: Path | None
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.summary.get("test_acc")
+
+
+def import_path(obj: Any) -> str:
+    """``"module:qualname"`` of a module-level function or class (a name stays as it is)."""
+    if isinstance(obj, str):
+        return obj
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or not name or "<" in name:
+        from raypkg.errors import UsageError
+
+        raise UsageError(f"{obj!r} is not a module-level function or class: define it at the top level of a "
+                         "module (or pass its name or 'module:name')")
+    return f"{module}:{name}"
+
+
+def run(method: str, config: Any = None, *, save: bool = True, **settings) -> Result:
+    """Run recipe ``method`` with ``config`` (a config object or a mapping) and ``settings``
+    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run)."""
+    import pandas as pd
+
+    from raypkg.errors import UsageError, choose
+    from raypkg.recipe import MemorySink, load_recipes
+
+    recipes = load_recipes()
+    recipe = recipes[choose("method", method, recipes)]
+    values = dict(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config or {})
+    if not isinstance(values, Mapping):
+        raise UsageError(f"config must be a config object or a mapping, got {type(config).__name__}")
+    values.update(settings)
+    for key in ("model", "dataset"):
+        if key in values:
+            values[key] = import_path(values[key])
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(recipe.config_cls)})
+    if unknown:
+        raise UsageError(f"unknown setting(s) {', '.join(unknown)} for {method}")
+    cfg = recipe.config_cls(**values)
+    if not save:
+        summary = recipe.run(cfg, MemorySink)
+        return Result(summary, pd.DataFrame(summary["rows"]), None)
+    summary = recipe.run(cfg)
+    run_dir = Path(summary["run_dir"])
+    metrics = run_dir / "metrics.parquet"
+    return Result(summary, pd.read_parquet(metrics) if metrics.is_file() else pd.DataFrame(), run_dir)
+
+
+def train(config: Any = None, *, save: bool = True, **settings) -> Result:
+    """Full-data training (`effray train`): ``run("train", ...)``."""
+    return run("train", config, save=save, **settings)

@@ -1,0 +1,76 @@
+"""The Python API (raypkg.run / raypkg.train): the recipes the CLI runs, with a result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+import raypkg
+from raypkg.errors import UsageError
+
+
+def test_importing_raypkg_loads_neither_torch_nor_ray():
+    code = "import sys, raypkg; print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_run_returns_the_summary_the_metrics_and_the_run_directory(tmp_path):
+    result = raypkg.run("sparse", dataset="digits", epochs=2, density=0.2, out=str(tmp_path), name="s",
+                        wandb="disabled", progress=False)
+    assert result.run_dir == tmp_path / "s"
+    assert result.summary == json.loads((tmp_path / "s" / "summary.json").read_text())
+    pd.testing.assert_frame_equal(result.metrics, pd.read_parquet(tmp_path / "s" / "metrics.parquet"))
+    assert list(result.metrics["epoch"]) == [1, 2] and result.test_acc == result.summary["test_acc"]
+    # a run's config.yaml (plus a change on top) runs again through the same call
+    config = yaml.safe_load((tmp_path / "s" / "config.yaml").read_text())
+    again = raypkg.run("sparse", config, name="again")
+    assert list(again.metrics["train_loss"]) == list(result.metrics["train_loss"])
+
+
+def test_save_false_writes_nothing_and_gives_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = dict(dataset="digits", model="logreg", epochs=2, progress=False, wandb="disabled")
+    in_memory = raypkg.train(save=False, **settings)
+    assert in_memory.run_dir is None and list(tmp_path.iterdir()) == []
+    on_disk = raypkg.train(out=str(tmp_path / "runs"), **settings)
+    assert list(in_memory.metrics["test_acc"]) == list(on_disk.metrics["test_acc"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: raypkg.run("nosuch"), "unknown method 'nosuch'"),
+    (lambda: raypkg.run("crest", learning_rate=0.1), "unknown setting(s) learning_rate for crest"),
+    (lambda: raypkg.run("crest", epochs=0), "epochs must be a positive integer"),
+    (lambda: raypkg.run("train", model=lambda shape, n: None), "is not a module-level function or class"),
+])
+def test_bad_settings_raise_the_clis_one_line(call, message):
+    with pytest.raises(UsageError) as error:
+        call()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def readme_python_block(section: str) -> str:
+    """The ```python block of README section ``section``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return body.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_python_example_runs(tmp_path):
+    code = readme_python_block("From Python")
+    script = tmp_path / "example.py"
+    script.write_text(code + "\nprint('test_acc', result.summary['test_acc'], len(result.metrics))\n")
+    from conftest import bare_env
+
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                         env=bare_env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "test_acc 0." in out.stdout and out.stdout.strip().endswith(" 5")  # 5 epochs' rows
+    assert len(list((tmp_path / "runs").glob("crest-crest-digits-mlp-*"))) == 1  # the lipt run wrote nothing
