@@ -27,10 +27,10 @@ def test_train_writes_a_complete_run_directory_and_config_repeats_it(tmp_path):
     run = out / "a"
     summary = json.loads((run / "summary.json").read_text())
     assert {"method", "dataset", "model", "test_acc", "wall_s", "phases"} <= set(summary)
-    assert summary["method"] == "train" and 0 < summary["test_acc"] <= 1
-    assert "train" in summary["phases"]
+    assert summary["method"] == "train" and "train" in summary["phases"]
     metrics = pd.read_parquet(run / "metrics.parquet")
-    assert list(metrics["epoch"]) == [1, 2, 3] and "test_acc" in metrics
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert summary["test_acc"] == metrics["test_acc"].iloc[-1] > 0.5  # the last epoch's; chance is 0.1
     assert (run / "model.pt").is_file()
     assert list((run / "wandb").glob("offline-run-*")), "W&B offline run missing"
     # the saved config repeats the run exactly

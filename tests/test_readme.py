@@ -4,7 +4,10 @@ The commands are read from README.md when the tests are collected, so a new READ
 section is tested without touching this file. Each runs in the order the README gives
 (later commands use earlier runs: `runs/<run>` placeholders become the runs made so far,
 `runs/dg` is the run named `dg`), in one temporary working directory, with its sizes
-shrunk through the flags it has (`SHRINK`). Most run in-process through click's
+shrunk through the flags it has (`SHRINK`); a command the README gives twice runs once.
+Each must then print and write what `EXPECT` says for its kind (its run directory and
+summary.json, a sweep's best_config.yaml and trials.parquet, a benchmark's Parquet and
+PNG, ...); a README command with no entry there fails. Most run in-process through click's
 CliRunner (one Ray instance for all of them); the commands in `SUBPROCESS` run as real
 `effray` processes in a bare shell. Skipped, with the reason: commands that need a Ray
 cluster or a real data directory.
@@ -12,15 +15,20 @@ cluster or a real data directory.
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import bare_env
+from test_report_plots import assert_png
+from test_tuning import check_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -31,7 +39,11 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--gd-epochs": "2", "--pre-epochs": "1",  # LiPT's shard models
           "--optimizers": "paper",  # bench crest: one of its two optimizers
           "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
-          "--sizes": "40", "--image-size": "16"}  # bench data: one Ray Train run per mode, ~25 s each
+          "--sizes": "40", "--image-size": "16",  # bench data: a fresh process and Ray per case, ~30 s each
+          "--decode-blocks": "256,1024",  # bench data: still several blocks side by side, one case fewer
+          "--repeat": "1",  # bench deltagrad: one timing per method, not the best of 3
+          "--cli-runs": "1"}  # bench overhead: one `effray --help` start-up timing
+WHEN_GIVEN = ("--decode-blocks",)  # SHRINK values replacing the README's, never added
 SIZES = ("--train-size", "--test-size")
 SIZED_DATASETS = ("digits-aug", "synthetic")
 QUIET = {"--progress/--no-progress": "--no-progress"}
@@ -52,7 +64,7 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
-COMMANDS = readme_commands(README.read_text())
+COMMANDS = list(dict.fromkeys(readme_commands(README.read_text())))
 
 
 def skip_reason(words: list[str]) -> str | None:
@@ -78,13 +90,23 @@ def click_command(words: list[str]):
     return command, rest
 
 
+def default_dataset(option) -> str:
+    """The dataset a command loads without --dataset: the option's default, or the one its
+    help names (options filled from a config say `Default: digits-aug.`)."""
+    if option is None:
+        return "digits"
+    if isinstance(option.default, str):
+        return option.default
+    named = re.search(r"Default: ([\w-]+)", option.help or "")
+    return named.group(1) if named else "digits"
+
+
 def shrink(words: list[str]) -> list[str]:
     command, _ = click_command(words)
     flags = {opt: p for p in command.params for opt in p.opts}
     names = {p.name for p in command.params}
     out = list(words)
-    dataset = out[out.index("--dataset") + 1] if "--dataset" in out else flags.get("--dataset", None)
-    dataset = getattr(dataset, "default", dataset) or "digits"
+    dataset = out[out.index("--dataset") + 1] if "--dataset" in out else default_dataset(flags.get("--dataset"))
     for flag, value in SHRINK.items():
         if flag not in flags:
             continue
@@ -92,7 +114,7 @@ def shrink(words: list[str]) -> list[str]:
             continue  # a fixed-size dataset refuses --train-size (benches without --dataset size their own)
         if flag in out:  # replace the README's value (one value: these flags take one)
             out[out.index(flag) + 1] = value
-        else:
+        elif flag not in WHEN_GIVEN:
             out += [flag, value]
     if "progress" in names and "--no-progress" not in out:
         out.append("--no-progress")
@@ -117,6 +139,209 @@ class Session:
 
     def note_runs(self, output: str) -> None:
         self.runs += re.findall(r"^run directory: (.+)$", output, flags=re.M)
+
+
+# --------------------------------------------------------------------------------------
+# What each command must print and write
+# --------------------------------------------------------------------------------------
+
+class Result:
+    """A command as run (filled in and shrunk), what it printed, and where it ran."""
+
+    def __init__(self, words: list[str], output: str, root: Path):
+        self.words, self.output, self.root = words, output, root
+
+    def flag(self, name: str, default: str | None = None) -> str | None:
+        return self.words[self.words.index(name) + 1] if name in self.words else default
+
+    def printed_paths(self, label: str) -> list[Path]:
+        """The paths on `LABEL: a, b` lines, relative to the working directory."""
+        lines = re.findall(rf"^{label}: (.+)$", self.output, flags=re.M)
+        return [self.root / p.strip() for line in lines for p in line.split(", ")]
+
+    @property
+    def run(self) -> Path:
+        """The run directory the command made (DeltaGrad requests print it as `saved:`)."""
+        paths = self.printed_paths("run directory") or [p for p in self.printed_paths("saved") if p.is_dir()]
+        assert paths, f"no run directory printed:\n{self.output[-2000:]}"
+        return paths[-1]
+
+    @property
+    def summary(self) -> dict:
+        return json.loads((self.run / "summary.json").read_text())
+
+
+def prints(*patterns: str):
+    """Lines matching each regex."""
+    def check(r: Result) -> None:
+        for pattern in patterns:
+            assert re.search(pattern, r.output, flags=re.M), f"no line matches {pattern!r}:\n{r.output[-3000:]}"
+    return check
+
+
+def lists(registry: str, filled_by: str):
+    """One line per name of REGISTRY (`module:DICT`, filled when FILLED_BY is imported), in its order."""
+    def check(r: Result) -> None:
+        module, name = registry.split(":")
+        importlib.import_module(filled_by)
+        names = list(getattr(importlib.import_module(module), name))
+        assert [line.split()[0] for line in r.output.splitlines() if line.strip()] == names, r.output
+    return check
+
+
+def run_dir(method: str, keys: tuple[str, ...] = (), files: tuple[str, ...] = ()):
+    """A run directory whose summary.json has METHOD (a regex), the command's dataset, model
+    and selection, the KEYS (not null) and the test_acc it printed; FILES beside it."""
+    def check(r: Result) -> None:
+        summary = r.summary
+        assert re.fullmatch(method, summary["method"]), summary["method"]
+        for flag, key in (("--dataset", "dataset"), ("--model", "model")):
+            assert r.flag(flag) in (None, summary[key]), (flag, summary[key])
+        for flag in ("--selection", "--method", "--selection-method"):
+            assert r.flag(flag) is None or summary["method"].endswith("-" + r.flag(flag)), summary["method"]
+        assert [k for k in ("wall_s", *keys) if summary.get(k) is None] == [], sorted(summary)
+        if summary["test_acc"] is not None:
+            assert f"{summary['test_acc']:.4f}" in r.output
+        assert [f for f in files if not (r.run / f).is_file()] == [], sorted(p.name for p in r.run.iterdir())
+    return check
+
+
+def one_row_per_epoch(r: Result) -> None:
+    epochs = yaml.safe_load((r.run / "config.yaml").read_text())["epochs"]
+    assert list(pd.read_parquet(r.run / "metrics.parquet")["epoch"]) == list(range(1, epochs + 1))
+
+
+def selection_of_subset_size(r: Result) -> None:
+    assert len(pd.read_parquet(r.run / "selection.parquet")) == r.summary["subset_size"] > 0
+
+
+def merged_model_printed(r: Result) -> None:
+    s = r.summary
+    assert len(s["shard_test_acc"]) == s["shards"]
+    assert f"merged ({s['merge']}) {s['merged_test_acc']:.4f}" in r.output, r.output[-2000:]
+
+
+def crest_counts_printed(r: Result) -> None:
+    s = r.summary
+    assert f"steps {s['steps']}  regions {s['regions']}  checks {s['checks']}" in r.output, r.output[-2000:]
+
+
+def request_ids_saved(r: Result) -> None:
+    assert len(pd.read_parquet(r.run / "ids.parquet")) == r.summary["n_ids"] > 0
+
+
+def one_row_per_request(r: Result) -> None:
+    assert len(pd.read_parquet(r.run / "requests.parquet")) == r.summary["requests"] == int(r.flag("--requests"))
+
+
+def report_of_the_runs(r: Result) -> None:
+    """A row per run, in order, with speedup = the first run's wall_s / this run's; the plot."""
+    runs = [r.root / w for w in r.words[2:] if not w.startswith("-")]
+    walls = [json.loads((run / "summary.json").read_text())["wall_s"] for run in runs]
+    header, *rows = [line.split() for line in r.output.splitlines() if line.strip()][:1 + len(runs)]
+    assert header[0] == "run" and header[-1] == "speedup", header
+    assert [row[0] for row in rows] == [run.resolve().name for run in runs], rows
+    assert [row[-1] for row in rows] == [f"{walls[0] / wall:.4g}" for wall in walls], rows
+    (plot,) = r.printed_paths("plot")
+    assert_png(plot, min_width=900)
+
+
+def sweep(r: Result) -> None:
+    """best_config.yaml and trials.parquet agree with the printed best (tests/test_tuning.py)."""
+    from raypkg.tuning import default_space, read_space
+
+    (path,) = r.printed_paths("saved")
+    metric, value = re.search(r"^best (\w+) = ([-\d.einf]+) with config:$", r.output, flags=re.M).groups()
+    spec = read_space(r.flag("--space") and r.root / r.flag("--space") or default_space(r.words[2]))
+    if r.flag("--search"):
+        spec["search"] = r.flag("--search")
+    assert metric == spec["metric"] and path.name == "best_config.yaml"
+    _, best = check_sweep(path.parent, spec, int(r.flag("--num-samples")), printed_value=float(value))
+    printed = r.output.split(" with config:\n", 1)[1].split("\nsaved: ", 1)[0]
+    assert printed.splitlines() == [f"  {k}: {v}" for k, v in best.items()], printed
+
+
+def bench_files(r: Result) -> None:
+    """The table as Parquet (rows) and its plot as PNG, where `saved:` says."""
+    saved = r.printed_paths("saved")
+    tables = [p for p in saved if p.suffix == ".parquet"]
+    assert tables and all(len(pd.read_parquet(p)) > 0 for p in tables), saved
+    pngs = [p for p in saved if p.suffix == ".png"]
+    assert pngs, saved
+    for png in pngs:
+        assert_png(png)
+
+
+def bench_table(r: Result) -> pd.DataFrame:
+    (table,) = [p for p in r.printed_paths("saved") if p.suffix == ".parquet" and "-curves" not in p.name]
+    return pd.read_parquet(table)
+
+
+def overhead_rows(r: Result) -> None:
+    """CLI start-up first, then plain loop, engine, engine + callback, one row per worker count."""
+    workers = r.flag("--workers", "1,2").split(",")
+    assert len(bench_table(r)) == 3 + len(workers)
+    assert re.search(r"^CLI start-up, best of \d+: python -c pass [\d.]+s, effray --help [\d.]+s, "
+                     r"effray run lipt --help [\d.]+s$", r.output, flags=re.M), r.output[:2000]
+
+
+def data_rows(r: Result) -> None:
+    """One row per size and data path (memory, then stream once per decode block), each with
+    the same training (the same inputs in the same batches), a peak per Ray Train worker;
+    the generated tree removed after."""
+    sizes = sorted(int(s) for s in r.flag("--sizes").split(","))
+    blocks = r.flag("--decode-blocks", "256").split(",")
+    workers = int(r.flag("--workers", "1"))
+    modes = ["memory"] + (["stream"] if len(blocks) == 1 else [f"stream-{b}" for b in blocks])
+    table = bench_table(r)
+    assert list(zip(table["images"], table["mode"])) == [(s, m) for s in sizes for m in modes], table
+    for _, part in table.groupby("images"):
+        assert part["train_loss"].nunique() == part["test_acc"].nunique() == 1, part
+    ranks = [f"rank{i}_peak_mb" for i in range(workers)]
+    assert (table[ranks].max(axis=1) == table["worker_peak_mb"]).all() and (table["worker_peak_mb"] > 100).all()
+    assert not any(c.startswith("rank") for c in set(table) - set(ranks)), list(table)
+    for size in sizes:
+        for mode in modes[1:]:
+            assert re.search(rf"^\s+{size} images: memory / {mode} images/s = \d+\.\d\dx$", r.output, flags=re.M)
+    root = re.search(r"^wrote [\d,]+ \+ 1,000 images of \d+x\d+ in [\d.]+s under (.+)$", r.output, flags=re.M)
+    assert root and not Path(root.group(1)).exists(), r.output[:2000]
+
+
+# command prefix -> checks; the longest prefix that starts a README command applies to it
+# (test_every_readme_command_has_expectations fails for a command that none starts)
+RUN_FILES = ("summary.json", "config.yaml", "metrics.parquet")
+EXPECT = {
+    "effray datasets": [lists("raypkg.data.registry:DATASETS", "raypkg.data.sources")],
+    "effray models": [lists("raypkg.models.registry:MODELS", "raypkg.models.zoo")],
+    "effray train": [run_dir("train", ("test_acc",), (*RUN_FILES, "model.pt")), one_row_per_epoch],
+    "effray report": [report_of_the_runs],
+    "effray select": [run_dir(r"select-\w+", ("subset_size",), ("summary.json", "selection.parquet")),
+                      selection_of_subset_size],
+    "effray run coreset": [run_dir(r"coreset-\w+", ("test_acc", "subset_size"), (*RUN_FILES, "selection.parquet")),
+                           selection_of_subset_size],
+    "effray run lipt": [run_dir(r"lipt-\w+", ("test_acc", "merged_test_acc", "shard_test_acc"),
+                                (*RUN_FILES, "selection.parquet")), merged_model_printed, selection_of_subset_size],
+    "effray run sparse": [run_dir("sparse", ("test_acc", "method_variant"), RUN_FILES),
+                          prints(r"^\S+ \S+/\S+: test_acc \d\.\d{4}")],
+    "effray run crest": [run_dir(r"crest-\w+", ("test_acc", "steps", "regions"), RUN_FILES), crest_counts_printed],
+    "effray unlearn train": [run_dir("deltagrad", ("test_acc", "steps", "num_params"), ("summary.json",)),
+                             prints(r"^trained \w+ on [\w-]+: \d+ steps, p = \d+")],
+    "effray unlearn delete": [run_dir("deltagrad-delete", ("n_ids", "speedup"), ("summary.json", "ids.parquet")),
+                              prints(r"^deletion of \d+ samples", r"^  speedup\s+\d+\.\d\dx$"), request_ids_saved],
+    "effray unlearn add": [run_dir("deltagrad-add", ("n_ids", "speedup"), ("summary.json", "ids.parquet")),
+                           prints(r"^addition of \d+ samples", r"^  speedup\s+\d+\.\d\dx$"), request_ids_saved],
+    "effray unlearn online": [run_dir("deltagrad-online", ("requests", "retrains"), ("requests.parquet",)),
+                              prints(r"^online: \d+ requests of 1 \(delete\)"), one_row_per_request],
+    "effray tune": [sweep],
+    "effray bench": [bench_files],
+    "effray bench overhead": [bench_files, overhead_rows],
+    "effray bench data": [bench_files, data_rows],
+}
+
+
+def expectations(command: str) -> list:
+    prefixes = [p for p in EXPECT if command == p or command.startswith(p + " ")]
+    return EXPECT[max(prefixes, key=len)] if prefixes else []
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +392,9 @@ def test_readme_command_runs(command, session, monkeypatch):
             raise result.exception
     assert status == 0, f"{shlex.join(words)}\n{output[-4000:]}"
     session.note_runs(output)
+    for check in expectations(command):
+        check(Result(words, output, session.root))
+
+
+def test_every_readme_command_has_expectations():
+    assert [c for c in COMMANDS if not expectations(c)] == []

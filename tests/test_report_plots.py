@@ -3,6 +3,8 @@ write their table as Parquet and a PNG beside it."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -43,8 +45,13 @@ def test_report_skips_unfinished_warns_and_plots(runs, tmp_path):
     assert any("skipping" in w and "interrupted" in w for w in warnings), warnings
     assert any("differ in model (logreg, mlp)" in w for w in warnings), warnings
     assert not any("differ in dataset" in w for w in warnings)
-    frame = pd.read_parquet(table)
-    assert list(frame["run"]) == ["a", "b"] and frame["speedup"].iloc[0] == 1.0
+    frame = pd.read_parquet(table).set_index("run")
+    assert list(frame.index) == ["a", "b"]
+    a, b = (json.loads((runs / name / "summary.json").read_text()) for name in ("a", "b"))
+    assert list(frame["wall_s"]) == [a["wall_s"], b["wall_s"]]
+    assert list(frame["speedup"]) == [1.0, a["wall_s"] / b["wall_s"]]  # wall_s of the first run / this run's
+    assert list(frame["train_s"]) == [a["phases"]["train"], b["phases"]["train"]]
+    assert list(frame["test_acc"]) == [a["test_acc"], b["test_acc"]]
     assert_png(plot, min_width=900)
 
 
@@ -97,5 +104,8 @@ def test_bench_deltagrad_writes_its_table_and_plot(tmp_path):
                                        "--online-requests", "0", "--repeat", "1", "--save", str(stem)])
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(tmp_path / "dg.parquet")
-    assert len(frame) == 1 and frame["speedup"].iloc[0] > 0
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["time_baseline"] > 0 and row["time_deltagrad"] > 0
+    assert row["speedup"] == row["time_baseline"] / row["time_deltagrad"]  # retraining s / DeltaGrad s
     assert_png(tmp_path / "dg.png")

@@ -1,4 +1,6 @@
-"""Space files for `effray tune`: parsing and refusal of bad ones (no Ray needed)."""
+"""Space files for `effray tune`: parsing and refusal of bad ones (no Ray needed), and
+`check_sweep`, what a finished sweep directory must hold (used by the tests that run Tune:
+tests/test_platform_cli.py, every `effray tune` of tests/test_readme.py)."""
 
 from __future__ import annotations
 
@@ -42,3 +44,48 @@ def test_cli_bad_space_exits_2_before_starting_ray(tmp_path):
     assert not (tmp_path / "o").exists()
     missing = CliRunner().invoke(main, ["tune", "train", "--space", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def expected_trials(spec: dict, num_samples: int) -> int:
+    """Trials a sweep runs: num_samples times every grid point (`search: grid` sweeps each
+    choice entry as a grid too)."""
+    count = num_samples
+    for dist in (spec.get("space") or {}).values():
+        (kind, args), = dist.items()
+        if kind == "grid" or kind == "choice" and spec["search"] == "grid":
+            count *= len(args)
+    return count
+
+
+def check_sweep(sweep, spec: dict, num_samples: int, printed_value: float | None = None):
+    """A finished sweep directory against its space: trials.parquet holds one row per trial;
+    the best is the max (min) of the metric over them (the printed value, to 4 decimals);
+    best_config.yaml is the base plus the config of a trial that reached it."""
+    import math
+
+    import pandas as pd
+
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    best = yaml.safe_load((sweep / "best_config.yaml").read_text())
+    assert len(trials) == expected_trials(spec, num_samples), trials
+    scores = trials[spec["metric"]]
+    top = scores.max() if spec["mode"] == "max" else scores.min()
+    assert math.isfinite(top), scores
+    if printed_value is not None:
+        assert abs(printed_value - top) <= 5e-5, (printed_value, top)
+    for key, value in (spec.get("base") or {}).items():
+        if key not in spec.get("space", {}):
+            assert best[key] == value, key
+    columns = [c for c in trials if c.startswith("config/")]  # numbers and flags (strings are not kept)
+    assert columns or not spec.get("space"), list(trials)
+    winners = trials[scores == top]
+    assert any(all(best[c.removeprefix("config/")] == row[c] for c in columns) for _, row in winners.iterrows()), \
+        (best, winners[columns])
+    return trials, best
+
+
+@pytest.mark.parametrize("search, trials", [("random", 3 * 2), ("grid", 3 * 2 * 3)])
+def test_expected_trials_counts_every_grid_point(search, trials):
+    spec = {"search": search, "space": {"lr": {"loguniform": [0.01, 0.1]}, "seed": {"grid": [0, 1]},
+                                        "batch_size": {"choice": [32, 64, 128]}}}
+    assert expected_trials(spec, num_samples=3) == trials

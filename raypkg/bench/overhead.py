@@ -4,12 +4,18 @@ The same job (model, data, batch size, epochs, seed) five ways, in one process r
 a plain loop written inline here, the effray engine in-process without and with a
 callback on every event, and Ray Train with 1 and 2 workers. Start-up = wall time not spent in training epochs; steady state = the
 median epoch time after the first epoch.
+
+First, the command line's own start-up: `effray --help` and `effray run lipt --help` as
+new processes (best of ``--cli-runs``), beside a bare `python -c pass` for scale.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import click
 import torch
@@ -17,6 +23,7 @@ import torch.nn.functional as F
 
 from raypkg.bench.output import SAVE_HELP
 from raypkg.engine.callbacks import Callback
+from raypkg.errors import UsageError
 
 
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
@@ -34,6 +41,30 @@ def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) 
             opt.step()
         times.append(time.perf_counter() - t0)
     return times
+
+
+CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
+
+
+def process_seconds(command: list[str], runs: int) -> float:
+    """The fastest of ``runs`` runs of ``command`` as a new process, in seconds."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cli_startup(runs: int) -> list[tuple[str, float]]:
+    """(command, best seconds) for `python -c pass` and each of CLI_COMMANDS, run as a
+    user runs them: the `effray` console script (``python -m raypkg.cli`` without one)."""
+    script = Path(sys.executable).with_name("effray")
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "raypkg.cli"]
+    timings = [("python -c pass", process_seconds([sys.executable, "-c", "pass"], runs))]
+    for args in CLI_COMMANDS:
+        timings.append((" ".join(["effray", *args]), process_seconds(head + args, runs)))
+    return timings
 
 
 def summarise(name: str, wall: float, epoch_times: list[float], acc: float) -> dict:
@@ -68,9 +99,12 @@ class CountEvents(Callback):
 @click.option("--threads", type=int, default=None,
               help="torch threads of every training process, this one and each Ray Train worker "
                    "(default: torch's choice here, the CPU share in a worker).")
+@click.option("--cli-runs", default=5, show_default=True,
+              help="Runs of each `effray ... --help` start-up timing (the best counts; 0: skip them).")
 @click.option("--save", help=SAVE_HELP)
-def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, save):
-    """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job.
+def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, cli_runs, save):
+    """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job,
+    after the start-up time of `effray --help` and `effray run lipt --help`.
 
     \b
     Example:
@@ -80,20 +114,25 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     import pandas as pd
 
     from raypkg.bench.output import bench_stem, check_overhead_flags, hbar, save_bench
-    from raypkg.cluster import connect_ray
+    from raypkg.distributed.cluster import connect_ray
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import evaluate, fit, seed_everything
     from raypkg.engine.ray_train import fit_on_ray_train
-    from raypkg.engine.runner import load_data
+    from raypkg.recipe import load_data
     from raypkg.models.registry import build_model
 
     check_overhead_flags(epochs, batch_size, train_size, worker_counts, threads)
+    if cli_runs < 0:
+        raise UsageError(f"--cli-runs must be >= 0, got {cli_runs}")
     stem = bench_stem(save, "overhead")
+    if cli_runs:  # first, before this process starts Ray and its workers load the machine
+        timings = cli_startup(cli_runs)
+        click.echo(f"CLI start-up, best of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
-                      use_gpu=False, progress=False, max_failures=0).validate()
+                      use_gpu=False, progress=False, max_failures=0).resolved().validate()
     data = load_data(cfg)
     rows = []
     # One untimed step first, so process-wide first-use costs (thread pools, allocator)
@@ -123,7 +162,6 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
                           [r["epoch_s"] for r in history], evaluate(net, data.test)["acc"]))
 
     import tempfile
-    from pathlib import Path
 
     t_connect = time.perf_counter()
     connect_ray()
