@@ -44,32 +44,32 @@ def train(config_file, **flags):
 
 @main.command()
 def datasets():
-    """List the registered datasets.
+    """List the registered datasets, then those that installed packages add (entry points
+    `effray.datasets`). Any other dataset: --dataset MODULE:FACTORY.
 
     \b
     Example:
       effray datasets
     """
-    import raypkg.data.sources  # noqa: F401
-    from raypkg.data.registry import DATASETS
+    from raypkg.data.registry import available_datasets
 
-    for entry in DATASETS.values():
-        click.echo(f"{entry.name:<12} {entry.description}")
+    for name, description in available_datasets().items():
+        click.echo(f"{name:<12} {description}")
 
 
 @main.command()
 def models():
-    """List the registered models.
+    """List the registered models, then those that installed packages add (entry points
+    `effray.models`). Any other model: --model MODULE:FACTORY.
 
     \b
     Example:
       effray models
     """
-    import raypkg.models.zoo  # noqa: F401
-    from raypkg.models.registry import MODELS
+    from raypkg.models.registry import available_models
 
-    for entry in MODELS.values():
-        click.echo(f"{entry.name:<13} {entry.description}")
+    for name, description in available_models().items():
+        click.echo(f"{name:<13} {description}")
 
 
 @main.command()
@@ -120,19 +120,24 @@ def report(run_dirs, save, plot, no_plot):
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")
 @click.option("--out", default="runs", show_default=True, help="Where the tune results go.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+@click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Replace a base value of the space, repeatable, e.g. --set epochs=5 --set dataset=digits-aug.")
 @address_option
-def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb):
+def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb, set_pairs):
     """Sweep METHOD's hyperparameters with Ray Tune, logging every trial to W&B.
 
     \b
     Examples:
       effray tune train --num-samples 8
       effray tune coreset --space tune_spaces/coreset.yaml --scheduler asha
+      effray tune crest --set epochs=5 --set dataset=digits     # the shipped space, shorter
     """
+    from raypkg.selection.commands import parse_options
     from raypkg.tuning import run_tune
 
     best = run_tune(method, space_file, num_samples=num_samples, scheduler=scheduler, search=search,
-                    max_concurrent=max_concurrent, out=out, wandb_mode=wandb)
+                    max_concurrent=max_concurrent, out=out, wandb_mode=wandb,
+                    settings=parse_options(set_pairs, "--set"))
     click.echo(f"best {best['metric']} = {best['value']:.4f} with config:")
     for key, value in best["config"].items():
         click.echo(f"  {key}: {value}")

@@ -108,14 +108,17 @@ class Recipe:
 
         from raypkg.distributed.cluster import check_address_used, uses_ray
         from raypkg.engine.loop import evaluate, pick_device
+        from raypkg.models.registry import check_model
 
         cfg = cfg.resolved().validate()
-        if data is None:
+        loaded = data is None
+        if loaded:
             data = (self.load or load_data)(cfg)
             check_address_used(uses_ray(cfg, data))
-            note = self.check(cfg, data) if self.check else None
-            if note:
-                print(f"note: {note}", file=sys.stderr, flush=True)
+        check_model(cfg, data)  # a plug-in model's output against the data (built-in ones: nothing to do)
+        note = self.check(cfg, data) if loaded and self.check else None
+        if note:
+            print(f"note: {note}", file=sys.stderr, flush=True)
         with (sink or run_directory)(self, cfg) as out:
             run = Run(cfg, data, pick_device(cfg.use_gpu), out, shared)
             for stage in self.stages:

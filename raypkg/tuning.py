@@ -149,8 +149,9 @@ def to_tune_domain(dist: dict):
 
 def run_tune(method: str, space_file: str | None, num_samples: int = 4, scheduler: str | None = None,
              search: str | None = None, max_concurrent: int | None = None, out: str = "runs",
-             wandb_mode: str = "offline") -> dict:
-    """Run the sweep; save best_config.yaml and trials.parquet; return the best trial."""
+             wandb_mode: str = "offline", settings: dict | None = None) -> dict:
+    """Run the sweep; save best_config.yaml and trials.parquet; return the best trial.
+    ``settings`` (``--set KEY=VALUE``) replace the space file's base values."""
     from ray import tune
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -170,7 +171,13 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         raise UsageError(f"space file is for method {spec['method']!r}, not {method!r}")
     scheduler = scheduler or spec["scheduler"]
     search = search or spec["search"]
-    base = dict(spec.get("base") or {})
+    swept = sorted(set(settings or {}) & set(spec.get("space") or {}))
+    if swept:
+        raise UsageError(f"--set {', '.join(swept)}: the space sweeps it (edit the space file)")
+    bad = sorted(set(settings or {}) - config_fields(load_recipes()[method].config_cls))
+    if bad:
+        raise UsageError(f"--set: {', '.join(bad)} is not a {method} setting (underscores for dashes)")
+    spec["base"] = base = {**(spec.get("base") or {}), **(settings or {})}
     # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
              for k, v in (spec.get("space") or {}).items()}

@@ -135,6 +135,22 @@ BAD = [
     C + ["--data-path", "stream", "--selection", "glister"], L + ["--selection", "uniform"], L + ["--merge", "mean"], B + ["lipt", "--merge", "mean"],
     B + ["lipt", "--set", "merge=zeros"], ["run", "sparse", "--out", "/proc/effray"], ["run", "sparse", "--out", "{out}", "--dense", "--density", "0.05"],
     T + ["--address", "127.0.0.1:1"], ["run", "crest", "--out", "{out}", "--address", "127.0.0.1:1"],
+    ["tune", "crest", "--out", "{out}", "--set", "lr=0.1"], ["tune", "crest", "--out", "{out}", "--set", "nosuch=1"],
+    ["tune", "crest", "--out", "{out}", "--set", "epochs=0"],
+    # ----- issue 19: plug-in models and datasets by import path (tests/plugin_example) ------------
+    T + ["--model", "plugin_example.nope:f"], T + ["--model", "plugin_example.broken:f"],
+    T + ["--model", "plugin_example.models:nope"], T + ["--model", "plugin_example.models:NOT_CALLABLE"],
+    T + ["--model", "plugin_example.models:no_arguments"], T + ["--model", ":f"], C + ["--dataset", "nope:f"],
+    T + ["--model", "plugin_example.models:not_a_module"], T + ["--model", "plugin_example.models:wrong_size"],
+    T + ["--model", "plugin_example.models:softmax_output"], T + ["--model", "plugin_example.models:no_linear"],
+    C + ["--model", "plugin_example.models:wrong_size"], L + ["--model", "plugin_example.models:softmax_output"],
+    ["run", "crest", "--out", "{out}", "--model", "plugin_example.models:not_a_module"],
+    T + ["--dataset", "plugin_example.data:wrong_type"], T + ["--dataset", "plugin_example.data:labels_out_of_range"],
+    T + ["--dataset", "plugin_example.data:negative_labels"], T + ["--dataset", "plugin_example.data:length_mismatch"],
+    T + ["--dataset", "plugin_example.data:shape_mismatch"], T + ["--dataset", "plugin_example.data:float_labels"],
+    T + ["--dataset", "plugin_example.data:two_arguments"], T + ["--dataset", "plugin_example.data:tabular",
+                                                                 "--train-size", "100"],
+    L + ["--dataset", "plugin_example.data:wrong_type"],
 ]
 
 # Real processes: every job script, and a handful of `effray` commands.
@@ -155,6 +171,7 @@ PROCESSES = [
     ["effray", "bench", "overhead", "--epochs", "1"],
     ["effray", "report", "{run}", "--save", "{ro}/t.parquet"],
     ["effray", "unlearn", "train", "--lr", "nan", "--out", "{out}"],
+    ["effray", "train", "--model", "effray_no_such_plugin:make_net", "--out", "{out}"],
 ]
 
 

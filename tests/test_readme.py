@@ -51,6 +51,13 @@ SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp")  #
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
 
 
+def readme_files(text: str) -> dict[str, str]:
+    """The README's python blocks that name their file in a first-line comment
+    (``# my_plugins.py: ...``), by file name: the commands after them use them."""
+    return {m.group(1): m.group(0) for m in re.finditer(r"(?m)^# ([\w.]+\.py)\b.*\n(?:(?!```).*\n)*", text)
+            if m.start() > 0 and text[:m.start()].endswith("```python\n")}
+
+
 def readme_commands(text: str) -> list[str]:
     """The `effray ...` commands of the bash blocks, in order (continuations joined,
     comments dropped, `a && effray b` split)."""
@@ -118,7 +125,19 @@ def shrink(words: list[str]) -> list[str]:
             out += [flag, value]
     if "progress" in names and "--no-progress" not in out:
         out.append("--no-progress")
+    if words[:2] == ["effray", "tune"] and "--space" not in out:
+        out += tune_shrink(words[2])
     return out
+
+
+def tune_shrink(method: str) -> list[str]:
+    """`--set epochs=2` for a shipped space that trains for a fixed number of epochs."""
+    import yaml
+
+    from raypkg.tuning import default_space
+
+    base = yaml.safe_load(default_space(method).read_text()).get("base") or {}
+    return ["--set", f"epochs={SHRINK['--epochs']}"] if "epochs" in base and "lrlen" not in base else []
 
 
 class Session:
@@ -354,6 +373,8 @@ def session(tmp_path_factory):
         "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "asha", "search": "random",
         "base": {"dataset": "digits", "model": "mlp", "epochs": 2, "progress": False},
         "space": {"lr": {"loguniform": [0.01, 0.3]}}}))
+    for name, code in readme_files(README.read_text()).items():  # `my_plugins.py` of "Your own model and data"
+        (root / name).write_text(code)
     had_ray = ray.is_initialized()
     yield Session(root)
     if ray.is_initialized() and not had_ray:

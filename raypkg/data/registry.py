@@ -1,11 +1,13 @@
 """Dataset registry: one builder function per dataset name, registered by decorator.
 
 Adding a dataset is one new function with ``@register_dataset`` in a module that
-``raypkg.data.sources`` imports.
+``raypkg.data.sources`` imports. A dataset defined outside effray is named by import path
+(``pkg.module:factory``) or by an ``effray.datasets`` entry point (``raypkg.plugins``).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +42,7 @@ class DatasetEntry:
     build: Callable[[DataOptions], DataSplits]
     streamable: bool = False  # can read its images from disk as needed (--data-path stream)
     sized: bool = False  # generated at any size (--train-size, --test-size)
+    plugin: bool = False  # named by import path or entry point
 
 
 DATASETS: dict[str, DatasetEntry] = {}
@@ -53,17 +56,47 @@ def register_dataset(name: str, description: str, *, streamable: bool = False, s
     return decorator
 
 
+def available_datasets() -> dict[str, str]:
+    """Every dataset name with its description: the registered ones, then the entry points."""
+    from raypkg import plugins
+
+    import raypkg.data.sources  # noqa: F401  (registers the builders)
+
+    names = {name: entry.description for name, entry in DATASETS.items()}
+    for name in plugins.entry_points("dataset"):
+        names.setdefault(name, plugins.describe("dataset", name))
+    return names
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    """The entry of dataset ``name``: registered, an entry point or an import path. One-line
+    ``UsageError`` for an unknown name or a plug-in that cannot be loaded. A plug-in whose
+    factory takes the ``DataOptions`` counts as sized (it may honour --train-size)."""
+    from raypkg import plugins
+
+    import raypkg.data.sources  # noqa: F401  (registers the builders)
+
+    if name in DATASETS:
+        return DATASETS[name]
+    if plugins.plugin_target("dataset", name) is None:
+        try:
+            choose("dataset", name, [*DATASETS, *plugins.entry_points("dataset")])
+        except UsageError as e:
+            raise UsageError(f"{e}; or give an import path MODULE:FACTORY") from None
+    factory = plugins.load_factory("dataset", name)
+    return DatasetEntry(name, plugins.describe("dataset", name), functools.partial(plugins.call_dataset, name, factory),
+                        sized=plugins.takes_options(name, factory), plugin=True)
+
+
 def load_dataset(name: str, **options) -> DataSplits:
     """Build dataset ``name``; ``options`` are the fields of ``DataOptions``.
 
     Raises ``UsageError`` (one line) for an unknown name, a missing data directory,
-    files that are not there without ``download=True``, or ``data_path="stream"`` for a
-    dataset that is only held in memory.
+    files that are not there without ``download=True``, ``data_path="stream"`` for a
+    dataset that is only held in memory, or a plug-in that cannot be loaded or returns
+    data effray cannot use (``raypkg.plugins``).
     """
-    import raypkg.data.sources  # noqa: F401  (registers the builders)
-
-    choose("dataset", name, DATASETS)
-    entry, options = DATASETS[name], DataOptions(**options)
+    entry, options = dataset_entry(name), DataOptions(**options)
     choose("data path", options.data_path, DATA_PATHS)
     if options.data_path == "stream" and not entry.streamable:
         streamable = ", ".join(n for n, e in DATASETS.items() if e.streamable)

@@ -41,8 +41,10 @@ class RunConfig:
     """What every method's config shares: the data, the model, the run directory and its
     tracking. Every field is also a command-line flag (``raypkg.cli_options.config_options``)."""
 
-    dataset: str = setting("digits", "Dataset name (`effray datasets`).")
-    model: str = setting("mlp", "Model name (`effray models`).")
+    dataset: str = setting("digits", "Dataset name (`effray datasets`), or a plug-in's import path "
+                           "MODULE:FACTORY (a function returning (train, test) splits).")
+    model: str = setting("mlp", "Model name (`effray models`), or a plug-in's import path MODULE:FACTORY "
+                         "(a function (input_shape, num_classes) -> nn.Module).")
     seed: int = setting(0, "Seed for data split, init and shuffling.")
     use_gpu: bool | None = setting(None, "Force GPU or CPU (default: GPU if present).", flag="--gpu/--cpu")
     data_dir: str | None = setting(None, "Directory of the torchvision datasets / ImageFolder tree.")
@@ -76,21 +78,19 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
-        import raypkg.data.sources  # noqa: F401  (registers the datasets)
-        import raypkg.models.zoo  # noqa: F401  (registers the models)
-        from raypkg.data.registry import DATASETS
-        from raypkg.models.registry import MODELS
+        from raypkg.data.registry import DATASETS, dataset_entry
+        from raypkg.models.registry import model_entry
 
         check_field_types(self)
-        choose("dataset", self.dataset, DATASETS)
-        choose("model", self.model, MODELS)
+        dataset = dataset_entry(self.dataset)  # registered, entry point or import path
+        model_entry(self.model)
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
         choose("data path", self.data_path, ("auto", "memory", "stream"))
         check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
         if not isinstance(self.seed, bool) and self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, got {self.seed}")
         for name in ("train_size", "test_size"):
-            if getattr(self, name) is not None and not DATASETS[self.dataset].sized:
+            if getattr(self, name) is not None and not dataset.sized:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
                 raise UsageError(f"--{name.replace('_', '-')} sets the size of a generated dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")

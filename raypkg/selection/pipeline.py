@@ -51,9 +51,26 @@ SELECTION_EXCLUDE = RUN_ONLY_FIELDS | {"epochs", "workers", "weighting", "weight
 
 
 def config_key(cfg, exclude: set[str], **extra) -> str:
-    """Hash of every config field not in ``exclude``, plus ``extra``."""
+    """Hash of every config field not in ``exclude``, plus ``extra``, plus the source hash of
+    a plug-in model or dataset (editing the plug-in's module makes a new key)."""
     values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in exclude}
-    return digest({**values, **extra})
+    sources = plugin_sources(cfg)
+    return digest({**values, **extra, **({"plugin_sources": sources} if sources else {})})
+
+
+def plugin_sources(cfg) -> dict[str, str]:
+    """``{"model": hash, "dataset": hash}`` of the plug-ins ``cfg`` names (registered ones
+    have none, so their keys are unchanged)."""
+    from raypkg.data.registry import dataset_entry
+    from raypkg.models.registry import model_entry
+    from raypkg.plugins import source_digest
+
+    sources = {}
+    if model_entry(cfg.model).plugin:
+        sources["model"] = source_digest("model", cfg.model)
+    if dataset_entry(cfg.dataset).plugin:
+        sources["dataset"] = source_digest("dataset", cfg.dataset)
+    return sources
 
 
 @dataclass

@@ -16,6 +16,7 @@ one left by a killed process.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -83,7 +84,8 @@ class RunDir:
                name: str | None = None, wandb_mode: str = "offline",
                wandb_project: str = "effray") -> "RunDir":
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        path = Path(out_root) / (name or f"{method}-{dataset}-{model}-{stamp}")
+        plain = [re.sub(r"[^\w.-]+", "_", part) for part in (method, dataset, model)]  # plug-ins: a.b:c -> a.b_c
+        path = Path(out_root) / (name or "-".join([*plain, stamp]))
         if path.exists() and any(path.iterdir()):
             raise UsageError(f"run directory {str(path)!r} already exists and is not empty; "
                              "pick another --name or --out")

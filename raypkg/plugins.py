@@ -1,0 +1,303 @@
+"""Plug-ins: models and datasets defined outside effray, named by import path or entry point.
+
+Wherever a model or dataset name is accepted (``--model``, ``--dataset``, config files,
+``build_model``, ``load_dataset``) it may also be
+
+* an import path ``package.module:factory`` (any string with a ``:``), or
+* the name of an entry point in the group ``effray.models`` / ``effray.datasets`` of an
+  installed distribution (``name = package.module:factory``); these are listed by
+  ``effray models`` / ``effray datasets``. A built-in name wins over an entry point.
+
+The module is imported as Python imports it: from ``sys.path``, with the current
+directory searched last (as ``python -m`` would, first). A plug-in's directory that is
+not already on ``PYTHONPATH`` is added to this process's ``PYTHONPATH``, so that a local
+Ray started afterwards (Ray Train workers, Tune trials, shard actors) imports it too;
+Ray also puts the driver's working directory on its workers' path. On a cluster
+(``--address``) the module must be importable on every node: install it there, or submit
+the job with ``ray job submit --working-dir DIR`` where DIR holds it.
+
+Model factory: ``factory(input_shape, num_classes) -> nn.Module``. ``input_shape`` is the
+per-sample shape without the batch dimension (a tuple), the module maps float32 inputs
+[B, *input_shape] to logits [B, num_classes]. A ``raypkg.models.Classifier`` is used as it
+is; any other module is wrapped (``raypkg.models.base.ModuleClassifier``): its last
+registered ``nn.Linear`` is the classifier layer, whose input is the penultimate features
+that coreset selection needs, so the module's output must be exactly that layer's output.
+``raypkg.models.registry.check_model`` checks this on a batch of the data before a run.
+
+Dataset factory: ``factory()``, or ``factory(options)`` when it takes an argument:
+``options`` is ``raypkg.data.registry.DataOptions`` (seed, data_dir, train_size, ...; the
+factory applies what it wants, effray applies none of them to the result). It returns
+
+* ``DataSplits`` (``raypkg.data.base``), used as it is, or
+* a pair ``(train, test)``, or a triple ``(train, test, num_classes)``, where each split
+  is a pair of tensors or arrays ``(x, y)`` (x: [N, *shape], y: [N] integer labels) or a
+  torch ``Dataset`` whose items are ``(x, y, ...)``. ``x`` becomes float32, ``y`` int64;
+  ``num_classes`` defaults to the largest label over both splits plus one. The splits
+  are neither normalised nor augmented.
+
+Refused with one line: an import path that does not import, that names no attribute or
+no callable, a factory that returns the wrong type, labels outside [0, num_classes),
+splits whose x and y lengths differ, or whose train and test samples differ in shape.
+
+Cache keys of pre-trained models and selections hash the source of each plug-in's module
+and of the module that defines its factory (``source_digest``): editing either invalidates
+them (edits of other modules they import do not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from raypkg.errors import UsageError
+
+if TYPE_CHECKING:
+    from raypkg.data.base import DataSplits
+
+MODEL_GROUP = "effray.models"
+DATASET_GROUP = "effray.datasets"
+GROUPS = {"model": MODEL_GROUP, "dataset": DATASET_GROUP}
+
+
+def is_import_path(name: str) -> bool:
+    return ":" in name
+
+
+def entry_points(kind: str) -> dict[str, str]:
+    """The entry points of ``kind`` ("model" or "dataset") that installed packages declare:
+    name -> ``module:factory`` (the first one found for a name)."""
+    found: dict[str, str] = {}
+    for ep in metadata.entry_points(group=GROUPS[kind]):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def plugin_target(kind: str, name: str) -> str | None:
+    """The import path ``name`` stands for: itself, or its entry point's; None if neither."""
+    return name if is_import_path(name) else entry_points(kind).get(name)
+
+
+def load_factory(kind: str, name: str) -> Callable:
+    """The callable a plug-in ``name`` (import path or entry-point name) names; one-line
+    ``UsageError`` when it cannot be imported, or names no attribute or no callable."""
+    target = plugin_target(kind, name)
+    if target is None:
+        raise UsageError(f"unknown {kind} {name!r}")
+    module_name, _, attr = target.partition(":")
+    module_name, attr = module_name.strip(), attr.strip()
+    if not module_name or not attr:
+        raise UsageError(f"{kind} {name!r}: give an import path MODULE:FACTORY, e.g. mypkg.models:make_net")
+    module = _import(kind, name, module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{kind} {name!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{kind} {name!r}: {attr!r} is not callable (it is of type {type(obj).__name__}); "
+                         f"name a function or class that builds the {kind}")
+    _export_path(module)
+    return obj
+
+
+def _import(kind: str, name: str, module_name: str):
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        itself = e.name is None or module_name == e.name or module_name.startswith(e.name + ".")
+        where = " (run from the directory that holds it, add that directory to PYTHONPATH, or install it)"
+        raise UsageError(f"{kind} {name!r}: cannot import {module_name!r}: {e}{where if itself else ''}") from None
+    except Exception as e:  # the module itself fails: a syntax error, a missing dependency, ...
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UsageError(f"{kind} {name!r}: importing {module_name!r} failed: {type(e).__name__}: {first}") from None
+
+
+def _import_root(module) -> Path | None:
+    """The ``sys.path`` directory ``module`` was imported from (None when unknown)."""
+    top = sys.modules.get(module.__name__.split(".")[0])
+    if top is None:
+        return None
+    if getattr(top, "__file__", None):
+        path = Path(top.__file__).resolve()
+        return path.parent.parent if hasattr(top, "__path__") else path.parent
+    locations = list(getattr(top, "__path__", []))  # a namespace package
+    return Path(locations[0]).resolve().parent if locations else None
+
+
+def _export_path(module) -> None:
+    """Put ``module``'s directory on PYTHONPATH for the processes started from here (Ray's),
+    unless it is already there or belongs to this Python installation (site-packages)."""
+    root = _import_root(module)
+    if root is None:
+        return
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if any(root == p or p in root.parents for p in installed):
+        return
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(root) not in entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*entries, str(root)])
+
+
+def describe(kind: str, name: str) -> str:
+    """A plug-in's description for listings: its target and docstring's first line, or why
+    it cannot be loaded."""
+    target = plugin_target(kind, name) or name
+    try:
+        factory = load_factory(kind, name)
+    except UsageError as e:
+        return f"{target} (plug-in; cannot load: {str(e).split(': ', 1)[-1]})"
+    doc = (inspect.getdoc(factory) or "").strip().splitlines()
+    return f"{doc[0]} (plug-in {target})" if doc else f"plug-in {target}"
+
+
+def source_digest(kind: str, name: str) -> str:
+    """A hash of the source of plug-in ``name``'s module (the one its import path names)
+    and of the module that defines its factory, when that is another one."""
+    factory = load_factory(kind, name)
+    named = sys.modules[plugin_target(kind, name).partition(":")[0].strip()]
+    h = hashlib.sha256()
+    for module in dict.fromkeys([named, inspect.getmodule(factory)]):
+        h.update(_source(module))
+    return h.hexdigest()[:24]
+
+
+def _source(module) -> bytes:
+    try:
+        return inspect.getsource(module).encode() if module is not None else b""
+    except (OSError, TypeError):  # no source (a compiled module): its file's bytes, if any
+        file = getattr(module, "__file__", None)
+        return Path(file).read_bytes() if file and Path(file).is_file() else b""
+
+
+# ------------------------------------------------------------------------------ datasets
+
+def takes_options(name: str, factory: Callable) -> bool:
+    """Whether dataset ``name``'s factory is called with the ``DataOptions`` (it takes one
+    argument) or with none; one-line ``UsageError`` for any other signature."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return False
+    for args in ((None,), ()):
+        try:
+            signature.bind(*args)
+            return bool(args)
+        except TypeError:
+            pass
+    raise UsageError(f"dataset {name!r}: a dataset factory takes no argument or one (the DataOptions); "
+                     f"its signature is {signature}")
+
+
+def call_dataset(name: str, factory: Callable, options) -> DataSplits:
+    """Call a dataset factory and turn what it returns into checked ``DataSplits``."""
+    result = factory(options) if takes_options(name, factory) else factory()
+    return as_splits(name, result)
+
+
+def as_splits(name: str, result) -> DataSplits:
+    """``DataSplits`` from what a dataset factory returned (see the module docstring)."""
+    import torch
+
+    from raypkg.data.base import DataSplits, IndexedDataset
+
+    if isinstance(result, DataSplits):
+        check_splits(name, result)
+        return result
+    if not isinstance(result, (tuple, list)) or len(result) not in (2, 3):
+        raise UsageError(f"dataset {name!r} returned a {type(result).__name__}; a dataset factory returns "
+                         f"DataSplits or (train, test), each split (x, y) or a torch Dataset")
+    train_x, train_y = _split_tensors(name, "train", result[0])
+    test_x, test_y = _split_tensors(name, "test", result[1])
+    if len(result) == 3:
+        num_classes = result[2]
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise UsageError(f"dataset {name!r}: num_classes (the third item) must be a positive integer, "
+                             f"got {num_classes!r}")
+    else:  # the largest label plus one
+        labels = torch.cat([train_y, test_y])
+        num_classes = max(int(labels.max()) + 1, 1) if len(labels) else 1
+    splits = DataSplits(name, IndexedDataset(train_x, train_y, num_classes),
+                        IndexedDataset(test_x, test_y, num_classes))
+    check_splits(name, splits)
+    return splits
+
+
+def _split_tensors(name: str, split: str, value):
+    """float32 x and int64 y of one split: a pair (x, y) of tensors/arrays or a Dataset."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    if isinstance(value, TensorDataset) and len(value.tensors) >= 2:
+        x, y = value.tensors[:2]
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        x, y = value
+    elif hasattr(value, "__getitem__") and hasattr(value, "__len__"):
+        items = [value[i] for i in range(len(value))]
+        if not items:
+            raise UsageError(f"dataset {name!r}: the {split} split is empty")
+        if not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items):
+            raise UsageError(f"dataset {name!r}: the items of the {split} split must be (x, y) pairs")
+        x = torch.stack([torch.as_tensor(item[0]) for item in items])
+        y = torch.as_tensor([int(item[1]) for item in items])
+    else:
+        raise UsageError(f"dataset {name!r}: the {split} split is a {type(value).__name__}; give (x, y) "
+                         f"(tensors or arrays) or a torch Dataset of (x, y) items")
+    try:
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise UsageError(f"dataset {name!r}: the {split} split's x and y must be tensors or arrays: {e}") from None
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise UsageError(f"dataset {name!r}: the {split} labels must be integers, got {y.dtype}")
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise UsageError(f"dataset {name!r}: the {split} inputs must be numbers, got {x.dtype}")
+    if x.dim() == 0 or y.dim() != 1 or len(x) != len(y):
+        raise UsageError(f"dataset {name!r}: the {split} split has x of shape {tuple(x.shape)} and y of shape "
+                         f"{tuple(y.shape)}; x must be [N, *shape] and y [N]")
+    return x.to(torch.float32).contiguous(), y.to(torch.long).contiguous()
+
+
+def check_splits(name: str, splits) -> None:
+    """One-line ``UsageError`` for splits effray cannot train on."""
+    import torch
+
+    from raypkg.data.base import IndexedDataset
+
+    for split in ("train", "test"):
+        part = getattr(splits, split)
+        if not isinstance(part, IndexedDataset):
+            raise UsageError(f"dataset {name!r}: DataSplits.{split} is a {type(part).__name__}, not an IndexedDataset")
+        x, y = part.x, part.y
+        if len(x) != len(y):
+            raise UsageError(f"dataset {name!r}: the {split} split has {len(x)} inputs but {len(y)} labels")
+        if len(y) == 0:
+            raise UsageError(f"dataset {name!r}: the {split} split is empty")
+        if y.dim() != 1:
+            raise UsageError(f"dataset {name!r}: the {split} labels must be one per sample, shape [N], "
+                             f"got {tuple(y.shape)}")
+        if isinstance(x, torch.Tensor) and x.dim() < 2:
+            raise UsageError(f"dataset {name!r}: the {split} inputs must be [N, *shape], e.g. features [N, D]; "
+                             f"got shape {tuple(x.shape)}")
+        if isinstance(x, torch.Tensor) and x.dtype != torch.float32:
+            raise UsageError(f"dataset {name!r}: the {split} inputs must be float32, got {x.dtype}")
+        if y.dtype != torch.long:
+            raise UsageError(f"dataset {name!r}: the {split} labels must be int64, got {y.dtype}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= part.num_classes:
+            raise UsageError(f"dataset {name!r}: {split} labels must be in [0, {part.num_classes}), "
+                             f"found {low if low < 0 else high}")
+    if splits.train.num_classes != splits.test.num_classes:
+        raise UsageError(f"dataset {name!r}: train has {splits.train.num_classes} classes, "
+                         f"test {splits.test.num_classes}")
+    if splits.train.input_shape != splits.test.input_shape:
+        raise UsageError(f"dataset {name!r}: train samples have shape {splits.train.input_shape}, "
+                         f"test samples {splits.test.input_shape}")
