@@ -10,9 +10,10 @@
 ``method`` is a recipe name (`effray tune` lists the same ones): train, select, coreset,
 lipt, crest, sparse, deltagrad. Settings are the command's flags as keywords (``train_frac``
 for ``--train-frac``), or a config object / mapping (a run's ``config.yaml`` read back)
-with keywords on top. ``model=`` and ``dataset=`` also take a factory function or class
-instead of a name: it is passed by its import path (``module:name``), so Ray Train workers
-and later runs find it again (see "Your own model and data" in the README).
+with keywords on top. ``model=`` and ``data=`` (or ``dataset=``) also take a factory
+function or class instead of a name: it is passed by its import path (``module:name``),
+so Ray Train workers and later runs find it again (see "Your own model and data" in the
+README; a factory defined in a notebook or a script's ``__main__`` trains in-process).
 
 Bad settings raise ``raypkg.errors.UsageError`` with the same one line the CLI prints.
 """
@@ -49,9 +50,10 @@ def import_path(obj: Any) -> str:
     return f"{module}:{name}"
 
 
-def run(method: str, config: Any = None, *, save: bool = True, **settings) -> Result:
+def run(method: str, config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Run recipe ``method`` with ``config`` (a config object or a mapping) and ``settings``
-    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run)."""
+    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run).
+    ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories."""
     import pandas as pd
 
     from raypkg.errors import UsageError, choose
@@ -63,6 +65,8 @@ def run(method: str, config: Any = None, *, save: bool = True, **settings) -> Re
     if not isinstance(values, Mapping):
         raise UsageError(f"config must be a config object or a mapping, got {type(config).__name__}")
     values.update(settings)
+    if data is not None:
+        values["dataset"] = data
     for key in ("model", "dataset"):
         if key in values:
             values[key] = import_path(values[key])
@@ -79,6 +83,6 @@ def run(method: str, config: Any = None, *, save: bool = True, **settings) -> Re
     return Result(summary, pd.read_parquet(metrics) if metrics.is_file() else pd.DataFrame(), run_dir)
 
 
-def train(config: Any = None, *, save: bool = True, **settings) -> Result:
+def train(config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Full-data training (`effray train`): ``run("train", ...)``."""
-    return run("train", config, save=save, **settings)
+    return run("train", config, save=save, data=data, **settings)

@@ -74,3 +74,14 @@ def test_the_readme_python_example_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "test_acc 0." in out.stdout and out.stdout.strip().endswith(" 5")  # 5 epochs' rows
     assert len(list((tmp_path / "runs").glob("crest-crest-digits-mlp-*"))) == 1  # the lipt run wrote nothing
+
+
+def test_a_model_and_data_given_as_factories_run_by_their_import_paths(tmp_path):
+    from plugin_example import data, models
+
+    result = raypkg.run("crest", model=models.bn_net, data=data.tabular, epochs=2, out=str(tmp_path), name="p",
+                        wandb="disabled", progress=False)
+    assert result.summary["model"] == "plugin_example.models:bn_net"
+    assert result.summary["dataset"] == "plugin_example.data:tabular"
+    config = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())  # the import paths round-trip
+    assert list(raypkg.run("crest", config, name="q").metrics["train_loss"]) == list(result.metrics["train_loss"])
