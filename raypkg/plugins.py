@@ -55,7 +55,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from raypkg.errors import UsageError
+from raypkg.errors import UsageError, choose
 
 if TYPE_CHECKING:
     from raypkg.data.base import DataSplits
@@ -81,6 +81,26 @@ def entry_points(kind: str) -> dict[str, str]:
 def plugin_target(kind: str, name: str) -> str | None:
     """The import path ``name`` stands for: itself, or its entry point's; None if neither."""
     return name if is_import_path(name) else entry_points(kind).get(name)
+
+
+def listing(kind: str, registered: dict) -> dict[str, str]:
+    """Every name of ``kind`` with its description: the ``registered`` entries, then the
+    entry points (`effray models`, `effray datasets`)."""
+    names = {name: entry.description for name, entry in registered.items()}
+    for name in entry_points(kind):
+        names.setdefault(name, describe(kind, name))
+    return names
+
+
+def factory_for(kind: str, name: str, registered: dict) -> Callable:
+    """The factory of a ``name`` that is not in ``registered``: an entry point's or an
+    import path's. One line for a name that is none of the three."""
+    if plugin_target(kind, name) is None:
+        try:
+            choose(kind, name, [*registered, *entry_points(kind)])
+        except UsageError as e:
+            raise UsageError(f"{e}; or give an import path MODULE:FACTORY") from None
+    return load_factory(kind, name)
 
 
 def load_factory(kind: str, name: str) -> Callable:

@@ -62,10 +62,7 @@ def available_datasets() -> dict[str, str]:
 
     import raypkg.data.sources  # noqa: F401  (registers the builders)
 
-    names = {name: entry.description for name, entry in DATASETS.items()}
-    for name in plugins.entry_points("dataset"):
-        names.setdefault(name, plugins.describe("dataset", name))
-    return names
+    return plugins.listing("dataset", DATASETS)
 
 
 def dataset_entry(name: str) -> DatasetEntry:
@@ -78,12 +75,7 @@ def dataset_entry(name: str) -> DatasetEntry:
 
     if name in DATASETS:
         return DATASETS[name]
-    if plugins.plugin_target("dataset", name) is None:
-        try:
-            choose("dataset", name, [*DATASETS, *plugins.entry_points("dataset")])
-        except UsageError as e:
-            raise UsageError(f"{e}; or give an import path MODULE:FACTORY") from None
-    factory = plugins.load_factory("dataset", name)
+    factory = plugins.factory_for("dataset", name, DATASETS)
     return DatasetEntry(name, plugins.describe("dataset", name), functools.partial(plugins.call_dataset, name, factory),
                         sized=plugins.takes_options(name, factory), plugin=True)
 

@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from raypkg.errors import UsageError, choose
+from raypkg.errors import UsageError
 from raypkg.models.base import Classifier
 
 
@@ -41,10 +41,7 @@ def available_models() -> dict[str, str]:
 
     import raypkg.models.zoo  # noqa: F401  (registers the builders)
 
-    names = {name: entry.description for name, entry in MODELS.items()}
-    for name in plugins.entry_points("model"):
-        names.setdefault(name, plugins.describe("model", name))
-    return names
+    return plugins.listing("model", MODELS)
 
 
 def model_entry(name: str) -> ModelEntry:
@@ -56,12 +53,7 @@ def model_entry(name: str) -> ModelEntry:
 
     if name in MODELS:
         return MODELS[name]
-    if plugins.plugin_target("model", name) is None:
-        try:
-            choose("model", name, [*MODELS, *plugins.entry_points("model")])
-        except UsageError as e:
-            raise UsageError(f"{e}; or give an import path MODULE:FACTORY") from None
-    factory = plugins.load_factory("model", name)
+    factory = plugins.factory_for("model", name, MODELS)
     try:
         inspect.signature(factory).bind(None, None)
     except TypeError:
