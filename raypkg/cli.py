@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from raypkg.cli_options import EffrayGroup, address_option, print_summary, train_options
+from raypkg.storage import default_storage
 
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,8 +123,11 @@ def report(run_dirs, save, plot, no_plot):
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
               help="Replace a base value of the space, repeatable, e.g. --set epochs=5 --set dataset=digits-aug.")
+@click.option("--storage", default=default_storage, show_default="$EFFRAY_STORAGE if set",
+              help="Shared path or URI (file://, s3://, gs://, hdfs://) for the trials; needed on a cluster "
+                   "of several nodes.")
 @address_option
-def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb, set_pairs):
+def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb, set_pairs, storage):
     """Sweep METHOD's hyperparameters with Ray Tune, logging every trial to W&B.
 
     \b
@@ -137,11 +141,13 @@ def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out
 
     best = run_tune(method, space_file, num_samples=num_samples, scheduler=scheduler, search=search,
                     max_concurrent=max_concurrent, out=out, wandb_mode=wandb,
-                    settings=parse_options(set_pairs, "--set"))
+                    settings=parse_options(set_pairs, "--set"), storage=storage)
     click.echo(f"best {best['metric']} = {best['value']:.4f} with config:")
     for key, value in best["config"].items():
         click.echo(f"  {key}: {value}")
     click.echo(f"saved: {best['path']}")
+    if storage:
+        click.echo(f"trials: {best['trials']}")
 
 
 @main.group()

@@ -213,4 +213,12 @@ def print_summary(summary: dict) -> None:
     click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
                f"test_acc {acc:.4f}  wall {summary['wall_s']:.1f}s  ({phases})" if acc is not None
                else f"{summary['method']}: wall {summary['wall_s']:.1f}s ({phases})")
+    echo_run_directory(summary)
+
+
+def echo_run_directory(summary: dict) -> None:
+    """The last line of a run's output, its run directory; before it, with --storage, where
+    the run directory was copied."""
+    if summary.get("storage"):
+        click.echo(f"copied to storage: {summary['storage']}")
     click.echo(f"run directory: {summary['run_dir']}")

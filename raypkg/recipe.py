@@ -40,8 +40,8 @@ class Sink(Protocol):
     phases: dict[str, float]  # phase name -> seconds
 
     @property
-    def storage(self) -> Path | None:
-        """Where Ray Train keeps this run's checkpoints (None: a scratch directory)."""
+    def storage(self) -> Path | str | None:
+        """Where Ray Train keeps this run's checkpoints, a path or a URI (None: a scratch directory)."""
 
     def phase(self, name: str) -> ContextManager[None]:
         """Time a named phase (repeats add up)."""
@@ -150,7 +150,8 @@ def run_directory(recipe: Recipe, cfg) -> ContextManager[Sink]:
     from raypkg.tracking.run import RunDir
 
     return RunDir.create(cfg.out, recipe.run_label(cfg), cfg.to_dict(), cfg.dataset, cfg.model, name=cfg.name,
-                         wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project)
+                         wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project, storage=cfg.storage,
+                         keep_checkpoints=cfg.keep_checkpoints)
 
 
 class MemorySink:
@@ -231,7 +232,9 @@ def load_recipes() -> dict[str, Recipe]:
 
 # A Tune trial runs in its own process on one CPU: no progress bars, no W&B run of its own
 # (the sweep's W&B logger gets every row), no cache, no actors and no Ray Train workers.
-TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actors": 0, "workers": 0}
+# Nor storage of its own: the sweep's --storage holds the trials.
+TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actors": 0, "workers": 0,
+                  "storage": None}
 
 
 def trial_config(recipe: Recipe, config: dict):

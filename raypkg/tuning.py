@@ -149,14 +149,16 @@ def to_tune_domain(dist: dict):
 
 def run_tune(method: str, space_file: str | None, num_samples: int = 4, scheduler: str | None = None,
              search: str | None = None, max_concurrent: int | None = None, out: str = "runs",
-             wandb_mode: str = "offline", settings: dict | None = None) -> dict:
+             wandb_mode: str = "offline", settings: dict | None = None, storage: str | None = None) -> dict:
     """Run the sweep; save best_config.yaml and trials.parquet; return the best trial.
-    ``settings`` (``--set KEY=VALUE``) replace the space file's base values."""
+    ``settings`` (``--set KEY=VALUE``) replace the space file's base values; ``storage``
+    (``--storage``, a shared path or URI) holds the trials, as STORAGE/tune-METHOD-TIME/trials."""
     from ray import tune
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from raypkg.distributed.cluster import connect_ray, stop_ray_on_interrupt
+    from raypkg.distributed.cluster import check_shared_storage, connect_ray, stop_ray_on_interrupt
+    from raypkg.storage import check_storage, join
     from raypkg.paths import check_writable_dir
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode
@@ -166,6 +168,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     if max_concurrent is not None and max_concurrent < 1:
         raise UsageError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     check_writable_dir(out, "--out")
+    check_storage(storage)
     spec = read_space(space_file or default_space(method))
     if spec["method"] != method:
         raise UsageError(f"space file is for method {spec['method']!r}, not {method!r}")
@@ -185,8 +188,10 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
 
     use_wandb_mode(wandb_mode)  # before Ray starts: trial workers inherit WANDB_MODE
     connect_ray()
+    check_shared_storage(storage, "Tune trials")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = (Path(out) / f"tune-{method}-{stamp}").resolve()
+    trials_at = join(storage, out_dir.name) if storage else str(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def trial(config: dict) -> None:
@@ -204,7 +209,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         param_space=space,
         tune_config=tune.TuneConfig(metric=spec["metric"], mode=spec["mode"], scheduler=sched,
                                     num_samples=num_samples, max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(name="trials", storage_path=str(out_dir), callbacks=callbacks,
+        run_config=tune.RunConfig(name="trials", storage_path=trials_at, callbacks=callbacks,
                                   verbose=1),
     )
     # Tune's SIGINT handler would stop the sweep "gracefully" and return the unfinished
@@ -223,4 +228,5 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
     return {"metric": spec["metric"], "value": best.metrics[spec["metric"]], "config": best_config,
-            "path": str(out_dir / "best_config.yaml"), "dir": str(out_dir), "num_trials": len(frame)}
+            "path": str(out_dir / "best_config.yaml"), "dir": str(out_dir), "num_trials": len(frame),
+            "trials": join(trials_at, "trials")}

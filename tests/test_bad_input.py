@@ -151,6 +151,10 @@ BAD = [
     T + ["--dataset", "plugin_example.data:two_arguments"], T + ["--dataset", "plugin_example.data:tabular",
                                                                  "--train-size", "100"],
     L + ["--dataset", "plugin_example.data:wrong_type"],
+    # ----- issue 20: --storage that cannot be opened or written ------------------------------------
+    T + ["--storage", "bogus://x"], T + ["--storage", "{ro}/store"], T + ["--storage", "{file}"],
+    T + ["--storage", ""], C + ["--storage", "bogus://x"], TUNE + ["--storage", "bogus://x"],
+    TUNE + ["--storage", "{ro}/store"],
 ]
 
 # Real processes: every job script, and a handful of `effray` commands.

@@ -225,6 +225,12 @@ def run_dir(method: str, keys: tuple[str, ...] = (), files: tuple[str, ...] = ()
     return check
 
 
+def copied_to_storage(r: Result) -> None:
+    """--storage: the finished run directory's copy there holds the same summary."""
+    (copy,) = r.printed_paths("copied to storage")
+    assert copy == Path(r.summary["storage"]) and json.loads((copy / "summary.json").read_text()) == r.summary
+
+
 def one_row_per_epoch(r: Result) -> None:
     epochs = yaml.safe_load((r.run / "config.yaml").read_text())["epochs"]
     assert list(pd.read_parquet(r.run / "metrics.parquet")["epoch"]) == list(range(1, epochs + 1))
@@ -333,6 +339,7 @@ EXPECT = {
     "effray datasets": [lists("raypkg.data.registry:DATASETS", "raypkg.data.sources")],
     "effray models": [lists("raypkg.models.registry:MODELS", "raypkg.models.zoo")],
     "effray train": [run_dir("train", ("test_acc",), (*RUN_FILES, "model.pt")), one_row_per_epoch],
+    "effray train --workers 2 --storage": [run_dir("train", ("test_acc", "storage"), RUN_FILES), copied_to_storage],
     "effray report": [report_of_the_runs],
     "effray select": [run_dir(r"select-\w+", ("subset_size",), ("summary.json", "selection.parquet")),
                       selection_of_subset_size],

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from raypkg.cli_options import EffrayGroup, address_option, config_file_option, config_options
+from raypkg.cli_options import (EffrayGroup, address_option, config_file_option, config_options,
+                                 echo_run_directory)
 from raypkg.deltagrad import METHODS
 from raypkg.deltagrad.config import OnlineSettings, RequestSettings
 from raypkg.engine.config import config_fields
@@ -74,7 +75,7 @@ def train_cmd(config_file, actors, threads, **flags):
     click.echo(f"trained {summary['model']} on {summary['dataset']}: {summary['steps']} steps, "
                f"p = {summary['num_params']}, test_acc {summary['test_acc']:.4f}, "
                f"wall {summary['wall_s']:.1f}s")
-    click.echo(f"run directory: {summary['run_dir']}")
+    echo_run_directory(summary)
 
 
 def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
@@ -93,7 +94,8 @@ def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
     choose_holdout(wl.n, cfg.holdout, cfg.seed)  # fails here, not half-way
     set_threads(threads, wl.net, cfg.batch_size or wl.n)
     with RunDir.create(cfg.out, "deltagrad", cfg.to_dict(), cfg.dataset, cfg.model, name=cfg.name,
-                       wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project) as run:
+                       wandb_mode=cfg.wandb, wandb_project=cfg.wandb_project, storage=cfg.storage,
+                       keep_checkpoints=cfg.keep_checkpoints) as run:
         grads = make_gradients(wl.net, wl.x, wl.y, actors)
         try:
             with run.phase("train"):

@@ -196,6 +196,18 @@ def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: f
                      f"use --workers {fits} or a bigger cluster")
 
 
+def check_shared_storage(storage: str | None, what: str) -> None:
+    """On the connected Ray, before any worker or trial starts: a cluster of more than one
+    alive node needs ``--storage``, a place every node reaches (``what`` is kept there)."""
+    import ray
+
+    if storage:
+        return
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if nodes > 1:
+        raise UsageError(f"a cluster of {nodes} nodes needs --storage ({what} must be reachable from every node)")
+
+
 @contextmanager
 def stop_ray_on_interrupt():
     """Ctrl-C while Ray works for this run (Ray Train, Tune, actors): end this driver's Ray

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import yaml
 
 from raypkg.errors import UsageError, choose
+from raypkg.storage import check_storage, default_storage
 
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
 
@@ -63,6 +64,13 @@ class RunConfig:
                                 "reads (larger: fewer tasks, more memory per task).")
     out: str = setting("runs", "Root directory of run directories.")
     name: str | None = setting(None, "Run directory name (default METHOD-DATASET-MODEL-TIME).")
+    storage: str | None = setting(help="Shared path or URI (file://, s3://, gs://, hdfs://) for Ray Train "
+                                  "checkpoints (STORAGE/NAME/ray) and a copy of the finished run directory "
+                                  "(STORAGE/NAME); needed on a cluster of several nodes. Default: "
+                                  "$EFFRAY_STORAGE if set, else none (checkpoints in RUN/ray).",
+                                  factory=default_storage)
+    keep_checkpoints: bool = setting(False, "--storage: keep the Ray Train checkpoints (STORAGE/NAME/ray) "
+                                     "of a finished run (default: removed).")
     wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
     wandb_project: str = setting("effray", "W&B project.")
     progress: bool = setting(True, "Progress bars.")
@@ -97,6 +105,7 @@ class RunConfig:
         check_positive(self, "decode_block")
         check_data_dir(self.data_dir)
         check_output(self.out, self.name)
+        check_storage(self.storage)
         return self
 
     def to_dict(self) -> dict[str, Any]:

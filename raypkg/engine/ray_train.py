@@ -211,10 +211,11 @@ def ensemble_worker(config: dict) -> None:
 
 @contextlib.contextmanager
 def run_storage(storage: str | Path | None):
-    """Where Ray Train keeps the run's checkpoints: ``storage`` (a run directory's, kept),
-    or a temporary directory removed once the caller has read the final checkpoint."""
+    """Where Ray Train keeps the run's checkpoints: ``storage`` (a run directory's, or a
+    URI of --storage; kept), or a temporary directory removed once the caller has read the
+    final checkpoint."""
     if storage is not None:
-        yield Path(storage)
+        yield storage
         return
     scratch = Path(tempfile.mkdtemp(prefix="effray-ray-train-"))
     try:
@@ -223,17 +224,21 @@ def run_storage(storage: str | Path | None):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(worker, cfg: TrainConfig, job: dict, storage: Path, name: str, threads: int | None = None):
-    """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``;
-    ``threads``: torch threads per worker (default: its CPU share, one core left to Ray)."""
+def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, threads: int | None = None):
+    """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``,
+    checkpointing to ``storage`` (a path or a URI); ``threads``: torch threads per worker
+    (default: its CPU share, one core left to Ray)."""
     import ray
     from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig,
                            TrainingFailedError)
     from ray.train.torch import TorchTrainer
 
-    from raypkg.distributed.cluster import MIN_CPUS_PER_WORKER, check_placement, connect_ray, stop_ray_on_interrupt
+    from raypkg.distributed.cluster import (MIN_CPUS_PER_WORKER, check_placement, check_shared_storage, connect_ray,
+                                            stop_ray_on_interrupt)
+    from raypkg.storage import ray_train_storage
 
     connect_ray()
+    check_shared_storage(getattr(cfg, "storage", None), "Ray Train checkpoints")
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     resources = ray.cluster_resources()
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else resources.get("GPU", 0) > 0
@@ -253,7 +258,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: Path, name: str, threads:
                                      resources_per_worker={"CPU": cpus_per_worker}),
         # A fresh name per call: Ray Train resumes a run of the same name in the same storage,
         # so a second call with one storage would return the first call's result.
-        run_config=RunConfig(name=f"{name}-{uuid.uuid4().hex[:8]}", storage_path=str(storage.resolve()),
+        run_config=RunConfig(name=f"{name}-{uuid.uuid4().hex[:8]}", **ray_train_storage(storage),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              logging_config=LoggingConfig(log_level="WARNING")),  # not the worker group's start

@@ -41,6 +41,7 @@ from raypkg.models.registry import build_model
 from raypkg.recipe import Run
 from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, Pretrained, config_key
 from raypkg.selection.recipe import selection_cache
+from raypkg.storage import join
 
 # What selects with the models, trains afterwards or runs the full-data warm-up does not
 # change LiPT's pre-trained models.
@@ -149,7 +150,7 @@ def train_shards(run: Run) -> None:
         if any(e is None for e in entries):
             hits = 0
             t0 = time.perf_counter()
-            storage = run.sink.storage and run.sink.storage / "pretrain"
+            storage = run.sink.storage and join(run.sink.storage, "pretrain")
             states, restarts = train_shard_models(cfg, data, storage=storage)
             seconds = _seconds(run.device, t0) / cfg.shards
             entries = [cache.save_warmup(name, state, seconds) for name, state in zip(names, states)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from raypkg.cli_options import config_file_option, config_options
+from raypkg.cli_options import config_file_option, config_options, echo_run_directory
 from raypkg.errors import UsageError
 
 
@@ -54,7 +54,7 @@ def echo_summary(summary: dict) -> None:
     click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
                f"{summary['subset_size']} of {summary['train_size']} examples  {acc_text}"
                f"wall {summary['wall_s']:.1f}s  ({phases}){cache_text}")
-    click.echo(f"run directory: {summary['run_dir']}")
+    echo_run_directory(summary)
 
 
 @click.command("select")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from raypkg.cli_options import address_option, config_file_option, config_options
+from raypkg.cli_options import address_option, config_file_option, config_options, echo_run_directory
 from raypkg.errors import UsageError
 
 AGC_FLAGS = ("agc_gamma", "agc_alpha", "agc_sample")
@@ -60,4 +60,4 @@ def run_sparse_command(config_file, **flags):
                        if isinstance(summary.get(k), float))
     click.echo(f"{summary['method_variant']} {summary['dataset']}/{summary['model']}: "
                f"test_acc {summary['test_acc']:.4f}  {extras}  wall {summary['wall_s']:.1f}s")
-    click.echo(f"run directory: {summary['run_dir']}")
+    echo_run_directory(summary)

@@ -5,7 +5,11 @@
       metrics.parquet    one row per epoch (or step)
       summary.json       method, dataset, model, test_acc, wall_s, phases {name: seconds}, ...
       wandb/             the W&B run (offline unless asked for online)
+      ray/               Ray Train checkpoints (without --storage)
       ...                artifacts (checkpoints, selection.parquet, ...)
+
+With ``--storage`` (``raypkg.storage``), Ray Train checkpoints go to STORAGE/<name>/ray
+instead, and a finished run directory is copied to STORAGE/<name>/.
 
 A run that does not finish removes its directory: bad input (``UsageError``), a failed
 Ray Train run (``RunFailed``), Ctrl-C (KeyboardInterrupt) or any other exception. A run
@@ -29,7 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from raypkg.errors import UsageError
+from raypkg import storage as shared
+from raypkg.errors import RunFailed, UsageError
 from raypkg.tracking.wandb_logger import WandbLogger
 
 
@@ -68,8 +73,12 @@ def timed(phases: dict[str, float], name: str):
 
 class RunDir:
     def __init__(self, path: Path, method: str, config: dict, dataset: str, model: str,
-                 wandb_mode: str = "offline", wandb_project: str = "effray"):
+                 wandb_mode: str = "offline", wandb_project: str = "effray", storage: str | None = None,
+                 keep_checkpoints: bool = False):
         self.path = path
+        # this run's place in --storage (None: none, checkpoints stay in the run directory)
+        self.remote = shared.join(storage, path.name) if storage else None
+        self.keep_checkpoints = keep_checkpoints
         self.method, self.dataset, self.model = method, dataset, model
         self.config = to_plain(config)
         self.rows: list[dict] = []
@@ -82,15 +91,18 @@ class RunDir:
     @classmethod
     def create(cls, out_root: str | Path, method: str, config: dict, dataset: str, model: str,
                name: str | None = None, wandb_mode: str = "offline",
-               wandb_project: str = "effray") -> "RunDir":
+               wandb_project: str = "effray", storage: str | None = None,
+               keep_checkpoints: bool = False) -> "RunDir":
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         plain = [re.sub(r"[^\w.-]+", "_", part) for part in (method, dataset, model)]  # plug-ins: a.b:c -> a.b_c
         path = Path(out_root) / (name or "-".join([*plain, stamp]))
         if path.exists() and any(path.iterdir()):
             raise UsageError(f"run directory {str(path)!r} already exists and is not empty; "
                              "pick another --name or --out")
+        if storage:
+            shared.check_free(shared.join(storage, path.name))
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, method, config, dataset, model, wandb_mode, wandb_project)
+        run = cls(path, method, config, dataset, model, wandb_mode, wandb_project, storage, keep_checkpoints)
         (path / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
         return run
 
@@ -103,6 +115,25 @@ class RunDir:
         finally:
             if exc_type is not None:  # nothing half-written stays behind
                 shutil.rmtree(self.path, ignore_errors=True)
+                if self.remote:
+                    try:
+                        shared.remove(self.remote)
+                    except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                        pass
+        if exc_type is None and self.remote:
+            self._copy_to_storage()
+
+    def _copy_to_storage(self) -> None:
+        """A finished run: its checkpoints in the storage removed (unless kept), then the
+        run directory copied beside them. A failure keeps the local run directory."""
+        try:
+            if not self.keep_checkpoints:
+                shared.remove(shared.join(self.remote, "ray"))
+            shared.upload(self.path, self.remote)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises OSError and ArrowException kinds
+            reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise RunFailed(f"the run finished in {str(self.path)!r}, but copying it to {self.remote!r} "
+                            f"failed: {reason}") from None
 
     def phase(self, name: str):
         """Time a named phase; repeated phases of the same name add up."""
@@ -116,9 +147,10 @@ class RunDir:
         self.wandb.log(row)
 
     @property
-    def storage(self) -> Path:
-        """Where Ray Train keeps this run's checkpoints (kept and removed with the run)."""
-        return self.path / "ray"
+    def storage(self) -> Path | str:
+        """Where Ray Train keeps this run's checkpoints: RUN/ray (kept and removed with the
+        run), or STORAGE/<name>/ray with --storage."""
+        return shared.join(self.remote, "ray") if self.remote else self.path / "ray"
 
     def note(self, entries: dict) -> None:
         """Summary entries known early: the run directory writes them with the summary."""
@@ -153,7 +185,8 @@ class RunDir:
         self.summary = to_plain({
             "method": self.method, "dataset": self.dataset, "model": self.model,
             "test_acc": test_acc, "wall_s": wall, **times,
-            "phases": dict(self.phases), "run_dir": str(self.path), **extra})
+            "phases": dict(self.phases), "run_dir": str(self.path),
+            **({"storage": self.remote} if self.remote else {}), **extra})
         (self.path / "summary.json").write_text(json.dumps(self.summary, indent=2))
         self.wandb.summary(self.summary)
         return self.summary
