@@ -280,6 +280,8 @@ def sweep(r: Result) -> None:
     spec = read_space(r.flag("--space") and r.root / r.flag("--space") or default_space(r.words[2]))
     if r.flag("--search"):
         spec["search"] = r.flag("--search")
+    sets = [r.words[i + 1] for i, w in enumerate(r.words) if w == "--set"]  # --set KEY=VALUE replaces a base value
+    spec["base"] = {**(spec.get("base") or {}), **{k: yaml.safe_load(v) for k, _, v in (x.partition("=") for x in sets)}}
     assert metric == spec["metric"] and path.name == "best_config.yaml"
     _, best = check_sweep(path.parent, spec, int(r.flag("--num-samples")), printed_value=float(value))
     printed = r.output.split(" with config:\n", 1)[1].split("\nsaved: ", 1)[0]
