@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from raypkg.deltagrad import METHODS  # noqa: F401  (re-exported)
-from raypkg.deltagrad.config import check_hyper  # noqa: F401  (re-exported)
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import BatchPlan, Trajectory
 from raypkg.errors import UsageError
