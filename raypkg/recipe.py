@@ -164,7 +164,6 @@ class MemorySink:
         self.notes: dict = {}
         self.rows: list[dict] = []
         self.tables: dict[str, Any] = {}
-        self.states: dict[str, dict] = {}
         self.started = time.perf_counter()
 
     def __enter__(self) -> "MemorySink":
@@ -190,7 +189,7 @@ class MemorySink:
         self.tables[filename] = table
 
     def save_state(self, filename: str, state: dict) -> None:
-        self.states[filename] = state
+        return None  # a bench row keeps its figures, not its weights
 
     def finish(self, test_acc: float | None, **entries) -> dict:
         return {"method": self.method, "dataset": self.dataset, "model": self.model, "test_acc": test_acc,
@@ -210,9 +209,6 @@ class TuneSink(MemorySink):
         scalars = {k: v for k, v in self.notes.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         seconds = {f"{name}_s": self.phases.get(name, 0.0) for name in self.tune_phases}
         self.report({**scalars, **seconds, **row})
-
-    def save_state(self, filename: str, state: dict) -> None:
-        return None  # Tune keeps the trial's metrics; a trial's weights are not kept
 
 
 RECIPES: dict[str, Recipe] = {}
