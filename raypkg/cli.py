@@ -77,38 +77,46 @@ def models():
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--save", help="Also write the table (.parquet or .csv).")
 @click.option("--plot", help="PNG: test accuracy vs epoch and vs seconds, phase seconds as stacked bars. "
-                             "Default: report.png beside the first run (in its --out directory).")
+                             "Default: report.png beside the first run (in its --out directory), or in "
+                             "the current directory when the first run is a URI.")
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
 def report(run_dirs, save, plot, no_plot):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
 
-    Unfinished runs (no summary.json) are skipped with a warning; runs of different
-    datasets or models are compared with a warning.
+    A run is a run directory, or its copy in --storage given as a URI (s3://, gs://,
+    hdfs://, file://). Unfinished runs (no summary.json) are skipped with a warning; runs
+    of different datasets or models are compared with a warning.
 
     \b
-    Example:
+    Examples:
       effray report runs/train-digits-mlp-* runs/coreset-digits-mlp-* --plot compare.png
+      effray report s3://bucket/effray/train-digits-mlp-20250101-120000-000000
     """
+    import tempfile
+
     from raypkg.paths import atomic_write, check_writable_file
+    from raypkg.storage import is_uri
 
     if save:
         check_writable_file(save, "--save", (".parquet", ".csv"))
     if not no_plot:
-        plot = plot or str(Path(run_dirs[0]).resolve().parent / "report.png")
+        beside = Path.cwd() if is_uri(run_dirs[0]) else Path(run_dirs[0]).resolve().parent
+        plot = plot or str(beside / "report.png")
         check_writable_file(plot, "--plot", (".png",))
     from raypkg.tracking.report import load_runs, plot_report, report_table
 
-    runs, warnings = load_runs(run_dirs)
-    for line in warnings:
-        click.echo(f"warning: {line}", err=True)
-    table = report_table(runs)
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if save:
-        atomic_write(save, lambda p: table.to_parquet(p, index=False) if save.endswith(".parquet")
-                     else table.to_csv(p, index=False))
-        click.echo(f"saved: {save}")
-    if not no_plot:
-        click.echo(f"plot: {plot_report(runs, plot)}")
+    with tempfile.TemporaryDirectory(prefix="effray-report-") as downloads:  # runs read from URIs
+        runs, warnings = load_runs(run_dirs, Path(downloads))
+        for line in warnings:
+            click.echo(f"warning: {line}", err=True)
+        table = report_table(runs)
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if save:
+            atomic_write(save, lambda p: table.to_parquet(p, index=False) if save.endswith(".parquet")
+                         else table.to_csv(p, index=False))
+            click.echo(f"saved: {save}")
+        if not no_plot:
+            click.echo(f"plot: {plot_report(runs, plot)}")
 
 
 @main.command()

@@ -106,7 +106,7 @@ class Recipe:
         the caller) and ``shared`` let a bench reuse one dataset, cache or actor pool."""
         import sys
 
-        from raypkg.distributed.cluster import check_address_used, uses_ray
+        from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
         from raypkg.engine.loop import evaluate, pick_device
         from raypkg.models.registry import check_model
 
@@ -119,10 +119,15 @@ class Recipe:
         note = self.check(cfg, data) if loaded and self.check else None
         if note:
             print(f"note: {note}", file=sys.stderr, flush=True)
+        take_recorded_nodes()  # forget an earlier run's placements
         with (sink or run_directory)(self, cfg) as out:
             run = Run(cfg, data, pick_device(cfg.use_gpu), out, shared)
+            run.note(label_noise=cfg.label_noise)  # what the training labels were (raypkg.data.noise)
             for stage in self.stages:
                 stage(run)
+            nodes = take_recorded_nodes()  # where the Ray Train ranks and shard actors ran
+            if nodes:
+                run.summary["nodes"] = nodes
             if run.trained is None:
                 return out.finish(test_acc=None, **run.summary)
             model, device = run.trained.model, run.trained.device

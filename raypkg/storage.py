@@ -13,7 +13,7 @@ local run directory, as ``RUN/ray``).
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from raypkg.errors import UsageError
 
@@ -37,9 +37,10 @@ def join(location: str | Path, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts]) + question + query
 
 
-def filesystem(location: str | Path):
+def filesystem(location: str | Path, what: str = "--storage"):
     """(pyarrow filesystem, path inside it) of a URI or a local path; a one-line UsageError
-    when pyarrow cannot open it (unknown scheme, missing credentials or libraries)."""
+    (``what`` and the location) when pyarrow cannot open it (unknown scheme, missing
+    credentials or libraries)."""
     import pyarrow
     import pyarrow.fs as pafs
 
@@ -48,12 +49,66 @@ def filesystem(location: str | Path):
     try:
         return pafs.FileSystem.from_uri(str(location))
     except (pyarrow.ArrowException, OSError, ValueError) as e:
-        reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise UsageError(f"--storage {str(location)!r}: cannot open it ({reason})") from None
+        raise UsageError(f"{what} {str(location)!r}: cannot open it ({first_line(e)})") from None
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (pyarrow's run to several), else its type."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def basename(location: str | Path) -> str:
+    """The last part of a path or a URI's path (``s3://b/runs/r?endpoint_override=...`` -> ``r``)."""
+    base = str(location).partition("?")[0] if is_uri(location) else str(location)
+    return PurePosixPath(base.rstrip("/")).name
+
+
+def quick(fs):
+    """``fs`` made to answer fast for a check or a small read: an S3 filesystem tries once,
+    with a 2 s connect and 5 s request timeout (pyarrow's default retries take ~6 s to give
+    up on a closed port, longer on a silent one). Other filesystems are returned as they are."""
+    import pyarrow.fs as pafs
+
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    _, (options,) = fs.__reduce__()  # the options it was made with (what it pickles)
+    return pafs.S3FileSystem(**{**options, "connect_timeout": 2, "request_timeout": 5,
+                                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1)})
+
+
+def read_bytes(location: str | Path, what: str) -> bytes:
+    """The bytes of the file at a URI or a local path; OSError when it cannot be read."""
+    if not is_uri(location):
+        return Path(location).read_bytes()
+    fs, path = filesystem(location, what)
+    with quick(fs).open_input_file(path) as f:
+        return f.read()
+
+
+def download(location: str, filenames: list[str], into: Path, what: str) -> bool:
+    """Copy the files ``filenames`` of the directory at URI ``location`` that exist into the
+    local directory ``into``; False when ``location`` is not a directory. A one-line
+    UsageError when it cannot be reached."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(location, what)
+    fs = quick(fs)
+    try:
+        if fs.get_file_info(path).type != pafs.FileType.Directory:
+            return False
+        into.mkdir(parents=True, exist_ok=True)
+        for info in fs.get_file_info([f"{path}/{filename}" for filename in filenames]):
+            if info.type == pafs.FileType.File:
+                with fs.open_input_file(info.path) as f:
+                    (into / info.base_name).write_bytes(f.read())
+    except OSError as e:
+        raise UsageError(f"{what} {location!r}: cannot read it ({first_line(e)})") from None
+    return True
 
 
 def check_storage(location: str | None) -> None:
-    """Before anything runs: the storage can be opened and, when local, written."""
+    """Before anything runs: the storage can be opened and, when local, written; a URI's
+    store answers (``check_reachable``)."""
     import pyarrow.fs as pafs
 
     from raypkg.paths import check_writable_dir
@@ -65,6 +120,24 @@ def check_storage(location: str | None) -> None:
     fs, path = filesystem(location)
     if isinstance(fs, pafs.LocalFileSystem):
         check_writable_dir(path, "--storage")
+    else:
+        check_reachable(location, quick(fs), path)
+
+
+def check_reachable(location: str, fs, path: str) -> None:
+    """One request or two, before any worker starts: ``path`` is not a file, and for s3://
+    and gs:// its bucket is there. Refuses an endpoint that does not answer and credentials
+    that are missing or refused (the store says access denied)."""
+    import pyarrow.fs as pafs
+
+    bucket = path.split("/")[0]
+    try:
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            raise UsageError(f"--storage {location!r}: {path!r} is a file, not a directory")
+        if fs.type_name in ("s3", "gcs") and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise UsageError(f"--storage {location!r}: there is no bucket {bucket!r}")
+    except OSError as e:
+        raise UsageError(f"--storage {location!r}: cannot reach it ({first_line(e)})") from None
 
 
 def check_free(location: str) -> None:

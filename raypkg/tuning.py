@@ -157,8 +157,9 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from raypkg.distributed.cluster import check_shared_storage, connect_ray, stop_ray_on_interrupt
-    from raypkg.storage import check_storage, join
+    from raypkg.distributed.cluster import (check_shared_storage, check_storage_on_nodes, connect_ray,
+                                            stop_ray_on_interrupt)
+    from raypkg.storage import check_storage, join, ray_train_storage
     from raypkg.paths import check_writable_dir
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode
@@ -189,6 +190,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     use_wandb_mode(wandb_mode)  # before Ray starts: trial workers inherit WANDB_MODE
     connect_ray()
     check_shared_storage(storage, "Tune trials")
+    check_storage_on_nodes(storage)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = (Path(out) / f"tune-{method}-{stamp}").resolve()
     trials_at = join(storage, out_dir.name) if storage else str(out_dir)
@@ -209,8 +211,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         param_space=space,
         tune_config=tune.TuneConfig(metric=spec["metric"], mode=spec["mode"], scheduler=sched,
                                     num_samples=num_samples, max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(name="trials", storage_path=trials_at, callbacks=callbacks,
-                                  verbose=1),
+        run_config=tune.RunConfig(name="trials", **ray_train_storage(trials_at), callbacks=callbacks, verbose=1),
     )
     # Tune's SIGINT handler would stop the sweep "gracefully" and return the unfinished
     # trials as if the sweep had ended; without it Ctrl-C ends the sweep and its trials now.

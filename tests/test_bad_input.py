@@ -59,7 +59,19 @@ O = ["unlearn", "online", "{dg}"]
 TUNE = ["tune", "train", "--out", "{out}"]
 B = ["bench"]
 
+# An S3 endpoint that does not answer (nothing listens on port 1).
+S3_CLOSED = "s3://bucket/x?endpoint_override=127.0.0.1:1&scheme=http"
+
 BAD = [
+    # ----- issue 21: --label-noise, bench frontier ------------------------------------------------
+    T + ["--label-noise", "1"], T + ["--label-noise", "-0.1"], T + ["--label-noise", "nan"],
+    C + ["--label-noise", "1.5"], U + ["--label-noise", "1"],
+    B + ["frontier", "--methods", "nope"], B + ["frontier", "--methods", "uniform,gradmatch"],
+    B + ["frontier", "--fractions", "0"], B + ["frontier", "--fractions", "0.1,1.5"],
+    B + ["frontier", "--fractions", "0.1,x"], B + ["frontier", "--densities", "0"],
+    B + ["frontier", "--label-noise", "1"], B + ["frontier", "--seeds", "0"], B + ["frontier", "--setup", "nope"],
+    B + ["frontier", "--dataset", "nope"], B + ["frontier", "--epochs", "0"], B + ["frontier", "--save", "{ro}/f"],
+    B + ["frontier", "--address", "127.0.0.1:1"], B + ["frontier", "--dataset", "digits", "--train-size", "100"],
     # ----- train ---------------------------------------------------------------------------
     T + ["--lr", "nan"], T + ["--lr", "inf"], T + ["--lr", "-0.1"], T + ["--lr", "0"],
     T + ["--wd", "nan"], T + ["--wd", "-1"], T + ["--lr-warmup-epochs", "-2"], T + ["--momentum", "-1"],
@@ -154,7 +166,11 @@ BAD = [
     # ----- issue 20: --storage that cannot be opened or written ------------------------------------
     T + ["--storage", "bogus://x"], T + ["--storage", "{ro}/store"], T + ["--storage", "{file}"],
     T + ["--storage", ""], C + ["--storage", "bogus://x"], TUNE + ["--storage", "bogus://x"],
-    TUNE + ["--storage", "{ro}/store"],
+    TUNE + ["--storage", "{ro}/store"], T + ["--storage", S3_CLOSED], T + ["--workers", "1", "--storage", S3_CLOSED],
+    T + ["--config", S3_CLOSED], T + ["--config", "file:///no/such/config.yaml"], T + ["--config", "bogus://x/c.yaml"],
+    ["report", S3_CLOSED], ["report", "file:///no/such/run"], ["report", "bogus://x/run"],
+    T + ["--placement", "diagonal"], T + ["--workers", "2", "--placement", "strict-spread"],
+    T + ["--cpus-per-worker", "0"], C + ["--placement", "diagonal"], B + ["overhead", "--placements", "pack,diagonal"],
 ]
 
 # Real processes: every job script, and a handful of `effray` commands.
@@ -176,6 +192,7 @@ PROCESSES = [
     ["effray", "report", "{run}", "--save", "{ro}/t.parquet"],
     ["effray", "unlearn", "train", "--lr", "nan", "--out", "{out}"],
     ["effray", "train", "--model", "effray_no_such_plugin:make_net", "--out", "{out}"],
+    ["effray", "train", "--workers", "1", "--storage", S3_CLOSED, "--out", "{out}"],  # and no AWS credentials
 ]
 
 
@@ -184,7 +201,8 @@ def test_the_table_is_large_enough():
     commands = {" ".join(a for a in row[:2] if not a.startswith(("-", "{"))) for row in BAD + PROCESSES}
     for command in ("train", "select", "run coreset", "unlearn train", "unlearn delete", "unlearn add",
                     "unlearn online", "tune train", "report", "bench overhead", "bench selection",
-                    "bench deltagrad", "bench data", "jobs/train.py", "jobs/coreset.py", "jobs/deltagrad.py train", "run lipt",
+                    "bench deltagrad", "bench data", "bench frontier", "jobs/train.py", "jobs/coreset.py",
+                    "jobs/deltagrad.py train", "run lipt",
                     "jobs/lipt.py"):
         assert any(c.startswith(command) for c in commands), command
 

@@ -472,3 +472,54 @@ def test_normalize_off_keeps_pixels_in_unit_range_and_is_affine_to_normalized(na
     slope = (a[1:] - a[0]) / (b[1:] - b[0]).where((b[1:] - b[0]).abs() > 0.1, torch.tensor(float("nan")))
     slope = slope[~slope.isnan()]
     assert torch.allclose(slope, slope.median().expand_as(slope), rtol=1e-3)
+
+
+# ---------------------------------------------------------------- label noise (--label-noise)
+
+
+@pytest.mark.parametrize("name, options", [("digits", {}), ("digits-aug", {"train_size": 503, "test_size": 40}),
+                                           ("synthetic", {"train_size": 120, "test_size": 30, "num_classes": 3})])
+@pytest.mark.parametrize("noise", [0.1, 0.3, 0.55])
+def test_label_noise_changes_exactly_round_p_n_training_labels_to_other_classes(name, options, noise):
+    clean = load_dataset(name, seed=2, **options)
+    noisy = load_dataset(name, seed=2, label_noise=noise, **options)
+    changed = torch.nonzero(noisy.train.y != clean.train.y).squeeze(1)
+    assert len(changed) == round(noise * len(clean.train))  # every picked label moved to another class
+    assert torch.equal(changed, noisy.noisy)
+    assert int(noisy.train.y.min()) >= 0 and int(noisy.train.y.max()) < clean.num_classes
+    assert torch.equal(noisy.train.x, clean.train.x) and torch.equal(noisy.train.index, clean.train.index)
+    # the test split is never touched
+    assert torch.equal(noisy.test.y, clean.test.y) and torch.equal(noisy.test.x, clean.test.x)
+    assert clean.noisy is None
+
+
+def test_label_noise_is_seeded_and_symmetric():
+    a, b = (load_dataset("digits-aug", train_size=3000, test_size=10, seed=5, label_noise=0.3) for _ in range(2))
+    assert torch.equal(a.train.y, b.train.y)  # same seed, same noise
+    other = load_dataset("digits-aug", train_size=3000, test_size=10, seed=6, label_noise=0.3)
+    clean_other = load_dataset("digits-aug", train_size=3000, test_size=10, seed=6)
+    assert not torch.equal(a.noisy, other.noisy)  # another seed, other labels changed
+    assert len(other.noisy) == len(a.noisy) == 900
+    assert torch.equal(torch.nonzero(other.train.y != clean_other.train.y).squeeze(1), other.noisy)
+    # symmetric: from each class, the changed labels spread over all 9 other classes
+    clean = load_dataset("digits-aug", train_size=3000, test_size=10, seed=5)
+    moves = torch.stack([clean.train.y[a.noisy], a.train.y[a.noisy]], 1)
+    assert all(len(torch.unique(moves[moves[:, 0] == c, 1])) == 9 for c in range(10))
+
+
+def test_label_noise_zero_is_the_clean_data_and_out_of_range_is_refused():
+    assert torch.equal(load_dataset("digits", label_noise=0.0).train.y, load_dataset("digits").train.y)
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(UsageError, match=r"--label-noise must be in \[0, 1\)"):
+            load_dataset("digits", label_noise=bad)
+
+
+def test_label_noise_is_in_the_selection_cache_keys():
+    from raypkg.selection.config import CoresetConfig
+    from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, SELECTION_EXCLUDE, config_key
+
+    clean = CoresetConfig(selection="grand").resolved()
+    noisy = CoresetConfig(selection="grand", label_noise=0.3).resolved()
+    for exclude in (PRETRAIN_EXCLUDE, SELECTION_EXCLUDE):
+        assert config_key(clean, exclude) != config_key(noisy, exclude)
+    assert noisy.data_options()["label_noise"] == 0.3

@@ -10,7 +10,7 @@ summary.json, a sweep's best_config.yaml and trials.parquet, a benchmark's Parqu
 PNG, ...); a README command with no entry there fails. Most run in-process through click's
 CliRunner (one Ray instance for all of them); the commands in `SUBPROCESS` run as real
 `effray` processes in a bare shell. Skipped, with the reason: commands that need a Ray
-cluster or a real data directory.
+cluster, a real data directory or object storage.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def skip_reason(words: list[str]) -> str | None:
         return "needs a Ray cluster (--address)"
     if "--data-dir" in words or any(w in REAL_DATASETS for w in words):
         return "needs a data directory with a real dataset"
+    if any(re.match(r"(s3|gs|hdfs)://", w) for w in words):
+        return "needs object storage (test_storage.py runs s3:// against a local moto server)"
     return None
 
 

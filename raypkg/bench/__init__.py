@@ -7,7 +7,8 @@ import click
 COMMANDS = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",
             "coreset": "raypkg.bench.coreset:coreset", "crest": "raypkg.bench.crest:crest_bench",
             "deltagrad": "raypkg.bench.deltagrad:deltagrad_bench", "lipt": "raypkg.bench.lipt:lipt_bench",
-            "sparse": "raypkg.bench.sparse:sparse_bench", "data": "raypkg.bench.data:data_bench"}
+            "sparse": "raypkg.bench.sparse:sparse_bench", "data": "raypkg.bench.data:data_bench",
+            "frontier": "raypkg.bench.frontier:frontier_bench"}
 
 
 class LazyGroup(click.Group):

@@ -2,7 +2,9 @@
 
 The same job (model, data, batch size, epochs, seed) five ways, in one process run:
 a plain loop written inline here, the effray engine in-process without and with a
-callback on every event, and Ray Train with 1 and 2 workers. Start-up = wall time not spent in training epochs; steady state = the
+callback on every event, and Ray Train with 1 and 2 workers (each worker count once per
+``--placements`` value: on a cluster of several nodes, ``strict-pack,strict-spread`` sets one
+node against the same workers spread over nodes). Start-up = wall time not spent in training epochs; steady state = the
 median epoch time after the first epoch.
 
 First, the command line's own start-up: `effray --help` and `effray run lipt --help` as
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import uuid
 import sys
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from raypkg.bench.output import SAVE_HELP
+from raypkg.cli_options import address_option
 from raypkg.engine.callbacks import Callback
 from raypkg.errors import UsageError
 
@@ -99,10 +103,18 @@ class CountEvents(Callback):
 @click.option("--threads", type=int, default=None,
               help="torch threads of every training process, this one and each Ray Train worker "
                    "(default: torch's choice here, the CPU share in a worker).")
+@click.option("--placements", default="pack", show_default=True,
+              help="Ray Train placements to time, comma-separated: pack, spread, strict-pack, strict-spread.")
+@click.option("--cpus-per-worker", type=float, default=None,
+              help="CPUs per Ray Train worker (default: an even share of the cluster's).")
+@click.option("--storage", default=None, help="Shared path or URI for the checkpoints (a cluster of several "
+                                                 "nodes needs one); removed afterwards.")
+@address_option
 @click.option("--cli-runs", default=5, show_default=True,
               help="Runs of each `effray ... --help` start-up timing (the best counts; 0: skip them).")
 @click.option("--save", help=SAVE_HELP)
-def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, cli_runs, save):
+def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, placements, cpus_per_worker,
+             storage, cli_runs, save):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job,
     after the start-up time of `effray --help` and `effray run lipt --help`.
 
@@ -110,6 +122,8 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     Example:
       effray bench overhead --epochs 4
       effray bench overhead --train-size 5000 --epochs 2 --workers 1   # a quick look
+      effray bench overhead --address HEAD:6379 --storage s3://bucket/tmp --workers 2 \
+          --cpus-per-worker 1 --placements strict-pack,strict-spread   # one node vs two
     """
     import pandas as pd
 
@@ -121,7 +135,13 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     from raypkg.recipe import load_data
     from raypkg.models.registry import build_model
 
+    from raypkg.engine.config import PLACEMENTS
+    from raypkg.errors import choose
+    from raypkg.storage import check_storage, join, remove
+
     check_overhead_flags(epochs, batch_size, train_size, worker_counts, threads)
+    placements = [choose("placement", p.strip(), PLACEMENTS) for p in placements.split(",")]
+    check_storage(storage)
     if cli_runs < 0:
         raise UsageError(f"--cli-runs must be >= 0, got {cli_runs}")
     stem = bench_stem(save, "overhead")
@@ -132,7 +152,8 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
         torch.set_num_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
-                      use_gpu=False, progress=False, max_failures=0).resolved().validate()
+                      use_gpu=False, progress=False, max_failures=0, storage=storage,
+                      cpus_per_worker=cpus_per_worker).resolved().validate()
     data = load_data(cfg)
     rows = []
     # One untimed step first, so process-wide first-use costs (thread pools, allocator)
@@ -167,15 +188,23 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     connect_ray()
     connect_s = time.perf_counter() - t_connect
     for workers in [int(w) for w in worker_counts.split(",")]:
-        cfg.workers = workers
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            outcome = fit_on_ray_train(cfg, data, storage=Path(tmp), threads=threads)
-            wall = time.perf_counter() - t0
-        net = build_model(model, data.input_shape, data.num_classes)
-        net.load_state_dict(outcome.model_state)
-        rows.append(summarise(f"Ray Train, {workers} worker(s)", wall, [r["epoch_s"] for r in outcome.history],
-                              evaluate(net, data.test)["acc"]))
+        for placement in placements:
+            cfg.workers, cfg.placement = workers, placement
+            with tempfile.TemporaryDirectory() as tmp:
+                where = join(storage, f"bench-overhead-{uuid.uuid4().hex[:8]}") if storage else Path(tmp)
+                t0 = time.perf_counter()
+                try:
+                    outcome = fit_on_ray_train(cfg, data, storage=where, threads=threads)
+                finally:
+                    if storage:
+                        remove(where)
+                wall = time.perf_counter() - t0
+            net = build_model(model, data.input_shape, data.num_classes)
+            net.load_state_dict(outcome.model_state)
+            nodes = len(set(outcome.nodes))
+            name = f"Ray Train, {workers} worker(s)" + (f", {placement} ({nodes} node(s))" if placements != ["pack"]
+                                                         else "")
+            rows.append(summarise(name, wall, [r["epoch_s"] for r in outcome.history], evaluate(net, data.test)["acc"]))
 
     table = pd.DataFrame(rows)
     plain = table.iloc[0]

@@ -67,7 +67,7 @@ def selection_pool(cfg: CrestConfig, data: DataSplits):
         return
     from raypkg.distributed.shard_pool import open_pool
 
-    with open_pool(data.train, cfg.actors, leave_cpus=1) as pool:
+    with open_pool(data.train, cfg.actors, leave_cpus=1, placement=cfg.placement) as pool:
         yield pool
 
 

@@ -66,6 +66,8 @@ class DataSplits:
     flip: bool = True
     # How the data is held (streamed from disk or in memory) and why, for the run's first line.
     note: str | None = None
+    # With --label-noise: the training samples whose label was changed (``raypkg.data.noise``).
+    noisy: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:

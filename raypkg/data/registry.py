@@ -33,6 +33,7 @@ class DataOptions:
     num_classes: int | None = None  # synthetic
     shape: tuple[int, ...] | None = None  # synthetic: per-sample shape
     data_path: str = "auto"  # memory | stream | auto (raypkg.data.stream); streamable datasets only
+    label_noise: float = 0.0  # fraction of training labels changed (raypkg.data.noise); any dataset
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,17 @@ def load_dataset(name: str, **options) -> DataSplits:
 
     Raises ``UsageError`` (one line) for an unknown name, a missing data directory,
     files that are not there without ``download=True``, ``data_path="stream"`` for a
-    dataset that is only held in memory, or a plug-in that cannot be loaded or returns
-    data effray cannot use (``raypkg.plugins``).
+    dataset that is only held in memory, a ``label_noise`` outside [0, 1), or a plug-in
+    that cannot be loaded or returns data effray cannot use (``raypkg.plugins``).
+    ``label_noise`` P changes round(P * N) training labels, seeded by ``seed``.
     """
+    from raypkg.data.noise import add_label_noise, check_label_noise
+
     entry, options = dataset_entry(name), DataOptions(**options)
     choose("data path", options.data_path, DATA_PATHS)
+    check_label_noise(options.label_noise)
     if options.data_path == "stream" and not entry.streamable:
         streamable = ", ".join(n for n, e in DATASETS.items() if e.streamable)
         raise UsageError(f"--data-path stream reads image files from disk ({streamable}); "
                          f"{name} is loaded into memory: use --data-path memory or auto")
-    return entry.build(options)
+    return add_label_noise(entry.build(options), options.label_noise, options.seed)

@@ -111,7 +111,7 @@ def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
         traj.finish()
         return run.finish(test_acc=metrics["acc"], test_loss=metrics["loss"], steps=h.steps,
                           num_params=h.p, n_train=h.n_members, n_holdout=len(traj.holdout),
-                          device=str(device), dtype=h.dtype,
+                          label_noise=cfg.label_noise, device=str(device), dtype=h.dtype,
                           trajectory_bytes=sum(f.stat().st_size for f in traj.path.iterdir()))
 
 

@@ -161,13 +161,17 @@ def _cpus() -> float:
     return ray.cluster_resources().get("CPU", 0)
 
 
-def check_local_placement(num_workers: int) -> None:
+def check_local_placement(num_workers: int, placement: str = "pack") -> None:
     """Before any data is loaded or Ray starts: on the private local Ray a run would start
-    (no --address, no RAY_ADDRESS), whose CPUs are known (EFFRAY_RAY_NUM_CPUS, else this
-    machine's), refuse more CPU workers than it can hold (Ray Train gives each at least
-    half a CPU, ``engine.ray_train``); ``check_placement`` checks again once connected."""
+    (no --address, no RAY_ADDRESS), one node whose CPUs are known (EFFRAY_RAY_NUM_CPUS, else
+    this machine's), refuse more CPU workers than it can hold (Ray Train gives each at least
+    half a CPU, ``engine.ray_train``), or a worker per node for several workers;
+    ``check_placement`` checks again once connected."""
     if requested_address():
         return
+    if placement == "strict-spread" and num_workers > 1:
+        raise UsageError(f"--placement strict-spread puts each of the {num_workers} workers on its own node, but a "
+                         "private local Ray is one node; use another --placement or --address a cluster")
     cpus = int(os.environ.get("EFFRAY_RAY_NUM_CPUS") or os.cpu_count() or 1)
     fits = math.floor(cpus / MIN_CPUS_PER_WORKER)
     if num_workers > fits:
@@ -176,24 +180,51 @@ def check_local_placement(num_workers: int) -> None:
                          f"--address a bigger cluster")
 
 
-def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0) -> None:
+def ray_strategy(placement: str) -> str:
+    """Ray's name of a ``--placement`` value: strict-spread -> STRICT_SPREAD."""
+    return placement.upper().replace("-", "_")
+
+
+def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0,
+                    placement: str = "pack", what: str = "--workers") -> None:
     """Raise a one-line UsageError when the connected cluster cannot hold ``num_workers``
-    workers of ``cpus_per_worker`` CPUs (and ``gpus_per_worker`` GPUs) each: Ray would
+    workers of ``cpus_per_worker`` CPUs (and ``gpus_per_worker`` GPUs) each, placed by
+    ``placement`` (strict-spread: one per node; strict-pack: all on one node): Ray would
     otherwise wait for them forever."""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    fits = sum(min(math.floor(r.get("CPU", 0) / cpus_per_worker + 1e-9) if cpus_per_worker else num_workers,
-                   math.floor(r.get("GPU", 0) / gpus_per_worker + 1e-9) if gpus_per_worker else num_workers)
-               for r in nodes)
+    per_node = [min(math.floor(r.get("CPU", 0) / cpus_per_worker + 1e-9) if cpus_per_worker else num_workers,
+                    math.floor(r.get("GPU", 0) / gpus_per_worker + 1e-9) if gpus_per_worker else num_workers)
+                for r in nodes]
+    fits = {"strict-spread": sum(1 for f in per_node if f >= 1),
+            "strict-pack": max(per_node, default=0)}.get(placement, sum(per_node))
     if fits >= num_workers:
         return
     total_cpu = sum(r.get("CPU", 0) for r in nodes)
     need = f"{cpus_per_worker:g} CPU" + (f" + {gpus_per_worker:g} GPU" if gpus_per_worker else "")
     gpus = f", {sum(r.get('GPU', 0) for r in nodes):g} GPUs" if gpus_per_worker else ""
-    raise UsageError(f"--workers {num_workers} needs {need} per worker, but the Ray cluster "
+    placed = f" with --placement {placement}" if placement.startswith("strict") else ""
+    raise UsageError(f"{what} {num_workers} needs {need} per worker{placed}, but the Ray cluster "
                      f"({len(nodes)} node(s), {total_cpu:g} CPUs{gpus}) holds at most {fits}; "
-                     f"use --workers {fits} or a bigger cluster")
+                     f"use {what} {fits} or a bigger cluster")
+
+
+# Where the Ray work of the current run went: what ("train", "ensemble", "shard_actors")
+# -> the node id of each rank or actor, in order. ``Recipe.run`` clears it and puts it in
+# the summary as ``nodes``.
+_placed: dict[str, list[str]] = {}
+
+
+def record_nodes(what: str, node_ids: list[str]) -> None:
+    _placed[what] = list(node_ids)
+
+
+def take_recorded_nodes() -> dict[str, list[str]]:
+    """What ``record_nodes`` saw since the last call (and forget it)."""
+    placed = dict(_placed)
+    _placed.clear()
+    return placed
 
 
 def check_shared_storage(storage: str | None, what: str) -> None:
@@ -225,3 +256,57 @@ def stop_ray_on_interrupt():
         release_logging_lock()  # Ray's threads log while it shuts down
         ray.shutdown()
         raise
+
+
+def _write_marker(directory: str, node_id: str) -> str:
+    """On one node: write ``directory/<node_id>`` through pyarrow; '' or why it failed."""
+    from raypkg.storage import filesystem
+
+    try:
+        fs, path = filesystem(directory)
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(f"{path}/{node_id}") as f:
+            f.write(node_id.encode())
+        return ""
+    except Exception as e:  # noqa: BLE001 - reported to the driver, which refuses the run
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def check_storage_on_nodes(storage: str | None) -> None:
+    """On a cluster of more than one node, before any worker starts: a task pinned to each
+    alive node writes a marker file into ``storage``, and this driver reads every marker
+    back. A node that cannot write, or whose marker the driver cannot see (a path local to
+    that node), is refused in one line naming the node and the path."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from raypkg.storage import filesystem, join
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not storage or len(nodes) < 2:
+        return
+    directory = join(storage, f".effray-node-probe-{uuid.uuid4().hex[:8]}")
+    write = ray.remote(num_cpus=0, max_retries=0)(_write_marker)
+    errors = ray.get([write.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                      .remote(directory, n["NodeID"]) for n in nodes])
+    fs, path = filesystem(directory)
+    try:
+        for node, error in zip(nodes, errors):
+            where = f"node {node['NodeID'][:12]} ({node.get('NodeManagerAddress', '?')})"
+            if error:
+                raise UsageError(f"--storage {storage}: {where} cannot write there ({error})")
+            try:
+                with fs.open_input_stream(f"{path}/{node['NodeID']}") as f:
+                    seen = f.read().decode()
+            except (OSError, FileNotFoundError):
+                seen = None
+            if seen != node["NodeID"]:
+                raise UsageError(f"--storage {storage}: what {where} wrote there does not reach this driver; "
+                                 "it is not shared storage (use a path every node mounts, or a URI)")
+    finally:
+        try:
+            fs.delete_dir(path)
+        except OSError:
+            pass

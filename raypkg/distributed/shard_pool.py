@@ -62,8 +62,10 @@ class ShardActor:
     def run(self, fn: ShardFn, *args) -> Any:
         return fn(self.shard, *args)
 
-    def size(self) -> int:
-        return len(self.shard)
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
 
 class ShardPool:
@@ -71,23 +73,41 @@ class ShardPool:
 
     ``cpus_per_actor`` defaults to an even share of the cluster's CPUs (fractional, so a
     pool never blocks other Ray work on a small machine); each actor runs torch with that
-    many threads.
+    many threads. The actors are one placement group's bundles, placed across the
+    cluster's nodes by ``placement`` (``--placement``); ``nodes`` is each actor's node id.
     """
 
-    def __init__(self, dataset: IndexedDataset, num_actors: int, cpus_per_actor: float | None = None):
+    PLACE_TIMEOUT_S = 60.0
+
+    def __init__(self, dataset: IndexedDataset, num_actors: int, cpus_per_actor: float | None = None,
+                 placement: str = "pack"):
         import ray
+        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from raypkg.distributed.cluster import check_placement, ray_strategy, record_nodes
+        from raypkg.errors import UsageError
 
         if num_actors < 1:
             raise ValueError("a shard pool needs at least one actor")
         if cpus_per_actor is None:
             total = ray.cluster_resources().get("CPU", 1.0)
             cpus_per_actor = max(total / num_actors * 0.9, 0.05)
+        check_placement(num_actors, cpus_per_actor, placement=placement, what="--actors")
+        self._ray, self._remove_group, self.actors = ray, remove_placement_group, []
+        self.group = placement_group([{"CPU": cpus_per_actor}] * num_actors, strategy=ray_strategy(placement))
+        if not self.group.wait(self.PLACE_TIMEOUT_S):
+            self.close()
+            raise UsageError(f"--actors {num_actors} of {cpus_per_actor:g} CPU each (--placement {placement}) were "
+                             f"not placed within {self.PLACE_TIMEOUT_S:g}s; the cluster's CPUs are busy")
         threads = max(1, int(round(cpus_per_actor)))
-        remote_cls = ray.remote(ShardActor).options(num_cpus=cpus_per_actor)
+        remote_cls = ray.remote(ShardActor)
         self.positions = shard_positions(len(dataset), num_actors)
-        self.actors = [remote_cls.remote(dataset.subset(p), threads) for p in self.positions]
-        self._ray = ray
-        ray.get([a.size.remote() for a in self.actors])  # wait until every shard is loaded
+        self.actors = [remote_cls.options(num_cpus=cpus_per_actor, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                           self.group, placement_group_bundle_index=i)).remote(dataset.subset(p), threads)
+                       for i, p in enumerate(self.positions)]
+        self.nodes = ray.get([a.node.remote() for a in self.actors])  # also waits until every shard is loaded
+        record_nodes("shard_actors", self.nodes)
 
     def _run(self, fn: ShardFn, args: tuple) -> list[Any]:
         ray = self._ray
@@ -106,6 +126,9 @@ class ShardPool:
         for actor in self.actors:
             self._ray.kill(actor)
         self.actors = []
+        if self.group is not None:
+            self._remove_group(self.group)
+            self.group = None
 
     def __enter__(self) -> "ShardPool":
         return self
@@ -114,7 +137,8 @@ class ShardPool:
         self.close()
 
 
-def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0.0) -> ShardPool:
+def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0.0,
+              placement: str = "pack") -> ShardPool:
     """Join (or start) the run's Ray and start ``num_actors`` shard actors over ``dataset``.
     ``leave_cpus`` of the cluster's CPUs stay free for work running beside the actors (CREST
     trains while they select: on 2 cores, a 2-thread actor beside training made each
@@ -127,4 +151,4 @@ def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0
     cpus = None
     if leave_cpus:
         cpus = max((ray.cluster_resources().get("CPU", 1.0) - leave_cpus) / num_actors, 0.05)
-    return ShardPool(dataset, num_actors, cpus_per_actor=cpus)
+    return ShardPool(dataset, num_actors, cpus_per_actor=cpus, placement=placement)

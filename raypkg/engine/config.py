@@ -21,9 +21,10 @@ from typing import Any, Callable, ClassVar, Sequence
 import yaml
 
 from raypkg.errors import UsageError, choose
-from raypkg.storage import check_storage, default_storage
+from raypkg.storage import basename, check_storage, default_storage, first_line, read_bytes
 
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
+PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
 
 
 def setting(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None,
@@ -54,6 +55,9 @@ class RunConfig:
     test_size: int | None = setting(None, "Test size of sized datasets.")
     flat: bool = setting(False, "Feed flattened features instead of images.", flag="--flat/--images")
     normalize: bool = setting(True, "Standardise inputs with train statistics, or keep pixels in [0, 1].")
+    label_noise: float = setting(0.0, "Symmetric label noise, any dataset: a fraction P in [0, 1) of the training "
+                                 "labels (exactly round(P*N), drawn from --seed) each changed to another class "
+                                 "chosen uniformly; the test split is never touched.")
     image_size: int | None = setting(None, "imagefolder: resize images to this square size (default 64).")
     num_classes: int | None = setting(None, "synthetic: number of classes (default 10).")
     shape: str | None = setting(None, "synthetic: per-sample shape, e.g. 3x32x32 or 64 (default 3x32x32).")
@@ -69,6 +73,10 @@ class RunConfig:
                                   "(STORAGE/NAME); needed on a cluster of several nodes. Default: "
                                   "$EFFRAY_STORAGE if set, else none (checkpoints in RUN/ray).",
                                   factory=default_storage)
+    placement: str = setting("pack", "Where Ray places the workers and shard actors across the cluster's nodes "
+                             "(Ray's placement strategies): pack fills as few nodes as possible, spread "
+                             "spreads them when it can, strict-pack needs one node, strict-spread one node each.",
+                             choices=PLACEMENTS)
     keep_checkpoints: bool = setting(False, "--storage: keep the Ray Train checkpoints (STORAGE/NAME/ray) "
                                      "of a finished run (default: removed).")
     wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
@@ -86,6 +94,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
+        from raypkg.data.noise import check_label_noise
         from raypkg.data.registry import DATASETS, dataset_entry
         from raypkg.models.registry import model_entry
 
@@ -94,6 +103,7 @@ class RunConfig:
         model_entry(self.model)
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
         choose("data path", self.data_path, ("auto", "memory", "stream"))
+        choose("placement", self.placement, PLACEMENTS)
         check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
         if not isinstance(self.seed, bool) and self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, got {self.seed}")
@@ -103,6 +113,7 @@ class RunConfig:
                 raise UsageError(f"--{name.replace('_', '-')} sets the size of a generated dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")
         check_positive(self, "decode_block")
+        check_label_noise(self.label_noise)
         check_data_dir(self.data_dir)
         check_output(self.out, self.name)
         check_storage(self.storage)
@@ -116,7 +127,7 @@ class RunConfig:
         return {"data_dir": self.data_dir, "download": self.download, "seed": self.seed,
                 "train_size": self.train_size, "test_size": self.test_size, "flat": self.flat,
                 "normalize": self.normalize, "image_size": self.image_size, "num_classes": self.num_classes,
-                "shape": self.shape, "data_path": self.data_path}
+                "shape": self.shape, "data_path": self.data_path, "label_noise": self.label_noise}
 
 
 @dataclass
@@ -142,6 +153,9 @@ class TrainConfig(RunConfig):
     amp: bool = setting(True, "bf16 autocast on GPU.")
     augment: bool | None = setting(None, "Random crop + flip (default: the dataset's).")
     max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
+    cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
+                                            "of the cluster's CPUs, at most 4); smaller lets a restarted worker "
+                                            "group fit on fewer nodes.")
 
     def __post_init__(self) -> None:
         # list-valued keys also accept one number (from a YAML file or a tune space)
@@ -160,6 +174,8 @@ class TrainConfig(RunConfig):
         choose("schedule", self.schedule, SCHEDULES)
         check_positive(self, "epochs", "batch_size")
         check_at_least_zero(self, "workers", "lr_warmup_epochs", "max_failures", "weight_decay", "momentum")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise UsageError(f"cpus-per-worker must be > 0, got {self.cpus_per_worker:g}")
         check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
         if self.momentum >= 1:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum:g}")
@@ -174,7 +190,7 @@ class TrainConfig(RunConfig):
         if self.workers and not self.use_gpu:
             from raypkg.distributed.cluster import check_local_placement
 
-            check_local_placement(self.workers)
+            check_local_placement(self.workers, self.placement)
         return self
 
 
@@ -271,16 +287,16 @@ def config_fields(cls=TrainConfig) -> set[str]:
 
 
 def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
-    """Read a YAML or JSON mapping of config keys; unknown keys are a UsageError."""
-    path = Path(path)
+    """Read a YAML or JSON mapping of config keys from a path or a URI pyarrow opens
+    (``s3://bucket/runs/r/config.yaml``, ``file://...``); unknown keys are a UsageError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path, "--config").decode("utf-8")
     except OSError as e:
-        raise UsageError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+        raise UsageError(f"cannot read config file {str(path)!r}: {e.strerror or first_line(e)}") from None
     except UnicodeDecodeError:
         raise UsageError(f"config file {str(path)!r} is not a text file (YAML or JSON)") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if basename(path).endswith(".json") else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         first = str(e).splitlines()[0]
         raise UsageError(f"config file {str(path)!r} is not valid YAML/JSON: {first}") from None

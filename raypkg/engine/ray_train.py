@@ -31,6 +31,7 @@ import torch
 from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
+from raypkg.distributed.cluster import record_nodes
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
@@ -56,6 +57,7 @@ class RayTrainOutcome:
     history: list[dict]
     callback_states: list[dict]
     restarts: int
+    nodes: list[str]  # the Ray node id of each rank of the last worker group
 
 
 def _quiet_ray_train_logs() -> None:
@@ -113,12 +115,26 @@ class InjectFailure(Callback):
             os._exit(1)
 
 
+def rank_nodes() -> list[str]:
+    """The Ray node id of every rank of the worker group, in rank order (a collective:
+    every rank calls it)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if not dist.is_initialized():
+        return [node]
+    nodes = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return nodes
+
+
 class ReportEachEpoch(Callback):
     """Ray Train's end of every epoch: rank 0 saves the training state as a checkpoint and
     prints a progress line; every rank calls ``ray.train.report`` (a barrier)."""
 
-    def __init__(self, restarts: int):
-        self.restarts = restarts
+    def __init__(self, restarts: int, nodes: list[str]):
+        self.restarts, self.nodes = restarts, nodes
 
     def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
         import ray.train
@@ -126,7 +142,7 @@ class ReportEachEpoch(Callback):
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if ctx.is_main:
-                state = {"training": training_state(ctx), "restarts": self.restarts}
+                state = {"training": training_state(ctx), "restarts": self.restarts, "nodes": self.nodes}
                 save_state(state, tmp)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
                 shown = "  ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "test_acc") if k in row)
@@ -161,7 +177,7 @@ def ddp_worker(config: dict) -> None:
     module = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world_size > 1
     weights = job["weights"]
     callbacks = [*job["callbacks"], *([InjectFailure(config["fault"])] if config["fault"] else []),
-                 ReportEachEpoch(restarts)]
+                 ReportEachEpoch(restarts, rank_nodes())]
     fit(model, data.train.to(device), data.test.to(device) if rank == 0 else None, cfg, device=device,
         weights=None if weights is None else weights.to(device), augment=job["augment"], callbacks=callbacks,
         plan=job["plan"], resume=resume, module=module, rank=rank, world_size=world_size, progress=False)
@@ -182,6 +198,7 @@ def ensemble_worker(config: dict) -> None:
     torch.set_num_threads(config["threads"])
 
     fault = InjectFailure(config["fault"]) if config["fault"] else None
+    nodes = rank_nodes()
 
     done: dict[int, dict] = {}  # shard -> {"model": state_dict, "history": rows}
     restarts = 0
@@ -204,7 +221,7 @@ def ensemble_worker(config: dict) -> None:
             for shard, entry in done.items():  # files of all ranks land in one checkpoint directory
                 save_state(entry, tmp, f"shard-{shard}.pt")
             if rank == 0:
-                save_state({"restarts": restarts}, tmp, ENSEMBLE_FILE)
+                save_state({"restarts": restarts, "nodes": nodes}, tmp, ENSEMBLE_FILE)
             ray.train.report({"round": round_ + 1},
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if done else None)
 
@@ -233,20 +250,22 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
                            TrainingFailedError)
     from ray.train.torch import TorchTrainer
 
-    from raypkg.distributed.cluster import (MIN_CPUS_PER_WORKER, check_placement, check_shared_storage, connect_ray,
-                                            stop_ray_on_interrupt)
+    from raypkg.distributed.cluster import (MIN_CPUS_PER_WORKER, check_placement, check_shared_storage,
+                                            check_storage_on_nodes, connect_ray, ray_strategy, stop_ray_on_interrupt)
     from raypkg.storage import ray_train_storage
 
     connect_ray()
     check_shared_storage(getattr(cfg, "storage", None), "Ray Train checkpoints")
+    check_storage_on_nodes(storage if getattr(cfg, "storage", None) else None)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     resources = ray.cluster_resources()
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else resources.get("GPU", 0) > 0
     cpus = resources.get("CPU", 1)
     # Streamed data is read by Ray Data tasks beside the workers: leave them a core.
     data_cpus = 1 if job["data"].train.streamed and not use_gpu else 0
-    cpus_per_worker = 1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), MIN_CPUS_PER_WORKER)
-    check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0)
+    cpus_per_worker = cfg.cpus_per_worker or (
+        1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), MIN_CPUS_PER_WORKER))
+    check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0, cfg.placement)
     # One core is left to Ray's own processes (raylet, the Train controller): on a small
     # machine, torch threads that compete with them make small ops many times slower.
     threads = threads or max(1, min(int(cpus_per_worker), int(cpus - 1) // cfg.workers))
@@ -255,7 +274,8 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker}),
+                                     resources_per_worker={"CPU": cpus_per_worker},
+                                     placement_strategy=ray_strategy(cfg.placement)),
         # A fresh name per call: Ray Train resumes a run of the same name in the same storage,
         # so a second call with one storage would return the first call's result.
         run_config=RunConfig(name=f"{name}-{uuid.uuid4().hex[:8]}", **ray_train_storage(storage),
@@ -308,7 +328,9 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path 
         with result.checkpoint.as_directory() as d:
             saved = load_state(d)
     state = saved["training"]
-    return RayTrainOutcome(state["model"], state["history"], state["callbacks"][:len(callbacks)], saved["restarts"])
+    record_nodes("train", saved["nodes"])
+    return RayTrainOutcome(state["model"], state["history"], state["callbacks"][:len(callbacks)], saved["restarts"],
+                           saved["nodes"])
 
 
 def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch.Tensor], *,
@@ -321,5 +343,6 @@ def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch
         result = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble")
         with result.checkpoint.as_directory() as d:
             entries = [load_state(d, f"shard-{k}.pt") for k in range(len(shards))]
-            restarts = load_state(d, ENSEMBLE_FILE)["restarts"]
-    return EnsembleResult([e["model"] for e in entries], [e["history"] for e in entries], restarts)
+            group = load_state(d, ENSEMBLE_FILE)
+    record_nodes("ensemble", group["nodes"])
+    return EnsembleResult([e["model"] for e in entries], [e["history"] for e in entries], group["restarts"])

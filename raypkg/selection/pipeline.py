@@ -41,7 +41,7 @@ REPEAT_SEED_STRIDE = 1_000  # pre-training repeat r trains with seed + r * strid
 # how the work is spread); everything else in the resolved config is in the cache key.
 # data_path: streamed and in-memory inputs are bit-identical (raypkg.data.stream).
 RUN_ONLY_FIELDS = {"out", "name", "wandb", "wandb_project", "progress", "max_failures", "cache", "actors",
-                   "data_path", "decode_block"}
+                   "data_path", "decode_block", "storage", "keep_checkpoints", "placement", "cpus_per_worker"}
 # A pre-trained model does not depend on what is selected with it or how the subset trains.
 PRETRAIN_EXCLUDE = RUN_ONLY_FIELDS | {
     "selection", "fraction", "budget", "class_budget", "balance", "embedding", "proj_dim", "options",
@@ -136,7 +136,7 @@ def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Mo
     if cfg.actors > 0 and needs_model:
         from raypkg.distributed.shard_pool import open_pool
 
-        pool = open_pool(data.train.to("cpu"), cfg.actors)
+        pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement)
     try:
         return select(cfg.selection, models if needs_model else None, data.train, fraction=cfg.fraction,
                       budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed,

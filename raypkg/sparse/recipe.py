@@ -18,7 +18,7 @@ from raypkg.recipe import EPOCH_METRICS, Recipe, Run, register
 from raypkg.sparse.agc import AGCorrection
 from raypkg.sparse.config import SparseConfig
 from raypkg.sparse.dst import SparseTraining
-from raypkg.sparse.masks import maskable_parameters
+from raypkg.sparse.masks import maskable_parameters, masks_digest
 
 
 def build_callbacks(cfg: SparseConfig) -> list[Callback]:
@@ -46,7 +46,7 @@ def check_against_data(cfg: SparseConfig, data) -> None:
 
 def train_sparse(run: Run) -> None:
     """Train with the masks and AGC (``multiplier`` times the epochs); saves masks.pt and
-    mask_updates.parquet; notes the final density, R_s and AGC coefficient."""
+    mask_updates.parquet; notes the final density, R_s, the masks' digest and AGC coefficient."""
     cfg, sink = run.cfg, run.sink
     run_cfg = cfg.stretched()
     callbacks = build_callbacks(run_cfg)
@@ -58,7 +58,9 @@ def train_sparse(run: Run) -> None:
         sink.save_state("masks.pt", dst.state_dict()["masks"])
         if dst.updates:
             sink.write_table("mask_updates.parquet", {k: [u[k] for u in dst.updates] for k in dst.updates[0]})
-        run.note(R_s=dst.exploration_rate())
+        run.note(R_s=dst.exploration_rate(), mask_digest=masks_digest(dst.masks))
+        if dst.rank_digests:  # on Ray Train: each rank's masks at the last epoch's end
+            run.note(rank_mask_digests=dst.rank_digests)
     params = maskable_parameters(run.trained.model).values()
     run.note(density=sum(int((p != 0).sum()) for p in params) / sum(p.numel() for p in params))
     if cfg.agc:

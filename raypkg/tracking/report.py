@@ -19,15 +19,18 @@ import json
 from pathlib import Path
 
 from raypkg.errors import UsageError
+from raypkg.storage import basename, download, is_uri
 
 
-def load_runs(run_dirs) -> tuple[list[tuple[Path, dict]], list[str]]:
+def load_runs(run_dirs, downloads: Path | None = None) -> tuple[list[tuple[Path, dict]], list[str]]:
     """The finished runs among ``run_dirs`` as (path, summary), and one warning line per
-    run skipped or difference found."""
+    run skipped or difference found. A run given as a URI (``s3://bucket/runs/r``, a run
+    copied to ``--storage``) is read from a copy of its summary.json and metrics.parquet
+    made in ``downloads`` (a temporary directory of the caller)."""
     runs, warnings = [], []
-    for run_dir in run_dirs:
-        path = Path(run_dir)
-        if not path.is_dir():
+    for i, run_dir in enumerate(run_dirs):
+        path = download_run(run_dir, downloads / str(i)) if is_uri(run_dir) else Path(run_dir)
+        if path is None or not path.is_dir():
             raise UsageError(f"{str(run_dir)!r} is not a run directory (no such directory)")
         summary_file = path / "summary.json"
         if not summary_file.is_file():
@@ -51,6 +54,13 @@ def load_runs(run_dirs) -> tuple[list[tuple[Path, dict]], list[str]]:
             warnings.append(f"the runs differ in {key} ({', '.join(values)}): accuracies and times "
                             "are not directly comparable")
     return runs, warnings
+
+
+def download_run(uri: str, into: Path) -> Path | None:
+    """``into/<run name>`` holding the summary.json and metrics.parquet of the run directory
+    at ``uri`` (those of them it has); None when ``uri`` is not a directory."""
+    local = into / basename(uri)
+    return local if download(uri, ["summary.json", "metrics.parquet"], local, "run") else None
 
 
 def read_metrics(run_dir: Path):

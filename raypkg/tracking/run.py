@@ -131,9 +131,8 @@ class RunDir:
                 shared.remove(shared.join(self.remote, "ray"))
             shared.upload(self.path, self.remote)
         except Exception as e:  # noqa: BLE001 - pyarrow raises OSError and ArrowException kinds
-            reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
             raise RunFailed(f"the run finished in {str(self.path)!r}, but copying it to {self.remote!r} "
-                            f"failed: {reason}") from None
+                            f"failed: {shared.first_line(e)}") from None
 
     def phase(self, name: str):
         """Time a named phase; repeated phases of the same name add up."""

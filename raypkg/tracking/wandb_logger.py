@@ -64,6 +64,20 @@ class WandbLogger:
         if self.run is not None:
             self.run.log({k: v for k, v in row.items() if isinstance(v, (int, float))})
 
+    def log_table(self, key: str, frame) -> None:
+        """A pandas DataFrame as one W&B table (a benchmark's results)."""
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Table(dataframe=frame)})
+
+    def log_images(self, images: dict[str, Path]) -> None:
+        """PNG files as W&B images, by key."""
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+
     def summary(self, summary: dict) -> None:
         if self.run is not None:
             flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}

@@ -1,0 +1,137 @@
+"""`effray bench frontier`: the Pareto front and the ratios as pure functions, one row
+against the `effray run` it stands for, the files a run writes, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from raypkg.bench.frontier import add_deltas, aggregate, pareto_front
+from raypkg.cli import main
+
+# digits (1,347 train / 450 test), logistic regression, 2 epochs: seconds per run.
+TINY = ["--dataset", "digits", "--model", "logreg", "--epochs", "2", "--label-noise", "0.2"]
+
+
+def test_pareto_front_is_exactly_the_non_dominated_points():
+    #          0     1     2     3     4     5     6     7           8
+    cost = [1.0, 2.0, 3.0, 4.0, 2.0, 5.0, 1.5, float("nan"), 3.0]
+    value = [0.5, 0.7, 0.9, 0.8, 0.6, 0.9, 0.5, 0.99, 0.9]
+    # 3 is beaten by 2 (cheaper, better); 4 by 1 (same cost, better); 5 by 2 (same accuracy,
+    # cheaper); 6 by 0 (same accuracy, cheaper); 7 has no cost; 8 ties with 2 (neither dominates)
+    assert pareto_front(cost, value) == [0, 1, 2, 8]
+    assert pareto_front([], []) == []
+    assert pareto_front([2.0, 1.0], [0.1, 0.9]) == [1]  # one point better in both
+
+
+def hand_built_rows() -> pd.DataFrame:
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 2.0)):  # seed 1 takes twice as long, 1 point less accurate
+        for method, family, fraction, e2e, acc in (("full", "full", math.nan, 10.0, 0.90),
+                                                   ("uniform", "uniform", 0.1, 2.0, 0.80),
+                                                   ("grand", "deepcore", 0.1, 5.0, 0.85),
+                                                   ("uniform", "uniform", 0.3, 4.0, 0.86),
+                                                   ("rigl-itop", "sparse", math.nan, 4.0, 0.88)):
+            setting = f"f={fraction:g}" if not math.isnan(fraction) else "d=0.05" if family == "sparse" else "-"
+            rows.append({"family": family, "method": method, "setting": setting, "seed": seed, "fraction": fraction,
+                         "e2e_s": e2e * scale, "test_acc": acc - 0.01 * seed, "flops": 100.0 * e2e})
+    return pd.DataFrame(rows)
+
+
+def test_deltas_against_full_training_and_uniform_at_the_same_fraction():
+    frame = add_deltas(hand_built_rows())
+    grand = frame[frame["method"] == "grand"].set_index("seed")
+    assert grand.loc[0, "speedup_vs_full"] == pytest.approx(10 / 5) == grand.loc[1, "speedup_vs_full"]
+    assert grand.loc[0, "acc_vs_full"] == pytest.approx(100 * (0.85 - 0.90))
+    assert grand.loc[0, "speedup_vs_uniform"] == pytest.approx(2 / 5)  # against uniform at 0.1, not 0.3
+    assert grand.loc[1, "acc_vs_uniform"] == pytest.approx(100 * (0.84 - 0.79))
+    rigl = frame[frame["method"] == "rigl-itop"].iloc[0]
+    assert rigl["speedup_vs_full"] == pytest.approx(2.5) and rigl["acc_vs_full"] == pytest.approx(-2.0)
+    assert math.isnan(rigl["speedup_vs_uniform"]) and math.isnan(rigl["acc_vs_uniform"])  # no fraction
+    full = frame[frame["method"] == "full"]
+    assert (full["speedup_vs_full"] == 1).all() and (full["acc_vs_full"] == 0).all()
+
+    table = aggregate(frame).set_index(["method", "setting"])
+    g = table.loc[("grand", "f=0.1")]
+    assert g["seeds"] == 2 and g["test_acc"] == pytest.approx(0.845) and g["e2e_s"] == pytest.approx(7.5)
+    assert g["test_acc_std"] == pytest.approx(pd.Series([0.85, 0.84]).std())
+    assert (g["e2e_s_min"], g["e2e_s_max"]) == (5.0, 10.0)
+    # mean accuracy vs mean seconds: uniform 0.1 (3 s), uniform 0.3 (6 s), rigl (6 s, better),
+    # full (15 s, best) are the front; grand (7.5 s, 0.845) is beaten by rigl
+    assert set(table.index[table["pareto"]]) == {("uniform", "f=0.1"), ("rigl-itop", "d=0.05"), ("full", "-")}
+    assert not table.loc[("uniform", "f=0.3"), "pareto"]  # same seconds as rigl, less accurate
+
+
+@pytest.fixture(scope="module")
+def frontier_run(tmp_path_factory):
+    """One tiny frontier: 2 seeds, uniform, Glister, CREST and RigL-ITOP, W&B offline."""
+    out = tmp_path_factory.mktemp("frontier")
+    stem = out / "tiny"
+    result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--fractions", "0.3",
+                                       "--methods", "uniform,glister,crest,rigl-itop", "--pretrain-epochs", "1",
+                                       "--densities", "0.2", "--save", str(stem)])
+    assert result.exit_code == 0, result.output
+    return stem, result.output
+
+
+def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontier_run):
+    stem, output = frontier_run
+    rows = pd.read_parquet(f"{stem}.parquet")
+    assert len(rows) == 2 * 5 and set(rows["seed"]) == {0, 1}
+    assert set(rows["method"]) == {"full", "uniform", "glister", "crest", "rigl-itop"}
+    assert (rows["e2e_s"] > 0).all() and (rows["flops"] > 0).all() and rows["test_acc"].between(0, 1).all()
+    phases = [f"{p}_s" for p in ("pretrain", "merge", "selection", "check", "train", "eval")]
+    assert rows["e2e_s"].to_numpy() == pytest.approx(rows[phases].sum(axis=1).to_numpy())
+    glister = rows[rows["method"] == "glister"]
+    assert (glister["pretrain_s"] > 0).all() and glister["noisy_share"].between(0, 1).all()
+    # density-weighted: RigL-ITOP at 0.2 costs a fraction of full training's FLOPs
+    full, rigl = (rows[rows["method"] == m]["flops"].iloc[0] for m in ("full", "rigl-itop"))
+    assert 0.1 * full < rigl < 0.5 * full
+    summary = pd.read_parquet(f"{stem}-summary.parquet")
+    assert len(summary) == 5 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    for png in (f"{stem}.png", f"{stem}-flops.png"):
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert list(stem.parent.glob("wandb/offline-run-*")), "W&B offline run missing"
+    assert "speedup_vs_full" in output and "pareto" in output
+
+
+def test_a_frontier_row_equals_effray_run_coreset(frontier_run, tmp_path):
+    stem, _ = frontier_run
+    rows = pd.read_parquet(f"{stem}.parquet")
+    uniform = rows[(rows["method"] == "uniform") & (rows["seed"] == 1)].iloc[0]
+    result = CliRunner().invoke(main, ["run", "coreset", "--selection", "uniform", "--fraction", "0.3", *TINY,
+                                       "--seed", "1", "--out", str(tmp_path), "--name", "u", "--wandb", "disabled",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "u" / "summary.json").read_text())
+    assert summary["test_acc"] == uniform["test_acc"]  # exactly: the same recipe on the same noisy labels
+    assert summary["label_noise"] == 0.2
+
+
+@pytest.mark.parametrize("args", [["--methods", "uniform,nope"], ["--fractions", "0.1,1.5"],
+                                  ["--densities", "0"], ["--label-noise", "1"]])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["bench", "frontier", *TINY[:4], *args, "--save", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_deltagrad_panel_serves_both_deletions(tmp_path):
+    stem = tmp_path / "dg"
+    result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "1", "--methods", "uniform",
+                                       "--fractions", "0.3", "--add", "deltagrad", "--wandb", "disabled",
+                                       "--save", str(stem)])
+    assert result.exit_code == 0, result.output
+    panel = pd.read_parquet(f"{stem}-deltagrad.parquet")
+    assert list(panel["ratio"]) == [0.001, 0.01] and (panel["seeds"] == 1).all()
+    assert (panel["time_baseline"] > 0).all() and (panel["time_deltagrad"] > 0).all()
+    assert panel["acc_deltagrad"].between(0, 1).all() and (tmp_path / "dg-deltagrad.png").is_file()
+    assert "DeltaGrad vs retraining" in result.output
