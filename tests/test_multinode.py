@@ -101,6 +101,18 @@ def test_crest_actors_on_two_nodes_select_as_in_process(cluster, tmp_path):
     assert losses(tmp_path, "actors") == pytest.approx(losses(tmp_path, "local"), rel=1e-6)
 
 
+def test_crest_ranks_on_two_nodes_equal_one_node(cluster, tmp_path):
+    """CREST on Ray Train (--workers; with --actors it is refused: each rank selects its own
+    coresets from its share of the data), its ranks on both nodes, then on one."""
+    head, _, ids = cluster
+    args = ["run", "crest", "--workers", "2", "--cpus-per-worker", "1", "--epochs", "3", "--storage", str(tmp_path)]
+    spread = effray([*args, "--placement", "strict-spread"], head, tmp_path, "spread")
+    packed = effray([*args, "--placement", "strict-pack"], head, tmp_path, "packed")
+    assert sorted(spread["nodes"]["train"]) == sorted(ids.values())
+    assert (spread["steps"], spread["regions"]) == (packed["steps"], packed["regions"])
+    assert losses(tmp_path, "spread") == losses(tmp_path, "packed")
+
+
 def test_lipt_job_submitted_to_two_nodes_writes_its_summary_to_storage(cluster, tmp_path):
     """jobs/lipt.py by `ray job submit`: the shard ensemble and the subset training each on
     ranks of both nodes; the same shard models, selection and losses as on one node."""
