@@ -139,6 +139,23 @@ def test_lipt_job_submitted_to_two_nodes_writes_its_summary_to_storage(cluster, 
     assert list(pd.read_parquet(store / "job" / "metrics.parquet")["train_loss"]) == losses(tmp_path, "packed")
 
 
+def test_a_sweep_on_two_nodes_keeps_its_trials_in_storage_and_is_refused_without(cluster, tmp_path):
+    head, _, _ = cluster
+    base = [sys.executable, "-m", "raypkg.cli", "tune", "train", "--address", head.gcs_address, "--num-samples", "2",
+            "--set", "epochs=1", "--out", str(tmp_path / "sweeps"), "--wandb", "disabled"]
+    refused = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=120, env=head_env())
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines()[-1] == ("error: a cluster of 2 nodes needs --storage (Tune trials "
+                                                       "must be reachable from every node)")
+    assert not (tmp_path / "sweeps").exists()
+    sweep = subprocess.run([*base, "--storage", f"file://{tmp_path / 'store'}"], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300, env=head_env())
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    (out,) = (tmp_path / "sweeps").glob("tune-train-*")
+    assert len(pd.read_parquet(out / "trials.parquet")) == 2 and (out / "best_config.yaml").is_file()
+    assert len(list((tmp_path / "store" / out.name / "trials").glob("trial_*"))) == 2
+
+
 PROBE = """
 import sys
 import raypkg.distributed.cluster as cluster
