@@ -260,7 +260,7 @@ def stop_ray_on_interrupt():
 
 def _write_marker(directory: str, node_id: str) -> str:
     """On one node: write ``directory/<node_id>`` through pyarrow; '' or why it failed."""
-    from raypkg.storage import filesystem
+    from raypkg.storage import filesystem, first_line
 
     try:
         fs, path = filesystem(directory)
@@ -269,7 +269,7 @@ def _write_marker(directory: str, node_id: str) -> str:
             f.write(node_id.encode())
         return ""
     except Exception as e:  # noqa: BLE001 - reported to the driver, which refuses the run
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return f"{type(e).__name__}: {first_line(e)}"
 
 
 def check_storage_on_nodes(storage: str | None) -> None:
@@ -300,7 +300,7 @@ def check_storage_on_nodes(storage: str | None) -> None:
             try:
                 with fs.open_input_stream(f"{path}/{node['NodeID']}") as f:
                     seen = f.read().decode()
-            except (OSError, FileNotFoundError):
+            except OSError:  # not there: written somewhere this driver does not see
                 seen = None
             if seen != node["NodeID"]:
                 raise UsageError(f"--storage {storage}: what {where} wrote there does not reach this driver; "
