@@ -74,7 +74,8 @@ def shard_callbacks(cfg: LiptConfig, init_state: dict | None, shard: int) -> lis
     mask, drawn from ``mask_seed``."""
     from raypkg.sparse.masks import StaticMask
 
-    mask = StaticMask(cfg.density, cfg.sparse_init, mask_seed(cfg, shard), scale_init=cfg.scale_init)
+    mask = StaticMask(cfg.density, cfg.sparse_init, mask_seed(cfg, shard), scale_init=cfg.scale_init,
+                      backend=cfg.sparse_backend)
     return [SharedInit(init_state), mask] if init_state is not None else [mask]
 
 

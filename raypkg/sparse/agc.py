@@ -20,6 +20,13 @@ theta~ at the first snapshot, where the two losses coincide), so epoch 1 uses c 
 
 Runs after ``SparseTraining`` in the callback list, so RigL grows from the uncorrected
 gradient.
+
+Under a mask (``masks``, the mask callback), the correction c * (g~ - g_old) acts on the
+weights active at the snapshot: a weight regrown later in the epoch takes its plain
+gradient until the next snapshot. The reference code (masked dense arithmetic) corrected it
+with g~ and g_old taken at the snapshot, where it was 0 and inactive; the sparse kernels
+have no gradient there without paying the dense pass, so both backends now follow this one
+rule and give the same steps (``raypkg.sparse.backend``).
 """
 
 from __future__ import annotations
@@ -34,13 +41,14 @@ import torch
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.loop import weighted_cross_entropy
 from raypkg.errors import UsageError
+from raypkg.sparse.masks import StaticMask, maskable_parameters
 
 FULL_GRADIENT_CHUNK = 1024  # examples per forward pass of the snapshot gradient
 
 
 class AGCorrection(Callback):
     def __init__(self, gamma: float = 0.1, alpha: float = 0.3, sample: int | None = None,
-                 fixed_c: float | None = None, seed: int = 0):
+                 fixed_c: float | None = None, seed: int = 0, masks: StaticMask | None = None):
         if gamma < 0:
             raise UsageError(f"agc gamma must be >= 0, got {gamma}")
         if not 0 < alpha <= 1:
@@ -48,6 +56,8 @@ class AGCorrection(Callback):
         if sample is not None and sample < 1:
             raise UsageError(f"agc sample must be a positive number of examples, got {sample}")
         self.gamma, self.alpha, self.sample, self.fixed_c, self.seed = gamma, alpha, sample, fixed_c, seed
+        self.masks = masks
+        self.snapshot_masks: list[torch.Tensor | None] = []  # per parameter: its mask at the snapshot
         self.c_smooth = 1.0  # c~
         self.c_log: list[dict] = []  # per epoch: c used, c_hat measured, c~ after smoothing
         self.snapshot: torch.nn.Module | None = None
@@ -100,7 +110,10 @@ class AGCorrection(Callback):
         flat = torch.cat([g.flatten() for g in grad_sum])
         ctx.all_reduce(flat)
         flat /= total
-        self.snapshot_grad = [chunk.view_as(p) for chunk, p in zip(flat.split([p.numel() for p in params]), params)]
+        self.snapshot_masks = self.masks_by_parameter(ctx)
+        self.snapshot_grad = [chunk.view_as(p) if mask is None else chunk.view_as(p) * mask
+                              for chunk, p, mask in zip(flat.split([p.numel() for p in params]), params,
+                                                        self.snapshot_masks)]
         self._losses = []
         if ctx.device.type == "cuda":
             torch.cuda.synchronize()
@@ -124,13 +137,23 @@ class AGCorrection(Callback):
         c = self.c
         offset = 0
         with torch.no_grad():
-            for param, g_tilde in zip(ctx.model.parameters(), self.snapshot_grad):
+            for param, g_tilde, mask in zip(ctx.model.parameters(), self.snapshot_grad, self.snapshot_masks):
                 n = param.numel()
                 old = g_old[offset:offset + n].view_as(param)
                 offset += n
+                if mask is not None:
+                    old = old * mask
                 if param.grad is None:
                     param.grad = torch.zeros_like(param)
                 param.grad.sub_(c * old).add_(c * g_tilde)
+
+    def masks_by_parameter(self, ctx: TrainContext) -> list[torch.Tensor | None]:
+        """The mask callback's masks now, aligned with ``ctx.model.parameters()`` (None: unmasked)."""
+        if self.masks is None or self.masks.masks is None:
+            return [None] * len(list(ctx.model.parameters()))
+        by_id = {id(param): self.masks.masks[name] for name, param in maskable_parameters(ctx.model).items()
+                 if name in self.masks.masks}
+        return [by_id.get(id(param)) for param in ctx.model.parameters()]
 
     # --- the balance coefficient ---------------------------------------------------------
     def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:

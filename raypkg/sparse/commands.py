@@ -9,7 +9,7 @@ from raypkg.errors import UsageError
 
 AGC_FLAGS = ("agc_gamma", "agc_alpha", "agc_sample")
 MASK_FLAGS = ("sparse_init", "density", "scale_init", "growth", "death", "redistribution", "death_rate",
-              "update_frequency")
+              "update_frequency", "sparse_backend")
 
 
 def sparse_options(func):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 
 from raypkg.engine.config import SCHEDULES, TrainConfig, setting
@@ -14,6 +15,7 @@ SPARSE_INITS = ("uniform", "ERK")
 GROWTH_MODES = ("random", "gradient", "momentum")
 DEATH_MODES = ("magnitude", "SET")
 REDISTRIBUTION_MODES = ("none", "magnitude", "nonzeros")
+SPARSE_BACKENDS = ("masked", "sparse", "auto")
 
 
 def check_density(density: float) -> None:
@@ -34,10 +36,18 @@ class MaskSettings:
     sparse_init: str = setting("ERK", "Initial layer densities.", choices=SPARSE_INITS)
     scale_init: bool = setting(True, "Scale each masked layer's initial weights by 1/sqrt(its density) "
                                      "(sparse-aware init, Evci et al. 2022; keeps the fan-in variance).")
+    sparse_backend: str = setting("masked", "How masked layers compute: masked (dense arithmetic with the zeros, "
+                                  "bit-for-bit repeatable), sparse (SparseProp's CPU kernels for every Linear/Conv2d "
+                                  "at least 80% sparse; the same math to ~1e-6), auto (of those, the ones timed "
+                                  "faster on one real batch at the start; masked on a GPU).",
+                                  choices=SPARSE_BACKENDS)
 
     def check_mask_settings(self) -> None:
         check_density(self.density)
         choose("sparse init", self.sparse_init, SPARSE_INITS)
+        choose("sparse backend", self.sparse_backend, SPARSE_BACKENDS)
+        if self.sparse_backend == "sparse" and importlib.util.find_spec("sparseprop") is None:
+            raise UsageError("--sparse-backend sparse needs SparseProp's kernels (pip install sparseprop)")
 
 
 @dataclass

@@ -118,8 +118,8 @@ class SparseTraining(StaticMask):
 
     def __init__(self, density: float, init: str = "ERK", seed: int = 0, *, growth: str = "random",
                  death: str = "magnitude", redistribution: str = "none", death_rate: float = 0.5,
-                 update_frequency: int = 100, scale_init: bool = False):
-        super().__init__(density, init, seed, scale_init=scale_init)
+                 update_frequency: int = 100, scale_init: bool = False, backend: str = "masked"):
+        super().__init__(density, init, seed, scale_init=scale_init, backend=backend)
         check_choice("growth", growth, GROWTH_MODES)
         check_choice("death", death, DEATH_MODES)
         check_choice("redistribution", redistribution, REDISTRIBUTION_MODES)
@@ -138,8 +138,8 @@ class SparseTraining(StaticMask):
 
     # --- setup -----------------------------------------------------------------------
     def on_fit_start(self, ctx: TrainContext) -> None:
-        super().on_fit_start(ctx)
         self.total_steps = sum(ctx.plan.steps(e, ctx.rank, ctx.world_size) for e in range(ctx.cfg.epochs))
+        super().on_fit_start(ctx)
         if self.explored is None:
             self.explored = {name: mask.clone() for name, mask in self.masks.items()}
         self.explored = {name: m.to(self.masks[name].device) for name, m in self.explored.items()}
@@ -174,10 +174,21 @@ class SparseTraining(StaticMask):
                 self._scores[name] = grad.clone() if buf is None else buf * group["momentum"] + grad
 
     # --- after the step: mask, then maybe prune and regrow ----------------------------
+    def needs_dense_gradient(self, step: int) -> bool:
+        """RigL's and momentum growth read the dense gradient of update steps."""
+        return self.growth != "random" and self.is_update_step(step)
+
+    def start_execution(self, ctx: TrainContext) -> None:
+        super().start_execution(ctx)
+        self.execution.dense_step(self.needs_dense_gradient(ctx.global_step + 1))
+
     def on_step_end(self, ctx: TrainContext) -> None:
         self.apply_masks(ctx)
-        if not self.is_update_step(ctx.global_step):
-            return
+        if self.is_update_step(ctx.global_step):
+            self.update_masks(ctx)
+        self.execution.dense_step(self.needs_dense_gradient(ctx.global_step + 1))
+
+    def update_masks(self, ctx: TrainContext) -> None:
         rate = cosine_death_rate(ctx.global_step, self.total_steps, self.death_rate)
         if ctx.is_main:
             kept, new = self.prune_and_regrow(ctx, rate)
@@ -249,6 +260,7 @@ class SparseTraining(StaticMask):
             self.explored[name] |= mask
         self.masks = new
         self.apply_masks(ctx)
+        self.execution.refresh(new)
 
     # --- reporting -------------------------------------------------------------------
     def exploration_rate(self) -> float:

@@ -9,6 +9,7 @@ Shared by dynamic sparse training (``raypkg.sparse.dst``) and LiPT. ERK after Ev
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
@@ -133,11 +134,19 @@ class StaticMask(Callback):
     1 / sqrt(d_l), so each unit's fan-in variance is that of the dense init (the
     sparse-aware init of Evci et al., "Gradient Flow in Sparse Neural Networks and How
     Lottery Tickets Win", AAAI 2022, sec. 4). Networks without normalisation (LeNet-5,
-    MLPs) barely train at 5% density without it; with batch norm it changes little."""
+    MLPs) barely train at 5% density without it; with batch norm it changes little.
 
-    def __init__(self, density: float, init: str = "ERK", seed: int = 0, *, scale_init: bool = False):
+    ``backend``: how the masked layers compute (``raypkg.sparse.backend``: masked, sparse or
+    auto); ``sparse_layers`` lists the layers that ran on the sparse kernels."""
+
+    def __init__(self, density: float, init: str = "ERK", seed: int = 0, *, scale_init: bool = False,
+                 backend: str = "masked"):
         self.density, self.init, self.seed, self.scale_init = density, init, seed, scale_init
+        self.backend = backend
         self.masks: dict[str, torch.Tensor] | None = None
+        self.execution = None
+        self.sparse_layers: list[str] = []
+        self.sparse_timings: dict[str, dict[str, float]] = {}  # auto: per layer, dense and sparse ms
 
     # --- building and applying -------------------------------------------------------
     def build_masks(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
@@ -153,6 +162,20 @@ class StaticMask(Callback):
         self.masks = {name: mask.to(params[name].device) for name, mask in self.masks.items()}
         check_masks_identical(ctx, self.masks)
         self.apply_masks(ctx)
+        self.start_execution(ctx)
+
+    def start_execution(self, ctx: TrainContext) -> None:
+        from raypkg.sparse.backend import SparseExecution
+
+        self.execution = SparseExecution.start(ctx, self.masks, self.backend)
+        self.sparse_layers = list(self.execution.layers)
+        self.sparse_timings = self.execution.timings
+        if self.backend != "masked" and ctx.is_main:
+            print(self.execution.describe(self.masks), file=sys.stderr)
+
+    def on_fit_end(self, ctx: TrainContext) -> None:
+        self.execution.stop()
+        self.execution = None
 
     @torch.no_grad()
     def rescale_weights(self, ctx: TrainContext) -> None:
@@ -190,8 +213,11 @@ class StaticMask(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.masks is None:
             return {}
-        return {"masks": {name: mask.detach().cpu().clone() for name, mask in self.masks.items()}}
+        return {"masks": {name: mask.detach().cpu().clone() for name, mask in self.masks.items()},
+                "sparse_layers": list(self.sparse_layers), "sparse_timings": dict(self.sparse_timings)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("masks") is not None:
             self.masks = {name: mask.bool() for name, mask in state["masks"].items()}
+        self.sparse_layers = list(state.get("sparse_layers", []))
+        self.sparse_timings = dict(state.get("sparse_timings", {}))

@@ -27,9 +27,11 @@ def build_callbacks(cfg: SparseConfig) -> list[Callback]:
     if cfg.sparse:
         callbacks.append(SparseTraining(cfg.density, cfg.sparse_init, cfg.seed, growth=cfg.growth, death=cfg.death,
                                         redistribution=cfg.redistribution, death_rate=cfg.death_rate,
-                                        update_frequency=cfg.update_frequency, scale_init=cfg.scale_init))
+                                        update_frequency=cfg.update_frequency, scale_init=cfg.scale_init,
+                                        backend=cfg.sparse_backend))
     if cfg.agc:
-        callbacks.append(AGCorrection(cfg.agc_gamma, cfg.agc_alpha, cfg.agc_sample, seed=cfg.seed))
+        callbacks.append(AGCorrection(cfg.agc_gamma, cfg.agc_alpha, cfg.agc_sample, seed=cfg.seed,
+                                      masks=callbacks[0] if cfg.sparse else None))
     return callbacks
 
 
@@ -58,7 +60,8 @@ def train_sparse(run: Run) -> None:
         sink.save_state("masks.pt", dst.state_dict()["masks"])
         if dst.updates:
             sink.write_table("mask_updates.parquet", {k: [u[k] for u in dst.updates] for k in dst.updates[0]})
-        run.note(R_s=dst.exploration_rate(), mask_digest=masks_digest(dst.masks))
+        run.note(R_s=dst.exploration_rate(), mask_digest=masks_digest(dst.masks), sparse_backend=cfg.sparse_backend,
+                 sparse_layers=dst.sparse_layers, sparse_layer_ms=dst.sparse_timings)
         if dst.rank_digests:  # on Ray Train: each rank's masks at the last epoch's end
             run.note(rank_mask_digests=dst.rank_digests)
     params = maskable_parameters(run.trained.model).values()

@@ -1,0 +1,162 @@
+"""``--sparse-backend masked|sparse|auto``: which masked layers run on the sparse CPU kernels
+(``raypkg.sparse.kernels``) during one fit.
+
+masked: every layer computes densely with its zeros (the reference implementations' way).
+sparse: every supported layer that is at least ``MIN_SPARSITY`` sparse runs on the kernels.
+auto: of those, the ones whose forward + backward, timed on one real batch at fit start,
+is faster on the kernels; on a GPU, or without SparseProp (one note line), masked.
+Under DDP rank 0 decides and broadcasts, so every rank runs the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from raypkg.errors import UsageError
+from raypkg.sparse import kernels as K
+
+MIN_SPARSITY = 0.8  # a layer runs sparse only when at least this share of its weights is masked
+TIMING_REPEATS = 3
+
+
+def masked_modules(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
+    """The module of each mask whose parameter is a module's ``weight``, by module name."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name in masks:
+        owner, _, attr = name.rpartition(".")
+        if attr == "weight" and owner in modules:
+            out[owner] = modules[owner]
+    return out
+
+
+class SparseExecution:
+    """The layers on the kernels for one model: chosen by ``start``, refreshed when the masks
+    change, paused for steps that need dense gradients, undone by ``stop`` (the model leaves
+    the fit as plain modules)."""
+
+    def __init__(self, model: nn.Module, layers: dict[str, nn.Module], timings: dict[str, dict[str, float]]):
+        self.model, self.layers, self.timings = model, layers, timings
+        self.layouts: dict[str, K.Layout] = {}
+        self.dense = False
+
+    @classmethod
+    def start(cls, ctx, masks: dict[str, torch.Tensor], mode: str) -> "SparseExecution":
+        model = ctx.model
+        if mode == "masked" or ctx.device.type != "cpu":
+            if mode == "sparse":
+                raise UsageError("--sparse-backend sparse runs on the CPU only (SparseProp's kernels); "
+                                 "use --sparse-backend auto or masked with a GPU")
+            return cls(model, {}, {})
+        if K.kernels() is None:
+            if mode == "sparse":
+                raise UsageError("--sparse-backend sparse needs SparseProp (pip install sparseprop)")
+            if ctx.is_main:
+                print("note: SparseProp is not installed; --sparse-backend auto runs masked", file=sys.stderr)
+            return cls(model, {}, {})
+        K.match_kernel_threads()
+        modules = masked_modules(model, masks)
+        candidates = {name: module for name, module in modules.items()
+                      if K.supports(module) and 1 - float(masks[f"{name}.weight"].float().mean()) >= MIN_SPARSITY}
+        timings: dict[str, dict[str, float]] = {}
+        chosen = list(candidates)
+        if mode == "auto" and candidates:
+            timings = time_layers(ctx, candidates, masks)
+            chosen = [name for name in candidates if timings[name]["sparse_ms"] < timings[name]["dense_ms"]]
+        chosen = agree_on_rank_0(ctx, list(candidates), chosen)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d) and chosen:
+                K.swap_class(module, True)
+        execution = cls(model, {name: candidates[name] for name in chosen}, timings)
+        for module in execution.layers.values():
+            K.swap_class(module, True)
+        execution.refresh(masks)
+        return execution
+
+    def refresh(self, masks: dict[str, torch.Tensor]) -> None:
+        """New layouts after the masks changed."""
+        self.layouts = {name: K.layout_for(module, masks[f"{name}.weight"]) for name, module in self.layers.items()}
+        self.dense_step(self.dense)
+
+    def dense_step(self, dense: bool) -> None:
+        """Run the next steps on the dense path (exact dense gradients: RigL's growth) or not."""
+        self.dense = dense
+        for name, module in self.layers.items():
+            module.sparse_layout = None if dense else self.layouts[name]
+
+    def stop(self) -> None:
+        for module in self.model.modules():
+            K.swap_class(module, False)
+
+    def describe(self, masks: dict[str, torch.Tensor]) -> str:
+        """One line: how many masked layers run on the kernels, and which."""
+        if not self.layers:
+            return f"sparse kernels: none of {len(masks)} masked layers (masked backend)"
+        return (f"sparse kernels: {len(self.layers)} of {len(masks)} masked layers "
+                f"({', '.join(self.layers)})")
+
+
+def agree_on_rank_0(ctx, candidates: list[str], chosen: list[str]) -> list[str]:
+    """Rank 0's choice on every rank (a no-op in-process)."""
+    flags = torch.tensor([name in chosen for name in candidates], dtype=torch.uint8, device=ctx.device)
+    ctx.broadcast(flags, src=0)
+    return [name for name, on in zip(candidates, flags.tolist()) if on]
+
+
+def time_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Each candidate's forward + backward in ms, dense and sparse (median of
+    ``TIMING_REPEATS`` after one warm-up), on its input from one real training batch; the
+    sparse one is fed its input in the batch-innermost layout it gets inside the network."""
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep_input(name):
+        def hook(module, args, output):
+            inputs[name] = args[0].detach()
+        return hook
+
+    hooks = [module.register_forward_hook(keep_input(name)) for name, module in candidates.items()]
+    was_training = ctx.model.training
+    ctx.model.eval()  # the probe forward must not move batch-norm statistics
+    try:
+        with torch.no_grad():
+            ctx.model(ctx.train.x[:ctx.cfg.batch_size].to(ctx.device))
+    finally:
+        ctx.model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    timings = {}
+    for name, module in candidates.items():
+        x = inputs[name]
+        layout = K.layout_for(module, masks[f"{name}.weight"])
+        weight = module.weight.detach().clone().requires_grad_()
+        if isinstance(module, nn.Conv2d):
+            def dense(x):
+                return torch.nn.functional.conv2d(x, weight, None, module.stride, module.padding)
+
+            def sparse(x):
+                return K.SparseConv2dFn.apply(x, weight, None, layout, module.stride[0], module.padding[0])
+            x_inner = x.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
+        else:
+            def dense(x):
+                return torch.nn.functional.linear(x, weight)
+
+            def sparse(x):
+                return K.SparseLinearFn.apply(x, weight, None, layout)
+            x_inner = x.t().contiguous().t()
+        timings[name] = {"dense_ms": time_forward_backward(dense, x), "sparse_ms": time_forward_backward(sparse, x_inner)}
+    return timings
+
+
+def time_forward_backward(layer, x: torch.Tensor) -> float:
+    x = x.clone().requires_grad_() if x.is_contiguous() else x.detach().requires_grad_()
+    seconds = []
+    for _ in range(TIMING_REPEATS + 1):
+        started = time.perf_counter()
+        layer(x).sum().backward()
+        seconds.append(time.perf_counter() - started)
+    return 1000 * statistics.median(seconds[1:])

@@ -1,0 +1,261 @@
+"""--sparse-backend: SparseProp's kernels give the masked layers' math (layers, whole runs,
+AGC, resume, LiPT's shard masks), the model leaves the fit unchanged, and the choices and
+refusals of masked / sparse / auto."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raypkg.data import load_dataset
+from raypkg.engine.callbacks import Callback
+from raypkg.engine.config import TrainConfig
+from raypkg.engine.loop import fit, seed_everything, training_state
+from raypkg.models import build_model
+from raypkg.sparse import kernels as K
+from raypkg.sparse.agc import AGCorrection
+from raypkg.sparse.dst import SparseTraining
+from raypkg.sparse.masks import StaticMask, maskable_parameters
+
+pytestmark = pytest.mark.skipif(K.kernels() is None, reason="SparseProp is not installed")
+TOL = 1e-5
+
+
+def batch_inner(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
+
+
+# --- the layers ---------------------------------------------------------------------------------
+
+def test_conv_layout_is_the_kernels_own_format_and_positions_are_row_major():
+    mask = torch.rand(6, 5, 3, 3, generator=torch.Generator().manual_seed(0)) < 0.2
+    layout = K.conv_layout(mask)
+    nnz = int(mask.sum())
+    rows, cols = torch.zeros(7, dtype=torch.int32), torch.zeros(6 * 6, dtype=torch.int16)
+    xs, ys, values = torch.zeros(nnz, dtype=torch.uint8), torch.zeros(nnz, dtype=torch.uint8), torch.zeros(nnz)
+    weight = torch.arange(1, mask.numel() + 1, dtype=torch.float32).view_as(mask) * mask
+    K.kernels().sparsify_conv2d(6, 5, 3, weight, rows, cols, xs, ys, values)
+    assert torch.equal(layout.rows, rows) and torch.equal(layout.cols, cols)
+    assert torch.equal(layout.xs, xs) and torch.equal(layout.ys, ys)
+    assert torch.equal(K.gather(weight, layout), values)  # the kernels' value order
+    assert torch.equal(layout.positions, mask.flatten().nonzero().flatten())
+
+
+@pytest.mark.parametrize("batch", [16, 13])  # 13: the kernels' tail bug, worked around by padding
+@pytest.mark.parametrize("stride,padding,kernel,bias", [(1, 1, 3, False), (2, 1, 3, True), (1, 0, 5, True)])
+def test_sparse_conv_equals_the_masked_conv(batch, stride, padding, kernel, bias):
+    gen = torch.Generator().manual_seed(batch + stride)
+    conv = nn.Conv2d(4, 6, kernel, stride=stride, padding=padding, bias=bias)
+    mask = torch.rand(conv.weight.shape, generator=gen) < 0.15
+    with torch.no_grad():
+        conv.weight.mul_(mask)
+    sparse = copy.deepcopy(conv)
+    K.swap_class(sparse, True)
+    sparse.sparse_layout = K.conv_layout(mask)
+    for layout_of in (lambda t: t, batch_inner):  # a dense layer's output, a sparse layer's output
+        x = layout_of(torch.randn(batch, 4, 11, 11, generator=gen)).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        y, y2 = conv(x), sparse(x2)
+        assert torch.allclose(y, y2, atol=TOL) and K.is_batch_inner(y2)
+        grad = torch.randn(y.shape, generator=gen)
+        y.backward(grad)
+        y2.backward(grad)
+        assert torch.allclose(x.grad, x2.grad, atol=TOL)
+        assert torch.allclose(conv.weight.grad * mask, sparse.weight.grad, rtol=1e-4, atol=1e-4)
+        assert torch.all(sparse.weight.grad[~mask] == 0)
+        if bias:
+            assert torch.allclose(conv.bias.grad, sparse.bias.grad, rtol=1e-4, atol=1e-4)
+        conv.zero_grad(), sparse.zero_grad()
+
+
+def test_sparse_linear_equals_the_masked_linear_and_allows_in_place_relu():
+    gen = torch.Generator().manual_seed(1)
+    linear = nn.Linear(40, 24)
+    mask = torch.rand(linear.weight.shape, generator=gen) < 0.1
+    with torch.no_grad():
+        linear.weight.mul_(mask)
+    sparse = copy.deepcopy(linear)
+    K.swap_class(sparse, True)
+    sparse.sparse_layout = K.linear_layout(mask)
+    x = torch.randn(19, 40, generator=gen, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    y, y2 = F.relu(linear(x)), F.relu_(sparse(x2))
+    assert torch.allclose(y, y2, atol=TOL)
+    y.sum().backward()
+    y2.sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=TOL)
+    assert torch.allclose(linear.weight.grad * mask, sparse.weight.grad, atol=1e-5)
+    assert torch.allclose(linear.bias.grad, sparse.bias.grad, atol=1e-5)
+
+
+def test_batch_inner_batch_norm_equals_batch_norm_and_keeps_the_layout():
+    gen = torch.Generator().manual_seed(2)
+    bn = nn.BatchNorm2d(5)
+    inner = copy.deepcopy(bn)
+    K.swap_class(inner, True)
+    x = torch.randn(12, 5, 4, 4, generator=gen) * 3 + 1
+    for source in (x, batch_inner(x)):
+        a, b = x.clone().requires_grad_(), source.detach().clone().requires_grad_()
+        y, y2 = bn(a), inner(b)
+        assert torch.allclose(y, y2, atol=TOL) and K.is_batch_inner(y2)
+        (y * y).sum().backward()
+        (y2 * y2).sum().backward()
+        assert torch.allclose(a.grad, b.grad, atol=1e-4)
+    assert torch.allclose(bn.running_mean, inner.running_mean) and torch.allclose(bn.running_var, inner.running_var)
+    assert bn.num_batches_tracked == inner.num_batches_tracked == 2
+
+
+# --- whole runs: the sparse backend takes the masked backend's steps ----------------------------
+
+class PlugInBNConvNet(nn.Module):
+    """A user's model: convs with biases, BatchNorm2d, a strided conv, a Conv2d subclass the
+    kernels leave alone, a head."""
+
+    class OwnConv(nn.Conv2d):
+        pass
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32)
+        self.conv2, self.bn2 = nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32)
+        self.conv3 = self.OwnConv(32, 16, 3, padding=1)
+        self.head = nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x.view(-1, 1, 8, 8))))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return self.head(F.relu(self.conv3(x)).flatten(1))
+
+
+class StepLosses(Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_step_end(self, ctx):
+        self.losses.append(float(ctx.batch.loss.detach()))
+
+
+def short_run(model_name, backend, *, growth="gradient", agc=False, density=0.05, steps=8, epochs=1, resume=None,
+              capture_at=-1):
+    """``steps`` steps of batch 32 on digits per epoch, masks updated every 3 steps, LR 0.02.
+    Short and at a small LR because ResNet-20 at LR 0.1 amplifies a 1e-7 rounding
+    difference to 1e-4 within 7 steps, the masked backend's own runs included (a 1e-7
+    relative perturbation of its initial weights does the same); at 0.02 both stay ~1e-7."""
+    data = load_dataset("digits", seed=0)
+    train = data.train.subset(torch.arange(32 * steps))
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=[0.02], seed=3, progress=False).validate()
+    seed_everything(3)
+    model = PlugInBNConvNet() if model_name == "plugin-bn" else build_model(model_name, data.input_shape,
+                                                                             data.num_classes)
+    dst = SparseTraining(density, "ERK", seed=2, growth=growth, update_frequency=3, scale_init=True, backend=backend)
+    callbacks = [dst] + ([AGCorrection(0.1, sample=100, masks=dst)] if agc else []) + [StepLosses(), Capture(capture_at)]
+    fit(model, train, None, cfg, callbacks=callbacks, resume=resume, progress=False)
+    return model, dst, callbacks
+
+
+class Capture(Callback):
+    """Keeps the training state at the end of epoch ``epoch`` (0-based; -1: never)."""
+
+    def __init__(self, epoch):
+        self.epoch, self.state = epoch, None
+
+    def on_epoch_end(self, ctx, row):
+        if ctx.epoch == self.epoch:
+            self.state = copy.deepcopy(training_state(ctx))
+
+
+def assert_same_run(masked, sparse):
+    (model_a, dst_a, cbs_a), (model_b, dst_b, cbs_b) = masked, sparse
+    losses_a, losses_b = cbs_a[-2].losses, cbs_b[-2].losses
+    assert len(losses_a) == len(losses_b) and max(abs(a - b) for a, b in zip(losses_a, losses_b)) < TOL
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=TOL), name
+    assert all(torch.equal(dst_a.masks[k], dst_b.masks[k]) for k in dst_a.masks)
+    assert dst_b.updates and [u["step"] for u in dst_a.updates] == [u["step"] for u in dst_b.updates]
+
+
+@pytest.mark.parametrize("model_name,growth,agc", [
+    ("mlp", "gradient", False),       # RigL-ITOP: dense gradients on update steps
+    ("lenet5", "random", True),       # A-SET-ITOP
+    ("resnet20", "gradient", False),  # batch norm, option-A shortcuts, stride 2
+    ("resnet20", "gradient", True),   # A-RigL-ITOP
+    ("plugin-bn", "random", False),
+])
+def test_sparse_backend_takes_the_masked_backends_steps(model_name, growth, agc):
+    sparse = short_run(model_name, "sparse", growth=growth, agc=agc)
+    assert sparse[1].sparse_layers, "no layer ran on the kernels"
+    assert_same_run(short_run(model_name, "masked", growth=growth, agc=agc), sparse)
+    # the model leaves the fit as it came: plain modules, the same state_dict keys
+    assert all(type(m) not in K.SWAPS.values() for m in sparse[0].modules())
+    assert not any(hasattr(m, "sparse_layout") for m in sparse[0].modules())
+
+
+def test_sparse_backend_resumes_from_a_checkpoint_like_the_uninterrupted_masked_run():
+    uninterrupted = short_run("lenet5", "masked", steps=4, epochs=2, capture_at=0)
+    resumed = short_run("lenet5", "sparse", steps=4, epochs=2, resume=uninterrupted[2][-1].state)
+    assert resumed[1].sparse_layers
+    uninterrupted[2][-2].losses = uninterrupted[2][-2].losses[4:]  # the resumed run's epoch
+    assert_same_run(uninterrupted, resumed)
+
+
+def test_lipt_shard_models_train_under_the_configured_backend():
+    from raypkg.lipt.config import LiptConfig
+    from raypkg.lipt.pretrain import shard_callbacks
+
+    cfg = LiptConfig(sparse_backend="sparse")
+    mask = shard_callbacks(cfg, None, 1)[-1]
+    assert isinstance(mask, StaticMask) and mask.backend == "sparse"
+
+    def shard_run(backend):
+        data = load_dataset("digits", seed=0)
+        seed_everything(0)
+        model = build_model("lenet5", data.input_shape, data.num_classes)
+        static = StaticMask(0.05, "ERK", seed=4, scale_init=True, backend=backend)
+        losses = StepLosses()
+        fit(model, data.train.subset(torch.arange(256)), None, TrainConfig(epochs=1, batch_size=32, progress=False),
+            callbacks=[static, losses], progress=False)
+        return model, static, losses.losses
+
+    (a, _, la), (b, static, lb) = shard_run("masked"), shard_run("sparse")
+    assert static.sparse_layers and max(abs(x - y) for x, y in zip(la, lb)) < TOL
+    assert all(torch.allclose(p, q, atol=TOL) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+# --- choosing layers; refusals ------------------------------------------------------------------
+
+def test_auto_never_picks_a_layer_under_80_percent_sparse_and_agrees_with_its_timings():
+    _, dst, _ = short_run("resnet20", "auto", steps=2)
+    timings = dst.sparse_timings
+    assert timings  # every candidate was timed
+    densities = {name: float(m.float().mean()) for name, m in dst.masks.items()}
+    assert all(densities[f"{name}.weight"] <= 0.2 for name in timings)
+    assert set(dst.sparse_layers) == {name for name, t in timings.items() if t["sparse_ms"] < t["dense_ms"]}
+
+
+def test_without_sparseprop_auto_runs_masked_with_a_note_and_sparse_is_refused(monkeypatch, capsys):
+    import importlib.util
+
+    from raypkg.errors import UsageError
+    from raypkg.sparse.config import SparseConfig
+
+    monkeypatch.setattr(K, "kernels", lambda: None)
+    _, dst, _ = short_run("mlp", "auto", steps=2)
+    assert dst.sparse_layers == []
+    assert "SparseProp is not installed; --sparse-backend auto runs masked" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="needs SparseProp"):
+        short_run("mlp", "sparse", steps=2)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sparseprop" else real(name, *a))
+    with pytest.raises(UsageError, match="needs SparseProp's kernels"):
+        SparseConfig(sparse_backend="sparse").validate()
+    SparseConfig(sparse_backend="auto").validate()  # auto falls back at run time
+
+
+def test_maskable_weights_of_the_plugin_model_and_which_layers_the_kernels_can_run():
+    model = PlugInBNConvNet()
+    assert [K.supports(m) for m in (model.conv1, model.conv2, model.conv3, model.head)] == [True, True, False, True]
+    assert set(maskable_parameters(model)) == {"conv1.weight", "conv2.weight", "conv3.weight", "head.weight"}
