@@ -280,12 +280,16 @@ def test_masks_identical_on_two_ray_train_ranks_across_a_restart(ray_session, tm
     data = load("digits", seed=0)
     cfg = TrainConfig(dataset="digits", model="lenet5", epochs=3, workers=2, seed=0, progress=False,
                       max_failures=1).validate()
-    dst = SparseTraining(0.1, "ERK", seed=0, growth="random", update_frequency=4)
+    # on SparseProp's kernels: the ranks run them on the same layers and keep the same masks
+    dst = SparseTraining(0.1, "ERK", seed=0, growth="random", update_frequency=4, backend="sparse")
     result = train(cfg, data, callbacks=[dst], storage=tmp_path / "ray")
     assert marker.exists() and result.restarts == 1
     # 11 steps per epoch per rank (674 examples, batch 64): updates at 4, 8, ..., 32
     assert [u["step"] for u in dst.updates] == list(range(4, 33, 4))
     assert len(dst.rank_digests) == 2 and set(dst.rank_digests) == {masks_digest(dst.masks)}
+    assert dst.sparse_layers  # from the workers' checkpoint
+    assert all(type(m) in (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)
+               for m in result.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)))
     params = maskable_parameters(result.model)
     assert all(torch.all(params[k][~m] == 0) for k, m in dst.masks.items())
 
@@ -310,6 +314,8 @@ def _cli(args, tmp_path):
     (["--agc", "--agc-sample", "100000"], "exceeds the training set"),
     (["--dense", "--density", "0.05"], "--density sets the sparse masks; --dense trains without them"),
     (["--dense", "--growth", "random"], "--growth sets the sparse masks"),
+    (["--sparse-backend", "fast"], "'fast' is not one of 'masked', 'sparse', 'auto'"),
+    (["--dense", "--sparse-backend", "sparse"], "--sparse-backend sets the sparse masks"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     result = _cli(args, tmp_path)

@@ -92,7 +92,7 @@ def test_sparse_linear_equals_the_masked_linear_and_allows_in_place_relu():
     assert torch.allclose(linear.bias.grad, sparse.bias.grad, atol=1e-5)
 
 
-def test_batch_inner_batch_norm_equals_batch_norm_and_keeps_the_layout():
+def test_batch_inner_batch_norm_equals_batch_norm_and_keeps_the_input_layout():
     gen = torch.Generator().manual_seed(2)
     bn = nn.BatchNorm2d(5)
     inner = copy.deepcopy(bn)
@@ -101,7 +101,7 @@ def test_batch_inner_batch_norm_equals_batch_norm_and_keeps_the_layout():
     for source in (x, batch_inner(x)):
         a, b = x.clone().requires_grad_(), source.detach().clone().requires_grad_()
         y, y2 = bn(a), inner(b)
-        assert torch.allclose(y, y2, atol=TOL) and K.is_batch_inner(y2)
+        assert torch.allclose(y, y2, atol=TOL) and K.is_batch_inner(y2) == K.is_batch_inner(source)
         (y * y).sum().backward()
         (y2 * y2).sum().backward()
         assert torch.allclose(a.grad, b.grad, atol=1e-4)
@@ -259,3 +259,44 @@ def test_maskable_weights_of_the_plugin_model_and_which_layers_the_kernels_can_r
     model = PlugInBNConvNet()
     assert [K.supports(m) for m in (model.conv1, model.conv2, model.conv3, model.head)] == [True, True, False, True]
     assert set(maskable_parameters(model)) == {"conv1.weight", "conv2.weight", "conv3.weight", "head.weight"}
+
+
+# --- where users see it ---------------------------------------------------------------------------
+
+def test_run_sparse_names_its_kernel_layers_first_and_in_the_summary(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    result = CliRunner().invoke(main, ["run", "sparse", "--sparse-backend", "sparse", "--epochs", "1", "--out",
+                                       str(tmp_path), "--name", "k", "--wandb", "disabled", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "sparse kernels: 2 of 2 masked layers (features.1, head)"
+    summary = json.loads((tmp_path / "k" / "summary.json").read_text())
+    assert summary["sparse_backend"] == "sparse" and summary["sparse_layers"] == ["features.1", "head"]
+    assert torch.load(tmp_path / "k" / "model.pt", weights_only=True).keys() == \
+        build_model("mlp", (64,), 10).state_dict().keys()
+
+
+def test_bench_sparse_gives_a_row_per_backend_with_speed_ups(tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "sparse", "--setups", "digits:mlp", "--methods", "dense,RigL-ITOP",
+                                       "--backends", "masked,sparse", "--epochs", "1", "--threads", "1",
+                                       "--save", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "b.parquet")
+    assert list(table["backend"]) == ["dense", "masked", "sparse"]
+    assert list(table["sparse_layers"]) == [0, 0, 2]
+    masked, sparse = table.iloc[1], table.iloc[2]
+    assert masked["x_vs_masked"] == 1.0
+    assert sparse["x_vs_masked"] == pytest.approx(masked["s_per_epoch"] / sparse["s_per_epoch"])
+    assert sparse["x_vs_dense"] == pytest.approx(table.iloc[0]["s_per_epoch"] / sparse["s_per_epoch"])
+    assert sparse["final_acc"] == pytest.approx(masked["final_acc"], abs=0.003)  # the same math
+    bad = CliRunner().invoke(main, ["bench", "sparse", "--backends", "masked,fast"])
+    assert bad.exit_code == 2 and "--backends takes comma-separated masked, sparse, auto" in bad.output

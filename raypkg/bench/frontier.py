@@ -239,7 +239,7 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
             elif METHODS[m] == "lipt":
                 points.append(Point(m, f, None, "lipt", LiptConfig(
                     **coreset, selection=m.removeprefix("lipt-"), fraction=f, shards=s["shards"],
-                    pre_epochs=s["pre_epochs"])))
+                    pre_epochs=s["pre_epochs"], sparse_backend="auto")))
             elif m == "crest":
                 subset = min(1.0, max(0.01, 4 * s["batch_size"] / n)) if n else 0.01
                 points.append(Point(m, f, None, "crest", CrestConfig(
@@ -248,7 +248,7 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
         for m in methods:
             if METHODS[m] == "sparse":
                 points.append(Point(m, None, d, "sparse", SparseConfig(
-                    **common, density=d, growth="gradient", agc=m == "a-rigl-itop",
+                    **common, density=d, growth="gradient", agc=m == "a-rigl-itop", sparse_backend="auto",
                     update_frequency=s["update_frequency"], agc_sample=min(s["agc_sample"], n or s["agc_sample"]))))
     return [dataclasses.replace(p, cfg=p.cfg.resolved().validate()) for p in points]
 

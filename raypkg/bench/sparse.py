@@ -19,7 +19,7 @@ import click
 
 from raypkg.bench.output import SAVE_HELP
 from raypkg.cli_options import config_options
-from raypkg.sparse.config import SparseConfig
+from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
 
 METHODS = {  # name -> (sparse, growth, agc)
     "dense": (False, "random", False),
@@ -41,7 +41,7 @@ def epochs_to(accuracies: list[float], target: float) -> int | None:
     return next((i + 1 for i, acc in enumerate(accuracies) if acc >= target), None)
 
 
-def run_method(base, data, name: str, density: float) -> dict:
+def run_method(base, data, name: str, density: float, backend: str = "masked") -> dict:
     """One method's run of the sparse recipe, in memory: its per-epoch curves and final figures."""
     import dataclasses
 
@@ -49,10 +49,12 @@ def run_method(base, data, name: str, density: float) -> dict:
     from raypkg.sparse.recipe import SPARSE
 
     sparse, growth, agc = METHODS[name]
-    summary = SPARSE.run(dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density),
+    summary = SPARSE.run(dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density,
+                                             sparse_backend=backend if sparse else "masked"),
                          MemorySink, data=data)
     history = summary["rows"]
-    return {"method": name, "target_density": density if sparse else 1.0,
+    return {"method": name, "target_density": density if sparse else 1.0, "backend": backend if sparse else "dense",
+            "sparse_layers": len(summary.get("sparse_layers", [])),
             "acc": [r["test_acc"] for r in history],
             "epoch_s": [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history],
             "agc_c": [r.get("agc_c") for r in history], "R_s": summary.get("R_s", 1.0), "density": summary["density"]}
@@ -70,6 +72,7 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
         for run in runs:  # a plain method and its AGC variant share a colour, AGC dashed; sparser: lighter
             base = run["method"].removeprefix("A-")
             label = run["method"] if run["target_density"] == 1 else f"{run['method']} d={run['target_density']:g}"
+            label += f" ({run['backend']})" if run["backend"] not in ("masked", "dense") else ""
             alpha = 1.0 if run["target_density"] == 1 else 1.0 - 0.5 * densities.index(run["target_density"]) / \
                 max(len(densities) - 1, 1)
             ax.plot(range(1, len(run["acc"]) + 1), run["acc"], marker=".", label=label, alpha=alpha,
@@ -94,13 +97,16 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @config_options(SparseConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
                 more_help={"lr": "0.1 (the paper's, with BN) makes normalisation-free LeNet-5 diverge and collapse.",
                            "train_size": SIZED_ONLY, "test_size": SIZED_ONLY})
+@click.option("--backends", default="masked", show_default=True,
+              help="Comma-separated --sparse-backend values each sparse method runs with (masked, sparse, auto): "
+                   "one row per backend, with its speed-up against masked and against dense.")
 @click.option("--target", type=float, default=None,
               help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
 @click.option("--target-of-dense", default=0.95, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--save", help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
-def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_frequency, train_size, test_size,
-                 agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
+def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, update_frequency, train_size,
+                 test_size, agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
 
     \b
@@ -108,6 +114,7 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
       effray bench sparse                                  # digits-aug/lenet5 and digits/mlp, 20 epochs
       effray bench sparse --setups digits:mlp --epochs 10  # a quick look
       effray bench sparse --setups digits-aug:resnet20 --density 0.05,0.01 --train-size 2000 --epochs 10
+      effray bench sparse --setups digits-aug:mlp --methods dense,RigL-ITOP --backends masked,sparse --threads 1
     """
     import pandas as pd
     import torch
@@ -123,6 +130,10 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
             raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     if target is None and "dense" not in names:
         raise UsageError("without --target the dense run sets it: include dense in --methods")
+    backend_list = list(dict.fromkeys(b.strip() for b in backends.split(",") if b.strip()))
+    bad = [b for b in backend_list if b not in SPARSE_BACKENDS]
+    if bad or not backend_list:
+        raise UsageError(f"--backends takes comma-separated {', '.join(SPARSE_BACKENDS)}, got {backends!r}")
     density_list = float_list(densities, "--density", "densities in (0, 1]")
     if not all(0 < d <= 1 for d in density_list):
         raise UsageError(f"--density takes densities in (0, 1], got {densities!r}")
@@ -154,33 +165,44 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
             for name in names:
                 if name == "dense" and density != density_list[0]:
                     continue  # dense does not depend on the density
-                runs.append(run_method(base, data, name, density))
-                click.echo(f"  {name} (density {runs[-1]['target_density']:g}): final acc "
-                           f"{runs[-1]['acc'][-1]:.4f}, {statistics.median(runs[-1]['epoch_s']):.2f}s/epoch", err=True)
+                for backend in (backend_list if METHODS[name][0] else ["dense"]):
+                    runs.append(run_method(base, data, name, density, backend))
+                    click.echo(f"  {name} (density {runs[-1]['target_density']:g}, {runs[-1]['backend']}): final acc "
+                               f"{runs[-1]['acc'][-1]:.4f}, {statistics.median(runs[-1]['epoch_s']):.2f}s/epoch",
+                               err=True)
         dense = next((run for run in runs if run["method"] == "dense"), None)
         targets[setup] = target if target is not None else target_of_dense * max(dense["acc"])
         curves[setup] = runs
         setup_rows, curves_of = {}, {}
         for run in runs:
-            curves_of[run["method"], run["target_density"]] = run["acc"]
-            setup_rows[run["method"], run["target_density"]] = row = {
+            key = run["method"], run["target_density"], run["backend"]
+            curves_of[key] = run["acc"]
+            setup_rows[key] = row = {
                 "setup": setup, "method": run["method"], "target_density": run["target_density"],
+                "backend": run["backend"], "sparse_layers": run["sparse_layers"],
                 "target": targets[setup], "epochs_to_target": epochs_to(run["acc"], targets[setup]),
                 "s_per_epoch": statistics.median(run["epoch_s"]), "final_acc": run["acc"][-1],
                 "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
                 "agc_c_last": run["agc_c"][-1]}
             rows.append(row)
-        for (name, density), a in setup_rows.items():
+        dense_s = statistics.median(dense["epoch_s"]) if dense else None
+        for (name, density, backend), a in setup_rows.items():
+            masked = setup_rows.get((name, density, "masked"))
+            if masked is not None:
+                a["x_vs_masked"] = masked["s_per_epoch"] / a["s_per_epoch"]
+            if dense_s is not None:
+                a["x_vs_dense"] = dense_s / a["s_per_epoch"]
+        for (name, density, backend), a in setup_rows.items():
             plain_name = dict(PAIRS).get(name)
-            p = setup_rows.get((plain_name, density))
+            p = setup_rows.get((plain_name, density, backend))
             if p is None:
                 continue
             a["time_vs_plain"] = a["s_per_epoch"] / p["s_per_epoch"]
             # A target every density can reach: --target-of-dense x the plain version's best
             # (at 99% sparsity the dense run's target may be out of reach of both).
             a["pair_target"] = target_of_dense * p["best_acc"]
-            a["epochs_to_pair_target"] = epochs_to(curves_of[name, density], a["pair_target"])
-            a["plain_epochs_to_pair_target"] = epochs_to(curves_of[plain_name, density], a["pair_target"])
+            a["epochs_to_pair_target"] = epochs_to(curves_of[name, density, backend], a["pair_target"])
+            a["plain_epochs_to_pair_target"] = epochs_to(curves_of[plain_name, density, backend], a["pair_target"])
             if a["epochs_to_target"] is not None and p["epochs_to_target"] is not None:
                 a["epochs_vs_plain"] = a["epochs_to_target"] / p["epochs_to_target"]
                 a["meets_paper_target"] = bool(a["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
@@ -193,6 +215,7 @@ def sparse_bench(setups, methods, densities, epochs, batch_size, lr, update_freq
                f"version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     long = pd.DataFrame([{"setup": setup, "method": run["method"], "target_density": run["target_density"],
+                          "backend": run["backend"],
                           "epoch": i + 1, "test_acc": acc, "epoch_s": s}
                          for setup, runs in curves.items() for run in runs
                          for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])

@@ -171,7 +171,7 @@ class StaticMask(Callback):
         self.sparse_layers = list(self.execution.layers)
         self.sparse_timings = self.execution.timings
         if self.backend != "masked" and ctx.is_main:
-            print(self.execution.describe(self.masks), file=sys.stderr)
+            print(self.execution.describe(self.masks), file=sys.stderr, flush=True)
 
     def on_fit_end(self, ctx: TrainContext) -> None:
         self.execution.stop()
