@@ -219,7 +219,7 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
                           "epoch": i + 1, "test_acc": acc, "epoch_s": s}
                          for setup, runs in curves.items() for run in runs
                          for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])
+    save_bench(table, stem)  # makes the directory
     write_parquet(stem.with_name(stem.name + "-curves.parquet"), long)
-    save_bench(table, stem)
     plot(curves, targets, stem.with_name(stem.name + ".png"))
     click.echo(f"saved: {stem.with_name(stem.name + '.png')}, {stem.with_name(stem.name + '-curves.parquet')}")
