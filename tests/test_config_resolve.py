@@ -109,7 +109,7 @@ def test_two_flags_of_one_group_are_refused(tmp_path):
 
 def test_sparse_and_lipt_share_the_mask_settings():
     names = {f.name for f in dataclasses.fields(MaskSettings)}
-    assert names == {"density", "sparse_init", "scale_init"}
+    assert names == {"density", "sparse_init", "scale_init", "sparse_backend"}
     for cls in (SparseConfig, LiptConfig):
         assert issubclass(cls, MaskSettings) and names <= {f.name for f in dataclasses.fields(cls)}
     assert not hasattr(LiptConfig(), "sparse_scale_init")
