@@ -67,10 +67,6 @@ class Layout:
     def __deepcopy__(self, memo):  # immutable: a model's copy (AGC's snapshot) shares it
         return self
 
-    @property
-    def density(self) -> float:
-        return len(self.positions) / self.positions.new_tensor(self.shape).prod().item()
-
 
 def linear_layout(mask: torch.Tensor) -> Layout:
     nz = mask.cpu().nonzero()  # row-major: sorted by row, then column
@@ -136,8 +132,7 @@ def batch_inner_zeros(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tenso
     strides, step = [0] * len(shape), 1
     for dim in reversed(order):
         strides[dim], step = step, step * shape[dim]
-    return torch.zeros_strided(shape, strides, dtype=like.dtype) if hasattr(torch, "zeros_strided") else \
-        torch.empty_strided(shape, strides, dtype=like.dtype).zero_()
+    return torch.empty_strided(shape, strides, dtype=like.dtype).zero_()
 
 
 def pad_batch(x_p: torch.Tensor) -> torch.Tensor:
