@@ -45,17 +45,23 @@ def test_conv_layout_is_the_kernels_own_format_and_positions_are_row_major():
     assert torch.equal(layout.positions, mask.flatten().nonzero().flatten())
 
 
+def masked_and_sparse(layer: nn.Module, density: float, gen: torch.Generator):
+    """A random mask of ``layer`` applied to its weights, and a copy of it on the kernels."""
+    mask = torch.rand(layer.weight.shape, generator=gen) < density
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    sparse = copy.deepcopy(layer)
+    K.swap_class(sparse, True)
+    sparse.sparse_layout = K.layout_for(sparse, mask)
+    return mask, sparse
+
+
 @pytest.mark.parametrize("batch", [16, 13])  # 13: the kernels' tail bug, worked around by padding
 @pytest.mark.parametrize("stride,padding,kernel,bias", [(1, 1, 3, False), (2, 1, 3, True), (1, 0, 5, True)])
 def test_sparse_conv_equals_the_masked_conv(batch, stride, padding, kernel, bias):
     gen = torch.Generator().manual_seed(batch + stride)
     conv = nn.Conv2d(4, 6, kernel, stride=stride, padding=padding, bias=bias)
-    mask = torch.rand(conv.weight.shape, generator=gen) < 0.15
-    with torch.no_grad():
-        conv.weight.mul_(mask)
-    sparse = copy.deepcopy(conv)
-    K.swap_class(sparse, True)
-    sparse.sparse_layout = K.conv_layout(mask)
+    mask, sparse = masked_and_sparse(conv, 0.15, gen)
     for layout_of in (lambda t: t, batch_inner):  # a dense layer's output, a sparse layer's output
         x = layout_of(torch.randn(batch, 4, 11, 11, generator=gen)).requires_grad_()
         x2 = x.detach().clone().requires_grad_()
@@ -75,12 +81,7 @@ def test_sparse_conv_equals_the_masked_conv(batch, stride, padding, kernel, bias
 def test_sparse_linear_equals_the_masked_linear_and_allows_in_place_relu():
     gen = torch.Generator().manual_seed(1)
     linear = nn.Linear(40, 24)
-    mask = torch.rand(linear.weight.shape, generator=gen) < 0.1
-    with torch.no_grad():
-        linear.weight.mul_(mask)
-    sparse = copy.deepcopy(linear)
-    K.swap_class(sparse, True)
-    sparse.sparse_layout = K.linear_layout(mask)
+    mask, sparse = masked_and_sparse(linear, 0.1, gen)
     x = torch.randn(19, 40, generator=gen, requires_grad=True)
     x2 = x.detach().clone().requires_grad_()
     y, y2 = F.relu(linear(x)), F.relu_(sparse(x2))
