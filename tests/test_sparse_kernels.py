@@ -176,6 +176,9 @@ def assert_same_run(masked, sparse):
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=TOL), name
     assert all(torch.equal(dst_a.masks[k], dst_b.masks[k]) for k in dst_a.masks)
+    # the kernel layers skip the per-step re-masking: their weights must still be 0 off the mask
+    weights = maskable_parameters(model_b)
+    assert all(not weights[k][~mask].any() for k, mask in dst_b.masks.items())
     assert dst_b.updates and [u["step"] for u in dst_a.updates] == [u["step"] for u in dst_b.updates]
 
 

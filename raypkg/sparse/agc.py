@@ -22,8 +22,9 @@ Runs after ``SparseTraining`` in the callback list, so RigL grows from the uncor
 gradient.
 
 Under a mask (``masks``, the mask callback), the correction c * (g~ - g_old) acts on the
-weights active at the snapshot: a weight regrown later in the epoch takes its plain
-gradient until the next snapshot. The reference code (masked dense arithmetic) corrected it
+weights active at the snapshot and ever since: a weight regrown later in the epoch takes
+its plain gradient until the next snapshot, and a weight pruned since leaves the correction
+(its gradient stays 0 off the mask, which lets the sparse backend skip re-masking it). The reference code (masked dense arithmetic) corrected it
 with g~ and g_old taken at the snapshot, where it was 0 and inactive; the sparse kernels
 have no gradient there without paying the dense pass, so both backends now follow this one
 rule and give the same steps (``raypkg.sparse.backend``).
@@ -57,7 +58,8 @@ class AGCorrection(Callback):
             raise UsageError(f"agc sample must be a positive number of examples, got {sample}")
         self.gamma, self.alpha, self.sample, self.fixed_c, self.seed = gamma, alpha, sample, fixed_c, seed
         self.masks = masks
-        self.snapshot_masks: list[torch.Tensor | None] = []  # per parameter: its mask at the snapshot
+        self.snapshot_masks: list[torch.Tensor | None] = []  # per parameter: active at the snapshot and since
+        self._masks_seen: dict[str, torch.Tensor] | None = None  # the mask callback's masks last followed
         self.c_smooth = 1.0  # c~
         self.c_log: list[dict] = []  # per epoch: c used, c_hat measured, c~ after smoothing
         self.snapshot: torch.nn.Module | None = None
@@ -111,6 +113,7 @@ class AGCorrection(Callback):
         ctx.all_reduce(flat)
         flat /= total
         self.snapshot_masks = self.masks_by_parameter(ctx)
+        self._masks_seen = self.masks.masks if self.masks is not None else None
         self.snapshot_grad = [chunk.view_as(p) if mask is None else chunk.view_as(p) * mask
                               for chunk, p, mask in zip(flat.split([p.numel() for p in params]), params,
                                                         self.snapshot_masks)]
@@ -123,6 +126,7 @@ class AGCorrection(Callback):
     def on_after_backward(self, ctx: TrainContext) -> None:
         """p.grad <- p.grad - c * g_old + c * g~, g_old the batch gradient at theta~
         (averaged over ranks like DDP averages p.grad)."""
+        self.follow_mask_changes(ctx)
         batch = ctx.batch
         snap_params = list(self.snapshot.parameters())
         buffers = {k: v.clone() for k, v in self.snapshot.state_dict().items() if "running" in k or "batches" in k}
@@ -146,6 +150,16 @@ class AGCorrection(Callback):
                 if param.grad is None:
                     param.grad = torch.zeros_like(param)
                 param.grad.sub_(c * old).add_(c * g_tilde)
+
+    def follow_mask_changes(self, ctx: TrainContext) -> None:
+        """Drop the weights pruned since the snapshot from the correction (the mask callback
+        replaces its masks dict whenever they change)."""
+        if self.masks is None or self.masks.masks is self._masks_seen:
+            return
+        self._masks_seen = self.masks.masks
+        now = self.masks_by_parameter(ctx)
+        self.snapshot_masks = [then if then is None else then & mask for then, mask in zip(self.snapshot_masks, now)]
+        self.snapshot_grad = [g if mask is None else g * mask for g, mask in zip(self.snapshot_grad, self.snapshot_masks)]
 
     def masks_by_parameter(self, ctx: TrainContext) -> list[torch.Tensor | None]:
         """The mask callback's masks now, aligned with ``ctx.model.parameters()`` (None: unmasked)."""

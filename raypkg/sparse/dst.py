@@ -183,7 +183,7 @@ class SparseTraining(StaticMask):
         self.execution.dense_step(self.needs_dense_gradient(ctx.global_step + 1))
 
     def on_step_end(self, ctx: TrainContext) -> None:
-        self.apply_masks(ctx)
+        self.apply_masks(ctx, self.masks_after_step())
         if self.is_update_step(ctx.global_step):
             self.update_masks(ctx)
         self.execution.dense_step(self.needs_dense_gradient(ctx.global_step + 1))

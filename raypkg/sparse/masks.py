@@ -186,18 +186,28 @@ class StaticMask(Callback):
                 params[name].mul_(kept ** -0.5)
 
     @torch.no_grad()
-    def apply_masks(self, ctx: TrainContext) -> None:
-        """weights *= mask and momentum_buffer *= mask, for every masked tensor."""
+    def apply_masks(self, ctx: TrainContext, masks: dict[str, torch.Tensor] | None = None) -> None:
+        """weights *= mask and momentum_buffer *= mask, for every masked tensor (or ``masks``)."""
         params = maskable_parameters(ctx.model)
-        for name, mask in self.masks.items():
+        for name, mask in (self.masks if masks is None else masks).items():
             param = params[name]
             param.mul_(mask)
             buf = ctx.optimizer.state.get(param, {}).get("momentum_buffer")
             if buf is not None:
                 buf.mul_(mask)
 
+    def masks_after_step(self) -> dict[str, torch.Tensor]:
+        """The masks the step just taken needs applied. A layer that ran on the sparse kernels
+        got a gradient that is exactly 0 off its mask (the backward scatters into zeros), so
+        SGD's update there, -lr * (momentum * 0 + 0 + weight_decay * 0), keeps its weights and
+        momentum at 0: multiplying by the mask again would change nothing."""
+        if self.execution is None or self.execution.dense or not self.execution.layers:
+            return self.masks
+        on_kernels = {f"{name}.weight" for name in self.execution.layers}
+        return {name: mask for name, mask in self.masks.items() if name not in on_kernels}
+
     def on_step_end(self, ctx: TrainContext) -> None:
-        self.apply_masks(ctx)
+        self.apply_masks(ctx, self.masks_after_step())
 
     # --- reporting -------------------------------------------------------------------
     @torch.no_grad()
