@@ -56,11 +56,29 @@ def run(method: str, config: Any = None, *, save: bool = True, data: Any = None,
     ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories."""
     import pandas as pd
 
-    from raypkg.errors import UsageError, choose
+    from raypkg.errors import choose
     from raypkg.recipe import MemorySink, load_recipes
 
     recipes = load_recipes()
     recipe = recipes[choose("method", method, recipes)]
+    if type(config) is recipe.config_cls and not settings and data is None:
+        cfg = config  # the CLI's: resolved already, validated once by the recipe
+    else:
+        cfg = recipe_config(recipe, method, config, data, settings)
+    if not save:
+        summary = recipe.run(cfg, MemorySink)
+        return Result(summary, pd.DataFrame(summary["rows"]), None)
+    summary = recipe.run(cfg)
+    run_dir = Path(summary["run_dir"])
+    metrics = run_dir / "metrics.parquet"
+    return Result(summary, pd.read_parquet(metrics) if metrics.is_file() else pd.DataFrame(), run_dir)
+
+
+def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
+    """``config`` (a config object of any recipe, or a mapping) with ``settings`` and ``data``
+    on top, as ``recipe``'s config class."""
+    from raypkg.errors import UsageError
+
     values = dict(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config or {})
     if not isinstance(values, Mapping):
         raise UsageError(f"config must be a config object or a mapping, got {type(config).__name__}")
@@ -73,14 +91,7 @@ def run(method: str, config: Any = None, *, save: bool = True, data: Any = None,
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(recipe.config_cls)})
     if unknown:
         raise UsageError(f"unknown setting(s) {', '.join(unknown)} for {method}")
-    cfg = recipe.config_cls(**values)
-    if not save:
-        summary = recipe.run(cfg, MemorySink)
-        return Result(summary, pd.DataFrame(summary["rows"]), None)
-    summary = recipe.run(cfg)
-    run_dir = Path(summary["run_dir"])
-    metrics = run_dir / "metrics.parquet"
-    return Result(summary, pd.read_parquet(metrics) if metrics.is_file() else pd.DataFrame(), run_dir)
+    return recipe.config_cls(**values)
 
 
 def train(config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:

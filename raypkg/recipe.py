@@ -102,17 +102,19 @@ class Recipe:
         return self.label(cfg) if self.label else self.name
 
     def run(self, cfg, sink: SinkFactory | None = None, *, data=None, **shared) -> dict:
-        """Run every step; returns the summary. ``data`` (already loaded, and checked by
-        the caller) and ``shared`` let a bench reuse one dataset, cache or actor pool."""
+        """Run every step; returns the summary. ``data`` and ``shared`` let a bench reuse one
+        dataset, cache or actor pool: with ``data`` given, the caller has loaded and checked
+        it and validated ``cfg`` (a bench validates its whole grid before its first row), so
+        each run's config is validated exactly once."""
         import sys
 
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
         from raypkg.engine.loop import evaluate, pick_device
         from raypkg.models.registry import check_model
 
-        cfg = cfg.resolved().validate()
         loaded = data is None
         if loaded:
+            cfg = cfg.resolved().validate()
             data = (self.load or load_data)(cfg)
             check_address_used(uses_ray(cfg, data))
         check_model(cfg, data)  # a plug-in model's output against the data (built-in ones: nothing to do)

@@ -94,11 +94,14 @@ def test_real_process_prints_one_line_and_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_registries_are_listed():
-    datasets = run_cli("datasets").output
-    for name in ("digits", "digits-aug", "synthetic", "mnist", "cifar10", "cifar100", "imagefolder"):
-        assert name in datasets
-    models = run_cli("models").output
-    for name in ("logreg", "mlp", "lenet5", "lenet300-100", "resnet20", "resnet32", "resnet56", "resnet18",
-                 "resnet34", "wrn-16-8", "wrn-22-8", "wrn-28-2", "vgg-c", "resnet50"):
-        assert name in models
+def test_registries_are_listed_one_name_a_line():
+    from raypkg.data.registry import DATASETS
+    from raypkg.models.registry import MODELS
+
+    datasets = [line.split()[0] for line in run_cli("datasets").output.splitlines()]
+    assert sorted(datasets) == sorted(DATASETS) and {"digits", "digits-aug", "synthetic", "mnist", "cifar10",
+                                                     "cifar100", "imagefolder"} <= set(datasets)
+    models = [line.split()[0] for line in run_cli("models").output.splitlines()]
+    assert sorted(models) == sorted(MODELS) and {"logreg", "mlp", "lenet5", "lenet300-100", "resnet20", "resnet32",
+                                                 "resnet56", "resnet18", "resnet34", "wrn-16-8", "wrn-22-8",
+                                                 "wrn-28-2", "vgg-c", "resnet50"} <= set(models)

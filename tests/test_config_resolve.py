@@ -102,7 +102,7 @@ def test_a_flag_replaces_the_files_values_of_its_exclusive_group(tmp_path, file,
 
 def test_two_flags_of_one_group_are_refused(tmp_path):
     with pytest.raises(UsageError, match="exactly one of"):
-        resolve_config(CoresetConfig, None, fraction=0.2, budget=100, out=str(tmp_path))
+        resolve_config(CoresetConfig, None, fraction=0.2, budget=100, out=str(tmp_path)).validate()
 
 
 # ----- one mask config ---------------------------------------------------------------------
@@ -170,3 +170,36 @@ def test_request_knobs_are_checked(settings, message):
     with pytest.raises(UsageError) as e:
         settings.check_request()
     assert message in str(e.value)
+
+
+# ----- one validation per run ------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["train", "--model", "logreg"], ["run", "crest", "--train-frac", "0.3"],
+                                     ["run", "sparse"], ["run", "coreset", "--selection", "uniform"]])
+def test_a_cli_run_validates_its_config_exactly_once(tmp_path, monkeypatch, command):
+    """RunConfig.validate is the root every config class's validate calls (super()), so
+    its calls count full validations: the command resolves, ``Recipe.run`` validates."""
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+    from raypkg.engine.config import RunConfig
+
+    calls = []
+    validate = RunConfig.validate
+    monkeypatch.setattr(RunConfig, "validate", lambda self: calls.append(type(self).__name__) or validate(self))
+    result = CliRunner().invoke(main, [*command, "--epochs", "1", "--out", str(tmp_path), "--wandb", "disabled",
+                                       "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1, calls
+
+
+def test_a_bad_out_is_refused_before_the_run_directory_opens(tmp_path):
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(main, ["train", "--epochs", "1", "--out", str(blocker), "--wandb", "disabled"])
+    assert result.exit_code == 2 and "--out" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert blocker.read_text() == "not a directory"

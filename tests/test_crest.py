@@ -334,7 +334,8 @@ def test_no_flags_run_crest_on_the_default_data_and_the_first_line_says_the_subs
                      "batch, so they are floored at the batch size 64")
     run_dir = result.output.strip().splitlines()[-1].split("run directory: ")[1]
     summary = json.loads(open(f"{run_dir}/summary.json").read())
-    assert summary["selection_method"] == "crest" and summary["regions"] >= 1
+    assert summary["selection_method"] == "crest" and summary["steps"] == math.ceil(0.1 * 1347 / 64)
+    assert summary["regions"] == 1 + summary["reselections"]  # a region at the start, one per re-selection
 
 
 @pytest.mark.parametrize("flags, message", [

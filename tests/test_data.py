@@ -121,8 +121,8 @@ def test_digits_aug_train_and_test_come_from_disjoint_source_digits():
     _, labels = load_digits_arrays()
     train_pool, test_pool = stratified_split(labels, DIGITS_TEST_FRACTION, seed=0)
     gen = torch.Generator().manual_seed(0)
-    y_train, src_train = digits_aug._balanced_sources(labels, train_pool, 3000, gen)
-    y_test, src_test = digits_aug._balanced_sources(labels, test_pool, 1000, gen)
+    y_train, src_train = digits_aug.balanced_sources(labels, train_pool, 3000, gen)
+    y_test, src_test = digits_aug.balanced_sources(labels, test_pool, 1000, gen)
     assert set(src_train.tolist()) == set(train_pool.tolist())  # every train digit used
     assert set(src_test.tolist()) <= set(test_pool.tolist())
     assert not set(src_train.tolist()) & set(src_test.tolist())
@@ -135,7 +135,7 @@ def test_digits_aug_train_and_test_come_from_disjoint_source_digits():
 
 
 def test_digits_aug_sampling_grid_is_affine_grid():
-    theta = digits_aug._sampling_maps(50, torch.Generator().manual_seed(0))
+    theta = digits_aug.sampling_maps(50, torch.Generator().manual_seed(0))
     expected = F.affine_grid(theta, [50, 1, 28, 28], align_corners=False)
     torch.testing.assert_close(digits_aug.sampling_grid(theta), expected, atol=1e-5, rtol=0)
 
@@ -150,7 +150,7 @@ def test_digits_aug_places_digits_in_the_mnist_20x20_box(monkeypatch):
     source = torch.from_numpy(images).unsqueeze(1)
     pool = np.arange(len(labels))
     x, y = digits_aug.generate(source, 40, labels, pool, torch.Generator().manual_seed(0))
-    _, src = digits_aug._balanced_sources(labels, pool, 40, torch.Generator().manual_seed(0))
+    _, src = digits_aug.balanced_sources(labels, pool, 40, torch.Generator().manual_seed(0))
     box = F.interpolate(source[src], size=(20, 20), mode="bilinear", align_corners=False)
     # Inside the box (away from its 1-pixel rim, where zero padding enters) the two agree.
     torch.testing.assert_close(x[:, :, 5:23, 5:23], box[:, :, 1:19, 1:19], atol=1e-5, rtol=0)

@@ -103,7 +103,7 @@ def test_mlp_on_digits_reaches_095():
 ])
 def test_bad_config_values_raise_one_line(flags, message):
     with pytest.raises(UsageError, match=message) as err:
-        resolve_config(TrainConfig, None, **flags)
+        resolve_config(TrainConfig, None, **flags).validate()
     assert "\n" not in str(err.value)
 
 

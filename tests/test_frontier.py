@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from raypkg.bench.frontier import add_deltas, aggregate, pareto_front
+from raypkg.bench.frontier import TABLE_COLUMNS, add_deltas, aggregate, pareto_front
 from raypkg.cli import main
 
 # digits (1,347 train / 450 test), logistic regression, 2 epochs: seconds per run.
@@ -83,21 +83,30 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     rows = pd.read_parquet(f"{stem}.parquet")
     assert len(rows) == 2 * 5 and set(rows["seed"]) == {0, 1}
     assert set(rows["method"]) == {"full", "uniform", "glister", "crest", "rigl-itop"}
-    assert (rows["e2e_s"] > 0).all() and (rows["flops"] > 0).all() and rows["test_acc"].between(0, 1).all()
+    # examples seen, as the frontier's docstring counts them: digits has 1347 training examples,
+    # a 0.3 subset 404; Glister adds its 1-epoch warm-up, CREST takes 2 x ceil(0.3 x 1347 / 64) steps
+    subset = round(0.3 * 1347)
+    seen = rows[rows["seed"] == 0].set_index("method")["examples_seen"].to_dict()
+    assert seen == {"full": 2 * 1347, "uniform": 2 * subset, "glister": 1347 + 2 * subset,
+                    "crest": 2 * math.ceil(0.3 * 1347 / 64) * 64, "rigl-itop": 2 * 1347}
+    # FLOPs: 3 forward passes a step (forward + backward) of logreg's 64 x 10 multiply-adds per
+    # example, and at density 0.2 for RigL-ITOP (ERK gives a single layer the overall density)
+    step_flops = rows["method"].map(lambda m: 3 * 2 * 64 * 10 * (0.2 if m == "rigl-itop" else 1))
+    assert rows["flops"].to_numpy() == pytest.approx((step_flops * rows["examples_seen"]).to_numpy())
     phases = [f"{p}_s" for p in ("pretrain", "merge", "selection", "check", "train", "eval")]
     assert rows["e2e_s"].to_numpy() == pytest.approx(rows[phases].sum(axis=1).to_numpy())
-    glister = rows[rows["method"] == "glister"]
-    assert (glister["pretrain_s"] > 0).all() and glister["noisy_share"].between(0, 1).all()
-    # density-weighted: RigL-ITOP at 0.2 costs a fraction of full training's FLOPs
-    full, rigl = (rows[rows["method"] == m]["flops"].iloc[0] for m in ("full", "rigl-itop"))
-    assert 0.1 * full < rigl < 0.5 * full
+    warmed = rows["pretrain_s"] > 0  # only Glister pays a warm-up
+    assert set(rows[warmed]["method"]) == {"glister"} and warmed.sum() == 2
+    selected = rows["noisy_share"].notna()  # the share of noisy labels among a subset's picks
+    assert set(rows[selected]["method"]) == {"uniform", "glister"} and selected.sum() == 4
     summary = pd.read_parquet(f"{stem}-summary.parquet")
     assert len(summary) == 5 and (summary["seeds"] == 2).all() and summary["pareto"].any()
     for png in (f"{stem}.png", f"{stem}-flops.png"):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert list(stem.parent.glob("wandb/offline-run-*")), "W&B offline run missing"
-    assert "speedup_vs_full" in output and "pareto" in output
+    header = next(line for line in output.splitlines() if line.startswith("family"))
+    assert header.split() == TABLE_COLUMNS  # the printed table: the summary's columns it names
 
 
 def test_a_frontier_row_equals_effray_run_coreset(frontier_run, tmp_path):
@@ -132,6 +141,7 @@ def test_the_deltagrad_panel_serves_both_deletions(tmp_path):
     assert result.exit_code == 0, result.output
     panel = pd.read_parquet(f"{stem}-deltagrad.parquet")
     assert list(panel["ratio"]) == [0.001, 0.01] and (panel["seeds"] == 1).all()
-    assert (panel["time_baseline"] > 0).all() and (panel["time_deltagrad"] > 0).all()
-    assert panel["acc_deltagrad"].between(0, 1).all() and (tmp_path / "dg-deltagrad.png").is_file()
+    assert list(panel["n_ids"]) == [round(0.001 * 1347), round(0.01 * 1347)]  # of digits' 1347
+    assert panel["speedup"].to_numpy() == pytest.approx((panel["time_baseline"] / panel["time_deltagrad"]).to_numpy())
+    assert (tmp_path / "dg-deltagrad.png").is_file()
     assert "DeltaGrad vs retraining" in result.output

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from raypkg.tracking.report import plot_report, report_table, seconds_axis
+from raypkg.tracking.report import plot_report, report_figure, report_table, seconds_axis
+from test_report_plots import assert_png
 
 
 def write_run(path, wall_s, epoch_s, phases):
@@ -42,22 +43,11 @@ def test_the_seconds_axis_starts_after_the_start_up_and_ends_near_the_wall_time(
     assert seconds[-1] == pytest.approx(summary["wall_s"] - summary["phases"]["eval"])
 
 
-def test_the_plot_draws_the_curves_on_the_seconds_axis(tmp_path, monkeypatch):
-    import raypkg.plots
-
+def test_the_plot_draws_the_curves_on_the_seconds_axis(tmp_path):
     runs = [write_run(tmp_path / "ray", 27.7, [0.04, 0.03, 0.03], {"train": 27.5, "eval": 0.1}),
             write_run(tmp_path / "local", 2.0, [0.5, 0.5, 0.5], {"train": 1.9, "eval": 0.1})]
-    drawn = {}
-    save_png = raypkg.plots.save_png
-
-    def keep_axes(fig, path):
-        drawn["by_time"] = fig.axes[1]
-        return save_png(fig, path)
-
-    monkeypatch.setattr(raypkg.plots, "save_png", keep_axes)
-    plot_report(runs, tmp_path / "report.png")
-    lines = drawn["by_time"].get_lines()
-    assert [list(line.get_xdata()) for line in lines] == [pytest.approx([27.54, 27.57, 27.6]),
-                                                          pytest.approx([0.9, 1.4, 1.9])]
-    assert "start-up" in drawn["by_time"].get_xlabel()
-    assert (tmp_path / "report.png").is_file()
+    by_time = report_figure(runs).axes[1]
+    assert [list(line.get_xdata()) for line in by_time.get_lines()] == [pytest.approx([27.54, 27.57, 27.6]),
+                                                                       pytest.approx([0.9, 1.4, 1.9])]
+    assert by_time.get_xlabel() == "seconds since the run started (start-up, then epochs)"
+    assert_png(plot_report(runs, tmp_path / "report.png"))

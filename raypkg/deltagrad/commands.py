@@ -70,7 +70,7 @@ def train_cmd(config_file, actors, threads, **flags):
     from raypkg.deltagrad.config import DeltaGradConfig
     from raypkg.engine.config import resolve_config
 
-    cfg = resolve_config(DeltaGradConfig, config_file, **flags)
+    cfg = resolve_config(DeltaGradConfig, config_file, **flags).validate()  # no recipe here to validate it
     summary = train_run(cfg, actors=actors, threads=threads)
     click.echo(f"trained {summary['model']} on {summary['dataset']}: {summary['steps']} steps, "
                f"p = {summary['num_params']}, test_acc {summary['test_acc']:.4f}, "

@@ -2,7 +2,8 @@
 
 A config is used as ``cfg.resolved().validate()``: ``resolved()`` returns a copy with
 every default that depends on other values filled in, ``validate()`` only checks (it
-never changes the config). The resolved config is saved with every run (``config.yaml``);
+never changes the config, and probes no output location: the run directory does that
+when it opens). A run validates its config once, in ``Recipe.run``. The resolved config is saved with every run (``config.yaml``);
 passing that file back with ``--config`` repeats the run exactly.
 """
 
@@ -21,7 +22,8 @@ from typing import Any, Callable, ClassVar, Sequence
 import yaml
 
 from raypkg.errors import UsageError, choose
-from raypkg.storage import basename, check_storage, default_storage, first_line, read_bytes
+from raypkg.paths import check_run_name
+from raypkg.storage import basename, default_storage, first_line, read_bytes
 
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
 PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
@@ -115,8 +117,7 @@ class RunConfig:
         check_positive(self, "decode_block")
         check_label_noise(self.label_noise)
         check_data_dir(self.data_dir)
-        check_output(self.out, self.name)
-        check_storage(self.storage)
+        check_run_name(self.name)  # --out and --storage are probed where the run directory opens
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,14 +257,6 @@ def check_at_least_zero(cfg, *names: str) -> None:
             raise UsageError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name):g}")
 
 
-def check_output(out: str, name: str | None) -> None:
-    """--out can be written, --name is one plain directory name (nothing outside --out)."""
-    from raypkg.paths import check_run_name, check_writable_dir
-
-    check_run_name(name)
-    check_writable_dir(out, "--out")
-
-
 def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -> None:
     """One positive lr, or several with one positive epoch count each (``--lrlen``)."""
     if not lr or any(not math.isfinite(v) or v <= 0 for v in lr):
@@ -312,8 +305,9 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
 
 
 def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
-    """File values, then flags that were given (not None) on top, resolved and validated.
-    A flag of a group in ``cls.EXCLUSIVE`` drops the file's values of its whole group."""
+    """File values, then flags that were given (not None) on top, resolved (not validated:
+    ``Recipe.run`` validates, once). A flag of a group in ``cls.EXCLUSIVE`` drops the file's
+    values of its whole group."""
     values = read_config_file(config_file, cls) if config_file else {}
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     for group in cls.EXCLUSIVE:
@@ -321,6 +315,6 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
             values = {k: v for k, v in values.items() if k not in group}
     values.update(given)
     try:
-        return cls(**values).resolved().validate()
+        return cls(**values).resolved()
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
         raise UsageError(f"bad config value: {e}") from None

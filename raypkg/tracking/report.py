@@ -120,9 +120,16 @@ def report_table(runs: list[tuple[Path, dict]]):
 
 
 def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
-    """PNG: test_acc vs epoch, test_acc vs seconds since the run started (``seconds_axis``),
-    phase seconds (stacked bars)."""
-    from raypkg.plots import figure, save_png
+    """``report_figure`` as a PNG."""
+    from raypkg.plots import save_png
+
+    return save_png(report_figure(runs), path)
+
+
+def report_figure(runs: list[tuple[Path, dict]]):
+    """Three panels: test_acc vs epoch, test_acc vs seconds since the run started
+    (``seconds_axis``), phase seconds (stacked bars)."""
+    from raypkg.plots import figure
 
     fig, (by_epoch, by_time, phases) = figure(ncols=3, width=4.6, height=3.8)
     names = run_labels(runs)
@@ -150,4 +157,4 @@ def plot_report(runs: list[tuple[Path, dict]], path: str | Path) -> Path:
     for ax in (by_epoch, by_time, phases):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    return save_png(fig, path)
+    return fig

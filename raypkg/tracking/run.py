@@ -35,6 +35,7 @@ import yaml
 
 from raypkg import storage as shared
 from raypkg.errors import RunFailed, UsageError
+from raypkg.paths import check_writable_dir
 from raypkg.tracking.wandb_logger import WandbLogger
 
 
@@ -93,6 +94,8 @@ class RunDir:
                name: str | None = None, wandb_mode: str = "offline",
                wandb_project: str = "effray", storage: str | None = None,
                keep_checkpoints: bool = False) -> "RunDir":
+        check_writable_dir(out_root, "--out")  # the config's one I/O probes, where output begins
+        shared.check_storage(storage)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         plain = [re.sub(r"[^\w.-]+", "_", part) for part in (method, dataset, model)]  # plug-ins: a.b:c -> a.b_c
         path = Path(out_root) / (name or "-".join([*plain, stamp]))

@@ -38,7 +38,7 @@ NOISE_STD = 0.08  # on the [0, 1] pixel scale, before clipping
 _CHUNK = 8192
 
 
-def _balanced_sources(labels: np.ndarray, pool: np.ndarray, n: int,
+def balanced_sources(labels: np.ndarray, pool: np.ndarray, n: int,
                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` (label, source position) pairs: classes balanced, each source used ~equally.
 
@@ -60,7 +60,7 @@ def _balanced_sources(labels: np.ndarray, pool: np.ndarray, n: int,
     return torch.cat(ys)[shuffle], torch.cat(sources)[shuffle]
 
 
-def _sampling_maps(n: int, gen: torch.Generator) -> torch.Tensor:
+def sampling_maps(n: int, gen: torch.Generator) -> torch.Tensor:
     """``theta`` [n, 2, 3] (as for ``F.affine_grid``): output canvas coords -> 8x8 source coords.
 
     Forward map in normalised canvas coordinates: ``p_out = A p + t`` with
@@ -105,8 +105,8 @@ def sampling_grid(theta: torch.Tensor, size: int = CANVAS) -> torch.Tensor:
 def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.ndarray,
              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` distorted 1x28x28 images in [0, 1] (float32) and their labels."""
-    y, sources = _balanced_sources(labels, pool, n, gen)
-    theta = _sampling_maps(n, gen)
+    y, sources = balanced_sources(labels, pool, n, gen)
+    theta = sampling_maps(n, gen)
     out = torch.empty(n, 1, CANVAS, CANVAS, dtype=torch.float32)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
