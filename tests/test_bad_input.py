@@ -2,9 +2,10 @@
 ``error: ...``, no traceback, no new file anywhere under the out directory or the
 working directory, and the existing runs byte-for-byte unchanged.
 
-One table; a new command adds its rows. Most rows run in-process through click's
-CliRunner (the same ``main`` as the console script, standalone mode); the ``jobs/*.py``
-rows and a handful of others run as real processes in a bare shell.
+One table (``BAD``, and ``SAYS`` for rows whose line must also name the problem); a new
+command adds its rows. Most rows run in-process through click's CliRunner (the same
+``main`` as the console script, standalone mode); the ``jobs/*.py`` rows and a handful of
+others run as real processes in a bare shell.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ BAD = [
     C + ["--label-noise", "1.5"], U + ["--label-noise", "1"],
     B + ["frontier", "--methods", "nope"], B + ["frontier", "--methods", "uniform,gradmatch"],
     B + ["frontier", "--fractions", "0"], B + ["frontier", "--fractions", "0.1,1.5"],
-    B + ["frontier", "--fractions", "0.1,x"], B + ["frontier", "--densities", "0"],
+    B + ["frontier", "--fractions", "0.1,x"],
     B + ["frontier", "--label-noise", "1"], B + ["frontier", "--seeds", "0"], B + ["frontier", "--setup", "nope"],
     B + ["frontier", "--dataset", "nope"], B + ["frontier", "--epochs", "0"], B + ["frontier", "--save", "{ro}/f"],
     B + ["frontier", "--address", "127.0.0.1:1"], B + ["frontier", "--dataset", "digits", "--train-size", "100"],
@@ -196,9 +197,57 @@ PROCESSES = [
 ]
 
 
+# Rows whose one line must also say what is wrong: (args, what the line contains).
+CR = ["run", "crest", "--dataset", "digits", "--out", "{out}"]
+SP = ["run", "sparse", "--out", "{out}"]
+CORESET_FAST = C + ["--dataset", "digits", "--model", "logreg", "--epochs", "3", "--pretrain-epochs", "1"]
+SAYS = [
+    (T + ["--dataset", "imagenet22k"], "unknown dataset 'imagenet22k'"),
+    (T + ["--model", "gpt5"], "unknown model 'gpt5'"),
+    (T + ["--schedule", "triangle"], "'triangle'"),
+    (T + ["--epochs", "0"], "epochs must be a positive integer"),
+    (T + ["--batch-size", "0"], "batch-size must be a positive integer"),
+    (T + ["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "/no/such/dir"),
+    (T + ["--config", "/no/such/file.yaml"], "cannot read config file"),
+    (T + ["--out", "{file}"], "is a file, not a directory"),
+    (CR + ["--train-frac", "1.5"], "train-frac must be in"),
+    (CR + ["--selection-method", "craig"], "is not one of"),
+    (CR + ["--batch-size", "2000"], "the training set has 1347 examples; lower --batch-size"),
+    (CR + ["--actors", "2", "--workers", "2"], "give one of them"),
+    (CR + ["--min-train-size", "5000", "--random-subset-size", "0.1"], "larger than the training set"),
+    (B + ["crest", "--save", "b", "--optimizers", "adam"], "unknown optimizer 'adam'"),
+    (B + ["crest", "--save", "b", "--optimizers", ","], "--optimizers takes"),
+    (B + ["crest", "--save", "b", "--actors", "-1"], "--actors must be >= 0"),
+    (B + ["crest", "--save", "b", "--set", "momentum=0.5"], "the bench sets it"),
+    (B + ["crest", "--save", "b", "--test-size", "0"], "--test-size must be >= 1"),
+    (B + ["frontier", "--densities", "0"], "--densities takes comma-separated numbers in (0, 1]"),
+    (B + ["frontier", "--label-noise", "1"], "--label-noise must be in [0, 1)"),
+    (CORESET_FAST + ["--fraction", "0"], "fraction must be in (0, 1], got 0"),
+    (CORESET_FAST + ["--fraction", "1.5"], "fraction must be in (0, 1], got 1.5"),
+    (CORESET_FAST + ["--selection", "kmeans"], "unknown selection method 'kmeans'"),
+    (CORESET_FAST + ["--class-budget", "1000"], "budget 1000 is larger than class 0"),
+    (CORESET_FAST + ["--budget", "99999"], "budget 99999 is larger than the dataset"),
+    (CORESET_FAST + ["--selection", "glister", "--option", "eta"], "--option takes KEY=VALUE"),
+    (CORESET_FAST + ["--selection", "craig", "--repeats", "3"], "--repeats is for grand"),
+    (SP + ["--sparse", "--density", "0"], "density must be in (0, 1]"),
+    (SP + ["--sparse", "--density", "1.5"], "density must be in (0, 1]"),
+    (SP + ["--sparse", "--update-frequency", "0"], "update frequency must be >= 1"),
+    (SP + ["--sparse", "--growth", "magic"], "'magic' is not one of 'random', 'gradient', 'momentum'"),
+    (SP + ["--sparse", "--death", "threshold"], "'threshold' is not one of 'magnitude', 'SET'"),
+    (SP + ["--agc", "--agc-sample", "0"], "AGC needs a snapshot gradient source"),
+    (SP + ["--agc-gamma", "0.2"], "--agc-gamma needs --agc"),
+    (SP + ["--agc", "--agc-sample", "100000"], "exceeds the training set"),
+    (SP + ["--dense", "--density", "0.05"], "--density sets the sparse masks; --dense trains without them"),
+    (SP + ["--dense", "--growth", "random"], "--growth sets the sparse masks"),
+    (SP + ["--sparse-backend", "fast"], "'fast' is not one of 'masked', 'sparse', 'auto'"),
+    (SP + ["--dense", "--sparse-backend", "sparse"], "--sparse-backend sets the sparse masks"),
+]
+
+
 def test_the_table_is_large_enough():
-    assert len(BAD) + len(PROCESSES) >= 80
-    commands = {" ".join(a for a in row[:2] if not a.startswith(("-", "{"))) for row in BAD + PROCESSES}
+    rows = BAD + PROCESSES + [args for args, _ in SAYS]
+    assert len(rows) >= 120
+    commands = {" ".join(a for a in row[:2] if not a.startswith(("-", "{"))) for row in rows}
     for command in ("train", "select", "run coreset", "unlearn train", "unlearn delete", "unlearn add",
                     "unlearn online", "tune train", "report", "bench overhead", "bench selection",
                     "bench deltagrad", "bench data", "bench frontier", "jobs/train.py", "jobs/coreset.py",
@@ -271,6 +320,16 @@ def test_bad_input_in_process(world, monkeypatch, args):
     result = CliRunner().invoke(main, [fill(a, world) for a in args])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     check_refusal(result.exit_code, result.stderr, before, world)
+
+
+@pytest.mark.parametrize("args, says", SAYS, ids=[" ".join(a for a in row if a not in ("--out", "{out}"))
+                                                  for row, _ in SAYS])
+def test_bad_input_says_what_is_wrong(world, monkeypatch, args, says):
+    monkeypatch.chdir(world["work"])
+    before = snapshot(world["out"], world["work"])
+    result = CliRunner().invoke(main, [fill(a, world) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert says in check_refusal(result.exit_code, result.stderr, before, world)
 
 
 @pytest.mark.parametrize("args", PROCESSES, ids=[" ".join(row[:4]) for row in PROCESSES])

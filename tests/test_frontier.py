@@ -122,17 +122,6 @@ def test_a_frontier_row_equals_effray_run_coreset(frontier_run, tmp_path):
     assert summary["label_noise"] == 0.2
 
 
-@pytest.mark.parametrize("args", [["--methods", "uniform,nope"], ["--fractions", "0.1,1.5"],
-                                  ["--densities", "0"], ["--label-noise", "1"]])
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, args):
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["bench", "frontier", *TINY[:4], *args, "--save", str(tmp_path / "x")])
-    assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_the_deltagrad_panel_serves_both_deletions(tmp_path):
     stem = tmp_path / "dg"
     result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "1", "--methods", "uniform",

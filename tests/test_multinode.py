@@ -58,21 +58,31 @@ def losses(tmp_path: Path, name: str) -> list[float]:
 
 
 TRAIN = ["train", "--workers", "2", "--cpus-per-worker", "1", "--epochs", "12", "--max-failures", "1"]
-_spread_train: dict = {}  # the two-node train run, the worker-node kill's reference
 
 
-def test_train_ranks_on_two_nodes_equal_one_node(cluster, tmp_path):
-    head, _, ids = cluster
+@pytest.fixture(scope="module")
+def spread_train(cluster, tmp_path_factory):
+    """(summary, losses, run root) of the two-node train run: one rank on each node, its
+    checkpoints in file:// storage. Two tests compare against it."""
+    tmp_path = tmp_path_factory.mktemp("spread")
     store = tmp_path / "store"
-    spread = effray([*TRAIN, "--placement", "strict-spread", "--storage", f"file://{store}"], head, tmp_path, "spread")
-    packed = effray([*TRAIN, "--placement", "strict-pack", "--storage", str(store)], head, tmp_path, "packed")
+    summary = effray([*TRAIN, "--placement", "strict-spread", "--storage", f"file://{store}"], cluster[0], tmp_path,
+                     "spread")
+    return summary, losses(tmp_path, "spread"), tmp_path
+
+
+def test_train_ranks_on_two_nodes_equal_one_node(cluster, spread_train, tmp_path):
+    head, _, ids = cluster
+    spread, spread_losses, spread_root = spread_train
+    packed = effray([*TRAIN, "--placement", "strict-pack", "--storage", str(tmp_path / "store")], head, tmp_path,
+                    "packed")
     assert sorted(spread["nodes"]["train"]) == sorted(ids.values())  # rank 0 and rank 1 on different nodes
     assert len(set(packed["nodes"]["train"])) == 1
-    assert losses(tmp_path, "spread") == losses(tmp_path, "packed")  # DDP's math does not depend on the nodes
+    assert spread_losses == losses(tmp_path, "packed")  # DDP's math does not depend on the nodes
     assert spread["test_acc"] == packed["test_acc"]
+    store = spread_root / "store"
     assert json.loads((store / "spread" / "summary.json").read_text())["nodes"] == spread["nodes"]
     assert not list(store.glob("**/.effray-node-probe-*"))  # the per-node storage probe cleans up
-    _spread_train.update(summary=spread, losses=losses(tmp_path, "spread"))
 
 
 def test_sparse_masks_are_identical_on_two_nodes_and_equal_one_node(cluster, tmp_path):
@@ -193,14 +203,13 @@ def test_storage_that_a_node_cannot_write_or_share_is_refused_naming_the_node(cl
     assert not list((tmp_path / "s").glob("*"))  # the head's marker removed too
 
 
-def test_a_killed_worker_node_is_survived_from_storage(cluster, tmp_path):
+def test_a_killed_worker_node_is_survived_from_storage(cluster, spread_train, tmp_path):
     """The worker node's raylet is killed (SIGKILL, by its pid) once the run has
     checkpointed an epoch; Ray Train restarts both ranks on the head from the checkpoint in
     --storage and finishes with the losses of the uninterrupted two-node run. Runs last:
     the cluster keeps one node."""
-    if not _spread_train:
-        pytest.skip("needs test_train_ranks_on_two_nodes_equal_one_node's run as the reference")
     head, worker, ids = cluster
+    reference, reference_losses, _ = spread_train
     store = tmp_path / "store"
     args = [sys.executable, "-m", "raypkg.cli", *TRAIN, "--placement", "spread", "--storage", str(store),
             "--address", head.gcs_address, "--name", "killed", "--out", str(tmp_path / "runs"), "--wandb", "disabled",
@@ -216,8 +225,8 @@ def test_a_killed_worker_node_is_survived_from_storage(cluster, tmp_path):
     assert proc.returncode == 0, out[-4000:]
     summary = json.loads((tmp_path / "runs" / "killed" / "summary.json").read_text())
     assert summary["restarts"] == 1 and summary["nodes"]["train"] == [ids["head"]] * 2
-    assert losses(tmp_path, "killed") == _spread_train["losses"]
-    assert summary["test_acc"] == _spread_train["summary"]["test_acc"]
+    assert losses(tmp_path, "killed") == reference_losses
+    assert summary["test_acc"] == reference["test_acc"]
 
 
 @pytest.mark.parametrize("placement,fits", [("pack", 5), ("spread", 5), ("strict-pack", 3), ("strict-spread", 2)])

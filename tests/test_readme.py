@@ -143,7 +143,11 @@ def tune_shrink(method: str) -> list[str]:
 
 
 class Session:
-    """State shared by the README's commands: the working directory, the runs made."""
+    """State shared by the README's commands: the working directory, the runs made.
+
+    A command that reads earlier runs (`runs/<run>`, `runs/dg`) takes those the README's
+    earlier commands made, as a reader following the README would (and the suite saves
+    their time); run alone (`-k`), it first makes what it reads itself."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -151,15 +155,40 @@ class Session:
 
     def fill_in(self, words: list[str]) -> list[str]:
         """`runs/<run>`, `runs/<run-a>`, `runs/<run-b>`: the finished runs, newest last."""
+        if "runs/dg" in words and not (self.root / "runs" / "dg").is_dir():
+            self.invoke(shrink(shlex.split(next(c for c in COMMANDS if c.startswith("effray unlearn train")
+                                                and "--name dg" in c))))
         placeholders = [w for w in words if re.search(r"<[^>]+>", w)]
         if not placeholders:
             return words
-        assert len(self.runs) >= len(placeholders), f"no earlier runs for {placeholders}"
+        while len(self.runs) < len(placeholders):
+            self.invoke(shrink(["effray", "train", "--dataset", "digits", "--model", "logreg", "--epochs", "1"]))
         chosen = dict(zip(placeholders, self.runs[-len(placeholders):]))
         return [re.sub(r"runs/<[^>]+>", chosen[w], w) if w in chosen else w for w in words]
 
-    def note_runs(self, output: str) -> None:
+    def invoke(self, words: list[str], subprocess_run: bool = False) -> str:
+        """Run `effray WORDS...` in the working directory, in this process (or as a real
+        process in a bare shell); its output, once it exited 0. Notes the runs it made."""
+        from click.testing import CliRunner
+
+        from raypkg.cli import main
+
+        if subprocess_run:
+            proc = subprocess.run([sys.executable, "-m", "raypkg.cli", *words[1:]], capture_output=True, text=True,
+                                  cwd=self.root, env=bare_env(), timeout=300)
+            output, status = proc.stdout + proc.stderr, proc.returncode
+        else:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(self.root)
+                for var in ("WANDB_MODE", "WANDB_API_KEY", "RAY_ADDRESS"):
+                    patch.delenv(var, raising=False)
+                result = CliRunner().invoke(main, words[1:])
+            output, status = result.output, result.exit_code
+            if result.exception is not None and not isinstance(result.exception, SystemExit):
+                raise result.exception
+        assert status == 0, f"{shlex.join(words)}\n{output[-4000:]}"
         self.runs += re.findall(r"^run directory: (.+)$", output, flags=re.M)
+        return output
 
 
 # --------------------------------------------------------------------------------------
@@ -401,29 +430,13 @@ def test_readme_has_commands_of_every_kind():
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{i:02d}" for i in range(len(COMMANDS))])
 def test_readme_command_runs(command, session, monkeypatch):
-    from click.testing import CliRunner
-
     words = shlex.split(command)
     reason = skip_reason(words)
     if reason:
         pytest.skip(reason)
-    monkeypatch.chdir(session.root)
+    monkeypatch.chdir(session.root)  # the checks read paths relative to the working directory
     words = shrink(session.fill_in(words))
-    if command in SUBPROCESS:
-        proc = subprocess.run([sys.executable, "-m", "raypkg.cli", *words[1:]], capture_output=True, text=True,
-                              cwd=session.root, env=bare_env(), timeout=300)
-        output, status = proc.stdout + proc.stderr, proc.returncode
-    else:
-        for var in ("WANDB_MODE", "WANDB_API_KEY", "RAY_ADDRESS"):
-            monkeypatch.delenv(var, raising=False)
-        from raypkg.cli import main
-
-        result = CliRunner().invoke(main, words[1:])
-        output, status = result.output, result.exit_code
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-    assert status == 0, f"{shlex.join(words)}\n{output[-4000:]}"
-    session.note_runs(output)
+    output = session.invoke(words, subprocess_run=command in SUBPROCESS)
     for check in expectations(command):
         check(Result(words, output, session.root))
 
