@@ -54,8 +54,7 @@ def datasets():
     """
     from raypkg.data.registry import available_datasets
 
-    for name, description in available_datasets().items():
-        click.echo(f"{name:<12} {description}")
+    echo_listing(available_datasets())
 
 
 @main.command()
@@ -69,8 +68,14 @@ def models():
     """
     from raypkg.models.registry import available_models
 
-    for name, description in available_models().items():
-        click.echo(f"{name:<13} {description}")
+    echo_listing(available_models())
+
+
+def echo_listing(entries: dict[str, str]) -> None:
+    """One line per name, its description in a column after the longest name."""
+    width = max(map(len, entries), default=0) + 2
+    for name, description in entries.items():
+        click.echo(f"{name:<{width}}{description}")
 
 
 @main.command()

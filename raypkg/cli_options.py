@@ -47,12 +47,8 @@ def run_standalone(call) -> None:
     set_address(None)  # until this command's --address says otherwise
     try:
         status = call()
-    except UsageError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except RunFailed as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    except (UsageError, RunFailed) as e:
+        sys.exit(report_error(e))
     except (Interrupted, KeyboardInterrupt):
         from raypkg.interrupts import release_logging_lock
 
@@ -67,6 +63,13 @@ def run_standalone(call) -> None:
         click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def report_error(e: UsageError | RunFailed) -> int:
+    """Print ``error: ...`` (one line on stderr); the exit status: 2 for bad input, 1 for a
+    run that failed."""
+    click.echo(f"error: {e}", err=True)
+    return 2 if isinstance(e, UsageError) else 1
 
 
 def _is_flag(arg: str) -> bool:
@@ -99,12 +102,8 @@ class EffrayGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except UsageError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-        except RunFailed as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(1)
+        except (UsageError, RunFailed) as e:
+            ctx.exit(report_error(e))
         except KeyboardInterrupt:  # past every `with` clean-up below; click would say "Aborted!"
             raise Interrupted() from None
 

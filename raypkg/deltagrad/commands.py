@@ -124,8 +124,11 @@ def settings_from(cls, opts: dict):
     return cls(**{k: v for k, v in given.items() if v is not None})
 
 
-def _request_options(func):
+def _request_options(ids_flag: str, ids_help: str):
+    """RUN, the ids file under ``ids_flag``, the request settings and the run options."""
     options = [
+        click.argument("run", type=click.Path()),
+        click.option(ids_flag, "ids_file", type=click.Path(dir_okay=False), help=ids_help),
         config_options(RequestSettings),
         click.option("--method", type=click.Choice(METHODS), default="both", show_default=True,
                      help="DeltaGrad, the baseline retrain, or both side by side."),
@@ -138,14 +141,11 @@ def _request_options(func):
                      show_default=True, help="W&B mode."),
         address_option,
     ]
-    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+    return lambda func: functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
 @unlearn.command("delete")
-@click.argument("run", type=click.Path())
-@click.option("--ids", "ids_file", type=click.Path(dir_okay=False),
-              help="File of training-set ids to delete (.npy, .parquet/.csv column 'id', or text).")
-@_request_options
+@_request_options("--ids", "File of training-set ids to delete (.npy, .parquet/.csv column 'id', or text).")
 def delete_cmd(run, ids_file, **opts):
     """Delete samples from a cached run: DeltaGrad vs retraining without them.
 
@@ -158,10 +158,7 @@ def delete_cmd(run, ids_file, **opts):
 
 
 @unlearn.command("add")
-@click.argument("run", type=click.Path())
-@click.option("--from", "ids_file", type=click.Path(dir_okay=False),
-              help="File of held-out training-set ids to add (.npy, .parquet/.csv column 'id', or text).")
-@_request_options
+@_request_options("--from", "File of held-out training-set ids to add (.npy, .parquet/.csv column 'id', or text).")
 def add_cmd(run, ids_file, **opts):
     """Add samples held out at training: DeltaGrad vs retraining with them.
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from raypkg.data.base import DataSplits
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.digits import DIGITS_TEST_FRACTION, load_digits_arrays, stratified_split
-from raypkg.data.sources.generated import positive_int, seeded_generator
+from raypkg.data.sources.generated import fill_in_chunks, seeded_generator, split_sizes
 from raypkg.data.sources.in_memory import image_splits
 
 CANVAS = 28  # MNIST image side
@@ -107,23 +107,21 @@ def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.n
     """``n`` distorted 1x28x28 images in [0, 1] (float32) and their labels."""
     y, sources = balanced_sources(labels, pool, n, gen)
     theta = sampling_maps(n, gen)
-    out = torch.empty(n, 1, CANVAS, CANVAS, dtype=torch.float32)
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        grid = sampling_grid(theta[start:stop])
-        batch = F.grid_sample(source_images[sources[start:stop]], grid, mode="bilinear",
+
+    def distort(start: int, stop: int) -> torch.Tensor:
+        batch = F.grid_sample(source_images[sources[start:stop]], sampling_grid(theta[start:stop]), mode="bilinear",
                               padding_mode="zeros", align_corners=False)
         batch += NOISE_STD * torch.randn(batch.shape, generator=gen)
-        out[start:stop] = batch.clamp_(0.0, 1.0)
-    return out, y
+        return batch.clamp_(0.0, 1.0)
+
+    return fill_in_chunks(torch.empty(n, 1, CANVAS, CANVAS, dtype=torch.float32), distort, _CHUNK), y
 
 
 @register_dataset("digits-aug", "MNIST-sized 1x28x28 digits (60,000 train / 10,000 test by "
                                 "default; train_size/test_size) generated from the real "
                                 "digits by random affine distortion and noise, fixed by seed", sized=True)
 def build_digits_aug(options: DataOptions) -> DataSplits:
-    train_size = positive_int("digits-aug", "train_size", options.train_size, 60_000)
-    test_size = positive_int("digits-aug", "test_size", options.test_size, 10_000)
+    train_size, test_size = split_sizes("digits-aug", options, 60_000, 10_000)
     images, labels = load_digits_arrays()
     train_pool, test_pool = stratified_split(labels, DIGITS_TEST_FRACTION, options.seed)
     source = torch.from_numpy(images).unsqueeze(1)  # [1797, 1, 8, 8]

@@ -5,11 +5,22 @@ image_size uses the same check)."""
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import numpy as np
 import torch
 
 from raypkg.errors import UsageError
+
+
+def fill_in_chunks(out: torch.Tensor, make: Callable[[int, int], torch.Tensor], chunk: int) -> torch.Tensor:
+    """``out[start:stop] = make(start, stop)`` over consecutive ranges of ``chunk`` rows, in
+    order (so the random streams are drawn as one loop would): a large set never holds
+    more than one chunk's temporaries."""
+    for start in range(0, len(out), chunk):
+        stop = min(start + chunk, len(out))
+        out[start:stop] = make(start, stop)
+    return out
 
 
 def seeded_generator(seed: int, stream: int) -> torch.Generator:
@@ -25,6 +36,12 @@ def positive_int(dataset: str, what: str, value, default: int, minimum: int = 1)
     if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < minimum:
         raise UsageError(f"{dataset} {what} must be an integer >= {minimum}, got {value!r}")
     return int(number)
+
+
+def split_sizes(dataset: str, options, train_default: int, test_default: int) -> tuple[int, int]:
+    """A generated dataset's (train_size, test_size): the options' or the defaults."""
+    return (positive_int(dataset, "train_size", options.train_size, train_default),
+            positive_int(dataset, "test_size", options.test_size, test_default))
 
 
 def sample_shape(dataset: str, value, default: tuple[int, ...]) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from raypkg.data.base import DataSplits, IndexedDataset
 from raypkg.data.registry import DataOptions, register_dataset
-from raypkg.data.sources.generated import positive_int, seeded_generator, sample_shape
+from raypkg.data.sources.generated import fill_in_chunks, positive_int, sample_shape, seeded_generator, split_sizes
 
 DEFAULT_SHAPE = (3, 32, 32)
 MEAN_NORM = 4.0
@@ -42,18 +42,15 @@ def sample(means: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Ten
     k = len(means)
     y = (torch.arange(n) % k)[torch.randperm(n, generator=gen)]
     x = torch.empty(n, *means.shape[1:], dtype=torch.float32)
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        x[start:stop] = means[y[start:stop]] + torch.randn(stop - start, *means.shape[1:], generator=gen)
-    return x, y
+    return fill_in_chunks(x, lambda start, stop: means[y[start:stop]] + torch.randn(stop - start, *means.shape[1:],
+                                                                                     generator=gen), _CHUNK), y
 
 
 @register_dataset("synthetic", "Gaussian mixture of any size for timing: train_size (10,000), "
                                "test_size (2,000), num_classes (10), per-sample shape (D,) or "
                                "(C, H, W) (3x32x32); learnable, fixed by seed", sized=True)
 def build_synthetic(options: DataOptions) -> DataSplits:
-    train_size = positive_int("synthetic", "train_size", options.train_size, 10_000)
-    test_size = positive_int("synthetic", "test_size", options.test_size, 2_000)
+    train_size, test_size = split_sizes("synthetic", options, 10_000, 2_000)
     num_classes = positive_int("synthetic", "num_classes", options.num_classes, 10, minimum=2)
     shape = sample_shape("synthetic", options.shape, DEFAULT_SHAPE)
     means = class_means(shape, num_classes, seeded_generator(options.seed, 0))
