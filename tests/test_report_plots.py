@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from raypkg.bench.output import hbar, save_bench
+from raypkg.bench.harness import hbar, save_bench
 from raypkg.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -303,4 +303,4 @@ def test_bench_sparse_gives_a_row_per_backend_with_speed_ups(tmp_path):
     assert sparse["x_vs_dense"] == pytest.approx(table.iloc[0]["s_per_epoch"] / sparse["s_per_epoch"])
     assert sparse["final_acc"] == pytest.approx(masked["final_acc"], abs=0.003)  # the same math
     bad = CliRunner().invoke(main, ["bench", "sparse", "--backends", "masked,fast"])
-    assert bad.exit_code == 2 and "--backends takes comma-separated masked, sparse, auto" in bad.output
+    assert bad.exit_code == 2 and "unknown sparse backend 'fast'; choose one of: auto, masked, sparse" in bad.output

@@ -12,12 +12,13 @@ fraction; ``speed-up`` is full-data training time / the method's total time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import click
 import torch
 
-from raypkg.bench.output import SAVE_HELP
-from raypkg.bench.selection import print_table
+from raypkg.bench.harness import (accuracy_vs_seconds, bench_options, bench_stem, name_list, number_list, print_table,
+                                  save_bench, use_threads, warm_up)
 from raypkg.cli_options import config_options
 from raypkg.selection.config import CoresetConfig
 
@@ -51,9 +52,7 @@ def parse_method(spec: str) -> tuple[str, dict]:
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True,
               help="Comma-separated selection methods, each optionally with config fields (weighting, weight_cap) "
                    "or selector options: NAME:KEY=VALUE;KEY=VALUE.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--save", help=SAVE_HELP)
+@bench_options()
 def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats,
             batch_size, lr, actors, seed, save, threads):
     """Full data vs uniform, GraNd, Glister, GradMatch, CRAIG at each fraction: accuracy and phase times.
@@ -67,7 +66,6 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
 
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, save_bench
     from raypkg.engine.loop import pick_device
     from raypkg.engine.runner import TRAIN
     from raypkg.recipe import load_data
@@ -76,14 +74,10 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     from raypkg.selection.cache import SelectionCache
     from raypkg.selection.recipe import CORESET, check_budget
 
-    if threads > 0:
-        torch.set_num_threads(threads)
-    specs = [m.strip() for m in methods.split(",") if m.strip()]
+    use_threads(threads)
+    specs = name_list(methods, "--methods")
     stem = bench_stem(save, "coreset")
-    try:
-        fracs = [float(f) for f in fractions.split(",") if f.strip()]
-    except ValueError:
-        raise UsageError(f"--fractions takes comma-separated numbers, got {fractions!r}") from None
+    fracs = number_list(fractions, "--fractions", "numbers")
     base = CoresetConfig(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
                          pretrain_epochs=pretrain_epochs, batch_size=batch_size, lr=lr, seed=seed, actors=actors,
                          progress=False, wandb="disabled", cache=False).resolved().validate()
@@ -95,6 +89,8 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
                f"torch threads {torch.get_num_threads()}, {epochs} epochs, pretrain {pretrain_epochs} epochs, "
                f"GraNd repeats {repeats}, device {pick_device(base.use_gpu)}")
 
+    warm_up(TRAIN, base, data)  # every timed row, the baseline's included, after the one-time costs
+    warm_up(CORESET, next(iter(configs.values())), data)
     full = TRAIN.run(base, MemorySink, data=data)
     full_s = full["phases"]["train"]
     rows = [{"fraction": 1.0, "method": "full data", "weighting": "-", "pretrain_s": 0.0, "selection_s": 0.0,
@@ -120,21 +116,10 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     columns = ["fraction", "method", "weighting", "pretrain_s", "selection_s", "train_s", "total_s", "test_acc",
                "vs uniform", "speed-up"]
     print_table(rows, columns)
-    save_bench(pd.DataFrame(rows), stem, plot=accuracy_vs_seconds,
+    plot = functools.partial(accuracy_vs_seconds, seconds="total_s", by=["method"], label=lambda r: f"{r['fraction']:g}",
+                             xlabel="end-to-end seconds (pretrain + selection + train)")
+    save_bench(pd.DataFrame(rows), stem, plot=plot,
                title=f"coreset stages on {dataset}: test accuracy vs end-to-end seconds")
-
-
-def accuracy_vs_seconds(frame, ax) -> None:
-    """One marker per (method, fraction); full data as the reference line."""
-    full = frame[frame["method"] == "full data"]
-    for (method, fraction), group in frame[frame["method"] != "full data"].groupby(["method", "fraction"]):
-        ax.scatter(group["total_s"], group["test_acc"], marker="o" if fraction < 0.2 else "s", s=28,
-                   label=f"{method} @{fraction:g}")
-    if len(full):
-        ax.axhline(float(full["test_acc"].iloc[0]), color="black", linestyle="--", linewidth=1, label="full data")
-    ax.set_xlabel("end-to-end seconds (pretrain + selection + train)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=6, ncol=2)
 
 
 def method_config(base, spec: str, fraction: float, repeats: int):

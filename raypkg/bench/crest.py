@@ -15,11 +15,13 @@ and optimizer. One untimed warm-up run first pays the process's one-time costs.
 
 from __future__ import annotations
 
+import functools
+
 import click
 import torch
 
-from raypkg.bench.output import SAVE_HELP
-from raypkg.bench.selection import print_table
+from raypkg.bench.harness import (accuracy_vs_seconds, bench_options, bench_settings, bench_stem, check_bench_numbers,
+                                  name_list, number_list, print_table, save_bench, use_threads, warm_up)
 from raypkg.cli_options import address_option, config_options
 from raypkg.crest.config import CrestConfig
 
@@ -44,20 +46,6 @@ OPTIMIZERS = {
 }
 
 
-def accuracy_vs_seconds(frame, ax) -> None:
-    markers = {"none": "s", "random": "o", "crest": "^"}
-    for (dataset, optimizer, method), rows in frame.groupby(["dataset", "optimizer", "method"], sort=False):
-        ax.scatter(rows["wall_s"], 100 * rows["test_acc"], marker=markers.get(method, "x"),
-                   label=f"{dataset} {method}, {optimizer}")
-        for _, r in rows.iterrows():
-            if method != "none":
-                ax.annotate(f"f={r['train_frac']:g}", (r["wall_s"], 100 * r["test_acc"]), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("wall seconds (selection and checks included)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=7)
-
-
 @click.command("crest")
 @click.option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
 @config_options(CrestConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
@@ -72,9 +60,7 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other `effray run crest` setting, for every row (underscores; values read as YAML), "
                    "e.g. --set approx_moment=false --set hessian_probes=2.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--save", help=SAVE_HELP)
+@bench_options()
 @address_option
 def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epochs, batch_size, lr, random_subset_size,
                 check_thresh_factor, num_minibatch_coreset, interval_mul, settings, actors, seed, threads, save):
@@ -92,26 +78,18 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
 
     import pandas as pd
 
-    from raypkg.bench.output import bench_settings, bench_stem, check_bench_numbers, save_bench
     from raypkg.crest.recipe import CREST, selection_pool
     from raypkg.recipe import load_data
     from raypkg.recipe import MemorySink
-    from raypkg.errors import UsageError, choose
+    from raypkg.errors import UsageError
 
     check_bench_numbers(epochs=epochs, batch_size=batch_size, train_size=train_size, test_size=test_size,
                         num_minibatch_coreset=num_minibatch_coreset)
     if actors < 0:
         raise UsageError(f"--actors must be >= 0, got {actors}")
-    try:
-        frac_values = [float(f) for f in fracs.split(",") if f.strip()]
-    except ValueError:
-        raise UsageError(f"--fracs takes comma-separated numbers, got {fracs!r}") from None
-    names = [d.strip() for d in datasets.split(",") if d.strip()]
-    optimizer_names = [o.strip() for o in optimizers.split(",") if o.strip()]
-    if not optimizer_names:
-        raise UsageError(f"--optimizers takes comma-separated names of {', '.join(OPTIMIZERS)}, got {optimizers!r}")
-    for name in optimizer_names:
-        choose("optimizer", name, OPTIMIZERS)
+    frac_values = number_list(fracs, "--fracs", "numbers")
+    names = name_list(datasets, "--datasets")
+    optimizer_names = name_list(optimizers, "--optimizers", OPTIMIZERS, "optimizer")
 
     def bench_fields(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> dict:
         """The CrestConfig fields this bench sets itself (its flags and the row)."""
@@ -127,8 +105,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
     extra = bench_settings(settings, {f.name for f in dataclasses.fields(CrestConfig)}, "CREST",
                            own_flags=set(bench_fields("digits", None, "paper", "none", 1.0)))
     stem = bench_stem(save, "crest")
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
 
     def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> CrestConfig:
         return CrestConfig(**bench_fields(dataset, n, optimizer, method, frac), **extra).resolved().validate()
@@ -153,8 +130,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
                    err=True)
         with selection_pool(configs[-1][1], data) as pool:
             if i == 0:
-                warm = dataclasses.replace(configs[-1][1], epochs=1, lr_warmup_epochs=0)
-                CREST.run(warm, MemorySink, data=data, pool=pool)  # untimed warm-up
+                warm_up(CREST, configs[-1][1], data, pool=pool)
             for optimizer, cfg in configs:
                 summary = CREST.run(cfg, MemorySink, data=data, pool=pool if cfg.selection_method == "crest" else None)
                 crest = summary["crest"]
@@ -180,4 +156,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
     print_table(frame.to_dict("records"), ["dataset", "optimizer", "method", "train_frac", "steps", "regions",
                                            "checks", "selection_s"] + (["wait_s"] if actors else []) +
                 ["check_s", "wall_s", "test_acc", "speed-up", "vs none", "vs random"])
-    save_bench(frame, stem, plot=accuracy_vs_seconds, title="CREST vs random vs full data")
+    plot = functools.partial(accuracy_vs_seconds, seconds="wall_s", by=["dataset", "method", "optimizer"],
+                             label=lambda r: "" if r["method"] == "none" else f"f={r['train_frac']:g}",
+                             xlabel="wall seconds (selection and checks included)")
+    save_bench(frame, stem, plot=plot, title="CREST vs random vs full data")

@@ -26,7 +26,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from raypkg.bench.output import SAVE_HELP
+from raypkg.bench.harness import SAVE_HELP, bench_stem, check_bench_numbers, name_list, number_list, save_bench
 from raypkg.engine.callbacks import Callback
 from raypkg.errors import UsageError
 
@@ -110,11 +110,7 @@ class WorkerPeakRSS(Callback):
 # --------------------------------------------------------------------------------------
 
 def parse_modes(text: str) -> list[str]:
-    modes = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if not modes or unknown:
-        raise UsageError(f"--modes takes memory and/or stream, comma-separated; got {text!r}")
-    return modes
+    return name_list(text, "--modes", MODES, "mode")
 
 
 def cases_per_size(modes: list[str], blocks: list[int]) -> list[tuple[str, str, int]]:
@@ -211,12 +207,13 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
 
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, check_bench_numbers, int_list, save_bench
     from raypkg.engine.config import TrainConfig
 
-    size_list = sorted(set(int_list(sizes, "--sizes", 10, "image counts (one per class at least)")))
+    size_list = sorted(set(number_list(sizes, "--sizes", "image counts (one per class at least)", int, 10,
+                                       "10,20")))
     mode_list = parse_modes(modes)
-    blocks = list(dict.fromkeys(int_list(decode_blocks, "--decode-blocks", 1, "images per decode task")))
+    blocks = list(dict.fromkeys(number_list(decode_blocks, "--decode-blocks", "images per decode task", int, 1,
+                                              "1,2")))
     check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size)
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")

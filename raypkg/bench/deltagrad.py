@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from raypkg.bench.output import SAVE_HELP
+from raypkg.bench.harness import bench_options, bench_stem, hbar, save_bench, use_threads
 from raypkg.cli_options import FLOATS, address_option, config_options
 from raypkg.errors import UsageError
 
@@ -91,9 +91,8 @@ def bench_request_options(func):
               help="K > 0: also time exact gradients on K shard actors, and the GD row on them.")
 @click.option("--repeat", type=int, default=3, show_default=True,
               help="Best of N interleaved timings per method (shared CPUs are noisy).")
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--out", type=click.Path(file_okay=False), help="Keep the cached runs here (default: a temp dir).")
-@click.option("--save", help=SAVE_HELP)
+@bench_options(threads=None)
 @address_option
 def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init, gd_ratio, mlp, online_requests,
                     online_baseline_every, actors, repeat, threads, out, save, **run_flags):
@@ -110,7 +109,6 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     """
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, hbar, save_bench
     from raypkg.data.registry import load_dataset
     from raypkg.deltagrad.exact import ExactGradients
     from raypkg.deltagrad.online import OnlineSettings, run_online
@@ -138,8 +136,7 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     if out:
         check_writable_dir(out, "--out")
     stem = bench_stem(save, "deltagrad")
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     device = pick_device(None)
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="effray-bench-deltagrad-"))
     splits = load_dataset(dataset, flat=True, seed=seed, train_size=train_size, test_size=test_size,

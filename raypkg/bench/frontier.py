@@ -59,7 +59,8 @@ from typing import Any, Sequence
 
 import click
 
-from raypkg.bench.output import SAVE_HELP
+from raypkg.bench.harness import (SAVE_HELP, bench_options, bench_stem, check_bench_numbers, hbar, name_list,
+                                  print_table, save_bench, use_threads, warm_up)
 from raypkg.cli_options import FLOATS, address_option
 
 # method -> family; "full" always runs (it is every ratio's reference).
@@ -204,9 +205,7 @@ def preset_settings(setup: str, flags: dict) -> dict:
 
 def parse_methods(text: str) -> list[str]:
     """``--methods``: comma-separated names of METHODS; full is always added first."""
-    from raypkg.errors import choose
-
-    names = [choose("method", m.strip(), METHODS) for m in text.split(",") if m.strip()]
+    names = name_list(text, "--methods", METHODS, "method")
     return ["full"] + [m for m in dict.fromkeys(names) if m != "full"]
 
 
@@ -351,21 +350,6 @@ def run_point(point: Point, data, cache, flops: ForwardFlops) -> dict:
     return row
 
 
-def warm_up(points: list[Point], data) -> None:
-    """One untimed short run of each recipe (one epoch, one epoch of warm-up or shard
-    pre-training, no cache): the process's one-time costs (imports, allocator, the first
-    call of each code path) are charged to no row."""
-    from raypkg.recipe import MemorySink, load_recipes
-
-    first = {}
-    for p in points:
-        first.setdefault(p.recipe, p)
-    for p in first.values():
-        short = {"epochs": 1, **({"pretrain_epochs": 1} if p.recipe == "coreset" else {}),
-                 **({"pre_epochs": 1} if p.recipe == "lipt" else {})}
-        load_recipes()[p.recipe].run(dataclasses.replace(p.cfg, **short), MemorySink, data=data)
-
-
 def deltagrad_configs(s: dict, seed: int) -> list:
     """The DeltaGrad panel's requests for ``seed``: deleting each of DELTAGRAD_RATIOS at
     random, through DeltaGrad's recipe in its own training setting (`bench deltagrad`'s,
@@ -418,7 +402,6 @@ def deltagrad_table(rows: list[dict]):
 
 def plot_deltagrad(table, ax) -> None:
     """Retraining vs DeltaGrad seconds per deleted fraction, with the test accuracies."""
-    from raypkg.bench.output import hbar
 
     labelled = table.assign(label=[f"delete {100 * r:g}%: acc {a:.3f} retrained / {b:.3f} DeltaGrad"
                                    for r, a, b in zip(table["ratio"], table["acc_baseline"], table["acc_deltagrad"])])
@@ -464,10 +447,8 @@ def plot_deltagrad(table, ax) -> None:
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True,
               help="W&B mode of the bench's run (the tables and both plots), under the --save directory.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch threads (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--save", help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and "
-                                         "STEM-flops.png (accuracy vs FLOPs).")
+@bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
+                                     "(accuracy vs FLOPs).")
 @address_option
 def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
@@ -490,9 +471,9 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
     import pandas as pd
     import torch
 
-    from raypkg.bench.output import bench_stem, check_bench_numbers
     from raypkg.distributed.cluster import check_address_used
     from raypkg.errors import UsageError
+    from raypkg.recipe import load_recipes
     from raypkg.selection.cache import SelectionCache
     from raypkg.tracking.wandb_logger import use_wandb_mode
 
@@ -513,8 +494,7 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
     check_address_used(workers > 0)
     use_wandb_mode(wandb)
     stem = bench_stem(save, "frontier")
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
 
     rows, deltagrad_rows = [], []
     with tempfile.TemporaryDirectory(prefix="effray-frontier-") as scratch:
@@ -524,7 +504,8 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
             if seed == 0:
                 echo_header(settings, setup, names, data, torch.get_num_threads())
                 flops = ForwardFlops.of(settings["model"], data)
-                warm_up(points, data)
+                for point in {p.recipe: p for p in reversed(points)}.values():  # each recipe's first point
+                    warm_up(load_recipes()[point.recipe], point.cfg, data)
             for i, point in enumerate(points):
                 rows.append(run_point(point, data, cache, flops))
                 click.echo(f"  seed {seed} {point.method} {point.setting}: test_acc {rows[-1]['test_acc']:.4f}, "
@@ -555,7 +536,6 @@ def echo_header(s: dict, setup: str, names: list[str], data, threads: int) -> No
 
 
 def print_results(table) -> None:
-    from raypkg.bench.selection import print_table
 
     shown = [c for c in TABLE_COLUMNS if c in table.columns and not (c == "noisy_share" and table[c].isna().all())]
     records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
@@ -567,7 +547,6 @@ def save_results(frame, table, stem: Path, settings: dict, setup: str, wandb_mod
     """STEM.parquet (rows), STEM-summary.parquet (means), STEM.png (accuracy vs seconds),
     STEM-flops.png (accuracy vs FLOPs), with --add deltagrad STEM-deltagrad.parquet and
     .png; the tables and plots to W&B."""
-    from raypkg.bench.output import save_bench
     from raypkg.paths import atomic_write
     from raypkg.plots import figure, save_png
     from raypkg.tracking.run import to_plain, write_parquet

@@ -36,12 +36,14 @@ class when balanced; for Glister its greedy picks).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 
 import click
 import torch
 
-from raypkg.bench.output import SAVE_HELP, check_bench_numbers
+from raypkg.bench.harness import (accuracy_vs_seconds, bench_options, bench_settings, bench_stem, check_bench_numbers,
+                                  name_list, number_list, print_table, save_bench, use_threads, warm_up)
 from raypkg.cli_options import config_options
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
 
@@ -69,24 +71,6 @@ def agreement(ours: dict, reference: dict) -> dict[str, float]:
     return {"spearman": spearman, "overlap": len(picks[0] & picks[1]) / max(len(picks[0]), 1)}
 
 
-def accuracy_vs_seconds(frame, ax) -> None:
-    """Test accuracy against end-to-end seconds, one marker per pipeline, labelled."""
-    markers = {"full data": "s", "uniform": "o", "deepcore": "^", "lipt": "*"}
-    for pipeline, group in frame.groupby("pipeline", sort=False):
-        ax.scatter(group["total_s"], 100 * group["test_acc"], marker=markers.get(pipeline, "o"), s=60,
-                   label=pipeline)
-        for _, row in group.iterrows():
-            text = "full" if pipeline == "full data" else f"{row['method']} {row['fraction']:g}"
-            if pipeline == "lipt" and frame["merge"].nunique() > 2:  # "-" and more than one rule
-                text += f" {row['merge']}"
-            ax.annotate(text, (row["total_s"], 100 * row["test_acc"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("end-to-end seconds (pre-training + selection + training)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=8)
-
-
 @click.command("lipt")
 @config_options(LiptConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
                 more_help={"epochs": "The same for full data and every subset.", "pretrain_epochs": DEEPCORE_ONLY,
@@ -101,9 +85,7 @@ def accuracy_vs_seconds(frame, ax) -> None:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values "
                    "read as YAML), e.g. --set score=ensemble --set bn_samples=2000.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--save", type=click.Path(dir_okay=False), help=SAVE_HELP)
+@bench_options()
 def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats, shards,
                pre_epochs, density, merge, randaugment, settings, workers, batch_size, lr, seed, threads, save):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
@@ -117,12 +99,10 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     """
     import pandas as pd
 
-    from raypkg.bench.output import bench_settings, bench_stem, save_bench
-    from raypkg.bench.selection import print_table
     from raypkg.engine.loop import pick_device
     from raypkg.engine.runner import TRAIN
     from raypkg.recipe import load_data
-    from raypkg.errors import UsageError, choose
+    from raypkg.errors import UsageError
     from raypkg.lipt.recipe import LIPT, check_data
     from raypkg.recipe import MemorySink
     from raypkg.selection.cache import SelectionCache
@@ -136,19 +116,14 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
         raise UsageError(f"--pretrain-epochs must be >= 0, got {pretrain_epochs}")
     from raypkg.sparse.config import check_density
     check_density(density)
-    try:
-        fracs = [float(f) for f in fractions.split(",") if f.strip()]
-    except ValueError:
-        raise UsageError(f"--fractions takes comma-separated numbers, got {fractions!r}") from None
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    fracs = number_list(fractions, "--fractions", "numbers")
+    names = name_list(methods, "--methods")
     for name in names:
         if not get_selector(name).needs_model:
             raise UsageError(f"--methods are gradient-based selectors (pre-training is what is compared); got {name!r}")
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
-    merges = [choose("merge rule", r.strip(), MERGE_RULES) for r in merge.split(",") if r.strip()]
-    if not merges:
-        raise UsageError(f"--merge takes comma-separated rules ({', '.join(MERGE_RULES)}), got {merge!r}")
+    merges = name_list(merge, "--merge", MERGE_RULES, "merge rule")
     lipt_only = {f.name for f in dataclasses.fields(LiptConfig)} - {f.name for f in dataclasses.fields(CoresetConfig)}
     extra = bench_settings(settings, lipt_only, "LiPT-only",
                            own_flags={"shards", "pre_epochs", "density", "merge", "randaugment"})
@@ -165,8 +140,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
                                            merge=r).resolved().validate()
             for m in names for f in fracs for r in merges}
     stem = bench_stem(save, "lipt")
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     data, device = load_data(base), pick_device(base.use_gpu)
     check_data(lipt_base, data)
     click.echo(f"# LiPT bench on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
@@ -176,6 +150,8 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
                f"randaugment {'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
                f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
 
+    for recipe, cfg in ((TRAIN, base), (CORESET, next(iter(deepcore.values()))), (LIPT, next(iter(lipt.values())))):
+        warm_up(recipe, cfg, data)  # every timed row, the baseline's included, after the one-time costs
     full = TRAIN.run(base, MemorySink, data=data)
     rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-", "pretrain_s": 0.0, "merge_s": 0.0,
              "selection_s": 0.0, "train_s": full["phases"]["train"], "total_s": full["phases"]["train"],
@@ -216,5 +192,10 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
                     rows.append(ours)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     print_table(frame.to_dict("records"), COLUMNS)
-    save_bench(frame, stem, plot=accuracy_vs_seconds,
-               title=f"{dataset}/{model}: accuracy vs end-to-end time (DeepCore vs LiPT)")
+    def label(row) -> str:
+        text = "full" if row["pipeline"] == "full data" else f"{row['method']} {row['fraction']:g}"
+        return text + (f" {row['merge']}" if row["pipeline"] == "lipt" and len(merges) > 1 else "")
+
+    plot = functools.partial(accuracy_vs_seconds, seconds="total_s", by=["pipeline"], label=label,
+                             xlabel="end-to-end seconds (pre-training + selection + training)")
+    save_bench(frame, stem, plot=plot, title=f"{dataset}/{model}: accuracy vs end-to-end time (DeepCore vs LiPT)")

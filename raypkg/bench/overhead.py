@@ -24,7 +24,8 @@ import click
 import torch
 import torch.nn.functional as F
 
-from raypkg.bench.output import SAVE_HELP
+from raypkg.bench.harness import (SAVE_HELP, bench_stem, check_bench_numbers, hbar, name_list, number_list, save_bench,
+                                  use_threads)
 from raypkg.cli_options import address_option
 from raypkg.engine.callbacks import Callback
 from raypkg.errors import UsageError
@@ -127,7 +128,6 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     """
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, check_overhead_flags, hbar, save_bench
     from raypkg.distributed.cluster import connect_ray
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import evaluate, fit, seed_everything
@@ -136,11 +136,13 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     from raypkg.models.registry import build_model
 
     from raypkg.engine.config import PLACEMENTS
-    from raypkg.errors import choose
     from raypkg.storage import check_storage, join, remove
 
-    check_overhead_flags(epochs, batch_size, train_size, worker_counts, threads)
-    placements = [choose("placement", p.strip(), PLACEMENTS) for p in placements.split(",")]
+    if epochs < 2:
+        raise UsageError(f"--epochs must be >= 2 (the first epoch is excluded from the steady state), got {epochs}")
+    check_bench_numbers(batch_size=batch_size, train_size=train_size, threads=threads)
+    worker_list = number_list(worker_counts, "--workers", "worker counts", int, 1, "1,2")
+    placements = name_list(placements, "--placements", PLACEMENTS, "placement")
     check_storage(storage)
     if cli_runs < 0:
         raise UsageError(f"--cli-runs must be >= 0, got {cli_runs}")
@@ -148,8 +150,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     if cli_runs:  # first, before this process starts Ray and its workers load the machine
         timings = cli_startup(cli_runs)
         click.echo(f"CLI start-up, best of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
                       use_gpu=False, progress=False, max_failures=0, storage=storage,
@@ -187,7 +188,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     t_connect = time.perf_counter()
     connect_ray()
     connect_s = time.perf_counter() - t_connect
-    for workers in [int(w) for w in worker_counts.split(",")]:
+    for workers in worker_list:
         for placement in placements:
             cfg.workers, cfg.placement = workers, placement
             with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,8 @@ import click
 import numpy as np
 import torch
 
-from raypkg.bench.output import SAVE_HELP, check_bench_numbers
+from raypkg.bench.harness import (bench_options, bench_stem, check_bench_numbers, hbar, name_list, print_table,
+                                  save_bench, use_threads)
 from raypkg.cli_options import address_option, config_options
 from raypkg.selection.config import CoresetConfig
 
@@ -78,23 +79,6 @@ class ApricotKernelsCompiledOnce:
     def __exit__(self, *exc):
         for name, builder in self.saved.items():
             setattr(self.module, name, builder)
-
-
-def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | None = None) -> None:
-    """Aligned columns; floats as 4 significant digits unless ``formats`` names a format."""
-    formats = formats or {}
-
-    def fmt(c, v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return format(v, formats.get(c, ".4g"))
-        return str(v)
-
-    widths = {c: max(len(c), *(len(fmt(c, r.get(c, ""))) for r in rows)) for c in columns}
-    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    for r in rows:
-        click.echo("  ".join(fmt(c, r.get(c, "")).ljust(widths[c]) for c in columns))
 
 
 def shard_matmul_burn(shard, total_products: int, num_actors: int) -> torch.Tensor:
@@ -210,9 +194,7 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 @click.option("--block-budget", type=int, default=7, show_default=True)
 @click.option("--skip-fl", is_flag=True, help="Skip the facility-location comparison.")
 @click.option("--skip-scaling", is_flag=True, help="Skip the in-process vs actors comparison (no Ray).")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower).")
-@click.option("--save", help=SAVE_HELP)
+@bench_options()
 @address_option
 def selection(dataset, model, train_size, fraction, methods, actors, repeats, pretrain_epochs, blocks,
               block_size, block_budget, skip_fl, skip_scaling, seed, threads, save):
@@ -225,7 +207,6 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
     """
     import pandas as pd
 
-    from raypkg.bench.output import bench_stem, hbar, save_bench
     from raypkg.data.registry import load_dataset
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import fit, seed_everything
@@ -233,9 +214,8 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
     from raypkg.models.registry import build_model
     from raypkg.selection.registry import get_selector
 
-    if threads > 0:
-        torch.set_num_threads(threads)
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    use_threads(threads)
+    names = name_list(methods, "--methods")
     for m in names:
         get_selector(m)
     if actors < 2:

@@ -13,11 +13,10 @@ epochs than its plain version at <= 1.5x the time per epoch.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import click
 
-from raypkg.bench.output import SAVE_HELP
+from raypkg.bench.harness import SAVE_HELP, bench_options, bench_stem, name_list, number_list, save_bench, use_threads
 from raypkg.cli_options import config_options
 from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
 
@@ -60,14 +59,9 @@ def run_method(base, data, name: str, density: float, backend: str = "masked") -
             "agc_c": [r.get("agc_c") for r in history], "R_s": summary.get("R_s", 1.0), "density": summary["density"]}
 
 
-def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
-    for ax, (setup, runs) in zip(axes[0], curves.items()):
+def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) -> None:
+    """Test accuracy per epoch, one panel per setup, with the setup's target."""
+    for ax, (setup, runs) in zip(axes, curves.items()):
         densities = sorted({run["target_density"] for run in runs if run["target_density"] < 1}, reverse=True)
         for run in runs:  # a plain method and its AGC variant share a colour, AGC dashed; sparser: lighter
             base = run["method"].removeprefix("A-")
@@ -82,9 +76,6 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
         ax.set(title=setup, xlabel="epoch", ylabel="test accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 @click.command("sparse")
@@ -103,8 +94,7 @@ def plot(curves: dict[str, list[dict]], targets: dict[str, float], path: Path) -
 @click.option("--target", type=float, default=None,
               help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
 @click.option("--target-of-dense", default=0.95, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
-@click.option("--save", help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
+@bench_options(threads=None, save_help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
 def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, update_frequency, train_size,
                  test_size, agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
@@ -119,26 +109,18 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
     import pandas as pd
     import torch
 
-    from raypkg.bench.output import bench_stem, float_list, save_bench
     from raypkg.recipe import load_data
     from raypkg.errors import UsageError
-    from raypkg.tracking.run import write_parquet
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    for name in names:
-        if name not in METHODS:
-            raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    names = name_list(methods, "--methods", METHODS, "method")
     if target is None and "dense" not in names:
         raise UsageError("without --target the dense run sets it: include dense in --methods")
-    backend_list = list(dict.fromkeys(b.strip() for b in backends.split(",") if b.strip()))
-    bad = [b for b in backend_list if b not in SPARSE_BACKENDS]
-    if bad or not backend_list:
-        raise UsageError(f"--backends takes comma-separated {', '.join(SPARSE_BACKENDS)}, got {backends!r}")
-    density_list = float_list(densities, "--density", "densities in (0, 1]")
+    backend_list = name_list(backends, "--backends", SPARSE_BACKENDS, "sparse backend")
+    density_list = number_list(densities, "--density", "densities in (0, 1]")
     if not all(0 < d <= 1 for d in density_list):
         raise UsageError(f"--density takes densities in (0, 1], got {densities!r}")
     pairs = []
-    for item in setups.split(","):
+    for item in name_list(setups, "--setups"):
         dataset, sep, model = item.strip().partition(":")
         if not sep:
             raise UsageError(f"--setups takes DATASET:MODEL pairs, got {item!r}")
@@ -151,8 +133,7 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
                                   agc_sample=agc_sample, seed=seed, train_size=train_size if sized else None,
                                   test_size=test_size if sized else None, progress=False,
                                   wandb="disabled").resolved().validate())
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     stem = bench_stem(save, "sparse")
 
     rows, curves, targets = [], {}, {}
@@ -219,7 +200,5 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
                           "epoch": i + 1, "test_acc": acc, "epoch_s": s}
                          for setup, runs in curves.items() for run in runs
                          for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])
-    save_bench(table, stem)  # makes the directory
-    write_parquet(stem.with_name(stem.name + "-curves.parquet"), long)
-    plot(curves, targets, stem.with_name(stem.name + ".png"))
-    click.echo(f"saved: {stem.with_name(stem.name + '.png')}, {stem.with_name(stem.name + '-curves.parquet')}")
+    save_bench(table, stem, plot=lambda _, axes: draw_curves(curves, targets, axes), panels=len(curves),
+               extra={"-curves": long})
