@@ -253,21 +253,14 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
 
 
 def check_points(points: list[Point], data) -> None:
-    """What each recipe checks against loaded data (a bench passes the data in, so the
-    recipes do not): budgets, LiPT's shards, CREST's random subsets, AGC's sample."""
-    from raypkg.lipt.recipe import check_data
-    from raypkg.selection.recipe import check_budget
-    from raypkg.sparse.recipe import check_against_data
+    """Each point's recipe ``check`` against the loaded data, before any row runs (a bench
+    passes the data in, so the recipes do not check it themselves)."""
+    from raypkg.recipe import load_recipes
 
     for p in points:
-        if p.recipe == "coreset":
-            check_budget(p.cfg, data)
-        elif p.recipe == "lipt":
-            check_data(p.cfg, data)
-        elif p.recipe == "crest":
-            p.cfg.check_sizes(len(data.train))
-        elif p.recipe == "sparse":
-            check_against_data(p.cfg, data)
+        check = load_recipes()[p.recipe].check
+        if check:
+            check(p.cfg, data)
 
 
 def load_points(settings: dict, methods: list[str], seed: int):
