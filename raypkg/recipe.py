@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
@@ -34,10 +35,47 @@ RECIPE_MODULES = ("raypkg.engine.runner", "raypkg.selection.recipe", "raypkg.lip
 EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "lr", "test_acc", "test_loss")
 
 
+@dataclass
+class Timings:
+    """Where a run's seconds went: the one record every recipe writes (through its sink's
+    ``timings``) and every consumer reads (summary.json's ``phases`` and ``cost_s``).
+
+    ``phases``: the seconds each phase took in this run (repeats add up). ``charged``: the
+    seconds a phase is charged for work it reused from the cache (a warm-up, shard models,
+    a selection), their original seconds. ``cost()``, what a bench adds up end to end:
+    each phase's charged seconds where it has them, else its own."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    charged: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str):
+        """Add the seconds the ``with`` block takes to phase ``name``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Seconds of phase ``name`` measured elsewhere (a training loop's own clock)."""
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+    def charge(self, name: str, seconds: float) -> None:
+        """Phase ``name`` costs ``seconds``, whatever it took here (cached work's original seconds)."""
+        self.charged[name] = seconds
+
+    def cost(self) -> dict[str, float]:
+        return {**self.phases, **self.charged}
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {"phases": dict(self.phases), "cost_s": self.cost()}
+
+
 class Sink(Protocol):
     """Where a run's results go."""
 
-    phases: dict[str, float]  # phase name -> seconds
+    timings: Timings  # where the run's seconds went (phases timed here, cached work charged)
 
     @property
     def storage(self) -> Path | str | None:
@@ -167,7 +205,7 @@ class MemorySink:
 
     def __init__(self, recipe: Recipe, cfg):
         self.method, self.dataset, self.model = recipe.run_label(cfg), cfg.dataset, cfg.model
-        self.phases: dict[str, float] = {}
+        self.timings = Timings()
         self.notes: dict = {}
         self.rows: list[dict] = []
         self.tables: dict[str, Any] = {}
@@ -182,9 +220,7 @@ class MemorySink:
     storage = None
 
     def phase(self, name: str):
-        from raypkg.tracking.run import timed
-
-        return timed(self.phases, name)
+        return self.timings.phase(name)
 
     def note(self, entries: dict) -> None:
         self.notes.update(entries)
@@ -200,7 +236,7 @@ class MemorySink:
 
     def finish(self, test_acc: float | None, **entries) -> dict:
         return {"method": self.method, "dataset": self.dataset, "model": self.model, "test_acc": test_acc,
-                "wall_s": time.perf_counter() - self.started, "phases": dict(self.phases), **entries,
+                "wall_s": time.perf_counter() - self.started, **self.timings.summary(), **entries,
                 "rows": self.rows, "tables": self.tables}
 
 
@@ -214,7 +250,8 @@ class TuneSink(MemorySink):
 
     def log_metrics(self, row: dict) -> None:
         scalars = {k: v for k, v in self.notes.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        seconds = {f"{name}_s": self.phases.get(name, 0.0) for name in self.tune_phases}
+        cost = self.timings.cost()
+        seconds = {f"{name}_s": cost.get(name, 0.0) for name in self.tune_phases}
         self.report({**scalars, **seconds, **row})
 
 

@@ -51,7 +51,7 @@ def test_the_cli_a_tune_trial_and_a_bench_row_run_the_same_recipe(tmp_path, meth
     assert len(reports) == 2 and on_disk["test_acc"] == in_memory["test_acc"]
     assert set(EPOCH_METRICS) | TRIAL_EXTRAS[method] <= set(reports[-1])
     assert set(TRIAL_EXTRAS[method]) <= set(recipe.metrics)  # a tune space may name them
-    assert on_disk["phases"].keys() == in_memory["phases"].keys()
+    assert on_disk["phases"].keys() == in_memory["phases"].keys() == on_disk["cost_s"].keys()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ([".cache", "cli"] if method in ("coreset", "lipt")
                                                                       else ["cli"])  # the bench row wrote nothing
 
@@ -62,6 +62,19 @@ def test_a_trial_reports_the_phase_seconds_done_before_training(one_thread):
                               fraction=0.1), reports.append)
     (row,) = reports
     assert row["pretrain_s"] > 0 and row["selection_s"] > 0 and row["subset_size"] == 135
+
+
+def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases():
+    from raypkg.recipe import Timings
+
+    timings = Timings()
+    timings.add("train", 1.5)
+    timings.add("train", 0.5)  # a second training stage adds up
+    with timings.phase("selection"):
+        pass
+    timings.charge("selection", 7.0)  # a cache hit, charged the seconds it first took
+    assert timings.phases["train"] == 2.0 and timings.phases["selection"] < 7.0
+    assert timings.summary() == {"phases": timings.phases, "cost_s": {"train": 2.0, "selection": 7.0}}
 
 
 def import_graph() -> dict[str, set[str]]:

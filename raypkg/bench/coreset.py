@@ -98,13 +98,13 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
              "speed-up": 1.0}]
     click.echo(f"  full data: test_acc {rows[0]['test_acc']:.4f}, {full_s:.1f}s", err=True)
     # Pre-trained models are computed once and shared through a scratch cache; each method
-    # is charged the seconds of the ones it uses (``cached_seconds`` counts cache hits too).
+    # is charged the seconds of the ones it uses (``cost_s`` counts cache hits at their own seconds).
     with tempfile.TemporaryDirectory() as scratch:
         cache = SelectionCache(scratch)
         for (spec, f), cfg in configs.items():
             summary = CORESET.run(cfg, MemorySink, data=data, cache=cache)
-            seconds = summary["cached_seconds"]
-            total = seconds["pretrain"] + seconds["selection"] + summary["phases"]["train"]
+            seconds = summary["cost_s"]
+            total = seconds["pretrain"] + seconds["selection"] + seconds["train"]
             rows.append({"fraction": f, "method": spec, "weighting": cfg.weighting, "pretrain_s": seconds["pretrain"],
                          "selection_s": seconds["selection"], "train_s": summary["phases"]["train"],
                          "total_s": total, "test_acc": summary["test_acc"], "speed-up": full_s / total})

@@ -327,8 +327,7 @@ def run_point(point: Point, data, cache, flops: ForwardFlops) -> dict:
     from raypkg.recipe import MemorySink, load_recipes
 
     summary = load_recipes()[point.recipe].run(point.cfg, MemorySink, data=data, cache=cache)
-    phases = {**summary["phases"], **summary.get("cached_seconds", {}),
-              **summary.get("lipt_seconds", {})}  # LiPT: shard pre-training and merge
+    phases = summary["cost_s"]
     row = {"family": point.family, "method": point.method, "setting": point.setting, "seed": point.cfg.seed,
            "fraction": math.nan if point.fraction is None else point.fraction,
            "density": math.nan if point.density is None else point.density,

@@ -160,8 +160,8 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     def run_row(cfg, pipeline: str, cache):
         """The row of one pipeline, and its tables (selection.parquet, scores.parquet)."""
         summary = (LIPT if pipeline == "lipt" else CORESET).run(cfg, MemorySink, data=data, cache=cache)
-        seconds = summary.get("lipt_seconds", {"pretrain": summary["cached_seconds"]["pretrain"], "merge": 0.0})
-        selection_s, train_s = summary["cached_seconds"]["selection"], summary["phases"]["train"]
+        seconds = {"merge": 0.0, **summary["cost_s"]}
+        selection_s, train_s = seconds["selection"], seconds["train"]
         total = seconds["pretrain"] + seconds["merge"] + selection_s + train_s
         row = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
                "merge": summary.get("merge", "-"), "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"],

@@ -97,15 +97,15 @@ def train_with_coresets(run: Run) -> None:
         pool = run.shared.get("pool") or stack.enter_context(selection_pool(cfg, run.data))
         outcome = train_crest(cfg, run.data, on_epoch=sink.log_metrics, storage=sink.storage, pool=pool)
     selection_s, check_s = outcome.crest.get("selection_s", 0.0), outcome.crest.get("check_s", 0.0)
-    sink.phases["train"] = outcome.wall_s - selection_s - check_s
-    sink.phases["selection"] = selection_s
-    sink.phases["check"] = check_s
+    sink.timings.add("train", outcome.wall_s - selection_s - check_s)
+    sink.timings.add("selection", selection_s)
+    sink.timings.add("check", check_s)
     if outcome.checks:
         sink.write_table("checks.parquet", {k: [c[k] for c in outcome.checks] for k in outcome.checks[0]},
                          wandb_prefix="check")
     run.trained = outcome.result
     run.note(selection_method=cfg.selection_method, train_frac=cfg.train_frac, train_size=len(run.data.train),
-             steps=outcome.steps, train_wall_s=outcome.wall_s, workers=cfg.workers, actors=cfg.actors,
+             steps=outcome.steps, workers=cfg.workers, actors=cfg.actors,
              overlap=cfg.overlap if cfg.actors else None, crest=outcome.crest,
              **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "pool_size",
                                                       "selection_wait_s")})

@@ -177,9 +177,10 @@ def merge_shards(run: Run) -> None:
     shard_models = [_load(cfg, data, e["state_dict"], run.device) for e in shards]
     test = data.test.to(run.device)
     pretrain_s = sum(e["seconds"] for e in shards)
+    run.sink.timings.charge("pretrain", pretrain_s)  # cached shard models and merge: their own seconds
+    run.sink.timings.charge("merge", entry["seconds"])
     run.note(shard_test_acc=[evaluate(m, test, run.device)["acc"] for m in shard_models],
-             merged_test_acc=evaluate(merged, test, run.device)["acc"],
-             lipt_seconds={"pretrain": pretrain_s, "merge": entry["seconds"]})
+             merged_test_acc=evaluate(merged, test, run.device)["acc"])
     ensemble = cfg.score == "ensemble"
     models, digests = ((shard_models, [e["digest"] for e in shards]) if ensemble else ([merged], [entry["digest"]]))
     run.state["pretrained"] = Pretrained(models, digests, pretrain_s + entry["seconds"], hits)

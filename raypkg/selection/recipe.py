@@ -44,6 +44,7 @@ def warm_up(run: Run) -> None:
     with run.sink.phase("pretrain"):
         run.state["pretrained"] = pretrain(cfg, run.data, run.device, use_augmentation(cfg, run.data),
                                            selection_cache(run))
+    run.sink.timings.charge("pretrain", run.state["pretrained"].seconds)  # cached warm-ups: their own seconds
     run.note(**cfg.pretrain_settings())
 
 
@@ -53,6 +54,7 @@ def choose_subset(run: Run) -> None:
     cfg, data, pretrained = run.cfg, run.data, run.state["pretrained"]
     with run.sink.phase("selection"):
         result, selection_s, selection_hit = select_stage(cfg, data, pretrained, run.device, selection_cache(run))
+    run.sink.timings.charge("selection", selection_s)
     run.state["selection"] = result
     run.sink.write_table("selection.parquet", result.table())
     if result.all_scores is not None:
@@ -60,8 +62,7 @@ def choose_subset(run: Run) -> None:
                                                 "score": result.all_scores.numpy()})
     run.note(selection=cfg.selection, fraction=cfg.fraction, subset_size=len(result), train_size=len(data.train),
              actors=cfg.actors, embedding=cfg.embedding, options=cfg.options,
-             cached={"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit},
-             cached_seconds={"pretrain": pretrained.seconds, "selection": selection_s})
+             cached={"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit})
 
 
 def train_subset(run: Run) -> None:

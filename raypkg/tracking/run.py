@@ -23,7 +23,6 @@ import json
 import re
 import shutil
 import time
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import yaml
 
 from raypkg import storage as shared
 from raypkg.errors import RunFailed, UsageError
+from raypkg.recipe import Timings
 from raypkg.paths import check_writable_dir
 from raypkg.tracking.wandb_logger import WandbLogger
 
@@ -62,16 +62,6 @@ def write_parquet(path: Path, table: pd.DataFrame | dict) -> Path:
     return path
 
 
-@contextmanager
-def timed(phases: dict[str, float], name: str):
-    """Add the seconds the ``with`` block takes to ``phases[name]``."""
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
-
-
 class RunDir:
     def __init__(self, path: Path, method: str, config: dict, dataset: str, model: str,
                  wandb_mode: str = "offline", wandb_project: str = "effray", storage: str | None = None,
@@ -83,7 +73,7 @@ class RunDir:
         self.method, self.dataset, self.model = method, dataset, model
         self.config = to_plain(config)
         self.rows: list[dict] = []
-        self.phases: dict[str, float] = {}
+        self.timings = Timings()
         self.started = time.perf_counter()
         self.summary: dict | None = None
         self.wandb = WandbLogger(path, name=path.name, group=method, config=self.config,
@@ -139,7 +129,7 @@ class RunDir:
 
     def phase(self, name: str):
         """Time a named phase; repeated phases of the same name add up."""
-        return timed(self.phases, name)
+        return self.timings.phase(name)
 
     def log_metrics(self, row: dict) -> None:
         """Append one row (an epoch or a step) to metrics.parquet and to W&B."""
@@ -187,7 +177,7 @@ class RunDir:
         self.summary = to_plain({
             "method": self.method, "dataset": self.dataset, "model": self.model,
             "test_acc": test_acc, "wall_s": wall, **times,
-            "phases": dict(self.phases), "run_dir": str(self.path),
+            **self.timings.summary(), "run_dir": str(self.path),
             **({"storage": self.remote} if self.remote else {}), **extra})
         (self.path / "summary.json").write_text(json.dumps(self.summary, indent=2))
         self.wandb.summary(self.summary)
