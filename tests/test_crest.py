@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from raypkg.cli import main
 from raypkg.crest.callback import CrestCallback, eval_losses
 from raypkg.crest.config import CrestConfig
-from raypkg.crest.plan import CrestPlan, budget_steps
+from raypkg.crest.plan import budget_steps
 from raypkg.crest.quadratic import (QuadraticModel, flat_params, gradient_and_hessian_diagonal,
                                     region_left)
 from raypkg.crest.recipe import train_crest
@@ -59,14 +59,13 @@ class Recorder(Callback):
             self.coresets_per_region.append(len(ctx.plan.positions))
 
 
-def train_recorded(cfg: CrestConfig, pool=None) -> tuple[CrestCallback, Recorder]:
+def train_recorded(cfg: CrestConfig, actor_pool=None) -> tuple[CrestCallback, Recorder]:
     from raypkg.engine.trainer import train
 
     data = load_data(cfg)
-    crest = CrestCallback(len(data.train))
-    crest.pool = pool
+    crest = CrestCallback(cfg, len(data.train), actor_pool)
     recorder = Recorder(crest)
-    train(cfg, data, plan=CrestPlan(len(data.train), cfg.train_frac, cfg.batch_size), callbacks=[crest, recorder])
+    train(cfg, data, plan=crest.plan, callbacks=[crest, recorder])
     return crest, recorder
 
 
@@ -109,9 +108,9 @@ def test_loss0_on_subsets_leaves_no_model_error_at_w0():
     for loss0_on_subsets in (False, True):
         cfg = tiny(epochs=1, loss0_on_subsets=loss0_on_subsets)
         data = load_data(cfg)
-        crest = CrestCallback(len(data.train))
+        crest = CrestCallback(cfg, len(data.train))
         probe = CheckAtW0(crest)
-        train(cfg, data, plan=CrestPlan(len(data.train), cfg.train_frac, cfg.batch_size), callbacks=[crest, probe])
+        train(cfg, data, plan=crest.plan, callbacks=[crest, probe])
         errors[loss0_on_subsets] = probe.error
     assert errors[True] == 0.0
     assert errors[False] > 1e-3, errors
@@ -205,7 +204,7 @@ def test_check_is_one_forward_over_the_union_equal_to_the_p_separate_forwards(mo
     hook = model.register_forward_hook(lambda module, args, out: forwards.append(len(args[0])))
     together = eval_losses(model, data.train.x[union], data.train.y[union])
     assert forwards == [len(union)] and model.training  # one forward, and the mode restored
-    crest = CrestCallback(len(data.train))
+    crest = CrestCallback(cfg, len(data.train))
     crest.random_positions = union
     ctx = SimpleNamespace(model=model, train=data.train, all_reduce=lambda t, op="sum": t)
     true = crest.true_loss(ctx)  # what the check compares with the model's prediction
@@ -228,7 +227,7 @@ def test_crest_trains_a_batchnorm_model_and_leaves_its_running_statistics_to_tra
     cfg = tiny(model="resnet20", epochs=1, train_frac=0.1, momentum=0.0)
     data = load_data(cfg)
     snap = RunningStatsAtStart()
-    crest = CrestCallback(len(data.train))
+    crest = CrestCallback(cfg, len(data.train))
     probe = CheckAtW0(crest)
 
     class AfterFirstRegion(Callback):  # after CrestCallback's first region and a check at w0
@@ -236,10 +235,11 @@ def test_crest_trains_a_batchnorm_model_and_leaves_its_running_statistics_to_tra
             self.after = {k: v.clone() for k, v in ctx.model.state_dict().items() if "running" in k}
 
     after = AfterFirstRegion()
-    result = train(cfg, data, plan=CrestPlan(len(data.train), cfg.train_frac, cfg.batch_size),
+    result = train(cfg, data, plan=crest.plan,
                    callbacks=[snap, crest, probe, after])
     assert snap.before and all(torch.equal(snap.before[k], after.after[k]) for k in snap.before)
-    assert crest.regions >= 1 and crest.quad.updates == crest.coreset_batches >= 1
+    assert crest.regions == 1 + sum(c["reselect"] for c in crest.checks)  # one at the start, one per re-selection
+    assert crest.quad.updates == crest.coreset_batches >= 1
     assert math.isfinite(result.history[-1]["train_loss"]) and crest.checks
 
 
@@ -249,7 +249,7 @@ def test_dropping_learned_examples_stops_at_min_train_size():
     data = load_data(cfg)
     outcome = train_crest(cfg, data)
     seen_in_first_epoch = 1347 - 1200  # far more were observed (all "learned" with thresh 100) than room
-    assert outcome.crest["pool_size"] == 1200 and outcome.crest["dropped"] == seen_in_first_epoch
+    assert outcome.crest["candidates"] == 1200 and outcome.crest["dropped"] == seen_in_first_epoch
 
 
 def test_random_and_crest_take_the_same_steps_none_takes_the_full_budget():
@@ -270,7 +270,7 @@ def test_actors_and_in_process_select_the_same_coresets(ray_session):
     subsets = stratified_subsets(torch.arange(len(data.train)), data.train.y, 3, 135, torch.Generator().manual_seed(1))
     local = select_coresets(model, data.train.x, data.train.y, subsets, 32, 10)
     with ShardPool(data.train, 2) as pool:
-        remote = select_coresets(model, data.train.x, data.train.y, subsets, 32, 10, pool=pool)
+        remote = select_coresets(model, data.train.x, data.train.y, subsets, 32, 10, actor_pool=pool)
     for a, b in zip(local, remote):
         assert a.picks.tolist() == b.picks.tolist() and len(a.picks) == 32
         assert torch.equal(a.weights, b.weights)
@@ -298,11 +298,10 @@ def test_overlap_trains_on_coresets_the_actors_selected_from_the_last_region_sta
 
     cfg = tiny(actors=2, overlap=True, check_thresh_factor=0.05)
     data = load_data(cfg)
-    crest = CrestCallback(len(data.train))
-    recorder, dispatches = Recorder(crest), Dispatches(crest)
-    with ShardPool(data.train, 2) as pool:
-        crest.pool = pool
-        train(cfg, data, plan=CrestPlan(len(data.train), cfg.train_frac, cfg.batch_size),
+    with ShardPool(data.train, 2) as actor_pool:
+        crest = CrestCallback(cfg, len(data.train), actor_pool)
+        recorder, dispatches = Recorder(crest), Dispatches(crest)
+        train(cfg, data, plan=crest.plan,
               callbacks=[crest, recorder, dispatches])
     assert_valid_coreset_batches(cfg, recorder)
     assert crest.regions == len(dispatches.regions) >= 3 and crest.pending is None

@@ -78,7 +78,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
 
     import pandas as pd
 
-    from raypkg.crest.recipe import CREST, selection_pool
+    from raypkg.crest.recipe import CREST, crest_actor_pool
     from raypkg.recipe import load_data
     from raypkg.recipe import MemorySink
     from raypkg.errors import UsageError
@@ -128,11 +128,12 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
                    + "".join(f"{k} {v}, " for k, v in extra.items()) +
                    (f"{actors} selection actors, " if actors else "") + f"torch threads {torch.get_num_threads()}",
                    err=True)
-        with selection_pool(configs[-1][1], data) as pool:
+        with crest_actor_pool(configs[-1][1], data) as actor_pool:
             if i == 0:
-                warm_up(CREST, configs[-1][1], data, pool=pool)
+                warm_up(CREST, configs[-1][1], data, actor_pool=actor_pool)
             for optimizer, cfg in configs:
-                summary = CREST.run(cfg, MemorySink, data=data, pool=pool if cfg.selection_method == "crest" else None)
+                summary = CREST.run(cfg, MemorySink, data=data,
+                                    actor_pool=actor_pool if cfg.selection_method == "crest" else None)
                 crest = summary["crest"]
                 rows.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0],
                              "method": cfg.selection_method, "train_frac": cfg.train_frac, "steps": summary["steps"],

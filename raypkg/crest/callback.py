@@ -1,7 +1,7 @@
 """``CrestCallback``: CREST's regions on the engine's loop (spec crest.md, steps 1-8).
 
 At the fit's start and whenever the validity check fails, a region starts
-(``start_region``): stratified random subsets of the pool, one mini-batch coreset per
+(``start_region``): stratified random subsets of the candidates, one mini-batch coreset per
 subset (``raypkg.crest.selection``), weights normalised to mean 1 per coreset batch
 (over all ranks), the quadratic model at w0 (``raypkg.crest.quadratic``, one step of its
 moving averages per coreset mini-batch), and the coresets handed to the ``CrestPlan``.
@@ -10,14 +10,14 @@ parameters and the model's prediction compared with the true loss on the region'
 subsets (one eval-mode forward over their union); when the error exceeds
 ``check_thresh_factor`` times the true loss the next region starts before the next step.
 Every ``drop_interval`` epochs, examples whose every loss seen in the last
-``watch_interval`` epochs was below ``drop_thresh`` leave the pool (never below
+``watch_interval`` epochs was below ``drop_thresh`` leave the candidates (never below
 ``min_train_size``).
 
 The quadratic model and the check run the model in eval mode: BatchNorm uses its running
 statistics (no batch statistics, no update of the running ones), so L0 at w0 and the
 check's true loss are values of one and the same function of the weights.
 
-With a shard pool (``--actors``) and ``overlap``, each region start also dispatches the
+With an actor pool (``--actors``) and ``overlap``, each region start also dispatches the
 selection of the *next* region's coresets to the actors, from a snapshot of the weights
 at this region's start, and training goes on; the next region starts with that result
 (its coresets one region stale) and waits only if the actors are not done yet.
@@ -69,13 +69,17 @@ def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 class CrestCallback(Callback):
-    def __init__(self, num_examples: int):
-        self.n = num_examples
-        self.pool = None  # a ShardPool for selection on actors (in-process training only; not state)
+    """CREST on the engine's loop, with its settings (a ``CrestConfig``), the training set's
+    size and, for selection on shard actors, their ``actor_pool`` (in-process training only;
+    not state). It makes the batch plan it fills (``plan``: pass it to the fit)."""
+
+    def __init__(self, cfg, num_examples: int, actor_pool=None):
+        self.cfg, self.n, self.actor_pool = cfg, num_examples, actor_pool
+        self.plan = CrestPlan(num_examples, cfg.train_frac, cfg.batch_size)
         self.pending: PendingCoresets | None = None  # the next region's selection on the actors (not state)
         self.last_delta: torch.Tensor | None = None  # the last check's w - w0 (for tests; not state)
         self.quad = QuadraticModel()
-        self.in_pool = torch.ones(num_examples, dtype=torch.bool)
+        self.candidates = torch.ones(num_examples, dtype=torch.bool)  # the examples still in play
         self.last_seen = torch.full((num_examples,), -1, dtype=torch.long)  # epoch of the last observed loss
         self.last_high = torch.full((num_examples,), -1, dtype=torch.long)  # ... of the last loss >= drop_thresh
         self.last_loss = torch.zeros(num_examples)
@@ -96,7 +100,7 @@ class CrestCallback(Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, ctx: TrainContext) -> None:
-        self.quad.approx_moment = ctx.cfg.approx_moment
+        self.quad.approx_moment = self.cfg.approx_moment
         if not ctx.plan.positions:  # a fresh fit (a resumed one has its region in the plan's state)
             self.start_region(ctx)
 
@@ -107,11 +111,11 @@ class CrestCallback(Callback):
             self.start_region(ctx)
 
     def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
-        cfg = ctx.cfg
+        cfg = self.cfg
         if cfg.drop_learned and (ctx.epoch + 1) % cfg.drop_interval == 0:
             self.drop_learned(ctx)
         row.update({"crest_regions": self.regions, "crest_checks": len(self.checks),
-                    "crest_check_interval": self.interval, "crest_pool": int(self.in_pool.sum()),
+                    "crest_check_interval": self.interval, "crest_candidates": int(self.candidates.sum()),
                     "crest_selection_s": self.selection_s, "crest_check_s": self.check_s})
 
     def on_fit_end(self, ctx: TrainContext) -> None:
@@ -119,23 +123,22 @@ class CrestCallback(Callback):
 
     # ------------------------------------------------------------------ regions
     def random_subsets(self, ctx: TrainContext, region: int) -> list[torch.Tensor]:
-        """This rank's random subsets for region ``region`` (spec step 1), drawn from the pool
-        as it is now, P x batch_num_mul x the latest curvature ratio of them (step 7)."""
-        cfg = ctx.cfg
-        pool = torch.nonzero(self.in_pool).squeeze(1)
+        """This rank's random subsets for region ``region`` (spec step 1), drawn from the
+        candidates as they are now, P x batch_num_mul x the latest curvature ratio of them (step 7)."""
+        cfg = self.cfg
+        in_play = torch.nonzero(self.candidates).squeeze(1)
         size = cfg.subset_size(self.n)
         count = coresets_per_region(cfg.num_minibatch_coreset, cfg.batch_num_mul, self.ratio,
-                                    most=len(pool) // (size * ctx.world_size))
+                                    most=len(in_play) // (size * ctx.world_size))
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919 * region)  # the same on every rank
-        subsets = stratified_subsets(pool, ctx.train.y.cpu(), count * ctx.world_size, size, gen)
+        subsets = stratified_subsets(in_play, ctx.train.y.cpu(), count * ctx.world_size, size, gen)
         return subsets[ctx.rank * count:(ctx.rank + 1) * count]
 
     def start_region(self, ctx: TrainContext) -> None:
         """Select this rank's coresets (or take those the actors selected during the last
         region), normalise their weights, fit the quadratic model; with ``overlap``, send
         the next region's selection to the actors."""
-        cfg, plan, device = ctx.cfg, ctx.plan, ctx.device
-        assert isinstance(plan, CrestPlan)
+        cfg, plan, device = self.cfg, ctx.plan, ctx.device
         _sync(device)
         t0 = time.perf_counter()
         if self.pending is not None:  # selected from the weights at the last region's start
@@ -145,7 +148,7 @@ class CrestCallback(Callback):
         else:
             mine = self.random_subsets(ctx, self.regions)
             coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
-                                       ctx.train.num_classes, pool=self.pool)
+                                       ctx.train.num_classes, actor_pool=self.actor_pool)
         positions = [s[c.picks].to(ctx.train.x.device) for s, c in zip(mine, coresets)]  # index the data there
         weights = self.normalised_weights(ctx, [c.weights for c in coresets])
         self.random_positions = torch.cat(mine)
@@ -159,9 +162,9 @@ class CrestCallback(Callback):
         self.w0 = flat_params(self.params(ctx))
         self.regions += 1
         self.region_steps = 0
-        if self.pool is not None and cfg.overlap:  # the next region's coresets, while this one trains
+        if self.actor_pool is not None and cfg.overlap:  # the next region's coresets, while this one trains
             self.pending = submit_coresets(ctx.model, ctx.train.x, ctx.train.y, self.random_subsets(ctx, self.regions),
-                                           cfg.batch_size, ctx.train.num_classes, self.pool)
+                                           cfg.batch_size, ctx.train.num_classes, self.actor_pool)
         _sync(device)
         self.selection_s += time.perf_counter() - t0
 
@@ -186,7 +189,7 @@ class CrestCallback(Callback):
         the ranks, steps the moving averages once. On the weighted coresets, or with
         ``approx_with_coreset`` off on the random subsets in unweighted mini-batches of B;
         with ``loss0_on_subsets`` L0 is the check's own true loss at w0."""
-        cfg, model = ctx.cfg, ctx.model
+        cfg, model = self.cfg, ctx.model
         if cfg.approx_with_coreset:
             batches = list(zip(positions, weights))
         else:
@@ -235,10 +238,10 @@ class CrestCallback(Callback):
         self.last_delta = delta
         predicted = self.quad.predict(delta.to(self.quad.g.device))
         true = self.true_loss(ctx)
-        left = region_left(true, predicted, ctx.cfg.check_thresh_factor)
+        left = region_left(true, predicted, self.cfg.check_thresh_factor)
         self.checks.append({"step": ctx.global_step, "epoch": ctx.epoch + 1, "region": self.regions,
                             "true_loss": true, "predicted_loss": predicted, "approx_error": abs(true - predicted),
-                            "threshold": ctx.cfg.check_thresh_factor * true, "delta_norm": float(delta.norm()),
+                            "threshold": self.cfg.check_thresh_factor * true, "delta_norm": float(delta.norm()),
                             "check_interval": self.interval, "reselect": left})
         _sync(ctx.device)
         self.check_s += time.perf_counter() - t0
@@ -251,25 +254,25 @@ class CrestCallback(Callback):
         self.last_high[positions[losses >= thresh]] = epoch
 
     def learned(self, epoch: int, watch_interval: int) -> torch.Tensor:
-        """Pool members seen in the last ``watch_interval`` epochs with no loss >= drop_thresh there."""
+        """Candidates seen in the last ``watch_interval`` epochs with no loss >= drop_thresh there."""
         window_start = epoch + 1 - watch_interval
-        return self.in_pool & (self.last_seen >= window_start) & (self.last_high < window_start)
+        return self.candidates & (self.last_seen >= window_start) & (self.last_high < window_start)
 
     def drop_learned(self, ctx: TrainContext) -> int:
-        """Remove learned examples from the pool, lowest last loss first, down to the floor."""
+        """Remove learned examples from the candidates, lowest last loss first, down to the floor."""
         for record, op in ((self.last_seen, "max"), (self.last_high, "max"), (self.last_loss, "max")):
             moved = ctx.all_reduce(record.to(ctx.device), op)
             record.copy_(moved.cpu())
-        candidates = torch.nonzero(self.learned(ctx.epoch, ctx.cfg.watch_interval)).squeeze(1)
-        room = max(0, int(self.in_pool.sum()) - ctx.cfg.pool_floor(self.n))
-        if len(candidates) > room:
-            candidates = candidates[torch.argsort(self.last_loss[candidates], stable=True)[:room]]
-        self.in_pool[candidates] = False
-        self.dropped += len(candidates)
-        return len(candidates)
+        learned = torch.nonzero(self.learned(ctx.epoch, self.cfg.watch_interval)).squeeze(1)
+        room = max(0, int(self.candidates.sum()) - self.cfg.min_candidates(self.n))
+        if len(learned) > room:
+            learned = learned[torch.argsort(self.last_loss[learned], stable=True)[:room]]
+        self.candidates[learned] = False
+        self.dropped += len(learned)
+        return len(learned)
 
     # ------------------------------------------------------------------ state
-    STATE = ("in_pool", "last_seen", "last_high", "last_loss", "random_positions", "w0", "regions", "region_steps",
+    STATE = ("candidates", "last_seen", "last_high", "last_loss", "random_positions", "w0", "regions", "region_steps",
              "interval", "ratio", "first_curvature", "steps", "checks", "dropped", "selection_s", "check_s", "wait_s",
              "coreset_batches")
 
@@ -284,5 +287,5 @@ class CrestCallback(Callback):
     def summary(self) -> dict[str, Any]:
         return {"regions": self.regions, "checks": len(self.checks),
                 "reselections": sum(c["reselect"] for c in self.checks), "dropped": self.dropped,
-                "pool_size": int(self.in_pool.sum()), "selection_s": self.selection_s, "check_s": self.check_s,
+                "candidates": int(self.candidates.sum()), "selection_s": self.selection_s, "check_s": self.check_s,
                 "selection_wait_s": self.wait_s}

@@ -34,11 +34,11 @@ class CrestConfig(TrainConfig):
     loss0_on_subsets: bool = setting(False, "Not in the paper: the quadratic model's L0 from the check's random "
                                             "subsets (g, H stay on the coresets), so it has no error at w0.")
     hessian_probes: int = setting(1, "Rademacher probes of the Hutchinson Hessian diagonal per region.")
-    drop_learned: bool = setting(False, "Exclude learned examples from the selection pool.")
+    drop_learned: bool = setting(False, "Exclude learned examples from the candidates (the examples selection draws from).")
     watch_interval: int = setting(5, "Epochs an example's losses are watched before it counts as learned.")
     drop_interval: int = setting(20, "Drop learned examples every this many epochs.")
     drop_thresh: float = setting(0.1, "Learned: every watched loss below this.")
-    min_train_size: int | None = setting(None, "The pool never shrinks below this many examples (default 80% of N).")
+    min_train_size: int | None = setting(None, "The candidates never shrink below this many examples (default 80% of N).")
     actors: int = setting(0, "Shard actors that select the coresets from a weight snapshot (0: in-process).")
     overlap: bool = setting(True, "With --actors: each region start sends the next region's selection to the "
                                   "actors, which run it while this region trains, from a snapshot of the weights "
@@ -68,7 +68,7 @@ class CrestConfig(TrainConfig):
         return self
 
     def check_sizes(self, n: int) -> str | None:
-        """What depends on the data's size N: the pool floor must hold one random subset
+        """What depends on the data's size N: the candidates' floor must hold one random subset
         per rank and fit in N. Returns a note when the random subsets were floored at the
         batch size (``subset_size``), else None."""
         if self.selection_method != "crest":
@@ -77,7 +77,7 @@ class CrestConfig(TrainConfig):
         if subset > n:
             raise UsageError(f"a random subset must hold one batch of {self.batch_size}, but the training set has "
                              f"{n} examples; lower --batch-size")
-        floor = self.pool_floor(n)
+        floor = self.min_candidates(n)
         if floor > n:
             raise UsageError(f"min-train-size {floor} is larger than the training set ({n} examples)")
         if floor < subset * max(self.workers, 1):
@@ -93,5 +93,6 @@ class CrestConfig(TrainConfig):
         mini-batch coreset is picked from each)."""
         return max(self.batch_size, round(self.random_subset_size * n))
 
-    def pool_floor(self, n: int) -> int:
+    def min_candidates(self, n: int) -> int:
+        """The fewest examples learned-example dropping leaves in play (--min-train-size)."""
         return self.min_train_size if self.min_train_size is not None else int(0.8 * n)

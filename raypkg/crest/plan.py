@@ -66,7 +66,7 @@ class CrestPlan(BatchPlan):
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
         for _ in range(self.steps(ctx.epoch, ctx.rank, ctx.world_size)):
             if not self.positions:
-                raise RuntimeError("CrestPlan has no coresets: CrestCallback must run with it")
+                raise RuntimeError("CrestPlan has no coresets yet (CrestCallback sets them at each region start)")
             k = self.cursor % len(self.positions)  # read now: a check after this step may re-select
             self.cursor += 1
             yield PlannedBatch(self.positions[k], self.weights[k])

@@ -15,7 +15,7 @@ import torch
 
 from raypkg.crest.callback import CrestCallback
 from raypkg.crest.config import CrestConfig
-from raypkg.crest.plan import CrestPlan, RandomSubsetPlan
+from raypkg.crest.plan import RandomSubsetPlan
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.plans import BatchPlan
@@ -40,10 +40,11 @@ class StepCounter(Callback):
         self.steps = state["steps"]
 
 
-def plan_and_callbacks(cfg: CrestConfig, n: int) -> tuple[BatchPlan | None, list[Callback]]:
+def plan_and_callbacks(cfg: CrestConfig, n: int, actor_pool=None) -> tuple[BatchPlan | None, list[Callback]]:
     """The batch plan and callbacks of ``cfg.selection_method`` (none: the engine's default)."""
     if cfg.selection_method == "crest":
-        return CrestPlan(n, cfg.train_frac, cfg.batch_size), [CrestCallback(n)]
+        crest = CrestCallback(cfg, n, actor_pool)
+        return crest.plan, [crest]
     if cfg.selection_method == "random":
         return RandomSubsetPlan(n, cfg.train_frac, cfg.batch_size, cfg.seed), []
     return None, []
@@ -59,7 +60,7 @@ class CrestOutcome:
 
 
 @contextlib.contextmanager
-def selection_pool(cfg: CrestConfig, data: DataSplits):
+def crest_actor_pool(cfg: CrestConfig, data: DataSplits):
     """The shard-actor pool that selects the coresets (``--actors K``), or None. The actors
     leave one CPU to training, which runs while they select."""
     if cfg.selection_method != "crest" or cfg.actors == 0:
@@ -71,12 +72,9 @@ def selection_pool(cfg: CrestConfig, data: DataSplits):
         yield pool
 
 
-def train_crest(cfg: CrestConfig, data: DataSplits, *, on_epoch=None, storage=None, pool=None) -> CrestOutcome:
+def train_crest(cfg: CrestConfig, data: DataSplits, *, on_epoch=None, storage=None, actor_pool=None) -> CrestOutcome:
     """One training run of ``cfg.selection_method`` at the budget of ``cfg.train_frac``."""
-    n = len(data.train)
-    plan, callbacks = plan_and_callbacks(cfg, n)
-    for cb in callbacks:
-        cb.pool = pool
+    plan, callbacks = plan_and_callbacks(cfg, len(data.train), actor_pool)
     counter = StepCounter()
     t0 = time.perf_counter()
     result = train(cfg, data, plan=plan, callbacks=[*callbacks, counter], augment=use_augmentation(cfg, data),
@@ -94,8 +92,8 @@ def train_with_coresets(run: Run) -> None:
     phases of their own, taken out of the training wall time."""
     cfg, sink = run.cfg, run.sink
     with contextlib.ExitStack() as stack:
-        pool = run.shared.get("pool") or stack.enter_context(selection_pool(cfg, run.data))
-        outcome = train_crest(cfg, run.data, on_epoch=sink.log_metrics, storage=sink.storage, pool=pool)
+        actor_pool = run.shared.get("actor_pool") or stack.enter_context(crest_actor_pool(cfg, run.data))
+        outcome = train_crest(cfg, run.data, on_epoch=sink.log_metrics, storage=sink.storage, actor_pool=actor_pool)
     selection_s, check_s = outcome.crest.get("selection_s", 0.0), outcome.crest.get("check_s", 0.0)
     sink.timings.add("train", outcome.wall_s - selection_s - check_s)
     sink.timings.add("selection", selection_s)
@@ -107,11 +105,11 @@ def train_with_coresets(run: Run) -> None:
     run.note(selection_method=cfg.selection_method, train_frac=cfg.train_frac, train_size=len(run.data.train),
              steps=outcome.steps, workers=cfg.workers, actors=cfg.actors,
              overlap=cfg.overlap if cfg.actors else None, crest=outcome.crest,
-             **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "pool_size",
+             **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "candidates",
                                                       "selection_wait_s")})
 
 
 CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambda cfg: f"crest-{cfg.selection_method}",
                         check=lambda cfg, data: cfg.check_sizes(len(data.train)),
-                        metrics=EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval", "crest_pool",
+                        metrics=EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval", "crest_candidates",
                                                  "crest_selection_s", "crest_check_s")))

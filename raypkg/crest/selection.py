@@ -1,7 +1,7 @@
 """CREST's selection of one region's mini-batch coresets (spec crest.md, steps 1-3).
 
-1. ``stratified_subsets``: disjoint random subsets of the training pool, each with the
-   pool's class proportions (every rank takes its own block of them).
+1. ``stratified_subsets``: disjoint random subsets of the candidates, each with their
+   class proportions (every rank takes its own block of them).
 2. ``minibatch_coreset``: for one random subset, one eval-mode forward gives the gradient
    proxy softmax(z) - onehot(y) (the last layer's input gradient, CRAIG/CREST Sec. 4.1);
    per class, facility location on the proxies' Euclidean distances (sim = max(d) - d)
@@ -31,27 +31,27 @@ from raypkg.selection.embeddings import DenseEmbedding, logit_gradients
 from raypkg.selection.facility_location import greedy_batched, pad_blocks, similarity_from_distances
 
 
-def stratified_subsets(pool: torch.Tensor, labels: torch.Tensor, count: int, size: int,
+def stratified_subsets(candidates: torch.Tensor, labels: torch.Tensor, count: int, size: int,
                        generator: torch.Generator) -> list[torch.Tensor]:
-    """``count`` disjoint subsets of ``pool`` (positions), ``size`` each, stratified by class.
+    """``count`` disjoint subsets of ``candidates`` (positions), ``size`` each, stratified by class.
 
     A stratified sample of count * size positions is drawn (per class its share of the
-    pool, remainders to the largest fractional shares), shuffled within each class and
+    candidates, remainders to the largest fractional shares), shuffled within each class and
     dealt round-robin to the subsets; every subset gets exactly ``size`` positions.
     """
     total = count * size
-    if total > len(pool):
-        raise UsageError(f"{count} random subsets of {size} do not fit in a pool of {len(pool)} examples")
-    y = labels[pool]
+    if total > len(candidates):
+        raise UsageError(f"{count} random subsets of {size} do not fit in {len(candidates)} candidate examples")
+    y = labels[candidates]
     classes, counts = torch.unique(y, return_counts=True)
-    share = counts.double() * total / len(pool)
+    share = counts.double() * total / len(candidates)
     quota = share.floor().long()
     extra = total - int(quota.sum())
     order = torch.argsort(-(share - quota), stable=True)[:extra]
     quota[order] += 1
     dealt = []
     for c, q in zip(classes.tolist(), quota.tolist()):
-        members = pool[y == c]
+        members = candidates[y == c]
         dealt.append(members[torch.randperm(len(members), generator=generator)[:q]])
     sample = torch.cat(dealt)  # class by class, shuffled within each class
     return [sample[i::count].sort().values for i in range(count)]
@@ -109,13 +109,13 @@ def minibatch_coreset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 
 
 def select_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, subsets: list[torch.Tensor],
-                    batch_size: int, num_classes: int, pool=None) -> list[Coreset]:
-    """One coreset per random subset (positions into ``train_x``), in-process or, with a
-    shard ``pool``, one job per subset on its actors from a CPU snapshot of the weights."""
-    if pool is None:
+                    batch_size: int, num_classes: int, actor_pool=None) -> list[Coreset]:
+    """One coreset per random subset (positions into ``train_x``), in-process or, with an
+    ``actor_pool`` (a ShardPool), one job per subset on its actors from a CPU snapshot of the weights."""
+    if actor_pool is None:
         at = [s.to(train_x.device) for s in subsets]
         return [minibatch_coreset(model, train_x[p], train_y[p], batch_size, num_classes) for p in at]
-    return submit_coresets(model, train_x, train_y, subsets, batch_size, num_classes, pool).result()
+    return submit_coresets(model, train_x, train_y, subsets, batch_size, num_classes, actor_pool).result()
 
 
 class PendingCoresets:
@@ -136,8 +136,8 @@ class PendingCoresets:
 
 
 def submit_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, subsets: list[torch.Tensor],
-                    batch_size: int, num_classes: int, pool) -> PendingCoresets:
-    """Start one ``minibatch_coreset`` job per subset on ``pool``'s actors, from a CPU
+                    batch_size: int, num_classes: int, actor_pool) -> PendingCoresets:
+    """Start one ``minibatch_coreset`` job per subset on ``actor_pool``'s actors, from a CPU
     snapshot of the weights taken now, and return at once (the jobs run while the caller
     trains on); the jobs go to the actors as ``run_on_actors`` spreads them."""
     import ray
@@ -147,9 +147,9 @@ def submit_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     snapshot = snapshot_model(model)
     jobs = [(snapshot, train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]
     fn_ref = ray.put(minibatch_coreset)
-    plan = assign_jobs([1.0] * len(jobs), len(pool.actors))
+    plan = assign_jobs([1.0] * len(jobs), len(actor_pool.actors))
     refs = [(ids, actor.run.remote(run_jobs, fn_ref, [jobs[i] for i in ids]))
-            for actor, ids in zip(pool.actors, plan) if ids]
+            for actor, ids in zip(actor_pool.actors, plan) if ids]
     return PendingCoresets(subsets, refs)
 
 
@@ -164,7 +164,7 @@ def snapshot_model(model: nn.Module) -> nn.Module:
 
 def coresets_per_region(num_minibatch_coreset: int, mul: float, ratio: float, most: int) -> int:
     """Adaptive count (spec step 7): P * batch_num_mul * (first region's curvature norm /
-    current), at least 1 and at most what the pool holds."""
+    current), at least 1 and at most what the candidates hold."""
     return max(1, min(most, round(num_minibatch_coreset * mul * ratio)))
 
 
