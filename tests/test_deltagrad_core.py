@@ -9,7 +9,7 @@ from torch import nn
 
 from raypkg.deltagrad.flatnet import FlatNet, flatten_params, load_into
 from raypkg.deltagrad.lbfgs import CompactLBFGS, CurvaturePairs
-from raypkg.deltagrad.trajectory import BatchPlan
+from raypkg.deltagrad.trajectory import ReplayBatches
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
 
@@ -50,7 +50,7 @@ def test_training_run_equals_torch_sgd():
     net = FlatNet.from_model(model)
     w0 = flatten_params(model)
     perms = torch.stack([torch.randperm(200, generator=torch.Generator().manual_seed(e)) for e in range(3)])
-    plan = BatchPlan.from_perms(perms, 200, 3, 64)
+    plan = ReplayBatches.from_perms(perms, 200, 3, 64)
     lrs = [0.1] * 8 + [0.05] * 4
     w = replay(plan, lrs, w0, 1e-3, ExactGradients(net, x, y))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.0, weight_decay=1e-3)
@@ -107,7 +107,7 @@ def test_curvature_pairs_skip_bad_pairs_and_wait_for_m():
 
 def test_batch_plan_deletions_additions_and_empty_batches():
     perms = torch.stack([torch.arange(10), torch.arange(10).flip(0)])  # 2 epochs, batch 4 -> 3 steps
-    plan = BatchPlan.from_perms(perms, 12, 2, 4)
+    plan = ReplayBatches.from_perms(perms, 12, 2, 4)
     assert plan.T == 6 and plan.sizes.tolist() == [4, 4, 2, 4, 4, 2]
     assert plan.batch(3).tolist() == [6, 7, 8, 9]
     gone = plan.with_deleted(torch.tensor([8, 9]))  # step 2 (ids 8, 9) becomes empty
@@ -119,7 +119,7 @@ def test_batch_plan_deletions_additions_and_empty_batches():
     assert added.batch(2).tolist() == [8, 9, 10] and added.batch(4).tolist() == [2, 3, 4, 5, 10, 11]
     assert [s.tolist() for s in plan.request_steps(torch.tensor([10, 11]), assign)] == \
         [[11], [], [10], [], [10, 11], []]
-    gd = BatchPlan.from_perms(torch.arange(10).unsqueeze(0), 12, 3, 0)
+    gd = ReplayBatches.from_perms(torch.arange(10).unsqueeze(0), 12, 3, 0)
     assert gd.T == 3 and gd.batch(0) is gd.batch(2) and gd.sizes.tolist() == [10, 10, 10]
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from raypkg.deltagrad.lbfgs import CurvaturePairs
-from raypkg.deltagrad.trajectory import BatchPlan, Trajectory
+from raypkg.deltagrad.trajectory import ReplayBatches, Trajectory
 
 
 @dataclass
@@ -63,7 +63,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def replay(plan: BatchPlan, lrs: list[float], w0: torch.Tensor, wd: float, grads,
+def replay(plan: ReplayBatches, lrs: list[float], w0: torch.Tensor, wd: float, grads,
            record: Trajectory | None = None, progress: bool = False, desc: str = "retrain") -> torch.Tensor:
     """Run SGD/GD over ``plan`` from ``w0``: training when ``record`` is given (w_t, g_t
     written to it), the baseline retrain otherwise. Empty batches are skipped.
@@ -91,7 +91,7 @@ def replay(plan: BatchPlan, lrs: list[float], w0: torch.Tensor, wd: float, grads
     return w
 
 
-def deltagrad(traj: Trajectory, plan: BatchPlan, request: Request, grads, *, period: int, init: int,
+def deltagrad(traj: Trajectory, plan: ReplayBatches, request: Request, grads, *, period: int, init: int,
               m: int, eps: float = 1e-8, record: Trajectory | None = None,
               drift_tol: float | None = None, device: torch.device | None = None
               ) -> tuple[torch.Tensor, DeltaGradInfo]:
@@ -201,7 +201,7 @@ def deltagrad(traj: Trajectory, plan: BatchPlan, request: Request, grads, *, per
     return w, info
 
 
-def baseline(traj: Trajectory, plan: BatchPlan, request: Request, grads,
+def baseline(traj: Trajectory, plan: ReplayBatches, request: Request, grads,
              device: torch.device | None = None, record: Trajectory | None = None) -> tuple[torch.Tensor, float]:
     """w^U: the cached run replayed from w_0 with the request applied; and its seconds."""
     device = device or torch.device("cpu")

@@ -14,7 +14,7 @@ import torch
 
 from raypkg.deltagrad import METHODS  # noqa: F401  (re-exported)
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
-from raypkg.deltagrad.trajectory import BatchPlan, Trajectory
+from raypkg.deltagrad.trajectory import ReplayBatches, Trajectory
 from raypkg.errors import UsageError
 
 
@@ -64,7 +64,7 @@ def check_ids(ids: torch.Tensor, n: int, what: str) -> torch.Tensor:
     return ordered
 
 
-def deletion_ids(plan: BatchPlan, n: int, ids: torch.Tensor | None = None, ratio: float | None = None,
+def deletion_ids(plan: ReplayBatches, n: int, ids: torch.Tensor | None = None, ratio: float | None = None,
                  seed: int = 0) -> torch.Tensor:
     """Checked ids to delete: given, or a random ``ratio`` of the current training set."""
     members = plan.members()
@@ -88,7 +88,7 @@ def deletion_ids(plan: BatchPlan, n: int, ids: torch.Tensor | None = None, ratio
     return ids
 
 
-def addition_request(traj: Trajectory, plan: BatchPlan, ids: torch.Tensor | None = None,
+def addition_request(traj: Trajectory, plan: ReplayBatches, ids: torch.Tensor | None = None,
                      ratio: float | None = None, seed: int = 0) -> Request:
     """Checked ids to add (from the run's holdout pool) and their batch per epoch."""
     pool = traj.addable()
@@ -120,7 +120,7 @@ def addition_request(traj: Trajectory, plan: BatchPlan, ids: torch.Tensor | None
     return Request("add", ids, assign)
 
 
-def warm_up(grads, plan: BatchPlan, w: torch.Tensor) -> None:
+def warm_up(grads, plan: ReplayBatches, w: torch.Tensor) -> None:
     """One small gradient and one L-BFGS factorisation before anything is timed, so that
     neither method pays the first call's one-off costs (kernel and LAPACK set-up)."""
     from raypkg.deltagrad.lbfgs import CompactLBFGS
@@ -165,7 +165,7 @@ class Outcome:
         return out
 
 
-def serve(traj: Trajectory, plan: BatchPlan, request: Request, grads, method: str, *, period: int,
+def serve(traj: Trajectory, plan: ReplayBatches, request: Request, grads, method: str, *, period: int,
           init: int, m: int, device: torch.device, eps: float = 1e-8) -> Outcome:
     """Run the baseline retrain and/or DeltaGrad for ``request`` (nothing is written)."""
     w_star = traj.w[traj.header.steps].to(device, copy=True)

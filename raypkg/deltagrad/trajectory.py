@@ -22,7 +22,7 @@ files chmod 0444): a request can never change it. The learning rate of step t is
 Minibatches: epoch e's order is ``perm[e]``; step k of the epoch uses positions
 [k b, (k+1) b) of it (b = batch size). Deleting samples keeps that structure and drops
 them from their batches (a batch that becomes empty is skipped); an added sample is put
-in one batch per epoch, chosen at random (``assign[e]``). ``BatchPlan`` holds this as a
+in one batch per epoch, chosen at random (``assign[e]``). ``ReplayBatches`` holds this as a
 table ``step_of[e, i]`` = the step of epoch e in which sample i is used, or -1.
 """
 
@@ -86,17 +86,7 @@ def steps_per_epoch(n_members: int, batch_size: int) -> int:
     return 1 if batch_size == 0 else math.ceil(n_members / batch_size)
 
 
-def lr_per_epoch(lr: list[float], lrlen: list[int], epochs: int) -> list[float]:
-    """Piecewise-constant schedule: lr[i] for lrlen[i] epochs, the last value after that."""
-    if not lrlen:
-        return [float(lr[0])] * epochs
-    out: list[float] = []
-    for value, length in zip(lr, lrlen):
-        out += [float(value)] * int(length)
-    return (out + [float(lr[-1])] * epochs)[:epochs]
-
-
-class BatchPlan:
+class ReplayBatches:
     """Which samples each step uses: ``step_of[e, i]`` (-1: sample i not used in epoch e).
 
     In GD mode there is one row, shared by every epoch, and one step per epoch.
@@ -118,7 +108,7 @@ class BatchPlan:
     @classmethod
     def from_perms(cls, perms: torch.Tensor, n: int, epochs: int, batch_size: int,
                    removed: torch.Tensor | None = None, added: torch.Tensor | None = None,
-                   assign: torch.Tensor | None = None) -> "BatchPlan":
+                   assign: torch.Tensor | None = None) -> "ReplayBatches":
         rows, n_members = perms.shape
         full = batch_size == 0
         step_of = torch.full((rows, n), -1, dtype=torch.int32)
@@ -175,18 +165,18 @@ class BatchPlan:
         counts = torch.bincount(t_of, minlength=self.T).tolist()
         return list(torch.split(rep[order], counts))
 
-    def with_deleted(self, ids: torch.Tensor) -> "BatchPlan":
+    def with_deleted(self, ids: torch.Tensor) -> "ReplayBatches":
         step_of = self.step_of.clone()
         step_of[:, ids] = -1
-        return BatchPlan(step_of, self.epochs, self.K, self.full_batch)
+        return ReplayBatches(step_of, self.epochs, self.K, self.full_batch)
 
-    def with_added(self, ids: torch.Tensor, assign: torch.Tensor | None) -> "BatchPlan":
+    def with_added(self, ids: torch.Tensor, assign: torch.Tensor | None) -> "ReplayBatches":
         step_of = self.step_of.clone()
         if self.full_batch:
             step_of[0, ids] = 0
         else:
             step_of[:, ids] = assign.to(torch.int32)
-        return BatchPlan(step_of, self.epochs, self.K, self.full_batch)
+        return ReplayBatches(step_of, self.epochs, self.K, self.full_batch)
 
 
 def _is_unfinished(header_file: Path) -> bool:
@@ -280,9 +270,9 @@ class Trajectory:
     def holdout(self) -> torch.Tensor:
         return self.membership["holdout"]
 
-    def plan(self) -> BatchPlan:
+    def plan(self) -> ReplayBatches:
         m = self.membership
-        return BatchPlan.from_perms(self.perms, self.header.n, self.header.epochs,
+        return ReplayBatches.from_perms(self.perms, self.header.n, self.header.epochs,
                                     self.header.batch_size, removed=m["removed"],
                                     added=m["added"], assign=m["assign"])
 

@@ -18,8 +18,8 @@ from torch import nn
 from raypkg.deltagrad.config import DeltaGradConfig
 from raypkg.deltagrad.flatnet import FlatNet, flatten_params
 from raypkg.deltagrad.replay import replay
-from raypkg.deltagrad.trajectory import (DTYPES, Trajectory, TrajectoryHeader, lr_per_epoch,
-                                         steps_per_epoch)
+from raypkg.deltagrad.trajectory import DTYPES, Trajectory, TrajectoryHeader, steps_per_epoch
+from raypkg.engine.loop import piecewise_lr
 from raypkg.errors import UsageError
 
 
@@ -111,7 +111,7 @@ def train_trajectory(cfg: DeltaGradConfig, wl: Workload, path: Path, grads,
     members = torch.nonzero(keep).squeeze(1)
     perms = epoch_orders(members, cfg.epochs, cfg.batch_size, cfg.seed)
     k = steps_per_epoch(len(members), cfg.batch_size)
-    per_epoch = lr_per_epoch(cfg.lr, cfg.lrlen, cfg.epochs)
+    per_epoch = [piecewise_lr(cfg.lr, cfg.lrlen, epoch) for epoch in range(cfg.epochs)]
     header = TrajectoryHeader(
         dataset=cfg.dataset, model=cfg.model, data=cfg.data_options(), n=wl.n, p=wl.net.num_params,
         layer_sizes=[list(s) for s in wl.net.sizes], dtype=cfg.dtype, batch_size=cfg.batch_size,

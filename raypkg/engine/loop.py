@@ -57,6 +57,13 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
     return (weights * losses).mean()
 
 
+def piecewise_lr(lr: list[float], lrlen: list[int], epoch: float) -> float:
+    """``lr[i]`` for ``lrlen[i]`` epochs, the last value after the end (and with no
+    ``lrlen``, ``lr[0]`` throughout): the DeltaGrad README's ``--lr 0.1 0.05 --lrlen 10 10``."""
+    ends = np.cumsum(lrlen)
+    return float(lr[min(int(np.searchsorted(ends, math.floor(epoch), side="right")), len(lr) - 1)])
+
+
 def lr_at(cfg: TrainConfig, epoch: float, total_epochs: int | None = None) -> float:
     """Learning rate at a fractional epoch under ``cfg``'s schedule and warm-up."""
     total = total_epochs or cfg.epochs
@@ -67,9 +74,8 @@ def lr_at(cfg: TrainConfig, epoch: float, total_epochs: int | None = None) -> fl
         lr = base * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
     elif cfg.schedule == "cosine":
         lr = base * 0.5 * (1 + math.cos(math.pi * min(epoch / total, 1.0)))
-    else:  # piecewise: lr[i] for lrlen[i] epochs, the last value after the end
-        ends = np.cumsum(cfg.lrlen)
-        lr = cfg.lr[min(int(np.searchsorted(ends, math.floor(epoch), side="right")), len(cfg.lr) - 1)]
+    else:
+        lr = piecewise_lr(cfg.lr, cfg.lrlen, epoch)
     if cfg.lr_warmup_epochs and epoch < cfg.lr_warmup_epochs:
         lr *= (epoch + 1e-8) / cfg.lr_warmup_epochs
     return lr
