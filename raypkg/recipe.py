@@ -263,6 +263,41 @@ def register(recipe: Recipe) -> Recipe:
     return recipe
 
 
+@dataclass(frozen=True)
+class BenchCase:
+    """A method family's part in `effray bench frontier`, registered beside its recipe.
+
+    ``methods``: the frontier's names for it. ``grid``: the settings list its points run at
+    ("fractions", "densities", or None: once). ``config(method, value, s, common, n)``: one
+    point's config, from its grid value, the bench's settings ``s`` (a preset with the flags
+    on top), the training fields every point shares (``common``) and the training set's
+    size ``n`` (None before the data is loaded). ``examples(cfg, summary, n, per_example)``:
+    a finished run's examples seen and their forward FLOPs; ``per_example(density=1.0,
+    init="ERK")`` is the model's forward FLOPs per example, dense or masked."""
+
+    family: str
+    recipe: str
+    methods: tuple[str, ...]
+    grid: str | None
+    config: Callable[..., Any]
+    examples: Callable[..., tuple[int, float]]
+
+
+BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case, in registration order
+
+
+def register_case(case: BenchCase) -> BenchCase:
+    for method in case.methods:
+        BENCH_CASES[method] = case
+    return case
+
+
+def load_cases() -> dict[str, BenchCase]:
+    """Every registered bench case, by frontier method name (importing the recipe modules)."""
+    load_recipes()
+    return BENCH_CASES
+
+
 def load_recipes() -> dict[str, Recipe]:
     """Every registered recipe, by name (importing the modules that register them)."""
     for module in RECIPE_MODULES:

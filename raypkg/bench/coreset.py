@@ -116,7 +116,8 @@ def coreset(dataset, model, train_size, test_size, fractions, methods, epochs, p
     columns = ["fraction", "method", "weighting", "pretrain_s", "selection_s", "train_s", "total_s", "test_acc",
                "vs uniform", "speed-up"]
     print_table(rows, columns)
-    plot = functools.partial(accuracy_vs_seconds, seconds="total_s", by=["method"], label=lambda r: f"{r['fraction']:g}",
+    plot = functools.partial(accuracy_vs_seconds, seconds="total_s", by=["method"],
+                             label=lambda r: f"{r['fraction']:g}",
                              xlabel="end-to-end seconds (pretrain + selection + train)")
     save_bench(pd.DataFrame(rows), stem, plot=plot,
                title=f"coreset stages on {dataset}: test accuracy vs end-to-end seconds")

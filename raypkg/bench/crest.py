@@ -139,7 +139,8 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
                              "method": cfg.selection_method, "train_frac": cfg.train_frac, "steps": summary["steps"],
                              "regions": summary["regions"], "checks": summary["checks"],
                              "selection_s": crest.get("selection_s", 0.0), "check_s": crest.get("check_s", 0.0),
-                             "wait_s": crest.get("selection_wait_s", 0.0), "wall_s": sum(summary["cost_s"][p] for p in ("train", "selection", "check")),
+                             "wait_s": crest.get("selection_wait_s", 0.0),
+                             "wall_s": sum(summary["cost_s"][p] for p in ("train", "selection", "check")),
                              "test_acc": summary["test_acc"]})
                 click.echo(f"  {optimizer} {cfg.selection_method} f={cfg.train_frac:g}: test_acc "
                            f"{rows[-1]['test_acc']:.4f}, {rows[-1]['wall_s']:.1f}s, {rows[-1]['regions']} regions",

@@ -62,11 +62,11 @@ import click
 from raypkg.bench.harness import (SAVE_HELP, bench_options, bench_stem, check_bench_numbers, hbar, name_list,
                                   print_table, save_bench, use_threads, warm_up)
 from raypkg.cli_options import FLOATS, address_option
+from raypkg.recipe import load_cases
 
-# method -> family; "full" always runs (it is every ratio's reference).
-METHODS = {"full": "full", "uniform": "uniform", "grand": "deepcore", "glister": "deepcore", "craig": "deepcore",
-           "lipt-grand": "lipt", "lipt-glister": "lipt", "crest": "crest", "rigl-itop": "sparse",
-           "a-rigl-itop": "sparse"}
+# method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe); "full"
+# always runs (it is every ratio's reference).
+METHODS = load_cases()
 FAMILY_MARKERS = {"full": "s", "uniform": "o", "deepcore": "^", "lipt": "*", "crest": "D", "sparse": "v"}
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
@@ -97,12 +97,15 @@ class Point:
     method: str
     fraction: float | None  # subset methods and CREST
     density: float | None  # sparse methods
-    recipe: str  # a registered recipe's name
     cfg: Any
 
     @property
     def family(self) -> str:
-        return METHODS[self.method]
+        return METHODS[self.method].family
+
+    @property
+    def recipe(self) -> str:
+        return METHODS[self.method].recipe
 
     @property
     def setting(self) -> str:
@@ -211,45 +214,24 @@ def parse_methods(text: str) -> list[str]:
 
 def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -> list[Point]:
     """Every point's validated config for ``seed`` from the settings ``s`` (a preset with
-    the flags given on top): the shared training settings, then each method's own. ``n``,
-    the training set's size once loaded, sizes CREST's random subsets (the larger of 1%
-    and 4 batches, as `bench crest`) and caps AGC's sample."""
-    from raypkg.crest.config import CrestConfig
-    from raypkg.engine.config import TrainConfig
-    from raypkg.lipt.config import LiptConfig
-    from raypkg.selection.config import CoresetConfig
-    from raypkg.sparse.config import SparseConfig
-
+    the flags given on top): the shared training settings, then each method's own (its
+    case's ``config``); full training first, then each fraction's points and each
+    density's. ``n``, the training set's size once loaded, sizes what depends on it (CREST's
+    random subsets, AGC's sample)."""
     common = dict(dataset=s["dataset"], model=s["model"], data_dir=s["data_dir"], train_size=s["train_size"],
                   test_size=s["test_size"], label_noise=s["label_noise"], seed=seed, epochs=s["epochs"],
                   batch_size=s["batch_size"], lr=list(s["lr"]), schedule="cosine", momentum=s["momentum"],
                   weight_decay=s["weight_decay"], nesterov=False, workers=s["workers"], progress=False,
                   wandb="disabled")
-    coreset = dict(common, weighting=None, weight_cap=None, cache=False)
-    points = [Point("full", None, None, "train", TrainConfig(**common))]
-    for f in s["fractions"]:
-        for m in methods:
-            if m == "uniform":
-                points.append(Point(m, f, None, "coreset", CoresetConfig(**coreset, selection="uniform", fraction=f)))
-            elif METHODS[m] == "deepcore":
-                points.append(Point(m, f, None, "coreset", CoresetConfig(
-                    **coreset, selection=m, fraction=f, pretrain_epochs=s["pretrain_epochs"],
-                    repeats=s["repeats"] if m == "grand" else None)))
-            elif METHODS[m] == "lipt":
-                points.append(Point(m, f, None, "lipt", LiptConfig(
-                    **coreset, selection=m.removeprefix("lipt-"), fraction=f, shards=s["shards"],
-                    pre_epochs=s["pre_epochs"], sparse_backend="auto")))
-            elif m == "crest":
-                subset = min(1.0, max(0.01, 4 * s["batch_size"] / n)) if n else 0.01
-                points.append(Point(m, f, None, "crest", CrestConfig(
-                    **common, selection_method="crest", train_frac=f, random_subset_size=subset)))
-    for d in s["densities"]:
-        for m in methods:
-            if METHODS[m] == "sparse":
-                points.append(Point(m, None, d, "sparse", SparseConfig(
-                    **common, density=d, growth="gradient", agc=m == "a-rigl-itop", sparse_backend="auto",
-                    update_frequency=s["update_frequency"], agc_sample=min(s["agc_sample"], n or s["agc_sample"]))))
-    return [dataclasses.replace(p, cfg=p.cfg.resolved().validate()) for p in points]
+
+    def point(method: str, value: float | None, grid: str | None) -> Point:
+        cfg = METHODS[method].config(method, value, s, common, n).resolved().validate()
+        return Point(method, value if grid == "fractions" else None, value if grid == "densities" else None, cfg)
+
+    points = [point("full", None, None)]
+    for grid in ("fractions", "densities"):
+        points += [point(m, value, grid) for value in s[grid] for m in methods if METHODS[m].grid == grid]
+    return points
 
 
 def check_points(points: list[Point], data) -> None:
@@ -298,25 +280,12 @@ class ForwardFlops:
 
 
 def examples_and_flops(point: Point, summary: dict, n: int, flops: ForwardFlops) -> tuple[int, float]:
-    """(examples seen, training FLOPs) of one run, as the module docstring counts them."""
-    from raypkg.models.flops import TRAIN_STEP_FACTOR as STEP
+    """(examples seen, training FLOPs) of one run: its case's examples and their forward
+    FLOPs, times the forward passes of a training step (``TRAIN_STEP_FACTOR``)."""
+    from raypkg.models.flops import TRAIN_STEP_FACTOR
 
-    cfg, dense = point.cfg, flops.per_example()
-    if point.recipe == "lipt":  # K shard models of n / K examples each, masked
-        pre, train = cfg.pre_epochs * n, cfg.epochs * summary["subset_size"]
-        return pre + train, STEP * (pre * flops.per_example(cfg.density, cfg.sparse_init) + train * dense)
-    if point.recipe == "coreset":  # DeepCore's warm-ups (none for uniform), then the subset
-        seen = summary["pretrain_epochs"] * n * summary["repeats"] + cfg.epochs * summary["subset_size"]
-        return seen, STEP * seen * dense
-    if point.recipe == "crest":
-        seen = summary["steps"] * cfg.batch_size
-        return seen, STEP * seen * dense
-    seen = cfg.epochs * n
-    if point.recipe == "sparse":
-        # AGC: every batch again at the snapshot (g_old), and the snapshot gradient each epoch
-        agc = seen + cfg.epochs * (cfg.agc_sample or n) if cfg.agc else 0
-        return seen, STEP * (seen + agc) * flops.per_example(cfg.density, cfg.sparse_init)
-    return seen, STEP * seen * dense
+    seen, forward = METHODS[point.method].examples(point.cfg, summary, n, flops.per_example)
+    return seen, TRAIN_STEP_FACTOR * forward
 
 
 def run_point(point: Point, data, cache, flops: ForwardFlops) -> dict:

@@ -34,11 +34,13 @@ class CrestConfig(TrainConfig):
     loss0_on_subsets: bool = setting(False, "Not in the paper: the quadratic model's L0 from the check's random "
                                             "subsets (g, H stay on the coresets), so it has no error at w0.")
     hessian_probes: int = setting(1, "Rademacher probes of the Hutchinson Hessian diagonal per region.")
-    drop_learned: bool = setting(False, "Exclude learned examples from the candidates (the examples selection draws from).")
+    drop_learned: bool = setting(False, "Exclude learned examples from the candidates (the examples selection "
+                                 "draws from).")
     watch_interval: int = setting(5, "Epochs an example's losses are watched before it counts as learned.")
     drop_interval: int = setting(20, "Drop learned examples every this many epochs.")
     drop_thresh: float = setting(0.1, "Learned: every watched loss below this.")
-    min_train_size: int | None = setting(None, "The candidates never shrink below this many examples (default 80% of N).")
+    min_train_size: int | None = setting(None, "The candidates never shrink below this many examples (default 80% "
+                                         "of N).")
     actors: int = setting(0, "Shard actors that select the coresets from a weight snapshot (0: in-process).")
     overlap: bool = setting(True, "With --actors: each region start sends the next region's selection to the "
                                   "actors, which run it while this region trains, from a snapshot of the weights "

@@ -21,7 +21,7 @@ from raypkg.engine.callbacks import Callback
 from raypkg.engine.plans import BatchPlan
 from raypkg.engine.runner import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
-from raypkg.recipe import EPOCH_METRICS, Recipe, Run, register
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 
 
 class StepCounter(Callback):
@@ -111,5 +111,21 @@ def train_with_coresets(run: Run) -> None:
 
 CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambda cfg: f"crest-{cfg.selection_method}",
                         check=lambda cfg, data: cfg.check_sizes(len(data.train)),
-                        metrics=EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval", "crest_candidates",
-                                                 "crest_selection_s", "crest_check_s")))
+                        metrics=EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval",
+                                                 "crest_candidates", "crest_selection_s", "crest_check_s")))
+
+
+def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CrestConfig:
+    """CREST at ``fraction`` of full training's steps; random subsets of the larger of 1%
+    and 4 batches (as `bench crest`)."""
+    subset = min(1.0, max(0.01, 4 * s["batch_size"] / n)) if n else 0.01
+    return CrestConfig(**common, selection_method="crest", train_frac=fraction, random_subset_size=subset)
+
+
+def crest_examples(cfg: CrestConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """Its steps times the batch size, dense."""
+    seen = summary["steps"] * cfg.batch_size
+    return seen, seen * per_example()
+
+
+register_case(BenchCase("crest", "crest", ("crest",), "fractions", crest_point, crest_examples))

@@ -3,8 +3,9 @@
 A config is used as ``cfg.resolved().validate()``: ``resolved()`` returns a copy with
 every default that depends on other values filled in, ``validate()`` only checks (it
 never changes the config, and probes no output location: the run directory does that
-when it opens). A run validates its config once, in ``Recipe.run``. The resolved config is saved with every run (``config.yaml``);
-passing that file back with ``--config`` repeats the run exactly.
+when it opens). A run validates its config once, in ``Recipe.run``. The resolved config
+is saved with every run (``config.yaml``); passing that file back with ``--config``
+repeats the run exactly.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from raypkg.data.augment import CropFlip
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.trainer import train
-from raypkg.recipe import Recipe, Run, register
+from raypkg.recipe import BenchCase, Recipe, Run, register, register_case
 
 
 def use_augmentation(cfg: TrainConfig, data) -> CropFlip | None:
@@ -24,3 +24,12 @@ def train_full(run: Run) -> None:
 
 
 TRAIN = register(Recipe("train", TrainConfig, [train_full]))
+
+
+def dense_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """Every epoch over the whole training set, dense."""
+    return cfg.epochs * n, cfg.epochs * n * per_example()
+
+
+register_case(BenchCase("full", "train", ("full",), None, examples=dense_examples,
+                        config=lambda method, value, s, common, n: TrainConfig(**common)))

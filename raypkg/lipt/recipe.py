@@ -12,7 +12,7 @@ from raypkg.lipt.config import LiptConfig
 from raypkg.lipt.pretrain import merge_shards, train_shards
 from raypkg.lipt.reselect import train_lipt_stage
 from raypkg.lipt.shards import check_shards
-from raypkg.recipe import Recipe, Run, register
+from raypkg.recipe import BenchCase, Recipe, Run, register, register_case
 from raypkg.selection.recipe import SELECTION_METRICS, check_budget, choose_subset
 
 
@@ -36,3 +36,18 @@ LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_s
                        label=lambda cfg: f"lipt-{cfg.selection}", check=check_data,
                        metrics=SELECTION_METRICS + ("merge_s", "merged_test_acc", "reselect_s"),
                        tune_phases=("pretrain", "merge", "selection")))
+
+
+def lipt_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> LiptConfig:
+    """LiPT's --shards sparse shard models of --pre-epochs, merged by its default rule."""
+    return LiptConfig(**common, weighting=None, weight_cap=None, cache=False, selection=method.removeprefix("lipt-"),
+                      fraction=fraction, shards=s["shards"], pre_epochs=s["pre_epochs"], sparse_backend="auto")
+
+
+def lipt_examples(cfg: LiptConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """K shard models of n / K examples each, masked, then the subset, dense."""
+    pre, train = cfg.pre_epochs * n, cfg.epochs * summary["subset_size"]
+    return pre + train, pre * per_example(cfg.density, cfg.sparse_init) + train * per_example()
+
+
+register_case(BenchCase("lipt", "lipt", ("lipt-grand", "lipt-glister"), "fractions", lipt_point, lipt_examples))

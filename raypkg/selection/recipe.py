@@ -13,7 +13,7 @@ from pathlib import Path
 
 from raypkg.engine.runner import use_augmentation
 from raypkg.errors import UsageError
-from raypkg.recipe import EPOCH_METRICS, Recipe, Run, register
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.pipeline import pretrain, select_stage, train_stage
@@ -81,3 +81,23 @@ SELECT = register(Recipe("select", CoresetConfig, [warm_up, choose_subset], labe
 CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, train_subset],
                           label=lambda cfg: f"coreset-{cfg.selection}", check=check_budget,
                           metrics=SELECTION_METRICS, tune_phases=("pretrain", "selection")))
+
+
+def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CoresetConfig:
+    """A subset of ``fraction``: uniform, or DeepCore-style after --pretrain-epochs of warm-up
+    (GraNd: --repeats of them)."""
+    fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=method, fraction=fraction)
+    if method != "uniform":
+        fields.update(pretrain_epochs=s["pretrain_epochs"], repeats=s["repeats"] if method == "grand" else None)
+    return CoresetConfig(**fields)
+
+
+def coreset_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """DeepCore's warm-ups (none for uniform), then the subset, dense."""
+    seen = summary["pretrain_epochs"] * n * summary["repeats"] + cfg.epochs * summary["subset_size"]
+    return seen, seen * per_example()
+
+
+register_case(BenchCase("uniform", "coreset", ("uniform",), "fractions", coreset_point, coreset_examples))
+register_case(BenchCase("deepcore", "coreset", ("grand", "glister", "craig"), "fractions", coreset_point,
+                        coreset_examples))

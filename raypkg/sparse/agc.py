@@ -24,10 +24,11 @@ gradient.
 Under a mask (``masks``, the mask callback), the correction c * (g~ - g_old) acts on the
 weights active at the snapshot and ever since: a weight regrown later in the epoch takes
 its plain gradient until the next snapshot, and a weight pruned since leaves the correction
-(its gradient stays 0 off the mask, which lets the sparse backend skip re-masking it). The reference code (masked dense arithmetic) corrected it
-with g~ and g_old taken at the snapshot, where it was 0 and inactive; the sparse kernels
-have no gradient there without paying the dense pass, so both backends now follow this one
-rule and give the same steps (``raypkg.sparse.backend``).
+(its gradient stays 0 off the mask, which lets the sparse backend skip re-masking it). The
+reference code (masked dense arithmetic) corrected a regrown weight with g~ and g_old taken
+at the snapshot, where it was 0 and inactive; the sparse kernels have no gradient there
+without paying the dense pass, so both backends now follow this one rule and give the
+same steps (``raypkg.sparse.backend``).
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ class AGCorrection(Callback):
         self._masks_seen = self.masks.masks
         now = self.masks_by_parameter(ctx)
         self.snapshot_masks = [then if then is None else then & mask for then, mask in zip(self.snapshot_masks, now)]
-        self.snapshot_grad = [g if mask is None else g * mask for g, mask in zip(self.snapshot_grad, self.snapshot_masks)]
+        self.snapshot_grad = [g if mask is None else g * mask
+                              for g, mask in zip(self.snapshot_grad, self.snapshot_masks)]
 
     def masks_by_parameter(self, ctx: TrainContext) -> list[torch.Tensor | None]:
         """The mask callback's masks now, aligned with ``ctx.model.parameters()`` (None: unmasked)."""

@@ -14,7 +14,7 @@ from raypkg.engine.callbacks import Callback
 from raypkg.engine.runner import use_augmentation
 from raypkg.engine.trainer import train
 from raypkg.errors import UsageError
-from raypkg.recipe import EPOCH_METRICS, Recipe, Run, register
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 from raypkg.sparse.agc import AGCorrection
 from raypkg.sparse.config import SparseConfig
 from raypkg.sparse.dst import SparseTraining
@@ -74,3 +74,21 @@ def train_sparse(run: Run) -> None:
 SPARSE = register(Recipe("sparse", SparseConfig, [train_sparse], check=check_against_data,
                          metrics=EPOCH_METRICS + ("density", "R_s", "mask_updates", "agc_c", "agc_c_hat",
                                                   "agc_snapshot_s")))
+
+
+def sparse_point(method: str, density: float, s: dict, common: dict, n: int | None) -> SparseConfig:
+    """RigL-ITOP at ``density``; a-rigl-itop with adaptive gradient correction."""
+    return SparseConfig(**common, density=density, growth="gradient", agc=method == "a-rigl-itop",
+                        sparse_backend="auto", update_frequency=s["update_frequency"],
+                        agc_sample=min(s["agc_sample"], n or s["agc_sample"]))
+
+
+def sparse_examples(cfg: SparseConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """Every epoch over the training set at the masks' densities; AGC also forwards every
+    batch again at the snapshot (g_old) and the snapshot gradient's sample each epoch."""
+    seen = cfg.epochs * n
+    agc = seen + cfg.epochs * (cfg.agc_sample or n) if cfg.agc else 0
+    return seen, (seen + agc) * per_example(cfg.density, cfg.sparse_init)
+
+
+register_case(BenchCase("sparse", "sparse", ("rigl-itop", "a-rigl-itop"), "densities", sparse_point, sparse_examples))
