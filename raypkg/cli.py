@@ -174,20 +174,14 @@ def run():
 
 
 def _register_method_commands() -> None:
-    """Each method package owns its commands; they are attached here."""
+    """Each method package owns its commands (``raypkg.methods``); they are attached here."""
     from raypkg.bench import bench
-    from raypkg.crest.commands import run_crest_command
-    from raypkg.deltagrad.commands import unlearn
-    from raypkg.lipt.commands import run_lipt_command
-    from raypkg.selection.commands import run_coreset_command, select_command
-    from raypkg.sparse.commands import run_sparse_command
+    from raypkg.methods import METHODS, load
 
-    main.add_command(select_command)
-    run.add_command(run_coreset_command)
-    run.add_command(run_sparse_command)
-    run.add_command(run_crest_command)
-    run.add_command(run_lipt_command)
-    main.add_command(unlearn)
+    for method in METHODS:
+        for entry in method.commands:
+            group, path = entry.split(":", 1)
+            (main if group == "main" else run).add_command(load(path))
     main.add_command(bench)
 
 

@@ -28,9 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
-# The modules that register recipes (``register``); `effray tune` and tests load them.
-RECIPE_MODULES = ("raypkg.engine.runner", "raypkg.selection.recipe", "raypkg.lipt.recipe", "raypkg.crest.recipe",
-                  "raypkg.sparse.recipe", "raypkg.deltagrad.recipe")
 # The engine's epoch row (``raypkg.engine.loop.fit``): every recipe that trains reports these.
 EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "lr", "test_acc", "test_loss")
 
@@ -300,8 +297,10 @@ def load_cases() -> dict[str, BenchCase]:
 
 def load_recipes() -> dict[str, Recipe]:
     """Every registered recipe, by name (importing the modules that register them)."""
-    for module in RECIPE_MODULES:
-        importlib.import_module(module)
+    from raypkg.methods import METHODS
+
+    for method in METHODS:
+        importlib.import_module(method.recipes)
     return RECIPES
 
 

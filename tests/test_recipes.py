@@ -64,6 +64,23 @@ def test_a_trial_reports_the_phase_seconds_done_before_training(one_thread):
     assert row["pretrain_s"] > 0 and row["selection_s"] > 0 and row["subset_size"] == 135
 
 
+def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
+    """raypkg.methods is the one table of methods: each row's module registers the recipe of
+    its name, which `effray tune` finds a space for; its commands and bench import."""
+    import click
+
+    from raypkg.methods import METHODS, load
+    from raypkg.tuning import default_space
+
+    recipes = load_recipes()
+    assert list(recipes)[:2] == ["train", "select"] and set(recipes) >= {m.name for m in METHODS}
+    for method in METHODS:
+        assert recipes[method.name].name == method.name and default_space(method.name).is_file()
+        for entry in method.commands:
+            assert isinstance(load(entry.split(":", 1)[1]), click.Command), entry
+        assert method.bench is None or isinstance(load(method.bench), click.Command)
+
+
 def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases():
     from raypkg.recipe import Timings
 

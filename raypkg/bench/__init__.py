@@ -1,14 +1,10 @@
 """`effray bench NAME`: benchmarks that print ratios measured side by side in one run."""
 
-import importlib
-
 import click
 
-COMMANDS = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",
-            "coreset": "raypkg.bench.coreset:coreset", "crest": "raypkg.bench.crest:crest_bench",
-            "deltagrad": "raypkg.bench.deltagrad:deltagrad_bench", "lipt": "raypkg.bench.lipt:lipt_bench",
-            "sparse": "raypkg.bench.sparse:sparse_bench", "data": "raypkg.bench.data:data_bench",
-            "frontier": "raypkg.bench.frontier:frontier_bench"}
+from raypkg.methods import METHODS, PLATFORM_BENCHES, load
+
+COMMANDS = {**{m.name: m.bench for m in METHODS if m.bench}, **PLATFORM_BENCHES}  # name -> "module:command"
 
 
 class LazyGroup(click.Group):
@@ -18,10 +14,7 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
-            return None
-        module, attr = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module), attr)
+        return load(COMMANDS[name]) if name in COMMANDS else None
 
 
 @click.group(cls=LazyGroup)
