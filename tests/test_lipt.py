@@ -228,3 +228,24 @@ def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
     assert again["shard_test_acc"] == summary["shard_test_acc"]
     other = LIPT.run(dataclasses.replace(cfg, name="c", reselect=None, merge="zeros"))
     assert other["cached"]["pretrain_hits"] == 0  # another rule, other models
+
+
+def test_bench_lipt_gives_a_row_per_shard_backend_with_the_same_selection(tmp_path):
+    """`--backends masked,sparse`: one LiPT row per backend against the same DeepCore row; the
+    kernels run the same math, so the merged model picks the same subset."""
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "lipt", "--train-size", "2000", "--test-size", "500", "--epochs", "1",
+                                       "--pretrain-epochs", "1", "--repeats", "1", "--shards", "2", "--pre-epochs", "1",
+                                       "--methods", "grand", "--fractions", "0.1", "--backends", "masked,sparse",
+                                       "--save", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "b.parquet")
+    assert list(table["pipeline"]) == ["full data", "uniform", "deepcore", "lipt", "lipt"]
+    assert list(table["backend"]) == ["-", "-", "-", "masked", "sparse"]
+    deepcore, lipt = table.iloc[2], table.iloc[3:]
+    assert lipt["pretrain_x"].tolist() == pytest.approx(
+        (deepcore["pretrain_s"] / (lipt["pretrain_s"] + lipt["merge_s"])).tolist())
+    assert lipt["overlap"].nunique() == 1 and lipt["merged_acc"].nunique() == 1

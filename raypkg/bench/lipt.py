@@ -10,8 +10,9 @@ One process, one dataset, one seed, the same subset-training budget for every ro
 - ``lipt``: --shards sparse shard models (--density, ERK) for --pre-epochs each on their
   shard (in this process one after another, or on --workers Ray Train workers), merged by
   the --merge rule, selection with the merged model, subset training. With several
-  rules (``--merge shared-mask,keepers,zeros``) one LiPT row per rule, against the same
-  DeepCore row.
+  rules (``--merge shared-mask,keepers,zeros``) one LiPT row per rule, and with several
+  ``--backends`` (the shard models' ``--sparse-backend``) one per backend, against the
+  same DeepCore row.
 
 Every row runs its recipe (``full data``: train; ``uniform``, ``deepcore``: coreset;
 ``lipt``: LiPT) in memory. Pre-trained models are computed once and shared through a scratch
@@ -46,6 +47,7 @@ from raypkg.bench.harness import (accuracy_vs_seconds, bench_options, bench_sett
                                   name_list, number_list, print_table, save_bench, use_threads, warm_up)
 from raypkg.cli_options import config_options
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
+from raypkg.sparse.config import SPARSE_BACKENDS
 
 COLUMNS = ["fraction", "pipeline", "method", "merge", "pretrain_s", "shard_s", "merge_s", "selection_s", "train_s",
            "total_s", "test_acc", "merged_acc", "shard_acc", "spearman", "overlap", "pretrain_x", "e2e_x",
@@ -82,12 +84,16 @@ def agreement(ours: dict, reference: dict) -> dict[str, float]:
 @click.option("--merge", default=MERGE_RULES[0], show_default=True,
               help=f"LiPT: how the sparse shard models merge, comma-separated for one LiPT row each "
                    f"({', '.join(MERGE_RULES)}; see `effray run lipt --help`).")
+@click.option("--backends", default="masked", show_default=True,
+              help="LiPT: the shard models' --sparse-backend (masked, sparse, auto), comma-separated for one LiPT "
+                   "row each (with several, a backend column).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values "
                    "read as YAML), e.g. --set score=ensemble --set bn_samples=2000.")
 @bench_options()
 def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats, shards,
-               pre_epochs, density, merge, randaugment, settings, workers, batch_size, lr, seed, threads, save):
+               pre_epochs, density, merge, backends, randaugment, settings, workers, batch_size, lr, seed, threads,
+               save):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
 
     \b
@@ -96,6 +102,7 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
       effray bench lipt --train-size 10000 --epochs 5 --pretrain-epochs 5 --repeats 5 --shards 10
       effray bench lipt --methods grand --pre-epochs 5 --set score=ensemble
       effray bench lipt --model resnet20 --train-size 4000 --test-size 2000 --shards 4 --merge shared-mask,zeros
+      effray bench lipt --methods grand --fractions 0.1 --shards 4 --backends masked,sparse   # the sparse kernels
     """
     import pandas as pd
 
@@ -124,9 +131,10 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
     merges = name_list(merge, "--merge", MERGE_RULES, "merge rule")
+    backend_list = name_list(backends, "--backends", SPARSE_BACKENDS, "sparse backend")
     lipt_only = {f.name for f in dataclasses.fields(LiptConfig)} - {f.name for f in dataclasses.fields(CoresetConfig)}
     extra = bench_settings(settings, lipt_only, "LiPT-only",
-                           own_flags={"shards", "pre_epochs", "density", "merge", "randaugment"})
+                           own_flags={"shards", "pre_epochs", "density", "merge", "randaugment", "sparse_backend"})
     common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
                   batch_size=batch_size, lr=lr, seed=seed, progress=False, wandb="disabled", cache=False)
     base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).resolved().validate()
@@ -136,9 +144,9 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
     deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
                                             repeats=repeats if get_selector(m).uses_repeats else None
                                             ).resolved().validate() for m in names for f in fracs}
-    lipt = {(m, f, r): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None, weight_cap=None,
-                                           merge=r).resolved().validate()
-            for m in names for f in fracs for r in merges}
+    lipt = {(m, f, r, b): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None, weight_cap=None,
+                                              merge=r, sparse_backend=b).resolved().validate()
+            for m in names for f in fracs for r in merges for b in backend_list}
     stem = bench_stem(save, "lipt")
     use_threads(threads)
     data, device = load_data(base), pick_device(base.use_gpu)
@@ -150,11 +158,13 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
                f"randaugment {'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
                f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
 
-    for recipe, cfg in ((TRAIN, base), (CORESET, next(iter(deepcore.values()))), (LIPT, next(iter(lipt.values())))):
-        warm_up(recipe, cfg, data)  # every timed row, the baseline's included, after the one-time costs
+    # every timed row, the baseline's included, after the one-time costs (each backend's too)
+    for recipe, cfg in ((TRAIN, base), (CORESET, deepcore[names[0], fracs[0]]),
+                        *((LIPT, lipt[names[0], fracs[0], merges[0], b]) for b in backend_list)):
+        warm_up(recipe, cfg, data)
     full = TRAIN.run(base, MemorySink, data=data)
-    rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-", "pretrain_s": 0.0, "merge_s": 0.0,
-             "selection_s": 0.0, "train_s": full["phases"]["train"], "total_s": full["phases"]["train"],
+    rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-", "backend": "-", "pretrain_s": 0.0,
+             "merge_s": 0.0, "selection_s": 0.0, "train_s": full["phases"]["train"], "total_s": full["phases"]["train"],
              "test_acc": full["test_acc"]}]
 
     def run_row(cfg, pipeline: str, cache):
@@ -164,12 +174,14 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
         selection_s, train_s = seconds["selection"], seconds["train"]
         total = seconds["pretrain"] + seconds["merge"] + selection_s + train_s
         row = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
-               "merge": summary.get("merge", "-"), "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"],
+               "merge": summary.get("merge", "-"), "backend": getattr(cfg, "sparse_backend", "-"),
+               "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"],
                "selection_s": selection_s, "train_s": train_s, "total_s": total, "test_acc": summary["test_acc"]}
         if pipeline == "lipt":
             row.update(merged_acc=summary["merged_test_acc"], shard_acc=sum(summary["shard_test_acc"]) / cfg.shards,
                        shard_s=seconds["pretrain"] / cfg.shards)
-        label = " ".join(dict.fromkeys([pipeline, cfg.selection] + ([row["merge"]] if pipeline == "lipt" else [])))
+        label = " ".join(dict.fromkeys([pipeline, cfg.selection] +
+                                       ([row["merge"], row["backend"]] if pipeline == "lipt" else [])))
         click.echo(f"  {label} @{cfg.fraction:g}: test_acc {row['test_acc']:.4f}, {total:.1f}s", err=True)
         return row, summary["tables"]
 
@@ -183,18 +195,23 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
             for m in names:
                 reference, reference_picks = run_row(deepcore[m, f], "deepcore", cache)
                 rows.append(reference)
-                for r in merges:
-                    ours, our_picks = run_row(lipt[m, f, r], "lipt", cache)
+                for r, b in ((r, b) for r in merges for b in backend_list):
+                    ours, our_picks = run_row(lipt[m, f, r, b], "lipt", cache)
                     ours.update(pretrain_x=reference["pretrain_s"] / (ours["pretrain_s"] + ours["merge_s"]),
                                 e2e_x=reference["total_s"] / ours["total_s"],
                                 acc_vs_deepcore=100 * (ours["test_acc"] - reference["test_acc"]),
                                 **agreement(our_picks, reference_picks))
                     rows.append(ours)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    print_table(frame.to_dict("records"), COLUMNS)
+    columns = COLUMNS if len(backend_list) == 1 else [*COLUMNS[:4], "backend", *COLUMNS[4:]]
+    frame = pd.DataFrame(rows, columns=columns)
+    print_table(frame.to_dict("records"), columns)
+
     def label(row) -> str:
         text = "full" if row["pipeline"] == "full data" else f"{row['method']} {row['fraction']:g}"
-        return text + (f" {row['merge']}" if row["pipeline"] == "lipt" and len(merges) > 1 else "")
+        if row["pipeline"] == "lipt":
+            text += (f" {row['merge']}" if len(merges) > 1 else "") + (f" {row['backend']}" if len(backend_list) > 1
+                                                                        else "")
+        return text
 
     plot = functools.partial(accuracy_vs_seconds, seconds="total_s", by=["pipeline"], label=label,
                              xlabel="end-to-end seconds (pre-training + selection + training)")
