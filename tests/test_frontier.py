@@ -42,6 +42,23 @@ def hand_built_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
+    """Three seeds of equal FLOPs: their float mean can be 1 ulp above their max (README's
+    frontier command crashed on it: matplotlib refuses a negative error bar)."""
+    from raypkg.bench.frontier import plot_frontier
+    from raypkg.plots import figure
+
+    flops = 857520000.0000002  # pandas: the mean of three of these is 857520000.0000004
+    rows = pd.DataFrame({"family": "sparse", "method": "a-rigl-itop", "setting": "d=0.05", "seed": [0, 1, 2],
+                         "fraction": math.nan, "density": 0.05, "e2e_s": [1.0, 2.0, 3.0], "flops": flops,
+                         "test_acc": [0.6, 0.61, 0.62]})
+    table = aggregate(rows)
+    assert table["flops"].iloc[0] > table["flops_max"].iloc[0]  # the case itself
+    _, (ax,) = figure()
+    plot_frontier(table, ax, "flops", "training FLOPs")
+    assert ax.get_xlabel() == "training FLOPs"
+
+
 def test_deltas_against_full_training_and_uniform_at_the_same_fraction():
     frame = add_deltas(hand_built_rows())
     grand = frame[frame["method"] == "grand"].set_index("seed")

@@ -171,7 +171,9 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
     one standard deviation; cost: its range), each point labelled, and the Pareto front
     through the non-dominated points."""
     for family, group in table.groupby("family", sort=False):
-        spread = [group[cost] - group[f"{cost}_min"], group[f"{cost}_max"] - group[cost]]
+        # the mean of equal values can round 1 ulp outside their range: no negative bar
+        spread = [(group[cost] - group[f"{cost}_min"]).astype(float).clip(lower=0),
+                  (group[f"{cost}_max"] - group[cost]).astype(float).clip(lower=0)]
         ax.errorbar(group[cost], 100 * group["test_acc"], xerr=spread,
                     yerr=100 * group["test_acc_std"], fmt=FAMILY_MARKERS.get(family, "o"), markersize=7,
                     capsize=2, linewidth=0.8, label=family)
@@ -363,7 +365,6 @@ def deltagrad_table(rows: list[dict]):
 
 def plot_deltagrad(table, ax) -> None:
     """Retraining vs DeltaGrad seconds per deleted fraction, with the test accuracies."""
-
     labelled = table.assign(label=[f"delete {100 * r:g}%: acc {a:.3f} retrained / {b:.3f} DeltaGrad"
                                    for r, a, b in zip(table["ratio"], table["acc_baseline"], table["acc_deltagrad"])])
     hbar(labelled, ax, "label", ["time_baseline", "time_deltagrad"], "seconds")
