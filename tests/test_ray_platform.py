@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from raypkg.data import load_dataset
-from raypkg.engine.config import TrainConfig
 from raypkg.distributed.shard_pool import ShardPool, map_in_process, sum_in_process
 
 pytestmark = pytest.mark.ray
@@ -46,21 +45,6 @@ def test_shard_pool_returns_exactly_the_in_process_map(ray_session):
     assert torch.equal(remote["index"], data.index)  # index order
     assert torch.equal(remote["logits"], local["logits"])
     assert torch.equal(remote_sum, local_sum)
-
-
-def test_ray_train_loses_a_worker_once_and_finishes_from_checkpoint(ray_session, tmp_path, monkeypatch):
-    from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.engine.runner import TRAIN
-
-    marker = tmp_path / "killed"
-    monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
-    cfg = TrainConfig(dataset="digits", model="mlp", epochs=4, workers=2, out=str(tmp_path / "runs"),
-                      name="ft", wandb="disabled", progress=False, max_failures=1)
-    summary = TRAIN.run(cfg)
-    assert marker.exists(), "the injected failure did not happen"
-    metrics = pd.read_parquet(tmp_path / "runs" / "ft" / "metrics.parquet")
-    assert list(metrics["epoch"]) == [1, 2, 3, 4]  # epochs 1-2 from the checkpoint, 3-4 after restart
-    assert summary["test_acc"] >= 0.85 and summary["restarts"] == 1
 
 
 def test_tune_over_a_space_file_writes_wandb_offline_runs(ray_session, tmp_path):

@@ -269,29 +269,33 @@ def test_run_resumed_mid_way_keeps_the_masks():
     assert [u["step"] for u in resumed.updates] == [u["step"] for u in full.updates]
 
 
-def test_masks_identical_on_two_ray_train_ranks_across_a_restart(ray_session, tmp_path, monkeypatch):
-    from raypkg.data.registry import load_dataset as load
+def test_a_ray_train_run_loses_a_worker_once_and_finishes_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
+    """`effray run sparse --workers 2` (the recipe, its run directory) on the sparse kernels,
+    a worker killed after epoch 2's checkpoint: Ray Train restarts both ranks from it; the
+    run directory has every epoch's row once, the mask updates fall at the same steps as
+    without the failure, both ranks end with the same masks, the kernel layers come back
+    through the checkpoint, and the weights are 0 off the masks."""
+    import pandas as pd
+
     from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.engine.trainer import train
-    from raypkg.sparse.masks import masks_digest
+    from raypkg.sparse.config import SparseConfig
+    from raypkg.sparse.recipe import SPARSE
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
-    data = load("digits", seed=0)
-    cfg = TrainConfig(dataset="digits", model="lenet5", epochs=3, workers=2, seed=0, progress=False,
-                      max_failures=1).validate()
-    # on SparseProp's kernels: the ranks run them on the same layers and keep the same masks
-    dst = SparseTraining(0.1, "ERK", seed=0, growth="random", update_frequency=4, backend="sparse")
-    result = train(cfg, data, callbacks=[dst], storage=tmp_path / "ray")
-    assert marker.exists() and result.restarts == 1
+    cfg = SparseConfig(dataset="digits", model="lenet5", epochs=3, workers=2, seed=0, density=0.1, growth="random",
+                       update_frequency=4, sparse_backend="sparse", max_failures=1, out=str(tmp_path / "runs"),
+                       name="ft", wandb="disabled", progress=False)
+    summary = SPARSE.run(cfg)
+    run = tmp_path / "runs" / "ft"
+    assert marker.exists() and summary["restarts"] == 1
+    assert list(pd.read_parquet(run / "metrics.parquet")["epoch"]) == [1, 2, 3]  # 1-2 from the checkpoint
     # 11 steps per epoch per rank (674 examples, batch 64): updates at 4, 8, ..., 32
-    assert [u["step"] for u in dst.updates] == list(range(4, 33, 4))
-    assert len(dst.rank_digests) == 2 and set(dst.rank_digests) == {masks_digest(dst.masks)}
-    assert dst.sparse_layers  # from the workers' checkpoint
-    assert all(type(m) in (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)
-               for m in result.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)))
-    params = maskable_parameters(result.model)
-    assert all(torch.all(params[k][~m] == 0) for k, m in dst.masks.items())
+    assert list(pd.read_parquet(run / "mask_updates.parquet")["step"]) == list(range(4, 33, 4))
+    assert summary["rank_mask_digests"] == [summary["mask_digest"]] * 2
+    assert summary["sparse_layers"]  # from the workers' checkpoint
+    masks, weights = torch.load(run / "masks.pt"), torch.load(run / "model.pt")
+    assert all(not weights[name][~mask.bool()].any() for name, mask in masks.items())
 
 
 def _cli(args, tmp_path):
