@@ -1,4 +1,4 @@
-"""Ray parts of the platform: shard-actor pool, Ray Train with a worker failure, Tune + W&B.
+"""Ray parts of the platform: shard-actor pool, Tune + W&B (a Ray Train worker loss: test_sparse.py).
 
 These share one Ray instance (the session fixture) and are kept few and small.
 """
