@@ -42,6 +42,18 @@ def hand_built_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_a_repeated_fraction_or_density_is_one_point():
+    """`--fractions 0.1,0.1` crashed after all the training (two rows for one reference)."""
+    from raypkg.bench.frontier import build_points, preset_settings
+
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.1, 0.3], "densities": [0.05, 0.05],
+                                                  "workers": 0})
+    assert (settings["fractions"], settings["densities"]) == ([0.1, 0.3], [0.05])
+    points = build_points(settings, ["full", "uniform", "rigl-itop"], seed=0)
+    assert [(p.method, p.setting) for p in points] == [("full", "-"), ("uniform", "f=0.1"), ("uniform", "f=0.3"),
+                                                       ("rigl-itop", "d=0.05")]
+
+
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
     """Three seeds of equal FLOPs: their float mean can be 1 ulp above their max (README's
     frontier command crashed on it: matplotlib refuses a negative error bar)."""

@@ -129,3 +129,18 @@ def test_bench_selection_facility_location_part_runs_tiny():
     assert len(rows) == 3
     for line in rows:  # objective / apricot: ours never worse than apricot's greedy beyond rounding
         assert float(line.split()[-2]) > 0.999
+
+
+def test_bench_selection_without_apricot_is_refused_before_any_work(tmp_path, monkeypatch):
+    """apricot-select is a test extra: without it the facility-location part is refused in
+    one line at once (it died after 38 s of scaling measurements before)."""
+    import importlib.util
+
+    from raypkg.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "apricot" else real(name, *a))
+    result = CliRunner().invoke(main, ["bench", "selection", "--save", str(tmp_path / "s")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: the facility-location comparison needs "
+                                                              "apricot-select")
+    assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []

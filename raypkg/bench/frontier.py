@@ -198,14 +198,20 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
 
 
 def preset_settings(setup: str, flags: dict) -> dict:
-    """The preset's settings with the flags given (not None) on top. A preset's dataset
-    sizes belong to its generated dataset: --dataset naming a fixed-size one drops them."""
+    """The preset's settings with the flags given (not None) on top, each fraction and
+    density once. A preset's dataset sizes belong to its generated dataset: --dataset naming
+    a fixed-size one drops them. Every method trains on one cosine schedule: one --lr."""
     from raypkg.data.registry import dataset_entry
+    from raypkg.errors import UsageError
 
     settings = {**PRESETS[setup], "data_dir": None}
     if flags.get("dataset") and not dataset_entry(flags["dataset"]).sized:
         settings.update(train_size=None, test_size=None)
-    return {**settings, **{k: v for k, v in flags.items() if v is not None}}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if len(settings["lr"]) != 1:
+        raise UsageError(f"--lr takes one value here (every method trains on one cosine schedule), got "
+                         f"{','.join(map(str, settings['lr']))}")
+    return {**settings, **{k: list(dict.fromkeys(settings[k])) for k in ("fractions", "densities")}}
 
 
 def parse_methods(text: str) -> list[str]:

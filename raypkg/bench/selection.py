@@ -20,6 +20,7 @@ mini-batch coresets): our batched greedy on one padded tensor vs apricot block b
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import click
@@ -220,6 +221,9 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
         get_selector(m)
     if actors < 2:
         raise UsageError(f"--actors must be >= 2 to measure scaling, got {actors}")
+    if not skip_fl and importlib.util.find_spec("apricot") is None:
+        raise UsageError("the facility-location comparison needs apricot-select (pip install apricot-select, "
+                         "or pip install -e '.[test]'); or pass --skip-fl")
     check_bench_numbers(fraction=fraction, repeats=repeats, pretrain_epochs=pretrain_epochs, blocks=blocks,
                         block_size=block_size, block_budget=block_budget, train_size=train_size)
     stem = bench_stem(save, "selection")
