@@ -280,7 +280,7 @@ class BenchCase:
     examples: Callable[..., tuple[int, float]]
 
 
-BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case, in registration order
+BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case
 
 
 def register_case(case: BenchCase) -> BenchCase:
@@ -290,9 +290,13 @@ def register_case(case: BenchCase) -> BenchCase:
 
 
 def load_cases() -> dict[str, BenchCase]:
-    """Every registered bench case, by frontier method name (importing the recipe modules)."""
+    """Every registered bench case, by frontier method name (importing the recipe modules),
+    in the order of ``raypkg.methods.METHODS`` whatever imported them first."""
+    from raypkg.methods import METHODS
+
     load_recipes()
-    return BENCH_CASES
+    order = [method.name for method in METHODS]
+    return dict(sorted(BENCH_CASES.items(), key=lambda item: order.index(item[1].recipe)))
 
 
 def load_recipes() -> dict[str, Recipe]:
