@@ -9,9 +9,9 @@
 
 ``method`` is a recipe name (`effray tune` lists the same ones): train, select, coreset,
 lipt, crest, sparse, deltagrad. Settings are the command's flags as keywords (``train_frac``
-for ``--train-frac``), or a config object / mapping (a run's ``config.yaml`` read back)
-with keywords on top. ``model=`` and ``data=`` (or ``dataset=``) also take a factory
-function or class instead of a name: it is passed by its import path (``module:name``),
+for ``--train-frac``), or a config object, a mapping or a config file's path (a run's
+``config.yaml``) with keywords on top. ``model=`` and ``data=`` (or ``dataset=``) also take
+a factory function or class instead of a name: it is passed by its import path (``module:name``),
 so Ray Train workers and later runs find it again (see "Your own model and data" in the
 README; a factory defined in a notebook or a script's ``__main__`` trains in-process).
 
@@ -21,6 +21,7 @@ Bad settings raise ``raypkg.errors.UsageError`` with the same one line the CLI p
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -56,11 +57,13 @@ def run(method: str, config: Any = None, *, save: bool = True, data: Any = None,
     ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories."""
     import pandas as pd
 
-    from raypkg.errors import choose
+    from raypkg.errors import UsageError, choose
     from raypkg.recipe import MemorySink, load_recipes
 
     recipes = load_recipes()
     recipe = recipes[choose("method", method, recipes)]
+    if not isinstance(save, bool):
+        raise UsageError(f"save must be True or False, got {save!r}")
     if type(config) is recipe.config_cls and not settings and data is None:
         cfg = config  # the CLI's: resolved already, validated once by the recipe
     else:
@@ -75,13 +78,20 @@ def run(method: str, config: Any = None, *, save: bool = True, data: Any = None,
 
 
 def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
-    """``config`` (a config object of any recipe, or a mapping) with ``settings`` and ``data``
-    on top, as ``recipe``'s config class."""
+    """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
+    run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
+    from raypkg.engine.config import read_config_file
     from raypkg.errors import UsageError
 
-    values = dict(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config or {})
-    if not isinstance(values, Mapping):
-        raise UsageError(f"config must be a config object or a mapping, got {type(config).__name__}")
+    if isinstance(config, (str, os.PathLike)):
+        values = read_config_file(config, recipe.config_cls)
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        values = dataclasses.asdict(config)
+    elif config is None or isinstance(config, Mapping):
+        values = dict(config or {})
+    else:
+        raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
+                         f"{type(config).__name__}")
     values.update(settings)
     if data is not None:
         values["dataset"] = data

@@ -49,13 +49,23 @@ def check_writable_file(path: str | Path, flag: str, suffixes: tuple[str, ...] =
     return path
 
 
+MAX_NAME_BYTES = 255  # a directory name's limit on Linux and macOS filesystems
+
+
 def check_run_name(name: str | None) -> None:
-    """A run name is one directory name: it cannot climb out of --out or into subfolders."""
+    """A run name is one directory name: it cannot climb out of --out or into subfolders,
+    holds no control characters (a newline would split every line that prints it) and fits
+    the filesystem's name limit."""
     if name is None:
         return
     if not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name \
             or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name:
         raise UsageError(f"--name {name!r} must be a plain directory name (no '/', not '.' or '..')")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UsageError(f"--name {name!r} has a control character (a newline or tab); give a plain name")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise UsageError(f"--name is {len(name.encode())} bytes long; a directory name holds at most "
+                         f"{MAX_NAME_BYTES}")
 
 
 def atomic_write(path: str | Path, write) -> Path:

@@ -31,6 +31,8 @@ def test_run_returns_the_summary_the_metrics_and_the_run_directory(tmp_path):
     config = yaml.safe_load((tmp_path / "s" / "config.yaml").read_text())
     again = raypkg.run("sparse", config, name="again")
     assert list(again.metrics["train_loss"]) == list(result.metrics["train_loss"])
+    from_file = raypkg.run("sparse", str(tmp_path / "s" / "config.yaml"), save=False)  # or the file itself
+    assert list(from_file.metrics["train_loss"]) == list(result.metrics["train_loss"])
 
 
 def test_save_false_writes_nothing_and_gives_the_same_run(tmp_path, monkeypatch):
@@ -47,6 +49,9 @@ def test_save_false_writes_nothing_and_gives_the_same_run(tmp_path, monkeypatch)
     (lambda: raypkg.run("crest", learning_rate=0.1), "unknown setting(s) learning_rate for crest"),
     (lambda: raypkg.run("crest", epochs=0), "epochs must be a positive integer"),
     (lambda: raypkg.run("train", model=lambda shape, n: None), "is not a module-level function or class"),
+    (lambda: raypkg.run("train", save="no"), "save must be True or False, got 'no'"),
+    (lambda: raypkg.run("train", ["epochs", 2]), "config must be a config object, a mapping or a config file's path"),
+    (lambda: raypkg.run("train", "/no/such/config.yaml"), "cannot read config file '/no/such/config.yaml'"),
 ])
 def test_bad_settings_raise_the_clis_one_line(call, message):
     with pytest.raises(UsageError) as error:

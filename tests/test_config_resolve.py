@@ -203,3 +203,12 @@ def test_a_bad_out_is_refused_before_the_run_directory_opens(tmp_path):
     result = CliRunner().invoke(main, ["train", "--epochs", "1", "--out", str(blocker), "--wandb", "disabled"])
     assert result.exit_code == 2 and "--out" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert blocker.read_text() == "not a directory"
+
+
+def test_a_leading_tilde_in_local_paths_is_the_home_directory(tmp_path, monkeypatch):
+    """`--out=~/x` or `out: ~/x` in a config file reach effray unexpanded (a shell expands
+    only a word that starts with ~): they mean $HOME/x, never ./~/x."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = TrainConfig(out="~/runs", data_dir="~/data", storage="~/store").resolved()
+    assert (cfg.out, cfg.data_dir, cfg.storage) == (f"{tmp_path}/runs", f"{tmp_path}/data", f"{tmp_path}/store")
+    assert TrainConfig(storage="s3://bucket/~x").resolved().storage == "s3://bucket/~x"  # URIs untouched

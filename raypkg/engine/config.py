@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import numbers
 import types
 import typing
@@ -91,9 +92,10 @@ class RunConfig:
     EXCLUSIVE: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def resolved(self) -> "RunConfig":
-        """A copy with every default filled in (numpy integers become int); idempotent."""
+        """A copy with every default filled in (numpy integers become int, ``~`` in the local
+        paths expanded); idempotent."""
         check_field_types(self)
-        return dataclasses.replace(self, **plain_ints(self))
+        return dataclasses.replace(self, **plain_ints(self), **expanded_paths(self))
 
     def validate(self) -> "RunConfig":
         """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
@@ -178,6 +180,11 @@ class TrainConfig(RunConfig):
         check_at_least_zero(self, "workers", "lr_warmup_epochs", "max_failures", "weight_decay", "momentum")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
             raise UsageError(f"cpus-per-worker must be > 0, got {self.cpus_per_worker:g}")
+        if self.cpus_per_worker is not None and not self.workers:
+            raise UsageError("--cpus-per-worker sizes Ray Train workers: it needs --workers N")
+        if self.placement != "pack" and not self.workers and not getattr(self, "actors", 0):
+            raise UsageError(f"--placement {self.placement} places Ray Train workers or shard actors: it needs "
+                             "--workers N (or --actors K)")
         check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
         if self.momentum >= 1:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum:g}")
@@ -250,6 +257,17 @@ def check_positive(cfg, *names: str, optional: bool = False) -> None:
         value = getattr(cfg, name)
         if not (optional and value is None) and value <= 0:
             raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def expanded_paths(cfg) -> dict[str, str]:
+    """``--out``, ``--data-dir`` and a local ``--storage`` with a leading ``~`` expanded (a
+    shell does this only before a space, not in ``--out=~/x`` or a config file)."""
+    out = {}
+    for name in ("out", "data_dir", "storage"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, str) and value.startswith("~"):
+            out[name] = os.path.expanduser(value)
+    return out
 
 
 def check_at_least_zero(cfg, *names: str) -> None:
