@@ -37,6 +37,8 @@ CONFIGS = {
     "lr_word": "lr: fast\n",
     "epochs_float": "epochs: 2.5\n",
     "bad_yaml": "epochs: [1, 2\n",
+    "twice": "epochs: 2\nlr: 0.1\nepochs: 3\n",
+    "many_unknown": "".join(f"key{i}: 1\n" for i in range(2000)),
     "momentum_str": "momentum: '0.9'\n",
     "space_bad_key": "method: train\nspaces: {}\n",
     "space_bad_yaml": "method: train\nspace: {lr: [\n",
@@ -210,6 +212,9 @@ SAYS = [
     (T + ["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "/no/such/dir"),
     (T + ["--config", "/no/such/file.yaml"], "cannot read config file"),
     (T + ["--out", "{file}"], "is a file, not a directory"),
+    (T + ["--config", "{cfg:twice}"], "key epochs is given twice"),
+    (T + ["--config", "{cfg:many_unknown}"], "unknown key(s) key0, key1, key10, key100, key1000, key1001, key1002, "
+                                             "key1003, key1004, key1005 and 1990 more in config file"),
     (T + ["--name", "two\nlines"], "has a control character"),
     (T + ["--name", "x" * 256], "a directory name holds at most 255"),
     (T + ["--cpus-per-worker", "1"], "--cpus-per-worker sizes Ray Train workers: it needs --workers N"),

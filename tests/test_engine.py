@@ -134,3 +134,12 @@ def test_ray_train_scratch_storage_is_removed_and_a_given_one_kept(tmp_path):
     with run_storage(tmp_path / "ray") as given:
         given.mkdir()
     assert given == tmp_path / "ray" and given.is_dir()
+
+
+def test_a_key_given_twice_in_a_json_config_file_is_refused(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"epochs": 2, "epochs": 3}')
+    with pytest.raises(UsageError, match="key epochs is given twice"):
+        resolve_config(TrainConfig, str(path))
+    path.write_text('{"epochs": 2, "lr": [0.2]}')
+    assert resolve_config(TrainConfig, str(path)).lr == [0.2]

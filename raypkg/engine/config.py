@@ -298,9 +298,37 @@ def config_fields(cls=TrainConfig) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key {', '.join(repeated)} is given twice",
+                                                    node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` keeps the last one silently)."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise json.JSONDecodeError(f"key {', '.join(repeated)} is given twice", "", 0)
+    return dict(pairs)
+
+
+def listed(names: list[str], most: int = 10) -> str:
+    """``names`` comma-separated, the first ``most`` of them and how many more."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     """Read a YAML or JSON mapping of config keys from a path or a URI pyarrow opens
-    (``s3://bucket/runs/r/config.yaml``, ``file://...``); unknown keys are a UsageError."""
+    (``s3://bucket/runs/r/config.yaml``, ``file://...``); unknown or repeated keys are a
+    UsageError."""
     try:
         text = read_bytes(path, "--config").decode("utf-8")
     except OSError as e:
@@ -308,7 +336,10 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UsageError(f"config file {str(path)!r} is not a text file (YAML or JSON)") from None
     try:
-        data = json.loads(text) if basename(path).endswith(".json") else yaml.safe_load(text)
+        if basename(path).endswith(".json"):
+            data = json.loads(text, object_pairs_hook=unique_json_object)
+        else:
+            data = yaml.load(text, Loader=UniqueKeyLoader)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         first = str(e).splitlines()[0]
         raise UsageError(f"config file {str(path)!r} is not valid YAML/JSON: {first}") from None
@@ -316,9 +347,9 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
-    unknown = sorted(set(data) - config_fields(cls))
+    unknown = sorted(str(k) for k in set(data) - config_fields(cls))
     if unknown:
-        raise UsageError(f"unknown key(s) {', '.join(unknown)} in config file {str(path)!r}; "
+        raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
                          f"allowed: {', '.join(sorted(config_fields(cls)))}")
     return data
 
