@@ -16,7 +16,8 @@ import statistics
 
 import click
 
-from raypkg.bench.harness import SAVE_HELP, bench_options, bench_stem, name_list, number_list, save_bench, use_threads
+from raypkg.bench.harness import (SAVE_HELP, bench_options, bench_stem, name_list, number_list, save_bench,
+                                  use_threads, warm_up)
 from raypkg.cli_options import config_options
 from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
 
@@ -106,11 +107,14 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
       effray bench sparse --setups digits-aug:resnet20 --density 0.05,0.01 --train-size 2000 --epochs 10
       effray bench sparse --setups digits-aug:mlp --methods dense,RigL-ITOP --backends masked,sparse --threads 1
     """
+    import dataclasses
+
     import pandas as pd
     import torch
 
-    from raypkg.recipe import load_data
     from raypkg.errors import UsageError
+    from raypkg.recipe import load_data
+    from raypkg.sparse.recipe import SPARSE
 
     names = name_list(methods, "--methods", METHODS, "method")
     if target is None and "dense" not in names:
@@ -141,6 +145,8 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
         data = load_data(base)
         setup = f"{base.dataset}/{base.model}"
         click.echo(f"{setup}: {len(data.train)} train, {len(data.test)} test ...", err=True)
+        for backend in dict.fromkeys(["masked", *backend_list]):  # every timed row after the one-time costs
+            warm_up(SPARSE, dataclasses.replace(base, sparse_backend=backend), data)
         runs = []
         for density in density_list:
             for name in names:
