@@ -67,6 +67,29 @@ def _train_digits(seed: int, epochs: int = 3, weights=None):
     return model, rows, data
 
 
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.9, True, 5e-4), (0.9, False, 0.0), (0.0, False, 1e-3)])
+def test_sgd_stepping_only_the_active_positions_equals_torch_sgd(momentum, nesterov, weight_decay):
+    """A weight and gradient that are 0 off ``active``: stepping the gathered values gives
+    torch's dense step exactly, momentum buffer included, and the same state_dict keys."""
+    from raypkg.engine.loop import SGD
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(30, 20, generator=g) < 0.1
+    start = torch.randn(30, 20, generator=g) * mask
+    grads = [torch.randn(30, 20, generator=g) * mask for _ in range(4)]
+    settings = dict(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    dense_w, active_w = start.clone().requires_grad_(), start.clone().requires_grad_()
+    dense_opt, active_opt = torch.optim.SGD([dense_w], **settings), SGD([active_w], **settings)
+    active_opt.active = {active_w: mask.flatten().nonzero().flatten()}
+    for grad in grads:
+        dense_w.grad, active_w.grad = grad.clone(), grad.clone()
+        dense_opt.step()
+        active_opt.step()
+        assert torch.equal(active_w, dense_w) and torch.equal(active_w.grad, grad)
+    if momentum:
+        assert torch.equal(active_opt.state[active_w]["momentum_buffer"], dense_opt.state[dense_w]["momentum_buffer"])
+    assert active_opt.state_dict().keys() == dense_opt.state_dict().keys()
+
+
 def test_same_seed_same_metrics_and_weights():
     m1, rows1, _ = _train_digits(0)
     m2, rows2, _ = _train_digits(0)

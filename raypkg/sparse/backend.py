@@ -17,6 +17,7 @@ import time
 import torch
 from torch import nn
 
+from raypkg.engine.loop import SGD
 from raypkg.errors import UsageError
 from raypkg.sparse import kernels as K
 
@@ -38,10 +39,13 @@ def masked_modules(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str
 class SparseExecution:
     """The layers on the kernels for one model: chosen by ``start``, refreshed when the masks
     change, paused for steps that need dense gradients, undone by ``stop`` (the model leaves
-    the fit as plain modules)."""
+    the fit as plain modules). While they run, the engine's SGD steps their weights at the
+    mask's positions only (``raypkg.engine.loop.SGD.active``)."""
 
-    def __init__(self, model: nn.Module, layers: dict[str, nn.Module], timings: dict[str, dict[str, float]]):
+    def __init__(self, model: nn.Module, layers: dict[str, nn.Module], timings: dict[str, dict[str, float]],
+                 optimizer=None):
         self.model, self.layers, self.timings = model, layers, timings
+        self.optimizer = optimizer if isinstance(optimizer, SGD) else None  # another optimizer steps densely
         self.layouts: dict[str, K.Layout] = {}
         self.dense = False
 
@@ -72,7 +76,7 @@ class SparseExecution:
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d) and chosen:
                 K.swap_class(module, True)
-        execution = cls(model, {name: candidates[name] for name in chosen}, timings)
+        execution = cls(model, {name: candidates[name] for name in chosen}, timings, ctx.optimizer)
         for module in execution.layers.values():
             K.swap_class(module, True)
         execution.refresh(masks)
@@ -88,10 +92,15 @@ class SparseExecution:
         self.dense = dense
         for name, module in self.layers.items():
             module.sparse_layout = None if dense else self.layouts[name]
+        if self.optimizer is not None:
+            self.optimizer.active = {} if dense else {module.weight: self.layouts[name].positions
+                                                      for name, module in self.layers.items()}
 
     def stop(self) -> None:
         for module in self.model.modules():
             K.swap_class(module, False)
+        if self.optimizer is not None:
+            self.optimizer.active = {}
 
     def describe(self, masks: dict[str, torch.Tensor]) -> str:
         """One line: how many masked layers run on the kernels, and which."""
