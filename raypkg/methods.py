@@ -25,6 +25,7 @@ METHODS = (
            "raypkg.bench.lipt:lipt_bench"),
     Method("crest", "raypkg.crest.recipe", ("run:raypkg.crest.commands:run_crest_command",),
            "raypkg.bench.crest:crest_bench"),
+    Method("infobatch", "raypkg.infobatch.recipe", ("run:raypkg.infobatch.commands:run_infobatch_command",)),
     Method("sparse", "raypkg.sparse.recipe", ("run:raypkg.sparse.commands:run_sparse_command",),
            "raypkg.bench.sparse:sparse_bench"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),

@@ -202,6 +202,7 @@ PROCESSES = [
 # Rows whose one line must also say what is wrong: (args, what the line contains).
 CR = ["run", "crest", "--dataset", "digits", "--out", "{out}"]
 SP = ["run", "sparse", "--out", "{out}"]
+IB = ["run", "infobatch", "--out", "{out}"]
 CORESET_FAST = C + ["--dataset", "digits", "--model", "logreg", "--epochs", "3", "--pretrain-epochs", "1"]
 SAYS = [
     (T + ["--dataset", "imagenet22k"], "unknown dataset 'imagenet22k'"),
@@ -256,6 +257,10 @@ SAYS = [
     (SP + ["--dense", "--growth", "random"], "--growth sets the sparse masks"),
     (SP + ["--sparse-backend", "fast"], "'fast' is not one of 'masked', 'sparse', 'auto'"),
     (SP + ["--dense", "--sparse-backend", "sparse"], "--sparse-backend sets the sparse masks"),
+    (IB + ["--prune-ratio", "1"], "prune-ratio must be in [0, 1), got 1"),
+    (IB + ["--prune-ratio", "-0.1"], "prune-ratio must be in [0, 1), got -0.1"),
+    (IB + ["--delta", "1.5"], "delta must be in [0, 1], got 1.5"),
+    (IB + ["--delta", "nan"], "delta must be a finite number, got nan"),
 ]
 
 

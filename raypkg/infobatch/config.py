@@ -1,0 +1,32 @@
+"""``InfoBatchConfig``: the training config plus InfoBatch's two knobs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from raypkg.engine.config import TrainConfig, setting
+from raypkg.errors import UsageError
+
+
+@dataclass
+class InfoBatchConfig(TrainConfig):
+    """InfoBatch (Qin et al., "InfoBatch: Lossless Training Speed Up by Unbiased Dynamic Data
+    Pruning", ICLR 2024), with the paper's defaults: r = 0.5, delta = 0.875."""
+
+    prune_ratio: float = setting(0.5, "r: the share of the well-learned examples (loss below the mean) pruned "
+                                      "each epoch, at random; the kept ones weigh 1/(1-r).")
+    delta: float = setting(0.875, "Prune during the first delta of the epochs; the rest train on all the data "
+                                  "(annealing).")
+
+    def validate(self) -> "InfoBatchConfig":
+        super().validate()
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise UsageError(f"prune-ratio must be in [0, 1), got {self.prune_ratio:g}")
+        if not 0.0 <= self.delta <= 1.0:
+            raise UsageError(f"delta must be in [0, 1], got {self.delta:g}")
+        return self
+
+    def pruning_epochs(self) -> int:
+        """Epochs 0 .. this - 1 prune (the reference's ``epoch < delta * num_epochs``)."""
+        return math.ceil(self.delta * self.epochs)
