@@ -225,6 +225,7 @@ SAYS = [
     (CR + ["--selection-method", "craig"], "is not one of"),
     (CR + ["--batch-size", "2000"], "the training set has 1347 examples; lower --batch-size"),
     (CR + ["--actors", "2", "--workers", "2"], "give one of them"),
+    (CR + ["--selection-method", "random", "--reference-double-step"], "the random baseline steps once"),
     (CR + ["--min-train-size", "5000", "--random-subset-size", "0.1"], "larger than the training set"),
     (B + ["crest", "--save", "b", "--optimizers", "adam"], "unknown optimizer 'adam'"),
     (B + ["crest", "--save", "b", "--optimizers", ","], "--optimizers takes"),

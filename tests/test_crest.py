@@ -354,3 +354,14 @@ def test_bench_labels_both_optimizers_the_paper_one_without_momentum_and_with_wa
     steps = frame.set_index(["optimizer", "method"]).steps
     assert steps[OPTIMIZERS["paper"][0], "crest"] == steps[OPTIMIZERS["paper"][0], "random"] == 2 * 13
 
+
+
+def test_the_reference_double_step_is_crest_at_twice_the_lr():
+    """The reference code's second loss.backward() makes p.grad 2g: without weight decay that
+    is exactly CREST at twice the LR (x2 is exact in floating point)."""
+    import raypkg
+
+    common = dict(save=False, dataset="digits", model="mlp", epochs=2, weight_decay=0.0, progress=False)
+    doubled = raypkg.run("crest", reference_double_step=True, lr=0.05, **common)
+    assert doubled.metrics["train_loss"].tolist() == raypkg.run("crest", lr=0.1, **common).metrics["train_loss"].tolist()
+    assert doubled.metrics["train_loss"].tolist() != raypkg.run("crest", lr=0.05, **common).metrics["train_loss"].tolist()

@@ -11,6 +11,9 @@ momentum 0.9 and no warm-up. ``wall_s`` is the whole training call: CREST's sele
 in it and also shown apart. ``speed-up`` = none's wall_s / the row's; ``vs none`` and
 ``vs random`` are test-accuracy differences (points) to none and to random at the same f
 and optimizer. One untimed warm-up run first pays the process's one-time costs.
+``--double-step`` adds a ``crest-2g`` row per f: CREST stepping with twice the gradient, as
+the reference code does (a second ``loss.backward()``), so at twice the effective LR of
+the random and none rows; ``vs random`` then compares unequal step sizes.
 """
 
 from __future__ import annotations
@@ -57,13 +60,17 @@ OPTIMIZERS = {
               help="Comma-separated: paper (SGD without momentum, LR warm-up over the first 10 percent of the epochs, "
                    "as the reference code trains) and/or momentum (SGD momentum 0.9, no warm-up).")
 @click.option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
+@click.option("--double-step", is_flag=True,
+              help="Also a row per f of CREST as its reference code steps: with twice the gradient (method "
+                   "crest-2g), so at twice the effective LR of the random and none rows.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other `effray run crest` setting, for every row (underscores; values read as YAML), "
                    "e.g. --set approx_moment=false --set hessian_probes=2.")
 @bench_options()
 @address_option
-def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epochs, batch_size, lr, random_subset_size,
-                check_thresh_factor, num_minibatch_coreset, interval_mul, settings, actors, seed, threads, save):
+def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, double_step, epochs, batch_size, lr,
+                random_subset_size, check_thresh_factor, num_minibatch_coreset, interval_mul, settings, actors, seed,
+                threads, save):
     """none vs random vs CREST at each train_frac and optimizer: wall seconds, steps, regions, test accuracy.
 
     \b
@@ -73,6 +80,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
       effray bench crest --datasets digits-aug --fracs 0.1 --set approx_with_coreset=false
       effray bench crest --datasets digits-aug --model resnet20 --train-size 5000 --test-size 2000 --optimizers paper
       effray bench crest --datasets digits --optimizers paper --actors 1 --set overlap=false
+      effray bench crest --datasets digits-aug --optimizers paper --double-step   # + the reference's 2g step
     """
     import dataclasses
 
@@ -90,6 +98,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
     frac_values = number_list(fracs, "--fracs", "numbers")
     names = name_list(datasets, "--datasets")
     optimizer_names = name_list(optimizers, "--optimizers", OPTIMIZERS, "optimizer")
+    methods = ("random", "crest", "crest-2g") if double_step else ("random", "crest")
 
     def bench_fields(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> dict:
         """The CrestConfig fields this bench sets itself (its flags and the row)."""
@@ -97,9 +106,10 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
         sized = dataset != "digits"
         return dict(dataset=dataset, model=model, train_size=train_size if sized else None,
                     test_size=test_size if sized else None, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                    selection_method=method, train_frac=frac, random_subset_size=min(subset, 1.0),
+                    selection_method=method.removesuffix("-2g"), reference_double_step=method == "crest-2g",
+                    train_frac=frac, random_subset_size=min(subset, 1.0),
                     check_thresh_factor=check_thresh_factor, num_minibatch_coreset=num_minibatch_coreset,
-                    interval_mul=interval_mul, actors=actors if method == "crest" else 0,
+                    interval_mul=interval_mul, actors=actors if method.startswith("crest") else 0,
                     progress=False, wandb="disabled", **OPTIMIZERS[optimizer][1](epochs))
 
     extra = bench_settings(settings, {f.name for f in dataclasses.fields(CrestConfig)}, "CREST",
@@ -115,7 +125,7 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
         data = load_data(config(dataset, None, optimizer_names[0], "none", 1.0))
         n = len(data.train)
         plan[dataset] = (data, [(o, config(dataset, n, o, m, f)) for o in optimizer_names
-                                for m, f in [("none", 1.0)] + [(m, f) for f in frac_values for m in ("random", "crest")]])
+                                for m, f in [("none", 1.0)] + [(m, f) for f in frac_values for m in methods]])
         for _, cfg in plan[dataset][1]:
             cfg.check_sizes(n)
 
@@ -132,17 +142,18 @@ def crest_bench(datasets, model, train_size, test_size, optimizers, fracs, epoch
             if i == 0:
                 warm_up(CREST, configs[-1][1], data, actor_pool=actor_pool)
             for optimizer, cfg in configs:
+                method = "crest-2g" if cfg.reference_double_step else cfg.selection_method
                 summary = CREST.run(cfg, MemorySink, data=data,
                                     actor_pool=actor_pool if cfg.selection_method == "crest" else None)
                 crest = summary["crest"]
                 rows.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0],
-                             "method": cfg.selection_method, "train_frac": cfg.train_frac, "steps": summary["steps"],
+                             "method": method, "train_frac": cfg.train_frac, "steps": summary["steps"],
                              "regions": summary["regions"], "checks": summary["checks"],
                              "selection_s": crest.get("selection_s", 0.0), "check_s": crest.get("check_s", 0.0),
                              "wait_s": crest.get("selection_wait_s", 0.0),
                              "wall_s": sum(summary["cost_s"][p] for p in ("train", "selection", "check")),
                              "test_acc": summary["test_acc"]})
-                click.echo(f"  {optimizer} {cfg.selection_method} f={cfg.train_frac:g}: test_acc "
+                click.echo(f"  {optimizer} {method} f={cfg.train_frac:g}: test_acc "
                            f"{rows[-1]['test_acc']:.4f}, {rows[-1]['wall_s']:.1f}s, {rows[-1]['regions']} regions",
                            err=True)
     frame = pd.DataFrame(rows)

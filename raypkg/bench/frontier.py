@@ -13,6 +13,7 @@ run ...` with the same settings gives:
 - ``lipt-grand``, ``lipt-glister`` at each f: LiPT's --shards sparse shard models of
   --pre-epochs, merged by its default rule, selection, subset training (``lipt``);
 - ``crest`` at each f: mini-batch coresets for f times full training's steps (``crest``);
+- ``infobatch``: InfoBatch's dynamic pruning with the paper's r and delta (``infobatch``);
 - ``rigl-itop``, ``a-rigl-itop`` at each density d: dynamic sparse training without and
   with adaptive gradient correction (``sparse``).
 
@@ -422,7 +423,7 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
     Full training, uniform subsets, DeepCore-style GraNd/Glister/CRAIG, LiPT GraNd/Glister,
-    CREST, RigL-ITOP and A-RigL-ITOP, each through its recipe, at one epoch budget and LR
+    CREST, InfoBatch, RigL-ITOP and A-RigL-ITOP, each through its recipe, at one epoch budget and LR
     schedule, over --seeds seeds; one row per method, setting and seed, a table of means
     and spreads, and the Pareto front of accuracy against seconds and against FLOPs.
 

@@ -104,6 +104,12 @@ class CrestCallback(Callback):
         if not ctx.plan.positions:  # a fresh fit (a resumed one has its region in the plan's state)
             self.start_region(ctx)
 
+    def on_after_backward(self, ctx: TrainContext) -> None:
+        if self.cfg.reference_double_step:  # the reference's second loss.backward(): p.grad = 2g
+            for param in ctx.model.parameters():
+                if param.grad is not None:
+                    param.grad.mul_(2)
+
     def on_step_end(self, ctx: TrainContext) -> None:
         self.steps += 1
         self.region_steps += 1

@@ -41,6 +41,10 @@ class CrestConfig(TrainConfig):
     drop_thresh: float = setting(0.1, "Learned: every watched loss below this.")
     min_train_size: int | None = setting(None, "The candidates never shrink below this many examples (default 80% "
                                          "of N).")
+    reference_double_step: bool = setting(False, "The reference code's quirk, off by default: CREST steps with twice "
+                                                 "the gradient (a second loss.backward() accumulates into p.grad), "
+                                                 "so twice the effective LR of its random and full-data baselines, "
+                                                 "which step once.")
     actors: int = setting(0, "Shard actors that select the coresets from a weight snapshot (0: in-process).")
     overlap: bool = setting(True, "With --actors: each region start sends the next region's selection to the "
                                   "actors, which run it while this region trains, from a snapshot of the weights "
@@ -64,6 +68,9 @@ class CrestConfig(TrainConfig):
             raise UsageError(f"min-train-size must be a positive integer, got {self.min_train_size}")
         if self.actors < 0:
             raise UsageError(f"actors must be >= 0, got {self.actors}")
+        if self.reference_double_step and self.selection_method != "crest":
+            raise UsageError(f"--reference-double-step is CREST's (the reference code's) quirk; the "
+                             f"{self.selection_method} baseline steps once")
         if self.actors and self.workers:
             raise UsageError("--actors selects for in-process training; with --workers every rank selects its "
                              "own coresets (give one of them)")
