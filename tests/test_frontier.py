@@ -32,9 +32,10 @@ def hand_built_rows() -> pd.DataFrame:
     rows = []
     for seed, scale in ((0, 1.0), (1, 2.0)):  # seed 1 takes twice as long, 1 point less accurate
         for method, family, fraction, e2e, acc in (("full", "full", math.nan, 10.0, 0.90),
-                                                   ("uniform", "uniform", 0.1, 2.0, 0.80),
+                                                   ("rs2", "uniform", 0.1, 2.0, 0.80),
                                                    ("grand", "deepcore", 0.1, 5.0, 0.85),
-                                                   ("uniform", "uniform", 0.3, 4.0, 0.86),
+                                                   ("rs2", "uniform", 0.3, 4.0, 0.86),
+                                                   ("uniform", "uniform", 0.1, 2.0, 0.70),
                                                    ("rigl-itop", "sparse", math.nan, 4.0, 0.88)):
             setting = f"f={fraction:g}" if not math.isnan(fraction) else "d=0.05" if family == "sparse" else "-"
             rows.append({"family": family, "method": method, "setting": setting, "seed": seed, "fraction": fraction,
@@ -71,16 +72,16 @@ def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
     assert ax.get_xlabel() == "training FLOPs"
 
 
-def test_deltas_against_full_training_and_uniform_at_the_same_fraction():
+def test_deltas_against_full_training_and_rs2_at_the_same_fraction():
     frame = add_deltas(hand_built_rows())
     grand = frame[frame["method"] == "grand"].set_index("seed")
     assert grand.loc[0, "speedup_vs_full"] == pytest.approx(10 / 5) == grand.loc[1, "speedup_vs_full"]
     assert grand.loc[0, "acc_vs_full"] == pytest.approx(100 * (0.85 - 0.90))
-    assert grand.loc[0, "speedup_vs_uniform"] == pytest.approx(2 / 5)  # against uniform at 0.1, not 0.3
-    assert grand.loc[1, "acc_vs_uniform"] == pytest.approx(100 * (0.84 - 0.79))
+    assert grand.loc[0, "speedup_vs_rs2"] == pytest.approx(2 / 5)  # against RS2 at 0.1, not 0.3 or uniform
+    assert grand.loc[1, "acc_vs_rs2"] == pytest.approx(100 * (0.84 - 0.79))
     rigl = frame[frame["method"] == "rigl-itop"].iloc[0]
     assert rigl["speedup_vs_full"] == pytest.approx(2.5) and rigl["acc_vs_full"] == pytest.approx(-2.0)
-    assert math.isnan(rigl["speedup_vs_uniform"]) and math.isnan(rigl["acc_vs_uniform"])  # no fraction
+    assert math.isnan(rigl["speedup_vs_rs2"]) and math.isnan(rigl["acc_vs_rs2"])  # no fraction
     full = frame[frame["method"] == "full"]
     assert (full["speedup_vs_full"] == 1).all() and (full["acc_vs_full"] == 0).all()
 
@@ -89,10 +90,11 @@ def test_deltas_against_full_training_and_uniform_at_the_same_fraction():
     assert g["seeds"] == 2 and g["test_acc"] == pytest.approx(0.845) and g["e2e_s"] == pytest.approx(7.5)
     assert g["test_acc_std"] == pytest.approx(pd.Series([0.85, 0.84]).std())
     assert (g["e2e_s_min"], g["e2e_s_max"]) == (5.0, 10.0)
-    # mean accuracy vs mean seconds: uniform 0.1 (3 s), uniform 0.3 (6 s), rigl (6 s, better),
-    # full (15 s, best) are the front; grand (7.5 s, 0.845) is beaten by rigl
-    assert set(table.index[table["pareto"]]) == {("uniform", "f=0.1"), ("rigl-itop", "d=0.05"), ("full", "-")}
-    assert not table.loc[("uniform", "f=0.3"), "pareto"]  # same seconds as rigl, less accurate
+    # mean accuracy vs mean seconds: RS2 0.1 (3 s), RS2 0.3 (6 s), rigl (6 s, better),
+    # full (15 s, best) are the front; grand (7.5 s, 0.845) is beaten by rigl, uniform 0.1 by RS2 0.1
+    assert set(table.index[table["pareto"]]) == {("rs2", "f=0.1"), ("rigl-itop", "d=0.05"), ("full", "-")}
+    assert not table.loc[("rs2", "f=0.3"), "pareto"]  # same seconds as rigl, less accurate
+    assert not table.loc[("uniform", "f=0.1"), "pareto"]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from raypkg.selection.methods.glister import glister_greedy
 from raypkg.selection.methods.gradmatch import omp_select
 from raypkg.selection.nnls import nnls_ridge
 
-METHODS = ("uniform", "grand", "glister", "gradmatch", "craig")
+METHODS = ("uniform", "rs2", "grand", "glister", "gradmatch", "craig")
 
 
 def tiny_problem(n=120, classes=3, features=6, hidden=5, seed=0, dtype=torch.float64):
@@ -145,6 +145,54 @@ def test_uniform_depends_on_the_seed_only():
     a = select("uniform", None, data, fraction=0.3, seed=0).indices.tolist()
     assert a == select("uniform", model, data, fraction=0.3, seed=0).indices.tolist()
     assert a != select("uniform", None, data, fraction=0.3, seed=1).indices.tolist()
+
+
+# --------------------------------------------------------------------------------- RS2
+@pytest.mark.parametrize("balance", [True, False])
+def test_rs2_rounds_use_every_example_once_before_any_repeats(balance):
+    """Without replacement across rounds: the floor(n_c / k_c) rounds of one shuffle are
+    disjoint, each exactly the budget (per class when balanced); the next shuffle differs."""
+    from raypkg.selection.methods.rs2 import blocks_of, rs2_round
+    _, data = tiny_problem(n=150, classes=3)
+    k = 30
+    budgets = class_budgets(data.y, 3, k) if balance else None
+    blocks = blocks_of(data.y, budgets, k)
+    rounds = [rs2_round(blocks, 4, r) for r in range(5)]  # 150 / 30: one shuffle serves 5 rounds
+    assert all(len(r) == k for r in rounds)
+    assert len(torch.unique(torch.cat(rounds))) == 150
+    if balance:
+        assert all(torch.bincount(data.y[r], minlength=3).tolist() == budgets for r in rounds)
+    assert rs2_round(blocks, 4, 5).tolist() != rounds[0].tolist()  # a new shuffle
+    assert select("rs2", None, data, fraction=0.2, balance=balance, seed=4).positions.tolist() == rounds[0].tolist()
+
+
+def test_rs2_trains_each_epoch_on_that_epochs_round():
+    from raypkg.data.base import DataSplits
+    from raypkg.engine.callbacks import Callback
+    from raypkg.selection.config import CoresetConfig
+    from raypkg.selection.methods.rs2 import blocks_of, rs2_round
+    from raypkg.selection.pipeline import train_stage
+
+    _, data = tiny_problem(n=150, classes=3, dtype=torch.float32)
+    splits = DataSplits("tiny", data, data)
+
+    class Seen(Callback):
+        def __init__(self):
+            self.epochs = []
+
+        def on_epoch_start(self, ctx):
+            self.epochs.append([])
+
+        def on_after_backward(self, ctx):
+            self.epochs[-1] += ctx.batch.positions.tolist()
+
+    cfg = CoresetConfig(selection="rs2", fraction=0.2, epochs=3, batch_size=8, seed=2, model="logreg", progress=False)
+    result = select("rs2", None, data, fraction=0.2, seed=2)
+    seen = Seen()
+    train_stage(cfg, splits, result, callbacks=[seen])
+    blocks = blocks_of(data.y, class_budgets(data.y, 3, 30), 30)
+    assert [sorted(e) for e in seen.epochs] == [sorted(rs2_round(blocks, 2, r).tolist()) for r in range(3)]
+    assert sorted(seen.epochs[0]) == sorted(result.positions.tolist())
 
 
 # --------------------------------------------------------------------------------- GraNd

@@ -7,7 +7,8 @@ runs through its method's recipe in memory (``MemorySink``), so a row is what `e
 run ...` with the same settings gives:
 
 - ``full``: full-data training (``train`` recipe), the reference of every ratio;
-- ``uniform`` at each fraction f: a uniform random subset (``coreset`` recipe);
+- ``rs2``, ``uniform`` at each fraction f: RS2, a fresh uniform subset every epoch (the
+  reference of every subset method), and one fixed uniform subset (``coreset`` recipe);
 - ``grand``, ``glister``, ``craig`` at each f: DeepCore-style, a full-data warm-up of
   --pretrain-epochs (GraNd: --repeats of them), selection, subset training (``coreset``);
 - ``lipt-grand``, ``lipt-glister`` at each f: LiPT's --shards sparse shard models of
@@ -34,8 +35,9 @@ and for AGC also its forward and backward at the snapshot on every batch and the
 snapshot gradient over --agc-sample examples each epoch. Selection, check and evaluation
 passes are not in ``flops`` (their seconds are). Ratios: ``speedup_vs_full`` = full
 training's e2e_s / the row's, ``acc_vs_full`` the test-accuracy difference in points;
-``speedup_vs_uniform`` and ``acc_vs_uniform`` the same against uniform at the same
-fraction, all within a seed. With label noise, ``noisy_share`` is the share of a
+``speedup_vs_rs2`` and ``acc_vs_rs2`` the same against RS2 at the same fraction (the
+random baseline the data-efficiency literature compares against: Okanovic et al. 2023),
+all within a seed. With label noise, ``noisy_share`` is the share of a
 selected subset whose labels were changed (the data's share is the noise level).
 
 The aggregated table has the mean and standard deviation over seeds of each point;
@@ -68,7 +70,8 @@ from raypkg.recipe import load_cases
 # method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe); "full"
 # always runs (it is every ratio's reference).
 METHODS = load_cases()
-FAMILY_MARKERS = {"full": "s", "uniform": "o", "deepcore": "^", "lipt": "*", "crest": "D", "sparse": "v"}
+FAMILY_MARKERS = {"full": "s", "uniform": "o", "deepcore": "^", "lipt": "*", "crest": "D", "infobatch": "P",
+                  "sparse": "v"}
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
@@ -87,8 +90,8 @@ DELTAGRAD_RATIOS = (0.001, 0.01)
 DELTAGRAD_COLUMNS = ["ratio", "seeds", "n_ids", "time_baseline", "time_deltagrad", "speedup", "speedup_std",
                      "acc_original", "acc_baseline", "acc_deltagrad", "dist_U_star", "dist_I_U"]
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
-                 "test_acc", "test_acc_std", "flops", "speedup_vs_full", "acc_vs_full", "speedup_vs_uniform",
-                 "acc_vs_uniform", "noisy_share", "pareto", "pareto_flops"]
+                 "test_acc", "test_acc_std", "flops", "speedup_vs_full", "acc_vs_full", "speedup_vs_rs2",
+                 "acc_vs_rs2", "noisy_share", "pareto", "pareto_flops"]
 
 
 @dataclass(frozen=True)
@@ -129,20 +132,20 @@ def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
 
 def add_deltas(frame):
     """``frame`` (one row per point and seed) with the ratios against full training and
-    against uniform at the same fraction, within each seed: ``speedup_vs_*`` = the
+    against RS2 at the same fraction, within each seed: ``speedup_vs_*`` = the
     reference's e2e_s / the row's, ``acc_vs_*`` = (test_acc - the reference's) in points.
-    NaN where the reference is missing (uniform: rows without a fraction)."""
+    NaN where the reference is missing (RS2: rows without a fraction, or no rs2 row)."""
     frame = frame.copy()
     full = frame[frame["method"] == "full"].set_index("seed")
-    uniform = frame[frame["method"] == "uniform"].set_index(["seed", "fraction"])
+    rs2 = frame[frame["method"] == "rs2"].set_index(["seed", "fraction"])
     for i, row in frame.iterrows():
         ref = full.loc[row["seed"]] if row["seed"] in full.index else None
         frame.loc[i, "speedup_vs_full"] = ref["e2e_s"] / row["e2e_s"] if ref is not None else math.nan
         frame.loc[i, "acc_vs_full"] = 100 * (row["test_acc"] - ref["test_acc"]) if ref is not None else math.nan
         key = (row["seed"], row["fraction"])
-        ref = uniform.loc[key] if not math.isnan(row["fraction"]) and key in uniform.index else None
-        frame.loc[i, "speedup_vs_uniform"] = ref["e2e_s"] / row["e2e_s"] if ref is not None else math.nan
-        frame.loc[i, "acc_vs_uniform"] = 100 * (row["test_acc"] - ref["test_acc"]) if ref is not None else math.nan
+        ref = rs2.loc[key] if not math.isnan(row["fraction"]) and key in rs2.index else None
+        frame.loc[i, "speedup_vs_rs2"] = ref["e2e_s"] / row["e2e_s"] if ref is not None else math.nan
+        frame.loc[i, "acc_vs_rs2"] = 100 * (row["test_acc"] - ref["test_acc"]) if ref is not None else math.nan
     return frame
 
 
@@ -422,7 +425,7 @@ def plot_deltagrad(table, ax) -> None:
 def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
-    Full training, uniform subsets, DeepCore-style GraNd/Glister/CRAIG, LiPT GraNd/Glister,
+    Full training, RS2 and fixed uniform subsets, DeepCore-style GraNd/Glister/CRAIG, LiPT GraNd/Glister,
     CREST, InfoBatch, RigL-ITOP and A-RigL-ITOP, each through its recipe, at one epoch budget and LR
     schedule, over --seeds seeds; one row per method, setting and seed, a table of means
     and spreads, and the Pareto front of accuracy against seconds and against FLOPs.

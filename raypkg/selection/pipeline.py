@@ -166,7 +166,13 @@ def select_stage(cfg: CoresetConfig, data: DataSplits, pretrained: Pretrained, d
 def train_stage(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, *,
                 on_epoch: Callable[[dict], None] | None = None, storage: str | Path | None = None,
                 callbacks=()) -> TrainResult:
-    """Stage 3: a fresh model on the subset, its weights applied by ``cfg.weighting``."""
+    """Stage 3: a fresh model on the subset, its weights applied by ``cfg.weighting``; for a
+    selector that draws a fresh subset every epoch (RS2), on its plan over the whole set."""
+    epoch_plan = get_selector(cfg.selection).epoch_plan
+    if epoch_plan is not None:
+        return train(cfg, data, plan=epoch_plan(data.train, result, cfg.batch_size, cfg.seed, cfg.balance),
+                     augment=use_augmentation(cfg, data), callbacks=callbacks, on_epoch=on_epoch, storage=storage,
+                     desc=f"train {cfg.selection}")
     subset = dataclasses.replace(data, train=data.train.subset(result.positions))
     weights, plan = training_weights(result.weights, cfg.weighting, cfg.weight_cap, cfg.batch_size, cfg.seed)
     return train(cfg, subset, weights=weights, plan=plan, augment=use_augmentation(cfg, data),

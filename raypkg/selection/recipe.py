@@ -84,10 +84,10 @@ CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, tra
 
 
 def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CoresetConfig:
-    """A subset of ``fraction``: uniform, or DeepCore-style after --pretrain-epochs of warm-up
-    (GraNd: --repeats of them)."""
+    """A subset of ``fraction``: RS2 or uniform, or DeepCore-style after --pretrain-epochs of
+    warm-up (GraNd: --repeats of them)."""
     fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=method, fraction=fraction)
-    if method != "uniform":
+    if method not in ("rs2", "uniform"):
         fields.update(pretrain_epochs=s["pretrain_epochs"], repeats=s["repeats"] if method == "grand" else None)
     return CoresetConfig(**fields)
 
@@ -98,6 +98,6 @@ def coreset_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> 
     return seen, seen * per_example()
 
 
-register_case(BenchCase("uniform", "coreset", ("uniform",), "fractions", coreset_point, coreset_examples))
+register_case(BenchCase("uniform", "coreset", ("rs2", "uniform"), "fractions", coreset_point, coreset_examples))
 register_case(BenchCase("deepcore", "coreset", ("grand", "glister", "craig"), "fractions", coreset_point,
                         coreset_examples))

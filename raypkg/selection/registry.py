@@ -68,6 +68,9 @@ class Selector:
     weighting: str = "none"  # default training scheme for its weights (raypkg.selection.weighting)
     weight_cap: float | None = None  # default cap of those weights, in units of their mean
     streams: bool = False  # works on streamed data without holding every example's embedding
+    # A fresh subset every epoch (RS2): (train, result, batch_size, seed, balance) -> the batch
+    # plan that training runs over the whole training set; None: train on the selection.
+    epoch_plan: Callable[..., Any] | None = None
 
 
 SELECTORS: dict[str, Selector] = {}
@@ -76,10 +79,10 @@ SELECTORS: dict[str, Selector] = {}
 def register_selector(name: str, description: str, *, needs_model: bool = True,
                       uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
                       weight_cap: float | None = None, streams: bool = False,
-                      options: dict[str, Any] | None = None):
+                      options: dict[str, Any] | None = None, epoch_plan: Callable[..., Any] | None = None):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
         SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
-                                   dict(options or {}), weighted, weighting, weight_cap, streams)
+                                   dict(options or {}), weighted, weighting, weight_cap, streams, epoch_plan)
         return fn
 
     return decorator

@@ -1,3 +1,3 @@
 """The selection methods; each module registers one selector with ``@register_selector``."""
 
-from raypkg.selection.methods import craig, glister, gradmatch, grand, uniform  # noqa: F401
+from raypkg.selection.methods import craig, glister, gradmatch, grand, rs2, uniform  # noqa: F401
