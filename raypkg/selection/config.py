@@ -45,6 +45,12 @@ class CoresetConfig(TrainConfig):
                                     choices=WEIGHTINGS)
     weight_cap: float | None = setting(None, "Clip weights at this multiple of their mean, inf: no cap "
                                              "(default: the method's, README).")
+    stratify: str = setting("none", "ccs: re-pick a score-based selector's subset (grand, ...) by coverage-centric "
+                                    "stratified sampling of its scores, per class (Zheng et al., ICLR 2023); "
+                                    "none: its top-k.", choices=("none", "ccs"))
+    ccs_beta: float | None = setting(None, "--stratify ccs: share of the hardest (highest-score) examples dropped "
+                                           "first, in [0, 1) (default by the fraction kept: 0.3 below 0.15, 0.2 "
+                                           "below 0.25, 0.1 below 0.3, else 0).")
 
     def resolved(self) -> "CoresetConfig":
         """The selector's options, weighting and weight cap where not given; fraction 0.1
@@ -61,7 +67,8 @@ class CoresetConfig(TrainConfig):
 
     def validate(self) -> "CoresetConfig":
         super().validate()
-        from raypkg.selection.registry import check_streams, get_selector, resolve_options
+        from raypkg.selection.registry import check_streams, get_selector, load_selectors, resolve_options
+        from raypkg.selection.stratify import check_stratify
 
         selector = get_selector(self.selection)
         if self.data_path == "stream":  # before any pre-training (auto is checked once resolved)
@@ -85,9 +92,15 @@ class CoresetConfig(TrainConfig):
         if self.repeats is not None and self.repeats < 1:
             raise UsageError(f"repeats must be >= 1, got {self.repeats}")
         if self.repeats not in (None, 1) and not selector.uses_repeats:
-            raise UsageError(f"--repeats is for grand; {self.selection!r} uses one warm-up")
+            repeating = " and ".join(sorted(name for name, s in load_selectors().items() if s.uses_repeats))
+            raise UsageError(f"--repeats is for {repeating}; {self.selection!r} uses one warm-up")
         if self.actors < 0:
             raise UsageError(f"actors must be >= 0, got {self.actors}")
+        check_stratify(selector, self.stratify, self.ccs_beta)
+        if self.ccs_beta is not None:
+            if self.fraction is not None and float(self.fraction) > 1.0 - float(self.ccs_beta):
+                raise UsageError(f"--ccs-beta {self.ccs_beta:g} drops more than 1 - fraction "
+                                 f"({1.0 - float(self.fraction):g}) of the data")
         if self.proj_dim < 1:
             raise UsageError(f"proj-dim must be >= 1, got {self.proj_dim}")
         return self

@@ -45,7 +45,7 @@ RUN_ONLY_FIELDS = {"out", "name", "wandb", "wandb_project", "progress", "max_fai
 # A pre-trained model does not depend on what is selected with it or how the subset trains.
 PRETRAIN_EXCLUDE = RUN_ONLY_FIELDS | {
     "selection", "fraction", "budget", "class_budget", "balance", "embedding", "proj_dim", "options",
-    "repeats", "weighting", "weight_cap", "epochs", "workers"}
+    "repeats", "weighting", "weight_cap", "epochs", "workers", "stratify", "ccs_beta"}
 # A selection does not depend on how the subset trains afterwards.
 SELECTION_EXCLUDE = RUN_ONLY_FIELDS | {"epochs", "workers", "weighting", "weight_cap"}
 
@@ -141,7 +141,7 @@ def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Mo
         return select(cfg.selection, models if needs_model else None, data.train, fraction=cfg.fraction,
                       budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed,
                       embedding=cfg.embedding, proj_dim=cfg.proj_dim, options=cfg.options, device=device,
-                      pool=pool, lr=cfg.lr[0])
+                      pool=pool, lr=cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta)
     finally:
         if pool is not None:
             pool.close()

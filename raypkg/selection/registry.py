@@ -71,6 +71,8 @@ class Selector:
     # A fresh subset every epoch (RS2): (train, result, batch_size, seed, balance) -> the batch
     # plan that training runs over the whole training set; None: train on the selection.
     epoch_plan: Callable[..., Any] | None = None
+    scores: bool = False  # returns a difficulty score per example (``Picks.all_scores``): CCS can stratify it
+    check_options: Callable[[dict], None] | None = None  # raises UsageError for bad option values, before any work
 
 
 SELECTORS: dict[str, Selector] = {}
@@ -79,10 +81,12 @@ SELECTORS: dict[str, Selector] = {}
 def register_selector(name: str, description: str, *, needs_model: bool = True,
                       uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
                       weight_cap: float | None = None, streams: bool = False,
-                      options: dict[str, Any] | None = None, epoch_plan: Callable[..., Any] | None = None):
+                      options: dict[str, Any] | None = None, epoch_plan: Callable[..., Any] | None = None,
+                      scores: bool = False, check_options: Callable[[dict], None] | None = None):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
         SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
-                                   dict(options or {}), weighted, weighting, weight_cap, streams, epoch_plan)
+                                   dict(options or {}), weighted, weighting, weight_cap, streams, epoch_plan, scores,
+                                   check_options)
         return fn
 
     return decorator
@@ -116,7 +120,10 @@ def resolve_options(selector: Selector, options: dict[str, Any] | None) -> dict[
         allowed = ", ".join(sorted(selector.options)) or "none"
         raise UsageError(f"unknown option(s) {', '.join(unknown)} for selection method "
                          f"{selector.name!r}; allowed: {allowed}")
-    return {**selector.options, **options}
+    merged = {**selector.options, **options}
+    if selector.check_options is not None:
+        selector.check_options(merged)
+    return merged
 
 
 # --------------------------------------------------------------------------------------
@@ -197,7 +204,8 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
            class_budget: Sequence[int] | int | None = None, balance: bool = True, seed: int = 0,
            val: IndexedDataset | None = None, embedding: str = "full", proj_dim: int = 256,
            options: dict[str, Any] | None = None, device: torch.device | str | None = None,
-           pool=None, actors: int = 0, lr: float = 0.1) -> SelectionResult:
+           pool=None, actors: int = 0, lr: float = 0.1, stratify: str = "none",
+           ccs_beta: float | None = None) -> SelectionResult:
     """Select a weighted subset of ``data`` with ``method``.
 
     Size: ``fraction`` (0 < f <= 1) or ``budget`` (total), split by class share when
@@ -205,10 +213,15 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     ``models``: the (warmed-up) model, or several for GraNd's repeats. Per-example work
     runs on ``pool`` (a ``ShardPool`` over ``data``) or on ``actors`` new actors when given,
     else in-process on ``device``. Returns dataset index values, weights and scores.
+    ``stratify="ccs"`` re-picks from a score-based selector's per-example scores by CCS
+    (``raypkg.selection.stratify``), hard cutoff ``ccs_beta`` (default: by the fraction kept).
     """
     import time
 
+    from raypkg.selection.stratify import ccs_picks, check_stratify, paper_beta
+
     selector = get_selector(method)
+    check_stratify(selector, stratify, ccs_beta)
     if data.streamed:
         check_streams(method)
     opts = resolve_options(selector, options)
@@ -251,12 +264,17 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
         ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
                                options=opts, device=device, val=val, pool=pool, lr=float(lr))
         picks = selector.fn(ctx)
+        beta = None
+        if stratify == "ccs":
+            beta = paper_beta(k / n) if ccs_beta is None else float(ccs_beta)
+            picks = ccs_picks(ctx, picks, method, beta)
     finally:
         if own_pool is not None:
             own_pool.close()
     result = finish(method, data, picks, k, budgets)
     result.info.update(seconds=time.perf_counter() - t0, k=k, budgets=budgets, embedding=embedding,
-                       actors=len(pool.actors) if pool is not None else 0, options=opts)
+                       actors=len(pool.actors) if pool is not None else 0, options=opts, stratify=stratify,
+                       **({"ccs_beta": beta} if beta is not None else {}))
     return result
 
 

@@ -1,3 +1,4 @@
 """The selection methods; each module registers one selector with ``@register_selector``."""
 
-from raypkg.selection.methods import craig, glister, gradmatch, grand, rs2, uniform  # noqa: F401
+from raypkg.selection.methods import (craig, el2n, glister, gradmatch, grand, herding, kcenter, rs2,  # noqa: F401
+                                      submodular, uncertainty, uniform)
