@@ -77,8 +77,8 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     recipes = load_recipes()
     assert set(recipes) >= {m.name for m in METHODS} | {"select"}
     # the frontier's methods, in the table's order whatever imported the recipes first
-    assert list(load_cases()) == ["full", "uniform", "grand", "glister", "craig", "lipt-grand", "lipt-glister",
-                                  "crest", "rigl-itop", "a-rigl-itop"]
+    assert list(load_cases()) == ["full", "rs2", "uniform", "grand", "glister", "craig", "lipt-grand", "lipt-glister",
+                                  "crest", "infobatch", "rigl-itop", "a-rigl-itop"]
     for method in METHODS:
         assert recipes[method.name].name == method.name and default_space(method.name).is_file()
         for entry in method.commands:
