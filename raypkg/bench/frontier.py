@@ -227,8 +227,8 @@ def parse_methods(text: str) -> list[str]:
 def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -> list[Point]:
     """Every point's validated config for ``seed`` from the settings ``s`` (a preset with
     the flags given on top): the shared training settings, then each method's own (its
-    case's ``config``); full training first, then each fraction's points and each
-    density's. ``n``, the training set's size once loaded, sizes what depends on it (CREST's
+    case's ``config``); full training first, then the other methods without a grid
+    (InfoBatch), then each fraction's points and each density's. ``n``, the training set's size once loaded, sizes what depends on it (CREST's
     random subsets, AGC's sample)."""
     common = dict(dataset=s["dataset"], model=s["model"], data_dir=s["data_dir"], train_size=s["train_size"],
                   test_size=s["test_size"], label_noise=s["label_noise"], seed=seed, epochs=s["epochs"],
@@ -240,7 +240,8 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
         cfg = METHODS[method].config(method, value, s, common, n).resolved().validate()
         return Point(method, value if grid == "fractions" else None, value if grid == "densities" else None, cfg)
 
-    points = [point("full", None, None)]
+    points = [point("full", None, None)] + [point(m, None, None) for m in methods
+                                            if m != "full" and METHODS[m].grid is None]
     for grid in ("fractions", "densities"):
         points += [point(m, value, grid) for value in s[grid] for m in methods if METHODS[m].grid == grid]
     return points
