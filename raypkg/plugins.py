@@ -37,7 +37,8 @@ factory applies what it wants, effray applies none of them to the result). It re
 
 Refused with one line: an import path that does not import, that names no attribute or
 no callable, a factory that returns the wrong type, labels outside [0, num_classes),
-splits whose x and y lengths differ, or whose train and test samples differ in shape.
+more than ``MAX_CLASSES`` classes, one class only, NaN or inf inputs, splits whose x and y
+lengths differ, or whose train and test samples differ in shape.
 
 Cache keys of pre-trained models and selections hash the source of each plug-in's module
 and of the module that defines its factory (``source_digest``): editing either invalidates
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 MODEL_GROUP = "effray.models"
 DATASET_GROUP = "effray.datasets"
 GROUPS = {"model": MODEL_GROUP, "dataset": DATASET_GROUP}
+MAX_CLASSES = 100_000  # beyond ImageNet-21k; more is a label or num_classes mistake
 
 
 def is_import_path(name: str) -> bool:
@@ -315,6 +317,16 @@ def check_splits(name: str, splits) -> None:
         if low < 0 or high >= part.num_classes:
             raise UsageError(f"dataset {name!r}: {split} labels must be in [0, {part.num_classes}), "
                              f"found {low if low < 0 else high}")
+        if isinstance(x, torch.Tensor) and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise UsageError(f"dataset {name!r}: the {split} inputs hold {bad} non-finite values (NaN or inf); "
+                             f"training on them gives NaN losses")
+    if splits.train.num_classes > MAX_CLASSES:
+        raise UsageError(f"dataset {name!r}: {splits.train.num_classes} classes; effray takes at most {MAX_CLASSES:,} "
+                         f"(the classifier layer holds classes x features weights)")
+    if len(torch.unique(splits.train.y)) < 2:
+        raise UsageError(f"dataset {name!r}: every training label is {int(splits.train.y[0])}; a classifier "
+                         f"needs at least two classes")
     if splits.train.num_classes != splits.test.num_classes:
         raise UsageError(f"dataset {name!r}: train has {splits.train.num_classes} classes, "
                          f"test {splits.test.num_classes}")

@@ -148,6 +148,9 @@ def test_dataset_factories_return_pairs_datasets_or_splits():
     ("shape_mismatch", r"train samples have shape \(3,\), test samples \(4,\)"),
     ("float_labels", "labels must be integers"),
     ("two_arguments", "takes no argument or one"),
+    ("nan_inputs", r"the train inputs hold 2 non-finite values \(NaN or inf\); training on them gives NaN losses"),
+    ("one_class", "every training label is 3; a classifier needs at least two classes"),
+    ("a_billion_classes", "1000000000 classes; effray takes at most 100,000"),
 ])
 def test_bad_dataset_factories_are_refused_in_one_line(factory, message):
     with pytest.raises(UsageError, match=message):

@@ -68,6 +68,8 @@ class CrestConfig(TrainConfig):
             raise UsageError(f"min-train-size must be a positive integer, got {self.min_train_size}")
         if self.actors < 0:
             raise UsageError(f"actors must be >= 0, got {self.actors}")
+        if not self.overlap and not self.actors and self.selection_method == "crest":
+            raise UsageError("--no-overlap is for --actors K: in-process selection never overlaps training")
         if self.reference_double_step and self.selection_method != "crest":
             raise UsageError(f"--reference-double-step is CREST's (the reference code's) quirk; the "
                              f"{self.selection_method} baseline steps once")

@@ -74,3 +74,18 @@ def float_labels():
 
 def two_arguments(a, b):
     return tabular()
+
+
+def nan_inputs():
+    x = torch.randn(20, 3)
+    x[4, 1] = float("nan")
+    x[7, 0] = float("inf")
+    return (x, torch.arange(20) % 2), (torch.randn(5, 3), torch.arange(5) % 2)
+
+
+def one_class():
+    return (torch.randn(20, 3), torch.full((20,), 3)), (torch.randn(5, 3), torch.full((5,), 3))
+
+
+def a_billion_classes():
+    return (torch.randn(20, 3), torch.arange(20) % 2), (torch.randn(5, 3), torch.arange(5) % 2), 10**9
