@@ -23,7 +23,7 @@ import pytest
 from ray_nodes import FAST_FAILURE_DETECTION, RAY_CLI, head_env, start_node
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("two-node-cluster")]  # one process builds the cluster
 
 
 @pytest.fixture(scope="module")

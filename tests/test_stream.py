@@ -163,7 +163,7 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
 def test_selectors_that_hold_every_embedding_refuse_streamed_data(tree, method):
     data = load(tree, "stream")
     model = build_model("lenet5", data.input_shape, data.num_classes)
-    with pytest.raises(UsageError, match="--data-path stream use craig, grand, uniform"):
+    with pytest.raises(UsageError, match="--data-path stream use craig, el2n, grand, uniform"):
         select(method, model, data.train, fraction=0.3, val=data.test)
 
 

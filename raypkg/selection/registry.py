@@ -107,7 +107,7 @@ def get_selector(name: str) -> Selector:
 def check_streams(method: str) -> None:
     """A one-line UsageError unless ``method`` can select from streamed data."""
     if not get_selector(method).streams:
-        streaming = ", ".join(name for name, s in SELECTORS.items() if s.streams)
+        streaming = ", ".join(sorted(name for name, s in SELECTORS.items() if s.streams))
         raise UsageError(f"selection method {method!r} holds every example's gradient embedding at once; "
                          f"on --data-path stream use {streaming}, or --data-path memory")
 
