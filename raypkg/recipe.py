@@ -278,6 +278,7 @@ class BenchCase:
     grid: str | None
     config: Callable[..., Any]
     examples: Callable[..., tuple[int, float]]
+    default: bool = True  # in the frontier's default --methods (else run when named)
 
 
 BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case

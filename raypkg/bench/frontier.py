@@ -398,7 +398,8 @@ def plot_deltagrad(table, ax) -> None:
               help="Symmetric noise on this fraction of the training labels, in [0, 1) (the same noisy labels for "
                    "every method of a seed). Default: the preset's (0, or 0.3 for digits-aug:mlp-noisy).")
 @click.option("--seeds", type=int, help="Seeds 0 .. N-1, each a run of every point. Default: the preset's.")
-@click.option("--methods", default=",".join(m for m in METHODS if m != "full"), show_default=True,
+@click.option("--methods", default=",".join(m for m, case in METHODS.items() if m != "full" and case.default),
+              show_default=True,
               help="Comma-separated methods (full training always runs: it is the reference).")
 @click.option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
                                                "of full training's steps, in (0, 1]. Default: 0.1,0.3.")

@@ -86,9 +86,12 @@ CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, tra
 def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CoresetConfig:
     """A subset of ``fraction``: RS2 or uniform, or DeepCore-style after --pretrain-epochs of
     warm-up (GraNd: --repeats of them)."""
+    from raypkg.selection.registry import get_selector
+
     fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=method, fraction=fraction)
-    if method not in ("rs2", "uniform"):
-        fields.update(pretrain_epochs=s["pretrain_epochs"], repeats=s["repeats"] if method == "grand" else None)
+    selector = get_selector(method)
+    if selector.needs_model:
+        fields.update(pretrain_epochs=s["pretrain_epochs"], repeats=s["repeats"] if selector.uses_repeats else None)
     return CoresetConfig(**fields)
 
 
@@ -101,3 +104,7 @@ def coreset_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> 
 register_case(BenchCase("uniform", "coreset", ("rs2", "uniform"), "fractions", coreset_point, coreset_examples))
 register_case(BenchCase("deepcore", "coreset", ("grand", "glister", "craig"), "fractions", coreset_point,
                         coreset_examples))
+# DeepCore's other selectors: the frontier runs them when --methods names them
+register_case(BenchCase("deepcore", "coreset", ("el2n", "least-confidence", "entropy", "margin", "herding", "kcenter",
+                                                "contextual-diversity", "facility-location", "graphcut", "logdet"),
+                        "fractions", coreset_point, coreset_examples, default=False))
