@@ -228,8 +228,8 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
     """Every point's validated config for ``seed`` from the settings ``s`` (a preset with
     the flags given on top): the shared training settings, then each method's own (its
     case's ``config``); full training first, then the other methods without a grid
-    (InfoBatch), then each fraction's points and each density's. ``n``, the training set's size once loaded, sizes what depends on it (CREST's
-    random subsets, AGC's sample)."""
+    (InfoBatch), then each fraction's points and each density's. ``n``, the training set's
+    size once loaded, sizes what depends on it (CREST's random subsets, AGC's sample)."""
     common = dict(dataset=s["dataset"], model=s["model"], data_dir=s["data_dir"], train_size=s["train_size"],
                   test_size=s["test_size"], label_noise=s["label_noise"], seed=seed, epochs=s["epochs"],
                   batch_size=s["batch_size"], lr=list(s["lr"]), schedule="cosine", momentum=s["momentum"],
@@ -427,10 +427,11 @@ def plot_deltagrad(table, ax) -> None:
 def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
-    Full training, RS2 and fixed uniform subsets, DeepCore-style GraNd/Glister/CRAIG, LiPT GraNd/Glister,
-    CREST, InfoBatch, RigL-ITOP and A-RigL-ITOP, each through its recipe, at one epoch budget and LR
-    schedule, over --seeds seeds; one row per method, setting and seed, a table of means
-    and spreads, and the Pareto front of accuracy against seconds and against FLOPs.
+    Full training, RS2 and fixed uniform subsets, DeepCore-style GraNd/Glister/CRAIG, LiPT
+    GraNd/Glister, CREST, InfoBatch, RigL-ITOP and A-RigL-ITOP, each through its recipe, at
+    one epoch budget and LR schedule, over --seeds seeds; one row per method, setting and
+    seed, a table of means and spreads, and the Pareto front of accuracy against seconds
+    and against FLOPs.
 
     \b
     Examples:
