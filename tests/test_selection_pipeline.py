@@ -78,14 +78,14 @@ def test_select_grand_writes_every_examples_score(tmp_path):
 def test_bench_coreset_table_adds_up(tmp_path):
     """The saved table's numbers: one row per method and fraction after the full-data row,
     totals = pretrain + selection + train, speed-up = full-data seconds / total, `vs
-    uniform` = accuracy difference at the same fraction, each method charged the pre-trained
+    rs2` = accuracy difference to RS2 at the same fraction, each method charged the pre-trained
     models it used (GraNd: --repeats of them, uniform none), default weightings, and the
     printed table shows the saved accuracies."""
     import pandas as pd
 
     from raypkg.bench.coreset import coreset
 
-    methods = ["uniform", "grand", "glister", "gradmatch", "craig", "craig:weighting=none"]
+    methods = ["rs2", "uniform", "grand", "glister", "gradmatch", "craig", "craig:weighting=none"]
     save = tmp_path / "bench.parquet"
     res = CliRunner().invoke(coreset, ["--dataset", "digits", "--model", "logreg", "--fractions", "0.2,0.4",
                                        "--methods", ",".join(methods), "--epochs", "1", "--pretrain-epochs", "1",
@@ -104,13 +104,14 @@ def test_bench_coreset_table_adds_up(tmp_path):
     assert table["test_acc"].between(0, 1).all() and full["test_acc"] > 0.5
     for fraction in (0.2, 0.4):
         rows = table[table["fraction"] == fraction].set_index("method")
-        diff = rows["test_acc"] - rows.loc["uniform", "test_acc"]
-        assert (rows["vs uniform"] - diff).abs().max() < 1e-12
-        assert rows.loc["uniform", "pretrain_s"] == 0 and rows.loc["uniform", "vs uniform"] == 0
+        diff = rows["test_acc"] - rows.loc["rs2", "test_acc"]
+        assert (rows["vs rs2"] - diff).abs().max() < 1e-12
+        assert rows.loc["rs2", "vs rs2"] == 0
+        assert rows.loc["uniform", "pretrain_s"] == rows.loc["rs2", "pretrain_s"] == 0
         one_model = rows.loc["glister", "pretrain_s"]  # the shared first pre-trained model
         assert one_model > 0 and (rows.loc[["gradmatch", "craig"], "pretrain_s"] == one_model).all()
         assert rows.loc["grand", "pretrain_s"] > one_model  # two pre-trained models
-        assert rows["weighting"].to_dict() == {"uniform": "none", "grand": "none", "glister": "none",
+        assert rows["weighting"].to_dict() == {"rs2": "none", "uniform": "none", "grand": "none", "glister": "none",
                                                "gradmatch": "sample", "craig": "sample",
                                                "craig:weighting=none": "none"}
     printed = [line.split() for line in res.output.splitlines() if line[:1].isdigit()]
