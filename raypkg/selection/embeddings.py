@@ -308,18 +308,25 @@ def shard_logits_features(shard: IndexedDataset, model: nn.Module, device: str =
     return {"z": z.cpu(), "h": h.cpu()}
 
 
-def shard_mean_norms(shard: IndexedDataset, models: Sequence[nn.Module], kind: EmbeddingKind,
-                     device: str = "cpu", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
-    """GraNd scores of the shard: the mean over ``models`` of ||e_i|| (float64, CPU),
-    computed batch by batch: only the norms are kept (streamed data is read per batch)."""
+def shard_mean_scores(shard: IndexedDataset, models: Sequence[nn.Module], score: Callable,
+                      device: str = "cpu", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
+    """The mean over ``models`` of ``score(g, h)`` per example of the shard (float64, CPU), g
+    the logit gradient and h the features, computed batch by batch: only the scores are
+    kept (streamed data is read per batch)."""
     total = torch.zeros(len(shard), dtype=torch.float64)
     for model in models:
         model = model.to(device)
         for start in range(0, len(shard), batch_size):
             z, h = logits_and_features(model, shard.x[start:start + batch_size], device, batch_size)
             g = logit_gradients(z, shard.y[start:start + batch_size])
-            total[start:start + batch_size] += kind.norms(g, h).double().cpu()
+            total[start:start + batch_size] += score(g, h).double().cpu()
     return total / max(len(models), 1)
+
+
+def shard_mean_norms(shard: IndexedDataset, models: Sequence[nn.Module], kind: EmbeddingKind,
+                     device: str = "cpu", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
+    """GraNd scores of the shard: the mean over ``models`` of ||e_i||."""
+    return shard_mean_scores(shard, models, kind.norms, device, batch_size)
 
 
 class PerExample:

@@ -13,33 +13,21 @@ only one float per example is held and streamed data works.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
-from torch import nn
 
-from raypkg.data.base import IndexedDataset
-from raypkg.selection.embeddings import FORWARD_BATCH, logit_gradients, logits_and_features
+from raypkg.selection.embeddings import shard_mean_scores
 from raypkg.selection.methods.grand import top_k
 from raypkg.selection.registry import Picks, SelectionContext, register_selector
 
 
-def shard_mean_el2n(shard: IndexedDataset, models: Sequence[nn.Module], device: str = "cpu",
-                    batch_size: int = FORWARD_BATCH) -> torch.Tensor:
-    """EL2N scores of the shard: the mean over ``models`` of ||softmax(z) - onehot(y)|| (float64, CPU)."""
-    total = torch.zeros(len(shard), dtype=torch.float64)
-    for model in models:
-        model = model.to(device)
-        for start in range(0, len(shard), batch_size):
-            z, _ = logits_and_features(model, shard.x[start:start + batch_size], device, batch_size)
-            g = logit_gradients(z, shard.y[start:start + batch_size])
-            total[start:start + batch_size] += g.double().norm(dim=1).cpu()
-    return total / max(len(models), 1)
+def error_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """||softmax(z) - onehot(y)|| = ||g||, per row."""
+    return g.double().norm(dim=1)
 
 
 @register_selector("el2n", "EL2N: top-k mean ||softmax - onehot|| over R warm-up repeats",
                    uses_repeats=True, streams=True, scores=True)
 def el2n(ctx: SelectionContext) -> Picks:
-    scores = ctx.per_example.map(shard_mean_el2n, ctx.models, ctx.per_example.device)
+    scores = ctx.per_example.map(shard_mean_scores, ctx.models, error_norm, ctx.per_example.device)
     picks = torch.cat([positions[top_k(scores[positions], k)] for positions, k in ctx.blocks()])
     return Picks(picks, torch.ones(len(picks), dtype=torch.float64), scores[picks], all_scores=scores)

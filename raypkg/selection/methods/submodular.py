@@ -119,11 +119,16 @@ class LogDeterminant:
 # ---------------------------------------------------------------------------- optimizers
 # ``fn`` one of the functions above over n points; each returns (picks, gains) in order.
 
-def naive_greedy(fn, n: int, budget: int, rtol: float, **_) -> tuple[list[int], list[float]]:
+def naive_greedy(fn, n: int, budget: int, rtol: float, sample: int | None = None,
+                 generator: torch.Generator | None = None, **_) -> tuple[list[int], list[float]]:
+    """Each step the best gain among the unpicked points, or among ``sample`` of them drawn
+    at random (stochastic greedy)."""
     free = torch.ones(n, dtype=torch.bool)
     picks, gains = [], []
     for _ in range(budget):
         cand = torch.nonzero(free).squeeze(1)
+        if sample is not None:
+            cand = cand[torch.randperm(len(cand), generator=generator)[:sample]].sort().values
         gain = fn.gains(cand.to(_device(fn))).cpu()
         best = int(pick_best(gain, rtol))
         j = int(cand[best])
@@ -166,19 +171,7 @@ def lazy_greedy(fn, n: int, budget: int, rtol: float, approximate: float | None 
 def stochastic_greedy(fn, n: int, budget: int, rtol: float, generator: torch.Generator | None = None,
                       epsilon: float = STOCHASTIC_EPSILON, **_) -> tuple[list[int], list[float]]:
     sample = max(1, math.ceil(n / max(budget, 1) * math.log(1.0 / epsilon)))
-    free = torch.ones(n, dtype=torch.bool)
-    picks, gains = [], []
-    for _ in range(budget):
-        cand = torch.nonzero(free).squeeze(1)
-        cand = cand[torch.randperm(len(cand), generator=generator)[:sample]].sort().values
-        gain = fn.gains(cand.to(_device(fn))).cpu()
-        best = int(pick_best(gain, rtol))
-        j = int(cand[best])
-        picks.append(j)
-        gains.append(float(gain[best]))
-        free[j] = False
-        fn.add(j)
-    return picks, gains
+    return naive_greedy(fn, n, budget, rtol, sample=sample, generator=generator)
 
 
 def _device(fn) -> torch.device:
