@@ -58,6 +58,12 @@ class Timings:
         """Seconds of phase ``name`` measured elsewhere (a training loop's own clock)."""
         self.phases[name] = self.phases.get(name, 0.0) + seconds
 
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """``seconds`` timed inside phase ``source``'s block were phase ``target``'s work
+        (selection rounds inside the training loop)."""
+        self.phases[source] = self.phases.get(source, 0.0) - seconds
+        self.add(target, seconds)
+
     def charge(self, name: str, seconds: float) -> None:
         """Phase ``name`` costs ``seconds``, whatever it took here (cached work's original seconds)."""
         self.charged[name] = seconds

@@ -210,7 +210,7 @@ def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
     from raypkg.lipt.recipe import LIPT
 
     cfg = LiptConfig(**{**TINY, "cache": True}, out=str(tmp_path), shards=3, selection="grand", score="ensemble",
-                     fraction=0.1, epochs=5, reselect=2, name="a").resolved().validate()
+                     fraction=0.1, epochs=5, reselect_every=2, name="a").resolved().validate()
     summary = LIPT.run(cfg)
     run = tmp_path / "a"
     assert list(summary["phases"])[:4] == ["pretrain", "merge", "selection", "train"]
@@ -223,10 +223,10 @@ def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
     assert len(picks) == summary["subset_size"] == round(0.1 * summary["train_size"])
     rows = pd.read_parquet(run / "metrics.parquet")
     assert [r > 0 for r in rows["reselect_s"]] == [False, False, True, False, True]  # epochs 3 and 5
-    again = LIPT.run(dataclasses.replace(cfg, name="b", reselect=None))
+    again = LIPT.run(dataclasses.replace(cfg, name="b", reselect_every=None))
     assert again["cached"]["pretrain_hits"] == 4  # 3 shards + merged
     assert again["shard_test_acc"] == summary["shard_test_acc"]
-    other = LIPT.run(dataclasses.replace(cfg, name="c", reselect=None, merge="zeros"))
+    other = LIPT.run(dataclasses.replace(cfg, name="c", reselect_every=None, merge="zeros"))
     assert other["cached"]["pretrain_hits"] == 0  # another rule, other models
 
 

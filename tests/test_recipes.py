@@ -79,7 +79,9 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     # the frontier's methods, in the table's order whatever imported the recipes first
     assert list(load_cases()) == ["full", "rs2", "uniform", "grand", "glister", "craig", "el2n", "least-confidence",
                                   "entropy", "margin", "herding", "kcenter", "contextual-diversity",
-                                  "facility-location", "graphcut", "logdet", "lipt-grand", "lipt-glister", "crest",
+                                  "facility-location", "graphcut", "logdet", "forgetting", "cal", "deepfool",
+                                  *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
+                                  "lipt-grand", "lipt-glister", "crest",
                                   "infobatch", "rigl-itop", "a-rigl-itop"]
     # the frontier runs DeepCore's further selectors only when --methods names them
     from raypkg.bench.frontier import frontier_bench

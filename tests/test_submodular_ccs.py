@@ -243,8 +243,8 @@ def test_ccs_is_refused_for_a_selector_without_scores_and_bad_betas():
     model, data = tiny_problem(n=30)
     with pytest.raises(UsageError) as err:
         select("uniform", None, data, fraction=0.5, stratify="ccs")
-    assert str(err.value) == ("--stratify ccs needs a score-based selector (el2n, entropy, grand, least-confidence, "
-                              "margin): uniform returns no per-example scores")
+    assert str(err.value) == ("--stratify ccs needs a score-based selector (cal, deepfool, el2n, entropy, forgetting, "
+                              "grand, least-confidence, margin): uniform returns no per-example scores")
     with pytest.raises(UsageError, match="craig returns no per-example scores"):  # before any warm-up
         CoresetConfig(selection="craig", stratify="ccs").validate()
     for bad in (dict(stratify="ccs", ccs_beta=1.0), dict(stratify="ccs", ccs_beta=-0.1), dict(ccs_beta=0.1),

@@ -27,7 +27,8 @@ class LiptConfig(MaskSettings, CoresetConfig):
     random mask (``MaskSettings``: ``density``, ``sparse_init``, ``scale_init``; and
     RandAugment N=1 M=5 on images when ``randaugment``); stage 2: their average by the
     ``merge`` rule; stage 3: ``selection`` with it (GraNd: ``score``); stage 4: the subset
-    for ``epochs``, re-selected every ``reselect`` epochs."""
+    for ``epochs``, re-selected every ``reselect_every`` epochs when given
+    (``raypkg.selection.adaptive``)."""
 
     selection: str = setting("grand", "Selection method with the pre-trained model: grand, glister, gradmatch, "
                                       "craig.", flag="--selection/--method")
@@ -40,8 +41,6 @@ class LiptConfig(MaskSettings, CoresetConfig):
                                       "after the dataset's crop/flip.")
     score: str = setting("merged", "GraNd: score with the merged model, or average the K shard models' "
                                    "scores in place of repeats.", choices=SCORES)
-    reselect: int | None = setting(None, "Re-select the subset with the model being trained every this many "
-                                         "epochs (default: select once).")
     merge: str = setting("shared-mask", "How the K sparse models merge: shared-mask (one ERK mask drawn from "
                                         "--seed, used by every shard; their plain average), keepers (each shard "
                                         "its own mask; every weight averaged over the shards that keep it) or "
@@ -67,10 +66,11 @@ class LiptConfig(MaskSettings, CoresetConfig):
             raise UsageError(f"--score ensemble averages GraNd scores; {self.selection!r} uses the merged model")
         if self.repeats not in (None, 1):
             raise UsageError("--repeats is DeepCore's; LiPT uses the K shard models (--score ensemble)")
-        if self.reselect is not None and not 1 <= self.reselect:
-            raise UsageError(f"reselect must be >= 1 epochs, got {self.reselect}")
-        if self.reselect is not None and not get_selector(self.selection).needs_model:
-            raise UsageError(f"--reselect needs a model-based selector; {self.selection!r} selects without one")
+        if get_selector(self.selection).warmup_callback is not None:
+            raise UsageError(f"{self.selection!r} scores what DeepCore's warm-up recorded; LiPT's shard models "
+                             f"record nothing (effray run coreset --selection {self.selection})")
+        if self.warm_start:
+            raise UsageError("--warm-start is for effray run coreset; LiPT's shard pre-training is its warm start")
         if self.bn_samples < 1:
             raise UsageError(f"bn-samples must be >= 1, got {self.bn_samples}")
         return self

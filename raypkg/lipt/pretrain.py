@@ -45,7 +45,7 @@ from raypkg.storage import join
 
 # What selects with the models, trains afterwards or runs the full-data warm-up does not
 # change LiPT's pre-trained models.
-LIPT_PRETRAIN_EXCLUDE = PRETRAIN_EXCLUDE | {"score", "reselect", "pretrain_epochs"}
+LIPT_PRETRAIN_EXCLUDE = PRETRAIN_EXCLUDE | {"score", "pretrain_epochs"}
 
 
 class SharedInit(Callback):

@@ -1,6 +1,6 @@
 """The selection cache: warm-up checkpoints and selections, keyed by content hashes.
 
-    <out>/.cache/warmup/<key>.pt          state_dict + seconds it took
+    <out>/.cache/warmup/<key>.pt          state_dict + seconds it took (+ a warm-up record: Forgetting's counts)
     <out>/.cache/selection/<key>.parquet  index, position, weight, score, label
     <out>/.cache/selection/<key>.json     seconds it took, info
 
@@ -82,9 +82,14 @@ class SelectionCache:
             return None
         return torch.load(self._verified(path), map_location="cpu", weights_only=False)
 
-    def save_warmup(self, key: str, state: dict[str, torch.Tensor], seconds: float) -> dict:
+    def save_warmup(self, key: str, state: dict[str, torch.Tensor], seconds: float,
+                    record: dict[str, torch.Tensor] | None = None) -> dict:
+        """``record``: what a selector's warm-up callback kept (Forgetting's counts), saved
+        beside the weights; entries written without one still load (``"record"`` absent)."""
         entry = {"state_dict": {k: v.detach().cpu() for k, v in state.items()}, "seconds": seconds}
         entry["digest"] = state_digest(entry["state_dict"])
+        if record is not None:
+            entry["record"] = {k: v.detach().cpu() for k, v in record.items()}
         self._atomic(self._path("warmup", key, ".pt"), lambda p: torch.save(entry, p))
         return entry
 

@@ -83,13 +83,17 @@ def run_coreset_command(config_file, **flags):
 
     Phases in summary.json: pretrain (R warm-ups for GraNd), selection, train, eval (seconds),
     and test_acc. The same seed gives the same indices; warm-ups and selections are cached
-    under OUT/.cache (--no-cache recomputes them).
+    under OUT/.cache (--no-cache recomputes them). With --reselect-every R the subset is
+    selected again every R epochs with the model being trained (CORDS's adaptive selection,
+    after --warm-start's full-data epochs); rounds.parquet holds every round's subset.
 
     \b
     Examples:
       effray run coreset --selection gradmatch --fraction 0.1 --dataset digits --epochs 30
       effray run coreset --selection grand --fraction 0.3 --repeats 10 --pretrain-epochs 5
       effray run coreset --selection craig --fraction 0.1 --dataset digits-aug --actors 2
+      effray run coreset --selection gradmatch --fraction 0.1 --epochs 20 --reselect-every 5 --warm-start 0.5
+      effray run coreset --selection craig --per-batch --fraction 0.3 --reselect-every 5
     """
     from raypkg.api import run
 

@@ -51,6 +51,16 @@ class CoresetConfig(TrainConfig):
     ccs_beta: float | None = setting(None, "--stratify ccs: share of the hardest (highest-score) examples dropped "
                                            "first, in [0, 1) (default by the fraction kept: 0.3 below 0.15, 0.2 "
                                            "below 0.25, 0.1 below 0.3, else 0).")
+    reselect_every: int | None = setting(None, "Select again every R epochs with the model being trained (CORDS's "
+                                               "select_every; no DeepCore warm-up: the first subset is uniform, or "
+                                               "--warm-start's). Default: select once.",
+                                         flag="--reselect-every/--reselect")
+    warm_start: float = setting(0.0, "With --reselect-every: CORDS's kappa. The first round(kappa*E*f) epochs train "
+                                     "on the full data and the epochs up to int(kappa*E) are skipped, so the run "
+                                     "costs E subset epochs; the first selection follows.")
+    per_batch: bool = setting(False, "gradmatch, craig: select mini-batches of --batch-size (their mean gradient "
+                                     "embeddings) instead of examples, as CORDS's GradMatchPB and CRAIGPB; "
+                                     "batches mix classes, so the subset is not class-balanced.")
 
     def resolved(self) -> "CoresetConfig":
         """The selector's options, weighting and weight cap where not given; fraction 0.1
@@ -103,16 +113,57 @@ class CoresetConfig(TrainConfig):
                                  f"({1.0 - float(self.fraction):g}) of the data")
         if self.proj_dim < 1:
             raise UsageError(f"proj-dim must be >= 1, got {self.proj_dim}")
+        self.check_reselection(selector)
         return self
+
+    def check_reselection(self, selector) -> None:
+        """``--reselect-every``, ``--warm-start`` and ``--per-batch`` (``raypkg.selection.adaptive``)."""
+        if self.reselect_every is not None:
+            if self.reselect_every < 1:
+                raise UsageError(f"reselect-every must be >= 1 epochs, got {self.reselect_every}")
+            if selector.epoch_plan is not None:
+                raise UsageError(f"{self.selection!r} draws a fresh subset every epoch by itself: "
+                                 "drop --reselect-every")
+            if self.repeats not in (None, 1):
+                raise UsageError("--reselect-every selects with the one model being trained: drop --repeats")
+            if selector.warmup_callback is not None:
+                raise UsageError(f"{self.selection!r} scores what DeepCore's warm-up recorded; --reselect-every "
+                                 "selects with the model being trained, which records nothing")
+            if self.data_path == "stream":
+                raise UsageError("--reselect-every trains on the whole split in memory: use --data-path memory")
+            if self.workers and self.actors:
+                raise UsageError("--reselect-every with --workers selects on rank 0 of Ray Train: drop --actors")
+        if not 0.0 <= float(self.warm_start) < 1.0:
+            raise UsageError(f"warm-start must be in [0, 1), got {float(self.warm_start):g}")
+        if self.warm_start and self.reselect_every is None:
+            raise UsageError("--warm-start is the warm start of --reselect-every R: give both")
+        if self.per_batch:
+            from raypkg.selection.registry import load_selectors
+
+            if not selector.per_batch:
+                per_batch = ", ".join(sorted(name for name, s in load_selectors().items() if s.per_batch))
+                raise UsageError(f"--per-batch selects mini-batches with {per_batch}; {self.selection!r} "
+                                 "selects examples")
+            if self.class_budget is not None:
+                raise UsageError("--per-batch selects mini-batches, which mix classes: use --fraction or --budget")
+            if self.data_path == "stream":
+                raise UsageError("--per-batch averages gradients over mini-batches in memory: use --data-path memory")
 
     def pretrain_settings(self) -> dict:
         """What the summary records of this config's pre-training (DeepCore's warm-up;
         none for a selector without a model)."""
         from raypkg.selection.registry import get_selector
 
-        needs_model = get_selector(self.selection).needs_model
-        return {"pretrain_epochs": self.pretrain_epochs if needs_model else 0,
-                "repeats": self.num_repeats if needs_model else 0}
+        warmed = self.deepcore_warmup
+        return {"pretrain_epochs": self.pretrain_epochs if warmed else 0, "repeats": self.num_repeats if warmed else 0}
+
+    @property
+    def deepcore_warmup(self) -> bool:
+        """Whether selection looks through DeepCore's full-data warm-up: a model-based selector
+        that selects once (with --reselect-every it selects with the model being trained)."""
+        from raypkg.selection.registry import get_selector
+
+        return get_selector(self.selection).needs_model and self.reselect_every is None
 
     @property
     def num_repeats(self) -> int:

@@ -45,9 +45,11 @@ RUN_ONLY_FIELDS = {"out", "name", "wandb", "wandb_project", "progress", "max_fai
 # A pre-trained model does not depend on what is selected with it or how the subset trains.
 PRETRAIN_EXCLUDE = RUN_ONLY_FIELDS | {
     "selection", "fraction", "budget", "class_budget", "balance", "embedding", "proj_dim", "options",
-    "repeats", "weighting", "weight_cap", "epochs", "workers", "stratify", "ccs_beta"}
-# A selection does not depend on how the subset trains afterwards.
-SELECTION_EXCLUDE = RUN_ONLY_FIELDS | {"epochs", "workers", "weighting", "weight_cap"}
+    "repeats", "weighting", "weight_cap", "epochs", "workers", "stratify", "ccs_beta", "reselect_every",
+    "warm_start", "per_batch"}
+# A selection does not depend on how the subset trains afterwards, nor, given the model it
+# looks through (in the key), on when it happens.
+SELECTION_EXCLUDE = RUN_ONLY_FIELDS | {"epochs", "workers", "weighting", "weight_cap", "reselect_every", "warm_start"}
 
 
 def config_key(cfg, exclude: set[str], **extra) -> str:
@@ -89,29 +91,39 @@ def pretrain_config(cfg: CoresetConfig, repeat: int) -> CoresetConfig:
 
 def pretrain_full(cfg: CoresetConfig, data: DataSplits, device: torch.device, augment,
                   cache: SelectionCache | None) -> Pretrained:
-    """DeepCore's warm-up, ``num_repeats`` times; each from the cache when it is there."""
+    """DeepCore's warm-up, ``num_repeats`` times; each from the cache when it is there. A
+    selector's ``warmup_callback`` (Forgetting's counts) trains with it; its record is cached
+    with the weights and set on the model as ``model.warmup_record`` (an older entry without
+    one is trained again)."""
+    recorder = get_selector(cfg.selection).warmup_callback
     models, digests, seconds, hits = [], [], 0.0, 0
     for r in range(cfg.num_repeats):
         rcfg = pretrain_config(cfg, r)
         key = config_key(rcfg, PRETRAIN_EXCLUDE, kind="full", device=device.type)
         entry = cache.load_warmup(key) if cache else None
+        if entry is not None and recorder is not None and "record" not in entry:
+            entry = None
         if entry is None:
             t0 = time.perf_counter()
             seed_everything(rcfg.seed)
             model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+            callbacks = [recorder(len(data.train))] if recorder is not None else []
             if cfg.pretrain_epochs > 0:
                 fit(model, data.train.to(device), None, rcfg, device=device, augment=augment,
-                    desc=f"pretrain {r + 1}")
+                    callbacks=callbacks, desc=f"pretrain {r + 1}")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds_taken = time.perf_counter() - t0
-            entry = (cache.save_warmup(key, model.state_dict(), seconds_taken) if cache else
-                     {"digest": state_digest(model.state_dict()), "seconds": seconds_taken})
+            record = callbacks[0].state_dict() if callbacks else None
+            entry = (cache.save_warmup(key, model.state_dict(), seconds_taken, record) if cache else
+                     {"digest": state_digest(model.state_dict()), "seconds": seconds_taken, "record": record})
         else:
             hits += 1
             model = build_model(cfg.model, data.input_shape, data.num_classes)
             model.load_state_dict(entry["state_dict"])
             model = model.to(device)
+        if recorder is not None:
+            model.warmup_record = entry["record"]
         models.append(model)
         digests.append(entry["digest"])
         seconds += entry["seconds"]
@@ -122,7 +134,7 @@ def pretrain(cfg: CoresetConfig, data: DataSplits, device: torch.device, augment
              cache: SelectionCache | None = None) -> Pretrained:
     """Stage 1: the models selection uses (none for model-free selectors such as uniform).
     ``cache=None`` neither reads nor writes a cache."""
-    if not get_selector(cfg.selection).needs_model:
+    if not cfg.deepcore_warmup:
         return Pretrained([], [], 0.0, 0)
     return pretrain_full(cfg, data, device, augment, cache)
 
@@ -141,7 +153,8 @@ def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Mo
         return select(cfg.selection, models if needs_model else None, data.train, fraction=cfg.fraction,
                       budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed,
                       embedding=cfg.embedding, proj_dim=cfg.proj_dim, options=cfg.options, device=device,
-                      pool=pool, lr=cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta)
+                      pool=pool, lr=cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta,
+                      per_batch=cfg.batch_size if cfg.per_batch else None)
     finally:
         if pool is not None:
             pool.close()

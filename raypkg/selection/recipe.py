@@ -49,11 +49,17 @@ def warm_up(run: Run) -> None:
 
 
 def choose_subset(run: Run) -> None:
-    """Stage 2: select with ``run.state["pretrained"]``; writes selection.parquet (and
+    """Stage 2: select with ``run.state["pretrained"]`` (with --reselect-every, the first
+    subset: uniform, ``raypkg.selection.adaptive``); writes selection.parquet (and
     scores.parquet) and notes what was selected and what came from the cache."""
     cfg, data, pretrained = run.cfg, run.data, run.state["pretrained"]
     with run.sink.phase("selection"):
-        result, selection_s, selection_hit = select_stage(cfg, data, pretrained, run.device, selection_cache(run))
+        if cfg.reselect_every is not None and not pretrained.models:
+            result = initial_subset(cfg, data)
+            selection_s, selection_hit = result.info["seconds"], False
+        else:
+            result, selection_s, selection_hit = select_stage(cfg, data, pretrained, run.device,
+                                                              selection_cache(run))
     run.sink.timings.charge("selection", selection_s)
     run.state["selection"] = result
     run.sink.write_table("selection.parquet", result.table())
@@ -65,13 +71,56 @@ def choose_subset(run: Run) -> None:
              cached={"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit})
 
 
+def initial_subset(cfg: CoresetConfig, data):
+    """The subset an adaptive run starts from: uniform at the run's size and seed."""
+    from raypkg.selection.registry import select
+
+    return select("uniform", None, data.train, fraction=cfg.fraction, budget=cfg.budget,
+                  class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed)
+
+
 def train_subset(run: Run) -> None:
-    """Stage 3: a fresh model on the weighted subset."""
+    """Stage 3: a fresh model on the weighted subset; with --reselect-every, selected again
+    every R epochs with the model being trained (``raypkg.selection.adaptive``)."""
     cfg = run.cfg
+    if cfg.reselect_every is not None:
+        return train_reselecting(run)
     with run.sink.phase("train"):
         run.trained = train_stage(cfg, run.data, run.state["selection"], on_epoch=run.sink.log_metrics,
                                   storage=run.sink.storage)
     run.note(weighting=cfg.weighting, weight_cap=cfg.weight_cap, epochs=cfg.epochs, workers=cfg.workers)
+
+
+def train_reselecting(run: Run) -> None:
+    """Training with selection rounds, after CORDS's warm start when --warm-start is given.
+    The rounds' seconds move from the train phase to the selection phase; rounds.parquet
+    holds every round's subset and the summary each round's epoch and seconds."""
+    from raypkg.selection.adaptive import train_reselected, warm_start_epochs
+    from raypkg.selection.registry import get_selector
+
+    cfg, data, initial = run.cfg, run.data, run.state["selection"]
+    warm, select_after = warm_start_epochs(cfg.epochs, cfg.warm_start, len(initial) / len(data.train))
+    pool = None
+    if cfg.actors and not cfg.workers and get_selector(cfg.selection).needs_model:
+        from raypkg.distributed.shard_pool import open_pool
+
+        pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement)
+    try:
+        with run.sink.phase("train"):
+            run.trained, reselect = train_reselected(
+                cfg, data, initial, first=select_after or None, full_epochs=warm,
+                cache=None if cfg.workers else selection_cache(run), pool=pool, on_epoch=run.sink.log_metrics,
+                storage=run.sink.storage)
+    finally:
+        if pool is not None:
+            pool.close()
+    timings = run.sink.timings
+    timings.move(sum(r["seconds"] for r in reselect.rounds), "train", "selection")
+    timings.charge("selection", timings.charged.get("selection", 0.0) + sum(r["charged_s"] for r in reselect.rounds))
+    run.sink.write_table("rounds.parquet", reselect.table(data.train.index.cpu(), data.train.y.cpu()))
+    run.note(weighting=cfg.weighting, weight_cap=cfg.weight_cap, epochs=cfg.epochs, workers=cfg.workers,
+             reselect_every=cfg.reselect_every, warm_start=cfg.warm_start, warm_epochs=warm,
+             skipped_epochs=select_after - warm, per_batch=cfg.per_batch, selection_rounds=reselect.rounds)
 
 
 SELECTION_METRICS = EPOCH_METRICS + ("pretrain_s", "selection_s", "subset_size")
@@ -106,5 +155,29 @@ register_case(BenchCase("deepcore", "coreset", ("grand", "glister", "craig"), "f
                         coreset_examples))
 # DeepCore's other selectors: the frontier runs them when --methods names them
 register_case(BenchCase("deepcore", "coreset", ("el2n", "least-confidence", "entropy", "margin", "herding", "kcenter",
-                                                "contextual-diversity", "facility-location", "graphcut", "logdet"),
+                                                "contextual-diversity", "facility-location", "graphcut", "logdet",
+                                                "forgetting", "cal", "deepfool"),
                         "fractions", coreset_point, coreset_examples, default=False))
+
+
+CORDS_KAPPA = 0.5  # the warm start of CORDS's warm configs (kappa)
+
+
+def adaptive_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CoresetConfig:
+    """``SELECTOR-rR``: the selector every R epochs with the model being trained, after
+    CORDS's warm start (``raypkg.selection.adaptive``)."""
+    selection, every = method.rsplit("-r", 1)
+    return CoresetConfig(**common, weighting=None, weight_cap=None, cache=False, selection=selection,
+                         fraction=fraction, reselect_every=int(every), warm_start=CORDS_KAPPA)
+
+
+def adaptive_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """The warm start's full-data epochs, then the subset's (skipped epochs take no step)."""
+    subset_epochs = cfg.epochs - summary["warm_epochs"] - summary["skipped_epochs"]
+    seen = summary["warm_epochs"] * n + subset_epochs * summary["subset_size"]
+    return seen, seen * per_example()
+
+
+# CORDS's adaptive GradMatch, CRAIG and Glister: the frontier runs them when --methods names them
+register_case(BenchCase("adaptive", "coreset", tuple(f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")),
+                        "fractions", adaptive_point, adaptive_examples, default=False))

@@ -73,6 +73,10 @@ class Selector:
     epoch_plan: Callable[..., Any] | None = None
     scores: bool = False  # returns a difficulty score per example (``Picks.all_scores``): CCS can stratify it
     check_options: Callable[[dict], None] | None = None  # raises UsageError for bad option values, before any work
+    # n -> an engine Callback the warm-up trains with (``pipeline.pretrain_full``); its ``state_dict()``
+    # is cached with the warm-up and set on the warmed-up model as ``model.warmup_record`` (Forgetting)
+    warmup_callback: Callable[[int], Any] | None = None
+    per_batch: bool = False  # can select mini-batches as units (``raypkg.selection.per_batch``)
 
 
 SELECTORS: dict[str, Selector] = {}
@@ -82,11 +86,12 @@ def register_selector(name: str, description: str, *, needs_model: bool = True,
                       uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
                       weight_cap: float | None = None, streams: bool = False,
                       options: dict[str, Any] | None = None, epoch_plan: Callable[..., Any] | None = None,
-                      scores: bool = False, check_options: Callable[[dict], None] | None = None):
+                      scores: bool = False, check_options: Callable[[dict], None] | None = None,
+                      warmup_callback: Callable[[int], Any] | None = None, per_batch: bool = False):
     def decorator(fn: Callable[["SelectionContext"], Picks]):
         SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
                                    dict(options or {}), weighted, weighting, weight_cap, streams, epoch_plan, scores,
-                                   check_options)
+                                   check_options, warmup_callback, per_batch)
         return fn
 
     return decorator
@@ -145,6 +150,7 @@ class SelectionContext:
     val: IndexedDataset | None = None
     pool: Any = None  # a ShardPool over ``data``, or None
     lr: float = 0.1
+    batch_size: int | None = None  # per-batch selection: the mini-batch size of its units, else None
     _forward: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -205,7 +211,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
            val: IndexedDataset | None = None, embedding: str = "full", proj_dim: int = 256,
            options: dict[str, Any] | None = None, device: torch.device | str | None = None,
            pool=None, actors: int = 0, lr: float = 0.1, stratify: str = "none",
-           ccs_beta: float | None = None) -> SelectionResult:
+           ccs_beta: float | None = None, per_batch: int | None = None) -> SelectionResult:
     """Select a weighted subset of ``data`` with ``method``.
 
     Size: ``fraction`` (0 < f <= 1) or ``budget`` (total), split by class share when
@@ -215,6 +221,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     else in-process on ``device``. Returns dataset index values, weights and scores.
     ``stratify="ccs"`` re-picks from a score-based selector's per-example scores by CCS
     (``raypkg.selection.stratify``), hard cutoff ``ccs_beta`` (default: by the fraction kept).
+    ``per_batch=B`` selects mini-batches of B (``raypkg.selection.per_batch``), not balanced.
     """
     import time
 
@@ -238,7 +245,14 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
         k = sum(budgets)
     else:
         k = subset_size(n, fraction, budget)
-        budgets = class_budgets(data.y, data.num_classes, k) if balance else None
+        budgets = class_budgets(data.y, data.num_classes, k) if balance and per_batch is None else None
+    if per_batch is not None:
+        if not selector.per_batch:
+            raise UsageError(f"selection method {method!r} selects examples, not mini-batches (--per-batch)")
+        if class_budget is not None:
+            raise UsageError("per-batch selection picks mini-batches, which mix classes: give a fraction or budget")
+        if int(per_batch) < 1:
+            raise UsageError(f"per-batch selection needs a batch size >= 1, got {per_batch}")
     if isinstance(models, nn.Module):
         models = [models]
     models = list(models or [])
@@ -262,7 +276,8 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     t0 = time.perf_counter()
     try:
         ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
-                               options=opts, device=device, val=val, pool=pool, lr=float(lr))
+                               options=opts, device=device, val=val, pool=pool, lr=float(lr),
+                               batch_size=None if per_batch is None else int(per_batch))
         picks = selector.fn(ctx)
         beta = None
         if stratify == "ccs":

@@ -17,6 +17,7 @@ import torch
 
 from raypkg.selection.embeddings import logit_gradients, logits_and_features
 from raypkg.selection.facility_location import SMALL_BLOCK, embedding_facility_location
+from raypkg.selection.per_batch import batch_units, unit_embedding, unit_picks, units_needed
 from raypkg.selection.registry import Picks, SelectionContext, register_selector
 
 
@@ -28,15 +29,22 @@ def craig_job(embeddings: list, budgets: list[int], seed: int, max_dense: int, c
 @register_selector("craig", "CRAIG: per-class facility location on max(d) - d of gradient "
                             "embeddings, weights = cluster sizes",
                    weighted=True, weighting="sample", weight_cap=2.0, streams=True,
-                   options={"max_dense": 12_288, "chunk": 2048})
+                   options={"max_dense": 12_288, "chunk": 2048}, per_batch=True)
 def craig(ctx: SelectionContext) -> Picks:
     """Options: ``max_dense`` (largest class held as an n x n similarity matrix; larger
     ones use stochastic greedy on chunked distances), ``chunk`` (rows per distance chunk).
     Cluster sizes can be extremely skewed on warmed-up models: the well-fit examples'
     near-zero gradients form one cluster, whose pick may carry over half of its class;
-    how such weights train is ``--weighting`` (``raypkg.selection.weighting``)."""
+    how such weights train is ``--weighting`` (``raypkg.selection.weighting``). Per batch
+    (CRAIGPB): facility location over the mini-batches' mean embeddings."""
     blocks = [(pos, k) for pos, k in ctx.blocks() if k > 0]
     max_dense, chunk = int(ctx.options["max_dense"]), int(ctx.options["chunk"])
+    if ctx.batch_size:
+        g, h = ctx.grads()
+        units = batch_units(len(g), ctx.batch_size, ctx.seed)
+        r = craig_job([unit_embedding(ctx.kind.embed(g, h), units)], [units_needed(ctx.k, units)], ctx.seed,
+                      max_dense, chunk)[0]
+        return Picks(*unit_picks(units, r.picks, r.weights, r.gains, ctx.k))
     if ctx.data.streamed:
         return craig_streamed(ctx, blocks, max_dense, chunk)
     g, h = ctx.grads()

@@ -25,6 +25,7 @@ import torch
 
 from raypkg.selection.embeddings import Embedding
 from raypkg.selection.nnls import GramNNLS
+from raypkg.selection.per_batch import batch_units, unit_embedding, unit_picks, units_needed
 from raypkg.selection.registry import Picks, SelectionContext, register_selector
 
 MAX_STEPS_AUTO = 200  # default: atoms per OMP step = ceil(budget / 200)
@@ -106,12 +107,21 @@ def gradmatch_job(emb: Embedding, budget: int, lam: float, tol: float, seed: int
 
 @register_selector("gradmatch", "GradMatch: per-class OMP matching the gradient sum, non-negative "
                                 "ridge refit, exact budget (random fill, weight 1)",
-                   weighted=True, weighting="sample", weight_cap=2.0, options={"lam": 0.5, "tol": 1e-6, "atoms": 0})
+                   weighted=True, weighting="sample", weight_cap=2.0, options={"lam": 0.5, "tol": 1e-6, "atoms": 0},
+                   per_batch=True)
 def gradmatch(ctx: SelectionContext) -> Picks:
     """Options: ``lam`` (ridge of the non-negative refit), ``tol`` (stop when the squared
     residual is below tol * ||target||^2), ``atoms`` (atoms added per OMP step; 0:
-    ceil(budget / 200) per class, so at most ~200 refits; 1: plain OMP)."""
+    ceil(budget / 200) per class, so at most ~200 refits; 1: plain OMP). Per batch
+    (GradMatchPB): OMP over the mini-batches' mean embeddings."""
     g, h = ctx.grads()
+    if ctx.batch_size:
+        units = batch_units(len(g), ctx.batch_size, ctx.seed)
+        m = units_needed(ctx.k, units)
+        picks, weights, scores = gradmatch_job(unit_embedding(ctx.kind.embed(g, h), units), m,
+                                               float(ctx.options["lam"]), float(ctx.options["tol"]), ctx.seed,
+                                               int(ctx.options["atoms"]) or max(1, math.ceil(m / MAX_STEPS_AUTO)))
+        return Picks(*unit_picks(units, picks, weights, scores, ctx.k))
     blocks = ctx.blocks()
     atoms = int(ctx.options["atoms"])
     jobs = [(ctx.kind.embed(g[pos], h[pos]), k, float(ctx.options["lam"]), float(ctx.options["tol"]),
