@@ -146,3 +146,14 @@ def test_rounds_on_shard_actors_equal_the_in_process_rounds(ray_session, tmp_pat
     assert pd.read_parquet(tmp_path / "actors" / "rounds.parquet").equals(
         pd.read_parquet(tmp_path / "local" / "rounds.parquet"))
     assert remote["test_acc"] == local["test_acc"]
+
+
+def test_on_two_ray_train_workers_rank_0_selects_and_every_rank_trains_its_subset(ray_session, tmp_path):
+    cfg = CoresetConfig(**{**TINY, "epochs": 4}, out=str(tmp_path), selection="craig", fraction=0.2,
+                        reselect_every=2, workers=2, name="ddp").resolved().validate()
+    summary = CORESET.run(cfg)
+    assert [r["epoch"] for r in summary["selection_rounds"]] == [3]
+    rounds = pd.read_parquet(tmp_path / "ddp" / "rounds.parquet")
+    assert len(rounds) == summary["subset_size"] and rounds["index"].is_unique
+    rows = pd.read_parquet(tmp_path / "ddp" / "metrics.parquet")
+    assert rows["subset_size"].tolist() == [summary["subset_size"]] * 4
