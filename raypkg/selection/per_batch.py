@@ -29,12 +29,12 @@ def batch_units(n: int, batch_size: int, seed: int) -> torch.Tensor:
     return order[:units * batch_size].view(units, batch_size)
 
 
-def units_needed(k: int, units: torch.Tensor) -> int:
-    """How many whole batches hold a budget of ``k`` examples (a UsageError if all do not)."""
-    m = math.ceil(k / units.shape[1])
-    if m > len(units):
-        raise UsageError(f"--per-batch: a budget of {k} examples needs {m} batches of {units.shape[1]}; "
-                         f"the training set has {len(units)} whole ones")
+def units_needed(k: int, n: int, batch_size: int) -> int:
+    """How many whole batches of ``n`` examples hold a budget of ``k`` (a UsageError if all do not)."""
+    m = math.ceil(k / batch_size)
+    if m > n // batch_size:
+        raise UsageError(f"--per-batch: a budget of {k} examples needs {m} batches of {batch_size}; "
+                         f"the training set has {n // batch_size} whole ones")
     return m
 
 

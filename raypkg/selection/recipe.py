@@ -27,6 +27,11 @@ def check_budget(cfg: CoresetConfig, data) -> None:
         check_class_budgets(data.train.y, data.num_classes, [cfg.class_budget] * data.num_classes)
     elif cfg.budget is not None and cfg.budget > len(data.train):
         raise UsageError(f"budget {cfg.budget} is larger than the dataset ({len(data.train)} examples)")
+    if cfg.per_batch:
+        from raypkg.selection.budget import subset_size
+        from raypkg.selection.per_batch import units_needed
+
+        units_needed(subset_size(len(data.train), cfg.fraction, cfg.budget), len(data.train), cfg.batch_size)
 
 
 def selection_cache(run: Run) -> SelectionCache:

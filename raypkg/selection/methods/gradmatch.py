@@ -117,7 +117,7 @@ def gradmatch(ctx: SelectionContext) -> Picks:
     g, h = ctx.grads()
     if ctx.batch_size:
         units = batch_units(len(g), ctx.batch_size, ctx.seed)
-        m = units_needed(ctx.k, units)
+        m = units_needed(ctx.k, len(g), ctx.batch_size)
         picks, weights, scores = gradmatch_job(unit_embedding(ctx.kind.embed(g, h), units), m,
                                                float(ctx.options["lam"]), float(ctx.options["tol"]), ctx.seed,
                                                int(ctx.options["atoms"]) or max(1, math.ceil(m / MAX_STEPS_AUTO)))
