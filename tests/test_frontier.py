@@ -43,13 +43,15 @@ def hand_built_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_a_repeated_fraction_or_density_is_one_point():
+def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_is_one_point():
     """`--fractions 0.1,0.1` crashed after all the training (two rows for one reference)."""
     from raypkg.bench.frontier import build_points, preset_settings
+    from raypkg.errors import UsageError
 
-    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.1, 0.3], "densities": [0.05, 0.05],
-                                                  "workers": 0})
-    assert (settings["fractions"], settings["densities"]) == ([0.1, 0.3], [0.05])
+    for flags in ({"fractions": [0.1, 0.1, 0.3]}, {"densities": [0.05, 0.05]}):
+        with pytest.raises(UsageError, match="names 0.1 more than once|names 0.05 more than once"):
+            preset_settings("digits-aug:mlp", {**flags, "workers": 0})
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "workers": 0})
     points = build_points(settings, ["full", "uniform", "rigl-itop"], seed=0)
     assert [(p.method, p.setting) for p in points] == [("full", "-"), ("uniform", "f=0.1"), ("uniform", "f=0.3"),
                                                        ("rigl-itop", "d=0.05")]

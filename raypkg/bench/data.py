@@ -1,18 +1,10 @@
 """`effray bench data`: ImageFolder data held in memory vs streamed from disk, as the set grows.
 
-One run generates an ImageFolder tree of 64x64 JPEGs (sklearn's real 8x8 digits, upscaled,
-tinted, shifted and noised; one set of files, the smaller trees hard links into it) and
-trains on each size both ways (``--data-path memory`` and ``stream``). Per case:
-
-- driver peak RSS: every case runs in a fresh process with its own private Ray (a driver
-  keeps the object-store pages it once wrote mapped, so cases sharing a process would
-  inherit each other's memory); its ``ru_maxrss`` at the end;
-- worker peak RSS: each Ray Train worker's ``ru_maxrss`` (workers are fresh processes
-  for every run), all-reduced into rank 0's metrics row;
-- images/s: training images per second in the last epoch (the first pays Ray Data's
-  and the workers' start);
-- load seconds, test accuracy and the last epoch's training loss (the two paths give
-  the same inputs in the same batches, so the same numbers at each size).
+Generates ImageFolder trees of JPEGs (sklearn's real digits, upscaled, tinted, shifted,
+noised; the smaller trees hard-link into the largest) and trains on each size both ways,
+each case in a fresh process with its own Ray. Per case: the driver's and each Ray Train
+worker's peak RSS, images/s in the last epoch (the first is the warm-up), load seconds,
+test accuracy and the last training loss (the same for both paths).
 """
 
 from __future__ import annotations
@@ -26,17 +18,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from raypkg.bench.harness import SAVE_HELP, bench_stem, check_bench_numbers, name_list, number_list, save_bench
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, check_bench_numbers, name_list, number_list, timed
 from raypkg.engine.callbacks import Callback
 from raypkg.errors import UsageError
 
 MODES = ("memory", "stream")
 VAL_PER_CLASS = 100
 
-
-# --------------------------------------------------------------------------------------
-# The generated tree
-# --------------------------------------------------------------------------------------
 
 def digit_images(count: int, label: int, image_size: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` RGB uint8 images [count, S, S, 3] of digit ``label`` from sklearn's digits:
@@ -87,10 +75,6 @@ def write_trees(root: Path, sizes: list[int], image_size: int, seed: int) -> dic
     return trees
 
 
-# --------------------------------------------------------------------------------------
-# Memory
-# --------------------------------------------------------------------------------------
-
 class WorkerPeakRSS(Callback):
     """Adds every rank's peak RSS so far (ru_maxrss, MB) to the epoch's row, as
     ``worker_peak_mb`` (the largest) and ``rank<r>_peak_mb``."""
@@ -105,23 +89,13 @@ class WorkerPeakRSS(Callback):
         row.update({f"rank{r}_peak_mb": p for r, p in enumerate(peaks)})
 
 
-# --------------------------------------------------------------------------------------
-# The command
-# --------------------------------------------------------------------------------------
-
-def parse_modes(text: str) -> list[str]:
-    return name_list(text, "--modes", MODES, "mode")
-
-
 def cases_per_size(modes: list[str], blocks: list[int]) -> list[tuple[str, str, int]]:
     """(label, data path, decode block) per case of one size: memory once, stream once per
     block (labelled ``stream-BLOCK`` when several blocks are compared)."""
     cases = []
     for mode in modes:
-        if mode == "memory":
-            cases.append(("memory", "memory", blocks[0]))
-        else:
-            cases += [("stream" if len(blocks) == 1 else f"stream-{b}", "stream", b) for b in blocks]
+        cases += [("memory", "memory", blocks[0])] if mode == "memory" else \
+            [("stream" if len(blocks) == 1 else f"stream-{b}", "stream", b) for b in blocks]
     return cases
 
 
@@ -136,9 +110,7 @@ def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
 
     connect_ray()
     cfg = dataclasses.replace(cfg, data_dir=str(tree), data_path=mode)
-    t0 = time.perf_counter()
-    data = load_dataset("imagefolder", data_dir=str(tree), image_size=cfg.image_size, data_path=mode)
-    load_s = time.perf_counter() - t0
+    data, load_s = timed(load_dataset, "imagefolder", data_dir=str(tree), image_size=cfg.image_size, data_path=mode)
     result = train(cfg, data, callbacks=[WorkerPeakRSS()] if cfg.workers else [],
                    augment=use_augmentation(cfg, data), storage=storage)
     last = result.history[-1]
@@ -149,15 +121,6 @@ def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
            "train_loss": last["train_loss"]}  # both paths: the same inputs and batches, the same loss
     row.update({k: v for k, v in last.items() if k.startswith("rank")})
     return row
-
-
-def run_case_in_new_process(tree: Path, mode: str, cfg, storage: Path) -> dict:
-    """``run_case`` in a fresh spawned process (its own Ray), so its memory is its own."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_case, tree, mode, cfg, storage).result()
 
 
 def plot_memory_and_speed(frame, ax) -> None:
@@ -203,28 +166,27 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
       effray bench data --sizes 20000 --workers 2 --decode-blocks 256,1024,4096
     """
     import dataclasses
+    import multiprocessing
     import shutil
+    from concurrent.futures import ProcessPoolExecutor
 
     import pandas as pd
 
     from raypkg.engine.config import TrainConfig
+    from raypkg.paths import check_writable_dir
 
-    size_list = sorted(set(number_list(sizes, "--sizes", "image counts (one per class at least)", int, 10,
-                                       "10,20")))
-    mode_list = parse_modes(modes)
-    blocks = list(dict.fromkeys(number_list(decode_blocks, "--decode-blocks", "images per decode task", int, 1,
-                                              "1,2")))
+    size_list = sorted(number_list(sizes, "--sizes", "image counts (one per class at least)", int, 10, "10,20"))
+    mode_list = name_list(modes, "--modes", MODES, "mode")
+    blocks = number_list(decode_blocks, "--decode-blocks", "images per decode task", int, 1, "1,2")
     check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size)
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
     cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
                       lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
                       max_failures=0).resolved().validate()
-    stem = bench_stem(save, "data")
+    runner = BenchRunner("data", save)
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="effray-bench-data-"))
     if work_dir:
-        from raypkg.paths import check_writable_dir
-
         if root.is_dir() and any(root.iterdir()):
             raise UsageError(f"--work-dir {root} is not empty: give a new or empty directory")
         check_writable_dir(root, "--work-dir")
@@ -237,13 +199,13 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
         for size in size_list:
             for mode, data_path, block in cases_per_size(mode_list, blocks):
                 click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")
-                case_cfg = dataclasses.replace(cfg, decode_block=block)
-                row = run_case_in_new_process(trees[size], data_path, case_cfg, root / f"ray-{size}-{mode}")
-                rows.append({**row, "mode": mode})
-                r = rows[-1]
-                click.echo(f"[bench data] {size:,} images, {mode}: {r['img_per_s']:.0f} img/s, "
-                           f"driver {r['driver_peak_mb']:.0f} MB"
-                           + (f", worker {r['worker_peak_mb']:.0f} MB" if workers else ""))
+                # a fresh spawned process (its own Ray) per case, so its memory is its own
+                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    r = pool.submit(run_case, trees[size], data_path, dataclasses.replace(cfg, decode_block=block),
+                                    root / f"ray-{size}-{mode}").result()
+                rows.append({**r, "mode": mode})
+                click.echo(f"[bench data] {size:,} images, {mode}: {r['img_per_s']:.0f} img/s, driver "
+                           f"{r['driver_peak_mb']:.0f} MB" + (f", worker {r['worker_peak_mb']:.0f} MB" * bool(workers)))
     finally:
         if not work_dir:
             shutil.rmtree(root, ignore_errors=True)
@@ -251,9 +213,9 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
     click.echo(f"imagefolder {image_size}x{image_size}, {model}, batch {batch_size}, {epochs} epochs, "
                f"{'in-process' if not workers else f'{workers} Ray Train worker(s)'}, "
                f"decode blocks of {', '.join(map(str, blocks))} images")
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns}, plot=plot_memory_and_speed,
+                  title="memory vs streamed data as the set grows")
     summarise(table)
-    save_bench(table, stem, plot=plot_memory_and_speed, title="memory vs streamed data as the set grows")
 
 
 def summarise(table) -> None:

@@ -1,80 +1,74 @@
 """`effray bench deltagrad`: DeltaGrad vs retraining from scratch, side by side in one run.
 
-The paper's MNIST setting (Wu et al. 2020, section 5) on ``digits-aug`` (60,000 x 784,
-10 classes): logistic regression, batch 16384, 20 epochs, lr 0.1 then 0.05, weight
-decay 1e-4, T0 = 5, j0 = 20, m = 2. Rows: deletion of 0.1% and 1%, addition of 0.1%
-(from a run trained with those samples held out), full-batch GD, the 784-300-10 MLP,
-and a stream of single-sample online deletions. Each row times the baseline retrain
-and DeltaGrad on the same cached run (best of ``--repeat``), after one warm-up call,
-and reports ||w^U - w*||, ||w^I - w^U||, their ratio and both test accuracies.
-
-With ``--actors K`` it also times one exact gradient sum over N rows in-process and on
-K shard actors (where the actors start to pay) and serves the GD row on the actors.
-
-Learning rate: the paper's MNIST pixels are in [0, 1]; ``digits-aug`` is standardised
-(per-pixel mean 0, variance 1 overall), which multiplies the top curvature of the
-logistic loss by ~10: at lr 0.1 SGD oscillates (the test loss rises between epochs,
-the bench prints a warning) and no quasi-Newton replay can follow the run. lr 0.01
-then 0.005 puts digits-aug in the paper's regime.
-
-Time accounting: each exact step of the baseline and of DeltaGrad gathers its batch's
-rows and runs two thin matrix products over them; an approximate DeltaGrad step touches
-only the requested rows plus an O(p m) L-BFGS product. With T0 = 5 and j0 = 20 over the
-80 steps of this setting 32 steps are exact, so the speed-up cannot pass 80 / 32 = 2.5.
+The paper's MNIST setting (Wu et al. 2020, section 5) on ``digits-aug``: logistic
+regression, batch 16384, 20 epochs, lr 0.1 then 0.05, wd 1e-4, T0 = 5, j0 = 20, m = 2.
+Rows: deletion of 0.1% and 1%, addition of 0.1%, full-batch GD, the 784-300-10 MLP and a
+stream of online deletions; each times the baseline retrain and DeltaGrad on the same
+cached run (best of ``--repeat``, after an untimed call) and reports ||w^U - w*||,
+||w^I - w^U|| and both test accuracies. ``--actors K`` also times exact gradient sums on
+K shard actors. With T0 = 5 and j0 = 20 over 80 steps, 32 are exact: the speed-up cannot
+pass 2.5. Standardised digits-aug needs lr 0.01 then 0.005 for the paper's regime.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import click
+import pandas as pd
 import torch
 
-from raypkg.bench.harness import bench_options, bench_stem, hbar, save_bench, use_threads
+from raypkg.bench.harness import BenchRunner, bench_options, hbar
 from raypkg.cli_options import FLOATS, address_option, config_options
+from raypkg.data.registry import load_dataset
+from raypkg.deltagrad.config import DeltaGradConfig, RequestSettings
+from raypkg.deltagrad.exact import ExactGradients, make_gradients
+from raypkg.deltagrad.online import OnlineSettings, run_online
+from raypkg.deltagrad.replay import Request
+from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
+from raypkg.deltagrad.trajectory import Trajectory
+from raypkg.deltagrad.workload import train_trajectory, workload_from_splits
+from raypkg.engine.loop import pick_device
 from raypkg.errors import UsageError
-
-
-def _parse_hypers(text: str) -> list[tuple[int, int, int]]:
-    out = []
-    for item in [t for t in text.split(";") if t.strip()]:
-        try:
-            values = [int(v) for v in item.replace(",", " ").split()]
-        except ValueError:
-            values = []
-        if len(values) != 3:
-            raise UsageError(f"--also {item!r}: give T0,j0,m as three integers (several: 'T0,j0,m;T0,j0,m')")
-        out.append(tuple(values))
-    return out
-
+from raypkg.paths import check_writable_dir
 
 # The paper's MNIST setting on digits-aug; pixels stay in [0, 1] as the paper's MNIST (ToTensor
 # without Normalize), where lr 0.1 is stable (standardised, lr 0.1 oscillates).
 BENCH_RUN = {"dataset": "digits-aug", "normalize": False, "batch_size": 16384, "epochs": 20, "lr": [0.1, 0.05],
              "lrlen": [10, 10], "weight_decay": 1e-4, "seed": 0}
+# The printed table: column -> (its printed name, format).
+PRINTED = {"setting": ("setting", "s"), "T0,j0,m": ("T0,j0,m", "s"), "n_ids": ("n_ids", "d"),
+           "time_baseline": ("t_base_s", ".2f"), "time_deltagrad": ("t_dg_s", ".2f"), "speedup": ("speedup", ".2f"),
+           "dist_U_star": ("|wU-w*|", ".2e"), "dist_I_U": ("|wI-wU|", ".2e"), "dist_ratio": ("ratio", ".4f"),
+           "acc_baseline": ("acc_U", ".4f"), "acc_deltagrad": ("acc_I", ".4f")}
+
+
+def parse_hypers(text: str) -> list[tuple[int, int, int]]:
+    """``--also 'T0,j0,m;T0,j0,m'``: more DeltaGrad settings."""
+    out = []
+    for item in filter(str.strip, text.split(";")):
+        values = item.replace(",", " ").split()
+        if len(values) != 3 or not all(v.isdigit() for v in values):
+            raise UsageError(f"--also {item!r}: give T0,j0,m as three integers (several: 'T0,j0,m;T0,j0,m')")
+        out.append(tuple(map(int, values)))
+    return out
 
 
 def bench_run_options(func):
-    """The training flags of DeltaGradConfig this bench varies; their bench defaults are BENCH_RUN."""
-    from raypkg.deltagrad.config import DeltaGradConfig
-
+    """The training flags of DeltaGradConfig this bench varies (defaults: BENCH_RUN), and
+    DeltaGrad's T0, j0 and m (RequestSettings; the paper's 5, 20, 2)."""
+    func = config_options(RequestSettings, only=("period", "init", "m"), fill_defaults=True)(func)
     return config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN,
                           fill_defaults=True)(func)
 
 
-def bench_request_options(func):
-    """DeltaGrad's T0, j0 and m (RequestSettings); the paper's 5, 20, 2 by default."""
-    from raypkg.deltagrad.config import RequestSettings
-
-    return config_options(RequestSettings, only=("period", "init", "m"), fill_defaults=True)(func)
-
-
 @click.command("deltagrad")
 @bench_run_options
-@bench_request_options
 @click.option("--ratios", type=FLOATS, default="0.001,0.01", show_default=True, help="Deletion ratios.")
 @click.option("--add-ratio", type=float, default=0.001, show_default=True, help="Addition ratio (0: skip).")
 @click.option("--also", "also", default="", help="More T0,j0,m settings for the first deletion row, "
@@ -107,24 +101,9 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
       effray bench deltagrad --lr 0.01 0.005 --also '4,4,2'    # a learning rate stable on digits-aug
       effray bench deltagrad --train-size 6000 --batch-size 1024 --online-requests 10 --no-mlp --gd-epochs 0
     """
-    import pandas as pd
-
-    from raypkg.data.registry import load_dataset
-    from raypkg.deltagrad.exact import ExactGradients
-    from raypkg.deltagrad.online import OnlineSettings, run_online
-    from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
-    from raypkg.deltagrad.replay import Request
-    from raypkg.deltagrad.config import DeltaGradConfig, RequestSettings
-    from raypkg.deltagrad.workload import workload_from_splits
-    from raypkg.engine.loop import pick_device
-    from raypkg.errors import UsageError
-    from raypkg.paths import check_writable_dir
-
     run = DeltaGradConfig(**run_flags).resolved().validate()
-    dataset, train_size, test_size, normalize = run.dataset, run.train_size, run.test_size, run.normalize
-    batch_size, epochs, lr, lrlen, wd, seed = run.batch_size, run.epochs, run.lr, run.lrlen, run.weight_decay, run.seed
     RequestSettings(period=period, init=init, m=m).check_request()
-    extra = _parse_hypers(also)
+    extra = parse_hypers(also)
     if repeat < 1 or online_baseline_every < 1:
         raise UsageError("--repeat and --online-baseline-every must be >= 1")
     for flag, value in (("--ratios", min(ratios, default=0)), ("--gd-ratio", gd_ratio)):
@@ -135,41 +114,27 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
                          "and --actors must be >= 0")
     if out:
         check_writable_dir(out, "--out")
-    stem = bench_stem(save, "deltagrad")
-    use_threads(threads)
+    runner = BenchRunner("deltagrad", save, threads)
     device = pick_device(None)
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="effray-bench-deltagrad-"))
-    splits = load_dataset(dataset, flat=True, seed=seed, train_size=train_size, test_size=test_size,
-                          normalize=normalize)
-    n = len(splits.train)
-    click.echo(f"{dataset}: {n} train x {splits.input_shape[0]} features, {len(splits.test)} test; "
-               f"batch {batch_size or 'full'}, {epochs} epochs, lr {lr} x {lrlen}, wd {wd}; "
-               f"T0={period} j0={init} m={m}; device {device}, {torch.get_num_threads()} threads")
-    rows: list[dict] = []
-    workloads: dict = {}
+    splits = load_dataset(run.dataset, flat=True, seed=run.seed, train_size=run.train_size, test_size=run.test_size,
+                          normalize=run.normalize)
+    n, hyper, rows = len(splits.train), (period, init, m), []
+    runner.header(f"on {run.dataset}", splits, features=splits.input_shape[0], batch=run.batch_size or "full",
+                  epochs=run.epochs, lr=f"{run.lr} x {run.lrlen}", wd=run.weight_decay, T0_j0_m=hyper, device=device)
+    workload = functools.cache(lambda model: workload_from_splits(splits, model, run.seed, "float64", device))
 
-    def workload(model):
-        if model not in workloads:
-            workloads[model] = workload_from_splits(splits, model, seed, "float64", device)
-        return workloads[model]
-
-    def train(name, model, holdout=0.0, bs=batch_size, ep=epochs, lrlen_=lrlen):
-        from raypkg.deltagrad.trajectory import Trajectory
-        from raypkg.deltagrad.workload import train_trajectory
-
+    def train(name, model, **changes):
+        """A cached SGD (or GD) run of ``model`` with ``changes`` to the bench's settings."""
         wl = workload(model)
-        cfg = dataclasses.replace(run, model=model, epochs=ep, batch_size=bs, lrlen=list(lrlen_), holdout=holdout,
-                                  progress=False).resolved().validate()
+        cfg = dataclasses.replace(run, model=model, progress=False, **changes).resolved().validate()
         start = time.perf_counter()
-        traj = train_trajectory(cfg, wl, root / name, ExactGradients(wl.net, wl.x, wl.y))
-        traj.finish(read_only=False)
+        train_trajectory(cfg, wl, root / name, ExactGradients(wl.net, wl.x, wl.y)).finish(read_only=False)
         traj = Trajectory.open(root / name)
-        seconds = time.perf_counter() - start
         k = traj.header.steps_per_epoch
         losses = [wl.evaluate(traj.w[e * k].to(device))["loss"] for e in range(traj.header.epochs + 1)]
-        acc = wl.evaluate(traj.w[-1].to(device))["acc"]
-        click.echo(f"  trained {name}: {traj.header.steps} steps, p = {traj.header.p}, "
-                   f"test acc {acc:.4f} ({seconds:.1f}s)")
+        click.echo(f"  trained {name}: {traj.header.steps} steps, p = {traj.header.p}, test acc "
+                   f"{wl.evaluate(traj.w[-1].to(device))['acc']:.4f} ({time.perf_counter() - start:.1f}s)")
         rises = [e for e in range(1, len(losses)) if losses[e] > 1.01 * losses[e - 1]]
         if rises:
             click.echo(f"  warning: {name}'s test loss rises at epoch(s) {rises[:5]}: SGD is unstable at "
@@ -178,68 +143,52 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
                        f"MNIST pixels)")
         return traj
 
-    def add_row(setting, traj, request, model, grads=None, hyper=(period, init, m)):
-        wl = workload(model)
-        grads = grads or ExactGradients(wl.net, wl.x, wl.y)
-        metrics = measure(traj, request, grads, wl.evaluate, hyper, repeat, device)
-        rows.append({"setting": setting, "T0,j0,m": ",".join(map(str, hyper)), **metrics})
-        click.echo(f"  {setting}: {_row_text(rows[-1])}")
+    def add_row(setting, traj, request, model, grads=None, hyper=hyper, row=None):
+        """A row: the request timed by ``measure`` (or the given ``row``), printed."""
+        if row is None:
+            wl = workload(model)
+            row = measure(traj, request, grads or ExactGradients(wl.net, wl.x, wl.y), wl.evaluate, hyper, repeat,
+                          device)
+        rows.append({"setting": setting, "T0,j0,m": ",".join(map(str, hyper)), **row})
+        r = rows[-1]
+        click.echo(f"  {setting}: baseline {r['time_baseline']:.2f}s, deltagrad {r['time_deltagrad']:.2f}s, "
+                   f"speedup {r['speedup']:.2f}x, |wU-w*| {r['dist_U_star']:.2e}, |wI-wU| {r['dist_I_U']:.2e}, "
+                   f"acc {r['acc_baseline']:.4f} / {r['acc_deltagrad']:.4f}")
 
-    # ----- logistic regression, SGD: deletions (and other hyperparameters), addition ------
-    traj = train("logreg-sgd", "logreg")
-    plan = traj.plan()
+    traj = train("logreg-sgd", "logreg")  # logistic regression, SGD: deletions, more settings, addition
     for i, ratio in enumerate(ratios):
-        request = Request("delete", deletion_ids(plan, n, ratio=ratio, seed=seed + 1))
-        add_row(f"logreg delete {100 * ratio:g}%", traj, request, "logreg")
-        for hyper in extra if i == 0 else []:
-            add_row(f"logreg delete {100 * ratio:g}%", traj, request, "logreg", hyper=hyper)
+        request = Request("delete", deletion_ids(traj.plan(), n, ratio=ratio, seed=run.seed + 1))
+        for h in [hyper] + (extra if i == 0 else []):
+            add_row(f"logreg delete {100 * ratio:g}%", traj, request, "logreg", hyper=h)
     if add_ratio > 0:
         traj_h = train("logreg-sgd-holdout", "logreg", holdout=add_ratio)
-        request = addition_request(traj_h, traj_h.plan(), ids=traj_h.addable(), seed=seed + 2)
+        request = addition_request(traj_h, traj_h.plan(), ids=traj_h.addable(), seed=run.seed + 2)
         add_row(f"logreg add {100 * add_ratio:g}%", traj_h, request, "logreg")
-
-    # ----- full-batch GD ----------------------------------------------------------------------
-    if gd_epochs > 0:
-        half = [gd_epochs // len(lr)] * len(lr)
-        half[-1] += gd_epochs - sum(half)
-        traj_gd = train("logreg-gd", "logreg", bs=0, ep=gd_epochs, lrlen_=half if len(lr) > 1 else [])
-        gd_request = Request("delete", deletion_ids(traj_gd.plan(), n, ratio=gd_ratio, seed=seed + 3))
-        add_row(f"logreg GD delete {100 * gd_ratio:g}%", traj_gd, gd_request, "logreg",
-                hyper=(period, gd_init, m))
-
-    # ----- the MLP ----------------------------------------------------------------------------
+    if gd_epochs > 0:  # full-batch GD
+        lrlen = [gd_epochs // len(run.lr)] * len(run.lr)
+        lrlen[-1] += gd_epochs - sum(lrlen)
+        traj_gd = train("logreg-gd", "logreg", batch_size=0, epochs=gd_epochs, lrlen=lrlen if len(run.lr) > 1 else [])
+        gd_request = Request("delete", deletion_ids(traj_gd.plan(), n, ratio=gd_ratio, seed=run.seed + 3))
+        add_row(f"logreg GD delete {100 * gd_ratio:g}%", traj_gd, gd_request, "logreg", hyper=(period, gd_init, m))
     if mlp:
         traj_mlp = train("mlp-sgd", "mlp")
-        request = Request("delete", deletion_ids(traj_mlp.plan(), n, ratio=ratios[0], seed=seed + 1))
+        request = Request("delete", deletion_ids(traj_mlp.plan(), n, ratio=ratios[0], seed=run.seed + 1))
         add_row(f"mlp delete {100 * ratios[0]:g}%", traj_mlp, request, "mlp")
-
-    # ----- online single-sample deletions -----------------------------------------------------
-    if online_requests > 0:
+    if online_requests > 0:  # single-sample deletions, one after another
         wl = workload("logreg")
-        grads = ExactGradients(wl.net, wl.x, wl.y)
-        work = traj.copy_to(root / "online")
-        start = time.perf_counter()
-        stream, w, w_u = run_online(traj, work, grads, online_requests, "delete", 1,
-                                    OnlineSettings(period, init, m), seed=seed + 4, with_baseline=True,
-                                    device=device, baseline_every=online_baseline_every)
+        stream, w, w_u = run_online(traj, traj.copy_to(root / "online"), ExactGradients(wl.net, wl.x, wl.y),
+                                    online_requests, "delete", 1, OnlineSettings(period, init, m), seed=run.seed + 4,
+                                    with_baseline=True, device=device, baseline_every=online_baseline_every)
         measured = [r["time_baseline"] for r in stream if "time_baseline" in r]
-        tb = sum(measured) / len(measured) * len(stream)
-        td = sum(r["time_deltagrad"] for r in stream)
-        w_star = traj.w[-1].to(device)
-        d_u = float(torch.linalg.vector_norm(w_u - w_star))
+        tb, td = sum(measured) / len(measured) * len(stream), sum(r["time_deltagrad"] for r in stream)
+        d_u = float(torch.linalg.vector_norm(w_u - traj.w[-1].to(device)))
         d_i = float(torch.linalg.vector_norm(w - w_u))
         note = "" if len(measured) == len(stream) else f" (baseline: {len(measured)} retrains timed, scaled)"
-        rows.append({"setting": f"logreg online {online_requests} x 1 delete{note}",
-                     "T0,j0,m": f"{period},{init},{m}", "n_ids": online_requests, "time_baseline": tb,
-                     "time_deltagrad": td, "speedup": tb / td, "dist_U_star": d_u, "dist_I_U": d_i,
-                     "dist_ratio": d_i / d_u if d_u else None, "acc_baseline": wl.evaluate(w_u)["acc"],
-                     "acc_deltagrad": wl.evaluate(w)["acc"]})
-        click.echo(f"  online: {_row_text(rows[-1])} ({time.perf_counter() - start:.0f}s)")
-
-    # ----- last (Ray's processes stay up once started): the shard actors ----------------------
-    if actors > 0:
-        from raypkg.deltagrad.exact import make_gradients
-
+        add_row(f"logreg online {online_requests} x 1 delete{note}", traj, None, "logreg", row=dict(
+            n_ids=online_requests, time_baseline=tb, time_deltagrad=td, speedup=tb / td, dist_U_star=d_u,
+            dist_I_U=d_i, dist_ratio=d_i / d_u if d_u else None, acc_baseline=wl.evaluate(w_u)["acc"],
+            acc_deltagrad=wl.evaluate(w)["acc"]))
+    if actors > 0:  # last (Ray's processes stay up once started): the shard actors
         wl = workload("logreg")
         actor_rows(wl, actors, n)
         if gd_epochs > 0:
@@ -251,28 +200,18 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
                 sharded.close()
 
     table = pd.DataFrame(rows)
-    cols = ["setting", "T0,j0,m", "n_ids", "time_baseline", "time_deltagrad", "speedup", "dist_U_star",
-            "dist_I_U", "dist_ratio", "acc_baseline", "acc_deltagrad"]
-    shown = table[cols].rename(columns={"time_baseline": "t_base_s", "time_deltagrad": "t_dg_s",
-                                        "dist_U_star": "|wU-w*|", "dist_I_U": "|wI-wU|", "dist_ratio": "ratio",
-                                        "acc_baseline": "acc_U", "acc_deltagrad": "acc_I"})
     click.echo("")
-    click.echo(shown.to_string(index=False, formatters={
-        "t_base_s": "{:.2f}".format, "t_dg_s": "{:.2f}".format, "speedup": "{:.2f}x".format,
-        "|wU-w*|": "{:.2e}".format, "|wI-wU|": "{:.2e}".format, "ratio": "{:.4f}".format,
-        "acc_U": "{:.4f}".format, "acc_I": "{:.4f}".format}))
-    save_bench(table, stem, title="DeltaGrad vs retraining: speed-up",
-               plot=lambda f, ax: hbar(f, ax, "setting", ["speedup"], "speed-up (baseline s / DeltaGrad s)"))
+    runner.finish(table, [name for name, _ in PRINTED.values()], {name: spec for name, spec in PRINTED.values()},
+                  printed=table[list(PRINTED)].rename(columns={k: name for k, (name, _) in PRINTED.items()}),
+                  title="DeltaGrad vs retraining: speed-up",
+                  plot=lambda f, ax: hbar(f, ax, "setting", ["speedup"], "speed-up (baseline s / DeltaGrad s)"))
     if not out:
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 
 def actor_rows(wl, actors: int, n: int) -> None:
-    """Time one exact gradient sum over N rows: in-process vs K shard actors."""
-    from raypkg.deltagrad.exact import ExactGradients, make_gradients
-
+    """Time one exact gradient sum over N rows: in-process vs K shard actors (median of 5,
+    after an untimed warm-up call)."""
     local = ExactGradients(wl.net, wl.x, wl.y)
     sharded = make_gradients(wl.net, wl.x, wl.y, actors)
     try:
@@ -292,9 +231,3 @@ def actor_rows(wl, actors: int, n: int) -> None:
                        f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")
     finally:
         sharded.close()
-
-
-def _row_text(r: dict) -> str:
-    return (f"baseline {r['time_baseline']:.2f}s, deltagrad {r['time_deltagrad']:.2f}s, "
-            f"speedup {r['speedup']:.2f}x, |wU-w*| {r['dist_U_star']:.2e}, |wI-wU| {r['dist_I_U']:.2e}, "
-            f"acc {r['acc_baseline']:.4f} / {r['acc_deltagrad']:.4f}")

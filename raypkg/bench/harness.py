@@ -1,80 +1,177 @@
-"""What every benchmark shares: its --threads and --save flags, list flags, the untimed
-warm-up before anything is timed, the printed table, and what it writes (its table as
-Parquet and a PNG plot of it beside it):
-
-    save_bench(frame, "runs/bench/deltagrad-20250101-120000", plot=speedup_bars)
-    -> runs/bench/deltagrad-....parquet, runs/bench/deltagrad-....png
-
-``plot(frame, ax)`` draws the headline comparison on one matplotlib Axes.
+"""What every `effray bench` shares (timm's BenchmarkRunner): ``BenchRunner`` owns the
+threads, the untimed warm-up, the timed runs, the header and progress lines, the printed
+table and its files (Parquet, PNG, W&B); ``compare`` adds the speed-up and accuracy-delta
+columns against a warmed reference row. Also the flags and plots the benches share.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import click
 
-from raypkg.errors import UsageError
+from raypkg.errors import UsageError, choose
 from raypkg.paths import check_writable_dir
 
 SAVE_HELP = "Write the table as STEM.parquet and its plot as STEM.png. Default: runs/bench/NAME-TIME."
 THREADS_HELP = "torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower)."
 
 
-def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP):
+def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP, threads_help: str = THREADS_HELP):
     """A bench command's ``--threads`` (default ``threads``) and ``--save`` flags."""
     def add(func):
         func = click.option("--save", help=save_help)(func)
         return click.option("--threads", type=int, default=threads, show_default=threads is not None,
-                            help=THREADS_HELP)(func)
+                            help=threads_help)(func)
     return add
 
 
-def use_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (0 or None: leave torch's default); the count in use."""
+def set_option(help: str):
+    """``--set KEY=VALUE``, repeatable (read by ``bench_settings``)."""
+    return click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def timed(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` and its seconds (a GPU synchronised before the clock stops)."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
 
 
-def warm_up(recipe, cfg, data, **shared) -> None:
-    """One untimed short run of ``recipe`` (one epoch, one epoch of warm-up or shard
-    pre-training, no cache) before anything is timed: the process's one-time costs (imports,
-    the allocator, the first call of each code path) are charged to no row, the baseline's
-    included."""
-    import dataclasses
+class BenchRunner:
+    """One benchmark run: its torch threads (0 or None: torch's default), its files' stem
+    (checked writable before any work), an untimed warm-up per recipe (and ``key``) before
+    its first timed row, the header and progress lines, and the table printed and saved."""
 
-    from raypkg.recipe import MemorySink
+    def __init__(self, name: str, save: str | None, threads: int | None = None):
+        import torch
 
-    fields = {f.name for f in dataclasses.fields(cfg)}
-    short = {k: 1 for k in ("epochs", "pretrain_epochs", "pre_epochs", "repeats") if k in fields and getattr(cfg, k)}
-    short.update({k: v for k, v in (("cache", False), ("lr_warmup_epochs", 0)) if k in fields})
-    recipe.run(dataclasses.replace(cfg, **short), MemorySink, data=data, **shared)
+        stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        stem = stem.with_suffix("") if stem.suffix in (".parquet", ".png") else stem
+        stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}" if stem.is_dir() else stem
+        if save and not stem.parent.is_dir():
+            raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
+        check_writable_dir(stem.parent, "--save")
+        self.name, self.stem, self.warmed = name, stem, set()
+        if threads:
+            torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()
+
+    def warm(self, recipe, cfg, data, key=None, **shared) -> None:
+        """Once per (recipe, ``key``), an untimed short run of ``recipe`` (one epoch, one of
+        warm-up or shard pre-training, no cache): the process's one-time costs (imports, the
+        allocator, each code path's first call) are charged to no row, the baseline's included."""
+        import dataclasses
+
+        from raypkg.recipe import MemorySink
+
+        if (recipe.name, key) in self.warmed:
+            return
+        fields = {f.name for f in dataclasses.fields(cfg)}
+        short = {k: 1 for k in ("epochs", "pretrain_epochs", "pre_epochs", "repeats")
+                 if k in fields and getattr(cfg, k)}
+        short.update({k: v for k, v in (("cache", False), ("lr_warmup_epochs", 0)) if k in fields})
+        recipe.run(dataclasses.replace(cfg, **short), MemorySink, data=data, **shared)
+        self.warmed.add((recipe.name, key))
+
+    def run(self, recipe, cfg, data, key=None, **shared) -> dict:
+        """``recipe`` on ``cfg`` in memory, warmed up first (``warm``); its summary."""
+        from raypkg.recipe import MemorySink
+
+        self.warm(recipe, cfg, data, key)
+        return recipe.run(cfg, MemorySink, data=data, **shared)
+
+    def row(self, recipe, cfg, data, labels: dict, phases: tuple, total: str, key=None, **shared) -> tuple[dict, dict]:
+        """A timed row (``run``): ``labels``, each phase's seconds (``<phase>_s``; cached work
+        charged its original seconds), their sum ``total`` and ``test_acc``; and the summary."""
+        summary = self.run(recipe, cfg, data, key, **shared)
+        row = {**labels, **{f"{p}_s": summary["cost_s"].get(p, 0.0) for p in phases}}
+        return {**row, total: sum(row[f"{p}_s"] for p in phases), "test_acc": summary["test_acc"]}, summary
+
+    def header(self, what: str, data, **settings) -> None:
+        """The first line: what runs on which data, with which settings."""
+        text = {k: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in settings.items()}
+        click.echo(f"# {self.name} {what} ({len(data.train)} train / {len(data.test)} test): "
+                   + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in text.items())
+                   + f"; torch threads {self.threads}")
+
+    @staticmethod
+    def progress(label: str, row: dict, seconds: str, more: str = "") -> None:
+        click.echo(f"  {label}: test_acc {row['test_acc']:.4f}, {row[seconds]:.1f}s{more}", err=True)
+
+    def finish(self, frame, columns: list[str], formats: dict | None = None, printed=None, suffix: str = "",
+               **save) -> list[Path]:
+        """Print the ``columns`` of ``printed`` (default ``frame``), write ``frame`` as
+        STEM``suffix``.parquet with ``save_bench``'s ``save`` arguments; the files written."""
+        print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
+        return save_bench(frame, self.stem.with_name(self.stem.name + suffix), **save)
+
+    def log_wandb(self, mode: str, config: dict, tables: dict, images: dict) -> None:
+        """The bench's tables and plots (name -> a DataFrame, a PNG) as a W&B run beside its files."""
+        from raypkg.tracking.run import to_plain
+        from raypkg.tracking.wandb_logger import WandbLogger
+
+        logger = WandbLogger(self.stem.parent, name=self.stem.name, group=f"bench-{self.name}", mode=mode,
+                             config=to_plain(config))
+        try:
+            for key, table in tables.items():
+                logger.log_table(f"{self.name}/{key}", table)
+            logger.log_images({f"{self.name}/{key}": path for key, path in images.items()})
+        finally:
+            logger.finish()
+
+
+def compare(frame, reference, keys: list[str], speedup: str | None = None, delta: str | None = None,
+            seconds: str = "e2e_s", acc: str = "test_acc", points: bool = True, rows=None):
+    """``frame`` with each row against its reference, the row of mask ``reference`` with the
+    same ``keys``: ``speedup`` = the reference's ``seconds`` / the row's, ``delta`` = the
+    row's ``acc`` - the reference's (x100 with ``points``); NaN without one or outside ``rows``."""
+    import numpy as np
+
+    frame = frame.reset_index(drop=True)
+    refs = frame.loc[np.asarray(reference, bool), [*keys, *([seconds] if speedup else []), *([acc] if delta else [])]]
+    matched = frame[keys].merge(refs, on=keys, how="left") if keys else refs.iloc[[0] * len(frame)]
+    keep = np.ones(len(frame), bool) if rows is None else np.asarray(rows, bool)
+    if speedup:
+        frame[speedup] = np.where(keep, matched[seconds].to_numpy() / frame[seconds].to_numpy(), np.nan)
+    if delta:
+        frame[delta] = np.where(keep, (100 if points else 1) * (frame[acc].to_numpy() - matched[acc].to_numpy()),
+                                np.nan)
+    return frame
 
 
 def check_bench_numbers(**values) -> None:
-    """Sizes and counts must be positive (None: not given); fraction in (0, 1]."""
+    """Sizes and counts must be positive, pretrain_epochs >= 0 (None: not given); fraction in (0, 1]."""
     for name, value in values.items():
-        if value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if name == "fraction":
-            if not 0 < value <= 1:
-                raise UsageError(f"{flag} must be in (0, 1], got {value:g}")
-        elif name == "pretrain_epochs" and value < 0 or name != "pretrain_epochs" and value < 1:
-            raise UsageError(f"{flag} must be {'>= 0' if name == 'pretrain_epochs' else '>= 1'}, got {value}")
+        flag, least = "--" + name.replace("_", "-"), 0 if name == "pretrain_epochs" else 1
+        if name == "fraction" and value is not None and not 0 < value <= 1:
+            raise UsageError(f"{flag} must be in (0, 1], got {value:g}")
+        if name != "fraction" and value is not None and value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+
+
+def once_each(values: list, flag: str) -> list:
+    """``values`` if none is repeated (a repeated item is one row twice, its reference
+    ambiguous), else a one-line UsageError."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise UsageError(f"{flag} names {', '.join(repeated)} more than once")
+    return values
 
 
 def number_list(text: str, flag: str, what: str, kind: type = float, minimum: float | None = None,
                 example: str = "0.05,0.01") -> list:
-    """Comma-separated numbers of ``kind`` (``--density 0.05,0.01``, ``--workers 1,2``), finite and
-    at least ``minimum`` when given, else a one-line UsageError."""
+    """Comma-separated numbers of ``kind`` (``--density 0.05,0.01``, ``--workers 1,2``), each
+    once, finite and at least ``minimum`` when given, else a one-line UsageError."""
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -82,18 +179,15 @@ def number_list(text: str, flag: str, what: str, kind: type = float, minimum: fl
     if not values or not all(math.isfinite(v) and (minimum is None or v >= minimum) for v in values):
         bound = "" if minimum is None else f" >= {minimum}"
         raise UsageError(f"{flag} takes comma-separated {what}{bound}, e.g. {example}; got {text!r}")
-    return values
+    return once_each(values, flag)
 
 
 def name_list(text: str, flag: str, allowed=None, what: str = "name") -> list[str]:
-    """Comma-separated names, each once, in order (each one of ``allowed`` when given),
-    else a one-line UsageError."""
-    from raypkg.errors import choose
-
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    """Comma-separated names, each once (and one of ``allowed`` when given), else a one-line UsageError."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise UsageError(f"{flag} takes comma-separated names, got {text!r}")
-    return [choose(what, n, allowed) for n in names] if allowed is not None else names
+    return once_each([choose(what, n, allowed) for n in names] if allowed is not None else names, flag)
 
 
 def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_flags: set[str] = frozenset()) -> dict:
@@ -109,19 +203,6 @@ def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_fla
     if taken:
         raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
     return extra
-
-
-def bench_stem(save: str | None, name: str) -> Path:
-    """The path stem for a benchmark's files (checked writable before the benchmark runs)."""
-    stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if stem.suffix in (".parquet", ".png"):
-        stem = stem.with_suffix("")
-    if stem.is_dir():
-        stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if save and not stem.parent.is_dir():
-        raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
-    check_writable_dir(stem.parent, "--save")
-    return stem
 
 
 def save_bench(frame, path_stem: str | Path, plot: Callable | None = None, title: str | None = None,
@@ -149,20 +230,15 @@ def save_bench(frame, path_stem: str | Path, plot: Callable | None = None, title
 
 
 def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | None = None) -> None:
-    """Aligned columns; floats as 4 significant digits unless ``formats`` names a format."""
-    formats = formats or {}
-
+    """Aligned columns; floats as 4 significant digits unless ``formats`` names a format, NaN as -."""
     def fmt(c, v):
-        if v is None:
+        if v is None or isinstance(v, float) and math.isnan(v):
             return "-"
-        if isinstance(v, float):
-            return format(v, formats.get(c, ".4g"))
-        return str(v)
+        return format(v, (formats or {}).get(c, ".4g")) if isinstance(v, float) else str(v)
 
     widths = {c: max(len(c), *(len(fmt(c, r.get(c, ""))) for r in rows)) for c in columns}
-    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    for r in rows:
-        click.echo("  ".join(fmt(c, r.get(c, "")).ljust(widths[c]) for c in columns))
+    for cells in [{c: c for c in columns}] + [{c: fmt(c, r.get(c, "")) for c in columns} for r in rows]:
+        click.echo("  ".join(cells[c].ljust(widths[c]) for c in columns))
 
 
 def accuracy_vs_seconds(frame, ax, *, seconds: str, by: list[str], label: Callable, xlabel: str) -> None:
@@ -175,9 +251,7 @@ def accuracy_vs_seconds(frame, ax, *, seconds: str, by: list[str], label: Callab
             if label(row):
                 ax.annotate(label(row), (row[seconds], 100 * row["test_acc"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set(xscale="log", xlabel=xlabel, ylabel="test accuracy (%)")
     ax.legend(fontsize=7)
 
 
@@ -188,13 +262,10 @@ def hbar(frame, ax, label: str, columns: list[str], xlabel: str, log: bool = Fal
     rows = np.arange(len(frame))
     height = 0.8 / max(len(columns), 1)
     for i, column in enumerate(columns):
-        values = frame[column].astype(float).to_numpy()
-        ax.barh(rows + i * height, values, height=height, label=column)
+        ax.barh(rows + i * height, frame[column].astype(float).to_numpy(), height=height, label=column)
     ax.set_yticks(rows + height * (len(columns) - 1) / 2)
     ax.set_yticklabels([str(v)[:48] for v in frame[label]], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    if log:
-        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, xscale="log" if log else "linear")
     if len(columns) > 1:
         ax.legend(fontsize=8)

@@ -1,37 +1,13 @@
 """`effray bench lipt`: DeepCore-style pre-training vs LiPT vs uniform vs full data, in one run.
 
-One process, one dataset, one seed, the same subset-training budget for every row
-(Ro et al. 2023, Sec. 5, the comparison of Table 1/Fig. 1):
-
-- ``full data``: training on everything for --epochs.
-- ``uniform``: a random class-balanced subset (no pre-training).
-- ``deepcore``: full-model full-data warm-up for --pretrain-epochs (GraNd: --repeats of
-  them, different seeds, scores averaged), selection, subset training.
-- ``lipt``: --shards sparse shard models (--density, ERK) for --pre-epochs each on their
-  shard (in this process one after another, or on --workers Ray Train workers), merged by
-  the --merge rule, selection with the merged model, subset training. With several
-  rules (``--merge shared-mask,keepers,zeros``) one LiPT row per rule, and with several
-  ``--backends`` (the shard models' ``--sparse-backend``) one per backend, against the
-  same DeepCore row.
-
-Every row runs its recipe (``full data``: train; ``uniform``, ``deepcore``: coreset;
-``lipt``: LiPT) in memory. Pre-trained models are computed once and shared through a scratch
-cache (fractions and methods reuse them); each row is charged their original seconds.
-Ratios in the LiPT rows: ``pretrain_x`` = DeepCore's pre-training seconds / LiPT's
-(pre-training + merge), ``e2e_x`` = DeepCore's end-to-end seconds / LiPT's, and
-``acc_vs_deepcore`` = the test-accuracy difference (points of %); ``merged_acc`` is the
-merged LiPT model's own test accuracy (before any subset training), ``shard_acc`` the
-mean of its K shard models' and ``shard_s`` the pre-training seconds per shard model.
-The paper's targets (CIFAR-10, ResNet-18, K=10 workers in parallel): pretrain_x >= 15,
-e2e_x >= 2.8, accuracy within 1 point.
-
-Does LiPT's selection see what DeepCore's sees? In the LiPT rows, against the DeepCore
-row of the same method and fraction: ``spearman``, the Spearman rank correlation of the
-two per-example scores over the whole training set (GraNd's mean gradient norms; NaN for
-selectors that expose no per-example score for every example, e.g. Glister, whose gains
-exist only for its picks, at the time of each pick), and ``overlap``, |S_lipt & S_deepcore| / k,
-the share of the k picked examples both pipelines picked (for GraNd the top-k sets, per
-class when balanced; for Glister its greedy picks).
+The same subset-training budget for every row (Ro et al. 2023, Sec. 5): ``full data``,
+``uniform``, ``deepcore`` (a full-data warm-up, GraNd x --repeats, then selection) and
+``lipt`` (--shards sparse shard models merged by --merge, then selection), a LiPT row per
+merge rule and --backends value; pre-trained models cached and charged their original
+seconds. LiPT rows: ``pretrain_x`` = DeepCore's pre-training seconds / LiPT's (with the
+merge), ``e2e_x`` the same end to end, ``acc_vs_deepcore`` (points), ``merged_acc``,
+``shard_acc``, ``shard_s``, and how the two selections agree: ``spearman`` (of the
+per-example scores; NaN without them) and ``overlap`` (share of the picks both made).
 """
 
 from __future__ import annotations
@@ -41,12 +17,20 @@ import functools
 import tempfile
 
 import click
-import torch
+import pandas as pd
 
-from raypkg.bench.harness import (accuracy_vs_seconds, bench_options, bench_settings, bench_stem, check_bench_numbers,
-                                  name_list, number_list, print_table, save_bench, use_threads, warm_up)
+from raypkg.bench.harness import (BenchRunner, accuracy_vs_seconds, bench_options, bench_settings, compare, name_list,
+                                  number_list, set_option)
 from raypkg.cli_options import config_options
+from raypkg.engine.runner import TRAIN
+from raypkg.errors import UsageError
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
+from raypkg.lipt.recipe import LIPT, check_data
+from raypkg.recipe import load_data
+from raypkg.selection.cache import SelectionCache
+from raypkg.selection.config import CoresetConfig
+from raypkg.selection.recipe import CORESET
+from raypkg.selection.registry import get_selector
 from raypkg.sparse.config import SPARSE_BACKENDS
 
 COLUMNS = ["fraction", "pipeline", "method", "merge", "pretrain_s", "shard_s", "merge_s", "selection_s", "train_s",
@@ -60,11 +44,9 @@ DEEPCORE_ONLY, LIPT_ONLY = "DeepCore rows only.", "LiPT rows only."
 
 
 def agreement(ours: dict, reference: dict) -> dict[str, float]:
-    """How LiPT's selection agrees with DeepCore's, from the two runs' tables (on the same
-    data): Spearman correlation of every example's score (scores.parquet; NaN unless both
-    have one) and the share of the k picks (selection.parquet) both made."""
-    import pandas as pd
-
+    """How LiPT's selection agrees with DeepCore's, from their tables: the Spearman correlation
+    of the examples' scores (NaN unless both have scores.parquet) and the share of the picks
+    (selection.parquet) both made."""
     spearman = float("nan")
     if "scores.parquet" in ours and "scores.parquet" in reference:
         spearman = float(pd.Series(ours["scores.parquet"]["score"]).corr(
@@ -87,13 +69,10 @@ def agreement(ours: dict, reference: dict) -> dict[str, float]:
 @click.option("--backends", default="masked", show_default=True,
               help="LiPT: the shard models' --sparse-backend (masked, sparse, auto), comma-separated for one LiPT "
                    "row each (with several, a backend column).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values "
-                   "read as YAML), e.g. --set score=ensemble --set bn_samples=2000.")
+@set_option("Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values read as "
+            "YAML), e.g. --set score=ensemble --set bn_samples=2000.")
 @bench_options()
-def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs, pretrain_epochs, repeats, shards,
-               pre_epochs, density, merge, backends, randaugment, settings, workers, batch_size, lr, seed, threads,
-               save):
+def lipt_bench(fractions, methods, merge, backends, settings, threads, save, **flags):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
 
     \b
@@ -101,118 +80,81 @@ def lipt_bench(dataset, model, train_size, test_size, fractions, methods, epochs
       effray bench lipt                                            # digits-aug, GraNd and Glister, 0.1 and 0.3
       effray bench lipt --train-size 10000 --epochs 5 --pretrain-epochs 5 --repeats 5 --shards 10
       effray bench lipt --methods grand --pre-epochs 5 --set score=ensemble
-      effray bench lipt --model resnet20 --train-size 4000 --test-size 2000 --shards 4 --merge shared-mask,zeros
-      effray bench lipt --methods grand --fractions 0.1 --shards 4 --backends masked,sparse   # the sparse kernels
     """
-    import pandas as pd
-
-    from raypkg.engine.loop import pick_device
-    from raypkg.engine.runner import TRAIN
-    from raypkg.recipe import load_data
-    from raypkg.errors import UsageError
-    from raypkg.lipt.recipe import LIPT, check_data
-    from raypkg.recipe import MemorySink
-    from raypkg.selection.cache import SelectionCache
-    from raypkg.selection.config import CoresetConfig
-    from raypkg.selection.recipe import CORESET
-    from raypkg.selection.registry import get_selector
-
-    check_bench_numbers(train_size=train_size, test_size=test_size, epochs=epochs, repeats=repeats, shards=shards,
-                        pre_epochs=pre_epochs, batch_size=batch_size)
-    if pretrain_epochs < 0:
-        raise UsageError(f"--pretrain-epochs must be >= 0, got {pretrain_epochs}")
-    from raypkg.sparse.config import check_density
-    check_density(density)
-    fracs = number_list(fractions, "--fractions", "numbers")
-    names = name_list(methods, "--methods")
+    f = flags  # every number is checked by the configs' validate(), before any data is loaded
+    fracs, names = number_list(fractions, "--fractions", "numbers"), name_list(methods, "--methods")
     for name in names:
         if not get_selector(name).needs_model:
             raise UsageError(f"--methods are gradient-based selectors (pre-training is what is compared); got {name!r}")
-    if workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
     merges = name_list(merge, "--merge", MERGE_RULES, "merge rule")
     backend_list = name_list(backends, "--backends", SPARSE_BACKENDS, "sparse backend")
-    lipt_only = {f.name for f in dataclasses.fields(LiptConfig)} - {f.name for f in dataclasses.fields(CoresetConfig)}
+    lipt_only = {x.name for x in dataclasses.fields(LiptConfig)} - {x.name for x in dataclasses.fields(CoresetConfig)}
     extra = bench_settings(settings, lipt_only, "LiPT-only",
                            own_flags={"shards", "pre_epochs", "density", "merge", "randaugment", "sparse_backend"})
-    common = dict(dataset=dataset, model=model, train_size=train_size, test_size=test_size, epochs=epochs,
-                  batch_size=batch_size, lr=lr, seed=seed, progress=False, wandb="disabled", cache=False)
-    base = CoresetConfig(**common, pretrain_epochs=pretrain_epochs).resolved().validate()
-    lipt_base = LiptConfig(**common, shards=shards, pre_epochs=pre_epochs, density=density, merge=merges[0],
-                           randaugment=randaugment, workers=workers, selection=names[0],
+    lipt_fields = ("shards", "pre_epochs", "density", "randaugment", "workers")
+    common = dict({k: v for k, v in f.items() if k not in (*lipt_fields, "repeats", "pretrain_epochs")},
+                  progress=False, wandb="disabled", cache=False, weighting=None, weight_cap=None)
+    base = CoresetConfig(**common, pretrain_epochs=f["pretrain_epochs"]).resolved().validate()
+    lipt_base = LiptConfig(**common, **{k: f[k] for k in lipt_fields}, merge=merges[0], selection=names[0],
                            **extra).resolved().validate()
-    deepcore = {(m, f): dataclasses.replace(base, selection=m, fraction=f, weighting=None, weight_cap=None,
-                                            repeats=repeats if get_selector(m).uses_repeats else None
-                                            ).resolved().validate() for m in names for f in fracs}
-    lipt = {(m, f, r, b): dataclasses.replace(lipt_base, selection=m, fraction=f, weighting=None, weight_cap=None,
-                                              merge=r, sparse_backend=b).resolved().validate()
-            for m in names for f in fracs for r in merges for b in backend_list}
-    stem = bench_stem(save, "lipt")
-    use_threads(threads)
-    data, device = load_data(base), pick_device(base.use_gpu)
+
+    def config(cfg, **fields):
+        return dataclasses.replace(cfg, **fields).resolved().validate()
+
+    uniform = {x: config(base, selection="uniform", fraction=x) for x in fracs}
+    deepcore = {(m, x): config(base, selection=m, fraction=x, repeats=f["repeats"] if get_selector(m).uses_repeats
+                               else None) for m in names for x in fracs}
+    lipt = {(m, x, r, b): config(lipt_base, selection=m, fraction=x, merge=r, sparse_backend=b)
+            for m in names for x in fracs for r in merges for b in backend_list}
+    runner = BenchRunner("lipt", save, threads)
+    data = load_data(base)
     check_data(lipt_base, data)
-    click.echo(f"# LiPT bench on {dataset} ({len(data.train)} train / {len(data.test)} test), {model}, "
-               f"{epochs} training epochs, torch threads {torch.get_num_threads()}, device {device}\n"
-               f"# DeepCore: warm-up {pretrain_epochs} epochs on the full data, GraNd x{repeats} repeats; "
-               f"LiPT: {shards} shards x {pre_epochs} epochs, density {density} ERK, merge {', '.join(merges)}, "
-               f"randaugment {'on' if randaugment else 'off'}, " + "".join(f"{k} {v}, " for k, v in extra.items()) +
-               f"{f'{workers} Ray Train workers' if workers else 'in this process, one shard after another'}")
+    runner.header(f"on {base.dataset}", data, model=base.model, epochs=base.epochs,
+                  DeepCore_warm_up=f"{base.pretrain_epochs} epochs x {f['repeats']} GraNd repeats",
+                  LiPT=f"{f['shards']} shards x {f['pre_epochs']} epochs at density {f['density']}", merge=merges,
+                  randaugment=f["randaugment"], **extra, Ray_Train_workers=f["workers"])
+    phases = ("pretrain", "merge", "selection", "train")
+    rows = [runner.row(TRAIN, base, data, {"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-",
+                                           "backend": "-"}, phases, "total_s")[0]]
+    runner.warm(CORESET, deepcore[names[0], fracs[0]], data)  # the warm-up pays the pre-training's first calls too
 
-    # every timed row, the baseline's included, after the one-time costs (each backend's too)
-    for recipe, cfg in ((TRAIN, base), (CORESET, deepcore[names[0], fracs[0]]),
-                        *((LIPT, lipt[names[0], fracs[0], merges[0], b]) for b in backend_list)):
-        warm_up(recipe, cfg, data)
-    full = TRAIN.run(base, MemorySink, data=data)
-    rows = [{"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-", "backend": "-", "pretrain_s": 0.0,
-             "merge_s": 0.0, "selection_s": 0.0, "train_s": full["phases"]["train"], "total_s": full["phases"]["train"],
-             "test_acc": full["test_acc"]}]
-
-    def run_row(cfg, pipeline: str, cache):
-        """The row of one pipeline, and its tables (selection.parquet, scores.parquet)."""
-        summary = (LIPT if pipeline == "lipt" else CORESET).run(cfg, MemorySink, data=data, cache=cache)
-        seconds = {"merge": 0.0, **summary["cost_s"]}
-        selection_s, train_s = seconds["selection"], seconds["train"]
-        total = seconds["pretrain"] + seconds["merge"] + selection_s + train_s
-        row = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
-               "merge": summary.get("merge", "-"), "backend": getattr(cfg, "sparse_backend", "-"),
-               "pretrain_s": seconds["pretrain"], "merge_s": seconds["merge"],
-               "selection_s": selection_s, "train_s": train_s, "total_s": total, "test_acc": summary["test_acc"]}
-        if pipeline == "lipt":
+    def run_row(cfg, pipeline: str, cache) -> dict:
+        """The row of one pipeline; its tables (selection.parquet, scores.parquet) under ``tables``."""
+        ours = pipeline == "lipt"
+        labels = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection}
+        row, summary = runner.row(LIPT if ours else CORESET, cfg, data, labels, phases, "total_s",
+                                  key=cfg.sparse_backend if ours else None, cache=cache)
+        row.update(merge=summary.get("merge", "-"), backend=cfg.sparse_backend if ours else "-",
+                   tables=summary["tables"])
+        if ours:
             row.update(merged_acc=summary["merged_test_acc"], shard_acc=sum(summary["shard_test_acc"]) / cfg.shards,
-                       shard_s=seconds["pretrain"] / cfg.shards)
-        label = " ".join(dict.fromkeys([pipeline, cfg.selection] +
-                                       ([row["merge"], row["backend"]] if pipeline == "lipt" else [])))
-        click.echo(f"  {label} @{cfg.fraction:g}: test_acc {row['test_acc']:.4f}, {total:.1f}s", err=True)
-        return row, summary["tables"]
+                       shard_s=row["pretrain_s"] / cfg.shards)
+        label = dict.fromkeys([pipeline, cfg.selection] + ([row["merge"], row["backend"]] if ours else []))
+        runner.progress(f"{' '.join(label)} @{cfg.fraction:g}", row, "total_s")
+        return row
 
     with tempfile.TemporaryDirectory() as scratch:
         cache = SelectionCache(scratch)
-        for f in fracs:
-            uniform, _ = run_row(dataclasses.replace(base, selection="uniform", fraction=f, weighting=None,
-                                                     weight_cap=None, repeats=None).resolved().validate(),
-                                 "uniform", cache)
-            rows.append(uniform)
+        for x in fracs:
+            rows.append(run_row(uniform[x], "uniform", cache))
             for m in names:
-                reference, reference_picks = run_row(deepcore[m, f], "deepcore", cache)
-                rows.append(reference)
+                rows.append(reference := run_row(deepcore[m, x], "deepcore", cache))
                 for r, b in ((r, b) for r in merges for b in backend_list):
-                    ours, our_picks = run_row(lipt[m, f, r, b], "lipt", cache)
-                    ours.update(pretrain_x=reference["pretrain_s"] / (ours["pretrain_s"] + ours["merge_s"]),
-                                e2e_x=reference["total_s"] / ours["total_s"],
-                                acc_vs_deepcore=100 * (ours["test_acc"] - reference["test_acc"]),
-                                **agreement(our_picks, reference_picks))
-                    rows.append(ours)
+                    rows.append(run_row(lipt[m, x, r, b], "lipt", cache))
+                    rows[-1].update(agreement(rows[-1]["tables"], reference["tables"]))
+    frame = pd.DataFrame(rows).assign(prepare_s=lambda t: t["pretrain_s"] + t["merge_s"])
+    reference, ours = frame["pipeline"] == "deepcore", frame["pipeline"] == "lipt"
+    frame = compare(frame, reference, ["method", "fraction"], "pretrain_x", seconds="prepare_s", rows=ours)
+    frame = compare(frame, reference, ["method", "fraction"], "e2e_x", "acc_vs_deepcore", seconds="total_s", rows=ours)
     columns = COLUMNS if len(backend_list) == 1 else [*COLUMNS[:4], "backend", *COLUMNS[4:]]
-    frame = pd.DataFrame(rows, columns=columns)
-    print_table(frame.to_dict("records"), columns)
 
     def label(row) -> str:
-        text = "full" if row["pipeline"] == "full data" else f"{row['method']} {row['fraction']:g}"
-        if row["pipeline"] == "lipt":
-            text += (f" {row['merge']}" if len(merges) > 1 else "") + (f" {row['backend']}" if len(backend_list) > 1
-                                                                        else "")
-        return text
+        if row["pipeline"] == "full data":
+            return "full"
+        extra = ([row["merge"]] if len(merges) > 1 else []) + ([row["backend"]] if len(backend_list) > 1 else [])
+        return " ".join([row["method"], f"{row['fraction']:g}", *(extra if row["pipeline"] == "lipt" else [])])
 
-    plot = functools.partial(accuracy_vs_seconds, seconds="total_s", by=["pipeline"], label=label,
-                             xlabel="end-to-end seconds (pre-training + selection + training)")
-    save_bench(frame, stem, plot=plot, title=f"{dataset}/{model}: accuracy vs end-to-end time (DeepCore vs LiPT)")
+    runner.finish(frame.reindex(columns=columns), columns,
+                  title=f"{base.dataset}/{base.model}: accuracy vs end-to-end time (DeepCore vs LiPT)",
+                  plot=functools.partial(accuracy_vs_seconds, seconds="total_s", by=["pipeline"], label=label,
+                                         xlabel="end-to-end seconds (pre-training + selection + training)"))

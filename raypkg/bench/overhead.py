@@ -1,38 +1,44 @@
 """`effray bench overhead`: what the engine and Ray Train cost over a plain PyTorch loop.
 
-The same job (model, data, batch size, epochs, seed) five ways, in one process run:
-a plain loop written inline here, the effray engine in-process without and with a
-callback on every event, and Ray Train with 1 and 2 workers (each worker count once per
-``--placements`` value: on a cluster of several nodes, ``strict-pack,strict-spread`` sets one
-node against the same workers spread over nodes). Start-up = wall time not spent in training epochs; steady state = the
-median epoch time after the first epoch.
-
-First, the command line's own start-up: `effray --help` and `effray run lipt --help` as
-new processes (best of ``--cli-runs``), beside a bare `python -c pass` for scale.
+The same job five ways in one process: a plain loop written here, the engine without and
+with a callback on every event, Ray Train with 1 and 2 workers (each per ``--placements``
+value). Start-up: wall time outside training epochs; steady state: the median epoch after
+the first (the warm-up); ``steady_vs_plain`` against the plain loop's. First, the CLI's
+own start-up (`effray --help`, `effray run lipt --help`, `python -c pass`; best of N).
 """
 
 from __future__ import annotations
 
 import statistics
 import subprocess
-import uuid
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import click
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raypkg.bench.harness import (SAVE_HELP, bench_stem, check_bench_numbers, hbar, name_list, number_list, save_bench,
-                                  use_threads)
+from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar, name_list, number_list
 from raypkg.cli_options import address_option
+from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
+from raypkg.engine.config import PLACEMENTS, TrainConfig
+from raypkg.engine.loop import evaluate, fit, seed_everything
+from raypkg.engine.ray_train import fit_on_ray_train
 from raypkg.errors import UsageError
+from raypkg.models.registry import build_model
+from raypkg.recipe import load_data
+from raypkg.storage import check_storage, join, remove
+
+CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
 
 
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
-    """The reference: the shortest honest PyTorch loop over in-memory tensors."""
+    """The reference: the shortest honest PyTorch loop over in-memory tensors; its epoch seconds."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     times = []
     for epoch in range(epochs):
@@ -48,34 +54,21 @@ def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) 
     return times
 
 
-CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
-
-
-def process_seconds(command: list[str], runs: int) -> float:
-    """The fastest of ``runs`` runs of ``command`` as a new process, in seconds."""
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def cli_startup(runs: int) -> list[tuple[str, float]]:
-    """(command, best seconds) for `python -c pass` and each of CLI_COMMANDS, run as a
-    user runs them: the `effray` console script (``python -m raypkg.cli`` without one)."""
+    """(command, best of ``runs`` seconds as a new process) for `python -c pass` and each of
+    CLI_COMMANDS, run as a user runs them: the `effray` console script (else ``python -m``)."""
     script = Path(sys.executable).with_name("effray")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "raypkg.cli"]
-    timings = [("python -c pass", process_seconds([sys.executable, "-c", "pass"], runs))]
-    for args in CLI_COMMANDS:
-        timings.append((" ".join(["effray", *args]), process_seconds(head + args, runs)))
+    timings = []
+    for name, command in [("python -c pass", [sys.executable, "-c", "pass"])] + \
+            [(" ".join(["effray", *args]), head + args) for args in CLI_COMMANDS]:
+        best = float("inf")
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            best = min(best, time.perf_counter() - t0)
+        timings.append((name, best))
     return timings
-
-
-def summarise(name: str, wall: float, epoch_times: list[float], acc: float) -> dict:
-    steady = statistics.median(epoch_times[1:] or epoch_times)
-    return {"variant": name, "startup_s": wall - sum(epoch_times), "steady_epoch_s": steady,
-            "test_acc": acc}
 
 
 class CountEvents(Callback):
@@ -101,9 +94,6 @@ class CountEvents(Callback):
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--train-size", type=int, default=None, help="Shrink digits-aug (default 60,000).")
 @click.option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
-@click.option("--threads", type=int, default=None,
-              help="torch threads of every training process, this one and each Ray Train worker "
-                   "(default: torch's choice here, the CPU share in a worker).")
 @click.option("--placements", default="pack", show_default=True,
               help="Ray Train placements to time, comma-separated: pack, spread, strict-pack, strict-spread.")
 @click.option("--cpus-per-worker", type=float, default=None,
@@ -113,7 +103,8 @@ class CountEvents(Callback):
 @address_option
 @click.option("--cli-runs", default=5, show_default=True,
               help="Runs of each `effray ... --help` start-up timing (the best counts; 0: skip them).")
-@click.option("--save", help=SAVE_HELP)
+@bench_options(threads=None, threads_help="torch threads of every training process, this one and each Ray Train "
+                                          "worker (default: torch's choice here, the CPU share in a worker).")
 def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, placements, cpus_per_worker,
              storage, cli_runs, save):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job,
@@ -123,21 +114,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     Example:
       effray bench overhead --epochs 4
       effray bench overhead --train-size 5000 --epochs 2 --workers 1   # a quick look
-      effray bench overhead --address HEAD:6379 --storage s3://bucket/tmp --workers 2 \
-          --cpus-per-worker 1 --placements strict-pack,strict-spread   # one node vs two
     """
-    import pandas as pd
-
-    from raypkg.distributed.cluster import connect_ray
-    from raypkg.engine.config import TrainConfig
-    from raypkg.engine.loop import evaluate, fit, seed_everything
-    from raypkg.engine.ray_train import fit_on_ray_train
-    from raypkg.recipe import load_data
-    from raypkg.models.registry import build_model
-
-    from raypkg.engine.config import PLACEMENTS
-    from raypkg.storage import check_storage, join, remove
-
     if epochs < 2:
         raise UsageError(f"--epochs must be >= 2 (the first epoch is excluded from the steady state), got {epochs}")
     check_bench_numbers(batch_size=batch_size, train_size=train_size, threads=threads)
@@ -146,72 +123,61 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     check_storage(storage)
     if cli_runs < 0:
         raise UsageError(f"--cli-runs must be >= 0, got {cli_runs}")
-    stem = bench_stem(save, "overhead")
+    runner = BenchRunner("overhead", save, threads)
     if cli_runs:  # first, before this process starts Ray and its workers load the machine
         timings = cli_startup(cli_runs)
         click.echo(f"CLI start-up, best of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
-    use_threads(threads)
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
                       use_gpu=False, progress=False, max_failures=0, storage=storage,
                       cpus_per_worker=cpus_per_worker).resolved().validate()
     data = load_data(cfg)
     rows = []
-    # One untimed step first, so process-wide first-use costs (thread pools, allocator)
-    # are not charged to whichever variant happens to run first.
+
+    def add_variant(name: str, train) -> None:
+        """A row: ``train(net)`` (-> its epoch seconds) on a fresh model, timed from the seed."""
+        t0 = time.perf_counter()
+        seed_everything(cfg.seed)
+        net = build_model(model, data.input_shape, data.num_classes)
+        times = train(net)
+        wall = time.perf_counter() - t0
+        rows.append({"variant": name, "startup_s": wall - sum(times), "steady_epoch_s": statistics.median(times[1:]),
+                     "test_acc": evaluate(net, data.test)["acc"]})
+
+    # One untimed step first: process-wide first-use costs (thread pools, allocator) go to no variant.
     plain_loop(build_model(model, data.input_shape, data.num_classes), data.train.x[:batch_size],
                data.train.y[:batch_size], 1, batch_size, cfg.lr[0], cfg.seed)
-
-    t0 = time.perf_counter()
-    seed_everything(cfg.seed)
-    net = build_model(model, data.input_shape, data.num_classes)
-    times = plain_loop(net, data.train.x, data.train.y, epochs, batch_size, cfg.lr[0], cfg.seed)
-    rows.append(summarise("plain PyTorch loop", time.perf_counter() - t0, times, evaluate(net, data.test)["acc"]))
-
-    t0 = time.perf_counter()
-    seed_everything(cfg.seed)
-    net = build_model(model, data.input_shape, data.num_classes)
-    history = fit(net, data.train, None, cfg, progress=False)
-    rows.append(summarise("effray engine, in-process", time.perf_counter() - t0,
-                          [r["epoch_s"] for r in history], evaluate(net, data.test)["acc"]))
-
-    # The same with a callback on every hook: what the event machinery costs per step.
-    t0 = time.perf_counter()
-    seed_everything(cfg.seed)
-    net = build_model(model, data.input_shape, data.num_classes)
-    history = fit(net, data.train, None, cfg, progress=False, callbacks=[CountEvents()])
-    rows.append(summarise("effray engine + callback", time.perf_counter() - t0,
-                          [r["epoch_s"] for r in history], evaluate(net, data.test)["acc"]))
-
-    import tempfile
-
+    add_variant("plain PyTorch loop", lambda net: plain_loop(net, data.train.x, data.train.y, epochs, batch_size,
+                                                              cfg.lr[0], cfg.seed))
+    for name, callbacks in (("effray engine, in-process", []), ("effray engine + callback", [CountEvents()])):
+        add_variant(name, lambda net: [r["epoch_s"] for r in fit(net, data.train, None, cfg, progress=False,
+                                                                 callbacks=callbacks)])
     t_connect = time.perf_counter()
     connect_ray()
     connect_s = time.perf_counter() - t_connect
     for workers in worker_list:
         for placement in placements:
-            cfg.workers, cfg.placement = workers, placement
-            with tempfile.TemporaryDirectory() as tmp:
-                where = join(storage, f"bench-overhead-{uuid.uuid4().hex[:8]}") if storage else Path(tmp)
-                t0 = time.perf_counter()
-                try:
-                    outcome = fit_on_ray_train(cfg, data, storage=where, threads=threads)
-                finally:
-                    if storage:
-                        remove(where)
-                wall = time.perf_counter() - t0
-            net = build_model(model, data.input_shape, data.num_classes)
-            net.load_state_dict(outcome.model_state)
-            nodes = len(set(outcome.nodes))
-            name = f"Ray Train, {workers} worker(s)" + (f", {placement} ({nodes} node(s))" if placements != ["pack"]
-                                                         else "")
-            rows.append(summarise(name, wall, [r["epoch_s"] for r in outcome.history], evaluate(net, data.test)["acc"]))
+            cfg.workers, cfg.placement, nodes = workers, placement, []
 
+            def on_ray_train(net) -> list[float]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    where = join(storage, f"bench-overhead-{uuid.uuid4().hex[:8]}") if storage else Path(tmp)
+                    try:
+                        outcome = fit_on_ray_train(cfg, data, storage=where, threads=threads)
+                    finally:
+                        if storage:
+                            remove(where)
+                net.load_state_dict(outcome.model_state)
+                nodes.extend(outcome.nodes)
+                return [r["epoch_s"] for r in outcome.history]
+
+            add_variant(f"Ray Train, {workers} worker(s)", on_ray_train)
+            if placements != ["pack"]:
+                rows[-1]["variant"] += f", {placement} ({len(set(nodes))} node(s))"
     table = pd.DataFrame(rows)
-    plain = table.iloc[0]
-    table["steady_vs_plain"] = table["steady_epoch_s"] / plain["steady_epoch_s"]
+    table["steady_vs_plain"] = table["steady_epoch_s"] / table["steady_epoch_s"].iloc[0]
     click.echo(f"{dataset} ({len(data.train)} train), {model}, batch {batch_size}, {epochs} epochs; "
-               f"torch threads {torch.get_num_threads()}; ray.init took {connect_s:.1f}s (not counted)")
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    save_bench(table, stem, title="steady-state epoch time / plain PyTorch loop",
-               plot=lambda frame, ax: hbar(frame, ax, "variant", ["steady_vs_plain"], "x plain loop"))
+               f"torch threads {runner.threads}; ray.init took {connect_s:.1f}s (not counted)")
+    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns},
+                  title="steady-state epoch time / plain PyTorch loop",
+                  plot=lambda frame, ax: hbar(frame, ax, "variant", ["steady_vs_plain"], "x plain loop"))

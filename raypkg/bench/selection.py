@@ -1,36 +1,41 @@
 """`effray bench selection`: selection time in-process vs on shard actors, and our facility
 location against apricot-select's on the same similarity matrix.
 
-Part 1: one warmed-up model on ``digits-aug``; every method selects the same fraction
-in-process, on a pool of 1 actor and on a pool of K actors (pools built before the
-clock starts; their start-up is printed apart). The picks must be identical on all three
-paths. ``scaling`` = time(1 actor) / time(K actors); ``vs in-process`` = time(in-process)
-/ time(K actors). The ``calibration`` row runs a fixed amount of pure matrix work split
-over the actors: its scaling is what the machine can give at that moment (on a shared
-2-vCPU VM it can be ~1).
-
-Part 2: the largest class's CRAIG similarity matrix (max(d) - d of the exact gradient
-embeddings), float64, given to apricot's FacilityLocationSelection (metric
-"precomputed", its default lazy greedy; timed as shipped, which numba-compiles its
-kernels inside every ``fit``, and with those kernels compiled once) and to ours
-(incremental exact greedy, float64 and float32); the objective of every selection is
-evaluated on the same float64 matrix. Then many small blocks (CREST's per-class
-mini-batch coresets): our batched greedy on one padded tensor vs apricot block by block.
+Part 1: every method selects in-process, on 1 actor and on K actors (pools built before
+the clock; after an untimed selection on a small slice), with identical picks required;
+``scaling`` = 1 actor's seconds / K actors', ``vs in-process`` = in-process / K actors';
+``calibration`` splits fixed matrix work over the actors. Part 2: the largest class's
+CRAIG similarity matrix given to apricot's lazy greedy (as shipped, compiling in every
+``fit``, and compiled once) and to ours (float64, float32; warmed up); then many small
+blocks (CREST's): our batched greedy vs apricot block by block.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import time
+from contextlib import contextmanager
 
 import click
 import numpy as np
+import pandas as pd
 import torch
 
-from raypkg.bench.harness import (bench_options, bench_stem, check_bench_numbers, hbar, name_list, print_table,
-                                  save_bench, use_threads)
+from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar, name_list, timed
 from raypkg.cli_options import address_option, config_options
+from raypkg.data.registry import load_dataset
+from raypkg.distributed.cluster import connect_ray
+from raypkg.distributed.shard_pool import ShardPool
+from raypkg.engine.config import TrainConfig
+from raypkg.engine.loop import fit, seed_everything
+from raypkg.errors import UsageError
+from raypkg.models.registry import build_model
+from raypkg.selection import select
 from raypkg.selection.config import CoresetConfig
+from raypkg.selection.embeddings import EmbeddingKind, logit_gradients, logits_and_features
+from raypkg.selection.facility_location import (greedy_batched, greedy_dense, objective, pad_blocks,
+                                                similarity_from_distances)
+from raypkg.selection.registry import get_selector
 
 DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"
 # The CoresetConfig fields that are flags of this bench, with the bench's defaults (its --actors,
@@ -39,17 +44,8 @@ DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"
 BENCH_DEFAULTS = {"dataset": "digits-aug", "model": "mlp", "train_size": None, "fraction": 0.1, "seed": 0}
 
 
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
-
-
 def apricot_select(sim: np.ndarray, k: int) -> list[int]:
     """apricot's FacilityLocationSelection on a precomputed similarity matrix (lazy greedy).
-
     numba's threading layer, started by apricot's kernels, resets torch's intra-op thread
     count; it is put back afterwards so that apricot does not slow down what runs next."""
     threads = torch.get_num_threads()
@@ -61,25 +57,21 @@ def apricot_select(sim: np.ndarray, k: int) -> list[int]:
         torch.set_num_threads(threads)
 
 
-class ApricotKernelsCompiledOnce:
+@contextmanager
+def apricot_kernels_compiled_once():
     """apricot 0.6.1 builds and numba-compiles its gain kernels inside every ``fit``
     (``FacilityLocationSelection._initialize``). Within this context those builders are
     memoised, so a timed ``fit`` measures apricot's greedy, not its compiler."""
+    import apricot.functions.facilityLocation as fl
 
-    def __enter__(self):
-        import functools
-
-        import apricot.functions.facilityLocation as fl
-
-        self.module = fl
-        self.saved = {name: getattr(fl, name) for name in ("calculate_gains", "calculate_gains_sieve")}
-        for name, builder in self.saved.items():
-            setattr(fl, name, functools.lru_cache(maxsize=None)(builder))
-        return self
-
-    def __exit__(self, *exc):
-        for name, builder in self.saved.items():
-            setattr(self.module, name, builder)
+    saved = {name: getattr(fl, name) for name in ("calculate_gains", "calculate_gains_sieve")}
+    for name, builder in saved.items():
+        setattr(fl, name, functools.lru_cache(maxsize=None)(builder))
+    try:
+        yield
+    finally:
+        for name, builder in saved.items():
+            setattr(fl, name, builder)
 
 
 def shard_matmul_burn(shard, total_products: int, num_actors: int) -> torch.Tensor:
@@ -92,105 +84,88 @@ def shard_matmul_burn(shard, total_products: int, num_actors: int) -> torch.Tens
 
 
 def scaling_table(train, model, methods, fraction, actors, seed, repeats):
-    from raypkg.distributed.cluster import connect_ray
-    from raypkg.distributed.shard_pool import ShardPool
-    from raypkg.selection import select
-    from raypkg.selection.registry import get_selector
+    """Part 1's rows (calibration first, then a row per method) and each pool's start-up seconds."""
+    import ray
 
     models = {m: ([model] * repeats if get_selector(m).uses_repeats else model) for m in methods}
-    times: dict[str, dict] = {m: {} for m in methods}  # plus "calibration": pure matmul work
+    times: dict[str, dict] = {m: {} for m in ["calibration", *methods]}
     picks: dict[str, dict] = {m: {} for m in methods}
     for m in methods:
+        select(m, models[m], train.subset(torch.arange(min(len(train), 500))), fraction=fraction, seed=seed)  # warm-up
         res, times[m]["in-process"] = timed(select, m, models[m], train, fraction=fraction, seed=seed)
         picks[m]["in-process"] = res.indices.tolist()
     connect_ray()
-    import ray
-
-    total = ray.cluster_resources().get("CPU", 1.0)
-    startup = {}
+    total, startup = ray.cluster_resources().get("CPU", 1.0), {}
     for k in sorted({1, actors}):
         # one torch thread per actor (at most one CPU each), like the in-process run's --threads 1
         pool, startup[k] = timed(ShardPool, train, k, cpus_per_actor=min(0.9, 0.9 * total / k))
         with pool:
-            _, times.setdefault("calibration", {})[k] = timed(pool.map, shard_matmul_burn, 400, k)
+            _, times["calibration"][k] = timed(pool.map, shard_matmul_burn, 400, k)
             for m in methods:
                 res, times[m][k] = timed(select, m, models[m], train, fraction=fraction, seed=seed, pool=pool)
                 picks[m][k] = res.indices.tolist()
     _, times["calibration"]["in-process"] = timed(shard_matmul_burn, train, 400, 1)
-    rows = []
-    for m in ["calibration"] + list(methods):
-        t = times[m]
-        rows.append({"method": m, "in-process_s": t["in-process"], "1 actor_s": t[1], f"{actors} actors_s": t[actors],
-                     "scaling": t[1] / t[actors], "vs in-process": t["in-process"] / t[actors],
-                     "same picks": all(p == picks[m]["in-process"] for p in picks[m].values())
-                     if m in picks else None})  # None, not "": a Parquet column of one type
+    rows = [{"method": m, "in-process_s": t["in-process"], "1 actor_s": t[1], f"{actors} actors_s": t[actors],
+             "scaling": t[1] / t[actors], "vs in-process": t["in-process"] / t[actors],
+             "same picks": all(p == picks[m]["in-process"] for p in picks[m].values()) if m in picks else None}
+            for m, t in times.items()]  # None, not "": a Parquet column of one type
     return rows, startup
 
 
 def facility_location_table(train, model, seed, blocks, block_size, block_budget):
-    from raypkg.selection.embeddings import EmbeddingKind, logit_gradients, logits_and_features
-    from raypkg.selection.facility_location import (greedy_batched, greedy_dense, objective, pad_blocks,
-                                                    similarity_from_distances)
-
+    """Part 2's rows: each implementation's seconds, objective and speed-up against apricot's
+    greedy with its kernels compiled once, on one class's matrix, then on many small blocks."""
     z, h = logits_and_features(model, train.x)
     g = logit_gradients(z, train.y)
-    y = train.y
-    largest = int(torch.bincount(y).argmax())
-    members = torch.nonzero(y == largest).squeeze(1)
-    emb = EmbeddingKind("full").embed(g[members].double(), h[members].double())
-    sim64 = similarity_from_distances(emb.distances())
-    n = len(members)
-    k = max(1, round(0.1 * n))
+    members = torch.nonzero(train.y == int(torch.bincount(train.y).argmax())).squeeze(1)
+    sim64 = similarity_from_distances(EmbeddingKind("full").embed(g[members].double(), h[members].double()).distances())
+    k = max(1, round(0.1 * len(members)))
     sim_np = sim64.cpu().numpy()
-    case = f"1 class, n={n}, k={k}"
     apricot_select(sim_np[:20, :20].copy(), 3)  # numba's own start-up, not timed
     shipped, t_shipped = timed(apricot_select, sim_np, k)
-    with ApricotKernelsCompiledOnce():
+    with apricot_kernels_compiled_once():
         apricot_select(sim_np[:20, :20].copy(), 3)  # compile the memoised kernels, not timed
-        ref, t_ap = timed(apricot_select, sim_np, k)
-    f_ap = objective(sim64, ref)
-    rows = [{"case": case, "implementation": "apricot lazy, as shipped (compiles in fit)", "seconds": t_shipped,
-             "objective / apricot": objective(sim64, shipped) / f_ap, "speed-up vs apricot": t_ap / t_shipped},
-            {"case": case, "implementation": "apricot lazy, kernels compiled once", "seconds": t_ap,
-             "objective / apricot": 1.0, "speed-up vs apricot": 1.0}]
+        reference, t_ap = timed(apricot_select, sim_np, k)
+    runs = [("apricot lazy, as shipped (compiles in fit)", shipped, t_shipped),
+            ("apricot lazy, kernels compiled once", reference, t_ap)]
     for name, sim in (("ours incremental (float64)", sim64), ("ours incremental (float32)", sim64.float())):
+        greedy_dense(sim[:20, :20], 3, symmetric=True)  # warm-up, not timed
         res, t = timed(greedy_dense, sim, k, symmetric=True)  # as CRAIG calls it (sim symmetric by construction)
-        rows.append({"case": case, "implementation": name, "seconds": t,
-                     "objective / apricot": objective(sim64, res.picks.tolist()) / f_ap,
-                     "speed-up vs apricot": t_ap / t})
-    # many small blocks (CREST-like): random subsets of the training set, per class
-    gen = torch.Generator().manual_seed(seed)
-    sims = []
+        runs.append((name, res.picks.tolist(), t))
+    case = f"1 class, n={len(members)}, k={k}"
+    rows = [{"case": case, "implementation": name, "seconds": t, "objective / apricot": objective(sim64, picks) /
+             objective(sim64, reference), "speed-up vs apricot": t_ap / t} for name, picks, t in runs]
+    gen, sims = torch.Generator().manual_seed(seed), []  # many small blocks (CREST's): random subsets
     for _ in range(blocks):
         pos = torch.randperm(len(train), generator=gen)[:block_size]
-        e = EmbeddingKind("bias").embed(g[pos].double(), h[pos].double())  # CREST's proxy: g alone
-        sims.append(similarity_from_distances(e.distances()))
+        sims.append(similarity_from_distances(EmbeddingKind("bias").embed(g[pos].double(), h[pos].double())
+                                              .distances()))  # CREST's proxy: g alone
+    warm, warm_valid = pad_blocks(sims[:2])
+    greedy_batched(warm, [block_budget] * len(warm), warm_valid)  # warm-up, not timed
     batch, valid = pad_blocks(sims)
-    res, t_ours = timed(greedy_batched, batch, [block_budget] * blocks, valid)
-    f_ours = sum(objective(s, r.picks.tolist()) for s, r in zip(sims, res))
-
-    def apricot_blocks():
-        return [apricot_select(s.numpy(), block_budget) for s in sims]
-
-    with ApricotKernelsCompiledOnce():
+    ours, t_ours = timed(greedy_batched, batch, [block_budget] * blocks, valid)
+    with apricot_kernels_compiled_once():
         apricot_select(sims[0].numpy(), block_budget)  # compile, not timed
-        ap, t_ap2 = timed(apricot_blocks)
-    f_ap2 = sum(objective(s, p) for s, p in zip(sims, ap))
+        theirs, t_ap2 = timed(lambda: [apricot_select(s.numpy(), block_budget) for s in sims])
+    f_ap2 = sum(objective(s, p) for s, p in zip(sims, theirs))
     case = f"{blocks} blocks, n={block_size}, k={block_budget}"
-    rows.append({"case": case, "implementation": "apricot lazy, block by block (compiled once)", "seconds": t_ap2,
-                 "objective / apricot": 1.0, "speed-up vs apricot": 1.0})
-    rows.append({"case": case, "implementation": "ours batched (one padded tensor)", "seconds": t_ours,
-                 "objective / apricot": f_ours / f_ap2, "speed-up vs apricot": t_ap2 / t_ours})
-    return rows
+    return rows + [{"case": case, "implementation": "apricot lazy, block by block (compiled once)", "seconds": t_ap2,
+                    "objective / apricot": 1.0, "speed-up vs apricot": 1.0},
+                   {"case": case, "implementation": "ours batched (one padded tensor)", "seconds": t_ours,
+                    "objective / apricot": sum(objective(s, r.picks.tolist()) for s, r in zip(sims, ours)) / f_ap2,
+                    "speed-up vs apricot": t_ap2 / t_ours}]
 
 
 @click.command("selection")
 @config_options(CoresetConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True)
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated selection methods.")
 @click.option("--actors", type=int, default=2, show_default=True, help="K for the K-actor pool.")
-@click.option("--repeats", type=int, default=2, show_default=True, help="GraNd: models averaged (the same model R times).")
-@click.option("--epochs", "pretrain_epochs", type=int, default=1, show_default=True, help="Full-data training epochs of the model before selection.")
-@click.option("--blocks", type=int, default=200, show_default=True, help="Small blocks for the batched facility location.")
+@click.option("--repeats", type=int, default=2, show_default=True,
+              help="GraNd: models averaged (the same model R times).")
+@click.option("--epochs", "pretrain_epochs", type=int, default=1, show_default=True,
+              help="Full-data training epochs of the model before selection.")
+@click.option("--blocks", type=int, default=200, show_default=True,
+              help="Small blocks for the batched facility location.")
 @click.option("--block-size", type=int, default=50, show_default=True)
 @click.option("--block-budget", type=int, default=7, show_default=True)
 @click.option("--skip-fl", is_flag=True, help="Skip the facility-location comparison.")
@@ -206,16 +181,6 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
       effray bench selection                       # digits-aug, 60,000 examples
       effray bench selection --train-size 3000 --methods grand,craig --blocks 20
     """
-    import pandas as pd
-
-    from raypkg.data.registry import load_dataset
-    from raypkg.engine.config import TrainConfig
-    from raypkg.engine.loop import fit, seed_everything
-    from raypkg.errors import UsageError
-    from raypkg.models.registry import build_model
-    from raypkg.selection.registry import get_selector
-
-    use_threads(threads)
     names = name_list(methods, "--methods")
     for m in names:
         get_selector(m)
@@ -226,30 +191,26 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
                          "or pip install -e '.[test]'); or pass --skip-fl")
     check_bench_numbers(fraction=fraction, repeats=repeats, pretrain_epochs=pretrain_epochs, blocks=blocks,
                         block_size=block_size, block_budget=block_budget, train_size=train_size)
-    stem = bench_stem(save, "selection")
+    runner = BenchRunner("selection", save, threads)
     data = load_dataset(dataset, seed=seed, train_size=train_size)
-    train = data.train
     seed_everything(seed)
     net = build_model(model, data.input_shape, data.num_classes)
     if pretrain_epochs:
-        fit(net, train, None, TrainConfig(epochs=pretrain_epochs, progress=False, seed=seed))
-    click.echo(f"# selection on {dataset} ({len(train)} examples), {model}, fraction {fraction}, "
-               f"torch threads {torch.get_num_threads()}")
+        fit(net, data.train, None, TrainConfig(epochs=pretrain_epochs, progress=False, seed=seed))
+    runner.header(f"on {dataset}", data, model=model, fraction=fraction)
     if not skip_scaling:
-        rows, startup = scaling_table(train, net, names, fraction, actors, seed, repeats)
-        print_table(rows, ["method", "in-process_s", "1 actor_s", f"{actors} actors_s", "scaling",
-                           "vs in-process", "same picks"])
-        save_bench(pd.DataFrame(rows), f"{stem}-scaling", title="selection time: in-process vs actors",
-                   plot=lambda f, ax: hbar(f, ax, "method", ["in-process_s", "1 actor_s", f"{actors} actors_s"],
-                                           "seconds"))
+        rows, startup = scaling_table(data.train, net, names, fraction, actors, seed, repeats)
+        seconds = ["in-process_s", "1 actor_s", f"{actors} actors_s"]
+        runner.finish(pd.DataFrame(rows), ["method", *seconds, "scaling", "vs in-process", "same picks"],
+                      suffix="-scaling", title="selection time: in-process vs actors",
+                      plot=lambda f, ax: hbar(f, ax, "method", seconds, "seconds"))
         click.echo("pool start-up (not in the times above): "
                    + ", ".join(f"{k} actor(s) {s:.1f}s" for k, s in startup.items()))
     if not skip_fl:
         click.echo("\n# facility location: ours vs apricot-select on the same similarity matrix")
-        fl_rows = facility_location_table(train, net, seed, blocks, block_size, block_budget)
-        print_table(fl_rows, ["case", "implementation", "seconds", "objective / apricot", "speed-up vs apricot"],
-                    {"objective / apricot": ".7f"})
-        fl = pd.DataFrame(fl_rows)
+        fl = pd.DataFrame(facility_location_table(data.train, net, seed, blocks, block_size, block_budget))
         fl["label"] = fl["case"].astype(str) + ": " + fl["implementation"].astype(str)
-        save_bench(fl, f"{stem}-facility-location", title="facility location: ours vs apricot-select",
-                   plot=lambda f, ax: hbar(f, ax, "label", ["seconds"], "seconds (log)", log=True))
+        runner.finish(fl, ["case", "implementation", "seconds", "objective / apricot", "speed-up vs apricot"],
+                      {"objective / apricot": ".7f"}, suffix="-facility-location",
+                      title="facility location: ours vs apricot-select",
+                      plot=lambda f, ax: hbar(f, ax, "label", ["seconds"], "seconds (log)", log=True))

@@ -1,25 +1,28 @@
 """`effray bench sparse`: dense vs SET-ITOP vs RigL-ITOP vs A-SET-ITOP vs A-RigL-ITOP.
 
-For each (dataset, model) setup, the five methods train in this process, one after
-another, with the same seed, density, epochs and schedule, by the sparse recipe
-(``raypkg.sparse.recipe``), in memory. Per method: test accuracy per epoch, the first epoch reaching the target accuracy, seconds per epoch
-(training plus AGC's snapshot pass), R_s and the final density. Each AGC row also gets a
-target of its own pair, --target-of-dense x the plain version's best accuracy, and both
-versions' epochs to it: at 99% sparsity the dense run's target can be out of reach. The AGC claim checked
-(Lei et al. 2024; spec sparse.md): an AGC variant reaches the target in >= 30% fewer
-epochs than its plain version at <= 1.5x the time per epoch.
+Per (dataset, model) setup the methods train one after another through the sparse recipe
+(after an untimed run per backend), same seed, density, epochs and schedule: the first
+epoch reaching the target, median seconds per epoch (AGC's snapshot pass included), R_s,
+the final density, ``x_vs_masked`` and ``x_vs_dense`` (their seconds per epoch / the
+row's), and for each AGC row its pair's target (--target-of-dense x the plain version's
+best) and both versions' epochs to it. The claim (Lei et al. 2024): AGC reaches the
+target in >= 30% fewer epochs at <= 1.5x the time per epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import click
+import pandas as pd
 
-from raypkg.bench.harness import (SAVE_HELP, bench_options, bench_stem, name_list, number_list, save_bench,
-                                  use_threads, warm_up)
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, compare, name_list, number_list
 from raypkg.cli_options import config_options
+from raypkg.errors import UsageError
+from raypkg.recipe import load_data
 from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
+from raypkg.sparse.recipe import SPARSE
 
 METHODS = {  # name -> (sparse, growth, agc)
     "dense": (False, "random", False),
@@ -41,23 +44,21 @@ def epochs_to(accuracies: list[float], target: float) -> int | None:
     return next((i + 1 for i, acc in enumerate(accuracies) if acc >= target), None)
 
 
-def run_method(base, data, name: str, density: float, backend: str = "masked") -> dict:
+def run_method(runner: BenchRunner, base, data, name: str, density: float, backend: str) -> dict:
     """One method's run of the sparse recipe, in memory: its per-epoch curves and final figures."""
-    import dataclasses
-
-    from raypkg.recipe import MemorySink
-    from raypkg.sparse.recipe import SPARSE
-
     sparse, growth, agc = METHODS[name]
-    summary = SPARSE.run(dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density,
-                                             sparse_backend=backend if sparse else "masked"),
-                         MemorySink, data=data)
+    cfg = dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density,
+                              sparse_backend=backend if sparse else "masked")
+    summary = runner.run(SPARSE, cfg, data, key=(base.dataset, base.model, cfg.sparse_backend))
     history = summary["rows"]
-    return {"method": name, "target_density": density if sparse else 1.0, "backend": backend if sparse else "dense",
-            "sparse_layers": len(summary.get("sparse_layers", [])),
-            "acc": [r["test_acc"] for r in history],
-            "epoch_s": [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history],
-            "agc_c": [r.get("agc_c") for r in history], "R_s": summary.get("R_s", 1.0), "density": summary["density"]}
+    run = {"setup": f"{base.dataset}/{base.model}", "method": name, "target_density": density if sparse else 1.0,
+           "backend": backend, "sparse_layers": len(summary.get("sparse_layers", [])),
+           "acc": [r["test_acc"] for r in history],
+           "epoch_s": [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history],
+           "agc_c": [r.get("agc_c") for r in history], "R_s": summary.get("R_s", 1.0), "density": summary["density"]}
+    click.echo(f"  {name} (density {run['target_density']:g}, {backend}): final acc {run['acc'][-1]:.4f}, "
+               f"{statistics.median(run['epoch_s']):.2f}s/epoch", err=True)
+    return run
 
 
 def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) -> None:
@@ -96,8 +97,7 @@ def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) 
               help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
 @click.option("--target-of-dense", default=0.95, show_default=True)
 @bench_options(threads=None, save_help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
-def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, update_frequency, train_size,
-                 test_size, agc_gamma, agc_sample, target, target_of_dense, seed, threads, save):
+def sparse_bench(setups, methods, densities, backends, target, target_of_dense, threads, save, **flags):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
 
     \b
@@ -105,17 +105,7 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
       effray bench sparse                                  # digits-aug/lenet5 and digits/mlp, 20 epochs
       effray bench sparse --setups digits:mlp --epochs 10  # a quick look
       effray bench sparse --setups digits-aug:resnet20 --density 0.05,0.01 --train-size 2000 --epochs 10
-      effray bench sparse --setups digits-aug:mlp --methods dense,RigL-ITOP --backends masked,sparse --threads 1
     """
-    import dataclasses
-
-    import pandas as pd
-    import torch
-
-    from raypkg.errors import UsageError
-    from raypkg.recipe import load_data
-    from raypkg.sparse.recipe import SPARSE
-
     names = name_list(methods, "--methods", METHODS, "method")
     if target is None and "dense" not in names:
         raise UsageError("without --target the dense run sets it: include dense in --methods")
@@ -123,88 +113,64 @@ def sparse_bench(setups, methods, densities, backends, epochs, batch_size, lr, u
     density_list = number_list(densities, "--density", "densities in (0, 1]")
     if not all(0 < d <= 1 for d in density_list):
         raise UsageError(f"--density takes densities in (0, 1], got {densities!r}")
-    pairs = []
+    bases = []
     for item in name_list(setups, "--setups"):
-        dataset, sep, model = item.strip().partition(":")
+        dataset, sep, model = item.partition(":")
         if not sep:
             raise UsageError(f"--setups takes DATASET:MODEL pairs, got {item!r}")
-        pairs.append((dataset, model))
-    bases = []
-    for dataset, model in pairs:
-        sized = dataset in ("digits-aug", "synthetic")
-        bases.append(SparseConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-                                  density=density_list[0], update_frequency=update_frequency, agc_gamma=agc_gamma,
-                                  agc_sample=agc_sample, seed=seed, train_size=train_size if sized else None,
-                                  test_size=test_size if sized else None, progress=False,
-                                  wandb="disabled").resolved().validate())
-    use_threads(threads)
-    stem = bench_stem(save, "sparse")
-
-    rows, curves, targets = [], {}, {}
+        sized = {k: flags[k] if dataset in ("digits-aug", "synthetic") else None for k in ("train_size", "test_size")}
+        bases.append(SparseConfig(**{**flags, **sized}, dataset=dataset, model=model, density=density_list[0],
+                                  progress=False, wandb="disabled").resolved().validate())
+    runner = BenchRunner("sparse", save, threads)
+    runs, targets = [], {}
     for base in bases:
         data = load_data(base)
-        setup = f"{base.dataset}/{base.model}"
-        click.echo(f"{setup}: {len(data.train)} train, {len(data.test)} test ...", err=True)
+        click.echo(f"{base.dataset}/{base.model}: {len(data.train)} train, {len(data.test)} test ...", err=True)
         for backend in dict.fromkeys(["masked", *backend_list]):  # every timed row after the one-time costs
-            warm_up(SPARSE, dataclasses.replace(base, sparse_backend=backend), data)
-        runs = []
-        for density in density_list:
-            for name in names:
-                if name == "dense" and density != density_list[0]:
-                    continue  # dense does not depend on the density
-                for backend in (backend_list if METHODS[name][0] else ["dense"]):
-                    runs.append(run_method(base, data, name, density, backend))
-                    click.echo(f"  {name} (density {runs[-1]['target_density']:g}, {runs[-1]['backend']}): final acc "
-                               f"{runs[-1]['acc'][-1]:.4f}, {statistics.median(runs[-1]['epoch_s']):.2f}s/epoch",
-                               err=True)
-        dense = next((run for run in runs if run["method"] == "dense"), None)
-        targets[setup] = target if target is not None else target_of_dense * max(dense["acc"])
-        curves[setup] = runs
-        setup_rows, curves_of = {}, {}
-        for run in runs:
-            key = run["method"], run["target_density"], run["backend"]
-            curves_of[key] = run["acc"]
-            setup_rows[key] = row = {
-                "setup": setup, "method": run["method"], "target_density": run["target_density"],
-                "backend": run["backend"], "sparse_layers": run["sparse_layers"],
-                "target": targets[setup], "epochs_to_target": epochs_to(run["acc"], targets[setup]),
-                "s_per_epoch": statistics.median(run["epoch_s"]), "final_acc": run["acc"][-1],
-                "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
-                "agc_c_last": run["agc_c"][-1]}
-            rows.append(row)
-        dense_s = statistics.median(dense["epoch_s"]) if dense else None
-        for (name, density, backend), a in setup_rows.items():
-            masked = setup_rows.get((name, density, "masked"))
-            if masked is not None:
-                a["x_vs_masked"] = masked["s_per_epoch"] / a["s_per_epoch"]
-            if dense_s is not None:
-                a["x_vs_dense"] = dense_s / a["s_per_epoch"]
-        for (name, density, backend), a in setup_rows.items():
-            plain_name = dict(PAIRS).get(name)
-            p = setup_rows.get((plain_name, density, backend))
-            if p is None:
-                continue
-            a["time_vs_plain"] = a["s_per_epoch"] / p["s_per_epoch"]
-            # A target every density can reach: --target-of-dense x the plain version's best
-            # (at 99% sparsity the dense run's target may be out of reach of both).
-            a["pair_target"] = target_of_dense * p["best_acc"]
-            a["epochs_to_pair_target"] = epochs_to(curves_of[name, density, backend], a["pair_target"])
-            a["plain_epochs_to_pair_target"] = epochs_to(curves_of[plain_name, density, backend], a["pair_target"])
-            if a["epochs_to_target"] is not None and p["epochs_to_target"] is not None:
-                a["epochs_vs_plain"] = a["epochs_to_target"] / p["epochs_to_target"]
-                a["meets_paper_target"] = bool(a["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
-                                               and a["time_vs_plain"] <= TIME_RATIO_TARGET)
+            runner.warm(SPARSE, dataclasses.replace(base, sparse_backend=backend), data,
+                        key=(base.dataset, base.model, backend))
+        these = [run_method(runner, base, data, name, density, backend) for density in density_list
+                 for name in names if name != "dense" or density == density_list[0]  # dense: once
+                 for backend in (backend_list if METHODS[name][0] else ["dense"])]
+        dense = next((run["acc"] for run in these if run["method"] == "dense"), None)
+        targets[these[0]["setup"]] = target if target is not None else target_of_dense * max(dense)
+        runs += these
+    by = {(r["setup"], r["method"], r["target_density"], r["backend"]): r for r in runs}
+    rows = []
+    for (setup, name, density, backend), run in by.items():
+        rows.append(row := {
+            "setup": setup, "method": name, "target_density": density, "backend": backend,
+            "sparse_layers": run["sparse_layers"], "target": targets[setup],
+            "epochs_to_target": epochs_to(run["acc"], targets[setup]), "s_per_epoch": statistics.median(run["epoch_s"]),
+            "final_acc": run["acc"][-1], "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
+            "agc_c_last": run["agc_c"][-1]})
+        plain = by.get((setup, dict(PAIRS).get(name), density, backend))
+        if plain is None:
+            continue
+        row["time_vs_plain"] = row["s_per_epoch"] / statistics.median(plain["epoch_s"])
+        # A target every density can reach: --target-of-dense x the plain version's best.
+        row["pair_target"] = target_of_dense * max(plain["acc"])
+        row["epochs_to_pair_target"] = epochs_to(run["acc"], row["pair_target"])
+        row["plain_epochs_to_pair_target"] = epochs_to(plain["acc"], row["pair_target"])
+        plain_epochs = epochs_to(plain["acc"], targets[setup])
+        if row["epochs_to_target"] is not None and plain_epochs is not None:
+            row["epochs_vs_plain"] = row["epochs_to_target"] / plain_epochs
+            row["meets_paper_target"] = bool(row["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
+                                             and row["time_vs_plain"] <= TIME_RATIO_TARGET)
     table = pd.DataFrame(rows)
-    click.echo(f"densities {', '.join(f'{d:g}' for d in density_list)}, {epochs} epochs, batch {batch_size}, lr {' '.join(map(str, lr))} (x0.1 at 1/2, 3/4), Nesterov, "
-               f"update every {update_frequency} steps, AGC gamma {agc_gamma} alpha 0.3 sample "
-               f"{agc_sample or 'full'}, seed {seed}; torch threads {torch.get_num_threads()}")
-    click.echo(f"paper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the plain "
-               f"version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    long = pd.DataFrame([{"setup": setup, "method": run["method"], "target_density": run["target_density"],
-                          "backend": run["backend"],
-                          "epoch": i + 1, "test_acc": acc, "epoch_s": s}
-                         for setup, runs in curves.items() for run in runs
-                         for i, (acc, s) in enumerate(zip(run["acc"], run["epoch_s"]))])
-    save_bench(table, stem, plot=lambda _, axes: draw_curves(curves, targets, axes), panels=len(curves),
-               extra={"-curves": long})
+    for column, reference, keys in (("x_vs_masked", table.backend == "masked", ["setup", "method", "target_density"]),
+                                    ("x_vs_dense", table.method == "dense", ["setup"])):
+        if reference.any():
+            table = compare(table, reference, keys, column, seconds="s_per_epoch")
+    b = bases[0]
+    click.echo(f"densities {', '.join(f'{d:g}' for d in density_list)}, {b.epochs} epochs, batch {b.batch_size}, lr "
+               f"{' '.join(map(str, b.lr))} (x0.1 at 1/2, 3/4), Nesterov, update every {b.update_frequency} steps, AGC "
+               f"gamma {b.agc_gamma} alpha 0.3 sample {b.agc_sample or 'full'}, seed {b.seed}; torch threads "
+               f"{runner.threads}\npaper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the "
+               f"plain version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
+    curves = pd.DataFrame([{"setup": r["setup"], "method": r["method"], "target_density": r["target_density"],
+                            "backend": r["backend"], "epoch": i + 1, "test_acc": acc, "epoch_s": s}
+                           for r in runs for i, (acc, s) in enumerate(zip(r["acc"], r["epoch_s"]))])
+    by_setup = {setup: [r for r in runs if r["setup"] == setup] for setup in targets}
+    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns}, panels=len(targets),
+                  plot=lambda _, axes: draw_curves(by_setup, targets, axes), extra={"-curves": curves})
