@@ -51,10 +51,12 @@ def import_path(obj: Any) -> str:
     return f"{module}:{name}"
 
 
-def run(method: str, config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
+def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Run recipe ``method`` with ``config`` (a config object or a mapping) and ``settings``
     on top; ``save=False`` keeps everything in memory (no run directory, no W&B run).
-    ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories."""
+    ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories.
+    ``method`` is positional only, so that a recipe's own ``method`` setting is a keyword:
+    ``run("select", method="grand")``."""
     import pandas as pd
 
     from raypkg.errors import UsageError, choose
@@ -80,7 +82,7 @@ def run(method: str, config: Any = None, *, save: bool = True, data: Any = None,
 def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
     run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
-    from raypkg.engine.config import read_config_file
+    from raypkg.engine.config import flag_aliases, listed, read_config_file
     from raypkg.errors import UsageError
 
     if isinstance(config, (str, os.PathLike)):
@@ -92,7 +94,8 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     else:
         raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
                          f"{type(config).__name__}")
-    values.update(settings)
+    aliases = flag_aliases(recipe.config_cls)  # the flag's other name: select's method= for selection=
+    values.update({aliases.get(key, key): value for key, value in settings.items()})
     if data is not None:
         values["dataset"] = data
     for key in ("model", "dataset"):
@@ -100,10 +103,10 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
             values[key] = import_path(values[key])
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(recipe.config_cls)})
     if unknown:
-        raise UsageError(f"unknown setting(s) {', '.join(unknown)} for {method}")
+        raise UsageError(f"unknown setting(s) {listed(unknown)} for {method}")
     return recipe.config_cls(**values)
 
 
-def train(config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
+def train(config: Any = None, /, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Full-data training (`effray train`): ``run("train", ...)``."""
     return run("train", config, save=save, data=data, **settings)

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from raypkg.errors import UsageError
+from raypkg.paths import atomic_write
 
 ALGORITHM = "blake2b-128"
 SUMS_FILE = "checksums.json"
@@ -65,11 +66,7 @@ def write_checksums(directory: str | Path, names: list[str]) -> Path:
     """Record the size and digest of ``directory/name`` for each name in ``checksums.json``."""
     directory = Path(directory)
     sums = {"algorithm": ALGORITHM, "files": {name: _entry(directory / name) for name in names}}
-    target = directory / SUMS_FILE
-    tmp = directory / f".{SUMS_FILE}.tmp"
-    tmp.write_text(json.dumps(sums, indent=1))
-    tmp.replace(target)
-    return target
+    return atomic_write(directory / SUMS_FILE, lambda tmp: tmp.write_text(json.dumps(sums, indent=1)))
 
 
 def verify_checksums(directory: str | Path, what: str) -> None:
@@ -91,11 +88,8 @@ def sidecar(path: str | Path) -> Path:
 def write_sidecar(path: str | Path) -> Path:
     """Write ``<path>.sum`` with the size and digest of ``path``."""
     path = Path(path)
-    side = sidecar(path)
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(json.dumps(_entry(path)))
-    tmp.replace(side)
-    return side
+    entry = json.dumps(_entry(path))
+    return atomic_write(sidecar(path), lambda tmp: tmp.write_text(entry))
 
 
 def verify_sidecar(path: str | Path, what: str) -> None:

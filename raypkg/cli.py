@@ -23,6 +23,9 @@ def main():
       effray report runs/*
       effray tune train --num-samples 4
     """
+    from raypkg.paths import check_working_directory
+
+    check_working_directory()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 

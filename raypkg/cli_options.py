@@ -84,11 +84,11 @@ def _is_flag(arg: str) -> bool:
 
 
 class EffrayGroup(click.Group):
-    """Accepts `--lr 0.1 0.05` list flags, and turns bad input (our UsageError, and click's
-    own errors such as `--epochs abc`) into one line ``error: ...`` on stderr with exit
-    status 2 (no traceback), a failed run (RunFailed) into one line with status 1 and
-    Ctrl-C into one line ``interrupted: ...`` with status 130, for itself and every
-    subcommand below it."""
+    """Accepts `--lr 0.1 0.05` list flags, expands `~` in `--out=~/x` (``expand_home``), and
+    turns bad input (our UsageError, and click's own errors such as `--epochs abc`) into
+    one line ``error: ...`` on stderr with exit status 2 (no traceback), a failed run
+    (RunFailed) into one line with status 1 and Ctrl-C into one line ``interrupted: ...``
+    with status 130, for itself and every subcommand below it."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -97,7 +97,9 @@ class EffrayGroup(click.Group):
                                                               standalone_mode=False, **extra))
 
     def parse_args(self, ctx, args):
-        return super().parse_args(ctx, join_list_flags(args))
+        from raypkg.paths import expand_home
+
+        return super().parse_args(ctx, [expand_home(a) for a in join_list_flags(args)])
 
     def invoke(self, ctx):
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from raypkg.errors import UsageError
+from raypkg.errors import RunFailed, UsageError
 
 
 def check_writable_dir(path: str | Path, flag: str) -> Path:
@@ -69,8 +69,10 @@ def check_run_name(name: str | None) -> None:
 
 
 def atomic_write(path: str | Path, write) -> Path:
-    """``write(tmp_path)`` then rename onto ``path``: readers never see half a file, and a
-    failure leaves nothing behind. OSErrors become one-line UsageErrors."""
+    """``write(tmp_path)`` (a temporary name in the same directory) then rename onto
+    ``path``: readers never see half a file, and a failure (a full disk) leaves nothing
+    behind. Every writer of run outputs goes through here. An OSError is a one-line
+    ``RunFailed`` (the paths were checked before the run: this is the disk, not the input)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -79,5 +81,37 @@ def atomic_write(path: str | Path, write) -> Path:
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+        raise RunFailed(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    except BaseException:  # Ctrl-C, or the writer's own error
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def check_working_directory() -> None:
+    """The current directory still exists (a deleted one breaks imports, torch's included)."""
+    try:
+        os.getcwd()
+    except OSError:
+        raise UsageError("the current directory no longer exists (deleted?); cd to an existing directory "
+                         "and run again") from None
+
+
+def check_home() -> None:
+    """HOME is a directory this process can write into: Ray keeps its session token in
+    ~/.ray and W&B its settings and logs under ~/.cache and ~/.config."""
+    home = probe = Path.home()
+    while not probe.exists() and probe.parent != probe:  # a HOME not made yet: Ray and W&B make it
+        probe = probe.parent
+    if not probe.is_dir() or not _can_make_dir_in(probe):
+        raise UsageError(f"HOME {str(home)!r} is not a writable directory; Ray (~/.ray) and W&B (~/.cache, "
+                         "~/.config) keep files there: set HOME to one")
+
+
+def expand_home(arg: str) -> str:
+    """A command-line argument ``~/x`` or ``--flag=~/x`` with its ``~`` expanded (a shell
+    expands neither the second form nor a quoted ``'~/x'``)."""
+    flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    if not value.startswith("~") or (flag and not eq):
+        return arg
+    return flag + eq + os.path.expanduser(value)

@@ -35,8 +35,10 @@ factory applies what it wants, effray applies none of them to the result). It re
   ``num_classes`` defaults to the largest label over both splits plus one. The splits
   are neither normalised nor augmented.
 
-Refused with one line: an import path that does not import, that names no attribute or
-no callable, a factory that returns the wrong type, labels outside [0, num_classes),
+Refused with one line: an import path that does not import (its module raises or calls
+``sys.exit``), that names no attribute or no callable, a factory that raises or calls
+``sys.exit``, that returns the wrong type, a model that cannot take one training step
+(``check_trains``), labels outside [0, num_classes),
 more than ``MAX_CLASSES`` classes, one class only, NaN or inf inputs, splits whose x and y
 lengths differ, or whose train and test samples differ in shape.
 
@@ -139,9 +141,48 @@ def _import(kind: str, name: str, module_name: str):
         itself = e.name is None or module_name == e.name or module_name.startswith(e.name + ".")
         where = " (run from the directory that holds it, add that directory to PYTHONPATH, or install it)"
         raise UsageError(f"{kind} {name!r}: cannot import {module_name!r}: {e}{where if itself else ''}") from None
-    except Exception as e:  # the module itself fails: a syntax error, a missing dependency, ...
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise UsageError(f"{kind} {name!r}: importing {module_name!r} failed: {type(e).__name__}: {first}") from None
+    except (Exception, SystemExit) as e:  # the module itself fails: a syntax error, a missing dependency, sys.exit
+        raise UsageError(f"{kind} {name!r}: importing {module_name!r} failed: {one_line(e)}") from None
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message`` of an exception raised by a plug-in's code."""
+    first = next((line for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+
+
+def call_factory(kind: str, name: str, factory: Callable, *args, **kwargs):
+    """``factory(*args, **kwargs)``; an exception it raises, ``sys.exit`` included, is a
+    one-line ``UsageError`` naming the plug-in (a KeyboardInterrupt stays Ctrl-C)."""
+    try:
+        return factory(*args, **kwargs)
+    except UsageError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise UsageError(f"{kind} {name!r}: its factory failed: {one_line(e)}") from None
+
+
+def check_trains(name: str, model, x, y) -> None:
+    """One real training step of plug-in model ``name`` on the batch ``x``, ``y``: forward
+    and backward in train mode (batch norm, dropout and any ``self.training`` branch run
+    as they will in training) must work and reach a parameter that requires a gradient.
+    The gradients are cleared after; the caller throws the model away."""
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise UsageError(f"model {name!r} has no parameter that requires a gradient: there is nothing to train")
+    model.train()
+    try:
+        with torch.enable_grad():
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+    except Exception as e:  # noqa: BLE001 - the plug-in's own code fails
+        raise UsageError(f"model {name!r} fails in a training step (train mode, forward and backward on "
+                         f"{len(x)} samples): {one_line(e)}") from None
+    if all(p.grad is None for p in trainable):
+        raise UsageError(f"model {name!r}: a training step reaches none of its trainable parameters (its output "
+                         "does not depend on them)")
+    model.zero_grad(set_to_none=True)
 
 
 def _import_root(module) -> Path | None:
@@ -222,8 +263,8 @@ def takes_options(name: str, factory: Callable) -> bool:
 
 def call_dataset(name: str, factory: Callable, options) -> DataSplits:
     """Call a dataset factory and turn what it returns into checked ``DataSplits``."""
-    result = factory(options) if takes_options(name, factory) else factory()
-    return as_splits(name, result)
+    args = (options,) if takes_options(name, factory) else ()
+    return as_splits(name, call_factory("dataset", name, factory, *args))
 
 
 def as_splits(name: str, result) -> DataSplits:

@@ -111,7 +111,7 @@ class Run:
     """What the stages of one run share."""
 
     cfg: Any
-    data: Any  # raypkg.data.base.DataSplits (None for a recipe that loads its own)
+    data: Any  # raypkg.data.base.DataSplits, or what the recipe's own ``load`` returned (None: nothing)
     device: Any  # torch.device
     sink: Sink
     shared: dict  # what the caller lends every stage (a bench's cache or actor pool)
@@ -149,15 +149,21 @@ class Recipe:
         each run's config is validated exactly once."""
         import sys
 
+        from raypkg.data.base import DataSplits
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
         from raypkg.engine.loop import evaluate, pick_device
         from raypkg.models.registry import check_model
+        from raypkg.paths import check_home
+        from raypkg.tracking.run import RunDir
 
         loaded = data is None
         if loaded:
             cfg = cfg.resolved().validate()
+            check_home()
+            if sink is None:  # a run directory: --out, --name and --storage before the data or Ray
+                RunDir.check(cfg.out, cfg.name, cfg.storage)
             data = (self.load or load_data)(cfg)
-            check_address_used(uses_ray(cfg, data))
+            check_address_used(uses_ray(cfg, data if isinstance(data, DataSplits) else None))
         check_model(cfg, data)  # a plug-in model's output against the data (built-in ones: nothing to do)
         note = self.check(cfg, data) if loaded and self.check else None
         if note:
@@ -171,8 +177,8 @@ class Recipe:
             nodes = take_recorded_nodes()  # where the Ray Train ranks and shard actors ran
             if nodes:
                 run.summary["nodes"] = nodes
-            if run.trained is None:
-                return out.finish(test_acc=None, **run.summary)
+            if run.trained is None:  # a stage that evaluates its own answer notes its test_acc
+                return out.finish(**{"test_acc": None, **run.summary})
             model, device = run.trained.model, run.trained.device
             out.save_state("model.pt", model.state_dict())
             with out.phase("eval"):
@@ -184,12 +190,17 @@ class Recipe:
 
 def load_data(cfg):
     """``cfg``'s dataset (the recipes' load step); prints how image files are held (memory
-    or streamed) and why."""
-    from raypkg.data.registry import load_dataset
+    or streamed) and why, and a note when the training split is tiny."""
+    import sys
+
+    from raypkg.data.registry import load_dataset, small_data_note
 
     data = load_dataset(cfg.dataset, **cfg.data_options())
     if data.note:
         print(data.note, flush=True)
+    small = small_data_note(data)
+    if small:
+        print(f"note: {small}", file=sys.stderr, flush=True)
     return data
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from raypkg.engine.config import config_fields
+from raypkg.engine.config import UniqueKeyLoader, config_fields, listed
 from raypkg.errors import UsageError, choose
 from raypkg.recipe import load_recipes
 
@@ -43,20 +43,32 @@ def read_space(path: str | Path) -> dict:
     if not path.is_file():
         raise UsageError(f"space file {str(path)!r} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except UnicodeDecodeError:
+        raise UsageError(f"space file {str(path)!r} is not a text file (YAML)") from None
+    except OSError as e:
+        raise UsageError(f"cannot read space file {str(path)!r}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         raise UsageError(f"space file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if spec is None:
+        raise UsageError(f"space file {str(path)!r} is empty; it needs method: and space: entries")
     if not isinstance(spec, dict):
         raise UsageError(f"space file {str(path)!r} must be a mapping")
-    unknown = sorted(set(spec) - SPACE_KEYS)
+    unknown = sorted(str(k) for k in set(spec) - SPACE_KEYS)
     if unknown:
-        raise UsageError(f"unknown key(s) {', '.join(unknown)} in {str(path)!r}; allowed: {', '.join(sorted(SPACE_KEYS))}")
-    recipe = recipes[choose("tunable method", spec.get("method", ""), recipes)]
+        raise UsageError(f"unknown key(s) {listed(unknown)} in {str(path)!r}; allowed: {', '.join(sorted(SPACE_KEYS))}")
+    if "method" not in spec:
+        raise UsageError(f"space file {str(path)!r} names no method (method: NAME); choose one of: "
+                         f"{', '.join(sorted(recipes))}")
+    recipe = recipes[choose("tunable method", str(spec["method"]), recipes)]
     fields = config_fields(recipe.config_cls)
     for section in ("base", "space"):
-        bad = sorted(set(spec.get(section) or {}) - fields)
+        if not isinstance(spec.get(section) or {}, dict):
+            raise UsageError(f"{section}: in {str(path)!r} must be a mapping of config keys, got "
+                             f"{type(spec[section]).__name__}")
+        bad = sorted(str(k) for k in set(spec.get(section) or {}) - fields)
         if bad:
-            raise UsageError(f"unknown config key(s) {', '.join(bad)} under {section!r} in {str(path)!r}; "
+            raise UsageError(f"unknown config key(s) {listed(bad)} under {section!r} in {str(path)!r}; "
                              f"allowed: {', '.join(sorted(fields))}")
     for key, dist in (spec.get("space") or {}).items():
         if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS):
@@ -67,6 +79,8 @@ def read_space(path: str | Path) -> dict:
     choose("mode", spec.setdefault("mode", "max"), ("max", "min"))
     choose("scheduler", spec.setdefault("scheduler", "fifo"), ("fifo", "asha"))
     choose("search", spec.setdefault("search", "random"), ("random", "grid"))
+    if not spec.get("space"):
+        raise UsageError(f"space file {str(path)!r} sweeps nothing: give at least one entry under space:")
     return spec
 
 
@@ -160,7 +174,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     from raypkg.distributed.cluster import (check_shared_storage, check_storage_on_nodes, connect_ray,
                                             stop_ray_on_interrupt)
     from raypkg.storage import check_storage, join, ray_train_storage
-    from raypkg.paths import check_writable_dir
+    from raypkg.paths import atomic_write, check_home, check_writable_dir
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode
 
@@ -169,6 +183,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     if max_concurrent is not None and max_concurrent < 1:
         raise UsageError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     check_writable_dir(out, "--out")
+    check_home()
     check_storage(storage)
     spec = read_space(space_file or default_space(method))
     if spec["method"] != method:
@@ -221,7 +236,8 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
             results = tuner.fit()
         best = results.get_best_result()
         best_config = {**base, **best.config}
-        (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
+        text = yaml.safe_dump(best_config, sort_keys=False)
+        atomic_write(out_dir / "best_config.yaml", lambda tmp: tmp.write_text(text))
         frame = results.get_dataframe()
         keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")]
         write_parquet(out_dir / "trials.parquet", frame[keep])

@@ -52,6 +52,11 @@ def test_save_false_writes_nothing_and_gives_the_same_run(tmp_path, monkeypatch)
     (lambda: raypkg.run("train", save="no"), "save must be True or False, got 'no'"),
     (lambda: raypkg.run("train", ["epochs", 2]), "config must be a config object, a mapping or a config file's path"),
     (lambda: raypkg.run("train", "/no/such/config.yaml"), "cannot read config file '/no/such/config.yaml'"),
+    (lambda: raypkg.run("train", config=["epochs", 2]), "config must be a config object, a mapping or"),
+    (lambda: raypkg.run("train", save=1), "save must be True or False, got 1"),
+    (lambda: raypkg.run("select", method="kmeans"), "unknown selection method 'kmeans'"),
+    (lambda: raypkg.run("train", seed=2**64), "does not fit a 64-bit integer"),
+    (lambda: raypkg.run("train", **{f"k{i:04}": 1 for i in range(2000)}), "k0009 and 1990 more for train"),
 ])
 def test_bad_settings_raise_the_clis_one_line(call, message):
     with pytest.raises(UsageError) as error:
@@ -90,3 +95,10 @@ def test_a_model_and_data_given_as_factories_run_by_their_import_paths(tmp_path)
     assert result.summary["dataset"] == "plugin_example.data:tabular"
     config = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())  # the import paths round-trip
     assert list(raypkg.run("crest", config, name="q").metrics["train_loss"]) == list(result.metrics["train_loss"])
+
+
+def test_method_is_a_keyword_of_the_recipe_too():
+    """``run``'s recipe is positional only: ``method=`` is select's ``--method`` (its
+    ``selection``), as on the command line."""
+    result = raypkg.run("select", method="uniform", fraction=0.1, pretrain_epochs=0, save=False, progress=False)
+    assert result.summary["method"] == "select-uniform"

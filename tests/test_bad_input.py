@@ -10,12 +10,15 @@ others run as real processes in a bare shell.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import bare_env
@@ -49,6 +52,12 @@ CONFIGS = {
     "space_metric": "method: train\nmetric: acc\nspace: {lr: {choice: [0.1]}}\n",
     "space_no_valid_trial": "method: crest\nspace: {train_frac: {choice: [0, 2]}}\n",
     "space_bad_base": "method: train\nbase: {epochs: 0}\nspace: {lr: {choice: [0.1]}}\n",
+    "huge_seed": "seed: 99999999999999999999\n",
+    "space_empty": "",
+    "space_base_list": "method: train\nbase: [epochs, 3]\nspace: {lr: {choice: [0.1]}}\n",
+    "space_nothing": "method: train\nspace: {}\n",
+    "space_twice": "method: train\nspace: {lr: {choice: [0.1]}}\nmethod: crest\n",
+    "space_many_unknown": "method: train\n" + "".join(f"key{i}: 1\n" for i in range(500)),
 }
 
 T = ["train", "--out", "{out}"]
@@ -64,6 +73,10 @@ B = ["bench"]
 
 # An S3 endpoint that does not answer (nothing listens on port 1).
 S3_CLOSED = "s3://bucket/x?endpoint_override=127.0.0.1:1&scheme=http"
+# A plug-in dataset that leaves a file in the working directory when it loads: a row with
+# it fails the no-new-file check unless the refusal comes before the data loads.
+MARKS = ["--dataset", "plugin_example.data:marks_loading"]
+HUGE = "99999999999999999999"  # beyond int64
 
 BAD = [
     # ----- issue 21: --label-noise, bench frontier ------------------------------------------------
@@ -100,11 +113,19 @@ BAD = [
     S + ["--proj-dim", "0"], S + ["--repeats", "3", "--method", "uniform"], S + ["--name", "../x"],
     C + ["--selection", "nope"], C + ["--fraction", "-0.1"], C + ["--lr-warmup-epochs", "-1"],
     C + ["--pretrain-epochs", "-2"], C + ["--class-budget", "0"], C + ["--wd", "inf"],
+    # adaptive selection (--reselect-every, --warm-start, --per-batch)
+    C + ["--reselect-every", "0"], C + ["--warm-start", "0.3"], C + ["--reselect-every", "2", "--warm-start", "1"],
+    C + ["--selection", "rs2", "--reselect-every", "2"], C + ["--selection", "grand", "--per-batch"],
+    C + ["--selection", "forgetting", "--reselect-every", "2"], C + ["--reselect-every", "2", "--repeats", "3"],
+    C + ["--selection", "craig", "--per-batch", "--class-budget", "5"],
+    C + ["--selection", "craig", "--per-batch", "--fraction", "0.999"],
+    C + ["--reselect-every", "2", "--workers", "1", "--actors", "1"],
     ["run", "coreset", "--out", "{ro}"],
     # ----- run lipt -------------------------------------------------------------------------
     L + ["--shards", "5000"], L + ["--shards", "200"], L + ["--density", "0"], L + ["--density", "1.5"],
     L + ["--density", "nan"], L + ["--selection", "nope"], L + ["--shards", "0"], L + ["--pre-epochs", "0"],
     L + ["--score", "ensemble", "--selection", "glister"], L + ["--reselect", "0", "--selection", "grand"],
+    L + ["--warm-start", "0.5", "--reselect", "2"], L + ["--selection", "forgetting"],
     L + ["--sparse-init", "nope"], L + ["--repeats", "3"],
     # ----- unlearn --------------------------------------------------------------------------
     U + ["--lr", "nan"], U + ["--wd", "nan"], U + ["--momentum", "0.9"], U + ["--augment"],
@@ -174,6 +195,38 @@ BAD = [
     ["report", S3_CLOSED], ["report", "file:///no/such/run"], ["report", "bogus://x/run"],
     T + ["--placement", "diagonal"], T + ["--workers", "2", "--placement", "strict-spread"],
     T + ["--cpus-per-worker", "0"], C + ["--placement", "diagonal"], B + ["overhead", "--placements", "pack,diagonal"],
+    # ----- issue 30: plug-ins that raise or exit, models that cannot train -----------------------
+    T + ["--model", "plugin_example.models:raises"], T + ["--model", "plugin_example.models:exits"],
+    T + ["--model", "plugin_example.exits:f"], T + ["--dataset", "plugin_example.data:raises"],
+    T + ["--dataset", "plugin_example.data:exits"], T + ["--model", "plugin_example.models:frozen"],
+    T + ["--model", "plugin_example.models:breaks_in_training"],
+    ["run", "crest", "--out", "{out}", "--model", "plugin_example.models:breaks_in_training"],
+    T + ["--dataset", "plugin_example.data:labels_at_num_classes"],
+    # ----- issue 30: numbers beyond int64, names ---------------------------------------------------
+    T + ["--seed", HUGE], T + ["--seed", "4294967296"], T + ["--epochs", HUGE], T + ["--batch-size", HUGE],
+    T + ["--lr", "0.1", "--lrlen", HUGE], T + ["--config", "{cfg:huge_seed}"], C + ["--seed", HUGE],
+    L + ["--seed", HUGE], ["run", "crest", "--out", "{out}", "--seed", HUGE], U + ["--seed", HUGE],
+    S + ["--budget", HUGE], T + ["--name", "tab\there"], T + ["--name", "del\x7f"], T + ["--name", "\u00e9" * 128],
+    # ----- issue 30: paths, storage probes ---------------------------------------------------------
+    T + ["--storage", "file:rel"], T + ["--storage", "file://rel/x"], T + ["--config", "file:rel.yaml"],
+    ["report", "file:rel"], T + ["--storage", "gs://effray-no-such-bucket/x"],
+    # ----- issue 30: refused before the data loads or Ray starts (MARKS) ----------------------------
+    T + ["--name", "existing", *MARKS], S + ["--name", "existing", *MARKS], C + ["--name", "existing", *MARKS],
+    L + ["--name", "existing", *MARKS], ["run", "crest", "--out", "{out}", "--name", "existing", *MARKS],
+    ["run", "sparse", "--out", "{out}", "--name", "existing", *MARKS],
+    ["run", "infobatch", "--out", "{out}", "--name", "existing", *MARKS], U + ["--name", "existing", *MARKS],
+    T + ["--placement", "spread", *MARKS], T + ["--cpus-per-worker", "1", *MARKS],
+    ["run", "crest", "--out", "{out}", "--no-overlap", *MARKS], S + ["--actors", "1000", *MARKS],
+    L + ["--actors", "1000", *MARKS], ["run", "crest", "--out", "{out}", "--actors", "1000", *MARKS],
+    U + ["--actors", "1000", *MARKS], S + ["--actors", "2", "--placement", "strict-spread", *MARKS],
+    T + ["--workers", "2", "--placement", "strict-spread", *MARKS],
+    U + ["--placement", "spread", *MARKS], D + ["--ratio", "0.01", "--seed", HUGE], O + ["--requests", HUGE],
+    # ----- issue 30: tune spaces ------------------------------------------------------------------
+    TUNE + ["--space", "{cfg:space_empty}"], TUNE + ["--space", "{cfg:space_base_list}"],
+    TUNE + ["--space", "{cfg:space_nothing}"], TUNE + ["--space", "{bin}"], TUNE + ["--space", "{cfg:space_twice}"],
+    TUNE + ["--space", "{cfg:space_many_unknown}"],
+    # ----- issue 30: report on damaged summaries (nothing else to report) -----------------------------
+    ["report", "{out}/null-wall"], ["report", "{out}/word-acc"], ["report", "{out}/list-summary"],
 ]
 
 # Real processes: every job script, and a handful of `effray` commands.
@@ -269,6 +322,25 @@ SAYS = [
     (IB + ["--prune-ratio", "-0.1"], "prune-ratio must be in [0, 1), got -0.1"),
     (IB + ["--delta", "1.5"], "delta must be in [0, 1], got 1.5"),
     (IB + ["--delta", "nan"], "delta must be a finite number, got nan"),
+    # issue 30
+    (T + ["--model", "plugin_example.models:raises"], "its factory failed: RuntimeError: no weights file"),
+    (T + ["--dataset", "plugin_example.data:exits"], "its factory failed: SystemExit: cannot find the data"),
+    (T + ["--model", "plugin_example.exits:f"], "importing 'plugin_example.exits' failed: SystemExit"),
+    (T + ["--model", "plugin_example.models:frozen"], "there is nothing to train"),
+    (T + ["--model", "plugin_example.models:breaks_in_training"], "fails in a training step (train mode"),
+    (T + ["--dataset", "plugin_example.data:labels_at_num_classes"], "train labels must be in [0, 2), found 2"),
+    (T + ["--seed", HUGE], "does not fit a 64-bit integer"),
+    (T + ["--seed", "4294967296"], "seed must be an integer in [0, 2**32)"),
+    (T + ["--storage", "file:rel"], "File URI cannot be relative"),
+    (TUNE + ["--space", "{cfg:space_empty}"], "is empty"),
+    (TUNE + ["--space", "{cfg:space_base_list}"], "base: in"),
+    (TUNE + ["--space", "{cfg:space_nothing}"], "sweeps nothing"),
+    (TUNE + ["--space", "{bin}"], "is not a text file"),
+    (TUNE + ["--space", "{cfg:space_twice}"], "key method is given twice"),
+    (TUNE + ["--space", "{cfg:space_many_unknown}"], "and 490 more in"),
+    (S + ["--actors", "1000", *MARKS], "--actors 1000 needs 0.05 CPU per actor"),
+    (["report", "{out}/null-wall"], "wall_s is null, not a number of seconds"),
+    (["report", "{out}/word-acc"], 'test_acc is "high", not a number'),
 ]
 
 
@@ -286,8 +358,9 @@ def test_the_table_is_large_enough():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The runs root with a finished train run, a finished DeltaGrad run and an unfinished
-    run; a read-only directory; config files; an empty working directory."""
+    """The runs root with a finished train run, a finished DeltaGrad run, an unfinished run
+    and three whose summary.json is damaged; a read-only directory; config files; an empty
+    working directory."""
     base = tmp_path_factory.mktemp("bad-input")
     out = base / "runs"
     common = ["--out", str(out), "--wandb", "disabled", "--no-progress"]
@@ -297,6 +370,14 @@ def world(tmp_path_factory):
         assert result.exit_code == 0, result.output
     (out / "unfinished").mkdir()
     (out / "unfinished" / "config.yaml").write_text("epochs: 3\n")
+    metrics = pd.read_parquet(out / "existing" / "metrics.parquet")
+    (out / "word-acc").mkdir()  # and its epoch seconds are words too
+    metrics.assign(epoch_s="slow").to_parquet(out / "word-acc" / "metrics.parquet")
+    summary = json.loads((out / "existing" / "summary.json").read_text())
+    for name, damaged in (("null-wall", {**summary, "wall_s": None}), ("word-acc", {**summary, "test_acc": "high"}),
+                          ("list-summary", [summary])):
+        (out / name).mkdir(exist_ok=True)
+        (out / name / "summary.json").write_text(json.dumps(damaged))
     if os.geteuid() == 0:  # root writes through file modes: use a directory no one can write to
         ro = Path("/proc/1")
     else:
@@ -367,3 +448,96 @@ def test_bad_input_real_process(world, args):
     proc = subprocess.run(head + [fill(a, world) for a in args[1:]], capture_output=True, text=True,
                           cwd=world["work"], env=bare_env(), timeout=120)
     check_refusal(proc.returncode, proc.stderr, before, world)
+
+
+def test_an_unwritable_home_or_a_deleted_working_directory_is_one_line(world, tmp_path):
+    """Ray (~/.ray) and W&B (~/.cache) need a writable HOME; a deleted working directory
+    breaks torch's import. Both are one line in a bare shell, before anything runs."""
+    env = bare_env(HOME=str(world["ro"] / "home" if os.geteuid() else world["ro"]))
+    train = [sys.executable, "-m", "raypkg.cli", "train", "--epochs", "1", "--out", str(world["out"])]
+    before = snapshot(world["out"], world["work"])
+    proc = subprocess.run(train, capture_output=True, text=True, cwd=world["work"], env=env, timeout=120)
+    assert "is not a writable directory" in check_refusal(proc.returncode, proc.stderr, before, world)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "$@"'
+    proc = subprocess.run(["sh", "-c", script, "sh", *train], capture_output=True, text=True, env=bare_env(),
+                          timeout=120)
+    assert "the current directory no longer exists" in check_refusal(proc.returncode, proc.stderr, before, world)
+
+
+@pytest.mark.parametrize("target", ["metrics.parquet", "model.pt", "summary.json", "config.yaml"])
+def test_a_full_disk_is_one_line_with_nothing_half_written(tmp_path, monkeypatch, target):
+    """Every run output is written to a temporary name and renamed: a writer that fails
+    with ENOSPC half-way (Parquet, torch.save, text) ends the run with one line, status 1,
+    and neither the run directory nor a temporary file stays."""
+    import pyarrow.parquet as pq
+    import torch
+
+    def failing(real):
+        def write(*args, **kwargs):
+            dest = next((a for a in args if isinstance(a, (str, Path)) and target in str(a)), None)
+            if dest is None:
+                return real(*args, **kwargs)
+            with open(dest, "wb") as f:
+                f.write(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write
+
+    for owner, name in ((pq, "write_table"), (torch, "save"), (Path, "write_text")):
+        monkeypatch.setattr(owner, name, failing(getattr(owner, name)))
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--model", "logreg", "--epochs", "1", "--out", str(out),
+                                       "--wandb", "disabled", "--no-progress"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot write") and target in lines[0] and "No space left" in lines[0]
+    assert list(out.rglob("*")) == []
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
+    from raypkg.errors import RunFailed
+    from raypkg.paths import atomic_write
+
+    def half(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    (tmp_path / "kept.json").write_text("old\n")
+    with pytest.raises(RunFailed, match="No space left on device"):
+        atomic_write(tmp_path / "kept.json", half)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.json"] and (tmp_path / "kept.json").read_text() == "old\n"
+
+
+def test_report_notes_each_damaged_run_and_shows_the_rest(world, monkeypatch):
+    """A run whose summary.json is damaged (a null or a word where a number belongs) or
+    unreadable (permissions) is skipped with one warning line each; the others are shown."""
+    unreadable, read_text = world["out"] / "word-acc" / "summary.json", Path.read_text
+
+    def read(self, *args, **kwargs):  # as chmod 000 would for a user other than root
+        if self == unreadable:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read)
+    monkeypatch.chdir(world["work"])
+    result = CliRunner().invoke(main, ["report", str(world["run"]), str(world["out"] / "null-wall"),
+                                       str(world["out"] / "word-acc"), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 2 and all(w.startswith("warning: skipping") for w in warnings), warnings
+    assert "wall_s is null" in warnings[0] and "Permission denied" in warnings[1]
+    assert "existing" in result.stdout and "null-wall" not in result.stdout
+
+
+def test_report_shows_no_curves_for_metrics_whose_numbers_are_words(world, monkeypatch, tmp_path):
+    """A metrics.parquet whose epoch_s are words: one warning, no epochs_s, the rest shown."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("summary.json", "metrics.parquet"):
+        source = world["run"] if name == "summary.json" else world["out"] / "word-acc"
+        (run / name).write_bytes((source / name).read_bytes())
+    monkeypatch.chdir(world["work"])
+    result = CliRunner().invoke(main, ["report", str(run), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == f"warning: {str(run)!r}: unreadable metrics.parquet, no curves for this run"

@@ -83,3 +83,17 @@ def test_registries_are_listed_one_name_a_line():
     assert sorted(models) == sorted(MODELS) and {"logreg", "mlp", "lenet5", "lenet300-100", "resnet20", "resnet32",
                                                  "resnet56", "resnet18", "resnet34", "wrn-16-8", "wrn-22-8",
                                                  "wrn-28-2", "vgg-c", "resnet50"} <= set(models)
+
+
+def test_a_leading_tilde_is_expanded_in_flags_and_config_files(tmp_path, monkeypatch):
+    """``--out=~/runs`` (no shell expands it) and ``out: ~/runs`` in a config file both
+    mean HOME/runs, as does ``--config=~/c.yaml``."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("out: ~/from-config\nmodel: logreg\nepochs: 1\nwandb: disabled\n")
+    for args, where in ((["--out=~/runs", "--model", "logreg", "--epochs", "1", "--wandb", "disabled"], "runs"),
+                        (["--config=~/c.yaml"], "from-config")):
+        result = CliRunner().invoke(main, ["train", "--no-progress", "--name", "t", *args])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / where / "t" / "summary.json").is_file()
+    assert not (tmp_path / "~").exists()

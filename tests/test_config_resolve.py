@@ -193,6 +193,37 @@ def test_a_cli_run_validates_its_config_exactly_once(tmp_path, monkeypatch, comm
     assert len(calls) == 1, calls
 
 
+def test_unlearn_commands_validate_their_config_once_and_a_refused_request_writes_nothing(tmp_path, monkeypatch):
+    """`effray unlearn train` and `delete` run recipes: ``Recipe.run`` validates each config
+    once; a request refused by its config or by the cached run leaves no run directory."""
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+    from raypkg.deltagrad.recipe import RequestConfig
+    from raypkg.engine.config import RunConfig
+
+    calls = []
+    for cls in (RunConfig, RequestConfig):  # a request's config is no RunConfig: its own validate counts
+        validate = cls.validate
+        monkeypatch.setattr(cls, "validate", lambda self, validate=validate: calls.append(type(self).__name__)
+                            or validate(self))
+
+    def unlearn(*args):
+        return CliRunner().invoke(main, ["unlearn", *map(str, args), "--wandb", "disabled"])
+
+    result = unlearn("train", "--model", "logreg", "--epochs", "1", "--out", tmp_path, "--name", "dg", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert calls == ["UnlearnTrainConfig"]
+    calls.clear()
+    result = unlearn("delete", tmp_path / "dg", "--ratio", "0.01", "--name", "served")
+    assert result.exit_code == 0, result.output
+    assert calls == ["RequestConfig"]
+    for refused in (["--ratio", "0.01", "--period", "0"], ["--ratio", "0.00001"]):  # its config; the cached run
+        result = unlearn("delete", tmp_path / "dg", *refused, "--name", "refused")
+        assert result.exit_code == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in (tmp_path / "dg" / "requests").iterdir()) == ["served"]
+
+
 def test_a_bad_out_is_refused_before_the_run_directory_opens(tmp_path):
     from click.testing import CliRunner
 

@@ -101,12 +101,37 @@ def test_closed_form_embeddings_equal_autograd_for_a_wrapped_model():
     ("softmax_output", r"its output is not its last nn.Linear's \('0.3'\) output"),
     ("no_linear", "has no nn.Linear layer"),
     ("not_a_module", "returned a dict, not a torch nn.Module"),
+    ("raises", "its factory failed: RuntimeError: no weights file"),
+    ("exits", "its factory failed: SystemExit: 3"),
+    ("frozen", "has no parameter that requires a gradient"),
+    ("breaks_in_training", r"fails in a training step \(train mode"),
 ])
 def test_check_model_refuses_what_selection_cannot_use(factory, message):
     data = load_dataset(TABULAR)
     cfg = TrainConfig(dataset=TABULAR, model=f"plugin_example.models:{factory}")
     with pytest.raises(UsageError, match=message):
         check_model(cfg, data)
+
+
+def test_a_plugin_module_that_raises_keyboardinterrupt_on_import_is_one_line():
+    """Indistinguishable from a Ctrl-C during the import: one ``interrupted:`` line, status 130."""
+    proc = subprocess.run([sys.executable, "-m", "raypkg.cli", "train", "--model", "plugin_example.interrupts:f"],
+                          capture_output=True, text=True, env=bare_env(PYTHONPATH=TESTS_DIR), timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted: "), proc.stderr
+
+
+def test_tiny_training_splits_get_the_same_note_built_in_or_plugin(capsys):
+    """Built-in (``--train-size 5``) or a plug-in's three examples: both train, with one note."""
+    import raypkg
+
+    for settings in ({"dataset": "synthetic", "train_size": 5, "test_size": 5, "shape": "4"},
+                     {"dataset": "plugin_example.data:three_examples"}):
+        raypkg.run("train", model="logreg", epochs=1, progress=False, save=False, **settings)
+        notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+        assert len(notes) == 1 and "fewer than 10 per class" in notes[0], notes
+    raypkg.run("train", model="logreg", epochs=1, progress=False, save=False, dataset=TABULAR)
+    assert "note: " not in capsys.readouterr().err
 
 
 def test_check_model_passes_good_models_and_keeps_the_random_state():

@@ -282,3 +282,23 @@ def test_ray_train_and_tune_refuse_a_cluster_without_storage_before_starting(mon
     with pytest.raises(UsageError, match=r"^a cluster of 2 nodes needs --storage \(Tune trials"):
         run_tune("train", None, out=str(tmp_path / "runs"), wandb_mode="disabled")
     assert not list((tmp_path / "runs").glob("*"))
+
+
+def test_an_object_store_that_does_not_answer_is_refused_within_the_deadline(monkeypatch):
+    """Every probe of a store (--storage, --config URI, report URI) runs under one deadline:
+    a call that hangs (no network: S3's region lookup, GCS's credentials) is one line."""
+    from raypkg import storage
+
+    monkeypatch.setattr(storage, "PROBE_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    with pytest.raises(UsageError, match="no answer within 0.5 s"):
+        storage.within_deadline(lambda: time.sleep(30), "--storage", "gs://b/x")
+    assert time.monotonic() - start < 3
+    assert storage.within_deadline(lambda: 7, "--storage", "gs://b/x") == 7
+    with pytest.raises(UsageError, match="File URI cannot be relative"):
+        storage.check_storage("file:rel")
+
+
+def test_local_storage_and_its_join_expand_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert join("~/store", "run") == str(tmp_path / "store" / "run")

@@ -100,3 +100,16 @@ def load_dataset(name: str, **options) -> DataSplits:
         raise UsageError(f"--data-path stream reads image files from disk ({streamable}); "
                          f"{name} is loaded into memory: use --data-path memory or auto")
     return add_label_noise(entry.build(options), options.label_noise, options.seed)
+
+
+SMALL_PER_CLASS = 10  # fewer training examples per class than this: a note before the run
+
+
+def small_data_note(splits: DataSplits) -> str | None:
+    """The one rule for a tiny training split, built-in (``--train-size 5``) or plug-in
+    alike: it trains, with a note that its accuracies say little; None when it is not tiny."""
+    n, classes = len(splits.train), splits.num_classes
+    if n >= SMALL_PER_CLASS * classes:
+        return None
+    return (f"the training split of {splits.name} has {n} examples for {classes} classes (fewer than "
+            f"{SMALL_PER_CLASS} per class): it trains, but its accuracies say little")

@@ -26,6 +26,23 @@ import torch
 from raypkg.deltagrad.config import OnlineSettings
 from raypkg.deltagrad.replay import Request, deltagrad, replay, sync
 from raypkg.deltagrad.trajectory import Trajectory
+from raypkg.errors import UsageError
+
+
+def request_size(source: Trajectory, kind: str, requests: int, ratio: float | None, samples: int | None) -> int:
+    """Samples in each of the stream's ``requests`` requests: ``ratio`` of the training set,
+    else ``samples`` (default 1); refused when that is none, or more than the run can give."""
+    members = len(source.plan().members())
+    count = int(round(ratio * members)) if ratio is not None else samples or 1
+    if count == 0:
+        raise UsageError(f"--ratio-per-request {ratio} of {members} samples selects none")
+    total = count * requests
+    if kind == "delete" and total >= members:
+        raise UsageError(f"{requests} requests of {count} would delete {total} of {members} samples")
+    if kind == "add" and total > len(source.addable()):
+        raise UsageError(f"{requests} requests of {count} need {total} held-out samples; "
+                         f"the run holds out {len(source.addable())}")
+    return count
 
 
 def next_request(work: Trajectory, plan, kind: str, count: int, generator: torch.Generator) -> Request:
@@ -113,3 +130,21 @@ def _timed_replay(source: Trajectory, plan, grads, device):
     w = replay(plan, source.header.lrs, source.w[0].to(device, copy=True), source.header.weight_decay, grads)
     sync(device)
     return w, time.perf_counter() - start
+
+
+def online_summary(rows: list[dict], w: torch.Tensor, wU: torch.Tensor | None, source: Trajectory, wl,
+                   device: torch.device) -> dict:
+    """The stream's totals: seconds (summed), exact retrains, distances and accuracies of the
+    final answer ``w`` (and of the last baseline ``wU``) against the original w*."""
+    w_star = source.w[source.header.steps].to(device)
+    tb = sum(r["time_baseline"] for r in rows) if all("time_baseline" in r for r in rows) else None
+    td = sum(r["time_deltagrad"] for r in rows)
+    out = {"requests": len(rows), "time_baseline": tb, "time_deltagrad": td,
+           "speedup": tb / td if tb else None, "retrains": sum(bool(r["retrained"]) for r in rows),
+           "dist_U_star": float(torch.linalg.vector_norm(wU - w_star)) if wU is not None else None,
+           "dist_I_U": float(torch.linalg.vector_norm(w - wU)) if wU is not None else None,
+           "dist_I_star": float(torch.linalg.vector_norm(w - w_star)),
+           "acc_original": wl.evaluate(w_star)["acc"], "acc_deltagrad": wl.evaluate(w)["acc"],
+           "acc_baseline": wl.evaluate(wU)["acc"] if wU is not None else None}
+    out["dist_ratio"] = out["dist_I_U"] / out["dist_U_star"] if out["dist_U_star"] else None
+    return out

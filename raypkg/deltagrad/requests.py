@@ -120,6 +120,15 @@ def addition_request(traj: Trajectory, plan: ReplayBatches, ids: torch.Tensor | 
     return Request("add", ids, assign)
 
 
+def checked_request(traj: Trajectory, plan: ReplayBatches, kind: str, ids_file: str | None,
+                    ratio: float | None, seed: int) -> Request:
+    """The deletion or addition asked for: the ids in ``ids_file`` or a random ``ratio``, checked."""
+    ids = read_ids(ids_file) if ids_file else None
+    if kind == "delete":
+        return Request("delete", deletion_ids(plan, traj.header.n, ids, ratio, seed))
+    return addition_request(traj, plan, ids, ratio, seed)
+
+
 def warm_up(grads, plan: ReplayBatches, w: torch.Tensor) -> None:
     """One small gradient and one L-BFGS factorisation before anything is timed, so that
     neither method pays the first call's one-off costs (kernel and LAPACK set-up)."""

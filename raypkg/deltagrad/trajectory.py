@@ -39,6 +39,7 @@ import torch
 
 from raypkg.checksums import SUMS_FILE, verify_checksums, write_checksums
 from raypkg.errors import UsageError
+from raypkg.paths import atomic_write
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 HEADER, W_FILE, G_FILE, PERM_FILE, MEMBERS_FILE = "header.json", "w.bin", "g.bin", "perm.bin", "membership.pt"
@@ -179,6 +180,21 @@ class ReplayBatches:
         return ReplayBatches(step_of, self.epochs, self.K, self.full_batch)
 
 
+def trajectory_dir(run: str | Path) -> Path:
+    """Where ``run``'s trajectory is: ``run/trajectory`` for a run directory, else ``run`` itself."""
+    run = Path(run)
+    return run / "trajectory" if (run / "trajectory").is_dir() else run
+
+
+def check_is_run(run: str | Path) -> Path:
+    """``run``'s trajectory folder, refused in one line when it has no header (not a DeltaGrad run)."""
+    path = trajectory_dir(run)
+    if not (path / HEADER).is_file():
+        raise UsageError(f"{str(run)!r} is not a DeltaGrad run (no trajectory/{HEADER}); "
+                         "create one with `effray unlearn train`")
+    return path
+
+
 def _is_unfinished(header_file: Path) -> bool:
     try:
         return not json.loads(header_file.read_text()).get("complete", False)
@@ -214,21 +230,18 @@ class Trajectory:
         for name, rows in ((W_FILE, h.steps + 1), (G_FILE, h.steps)):
             with open(path / name, "wb") as f:
                 f.truncate(rows * h.p * size)
-        perms.to(torch.long).contiguous().numpy().tofile(path / PERM_FILE)
-        torch.save({"holdout": holdout.long(), "removed": torch.zeros(0, dtype=torch.long),
-                    "added": torch.zeros(0, dtype=torch.long),
-                    "assign": torch.zeros(h.epochs, 0, dtype=torch.long)}, path / MEMBERS_FILE)
-        (path / HEADER).write_text(json.dumps(asdict(h), indent=1))
+        order = perms.to(torch.long).contiguous().numpy()
+        atomic_write(path / PERM_FILE, order.tofile)
+        members = {"holdout": holdout.long(), "removed": torch.zeros(0, dtype=torch.long),
+                   "added": torch.zeros(0, dtype=torch.long), "assign": torch.zeros(h.epochs, 0, dtype=torch.long)}
+        atomic_write(path / MEMBERS_FILE, lambda tmp: torch.save(members, tmp))
+        atomic_write(path / HEADER, lambda tmp: tmp.write_text(json.dumps(asdict(h), indent=1)))
         return cls(path, h, writable=True)
 
     @classmethod
     def open(cls, run: str | Path, writable: bool = False) -> "Trajectory":
         """Open ``run`` (a run directory or its trajectory/ folder); read-only by default."""
-        run = Path(run)
-        path = run / "trajectory" if (run / "trajectory").is_dir() else run
-        if not (path / HEADER).is_file():
-            raise UsageError(f"{str(run)!r} is not a DeltaGrad run (no trajectory/{HEADER}); "
-                             "create one with `effray unlearn train`")
+        path = check_is_run(run)
         what = f"the cached DeltaGrad run {str(run)!r}"
         if not (path / SUMS_FILE).is_file() and _is_unfinished(path / HEADER):
             raise UsageError(f"the trajectory in {str(run)!r} is incomplete (training did not finish)")
@@ -252,7 +265,8 @@ class Trajectory:
                 os.chmod(self.path / name, 0o444)
 
     def write_header(self) -> None:
-        (self.path / HEADER).write_text(json.dumps(asdict(self.header), indent=1))
+        text = json.dumps(asdict(self.header), indent=1)
+        atomic_write(self.path / HEADER, lambda tmp: tmp.write_text(text))
 
     def copy_to(self, path: Path) -> "Trajectory":
         """A writable copy (online requests rewrite it; the original stays as it is)."""
@@ -263,7 +277,7 @@ class Trajectory:
         return Trajectory(path, TrajectoryHeader(**json.loads((path / HEADER).read_text())), writable=True)
 
     def save_membership(self) -> None:
-        torch.save(self.membership, self.path / MEMBERS_FILE)
+        atomic_write(self.path / MEMBERS_FILE, lambda tmp: torch.save(self.membership, tmp))
 
     # ----- what the run trained on ------------------------------------------------------
     @property

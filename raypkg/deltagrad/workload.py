@@ -1,10 +1,10 @@
 """What a DeltaGrad run trains on: its data and model, and the training itself.
 
 ``DeltaGradConfig`` (``raypkg.deltagrad.config``) is the one config of `effray unlearn
-train`, its tune trials and its bench. ``load_workload loads the (flattened) data in the
-run's dtype on its device and describes the model as a ``FlatNet``;
-``train_trajectory`` runs plain SGD (or GD) from the seeded initialisation and caches
-the trajectory.
+train`, its tune trials and its bench. ``load_workload`` loads the (flattened) data in the
+run's dtype on its device and describes the model as a ``FlatNet`` (``cached_workload``:
+those of a cached run); ``train_trajectory`` runs plain SGD (or GD) from the seeded
+initialisation and caches the trajectory.
 """
 
 from __future__ import annotations
@@ -63,6 +63,16 @@ def workload_from_splits(splits, model: str, seed: int, dtype: str, device: torc
     return Workload(net, module, flatten_params(module, dt).to(device),
                     splits.train.x.to(device=device, dtype=dt), splits.train.y.to(device),
                     splits.test.x.to(device=device, dtype=dt), splits.test.y.to(device), device, dt)
+
+
+def cached_workload(traj: Trajectory, device: torch.device) -> Workload:
+    """The data and model ``traj`` was trained on, refused when they no longer match it."""
+    h = traj.header
+    wl = load_workload(h.dataset, h.model, h.data, h.seed, h.dtype, device)
+    if wl.n != h.n or wl.net.num_params != h.p:
+        raise UsageError(f"the data or model no longer match the cached run ({h.dataset}: {wl.n} vs {h.n} "
+                         f"samples, {h.model}: {wl.net.num_params} vs {h.p} parameters)")
+    return wl
 
 
 SMALL_STEP_MACS = 5e7  # below this, one thread: a step is many tiny ops, and extra

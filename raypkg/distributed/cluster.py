@@ -23,6 +23,7 @@ from raypkg.errors import UsageError
 
 CONNECT_TIMEOUT_S = float(os.environ.get("EFFRAY_RAY_CONNECT_TIMEOUT_S", "15"))
 MIN_CPUS_PER_WORKER = 0.5  # the least CPU share a Ray Train worker is given
+MIN_CPUS_PER_ACTOR = 0.05  # the least CPU share a shard actor is given (``shard_pool``)
 _requested_address: str | None = None  # set by the --address flag of the current command
 
 
@@ -161,22 +162,24 @@ def _cpus() -> float:
     return ray.cluster_resources().get("CPU", 0)
 
 
-def check_local_placement(num_workers: int, placement: str = "pack") -> None:
+def check_local_placement(num_workers: int, placement: str = "pack", what: str = "--workers",
+                          cpus_each: float = MIN_CPUS_PER_WORKER) -> None:
     """Before any data is loaded or Ray starts: on the private local Ray a run would start
     (no --address, no RAY_ADDRESS), one node whose CPUs are known (EFFRAY_RAY_NUM_CPUS, else
-    this machine's), refuse more CPU workers than it can hold (Ray Train gives each at least
-    half a CPU, ``engine.ray_train``), or a worker per node for several workers;
+    this machine's), refuse more CPU workers (``what``: Ray Train's --workers, or shard
+    --actors) than it can hold at ``cpus_each`` CPU each (Ray Train gives a worker at least
+    half a CPU, ``engine.ray_train``), or one per node for several;
     ``check_placement`` checks again once connected."""
     if requested_address():
         return
     if placement == "strict-spread" and num_workers > 1:
-        raise UsageError(f"--placement strict-spread puts each of the {num_workers} workers on its own node, but a "
-                         "private local Ray is one node; use another --placement or --address a cluster")
+        raise UsageError(f"--placement strict-spread puts each of the {num_workers} {what[2:]} on its own node, "
+                         "but a private local Ray is one node; use another --placement or --address a cluster")
     cpus = int(os.environ.get("EFFRAY_RAY_NUM_CPUS") or os.cpu_count() or 1)
-    fits = math.floor(cpus / MIN_CPUS_PER_WORKER)
+    fits = math.floor(cpus / cpus_each + 1e-9)
     if num_workers > fits:
-        raise UsageError(f"--workers {num_workers} needs {MIN_CPUS_PER_WORKER:g} CPU per worker, but a private "
-                         f"local Ray (1 node(s), {cpus} CPUs) holds at most {fits}; use --workers {fits} or "
+        raise UsageError(f"{what} {num_workers} needs {cpus_each:g} CPU per {what[2:-1]}, but a private "
+                         f"local Ray (1 node(s), {cpus} CPUs) holds at most {fits}; use {what} {fits} or "
                          f"--address a bigger cluster")
 
 

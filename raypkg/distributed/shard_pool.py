@@ -85,14 +85,14 @@ class ShardPool:
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from raypkg.distributed.cluster import check_placement, ray_strategy, record_nodes
+        from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, check_placement, ray_strategy, record_nodes
         from raypkg.errors import UsageError
 
         if num_actors < 1:
             raise ValueError("a shard pool needs at least one actor")
         if cpus_per_actor is None:
             total = ray.cluster_resources().get("CPU", 1.0)
-            cpus_per_actor = max(total / num_actors * 0.9, 0.05)
+            cpus_per_actor = max(total / num_actors * 0.9, MIN_CPUS_PER_ACTOR)
         check_placement(num_actors, cpus_per_actor, placement=placement, what="--actors")
         self._ray, self._remove_group, self.actors = ray, remove_placement_group, []
         self.group = placement_group([{"CPU": cpus_per_actor}] * num_actors, strategy=ray_strategy(placement))
@@ -145,10 +145,10 @@ def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0
     selection 5x slower); the actors share the rest."""
     import ray
 
-    from raypkg.distributed.cluster import connect_ray
+    from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, connect_ray
 
     connect_ray()
     cpus = None
     if leave_cpus:
-        cpus = max((ray.cluster_resources().get("CPU", 1.0) - leave_cpus) / num_actors, 0.05)
+        cpus = max((ray.cluster_resources().get("CPU", 1.0) - leave_cpus) / num_actors, MIN_CPUS_PER_ACTOR)
     return ShardPool(dataset, num_actors, cpus_per_actor=cpus, placement=placement)

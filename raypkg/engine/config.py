@@ -28,6 +28,8 @@ from raypkg.paths import check_run_name
 from raypkg.storage import basename, default_storage, first_line, read_bytes
 
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
+INT64 = 2**63  # every integer setting fits torch's and numpy's int64
+SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
 PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
 
 
@@ -110,8 +112,8 @@ class RunConfig:
         choose("data path", self.data_path, ("auto", "memory", "stream"))
         choose("placement", self.placement, PLACEMENTS)
         check_positive(self, "train_size", "test_size", "image_size", "num_classes", optional=True)
-        if not isinstance(self.seed, bool) and self.seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, got {self.seed}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise UsageError(f"seed must be an integer in [0, 2**32), got {self.seed}")
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None and not dataset.sized:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
@@ -120,7 +122,14 @@ class RunConfig:
         check_positive(self, "decode_block")
         check_label_noise(self.label_noise)
         check_data_dir(self.data_dir)
-        check_run_name(self.name)  # --out and --storage are probed where the run directory opens
+        check_run_name(self.name)  # --out, the run directory and --storage: RunDir.check, before the data loads
+        if self.placement != "pack" and not getattr(self, "workers", 0) and not getattr(self, "actors", 0):
+            raise UsageError(f"--placement {self.placement} places Ray Train workers or shard actors: it needs "
+                             "--workers N (or --actors K)")
+        if isinstance(getattr(self, "actors", None), int) and self.actors > 0:  # the methods with shard actors
+            from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, check_local_placement
+
+            check_local_placement(self.actors, self.placement, "--actors", MIN_CPUS_PER_ACTOR)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,9 +191,6 @@ class TrainConfig(RunConfig):
             raise UsageError(f"cpus-per-worker must be > 0, got {self.cpus_per_worker:g}")
         if self.cpus_per_worker is not None and not self.workers:
             raise UsageError("--cpus-per-worker sizes Ray Train workers: it needs --workers N")
-        if self.placement != "pack" and not self.workers and not getattr(self, "actors", 0):
-            raise UsageError(f"--placement {self.placement} places Ray Train workers or shard actors: it needs "
-                             "--workers N (or --actors K)")
         check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
         if self.momentum >= 1:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum:g}")
@@ -244,6 +250,12 @@ def check_field_types(cfg) -> None:
         value, hint = getattr(cfg, f.name), hints[f.name]
         if not _type_ok(value, hint):
             raise UsageError(f"{f.name.replace('_', '-')} must be {_type_name(hint)}, got {value!r}")
+        ints = [v for v in (value if isinstance(value, list) else [value])
+                if isinstance(v, numbers.Integral) and not isinstance(v, bool)]
+        if any(not -INT64 <= v < INT64 for v in ints):
+            shown = str(value if not isinstance(value, list) else ints)
+            raise UsageError(f"{f.name.replace('_', '-')} {shown[:30]}{'...' if len(shown) > 30 else ''} does not "
+                             f"fit a 64-bit integer (at most {INT64 - 1})")
 
 
 def plain_ints(cfg) -> dict[str, int]:
@@ -296,6 +308,19 @@ def check_data_dir(data_dir: str | None) -> None:
 
 def config_fields(cls=TrainConfig) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def flag_aliases(cls) -> dict[str, str]:
+    """Other names of fields, from their flags: ``method`` -> ``selection`` for select's
+    ``--selection/--method`` (a switch's ``--gpu/--cpu`` is on/off, not two names)."""
+    hints = typing.get_type_hints(cls)
+    aliases = {}
+    for f in dataclasses.fields(cls):
+        flag = f.metadata.get("flag") or ""
+        if "/" in flag and bool not in (hints[f.name], *typing.get_args(hints[f.name])):
+            for name in flag.split("/"):
+                aliases.setdefault(name.lstrip("-").replace("-", "_"), f.name)
+    return {alias: name for alias, name in aliases.items() if alias != name}
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

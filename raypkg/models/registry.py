@@ -71,7 +71,9 @@ def _build_plugin(name: str, factory: Callable, input_shape: tuple[int, ...], nu
 
     from raypkg.models.base import ModuleClassifier
 
-    model = factory(input_shape, num_classes, **kwargs)
+    from raypkg.plugins import call_factory
+
+    model = call_factory("model", name, factory, input_shape, num_classes, **kwargs)
     if isinstance(model, Classifier):
         return model
     if not isinstance(model, nn.Module):
@@ -88,12 +90,14 @@ def check_model(cfg, data) -> None:
     """Refuse (one-line ``UsageError``) a plug-in model ``cfg.model`` that does not work on
     ``data``: its factory does not return an nn.Module, its output on a batch of the
     training split is not [B, num_classes], or that output is not its last nn.Linear's
-    (``forward_head(forward_features(x))`` must equal ``model(x)``). Registered models
+    (``forward_head(forward_features(x))`` must equal ``model(x)``), or it cannot take one
+    training step (``raypkg.plugins.check_trains``). Registered models
     are not checked, nor is data that is not ``DataSplits`` (a recipe that loads its own).
     The global random state is left as it was."""
     import torch
 
     from raypkg.data.base import DataSplits
+    from raypkg.plugins import check_trains
 
     if not isinstance(data, DataSplits) or not model_entry(cfg.model).plugin:
         return
@@ -117,3 +121,5 @@ def check_model(cfg, data) -> None:
             head = getattr(model, "head_name", "head")
             raise UsageError(f"model {cfg.model!r}: its output is not its last nn.Linear's ({head!r}) output on "
                              f"[batch, features]; make that layer the last one registered and applied")
+    with torch.random.fork_rng(devices=[]):  # dropout draws
+        check_trains(cfg.model, model, x, data.train.y[: len(x)])

@@ -16,6 +16,7 @@ run, and each run's phase seconds as stacked bars.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from raypkg.errors import UsageError
@@ -38,8 +39,12 @@ def load_runs(run_dirs, downloads: Path | None = None) -> tuple[list[tuple[Path,
             continue
         try:
             summary = json.loads(summary_file.read_text())
-            if not isinstance(summary, dict) or not {"method", "wall_s"} <= set(summary):
-                raise ValueError("missing method or wall_s")
+            damage = summary_damage(summary)
+            if damage:
+                raise ValueError(damage)
+        except OSError as e:
+            warnings.append(f"skipping {str(run_dir)!r}: cannot read its summary.json ({e.strerror or e})")
+            continue
         except (ValueError, UnicodeDecodeError) as e:
             warnings.append(f"skipping {str(run_dir)!r}: unreadable summary.json ({str(e).splitlines()[0][:80]})")
             continue
@@ -47,13 +52,38 @@ def load_runs(run_dirs, downloads: Path | None = None) -> tuple[list[tuple[Path,
             warnings.append(f"{str(run_dir)!r}: unreadable metrics.parquet, no curves for this run")
         runs.append((path, summary))
     if not runs:
-        raise UsageError(f"none of the {len(list(run_dirs))} run(s) given is a finished run (no summary.json)")
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise UsageError(f"none of the {len(list(run_dirs))} run(s) given can be reported; {warnings[0]}{more}")
     for key in ("dataset", "model"):
         values = sorted({str(s.get(key)) for _, s in runs})
         if len(values) > 1:
             warnings.append(f"the runs differ in {key} ({', '.join(values)}): accuracies and times "
                             "are not directly comparable")
     return runs, warnings
+
+
+def summary_damage(summary) -> str | None:
+    """What makes a summary.json unusable for the table (a hand-edited or damaged one),
+    else None: ``method`` a string, ``wall_s`` a number > 0, ``test_acc`` a number or null,
+    ``phases`` a mapping of numbers."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def shown(key: str) -> str:
+        return json.dumps(summary.get(key))[:40]
+
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    if not isinstance(summary.get("method"), str):
+        return f"method is {shown('method')}, not a name"
+    if not number(summary.get("wall_s")) or summary["wall_s"] <= 0:
+        return f"wall_s is {shown('wall_s')}, not a number of seconds"
+    if summary.get("test_acc") is not None and not number(summary["test_acc"]):
+        return f"test_acc is {shown('test_acc')}, not a number"
+    phases = summary.get("phases", {})
+    if not isinstance(phases, dict) or not all(number(v) for v in phases.values()):
+        return f"phases is {shown('phases')}, not seconds by phase"
+    return None
 
 
 def download_run(uri: str, into: Path) -> Path | None:
@@ -64,14 +94,16 @@ def download_run(uri: str, into: Path) -> Path | None:
 
 
 def read_metrics(run_dir: Path):
-    """The run's metrics.parquet as a DataFrame, or None when absent or unreadable
-    (a truncated or damaged file)."""
+    """The run's metrics.parquet as a DataFrame, or None when absent or unreadable (a
+    truncated or damaged file, or one whose epoch, epoch_s or test_acc are not numbers)."""
     import pandas as pd
 
     try:
-        return pd.read_parquet(run_dir / "metrics.parquet")
+        metrics = pd.read_parquet(run_dir / "metrics.parquet")
     except Exception:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
         return None
+    numeric = all(pd.api.types.is_numeric_dtype(metrics[c]) for c in ("epoch", "epoch_s", "test_acc") if c in metrics)
+    return metrics if numeric else None
 
 
 def run_labels(runs: list[tuple[Path, dict]], width: int = 24) -> list[str]:

@@ -35,7 +35,7 @@ import yaml
 from raypkg import storage as shared
 from raypkg.errors import RunFailed, UsageError
 from raypkg.recipe import Timings
-from raypkg.paths import check_writable_dir
+from raypkg.paths import atomic_write, check_writable_dir
 from raypkg.tracking.wandb_logger import WandbLogger
 
 
@@ -56,10 +56,7 @@ def write_parquet(path: Path, table: pd.DataFrame | dict) -> Path:
     """Write a DataFrame or a dict of equal-length columns atomically (tmp file + rename)."""
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(
         {k: (v.cpu().numpy() if hasattr(v, "cpu") else v) for k, v in table.items()})
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp))
 
 
 class RunDir:
@@ -84,20 +81,36 @@ class RunDir:
                name: str | None = None, wandb_mode: str = "offline",
                wandb_project: str = "effray", storage: str | None = None,
                keep_checkpoints: bool = False) -> "RunDir":
-        check_writable_dir(out_root, "--out")  # the config's one I/O probes, where output begins
-        shared.check_storage(storage)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         plain = [re.sub(r"[^\w.-]+", "_", part) for part in (method, dataset, model)]  # plug-ins: a.b:c -> a.b_c
-        path = Path(out_root) / (name or "-".join([*plain, stamp]))
-        if path.exists() and any(path.iterdir()):
+        path = cls.check(out_root, name or "-".join([*plain, stamp]), storage)
+        path.mkdir(parents=True, exist_ok=True)
+        run = None
+        try:
+            run = cls(path, method, config, dataset, model, wandb_mode, wandb_project, storage, keep_checkpoints)
+            atomic_write(path / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(run.config, sort_keys=False)))
+        except BaseException:  # W&B could not start, the disk is full, Ctrl-C: no half-made run directory
+            if run is not None:
+                run.wandb.finish(exit_code=1)
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return run
+
+    @staticmethod
+    def check(out_root: str | Path, name: str | None, storage: str | None) -> Path | None:
+        """The config's I/O probes, where output begins (``Recipe.run`` makes them before
+        the data loads or Ray starts): --out is writable, --storage opens, and the run
+        directory ``name`` (when given) is free here and in the storage. Returns its path
+        (None without a name)."""
+        check_writable_dir(out_root, "--out")
+        shared.check_storage(storage)
+        path = Path(out_root) / name if name else None
+        if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"run directory {str(path)!r} already exists and is not empty; "
                              "pick another --name or --out")
-        if storage:
+        if path is not None and storage:
             shared.check_free(shared.join(storage, path.name))
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, method, config, dataset, model, wandb_mode, wandb_project, storage, keep_checkpoints)
-        (path / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
-        return run
+        return path
 
     def __enter__(self) -> "RunDir":
         return self
@@ -161,9 +174,8 @@ class RunDir:
         """A state dict (CPU tensors) as ``filename``."""
         import torch
 
-        path = self.path / filename
-        torch.save({k: v.cpu() if hasattr(v, "cpu") else v for k, v in state.items()}, path)
-        return path
+        state = {k: v.cpu() if hasattr(v, "cpu") else v for k, v in state.items()}
+        return atomic_write(self.path / filename, lambda tmp: torch.save(state, tmp))
 
     def finish(self, test_acc: float | None, **extra) -> dict:
         """Write summary.json; returns the summary. With per-epoch rows, it also has
@@ -179,7 +191,8 @@ class RunDir:
             "test_acc": test_acc, "wall_s": wall, **times,
             **self.timings.summary(), "run_dir": str(self.path),
             **({"storage": self.remote} if self.remote else {}), **extra})
-        (self.path / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        text = json.dumps(self.summary, indent=2)
+        atomic_write(self.path / "summary.json", lambda tmp: tmp.write_text(text))
         self.wandb.summary(self.summary)
         return self.summary
 

@@ -3,6 +3,9 @@ bad ones are refused (tests/test_bad_input.py)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
@@ -89,3 +92,28 @@ def one_class():
 
 def a_billion_classes():
     return (torch.randn(20, 3), torch.arange(20) % 2), (torch.randn(5, 3), torch.arange(5) % 2), 10**9
+
+
+def raises():
+    raise FileNotFoundError("train.csv")
+
+
+def exits():
+    sys.exit("cannot find the data")
+
+
+def labels_at_num_classes():
+    """Train labels 0..2 declared as 2 classes."""
+    return (torch.randn(20, 3), torch.arange(20) % 3), (torch.randn(5, 3), torch.arange(5) % 2), 2
+
+
+def marks_loading():
+    """``tabular`` that leaves a file ``data-was-loaded`` in the working directory: a refusal
+    meant to come before the data loads fails the bad-input table's no-new-file check."""
+    Path("data-was-loaded").write_text("loaded\n")
+    return tabular()
+
+
+def three_examples():
+    """A training split of three examples."""
+    return (torch.randn(3, 2), torch.tensor([0, 1, 0])), (torch.randn(2, 2), torch.tensor([0, 1]))

@@ -4,6 +4,7 @@ refused (tests/test_bad_input.py)."""
 from __future__ import annotations
 
 import math
+import sys
 
 from torch import nn
 
@@ -67,3 +68,44 @@ def no_arguments():
 
 
 NOT_CALLABLE = 3
+
+
+def raises(input_shape, num_classes):
+    raise RuntimeError("no weights file")
+
+
+def exits(input_shape, num_classes):
+    sys.exit(3)
+
+
+class Frozen(nn.Module):
+    """Every parameter frozen: nothing to train."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.net = mlp(input_shape, num_classes)
+        self.net.requires_grad_(False)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def frozen(input_shape, num_classes):
+    return Frozen(input_shape, num_classes)
+
+
+class BreaksInTraining(nn.Module):
+    """Works in eval mode (the shape check), breaks in train mode."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.net = mlp(input_shape, num_classes)
+
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("a training-only branch is broken")
+        return self.net(x)
+
+
+def breaks_in_training(input_shape, num_classes):
+    return BreaksInTraining(input_shape, num_classes)
