@@ -145,7 +145,7 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
     memory, streamed = load(tree, "memory"), load(tree, "stream")
     torch.manual_seed(3)
     models = [build_model("lenet5", memory.input_shape, memory.num_classes) for _ in range(2)]
-    for method, chosen in (("uniform", None), ("grand", models), ("craig", models[0])):
+    for method, chosen in (("uniform", None), ("grand", models), ("craig", models[0]), ("deepfool", models[0])):
         a = select(method, chosen, memory.train, fraction=0.3, seed=1)
         b = select(method, chosen, streamed.train, fraction=0.3, seed=1, actors=actors)
         assert torch.equal(a.indices, b.indices), method
@@ -163,7 +163,7 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
 def test_selectors_that_hold_every_embedding_refuse_streamed_data(tree, method):
     data = load(tree, "stream")
     model = build_model("lenet5", data.input_shape, data.num_classes)
-    with pytest.raises(UsageError, match="--data-path stream use craig, el2n, grand, uniform"):
+    with pytest.raises(UsageError, match="--data-path stream use craig, deepfool, el2n, forgetting, grand, uniform"):
         select(method, model, data.train, fraction=0.3, val=data.test)
 
 
