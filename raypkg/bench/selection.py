@@ -91,7 +91,8 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats):
     times: dict[str, dict] = {m: {} for m in ["calibration", *methods]}
     picks: dict[str, dict] = {m: {} for m in methods}
     for m in methods:
-        select(m, models[m], train.subset(torch.arange(min(len(train), 500))), fraction=fraction, seed=seed)  # warm-up
+        if get_selector(m).warmup_callback is None:  # warm-up (a warm-up record covers the whole set only)
+            select(m, models[m], train.subset(torch.arange(min(len(train), 500))), fraction=fraction, seed=seed)
         res, times[m]["in-process"] = timed(select, m, models[m], train, fraction=fraction, seed=seed)
         picks[m]["in-process"] = res.indices.tolist()
     connect_ray()
@@ -195,8 +196,13 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
     data = load_dataset(dataset, seed=seed, train_size=train_size)
     seed_everything(seed)
     net = build_model(model, data.input_shape, data.num_classes)
+    # what a selector records during the warm-up (Forgetting's events), as the coreset pipeline does
+    recorders = {get_selector(m).warmup_callback for m in names} - {None}
+    callbacks = [recorder(len(data.train)) for recorder in recorders]
     if pretrain_epochs:
-        fit(net, data.train, None, TrainConfig(epochs=pretrain_epochs, progress=False, seed=seed))
+        fit(net, data.train, None, TrainConfig(epochs=pretrain_epochs, progress=False, seed=seed), callbacks=callbacks)
+    for callback in callbacks:
+        net.warmup_record = callback.state_dict()
     runner.header(f"on {dataset}", data, model=model, fraction=fraction)
     if not skip_scaling:
         rows, startup = scaling_table(data.train, net, names, fraction, actors, seed, repeats)
