@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import pandas as pd
 import torch
 
 from raypkg.checksums import verify_sidecar, write_sidecar
+from raypkg.paths import atomic_write
 from raypkg.selection.registry import SelectionResult
 from raypkg.tracking.run import to_plain, write_parquet
 
@@ -64,10 +64,7 @@ class SelectionCache:
     def _atomic(self, path: Path, write) -> None:
         if not self.enabled:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        write(tmp)
-        tmp.replace(path)
+        atomic_write(path, write)
         write_sidecar(path)
 
     @staticmethod
