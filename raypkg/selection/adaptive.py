@@ -111,9 +111,9 @@ class Reselect(Callback):
     config; the plan (a ``SubsetPlan``) gets the new subset. In-process, ``cache`` keys each
     round by the model's weights and the epoch, and ``pool`` (shard actors) does the
     per-example work. ``rounds`` records each round (epoch, seconds here, seconds charged:
-    rank 0's selection, the original seconds for a cache hit) and ``picks`` its subset. Adds ``reselect_s``
-    (seconds selecting at this epoch's start) and ``subset_size`` to each row; a skipped
-    epoch's train loss and accuracy are NaN."""
+    rank 0's selection, the original seconds for a cache hit) and ``picks`` its subset.
+    Adds ``reselect_s`` (seconds selecting at this epoch's start) and ``subset_size`` to
+    each row; a skipped epoch's train loss and accuracy are NaN."""
 
     def __init__(self, every: int, first: int | None = None, *, cache: SelectionCache | None = None, pool=None):
         self.every, self.first = every, every if first is None else first

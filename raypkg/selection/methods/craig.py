@@ -42,8 +42,8 @@ def craig(ctx: SelectionContext) -> Picks:
     if ctx.batch_size:
         g, h = ctx.grads()
         units = batch_units(len(g), ctx.batch_size, ctx.seed)
-        r = craig_job([unit_embedding(ctx.kind.embed(g, h), units)], [units_needed(ctx.k, len(g), ctx.batch_size)], ctx.seed,
-                      max_dense, chunk)[0]
+        budget = units_needed(ctx.k, len(g), ctx.batch_size)
+        r = craig_job([unit_embedding(ctx.kind.embed(g, h), units)], [budget], ctx.seed, max_dense, chunk)[0]
         return Picks(*unit_picks(units, r.picks, r.weights, r.gains, ctx.k))
     if ctx.data.streamed:
         return craig_streamed(ctx, blocks, max_dense, chunk)
