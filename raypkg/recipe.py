@@ -279,7 +279,8 @@ def register(recipe: Recipe) -> Recipe:
 
 @dataclass(frozen=True)
 class BenchCase:
-    """A method family's part in `effray bench frontier`, registered beside its recipe.
+    """A method family's part in `effray bench frontier`, registered beside its recipe (its
+    ``config`` also builds the rows of the family's own bench: coreset, lipt, crest, sparse).
 
     ``methods``: the frontier's names for it. ``grid``: the settings list its points run at
     ("fractions", "densities", or None: once). ``config(method, value, s, common, n)``: one

@@ -53,12 +53,12 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
             preset_settings("digits-aug:mlp", {**flags, "workers": 0})
     settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "workers": 0})
     points = build_points(settings, ["full", "uniform", "rigl-itop"], seed=0)
-    assert [(p.method, p.setting) for p in points] == [("full", "-"), ("uniform", "f=0.1"), ("uniform", "f=0.3"),
-                                                       ("rigl-itop", "d=0.05")]
+    assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
+        ("full", "-"), ("uniform", "f=0.1"), ("uniform", "f=0.3"), ("rigl-itop", "d=0.05")]
     # a method without a grid (InfoBatch) is one point, after full training
     points = build_points(settings, ["full", "rs2", "infobatch"], seed=0)
-    assert [(p.method, p.setting) for p in points] == [("full", "-"), ("infobatch", "-"), ("rs2", "f=0.1"),
-                                                       ("rs2", "f=0.3")]
+    assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
+        ("full", "-"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
 
 
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():

@@ -10,24 +10,20 @@ warmed full-data training's seconds / the method's total.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import tempfile
 
 import click
 import pandas as pd
-import yaml
 
-from raypkg.bench.harness import BenchRunner, accuracy_vs_seconds, bench_options, compare, name_list, number_list
+from raypkg.bench.harness import (BenchRunner, Point, accuracy_vs_seconds, bench_options, check_points, compare,
+                                  name_list, number_list)
 from raypkg.cli_options import config_options
-from raypkg.engine.config import config_fields
 from raypkg.engine.runner import TRAIN
-from raypkg.errors import UsageError
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig
-from raypkg.selection.recipe import CORESET, check_budget
-from raypkg.selection.registry import get_selector
+from raypkg.selection.recipe import CORESET, coreset_point
 
 DEFAULT_METHODS = ("rs2,uniform,grand,glister,gradmatch,gradmatch:weighting=loss,gradmatch:weighting=none,"
                    "craig,craig:weighting=loss,craig:weighting=none")
@@ -36,21 +32,6 @@ BENCH_DEFAULTS = {"dataset": "digits-aug", "model": "mlp", "train_size": None, "
                   "pretrain_epochs": 2, "repeats": 3, "batch_size": 64, "lr": [0.1], "actors": 0, "seed": 0}
 COLUMNS = ["fraction", "method", "weighting", "pretrain_s", "selection_s", "train_s", "total_s", "test_acc", "vs rs2",
            "speed-up"]
-
-
-def method_config(base: CoresetConfig, spec: str, fraction: float, repeats: int) -> CoresetConfig:
-    """One row's config, ``NAME:KEY=VALUE;...``: a KEY that is a config field (``weighting``,
-    ``weight_cap``) sets it, any other is a selector option; the method's defaults fill the rest."""
-    name, _, rest = (part.strip() for part in spec.partition(":"))
-    fields, options = {"weighting": None, "weight_cap": None}, {}
-    for pair in filter(None, rest.split(";")):
-        key, sep, value = (part.strip() for part in pair.partition("="))
-        if not sep:
-            raise UsageError(f"method options take KEY=VALUE, got {pair!r} in {spec!r}")
-        (fields if key in config_fields(CoresetConfig) else options)[key] = yaml.safe_load(value)
-    return dataclasses.replace(base, selection=name, fraction=fraction, options=options,
-                               repeats=repeats if get_selector(name).uses_repeats else None,
-                               **fields).resolved().validate()
 
 
 @click.command("coreset")
@@ -70,25 +51,21 @@ def coreset(fractions, methods, repeats, save, threads, **flags):
       effray bench coreset --train-size 2000 --epochs 2 --pretrain-epochs 1 --repeats 2
     """
     specs, fracs = name_list(methods, "--methods"), number_list(fractions, "--fractions", "numbers")
-    base = CoresetConfig(**flags, progress=False, wandb="disabled", cache=False).resolved().validate()
-    configs = {(spec, f): method_config(base, spec, f, repeats) for spec in specs for f in fracs}
+    common = dict(flags, progress=False, wandb="disabled", cache=False)
+    base = CoresetConfig(**common).resolved().validate()
+    points = [Point("full data", TRAIN, base, {"fraction": 1.0, "method": "full data", "weighting": "-"})]
+    for spec, f in ((spec, f) for spec in specs for f in fracs):
+        cfg = coreset_point(spec, f, {**flags, "repeats": repeats}, common, None).resolved().validate()
+        labels = {"fraction": f, "method": spec, "weighting": cfg.weighting}
+        points.append(Point(f"{spec} @{f:g}", CORESET, cfg, labels))
     runner = BenchRunner("coreset", save, threads)
     data = load_data(base)
-    for cfg in configs.values():
-        check_budget(cfg, data)
+    check_points(points, data)
     runner.header(f"stages on {base.dataset}", data, model=base.model, epochs=base.epochs,
                   pretrain_epochs=base.pretrain_epochs, GraNd_repeats=repeats)
-    phases = ("pretrain", "selection", "train")
-    rows = [runner.row(TRAIN, base, data, {"fraction": 1.0, "method": "full data", "weighting": "-"}, phases,
-                       "total_s")[0]]
-    runner.progress("full data", rows[0], "total_s")
     with tempfile.TemporaryDirectory() as scratch:
-        cache = SelectionCache(scratch)
-        for i, ((spec, f), cfg) in enumerate(configs.items()):
-            rows.append(runner.row(CORESET, cfg, data, {"fraction": f, "method": spec, "weighting": cfg.weighting},
-                                   phases, "total_s", cache=cache)[0])
-            runner.progress(f"{spec} @{f:g}", rows[-1], "total_s", f" ({i + 1}/{len(configs)})")
-    frame = pd.DataFrame(rows)
+        done = runner.rows(points, data, ("pretrain", "selection", "train"), "total_s", cache=SelectionCache(scratch))
+    frame = pd.DataFrame([row for row, _ in done])
     frame = compare(frame, frame["method"] == "rs2", ["fraction"], delta="vs rs2", points=False)
     frame = compare(frame, frame["method"] == "full data", [], "speed-up", seconds="total_s")
     runner.finish(frame, COLUMNS, title=f"coreset stages on {base.dataset}: test accuracy vs end-to-end seconds",

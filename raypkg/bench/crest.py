@@ -22,8 +22,7 @@ from raypkg.bench.harness import (BenchRunner, accuracy_vs_seconds, bench_option
                                   compare, name_list, number_list, set_option)
 from raypkg.cli_options import address_option, config_options
 from raypkg.crest.config import CrestConfig
-from raypkg.crest.recipe import CREST, crest_actor_pool
-from raypkg.errors import UsageError
+from raypkg.crest.recipe import CREST, crest_actor_pool, crest_point
 from raypkg.recipe import load_data
 
 PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs
@@ -76,30 +75,26 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, threads, sav
     """
     f = flags
     check_bench_numbers(**{k: f[k] for k in ("epochs", "batch_size", "train_size", "test_size",
-                                             "num_minibatch_coreset")})
-    if f["actors"] < 0:
-        raise UsageError(f"--actors must be >= 0, got {f['actors']}")
+                                             "num_minibatch_coreset", "actors")})
     frac_values = number_list(fracs, "--fracs", "numbers")
     names = name_list(datasets, "--datasets")
     optimizer_names = name_list(optimizers, "--optimizers", OPTIMIZERS, "optimizer")
     methods = ("random", "crest", "crest-2g") if double_step else ("random", "crest")
 
-    def bench_fields(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> dict:
-        """The CrestConfig fields this bench sets itself (its flags and the row)."""
-        subset = f["random_subset_size"] or (max(0.01, 4 * f["batch_size"] / n) if n else 0.01)
+    def common(dataset: str, optimizer: str) -> dict:
+        """The CrestConfig fields every row of ``dataset`` and ``optimizer`` shares."""
         sized = dataset != "digits"
         return dict(f, dataset=dataset, train_size=f["train_size"] if sized else None,
-                    test_size=f["test_size"] if sized else None, selection_method=method.removesuffix("-2g"),
-                    reference_double_step=method == "crest-2g", train_frac=frac, random_subset_size=min(subset, 1.0),
-                    actors=f["actors"] if method.startswith("crest") else 0, progress=False, wandb="disabled",
+                    test_size=f["test_size"] if sized else None, progress=False, wandb="disabled",
                     **OPTIMIZERS[optimizer][1](f["epochs"]))
 
     extra = bench_settings(settings, {x.name for x in dataclasses.fields(CrestConfig)}, "CREST",
-                           own_flags=set(bench_fields("digits", None, "paper", "none", 1.0)))
+                           own_flags={*common("digits", "paper"), "selection_method", "reference_double_step",
+                                      "train_frac"})
     runner = BenchRunner("crest", save, threads)
 
     def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> CrestConfig:
-        return CrestConfig(**bench_fields(dataset, n, optimizer, method, frac), **extra).resolved().validate()
+        return crest_point(method, frac, f, {**common(dataset, optimizer), **extra}, n).resolved().validate()
 
     plan = {}
     for dataset in names:  # every config (and its data) checked before anything trains

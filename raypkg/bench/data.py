@@ -178,9 +178,7 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
     size_list = sorted(number_list(sizes, "--sizes", "image counts (one per class at least)", int, 10, "10,20"))
     mode_list = name_list(modes, "--modes", MODES, "mode")
     blocks = number_list(decode_blocks, "--decode-blocks", "images per decode task", int, 1, "1,2")
-    check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size)
-    if workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
+    check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size, workers=workers)
     cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
                       lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
                       max_failures=0).resolved().validate()

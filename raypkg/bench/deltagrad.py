@@ -23,7 +23,7 @@ import click
 import pandas as pd
 import torch
 
-from raypkg.bench.harness import BenchRunner, bench_options, hbar
+from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar
 from raypkg.cli_options import FLOATS, address_option, config_options
 from raypkg.data.registry import load_dataset
 from raypkg.deltagrad.config import DeltaGradConfig, RequestSettings
@@ -104,14 +104,13 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     run = DeltaGradConfig(**run_flags).resolved().validate()
     RequestSettings(period=period, init=init, m=m).check_request()
     extra = parse_hypers(also)
-    if repeat < 1 or online_baseline_every < 1:
-        raise UsageError("--repeat and --online-baseline-every must be >= 1")
+    check_bench_numbers(repeat=repeat, online_baseline_every=online_baseline_every, gd_epochs=gd_epochs,
+                        gd_init=gd_init, online_requests=online_requests, actors=actors)
     for flag, value in (("--ratios", min(ratios, default=0)), ("--gd-ratio", gd_ratio)):
         if not 0 < value < 1:
             raise UsageError(f"{flag} must be in (0, 1), got {value:g}")
-    if not 0 <= add_ratio < 1 or gd_epochs < 0 or online_requests < 0 or actors < 0 or gd_init < 0:
-        raise UsageError("--add-ratio must be in [0, 1); --gd-epochs, --gd-init, --online-requests "
-                         "and --actors must be >= 0")
+    if not 0 <= add_ratio < 1:
+        raise UsageError(f"--add-ratio must be in [0, 1), got {add_ratio:g}")
     if out:
         check_writable_dir(out, "--out")
     runner = BenchRunner("deltagrad", save, threads)

@@ -17,16 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 import numpy as np
 import pandas as pd
 
-from raypkg.bench.harness import (SAVE_HELP, BenchRunner, bench_options, check_bench_numbers, compare, hbar,
-                                  name_list, once_each, print_table, save_bench)
+from raypkg.bench.harness import (SAVE_HELP, BenchRunner, Point, bench_options, check_bench_numbers, check_points,
+                                  compare, hbar, name_list, once_each, print_table, save_bench)
 from raypkg.cli_options import FLOATS, address_option
 from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
@@ -74,21 +73,6 @@ DELTAGRAD_COLUMNS = ["ratio", "seeds", "n_ids", "time_baseline", "time_deltagrad
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "flops", "speedup_vs_full", "acc_vs_full", "speedup_vs_rs2",
                  "acc_vs_rs2", "noisy_share", "pareto", "pareto_flops"]
-
-
-@dataclass(frozen=True)
-class Point:
-    """One method at one setting: its row's labels and the config that runs it."""
-
-    method: str
-    fraction: float | None  # subset methods and CREST
-    density: float | None  # sparse methods
-    cfg: Any
-
-    @property
-    def setting(self) -> str:
-        return f"f={self.fraction:g}" if self.fraction is not None else \
-            f"d={self.density:g}" if self.density is not None else "-"
 
 
 def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
@@ -189,8 +173,13 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
                   wandb="disabled")
 
     def point(method: str, value: float | None, grid: str | None) -> Point:
-        cfg = METHODS[method].config(method, value, s, common, n).resolved().validate()
-        return Point(method, value if grid == "fractions" else None, value if grid == "densities" else None, cfg)
+        case = METHODS[method]
+        setting = f"{grid[0]}={value:g}" if grid else "-"
+        labels = {"family": case.family, "method": method, "setting": setting, "seed": seed,
+                  "fraction": value if grid == "fractions" else math.nan,
+                  "density": value if grid == "densities" else math.nan}
+        return Point(f"seed {seed} {method} {setting}", load_recipes()[case.recipe],
+                     case.config(method, value, s, common, n).resolved().validate(), labels)
 
     points = [point(m, None, None) for m in methods if METHODS[m].grid is None]
     for grid in ("fractions", "densities"):
@@ -203,10 +192,7 @@ def load_points(settings: dict, methods: list[str], seed: int):
     configs for it, each checked against it by its recipe's ``check``."""
     data = load_data(build_points(settings, methods, seed)[0].cfg)
     points = build_points(settings, methods, seed, n=len(data.train))
-    for p in points:
-        check = load_recipes()[METHODS[p.method].recipe].check
-        if check:
-            check(p.cfg, data)
+    check_points(points, data)
     return points, data
 
 
@@ -219,15 +205,10 @@ def flops_per_example(model_name: str, data):
                                                          layer_densities(model, density, init))
 
 
-def run_point(runner: BenchRunner, point: Point, data, cache, per_example) -> dict:
-    """One row: the point's recipe run in memory; its phases' seconds (cached work charged
-    its original seconds), accuracy, and its case's examples seen and training FLOPs."""
-    case = METHODS[point.method]
-    labels = {"family": case.family, "method": point.method, "setting": point.setting, "seed": point.cfg.seed,
-              "fraction": math.nan if point.fraction is None else point.fraction,
-              "density": math.nan if point.density is None else point.density}
-    row, summary = runner.row(load_recipes()[case.recipe], point.cfg, data, labels, PHASES, "e2e_s", cache=cache)
-    seen, forward = case.examples(point.cfg, summary, len(data.train), per_example)
+def count_examples(point: Point, row: dict, summary: dict, data, per_example) -> dict:
+    """``row`` with its case's examples seen and training FLOPs, and the share of noisy
+    labels among a subset's picks."""
+    seen, forward = METHODS[row["method"]].examples(point.cfg, summary, len(data.train), per_example)
     row["examples_seen"], row["flops"], row["noisy_share"] = seen, TRAIN_STEP_FACTOR * forward, math.nan
     if data.noisy is not None and "selection.parquet" in summary["tables"]:
         picked = np.asarray(summary["tables"]["selection.parquet"]["index"])
@@ -332,8 +313,7 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
     """
     names = ["full"] + [m for m in name_list(methods, "--methods", METHODS, "method") if m != "full"]
     settings = preset_settings(setup, {**flags, "workers": workers})
-    if workers < 0 or threads < 0:
-        raise UsageError(f"--workers and --threads must be >= 0, got {workers} and {threads}")
+    check_bench_numbers(workers=workers, threads=threads)
     build_points(settings, names, seed=0)  # every config checked before any data is loaded
     if panels:
         deltagrad_configs(settings, seed=0)
@@ -349,10 +329,8 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
                 runner.header(f"({setup}) on {settings['dataset']}", data, methods=names, **{
                     k: v for k, v in settings.items() if k not in ("dataset", "data_dir", "train_size", "test_size")})
                 per_example = flops_per_example(settings["model"], data)
-            for i, point in enumerate(points):
-                rows.append(run_point(runner, point, data, cache, per_example))
-                runner.progress(f"seed {seed} {point.method} {point.setting}", rows[-1], "e2e_s",
-                                f" ({i + 1}/{len(points)})")
+            done = runner.rows(points, data, PHASES, "e2e_s", cache=cache)
+            rows += [count_examples(p, row, summary, data, per_example) for p, (row, summary) in zip(points, done)]
             if panels:
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
     frame = add_deltas(pd.DataFrame(rows))

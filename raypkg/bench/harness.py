@@ -9,9 +9,10 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
@@ -34,6 +35,18 @@ def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP, threads_h
 def set_option(help: str):
     """``--set KEY=VALUE``, repeatable (read by ``bench_settings``)."""
     return click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One timed row: its progress line's ``label``, its recipe, its validated config, the row's
+    ``labels`` and its warm-up ``key``."""
+
+    label: str
+    recipe: Any
+    cfg: Any
+    labels: dict
+    key: Any = None
 
 
 def timed(fn, *args, **kwargs):
@@ -97,6 +110,14 @@ class BenchRunner:
         row = {**labels, **{f"{p}_s": summary["cost_s"].get(p, 0.0) for p in phases}}
         return {**row, total: sum(row[f"{p}_s"] for p in phases), "test_acc": summary["test_acc"]}, summary
 
+    def rows(self, points: list[Point], data, phases: tuple, total: str, **shared) -> list[tuple[dict, dict]]:
+        """Each point's ``row``, in order, with a progress line; (row, summary) each."""
+        done = []
+        for i, p in enumerate(points):
+            done.append(self.row(p.recipe, p.cfg, data, p.labels, phases, total, p.key, **shared))
+            self.progress(p.label, done[-1][0], total, f" ({i + 1}/{len(points)})")
+        return done
+
     def header(self, what: str, data, **settings) -> None:
         """The first line: what runs on which data, with which settings."""
         text = {k: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in settings.items()}
@@ -149,10 +170,21 @@ def compare(frame, reference, keys: list[str], speedup: str | None = None, delta
     return frame
 
 
+def check_points(points: list[Point], data) -> None:
+    """Each point's config against the loaded data (its recipe's ``check``), before any row runs."""
+    for p in points:
+        if p.recipe.check:
+            p.recipe.check(p.cfg, data)
+
+
+# The counts where 0 means none (or, for threads, torch's default).
+MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "threads", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
+
+
 def check_bench_numbers(**values) -> None:
-    """Sizes and counts must be positive, pretrain_epochs >= 0 (None: not given); fraction in (0, 1]."""
+    """Sizes and counts must be >= 1, those of MAY_BE_ZERO >= 0 (None: not given); fraction in (0, 1]."""
     for name, value in values.items():
-        flag, least = "--" + name.replace("_", "-"), 0 if name == "pretrain_epochs" else 1
+        flag, least = "--" + name.replace("_", "-"), 0 if name in MAY_BE_ZERO else 1
         if name == "fraction" and value is not None and not 0 < value <= 1:
             raise UsageError(f"{flag} must be in (0, 1], got {value:g}")
         if name != "fraction" and value is not None and value < least:

@@ -19,17 +19,17 @@ import tempfile
 import click
 import pandas as pd
 
-from raypkg.bench.harness import (BenchRunner, accuracy_vs_seconds, bench_options, bench_settings, compare, name_list,
-                                  number_list, set_option)
+from raypkg.bench.harness import (BenchRunner, Point, accuracy_vs_seconds, bench_options, bench_settings, check_points,
+                                  compare, name_list, number_list, set_option)
 from raypkg.cli_options import config_options
 from raypkg.engine.runner import TRAIN
 from raypkg.errors import UsageError
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
-from raypkg.lipt.recipe import LIPT, check_data
+from raypkg.lipt.recipe import LIPT, lipt_point
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig
-from raypkg.selection.recipe import CORESET
+from raypkg.selection.recipe import CORESET, coreset_point
 from raypkg.selection.registry import get_selector
 from raypkg.sparse.config import SPARSE_BACKENDS
 
@@ -91,58 +91,48 @@ def lipt_bench(fractions, methods, merge, backends, settings, threads, save, **f
     lipt_only = {x.name for x in dataclasses.fields(LiptConfig)} - {x.name for x in dataclasses.fields(CoresetConfig)}
     extra = bench_settings(settings, lipt_only, "LiPT-only",
                            own_flags={"shards", "pre_epochs", "density", "merge", "randaugment", "sparse_backend"})
-    lipt_fields = ("shards", "pre_epochs", "density", "randaugment", "workers")
-    common = dict({k: v for k, v in f.items() if k not in (*lipt_fields, "repeats", "pretrain_epochs")},
-                  progress=False, wandb="disabled", cache=False, weighting=None, weight_cap=None)
-    base = CoresetConfig(**common, pretrain_epochs=f["pretrain_epochs"]).resolved().validate()
-    lipt_base = LiptConfig(**common, **{k: f[k] for k in lipt_fields}, merge=merges[0], selection=names[0],
-                           **extra).resolved().validate()
+    common = {k: v for k, v in f.items() if k not in ("shards", "pre_epochs", "density", "randaugment", "workers",
+                                                      "repeats", "pretrain_epochs")}
+    common.update(progress=False, wandb="disabled")
+    deepcore_common = dict(common, pretrain_epochs=f["pretrain_epochs"])
+    lipt_common = dict(common, density=f["density"], randaugment=f["randaugment"], workers=f["workers"], **extra)
+    base = CoresetConfig(**deepcore_common, cache=False).resolved().validate()
 
-    def config(cfg, **fields):
-        return dataclasses.replace(cfg, **fields).resolved().validate()
+    def point(pipeline: str, cfg) -> Point:
+        cfg, ours = cfg.resolved().validate(), pipeline == "lipt"
+        label = " ".join(dict.fromkeys([pipeline, cfg.selection] + ([cfg.merge, cfg.sparse_backend] if ours else [])))
+        return Point(f"{label} @{cfg.fraction:g}", LIPT if ours else CORESET, cfg,
+                     {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection,
+                      "merge": cfg.merge if ours else "-", "backend": cfg.sparse_backend if ours else "-"},
+                     cfg.sparse_backend if ours else None)
 
-    uniform = {x: config(base, selection="uniform", fraction=x) for x in fracs}
-    deepcore = {(m, x): config(base, selection=m, fraction=x, repeats=f["repeats"] if get_selector(m).uses_repeats
-                               else None) for m in names for x in fracs}
-    lipt = {(m, x, r, b): config(lipt_base, selection=m, fraction=x, merge=r, sparse_backend=b)
-            for m in names for x in fracs for r in merges for b in backend_list}
+    points = [Point("full data", TRAIN, base, {"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-",
+                                               "backend": "-"})]
+    for x in fracs:
+        points.append(point("uniform", coreset_point("uniform", x, f, deepcore_common, None)))
+        for m in names:
+            points.append(point("deepcore", coreset_point(m, x, f, deepcore_common, None)))
+            points += [point("lipt", lipt_point(m, x, f, dict(lipt_common, merge=r, sparse_backend=b), None))
+                       for r in merges for b in backend_list]
     runner = BenchRunner("lipt", save, threads)
     data = load_data(base)
-    check_data(lipt_base, data)
+    check_points(points, data)
     runner.header(f"on {base.dataset}", data, model=base.model, epochs=base.epochs,
                   DeepCore_warm_up=f"{base.pretrain_epochs} epochs x {f['repeats']} GraNd repeats",
                   LiPT=f"{f['shards']} shards x {f['pre_epochs']} epochs at density {f['density']}", merge=merges,
                   randaugment=f["randaugment"], **extra, Ray_Train_workers=f["workers"])
-    phases = ("pretrain", "merge", "selection", "train")
-    rows = [runner.row(TRAIN, base, data, {"fraction": 1.0, "pipeline": "full data", "method": "-", "merge": "-",
-                                           "backend": "-"}, phases, "total_s")[0]]
-    runner.warm(CORESET, deepcore[names[0], fracs[0]], data)  # the warm-up pays the pre-training's first calls too
-
-    def run_row(cfg, pipeline: str, cache) -> dict:
-        """The row of one pipeline; its tables (selection.parquet, scores.parquet) under ``tables``."""
-        ours = pipeline == "lipt"
-        labels = {"fraction": cfg.fraction, "pipeline": pipeline, "method": cfg.selection}
-        row, summary = runner.row(LIPT if ours else CORESET, cfg, data, labels, phases, "total_s",
-                                  key=cfg.sparse_backend if ours else None, cache=cache)
-        row.update(merge=summary.get("merge", "-"), backend=cfg.sparse_backend if ours else "-",
-                   tables=summary["tables"])
-        if ours:
-            row.update(merged_acc=summary["merged_test_acc"], shard_acc=sum(summary["shard_test_acc"]) / cfg.shards,
-                       shard_s=row["pretrain_s"] / cfg.shards)
-        label = dict.fromkeys([pipeline, cfg.selection] + ([row["merge"], row["backend"]] if ours else []))
-        runner.progress(f"{' '.join(label)} @{cfg.fraction:g}", row, "total_s")
-        return row
-
+    # the warm-up pays the pre-training's first calls too
+    runner.warm(CORESET, next(p.cfg for p in points if p.labels["pipeline"] == "deepcore"), data)
     with tempfile.TemporaryDirectory() as scratch:
-        cache = SelectionCache(scratch)
-        for x in fracs:
-            rows.append(run_row(uniform[x], "uniform", cache))
-            for m in names:
-                rows.append(reference := run_row(deepcore[m, x], "deepcore", cache))
-                for r, b in ((r, b) for r in merges for b in backend_list):
-                    rows.append(run_row(lipt[m, x, r, b], "lipt", cache))
-                    rows[-1].update(agreement(rows[-1]["tables"], reference["tables"]))
-    frame = pd.DataFrame(rows).assign(prepare_s=lambda t: t["pretrain_s"] + t["merge_s"])
+        done = runner.rows(points, data, ("pretrain", "merge", "selection", "train"), "total_s",
+                           cache=SelectionCache(scratch))
+    tables = {(row["pipeline"], row["method"], row["fraction"]): summary["tables"] for row, summary in done}
+    for p, (row, summary) in zip(points, done):
+        if p.labels["pipeline"] == "lipt":
+            row.update(merged_acc=summary["merged_test_acc"], shard_acc=sum(summary["shard_test_acc"]) / p.cfg.shards,
+                       shard_s=row["pretrain_s"] / p.cfg.shards,
+                       **agreement(summary["tables"], tables["deepcore", row["method"], row["fraction"]]))
+    frame = pd.DataFrame([row for row, _ in done]).assign(prepare_s=lambda t: t["pretrain_s"] + t["merge_s"])
     reference, ours = frame["pipeline"] == "deepcore", frame["pipeline"] == "lipt"
     frame = compare(frame, reference, ["method", "fraction"], "pretrain_x", seconds="prepare_s", rows=ours)
     frame = compare(frame, reference, ["method", "fraction"], "e2e_x", "acc_vs_deepcore", seconds="total_s", rows=ours)

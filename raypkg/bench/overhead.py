@@ -117,12 +117,10 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     """
     if epochs < 2:
         raise UsageError(f"--epochs must be >= 2 (the first epoch is excluded from the steady state), got {epochs}")
-    check_bench_numbers(batch_size=batch_size, train_size=train_size, threads=threads)
+    check_bench_numbers(batch_size=batch_size, train_size=train_size, threads=threads, cli_runs=cli_runs)
     worker_list = number_list(worker_counts, "--workers", "worker counts", int, 1, "1,2")
     placements = name_list(placements, "--placements", PLACEMENTS, "placement")
     check_storage(storage)
-    if cli_runs < 0:
-        raise UsageError(f"--cli-runs must be >= 0, got {cli_runs}")
     runner = BenchRunner("overhead", save, threads)
     if cli_runs:  # first, before this process starts Ray and its workers load the machine
         timings = cli_startup(cli_runs)

@@ -22,15 +22,8 @@ from raypkg.cli_options import config_options
 from raypkg.errors import UsageError
 from raypkg.recipe import load_data
 from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
-from raypkg.sparse.recipe import SPARSE
+from raypkg.sparse.recipe import SPARSE, SPARSE_METHODS, sparse_point
 
-METHODS = {  # name -> (sparse, growth, agc)
-    "dense": (False, "random", False),
-    "SET-ITOP": (True, "random", False),
-    "RigL-ITOP": (True, "gradient", False),
-    "A-SET-ITOP": (True, "random", True),
-    "A-RigL-ITOP": (True, "gradient", True),
-}
 PAIRS = (("A-SET-ITOP", "SET-ITOP"), ("A-RigL-ITOP", "RigL-ITOP"))
 EPOCH_RATIO_TARGET, TIME_RATIO_TARGET = 0.7, 1.5
 # The SparseConfig fields that are flags of this bench, with the bench's defaults.
@@ -45,10 +38,11 @@ def epochs_to(accuracies: list[float], target: float) -> int | None:
 
 
 def run_method(runner: BenchRunner, base, data, name: str, density: float, backend: str) -> dict:
-    """One method's run of the sparse recipe, in memory: its per-epoch curves and final figures."""
-    sparse, growth, agc = METHODS[name]
-    cfg = dataclasses.replace(base, sparse=sparse, growth=growth, agc=agc, density=density,
-                              sparse_backend=backend if sparse else "masked")
+    """One method's run of the sparse recipe (its config from the sparse bench case), in memory:
+    its per-epoch curves and final figures."""
+    fields, sparse = dataclasses.asdict(base), SPARSE_METHODS[name][0]
+    cfg = sparse_point(name, density, fields, dict(fields, sparse_backend=backend if sparse else "masked"), None)
+    cfg = cfg.resolved().validate()
     summary = runner.run(SPARSE, cfg, data, key=(base.dataset, base.model, cfg.sparse_backend))
     history = summary["rows"]
     run = {"setup": f"{base.dataset}/{base.model}", "method": name, "target_density": density if sparse else 1.0,
@@ -72,7 +66,7 @@ def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) 
             alpha = 1.0 if run["target_density"] == 1 else 1.0 - 0.5 * densities.index(run["target_density"]) / \
                 max(len(densities) - 1, 1)
             ax.plot(range(1, len(run["acc"]) + 1), run["acc"], marker=".", label=label, alpha=alpha,
-                    color=f"C{list(METHODS).index(base)}",
+                    color=f"C{list(SPARSE_METHODS).index(base)}",
                     linestyle="--" if run["method"].startswith("A-") else "-")
         ax.axhline(targets[setup], color="grey", linewidth=0.8, linestyle=":", label=f"target {targets[setup]:.3f}")
         ax.set(title=setup, xlabel="epoch", ylabel="test accuracy")
@@ -83,7 +77,7 @@ def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) 
 @click.command("sparse")
 @click.option("--setups", default="digits-aug:lenet5,digits:mlp", show_default=True,
               help="Comma-separated DATASET:MODEL pairs.")
-@click.option("--methods", default=",".join(METHODS), show_default=True)
+@click.option("--methods", default=",".join(SPARSE_METHODS), show_default=True)
 @click.option("--density", "densities", default="0.05", show_default=True,
               help="Comma-separated densities of the sparse methods, e.g. 0.05,0.01 (0.01: the paper's 99% "
                    "sparsity); dense runs once per setup.")
@@ -106,7 +100,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
       effray bench sparse --setups digits:mlp --epochs 10  # a quick look
       effray bench sparse --setups digits-aug:resnet20 --density 0.05,0.01 --train-size 2000 --epochs 10
     """
-    names = name_list(methods, "--methods", METHODS, "method")
+    names = name_list(methods, "--methods", SPARSE_METHODS, "method")
     if target is None and "dense" not in names:
         raise UsageError("without --target the dense run sets it: include dense in --methods")
     backend_list = name_list(backends, "--backends", SPARSE_BACKENDS, "sparse backend")
@@ -131,7 +125,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
                         key=(base.dataset, base.model, backend))
         these = [run_method(runner, base, data, name, density, backend) for density in density_list
                  for name in names if name != "dense" or density == density_list[0]  # dense: once
-                 for backend in (backend_list if METHODS[name][0] else ["dense"])]
+                 for backend in (backend_list if SPARSE_METHODS[name][0] else ["dense"])]
         dense = next((run["acc"] for run in these if run["method"] == "dense"), None)
         targets[these[0]["setup"]] = target if target is not None else target_of_dense * max(dense)
         runs += these

@@ -116,10 +116,14 @@ CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambd
 
 
 def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CrestConfig:
-    """CREST at ``fraction`` of full training's steps; random subsets of the larger of 1%
-    and 4 batches (as `bench crest`)."""
-    subset = min(1.0, max(0.01, 4 * s["batch_size"] / n)) if n else 0.01
-    return CrestConfig(**common, selection_method="crest", train_frac=fraction, random_subset_size=subset)
+    """CREST at ``fraction`` of full training's steps; random subsets of --random-subset-size,
+    else the larger of 1% and 4 batches. `bench crest` also runs ``random`` (a fresh uniform
+    subset per epoch), ``none`` (full data) and ``crest-2g`` (CREST stepping with twice the
+    gradient, as its reference code does); only CREST selects on --actors."""
+    subset = s.get("random_subset_size") or (max(0.01, 4 * s["batch_size"] / n) if n else 0.01)
+    return CrestConfig(**{**common, "selection_method": method.removesuffix("-2g"), "train_frac": fraction,
+                          "reference_double_step": method == "crest-2g", "random_subset_size": min(subset, 1.0),
+                          "actors": s.get("actors", 0) if method.startswith("crest") else 0})
 
 
 def crest_examples(cfg: CrestConfig, summary: dict, n: int, per_example) -> tuple[int, float]:

@@ -29,9 +29,11 @@ LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_s
 
 
 def lipt_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> LiptConfig:
-    """LiPT's --shards sparse shard models of --pre-epochs, merged by its default rule."""
-    return LiptConfig(**common, weighting=None, weight_cap=None, cache=False, selection=method.removeprefix("lipt-"),
-                      fraction=fraction, shards=s["shards"], pre_epochs=s["pre_epochs"], sparse_backend="auto")
+    """LiPT's --shards sparse shard models of --pre-epochs, merged by its default rule, on the
+    auto sparse backend (``common`` may name others: `bench lipt`'s --merge and --backends)."""
+    return LiptConfig(**{"sparse_backend": "auto", **common}, weighting=None, weight_cap=None, cache=False,
+                      selection=method.removeprefix("lipt-"), fraction=fraction, shards=s["shards"],
+                      pre_epochs=s["pre_epochs"])
 
 
 def lipt_examples(cfg: LiptConfig, summary: dict, n: int, per_example) -> tuple[int, float]:

@@ -139,11 +139,22 @@ CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, tra
 
 def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CoresetConfig:
     """A subset of ``fraction``: RS2 or uniform, or DeepCore-style after --pretrain-epochs of
-    warm-up (GraNd: --repeats of them)."""
+    warm-up (GraNd: --repeats of them). ``NAME:KEY=VALUE;...`` (`bench coreset`'s methods): a
+    KEY that is a config field (``weighting``, ``weight_cap``) sets it, any other is a selector
+    option; the method's defaults fill the rest."""
+    import yaml
+
+    from raypkg.engine.config import config_fields
     from raypkg.selection.registry import get_selector
 
-    fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=method, fraction=fraction)
-    selector = get_selector(method)
+    name, _, rest = (part.strip() for part in method.partition(":"))
+    fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=name, fraction=fraction, options={})
+    for pair in filter(None, rest.split(";")):
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep:
+            raise UsageError(f"method options take KEY=VALUE, got {pair!r} in {method!r}")
+        (fields if key in config_fields(CoresetConfig) else fields["options"])[key] = yaml.safe_load(value)
+    selector = get_selector(name)
     if selector.needs_model:
         fields.update(pretrain_epochs=s["pretrain_epochs"], repeats=s["repeats"] if selector.uses_repeats else None)
     return CoresetConfig(**fields)

@@ -76,11 +76,24 @@ SPARSE = register(Recipe("sparse", SparseConfig, [train_sparse], check=check_aga
                                                   "agc_snapshot_s")))
 
 
+# `bench sparse`'s methods: name -> (sparse, growth, agc); the frontier runs rigl-itop and a-rigl-itop.
+SPARSE_METHODS = {
+    "dense": (False, "random", False),
+    "SET-ITOP": (True, "random", False),
+    "RigL-ITOP": (True, "gradient", False),
+    "A-SET-ITOP": (True, "random", True),
+    "A-RigL-ITOP": (True, "gradient", True),
+}
+
+
 def sparse_point(method: str, density: float, s: dict, common: dict, n: int | None) -> SparseConfig:
-    """RigL-ITOP at ``density``; a-rigl-itop with adaptive gradient correction."""
-    return SparseConfig(**common, density=density, growth="gradient", agc=method == "a-rigl-itop",
-                        sparse_backend="auto", update_frequency=s["update_frequency"],
-                        agc_sample=min(s["agc_sample"], n or s["agc_sample"]))
+    """A method of SPARSE_METHODS (any case) at ``density``: SET-ITOP or RigL-ITOP, their
+    versions with adaptive gradient correction (A-), or dense; on the auto sparse backend
+    unless ``common`` names one."""
+    sparse, growth, agc = {name.lower(): v for name, v in SPARSE_METHODS.items()}[method.lower()]
+    sample = s["agc_sample"] and min(s["agc_sample"], n or s["agc_sample"])
+    return SparseConfig(**{"sparse_backend": "auto", **common, "sparse": sparse, "density": density, "growth": growth,
+                           "agc": agc, "update_frequency": s["update_frequency"], "agc_sample": sample})
 
 
 def sparse_examples(cfg: SparseConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
