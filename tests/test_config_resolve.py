@@ -199,7 +199,7 @@ def test_unlearn_commands_validate_their_config_once_and_a_refused_request_write
     from click.testing import CliRunner
 
     from raypkg.cli import main
-    from raypkg.deltagrad.recipe import RequestConfig
+    from raypkg.deltagrad.config import RequestConfig
     from raypkg.engine.config import RunConfig
 
     calls = []

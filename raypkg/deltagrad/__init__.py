@@ -14,7 +14,8 @@ Modules, in reading order:
   requests    checking user ids, serving one request with both methods
   online      a stream of requests served by DeltaGrad, with an exact-retrain rule
   commands    the `effray unlearn` click group (train, delete, add, online)
-  recipe      the `effray tune deltagrad` run: one request, one (T0, j0, m)
+  config      the configs of `effray unlearn` and `effray tune deltagrad`
+  recipe      their recipes: unlearn-train, unlearn-request, unlearn-online, deltagrad (tune)
 """
 
 METHODS = ("deltagrad", "baseline", "both")  # what a request runs: DeltaGrad, the retrain, or both

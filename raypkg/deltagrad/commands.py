@@ -19,7 +19,7 @@ import click
 
 from raypkg.cli_options import (EffrayGroup, address_option, config_file_option, config_options,
                                  echo_run_directory)
-from raypkg.deltagrad.recipe import OnlineConfig, RequestConfig, UnlearnTrainConfig
+from raypkg.deltagrad.config import OnlineConfig, RequestConfig, UnlearnTrainConfig
 
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,7 +1,9 @@
-"""``DeltaGradConfig``: the one config of `effray unlearn train` and its bench;
+"""``DeltaGradConfig``: the training run of `effray unlearn train` and its bench;
 ``RequestSettings``: how DeltaGrad serves a request (`effray unlearn delete/add`, tune, bench),
 ``OnlineSettings``: and a stream of them (`effray unlearn online`); ``DeltaGradTuneConfig``:
-DeltaGrad's recipe, the run `effray tune deltagrad` sweeps.
+the run `effray tune deltagrad` sweeps. The recipes' configs (``raypkg.deltagrad.recipe``):
+``UnlearnTrainConfig`` (train), ``RequestConfig`` (delete/add) and ``OnlineConfig`` (online),
+the last two served from a cached run (``CachedRunConfig``).
 
 Kept free of torch so that building the command line stays fast.
 """
@@ -10,9 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
-from raypkg.engine.config import RunConfig, check_lr_lists, setting
+from raypkg.deltagrad import METHODS
+from raypkg.engine.config import RunConfig, check_field_types, check_lr_lists, setting
 from raypkg.errors import UsageError, choose
+from raypkg.paths import check_run_name
 
 DTYPE_NAMES = ("float64", "float32")  # raypkg.deltagrad.trajectory.DTYPES maps them to torch dtypes
 
@@ -145,4 +151,150 @@ class DeltaGradTuneConfig(RequestSettings, DeltaGradConfig):
             raise UsageError(f"max-ratio must be > 0, got {self.max_ratio}")
         if self.repeat < 1:
             raise UsageError(f"repeat must be >= 1, got {self.repeat}")
+        return self
+
+
+@dataclass
+class ExactGradientSettings:
+    """How exact gradient sums are computed (``raypkg.deltagrad.exact``): in-process, or as
+    partial sums over Ray shard actors; and torch's threads."""
+
+    actors: int = setting(0, "Exact gradients as partial sums over K Ray shard actors (0: in-process).")
+    threads: int | None = setting(None, "torch threads (default: 1 for small steps, else torch's default).")
+
+    def check_gradients(self) -> None:
+        if self.actors < 0:
+            raise UsageError(f"--actors must be >= 0, got {self.actors}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass
+class UnlearnTrainConfig(ExactGradientSettings, DeltaGradConfig):
+    """`effray unlearn train`: the training run (DeltaGradConfig) and its exact gradients."""
+
+    def validate(self) -> "UnlearnTrainConfig":
+        super().validate()
+        self.check_gradients()
+        return self
+
+
+@dataclass
+class CachedRunConfig(ExactGradientSettings):
+    """A run served from a cached DeltaGrad run ``run`` (its directory or trajectory/).
+    ``resolved()`` fills in what that run was trained on (dataset, model, label noise) and
+    ``out``, where this run's directory goes: the cached run's ``FOLDER``."""
+
+    FOLDER: ClassVar[str] = "requests"
+
+    run: str | None = setting(None, "The cached run (`effray unlearn train`'s run directory).", cli=False)
+    use_gpu: bool | None = setting(None, "Device (default: GPU if present).", flag="--gpu/--cpu")
+    name: str | None = setting(None, "Name of the request's directory under RUN/requests.")
+    wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
+    # filled in by resolved(): what the cached run was trained on, and where this run's directory goes
+    dataset: str | None = setting(None, cli=False)
+    model: str | None = setting(None, cli=False)
+    label_noise: float = setting(0.0, cli=False)
+    out: str | None = setting(None, cli=False)
+    # the rest of what the run directory (raypkg.recipe.run_directory) reads
+    wandb_project: str = setting("effray", cli=False)
+    storage: str | None = setting(None, cli=False)
+    keep_checkpoints: bool = setting(False, cli=False)
+
+    def resolved(self) -> "CachedRunConfig":
+        """A copy with the cached run's dataset, model and label noise, and ``out``, filled in
+        (from its header, unverified: ``load`` verifies the run before anything uses it)."""
+        check_field_types(self)
+        if self.run is None:
+            return dataclasses.replace(self)
+        return dataclasses.replace(self, **trained_on(self.run),
+                                   out=self.out or str(run_root(self.run) / self.FOLDER))
+
+    def validate(self) -> "CachedRunConfig":
+        from raypkg.deltagrad.trajectory import check_is_run
+
+        if not self.run:
+            raise UsageError("give the cached run: the run directory of `effray unlearn train`")
+        check_is_run(self.run)  # before its folder is probed for this run's directory
+        self.check_gradients()
+        choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
+        check_run_name(self.name)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_root(run: str | Path) -> Path:
+    """The run directory holding ``run``'s trajectory (requests and streams are written beside it)."""
+    from raypkg.deltagrad.trajectory import trajectory_dir
+
+    path = trajectory_dir(run)
+    return path.parent if path.name == "trajectory" else path
+
+
+def trained_on(run: str | Path) -> dict:
+    """The dataset, model and label noise in ``run``'s trajectory header (none when it has no
+    readable header: opening the run then refuses it in one line)."""
+    import json
+
+    from raypkg.deltagrad.trajectory import HEADER, trajectory_dir
+
+    try:
+        header = json.loads((trajectory_dir(run) / HEADER).read_text())
+        data = header.get("data") or {}
+        return {"dataset": header["dataset"], "model": header["model"],
+                "label_noise": data.get("label_noise", 0.0)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+@dataclass
+class RequestConfig(CachedRunConfig, RequestSettings):
+    """`effray unlearn delete` / `add`: one request (``kind``), its ids (``ids_file`` or a
+    random ``ratio``), DeltaGrad's settings (RequestSettings) and which ``method`` serves it."""
+
+    kind: str = setting("delete", "Delete training samples or add held-out ones.", choices=("delete", "add"),
+                        cli=False)
+    ids_file: str | None = setting(None, "File of training-set ids.", cli=False)
+    method: str = setting("both", "DeltaGrad, the baseline retrain, or both side by side.", choices=METHODS)
+
+    def validate(self) -> "RequestConfig":
+        self.check_request()
+        super().validate()
+        choose("request kind", self.kind, ("delete", "add"))
+        choose("method", self.method, METHODS)
+        return self
+
+
+@dataclass
+class OnlineConfig(CachedRunConfig, OnlineSettings):
+    """`effray unlearn online`: a stream of ``requests`` requests of one ``kind``, each
+    ``ratio_per_request`` of the training set or ``samples_per_request`` samples."""
+
+    FOLDER: ClassVar[str] = "online"
+
+    name: str | None = setting(None, "Name of the stream's directory under RUN/online.")
+    requests: int = setting(10, "Requests in the stream.")
+    ratio_per_request: float | None = setting(None, "Each request's size as a fraction of the training set.")
+    samples_per_request: int | None = setting(None, "Each request's size in samples (default 1).")
+    kind: str = setting("delete", "Each request deletes training samples or adds held-out ones.",
+                        choices=("delete", "add"))
+    method: str = setting("both", "both: also K sequential exact retrains, for time and distance.",
+                          choices=("deltagrad", "both"))
+    progress: bool = setting(True, "A progress bar advancing per request (with its seconds and ||wI - wU||).")
+
+    def validate(self) -> "OnlineConfig":
+        self.check_request()
+        super().validate()
+        choose("request kind", self.kind, ("delete", "add"))
+        choose("method", self.method, ("deltagrad", "both"))
+        if self.requests < 1:
+            raise UsageError(f"--requests must be >= 1, got {self.requests}")
+        if self.ratio_per_request is not None and self.samples_per_request is not None:
+            raise UsageError("give at most one of --ratio-per-request and --samples-per-request")
+        if self.ratio_per_request is not None and not 0 < self.ratio_per_request < 1:
+            raise UsageError(f"--ratio-per-request must be in (0, 1), got {self.ratio_per_request}")
+        if self.samples_per_request is not None and self.samples_per_request < 1:
+            raise UsageError(f"--samples-per-request must be >= 1, got {self.samples_per_request}")
         return self
