@@ -195,5 +195,6 @@ def adaptive_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) ->
 
 
 # CORDS's adaptive GradMatch, CRAIG and Glister: the frontier runs them when --methods names them
-register_case(BenchCase("adaptive", "coreset", tuple(f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")),
-                        "fractions", adaptive_point, adaptive_examples, default=False))
+ADAPTIVE_METHODS = tuple(f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister"))
+register_case(BenchCase("adaptive", "coreset", ADAPTIVE_METHODS, "fractions", adaptive_point, adaptive_examples,
+                        default=False))
