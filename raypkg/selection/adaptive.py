@@ -36,8 +36,8 @@ from raypkg.engine.plans import ShuffledBatches, rank_share
 from raypkg.engine.runner import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
 from raypkg.selection.cache import SelectionCache, state_digest
-from raypkg.selection.pipeline import SELECTION_EXCLUDE, config_key
-from raypkg.selection.registry import SelectionResult, select
+from raypkg.selection.pipeline import SELECTION_EXCLUDE, config_key, select_by_config
+from raypkg.selection.registry import SelectionResult
 from raypkg.selection.weighting import normalised_weights
 
 
@@ -156,12 +156,8 @@ class Reselect(Callback):
             if hit is not None:
                 return hit[0], hit[1]["seconds"]
         t0 = time.perf_counter()
-        result = select(cfg.selection, ctx.model, ctx.train, fraction=cfg.fraction, budget=cfg.budget,
-                        class_budget=cfg.class_budget, balance=cfg.balance,
-                        seed=cfg.seed + ctx.epoch, embedding=cfg.embedding, proj_dim=cfg.proj_dim,
-                        options=cfg.options, device=ctx.device, pool=self.pool, lr=ctx.lr or cfg.lr[0],
-                        stratify=cfg.stratify, ccs_beta=cfg.ccs_beta,
-                        per_batch=cfg.batch_size if cfg.per_batch else None)
+        result = select_by_config(cfg, ctx.model, ctx.train, ctx.device, self.pool, seed=cfg.seed + ctx.epoch,
+                                  lr=ctx.lr)
         seconds = time.perf_counter() - t0
         if key is not None:
             self.cache.save_selection(key, result, seconds)

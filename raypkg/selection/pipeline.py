@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -139,25 +140,39 @@ def pretrain(cfg: CoresetConfig, data: DataSplits, device: torch.device, augment
     return pretrain_full(cfg, data, device, augment, cache)
 
 
+@contextmanager
+def selection_pool(cfg: CoresetConfig, data: DataSplits) -> Iterator:
+    """``cfg.actors`` shard actors over the training split for a model-based selector
+    (created here, so their start-up is counted; closed at the end), else None."""
+    if not (cfg.actors > 0 and get_selector(cfg.selection).needs_model):
+        yield None
+        return
+    from raypkg.distributed.shard_pool import open_pool
+
+    pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def select_by_config(cfg: CoresetConfig, models, train, device: torch.device, pool=None, *,
+                     seed: int | None = None, lr: float | None = None) -> SelectionResult:
+    """``select`` with ``cfg``'s selection settings (method, size, balance, embedding,
+    options, CCS, per-batch); ``seed`` and ``lr`` default to the config's."""
+    needs_model = get_selector(cfg.selection).needs_model
+    return select(cfg.selection, models if needs_model else None, train, fraction=cfg.fraction, budget=cfg.budget,
+                  class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed if seed is None else seed,
+                  embedding=cfg.embedding, proj_dim=cfg.proj_dim, options=cfg.options, device=device, pool=pool,
+                  lr=lr or cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta,
+                  per_batch=cfg.batch_size if cfg.per_batch else None)
+
+
 def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Module], device: torch.device,
                   ) -> SelectionResult:
-    """Selection with ``models``, on ``cfg.actors`` shard actors (created here, so their
-    start-up is counted) or in-process."""
-    pool = None
-    needs_model = get_selector(cfg.selection).needs_model
-    if cfg.actors > 0 and needs_model:
-        from raypkg.distributed.shard_pool import open_pool
-
-        pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement)
-    try:
-        return select(cfg.selection, models if needs_model else None, data.train, fraction=cfg.fraction,
-                      budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed,
-                      embedding=cfg.embedding, proj_dim=cfg.proj_dim, options=cfg.options, device=device,
-                      pool=pool, lr=cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta,
-                      per_batch=cfg.batch_size if cfg.per_batch else None)
-    finally:
-        if pool is not None:
-            pool.close()
+    """Selection with ``models``, on ``cfg.actors`` shard actors or in-process."""
+    with selection_pool(cfg, data) as pool:
+        return select_by_config(cfg, models, data.train, device, pool)
 
 
 def select_stage(cfg: CoresetConfig, data: DataSplits, pretrained: Pretrained, device: torch.device,

@@ -101,24 +101,16 @@ def train_reselecting(run: Run) -> None:
     The rounds' seconds move from the train phase to the selection phase; rounds.parquet
     holds every round's subset and the summary each round's epoch and seconds."""
     from raypkg.selection.adaptive import train_reselected, warm_start_epochs
-    from raypkg.selection.registry import get_selector
+    from raypkg.selection.pipeline import selection_pool
 
     cfg, data, initial = run.cfg, run.data, run.state["selection"]
     warm, select_after = warm_start_epochs(cfg.epochs, cfg.warm_start, len(initial) / len(data.train))
-    pool = None
-    if cfg.actors and not cfg.workers and get_selector(cfg.selection).needs_model:
-        from raypkg.distributed.shard_pool import open_pool
-
-        pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement)
-    try:
-        with run.sink.phase("train"):
-            run.trained, reselect = train_reselected(
-                cfg, data, initial, first=select_after or None, full_epochs=warm,
-                cache=None if cfg.workers else selection_cache(run), pool=pool, on_epoch=run.sink.log_metrics,
-                storage=run.sink.storage)
-    finally:
-        if pool is not None:
-            pool.close()
+    # the actors serve in-process training (--actors with --workers is refused for --reselect-every)
+    with selection_pool(cfg, data) as pool, run.sink.phase("train"):
+        run.trained, reselect = train_reselected(
+            cfg, data, initial, first=select_after or None, full_epochs=warm,
+            cache=None if cfg.workers else selection_cache(run), pool=pool, on_epoch=run.sink.log_metrics,
+            storage=run.sink.storage)
     timings = run.sink.timings
     timings.move(sum(r["seconds"] for r in reselect.rounds), "train", "selection")
     timings.charge("selection", timings.charged.get("selection", 0.0) + sum(r["charged_s"] for r in reselect.rounds))
