@@ -150,7 +150,10 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
         b = select(method, chosen, streamed.train, fraction=0.3, seed=1, actors=actors)
         assert torch.equal(a.indices, b.indices), method
         assert torch.equal(a.weights, b.weights), method
-        if a.all_scores is not None:
+        if method == "deepfool":  # 50 float32 iterations on a shard's batch of 18 or on all 36: matmul
+            # blocking follows the batch size, so the scores agree to float32 rounding (2e-7 on an AMD EPYC)
+            torch.testing.assert_close(a.all_scores, b.all_scores, rtol=1e-6, atol=0)
+        elif a.all_scores is not None:
             assert torch.equal(a.all_scores, b.all_scores), method
     if actors:  # shard actors get paths and read their own images
         from raypkg.distributed.shard_pool import ShardPool
