@@ -110,6 +110,11 @@ class EffrayGroup(click.Group):
             raise Interrupted() from None
 
 
+def parse_numbers(text, kind: type) -> list:
+    """The numbers of a list flag (``0.1,0.05`` or ``0.1 0.05``) as ``kind``; ValueError if one is not."""
+    return [kind(v) for v in str(text).replace(",", " ").split()]
+
+
 class NumberList(click.ParamType):
     name = "list"
 
@@ -120,7 +125,7 @@ class NumberList(click.ParamType):
         if isinstance(value, list):
             return value
         try:
-            return [self.kind(v) for v in str(value).replace(",", " ").split()]
+            return parse_numbers(value, self.kind)
         except ValueError:
             self.fail(f"{value!r} is not a list of {self.kind.__name__} values", param, ctx)
 

@@ -338,7 +338,7 @@ def test_no_flags_run_crest_on_the_default_data_and_the_first_line_says_the_subs
 
 
 def test_bench_labels_both_optimizers_the_paper_one_without_momentum_and_with_warm_up(tmp_path):
-    from raypkg.bench.crest import OPTIMIZERS, paper_warmup_epochs
+    from raypkg.crest.recipe import OPTIMIZERS, paper_warmup_epochs
 
     assert [paper_warmup_epochs(e) for e in (200, 10, 2, 1)] == [20, 1, 1, 0]  # the reference: 20 of 200 epochs
     assert OPTIMIZERS["paper"][1](10) == {"momentum": 0.0, "lr_warmup_epochs": 1}

@@ -22,28 +22,14 @@ from raypkg.bench.harness import (BenchRunner, accuracy_vs_seconds, bench_option
                                   compare, name_list, number_list, set_option)
 from raypkg.cli_options import address_option, config_options
 from raypkg.crest.config import CrestConfig
-from raypkg.crest.recipe import CREST, crest_actor_pool, crest_point
+from raypkg.crest.recipe import CREST, OPTIMIZERS, crest_actor_pool, crest_point
 from raypkg.recipe import load_data
 
-PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs
 # The CrestConfig fields that are flags of this bench, with the bench's defaults.
 BENCH_DEFAULTS = {"model": "mlp", "train_size": None, "test_size": None, "epochs": 10, "batch_size": 64, "lr": [0.1],
                   "random_subset_size": None, "check_thresh_factor": 0.1, "num_minibatch_coreset": 5,
                   "interval_mul": 1.0, "actors": 0, "seed": 0}
 NOT_DIGITS = "Not applied to digits (fixed size)."
-
-
-def paper_warmup_epochs(epochs: int) -> int:
-    """The reference's warm-up share of ``epochs`` (at least 1, and below ``epochs``)."""
-    return min(max(1, round(PAPER_WARMUP * epochs)), epochs - 1)
-
-
-# --optimizers: the label in the table, and the CrestConfig fields each sets (given epochs)
-OPTIMIZERS = {
-    "paper": ("as in the paper (SGD, no momentum, warm-up)",
-              lambda epochs: dict(momentum=0.0, lr_warmup_epochs=paper_warmup_epochs(epochs))),
-    "momentum": ("SGD momentum 0.9, no warm-up", lambda epochs: dict(momentum=0.9, lr_warmup_epochs=0)),
-}
 
 
 @click.command("crest")

@@ -2,9 +2,10 @@
 
 Generates ImageFolder trees of JPEGs (sklearn's real digits, upscaled, tinted, shifted,
 noised; the smaller trees hard-link into the largest) and trains on each size both ways,
-each case in a fresh process with its own Ray. Per case: the driver's and each Ray Train
-worker's peak RSS, images/s in the last epoch (the first is the warm-up), load seconds,
-test accuracy and the last training loss (the same for both paths).
+each case in a fresh process, a driver of the one Ray instance the bench starts. Per case:
+the driver's and each Ray Train worker's peak RSS, images/s in the last epoch (the first is
+the warm-up), load seconds, test accuracy and the last training loss (the same for both
+paths).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-import time
 from pathlib import Path
 
 import click
@@ -30,10 +30,11 @@ def digit_images(count: int, label: int, image_size: int, rng: np.random.Generat
     """``count`` RGB uint8 images [count, S, S, 3] of digit ``label`` from sklearn's digits:
     upscaled, shifted by up to S/8 pixels, a random ink and background colour, noise."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    sources = digits.images[digits.target == label] / 16.0  # [n, 8, 8] in [0, 1]
+    from raypkg.data.sources.digits import load_digits_arrays
+
+    images, labels = load_digits_arrays()
+    sources = images[labels == label]  # [n, 8, 8] in [0, 1]
     out = np.empty((count, image_size, image_size, 3), dtype=np.uint8)
     shift = max(1, image_size // 8)
     for i in range(count):
@@ -99,8 +100,9 @@ def cases_per_size(modes: list[str], blocks: list[int]) -> list[tuple[str, str, 
     return cases
 
 
-def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
-    """Load ``tree`` with ``mode`` and train on it, in this (fresh) process; the case's row."""
+def run_case(tree: Path, mode: str, cfg, storage: Path, address: str) -> dict:
+    """Load ``tree`` with ``mode`` and train on it, in this (fresh) process joined to the Ray
+    at ``address``; the case's row."""
     import dataclasses
 
     from raypkg.distributed.cluster import connect_ray
@@ -108,7 +110,7 @@ def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
     from raypkg.engine.runner import use_augmentation
     from raypkg.engine.trainer import train
 
-    connect_ray()
+    connect_ray(address=address)
     cfg = dataclasses.replace(cfg, data_dir=str(tree), data_path=mode)
     data, load_s = timed(load_dataset, "imagefolder", data_dir=str(tree), image_size=cfg.image_size, data_path=mode)
     result = train(cfg, data, callbacks=[WorkerPeakRSS()] if cfg.workers else [],
@@ -121,6 +123,16 @@ def run_case(tree: Path, mode: str, cfg, storage: Path) -> dict:
            "train_loss": last["train_loss"]}  # both paths: the same inputs and batches, the same loss
     row.update({k: v for k, v in last.items() if k.startswith("rank")})
     return row
+
+
+def ray_address() -> str:
+    """The address of this process's Ray (a private local one started here unless one is running)."""
+    import ray
+
+    from raypkg.distributed.cluster import connect_ray
+
+    connect_ray()
+    return ray.get_runtime_context().gcs_address
 
 
 def plot_memory_and_speed(frame, ax) -> None:
@@ -189,18 +201,18 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
             raise UsageError(f"--work-dir {root} is not empty: give a new or empty directory")
         check_writable_dir(root, "--work-dir")
     try:
-        t0 = time.perf_counter()
-        trees = write_trees(root, size_list, image_size, seed)
+        trees, seconds = timed(write_trees, root, size_list, image_size, seed)
         click.echo(f"wrote {max(size_list):,} + {10 * VAL_PER_CLASS:,} images of {image_size}x{image_size} "
-                   f"in {time.perf_counter() - t0:.1f}s under {root}")
-        rows = []
+                   f"in {seconds:.1f}s under {root}")
+        rows, address = [], ray_address()
         for size in size_list:
             for mode, data_path, block in cases_per_size(mode_list, blocks):
                 click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")
-                # a fresh spawned process (its own Ray) per case, so its memory is its own
+                # a fresh spawned process per case, so its memory is its own (its Ray Train workers are
+                # new processes whatever the instance; one instance saves a Ray start-up per case)
                 with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
                     r = pool.submit(run_case, trees[size], data_path, dataclasses.replace(cfg, decode_block=block),
-                                    root / f"ray-{size}-{mode}").result()
+                                    root / f"ray-{size}-{mode}", address).result()
                 rows.append({**r, "mode": mode})
                 click.echo(f"[bench data] {size:,} images, {mode}: {r['img_per_s']:.0f} img/s, driver "
                            f"{r['driver_peak_mb']:.0f} MB" + (f", worker {r['worker_peak_mb']:.0f} MB" * bool(workers)))

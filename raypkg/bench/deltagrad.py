@@ -21,14 +21,14 @@ from pathlib import Path
 
 import click
 import pandas as pd
-import torch
 
 from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar
 from raypkg.cli_options import FLOATS, address_option, config_options
 from raypkg.data.registry import load_dataset
-from raypkg.deltagrad.config import DeltaGradConfig, RequestSettings
+from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings
 from raypkg.deltagrad.exact import ExactGradients, make_gradients
-from raypkg.deltagrad.online import OnlineSettings, run_online
+from raypkg.deltagrad.online import OnlineSettings, online_summary, run_online
+from raypkg.deltagrad.recipe import actor_rows
 from raypkg.deltagrad.replay import Request
 from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
 from raypkg.deltagrad.trajectory import Trajectory
@@ -37,10 +37,6 @@ from raypkg.engine.loop import pick_device
 from raypkg.errors import UsageError
 from raypkg.paths import check_writable_dir
 
-# The paper's MNIST setting on digits-aug; pixels stay in [0, 1] as the paper's MNIST (ToTensor
-# without Normalize), where lr 0.1 is stable (standardised, lr 0.1 oscillates).
-BENCH_RUN = {"dataset": "digits-aug", "normalize": False, "batch_size": 16384, "epochs": 20, "lr": [0.1, 0.05],
-             "lrlen": [10, 10], "weight_decay": 1e-4, "seed": 0}
 # The printed table: column -> (its printed name, format).
 PRINTED = {"setting": ("setting", "s"), "T0,j0,m": ("T0,j0,m", "s"), "n_ids": ("n_ids", "d"),
            "time_baseline": ("t_base_s", ".2f"), "time_deltagrad": ("t_dg_s", ".2f"), "speedup": ("speedup", ".2f"),
@@ -59,16 +55,10 @@ def parse_hypers(text: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def bench_run_options(func):
-    """The training flags of DeltaGradConfig this bench varies (defaults: BENCH_RUN), and
-    DeltaGrad's T0, j0 and m (RequestSettings; the paper's 5, 20, 2)."""
-    func = config_options(RequestSettings, only=("period", "init", "m"), fill_defaults=True)(func)
-    return config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN,
-                          fill_defaults=True)(func)
-
-
 @click.command("deltagrad")
-@bench_run_options
+# the training flags this bench varies (defaults: BENCH_RUN), and DeltaGrad's T0, j0 and m (the paper's 5, 20, 2)
+@config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN, fill_defaults=True)
+@config_options(RequestSettings, only=("period", "init", "m"), fill_defaults=True)
 @click.option("--ratios", type=FLOATS, default="0.001,0.01", show_default=True, help="Deletion ratios.")
 @click.option("--add-ratio", type=float, default=0.001, show_default=True, help="Addition ratio (0: skip).")
 @click.option("--also", "also", default="", help="More T0,j0,m settings for the first deletion row, "
@@ -178,15 +168,11 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
         stream, w, w_u = run_online(traj, traj.copy_to(root / "online"), ExactGradients(wl.net, wl.x, wl.y),
                                     online_requests, "delete", 1, OnlineSettings(period, init, m), seed=run.seed + 4,
                                     with_baseline=True, device=device, baseline_every=online_baseline_every)
-        measured = [r["time_baseline"] for r in stream if "time_baseline" in r]
-        tb, td = sum(measured) / len(measured) * len(stream), sum(r["time_deltagrad"] for r in stream)
-        d_u = float(torch.linalg.vector_norm(w_u - traj.w[-1].to(device)))
-        d_i = float(torch.linalg.vector_norm(w - w_u))
-        note = "" if len(measured) == len(stream) else f" (baseline: {len(measured)} retrains timed, scaled)"
-        add_row(f"logreg online {online_requests} x 1 delete{note}", traj, None, "logreg", row=dict(
-            n_ids=online_requests, time_baseline=tb, time_deltagrad=td, speedup=tb / td, dist_U_star=d_u,
-            dist_I_U=d_i, dist_ratio=d_i / d_u if d_u else None, acc_baseline=wl.evaluate(w_u)["acc"],
-            acc_deltagrad=wl.evaluate(w)["acc"]))
+        totals = online_summary(stream, w, w_u, traj, wl, device)  # the untimed baseline retrains scaled
+        timed_retrains = sum("time_baseline" in r for r in stream)
+        note = "" if timed_retrains == len(stream) else f" (baseline: {timed_retrains} retrains timed, scaled)"
+        add_row(f"logreg online {online_requests} x 1 delete{note}", traj, None, "logreg",
+                row={"n_ids": online_requests, **{k: v for k, v in totals.items() if k in PRINTED}})
     if actors > 0:  # last (Ray's processes stay up once started): the shard actors
         wl = workload("logreg")
         actor_rows(wl, actors, n)
@@ -207,26 +193,3 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     if not out:
         shutil.rmtree(root, ignore_errors=True)
 
-
-def actor_rows(wl, actors: int, n: int) -> None:
-    """Time one exact gradient sum over N rows: in-process vs K shard actors (median of 5,
-    after an untimed warm-up call)."""
-    local = ExactGradients(wl.net, wl.x, wl.y)
-    sharded = make_gradients(wl.net, wl.x, wl.y, actors)
-    try:
-        click.echo(f"  exact gradient sum over N rows: in-process vs {actors} shard actors (median of 5)")
-        for size in sorted({min(n, s) for s in (1_000, 4_000, 16_384, n)}):
-            ids = torch.randperm(n, generator=torch.Generator().manual_seed(size))[:size].sort().values
-            times = {}
-            for name, grads in (("in-process", local), ("actors", sharded)):
-                grads.grad_sum(wl.w0, grads.rows(ids[:8]))  # warm-up
-                samples = []
-                for _ in range(5):
-                    start = time.perf_counter()
-                    grads.grad_sum(wl.w0, grads.rows(ids))  # gather + gradient, as an SGD step does
-                    samples.append(time.perf_counter() - start)
-                times[name] = sorted(samples)[2]
-            click.echo(f"    N = {size:>6}: in-process {1e3 * times['in-process']:8.1f} ms   "
-                       f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")
-    finally:
-        sharded.close()

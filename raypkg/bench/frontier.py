@@ -14,7 +14,6 @@ and the Pareto fronts of accuracy vs e2e_s and vs FLOPs.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tempfile
 from pathlib import Path
@@ -25,15 +24,16 @@ import numpy as np
 import pandas as pd
 
 from raypkg.bench.harness import (SAVE_HELP, BenchRunner, Point, bench_options, check_bench_numbers, check_points,
-                                  compare, hbar, name_list, once_each, print_table, save_bench)
+                                  compare, hbar, name_list, once_each)
 from raypkg.cli_options import FLOATS, address_option
 from raypkg.data.registry import dataset_entry
+from raypkg.deltagrad.recipe import DELTAGRAD_COLUMNS, deltagrad_configs, deltagrad_panel, deltagrad_table
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError
 from raypkg.models.flops import TRAIN_STEP_FACTOR, forward_flops, layer_flops
 from raypkg.models.registry import build_model
 from raypkg.plots import figure, save_png
-from raypkg.recipe import MemorySink, load_cases, load_data, load_recipes
+from raypkg.recipe import load_cases, load_data, load_recipes
 from raypkg.selection.cache import SelectionCache
 from raypkg.sparse.masks import layer_densities
 from raypkg.tracking.wandb_logger import use_wandb_mode
@@ -66,10 +66,6 @@ COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dr
           "pre_epochs": "LiPT: pre-training epochs of every shard model.",
           "update_frequency": "RigL: optimizer steps between mask updates.",
           "agc_sample": "AGC: examples of the snapshot gradient."}
-# --add deltagrad: the deletions served, as fractions of the training set (0.1% and 1%).
-DELTAGRAD_RATIOS = (0.001, 0.01)
-DELTAGRAD_COLUMNS = ["ratio", "seeds", "n_ids", "time_baseline", "time_deltagrad", "speedup", "speedup_std",
-                     "acc_original", "acc_baseline", "acc_deltagrad", "dist_U_star", "dist_I_U"]
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "flops", "speedup_vs_full", "acc_vs_full", "speedup_vs_rs2",
                  "acc_vs_rs2", "noisy_share", "pareto", "pareto_flops"]
@@ -216,48 +212,6 @@ def count_examples(point: Point, row: dict, summary: dict, data, per_example) ->
     return row
 
 
-def deltagrad_configs(s: dict, seed: int) -> list:
-    """The DeltaGrad panel's requests for ``seed``: each of DELTAGRAD_RATIOS deleted at random,
-    in `bench deltagrad`'s training setting, on the frontier's data and label noise."""
-    from raypkg.bench.deltagrad import BENCH_RUN
-    from raypkg.deltagrad.config import DeltaGradTuneConfig
-
-    paper = {k: v for k, v in BENCH_RUN.items() if k not in ("dataset", "seed")}
-    data = {k: s[k] for k in ("dataset", "data_dir", "train_size", "test_size", "label_noise")}
-    return [DeltaGradTuneConfig(**data, **paper, seed=seed, kind="delete", ratio=r, request_seed=seed + 1,
-                                repeat=1).resolved().validate() for r in DELTAGRAD_RATIOS]
-
-
-def deltagrad_panel(s: dict, seed: int, scratch: Path) -> list[dict]:
-    """One cached SGD run for ``seed``, then each deletion served by retraining and by
-    DeltaGrad (Wu et al. 2020, Algorithm 1) through DeltaGrad's recipe: a row each."""
-    import torch
-
-    from raypkg.deltagrad.commands import train_run
-    from raypkg.deltagrad.recipe import DELTAGRAD
-
-    configs = deltagrad_configs(s, seed)
-    training = dataclasses.replace(configs[0].training_config(), out=str(scratch), name=f"deltagrad-seed{seed}",
-                                   wandb="disabled", progress=False)
-    run_dir = Path(train_run(training, threads=torch.get_num_threads())["run_dir"]).resolve()
-    rows = []
-    for cfg in configs:
-        metrics = DELTAGRAD.run(dataclasses.replace(cfg, run=str(run_dir)), MemorySink)["rows"][0]
-        rows.append({"seed": seed, "ratio": cfg.ratio, **{k: metrics[k] for k in DELTAGRAD_COLUMNS if k in metrics}})
-        click.echo(f"  seed {seed} deltagrad delete {cfg.ratio:g}: speed-up {metrics['speedup']:.2f}, test_acc "
-                   f"{metrics['acc_deltagrad']:.4f} (retrained {metrics['acc_baseline']:.4f})", err=True)
-    return rows
-
-
-def deltagrad_table(rows: list[dict]):
-    """The panel's mean over seeds per deletion ratio, ``speedup_std`` its spread."""
-    groups = pd.DataFrame(rows).groupby("ratio")
-    table = groups.mean(numeric_only=True).drop(columns="seed").reset_index()
-    table["speedup_std"] = groups["speedup"].std(ddof=1).fillna(0.0).to_numpy()
-    table["seeds"] = groups.size().to_numpy()
-    return table
-
-
 def plot_deltagrad(table, ax) -> None:
     labelled = table.assign(label=[f"delete {100 * r:g}%: acc {a:.3f} retrained / {b:.3f} DeltaGrad"
                                    for r, a, b in zip(table["ratio"], table["acc_baseline"], table["acc_deltagrad"])])
@@ -355,8 +309,8 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, setup: str, 
     tables = {"rows": frame, "summary": table}
     if panel is not None:
         click.echo("\n# DeltaGrad vs retraining from scratch after deleting a random fraction of the training set")
-        print_table(panel.to_dict("records"), DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"})
-        images["deltagrad"] = save_bench(panel, stem.with_name(stem.name + "-deltagrad"), plot=plot_deltagrad,
-                                         title="DeltaGrad vs retraining after a deletion")[1]
+        images["deltagrad"] = runner.finish(panel, DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"},
+                                            suffix="-deltagrad", plot=plot_deltagrad,
+                                            title="DeltaGrad vs retraining after a deletion")[1]
         tables["deltagrad"] = panel
     runner.log_wandb(wandb_mode, {"setup": setup, **settings}, tables, images)

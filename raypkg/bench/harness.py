@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import click
 
+from raypkg.cli_options import parse_numbers
 from raypkg.errors import UsageError, choose
 from raypkg.paths import check_writable_dir
 
@@ -50,12 +51,13 @@ class Point:
 
 
 def timed(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` and its seconds (a GPU synchronised before the clock stops)."""
+    """``fn(*args, **kwargs)`` and its seconds (a GPU in use synchronised before the clock
+    stops; CUDA is not started only to synchronise)."""
     import torch
 
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         torch.cuda.synchronize()
     return out, time.perf_counter() - t0
 
@@ -103,19 +105,17 @@ class BenchRunner:
         self.warm(recipe, cfg, data, key)
         return recipe.run(cfg, MemorySink, data=data, **shared)
 
-    def row(self, recipe, cfg, data, labels: dict, phases: tuple, total: str, key=None, **shared) -> tuple[dict, dict]:
-        """A timed row (``run``): ``labels``, each phase's seconds (``<phase>_s``; cached work
-        charged its original seconds), their sum ``total`` and ``test_acc``; and the summary."""
-        summary = self.run(recipe, cfg, data, key, **shared)
-        row = {**labels, **{f"{p}_s": summary["cost_s"].get(p, 0.0) for p in phases}}
-        return {**row, total: sum(row[f"{p}_s"] for p in phases), "test_acc": summary["test_acc"]}, summary
-
     def rows(self, points: list[Point], data, phases: tuple, total: str, **shared) -> list[tuple[dict, dict]]:
-        """Each point's ``row``, in order, with a progress line; (row, summary) each."""
+        """Each point's timed row (``run``), in order, with a progress line; (row, summary) each.
+        A row: the point's ``labels``, each phase's seconds (``<phase>_s``; cached work charged
+        its original seconds), their sum ``total`` and ``test_acc``."""
         done = []
         for i, p in enumerate(points):
-            done.append(self.row(p.recipe, p.cfg, data, p.labels, phases, total, p.key, **shared))
-            self.progress(p.label, done[-1][0], total, f" ({i + 1}/{len(points)})")
+            summary = self.run(p.recipe, p.cfg, data, p.key, **shared)
+            row = {**p.labels, **{f"{phase}_s": summary["cost_s"].get(phase, 0.0) for phase in phases}}
+            row.update({total: sum(row[f"{phase}_s"] for phase in phases), "test_acc": summary["test_acc"]})
+            done.append((row, summary))
+            self.progress(p.label, row, total, f" ({i + 1}/{len(points)})")
         return done
 
     def header(self, what: str, data, **settings) -> None:
@@ -202,10 +202,10 @@ def once_each(values: list, flag: str) -> list:
 
 def number_list(text: str, flag: str, what: str, kind: type = float, minimum: float | None = None,
                 example: str = "0.05,0.01") -> list:
-    """Comma-separated numbers of ``kind`` (``--density 0.05,0.01``, ``--workers 1,2``), each
-    once, finite and at least ``minimum`` when given, else a one-line UsageError."""
+    """Numbers of ``kind`` as the list flags take them (``--density 0.05,0.01``, ``--workers 1,2``),
+    each once, finite and at least ``minimum`` when given, else a one-line UsageError."""
     try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
+        values = parse_numbers(text, kind)
     except ValueError:
         values = []
     if not values or not all(math.isfinite(v) and (minimum is None or v >= minimum) for v in values):

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar, name_list, number_list
+from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar, name_list, number_list, timed
 from raypkg.cli_options import address_option
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
@@ -62,12 +62,9 @@ def cli_startup(runs: int) -> list[tuple[str, float]]:
     timings = []
     for name, command in [("python -c pass", [sys.executable, "-c", "pass"])] + \
             [(" ".join(["effray", *args]), head + args) for args in CLI_COMMANDS]:
-        best = float("inf")
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-            best = min(best, time.perf_counter() - t0)
-        timings.append((name, best))
+        seconds = [timed(subprocess.run, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)[1]
+                   for _ in range(runs)]
+        timings.append((name, min(seconds)))
     return timings
 
 
@@ -150,9 +147,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     for name, callbacks in (("effray engine, in-process", []), ("effray engine + callback", [CountEvents()])):
         add_variant(name, lambda net: [r["epoch_s"] for r in fit(net, data.train, None, cfg, progress=False,
                                                                  callbacks=callbacks)])
-    t_connect = time.perf_counter()
-    connect_ray()
-    connect_s = time.perf_counter() - t_connect
+    _, connect_s = timed(connect_ray)
     for workers in worker_list:
         for placement in placements:
             cfg.workers, cfg.placement, nodes = workers, placement, []

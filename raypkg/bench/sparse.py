@@ -24,7 +24,6 @@ from raypkg.recipe import load_data
 from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
 from raypkg.sparse.recipe import SPARSE, SPARSE_METHODS, sparse_point
 
-PAIRS = (("A-SET-ITOP", "SET-ITOP"), ("A-RigL-ITOP", "RigL-ITOP"))
 EPOCH_RATIO_TARGET, TIME_RATIO_TARGET = 0.7, 1.5
 # The SparseConfig fields that are flags of this bench, with the bench's defaults.
 BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequency": 50, "train_size": 10000,
@@ -138,7 +137,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
             "epochs_to_target": epochs_to(run["acc"], targets[setup]), "s_per_epoch": statistics.median(run["epoch_s"]),
             "final_acc": run["acc"][-1], "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
             "agc_c_last": run["agc_c"][-1]})
-        plain = by.get((setup, dict(PAIRS).get(name), density, backend))
+        plain = by.get((setup, name.removeprefix("A-"), density, backend)) if name.startswith("A-") else None
         if plain is None:
             continue
         row["time_vs_plain"] = row["s_per_epoch"] / statistics.median(plain["epoch_s"])

@@ -126,6 +126,22 @@ def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | No
                           "actors": s.get("actors", 0) if method.startswith("crest") else 0})
 
 
+PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs
+
+
+def paper_warmup_epochs(epochs: int) -> int:
+    """The reference's warm-up share of ``epochs`` (at least 1, and below ``epochs``)."""
+    return min(max(1, round(PAPER_WARMUP * epochs)), epochs - 1)
+
+
+# `bench crest --optimizers`: the label in its table, and the CrestConfig fields each sets (given epochs)
+OPTIMIZERS = {
+    "paper": ("as in the paper (SGD, no momentum, warm-up)",
+              lambda epochs: dict(momentum=0.0, lr_warmup_epochs=paper_warmup_epochs(epochs))),
+    "momentum": ("SGD momentum 0.9, no warm-up", lambda epochs: dict(momentum=0.9, lr_warmup_epochs=0)),
+}
+
+
 def crest_examples(cfg: CrestConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
     """Its steps times the batch size, dense."""
     seen = summary["steps"] * cfg.batch_size

@@ -13,8 +13,6 @@ is opened read-only and never changes.
 
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
 from raypkg.cli_options import (EffrayGroup, address_option, config_file_option, config_options,
@@ -64,14 +62,6 @@ def train_cmd(config_file, **flags):
                f"p = {summary['num_params']}, test_acc {summary['test_acc']:.4f}, "
                f"wall {summary['wall_s']:.1f}s")
     echo_run_directory(summary)
-
-
-def train_run(cfg, actors: int = 0, threads: int | None = None) -> dict:
-    """`effray unlearn train`'s recipe on a DeltaGradConfig ``cfg`` (`effray bench frontier`'s
-    cached runs); returns the run's summary."""
-    from raypkg.deltagrad.recipe import UNLEARN_TRAIN
-
-    return UNLEARN_TRAIN.run(UnlearnTrainConfig(**dataclasses.asdict(cfg), actors=actors, threads=threads))
 
 
 # ----- delete / add ---------------------------------------------------------------------------

@@ -72,6 +72,13 @@ class DeltaGradConfig(RunConfig):
         return {**super().data_options(), "flat": True, "data_path": "memory"}
 
 
+# `effray bench deltagrad`'s training setting (its flags' defaults; also the frontier's DeltaGrad panel's):
+# the paper's MNIST setting (Wu et al. 2020, section 5) on digits-aug. Pixels stay in [0, 1] as the
+# paper's MNIST (ToTensor without Normalize), where lr 0.1 is stable (standardised, lr 0.1 oscillates).
+BENCH_RUN = {"dataset": "digits-aug", "normalize": False, "batch_size": 16384, "epochs": 20, "lr": [0.1, 0.05],
+             "lrlen": [10, 10], "weight_decay": 1e-4, "seed": 0}
+
+
 def check_hyper(period: int, init: int, m: int, eps: float = 1e-8) -> None:
     """DeltaGrad's T0, j0, m and curvature safeguard, or a one-line UsageError."""
     if period < 1:
