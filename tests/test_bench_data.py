@@ -1,31 +1,16 @@
-"""`effray bench data`: the generated ImageFolder trees, the per-rank memory callback, and the
-command, training in-process, run as a real process in a bare shell (its refusals are in
-tests/test_bad_input.py; its README commands, on Ray Train workers, in tests/test_readme.py).
-
-Each case runs in a spawned process; the temporary tree is removed after.
+"""`effray bench data`: the generated ImageFolder trees, the per-rank memory callback and the
+summary lines (its refusals are in tests/test_bad_input.py; its README commands in
+tests/test_readme.py: memory beside stream on Ray Train workers, and several decode blocks
+trained in-process by the `effray` console script in a bare shell).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import resource
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from conftest import bare_env
-
-EFFRAY = Path(sys.executable).with_name("effray")
-COLUMNS = {"images", "mode", "load_s", "driver_peak_mb", "worker_peak_mb", "img_per_s", "epoch_s", "test_acc",
-           "train_loss"}
-
-
-def effray(*args, cwd, timeout=600) -> subprocess.CompletedProcess:
-    head = [str(EFFRAY)] if EFFRAY.exists() else [sys.executable, "-m", "raypkg.cli"]
-    return subprocess.run(head + list(args), capture_output=True, text=True, cwd=cwd, env=bare_env(), timeout=timeout)
 
 
 def test_trees_are_hard_links_into_one_set_of_real_digit_jpegs(tmp_path):
@@ -106,30 +91,3 @@ def test_summary_compares_the_paths_at_each_size_and_each_paths_memory_across_si
     summarise(table.assign(worker_peak_mb=[1000.0, 500.0, 1100.0, 525.0]).query("mode == 'stream'"))
     assert capsys.readouterr().out.splitlines() == [
         "stream: worker_peak_mb 500 MB at 40 -> 525 MB at 80 images (2x the data, 1.05x the memory)"]
-
-
-def test_bench_data_console_script_in_a_bare_shell(tmp_path):
-    """`effray bench data` with in-process training (--workers 0), one case: its row,
-    Parquet + PNG, the temporary tree gone after. (The README test runs it on Ray Train
-    workers, memory beside stream, several decode blocks.)"""
-    import pandas as pd
-    from test_report_plots import assert_png
-
-    proc = effray("bench", "data", "--sizes", "40", "--modes", "stream", "--image-size", "16", "--epochs", "2",
-                  "--workers", "0", "--save", str(tmp_path / "x"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Traceback" not in proc.stdout + proc.stderr
-    out = proc.stdout
-    table = pd.read_parquet(tmp_path / "x.parquet")
-    assert set(table.columns) == COLUMNS  # in-process: no rank columns
-    assert list(zip(table["images"], table["mode"])) == [(40, "stream")]
-    assert (table["driver_peak_mb"] > 100).all() and table["worker_peak_mb"].isna().all()
-    assert (table["load_s"] > 0).all() and (table["epoch_s"] > 0).all()
-    assert np.allclose(table["img_per_s"], table["images"] / table["epoch_s"])
-    assert_png(tmp_path / "x.png")
-    assert "[bench data] 40 images, stream: loading and training 2 epoch(s)" in out, out
-    assert re.search(r"^\[bench data\] 40 images, stream: \d+ img/s, driver \d+ MB$", out, re.M), out
-    assert "memory / stream" not in out and "stream: driver_peak_mb" not in out  # one path, one size: no summary
-    root = re.search(r"^wrote 40 \+ 1,000 images of 16x16 in [\d.]+s under (.+)$", out, re.M)
-    assert root and not Path(root.group(1)).exists(), out  # the default work dir is removed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet", "x.png"]

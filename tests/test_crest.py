@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from click.testing import CliRunner
 
 from raypkg.cli import main
@@ -308,20 +307,6 @@ def test_overlap_trains_on_coresets_the_actors_selected_from_the_last_region_sta
     for (w0, sent, _), (_, _, used) in zip(dispatches.regions, dispatches.regions[1:]):
         expected = select_coresets(w0, data.train.x, data.train.y, sent, cfg.batch_size, 10)
         assert [s[c.picks].tolist() for s, c in zip(sent, expected)] == [p.tolist() for p in used]
-
-
-def test_tune_crest_completes_and_writes_wandb_offline_runs(ray_session, tmp_path):
-    space = tmp_path / "crest.yaml"
-    space.write_text(yaml.safe_dump({
-        "method": "crest", "metric": "test_acc", "mode": "max", "scheduler": "asha", "search": "random",
-        "base": {"dataset": "digits", "model": "logreg", "epochs": 2, "batch_size": 32, "random_subset_size": 0.1,
-                 "wandb": "disabled"},
-        "space": {"check_thresh_factor": {"loguniform": [0.05, 0.5]}, "train_frac": {"choice": [0.1, 0.3]}}}))
-    result = CliRunner().invoke(main, ["tune", "crest", "--space", str(space), "--num-samples", "2",
-                                       "--out", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
-    assert "best test_acc" in result.output
-    assert len(list((tmp_path / "out").rglob("offline-run-*"))) >= 2
 
 
 def test_no_flags_run_crest_on_the_default_data_and_the_first_line_says_the_subsets_were_floored(tmp_path):

@@ -1,15 +1,13 @@
-"""Ray parts of the platform: shard-actor pool, Tune + W&B (a Ray Train worker loss: test_sparse.py).
+"""Ray parts of the platform: the shard-actor pool (a Ray Train worker loss: test_sparse.py; Tune +
+W&B: test_platform_cli.py and the README's `effray tune` commands in test_readme.py).
 
 These share one Ray instance (the session fixture) and are kept few and small.
 """
 
 from __future__ import annotations
 
-
-import pandas as pd
 import pytest
 import torch
-import yaml
 
 from raypkg.data import load_dataset
 from raypkg.distributed.shard_pool import ShardPool, map_in_process, sum_in_process
@@ -45,21 +43,3 @@ def test_shard_pool_returns_exactly_the_in_process_map(ray_session):
     assert torch.equal(remote["index"], data.index)  # index order
     assert torch.equal(remote["logits"], local["logits"])
     assert torch.equal(remote_sum, local_sum)
-
-
-def test_tune_over_a_space_file_writes_wandb_offline_runs(ray_session, tmp_path):
-    from raypkg.tuning import run_tune
-
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump({
-        "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "fifo", "search": "grid",
-        "base": {"dataset": "digits", "model": "logreg", "epochs": 2, "wandb": "disabled"},
-        "space": {"lr": {"choice": [0.05, 0.2]}}}))
-    best = run_tune("train", str(space), num_samples=1, out=str(tmp_path / "out"), wandb_mode="offline")
-    assert best["num_trials"] == 2 and best["config"]["lr"] in (0.05, 0.2)
-    saved = yaml.safe_load(open(best["path"]))
-    assert saved["lr"] == best["config"]["lr"] and saved["epochs"] == 2
-    trials = pd.read_parquet(f"{best['dir']}/trials.parquet")
-    assert len(trials) == 2 and trials["test_acc"].max() == pytest.approx(best["value"])
-    offline_runs = list((tmp_path / "out").rglob("offline-run-*"))
-    assert len(offline_runs) >= 2, "W&B callback wrote no offline runs"

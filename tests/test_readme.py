@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -45,12 +46,15 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--cli-runs": "1"}  # bench overhead: one `effray --help` start-up timing
 WHEN_GIVEN = ("--decode-blocks",)  # SHRINK values replacing the README's, never added
 # flags added when the command has another: decode blocks matter to streaming only, so that
-# command runs stream-only (memory beside stream runs in `bench data --workers 2`; ~25 s less)
-ADDED_WITH = {"--decode-blocks": ["--modes", "stream"]}
+# command runs stream-only and trains in-process (memory beside stream, on Ray Train workers,
+# runs in `bench data --workers 2`; two Ray Train runs less)
+ADDED_WITH = {"--decode-blocks": ["--modes", "stream", "--workers", "0"]}
 SIZES = ("--train-size", "--test-size")
 SIZED_DATASETS = ("digits-aug", "synthetic")
 QUIET = {"--progress/--no-progress": "--no-progress"}
-SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp")  # exact commands
+SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp",  # exact commands
+              "effray bench data --sizes 20000 --decode-blocks 256,1024,4096")
+EFFRAY = Path(sys.executable).with_name("effray")  # the console script the install made
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
 
 
@@ -180,8 +184,10 @@ class Session:
         from raypkg.cli import main
 
         if subprocess_run:
-            proc = subprocess.run([sys.executable, "-m", "raypkg.cli", *words[1:]], capture_output=True, text=True,
-                                  cwd=self.root, env=bare_env(), timeout=300)
+            head = [str(EFFRAY)] if EFFRAY.exists() else [sys.executable, "-m", "raypkg.cli"]
+            proc = subprocess.run([*head, *words[1:]], capture_output=True, text=True, cwd=self.root, env=bare_env(),
+                                  timeout=300)
+            assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-4000:]
             output, status = proc.stdout + proc.stderr, proc.returncode
         else:
             with pytest.MonkeyPatch.context() as patch:
@@ -312,7 +318,8 @@ def report_of_the_runs(r: Result) -> None:
 
 
 def sweep(r: Result) -> None:
-    """best_config.yaml and trials.parquet agree with the printed best (tests/test_tuning.py)."""
+    """best_config.yaml and trials.parquet agree with the printed best (tests/test_tuning.py);
+    W&B (offline by default, no key) holds one run per trial."""
     from raypkg.tuning import default_space, read_space
 
     (path,) = r.printed_paths("saved")
@@ -323,7 +330,8 @@ def sweep(r: Result) -> None:
     sets = [r.words[i + 1] for i, w in enumerate(r.words) if w == "--set"]  # --set KEY=VALUE replaces a base value
     spec["base"] = {**(spec.get("base") or {}), **{k: yaml.safe_load(v) for k, _, v in (x.partition("=") for x in sets)}}
     assert metric == spec["metric"] and path.name == "best_config.yaml"
-    _, best = check_sweep(path.parent, spec, int(r.flag("--num-samples")), printed_value=float(value))
+    trials, best = check_sweep(path.parent, spec, int(r.flag("--num-samples")), printed_value=float(value))
+    assert len(list(path.parent.glob("wandb/offline-run-*"))) == len(trials), sorted(path.parent.iterdir())
     printed = r.output.split(" with config:\n", 1)[1].split("\nsaved: ", 1)[0]
     assert printed.splitlines() == [f"  {k}: {v}" for k, v in best.items()], printed
 
@@ -355,7 +363,8 @@ def overhead_rows(r: Result) -> None:
 def data_rows(r: Result) -> None:
     """One row per size and data path (--modes: memory, then stream once per decode block),
     each with the same training (the same inputs in the same batches), a peak per Ray Train
-    worker; the generated tree removed after."""
+    worker (in-process: the driver's only); a progress line per case; the generated tree
+    removed after."""
     sizes = sorted(int(s) for s in r.flag("--sizes").split(","))
     blocks = r.flag("--decode-blocks", "256").split(",")
     workers = int(r.flag("--workers", "1"))
@@ -366,8 +375,16 @@ def data_rows(r: Result) -> None:
     for _, part in table.groupby("images"):
         assert part["train_loss"].nunique() == part["test_acc"].nunique() == 1, part
     ranks = [f"rank{i}_peak_mb" for i in range(workers)]
-    assert (table[ranks].max(axis=1) == table["worker_peak_mb"]).all() and (table["worker_peak_mb"] > 100).all()
+    assert (table["driver_peak_mb"] > 100).all() and np.allclose(table["img_per_s"], table["images"] / table["epoch_s"])
+    if workers:
+        assert (table[ranks].max(axis=1) == table["worker_peak_mb"]).all() and (table["worker_peak_mb"] > 100).all()
+    else:
+        assert table["worker_peak_mb"].isna().all()
     assert not any(c.startswith("rank") for c in set(table) - set(ranks)), list(table)
+    for size in sizes:
+        for mode in modes:
+            assert re.search(rf"^\[bench data\] {size:,} images, {mode}: \d+ img/s, driver \d+ MB"
+                             + (r", worker \d+ MB$" if workers else "$"), r.output, flags=re.M), r.output[:2000]
     for size in sizes:
         for mode in modes[1:] if modes[0] == "memory" else []:  # the ratios need the memory row
             assert re.search(rf"^\s+{size} images: memory / {mode} images/s = \d+\.\d\dx$", r.output, flags=re.M)
