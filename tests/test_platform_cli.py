@@ -1,6 +1,7 @@
 """The platform as a new user meets it, through real `effray` processes in a bare shell
 (no WANDB_MODE, no W&B key, no RAY_ADDRESS): tune without a key, Ray connections that
-never hang, jobs that name themselves, an `effray --help` that imports no heavy module."""
+never hang, jobs that name themselves, an `effray --help` that imports no heavy module. (A
+local run beside another program's Ray starts its own: tests/test_plugins.py.)"""
 
 from __future__ import annotations
 
@@ -54,24 +55,6 @@ def test_tune_in_a_bare_shell_writes_best_config_and_offline_wandb_runs(tmp_path
     assert f"saved: {sweep / 'best_config.yaml'}" in proc.stdout
     runs = list(sweep.glob("wandb/offline-run-*"))
     assert len(runs) == 2, sorted(p.name for p in sweep.rglob("*"))[:50]
-
-
-@pytest.mark.ray
-def test_a_local_run_never_joins_another_programs_ray_and_ends_without_a_traceback(ray_session, tmp_path):
-    """This test process runs a Ray instance; an `effray train --workers 2` started beside it
-    starts its own private Ray: no driver joins this one, and it keeps its resources. With
-    two Ray instances on the machine, Ray Train's placement-group cleaner used to die with
-    a traceback ("Found multiple active Ray instances") in a run that succeeded."""
-    from ray._private.state import jobs
-
-    drivers, resources = len(jobs()), ray_session.available_resources()
-    proc = effray("train", "--dataset", "digits", "--model", "logreg", "--epochs", 1, "--workers", 2,
-                  "--no-progress", "--out", tmp_path / "runs", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "ray: started a private local Ray with" in proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert len(jobs()) == drivers, jobs()
-    assert ray_session.available_resources() == resources
 
 
 def test_an_address_is_refused_by_a_run_that_uses_no_ray(monkeypatch):

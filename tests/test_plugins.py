@@ -296,15 +296,27 @@ def test_every_method_runs_a_plugin_model_with_batch_norm_on_a_plugin_dataset(tm
 
 
 @pytest.mark.ray
-def test_two_ray_train_workers_import_the_plugins_from_the_working_directory(tmp_path):
-    """`effray` (the console script, whose sys.path lacks the working directory) run from
-    the directory that holds the plug-in package, with nothing on PYTHONPATH."""
+def test_a_local_run_beside_another_ray_starts_its_own_and_its_workers_import_the_plugins(ray_session, tmp_path):
+    """`effray train --workers 2` (the console script, whose sys.path lacks the working
+    directory) run from the directory that holds the plug-in package, with nothing on
+    PYTHONPATH: both Ray Train workers import it. This test process runs a Ray instance
+    beside it: the run starts its own private Ray, so no driver joins this one and it keeps
+    its resources, and it ends without a traceback (with two Ray instances on the machine,
+    Ray Train's placement-group cleaner used to die with "Found multiple active Ray
+    instances" in a run that succeeded)."""
+    from ray._private.state import jobs
+
+    drivers, resources = len(jobs()), ray_session.available_resources()
     effray = Path(sys.executable).parent / "effray"
     env = bare_env(EFFRAY_RAY_NUM_CPUS="2")
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([str(effray), "train", "--workers", "2", *TINY, "--out", str(tmp_path), *QUIET],
                           cwd=TESTS_DIR, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ray: started a private local Ray with 2 CPUs" in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(jobs()) == drivers, jobs()
+    assert ray_session.available_resources() == resources
     run_dir = proc.stdout.strip().splitlines()[-1].split("run directory: ")[1]
     summary = json.loads(Path(run_dir, "summary.json").read_text())
     assert summary["workers"] == 2 and summary["test_acc"] > 0.3
