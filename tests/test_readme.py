@@ -40,7 +40,7 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--gd-epochs": "2", "--pre-epochs": "1",  # LiPT's shard models
           "--optimizers": "paper",  # bench crest: one of its two optimizers
           "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
-          "--sizes": "40", "--image-size": "16",  # bench data: a fresh process and Ray per case, ~30 s each
+          "--sizes": "40", "--image-size": "16",  # bench data: a fresh process per case, ~15-30 s each
           "--decode-blocks": "256,1024",  # bench data: still several blocks side by side, one case fewer
           "--repeat": "1",  # bench deltagrad: one timing per method, not the best of 3
           "--cli-runs": "1"}  # bench overhead: one `effray --help` start-up timing
