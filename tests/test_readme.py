@@ -375,7 +375,7 @@ def data_rows(r: Result) -> None:
     for _, part in table.groupby("images"):
         assert part["train_loss"].nunique() == part["test_acc"].nunique() == 1, part
     ranks = [f"rank{i}_peak_mb" for i in range(workers)]
-    assert (table["driver_peak_mb"] > 100).all()
+    assert (table["driver_peak_mb"] > 100).all() and (table["load_s"] > 0).all() and (table["epoch_s"] > 0).all()
     assert np.allclose(table["img_per_s"], table["images"] / table["epoch_s"])
     if workers:
         assert (table[ranks].max(axis=1) == table["worker_peak_mb"]).all() and (table["worker_peak_mb"] > 100).all()
@@ -384,11 +384,12 @@ def data_rows(r: Result) -> None:
     assert not any(c.startswith("rank") for c in set(table) - set(ranks)), list(table)
     for size in sizes:
         for mode in modes:
+            assert f"[bench data] {size:,} images, {mode}: loading and training" in r.output, r.output[:2000]
             assert re.search(rf"^\[bench data\] {size:,} images, {mode}: \d+ img/s, driver \d+ MB"
                              + (r", worker \d+ MB$" if workers else "$"), r.output, flags=re.M), r.output[:2000]
-    for size in sizes:
         for mode in modes[1:] if modes[0] == "memory" else []:  # the ratios need the memory row
             assert re.search(rf"^\s+{size} images: memory / {mode} images/s = \d+\.\d\dx$", r.output, flags=re.M)
+    assert ("memory / " in r.output) == (modes[0] == "memory" and len(modes) > 1), r.output[-2000:]
     root = re.search(r"^wrote [\d,]+ \+ 1,000 images of \d+x\d+ in [\d.]+s under (.+)$", r.output, flags=re.M)
     assert root and not Path(root.group(1)).exists(), r.output[:2000]
 
