@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from raypkg.cli_options import EffrayGroup, address_option, print_summary, train_options
+from raypkg.cli_options import EffrayGroup, address_option, parse_options, print_summary, set_option, train_options
 from raypkg.storage import default_storage
 
 
@@ -137,13 +137,12 @@ def report(run_dirs, save, plot, no_plot):
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")
 @click.option("--out", default="runs", show_default=True, help="Where the tune results go.")
 @click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
-@click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
-              help="Replace a base value of the space, repeatable, e.g. --set epochs=5 --set dataset=digits-aug.")
+@set_option("Replace a base value of the space, repeatable, e.g. --set epochs=5 --set dataset=digits-aug.")
 @click.option("--storage", default=default_storage, show_default="$EFFRAY_STORAGE if set",
               help="Shared path or URI (file://, s3://, gs://, hdfs://) for the trials; needed on a cluster "
                    "of several nodes.")
 @address_option
-def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb, set_pairs, storage):
+def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out, wandb, settings, storage):
     """Sweep METHOD's hyperparameters with Ray Tune, logging every trial to W&B.
 
     \b
@@ -152,12 +151,11 @@ def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out
       effray tune coreset --space tune_spaces/coreset.yaml --scheduler asha
       effray tune crest --set epochs=5 --set dataset=digits     # the shipped space, shorter
     """
-    from raypkg.selection.commands import parse_options
     from raypkg.tuning import run_tune
 
     best = run_tune(method, space_file, num_samples=num_samples, scheduler=scheduler, search=search,
                     max_concurrent=max_concurrent, out=out, wandb_mode=wandb,
-                    settings=parse_options(set_pairs, "--set"), storage=storage)
+                    settings=parse_options(settings, "--set"), storage=storage)
     click.echo(f"best {best['metric']} = {best['value']:.4f} with config:")
     for key, value in best["config"].items():
         click.echo(f"  {key}: {value}")

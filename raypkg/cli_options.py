@@ -1,16 +1,17 @@
-"""Shared click options: training flags that mirror TrainConfig, list-valued flags."""
+"""Shared click options: training flags that mirror TrainConfig, list-valued flags and their checks."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import sys
 import typing
 from typing import Sequence
 
 import click
 
-from raypkg.errors import Interrupted, RunFailed, UsageError
+from raypkg.errors import Interrupted, RunFailed, UsageError, choose
 
 INTERRUPTED = "interrupted: stopped by Ctrl-C; no half-written run directory is kept"
 
@@ -133,6 +134,53 @@ class NumberList(click.ParamType):
 FLOATS, INTS = NumberList(float), NumberList(int)
 
 
+# The counts where 0 means none (or, for threads, torch's default).
+MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "threads", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
+
+
+def check_bench_numbers(**values) -> None:
+    """Sizes and counts must be >= 1, those of MAY_BE_ZERO >= 0 (None: not given); fraction in (0, 1]."""
+    for name, value in values.items():
+        flag, least = "--" + name.replace("_", "-"), 0 if name in MAY_BE_ZERO else 1
+        if name == "fraction" and value is not None and not 0 < value <= 1:
+            raise UsageError(f"{flag} must be in (0, 1], got {value:g}")
+        if name != "fraction" and value is not None and value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+
+
+def once_each(values: list, flag: str) -> list:
+    """``values`` if none is repeated (a repeated item is one row twice, its reference
+    ambiguous), else a one-line UsageError."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise UsageError(f"{flag} names {', '.join(repeated)} more than once")
+    return values
+
+
+def number_list(text: str, flag: str, what: str, kind: type = float, minimum: float | None = None,
+                example: str = "0.05,0.01", unit: bool = False) -> list:
+    """Numbers of ``kind`` as the list flags take them (``--density 0.05,0.01``, ``--workers 1,2``),
+    each once, finite, at least ``minimum`` when given and in (0, 1] with ``unit``, else a
+    one-line UsageError."""
+    try:
+        values = parse_numbers(text, kind)
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and (minimum is None or v >= minimum) and (not unit or 0 < v <= 1)
+                             for v in values):
+        bound = " in (0, 1]" if unit else "" if minimum is None else f" >= {minimum}"
+        raise UsageError(f"{flag} takes comma-separated {what}{bound}, e.g. {example}; got {text!r}")
+    return once_each(values, flag)
+
+
+def name_list(text: str, flag: str, allowed=None, what: str = "name") -> list[str]:
+    """Comma-separated names, each once (and one of ``allowed`` when given), else a one-line UsageError."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"{flag} takes comma-separated names, got {text!r}")
+    return once_each([choose(what, n, allowed) for n in names] if allowed is not None else names, flag)
+
+
 def _set_address(ctx, param, value):
     from raypkg.distributed.cluster import set_address
 
@@ -228,3 +276,36 @@ def echo_run_directory(summary: dict) -> None:
     if summary.get("storage"):
         click.echo(f"copied to storage: {summary['storage']}")
     click.echo(f"run directory: {summary['run_dir']}")
+
+
+def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict | None:
+    """``("eta=0.05", "batch=4")`` -> ``{"eta": 0.05, "batch": 4}`` (values read as YAML)."""
+    import yaml
+
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def set_option(help: str):
+    """``--set KEY=VALUE``, repeatable (read by ``parse_options``, or a bench's ``bench_settings``)."""
+    return click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_flags: set[str] = frozenset()) -> dict:
+    """``--set KEY=VALUE`` pairs (values read as YAML) as config fields of ``allowed``; other
+    keys, and those the bench sets from its own flags or per row, are refused in one line."""
+    extra = parse_options(pairs, "--set") or {}
+    unknown = sorted(set(extra) - allowed)
+    if unknown:
+        raise UsageError(f"--set: {', '.join(unknown)} is not a {what} setting (underscores for dashes)")
+    taken = sorted(set(extra) & own_flags)
+    if taken:
+        raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
+    return extra

@@ -288,7 +288,8 @@ class BenchCase:
     on top), the training fields every point shares (``common``) and the training set's
     size ``n`` (None before the data is loaded). ``examples(cfg, summary, n, per_example)``:
     a finished run's examples seen and their forward FLOPs; ``per_example(density=1.0,
-    init="ERK")`` is the model's forward FLOPs per example, dense or masked."""
+    init="ERK")`` is the model's forward FLOPs per example, dense or masked. ``marker``: the
+    family's matplotlib marker in the frontier's plots."""
 
     family: str
     recipe: str
@@ -297,6 +298,7 @@ class BenchCase:
     config: Callable[..., Any]
     examples: Callable[..., tuple[int, float]]
     default: bool = True  # in the frontier's default --methods (else run when named)
+    marker: str = "o"
 
 
 BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case

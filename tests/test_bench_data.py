@@ -16,7 +16,7 @@ import numpy as np
 def test_trees_are_hard_links_into_one_set_of_real_digit_jpegs(tmp_path):
     from PIL import Image
 
-    from raypkg.bench.data import VAL_PER_CLASS, write_trees
+    from raypkg.data.digit_tree import VAL_PER_CLASS, write_trees
 
     trees = write_trees(tmp_path, [23, 50], 16, seed=0)
     assert set(trees) == {23, 50}

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from raypkg.bench.harness import BenchRunner, compare, name_list, number_list
+from raypkg.bench.harness import BenchRunner, compare
+from raypkg.cli_options import name_list, number_list
 from raypkg.cli import main
 from raypkg.errors import UsageError
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from raypkg.bench.harness import hbar, save_bench
+from raypkg.bench.harness import BenchRunner
 from raypkg.cli import main
+from raypkg.plots import hbar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -87,10 +88,11 @@ def test_report_default_plot_lands_beside_the_runs(runs):
     assert_png(runs / "report.png")
 
 
-def test_save_bench_writes_parquet_and_png(tmp_path):
+def test_a_bench_table_is_written_as_parquet_and_png(tmp_path):
     frame = pd.DataFrame({"method": ["uniform", "grand"], "in-process_s": [0.5, 2.0], "2 actors_s": [0.4, 1.1]})
-    written = save_bench(frame, tmp_path / "bench" / "selection-test", title="t",
-                         plot=lambda f, ax: hbar(f, ax, "method", ["in-process_s", "2 actors_s"], "seconds"))
+    written = BenchRunner("selection", str(tmp_path / "selection-test")).finish(
+        frame, list(frame.columns), title="t",
+        plot=lambda f, ax: hbar(f, ax, "method", ["in-process_s", "2 actors_s"], "seconds"))
     assert [p.name for p in written] == ["selection-test.parquet", "selection-test.png"]
     pd.testing.assert_frame_equal(pd.read_parquet(written[0]), frame)
     assert_png(written[1])

@@ -16,10 +16,10 @@ import tempfile
 import click
 import pandas as pd
 
-from raypkg.bench.harness import (BenchRunner, Point, accuracy_vs_seconds, bench_options, check_points, compare,
-                                  name_list, number_list)
-from raypkg.cli_options import config_options
+from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
+from raypkg.cli_options import config_options, name_list, number_list
 from raypkg.engine.runner import TRAIN
+from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig

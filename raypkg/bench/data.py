@@ -1,79 +1,28 @@
 """`effray bench data`: ImageFolder data held in memory vs streamed from disk, as the set grows.
 
-Generates ImageFolder trees of JPEGs (sklearn's real digits, upscaled, tinted, shifted,
-noised; the smaller trees hard-link into the largest) and trains on each size both ways,
-each case in a fresh process, a driver of the one Ray instance the bench starts. Per case:
-the driver's and each Ray Train worker's peak RSS, images/s in the last epoch (the first is
-the warm-up), load seconds, test accuracy and the last training loss (the same for both
-paths).
+Generates ImageFolder trees of JPEG digits (``raypkg.data.digit_tree``; the smaller trees
+hard-link into the largest) and trains on each size both ways, each case in a fresh
+process, a driver of the one Ray instance the bench starts. Per case: the driver's and
+each Ray Train worker's peak RSS, images/s in the last epoch (the first is the warm-up),
+load seconds, test accuracy and the last training loss (the same for both paths).
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import tempfile
 from pathlib import Path
 
 import click
-import numpy as np
 
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, check_bench_numbers, name_list, number_list, timed
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, timed
+from raypkg.cli_options import check_bench_numbers, name_list, number_list
+from raypkg.data.digit_tree import VAL_PER_CLASS, write_trees
+from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
 from raypkg.errors import UsageError
 
 MODES = ("memory", "stream")
-VAL_PER_CLASS = 100
-
-
-def digit_images(count: int, label: int, image_size: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` RGB uint8 images [count, S, S, 3] of digit ``label`` from sklearn's digits:
-    upscaled, shifted by up to S/8 pixels, a random ink and background colour, noise."""
-    from PIL import Image
-
-    from raypkg.data.sources.digits import load_digits_arrays
-
-    images, labels = load_digits_arrays()
-    sources = images[labels == label]  # [n, 8, 8] in [0, 1]
-    out = np.empty((count, image_size, image_size, 3), dtype=np.uint8)
-    shift = max(1, image_size // 8)
-    for i in range(count):
-        small = Image.fromarray((sources[i % len(sources)] * 255).astype(np.uint8))
-        ink = np.asarray(small.resize((image_size, image_size), Image.BILINEAR), dtype=np.float32) / 255
-        ink = np.roll(ink, tuple(rng.integers(-shift, shift + 1, 2)), axis=(0, 1))
-        background, colour = rng.uniform(0.0, 0.35, 3), rng.uniform(0.5, 1.0, 3)
-        pixels = background + (colour - background) * ink[..., None] + rng.normal(0, 0.04, (image_size, image_size, 3))
-        out[i] = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-    return out
-
-
-def write_trees(root: Path, sizes: list[int], image_size: int, seed: int) -> dict[int, Path]:
-    """One ImageFolder tree per size under ``root`` (10 classes, balanced, a shared val
-    split of VAL_PER_CLASS per class); the files are written once, for the largest size,
-    and the other trees hard-link to them."""
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    rng = np.random.default_rng(seed)
-    largest = max(sizes)
-    per_class = [largest // 10 + (c < largest % 10) for c in range(10)]
-    files = root / "files"
-    for c in tqdm(range(10), desc="writing images", unit="class", disable=None, leave=False):
-        for split, count in (("train", per_class[c]), ("val", VAL_PER_CLASS)):
-            folder = files / split / str(c)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i, pixels in enumerate(digit_images(count, c, image_size, rng)):
-                Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
-    trees = {}
-    for size in sizes:
-        tree = root / f"n{size}"
-        for c in range(10):
-            for split, count in (("train", size // 10 + (c < size % 10)), ("val", VAL_PER_CLASS)):
-                (tree / split / str(c)).mkdir(parents=True, exist_ok=True)
-                for i in range(count):
-                    os.link(files / split / str(c) / f"{i:06d}.jpg", tree / split / str(c) / f"{i:06d}.jpg")
-        trees[size] = tree
-    return trees
 
 
 class WorkerPeakRSS(Callback):
@@ -105,7 +54,6 @@ def run_case(tree: Path, mode: str, cfg, storage: Path, address: str) -> dict:
     at ``address``; the case's row."""
     import dataclasses
 
-    from raypkg.distributed.cluster import connect_ray
     from raypkg.data.registry import load_dataset
     from raypkg.engine.runner import use_augmentation
     from raypkg.engine.trainer import train
@@ -123,16 +71,6 @@ def run_case(tree: Path, mode: str, cfg, storage: Path, address: str) -> dict:
            "train_loss": last["train_loss"]}  # both paths: the same inputs and batches, the same loss
     row.update({k: v for k, v in last.items() if k.startswith("rank")})
     return row
-
-
-def ray_address() -> str:
-    """The address of this process's Ray (a private local one started here unless one is running)."""
-    import ray
-
-    from raypkg.distributed.cluster import connect_ray
-
-    connect_ray()
-    return ray.get_runtime_context().gcs_address
 
 
 def plot_memory_and_speed(frame, ax) -> None:
@@ -204,7 +142,7 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
         trees, seconds = timed(write_trees, root, size_list, image_size, seed)
         click.echo(f"wrote {max(size_list):,} + {10 * VAL_PER_CLASS:,} images of {image_size}x{image_size} "
                    f"in {seconds:.1f}s under {root}")
-        rows, address = [], ray_address()
+        rows, address = [], connect_ray()  # every case joins it
         for size in size_list:
             for mode, data_path, block in cases_per_size(mode_list, blocks):
                 click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")

@@ -16,26 +16,27 @@ import dataclasses
 import functools
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import click
 import pandas as pd
+import torch
 
-from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar
-from raypkg.cli_options import FLOATS, address_option, config_options
+from raypkg.bench.harness import BenchRunner, bench_options, timed
+from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, config_options
 from raypkg.data.registry import load_dataset
-from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings
+from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings, UnlearnTrainConfig
 from raypkg.deltagrad.exact import ExactGradients, make_gradients
 from raypkg.deltagrad.online import OnlineSettings, online_summary, run_online
-from raypkg.deltagrad.recipe import actor_rows
+from raypkg.deltagrad.recipe import UNLEARN_TRAIN, actor_rows
 from raypkg.deltagrad.replay import Request
 from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
 from raypkg.deltagrad.trajectory import Trajectory
-from raypkg.deltagrad.workload import train_trajectory, workload_from_splits
+from raypkg.deltagrad.workload import workload_from_splits
 from raypkg.engine.loop import pick_device
 from raypkg.errors import UsageError
 from raypkg.paths import check_writable_dir
+from raypkg.plots import hbar
 
 # The printed table: column -> (its printed name, format).
 PRINTED = {"setting": ("setting", "s"), "T0,j0,m": ("T0,j0,m", "s"), "n_ids": ("n_ids", "d"),
@@ -114,23 +115,14 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     workload = functools.cache(lambda model: workload_from_splits(splits, model, run.seed, "float64", device))
 
     def train(name, model, **changes):
-        """A cached SGD (or GD) run of ``model`` with ``changes`` to the bench's settings."""
-        wl = workload(model)
-        cfg = dataclasses.replace(run, model=model, progress=False, **changes).resolved().validate()
-        start = time.perf_counter()
-        train_trajectory(cfg, wl, root / name, ExactGradients(wl.net, wl.x, wl.y)).finish(read_only=False)
-        traj = Trajectory.open(root / name)
-        k = traj.header.steps_per_epoch
-        losses = [wl.evaluate(traj.w[e * k].to(device))["loss"] for e in range(traj.header.epochs + 1)]
-        click.echo(f"  trained {name}: {traj.header.steps} steps, p = {traj.header.p}, test acc "
-                   f"{wl.evaluate(traj.w[-1].to(device))['acc']:.4f} ({time.perf_counter() - start:.1f}s)")
-        rises = [e for e in range(1, len(losses)) if losses[e] > 1.01 * losses[e - 1]]
-        if rises:
-            click.echo(f"  warning: {name}'s test loss rises at epoch(s) {rises[:5]}: SGD is unstable at "
-                       f"this learning rate, and DeltaGrad's quasi-Newton steps cannot follow an unstable "
-                       f"run (on standardised digits-aug, lr 0.01 behaves like the paper's 0.1 on [0, 1] "
-                       f"MNIST pixels)")
-        return traj
+        """A cached SGD (or GD) run of ``model`` with ``changes`` to the bench's settings, as
+        `effray unlearn train` makes it; its trajectory."""
+        fields = {**dataclasses.asdict(run), "model": model, "progress": False, "wandb": "disabled",
+                  "out": str(root), "name": name, **changes}
+        summary, seconds = timed(UNLEARN_TRAIN.run, UnlearnTrainConfig(**fields, threads=torch.get_num_threads()))
+        click.echo(f"  trained {name}: {summary['steps']} steps, p = {summary['num_params']}, test acc "
+                   f"{summary['test_acc']:.4f} ({seconds:.1f}s)")
+        return Trajectory.open(Path(summary["run_dir"]) / "trajectory")
 
     def add_row(setting, traj, request, model, grads=None, hyper=hyper, row=None):
         """A row: the request timed by ``measure`` (or the given ``row``), printed."""

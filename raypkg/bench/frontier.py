@@ -23,26 +23,22 @@ import click
 import numpy as np
 import pandas as pd
 
-from raypkg.bench.harness import (SAVE_HELP, BenchRunner, Point, bench_options, check_bench_numbers, check_points,
-                                  compare, hbar, name_list, once_each)
-from raypkg.cli_options import FLOATS, address_option
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
+from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, name_list, once_each
 from raypkg.data.registry import dataset_entry
-from raypkg.deltagrad.recipe import DELTAGRAD_COLUMNS, deltagrad_configs, deltagrad_panel, deltagrad_table
+from raypkg.deltagrad.recipe import (DELTAGRAD_COLUMNS, deltagrad_configs, deltagrad_panel, deltagrad_table,
+                                    plot_deltagrad)
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError
-from raypkg.models.flops import TRAIN_STEP_FACTOR, forward_flops, layer_flops
-from raypkg.models.registry import build_model
+from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.plots import figure, save_png
 from raypkg.recipe import load_cases, load_data, load_recipes
 from raypkg.selection.cache import SelectionCache
-from raypkg.sparse.masks import layer_densities
 from raypkg.tracking.wandb_logger import use_wandb_mode
 
 # method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe); "full"
 # always runs (it is every ratio's reference).
 METHODS = load_cases()
-FAMILY_MARKERS = {"full": "s", "uniform": "o", "deepcore": "^", "lipt": "*", "crest": "D", "infobatch": "P",
-                  "sparse": "v"}
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
@@ -116,12 +112,13 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
     one standard deviation; cost: its range), each point labelled, and the Pareto front."""
     from matplotlib.ticker import FuncFormatter
 
+    markers = {case.family: case.marker for case in METHODS.values()}
     for family, group in table.groupby("family", sort=False):
         # the mean of equal values can round 1 ulp outside their range: no negative bar
         spread = [(group[cost] - group[f"{cost}_min"]).astype(float).clip(lower=0),
                   (group[f"{cost}_max"] - group[cost]).astype(float).clip(lower=0)]
         ax.errorbar(group[cost], 100 * group["test_acc"], xerr=spread, yerr=100 * group["test_acc_std"],
-                    fmt=FAMILY_MARKERS.get(family, "o"), markersize=7, capsize=2, linewidth=0.8, label=family)
+                    fmt=markers.get(family, "o"), markersize=7, capsize=2, linewidth=0.8, label=family)
         for _, row in group.iterrows():
             ax.annotate(row["method"] + ("" if row["setting"] == "-" else f" {row['setting']}"),
                         (row[cost], 100 * row["test_acc"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
@@ -192,15 +189,6 @@ def load_points(settings: dict, methods: list[str], seed: int):
     return points, data
 
 
-def flops_per_example(model_name: str, data):
-    """``per_example(density=1.0, init="ERK")``: the model's forward FLOPs per example
-    (``raypkg.models.flops``), dense, or each layer weighted by its density under ``init``."""
-    model = build_model(model_name, data.input_shape, data.num_classes)
-    layers = layer_flops(model, data.input_shape)
-    return lambda density=1.0, init="ERK": forward_flops(layers, None if density == 1 else
-                                                         layer_densities(model, density, init))
-
-
 def count_examples(point: Point, row: dict, summary: dict, data, per_example) -> dict:
     """``row`` with its case's examples seen and training FLOPs, and the share of noisy
     labels among a subset's picks."""
@@ -210,12 +198,6 @@ def count_examples(point: Point, row: dict, summary: dict, data, per_example) ->
         picked = np.asarray(summary["tables"]["selection.parquet"]["index"])
         row["noisy_share"] = float(np.isin(picked, data.noisy.numpy()).mean())
     return row
-
-
-def plot_deltagrad(table, ax) -> None:
-    labelled = table.assign(label=[f"delete {100 * r:g}%: acc {a:.3f} retrained / {b:.3f} DeltaGrad"
-                                   for r, a, b in zip(table["ratio"], table["acc_baseline"], table["acc_deltagrad"])])
-    hbar(labelled, ax, "label", ["time_baseline", "time_deltagrad"], "seconds")
 
 
 def count_options(func):

@@ -1,12 +1,11 @@
 """What every `effray bench` shares (timm's BenchmarkRunner): ``BenchRunner`` owns the
 threads, the untimed warm-up, the timed runs, the header and progress lines, the printed
 table and its files (Parquet, PNG, W&B); ``compare`` adds the speed-up and accuracy-delta
-columns against a warmed reference row. Also the flags and plots the benches share.
+columns against a warmed reference row. Also the flags the benches share.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -16,8 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from raypkg.cli_options import parse_numbers
-from raypkg.errors import UsageError, choose
+from raypkg.errors import UsageError
 from raypkg.paths import check_writable_dir
 
 SAVE_HELP = "Write the table as STEM.parquet and its plot as STEM.png. Default: runs/bench/NAME-TIME."
@@ -31,11 +29,6 @@ def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP, threads_h
         return click.option("--threads", type=int, default=threads, show_default=threads is not None,
                             help=threads_help)(func)
     return add
-
-
-def set_option(help: str):
-    """``--set KEY=VALUE``, repeatable (read by ``bench_settings``)."""
-    return click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help=help)
 
 
 @dataclass(frozen=True)
@@ -130,11 +123,31 @@ class BenchRunner:
         click.echo(f"  {label}: test_acc {row['test_acc']:.4f}, {row[seconds]:.1f}s{more}", err=True)
 
     def finish(self, frame, columns: list[str], formats: dict | None = None, printed=None, suffix: str = "",
-               **save) -> list[Path]:
-        """Print the ``columns`` of ``printed`` (default ``frame``), write ``frame`` as
-        STEM``suffix``.parquet with ``save_bench``'s ``save`` arguments; the files written."""
+               plot: Callable | None = None, title: str | None = None, panels: int | None = None,
+               extra: dict | None = None) -> list[Path]:
+        """Print the ``columns`` of ``printed`` (default ``frame``); write ``frame`` as
+        STEM+``suffix``.parquet, with ``plot`` its PNG beside it (``plot(frame, ax)``, or
+        ``plot(frame, axes)`` given a number of ``panels`` side by side), and each table of
+        ``extra`` (its suffix -> the table) as STEM+``suffix``+its suffix.parquet; print where,
+        and return the files written."""
+        from raypkg.paths import atomic_write
+        from raypkg.plots import figure, save_png
+        from raypkg.tracking.run import write_parquet
+
         print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
-        return save_bench(frame, self.stem.with_name(self.stem.name + suffix), **save)
+        stem = self.stem.with_name(self.stem.name + suffix)
+        written = [atomic_write(stem.with_name(stem.name + ".parquet"), lambda p: write_parquet(p, frame))]
+        if plot is not None:
+            fig, axes = figure(ncols=panels or 1, width=7.0 if panels is None else 6.0, height=4.2)
+            plot(frame, axes[0] if panels is None else axes)
+            if title:
+                axes[0].set_title(title)
+            written.append(save_png(fig, stem.with_name(stem.name + ".png")))
+        for more, table in (extra or {}).items():
+            written.append(atomic_write(stem.with_name(stem.name + more + ".parquet"),
+                                        lambda p, table=table: write_parquet(p, table)))
+        click.echo("saved: " + ", ".join(str(p) for p in written))
+        return written
 
     def log_wandb(self, mode: str, config: dict, tables: dict, images: dict) -> None:
         """The bench's tables and plots (name -> a DataFrame, a PNG) as a W&B run beside its files."""
@@ -177,90 +190,6 @@ def check_points(points: list[Point], data) -> None:
             p.recipe.check(p.cfg, data)
 
 
-# The counts where 0 means none (or, for threads, torch's default).
-MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "threads", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
-
-
-def check_bench_numbers(**values) -> None:
-    """Sizes and counts must be >= 1, those of MAY_BE_ZERO >= 0 (None: not given); fraction in (0, 1]."""
-    for name, value in values.items():
-        flag, least = "--" + name.replace("_", "-"), 0 if name in MAY_BE_ZERO else 1
-        if name == "fraction" and value is not None and not 0 < value <= 1:
-            raise UsageError(f"{flag} must be in (0, 1], got {value:g}")
-        if name != "fraction" and value is not None and value < least:
-            raise UsageError(f"{flag} must be >= {least}, got {value}")
-
-
-def once_each(values: list, flag: str) -> list:
-    """``values`` if none is repeated (a repeated item is one row twice, its reference
-    ambiguous), else a one-line UsageError."""
-    repeated = sorted({str(v) for v in values if values.count(v) > 1})
-    if repeated:
-        raise UsageError(f"{flag} names {', '.join(repeated)} more than once")
-    return values
-
-
-def number_list(text: str, flag: str, what: str, kind: type = float, minimum: float | None = None,
-                example: str = "0.05,0.01") -> list:
-    """Numbers of ``kind`` as the list flags take them (``--density 0.05,0.01``, ``--workers 1,2``),
-    each once, finite and at least ``minimum`` when given, else a one-line UsageError."""
-    try:
-        values = parse_numbers(text, kind)
-    except ValueError:
-        values = []
-    if not values or not all(math.isfinite(v) and (minimum is None or v >= minimum) for v in values):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise UsageError(f"{flag} takes comma-separated {what}{bound}, e.g. {example}; got {text!r}")
-    return once_each(values, flag)
-
-
-def name_list(text: str, flag: str, allowed=None, what: str = "name") -> list[str]:
-    """Comma-separated names, each once (and one of ``allowed`` when given), else a one-line UsageError."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise UsageError(f"{flag} takes comma-separated names, got {text!r}")
-    return once_each([choose(what, n, allowed) for n in names] if allowed is not None else names, flag)
-
-
-def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_flags: set[str] = frozenset()) -> dict:
-    """``--set KEY=VALUE`` pairs (values read as YAML) as config fields of ``allowed``; other
-    keys, and those the bench sets from its own flags or per row, are refused in one line."""
-    from raypkg.selection.commands import parse_options
-
-    extra = parse_options(pairs, "--set") or {}
-    unknown = sorted(set(extra) - allowed)
-    if unknown:
-        raise UsageError(f"--set: {', '.join(unknown)} is not a {what} setting (underscores for dashes)")
-    taken = sorted(set(extra) & own_flags)
-    if taken:
-        raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
-    return extra
-
-
-def save_bench(frame, path_stem: str | Path, plot: Callable | None = None, title: str | None = None,
-               panels: int | None = None, extra: dict | None = None) -> list[Path]:
-    """Write ``frame`` to ``<stem>.parquet``, with ``plot`` its PNG ``<stem>.png`` (``plot(frame,
-    ax)``, or ``plot(frame, axes)`` given a number of ``panels`` side by side), and each of ``extra``
-    (suffix -> a further table) to ``<stem><suffix>.parquet``; print where."""
-    from raypkg.paths import atomic_write
-    from raypkg.plots import figure, save_png
-    from raypkg.tracking.run import write_parquet
-
-    stem = Path(path_stem)
-    written = [atomic_write(stem.with_name(stem.name + ".parquet"), lambda p: write_parquet(p, frame))]
-    if plot is not None:
-        fig, axes = figure(ncols=panels or 1, width=7.0 if panels is None else 6.0, height=4.2)
-        plot(frame, axes[0] if panels is None else axes)
-        if title:
-            axes[0].set_title(title)
-        written.append(save_png(fig, stem.with_name(stem.name + ".png")))
-    for suffix, table in (extra or {}).items():
-        written.append(atomic_write(stem.with_name(stem.name + suffix + ".parquet"),
-                                    lambda p, table=table: write_parquet(p, table)))
-    click.echo("saved: " + ", ".join(str(p) for p in written))
-    return written
-
-
 def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | None = None) -> None:
     """Aligned columns; floats as 4 significant digits unless ``formats`` names a format, NaN as -."""
     def fmt(c, v):
@@ -271,33 +200,3 @@ def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | 
     widths = {c: max(len(c), *(len(fmt(c, r.get(c, ""))) for r in rows)) for c in columns}
     for cells in [{c: c for c in columns}] + [{c: fmt(c, r.get(c, "")) for c in columns} for r in rows]:
         click.echo("  ".join(cells[c].ljust(widths[c]) for c in columns))
-
-
-def accuracy_vs_seconds(frame, ax, *, seconds: str, by: list[str], label: Callable, xlabel: str) -> None:
-    """Test accuracy (%) against ``seconds`` (log axis): one marker and legend entry per group of
-    the columns ``by``, each point annotated with ``label(row)`` (an empty label: none)."""
-    for marker, (key, group) in zip(itertools.cycle("os^D*vP<>"), frame.groupby(by, sort=False)):
-        ax.scatter(group[seconds], 100 * group["test_acc"], marker=marker, s=40,
-                   label=" ".join(map(str, key if isinstance(key, tuple) else (key,))))
-        for _, row in group.iterrows():
-            if label(row):
-                ax.annotate(label(row), (row[seconds], 100 * row["test_acc"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-    ax.set(xscale="log", xlabel=xlabel, ylabel="test accuracy (%)")
-    ax.legend(fontsize=7)
-
-
-def hbar(frame, ax, label: str, columns: list[str], xlabel: str, log: bool = False) -> None:
-    """Horizontal bars of ``columns`` per row (labelled by ``label``): a side-by-side comparison."""
-    import numpy as np
-
-    rows = np.arange(len(frame))
-    height = 0.8 / max(len(columns), 1)
-    for i, column in enumerate(columns):
-        ax.barh(rows + i * height, frame[column].astype(float).to_numpy(), height=height, label=column)
-    ax.set_yticks(rows + height * (len(columns) - 1) / 2)
-    ax.set_yticklabels([str(v)[:48] for v in frame[label]], fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlabel=xlabel, xscale="log" if log else "linear")
-    if len(columns) > 1:
-        ax.legend(fontsize=8)

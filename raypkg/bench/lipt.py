@@ -19,13 +19,13 @@ import tempfile
 import click
 import pandas as pd
 
-from raypkg.bench.harness import (BenchRunner, Point, accuracy_vs_seconds, bench_options, bench_settings, check_points,
-                                  compare, name_list, number_list, set_option)
-from raypkg.cli_options import config_options
+from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
+from raypkg.cli_options import bench_settings, config_options, name_list, number_list, set_option
 from raypkg.engine.runner import TRAIN
 from raypkg.errors import UsageError
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
 from raypkg.lipt.recipe import LIPT, lipt_point
+from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig

@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar, name_list, number_list, timed
-from raypkg.cli_options import address_option
+from raypkg.bench.harness import BenchRunner, bench_options, timed
+from raypkg.cli_options import address_option, check_bench_numbers, name_list, number_list
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import PLACEMENTS, TrainConfig
@@ -31,6 +31,7 @@ from raypkg.engine.loop import evaluate, fit, seed_everything
 from raypkg.engine.ray_train import fit_on_ray_train
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
+from raypkg.plots import hbar
 from raypkg.recipe import load_data
 from raypkg.storage import check_storage, join, remove
 

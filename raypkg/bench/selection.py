@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raypkg.bench.harness import BenchRunner, bench_options, check_bench_numbers, hbar, name_list, timed
-from raypkg.cli_options import address_option, config_options
+from raypkg.bench.harness import BenchRunner, bench_options, timed
+from raypkg.cli_options import address_option, check_bench_numbers, config_options, name_list
 from raypkg.data.registry import load_dataset
 from raypkg.distributed.cluster import connect_ray
 from raypkg.distributed.shard_pool import ShardPool
@@ -30,6 +30,7 @@ from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
+from raypkg.plots import hbar
 from raypkg.selection import select
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.embeddings import EmbeddingKind, logit_gradients, logits_and_features

@@ -17,40 +17,34 @@ import statistics
 import click
 import pandas as pd
 
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, compare, name_list, number_list
-from raypkg.cli_options import config_options
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, compare
+from raypkg.cli_options import config_options, name_list, number_list
 from raypkg.errors import UsageError
 from raypkg.recipe import load_data
 from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
-from raypkg.sparse.recipe import SPARSE, SPARSE_METHODS, sparse_point
+from raypkg.sparse.recipe import (EPOCH_RATIO_TARGET, SPARSE, SPARSE_METHODS, TIME_RATIO_TARGET, agc_vs_plain,
+                                  epochs_to, sparse_point)
 
-EPOCH_RATIO_TARGET, TIME_RATIO_TARGET = 0.7, 1.5
 # The SparseConfig fields that are flags of this bench, with the bench's defaults.
 BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequency": 50, "train_size": 10000,
                   "test_size": 2000, "agc_gamma": 0.1, "agc_sample": None, "seed": 0}
 SIZED_ONLY = "Fixed-size datasets (digits) ignore it."
 
 
-def epochs_to(accuracies: list[float], target: float) -> int | None:
-    """1-based epoch at which the test accuracy first reaches ``target`` (None: never)."""
-    return next((i + 1 for i, acc in enumerate(accuracies) if acc >= target), None)
-
-
 def run_method(runner: BenchRunner, base, data, name: str, density: float, backend: str) -> dict:
     """One method's run of the sparse recipe (its config from the sparse bench case), in memory:
-    its per-epoch curves and final figures."""
+    its per-epoch curves (``acc``, ``epoch_s``: AGC's snapshot pass included) and its row's figures."""
     fields, sparse = dataclasses.asdict(base), SPARSE_METHODS[name][0]
     cfg = sparse_point(name, density, fields, dict(fields, sparse_backend=backend if sparse else "masked"), None)
-    cfg = cfg.resolved().validate()
-    summary = runner.run(SPARSE, cfg, data, key=(base.dataset, base.model, cfg.sparse_backend))
+    summary = runner.run(SPARSE, cfg.resolved().validate(), data, key=(base.dataset, base.model, cfg.sparse_backend))
     history = summary["rows"]
+    acc, epoch_s = [r["test_acc"] for r in history], [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history]
     run = {"setup": f"{base.dataset}/{base.model}", "method": name, "target_density": density if sparse else 1.0,
-           "backend": backend, "sparse_layers": len(summary.get("sparse_layers", [])),
-           "acc": [r["test_acc"] for r in history],
-           "epoch_s": [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history],
-           "agc_c": [r.get("agc_c") for r in history], "R_s": summary.get("R_s", 1.0), "density": summary["density"]}
-    click.echo(f"  {name} (density {run['target_density']:g}, {backend}): final acc {run['acc'][-1]:.4f}, "
-               f"{statistics.median(run['epoch_s']):.2f}s/epoch", err=True)
+           "backend": backend, "sparse_layers": len(summary.get("sparse_layers", [])), "s_per_epoch":
+           statistics.median(epoch_s), "final_acc": acc[-1], "best_acc": max(acc), "R_s": summary.get("R_s", 1.0),
+           "density": summary["density"], "agc_c_last": history[-1].get("agc_c"), "acc": acc, "epoch_s": epoch_s}
+    click.echo(f"  {name} (density {run['target_density']:g}, {backend}): final acc {acc[-1]:.4f}, "
+               f"{run['s_per_epoch']:.2f}s/epoch", err=True)
     return run
 
 
@@ -103,9 +97,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
     if target is None and "dense" not in names:
         raise UsageError("without --target the dense run sets it: include dense in --methods")
     backend_list = name_list(backends, "--backends", SPARSE_BACKENDS, "sparse backend")
-    density_list = number_list(densities, "--density", "densities in (0, 1]")
-    if not all(0 < d <= 1 for d in density_list):
-        raise UsageError(f"--density takes densities in (0, 1], got {densities!r}")
+    density_list = number_list(densities, "--density", "densities", unit=True)
     bases = []
     for item in name_list(setups, "--setups"):
         dataset, sep, model = item.partition(":")
@@ -130,26 +122,15 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         runs += these
     by = {(r["setup"], r["method"], r["target_density"], r["backend"]): r for r in runs}
     rows = []
-    for (setup, name, density, backend), run in by.items():
-        rows.append(row := {
-            "setup": setup, "method": name, "target_density": density, "backend": backend,
-            "sparse_layers": run["sparse_layers"], "target": targets[setup],
-            "epochs_to_target": epochs_to(run["acc"], targets[setup]), "s_per_epoch": statistics.median(run["epoch_s"]),
-            "final_acc": run["acc"][-1], "best_acc": max(run["acc"]), "R_s": run["R_s"], "density": run["density"],
-            "agc_c_last": run["agc_c"][-1]})
-        plain = by.get((setup, name.removeprefix("A-"), density, backend)) if name.startswith("A-") else None
-        if plain is None:
-            continue
-        row["time_vs_plain"] = row["s_per_epoch"] / statistics.median(plain["epoch_s"])
-        # A target every density can reach: --target-of-dense x the plain version's best.
-        row["pair_target"] = target_of_dense * max(plain["acc"])
-        row["epochs_to_pair_target"] = epochs_to(run["acc"], row["pair_target"])
-        row["plain_epochs_to_pair_target"] = epochs_to(plain["acc"], row["pair_target"])
-        plain_epochs = epochs_to(plain["acc"], targets[setup])
-        if row["epochs_to_target"] is not None and plain_epochs is not None:
-            row["epochs_vs_plain"] = row["epochs_to_target"] / plain_epochs
-            row["meets_paper_target"] = bool(row["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
-                                             and row["time_vs_plain"] <= TIME_RATIO_TARGET)
+    for run in runs:  # columns: the run's labels, its target, its figures, then an AGC run's against its plain one
+        target = targets[run["setup"]]
+        row = {k: run[k] for k in ("setup", "method", "target_density", "backend", "sparse_layers")}
+        row.update(target=target, epochs_to_target=epochs_to(run["acc"], target), **{
+            k: run[k] for k in ("s_per_epoch", "final_acc", "best_acc", "R_s", "density", "agc_c_last")})
+        plain = by.get((run["setup"], run["method"].removeprefix("A-"), run["target_density"], run["backend"]))
+        if run["method"].startswith("A-") and plain is not None:
+            row.update(agc_vs_plain(run, plain, target, target_of_dense))
+        rows.append(row)
     table = pd.DataFrame(rows)
     for column, reference, keys in (("x_vs_masked", table.backend == "masked", ["setup", "method", "target_density"]),
                                     ("x_vs_dense", table.method == "dense", ["setup"])):

@@ -148,4 +148,4 @@ def crest_examples(cfg: CrestConfig, summary: dict, n: int, per_example) -> tupl
     return seen, seen * per_example()
 
 
-register_case(BenchCase("crest", "crest", ("crest",), "fractions", crest_point, crest_examples))
+register_case(BenchCase("crest", "crest", ("crest",), "fractions", crest_point, crest_examples, marker="D"))

@@ -94,18 +94,21 @@ def train_and_cache(run: Run) -> None:
     """Plain SGD (GD) from the seeded w_0, caching w_t, g_t, lr_t and the batch order in
     RUN/trajectory (what Algorithm 1 of Wu et al. 2020 replays); then each epoch's test
     metrics, and the final w*'s as the run's."""
-    from raypkg.deltagrad.workload import train_trajectory
+    import sys
+
+    from raypkg.deltagrad.workload import epoch_metrics, instability_warning, train_trajectory
 
     cfg, wl = run.cfg, run.data
     with run_folder(run) as folder:
         with exact_gradients(cfg, wl, cfg.batch_size or wl.n) as grads, run.sink.phase("train"):
             traj = train_trajectory(cfg, wl, folder / "trajectory", grads, progress=cfg.progress)
         with run.sink.phase("eval"):
-            h = traj.header
-            for epoch in range(h.epochs + 1):
-                metrics = wl.evaluate(traj.w[epoch * h.steps_per_epoch].to(run.device))
+            h, per_epoch = traj.header, epoch_metrics(traj, wl, run.device)
+            for epoch, metrics in enumerate(per_epoch):
                 run.sink.log_metrics({"epoch": epoch, "lr": h.lrs[min(epoch, h.epochs - 1) * h.steps_per_epoch],
                                       "test_acc": metrics["acc"], "test_loss": metrics["loss"]})
+        if instability_warning(per_epoch):
+            print(instability_warning(per_epoch), file=sys.stderr, flush=True)
         traj.finish()
         run.note(test_acc=metrics["acc"], test_loss=metrics["loss"], steps=h.steps, num_params=h.p,
                  n_train=h.n_members, n_holdout=len(traj.holdout), device=str(run.device), dtype=h.dtype,
@@ -321,6 +324,15 @@ def deltagrad_table(rows: list[dict]):
     table["speedup_std"] = groups["speedup"].std(ddof=1).fillna(0.0).to_numpy()
     table["seeds"] = groups.size().to_numpy()
     return table
+
+
+def plot_deltagrad(table, ax) -> None:
+    """The panel's seconds per deletion ratio: retraining from scratch beside DeltaGrad."""
+    from raypkg.plots import hbar
+
+    labelled = table.assign(label=[f"delete {100 * r:g}%: acc {a:.3f} retrained / {b:.3f} DeltaGrad"
+                                   for r, a, b in zip(table["ratio"], table["acc_baseline"], table["acc_deltagrad"])])
+    hbar(labelled, ax, "label", ["time_baseline", "time_deltagrad"], "seconds")
 
 
 def actor_rows(wl, actors: int, n: int) -> None:

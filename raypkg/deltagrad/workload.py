@@ -135,3 +135,20 @@ def train_trajectory(cfg: DeltaGradConfig, wl: Workload, path: Path, grads,
     replay(traj.plan(), header.lrs, wl.w0, cfg.weight_decay, grads, record=traj, progress=progress,
            desc="train")
     return traj
+
+
+def epoch_metrics(traj: Trajectory, wl: Workload, device) -> list[dict]:
+    """``wl``'s test metrics of the cached run's w_0 and of its weights after each epoch."""
+    k = traj.header.steps_per_epoch
+    return [wl.evaluate(traj.w[epoch * k].to(device)) for epoch in range(traj.header.epochs + 1)]
+
+
+def instability_warning(metrics: list[dict]) -> str | None:
+    """A warning when the test loss of ``epoch_metrics`` rises by over 1% in an epoch: DeltaGrad's
+    quasi-Newton steps cannot follow a run that SGD's learning rate makes unstable."""
+    rises = [e for e in range(1, len(metrics)) if metrics[e]["loss"] > 1.01 * metrics[e - 1]["loss"]]
+    if not rises:
+        return None
+    return (f"warning: the test loss rises at epoch(s) {rises[:5]}: SGD is unstable at this learning rate, and "
+            f"DeltaGrad's quasi-Newton steps cannot follow an unstable run (on standardised digits-aug, lr 0.01 "
+            f"behaves like the paper's 0.1 on [0, 1] MNIST pixels)")

@@ -97,16 +97,17 @@ def _wait_until_answers(address: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-def connect_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
     """Join the cluster at ``address`` (default: ``--address``, else RAY_ADDRESS), or start
     a private local Ray with ``num_cpus`` CPUs (default: EFFRAY_RAY_NUM_CPUS if set, else
-    all of this machine's)."""
+    all of this machine's), unless this process is connected already; the address of its
+    Ray (for another process to join)."""
     import logging
 
     import ray
 
     if ray.is_initialized():
-        return
+        return ray.get_runtime_context().gcs_address
     _quiet_ray()
     # Every worker's progress line is its own: Ray's log dedup merged "shard 3/10 done" and
     # "shard 7/10 done" into one line "[repeated 8x]".
@@ -133,6 +134,7 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> None
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      dashboard_port=port, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: started a private local Ray with {_cpus():g} CPUs", flush=True)
+    return ray.get_runtime_context().gcs_address
 
 
 def _free_port() -> int:

@@ -31,5 +31,5 @@ def dense_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]
     return cfg.epochs * n, cfg.epochs * n * per_example()
 
 
-register_case(BenchCase("full", "train", ("full",), None, examples=dense_examples,
+register_case(BenchCase("full", "train", ("full",), None, examples=dense_examples, marker="s",
                         config=lambda method, value, s, common, n: TrainConfig(**common)))

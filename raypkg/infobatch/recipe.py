@@ -34,4 +34,4 @@ def infobatch_examples(cfg: InfoBatchConfig, summary: dict, n: int, per_example)
 
 register_case(BenchCase("infobatch", "infobatch", ("infobatch",), None,
                         config=lambda method, value, s, common, n: InfoBatchConfig(**common),
-                        examples=infobatch_examples))
+                        examples=infobatch_examples, marker="P"))

@@ -42,4 +42,5 @@ def lipt_examples(cfg: LiptConfig, summary: dict, n: int, per_example) -> tuple[
     return pre + train, pre * per_example(cfg.density, cfg.sparse_init) + train * per_example()
 
 
-register_case(BenchCase("lipt", "lipt", ("lipt-grand", "lipt-glister"), "fractions", lipt_point, lipt_examples))
+register_case(BenchCase("lipt", "lipt", ("lipt-grand", "lipt-glister"), "fractions", lipt_point, lipt_examples,
+                        marker="*"))

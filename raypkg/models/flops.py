@@ -50,3 +50,16 @@ def forward_flops(flops: dict[str, float], densities: dict[str, float] | None = 
     not named there is dense)."""
     densities = densities or {}
     return sum(f * densities.get(name, 1.0) for name, f in flops.items())
+
+
+def flops_per_example(model_name: str, data):
+    """``per_example(density=1.0, init="ERK")``: the forward FLOPs per example of the model
+    ``model_name`` on ``data``, dense, or each layer weighted by its density under ``init``
+    (``raypkg.sparse.masks.layer_densities``)."""
+    from raypkg.models.registry import build_model
+    from raypkg.sparse.masks import layer_densities
+
+    model = build_model(model_name, data.input_shape, data.num_classes)
+    layers = layer_flops(model, data.input_shape)
+    return lambda density=1.0, init="ERK": forward_flops(layers, None if density == 1 else
+                                                         layer_densities(model, density, init))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import click
-import yaml
 
-from raypkg.cli_options import config_file_option, config_options, echo_run_directory
-from raypkg.errors import UsageError
+from raypkg.cli_options import config_file_option, config_options, echo_run_directory, parse_options
 
 
 def selection_options(func):
@@ -17,19 +15,6 @@ def selection_options(func):
                         help="Method option, repeatable, e.g. --option eta=0.05 (glister), --option lam=1 "
                              "(gradmatch).")(func)
     return config_file_option(config_options(CoresetConfig)(func))
-
-
-def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict | None:
-    """``("eta=0.05", "batch=4")`` -> ``{"eta": 0.05, "batch": 4}`` (values read as YAML)."""
-    if not pairs:
-        return None
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} takes KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
 
 
 def resolve(config_file: str | None, flags: dict, cls: type | None = None):

@@ -160,12 +160,12 @@ def coreset_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> 
 
 register_case(BenchCase("uniform", "coreset", ("rs2", "uniform"), "fractions", coreset_point, coreset_examples))
 register_case(BenchCase("deepcore", "coreset", ("grand", "glister", "craig"), "fractions", coreset_point,
-                        coreset_examples))
+                        coreset_examples, marker="^"))
 # DeepCore's other selectors: the frontier runs them when --methods names them
 register_case(BenchCase("deepcore", "coreset", ("el2n", "least-confidence", "entropy", "margin", "herding", "kcenter",
                                                 "contextual-diversity", "facility-location", "graphcut", "logdet",
                                                 "forgetting", "cal", "deepfool"),
-                        "fractions", coreset_point, coreset_examples, default=False))
+                        "fractions", coreset_point, coreset_examples, default=False, marker="^"))
 
 
 CORDS_KAPPA = 0.5  # the warm start of CORDS's warm configs (kappa)

@@ -104,4 +104,32 @@ def sparse_examples(cfg: SparseConfig, summary: dict, n: int, per_example) -> tu
     return seen, (seen + agc) * per_example(cfg.density, cfg.sparse_init)
 
 
-register_case(BenchCase("sparse", "sparse", ("rigl-itop", "a-rigl-itop"), "densities", sparse_point, sparse_examples))
+# The AGC claim (Lei et al. 2024): the target in <= 70% of the plain method's epochs at <= 1.5x its time per epoch.
+EPOCH_RATIO_TARGET, TIME_RATIO_TARGET = 0.7, 1.5
+
+
+def epochs_to(accuracies: list[float], target: float) -> int | None:
+    """1-based epoch at which the test accuracy first reaches ``target`` (None: never)."""
+    return next((i + 1 for i, acc in enumerate(accuracies) if acc >= target), None)
+
+
+def agc_vs_plain(run: dict, plain: dict, target: float, target_of_dense: float) -> dict:
+    """An AGC run against its plain method's (each: per-epoch ``acc`` and ``epoch_s``): the
+    time per epoch and the epochs to ``target`` as ratios, whether that meets the claim, and
+    the epochs to a target every density can reach (``target_of_dense`` x the plain best)."""
+    import statistics
+
+    out = {"time_vs_plain": statistics.median(run["epoch_s"]) / statistics.median(plain["epoch_s"]),
+           "pair_target": target_of_dense * max(plain["acc"])}
+    out["epochs_to_pair_target"] = epochs_to(run["acc"], out["pair_target"])
+    out["plain_epochs_to_pair_target"] = epochs_to(plain["acc"], out["pair_target"])
+    ours, theirs = epochs_to(run["acc"], target), epochs_to(plain["acc"], target)
+    if ours is not None and theirs is not None:
+        out["epochs_vs_plain"] = ours / theirs
+        out["meets_paper_target"] = bool(out["epochs_vs_plain"] <= EPOCH_RATIO_TARGET
+                                         and out["time_vs_plain"] <= TIME_RATIO_TARGET)
+    return out
+
+
+register_case(BenchCase("sparse", "sparse", ("rigl-itop", "a-rigl-itop"), "densities", sparse_point, sparse_examples,
+                        marker="v"))
