@@ -341,6 +341,19 @@ SAYS = [
     (S + ["--actors", "1000", *MARKS], "--actors 1000 needs 0.05 CPU per actor"),
     (["report", "{out}/null-wall"], "wall_s is null, not a number of seconds"),
     (["report", "{out}/word-acc"], 'test_acc is "high", not a number'),
+    # the benches' list flags, each refused before any data is loaded or anything trains
+    (B + ["frontier", "--methods", "rs2,rs2"], "--methods names rs2 more than once"),  # crashed after all the training
+    (B + ["frontier", "--fractions", "0.1,0.1"], "--fractions names 0.1 more than once"),
+    (B + ["frontier", "--methods", ","], "--methods takes comma-separated names"),  # ran only the full-data row
+    (B + ["frontier", "--lr", "0.1,0.2"], "--lr takes one value here"),  # named --lrlen, which frontier lacks
+    (B + ["crest", "--datasets", ","], "--datasets takes comma-separated names"),  # a KeyError traceback
+    (B + ["crest", "--fracs", "0.1,0.1"], "--fracs names 0.1 more than once"),
+    (B + ["coreset", "--methods", "grand,grand"], "--methods names grand more than once"),
+    (B + ["lipt", "--merge", "zeros,zeros"], "--merge names zeros more than once"),
+    (B + ["sparse", "--setups", "digits:mlp,digits:mlp"], "--setups names digits:mlp more than once"),
+    (B + ["overhead", "--workers", "1,1"], "--workers names 1 more than once"),
+    (B + ["data", "--modes", ","], "--modes takes comma-separated names"),
+    (B + ["sparse", "--density", "0.05,1.5"], "--density takes comma-separated densities in (0, 1]"),
 ]
 
 

@@ -57,6 +57,14 @@ def test_train_writes_a_complete_cache(run_dir):
     assert len(pd.read_parquet(run_dir / "metrics.parquet")) == header["epochs"] + 1
 
 
+def test_train_warns_when_its_test_loss_rises_and_only_then(tmp_path):
+    """DeltaGrad's quasi-Newton steps cannot follow an unstable run: `unlearn train` says so."""
+    base = ["train", "--dataset", "digits", "--model", "logreg", "--epochs", "2", "--no-progress", "--out", tmp_path]
+    stable, unstable = (invoke(*base, "--lr", lr, "--name", f"lr{lr}") for lr in ("0.05", "5"))
+    assert stable.exit_code == unstable.exit_code == 0 and stable.stderr == ""
+    assert unstable.stderr.startswith("warning: the test loss rises at epoch(s) [1]: SGD is unstable")
+
+
 def test_delete_and_add_print_and_save_the_comparison(run_dir):
     before = snapshot(run_dir)
     result = invoke("delete", run_dir, "--ratio", "0.01", "--init", "6", "--name", "del")
