@@ -107,8 +107,8 @@ def train_and_cache(run: Run) -> None:
             for epoch, metrics in enumerate(per_epoch):
                 run.sink.log_metrics({"epoch": epoch, "lr": h.lrs[min(epoch, h.epochs - 1) * h.steps_per_epoch],
                                       "test_acc": metrics["acc"], "test_loss": metrics["loss"]})
-        if instability_warning(per_epoch):
-            print(instability_warning(per_epoch), file=sys.stderr, flush=True)
+        if warning := instability_warning(per_epoch):
+            print(warning, file=sys.stderr, flush=True)
         traj.finish()
         run.note(test_acc=metrics["acc"], test_loss=metrics["loss"], steps=h.steps, num_params=h.p,
                  n_train=h.n_members, n_holdout=len(traj.holdout), device=str(run.device), dtype=h.dtype,
