@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from raypkg.cli_options import EffrayGroup, address_option, parse_options, print_summary, set_option, train_options
+from raypkg.cli_options import (EffrayGroup, address_option, parse_options, print_summary, set_option, train_options,
+                                wandb_option)
 from raypkg.storage import default_storage
 
 
@@ -136,7 +137,7 @@ def report(run_dirs, save, plot, no_plot):
 @click.option("--search", type=click.Choice(["random", "grid"]), help="Search algorithm (overrides the space).")
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")
 @click.option("--out", default="runs", show_default=True, help="Where the tune results go.")
-@click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True)
+@wandb_option("W&B mode of every trial's run.")
 @set_option("Replace a base value of the space, repeatable, e.g. --set epochs=5 --set dataset=digits-aug.")
 @click.option("--storage", default=default_storage, show_default="$EFFRAY_STORAGE if set",
               help="Shared path or URI (file://, s3://, gs://, hdfs://) for the trials; needed on a cluster "

@@ -1,4 +1,5 @@
-"""Shared click options: training flags that mirror TrainConfig, list-valued flags and their checks."""
+"""Shared click options (training flags that mirror TrainConfig, list-valued flags and their
+checks, --set, --wandb) and what the commands print."""
 
 from __future__ import annotations
 
@@ -258,26 +259,6 @@ def train_options(func):
     return address_option(config_file_option(config_options(TrainConfig)(func)))
 
 
-def print_summary(summary: dict) -> None:
-    """A run's summary in two lines: accuracy, wall time and phases; its run directory."""
-    phases = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("phases", {}).items())
-    if "epochs_s" in summary:
-        phases += f"; in epochs {summary['epochs_s']:.1f}s, outside them {summary['overhead_s']:.1f}s"
-    acc = summary.get("test_acc")
-    click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
-               f"test_acc {acc:.4f}  wall {summary['wall_s']:.1f}s  ({phases})" if acc is not None
-               else f"{summary['method']}: wall {summary['wall_s']:.1f}s ({phases})")
-    echo_run_directory(summary)
-
-
-def echo_run_directory(summary: dict) -> None:
-    """The last line of a run's output, its run directory; before it, with --storage, where
-    the run directory was copied."""
-    if summary.get("storage"):
-        click.echo(f"copied to storage: {summary['storage']}")
-    click.echo(f"run directory: {summary['run_dir']}")
-
-
 def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict | None:
     """``("eta=0.05", "batch=4")`` -> ``{"eta": 0.05, "batch": 4}`` (values read as YAML)."""
     import yaml
@@ -309,3 +290,42 @@ def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_fla
     if taken:
         raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
     return extra
+
+
+def wandb_option(help: str):
+    """``--wandb offline|online|disabled`` (default offline: never a prompt for a key)."""
+    from raypkg.tracking.wandb_logger import WANDB_MODES
+
+    return click.option("--wandb", type=click.Choice(WANDB_MODES), default="offline", show_default=True, help=help)
+
+
+def print_summary(summary: dict) -> None:
+    """A run's summary in two lines: accuracy, wall time and phases; its run directory."""
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("phases", {}).items())
+    if "epochs_s" in summary:
+        phases += f"; in epochs {summary['epochs_s']:.1f}s, outside them {summary['overhead_s']:.1f}s"
+    acc = summary.get("test_acc")
+    click.echo(f"{summary['method']} {summary['dataset']}/{summary['model']}: "
+               f"test_acc {acc:.4f}  wall {summary['wall_s']:.1f}s  ({phases})" if acc is not None
+               else f"{summary['method']}: wall {summary['wall_s']:.1f}s ({phases})")
+    echo_run_directory(summary)
+
+
+def echo_run_directory(summary: dict) -> None:
+    """The last line of a run's output, its run directory; before it, with --storage, where
+    the run directory was copied."""
+    if summary.get("storage"):
+        click.echo(f"copied to storage: {summary['storage']}")
+    click.echo(f"run directory: {summary['run_dir']}")
+
+
+def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | None = None) -> None:
+    """Aligned columns; floats as 4 significant digits unless ``formats`` names a format, NaN as -."""
+    def fmt(c, v):
+        if v is None or isinstance(v, float) and math.isnan(v):
+            return "-"
+        return format(v, (formats or {}).get(c, ".4g")) if isinstance(v, float) else str(v)
+
+    widths = {c: max(len(c), *(len(fmt(c, r.get(c, ""))) for r in rows)) for c in columns}
+    for cells in [{c: c for c in columns}] + [{c: fmt(c, r.get(c, "")) for c in columns} for r in rows]:
+        click.echo("  ".join(cells[c].ljust(widths[c]) for c in columns))

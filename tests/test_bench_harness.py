@@ -1,9 +1,10 @@
 """The benchmark harness (``raypkg.bench.harness``): ratios against a reference row, one
-warm-up per recipe before any timed run, and the list flags' parsing (the benches' bad
-input is in test_bad_input.py's table)."""
+warm-up per recipe before any timed run, each table's W&B run, and the list flags' parsing
+(the benches' bad input is in test_bad_input.py's table)."""
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ import pytest
 from raypkg.bench.harness import BenchRunner, compare
 from raypkg.cli_options import name_list, number_list
 from raypkg.errors import UsageError
+from raypkg.plots import hbar
 
 
 def test_compare_divides_by_the_reference_with_the_same_keys_and_nothing_else():
@@ -50,3 +52,38 @@ def test_the_runner_warms_each_recipe_up_once_before_its_first_timed_run(tmp_pat
     runner.run(recipe, cfg, data=None)
     runner.run(recipe, cfg, data=None, key="other backend")
     assert runs == [1, 5, 5, 1, 5]  # an untimed one-epoch run before the first of each (recipe, key)
+
+
+def logged(run, kind: str, bench: str) -> dict:
+    """What a W&B offline run logged under ``bench/``: key -> its media file (kind: table, images)."""
+    return {p.name.rsplit("_", 2)[0]: p for p in (run / "files" / "media" / kind / bench).iterdir()}
+
+
+def test_each_table_is_one_wandb_run_with_its_tables_and_plots(tmp_path, monkeypatch):
+    for var, value in (("WANDB_MODE", "offline"), ("WANDB_SILENT", "true")):
+        monkeypatch.setenv(var, value)  # the runner sets them for its process; put back after the test
+    monkeypatch.delenv("EFFRAY_WANDB_MODE", raising=False)
+    frame = pd.DataFrame({"method": ["full", "uniform"], "total_s": [2.0, 1.0], "test_acc": [0.9, 0.8]})
+    summary = frame.assign(seeds=3)
+    runner = BenchRunner("coreset", str(tmp_path / "b"), wandb="offline")
+    written = runner.finish(frame, list(frame.columns), extra={"-summary": summary},
+                            plot=lambda f, ax: hbar(f, ax, "method", ["total_s"], "seconds"))
+    assert [p.name for p in written] == ["b.parquet", "b.png", "b-summary.parquet"]
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    tables = logged(run, "table", "coreset")
+    assert set(tables) == {"table", "summary"}
+    for key, table in (("table", frame), ("summary", summary)):
+        content = json.loads(tables[key].read_text())
+        assert content["columns"] == list(table.columns) and content["data"] == table.values.tolist()
+    assert set(logged(run, "images", "coreset")) == {"plot"}
+    BenchRunner("coreset", str(tmp_path / "quiet"), wandb="disabled").finish(frame, list(frame.columns))
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1  # disabled: no W&B run
+
+
+def test_wandb_online_without_a_key_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no W&B settings, no netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # put back after the test
+    with pytest.raises(UsageError, match="^--wandb online needs a W&B API key"):
+        BenchRunner("coreset", str(tmp_path / "b"), wandb="online")
+    assert list(tmp_path.iterdir()) == []

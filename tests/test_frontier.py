@@ -141,7 +141,11 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     for png in (f"{stem}.png", f"{stem}-flops.png"):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert list(stem.parent.glob("wandb/offline-run-*")), "W&B offline run missing"
+    (run,) = stem.parent.glob("wandb/offline-run-*")  # one W&B run: both tables, both plots
+    media = run / "files" / "media"
+    assert {p.name.rsplit("_", 2)[0] for p in (media / "table" / "frontier").iterdir()} == {"table", "summary"}
+    assert {p.name.rsplit("_", 2)[0] for p in (media / "images" / "frontier").iterdir()} == {"plot",
+                                                                                           "accuracy_vs_flops"}
     header = next(line for line in output.splitlines() if line.startswith("family"))
     assert header.split() == TABLE_COLUMNS  # the printed table: the summary's columns it names
 

@@ -42,7 +42,7 @@ COLUMNS = ["fraction", "method", "weighting", "pretrain_s", "selection_s", "trai
               help="Comma-separated selection methods, each optionally with config fields (weighting, weight_cap) "
                    "or selector options: NAME:KEY=VALUE;KEY=VALUE.")
 @bench_options()
-def coreset(fractions, methods, repeats, save, threads, **flags):
+def coreset(fractions, methods, repeats, save, threads, wandb, **flags):
     """Full data vs RS2, uniform, GraNd, Glister, GradMatch, CRAIG at each fraction: accuracy and phase times.
 
     \b
@@ -58,7 +58,7 @@ def coreset(fractions, methods, repeats, save, threads, **flags):
         cfg = coreset_point(spec, f, {**flags, "repeats": repeats}, common, None).resolved().validate()
         labels = {"fraction": f, "method": spec, "weighting": cfg.weighting}
         points.append(Point(f"{spec} @{f:g}", CORESET, cfg, labels))
-    runner = BenchRunner("coreset", save, threads)
+    runner = BenchRunner("coreset", save, threads, wandb)
     data = load_data(base)
     check_points(points, data)
     runner.header(f"stages on {base.dataset}", data, model=base.model, epochs=base.epochs,

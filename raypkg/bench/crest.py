@@ -51,7 +51,7 @@ NOT_DIGITS = "Not applied to digits (fixed size)."
             "--set approx_moment=false --set hessian_probes=2.")
 @bench_options()
 @address_option
-def crest_bench(datasets, optimizers, fracs, double_step, settings, threads, save, **flags):
+def crest_bench(datasets, optimizers, fracs, double_step, settings, threads, save, wandb, **flags):
     """none vs random vs CREST at each train_frac and optimizer: wall seconds, steps, regions, test accuracy.
 
     \b
@@ -78,7 +78,7 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, threads, sav
     extra = bench_settings(settings, {x.name for x in dataclasses.fields(CrestConfig)}, "CREST",
                            own_flags={*common("digits", "paper"), "selection_method", "reference_double_step",
                                       "train_frac"})
-    runner = BenchRunner("crest", save, threads)
+    runner = BenchRunner("crest", save, threads, wandb)
 
     def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float) -> CrestConfig:
         return crest_point(method, frac, f, {**common(dataset, optimizer), **extra}, n).resolved().validate()

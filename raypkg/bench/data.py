@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, timed
-from raypkg.cli_options import check_bench_numbers, name_list, number_list
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, WANDB_HELP, timed
+from raypkg.cli_options import check_bench_numbers, name_list, number_list, wandb_option
 from raypkg.data.digit_tree import VAL_PER_CLASS, write_trees
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
@@ -105,7 +105,9 @@ def plot_memory_and_speed(frame, ax) -> None:
 @click.option("--work-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the image trees (default: a temporary directory, removed after).")
 @click.option("--save", help=SAVE_HELP)
-def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, decode_blocks, seed, work_dir, save):
+@wandb_option(WANDB_HELP)
+def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, decode_blocks, seed, work_dir, save,
+               wandb):
     """In-memory vs streamed (Ray Data) ImageFolder data at growing sizes: peak memory of
     the driver and of each Ray Train worker, training images per second.
 
@@ -132,7 +134,7 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
     cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
                       lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
                       max_failures=0).resolved().validate()
-    runner = BenchRunner("data", save)
+    runner = BenchRunner("data", save, wandb=wandb)
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="effray-bench-data-"))
     if work_dir:
         if root.is_dir() and any(root.iterdir()):

@@ -80,7 +80,7 @@ def parse_hypers(text: str) -> list[tuple[int, int, int]]:
 @bench_options(threads=None)
 @address_option
 def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init, gd_ratio, mlp, online_requests,
-                    online_baseline_every, actors, repeat, threads, out, save, **run_flags):
+                    online_baseline_every, actors, repeat, threads, out, save, wandb, **run_flags):
     """DeltaGrad vs the baseline retrain: deletion, addition, GD, MLP, online.
 
     Training flags default to the paper's MNIST setting on digits-aug: digits-aug, pixels
@@ -104,7 +104,7 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
         raise UsageError(f"--add-ratio must be in [0, 1), got {add_ratio:g}")
     if out:
         check_writable_dir(out, "--out")
-    runner = BenchRunner("deltagrad", save, threads)
+    runner = BenchRunner("deltagrad", save, threads, wandb)
     device = pick_device(None)
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="effray-bench-deltagrad-"))
     splits = load_dataset(run.dataset, flat=True, seed=run.seed, train_size=run.train_size, test_size=run.test_size,

@@ -34,7 +34,6 @@ from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.plots import figure, save_png
 from raypkg.recipe import load_cases, load_data, load_recipes
 from raypkg.selection.cache import SelectionCache
-from raypkg.tracking.wandb_logger import use_wandb_mode
 
 # method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe); "full"
 # always runs (it is every ratio's reference).
@@ -229,8 +228,6 @@ def count_options(func):
                    "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
-@click.option("--wandb", type=click.Choice(["offline", "online", "disabled"]), default="offline", show_default=True,
-              help="W&B mode of the bench's run (the tables and both plots), under the --save directory.")
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
@@ -254,8 +251,7 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
     if panels:
         deltagrad_configs(settings, seed=0)
     check_address_used(workers > 0)
-    use_wandb_mode(wandb)
-    runner = BenchRunner("frontier", save, threads)
+    runner = BenchRunner("frontier", save, threads, wandb)
     rows, deltagrad_rows = [], []
     with tempfile.TemporaryDirectory(prefix="effray-frontier-") as scratch:
         cache = SelectionCache(scratch)  # warm-ups, shard models, selections: keyed by config, seed included
@@ -270,29 +266,24 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
             if panels:
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
     frame = add_deltas(pd.DataFrame(rows))
-    save_results(runner, frame, aggregate(frame), settings, setup, wandb,
-                 deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
+    save_results(runner, frame, aggregate(frame), settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
 
 
-def save_results(runner: BenchRunner, frame, table, settings: dict, setup: str, wandb_mode: str, panel) -> None:
+def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> None:
     """The summary printed; STEM.parquet (rows), STEM.png (accuracy vs seconds),
     STEM-summary.parquet (means), STEM-flops.png (accuracy vs FLOPs), with --add deltagrad
-    STEM-deltagrad.parquet and .png; the tables and plots to W&B."""
+    STEM-deltagrad.parquet and .png; each table with its plots to W&B."""
     stem, title = runner.stem, f"{settings['dataset']}/{settings['model']}, label noise {settings['label_noise']:g}"
     shown = [c for c in TABLE_COLUMNS if c in table.columns and not (c == "noisy_share" and table[c].isna().all())]
-    written = runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f"}, printed=table,
-                            title=f"{title}: accuracy vs end-to-end seconds", extra={"-summary": table},
-                            plot=lambda _, ax: plot_frontier(table, ax, "e2e_s", "end-to-end seconds"))
     fig, (ax,) = figure(width=7.0, height=4.2)
     plot_frontier(table, ax, "flops", "training FLOPs")
     ax.set_title(f"{title}: accuracy vs training FLOPs")
-    images = {"accuracy_vs_seconds": written[1],
-              "accuracy_vs_flops": save_png(fig, stem.with_name(stem.name + "-flops.png"))}
-    tables = {"rows": frame, "summary": table}
+    flops = save_png(fig, stem.with_name(stem.name + "-flops.png"))
+    runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f"}, printed=table,
+                  title=f"{title}: accuracy vs end-to-end seconds", extra={"-summary": table},
+                  plot=lambda _, ax: plot_frontier(table, ax, "e2e_s", "end-to-end seconds"),
+                  images={"accuracy_vs_flops": flops})
     if panel is not None:
         click.echo("\n# DeltaGrad vs retraining from scratch after deleting a random fraction of the training set")
-        images["deltagrad"] = runner.finish(panel, DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"},
-                                            suffix="-deltagrad", plot=plot_deltagrad,
-                                            title="DeltaGrad vs retraining after a deletion")[1]
-        tables["deltagrad"] = panel
-    runner.log_wandb(wandb_mode, {"setup": setup, **settings}, tables, images)
+        runner.finish(panel, DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"}, suffix="-deltagrad",
+                      plot=plot_deltagrad, title="DeltaGrad vs retraining after a deletion")

@@ -1,12 +1,11 @@
 """What every `effray bench` shares (timm's BenchmarkRunner): ``BenchRunner`` owns the
 threads, the untimed warm-up, the timed runs, the header and progress lines, the printed
-table and its files (Parquet, PNG, W&B); ``compare`` adds the speed-up and accuracy-delta
-columns against a warmed reference row. Also the flags the benches share.
+table and its files (Parquet, PNG) and W&B run; ``compare`` adds the speed-up and
+accuracy-delta columns against a warmed reference row. Also the flags the benches share.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,15 +16,18 @@ import click
 
 from raypkg.errors import UsageError
 from raypkg.paths import check_writable_dir
+from raypkg.cli_options import print_table, wandb_option
+from raypkg.tracking.wandb_logger import use_wandb_mode
 
 SAVE_HELP = "Write the table as STEM.parquet and its plot as STEM.png. Default: runs/bench/NAME-TIME."
+WANDB_HELP = "W&B mode of the bench's runs: each table with its plots, under the --save directory's wandb/."
 THREADS_HELP = "torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower)."
 
 
 def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP, threads_help: str = THREADS_HELP):
-    """A bench command's ``--threads`` (default ``threads``) and ``--save`` flags."""
+    """A bench command's ``--threads`` (default ``threads``), ``--save`` and ``--wandb`` flags."""
     def add(func):
-        func = click.option("--save", help=save_help)(func)
+        func = wandb_option(WANDB_HELP)(click.option("--save", help=save_help)(func))
         return click.option("--threads", type=int, default=threads, show_default=threads is not None,
                             help=threads_help)(func)
     return add
@@ -58,9 +60,10 @@ def timed(fn, *args, **kwargs):
 class BenchRunner:
     """One benchmark run: its torch threads (0 or None: torch's default), its files' stem
     (checked writable before any work), an untimed warm-up per recipe (and ``key``) before
-    its first timed row, the header and progress lines, and the table printed and saved."""
+    its first timed row, the header and progress lines, and the tables printed, saved and
+    logged to W&B in mode ``wandb`` (online checked for a key before any work)."""
 
-    def __init__(self, name: str, save: str | None, threads: int | None = None):
+    def __init__(self, name: str, save: str | None, threads: int | None = None, wandb: str = "disabled"):
         import torch
 
         stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -69,7 +72,8 @@ class BenchRunner:
         if save and not stem.parent.is_dir():
             raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
         check_writable_dir(stem.parent, "--save")
-        self.name, self.stem, self.warmed = name, stem, set()
+        self.name, self.stem, self.warmed, self.settings = name, stem, set(), {}
+        self.wandb = use_wandb_mode(wandb) if wandb != "disabled" else wandb
         if threads:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()
@@ -112,7 +116,8 @@ class BenchRunner:
         return done
 
     def header(self, what: str, data, **settings) -> None:
-        """The first line: what runs on which data, with which settings."""
+        """The first line: what runs on which data, with which settings (also the W&B runs' config)."""
+        self.settings.update(what=what, train=len(data.train), test=len(data.test), **settings)
         text = {k: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in settings.items()}
         click.echo(f"# {self.name} {what} ({len(data.train)} train / {len(data.test)} test): "
                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in text.items())
@@ -124,12 +129,13 @@ class BenchRunner:
 
     def finish(self, frame, columns: list[str], formats: dict | None = None, printed=None, suffix: str = "",
                plot: Callable | None = None, title: str | None = None, panels: int | None = None,
-               extra: dict | None = None) -> list[Path]:
+               extra: dict | None = None, images: dict | None = None) -> list[Path]:
         """Print the ``columns`` of ``printed`` (default ``frame``); write ``frame`` as
         STEM+``suffix``.parquet, with ``plot`` its PNG beside it (``plot(frame, ax)``, or
         ``plot(frame, axes)`` given a number of ``panels`` side by side), and each table of
-        ``extra`` (its suffix -> the table) as STEM+``suffix``+its suffix.parquet; print where,
-        and return the files written."""
+        ``extra`` (its suffix -> the table) as STEM+``suffix``+its suffix.parquet; print where.
+        Then one W&B run named like the files: the tables, the plot and the further PNGs of
+        ``images`` (name -> path). The files written, ``images``' included."""
         from raypkg.paths import atomic_write
         from raypkg.plots import figure, save_png
         from raypkg.tracking.run import write_parquet
@@ -137,25 +143,31 @@ class BenchRunner:
         print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
         stem = self.stem.with_name(self.stem.name + suffix)
         written = [atomic_write(stem.with_name(stem.name + ".parquet"), lambda p: write_parquet(p, frame))]
+        pngs = dict(images or {})
         if plot is not None:
             fig, axes = figure(ncols=panels or 1, width=7.0 if panels is None else 6.0, height=4.2)
             plot(frame, axes[0] if panels is None else axes)
             if title:
                 axes[0].set_title(title)
-            written.append(save_png(fig, stem.with_name(stem.name + ".png")))
+            pngs = {"plot": save_png(fig, stem.with_name(stem.name + ".png")), **pngs}
         for more, table in (extra or {}).items():
             written.append(atomic_write(stem.with_name(stem.name + more + ".parquet"),
                                         lambda p, table=table: write_parquet(p, table)))
+        written[1:1] = pngs.values()
         click.echo("saved: " + ", ".join(str(p) for p in written))
+        self.log_wandb(stem.name, {"table": frame, **{k.lstrip("-"): t for k, t in (extra or {}).items()}}, pngs)
         return written
 
-    def log_wandb(self, mode: str, config: dict, tables: dict, images: dict) -> None:
-        """The bench's tables and plots (name -> a DataFrame, a PNG) as a W&B run beside its files."""
+    def log_wandb(self, run_name: str, tables: dict, images: dict) -> None:
+        """Tables and PNGs (name -> a DataFrame, a path) as one W&B run ``run_name`` in
+        STEM's directory, grouped as bench-NAME, with the header's settings as its config."""
         from raypkg.tracking.run import to_plain
         from raypkg.tracking.wandb_logger import WandbLogger
 
-        logger = WandbLogger(self.stem.parent, name=self.stem.name, group=f"bench-{self.name}", mode=mode,
-                             config=to_plain(config))
+        if self.wandb == "disabled":
+            return
+        logger = WandbLogger(self.stem.parent, name=run_name, group=f"bench-{self.name}", mode=self.wandb,
+                             config=to_plain({"threads": self.threads, **self.settings}))
         try:
             for key, table in tables.items():
                 logger.log_table(f"{self.name}/{key}", table)
@@ -188,15 +200,3 @@ def check_points(points: list[Point], data) -> None:
     for p in points:
         if p.recipe.check:
             p.recipe.check(p.cfg, data)
-
-
-def print_table(rows: list[dict], columns: list[str], formats: dict[str, str] | None = None) -> None:
-    """Aligned columns; floats as 4 significant digits unless ``formats`` names a format, NaN as -."""
-    def fmt(c, v):
-        if v is None or isinstance(v, float) and math.isnan(v):
-            return "-"
-        return format(v, (formats or {}).get(c, ".4g")) if isinstance(v, float) else str(v)
-
-    widths = {c: max(len(c), *(len(fmt(c, r.get(c, ""))) for r in rows)) for c in columns}
-    for cells in [{c: c for c in columns}] + [{c: fmt(c, r.get(c, "")) for c in columns} for r in rows]:
-        click.echo("  ".join(cells[c].ljust(widths[c]) for c in columns))

@@ -72,7 +72,7 @@ def agreement(ours: dict, reference: dict) -> dict[str, float]:
 @set_option("Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values read as "
             "YAML), e.g. --set score=ensemble --set bn_samples=2000.")
 @bench_options()
-def lipt_bench(fractions, methods, merge, backends, settings, threads, save, **flags):
+def lipt_bench(fractions, methods, merge, backends, settings, threads, save, wandb, **flags):
     """DeepCore-style warm-up vs LiPT vs uniform vs full data: seconds per phase, end to end, accuracy.
 
     \b
@@ -114,7 +114,7 @@ def lipt_bench(fractions, methods, merge, backends, settings, threads, save, **f
             points.append(point("deepcore", coreset_point(m, x, f, deepcore_common, None)))
             points += [point("lipt", lipt_point(m, x, f, dict(lipt_common, merge=r, sparse_backend=b), None))
                        for r in merges for b in backend_list]
-    runner = BenchRunner("lipt", save, threads)
+    runner = BenchRunner("lipt", save, threads, wandb)
     data = load_data(base)
     check_points(points, data)
     runner.header(f"on {base.dataset}", data, model=base.model, epochs=base.epochs,

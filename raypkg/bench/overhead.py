@@ -104,7 +104,7 @@ class CountEvents(Callback):
 @bench_options(threads=None, threads_help="torch threads of every training process, this one and each Ray Train "
                                           "worker (default: torch's choice here, the CPU share in a worker).")
 def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, placements, cpus_per_worker,
-             storage, cli_runs, save):
+             storage, cli_runs, save, wandb):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job,
     after the start-up time of `effray --help` and `effray run lipt --help`.
 
@@ -119,7 +119,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     worker_list = number_list(worker_counts, "--workers", "worker counts", int, 1, "1,2")
     placements = name_list(placements, "--placements", PLACEMENTS, "placement")
     check_storage(storage)
-    runner = BenchRunner("overhead", save, threads)
+    runner = BenchRunner("overhead", save, threads, wandb)
     if cli_runs:  # first, before this process starts Ray and its workers load the machine
         timings = cli_startup(cli_runs)
         click.echo(f"CLI start-up, best of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))

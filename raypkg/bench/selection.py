@@ -175,7 +175,7 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 @bench_options()
 @address_option
 def selection(dataset, model, train_size, fraction, methods, actors, repeats, pretrain_epochs, blocks,
-              block_size, block_budget, skip_fl, skip_scaling, seed, threads, save):
+              block_size, block_budget, skip_fl, skip_scaling, seed, threads, save, wandb):
     """Selection time in-process vs K actors, and our facility location vs apricot-select.
 
     \b
@@ -193,7 +193,7 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
                          "or pip install -e '.[test]'); or pass --skip-fl")
     check_bench_numbers(fraction=fraction, repeats=repeats, pretrain_epochs=pretrain_epochs, blocks=blocks,
                         block_size=block_size, block_budget=block_budget, train_size=train_size)
-    runner = BenchRunner("selection", save, threads)
+    runner = BenchRunner("selection", save, threads, wandb)
     data = load_dataset(dataset, seed=seed, train_size=train_size)
     seed_everything(seed)
     net = build_model(model, data.input_shape, data.num_classes)

@@ -84,7 +84,7 @@ def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) 
               help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
 @click.option("--target-of-dense", default=0.95, show_default=True)
 @bench_options(threads=None, save_help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
-def sparse_bench(setups, methods, densities, backends, target, target_of_dense, threads, save, **flags):
+def sparse_bench(setups, methods, densities, backends, target, target_of_dense, threads, save, wandb, **flags):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.
 
     \b
@@ -106,7 +106,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         sized = {k: flags[k] if dataset in ("digits-aug", "synthetic") else None for k in ("train_size", "test_size")}
         bases.append(SparseConfig(**{**flags, **sized}, dataset=dataset, model=model, density=density_list[0],
                                   progress=False, wandb="disabled").resolved().validate())
-    runner = BenchRunner("sparse", save, threads)
+    runner = BenchRunner("sparse", save, threads, wandb)
     runs, targets = [], {}
     for base in bases:
         data = load_data(base)
