@@ -293,10 +293,11 @@ def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_fla
 
 
 def wandb_option(help: str):
-    """``--wandb offline|online|disabled`` (default offline: never a prompt for a key)."""
-    from raypkg.tracking.wandb_logger import WANDB_MODES
-
-    return click.option("--wandb", type=click.Choice(WANDB_MODES), default="offline", show_default=True, help=help)
+    """``--wandb offline|online|disabled`` (default offline: never a prompt for a key). The
+    modes are tracking.wandb_logger.WANDB_MODES, written out: importing raypkg.tracking
+    imports pandas, which `effray --help` does not."""
+    return click.option("--wandb", type=click.Choice(("offline", "online", "disabled")), default="offline",
+                        show_default=True, help=help)
 
 
 def print_summary(summary: dict) -> None:
