@@ -111,3 +111,20 @@ def test_bench_deltagrad_writes_its_table_and_plot(tmp_path):
     assert row["time_baseline"] > 0 and row["time_deltagrad"] > 0
     assert row["speedup"] == row["time_baseline"] / row["time_deltagrad"]  # retraining s / DeltaGrad s
     assert_png(tmp_path / "dg.png")
+
+
+def test_bench_deltagrad_removes_its_cached_runs_however_it_ends(tmp_path, monkeypatch):
+    import tempfile
+
+    import raypkg.bench.deltagrad as bench
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    args = ["bench", "deltagrad", "--train-size", "600", "--test-size", "200", "--batch-size", "128", "--epochs",
+            "2", "--lr", "0.1", "--lrlen", "2", "--ratios", "0.01", "--add-ratio", "0", "--gd-epochs", "0",
+            "--no-mlp", "--online-requests", "0", "--repeat", "1", "--wandb", "disabled", "--save", str(tmp_path / "dg")]
+    monkeypatch.setattr(bench, "measure", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("measure failed")))
+    failed = CliRunner().invoke(main, args)  # after the first cached run was trained
+    assert isinstance(failed.exception, RuntimeError) and "trained logreg-sgd" in failed.output
+    assert list(scratch.iterdir()) == []

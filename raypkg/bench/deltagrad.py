@@ -107,6 +107,8 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     runner = BenchRunner("deltagrad", save, threads, wandb)
     device = pick_device(None)
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="effray-bench-deltagrad-"))
+    if not out:  # the cached runs go when the command ends, however it ends
+        click.get_current_context().call_on_close(lambda: shutil.rmtree(root, ignore_errors=True))
     splits = load_dataset(run.dataset, flat=True, seed=run.seed, train_size=run.train_size, test_size=run.test_size,
                           normalize=run.normalize)
     n, hyper, rows = len(splits.train), (period, init, m), []
@@ -182,6 +184,4 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
                   printed=table[list(PRINTED)].rename(columns={k: name for k, (name, _) in PRINTED.items()}),
                   title="DeltaGrad vs retraining: speed-up",
                   plot=lambda f, ax: hbar(f, ax, "setting", ["speedup"], "speed-up (baseline s / DeltaGrad s)"))
-    if not out:
-        shutil.rmtree(root, ignore_errors=True)
 
