@@ -123,7 +123,8 @@ def test_bench_deltagrad_removes_its_cached_runs_however_it_ends(tmp_path, monke
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     args = ["bench", "deltagrad", "--train-size", "600", "--test-size", "200", "--batch-size", "128", "--epochs",
             "2", "--lr", "0.1", "--lrlen", "2", "--ratios", "0.01", "--add-ratio", "0", "--gd-epochs", "0",
-            "--no-mlp", "--online-requests", "0", "--repeat", "1", "--wandb", "disabled", "--save", str(tmp_path / "dg")]
+            "--no-mlp", "--online-requests", "0", "--repeat", "1", "--wandb", "disabled",
+            "--save", str(tmp_path / "dg")]
     monkeypatch.setattr(bench, "measure", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("measure failed")))
     failed = CliRunner().invoke(main, args)  # after the first cached run was trained
     assert isinstance(failed.exception, RuntimeError) and "trained logreg-sgd" in failed.output
