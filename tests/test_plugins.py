@@ -122,14 +122,16 @@ def test_a_plugin_module_that_raises_keyboardinterrupt_on_import_is_one_line():
 
 
 def test_tiny_training_splits_get_the_same_note_built_in_or_plugin(capsys):
-    """Built-in (``--train-size 5``) or a plug-in's three examples: both train, with one note."""
+    """Built-in (``--train-size 5``) or a plug-in's three examples: both train, with one note,
+    and so does DeltaGrad's `unlearn train`, which loads flattened data."""
     import raypkg
 
-    for settings in ({"dataset": "synthetic", "train_size": 5, "test_size": 5, "shape": "4"},
-                     {"dataset": "plugin_example.data:three_examples"}):
-        raypkg.run("train", model="logreg", epochs=1, progress=False, save=False, **settings)
+    for method, settings in (("train", {"dataset": "synthetic", "train_size": 5, "test_size": 5, "shape": "4"}),
+                             ("train", {"dataset": "plugin_example.data:three_examples"}),
+                             ("unlearn-train", {"dataset": "synthetic", "train_size": 5, "test_size": 5})):
+        raypkg.run(method, model="logreg", epochs=1, progress=False, save=False, **settings)
         notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
-        assert len(notes) == 1 and "fewer than 10 per class" in notes[0], notes
+        assert len(notes) == 1 and "fewer than 10 per class" in notes[0], (method, notes)
     raypkg.run("train", model="logreg", epochs=1, progress=False, save=False, dataset=TABULAR)
     assert "note: " not in capsys.readouterr().err
 

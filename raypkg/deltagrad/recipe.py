@@ -76,11 +76,13 @@ def exact_gradients(cfg, wl, batch_rows: int):
 
 
 def load_training(cfg: UnlearnTrainConfig):
-    """The flattened data in the run's dtype on its device, and the seeded model as a FlatNet."""
-    from raypkg.deltagrad.workload import load_workload
+    """The flattened data (every recipe's ``load_data``: a tiny split gets its note) in the
+    run's dtype on its device, and the seeded model as a FlatNet."""
+    from raypkg.deltagrad.workload import workload_from_splits
     from raypkg.engine.loop import pick_device
+    from raypkg.recipe import load_data
 
-    return load_workload(cfg.dataset, cfg.model, cfg.data_options(), cfg.seed, cfg.dtype, pick_device(cfg.use_gpu))
+    return workload_from_splits(load_data(cfg), cfg.model, cfg.seed, cfg.dtype, pick_device(cfg.use_gpu))
 
 
 def check_holdout(cfg: UnlearnTrainConfig, wl) -> None:
