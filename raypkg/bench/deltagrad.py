@@ -118,10 +118,11 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
 
     def train(name, model, **changes):
         """A cached SGD (or GD) run of ``model`` with ``changes`` to the bench's settings, as
-        `effray unlearn train` makes it; its trajectory."""
+        `effray unlearn train` makes it, on the bench's loaded data; its trajectory."""
         fields = {**dataclasses.asdict(run), "model": model, "progress": False, "wandb": "disabled",
                   "out": str(root), "name": name, **changes}
-        summary, seconds = timed(UNLEARN_TRAIN.run, UnlearnTrainConfig(**fields, threads=torch.get_num_threads()))
+        cfg = UnlearnTrainConfig(**fields, threads=torch.get_num_threads()).resolved().validate()
+        summary, seconds = timed(UNLEARN_TRAIN.run, cfg, data=workload(model))
         click.echo(f"  trained {name}: {summary['steps']} steps, p = {summary['num_params']}, test acc "
                    f"{summary['test_acc']:.4f} ({seconds:.1f}s)")
         return Trajectory.open(Path(summary["run_dir"]) / "trajectory")
