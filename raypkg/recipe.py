@@ -1,7 +1,7 @@
 """A recipe is how one method runs, whoever runs it: `effray run METHOD`, `jobs/METHOD.py`,
 a Ray Tune trial of `effray tune METHOD`, or a row of `effray bench METHOD`.
 
-    validate -> load -> check -> stages -> evaluate -> save
+    validate -> load -> check -> decide execution -> stages -> evaluate -> save
 
 ``Recipe.run`` takes these steps in this order. Everything up to ``check`` happens before
 any output exists, so bad input costs one line and leaves nothing behind. A method is
@@ -151,6 +151,7 @@ class Recipe:
 
         from raypkg.data.base import DataSplits
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
+        from raypkg.engine.execution import resolve_for_data
         from raypkg.engine.loop import evaluate, pick_device
         from raypkg.models.registry import check_model
         from raypkg.paths import check_home
@@ -169,9 +170,17 @@ class Recipe:
         if note:
             print(f"note: {note}", file=sys.stderr, flush=True)
         take_recorded_nodes()  # forget an earlier run's placements
+        device = pick_device(cfg.use_gpu)
+        execution = None
+        if isinstance(data, DataSplits):  # auto precision and memory format decided once, for every phase
+            cfg, execution = resolve_for_data(cfg, data, device)
+            if loaded:
+                print(execution.describe(), flush=True)
         with (sink or run_directory)(self, cfg) as out:
-            run = Run(cfg, data, pick_device(cfg.use_gpu), out, shared)
+            run = Run(cfg, data, device, out, shared)
             run.note(label_noise=cfg.label_noise)  # what the training labels were (raypkg.data.noise)
+            if execution is not None:
+                run.note(**execution.summary())
             for stage in self.stages:
                 stage(run)
             nodes = take_recorded_nodes()  # where the Ray Train ranks and shard actors ran

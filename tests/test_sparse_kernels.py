@@ -155,7 +155,8 @@ def short_run(model_name, backend, *, growth="gradient", agc=False, density=0.05
     relative perturbation of its initial weights does the same); at 0.02 both stay ~1e-7."""
     data = load_dataset("digits", seed=0)
     train = data.train.subset(torch.arange(32 * steps))
-    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=[0.02], seed=3, progress=False).validate()
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=[0.02], seed=3, progress=False, precision="fp32",
+                      memory_format="contiguous").validate()  # the same arithmetic for both backends
     seed_everything(3)
     model = PlugInBNConvNet() if model_name == "plugin-bn" else build_model(model_name, data.input_shape,
                                                                              data.num_classes)
@@ -288,18 +289,21 @@ def test_maskable_weights_of_the_plugin_model_and_which_layers_the_kernels_can_r
 
 # --- where users see it ---------------------------------------------------------------------------
 
-def test_run_sparse_names_its_kernel_layers_first_and_in_the_summary(tmp_path):
+def test_run_sparse_names_its_execution_then_its_kernel_layers_and_both_in_the_summary(tmp_path):
     import json
 
     from click.testing import CliRunner
 
     from raypkg.cli import main
 
-    result = CliRunner().invoke(main, ["run", "sparse", "--sparse-backend", "sparse", "--epochs", "1", "--out",
+    result = CliRunner().invoke(main, ["run", "sparse", "--sparse-backend", "sparse", "--precision", "fp32",
+                                       "--memory-format", "contiguous", "--epochs", "1", "--out",
                                        str(tmp_path), "--name", "k", "--wandb", "disabled", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == "sparse kernels: 2 of 2 masked layers (features.1, head)"
+    assert result.output.splitlines()[:2] == [
+        "execution: fp32, contiguous (as set)", "sparse kernels: 2 of 2 masked layers (features.1, head)"]
     summary = json.loads((tmp_path / "k" / "summary.json").read_text())
+    assert (summary["precision"], summary["memory_format"]) == ("fp32", "contiguous")
     assert summary["sparse_backend"] == "sparse" and summary["sparse_layers"] == ["features.1", "head"]
     assert torch.load(tmp_path / "k" / "model.pt", weights_only=True).keys() == \
         build_model("mlp", (64,), 10).state_dict().keys()

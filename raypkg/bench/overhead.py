@@ -125,8 +125,9 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
         click.echo(f"CLI start-up, best of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
-                      use_gpu=False, progress=False, max_failures=0, storage=storage,
-                      cpus_per_worker=cpus_per_worker).resolved().validate()
+                      use_gpu=False, progress=False, max_failures=0, storage=storage, cpus_per_worker=cpus_per_worker,
+                      precision="fp32", memory_format="contiguous",  # the plain loop's arithmetic: overhead only
+                      ).resolved().validate()
     data = load_data(cfg)
     rows = []
 

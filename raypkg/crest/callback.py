@@ -42,6 +42,7 @@ from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hes
 from raypkg.crest.selection import (PendingCoresets, check_interval, coresets_per_region, select_coresets,
                                     stratified_subsets, submit_coresets)
 from raypkg.engine.callbacks import Callback, TrainContext
+from raypkg.engine.execution import autocast
 from raypkg.engine.loop import weighted_cross_entropy
 
 CHECK_FORWARD_MAX = 8192  # examples in one forward of the check (the union of P subsets fits in the usual case)
@@ -62,8 +63,9 @@ def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([F.cross_entropy(model(x[i:i + max_batch]).float(), y[i:i + max_batch], reduction="none")
-                          for i in range(0, len(x), max_batch)])
+        with autocast(model):
+            return torch.cat([F.cross_entropy(model(x[i:i + max_batch]).float(), y[i:i + max_batch],
+                                              reduction="none") for i in range(0, len(x), max_batch)])
     finally:
         model.train(was_training)
 
@@ -209,8 +211,11 @@ class CrestCallback(Callback):
                 at = at.to(ctx.train.x.device)
                 x, y = ctx.train.x[at], ctx.train.y[at]
                 w = None if w is None else w.to(ctx.device)
-                loss, g, h = gradient_and_hessian_diagonal(lambda: weighted_cross_entropy(model(x), y, w),
-                                                           params, cfg.hessian_probes, gen)
+                def loss_at_params(x=x, y=y, w=w):
+                    with autocast(model):
+                        logits = model(x)
+                    return weighted_cross_entropy(logits, y, w)
+                loss, g, h = gradient_and_hessian_diagonal(loss_at_params, params, cfg.hessian_probes, gen)
                 packed = ctx.all_reduce(torch.cat([torch.tensor([loss], dtype=torch.float64, device=g.device), g, h]),
                                         "mean")
                 yield float(packed[0]), packed[1:1 + len(g)], packed[1 + len(g):]

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raypkg.engine.execution import autocast
 from raypkg.errors import UsageError
 from raypkg.selection.embeddings import DenseEmbedding, logit_gradients
 from raypkg.selection.facility_location import greedy_batched, pad_blocks, similarity_from_distances
@@ -92,7 +93,8 @@ def minibatch_coreset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    z = model(x.to(device)).float()
+    with autocast(model):
+        z = model(x.to(device)).float()
     model.train(was_training)
     y = y.to(device)
     losses = F.cross_entropy(z, y, reduction="none")

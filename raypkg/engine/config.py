@@ -27,6 +27,10 @@ from raypkg.errors import UsageError, choose
 from raypkg.paths import check_run_name
 from raypkg.storage import basename, default_storage, first_line, read_bytes
 
+PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+# Keys of older configs, and today's keys for their values: --amp/--no-amp came before --precision.
+LEGACY_KEYS = {"amp": lambda value: {} if value is True else {"precision": "fp32"} if value is False else None}
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
 INT64 = 2**63  # every integer setting fits torch's and numpy's int64
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
@@ -92,6 +96,9 @@ class RunConfig:
     # Groups of fields that replace one another: a flag given on the command line drops
     # the config file's values of the other fields of its group (``resolve_config``).
     EXCLUSIVE: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Settings that act only with another: field -> (does it act in this config?, what the
+    # refusal says after its flag). One set where it cannot act is refused (``check_needs``).
+    NEEDS: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]] = {}
 
     def resolved(self) -> "RunConfig":
         """A copy with every default filled in (numpy integers become int, ``~`` in the local
@@ -106,6 +113,7 @@ class RunConfig:
         from raypkg.models.registry import model_entry
 
         check_field_types(self)
+        check_needs(self)
         dataset = dataset_entry(self.dataset)  # registered, entry point or import path
         model_entry(self.model)
         choose("wandb mode", self.wandb, ("offline", "online", "disabled"))
@@ -163,7 +171,14 @@ class TrainConfig(RunConfig):
     nesterov: bool = setting(False, "Nesterov momentum.")
     weight_decay: float = setting(5e-4, "L2 weight decay.", flag="--weight-decay/--wd")
     workers: int = setting(0, "0: train in this process; N: Ray Train with N workers.")
-    amp: bool = setting(True, "bf16 autocast on GPU.")
+    precision: str = setting("auto", "Arithmetic of every pass that trains or scores: bf16 autocast (fp32 weights, "
+                             "optimizer and loss) or fp32. auto: bf16 on CUDA, and on a CPU with avx512_bf16/amx "
+                             "when one real batch's forward + backward is timed faster; else fp32. The run's "
+                             "config.yaml records the choice.", choices=PRECISIONS)
+    memory_format: str = setting("auto", "Layout of a convolutional model's weights and activations. auto: "
+                                 "channels_last when one real batch's forward + backward is timed faster "
+                                 "(convolutional models only). The run's config.yaml records the choice.",
+                                 choices=MEMORY_FORMATS)
     augment: bool | None = setting(None, "Random crop + flip (default: the dataset's).")
     max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
@@ -200,6 +215,8 @@ class TrainConfig(RunConfig):
             raise UsageError(f"gamma must be in (0, 1], got {self.gamma:g}")
         if any(m <= 0 or m > self.epochs for m in self.milestones):
             raise UsageError(f"milestones must be epochs in (0, {self.epochs}], got {self.milestones}")
+        choose("precision", self.precision, PRECISIONS)
+        choose("memory format", self.memory_format, MEMORY_FORMATS)
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.workers and not self.use_gpu:
@@ -256,6 +273,20 @@ def check_field_types(cfg) -> None:
             shown = str(value if not isinstance(value, list) else ints)
             raise UsageError(f"{f.name.replace('_', '-')} {shown[:30]}{'...' if len(shown) > 30 else ''} does not "
                              f"fit a 64-bit integer (at most {INT64 - 1})")
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def check_needs(cfg, given=()) -> None:
+    """A setting of ``cfg.NEEDS`` that is set (other than its default, or named in ``given``:
+    the flags or keywords given) where it cannot act is a one-line UsageError: nothing is
+    silently ignored, whether it comes from a flag, a config file, a tune space or the API."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    for name, (acts, says) in cfg.NEEDS.items():
+        if (name in given or getattr(cfg, name) != field_default(fields[name])) and not acts(cfg):
+            raise UsageError(f"--{name.replace('_', '-')} {says}")
 
 
 def plain_ints(cfg) -> dict[str, int]:
@@ -372,11 +403,28 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    data = upgraded(data, cls)
     unknown = sorted(str(k) for k in set(data) - config_fields(cls))
     if unknown:
         raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
                          f"allowed: {', '.join(sorted(config_fields(cls)))}")
     return data
+
+
+def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:
+    """``values`` with the keys of older configs replaced by today's (``amp: false`` is
+    ``precision: fp32``); a key given both ways keeps today's."""
+    if "precision" not in config_fields(cls):
+        return values
+    out = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
+    for key, upgrade in LEGACY_KEYS.items():
+        if key in values:
+            new = upgrade(values[key])
+            if new is None:
+                raise UsageError(f"{key} must be true or false, got {values[key]!r}")
+            for name, value in new.items():
+                out.setdefault(name, value)
+    return out
 
 
 def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
@@ -388,8 +436,10 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
     for group in cls.EXCLUSIVE:
         if given.keys() & set(group):
             values = {k: v for k, v in values.items() if k not in group}
-    values.update(given)
+    values = upgraded({**values, **given}, cls)
     try:
-        return cls(**values).resolved()
+        cfg = cls(**values).resolved()
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
         raise UsageError(f"bad config value: {e}") from None
+    check_needs(cfg, given)  # a flag given where it cannot act, even at its default value
+    return cfg

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from contextlib import nullcontext
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +23,7 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
+from raypkg.engine.execution import autocast, prepare, resolve_execution
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
 from raypkg.errors import UsageError
 
@@ -135,7 +135,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> SGD:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: IndexedDataset, device: torch.device | str | None = None,
              batch_size: int = 2048) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode)."""
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode, in the model's
+    precision)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -143,7 +144,8 @@ def evaluate(model: nn.Module, data: IndexedDataset, device: torch.device | str 
     for start in range(0, len(data), batch_size):
         x = data.x[start:start + batch_size].to(device, non_blocking=True)
         y = data.y[start:start + batch_size].to(device, non_blocking=True)
-        logits = model(x).float()
+        with autocast(model):
+            logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     model.train(was_training)
@@ -175,7 +177,6 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
     cfg, device, model = ctx.cfg, ctx.device, ctx.module
     model.train()
     ctx.steps_in_epoch = ctx.plan.steps(ctx.epoch, ctx.rank, ctx.world_size)
-    use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + ctx.epoch) if ctx.augment else None
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -191,7 +192,7 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
         w = None if planned.weights is None else planned.weights.to(device, non_blocking=True)
         if ctx.augment:
             x = ctx.augment(x, generator=gen)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
+        with autocast(ctx.model):
             logits = model(x)
         loss = weighted_cross_entropy(logits, y, w)
         ctx.batch = Batch(planned.positions, x, y, w, logits, loss)
@@ -226,11 +227,17 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
     coreset training). ``callbacks`` act on the loop's events and may add columns to the
     rows. ``resume`` is a ``training_state`` to continue from. On Ray Train, ``module`` is
     the DDP wrapper of ``model`` and ``rank``/``world_size`` split each epoch; ``test`` is
-    evaluated once per epoch, on the rank that gets it (rank 0).
+    evaluated once per epoch, on the rank that gets it (rank 0). ``model`` runs in
+    ``cfg``'s precision and memory format (``raypkg.engine.execution``; ``auto`` is decided
+    here when the caller has not decided it).
     """
     from tqdm.auto import tqdm
 
     device = device or next(model.parameters()).device
+    if "auto" in (cfg.precision, cfg.memory_format):
+        batch = min(cfg.batch_size, len(train))
+        cfg, _ = resolve_execution(cfg, model, train.x[:batch].to(device), train.y[:batch].to(device))
+    prepare(model, cfg.precision, cfg.memory_format)
     plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed, weights)
     ctx = TrainContext(model=model, module=module or model, optimizer=optimizer or make_optimizer(model, cfg),
                        cfg=cfg, device=device, train=train, plan=plan, augment=augment,

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +36,7 @@ from raypkg.distributed.cluster import record_nodes
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
+from raypkg.engine.execution import prepare, resolve_for_data
 from raypkg.engine.loop import fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
@@ -58,6 +60,8 @@ class RayTrainOutcome:
     callback_states: list[dict]
     restarts: int
     nodes: list[str]  # the Ray node id of each rank of the last worker group
+    precision: str = "fp32"  # what the ranks ran (``auto`` decided before they started)
+    memory_format: str = "contiguous"
 
 
 def _quiet_ray_train_logs() -> None:
@@ -173,7 +177,7 @@ def ddp_worker(config: dict) -> None:
             saved = load_state(d)
         resume, restarts = saved["training"], saved["restarts"] + 1
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    model = prepare(build_model(cfg.model, data.input_shape, data.num_classes), cfg.precision, cfg.memory_format)
     module = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world_size > 1
     weights = job["weights"]
     callbacks = [*job["callbacks"], *([InjectFailure(config["fault"])] if config["fault"] else []),
@@ -244,7 +248,8 @@ def run_storage(storage: str | Path | None):
 def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, threads: int | None = None):
     """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``,
     checkpointing to ``storage`` (a path or a URI); ``threads``: torch threads per worker
-    (default: its CPU share, one core left to Ray)."""
+    (default: its CPU share, one core left to Ray). Returns Ray Train's result and the
+    config the ranks ran (``auto`` execution decided)."""
     import ray
     from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig,
                            TrainingFailedError)
@@ -269,6 +274,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     # One core is left to Ray's own processes (raylet, the Train controller): on a small
     # machine, torch threads that compete with them make small ops many times slower.
     threads = threads or max(1, min(int(cpus_per_worker), int(cpus - 1) // cfg.workers))
+    cfg = decided_execution(cfg, job["data"], use_gpu)
     trainer = TorchTrainer(
         worker,
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
@@ -289,10 +295,20 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     trainer._register_sigint_handler = lambda controller: None
     try:
         with stop_ray_on_interrupt():
-            return trainer.fit()
+            return trainer.fit(), cfg
     except TrainingFailedError as e:
         raise RunFailed(f"Ray Train stopped after --max-failures {cfg.max_failures} restart(s): "
                         f"{failure_summary(e)}") from None
+
+
+def decided_execution(cfg: TrainConfig, data: DataSplits, use_gpu: bool) -> TrainConfig:
+    """``cfg`` with ``auto`` precision and memory format decided here, once, so that every
+    rank runs the same: probed on this machine's CPU or GPU; for GPU workers seen from a
+    driver without one, bf16 (as on every CUDA device) and contiguous, unprobed."""
+    if use_gpu and not torch.cuda.is_available():
+        return dataclasses.replace(cfg, precision="bf16" if cfg.precision == "auto" else cfg.precision,
+                                   memory_format="contiguous" if cfg.memory_format == "auto" else cfg.memory_format)
+    return resolve_for_data(cfg, data, torch.device("cuda" if use_gpu else "cpu"))[0]
 
 
 def failure_summary(error: Exception, width: int = 160) -> str:
@@ -324,13 +340,13 @@ def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path 
     job = {"data": data, "weights": None if weights is None else weights.cpu(), "callbacks": list(callbacks),
            "plan": plan, "augment": augment}
     with run_storage(storage) as where:
-        result = _run(ddp_worker, cfg, job, where, "ray_train", threads)
+        result, cfg = _run(ddp_worker, cfg, job, where, "ray_train", threads)
         with result.checkpoint.as_directory() as d:
             saved = load_state(d)
     state = saved["training"]
     record_nodes("train", saved["nodes"])
     return RayTrainOutcome(state["model"], state["history"], state["callbacks"][:len(callbacks)], saved["restarts"],
-                           saved["nodes"])
+                           saved["nodes"], cfg.precision, cfg.memory_format)
 
 
 def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch.Tensor], *,
@@ -340,7 +356,7 @@ def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch
     history, and how often the worker group restarted."""
     job = {"data": data, "shards": [s.cpu() for s in shards], "augment": augment, "callbacks_for": callbacks_for}
     with run_storage(storage) as where:
-        result = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble")
+        result, _ = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble")
         with result.checkpoint.as_directory() as d:
             entries = [load_state(d, f"shard-{k}.pt") for k in range(len(shards))]
             group = load_state(d, ENSEMBLE_FILE)

@@ -26,6 +26,7 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
+from raypkg.engine.execution import prepare
 from raypkg.engine.ensemble import SHARD_SEED_STRIDE, CallbackFactory, EnsembleResult, train_shard
 from raypkg.engine.loop import fit, pick_device, seed_everything
 from raypkg.engine.plans import BatchPlan
@@ -71,7 +72,8 @@ def train(cfg: TrainConfig, data: DataSplits, *, weights: torch.Tensor | None = 
                                plan=plan, augment=augment)
     for cb, state in zip(callbacks, outcome.callback_states):
         cb.load_state_dict(state)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    model = prepare(build_model(cfg.model, data.input_shape, data.num_classes), outcome.precision,
+                    outcome.memory_format)
     model.load_state_dict(outcome.model_state)
     for row in outcome.history:
         if on_epoch:

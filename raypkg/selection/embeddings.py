@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from raypkg.data.base import IndexedDataset
+from raypkg.engine.execution import autocast
 from raypkg.errors import choose
 
 from raypkg.selection.config import EMBEDDINGS  # noqa: E402  (re-exported)
@@ -48,16 +49,18 @@ FORWARD_BATCH = 1024
 def logits_and_features(model: nn.Module, x: torch.Tensor, device: torch.device | str | None = None,
                         batch_size: int = FORWARD_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """``z`` [N, C] and ``h`` [N, D] on ``device`` (float32; float64 for a float64 model),
-    the model in eval mode."""
+    the model in eval mode and its precision (``raypkg.engine.execution``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     zs, hs = [], []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device, non_blocking=True)
-        h = model.forward_features(xb)
+        with autocast(model):
+            h = model.forward_features(xb)
+            logits = model.forward_head(h)
         dtype = torch.promote_types(h.dtype, torch.float32)  # float32, or float64 models as they are
-        zs.append(model.forward_head(h).to(dtype))
+        zs.append(logits.to(dtype))
         hs.append(h.to(dtype))
     model.train(was_training)
     if not zs:

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 
 from raypkg.engine.callbacks import Callback, TrainContext
+from raypkg.engine.execution import autocast
 from raypkg.engine.loop import weighted_cross_entropy
 from raypkg.errors import UsageError
 from raypkg.sparse.masks import StaticMask, maskable_parameters
@@ -72,10 +72,6 @@ class AGCorrection(Callback):
     def c(self) -> float:
         return self.fixed_c if self.fixed_c is not None else self.gamma * self.c_smooth
 
-    def _autocast(self, ctx: TrainContext):
-        use_amp = ctx.cfg.amp and ctx.device.type == "cuda"
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
-
     # --- the snapshot and its (sampled) full gradient ---------------------------------
     def on_epoch_start(self, ctx: TrainContext) -> None:
         """theta~ = a copy of the model (parameters and buffers, so BN statistics too);
@@ -103,7 +99,7 @@ class AGCorrection(Callback):
             y = ctx.train.y[positions.to(ctx.train.y.device)].to(ctx.device)
             if ctx.augment:
                 x = ctx.augment(x, generator=aug_gen)
-            with self._autocast(ctx):
+            with autocast(self.snapshot):
                 logits = self.snapshot(x)
             loss_sum = weighted_cross_entropy(logits, y) * len(y)
             for acc, g in zip(grad_sum, torch.autograd.grad(loss_sum, params, allow_unused=True)):
@@ -131,7 +127,7 @@ class AGCorrection(Callback):
         batch = ctx.batch
         snap_params = list(self.snapshot.parameters())
         buffers = {k: v.clone() for k, v in self.snapshot.state_dict().items() if "running" in k or "batches" in k}
-        with self._autocast(ctx):
+        with autocast(self.snapshot):
             logits = self.snapshot(batch.x)
         loss_old = weighted_cross_entropy(logits, batch.y, batch.weights)
         grads = torch.autograd.grad(loss_old, snap_params, allow_unused=True)

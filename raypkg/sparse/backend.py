@@ -4,19 +4,20 @@
 masked: every layer computes densely with its zeros (the reference implementations' way).
 sparse: every supported layer that is at least ``MIN_SPARSITY`` sparse runs on the kernels.
 auto: of those, the ones whose forward + backward, timed on one real batch at fit start,
-is faster on the kernels; on a GPU, or without SparseProp (one note line), masked.
+is faster on the kernels than dense at the run's precision (``--precision``: a bf16 run
+compares each layer's sparse fp32 kernels with its dense bf16 autocast); on a GPU, or
+without SparseProp (one note line), masked.
 Under DDP rank 0 decides and broadcasts, so every rank runs the same arithmetic.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import torch
 from torch import nn
 
+from raypkg.engine.execution import autocast, median_ms
 from raypkg.engine.loop import SGD
 from raypkg.errors import UsageError
 from raypkg.sparse import kernels as K
@@ -79,6 +80,7 @@ class SparseExecution:
         execution = cls(model, {name: candidates[name] for name in chosen}, timings, ctx.optimizer)
         for module in execution.layers.values():
             K.swap_class(module, True)
+            contiguous_weight(module, execution.optimizer)
         execution.refresh(masks)
         return execution
 
@@ -110,6 +112,17 @@ class SparseExecution:
                 f"({', '.join(self.layers)})")
 
 
+def contiguous_weight(module: nn.Module, optimizer: SGD | None) -> None:
+    """A kernel layer's weight (and its momentum) in the plain layout, whatever the run's
+    ``--memory-format``: the kernels and ``SGD.active`` index it flat."""
+    weight = module.weight
+    if not weight.is_contiguous():
+        weight.data = weight.data.contiguous()
+    state = optimizer.state.get(weight, {}) if optimizer is not None else {}
+    if state.get("momentum_buffer") is not None:
+        state["momentum_buffer"] = state["momentum_buffer"].contiguous()
+
+
 def agree_on_rank_0(ctx, candidates: list[str], chosen: list[str]) -> list[str]:
     """Rank 0's choice on every rank (a no-op in-process)."""
     flags = torch.tensor([name in chosen for name in candidates], dtype=torch.uint8, device=ctx.device)
@@ -132,7 +145,7 @@ def time_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Te
     was_training = ctx.model.training
     ctx.model.eval()  # the probe forward must not move batch-norm statistics
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(ctx.model):
             ctx.model(ctx.train.x[:ctx.cfg.batch_size].to(ctx.device))
     finally:
         ctx.model.train(was_training)
@@ -157,15 +170,12 @@ def time_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Te
             def sparse(x):
                 return K.SparseLinearFn.apply(x, weight, None, layout)
             x_inner = x.t().contiguous().t()
-        timings[name] = {"dense_ms": time_forward_backward(dense, x), "sparse_ms": time_forward_backward(sparse, x_inner)}
+        with autocast(ctx.model):
+            dense_ms = time_forward_backward(dense, x)
+        timings[name] = {"dense_ms": dense_ms, "sparse_ms": time_forward_backward(sparse, x_inner.float())}
     return timings
 
 
 def time_forward_backward(layer, x: torch.Tensor) -> float:
     x = x.clone().requires_grad_() if x.is_contiguous() else x.detach().requires_grad_()
-    seconds = []
-    for _ in range(TIMING_REPEATS + 1):
-        started = time.perf_counter()
-        layer(x).sum().backward()
-        seconds.append(time.perf_counter() - started)
-    return 1000 * statistics.median(seconds[1:])
+    return median_ms(lambda: layer(x).float().sum().backward(), TIMING_REPEATS)

@@ -187,7 +187,7 @@ class SparseKernelLinear(nn.Linear):
     def forward(self, x):
         if self.sparse_layout is None or x.dim() != 2 or x.device.type != "cpu":
             return super().forward(x)
-        return SparseLinearFn.apply(x, self.weight, self.bias, self.sparse_layout)
+        return SparseLinearFn.apply(x.float(), self.weight, self.bias, self.sparse_layout)  # fp32 kernels
 
 
 class SparseKernelConv2d(nn.Conv2d):
@@ -198,7 +198,8 @@ class SparseKernelConv2d(nn.Conv2d):
     def forward(self, x):
         if self.sparse_layout is None or x.dim() != 4 or x.device.type != "cpu":
             return super().forward(x)
-        return SparseConv2dFn.apply(x, self.weight, self.bias, self.sparse_layout, self.stride[0], self.padding[0])
+        return SparseConv2dFn.apply(x.float(), self.weight, self.bias, self.sparse_layout, self.stride[0],
+                                    self.padding[0])  # fp32 kernels, in a bf16 run too
 
 
 def is_batch_inner(x: torch.Tensor) -> bool:

@@ -1,0 +1,149 @@
+"""`effray bench precision`: fp32 against every precision and memory format, per model.
+
+Per setup (DATASET:MODEL), in one process and one run:
+
+1. one training step (forward, backward, SGD with Nesterov and weight decay) of each
+   candidate: fp32 and bf16 autocast, each contiguous and (convolutional models)
+   channels_last; the median of ``--step-repeats`` after one warm-up step. bf16 is timed
+   on every CPU, also where it is slow (it shows why ``auto`` refuses it there);
+2. what ``--precision auto --memory-format auto`` picks here, with the probe's seconds;
+3. full training (the ``train`` recipe) at fp32/contiguous and at auto's pick, for
+   ``--seeds`` seeds: median epoch seconds and test accuracy (mean and spread).
+
+Speed-ups are against fp32/contiguous measured in the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+import click
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from raypkg.bench.harness import BenchRunner, bench_options
+from raypkg.cli_options import check_bench_numbers, name_list
+from raypkg.engine.config import TrainConfig
+from raypkg.engine.execution import autocast, cpu_flags, is_convolutional, median_ms, prepare, resolve_for_data
+from raypkg.engine.loop import make_optimizer, pick_device, seed_everything
+from raypkg.engine.runner import TRAIN
+from raypkg.errors import UsageError
+from raypkg.models.registry import build_model
+from raypkg.plots import hbar
+from raypkg.recipe import load_data
+
+# ResNet-18 at 3x32x32 (`--setups synthetic:resnet18 --seeds 0`) takes ~10 s a step here: step times only
+SETUPS = "digits-aug:mlp,digits-aug:lenet5,digits-aug:resnet20,synthetic:resnet20"
+SLOW_STEP_S = 2.0  # a candidate whose warm-up step takes longer is timed once more, not --step-repeats times
+
+
+def step_ms(cfg: TrainConfig, data, precision: str, memory_format: str, repeats: int) -> float:
+    """Median ms of one training step of a fresh ``cfg.model`` on the first batch."""
+    device = pick_device(cfg.use_gpu)
+    seed_everything(cfg.seed)
+    model = prepare(build_model(cfg.model, data.input_shape, data.num_classes).to(device), precision, memory_format)
+    optimizer = make_optimizer(model, cfg)
+    x, y = data.train.x[:cfg.batch_size].to(device), data.train.y[:cfg.batch_size].to(device)
+
+    def step():
+        with autocast(model):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    first = median_ms(step, 1)
+    return first if first > 1000 * SLOW_STEP_S else median_ms(step, repeats)
+
+
+def train_seeds(runner: BenchRunner, cfg: TrainConfig, data, seeds: int) -> dict:
+    """The ``train`` recipe at ``cfg``'s execution for each seed: median epoch seconds
+    (the first epoch left out when there are more) and test accuracy, mean and spread."""
+    epoch_s, accs = [], []
+    for seed in range(seeds):
+        summary = runner.run(TRAIN, dataclasses.replace(cfg, seed=cfg.seed + seed), data,
+                             key=(cfg.model, cfg.precision, cfg.memory_format))
+        times = [row["epoch_s"] for row in summary["rows"]]
+        epoch_s.append(statistics.median(times[1:] or times))
+        accs.append(summary["test_acc"])
+    return {"epoch_s": statistics.mean(epoch_s), "test_acc": statistics.mean(accs),
+            "acc_spread": max(accs) - min(accs)}
+
+
+@click.command("precision")
+@click.option("--setups", default=SETUPS, show_default=True,
+              help="Comma-separated DATASET:MODEL pairs (synthetic is 3x32x32).")
+@click.option("--train-size", default=5000, show_default=True, help="Training examples of digits-aug/synthetic.")
+@click.option("--test-size", default=1000, show_default=True)
+@click.option("--epochs", default=3, show_default=True, help="Epochs of each full training.")
+@click.option("--seeds", default=3, show_default=True, help="Seeds of each full training (0: step times only).")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--step-repeats", default=15, show_default=True, help="Timed steps per candidate (the median counts).")
+@bench_options(threads=1)
+def precision_bench(setups, train_size, test_size, epochs, seeds, batch_size, step_repeats, threads, save, wandb):
+    """fp32 vs bf16 autocast vs channels_last: step ms, epoch seconds and accuracy per model,
+    and what --precision auto picks on this machine.
+
+    \b
+    Examples:
+      effray bench precision                          # 4 setups, 3 seeds, 1 thread
+      effray bench precision --setups digits:mlp --seeds 1 --epochs 2   # a quick look
+      effray bench precision --setups synthetic:resnet18 --seeds 0      # step times only
+    """
+    check_bench_numbers(train_size=train_size, test_size=test_size, epochs=epochs, batch_size=batch_size,
+                        step_repeats=step_repeats)
+    if seeds < 0:
+        raise UsageError(f"--seeds must be >= 0 (0: step times only), got {seeds}")
+    bases = []
+    for item in name_list(setups, "--setups"):
+        dataset, sep, model = item.partition(":")
+        if not sep:
+            raise UsageError(f"--setups takes DATASET:MODEL pairs, got {item!r}")
+        sized = dataset in ("digits-aug", "synthetic")
+        bases.append(TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size,
+                                 train_size=train_size if sized else None, test_size=test_size if sized else None,
+                                 nesterov=True, progress=False, wandb="disabled").resolved().validate())
+    runner = BenchRunner("precision", save, threads, wandb)
+    bf16_flags = sorted(f for f in cpu_flags() if "bf16" in f or f.startswith("amx")) or ["none"]
+    loaded = [load_data(base) for base in bases]
+    runner.header("fp32 vs bf16 autocast vs channels_last", loaded[0], setups=setups, epochs=epochs, seeds=seeds,
+                  batch=batch_size, bf16_cpu_flags=",".join(bf16_flags))
+    rows = []
+    for base, data in zip(bases, loaded):
+        setup = f"{base.dataset}:{base.model}"
+        click.echo(f"{setup}: {len(data.train)} train, {len(data.test)} test ...", err=True)
+        device = pick_device(base.use_gpu)
+        model = build_model(base.model, data.input_shape, data.num_classes)
+        formats = ["contiguous", "channels_last"] if is_convolutional(model) else ["contiguous"]
+        steps = {(p, m): step_ms(base, data, p, m, step_repeats) for p in ("fp32", "bf16") for m in formats}
+        chosen, execution = resolve_for_data(base, data, device)
+        row = {"setup": setup, "input": "x".join(map(str, data.input_shape)),
+               **{f"{p}_{m}_ms": ms for (p, m), ms in steps.items()},
+               "auto": f"{execution.precision}/{execution.memory_format}", "probe_s": execution.probe_s}
+        plain_ms = steps[("fp32", "contiguous")]
+        row.update({f"x_{p}_{m}": plain_ms / ms for (p, m), ms in steps.items() if (p, m) != ("fp32", "contiguous")})
+        if seeds:
+            fp32 = dataclasses.replace(base, precision="fp32", memory_format="contiguous")
+            plain = train_seeds(runner, fp32, data, seeds)
+            auto = plain if chosen == fp32 else train_seeds(runner, chosen, data, seeds)
+            row.update({"fp32_epoch_s": plain["epoch_s"], "auto_epoch_s": auto["epoch_s"],
+                        "x_epoch_auto": plain["epoch_s"] / auto["epoch_s"],
+                        "fp32_acc": plain["test_acc"], "auto_acc": auto["test_acc"],
+                        "fp32_acc_spread": plain["acc_spread"], "auto_acc_spread": auto["acc_spread"]})
+        rows.append(row)
+        click.echo(f"  {setup}: {execution.describe()}", err=True)
+    candidates = [f"{p}_{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")]
+    order = ["setup", "input", *[f"{c}_ms" for c in candidates], "auto", "probe_s", *[f"x_{c}" for c in candidates[1:]],
+             "fp32_epoch_s", "auto_epoch_s", "x_epoch_auto", "fp32_acc", "auto_acc", "fp32_acc_spread",
+             "auto_acc_spread"]
+    table = pd.DataFrame(rows)
+    table = table[[c for c in order if c in table.columns]]
+    speedups = [c for c in table.columns if c.startswith("x_")]
+    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns if c not in ("setup", "input", "auto")},
+                  title="speed-up over fp32/contiguous (one training step; epochs with auto)",
+                  plot=lambda frame, ax: hbar(frame, ax, "setup", speedups, "x fp32/contiguous"))
