@@ -82,7 +82,7 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
 def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
     run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
-    from raypkg.engine.config import flag_aliases, listed, read_config_file
+    from raypkg.engine.config import check_needs, flag_aliases, listed, read_config_file
     from raypkg.errors import UsageError
 
     if isinstance(config, (str, os.PathLike)):
@@ -95,7 +95,8 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
         raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
                          f"{type(config).__name__}")
     aliases = flag_aliases(recipe.config_cls)  # the flag's other name: select's method= for selection=
-    values.update({aliases.get(key, key): value for key, value in settings.items()})
+    given = {aliases.get(key, key): value for key, value in settings.items()}
+    values.update(given)
     if data is not None:
         values["dataset"] = data
     for key in ("model", "dataset"):
@@ -104,7 +105,9 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(recipe.config_cls)})
     if unknown:
         raise UsageError(f"unknown setting(s) {listed(unknown)} for {method}")
-    return recipe.config_cls(**values)
+    cfg = recipe.config_cls(**values)
+    check_needs(cfg, given)  # a keyword given where it cannot act, even at its default value
+    return cfg
 
 
 def train(config: Any = None, /, *, save: bool = True, data: Any = None, **settings) -> Result:

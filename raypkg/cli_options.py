@@ -113,8 +113,11 @@ class EffrayGroup(click.Group):
 
 
 def parse_numbers(text, kind: type) -> list:
-    """The numbers of a list flag (``0.1,0.05`` or ``0.1 0.05``) as ``kind``; ValueError if one is not."""
-    return [kind(v) for v in str(text).replace(",", " ").split()]
+    """The numbers of a list flag (``0.1,0.05`` or ``0.1 0.05``) as ``kind``; ValueError if one is
+    not, or an item is empty (``0.1,,0.05``, ``0.1,``)."""
+    if not str(text).strip():
+        return []
+    return [kind(v) for item in str(text).split(",") for v in (item.split() or [""])]
 
 
 class NumberList(click.ParamType):
@@ -135,8 +138,8 @@ class NumberList(click.ParamType):
 FLOATS, INTS = NumberList(float), NumberList(int)
 
 
-# The counts where 0 means none (or, for threads, torch's default).
-MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "threads", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
+# The counts where 0 means none.
+MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
 
 
 def check_bench_numbers(**values) -> None:
@@ -176,9 +179,11 @@ def number_list(text: str, flag: str, what: str, kind: type = float, minimum: fl
 
 def name_list(text: str, flag: str, allowed=None, what: str = "name") -> list[str]:
     """Comma-separated names, each once (and one of ``allowed`` when given), else a one-line UsageError."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
+    names = [n.strip() for n in text.split(",")]
+    if not any(names):
         raise UsageError(f"{flag} takes comma-separated names, got {text!r}")
+    if not all(names):
+        raise UsageError(f"{flag} {text!r} has an empty item: give comma-separated names, none empty")
     return once_each([choose(what, n, allowed) for n in names] if allowed is not None else names, flag)
 
 

@@ -18,7 +18,7 @@ def check_writable_dir(path: str | Path, flag: str) -> Path:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise UsageError(f"{flag} {str(path)!r}: {str(probe)!r} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK) or probe != path and not _can_make_dir_in(probe):
+    if not os.access(probe, os.W_OK | os.X_OK) or not _can_make_dir_in(probe):  # root: /proc, read-only mounts
         raise UsageError(f"{flag} {str(path)!r}: directory {str(probe)!r} is not writable")
     return path
 

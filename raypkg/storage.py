@@ -205,7 +205,7 @@ def check_free(location: str) -> None:
     if info.type == pafs.FileType.NotFound:
         return
     if info.type != pafs.FileType.Directory or fs.get_file_info(pafs.FileSelector(path)):
-        raise UsageError(f"{location!r} already exists in the storage; pick another --name or --storage")
+        raise UsageError(f"{location!r} already exists in the storage; pick another --name")
 
 
 def remove(location: str) -> None:

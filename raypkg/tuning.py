@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from raypkg.engine.config import UniqueKeyLoader, config_fields, listed
-from raypkg.errors import UsageError, choose
+from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import load_recipes
 
 
@@ -104,11 +104,24 @@ def check_distribution(key: str, dist: dict) -> None:
         raise UsageError(f"space entry {key!r}: loguniform needs low > 0, got {low}")
 
 
+MOST_TRIALS_CHECKED = 4096  # beyond this many combinations, each value is checked with the others' first
+
+
+def candidates(dist: dict) -> list:
+    """The values a distribution's trials can take at the edges: every value of a choice or
+    grid, both ends of a range (randint's high is exclusive)."""
+    (kind, args), = dist.items()
+    return list(args) if kind in ("choice", "grid") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
+
+
 def check_trial_config(spec: dict) -> None:
-    """Before Ray starts: the base must make a valid config, and some trial's must too (a
-    space whose every trial is invalid would end with no result at all). Greedily, key by
-    key, the first candidate value (a choice, or a range's bounds) that keeps the config
-    valid is kept; a key none of whose values does is refused, naming the key."""
+    """Before Ray starts: the base must make a valid config, and so must every trial of the
+    space's candidates (``candidates``), every combination of them (or, past
+    MOST_TRIALS_CHECKED combinations, each value with the other entries' first). The first
+    invalid trial is refused, naming its values: no trial fails inside Ray on a setting
+    its config refuses, and no swept setting is silently ignored by its base."""
+    import itertools
+
     cls = load_recipes()[spec["method"]].config_cls
 
     def valid(values: dict) -> str | None:
@@ -120,21 +133,33 @@ def check_trial_config(spec: dict) -> None:
             return str(e)
         return None
 
-    config = dict(spec.get("base") or {})
-    error = valid(config)
+    base = dict(spec.get("base") or {})
+    error = valid(base)
     if error:
         raise UsageError(f"the space file's base is invalid: {error}")
-    for key, dist in (spec.get("space") or {}).items():
-        (kind, args), = dist.items()
-        candidates = args if kind in ("choice", "grid") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
-        errors = []
-        for value in candidates:
-            errors.append(valid({**config, key: value}))
-            if errors[-1] is None:
-                config[key] = value
-                break
-        else:
-            raise UsageError(f"space entry {key!r}: no value of {args!r} makes a valid trial ({errors[0]})")
+    values = {key: candidates(dist) for key, dist in (spec.get("space") or {}).items()}
+    if math.prod(len(v) for v in values.values()) <= MOST_TRIALS_CHECKED:
+        trials = (dict(zip(values, combination)) for combination in itertools.product(*values.values()))
+    else:
+        first = {key: v[0] for key, v in values.items()}
+        trials = ({**first, key: value} for key, v in values.items() for value in v)
+    for trial in trials:
+        error = valid({**base, **trial})
+        if error:
+            shown = ", ".join(f"{key}={value}" for key, value in trial.items())
+            raise UsageError(f"space: the trial {shown} is invalid: {error}")
+
+
+def failed_trials(results) -> list[str]:
+    """One line per trial of ``results`` (Tune's ResultGrid) that ended with an error: its
+    trial id and the error's last line (the exception, not Ray's wrapping of it)."""
+    lines = []
+    for result in results:
+        if result.error is not None:
+            text = [line for line in str(result.error).splitlines() if line.strip()] or [type(result.error).__name__]
+            trial = (result.metrics or {}).get("trial_id") or result.path.rsplit("/", 1)[-1]
+            lines.append(f"trial {trial} failed: {text[-1].strip()}")
+    return lines
 
 
 SPACES_DIR = Path(__file__).parent / "tune_spaces"  # shipped with the package
@@ -234,6 +259,13 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     try:
         with stop_ray_on_interrupt():
             results = tuner.fit()
+        failed = failed_trials(results)
+        if failed:
+            import click
+
+            for line in failed:
+                click.echo(f"error: {line}", err=True)
+            raise RunFailed(f"{len(failed)} of {len(results)} trials failed (above); nothing was saved")
         best = results.get_best_result()
         best_config = {**base, **best.config}
         text = yaml.safe_dump(best_config, sort_keys=False)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from raypkg.data.registry import load_dataset
+from raypkg.errors import UsageError
 from raypkg.engine.callbacks import TrainContext
 from raypkg.selection.adaptive import Reselect, SubsetPlan, warm_start_epochs
 from raypkg.selection.config import CoresetConfig
@@ -57,15 +58,13 @@ def test_rounds_come_every_r_epochs_from_the_first():
     assert [e for e in range(9) if Reselect(3, first=5).is_round(e)] == [5, 8]  # after a warm start
 
 
-def test_a_run_that_never_reselects_is_the_fixed_uniform_subset_bit_for_bit(tmp_path):
-    """Rounds at epochs >= E never happen: the plan then serves the initial uniform subset in
-    the same order as training on that subset, so the weights are identical."""
-    fixed = CoresetConfig(**TINY, out=str(tmp_path), selection="uniform", fraction=0.3, name="fixed")
-    adaptive = dataclasses.replace(fixed, reselect_every=TINY["epochs"], name="adaptive")
-    a, b = CORESET.run(fixed.resolved().validate()), CORESET.run(adaptive.resolved().validate())
-    assert b["selection_rounds"] == [] and a["test_acc"] == b["test_acc"]
-    wa, wb = torch.load(tmp_path / "fixed" / "model.pt"), torch.load(tmp_path / "adaptive" / "model.pt")
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+def test_a_schedule_whose_rounds_never_come_is_refused(tmp_path):
+    """Rounds at epochs >= E never happen: the run would train its initial uniform subset under
+    the selector's name (issue 41), so the config is refused; one round in time is enough."""
+    fixed = CoresetConfig(**TINY, out=str(tmp_path), selection="glister", fraction=0.3)
+    with pytest.raises(UsageError, match="glister would never select again"):
+        dataclasses.replace(fixed, reselect_every=TINY["epochs"]).resolved().validate()
+    dataclasses.replace(fixed, reselect_every=TINY["epochs"] - 1).resolved().validate()
 
 
 def test_rounds_select_with_the_trained_model_at_the_exact_budget_and_come_back_from_the_cache(tmp_path):
@@ -130,7 +129,6 @@ def test_per_batch_selection_returns_whole_mini_batches_at_the_exact_budget(meth
 
 
 def test_per_batch_is_refused_for_selectors_of_examples():
-    from raypkg.errors import UsageError
 
     data = load_dataset("digits", seed=0)
     with pytest.raises(UsageError, match="not mini-batches"):

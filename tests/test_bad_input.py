@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from conftest import bare_env
 
 from raypkg.cli import main
+from raypkg.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,24 @@ CONFIGS = {
     "space_nothing": "method: train\nspace: {}\n",
     "space_twice": "method: train\nspace: {lr: {choice: [0.1]}}\nmethod: crest\n",
     "space_many_unknown": "method: train\n" + "".join(f"key{i}: 1\n" for i in range(500)),
+    # issue 41: settings that act only with another one, from a config file or a tune space
+    "dense_density": "sparse: false\ndensity: 0.1\n",
+    "gamma_no_agc": "agc_gamma: 0.3\n",
+    "random_subset": "selection_method: random\nrandom_subset_size: 0.1\n",
+    "drop_interval": "drop_interval: 5\n",
+    "select_weighting": "weighting: loss\n",
+    "select_epochs": "epochs: 5\n",
+    "reselect_never": "selection: glister\nreselect_every: 30\n",
+    "space_gamma_no_agc": "method: sparse\nspace: {agc_gamma: {choice: [0.1, 0.3]}}\n",
+    "space_one_bad_choice": "method: crest\nspace: {train_frac: {choice: [0.1, 2]}}\n",
+    "space_bad_range_end": "method: train\nspace: {momentum: {uniform: [0.5, 1.0]}}\n",
+    "space_grid_bad": "method: train\nsearch: grid\nspace: {epochs: {choice: [2, 0]}}\n",
+    "space_randint_end": "method: train\nspace: {lr_warmup_epochs: {randint: [0, 31]}}\n",
+    "space_baseline_knob": "method: crest\nbase: {selection_method: random}\n"
+                           "space: {hessian_probes: {choice: [1, 2]}}\n",
+    "space_reselect_never": "method: coreset\nbase: {selection: glister, epochs: 5}\n"
+                            "space: {reselect_every: {choice: [2, 5]}}\n",
+    "space_pair": "method: sparse\nspace: {agc: {choice: [false, true]}, agc_gamma: {choice: [0.1, 0.3]}}\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -282,7 +301,8 @@ SAYS = [
     (CR + ["--no-overlap"], "--no-overlap is for --actors K"),
     (S + ["--method", "grand", "--dataset", "plugin_example.data:nan_inputs"], "non-finite values (NaN or inf)"),
     (T + ["--dataset", "plugin_example.data:one_class"], "a classifier needs at least two classes"),
-    (CR + ["--min-train-size", "5000", "--random-subset-size", "0.1"], "larger than the training set"),
+    (CR + ["--drop-learned", "--min-train-size", "5000", "--random-subset-size", "0.1"],
+     "larger than the training set"),
     (B + ["crest", "--save", "b", "--optimizers", "adam"], "unknown optimizer 'adam'"),
     (B + ["crest", "--save", "b", "--optimizers", ","], "--optimizers takes"),
     (B + ["crest", "--save", "b", "--actors", "-1"], "--actors must be >= 0"),
@@ -357,6 +377,82 @@ SAYS = [
 ]
 
 
+# ----- issue 41: a refusal holds at every entry point; no flag silently changes what runs ---------
+CRR = CR + ["--selection-method", "random"]
+TS, TC = ["tune", "sparse", "--out", "{out}"], ["tune", "crest", "--out", "{out}"]
+ISSUE_41 = [
+    # a setting that acts only with another one, from a flag or a config file
+    SP + ["--agc-alpha", "0.5"], SP + ["--agc-sample", "100"], SP + ["--config", "{cfg:gamma_no_agc}"],
+    SP + ["--config", "{cfg:dense_density}"], SP + ["--dense", "--sparse-init", "uniform"],
+    SP + ["--dense", "--death-rate", "0.3"], SP + ["--dense", "--update-frequency", "10"],
+    SP + ["--dense", "--no-scale-init"], SP + ["--dense", "--redistribution", "nonzeros"],
+    SP + ["--dense", "--death", "SET"], SP + ["--dense", "--density", "0.05", "--agc-gamma", "0.1"],
+    CRR + ["--random-subset-size", "0.1"], CRR + ["--no-approx-moment"], CRR + ["--check-thresh-factor", "0.2"],
+    CRR + ["--interval-mul", "2"], CRR + ["--num-minibatch-coreset", "3"], CRR + ["--loss0-on-subsets"],
+    CRR + ["--batch-num-mul", "2"], CRR + ["--no-approx-with-coreset"], CRR + ["--actors", "2"],
+    CRR + ["--no-overlap"], CR + ["--selection-method", "none", "--hessian-probes", "2"],
+    CR + ["--selection-method", "none", "--drop-learned"], CR + ["--drop-interval", "5"],
+    CR + ["--watch-interval", "3"], CR + ["--drop-thresh", "0.2"], CR + ["--min-train-size", "100"],
+    CR + ["--config", "{cfg:random_subset}"], CR + ["--config", "{cfg:drop_interval}"],
+    # select warms up and selects: the subset training's settings are not its own
+    S + ["--epochs", "5"], S + ["--weighting", "loss"], S + ["--weight-cap", "2"], S + ["--workers", "2"],
+    S + ["--method", "glister", "--reselect-every", "2", "--fraction", "0.3"], S + ["--warm-start", "0.5"],
+    S + ["--config", "{cfg:select_weighting}"], S + ["--config", "{cfg:select_epochs}"],
+    # a schedule whose selection rounds never come
+    C + ["--selection", "glister", "--reselect-every", "30"], C + ["--config", "{cfg:reselect_never}"],
+    C + ["--selection", "gradmatch", "--reselect-every", "5", "--epochs", "5"], L + ["--reselect", "30"],
+    # values that make the run meaningless
+    SP + ["--density", "0.0001", "--sparse-init", "uniform"], SP + ["--density", "1e-7"], L + ["--density", "1e-7"],
+    CORESET_FAST + ["--selection", "grand", "--stratify", "ccs", "--ccs-beta", "0.5", "--budget", "1000"],
+    CORESET_FAST + ["--selection", "grand", "--stratify", "ccs", "--ccs-beta", "0.5", "--class-budget", "100"],
+    D + ["--ids", "{ids_noid}"], D + ["--ids", "{ids_noheader}"], A + ["--from", "{ids_noid}"],
+    # bench --threads, on every bench that has it
+    *[B + [bench, "--threads", n] for bench in ("coreset", "crest", "deltagrad", "frontier", "lipt", "overhead",
+                                                 "selection", "sparse") for n in ("-1", "0")],
+    # every list flag refuses an empty item
+    B + ["frontier", "--methods", "rs2,,uniform"], B + ["frontier", "--fractions", "0.1,,0.3"],
+    B + ["sparse", "--backends", "masked,"], B + ["lipt", "--merge", "zeros,"], B + ["crest", "--fracs", "0.1,,0.3"],
+    B + ["overhead", "--workers", "1,,2"], B + ["data", "--sizes", "10,,20"], B + ["coreset", "--fractions", "0.1,"],
+    B + ["deltagrad", "--ratios", "0.01,"], B + ["selection", "--methods", ",uniform"],
+    B + ["crest", "--datasets", "digits,"], B + ["overhead", "--placements", "pack,"], T + ["--lr", "0.1,,0.05"],
+    T + ["--milestones", "1,", "--schedule", "multistep"],
+    # bench outputs checked as --out is, before any work
+    B + ["sparse", "--save", ""], B + ["coreset", "--save", ""], B + ["selection", "--save", ""],
+    B + ["frontier", "--save", "/dev/null"], B + ["crest", "--save", "/dev/null"], B + ["lipt", "--save", "/proc/x"],
+    # a bench flag for no method named, a --set a row cannot use
+    B + ["sparse", "--methods", "dense,SET-ITOP", "--agc-gamma", "0.3"],
+    B + ["sparse", "--methods", "dense", "--update-frequency", "10"], B + ["crest", "--set", "drop_interval=5"],
+    # tune spaces: every choice value and both ends of every range, before Ray starts
+    TS + ["--space", "{cfg:space_gamma_no_agc}"], TS + ["--space", "{cfg:space_pair}"], TS + ["--set", "agc=false"],
+    TC + ["--space", "{cfg:space_one_bad_choice}"], TC + ["--space", "{cfg:space_baseline_knob}"],
+    TC + ["--set", "selection_method=random"], TUNE + ["--space", "{cfg:space_bad_range_end}"],
+    TUNE + ["--space", "{cfg:space_grid_bad}"], TUNE + ["--space", "{cfg:space_randint_end}"],
+    ["tune", "coreset", "--out", "{out}", "--space", "{cfg:space_reselect_never}"],
+]
+BAD += ISSUE_41
+SAYS += [
+    (SP + ["--config", "{cfg:dense_density}"], "--density sets the sparse masks; --dense trains without them"),
+    (SP + ["--config", "{cfg:gamma_no_agc}"], "--agc-gamma needs --agc"),
+    (CRR + ["--random-subset-size", "0.1"], "--random-subset-size is CREST's: the random and none baselines"),
+    (CR + ["--drop-interval", "5"], "--drop-interval acts only when learned examples are dropped: add --drop-learned"),
+    (S + ["--config", "{cfg:select_epochs}"], "--epochs trains on the subset; select only selects"),
+    (S + ["--method", "glister", "--reselect-every", "2"], "No such option '--reselect-every'"),
+    (C + ["--selection", "glister", "--reselect-every", "30"], "glister would never select again"),
+    (SP + ["--density", "0.0001", "--sparse-init", "uniform"], "the smallest density that keeps one in every layer "
+                                                               "is 0.00017"),
+    (CORESET_FAST + ["--selection", "grand", "--stratify", "ccs", "--ccs-beta", "0.5", "--budget", "1000"],
+     "--ccs-beta 0.5 drops more than the 0.258 of the data --budget 1000 leaves out"),
+    (D + ["--ids", "{ids_noheader}"], "needs a column named 'id'"),
+    (B + ["sparse", "--threads", "-1"], "must be >= 1"),
+    (B + ["frontier", "--methods", "rs2,,uniform"], "--methods 'rs2,,uniform' has an empty item"),
+    (B + ["sparse", "--save", ""], "--save is empty"),
+    (B + ["frontier", "--save", "/dev/null"], "is a device or special file"),
+    (B + ["sparse", "--methods", "dense,SET-ITOP", "--agc-gamma", "0.3"], "none of --methods 'dense,SET-ITOP' uses"),
+    (TS + ["--space", "{cfg:space_pair}"], "the trial agc=False, agc_gamma=0.3 is invalid: --agc-gamma needs --agc"),
+    (TUNE + ["--space", "{cfg:space_bad_range_end}"], "momentum=1.0 is invalid: momentum must be in [0, 1)"),
+]
+
+
 def test_the_table_is_large_enough():
     rows = BAD + PROCESSES + [args for args, _ in SAYS]
     assert len(rows) >= 120
@@ -403,14 +499,17 @@ def world(tmp_path_factory):
         (configs / f"{name}.yaml").write_text(text)
     (configs / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     (base / "a-file").write_text("not a directory\n")
+    (base / "ids-no-id.csv").write_text("index\n1\n2\n")
+    (base / "ids-no-header.csv").write_text("3\n7\n")
     work = base / "work"
     work.mkdir()
     return {"out": out, "run": out / "existing", "dg": out / "dg", "unfinished": out / "unfinished",
-            "ro": ro, "file": base / "a-file", "bin": configs / "binary.yaml", "configs": configs, "work": work}
+            "ro": ro, "file": base / "a-file", "bin": configs / "binary.yaml", "configs": configs, "work": work,
+            "ids_noid": base / "ids-no-id.csv", "ids_noheader": base / "ids-no-header.csv"}
 
 
 def fill(arg: str, world: dict) -> str:
-    for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin"):
+    for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin", "ids_noid", "ids_noheader"):
         arg = arg.replace("{" + key + "}", str(world[key]))
     if arg.startswith("{cfg:"):
         arg = str(world["configs"] / f"{arg[5:-1]}.yaml")
@@ -452,6 +551,61 @@ def test_bad_input_says_what_is_wrong(world, monkeypatch, args, says):
     result = CliRunner().invoke(main, [fill(a, world) for a in args])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert says in check_refusal(result.exit_code, result.stderr, before, world)
+
+
+# The commands whose flags are a recipe's settings: each of their refusal rows is refused by
+# raypkg.run too, with the same line (issue 41: the check lives in the config, not the command).
+API_COMMANDS = {("train",): "train", ("select",): "select", ("run", "coreset"): "coreset", ("run", "lipt"): "lipt",
+                ("run", "crest"): "crest", ("run", "sparse"): "sparse", ("run", "infobatch"): "infobatch",
+                ("unlearn", "train"): "unlearn-train"}
+
+
+def api_call(args: list[str], world: dict | None):
+    """(recipe, config file, settings) of a row of a command of API_COMMANDS, its flags parsed
+    by the command's own options; None for other rows and for those click itself refuses
+    (an unknown flag, a word where a number belongs: no such keyword call exists)."""
+    import click
+
+    from raypkg.cli_options import join_list_flags, parse_options
+
+    path = next((path for path in API_COMMANDS if tuple(args[:len(path)]) == path), None)
+    if path is None or "--address" in args:
+        return None
+    command = main
+    for name in path:
+        command = command.commands[name]
+    try:
+        ctx = command.make_context(" ".join(path), join_list_flags([fill(a, world) if world else a
+                                                                     for a in args[len(path):]]))
+    except click.ClickException:
+        return None
+    settings = {k: v for k, v in ctx.params.items() if v is not None and v != ()}
+    config = settings.pop("config_file", None)
+    if "option_pairs" in settings:
+        try:
+            settings["options"] = parse_options(settings.pop("option_pairs"))
+        except UsageError:  # `--option eta`: the command line's own form, refused as it is read
+            return None
+    return API_COMMANDS[path], config, settings
+
+
+API_ROWS = [row for row in BAD + [args for args, _ in SAYS] if api_call(row, None) is not None]
+
+
+@pytest.mark.parametrize("args", API_ROWS, ids=[" ".join(a for a in row if a not in ("--out", "{out}"))
+                                                for row in API_ROWS])
+def test_the_api_refuses_each_row_with_the_same_line(world, monkeypatch, args):
+    import raypkg
+
+    monkeypatch.chdir(world["work"])
+    before = snapshot(world["out"], world["work"])
+    result = CliRunner().invoke(main, [fill(a, world) for a in args])
+    line = check_refusal(result.exit_code, result.stderr, before, world)
+    method, config, settings = api_call(args, world)
+    with pytest.raises(UsageError) as refused:
+        raypkg.run(method, config, **settings)
+    assert f"error: {refused.value}" == line
+    assert snapshot(world["out"], world["work"]) == before
 
 
 @pytest.mark.parametrize("args", PROCESSES, ids=[" ".join(row[:4]) for row in PROCESSES])

@@ -31,7 +31,10 @@ def test_compare_divides_by_the_reference_with_the_same_keys_and_nothing_else():
 
 
 def test_lists_take_each_item_once():
-    assert name_list(" a, b ,", "--x") == ["a", "b"] and number_list("1,2", "--n", "counts", int) == [1, 2]
+    assert name_list(" a, b ", "--x") == ["a", "b"] and number_list("1,2", "--n", "counts", int) == [1, 2]
+    for parse in (lambda: name_list("a,,b", "--x"), lambda: name_list("a,", "--x")):
+        with pytest.raises(UsageError, match="has an empty item"):
+            parse()
     for parse in (lambda: name_list("rs2,rs2", "--methods"), lambda: number_list("0.1,0.3,0.1", "--fractions", "x")):
         with pytest.raises(UsageError, match="more than once"):
             parse()

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from raypkg.cli import main
 from raypkg.crest.callback import CrestCallback, eval_losses
-from raypkg.crest.config import CrestConfig
+from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import budget_steps
 from raypkg.crest.quadratic import (QuadraticModel, flat_params, gradient_and_hessian_diagonal,
                                     region_left)
@@ -29,6 +29,8 @@ from raypkg.engine.callbacks import Callback
 def tiny(**overrides) -> CrestConfig:
     values = dict(dataset="digits", model="mlp", epochs=3, batch_size=32, random_subset_size=0.1, train_frac=0.3,
                   num_minibatch_coreset=3, progress=False, wandb="disabled", lr=[0.05])
+    if overrides.get("selection_method", "crest") != "crest":  # the baselines take none of CREST's settings
+        values = {k: v for k, v in values.items() if k not in CREST_ONLY}
     return CrestConfig(**{**values, **overrides}).resolved().validate()
 
 

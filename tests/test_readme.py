@@ -43,8 +43,11 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--sizes": "40", "--image-size": "16",  # bench data: a fresh process per case, ~15-30 s each
           "--decode-blocks": "256,1024",  # bench data: still several blocks side by side, one case fewer
           "--repeat": "1",  # bench deltagrad: one timing per method, not the best of 3
-          "--cli-runs": "1"}  # bench overhead: one `effray --help` start-up timing
-WHEN_GIVEN = ("--decode-blocks",)  # SHRINK values replacing the README's, never added
+          "--cli-runs": "1",  # bench overhead: one `effray --help` start-up timing
+          "--reselect-every": "1", "--reselect": "1"}  # adaptive selection: a round within the 2 epochs
+WHEN_GIVEN = ("--decode-blocks", "--reselect-every", "--reselect")  # SHRINK values replacing the README's, never added
+# SHRINK flags a baseline refuses (it has no use for them): CREST's random subset, where it selects nothing
+REFUSED_WITH = {"--random-subset-size": ("--selection-method", ("random", "none"))}
 # flags added when the command has another: decode blocks matter to streaming only, so that
 # command runs stream-only and trains in-process (memory beside stream, on Ray Train workers,
 # runs in `bench data --workers 2`; two Ray Train runs less)
@@ -128,6 +131,9 @@ def shrink(words: list[str]) -> list[str]:
             continue
         if flag in SIZES and "--dataset" in flags and dataset not in SIZED_DATASETS:
             continue  # a fixed-size dataset refuses --train-size (benches without --dataset size their own)
+        if flag in REFUSED_WITH and REFUSED_WITH[flag][0] in out and \
+                out[out.index(REFUSED_WITH[flag][0]) + 1] in REFUSED_WITH[flag][1]:
+            continue
         if flag in out:  # replace the README's value (one value: these flags take one)
             out[out.index(flag) + 1] = value
         elif flag not in WHEN_GIVEN:

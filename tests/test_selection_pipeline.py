@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from raypkg.cli import EffrayGroup
 from raypkg.selection.commands import run_coreset_command, select_command
 
-FAST = ["--dataset", "digits", "--model", "logreg", "--epochs", "3", "--pretrain-epochs", "1", "--batch-size", "32",
-        "--wandb", "disabled", "--no-progress"]
+SELECT_FAST = ["--dataset", "digits", "--model", "logreg", "--pretrain-epochs", "1", "--batch-size", "32",
+               "--wandb", "disabled", "--no-progress"]
+FAST = [*SELECT_FAST, "--epochs", "3"]  # `select` trains no model: it refuses --epochs
 
 
 def effray() -> click.Group:
@@ -57,7 +58,7 @@ def test_run_coreset_phases_selection_table_and_cache(tmp_path):
 
     # --no-cache recomputes both and, same seed, finds the same indices; `select` shares the warm-up
     fresh = summary_of(invoke("select", "--method", "gradmatch", "--fraction", "0.1", "--no-cache", "--out", out,
-                              *FAST).output)
+                              *SELECT_FAST).output)
     assert fresh["cached"] == {"pretrain_hits": 0, "selection_hit": False} and fresh["test_acc"] is None
     assert pd.read_parquet(f"{fresh['dir']}/selection.parquet")["index"].tolist() == table["index"].tolist()
     assert "train" not in fresh["phases"]
@@ -65,7 +66,7 @@ def test_run_coreset_phases_selection_table_and_cache(tmp_path):
 
 def test_select_grand_writes_every_examples_score(tmp_path):
     res = invoke("select", "--method", "grand", "--class-budget", "5", "--repeats", "2", "--out", str(tmp_path),
-                 *FAST)
+                 *SELECT_FAST)
     s = summary_of(res.output)
     assert s["subset_size"] == 50 and s["repeats"] == 2
     scores = pd.read_parquet(f"{s['dir']}/scores.parquet")

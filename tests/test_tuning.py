@@ -89,3 +89,19 @@ def test_expected_trials_counts_every_grid_point(search, trials):
     spec = {"search": search, "space": {"lr": {"loguniform": [0.01, 0.1]}, "seed": {"grid": [0, 1]},
                                         "batch_size": {"choice": [32, 64, 128]}}}
     assert expected_trials(spec, num_samples=3) == trials
+
+
+def test_a_failed_trial_is_one_line_each():
+    """A sweep whose trials failed inside Ray: one line per failed trial, the exception's own
+    line (not Ray's wrapping of it), and nothing for the trials that finished."""
+    from types import SimpleNamespace
+
+    from raypkg.tuning import failed_trials
+
+    wrapped = RuntimeError("ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n  File \"x.py\", line 1\n"
+                           "raypkg.errors.UsageError: train-frac must be in (0, 1], got 2\n")
+    results = [SimpleNamespace(error=None, metrics={"trial_id": "a"}, path="/t/a"),
+               SimpleNamespace(error=wrapped, metrics={"trial_id": "b"}, path="/t/b"),
+               SimpleNamespace(error=ValueError(), metrics=None, path="/t/trial_c")]
+    assert failed_trials(results) == ["trial b failed: raypkg.errors.UsageError: train-frac must be in (0, 1], got 2",
+                                      "trial trial_c failed: ValueError"]

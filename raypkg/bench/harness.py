@@ -21,7 +21,23 @@ from raypkg.tracking.wandb_logger import use_wandb_mode
 
 SAVE_HELP = "Write the table as STEM.parquet and its plot as STEM.png. Default: runs/bench/NAME-TIME."
 WANDB_HELP = "W&B mode of the bench's runs: each table with its plots, under the --save directory's wandb/."
-THREADS_HELP = "torch threads of this process (0: torch's default; on 2-vCPU VMs 2 can be far slower)."
+THREADS_HELP = "torch threads of this process, >= 1 (on 2-vCPU VMs 2 can be far slower)."
+
+
+def check_threads(ctx, param, value: int | None) -> int | None:
+    """``--threads``: at least 1 (absent: the bench's default); more than the CPUs this
+    process may use is allowed, with a warning line (they would share those CPUs)."""
+    import os
+
+    if value is None:
+        return None
+    if value < 1:
+        raise click.BadParameter(f"must be >= 1 (leave it out for the default), got {value}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if value > cpus:
+        click.echo(f"warning: --threads {value} is more than the {cpus} CPUs available; the threads will share them",
+                   err=True)
+    return value
 
 
 def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP, threads_help: str = THREADS_HELP):
@@ -29,8 +45,20 @@ def bench_options(threads: int | None = 1, save_help: str = SAVE_HELP, threads_h
     def add(func):
         func = wandb_option(WANDB_HELP)(click.option("--save", help=save_help)(func))
         return click.option("--threads", type=int, default=threads, show_default=threads is not None,
-                            help=threads_help)(func)
+                            callback=check_threads, help=threads_help)(func)
     return add
+
+
+def check_save(save: str | None) -> None:
+    """``--save`` names a file stem or a directory (checked as ``--out`` is): not empty, not a
+    device or other special file (its tables would be written beside it)."""
+    if save is None:
+        return
+    if not save.strip():
+        raise UsageError("--save is empty: give a file stem or a directory (or leave it out for the default)")
+    path = Path(save)
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise UsageError(f"--save {save!r} is a device or special file; give a file stem or a directory")
 
 
 @dataclass(frozen=True)
@@ -66,6 +94,7 @@ class BenchRunner:
     def __init__(self, name: str, save: str | None, threads: int | None = None, wandb: str = "disabled"):
         import torch
 
+        check_save(save)
         stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         stem = stem.with_suffix("") if stem.suffix in (".parquet", ".png") else stem
         stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}" if stem.is_dir() else stem

@@ -21,7 +21,7 @@ from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, compare
 from raypkg.cli_options import config_options, name_list, number_list
 from raypkg.errors import UsageError
 from raypkg.recipe import load_data
-from raypkg.sparse.config import SPARSE_BACKENDS, SparseConfig
+from raypkg.sparse.config import AGC_SETTINGS, SPARSE_BACKENDS, SparseConfig
 from raypkg.sparse.recipe import (EPOCH_RATIO_TARGET, SPARSE, SPARSE_METHODS, TIME_RATIO_TARGET, agc_vs_plain,
                                   epochs_to, sparse_point)
 
@@ -31,10 +31,11 @@ BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequen
 SIZED_ONLY = "Fixed-size datasets (digits) ignore it."
 
 
-def run_method(runner: BenchRunner, base, data, name: str, density: float, backend: str) -> dict:
-    """One method's run of the sparse recipe (its config from the sparse bench case), in memory:
-    its per-epoch curves (``acc``, ``epoch_s``: AGC's snapshot pass included) and its row's figures."""
-    fields, sparse = dataclasses.asdict(base), SPARSE_METHODS[name][0]
+def run_method(runner: BenchRunner, base, agc: dict, data, name: str, density: float, backend: str) -> dict:
+    """One method's run of the sparse recipe (its config from the sparse bench case, with the
+    AGC settings ``agc`` for an A- method), in memory: its per-epoch curves (``acc``, ``epoch_s``:
+    AGC's snapshot pass included) and its row's figures."""
+    fields, sparse = {**dataclasses.asdict(base), **agc}, SPARSE_METHODS[name][0]
     cfg = sparse_point(name, density, fields, dict(fields, sparse_backend=backend if sparse else "masked"), None)
     summary = runner.run(SPARSE, cfg.resolved().validate(), data, key=(base.dataset, base.model, cfg.sparse_backend))
     history = summary["rows"]
@@ -98,6 +99,16 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         raise UsageError("without --target the dense run sets it: include dense in --methods")
     backend_list = name_list(backends, "--backends", SPARSE_BACKENDS, "sparse backend")
     density_list = number_list(densities, "--density", "densities", unit=True)
+    agc = {name: flags.pop(name) for name in AGC_SETTINGS if name in flags}  # the A- methods' settings
+    if not any(SPARSE_METHODS[name][2] for name in names):
+        idle = [name for name, value in agc.items() if value != BENCH_DEFAULTS[name]]
+        if idle:
+            raise UsageError(f"--{idle[0].replace('_', '-')} sets AGC, which none of --methods {methods!r} uses: "
+                             "add an A- method or drop it")
+    if not any(SPARSE_METHODS[name][0] for name in names) and flags["update_frequency"] != \
+            BENCH_DEFAULTS["update_frequency"]:
+        raise UsageError(f"--update-frequency sets the sparse masks, which none of --methods {methods!r} uses: "
+                         "add a sparse method or drop it")
     bases = []
     for item in name_list(setups, "--setups"):
         dataset, sep, model = item.partition(":")
@@ -106,6 +117,8 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         sized = {k: flags[k] if dataset in ("digits-aug", "synthetic") else None for k in ("train_size", "test_size")}
         bases.append(SparseConfig(**{**flags, **sized}, dataset=dataset, model=model, density=density_list[0],
                                   progress=False, wandb="disabled").resolved().validate())
+        if any(SPARSE_METHODS[name][2] for name in names):  # the AGC settings too, before any work
+            dataclasses.replace(bases[-1], agc=True, **agc).validate()
     runner = BenchRunner("sparse", save, threads, wandb)
     runs, targets = [], {}
     for base in bases:
@@ -114,7 +127,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         for backend in dict.fromkeys(["masked", *backend_list]):  # every timed row after the one-time costs
             runner.warm(SPARSE, dataclasses.replace(base, sparse_backend=backend), data,
                         key=(base.dataset, base.model, backend))
-        these = [run_method(runner, base, data, name, density, backend) for density in density_list
+        these = [run_method(runner, base, agc, data, name, density, backend) for density in density_list
                  for name in names if name != "dense" or density == density_list[0]  # dense: once
                  for backend in (backend_list if SPARSE_METHODS[name][0] else ["dense"])]
         dense = next((run["acc"] for run in these if run["method"] == "dense"), None)
@@ -139,7 +152,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
     b = bases[0]
     click.echo(f"densities {', '.join(f'{d:g}' for d in density_list)}, {b.epochs} epochs, batch {b.batch_size}, lr "
                f"{' '.join(map(str, b.lr))} (x0.1 at 1/2, 3/4), Nesterov, update every {b.update_frequency} steps, AGC "
-               f"gamma {b.agc_gamma} alpha 0.3 sample {b.agc_sample or 'full'}, seed {b.seed}; torch threads "
+               f"gamma {agc['agc_gamma']} alpha 0.3 sample {agc['agc_sample'] or 'full'}, seed {b.seed}; torch threads "
                f"{runner.threads}\npaper's claim: AGC variants reach the target in <= {EPOCH_RATIO_TARGET:.0%} of the "
                f"plain version's epochs at <= {TIME_RATIO_TARGET}x its time per epoch")
     curves = pd.DataFrame([{"setup": r["setup"], "method": r["method"], "target_density": r["target_density"],

@@ -8,6 +8,11 @@ from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError, choose
 
 SELECTION_METHODS = ("crest", "random", "none")
+# What only CREST's selection uses (the random and none baselines select nothing), and what
+# only dropping learned examples uses.
+CREST_ONLY = ("random_subset_size", "num_minibatch_coreset", "batch_num_mul", "interval_mul", "check_thresh_factor",
+              "approx_moment", "approx_with_coreset", "loss0_on_subsets", "hessian_probes", "drop_learned", "actors")
+DROPPING = ("watch_interval", "drop_interval", "drop_thresh", "min_train_size")
 
 
 @dataclass
@@ -19,6 +24,14 @@ class CrestConfig(TrainConfig):
     subset of f * N per epoch, one pass); ``none`` trains on all the data for the full
     budget. The LR schedule (warm-up, milestones, gamma) is the engine's, in epochs.
     """
+
+    NEEDS = {**{name: (lambda cfg: cfg.selection_method == "crest", "is CREST's: the random and none baselines "
+                                                                   "select nothing (drop it, or use "
+                                                                   "--selection-method crest)")
+                for name in CREST_ONLY},
+             **{name: (lambda cfg: cfg.drop_learned, "acts only when learned examples are dropped: add "
+                                                     "--drop-learned, or drop it")
+                for name in DROPPING}}
 
     selection_method: str = setting("crest", "crest, or a baseline at the same budget: random (a fresh uniform "
                                              "subset of f*N each epoch) or none (all data, full budget).",
@@ -68,7 +81,7 @@ class CrestConfig(TrainConfig):
             raise UsageError(f"min-train-size must be a positive integer, got {self.min_train_size}")
         if self.actors < 0:
             raise UsageError(f"actors must be >= 0, got {self.actors}")
-        if not self.overlap and not self.actors and self.selection_method == "crest":
+        if not self.overlap and not self.actors:
             raise UsageError("--no-overlap is for --actors K: in-process selection never overlaps training")
         if self.reference_double_step and self.selection_method != "crest":
             raise UsageError(f"--reference-double-step is CREST's (the reference code's) quirk; the "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from raypkg.crest.callback import CrestCallback
-from raypkg.crest.config import CrestConfig
+from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import RandomSubsetPlan
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
@@ -121,9 +121,11 @@ def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | No
     subset per epoch), ``none`` (full data) and ``crest-2g`` (CREST stepping with twice the
     gradient, as its reference code does); only CREST selects on --actors."""
     subset = s.get("random_subset_size") or (max(0.01, 4 * s["batch_size"] / n) if n else 0.01)
-    return CrestConfig(**{**common, "selection_method": method.removesuffix("-2g"), "train_frac": fraction,
-                          "reference_double_step": method == "crest-2g", "random_subset_size": min(subset, 1.0),
-                          "actors": s.get("actors", 0) if method.startswith("crest") else 0})
+    fields = {**common, "random_subset_size": min(subset, 1.0), "actors": s.get("actors", 0)}
+    if not method.startswith("crest"):  # the baselines: CREST's settings left at their defaults
+        fields = {k: v for k, v in fields.items() if k not in (*CREST_ONLY, "overlap")}
+    return CrestConfig(**fields, selection_method=method.removesuffix("-2g"), train_frac=fraction,
+                       reference_double_step=method == "crest-2g")
 
 
 PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs

@@ -19,8 +19,9 @@ from raypkg.errors import UsageError
 
 
 def read_ids(path: str | Path) -> torch.Tensor:
-    """Integer ids from .npy, .parquet/.csv (column ``id``, or the only column), or text
-    (integers separated by whitespace or commas)."""
+    """Integer ids from .npy, .parquet/.csv (column ``id``: a table's other column, or a CSV
+    without a header, is refused rather than guessed), or text (integers separated by
+    whitespace or commas)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"ids file {str(path)!r} does not exist")
@@ -33,11 +34,10 @@ def read_ids(path: str | Path) -> torch.Tensor:
             import pandas as pd
 
             frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            column = "id" if "id" in frame.columns else (frame.columns[0] if len(frame.columns) == 1 else None)
-            if column is None:
+            if "id" not in frame.columns:
                 raise UsageError(f"ids file {str(path)!r} needs a column named 'id' "
-                                 f"(columns: {', '.join(map(str, frame.columns))})")
-            values = frame[column].tolist()
+                                 f"(columns: {', '.join(map(str, frame.columns))[:200]})")
+            values = frame["id"].tolist()
         else:
             values = path.read_text().replace(",", " ").split()
         ids = [int(v) for v in values]

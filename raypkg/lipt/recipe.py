@@ -14,12 +14,14 @@ from raypkg.lipt.pretrain import merge_shards, train_shards
 from raypkg.lipt.shards import check_shards
 from raypkg.recipe import BenchCase, Recipe, register, register_case
 from raypkg.selection.recipe import SELECTION_METRICS, check_budget, choose_subset, train_subset
+from raypkg.sparse.masks import check_layers_keep_weights
 
 
 def check_data(cfg: LiptConfig, data) -> None:
-    """The budget and the K shards fit the loaded data."""
+    """The budget and the K shards fit the loaded data; the masks keep a weight in every layer."""
     check_budget(cfg, data)
     check_shards(data.train.y, data.num_classes, cfg.shards)
+    check_layers_keep_weights(cfg, data)
 
 
 LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_subset, train_subset],

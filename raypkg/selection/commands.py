@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from raypkg.cli_options import config_file_option, config_options, echo_run_directory, parse_options
 
 
-def selection_options(func):
-    """``--config FILE``, the CoresetConfig flags (TrainConfig's included) and ``--option``."""
-    from raypkg.selection.config import CoresetConfig
+def selection_options(func, select: bool = False):
+    """``--config FILE``, the CoresetConfig flags (TrainConfig's included; ``select``: those of
+    SelectConfig, without the subset training's) and ``--option``."""
+    from raypkg.selection.config import SUBSET_TRAINING, CoresetConfig, SelectConfig
 
     func = click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
                         help="Method option, repeatable, e.g. --option eta=0.05 (glister), --option lam=1 "
                              "(gradmatch).")(func)
-    return config_file_option(config_options(CoresetConfig)(func))
+    options = config_options(SelectConfig, skip=SUBSET_TRAINING) if select else config_options(CoresetConfig)
+    return config_file_option(options(func))
 
 
 def resolve(config_file: str | None, flags: dict, cls: type | None = None):
@@ -43,7 +47,7 @@ def echo_summary(summary: dict) -> None:
 
 
 @click.command("select")
-@selection_options
+@functools.partial(selection_options, select=True)
 def select_command(config_file, **flags):
     """Warm up a model on the full data, select a weighted coreset, save selection.parquet.
 
@@ -58,7 +62,9 @@ def select_command(config_file, **flags):
     """
     from raypkg.api import run
 
-    echo_summary(run("select", resolve(config_file, flags)).summary)
+    from raypkg.selection.config import SelectConfig
+
+    echo_summary(run("select", resolve(config_file, flags, SelectConfig)).summary)
 
 
 @click.command("coreset")

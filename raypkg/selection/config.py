@@ -135,6 +135,12 @@ class CoresetConfig(TrainConfig):
                 raise UsageError("--reselect-every with --workers selects on rank 0 of Ray Train: drop --actors")
         if not 0.0 <= float(self.warm_start) < 1.0:
             raise UsageError(f"warm-start must be in [0, 1), got {float(self.warm_start):g}")
+        if self.reselect_every is not None:  # the first round (raypkg.selection.adaptive.Reselect)
+            first = int(float(self.warm_start) * self.epochs) or self.reselect_every
+            if first >= self.epochs:
+                raise UsageError(f"--reselect-every {self.reselect_every}: the first selection round would come at "
+                                 f"epoch {first + 1} of {self.epochs}, so {self.selection} would never select "
+                                 "again; lower --reselect-every (or raise --epochs)")
         if self.warm_start and self.reselect_every is None:
             raise UsageError("--warm-start is the warm start of --reselect-every R: give both")
         if self.per_batch:
@@ -172,3 +178,22 @@ class CoresetConfig(TrainConfig):
         if self.repeats is not None:
             return self.repeats
         return GRAND_DEFAULT_REPEATS if get_selector(self.selection).uses_repeats else 1
+
+
+# What only training on the subset uses: `effray select` (warm up and select, no training) refuses them.
+SUBSET_TRAINING = ("epochs", "workers", "weighting", "weight_cap", "reselect_every", "warm_start")
+
+
+@dataclass
+class SelectConfig(CoresetConfig):
+    """`effray select`: DeepCore's warm-up and the selection, no training on the subset. The
+    settings only that training uses are refused (``NEEDS``), and are not its flags."""
+
+    NEEDS = {**CoresetConfig.NEEDS, **{name: (lambda cfg: False, "trains on the subset; select only selects "
+                                                                "(use `effray run coreset`)")
+                                       for name in SUBSET_TRAINING}}
+
+    def resolved(self) -> "SelectConfig":
+        """CoresetConfig's, without the selector's training weighting and cap filled in (nothing
+        trains: given ones stay, for ``NEEDS`` to refuse)."""
+        return dataclasses.replace(super().resolved(), weighting=self.weighting, weight_cap=self.weight_cap)

@@ -15,18 +15,29 @@ from raypkg.engine.runner import use_augmentation
 from raypkg.errors import UsageError
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 from raypkg.selection.cache import SelectionCache
-from raypkg.selection.config import CoresetConfig
+from raypkg.selection.config import CoresetConfig, SelectConfig
 from raypkg.selection.pipeline import pretrain, select_stage, train_stage
 
 
 def check_budget(cfg: CoresetConfig, data) -> None:
-    """The budget fits the loaded data (one line otherwise, before any output)."""
+    """The budget fits the loaded data (one line otherwise, before any output), and so does
+    --ccs-beta with a --budget or --class-budget, as CoresetConfig checks it with --fraction."""
+    n = len(data.train)
     if cfg.class_budget is not None:
         from raypkg.selection.budget import check_class_budgets
 
         check_class_budgets(data.train.y, data.num_classes, [cfg.class_budget] * data.num_classes)
-    elif cfg.budget is not None and cfg.budget > len(data.train):
-        raise UsageError(f"budget {cfg.budget} is larger than the dataset ({len(data.train)} examples)")
+    elif cfg.budget is not None and cfg.budget > n:
+        raise UsageError(f"budget {cfg.budget} is larger than the dataset ({n} examples)")
+    if cfg.ccs_beta is not None and (cfg.budget is not None or cfg.class_budget is not None):
+        import torch
+
+        smallest = int(torch.bincount(data.train.y.cpu(), minlength=data.num_classes).min())
+        flag, kept = (f"--budget {cfg.budget}", cfg.budget / n) if cfg.budget is not None else \
+            (f"--class-budget {cfg.class_budget}", cfg.class_budget / smallest)
+        if kept > 1.0 - float(cfg.ccs_beta):
+            raise UsageError(f"--ccs-beta {cfg.ccs_beta:g} drops more than the {1.0 - kept:.3g} of the data "
+                             f"{flag} leaves out")
     if cfg.per_batch:
         from raypkg.selection.budget import subset_size
         from raypkg.selection.per_batch import units_needed
@@ -122,7 +133,7 @@ def train_reselecting(run: Run) -> None:
 
 SELECTION_METRICS = EPOCH_METRICS + ("pretrain_s", "selection_s", "subset_size")
 
-SELECT = register(Recipe("select", CoresetConfig, [warm_up, choose_subset], label=lambda cfg: f"select-{cfg.selection}",
+SELECT = register(Recipe("select", SelectConfig, [warm_up, choose_subset], label=lambda cfg: f"select-{cfg.selection}",
                          check=check_budget, metrics=()))
 CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, train_subset],
                           label=lambda cfg: f"coreset-{cfg.selection}", check=check_budget,

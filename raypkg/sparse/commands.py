@@ -5,33 +5,12 @@ from __future__ import annotations
 import click
 
 from raypkg.cli_options import address_option, config_file_option, config_options, echo_run_directory
-from raypkg.errors import UsageError
-
-AGC_FLAGS = ("agc_gamma", "agc_alpha", "agc_sample")
-MASK_FLAGS = ("sparse_init", "density", "scale_init", "growth", "death", "redistribution", "death_rate",
-              "update_frequency", "sparse_backend")
-
 
 def sparse_options(func):
     """``--config FILE``, the SparseConfig flags (TrainConfig's included) and ``--address``."""
     from raypkg.sparse.config import SparseConfig
 
     return address_option(config_file_option(config_options(SparseConfig)(func)))
-
-
-def resolve(config_file: str | None, flags: dict):
-    from raypkg.engine.config import resolve_config
-    from raypkg.sparse.config import SparseConfig
-
-    given = [name for name in AGC_FLAGS if flags.get(name) is not None]
-    cfg = resolve_config(SparseConfig, config_file, **flags)
-    if given and not cfg.agc:
-        raise UsageError(f"--{given[0].replace('_', '-')} needs --agc")
-    masks = [name for name in MASK_FLAGS if flags.get(name) is not None]
-    if masks and not cfg.sparse:
-        raise UsageError(f"--{masks[0].replace('_', '-')} sets the sparse masks; --dense trains without them "
-                         f"(drop one of the two)")
-    return cfg
 
 
 @click.command("sparse")
@@ -54,8 +33,10 @@ def run_sparse_command(config_file, **flags):
       effray run sparse --workers 2 --multiplier 2
     """
     from raypkg.api import run
+    from raypkg.engine.config import resolve_config
+    from raypkg.sparse.config import SparseConfig
 
-    summary = run("sparse", resolve(config_file, flags)).summary
+    summary = run("sparse", resolve_config(SparseConfig, config_file, **flags)).summary
     extras = "  ".join(f"{k} {summary[k]:.4f}" for k in ("density", "R_s", "agc_c")
                        if isinstance(summary.get(k), float))
     click.echo(f"{summary['method_variant']} {summary['dataset']}/{summary['model']}: "

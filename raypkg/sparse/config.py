@@ -16,6 +16,10 @@ GROWTH_MODES = ("random", "gradient", "momentum")
 DEATH_MODES = ("magnitude", "SET")
 REDISTRIBUTION_MODES = ("none", "magnitude", "nonzeros")
 SPARSE_BACKENDS = ("masked", "sparse", "auto")
+# The settings that act only with --agc, and those only with sparse masks (not --dense).
+AGC_SETTINGS = ("agc_gamma", "agc_alpha", "agc_sample")
+MASK_SETTINGS = ("sparse_init", "density", "scale_init", "growth", "death", "redistribution", "death_rate",
+                 "update_frequency", "sparse_backend")
 
 
 def check_density(density: float) -> None:
@@ -57,6 +61,10 @@ class SparseConfig(MaskSettings, TrainConfig):
     ``agc`` adds adaptive gradient correction. Defaults follow the paper's setup (spec
     "Training setup"): SGD with Nesterov momentum 0.9, wd 5e-4, LR x0.1 at 1/2 and 3/4
     of training (multistep; the milestones default to those epochs)."""
+
+    NEEDS = {**{name: (lambda cfg: cfg.agc, "needs --agc") for name in AGC_SETTINGS},
+             **{name: (lambda cfg: cfg.sparse, "sets the sparse masks; --dense trains without them "
+                                               "(drop one of the two)") for name in MASK_SETTINGS}}
 
     schedule: str = setting("multistep", "LR schedule (default: x0.1 at 1/2 and 3/4 of training).",
                             choices=SCHEDULES)

@@ -72,6 +72,38 @@ def layer_densities(model: nn.Module, density: float, init: str = "ERK") -> dict
     return erk_densities(model, density)
 
 
+def empty_layer(model: nn.Module, density: float, init: str = "ERK") -> tuple[str, int] | None:
+    """The first masked layer of ``model`` (its name and weight count) that ``random_masks``
+    would leave with no weight at ``density``, or None."""
+    params = maskable_parameters(model)
+    for name, d in layer_densities(model, density, init).items():
+        if round(d * params[name].numel()) < 1:
+            return name, params[name].numel()
+    return None
+
+
+def check_layers_keep_weights(cfg, data) -> None:
+    """A density (``cfg.density``, ``cfg.sparse_init``) that leaves a masked layer of the model
+    on ``data`` with no weight is refused, naming the smallest density that keeps one in
+    every layer (the model is built on the meta device: no memory, no random numbers)."""
+    from raypkg.errors import UsageError
+    from raypkg.models.registry import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg.model, data.input_shape, data.num_classes)
+    empty = empty_layer(model, cfg.density, cfg.sparse_init)
+    if empty is None:
+        return
+    low, high = cfg.density, 1.0  # bisect: the layers' weights kept grow with the density
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (low, middle) if empty_layer(model, middle, cfg.sparse_init) is None else (middle, high)
+    digits = 10 ** (1 - math.floor(math.log10(high)))  # two significant digits, rounded up
+    smallest = min(1.0, math.ceil(high * digits) / digits)
+    raise UsageError(f"--density {cfg.density:g} leaves layer {empty[0]} ({empty[1]} weights, {cfg.sparse_init}) "
+                     f"with no weight: the smallest density that keeps one in every layer is {smallest:g}")
+
+
 def random_masks(model: nn.Module, density: float, init: str = "ERK",
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Boolean masks (on each parameter's device): layer l has exactly round(d_l * N_l)

@@ -16,9 +16,9 @@ from raypkg.engine.trainer import train
 from raypkg.errors import UsageError
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 from raypkg.sparse.agc import AGCorrection
-from raypkg.sparse.config import SparseConfig
+from raypkg.sparse.config import AGC_SETTINGS, MASK_SETTINGS, SparseConfig
 from raypkg.sparse.dst import SparseTraining
-from raypkg.sparse.masks import maskable_parameters, masks_digest
+from raypkg.sparse.masks import check_layers_keep_weights, maskable_parameters, masks_digest
 
 
 def build_callbacks(cfg: SparseConfig) -> list[Callback]:
@@ -42,6 +42,9 @@ def method_name(cfg: SparseConfig) -> str:
 
 
 def check_against_data(cfg: SparseConfig, data) -> None:
+    """The masks keep a weight in every layer; AGC's sample fits the training set."""
+    if cfg.sparse:
+        check_layers_keep_weights(cfg, data)
     if cfg.agc_sample is not None and cfg.agc_sample > len(data.train):
         raise UsageError(f"--agc-sample {cfg.agc_sample} exceeds the training set ({len(data.train)} examples)")
 
@@ -92,8 +95,10 @@ def sparse_point(method: str, density: float, s: dict, common: dict, n: int | No
     unless ``common`` names one."""
     sparse, growth, agc = {name.lower(): v for name, v in SPARSE_METHODS.items()}[method.lower()]
     sample = s["agc_sample"] and min(s["agc_sample"], n or s["agc_sample"])
-    return SparseConfig(**{"sparse_backend": "auto", **common, "sparse": sparse, "density": density, "growth": growth,
-                           "agc": agc, "update_frequency": s["update_frequency"], "agc_sample": sample})
+    fields = {"sparse_backend": "auto", **common, "sparse": sparse, "density": density, "growth": growth,
+              "agc": agc, "update_frequency": s["update_frequency"], "agc_sample": sample}
+    idle = (() if sparse else MASK_SETTINGS) + (() if agc else AGC_SETTINGS)  # left at their defaults
+    return SparseConfig(**{k: v for k, v in fields.items() if k not in idle})
 
 
 def sparse_examples(cfg: SparseConfig, summary: dict, n: int, per_example) -> tuple[int, float]:

@@ -107,7 +107,7 @@ class RunDir:
         path = Path(out_root) / name if name else None
         if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"run directory {str(path)!r} already exists and is not empty; "
-                             "pick another --name or --out")
+                             "pick another --name")
         if path is not None and storage:
             shared.check_free(shared.join(storage, path.name))
         return path
