@@ -3,8 +3,9 @@
 Per (dataset, model) setup the methods train one after another through the sparse recipe
 (after an untimed run per backend), same seed, density, epochs and schedule: the first
 epoch reaching the target, median seconds per epoch (AGC's snapshot pass included), R_s,
-the final density, ``x_vs_masked`` and ``x_vs_dense`` (their seconds per epoch / the
-row's), and for each AGC row its pair's target (--target-of-dense x the plain version's
+the final density, ``x_vs_masked``, ``x_vs_dense`` and ``x_vs_dense_fp32`` (their seconds
+per epoch / the row's; dense runs at ``--precision auto``'s pick and at fp32/contiguous,
+``execution`` says which each row ran), and for each AGC row its pair's target (--target-of-dense x the plain version's
 best) and both versions' epochs to it. The claim (Lei et al. 2024): AGC reaches the
 target in >= 30% fewer epochs at <= 1.5x the time per epoch.
 """
@@ -29,19 +30,25 @@ from raypkg.sparse.recipe import (EPOCH_RATIO_TARGET, SPARSE, SPARSE_METHODS, TI
 BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequency": 50, "train_size": 10000,
                   "test_size": 2000, "agc_gamma": 0.1, "agc_sample": None, "seed": 0}
 SIZED_ONLY = "Fixed-size datasets (digits) ignore it."
+DENSE_FP32 = "dense fp32"  # the dense row at fp32/contiguous, beside dense at --precision auto's pick
 
 
 def run_method(runner: BenchRunner, base, agc: dict, data, name: str, density: float, backend: str) -> dict:
     """One method's run of the sparse recipe (its config from the sparse bench case, with the
     AGC settings ``agc`` for an A- method), in memory: its per-epoch curves (``acc``, ``epoch_s``:
-    AGC's snapshot pass included) and its row's figures."""
+    AGC's snapshot pass included) and its row's figures. Backend ``dense fp32`` is dense
+    training at fp32/contiguous, whatever ``--precision auto`` picks for the other rows."""
     fields, sparse = {**dataclasses.asdict(base), **agc}, SPARSE_METHODS[name][0]
     cfg = sparse_point(name, density, fields, dict(fields, sparse_backend=backend if sparse else "masked"), None)
-    summary = runner.run(SPARSE, cfg.resolved().validate(), data, key=(base.dataset, base.model, cfg.sparse_backend))
+    if backend == DENSE_FP32:
+        cfg = dataclasses.replace(cfg, precision="fp32", memory_format="contiguous")
+    summary = runner.run(SPARSE, cfg.resolved().validate(), data,
+                         key=(base.dataset, base.model, cfg.sparse_backend, cfg.precision, cfg.memory_format))
     history = summary["rows"]
     acc, epoch_s = [r["test_acc"] for r in history], [r["epoch_s"] + r.get("agc_snapshot_s", 0.0) for r in history]
     run = {"setup": f"{base.dataset}/{base.model}", "method": name, "target_density": density if sparse else 1.0,
-           "backend": backend, "sparse_layers": len(summary.get("sparse_layers", [])), "s_per_epoch":
+           "backend": backend, "execution": f"{summary['precision']}/{summary['memory_format']}",
+           "sparse_layers": len(summary.get("sparse_layers", [])), "s_per_epoch":
            statistics.median(epoch_s), "final_acc": acc[-1], "best_acc": max(acc), "R_s": summary.get("R_s", 1.0),
            "density": summary["density"], "agc_c_last": history[-1].get("agc_c"), "acc": acc, "epoch_s": epoch_s}
     click.echo(f"  {name} (density {run['target_density']:g}, {backend}): final acc {acc[-1]:.4f}, "
@@ -126,10 +133,10 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         click.echo(f"{base.dataset}/{base.model}: {len(data.train)} train, {len(data.test)} test ...", err=True)
         for backend in dict.fromkeys(["masked", *backend_list]):  # every timed row after the one-time costs
             runner.warm(SPARSE, dataclasses.replace(base, sparse_backend=backend), data,
-                        key=(base.dataset, base.model, backend))
+                        key=(base.dataset, base.model, backend, base.precision, base.memory_format))
         these = [run_method(runner, base, agc, data, name, density, backend) for density in density_list
                  for name in names if name != "dense" or density == density_list[0]  # dense: once
-                 for backend in (backend_list if SPARSE_METHODS[name][0] else ["dense"])]
+                 for backend in (backend_list if SPARSE_METHODS[name][0] else ["dense", DENSE_FP32])]
         dense = next((run["acc"] for run in these if run["method"] == "dense"), None)
         targets[these[0]["setup"]] = target if target is not None else target_of_dense * max(dense)
         runs += these
@@ -137,7 +144,7 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
     rows = []
     for run in runs:  # columns: the run's labels, its target, its figures, then an AGC run's against its plain one
         target = targets[run["setup"]]
-        row = {k: run[k] for k in ("setup", "method", "target_density", "backend", "sparse_layers")}
+        row = {k: run[k] for k in ("setup", "method", "target_density", "backend", "execution", "sparse_layers")}
         row.update(target=target, epochs_to_target=epochs_to(run["acc"], target), **{
             k: run[k] for k in ("s_per_epoch", "final_acc", "best_acc", "R_s", "density", "agc_c_last")})
         plain = by.get((run["setup"], run["method"].removeprefix("A-"), run["target_density"], run["backend"]))
@@ -146,7 +153,8 @@ def sparse_bench(setups, methods, densities, backends, target, target_of_dense, 
         rows.append(row)
     table = pd.DataFrame(rows)
     for column, reference, keys in (("x_vs_masked", table.backend == "masked", ["setup", "method", "target_density"]),
-                                    ("x_vs_dense", table.method == "dense", ["setup"])):
+                                    ("x_vs_dense", (table.method == "dense") & (table.backend == "dense"), ["setup"]),
+                                    ("x_vs_dense_fp32", table.backend == DENSE_FP32, ["setup"])):
         if reference.any():
             table = compare(table, reference, keys, column, seconds="s_per_epoch")
     b = bases[0]
