@@ -89,7 +89,9 @@ def echo_listing(entries: dict[str, str]) -> None:
                              "Default: report.png beside the first run (in its --out directory), or in "
                              "the current directory when the first run is a URI.")
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
-def report(run_dirs, save, plot, no_plot):
+@click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
+              help="Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
+def report(run_dirs, save, plot, no_plot, target_acc):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
 
     A run is a run directory, or its copy in --storage given as a URI (s3://, gs://,
@@ -99,6 +101,7 @@ def report(run_dirs, save, plot, no_plot):
     \b
     Examples:
       effray report runs/train-digits-mlp-* runs/coreset-digits-mlp-* --plot compare.png
+      effray report runs/* --target-acc 0.9       # seconds to 90% test accuracy, evaluation excluded
       effray report s3://bucket/effray/train-digits-mlp-20250101-120000-000000
     """
     import tempfile
@@ -118,7 +121,7 @@ def report(run_dirs, save, plot, no_plot):
         runs, warnings = load_runs(run_dirs, Path(downloads))
         for line in warnings:
             click.echo(f"warning: {line}", err=True)
-        table = report_table(runs)
+        table = report_table(runs, target_acc)
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         if save:
             atomic_write(save, lambda p: table.to_parquet(p, index=False) if save.endswith(".parquet")

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 # The engine's epoch row (``raypkg.engine.loop.fit``): every recipe that trains reports these.
-EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "lr", "test_acc", "test_loss")
+EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "epoch_end_time", "lr", "test_acc", "test_loss",
+                 "eval_s")
 
 
 @dataclass
@@ -79,6 +80,8 @@ class Sink(Protocol):
     """Where a run's results go."""
 
     timings: Timings  # where the run's seconds went (phases timed here, cached work charged)
+    rows: list[dict]  # the metrics rows logged so far
+    started_at: float  # wall clock (time.time()) when the sink opened: the run's first phase starts
 
     @property
     def storage(self) -> Path | str | None:
@@ -156,6 +159,7 @@ class Recipe:
         from raypkg.models.registry import check_model
         from raypkg.paths import check_home
         from raypkg.tracking.run import RunDir
+        from raypkg.tracking.tta import time_to_accuracy
 
         loaded = data is None
         if loaded:
@@ -189,6 +193,9 @@ class Recipe:
             if run.trained is None:  # a stage that evaluates its own answer notes its test_acc
                 return out.finish(**{"test_acc": None, **run.summary})
             model, device = run.trained.model, run.trained.device
+            if getattr(cfg, "target_acc", None) is not None:
+                run.summary.update(target_acc=cfg.target_acc, **time_to_accuracy(out.rows, out.started_at,
+                                                                                  cfg.target_acc))
             out.save_state("model.pt", model.state_dict())
             with out.phase("eval"):
                 final = evaluate(model, data.test.to(device), device)
@@ -232,7 +239,7 @@ class MemorySink:
         self.notes: dict = {}
         self.rows: list[dict] = []
         self.tables: dict[str, Any] = {}
-        self.started = time.perf_counter()
+        self.started, self.started_at = time.perf_counter(), time.time()
 
     def __enter__(self) -> "MemorySink":
         return self
@@ -259,7 +266,8 @@ class MemorySink:
 
     def finish(self, test_acc: float | None, **entries) -> dict:
         return {"method": self.method, "dataset": self.dataset, "model": self.model, "test_acc": test_acc,
-                "wall_s": time.perf_counter() - self.started, **self.timings.summary(), **entries,
+                "wall_s": time.perf_counter() - self.started, "started_at": self.started_at,
+                **self.timings.summary(), **entries,
                 "rows": self.rows, "tables": self.tables}
 
 

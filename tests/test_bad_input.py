@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 # a config file from CONFIGS.
 CONFIGS = {
     "nan": "epochs: .nan\n",
+    "amp_word": "amp: 'yes'\n",
+    "precision_word": "precision: half\n",
     "inf_lr": "lr: .inf\n",
     "list": "- epochs\n- 3\n",
     "unknown": "epochs: 2\nlearning_rate: 0.1\n",
@@ -450,6 +452,18 @@ SAYS += [
     (B + ["sparse", "--methods", "dense,SET-ITOP", "--agc-gamma", "0.3"], "none of --methods 'dense,SET-ITOP' uses"),
     (TS + ["--space", "{cfg:space_pair}"], "the trial agc=False, agc_gamma=0.3 is invalid: --agc-gamma needs --agc"),
     (TUNE + ["--space", "{cfg:space_bad_range_end}"], "momentum=1.0 is invalid: momentum must be in [0, 1)"),
+]
+SAYS += [  # precision and memory format (#38), time-to-accuracy
+    (T + ["--precision", "fp16"], "'fp16'"),
+    (T + ["--memory-format", "nhwc"], "'nhwc'"),
+    (T + ["--config", "{cfg:amp_word}"], "amp must be true or false, got 'yes'"),
+    (T + ["--config", "{cfg:precision_word}"], "unknown precision 'half'"),
+    (T + ["--target-acc", "1.5"], "target-acc must be a test accuracy in (0, 1], got 1.5"),
+    (T + ["--target-acc", "0"], "target-acc must be a test accuracy in (0, 1], got 0"),
+    (["report", "{run}", "--target-acc", "2"], "2"),
+    (B + ["precision", "--seeds", "-1"], "--seeds must be >= 0"),
+    (B + ["precision", "--setups", "digits"], "--setups takes DATASET:MODEL pairs"),
+    (B + ["precision", "--step-repeats", "0"], "--step-repeats must be >= 1"),
 ]
 
 

@@ -138,14 +138,22 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     assert set(rows[selected]["method"]) == {"uniform", "glister"} and selected.sum() == 4
     summary = pd.read_parquet(f"{stem}-summary.parquet")
     assert len(summary) == 5 and (summary["seeds"] == 2).all() and summary["pareto"].any()
-    for png in (f"{stem}.png", f"{stem}-flops.png"):
+    # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
+    # at the latest), and no row reaches it after its own end
+    targets = rows.groupby("seed")["tta_target"].first()
+    assert (targets == rows[rows["method"] == "full"].set_index("seed")["test_acc"] - 0.005).all()
+    assert rows[rows["method"] == "full"]["tta_s"].notna().all()
+    reached = rows["tta_s"].notna()
+    assert (rows.loc[reached, "tta_s"] <= rows.loc[reached, "e2e_s"] + 1e-6).all()
+    assert summary.set_index("method")["tta_reached"].to_dict() == rows.groupby("method")["tta_s"].count().to_dict()
+    for png in (f"{stem}.png", f"{stem}-flops.png", f"{stem}-tta.png"):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    (run,) = stem.parent.glob("wandb/offline-run-*")  # one W&B run: both tables, both plots
+    (run,) = stem.parent.glob("wandb/offline-run-*")  # one W&B run: both tables, the three plots
     media = run / "files" / "media"
     assert {p.name.rsplit("_", 2)[0] for p in (media / "table" / "frontier").iterdir()} == {"table", "summary"}
-    assert {p.name.rsplit("_", 2)[0] for p in (media / "images" / "frontier").iterdir()} == {"plot",
-                                                                                           "accuracy_vs_flops"}
+    assert {p.name.rsplit("_", 2)[0] for p in (media / "images" / "frontier").iterdir()} == {
+        "plot", "accuracy_vs_flops", "time_to_accuracy"}
     header = next(line for line in output.splitlines() if line.startswith("family"))
     assert header.split() == TABLE_COLUMNS  # the printed table: the summary's columns it names
 

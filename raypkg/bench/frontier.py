@@ -7,9 +7,13 @@ run` would; cached warm-ups, shard models and selections are charged their origi
 seconds. A row: each phase's seconds, ``e2e_s`` (their sum), ``test_acc``,
 ``examples_seen``, ``flops`` (3 x forward FLOPs per example seen, masked models by their
 ERK densities), ``speedup_vs_full``/``acc_vs_full`` (points) and
-``speedup_vs_rs2``/``acc_vs_rs2`` against RS2 at the same fraction within a seed, and
-``noisy_share`` of a selected subset. The summary: mean and spread over seeds per point,
-and the Pareto fronts of accuracy vs e2e_s and vs FLOPs.
+``speedup_vs_rs2``/``acc_vs_rs2`` against RS2 at the same fraction within a seed,
+``noisy_share`` of a selected subset, and ``tta_s``, its time-to-accuracy: seconds from the
+run's start to the first epoch at the target (full training's final accuracy of the seed
+minus 0.5 points, or ``--target-acc``), evaluation excluded and cached work charged (NaN:
+never reached). The summary: mean and spread over seeds per point (``tta_s`` over the
+seeds that reached it, ``tta_reached`` of ``seeds``), and the Pareto fronts of accuracy
+vs e2e_s and vs FLOPs.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.plots import figure, save_png
 from raypkg.recipe import load_cases, load_data, load_recipes
 from raypkg.selection.cache import SelectionCache
+from raypkg.tracking.tta import charged_time_to_accuracy
 
 # method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe); "full"
 # always runs (it is every ratio's reference).
@@ -62,8 +67,9 @@ COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dr
           "update_frequency": "RigL: optimizer steps between mask updates.",
           "agc_sample": "AGC: examples of the snapshot gradient."}
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
-                 "test_acc", "test_acc_std", "flops", "speedup_vs_full", "acc_vs_full", "speedup_vs_rs2",
-                 "acc_vs_rs2", "noisy_share", "pareto", "pareto_flops"]
+                 "test_acc", "test_acc_std", "tta_s", "tta_reached", "flops", "speedup_vs_full", "acc_vs_full",
+                 "speedup_vs_rs2", "acc_vs_rs2", "noisy_share", "pareto", "pareto_flops"]
+TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
 
 def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
@@ -100,6 +106,8 @@ def aggregate(frame):
         table[f"{column}_min"] = groups[column].min().to_numpy()
         table[f"{column}_max"] = groups[column].max().to_numpy()
     table.insert(3, "seeds", groups.size().to_numpy())
+    if "tta_s" in frame:
+        table["tta_reached"] = groups["tta_s"].count().to_numpy()
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
         table[flag] = [i in front for i in range(len(table))]
@@ -188,6 +196,26 @@ def load_points(settings: dict, methods: list[str], seed: int):
     return points, data
 
 
+def add_tta(done: list[tuple[dict, dict]], target_acc: float | None) -> None:
+    """Each row's ``tta_s`` (NaN: never reached) and ``tta_target``: ``target_acc``, else the
+    seed's full training's final accuracy minus ``TTA_BELOW_FULL`` (full is the first row)."""
+    target = target_acc if target_acc is not None else done[0][0]["test_acc"] - TTA_BELOW_FULL
+    for row, summary in done:
+        tta = charged_time_to_accuracy(summary, target)
+        row["tta_s"], row["tta_target"] = math.nan if tta is None else tta, target
+
+
+def plot_tta(table, ax) -> None:
+    """Time-to-accuracy per point (mean over the seeds that reached the target); the points
+    that never did are named in the title."""
+    from raypkg.plots import hbar
+
+    points = table.assign(point=(table["method"] + " " + table["setting"].replace("-", "")).str.strip())
+    hbar(points[points["tta_s"].notna()], ax, "point", ["tta_s"], "seconds to the target accuracy (evaluation excluded)")
+    never = points.loc[points["tta_s"].isna(), "point"]
+    ax.set_title("time-to-accuracy" + (f"; never reached: {', '.join(never)}" if len(never) else ""), fontsize=9)
+
+
 def count_examples(point: Point, row: dict, summary: dict, data, per_example) -> dict:
     """``row`` with its case's examples seen and training FLOPs, and the share of noisy
     labels among a subset's picks."""
@@ -228,10 +256,13 @@ def count_options(func):
                    "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
+@click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
+              help="Time-to-accuracy target of every row (default: each seed's full training's final test "
+                   "accuracy minus 0.5 points).")
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
-def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flags):
+def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
     Full training, RS2 and uniform subsets, DeepCore, LiPT, CREST, InfoBatch and sparse
@@ -262,6 +293,7 @@ def frontier_bench(setup, methods, panels, workers, wandb, threads, save, **flag
                     k: v for k, v in settings.items() if k not in ("dataset", "data_dir", "train_size", "test_size")})
                 per_example = flops_per_example(settings["model"], data)
             done = runner.rows(points, data, PHASES, "e2e_s", cache=cache)
+            add_tta(done, target_acc)
             rows += [count_examples(p, row, summary, data, per_example) for p, (row, summary) in zip(points, done)]
             if panels:
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
@@ -279,10 +311,13 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> No
     plot_frontier(table, ax, "flops", "training FLOPs")
     ax.set_title(f"{title}: accuracy vs training FLOPs")
     flops = save_png(fig, stem.with_name(stem.name + "-flops.png"))
+    fig, (ax,) = figure(width=7.0, height=4.2)
+    plot_tta(table, ax)
+    tta = save_png(fig, stem.with_name(stem.name + "-tta.png"))
     runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f"}, printed=table,
                   title=f"{title}: accuracy vs end-to-end seconds", extra={"-summary": table},
                   plot=lambda _, ax: plot_frontier(table, ax, "e2e_s", "end-to-end seconds"),
-                  images={"accuracy_vs_flops": flops})
+                  images={"accuracy_vs_flops": flops, "time_to_accuracy": tta})
     if panel is not None:
         click.echo("\n# DeltaGrad vs retraining from scratch after deleting a random fraction of the training set")
         runner.finish(panel, DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"}, suffix="-deltagrad",

@@ -179,6 +179,9 @@ class TrainConfig(RunConfig):
                                  "channels_last when one real batch's forward + backward is timed faster "
                                  "(convolutional models only). The run's config.yaml records the choice.",
                                  choices=MEMORY_FORMATS)
+    target_acc: float | None = setting(None, "Time-to-accuracy target: summary.json's tta_s is the seconds from "
+                                       "the run's first phase to the end of the first epoch whose test accuracy "
+                                       "reaches it, evaluation excluded (tta_eval_s).")
     augment: bool | None = setting(None, "Random crop + flip (default: the dataset's).")
     max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
@@ -215,6 +218,8 @@ class TrainConfig(RunConfig):
             raise UsageError(f"gamma must be in (0, 1], got {self.gamma:g}")
         if any(m <= 0 or m > self.epochs for m in self.milestones):
             raise UsageError(f"milestones must be epochs in (0, {self.epochs}], got {self.milestones}")
+        if self.target_acc is not None and not 0 < self.target_acc <= 1:
+            raise UsageError(f"target-acc must be a test accuracy in (0, 1], got {self.target_acc:g}")
         choose("precision", self.precision, PRECISIONS)
         choose("memory format", self.memory_format, MEMORY_FORMATS)
         if self.lr_warmup_epochs >= self.epochs:

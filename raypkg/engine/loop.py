@@ -258,9 +258,12 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
         if device.type == "cuda":
             torch.cuda.synchronize()
         row["epoch_s"] = time.perf_counter() - t0
+        row["epoch_end_time"] = time.time()  # wall clock: time-to-accuracy (raypkg.tracking.tta), any process
         row["lr"] = ctx.lr
         if test is not None:
+            t0 = time.perf_counter()
             row.update({f"test_{k}": v for k, v in evaluate(model, test, device).items()})
+            row["eval_s"] = time.perf_counter() - t0
         ctx.history.append(row)
         for cb in ctx.callbacks:
             cb.on_epoch_end(ctx, row)

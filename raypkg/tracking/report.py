@@ -132,18 +132,27 @@ def seconds_axis(summary: dict, metrics):
     return max(startup, 0.0) + epochs.cumsum()
 
 
-def report_table(runs: list[tuple[Path, dict]]):
-    """One row per run: method, dataset, model, test_acc, wall_s, epochs_s (``epoch_s``
-    summed), overhead_s (wall_s - epochs_s), one column per phase, and speedup = wall_s of
-    the first run / wall_s of this run."""
+def report_table(runs: list[tuple[Path, dict]], target_acc: float | None = None):
+    """One row per run: method, dataset, model, its precision and memory format, test_acc,
+    wall_s, epochs_s (``epoch_s`` summed), overhead_s (wall_s - epochs_s), one column per
+    phase, speedup = wall_s of the first run / wall_s of this run, and with a target
+    (``target_acc``, else the run's own) ``tta_s``: its time-to-accuracy (NaN: not reached;
+    ``raypkg.tracking.tta``)."""
     import pandas as pd
+
+    from raypkg.tracking.tta import time_to_accuracy
 
     rows = []
     for path, s in runs:
-        epochs = epochs_seconds(read_metrics(path))
+        metrics = read_metrics(path)
+        epochs = epochs_seconds(metrics)
+        execution = "/".join(str(s[k]) for k in ("precision", "memory_format") if k in s)
         row = {"run": path.resolve().name, "method": s["method"], "dataset": s.get("dataset"),
-               "model": s.get("model"), "test_acc": s.get("test_acc"), "wall_s": s["wall_s"],
-               "epochs_s": epochs, "overhead_s": None if epochs is None else s["wall_s"] - epochs}
+               "model": s.get("model"), "execution": execution or None, "test_acc": s.get("test_acc"),
+               "wall_s": s["wall_s"], "epochs_s": epochs, "overhead_s": None if epochs is None else s["wall_s"] - epochs}
+        target = target_acc or s.get("target_acc")
+        if target is not None and metrics is not None and "started_at" in s and "epoch_end_time" in metrics:
+            row["tta_s"] = time_to_accuracy(metrics.to_dict("records"), s["started_at"], target)["tta_s"]
         row.update({f"{k}_s": v for k, v in s.get("phases", {}).items()})
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -71,7 +71,7 @@ class RunDir:
         self.config = to_plain(config)
         self.rows: list[dict] = []
         self.timings = Timings()
-        self.started = time.perf_counter()
+        self.started, self.started_at = time.perf_counter(), time.time()
         self.summary: dict | None = None
         self.wandb = WandbLogger(path, name=path.name, group=method, config=self.config,
                                  mode=wandb_mode, project=wandb_project)
@@ -188,7 +188,7 @@ class RunDir:
             times = {"epochs_s": epochs, "overhead_s": wall - epochs}
         self.summary = to_plain({
             "method": self.method, "dataset": self.dataset, "model": self.model,
-            "test_acc": test_acc, "wall_s": wall, **times,
+            "test_acc": test_acc, "wall_s": wall, "started_at": self.started_at, **times,
             **self.timings.summary(), "run_dir": str(self.path),
             **({"storage": self.remote} if self.remote else {}), **extra})
         text = json.dumps(self.summary, indent=2)
