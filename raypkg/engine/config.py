@@ -132,8 +132,10 @@ class RunConfig:
         check_data_dir(self.data_dir)
         check_run_name(self.name)  # --out, the run directory and --storage: RunDir.check, before the data loads
         if self.placement != "pack" and not getattr(self, "workers", 0) and not getattr(self, "actors", 0):
+            flags = [flag for name, flag in (("workers", "--workers N"), ("actors", "--actors K"))
+                     if hasattr(self, name) and name not in self.NEEDS]  # a setting this method refuses: no hint
             raise UsageError(f"--placement {self.placement} places Ray Train workers or shard actors: it needs "
-                             "--workers N (or --actors K)")
+                             f"{' or '.join(flags) or 'a method that uses them'}")
         if isinstance(getattr(self, "actors", None), int) and self.actors > 0:  # the methods with shard actors
             from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, check_local_placement
 
