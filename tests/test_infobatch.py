@@ -91,3 +91,29 @@ def test_on_two_ray_train_workers_the_plan_prunes_with_the_scores_gathered_over_
     assert kept[0] == n and kept[1] < n and kept[2] == n  # epoch 2 pruned, epoch 3 anneals
     assert s["steps"] == sum(math.ceil(math.ceil(k / 2) / batch) for k in kept)  # rank 0's steps
     assert s["full_steps"] == 3 * math.ceil(math.ceil(n / 2) / batch)
+
+
+def test_rigl_under_infobatch_follows_the_steps_actually_taken():
+    """Stacked on InfoBatch, whose epochs shrink as its scores change, RigL's horizon (the
+    cosine death rate's end and the last-update guard) is the number of steps the run took,
+    not the full-data count the plan gives before any score exists; no mask update comes at
+    the last step; on a fixed plan the horizon is the one it always was."""
+    from raypkg.data import load_dataset
+    from raypkg.engine.config import TrainConfig
+    from raypkg.engine.loop import fit, seed_everything
+    from raypkg.infobatch.plan import InfoBatch
+    from raypkg.models.registry import build_model
+    from raypkg.sparse.dst import SparseTraining
+
+    data = load_dataset("digits", seed=0)
+    cfg = TrainConfig(epochs=6, batch_size=64, progress=False, precision="fp32").validate()
+    for pruned in (True, False):
+        seed_everything(0)
+        model = build_model("mlp", data.input_shape, data.num_classes)
+        infobatch = InfoBatch(len(data.train), cfg.batch_size, cfg.seed, 0.5 if pruned else 0.0, pruning_epochs=5)
+        dst = SparseTraining(0.2, "ERK", seed=0, growth="gradient", update_frequency=5)
+        fit(model, data.train, None, cfg, plan=infobatch.plan, callbacks=[infobatch, dst])
+        full = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+        assert dst.total_steps == infobatch.steps  # before: the plan's count at fit start, full-data epochs
+        assert (infobatch.steps < full) is pruned
+        assert dst.updates and all(u["step"] < infobatch.steps for u in dst.updates)

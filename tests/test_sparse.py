@@ -372,9 +372,10 @@ def test_bench_sparse_writes_table_curves_and_plot(tmp_path):
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "b.parquet")
     curves = pd.read_parquet(tmp_path / "b-curves.parquet")
-    assert list(table["method"]) == ["dense", "SET-ITOP", "A-SET-ITOP"]
-    assert table.set_index("method")["density"]["dense"] == 1.0 and abs(table["density"].iloc[1] - 0.05) < 0.005
-    assert len(curves) == 3 * 2 and (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert list(table["method"]) == ["dense", "dense", "SET-ITOP", "A-SET-ITOP"]  # dense at auto's pick and fp32
+    assert list(table["backend"][:2]) == ["dense", "dense fp32"] and table["execution"][1] == "fp32/contiguous"
+    assert (table["density"][:2] == 1.0).all() and abs(table["density"].iloc[2] - 0.05) < 0.005
+    assert len(curves) == 4 * 2 and (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     row = table.set_index("method").loc["A-SET-ITOP"]
     assert row["time_vs_plain"] == row["s_per_epoch"] / table.set_index("method")["s_per_epoch"]["SET-ITOP"]
 
@@ -391,7 +392,8 @@ def test_bench_sparse_runs_dense_once_and_pairs_each_agc_row_with_its_density(tm
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "b.parquet")
     assert list(zip(table["method"], table["target_density"])) == [
-        ("dense", 1.0), ("SET-ITOP", 0.2), ("A-SET-ITOP", 0.2), ("SET-ITOP", 0.05), ("A-SET-ITOP", 0.05)]
+        ("dense", 1.0), ("dense", 1.0), ("SET-ITOP", 0.2), ("A-SET-ITOP", 0.2), ("SET-ITOP", 0.05),
+        ("A-SET-ITOP", 0.05)]
     assert (table["density"] - table["target_density"]).abs().max() < 0.01
     by = table.set_index(["method", "target_density"])["s_per_epoch"]
     curves = pd.read_parquet(tmp_path / "b-curves.parquet")

@@ -320,12 +320,13 @@ def test_bench_sparse_gives_a_row_per_backend_with_speed_ups(tmp_path):
                                        "--save", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "b.parquet")
-    assert list(table["backend"]) == ["dense", "masked", "sparse"]
-    assert list(table["sparse_layers"]) == [0, 0, 2]
-    masked, sparse = table.iloc[1], table.iloc[2]
+    assert list(table["backend"]) == ["dense", "dense fp32", "masked", "sparse"]
+    assert list(table["sparse_layers"]) == [0, 0, 0, 2]
+    masked, sparse = table.iloc[2], table.iloc[3]
     assert masked["x_vs_masked"] == 1.0
     assert sparse["x_vs_masked"] == pytest.approx(masked["s_per_epoch"] / sparse["s_per_epoch"])
     assert sparse["x_vs_dense"] == pytest.approx(table.iloc[0]["s_per_epoch"] / sparse["s_per_epoch"])
+    assert sparse["x_vs_dense_fp32"] == pytest.approx(table.iloc[1]["s_per_epoch"] / sparse["s_per_epoch"])
     assert sparse["final_acc"] == pytest.approx(masked["final_acc"], abs=0.003)  # the same math
     bad = CliRunner().invoke(main, ["bench", "sparse", "--backends", "masked,fast"])
     assert bad.exit_code == 2 and "unknown sparse backend 'fast'; choose one of: auto, masked, sparse" in bad.output

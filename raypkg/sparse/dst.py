@@ -138,7 +138,7 @@ class SparseTraining(StaticMask):
 
     # --- setup -----------------------------------------------------------------------
     def on_fit_start(self, ctx: TrainContext) -> None:
-        self.total_steps = sum(ctx.plan.steps(e, ctx.rank, ctx.world_size) for e in range(ctx.cfg.epochs))
+        self.follow_steps(ctx)
         super().on_fit_start(ctx)
         if self.explored is None:
             self.explored = {name: mask.clone() for name, mask in self.masks.items()}
@@ -151,6 +151,19 @@ class SparseTraining(StaticMask):
         if needs_momentum and not any("momentum" in g and g["momentum"] > 0 for g in ctx.optimizer.param_groups):
             raise UsageError(f"growth {self.growth!r} / redistribution {self.redistribution!r} "
                              "need SGD momentum > 0")
+
+    def follow_steps(self, ctx: TrainContext) -> None:
+        """The training's length in optimizer steps (the death rate's cosine horizon and the
+        last-update guard): the steps taken so far plus the plan's steps for the epochs left,
+        counted again at every epoch's start, so that a plan whose epochs shrink as training
+        goes (InfoBatch's pruning follows its scores) ends the horizon at the steps actually
+        taken. For a fixed plan it is the same count at every epoch."""
+        left = sum(ctx.plan.steps(e, ctx.rank, ctx.world_size) for e in range(ctx.epoch, ctx.cfg.epochs))
+        self.total_steps = ctx.global_step + left
+
+    def on_epoch_start(self, ctx: TrainContext) -> None:
+        super().on_epoch_start(ctx)
+        self.follow_steps(ctx)
 
     def is_update_step(self, step: int) -> bool:
         """Masks change after optimizer step number ``step`` (1-based) when it is a multiple
