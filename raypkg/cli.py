@@ -122,7 +122,7 @@ def report(run_dirs, save, plot, no_plot, target_acc):
         for line in warnings:
             click.echo(f"warning: {line}", err=True)
         table = report_table(runs, target_acc)
-        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
         if save:
             atomic_write(save, lambda p: table.to_parquet(p, index=False) if save.endswith(".parquet")
                          else table.to_csv(p, index=False))

@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from raypkg.cli import main
+from raypkg.engine.loop import CLOCK_COLUMNS
 
 
 def run_cli(*args):
@@ -38,7 +39,7 @@ def test_train_writes_a_complete_run_directory_and_config_repeats_it(tmp_path):
     (tmp_path / "again.yaml").write_text(yaml.safe_dump(config))
     assert run_cli("train", "--config", str(tmp_path / "again.yaml")).exit_code == 0
     again = pd.read_parquet(out / "b" / "metrics.parquet")
-    pd.testing.assert_frame_equal(metrics.drop(columns="epoch_s"), again.drop(columns="epoch_s"))
+    pd.testing.assert_frame_equal(metrics.drop(columns=list(CLOCK_COLUMNS)), again.drop(columns=list(CLOCK_COLUMNS)))
 
     table = run_cli("report", str(run), str(out / "b"))
     assert table.exit_code == 0 and "speedup" in table.output and "train_s" in table.output

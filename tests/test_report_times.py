@@ -28,7 +28,7 @@ def test_a_ray_train_run_shows_its_start_up_beside_its_epoch_seconds(tmp_path):
     ray_run = write_run(tmp_path / "ray", 27.7, [0.04, 0.03, 0.03], {"train": 27.5, "eval": 0.1})
     local = write_run(tmp_path / "local", 2.0, [0.5, 0.5, 0.5], {"train": 1.9, "eval": 0.1})
     table = report_table([ray_run, local]).set_index("run")
-    assert list(table.columns[:7]) == ["method", "dataset", "model", "test_acc", "wall_s", "epochs_s", "overhead_s"]
+    assert list(table.columns[:8]) == ["method", "dataset", "model", "execution", "test_acc", "wall_s", "epochs_s", "overhead_s"]
     assert table.loc["ray", "epochs_s"] == pytest.approx(0.1)
     assert table.loc["ray", "overhead_s"] == pytest.approx(27.6)
     assert table.loc["local", "overhead_s"] == pytest.approx(0.5)

@@ -161,8 +161,9 @@ def test_report_reads_runs_from_a_uri(tmp_path, s3, monkeypatch):
     finished_run(tmp_path / "runs", "in-file-uri", storage=f"file://{store}", test_acc=0.7)
     result = CliRunner().invoke(main, ["report", s3.uri("report/in-s3"), str(local), f"file://{store}/in-file-uri"])
     assert result.exit_code == 0, result.output
-    rows = [line.split() for line in result.stdout.splitlines()[1:4]]
-    assert [(r[0], float(r[4])) for r in rows] == [("in-s3", 0.8), ("local", 0.9), ("in-file-uri", 0.7)], rows
+    header, *rows = [line.split() for line in result.stdout.splitlines()[:4]]
+    acc = header.index("test_acc")
+    assert [(r[0], float(r[acc])) for r in rows] == [("in-s3", 0.8), ("local", 0.9), ("in-file-uri", 0.7)], rows
     assert result.stdout.splitlines()[-1] == f"plot: {tmp_path / 'report.png'}"  # the first run is a URI
 
     for missing in (s3.uri("report/none"), f"file://{store}/none"):

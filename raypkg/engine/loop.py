@@ -27,6 +27,9 @@ from raypkg.engine.execution import autocast, prepare, resolve_execution
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
 from raypkg.errors import UsageError
 
+# Epoch-row columns read off a clock: they differ between two runs that are otherwise equal.
+CLOCK_COLUMNS = ("epoch_s", "epoch_end_time", "eval_s")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
