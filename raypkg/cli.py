@@ -8,8 +8,15 @@ from pathlib import Path
 
 import click
 
-from raypkg.cli_options import (EffrayGroup, address_option, parse_options, print_summary, set_option, train_options,
-                                wandb_option)
+from raypkg.cli_options import (
+    EffrayGroup,
+    address_option,
+    parse_options,
+    print_summary,
+    set_option,
+    train_options,
+    wandb_option,
+)
 from raypkg.storage import default_storage
 
 

@@ -31,7 +31,6 @@ from raypkg.engine.config import UniqueKeyLoader, config_fields, listed
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import load_recipes
 
-
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -196,10 +195,14 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from raypkg.distributed.cluster import (check_shared_storage, check_storage_on_nodes, connect_ray,
-                                            stop_ray_on_interrupt)
-    from raypkg.storage import check_storage, join, ray_train_storage
+    from raypkg.distributed.cluster import (
+        check_shared_storage,
+        check_storage_on_nodes,
+        connect_ray,
+        stop_ray_on_interrupt,
+    )
     from raypkg.paths import atomic_write, check_home, check_writable_dir
+    from raypkg.storage import check_storage, join, ray_train_storage
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode
 

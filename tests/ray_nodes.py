@@ -19,7 +19,8 @@ from conftest import bare_env
 try:
     import psutil
 except ImportError:  # Ray vendors psutil and puts it on sys.path when imported
-    import ray  # noqa: F401
+    import ray  # noqa: F401  (first: it puts its psutil on sys.path)
+    # isort: split
     import psutil
 
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]

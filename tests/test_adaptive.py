@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from raypkg.data.registry import load_dataset
-from raypkg.errors import UsageError
 from raypkg.engine.callbacks import TrainContext
+from raypkg.errors import UsageError
 from raypkg.selection.adaptive import Reselect, SubsetPlan, warm_start_epochs
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.embeddings import FactoredEmbedding

@@ -12,8 +12,7 @@ import pytest
 
 from raypkg.crest.config import CrestConfig
 from raypkg.deltagrad.commands import unlearn
-from raypkg.deltagrad.config import DeltaGradConfig, OnlineSettings, RequestSettings
-from raypkg.deltagrad.config import DeltaGradTuneConfig
+from raypkg.deltagrad.config import DeltaGradConfig, DeltaGradTuneConfig, OnlineSettings, RequestSettings
 from raypkg.engine.config import TrainConfig, resolve_config
 from raypkg.errors import UsageError
 from raypkg.lipt.config import LiptConfig

@@ -18,12 +18,11 @@ from raypkg.cli import main
 from raypkg.crest.callback import CrestCallback, eval_losses
 from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import budget_steps
-from raypkg.crest.quadratic import (QuadraticModel, flat_params, gradient_and_hessian_diagonal,
-                                    region_left)
+from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
 from raypkg.crest.recipe import train_crest
-from raypkg.recipe import load_data
 from raypkg.crest.selection import class_budgets, select_coresets, stratified_subsets
 from raypkg.engine.callbacks import Callback
+from raypkg.recipe import load_data
 
 
 def tiny(**overrides) -> CrestConfig:

@@ -9,8 +9,15 @@ import torch
 
 from raypkg.data import load_dataset
 from raypkg.engine.config import TrainConfig, resolve_config
-from raypkg.engine.loop import (CLOCK_COLUMNS, epoch_permutation, evaluate, fit, lr_at, seed_everything,
-                                weighted_cross_entropy)
+from raypkg.engine.loop import (
+    CLOCK_COLUMNS,
+    epoch_permutation,
+    evaluate,
+    fit,
+    lr_at,
+    seed_everything,
+    weighted_cross_entropy,
+)
 from raypkg.errors import UsageError
 from raypkg.models import build_model
 from raypkg.selection.weighting import normalised_weights

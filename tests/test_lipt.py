@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from raypkg.recipe import load_data
 from raypkg.errors import UsageError
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
 from raypkg.lipt.merge import average_state_dicts, reestimate_bn
 from raypkg.lipt.pretrain import LIPT_PRETRAIN_EXCLUDE, merge_models, shard_masks, train_shard_models
 from raypkg.lipt.shards import stratified_shards
 from raypkg.models.registry import build_model
+from raypkg.recipe import load_data
 from raypkg.selection.pipeline import config_key
 from raypkg.sparse.masks import erk_densities, maskable_parameters
 

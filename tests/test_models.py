@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+import raypkg.models.zoo  # noqa: F401  (registers the builders)
 from raypkg.errors import UsageError
 from raypkg.models import MODELS, build_model
 from raypkg.models.zoo.resnet_cifar import BasicBlock, OptionAShortcut
-
-import raypkg.models.zoo  # noqa: F401  (registers the builders)
 
 EXPECTED = {
     "logreg", "mlp", "lenet300-100", "lenet5", "resnet20", "resnet32", "resnet56",

@@ -70,9 +70,8 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     import click
 
     from raypkg.methods import METHODS, load
-    from raypkg.tuning import default_space
-
     from raypkg.recipe import load_cases
+    from raypkg.tuning import default_space
 
     recipes = load_recipes()
     assert set(recipes) >= {m.name for m in METHODS} | {"select"}

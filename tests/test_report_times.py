@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 import pytest
+from test_report_plots import assert_png
 
 from raypkg.tracking.report import plot_report, report_figure, report_table, seconds_axis
-from test_report_plots import assert_png
 
 
 def write_run(path, wall_s, epoch_s, phases):

@@ -12,11 +12,24 @@ from raypkg.errors import UsageError
 from raypkg.models.zoo.mlp import MLP
 from raypkg.selection import select
 from raypkg.selection.budget import class_budgets, largest_remainder, subset_size
-from raypkg.selection.embeddings import (DenseEmbedding, EmbeddingKind, FactoredEmbedding, factored_norms,
-                                         logit_gradients, logits_and_features, projection_matrix)
-from raypkg.selection.facility_location import (cluster_weights, embedding_facility_location, greedy_batched,
-                                                greedy_dense, greedy_stream, objective, pad_blocks,
-                                                similarity_from_distances)
+from raypkg.selection.embeddings import (
+    DenseEmbedding,
+    EmbeddingKind,
+    FactoredEmbedding,
+    factored_norms,
+    logit_gradients,
+    logits_and_features,
+    projection_matrix,
+)
+from raypkg.selection.facility_location import (
+    embedding_facility_location,
+    greedy_batched,
+    greedy_dense,
+    greedy_stream,
+    objective,
+    pad_blocks,
+    similarity_from_distances,
+)
 from raypkg.selection.methods.glister import glister_greedy
 from raypkg.selection.methods.gradmatch import omp_select
 from raypkg.selection.nnls import nnls_ridge

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from raypkg.data.registry import load_dataset
+from raypkg.distributed.shard_pool import ShardPool
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything
-from raypkg.distributed.shard_pool import ShardPool
 from raypkg.models.registry import build_model
 from raypkg.selection import select
 

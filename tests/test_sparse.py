@@ -12,8 +12,7 @@ from raypkg.data import load_dataset
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything
 from raypkg.models import build_model
-from raypkg.sparse.masks import (StaticMask, erk_densities, layer_densities, maskable_parameters,
-                                 random_masks)
+from raypkg.sparse.masks import StaticMask, erk_densities, layer_densities, maskable_parameters, random_masks
 
 
 class ConvNet(nn.Module):

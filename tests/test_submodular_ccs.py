@@ -10,15 +10,22 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
+from test_selection_core import tiny_problem
 
 from raypkg.errors import UsageError
 from raypkg.selection import select
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.facility_location import facility_location, objective
-from raypkg.selection.methods.submodular import (OPTIMIZERS, FacilityLocation, GraphCut, LogDeterminant,
-                                                 cosine_similarity, maximize, submodular_greedy)
+from raypkg.selection.methods.submodular import (
+    OPTIMIZERS,
+    FacilityLocation,
+    GraphCut,
+    LogDeterminant,
+    cosine_similarity,
+    maximize,
+    submodular_greedy,
+)
 from raypkg.selection.stratify import ccs_positions, paper_beta, strata_allocation
-from test_selection_core import tiny_problem
 
 torch.set_num_threads(1)
 FUNCTIONS = ("facility-location", "graphcut", "logdet")

@@ -19,8 +19,15 @@ import click
 import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, bench_options, compare
-from raypkg.cli_options import (address_option, bench_settings, check_bench_numbers, config_options, name_list,
-                                number_list, set_option)
+from raypkg.cli_options import (
+    address_option,
+    bench_settings,
+    check_bench_numbers,
+    config_options,
+    name_list,
+    number_list,
+    set_option,
+)
 from raypkg.crest.config import CrestConfig
 from raypkg.crest.recipe import CREST, OPTIMIZERS, crest_actor_pool, crest_point
 from raypkg.plots import accuracy_vs_seconds

@@ -30,8 +30,13 @@ import pandas as pd
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
 from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, name_list, once_each
 from raypkg.data.registry import dataset_entry
-from raypkg.deltagrad.recipe import (DELTAGRAD_COLUMNS, deltagrad_configs, deltagrad_panel, deltagrad_table,
-                                    plot_deltagrad)
+from raypkg.deltagrad.recipe import (
+    DELTAGRAD_COLUMNS,
+    deltagrad_configs,
+    deltagrad_panel,
+    deltagrad_table,
+    plot_deltagrad,
+)
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example

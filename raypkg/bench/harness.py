@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import click
 
+from raypkg.cli_options import print_table, wandb_option
 from raypkg.errors import UsageError
 from raypkg.paths import check_writable_dir
-from raypkg.cli_options import print_table, wandb_option
 from raypkg.tracking.wandb_logger import use_wandb_mode
 
 SAVE_HELP = "Write the table as STEM.parquet and its plot as STEM.png. Default: runs/bench/NAME-TIME."

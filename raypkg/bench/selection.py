@@ -34,8 +34,13 @@ from raypkg.plots import hbar
 from raypkg.selection import select
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.embeddings import EmbeddingKind, logit_gradients, logits_and_features
-from raypkg.selection.facility_location import (greedy_batched, greedy_dense, objective, pad_blocks,
-                                                similarity_from_distances)
+from raypkg.selection.facility_location import (
+    greedy_batched,
+    greedy_dense,
+    objective,
+    pad_blocks,
+    similarity_from_distances,
+)
 from raypkg.selection.registry import get_selector
 
 DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"

@@ -23,8 +23,15 @@ from raypkg.cli_options import config_options, name_list, number_list
 from raypkg.errors import UsageError
 from raypkg.recipe import load_data
 from raypkg.sparse.config import AGC_SETTINGS, SPARSE_BACKENDS, SparseConfig
-from raypkg.sparse.recipe import (EPOCH_RATIO_TARGET, SPARSE, SPARSE_METHODS, TIME_RATIO_TARGET, agc_vs_plain,
-                                  epochs_to, sparse_point)
+from raypkg.sparse.recipe import (
+    EPOCH_RATIO_TARGET,
+    SPARSE,
+    SPARSE_METHODS,
+    TIME_RATIO_TARGET,
+    agc_vs_plain,
+    epochs_to,
+    sparse_point,
+)
 
 # The SparseConfig fields that are flags of this bench, with the bench's defaults.
 BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequency": 50, "train_size": 10000,

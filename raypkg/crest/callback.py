@@ -39,8 +39,14 @@ import torch.nn.functional as F
 
 from raypkg.crest.plan import CrestPlan
 from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
-from raypkg.crest.selection import (PendingCoresets, check_interval, coresets_per_region, select_coresets,
-                                    stratified_subsets, submit_coresets)
+from raypkg.crest.selection import (
+    PendingCoresets,
+    check_interval,
+    coresets_per_region,
+    select_coresets,
+    stratified_subsets,
+    submit_coresets,
+)
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.execution import autocast
 from raypkg.engine.loop import weighted_cross_entropy

@@ -59,9 +59,8 @@ def register_dataset(name: str, description: str, *, streamable: bool = False, s
 
 def available_datasets() -> dict[str, str]:
     """Every dataset name with its description: the registered ones, then the entry points."""
-    from raypkg import plugins
-
     import raypkg.data.sources  # noqa: F401  (registers the builders)
+    from raypkg import plugins
 
     return plugins.listing("dataset", DATASETS)
 
@@ -70,9 +69,8 @@ def dataset_entry(name: str) -> DatasetEntry:
     """The entry of dataset ``name``: registered, an entry point or an import path. One-line
     ``UsageError`` for an unknown name or a plug-in that cannot be loaded. A plug-in whose
     factory takes the ``DataOptions`` counts as sized (it may honour --train-size)."""
-    from raypkg import plugins
-
     import raypkg.data.sources  # noqa: F401  (registers the builders)
+    from raypkg import plugins
 
     if name in DATASETS:
         return DATASETS[name]

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import click
 
-from raypkg.cli_options import (EffrayGroup, address_option, config_file_option, config_options,
-                                 echo_run_directory)
+from raypkg.cli_options import EffrayGroup, address_option, config_file_option, config_options, echo_run_directory
 from raypkg.deltagrad.config import OnlineConfig, RequestConfig, UnlearnTrainConfig
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from raypkg.deltagrad import METHODS  # noqa: F401  (re-exported)
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import ReplayBatches, Trajectory
 from raypkg.errors import UsageError

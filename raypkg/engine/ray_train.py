@@ -15,6 +15,7 @@ a restart redoes only the rest.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -22,7 +23,6 @@ import sys
 import tempfile
 import time
 import uuid
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -251,12 +251,18 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     (default: its CPU share, one core left to Ray). Returns Ray Train's result and the
     config the ranks ran (``auto`` execution decided)."""
     import ray
-    from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig,
-                           TrainingFailedError)
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
 
-    from raypkg.distributed.cluster import (MIN_CPUS_PER_WORKER, check_placement, check_shared_storage,
-                                            check_storage_on_nodes, connect_ray, ray_strategy, stop_ray_on_interrupt)
+    from raypkg.distributed.cluster import (
+        MIN_CPUS_PER_WORKER,
+        check_placement,
+        check_shared_storage,
+        check_storage_on_nodes,
+        connect_ray,
+        ray_strategy,
+        stop_ray_on_interrupt,
+    )
     from raypkg.storage import ray_train_storage
 
     connect_ray()

@@ -26,8 +26,8 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import prepare
 from raypkg.engine.ensemble import SHARD_SEED_STRIDE, CallbackFactory, EnsembleResult, train_shard
+from raypkg.engine.execution import prepare
 from raypkg.engine.loop import fit, pick_device, seed_everything
 from raypkg.engine.plans import BatchPlan
 from raypkg.models.registry import build_model

@@ -37,9 +37,8 @@ def register_model(name: str, description: str):
 
 def available_models() -> dict[str, str]:
     """Every model name with its description: the registered ones, then the entry points."""
-    from raypkg import plugins
-
     import raypkg.models.zoo  # noqa: F401  (registers the builders)
+    from raypkg import plugins
 
     return plugins.listing("model", MODELS)
 
@@ -47,9 +46,8 @@ def available_models() -> dict[str, str]:
 def model_entry(name: str) -> ModelEntry:
     """The entry of model ``name``: registered, an entry point or an import path. One-line
     ``UsageError`` for an unknown name or a plug-in that cannot be loaded."""
-    from raypkg import plugins
-
     import raypkg.models.zoo  # noqa: F401  (registers the builders)
+    from raypkg import plugins
 
     if name in MODELS:
         return MODELS[name]
@@ -70,7 +68,6 @@ def _build_plugin(name: str, factory: Callable, input_shape: tuple[int, ...], nu
     from torch import nn
 
     from raypkg.models.base import ModuleClassifier
-
     from raypkg.plugins import call_factory
 
     model = call_factory("model", name, factory, input_shape, num_classes, **kwargs)

@@ -61,7 +61,6 @@ def select_command(config_file, **flags):
       effray select --method glister --budget 200 --option eta=0.05 --no-cache
     """
     from raypkg.api import run
-
     from raypkg.selection.config import SelectConfig
 
     echo_summary(run("select", resolve(config_file, flags, SelectConfig)).summary)

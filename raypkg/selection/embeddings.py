@@ -36,8 +36,8 @@ from torch import nn
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.execution import autocast
 from raypkg.errors import choose
-
 from raypkg.selection.config import EMBEDDINGS  # noqa: E402  (re-exported)
+
 FORWARD_BATCH = 1024
 
 

@@ -20,8 +20,13 @@ from torch import nn
 from raypkg.data.base import IndexedDataset
 from raypkg.errors import UsageError, choose
 from raypkg.selection.budget import check_class_budgets, class_budgets, subset_size
-from raypkg.selection.embeddings import (EmbeddingKind, PerExample, logit_gradients,
-                                         logits_and_features, shard_logits_features)
+from raypkg.selection.embeddings import (
+    EmbeddingKind,
+    PerExample,
+    logit_gradients,
+    logits_and_features,
+    shard_logits_features,
+)
 
 
 @dataclass

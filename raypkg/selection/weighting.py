@@ -22,7 +22,6 @@ import math
 import torch
 
 from raypkg.engine.plans import BatchPlan, WeightedSampling
-from raypkg.selection.config import WEIGHTINGS  # noqa: F401  (the scheme names live with the config)
 
 
 def normalised_weights(weights: torch.Tensor, cap: float | None = None) -> torch.Tensor:

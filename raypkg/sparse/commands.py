@@ -6,6 +6,7 @@ import click
 
 from raypkg.cli_options import address_option, config_file_option, config_options, echo_run_directory
 
+
 def sparse_options(func):
     """``--config FILE``, the SparseConfig flags (TrainConfig's included) and ``--address``."""
     from raypkg.sparse.config import SparseConfig

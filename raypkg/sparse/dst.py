@@ -24,8 +24,7 @@ import torch
 from raypkg.engine.callbacks import TrainContext
 from raypkg.errors import UsageError
 from raypkg.sparse.config import DEATH_MODES, GROWTH_MODES, REDISTRIBUTION_MODES
-from raypkg.sparse.masks import (StaticMask, broadcast_masks, check_masks_identical, maskable_parameters,
-                                 masks_digest)
+from raypkg.sparse.masks import StaticMask, broadcast_masks, check_masks_identical, maskable_parameters, masks_digest
 
 FINAL_DEATH_RATE = 0.005
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 @functools.cache
 def kernels():
     """SparseProp's compiled module, or None when it is not installed."""

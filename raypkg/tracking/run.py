@@ -34,8 +34,8 @@ import yaml
 
 from raypkg import storage as shared
 from raypkg.errors import RunFailed, UsageError
-from raypkg.recipe import Timings
 from raypkg.paths import atomic_write, check_writable_dir
+from raypkg.recipe import Timings
 from raypkg.tracking.wandb_logger import WandbLogger
 
 
