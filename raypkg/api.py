@@ -59,17 +59,20 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
     ``run("select", method="grand")``."""
     import pandas as pd
 
-    from raypkg.errors import UsageError, choose
-    from raypkg.recipe import MemorySink, load_recipes
+    from raypkg.errors import UsageError
+    from raypkg.recipe import MemorySink, find_recipe
 
-    recipes = load_recipes()
-    recipe = recipes[choose("method", method, recipes)]
+    recipe = find_recipe(method)  # "infobatch+sparse": infobatch with --with sparse
     if not isinstance(save, bool):
         raise UsageError(f"save must be True or False, got {save!r}")
     if type(config) is recipe.config_cls and not settings and data is None:
         cfg = config  # the CLI's: resolved already, validated once by the recipe
+    elif type(config) is find_recipe(method, getattr(config, "stack", ())).config_cls and not settings \
+            and data is None:
+        cfg = config  # the CLI's, with --with
     else:
         cfg = recipe_config(recipe, method, config, data, settings)
+    recipe = find_recipe(method, cfg.stack) if hasattr(cfg, "stack") else recipe
     if not save:
         summary = recipe.run(cfg, MemorySink)
         return Result(summary, pd.DataFrame(summary["rows"]), None)
@@ -82,7 +85,7 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
 def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
     run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
-    from raypkg.engine.config import check_needs, flag_aliases, listed, read_config_file
+    from raypkg.engine.config import check_needs, check_settings_known, flag_aliases, read_config_file, with_stack
     from raypkg.errors import UsageError
 
     if isinstance(config, (str, os.PathLike)):
@@ -102,10 +105,11 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     for key in ("model", "dataset"):
         if key in values:
             values[key] = import_path(values[key])
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(recipe.config_cls)})
-    if unknown:
-        raise UsageError(f"unknown setting(s) {listed(unknown)} for {method}")
-    cfg = recipe.config_cls(**values)
+    if "+" in method:  # run("infobatch+sparse"): the stack in the name
+        values["stack"] = [*method.split("+")[1:], *values.get("stack", [])]
+    cls = with_stack(recipe.config_cls, values)
+    check_settings_known(cls, values, given, what=f"for {method}")
+    cfg = cls(**values)
     check_needs(cfg, given)  # a keyword given where it cannot act, even at its default value
     return cfg
 

@@ -138,6 +138,21 @@ class NumberList(click.ParamType):
 FLOATS, INTS = NumberList(float), NumberList(int)
 
 
+class NameList(click.ParamType):
+    name = "names"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        names = [item.strip() for item in str(value).split(",")]
+        if not all(names):
+            self.fail(f"{value!r} is not a comma-separated list of names", param, ctx)
+        return names
+
+
+NAMES = NameList()
+
+
 # The counts where 0 means none.
 MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
 
@@ -210,15 +225,16 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
     ``fill_defaults=True`` (a bench's flags, no --config): each option parses to its default
     when absent, the ``defaults`` value or else the field's, shown as click's ``[default: ...]``.
     ``more_help`` maps a field name to text appended to its help."""
-    hints = typing.get_type_hints(cls)
-
     def decorate(func):
         options = []
-        for f in dataclasses.fields(cls):
+        fields = [(f, cls, False) for f in dataclasses.fields(cls)]
+        if "stack" in {f.name for f, _, _ in fields} and "stack" not in skip and not fill_defaults and only is None:
+            fields += stacked_fields(cls)
+        for f, owner, hidden in fields:
             meta = f.metadata
             if not meta.get("cli", True) or f.name in skip or (only is not None and f.name not in only):
                 continue
-            kind = hints[f.name]
+            kind = type_hints(owner)[f.name]
             args = typing.get_args(kind)
             base = next((a for a in args if a is not type(None)), kind) if type(None) in args else kind
             flag = meta.get("flag") or "--" + f.name.replace("_", "-")
@@ -229,7 +245,7 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
                 given = {"default": default, "show_default": True, "help": help_text}
             else:
                 shown = "" if default is None or default == [] else f" Default: {default_text(default)}."
-                given = {"default": None, "help": help_text + shown}
+                given = {"default": None, "help": help_text + shown, "hidden": hidden}
             names = flag.split("/") if "/" in flag and base is not bool else [flag]
             if base is bool:
                 switch = flag if "/" in flag else f"{flag}/--no-{flag[2:]}"
@@ -238,12 +254,33 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
                 options.append(click.option(*names, f.name, type=click.Choice(list(meta["choices"])), **given))
             elif typing.get_origin(base) is list:
                 item = typing.get_args(base)[0]
-                options.append(click.option(*names, f.name, type=FLOATS if item is float else INTS, **given))
+                options.append(click.option(*names, f.name, type={float: FLOATS, int: INTS, str: NAMES}[item],
+                                            **given))
             elif base in (int, float, str):
                 options.append(click.option(*names, f.name, type=base, **given))
         return functools.reduce(lambda fn, opt: opt(fn), reversed(options), func)
 
     return decorate
+
+
+@functools.cache
+def type_hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def stacked_fields(cls: type) -> list:
+    """(field, its class, hidden) of every stackable algorithm's setting that ``cls`` lacks:
+    flags that act with ``--with NAME`` (refused without it), out of ``--help``."""
+    from raypkg.algorithms import stackable
+    from raypkg.methods import load
+
+    own = {f.name for f in dataclasses.fields(cls)}
+    out = []
+    for method in stackable().values():
+        settings = load(method.settings)
+        out += [(f, settings, True) for f in dataclasses.fields(settings) if f.name not in own]
+        own |= {f.name for f in dataclasses.fields(settings)}
+    return out
 
 
 def default_text(value) -> str:

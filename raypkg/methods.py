@@ -14,6 +14,10 @@ class Method:
     recipes: str  # the module that registers its recipes (``raypkg.recipe.register``) and bench case
     commands: tuple[str, ...] = ()  # "GROUP:module:command", GROUP main (`effray X`) or run (`effray run X`)
     bench: str | None = None  # "module:command" of `effray bench NAME`
+    # A method that stacks onto another's training (`--with NAME`, raypkg.algorithms): the
+    # dataclass of its own settings ("module:Class", free of torch) and its Algorithm.
+    settings: str | None = None
+    algorithm: str | None = None
 
 
 METHODS = (
@@ -25,9 +29,11 @@ METHODS = (
            "raypkg.bench.lipt:lipt_bench"),
     Method("crest", "raypkg.crest.recipe", ("run:raypkg.crest.commands:run_crest_command",),
            "raypkg.bench.crest:crest_bench"),
-    Method("infobatch", "raypkg.infobatch.recipe", ("run:raypkg.infobatch.commands:run_infobatch_command",)),
+    Method("infobatch", "raypkg.infobatch.recipe", ("run:raypkg.infobatch.commands:run_infobatch_command",),
+           settings="raypkg.infobatch.config:InfoBatchSettings", algorithm="raypkg.infobatch.algorithm:InfoBatchPruning"),
     Method("sparse", "raypkg.sparse.recipe", ("run:raypkg.sparse.commands:run_sparse_command",),
-           "raypkg.bench.sparse:sparse_bench"),
+           "raypkg.bench.sparse:sparse_bench", settings="raypkg.sparse.config:SparseSettings",
+           algorithm="raypkg.sparse.algorithm:SparseTrainingAlgorithm"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),
            "raypkg.bench.deltagrad:deltagrad_bench"),
 )

@@ -143,7 +143,8 @@ class Recipe:
     tune_phases: tuple[str, ...] = ()
 
     def run_label(self, cfg) -> str:
-        return self.label(cfg) if self.label else self.name
+        """The run's name: the method's, then each stacked algorithm's (``coreset-rs2+sparse``)."""
+        return "+".join([self.label(cfg) if self.label else self.name, *getattr(cfg, "stack", ())])
 
     def run(self, cfg, sink: SinkFactory | None = None, *, data=None, **shared) -> dict:
         """Run every step; returns the summary. ``data`` and ``shared`` let a bench reuse one
@@ -335,6 +336,30 @@ def load_cases() -> dict[str, BenchCase]:
     load_recipes()
     order = [method.name for method in METHODS]
     return dict(sorted(BENCH_CASES.items(), key=lambda item: order.index(item[1].recipe)))
+
+
+def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
+    """Recipe ``method`` with the algorithms of ``stack`` added (``raypkg.algorithms``): its
+    config class carries their settings, its data check runs theirs too, its metrics hold
+    theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
+    from raypkg.algorithms import stack_of, stacked_class
+    from raypkg.errors import choose
+
+    recipes = load_recipes()
+    base, *named = method.split("+")
+    recipe = recipes[choose("method", base, recipes)]
+    stack = tuple(dict.fromkeys([*stack_of(named), *stack_of(stack)]))
+    if not stack:
+        return recipe
+    cls = stacked_class(recipe.config_cls, stack)  # refuses what does not stack
+    members = [recipe, *(recipes[name] for name in stack)]
+    checks = [member.check for member in members if member.check]
+
+    def check(cfg, data) -> str | None:
+        return "; ".join(filter(None, (c(cfg, data) for c in checks))) or None
+
+    metrics = tuple(dict.fromkeys(m for member in members for m in member.metrics))
+    return dataclasses.replace(recipe, config_cls=cls, check=check if checks else None, metrics=metrics)
 
 
 def load_recipes() -> dict[str, Recipe]:

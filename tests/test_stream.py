@@ -16,7 +16,7 @@ import raypkg.data.stream as stream
 from raypkg.data.registry import load_dataset
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.runner import use_augmentation
+from raypkg.data.augment import use_augmentation
 from raypkg.engine.trainer import train
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model

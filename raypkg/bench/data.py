@@ -55,7 +55,7 @@ def run_case(tree: Path, mode: str, cfg, storage: Path, address: str) -> dict:
     import dataclasses
 
     from raypkg.data.registry import load_dataset
-    from raypkg.engine.runner import use_augmentation
+    from raypkg.data.augment import use_augmentation
     from raypkg.engine.trainer import train
 
     connect_ray(address=address)

@@ -25,6 +25,7 @@ class CrestConfig(TrainConfig):
     budget. The LR schedule (warm-up, milestones, gamma) is the engine's, in epochs.
     """
 
+    BATCH_PLAN = "CREST's coreset mini-batches"
     NEEDS = {**{name: (lambda cfg: cfg.selection_method == "crest", "is CREST's: the random and none baselines "
                                                                    "select nothing (drop it, or use "
                                                                    "--selection-method crest)")

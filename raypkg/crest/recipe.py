@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from raypkg.algorithms import DATA, Algorithm, train_stack
 from raypkg.crest.callback import CrestCallback
 from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import RandomSubsetPlan
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.plans import BatchPlan
-from raypkg.engine.runner import use_augmentation
+from raypkg.data.augment import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 
@@ -50,6 +51,38 @@ def plan_and_callbacks(cfg: CrestConfig, n: int, actor_pool=None) -> tuple[Batch
     return None, []
 
 
+class CrestTraining(Algorithm):
+    """CREST (or a baseline at its budget) as an algorithm (``raypkg.algorithms``): its plan
+    and callback, and a count of the steps taken. Its selection and check seconds, timed
+    inside the training call, move to phases of their own."""
+
+    name, order = "crest", DATA
+
+    def __init__(self, cfg: CrestConfig, data: DataSplits, actor_pool=None):
+        self.cfg = cfg
+        self.plan, callbacks = plan_and_callbacks(cfg, len(data.train), actor_pool)
+        self.crest = callbacks[0] if callbacks else None
+        self.counter = StepCounter()
+        self.callbacks = [*callbacks, self.counter]
+
+    def summary(self) -> dict:
+        return self.crest.summary() if self.crest else {}
+
+    def finish(self, run: Run, trained: TrainResult) -> dict:
+        cfg, crest, timings = self.cfg, self.summary(), run.sink.timings
+        timings.move(crest.get("selection_s", 0.0), "train", "selection")
+        timings.move(crest.get("check_s", 0.0), "train", "check")
+        checks = list(self.crest.checks) if self.crest else []
+        if checks:
+            run.sink.write_table("checks.parquet", {k: [c[k] for c in checks] for k in checks[0]},
+                                 wandb_prefix="check")
+        return dict(selection_method=cfg.selection_method, train_frac=cfg.train_frac, train_size=len(run.data.train),
+                    steps=self.counter.steps, workers=cfg.workers, actors=cfg.actors,
+                    overlap=cfg.overlap if cfg.actors else None, crest=crest,
+                    **{k: crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "candidates",
+                                                     "selection_wait_s")})
+
+
 @dataclass
 class CrestOutcome:
     result: TrainResult
@@ -73,40 +106,25 @@ def crest_actor_pool(cfg: CrestConfig, data: DataSplits):
 
 
 def train_crest(cfg: CrestConfig, data: DataSplits, *, on_epoch=None, storage=None, actor_pool=None) -> CrestOutcome:
-    """One training run of ``cfg.selection_method`` at the budget of ``cfg.train_frac``."""
-    plan, callbacks = plan_and_callbacks(cfg, len(data.train), actor_pool)
-    counter = StepCounter()
+    """One training run of ``cfg.selection_method`` at the budget of ``cfg.train_frac``,
+    outside a run (the recipe trains ``CrestTraining`` through ``train_stack``)."""
+    crest = CrestTraining(cfg, data, actor_pool)
     t0 = time.perf_counter()
-    result = train(cfg, data, plan=plan, callbacks=[*callbacks, counter], augment=use_augmentation(cfg, data),
+    result = train(cfg, data, plan=crest.plan, callbacks=crest.callbacks, augment=use_augmentation(cfg, data),
                    on_epoch=on_epoch, storage=storage, desc=f"train {cfg.selection_method}")
     if result.device.type == "cuda":
         torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
-    crest = callbacks[0] if callbacks else None
-    return CrestOutcome(result, wall, counter.steps, crest.summary() if crest else {},
-                        list(crest.checks) if crest else [])
+    return CrestOutcome(result, time.perf_counter() - t0, crest.counter.steps, crest.summary(),
+                        list(crest.crest.checks) if crest.crest else [])
 
 
 def train_with_coresets(run: Run) -> None:
     """Train with ``cfg.selection_method``'s plan; the selection and check seconds are
     phases of their own, taken out of the training wall time."""
-    cfg, sink = run.cfg, run.sink
     with contextlib.ExitStack() as stack:
-        actor_pool = run.shared.get("actor_pool") or stack.enter_context(crest_actor_pool(cfg, run.data))
-        outcome = train_crest(cfg, run.data, on_epoch=sink.log_metrics, storage=sink.storage, actor_pool=actor_pool)
-    selection_s, check_s = outcome.crest.get("selection_s", 0.0), outcome.crest.get("check_s", 0.0)
-    sink.timings.add("train", outcome.wall_s - selection_s - check_s)
-    sink.timings.add("selection", selection_s)
-    sink.timings.add("check", check_s)
-    if outcome.checks:
-        sink.write_table("checks.parquet", {k: [c[k] for c in outcome.checks] for k in outcome.checks[0]},
-                         wandb_prefix="check")
-    run.trained = outcome.result
-    run.note(selection_method=cfg.selection_method, train_frac=cfg.train_frac, train_size=len(run.data.train),
-             steps=outcome.steps, workers=cfg.workers, actors=cfg.actors,
-             overlap=cfg.overlap if cfg.actors else None, crest=outcome.crest,
-             **{k: outcome.crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "candidates",
-                                                      "selection_wait_s")})
+        actor_pool = run.shared.get("actor_pool") or stack.enter_context(crest_actor_pool(run.cfg, run.data))
+        train_stack(run, lambda cfg: CrestTraining(cfg, run.data, actor_pool),
+                    desc=f"train {run.cfg.selection_method}")
 
 
 CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambda cfg: f"crest-{cfg.selection_method}",

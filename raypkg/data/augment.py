@@ -44,3 +44,9 @@ class CropFlip:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return random_crop_flip(x, self.padding, self.flip, generator)
+
+
+def use_augmentation(cfg, data) -> CropFlip | None:
+    """The dataset's crop+flip when it takes one, unless the config (``augment``) turns it off."""
+    wanted = data.augmentable if cfg.augment is None else cfg.augment and data.augmentable
+    return CropFlip(data.crop_padding, data.flip) if wanted else None

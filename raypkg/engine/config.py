@@ -189,12 +189,26 @@ class TrainConfig(RunConfig):
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
                                             "of the cluster's CPUs, at most 4); smaller lets a restarted worker "
                                             "group fit on fewer nodes.")
+    stack: list[str] = setting(help="Algorithms stacked onto this method's training, comma-separated: sparse "
+                               "(SET/RigL masks, AGC), infobatch (pruned epochs). Their flags (`effray run NAME "
+                               "--help`) then apply, e.g. --with sparse --density 0.05 (raypkg.algorithms).",
+                               factory=list, flag="--with")
+
+    # What the method's batch plan is, if it brings one (a stack takes one: raypkg.algorithms).
+    BATCH_PLAN: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         # list-valued keys also accept one number (from a YAML file or a tune space)
         for key in ("lr", "lrlen", "milestones"):
             value = getattr(self, key)
             setattr(self, key, list(value) if isinstance(value, (list, tuple)) else [value])
+        from raypkg.algorithms import stack_of
+
+        self.stack = list(stack_of(self.stack))
+
+    def for_training(self) -> "TrainConfig":
+        """The config the engine trains with (sparse training's --multiplier stretches it)."""
+        return self
 
     def resolved(self) -> "TrainConfig":
         """``lrlen`` makes the schedule piecewise."""
@@ -224,6 +238,7 @@ class TrainConfig(RunConfig):
             raise UsageError(f"target-acc must be a test accuracy in (0, 1], got {self.target_acc:g}")
         choose("precision", self.precision, PRECISIONS)
         choose("memory format", self.memory_format, MEMORY_FORMATS)
+        check_stack(self)
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.workers and not self.use_gpu:
@@ -294,6 +309,16 @@ def check_needs(cfg, given=()) -> None:
     for name, (acts, says) in cfg.NEEDS.items():
         if (name in given or getattr(cfg, name) != field_default(fields[name])) and not acts(cfg):
             raise UsageError(f"--{name.replace('_', '-')} {says}")
+
+
+def check_stack(cfg) -> None:
+    """``cfg``'s class carries the settings of every algorithm its ``stack`` names."""
+    from raypkg.algorithms import stacked_class
+
+    base = getattr(type(cfg), "BASE", type(cfg))
+    if stacked_class(base, tuple(cfg.stack)) is not type(cfg):
+        raise UsageError(f"--with {','.join(cfg.stack) or '(none)'} does not match the config's class "
+                         f"{type(cfg).__name__}: make it with raypkg.run or resolve_config")
 
 
 def plain_ints(cfg) -> dict[str, int]:
@@ -411,11 +436,40 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
     data = upgraded(data, cls)
+    cls = with_stack(cls, data)
     unknown = sorted(str(k) for k in set(data) - config_fields(cls))
     if unknown:
         raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
                          f"allowed: {', '.join(sorted(config_fields(cls)))}")
     return data
+
+
+def with_stack(cls, values: dict[str, Any]) -> type:
+    """``cls`` with the settings of the algorithms ``values["stack"]`` names (``--with``)."""
+    if "stack" not in config_fields(cls):
+        return cls
+    from raypkg.algorithms import stack_of, stacked_class
+
+    try:
+        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")))
+    except TypeError:  # not a list of names
+        raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
+
+
+def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "") -> None:
+    """Every key of ``values`` is a field of ``cls``; a stackable algorithm's setting without
+    that algorithm in the stack says which --with it needs."""
+    from raypkg.algorithms import stackable
+    from raypkg.methods import load
+
+    unknown = sorted(set(values) - config_fields(cls))
+    owners = {key: name for key in unknown for name, m in stackable().items() if key in config_fields(load(m.settings))}
+    stray = [key for key in unknown if key not in owners]
+    if stray:
+        raise UsageError(f"unknown setting(s) {listed(stray)} {what}".rstrip())
+    for key, owner in owners.items():
+        flag = f"--{key.replace('_', '-')}" if key in given else key
+        raise UsageError(f"{flag} is a setting of {owner}: it needs --with {owner}")
 
 
 def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:
@@ -444,6 +498,8 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
         if given.keys() & set(group):
             values = {k: v for k, v in values.items() if k not in group}
     values = upgraded({**values, **given}, cls)
+    cls = with_stack(cls, values)
+    check_settings_known(cls, {k: v for k, v in values.items()}, given)
     try:
         cfg = cls(**values).resolved()
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from raypkg.data.augment import CropFlip
+from raypkg.algorithms import train_stack
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.trainer import train
 from raypkg.recipe import BenchCase, Recipe, Run, register, register_case
 
 
-def use_augmentation(cfg: TrainConfig, data) -> CropFlip | None:
-    """The dataset's crop+flip when it takes one, unless the config turns it off."""
-    wanted = data.augmentable if cfg.augment is None else cfg.augment and data.augmentable
-    return CropFlip(data.crop_padding, data.flip) if wanted else None
-
-
 def train_full(run: Run) -> None:
-    """Train ``cfg.model`` on the whole training split."""
-    cfg = run.cfg
-    with run.sink.phase("train"):
-        run.trained = train(cfg, run.data, augment=use_augmentation(cfg, run.data), on_epoch=run.sink.log_metrics,
-                            storage=run.sink.storage)
-    run.note(workers=cfg.workers, epochs=cfg.epochs)
+    """Train ``cfg.model`` on the whole training split (with the algorithms of --with)."""
+    train_stack(run)
+    run.note(workers=run.cfg.workers, epochs=run.cfg.for_training().epochs)
 
 
 TRAIN = register(Recipe("train", TrainConfig, [train_full]))

@@ -1,25 +1,30 @@
-"""``InfoBatchConfig``: the training config plus InfoBatch's two knobs."""
+"""``InfoBatchSettings``: InfoBatch's two knobs; ``InfoBatchConfig``: the training config with them."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError
 
 
 @dataclass
-class InfoBatchConfig(TrainConfig):
+class InfoBatchSettings:
     """InfoBatch (Qin et al., "InfoBatch: Lossless Training Speed Up by Unbiased Dynamic Data
-    Pruning", ICLR 2024), with the paper's defaults: r = 0.5, delta = 0.875."""
+    Pruning", ICLR 2024), with the paper's defaults: r = 0.5, delta = 0.875; mixed into a
+    config that trains (``InfoBatchConfig``, or another method's with ``--with infobatch``)."""
+
+    BATCH_PLAN: ClassVar[str | None] = "InfoBatch's pruned epochs"
+    NEEDS: ClassVar[dict] = {}
 
     prune_ratio: float = setting(0.5, "r: the share of the well-learned examples (loss below the mean) pruned "
                                       "each epoch, at random; the kept ones weigh 1/(1-r).")
     delta: float = setting(0.875, "Prune during the first delta of the epochs; the rest train on all the data "
                                   "(annealing).")
 
-    def validate(self) -> "InfoBatchConfig":
+    def validate(self):
         super().validate()
         if not 0.0 <= self.prune_ratio < 1.0:
             raise UsageError(f"prune-ratio must be in [0, 1), got {self.prune_ratio:g}")
@@ -30,3 +35,8 @@ class InfoBatchConfig(TrainConfig):
     def pruning_epochs(self) -> int:
         """Epochs 0 .. this - 1 prune (the reference's ``epoch < delta * num_epochs``)."""
         return math.ceil(self.delta * self.epochs)
+
+
+@dataclass
+class InfoBatchConfig(InfoBatchSettings, TrainConfig):
+    """`effray run infobatch`: the training config with InfoBatch's settings."""

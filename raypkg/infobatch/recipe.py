@@ -1,25 +1,17 @@
-"""The InfoBatch recipe (`effray run infobatch`): the engine's training with InfoBatch's plan
-and callback (``raypkg.infobatch.plan``); the summary has the steps taken, the steps
+"""The InfoBatch recipe (`effray run infobatch`): its algorithm (``raypkg.infobatch.algorithm``)
+alone on the engine's training; the summary has the steps taken, the steps
 full-data training takes, and the share saved."""
 
 from __future__ import annotations
 
-from raypkg.engine.runner import use_augmentation
-from raypkg.engine.trainer import train
+from raypkg.algorithms import train_stack
+from raypkg.infobatch.algorithm import InfoBatchPruning
 from raypkg.infobatch.config import InfoBatchConfig
-from raypkg.infobatch.plan import InfoBatch
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 
 
 def train_infobatch(run: Run) -> None:
-    cfg = run.cfg
-    infobatch = InfoBatch(len(run.data.train), cfg.batch_size, cfg.seed, cfg.prune_ratio, cfg.pruning_epochs())
-    with run.sink.phase("train"):
-        run.trained = train(cfg, run.data, plan=infobatch.plan, callbacks=[infobatch],
-                            augment=use_augmentation(cfg, run.data), on_epoch=run.sink.log_metrics,
-                            storage=run.sink.storage, desc="infobatch")
-    run.note(prune_ratio=cfg.prune_ratio, delta=cfg.delta, epochs=cfg.epochs, workers=cfg.workers,
-             train_size=len(run.data.train), **infobatch.summary())
+    train_stack(run, lambda cfg: InfoBatchPruning(cfg, run.data), desc="infobatch")
 
 
 INFOBATCH = register(Recipe("infobatch", InfoBatchConfig, [train_infobatch],

@@ -67,7 +67,7 @@ class LiptAugment:
 def lipt_augment(cfg, data) -> LiptAugment | None:
     """The pre-training augmentation for ``cfg`` on ``data``: the dataset's crop/flip as
     ``use_augmentation`` decides, plus RandAugment on image data (C, H, W) when asked for."""
-    from raypkg.engine.runner import use_augmentation
+    from raypkg.data.augment import use_augmentation
 
     crop_flip = use_augmentation(cfg, data)
     images = len(data.input_shape) == 3 and data.input_shape[0] in (1, 3)

@@ -33,8 +33,6 @@ import torch
 
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.plans import ShuffledBatches, rank_share
-from raypkg.engine.runner import use_augmentation
-from raypkg.engine.trainer import TrainResult, train
 from raypkg.selection.cache import SelectionCache, state_digest
 from raypkg.selection.pipeline import SELECTION_EXCLUDE, config_key, select_by_config
 from raypkg.selection.registry import SelectionResult
@@ -185,18 +183,3 @@ class Reselect(Callback):
             columns["weight"] += weights.tolist()
             columns["label"] += labels[positions].tolist()
         return columns
-
-
-def train_reselected(cfg, data, initial: SelectionResult, *, first: int | None = None, full_epochs: int = 0,
-                     cache: SelectionCache | None = None, pool=None, on_epoch=None,
-                     storage=None) -> tuple[TrainResult, Reselect]:
-    """A fresh model on ``initial``'s subset, selected again every ``cfg.reselect_every``
-    epochs from epoch ``first`` (default: R); epochs before ``full_epochs`` train on the
-    full data and epochs from there to ``first`` take no step (a warm start)."""
-    plan = SubsetPlan(len(data.train), initial.positions, initial.weights, cfg.weighting, cfg.weight_cap,
-                      cfg.batch_size, cfg.seed, full_epochs=full_epochs, skip_until=first or 0)
-    reselect = Reselect(cfg.reselect_every, first, cache=cache, pool=pool)
-    trained = train(cfg, data, plan=plan, callbacks=[reselect], augment=use_augmentation(cfg, data),
-                    on_epoch=on_epoch, storage=storage,
-                    desc=f"train {cfg.selection} (reselect every {cfg.reselect_every})")
-    return trained, reselect

@@ -22,6 +22,7 @@ class CoresetConfig(TrainConfig):
     its weights applied as ``weighting`` says (``raypkg.selection.weighting``)."""
 
     EXCLUSIVE = (("fraction", "budget", "class_budget"),)
+    BATCH_PLAN = "the subset's batches"
 
     selection: str = setting("uniform", "Selection method: uniform, grand, glister, gradmatch, craig.",
                              flag="--selection/--method")
@@ -181,7 +182,7 @@ class CoresetConfig(TrainConfig):
 
 
 # What only training on the subset uses: `effray select` (warm up and select, no training) refuses them.
-SUBSET_TRAINING = ("epochs", "workers", "weighting", "weight_cap", "reselect_every", "warm_start")
+SUBSET_TRAINING = ("epochs", "workers", "weighting", "weight_cap", "reselect_every", "warm_start", "stack")
 
 
 @dataclass

@@ -28,13 +28,12 @@ import torch
 
 from raypkg.data.base import DataSplits
 from raypkg.engine.loop import fit, seed_everything
-from raypkg.engine.runner import use_augmentation
+from raypkg.data.augment import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
 from raypkg.models.registry import build_model
 from raypkg.selection.cache import SelectionCache, digest, state_digest
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.registry import SelectionResult, get_selector, select
-from raypkg.selection.weighting import training_weights
 
 REPEAT_SEED_STRIDE = 1_000  # pre-training repeat r trains with seed + r * stride
 
@@ -194,14 +193,11 @@ def select_stage(cfg: CoresetConfig, data: DataSplits, pretrained: Pretrained, d
 def train_stage(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, *,
                 on_epoch: Callable[[dict], None] | None = None, storage: str | Path | None = None,
                 callbacks=()) -> TrainResult:
-    """Stage 3: a fresh model on the subset, its weights applied by ``cfg.weighting``; for a
-    selector that draws a fresh subset every epoch (RS2), on its plan over the whole set."""
-    epoch_plan = get_selector(cfg.selection).epoch_plan
-    if epoch_plan is not None:
-        return train(cfg, data, plan=epoch_plan(data.train, result, cfg.batch_size, cfg.seed, cfg.balance),
-                     augment=use_augmentation(cfg, data), callbacks=callbacks, on_epoch=on_epoch, storage=storage,
-                     desc=f"train {cfg.selection}")
-    subset = dataclasses.replace(data, train=data.train.subset(result.positions))
-    weights, plan = training_weights(result.weights, cfg.weighting, cfg.weight_cap, cfg.batch_size, cfg.seed)
-    return train(cfg, subset, weights=weights, plan=plan, augment=use_augmentation(cfg, data),
-                 callbacks=callbacks, on_epoch=on_epoch, storage=storage, desc=f"train {cfg.selection}")
+    """Stage 3 outside a run: a fresh model on the subset (``SubsetTraining``: its weights
+    applied by ``cfg.weighting``; RS2's plan over the whole set), with ``callbacks``."""
+    from raypkg.selection.algorithm import SubsetTraining
+
+    subset = SubsetTraining(cfg, data, result)
+    return train(cfg, data if subset.split is None else subset.split, weights=subset.weights, plan=subset.plan,
+                 augment=use_augmentation(cfg, data), callbacks=callbacks, on_epoch=on_epoch, storage=storage,
+                 desc=f"train {cfg.selection}")

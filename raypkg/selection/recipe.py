@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raypkg.engine.runner import use_augmentation
+from raypkg.algorithms import train_stack
+from raypkg.data.augment import use_augmentation
 from raypkg.errors import UsageError
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig, SelectConfig
-from raypkg.selection.pipeline import pretrain, select_stage, train_stage
+from raypkg.selection.algorithm import Reselection, SubsetTraining
+from raypkg.selection.pipeline import pretrain, select_stage
 
 
 def check_budget(cfg: CoresetConfig, data) -> None:
@@ -96,39 +98,23 @@ def initial_subset(cfg: CoresetConfig, data):
 
 
 def train_subset(run: Run) -> None:
-    """Stage 3: a fresh model on the weighted subset; with --reselect-every, selected again
-    every R epochs with the model being trained (``raypkg.selection.adaptive``)."""
-    cfg = run.cfg
-    if cfg.reselect_every is not None:
-        return train_reselecting(run)
-    with run.sink.phase("train"):
-        run.trained = train_stage(cfg, run.data, run.state["selection"], on_epoch=run.sink.log_metrics,
-                                  storage=run.sink.storage)
-    run.note(weighting=cfg.weighting, weight_cap=cfg.weight_cap, epochs=cfg.epochs, workers=cfg.workers)
-
-
-def train_reselecting(run: Run) -> None:
-    """Training with selection rounds, after CORDS's warm start when --warm-start is given.
-    The rounds' seconds move from the train phase to the selection phase; rounds.parquet
-    holds every round's subset and the summary each round's epoch and seconds."""
-    from raypkg.selection.adaptive import train_reselected, warm_start_epochs
+    """Stage 3: a fresh model on the weighted subset (``SubsetTraining``); with
+    --reselect-every, selected again every R epochs with the model being trained, after
+    CORDS's warm start when --warm-start is given (``Reselection``)."""
+    cfg, data, initial = run.cfg, run.data, run.state["selection"]
+    if cfg.reselect_every is None:
+        train_stack(run, lambda cfg: SubsetTraining(cfg, data, initial), desc=f"train {cfg.selection}")
+        return
+    from raypkg.selection.adaptive import warm_start_epochs
     from raypkg.selection.pipeline import selection_pool
 
-    cfg, data, initial = run.cfg, run.data, run.state["selection"]
     warm, select_after = warm_start_epochs(cfg.epochs, cfg.warm_start, len(initial) / len(data.train))
+    cache = None if cfg.workers else selection_cache(run)
     # the actors serve in-process training (--actors with --workers is refused for --reselect-every)
-    with selection_pool(cfg, data) as pool, run.sink.phase("train"):
-        run.trained, reselect = train_reselected(
-            cfg, data, initial, first=select_after or None, full_epochs=warm,
-            cache=None if cfg.workers else selection_cache(run), pool=pool, on_epoch=run.sink.log_metrics,
-            storage=run.sink.storage)
-    timings = run.sink.timings
-    timings.move(sum(r["seconds"] for r in reselect.rounds), "train", "selection")
-    timings.charge("selection", timings.charged.get("selection", 0.0) + sum(r["charged_s"] for r in reselect.rounds))
-    run.sink.write_table("rounds.parquet", reselect.table(data.train.index.cpu(), data.train.y.cpu()))
-    run.note(weighting=cfg.weighting, weight_cap=cfg.weight_cap, epochs=cfg.epochs, workers=cfg.workers,
-             reselect_every=cfg.reselect_every, warm_start=cfg.warm_start, warm_epochs=warm,
-             skipped_epochs=select_after - warm, per_batch=cfg.per_batch, selection_rounds=reselect.rounds)
+    with selection_pool(cfg, data) as pool:
+        train_stack(run, lambda cfg: Reselection(cfg, data, initial, first=select_after, full_epochs=warm,
+                                                 cache=cache, pool=pool),
+                    desc=f"train {cfg.selection} (reselect every {cfg.reselect_every})")
 
 
 SELECTION_METRICS = EPOCH_METRICS + ("pretrain_s", "selection_s", "subset_size")

@@ -55,20 +55,16 @@ class MaskSettings:
 
 
 @dataclass
-class SparseConfig(MaskSettings, TrainConfig):
-    """Sparse training unless ``sparse`` is off (``--dense``, the baseline); RigL when growth
-    is gradient (the default), SET when random;
-    ``agc`` adds adaptive gradient correction. Defaults follow the paper's setup (spec
-    "Training setup"): SGD with Nesterov momentum 0.9, wd 5e-4, LR x0.1 at 1/2 and 3/4
-    of training (multistep; the milestones default to those epochs)."""
+class SparseSettings(MaskSettings):
+    """Sparse training's own settings, mixed into a config that trains (``SparseConfig``, or
+    another method's with ``--with sparse``): sparse masks unless ``sparse`` is off
+    (``--dense``, the baseline); RigL when growth is gradient (the default), SET when
+    random; ``agc`` adds adaptive gradient correction."""
 
     NEEDS = {**{name: (lambda cfg: cfg.agc, "needs --agc") for name in AGC_SETTINGS},
              **{name: (lambda cfg: cfg.sparse, "sets the sparse masks; --dense trains without them "
                                                "(drop one of the two)") for name in MASK_SETTINGS}}
 
-    schedule: str = setting("multistep", "LR schedule (default: x0.1 at 1/2 and 3/4 of training).",
-                            choices=SCHEDULES)
-    nesterov: bool = setting(True, "Nesterov momentum.")
     sparse: bool = setting(True, "Sparse training (the default); --dense trains the dense baseline.",
                            flag="--sparse/--dense")
     growth: str = setting("gradient", "Regrowth: gradient = RigL, random = SET, momentum.", choices=GROWTH_MODES)
@@ -83,14 +79,7 @@ class SparseConfig(MaskSettings, TrainConfig):
     agc_sample: int | None = setting(None, "AGC: examples sampled for the snapshot gradient (default: the whole "
                                            "training set).")
 
-    def resolved(self) -> "SparseConfig":
-        """Multistep milestones default to 1/2 and 3/4 of the epochs."""
-        cfg = super().resolved()
-        if cfg.schedule != "multistep" or cfg.milestones:
-            return cfg
-        return dataclasses.replace(cfg, milestones=[_number(cfg.epochs / 2), _number(3 * cfg.epochs / 4)])
-
-    def validate(self) -> "SparseConfig":
+    def validate(self):
         super().validate()
         self.check_mask_settings()
         choose("growth", self.growth, GROWTH_MODES)
@@ -113,7 +102,10 @@ class SparseConfig(MaskSettings, TrainConfig):
                              f"(or absent for the whole training set), got {self.agc_sample}")
         return self
 
-    def stretched(self) -> "SparseConfig":
+    def for_training(self):
+        return super().for_training().stretched()
+
+    def stretched(self):
         """The config that trains: epochs and LR milestones (or lrlen) times ``multiplier``
         (ITOP's extended training); multiplier 1 in the result, so stretching is once."""
         m = self.multiplier
@@ -121,3 +113,22 @@ class SparseConfig(MaskSettings, TrainConfig):
             return self
         return dataclasses.replace(self, epochs=self.epochs * m, milestones=[_number(x * m) for x in self.milestones],
                                    lrlen=[n * m for n in self.lrlen], multiplier=1)
+
+
+@dataclass
+class SparseConfig(SparseSettings, TrainConfig):
+    """`effray run sparse`: the training config with sparse training's settings. Defaults
+    follow the paper's setup (spec "Training setup"): SGD with Nesterov momentum 0.9, wd
+    5e-4, LR x0.1 at 1/2 and 3/4 of training (multistep; the milestones default to those
+    epochs). With ``--with sparse``, the other method's training defaults hold."""
+
+    schedule: str = setting("multistep", "LR schedule (default: x0.1 at 1/2 and 3/4 of training).",
+                            choices=SCHEDULES)
+    nesterov: bool = setting(True, "Nesterov momentum.")
+
+    def resolved(self) -> "SparseConfig":
+        """Multistep milestones default to 1/2 and 3/4 of the epochs."""
+        cfg = super().resolved()
+        if cfg.schedule != "multistep" or cfg.milestones:
+            return cfg
+        return dataclasses.replace(cfg, milestones=[_number(cfg.epochs / 2), _number(3 * cfg.epochs / 4)])

@@ -1,44 +1,14 @@
-"""The sparse-training recipe (`effray run sparse`): dense, SET/RigL-ITOP and AGC training
-through the engine's train().
-
-Callback order (it matters): ``SparseTraining`` first, whose ``on_after_backward`` keeps
-the dense, uncorrected gradient for RigL's growth, then ``AGCorrection``, which replaces
-that gradient by g_new - c*g_old + c*g~ before SGD's step applies weight decay and
-momentum; after the step ``SparseTraining.on_step_end`` masks weights and momentum and
-updates the masks.
-"""
+"""The sparse-training recipe (`effray run sparse`): dense, SET/RigL-ITOP and AGC training,
+its algorithm (``raypkg.sparse.algorithm``) alone on the engine's training."""
 
 from __future__ import annotations
 
-from raypkg.engine.callbacks import Callback
-from raypkg.engine.runner import use_augmentation
-from raypkg.engine.trainer import train
+from raypkg.algorithms import train_stack
 from raypkg.errors import UsageError
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
-from raypkg.sparse.agc import AGCorrection
+from raypkg.sparse.algorithm import SparseTrainingAlgorithm, method_name
 from raypkg.sparse.config import AGC_SETTINGS, MASK_SETTINGS, SparseConfig
-from raypkg.sparse.dst import SparseTraining
-from raypkg.sparse.masks import check_layers_keep_weights, maskable_parameters, masks_digest
-
-
-def build_callbacks(cfg: SparseConfig) -> list[Callback]:
-    """[SparseTraining if cfg.sparse] + [AGCorrection if cfg.agc], in that order."""
-    callbacks: list[Callback] = []
-    if cfg.sparse:
-        callbacks.append(SparseTraining(cfg.density, cfg.sparse_init, cfg.seed, growth=cfg.growth, death=cfg.death,
-                                        redistribution=cfg.redistribution, death_rate=cfg.death_rate,
-                                        update_frequency=cfg.update_frequency, scale_init=cfg.scale_init,
-                                        backend=cfg.sparse_backend))
-    if cfg.agc:
-        callbacks.append(AGCorrection(cfg.agc_gamma, cfg.agc_alpha, cfg.agc_sample, seed=cfg.seed,
-                                      masks=callbacks[0] if cfg.sparse else None))
-    return callbacks
-
-
-def method_name(cfg: SparseConfig) -> str:
-    name = "dense" if not cfg.sparse else {"random": "SET-ITOP", "gradient": "RigL-ITOP",
-                                          "momentum": "SNFS-ITOP"}[cfg.growth]
-    return f"A-{name}" if cfg.agc else name
+from raypkg.sparse.masks import check_layers_keep_weights
 
 
 def check_against_data(cfg: SparseConfig, data) -> None:
@@ -52,26 +22,7 @@ def check_against_data(cfg: SparseConfig, data) -> None:
 def train_sparse(run: Run) -> None:
     """Train with the masks and AGC (``multiplier`` times the epochs); saves masks.pt and
     mask_updates.parquet; notes the final density, R_s, the masks' digest and AGC coefficient."""
-    cfg, sink = run.cfg, run.sink
-    run_cfg = cfg.stretched()
-    callbacks = build_callbacks(run_cfg)
-    with sink.phase("train"):
-        run.trained = train(run_cfg, run.data, augment=use_augmentation(cfg, run.data), callbacks=callbacks,
-                            on_epoch=sink.log_metrics, storage=sink.storage, desc=method_name(cfg))
-    if cfg.sparse:
-        dst = callbacks[0]
-        sink.save_state("masks.pt", dst.state_dict()["masks"])
-        if dst.updates:
-            sink.write_table("mask_updates.parquet", {k: [u[k] for u in dst.updates] for k in dst.updates[0]})
-        run.note(R_s=dst.exploration_rate(), mask_digest=masks_digest(dst.masks), sparse_backend=cfg.sparse_backend,
-                 sparse_layers=dst.sparse_layers, sparse_layer_ms=dst.sparse_timings)
-        if dst.rank_digests:  # on Ray Train: each rank's masks at the last epoch's end
-            run.note(rank_mask_digests=dst.rank_digests)
-    params = maskable_parameters(run.trained.model).values()
-    run.note(density=sum(int((p != 0).sum()) for p in params) / sum(p.numel() for p in params))
-    if cfg.agc:
-        run.note(agc_c=callbacks[-1].c_log[-1]["agc_c"] if callbacks[-1].c_log else None)
-    run.note(method_variant=method_name(cfg), workers=cfg.workers, epochs=run_cfg.epochs)
+    train_stack(run, lambda cfg: SparseTrainingAlgorithm(cfg, run.data), desc=method_name(run.cfg))
 
 
 SPARSE = register(Recipe("sparse", SparseConfig, [train_sparse], check=check_against_data,

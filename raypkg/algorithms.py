@@ -1,0 +1,148 @@
+"""Algorithms: what a method does while the engine trains, as callbacks and at most one
+batch plan on its loop (as Composer's algorithms act on events), so that methods stack.
+
+Every recipe's training stage ends in ``train_stack(run, own)``: the method's own algorithm
+(None for full-data training) and those its config's ``stack`` names (``--with sparse``)
+train together through one ``raypkg.engine.trainer.train`` call, which wires the sink, the
+augmentation and the storage once. The method's own notes stay at the summary's top
+level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
+
+- **Order** (``Algorithm.order``): the data plan first, then the masks, then gradient
+  corrections; callbacks act in that order (masks before AGC, ``raypkg.sparse.algorithm``).
+- **Refused before any work** (``stacked_class``): a name that does not stack (DeltaGrad
+  trains on its own), two batch plans, and a setting two members both define.
+
+A stackable algorithm is a row of ``raypkg.methods.METHODS`` with ``settings`` (its own
+fields, a dataclass mixed into the command's config) and ``algorithm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from raypkg.errors import UsageError
+
+if TYPE_CHECKING:
+    from raypkg.engine.trainer import TrainResult
+    from raypkg.recipe import Run
+
+# Algorithm.order: callbacks act on every event in this order.
+DATA, MASKS, GRADIENT = 0, 1, 2
+
+
+class Algorithm:
+    """One method's part of a training run, built from the training config and the data:
+    ``plan`` (None: the engine's shuffled batches), ``callbacks``, and for a fixed subset
+    the ``split`` it trains on and its example ``weights``. ``finish`` writes its artifacts
+    and returns its notes."""
+
+    name: ClassVar[str]
+    order: ClassVar[int] = DATA
+    plan: Any = None
+    callbacks: list = []
+    split: Any = None  # the DataSplits it trains on (None: the run's)
+    weights: Any = None  # one per training example (None: all 1)
+
+    def finish(self, run: "Run", trained: "TrainResult") -> dict:
+        return {}
+
+
+def stackable() -> dict[str, Any]:
+    """The methods that stack onto another's training, by name."""
+    from raypkg.methods import METHODS
+
+    return {m.name: m for m in METHODS if m.settings}
+
+
+def stack_of(values) -> tuple[str, ...]:
+    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple."""
+    if not values:
+        return ()
+    items = values.split(",") if isinstance(values, str) else values
+    return tuple(str(name).strip() for name in items)
+
+
+@functools.cache
+def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
+    """``cls`` with the settings of every algorithm in ``stack`` mixed in (one class per
+    combination); a name that does not stack, two batch plans or a setting two members
+    both define is a UsageError."""
+    if not stack:
+        return cls
+    from raypkg.engine.config import TrainConfig, config_fields
+    from raypkg.methods import load
+
+    entries = stackable()
+    own = config_fields(cls) - config_fields(TrainConfig)
+    plans = [cls.BATCH_PLAN] if getattr(cls, "BATCH_PLAN", None) else []
+    bases = []
+    for name in stack:
+        if name == "deltagrad":
+            raise UsageError("--with deltagrad: DeltaGrad trains on its own (L-BFGS steps on a flat parameter "
+                             "vector, raypkg.deltagrad.replay); it does not stack")
+        if name not in entries:
+            raise UsageError(f"--with {name}: the algorithms that stack are {', '.join(entries)}")
+        if stack.count(name) > 1:
+            raise UsageError(f"--with names {name} twice")
+        settings = load(entries[name].settings)
+        if issubclass(cls, settings):
+            raise UsageError(f"--with {name}: this method is {name} already")
+        shared = sorted(config_fields(settings) & own)
+        if shared:
+            raise UsageError(f"--with {name}: {name} and this method both set {', '.join(shared)}, each its own "
+                             "way; they do not stack")
+        if getattr(settings, "BATCH_PLAN", None):
+            plans.append(settings.BATCH_PLAN)
+        own |= config_fields(settings)
+        bases.append(settings)
+    if len(plans) > 1:
+        raise UsageError(f"--with {','.join(stack)}: one run takes one batch plan, and this stack has "
+                         f"{len(plans)} ({'; '.join(plans)})")
+    needs = {key: value for base in (cls, *bases) for key, value in getattr(base, "NEEDS", {}).items()}
+    name = cls.__name__ + "".join(base.__name__.removesuffix("Settings") for base in bases)
+    stacked = dataclasses.make_dataclass(name, [], bases=(*reversed(bases), cls),
+                                         namespace={"NEEDS": needs, "__reduce__": _reduce})
+    stacked.__module__ = __name__
+    stacked.BASE = cls
+    return stacked
+
+
+def _reduce(cfg):
+    """Pickle a stacked config by its base class and stack (the class is made at run time)."""
+    return _rebuild, (cfg.BASE, tuple(cfg.stack), dataclasses.asdict(cfg))
+
+
+def _rebuild(base: type, stack: tuple[str, ...], values: dict):
+    return stacked_class(base, stack)(**values)
+
+
+def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc: str = "train") -> "TrainResult":
+    """Train the method's own algorithm (``own(cfg)`` builds it from the training config)
+    with the run's stack (``cfg.stack``) through one engine call, as phase ``train``; the
+    final model goes to ``run.trained``. ``own``'s notes go to the summary's top level, each
+    added algorithm's under its name. Returns the training result."""
+    from raypkg.data.augment import use_augmentation
+    from raypkg.engine.trainer import train
+    from raypkg.methods import load
+
+    cfg = run.cfg.for_training()  # every member builds from the config that trains (--multiplier)
+    entries = stackable()
+    added = [load(entries[name].algorithm)(cfg, run.data) for name in cfg.stack]
+    members = sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
+    plans = [a.plan for a in members if a.plan is not None]
+    assert len(plans) <= 1, "stacked_class refuses two batch plans"
+    split = next((a.split for a in members if a.split is not None), run.data)
+    weights = next((a.weights for a in members if a.weights is not None), None)
+    with run.sink.phase("train"):
+        run.trained = train(cfg, split, weights=weights, plan=plans[0] if plans else None,
+                            callbacks=[cb for a in members for cb in a.callbacks],
+                            augment=use_augmentation(cfg, run.data), on_epoch=run.sink.log_metrics,
+                            storage=run.sink.storage, desc="+".join([desc, *(a.name for a in added)]))
+    for algorithm in members:
+        notes = algorithm.finish(run, run.trained)
+        run.note(**({algorithm.name: notes} if algorithm in added else notes))
+    if cfg.stack:
+        run.note(stack=list(cfg.stack))
+    return run.trained
