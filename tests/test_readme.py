@@ -1,16 +1,20 @@
-"""Every `effray ...` command in README.md's bash blocks runs, on a shrunken size.
+"""Every `effray ...` and `python jobs/...` command in the bash blocks of README.md and
+docs/**/*.md runs, on a shrunken size.
 
-The commands are read from README.md when the tests are collected, so a new README
-section is tested without touching this file. Each runs in the order the README gives
-(later commands use earlier runs: `runs/<run>` placeholders become the runs made so far,
-`runs/dg` is the run named `dg`), in one temporary working directory, with its sizes
-shrunk through the flags it has (`SHRINK`); a command the README gives twice runs once.
+The commands are read from the documentation (`DOCS`: README.md first, then the pages under
+docs/ by path) when the tests are collected, so a new section or page is tested without
+touching this file. Each runs in the order the documentation gives (later commands use
+earlier runs: `runs/<run>` placeholders become the runs made so far, `runs/dg` is the run
+named `dg`), in one temporary working directory, with its sizes shrunk through the flags it
+has (`SHRINK`); a command given twice, in one file or in two, runs once. A
+`python jobs/X.py ...` command runs the job script as a real process, shrunk and checked as
+the `effray` command it runs (`effray_words`).
 Each must then print and write what `EXPECT` says for its kind (its run directory and
 summary.json, a sweep's best_config.yaml and trials.parquet, a benchmark's Parquet and
 PNG, ...); a README command with no entry there fails. Most run in-process through click's
 CliRunner (one Ray instance for all of them); the commands in `SUBPROCESS` run as real
 `effray` processes in a bare shell. Skipped, with the reason: commands that need a Ray
-cluster, a real data directory or object storage.
+cluster (`--address`, `ray job submit`), a real data directory or object storage.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from test_tuning import check_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = [README, *sorted((REPO / "docs").rglob("*.md"))]  # README first: its commands come first
 
 # flag -> shrunken value, applied (replacing the README's value) when the command has the flag
 SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pretrain-epochs": "1",
@@ -59,6 +64,8 @@ SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp",  #
               "effray bench data --sizes 20000 --decode-blocks 256,1024,4096")
 EFFRAY = Path(sys.executable).with_name("effray")  # the console script the install made
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
+# jobs/<name>.py -> the effray command it runs (raypkg.jobs_support.run_job); any other: `effray run <name>`
+JOB_COMMANDS = {"train": ["train"], "deltagrad": ["unlearn"]}
 
 
 def readme_files(text: str) -> dict[str, str]:
@@ -68,23 +75,46 @@ def readme_files(text: str) -> dict[str, str]:
             if m.start() > 0 and text[:m.start()].endswith("```python\n")}
 
 
+def job_script(words: list[str]) -> int | None:
+    """Where `python jobs/X.py` starts in WORDS (a command of its own, or what `ray job
+    submit ... --` runs), or None."""
+    starts = [0] + [i + 1 for i, w in enumerate(words) if w == "--"] if words[:3] == ["ray", "job", "submit"] else [0]
+    return next((i for i in starts if words[i:i + 1] in (["python"], ["python3"])
+                 and re.fullmatch(r"jobs/\w+\.py", words[i + 1] if i + 1 < len(words) else "")), None)
+
+
 def readme_commands(text: str) -> list[str]:
-    """The `effray ...` commands of the bash blocks, in order (continuations joined,
-    comments dropped, `a && effray b` split)."""
+    """The `effray ...` and `python jobs/...` commands of the bash blocks, in order
+    (continuations joined, comments and `VAR=value` prefixes dropped, `a && effray b` split;
+    `ray job submit ... -- python jobs/...` kept whole: it needs a cluster)."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             for part in re.split(r"&&|;", line):
                 words = shlex.split(part, comments=True)
-                if words and words[0] == "effray":
+                while words and re.match(r"[A-Za-z_]\w*=", words[0]):
+                    words = words[1:]
+                if words and (words[0] == "effray" or job_script(words) is not None):
                     commands.append(shlex.join(words))
     return commands
 
 
-COMMANDS = list(dict.fromkeys(readme_commands(README.read_text())))
+def effray_words(words: list[str]) -> list[str]:
+    """The `effray ...` command that WORDS run: themselves, or for `python jobs/X.py ARGS`
+    (also after `ray job submit ... --`) the command of jobs/X.py with ARGS."""
+    start = job_script(words)
+    if start is None:
+        return words
+    name = Path(words[start + 1]).stem
+    return ["effray", *JOB_COMMANDS.get(name, ["run", name]), *words[start + 2:]]
+
+
+COMMANDS = list(dict.fromkeys(c for doc in DOCS for c in readme_commands(doc.read_text())))
 
 
 def skip_reason(words: list[str]) -> str | None:
+    if words[:3] == ["ray", "job", "submit"]:
+        return "needs a Ray cluster (ray job submit)"
     if "--address" in words:
         return "needs a Ray cluster (--address)"
     if "--data-dir" in words or any(w in REAL_DATASETS for w in words):
@@ -182,16 +212,21 @@ class Session:
         chosen = dict(zip(placeholders, self.runs[-len(placeholders):]))
         return [re.sub(r"runs/<[^>]+>", chosen[w], w) if w in chosen else w for w in words]
 
-    def invoke(self, words: list[str], subprocess_run: bool = False) -> str:
+    def invoke(self, words: list[str], subprocess_run: bool = False, job: list[str] | None = None) -> str:
         """Run `effray WORDS...` in the working directory, in this process (or as a real
-        process in a bare shell); its output, once it exited 0. Notes the runs it made."""
+        process in a bare shell; with JOB, `python jobs/X.py ...`, the job script's process
+        with the arguments that follow the command's words in WORDS); its output, once it
+        exited 0. Notes the runs it made."""
         from click.testing import CliRunner
 
         from raypkg.cli import main
 
-        if subprocess_run:
+        if subprocess_run or job:
             head = [str(EFFRAY)] if EFFRAY.exists() else [sys.executable, "-m", "raypkg.cli"]
-            proc = subprocess.run([*head, *words[1:]], capture_output=True, text=True, cwd=self.root, env=bare_env(),
+            args = words[1:]
+            if job:
+                head, args = [sys.executable, str(REPO / job[1])], words[len(effray_words(job)) - len(job) + 2:]
+            proc = subprocess.run([*head, *args], capture_output=True, text=True, cwd=self.root, env=bare_env(),
                                   timeout=300)
             assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-4000:]
             output, status = proc.stdout + proc.stderr, proc.returncode
@@ -436,6 +471,7 @@ EXPECT = {
 
 
 def expectations(command: str) -> list:
+    command = shlex.join(effray_words(shlex.split(command)))  # a job script: the effray command it runs
     prefixes = [p for p in EXPECT if command == p or command.startswith(p + " ")]
     return EXPECT[max(prefixes, key=len)] if prefixes else []
 
@@ -450,7 +486,8 @@ def session(tmp_path_factory):
         "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "asha", "search": "random",
         "base": {"dataset": "digits", "model": "mlp", "epochs": 2, "progress": False},
         "space": {"lr": {"loguniform": [0.01, 0.3]}}}))
-    for name, code in readme_files(README.read_text()).items():  # `my_plugins.py` of "Your own model and data"
+    for name, code in readme_files("\n".join(doc.read_text() for doc in DOCS)).items():  # `my_plugins.py` of
+        # docs/architecture.md, "Your own model and data"
         (root / name).write_text(code)
     had_ray = ray.is_initialized()
     yield Session(root)
@@ -459,6 +496,8 @@ def session(tmp_path_factory):
 
 
 def test_readme_has_commands_of_every_kind():
+    pages = {p.relative_to(REPO).as_posix() for p in DOCS}  # the pages moved out of the README are read
+    assert {"docs/methods/coreset.md", "docs/operations.md", "docs/architecture.md"} <= pages, pages
     text = " ".join(COMMANDS)
     for command in ("effray train", "effray select", "effray run coreset", "effray unlearn train",
                     "effray tune", "effray bench", "effray report"):
@@ -472,8 +511,9 @@ def test_readme_command_runs(command, session, monkeypatch):
     if reason:
         pytest.skip(reason)
     monkeypatch.chdir(session.root)  # the checks read paths relative to the working directory
-    words = shrink(session.fill_in(words))
-    output = session.invoke(words, subprocess_run=command in SUBPROCESS)
+    job = words if job_script(words) is not None else None
+    words = shrink(session.fill_in(effray_words(words)))
+    output = session.invoke(words, subprocess_run=command in SUBPROCESS, job=job)
     for check in expectations(command):
         check(Result(words, output, session.root))
 
