@@ -118,19 +118,25 @@ def _rebuild(base: type, stack: tuple[str, ...], values: dict):
     return stacked_class(base, stack)(**values)
 
 
-def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc: str = "train") -> "TrainResult":
-    """Train the method's own algorithm (``own(cfg)`` builds it from the training config)
-    with the run's stack (``cfg.stack``) through one engine call, as phase ``train``; the
-    final model goes to ``run.trained``. ``own``'s notes go to the summary's top level, each
-    added algorithm's under its name. Returns the training result."""
-    from raypkg.data.augment import use_augmentation
-    from raypkg.engine.trainer import train
+def stack_members(cfg, data, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
+    """The method's own algorithm (``own(cfg)`` builds it) and those ``cfg.stack`` names,
+    built for the config that trains, in their order."""
     from raypkg.methods import load
 
-    cfg = run.cfg.for_training()  # every member builds from the config that trains (--multiplier)
     entries = stackable()
-    added = [load(entries[name].algorithm)(cfg, run.data) for name in cfg.stack]
-    members = sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
+    added = [load(entries[name].algorithm)(cfg, data) for name in cfg.stack]
+    return sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
+
+
+def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc: str = "train") -> "TrainResult":
+    """Train the method's own algorithm with the run's stack (``cfg.stack``) through one
+    engine call, as phase ``train``; the final model goes to ``run.trained``. The own
+    algorithm's notes go to the summary's top level, each added one's under its name."""
+    from raypkg.data.augment import use_augmentation
+    from raypkg.engine.trainer import train
+
+    cfg = run.cfg.for_training()  # every member builds from the config that trains (--multiplier)
+    members = stack_members(cfg, run.data, own)
     plans = [a.plan for a in members if a.plan is not None]
     assert len(plans) <= 1, "stacked_class refuses two batch plans"
     split = next((a.split for a in members if a.split is not None), run.data)
@@ -139,10 +145,10 @@ def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc:
         run.trained = train(cfg, split, weights=weights, plan=plans[0] if plans else None,
                             callbacks=[cb for a in members for cb in a.callbacks],
                             augment=use_augmentation(cfg, run.data), on_epoch=run.sink.log_metrics,
-                            storage=run.sink.storage, desc="+".join([desc, *(a.name for a in added)]))
+                            storage=run.sink.storage, desc="+".join([desc, *cfg.stack]))
     for algorithm in members:
         notes = algorithm.finish(run, run.trained)
-        run.note(**({algorithm.name: notes} if algorithm in added else notes))
+        run.note(**({algorithm.name: notes} if algorithm.name in cfg.stack else notes))
     if cfg.stack:
         run.note(stack=list(cfg.stack))
     return run.trained

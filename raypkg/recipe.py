@@ -141,6 +141,7 @@ class Recipe:
     metrics: tuple[str, ...] = EPOCH_METRICS  # what its metrics rows hold (a tune space's metric is one)
     # phases whose seconds every metrics row of a Tune trial carries as ``<phase>_s``
     tune_phases: tuple[str, ...] = ()
+    stack: tuple[str, ...] = ()  # the algorithms added to this method's (``find_recipe``)
 
     def run_label(self, cfg) -> str:
         """The run's name: the method's, then each stacked algorithm's (``coreset-rs2+sparse``)."""
@@ -359,7 +360,7 @@ def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
         return "; ".join(filter(None, (c(cfg, data) for c in checks))) or None
 
     metrics = tuple(dict.fromkeys(m for member in members for m in member.metrics))
-    return dataclasses.replace(recipe, config_cls=cls, check=check if checks else None, metrics=metrics)
+    return dataclasses.replace(recipe, config_cls=cls, check=check if checks else None, metrics=metrics, stack=stack)
 
 
 def load_recipes() -> dict[str, Recipe]:
@@ -381,13 +382,14 @@ TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actor
 def trial_config(recipe: Recipe, config: dict):
     """A trial's config: ``config`` with ``TRIAL_SETTINGS`` for the fields the recipe has."""
     names = {f.name for f in dataclasses.fields(recipe.config_cls)}
-    return recipe.config_cls(**{**config, **{k: v for k, v in TRIAL_SETTINGS.items() if k in names}})
+    stack = {"stack": list(recipe.stack)} if recipe.stack else {}
+    return recipe.config_cls(**{**config, **stack, **{k: v for k, v in TRIAL_SETTINGS.items() if k in names}})
 
 
 def run_trial(method: str, config: dict, report: Callable[[dict], None]) -> None:
     """One Tune trial of recipe ``method`` (the one trainable of `effray tune`)."""
     import torch
 
-    recipe = load_recipes()[method]
+    recipe = find_recipe(method, config.get("stack", ()))
     torch.set_num_threads(1)
     recipe.run(trial_config(recipe, config), lambda r, cfg: TuneSink(r, cfg, report))

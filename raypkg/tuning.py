@@ -29,7 +29,7 @@ import yaml
 
 from raypkg.engine.config import UniqueKeyLoader, config_fields, listed
 from raypkg.errors import RunFailed, UsageError, choose
-from raypkg.recipe import load_recipes
+from raypkg.recipe import find_recipe, load_recipes
 
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -59,12 +59,14 @@ def read_space(path: str | Path) -> dict:
     if "method" not in spec:
         raise UsageError(f"space file {str(path)!r} names no method (method: NAME); choose one of: "
                          f"{', '.join(sorted(recipes))}")
-    recipe = recipes[choose("tunable method", str(spec["method"]), recipes)]
-    fields = config_fields(recipe.config_cls)
+    choose("tunable method", str(spec["method"]).split("+")[0], recipes)
     for section in ("base", "space"):
         if not isinstance(spec.get(section) or {}, dict):
             raise UsageError(f"{section}: in {str(path)!r} must be a mapping of config keys, got "
                              f"{type(spec[section]).__name__}")
+    recipe = find_recipe(str(spec["method"]), (spec.get("base") or {}).get("stack", ()))  # infobatch+sparse: a stack
+    fields = config_fields(recipe.config_cls)
+    for section in ("base", "space"):
         bad = sorted(str(k) for k in set(spec.get(section) or {}) - fields)
         if bad:
             raise UsageError(f"unknown config key(s) {listed(bad)} under {section!r} in {str(path)!r}; "
@@ -121,11 +123,12 @@ def check_trial_config(spec: dict) -> None:
     its config refuses, and no swept setting is silently ignored by its base."""
     import itertools
 
-    cls = load_recipes()[spec["method"]].config_cls
+    recipe = find_recipe(spec["method"], (spec.get("base") or {}).get("stack", ()))
+    stack = {"stack": list(recipe.stack)} if recipe.stack else {}  # infobatch+sparse: the stack in the name
 
     def valid(values: dict) -> str | None:
         try:
-            cls(**values).resolved().validate()
+            recipe.config_cls(**{**values, **stack}).resolved().validate()
         except TypeError as e:
             return f"bad value: {e}"
         except UsageError as e:
@@ -221,7 +224,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     swept = sorted(set(settings or {}) & set(spec.get("space") or {}))
     if swept:
         raise UsageError(f"--set {', '.join(swept)}: the space sweeps it (edit the space file)")
-    bad = sorted(set(settings or {}) - config_fields(load_recipes()[method].config_cls))
+    bad = sorted(set(settings or {}) - config_fields(find_recipe(method, (settings or {}).get("stack", ())).config_cls))
     if bad:
         raise UsageError(f"--set: {', '.join(bad)} is not a {method} setting (underscores for dashes)")
     spec["base"] = base = {**(spec.get("base") or {}), **(settings or {})}

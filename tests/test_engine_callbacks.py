@@ -224,8 +224,8 @@ def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():
     wreck training: CRAIG's default weighting at fraction 0.3 on digits-aug stays within 3
     points of the same picks trained with unit weights (it was 0.34 vs 0.93 with
     sum(w l) / sum(w) per batch)."""
-    from raypkg.engine.loop import evaluate, pick_device
     from raypkg.data.augment import use_augmentation
+    from raypkg.engine.loop import evaluate, pick_device
     from raypkg.recipe import load_data
     from raypkg.selection.pipeline import pretrain, select_stage, train_stage
 

@@ -31,7 +31,7 @@ def test_pareto_front_is_exactly_the_non_dominated_points():
 def hand_built_rows() -> pd.DataFrame:
     rows = []
     for seed, scale in ((0, 1.0), (1, 2.0)):  # seed 1 takes twice as long, 1 point less accurate
-        for method, family, fraction, e2e, acc in (("full", "full", math.nan, 10.0, 0.90),
+        for method, family, fraction, e2e, acc in (("full-fp32", "full", math.nan, 10.0, 0.90),
                                                    ("rs2", "uniform", 0.1, 2.0, 0.80),
                                                    ("grand", "deepcore", 0.1, 5.0, 0.85),
                                                    ("rs2", "uniform", 0.3, 4.0, 0.86),
@@ -88,7 +88,7 @@ def test_deltas_against_full_training_and_rs2_at_the_same_fraction():
     rigl = frame[frame["method"] == "rigl-itop"].iloc[0]
     assert rigl["speedup_vs_full"] == pytest.approx(2.5) and rigl["acc_vs_full"] == pytest.approx(-2.0)
     assert math.isnan(rigl["speedup_vs_rs2"]) and math.isnan(rigl["acc_vs_rs2"])  # no fraction
-    full = frame[frame["method"] == "full"]
+    full = frame[frame["method"] == "full-fp32"]  # the reference: full training at fp32
     assert (full["speedup_vs_full"] == 1).all() and (full["acc_vs_full"] == 0).all()
 
     table = aggregate(frame).set_index(["method", "setting"])
@@ -98,18 +98,19 @@ def test_deltas_against_full_training_and_rs2_at_the_same_fraction():
     assert (g["e2e_s_min"], g["e2e_s_max"]) == (5.0, 10.0)
     # mean accuracy vs mean seconds: RS2 0.1 (3 s), RS2 0.3 (6 s), rigl (6 s, better),
     # full (15 s, best) are the front; grand (7.5 s, 0.845) is beaten by rigl, uniform 0.1 by RS2 0.1
-    assert set(table.index[table["pareto"]]) == {("rs2", "f=0.1"), ("rigl-itop", "d=0.05"), ("full", "-")}
+    assert set(table.index[table["pareto"]]) == {("rs2", "f=0.1"), ("rigl-itop", "d=0.05"), ("full-fp32", "-")}
     assert not table.loc[("rs2", "f=0.3"), "pareto"]  # same seconds as rigl, less accurate
     assert not table.loc[("uniform", "f=0.1"), "pareto"]
 
 
 @pytest.fixture(scope="module")
 def frontier_run(tmp_path_factory):
-    """One tiny frontier: 2 seeds, uniform, Glister, CREST and RigL-ITOP, W&B offline."""
+    """One tiny frontier: 2 seeds, uniform, Glister, CREST, RigL-ITOP and uniform subsets with
+    RigL-ITOP stacked on them, W&B offline."""
     out = tmp_path_factory.mktemp("frontier")
     stem = out / "tiny"
     result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--fractions", "0.3",
-                                       "--methods", "uniform,glister,crest,rigl-itop", "--pretrain-epochs", "1",
+                                       "--methods", "uniform,glister,crest,rigl-itop,uniform+rigl-itop", "--pretrain-epochs", "1",
                                        "--densities", "0.2", "--save", str(stem)])
     assert result.exit_code == 0, result.output
     return stem, result.output
@@ -118,31 +119,34 @@ def frontier_run(tmp_path_factory):
 def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontier_run):
     stem, output = frontier_run
     rows = pd.read_parquet(f"{stem}.parquet")
-    assert len(rows) == 2 * 5 and set(rows["seed"]) == {0, 1}
-    assert set(rows["method"]) == {"full", "uniform", "glister", "crest", "rigl-itop"}
+    assert len(rows) == 2 * 7 and set(rows["seed"]) == {0, 1}
+    assert set(rows["method"]) == {"full-fp32", "full", "uniform", "glister", "crest", "rigl-itop", "uniform+rigl-itop"}
+    stacked = rows[rows["method"] == "uniform+rigl-itop"].iloc[0]
+    assert (stacked["family"], stacked["setting"]) == ("uniform+sparse", "f=0.3,d=0.2")
     # examples seen, as the frontier's docstring counts them: digits has 1347 training examples,
     # a 0.3 subset 404; Glister adds its 1-epoch warm-up, CREST takes 2 x ceil(0.3 x 1347 / 64) steps
     subset = round(0.3 * 1347)
     seen = rows[rows["seed"] == 0].set_index("method")["examples_seen"].to_dict()
-    assert seen == {"full": 2 * 1347, "uniform": 2 * subset, "glister": 1347 + 2 * subset,
-                    "crest": 2 * math.ceil(0.3 * 1347 / 64) * 64, "rigl-itop": 2 * 1347}
+    assert seen == {"full-fp32": 2 * 1347, "full": 2 * 1347, "uniform": 2 * subset, "glister": 1347 + 2 * subset,
+                    "crest": 2 * math.ceil(0.3 * 1347 / 64) * 64, "rigl-itop": 2 * 1347,
+                    "uniform+rigl-itop": 2 * subset}
     # FLOPs: 3 forward passes a step (forward + backward) of logreg's 64 x 10 multiply-adds per
     # example, and at density 0.2 for RigL-ITOP (ERK gives a single layer the overall density)
-    step_flops = rows["method"].map(lambda m: 3 * 2 * 64 * 10 * (0.2 if m == "rigl-itop" else 1))
+    step_flops = rows["method"].map(lambda m: 3 * 2 * 64 * 10 * (0.2 if "rigl-itop" in m else 1))
     assert rows["flops"].to_numpy() == pytest.approx((step_flops * rows["examples_seen"]).to_numpy())
     phases = [f"{p}_s" for p in ("pretrain", "merge", "selection", "check", "train", "eval")]
     assert rows["e2e_s"].to_numpy() == pytest.approx(rows[phases].sum(axis=1).to_numpy())
     warmed = rows["pretrain_s"] > 0  # only Glister pays a warm-up
     assert set(rows[warmed]["method"]) == {"glister"} and warmed.sum() == 2
     selected = rows["noisy_share"].notna()  # the share of noisy labels among a subset's picks
-    assert set(rows[selected]["method"]) == {"uniform", "glister"} and selected.sum() == 4
+    assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 6
     summary = pd.read_parquet(f"{stem}-summary.parquet")
-    assert len(summary) == 5 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    assert len(summary) == 7 and (summary["seeds"] == 2).all() and summary["pareto"].any()
     # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
     # at the latest), and no row reaches it after its own end
     targets = rows.groupby("seed")["tta_target"].first()
-    assert (targets == rows[rows["method"] == "full"].set_index("seed")["test_acc"] - 0.005).all()
-    assert rows[rows["method"] == "full"]["tta_s"].notna().all()
+    assert (targets == rows[rows["method"] == "full-fp32"].set_index("seed")["test_acc"] - 0.005).all()
+    assert rows[rows["method"] == "full-fp32"]["tta_s"].notna().all()
     reached = rows["tta_s"].notna()
     assert (rows.loc[reached, "tta_s"] <= rows.loc[reached, "e2e_s"] + 1e-6).all()
     assert summary.set_index("method")["tta_reached"].to_dict() == rows.groupby("method")["tta_s"].count().to_dict()

@@ -83,10 +83,13 @@ def test_a_run_saves_steps_and_trains_on_everything_in_its_last_epochs():
 def test_on_two_ray_train_workers_the_plan_prunes_with_the_scores_gathered_over_ranks(ray_session):
     """The callback's scores are the loop's plan's on every rank (one object through Ray
     Train), all-reduced each epoch: pruning happens, and each rank takes its half of the
-    epoch's kept examples."""
-    result = raypkg.run("infobatch", save=False, dataset="digits", model="mlp", epochs=3, delta=0.34, workers=2,
-                        progress=False)
+    epoch's kept examples. With RigL stacked on it (`--with sparse`), every rank ends with
+    the same masks."""
+    result = raypkg.run("infobatch+sparse", save=False, dataset="digits", model="mlp", epochs=3, delta=0.34,
+                        workers=2, density=0.2, update_frequency=4, progress=False)
     s, n, batch = result.summary, result.summary["train_size"], 64
+    digests = s["sparse"]["rank_mask_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1] == s["sparse"]["mask_digest"]
     kept = s["kept_per_epoch"]
     assert kept[0] == n and kept[1] < n and kept[2] == n  # epoch 2 pruned, epoch 3 anneals
     assert s["steps"] == sum(math.ceil(math.ceil(k / 2) / batch) for k in kept)  # rank 0's steps

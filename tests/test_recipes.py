@@ -76,8 +76,8 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     recipes = load_recipes()
     assert set(recipes) >= {m.name for m in METHODS} | {"select"}
     # the frontier's methods, in the table's order whatever imported the recipes first
-    assert list(load_cases()) == ["full", "rs2", "uniform", "grand", "glister", "craig", "el2n", "least-confidence",
-                                  "entropy", "margin", "herding", "kcenter", "contextual-diversity",
+    assert list(load_cases()) == ["full", "full-fp32", "rs2", "uniform", "grand", "glister", "craig", "el2n",
+                                  "least-confidence", "entropy", "margin", "herding", "kcenter", "contextual-diversity",
                                   "facility-location", "graphcut", "logdet", "forgetting", "cal", "deepfool",
                                   *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
                                   "lipt-grand", "lipt-glister", "crest",

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from test_data import make_image_tree
 
 import raypkg.data.stream as stream
+from raypkg.data.augment import use_augmentation
 from raypkg.data.registry import load_dataset
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
-from raypkg.data.augment import use_augmentation
 from raypkg.engine.trainer import train
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, WANDB_HELP, timed
+from raypkg.bench.harness import SAVE_HELP, WANDB_HELP, BenchRunner, timed
 from raypkg.cli_options import check_bench_numbers, name_list, number_list, wandb_option
 from raypkg.data.digit_tree import VAL_PER_CLASS, write_trees
 from raypkg.distributed.cluster import connect_ray
@@ -54,8 +54,8 @@ def run_case(tree: Path, mode: str, cfg, storage: Path, address: str) -> dict:
     at ``address``; the case's row."""
     import dataclasses
 
-    from raypkg.data.registry import load_dataset
     from raypkg.data.augment import use_augmentation
+    from raypkg.data.registry import load_dataset
     from raypkg.engine.trainer import train
 
     connect_ray(address=address)

@@ -18,6 +18,8 @@ vs e2e_s and vs FLOPs.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import tempfile
 from pathlib import Path
@@ -38,16 +40,18 @@ from raypkg.deltagrad.recipe import (
     plot_deltagrad,
 )
 from raypkg.distributed.cluster import check_address_used
-from raypkg.errors import UsageError
+from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.plots import figure, save_png
-from raypkg.recipe import load_cases, load_data, load_recipes
+from raypkg.recipe import find_recipe, load_cases, load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.tracking.tta import charged_time_to_accuracy
 
-# method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe); "full"
-# always runs (it is every ratio's reference).
+# method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe). Full
+# training always runs twice: at fp32 (every ratio's reference and the TTA target's) and at
+# --precision auto's choice.
 METHODS = load_cases()
+REFERENCE = "full-fp32"
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
@@ -92,7 +96,7 @@ def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
 def add_deltas(frame):
     """``frame`` (a row per point and seed) with the ratios against full training and
     against RS2 at the same fraction, within each seed (NaN without a reference)."""
-    frame = compare(frame, frame["method"] == "full", ["seed"], "speedup_vs_full", "acc_vs_full")
+    frame = compare(frame, frame["method"] == REFERENCE, ["seed"], "speedup_vs_full", "acc_vs_full")
     return compare(frame, frame["method"] == "rs2", ["seed", "fraction"], "speedup_vs_rs2", "acc_vs_rs2",
                    rows=frame["fraction"].notna())
 
@@ -147,6 +151,15 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
     ax.legend(fontsize=7)
 
 
+def method_names(text: str) -> list[str]:
+    """--methods: comma-separated cases, or stacks of them joined by ``+`` (``rs2+rigl-itop``)."""
+    names = name_list(text, "--methods")
+    for name in names:
+        for part in name.split("+"):
+            choose("method", part, METHODS)
+    return names
+
+
 def preset_settings(setup: str, flags: dict) -> dict:
     """The preset's settings with the flags given (not None) on top, checked: counts
     positive, fractions and densities in (0, 1] and each once, one --lr (every method
@@ -177,19 +190,62 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
                   weight_decay=s["weight_decay"], nesterov=False, workers=s["workers"], progress=False,
                   wandb="disabled")
 
-    def point(method: str, value: float | None, grid: str | None) -> Point:
-        case = METHODS[method]
-        setting = f"{grid[0]}={value:g}" if grid else "-"
-        labels = {"family": case.family, "method": method, "setting": setting, "seed": seed,
-                  "fraction": value if grid == "fractions" else math.nan,
-                  "density": value if grid == "densities" else math.nan}
-        return Point(f"seed {seed} {method} {setting}", load_recipes()[case.recipe],
-                     case.config(method, value, s, common, n).resolved().validate(), labels)
+    def point(method: str, values: dict[str, float]) -> Point:
+        members = [METHODS[name] for name in method.split("+")]
+        setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or "-"
+        labels = {"family": "+".join(case.family for case in members), "method": method, "setting": setting,
+                  "seed": seed, "fraction": values.get("fractions", math.nan),
+                  "density": values.get("densities", math.nan)}
+        cfg = stacked_point(method, values, s, common, n)
+        return Point(f"seed {seed} {method} {setting}", find_recipe(members[0].recipe, cfg.stack),
+                     cfg.resolved().validate(), labels)
 
-    points = [point(m, None, None) for m in methods if METHODS[m].grid is None]
-    for grid in ("fractions", "densities"):
-        points += [point(m, value, grid) for value in s[grid] for m in methods if METHODS[m].grid == grid]
+    def grids(method: str) -> list[dict[str, float]]:
+        """Every combination of its members' grid values (one, empty, for no grid)."""
+        names = [grid for grid in (METHODS[m].grid for m in method.split("+")) if grid]
+        return [dict(zip(names, values)) for values in itertools.product(*(s[grid] for grid in names))]
+
+    points = [point(m, values) for m in methods if not any(METHODS[p].grid for p in m.split("+"))
+              for values in grids(m)]
+    for grid in ("fractions", "densities"):  # each grid's points, after those without one
+        first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in m.split("+"))), None)]
+        points += [point(m, values) for m in first for values in grids(m)]
     return points
+
+
+def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, n: int | None):
+    """The config of ``method``, a case (``rs2``) or a stack of them (``rs2+rigl-itop``): the
+    first member's config, with each later member's own settings (``raypkg.algorithms``) taken
+    from that member's config at its grid value."""
+    from raypkg.algorithms import stackable, stacked_class
+    from raypkg.engine.config import config_fields
+    from raypkg.methods import load
+
+    first, *added = method.split("+")
+    case = METHODS[first]
+    cfg = case.config(first, values.get(case.grid), s, common, n)
+    if not added:
+        return cfg
+    fields, stack = dataclasses.asdict(cfg), []
+    for name in added:
+        member = METHODS[name]
+        if member.recipe not in stackable():
+            raise UsageError(f"--methods {method}: {name} does not stack onto another method's training "
+                             f"(those that do: {', '.join(m for m, c in METHODS.items() if c.recipe in stackable())})")
+        own = member.config(name, values.get(member.grid), s, common, n)
+        fields.update({key: getattr(own, key) for key in config_fields(load(stackable()[member.recipe].settings))})
+        stack.append(member.recipe)
+    return stacked_class(type(cfg), tuple(stack))(**{**fields, "stack": stack})
+
+
+def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """Examples seen and forward FLOPs of a point: its first member's count, at the masks'
+    densities when sparse training is stacked on it (AGC's extra passes not counted)."""
+    case, cfg = METHODS[point.labels["method"].split("+")[0]], point.cfg
+    if "sparse" in cfg.stack and cfg.sparse:
+        dense = per_example
+        per_example = lambda density=1.0, init="ERK": dense(cfg.density, cfg.sparse_init)  # noqa: E731
+    return case.examples(cfg, summary, n, per_example)
 
 
 def load_points(settings: dict, methods: list[str], seed: int):
@@ -224,7 +280,7 @@ def plot_tta(table, ax) -> None:
 def count_examples(point: Point, row: dict, summary: dict, data, per_example) -> dict:
     """``row`` with its case's examples seen and training FLOPs, and the share of noisy
     labels among a subset's picks."""
-    seen, forward = METHODS[row["method"]].examples(point.cfg, summary, len(data.train), per_example)
+    seen, forward = stacked_examples(point, summary, len(data.train), per_example)
     row["examples_seen"], row["flops"], row["noisy_share"] = seen, TRAIN_STEP_FACTOR * forward, math.nan
     if data.noisy is not None and "selection.parquet" in summary["tables"]:
         picked = np.asarray(summary["tables"]["selection.parquet"]["index"])
@@ -249,8 +305,11 @@ def count_options(func):
 @click.option("--label-noise", type=float,
               help="Symmetric noise on this fraction of the training labels, in [0, 1) (the same noisy labels for "
                    "every method of a seed). Default: the preset's (0, or 0.3 for digits-aug:mlp-noisy).")
-@click.option("--methods", default=",".join(m for m, case in METHODS.items() if m != "full" and case.default),
-              show_default=True, help="Comma-separated methods (full training always runs: it is the reference).")
+@click.option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
+              show_default=True, help="Comma-separated methods, or stacks of them joined by + (e.g. "
+                                      "infobatch+rigl-itop,rs2+rigl-itop). Full training always runs, at fp32 and "
+                                      "contiguous weights (full-fp32: the reference of every ratio and of the TTA "
+                                      "target) and at --precision auto (full).")
 @click.option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
                                                "of full training's steps, in (0, 1]. Default: 0.1,0.3.")
 @click.option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
@@ -280,7 +339,7 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
       effray bench frontier --setup digits-aug:mlp-noisy         # the same with 30% label noise
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
     """
-    names = ["full"] + [m for m in name_list(methods, "--methods", METHODS, "method") if m != "full"]
+    names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers})
     check_bench_numbers(workers=workers, threads=threads)
     build_points(settings, names, seed=0)  # every config checked before any data is loaded

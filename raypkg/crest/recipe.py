@@ -17,10 +17,10 @@ from raypkg.algorithms import DATA, Algorithm, train_stack
 from raypkg.crest.callback import CrestCallback
 from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import RandomSubsetPlan
+from raypkg.data.augment import use_augmentation
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.plans import BatchPlan
-from raypkg.data.augment import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 

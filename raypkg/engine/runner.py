@@ -21,5 +21,7 @@ def dense_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]
     return cfg.epochs * n, cfg.epochs * n * per_example()
 
 
-register_case(BenchCase("full", "train", ("full",), None, examples=dense_examples, marker="s",
-                        config=lambda method, value, s, common, n: TrainConfig(**common)))
+# "full-fp32", the frontier's reference: fp32 arithmetic and contiguous weights, whatever auto would choose
+register_case(BenchCase("full", "train", ("full", "full-fp32"), None, examples=dense_examples, marker="s",
+                        config=lambda method, value, s, common, n: TrainConfig(**common, **(
+                            {"precision": "fp32", "memory_format": "contiguous"} if method == "full-fp32" else {}))))

@@ -159,7 +159,6 @@ class CoresetConfig(TrainConfig):
     def pretrain_settings(self) -> dict:
         """What the summary records of this config's pre-training (DeepCore's warm-up;
         none for a selector without a model)."""
-        from raypkg.selection.registry import get_selector
 
         warmed = self.deepcore_warmup
         return {"pretrain_epochs": self.pretrain_epochs if warmed else 0, "repeats": self.num_repeats if warmed else 0}

@@ -26,9 +26,9 @@ from typing import Callable, Iterator
 
 import torch
 
+from raypkg.data.augment import use_augmentation
 from raypkg.data.base import DataSplits
 from raypkg.engine.loop import fit, seed_everything
-from raypkg.data.augment import use_augmentation
 from raypkg.engine.trainer import TrainResult, train
 from raypkg.models.registry import build_model
 from raypkg.selection.cache import SelectionCache, digest, state_digest

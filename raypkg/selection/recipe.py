@@ -15,9 +15,9 @@ from raypkg.algorithms import train_stack
 from raypkg.data.augment import use_augmentation
 from raypkg.errors import UsageError
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
+from raypkg.selection.algorithm import Reselection, SubsetTraining
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig, SelectConfig
-from raypkg.selection.algorithm import Reselection, SubsetTraining
 from raypkg.selection.pipeline import pretrain, select_stage
 
 
