@@ -7,8 +7,8 @@ train together through one ``raypkg.engine.trainer.train`` call, which wires the
 augmentation and the storage once. The method's own notes stay at the summary's top
 level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
 
-- **Order** (``Algorithm.order``): the data plan first, then the masks, then gradient
-  corrections; callbacks act in that order (masks before AGC, ``raypkg.sparse.algorithm``).
+- **Order** (``Algorithm.order``): the data plan first, then the masks; callbacks act in
+  that order (AGC, a gradient correction, acts after the masks: ``raypkg.sparse.algorithm``).
 - **Refused before any work** (``stacked_class``): a name that does not stack (DeltaGrad
   trains on its own), two batch plans, and a setting two members both define.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from raypkg.errors import UsageError
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from raypkg.recipe import Run
 
 # Algorithm.order: callbacks act on every event in this order.
-DATA, MASKS, GRADIENT = 0, 1, 2
+DATA, MASKS = 0, 1
 
 
 class Algorithm:
@@ -41,7 +41,7 @@ class Algorithm:
     name: ClassVar[str]
     order: ClassVar[int] = DATA
     plan: Any = None
-    callbacks: list = []
+    callbacks: Sequence = ()
     split: Any = None  # the DataSplits it trains on (None: the run's)
     weights: Any = None  # one per training example (None: all 1)
 

@@ -100,7 +100,7 @@ def test_a_named_cluster_that_does_not_answer_is_one_line(tmp_path):
                   timeout=120, EFFRAY_RAY_CONNECT_TIMEOUT_S="2")
     line = one_error_line(proc)
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in line
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # 2 s to connect plus start-up; 32 s seen on a loaded 2-core machine
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     # RAY_ADDRESS (as `ray job submit` sets it) is followed the same way
     proc = effray("train", "--model", "logreg", "--workers", 1, "--epochs", 1,

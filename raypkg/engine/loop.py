@@ -4,8 +4,8 @@ It reads top to bottom like nanoGPT's: for each epoch, the batch plan's batches;
 batch, set the LR, (augment), forward, weighted loss, backward, step. Methods act on it
 through callbacks (``raypkg.engine.callbacks``) and batch plans (``raypkg.engine.plans``);
 the same ``fit`` runs in-process and inside every Ray Train worker (``raypkg.engine.trainer``
-picks which), so there is exactly one place that trains.
-"""
+picks which), so there is one place that trains a model on batches (DeltaGrad's replay steps
+on a flat parameter vector: ``raypkg.deltagrad.replay``)."""
 
 from __future__ import annotations
 
