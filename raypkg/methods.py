@@ -21,7 +21,7 @@ class Method:
 
 
 METHODS = (
-    Method("train", "raypkg.engine.runner"),  # `effray train` is the CLI's own command
+    Method("train", "raypkg.full.recipe"),  # `effray train` is the CLI's own command
     Method("coreset", "raypkg.selection.recipe",
            ("main:raypkg.selection.commands:select_command", "run:raypkg.selection.commands:run_coreset_command"),
            "raypkg.bench.coreset:coreset"),

@@ -23,57 +23,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
+from raypkg.tracking.timings import Timings, wall_split
+
 # The engine's epoch row (``raypkg.engine.loop.fit``): every recipe that trains reports these.
 EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "epoch_end_time", "lr", "test_acc", "test_loss",
                  "eval_s")
-
-
-@dataclass
-class Timings:
-    """Where a run's seconds went: the one record every recipe writes (through its sink's
-    ``timings``) and every consumer reads (summary.json's ``phases`` and ``cost_s``).
-
-    ``phases``: the seconds each phase took in this run (repeats add up). ``charged``: the
-    seconds a phase is charged for work it reused from the cache (a warm-up, shard models,
-    a selection), their original seconds. ``cost()``, what a bench adds up end to end:
-    each phase's charged seconds where it has them, else its own."""
-
-    phases: dict[str, float] = field(default_factory=dict)
-    charged: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def phase(self, name: str):
-        """Add the seconds the ``with`` block takes to phase ``name``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(name, time.perf_counter() - t0)
-
-    def add(self, name: str, seconds: float) -> None:
-        """Seconds of phase ``name`` measured elsewhere (a training loop's own clock)."""
-        self.phases[name] = self.phases.get(name, 0.0) + seconds
-
-    def move(self, seconds: float, source: str, target: str) -> None:
-        """``seconds`` timed inside phase ``source``'s block were phase ``target``'s work
-        (selection rounds inside the training loop)."""
-        self.phases[source] = self.phases.get(source, 0.0) - seconds
-        self.add(target, seconds)
-
-    def charge(self, name: str, seconds: float) -> None:
-        """Phase ``name`` costs ``seconds``, whatever it took here (cached work's original seconds)."""
-        self.charged[name] = seconds
-
-    def cost(self) -> dict[str, float]:
-        return {**self.phases, **self.charged}
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        return {"phases": dict(self.phases), "cost_s": self.cost()}
 
 
 class Sink(Protocol):
@@ -267,8 +225,9 @@ class MemorySink:
         return None  # a bench row keeps its figures, not its weights
 
     def finish(self, test_acc: float | None, **entries) -> dict:
+        wall = time.perf_counter() - self.started
         return {"method": self.method, "dataset": self.dataset, "model": self.model, "test_acc": test_acc,
-                "wall_s": time.perf_counter() - self.started, "started_at": self.started_at,
+                "wall_s": wall, "started_at": self.started_at, **wall_split(wall, self.rows),
                 **self.timings.summary(), **entries,
                 "rows": self.rows, "tables": self.tables}
 

@@ -26,7 +26,7 @@ def nothing_left(out: Path) -> bool:
 def test_ctrl_c_during_in_process_training_removes_the_run_and_exits_130(tmp_path, monkeypatch):
     """KeyboardInterrupt from inside the training (after the run directory filled up a bit):
     the directory goes, one `interrupted:` line, status 130."""
-    import raypkg.engine.runner as runner
+    import raypkg.engine.trainer as trainer  # train_stack's engine call
 
     seen = {}
 
@@ -36,7 +36,7 @@ def test_ctrl_c_during_in_process_training_removes_the_run_and_exits_130(tmp_pat
         assert (seen["run"] / "metrics.parquet").is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "train", train_then_ctrl_c)
+    monkeypatch.setattr(trainer, "train", train_then_ctrl_c)
     out = tmp_path / "runs"
     result = CliRunner().invoke(main, ["train", "--model", "logreg", "--epochs", "3", "--out", str(out),
                                        "--wandb", "offline", "--no-progress"])
@@ -117,7 +117,7 @@ def test_a_ctrl_c_that_leaves_the_logging_lock_held_still_exits(tmp_path):
 @pytest.mark.ray
 def test_a_worker_loss_with_max_failures_0_is_one_error_and_no_run_directory(ray_session, tmp_path, monkeypatch):
     from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.engine.runner import TRAIN
+    from raypkg.full.recipe import TRAIN
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
@@ -134,12 +134,12 @@ def test_a_worker_loss_with_max_failures_0_is_one_error_and_no_run_directory(ray
 
 
 def test_a_failed_run_is_one_error_line_with_status_1(tmp_path, monkeypatch):
-    import raypkg.engine.runner as runner
+    import raypkg.engine.trainer as trainer  # train_stack's engine call
 
     def fails(*args, **kwargs):
         raise RunFailed("Ray Train stopped after --max-failures 0 restart(s): worker 0: it died")
 
-    monkeypatch.setattr(runner, "train", fails)
+    monkeypatch.setattr(trainer, "train", fails)
     out = tmp_path / "runs"
     result = CliRunner().invoke(main, ["train", "--model", "logreg", "--out", str(out), "--no-progress"])
     assert result.exit_code == 1, result.output

@@ -94,7 +94,7 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
 
 
 def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases():
-    from raypkg.recipe import Timings
+    from raypkg.tracking.timings import Timings
 
     timings = Timings()
     timings.add("train", 1.5)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
 from raypkg.cli_options import config_options, name_list, number_list
-from raypkg.engine.runner import TRAIN
+from raypkg.full.recipe import TRAIN
 from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache

@@ -28,7 +28,7 @@ from raypkg.data.registry import load_dataset
 from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings, UnlearnTrainConfig
 from raypkg.deltagrad.exact import ExactGradients, make_gradients
 from raypkg.deltagrad.online import OnlineSettings, online_summary, run_online
-from raypkg.deltagrad.recipe import UNLEARN_TRAIN, actor_rows
+from raypkg.deltagrad.recipe import UNLEARN_TRAIN
 from raypkg.deltagrad.replay import Request
 from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
 from raypkg.deltagrad.trajectory import Trajectory
@@ -186,3 +186,33 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
                   title="DeltaGrad vs retraining: speed-up",
                   plot=lambda f, ax: hbar(f, ax, "setting", ["speedup"], "speed-up (baseline s / DeltaGrad s)"))
 
+
+def actor_rows(wl, actors: int, n: int) -> None:
+    """`bench deltagrad --actors K`: one exact gradient sum over N rows timed in-process and on
+    K shard actors (median of 5, after an untimed warm-up call), a line per N."""
+    import time
+
+    import click
+    import torch
+
+    from raypkg.deltagrad.exact import ExactGradients, make_gradients
+
+    local = ExactGradients(wl.net, wl.x, wl.y)
+    sharded = make_gradients(wl.net, wl.x, wl.y, actors)
+    try:
+        click.echo(f"  exact gradient sum over N rows: in-process vs {actors} shard actors (median of 5)")
+        for size in sorted({min(n, s) for s in (1_000, 4_000, 16_384, n)}):
+            ids = torch.randperm(n, generator=torch.Generator().manual_seed(size))[:size].sort().values
+            times = {}
+            for name, grads in (("in-process", local), ("actors", sharded)):
+                grads.grad_sum(wl.w0, grads.rows(ids[:8]))  # warm-up
+                samples = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    grads.grad_sum(wl.w0, grads.rows(ids))  # gather + gradient, as an SGD step does
+                    samples.append(time.perf_counter() - start)
+                times[name] = sorted(samples)[2]
+            click.echo(f"    N = {size:>6}: in-process {1e3 * times['in-process']:8.1f} ms   "
+                       f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")
+    finally:
+        sharded.close()

@@ -29,16 +29,16 @@ import click
 import numpy as np
 import pandas as pd
 
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
-from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, name_list, once_each
-from raypkg.data.registry import dataset_entry
-from raypkg.deltagrad.recipe import (
+from raypkg.bench.deltagrad_panel import (
     DELTAGRAD_COLUMNS,
     deltagrad_configs,
     deltagrad_panel,
     deltagrad_table,
     plot_deltagrad,
 )
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
+from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, name_list, once_each
+from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example

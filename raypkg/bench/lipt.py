@@ -21,8 +21,8 @@ import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
 from raypkg.cli_options import bench_settings, config_options, name_list, number_list, set_option
-from raypkg.engine.runner import TRAIN
 from raypkg.errors import UsageError
+from raypkg.full.recipe import TRAIN
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
 from raypkg.lipt.recipe import LIPT, lipt_point
 from raypkg.plots import accuracy_vs_seconds

@@ -28,8 +28,8 @@ from raypkg.cli_options import check_bench_numbers, name_list
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import autocast, cpu_flags, is_convolutional, median_ms, prepare, resolve_for_data
 from raypkg.engine.loop import make_optimizer, pick_device, seed_everything
-from raypkg.engine.runner import TRAIN
 from raypkg.errors import UsageError
+from raypkg.full.recipe import TRAIN
 from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.recipe import load_data

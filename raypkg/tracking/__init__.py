@@ -1,5 +1,3 @@
-"""Run directories (config, metrics.parquet, summary.json, artifacts) and W&B logging."""
-
-from raypkg.tracking.run import RunDir, read_summary, write_parquet
-
-__all__ = ["RunDir", "read_summary", "write_parquet"]
+"""Run directories (``run``: config, metrics.parquet, summary.json, artifacts), W&B logging
+(``wandb_logger``), where a run's seconds went (``timings``), time-to-accuracy (``tta``) and
+`effray report` (``report``). Nothing is imported here, so ``timings`` stays free of pandas."""

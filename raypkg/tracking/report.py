@@ -145,7 +145,7 @@ def report_table(runs: list[tuple[Path, dict]], target_acc: float | None = None)
     rows = []
     for path, s in runs:
         metrics = read_metrics(path)
-        epochs = epochs_seconds(metrics)
+        epochs = s.get("epochs_s", epochs_seconds(metrics))  # runs written before summaries held it: the rows
         execution = "/".join(str(s[k]) for k in ("precision", "memory_format") if k in s)
         row = {"run": path.resolve().name, "method": s["method"], "dataset": s.get("dataset"),
                "model": s.get("model"), "execution": execution or None, "test_acc": s.get("test_acc"),

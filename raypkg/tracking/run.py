@@ -35,7 +35,7 @@ import yaml
 from raypkg import storage as shared
 from raypkg.errors import RunFailed, UsageError
 from raypkg.paths import atomic_write, check_writable_dir
-from raypkg.recipe import Timings
+from raypkg.tracking.timings import Timings, wall_split
 from raypkg.tracking.wandb_logger import WandbLogger
 
 
@@ -182,13 +182,9 @@ class RunDir:
         ``epochs_s`` (their sum) and ``overhead_s`` (the rest of the wall time: start-up,
         selection, evaluation, saving)."""
         wall = time.perf_counter() - self.started
-        times = {}
-        if any("epoch_s" in row for row in self.rows):
-            epochs = sum(row.get("epoch_s", 0.0) for row in self.rows)
-            times = {"epochs_s": epochs, "overhead_s": wall - epochs}
         self.summary = to_plain({
             "method": self.method, "dataset": self.dataset, "model": self.model,
-            "test_acc": test_acc, "wall_s": wall, "started_at": self.started_at, **times,
+            "test_acc": test_acc, "wall_s": wall, "started_at": self.started_at, **wall_split(wall, self.rows),
             **self.timings.summary(), "run_dir": str(self.path),
             **({"storage": self.remote} if self.remote else {}), **extra})
         text = json.dumps(self.summary, indent=2)

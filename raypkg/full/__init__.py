@@ -1,0 +1,1 @@
+"""Full-data training (`effray train`): the baseline every method is compared with."""
