@@ -62,17 +62,15 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
     from raypkg.errors import UsageError
     from raypkg.recipe import MemorySink, find_recipe
 
-    recipe = find_recipe(method)  # "infobatch+sparse": infobatch with --with sparse
     if not isinstance(save, bool):
         raise UsageError(f"save must be True or False, got {save!r}")
+    # "infobatch+sparse" is infobatch with --with sparse; a config object may carry a stack too
+    recipe = find_recipe(method, getattr(config, "stack", ()) if dataclasses.is_dataclass(config) else ())
     if type(config) is recipe.config_cls and not settings and data is None:
         cfg = config  # the CLI's: resolved already, validated once by the recipe
-    elif type(config) is find_recipe(method, getattr(config, "stack", ())).config_cls and not settings \
-            and data is None:
-        cfg = config  # the CLI's, with --with
     else:
         cfg = recipe_config(recipe, method, config, data, settings)
-    recipe = find_recipe(method, cfg.stack) if hasattr(cfg, "stack") else recipe
+        recipe = find_recipe(method, getattr(cfg, "stack", ()))
     if not save:
         summary = recipe.run(cfg, MemorySink)
         return Result(summary, pd.DataFrame(summary["rows"]), None)
@@ -85,6 +83,7 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
 def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
     run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
+    from raypkg.algorithms import stack_of
     from raypkg.engine.config import check_needs, check_settings_known, flag_aliases, read_config_file, with_stack
     from raypkg.errors import UsageError
 
@@ -106,7 +105,7 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
         if key in values:
             values[key] = import_path(values[key])
     if "+" in method:  # run("infobatch+sparse"): the stack in the name
-        values["stack"] = [*method.split("+")[1:], *values.get("stack", [])]
+        values["stack"] = list(dict.fromkeys([*method.split("+")[1:], *stack_of(values.get("stack"))]))
     cls = with_stack(recipe.config_cls, values)
     check_settings_known(cls, values, given, what=f"for {method}")
     cfg = cls(**values)

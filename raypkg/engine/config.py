@@ -467,7 +467,8 @@ def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "") 
     stray = [key for key in unknown if key not in owners]
     if stray:
         raise UsageError(f"unknown setting(s) {listed(stray)} {what}".rstrip())
-    for key, owner in owners.items():
+    if owners:
+        key, owner = next(iter(owners.items()))
         flag = f"--{key.replace('_', '-')}" if key in given else key
         raise UsageError(f"{flag} is a setting of {owner}: it needs --with {owner}")
 
@@ -499,7 +500,7 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
             values = {k: v for k, v in values.items() if k not in group}
     values = upgraded({**values, **given}, cls)
     cls = with_stack(cls, values)
-    check_settings_known(cls, {k: v for k, v in values.items()}, given)
+    check_settings_known(cls, values, given)
     try:
         cfg = cls(**values).resolved()
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`

@@ -46,7 +46,7 @@ def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, flo
 
 def forward_flops(flops: dict[str, float], densities: dict[str, float] | None = None) -> float:
     """Forward FLOPs per example: the sum over layers, each weighted by its density
-    (``densities`` by weight name, e.g. ``raypkg.sparse.masks.layer_densities``; a layer
+    (``densities`` by weight name, e.g. ``raypkg.models.density.layer_densities``; a layer
     not named there is dense)."""
     densities = densities or {}
     return sum(f * densities.get(name, 1.0) for name, f in flops.items())
@@ -55,9 +55,9 @@ def forward_flops(flops: dict[str, float], densities: dict[str, float] | None = 
 def flops_per_example(model_name: str, data):
     """``per_example(density=1.0, init="ERK")``: the forward FLOPs per example of the model
     ``model_name`` on ``data``, dense, or each layer weighted by its density under ``init``
-    (``raypkg.sparse.masks.layer_densities``)."""
+    (``raypkg.models.density.layer_densities``)."""
+    from raypkg.models.density import layer_densities
     from raypkg.models.registry import build_model
-    from raypkg.sparse.masks import layer_densities
 
     model = build_model(model_name, data.input_shape, data.num_classes)
     layers = layer_flops(model, data.input_shape)
