@@ -12,7 +12,7 @@
 its Tune trials and bench rows); LiPT's recipe reuses stages 2 and 3. Pre-trained models
 and selections are cached under keys that hash the whole resolved config minus the
 fields that cannot change them (``*_EXCLUDE``); a cache hit shows ~0 s in ``phases`` and
-the original seconds in ``cost_s`` (``raypkg.recipe.Timings``).
+the original seconds in ``cost_s`` (``raypkg.tracking.timings.Timings``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def time_to_accuracy(rows: Sequence[dict], started_at: float, target: float) -> 
 def charged_time_to_accuracy(summary: dict, target: float) -> float | None:
     """A finished run's ``tta_s`` for ``target`` with its cached work (warm-ups, shard models,
     selections reused from the cache) charged its original seconds, as its ``cost_s`` is
-    (``raypkg.recipe.Timings``); None if never reached."""
+    (``raypkg.tracking.timings.Timings``); None if never reached."""
     tta = time_to_accuracy(summary["rows"], summary["started_at"], target)["tta_s"]
     if tta is None:
         return None
