@@ -1,5 +1,9 @@
 """`effray bench frontier`: every method family on one dataset and model, one seed set,
 epoch budget and LR schedule: what accuracy each method buys per second and per FLOP.
+A method may be a stack of cases joined by ``+`` (``infobatch+rigl-itop``: InfoBatch with
+RigL-ITOP's masks, ``raypkg.algorithms``), a point per combination of its members' grids.
+Full training runs at fp32 (``full-fp32``, the reference of every ratio) and at
+``--precision auto``'s choice (``full``).
 
 The runner over every registered ``BenchCase``: per seed the data is loaded once (the
 same noisy labels for all) and each point runs through its recipe in memory, as `effray
