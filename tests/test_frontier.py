@@ -121,6 +121,8 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     rows = pd.read_parquet(f"{stem}.parquet")
     assert len(rows) == 2 * 7 and set(rows["seed"]) == {0, 1}
     assert set(rows["method"]) == {"full-fp32", "full", "uniform", "glister", "crest", "rigl-itop", "uniform+rigl-itop"}
+    assert set(rows.loc[rows["method"] == "full-fp32", "execution"]) == {"fp32/contiguous"}  # the reference
+    assert set(rows["execution"]) <= {f"{p}/{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")}
     stacked = rows[rows["method"] == "uniform+rigl-itop"].iloc[0]
     assert (stacked["family"], stacked["setting"]) == ("uniform+sparse", "f=0.3,d=0.2")
     # examples seen, as the frontier's docstring counts them: digits has 1347 training examples,

@@ -282,10 +282,11 @@ def plot_tta(table, ax) -> None:
 
 
 def count_examples(point: Point, row: dict, summary: dict, data, per_example) -> dict:
-    """``row`` with its case's examples seen and training FLOPs, and the share of noisy
-    labels among a subset's picks."""
+    """``row`` with its case's examples seen and training FLOPs, the share of noisy labels
+    among a subset's picks, and the execution it trained in (``precision/memory_format``)."""
     seen, forward = stacked_examples(point, summary, len(data.train), per_example)
     row["examples_seen"], row["flops"], row["noisy_share"] = seen, TRAIN_STEP_FACTOR * forward, math.nan
+    row["execution"] = "/".join(str(summary[k]) for k in ("precision", "memory_format") if k in summary)
     if data.noisy is not None and "selection.parquet" in summary["tables"]:
         picked = np.asarray(summary["tables"]["selection.parquet"]["index"])
         row["noisy_share"] = float(np.isin(picked, data.noisy.numpy()).mean())
