@@ -54,8 +54,11 @@ SELECTION_EXCLUDE = RUN_ONLY_FIELDS | {"epochs", "workers", "weighting", "weight
 
 def config_key(cfg, exclude: set[str], **extra) -> str:
     """Hash of every config field not in ``exclude``, plus ``extra``, plus the source hash of
-    a plug-in model or dataset (editing the plug-in's module makes a new key)."""
-    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in exclude}
+    a plug-in model or dataset (editing the plug-in's module makes a new key). A stack
+    (``--with``) and its members' settings are left out: they act on the subset's training,
+    which neither a warm-up nor a selection sees (a round's model is in its key)."""
+    own = {f.name for f in dataclasses.fields(getattr(type(cfg), "BASE", type(cfg)))} - {"stack"}
+    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k in own and k not in exclude}
     sources = plugin_sources(cfg)
     return digest({**values, **extra, **({"plugin_sources": sources} if sources else {})})
 
