@@ -273,7 +273,8 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
                 click.echo(f"error: {line}", err=True)
             raise RunFailed(f"{len(failed)} of {len(results)} trials failed (above); nothing was saved")
         best = results.get_best_result()
-        best_config = {**base, **best.config}
+        stack = find_recipe(method, base.get("stack", ())).stack  # infobatch+sparse: --config repeats the stack
+        best_config = {**base, **best.config, **({"stack": list(stack)} if stack else {})}
         text = yaml.safe_dump(best_config, sort_keys=False)
         atomic_write(out_dir / "best_config.yaml", lambda tmp: tmp.write_text(text))
         frame = results.get_dataframe()
