@@ -105,7 +105,8 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
         if key in values:
             values[key] = import_path(values[key])
     if "+" in method:  # run("infobatch+sparse"): the stack in the name
-        values["stack"] = list(dict.fromkeys([*method.split("+")[1:], *stack_of(values.get("stack"))]))
+        named = method.split("+")[1:]
+        values["stack"] = [*named, *(name for name in stack_of(values.get("stack")) if name not in named)]
     cls = with_stack(recipe.config_cls, values)
     check_settings_known(cls, values, given, what=f"for {method}")
     cfg = cls(**values)

@@ -308,7 +308,7 @@ def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
     recipes = load_recipes()
     base, *named = method.split("+")
     recipe = recipes[choose("method", base, recipes)]
-    stack = tuple(dict.fromkeys([*stack_of(named), *stack_of(stack)]))
+    stack = (*named, *(name for name in stack_of(stack) if name not in named))  # a config's own stack may repeat the name's
     if not stack:
         return recipe
     cls = stacked_class(recipe.config_cls, stack)  # refuses what does not stack

@@ -298,11 +298,13 @@ def run_dir(method: str, keys: tuple[str, ...] = (), files: tuple[str, ...] = ()
     and selection, the KEYS (not null) and the test_acc it printed; FILES beside it."""
     def check(r: Result) -> None:
         summary = r.summary
-        assert re.fullmatch(method, summary["method"]), summary["method"]
+        name, *stack = summary["method"].split("+")  # a stack (--with) follows the method's own name
+        assert re.fullmatch(method, name), summary["method"]
+        assert stack == (r.flag("--with").split(",") if r.flag("--with") else []), summary["method"]
         for flag, key in (("--dataset", "dataset"), ("--model", "model")):
             assert r.flag(flag) in (None, summary[key]), (flag, summary[key])
         for flag in ("--selection", "--method", "--selection-method"):
-            assert r.flag(flag) is None or summary["method"].endswith("-" + r.flag(flag)), summary["method"]
+            assert r.flag(flag) is None or name.endswith("-" + r.flag(flag)), summary["method"]
         assert [k for k in ("wall_s", *keys) if summary.get(k) is None] == [], sorted(summary)
         if summary["test_acc"] is not None:
             assert f"{summary['test_acc']:.4f}" in r.output
