@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from raypkg.engine.config import UniqueKeyLoader, config_fields, listed
+from raypkg.engine.config import UniqueKeyLoader, check_settings_known, config_fields, listed
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import find_recipe, load_recipes
 
@@ -224,9 +224,8 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     swept = sorted(set(settings or {}) & set(spec.get("space") or {}))
     if swept:
         raise UsageError(f"--set {', '.join(swept)}: the space sweeps it (edit the space file)")
-    bad = sorted(set(settings or {}) - config_fields(find_recipe(method, (settings or {}).get("stack", ())).config_cls))
-    if bad:
-        raise UsageError(f"--set: {', '.join(bad)} is not a {method} setting (underscores for dashes)")
+    check_settings_known(find_recipe(method, (settings or {}).get("stack", ())).config_cls, settings or {},
+                         what=f"for {method} in --set (underscores for dashes)", needs="--set stack={}")
     spec["base"] = base = {**(spec.get("base") or {}), **(settings or {})}
     # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)

@@ -465,6 +465,16 @@ SAYS += [  # precision and memory format (#38), time-to-accuracy
     (B + ["precision", "--seeds", "-1"], "--seeds must be >= 0"),
     (B + ["precision", "--setups", "digits"], "--setups takes DATASET:MODEL pairs"),
     (B + ["precision", "--step-repeats", "0"], "--step-repeats must be >= 1"),
+    # channels_last with no convolution to lay out would change nothing: refused, in every recipe
+    (T + ["--model", "mlp", "--memory-format", "channels_last"], "model mlp has none; use auto or contiguous"),
+    (["run", "infobatch", "--out", "{out}", "--model", "logreg", "--memory-format", "channels_last"],
+     "model logreg has none"),
+    (["run", "sparse", "--out", "{out}", "--memory-format", "channels_last"], "model mlp has none"),
+    # a stack's member left empty; an added algorithm's setting in a sweep says how to add it
+    (B + ["frontier", "--methods", "rs2+"], "--methods 'rs2+' has an empty stack member"),
+    (B + ["frontier", "--methods", "+rigl-itop"], "has an empty stack member"),
+    (["tune", "infobatch", "--out", "{out}", "--set", "density=0.1"],
+     "density is a setting of sparse: it needs --set stack=sparse"),
 ]
 
 

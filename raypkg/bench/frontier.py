@@ -160,6 +160,8 @@ def method_names(text: str) -> list[str]:
     names = name_list(text, "--methods")
     for name in names:
         for part in name.split("+"):
+            if not part:
+                raise UsageError(f"--methods {name!r} has an empty stack member: join names with '+' (rs2+rigl-itop)")
             choose("method", part, METHODS)
     return names
 

@@ -456,9 +456,9 @@ def with_stack(cls, values: dict[str, Any]) -> type:
         raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
 
 
-def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "") -> None:
+def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "", needs: str = "--with {}") -> None:
     """Every key of ``values`` is a field of ``cls``; a stackable algorithm's setting without
-    that algorithm in the stack says which --with it needs."""
+    that algorithm in the stack says what adds it (``needs``, formatted with its name)."""
     from raypkg.algorithms import stackable
     from raypkg.methods import load
 
@@ -470,7 +470,7 @@ def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "") 
     if owners:
         key, owner = next(iter(owners.items()))
         flag = f"--{key.replace('_', '-')}" if key in given else key
-        raise UsageError(f"{flag} is a setting of {owner}: it needs --with {owner}")
+        raise UsageError(f"{flag} is a setting of {owner}: it needs {needs.format(owner)}")
 
 
 def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:

@@ -181,7 +181,13 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
                       flags: set[str] | None = None) -> tuple[Any, Execution]:
     """``cfg`` with ``precision`` and ``memory_format`` decided (``auto`` replaced by the
     choice) for ``model`` training on batches like (x, y), and that ``Execution``."""
-    pairs, reason = candidates(cfg.precision, cfg.memory_format, x.device.type, is_convolutional(model), flags)
+    convolutional = is_convolutional(model)
+    if cfg.memory_format == "channels_last" and not convolutional:  # it would lay out nothing: no silent no-op
+        from raypkg.errors import UsageError
+
+        raise UsageError(f"--memory-format channels_last lays out convolution weights, and model {cfg.model} has "
+                         "none; use auto or contiguous")
+    pairs, reason = candidates(cfg.precision, cfg.memory_format, x.device.type, convolutional, flags)
     if len(pairs) == 1:
         execution = Execution(*pairs[0], reason=reason or "as set")
     else:
