@@ -26,10 +26,7 @@ from raypkg.cli_options import address_option, check_bench_numbers, config_optio
 from raypkg.data.registry import load_dataset
 from raypkg.distributed.cluster import connect_ray
 from raypkg.distributed.shard_pool import ShardPool
-from raypkg.engine.config import TrainConfig
-from raypkg.engine.loop import fit, seed_everything
 from raypkg.errors import UsageError
-from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.selection import select
 from raypkg.selection.config import CoresetConfig
@@ -41,6 +38,7 @@ from raypkg.selection.facility_location import (
     pad_blocks,
     similarity_from_distances,
 )
+from raypkg.selection.pipeline import pretrain_full
 from raypkg.selection.registry import get_selector
 
 DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"
@@ -200,15 +198,12 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
                         block_size=block_size, block_budget=block_budget, train_size=train_size)
     runner = BenchRunner("selection", save, threads, wandb)
     data = load_dataset(dataset, seed=seed, train_size=train_size)
-    seed_everything(seed)
-    net = build_model(model, data.input_shape, data.num_classes)
-    # what a selector records during the warm-up (Forgetting's events), as the coreset pipeline does
-    recorders = {get_selector(m).warmup_callback for m in names} - {None}
-    callbacks = [recorder(len(data.train)) for recorder in recorders]
-    if pretrain_epochs:
-        fit(net, data.train, None, TrainConfig(epochs=pretrain_epochs, progress=False, seed=seed), callbacks=callbacks)
-    for callback in callbacks:
-        net.warmup_record = callback.state_dict()
+    # the coreset pipeline's own warm-up, once, with what a selector records during it
+    # (Forgetting's events) when one of the methods does
+    recording = next((m for m in names if get_selector(m).warmup_callback is not None), names[0])
+    warm_up = CoresetConfig(dataset=dataset, model=model, train_size=train_size, seed=seed, selection=recording,
+                            pretrain_epochs=pretrain_epochs, repeats=1, progress=False)
+    net = pretrain_full(warm_up, data, torch.device("cpu"), augment=None, cache=None).models[0]
     runner.header(f"on {dataset}", data, model=model, fraction=fraction)
     if not skip_scaling:
         rows, startup = scaling_table(data.train, net, names, fraction, actors, seed, repeats)
