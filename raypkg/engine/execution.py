@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raypkg.errors import UsageError
+
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 MARGIN = 0.05  # a candidate other than fp32/contiguous must be >= 5% faster to be chosen
 PROBE_REPEATS = 1  # timed steps per candidate, after one warm-up (ResNet-20 presets: ~1.9 s in all)
@@ -183,8 +185,6 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     choice) for ``model`` training on batches like (x, y), and that ``Execution``."""
     convolutional = is_convolutional(model)
     if cfg.memory_format == "channels_last" and not convolutional:  # it would lay out nothing: no silent no-op
-        from raypkg.errors import UsageError
-
         raise UsageError(f"--memory-format channels_last lays out convolution weights, and model {cfg.model} has "
                          "none; use auto or contiguous")
     pairs, reason = candidates(cfg.precision, cfg.memory_format, x.device.type, convolutional, flags)
