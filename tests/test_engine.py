@@ -78,7 +78,7 @@ def _train_digits(seed: int, epochs: int = 3, weights=None):
 def test_sgd_stepping_only_the_active_positions_equals_torch_sgd(momentum, nesterov, weight_decay):
     """A weight and gradient that are 0 off ``active``: stepping the gathered values gives
     torch's dense step exactly, momentum buffer included, and the same state_dict keys."""
-    from raypkg.engine.loop import SGD
+    from raypkg.engine.optim import SGD
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(30, 20, generator=g) < 0.1
     start = torch.randn(30, 20, generator=g) * mask

@@ -108,7 +108,8 @@ def test_fp32_contiguous_is_the_engine_of_before_bit_for_bit():
     reference = build_model("lenet5", data.input_shape, data.num_classes)
     reference.load_state_dict(net.state_dict())
     fit(net, data.train, None, cfg)
-    from raypkg.engine.loop import make_optimizer, weighted_cross_entropy
+    from raypkg.engine.loop import weighted_cross_entropy
+    from raypkg.engine.optim import make_optimizer
     from raypkg.engine.plans import ShuffledBatches
 
     optimizer = make_optimizer(reference, cfg)

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from conftest import TESTS_DIR, bare_env
+from conftest import TESTS_DIR, bare_env, without_ray_safe_to_ignore
 from torch.func import functional_call, grad, vmap
 
 from raypkg.cli import main
@@ -298,6 +298,24 @@ def test_every_method_runs_a_plugin_model_with_batch_norm_on_a_plugin_dataset(tm
     assert "net.scores.weight" in state and "net.body.2.running_mean" in state
 
 
+RAY_OVERLOADED = """\x1b[36m(TrainController pid=29650)\x1b[0m Failed to send resource request for train-3005. \
+If this only happens transiently during network partition or CPU being overloaded, it's safe to ignore this error.
+\x1b[36m(TrainController pid=29650)\x1b[0m Traceback (most recent call last):
+\x1b[36m(TrainController pid=29650)\x1b[0m   File "ray/train/v2/.../autoscaling_coordinator_client.py", line 58, in send
+\x1b[36m(TrainController pid=29650)\x1b[0m     ray.get(
+\x1b[36m(TrainController pid=29650)\x1b[0m ray.exceptions.GetTimeoutError: Get timed out: some object(s) not ready.
+[ray train] epoch 1/2
+"""
+
+
+def test_only_rays_safe_to_ignore_warnings_and_their_tracebacks_are_left_out():
+    """What CI's busy machine printed once (a run that succeeded): the warning and its
+    traceback go, the run's own line stays, and a traceback of anything else stays."""
+    assert without_ray_safe_to_ignore(RAY_OVERLOADED) == "[ray train] epoch 1/2"
+    other = "(RayTrainWorker pid=7) Traceback (most recent call last):\n(RayTrainWorker pid=7) ValueError: x"
+    assert without_ray_safe_to_ignore(RAY_OVERLOADED + other).endswith(other)
+
+
 @pytest.mark.ray
 def test_a_local_run_beside_another_ray_starts_its_own_and_its_workers_import_the_plugins(ray_session, tmp_path):
     """`effray train --workers 2` (the console script, whose sys.path lacks the working
@@ -317,7 +335,7 @@ def test_a_local_run_beside_another_ray_starts_its_own_and_its_workers_import_th
                           cwd=TESTS_DIR, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ray: started a private local Ray with 2 CPUs" in proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in without_ray_safe_to_ignore(proc.stderr), proc.stderr[-3000:]
     assert len(jobs()) == drivers, jobs()
     assert ray_session.available_resources() == resources
     run_dir = proc.stdout.strip().splitlines()[-1].split("run directory: ")[1]

@@ -190,13 +190,6 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
 def actor_rows(wl, actors: int, n: int) -> None:
     """`bench deltagrad --actors K`: one exact gradient sum over N rows timed in-process and on
     K shard actors (median of 5, after an untimed warm-up call), a line per N."""
-    import time
-
-    import click
-    import torch
-
-    from raypkg.deltagrad.exact import ExactGradients, make_gradients
-
     local = ExactGradients(wl.net, wl.x, wl.y)
     sharded = make_gradients(wl.net, wl.x, wl.y, actors)
     try:
@@ -206,11 +199,8 @@ def actor_rows(wl, actors: int, n: int) -> None:
             times = {}
             for name, grads in (("in-process", local), ("actors", sharded)):
                 grads.grad_sum(wl.w0, grads.rows(ids[:8]))  # warm-up
-                samples = []
-                for _ in range(5):
-                    start = time.perf_counter()
-                    grads.grad_sum(wl.w0, grads.rows(ids))  # gather + gradient, as an SGD step does
-                    samples.append(time.perf_counter() - start)
+                # gather + gradient, as an SGD step does
+                samples = [timed(grads.grad_sum, wl.w0, grads.rows(ids))[1] for _ in range(5)]
                 times[name] = sorted(samples)[2]
             click.echo(f"    N = {size:>6}: in-process {1e3 * times['in-process']:8.1f} ms   "
                        f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")

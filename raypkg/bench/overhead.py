@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -41,18 +40,17 @@ CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
     """The reference: the shortest honest PyTorch loop over in-memory tensors; its epoch seconds."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    times = []
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + epoch))
+
+    def epoch(epoch_seed: int) -> None:
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch_seed))
         for i in range(0, len(y), batch_size):
             idx = perm[i:i + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        times.append(time.perf_counter() - t0)
-    return times
+
+    return [timed(epoch, seed + e)[1] for e in range(epochs)]
 
 
 def cli_startup(runs: int) -> list[tuple[str, float]]:
@@ -133,11 +131,12 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
 
     def add_variant(name: str, train) -> None:
         """A row: ``train(net)`` (-> its epoch seconds) on a fresh model, timed from the seed."""
-        t0 = time.perf_counter()
-        seed_everything(cfg.seed)
-        net = build_model(model, data.input_shape, data.num_classes)
-        times = train(net)
-        wall = time.perf_counter() - t0
+        def seeded_run() -> tuple[torch.nn.Module, list[float]]:
+            seed_everything(cfg.seed)
+            net = build_model(model, data.input_shape, data.num_classes)
+            return net, train(net)
+
+        (net, times), wall = timed(seeded_run)
         rows.append({"variant": name, "startup_s": wall - sum(times), "steady_epoch_s": statistics.median(times[1:]),
                      "test_acc": evaluate(net, data.test)["acc"]})
 

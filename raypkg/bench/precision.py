@@ -27,14 +27,16 @@ from raypkg.bench.harness import BenchRunner, bench_options
 from raypkg.cli_options import check_bench_numbers, name_list
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import autocast, cpu_flags, is_convolutional, median_ms, prepare, resolve_for_data
-from raypkg.engine.loop import make_optimizer, pick_device, seed_everything
+from raypkg.engine.loop import pick_device, seed_everything
+from raypkg.engine.optim import make_optimizer
 from raypkg.errors import UsageError
 from raypkg.full.recipe import TRAIN
 from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.recipe import load_data
 
-# ResNet-18 at 3x32x32 (`--setups synthetic:resnet18 --seeds 0`) takes ~10 s a step here: step times only
+# ResNet-18 at 3x32x32 (`--setups synthetic:resnet18 --seeds 0`): 8 s an fp32 step, 107-166 s a bf16 one on
+# an AVX2 CPU (10 min in all; docs/operations.md), so step times only
 SETUPS = "digits-aug:mlp,digits-aug:lenet5,digits-aug:resnet20,synthetic:resnet20"
 SLOW_STEP_S = 2.0  # a candidate whose warm-up step takes longer is timed once more, not --step-repeats times
 

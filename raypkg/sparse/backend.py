@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from raypkg.engine.execution import autocast, median_ms
-from raypkg.engine.loop import SGD
+from raypkg.engine.optim import SGD
 from raypkg.errors import UsageError
 from raypkg.sparse import kernels as K
 
@@ -41,7 +41,7 @@ class SparseExecution:
     """The layers on the kernels for one model: chosen by ``start``, refreshed when the masks
     change, paused for steps that need dense gradients, undone by ``stop`` (the model leaves
     the fit as plain modules). While they run, the engine's SGD steps their weights at the
-    mask's positions only (``raypkg.engine.loop.SGD.active``)."""
+    mask's positions only (``raypkg.engine.optim.SGD.active``)."""
 
     def __init__(self, model: nn.Module, layers: dict[str, nn.Module], timings: dict[str, dict[str, float]],
                  optimizer=None):
