@@ -195,11 +195,22 @@ def test_run_lipt_with_no_flags_runs_lipt_with_grand_on_the_default_data(tmp_pat
 
 
 @pytest.mark.ray
-def test_ensemble_on_two_ray_train_workers_equals_in_process(ray_session):
-    cfg = LiptConfig(**TINY, shards=3, density=0.2, randaugment=True).resolved().validate()  # 3 shards on 2 workers
+def test_ensemble_on_two_ray_train_workers_equals_in_process_through_a_worker_loss(ray_session, tmp_path,
+                                                                                   monkeypatch):
+    """3 shards on 2 workers: round 1 trains shards 0 and 1, round 2 shard 2 on worker 0.
+    Worker 1 dies at the start of round 2; the restarted group trains only shard 2 (the
+    engine's ensemble checkpoint keeps the others), and every shard model, sparse and
+    augmented, equals the one trained in process."""
+    from raypkg.engine.ray_train import FAULT_ENV
+
+    cfg = LiptConfig(**TINY, shards=3, density=0.2, randaugment=True).resolved().validate()
     data = load_data(cfg)
     local, _ = train_shard_models(cfg, data)
-    remote, _ = train_shard_models(dataclasses.replace(cfg, workers=2), data)
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAULT_ENV, f"1:{marker}")
+    remote, restarts = train_shard_models(dataclasses.replace(cfg, workers=2, max_failures=1), data,
+                                          storage=tmp_path / "ray")
+    assert marker.exists() and restarts == 1, "the injected failure did not happen"
     assert len(local) == len(remote) == 3
     for a, b in zip(local, remote):
         for k in a:

@@ -273,7 +273,8 @@ def test_a_ray_train_run_loses_a_worker_once_and_finishes_from_its_checkpoint(ra
     a worker killed after epoch 2's checkpoint: Ray Train restarts both ranks from it; the
     run directory has every epoch's row once, the mask updates fall at the same steps as
     without the failure, both ranks end with the same masks, the kernel layers come back
-    through the checkpoint, and the weights are 0 off the masks."""
+    through the checkpoint, and the weights are 0 off the masks. This is the engine's
+    test of a callback's state through a worker loss, on a callback whose state matters."""
     import pandas as pd
 
     from raypkg.engine.ray_train import FAULT_ENV
