@@ -125,8 +125,8 @@ def test_crest_ranks_on_two_nodes_equal_one_node(cluster, tmp_path):
 def test_lipt_job_submitted_to_two_nodes_writes_its_summary_to_storage(cluster, tmp_path):
     """jobs/lipt.py by `ray job submit`: the shard ensemble and the subset training each on
     ranks of both nodes; the same shard models and selection as the run in one process
-    (test_lipt.py: the ensemble on Ray Train equals it; the train test: DDP's losses do not
-    depend on the nodes)."""
+    (test_lipt.py: the ensemble on Ray Train equals it; the killed-node test: DDP's losses
+    do not depend on the nodes)."""
     head, _, ids = cluster
     store = tmp_path / "store"
     lipt = ["--selection", "grand", "--fraction", "0.1", "--shards", "3", "--pre-epochs", "1", "--density", "0.2",
