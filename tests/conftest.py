@@ -21,23 +21,42 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 RAY_SAFE_TO_IGNORE = "it's safe to ignore this error"
 
 
-def without_ray_safe_to_ignore(text: str) -> str:
-    """TEXT less Ray's warnings that call themselves safe to ignore and the traceback each
-    one logs after it (lines with the warning's ``(Process pid=N)`` prefix, up to the
-    exception's own line); any other traceback stays for the test to find."""
-    kept, prefix = [], None
-    for line in text.splitlines():
-        if RAY_SAFE_TO_IGNORE in line:
-            prefix = line.split(")", 1)[0] + ")"
-            continue
-        if prefix is not None and line.startswith(prefix):
-            body = line[len(prefix):].removeprefix("\x1b[0m").removeprefix(" ")
-            if not body.startswith(("Traceback", " ")):
-                prefix = None  # the exception's line, the traceback's last
-            continue
-        prefix = None
-        kept.append(line)
+def without_ray_noise(text: str) -> str:
+    """TEXT less two kinds of Ray's own noise, each with the traceback it logs under its
+    ``(Process pid=N)`` prefix (up to the exception's own line); any other traceback stays
+    for the test to find:
+    - Ray's warnings that call themselves safe to ignore;
+    - a Ray worker stopped by SIGTERM (Ray's handler raises SystemExit) while Python ran a
+      garbage-collection callback, which Python reports as "Exception ignored in: ...":
+      a Tune trial's actor ended by Tune on a busy machine."""
+    lines, kept, i = text.splitlines(), [], 0
+    while i < len(lines):
+        prefix = lines[i].split(")", 1)[0] + ")"
+        ignored = _body(lines[i], prefix).startswith("Exception ignored in:")
+        if RAY_SAFE_TO_IGNORE in lines[i] or ignored:
+            end, exception = _traceback_after(lines, i, prefix)
+            if not ignored or exception.startswith("SystemExit"):
+                i = end
+                continue
+        kept.append(lines[i])
+        i += 1
     return "\n".join(kept)
+
+
+def _body(line: str, prefix: str) -> str:
+    return line[len(prefix):].removeprefix("\x1b[0m").removeprefix(" ")
+
+
+def _traceback_after(lines: list[str], i: int, prefix: str) -> tuple[int, str]:
+    """(the line after it, the exception's line) of the traceback that follows line I under
+    PREFIX: its lines start with "Traceback" or a space, the exception's line ends it."""
+    j = i + 1
+    while j < len(lines) and lines[j].startswith(prefix):
+        body = _body(lines[j], prefix)
+        j += 1
+        if not body.startswith(("Traceback", " ")):
+            return j, body
+    return j, ""
 
 
 def bare_env(**extra) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import bare_env, without_ray_safe_to_ignore
+from conftest import bare_env, without_ray_noise
 
 from raypkg.cli import main
 from raypkg.engine.config import TrainConfig
@@ -83,7 +83,7 @@ def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(ray_s
     assert stopped_after < 20, stopped_after
     ours = [line for line in lines if not line.startswith(("(", "\x1b"))]  # not a Ray process's log
     assert ours[-1].startswith("interrupted: "), "".join(lines)[-3000:]
-    assert "Traceback" not in without_ray_safe_to_ignore("".join(lines)), "".join(lines)[-3000:]
+    assert "Traceback" not in without_ray_noise("".join(lines)), "".join(lines)[-3000:]
     assert nothing_left(out), sorted(p.name for p in out.rglob("*"))[:20]
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from ray_nodes import FAST_FAILURE_DETECTION, RAY_CLI, head_env, start_node
+from test_storage import same_run_files
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("two-node-cluster")]  # one process builds the cluster
@@ -47,12 +49,18 @@ def cluster(request):
     return head, worker, {"head": head_id, "worker": worker_id}
 
 
-def effray(args: list[str], head, tmp_path: Path, name: str, timeout: int = 300) -> dict:
-    """``effray ARGS`` joined to the cluster, as typed in a bare shell; the summary."""
+def effray_process(args: list[str], head, tmp_path: Path, name: str) -> subprocess.CompletedProcess:
+    """``effray ARGS`` joined to the cluster, as typed in a bare shell; it must succeed."""
     proc = subprocess.run([sys.executable, "-m", "raypkg.cli", *args, "--address", head.gcs_address, "--name", name,
                            "--out", str(tmp_path / "runs"), "--wandb", "disabled", "--no-progress"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=timeout, env=head_env())
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, env=head_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def effray(args: list[str], head, tmp_path: Path, name: str) -> dict:
+    """The summary of ``effray ARGS`` joined to the cluster."""
+    effray_process(args, head, tmp_path, name)
     return json.loads((tmp_path / "runs" / name / "summary.json").read_text())
 
 
@@ -65,23 +73,31 @@ TRAIN = ["train", "--workers", "2", "--cpus-per-worker", "1", "--epochs", "12", 
 
 @pytest.fixture(scope="module")
 def spread_train(cluster, tmp_path_factory):
-    """(summary, losses, run root) of the two-node train run: one rank on each node, its
-    checkpoints in file:// storage. The killed-node test compares against it."""
+    """(summary, losses, run root, printed lines) of the two-node train run: one rank on
+    each node, its checkpoints kept in file:// storage. The killed-node test compares
+    against it."""
     tmp_path = tmp_path_factory.mktemp("spread")
-    store = tmp_path / "store"
-    summary = effray([*TRAIN, "--placement", "strict-spread", "--storage", f"file://{store}"], cluster[0], tmp_path,
-                     "spread")
-    return summary, losses(tmp_path, "spread"), tmp_path
+    args = [*TRAIN, "--placement", "strict-spread", "--storage", f"file://{tmp_path / 'store'}", "--keep-checkpoints"]
+    lines = effray_process(args, cluster[0], tmp_path, "spread").stdout.strip().splitlines()
+    summary = json.loads((tmp_path / "runs" / "spread" / "summary.json").read_text())
+    return summary, losses(tmp_path, "spread"), tmp_path, lines
 
 
 def test_train_ranks_run_on_both_nodes_and_the_run_reaches_storage(cluster, spread_train):
     """Its losses equal one node's: the killed-node test finishes this run's epochs with
-    both ranks on the head and gets the same losses."""
+    both ranks on the head and gets the same losses. The run directory and the checkpoints
+    (--keep-checkpoints) reach the file:// storage (test_storage.py: s3://)."""
     _, _, ids = cluster
-    spread, _, spread_root = spread_train
+    spread, _, root, lines = spread_train
     assert sorted(spread["nodes"]["train"]) == sorted(ids.values())  # rank 0 and rank 1 on different nodes
-    store = spread_root / "store"
-    assert json.loads((store / "spread" / "summary.json").read_text())["nodes"] == spread["nodes"]
+    store, uri = root / "store", f"file://{root / 'store'}"
+    assert lines[-2:] == [f"copied to storage: {uri}/spread", f"run directory: {root / 'runs' / 'spread'}"]
+    local, copy = root / "runs" / "spread", store / "spread"
+    assert same_run_files(local, copy) == spread and spread["storage"] == f"{uri}/spread"
+    assert yaml.safe_load((copy / "config.yaml").read_text())["storage"] == uri
+    checkpoints = sorted((copy / "ray").glob("ray_train-*/checkpoint_*/state.pt"))  # Ray keeps the last two
+    assert len(checkpoints) == 2, sorted(p.relative_to(store) for p in store.rglob("*"))
+    assert not (local / "ray").exists()  # with --storage nothing is checkpointed locally
     assert not list(store.glob("**/.effray-node-probe-*"))  # the per-node storage probe cleans up
 
 
@@ -215,7 +231,7 @@ def test_a_killed_worker_node_is_survived_from_storage(cluster, spread_train, tm
     --storage and finishes with the losses of the uninterrupted two-node run. Runs last:
     the cluster keeps one node."""
     head, worker, ids = cluster
-    reference, reference_losses, _ = spread_train
+    reference, reference_losses, _, _ = spread_train
     store = tmp_path / "store"
     args = [sys.executable, "-m", "raypkg.cli", *TRAIN, "--placement", "spread", "--storage", str(store),
             "--address", head.gcs_address, "--name", "killed", "--out", str(tmp_path / "runs"), "--wandb", "disabled",

@@ -1,18 +1,17 @@
 """The platform as a new user meets it, through real `effray` processes in a bare shell
-(no WANDB_MODE, no W&B key, no RAY_ADDRESS): tune without a key, Ray connections that
-never hang, jobs that name themselves, an `effray --help` that imports no heavy module. (A
-local run beside another program's Ray starts its own: tests/test_plugins.py.)"""
+(no WANDB_MODE, no W&B key, no RAY_ADDRESS): Ray connections that never hang, jobs that
+name themselves, an `effray --help` that imports no heavy module. (Tune without a key: the
+README's `effray tune train` in tests/test_readme.py; a local run beside another program's
+Ray starts its own: tests/test_plugins.py.)"""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import bare_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,32 +28,6 @@ def one_error_line(proc) -> str:
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     return lines[0]
-
-
-def test_tune_in_a_bare_shell_writes_best_config_and_offline_wandb_runs(tmp_path):
-    """A grid over two learning rates: one trial per grid point, the printed best is the
-    best row of trials.parquet and best_config.yaml is that trial's config."""
-    from test_tuning import check_sweep
-
-    from raypkg.tuning import read_space
-
-    space = tmp_path / "tiny.yaml"
-    space.write_text(yaml.safe_dump({
-        "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "fifo", "search": "grid",
-        "base": {"dataset": "digits", "model": "logreg", "epochs": 2, "progress": False},
-        "space": {"lr": {"choice": [0.05, 0.1]}}}))
-    out = tmp_path / "runs"
-    proc = effray("tune", "train", "--space", space, "--num-samples", 1, "--out", out, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "No WandB API key" not in proc.stderr
-    assert "ray: started a private local Ray with" in proc.stdout
-    (sweep,) = out.glob("tune-train-*")
-    printed = float(re.search(r"^best test_acc = ([\d.]+) with config:$", proc.stdout, re.M).group(1))
-    trials, best = check_sweep(sweep, read_space(space), num_samples=1, printed_value=printed)
-    assert sorted(trials["config/lr"]) == [0.05, 0.1] and best["epochs"] == 2
-    assert f"saved: {sweep / 'best_config.yaml'}" in proc.stdout
-    runs = list(sweep.glob("wandb/offline-run-*"))
-    assert len(runs) == 2, sorted(p.name for p in sweep.rglob("*"))[:50]
 
 
 def test_an_address_is_refused_by_a_run_that_uses_no_ray(monkeypatch):

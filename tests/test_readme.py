@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import bare_env, without_ray_safe_to_ignore
+from conftest import bare_env, without_ray_noise
 from test_report_plots import assert_png
 from test_tuning import check_sweep
 
@@ -58,15 +58,16 @@ WHEN_GIVEN = ("--decode-blocks", "--reselect-every", "--reselect", "--seeds", "-
 RESNET_SIZES = {"--train-size": "256", "--test-size": "128"}
 # SHRINK flags a baseline refuses (it has no use for them): CREST's random subset, where it selects nothing
 REFUSED_WITH = {"--random-subset-size": ("--selection-method", ("random", "none"))}
-# flags added when the command has another: decode blocks matter to streaming only, so that
-# command runs stream-only and trains in-process (memory beside stream, on Ray Train workers,
-# runs in `bench data --workers 2`; two Ray Train runs less)
-ADDED_WITH = {"--decode-blocks": ["--modes", "stream", "--workers", "0"]}
+# flags added when the (shrunk) command has another: decode blocks matter to streaming only, so
+# that command runs stream-only and trains in-process (memory beside stream, on Ray Train
+# workers, runs in `bench data --workers 2`; two Ray Train runs less); bench overhead times one
+# Ray Train worker count, not 1 and 2 (one Ray Train run less)
+ADDED_WITH = {"--decode-blocks": ["--modes", "stream", "--workers", "0"], "--cli-runs": ["--workers", "2"]}
 SIZES = ("--train-size", "--test-size")
 SIZED_DATASETS = ("digits-aug", "synthetic")
 QUIET = {"--progress/--no-progress": "--no-progress"}
 SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp",  # exact commands
-              "effray bench data --sizes 20000 --decode-blocks 256,1024,4096")
+              "effray tune train --num-samples 8")
 EFFRAY = Path(sys.executable).with_name("effray")  # the console script the install made
 REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
 # jobs/<name>.py -> the effray command it runs (raypkg.jobs_support.run_job); any other: `effray run <name>`
@@ -175,7 +176,7 @@ def shrink(words: list[str]) -> list[str]:
         elif flag not in WHEN_GIVEN:
             out += [flag, value]
     for given, added in ADDED_WITH.items():
-        if given in words and added[0] not in words:
+        if given in out and added[0] not in out:
             out += added
     if "progress" in names and "--no-progress" not in out:
         out.append("--no-progress")
@@ -234,7 +235,7 @@ class Session:
                 head, args = [sys.executable, str(REPO / job[1])], words[len(effray_words(job)) - len(job) + 2:]
             proc = subprocess.run([*head, *args], capture_output=True, text=True, cwd=self.root, env=bare_env(),
                                   timeout=300)
-            assert "Traceback" not in without_ray_safe_to_ignore(proc.stdout + proc.stderr), proc.stderr[-4000:]
+            assert "Traceback" not in without_ray_noise(proc.stdout + proc.stderr), proc.stderr[-4000:]
             output, status = proc.stdout + proc.stderr, proc.returncode
         else:
             with pytest.MonkeyPatch.context() as patch:
@@ -385,6 +386,11 @@ def sweep(r: Result) -> None:
     assert printed.splitlines() == [f"  {k}: {v}" for k, v in best.items()], printed
 
 
+def own_ray_and_no_wandb_key(r: Result) -> None:
+    """In a bare shell: a private local Ray, and W&B offline without asking for a key."""
+    assert "ray: started a private local Ray with" in r.output and "No WandB API key" not in r.output, r.output[-3000:]
+
+
 def bench_files(r: Result) -> None:
     """The table as Parquet (rows) and its plot as PNG, where `saved:` says."""
     saved = r.printed_paths("saved")
@@ -472,6 +478,7 @@ EXPECT = {
     "effray unlearn online": [run_dir("deltagrad-online", ("requests", "retrains"), ("requests.parquet",)),
                               prints(r"^online: \d+ requests of 1 \(delete\)"), one_row_per_request],
     "effray tune": [sweep],
+    "effray tune train --num-samples 8": [sweep, own_ray_and_no_wandb_key],  # in SUBPROCESS
     "effray bench": [bench_files],
     "effray bench overhead": [bench_files, overhead_rows],
     "effray bench data": [bench_files, data_rows],
@@ -493,7 +500,7 @@ def session(tmp_path_factory):
     (root / "my_space.yaml").write_text(yaml.safe_dump({
         "method": "train", "metric": "test_acc", "mode": "max", "scheduler": "asha", "search": "random",
         "base": {"dataset": "digits", "model": "mlp", "epochs": 2, "progress": False},
-        "space": {"lr": {"loguniform": [0.01, 0.3]}}}))
+        "space": {"lr": {"grid": [0.05, 0.1]}}}))  # a grid point is a trial, whatever the search
     for name, code in readme_files("\n".join(doc.read_text() for doc in DOCS)).items():  # `my_plugins.py` of
         # docs/architecture.md, "Your own model and data"
         (root / name).write_text(code)

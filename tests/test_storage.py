@@ -109,24 +109,9 @@ TRAIN = ["train", "--model", "logreg", "--epochs", "2", "--workers", "1", "--no-
          "--name", "r", "--keep-checkpoints"]
 
 
-def test_ray_train_checkpoints_and_the_run_directory_go_to_a_file_uri(tmp_path):
-    """One real Ray Train run (1 worker, 2 epochs) with a file:// storage and --keep-checkpoints."""
-    store = tmp_path / "store"
-    uri = f"file://{store}"
-    proc = effray(*TRAIN, "--out", str(tmp_path / "runs"), "--storage", uri, cwd=tmp_path)
-    lines = proc.stdout.strip().splitlines()
-    assert lines[-2:] == [f"copied to storage: {uri}/r", f"run directory: {tmp_path / 'runs' / 'r'}"]
-    local, copy = tmp_path / "runs" / "r", store / "r"
-    summary = same_run_files(local, copy)
-    assert summary["storage"] == f"{uri}/r" and summary["epochs"] == 2
-    assert yaml.safe_load((copy / "config.yaml").read_text())["storage"] == uri
-    checkpoints = sorted((copy / "ray").glob("ray_train-*/checkpoint_*/state.pt"))
-    assert len(checkpoints) == 2, sorted(p.relative_to(store) for p in store.rglob("*"))
-    assert not (local / "ray").exists()  # with --storage nothing is checkpointed locally
-
-
 def test_ray_train_checkpoints_and_the_run_directory_go_to_s3_and_report_reads_them_back(tmp_path, s3):
-    """One real Ray Train run (1 worker, 2 epochs) with moto's S3 as the storage."""
+    """One real Ray Train run (1 worker, 2 epochs) with moto's S3 as the storage (a file://
+    storage: test_multinode.py's two-node run, its checkpoints kept)."""
     store = s3.uri("ray-train")
     proc = effray(*TRAIN, "--out", str(tmp_path / "runs"), "--storage", store, cwd=tmp_path)
     assert proc.stdout.strip().splitlines()[-2] == f"copied to storage: {join(store, 'r')}"
