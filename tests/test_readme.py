@@ -61,11 +61,13 @@ REFUSED_WITH = {"--random-subset-size": ("--selection-method", ("random", "none"
 # flags added to a documented command (exactly as written), each leaving out a part that another
 # test runs: the decode-block command runs stream-only and trains in-process; `bench data
 # --workers 2` runs memory only on its Ray Train workers (streamed epochs on Ray Train workers
-# equal memory's in test_stream.py); bench overhead times one Ray Train worker count, not 1 and 2.
-# Four Ray Train runs less
+# equal memory's in test_stream.py); bench overhead times one Ray Train worker count, not 1 and 2
+# (four Ray Train runs less); bench selection leaves its facility-location part (apricot's
+# compile, ~20 s) to test_selection_pipeline.py
 ADDED_TO = {"effray bench data --sizes 20000 --decode-blocks 256,1024,4096": ["--modes", "stream", "--workers", "0"],
             "effray bench data --workers 2": ["--modes", "memory"],
-            "effray bench overhead": ["--workers", "2"]}
+            "effray bench overhead": ["--workers", "2"],
+            "effray bench selection": ["--skip-fl"]}
 SIZES = ("--train-size", "--test-size")
 SIZED_DATASETS = ("digits-aug", "synthetic")
 QUIET = {"--progress/--no-progress": "--no-progress"}
