@@ -35,9 +35,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("two-node-cluster")]  # o
 def cluster(request):
     """(head, worker node, {node name: Ray node id})."""
     head = start_node(env=FAST_FAILURE_DETECTION)
-    request.addfinalizer(lambda: head.end())
+    request.addfinalizer(lambda: end(head))
     worker = start_node(head, env=FAST_FAILURE_DETECTION)
-    request.addfinalizer(lambda: worker.end())
+    request.addfinalizer(lambda: end(worker))
     ids = subprocess.run([sys.executable, "-c", (
         "import ray, json; ray.init(address='%s', logging_level='ERROR'); "
         "print(json.dumps({n['NodeManagerPort']: n['NodeID'] for n in ray.nodes() if n['Alive']}))")
@@ -47,6 +47,11 @@ def cluster(request):
     head_id = next(i for port, i in by_port.items() if f"--node_manager_port={port}" in " ".join(head.raylet().cmdline()))
     worker_id = next(i for i in by_port.values() if i != head_id)
     return head, worker, {"head": head_id, "worker": worker_id}
+
+
+def end(node) -> None:
+    left = node.end()
+    assert not left, f"processes of a test node still alive: {left}"
 
 
 def effray_process(args: list[str], head, tmp_path: Path, name: str) -> subprocess.CompletedProcess:
