@@ -309,7 +309,8 @@ If this only happens transiently during network partition or CPU being overloade
 
 
 # What a sweep that succeeded printed once in the suite (Tune ended its trial's actor with
-# SIGTERM while Python ran a weakref callback); the frames after the first are Python's own
+# SIGTERM while Python ran a weakref callback): the prefix, the _weakrefset frame and the
+# SystemExit line as seen; the handler's frame as ray/_private/worker.py has it
 TRIAL_SIGTERM = """\x1b[36m(trial pid=18666)\x1b[0m Exception ignored in: <function WeakSet.__init__.<locals>._remove>
 \x1b[36m(trial pid=18666)\x1b[0m Traceback (most recent call last):
 \x1b[36m(trial pid=18666)\x1b[0m   File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove
