@@ -217,6 +217,7 @@ def test_ensemble_on_two_ray_train_workers_equals_in_process_through_a_worker_lo
             assert torch.equal(a[k], b[k]), k
     assert any(not torch.equal(local[0][k], local[1][k]) for k in local[0])  # own shard and seed
 
+
 def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
     from raypkg.lipt.recipe import LIPT
 

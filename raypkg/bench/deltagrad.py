@@ -200,7 +200,7 @@ def actor_rows(wl, actors: int, n: int) -> None:
             for name, grads in (("in-process", local), ("actors", sharded)):
                 grads.grad_sum(wl.w0, grads.rows(ids[:8]))  # warm-up
                 # gather + gradient, as an SGD step does
-                samples = [timed(grads.grad_sum, wl.w0, grads.rows(ids))[1] for _ in range(5)]
+                samples = [timed(lambda: grads.grad_sum(wl.w0, grads.rows(ids)))[1] for _ in range(5)]
                 times[name] = sorted(samples)[2]
             click.echo(f"    N = {size:>6}: in-process {1e3 * times['in-process']:8.1f} ms   "
                        f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")
