@@ -139,6 +139,37 @@ def report(run_dirs, save, plot, no_plot, target_acc):
 
 
 @main.command()
+@click.option("--clear", is_flag=True, help="Forget every choice: the next run of each setup measures again.")
+def execution(clear):
+    """List the execution choices (precision, memory format) that --precision auto and
+    --memory-format auto measured on this machine, or clear them.
+
+    A choice is measured once per machine, model, input shape, batch size and torch
+    threads, and every later run with the same key reuses it (its first line says "from
+    the cache"). The cache is $EFFRAY_CACHE_DIR/execution.json, else
+    ~/.cache/effray/execution.json.
+
+    \b
+    Examples:
+      effray execution            # what this machine chose, per setup, with the medians
+      effray execution --clear    # measure again on the next run
+    """
+    from raypkg.engine.execution import ExecutionCache
+
+    cache = ExecutionCache()
+    if clear:
+        click.echo(f"cleared {cache.clear()} choice(s) from {cache.path}")
+        return
+    entries = cache.entries()
+    click.echo(f"{len(entries)} choice(s) in {cache.path}")
+    for key, entry in sorted(entries.items()):
+        times = ", ".join(f"{k} {v:.1f}" for k, v in entry["medians_ms"].items())
+        settled = "" if entry["settled"] else ", not settled: the simpler execution kept"
+        click.echo(f"{entry['precision']}/{entry['memory_format']}  measured {entry['measured_at']}, "
+                   f"{entry['rounds']} rounds, median step ms: {times}{settled}\n  {key}")
+
+
+@main.command()
 @click.argument("method")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False),
               help="YAML search space (default: the one shipped for METHOD, raypkg/tune_spaces/METHOD.yaml).")

@@ -6,6 +6,7 @@ W&B needs nothing here: effray runs offline by default without a key (the CLI te
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -13,6 +14,10 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# The execution choices that --precision auto measures (raypkg.engine.execution) go to one cache per test
+# run, shared by its xdist workers and every process they start, not to the user's ~/.cache/effray.
+os.environ.setdefault("EFFRAY_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"effray-test-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID') or os.getpid()}"))
 
 
 # Ray's own warning, logged with its traceback by Ray Train's controller when a request to its

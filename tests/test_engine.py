@@ -41,17 +41,17 @@ def test_weighted_loss_is_mean_of_weighted_per_sample_losses():
 
 
 def test_piecewise_schedule_matches_deltagrad_readme():
-    cfg = TrainConfig(lr=[0.1, 0.05], lrlen=[10, 10], epochs=20).resolved().validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[0.1, 0.05], lrlen=[10, 10], epochs=20).resolved().validate()
     assert cfg.schedule == "piecewise"
     assert [lr_at(cfg, e) for e in (0, 9.99, 10, 19.5)] == [0.1, 0.1, 0.05, 0.05]
 
 
 def test_multistep_cosine_and_warmup():
-    cfg = TrainConfig(lr=[1.0], schedule="multistep", milestones=[2, 4], gamma=0.5).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[1.0], schedule="multistep", milestones=[2, 4], gamma=0.5).validate()
     assert [lr_at(cfg, e) for e in (0, 2, 3.9, 4)] == [1.0, 0.5, 0.5, 0.25]
-    cfg = TrainConfig(lr=[1.0], schedule="cosine", epochs=10).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[1.0], schedule="cosine", epochs=10).validate()
     assert lr_at(cfg, 0) == 1.0 and math.isclose(lr_at(cfg, 5), 0.5) and lr_at(cfg, 10) < 1e-12
-    cfg = TrainConfig(lr=[1.0], schedule="constant", lr_warmup_epochs=2).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[1.0], schedule="constant", lr_warmup_epochs=2).validate()
     assert math.isclose(lr_at(cfg, 1.0), 0.5, rel_tol=1e-6) and lr_at(cfg, 2) == 1.0
 
 
@@ -67,7 +67,7 @@ def test_distributed_permutation_shards_cover_the_epoch():
 
 def _train_digits(seed: int, epochs: int = 3, weights=None):
     data = load_dataset("digits", seed=seed)
-    cfg = TrainConfig(epochs=epochs, seed=seed, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=epochs, seed=seed, progress=False).validate()
     seed_everything(seed)
     model = build_model("mlp", data.input_shape, data.num_classes)
     rows = fit(model, data.train, data.test, cfg, weights=weights, progress=False)

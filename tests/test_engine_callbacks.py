@@ -62,7 +62,7 @@ def digits():
 
 def test_callbacks_see_every_event_in_order_and_add_columns():
     data = digits()
-    cfg = TrainConfig(epochs=3, batch_size=64, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=3, batch_size=64, progress=False).validate()
     counter = CountEvents()
     result = train(cfg, data, callbacks=[counter])
     steps = -(-len(data.train) // 64)
@@ -80,7 +80,7 @@ class ZeroGradients(Callback):
 
 def test_after_backward_edits_reach_the_optimizer_step():
     data = digits()
-    cfg = TrainConfig(epochs=1, weight_decay=0.0, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=1, weight_decay=0.0, progress=False).validate()
     seed_everything(0)
     model = build_model("mlp", data.input_shape, data.num_classes)
     before = [p.detach().clone() for p in model.parameters()]
@@ -90,7 +90,7 @@ def test_after_backward_edits_reach_the_optimizer_step():
 
 def test_resume_from_training_state_equals_training_straight_through():
     data = digits()
-    cfg = TrainConfig(epochs=4, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=4, progress=False).validate()
     seed_everything(0)
     straight = build_model("mlp", data.input_shape, data.num_classes)
     straight_counter = CountEvents()
@@ -161,7 +161,7 @@ def test_weighting_schemes_map_to_loss_weights_or_a_sampling_plan():
 
 def test_unit_weights_under_the_loss_scheme_train_like_no_weights():
     data = digits()
-    cfg = TrainConfig(epochs=2, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=2, progress=False).validate()
     plain = train(cfg, data)
     weights, _ = training_weights(torch.ones(len(data.train)), "loss", 2.0, cfg.batch_size, cfg.seed)
     weighted = train(cfg, data, weights=weights)
@@ -230,7 +230,8 @@ def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():
     from raypkg.selection.pipeline import pretrain, select_stage, train_stage
 
     cfg = CoresetConfig(dataset="digits-aug", train_size=6000, test_size=2000, model="mlp", selection="craig",
-                        fraction=0.3, pretrain_epochs=2, epochs=8, progress=False, cache=False).resolved()
+                        fraction=0.3, pretrain_epochs=2, epochs=8, progress=False, cache=False, precision="fp32",
+                        memory_format="contiguous").resolved()
     data, device = load_data(cfg), pick_device(None)
     augment = use_augmentation(cfg, data)
     result, _, _ = select_stage(cfg, data, pretrain(cfg, data, device, augment), device)
@@ -247,8 +248,16 @@ def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():
 
 @pytest.mark.ray
 def test_ray_train_one_worker_matches_in_process(ray_session, tmp_path):
+    """At auto too: the execution is decided once, on the driver (here bf16, by an injected
+    measurement on a CPU said to have avx512_bf16), and the worker runs that decision."""
+    from raypkg.engine.execution import ExecutionCache, Measurement, resolve_for_data
+
     data = digits()
-    cfg = TrainConfig(epochs=3, progress=False).validate()
+    samples = {("fp32", "contiguous"): [2.0] * 5, ("bf16", "contiguous"): [1.0] * 5}
+    cfg, execution = resolve_for_data(TrainConfig(epochs=3, progress=False).validate(), data, torch.device("cpu"),
+                                      flags={"avx512_bf16"}, cache=ExecutionCache(tmp_path / "execution.json"),
+                                      measurer=lambda steps: Measurement(samples, 5, 0.1))
+    assert (cfg.precision, cfg.memory_format, execution.source) == ("bf16", "contiguous", "measured")
     local_counter, remote_counter = CountEvents(), CountEvents()
     local = train(cfg, data, callbacks=[local_counter])
     remote = train(dataclasses.replace(cfg, workers=1), data, callbacks=[remote_counter], storage=tmp_path)
@@ -267,7 +276,7 @@ def test_ray_train_one_worker_matches_in_process(ray_session, tmp_path):
 def test_ensemble_models_are_plain_fits_on_their_own_shards():
     data = digits()
     shards = list(torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0)).chunk(3))
-    cfg = TrainConfig(epochs=1, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=1, progress=False).validate()
     result = train_ensemble(cfg, data, shards)
     assert len(result.states) == len(result.histories) == 3 and result.restarts == 0
     for k in (0, 2):

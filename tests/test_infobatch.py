@@ -109,7 +109,7 @@ def test_rigl_under_infobatch_follows_the_steps_actually_taken():
     from raypkg.sparse.dst import SparseTraining
 
     data = load_dataset("digits", seed=0)
-    cfg = TrainConfig(epochs=6, batch_size=64, progress=False, precision="fp32").validate()
+    cfg = TrainConfig(memory_format="contiguous", epochs=6, batch_size=64, progress=False, precision="fp32").validate()
     for pruned in (True, False):
         seed_everything(0)
         model = build_model("mlp", data.input_shape, data.num_classes)

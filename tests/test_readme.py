@@ -480,6 +480,8 @@ EXPECT = {
                            prints(r"^addition of \d+ samples", r"^  speedup\s+\d+\.\d\dx$"), request_ids_saved],
     "effray unlearn online": [run_dir("deltagrad-online", ("requests", "retrains"), ("requests.parquet",)),
                               prints(r"^online: \d+ requests of 1 \(delete\)"), one_row_per_request],
+    "effray execution": [prints(r"^\d+ choice\(s\) in \S+execution\.json$")],
+    "effray execution --clear": [prints(r"^cleared \d+ choice\(s\) from ")],
     "effray tune": [sweep],
     "effray tune train --num-samples 8": [sweep, own_ray_and_no_wandb_key],  # in SUBPROCESS
     "effray bench": [bench_files],

@@ -17,7 +17,7 @@ def test_actor_and_in_process_selection_give_identical_indices(ray_session):
     train = data.train.subset(torch.arange(600))
     seed_everything(0)
     model = build_model("mlp", data.input_shape, data.num_classes)
-    fit(model, train, None, TrainConfig(epochs=1, progress=False, batch_size=64))
+    fit(model, train, None, TrainConfig(precision="fp32", memory_format="contiguous", epochs=1, progress=False, batch_size=64))
     second = build_model("mlp", data.input_shape, data.num_classes)
     with ShardPool(train, 2) as pool:
         for method, models in [("grand", [model, second]), ("glister", model), ("gradmatch", model),

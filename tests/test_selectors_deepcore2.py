@@ -74,7 +74,7 @@ def test_warmup_callback_counts_what_the_training_forward_predicted():
     _, data = tiny_problem(n=90, seed=4)
     model = MLP((6,), 3).double()  # untrained: its predictions change over the epochs
     events, seen = ForgettingEvents(len(data)), Predictions()
-    fit(model, data, None, TrainConfig(epochs=4, batch_size=16, lr=[0.5], progress=False).validate(),
+    fit(model, data, None, TrainConfig(precision="fp32", memory_format="contiguous", epochs=4, batch_size=16, lr=[0.5], progress=False).validate(),
         callbacks=[events, seen])
     last: dict[int, bool] = {}
     counts = [0] * len(data)
@@ -92,7 +92,7 @@ def test_warmup_callback_with_a_frozen_model_records_its_predictions():
     with torch.no_grad():
         correct = model(data.x).argmax(1) == data.y
     events = ForgettingEvents(len(data))
-    frozen = TrainConfig(epochs=2, batch_size=8, lr=[0.0], weight_decay=0.0, progress=False)  # lr 0: not a valid run
+    frozen = TrainConfig(precision="fp32", memory_format="contiguous", epochs=2, batch_size=8, lr=[0.0], weight_decay=0.0, progress=False)  # lr 0: not a valid run
     fit(model, data, None, frozen, callbacks=[events])
     assert events.last_correct.tolist() == correct.tolist() and not bool(correct.all())
     assert int(events.counts.sum()) == 0  # the same prediction at every presentation
@@ -133,7 +133,7 @@ def test_pretrain_caches_the_counts_and_older_entries_without_them_still_load(tm
 
     torch.set_num_threads(1)
     cfg = CoresetConfig(dataset="digits", model="logreg", selection="entropy", fraction=0.1, pretrain_epochs=2,
-                        batch_size=32, progress=False).resolved()
+                        batch_size=32, progress=False, precision="fp32", memory_format="contiguous").resolved()
     data, device = load_data(cfg), pick_device(False)
     cache = SelectionCache(tmp_path)
     plain = pretrain(cfg, data, device, None, cache)  # an entry without counts

@@ -58,7 +58,7 @@ def test_erk_overall_density_and_saturated_layers_dense(density):
 
 def _fit_digits(callbacks, epochs=2, model_name="mlp", seed=0, **cfg_kw):
     data = load_dataset("digits", seed=0)
-    cfg = TrainConfig(epochs=epochs, seed=seed, progress=False, nesterov=True, **cfg_kw).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=epochs, seed=seed, progress=False, nesterov=True, **cfg_kw).validate()
     seed_everything(seed)
     model = ConvNet() if model_name == "convnet" else build_model(model_name, data.input_shape, data.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -204,7 +204,7 @@ def test_agc_with_c_one_is_svrg():
 
     data = load_dataset("digits", seed=0)
     train = data.train.subset(torch.arange(48))
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=[0.1], schedule="constant", momentum=0.0, weight_decay=0.0,
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=2, batch_size=16, lr=[0.1], schedule="constant", momentum=0.0, weight_decay=0.0,
                       seed=5, progress=False).validate()
     seed_everything(5)
     model = build_model("mlp", data.input_shape, data.num_classes)
@@ -252,7 +252,7 @@ def test_run_resumed_mid_way_keeps_the_masks():
         return SparseTraining(0.1, "ERK", seed=2, growth="random", update_frequency=6)
 
     data = load_dataset("digits", seed=0)
-    cfg = TrainConfig(epochs=3, seed=3, progress=False).validate()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=3, seed=3, progress=False).validate()
     seed_everything(3)
     full_model, full, capture = build_model("lenet5", data.input_shape, data.num_classes), make(), Capture()
     fit(full_model, data.train, None, cfg, callbacks=[full, capture], progress=False)

@@ -242,7 +242,7 @@ def test_lipt_shard_models_train_under_the_configured_backend():
         model = build_model("lenet5", data.input_shape, data.num_classes)
         static = StaticMask(0.05, "ERK", seed=4, scale_init=True, backend=backend)
         losses = StepLosses()
-        fit(model, data.train.subset(torch.arange(256)), None, TrainConfig(epochs=1, batch_size=32, progress=False),
+        fit(model, data.train.subset(torch.arange(256)), None, TrainConfig(precision="fp32", memory_format="contiguous", epochs=1, batch_size=32, progress=False),
             callbacks=[static, losses], progress=False)
         return model, static, losses.losses
 

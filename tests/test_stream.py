@@ -96,7 +96,7 @@ class RecordBatches(Callback):
 
 def fit(data, workers: int = 0, tmp_path=None, **config):
     config = {"epochs": 2, **config}
-    cfg = TrainConfig(dataset="imagefolder", model="lenet5", batch_size=8, workers=workers, progress=False,
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", dataset="imagefolder", model="lenet5", batch_size=8, workers=workers, progress=False,
                       **config).validate()
     record = RecordBatches(len(data.train))
     result = train(cfg, data, callbacks=[record], augment=use_augmentation(cfg, data), storage=tmp_path)

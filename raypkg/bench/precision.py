@@ -2,12 +2,14 @@
 
 Per setup (DATASET:MODEL), in one process and one run:
 
-1. one training step (forward, backward, SGD with Nesterov and weight decay) of each
-   candidate: fp32 and bf16 autocast, each contiguous and (convolutional models)
-   channels_last; the median of ``--step-repeats`` after one warm-up step. bf16 is timed
-   on every CPU, also where it is slow (it shows why ``auto`` refuses it there);
-2. what ``--precision auto --memory-format auto`` picks here, with the probe's seconds;
-3. full training (the ``train`` recipe) at fp32/contiguous and at auto's pick, for
+1. the step that ``--precision auto`` times (forward + backward on one training batch) for
+   every candidate: fp32 and bf16 autocast, each contiguous and (convolutional models)
+   channels_last, measured as auto measures (``raypkg.engine.execution.measure``: warm-ups,
+   interleaved rounds, at most ``--step-repeats``); bf16 is timed on every CPU, also where
+   it is slow (it shows why ``auto`` refuses it there): the medians and their spread;
+2. what auto picks from these same samples (``choose`` over auto's candidates on this
+   machine), and what this machine's cache holds (what runs use; ``effray execution``);
+3. full training (the ``train`` recipe) at fp32/contiguous and at the pick, for
    ``--seeds`` seeds: median epoch seconds and test accuracy (mean and spread).
 
 Speed-ups are against fp32/contiguous measured in the same run.
@@ -20,15 +22,23 @@ import statistics
 
 import click
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from raypkg.bench.harness import BenchRunner, bench_options
 from raypkg.cli_options import check_bench_numbers, name_list
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import autocast, cpu_flags, is_convolutional, median_ms, prepare, resolve_for_data
+from raypkg.engine.execution import (
+    ExecutionCache,
+    cache_key,
+    candidates,
+    choose,
+    cpu_flags,
+    iqr,
+    is_convolutional,
+    label,
+    measure,
+    training_steps,
+)
 from raypkg.engine.loop import pick_device, seed_everything
-from raypkg.engine.optim import make_optimizer
 from raypkg.errors import UsageError
 from raypkg.full.recipe import TRAIN
 from raypkg.models.registry import build_model
@@ -38,29 +48,19 @@ from raypkg.recipe import load_data
 # ResNet-18 at 3x32x32 (`--setups synthetic:resnet18 --seeds 0`): 8 s an fp32 step, 107-166 s a bf16 one on
 # an AVX2 CPU (10 min in all; docs/operations.md), so step times only
 SETUPS = "digits-aug:mlp,digits-aug:lenet5,digits-aug:resnet20,synthetic:resnet20"
-SLOW_STEP_S = 2.0  # a candidate whose warm-up step takes longer is timed once more, not --step-repeats times
+TIMED = [(p, m) for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")]
 
 
-def step_ms(cfg: TrainConfig, data, precision: str, memory_format: str, repeats: int) -> float:
-    """Median ms of one training step of a fresh ``cfg.model`` on the first batch."""
+def step_samples(cfg: TrainConfig, data, pairs: list, repeats: int) -> dict:
+    """Each candidate's step seconds on a fresh ``cfg.model`` and the first training batch,
+    measured as ``--precision auto`` measures them (at most ``repeats`` rounds)."""
     device = pick_device(cfg.use_gpu)
     seed_everything(cfg.seed)
-    model = prepare(build_model(cfg.model, data.input_shape, data.num_classes).to(device), precision, memory_format)
-    optimizer = make_optimizer(model, cfg)
-    x, y = data.train.x[:cfg.batch_size].to(device), data.train.y[:cfg.batch_size].to(device)
-
-    def step():
-        with autocast(model):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    first = median_ms(step, 1)
-    return first if first > 1000 * SLOW_STEP_S else median_ms(step, repeats)
+    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    batch = min(cfg.batch_size, len(data.train))
+    x, y = data.train.x[:batch].to(device), data.train.y[:batch].to(device)
+    with training_steps(model, x, y, pairs) as steps:
+        return measure(steps, min_rounds=min(5, repeats), max_rounds=repeats).samples
 
 
 def train_seeds(runner: BenchRunner, cfg: TrainConfig, data, seeds: int) -> dict:
@@ -115,22 +115,28 @@ def precision_bench(setups, train_size, test_size, epochs, seeds, batch_size, st
     loaded = [load_data(base) for base in bases]
     runner.header("fp32 vs bf16 autocast vs channels_last", loaded[0], setups=setups, epochs=epochs, seeds=seeds,
                   batch=batch_size, bf16_cpu_flags=",".join(bf16_flags))
-    rows = []
+    rows, cache = [], ExecutionCache()
     for base, data in zip(bases, loaded):
         setup = f"{base.dataset}:{base.model}"
         click.echo(f"{setup}: {len(data.train)} train, {len(data.test)} test ...", err=True)
         device = pick_device(base.use_gpu)
         model = build_model(base.model, data.input_shape, data.num_classes)
-        formats = ["contiguous", "channels_last"] if is_convolutional(model) else ["contiguous"]
-        steps = {(p, m): step_ms(base, data, p, m, step_repeats) for p in ("fp32", "bf16") for m in formats}
-        chosen, execution = resolve_for_data(base, data, device)
+        conv = is_convolutional(model)
+        samples = step_samples(base, data, [p for p in TIMED if conv or p[1] == "contiguous"], step_repeats)
+        auto_pairs, _ = candidates("auto", "auto", device.type, conv)
+        pick = choose({pair: samples[pair] for pair in auto_pairs}) if len(auto_pairs) > 1 else auto_pairs[0]
+        batch = min(base.batch_size, len(data.train))
+        cached = cache.get(cache_key(base.model, tuple(data.input_shape), batch, device, auto_pairs))
+        medians = {pair: 1000 * statistics.median(s) for pair, s in samples.items()}
         row = {"setup": setup, "input": "x".join(map(str, data.input_shape)),
-               **{f"{p}_{m}_ms": ms for (p, m), ms in steps.items()},
-               "auto": f"{execution.precision}/{execution.memory_format}", "probe_s": execution.probe_s}
-        plain_ms = steps[("fp32", "contiguous")]
-        row.update({f"x_{p}_{m}": plain_ms / ms for (p, m), ms in steps.items() if (p, m) != ("fp32", "contiguous")})
+               **{f"{p}_{m}_ms": ms for (p, m), ms in medians.items()},
+               **{f"{p}_{m}_iqr_ms": 1000 * iqr(s) for (p, m), s in samples.items()},
+               "auto": label(pick), "cached": f"{cached['precision']}/{cached['memory_format']}" if cached else "-"}
+        plain_ms = medians[("fp32", "contiguous")]
+        row.update({f"x_{p}_{m}": plain_ms / ms for (p, m), ms in medians.items() if (p, m) != ("fp32", "contiguous")})
         if seeds:
             fp32 = dataclasses.replace(base, precision="fp32", memory_format="contiguous")
+            chosen = dataclasses.replace(base, precision=pick[0], memory_format=pick[1])
             plain = train_seeds(runner, fp32, data, seeds)
             auto = plain if chosen == fp32 else train_seeds(runner, chosen, data, seeds)
             row.update({"fp32_epoch_s": plain["epoch_s"], "auto_epoch_s": auto["epoch_s"],
@@ -138,14 +144,19 @@ def precision_bench(setups, train_size, test_size, epochs, seeds, batch_size, st
                         "fp32_acc": plain["test_acc"], "auto_acc": auto["test_acc"],
                         "fp32_acc_spread": plain["acc_spread"], "auto_acc_spread": auto["acc_spread"]})
         rows.append(row)
-        click.echo(f"  {setup}: {execution.describe()}", err=True)
-    candidates = [f"{p}_{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")]
-    order = ["setup", "input", *[f"{c}_ms" for c in candidates], "auto", "probe_s", *[f"x_{c}" for c in candidates[1:]],
+        medians_text = ", ".join(f"{label(k)} {v:.1f} ms" for k, v in medians.items())
+        click.echo(f"  {setup}: auto picks {label(pick)} from these medians: {medians_text}", err=True)
+        if cached and (cached["precision"], cached["memory_format"]) != pick:
+            click.echo(f"  note: this machine's cache holds {row['cached']} for {setup}, which runs use; "
+                       "`effray execution --clear` measures again", err=True)
+    names = [f"{p}_{m}" for p, m in TIMED]
+    order = ["setup", "input", *[f"{c}_ms" for c in names], *[f"{c}_iqr_ms" for c in names], "auto",
+             "cached", *[f"x_{c}" for c in names[1:]],
              "fp32_epoch_s", "auto_epoch_s", "x_epoch_auto", "fp32_acc", "auto_acc", "fp32_acc_spread",
              "auto_acc_spread"]
     table = pd.DataFrame(rows)
     table = table[[c for c in order if c in table.columns]]
     speedups = [c for c in table.columns if c.startswith("x_")]
-    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns if c not in ("setup", "input", "auto")},
+    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns if c not in ("setup", "input", "auto", "cached")},
                   title="speed-up over fp32/contiguous (one training step; epochs with auto)",
                   plot=lambda frame, ax: hbar(frame, ax, "setup", speedups, "x fp32/contiguous"))

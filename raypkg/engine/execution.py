@@ -5,18 +5,36 @@ one engine setting every method inherits (as Composer's ``precision`` is a train
 setting, not an algorithm). ``bf16`` is autocast: parameters, optimizer state, batch-norm
 statistics and the loss stay fp32; matmuls and convolutions run in bf16.
 
-``auto`` is decided once per run (``resolve_execution``), before any phase:
+What ``auto`` chooses belongs to the machine, not to the run (``decide``):
 
-- bf16 is a candidate where the device computes it natively: CUDA (always chosen there,
-  as the GPU path always has), or a CPU with ``avx512_bf16`` or ``amx_bf16``. On an
-  AVX2-only CPU bf16 runs 4-500x slower (pytorch #146508, #183815): fp32, with no probe.
-- channels_last is a candidate for convolutional models only.
-- With more than one candidate, a timed forward + backward on one real training batch
-  (``probe``) picks the fastest; a candidate other than fp32/contiguous must beat it by
-  ``MARGIN``, so timing noise never moves a run off the plain path.
+- The candidates: bf16 where the device computes it natively (CUDA, where it is the only
+  precision considered, or a CPU with ``avx512_bf16`` or ``amx_bf16``; on an AVX2-only CPU
+  bf16 runs 4-500x slower, pytorch #146508, #183815: fp32, nothing timed), and
+  channels_last for convolutional models only.
+- With more than one candidate, ``measure`` times one training step (forward + backward)
+  of each on a real batch: ``WARMUPS`` untimed steps each first (first-call costs: oneDNN
+  primitives, allocator), then rounds that step every candidate once, interleaved
+  (A B C, C B A, ...), until every pair is *settled* or the cap is reached.
+- Two candidates are *apart* when their medians differ by more than half the sum of their
+  interquartile ranges (the middle halves of their samples do not overlap around the
+  medians); a pair is *settled* when it is apart or its medians are within ``MARGIN`` of
+  each other (a tie, which more rounds would not turn into a 5% gain).
+- ``choose``: candidate C *beats* D when C's median is more than ``MARGIN`` below D's and
+  they are apart. The choice is the first candidate, in the order fp32/contiguous,
+  fp32/channels_last, bf16/contiguous, bf16/channels_last, that no other beats. A pair
+  still unsettled at the cap beats nothing, so noise keeps a run on the simpler execution,
+  and fp32/contiguous when nothing is clear.
+- The choice is stored in a per-user cache (``ExecutionCache``: ``$EFFRAY_CACHE_DIR`` or
+  ``~/.cache/effray``, file ``execution.json``), keyed by the CPU model or GPU name, the
+  CPU's flags, torch's version and threads, the device, the model, the input shape, the
+  batch size and the candidates. Every later run with that key reuses it and says so on
+  its first line; ``effray execution`` lists the cache and ``--clear`` empties it.
 
-The choice is written into the run's config (``config.yaml`` says ``bf16``, not ``auto``),
-so ``--config`` repeats the run exactly, and the probe's times go into summary.json.
+It is decided once per run, on the driver, before Ray starts (``Recipe.run``;
+``resolve_for_data``), and written into the run's config (``config.yaml`` says ``bf16``,
+not ``auto``), so ``--config`` repeats the run exactly. The engine takes the decided
+config: ``fit`` refuses ``auto``, and Ray Train workers and shard actors get the config
+and model as decided.
 
 A model prepared for an execution (``prepare``) carries it: its 4-D weights in the chosen
 layout and ``model.precision``, which every pass that trains or scores reads through
@@ -29,12 +47,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
+import hashlib
+import json
+import os
 import statistics
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -43,19 +66,37 @@ from torch import nn
 from raypkg.errors import UsageError
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-MARGIN = 0.05  # a candidate other than fp32/contiguous must be >= 5% faster to be chosen
-PROBE_REPEATS = 1  # timed steps per candidate, after one warm-up (ResNet-20 presets: ~1.9 s in all)
+MARGIN = 0.05  # a candidate must be >= 5% faster (median) than another to beat it
+WARMUPS = 2  # untimed steps per candidate before any timing
+MIN_ROUNDS = 5  # timed steps per candidate at least ...
+MAX_ROUNDS = 40  # ... and at most (the cap) ...
+MAX_SECONDS = 30.0  # ... or until the timed rounds have taken this long (the cap)
 PLAIN = ("fp32", "contiguous")
+CACHE_VERSION = 1  # a change to how choices are measured makes older entries miss
+
+Pair = tuple[str, str]
 
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    line = _cpuinfo_line(("flags", "Features"))
+    return set(line.split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor where it cannot be read)."""
+    import platform
+
+    return _cpuinfo_line(("model name", "Model", "CPU part")).strip() or platform.processor() or "unknown"
+
+
+def _cpuinfo_line(keys: tuple[str, ...]) -> str:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
-    return set(line.partition(":")[2].split())
+        return ""
+    line = next((line for line in text.splitlines() if line.startswith(keys)), "")
+    return line.partition(":")[2]
 
 
 def bf16_native(device_type: str, flags: set[str] | None = None) -> bool:
@@ -69,32 +110,53 @@ def is_convolutional(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def label(pair: Pair) -> str:
+    return "/".join(pair)
+
+
 @dataclass(frozen=True)
 class Execution:
-    """What ``auto`` chose, and why: ``probe_ms`` is each timed candidate's forward +
-    backward in ms, by ``precision/memory_format`` (empty: nothing was timed)."""
+    """What ``auto`` chose, and why. ``source``: ``measured`` (timed in this run),
+    ``cache`` (a choice this machine measured before) or ``set`` (nothing to time:
+    ``reason`` says why); ``medians_ms`` and ``iqr_ms`` are the measured step times by
+    ``precision/memory_format``."""
 
     precision: str = "fp32"
     memory_format: str = "contiguous"
-    probe_ms: dict[str, float] = field(default_factory=dict)
-    probe_s: float = 0.0  # the probe's own seconds
+    source: str = "set"
     reason: str = ""
+    medians_ms: dict[str, float] = field(default_factory=dict)
+    iqr_ms: dict[str, float] = field(default_factory=dict)
+    rounds: int = 0
+    settled: bool = True
+    measure_s: float = 0.0  # the measurement's own seconds (0 when reused from the cache)
+    measured_at: str = ""  # when this machine measured it (ISO date)
+
+    @property
+    def pair(self) -> Pair:
+        return self.precision, self.memory_format
 
     def describe(self) -> str:
-        """The run's first line: ``execution: bf16, channels_last (probe: ...)``."""
-        times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.probe_ms.items())
-        why = f"probe {self.probe_s:.2f} s: {times}" if times else self.reason
+        """The run's first line: ``execution: bf16, channels_last (from the cache: ...)``."""
+        times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.medians_ms.items())
+        unsettled = "" if self.settled else ", not settled at the cap"
+        if self.source == "cache":
+            why = f"from the cache, measured {self.measured_at}: median step {times}{unsettled}"
+        elif self.source == "measured":
+            why = f"measured in {self.measure_s:.2f} s, {self.rounds} rounds: median step {times}{unsettled}; cached"
+        else:
+            why = self.reason
         return f"execution: {self.precision}, {self.memory_format}" + (f" ({why})" if why else "")
 
     def summary(self) -> dict[str, Any]:
-        return {"precision": self.precision, "memory_format": self.memory_format,
-                "execution_probe_ms": dict(self.probe_ms), "execution_probe_s": self.probe_s}
+        return {"precision": self.precision, "memory_format": self.memory_format, "execution_source": self.source,
+                "execution_medians_ms": dict(self.medians_ms), "execution_measure_s": self.measure_s}
 
 
 def candidates(precision: str, memory_format: str, device_type: str, convolutional: bool,
-               flags: set[str] | None = None) -> tuple[list[tuple[str, str]], str]:
-    """The (precision, memory format) pairs ``auto`` may pick, fp32/contiguous first when
-    it is one, and a reason when the settings leave only one."""
+               flags: set[str] | None = None) -> tuple[list[Pair], str]:
+    """The (precision, memory format) pairs ``auto`` may pick, in ``ORDER`` (simplest
+    first), and a reason when the settings leave only one."""
     reasons = []
     precisions = [precision]
     if precision == "auto" and device_type == "cuda":
@@ -114,14 +176,79 @@ def candidates(precision: str, memory_format: str, device_type: str, convolution
     return [(p, m) for p in precisions for m in formats], "; ".join(reasons)
 
 
-def choose(times: dict[tuple[str, str], float], margin: float = MARGIN) -> tuple[str, str]:
-    """The fastest candidate, where one other than fp32/contiguous must beat fp32/contiguous
-    (when timed) by ``margin``; ties go to the first."""
-    plain = times.get(PLAIN)
-    best = min(times, key=times.get)
-    if plain is not None and best != PLAIN and times[best] > plain * (1 - margin):
-        return PLAIN
-    return best
+@dataclass(frozen=True)
+class Measurement:
+    """Each candidate's timed step seconds, in the order they were taken."""
+
+    samples: dict[Pair, list[float]]
+    rounds: int
+    seconds: float
+
+    def medians(self) -> dict[Pair, float]:
+        return {pair: statistics.median(s) for pair, s in self.samples.items()}
+
+    def iqrs(self) -> dict[Pair, float]:
+        return {pair: iqr(s) for pair, s in self.samples.items()}
+
+
+def iqr(values: list[float]) -> float:
+    """The interquartile range (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q3 - q1
+
+
+def apart(a: list[float], b: list[float]) -> bool:
+    """Whether the medians differ by more than half the sum of the interquartile ranges."""
+    return abs(statistics.median(a) - statistics.median(b)) > (iqr(a) + iqr(b)) / 2
+
+
+def beats(a: list[float], b: list[float], margin: float = MARGIN) -> bool:
+    """Whether samples ``a`` are clearly faster than ``b``: a median more than ``margin``
+    below, and apart."""
+    return statistics.median(a) < statistics.median(b) * (1 - margin) and apart(a, b)
+
+
+def settled(samples: dict[Pair, list[float]], margin: float = MARGIN) -> bool:
+    """Whether every pair of candidates is apart or tied within ``margin``."""
+    pairs = list(samples)
+    for i, a in enumerate(pairs):
+        for b in pairs[i + 1:]:
+            ma, mb = statistics.median(samples[a]), statistics.median(samples[b])
+            if not apart(samples[a], samples[b]) and abs(ma - mb) > margin * min(ma, mb):
+                return False
+    return True
+
+
+def choose(samples: dict[Pair, list[float]], margin: float = MARGIN) -> Pair:
+    """The first candidate (``samples``' order) that no other candidate beats."""
+    return next(pair for pair in samples
+                if not any(beats(samples[other], samples[pair], margin) for other in samples if other != pair))
+
+
+def measure(steps: dict[Pair, Callable[[], Any]], *, clock: Callable[[], float] = time.perf_counter,
+            warmups: int = WARMUPS, min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
+            max_seconds: float = MAX_SECONDS) -> Measurement:
+    """Time each candidate's ``step``: ``warmups`` untimed calls each, then interleaved
+    rounds (the order reversed every other round, so no candidate always runs after the
+    same one) until every pair is settled (after ``min_rounds``) or the cap is reached."""
+    pairs = list(steps)
+    for pair in pairs:
+        for _ in range(warmups):
+            steps[pair]()
+    samples: dict[Pair, list[float]] = {pair: [] for pair in pairs}
+    started = clock()
+    rounds = 0
+    while rounds < max_rounds:
+        for pair in (pairs if rounds % 2 == 0 else reversed(pairs)):
+            t0 = clock()
+            steps[pair]()
+            samples[pair].append(clock() - t0)
+        rounds += 1
+        if rounds >= min_rounds and (settled(samples) or clock() - started >= max_seconds):
+            break
+    return Measurement(samples, rounds, clock() - started)
 
 
 def prepare(model: nn.Module, precision: str, memory_format: str) -> nn.Module:
@@ -141,7 +268,7 @@ def autocast(model: nn.Module) -> ContextManager:
     return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)
 
 
-def time_ms(step: Callable[[], Any], repeats: int = PROBE_REPEATS, pick=min) -> float:
+def time_ms(step: Callable[[], Any], repeats: int, pick=min) -> float:
     """``step``'s milliseconds, ``pick`` of ``repeats`` timed calls after one warm-up."""
     seconds = []
     for _ in range(repeats + 1):
@@ -155,34 +282,127 @@ def median_ms(step: Callable[[], Any], repeats: int) -> float:
     return time_ms(step, repeats, statistics.median)
 
 
-def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-          pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
-    """Forward + backward ms of a copy of ``model`` on the batch (x, y), per candidate
-    (``model`` itself and the RNG are left as they were)."""
+@contextmanager
+def training_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   pairs: list[Pair]) -> Iterator[dict[Pair, Callable[[], None]]]:
+    """One forward + backward of a copy of ``model`` on the batch (x, y), per candidate;
+    ``model`` itself and the RNG are left as they were."""
     cuda = x.device.type == "cuda"
-    times = {}
+
+    def step_of(pair: Pair) -> Callable[[], None]:
+        net = prepare(copy.deepcopy(model), *pair)
+
+        def step():
+            with autocast(net):
+                loss = F.cross_entropy(net(x).float(), y)
+            loss.backward()
+            net.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize()
+        return step
+
     with torch.random.fork_rng(devices=[x.device] if cuda else []):
-        for precision, memory_format in pairs:
-            net = prepare(copy.deepcopy(model), precision, memory_format)
-
-            def step():
-                with autocast(net):
-                    loss = F.cross_entropy(net(x).float(), y)
-                loss.backward()
-                net.zero_grad(set_to_none=True)
-                if cuda:
-                    torch.cuda.synchronize()
-            times[(precision, memory_format)] = time_ms(step)
-    return times
+        yield {pair: step_of(pair) for pair in pairs}
 
 
-_CHOSEN: dict[tuple, Execution] = {}  # one probe per model, batch shape and machine setting in a process
+def cache_dir() -> Path:
+    """effray's per-user cache: ``$EFFRAY_CACHE_DIR``, else ``$XDG_CACHE_HOME/effray``, else ``~/.cache/effray``."""
+    if os.environ.get("EFFRAY_CACHE_DIR"):
+        return Path(os.environ["EFFRAY_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "effray"
 
 
-def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                      flags: set[str] | None = None) -> tuple[Any, Execution]:
+class ExecutionCache:
+    """This machine's execution choices, one JSON file shared by every process of the user
+    (read and written under an exclusive lock, replaced atomically)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else cache_dir() / "execution.json"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def entries(self) -> dict[str, dict]:
+        """Every stored choice by its key (empty when there is no readable cache)."""
+        try:
+            stored = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return stored.get("choices", {}) if isinstance(stored, dict) else {}
+
+    def get(self, key: str) -> dict | None:
+        return self.entries().get(key)
+
+    def put(self, key: str, entry: dict) -> bool:
+        """Store ``entry`` under ``key``; False (and one warning line) where the cache cannot be written."""
+        try:
+            with self._locked():
+                choices = {**self.entries(), key: entry}
+                tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps({"version": CACHE_VERSION, "choices": choices}, indent=1))
+                tmp.replace(self.path)
+            return True
+        except OSError as e:
+            print(f"warning: the execution choice is not cached ({self.path}: {e.strerror or e})", file=sys.stderr)
+            return False
+
+    def clear(self) -> int:
+        """Forget every choice; returns how many there were."""
+        with self._locked():
+            count = len(self.entries())
+            self.path.unlink(missing_ok=True)
+        return count
+
+
+def cache_key(model: str, input_shape: tuple[int, ...], batch_size: int, device: torch.device, pairs: list[Pair],
+              flags: set[str] | None = None) -> str:
+    """What a choice depends on: the machine (CPU model or GPU name, the CPU's flags,
+    torch's version and threads, the device), the model, one example's shape, the batch
+    size and the candidates."""
+    flags = cpu_flags() if flags is None else flags
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    digest = hashlib.sha1(" ".join(sorted(flags)).encode()).hexdigest()[:12]
+    parts = {"v": CACHE_VERSION, "device": device.type, "hardware": hardware, "flags": digest,
+             "torch": torch.__version__, "threads": torch.get_num_threads(), "model": model,
+             "input": "x".join(map(str, input_shape)), "batch": batch_size, "candidates": ",".join(map(label, pairs))}
+    return "|".join(f"{k}={v}" for k, v in parts.items())
+
+
+def decide(key: str, steps: Callable[[], ContextManager[dict[Pair, Callable[[], None]]]],
+           cache: ExecutionCache | None = None, measurer: Callable[..., Measurement] = measure) -> Execution:
+    """The cached choice for ``key``, else a new ``measure`` of ``steps()``'s candidates,
+    chosen (``choose``) and stored."""
+    cache = cache or ExecutionCache()
+    entry = cache.get(key)
+    if entry is not None:
+        return Execution(entry["precision"], entry["memory_format"], "cache", medians_ms=entry["medians_ms"],
+                         iqr_ms=entry["iqr_ms"], rounds=entry["rounds"], settled=entry["settled"],
+                         measured_at=entry["measured_at"])
+    with steps() as candidate_steps:
+        measured = measurer(candidate_steps)
+    chosen = choose(measured.samples)
+    execution = Execution(*chosen, "measured", medians_ms={label(k): 1000 * v for k, v in measured.medians().items()},
+                          iqr_ms={label(k): 1000 * v for k, v in measured.iqrs().items()}, rounds=measured.rounds,
+                          settled=settled(measured.samples), measure_s=measured.seconds,
+                          measured_at=datetime.date.today().isoformat())
+    cache.put(key, {"precision": execution.precision, "memory_format": execution.memory_format,
+                    "medians_ms": execution.medians_ms, "iqr_ms": execution.iqr_ms, "rounds": execution.rounds,
+                    "settled": execution.settled, "measured_at": execution.measured_at})
+    return execution
+
+
+def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, flags: set[str] | None = None,
+                      cache: ExecutionCache | None = None, measurer: Callable[..., Measurement] = measure,
+                      ) -> tuple[Any, Execution]:
     """``cfg`` with ``precision`` and ``memory_format`` decided (``auto`` replaced by the
-    choice) for ``model`` training on batches like (x, y), and that ``Execution``."""
+    choice) for ``model`` training on batches like (x, y), and that ``Execution``
+    (``flags``, ``cache`` and ``measurer``: this machine's, unless a test injects them)."""
     convolutional = is_convolutional(model)
     if cfg.memory_format == "channels_last" and not convolutional:  # it would lay out nothing: no silent no-op
         raise UsageError(f"--memory-format channels_last lays out convolution weights, and model {cfg.model} has "
@@ -191,19 +411,15 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     if len(pairs) == 1:
         execution = Execution(*pairs[0], reason=reason or "as set")
     else:
-        key = (cfg.model, tuple(x.shape), x.device.type, torch.get_num_threads(), tuple(pairs))
-        if key not in _CHOSEN:
-            started = time.perf_counter()
-            times = probe(model, x, y, pairs)
-            _CHOSEN[key] = Execution(*choose(times), {"/".join(k): v for k, v in times.items()},
-                                     time.perf_counter() - started)
-        execution = _CHOSEN[key]
+        key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, pairs, flags)
+        execution = decide(key, lambda: training_steps(model, x, y, pairs), cache, measurer)
     return dataclasses.replace(cfg, precision=execution.precision, memory_format=execution.memory_format), execution
 
 
-def resolve_for_data(cfg, data, device: torch.device, *, flags: set[str] | None = None) -> tuple[Any, Execution]:
+def resolve_for_data(cfg, data, device: torch.device, **injected) -> tuple[Any, Execution]:
     """``resolve_execution`` for a fresh ``cfg.model`` on the first batch of ``data.train``
-    (the RNG left as it was); configs without these settings pass through."""
+    (the RNG left as it was); configs without these settings pass through. ``injected``:
+    ``resolve_execution``'s flags, cache and measurer."""
     if not hasattr(cfg, "precision"):
         return cfg, Execution(reason="not a training config")
     from raypkg.models.registry import build_model
@@ -212,4 +428,4 @@ def resolve_for_data(cfg, data, device: torch.device, *, flags: set[str] | None 
         model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     batch = min(cfg.batch_size, len(data.train))
     return resolve_execution(cfg, model, data.train.x[:batch].to(device), data.train.y[:batch].to(device),
-                             flags=flags)
+                             **injected)

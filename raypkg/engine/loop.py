@@ -23,7 +23,7 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import autocast, prepare, resolve_execution
+from raypkg.engine.execution import autocast, prepare
 from raypkg.engine.optim import make_optimizer
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
 from raypkg.errors import UsageError
@@ -181,15 +181,14 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
     rows. ``resume`` is a ``training_state`` to continue from. On Ray Train, ``module`` is
     the DDP wrapper of ``model`` and ``rank``/``world_size`` split each epoch; ``test`` is
     evaluated once per epoch, on the rank that gets it (rank 0). ``model`` runs in
-    ``cfg``'s precision and memory format (``raypkg.engine.execution``; ``auto`` is decided
-    here when the caller has not decided it).
+    ``cfg``'s precision and memory format, decided by the caller (``raypkg.engine.execution``).
     """
     from tqdm.auto import tqdm
 
     device = device or next(model.parameters()).device
     if "auto" in (cfg.precision, cfg.memory_format):
-        batch = min(cfg.batch_size, len(train))
-        cfg, _ = resolve_execution(cfg, model, train.x[:batch].to(device), train.y[:batch].to(device))
+        raise ValueError("fit runs a decided execution: decide precision and memory_format once, before training "
+                         "(raypkg.engine.execution.resolve_for_data), or set them")
     prepare(model, cfg.precision, cfg.memory_format)
     plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed, weights)
     ctx = TrainContext(model=model, module=module or model, optimizer=optimizer or make_optimizer(model, cfg),
