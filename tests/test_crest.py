@@ -27,7 +27,8 @@ from raypkg.recipe import load_data
 
 def tiny(**overrides) -> CrestConfig:
     values = dict(dataset="digits", model="mlp", epochs=3, batch_size=32, random_subset_size=0.1, train_frac=0.3,
-                  num_minibatch_coreset=3, progress=False, wandb="disabled", lr=[0.05])
+                  num_minibatch_coreset=3, progress=False, wandb="disabled", lr=[0.05], precision="fp32",
+                  memory_format="contiguous")  # the stages are called directly, below Recipe.run's decision
     if overrides.get("selection_method", "crest") != "crest":  # the baselines take none of CREST's settings
         values = {k: v for k, v in values.items() if k not in CREST_ONLY}
     return CrestConfig(**{**values, **overrides}).resolved().validate()

@@ -204,8 +204,8 @@ def test_a_no_normalize_run_does_not_reuse_a_standardised_pretraining(tmp_path):
 
 def test_one_backward_call_in_the_training_code():
     """The engine's loop is the one place that trains (DeltaGrad's closed forms, the
-    overhead bench's plain reference loop, the precision bench's timed step, the sparse
-    backend's and the execution's timing probes and the plug-in model check aside: the
+    overhead bench's plain reference loop, the sparse backend's and the execution's timing
+    probes (the precision bench times the execution's) and the plug-in model check aside: the
     probes time a layer's or a copy of the model's forward + backward, the check runs one
     forward + backward in train mode; none takes an optimizer step outside the benches)."""
     import ast
@@ -215,8 +215,8 @@ def test_one_backward_call_in_the_training_code():
                    for node in ast.walk(ast.parse(path.read_text())))
 
     hits = [path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if calls_backward(path)]
-    assert sorted(hits) == ["bench/overhead.py", "bench/precision.py", "engine/execution.py", "engine/loop.py",
-                            "plugins.py", "sparse/backend.py"]
+    assert sorted(hits) == ["bench/overhead.py", "engine/execution.py", "engine/loop.py", "plugins.py",
+                            "sparse/backend.py"]
 
 
 def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():

@@ -51,14 +51,72 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
     for flags in ({"fractions": [0.1, 0.1, 0.3]}, {"densities": [0.05, 0.05]}):
         with pytest.raises(UsageError, match="names 0.1 more than once|names 0.05 more than once"):
             preset_settings("digits-aug:mlp", {**flags, "workers": 0})
-    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "workers": 0})
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "budgets": [1.0], "workers": 0})
     points = build_points(settings, ["full", "uniform", "rigl-itop"], seed=0)
     assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
-        ("full", "-"), ("uniform", "f=0.1"), ("uniform", "f=0.3"), ("rigl-itop", "d=0.05")]
+        ("full", "b=1"), ("uniform", "f=0.1"), ("uniform", "f=0.3"), ("rigl-itop", "d=0.05")]
+    # the budget curve's points last, full training compressed to round(B x 10) epochs
+    points = build_points({**settings, "budgets": [0.2, 0.25, 0.3]}, ["full-fp32", "full", "rs2"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"], p.cfg.epochs, p.cfg.precision) for p in points[-4:]] == [
+        ("full-fp32", "b=0.2", 2, "fp32"), ("full", "b=0.2", 2, "auto"),  # 0.25 rounds to 2 epochs too
+        ("full-fp32", "b=0.3", 3, "fp32"), ("full", "b=0.3", 3, "auto")]
     # a method without a grid (InfoBatch) is one point, after full training
     points = build_points(settings, ["full", "rs2", "infobatch"], seed=0)
     assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
-        ("full", "-"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
+        ("full", "b=1"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
+
+
+def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
+    from raypkg.bench.frontier import budget_epochs, curve_seconds
+
+    curve = [(10.0, 0.9), (4.0, 0.8), (6.0, 0.7), (2.0, 0.5)]  # 6 s is below 4 s's 0.8: raised to it
+    assert curve_seconds(curve, 0.5, chance=0.1) == pytest.approx(2.0)
+    assert curve_seconds(curve, 0.3, chance=0.1) == pytest.approx(1.0)  # from (0 s, chance) to (2 s, 0.5)
+    assert curve_seconds(curve, 0.65, chance=0.1) == pytest.approx(3.0)
+    assert curve_seconds(curve, 0.85, chance=0.1) == pytest.approx(8.0)  # (6 s, 0.8) to (10 s, 0.9)
+    assert curve_seconds(curve, 0.95, chance=0.1) == math.inf and curve_seconds(curve, 0.05, 0.1) == 0.0
+    assert budget_epochs(10, [0.2, 0.3, 0.5, 0.7, 1.0]) == [2, 3, 5, 7]
+    assert budget_epochs(2, [0.2, 0.3, 0.5, 1.0]) == [1]  # budgets that round alike are one point
+
+
+@pytest.mark.parametrize("ratios, said", [
+    ([1.5, 1.6, 1.4], "faster"), ([0.5, 0.6, 0.55], "slower"), ([1.5, 0.7, 1.1], "tie"),
+    ([1.2], "1 seed"), ([2.0, math.inf], "beyond curve"), ([math.nan], "-"),
+])
+def test_a_verdict_needs_the_gap_to_exceed_two_standard_errors(ratios, said):
+    from raypkg.bench.frontier import verdict
+
+    assert verdict(ratios) == said
+
+
+def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
+    from raypkg.bench.frontier import olympic_mean
+
+    assert olympic_mean([1.0, 2.0, 3.0, 10.0]) == 2.5 and olympic_mean([4.0, 1.0, 100.0]) == 4.0
+    assert olympic_mean([1.0, 2.0]) == 1.5  # too few to drop any
+    assert olympic_mean([math.nan, 1.0, 2.0, 9.0]) == 2.0  # a seed that never reached the target is left out
+    assert math.isnan(olympic_mean([math.nan]))
+
+
+def test_each_point_is_judged_against_its_seeds_curve():
+    from raypkg.bench.frontier import add_curves
+
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 2.0)):
+        for method, budget, e2e, acc, tta in (("full-fp32", 1.0, 10.0, 0.9, 9.0), ("full-fp32", 0.5, 5.0, 0.8, math.nan),
+                                              ("full", 1.0, 5.0, 0.9, 4.5), ("full", 0.5, 2.5, 0.8, math.nan),
+                                              ("rs2", math.nan, 2.5, 0.85, 2.0)):
+            rows.append({"method": method, "seed": seed, "budget": budget, "e2e_s": e2e * scale, "test_acc": acc,
+                         "tta_s": tta * scale, "flops": e2e})
+    frame = add_curves(pd.DataFrame(rows), chance=0.1)
+    rs2 = frame[frame["method"] == "rs2"]
+    # the auto curve reaches 0.85 at 3.75 s (seed 0; 7.5 s at seed 1), halfway from (2.5, 0.8) to (5, 0.9)
+    assert rs2["x_vs_curve"].tolist() == pytest.approx([3.75 / 2.5, 7.5 / 5.0])
+    assert rs2["x_vs_fp32_curve"].tolist() == pytest.approx([7.5 / 2.5, 15.0 / 5.0])
+    assert rs2["tta_vs_curve"].tolist() == pytest.approx([4.5 / 2.0, 9.0 / 4.0])
+    assert frame.loc[frame["budget"].notna(), "x_vs_curve"].isna().all()  # the curve does not judge itself
+    table = aggregate(frame.assign(family="f", setting="-"))
+    assert table.set_index("method").loc["rs2", "verdict"] == "faster"  # 1.5x both seeds: no spread
 
 
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
@@ -111,7 +169,7 @@ def frontier_run(tmp_path_factory):
     stem = out / "tiny"
     result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--fractions", "0.3",
                                        "--methods", "uniform,glister,crest,rigl-itop,uniform+rigl-itop", "--pretrain-epochs", "1",
-                                       "--densities", "0.2", "--save", str(stem)])
+                                       "--densities", "0.2", "--budgets", "0.5", "--save", str(stem)])
     assert result.exit_code == 0, result.output
     return stem, result.output
 
@@ -119,7 +177,7 @@ def frontier_run(tmp_path_factory):
 def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontier_run):
     stem, output = frontier_run
     rows = pd.read_parquet(f"{stem}.parquet")
-    assert len(rows) == 2 * 7 and set(rows["seed"]) == {0, 1}
+    assert len(rows) == 2 * 9 and set(rows["seed"]) == {0, 1}  # 7 points and the budget curve's 2 at 0.5
     assert set(rows["method"]) == {"full-fp32", "full", "uniform", "glister", "crest", "rigl-itop", "uniform+rigl-itop"}
     assert set(rows.loc[rows["method"] == "full-fp32", "execution"]) == {"fp32/contiguous"}  # the reference
     assert set(rows["execution"]) <= {f"{p}/{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")}
@@ -128,7 +186,8 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     # examples seen, as the frontier's docstring counts them: digits has 1347 training examples,
     # a 0.3 subset 404; Glister adds its 1-epoch warm-up, CREST takes 2 x ceil(0.3 x 1347 / 64) steps
     subset = round(0.3 * 1347)
-    seen = rows[rows["seed"] == 0].set_index("method")["examples_seen"].to_dict()
+    whole = rows[rows["budget"].isna() | (rows["budget"] == 1)]
+    seen = whole[whole["seed"] == 0].set_index("method")["examples_seen"].to_dict()
     assert seen == {"full-fp32": 2 * 1347, "full": 2 * 1347, "uniform": 2 * subset, "glister": 1347 + 2 * subset,
                     "crest": 2 * math.ceil(0.3 * 1347 / 64) * 64, "rigl-itop": 2 * 1347,
                     "uniform+rigl-itop": 2 * subset}
@@ -143,15 +202,24 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     selected = rows["noisy_share"].notna()  # the share of noisy labels among a subset's picks
     assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 6
     summary = pd.read_parquet(f"{stem}-summary.parquet")
-    assert len(summary) == 7 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    assert len(summary) == 9 and (summary["seeds"] == 2).all() and summary["pareto"].any()
     # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
     # at the latest), and no row reaches it after its own end
     targets = rows.groupby("seed")["tta_target"].first()
-    assert (targets == rows[rows["method"] == "full-fp32"].set_index("seed")["test_acc"] - 0.005).all()
-    assert rows[rows["method"] == "full-fp32"]["tta_s"].notna().all()
+    reference = whole[whole["method"] == "full-fp32"].set_index("seed")
+    assert (targets == reference["test_acc"] - 0.005).all() and reference["tta_s"].notna().all()
     reached = rows["tta_s"].notna()
     assert (rows.loc[reached, "tta_s"] <= rows.loc[reached, "e2e_s"] + 1e-6).all()
-    assert summary.set_index("method")["tta_reached"].to_dict() == rows.groupby("method")["tta_s"].count().to_dict()
+    assert summary.set_index(["method", "setting"])["tta_reached"].to_dict() == rows.groupby(
+        ["method", "setting"])["tta_s"].count().to_dict()
+    # the budget curve: full training at 1 of the 2 epochs, at fp32 and at auto, judged by nothing;
+    # every other row against both curves, and a verdict per point
+    curve = rows[rows["budget"] == 0.5]
+    assert sorted(curve["method"]) == ["full", "full", "full-fp32", "full-fp32"]
+    assert (curve["examples_seen"] == 1347).all() and curve["x_vs_curve"].isna().all()
+    judged = rows[rows["budget"].isna()]
+    assert (judged["x_vs_curve"] > 0).all() and (judged["x_vs_fp32_curve"] > 0).all()
+    assert set(summary.loc[summary["budget"].isna(), "verdict"]) <= {"faster", "slower", "tie", "beyond curve"}
     for png in (f"{stem}.png", f"{stem}-flops.png", f"{stem}-tta.png"):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -22,8 +22,9 @@ from raypkg.recipe import load_data
 from raypkg.selection.pipeline import config_key
 from raypkg.sparse.masks import erk_densities, maskable_parameters
 
+# the engine trains a decided execution: these tests call the stages directly, below Recipe.run's decision
 TINY = dict(dataset="digits", model="mlp", batch_size=64, pre_epochs=1, wandb="disabled", progress=False,
-            cache=False)
+            cache=False, precision="fp32", memory_format="contiguous")
 
 
 def test_shards_are_disjoint_cover_the_data_and_are_stratified():

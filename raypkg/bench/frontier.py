@@ -1,23 +1,40 @@
 """`effray bench frontier`: every method family on one dataset and model, one seed set,
-epoch budget and LR schedule: what accuracy each method buys per second and per FLOP.
+epoch budget and LR schedule: what accuracy each method buys per second and per FLOP,
+judged against the budget curve.
 A method may be a stack of cases joined by ``+`` (``infobatch+rigl-itop``: InfoBatch with
 RigL-ITOP's masks, ``raypkg.algorithms``), a point per combination of its members' grids.
 Full training runs at fp32 (``full-fp32``, the reference of every ratio) and at
 ``--precision auto``'s choice (``full``).
+
+**The budget curve** (Li et al., *Budgeted Training*, ICLR 2020; Kaddour et al., *No Train
+No Gain*, NeurIPS 2023): full-data training at budgets B of the epoch budget
+(``--budgets``, default 0.2, 0.3, 0.5, 0.7 and 1), each with the same schedule compressed
+to round(B x epochs) epochs and fully decayed at its end, at fp32 and at auto's execution.
+Per seed and execution, the curve joins (0 s, chance accuracy) and the budget points in
+order of seconds, each point's accuracy raised to the best before it (monotone). A point's
+``x_vs_curve`` is the seconds that curve (at the point's own execution, auto) needs to
+reach the point's accuracy, interpolated, divided by the point's seconds (inf: the curve
+never reaches it); ``x_vs_fp32_curve`` the same against the fp32 curve; ``tta_vs_curve``
+the curve's time-to-accuracy (its fastest budget point at the target) over the point's.
+``verdict`` over the seeds: ``faster`` (``slower``) when the mean of log(x_vs_curve) is
+above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell;
+``beyond curve`` when a seed's accuracy is above every budget point's.
 
 The runner over every registered ``BenchCase``: per seed the data is loaded once (the
 same noisy labels for all) and each point runs through its recipe in memory, as `effray
 run` would; cached warm-ups, shard models and selections are charged their original
 seconds. A row: each phase's seconds, ``e2e_s`` (their sum), ``test_acc``,
 ``examples_seen``, ``flops`` (3 x forward FLOPs per example seen, masked models by their
-ERK densities), ``speedup_vs_full``/``acc_vs_full`` (points) and
-``speedup_vs_rs2``/``acc_vs_rs2`` against RS2 at the same fraction within a seed,
+ERK densities), ``speedup_vs_full``/``acc_vs_full`` (points, against full-fp32 at budget 1)
+and ``speedup_vs_rs2``/``acc_vs_rs2`` against RS2 at the same fraction within a seed,
 ``noisy_share`` of a selected subset, and ``tta_s``, its time-to-accuracy: seconds from the
 run's start to the first epoch at the target (full training's final accuracy of the seed
-minus 0.5 points, or ``--target-acc``), evaluation excluded and cached work charged (NaN:
-never reached). The summary: mean and spread over seeds per point (``tta_s`` over the
-seeds that reached it, ``tta_reached`` of ``seeds``), and the Pareto fronts of accuracy
-vs e2e_s and vs FLOPs.
+minus 0.5 points, or ``--target-acc``), evaluated every epoch, evaluation excluded and
+cached work charged (NaN: never reached); ``tta_with_eval_s`` includes the evaluations
+(MLPerf's rule). The summary: mean and spread over seeds per point (``tta_s`` over the
+seeds that reached it, ``tta_reached`` of ``seeds``), MLPerf's olympic means
+(``*_olympic``: without the fastest and slowest seed, of 3 or more), the verdicts, and
+the Pareto fronts of accuracy vs e2e_s and vs FLOPs.
 """
 
 from __future__ import annotations
@@ -25,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -49,19 +67,21 @@ from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.plots import figure, save_png
 from raypkg.recipe import find_recipe, load_cases, load_data
 from raypkg.selection.cache import SelectionCache
-from raypkg.tracking.tta import charged_time_to_accuracy
+from raypkg.tracking.tta import charged_time_to_accuracy, time_to_accuracy
 
 # method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe). Full
 # training always runs twice: at fp32 (every ratio's reference and the TTA target's) and at
 # --precision auto's choice.
 METHODS = load_cases()
 REFERENCE = "full-fp32"
+CURVES = {"full": ("x_vs_curve", "tta_vs_curve"), REFERENCE: ("x_vs_fp32_curve", None)}  # budget curve -> columns
+BUDGETS = [0.2, 0.3, 0.5, 0.7, 1.0]
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
        "epochs": 10, "batch_size": 64, "lr": [0.1], "momentum": 0.9, "weight_decay": 5e-4, "seeds": 3,
        "fractions": [0.1, 0.3], "densities": [0.05], "pretrain_epochs": 5, "repeats": 3, "shards": 10,
-       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000}
+       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS}
 PRESETS = {
     "digits-aug:mlp": MLP,
     "digits-aug:mlp-noisy": {**MLP, "label_noise": 0.3},
@@ -80,8 +100,9 @@ COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dr
           "update_frequency": "RigL: optimizer steps between mask updates.",
           "agc_sample": "AGC: examples of the snapshot gradient."}
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
-                 "test_acc", "test_acc_std", "tta_s", "tta_reached", "flops", "speedup_vs_full", "acc_vs_full",
-                 "speedup_vs_rs2", "acc_vs_rs2", "noisy_share", "pareto", "pareto_flops"]
+                 "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops", "speedup_vs_full", "acc_vs_full",
+                 "x_vs_curve", "x_vs_fp32_curve", "tta_vs_curve", "verdict", "speedup_vs_rs2", "acc_vs_rs2",
+                 "noisy_share", "pareto", "pareto_flops"]
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
 
@@ -97,10 +118,84 @@ def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
     return sorted((i for i in ok if not any(dominates(j, i) for j in ok)), key=lambda i: (cost[i], value[i]))
 
 
+def is_reference(frame):
+    """The rows of full training at fp32 and the whole budget (rows without a budget: 1)."""
+    budget = frame["budget"] if "budget" in frame else pd.Series(1.0, index=frame.index)
+    return (frame["method"] == REFERENCE) & budget.fillna(1.0).eq(1.0)
+
+
+def budget_epochs(epochs: int, budgets: Sequence[float]) -> list[int]:
+    """The budget curve's epoch counts below the whole budget: round(B x epochs), at least
+    1, each once (budgets that round alike are one point)."""
+    return sorted({max(1, round(b * epochs)) for b in budgets} - {epochs})
+
+
+def curve_seconds(curve: Sequence[tuple[float, float]], acc: float, chance: float) -> float:
+    """Seconds the budget curve needs to reach accuracy ``acc``: straight lines from
+    (0 s, ``chance``) through its (seconds, accuracy) points in order of seconds, each
+    accuracy raised to the best before it (the curve is monotone); inf when none reaches it."""
+    if acc <= chance:
+        return 0.0
+    points = [(0.0, chance)]
+    for seconds, reached in sorted(curve):
+        points.append((seconds, max(reached, points[-1][1])))
+    for (s0, a0), (s1, a1) in zip(points, points[1:]):
+        if a1 >= acc:  # a0 < acc here: the earlier segments stayed below it
+            return s0 + (s1 - s0) * (acc - a0) / (a1 - a0)
+    return math.inf
+
+
+def add_curves(frame, chance: float):
+    """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve,
+    x_vs_fp32_curve and tta_vs_curve (NaN for the curves' own points and without a curve)."""
+    frame = frame.reset_index(drop=True)
+    on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
+    for method, (x_column, tta_column) in CURVES.items():
+        frame[x_column] = math.nan
+        if tta_column:
+            frame[tta_column] = math.nan
+        for seed, rows in frame.groupby("seed"):
+            curve = rows[(rows["method"] == method) & on_curve[rows.index]]
+            if curve.empty:
+                continue
+            points = list(zip(curve["e2e_s"], curve["test_acc"]))
+            judged = rows.index[~on_curve[rows.index]]
+            frame.loc[judged, x_column] = [curve_seconds(points, acc, chance) / seconds for acc, seconds
+                                           in zip(frame.loc[judged, "test_acc"], frame.loc[judged, "e2e_s"])]
+            if tta_column and "tta_s" in frame:
+                frame.loc[judged, tta_column] = curve["tta_s"].min() / frame.loc[judged, "tta_s"]
+    return frame
+
+
+def verdict(ratios: Sequence[float]) -> str:
+    """A point against the budget curve from its seeds' x_vs_curve: ``faster`` (``slower``)
+    when the mean of their logs is above (below) 0 by more than 2 standard errors, else
+    ``tie``; ``beyond curve`` when a seed is above the whole curve; ``1 seed``; ``-``: none."""
+    ratios = [r for r in ratios if not math.isnan(r)]
+    if not ratios:
+        return "-"
+    if any(math.isinf(r) for r in ratios):
+        return "beyond curve"
+    if len(ratios) < 2:
+        return "1 seed"
+    logs = [math.log(r) for r in ratios]
+    mean, se = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
+    return "faster" if mean > 2 * se else "slower" if mean < -2 * se else "tie"
+
+
+def olympic_mean(values) -> float:
+    """MLPerf's olympic mean: the mean without the fastest and the slowest (of 3 or more
+    values; NaNs, runs that never reached a target, left out)."""
+    kept = sorted(v for v in values if not math.isnan(v))
+    if len(kept) >= 3:
+        kept = kept[1:-1]
+    return statistics.mean(kept) if kept else math.nan
+
+
 def add_deltas(frame):
     """``frame`` (a row per point and seed) with the ratios against full training and
     against RS2 at the same fraction, within each seed (NaN without a reference)."""
-    frame = compare(frame, frame["method"] == REFERENCE, ["seed"], "speedup_vs_full", "acc_vs_full")
+    frame = compare(frame, is_reference(frame), ["seed"], "speedup_vs_full", "acc_vs_full")
     return compare(frame, frame["method"] == "rs2", ["seed", "fraction"], "speedup_vs_rs2", "acc_vs_rs2",
                    rows=frame["fraction"].notna())
 
@@ -121,6 +216,11 @@ def aggregate(frame):
     table.insert(3, "seeds", groups.size().to_numpy())
     if "tta_s" in frame:
         table["tta_reached"] = groups["tta_s"].count().to_numpy()
+    for column in ("e2e_s", "tta_s", "tta_with_eval_s"):
+        if column in frame:
+            table[f"{column}_olympic"] = groups[column].agg(olympic_mean).to_numpy()
+    if "x_vs_curve" in frame:
+        table["verdict"] = groups["x_vs_curve"].agg(lambda ratios: verdict(list(ratios))).to_numpy()
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
         table[flag] = [i in front for i in range(len(table))]
@@ -145,6 +245,11 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
     front = pareto_front(table[cost].tolist(), table["test_acc"].tolist())
     ax.plot(table[cost].iloc[front], 100 * table["test_acc"].iloc[front], linestyle="--", color="grey",
             linewidth=1, label="Pareto front", zorder=0)
+    for method, style in ((m, s) for m, s in (("full", "-"), (REFERENCE, ":")) if "budget" in table):
+        curve = table[(table["method"] == method) & table["budget"].notna()].sort_values(cost)
+        if len(curve) > 1:  # the baseline line: the monotone budget curve (means over seeds)
+            ax.plot(curve[cost], 100 * curve["test_acc"].cummax(), linestyle=style, color="black", linewidth=1.2,
+                    label=f"budget curve ({method})", zorder=0)
     if (table[cost] > 0).all():
         ax.set_xscale("log")  # ticks as plain numbers: 1, 2, 5, 10, ... (or 1e+10, 2e+10, ...)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -178,7 +283,7 @@ def preset_settings(setup: str, flags: dict) -> dict:
         raise UsageError(f"--lr takes one value here (every method trains on one cosine schedule), got "
                          f"{','.join(map(str, s['lr']))}")
     check_bench_numbers(**{k: s[k] for k in COUNTS if k not in ("train_size", "test_size")})
-    for key in ("fractions", "densities"):
+    for key in ("fractions", "densities", "budgets"):
         if not s[key] or not all(0 < v <= 1 for v in s[key]):
             raise UsageError(f"--{key} takes comma-separated numbers in (0, 1], got {','.join(map(str, s[key]))}")
         once_each(s[key], f"--{key}")
@@ -196,13 +301,16 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
                   weight_decay=s["weight_decay"], nesterov=False, workers=s["workers"], progress=False,
                   wandb="disabled")
 
-    def point(method: str, values: dict[str, float]) -> Point:
+    def point(method: str, values: dict[str, float], epochs: int | None = None) -> Point:
+        """``epochs``: a point of the budget curve (full training compressed to them)."""
         members = [METHODS[name] for name in method.split("+")]
-        setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or "-"
+        budget = (epochs or s["epochs"]) / s["epochs"] if members[0].family == "full" else math.nan
+        setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or (
+            f"b={budget:.3g}" if budget == budget else "-")
         labels = {"family": "+".join(case.family for case in members), "method": method, "setting": setting,
                   "seed": seed, "fraction": values.get("fractions", math.nan),
-                  "density": values.get("densities", math.nan)}
-        cfg = stacked_point(method, values, s, common, n)
+                  "density": values.get("densities", math.nan), "budget": budget}
+        cfg = stacked_point(method, values, s, {**common, "epochs": epochs or s["epochs"]}, n)
         return Point(f"seed {seed} {method} {setting}", find_recipe(members[0].recipe, cfg.stack),
                      cfg.resolved().validate(), labels)
 
@@ -216,7 +324,8 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
     for grid in ("fractions", "densities"):  # each grid's points, after those without one
         first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in m.split("+"))), None)]
         points += [point(m, values) for m in first for values in grids(m)]
-    return points
+    curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last
+    return points + [point(m, {}, epochs) for epochs in budget_epochs(s["epochs"], s["budgets"]) for m in curves]
 
 
 def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, n: int | None):
@@ -265,11 +374,15 @@ def load_points(settings: dict, methods: list[str], seed: int):
 
 def add_tta(done: list[tuple[dict, dict]], target_acc: float | None) -> None:
     """Each row's ``tta_s`` (NaN: never reached) and ``tta_target``: ``target_acc``, else the
-    seed's full training's final accuracy minus ``TTA_BELOW_FULL`` (full is the first row)."""
+    seed's full training's final accuracy minus ``TTA_BELOW_FULL`` (full-fp32 at budget 1:
+    the first row)."""
+    assert done[0][0]["method"] == REFERENCE and done[0][0]["budget"] == 1.0
     target = target_acc if target_acc is not None else done[0][0]["test_acc"] - TTA_BELOW_FULL
     for row, summary in done:
         tta = charged_time_to_accuracy(summary, target)
+        evaluations = time_to_accuracy(summary["rows"], summary["started_at"], target)["tta_eval_s"]
         row["tta_s"], row["tta_target"] = math.nan if tta is None else tta, target
+        row["tta_with_eval_s"] = math.nan if tta is None else tta + evaluations  # MLPerf's clock
 
 
 def plot_tta(table, ax) -> None:
@@ -320,6 +433,10 @@ def count_options(func):
 @click.option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
                                                "of full training's steps, in (0, 1]. Default: 0.1,0.3.")
 @click.option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
+@click.option("--budgets", type=FLOATS,
+              help="The budget curve: full training at these fractions of --epochs, in (0, 1], each with its "
+                   "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
+                   "runs. Default: 0.2,0.3,0.5,0.7,1.")
 @click.option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
@@ -368,7 +485,7 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
             rows += [count_examples(p, row, summary, data, per_example) for p, (row, summary) in zip(points, done)]
             if panels:
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
-    frame = add_deltas(pd.DataFrame(rows))
+    frame = add_curves(add_deltas(pd.DataFrame(rows)), chance=1.0 / data.num_classes)
     save_results(runner, frame, aggregate(frame), settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
 
 
