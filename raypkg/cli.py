@@ -98,7 +98,10 @@ def echo_listing(entries: dict[str, str]) -> None:
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
 @click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
               help="Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
-def report(run_dirs, save, plot, no_plot, target_acc):
+@click.option("--markdown", is_flag=True, help="Print a stored bench table (one .parquet) as the Markdown the docs "
+                                                "show, with where it came from; --columns picks its columns.")
+@click.option("--columns", help="With --markdown: comma-separated columns (default: all).")
+def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
 
     A run is a run directory, or its copy in --storage given as a URI (s3://, gs://,
@@ -110,8 +113,13 @@ def report(run_dirs, save, plot, no_plot, target_acc):
       effray report runs/train-digits-mlp-* runs/coreset-digits-mlp-* --plot compare.png
       effray report runs/* --target-acc 0.9       # seconds to 90% test accuracy, evaluation excluded
       effray report s3://bucket/effray/train-digits-mlp-20250101-120000-000000
+      effray report --markdown docs/results/frontier-mlp-summary.parquet --columns method,setting,test_acc
     """
     import tempfile
+
+    if markdown or columns:
+        print_markdown(run_dirs, columns)
+        return
 
     from raypkg.paths import atomic_write, check_writable_file
     from raypkg.storage import is_uri
@@ -136,6 +144,19 @@ def report(run_dirs, save, plot, no_plot, target_acc):
             click.echo(f"saved: {save}")
         if not no_plot:
             click.echo(f"plot: {plot_report(runs, plot)}")
+
+
+def print_markdown(paths: tuple[str, ...], columns: str | None) -> None:
+    """`report --markdown`: one stored table as Markdown (``raypkg.tracking.markdown``)."""
+    import pandas as pd
+
+    from raypkg.errors import UsageError
+    from raypkg.tracking.markdown import render
+
+    if len(paths) != 1 or not paths[0].endswith(".parquet") or not Path(paths[0]).is_file():
+        raise UsageError(f"--markdown renders one stored table: give one .parquet file, got {' '.join(paths)}")
+    chosen = columns.split(",") if columns else list(pd.read_parquet(paths[0]).columns)
+    click.echo(render(paths[0], chosen), nl=False)
 
 
 @main.command()

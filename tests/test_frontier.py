@@ -115,8 +115,14 @@ def test_each_point_is_judged_against_its_seeds_curve():
     assert rs2["x_vs_fp32_curve"].tolist() == pytest.approx([7.5 / 2.5, 15.0 / 5.0])
     assert rs2["tta_vs_curve"].tolist() == pytest.approx([4.5 / 2.0, 9.0 / 4.0])
     assert frame.loc[frame["budget"].notna(), "x_vs_curve"].isna().all()  # the curve does not judge itself
+    assert not frame["below_curve"].any()
     table = aggregate(frame.assign(family="f", setting="-"))
     assert table.set_index("method").loc["rs2", "verdict"] == "faster"  # 1.5x both seeds: no spread
+    # below the lowest budget point (0.8) the curve is a line from chance: no verdict from it
+    low = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.7)),
+                     chance=0.1)
+    assert low.loc[low["method"] == "rs2", "below_curve"].all()
+    assert aggregate(low.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "below curve"
 
 
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():

@@ -18,7 +18,9 @@ never reaches it); ``x_vs_fp32_curve`` the same against the fp32 curve; ``tta_vs
 the curve's time-to-accuracy (its fastest budget point at the target) over the point's.
 ``verdict`` over the seeds: ``faster`` (``slower``) when the mean of log(x_vs_curve) is
 above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell;
-``beyond curve`` when a seed's accuracy is above every budget point's.
+``beyond curve`` when a seed's accuracy is above every budget point's; ``below curve``
+when a seed's is below the lowest budget point's, where the curve is only a straight line
+from chance (which flatters the method: add a smaller --budgets value).
 
 The runner over every registered ``BenchCase``: per seed the data is loaded once (the
 same noisy labels for all) and each point runs through its recipe in memory, as `effray
@@ -28,8 +30,9 @@ seconds. A row: each phase's seconds, ``e2e_s`` (their sum), ``test_acc``,
 ERK densities), ``speedup_vs_full``/``acc_vs_full`` (points, against full-fp32 at budget 1)
 and ``speedup_vs_rs2``/``acc_vs_rs2`` against RS2 at the same fraction within a seed,
 ``noisy_share`` of a selected subset, and ``tta_s``, its time-to-accuracy: seconds from the
-run's start to the first epoch at the target (full training's final accuracy of the seed
-minus 0.5 points, or ``--target-acc``), evaluated every epoch, evaluation excluded and
+run's start to the first epoch at the target (the preset's fixed target, or
+``--target-acc``; with other data or model, full training's final accuracy of the seed
+minus 0.5 points), evaluated every epoch, evaluation excluded and
 cached work charged (NaN: never reached); ``tta_with_eval_s`` includes the evaluations
 (MLPerf's rule). The summary: mean and spread over seeds per point (``tta_s`` over the
 seeds that reached it, ``tta_reached`` of ``seeds``), MLPerf's olympic means
@@ -75,19 +78,19 @@ from raypkg.tracking.tta import charged_time_to_accuracy, time_to_accuracy
 METHODS = load_cases()
 REFERENCE = "full-fp32"
 CURVES = {"full": ("x_vs_curve", "tta_vs_curve"), REFERENCE: ("x_vs_fp32_curve", None)}  # budget curve -> columns
-BUDGETS = [0.2, 0.3, 0.5, 0.7, 1.0]
+BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]  # 0.1 and 0.3: the budgets of the default fractions
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
        "epochs": 10, "batch_size": 64, "lr": [0.1], "momentum": 0.9, "weight_decay": 5e-4, "seeds": 3,
        "fractions": [0.1, 0.3], "densities": [0.05], "pretrain_epochs": 5, "repeats": 3, "shards": 10,
-       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS}
+       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "target_acc": 0.92}
 PRESETS = {
     "digits-aug:mlp": MLP,
-    "digits-aug:mlp-noisy": {**MLP, "label_noise": 0.3},
+    "digits-aug:mlp-noisy": {**MLP, "label_noise": 0.3, "target_acc": 0.84},
     "digits-aug:resnet20": {**MLP, "model": "resnet20", "train_size": 5000, "test_size": 1000, "batch_size": 128,
                             "seeds": 1, "pretrain_epochs": 2, "repeats": 2, "shards": 4, "pre_epochs": 2,
-                            "update_frequency": 20, "agc_sample": 500},
+                            "update_frequency": 20, "agc_sample": 500, "target_acc": 0.97},
 }
 # The integer flags, each the preset's by default: name -> help.
 COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dropped for a fixed-size --dataset.",
@@ -147,8 +150,10 @@ def curve_seconds(curve: Sequence[tuple[float, float]], acc: float, chance: floa
 
 def add_curves(frame, chance: float):
     """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve,
-    x_vs_fp32_curve and tta_vs_curve (NaN for the curves' own points and without a curve)."""
+    x_vs_fp32_curve and tta_vs_curve (NaN for the curves' own points and without a curve),
+    and ``below_curve``: its accuracy is below every budget point's of its own execution."""
     frame = frame.reset_index(drop=True)
+    frame["below_curve"] = False
     on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
     for method, (x_column, tta_column) in CURVES.items():
         frame[x_column] = math.nan
@@ -162,6 +167,8 @@ def add_curves(frame, chance: float):
             judged = rows.index[~on_curve[rows.index]]
             frame.loc[judged, x_column] = [curve_seconds(points, acc, chance) / seconds for acc, seconds
                                            in zip(frame.loc[judged, "test_acc"], frame.loc[judged, "e2e_s"])]
+            if method == "full":  # below the lowest budget point the curve is a straight line from chance
+                frame.loc[judged, "below_curve"] = frame.loc[judged, "test_acc"] < curve["test_acc"].min()
             if tta_column and "tta_s" in frame:
                 frame.loc[judged, tta_column] = curve["tta_s"].min() / frame.loc[judged, "tta_s"]
     return frame
@@ -220,7 +227,9 @@ def aggregate(frame):
         if column in frame:
             table[f"{column}_olympic"] = groups[column].agg(olympic_mean).to_numpy()
     if "x_vs_curve" in frame:
-        table["verdict"] = groups["x_vs_curve"].agg(lambda ratios: verdict(list(ratios))).to_numpy()
+        below = groups["below_curve"].agg(lambda flags: flags.eq(True).any()).to_numpy()
+        table["verdict"] = np.where(below, "below curve",
+                                    groups["x_vs_curve"].agg(lambda ratios: verdict(list(ratios))).to_numpy())
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
         table[flag] = [i in front for i in range(len(table))]
@@ -278,6 +287,8 @@ def preset_settings(setup: str, flags: dict) -> dict:
     s = {**PRESETS[setup], "data_dir": None}
     if flags.get("dataset") and not dataset_entry(flags["dataset"]).sized:
         s.update(train_size=None, test_size=None)
+    if any(flags.get(k) not in (None, s[k]) for k in ("dataset", "model", "label_noise")):
+        s["target_acc"] = None  # the preset's target is for its own data and model
     s.update({k: v for k, v in flags.items() if v is not None})
     if len(s["lr"]) != 1:
         raise UsageError(f"--lr takes one value here (every method trains on one cosine schedule), got "
@@ -373,9 +384,9 @@ def load_points(settings: dict, methods: list[str], seed: int):
 
 
 def add_tta(done: list[tuple[dict, dict]], target_acc: float | None) -> None:
-    """Each row's ``tta_s`` (NaN: never reached) and ``tta_target``: ``target_acc``, else the
-    seed's full training's final accuracy minus ``TTA_BELOW_FULL`` (full-fp32 at budget 1:
-    the first row)."""
+    """Each row's ``tta_s`` (NaN: never reached) and ``tta_target``: ``target_acc`` (the
+    preset's, or --target-acc), else the seed's full training's final accuracy minus
+    ``TTA_BELOW_FULL`` (full-fp32 at budget 1: the first row)."""
     assert done[0][0]["method"] == REFERENCE and done[0][0]["budget"] == 1.0
     target = target_acc if target_acc is not None else done[0][0]["test_acc"] - TTA_BELOW_FULL
     for row, summary in done:
@@ -436,7 +447,7 @@ def count_options(func):
 @click.option("--budgets", type=FLOATS,
               help="The budget curve: full training at these fractions of --epochs, in (0, 1], each with its "
                    "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
-                   "runs. Default: 0.2,0.3,0.5,0.7,1.")
+                   "runs. Default: 0.1,0.2,0.3,0.5,0.7,1.")
 @click.option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
@@ -445,8 +456,9 @@ def count_options(func):
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
 @click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
-              help="Time-to-accuracy target of every row (default: each seed's full training's final test "
-                   "accuracy minus 0.5 points).")
+              help="Time-to-accuracy target of every row. Default: the preset's (digits-aug:mlp 0.92, "
+                   "digits-aug:mlp-noisy 0.84, digits-aug:resnet20 0.97); with another --dataset, --model or "
+                   "--label-noise, each seed's full training's final test accuracy minus 0.5 points.")
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
@@ -464,7 +476,7 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
     """
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
-    settings = preset_settings(setup, {**flags, "workers": workers})
+    settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
     check_bench_numbers(workers=workers, threads=threads)
     build_points(settings, names, seed=0)  # every config checked before any data is loaded
     if panels:
@@ -481,7 +493,7 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
                     k: v for k, v in settings.items() if k not in ("dataset", "data_dir", "train_size", "test_size")})
                 per_example = flops_per_example(settings["model"], data)
             done = runner.rows(points, data, PHASES, "e2e_s", cache=cache)
-            add_tta(done, target_acc)
+            add_tta(done, settings["target_acc"])
             rows += [count_examples(p, row, summary, data, per_example) for p, (row, summary) in zip(points, done)]
             if panels:
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))

@@ -165,13 +165,14 @@ class BenchRunner:
         ``extra`` (its suffix -> the table) as STEM+``suffix``+its suffix.parquet; print where.
         Then one W&B run named like the files: the tables, the plot and the further PNGs of
         ``images`` (name -> path). The files written, ``images``' included."""
-        from raypkg.paths import atomic_write
         from raypkg.plots import figure, save_png
+        from raypkg.tracking.provenance import provenance
         from raypkg.tracking.run import write_parquet
 
         print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
         stem = self.stem.with_name(self.stem.name + suffix)
-        written = [atomic_write(stem.with_name(stem.name + ".parquet"), lambda p: write_parquet(p, frame))]
+        source = provenance(self.threads)  # every table written: its date, commit, command and machine
+        written = [write_parquet(stem.with_name(stem.name + ".parquet"), frame, source)]
         pngs = dict(images or {})
         if plot is not None:
             fig, axes = figure(ncols=panels or 1, width=7.0 if panels is None else 6.0, height=4.2)
@@ -180,8 +181,7 @@ class BenchRunner:
                 axes[0].set_title(title)
             pngs = {"plot": save_png(fig, stem.with_name(stem.name + ".png")), **pngs}
         for more, table in (extra or {}).items():
-            written.append(atomic_write(stem.with_name(stem.name + more + ".parquet"),
-                                        lambda p, table=table: write_parquet(p, table)))
+            written.append(write_parquet(stem.with_name(stem.name + more + ".parquet"), table, source))
         written[1:1] = pngs.values()
         click.echo("saved: " + ", ".join(str(p) for p in written))
         self.log_wandb(stem.name, {"table": frame, **{k.lstrip("-"): t for k, t in (extra or {}).items()}}, pngs)

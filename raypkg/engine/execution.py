@@ -132,10 +132,6 @@ class Execution:
     measure_s: float = 0.0  # the measurement's own seconds (0 when reused from the cache)
     measured_at: str = ""  # when this machine measured it (ISO date)
 
-    @property
-    def pair(self) -> Pair:
-        return self.precision, self.memory_format
-
     def describe(self) -> str:
         """The run's first line: ``execution: bf16, channels_last (from the cache: ...)``."""
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.medians_ms.items())

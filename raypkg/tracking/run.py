@@ -52,11 +52,19 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def write_parquet(path: Path, table: pd.DataFrame | dict) -> Path:
-    """Write a DataFrame or a dict of equal-length columns atomically (tmp file + rename)."""
+def write_parquet(path: Path, table: pd.DataFrame | dict, provenance: dict | None = None) -> Path:
+    """Write a DataFrame or a dict of equal-length columns atomically (tmp file + rename),
+    with ``provenance`` (``raypkg.tracking.provenance``) in its schema's metadata."""
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(
         {k: (v.cpu().numpy() if hasattr(v, "cpu") else v) for k, v in table.items()})
-    return atomic_write(path, lambda tmp: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp))
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    if provenance:
+        import json
+
+        from raypkg.tracking.provenance import KEY
+
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), KEY: json.dumps(provenance)})
+    return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
 
 
 class RunDir:
