@@ -14,6 +14,7 @@ from torch import nn
 from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
+from raypkg.engine.execution import MARGIN
 from raypkg.engine.loop import fit, seed_everything, training_state
 from raypkg.models import build_model
 from raypkg.sparse import kernels as K
@@ -259,7 +260,13 @@ def test_auto_never_picks_a_layer_under_80_percent_sparse_and_agrees_with_its_ti
     assert timings  # every candidate was timed
     densities = {name: float(m.float().mean()) for name, m in dst.masks.items()}
     assert all(densities[f"{name}.weight"] <= 0.2 for name in timings)
-    assert set(dst.sparse_layers) == {name for name, t in timings.items() if t["sparse_ms"] < t["dense_ms"]}
+    # a layer runs on the kernels only when they beat dense by the execution's margin
+    assert set(dst.sparse_layers) == {name for name, t in timings.items() if t["kernels"]}
+    assert all(timings[name]["sparse_ms"] < timings[name]["dense_ms"] * (1 - MARGIN) for name in dst.sparse_layers)
+    # the choice is this machine's: the same run again takes it from the cache, the same layers
+    _, again, _ = short_run("resnet20", "auto", steps=2)
+    assert again.sparse_layers == dst.sparse_layers
+    assert {t["source"] for t in again.sparse_timings.values()} == {"cache"}
 
 
 def test_without_sparseprop_auto_runs_masked_with_a_note_and_sparse_is_refused(monkeypatch, capsys):

@@ -3,27 +3,31 @@
 
 masked: every layer computes densely with its zeros (the reference implementations' way).
 sparse: every supported layer that is at least ``MIN_SPARSITY`` sparse runs on the kernels.
-auto: of those, the ones whose forward + backward, timed on one real batch at fit start,
-is faster on the kernels than dense at the run's precision (``--precision``: a bf16 run
-compares each layer's sparse fp32 kernels with its dense bf16 autocast); on a GPU, or
-without SparseProp (one note line), masked.
+auto: of those, the ones whose forward + backward on one real batch is clearly faster on the
+kernels than dense at the run's precision (``--precision``: a bf16 run compares each
+layer's sparse fp32 kernels with its dense bf16 autocast); on a GPU, or without SparseProp
+(one note line), masked. Each layer is measured and chosen as the engine's execution is
+(``raypkg.engine.execution``: warm-ups, interleaved rounds, the kernels only when they beat
+dense by the margin, apart), and the choice is cached for this machine, keyed by the
+model, the layer, its sparsity, the batch and the precision, so the same command runs
+the same layers on the kernels every time.
 Under DDP rank 0 decides and broadcasts, so every rank runs the same arithmetic.
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 import torch
 from torch import nn
 
-from raypkg.engine.execution import autocast, median_ms
+from raypkg.engine.execution import ExecutionCache, autocast, cache_key, decide
 from raypkg.engine.optim import SGD
 from raypkg.errors import UsageError
 from raypkg.sparse import kernels as K
 
 MIN_SPARSITY = 0.8  # a layer runs sparse only when at least this share of its weights is masked
-TIMING_REPEATS = 3
 
 
 def masked_modules(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
@@ -71,8 +75,8 @@ class SparseExecution:
         timings: dict[str, dict[str, float]] = {}
         chosen = list(candidates)
         if mode == "auto" and candidates:
-            timings = time_layers(ctx, candidates, masks)
-            chosen = [name for name in candidates if timings[name]["sparse_ms"] < timings[name]["dense_ms"]]
+            timings = choose_layers(ctx, candidates, masks)
+            chosen = [name for name in candidates if timings[name]["kernels"]]
         chosen = agree_on_rank_0(ctx, list(candidates), chosen)
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d) and chosen:
@@ -130,10 +134,14 @@ def agree_on_rank_0(ctx, candidates: list[str], chosen: list[str]) -> list[str]:
     return [name for name, on in zip(candidates, flags.tolist()) if on]
 
 
-def time_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-    """Each candidate's forward + backward in ms, dense and sparse (median of
-    ``TIMING_REPEATS`` after one warm-up), on its input from one real training batch; the
-    sparse one is fed its input in the batch-innermost layout it gets inside the network."""
+DENSE, SPARSE = ("dense", "masked"), ("sparse", "kernels")  # a layer's two candidates, the simpler first
+
+
+def choose_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Tensor],
+                  cache: ExecutionCache | None = None) -> dict[str, dict]:
+    """Each candidate layer's choice (``kernels``) and median forward + backward ms, dense and
+    sparse, on its input from one real training batch (the sparse one fed the batch-innermost
+    layout it gets inside the network): measured and chosen as ``decide`` does, cached."""
     inputs: dict[str, torch.Tensor] = {}
 
     def keep_input(name):
@@ -154,6 +162,7 @@ def time_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Te
     timings = {}
     for name, module in candidates.items():
         x = inputs[name]
+        sparsity = 1 - float(masks[f"{name}.weight"].float().mean())
         layout = K.layout_for(module, masks[f"{name}.weight"])
         weight = module.weight.detach().clone().requires_grad_()
         if isinstance(module, nn.Conv2d):
@@ -170,12 +179,21 @@ def time_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.Te
             def sparse(x):
                 return K.SparseLinearFn.apply(x, weight, None, layout)
             x_inner = x.t().contiguous().t()
-        with autocast(ctx.model):
-            dense_ms = time_forward_backward(dense, x)
-        timings[name] = {"dense_ms": dense_ms, "sparse_ms": time_forward_backward(sparse, x_inner.float())}
+        steps = {DENSE: forward_backward(dense, x, ctx.model), SPARSE: forward_backward(sparse, x_inner.float())}
+        key = cache_key(f"{ctx.cfg.model}:{name}@sparsity={sparsity:.3f}:{ctx.cfg.precision}", tuple(x.shape[1:]),
+                        len(x), ctx.device, [DENSE, SPARSE])
+        choice = decide(key, lambda: nullcontext(steps), cache)
+        timings[name] = {"dense_ms": choice.medians_ms["dense/masked"], "sparse_ms": choice.medians_ms["sparse/kernels"],
+                         "kernels": choice.precision == "sparse", "source": choice.source}
     return timings
 
 
-def time_forward_backward(layer, x: torch.Tensor) -> float:
+def forward_backward(layer, x: torch.Tensor, model: nn.Module | None = None):
+    """One forward + backward of ``layer`` on ``x`` (under ``model``'s autocast when given)."""
     x = x.clone().requires_grad_() if x.is_contiguous() else x.detach().requires_grad_()
-    return median_ms(lambda: layer(x).float().sum().backward(), TIMING_REPEATS)
+
+    def step():
+        with autocast(model) if model is not None else nullcontext():
+            out = layer(x)
+        out.float().sum().backward()
+    return step
