@@ -477,6 +477,19 @@ SAYS += [  # precision and memory format (#38), time-to-accuracy
      "density is a setting of sparse: it needs --set stack=sparse"),
 ]
 
+SAYS += [  # issue 48: a repeated list flag adds to the list, with the comma form's duplicate check
+    (T + ["--with", "infobatch", "--with", "infobatch"], "--with names infobatch twice"),
+    (C + ["--with", "sparse", "--with", "sparse"], "--with names sparse twice"),
+    (["run", "crest", "--out", "{out}", "--with", "sparse", "--with", "infobatch"], "one batch plan"),
+    (T + ["--lr", "0.1", "--lr", "0.05"], "several --lr values need --lrlen"),
+    (T + ["--lr", "0.1", "--lr", "0.05", "--lrlen", "1"], "--lrlen needs one positive epoch count per --lr value"),
+    (B + ["frontier", "--methods", "rs2", "--methods", "rs2"], "--methods names rs2 more than once"),
+    (B + ["frontier", "--fractions", "0.1", "--fractions", "0.1"], "--fractions names 0.1 more than once"),
+    (B + ["precision", "--setups", "digits:mlp", "--setups", "digits:mlp"], "--setups names digits:mlp more than once"),
+    (B + ["sparse", "--backends", "masked", "--backends", "masked"], "--backends names masked more than once"),
+    (B + ["coreset", "--methods", "uniform", "--methods", "uniform"], "--methods names uniform more than once"),
+]
+
 
 def test_the_table_is_large_enough():
     rows = BAD + PROCESSES + [args for args, _ in SAYS]
@@ -733,3 +746,56 @@ def test_report_shows_no_curves_for_metrics_whose_numbers_are_words(world, monke
     result = CliRunner().invoke(main, ["report", str(run), "--no-plot"])
     assert result.exit_code == 0, result.output
     assert result.stderr.strip() == f"warning: {str(run)!r}: unreadable metrics.parquet, no curves for this run"
+
+
+def cli_commands(group=main, path=()):
+    """(path, command) of every command of ``effray``, its lazy bench commands included."""
+    import click
+
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
+        if isinstance(command, click.Group):
+            yield from cli_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_list_valued_flag_adds_up_when_repeated():
+    """Derived from the CLI itself: a flag whose value is a list (a list type, or a help that
+    says comma-separated) is a ListOption or repeatable, so a second one never drops the first."""
+    import click
+
+    from raypkg.cli_options import ListOption, NameList, NumberList
+
+    lists = []
+    for path, command in cli_commands():
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            listed = isinstance(param.type, (NameList, NumberList)) or "comma-separated" in (param.help or "").lower()
+            if listed:
+                assert isinstance(param, ListOption) or param.multiple, (path, param.opts)
+                lists.append((path, param.opts[0]))
+    assert (("train",), "--with") in lists and (("bench", "frontier"), "--methods") in lists
+
+
+def test_a_repeated_list_flag_adds_and_a_single_valued_one_keeps_the_last():
+    from raypkg.bench import bench
+    from raypkg.cli_options import join_list_flags
+
+    def params(command, *args):
+        return command.make_context("x", join_list_flags(list(args))).params
+
+    train = main.commands["train"]
+    assert params(train, "--with", "sparse", "--with", "infobatch")["stack"] == ["sparse", "infobatch"]
+    assert params(train, "--with", "sparse,infobatch")["stack"] == ["sparse", "infobatch"]
+    assert params(train, "--lr", "0.1", "0.05", "--lr", "0.01")["lr"] == [0.1, 0.05, 0.01]
+    assert params(train)["stack"] is None and params(train)["lr"] is None  # not given: the config's value stays
+    assert params(train, "--epochs", "2", "--epochs", "3")["epochs"] == 3
+    frontier = bench.get_command(None, "frontier")
+    assert params(frontier, "--methods", "rs2", "--methods", "uniform+rigl-itop")["methods"] == "rs2,uniform+rigl-itop"
+    assert params(frontier, "--fractions", "0.1", "--fractions", "0.3")["fractions"] == [0.1, 0.3]
+    assert params(frontier, "--workers", "1", "--workers", "2")["workers"] == 2
+    deltagrad = bench.get_command(None, "deltagrad")
+    assert params(deltagrad)["ratios"] == [0.001, 0.01] and params(deltagrad)["lr"] == [0.1, 0.05]
+    assert params(deltagrad, "--also", "1,2,3", "--also", "4,5,6")["also"] == "1,2,3;4,5,6"

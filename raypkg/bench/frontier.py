@@ -41,7 +41,7 @@ from raypkg.bench.deltagrad_panel import (
     plot_deltagrad,
 )
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
-from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, name_list, once_each
+from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, list_option, name_list, once_each
 from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError, choose
@@ -312,15 +312,15 @@ def count_options(func):
 @click.option("--label-noise", type=float,
               help="Symmetric noise on this fraction of the training labels, in [0, 1) (the same noisy labels for "
                    "every method of a seed). Default: the preset's (0, or 0.3 for digits-aug:mlp-noisy).")
-@click.option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
+@list_option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
               show_default=True, help="Comma-separated methods, or stacks of them joined by + (e.g. "
                                       "infobatch+rigl-itop,rs2+rigl-itop). Full training always runs, at fp32 and "
                                       "contiguous weights (full-fp32: the reference of every ratio and of the TTA "
                                       "target) and at --precision auto (full).")
-@click.option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
+@list_option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
                                                "of full training's steps, in (0, 1]. Default: 0.1,0.3.")
-@click.option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
-@click.option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
+@list_option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
+@list_option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
               help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "
