@@ -57,11 +57,15 @@ def stackable() -> dict[str, Any]:
 
 
 def stack_of(values) -> tuple[str, ...]:
-    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple."""
-    if not values:
+    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple; any
+    other value (a mapping ``{sparse: 1}``, a number, a list holding one) is a one-line
+    UsageError, not read as a list of its keys."""
+    if values is None or isinstance(values, (str, list, tuple)) and not values:
         return ()
     items = values.split(",") if isinstance(values, str) else values
-    return tuple(str(name).strip() for name in items)
+    if not isinstance(items, (list, tuple)) or not all(isinstance(name, str) for name in items):
+        raise UsageError(f"stack must be a list of names, got {values!r}")
+    return tuple(name.strip() for name in items)
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from raypkg.cli_options import (
     parse_options,
     print_summary,
     set_option,
+    target_acc_option,
     train_options,
     wandb_option,
 )
@@ -96,8 +97,7 @@ def echo_listing(entries: dict[str, str]) -> None:
                              "Default: report.png beside the first run (in its --out directory), or in "
                              "the current directory when the first run is a URI.")
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
-@click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
-              help="Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
+@target_acc_option("Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
 def report(run_dirs, save, plot, no_plot, target_acc):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
 

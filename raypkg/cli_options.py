@@ -366,6 +366,18 @@ def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_fla
     return extra
 
 
+def _check_target_acc(ctx, param, value):
+    from raypkg.engine.config import check_target_acc
+
+    return None if value is None else check_target_acc(value)
+
+
+def target_acc_option(help: str):
+    """``--target-acc`` of a command that is not a training config's (``report``, ``bench
+    frontier``): checked by the same function as a training config's (nan refused)."""
+    return click.option("--target-acc", type=float, callback=_check_target_acc, help=help)
+
+
 def wandb_option(help: str):
     """``--wandb offline|online|disabled`` (default offline: never a prompt for a key). The
     modes are tracking.wandb_logger.WANDB_MODES, written out: importing raypkg.tracking

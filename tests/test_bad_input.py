@@ -79,6 +79,19 @@ CONFIGS = {
     "space_reselect_never": "method: coreset\nbase: {selection: glister, epochs: 5}\n"
                             "space: {reselect_every: {choice: [2, 5]}}\n",
     "space_pair": "method: sparse\nspace: {agc: {choice: [false, true]}, agc_gamma: {choice: [0.1, 0.3]}}\n",
+    # issue 48: one check per value whatever the entry point; contradictions refused
+    "space_cl_base": "method: train\nbase: {model: mlp, memory_format: channels_last}\nspace: {lr: {choice: [0.1]}}\n",
+    "space_cl_trial": "method: train\nbase: {model: logreg}\n"
+                      "space: {memory_format: {choice: [contiguous, channels_last]}}\n",
+    "space_nan_target": "method: train\nbase: {target_acc: .nan}\nspace: {lr: {choice: [0.1]}}\n",
+    "stack_mapping": "stack: {sparse: 1}\n",
+    "stack_number": "stack: 3\n",
+    "stack_numbers": "stack: [1, 2]\n",
+    "stack_twice": "stack: [sparse, sparse]\n",
+    "amp_bf16": "amp: false\nprecision: bf16\n",
+    "amp_auto": "amp: false\nprecision: auto\n",
+    "amp_fp32": "amp: true\nprecision: fp32\n",
+    "cl_lenet": "model: lenet5\nmemory_format: channels_last\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -489,6 +502,64 @@ SAYS += [  # issue 48: a repeated list flag adds to the list, with the comma for
     (B + ["sparse", "--backends", "masked", "--backends", "masked"], "--backends names masked more than once"),
     (B + ["coreset", "--methods", "uniform", "--methods", "uniform"], "--methods names uniform more than once"),
 ]
+
+NAN_TARGET = "target-acc must be a test accuracy in (0, 1], got nan"
+SAYS += [  # issue 48: one check per value, whatever the entry point
+    (B + ["frontier", "--target-acc", "nan"], NAN_TARGET),
+    (B + ["frontier", "--target-acc", "0"], "target-acc must be a test accuracy in (0, 1], got 0"),
+    (B + ["frontier", "--target-acc", "inf"], "got inf"),
+    (["report", "{run}", "--target-acc", "nan"], NAN_TARGET),
+    (["report", "{run}", "--target-acc", "-0.5"], "got -0.5"),
+    (["report", "{run}", "--target-acc", "inf", "--no-plot"], "got inf"),
+    (T + ["--target-acc", "nan"], "target-acc must be"),
+    (C + ["--target-acc", "1.01"], "target-acc must be a test accuracy in (0, 1], got 1.01"),
+    (TUNE + ["--space", "{cfg:space_cl_base}"], "the space file's base is invalid: memory-format channels_last lays "
+                                                "out convolution weights, and model mlp has none"),
+    (TUNE + ["--space", "{cfg:space_cl_trial}"], "the trial memory_format=channels_last is invalid"),
+    (TUNE + ["--space", "{cfg:space_nan_target}"], "the space file's base is invalid: target-acc"),
+    (TUNE + ["--set", "memory_format=channels_last", "--set", "model=mlp"], "model mlp has none"),
+    (T + ["--config", "{cfg:stack_mapping}"], "stack must be a list of names, got {'sparse': 1}"),
+    (T + ["--config", "{cfg:stack_number}"], "stack must be a list of names, got 3"),
+    (T + ["--config", "{cfg:stack_numbers}"], "stack must be a list of names, got [1, 2]"),
+    (T + ["--config", "{cfg:stack_twice}"], "--with names sparse twice"),
+    (T + ["--config", "{cfg:amp_bf16}"], "amp: false and precision: bf16 contradict each other"),
+    (T + ["--config", "{cfg:amp_auto}"], "amp: false and precision: auto contradict each other"),
+    (T + ["--config", "{cfg:amp_fp32}"], "amp: true and precision: fp32 contradict each other"),
+    (C + ["--config", "{cfg:amp_bf16}"], "contradict each other"),
+    (T + ["--config", "{cfg:cl_lenet}", "--model", "mlp"], "memory-format channels_last from config file"),
+    (T + ["--config", "{cfg:cl_lenet}", "--model", "logreg"], "records what --memory-format auto chose for its "
+                                                              "model lenet5) lays out convolution weights, and "
+                                                              "model logreg has none"),
+    (S + ["--model", "mlp", "--memory-format", "channels_last"], "model mlp has none"),
+    (["run", "crest", "--out", "{out}", "--model", "logreg", "--memory-format", "channels_last"], "has none"),
+    (T + ["--model", "mlp", "--memory-format", "channels_last", *MARKS], "model mlp has none"),  # before the data
+]
+
+# issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
+API_BAD = [
+    ("infobatch+sparse", {"stack": ["sparse"]}, "stack names sparse twice: the method 'infobatch+sparse' names it"),
+    ("train+sparse", {"stack": "sparse"}, "stack names sparse twice"),
+    ("train", {"stack": {"sparse": 1}}, "stack must be a list of names, got {'sparse': 1}"),
+    ("train", {"stack": ["sparse", "sparse"]}, "--with names sparse twice"),
+    ("train", {"stack": 3}, "stack must be a list of names, got 3"),
+    ("train", {"model": "mlp", "memory_format": "channels_last"}, "model mlp has none"),
+    ("coreset", {"model": "logreg", "memory_format": "channels_last"}, "model logreg has none"),
+    ("infobatch", {"target_acc": 1.5}, "target-acc must be a test accuracy in (0, 1], got 1.5"),
+    ("train", {"target_acc": float("nan")}, "target-acc must be"),
+    ("train", {"amp": False}, "unknown setting(s) amp"),
+]
+
+
+@pytest.mark.parametrize("method, settings, says", API_BAD, ids=[f"{m} {s}" for m, s, _ in API_BAD])
+def test_the_api_refuses_what_only_it_can_be_given(world, monkeypatch, method, settings, says):
+    import raypkg
+
+    monkeypatch.chdir(world["work"])
+    before = snapshot(world["out"], world["work"])
+    with pytest.raises(UsageError) as refused:
+        raypkg.run(method, save=False, out=str(world["out"]), dataset="digits", epochs=1, **settings)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert snapshot(world["out"], world["work"]) == before
 
 
 def test_the_table_is_large_enough():

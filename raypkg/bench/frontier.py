@@ -41,7 +41,15 @@ from raypkg.bench.deltagrad_panel import (
     plot_deltagrad,
 )
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
-from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, list_option, name_list, once_each
+from raypkg.cli_options import (
+    FLOATS,
+    address_option,
+    check_bench_numbers,
+    list_option,
+    name_list,
+    once_each,
+    target_acc_option,
+)
 from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError, choose
@@ -327,8 +335,7 @@ def count_options(func):
                    "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
-@click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
-              help="Time-to-accuracy target of every row (default: each seed's full training's final test "
+@target_acc_option("Time-to-accuracy target of every row (default: each seed's full training's final test "
                    "accuracy minus 0.5 points).")
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
