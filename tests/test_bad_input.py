@@ -92,6 +92,7 @@ CONFIGS = {
     "amp_auto": "amp: false\nprecision: auto\n",
     "amp_fp32": "amp: true\nprecision: fp32\n",
     "cl_lenet": "model: lenet5\nmemory_format: channels_last\n",
+    "select_target": "target_acc: 0.5\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -534,6 +535,11 @@ SAYS += [  # issue 48: one check per value, whatever the entry point
     (["run", "crest", "--out", "{out}", "--model", "logreg", "--memory-format", "channels_last"], "has none"),
     (T + ["--model", "mlp", "--memory-format", "channels_last", *MARKS], "model mlp has none"),  # before the data
 ]
+SAYS += [  # issue 48: a setting that would do nothing is refused, as select refuses --epochs
+    (S + ["--target-acc", "0.5"], "No such option '--target-acc'"),
+    (S + ["--config", "{cfg:select_target}"], "--target-acc times the subset's training to an accuracy; select only "
+                                              "selects (use `effray run coreset`)"),
+]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
 API_BAD = [
@@ -547,6 +553,7 @@ API_BAD = [
     ("infobatch", {"target_acc": 1.5}, "target-acc must be a test accuracy in (0, 1], got 1.5"),
     ("train", {"target_acc": float("nan")}, "target-acc must be"),
     ("train", {"amp": False}, "unknown setting(s) amp"),
+    ("select", {"target_acc": 0.5}, "--target-acc times the subset's training to an accuracy; select only selects"),
 ]
 
 
@@ -557,7 +564,7 @@ def test_the_api_refuses_what_only_it_can_be_given(world, monkeypatch, method, s
     monkeypatch.chdir(world["work"])
     before = snapshot(world["out"], world["work"])
     with pytest.raises(UsageError) as refused:
-        raypkg.run(method, save=False, out=str(world["out"]), dataset="digits", epochs=1, **settings)
+        raypkg.run(method, save=False, out=str(world["out"]), dataset="digits", **settings)
     assert says in str(refused.value) and "\n" not in str(refused.value)
     assert snapshot(world["out"], world["work"]) == before
 
