@@ -53,7 +53,10 @@ def import_path(obj: Any) -> str:
 
 def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Run recipe ``method`` with ``config`` (a config object or a mapping) and ``settings``
-    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run).
+    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run, no
+    selection cache under ``OUT/.cache``; only the per-user execution cache of an ``auto``
+    precision or memory format, and Ray's session logs of a run that starts Ray, are
+    written: the README's "From Python" says where).
     ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories.
     ``method`` is positional only, so that a recipe's own ``method`` setting is a keyword:
     ``run("select", method="grand")``."""
