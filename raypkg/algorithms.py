@@ -83,6 +83,9 @@ def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
     plans = [cls.BATCH_PLAN] if getattr(cls, "BATCH_PLAN", None) else []
     bases = []
     for name in stack:
+        if not name:  # "infobatch+", `stack: [sparse, ""]`: never printed as `--with : ...`
+            raise UsageError(f"stack {list(stack)} has an empty member: name each algorithm "
+                             f"({', '.join(entries)})")
         if name == "deltagrad":
             raise UsageError("--with deltagrad: DeltaGrad trains on its own (L-BFGS steps on a flat parameter "
                              "vector, raypkg.deltagrad.replay); it does not stack")

@@ -173,7 +173,9 @@ def execution(clear):
 @click.argument("method")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False),
               help="YAML search space (default: the one shipped for METHOD, raypkg/tune_spaces/METHOD.yaml).")
-@click.option("--num-samples", type=int, default=4, show_default=True, help="Trials to run.")
+@click.option("--num-samples", type=int, default=4, show_default=True,
+              help="Trials to run with random search; with --search grid, times to run the whole grid (a grid "
+                   "of 2 points and --num-samples 1 runs 2 trials).")
 @click.option("--scheduler", type=click.Choice(["fifo", "asha"]), help="Trial scheduler (overrides the space).")
 @click.option("--search", type=click.Choice(["random", "grid"]), help="Search algorithm (overrides the space).")
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")

@@ -93,6 +93,8 @@ CONFIGS = {
     "amp_fp32": "amp: true\nprecision: fp32\n",
     "cl_lenet": "model: lenet5\nmemory_format: channels_last\n",
     "select_target": "target_acc: 0.5\n",
+    "stack_empty": "stack: [sparse, '']\n",
+    "stack_empty_text": "stack: 'sparse,'\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -540,6 +542,22 @@ SAYS += [  # issue 48: a setting that would do nothing is refused, as select ref
     (S + ["--config", "{cfg:select_target}"], "--target-acc times the subset's training to an accuracy; select only "
                                               "selects (use `effray run coreset`)"),
 ]
+SAYS += [  # issue 48: words that mislead
+    (["report", "{run}", "--save", "{file}/x.csv"], "/a-file/x.csv': "),
+    (["report", "{run}", "--save", "{file}/x.csv", "--no-plot"], "a-file' is a file, not a directory"),
+    (B + ["frontier", "--save", "{file}/x"], "a-file' is a file, not a directory"),
+    (B + ["sparse", "--save", "{file}/x/y"], "a-file' is a file, not a directory"),
+    (["report", "{run}", "--save", "/proc/x.csv"], "--save '/proc/x.csv': directory '/proc' is not writable"),
+    (B + ["frontier", "--save", "/proc/x"], "--save '/proc/x': directory '/proc' is not writable"),
+    (B + ["frontier", "--methods", "crest+infobatch"], "--methods crest+infobatch: one run takes one batch plan"),
+    (B + ["frontier", "--methods", "infobatch+infobatch"], "--methods infobatch+infobatch: this method is infobatch"),
+    (B + ["frontier", "--methods", "rs2+rigl-itop+a-rigl-itop"], "--methods rs2+rigl-itop+a-rigl-itop: names sparse "
+                                                                  "twice"),
+    (T + ["--config", "{cfg:stack_empty}"], "stack ['sparse', ''] has an empty member: name each algorithm"),
+    (T + ["--config", "{cfg:stack_empty_text}"], "stack ['sparse', ''] has an empty member"),
+    (U + ["--precision", "bf16"], "No such option '--precision'"),
+    (U + ["--memory-format", "contiguous"], "No such option '--memory-format'"),
+]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
 API_BAD = [
@@ -554,6 +572,7 @@ API_BAD = [
     ("train", {"target_acc": float("nan")}, "target-acc must be"),
     ("train", {"amp": False}, "unknown setting(s) amp"),
     ("select", {"target_acc": 0.5}, "--target-acc times the subset's training to an accuracy; select only selects"),
+    ("infobatch+", {}, "stack [''] has an empty member"),
 ]
 
 
@@ -877,3 +896,41 @@ def test_a_repeated_list_flag_adds_and_a_single_valued_one_keeps_the_last():
     deltagrad = bench.get_command(None, "deltagrad")
     assert params(deltagrad)["ratios"] == [0.001, 0.01] and params(deltagrad)["lr"] == [0.1, 0.05]
     assert params(deltagrad, "--also", "1,2,3", "--also", "4,5,6")["also"] == "1,2,3;4,5,6"
+
+
+def test_no_frontier_refusal_names_a_flag_it_does_not_have(world, monkeypatch):
+    """issue 48: a stack that cannot hold, in bench frontier, said `--with ...`."""
+    monkeypatch.chdir(world["work"])
+    for methods in ("crest+infobatch", "infobatch+infobatch", "rs2+rigl-itop+a-rigl-itop", "uniform+crest"):
+        result = CliRunner().invoke(main, ["bench", "frontier", "--methods", methods])
+        assert result.exit_code == 2 and "--with" not in result.stderr and "--methods" in result.stderr, result.stderr
+    help_text = CliRunner().invoke(main, ["bench", "frontier", "--help"]).output
+    assert "--precision" not in help_text and "--with" not in help_text
+
+
+def test_report_shows_a_target_no_run_reached_as_a_dash(world, monkeypatch):
+    """issue 48: report printed None where every run missed the target, - where some did."""
+    monkeypatch.chdir(world["work"])
+    result = CliRunner().invoke(main, ["report", str(world["run"]), "--target-acc", "1", "--no-plot"])
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[:2]
+    assert "tta_s" in header and "None" not in result.stdout
+    assert row.split()[header.split().index("tta_s")] == "-"
+
+
+def test_a_plan_that_reads_its_own_images_is_not_said_to_stream_by_ray_data():
+    from raypkg.crest.config import CrestConfig
+    from raypkg.engine.config import TrainConfig
+    from raypkg.infobatch.config import InfoBatchConfig
+    from raypkg.recipe import find_recipe, streaming_note
+
+    note = "data: 10 train images, 0.01 GiB decoded; streamed from disk by Ray Data (--data-path stream)"
+    assert streaming_note(note, TrainConfig()) == note
+    for cfg in (InfoBatchConfig(), CrestConfig(), find_recipe("train+infobatch").config_cls(stack=["infobatch"])):
+        said = streaming_note(note, cfg)
+        assert "by Ray Data (" not in said and "read in the training process by" in said and cfg.BATCH_PLAN in said
+
+
+def test_tune_num_samples_says_what_a_grid_does():
+    help_text = " ".join(CliRunner().invoke(main, ["tune", "--help"]).output.split())
+    assert "with --search grid, times to run the whole grid" in help_text

@@ -175,3 +175,11 @@ def test_a_stack_reuses_the_warm_up_and_the_selection_of_the_method_alone(tmp_pa
     stacked = raypkg.run("coreset+sparse", save=False, density=0.3, **common).summary
     assert alone["cached"] == {"pretrain_hits": 0, "selection_hit": False}
     assert stacked["cached"] == {"pretrain_hits": 1, "selection_hit": True}
+
+
+def test_the_summary_line_of_a_stacked_sparse_run_names_the_stack(tmp_path):
+    """issue 48: `run sparse --with infobatch` printed `RigL-ITOP digits/mlp: ...`."""
+    result = CliRunner().invoke(main, ["run", "sparse", "--with", "infobatch", "--dataset", "digits", "--model", "mlp",
+                                       "--epochs", "1", "--out", str(tmp_path), "--wandb", "disabled", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("RigL-ITOP+infobatch digits/mlp: test_acc") for line in result.stdout.splitlines())

@@ -249,7 +249,13 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
         own = member.config(name, values.get(member.grid), s, common, n)
         fields.update({key: getattr(own, key) for key in config_fields(load(stackable()[member.recipe].settings))})
         stack.append(member.recipe)
-    return stacked_class(type(cfg), tuple(stack))(**{**fields, "stack": stack})
+    try:
+        cls = stacked_class(type(cfg), tuple(stack))
+    except UsageError as e:  # the stack's own line names --with, a flag this bench does not have
+        reason = str(e).split(": ", 1)[1] if str(e).startswith("--with ") and ": " in str(e) else \
+            str(e).replace("--with names", "names")
+        raise UsageError(f"--methods {method}: {reason}") from None
+    return cls(**{**fields, "stack": stack})
 
 
 def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[int, float]:
@@ -324,7 +330,8 @@ def count_options(func):
               show_default=True, help="Comma-separated methods, or stacks of them joined by + (e.g. "
                                       "infobatch+rigl-itop,rs2+rigl-itop). Full training always runs, at fp32 and "
                                       "contiguous weights (full-fp32: the reference of every ratio and of the TTA "
-                                      "target) and at --precision auto (full).")
+                                      "target) and at the precision and memory format that auto picks on this "
+                                      "machine (full).")
 @list_option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
                                                "of full training's steps, in (0, 1]. Default: 0.1,0.3.")
 @list_option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")

@@ -198,6 +198,9 @@ class TrainConfig(RunConfig):
 
     # What the method's batch plan is, if it brings one (a stack takes one: raypkg.algorithms).
     BATCH_PLAN: ClassVar[str | None] = None
+    # Whether that plan reads streamed images itself, in the training process, as it picks
+    # them (InfoBatch's, CREST's), rather than through Ray Data's prefetch (the default plan's).
+    PLAN_READS_FILES: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         # list-valued keys also accept one number (from a YAML file or a tune space)
