@@ -369,13 +369,14 @@ def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_fla
 def _check_target_acc(ctx, param, value):
     from raypkg.engine.config import check_target_acc
 
-    return None if value is None else check_target_acc(value)
+    return None if value is None else check_target_acc(value, param.opts[0].lstrip("-"))
 
 
-def target_acc_option(help: str):
-    """``--target-acc`` of a command that is not a training config's (``report``, ``bench
-    frontier``): checked by the same function as a training config's (nan refused)."""
-    return click.option("--target-acc", type=float, callback=_check_target_acc, help=help)
+def target_acc_option(help: str, flag: str = "--target-acc", **kwargs):
+    """``--target-acc`` (or another accuracy ``flag``) of a command that is not a training
+    config's (``report``, ``bench frontier``, ``bench sparse``): checked by the same function
+    as a training config's (nan refused)."""
+    return click.option(flag, type=float, callback=_check_target_acc, help=help, **kwargs)
 
 
 def wandb_option(help: str):

@@ -558,6 +558,33 @@ SAYS += [  # issue 48: words that mislead
     (U + ["--precision", "bf16"], "No such option '--precision'"),
     (U + ["--memory-format", "contiguous"], "No such option '--memory-format'"),
 ]
+SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_every_command_has_a_row)
+    (B + ["overhead", "--cli-runs", "-1"], "--cli-runs must be >= 0, got -1"),
+    (B + ["deltagrad", "--gd-epochs", "-1"], "--gd-epochs must be >= 0, got -1"),
+    (B + ["deltagrad", "--gd-init", "-1"], "--gd-init must be >= 0, got -1"),
+    (B + ["deltagrad", "--gd-ratio", "2"], "--gd-ratio must be in (0, 1), got 2"),
+    (B + ["deltagrad", "--online-baseline-every", "0"], "--online-baseline-every must be >= 1, got 0"),
+    (B + ["deltagrad", "--online-requests", "-1"], "--online-requests must be >= 0, got -1"),
+    (B + ["deltagrad", "--repeat", "0"], "--repeat must be >= 1, got 0"),
+    (T + ["--image-size", "0"], "image-size must be a positive integer, got 0"),
+    (T + ["--image-size", "32"], "--image-size is a setting of --dataset imagefolder; digits does not use it"),
+    (T + ["--num-classes", "5"], "--num-classes is a setting of --dataset synthetic; digits does not use it"),
+    (C + ["--shape", "64"], "--shape is a setting of --dataset synthetic; digits does not use it"),
+    (T + ["--dataset", "synthetic", "--num-classes", "1"], "synthetic num_classes must be an integer >= 2, got 1"),
+    (T + ["--dataset", "synthetic", "--shape", "3x0x32"], "synthetic shape must be D (features) or C,H,W"),
+    (SP + ["--multiplier", "0"], "multiplier must be a positive integer, got 0"),
+    (B + ["sparse", "--target", "2"], "target must be a test accuracy in (0, 1], got 2"),
+    (B + ["sparse", "--target-of-dense", "nan"], "target-of-dense must be a test accuracy in (0, 1], got nan"),
+    (TUNE + ["--search", "bayes"], "'bayes' is not one of 'random', 'grid'"),
+    (T + ["--wandb-project", "a/b"], "wandb-project 'a/b' is not a W&B project name"),
+    (["run", "crest", "--out", "{out}", "--wandb-project", "x:y"], "wandb-project 'x:y' is not a W&B project name"),
+    (B + ["deltagrad", "--add-ratio", "-1"], "--add-ratio must be in [0, 1), got -1"),
+    (B + ["frontier", "--add", "nope"], "'nope' is not 'deltagrad'"),
+    (B + ["selection", "--block-budget", "0"], "--block-budget must be >= 1, got 0"),
+    (B + ["selection", "--block-size", "0"], "--block-size must be >= 1, got 0"),
+    (B + ["selection", "--blocks", "0"], "--blocks must be >= 1, got 0"),
+    (L + ["--bn-samples", "-1"], "bn-samples must be >= 1, got -1"),
+]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
 API_BAD = [
@@ -934,3 +961,33 @@ def test_a_plan_that_reads_its_own_images_is_not_said_to_stream_by_ray_data():
 def test_tune_num_samples_says_what_a_grid_does():
     help_text = " ".join(CliRunner().invoke(main, ["tune", "--help"]).output.split())
     assert "with --search grid, times to run the whole grid" in help_text
+
+
+# Commands that take no value that could be bad (they list, or clear a cache).
+NO_INPUT = {("datasets",), ("models",), ("execution",)}
+
+
+def row_command(row: list[str], paths: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The command of a row: the longest command path it starts with (``effray`` dropped)."""
+    row = row[1:] if row[0] == "effray" else row
+    return max((p for p in paths if tuple(row[:len(p)]) == p), key=len, default=None)
+
+
+def test_every_flag_of_every_command_has_a_row():
+    """Derived from the CLI itself (issue 48), so a new command or flag cannot miss the table:
+    every command has a row, and every flag that takes a value is named in some row (a
+    setting shared by several commands is checked by one function whatever the command:
+    one row is enough). An on/off switch has no bad value of its own; where it cannot act,
+    its rows are those of the setting it needs (NEEDS)."""
+    import click
+
+    commands = dict(cli_commands())
+    rows = BAD + [args for args, _ in SAYS] + PROCESSES
+    named = {arg.split("=")[0] for row in rows for arg in row if arg.startswith("-")}
+    covered = {row_command(row, set(commands)) for row in rows}
+    assert not set(commands) - covered - NO_INPUT, sorted(set(commands) - covered - NO_INPUT)
+    missing = sorted({f"{' '.join(path)} {param.opts[0]}" for path, command in commands.items()
+                      for param in command.params
+                      if isinstance(param, click.Option) and not param.is_flag
+                      and not (set(param.opts) | set(param.secondary_opts)) & named})
+    assert not missing, missing

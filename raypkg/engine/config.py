@@ -129,6 +129,11 @@ class RunConfig:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
                 raise UsageError(f"--{name.replace('_', '-')} sets the size of a generated dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")
+        for name, owner in (("num_classes", "synthetic"), ("shape", "synthetic"), ("image_size", "imagefolder")):
+            if getattr(self, name) is not None and self.dataset != owner and not dataset.plugin:  # would do nothing
+                raise UsageError(f"--{name.replace('_', '-')} is a setting of --dataset {owner}; {self.dataset} "
+                                 "does not use it")
+        check_wandb_project(self.wandb_project)
         check_positive(self, "decode_block")
         check_label_noise(self.label_noise)
         check_data_dir(self.data_dir)
@@ -256,12 +261,23 @@ class TrainConfig(RunConfig):
         return self
 
 
-def check_target_acc(value: float | None) -> float | None:
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"  # characters W&B refuses in a project name (only once the run starts)
+
+
+def check_wandb_project(project: str) -> None:
+    """A W&B project name W&B accepts: refused before any work, not by wandb.init after it."""
+    bad = sorted(set(project) & set(WANDB_PROJECT_FORBIDDEN))
+    if not project.strip() or bad or len(project) > 128:
+        raise UsageError(f"wandb-project {project!r} is not a W&B project name: 1 to 128 characters, none of "
+                         f"{' '.join(WANDB_PROJECT_FORBIDDEN)}")
+
+
+def check_target_acc(value: float | None, name: str = "target-acc") -> float | None:
     """The one check of a time-to-accuracy target, whatever the entry point (a training
     config, ``bench frontier --target-acc``, ``report --target-acc``): None, or a test
     accuracy in (0, 1] (nan is neither); else a one-line UsageError."""
     if value is not None and not 0 < value <= 1:
-        raise UsageError(f"target-acc must be a test accuracy in (0, 1], got {value:g}")
+        raise UsageError(f"{name} must be a test accuracy in (0, 1], got {value:g}")
     return value
 
 
