@@ -625,6 +625,10 @@ def test_the_table_is_large_enough():
                     "jobs/deltagrad.py train", "run lipt",
                     "jobs/lipt.py"):
         assert any(c.startswith(command) for c in commands), command
+    # issue 48: the newer surfaces
+    named = {arg for row in rows for arg in row}
+    assert {"--with", "--precision", "--memory-format", "--target-acc"} <= named
+    assert {"bench precision", "bench frontier", "report"} <= commands
 
 
 @pytest.fixture(scope="module")
