@@ -196,7 +196,8 @@ class TrainConfig(RunConfig):
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
                                             "of the cluster's CPUs, at most 4); smaller lets a restarted worker "
                                             "group fit on fewer nodes.")
-    stack: list[str] = setting(help="Algorithms stacked onto this method's training, comma-separated: sparse "
+    stack: list[str] = setting(help="Algorithms stacked onto this method's training, comma-separated or one --with "
+                               "each: sparse "
                                "(SET/RigL masks, AGC), infobatch (pruned epochs). Their flags (`effray run NAME "
                                "--help`) then apply, e.g. --with sparse --density 0.05 (raypkg.algorithms).",
                                factory=list, flag="--with")
