@@ -95,6 +95,8 @@ CONFIGS = {
     "select_target": "target_acc: 0.5\n",
     "stack_empty": "stack: [sparse, '']\n",
     "stack_empty_text": "stack: 'sparse,'\n",
+    "space_stack_twice": "method: infobatch+sparse\nbase: {stack: [sparse]}\nspace: {density: {choice: [0.1]}}\n",
+    "space_stack_mapping": "method: infobatch\nbase: {stack: {sparse: 1}}\nspace: {delta: {choice: [0.5]}}\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -584,6 +586,9 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (B + ["selection", "--block-size", "0"], "--block-size must be >= 1, got 0"),
     (B + ["selection", "--blocks", "0"], "--blocks must be >= 1, got 0"),
     (L + ["--bn-samples", "-1"], "bn-samples must be >= 1, got -1"),
+    (TUNE + ["--space", "{cfg:space_stack_twice}"], "base: stack names sparse twice: the method 'infobatch+sparse' "
+                                                    "names it already"),
+    (TUNE + ["--space", "{cfg:space_stack_mapping}"], "stack must be a list of names, got {'sparse': 1}"),
 ]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
