@@ -57,11 +57,15 @@ def stackable() -> dict[str, Any]:
 
 
 def stack_of(values) -> tuple[str, ...]:
-    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple."""
-    if not values:
+    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple; any
+    other value (a mapping ``{sparse: 1}``, a number, a list holding one) is a one-line
+    UsageError, not read as a list of its keys."""
+    if values is None or isinstance(values, (str, list, tuple)) and not values:
         return ()
     items = values.split(",") if isinstance(values, str) else values
-    return tuple(str(name).strip() for name in items)
+    if not isinstance(items, (list, tuple)) or not all(isinstance(name, str) for name in items):
+        raise UsageError(f"stack must be a list of names, got {values!r}")
+    return tuple(name.strip() for name in items)
 
 
 @functools.cache
@@ -79,6 +83,9 @@ def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
     plans = [cls.BATCH_PLAN] if getattr(cls, "BATCH_PLAN", None) else []
     bases = []
     for name in stack:
+        if not name:  # "infobatch+", `stack: [sparse, ""]`: never printed as `--with : ...`
+            raise UsageError(f"stack {list(stack)} has an empty member: name each algorithm "
+                             f"({', '.join(entries)})")
         if name == "deltagrad":
             raise UsageError("--with deltagrad: DeltaGrad trains on its own (L-BFGS steps on a flat parameter "
                              "vector, raypkg.deltagrad.replay); it does not stack")

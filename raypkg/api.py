@@ -53,7 +53,10 @@ def import_path(obj: Any) -> str:
 
 def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Run recipe ``method`` with ``config`` (a config object or a mapping) and ``settings``
-    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run).
+    on top; ``save=False`` keeps everything in memory (no run directory, no W&B run, no
+    selection cache under ``OUT/.cache``; only the per-user execution cache of an ``auto``
+    precision or memory format, and Ray's session logs of a run that starts Ray, are
+    written: the README's "From Python" says where).
     ``model=`` and ``data=`` (the ``dataset`` setting) take names, import paths or factories.
     ``method`` is positional only, so that a recipe's own ``method`` setting is a keyword:
     ``run("select", method="grand")``."""
@@ -84,11 +87,20 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
     run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
     from raypkg.algorithms import stack_of
-    from raypkg.engine.config import check_needs, check_settings_known, flag_aliases, read_config_file, with_stack
+    from raypkg.engine.config import (
+        check_file_memory_format,
+        check_needs,
+        check_settings_known,
+        flag_aliases,
+        read_config_file,
+        with_stack,
+    )
     from raypkg.errors import UsageError
 
+    from_file = {}
     if isinstance(config, (str, os.PathLike)):
         values = read_config_file(config, recipe.config_cls)
+        from_file = dict(values)
     elif dataclasses.is_dataclass(config) and not isinstance(config, type):
         values = dataclasses.asdict(config)
     elif config is None or isinstance(config, Mapping):
@@ -106,11 +118,16 @@ def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
             values[key] = import_path(values[key])
     if "+" in method:  # run("infobatch+sparse"): the stack in the name
         named = method.split("+")[1:]
-        values["stack"] = [*named, *(name for name in stack_of(values.get("stack")) if name not in named)]
+        more = stack_of(values.get("stack"))
+        twice = [name for name in more if name in named] if "stack" in given else []
+        if twice:  # stack= names it again, as --with sparse,sparse would (a config's own stack may repeat it)
+            raise UsageError(f"stack names {twice[0]} twice: the method {method!r} names it already")
+        values["stack"] = [*named, *(name for name in more if name not in named)]
     cls = with_stack(recipe.config_cls, values)
     check_settings_known(cls, values, given, what=f"for {method}")
     cfg = cls(**values)
     check_needs(cfg, given)  # a keyword given where it cannot act, even at its default value
+    check_file_memory_format(cfg, from_file, given, config)
     return cfg
 
 

@@ -14,6 +14,7 @@ from raypkg.cli_options import (
     parse_options,
     print_summary,
     set_option,
+    target_acc_option,
     train_options,
     wandb_option,
 )
@@ -96,8 +97,7 @@ def echo_listing(entries: dict[str, str]) -> None:
                              "Default: report.png beside the first run (in its --out directory), or in "
                              "the current directory when the first run is a URI.")
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
-@click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
-              help="Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
+@target_acc_option("Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
 @click.option("--markdown", is_flag=True, help="Print a stored bench table (one .parquet) as the Markdown the docs "
                                                 "show, with where it came from; --columns picks its columns.")
 @click.option("--columns", help="With --markdown: comma-separated columns (default: all).")
@@ -194,7 +194,9 @@ def execution(clear):
 @click.argument("method")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False),
               help="YAML search space (default: the one shipped for METHOD, raypkg/tune_spaces/METHOD.yaml).")
-@click.option("--num-samples", type=int, default=4, show_default=True, help="Trials to run.")
+@click.option("--num-samples", type=int, default=4, show_default=True,
+              help="Trials to run with random search; with --search grid, times to run the whole grid (a grid "
+                   "of 2 points and --num-samples 1 runs 2 trials).")
 @click.option("--scheduler", type=click.Choice(["fifo", "asha"]), help="Trial scheduler (overrides the space).")
 @click.option("--search", type=click.Choice(["random", "grid"]), help="Search algorithm (overrides the space).")
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: one per CPU).")

@@ -153,6 +153,38 @@ class NameList(click.ParamType):
 NAMES = NameList()
 
 
+class ListOption(click.Option):
+    """A flag whose value is a list: each time it is given adds to the list, so
+    ``--with sparse --with infobatch`` is ``--with sparse,infobatch`` and the duplicate
+    check of the comma form sees every item (``--with infobatch --with infobatch`` is
+    refused as ``--with infobatch,infobatch`` is). A typed list (``NAMES``, ``FLOATS``,
+    ``INTS``) parses to one list; a plain one (a bench's ``--methods``) to one string of the
+    items joined by ``sep``, read later by ``name_list`` or ``number_list``. Not given, it
+    parses to its default (None if it has none). A single-valued flag keeps click's rule:
+    the last one given wins."""
+
+    def __init__(self, *args, sep: str = ",", **kwargs):
+        default = kwargs.pop("default", None)
+        default = list(default) if isinstance(default, tuple) else default
+        if kwargs.get("show_default") is True and default is not None:
+            kwargs["show_default"] = sep.join(map(str, default)) if isinstance(default, list) else str(default)
+        super().__init__(*args, multiple=True, default=None if default is None else (default,), **kwargs)
+        self.sep = sep
+
+    def type_cast_value(self, ctx, value):
+        items = super().type_cast_value(ctx, value)
+        if not items:
+            return None
+        if all(isinstance(item, list) for item in items):
+            return [v for item in items for v in item]
+        return self.sep.join(str(item) for item in items)
+
+
+def list_option(*names: str, **kwargs):
+    """``click.option`` of a list-valued flag (``ListOption``)."""
+    return click.option(*names, cls=ListOption, **kwargs)
+
+
 # The counts where 0 means none.
 MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "cli_runs", "gd_epochs", "gd_init", "online_requests"}
 
@@ -254,8 +286,8 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
                 options.append(click.option(*names, f.name, type=click.Choice(list(meta["choices"])), **given))
             elif typing.get_origin(base) is list:
                 item = typing.get_args(base)[0]
-                options.append(click.option(*names, f.name, type={float: FLOATS, int: INTS, str: NAMES}[item],
-                                            **given))
+                options.append(list_option(*names, f.name, type={float: FLOATS, int: INTS, str: NAMES}[item],
+                                           **given))
             elif base in (int, float, str):
                 options.append(click.option(*names, f.name, type=base, **given))
         return functools.reduce(lambda fn, opt: opt(fn), reversed(options), func)
@@ -332,6 +364,19 @@ def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_fla
     if taken:
         raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
     return extra
+
+
+def _check_target_acc(ctx, param, value):
+    from raypkg.engine.config import check_target_acc
+
+    return None if value is None else check_target_acc(value, param.opts[0].lstrip("-"))
+
+
+def target_acc_option(help: str, flag: str = "--target-acc", **kwargs):
+    """``--target-acc`` (or another accuracy ``flag``) of a command that is not a training
+    config's (``report``, ``bench frontier``, ``bench sparse``): checked by the same function
+    as a training config's (nan refused)."""
+    return click.option(flag, type=float, callback=_check_target_acc, help=help, **kwargs)
 
 
 def wandb_option(help: str):

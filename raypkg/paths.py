@@ -8,18 +8,21 @@ from pathlib import Path
 from raypkg.errors import RunFailed, UsageError
 
 
-def check_writable_dir(path: str | Path, flag: str) -> Path:
-    """``path`` is (or can be created as) a directory this process can write into."""
+def check_writable_dir(path: str | Path, flag: str, shown: str | Path | None = None) -> Path:
+    """``path`` is (or can be created as) a directory this process can write into; the line
+    quotes ``shown`` as the value given (default ``path``: a file's directory is checked
+    for the file the user named)."""
     path = Path(path)
+    given = str(path if shown is None else shown)
     probe = path
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UsageError(f"{flag} {str(path)!r}: {str(probe)!r} is a file, not a directory")
+        raise UsageError(f"{flag} {given!r}: {str(probe)!r} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK) or not _can_make_dir_in(probe):  # root: /proc, read-only mounts
-        raise UsageError(f"{flag} {str(path)!r}: directory {str(probe)!r} is not writable")
+        raise UsageError(f"{flag} {given!r}: directory {str(probe)!r} is not writable")
     return path
 
 
@@ -45,7 +48,7 @@ def check_writable_file(path: str | Path, flag: str, suffixes: tuple[str, ...] =
         raise UsageError(f"{flag} {str(path)!r} is a directory; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{flag} {str(path)!r} is not writable")
-    check_writable_dir(path.parent if str(path.parent) else Path("."), flag)
+    check_writable_dir(path.parent if str(path.parent) else Path("."), flag, shown=path)
     return path
 
 

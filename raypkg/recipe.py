@@ -164,6 +164,17 @@ class Recipe:
                               **{**run.summary, "device": str(device), "restarts": restarts})
 
 
+def streaming_note(note: str, cfg) -> str:
+    """The dataset's line on how its images are held, for this run: a batch plan that reads
+    the images itself (InfoBatch's, CREST's) reads them in the training process, not
+    through Ray Data's prefetch."""
+    if getattr(cfg, "PLAN_READS_FILES", False):
+        return note.replace("streamed from disk by Ray Data",
+                            f"streamed from disk, read in the training process by {cfg.BATCH_PLAN} as it picks "
+                            "them (not prefetched by Ray Data)")
+    return note
+
+
 def load_data(cfg):
     """``cfg``'s dataset (the recipes' load step); prints how image files are held (memory
     or streamed) and why, and a note when the training split is tiny."""
@@ -173,7 +184,7 @@ def load_data(cfg):
 
     data = load_dataset(cfg.dataset, **cfg.data_options())
     if data.note:
-        print(data.note, flush=True)
+        print(streaming_note(data.note, cfg), flush=True)
     small = small_data_note(data)
     if small:
         print(f"note: {small}", file=sys.stderr, flush=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from raypkg.algorithms import stack_of
 from raypkg.engine.config import UniqueKeyLoader, check_settings_known, config_fields, listed
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import find_recipe, load_recipes
@@ -64,7 +65,11 @@ def read_space(path: str | Path) -> dict:
         if not isinstance(spec.get(section) or {}, dict):
             raise UsageError(f"{section}: in {str(path)!r} must be a mapping of config keys, got "
                              f"{type(spec[section]).__name__}")
-    recipe = find_recipe(str(spec["method"]), (spec.get("base") or {}).get("stack", ()))  # infobatch+sparse: a stack
+    base_stack = stack_of((spec.get("base") or {}).get("stack"))
+    twice = [name for name in base_stack if name in str(spec["method"]).split("+")[1:]]
+    if twice:  # as raypkg.run("infobatch+sparse", stack=["sparse"]) and --with sparse,sparse are
+        raise UsageError(f"base: stack names {twice[0]} twice: the method {spec['method']!r} names it already")
+    recipe = find_recipe(str(spec["method"]), base_stack)  # infobatch+sparse: a stack
     fields = config_fields(recipe.config_cls)
     for section in ("base", "space"):
         bad = sorted(str(k) for k in set(spec.get(section) or {}) - fields)

@@ -44,6 +44,21 @@ def test_save_false_writes_nothing_and_gives_the_same_run(tmp_path, monkeypatch)
     assert list(in_memory.metrics["test_acc"]) == list(on_disk.metrics["test_acc"])
 
 
+def test_save_false_writes_no_selection_cache(tmp_path, monkeypatch):
+    """issue 48: a warm-up and a selection in memory wrote OUT/.cache (runs/.cache by default);
+    with save=False nothing is written under --out or the working directory."""
+    work, out = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    quiet = dict(dataset="digits", model="logreg", progress=False, wandb="disabled")
+    coreset = raypkg.run("coreset", save=False, out=str(out), selection="grand", repeats=1, pretrain_epochs=1,
+                         epochs=1, fraction=0.2, **quiet)
+    lipt = raypkg.run("lipt", save=False, selection="glister", shards=2, pre_epochs=1, epochs=1, **quiet)
+    assert coreset.run_dir is None and lipt.run_dir is None
+    assert coreset.summary["cached"]["pretrain_hits"] == 0  # nothing read either
+    assert list(work.iterdir()) == [] and not out.exists()
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: raypkg.run("nosuch"), "unknown method 'nosuch'"),
     (lambda: raypkg.run("crest", learning_rate=0.1), "unknown setting(s) learning_rate for crest"),

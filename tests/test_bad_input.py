@@ -79,6 +79,24 @@ CONFIGS = {
     "space_reselect_never": "method: coreset\nbase: {selection: glister, epochs: 5}\n"
                             "space: {reselect_every: {choice: [2, 5]}}\n",
     "space_pair": "method: sparse\nspace: {agc: {choice: [false, true]}, agc_gamma: {choice: [0.1, 0.3]}}\n",
+    # issue 48: one check per value whatever the entry point; contradictions refused
+    "space_cl_base": "method: train\nbase: {model: mlp, memory_format: channels_last}\nspace: {lr: {choice: [0.1]}}\n",
+    "space_cl_trial": "method: train\nbase: {model: logreg}\n"
+                      "space: {memory_format: {choice: [contiguous, channels_last]}}\n",
+    "space_nan_target": "method: train\nbase: {target_acc: .nan}\nspace: {lr: {choice: [0.1]}}\n",
+    "stack_mapping": "stack: {sparse: 1}\n",
+    "stack_number": "stack: 3\n",
+    "stack_numbers": "stack: [1, 2]\n",
+    "stack_twice": "stack: [sparse, sparse]\n",
+    "amp_bf16": "amp: false\nprecision: bf16\n",
+    "amp_auto": "amp: false\nprecision: auto\n",
+    "amp_fp32": "amp: true\nprecision: fp32\n",
+    "cl_lenet": "model: lenet5\nmemory_format: channels_last\n",
+    "select_target": "target_acc: 0.5\n",
+    "stack_empty": "stack: [sparse, '']\n",
+    "stack_empty_text": "stack: 'sparse,'\n",
+    "space_stack_twice": "method: infobatch+sparse\nbase: {stack: [sparse]}\nspace: {density: {choice: [0.1]}}\n",
+    "space_stack_mapping": "method: infobatch\nbase: {stack: {sparse: 1}}\nspace: {delta: {choice: [0.5]}}\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -477,6 +495,130 @@ SAYS += [  # precision and memory format (#38), time-to-accuracy
      "density is a setting of sparse: it needs --set stack=sparse"),
 ]
 
+SAYS += [  # issue 48: a repeated list flag adds to the list, with the comma form's duplicate check
+    (T + ["--with", "infobatch", "--with", "infobatch"], "--with names infobatch twice"),
+    (C + ["--with", "sparse", "--with", "sparse"], "--with names sparse twice"),
+    (["run", "crest", "--out", "{out}", "--with", "sparse", "--with", "infobatch"], "one batch plan"),
+    (T + ["--lr", "0.1", "--lr", "0.05"], "several --lr values need --lrlen"),
+    (T + ["--lr", "0.1", "--lr", "0.05", "--lrlen", "1"], "--lrlen needs one positive epoch count per --lr value"),
+    (B + ["frontier", "--methods", "rs2", "--methods", "rs2"], "--methods names rs2 more than once"),
+    (B + ["frontier", "--fractions", "0.1", "--fractions", "0.1"], "--fractions names 0.1 more than once"),
+    (B + ["precision", "--setups", "digits:mlp", "--setups", "digits:mlp"], "--setups names digits:mlp more than once"),
+    (B + ["sparse", "--backends", "masked", "--backends", "masked"], "--backends names masked more than once"),
+    (B + ["coreset", "--methods", "uniform", "--methods", "uniform"], "--methods names uniform more than once"),
+]
+
+NAN_TARGET = "target-acc must be a test accuracy in (0, 1], got nan"
+SAYS += [  # issue 48: one check per value, whatever the entry point
+    (B + ["frontier", "--target-acc", "nan"], NAN_TARGET),
+    (B + ["frontier", "--target-acc", "0"], "target-acc must be a test accuracy in (0, 1], got 0"),
+    (B + ["frontier", "--target-acc", "inf"], "got inf"),
+    (["report", "{run}", "--target-acc", "nan"], NAN_TARGET),
+    (["report", "{run}", "--target-acc", "-0.5"], "got -0.5"),
+    (["report", "{run}", "--target-acc", "inf", "--no-plot"], "got inf"),
+    (T + ["--target-acc", "nan"], "target-acc must be"),
+    (C + ["--target-acc", "1.01"], "target-acc must be a test accuracy in (0, 1], got 1.01"),
+    (TUNE + ["--space", "{cfg:space_cl_base}"], "the space file's base is invalid: memory-format channels_last lays "
+                                                "out convolution weights, and model mlp has none"),
+    (TUNE + ["--space", "{cfg:space_cl_trial}"], "the trial memory_format=channels_last is invalid"),
+    (TUNE + ["--space", "{cfg:space_nan_target}"], "the space file's base is invalid: target-acc"),
+    (TUNE + ["--set", "memory_format=channels_last", "--set", "model=mlp"], "model mlp has none"),
+    (T + ["--config", "{cfg:stack_mapping}"], "stack must be a list of names, got {'sparse': 1}"),
+    (T + ["--config", "{cfg:stack_number}"], "stack must be a list of names, got 3"),
+    (T + ["--config", "{cfg:stack_numbers}"], "stack must be a list of names, got [1, 2]"),
+    (T + ["--config", "{cfg:stack_twice}"], "--with names sparse twice"),
+    (T + ["--config", "{cfg:amp_bf16}"], "amp: false and precision: bf16 contradict each other"),
+    (T + ["--config", "{cfg:amp_auto}"], "amp: false and precision: auto contradict each other"),
+    (T + ["--config", "{cfg:amp_fp32}"], "amp: true and precision: fp32 contradict each other"),
+    (C + ["--config", "{cfg:amp_bf16}"], "contradict each other"),
+    (T + ["--config", "{cfg:cl_lenet}", "--model", "mlp"], "memory-format channels_last from config file"),
+    (T + ["--config", "{cfg:cl_lenet}", "--model", "logreg"], "records what --memory-format auto chose for its "
+                                                              "model lenet5) lays out convolution weights, and "
+                                                              "model logreg has none"),
+    (S + ["--model", "mlp", "--memory-format", "channels_last"], "model mlp has none"),
+    (["run", "crest", "--out", "{out}", "--model", "logreg", "--memory-format", "channels_last"], "has none"),
+    (T + ["--model", "mlp", "--memory-format", "channels_last", *MARKS], "model mlp has none"),  # before the data
+]
+SAYS += [  # issue 48: a setting that would do nothing is refused, as select refuses --epochs
+    (S + ["--target-acc", "0.5"], "No such option '--target-acc'"),
+    (S + ["--config", "{cfg:select_target}"], "--target-acc times the subset's training to an accuracy; select only "
+                                              "selects (use `effray run coreset`)"),
+]
+SAYS += [  # issue 48: words that mislead
+    (["report", "{run}", "--save", "{file}/x.csv"], "/a-file/x.csv': "),
+    (["report", "{run}", "--save", "{file}/x.csv", "--no-plot"], "a-file' is a file, not a directory"),
+    (B + ["frontier", "--save", "{file}/x"], "a-file' is a file, not a directory"),
+    (B + ["sparse", "--save", "{file}/x/y"], "a-file' is a file, not a directory"),
+    (["report", "{run}", "--save", "/proc/x.csv"], "--save '/proc/x.csv': directory '/proc' is not writable"),
+    (B + ["frontier", "--save", "/proc/x"], "--save '/proc/x': directory '/proc' is not writable"),
+    (B + ["frontier", "--methods", "crest+infobatch"], "--methods crest+infobatch: one run takes one batch plan"),
+    (B + ["frontier", "--methods", "infobatch+infobatch"], "--methods infobatch+infobatch: this method is infobatch"),
+    (B + ["frontier", "--methods", "rs2+rigl-itop+a-rigl-itop"], "--methods rs2+rigl-itop+a-rigl-itop: names sparse "
+                                                                  "twice"),
+    (T + ["--config", "{cfg:stack_empty}"], "stack ['sparse', ''] has an empty member: name each algorithm"),
+    (T + ["--config", "{cfg:stack_empty_text}"], "stack ['sparse', ''] has an empty member"),
+    (U + ["--precision", "bf16"], "No such option '--precision'"),
+    (U + ["--memory-format", "contiguous"], "No such option '--memory-format'"),
+]
+SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_every_command_has_a_row)
+    (B + ["overhead", "--cli-runs", "-1"], "--cli-runs must be >= 0, got -1"),
+    (B + ["deltagrad", "--gd-epochs", "-1"], "--gd-epochs must be >= 0, got -1"),
+    (B + ["deltagrad", "--gd-init", "-1"], "--gd-init must be >= 0, got -1"),
+    (B + ["deltagrad", "--gd-ratio", "2"], "--gd-ratio must be in (0, 1), got 2"),
+    (B + ["deltagrad", "--online-baseline-every", "0"], "--online-baseline-every must be >= 1, got 0"),
+    (B + ["deltagrad", "--online-requests", "-1"], "--online-requests must be >= 0, got -1"),
+    (B + ["deltagrad", "--repeat", "0"], "--repeat must be >= 1, got 0"),
+    (T + ["--image-size", "0"], "image-size must be a positive integer, got 0"),
+    (T + ["--image-size", "32"], "--image-size is a setting of --dataset imagefolder; digits does not use it"),
+    (T + ["--num-classes", "5"], "--num-classes is a setting of --dataset synthetic; digits does not use it"),
+    (C + ["--shape", "64"], "--shape is a setting of --dataset synthetic; digits does not use it"),
+    (T + ["--dataset", "synthetic", "--num-classes", "1"], "synthetic num_classes must be an integer >= 2, got 1"),
+    (T + ["--dataset", "synthetic", "--shape", "3x0x32"], "synthetic shape must be D (features) or C,H,W"),
+    (SP + ["--multiplier", "0"], "multiplier must be a positive integer, got 0"),
+    (B + ["sparse", "--target", "2"], "target must be a test accuracy in (0, 1], got 2"),
+    (B + ["sparse", "--target-of-dense", "nan"], "target-of-dense must be a test accuracy in (0, 1], got nan"),
+    (TUNE + ["--search", "bayes"], "'bayes' is not one of 'random', 'grid'"),
+    (T + ["--wandb-project", "a/b"], "wandb-project 'a/b' is not a W&B project name"),
+    (["run", "crest", "--out", "{out}", "--wandb-project", "x:y"], "wandb-project 'x:y' is not a W&B project name"),
+    (B + ["deltagrad", "--add-ratio", "-1"], "--add-ratio must be in [0, 1), got -1"),
+    (B + ["frontier", "--add", "nope"], "'nope' is not 'deltagrad'"),
+    (B + ["selection", "--block-budget", "0"], "--block-budget must be >= 1, got 0"),
+    (B + ["selection", "--block-size", "0"], "--block-size must be >= 1, got 0"),
+    (B + ["selection", "--blocks", "0"], "--blocks must be >= 1, got 0"),
+    (L + ["--bn-samples", "-1"], "bn-samples must be >= 1, got -1"),
+    (TUNE + ["--space", "{cfg:space_stack_twice}"], "base: stack names sparse twice: the method 'infobatch+sparse' "
+                                                    "names it already"),
+    (TUNE + ["--space", "{cfg:space_stack_mapping}"], "stack must be a list of names, got {'sparse': 1}"),
+]
+
+# issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
+API_BAD = [
+    ("infobatch+sparse", {"stack": ["sparse"]}, "stack names sparse twice: the method 'infobatch+sparse' names it"),
+    ("train+sparse", {"stack": "sparse"}, "stack names sparse twice"),
+    ("train", {"stack": {"sparse": 1}}, "stack must be a list of names, got {'sparse': 1}"),
+    ("train", {"stack": ["sparse", "sparse"]}, "--with names sparse twice"),
+    ("train", {"stack": 3}, "stack must be a list of names, got 3"),
+    ("train", {"model": "mlp", "memory_format": "channels_last"}, "model mlp has none"),
+    ("coreset", {"model": "logreg", "memory_format": "channels_last"}, "model logreg has none"),
+    ("infobatch", {"target_acc": 1.5}, "target-acc must be a test accuracy in (0, 1], got 1.5"),
+    ("train", {"target_acc": float("nan")}, "target-acc must be"),
+    ("train", {"amp": False}, "unknown setting(s) amp"),
+    ("select", {"target_acc": 0.5}, "--target-acc times the subset's training to an accuracy; select only selects"),
+    ("infobatch+", {}, "stack [''] has an empty member"),
+]
+
+
+@pytest.mark.parametrize("method, settings, says", API_BAD, ids=[f"{m} {s}" for m, s, _ in API_BAD])
+def test_the_api_refuses_what_only_it_can_be_given(world, monkeypatch, method, settings, says):
+    import raypkg
+
+    monkeypatch.chdir(world["work"])
+    before = snapshot(world["out"], world["work"])
+    with pytest.raises(UsageError) as refused:
+        raypkg.run(method, save=False, out=str(world["out"]), dataset="digits", **settings)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert snapshot(world["out"], world["work"]) == before
+
 
 def test_the_table_is_large_enough():
     rows = BAD + PROCESSES + [args for args, _ in SAYS]
@@ -488,6 +630,10 @@ def test_the_table_is_large_enough():
                     "jobs/deltagrad.py train", "run lipt",
                     "jobs/lipt.py"):
         assert any(c.startswith(command) for c in commands), command
+    # issue 48: the newer surfaces
+    named = {arg for row in rows for arg in row}
+    assert {"--with", "--precision", "--memory-format", "--target-acc"} <= named
+    assert {"bench precision", "bench frontier", "report"} <= commands
 
 
 @pytest.fixture(scope="module")
@@ -733,3 +879,124 @@ def test_report_shows_no_curves_for_metrics_whose_numbers_are_words(world, monke
     result = CliRunner().invoke(main, ["report", str(run), "--no-plot"])
     assert result.exit_code == 0, result.output
     assert result.stderr.strip() == f"warning: {str(run)!r}: unreadable metrics.parquet, no curves for this run"
+
+
+def cli_commands(group=main, path=()):
+    """(path, command) of every command of ``effray``, its lazy bench commands included."""
+    import click
+
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
+        if isinstance(command, click.Group):
+            yield from cli_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_list_valued_flag_adds_up_when_repeated():
+    """Derived from the CLI itself: a flag whose value is a list (a list type, or a help that
+    says comma-separated) is a ListOption or repeatable, so a second one never drops the first."""
+    import click
+
+    from raypkg.cli_options import ListOption, NameList, NumberList
+
+    lists = []
+    for path, command in cli_commands():
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            listed = isinstance(param.type, (NameList, NumberList)) or "comma-separated" in (param.help or "").lower()
+            if listed:
+                assert isinstance(param, ListOption) or param.multiple, (path, param.opts)
+                lists.append((path, param.opts[0]))
+    assert (("train",), "--with") in lists and (("bench", "frontier"), "--methods") in lists
+
+
+def test_a_repeated_list_flag_adds_and_a_single_valued_one_keeps_the_last():
+    from raypkg.bench import bench
+    from raypkg.cli_options import join_list_flags
+
+    def params(command, *args):
+        return command.make_context("x", join_list_flags(list(args))).params
+
+    train = main.commands["train"]
+    assert params(train, "--with", "sparse", "--with", "infobatch")["stack"] == ["sparse", "infobatch"]
+    assert params(train, "--with", "sparse,infobatch")["stack"] == ["sparse", "infobatch"]
+    assert params(train, "--lr", "0.1", "0.05", "--lr", "0.01")["lr"] == [0.1, 0.05, 0.01]
+    assert params(train)["stack"] is None and params(train)["lr"] is None  # not given: the config's value stays
+    assert params(train, "--epochs", "2", "--epochs", "3")["epochs"] == 3
+    frontier = bench.get_command(None, "frontier")
+    assert params(frontier, "--methods", "rs2", "--methods", "uniform+rigl-itop")["methods"] == "rs2,uniform+rigl-itop"
+    assert params(frontier, "--fractions", "0.1", "--fractions", "0.3")["fractions"] == [0.1, 0.3]
+    assert params(frontier, "--workers", "1", "--workers", "2")["workers"] == 2
+    deltagrad = bench.get_command(None, "deltagrad")
+    assert params(deltagrad)["ratios"] == [0.001, 0.01] and params(deltagrad)["lr"] == [0.1, 0.05]
+    assert params(deltagrad, "--also", "1,2,3", "--also", "4,5,6")["also"] == "1,2,3;4,5,6"
+
+
+def test_no_frontier_refusal_names_a_flag_it_does_not_have(world, monkeypatch):
+    """issue 48: a stack that cannot hold, in bench frontier, said `--with ...`."""
+    monkeypatch.chdir(world["work"])
+    for methods in ("crest+infobatch", "infobatch+infobatch", "rs2+rigl-itop+a-rigl-itop", "uniform+crest"):
+        result = CliRunner().invoke(main, ["bench", "frontier", "--methods", methods])
+        assert result.exit_code == 2 and "--with" not in result.stderr and "--methods" in result.stderr, result.stderr
+    help_text = CliRunner().invoke(main, ["bench", "frontier", "--help"]).output
+    assert "--precision" not in help_text and "--with" not in help_text
+
+
+def test_report_shows_a_target_no_run_reached_as_a_dash(world, monkeypatch):
+    """issue 48: report printed None where every run missed the target, - where some did."""
+    monkeypatch.chdir(world["work"])
+    result = CliRunner().invoke(main, ["report", str(world["run"]), "--target-acc", "1", "--no-plot"])
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[:2]
+    assert "tta_s" in header and "None" not in result.stdout
+    assert row.split()[header.split().index("tta_s")] == "-"
+
+
+def test_a_plan_that_reads_its_own_images_is_not_said_to_stream_by_ray_data():
+    from raypkg.crest.config import CrestConfig
+    from raypkg.engine.config import TrainConfig
+    from raypkg.infobatch.config import InfoBatchConfig
+    from raypkg.recipe import find_recipe, streaming_note
+
+    note = "data: 10 train images, 0.01 GiB decoded; streamed from disk by Ray Data (--data-path stream)"
+    assert streaming_note(note, TrainConfig()) == note
+    for cfg in (InfoBatchConfig(), CrestConfig(), find_recipe("train+infobatch").config_cls(stack=["infobatch"])):
+        said = streaming_note(note, cfg)
+        assert "by Ray Data (" not in said and "read in the training process by" in said and cfg.BATCH_PLAN in said
+
+
+def test_tune_num_samples_says_what_a_grid_does():
+    help_text = " ".join(CliRunner().invoke(main, ["tune", "--help"]).output.split())
+    assert "with --search grid, times to run the whole grid" in help_text
+
+
+# Commands that take no value that could be bad (they list, or clear a cache).
+NO_INPUT = {("datasets",), ("models",), ("execution",)}
+
+
+def row_command(row: list[str], paths: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The command of a row: the longest command path it starts with (``effray`` dropped)."""
+    row = row[1:] if row[0] == "effray" else row
+    return max((p for p in paths if tuple(row[:len(p)]) == p), key=len, default=None)
+
+
+def test_every_flag_of_every_command_has_a_row():
+    """Derived from the CLI itself (issue 48), so a new command or flag cannot miss the table:
+    every command has a row, and every flag that takes a value is named in some row (a
+    setting shared by several commands is checked by one function whatever the command:
+    one row is enough). An on/off switch has no bad value of its own; where it cannot act,
+    its rows are those of the setting it needs (NEEDS)."""
+    import click
+
+    commands = dict(cli_commands())
+    rows = BAD + [args for args, _ in SAYS] + PROCESSES
+    named = {arg.split("=")[0] for row in rows for arg in row if arg.startswith("-")}
+    covered = {row_command(row, set(commands)) for row in rows}
+    assert not set(commands) - covered - NO_INPUT, sorted(set(commands) - covered - NO_INPUT)
+    missing = sorted({f"{' '.join(path)} {param.opts[0]}" for path, command in commands.items()
+                      for param in command.params
+                      if isinstance(param, click.Option) and not param.is_flag
+                      and not (set(param.opts) | set(param.secondary_opts)) & named})
+    assert not missing, missing

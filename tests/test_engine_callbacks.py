@@ -189,6 +189,22 @@ def test_cache_keys_cover_every_field_that_changes_the_data_or_the_model():
         config_key(base, SELECTION_EXCLUDE)
 
 
+def test_a_time_to_accuracy_target_is_in_no_cache_key():
+    """issue 48: --target-acc only measures the subset's training; adding it reran the warm-up."""
+    from raypkg.lipt.config import LiptConfig
+    from raypkg.lipt.pretrain import LIPT_PRETRAIN_EXCLUDE
+    from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, SELECTION_EXCLUDE, config_key, pretrain_config
+
+    base = CoresetConfig(selection="grand", pretrain_epochs=2).resolved().validate()
+    timed = dataclasses.replace(base, target_acc=0.5)
+    assert config_key(pretrain_config(timed, 0), PRETRAIN_EXCLUDE) == config_key(pretrain_config(base, 0),
+                                                                                    PRETRAIN_EXCLUDE)
+    assert config_key(timed, SELECTION_EXCLUDE) == config_key(base, SELECTION_EXCLUDE)
+    lipt = LiptConfig()
+    assert config_key(dataclasses.replace(lipt, target_acc=0.5), LIPT_PRETRAIN_EXCLUDE) == \
+        config_key(lipt, LIPT_PRETRAIN_EXCLUDE)
+
+
 def test_a_no_normalize_run_does_not_reuse_a_standardised_pretraining(tmp_path):
     from raypkg.selection.recipe import SELECT
 

@@ -293,11 +293,22 @@ def test_selection_scores_a_bf16_model_in_bf16_and_returns_fp32_close_to_fp32():
 
 
 @pytest.mark.parametrize("text, precision", [("amp: false\n", "fp32"), ("amp: true\n", "auto"),
-                                             ("amp: false\nprecision: bf16\n", "bf16")])
+                                             ("amp: false\nprecision: fp32\n", "fp32"),
+                                             ("amp: true\nprecision: bf16\n", "bf16")])
 def test_old_configs_with_amp_keep_working(tmp_path, text, precision):
     path = tmp_path / "old.yaml"
     path.write_text(text)
     assert resolve_config(TrainConfig, str(path)).precision == precision
+
+
+@pytest.mark.parametrize("text", ["amp: false\nprecision: bf16\n", "amp: false\nprecision: auto\n",
+                                  "amp: true\nprecision: fp32\n"])
+def test_amp_and_a_precision_it_contradicts_are_refused(tmp_path, text):
+    """issue 48: `amp: false` with `precision: bf16` ran bf16; a contradiction is refused."""
+    path = tmp_path / "old.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="contradict each other"):
+        resolve_config(TrainConfig, str(path))
 
 
 def test_amp_must_be_a_switch(tmp_path):

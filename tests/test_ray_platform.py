@@ -6,6 +6,11 @@ These share one Ray instance (the session fixture) and are kept few and small.
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -43,3 +48,50 @@ def test_shard_pool_returns_exactly_the_in_process_map(ray_session):
     assert torch.equal(remote["index"], data.index)  # index order
     assert torch.equal(remote["logits"], local["logits"])
     assert torch.equal(remote_sum, local_sum)
+
+
+LISTENERS = r'''
+import os, re, subprocess
+import ray
+from raypkg.distributed.cluster import connect_ray
+
+def descendants(root):
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, todo = {root}, [root]
+    while todo:
+        pid = todo.pop()
+        children = [c for c, p in parent.items() if p == pid and c not in found]
+        found.update(children)
+        todo += children
+    return found
+
+print("GCS", connect_ray(num_cpus=1))
+ray.get(ray.remote(lambda: 1).remote())  # a worker process too
+ours = descendants(os.getpid())
+for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines():
+    if {int(pid) for pid in re.findall(r"pid=(\d+)", line)} & ours:
+        print("LISTEN", line.split()[3], ",".join(re.findall(r'"([^"]+)"', line)))
+'''
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to list listening sockets")
+def test_a_private_local_ray_listens_on_loopback_only():
+    """issue 48: the private Ray of a local run (GCS, raylet, dashboard and its agents,
+    workers) listened on every interface; it listens on 127.0.0.1 only (docs/operations.md)."""
+    from conftest import bare_env
+
+    proc = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True, timeout=300,
+                          env=bare_env(RAY_USAGE_STATS_ENABLED="0"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listening = [line.split(" ", 2)[1:] for line in proc.stdout.splitlines() if line.startswith("LISTEN ")]
+    names = {name for _, shown in listening for name in shown.split(",")}
+    assert "gcs_server" in names and "raylet" in names, listening
+    exposed = [entry for entry in listening if not re.match(r"(\[::ffff:)?127\.0\.0\.1\]?:\d+$", entry[0])]
+    assert not exposed, exposed
+    assert "GCS 127.0.0.1:" in proc.stdout

@@ -173,6 +173,8 @@ def shrink(words: list[str]) -> list[str]:
             continue
         if flag in SIZES and "--dataset" in flags and dataset not in SIZED_DATASETS:
             continue  # a fixed-size dataset refuses --train-size (benches without --dataset size their own)
+        if flag == "--image-size" and "--dataset" in flags and dataset != "imagefolder":
+            continue  # only imagefolder resizes (another dataset refuses it, issue 48); bench data has no --dataset
         if flag in REFUSED_WITH and REFUSED_WITH[flag][0] in out and \
                 out[out.index(REFUSED_WITH[flag][0]) + 1] in REFUSED_WITH[flag][1]:
             continue

@@ -84,7 +84,7 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
                                   "infobatch", "rigl-itop", "a-rigl-itop"]
     # the frontier runs DeepCore's further selectors only when --methods names them
     from raypkg.bench.frontier import frontier_bench
-    default = next(p.default for p in frontier_bench.params if p.name == "methods").split(",")
+    default = frontier_bench.make_context("frontier", []).params["methods"].split(",")  # a ListOption's default
     assert "el2n" not in default and "grand" in default and "infobatch" in default
     for method in METHODS:
         assert recipes[method.name].name == method.name and default_space(method.name).is_file()

@@ -168,10 +168,19 @@ def test_the_frontier_names_a_stack_with_plus_and_refuses_one_that_cannot_hold()
 
 
 def test_a_stack_reuses_the_warm_up_and_the_selection_of_the_method_alone(tmp_path):
-    """The stack acts on the subset's training only: the cache keys leave it out."""
+    """The stack acts on the subset's training only: the cache keys leave it out. (Runs that
+    save: a run in memory neither reads nor writes OUT/.cache, issue 48.)"""
     common = dict(dataset="digits", model="mlp", epochs=2, selection="grand", fraction=0.3, pretrain_epochs=1,
-                  repeats=1, out=str(tmp_path), progress=False)
-    alone = raypkg.run("coreset", save=False, **common).summary
-    stacked = raypkg.run("coreset+sparse", save=False, density=0.3, **common).summary
+                  repeats=1, out=str(tmp_path), progress=False, wandb="disabled")
+    alone = raypkg.run("coreset", **common).summary
+    stacked = raypkg.run("coreset+sparse", density=0.3, **common).summary
     assert alone["cached"] == {"pretrain_hits": 0, "selection_hit": False}
     assert stacked["cached"] == {"pretrain_hits": 1, "selection_hit": True}
+
+
+def test_the_summary_line_of_a_stacked_sparse_run_names_the_stack(tmp_path):
+    """issue 48: `run sparse --with infobatch` printed `RigL-ITOP digits/mlp: ...`."""
+    result = CliRunner().invoke(main, ["run", "sparse", "--with", "infobatch", "--dataset", "digits", "--model", "mlp",
+                                       "--epochs", "1", "--out", str(tmp_path), "--wandb", "disabled", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("RigL-ITOP+infobatch digits/mlp: test_acc") for line in result.stdout.splitlines())

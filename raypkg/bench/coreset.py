@@ -17,7 +17,7 @@ import click
 import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
-from raypkg.cli_options import config_options, name_list, number_list
+from raypkg.cli_options import config_options, list_option, name_list, number_list
 from raypkg.full.recipe import TRAIN
 from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
@@ -37,8 +37,8 @@ COLUMNS = ["fraction", "method", "weighting", "pretrain_s", "selection_s", "trai
 @click.command("coreset")
 @config_options(CoresetConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
                 more_help={"epochs": "The same for full data and every subset."})
-@click.option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
-@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+@list_option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
+@list_option("--methods", default=DEFAULT_METHODS, show_default=True,
               help="Comma-separated selection methods, each optionally with config fields (weighting, weight_cap) "
                    "or selector options: NAME:KEY=VALUE;KEY=VALUE.")
 @bench_options()

@@ -24,6 +24,7 @@ from raypkg.cli_options import (
     bench_settings,
     check_bench_numbers,
     config_options,
+    list_option,
     name_list,
     number_list,
     set_option,
@@ -41,16 +42,16 @@ NOT_DIGITS = "Not applied to digits (fixed size)."
 
 
 @click.command("crest")
-@click.option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
+@list_option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
 @config_options(CrestConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
                 more_help={"train_size": NOT_DIGITS, "test_size": NOT_DIGITS,
                            "random_subset_size": "Default: the larger of 0.01 and 4 batches.",
                            "actors": "CREST rows only (with --set overlap=false: blocking, else overlapped with "
                                      "training, the coresets one region stale)."})
-@click.option("--optimizers", default="paper,momentum", show_default=True,
+@list_option("--optimizers", default="paper,momentum", show_default=True,
               help="Comma-separated: paper (SGD without momentum, LR warm-up over the first 10 percent of the epochs, "
                    "as the reference code trains) and/or momentum (SGD momentum 0.9, no warm-up).")
-@click.option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
+@list_option("--fracs", default="0.1,0.3", show_default=True, help="Comma-separated train_frac values.")
 @click.option("--double-step", is_flag=True,
               help="Also a row per f of CREST as its reference code steps: with twice the gradient (method "
                    "crest-2g), so at twice the effective LR of the random and none rows.")

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from raypkg.bench.harness import SAVE_HELP, WANDB_HELP, BenchRunner, timed
-from raypkg.cli_options import check_bench_numbers, name_list, number_list, wandb_option
+from raypkg.cli_options import check_bench_numbers, list_option, name_list, number_list, wandb_option
 from raypkg.data.digit_tree import VAL_PER_CLASS, write_trees
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
@@ -91,15 +91,15 @@ def plot_memory_and_speed(frame, ax) -> None:
 
 
 @click.command()
-@click.option("--sizes", default="5000,10000,20000,40000", show_default=True,
+@list_option("--sizes", default="5000,10000,20000,40000", show_default=True,
               help="Training-set sizes (images), comma-separated.")
-@click.option("--modes", default="memory,stream", show_default=True, help="Data paths to compare.")
+@list_option("--modes", default="memory,stream", show_default=True, help="Data paths to compare.")
 @click.option("--image-size", default=64, show_default=True, help="Side of the square images.")
 @click.option("--model", default="lenet5", show_default=True)
 @click.option("--epochs", default=2, show_default=True, help="Epochs per case (the last one is timed).")
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers (0: in-process).")
-@click.option("--decode-blocks", default="256", show_default=True,
+@list_option("--decode-blocks", default="256", show_default=True,
               help="Images per decode task when streaming (--decode-block), comma-separated to compare several.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work-dir", type=click.Path(file_okay=False), default=None,

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from raypkg.bench.harness import BenchRunner, bench_options, timed
-from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, config_options
+from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, config_options, list_option
 from raypkg.data.registry import load_dataset
 from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings, UnlearnTrainConfig
 from raypkg.deltagrad.exact import ExactGradients, make_gradients
@@ -60,9 +60,9 @@ def parse_hypers(text: str) -> list[tuple[int, int, int]]:
 # the training flags this bench varies (defaults: BENCH_RUN), and DeltaGrad's T0, j0 and m (the paper's 5, 20, 2)
 @config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN, fill_defaults=True)
 @config_options(RequestSettings, only=("period", "init", "m"), fill_defaults=True)
-@click.option("--ratios", type=FLOATS, default="0.001,0.01", show_default=True, help="Deletion ratios.")
+@list_option("--ratios", type=FLOATS, default="0.001,0.01", show_default=True, help="Deletion ratios.")
 @click.option("--add-ratio", type=float, default=0.001, show_default=True, help="Addition ratio (0: skip).")
-@click.option("--also", "also", default="", help="More T0,j0,m settings for the first deletion row, "
+@list_option("--also", "also", sep=";", default="", help="More T0,j0,m settings for the first deletion row, "
                                                   "';'-separated, e.g. '10,5,2;10,10,4'.")
 @click.option("--gd-epochs", type=int, default=40, show_default=True, help="GD iterations (0: skip the GD row).")
 @click.option("--gd-init", type=int, default=10, show_default=True, help="j0 of the GD row.")

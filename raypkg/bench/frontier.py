@@ -62,7 +62,15 @@ from raypkg.bench.deltagrad_panel import (
     plot_deltagrad,
 )
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
-from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, name_list, once_each
+from raypkg.cli_options import (
+    FLOATS,
+    address_option,
+    check_bench_numbers,
+    list_option,
+    name_list,
+    once_each,
+    target_acc_option,
+)
 from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError, choose
@@ -361,7 +369,13 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
         own = member.config(name, values.get(member.grid), s, common, n)
         fields.update({key: getattr(own, key) for key in config_fields(load(stackable()[member.recipe].settings))})
         stack.append(member.recipe)
-    return stacked_class(type(cfg), tuple(stack))(**{**fields, "stack": stack})
+    try:
+        cls = stacked_class(type(cfg), tuple(stack))
+    except UsageError as e:  # the stack's own line names --with, a flag this bench does not have
+        reason = str(e).split(": ", 1)[1] if str(e).startswith("--with ") and ": " in str(e) else \
+            str(e).replace("--with names", "names")
+        raise UsageError(f"--methods {method}: {reason}") from None
+    return cls(**{**fields, "stack": stack})
 
 
 def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[int, float]:
@@ -436,27 +450,27 @@ def count_options(func):
 @click.option("--label-noise", type=float,
               help="Symmetric noise on this fraction of the training labels, in [0, 1) (the same noisy labels for "
                    "every method of a seed). Default: the preset's (0, or 0.3 for digits-aug:mlp-noisy).")
-@click.option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
+@list_option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
               show_default=True, help="Comma-separated methods, or stacks of them joined by + (e.g. "
                                       "infobatch+rigl-itop,rs2+rigl-itop). Full training always runs, at fp32 and "
                                       "contiguous weights (full-fp32: the reference of every ratio and of the TTA "
-                                      "target) and at --precision auto (full).")
-@click.option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
+                                      "target) and at the precision and memory format that auto picks on this "
+                                      "machine (full).")
+@list_option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
                                                "of full training's steps, in (0, 1]. Default: 0.1,0.3.")
-@click.option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
-@click.option("--budgets", type=FLOATS,
-              help="The budget curve: full training at these fractions of --epochs, in (0, 1], each with its "
-                   "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
-                   "runs. Default: 0.1,0.2,0.3,0.5,0.7,1.")
-@click.option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
+@list_option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
+@list_option("--budgets", type=FLOATS,
+             help="The budget curve: full training at these fractions of --epochs, in (0, 1], each with its "
+                  "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
+                  "runs. Default: 0.1,0.2,0.3,0.5,0.7,1.")
+@list_option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
               help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "
                    "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
-@click.option("--target-acc", type=click.FloatRange(0, 1, min_open=True),
-              help="Time-to-accuracy target of every row. Default: the preset's (digits-aug:mlp 0.92, "
+@target_acc_option("Time-to-accuracy target of every row. Default: the preset's (digits-aug:mlp 0.92, "
                    "digits-aug:mlp-noisy 0.84, digits-aug:resnet20 0.97); with another --dataset, --model or "
                    "--label-noise, each seed's full training's final test accuracy minus 0.5 points.")
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "

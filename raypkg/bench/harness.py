@@ -98,9 +98,12 @@ class BenchRunner:
         stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         stem = stem.with_suffix("") if stem.suffix in (".parquet", ".png") else stem
         stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}" if stem.is_dir() else stem
+        file = next((p for p in (stem.parent, *stem.parent.parents) if p.exists() and not p.is_dir()), None)
+        if save and file is not None:
+            raise UsageError(f"--save {save!r}: {str(file)!r} is a file, not a directory")
         if save and not stem.parent.is_dir():
             raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
-        check_writable_dir(stem.parent, "--save")
+        check_writable_dir(stem.parent, "--save", shown=save)
         self.name, self.stem, self.warmed, self.settings = name, stem, set(), {}
         self.wandb = use_wandb_mode(wandb) if wandb != "disabled" else wandb
         if threads:

@@ -20,7 +20,7 @@ import click
 import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
-from raypkg.cli_options import bench_settings, config_options, name_list, number_list, set_option
+from raypkg.cli_options import bench_settings, config_options, list_option, name_list, number_list, set_option
 from raypkg.errors import UsageError
 from raypkg.full.recipe import TRAIN
 from raypkg.lipt.config import MERGE_RULES, LiptConfig
@@ -61,12 +61,12 @@ def agreement(ours: dict, reference: dict) -> dict[str, float]:
                            "repeats": DEEPCORE_ONLY, "shards": LIPT_ONLY, "pre_epochs": LIPT_ONLY,
                            "density": LIPT_ONLY, "randaugment": LIPT_ONLY,
                            "workers": "LiPT rows only: the shard models."})
-@click.option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
-@click.option("--methods", default="grand,glister", show_default=True, help="Comma-separated gradient-based selectors.")
-@click.option("--merge", default=MERGE_RULES[0], show_default=True,
+@list_option("--fractions", default="0.1,0.3", show_default=True, help="Comma-separated fractions.")
+@list_option("--methods", default="grand,glister", show_default=True, help="Comma-separated gradient-based selectors.")
+@list_option("--merge", default=MERGE_RULES[0], show_default=True,
               help=f"LiPT: how the sparse shard models merge, comma-separated for one LiPT row each "
                    f"({', '.join(MERGE_RULES)}; see `effray run lipt --help`).")
-@click.option("--backends", default="masked", show_default=True,
+@list_option("--backends", default="masked", show_default=True,
               help="LiPT: the shard models' --sparse-backend (masked, sparse, auto), comma-separated for one LiPT "
                    "row each (with several, a backend column).")
 @set_option("Any other LiPT-only setting of `effray run lipt`, for the LiPT rows (underscores; values read as "

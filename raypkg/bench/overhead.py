@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from raypkg.bench.harness import BenchRunner, bench_options, timed
-from raypkg.cli_options import address_option, check_bench_numbers, name_list, number_list
+from raypkg.cli_options import address_option, check_bench_numbers, list_option, name_list, number_list
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import PLACEMENTS, TrainConfig
@@ -89,8 +89,8 @@ class CountEvents(Callback):
 @click.option("--epochs", default=4, show_default=True, help="Epochs per variant (>= 2: the first is excluded).")
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--train-size", type=int, default=None, help="Shrink digits-aug (default 60,000).")
-@click.option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
-@click.option("--placements", default="pack", show_default=True,
+@list_option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
+@list_option("--placements", default="pack", show_default=True,
               help="Ray Train placements to time, comma-separated: pack, spread, strict-pack, strict-spread.")
 @click.option("--cpus-per-worker", type=float, default=None,
               help="CPUs per Ray Train worker (default: an even share of the cluster's).")

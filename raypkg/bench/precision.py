@@ -24,7 +24,7 @@ import click
 import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, bench_options
-from raypkg.cli_options import check_bench_numbers, name_list
+from raypkg.cli_options import check_bench_numbers, list_option, name_list
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import (
     ExecutionCache,
@@ -78,7 +78,7 @@ def train_seeds(runner: BenchRunner, cfg: TrainConfig, data, seeds: int) -> dict
 
 
 @click.command("precision")
-@click.option("--setups", default=SETUPS, show_default=True,
+@list_option("--setups", default=SETUPS, show_default=True,
               help="Comma-separated DATASET:MODEL pairs (synthetic is 3x32x32).")
 @click.option("--train-size", default=5000, show_default=True, help="Training examples of digits-aug/synthetic.")
 @click.option("--test-size", default=1000, show_default=True)

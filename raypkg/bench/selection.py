@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from raypkg.bench.harness import BenchRunner, bench_options, timed
-from raypkg.cli_options import address_option, check_bench_numbers, config_options, name_list
+from raypkg.cli_options import address_option, check_bench_numbers, config_options, list_option, name_list
 from raypkg.data.registry import load_dataset
 from raypkg.distributed.cluster import connect_ray
 from raypkg.distributed.shard_pool import ShardPool
@@ -164,7 +164,7 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
 
 @click.command("selection")
 @config_options(CoresetConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True)
-@click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated selection methods.")
+@list_option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated selection methods.")
 @click.option("--actors", type=int, default=2, show_default=True, help="K for the K-actor pool.")
 @click.option("--repeats", type=int, default=2, show_default=True,
               help="GraNd: models averaged (the same model R times).")

@@ -19,7 +19,7 @@ import click
 import pandas as pd
 
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, compare
-from raypkg.cli_options import config_options, name_list, number_list
+from raypkg.cli_options import config_options, list_option, name_list, number_list, target_acc_option
 from raypkg.errors import UsageError
 from raypkg.recipe import load_data
 from raypkg.sparse.config import AGC_SETTINGS, SPARSE_BACKENDS, SparseConfig
@@ -83,21 +83,22 @@ def draw_curves(curves: dict[str, list[dict]], targets: dict[str, float], axes) 
 
 
 @click.command("sparse")
-@click.option("--setups", default="digits-aug:lenet5,digits:mlp", show_default=True,
+@list_option("--setups", default="digits-aug:lenet5,digits:mlp", show_default=True,
               help="Comma-separated DATASET:MODEL pairs.")
-@click.option("--methods", default=",".join(SPARSE_METHODS), show_default=True)
-@click.option("--density", "densities", default="0.05", show_default=True,
+@list_option("--methods", default=",".join(SPARSE_METHODS), show_default=True)
+@list_option("--density", "densities", default="0.05", show_default=True,
               help="Comma-separated densities of the sparse methods, e.g. 0.05,0.01 (0.01: the paper's 99% "
                    "sparsity); dense runs once per setup.")
 @config_options(SparseConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
                 more_help={"lr": "0.1 (the paper's, with BN) makes normalisation-free LeNet-5 diverge and collapse.",
                            "train_size": SIZED_ONLY, "test_size": SIZED_ONLY})
-@click.option("--backends", default="masked", show_default=True,
+@list_option("--backends", default="masked", show_default=True,
               help="Comma-separated --sparse-backend values each sparse method runs with (masked, sparse, auto): "
                    "one row per backend, with its speed-up against masked and against dense.")
-@click.option("--target", type=float, default=None,
-              help="Target test accuracy (default: --target-of-dense x the dense run's best accuracy).")
-@click.option("--target-of-dense", default=0.95, show_default=True)
+@target_acc_option("Target test accuracy (default: --target-of-dense x the dense run's best accuracy).",
+                   flag="--target")
+@target_acc_option("The target as a fraction of the dense run's best accuracy, in (0, 1].", flag="--target-of-dense",
+                   default=0.95, show_default=True)
 @bench_options(threads=None, save_help=SAVE_HELP + " Per-epoch curves go to STEM-curves.parquet.")
 def sparse_bench(setups, methods, densities, backends, target, target_of_dense, threads, save, wandb, **flags):
     """Dense vs SET/RigL-ITOP with and without AGC: epochs to a target accuracy, time per epoch.

@@ -26,6 +26,7 @@ class CrestConfig(TrainConfig):
     """
 
     BATCH_PLAN = "CREST's coreset mini-batches"
+    PLAN_READS_FILES = True  # streamed images: read by the plan, in process
     NEEDS = {**{name: (lambda cfg: cfg.selection_method == "crest", "is CREST's: the random and none baselines "
                                                                    "select nothing (drop it, or use "
                                                                    "--selection-method crest)")

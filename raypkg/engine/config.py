@@ -29,8 +29,10 @@ from raypkg.storage import basename, default_storage, first_line, read_bytes
 
 PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-# Keys of older configs, and today's keys for their values: --amp/--no-amp came before --precision.
-LEGACY_KEYS = {"amp": lambda value: {} if value is True else {"precision": "fp32"} if value is False else None}
+# Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
+# it stands for, and the values of today's keys it agrees with (any other is a contradiction).
+LEGACY_KEYS = {"amp": {True: ({}, {"precision": ("auto", "bf16")}),
+                       False: ({"precision": "fp32"}, {"precision": ("fp32",)})}}
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
 INT64 = 2**63  # every integer setting fits torch's and numpy's int64
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
@@ -127,6 +129,11 @@ class RunConfig:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
                 raise UsageError(f"--{name.replace('_', '-')} sets the size of a generated dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")
+        for name, owner in (("num_classes", "synthetic"), ("shape", "synthetic"), ("image_size", "imagefolder")):
+            if getattr(self, name) is not None and self.dataset != owner and not dataset.plugin:  # would do nothing
+                raise UsageError(f"--{name.replace('_', '-')} is a setting of --dataset {owner}; {self.dataset} "
+                                 "does not use it")
+        check_wandb_project(self.wandb_project)
         check_positive(self, "decode_block")
         check_label_noise(self.label_noise)
         check_data_dir(self.data_dir)
@@ -189,13 +196,17 @@ class TrainConfig(RunConfig):
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
                                             "of the cluster's CPUs, at most 4); smaller lets a restarted worker "
                                             "group fit on fewer nodes.")
-    stack: list[str] = setting(help="Algorithms stacked onto this method's training, comma-separated: sparse "
+    stack: list[str] = setting(help="Algorithms stacked onto this method's training, comma-separated or one --with "
+                               "each: sparse "
                                "(SET/RigL masks, AGC), infobatch (pruned epochs). Their flags (`effray run NAME "
                                "--help`) then apply, e.g. --with sparse --density 0.05 (raypkg.algorithms).",
                                factory=list, flag="--with")
 
     # What the method's batch plan is, if it brings one (a stack takes one: raypkg.algorithms).
     BATCH_PLAN: ClassVar[str | None] = None
+    # Whether that plan reads streamed images itself, in the training process, as it picks
+    # them (InfoBatch's, CREST's), rather than through Ray Data's prefetch (the default plan's).
+    PLAN_READS_FILES: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         # list-valued keys also accept one number (from a YAML file or a tune space)
@@ -234,10 +245,13 @@ class TrainConfig(RunConfig):
             raise UsageError(f"gamma must be in (0, 1], got {self.gamma:g}")
         if any(m <= 0 or m > self.epochs for m in self.milestones):
             raise UsageError(f"milestones must be epochs in (0, {self.epochs}], got {self.milestones}")
-        if self.target_acc is not None and not 0 < self.target_acc <= 1:
-            raise UsageError(f"target-acc must be a test accuracy in (0, 1], got {self.target_acc:g}")
+        check_target_acc(self.target_acc)
         choose("precision", self.precision, PRECISIONS)
         choose("memory format", self.memory_format, MEMORY_FORMATS)
+        if self.memory_format == "channels_last":  # known from the model's name, before any data loads
+            from raypkg.engine.execution import check_memory_format, model_is_convolutional
+
+            check_memory_format(self, model_is_convolutional(str(self.model)))
         check_stack(self)
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
@@ -246,6 +260,41 @@ class TrainConfig(RunConfig):
 
             check_local_placement(self.workers, self.placement)
         return self
+
+
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"  # characters W&B refuses in a project name (only once the run starts)
+
+
+def check_wandb_project(project: str) -> None:
+    """A W&B project name W&B accepts: refused before any work, not by wandb.init after it."""
+    bad = sorted(set(project) & set(WANDB_PROJECT_FORBIDDEN))
+    if not project.strip() or bad or len(project) > 128:
+        raise UsageError(f"wandb-project {project!r} is not a W&B project name: 1 to 128 characters, none of "
+                         f"{' '.join(WANDB_PROJECT_FORBIDDEN)}")
+
+
+def check_target_acc(value: float | None, name: str = "target-acc") -> float | None:
+    """The one check of a time-to-accuracy target, whatever the entry point (a training
+    config, ``bench frontier --target-acc``, ``report --target-acc``): None, or a test
+    accuracy in (0, 1] (nan is neither); else a one-line UsageError."""
+    if value is not None and not 0 < value <= 1:
+        raise UsageError(f"{name} must be a test accuracy in (0, 1], got {value:g}")
+    return value
+
+
+def check_file_memory_format(cfg, file_values: dict[str, Any], given, path) -> None:
+    """``memory_format: channels_last`` from a config file (a run's config.yaml records what
+    auto chose for its model) on a model without convolution (the file re-run with
+    ``--model mlp``) is refused naming the file, not a flag the user never typed."""
+    if (file_values.get("memory_format") != "channels_last" or "memory_format" in given
+            or getattr(cfg, "memory_format", None) != "channels_last"):
+        return
+    from raypkg.engine.execution import check_memory_format, model_is_convolutional
+
+    recorded = f" for its model {file_values['model']}" if file_values.get("model") else ""
+    check_memory_format(cfg, model_is_convolutional(str(cfg.model)),
+                        where=f" from config file {str(path)!r} (a run's config.yaml records what --memory-format "
+                              f"auto chose{recorded})")
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -475,17 +524,24 @@ def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "", 
 
 def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:
     """``values`` with the keys of older configs replaced by today's (``amp: false`` is
-    ``precision: fp32``); a key given both ways keeps today's."""
+    ``precision: fp32``); a key given both ways must agree (``amp: false`` with
+    ``precision: bf16`` is a contradiction, refused in one line)."""
     if "precision" not in config_fields(cls):
         return values
     out = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
-    for key, upgrade in LEGACY_KEYS.items():
-        if key in values:
-            new = upgrade(values[key])
-            if new is None:
-                raise UsageError(f"{key} must be true or false, got {values[key]!r}")
-            for name, value in new.items():
-                out.setdefault(name, value)
+    for key, meanings in LEGACY_KEYS.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if not isinstance(value, bool):
+            raise UsageError(f"{key} must be true or false, got {value!r}")
+        new, agrees = meanings[value]
+        for name, allowed in agrees.items():
+            if name in values and values[name] not in allowed:
+                raise UsageError(f"{key}: {str(value).lower()} and {name}: {values[name]} contradict each other "
+                                 f"({key} is the older key for {name}); give {name} alone")
+        for name, today in new.items():
+            out.setdefault(name, today)
     return out
 
 
@@ -494,6 +550,7 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
     ``Recipe.run`` validates, once). A flag of a group in ``cls.EXCLUSIVE`` drops the file's
     values of its whole group."""
     values = read_config_file(config_file, cls) if config_file else {}
+    from_file = dict(values)
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     for group in cls.EXCLUSIVE:
         if given.keys() & set(group):
@@ -506,4 +563,5 @@ def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> 
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
         raise UsageError(f"bad config value: {e}") from None
     check_needs(cfg, given)  # a flag given where it cannot act, even at its default value
+    check_file_memory_format(cfg, from_file, given, config_file)
     return cfg

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -108,6 +109,31 @@ def bf16_native(device_type: str, flags: set[str] | None = None) -> bool:
 
 def is_convolutional(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def check_memory_format(cfg, convolutional: bool | None, where: str = "") -> None:
+    """The one check of ``memory_format`` against the model, whatever the entry point (a
+    flag, a config file, ``raypkg.run``, a tune space's base or trials): channels_last on a
+    model without convolution would lay out nothing, so it is refused, not silently a
+    no-op. ``convolutional`` None: not known (a plug-in model not yet built), no check.
+    ``where`` says where the value came from, for the line."""
+    if cfg.memory_format == "channels_last" and convolutional is False:
+        raise UsageError(f"memory-format channels_last{where} lays out convolution weights, and model {cfg.model} has none; use auto or "
+                         "contiguous")
+
+
+@functools.cache
+def model_is_convolutional(name: str) -> bool | None:
+    """Whether model ``name`` has a convolution, known before any data loads: it is built on
+    a 3x32x32 input (a registered model's layers do not depend on the input's size); None
+    for a model that does not build so (a plug-in for other inputs)."""
+    from raypkg.models.registry import build_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return is_convolutional(build_model(name, (3, 32, 32), 10))
+    except Exception:  # noqa: BLE001  (a plug-in's own error: the run's own check reports it)
+        return None
 
 
 def label(pair: Pair) -> str:
@@ -400,9 +426,7 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     choice) for ``model`` training on batches like (x, y), and that ``Execution``
     (``flags``, ``cache`` and ``measurer``: this machine's, unless a test injects them)."""
     convolutional = is_convolutional(model)
-    if cfg.memory_format == "channels_last" and not convolutional:  # it would lay out nothing: no silent no-op
-        raise UsageError(f"--memory-format channels_last lays out convolution weights, and model {cfg.model} has "
-                         "none; use auto or contiguous")
+    check_memory_format(cfg, convolutional)
     pairs, reason = candidates(cfg.precision, cfg.memory_format, x.device.type, convolutional, flags)
     if len(pairs) == 1:
         execution = Execution(*pairs[0], reason=reason or "as set")

@@ -17,6 +17,7 @@ class InfoBatchSettings:
     config that trains (``InfoBatchConfig``, or another method's with ``--with infobatch``)."""
 
     BATCH_PLAN: ClassVar[str | None] = "InfoBatch's pruned epochs"
+    PLAN_READS_FILES: ClassVar[bool] = True  # streamed images: read by the plan, in process
     NEEDS: ClassVar[dict] = {}
 
     prune_ratio: float = setting(0.5, "r: the share of the well-learned examples (loss below the mean) pruned "

@@ -181,7 +181,8 @@ class CoresetConfig(TrainConfig):
 
 
 # What only training on the subset uses: `effray select` (warm up and select, no training) refuses them.
-SUBSET_TRAINING = ("epochs", "workers", "weighting", "weight_cap", "reselect_every", "warm_start", "stack")
+SUBSET_TRAINING = ("epochs", "workers", "weighting", "weight_cap", "reselect_every", "warm_start", "stack",
+                   "target_acc")
 
 
 @dataclass
@@ -191,7 +192,9 @@ class SelectConfig(CoresetConfig):
 
     NEEDS = {**CoresetConfig.NEEDS, **{name: (lambda cfg: False, "trains on the subset; select only selects "
                                                                 "(use `effray run coreset`)")
-                                       for name in SUBSET_TRAINING}}
+                                       for name in SUBSET_TRAINING},
+             "target_acc": (lambda cfg: False, "times the subset's training to an accuracy; select only selects "
+                                               "(use `effray run coreset`)")}
 
     def resolved(self) -> "SelectConfig":
         """CoresetConfig's, without the selector's training weighting and cap filled in (nothing

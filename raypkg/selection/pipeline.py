@@ -41,7 +41,8 @@ REPEAT_SEED_STRIDE = 1_000  # pre-training repeat r trains with seed + r * strid
 # how the work is spread); everything else in the resolved config is in the cache key.
 # data_path: streamed and in-memory inputs are bit-identical (raypkg.data.stream).
 RUN_ONLY_FIELDS = {"out", "name", "wandb", "wandb_project", "progress", "max_failures", "cache", "actors",
-                   "data_path", "decode_block", "storage", "keep_checkpoints", "placement", "cpus_per_worker"}
+                   "data_path", "decode_block", "storage", "keep_checkpoints", "placement", "cpus_per_worker",
+                   "target_acc"}  # target_acc only measures the training's time to an accuracy
 # A pre-trained model does not depend on what is selected with it or how the subset trains.
 PRETRAIN_EXCLUDE = RUN_ONLY_FIELDS | {
     "selection", "fraction", "budget", "class_budget", "balance", "embedding", "proj_dim", "options",

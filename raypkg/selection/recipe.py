@@ -14,7 +14,7 @@ from pathlib import Path
 from raypkg.algorithms import train_stack
 from raypkg.data.augment import use_augmentation
 from raypkg.errors import UsageError
-from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
+from raypkg.recipe import EPOCH_METRICS, BenchCase, MemorySink, Recipe, Run, register, register_case
 from raypkg.selection.algorithm import Reselection, SubsetTraining
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig, SelectConfig
@@ -49,10 +49,12 @@ def check_budget(cfg: CoresetConfig, data) -> None:
 
 def selection_cache(run: Run) -> SelectionCache:
     """The run's cache of pre-trained models and selections: the caller's (a bench's
-    scratch cache), else OUT/.cache (off with ``--no-cache``)."""
+    scratch cache), else OUT/.cache (off with ``--no-cache``); a run in memory
+    (``raypkg.run(..., save=False)``) neither reads nor writes one: nothing is written."""
     if "cache" not in run.state:
+        in_memory = isinstance(run.sink, MemorySink)
         run.state["cache"] = run.shared.get("cache") or SelectionCache(Path(run.cfg.out) / ".cache",
-                                                                       enabled=run.cfg.cache)
+                                                                       enabled=run.cfg.cache and not in_memory)
     return run.state["cache"]
 
 

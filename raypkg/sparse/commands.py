@@ -40,6 +40,7 @@ def run_sparse_command(config_file, **flags):
     summary = run("sparse", resolve_config(SparseConfig, config_file, **flags)).summary
     extras = "  ".join(f"{k} {summary[k]:.4f}" for k in ("density", "R_s", "agc_c")
                        if isinstance(summary.get(k), float))
-    click.echo(f"{summary['method_variant']} {summary['dataset']}/{summary['model']}: "
+    name = "+".join([summary["method_variant"], *summary.get("stack", ())])  # RigL-ITOP+infobatch
+    click.echo(f"{name} {summary['dataset']}/{summary['model']}: "
                f"test_acc {summary['test_acc']:.4f}  {extras}  wall {summary['wall_s']:.1f}s")
     echo_run_directory(summary)

@@ -157,6 +157,9 @@ def report_table(runs: list[tuple[Path, dict]], target_acc: float | None = None)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["speedup"] = table["wall_s"].iloc[0] / table["wall_s"]
+    for column in table.columns:  # a column of Nones only (no run reached its target): NaN, shown as -
+        if table[column].isna().all():
+            table[column] = table[column].astype(float)
     return table
 
 
