@@ -11,6 +11,7 @@ import click
 from raypkg.cli_options import (
     EffrayGroup,
     address_option,
+    list_option,
     parse_options,
     print_summary,
     set_option,
@@ -100,7 +101,7 @@ def echo_listing(entries: dict[str, str]) -> None:
 @target_acc_option("Time-to-accuracy target for the tta_s column (default: each run's own --target-acc).")
 @click.option("--markdown", is_flag=True, help="Print a stored bench table (one .parquet) as the Markdown the docs "
                                                 "show, with where it came from; --columns picks its columns.")
-@click.option("--columns", help="With --markdown: comma-separated columns (default: all).")
+@list_option("--columns", help="With --markdown: comma-separated columns (default: all).")
 def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
 
@@ -150,12 +151,13 @@ def print_markdown(paths: tuple[str, ...], columns: str | None) -> None:
     """`report --markdown`: one stored table as Markdown (``raypkg.tracking.markdown``)."""
     import pandas as pd
 
+    from raypkg.cli_options import name_list
     from raypkg.errors import UsageError
     from raypkg.tracking.markdown import render
 
     if len(paths) != 1 or not paths[0].endswith(".parquet") or not Path(paths[0]).is_file():
         raise UsageError(f"--markdown renders one stored table: give one .parquet file, got {' '.join(paths)}")
-    chosen = columns.split(",") if columns else list(pd.read_parquet(paths[0]).columns)
+    chosen = name_list(columns, "--columns") if columns else list(pd.read_parquet(paths[0]).columns)
     click.echo(render(paths[0], chosen), nl=False)
 
 

@@ -514,6 +514,9 @@ SAYS += [  # issue 48: one check per value, whatever the entry point
     (B + ["frontier", "--target-acc", "0"], "target-acc must be a test accuracy in (0, 1], got 0"),
     (B + ["frontier", "--target-acc", "inf"], "got inf"),
     (["report", "{run}", "--target-acc", "nan"], NAN_TARGET),
+    (B + ["frontier", "--budgets", "0"], "--budgets takes comma-separated numbers in (0, 1]"),  # issue 45
+    (B + ["frontier", "--budgets", "0.5", "--budgets", "0.5"], "--budgets names 0.5 more than once"),
+    (["report", "{run}", "--markdown", "--columns", "method"], "--markdown renders one stored table: give one "),
     (["report", "{run}", "--target-acc", "-0.5"], "got -0.5"),
     (["report", "{run}", "--target-acc", "inf", "--no-plot"], "got inf"),
     (T + ["--target-acc", "nan"], "target-acc must be"),
