@@ -119,10 +119,16 @@ def test_each_point_is_judged_against_its_seeds_curve():
     table = aggregate(frame.assign(family="f", setting="-"))
     assert table.set_index("method").loc["rs2", "verdict"] == "faster"  # 1.5x both seeds: no spread
     # below the lowest budget point (0.8) the curve is a line from chance: no verdict from it
-    low = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.7)),
+    low = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.7),
+                                               e2e_s=lambda f: f["e2e_s"].where(f["method"] != "rs2", 1.0)),
                      chance=0.1)
     assert low.loc[low["method"] == "rs2", "below_curve"].all()
     assert aggregate(low.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "below curve"
+    # ... unless it is slower even against that line, which flatters it
+    slow = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.7),
+                                                e2e_s=lambda f: f["e2e_s"].where(f["method"] != "rs2", 100.0)),
+                      chance=0.1)
+    assert aggregate(slow.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "slower"
 
 
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():

@@ -20,7 +20,8 @@ the curve's time-to-accuracy (its fastest budget point at the target) over the p
 above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell;
 ``beyond curve`` when a seed's accuracy is above every budget point's; ``below curve``
 when a seed's is below the lowest budget point's, where the curve is only a straight line
-from chance (which flatters the method: add a smaller --budgets value).
+from chance: that line flatters the method (a real curve rises faster), so a ``slower``
+verdict stands there and any other becomes ``below curve`` (add a smaller --budgets value).
 
 The runner over every registered ``BenchCase``: per seed the data is loaded once (the
 same noisy labels for all) and each point runs through its recipe in memory, as `effray
@@ -235,9 +236,10 @@ def aggregate(frame):
         if column in frame:
             table[f"{column}_olympic"] = groups[column].agg(olympic_mean).to_numpy()
     if "x_vs_curve" in frame:
+        # below the lowest budget point the line from chance flatters the method: "slower" stands, nothing else
         below = groups["below_curve"].agg(lambda flags: flags.eq(True).any()).to_numpy()
-        table["verdict"] = np.where(below, "below curve",
-                                    groups["x_vs_curve"].agg(lambda ratios: verdict(list(ratios))).to_numpy())
+        said = groups["x_vs_curve"].agg(lambda ratios: verdict(list(ratios))).to_numpy()
+        table["verdict"] = np.where(below & (said != "slower"), "below curve", said)
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
         table[flag] = [i in front for i in range(len(table))]

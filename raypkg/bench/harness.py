@@ -94,6 +94,8 @@ class BenchRunner:
     def __init__(self, name: str, save: str | None, threads: int | None = None, wandb: str = "disabled"):
         import torch
 
+        from raypkg.tracking.provenance import provenance
+
         check_save(save)
         stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         stem = stem.with_suffix("") if stem.suffix in (".parquet", ".png") else stem
@@ -109,6 +111,7 @@ class BenchRunner:
         if threads:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()
+        self.source = provenance(self.threads)  # the code and machine as the run starts (its tables say so)
 
     def warm(self, recipe, cfg, data, key=None, **shared) -> None:
         """Once per (recipe, ``key``), an untimed short run of ``recipe`` (one epoch, one of
@@ -169,13 +172,11 @@ class BenchRunner:
         Then one W&B run named like the files: the tables, the plot and the further PNGs of
         ``images`` (name -> path). The files written, ``images``' included."""
         from raypkg.plots import figure, save_png
-        from raypkg.tracking.provenance import provenance
         from raypkg.tracking.run import write_parquet
 
         print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
         stem = self.stem.with_name(self.stem.name + suffix)
-        source = provenance(self.threads)  # every table written: its date, commit, command and machine
-        written = [write_parquet(stem.with_name(stem.name + ".parquet"), frame, source)]
+        written = [write_parquet(stem.with_name(stem.name + ".parquet"), frame, self.source)]
         pngs = dict(images or {})
         if plot is not None:
             fig, axes = figure(ncols=panels or 1, width=7.0 if panels is None else 6.0, height=4.2)
@@ -184,7 +185,7 @@ class BenchRunner:
                 axes[0].set_title(title)
             pngs = {"plot": save_png(fig, stem.with_name(stem.name + ".png")), **pngs}
         for more, table in (extra or {}).items():
-            written.append(write_parquet(stem.with_name(stem.name + more + ".parquet"), table, source))
+            written.append(write_parquet(stem.with_name(stem.name + more + ".parquet"), table, self.source))
         written[1:1] = pngs.values()
         click.echo("saved: " + ", ".join(str(p) for p in written))
         self.log_wandb(stem.name, {"table": frame, **{k.lstrip("-"): t for k, t in (extra or {}).items()}}, pngs)
