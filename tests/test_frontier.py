@@ -82,6 +82,7 @@ def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
 @pytest.mark.parametrize("ratios, said", [
     ([1.5, 1.6, 1.4], "faster"), ([0.5, 0.6, 0.55], "slower"), ([1.5, 0.7, 1.1], "tie"),
     ([1.2], "1 seed"), ([2.0, math.inf], "beyond curve"), ([math.nan], "-"),
+    ([0.0, 0.0, 0.1], "slower"),  # seeds at chance accuracy: the curve has it at 0 s
 ])
 def test_a_verdict_needs_the_gap_to_exceed_two_standard_errors(ratios, said):
     from raypkg.bench.frontier import verdict
@@ -231,7 +232,8 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     assert (curve["examples_seen"] == 1347).all() and curve["x_vs_curve"].isna().all()
     judged = rows[rows["budget"].isna()]
     assert (judged["x_vs_curve"] > 0).all() and (judged["x_vs_fp32_curve"] > 0).all()
-    assert set(summary.loc[summary["budget"].isna(), "verdict"]) <= {"faster", "slower", "tie", "beyond curve"}
+    assert set(summary.loc[summary["budget"].isna(), "verdict"]) <= {"faster", "slower", "tie", "beyond curve",
+                                                                     "below curve"}
     for png in (f"{stem}.png", f"{stem}-flops.png", f"{stem}-tta.png"):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

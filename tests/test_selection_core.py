@@ -199,7 +199,8 @@ def test_rs2_trains_each_epoch_on_that_epochs_round():
         def on_after_backward(self, ctx):
             self.epochs[-1] += ctx.batch.positions.tolist()
 
-    cfg = CoresetConfig(selection="rs2", fraction=0.2, epochs=3, batch_size=8, seed=2, model="logreg", progress=False)
+    cfg = CoresetConfig(selection="rs2", fraction=0.2, epochs=3, batch_size=8, seed=2, model="logreg", progress=False,
+                        precision="fp32", memory_format="contiguous")
     result = select("rs2", None, data, fraction=0.2, seed=2)
     seen = Seen()
     train_stage(cfg, splits, result, callbacks=[seen])

@@ -152,10 +152,10 @@ def test_a_tune_space_sweeps_a_stacked_setting_and_refuses_a_stack_that_cannot_h
 def test_the_frontier_names_a_stack_with_plus_and_refuses_one_that_cannot_hold():
     from raypkg.bench.frontier import build_points, method_names, preset_settings
 
-    settings = preset_settings("digits-aug:mlp", {"fractions": [0.3], "workers": 0})
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.3], "budgets": [1.0], "workers": 0})
     points = build_points(settings, ["full-fp32", "infobatch+rigl-itop", "rs2+rigl-itop"], seed=0)
     assert [(p.labels["method"], p.labels["setting"]) for p in points] == [  # by their first grid
-        ("full-fp32", "-"), ("rs2+rigl-itop", "f=0.3,d=0.05"), ("infobatch+rigl-itop", "d=0.05")]
+        ("full-fp32", "b=1"), ("rs2+rigl-itop", "f=0.3,d=0.05"), ("infobatch+rigl-itop", "d=0.05")]
     stacked = points[2].cfg
     assert stacked.stack == ["sparse"] and stacked.density == 0.05 and stacked.prune_ratio == 0.5
     assert points[0].cfg.precision == "fp32" and math.isnan(points[2].labels["fraction"])

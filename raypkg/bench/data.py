@@ -133,7 +133,8 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
     check_bench_numbers(image_size=image_size, epochs=epochs, batch_size=batch_size, workers=workers)
     cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
                       lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
-                      max_failures=0).resolved().validate()
+                      max_failures=0, precision="fp32", memory_format="contiguous",  # the data path is measured
+                      ).resolved().validate()
     runner = BenchRunner("data", save, wandb=wandb)
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="effray-bench-data-"))
     if work_dir:

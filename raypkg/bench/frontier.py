@@ -194,7 +194,7 @@ def verdict(ratios: Sequence[float]) -> str:
         return "beyond curve"
     if len(ratios) < 2:
         return "1 seed"
-    logs = [math.log(r) for r in ratios]
+    logs = [math.log(max(r, 1e-9)) for r in ratios]  # 0: a seed at chance accuracy, which the curve has at 0 s
     mean, se = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
     return "faster" if mean > 2 * se else "slower" if mean < -2 * se else "tie"
 
