@@ -290,20 +290,6 @@ def autocast(model: nn.Module) -> ContextManager:
     return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)
 
 
-def time_ms(step: Callable[[], Any], repeats: int, pick=min) -> float:
-    """``step``'s milliseconds, ``pick`` of ``repeats`` timed calls after one warm-up."""
-    seconds = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - started)
-    return 1000 * pick(seconds[1:])
-
-
-def median_ms(step: Callable[[], Any], repeats: int) -> float:
-    return time_ms(step, repeats, statistics.median)
-
-
 @contextmanager
 def training_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    pairs: list[Pair]) -> Iterator[dict[Pair, Callable[[], None]]]:
