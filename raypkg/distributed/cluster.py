@@ -17,7 +17,7 @@ import math
 import os
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from raypkg.errors import UsageError
 
@@ -117,7 +117,12 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
         num_cpus = int(os.environ["EFFRAY_RAY_NUM_CPUS"])
     if address:
         _wait_until_answers(address, CONNECT_TIMEOUT_S)
-        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        # A private local Ray listens on loopback only: joining it, this process must be named
+        # 127.0.0.1 too, or Ray rewrites the address to the machine's own and never connects.
+        loopback = address.split(":")[0] in ("127.0.0.1", "localhost")
+        with (_environment(**LOOPBACK_ENV) if loopback else nullcontext()), \
+                (_loopback_node() if loopback else nullcontext()):
+            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: joined the cluster at {address} ({_cpus():g} CPUs)", flush=True)
     else:
         # A private instance has no draining nodes for Ray Train's preemption watcher to
