@@ -56,18 +56,6 @@ def stackable() -> dict[str, Any]:
     return {m.name: m for m in METHODS if m.settings}
 
 
-def stack_of(values) -> tuple[str, ...]:
-    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple; any
-    other value (a mapping ``{sparse: 1}``, a number, a list holding one) is a one-line
-    UsageError, not read as a list of its keys."""
-    if values is None or isinstance(values, (str, list, tuple)) and not values:
-        return ()
-    items = values.split(",") if isinstance(values, str) else values
-    if not isinstance(items, (list, tuple)) or not all(isinstance(name, str) for name in items):
-        raise UsageError(f"stack must be a list of names, got {values!r}")
-    return tuple(name.strip() for name in items)
-
-
 @functools.cache
 def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
     """``cls`` with the settings of every algorithm in ``stack`` mixed in (one class per

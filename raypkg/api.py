@@ -86,15 +86,8 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
 def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
     """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
     run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
-    from raypkg.algorithms import stack_of
-    from raypkg.engine.config import (
-        check_file_memory_format,
-        check_needs,
-        check_settings_known,
-        flag_aliases,
-        read_config_file,
-        with_stack,
-    )
+    from raypkg.config import check_file_memory_format, check_settings_known, read_config_file, with_stack
+    from raypkg.engine.config import check_needs, flag_aliases, stack_of
     from raypkg.errors import UsageError
 
     from_file = {}

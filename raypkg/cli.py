@@ -51,7 +51,8 @@ def train(config_file, **flags):
       effray train --dataset cifar10 --data-dir ~/data --model resnet20 --workers 2 --gpu
     """
     from raypkg.api import run
-    from raypkg.engine.config import TrainConfig, resolve_config
+    from raypkg.config import resolve_config
+    from raypkg.engine.config import TrainConfig
 
     print_summary(run("train", resolve_config(TrainConfig, config_file, **flags)).summary)
 

@@ -41,7 +41,8 @@ METHODS = (
 # The benchmarks of the platform rather than of one method.
 PLATFORM_BENCHES = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",
                     "data": "raypkg.bench.data:data_bench", "frontier": "raypkg.bench.frontier:frontier_bench",
-                    "precision": "raypkg.bench.precision:precision_bench"}
+                    "precision": "raypkg.bench.precision:precision_bench",
+                    "defaults": "raypkg.bench.defaults:defaults_bench"}
 
 
 def load(path: str):

@@ -112,6 +112,7 @@ class Recipe:
         each run's config is validated exactly once."""
         import sys
 
+        from raypkg.config import check_stack
         from raypkg.data.base import DataSplits
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
         from raypkg.engine.execution import resolve_for_data
@@ -124,6 +125,7 @@ class Recipe:
         loaded = data is None
         if loaded:
             cfg = cfg.resolved().validate()
+            check_stack(cfg)
             check_home()
             if sink is None:  # a run directory: --out, --name and --storage before the data or Ray
                 RunDir.check(cfg.out, cfg.name, cfg.storage)
@@ -313,7 +315,8 @@ def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
     """Recipe ``method`` with the algorithms of ``stack`` added (``raypkg.algorithms``): its
     config class carries their settings, its data check runs theirs too, its metrics hold
     theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
-    from raypkg.algorithms import stack_of, stacked_class
+    from raypkg.algorithms import stacked_class
+    from raypkg.engine.config import stack_of
     from raypkg.errors import choose
 
     recipes = load_recipes()

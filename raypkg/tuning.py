@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from raypkg.algorithms import stack_of
-from raypkg.engine.config import UniqueKeyLoader, check_settings_known, config_fields, listed
+from raypkg.config import UniqueKeyLoader, check_settings_known
+from raypkg.engine.config import config_fields, listed, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import find_recipe, load_recipes
 

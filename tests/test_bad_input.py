@@ -592,6 +592,11 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (TUNE + ["--space", "{cfg:space_stack_twice}"], "base: stack names sparse twice: the method 'infobatch+sparse' "
                                                     "names it already"),
     (TUNE + ["--space", "{cfg:space_stack_mapping}"], "stack must be a list of names, got {'sparse': 1}"),
+    (B + ["defaults", "--models", "nope"], "unknown model 'nope'"),
+    (B + ["defaults", "--seeds", "0,-1"], "--seeds"),
+    (B + ["defaults", "--bar", "1.5"], "--bar must be in (0, 1], got 1.5"),
+    (B + ["defaults", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (B + ["defaults", "--save", "{ro}/d"], "--save"),
 ]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.

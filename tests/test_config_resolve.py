@@ -10,10 +10,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from raypkg.config import resolve_config
 from raypkg.crest.config import CrestConfig
 from raypkg.deltagrad.commands import unlearn
 from raypkg.deltagrad.config import DeltaGradConfig, DeltaGradTuneConfig, OnlineSettings, RequestSettings
-from raypkg.engine.config import TrainConfig, resolve_config
+from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError
 from raypkg.lipt.config import LiptConfig
 from raypkg.selection.config import CoresetConfig

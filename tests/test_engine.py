@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from raypkg.config import resolve_config
 from raypkg.data import load_dataset
-from raypkg.engine.config import TrainConfig, resolve_config
+from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import (
     CLOCK_COLUMNS,
     epoch_permutation,

@@ -13,9 +13,10 @@ import yaml
 from click.testing import CliRunner
 
 from raypkg.cli import main
+from raypkg.config import resolve_config
 from raypkg.data import load_dataset
 from raypkg.engine import execution as E
-from raypkg.engine.config import TrainConfig, resolve_config
+from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import evaluate, fit, seed_everything
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model

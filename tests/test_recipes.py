@@ -4,6 +4,7 @@ bench row get the same run; and the package's import structure."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -106,6 +107,7 @@ def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases()
     assert timings.summary() == {"phases": timings.phases, "cost_s": {"train": 2.0, "selection": 7.0}}
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     """raypkg module -> the raypkg modules it imports (lazy imports too; not TYPE_CHECKING ones)."""
     modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
@@ -121,8 +123,9 @@ def import_graph() -> dict[str, set[str]]:
                 continue
             if isinstance(node, ast.Import):
                 imported |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:  # `from raypkg import plugins`: the module
+                imported |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                             for a in node.names}
         graph[name] = {m for m in imported if m in modules and m != name}
     return graph
 
@@ -134,10 +137,31 @@ def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it(
     assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.jobs_support"]  # the jobs' entry
 
 
-def test_the_engine_imports_no_method_and_no_engine_module_imports_another_back():
+# What every layer may use: errors, paths, storage, plug-in loading, and starting or joining Ray.
+FOUNDATION = ("raypkg.errors", "raypkg.paths", "raypkg.storage", "raypkg.checksums", "raypkg.interrupts",
+              "raypkg.plugins", "raypkg.distributed.cluster")
+# data < models < engine: each imports only itself, the layers below it and the foundation (no
+# method, recipe, algorithm, config builder, bench or tracking).
+LAYERS = {"raypkg.data": ("raypkg.data",), "raypkg.models": ("raypkg.models", "raypkg.data"),
+          "raypkg.engine": ("raypkg.engine", "raypkg.models", "raypkg.data")}
+
+
+def modules_reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for m in graph[todo.pop()] - seen:
+            seen.add(m)
+            todo.append(m)
+    return seen
+
+
+def test_the_engine_models_and_data_import_nothing_above_them():
     graph = import_graph()
-    methods = ("raypkg.selection", "raypkg.lipt", "raypkg.crest", "raypkg.sparse", "raypkg.deltagrad", "raypkg.bench",
-               "raypkg.tuning")
-    engine = {m for m in graph if m.startswith("raypkg.engine")}
-    assert [(m, n) for m in engine for n in graph[m] if n.startswith(methods)] == []
-    assert [(m, n) for m in engine for n in graph[m] if n in engine and m in graph[n]] == []
+    upward = [(m, n) for layer, allowed in LAYERS.items() for m in graph if m == layer or m.startswith(layer + ".")
+              for n in graph[m] if not n.startswith((*allowed, *FOUNDATION))]
+    assert upward == []
+
+
+def test_no_import_circle_takes_in_an_engine_module():
+    graph = import_graph()
+    assert [m for m in graph if m.startswith("raypkg.engine") and m in modules_reached(graph, m)] == []

@@ -32,8 +32,8 @@ def run_crest_command(config_file, **flags):
       effray run crest --dataset digits-aug --workers 2 --drop-learned --drop-interval 2
     """
     from raypkg.api import run
+    from raypkg.config import resolve_config
     from raypkg.crest.config import CrestConfig
-    from raypkg.engine.config import resolve_config
 
     summary = run("crest", resolve_config(CrestConfig, config_file, **flags)).summary
     click.echo(f"steps {summary['steps']}  regions {summary['regions']}  checks {summary['checks']}  "

@@ -54,7 +54,7 @@ def train_cmd(config_file, **flags):
       effray unlearn train --dataset digits --batch-size 0 --epochs 50   # full-batch GD
     """
     from raypkg.api import run
-    from raypkg.engine.config import resolve_config
+    from raypkg.config import resolve_config
 
     summary = run("unlearn-train", resolve_config(UnlearnTrainConfig, config_file, **flags)).summary
     click.echo(f"trained {summary['model']} on {summary['dataset']}: {summary['steps']} steps, "

@@ -11,7 +11,6 @@ repeats the run exactly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import os
@@ -21,18 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-import yaml
-
 from raypkg.errors import UsageError, choose
+from raypkg.models.defaults import default_lr
 from raypkg.paths import check_run_name
-from raypkg.storage import basename, default_storage, first_line, read_bytes
+from raypkg.storage import default_storage
 
 PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-# Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
-# it stands for, and the values of today's keys it agrees with (any other is a contradiction).
-LEGACY_KEYS = {"amp": {True: ({}, {"precision": ("auto", "bf16")}),
-                       False: ({"precision": "fp32"}, {"precision": ("fp32",)})}}
 SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
 INT64 = 2**63  # every integer setting fits torch's and numpy's int64
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
@@ -169,8 +163,8 @@ class TrainConfig(RunConfig):
     batch_size: int = setting(64, "Mini-batch size (per worker on Ray Train).")
     # One value, or one per phase of the piecewise schedule (the DeltaGrad README's
     # ``--lr 0.1 0.05 --lrlen 10 10``: 0.1 for 10 epochs, then 0.05 for 10).
-    lr: list[float] = setting(help="Learning rate; several values with --lrlen make a piecewise schedule.",
-                              factory=lambda: [0.1])
+    lr: list[float] = setting(help="Learning rate; several values with --lrlen make a piecewise schedule. "
+                              "Default: the model's (0.1; LeNet-5 0.03: raypkg.models.defaults).", factory=list)
     lrlen: list[int] = setting(help="Epochs for each --lr value, e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=list)
     schedule: str = setting("cosine", "LR schedule.", choices=SCHEDULES)
     milestones: list[float] = setting(help="multistep: epochs (may be fractional) at which lr *= gamma.", factory=list)
@@ -213,8 +207,8 @@ class TrainConfig(RunConfig):
         for key in ("lr", "lrlen", "milestones"):
             value = getattr(self, key)
             setattr(self, key, list(value) if isinstance(value, (list, tuple)) else [value])
-        from raypkg.algorithms import stack_of
-
+        if not self.lr:  # none given: the model's own
+            self.lr = [default_lr(str(self.model))]
         self.stack = list(stack_of(self.stack))
 
     def for_training(self) -> "TrainConfig":
@@ -252,7 +246,6 @@ class TrainConfig(RunConfig):
             from raypkg.engine.execution import check_memory_format, model_is_convolutional
 
             check_memory_format(self, model_is_convolutional(str(self.model)))
-        check_stack(self)
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.workers and not self.use_gpu:
@@ -280,21 +273,6 @@ def check_target_acc(value: float | None, name: str = "target-acc") -> float | N
     if value is not None and not 0 < value <= 1:
         raise UsageError(f"{name} must be a test accuracy in (0, 1], got {value:g}")
     return value
-
-
-def check_file_memory_format(cfg, file_values: dict[str, Any], given, path) -> None:
-    """``memory_format: channels_last`` from a config file (a run's config.yaml records what
-    auto chose for its model) on a model without convolution (the file re-run with
-    ``--model mlp``) is refused naming the file, not a flag the user never typed."""
-    if (file_values.get("memory_format") != "channels_last" or "memory_format" in given
-            or getattr(cfg, "memory_format", None) != "channels_last"):
-        return
-    from raypkg.engine.execution import check_memory_format, model_is_convolutional
-
-    recorded = f" for its model {file_values['model']}" if file_values.get("model") else ""
-    check_memory_format(cfg, model_is_convolutional(str(cfg.model)),
-                        where=f" from config file {str(path)!r} (a run's config.yaml records what --memory-format "
-                              f"auto chose{recorded})")
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -358,16 +336,6 @@ def check_needs(cfg, given=()) -> None:
     for name, (acts, says) in cfg.NEEDS.items():
         if (name in given or getattr(cfg, name) != field_default(fields[name])) and not acts(cfg):
             raise UsageError(f"--{name.replace('_', '-')} {says}")
-
-
-def check_stack(cfg) -> None:
-    """``cfg``'s class carries the settings of every algorithm its ``stack`` names."""
-    from raypkg.algorithms import stacked_class
-
-    base = getattr(type(cfg), "BASE", type(cfg))
-    if stacked_class(base, tuple(cfg.stack)) is not type(cfg):
-        raise UsageError(f"--with {','.join(cfg.stack) or '(none)'} does not match the config's class "
-                         f"{type(cfg).__name__}: make it with raypkg.run or resolve_config")
 
 
 def plain_ints(cfg) -> dict[str, int]:
@@ -435,133 +403,18 @@ def flag_aliases(cls) -> dict[str, str]:
     return {alias: name for alias, name in aliases.items() if alias != name}
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
-    last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
-        if repeated:
-            raise yaml.constructor.ConstructorError(None, None, f"key {', '.join(repeated)} is given twice",
-                                                    node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
-def unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object, refusing a key given twice (``json`` keeps the last one silently)."""
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise json.JSONDecodeError(f"key {', '.join(repeated)} is given twice", "", 0)
-    return dict(pairs)
-
-
 def listed(names: list[str], most: int = 10) -> str:
     """``names`` comma-separated, the first ``most`` of them and how many more."""
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
-    """Read a YAML or JSON mapping of config keys from a path or a URI pyarrow opens
-    (``s3://bucket/runs/r/config.yaml``, ``file://...``); unknown or repeated keys are a
-    UsageError."""
-    try:
-        text = read_bytes(path, "--config").decode("utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read config file {str(path)!r}: {e.strerror or first_line(e)}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config file {str(path)!r} is not a text file (YAML or JSON)") from None
-    try:
-        if basename(path).endswith(".json"):
-            data = json.loads(text, object_pairs_hook=unique_json_object)
-        else:
-            data = yaml.load(text, Loader=UniqueKeyLoader)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        first = str(e).splitlines()[0]
-        raise UsageError(f"config file {str(path)!r} is not valid YAML/JSON: {first}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
-    data = upgraded(data, cls)
-    cls = with_stack(cls, data)
-    unknown = sorted(str(k) for k in set(data) - config_fields(cls))
-    if unknown:
-        raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
-                         f"allowed: {', '.join(sorted(config_fields(cls)))}")
-    return data
-
-
-def with_stack(cls, values: dict[str, Any]) -> type:
-    """``cls`` with the settings of the algorithms ``values["stack"]`` names (``--with``)."""
-    if "stack" not in config_fields(cls):
-        return cls
-    from raypkg.algorithms import stack_of, stacked_class
-
-    try:
-        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")))
-    except TypeError:  # not a list of names
-        raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
-
-
-def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "", needs: str = "--with {}") -> None:
-    """Every key of ``values`` is a field of ``cls``; a stackable algorithm's setting without
-    that algorithm in the stack says what adds it (``needs``, formatted with its name)."""
-    from raypkg.algorithms import stackable
-    from raypkg.methods import load
-
-    unknown = sorted(set(values) - config_fields(cls))
-    owners = {key: name for key in unknown for name, m in stackable().items() if key in config_fields(load(m.settings))}
-    stray = [key for key in unknown if key not in owners]
-    if stray:
-        raise UsageError(f"unknown setting(s) {listed(stray)} {what}".rstrip())
-    if owners:
-        key, owner = next(iter(owners.items()))
-        flag = f"--{key.replace('_', '-')}" if key in given else key
-        raise UsageError(f"{flag} is a setting of {owner}: it needs {needs.format(owner)}")
-
-
-def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:
-    """``values`` with the keys of older configs replaced by today's (``amp: false`` is
-    ``precision: fp32``); a key given both ways must agree (``amp: false`` with
-    ``precision: bf16`` is a contradiction, refused in one line)."""
-    if "precision" not in config_fields(cls):
-        return values
-    out = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
-    for key, meanings in LEGACY_KEYS.items():
-        if key not in values:
-            continue
-        value = values[key]
-        if not isinstance(value, bool):
-            raise UsageError(f"{key} must be true or false, got {value!r}")
-        new, agrees = meanings[value]
-        for name, allowed in agrees.items():
-            if name in values and values[name] not in allowed:
-                raise UsageError(f"{key}: {str(value).lower()} and {name}: {values[name]} contradict each other "
-                                 f"({key} is the older key for {name}); give {name} alone")
-        for name, today in new.items():
-            out.setdefault(name, today)
-    return out
-
-
-def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
-    """File values, then flags that were given (not None) on top, resolved (not validated:
-    ``Recipe.run`` validates, once). A flag of a group in ``cls.EXCLUSIVE`` drops the file's
-    values of its whole group."""
-    values = read_config_file(config_file, cls) if config_file else {}
-    from_file = dict(values)
-    given = {k: v for k, v in flags.items() if v is not None and v != ()}
-    for group in cls.EXCLUSIVE:
-        if given.keys() & set(group):
-            values = {k: v for k, v in values.items() if k not in group}
-    values = upgraded({**values, **given}, cls)
-    cls = with_stack(cls, values)
-    check_settings_known(cls, values, given)
-    try:
-        cfg = cls(**values).resolved()
-    except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
-        raise UsageError(f"bad config value: {e}") from None
-    check_needs(cfg, given)  # a flag given where it cannot act, even at its default value
-    check_file_memory_format(cfg, from_file, given, config_file)
-    return cfg
+def stack_of(values) -> tuple[str, ...]:
+    """A config's ``stack`` (a name, a list, or a comma-separated string) as a tuple; any
+    other value (a mapping ``{sparse: 1}``, a number, a list holding one) is a one-line
+    UsageError, not read as a list of its keys."""
+    if values is None or isinstance(values, (str, list, tuple)) and not values:
+        return ()
+    items = values.split(",") if isinstance(values, str) else values
+    if not isinstance(items, (list, tuple)) or not all(isinstance(name, str) for name in items):
+        raise UsageError(f"stack must be a list of names, got {values!r}")
+    return tuple(name.strip() for name in items)

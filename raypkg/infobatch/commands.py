@@ -30,7 +30,7 @@ def run_infobatch_command(config_file, **flags):
       effray run infobatch --prune-ratio 0.3 --delta 0.9 --workers 2
     """
     from raypkg.api import run
-    from raypkg.engine.config import resolve_config
+    from raypkg.config import resolve_config
     from raypkg.infobatch.config import InfoBatchConfig
 
     summary = run("infobatch", resolve_config(InfoBatchConfig, config_file, **flags)).summary

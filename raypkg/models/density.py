@@ -1,17 +1,33 @@
 """Which weights a mask covers and how an overall density splits into layer densities
 (uniform, or ERK after Evci et al., "Rigging the Lottery", RigL, ICML 2020, section 3
 "Sparsity distribution"): the masks of ``raypkg.sparse`` and the FLOP counts of
-``raypkg.models.flops`` both use them."""
+``raypkg.models.flops`` both use them. Importing it loads no torch: the sparse settings
+(``raypkg.sparse.config``) take their choices and check from here while the command line
+is built."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from torch import nn
+from raypkg.errors import UsageError, choose
 
-from raypkg.errors import choose
+if TYPE_CHECKING:
+    from torch import nn
 
-NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+SPARSE_INITS = ("uniform", "ERK")
+
+
+def check_density(density: float) -> None:
+    if not (0.0 < density <= 1.0):
+        raise UsageError(f"density must be in (0, 1], got {density:g}")
+
+
+def norm_types() -> tuple[type, ...]:
+    """The normalisation layers, whose parameters no mask covers."""
+    from torch import nn
+
+    return (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
 def maskable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -19,9 +35,10 @@ def maskable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     (BatchNorm/InstanceNorm/LayerNorm/GroupNorm), keyed by ``named_parameters`` name, in
     module order. A parameter shared by two modules is listed once."""
     out: dict[str, nn.Parameter] = {}
+    skipped = norm_types()
     seen: set[int] = set()
     for module_name, module in model.named_modules():
-        if isinstance(module, NORM_TYPES):
+        if isinstance(module, skipped):
             continue
         for name, param in module.named_parameters(recurse=False):
             if name == "bias" or name.endswith("_bias") or id(param) in seen:
@@ -59,8 +76,6 @@ def erk_densities(model: nn.Module, density: float) -> dict[str, float]:
 def layer_densities(model: nn.Module, density: float, init: str = "ERK") -> dict[str, float]:
     """Per-layer densities of the ``init`` distribution: "uniform" (every layer
     ``density``) or "ERK" (``erk_densities``); a bad density or init is a UsageError."""
-    from raypkg.sparse.config import SPARSE_INITS, check_density  # torch-free: the settings' own checks
-
     check_density(density)
     choose("sparse init", init, SPARSE_INITS)
     if init == "uniform":

@@ -23,7 +23,7 @@ def selection_options(func, select: bool = False):
 
 def resolve(config_file: str | None, flags: dict, cls: type | None = None):
     """The config of a coreset command (``cls``: CoresetConfig or a subclass such as LiptConfig)."""
-    from raypkg.engine.config import resolve_config
+    from raypkg.config import resolve_config
     from raypkg.selection.config import CoresetConfig
 
     flags = dict(flags)

@@ -34,7 +34,7 @@ def run_sparse_command(config_file, **flags):
       effray run sparse --workers 2 --multiplier 2
     """
     from raypkg.api import run
-    from raypkg.engine.config import resolve_config
+    from raypkg.config import resolve_config
     from raypkg.sparse.config import SparseConfig
 
     summary = run("sparse", resolve_config(SparseConfig, config_file, **flags)).summary

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from raypkg.engine.config import SCHEDULES, TrainConfig, setting
 from raypkg.errors import UsageError, choose
+from raypkg.models.density import SPARSE_INITS, check_density
 
 # The choices live here, free of torch, so that building the command line stays fast.
-SPARSE_INITS = ("uniform", "ERK")
 GROWTH_MODES = ("random", "gradient", "momentum")
 DEATH_MODES = ("magnitude", "SET")
 REDISTRIBUTION_MODES = ("none", "magnitude", "nonzeros")
@@ -20,11 +20,6 @@ SPARSE_BACKENDS = ("masked", "sparse", "auto")
 AGC_SETTINGS = ("agc_gamma", "agc_alpha", "agc_sample")
 MASK_SETTINGS = ("sparse_init", "density", "scale_init", "growth", "death", "redistribution", "death_rate",
                  "update_frequency", "sparse_backend")
-
-
-def check_density(density: float) -> None:
-    if not (0.0 < density <= 1.0):
-        raise UsageError(f"density must be in (0, 1], got {density:g}")
 
 
 def _number(x: float) -> float | int:

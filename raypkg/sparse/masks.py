@@ -15,7 +15,7 @@ from torch import nn
 from raypkg.engine.callbacks import Callback, TrainContext
 
 # the layer densities live with the models (FLOP counts need them too); callers also import them here
-from raypkg.models.density import NORM_TYPES, erk_densities, layer_densities, maskable_parameters  # noqa: F401
+from raypkg.models.density import erk_densities, layer_densities, maskable_parameters  # noqa: F401
 
 
 def empty_layer(model: nn.Module, density: float, init: str = "ERK") -> tuple[str, int] | None:

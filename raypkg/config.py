@@ -1,0 +1,175 @@
+"""A run's config assembled from what the user gave: a config file (YAML or JSON, a path or
+a URI), flags or keywords on top, older keys upgraded, and the settings of the algorithms
+its ``stack`` names mixed into its class (``raypkg.algorithms.stacked_class``).
+
+The engine's ``TrainConfig`` (``raypkg.engine.config``) is only the settings; this module
+sits above the engine and the methods, so it may know both. ``resolve_config`` serves the
+commands, ``raypkg.api.recipe_config`` the Python API, ``raypkg.tuning`` the tune spaces.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raypkg.algorithms import stackable, stacked_class
+from raypkg.engine.config import TrainConfig, check_needs, config_fields, listed, stack_of
+from raypkg.errors import UsageError
+from raypkg.methods import load
+from raypkg.storage import basename, first_line, read_bytes
+
+# Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
+# it stands for, and the values of today's keys it agrees with (any other is a contradiction).
+LEGACY_KEYS = {"amp": {True: ({}, {"precision": ("auto", "bf16")}),
+                       False: ({"precision": "fp32"}, {"precision": ("fp32",)})}}
+
+
+def check_file_memory_format(cfg, file_values: dict[str, Any], given, path) -> None:
+    """``memory_format: channels_last`` from a config file (a run's config.yaml records what
+    auto chose for its model) on a model without convolution (the file re-run with
+    ``--model mlp``) is refused naming the file, not a flag the user never typed."""
+    if (file_values.get("memory_format") != "channels_last" or "memory_format" in given
+            or getattr(cfg, "memory_format", None) != "channels_last"):
+        return
+    from raypkg.engine.execution import check_memory_format, model_is_convolutional
+
+    recorded = f" for its model {file_values['model']}" if file_values.get("model") else ""
+    check_memory_format(cfg, model_is_convolutional(str(cfg.model)),
+                        where=f" from config file {str(path)!r} (a run's config.yaml records what --memory-format "
+                              f"auto chose{recorded})")
+
+
+def check_stack(cfg) -> None:
+    """``cfg``'s class carries the settings of every algorithm its ``stack`` names (a config
+    without a stack, DeltaGrad's: nothing to check)."""
+    if not hasattr(cfg, "stack"):
+        return
+    base = getattr(type(cfg), "BASE", type(cfg))
+    if stacked_class(base, tuple(cfg.stack)) is not type(cfg):
+        raise UsageError(f"--with {','.join(cfg.stack) or '(none)'} does not match the config's class "
+                         f"{type(cfg).__name__}: make it with raypkg.run or resolve_config")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key {', '.join(repeated)} is given twice",
+                                                    node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` keeps the last one silently)."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise json.JSONDecodeError(f"key {', '.join(repeated)} is given twice", "", 0)
+    return dict(pairs)
+
+
+def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
+    """Read a YAML or JSON mapping of config keys from a path or a URI pyarrow opens
+    (``s3://bucket/runs/r/config.yaml``, ``file://...``); unknown or repeated keys are a
+    UsageError."""
+    try:
+        text = read_bytes(path, "--config").decode("utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read config file {str(path)!r}: {e.strerror or first_line(e)}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {str(path)!r} is not a text file (YAML or JSON)") from None
+    try:
+        if basename(path).endswith(".json"):
+            data = json.loads(text, object_pairs_hook=unique_json_object)
+        else:
+            data = yaml.load(text, Loader=UniqueKeyLoader)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        first = str(e).splitlines()[0]
+        raise UsageError(f"config file {str(path)!r} is not valid YAML/JSON: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    data = upgraded(data, cls)
+    cls = with_stack(cls, data)
+    unknown = sorted(str(k) for k in set(data) - config_fields(cls))
+    if unknown:
+        raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
+                         f"allowed: {', '.join(sorted(config_fields(cls)))}")
+    return data
+
+
+def with_stack(cls, values: dict[str, Any]) -> type:
+    """``cls`` with the settings of the algorithms ``values["stack"]`` names (``--with``)."""
+    if "stack" not in config_fields(cls):
+        return cls
+    try:
+        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")))
+    except TypeError:  # not a list of names
+        raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
+
+
+def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "", needs: str = "--with {}") -> None:
+    """Every key of ``values`` is a field of ``cls``; a stackable algorithm's setting without
+    that algorithm in the stack says what adds it (``needs``, formatted with its name)."""
+    unknown = sorted(set(values) - config_fields(cls))
+    owners = {key: name for key in unknown for name, m in stackable().items() if key in config_fields(load(m.settings))}
+    stray = [key for key in unknown if key not in owners]
+    if stray:
+        raise UsageError(f"unknown setting(s) {listed(stray)} {what}".rstrip())
+    if owners:
+        key, owner = next(iter(owners.items()))
+        flag = f"--{key.replace('_', '-')}" if key in given else key
+        raise UsageError(f"{flag} is a setting of {owner}: it needs {needs.format(owner)}")
+
+
+def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:
+    """``values`` with the keys of older configs replaced by today's (``amp: false`` is
+    ``precision: fp32``); a key given both ways must agree (``amp: false`` with
+    ``precision: bf16`` is a contradiction, refused in one line)."""
+    if "precision" not in config_fields(cls):
+        return values
+    out = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
+    for key, meanings in LEGACY_KEYS.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if not isinstance(value, bool):
+            raise UsageError(f"{key} must be true or false, got {value!r}")
+        new, agrees = meanings[value]
+        for name, allowed in agrees.items():
+            if name in values and values[name] not in allowed:
+                raise UsageError(f"{key}: {str(value).lower()} and {name}: {values[name]} contradict each other "
+                                 f"({key} is the older key for {name}); give {name} alone")
+        for name, today in new.items():
+            out.setdefault(name, today)
+    return out
+
+
+def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
+    """File values, then flags that were given (not None) on top, resolved (not validated:
+    ``Recipe.run`` validates, once). A flag of a group in ``cls.EXCLUSIVE`` drops the file's
+    values of its whole group."""
+    values = read_config_file(config_file, cls) if config_file else {}
+    from_file = dict(values)
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    for group in cls.EXCLUSIVE:
+        if given.keys() & set(group):
+            values = {k: v for k, v in values.items() if k not in group}
+    values = upgraded({**values, **given}, cls)
+    cls = with_stack(cls, values)
+    check_settings_known(cls, values, given)
+    try:
+        cfg = cls(**values).resolved()
+    except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
+        raise UsageError(f"bad config value: {e}") from None
+    check_needs(cfg, given)  # a flag given where it cannot act, even at its default value
+    check_file_memory_format(cfg, from_file, given, config_file)
+    return cfg
