@@ -103,7 +103,9 @@ def echo_listing(entries: dict[str, str]) -> None:
 @click.option("--markdown", is_flag=True, help="Print a stored bench table (one .parquet) as the Markdown the docs "
                                                 "show, with where it came from; --columns picks its columns.")
 @list_option("--columns", help="With --markdown: comma-separated columns (default: all).")
-def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns):
+@click.option("--rows", help="With --markdown: only the rows whose COLUMN holds one of the values, "
+                             "COLUMN:V1,V2 (e.g. method:full,rs2).")
+def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns, rows):
     """Compare runs side by side: accuracy, wall time, phase times, speed-up vs the first.
 
     A run is a run directory, or its copy in --storage given as a URI (s3://, gs://,
@@ -119,8 +121,8 @@ def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns):
     """
     import tempfile
 
-    if markdown or columns:
-        print_markdown(run_dirs, columns)
+    if markdown or columns or rows:
+        print_markdown(run_dirs, columns, rows)
         return
 
     from raypkg.paths import atomic_write, check_writable_file
@@ -148,7 +150,7 @@ def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns):
             click.echo(f"plot: {plot_report(runs, plot)}")
 
 
-def print_markdown(paths: tuple[str, ...], columns: str | None) -> None:
+def print_markdown(paths: tuple[str, ...], columns: str | None, rows: str | None) -> None:
     """`report --markdown`: one stored table as Markdown (``raypkg.tracking.markdown``)."""
     import pandas as pd
 
@@ -159,7 +161,9 @@ def print_markdown(paths: tuple[str, ...], columns: str | None) -> None:
     if len(paths) != 1 or not paths[0].endswith(".parquet") or not Path(paths[0]).is_file():
         raise UsageError(f"--markdown renders one stored table: give one .parquet file, got {' '.join(paths)}")
     chosen = name_list(columns, "--columns") if columns else list(pd.read_parquet(paths[0]).columns)
-    click.echo(render(paths[0], chosen), nl=False)
+    if rows is not None and ":" not in rows:
+        raise UsageError(f"--rows takes COLUMN:VALUE,VALUE (e.g. method:full,rs2), got {rows!r}")
+    click.echo(render(paths[0], chosen, rows), nl=False)
 
 
 @main.command()

@@ -597,6 +597,7 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (B + ["defaults", "--bar", "1.5"], "--bar must be in (0, 1], got 1.5"),
     (B + ["defaults", "--dataset", "nope"], "unknown dataset 'nope'"),
     (B + ["defaults", "--save", "{ro}/d"], "--save"),
+    (["report", "x", "--rows", "method:full"], "give one .parquet file"),
 ]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.

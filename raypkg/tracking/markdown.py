@@ -6,7 +6,9 @@ between the markers
     ...
     <!-- /table -->
 
-``effray report --markdown PATH --columns a,b,c`` prints it, and tests/test_docs_tables.py
+or only the rows whose column holds one of the values named (a method's page shows its rows):
+``<!-- table: PATH columns=a,b,c rows=method:full,rs2 -->``.
+``effray report --markdown PATH --columns a,b,c [--rows method:full,rs2]`` prints it, and tests/test_docs_tables.py
 checks that every marked table in the docs equals what its stored result renders.
 """
 
@@ -20,7 +22,8 @@ import pandas as pd
 
 from raypkg.tracking.provenance import read_provenance
 
-MARKER = re.compile(r"<!-- table: (?P<path>\S+) columns=(?P<columns>\S+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+MARKER = re.compile(r"<!-- table: (?P<path>\S+) columns=(?P<columns>\S+)(?: rows=(?P<rows>\S+))? -->\n"
+                    r"(?P<body>.*?)<!-- /table -->", re.S)
 
 
 def cell(value) -> str:
@@ -32,15 +35,22 @@ def cell(value) -> str:
     return str(value)
 
 
-def render(path: str | Path, columns: list[str]) -> str:
-    """The Markdown table of ``columns`` of the Parquet table at ``path``, and a line saying
-    where it came from (its stored provenance)."""
-    frame = pd.read_parquet(path)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        from raypkg.errors import UsageError
+def render(path: str | Path, columns: list[str], rows: str | None = None) -> str:
+    """The Markdown table of ``columns`` of the Parquet table at ``path`` (only the rows
+    whose column holds one of the values ``rows`` names, ``COLUMN:V1,V2``), and a line
+    saying where it came from (its stored provenance)."""
+    from raypkg.errors import UsageError
 
+    frame = pd.read_parquet(path)
+    column, _, values = (rows or "").partition(":")
+    missing = [c for c in [*columns, *([column] if rows else [])] if c not in frame.columns]
+    if missing:
         raise UsageError(f"{path}: no column {', '.join(missing)} (it has {', '.join(frame.columns)})")
+    if rows:
+        wanted = [v for v in values.split(",") if v]
+        if not wanted:
+            raise UsageError(f"--rows takes COLUMN:VALUE,VALUE (e.g. method:full,rs2), got {rows!r}")
+        frame = frame[frame[column].astype(str).isin(wanted)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in frame[columns].to_dict("records")]
     source = read_provenance(path)
@@ -52,6 +62,6 @@ def render(path: str | Path, columns: list[str]) -> str:
 
 
 def marked_tables(text: str):
-    """(path, columns, body) of every marked table in a page's ``text``."""
+    """(path, columns, rows, body) of every marked table in a page's ``text`` (rows: None for all)."""
     for m in MARKER.finditer(text):
-        yield m["path"], m["columns"].split(","), m["body"]
+        yield m["path"], m["columns"].split(","), m["rows"], m["body"]
