@@ -595,6 +595,7 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (B + ["defaults", "--models", "nope"], "unknown model 'nope'"),
     (B + ["defaults", "--seeds", "0,-1"], "--seeds"),
     (B + ["defaults", "--bar", "1.5"], "--bar must be in (0, 1], got 1.5"),
+    (B + ["defaults", "--lr", "-1"], "lr must be one or more positive finite numbers"),
     (B + ["defaults", "--dataset", "nope"], "unknown dataset 'nope'"),
     (B + ["defaults", "--save", "{ro}/d"], "--save"),
     (["report", "x", "--rows", "method:full"], "give one .parquet file"),

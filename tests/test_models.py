@@ -162,3 +162,19 @@ def test_conv_models_refuse_shapes_they_cannot_view_as_images(name, shape):
 @pytest.mark.parametrize("name", sorted(FULLY_CONNECTED))
 def test_fully_connected_models_take_any_flat_size(name):
     check_split(build_model(name, (65,), 3), batch((65,)), 3)
+
+
+def test_a_model_trains_at_its_own_default_learning_rate_unless_one_is_given(tmp_path):
+    """raypkg.models.defaults: every model it names is registered; a run with no --lr takes
+    the model's rate (LeNet-5's 0.03), records it in config.yaml, and that file re-runs it."""
+    from raypkg.config import resolve_config
+    from raypkg.engine.config import TrainConfig
+    from raypkg.models.defaults import DEFAULT_LR, MODEL_LR
+
+    assert set(MODEL_LR) <= set(MODELS) and DEFAULT_LR not in MODEL_LR.values()
+    assert TrainConfig(model="lenet5").lr == [MODEL_LR["lenet5"]] and TrainConfig().lr == [DEFAULT_LR]
+    assert TrainConfig(model="lenet5", lr=[0.2]).lr == [0.2]
+    assert resolve_config(TrainConfig, None, model="lenet5").lr == [MODEL_LR["lenet5"]]
+    recorded = tmp_path / "config.yaml"  # what a run writes: the resolved config, lr included
+    recorded.write_text(f"model: lenet5\nlr: {MODEL_LR['lenet5']}\n")
+    assert resolve_config(TrainConfig, str(recorded), model="mlp").lr == [MODEL_LR["lenet5"]]  # the file's rate

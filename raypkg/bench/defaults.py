@@ -1,6 +1,7 @@
 """`effray bench defaults`: does every model train at its defaults? Each model, with nothing
 but ``--model`` and ``--seed`` given (as `effray train --model M --seed S` runs it: the
-model's default learning rate, ``raypkg.models.defaults``), over several seeds.
+model's default learning rate, ``raypkg.models.defaults``), over several seeds; ``--lr``
+trains them all at one rate instead (what a model's own default replaced).
 
 The table has a row per run and a summary per model: its learning rate, the lowest and the
 mean test accuracy over the seeds, and how many seeds reached ``--bar``. A model whose
@@ -37,15 +38,18 @@ def plot_accuracy(frame, ax) -> None:
 @list_option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma-separated seeds.")
 @click.option("--bar", type=float, default=BAR, show_default=True,
               help="Test accuracy every seed must reach, in (0, 1].")
+@click.option("--lr", type=float, help="Train every model at this learning rate instead of its default "
+                                     "(what the defaults are measured against).")
 @click.option("--gpu/--cpu", "use_gpu", default=None, help="Force GPU or CPU (default: GPU if present, as train).")
 @bench_options(threads=1)
-def defaults_bench(dataset, models, seeds, bar, use_gpu, threads, save, wandb):
+def defaults_bench(dataset, models, seeds, bar, lr, use_gpu, threads, save, wandb):
     """Every model at its defaults (`effray train --model M --seed S`), over several seeds.
 
     \b
     Examples:
       effray bench defaults                                   # 8 models x 5 seeds on digits
       effray bench defaults --models lenet5,resnet20 --seeds 0,1,2
+      effray bench defaults --models lenet5,resnet56 --lr 0.1   # what their defaults replace
     """
     from raypkg.config import resolve_config
     from raypkg.engine.config import TrainConfig
@@ -57,12 +61,12 @@ def defaults_bench(dataset, models, seeds, bar, use_gpu, threads, save, wandb):
     seed_list = number_list(seeds, "--seeds", "seeds", kind=int, minimum=0, example="0,1,2")
     if not 0 < bar <= 1:
         raise UsageError(f"--bar must be in (0, 1], got {bar:g}")
-    configs = [resolve_config(TrainConfig, None, dataset=dataset, model=m, seed=s, use_gpu=use_gpu, progress=False)
-               .validate() for m in names for s in seed_list]
+    configs = [resolve_config(TrainConfig, None, dataset=dataset, model=m, seed=s, lr=None if lr is None else [lr],
+                              use_gpu=use_gpu, progress=False).validate() for m in names for s in seed_list]
     runner = BenchRunner("defaults", save, threads, wandb)
     data = load_data(configs[0])
     first = configs[0]
-    runner.header("every model at its defaults", data, dataset=dataset, epochs=first.epochs,
+    runner.header("every model at its defaults" if lr is None else f"every model at lr {lr:g}", data, dataset=dataset, epochs=first.epochs,
                   batch_size=first.batch_size, schedule=first.schedule, seeds=seed_list, bar=bar)
     points = [Point(f"{c.model} seed {c.seed}", TRAIN, c, {"model": c.model, "seed": c.seed, "lr": c.lr[0]},
                     key=c.model) for c in configs]
