@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from conftest import bare_env
+from helpers import bare_env
 
 try:
     import psutil

@@ -1,0 +1,59 @@
+"""Every table marked in README.md and docs/ is what its stored result renders
+(``raypkg.tracking.markdown``), and a stored bench table says where it came from."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from helpers import REPO
+
+from raypkg.cli import main
+from raypkg.tracking.markdown import marked_tables, render
+from raypkg.tracking.provenance import provenance, read_provenance
+from raypkg.tracking.run import write_parquet
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+MARKED = [(page.relative_to(REPO).as_posix(), path, columns, rows, body)
+          for page in PAGES for path, columns, rows, body in marked_tables(page.read_text())]
+
+
+def test_the_docs_show_stored_results():
+    assert MARKED, "no table in the docs is marked with its stored result"
+
+
+@pytest.mark.parametrize("page, path, columns, rows, body", MARKED, ids=[f"{m[0]}:{m[1]}:{m[3]}" for m in MARKED])
+def test_a_marked_table_equals_what_its_stored_result_renders(page, path, columns, rows, body):
+    source = read_provenance(REPO / path)
+    assert {"date", "commit", "command", "cpu", "cpu_flags", "torch", "threads"} <= set(source), path
+    assert body == render(REPO / path, columns, rows), f"{page}: the table of {path} is not what it renders"
+
+
+def test_a_table_is_rendered_with_its_provenance(tmp_path):
+    table = pd.DataFrame({"method": ["full", "rs2"], "x": [1.0, math.nan], "v": [12345.678, math.inf],
+                          "pareto": [True, False]})
+    path = write_parquet(tmp_path / "t.parquet", table, provenance(threads=1))
+    source = read_provenance(path)
+    assert source["threads"] == "1" and source["command"].startswith("effray") and source["commit"]
+    text = render(path, ["method", "x", "v", "pareto"])
+    assert text.splitlines()[:4] == ["| method | x | v | pareto |", "|---|---|---|---|", "| full | 1 | 1.235e+04 | yes |",
+                                     "| rs2 | - | inf |  |"]
+    assert f"at commit {source['commit']} on {source['cpu']}" in text.splitlines()[5]
+    result = CliRunner().invoke(main, ["report", "--markdown", str(path), "--columns", "method,x,v,pareto"])
+    assert result.exit_code == 0 and result.output == text
+    assert read_provenance(write_parquet(tmp_path / "plain.parquet", table)) == {}  # none given: none stored
+    some = render(path, ["method", "x"], rows="method:rs2,nope").splitlines()  # a method's page: its rows only
+    assert some[:3] == ["| method | x |", "|---|---|", "| rs2 | - |"] and some[3] == ""
+
+
+@pytest.mark.parametrize("args, says", [
+    (["a.parquet", "b.parquet"], "give one .parquet file"), (["runs/x"], "give one .parquet file"),
+    (["{t}", "--columns", "method,nope"], "no column nope"), (["{t}", "--rows", "nope:full"], "no column nope"),
+    (["{t}", "--rows", "method"], "--rows takes COLUMN:VALUE,VALUE"), (["{t}", "--rows", "method:"], "--rows takes"),
+])
+def test_report_markdown_refuses_what_it_cannot_render(tmp_path, args, says):
+    path = write_parquet(tmp_path / "t.parquet", pd.DataFrame({"method": ["full"]}))
+    result = CliRunner().invoke(main, ["report", "--markdown", *[a.format(t=path) for a in args]])
+    assert result.exit_code == 2 and says in result.output and len(result.output.strip().splitlines()) == 1

@@ -1,0 +1,379 @@
+"""Precision and memory format (``raypkg.engine.execution``): the decision with the CPU's
+flags and the probe's times injected, what a prepared model runs, and that fp32 is the
+engine's arithmetic of before, bit for bit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from raypkg.cli import main
+from raypkg.config import resolve_config
+from raypkg.data import load_dataset
+from raypkg.engine import execution as E
+from raypkg.engine.config import TrainConfig
+from raypkg.engine.loop import evaluate, fit, seed_everything
+from raypkg.errors import UsageError
+from raypkg.models.registry import build_model
+
+AVX2 = {"avx", "avx2", "fma"}
+AVX512_BF16 = AVX2 | {"avx512f", "avx512_bf16"}
+AMX = AVX2 | {"amx_bf16", "amx_tile"}
+
+
+@pytest.mark.parametrize("flags, native", [(AVX2, False), (AVX512_BF16, True), (AMX, True), (set(), False)])
+def test_bf16_is_native_only_on_cpus_with_avx512_bf16_or_amx(flags, native):
+    assert E.bf16_native("cpu", flags) is native
+    assert E.bf16_native("cuda", flags) is True
+
+
+def test_an_avx2_only_cpu_means_fp32_unprobed():
+    pairs, reason = E.candidates("auto", "auto", "cpu", convolutional=False, flags=AVX2)
+    assert pairs == [("fp32", "contiguous")] and "avx512_bf16" in reason
+
+
+def test_cuda_means_bf16_and_channels_last_is_probed_for_conv_models_only():
+    assert E.candidates("auto", "auto", "cuda", convolutional=False)[0] == [("bf16", "contiguous")]
+    assert E.candidates("auto", "auto", "cuda", convolutional=True)[0] == [("bf16", "contiguous"),
+                                                                          ("bf16", "channels_last")]
+
+
+def test_a_bf16_cpu_probes_fp32_first_and_set_values_are_kept():
+    assert E.candidates("auto", "auto", "cpu", True, AVX512_BF16)[0] == [
+        ("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous"), ("bf16", "channels_last")]
+    assert E.candidates("fp32", "auto", "cpu", True, AVX512_BF16)[0] == [("fp32", "contiguous"),
+                                                                        ("fp32", "channels_last")]
+    assert E.candidates("bf16", "contiguous", "cpu", True, AVX2)[0] == [("bf16", "contiguous")]  # asked for
+
+
+FP32, FP32_CL, BF16, BF16_CL = ("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous"), \
+    ("bf16", "channels_last")
+
+
+def scripted(times: dict, clock: list) -> dict:
+    """Candidate steps that advance a fake clock by the scripted seconds, one per call
+    (the last one repeats): injected timings for ``measure``."""
+    def step_of(seq):
+        calls = iter(seq)
+
+        def step():
+            clock[0] += next(calls, seq[-1])
+        return step
+    return {pair: step_of(seq) for pair, seq in times.items()}
+
+
+def measured(times: dict, **kw) -> E.Measurement:
+    clock = [0.0]
+    return E.measure(scripted(times, clock), clock=lambda: clock[0], **kw)
+
+
+@pytest.mark.parametrize("samples, chosen", [
+    ({FP32: [10.0] * 5, BF16: [12.0] * 5}, FP32),  # slower: fp32
+    ({FP32: [10.0] * 5, BF16: [6.0] * 5}, BF16),
+    ({FP32: [10.0] * 5, BF16: [9.6] * 5}, FP32),  # within the margin: the simpler one
+    ({FP32: [10.0] * 5, FP32_CL: [8.0] * 5, BF16_CL: [5.0] * 5}, BF16_CL),
+    ({FP32: [10.0] * 5, FP32_CL: [8.0] * 5, BF16: [5.0] * 5, BF16_CL: [5.1] * 5}, BF16),  # a bf16 tie: contiguous
+    ({FP32: [10, 4, 16, 6, 14], BF16: [7, 8, 7, 8, 7]}, FP32),  # faster median, but inside fp32's spread
+    ({BF16: [3.0] * 5, BF16_CL: [2.0] * 5}, BF16_CL),  # CUDA: no fp32
+])
+def test_a_candidate_is_chosen_only_when_it_beats_every_simpler_one_clearly(samples, chosen):
+    assert E.choose(samples) == chosen
+
+
+def test_apart_means_the_medians_differ_by_more_than_half_the_summed_spreads():
+    assert E.apart([1, 2, 3, 4, 5], [7, 8, 9, 10, 11])  # medians 3 and 9, IQRs 2 and 2
+    assert not E.apart([1, 2, 3, 4, 5], [2, 4, 5, 6, 8])  # medians 3 and 5, IQRs 2 and 2
+    assert E.iqr([5.0]) == 0.0 and E.iqr([1, 2, 3, 4, 5]) == 2.0
+
+
+def test_the_measurement_interleaves_and_skips_the_cold_first_calls():
+    """Warm-ups are never timed (a 100 s first call counts for nothing); each round steps
+    every candidate once, in turn, the order reversed every other round."""
+    order = []
+    clock = [0.0]
+    steps = scripted({FP32: [100.0, 100.0, 2.0], BF16: [50.0, 50.0, 1.0]}, clock)
+    logged = {pair: (lambda step, pair: lambda: (order.append(pair), step()))(step, pair)
+              for pair, step in steps.items()}
+    result = E.measure(logged, clock=lambda: clock[0])
+    assert result.samples == {FP32: [2.0] * 5, BF16: [1.0] * 5} and result.rounds == 5
+    assert order[:4] == [FP32, FP32, BF16, BF16]  # the warm-ups
+    assert order[4:10] == [FP32, BF16, BF16, FP32, FP32, BF16]
+
+
+def test_noisy_timings_measure_until_the_cap_and_keep_fp32():
+    """Medians 10% apart inside a 50% spread never settle: the cap ends it, fp32 stays."""
+    noisy = measured({FP32: [10, 15, 5] * 20, BF16: [9, 14, 4] * 20}, max_rounds=12, max_seconds=1e9)
+    assert noisy.rounds == 12 and not E.settled(noisy.samples) and E.choose(noisy.samples) == FP32
+    capped = measured({FP32: [10, 15, 5] * 20, BF16: [9, 14, 4] * 20}, max_seconds=100.0)
+    assert capped.rounds < E.MAX_ROUNDS and capped.seconds >= 100.0
+
+
+def test_a_clear_difference_or_a_tie_settles_after_the_fewest_rounds():
+    assert measured({FP32: [10.0], BF16: [5.0]}).rounds == E.MIN_ROUNDS
+    assert measured({FP32: [10.0], BF16: [9.9]}).rounds == E.MIN_ROUNDS
+    assert E.choose(measured({FP32: [10.0], BF16: [9.9]}).samples) == FP32
+
+
+def digits_cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 2, "batch_size": 64, "progress": False, **kw}).resolved().validate()
+
+
+def test_resolving_an_avx2_machine_times_nothing_and_caches_nothing(tmp_path):
+    data = load_dataset("digits", seed=0)
+    cache = E.ExecutionCache(tmp_path / "execution.json")
+    cfg, execution = E.resolve_for_data(digits_cfg(), data, torch.device("cpu"), flags=AVX2, cache=cache)
+    assert (cfg.precision, cfg.memory_format) == ("fp32", "contiguous") and execution.source == "set"
+    assert execution.medians_ms == {} and not cache.path.exists()
+
+
+def test_a_choice_is_measured_once_per_machine_and_every_later_run_reuses_it(tmp_path):
+    """bf16 claimed native (whatever this CPU is): LeNet-5's four candidates are measured,
+    the choice follows the samples, the RNG is untouched, and a second resolve (another
+    process would read the same file) takes the cached choice without measuring."""
+    data = load_dataset("digits", seed=0)
+    cache = E.ExecutionCache(tmp_path / "execution.json")
+    samples = {}
+
+    def measurer(steps):
+        assert set(steps) == {FP32, FP32_CL, BF16, BF16_CL}
+        for step in steps.values():
+            step()  # real forward + backward passes of copies of the model
+        samples.update({FP32: [10.0] * 5, FP32_CL: [9.0] * 5, BF16: [6.0] * 5, BF16_CL: [6.1] * 5})
+        return E.Measurement(samples, 5, 0.5)
+
+    torch.manual_seed(5)
+    before = torch.rand(3)
+    torch.manual_seed(5)
+    cfg, first = E.resolve_for_data(digits_cfg(model="lenet5"), data, torch.device("cpu"), flags=AVX512_BF16,
+                                    cache=cache, measurer=measurer)
+    assert torch.equal(torch.rand(3), before)
+    assert (cfg.precision, cfg.memory_format) == ("bf16", "contiguous") and first.source == "measured"
+    assert first.medians_ms == {"fp32/contiguous": 10000.0, "fp32/channels_last": 9000.0,
+                                "bf16/contiguous": 6000.0, "bf16/channels_last": 6100.0}
+
+    def never(steps):
+        raise AssertionError("measured again")
+
+    cfg2, again = E.resolve_for_data(digits_cfg(model="lenet5"), data, torch.device("cpu"), flags=AVX512_BF16,
+                                     cache=E.ExecutionCache(cache.path), measurer=never)
+    assert (cfg2, again.source, again.medians_ms) == (cfg, "cache", first.medians_ms)
+    assert again.describe().startswith("execution: bf16, contiguous (from the cache, measured ")
+    assert E.ExecutionCache(cache.path).clear() == 1 and E.ExecutionCache(cache.path).entries() == {}
+
+
+def test_the_cache_key_names_the_machine_the_model_the_input_and_the_batch():
+    key = E.cache_key("resnet20", (1, 28, 28), 128, torch.device("cpu"), [FP32, BF16], AVX512_BF16)
+    for part in ("device=cpu", f"hardware={E.cpu_model()}", f"torch={torch.__version__}",
+                 f"threads={torch.get_num_threads()}", "model=resnet20", "input=1x28x28", "batch=128",
+                 "candidates=fp32/contiguous,bf16/contiguous"):
+        assert part in key.split("|"), part
+    assert key != E.cache_key("resnet20", (1, 28, 28), 128, torch.device("cpu"), [FP32, BF16], AVX2)  # other flags
+    assert key != E.cache_key("resnet20", (1, 28, 28), 64, torch.device("cpu"), [FP32, BF16], AVX512_BF16)
+
+
+def test_an_unreadable_cache_is_an_empty_one_and_an_unwritable_one_warns(tmp_path, capsys):
+    broken = tmp_path / "execution.json"
+    broken.write_text("{not json")
+    assert E.ExecutionCache(broken).entries() == {}
+    (tmp_path / "file").write_text("")
+    assert not E.ExecutionCache(tmp_path / "file" / "execution.json").put("k", {})
+    assert "the execution choice is not cached" in capsys.readouterr().err
+
+
+def test_fit_refuses_an_undecided_execution():
+    data = load_dataset("digits", seed=0)
+    net = build_model("mlp", data.input_shape, data.num_classes)
+    with pytest.raises(ValueError, match="fit runs a decided execution"):
+        fit(net, data.train, None, digits_cfg())
+
+
+def test_effray_execution_lists_and_clears_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFRAY_CACHE_DIR", str(tmp_path))
+    E.ExecutionCache().put("v=1|model=lenet5", {"precision": "fp32", "memory_format": "channels_last",
+                                                "medians_ms": {"fp32/contiguous": 3.6, "fp32/channels_last": 3.2},
+                                                "iqr_ms": {}, "rounds": 5, "settled": True,
+                                                "measured_at": "2026-11-25"})
+    listed = CliRunner().invoke(main, ["execution"])
+    assert listed.exit_code == 0 and "fp32/channels_last  measured 2026-11-25, 5 rounds" in listed.output
+    assert "v=1|model=lenet5" in listed.output
+    cleared = CliRunner().invoke(main, ["execution", "--clear"])
+    assert cleared.output.startswith("cleared 1 choice(s)") and E.ExecutionCache().entries() == {}
+
+
+def train_digits(model: str, **kw):
+    data = load_dataset("digits", seed=0)
+    seed_everything(0)
+    net = build_model(model, data.input_shape, data.num_classes)
+    history = fit(net, data.train, data.test, digits_cfg(model=model, **{"precision": "fp32",
+                                                                            "memory_format": "contiguous", **kw}))
+    return net, history, data
+
+
+def test_fp32_contiguous_is_the_engine_of_before_bit_for_bit():
+    """A model never prepared (the engine before precision existed) and one run with fp32
+    and contiguous set: the same weights, bit for bit (a plain autograd loop is the check)."""
+    data = load_dataset("digits", seed=0)
+    cfg = digits_cfg(model="lenet5", precision="fp32", memory_format="contiguous", schedule="constant")
+    seed_everything(0)
+    net = build_model("lenet5", data.input_shape, data.num_classes)
+    reference = build_model("lenet5", data.input_shape, data.num_classes)
+    reference.load_state_dict(net.state_dict())
+    fit(net, data.train, None, cfg)
+    from raypkg.engine.loop import weighted_cross_entropy
+    from raypkg.engine.optim import make_optimizer
+    from raypkg.engine.plans import ShuffledBatches
+
+    optimizer = make_optimizer(reference, cfg)
+    plan = ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed)
+    for epoch in range(cfg.epochs):
+        order = plan.order(epoch, 0, 1)
+        for positions in order.split(cfg.batch_size):
+            loss = weighted_cross_entropy(reference(data.train.x[positions]), data.train.y[positions])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    for (name, a), b in zip(net.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_bf16_run_computes_in_bf16_keeps_fp32_weights_and_learns_like_fp32():
+    """Autocast: logits in bf16, weights and their gradients fp32; test accuracy within 2
+    points of fp32 on digits (3 seeds' mean) with the same steps."""
+    net, history, data = train_digits("mlp", precision="bf16")
+    assert net.precision == "bf16" and all(p.dtype == torch.float32 for p in net.parameters())
+    with E.autocast(net):
+        assert net(data.test.x[:4]).dtype == torch.bfloat16
+    accs = {}
+    for precision in ("fp32", "bf16"):
+        accs[precision] = sum(train_digits("mlp", precision=precision, seed=s)[1][-1]["test_acc"]
+                              for s in range(3)) / 3
+    assert abs(accs["bf16"] - accs["fp32"]) < 0.02, accs
+    assert evaluate(net, data.test)["acc"] == pytest.approx(history[-1]["test_acc"])
+
+
+@pytest.mark.slow
+def test_channels_last_puts_conv_weights_in_that_layout_and_computes_the_same_gradients():
+    """The layout changes the order of the sums only: one 1x28x28 batch's gradients are as
+    close to float64's as contiguous fp32's are (within 5% of each tensor's largest entry:
+    batch norm's backward amplifies float32 rounding to ~2% at this size in both layouts),
+    and a run keeps the layout."""
+    import copy
+
+    import torch.nn.functional as F
+
+    seed_everything(0)
+    plain = E.prepare(build_model("resnet20", (1, 28, 28), 10), "fp32", "contiguous")
+    last = E.prepare(copy.deepcopy(plain), "fp32", "channels_last")
+    exact = copy.deepcopy(plain).double()
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    for net, inputs in ((plain, x), (last, x), (exact, x.double())):
+        F.cross_entropy(net(inputs), y).backward()
+    for a, b, c in zip(plain.parameters(), last.parameters(), exact.parameters()):
+        scale = c.grad.abs().max().item()
+        assert (a.grad - c.grad).abs().max() <= 0.05 * scale and (b.grad - c.grad).abs().max() <= 0.05 * scale
+    net, history, _ = train_digits("resnet20", memory_format="channels_last", precision="fp32", epochs=1)
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert history[-1]["test_acc"] > 0.5
+
+
+def test_selection_scores_a_bf16_model_in_bf16_and_returns_fp32_close_to_fp32():
+    from raypkg.selection.embeddings import logits_and_features
+
+    data = load_dataset("digits", seed=0)
+    seed_everything(0)
+    net = build_model("mlp", data.input_shape, data.num_classes)
+    z32, h32 = logits_and_features(E.prepare(net, "fp32", "contiguous"), data.train.x)
+    z16, h16 = logits_and_features(E.prepare(net, "bf16", "contiguous"), data.train.x)
+    assert z16.dtype == h16.dtype == torch.float32 and not torch.equal(z16, z32)
+    assert torch.allclose(z16, z32, atol=0.1) and torch.allclose(h16, h32, atol=0.1)
+
+
+@pytest.mark.parametrize("text, precision", [("amp: false\n", "fp32"), ("amp: true\n", "auto"),
+                                             ("amp: false\nprecision: fp32\n", "fp32"),
+                                             ("amp: true\nprecision: bf16\n", "bf16")])
+def test_old_configs_with_amp_keep_working(tmp_path, text, precision):
+    path = tmp_path / "old.yaml"
+    path.write_text(text)
+    assert resolve_config(TrainConfig, str(path)).precision == precision
+
+
+@pytest.mark.parametrize("text", ["amp: false\nprecision: bf16\n", "amp: false\nprecision: auto\n",
+                                  "amp: true\nprecision: fp32\n"])
+def test_amp_and_a_precision_it_contradicts_are_refused(tmp_path, text):
+    """issue 48: `amp: false` with `precision: bf16` ran bf16; a contradiction is refused."""
+    path = tmp_path / "old.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="contradict each other"):
+        resolve_config(TrainConfig, str(path))
+
+
+def test_amp_must_be_a_switch(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("amp: 3\n")
+    with pytest.raises(UsageError, match="amp must be true or false"):
+        resolve_config(TrainConfig, str(path))
+
+
+def test_a_run_says_its_execution_first_and_its_config_repeats_it(tmp_path):
+    """The run's first line and summary.json say what auto chose; config.yaml holds the
+    choice, not auto, so --config with it repeats the run with no probe."""
+    args = ["train", "--model", "lenet5", "--epochs", "1", "--out", str(tmp_path), "--wandb", "disabled",
+            "--no-progress"]
+    first = CliRunner().invoke(main, [*args, "--name", "a"])
+    assert first.exit_code == 0, first.output
+    saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert saved["precision"] in ("fp32", "bf16") and saved["memory_format"] in ("contiguous", "channels_last")
+    assert (summary["precision"], summary["memory_format"]) == (saved["precision"], saved["memory_format"])
+    assert first.output.splitlines()[0].startswith(f"execution: {saved['precision']}, {saved['memory_format']}")
+    again = CliRunner().invoke(main, [*args[:1], "--config", str(tmp_path / "a" / "config.yaml"), "--name", "b"])
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines()[0] == f"execution: {saved['precision']}, {saved['memory_format']} (as set)"
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["test_acc"] == summary["test_acc"]
+
+
+def test_sparse_kernels_run_fp32_inside_a_bf16_run():
+    """SparseProp's kernels are fp32: a bf16 run feeds them fp32 inputs and trains."""
+    from raypkg.sparse.dst import SparseTraining
+
+    data = load_dataset("digits", seed=0)
+    seed_everything(0)
+    net = build_model("mlp", data.input_shape, data.num_classes)
+    cfg = digits_cfg(precision="bf16", memory_format="contiguous", epochs=1)
+    history = fit(net, data.train, data.test, cfg, callbacks=[SparseTraining(0.1, "ERK", seed=0, backend="sparse")])
+    assert history[-1]["test_acc"] > 0.5
+
+
+def test_bad_precision_values_are_refused():
+    for kw in ({"precision": "fp16"}, {"memory_format": "nhwc"}):
+        with pytest.raises(UsageError):
+            dataclasses.replace(digits_cfg(), **kw).validate()
+
+
+def test_bench_precision_picks_what_its_own_medians_say(tmp_path):
+    """The pick is made from the bench's own samples: no candidate of auto's beats it by
+    the rule ``choose`` applies (a median more than MARGIN lower, and apart)."""
+    import pandas as pd
+
+    result = CliRunner().invoke(main, ["bench", "precision", "--setups", "digits:lenet5,digits:mlp", "--seeds", "0",
+                                       "--step-repeats", "5", "--save", str(tmp_path / "p"), "--wandb", "disabled"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "p.parquet")
+    bf16_here = E.bf16_native("cpu")
+    for row in table.to_dict("records"):
+        conv = row["setup"].endswith("lenet5")
+        pairs = E.candidates("auto", "auto", "cpu", conv)[0]
+        assert row["auto"] in {E.label(p) for p in pairs}
+        pick = row["auto"].replace("/", "_")
+        for p in pairs:
+            name = E.label(p).replace("/", "_")
+            faster = row[f"{name}_ms"] < row[f"{pick}_ms"] * (1 - E.MARGIN)
+            apart = row[f"{pick}_ms"] - row[f"{name}_ms"] > (row[f"{name}_iqr_ms"] + row[f"{pick}_iqr_ms"]) / 2
+            assert not (faster and apart), (row, p)
+        assert bf16_here or row["auto"].startswith("fp32")  # an AVX2 CPU never picks bf16

@@ -1,0 +1,275 @@
+"""`effray bench frontier`: the Pareto front and the ratios as pure functions, one row
+against the `effray run` it stands for, the files a run writes, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from helpers import DIGITS_TRAIN
+
+from raypkg.bench.frontier import TABLE_COLUMNS, add_deltas, aggregate, pareto_front
+from raypkg.cli import main
+
+# digits (1,347 train / 450 test), logistic regression, 2 epochs: seconds per run.
+TINY = ["--dataset", "digits", "--model", "logreg", "--epochs", "2", "--label-noise", "0.2"]
+
+
+def test_pareto_front_is_exactly_the_non_dominated_points():
+    #          0     1     2     3     4     5     6     7           8
+    cost = [1.0, 2.0, 3.0, 4.0, 2.0, 5.0, 1.5, float("nan"), 3.0]
+    value = [0.5, 0.7, 0.9, 0.8, 0.6, 0.9, 0.5, 0.99, 0.9]
+    # 3 is beaten by 2 (cheaper, better); 4 by 1 (same cost, better); 5 by 2 (same accuracy,
+    # cheaper); 6 by 0 (same accuracy, cheaper); 7 has no cost; 8 ties with 2 (neither dominates)
+    assert pareto_front(cost, value) == [0, 1, 2, 8]
+    assert pareto_front([], []) == []
+    assert pareto_front([2.0, 1.0], [0.1, 0.9]) == [1]  # one point better in both
+
+
+def hand_built_rows() -> pd.DataFrame:
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 2.0)):  # seed 1 takes twice as long, 1 point less accurate
+        for method, family, fraction, e2e, acc in (("full-fp32", "full", math.nan, 10.0, 0.90),
+                                                   ("rs2", "uniform", 0.1, 2.0, 0.80),
+                                                   ("grand", "deepcore", 0.1, 5.0, 0.85),
+                                                   ("rs2", "uniform", 0.3, 4.0, 0.86),
+                                                   ("uniform", "uniform", 0.1, 2.0, 0.70),
+                                                   ("rigl-itop", "sparse", math.nan, 4.0, 0.88)):
+            setting = f"f={fraction:g}" if not math.isnan(fraction) else "d=0.05" if family == "sparse" else "-"
+            rows.append({"family": family, "method": method, "setting": setting, "seed": seed, "fraction": fraction,
+                         "e2e_s": e2e * scale, "test_acc": acc - 0.01 * seed, "flops": 100.0 * e2e})
+    return pd.DataFrame(rows)
+
+
+def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_is_one_point():
+    """`--fractions 0.1,0.1` crashed after all the training (two rows for one reference)."""
+    from raypkg.bench.frontier import build_points, preset_settings
+    from raypkg.errors import UsageError
+
+    for flags in ({"fractions": [0.1, 0.1, 0.3]}, {"densities": [0.05, 0.05]}):
+        with pytest.raises(UsageError, match="names 0.1 more than once|names 0.05 more than once"):
+            preset_settings("digits-aug:mlp", {**flags, "workers": 0})
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "budgets": [1.0], "workers": 0})
+    points = build_points(settings, ["full", "uniform", "rigl-itop"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
+        ("full", "b=1"), ("uniform", "f=0.1"), ("uniform", "f=0.3"), ("rigl-itop", "d=0.05")]
+    # the budget curve's points last, full training compressed to round(B x 10) epochs
+    points = build_points({**settings, "budgets": [0.2, 0.25, 0.3]}, ["full-fp32", "full", "rs2"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"], p.cfg.epochs, p.cfg.precision) for p in points[-4:]] == [
+        ("full-fp32", "b=0.2", 2, "fp32"), ("full", "b=0.2", 2, "auto"),  # 0.25 rounds to 2 epochs too
+        ("full-fp32", "b=0.3", 3, "fp32"), ("full", "b=0.3", 3, "auto")]
+    # a method without a grid (InfoBatch) is one point, after full training
+    points = build_points(settings, ["full", "rs2", "infobatch"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
+        ("full", "b=1"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
+
+
+def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
+    from raypkg.bench.frontier import budget_epochs, curve_seconds
+
+    curve = [(10.0, 0.9), (4.0, 0.8), (6.0, 0.7), (2.0, 0.5)]  # 6 s is below 4 s's 0.8: raised to it
+    assert curve_seconds(curve, 0.5, chance=0.1) == pytest.approx(2.0)
+    assert curve_seconds(curve, 0.3, chance=0.1) == pytest.approx(1.0)  # from (0 s, chance) to (2 s, 0.5)
+    assert curve_seconds(curve, 0.65, chance=0.1) == pytest.approx(3.0)
+    assert curve_seconds(curve, 0.85, chance=0.1) == pytest.approx(8.0)  # (6 s, 0.8) to (10 s, 0.9)
+    assert curve_seconds(curve, 0.95, chance=0.1) == math.inf and curve_seconds(curve, 0.05, 0.1) == 0.0
+    assert budget_epochs(10, [0.2, 0.3, 0.5, 0.7, 1.0]) == [2, 3, 5, 7]
+    assert budget_epochs(2, [0.2, 0.3, 0.5, 1.0]) == [1]  # budgets that round alike are one point
+
+
+@pytest.mark.parametrize("ratios, said", [
+    ([1.5, 1.6, 1.4], "faster"), ([0.5, 0.6, 0.55], "slower"), ([1.5, 0.7, 1.1], "tie"),
+    ([1.2], "1 seed"), ([2.0, math.inf], "beyond curve"), ([math.nan], "-"),
+    ([0.0, 0.0, 0.1], "slower"),  # seeds at chance accuracy: the curve has it at 0 s
+])
+def test_a_verdict_needs_the_gap_to_exceed_two_standard_errors(ratios, said):
+    from raypkg.bench.frontier import verdict
+
+    assert verdict(ratios) == said
+
+
+def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
+    from raypkg.bench.frontier import olympic_mean
+
+    assert olympic_mean([1.0, 2.0, 3.0, 10.0]) == 2.5 and olympic_mean([4.0, 1.0, 100.0]) == 4.0
+    assert olympic_mean([1.0, 2.0]) == 1.5  # too few to drop any
+    assert olympic_mean([math.nan, 1.0, 2.0, 9.0]) == 2.0  # a seed that never reached the target is left out
+    assert math.isnan(olympic_mean([math.nan]))
+
+
+def test_each_point_is_judged_against_its_seeds_curve():
+    from raypkg.bench.frontier import add_curves
+
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 2.0)):
+        for method, budget, e2e, acc, tta in (("full-fp32", 1.0, 10.0, 0.9, 9.0), ("full-fp32", 0.5, 5.0, 0.8, math.nan),
+                                              ("full", 1.0, 5.0, 0.9, 4.5), ("full", 0.5, 2.5, 0.8, math.nan),
+                                              ("rs2", math.nan, 2.5, 0.85, 2.0)):
+            rows.append({"method": method, "seed": seed, "budget": budget, "e2e_s": e2e * scale, "test_acc": acc,
+                         "tta_s": tta * scale, "flops": e2e})
+    frame = add_curves(pd.DataFrame(rows), chance=0.1)
+    rs2 = frame[frame["method"] == "rs2"]
+    # the auto curve reaches 0.85 at 3.75 s (seed 0; 7.5 s at seed 1), halfway from (2.5, 0.8) to (5, 0.9)
+    assert rs2["x_vs_curve"].tolist() == pytest.approx([3.75 / 2.5, 7.5 / 5.0])
+    assert rs2["x_vs_fp32_curve"].tolist() == pytest.approx([7.5 / 2.5, 15.0 / 5.0])
+    assert rs2["tta_vs_curve"].tolist() == pytest.approx([4.5 / 2.0, 9.0 / 4.0])
+    assert frame.loc[frame["budget"].notna(), "x_vs_curve"].isna().all()  # the curve does not judge itself
+    assert not frame["below_curve"].any()
+    table = aggregate(frame.assign(family="f", setting="-"))
+    assert table.set_index("method").loc["rs2", "verdict"] == "faster"  # 1.5x both seeds: no spread
+    # below the lowest budget point (0.8) the curve is a line from chance: no verdict from it
+    low = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.7),
+                                               e2e_s=lambda f: f["e2e_s"].where(f["method"] != "rs2", 1.0)),
+                     chance=0.1)
+    assert low.loc[low["method"] == "rs2", "below_curve"].all()
+    assert aggregate(low.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "below curve"
+    # ... unless it is slower even against that line, which flatters it
+    slow = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.7),
+                                                e2e_s=lambda f: f["e2e_s"].where(f["method"] != "rs2", 100.0)),
+                      chance=0.1)
+    assert aggregate(slow.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "slower"
+
+
+def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
+    """Three seeds of equal FLOPs: their float mean can be 1 ulp above their max (README's
+    frontier command crashed on it: matplotlib refuses a negative error bar)."""
+    from raypkg.bench.frontier import plot_frontier
+    from raypkg.plots import figure
+
+    flops = 857520000.0000002  # pandas: the mean of three of these is 857520000.0000004
+    rows = pd.DataFrame({"family": "sparse", "method": "a-rigl-itop", "setting": "d=0.05", "seed": [0, 1, 2],
+                         "fraction": math.nan, "density": 0.05, "e2e_s": [1.0, 2.0, 3.0], "flops": flops,
+                         "test_acc": [0.6, 0.61, 0.62]})
+    table = aggregate(rows)
+    assert table["flops"].iloc[0] > table["flops_max"].iloc[0]  # the case itself
+    _, (ax,) = figure()
+    plot_frontier(table, ax, "flops", "training FLOPs")
+    assert ax.get_xlabel() == "training FLOPs"
+
+
+def test_deltas_against_full_training_and_rs2_at_the_same_fraction():
+    frame = add_deltas(hand_built_rows())
+    grand = frame[frame["method"] == "grand"].set_index("seed")
+    assert grand.loc[0, "speedup_vs_full"] == pytest.approx(10 / 5) == grand.loc[1, "speedup_vs_full"]
+    assert grand.loc[0, "acc_vs_full"] == pytest.approx(100 * (0.85 - 0.90))
+    assert grand.loc[0, "speedup_vs_rs2"] == pytest.approx(2 / 5)  # against RS2 at 0.1, not 0.3 or uniform
+    assert grand.loc[1, "acc_vs_rs2"] == pytest.approx(100 * (0.84 - 0.79))
+    rigl = frame[frame["method"] == "rigl-itop"].iloc[0]
+    assert rigl["speedup_vs_full"] == pytest.approx(2.5) and rigl["acc_vs_full"] == pytest.approx(-2.0)
+    assert math.isnan(rigl["speedup_vs_rs2"]) and math.isnan(rigl["acc_vs_rs2"])  # no fraction
+    full = frame[frame["method"] == "full-fp32"]  # the reference: full training at fp32
+    assert (full["speedup_vs_full"] == 1).all() and (full["acc_vs_full"] == 0).all()
+
+    table = aggregate(frame).set_index(["method", "setting"])
+    g = table.loc[("grand", "f=0.1")]
+    assert g["seeds"] == 2 and g["test_acc"] == pytest.approx(0.845) and g["e2e_s"] == pytest.approx(7.5)
+    assert g["test_acc_std"] == pytest.approx(pd.Series([0.85, 0.84]).std())
+    assert (g["e2e_s_min"], g["e2e_s_max"]) == (5.0, 10.0)
+    # mean accuracy vs mean seconds: RS2 0.1 (3 s), RS2 0.3 (6 s), rigl (6 s, better),
+    # full (15 s, best) are the front; grand (7.5 s, 0.845) is beaten by rigl, uniform 0.1 by RS2 0.1
+    assert set(table.index[table["pareto"]]) == {("rs2", "f=0.1"), ("rigl-itop", "d=0.05"), ("full-fp32", "-")}
+    assert not table.loc[("rs2", "f=0.3"), "pareto"]  # same seconds as rigl, less accurate
+    assert not table.loc[("uniform", "f=0.1"), "pareto"]
+
+
+@pytest.fixture(scope="module")
+def frontier_run(tmp_path_factory):
+    """One tiny frontier: 2 seeds, uniform, Glister, CREST, RigL-ITOP and uniform subsets with
+    RigL-ITOP stacked on them, W&B offline."""
+    out = tmp_path_factory.mktemp("frontier")
+    stem = out / "tiny"
+    result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--fractions", "0.3",
+                                       "--methods", "uniform,glister,crest,rigl-itop,uniform+rigl-itop", "--pretrain-epochs", "1",
+                                       "--densities", "0.2", "--budgets", "0.5", "--save", str(stem)])
+    assert result.exit_code == 0, result.output
+    return stem, result.output
+
+
+@pytest.mark.slow
+def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontier_run):
+    stem, output = frontier_run
+    rows = pd.read_parquet(f"{stem}.parquet")
+    assert len(rows) == 2 * 9 and set(rows["seed"]) == {0, 1}  # 7 points and the budget curve's 2 at 0.5
+    assert set(rows["method"]) == {"full-fp32", "full", "uniform", "glister", "crest", "rigl-itop", "uniform+rigl-itop"}
+    assert set(rows.loc[rows["method"] == "full-fp32", "execution"]) == {"fp32/contiguous"}  # the reference
+    assert set(rows["execution"]) <= {f"{p}/{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")}
+    stacked = rows[rows["method"] == "uniform+rigl-itop"].iloc[0]
+    assert (stacked["family"], stacked["setting"]) == ("uniform+sparse", "f=0.3,d=0.2")
+    # examples seen, as the frontier's docstring counts them: digits has 1347 training examples,
+    # a 0.3 subset 404; Glister adds its 1-epoch warm-up, CREST takes 2 x ceil(0.3 x 1347 / 64) steps
+    subset = round(0.3 * DIGITS_TRAIN)
+    whole = rows[rows["budget"].isna() | (rows["budget"] == 1)]
+    seen = whole[whole["seed"] == 0].set_index("method")["examples_seen"].to_dict()
+    assert seen == {"full-fp32": 2 * DIGITS_TRAIN, "full": 2 * DIGITS_TRAIN, "uniform": 2 * subset, "glister": DIGITS_TRAIN + 2 * subset,
+                    "crest": 2 * math.ceil(0.3 * DIGITS_TRAIN / 64) * 64, "rigl-itop": 2 * DIGITS_TRAIN,
+                    "uniform+rigl-itop": 2 * subset}
+    # FLOPs: 3 forward passes a step (forward + backward) of logreg's 64 x 10 multiply-adds per
+    # example, and at density 0.2 for RigL-ITOP (ERK gives a single layer the overall density)
+    step_flops = rows["method"].map(lambda m: 3 * 2 * 64 * 10 * (0.2 if "rigl-itop" in m else 1))
+    assert rows["flops"].to_numpy() == pytest.approx((step_flops * rows["examples_seen"]).to_numpy())
+    phases = [f"{p}_s" for p in ("pretrain", "merge", "selection", "check", "train", "eval")]
+    assert rows["e2e_s"].to_numpy() == pytest.approx(rows[phases].sum(axis=1).to_numpy())
+    warmed = rows["pretrain_s"] > 0  # only Glister pays a warm-up
+    assert set(rows[warmed]["method"]) == {"glister"} and warmed.sum() == 2
+    selected = rows["noisy_share"].notna()  # the share of noisy labels among a subset's picks
+    assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 6
+    summary = pd.read_parquet(f"{stem}-summary.parquet")
+    assert len(summary) == 9 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
+    # at the latest), and no row reaches it after its own end
+    targets = rows.groupby("seed")["tta_target"].first()
+    reference = whole[whole["method"] == "full-fp32"].set_index("seed")
+    assert (targets == reference["test_acc"] - 0.005).all() and reference["tta_s"].notna().all()
+    reached = rows["tta_s"].notna()
+    assert (rows.loc[reached, "tta_s"] <= rows.loc[reached, "e2e_s"] + 1e-6).all()
+    assert summary.set_index(["method", "setting"])["tta_reached"].to_dict() == rows.groupby(
+        ["method", "setting"])["tta_s"].count().to_dict()
+    # the budget curve: full training at 1 of the 2 epochs, at fp32 and at auto, judged by nothing;
+    # every other row against both curves, and a verdict per point
+    curve = rows[rows["budget"] == 0.5]
+    assert sorted(curve["method"]) == ["full", "full", "full-fp32", "full-fp32"]
+    assert (curve["examples_seen"] == DIGITS_TRAIN).all() and curve["x_vs_curve"].isna().all()
+    judged = rows[rows["budget"].isna()]
+    assert (judged["x_vs_curve"] > 0).all() and (judged["x_vs_fp32_curve"] > 0).all()
+    assert set(summary.loc[summary["budget"].isna(), "verdict"]) <= {"faster", "slower", "tie", "beyond curve",
+                                                                     "below curve"}
+    for png in (f"{stem}.png", f"{stem}-flops.png", f"{stem}-tta.png"):
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    (run,) = stem.parent.glob("wandb/offline-run-*")  # one W&B run: both tables, the three plots
+    media = run / "files" / "media"
+    assert {p.name.rsplit("_", 2)[0] for p in (media / "table" / "frontier").iterdir()} == {"table", "summary"}
+    assert {p.name.rsplit("_", 2)[0] for p in (media / "images" / "frontier").iterdir()} == {
+        "plot", "accuracy_vs_flops", "time_to_accuracy"}
+    header = next(line for line in output.splitlines() if line.startswith("family"))
+    assert header.split() == TABLE_COLUMNS  # the printed table: the summary's columns it names
+
+
+def test_a_frontier_row_equals_effray_run_coreset(frontier_run, tmp_path):
+    stem, _ = frontier_run
+    rows = pd.read_parquet(f"{stem}.parquet")
+    uniform = rows[(rows["method"] == "uniform") & (rows["seed"] == 1)].iloc[0]
+    result = CliRunner().invoke(main, ["run", "coreset", "--selection", "uniform", "--fraction", "0.3", *TINY,
+                                       "--seed", "1", "--out", str(tmp_path), "--name", "u", "--wandb", "disabled",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "u" / "summary.json").read_text())
+    assert summary["test_acc"] == uniform["test_acc"]  # exactly: the same recipe on the same noisy labels
+    assert summary["label_noise"] == 0.2
+
+
+def test_the_deltagrad_panel_serves_both_deletions(tmp_path):
+    stem = tmp_path / "dg"
+    result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "1", "--methods", "uniform",
+                                       "--fractions", "0.3", "--add", "deltagrad", "--wandb", "disabled",
+                                       "--save", str(stem)])
+    assert result.exit_code == 0, result.output
+    panel = pd.read_parquet(f"{stem}-deltagrad.parquet")
+    assert list(panel["ratio"]) == [0.001, 0.01] and (panel["seeds"] == 1).all()
+    assert list(panel["n_ids"]) == [round(0.001 * DIGITS_TRAIN), round(0.01 * DIGITS_TRAIN)]  # of digits' 1347
+    assert panel["speedup"].to_numpy() == pytest.approx((panel["time_baseline"] / panel["time_deltagrad"]).to_numpy())
+    assert (tmp_path / "dg-deltagrad.png").is_file()
+    assert "DeltaGrad vs retraining" in result.output

@@ -1,0 +1,20 @@
+"""`ruff check raypkg tests jobs` is clean: pyflakes (unused imports and names, undefined
+names) and import order, as configured under [tool.ruff] in pyproject.toml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO
+
+
+def test_ruff_finds_nothing():
+    try:
+        import ruff  # noqa: F401  (installed by the test extra: pip install -e ".[test]")
+    except ImportError:
+        pytest.fail('ruff is not installed: pip install -e ".[test]"')
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise",
+                           "raypkg", "tests", "jobs"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

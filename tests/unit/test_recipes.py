@@ -1,0 +1,168 @@
+"""One recipe per method, whoever runs it: the run directory (CLI, jobs), a Tune trial and a
+bench row get the same run; and the package's import structure."""
+
+from __future__ import annotations
+
+import ast
+import functools
+
+import pandas as pd
+import pytest
+import torch
+from helpers import REPO
+
+from raypkg.recipe import EPOCH_METRICS, MemorySink, load_recipes, run_trial
+
+PACKAGE = REPO / "raypkg"
+
+SMALL = {
+    "train": {},
+    "coreset": {"selection": "grand", "repeats": 1, "pretrain_epochs": 1, "fraction": 0.2},
+    "lipt": {"shards": 2, "pre_epochs": 1, "fraction": 0.2},
+    "crest": {"train_frac": 0.3},
+    "sparse": {"density": 0.2},
+}
+# What a trial reports beyond the epoch row (the seconds of the phases before training)
+TRIAL_EXTRAS = {"coreset": {"pretrain_s", "selection_s", "subset_size"},
+                "lipt": {"pretrain_s", "merge_s", "selection_s", "subset_size", "merged_test_acc"},
+                "sparse": {"density", "R_s"}, "crest": {"crest_regions", "crest_checks"}, "train": set()}
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a Tune trial sets: the three runs must share it to be equal
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(SMALL))
+def test_the_cli_a_tune_trial_and_a_bench_row_run_the_same_recipe(tmp_path, method, one_thread, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipes()[method]
+    config = dict(dataset="digits", model="mlp", epochs=2, wandb="disabled", progress=False, out=str(tmp_path / "runs"),
+                  **SMALL[method])
+    on_disk = recipe.run(recipe.config_cls(**config, name="cli"))
+    reports: list[dict] = []
+    run_trial(method, config, reports.append)
+    in_memory = recipe.run(recipe.config_cls(**config), MemorySink)
+
+    written = pd.read_parquet(tmp_path / "runs" / "cli" / "metrics.parquet")
+    assert list(written["test_acc"]) == [r["test_acc"] for r in reports] == [r["test_acc"] for r in in_memory["rows"]]
+    assert len(reports) == 2 and on_disk["test_acc"] == in_memory["test_acc"]
+    assert set(EPOCH_METRICS) | TRIAL_EXTRAS[method] <= set(reports[-1])
+    assert set(TRIAL_EXTRAS[method]) <= set(recipe.metrics)  # a tune space may name them
+    assert on_disk["phases"].keys() == in_memory["phases"].keys() == on_disk["cost_s"].keys()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ([".cache", "cli"] if method in ("coreset", "lipt")
+                                                                      else ["cli"])  # the bench row wrote nothing
+
+
+def test_a_trial_reports_the_phase_seconds_done_before_training(one_thread):
+    reports: list[dict] = []
+    run_trial("coreset", dict(dataset="digits", model="mlp", epochs=1, selection="glister", pretrain_epochs=1,
+                              fraction=0.1), reports.append)
+    (row,) = reports
+    assert row["pretrain_s"] > 0 and row["selection_s"] > 0 and row["subset_size"] == 135
+
+
+def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
+    """raypkg.methods is the one table of methods: each row's module registers the recipe of
+    its name, which `effray tune` finds a space for; its commands and bench import."""
+    import click
+
+    from raypkg.methods import METHODS, load
+    from raypkg.recipe import load_cases
+    from raypkg.tuning import default_space
+
+    recipes = load_recipes()
+    assert set(recipes) >= {m.name for m in METHODS} | {"select"}
+    # the frontier's methods, in the table's order whatever imported the recipes first
+    assert list(load_cases()) == ["full", "full-fp32", "rs2", "uniform", "grand", "glister", "craig", "el2n",
+                                  "least-confidence", "entropy", "margin", "herding", "kcenter", "contextual-diversity",
+                                  "facility-location", "graphcut", "logdet", "forgetting", "cal", "deepfool",
+                                  *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
+                                  "lipt-grand", "lipt-glister", "crest",
+                                  "infobatch", "rigl-itop", "a-rigl-itop"]
+    # the frontier runs DeepCore's further selectors only when --methods names them
+    from raypkg.bench.frontier import frontier_bench
+    default = frontier_bench.make_context("frontier", []).params["methods"].split(",")  # a ListOption's default
+    assert "el2n" not in default and "grand" in default and "infobatch" in default
+    for method in METHODS:
+        assert recipes[method.name].name == method.name and default_space(method.name).is_file()
+        for entry in method.commands:
+            assert isinstance(load(entry.split(":", 1)[1]), click.Command), entry
+        assert method.bench is None or isinstance(load(method.bench), click.Command)
+
+
+def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases():
+    from raypkg.tracking.timings import Timings
+
+    timings = Timings()
+    timings.add("train", 1.5)
+    timings.add("train", 0.5)  # a second training stage adds up
+    with timings.phase("selection"):
+        pass
+    timings.charge("selection", 7.0)  # a cache hit, charged the seconds it first took
+    assert timings.phases["train"] == 2.0 and timings.phases["selection"] < 7.0
+    assert timings.summary() == {"phases": timings.phases, "cost_s": {"train": 2.0, "selection": 7.0}}
+
+
+@functools.cache
+def import_graph() -> dict[str, set[str]]:
+    """raypkg module -> the raypkg modules it imports (lazy imports too; not TYPE_CHECKING ones)."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        imported = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:  # `from raypkg import plugins`: the module
+                imported |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                             for a in node.names}
+        graph[name] = {m for m in imported if m in modules and m != name}
+    return graph
+
+
+def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it():
+    graph = import_graph()
+    assert [(m, n) for m, ns in graph.items() for n in ns
+            if m.startswith("raypkg.selection") and n.startswith("raypkg.lipt")] == []
+    assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.jobs_support"]  # the jobs' entry
+
+
+# What every layer may use: errors, paths, storage, plug-in loading, and starting or joining Ray.
+FOUNDATION = ("raypkg.errors", "raypkg.paths", "raypkg.storage", "raypkg.checksums", "raypkg.interrupts",
+              "raypkg.plugins", "raypkg.distributed.cluster")
+# data < models < engine: each imports only itself, the layers below it and the foundation (no
+# method, recipe, algorithm, config builder, bench or tracking).
+LAYERS = {"raypkg.data": ("raypkg.data",), "raypkg.models": ("raypkg.models", "raypkg.data"),
+          "raypkg.engine": ("raypkg.engine", "raypkg.models", "raypkg.data")}
+
+
+def modules_reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for m in graph[todo.pop()] - seen:
+            seen.add(m)
+            todo.append(m)
+    return seen
+
+
+def test_the_engine_models_and_data_import_nothing_above_them():
+    graph = import_graph()
+    upward = [(m, n) for layer, allowed in LAYERS.items() for m in graph if m == layer or m.startswith(layer + ".")
+              for n in graph[m] if not n.startswith((*allowed, *FOUNDATION))]
+    assert upward == []
+
+
+def test_no_import_circle_takes_in_an_engine_module():
+    graph = import_graph()
+    assert [m for m in graph if m.startswith("raypkg.engine") and m in modules_reached(graph, m)] == []
