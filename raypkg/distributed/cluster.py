@@ -19,6 +19,7 @@ import socket
 import time
 from contextlib import contextmanager, nullcontext
 
+from raypkg.distributed.ray_internals import LOOPBACK_ENV, loopback_node, quiet_token_notice
 from raypkg.errors import UsageError
 
 CONNECT_TIMEOUT_S = float(os.environ.get("EFFRAY_RAY_CONNECT_TIMEOUT_S", "15"))
@@ -59,20 +60,18 @@ def check_address_used(uses_ray: bool) -> None:
 def _quiet_ray() -> None:
     """Known-harmless Ray output: usage-stats notices, and the notice that a local instance
     uses token authentication (Ray's default; nothing to do about it)."""
-    import logging
-
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_USAGE_STATS_PROMPT_ENABLED", "0")
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    quiet_token_notice()
 
 
 def _gcs_host_port(address: str) -> tuple[str, int] | None:
     """host, port of a GCS (``host:port``) or Ray Client (``ray://host:port``) address."""
     if address == "auto":
-        from ray._private.services import canonicalize_bootstrap_address
+        from raypkg.distributed.ray_internals import auto_address
 
         try:
-            address = canonicalize_bootstrap_address("auto")
+            address = auto_address()
         except (ConnectionError, ValueError) as e:
             raise UsageError(f"--address auto: {str(e).splitlines()[0]}") from None
     rest = address.split("://", 1)[1] if "://" in address else address
@@ -121,7 +120,7 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
         # 127.0.0.1 too, or Ray rewrites the address to the machine's own and never connects.
         loopback = address.split(":")[0] in ("127.0.0.1", "localhost")
         with (_environment(**LOOPBACK_ENV) if loopback else nullcontext()), \
-                (_loopback_node() if loopback else nullcontext()):
+                (loopback_node() if loopback else nullcontext()):
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: joined the cluster at {address} ({_cpus():g} CPUs)", flush=True)
     else:
@@ -135,39 +134,11 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
         # ("Found multiple active Ray instances"). Ray's processes inherit this process's
         # environment: RAY_API_SERVER_ADDRESS names this instance's dashboard to them.
         port = _free_port()
-        with _environment(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}", **LOOPBACK_ENV), _loopback_node():
+        with _environment(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}", **LOOPBACK_ENV), loopback_node():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      dashboard_port=port, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: started a private local Ray with {_cpus():g} CPUs", flush=True)
     return ray.get_runtime_context().gcs_address
-
-
-# A private local Ray is reachable from this machine only (docs/operations.md, "What a
-# local run listens on"). Ray names a node by the address other machines reach it at, and
-# its GCS, raylet, agents and workers then listen on every interface; named 127.0.0.1 (what
-# Ray does on macOS and Windows, where it runs one machine only), they listen on loopback.
-# ray.init(_node_ip_address="127.0.0.1") does not do it: Ray replaces a loopback address by
-# the machine's own (ray._private.services.resolve_ip_for_localhost). Ray 2.60 decides it in
-# get_node_ip_address by ENABLE_RAY_CLUSTER, read from this variable when ray is imported:
-# set for the processes Ray starts, and in this process for the duration of ray.init.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-@contextmanager
-def _loopback_node():
-    """The private Ray that ``ray.init`` starts in this block is named 127.0.0.1 (see
-    LOOPBACK_ENV); a Ray without that switch is left as it is."""
-    from ray._private import ray_constants
-
-    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
-    if before is None:
-        yield
-        return
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def _free_port() -> int:

@@ -33,6 +33,7 @@ from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.distributed.cluster import record_nodes
+from raypkg.distributed.ray_internals import quiet_train_worker_logs, skip_train_sigint_handler
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
@@ -62,18 +63,6 @@ class RayTrainOutcome:
     nodes: list[str]  # the Ray node id of each rank of the last worker group
     precision: str = "fp32"  # what the ranks ran (``auto`` decided before they started)
     memory_format: str = "contiguous"
-
-
-def _quiet_ray_train_logs() -> None:
-    """Ray Train logs every report and checkpoint at INFO level from the workers: lines
-    per epoch and rank. Keep warnings only (these modules name their loggers oddly)."""
-    import logging
-
-    from ray.train.v2._internal.execution import context, storage
-
-    for module in (context, storage):
-        for name in (module.__file__, module.__name__):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def say(line: str) -> None:
@@ -161,7 +150,7 @@ def ddp_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    _quiet_ray_train_logs()
+    quiet_train_worker_logs()
     job = ray.get(config["job_ref"])
     cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
     data: DataSplits = job["data"]
@@ -192,7 +181,7 @@ def ensemble_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    _quiet_ray_train_logs()
+    quiet_train_worker_logs()
     job = ray.get(config["job_ref"])
     cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
     shards: list[torch.Tensor] = job["shards"]
@@ -295,10 +284,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              logging_config=LoggingConfig(log_level="WARNING")),  # not the worker group's start
     )
-    # Ray Train's own SIGINT handler only asks the controller to abort, which it may not do
-    # while it retries a worker group (and a third Ctrl-C exits with status 0): skip it, so
-    # that Ctrl-C raises KeyboardInterrupt here and ending the Ray session stops the run.
-    trainer._register_sigint_handler = lambda controller: None
+    skip_train_sigint_handler(trainer)  # Ctrl-C raises KeyboardInterrupt here
     try:
         with stop_ray_on_interrupt():
             return trainer.fit(), cfg

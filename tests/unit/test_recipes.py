@@ -140,7 +140,7 @@ def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it(
 
 # What every layer may use: errors, paths, storage, plug-in loading, and starting or joining Ray.
 FOUNDATION = ("raypkg.errors", "raypkg.paths", "raypkg.storage", "raypkg.checksums", "raypkg.interrupts",
-              "raypkg.plugins", "raypkg.distributed.cluster")
+              "raypkg.plugins", "raypkg.distributed.cluster", "raypkg.distributed.ray_internals")
 # data < models < engine: each imports only itself, the layers below it and the foundation (no
 # method, recipe, algorithm, config builder, bench or tracking).
 LAYERS = {"raypkg.data": ("raypkg.data",), "raypkg.models": ("raypkg.models", "raypkg.data"),
@@ -166,3 +166,11 @@ def test_the_engine_models_and_data_import_nothing_above_them():
 def test_no_import_circle_takes_in_an_engine_module():
     graph = import_graph()
     assert [m for m in graph if m.startswith("raypkg.engine") and m in modules_reached(graph, m)] == []
+
+
+def test_ray_s_private_apis_are_used_in_one_module_only():
+    """raypkg/distributed/ray_internals.py holds every use of Ray's private APIs."""
+    private = ("ray._private", "._internal", "_register_sigint_handler", "ray_constants")
+    users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                   if any(name in p.read_text() for name in private))
+    assert users == ["distributed/ray_internals.py"]
