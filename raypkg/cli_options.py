@@ -1,5 +1,6 @@
 """Shared click options (training flags that mirror TrainConfig, list-valued flags and their
-checks, --set, --wandb) and what the commands print."""
+checks, --set, --wandb) and what the commands print. (Over 400 lines: every command's
+list flags are parsed and refused here, so that each kind of value has one check.)"""
 
 from __future__ import annotations
 

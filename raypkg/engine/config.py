@@ -1,4 +1,6 @@
-"""Training configuration: one dataclass, loadable from YAML/JSON, overridable by flags.
+"""Training configuration: the settings of a run, each with its flag's help, and one check
+per setting (over 400 lines for that reason). A run's config is assembled from a file,
+flags and a stack above the engine, in ``raypkg.config``.
 
 A config is used as ``cfg.resolved().validate()``: ``resolved()`` returns a copy with
 every default that depends on other values filled in, ``validate()`` only checks (it

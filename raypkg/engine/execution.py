@@ -1,4 +1,6 @@
 """How the engine executes a model: its precision and its memory layout, chosen by measurement.
+(Over 400 lines: the measuring policy, its cache and the decision are one contract, tested
+together in tests/unit/test_execution.py.)
 
 ``--precision auto|fp32|bf16`` and ``--memory-format auto|contiguous|channels_last`` are
 one engine setting every method inherits (as Composer's ``precision`` is a trainer

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 from helpers import DIGITS_TRAIN
 
-from raypkg.bench.frontier import TABLE_COLUMNS, add_deltas, aggregate, pareto_front
+from raypkg.bench.curve import pareto_front
+from raypkg.bench.frontier import TABLE_COLUMNS, add_deltas, aggregate
 from raypkg.cli import main
 
 # digits (1,347 train / 450 test), logistic regression, 2 epochs: seconds per run.
@@ -68,7 +69,7 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
 
 
 def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
-    from raypkg.bench.frontier import budget_epochs, curve_seconds
+    from raypkg.bench.curve import budget_epochs, curve_seconds
 
     curve = [(10.0, 0.9), (4.0, 0.8), (6.0, 0.7), (2.0, 0.5)]  # 6 s is below 4 s's 0.8: raised to it
     assert curve_seconds(curve, 0.5, chance=0.1) == pytest.approx(2.0)
@@ -86,13 +87,13 @@ def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
     ([0.0, 0.0, 0.1], "slower"),  # seeds at chance accuracy: the curve has it at 0 s
 ])
 def test_a_verdict_needs_the_gap_to_exceed_two_standard_errors(ratios, said):
-    from raypkg.bench.frontier import verdict
+    from raypkg.bench.curve import verdict
 
     assert verdict(ratios) == said
 
 
 def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
-    from raypkg.bench.frontier import olympic_mean
+    from raypkg.bench.curve import olympic_mean
 
     assert olympic_mean([1.0, 2.0, 3.0, 10.0]) == 2.5 and olympic_mean([4.0, 1.0, 100.0]) == 4.0
     assert olympic_mean([1.0, 2.0]) == 1.5  # too few to drop any
@@ -101,7 +102,7 @@ def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
 
 
 def test_each_point_is_judged_against_its_seeds_curve():
-    from raypkg.bench.frontier import add_curves
+    from raypkg.bench.curve import add_curves
 
     rows = []
     for seed, scale in ((0, 1.0), (1, 2.0)):
