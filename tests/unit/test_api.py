@@ -118,3 +118,12 @@ def test_method_is_a_keyword_of_the_recipe_too():
     ``selection``), as on the command line."""
     result = raypkg.run("select", method="uniform", fraction=0.1, pretrain_epochs=0, save=False, progress=False)
     assert result.summary["method"] == "select-uniform"
+
+
+def test_the_api_names_every_recipe():
+    """The docstring's list of methods is checked against the registry (it once omitted InfoBatch)."""
+    import raypkg.api
+    from raypkg.recipe import load_recipes
+
+    listed = raypkg.api.__doc__.split("ones):", 1)[1].split(", or a stack")[0]
+    assert [name.strip() for name in listed.replace("\n", " ").split(",")] == list(load_recipes())

@@ -184,3 +184,18 @@ def test_the_summary_line_of_a_stacked_sparse_run_names_the_stack(tmp_path):
                                        "--epochs", "1", "--out", str(tmp_path), "--wandb", "disabled", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert any(line.startswith("RigL-ITOP+infobatch digits/mlp: test_acc") for line in result.stdout.splitlines())
+
+
+def test_every_algorithm_that_stacks_is_named_where_the_docs_and_the_help_list_them():
+    """The hand-kept lists (--with's help, the stacking page, the README) against the registry."""
+    import dataclasses
+
+    from helpers import REPO
+    from raypkg.algorithms import stackable
+    from raypkg.engine.config import TrainConfig
+
+    help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == "stack").metadata["help"]
+    pages = {"help": help_text, "stacking.md": (REPO / "docs/methods/stacking.md").read_text(),
+             "README.md": (REPO / "README.md").read_text()}
+    missing = [(name, where) for name in stackable() for where, text in pages.items() if name not in text]
+    assert stackable() and missing == []
