@@ -37,14 +37,14 @@ class RandomSubsetPlan(BatchPlan):
         self.n, self.train_frac, self.batch_size, self.seed = n, train_frac, batch_size, seed
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
-        return budget_steps(self.n, self.train_frac, self.batch_size, world_size)
+        return self.batch_count(math.ceil(budget_size(self.n, self.train_frac) / world_size))
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + ctx.epoch)
         subset = torch.randperm(self.n, generator=g)[:budget_size(self.n, self.train_frac)]
         order = rank_share(subset, ctx.rank, ctx.world_size)
-        for start in range(0, len(order), self.batch_size):
-            yield PlannedBatch(order[start:start + self.batch_size])
+        for batch in self.batch_slices(len(order)):
+            yield PlannedBatch(order[batch])
 
 
 class CrestPlan(BatchPlan):
@@ -61,7 +61,7 @@ class CrestPlan(BatchPlan):
         self.positions, self.weights, self.cursor = positions, weights, 0
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
-        return budget_steps(self.n, self.train_frac, self.batch_size, world_size)
+        return self.batch_count(math.ceil(budget_size(self.n, self.train_frac) / world_size))
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
         for _ in range(self.steps(ctx.epoch, ctx.rank, ctx.world_size)):

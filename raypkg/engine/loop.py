@@ -191,6 +191,7 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
                          "(raypkg.engine.execution.resolve_for_data), or set them")
     prepare(model, cfg.precision, cfg.memory_format)
     plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed, weights)
+    plan.drop_last = cfg.drop_last  # every plan cuts its batches through BatchPlan.batch_slices
     ctx = TrainContext(model=model, module=module or model, optimizer=optimizer or make_optimizer(model, cfg),
                        cfg=cfg, device=device, train=train, plan=plan, augment=augment,
                        callbacks=list(callbacks), rank=rank, world_size=world_size,

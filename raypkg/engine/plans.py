@@ -53,7 +53,23 @@ def rank_share(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 
 
 class BatchPlan:
-    """The interface the loop uses; subclasses fill in ``steps`` and ``batches``."""
+    """The interface the loop uses; subclasses fill in ``steps`` and ``batches``, and cut an
+    epoch's positions into batches with ``batch_count`` and ``batch_slices``, so that every
+    plan follows the run's ``--drop-last`` (set here by the loop, ``fit``)."""
+
+    batch_size: int
+    # Drop each epoch's ragged last batch (timm's training loader), unless it is the only one.
+    drop_last: bool = False
+
+    def batch_count(self, size: int) -> int:
+        """Batches in ``size`` positions (one rank's share of an epoch)."""
+        if self.drop_last and size >= self.batch_size:
+            return size // self.batch_size
+        return math.ceil(size / self.batch_size)
+
+    def batch_slices(self, size: int) -> list[slice]:
+        """The batches of ``size`` positions, as slices of them."""
+        return [slice(i * self.batch_size, (i + 1) * self.batch_size) for i in range(self.batch_count(size))]
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
         raise NotImplementedError
@@ -82,7 +98,7 @@ class ShuffledBatches(BatchPlan):
         return epoch_permutation(self.n, self.seed, epoch, rank, world_size)
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
-        return math.ceil(math.ceil(self.n / world_size) / self.batch_size)
+        return self.batch_count(math.ceil(self.n / world_size))
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
         if ctx.train.streamed:
@@ -91,8 +107,8 @@ class ShuffledBatches(BatchPlan):
         # One copy of the epoch's order to the device: indexing device data with CPU
         # positions would copy (and synchronise) at every step.
         order = self.order(ctx.epoch, ctx.rank, ctx.world_size).to(ctx.train.x.device)
-        for start in range(0, len(order), self.batch_size):
-            positions = order[start:start + self.batch_size]
+        for batch in self.batch_slices(len(order)):
+            positions = order[batch]
             yield PlannedBatch(positions, self._weights(positions))
 
     def streamed_batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
@@ -100,6 +116,7 @@ class ShuffledBatches(BatchPlan):
 
         files = ctx.train.x
         order = self.order(ctx.epoch, ctx.rank, ctx.world_size)
+        order = order[:self.batch_count(len(order)) * self.batch_size]  # less a dropped last batch
         for positions, pixels in stream_batches(files, order, self.batch_size, ctx.cfg.decode_block):
             positions = positions.to(ctx.train.y.device)
             yield PlannedBatch(positions, self._weights(positions), x=files.normalise(pixels),

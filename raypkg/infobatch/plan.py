@@ -61,16 +61,15 @@ class InfoBatchPlan(BatchPlan):
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
         positions, _ = self.epoch_plan(epoch)
-        return math.ceil(math.ceil(len(positions) / world_size) / self.batch_size)
+        return self.batch_count(math.ceil(len(positions) / world_size))
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
         positions, weights = self.epoch_plan(ctx.epoch)
         mine = rank_share(torch.arange(len(positions)), ctx.rank, ctx.world_size)
         positions = positions[mine].to(ctx.train.x.device)
         weights = None if weights is None else weights[mine].to(ctx.train.x.device)
-        for start in range(0, len(positions), self.batch_size):
-            yield PlannedBatch(positions[start:start + self.batch_size],
-                               None if weights is None else weights[start:start + self.batch_size])
+        for batch in self.batch_slices(len(positions)):
+            yield PlannedBatch(positions[batch], None if weights is None else weights[batch])
 
     def state_dict(self) -> dict[str, Any]:
         return {"scores": self.scores.clone()}

@@ -86,12 +86,14 @@ class SubsetPlan(ShuffledBatches):
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
         size = {"full": self.n, "skipped": 0, "subset": len(self.positions)}[self.data_of(epoch)]
-        return math.ceil(math.ceil(size / world_size) / self.batch_size)
+        return self.batch_count(math.ceil(size / world_size)) if size else 0
 
     def batches(self, ctx: TrainContext):
         data = self.data_of(ctx.epoch)
         if data == "full":
-            yield from ShuffledBatches(self.n, self.batch_size, self.seed).batches(ctx)
+            full = ShuffledBatches(self.n, self.batch_size, self.seed)
+            full.drop_last = self.drop_last
+            yield from full.batches(ctx)
         elif data == "subset":
             yield from super().batches(ctx)
 

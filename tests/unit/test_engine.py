@@ -174,3 +174,49 @@ def test_a_key_given_twice_in_a_json_config_file_is_refused(tmp_path):
         resolve_config(TrainConfig, str(path))
     path.write_text('{"epochs": 2, "lr": [0.2]}')
     assert resolve_config(TrainConfig, str(path)).lr == [0.2]
+
+
+def _cut(plan, n_positions: int, epoch: int = 0, world_size: int = 1) -> list[int]:
+    """The batch sizes ``plan`` yields on rank 0 in ``epoch``, which must be its step count."""
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(epoch=epoch, rank=0, world_size=world_size,
+                          train=SimpleNamespace(x=torch.zeros(n_positions, 1), y=torch.zeros(n_positions), streamed=False))
+    sizes = [len(b.positions) for b in plan.batches(ctx)]
+    assert len(sizes) == plan.steps(epoch, 0, world_size)
+    return sizes
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_plan_cuts_its_batches_one_way_and_drop_last_drops_only_a_ragged_last_one(drop_last):
+    from raypkg.crest.plan import RandomSubsetPlan
+    from raypkg.engine.plans import ShuffledBatches
+    from raypkg.infobatch.plan import InfoBatchPlan
+    from raypkg.selection.adaptive import SubsetPlan
+    from raypkg.selection.methods.rs2 import RS2Plan
+
+    n = 100  # batch 16: six full batches and a ragged one of 4
+    plans = [ShuffledBatches(n, 16, seed=0), InfoBatchPlan(n, 16, seed=0, prune_ratio=0.0, pruning_epochs=1),
+             RS2Plan([(torch.arange(n), n)], 16, seed=0), RandomSubsetPlan(n, 1.0, 16, seed=0),
+             SubsetPlan(n, torch.arange(n), torch.ones(n), "loss", None, 16, seed=0)]
+    for plan in plans:
+        plan.drop_last = drop_last
+        assert _cut(plan, n) == [16] * 6 + ([] if drop_last else [4]), type(plan).__name__
+        assert _cut(plan, n, world_size=2) == [16] * 3 + ([] if drop_last else [2])  # 50 a rank
+    small = ShuffledBatches(10, 16, seed=0)  # one batch, smaller than --batch-size: kept
+    small.drop_last = drop_last
+    assert _cut(small, 10) == [10]
+
+
+def test_drop_last_trains_exactly_as_before_when_no_batch_is_ragged():
+    """1,347 digits at batch 449: three full batches an epoch, nothing to drop."""
+    data = load_dataset("digits", seed=0)
+    histories = []
+    for drop_last in (False, True):
+        cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=2, batch_size=449, seed=0,
+                          drop_last=drop_last, progress=False).validate()
+        seed_everything(0)
+        model = build_model("mlp", data.input_shape, data.num_classes)
+        histories.append([{k: v for k, v in r.items() if k not in CLOCK_COLUMNS}
+                          for r in fit(model, data.train, data.test, cfg, progress=False)])
+    assert len(data.train) == 3 * 449 and histories[0] == histories[1]

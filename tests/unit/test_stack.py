@@ -191,6 +191,7 @@ def test_every_algorithm_that_stacks_is_named_where_the_docs_and_the_help_list_t
     import dataclasses
 
     from helpers import REPO
+
     from raypkg.algorithms import stackable
     from raypkg.engine.config import TrainConfig
 

@@ -56,15 +56,15 @@ class RS2Plan(BatchPlan):
         self.k = sum(k for _, k in blocks)
 
     def steps(self, epoch: int, rank: int, world_size: int) -> int:
-        return math.ceil(math.ceil(self.k / world_size) / self.batch_size)
+        return self.batch_count(math.ceil(self.k / world_size))
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
         subset = rs2_round(self.blocks, self.seed, ctx.epoch)
         g = torch.Generator().manual_seed(self.seed * 100_003 + ctx.epoch)
         order = rank_share(subset[torch.randperm(len(subset), generator=g)], ctx.rank, ctx.world_size)
         order = order.to(ctx.train.y.device)
-        for start in range(0, len(order), self.batch_size):
-            yield PlannedBatch(order[start:start + self.batch_size])
+        for batch in self.batch_slices(len(order)):
+            yield PlannedBatch(order[batch])
 
 
 def rs2_plan(train, result, batch_size: int, seed: int, balance: bool) -> RS2Plan:
