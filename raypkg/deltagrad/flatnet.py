@@ -5,7 +5,7 @@ description of layer shapes plus closed-form forward/backward passes: for logits
 z = W_L h_{L-1} + b_L, h_l = relu(W_l h_{l-1} + b_l), the summed cross-entropy
 gradient is delta_L = softmax(z) - onehot(y), dW_l = delta_l^T h_{l-1},
 db_l = sum delta_l, delta_{l-1} = (delta_l W_l) * 1[h_{l-1} > 0]. This is two thin
-matrix products per layer and no autograd graph; tests/test_deltagrad_core.py checks it
+matrix products per layer and no autograd graph; tests/unit/test_deltagrad_core.py checks it
 against autograd on the registry model (torch.func.functional_call).
 
 The flat layout is the registry model's ``named_parameters()`` order, so

@@ -9,7 +9,7 @@ spec: from the newest m pairs S, Y in R^{p x m} (oldest first),
     B v = sigma v - [Y, sigma S] M^{-1} [Y^T v ; sigma S^T v]
 
 This equals m BFGS updates of B_0 = sigma I with the same pairs, oldest first
-(tests/test_deltagrad_core.py builds that dense matrix and compares). M is LU-factored
+(tests/unit/test_deltagrad_core.py builds that dense matrix and compares). M is LU-factored
 once per new pair and reused by every product until the next one; everything stays on
 the pairs' device and dtype.
 """

@@ -8,7 +8,7 @@ between the markers
 
 or only the rows whose column holds one of the values named (a method's page shows its rows):
 ``<!-- table: PATH columns=a,b,c rows=method:full,rs2 -->``.
-``effray report --markdown PATH --columns a,b,c [--rows method:full,rs2]`` prints it, and tests/test_docs_tables.py
+``effray report --markdown PATH --columns a,b,c [--rows method:full,rs2]`` prints it, and tests/docs/test_docs_tables.py
 checks that every marked table in the docs equals what its stored result renders.
 """
 

@@ -370,7 +370,7 @@ def report_of_the_runs(r: Result) -> None:
 
 
 def sweep(r: Result) -> None:
-    """best_config.yaml and trials.parquet agree with the printed best (tests/test_tuning.py);
+    """best_config.yaml and trials.parquet agree with the printed best (tests/unit/test_tuning.py);
     W&B (offline by default, no key) holds one run per trial."""
     from raypkg.tuning import default_space, read_space
 

@@ -1,5 +1,5 @@
 """Plug-in datasets: factories ``()`` or ``(options)`` returning (train, test) splits; the
-bad ones are refused (tests/test_bad_input.py)."""
+bad ones are refused (tests/unit/test_bad_input.py)."""
 
 from __future__ import annotations
 

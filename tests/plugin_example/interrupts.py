@@ -1,3 +1,3 @@
-"""A plug-in module whose import raises KeyboardInterrupt (tests/test_plugins.py)."""
+"""A plug-in module whose import raises KeyboardInterrupt (tests/unit/test_plugins.py)."""
 
 raise KeyboardInterrupt

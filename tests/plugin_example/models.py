@@ -1,5 +1,5 @@
 """Plug-in models: factories ``(input_shape, num_classes) -> nn.Module``; the bad ones are
-refused (tests/test_bad_input.py)."""
+refused (tests/unit/test_bad_input.py)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The platform as a new user meets it, through real `effray` processes in a bare shell
 (no WANDB_MODE, no W&B key, no RAY_ADDRESS): Ray connections that never hang, jobs that
 name themselves, an `effray --help` that imports no heavy module. (Tune without a key: the
-README's `effray tune train` in tests/test_readme.py; a local run beside another program's
-Ray starts its own: tests/test_plugins.py.)"""
+README's `effray tune train` in tests/docs/test_readme.py; a local run beside another program's
+Ray starts its own: tests/unit/test_plugins.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`effray bench data`: the generated ImageFolder trees, the per-rank memory callback and the
-summary lines (its refusals are in tests/test_bad_input.py; its README commands in
-tests/test_readme.py: memory beside stream on Ray Train workers, and several decode blocks
+summary lines (its refusals are in tests/unit/test_bad_input.py; its README commands in
+tests/docs/test_readme.py: memory beside stream on Ray Train workers, and several decode blocks
 trained in-process by the `effray` console script in a bare shell).
 """
 

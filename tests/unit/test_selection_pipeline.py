@@ -122,7 +122,7 @@ def test_bench_coreset_table_adds_up(tmp_path):
 
 @pytest.mark.slow
 def test_bench_selection_facility_location_part_runs_tiny():
-    """The in-process vs actors part is covered by tests/test_selection_ray.py."""
+    """The in-process vs actors part is covered by tests/ray/test_selection_ray.py."""
     from raypkg.bench.selection import selection
 
     res = CliRunner().invoke(selection, ["--dataset", "digits", "--methods", "craig", "--skip-scaling",

@@ -1,6 +1,6 @@
 """Space files for `effray tune`: parsing and refusal of bad ones (no Ray needed), and
 `check_sweep`, what a finished sweep directory must hold (used by the tests that run Tune:
-tests/test_platform_cli.py, every `effray tune` of tests/test_readme.py)."""
+tests/ray/test_platform_cli.py, every `effray tune` of tests/docs/test_readme.py)."""
 
 from __future__ import annotations
 
