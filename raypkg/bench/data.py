@@ -18,7 +18,7 @@ import click
 from raypkg.bench.harness import SAVE_HELP, WANDB_HELP, BenchRunner, timed
 from raypkg.cli_options import check_bench_numbers, list_option, name_list, number_list, wandb_option
 from raypkg.data.digit_tree import VAL_PER_CLASS, write_trees
-from raypkg.distributed.cluster import connect_ray
+from raypkg.distributed.cluster import connect_ray, joining_env
 from raypkg.engine.callbacks import Callback
 from raypkg.errors import UsageError
 
@@ -47,6 +47,13 @@ def cases_per_size(modes: list[str], blocks: list[int]) -> list[tuple[str, str, 
         cases += [("memory", "memory", blocks[0])] if mode == "memory" else \
             [("stream" if len(blocks) == 1 else f"stream-{b}", "stream", b) for b in blocks]
     return cases
+
+
+def set_environment(values: dict[str, str]) -> None:
+    """A spawned case's environment before it imports Ray (``joining_env``)."""
+    import os
+
+    os.environ.update(values)
 
 
 def run_case(tree: Path, mode: str, cfg, storage: Path, address: str) -> dict:
@@ -151,7 +158,8 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
                 click.echo(f"[bench data] {size:,} images, {mode}: loading and training {epochs} epoch(s)")
                 # a fresh spawned process per case, so its memory is its own (its Ray Train workers are
                 # new processes whatever the instance; one instance saves a Ray start-up per case)
-                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=set_environment, initargs=(joining_env(),)) as pool:
                     r = pool.submit(run_case, trees[size], data_path, dataclasses.replace(cfg, decode_block=block),
                                     root / f"ray-{size}-{mode}", address).result()
                 rows.append({**r, "mode": mode})

@@ -20,7 +20,9 @@ from raypkg.errors import UsageError
 # The models a 2-core CPU trains 30 digits epochs of in under 2 minutes; the others (ResNet-18/34/50,
 # the WRN-16-8 and 22-8, VGG-C) take 15-40 s an epoch there: name them with --models.
 MODELS = "logreg,mlp,lenet300-100,lenet5,resnet20,resnet32,resnet56,wrn-28-2"
-BAR = 0.95  # digits: every model above reaches 0.95 in every seed at its default rate (docs/models.md)
+# digits: every model above reaches it in every seed at its default rate (docs/results.md), where a
+# divergence ends near chance (0.1) and a stalled start near 0.5; the deep ResNets' lowest seeds are 0.94-0.95.
+BAR = 0.93
 
 
 def plot_accuracy(frame, ax) -> None:

@@ -116,11 +116,11 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
         num_cpus = int(os.environ["EFFRAY_RAY_NUM_CPUS"])
     if address:
         _wait_until_answers(address, CONNECT_TIMEOUT_S)
-        # A private local Ray listens on loopback only: joining it, this process must be named
-        # 127.0.0.1 too, or Ray rewrites the address to the machine's own and never connects.
-        loopback = address.split(":")[0] in ("127.0.0.1", "localhost")
-        with (_environment(**LOOPBACK_ENV) if loopback else nullcontext()), \
-                (loopback_node() if loopback else nullcontext()):
+        # A process started by one that runs a private local Ray is given LOOPBACK_ENV
+        # (``joining_env``: bench data's cases) and joins that Ray named 127.0.0.1 as it is
+        # (else Ray rewrites the address to the machine's own and never connects).
+        inherited = all(os.environ.get(k) == v for k, v in LOOPBACK_ENV.items())
+        with loopback_node() if inherited else nullcontext():
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: joined the cluster at {address} ({_cpus():g} CPUs)", flush=True)
     else:
@@ -138,7 +138,20 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      dashboard_port=port, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: started a private local Ray with {_cpus():g} CPUs", flush=True)
+        _PRIVATE_RAY.append(ray.get_runtime_context().gcs_address)
     return ray.get_runtime_context().gcs_address
+
+
+_PRIVATE_RAY: list[str] = []  # the address of the private local Ray this process started, if it did
+
+
+def joining_env() -> dict[str, str]:
+    """What a process this one starts needs in its environment to join the Ray this one
+    runs: for a private local Ray (loopback only), LOOPBACK_ENV; else nothing."""
+    import ray
+
+    running = ray.is_initialized() and ray.get_runtime_context().gcs_address
+    return dict(LOOPBACK_ENV) if running and running in _PRIVATE_RAY else {}
 
 
 def _free_port() -> int:
