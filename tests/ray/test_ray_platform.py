@@ -84,7 +84,7 @@ for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, che
 def test_a_private_local_ray_listens_on_loopback_only():
     """issue 48: the private Ray of a local run (GCS, raylet, dashboard and its agents,
     workers) listened on every interface; it listens on 127.0.0.1 only (docs/operations.md)."""
-    from conftest import bare_env
+    from helpers import bare_env
 
     proc = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True, timeout=300,
                           env=bare_env(RAY_USAGE_STATS_ENABLED="0"))

@@ -93,7 +93,7 @@ def test_the_readme_python_example_runs(tmp_path):
     code = readme_python_block("From Python")
     script = tmp_path / "example.py"
     script.write_text(code + "\nprint('test_acc', result.summary['test_acc'], len(result.metrics))\n")
-    from conftest import bare_env
+    from helpers import bare_env
 
     out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
                          env=bare_env(), timeout=600)

@@ -18,3 +18,14 @@ def test_ruff_finds_nothing():
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise",
                            "raypkg", "tests", "jobs"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_no_test_imports_another_test_or_conftest():
+    """What several test files share is in tests/helpers.py (a test's import of conftest, or
+    of another test module, broke when the tests moved into their tier directories)."""
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+(conftest|test_\w+)\b", re.M)
+    offenders = [f"{p.relative_to(REPO)}: {m.group(0).strip()}" for p in sorted((REPO / "tests").rglob("*.py"))
+                 for m in pattern.finditer(p.read_text())]
+    assert offenders == []
