@@ -66,10 +66,10 @@ def defaults_bench(dataset, models, seeds, bar, lr, use_gpu, threads, save, wand
     configs = [resolve_config(TrainConfig, None, dataset=dataset, model=m, seed=s, lr=None if lr is None else [lr],
                               use_gpu=use_gpu, progress=False).validate() for m in names for s in seed_list]
     runner = BenchRunner("defaults", save, threads, wandb)
-    data = load_data(configs[0])
-    first = configs[0]
-    runner.header("every model at its defaults" if lr is None else f"every model at lr {lr:g}", data, dataset=dataset, epochs=first.epochs,
-                  batch_size=first.batch_size, schedule=first.schedule, seeds=seed_list, bar=bar)
+    data, first = load_data(configs[0]), configs[0]
+    what = "every model at its defaults" if lr is None else f"every model at lr {lr:g}"
+    runner.header(what, data, dataset=dataset, epochs=first.epochs, batch_size=first.batch_size,
+                  schedule=first.schedule, seeds=seed_list, bar=bar)
     points = [Point(f"{c.model} seed {c.seed}", TRAIN, c, {"model": c.model, "seed": c.seed, "lr": c.lr[0]},
                     key=c.model) for c in configs]
     rows = pd.DataFrame([row for row, _ in runner.rows(points, data, ("train",), "e2e_s")])
@@ -78,7 +78,7 @@ def defaults_bench(dataset, models, seeds, bar, lr, use_gpu, threads, save, wand
                                                       reached=("test_acc", lambda a: int((a >= bar).sum())))
     per_model = per_model.reset_index()
     runner.finish(rows, ["model", "seed", "lr", "test_acc", "e2e_s"], {"test_acc": ".4f", "e2e_s": ".1f"},
-                  plot=plot_accuracy, title=f"every model at its defaults ({dataset})",
+                  plot=plot_accuracy, title=f"{what} ({dataset})",
                   extra={"-models": per_model})
     print_table(per_model.to_dict("records"), ["model", "lr", "seeds", "min_acc", "mean_acc", "reached"],
                 {"min_acc": ".4f", "mean_acc": ".4f"})
