@@ -7,13 +7,19 @@ train together through one ``raypkg.engine.trainer.train`` call, which wires the
 augmentation and the storage once. The method's own notes stay at the summary's top
 level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
 
-- **Order** (``Algorithm.order``): the data plan first, then the masks; callbacks act in
-  that order (AGC, a gradient correction, acts after the masks: ``raypkg.sparse.algorithm``).
-- **Refused before any work** (``stacked_class``): a name that does not stack (DeltaGrad
-  trains on its own), two batch plans, and a setting two members both define.
+- **Built from the run** (``Algorithm(cfg, run)``): the config that trains, and the run's
+  data, what earlier stages left (``run.state``), the pools its caller lends
+  (``run.shared``) and a stack of resources closed when the run ends (``run.resources``:
+  CREST opens its shard actors there).
+- **Order** (``Algorithm.order``): the data plan first, then the loss, then the masks;
+  callbacks act in that order (AGC, a gradient correction, acts after the masks:
+  ``raypkg.sparse.algorithm``).
+- **Refused before any work** (``stacked_class``): a name that does not stack (the row's
+  ``stacks`` says why), two batch plans, and a setting two members both define.
 
 A stackable algorithm is a row of ``raypkg.methods.METHODS`` with ``settings`` (its own
-fields, a dataclass mixed into the command's config) and ``algorithm``.
+fields, a dataclass mixed into the command's config) and ``algorithm``; with ``config`` too,
+its recipe is made here (``algorithm_recipe``) and its command by the CLI.
 """
 
 from __future__ import annotations
@@ -26,24 +32,34 @@ from raypkg.errors import UsageError
 
 if TYPE_CHECKING:
     from raypkg.engine.trainer import TrainResult
-    from raypkg.recipe import Run
+    from raypkg.recipe import Recipe, Run
 
 # Algorithm.order: callbacks act on every event in this order.
-DATA, MASKS = 0, 1
+DATA, LOSS, MASKS = 0, 1, 2
 
 
 class Algorithm:
-    """One method's part of a training run, built from the training config and the data:
-    ``plan`` (None: the engine's shuffled batches), ``callbacks``, and for a fixed subset
-    the ``split`` it trains on and its example ``weights``. ``finish`` writes its artifacts
-    and returns its notes."""
+    """One method's part of a training run, built from the config that trains and the run
+    (``__init__(cfg, run)``): ``plan`` (None: the engine's shuffled batches), ``callbacks``,
+    and for a fixed subset the ``split`` it trains on and its example ``weights``.
+    ``finish`` writes its artifacts and returns its notes.
+
+    What the platform reads off the class: ``metrics``, the columns it adds to the epoch
+    rows; ``check(cfg, data)``, its check against the loaded data (a note, or a UsageError);
+    ``bench_cases``, its rows in `effray bench frontier` (``raypkg.recipe.BenchCase``)."""
 
     name: ClassVar[str]
     order: ClassVar[int] = DATA
+    metrics: ClassVar[tuple[str, ...]] = ()
+    bench_cases: ClassVar[tuple] = ()
     plan: Any = None
     callbacks: Sequence = ()
     split: Any = None  # the DataSplits it trains on (None: the run's)
     weights: Any = None  # one per training example (None: all 1)
+
+    @staticmethod
+    def check(cfg, data) -> str | None:
+        return None
 
     def finish(self, run: "Run", trained: "TrainResult") -> dict:
         return {}
@@ -64,7 +80,7 @@ def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
     if not stack:
         return cls
     from raypkg.engine.config import TrainConfig, config_fields
-    from raypkg.methods import load
+    from raypkg.methods import METHODS, load
 
     entries = stackable()
     own = config_fields(cls) - config_fields(TrainConfig)
@@ -74,9 +90,9 @@ def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
         if not name:  # "infobatch+", `stack: [sparse, ""]`: never printed as `--with : ...`
             raise UsageError(f"stack {list(stack)} has an empty member: name each algorithm "
                              f"({', '.join(entries)})")
-        if name == "deltagrad":
-            raise UsageError("--with deltagrad: DeltaGrad trains on its own (L-BFGS steps on a flat parameter "
-                             "vector, raypkg.deltagrad.replay); it does not stack")
+        refusal = next((m.stacks for m in METHODS if m.name == name and m.stacks), None)
+        if refusal:
+            raise UsageError(f"--with {name}: {name} does not stack: it {refusal}")
         if name not in entries:
             raise UsageError(f"--with {name}: the algorithms that stack are {', '.join(entries)}")
         if stack.count(name) > 1:
@@ -113,13 +129,13 @@ def _rebuild(base: type, stack: tuple[str, ...], values: dict):
     return stacked_class(base, stack)(**values)
 
 
-def stack_members(cfg, data, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
+def stack_members(cfg, run: "Run", own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
     """The method's own algorithm (``own(cfg)`` builds it) and those ``cfg.stack`` names,
     built for the config that trains, in their order."""
     from raypkg.methods import load
 
     entries = stackable()
-    added = [load(entries[name].algorithm)(cfg, data) for name in cfg.stack]
+    added = [load(entries[name].algorithm)(cfg, run) for name in cfg.stack]
     return sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
 
 
@@ -131,7 +147,7 @@ def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc:
     from raypkg.engine.trainer import train
 
     cfg = run.cfg.for_training()  # every member builds from the config that trains (--multiplier)
-    members = stack_members(cfg, run.data, own)
+    members = stack_members(cfg, run, own)
     plans = [a.plan for a in members if a.plan is not None]
     assert len(plans) <= 1, "stacked_class refuses two batch plans"
     split = next((a.split for a in members if a.split is not None), run.data)
@@ -147,3 +163,19 @@ def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc:
     if cfg.stack:
         run.note(stack=list(cfg.stack))
     return run.trained
+
+
+def algorithm_recipe(method) -> "Recipe":
+    """The recipe of a method that is one algorithm (a ``METHODS`` row with ``config``): the
+    engine's training with it, its check and its metrics."""
+    from raypkg.methods import load
+    from raypkg.recipe import EPOCH_METRICS, Recipe
+
+    algorithm = load(method.algorithm)
+
+    def train_with_it(run: "Run") -> None:
+        train_stack(run, lambda cfg: algorithm(cfg, run), desc=method.name)
+
+    train_with_it.__doc__ = f"Train with {method.name} ({method.algorithm})."
+    return Recipe(method.name, load(method.config), [train_with_it], check=algorithm.check,
+                  metrics=EPOCH_METRICS + algorithm.metrics)

@@ -7,9 +7,10 @@
     result.metrics                  # metrics.parquet as a pandas DataFrame
     result.run_dir                  # the run directory (None with save=False)
 
-``method`` is a recipe name (``raypkg.recipe.load_recipes()``; `effray tune` lists the same
-ones): train, select, coreset, lipt, crest, infobatch, sparse, unlearn-train,
-unlearn-request, unlearn-online, deltagrad, or a stack joined by ``+`` (``infobatch+sparse``).
+``method`` is a recipe name, made from the table of methods (``raypkg.methods``): ``train``,
+``select``, each `effray run NAME`, ``deltagrad`` and the ``unlearn-*`` steps
+(``raypkg.recipe.load_recipes()`` has them all, and an unknown name is refused with the
+list), or a stack joined by ``+`` (``infobatch+sparse``).
 Settings are the command's flags as keywords (``train_frac``
 for ``--train-frac``), or a config object, a mapping or a config file's path (a run's
 ``config.yaml``) with keywords on top. ``model=`` and ``data=`` (or ``dataset=``) also take

@@ -246,8 +246,27 @@ def run():
     """
 
 
+def algorithm_command(method) -> click.Command:
+    """`effray run NAME` of a method that is one algorithm (a ``METHODS`` row with ``config``):
+    its config's flags, and the config's docstring as its help."""
+    from raypkg.cli_options import config_file_option, config_options
+    from raypkg.methods import load
+
+    config_cls = load(method.config)
+
+    def command(config_file, **flags):
+        from raypkg.api import run
+        from raypkg.config import resolve_config
+
+        print_summary(run(method.name, resolve_config(config_cls, config_file, **flags)).summary)
+
+    options = address_option(config_file_option(config_options(config_cls)(command)))
+    return click.command(method.name, help=config_cls.__doc__)(options)
+
+
 def _register_method_commands() -> None:
-    """Each method package owns its commands (``raypkg.methods``); they are attached here."""
+    """Each method package owns its commands (``raypkg.methods``); they are attached here,
+    and those of the methods that are one algorithm are made here."""
     from raypkg.bench import bench
     from raypkg.methods import METHODS, load
 
@@ -255,6 +274,8 @@ def _register_method_commands() -> None:
         for entry in method.commands:
             group, path = entry.split(":", 1)
             (main if group == "main" else run).add_command(load(path))
+        if method.config and not method.commands:
+            run.add_command(algorithm_command(method))
     main.add_command(bench)
 
 

@@ -273,7 +273,8 @@ def config_options(cls: type, only: Sequence[str] | None = None, skip: Sequence[
             flag = meta.get("flag") or "--" + f.name.replace("_", "-")
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             default = (defaults or {}).get(f.name, default)
-            help_text = " ".join(filter(None, [meta.get("help"), (more_help or {}).get(f.name)]))
+            help_text = " ".join(filter(None, [meta.get("help"), (more_help or {}).get(f.name),
+                                               f.name == "stack" and stack_help()]))
             if fill_defaults:
                 given = {"default": default, "show_default": True, "help": help_text}
             else:
@@ -314,6 +315,13 @@ def stacked_fields(cls: type) -> list:
         out += [(f, settings, True) for f in dataclasses.fields(settings) if f.name not in own]
         own |= {f.name for f in dataclasses.fields(settings)}
     return out
+
+
+def stack_help() -> str:
+    """The names ``--with`` takes, from the registry (``raypkg.methods``)."""
+    from raypkg.algorithms import stackable
+
+    return f"Those that stack: {', '.join(stackable())}."
 
 
 def default_text(value) -> str:

@@ -1,7 +1,16 @@
-"""The methods, one row each: the module that registers its recipes (and its bench case),
-its commands and its benchmark. The CLI, `effray tune` (through the recipes) and `effray
-bench` all read this table, so a new method is a row here, its modules and a tune space
-(``tune_spaces/NAME.yaml``). Only import paths: nothing heavy is loaded until it is used."""
+"""The methods, one row each: the one registration of a method. The CLI, `effray tune`
+(through the recipes), `effray bench` and `--with` all read this table; nothing heavy is
+loaded until it is used (import paths only).
+
+A method that acts on training alone (a data plan, callbacks) is a row with ``settings``,
+``config`` and ``algorithm``: its recipe (``raypkg.algorithms.algorithm_recipe``), its
+`effray run NAME` command (help: the config's docstring) and its frontier rows (the
+algorithm's ``bench_cases``) are made from them, and it stacks (``--with NAME``). Adding
+one is its module, this row, its docs page and its tests (docs/architecture.md, "Adding a
+method"). A method with stages of its own (warm-up, selection) names the module that
+registers its recipe (``recipes``) and its commands; ``stacks`` says why it cannot be
+given to ``--with``, when it cannot.
+"""
 
 from __future__ import annotations
 
@@ -11,32 +20,45 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Method:
     name: str
-    recipes: str  # the module that registers its recipes (``raypkg.recipe.register``) and bench case
+    recipes: str | None = None  # the module that registers its recipes (``raypkg.recipe.register``); None: made
     commands: tuple[str, ...] = ()  # "GROUP:module:command", GROUP main (`effray X`) or run (`effray run X`)
     bench: str | None = None  # "module:command" of `effray bench NAME`
     # A method that stacks onto another's training (`--with NAME`, raypkg.algorithms): the
-    # dataclass of its own settings ("module:Class", free of torch) and its Algorithm.
+    # dataclass of its own settings ("module:Class", free of torch), its Algorithm, and the
+    # training config with its settings (`effray run NAME`'s; its docstring is the command's help).
     settings: str | None = None
     algorithm: str | None = None
+    config: str | None = None
+    stacks: str | None = None  # a method that does not stack: why, said when `--with NAME` is given
 
+
+# Said when `--with` names a method that trains in stages of its own.
+SUBSET_FIRST = ("selects its subset in stages before training; put another method on that training instead: "
+                "effray run {name} --with sparse")
 
 METHODS = (
-    Method("train", "raypkg.full.recipe"),  # `effray train` is the CLI's own command
+    Method("train", "raypkg.full.recipe",  # `effray train` is the CLI's own command
+           stacks="is the training every stack adds to: effray train --with NAME"),
     Method("coreset", "raypkg.selection.recipe",
            ("main:raypkg.selection.commands:select_command", "run:raypkg.selection.commands:run_coreset_command"),
-           "raypkg.bench.coreset:coreset"),
+           "raypkg.bench.coreset:coreset", stacks=SUBSET_FIRST.format(name="coreset")),
     Method("lipt", "raypkg.lipt.recipe", ("run:raypkg.lipt.commands:run_lipt_command",),
-           "raypkg.bench.lipt:lipt_bench"),
+           "raypkg.bench.lipt:lipt_bench", stacks=SUBSET_FIRST.format(name="lipt")),
     Method("crest", "raypkg.crest.recipe", ("run:raypkg.crest.commands:run_crest_command",),
-           "raypkg.bench.crest:crest_bench"),
+           "raypkg.bench.crest:crest_bench", settings="raypkg.crest.config:CrestSettings",
+           algorithm="raypkg.crest.recipe:CrestTraining"),
     Method("infobatch", "raypkg.infobatch.recipe", ("run:raypkg.infobatch.commands:run_infobatch_command",),
            settings="raypkg.infobatch.config:InfoBatchSettings", algorithm="raypkg.infobatch.algorithm:InfoBatchPruning"),
     Method("sparse", "raypkg.sparse.recipe", ("run:raypkg.sparse.commands:run_sparse_command",),
            "raypkg.bench.sparse:sparse_bench", settings="raypkg.sparse.config:SparseSettings",
            algorithm="raypkg.sparse.algorithm:SparseTrainingAlgorithm"),
+    Method("label-smoothing", settings="raypkg.label_smoothing:LabelSmoothingSettings",
+           algorithm="raypkg.label_smoothing:LabelSmoothing", config="raypkg.label_smoothing:LabelSmoothingConfig"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),
-           "raypkg.bench.deltagrad:deltagrad_bench"),
+           "raypkg.bench.deltagrad:deltagrad_bench",
+           stacks="trains on its own (L-BFGS steps on a flat parameter vector, raypkg.deltagrad.replay)"),
 )
+
 
 # The benchmarks of the platform rather than of one method.
 PLATFORM_BENCHES = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",

@@ -20,6 +20,7 @@ Where results go is the ``Sink``, opened once the input is checked:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import time
@@ -76,6 +77,7 @@ class Run:
     device: Any  # torch.device
     sink: Sink
     shared: dict  # what the caller lends every stage (a bench's cache or actor pool)
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # closed when the run ends
     state: dict = field(default_factory=dict)  # stage outputs, by name
     trained: Any = None  # the final model's TrainResult, evaluated and saved by the recipe
     summary: dict = field(default_factory=dict)
@@ -142,8 +144,8 @@ class Recipe:
             cfg, execution = resolve_for_data(cfg, data, device)
             if loaded:
                 print(execution.describe(), flush=True)
-        with (sink or run_directory)(self, cfg) as out:
-            run = Run(cfg, data, device, out, shared)
+        with (sink or run_directory)(self, cfg) as out, contextlib.ExitStack() as resources:
+            run = Run(cfg, data, device, out, shared, resources)
             run.note(label_noise=cfg.label_noise)  # what the training labels were (raypkg.data.noise)
             if execution is not None:
                 run.note(**execution.summary())
@@ -337,11 +339,19 @@ def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
 
 
 def load_recipes() -> dict[str, Recipe]:
-    """Every registered recipe, by name (importing the modules that register them)."""
-    from raypkg.methods import METHODS
+    """Every registered recipe, by name: importing the modules that register them, and
+    making those of the methods that are one algorithm (``raypkg.algorithms.algorithm_recipe``),
+    with their bench cases."""
+    from raypkg.algorithms import algorithm_recipe
+    from raypkg.methods import METHODS, load
 
     for method in METHODS:
-        importlib.import_module(method.recipes)
+        if method.recipes:
+            importlib.import_module(method.recipes)
+        elif method.name not in RECIPES:
+            register(algorithm_recipe(method))
+            for case in load(method.algorithm).bench_cases:
+                register_case(case)
     return RECIPES
 
 

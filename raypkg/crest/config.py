@@ -1,8 +1,10 @@
-"""``CrestConfig``: the training config plus every knob of the CREST reference code."""
+"""``CrestSettings``: every knob of the CREST reference code, mixed into a config that trains
+(``CrestConfig``, or another method's with ``--with crest``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError, choose
@@ -16,7 +18,7 @@ DROPPING = ("watch_interval", "drop_interval", "drop_thresh", "min_train_size")
 
 
 @dataclass
-class CrestConfig(TrainConfig):
+class CrestSettings:
     """CREST and its baselines at the same step budget (spec crest.md, "Budget").
 
     ``train_frac`` f: every epoch takes ceil(f * N / batch_size) steps (f times full
@@ -25,9 +27,9 @@ class CrestConfig(TrainConfig):
     budget. The LR schedule (warm-up, milestones, gamma) is the engine's, in epochs.
     """
 
-    BATCH_PLAN = "CREST's coreset mini-batches"
-    PLAN_READS_FILES = True  # streamed images: read by the plan, in process
-    NEEDS = {**{name: (lambda cfg: cfg.selection_method == "crest", "is CREST's: the random and none baselines "
+    BATCH_PLAN: ClassVar[str | None] = "CREST's coreset mini-batches"
+    PLAN_READS_FILES: ClassVar[bool] = True  # streamed images: read by the plan, in process
+    NEEDS: ClassVar[dict] = {**{name: (lambda cfg: cfg.selection_method == "crest", "is CREST's: the random and none baselines "
                                                                    "select nothing (drop it, or use "
                                                                    "--selection-method crest)")
                 for name in CREST_ONLY},
@@ -66,7 +68,7 @@ class CrestConfig(TrainConfig):
                                   "at this region's start, so the next region's coresets are one region stale "
                                   "(--no-overlap: training waits for a fresh selection at every region start).")
 
-    def validate(self) -> "CrestConfig":
+    def validate(self):
         super().validate()
         choose("selection method", self.selection_method, SELECTION_METHODS)
         if not 0.0 < self.train_frac <= 1.0:
@@ -122,3 +124,8 @@ class CrestConfig(TrainConfig):
     def min_candidates(self, n: int) -> int:
         """The fewest examples learned-example dropping leaves in play (--min-train-size)."""
         return self.min_train_size if self.min_train_size is not None else int(0.8 * n)
+
+
+@dataclass
+class CrestConfig(CrestSettings, TrainConfig):
+    """`effray run crest`: the training config with CREST's settings."""

@@ -8,20 +8,15 @@ rest of the training wall time) and ``eval``; per-check rows in ``checks.parquet
 from __future__ import annotations
 
 import contextlib
-import time
-from dataclasses import dataclass, field
-
-import torch
 
 from raypkg.algorithms import DATA, Algorithm, train_stack
 from raypkg.crest.callback import CrestCallback
 from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import RandomSubsetPlan
-from raypkg.data.augment import use_augmentation
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.plans import BatchPlan
-from raypkg.engine.trainer import TrainResult, train
+from raypkg.engine.trainer import TrainResult
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
 
 
@@ -53,23 +48,30 @@ def plan_and_callbacks(cfg: CrestConfig, n: int, actor_pool=None) -> tuple[Batch
 
 class CrestTraining(Algorithm):
     """CREST (or a baseline at its budget) as an algorithm (``raypkg.algorithms``): its plan
-    and callback, and a count of the steps taken. Its selection and check seconds, timed
-    inside the training call, move to phases of their own."""
+    and callback, and a count of the steps taken; stacked onto another method with ``--with
+    crest``. With ``--actors K`` it selects on the pool its caller lends (``run.shared``,
+    a bench's) or on one it opens for the run. Its selection and check seconds, timed inside
+    the training call, move to phases of their own."""
 
     name, order = "crest", DATA
+    metrics = ("crest_regions", "crest_checks", "crest_check_interval", "crest_candidates", "crest_selection_s",
+               "crest_check_s")
 
-    def __init__(self, cfg: CrestConfig, data: DataSplits, actor_pool=None):
+    def __init__(self, cfg: CrestConfig, run: Run):
         self.cfg = cfg
-        self.plan, callbacks = plan_and_callbacks(cfg, len(data.train), actor_pool)
+        actor_pool = run.shared.get("actor_pool") or run.resources.enter_context(crest_actor_pool(cfg, run.data))
+        self.plan, callbacks = plan_and_callbacks(cfg, len(run.data.train), actor_pool)
         self.crest = callbacks[0] if callbacks else None
         self.counter = StepCounter()
         self.callbacks = [*callbacks, self.counter]
 
-    def summary(self) -> dict:
-        return self.crest.summary() if self.crest else {}
+    @staticmethod
+    def check(cfg: CrestConfig, data: DataSplits) -> str | None:
+        return cfg.check_sizes(len(data.train))
 
     def finish(self, run: Run, trained: TrainResult) -> dict:
-        cfg, crest, timings = self.cfg, self.summary(), run.sink.timings
+        cfg, timings = self.cfg, run.sink.timings
+        crest = self.crest.summary() if self.crest else {}
         timings.move(crest.get("selection_s", 0.0), "train", "selection")
         timings.move(crest.get("check_s", 0.0), "train", "check")
         checks = list(self.crest.checks) if self.crest else []
@@ -81,15 +83,6 @@ class CrestTraining(Algorithm):
                     overlap=cfg.overlap if cfg.actors else None, crest=crest,
                     **{k: crest.get(k, 0) for k in ("regions", "checks", "reselections", "dropped", "candidates",
                                                      "selection_wait_s")})
-
-
-@dataclass
-class CrestOutcome:
-    result: TrainResult
-    wall_s: float  # the whole training call, selection and checks included
-    steps: int
-    crest: dict = field(default_factory=dict)  # CrestCallback.summary(); empty for the baselines
-    checks: list[dict] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -105,32 +98,14 @@ def crest_actor_pool(cfg: CrestConfig, data: DataSplits):
         yield pool
 
 
-def train_crest(cfg: CrestConfig, data: DataSplits, *, on_epoch=None, storage=None, actor_pool=None) -> CrestOutcome:
-    """One training run of ``cfg.selection_method`` at the budget of ``cfg.train_frac``,
-    outside a run (the recipe trains ``CrestTraining`` through ``train_stack``)."""
-    crest = CrestTraining(cfg, data, actor_pool)
-    t0 = time.perf_counter()
-    result = train(cfg, data, plan=crest.plan, callbacks=crest.callbacks, augment=use_augmentation(cfg, data),
-                   on_epoch=on_epoch, storage=storage, desc=f"train {cfg.selection_method}")
-    if result.device.type == "cuda":
-        torch.cuda.synchronize()
-    return CrestOutcome(result, time.perf_counter() - t0, crest.counter.steps, crest.summary(),
-                        list(crest.crest.checks) if crest.crest else [])
-
-
 def train_with_coresets(run: Run) -> None:
     """Train with ``cfg.selection_method``'s plan; the selection and check seconds are
     phases of their own, taken out of the training wall time."""
-    with contextlib.ExitStack() as stack:
-        actor_pool = run.shared.get("actor_pool") or stack.enter_context(crest_actor_pool(run.cfg, run.data))
-        train_stack(run, lambda cfg: CrestTraining(cfg, run.data, actor_pool),
-                    desc=f"train {run.cfg.selection_method}")
+    train_stack(run, lambda cfg: CrestTraining(cfg, run), desc=f"train {run.cfg.selection_method}")
 
 
 CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambda cfg: f"crest-{cfg.selection_method}",
-                        check=lambda cfg, data: cfg.check_sizes(len(data.train)),
-                        metrics=EPOCH_METRICS + ("crest_regions", "crest_checks", "crest_check_interval",
-                                                 "crest_candidates", "crest_selection_s", "crest_check_s")))
+                        check=CrestTraining.check, metrics=EPOCH_METRICS + CrestTraining.metrics))
 
 
 def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CrestConfig:

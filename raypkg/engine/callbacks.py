@@ -6,7 +6,9 @@ The loop (``raypkg.engine.loop.fit``) calls, in this order::
     for each epoch:
         on_epoch_start
         for each batch of the plan:
-            forward, loss, backward
+            forward, loss
+            on_loss                # ctx.batch.loss may be replaced (label smoothing)
+            backward
             on_after_backward      # gradients are there and may be edited (AGC)
             optimizer.step()
             on_step_end            # parameters were updated (sparse masks)
@@ -25,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used, so that a method's module loads without it (raypkg.methods)
+    import torch
+    from torch import nn
 
-if TYPE_CHECKING:
     from raypkg.data.augment import CropFlip
     from raypkg.data.base import IndexedDataset
     from raypkg.engine.config import TrainConfig
@@ -40,6 +42,7 @@ class Callback:
 
     def on_fit_start(self, ctx: "TrainContext") -> None: ...
     def on_epoch_start(self, ctx: "TrainContext") -> None: ...
+    def on_loss(self, ctx: "TrainContext") -> None: ...
     def on_after_backward(self, ctx: "TrainContext") -> None: ...
     def on_step_end(self, ctx: "TrainContext") -> None: ...
     def on_epoch_end(self, ctx: "TrainContext", row: dict) -> None: ...

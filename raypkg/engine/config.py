@@ -197,9 +197,8 @@ class TrainConfig(RunConfig):
                                             "of the cluster's CPUs, at most 4); smaller lets a restarted worker "
                                             "group fit on fewer nodes.")
     stack: list[str] = setting(help="Algorithms stacked onto this method's training, comma-separated or one --with "
-                               "each: sparse "
-                               "(SET/RigL masks, AGC), infobatch (pruned epochs). Their flags (`effray run NAME "
-                               "--help`) then apply, e.g. --with sparse --density 0.05 (raypkg.algorithms).",
+                               "each. Their flags (`effray run NAME --help`) then apply, e.g. --with sparse "
+                               "--density 0.05 (raypkg.algorithms).",
                                factory=list, flag="--with")
 
     # What the method's batch plan is, if it brings one (a stack takes one: raypkg.algorithms).

@@ -47,15 +47,17 @@ def pick_device(use_gpu: bool | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
-                           weights: torch.Tensor | None = None) -> torch.Tensor:
-    """mean_i w_i * l_i over the batch; the plain mean when ``weights`` is None.
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None,
+                           label_smoothing: float = 0.0) -> torch.Tensor:
+    """mean_i w_i * l_i over the batch; the plain mean when ``weights`` is None. With
+    ``label_smoothing`` eps, l_i is the cross-entropy against 1 - eps on the label plus eps/C
+    on every class (``raypkg.label_smoothing``).
 
     Coreset weights are normalised to mean 1 over the whole subset before training
     (``raypkg.selection.weighting``), so the batch mean is an unbiased estimate of the
     weighted full loss and, under DDP, the average over ranks is the global weighted mean
     (not a per-rank normalisation)."""
-    losses = F.cross_entropy(logits.float(), targets, reduction="none")
+    losses = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=label_smoothing)
     if weights is None:
         return losses.mean()
     return (weights * losses).mean()
@@ -147,8 +149,10 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
             x = ctx.augment(x, generator=gen)
         with autocast(ctx.model):
             logits = model(x)
-        loss = weighted_cross_entropy(logits, y, w)
-        ctx.batch = Batch(planned.positions, x, y, w, logits, loss)
+        ctx.batch = Batch(planned.positions, x, y, w, logits, weighted_cross_entropy(logits, y, w))
+        for cb in ctx.callbacks:
+            cb.on_loss(ctx)
+        loss = ctx.batch.loss  # the objective the step follows (a callback may have replaced it)
         ctx.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for cb in ctx.callbacks:

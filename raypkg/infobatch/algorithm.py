@@ -10,9 +10,9 @@ from raypkg.infobatch.plan import InfoBatch
 class InfoBatchPruning(Algorithm):
     name, order = "infobatch", DATA
 
-    def __init__(self, cfg, data):
+    def __init__(self, cfg, run):
         self.cfg = cfg
-        self.infobatch = InfoBatch(len(data.train), cfg.batch_size, cfg.seed, cfg.prune_ratio, cfg.pruning_epochs())
+        self.infobatch = InfoBatch(len(run.data.train), cfg.batch_size, cfg.seed, cfg.prune_ratio, cfg.pruning_epochs())
         self.plan, self.callbacks = self.infobatch.plan, [self.infobatch]
 
     def finish(self, run, trained) -> dict:

@@ -11,7 +11,7 @@ from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, regis
 
 
 def train_infobatch(run: Run) -> None:
-    train_stack(run, lambda cfg: InfoBatchPruning(cfg, run.data), desc="infobatch")
+    train_stack(run, lambda cfg: InfoBatchPruning(cfg, run), desc="infobatch")
 
 
 INFOBATCH = register(Recipe("infobatch", InfoBatchConfig, [train_infobatch],

@@ -41,7 +41,7 @@ def method_name(cfg) -> str:
 class SparseTrainingAlgorithm(Algorithm):
     name, order = "sparse", MASKS  # (AGC, a gradient correction, acts after the masks within it)
 
-    def __init__(self, cfg, data):
+    def __init__(self, cfg, run):
         self.cfg = cfg  # the config that trains: --multiplier already stretched it
         self.callbacks = build_callbacks(cfg)
 

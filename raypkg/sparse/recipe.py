@@ -22,7 +22,7 @@ def check_against_data(cfg: SparseConfig, data) -> None:
 def train_sparse(run: Run) -> None:
     """Train with the masks and AGC (``multiplier`` times the epochs); saves masks.pt and
     mask_updates.parquet; notes the final density, R_s, the masks' digest and AGC coefficient."""
-    train_stack(run, lambda cfg: SparseTrainingAlgorithm(cfg, run.data), desc=method_name(run.cfg))
+    train_stack(run, lambda cfg: SparseTrainingAlgorithm(cfg, run), desc=method_name(run.cfg))
 
 
 SPARSE = register(Recipe("sparse", SparseConfig, [train_sparse], check=check_against_data,

@@ -495,6 +495,11 @@ SAYS += [  # precision and memory format (#38), time-to-accuracy
 
 SAYS += [  # issue 48: a repeated list flag adds to the list, with the comma form's duplicate check
     (T + ["--with", "infobatch", "--with", "infobatch"], "--with names infobatch twice"),
+    (["run", "label-smoothing", "--out", "{out}", "--smoothing", "1"], "smoothing must be in [0, 1), got 1"),
+    (T + ["--with", "label-smoothing", "--smoothing", "nan"], "smoothing must be a finite number, got nan"),
+    (T + ["--smoothing", "0.1"], "--smoothing is a setting of label-smoothing: it needs --with label-smoothing"),
+    (T + ["--with", "coreset"], "--with coreset: coreset does not stack: it selects its subset in stages"),
+    (["run", "lipt", "--out", "{out}", "--with", "crest"], "crest and this method both set actors"),
     (C + ["--with", "sparse", "--with", "sparse"], "--with names sparse twice"),
     (["run", "crest", "--out", "{out}", "--with", "sparse", "--with", "infobatch"], "one batch plan"),
     (T + ["--lr", "0.1", "--lr", "0.05"], "several --lr values need --lrlen"),
@@ -734,9 +739,8 @@ def test_bad_input_says_what_is_wrong(world, monkeypatch, args, says):
 
 # The commands whose flags are a recipe's settings: each of their refusal rows is refused by
 # raypkg.run too, with the same line (issue 41: the check lives in the config, not the command).
-API_COMMANDS = {("train",): "train", ("select",): "select", ("run", "coreset"): "coreset", ("run", "lipt"): "lipt",
-                ("run", "crest"): "crest", ("run", "sparse"): "sparse", ("run", "infobatch"): "infobatch",
-                ("unlearn", "train"): "unlearn-train"}
+API_COMMANDS = {("train",): "train", ("select",): "select", ("unlearn", "train"): "unlearn-train",
+                **{("run", name): name for name in main.commands["run"].commands}}
 
 
 def api_call(args: list[str], world: dict | None):

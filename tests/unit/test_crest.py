@@ -20,10 +20,15 @@ from raypkg.crest.callback import CrestCallback, eval_losses
 from raypkg.crest.config import CREST_ONLY, CrestConfig
 from raypkg.crest.plan import budget_steps
 from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
-from raypkg.crest.recipe import train_crest
+from raypkg.crest.recipe import CREST
 from raypkg.crest.selection import class_budgets, select_coresets, stratified_subsets
 from raypkg.engine.callbacks import Callback
-from raypkg.recipe import load_data
+from raypkg.recipe import MemorySink, load_data
+
+
+def run_crest(cfg: CrestConfig) -> dict:
+    """The CREST recipe's summary for ``cfg``, in memory."""
+    return CREST.run(cfg, lambda recipe, cfg: MemorySink(recipe, cfg))
 
 
 def tiny(**overrides) -> CrestConfig:
@@ -248,15 +253,13 @@ def test_crest_trains_a_batchnorm_model_and_leaves_its_running_statistics_to_tra
 def test_dropping_learned_examples_stops_at_min_train_size():
     cfg = tiny(epochs=2, drop_learned=True, drop_interval=1, watch_interval=1, drop_thresh=100.0,
                min_train_size=1200)
-    data = load_data(cfg)
-    outcome = train_crest(cfg, data)
+    summary = run_crest(cfg)
     seen_in_first_epoch = DIGITS_TRAIN - 1200  # far more were observed (all "learned" with thresh 100) than room
-    assert outcome.crest["candidates"] == 1200 and outcome.crest["dropped"] == seen_in_first_epoch
+    assert summary["candidates"] == 1200 and summary["dropped"] == seen_in_first_epoch
 
 
 def test_random_and_crest_take_the_same_steps_none_takes_the_full_budget():
-    steps = {m: train_crest(tiny(selection_method=m), load_data(tiny(selection_method=m))).steps
-             for m in ("crest", "random", "none")}
+    steps = {m: run_crest(tiny(selection_method=m))["steps"] for m in ("crest", "random", "none")}
     assert steps["crest"] == steps["random"] == 3 * math.ceil(round(0.3 * DIGITS_TRAIN) / 32)
     assert steps["none"] == 3 * math.ceil(DIGITS_TRAIN / 32)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import REPO
 
+from raypkg.errors import UsageError
 from raypkg.recipe import EPOCH_METRICS, MemorySink, load_recipes, run_trial
 
 PACKAGE = REPO / "raypkg"
@@ -83,13 +84,21 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
                                   "facility-location", "graphcut", "logdet", "forgetting", "cal", "deepfool",
                                   *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
                                   "lipt-grand", "lipt-glister", "crest",
-                                  "infobatch", "rigl-itop", "a-rigl-itop"]
+                                  "infobatch", "rigl-itop", "a-rigl-itop", "label-smoothing"]
     # the frontier runs DeepCore's further selectors only when --methods names them
     from raypkg.bench.frontier import frontier_bench
     default = frontier_bench.make_context("frontier", []).params["methods"].split(",")  # a ListOption's default
     assert "el2n" not in default and "grand" in default and "infobatch" in default
+    from raypkg.cli import main
+
     for method in METHODS:
-        assert recipes[method.name].name == method.name and default_space(method.name).is_file()
+        assert recipes[method.name].name == method.name
+        if method.recipes:  # a method made from its row (label-smoothing) ships no space: --space FILE
+            assert default_space(method.name).is_file()
+        else:
+            assert isinstance(main.commands["run"].commands[method.name], click.Command)
+            with pytest.raises(UsageError, match="pass one with --space FILE"):
+                default_space(method.name)
         for entry in method.commands:
             assert isinstance(load(entry.split(":", 1)[1]), click.Command), entry
         assert method.bench is None or isinstance(load(method.bench), click.Command)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -43,6 +44,21 @@ def test_a_member_that_does_nothing_leaves_the_method_bit_for_bit():
     assert unpruned.summary["infobatch"]["steps_saved"] == 0.0
 
 
+def test_crest_stacks_as_the_others_do_from_either_side():
+    """CREST added with --with trains as CREST alone; CREST with sparse masks trains the
+    same whichever of the two is the method and which is added (given the same training
+    settings)."""
+    crest, clocks = dict(TINY, train_frac=0.3, batch_size=32), ("crest_selection_s", "crest_check_s")
+    alone = raypkg.run("crest", save=False, **crest)
+    added = raypkg.run("train+crest", save=False, **crest)
+    assert same_rows(alone, added, clocks) and added.summary["crest"]["steps"] == alone.summary["steps"]
+    same = dict(crest, density=0.2, schedule="cosine", nesterov=False)  # sparse's own training defaults differ
+    masked = raypkg.run("sparse+crest", save=False, **same)
+    selected = raypkg.run("crest+sparse", save=False, **same)
+    assert same_rows(masked, selected, clocks) and masked.summary["mask_digest"] == selected.summary["sparse"]["mask_digest"]
+    assert masked.summary["test_acc"] == selected.summary["test_acc"]
+
+
 def test_the_summary_names_the_stack_and_keeps_each_members_notes_apart():
     result = raypkg.run("infobatch+sparse", save=False, density=0.2, **TINY)
     s = result.summary
@@ -61,12 +77,12 @@ def test_the_members_act_in_order_data_plan_masks_then_gradient_correction():
     from raypkg.sparse.algorithm import SparseTrainingAlgorithm
     from raypkg.sparse.dst import SparseTraining
 
-    data = load_dataset("digits", seed=0)
+    run = SimpleNamespace(data=load_dataset("digits", seed=0), shared={})
     for method, own in (("sparse+infobatch", SparseTrainingAlgorithm), ("infobatch+sparse", None)):
         cfg = find_recipe(method).config_cls(agc=True, stack=[method.split("+")[1]])
         if own is None:
             from raypkg.infobatch.algorithm import InfoBatchPruning as own
-        members = stack_members(cfg, data, lambda c: own(c, data))
+        members = stack_members(cfg, run, lambda c: own(c, run))
         assert [m.name for m in members] == ["infobatch", "sparse"]
         callbacks = [cb for m in members for cb in m.callbacks]
         assert [type(cb) for cb in callbacks] == [InfoBatch, SparseTraining, AGCorrection]
@@ -84,8 +100,13 @@ def test_multiplier_stretches_the_training_every_member_builds_from():
     ("crest+infobatch", {}, "one batch plan, and this stack has 2 (CREST's coreset mini-batches; InfoBatch's"),
     ("coreset+infobatch", {}, "one batch plan"),
     ("lipt+sparse", {}, "sparse and this method both set density"),
-    ("train+deltagrad", {}, "DeltaGrad trains on its own"),
-    ("train+crest", {}, "the algorithms that stack are infobatch, sparse"),
+    ("train+deltagrad", {}, "deltagrad does not stack: it trains on its own"),
+    ("train+coreset", {}, "coreset does not stack: it selects its subset in stages before training"),
+    ("sparse+lipt", {}, "lipt does not stack"),
+    ("train+train", {}, "train does not stack"),
+    ("train+nothing", {}, "the algorithms that stack are crest, infobatch, sparse, label-smoothing"),
+    ("lipt+crest", {}, "crest and this method both set actors"),
+    ("crest+crest", {}, "this method is crest already"),
     ("sparse+sparse", {}, "this method is sparse already"),
     ("train+sparse+sparse", {}, "names sparse twice"),
     ("infobatch", {"density": 0.1}, "density is a setting of sparse: it needs --with sparse"),
@@ -161,8 +182,11 @@ def test_the_frontier_names_a_stack_with_plus_and_refuses_one_that_cannot_hold()
     assert points[0].cfg.precision == "fp32" and math.isnan(points[2].labels["fraction"])
     with pytest.raises(UsageError, match="one batch plan"):
         build_points(settings, ["rs2+infobatch"], seed=0)
-    with pytest.raises(UsageError, match="crest does not stack"):
+    with pytest.raises(UsageError, match="rs2\\+crest: crest and this method both set actors"):
         build_points(settings, ["rs2+crest"], seed=0)
+    added = {p.labels["method"]: p.cfg.stack for p in build_points(settings, ["rigl-itop+crest",
+                                                                             "full+label-smoothing"], seed=0)}
+    assert added == {"rigl-itop+crest": ["crest"], "full+label-smoothing": ["label-smoothing"]}
     with pytest.raises(UsageError, match="unknown method"):
         method_names("rs2+nothing")
 
@@ -186,17 +210,15 @@ def test_the_summary_line_of_a_stacked_sparse_run_names_the_stack(tmp_path):
     assert any(line.startswith("RigL-ITOP+infobatch digits/mlp: test_acc") for line in result.stdout.splitlines())
 
 
-def test_every_algorithm_that_stacks_is_named_where_the_docs_and_the_help_list_them():
-    """The hand-kept lists (--with's help, the stacking page, the README) against the registry."""
-    import dataclasses
-
+def test_every_method_has_its_docs_page_and_the_with_help_names_each_that_stacks():
+    """The lists a method would be added to by hand are made from the registry instead:
+    --with's help; what stays by hand is the method's own page, docs/methods/NAME.md."""
     from helpers import REPO
 
     from raypkg.algorithms import stackable
-    from raypkg.engine.config import TrainConfig
+    from raypkg.methods import METHODS
 
-    help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == "stack").metadata["help"]
-    pages = {"help": help_text, "stacking.md": (REPO / "docs/methods/stacking.md").read_text(),
-             "README.md": (REPO / "README.md").read_text()}
-    missing = [(name, where) for name in stackable() for where, text in pages.items() if name not in text]
-    assert stackable() and missing == []
+    help_text = CliRunner().invoke(main, ["train", "--help"], terminal_width=400).output
+    assert all(name in help_text.split("Those that stack:")[1] for name in stackable())
+    pages = {p.stem for p in (REPO / "docs/methods").glob("*.md")}
+    assert {m.name for m in METHODS} - {"train"} <= pages
