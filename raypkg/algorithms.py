@@ -46,12 +46,14 @@ class Algorithm:
 
     What the platform reads off the class: ``metrics``, the columns it adds to the epoch
     rows; ``check(cfg, data)``, its check against the loaded data (a note, or a UsageError);
-    ``bench_cases``, its rows in `effray bench frontier` (``raypkg.recipe.BenchCase``)."""
+    ``bench_cases``, its rows in `effray bench frontier` (``raypkg.recipe.BenchCase``); and
+    ``headline(summary)`` if it has one, a line its `effray run NAME` prints first."""
 
     name: ClassVar[str]
     order: ClassVar[int] = DATA
     metrics: ClassVar[tuple[str, ...]] = ()
     bench_cases: ClassVar[tuple] = ()
+    headline: ClassVar[Callable[[dict], str] | None] = None
     plan: Any = None
     callbacks: Sequence = ()
     split: Any = None  # the DataSplits it trains on (None: the run's)

@@ -258,7 +258,11 @@ def algorithm_command(method) -> click.Command:
         from raypkg.api import run
         from raypkg.config import resolve_config
 
-        print_summary(run(method.name, resolve_config(config_cls, config_file, **flags)).summary)
+        summary = run(method.name, resolve_config(config_cls, config_file, **flags)).summary
+        headline = load(method.algorithm).headline  # the method's own line, if it has one
+        if headline:
+            click.echo(headline(summary))
+        print_summary(summary)
 
     options = address_option(config_file_option(config_options(config_cls)(command)))
     return click.command(method.name, help=config_cls.__doc__)(options)

@@ -40,4 +40,16 @@ class InfoBatchSettings:
 
 @dataclass
 class InfoBatchConfig(InfoBatchSettings, TrainConfig):
-    """`effray run infobatch`: the training config with InfoBatch's settings."""
+    """InfoBatch: each epoch prunes r of the well-learned examples at random and reweighs the rest.
+
+    Well-learned: last seen loss below the mean. The kept ones weigh 1/(1-r), so an epoch's
+    expected gradient is full data's; after --delta of the epochs all data trains. With no
+    flags: r = 0.5, delta = 0.875 (the paper's), on the embedded digits data. summary.json
+    has steps, full_steps and steps_saved; metrics.parquet the examples kept per epoch.
+
+    \b
+    Examples:
+      effray run infobatch
+      effray run infobatch --dataset digits-aug --model resnet20 --epochs 10 --lr 0.1
+      effray run infobatch --prune-ratio 0.3 --delta 0.9 --workers 2
+    """
