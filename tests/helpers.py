@@ -186,3 +186,15 @@ def make_image_tree(root, rng, split: str, counts: dict[str, int], size: int = 8
             write_png(path, pixels)
             written[str(path)] = pixels.transpose(2, 0, 1)
     return written
+
+
+def train_on_subset(cfg, data, result, callbacks=()):
+    """The coreset recipe's training on ``result`` (its ``SubsetTraining``: subset, weights,
+    plan) by the engine, with ``callbacks`` added to watch it."""
+    from raypkg.data.augment import use_augmentation
+    from raypkg.engine.trainer import train
+    from raypkg.selection.algorithm import SubsetTraining
+
+    subset = SubsetTraining(cfg, data, result)
+    return train(cfg, data if subset.split is None else subset.split, weights=subset.weights, plan=subset.plan,
+                 augment=use_augmentation(cfg, data), callbacks=callbacks)

@@ -4,9 +4,9 @@
    ``pretrain_epochs`` (``repeats`` independent ones, different seeds, for GraNd). Other
    pre-trainers (LiPT's sharded sparse ensemble) produce the same ``Pretrained``.
 2. ``select_stage``: the (weighted) subset chosen with those models.
-3. ``train_stage``: a fresh model trained on the subset for the full ``epochs`` budget,
-   its weights applied as ``cfg.weighting`` says (``raypkg.selection.weighting``), in
-   process or on Ray Train (``cfg.workers``).
+3. training a fresh model on the subset for the full ``epochs`` budget, its weights
+   applied as ``cfg.weighting`` says (``raypkg.selection.weighting``), in process or on Ray
+   Train (``cfg.workers``): the recipe's ``train_subset``, through ``SubsetTraining``.
 
 ``raypkg.selection.recipe`` puts them in a run (`effray select`, `effray run coreset`,
 its Tune trials and bench rows); LiPT's recipe reuses stages 2 and 3. Pre-trained models
@@ -21,15 +21,12 @@ import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
-from raypkg.data.augment import use_augmentation
 from raypkg.data.base import DataSplits
 from raypkg.engine.loop import fit, seed_everything
-from raypkg.engine.trainer import TrainResult, train
 from raypkg.models.registry import build_model
 from raypkg.selection.cache import SelectionCache, digest, state_digest
 from raypkg.selection.config import CoresetConfig
@@ -192,16 +189,3 @@ def select_stage(cfg: CoresetConfig, data: DataSplits, pretrained: Pretrained, d
     if cache:
         cache.save_selection(key, result, seconds)
     return result, seconds, False
-
-
-def train_stage(cfg: CoresetConfig, data: DataSplits, result: SelectionResult, *,
-                on_epoch: Callable[[dict], None] | None = None, storage: str | Path | None = None,
-                callbacks=()) -> TrainResult:
-    """Stage 3 outside a run: a fresh model on the subset (``SubsetTraining``: its weights
-    applied by ``cfg.weighting``; RS2's plan over the whole set), with ``callbacks``."""
-    from raypkg.selection.algorithm import SubsetTraining
-
-    subset = SubsetTraining(cfg, data, result)
-    return train(cfg, data if subset.split is None else subset.split, weights=subset.weights, plan=subset.plan,
-                 augment=use_augmentation(cfg, data), callbacks=callbacks, on_epoch=on_epoch, storage=storage,
-                 desc=f"train {cfg.selection}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, train_on_subset
 
 from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Callback
@@ -245,7 +245,7 @@ def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():
     from raypkg.data.augment import use_augmentation
     from raypkg.engine.loop import evaluate, pick_device
     from raypkg.recipe import load_data
-    from raypkg.selection.pipeline import pretrain, select_stage, train_stage
+    from raypkg.selection.pipeline import pretrain, select_stage
 
     cfg = CoresetConfig(dataset="digits-aug", train_size=6000, test_size=2000, model="mlp", selection="craig",
                         fraction=0.3, pretrain_epochs=2, epochs=8, progress=False, cache=False, precision="fp32",
@@ -256,7 +256,7 @@ def test_weighted_craig_trains_within_three_points_of_its_picks_unweighted():
     assert result.weights.max() > 20 * result.weights.median()  # the weights really are skewed
     accuracy = {}
     for weighting in ("none", cfg.weighting):
-        trained = train_stage(dataclasses.replace(cfg, weighting=weighting), data, result)
+        trained = train_on_subset(dataclasses.replace(cfg, weighting=weighting), data, result)
         accuracy[weighting] = evaluate(trained.model, data.test)["acc"]
     assert cfg.weighting != "none"
     assert accuracy[cfg.weighting] >= accuracy["none"] - 0.03, accuracy

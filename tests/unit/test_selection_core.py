@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_problem
+from helpers import tiny_problem, train_on_subset
 from torch.func import functional_call, grad, vmap
 
 from raypkg.errors import UsageError
@@ -164,7 +164,6 @@ def test_rs2_trains_each_epoch_on_that_epochs_round():
     from raypkg.engine.callbacks import Callback
     from raypkg.selection.config import CoresetConfig
     from raypkg.selection.methods.rs2 import blocks_of, rs2_round
-    from raypkg.selection.pipeline import train_stage
 
     _, data = tiny_problem(n=150, classes=3, dtype=torch.float32)
     splits = DataSplits("tiny", data, data)
@@ -183,7 +182,7 @@ def test_rs2_trains_each_epoch_on_that_epochs_round():
                         precision="fp32", memory_format="contiguous")
     result = select("rs2", None, data, fraction=0.2, seed=2)
     seen = Seen()
-    train_stage(cfg, splits, result, callbacks=[seen])
+    train_on_subset(cfg, splits, result, callbacks=[seen])
     blocks = blocks_of(data.y, class_budgets(data.y, 3, 30), 30)
     assert [sorted(e) for e in seen.epochs] == [sorted(rs2_round(blocks, 2, r).tolist()) for r in range(3)]
     assert sorted(seen.epochs[0]) == sorted(result.positions.tolist())
