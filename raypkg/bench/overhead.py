@@ -146,7 +146,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     add_variant("plain PyTorch loop", lambda net: plain_loop(net, data.train.x, data.train.y, epochs, batch_size,
                                                               cfg.lr[0], cfg.seed))
     for name, callbacks in (("effray engine, in-process", []), ("effray engine + callback", [CountEvents()])):
-        add_variant(name, lambda net: [r["epoch_s"] for r in fit(net, data.train, None, cfg, progress=False,
+        add_variant(name, lambda net: [r["epoch_s"] for r in fit(net, data.train, None, cfg,
                                                                  callbacks=callbacks)])
     _, connect_s = timed(connect_ray)
     for workers in worker_list:

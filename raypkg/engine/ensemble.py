@@ -47,6 +47,6 @@ def train_shard(cfg: TrainConfig, data: DataSplits, positions: torch.Tensor, sha
     seed_everything(scfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     callbacks = list(callbacks_for(shard)) if callbacks_for else []
-    history = fit(model, data.train.subset(positions).to(device), None, scfg, device=device,
-                  augment=augment, callbacks=callbacks, desc=f"shard {shard + 1}")
+    history = fit(model, data.train.subset(positions).to(device), None, scfg, augment=augment,
+                  callbacks=callbacks, desc=f"shard {shard + 1}")
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, history

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -171,32 +172,42 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
     return {"train_loss": loss_total / max(n, 1), "train_acc": correct_total / max(n, 1)}
 
 
-def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cfg: TrainConfig, *,
-        device: torch.device | None = None, weights: torch.Tensor | None = None,
-        augment: CropFlip | None = None, callbacks: Sequence[Callback] = (), plan: BatchPlan | None = None,
-        optimizer: torch.optim.Optimizer | None = None, resume: dict | None = None,
-        module: nn.Module | None = None, rank: int = 0, world_size: int = 1,
-        progress: bool | None = None, desc: str = "train") -> list[dict]:
-    """Train ``model`` in place for epochs [resumed epoch, cfg.epochs); one metrics row per epoch.
+@dataclass(frozen=True)
+class Ranks:
+    """Where a Ray Train worker's ``fit`` runs: its ``rank`` of ``world_size``, and ``module``,
+    the DDP wrapper of the model that the forward pass runs (``raypkg.engine.ray_train``)."""
 
-    ``plan`` chooses each step's batch (default: a seeded shuffle of ``train``, with
-    ``weights`` aligned with its positions making the loss the weighted mean used for
+    module: nn.Module
+    rank: int
+    world_size: int
+
+
+def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cfg: TrainConfig, *,
+        plan: BatchPlan | None = None, callbacks: Sequence[Callback] = (), augment: CropFlip | None = None,
+        resume: dict | None = None, ranks: Ranks | None = None, desc: str = "train") -> list[dict]:
+    """Train ``model`` in place, on the device its parameters are on, for epochs [resumed
+    epoch, cfg.epochs); one metrics row per epoch.
+
+    ``plan`` chooses each step's batch (default: a seeded shuffle of ``train``; a
+    ``ShuffledBatches`` with example weights makes the loss the weighted mean used for
     coreset training). ``callbacks`` act on the loop's events and may add columns to the
-    rows. ``resume`` is a ``training_state`` to continue from. On Ray Train, ``module`` is
-    the DDP wrapper of ``model`` and ``rank``/``world_size`` split each epoch; ``test`` is
-    evaluated once per epoch, on the rank that gets it (rank 0). ``model`` runs in
-    ``cfg``'s precision and memory format, decided by the caller (``raypkg.engine.execution``).
+    rows. ``resume`` is a ``training_state`` to continue from. On Ray Train, ``ranks`` gives
+    the DDP wrapper and the worker's rank: each epoch is split over the ranks, ``test`` is
+    evaluated once per epoch on the rank that gets it (rank 0) and no progress bar shows.
+    ``model`` runs in ``cfg``'s precision and memory format, decided by the caller
+    (``raypkg.engine.execution``).
     """
     from tqdm.auto import tqdm
 
-    device = device or next(model.parameters()).device
+    device = next(model.parameters()).device
     if "auto" in (cfg.precision, cfg.memory_format):
         raise ValueError("fit runs a decided execution: decide precision and memory_format once, before training "
                          "(raypkg.engine.execution.resolve_for_data), or set them")
     prepare(model, cfg.precision, cfg.memory_format)
-    plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed, weights)
+    plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed)
     plan.drop_last = cfg.drop_last  # every plan cuts its batches through BatchPlan.batch_slices
-    ctx = TrainContext(model=model, module=module or model, optimizer=optimizer or make_optimizer(model, cfg),
+    rank, world_size = (ranks.rank, ranks.world_size) if ranks else (0, 1)
+    ctx = TrainContext(model=model, module=ranks.module if ranks else model, optimizer=make_optimizer(model, cfg),
                        cfg=cfg, device=device, train=train, plan=plan, augment=augment,
                        callbacks=list(callbacks), rank=rank, world_size=world_size,
                        distributed=world_size > 1)
@@ -204,7 +215,7 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
         restore_training_state(ctx, resume)
     for cb in ctx.callbacks:
         cb.on_fit_start(ctx)
-    show = (cfg.progress if progress is None else progress) and rank == 0
+    show = cfg.progress and ranks is None
     bar = tqdm(range(ctx.epoch, cfg.epochs), desc=desc, disable=not show, leave=False)
     for epoch in bar:
         ctx.epoch = epoch

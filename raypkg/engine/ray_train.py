@@ -38,7 +38,7 @@ from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
 from raypkg.engine.execution import prepare, resolve_for_data
-from raypkg.engine.loop import fit, seed_everything, training_state
+from raypkg.engine.loop import Ranks, fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
 from raypkg.models.registry import build_model
@@ -168,12 +168,10 @@ def ddp_worker(config: dict) -> None:
     seed_everything(cfg.seed)
     model = prepare(build_model(cfg.model, data.input_shape, data.num_classes), cfg.precision, cfg.memory_format)
     module = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world_size > 1
-    weights = job["weights"]
     callbacks = [*job["callbacks"], *([InjectFailure(config["fault"])] if config["fault"] else []),
                  ReportEachEpoch(restarts, rank_nodes())]
-    fit(model, data.train.to(device), data.test.to(device) if rank == 0 else None, cfg, device=device,
-        weights=None if weights is None else weights.to(device), augment=job["augment"], callbacks=callbacks,
-        plan=job["plan"], resume=resume, module=module, rank=rank, world_size=world_size, progress=False)
+    fit(model, data.train.to(device), data.test.to(device) if rank == 0 else None, cfg, augment=job["augment"],
+        callbacks=callbacks, plan=job["plan"], resume=resume, ranks=Ranks(module, rank, world_size))
 
 
 def ensemble_worker(config: dict) -> None:
@@ -325,12 +323,10 @@ def failure_summary(error: Exception, width: int = 160) -> str:
 
 
 def fit_on_ray_train(cfg: TrainConfig, data: DataSplits, *, storage: str | Path | None = None,
-                     weights: torch.Tensor | None = None, callbacks: Sequence[Callback] = (),
-                     plan: BatchPlan | None = None, augment: CropFlip | None = None,
-                     threads: int | None = None) -> RayTrainOutcome:
+                     callbacks: Sequence[Callback] = (), plan: BatchPlan | None = None,
+                     augment: CropFlip | None = None, threads: int | None = None) -> RayTrainOutcome:
     """``fit`` on ``cfg.workers`` DDP workers; the final state as rank 0 checkpointed it."""
-    job = {"data": data, "weights": None if weights is None else weights.cpu(), "callbacks": list(callbacks),
-           "plan": plan, "augment": augment}
+    job = {"data": data, "callbacks": list(callbacks), "plan": plan, "augment": augment}
     with run_storage(storage) as where:
         result, cfg = _run(ddp_worker, cfg, job, where, "ray_train", threads)
         with result.checkpoint.as_directory() as d:

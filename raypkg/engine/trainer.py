@@ -29,7 +29,7 @@ from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import SHARD_SEED_STRIDE, CallbackFactory, EnsembleResult, train_shard
 from raypkg.engine.execution import prepare
 from raypkg.engine.loop import fit, pick_device, seed_everything
-from raypkg.engine.plans import BatchPlan
+from raypkg.engine.plans import BatchPlan, ShuffledBatches
 from raypkg.models.registry import build_model
 
 __all__ = ["SHARD_SEED_STRIDE", "EnsembleResult", "EpochHook", "TrainResult", "train", "train_ensemble"]
@@ -56,20 +56,20 @@ def train(cfg: TrainConfig, data: DataSplits, *, weights: torch.Tensor | None = 
     up with the training's final state: in-process directly, from Ray Train through the
     last checkpoint (taken at the last epoch's end, so before ``on_fit_end``).
     """
+    if plan is None and weights is not None:  # the weighted loss of coreset training
+        plan = ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed, weights)
     if cfg.workers == 0:
         device = pick_device(cfg.use_gpu)
         seed_everything(cfg.seed)
         model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
         tracking = [EpochHook(on_epoch)] if on_epoch else []
-        history = fit(model, data.train.to(device), data.test.to(device), cfg, device=device,
-                      weights=None if weights is None else weights.to(device), augment=augment,
+        history = fit(model, data.train.to(device), data.test.to(device), cfg, augment=augment,
                       callbacks=[*callbacks, *tracking], plan=plan, desc=desc)
         return TrainResult(model, history, device=device)
 
     from raypkg.engine.ray_train import fit_on_ray_train
 
-    outcome = fit_on_ray_train(cfg, data, storage=storage, weights=weights, callbacks=callbacks,
-                               plan=plan, augment=augment)
+    outcome = fit_on_ray_train(cfg, data, storage=storage, callbacks=callbacks, plan=plan, augment=augment)
     for cb, state in zip(callbacks, outcome.callback_states):
         cb.load_state_dict(state)
     model = prepare(build_model(cfg.model, data.input_shape, data.num_classes), outcome.precision,

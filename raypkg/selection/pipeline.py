@@ -110,7 +110,7 @@ def pretrain_full(cfg: CoresetConfig, data: DataSplits, device: torch.device, au
             model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
             callbacks = [recorder(len(data.train))] if recorder is not None else []
             if cfg.pretrain_epochs > 0:
-                fit(model, data.train.to(device), None, rcfg, device=device, augment=augment,
+                fit(model, data.train.to(device), None, rcfg, augment=augment,
                     callbacks=callbacks, desc=f"pretrain {r + 1}")
             if device.type == "cuda":
                 torch.cuda.synchronize()

@@ -19,6 +19,7 @@ from raypkg.engine.loop import (
     seed_everything,
     weighted_cross_entropy,
 )
+from raypkg.engine.plans import ShuffledBatches
 from raypkg.errors import UsageError
 from raypkg.models import build_model
 from raypkg.selection.weighting import normalised_weights
@@ -71,7 +72,8 @@ def _train_digits(seed: int, epochs: int = 3, weights=None):
     cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=epochs, seed=seed, progress=False).validate()
     seed_everything(seed)
     model = build_model("mlp", data.input_shape, data.num_classes)
-    rows = fit(model, data.train, data.test, cfg, weights=weights, progress=False)
+    plan = None if weights is None else ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed, weights)
+    rows = fit(model, data.train, data.test, cfg, plan=plan)
     return model, rows, data
 
 
@@ -218,5 +220,5 @@ def test_drop_last_trains_exactly_as_before_when_no_batch_is_ragged():
         seed_everything(0)
         model = build_model("mlp", data.input_shape, data.num_classes)
         histories.append([{k: v for k, v in r.items() if k not in CLOCK_COLUMNS}
-                          for r in fit(model, data.train, data.test, cfg, progress=False)])
+                          for r in fit(model, data.train, data.test, cfg)])
     assert len(data.train) == 3 * 449 and histories[0] == histories[1]

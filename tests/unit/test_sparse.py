@@ -61,9 +61,13 @@ def _fit_digits(callbacks, epochs=2, model_name="mlp", seed=0, **cfg_kw):
     cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=epochs, seed=seed, progress=False, nesterov=True, **cfg_kw).validate()
     seed_everything(seed)
     model = ConvNet() if model_name == "convnet" else build_model(model_name, data.input_shape, data.num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    rows = fit(model, data.train, data.test, cfg, callbacks=callbacks, optimizer=optimizer, progress=False)
-    return model, optimizer, rows
+    class KeepOptimizer(Callback):
+        def on_fit_start(self, ctx):
+            self.optimizer = ctx.optimizer
+
+    kept = KeepOptimizer()
+    rows = fit(model, data.train, data.test, cfg, callbacks=[*callbacks, kept])
+    return model, kept.optimizer, rows
 
 
 def _assert_masked_exactly(model, optimizer, masks):
@@ -209,7 +213,7 @@ def test_agc_with_c_one_is_svrg():
     seed_everything(5)
     model = build_model("mlp", data.input_shape, data.num_classes)
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
-    fit(model, train, None, cfg, callbacks=[AGCorrection(fixed_c=1.0)], progress=False)
+    fit(model, train, None, cfg, callbacks=[AGCorrection(fixed_c=1.0)])
 
     def loss(params, x, y):
         return torch.nn.functional.cross_entropy(functional_call(model, params, (x,)), y)
@@ -227,7 +231,7 @@ def test_agc_with_c_one_is_svrg():
         assert torch.allclose(p, theta[k], atol=1e-6, rtol=1e-5), k
     seed_everything(5)
     sgd = build_model("mlp", data.input_shape, data.num_classes)
-    fit(sgd, train, None, cfg, progress=False)
+    fit(sgd, train, None, cfg)
     assert not torch.allclose(sgd.head.weight, model.head.weight, atol=1e-4)
 
 
@@ -255,11 +259,11 @@ def test_run_resumed_mid_way_keeps_the_masks():
     cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=3, seed=3, progress=False).validate()
     seed_everything(3)
     full_model, full, capture = build_model("lenet5", data.input_shape, data.num_classes), make(), Capture()
-    fit(full_model, data.train, None, cfg, callbacks=[full, capture], progress=False)
+    fit(full_model, data.train, None, cfg, callbacks=[full, capture])
 
     seed_everything(99)  # a fresh process: other init, restored from the state
     resumed_model, resumed = build_model("lenet5", data.input_shape, data.num_classes), make()
-    fit(resumed_model, data.train, None, cfg, callbacks=[resumed, Capture()], resume=capture.state, progress=False)
+    fit(resumed_model, data.train, None, cfg, callbacks=[resumed, Capture()], resume=capture.state)
     for name in full.masks:
         assert torch.equal(full.masks[name], resumed.masks[name]), name
         assert torch.equal(full.explored[name], resumed.explored[name]), name

@@ -163,7 +163,7 @@ def short_run(model_name, backend, *, growth="gradient", agc=False, density=0.05
                                                                              data.num_classes)
     dst = SparseTraining(density, "ERK", seed=2, growth=growth, update_frequency=3, scale_init=True, backend=backend)
     callbacks = [dst] + ([AGCorrection(0.1, sample=100, masks=dst)] if agc else []) + [StepLosses(dst), Capture(capture_at)]
-    fit(model, train, None, cfg, callbacks=callbacks, resume=resume, progress=False)
+    fit(model, train, None, cfg, callbacks=callbacks, resume=resume)
     return model, dst, callbacks
 
 
@@ -244,8 +244,9 @@ def test_lipt_shard_models_train_under_the_configured_backend():
         model = build_model("lenet5", data.input_shape, data.num_classes)
         static = StaticMask(0.05, "ERK", seed=4, scale_init=True, backend=backend)
         losses = StepLosses()
-        fit(model, data.train.subset(torch.arange(256)), None, TrainConfig(precision="fp32", memory_format="contiguous", epochs=1, batch_size=32, progress=False),
-            callbacks=[static, losses], progress=False)
+        fit(model, data.train.subset(torch.arange(256)), None, TrainConfig(precision="fp32", memory_format="contiguous", epochs=1, batch_size=32,
+                                                                     progress=False),
+            callbacks=[static, losses])
         return model, static, losses.losses
 
     (a, _, la), (b, static, lb) = shard_run("masked"), shard_run("sparse")
