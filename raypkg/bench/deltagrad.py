@@ -161,8 +161,9 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
     if online_requests > 0:  # single-sample deletions, one after another
         wl = workload("logreg")
         stream, w, w_u = run_online(traj, traj.copy_to(root / "online"), ExactGradients(wl.net, wl.x, wl.y),
-                                    online_requests, "delete", 1, OnlineSettings(period, init, m), seed=run.seed + 4,
-                                    with_baseline=True, device=device, baseline_every=online_baseline_every)
+                                    online_requests, "delete", 1,
+                                    OnlineSettings(period, init, m, request_seed=run.seed + 4),
+                                    baseline_every=online_baseline_every, device=device)
         totals = online_summary(stream, w, w_u, traj, wl, device)  # the untimed baseline retrains scaled
         timed_retrains = sum("time_baseline" in r for r in stream)
         note = "" if timed_retrains == len(stream) else f" (baseline: {timed_retrains} retrains timed, scaled)"

@@ -12,7 +12,7 @@ trajectory) when
   g_t + beta w_t + B (w^I_t - w_t) by more than ``drift_tol`` (relative): the pass stops
   there and the request is answered by the exact retrain instead.
 
-With ``with_baseline`` every request is also answered the slow way, K sequential
+With ``baseline_every`` (1: every request) requests are also answered the slow way, K sequential
 retrains of the original run without (with) everything requested so far, to measure
 time and distance side by side.
 """
@@ -73,19 +73,18 @@ def absorb(work: Trajectory, request: Request) -> None:
 
 
 def run_online(source: Trajectory, work: Trajectory, grads, requests: int, kind: str, count: int,
-               settings: OnlineSettings, seed: int = 0, with_baseline: bool = False,
-               device: torch.device | None = None, on_request=None, baseline_every: int = 1
-               ) -> tuple[list[dict], torch.Tensor, torch.Tensor | None]:
+               settings: OnlineSettings, *, baseline_every: int = 0, device: torch.device | None = None,
+               on_request=None) -> tuple[list[dict], torch.Tensor, torch.Tensor | None]:
     """Serve ``requests`` requests of ``count`` samples on ``work`` (a writable copy of
-    ``source``); returns one row per request, the final parameters, and the last
-    baseline answer (with ``with_baseline``). ``baseline_every`` > 1 runs (and times)
-    the sequential baseline only for every such request and the last one (benchmarks:
-    K full retrains take long); the others get no baseline columns."""
+    ``source``), drawn with ``settings.request_seed``; returns one row per request, the
+    final parameters, and the last baseline answer. ``baseline_every`` B > 0 runs (and
+    times) the sequential baseline for every B-th request and the last one (B > 1 in
+    benchmarks: K full retrains take long); the others get no baseline columns."""
     device = device or torch.device("cpu")
     h = source.header
     w_star = source.w[h.steps].to(device, copy=True)
     exact_plan = source.plan()  # the original run's plan, for the sequential baselines
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(settings.request_seed)
     since_exact = 0
     rows: list[dict] = []
     w, wU = w_star, None
@@ -97,8 +96,7 @@ def run_online(source: Trajectory, work: Trajectory, grads, requests: int, kind:
         if settings.retrain_every and since_exact + 1 >= settings.retrain_every:
             retrained = True
         else:
-            w, info = deltagrad(work, plan, request, grads, period=settings.period, init=settings.init,
-                                m=settings.m, eps=settings.eps, record=work, drift_tol=settings.drift_tol,
+            w, info = deltagrad(work, plan, request, grads, settings, record=work, drift_tol=settings.drift_tol,
                                 device=device)
             retrained = info.drifted
         if retrained:  # the exact answer, recorded as the new trajectory
@@ -112,7 +110,7 @@ def run_online(source: Trajectory, work: Trajectory, grads, requests: int, kind:
         row = {"request": k + 1, "kind": kind, "n_ids": len(request.ids), "ids": request.ids.tolist(),
                "time_deltagrad": time.perf_counter() - start, "retrained": retrained,
                "max_rel_grad_err": info.max_rel_grad_err if info else None}
-        if with_baseline:
+        if baseline_every:
             exact_plan = exact_plan.with_deleted(request.ids) if request.deleting else \
                 exact_plan.with_added(request.ids, request.assign)
             if (k + 1) % baseline_every == 0 or k == requests - 1:

@@ -148,8 +148,7 @@ def compare_request(run: Run) -> None:
     traj, request, wl = cached.traj, cached.request, cached.workload
     h = traj.header
     with exact_gradients(cfg, wl, h.batch_size or h.n_members) as grads, run.sink.phase("request"):
-        outcome = serve(traj, cached.plan, request, grads, cfg.method, period=cfg.period, init=cfg.init, m=cfg.m,
-                        device=run.device, eps=cfg.eps)
+        outcome = serve(traj, cached.plan, request, grads, cfg.method, cfg, device=run.device)
     with run.sink.phase("eval"):
         metrics = outcome.metrics(wl.evaluate)
     table = {"id": request.ids}
@@ -201,8 +200,8 @@ def serve_stream(run: Run) -> None:
 
             with bar:
                 rows, w, wU = run_online(traj, work, grads, cfg.requests, cfg.kind, cached.per_request, cfg,
-                                         seed=cfg.request_seed, with_baseline=cfg.method == "both",
-                                         device=run.device, on_request=on_request)
+                                         baseline_every=int(cfg.method == "both"), device=run.device,
+                                         on_request=on_request)
             work.finish()
     run.sink.write_table("requests.parquet", {k: [r.get(k) for r in rows] for k in rows[-1]})
     with run.sink.phase("eval"):

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from raypkg.deltagrad.lbfgs import CurvaturePairs
 from raypkg.deltagrad.trajectory import ReplayBatches, Trajectory
+
+if TYPE_CHECKING:
+    from raypkg.deltagrad.config import RequestSettings
 
 
 @dataclass
@@ -91,11 +95,11 @@ def replay(plan: ReplayBatches, lrs: list[float], w0: torch.Tensor, wd: float, g
     return w
 
 
-def deltagrad(traj: Trajectory, plan: ReplayBatches, request: Request, grads, *, period: int, init: int,
-              m: int, eps: float = 1e-8, record: Trajectory | None = None,
-              drift_tol: float | None = None, device: torch.device | None = None
-              ) -> tuple[torch.Tensor, DeltaGradInfo]:
-    """w^I after ``request`` on the run cached in ``traj`` (whose batches are ``plan``).
+def deltagrad(traj: Trajectory, plan: ReplayBatches, request: Request, grads, settings: "RequestSettings", *,
+              record: Trajectory | None = None, drift_tol: float | None = None,
+              device: torch.device | None = None) -> tuple[torch.Tensor, DeltaGradInfo]:
+    """w^I after ``request`` on the run cached in ``traj`` (whose batches are ``plan``), with
+    ``settings``' explicit-step period T0, burn-in j0, L-BFGS history m and safeguard eps.
 
     ``record`` (may be ``traj`` itself, opened writable) receives the new trajectory:
     w^I_t and the gradient each step used before weight decay (exact at explicit steps,
@@ -115,7 +119,8 @@ def deltagrad(traj: Trajectory, plan: ReplayBatches, request: Request, grads, *,
     if deleting:
         dmask = torch.zeros(plan.n, dtype=torch.bool)
         dmask[request.ids] = True
-    pairs = CurvaturePairs(m, eps)
+    period, init = settings.period, settings.init
+    pairs = CurvaturePairs(settings.m, settings.eps)
     memo: dict = {}  # GD mode: every step has the same rows
 
     def exact_rows(t: int, delta: torch.Tensor):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from raypkg.deltagrad.config import RequestSettings
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import ReplayBatches, Trajectory
 from raypkg.errors import UsageError
@@ -173,17 +174,16 @@ class Outcome:
         return out
 
 
-def serve(traj: Trajectory, plan: ReplayBatches, request: Request, grads, method: str, *, period: int,
-          init: int, m: int, device: torch.device, eps: float = 1e-8) -> Outcome:
-    """Run the baseline retrain and/or DeltaGrad for ``request`` (nothing is written)."""
+def serve(traj: Trajectory, plan: ReplayBatches, request: Request, grads, method: str, settings: RequestSettings,
+          *, device: torch.device) -> Outcome:
+    """Run the baseline retrain and/or DeltaGrad (with ``settings``) for ``request`` (nothing is written)."""
     w_star = traj.w[traj.header.steps].to(device, copy=True)
     warm_up(grads, plan, w_star)
     wU = tb = wI = info = None
     if method in ("baseline", "both"):
         wU, tb = baseline(traj, plan, request, grads, device=device)
     if method in ("deltagrad", "both"):
-        wI, info = deltagrad(traj, plan, request, grads, period=period, init=init, m=m, eps=eps,
-                             device=device)
+        wI, info = deltagrad(traj, plan, request, grads, settings, device=device)
     return Outcome(len(request.ids), w_star, wU, wI, tb, info.seconds if info else None, info)
 
 
@@ -193,12 +193,13 @@ def measure(traj: Trajectory, request: Request, grads, evaluate, hyper: tuple[in
     warm-up); distances and accuracies as in ``Outcome.metrics``."""
     plan = traj.plan()
     period, init, m = hyper
+    settings = RequestSettings(period=period, init=init, m=m)
     w_star = traj.w[traj.header.steps].to(device, copy=True)
     warm_up(grads, plan, w_star)
     tb = td = float("inf")
     for _ in range(repeat):
         w_u, t = baseline(traj, plan, request, grads, device=device)
         tb = min(tb, t)
-        w_i, info = deltagrad(traj, plan, request, grads, period=period, init=init, m=m, device=device)
+        w_i, info = deltagrad(traj, plan, request, grads, settings, device=device)
         td = min(td, info.seconds)
     return Outcome(len(request.ids), w_star, w_u, w_i, tb, td, info).metrics(evaluate)

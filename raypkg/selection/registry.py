@@ -87,16 +87,11 @@ class Selector:
 SELECTORS: dict[str, Selector] = {}
 
 
-def register_selector(name: str, description: str, *, needs_model: bool = True,
-                      uses_repeats: bool = False, weighted: bool = False, weighting: str = "none",
-                      weight_cap: float | None = None, streams: bool = False,
-                      options: dict[str, Any] | None = None, epoch_plan: Callable[..., Any] | None = None,
-                      scores: bool = False, check_options: Callable[[dict], None] | None = None,
-                      warmup_callback: Callable[[int], Any] | None = None, per_batch: bool = False):
+def register_selector(name: str, description: str, **traits):
+    """Register the decorated function as selector ``name``; ``traits`` are ``Selector``'s
+    other fields (``needs_model=False``, ``options={...}``, ...)."""
     def decorator(fn: Callable[["SelectionContext"], Picks]):
-        SELECTORS[name] = Selector(name, description, fn, needs_model, uses_repeats,
-                                   dict(options or {}), weighted, weighting, weight_cap, streams, epoch_plan, scores,
-                                   check_options, warmup_callback, per_batch)
+        SELECTORS[name] = Selector(name, description, fn, **{**traits, "options": dict(traits.get("options") or {})})
         return fn
 
     return decorator

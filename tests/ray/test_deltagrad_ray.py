@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from raypkg.data.base import IndexedDataset
+from raypkg.deltagrad.config import RequestSettings
 from raypkg.deltagrad.exact import ExactGradients, ShardedGradients, shard_grad_sum
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import Trajectory
@@ -36,8 +37,8 @@ def test_actor_gradients_equal_in_process(ray_session, tmp_path):
         train_trajectory(cfg, wl, tmp_path / "gd", local).finish()
         traj = Trajectory.open(tmp_path / "gd")
         request = Request("delete", ids[:7])
-        w_local, _ = deltagrad(traj, traj.plan(), request, local, period=3, init=4, m=2)
-        w_actor, _ = deltagrad(traj, traj.plan(), request, sharded, period=3, init=4, m=2)
+        w_local, _ = deltagrad(traj, traj.plan(), request, local, RequestSettings(period=3, init=4, m=2))
+        w_actor, _ = deltagrad(traj, traj.plan(), request, sharded, RequestSettings(period=3, init=4, m=2))
         w_u, _ = baseline(traj, traj.plan(), request, sharded)
         torch.testing.assert_close(w_actor, w_local, rtol=1e-11, atol=1e-11)
         assert float(torch.linalg.vector_norm(w_actor - w_u)) < 0.1 * float(torch.linalg.vector_norm(w_u - traj.w[-1]))

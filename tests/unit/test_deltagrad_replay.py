@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from raypkg.deltagrad.config import RequestSettings
 from raypkg.deltagrad.exact import ExactGradients
 from raypkg.deltagrad.online import OnlineSettings, run_online
 from raypkg.deltagrad.replay import Request, baseline, deltagrad, replay, sgd_step
@@ -47,7 +48,7 @@ def test_period_one_equals_baseline(tmp_path, workloads, batch_size, kind):
     plan = traj.plan()
     request = _request(traj, kind, 12)
     w_u, _ = baseline(traj, plan, request, grads)
-    w_i, info = deltagrad(traj, plan, request, grads, period=1, init=0, m=2)
+    w_i, info = deltagrad(traj, plan, request, grads, RequestSettings(period=1, init=0, m=2))
     assert info.approx_steps == 0 and info.explicit_steps == plan.T
     assert torch.linalg.vector_norm(w_u - traj.w[-1]) > 1e-4  # the request changed the answer
     assert float((w_i - w_u).abs().max()) <= 1e-13
@@ -74,7 +75,7 @@ def test_deltagrad_approximates_the_baseline(tmp_path, workloads, model, kind):
     plan = traj.plan()
     request = _request(traj, kind, 13)
     w_u, _ = baseline(traj, plan, request, grads)
-    w_i, info = deltagrad(traj, plan, request, grads, period=5, init=6, m=2)
+    w_i, info = deltagrad(traj, plan, request, grads, RequestSettings(period=5, init=6, m=2))
     assert info.approx_steps > info.explicit_steps
     ratio = float(torch.linalg.vector_norm(w_i - w_u) / torch.linalg.vector_norm(w_u - traj.w[-1]))
     assert ratio < (0.1 if model == "logreg" else 0.4), ratio
@@ -88,7 +89,7 @@ def test_records_a_consistent_trajectory(tmp_path, workloads):
     grads = ExactGradients(wl.net, wl.x, wl.y)
     work = traj.copy_to(tmp_path / "work")
     request = _request(traj, "delete", 5)
-    w_i, _ = deltagrad(work, work.plan(), request, grads, period=1, init=0, m=2, record=work)
+    w_i, _ = deltagrad(work, work.plan(), request, grads, RequestSettings(period=1, init=0, m=2), record=work)
     assert torch.equal(work.w[-1], w_i)
     check = traj.copy_to(tmp_path / "check")
     replay(traj.plan().with_deleted(request.ids), traj.header.lrs, traj.w[0], traj.header.weight_decay,
@@ -105,7 +106,7 @@ def test_online_matches_sequential_retrains(tmp_path, workloads, kind):
     # approximate online answers stay close to K sequential exact retrains
     work = traj.copy_to(tmp_path / "a")
     rows, w, w_u = run_online(traj, work, grads, k, kind, count,
-                              OnlineSettings(period=5, init=6, m=2), seed=1, with_baseline=True)
+                              OnlineSettings(period=5, init=6, m=2, request_seed=1), baseline_every=1)
     assert len(rows) == k and not any(r["retrained"] for r in rows)
     assert rows[-1]["dist_I_U"] < 0.2 * rows[-1]["dist_U_star"]  # measured 0.095 (delete), margin for rounding
     # each request was served from the trajectory the previous one recorded: the working
@@ -114,11 +115,11 @@ def test_online_matches_sequential_retrains(tmp_path, workloads, kind):
     assert_follows_its_gradients(work)
     # the baseline rows are the exact answers: every request retrained exactly gives them bit for bit
     rows_x, w_x, _ = run_online(traj, traj.copy_to(tmp_path / "b"), grads, k, kind, count,
-                                OnlineSettings(retrain_every=1), seed=1)
+                                OnlineSettings(retrain_every=1, request_seed=1))
     assert all(r["retrained"] for r in rows_x) and torch.equal(w_x, w_u)
     # and T0 = 1 (every step exact, recorded) reproduces them too
     _, w_1, _ = run_online(traj, traj.copy_to(tmp_path / "c"), grads, k, kind, count,
-                           OnlineSettings(period=1, init=0), seed=1)
+                           OnlineSettings(period=1, init=0, request_seed=1))
     assert float((w_1 - w_u).abs().max()) <= 1e-12
     # the original run is untouched by all of this
     assert traj.plan().members().tolist() == Trajectory.open(traj.path).plan().members().tolist()
@@ -134,7 +135,7 @@ def test_drift_tolerance_retrains_exactly_when_the_estimate_drifts_past_it(tmp_p
 
     def stream(name, tol):
         return run_online(traj, traj.copy_to(tmp_path / name), grads, 2, "delete", 3,
-                          OnlineSettings(period=5, init=6, m=2, drift_tol=tol), seed=2, with_baseline=True)
+                          OnlineSettings(period=5, init=6, m=2, drift_tol=tol, request_seed=2), baseline_every=1)
 
     rows, w, _ = stream("free", None)
     drift = [r["max_rel_grad_err"] for r in rows]
@@ -165,9 +166,9 @@ def test_records_the_path_it_took_at_approximate_steps(tmp_path, workloads, kind
     traj = _train(tmp_path, wl, lr=(0.05, 0.02))
     grads = ExactGradients(wl.net, wl.x, wl.y)
     request = _request(traj, kind, 5)
-    w_free, _ = deltagrad(traj, traj.plan(), request, grads, period=5, init=6, m=2)
+    w_free, _ = deltagrad(traj, traj.plan(), request, grads, RequestSettings(period=5, init=6, m=2))
     work = traj.copy_to(tmp_path / "work")
-    w_i, info = deltagrad(work, work.plan(), request, grads, period=5, init=6, m=2, record=work)
+    w_i, info = deltagrad(work, work.plan(), request, grads, RequestSettings(period=5, init=6, m=2), record=work)
     assert info.approx_steps > info.explicit_steps and torch.equal(w_i, w_free)
     assert torch.equal(work.w[-1], w_i) and not torch.equal(work.w[-1], traj.w[-1])
     assert_follows_its_gradients(work)

@@ -22,8 +22,8 @@ def _load(name: str, dataset_class, num_classes: int, files: str, options: DataO
 
     # Per-channel mean/std of the training images (the usual CIFAR normalisation);
     # random crop (padding 4) and horizontal flip during training.
-    return image_splits(name, images(train), torch.tensor(train.targets), images(test),
-                        torch.tensor(test.targets), num_classes, flat=options.flat,
+    return image_splits(name, (images(train), torch.tensor(train.targets)),
+                        (images(test), torch.tensor(test.targets)), num_classes, flat=options.flat,
                         augmentable=True, scale=255.0, crop_padding=4, normalize=options.normalize)
 
 

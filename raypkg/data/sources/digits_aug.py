@@ -127,5 +127,5 @@ def build_digits_aug(options: DataOptions) -> DataSplits:
     source = torch.from_numpy(images).unsqueeze(1)  # [1797, 1, 8, 8]
     train_x, train_y = generate(source, train_size, labels, train_pool, seeded_generator(options.seed, 0))
     test_x, test_y = generate(source, test_size, labels, test_pool, seeded_generator(options.seed, 1))
-    return image_splits("digits-aug", train_x, train_y, test_x, test_y, 10, flat=options.flat,
+    return image_splits("digits-aug", (train_x, train_y), (test_x, test_y), 10, flat=options.flat,
                         normalize=options.normalize)

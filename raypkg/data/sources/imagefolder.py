@@ -124,7 +124,7 @@ def build_imagefolder(options: DataOptions) -> DataSplits:
         transform = image_transform(image_size)
         train_x, train_y = _read_all(train_folder.samples, train_folder.loader, transform, "train")
         test_x, test_y = _read_all(eval_samples, train_folder.loader, transform, os.path.basename(eval_dir))
-        splits = image_splits("imagefolder", train_x, train_y, test_x, test_y, num_classes, flat=options.flat,
+        splits = image_splits("imagefolder", (train_x, train_y), (test_x, test_y), num_classes, flat=options.flat,
                               augmentable=True, scale=PIXEL_SCALE, crop_padding=crop_padding,
                               normalize=options.normalize)
     splits.note = note

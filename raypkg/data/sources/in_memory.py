@@ -56,16 +56,17 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: flo
     return out
 
 
-def image_splits(name: str, train_x: torch.Tensor, train_y: torch.Tensor,
-                 test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, *,
-                 flat: bool, augmentable: bool = False, scale: float = 1.0,
+def image_splits(name: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 num_classes: int, *, flat: bool, augmentable: bool = False, scale: float = 1.0,
                  crop_padding: int = 4, normalize: bool = True) -> DataSplits:
-    """Normalise images [N, C, H, W] per channel with train statistics and wrap them.
+    """Normalise the images [N, C, H, W] of ``train`` and ``test`` (each: images, labels) per
+    channel with train statistics and wrap them.
 
     ``scale`` divides the raw values first (255 for uint8 pixels), so the statistics are
     those of the [0, 1] images; ``normalize=False`` stops there (pixels in [0, 1]). With ``flat`` the images become feature vectors
     [N, C*H*W] and are never augmented. Every split's ``index`` is ``arange(N)``.
     """
+    (train_x, train_y), (test_x, test_y) = train, test
     if normalize:
         mean, std = channel_mean_std(train_x)
         mean, std = mean / scale, std / scale
@@ -76,6 +77,6 @@ def image_splits(name: str, train_x: torch.Tensor, train_y: torch.Tensor,
     if flat:
         train_x, test_x = train_x.flatten(1), test_x.flatten(1)
         augmentable = False
-    train = IndexedDataset(train_x, torch.as_tensor(train_y, dtype=torch.long), num_classes)
-    test = IndexedDataset(test_x, torch.as_tensor(test_y, dtype=torch.long), num_classes)
-    return DataSplits(name, train, test, augmentable=augmentable, crop_padding=crop_padding)
+    return DataSplits(name, IndexedDataset(train_x, torch.as_tensor(train_y, dtype=torch.long), num_classes),
+                      IndexedDataset(test_x, torch.as_tensor(test_y, dtype=torch.long), num_classes),
+                      augmentable=augmentable, crop_padding=crop_padding)

@@ -21,6 +21,6 @@ def build_mnist(options: DataOptions) -> DataSplits:
     test = open_torchvision("mnist", root, options, FILES,
                             lambda: MNIST(root, train=False, download=False))
     # .data: uint8 [N, 28, 28] exactly as stored in the idx file; .targets: int64 [N].
-    return image_splits("mnist", train.data.unsqueeze(1), train.targets,
-                        test.data.unsqueeze(1), test.targets, 10, flat=options.flat, scale=255.0,
+    return image_splits("mnist", (train.data.unsqueeze(1), train.targets),
+                        (test.data.unsqueeze(1), test.targets), 10, flat=options.flat, scale=255.0,
                         normalize=options.normalize)
