@@ -46,7 +46,8 @@ class Algorithm:
 
     What the platform reads off the class: ``metrics``, the columns it adds to the epoch
     rows; ``check(cfg, data)``, its check against the loaded data (a note, or a UsageError);
-    ``bench_cases``, its rows in `effray bench frontier` (``raypkg.recipe.BenchCase``); and
+    ``bench_cases``, its rows in `effray bench frontier` (``raypkg.recipe.BenchCase``);
+    ``stacked_flops``, what it does to their FLOPs when added to another method's; and
     ``headline(summary)`` if it has one, a line its `effray run NAME` prints first."""
 
     name: ClassVar[str]
@@ -62,6 +63,13 @@ class Algorithm:
     @staticmethod
     def check(cfg, data) -> str | None:
         return None
+
+    @staticmethod
+    def stacked_flops(cfg, per_example: Callable[..., float]) -> Callable[..., float]:
+        """The frontier's forward FLOPs per example of a method with this algorithm added
+        (``per_example(density=1.0, init="ERK")``: the model's, dense or masked); unchanged
+        unless the algorithm changes what a forward pass costs (sparse masks)."""
+        return per_example
 
     def finish(self, run: "Run", trained: "TrainResult") -> dict:
         return {}

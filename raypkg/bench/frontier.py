@@ -297,12 +297,15 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
 
 
 def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """Examples seen and forward FLOPs of a point: its first member's count, at the masks'
-    densities when sparse training is stacked on it (AGC's extra passes not counted)."""
+    """Examples seen and forward FLOPs of a point: its first member's count, each added
+    algorithm changing the FLOPs per example its own way (``Algorithm.stacked_flops``:
+    sparse masks count at their densities)."""
+    from raypkg.algorithms import stackable
+    from raypkg.methods import load
+
     case, cfg = METHODS[point.labels["method"].split("+")[0]], point.cfg
-    if "sparse" in cfg.stack and cfg.sparse:
-        dense = per_example
-        per_example = lambda density=1.0, init="ERK": dense(cfg.density, cfg.sparse_init)  # noqa: E731
+    for name in cfg.stack:
+        per_example = load(stackable()[name].algorithm).stacked_flops(cfg, per_example)
     return case.examples(cfg, summary, n, per_example)
 
 

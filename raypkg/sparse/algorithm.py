@@ -45,6 +45,13 @@ class SparseTrainingAlgorithm(Algorithm):
         self.cfg = cfg  # the config that trains: --multiplier already stretched it
         self.callbacks = build_callbacks(cfg)
 
+    @staticmethod
+    def stacked_flops(cfg, per_example):
+        """Every forward pass at the masks' densities (AGC's extra passes are not counted)."""
+        if not cfg.sparse:
+            return per_example
+        return lambda density=1.0, init="ERK": per_example(cfg.density, cfg.sparse_init)
+
     def finish(self, run, trained) -> dict:
         """Saves masks.pt and mask_updates.parquet; the final density, R_s, the masks' digest
         and the AGC coefficient."""

@@ -191,6 +191,21 @@ def test_the_frontier_names_a_stack_with_plus_and_refuses_one_that_cannot_hold()
         method_names("rs2+nothing")
 
 
+def test_each_added_algorithm_counts_its_own_flops_in_the_frontier():
+    """Sparse masks count every forward pass at their density; label smoothing changes nothing."""
+    from raypkg.bench.frontier import build_points, preset_settings, stacked_examples
+
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.3], "budgets": [1.0], "workers": 0})
+    points = {p.labels["method"]: p for p in build_points(settings, ["infobatch+rigl-itop", "full+label-smoothing"],
+                                                          seed=0, n=1000)}
+    per_example = lambda density=1.0, init="ERK": 100.0 * density  # noqa: E731
+    summary = {"kept_per_epoch": [600, 400]}
+    assert stacked_examples(points["infobatch+rigl-itop"], summary, 1000, per_example) == (1000, 1000 * 5.0)
+    epochs = points["full+label-smoothing"].cfg.epochs
+    assert stacked_examples(points["full+label-smoothing"], {}, 1000, per_example) == (epochs * 1000,
+                                                                                       epochs * 1000 * 100.0)
+
+
 def test_a_stack_reuses_the_warm_up_and_the_selection_of_the_method_alone(tmp_path):
     """The stack acts on the subset's training only: the cache keys leave it out. (Runs that
     save: a run in memory neither reads nor writes OUT/.cache, issue 48.)"""
