@@ -11,8 +11,8 @@ level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
   data, what earlier stages left (``run.state``), the pools its caller lends
   (``run.shared``) and a stack of resources closed when the run ends (``run.resources``:
   CREST opens its shard actors there).
-- **Order** (``Algorithm.order``): the data plan first, then the loss, then the masks;
-  callbacks act in that order (AGC, a gradient correction, acts after the masks:
+- **Order** (``Algorithm.order``): the data plan first, then the loss, then the masks,
+  then the average of the weights (EMA); callbacks act in that order (AGC, a gradient correction, acts after the masks:
   ``raypkg.sparse.algorithm``).
 - **Refused before any work** (``stacked_class``): a name that does not stack (the row's
   ``stacks`` says why), two batch plans, and a setting two members both define.
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from raypkg.recipe import Recipe, Run
 
 # Algorithm.order: callbacks act on every event in this order.
-DATA, LOSS, MASKS = 0, 1, 2
+DATA, LOSS, MASKS, AVERAGE = 0, 1, 2, 3
 
 
 class Algorithm:

@@ -54,6 +54,7 @@ METHODS = (
            algorithm="raypkg.sparse.algorithm:SparseTrainingAlgorithm"),
     Method("label-smoothing", settings="raypkg.label_smoothing:LabelSmoothingSettings",
            algorithm="raypkg.label_smoothing:LabelSmoothing", config="raypkg.label_smoothing:LabelSmoothingConfig"),
+    Method("ema", settings="raypkg.ema:EmaSettings", algorithm="raypkg.ema:Ema", config="raypkg.ema:EmaConfig"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),
            "raypkg.bench.deltagrad:deltagrad_bench",
            stacks="trains on its own (L-BFGS steps on a flat parameter vector, raypkg.deltagrad.replay)"),

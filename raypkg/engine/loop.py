@@ -230,7 +230,11 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
         row["lr"] = ctx.lr
         if test is not None:
             t0 = time.perf_counter()
+            for cb in ctx.callbacks:
+                cb.on_eval_start(ctx)
             row.update({f"test_{k}": v for k, v in evaluate(model, test, device).items()})
+            for cb in ctx.callbacks:
+                cb.on_eval_end(ctx)
             row["eval_s"] = time.perf_counter() - t0
         ctx.history.append(row)
         for cb in ctx.callbacks:

@@ -166,7 +166,7 @@ def shrink(words: list[str]) -> list[str]:
     dataset = out[out.index("--dataset") + 1] if "--dataset" in out else default_dataset(flags.get("--dataset"))
     sizes = RESNET_SIZES if any("resnet" in w for w in words) else {}
     for flag, value in {**SHRINK, **sizes}.items():
-        if flag not in flags:
+        if flag not in flags or flags[flag].hidden:  # hidden: a --with member's setting (CREST's on `train`)
             continue
         if flag in SIZES and "--dataset" in flags and dataset not in SIZED_DATASETS:
             continue  # a fixed-size dataset refuses --train-size (benches without --dataset size their own)

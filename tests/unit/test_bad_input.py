@@ -498,6 +498,8 @@ SAYS += [  # issue 48: a repeated list flag adds to the list, with the comma for
     (["run", "label-smoothing", "--out", "{out}", "--smoothing", "1"], "smoothing must be in [0, 1), got 1"),
     (T + ["--with", "label-smoothing", "--smoothing", "nan"], "smoothing must be a finite number, got nan"),
     (T + ["--smoothing", "0.1"], "--smoothing is a setting of label-smoothing: it needs --with label-smoothing"),
+    (["run", "ema", "--out", "{out}", "--ema-half-life", "-1"], "ema-half-life must be >= 0, got -1"),
+    (T + ["--ema-half-life", "1"], "--ema-half-life is a setting of ema: it needs --with ema"),
     (T + ["--with", "coreset"], "--with coreset: coreset does not stack: it selects its subset in stages"),
     (["run", "lipt", "--out", "{out}", "--with", "crest"], "crest and this method both set actors"),
     (C + ["--with", "sparse", "--with", "sparse"], "--with names sparse twice"),
