@@ -12,8 +12,8 @@ level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
   (``run.shared``) and a stack of resources closed when the run ends (``run.resources``:
   CREST opens its shard actors there).
 - **Order** (``Algorithm.order``): the data plan first, then the loss, then the masks,
-  then the average of the weights (EMA); callbacks act in that order (AGC, a gradient correction, acts after the masks:
-  ``raypkg.sparse.algorithm``).
+  then the average of the weights (EMA); callbacks act in that order (AGC, a gradient
+  correction, acts after the masks: ``raypkg.sparse.algorithm``).
 - **Refused before any work** (``stacked_class``): a name that does not stack (the row's
   ``stacks`` says why), two batch plans, and a setting two members both define.
 
