@@ -111,81 +111,124 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
         click.get_current_context().call_on_close(lambda: shutil.rmtree(root, ignore_errors=True))
     splits = load_dataset(run.dataset, flat=True, seed=run.seed, train_size=run.train_size, test_size=run.test_size,
                           normalize=run.normalize)
-    n, hyper, rows = len(splits.train), (period, init, m), []
+    bench = DeltaGradRows(run, splits, root, (period, init, m), repeat, device)
     runner.header(f"on {run.dataset}", splits, features=splits.input_shape[0], batch=run.batch_size or "full",
-                  epochs=run.epochs, lr=f"{run.lr} x {run.lrlen}", wd=run.weight_decay, T0_j0_m=hyper, device=device)
-    workload = functools.cache(lambda model: workload_from_splits(splits, model, run.seed, "float64", device))
-
-    def train(name, model, **changes):
-        """A cached SGD (or GD) run of ``model`` with ``changes`` to the bench's settings, as
-        `effray unlearn train` makes it, on the bench's loaded data; its trajectory."""
-        fields = {**dataclasses.asdict(run), "model": model, "progress": False, "wandb": "disabled",
-                  "out": str(root), "name": name, **changes}
-        cfg = UnlearnTrainConfig(**fields, threads=torch.get_num_threads()).resolved().validate()
-        summary, seconds = timed(UNLEARN_TRAIN.run, cfg, data=workload(model))
-        click.echo(f"  trained {name}: {summary['steps']} steps, p = {summary['num_params']}, test acc "
-                   f"{summary['test_acc']:.4f} ({seconds:.1f}s)")
-        return Trajectory.open(Path(summary["run_dir"]) / "trajectory")
-
-    def add_row(setting, traj, request, model, grads=None, hyper=hyper, row=None):
-        """A row: the request timed by ``measure`` (or the given ``row``), printed."""
-        if row is None:
-            wl = workload(model)
-            row = measure(traj, request, grads or ExactGradients(wl.net, wl.x, wl.y), wl.evaluate, hyper, repeat,
-                          device)
-        rows.append({"setting": setting, "T0,j0,m": ",".join(map(str, hyper)), **row})
-        r = rows[-1]
-        click.echo(f"  {setting}: baseline {r['time_baseline']:.2f}s, deltagrad {r['time_deltagrad']:.2f}s, "
-                   f"speedup {r['speedup']:.2f}x, |wU-w*| {r['dist_U_star']:.2e}, |wI-wU| {r['dist_I_U']:.2e}, "
-                   f"acc {r['acc_baseline']:.4f} / {r['acc_deltagrad']:.4f}")
-
-    traj = train("logreg-sgd", "logreg")  # logistic regression, SGD: deletions, more settings, addition
-    for i, ratio in enumerate(ratios):
-        request = Request("delete", deletion_ids(traj.plan(), n, ratio=ratio, seed=run.seed + 1))
-        for h in [hyper] + (extra if i == 0 else []):
-            add_row(f"logreg delete {100 * ratio:g}%", traj, request, "logreg", hyper=h)
+                  epochs=run.epochs, lr=f"{run.lr} x {run.lrlen}", wd=run.weight_decay, T0_j0_m=bench.hyper,
+                  device=device)
+    traj = bench.deletions(ratios, extra)
     if add_ratio > 0:
-        traj_h = train("logreg-sgd-holdout", "logreg", holdout=add_ratio)
-        request = addition_request(traj_h, traj_h.plan(), ids=traj_h.addable(), seed=run.seed + 2)
-        add_row(f"logreg add {100 * add_ratio:g}%", traj_h, request, "logreg")
-    if gd_epochs > 0:  # full-batch GD
-        lrlen = [gd_epochs // len(run.lr)] * len(run.lr)
-        lrlen[-1] += gd_epochs - sum(lrlen)
-        traj_gd = train("logreg-gd", "logreg", batch_size=0, epochs=gd_epochs, lrlen=lrlen if len(run.lr) > 1 else [])
-        gd_request = Request("delete", deletion_ids(traj_gd.plan(), n, ratio=gd_ratio, seed=run.seed + 3))
-        add_row(f"logreg GD delete {100 * gd_ratio:g}%", traj_gd, gd_request, "logreg", hyper=(period, gd_init, m))
+        bench.addition(add_ratio)
+    gd = bench.full_batch(gd_epochs, gd_init, gd_ratio) if gd_epochs > 0 else None
     if mlp:
-        traj_mlp = train("mlp-sgd", "mlp")
-        request = Request("delete", deletion_ids(traj_mlp.plan(), n, ratio=ratios[0], seed=run.seed + 1))
-        add_row(f"mlp delete {100 * ratios[0]:g}%", traj_mlp, request, "mlp")
-    if online_requests > 0:  # single-sample deletions, one after another
-        wl = workload("logreg")
-        stream, w, w_u = run_online(traj, traj.copy_to(root / "online"), ExactGradients(wl.net, wl.x, wl.y),
-                                    online_requests, "delete", 1,
-                                    OnlineSettings(period, init, m, request_seed=run.seed + 4),
-                                    baseline_every=online_baseline_every, device=device)
-        totals = online_summary(stream, w, w_u, traj, wl, device)  # the untimed baseline retrains scaled
-        timed_retrains = sum("time_baseline" in r for r in stream)
-        note = "" if timed_retrains == len(stream) else f" (baseline: {timed_retrains} retrains timed, scaled)"
-        add_row(f"logreg online {online_requests} x 1 delete{note}", traj, None, "logreg",
-                row={"n_ids": online_requests, **{k: v for k, v in totals.items() if k in PRINTED}})
-    if actors > 0:  # last (Ray's processes stay up once started): the shard actors
-        wl = workload("logreg")
-        actor_rows(wl, actors, n)
-        if gd_epochs > 0:
-            sharded = make_gradients(wl.net, wl.x, wl.y, actors)
-            try:
-                add_row(f"logreg GD delete {100 * gd_ratio:g}%, {actors} actors", traj_gd, gd_request, "logreg",
-                        grads=sharded, hyper=(period, gd_init, m))
-            finally:
-                sharded.close()
+        bench.mlp(ratios[0])
+    if online_requests > 0:
+        bench.online(traj, online_requests, online_baseline_every)
+    if actors > 0:  # last (Ray's processes stay up once started)
+        bench.on_actors(actors, gd)
 
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(bench.rows)
     click.echo("")
     runner.finish(table, [name for name, _ in PRINTED.values()], {name: spec for name, spec in PRINTED.values()},
                   printed=table[list(PRINTED)].rename(columns={k: name for k, (name, _) in PRINTED.items()}),
                   title="DeltaGrad vs retraining: speed-up",
                   plot=lambda f, ax: hbar(f, ax, "setting", ["speedup"], "speed-up (baseline s / DeltaGrad s)"))
+
+
+class DeltaGradRows:
+    """The bench's rows on one loaded dataset: cached runs trained as `effray unlearn train`
+    makes them, each request timed by ``measure`` (best of ``repeat``), printed as it comes."""
+
+    def __init__(self, run: DeltaGradConfig, splits, root: Path, hyper: tuple[int, int, int], repeat: int, device):
+        self.run, self.splits, self.root, self.hyper, self.repeat, self.device = run, splits, root, hyper, repeat, device
+        self.n = len(splits.train)
+        self.workload = functools.cache(lambda model: workload_from_splits(splits, model, run.seed, "float64", device))
+        self.rows: list[dict] = []
+
+    def train(self, name: str, model: str, **changes) -> Trajectory:
+        """A cached SGD (or GD) run of ``model`` with ``changes`` to the bench's settings, on
+        the bench's loaded data; its trajectory."""
+        fields = {**dataclasses.asdict(self.run), "model": model, "progress": False, "wandb": "disabled",
+                  "out": str(self.root), "name": name, **changes}
+        cfg = UnlearnTrainConfig(**fields, threads=torch.get_num_threads()).resolved().validate()
+        summary, seconds = timed(UNLEARN_TRAIN.run, cfg, data=self.workload(model))
+        click.echo(f"  trained {name}: {summary['steps']} steps, p = {summary['num_params']}, test acc "
+                   f"{summary['test_acc']:.4f} ({seconds:.1f}s)")
+        return Trajectory.open(Path(summary["run_dir"]) / "trajectory")
+
+    def add(self, setting: str, traj, request, model: str, grads=None, hyper=None, row=None) -> None:
+        """A row: the request timed by ``measure`` (or the given ``row``), printed."""
+        hyper = hyper or self.hyper
+        if row is None:
+            wl = self.workload(model)
+            row = measure(traj, request, grads or ExactGradients(wl.net, wl.x, wl.y), wl.evaluate, hyper,
+                          self.repeat, self.device)
+        self.rows.append({"setting": setting, "T0,j0,m": ",".join(map(str, hyper)), **row})
+        r = self.rows[-1]
+        click.echo(f"  {setting}: baseline {r['time_baseline']:.2f}s, deltagrad {r['time_deltagrad']:.2f}s, "
+                   f"speedup {r['speedup']:.2f}x, |wU-w*| {r['dist_U_star']:.2e}, |wI-wU| {r['dist_I_U']:.2e}, "
+                   f"acc {r['acc_baseline']:.4f} / {r['acc_deltagrad']:.4f}")
+
+    def deletions(self, ratios: list[float], extra: list[tuple[int, int, int]]) -> Trajectory:
+        """Logistic regression by SGD, each deletion ratio (the first also at the ``extra``
+        settings); its trajectory, which the online row reuses."""
+        traj = self.train("logreg-sgd", "logreg")
+        for i, ratio in enumerate(ratios):
+            request = Request("delete", deletion_ids(traj.plan(), self.n, ratio=ratio, seed=self.run.seed + 1))
+            for hyper in [self.hyper] + (extra if i == 0 else []):
+                self.add(f"logreg delete {100 * ratio:g}%", traj, request, "logreg", hyper=hyper)
+        return traj
+
+    def addition(self, ratio: float) -> None:
+        """Held-out samples added back to a run trained without them."""
+        traj = self.train("logreg-sgd-holdout", "logreg", holdout=ratio)
+        request = addition_request(traj, traj.plan(), ids=traj.addable(), seed=self.run.seed + 2)
+        self.add(f"logreg add {100 * ratio:g}%", traj, request, "logreg")
+
+    def full_batch(self, epochs: int, init: int, ratio: float) -> tuple:
+        """Full-batch GD over ``epochs`` iterations (the lr schedule spread over them); its row's
+        setting, trajectory, request and T0,j0,m, which the actors' row reuses."""
+        lr = self.run.lr
+        lrlen = [epochs // len(lr)] * len(lr)
+        lrlen[-1] += epochs - sum(lrlen)
+        traj = self.train("logreg-gd", "logreg", batch_size=0, epochs=epochs, lrlen=lrlen if len(lr) > 1 else [])
+        request = Request("delete", deletion_ids(traj.plan(), self.n, ratio=ratio, seed=self.run.seed + 3))
+        setting, hyper = f"logreg GD delete {100 * ratio:g}%", (self.hyper[0], init, self.hyper[2])
+        self.add(setting, traj, request, "logreg", hyper=hyper)
+        return setting, traj, request, hyper
+
+    def mlp(self, ratio: float) -> None:
+        """The 784-300-10 MLP (non-convex), one deletion ratio."""
+        traj = self.train("mlp-sgd", "mlp")
+        request = Request("delete", deletion_ids(traj.plan(), self.n, ratio=ratio, seed=self.run.seed + 1))
+        self.add(f"mlp delete {100 * ratio:g}%", traj, request, "mlp")
+
+    def online(self, traj: Trajectory, requests: int, baseline_every: int) -> None:
+        """Single-sample deletions one after another on ``traj``; the sequential baseline timed
+        every ``baseline_every``-th request and scaled to all."""
+        wl = self.workload("logreg")
+        period, init, m = self.hyper
+        stream, w, w_u = run_online(traj, traj.copy_to(self.root / "online"), ExactGradients(wl.net, wl.x, wl.y),
+                                    requests, "delete", 1, OnlineSettings(period, init, m, request_seed=self.run.seed + 4),
+                                    baseline_every=baseline_every, device=self.device)
+        totals = online_summary(stream, w, w_u, traj, wl, self.device)  # the untimed baseline retrains scaled
+        timed_retrains = sum("time_baseline" in r for r in stream)
+        note = "" if timed_retrains == len(stream) else f" (baseline: {timed_retrains} retrains timed, scaled)"
+        self.add(f"logreg online {requests} x 1 delete{note}", traj, None, "logreg",
+                 row={"n_ids": requests, **{k: v for k, v in totals.items() if k in PRINTED}})
+
+    def on_actors(self, actors: int, gd) -> None:
+        """Exact gradient sums on ``actors`` shard actors against in-process, and the GD row
+        (``gd``: ``full_batch``'s, or None) again on them."""
+        wl = self.workload("logreg")
+        actor_rows(wl, actors, self.n)
+        if gd is None:
+            return
+        setting, traj, request, hyper = gd
+        sharded = make_gradients(wl.net, wl.x, wl.y, actors)
+        try:
+            self.add(f"{setting}, {actors} actors", traj, request, "logreg", grads=sharded, hyper=hyper)
+        finally:
+            sharded.close()
 
 
 def actor_rows(wl, actors: int, n: int) -> None:
