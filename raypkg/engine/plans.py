@@ -123,7 +123,11 @@ class ShuffledBatches(BatchPlan):
                                y=ctx.train.y[positions])
 
     def _weights(self, positions: torch.Tensor) -> torch.Tensor | None:
-        return None if self.weights is None else self.weights[positions.to(self.weights.device)]
+        if self.weights is None:
+            return None
+        if self.weights.device != positions.device:  # once: the weights follow the data (no copy per step)
+            self.weights = self.weights.to(positions.device)
+        return self.weights[positions]
 
 
 class WeightedSampling(ShuffledBatches):
