@@ -148,12 +148,16 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
         w = None if planned.weights is None else planned.weights.to(device, non_blocking=True)
         if ctx.augment:
             x = ctx.augment(x, generator=gen)
+        ctx.batch = Batch(planned.positions, x, y, w)
+        for cb in ctx.callbacks:
+            cb.on_batch_start(ctx)
+        batch = ctx.batch  # a callback may have replaced it: fewer examples (selective backprop), smaller inputs
         with autocast(ctx.model):
-            logits = model(x)
-        ctx.batch = Batch(planned.positions, x, y, w, logits, weighted_cross_entropy(logits, y, w))
+            batch.logits = model(batch.x)
+        batch.loss = weighted_cross_entropy(batch.logits, batch.y, batch.weights)
         for cb in ctx.callbacks:
             cb.on_loss(ctx)
-        loss = ctx.batch.loss  # the objective the step follows (a callback may have replaced it)
+        loss = batch.loss  # the objective the step follows (a callback may have replaced it)
         ctx.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for cb in ctx.callbacks:
@@ -162,9 +166,9 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
         ctx.global_step += 1
         for cb in ctx.callbacks:
             cb.on_step_end(ctx)
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
+        loss_sum += loss.detach() * len(batch.y)
+        correct += (batch.logits.detach().argmax(1) == batch.y).sum()
+        seen += len(batch.y)
     ctx.batch = None
     totals = ctx.all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
                                                                                  dtype=torch.float64)]))

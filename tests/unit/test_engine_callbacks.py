@@ -89,6 +89,40 @@ def test_after_backward_edits_reach_the_optimizer_step():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+class KeepFirstHalf(Callback):
+    """Trains each batch's first half only (as selective backprop keeps some of a batch)."""
+
+    def on_batch_start(self, ctx):
+        b = ctx.batch
+        keep = slice(0, len(b.y) // 2)
+        ctx.batch = dataclasses.replace(b, positions=b.positions[keep], x=b.x[keep], y=b.y[keep])
+
+
+class FirstHalves(ShuffledBatches):
+    """The plan's batches, each cut to its first half."""
+
+    def batches(self, ctx):
+        for planned in super().batches(ctx):
+            yield dataclasses.replace(planned, positions=planned.positions[:len(planned.positions) // 2])
+
+
+def test_a_batch_replaced_at_batch_start_is_what_the_step_trains():
+    data = digits()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=2, batch_size=32,
+                      progress=False).validate()
+    trained = []
+    for plan, callbacks in ((ShuffledBatches(len(data.train), 32, cfg.seed), [KeepFirstHalf()]),
+                            (FirstHalves(len(data.train), 32, cfg.seed), [])):
+        seed_everything(0)
+        model = build_model("mlp", data.input_shape, data.num_classes)
+        rows = fit(model, data.train, None, cfg, plan=plan, callbacks=callbacks)
+        trained.append((model, rows))
+    (halved, halved_rows), (planned, planned_rows) = trained
+    assert [r["train_loss"] for r in halved_rows] == [r["train_loss"] for r in planned_rows]
+    for a, b in zip(halved.state_dict().values(), planned.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_resume_from_training_state_equals_training_straight_through():
     data = digits()
     cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=4, progress=False).validate()
