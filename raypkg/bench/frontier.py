@@ -66,6 +66,7 @@ from raypkg.bench.deltagrad_panel import (
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
 from raypkg.cli_options import (
     FLOATS,
+    NAMES,
     address_option,
     check_bench_numbers,
     list_option,
@@ -87,13 +88,15 @@ from raypkg.tracking.tta import charged_time_to_accuracy, time_to_accuracy
 # --precision auto's choice.
 METHODS = load_cases()
 REFERENCE = "full-fp32"
-BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]  # 0.1 and 0.3: the budgets of the default fractions
+BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+CURVE_SCHEDULES = ("cosine", "linear")  # 0.1 and 0.3: the budgets of the default fractions
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
        "epochs": 10, "batch_size": 64, "lr": [0.1], "momentum": 0.9, "weight_decay": 5e-4, "seeds": 3,
        "fractions": [0.1, 0.3], "densities": [0.05], "pretrain_epochs": 5, "repeats": 3, "shards": 10,
-       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "target_acc": 0.92}
+       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "curve_schedules": ["cosine"],
+       "target_acc": 0.92}
 PRESETS = {
     "digits-aug:mlp": MLP,
     "digits-aug:mlp-noisy": {**MLP, "label_noise": 0.3, "target_acc": 0.84},
@@ -119,9 +122,11 @@ TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's f
 
 
 def is_reference(frame):
-    """The rows of full training at fp32 and the whole budget (rows without a budget: 1)."""
+    """The rows of full training at fp32, the whole budget and every method's schedule (rows
+    without a budget: 1; without a schedule: cosine)."""
     budget = frame["budget"] if "budget" in frame else pd.Series(1.0, index=frame.index)
-    return (frame["method"] == REFERENCE) & budget.fillna(1.0).eq(1.0)
+    schedule = frame["schedule"] if "schedule" in frame else pd.Series("cosine", index=frame.index)
+    return (frame["method"] == REFERENCE) & budget.fillna(1.0).eq(1.0) & schedule.fillna("cosine").eq("cosine")
 
 
 def add_deltas(frame):
@@ -220,6 +225,9 @@ def preset_settings(setup: str, flags: dict) -> dict:
         raise UsageError(f"--lr takes one value here (every method trains on one cosine schedule), got "
                          f"{','.join(map(str, s['lr']))}")
     check_bench_numbers(**{k: s[k] for k in COUNTS if k not in ("train_size", "test_size")})
+    for schedule in s["curve_schedules"]:
+        choose("curve schedule", schedule, CURVE_SCHEDULES)
+    once_each(s["curve_schedules"], "--curve-schedules")
     for key in ("fractions", "densities", "budgets"):
         if not s[key] or not all(0 < v <= 1 for v in s[key]):
             raise UsageError(f"--{key} takes comma-separated numbers in (0, 1], got {','.join(map(str, s[key]))}")
@@ -238,16 +246,17 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
                   weight_decay=s["weight_decay"], nesterov=False, workers=s["workers"], progress=False,
                   wandb="disabled")
 
-    def point(method: str, values: dict[str, float], epochs: int | None = None) -> Point:
-        """``epochs``: a point of the budget curve (full training compressed to them)."""
+    def point(method: str, values: dict[str, float], epochs: int | None = None, schedule: str = "cosine") -> Point:
+        """``epochs``: a point of the budget curve (full training compressed to them), on
+        ``schedule`` (every other point: cosine)."""
         members = [METHODS[name] for name in method.split("+")]
         budget = (epochs or s["epochs"]) / s["epochs"] if members[0].family == "full" else math.nan
         setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or (
-            f"b={budget:.3g}" if budget == budget else "-")
+            f"b={budget:.3g}" + ("" if schedule == "cosine" else f",{schedule}") if budget == budget else "-")
         labels = {"family": "+".join(case.family for case in members), "method": method, "setting": setting,
                   "seed": seed, "fraction": values.get("fractions", math.nan),
-                  "density": values.get("densities", math.nan), "budget": budget}
-        cfg = stacked_point(method, values, s, {**common, "epochs": epochs or s["epochs"]}, n)
+                  "density": values.get("densities", math.nan), "budget": budget, "schedule": schedule}
+        cfg = stacked_point(method, values, s, {**common, "epochs": epochs or s["epochs"], "schedule": schedule}, n)
         return Point(f"seed {seed} {method} {setting}", find_recipe(members[0].recipe, cfg.stack),
                      cfg.resolved().validate(), labels)
 
@@ -261,8 +270,11 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
     for grid in ("fractions", "densities"):  # each grid's points, after those without one
         first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in m.split("+"))), None)]
         points += [point(m, values) for m in first for values in grids(m)]
-    curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last
-    return points + [point(m, {}, epochs) for epochs in budget_epochs(s["epochs"], s["budgets"]) for m in curves]
+    curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last;
+    budgets = {schedule: budget_epochs(s["epochs"], s["budgets"]) + ([] if schedule == "cosine" else [s["epochs"]])
+               for schedule in s["curve_schedules"]}  # another schedule's whole budget is a point of the curve too
+    return points + [point(m, {}, epochs, schedule) for schedule, counts in budgets.items() for epochs in counts
+                     for m in curves]
 
 
 def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, n: int | None):
@@ -384,6 +396,10 @@ def count_options(func):
              help="The budget curve: full training at these fractions of --epochs, in (0, 1], each with its "
                   "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
                   "runs. Default: 0.1,0.2,0.3,0.5,0.7,1.")
+@list_option("--curve-schedules", type=NAMES,
+             help="The budget curve's LR schedules, each decayed to 0 at its budget: cosine (every method's) and "
+                  "linear (Budgeted Training's); with both, the curve is the better of the two at every budget "
+                  "(linear runs every budget, 1 included). Default: cosine.")
 @list_option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,

@@ -29,7 +29,7 @@ from raypkg.storage import default_storage
 
 PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-SCHEDULES = ("constant", "multistep", "cosine", "piecewise")
+SCHEDULES = ("constant", "multistep", "cosine", "linear", "piecewise")
 INT64 = 2**63  # every integer setting fits torch's and numpy's int64
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
 PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
@@ -169,7 +169,7 @@ class TrainConfig(RunConfig):
                               "Default: the model's (0.1; LeNet-5 0.03, ResNet-56 0.05: raypkg.models.defaults).",
                               factory=list)
     lrlen: list[int] = setting(help="Epochs for each --lr value, e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=list)
-    schedule: str = setting("cosine", "LR schedule.", choices=SCHEDULES)
+    schedule: str = setting("cosine", "LR schedule (cosine and linear decay to 0 at the last epoch).", choices=SCHEDULES)
     milestones: list[float] = setting(help="multistep: epochs (may be fractional) at which lr *= gamma.", factory=list)
     gamma: float = setting(0.1, "multistep decay factor.")
     lr_warmup_epochs: int = setting(0, "Linear LR warm-up epochs (from 0, per step), any schedule.")

@@ -81,6 +81,8 @@ def lr_at(cfg: TrainConfig, epoch: float, total_epochs: int | None = None) -> fl
         lr = base * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
     elif cfg.schedule == "cosine":
         lr = base * 0.5 * (1 + math.cos(math.pi * min(epoch / total, 1.0)))
+    elif cfg.schedule == "linear":  # Budgeted Training's (Li et al., ICLR 2020) linear decay to 0 at the budget
+        lr = base * max(0.0, 1.0 - epoch / total)
     else:
         lr = piecewise_lr(cfg.lr, cfg.lrlen, epoch)
     if cfg.lr_warmup_epochs and epoch < cfg.lr_warmup_epochs:

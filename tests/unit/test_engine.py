@@ -53,6 +53,8 @@ def test_multistep_cosine_and_warmup():
     assert [lr_at(cfg, e) for e in (0, 2, 3.9, 4)] == [1.0, 0.5, 0.5, 0.25]
     cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[1.0], schedule="cosine", epochs=10).validate()
     assert lr_at(cfg, 0) == 1.0 and math.isclose(lr_at(cfg, 5), 0.5) and lr_at(cfg, 10) < 1e-12
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[0.2], schedule="linear", epochs=4).validate()
+    assert [lr_at(cfg, e) for e in (0, 1, 3, 4, 5)] == [0.2, 0.2 * 0.75, 0.2 * 0.25, 0.0, 0.0]
     cfg = TrainConfig(precision="fp32", memory_format="contiguous", lr=[1.0], schedule="constant", lr_warmup_epochs=2).validate()
     assert math.isclose(lr_at(cfg, 1.0), 0.5, rel_tol=1e-6) and lr_at(cfg, 2) == 1.0
 

@@ -68,6 +68,31 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
         ("full", "b=1"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
 
 
+def test_a_linear_curve_runs_every_budget_and_the_curve_is_the_better_of_the_two_schedules():
+    from raypkg.bench.curve import add_curves
+    from raypkg.bench.frontier import build_points, is_reference, preset_settings
+
+    settings = preset_settings("digits-aug:mlp", {"budgets": [0.3, 1.0], "curve_schedules": ["cosine", "linear"],
+                                                  "workers": 0})
+    points = build_points(settings, ["full-fp32", "full", "rs2"], seed=0)
+    curve = [(p.labels["method"], p.labels["setting"], p.cfg.epochs, p.cfg.schedule) for p in points
+             if p.labels["budget"] == p.labels["budget"]]
+    assert curve == [("full-fp32", "b=1", 10, "cosine"), ("full", "b=1", 10, "cosine"),
+                     ("full-fp32", "b=0.3", 3, "cosine"), ("full", "b=0.3", 3, "cosine"),
+                     ("full-fp32", "b=0.3,linear", 3, "linear"), ("full", "b=0.3,linear", 3, "linear"),
+                     ("full-fp32", "b=1,linear", 10, "linear"), ("full", "b=1,linear", 10, "linear")]
+    assert {p.cfg.schedule for p in points if p.labels["method"] == "rs2"} == {"cosine"}
+    frame = pd.DataFrame([{**p.labels, "e2e_s": 1.0, "test_acc": 0.5} for p in points])
+    assert frame.loc[is_reference(frame), "setting"].tolist() == ["b=1"]  # the reference: cosine, whole budget
+    # the curve takes the better schedule at each budget: linear's 3 epochs (0.85 at 3 s) beat cosine's (0.8)
+    rows = [{"method": "full", "seed": 0, "budget": b, "schedule": sch, "e2e_s": e2e, "test_acc": acc}
+            for b, sch, e2e, acc in ((1.0, "cosine", 10.0, 0.9), (0.3, "cosine", 3.0, 0.8),
+                                     (0.3, "linear", 3.0, 0.85), (1.0, "linear", 10.0, 0.88))]
+    frame = add_curves(pd.DataFrame(rows + [{"method": "rs2", "seed": 0, "budget": math.nan, "e2e_s": 3.0,
+                                             "test_acc": 0.85}]), chance=0.1)
+    assert frame.loc[frame["method"] == "rs2", "x_vs_curve"].item() == pytest.approx(1.0)
+
+
 def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
     from raypkg.bench.curve import budget_epochs, curve_seconds
 
