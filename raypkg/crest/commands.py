@@ -18,8 +18,8 @@ def crest_options(func):
 def run_crest_command(config_file, **flags):
     """CREST: mini-batch coresets per quadratic region, at f = --train-frac of full training's steps.
 
-    Every epoch takes ceil(f*N/B) steps. --selection-method random trains on a fresh
-    uniform subset of f*N each epoch (same steps); none trains on everything (full budget).
+    Every epoch takes f*N/B steps (rounded down with --drop-last). --selection-method
+    random trains on a fresh uniform subset of f*N each epoch (same steps); none trains on everything (full budget).
     summary.json has the phases train / selection / check / eval, the regions, checks,
     re-selections, steps, dropped examples and test_acc; checks.parquet one row per
     validity check (true and predicted loss, approximation error, threshold).

@@ -21,8 +21,8 @@ DROPPING = ("watch_interval", "drop_interval", "drop_thresh", "min_train_size")
 class CrestSettings:
     """CREST and its baselines at the same step budget (spec crest.md, "Budget").
 
-    ``train_frac`` f: every epoch takes ceil(f * N / batch_size) steps (f times full
-    training's), for ``crest`` (coreset mini-batches) and ``random`` (a fresh uniform
+    ``train_frac`` f: every epoch takes f * N / batch_size steps, rounded down with
+    --drop-last and up with --keep-last (f times full training's), for ``crest`` (coreset mini-batches) and ``random`` (a fresh uniform
     subset of f * N per epoch, one pass); ``none`` trains on all the data for the full
     budget. The LR schedule (warm-up, milestones, gamma) is the engine's, in epochs.
     """
@@ -40,7 +40,7 @@ class CrestSettings:
     selection_method: str = setting("crest", "crest, or a baseline at the same budget: random (a fresh uniform "
                                              "subset of f*N each epoch) or none (all data, full budget).",
                                     choices=SELECTION_METHODS)
-    train_frac: float = setting(0.1, "Fraction f of full training's SGD steps (per epoch ceil(f*N/B)).")
+    train_frac: float = setting(0.1, "Fraction f of full training's SGD steps (per epoch f*N/B, rounded down with --drop-last).")
     random_subset_size: float = setting(0.01, "Size of each random subset, as a fraction of N (stratified).")
     num_minibatch_coreset: int = setting(5, "P: random subsets, one mini-batch coreset each, per region.")
     batch_num_mul: float = setting(1.0, "Coresets per region = P * this * curvature ratio (first/current).")

@@ -1,7 +1,7 @@
 """The batch plans of CREST and its random baseline, both at the budget of ``train_frac``.
 
-Every epoch takes ``budget_steps`` steps: ceil(ceil(f * N / W) / B) on each of W ranks, f
-times the steps of a full pass. ``RandomSubsetPlan`` draws a fresh uniform subset of
+Every epoch takes ``budget_steps`` steps: ceil(f * N / W) / B on each of W ranks, rounded
+down with --drop-last (the default) and up with --keep-last: f times the steps of a full pass. ``RandomSubsetPlan`` draws a fresh uniform subset of
 f * N each epoch and passes over it once (the paper's random baseline). ``CrestPlan``
 cycles through the current region's mini-batch coresets; ``CrestCallback`` fills them
 at every region start (the plan only yields what it was given).
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
-from raypkg.engine.plans import BatchPlan, PlannedBatch, rank_share
+from raypkg.engine.plans import BatchPlan, PlannedBatch, batch_count, rank_share
 
 if TYPE_CHECKING:
     from raypkg.engine.callbacks import TrainContext
@@ -24,9 +24,10 @@ def budget_size(n: int, train_frac: float) -> int:
     return max(1, round(train_frac * n))
 
 
-def budget_steps(n: int, train_frac: float, batch_size: int, world_size: int = 1) -> int:
-    """Steps per epoch on each rank: one pass over a rank's share of f * N examples."""
-    return math.ceil(math.ceil(budget_size(n, train_frac) / world_size) / batch_size)
+def budget_steps(n: int, train_frac: float, batch_size: int, world_size: int = 1, drop_last: bool = True) -> int:
+    """Steps per epoch on each rank: one pass over a rank's share of f * N examples, cut as
+    every plan cuts its epoch (``raypkg.engine.plans.batch_count``)."""
+    return batch_count(math.ceil(budget_size(n, train_frac) / world_size), batch_size, drop_last)
 
 
 class RandomSubsetPlan(BatchPlan):

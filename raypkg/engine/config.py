@@ -189,9 +189,10 @@ class TrainConfig(RunConfig):
                                        "the run's first phase to the end of the first epoch whose test accuracy "
                                        "reaches it, evaluation excluded (tta_eval_s).")
     augment: bool | None = setting(None, "Random crop + flip (default: the dataset's).")
-    drop_last: bool = setting(False, "Drop each epoch's ragged last batch (unless it is the only one), as timm's "
-                                     "training loader does: a batch of a few examples takes a full step and "
-                                     "updates batch norm's running statistics from those few.")
+    drop_last: bool = setting(True, "Drop each epoch's ragged last batch (unless it is the only one), as timm's "
+                                    "training loader does: a batch of a few examples takes a full step and "
+                                    "updates batch norm's running statistics from those few (--keep-last: train "
+                                    "it, the default before 2026-11-26).", flag="--drop-last/--keep-last")
     max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
                                             "of the cluster's CPUs, at most 4); smaller lets a restarted worker "

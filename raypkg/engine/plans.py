@@ -52,6 +52,20 @@ def rank_share(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return torch.cat([order, order[: padded - n]])[rank::world_size]
 
 
+def batch_count(size: int, batch_size: int, drop_last: bool) -> int:
+    """Batches in an epoch of ``size`` positions: floor(size / B) with ``drop_last`` (a
+    ragged last batch is dropped unless it is the only one), else ceil(size / B)."""
+    if drop_last and size >= batch_size:
+        return size // batch_size
+    return math.ceil(size / batch_size)
+
+
+def trained_examples(size: int, batch_size: int, drop_last: bool) -> int:
+    """Examples an epoch of ``size`` positions trains on: all of them, less a dropped ragged
+    batch (the frontier's count of examples seen)."""
+    return min(size, batch_count(size, batch_size, drop_last) * batch_size)
+
+
 class BatchPlan:
     """The interface the loop uses; subclasses fill in ``steps`` and ``batches``, and cut an
     epoch's positions into batches with ``batch_count`` and ``batch_slices``, so that every
@@ -63,9 +77,7 @@ class BatchPlan:
 
     def batch_count(self, size: int) -> int:
         """Batches in ``size`` positions (one rank's share of an epoch)."""
-        if self.drop_last and size >= self.batch_size:
-            return size // self.batch_size
-        return math.ceil(size / self.batch_size)
+        return batch_count(size, self.batch_size, self.drop_last)
 
     def batch_slices(self, size: int) -> list[slice]:
         """The batches of ``size`` positions, as slices of them."""

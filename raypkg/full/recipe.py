@@ -17,8 +17,11 @@ TRAIN = register(Recipe("train", TrainConfig, [train_full]))
 
 
 def dense_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """Every epoch over the whole training set, dense."""
-    return cfg.epochs * n, cfg.epochs * n * per_example()
+    """Every epoch over the whole training set (less a dropped ragged batch), dense."""
+    from raypkg.engine.plans import trained_examples
+
+    seen = cfg.epochs * trained_examples(n, cfg.batch_size, cfg.drop_last)
+    return seen, seen * per_example()
 
 
 # "full-fp32", the frontier's reference: fp32 arithmetic and contiguous weights, whatever auto would choose

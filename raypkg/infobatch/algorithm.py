@@ -11,8 +11,10 @@ from raypkg.recipe import BenchCase
 
 
 def infobatch_examples(cfg: InfoBatchConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """The examples each epoch kept, dense."""
-    seen = sum(summary["kept_per_epoch"])
+    """The examples each epoch kept (less a dropped ragged batch), dense."""
+    from raypkg.engine.plans import trained_examples
+
+    seen = sum(trained_examples(kept, cfg.batch_size, cfg.drop_last) for kept in summary["kept_per_epoch"])
     return seen, seen * per_example()
 
 

@@ -111,7 +111,7 @@ class InfoBatch(Callback):
         self.plan.scores[trained] = (loss_sum[trained] / seen[trained]).float()
         kept = len(self.plan.epoch_plan(ctx.epoch)[0])
         self.kept.append(kept)
-        self.full_steps += math.ceil(math.ceil(self.plan.n / ctx.world_size) / self.plan.batch_size)
+        self.full_steps += self.plan.batch_count(math.ceil(self.plan.n / ctx.world_size))  # as full training cuts its epochs
         row["infobatch_kept"] = kept
 
     def summary(self) -> dict[str, Any]:

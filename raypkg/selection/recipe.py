@@ -152,8 +152,11 @@ def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | 
 
 
 def coreset_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """DeepCore's warm-ups (none for uniform), then the subset, dense."""
-    seen = summary["pretrain_epochs"] * n * summary["repeats"] + cfg.epochs * summary["subset_size"]
+    """DeepCore's warm-ups (none for uniform), then the subset, dense (less dropped ragged batches)."""
+    from raypkg.engine.plans import trained_examples
+
+    epoch_of = lambda size: trained_examples(size, cfg.batch_size, cfg.drop_last)  # noqa: E731
+    seen = summary["pretrain_epochs"] * epoch_of(n) * summary["repeats"] + cfg.epochs * epoch_of(summary["subset_size"])
     return seen, seen * per_example()
 
 
@@ -179,9 +182,13 @@ def adaptive_point(method: str, fraction: float, s: dict, common: dict, n: int |
 
 
 def adaptive_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """The warm start's full-data epochs, then the subset's (skipped epochs take no step)."""
+    """The warm start's full-data epochs, then the subset's (skipped epochs take no step;
+    less dropped ragged batches)."""
+    from raypkg.engine.plans import trained_examples
+
     subset_epochs = cfg.epochs - summary["warm_epochs"] - summary["skipped_epochs"]
-    seen = summary["warm_epochs"] * n + subset_epochs * summary["subset_size"]
+    seen = (summary["warm_epochs"] * trained_examples(n, cfg.batch_size, cfg.drop_last)
+            + subset_epochs * trained_examples(summary["subset_size"], cfg.batch_size, cfg.drop_last))
     return seen, seen * per_example()
 
 

@@ -55,7 +55,9 @@ def sparse_point(method: str, density: float, s: dict, common: dict, n: int | No
 def sparse_examples(cfg: SparseConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
     """Every epoch over the training set at the masks' densities; AGC also forwards every
     batch again at the snapshot (g_old) and the snapshot gradient's sample each epoch."""
-    seen = cfg.epochs * n
+    from raypkg.engine.plans import trained_examples
+
+    seen = cfg.epochs * trained_examples(n, cfg.batch_size, cfg.drop_last)
     agc = seen + cfg.epochs * (cfg.agc_sample or n) if cfg.agc else 0
     return seen, (seen + agc) * per_example(cfg.density, cfg.sparse_init)
 

@@ -76,7 +76,7 @@ def test_a_run_saves_steps_and_trains_on_everything_in_its_last_epochs():
     kept = s["kept_per_epoch"]
     assert kept[0] == n and kept[-2:] == [n, n]  # equal scores at the start; epochs 7 and 8 anneal
     assert all(k < n for k in kept[1:6])
-    assert s["steps"] == sum(math.ceil(k / batch) for k in kept) and s["full_steps"] == 8 * math.ceil(n / batch)
+    assert s["steps"] == sum(k // batch for k in kept) and s["full_steps"] == 8 * (n // batch)  # ragged batches dropped
     assert 0 < s["steps_saved"] < 0.5 and result.metrics["infobatch_kept"].tolist() == kept
 
 
@@ -93,8 +93,8 @@ def test_on_two_ray_train_workers_the_plan_prunes_with_the_scores_gathered_over_
     assert len(digests) == 2 and digests[0] == digests[1] == s["sparse"]["mask_digest"]
     kept = s["kept_per_epoch"]
     assert kept[0] == n and kept[1] < n and kept[2] == n  # epoch 2 pruned, epoch 3 anneals
-    assert s["steps"] == sum(math.ceil(math.ceil(k / 2) / batch) for k in kept)  # rank 0's steps
-    assert s["full_steps"] == 3 * math.ceil(math.ceil(n / 2) / batch)
+    assert s["steps"] == sum(math.ceil(k / 2) // batch for k in kept)  # rank 0's steps, ragged batches dropped
+    assert s["full_steps"] == 3 * (math.ceil(n / 2) // batch)
 
 
 def test_rigl_under_infobatch_follows_the_steps_actually_taken():
@@ -117,7 +117,7 @@ def test_rigl_under_infobatch_follows_the_steps_actually_taken():
         infobatch = InfoBatch(len(data.train), cfg.batch_size, cfg.seed, 0.5 if pruned else 0.0, pruning_epochs=5)
         dst = SparseTraining(0.2, "ERK", seed=0, growth="gradient", update_frequency=5)
         fit(model, data.train, None, cfg, plan=infobatch.plan, callbacks=[infobatch, dst])
-        full = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+        full = cfg.epochs * (len(data.train) // cfg.batch_size)
         assert dst.total_steps == infobatch.steps  # before: the plan's count at fit start, full-data epochs
         assert (infobatch.steps < full) is pruned
         assert dst.updates and all(u["step"] < infobatch.steps for u in dst.updates)

@@ -193,7 +193,8 @@ def test_run_lipt_with_no_flags_runs_lipt_with_grand_on_the_default_data(tmp_pat
     assert summary["method"] == "lipt-grand" and summary["dataset"] == "digits"
     assert summary["shards"] == 10 and summary["density"] == 0.05 and summary["sparse_init"] == "ERK"
     assert list(summary["phases"])[:3] == ["pretrain", "merge", "selection"] and summary["phases"]["pretrain"] > 0
-    assert summary["merged_test_acc"] > 0.5  # 5 pre-epochs on ~135 examples per shard; chance is 0.1
+    assert summary["merged_test_acc"] > 0.3  # 5 steps: 5 pre-epochs of one batch of 128 from ~135 examples a shard
+    # (the ragged 7 dropped); chance is 0.1
 
 
 @pytest.mark.slow

@@ -179,7 +179,7 @@ def test_rs2_trains_each_epoch_on_that_epochs_round():
             self.epochs[-1] += ctx.batch.positions.tolist()
 
     cfg = CoresetConfig(selection="rs2", fraction=0.2, epochs=3, batch_size=8, seed=2, model="logreg", progress=False,
-                        precision="fp32", memory_format="contiguous")
+                        precision="fp32", memory_format="contiguous", drop_last=False)  # every example of a round
     result = select("rs2", None, data, fraction=0.2, seed=2)
     seen = Seen()
     train_on_subset(cfg, splits, result, callbacks=[seen])
