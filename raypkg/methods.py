@@ -55,6 +55,8 @@ METHODS = (
     Method("label-smoothing", settings="raypkg.label_smoothing:LabelSmoothingSettings",
            algorithm="raypkg.label_smoothing:LabelSmoothing", config="raypkg.label_smoothing:LabelSmoothingConfig"),
     Method("ema", settings="raypkg.ema:EmaSettings", algorithm="raypkg.ema:Ema", config="raypkg.ema:EmaConfig"),
+    Method("layer-freezing", settings="raypkg.layer_freezing:LayerFreezingSettings",
+           algorithm="raypkg.layer_freezing:LayerFreezing", config="raypkg.layer_freezing:LayerFreezingConfig"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),
            "raypkg.bench.deltagrad:deltagrad_bench",
            stacks="trains on its own (L-BFGS steps on a flat parameter vector, raypkg.deltagrad.replay)"),
