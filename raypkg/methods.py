@@ -58,6 +58,8 @@ METHODS = (
     Method("selective-backprop", settings="raypkg.selective_backprop:SelectiveBackpropSettings",
            algorithm="raypkg.selective_backprop:SelectiveBackprop",
            config="raypkg.selective_backprop:SelectiveBackpropConfig"),
+    Method("layer-freezing", settings="raypkg.layer_freezing:LayerFreezingSettings",
+           algorithm="raypkg.layer_freezing:LayerFreezing", config="raypkg.layer_freezing:LayerFreezingConfig"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),
            "raypkg.bench.deltagrad:deltagrad_bench",
            stacks="trains on its own (L-BFGS steps on a flat parameter vector, raypkg.deltagrad.replay)"),

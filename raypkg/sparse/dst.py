@@ -224,6 +224,8 @@ class SparseTraining(StaticMask):
             count = math.ceil(rate * int(mask.sum()))
             if mask.all() and self.redistribution == "none":
                 count = 0  # a dense (ERK-saturated) layer has nowhere else to grow
+            if not params[name].requires_grad:
+                count = 0  # a frozen layer (raypkg.layer_freezing) keeps its weights, so its mask
             drop = death_indices(params[name].detach(), mask, count, self.death)
             flat = mask.flatten().clone()
             flat[drop] = False
@@ -254,7 +256,7 @@ class SparseTraining(StaticMask):
             else:
                 buf = ctx.optimizer.state.get(params[name], {}).get("momentum_buffer")
                 shares[name] = 0.0 if buf is None or not mask.any() else float(buf[mask].abs().mean())
-        capacity = {name: int((~mask).sum()) for name, mask in pruned.items()}
+        capacity = {name: int((~mask).sum()) if params[name].requires_grad else 0 for name, mask in pruned.items()}
         return split_budget(sum(removed.values()), shares, capacity)
 
     @torch.no_grad()
