@@ -10,8 +10,10 @@ Full training runs at fp32 (``full-fp32``, the reference of every ratio) and at
 
 **The budget curve** (Li et al., *Budgeted Training*, ICLR 2020; Kaddour et al., *No Train
 No Gain*, NeurIPS 2023): full-data training at budgets B of the epoch budget
-(``--budgets``, default 0.2, 0.3, 0.5, 0.7 and 1), each with the same schedule compressed
-to round(B x epochs) epochs and fully decayed at its end, at fp32 and at auto's execution.
+(``--budgets``, default 0.1, 0.2, 0.3, 0.5, 0.7 and 1), each with its schedule compressed
+to round(B x epochs) epochs and fully decayed at its end, at fp32 and at auto's execution;
+the schedules (``--curve-schedules``) are every method's cosine and Budgeted Training's
+linear decay, so the curve is the better of the two at each budget.
 Per seed and execution, the curve joins (0 s, chance accuracy) and the budget points in
 order of seconds, each point's accuracy raised to the best before it (monotone). A point's
 ``x_vs_curve`` is the seconds that curve (at the point's own execution, auto) needs to
@@ -95,7 +97,7 @@ PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
        "epochs": 10, "batch_size": 64, "lr": [0.1], "momentum": 0.9, "weight_decay": 5e-4, "seeds": 3,
        "fractions": [0.1, 0.3], "densities": [0.05], "pretrain_epochs": 5, "repeats": 3, "shards": 10,
-       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "curve_schedules": ["cosine"],
+       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "curve_schedules": ["cosine", "linear"],
        "target_acc": 0.92}
 PRESETS = {
     "digits-aug:mlp": MLP,
@@ -399,7 +401,7 @@ def count_options(func):
 @list_option("--curve-schedules", type=NAMES,
              help="The budget curve's LR schedules, each decayed to 0 at its budget: cosine (every method's) and "
                   "linear (Budgeted Training's); with both, the curve is the better of the two at every budget "
-                  "(linear runs every budget, 1 included). Default: cosine.")
+                  "(linear runs every budget, 1 included). Default: cosine,linear.")
 @list_option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,

@@ -53,7 +53,8 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
     for flags in ({"fractions": [0.1, 0.1, 0.3]}, {"densities": [0.05, 0.05]}):
         with pytest.raises(UsageError, match="names 0.1 more than once|names 0.05 more than once"):
             preset_settings("digits-aug:mlp", {**flags, "workers": 0})
-    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "budgets": [1.0], "workers": 0})
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.1, 0.3], "budgets": [1.0], "workers": 0,
+                                                  "curve_schedules": ["cosine"]})
     points = build_points(settings, ["full", "uniform", "rigl-itop"], seed=0)
     assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
         ("full", "b=1"), ("uniform", "f=0.1"), ("uniform", "f=0.3"), ("rigl-itop", "d=0.05")]
@@ -218,7 +219,8 @@ def frontier_run(tmp_path_factory):
 def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontier_run):
     stem, output = frontier_run
     rows = pd.read_parquet(f"{stem}.parquet")
-    assert len(rows) == 2 * 9 and set(rows["seed"]) == {0, 1}  # 7 points and the budget curve's 2 at 0.5
+    # 7 points, the cosine curve's 2 at 0.5 and the linear curve's 4 at 0.5 and 1, at fp32 and auto
+    assert len(rows) == 2 * 13 and set(rows["seed"]) == {0, 1}
     assert set(rows["method"]) == {"full-fp32", "full", "uniform", "glister", "crest", "rigl-itop", "uniform+rigl-itop"}
     assert set(rows.loc[rows["method"] == "full-fp32", "execution"]) == {"fp32/contiguous"}  # the reference
     assert set(rows["execution"]) <= {f"{p}/{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")}
@@ -228,7 +230,7 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     # a 0.3 subset 404; Glister adds its 1-epoch warm-up, CREST takes 2 x floor(0.3 x 1347 / 64)
     # steps; every epoch less its dropped ragged batch (--drop-last)
     whole_epoch, subset = DIGITS_TRAIN // 64 * 64, round(0.3 * DIGITS_TRAIN) // 64 * 64
-    whole = rows[rows["budget"].isna() | (rows["budget"] == 1)]
+    whole = rows[rows["budget"].isna() | (rows["budget"].eq(1) & rows["schedule"].eq("cosine"))]
     seen = whole[whole["seed"] == 0].set_index("method")["examples_seen"].to_dict()
     assert seen == {"full-fp32": 2 * whole_epoch, "full": 2 * whole_epoch, "uniform": 2 * subset,
                     "glister": whole_epoch + 2 * subset, "crest": 2 * subset, "rigl-itop": 2 * whole_epoch,
@@ -244,7 +246,7 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     selected = rows["noisy_share"].notna()  # the share of noisy labels among a subset's picks
     assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 6
     summary = pd.read_parquet(f"{stem}-summary.parquet")
-    assert len(summary) == 9 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    assert len(summary) == 13 and (summary["seeds"] == 2).all() and summary["pareto"].any()
     # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
     # at the latest), and no row reaches it after its own end
     targets = rows.groupby("seed")["tta_target"].first()
@@ -256,8 +258,11 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
         ["method", "setting"])["tta_s"].count().to_dict()
     # the budget curve: full training at 1 of the 2 epochs, at fp32 and at auto, judged by nothing;
     # every other row against both curves, and a verdict per point
-    curve = rows[rows["budget"] == 0.5]
+    curve = rows[(rows["budget"] == 0.5) & rows["schedule"].eq("cosine")]
     assert sorted(curve["method"]) == ["full", "full", "full-fp32", "full-fp32"]
+    linear = rows[rows["schedule"] == "linear"]
+    assert sorted(zip(linear["method"], linear["budget"])) == [(m, b) for m in ("full", "full-fp32") for b in (0.5, 1.0)
+                                                               for _ in range(2)]
     assert (curve["examples_seen"] == whole_epoch).all() and curve["x_vs_curve"].isna().all()
     judged = rows[rows["budget"].isna()]
     assert (judged["x_vs_curve"] > 0).all() and (judged["x_vs_fp32_curve"] > 0).all()
