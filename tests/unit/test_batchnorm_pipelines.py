@@ -5,7 +5,6 @@ made every cached coreset / LiPT run of a BN model crash before)."""
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 import pytest

@@ -173,7 +173,8 @@ def test_a_tune_space_sweeps_a_stacked_setting_and_refuses_a_stack_that_cannot_h
 def test_the_frontier_names_a_stack_with_plus_and_refuses_one_that_cannot_hold():
     from raypkg.bench.frontier import build_points, method_names, preset_settings
 
-    settings = preset_settings("digits-aug:mlp", {"fractions": [0.3], "budgets": [1.0], "workers": 0})
+    settings = preset_settings("digits-aug:mlp", {"fractions": [0.3], "budgets": [1.0], "workers": 0,
+                                                  "curve_schedules": ["cosine"]})
     points = build_points(settings, ["full-fp32", "infobatch+rigl-itop", "rs2+rigl-itop"], seed=0)
     assert [(p.labels["method"], p.labels["setting"]) for p in points] == [  # by their first grid
         ("full-fp32", "b=1"), ("rs2+rigl-itop", "f=0.3,d=0.05"), ("infobatch+rigl-itop", "d=0.05")]
@@ -199,11 +200,11 @@ def test_each_added_algorithm_counts_its_own_flops_in_the_frontier():
     points = {p.labels["method"]: p for p in build_points(settings, ["infobatch+rigl-itop", "full+label-smoothing"],
                                                           seed=0, n=1000)}
     per_example = lambda density=1.0, init="ERK": 100.0 * density  # noqa: E731
-    summary = {"kept_per_epoch": [600, 400]}
-    assert stacked_examples(points["infobatch+rigl-itop"], summary, 1000, per_example) == (1000, 1000 * 5.0)
-    epochs = points["full+label-smoothing"].cfg.epochs
-    assert stacked_examples(points["full+label-smoothing"], {}, 1000, per_example) == (epochs * 1000,
-                                                                                       epochs * 1000 * 100.0)
+    summary = {"kept_per_epoch": [640, 384]}  # whole batches of 64: nothing dropped
+    assert stacked_examples(points["infobatch+rigl-itop"], summary, 1000, per_example) == (1024, 1024 * 5.0)
+    epochs, seen = points["full+label-smoothing"].cfg.epochs, 1000 // 64 * 64  # the ragged 40 dropped
+    assert stacked_examples(points["full+label-smoothing"], {}, 1000, per_example) == (epochs * seen,
+                                                                                       epochs * seen * 100.0)
 
 
 def test_a_stack_reuses_the_warm_up_and_the_selection_of_the_method_alone(tmp_path):
