@@ -104,7 +104,8 @@ def test_multiplier_stretches_the_training_every_member_builds_from():
     ("train+coreset", {}, "coreset does not stack: it selects its subset in stages before training"),
     ("sparse+lipt", {}, "lipt does not stack"),
     ("train+train", {}, "train does not stack"),
-    ("train+nothing", {}, "the algorithms that stack are crest, infobatch, sparse, label-smoothing, ema"),
+    ("train+nothing", {}, "the algorithms that stack are crest, infobatch, sparse, label-smoothing, ema, "
+                      "progressive-resizing"),
     ("lipt+crest", {}, "crest and this method both set actors"),
     ("crest+crest", {}, "this method is crest already"),
     ("sparse+sparse", {}, "this method is sparse already"),

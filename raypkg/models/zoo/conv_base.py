@@ -51,6 +51,10 @@ class ConvClassifier(Classifier):
         self.image_shape = image_shape(model, input_shape)
 
     def as_image(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` viewed as [B, C, H, W]; images of the model's channels at another height and
+        width pass as they are (progressive resizing trains on smaller ones)."""
+        if x.dim() == 4 and x.shape[1] == self.image_shape[0] and tuple(x.shape[2:]) != self.image_shape[1:]:
+            return x
         return x.reshape(x.shape[0], *self.image_shape)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
