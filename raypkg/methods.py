@@ -63,6 +63,8 @@ METHODS = (
     Method("progressive-resizing", settings="raypkg.progressive_resizing:ProgressiveResizingSettings",
            algorithm="raypkg.progressive_resizing:ProgressiveResizing",
            config="raypkg.progressive_resizing:ProgressiveResizingConfig"),
+    Method("proxy-selection", settings="raypkg.proxy_selection:ProxySelectionSettings",
+           algorithm="raypkg.proxy_selection:ProxyBatchSelection", config="raypkg.proxy_selection:ProxySelectionConfig"),
     Method("deltagrad", "raypkg.deltagrad.recipe", ("main:raypkg.deltagrad.commands:unlearn",),
            "raypkg.bench.deltagrad:deltagrad_bench",
            stacks="trains on its own (L-BFGS steps on a flat parameter vector, raypkg.deltagrad.replay)"),

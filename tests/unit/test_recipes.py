@@ -85,7 +85,8 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
                                   *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
                                   "lipt-grand", "lipt-glister", "crest",
                                   "infobatch", "rigl-itop", "a-rigl-itop", "label-smoothing", "ema",
-                                  "selective-backprop", "layer-freezing", "progressive-resizing"]
+                                  "selective-backprop", "layer-freezing", "progressive-resizing",
+                                  "proxy-selection"]
     # the frontier runs DeepCore's further selectors only when --methods names them
     from raypkg.bench.frontier import frontier_bench
     default = frontier_bench.make_context("frontier", []).params["methods"].split(",")  # a ListOption's default
