@@ -60,9 +60,9 @@ def test_k_is_keep_times_the_batch_rounded_half_up_and_ties_go_to_the_earlier_po
     assert hardest(losses, 2).tolist() == [1, 3] and hardest(losses, 4).tolist() == [1, 2, 3, 4]
 
 
-def test_auto_picks_lenet5_under_a_convolutional_model_and_logreg_otherwise():
-    assert proxy_name("auto", "resnet20", True) == "lenet5" and proxy_name("auto", "lenet5", True) == "logreg"
-    assert proxy_name("auto", "mlp", False) == "logreg" and proxy_name("mlp", "resnet20", True) == "mlp"
+def test_auto_picks_the_mlp_under_a_convolutional_model_and_logreg_otherwise():
+    assert proxy_name("auto", "resnet20", True) == "mlp" and proxy_name("auto", "lenet5", True) == "logreg"
+    assert proxy_name("auto", "mlp", False) == "logreg" and proxy_name("lenet5", "resnet20", True) == "lenet5"
 
 
 def test_the_main_model_gets_the_proxys_top_k_losses_with_their_weights():
@@ -107,15 +107,17 @@ def test_the_proxy_trains_on_each_batch_and_leaves_the_global_rng_alone():
     assert selection.optimizer.param_groups[0]["lr"] == ctx.lr
 
 
-def test_under_a_convolutional_model_the_proxy_is_lenet5_at_its_share_of_the_schedule():
-    """LeNet-5's default rate is 0.03 against ResNet-20's 0.1: its SGD follows 0.3 x the main LR."""
+@pytest.mark.parametrize("setting, name, lr", [("auto", "mlp", 0.1), ("lenet5", "lenet5", 0.03)])
+def test_under_a_convolutional_model_the_proxy_steps_at_its_share_of_the_schedule(setting, name, lr):
+    """Each model's default rate: the MLP's 0.1 is ResNet-20's; LeNet-5's 0.03 makes its SGD follow
+    0.3 x the main LR."""
     ctx = context("resnet20")
-    selection = ProxySelection("auto", keep=0.5, start=0.0)
+    selection = ProxySelection(setting, keep=0.5, start=0.0)
     selection.on_fit_start(ctx)
     selection.on_epoch_start(ctx)
     ctx.batch = Batch(torch.arange(8), ctx.train.x[:8], ctx.train.y[:8])
     selection.on_batch_start(ctx)
-    assert selection.name == "lenet5" and selection.optimizer.param_groups[0]["lr"] == pytest.approx(0.03)
+    assert selection.name == name and selection.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
     assert len(ctx.batch.y) == 4
 
 
