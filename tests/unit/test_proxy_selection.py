@@ -23,6 +23,7 @@ from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Batch, Callback
 from raypkg.engine.execution import prepare
 from raypkg.engine.loop import CLOCK_COLUMNS, fit, seed_everything, training_state
+from raypkg.engine.plans import trained_examples
 from raypkg.errors import UsageError
 from raypkg.models import build_model
 from raypkg.proxy_selection import (
@@ -35,8 +36,8 @@ from raypkg.proxy_selection import (
 )
 
 TINY = dict(dataset="digits", model="mlp", epochs=2, progress=False)
-# digits: 1,347 examples in batches of 64, 21 full and one of 3; keep 0.5 keeps 32 and 2
-KEPT_PER_EPOCH = 21 * 32 + 2
+# digits: 1,347 examples in 21 batches of 64 (the ragged last one dropped, --drop-last); keep 0.5 keeps 32
+DRAWN_PER_EPOCH, KEPT_PER_EPOCH = 21 * 64, 21 * 32
 
 
 def rows(result, drop=("proxy_loss",)) -> list[dict]:
@@ -126,7 +127,7 @@ def test_keep_one_is_plain_training_bit_for_bit():
     unselected = raypkg.run("proxy-selection", save=False, proxy_keep=1.0, **TINY)
     assert rows(unselected) == rows(plain) and unselected.summary["test_acc"] == plain.summary["test_acc"]
     s = unselected.summary
-    assert s["proxy_forward_examples"] == s["main_forward_examples"] == s["main_backward_examples"] == 2 * DIGITS_TRAIN
+    assert s["proxy_forward_examples"] == s["main_forward_examples"] == s["main_backward_examples"] == 2 * DRAWN_PER_EPOCH
     proxy_losses = [row["proxy_loss"] for row in s["rows"]]
     assert proxy_losses[1] < proxy_losses[0]  # the proxy trained, unseen by the main model
 
@@ -136,8 +137,8 @@ def test_selection_trains_the_main_model_on_the_kept_share_and_repeats_exactly()
     runs = [raypkg.run("proxy-selection", save=False, proxy_keep=0.5, proxy_start=0.5, **TINY) for _ in range(2)]
     assert rows(runs[0], drop=()) == rows(runs[1], drop=()) and runs[0].summary["test_acc"] == runs[1].summary["test_acc"]
     s = runs[0].summary
-    assert s["main_forward_examples"] == s["main_backward_examples"] == DIGITS_TRAIN + KEPT_PER_EPOCH
-    assert s["proxy_forward_examples"] == s["proxy_backward_examples"] == 2 * DIGITS_TRAIN
+    assert s["main_forward_examples"] == s["main_backward_examples"] == DRAWN_PER_EPOCH + KEPT_PER_EPOCH
+    assert s["proxy_forward_examples"] == s["proxy_backward_examples"] == 2 * DRAWN_PER_EPOCH
     assert s["proxy_model"] == "logreg" and s["proxy_forward_flops"] == 2 * 64 * 10
     plain = raypkg.run("train", save=False, **TINY)
     assert rows(runs[0])[0] == rows(plain)[0] and rows(runs[0])[1] != rows(plain)[1]
@@ -184,7 +185,8 @@ def test_added_to_infobatch_it_selects_within_its_weighted_batches():
     neutral = raypkg.run("infobatch+proxy-selection", save=False, proxy_keep=1.0, **TINY)
     assert rows(neutral) == rows(alone)
     stacked = raypkg.run("infobatch+proxy-selection", save=False, proxy_keep=0.5, **TINY).summary
-    notes, drawn = stacked["proxy-selection"], sum(stacked["kept_per_epoch"])
+    notes = stacked["proxy-selection"]
+    drawn = sum(trained_examples(kept, 64, True) for kept in stacked["kept_per_epoch"])  # its batches, the ragged dropped
     assert notes["proxy_forward_examples"] == drawn and notes["main_forward_examples"] < 0.51 * drawn
     assert stacked["stack"] == ["proxy-selection"]
 
