@@ -159,6 +159,7 @@ class ProxySelection(Callback):
         self.setting, self.keep, self.start = setting, keep, start
         self.proxy = self.optimizer = None
         self.name: str | None = None
+        self.input_shape: tuple = ()  # the data's: the proxy sees every batch at it
         self.lr_scale = 1.0
         self.forward_flops = 0.0  # the proxy's forward FLOPs per example
         self.proxy_examples = 0  # examples through the proxy, forward and backward each
@@ -171,16 +172,16 @@ class ProxySelection(Callback):
         from raypkg.models.defaults import default_lr
         from raypkg.models.flops import forward_flops, layer_flops
 
-        cfg = ctx.cfg
+        cfg, self.input_shape = ctx.cfg, tuple(ctx.train.input_shape)
         self.name = proxy_name(self.setting, cfg.model, is_convolutional(ctx.model))
-        proxy = build_seeded(self.name, ctx.train.input_shape, ctx.train.num_classes, cfg.seed * PROXY_SEED + 1)
+        proxy = build_seeded(self.name, self.input_shape, ctx.train.num_classes, cfg.seed * PROXY_SEED + 1)
         channels_last = getattr(ctx.model, "memory_format", "contiguous") == "channels_last" and is_convolutional(proxy)
         self.proxy = prepare(proxy.to(ctx.device), getattr(ctx.model, "precision", "fp32"),
                              "channels_last" if channels_last else "contiguous")
         self.proxy.train()
         self.optimizer = make_optimizer(self.proxy, cfg)
         self.lr_scale = default_lr(self.name) / default_lr(cfg.model)
-        self.forward_flops = forward_flops(layer_flops(self.proxy, ctx.train.input_shape))
+        self.forward_flops = forward_flops(layer_flops(self.proxy, self.input_shape))
         self.load_pending()
 
     def load_pending(self) -> None:
@@ -201,10 +202,12 @@ class ProxySelection(Callback):
 
         from raypkg.engine.execution import autocast
 
-        batch = ctx.batch
+        batch, x = ctx.batch, ctx.batch.x
+        if x.dim() == 4 and tuple(x.shape[1:]) != self.input_shape:  # down-scaled before it (progressive resizing)
+            x = F.interpolate(x, size=self.input_shape[1:], mode="bilinear", align_corners=False)
         with own_rng(ctx.cfg.seed * PROXY_SEED + 2 + ctx.global_step, ctx.device):
             with autocast(self.proxy):
-                logits = self.proxy(batch.x)
+                logits = self.proxy(x)
             losses = F.cross_entropy(logits.float(), batch.y, reduction="none")
             # its step follows the plan's example weights (InfoBatch's); the ranking does not
             loss = losses.mean() if batch.weights is None else (batch.weights * losses).mean()

@@ -223,3 +223,15 @@ def test_its_command_runs_with_no_flags(tmp_path, monkeypatch):
     assert "main model trained on 50.0% of the examples drawn; proxy logreg at 2.9%" in result.stdout
     summary = json.loads(next(Path("runs").glob("proxy-selection-*/summary.json")).read_text())
     assert summary["main_forward_examples"] == KEPT_PER_EPOCH and summary["proxy_keep"] == 0.5
+
+
+def test_after_progressive_resizing_the_proxy_sees_each_batch_scaled_back_to_the_datas_size():
+    """progressive-resizing's callback acts first here: the MLP proxy (64 inputs) gets its 4x4
+    images bilinearly up-scaled to 8x8; the main ResNet-20 trains on the kept 4x4 ones."""
+    result = raypkg.run("progressive-resizing+proxy-selection", save=False, dataset="digits", model="resnet20",
+                        epochs=1, progress=False, resize_initial_scale=0.5, resize_delay=0.0, resize_finetune=0.0,
+                        resize_increment=4).summary
+    notes = result["proxy-selection"]
+    assert notes["proxy_model"] == "mlp" and notes["proxy_forward_examples"] == DRAWN_PER_EPOCH
+    assert notes["main_forward_examples"] == KEPT_PER_EPOCH
+    assert result["examples"] == DRAWN_PER_EPOCH and result["sizes"]["4x4"]["examples"] > 0  # it resized whole batches
