@@ -105,7 +105,7 @@ def test_multiplier_stretches_the_training_every_member_builds_from():
     ("sparse+lipt", {}, "lipt does not stack"),
     ("train+train", {}, "train does not stack"),
     ("train+nothing", {}, "the algorithms that stack are crest, infobatch, sparse, label-smoothing, ema, "
-                      "progressive-resizing"),
+                      "selective-backprop, layer-freezing, progressive-resizing, proxy-selection"),
     ("lipt+crest", {}, "crest and this method both set actors"),
     ("crest+crest", {}, "this method is crest already"),
     ("sparse+sparse", {}, "this method is sparse already"),
