@@ -42,7 +42,9 @@ cached work charged (NaN: never reached); ``tta_with_eval_s`` includes the evalu
 (MLPerf's rule). The summary: mean and spread over seeds per point (``tta_s`` over the
 seeds that reached it, ``tta_reached`` of ``seeds``), MLPerf's olympic means
 (``*_olympic``: without the fastest and slowest seed, of 3 or more), the verdicts, and
-the Pareto fronts of accuracy vs e2e_s and vs FLOPs.
+the Pareto fronts of accuracy vs e2e_s and vs FLOPs, and ``gain``: ``FLOPs only`` for a
+sparse point less than 1.1x faster than full training at the same execution (it saves FLOPs,
+not seconds: the kernels do not beat dense on this machine).
 """
 
 from __future__ import annotations
@@ -118,8 +120,9 @@ COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dr
           "agc_sample": "AGC: examples of the snapshot gradient."}
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops", "speedup_vs_full", "acc_vs_full",
-                 "x_vs_curve", "x_vs_fp32_curve", "tta_vs_curve", "verdict", "speedup_vs_rs2", "acc_vs_rs2",
+                 "x_vs_curve", "x_vs_fp32_curve", "tta_vs_curve", "verdict", "gain", "speedup_vs_rs2", "acc_vs_rs2",
                  "noisy_share", "pareto", "pareto_flops"]
+SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
 
@@ -166,7 +169,17 @@ def aggregate(frame):
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
         table[flag] = [i in front for i in range(len(table))]
+    table["gain"] = flops_only(table)
     return table
+
+
+def flops_only(table) -> np.ndarray:
+    """``FLOPs only`` for a sparse point (its family names sparse) whose wall-clock gain, full
+    training's seconds at the same execution and whole budget over its own, is under
+    ``SPARSE_GAIN``: it saves FLOPs, not time; else empty."""
+    full = table.loc[(table["method"] == "full") & (table["setting"] == "b=1"), "e2e_s"]
+    gain = full.iloc[0] / table["e2e_s"] if len(full) else pd.Series(math.nan, index=table.index)
+    return np.where(table["family"].str.contains("sparse") & (gain < SPARSE_GAIN), "FLOPs only", "")
 
 
 def plot_frontier(table, ax, cost: str, xlabel: str) -> None:

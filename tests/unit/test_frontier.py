@@ -94,6 +94,17 @@ def test_a_linear_curve_runs_every_budget_and_the_curve_is_the_better_of_the_two
     assert frame.loc[frame["method"] == "rs2", "x_vs_curve"].item() == pytest.approx(1.0)
 
 
+def test_a_sparse_point_under_a_tenth_faster_than_full_training_saves_flops_only():
+    from raypkg.bench.frontier import flops_only
+
+    table = pd.DataFrame({"family": ["full", "full", "sparse", "sparse", "uniform+sparse", "uniform"],
+                          "method": ["full-fp32", "full", "rigl-itop", "rigl-itop", "uniform+rigl-itop", "uniform"],
+                          "setting": ["b=1", "b=1", "d=0.05", "d=0.1", "f=0.3,d=0.05", "f=0.3"],
+                          "e2e_s": [20.0, 10.0, 9.5, 5.0, 9.2, 9.5]})
+    # against full training at auto (10 s): 1.05x and 1.09x save FLOPs only, 2x saves time; no sparse, no note
+    assert flops_only(table).tolist() == ["", "", "FLOPs only", "", "FLOPs only", ""]
+
+
 def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
     from raypkg.bench.curve import budget_epochs, curve_seconds
 
