@@ -35,6 +35,11 @@ EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "epoch_end_time"
                  "eval_s")
 
 
+# `effray tune`'s time-to-accuracy objective (TuneSink), and its penalty factor for a trial
+# that has not reached the target: twice its seconds so far.
+TTA_METRIC, TTA_PENALTY = "tta_objective", 2.0
+
+
 class Sink(Protocol):
     """Where a run's results go."""
 
@@ -249,17 +254,28 @@ class MemorySink:
 
 class TuneSink(MemorySink):
     """A Tune trial's sink: ``report`` gets every metrics row, with ``<phase>_s`` for the
-    recipe's ``tune_phases`` done so far and the run's scalar notes (subset size, ...)."""
+    recipe's ``tune_phases`` done so far, the run's scalar notes (subset size, ...) and, when
+    the config sets ``target_acc``, ``TTA_METRIC``: the seconds from the run's start to the
+    first epoch at the target (evaluation excluded), or while the target is not reached
+    ``TTA_PENALTY`` times the seconds so far, so a trial that never reaches it ranks behind
+    every one that does (an ASHA rung compares trials at the same epoch)."""
 
     def __init__(self, recipe: Recipe, cfg, report: Callable[[dict], None]):
         super().__init__(recipe, cfg)
-        self.report, self.tune_phases = report, recipe.tune_phases
+        self.report, self.tune_phases, self.target = report, recipe.tune_phases, cfg.target_acc
 
     def log_metrics(self, row: dict) -> None:
+        from raypkg.tracking.tta import time_to_accuracy
+
+        super().log_metrics(row)
         scalars = {k: v for k, v in self.notes.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         cost = self.timings.cost()
         seconds = {f"{name}_s": cost.get(name, 0.0) for name in self.tune_phases}
-        self.report({**scalars, **seconds, **row})
+        objective = {}
+        if self.target is not None and "epoch_end_time" in row:
+            tta = time_to_accuracy(self.rows, self.started_at, self.target)["tta_s"]
+            objective[TTA_METRIC] = tta if tta is not None else TTA_PENALTY * (row["epoch_end_time"] - self.started_at)
+        self.report({**scalars, **seconds, **row, **objective})
 
 
 RECIPES: dict[str, Recipe] = {}

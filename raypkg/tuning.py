@@ -30,7 +30,7 @@ import yaml
 from raypkg.config import UniqueKeyLoader, check_settings_known
 from raypkg.engine.config import config_fields, listed, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
-from raypkg.recipe import find_recipe, load_recipes
+from raypkg.recipe import TTA_METRIC, find_recipe, load_recipes
 
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -81,8 +81,11 @@ def read_space(path: str | Path) -> dict:
             raise UsageError(f"space entry {key!r} in {str(path)!r} must be one of "
                              f"{{{' | '.join(DISTRIBUTIONS)}: [...]}}, got {dist!r}")
         check_distribution(key, dist)
-    choose("metric", spec.setdefault("metric", "test_acc"), recipe.metrics)
+    choose("metric", spec.setdefault("metric", "test_acc"), recipe.metrics + (TTA_METRIC,))
     choose("mode", spec.setdefault("mode", "max"), ("max", "min"))
+    if spec["metric"] == TTA_METRIC and ((spec.get("base") or {}).get("target_acc") is None or spec["mode"] != "min"):
+        raise UsageError(f"metric: {TTA_METRIC} in {str(path)!r} needs base: target_acc (the target every trial "
+                         f"races to) and mode: min")
     choose("scheduler", spec.setdefault("scheduler", "fifo"), ("fifo", "asha"))
     choose("search", spec.setdefault("search", "random"), ("random", "grid"))
     if not spec.get("space"):

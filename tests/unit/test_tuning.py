@@ -25,7 +25,41 @@ def test_shipped_train_space_parses():
     assert spec["method"] == "train" and spec["metric"] == "test_acc" and "lr" in spec["space"]
 
 
+def test_the_fastest_stack_space_races_every_stack_to_the_resnet20_target():
+    from raypkg.bench.frontier import PRESETS
+    from raypkg.tuning import check_trial_config
+
+    spec = read_space("tune_spaces/fastest-stack.yaml")
+    check_trial_config(spec)  # every stack, budget and schedule makes a valid config
+    preset = PRESETS["digits-aug:resnet20"]
+    assert (spec["metric"], spec["mode"], spec["scheduler"]) == ("tta_objective", "min", "asha")
+    assert {k: spec["base"][k] for k in ("model", "train_size", "batch_size", "target_acc")} == {
+        k: preset[k] for k in ("model", "train_size", "batch_size", "target_acc")}
+    assert [] in spec["space"]["stack"]["choice"]  # plain training competes too
+
+
+def test_the_time_to_accuracy_objective_is_the_first_epoch_at_the_target_else_a_penalty():
+    from raypkg.recipe import TTA_PENALTY, TuneSink, find_recipe
+
+    recipe = find_recipe("train")
+    reported = []
+    sink = TuneSink(recipe, recipe.config_cls(target_acc=0.9), reported.append)
+    start = sink.started_at
+    for epoch, (acc, end, eval_s) in enumerate([(0.5, 10.0, 1.0), (0.92, 21.0, 1.0), (0.85, 32.0, 1.0)], 1):
+        sink.log_metrics({"epoch": epoch, "test_acc": acc, "epoch_end_time": start + end, "eval_s": eval_s})
+    # not reached: twice the seconds so far; then the first epoch at 0.9, less the evaluation before it
+    assert [r["tta_objective"] for r in reported] == pytest.approx([TTA_PENALTY * 10.0, 20.0, 20.0])
+    plain = []
+    TuneSink(recipe, recipe.config_cls(), plain.append).log_metrics({"epoch": 1, "test_acc": 0.5,
+                                                                     "epoch_end_time": start + 1.0})
+    assert "tta_objective" not in plain[0]  # no target, no objective
+
+
 @pytest.mark.parametrize("spec, message", [
+    ({"method": "train", "metric": "tta_objective", "mode": "min", "space": {"lr": {"choice": [0.1]}}},
+     "tta_objective .* needs base: target_acc"),
+    ({"method": "train", "metric": "tta_objective", "mode": "max", "base": {"target_acc": 0.9},
+      "space": {"lr": {"choice": [0.1]}}}, "and mode: min"),
     ({"method": "train", "spaces": {}}, "unknown key.*spaces"),
     ({"method": "nope"}, "unknown tunable method 'nope'"),
     ({"method": "train", "space": {"learning_rate": {"choice": [1]}}}, "unknown config key.*learning_rate"),
