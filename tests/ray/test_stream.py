@@ -107,7 +107,7 @@ def test_streaming_trains_on_the_same_batches_as_memory(tree, ray_session):
     memory, streamed = load(tree, "memory"), load(tree, "stream")
     plain, seen = fit(memory)
     result, got = fit(streamed)
-    assert len(got.steps) == len(seen.steps) == 2 * 5  # 36 examples in batches of 8, 2 epochs
+    assert len(got.steps) == len(seen.steps) == 2 * 4  # 36 examples in batches of 8, the ragged 4 dropped, 2 epochs
     for (pos_a, y_a, x_a, loss_a), (pos_b, y_b, x_b, loss_b) in zip(seen.steps, got.steps):
         assert torch.equal(pos_a, pos_b) and torch.equal(y_a, y_b)
         assert torch.equal(x_a, x_b) and loss_a == loss_b  # augmented inputs and losses, bit for bit
@@ -123,10 +123,11 @@ def test_two_ray_train_workers_see_every_example_once_per_epoch(tree, ray_sessio
     from raypkg.engine.ray_train import FAULT_ENV
 
     memory, streamed = load(tree, "memory"), load(tree, "stream")  # 36 examples: 18 per rank, no padding
-    plain, _ = fit(memory, workers=2, tmp_path=tmp_path / "memory", epochs=4)
+    # every example: each rank's ragged last batch (18 = 2 x 8 + 2) trains (--keep-last)
+    plain, _ = fit(memory, workers=2, tmp_path=tmp_path / "memory", epochs=4, drop_last=False)
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
-    result, record = fit(streamed, workers=2, tmp_path=tmp_path / "stream", epochs=4)
+    result, record = fit(streamed, workers=2, tmp_path=tmp_path / "stream", epochs=4, drop_last=False)
     assert marker.exists() and result.restarts == 1
     assert len(record.counts) == 4
     for counts in record.counts:
