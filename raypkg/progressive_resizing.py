@@ -164,9 +164,12 @@ class ResizeBatch(Callback):
 
 
 def resized_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """Every epoch over the whole training set; each example's forward and backward at the
-    FLOPs of the size it trained at: the run's measured mean FLOP fraction."""
-    seen = cfg.epochs * n
+    """Every epoch over the whole training set (less a dropped ragged batch); each example's
+    forward and backward at the FLOPs of the size it trained at: the run's measured mean
+    FLOP fraction."""
+    from raypkg.engine.plans import trained_examples
+
+    seen = cfg.epochs * trained_examples(n, cfg.batch_size, cfg.drop_last)
     return seen, seen * per_example() * summary["flops_fraction"]
 
 

@@ -280,7 +280,7 @@ class ProxyBatchSelection(Algorithm):
     metrics = ("proxy_loss",)
     bench_cases = (BenchCase("proxy-selection", "proxy-selection", ("proxy-selection",), None,
                              config=lambda method, value, s, common, n: ProxySelectionConfig(**common),
-                             examples=proxy_examples, default=False, marker="<"),)
+                             examples=proxy_examples, default=False, marker="P"),)
 
     def __init__(self, cfg, run):
         self.cfg = cfg

@@ -4,6 +4,7 @@ really trained at and their FLOPs, the refusals, and the method stacked onto Inf
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -160,6 +161,9 @@ def test_the_frontier_charges_the_measured_fraction_and_a_stack_the_schedules():
     cfg = case.config("progressive-resizing", None, {}, dict(TINY), DIGITS_TRAIN)
     seen, flops = case.examples(cfg, {"flops_fraction": 0.6}, DIGITS_TRAIN, lambda density=1.0, init="ERK": 3.0)
     assert seen == 2 * DIGITS_TRAIN and flops == pytest.approx(0.6 * 3.0 * seen) and not case.default
+    dropped, _ = case.examples(dataclasses.replace(cfg, drop_last=True), {"flops_fraction": 0.6}, DIGITS_TRAIN,
+                               lambda density=1.0, init="ERK": 3.0)
+    assert dropped == 2 * (DIGITS_TRAIN // 64 * 64)  # the ragged last batches not trained, not charged
     masked = ProgressiveResizing.stacked_flops(cfg, lambda density=1.0, init="ERK": 10.0 * density)
     assert masked(0.5) == pytest.approx(5.0 * mean_pixel_fraction(0.5, 0.5, 0.2))
 
