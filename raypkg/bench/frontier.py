@@ -92,14 +92,15 @@ from raypkg.tracking.tta import charged_time_to_accuracy, time_to_accuracy
 # --precision auto's choice.
 METHODS = load_cases()
 REFERENCE = "full-fp32"
-BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
-CURVE_SCHEDULES = ("cosine", "linear")  # 0.1 and 0.3: the budgets of the default fractions
+BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]  # 0.1 and 0.3: the budgets of the default fractions
+SCHEDULES = ("cosine", "linear")  # every method's (--schedule) and the curve's (--curve-schedules)
 PHASES = ("pretrain", "merge", "selection", "check", "train", "eval")
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
        "epochs": 10, "batch_size": 64, "lr": [0.1], "momentum": 0.9, "weight_decay": 5e-4, "seeds": 3,
        "fractions": [0.1, 0.3], "densities": [0.05], "pretrain_epochs": 5, "repeats": 3, "shards": 10,
-       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "curve_schedules": ["cosine", "linear"],
+       "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "schedule": "cosine",
+       "curve_schedules": ["cosine", "linear"],
        "target_acc": 0.92}
 PRESETS = {
     "digits-aug:mlp": MLP,
@@ -127,11 +128,11 @@ TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's f
 
 
 def is_reference(frame):
-    """The rows of full training at fp32, the whole budget and every method's schedule (rows
-    without a budget: 1; without a schedule: cosine)."""
+    """The rows of full training at fp32, the whole budget and every method's schedule (its
+    setting ``b=1``, or ``-`` in rows without a budget)."""
     budget = frame["budget"] if "budget" in frame else pd.Series(1.0, index=frame.index)
-    schedule = frame["schedule"] if "schedule" in frame else pd.Series("cosine", index=frame.index)
-    return (frame["method"] == REFERENCE) & budget.fillna(1.0).eq(1.0) & schedule.fillna("cosine").eq("cosine")
+    setting = frame["setting"] if "setting" in frame else pd.Series("b=1", index=frame.index)
+    return (frame["method"] == REFERENCE) & budget.fillna(1.0).eq(1.0) & setting.isin(["b=1", "-"])
 
 
 def add_deltas(frame):
@@ -229,7 +230,7 @@ def method_names(text: str) -> list[str]:
 def preset_settings(setup: str, flags: dict) -> dict:
     """The preset's settings with the flags given (not None) on top, checked: counts
     positive, fractions and densities in (0, 1] and each once, one --lr (every method
-    trains on one cosine schedule). A fixed-size --dataset drops the preset's sizes."""
+    trains on one schedule). A fixed-size --dataset drops the preset's sizes."""
     s = {**PRESETS[setup], "data_dir": None}
     if flags.get("dataset") and not dataset_entry(flags["dataset"]).sized:
         s.update(train_size=None, test_size=None)
@@ -237,11 +238,12 @@ def preset_settings(setup: str, flags: dict) -> dict:
         s["target_acc"] = None  # the preset's target is for its own data and model
     s.update({k: v for k, v in flags.items() if v is not None})
     if len(s["lr"]) != 1:
-        raise UsageError(f"--lr takes one value here (every method trains on one cosine schedule), got "
+        raise UsageError(f"--lr takes one value here (every method trains on one schedule), got "
                          f"{','.join(map(str, s['lr']))}")
     check_bench_numbers(**{k: s[k] for k in COUNTS if k not in ("train_size", "test_size")})
+    choose("schedule", s["schedule"], SCHEDULES)
     for schedule in s["curve_schedules"]:
-        choose("curve schedule", schedule, CURVE_SCHEDULES)
+        choose("curve schedule", schedule, SCHEDULES)
     once_each(s["curve_schedules"], "--curve-schedules")
     for key in ("fractions", "densities", "budgets"):
         if not s[key] or not all(0 < v <= 1 for v in s[key]):
@@ -257,17 +259,18 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
     points. ``n``, the training set's size once loaded, sizes what depends on it."""
     common = dict(dataset=s["dataset"], model=s["model"], data_dir=s["data_dir"], train_size=s["train_size"],
                   test_size=s["test_size"], label_noise=s["label_noise"], seed=seed, epochs=s["epochs"],
-                  batch_size=s["batch_size"], lr=list(s["lr"]), schedule="cosine", momentum=s["momentum"],
+                  batch_size=s["batch_size"], lr=list(s["lr"]), schedule=s["schedule"], momentum=s["momentum"],
                   weight_decay=s["weight_decay"], nesterov=False, workers=s["workers"], progress=False,
                   wandb="disabled")
 
-    def point(method: str, values: dict[str, float], epochs: int | None = None, schedule: str = "cosine") -> Point:
+    def point(method: str, values: dict[str, float], epochs: int | None = None, schedule: str | None = None) -> Point:
         """``epochs``: a point of the budget curve (full training compressed to them), on
-        ``schedule`` (every other point: cosine)."""
+        ``schedule`` (every other point: every method's, ``s["schedule"]``)."""
+        schedule = schedule or s["schedule"]
         members = [METHODS[name] for name in method.split("+")]
         budget = (epochs or s["epochs"]) / s["epochs"] if members[0].family == "full" else math.nan
         setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or (
-            f"b={budget:.3g}" + ("" if schedule == "cosine" else f",{schedule}") if budget == budget else "-")
+            f"b={budget:.3g}" + ("" if schedule == s["schedule"] else f",{schedule}") if budget == budget else "-")
         labels = {"family": "+".join(case.family for case in members), "method": method, "setting": setting,
                   "seed": seed, "fraction": values.get("fractions", math.nan),
                   "density": values.get("densities", math.nan), "budget": budget, "schedule": schedule}
@@ -286,7 +289,7 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
         first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in m.split("+"))), None)]
         points += [point(m, values) for m in first for values in grids(m)]
     curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last;
-    budgets = {schedule: budget_epochs(s["epochs"], s["budgets"]) + ([] if schedule == "cosine" else [s["epochs"]])
+    budgets = {schedule: budget_epochs(s["epochs"], s["budgets"]) + ([] if schedule == s["schedule"] else [s["epochs"]])
                for schedule in s["curve_schedules"]}  # another schedule's whole budget is a point of the curve too
     return points + [point(m, {}, epochs, schedule) for schedule, counts in budgets.items() for epochs in counts
                      for m in curves]
@@ -412,10 +415,13 @@ def count_options(func):
                   "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
                   "runs. Default: 0.1,0.2,0.3,0.5,0.7,1.")
 @list_option("--curve-schedules", type=NAMES,
-             help="The budget curve's LR schedules, each decayed to 0 at its budget: cosine (every method's) and "
-                  "linear (Budgeted Training's); with both, the curve is the better of the two at every budget "
-                  "(linear runs every budget, 1 included). Default: cosine,linear.")
-@list_option("--lr", type=FLOATS, help="Learning rate of every method (cosine schedule).")
+             help="The budget curve's LR schedules, each decayed to 0 at its budget: cosine and linear (Budgeted "
+                  "Training's); with both, the curve is the better of the two at every budget (a schedule other "
+                  "than --schedule runs every budget, 1 included). Default: cosine,linear.")
+@click.option("--schedule", type=click.Choice(SCHEDULES),
+              help="LR schedule of every method and of full training at the whole budget (the reference), decayed "
+                   "to 0 at the end. Default: cosine.")
+@list_option("--lr", type=FLOATS, help="Learning rate of every method (--schedule).")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
               help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "

@@ -122,7 +122,7 @@ BAD = [
     B + ["frontier", "--methods", "nope"], B + ["frontier", "--methods", "uniform,gradmatch"],
     B + ["frontier", "--fractions", "0"], B + ["frontier", "--fractions", "0.1,1.5"],
     B + ["frontier", "--fractions", "0.1,x"],
-    B + ["frontier", "--curve-schedules", "step"], B + ["frontier", "--curve-schedules", "linear", "--curve-schedules", "linear"],
+    B + ["frontier", "--curve-schedules", "step"], B + ["frontier", "--schedule", "step"], B + ["frontier", "--curve-schedules", "linear", "--curve-schedules", "linear"],
     B + ["frontier", "--label-noise", "1"], B + ["frontier", "--seeds", "0"], B + ["frontier", "--setup", "nope"],
     B + ["frontier", "--dataset", "nope"], B + ["frontier", "--epochs", "0"], B + ["frontier", "--save", "{ro}/f"],
     B + ["frontier", "--address", "127.0.0.1:1"], B + ["frontier", "--dataset", "digits", "--train-size", "100"],

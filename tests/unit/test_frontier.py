@@ -85,6 +85,13 @@ def test_a_linear_curve_runs_every_budget_and_the_curve_is_the_better_of_the_two
     assert {p.cfg.schedule for p in points if p.labels["method"] == "rs2"} == {"cosine"}
     frame = pd.DataFrame([{**p.labels, "e2e_s": 1.0, "test_acc": 0.5} for p in points])
     assert frame.loc[is_reference(frame), "setting"].tolist() == ["b=1"]  # the reference: cosine, whole budget
+    # --schedule linear: every method and the reference on linear, the cosine curve beside it
+    linear = build_points({**settings, "schedule": "linear"}, ["full-fp32", "full", "rs2"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"], p.cfg.schedule) for p in linear] == [
+        ("full-fp32", "b=1", "linear"), ("full", "b=1", "linear"), ("rs2", "f=0.1", "linear"),
+        ("rs2", "f=0.3", "linear"), ("full-fp32", "b=0.3,cosine", "cosine"), ("full", "b=0.3,cosine", "cosine"),
+        ("full-fp32", "b=1,cosine", "cosine"), ("full", "b=1,cosine", "cosine"), ("full-fp32", "b=0.3", "linear"),
+        ("full", "b=0.3", "linear")]
     # the curve takes the better schedule at each budget: linear's 3 epochs (0.85 at 3 s) beat cosine's (0.8)
     rows = [{"method": "full", "seed": 0, "budget": b, "schedule": sch, "e2e_s": e2e, "test_acc": acc}
             for b, sch, e2e, acc in ((1.0, "cosine", 10.0, 0.9), (0.3, "cosine", 3.0, 0.8),
