@@ -262,7 +262,8 @@ class TuneSink(MemorySink):
 
     def __init__(self, recipe: Recipe, cfg, report: Callable[[dict], None]):
         super().__init__(recipe, cfg)
-        self.report, self.tune_phases, self.target = report, recipe.tune_phases, cfg.target_acc
+        self.report, self.tune_phases = report, recipe.tune_phases
+        self.target = getattr(cfg, "target_acc", None)  # DeltaGrad's configs have none
 
     def log_metrics(self, row: dict) -> None:
         from raypkg.tracking.tta import time_to_accuracy

@@ -53,6 +53,9 @@ def test_the_time_to_accuracy_objective_is_the_first_epoch_at_the_target_else_a_
     TuneSink(recipe, recipe.config_cls(), plain.append).log_metrics({"epoch": 1, "test_acc": 0.5,
                                                                      "epoch_end_time": start + 1.0})
     assert "tta_objective" not in plain[0]  # no target, no objective
+    unlearning = find_recipe("deltagrad")  # its configs have no target_acc at all: its trials still report
+    TuneSink(unlearning, unlearning.config_cls(), plain.append).log_metrics({"epoch": 1, "test_acc": 0.5})
+    assert plain[-1] == {"epoch": 1, "test_acc": 0.5}
 
 
 @pytest.mark.parametrize("spec, message", [
