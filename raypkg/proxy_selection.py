@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -36,6 +35,7 @@ from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError
 from raypkg.recipe import BenchCase
+from raypkg.selective_backprop import kept_count  # round(keep x B), half up, at least 1
 
 AUTO = "auto"
 PROXY_SEED = 65_537  # the proxy's init seed is seed x this + 1, its step s's seed x this + 2 + s
@@ -96,11 +96,6 @@ def proxy_name(setting: str, main_model: str, convolutional: bool) -> str:
     if setting != AUTO:
         return setting
     return "mlp" if convolutional and main_model != "lenet5" else "logreg"
-
-
-def kept_count(keep: float, batch: int) -> int:
-    """k = round(keep x B), half up, at least 1."""
-    return max(1, min(batch, math.floor(keep * batch + 0.5)))
 
 
 def hardest(losses, k: int):
@@ -222,7 +217,7 @@ class ProxySelection(Callback):
         self.loss_sum += losses.double().sum()
         self.epoch_examples += size
         progress = ctx.epoch + ctx.step_in_epoch / max(ctx.steps_in_epoch, 1)
-        k = kept_count(self.keep, size)
+        k = kept_count(size, self.keep)
         if k == size or progress < self.start * ctx.cfg.epochs:
             return  # the whole batch: the main model trains as without a proxy
         kept = hardest(losses, k)

@@ -55,8 +55,8 @@ def context(model_name="mlp", **settings):
 
 
 def test_k_is_keep_times_the_batch_rounded_half_up_and_ties_go_to_the_earlier_position():
-    assert [kept_count(0.5, b) for b in (64, 3, 1)] == [32, 2, 1] and kept_count(0.3, 10) == 3
-    assert kept_count(1.0, 7) == 7 and kept_count(0.01, 7) == 1
+    assert [kept_count(b, 0.5) for b in (64, 3, 1)] == [32, 2, 1] and kept_count(10, 0.3) == 3
+    assert kept_count(7, 1.0) == 7 and kept_count(7, 0.01) == 1
     losses = torch.tensor([1.0, 3.0, 2.0, 3.0, 3.0, 0.5])
     assert hardest(losses, 2).tolist() == [1, 3] and hardest(losses, 4).tolist() == [1, 2, 3, 4]
 
