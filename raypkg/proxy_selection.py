@@ -162,7 +162,7 @@ class ProxySelection(Callback):
         self.pending: dict | None = None  # a checkpoint's proxy, loaded before the proxy exists
 
     def on_fit_start(self, ctx) -> None:
-        from raypkg.engine.execution import is_convolutional, prepare
+        from raypkg.engine.execution import is_convolutional, to_memory_format
         from raypkg.engine.optim import make_optimizer
         from raypkg.models.defaults import default_lr
         from raypkg.models.flops import forward_flops, layer_flops
@@ -170,9 +170,8 @@ class ProxySelection(Callback):
         cfg, self.input_shape = ctx.cfg, tuple(ctx.train.input_shape)
         self.name = proxy_name(self.setting, cfg.model, is_convolutional(ctx.model))
         proxy = build_seeded(self.name, self.input_shape, ctx.train.num_classes, cfg.seed * PROXY_SEED + 1)
-        channels_last = getattr(ctx.model, "memory_format", "contiguous") == "channels_last" and is_convolutional(proxy)
-        self.proxy = prepare(proxy.to(ctx.device), getattr(ctx.model, "precision", "fp32"),
-                             "channels_last" if channels_last else "contiguous")
+        channels_last = cfg.memory_format == "channels_last" and is_convolutional(proxy)
+        self.proxy = to_memory_format(proxy.to(ctx.device), "channels_last" if channels_last else "contiguous")
         self.proxy.train()
         self.optimizer = make_optimizer(self.proxy, cfg)
         self.lr_scale = default_lr(self.name) / default_lr(cfg.model)
@@ -201,7 +200,7 @@ class ProxySelection(Callback):
         if x.dim() == 4 and tuple(x.shape[1:]) != self.input_shape:  # down-scaled before it (progressive resizing)
             x = F.interpolate(x, size=self.input_shape[1:], mode="bilinear", align_corners=False)
         with own_rng(ctx.cfg.seed * PROXY_SEED + 2 + ctx.global_step, ctx.device):
-            with autocast(self.proxy):
+            with autocast(ctx.cfg.precision, ctx.device):
                 logits = self.proxy(x)
             losses = F.cross_entropy(logits.float(), batch.y, reduction="none")
             # its step follows the plan's example weights (InfoBatch's); the ranking does not

@@ -167,7 +167,7 @@ class Recipe:
                                                                                   cfg.target_acc))
             out.save_state("model.pt", model.state_dict())
             with out.phase("eval"):
-                final = evaluate(model, data.test.to(device), device)
+                final = evaluate(model, data.test.to(device), device, precision=run.trained.precision)
             restarts = run.summary.get("restarts", 0) + run.trained.restarts  # earlier Ray Train stages' too
             return out.finish(test_acc=final["acc"], test_loss=final["loss"],
                               **{**run.summary, "device": str(device), "restarts": restarts})

@@ -101,8 +101,8 @@ def select_by_loss(losses, keep: float, generator):
     return torch.sort(chosen).values
 
 
-def scoring_losses(model, x, y):
-    """Per-example cross-entropy of ``model`` on (x, y): no gradients, the run's autocast, train
+def scoring_losses(model, x, y, precision: str = "fp32"):
+    """Per-example cross-entropy of ``model`` on (x, y): no gradients, at ``precision``, train
     mode (batch norm normalises by the batch's statistics, as the training pass will). The pass
     leaves no trace: the buffers (batch norm's running statistics, its step counter) are put
     back, and the RNG (dropout) is forked, so the steps after it are those it would be without it."""
@@ -114,7 +114,7 @@ def scoring_losses(model, x, y):
     saved = [buffer.detach().clone() for buffer in model.buffers()]
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        with autocast(model):
+        with autocast(precision, x.device):
             logits = model(x)
         losses = F.cross_entropy(logits.float(), y, reduction="none")
         for buffer, value in zip(model.buffers(), saved):
@@ -151,7 +151,7 @@ class BiggestLosers(Callback):
         self.epoch["steps"] += 1
         if not self.selects(ctx) or kept_count(size, self.keep) >= size:
             return  # the whole batch trains, unscored
-        losses = scoring_losses(ctx.model, batch.x, batch.y)  # the unwrapped model: no DDP sync for it
+        losses = scoring_losses(ctx.model, batch.x, batch.y, ctx.cfg.precision)  # the unwrapped model: no DDP sync for it
         seed = np.random.SeedSequence([ctx.cfg.seed, ctx.global_step, ctx.rank]).generate_state(1)[0]
         kept = select_by_loss(losses, self.keep, torch.Generator().manual_seed(int(seed)))
         self.epoch["scored"] += size

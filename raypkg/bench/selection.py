@@ -88,8 +88,9 @@ def shard_matmul_burn(shard, total_products: int, num_actors: int) -> torch.Tens
     return torch.zeros(len(shard))
 
 
-def scaling_table(train, model, methods, fraction, actors, seed, repeats):
-    """Part 1's rows (calibration first, then a row per method) and each pool's start-up seconds."""
+def scaling_table(train, model, methods, fraction, actors, seed, repeats, precision):
+    """Part 1's rows (calibration first, then a row per method) and each pool's start-up
+    seconds; the model's passes at ``precision``."""
     import ray
 
     models = {m: ([model] * repeats if get_selector(m).uses_repeats else model) for m in methods}
@@ -97,8 +98,10 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats):
     picks: dict[str, dict] = {m: {} for m in methods}
     for m in methods:
         if get_selector(m).warmup_callback is None:  # warm-up (a warm-up record covers the whole set only)
-            select(m, models[m], train.subset(torch.arange(min(len(train), 500))), fraction=fraction, seed=seed)
-        res, times[m]["in-process"] = timed(select, m, models[m], train, fraction=fraction, seed=seed)
+            select(m, models[m], train.subset(torch.arange(min(len(train), 500))), fraction=fraction, seed=seed,
+                   precision=precision)
+        res, times[m]["in-process"] = timed(select, m, models[m], train, fraction=fraction, seed=seed,
+                                            precision=precision)
         picks[m]["in-process"] = res.indices.tolist()
     connect_ray()
     total, startup = ray.cluster_resources().get("CPU", 1.0), {}
@@ -108,7 +111,8 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats):
         with pool:
             _, times["calibration"][k] = timed(pool.map, shard_matmul_burn, 400, k)
             for m in methods:
-                res, times[m][k] = timed(select, m, models[m], train, fraction=fraction, seed=seed, pool=pool)
+                res, times[m][k] = timed(select, m, models[m], train, fraction=fraction, seed=seed, pool=pool,
+                                          precision=precision)
                 picks[m][k] = res.indices.tolist()
     _, times["calibration"]["in-process"] = timed(shard_matmul_burn, train, 400, 1)
     rows = [{"method": m, "in-process_s": t["in-process"], "1 actor_s": t[1], f"{actors} actors_s": t[actors],
@@ -118,10 +122,10 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats):
     return rows, startup
 
 
-def facility_location_table(train, model, seed, blocks, block_size, block_budget):
+def facility_location_table(train, model, seed, blocks, block_size, block_budget, precision):
     """Part 2's rows: each implementation's seconds, objective and speed-up against apricot's
     greedy with its kernels compiled once, on one class's matrix, then on many small blocks."""
-    z, h = logits_and_features(model, train.x)
+    z, h = logits_and_features(model, train.x, precision=precision)
     g = logit_gradients(z, train.y)
     members = torch.nonzero(train.y == int(torch.bincount(train.y).argmax())).squeeze(1)
     sim64 = similarity_from_distances(EmbeddingKind("full").embed(g[members].double(), h[members].double()).distances())
@@ -208,7 +212,7 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
     net = pretrain_full(warm_up, data, torch.device("cpu"), augment=None, cache=None).models[0]
     runner.header(f"on {dataset}", data, model=model, fraction=fraction)
     if not skip_scaling:
-        rows, startup = scaling_table(data.train, net, names, fraction, actors, seed, repeats)
+        rows, startup = scaling_table(data.train, net, names, fraction, actors, seed, repeats, warm_up.precision)
         seconds = ["in-process_s", "1 actor_s", f"{actors} actors_s"]
         runner.finish(pd.DataFrame(rows), ["method", *seconds, "scaling", "vs in-process", "same picks"],
                       suffix="-scaling", title="selection time: in-process vs actors",
@@ -217,7 +221,8 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
                    + ", ".join(f"{k} actor(s) {s:.1f}s" for k, s in startup.items()))
     if not skip_fl:
         click.echo("\n# facility location: ours vs apricot-select on the same similarity matrix")
-        fl = pd.DataFrame(facility_location_table(data.train, net, seed, blocks, block_size, block_budget))
+        fl = pd.DataFrame(facility_location_table(data.train, net, seed, blocks, block_size, block_budget,
+                                                           warm_up.precision))
         fl["label"] = fl["case"].astype(str) + ": " + fl["implementation"].astype(str)
         runner.finish(fl, ["case", "implementation", "seconds", "objective / apricot", "speed-up vs apricot"],
                       {"objective / apricot": ".7f"}, suffix="-facility-location",

@@ -60,7 +60,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
                 max_batch: int = CHECK_FORWARD_MAX) -> torch.Tensor:
     """Per-example cross-entropy in eval mode: one forward over all of ``x`` when it holds
     at most ``max_batch`` examples (else forwards of ``max_batch``). In eval mode no example
@@ -69,7 +69,7 @@ def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     was_training = model.training
     model.eval()
     try:
-        with autocast(model):
+        with autocast(precision, x.device):
             return torch.cat([F.cross_entropy(model(x[i:i + max_batch]).float(), y[i:i + max_batch],
                                               reduction="none") for i in range(0, len(x), max_batch)])
     finally:
@@ -162,7 +162,8 @@ class CrestCallback(Callback):
         else:
             mine = self.random_subsets(ctx, self.regions)
             coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
-                                       ctx.train.num_classes, actor_pool=self.actor_pool)
+                                       ctx.train.num_classes, actor_pool=self.actor_pool,
+                                       precision=ctx.cfg.precision)
         positions = [s[c.picks].to(ctx.train.x.device) for s, c in zip(mine, coresets)]  # index the data there
         weights = self.normalised_weights(ctx, [c.weights for c in coresets])
         self.random_positions = torch.cat(mine)
@@ -178,7 +179,7 @@ class CrestCallback(Callback):
         self.region_steps = 0
         if self.actor_pool is not None and cfg.overlap:  # the next region's coresets, while this one trains
             self.pending = submit_coresets(ctx.model, ctx.train.x, ctx.train.y, self.random_subsets(ctx, self.regions),
-                                           cfg.batch_size, ctx.train.num_classes, self.actor_pool)
+                                           cfg.batch_size, ctx.train.num_classes, self.actor_pool, ctx.cfg.precision)
         _sync(device)
         self.selection_s += time.perf_counter() - t0
 
@@ -218,7 +219,7 @@ class CrestCallback(Callback):
                 x, y = ctx.train.x[at], ctx.train.y[at]
                 w = None if w is None else w.to(ctx.device)
                 def loss_at_params(x=x, y=y, w=w):
-                    with autocast(model):
+                    with autocast(ctx.cfg.precision, ctx.device):
                         logits = model(x)
                     return weighted_cross_entropy(logits, y, w)
                 loss, g, h = gradient_and_hessian_diagonal(loss_at_params, params, cfg.hessian_probes, gen)
@@ -241,7 +242,7 @@ class CrestCallback(Callback):
         """Mean cross-entropy over the region's random subsets (all ranks'), from one
         eval-mode forward over their union."""
         at = self.random_positions.to(ctx.train.x.device)
-        losses = eval_losses(ctx.model, ctx.train.x[at], ctx.train.y[at])
+        losses = eval_losses(ctx.model, ctx.train.x[at], ctx.train.y[at], ctx.cfg.precision)
         total = torch.stack([losses.double().sum(), torch.tensor(float(len(at)), dtype=torch.float64,
                                                                  device=losses.device)])
         ctx.all_reduce(total)

@@ -88,12 +88,13 @@ class Coreset:
 
 @torch.no_grad()
 def minibatch_coreset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                      num_classes: int) -> Coreset:
-    """Facility location on one random subset's gradient proxies, per class (spec steps 2-3)."""
+                      num_classes: int, precision: str = "fp32") -> Coreset:
+    """Facility location on one random subset's gradient proxies, per class (spec steps 2-3);
+    the forward at ``precision``."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    with autocast(model):
+    with autocast(precision, device):
         z = model(x.to(device)).float()
     model.train(was_training)
     y = y.to(device)
@@ -111,13 +112,13 @@ def minibatch_coreset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 
 
 def select_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, subsets: list[torch.Tensor],
-                    batch_size: int, num_classes: int, actor_pool=None) -> list[Coreset]:
+                    batch_size: int, num_classes: int, actor_pool=None, precision: str = "fp32") -> list[Coreset]:
     """One coreset per random subset (positions into ``train_x``), in-process or, with an
     ``actor_pool`` (a ShardPool), one job per subset on its actors from a CPU snapshot of the weights."""
     if actor_pool is None:
         at = [s.to(train_x.device) for s in subsets]
-        return [minibatch_coreset(model, train_x[p], train_y[p], batch_size, num_classes) for p in at]
-    return submit_coresets(model, train_x, train_y, subsets, batch_size, num_classes, actor_pool).result()
+        return [minibatch_coreset(model, train_x[p], train_y[p], batch_size, num_classes, precision) for p in at]
+    return submit_coresets(model, train_x, train_y, subsets, batch_size, num_classes, actor_pool, precision).result()
 
 
 class PendingCoresets:
@@ -138,7 +139,7 @@ class PendingCoresets:
 
 
 def submit_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, subsets: list[torch.Tensor],
-                    batch_size: int, num_classes: int, actor_pool) -> PendingCoresets:
+                    batch_size: int, num_classes: int, actor_pool, precision: str = "fp32") -> PendingCoresets:
     """Start one ``minibatch_coreset`` job per subset on ``actor_pool``'s actors, from a CPU
     snapshot of the weights taken now, and return at once (the jobs run while the caller
     trains on); the jobs go to the actors as ``run_on_actors`` spreads them."""
@@ -147,7 +148,7 @@ def submit_coresets(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     from raypkg.distributed.jobs import assign_jobs, run_jobs
 
     snapshot = snapshot_model(model)
-    jobs = [(snapshot, train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes) for s in subsets]
+    jobs = [(snapshot, train_x[s].cpu(), train_y[s].cpu(), batch_size, num_classes, precision) for s in subsets]
     fn_ref = ray.put(minibatch_coreset)
     plan = assign_jobs([1.0] * len(jobs), len(actor_pool.actors))
     refs = [(ids, actor.run.remote(run_jobs, fn_ref, [jobs[i] for i in ids]))

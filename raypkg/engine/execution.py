@@ -38,11 +38,12 @@ not ``auto``), so ``--config`` repeats the run exactly. The engine takes the dec
 config: ``fit`` refuses ``auto``, and Ray Train workers and shard actors get the config
 and model as decided.
 
-A model prepared for an execution (``prepare``) carries it: its 4-D weights in the chosen
-layout and ``model.precision``, which every pass that trains or scores reads through
-``autocast(model)``: the engine loop and evaluation, selection's forward and embedding
-passes (also on shard actors, which receive the model), CREST's checks, AGC's snapshots
-and InfoBatch's scores.
+The execution travels as arguments, never on the model. ``to_memory_format`` lays the
+4-D weights out once (``fit``, the Ray Train worker). Every pass that trains or scores takes
+the precision explicitly and runs under ``autocast(precision, device)``: the engine loop
+and ``evaluate`` (``cfg.precision``), selection's forward and embedding passes
+(``select(..., precision=)``, also on shard actors), CREST's checks, AGC's snapshots,
+selective backprop's scoring and the proxy's step (``ctx.cfg.precision``).
 """
 
 from __future__ import annotations
@@ -275,21 +276,19 @@ def measure(steps: dict[Pair, Callable[[], Any]], *, clock: Callable[[], float] 
     return Measurement(samples, rounds, clock() - started)
 
 
-def prepare(model: nn.Module, precision: str, memory_format: str) -> nn.Module:
-    """Put ``model`` in ``memory_format`` and have it carry ``precision`` (``autocast``); in place."""
-    if memory_format == "channels_last":
-        model.to(memory_format=torch.channels_last)
-    elif memory_format == "contiguous" and getattr(model, "memory_format", "contiguous") != "contiguous":
-        model.to(memory_format=torch.contiguous_format)
-    model.precision, model.memory_format = precision, memory_format
+def to_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
+    """Lay ``model``'s 4-D weights out in ``memory_format`` (channels_last or contiguous); in place."""
+    model.to(memory_format=torch.channels_last if memory_format == "channels_last" else torch.contiguous_format)
     return model
 
 
-def autocast(model: nn.Module) -> ContextManager:
-    """bf16 autocast on the model's device when it was prepared for bf16, else nothing."""
-    if getattr(model, "precision", "fp32") != "bf16":
+def autocast(precision: str, device: torch.device | str) -> ContextManager:
+    """bf16 autocast on ``device`` at precision ``bf16``; nothing at ``fp32``."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"a pass runs a decided precision (fp32 or bf16), got {precision!r}")
+    if precision == "fp32":
         return nullcontext()
-    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 @contextmanager
@@ -300,10 +299,11 @@ def training_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     cuda = x.device.type == "cuda"
 
     def step_of(pair: Pair) -> Callable[[], None]:
-        net = prepare(copy.deepcopy(model), *pair)
+        precision, memory_format = pair
+        net = to_memory_format(copy.deepcopy(model), memory_format)
 
         def step():
-            with autocast(net):
+            with autocast(precision, x.device):
                 loss = F.cross_entropy(net(x).float(), y)
             loss.backward()
             net.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import autocast, prepare
+from raypkg.engine.execution import autocast, to_memory_format
 from raypkg.engine.optim import make_optimizer
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
 from raypkg.errors import UsageError
@@ -92,9 +92,8 @@ def lr_at(cfg: TrainConfig, epoch: float, total_epochs: int | None = None) -> fl
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: IndexedDataset, device: torch.device | str | None = None,
-             batch_size: int = 2048) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode, in the model's
-    precision)."""
+             batch_size: int = 2048, precision: str = "fp32") -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode, at ``precision``)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -102,7 +101,7 @@ def evaluate(model: nn.Module, data: IndexedDataset, device: torch.device | str 
     for start in range(0, len(data), batch_size):
         x = data.x[start:start + batch_size].to(device, non_blocking=True)
         y = data.y[start:start + batch_size].to(device, non_blocking=True)
-        with autocast(model):
+        with autocast(precision, device):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -154,7 +153,7 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
         for cb in ctx.callbacks:
             cb.on_batch_start(ctx)
         batch = ctx.batch  # a callback may have replaced it: fewer examples (selective backprop), smaller inputs
-        with autocast(ctx.model):
+        with autocast(cfg.precision, device):
             batch.logits = model(batch.x)
         batch.loss = weighted_cross_entropy(batch.logits, batch.y, batch.weights)
         for cb in ctx.callbacks:
@@ -209,7 +208,7 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
     if "auto" in (cfg.precision, cfg.memory_format):
         raise ValueError("fit runs a decided execution: decide precision and memory_format once, before training "
                          "(raypkg.engine.execution.resolve_for_data), or set them")
-    prepare(model, cfg.precision, cfg.memory_format)
+    to_memory_format(model, cfg.memory_format)
     plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed)
     plan.drop_last = cfg.drop_last  # every plan cuts its batches through BatchPlan.batch_slices
     rank, world_size = (ranks.rank, ranks.world_size) if ranks else (0, 1)
@@ -238,7 +237,7 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
             t0 = time.perf_counter()
             for cb in ctx.callbacks:
                 cb.on_eval_start(ctx)
-            row.update({f"test_{k}": v for k, v in evaluate(model, test, device).items()})
+            row.update({f"test_{k}": v for k, v in evaluate(model, test, device, precision=cfg.precision).items()})
             for cb in ctx.callbacks:
                 cb.on_eval_end(ctx)
             row["eval_s"] = time.perf_counter() - t0

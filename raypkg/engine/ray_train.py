@@ -37,7 +37,7 @@ from raypkg.distributed.ray_internals import quiet_train_worker_logs, skip_train
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
-from raypkg.engine.execution import prepare, resolve_for_data
+from raypkg.engine.execution import resolve_for_data, to_memory_format
 from raypkg.engine.loop import Ranks, fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
@@ -166,7 +166,7 @@ def ddp_worker(config: dict) -> None:
             saved = load_state(d)
         resume, restarts = saved["training"], saved["restarts"] + 1
     seed_everything(cfg.seed)
-    model = prepare(build_model(cfg.model, data.input_shape, data.num_classes), cfg.precision, cfg.memory_format)
+    model = to_memory_format(build_model(cfg.model, data.input_shape, data.num_classes), cfg.memory_format)
     module = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world_size > 1
     callbacks = [*job["callbacks"], *([InjectFailure(config["fault"])] if config["fault"] else []),
                  ReportEachEpoch(restarts, rank_nodes())]

@@ -27,7 +27,7 @@ from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import SHARD_SEED_STRIDE, CallbackFactory, EnsembleResult, train_shard
-from raypkg.engine.execution import prepare
+from raypkg.engine.execution import to_memory_format
 from raypkg.engine.loop import fit, pick_device, seed_everything
 from raypkg.engine.plans import BatchPlan, ShuffledBatches
 from raypkg.models.registry import build_model
@@ -41,6 +41,7 @@ class TrainResult:
     history: list[dict]
     restarts: int = 0  # Ray Train worker-group restarts after failures
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"  # what the run trained at, and every later pass of ``model`` runs at
 
 
 def train(cfg: TrainConfig, data: DataSplits, *, weights: torch.Tensor | None = None,
@@ -65,20 +66,19 @@ def train(cfg: TrainConfig, data: DataSplits, *, weights: torch.Tensor | None = 
         tracking = [EpochHook(on_epoch)] if on_epoch else []
         history = fit(model, data.train.to(device), data.test.to(device), cfg, augment=augment,
                       callbacks=[*callbacks, *tracking], plan=plan, desc=desc)
-        return TrainResult(model, history, device=device)
+        return TrainResult(model, history, device=device, precision=cfg.precision)
 
     from raypkg.engine.ray_train import fit_on_ray_train
 
     outcome = fit_on_ray_train(cfg, data, storage=storage, callbacks=callbacks, plan=plan, augment=augment)
     for cb, state in zip(callbacks, outcome.callback_states):
         cb.load_state_dict(state)
-    model = prepare(build_model(cfg.model, data.input_shape, data.num_classes), outcome.precision,
-                    outcome.memory_format)
+    model = to_memory_format(build_model(cfg.model, data.input_shape, data.num_classes), outcome.memory_format)
     model.load_state_dict(outcome.model_state)
     for row in outcome.history:
         if on_epoch:
             on_epoch(row)
-    return TrainResult(model, outcome.history, restarts=outcome.restarts)
+    return TrainResult(model, outcome.history, restarts=outcome.restarts, precision=outcome.precision)
 
 
 class EpochHook(Callback):

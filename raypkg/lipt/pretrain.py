@@ -31,6 +31,7 @@ import torch
 
 from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
+from raypkg.engine.execution import to_memory_format
 from raypkg.engine.loop import evaluate, seed_everything
 from raypkg.engine.trainer import SHARD_SEED_STRIDE, train_ensemble
 from raypkg.lipt.augment import lipt_augment
@@ -126,7 +127,7 @@ def merge_models(cfg: LiptConfig, data: DataSplits, states: list[dict], device: 
 def _load(cfg: LiptConfig, data: DataSplits, state: dict, device: torch.device) -> torch.nn.Module:
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     model.load_state_dict(state)
-    return model.to(device)
+    return to_memory_format(model.to(device), cfg.memory_format)  # the run's layout, as its shards trained
 
 
 def _seconds(device: torch.device, t0: float) -> float:
@@ -142,8 +143,9 @@ def cache_names(run: Run) -> tuple[list[str], str]:
 
 
 def train_shards(run: Run) -> None:
-    """Stage 1: the K sparse shard models (from the cache when there)."""
-    cfg, data, cache = run.cfg, run.data, selection_cache(run)
+    """Stage 1: the K sparse shard models (from the cache when there), of ``--selection-model``
+    when given (SVP's proxy), else of ``--model``."""
+    cfg, data, cache = run.cfg.scoring_config(), run.data, selection_cache(run)
     names, _ = cache_names(run)
     restarts, hits = 0, cfg.shards
     with run.sink.phase("pretrain"):
@@ -158,13 +160,14 @@ def train_shards(run: Run) -> None:
     shard_sizes = [len(s) for s in stratified_shards(data.train.y, data.num_classes, cfg.shards, cfg.seed)]
     run.state["shards"], run.state["shard_hits"] = entries, hits
     run.note(shards=cfg.shards, shard_sizes=shard_sizes, pre_epochs=cfg.pre_epochs, density=cfg.density,
-             sparse_init=cfg.sparse_init, score=cfg.score, merge=cfg.merge, restarts=restarts)
+             sparse_init=cfg.sparse_init, score=cfg.score, merge=cfg.merge, restarts=restarts,
+             **({"selection_model": cfg.model} if run.cfg.selection_model else {}))
 
 
 def merge_shards(run: Run) -> None:
     """Stage 2: the shard models merged (from the cache when there); leaves the models
     selection looks through (the merged one, or the K shards with ``--score ensemble``)."""
-    cfg, data, cache, shards = run.cfg, run.data, selection_cache(run), run.state["shards"]
+    cfg, data, cache, shards = run.cfg.scoring_config(), run.data, selection_cache(run), run.state["shards"]
     _, name = cache_names(run)
     with run.sink.phase("merge"):
         entry = cache.load_warmup(name)
@@ -179,8 +182,8 @@ def merge_shards(run: Run) -> None:
     pretrain_s = sum(e["seconds"] for e in shards)
     run.sink.timings.charge("pretrain", pretrain_s)  # cached shard models and merge: their own seconds
     run.sink.timings.charge("merge", entry["seconds"])
-    run.note(shard_test_acc=[evaluate(m, test, run.device)["acc"] for m in shard_models],
-             merged_test_acc=evaluate(merged, test, run.device)["acc"])
+    run.note(shard_test_acc=[evaluate(m, test, run.device, precision=cfg.precision)["acc"] for m in shard_models],
+             merged_test_acc=evaluate(merged, test, run.device, precision=cfg.precision)["acc"])
     ensemble = cfg.score == "ensemble"
     models, digests = ((shard_models, [e["digest"] for e in shards]) if ensemble else ([merged], [entry["digest"]]))
     run.state["pretrained"] = Pretrained(models, digests, pretrain_s + entry["seconds"], hits)

@@ -13,15 +13,16 @@ from raypkg.lipt.config import LiptConfig
 from raypkg.lipt.pretrain import merge_shards, train_shards
 from raypkg.lipt.shards import check_shards
 from raypkg.recipe import BenchCase, Recipe, register, register_case
-from raypkg.selection.recipe import SELECTION_METRICS, check_budget, choose_subset, train_subset
+from raypkg.selection.recipe import SELECTION_METRICS, check_coreset, choose_subset, train_subset
 from raypkg.sparse.masks import check_layers_keep_weights
 
 
 def check_data(cfg: LiptConfig, data) -> None:
-    """The budget and the K shards fit the loaded data; the masks keep a weight in every layer."""
-    check_budget(cfg, data)
+    """The budget, the selection model and the K shards fit the loaded data; the masks keep a
+    weight in every layer of the shard models."""
+    check_coreset(cfg, data)
     check_shards(data.train.y, data.num_classes, cfg.shards)
-    check_layers_keep_weights(cfg, data)
+    check_layers_keep_weights(cfg.scoring_config(), data)
 
 
 LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_subset, train_subset],

@@ -34,6 +34,10 @@ class CoresetConfig(TrainConfig):
     pretrain_epochs: int = setting(5, "Full-data training epochs before selection (DeepCore's selection_epochs).",
                                    flag="--pretrain-epochs/--selection-epochs")
     repeats: int | None = setting(None, "GraNd: independent pre-trainings averaged (default 10 for grand).")
+    selection_model: str | None = setting(None, "SVP (Coleman et al., ICLR 2020): a cheaper proxy model that warms "
+                                                "up and scores the data instead of --model (e.g. lenet5 or mlp for "
+                                                "resnet20), at the run's learning rate scaled by the two models' "
+                                                "default rates; its seconds are the warm-up's. Default: --model.")
     actors: int = setting(0, "Shard actors for per-example work (0: in-process).")
     embedding: str = setting("full", "full: exact last-layer gradient; bias: g alone; proj: random projection.",
                              choices=EMBEDDINGS)
@@ -115,7 +119,33 @@ class CoresetConfig(TrainConfig):
         if self.proj_dim < 1:
             raise UsageError(f"proj-dim must be >= 1, got {self.proj_dim}")
         self.check_reselection(selector)
+        self.check_selection_model(selector)
         return self
+
+    def check_selection_model(self, selector) -> None:
+        """``--selection-model`` names a model, and a warm-up it replaces."""
+        if self.selection_model is None:
+            return
+        from raypkg.models.registry import model_entry
+
+        model_entry(self.selection_model)
+        if not selector.needs_model:
+            raise UsageError(f"--selection-model is for selectors that score with a model; {self.selection!r} "
+                             "does not use one")
+        if self.reselect_every is not None:
+            raise UsageError("--selection-model warms up a proxy once; --reselect-every selects with the model "
+                             "being trained")
+
+    def scoring_config(self) -> "CoresetConfig":
+        """The config of the model(s) that score the data: with ``--selection-model`` (SVP)
+        that proxy, at the run's learning rate scaled by default_lr(proxy) / default_lr(model)
+        (as ``proxy-selection``'s proxy trains); else this config."""
+        if self.selection_model is None or self.selection_model == self.model:
+            return self
+        from raypkg.models.defaults import default_lr
+
+        scale = default_lr(self.selection_model) / default_lr(str(self.model))
+        return dataclasses.replace(self, model=self.selection_model, lr=[lr * scale for lr in self.lr])
 
     def check_reselection(self, selector) -> None:
         """``--reselect-every``, ``--warm-start`` and ``--per-batch`` (``raypkg.selection.adaptive``)."""
@@ -161,7 +191,8 @@ class CoresetConfig(TrainConfig):
         none for a selector without a model)."""
 
         warmed = self.deepcore_warmup
-        return {"pretrain_epochs": self.pretrain_epochs if warmed else 0, "repeats": self.num_repeats if warmed else 0}
+        return {"pretrain_epochs": self.pretrain_epochs if warmed else 0, "repeats": self.num_repeats if warmed else 0,
+                **({"selection_model": self.selection_model} if warmed and self.selection_model else {})}
 
     @property
     def deepcore_warmup(self) -> bool:

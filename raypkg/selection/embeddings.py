@@ -47,16 +47,16 @@ FORWARD_BATCH = 1024
 
 @torch.no_grad()
 def logits_and_features(model: nn.Module, x: torch.Tensor, device: torch.device | str | None = None,
-                        batch_size: int = FORWARD_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+                        batch_size: int = FORWARD_BATCH, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """``z`` [N, C] and ``h`` [N, D] on ``device`` (float32; float64 for a float64 model),
-    the model in eval mode and its precision (``raypkg.engine.execution``)."""
+    the model in eval mode, the forward at ``precision`` (``raypkg.engine.execution``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     zs, hs = [], []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device, non_blocking=True)
-        with autocast(model):
+        with autocast(precision, device):
             h = model.forward_features(xb)
             logits = model.forward_head(h)
         dtype = torch.promote_types(h.dtype, torch.float32)  # float32, or float64 models as they are
@@ -303,16 +303,16 @@ class EmbeddingKind:
 # Per-shard work (module-level so that Ray actors can run it; see distributed.shard_pool)
 # --------------------------------------------------------------------------------------
 
-def shard_logits_features(shard: IndexedDataset, model: nn.Module, device: str = "cpu",
+def shard_logits_features(shard: IndexedDataset, model: nn.Module, device: str = "cpu", precision: str = "fp32",
                           batch_size: int = FORWARD_BATCH) -> dict[str, torch.Tensor]:
-    """z and h of every example in ``shard`` (CPU float32), one forward pass."""
+    """z and h of every example in ``shard`` (CPU float32), one forward pass at ``precision``."""
     model = model.to(device)
-    z, h = logits_and_features(model, shard.x, device, batch_size)
+    z, h = logits_and_features(model, shard.x, device, batch_size, precision)
     return {"z": z.cpu(), "h": h.cpu()}
 
 
 def shard_mean_scores(shard: IndexedDataset, models: Sequence[nn.Module], score: Callable,
-                      device: str = "cpu", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
+                      device: str = "cpu", precision: str = "fp32", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """The mean over ``models`` of ``score(g, h)`` per example of the shard (float64, CPU), g
     the logit gradient and h the features, computed batch by batch: only the scores are
     kept (streamed data is read per batch)."""
@@ -320,16 +320,16 @@ def shard_mean_scores(shard: IndexedDataset, models: Sequence[nn.Module], score:
     for model in models:
         model = model.to(device)
         for start in range(0, len(shard), batch_size):
-            z, h = logits_and_features(model, shard.x[start:start + batch_size], device, batch_size)
+            z, h = logits_and_features(model, shard.x[start:start + batch_size], device, batch_size, precision)
             g = logit_gradients(z, shard.y[start:start + batch_size])
             total[start:start + batch_size] += score(g, h).double().cpu()
     return total / max(len(models), 1)
 
 
 def shard_mean_norms(shard: IndexedDataset, models: Sequence[nn.Module], kind: EmbeddingKind,
-                     device: str = "cpu", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
+                     device: str = "cpu", precision: str = "fp32", batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """GraNd scores of the shard: the mean over ``models`` of ||e_i||."""
-    return shard_mean_scores(shard, models, kind.norms, device, batch_size)
+    return shard_mean_scores(shard, models, kind.norms, device, precision, batch_size)
 
 
 class PerExample:

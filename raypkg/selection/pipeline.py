@@ -26,6 +26,7 @@ from typing import Iterator
 import torch
 
 from raypkg.data.base import DataSplits
+from raypkg.engine.execution import to_memory_format
 from raypkg.engine.loop import fit, seed_everything
 from raypkg.models.registry import build_model
 from raypkg.selection.cache import SelectionCache, digest, state_digest
@@ -85,8 +86,9 @@ class Pretrained:
 
 
 def pretrain_config(cfg: CoresetConfig, repeat: int) -> CoresetConfig:
-    """Repeat ``repeat``'s full-data warm-up: ``pretrain_epochs`` epochs, in this process."""
-    return dataclasses.replace(cfg, epochs=max(cfg.pretrain_epochs, 1), workers=0,
+    """Repeat ``repeat``'s full-data warm-up: ``pretrain_epochs`` epochs, in this process, of
+    the model that scores (``--selection-model``'s proxy, else ``--model``)."""
+    return dataclasses.replace(cfg.scoring_config(), epochs=max(cfg.pretrain_epochs, 1), workers=0,
                                seed=cfg.seed + repeat * REPEAT_SEED_STRIDE)
 
 
@@ -107,7 +109,7 @@ def pretrain_full(cfg: CoresetConfig, data: DataSplits, device: torch.device, au
         if entry is None:
             t0 = time.perf_counter()
             seed_everything(rcfg.seed)
-            model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+            model = build_model(rcfg.model, data.input_shape, data.num_classes).to(device)
             callbacks = [recorder(len(data.train))] if recorder is not None else []
             if cfg.pretrain_epochs > 0:
                 fit(model, data.train.to(device), None, rcfg, augment=augment,
@@ -120,9 +122,9 @@ def pretrain_full(cfg: CoresetConfig, data: DataSplits, device: torch.device, au
                      {"digest": state_digest(model.state_dict()), "seconds": seconds_taken, "record": record})
         else:
             hits += 1
-            model = build_model(cfg.model, data.input_shape, data.num_classes)
+            model = build_model(rcfg.model, data.input_shape, data.num_classes)
             model.load_state_dict(entry["state_dict"])
-            model = model.to(device)
+            model = to_memory_format(model.to(device), cfg.memory_format)  # as ``fit`` laid the fresh one out
         if recorder is not None:
             model.warmup_record = entry["record"]
         models.append(model)
@@ -165,7 +167,7 @@ def select_by_config(cfg: CoresetConfig, models, train, device: torch.device, po
                   class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed if seed is None else seed,
                   embedding=cfg.embedding, proj_dim=cfg.proj_dim, options=cfg.options, device=device, pool=pool,
                   lr=lr or cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta,
-                  per_batch=cfg.batch_size if cfg.per_batch else None)
+                  per_batch=cfg.batch_size if cfg.per_batch else None, precision=cfg.precision)
 
 
 def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Module], device: torch.device,

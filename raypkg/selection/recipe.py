@@ -47,6 +47,27 @@ def check_budget(cfg: CoresetConfig, data) -> None:
         units_needed(subset_size(len(data.train), cfg.fraction, cfg.budget), len(data.train), cfg.batch_size)
 
 
+def check_selection_model(cfg: CoresetConfig, data) -> None:
+    """``--selection-model`` (SVP's proxy) takes the loaded data: built once on its shape (a
+    model that needs images refuses flat data in one line), a plug-in's output checked as
+    ``--model``'s is; the RNG is left as it was."""
+    if cfg.selection_model is None:
+        return
+    import torch
+
+    from raypkg.models.registry import build_model, check_model
+
+    check_model(cfg.scoring_config(), data)
+    with torch.random.fork_rng(devices=[]):
+        build_model(cfg.selection_model, data.input_shape, data.num_classes)
+
+
+def check_coreset(cfg: CoresetConfig, data) -> None:
+    """What a coreset run checks against the loaded data: the budget and the selection model."""
+    check_budget(cfg, data)
+    check_selection_model(cfg, data)
+
+
 def selection_cache(run: Run) -> SelectionCache:
     """The run's cache of pre-trained models and selections: the caller's (a bench's
     scratch cache), else OUT/.cache (off with ``--no-cache``); a run in memory
@@ -122,9 +143,9 @@ def train_subset(run: Run) -> None:
 SELECTION_METRICS = EPOCH_METRICS + ("pretrain_s", "selection_s", "subset_size")
 
 SELECT = register(Recipe("select", SelectConfig, [warm_up, choose_subset], label=lambda cfg: f"select-{cfg.selection}",
-                         check=check_budget, metrics=()))
+                         check=check_coreset, metrics=()))
 CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, train_subset],
-                          label=lambda cfg: f"coreset-{cfg.selection}", check=check_budget,
+                          label=lambda cfg: f"coreset-{cfg.selection}", check=check_coreset,
                           metrics=SELECTION_METRICS, tune_phases=("pretrain", "selection")))
 
 

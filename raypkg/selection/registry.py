@@ -147,6 +147,7 @@ class SelectionContext:
     kind: EmbeddingKind
     options: dict[str, Any]
     device: torch.device
+    precision: str = "fp32"  # of every forward pass of the models (the run's decided precision)
     val: IndexedDataset | None = None
     pool: Any = None  # a ShardPool over ``data``, or None
     lr: float = 0.1
@@ -178,7 +179,8 @@ class SelectionContext:
     def logits_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """z [N, C] and h [N, D] of the training set (one forward; on the pool if any), CPU."""
         if self._forward is None:
-            out = self.per_example.map(shard_logits_features, self.model, self.per_example.device)
+            out = self.per_example.map(shard_logits_features, self.model, self.per_example.device,
+                                        self.precision)
             self._forward = (out["z"], out["h"])
         return self._forward
 
@@ -189,7 +191,7 @@ class SelectionContext:
 
     def val_logits_features(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z, h, y of the validation set (in-process; it is small), CPU."""
-        z, h = logits_and_features(self.model.to(self.device), self.val.x, self.device)
+        z, h = logits_and_features(self.model.to(self.device), self.val.x, self.device, precision=self.precision)
         return z.cpu(), h.cpu(), self.val.y.cpu()
 
     def run_blocks(self, fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int] | None = None) -> list:
@@ -211,7 +213,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
            val: IndexedDataset | None = None, embedding: str = "full", proj_dim: int = 256,
            options: dict[str, Any] | None = None, device: torch.device | str | None = None,
            pool=None, actors: int = 0, lr: float = 0.1, stratify: str = "none",
-           ccs_beta: float | None = None, per_batch: int | None = None) -> SelectionResult:
+           ccs_beta: float | None = None, per_batch: int | None = None, precision: str = "fp32") -> SelectionResult:
     """Select a weighted subset of ``data`` with ``method``.
 
     Size: ``fraction`` (0 < f <= 1) or ``budget`` (total), split by class share when
@@ -222,6 +224,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     ``stratify="ccs"`` re-picks from a score-based selector's per-example scores by CCS
     (``raypkg.selection.stratify``), hard cutoff ``ccs_beta`` (default: by the fraction kept).
     ``per_batch=B`` selects mini-batches of B (``raypkg.selection.per_batch``), not balanced.
+    ``precision``: of the models' forward passes, the run's decided one (fp32 or bf16).
     """
     import time
 
@@ -276,7 +279,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     t0 = time.perf_counter()
     try:
         ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
-                               options=opts, device=device, val=val, pool=pool, lr=float(lr),
+                               options=opts, device=device, precision=precision, val=val, pool=pool, lr=float(lr),
                                batch_size=None if per_batch is None else int(per_batch))
         picks = selector.fn(ctx)
         beta = None

@@ -99,7 +99,7 @@ class AGCorrection(Callback):
             y = ctx.train.y[positions.to(ctx.train.y.device)].to(ctx.device)
             if ctx.augment:
                 x = ctx.augment(x, generator=aug_gen)
-            with autocast(self.snapshot):
+            with autocast(ctx.cfg.precision, ctx.device):
                 logits = self.snapshot(x)
             loss_sum = weighted_cross_entropy(logits, y) * len(y)
             for acc, g in zip(grad_sum, torch.autograd.grad(loss_sum, params, allow_unused=True)):
@@ -127,7 +127,7 @@ class AGCorrection(Callback):
         batch = ctx.batch
         snap_params = list(self.snapshot.parameters())
         buffers = {k: v.clone() for k, v in self.snapshot.state_dict().items() if "running" in k or "batches" in k}
-        with autocast(self.snapshot):
+        with autocast(ctx.cfg.precision, ctx.device):
             logits = self.snapshot(batch.x)
         loss_old = weighted_cross_entropy(logits, batch.y, batch.weights)
         grads = torch.autograd.grad(loss_old, snap_params, allow_unused=True)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from raypkg.engine.execution import ExecutionCache, autocast, cache_key, decide
-from raypkg.engine.optim import SGD
 from raypkg.errors import UsageError
 from raypkg.sparse import kernels as K
+from raypkg.sparse.optim import PositionsSGD
 
 MIN_SPARSITY = 0.8  # a layer runs sparse only when at least this share of its weights is masked
 
@@ -44,13 +44,13 @@ def masked_modules(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str
 class SparseExecution:
     """The layers on the kernels for one model: chosen by ``start``, refreshed when the masks
     change, paused for steps that need dense gradients, undone by ``stop`` (the model leaves
-    the fit as plain modules). While they run, the engine's SGD steps their weights at the
-    mask's positions only (``raypkg.engine.optim.SGD.active``)."""
+    the fit as plain modules). While they run, ``PositionsSGD`` (in place of the engine's
+    SGD) steps their weights at the mask's positions only (``raypkg.sparse.optim``)."""
 
     def __init__(self, model: nn.Module, layers: dict[str, nn.Module], timings: dict[str, dict[str, float]],
-                 optimizer=None):
+                 optimizer: PositionsSGD | None = None):
         self.model, self.layers, self.timings = model, layers, timings
-        self.optimizer = optimizer if isinstance(optimizer, SGD) else None  # another optimizer steps densely
+        self.optimizer = optimizer
         self.layouts: dict[str, K.Layout] = {}
         self.dense = False
 
@@ -81,7 +81,10 @@ class SparseExecution:
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d) and chosen:
                 K.swap_class(module, True)
-        execution = cls(model, {name: candidates[name] for name in chosen}, timings, ctx.optimizer)
+        if chosen and type(ctx.optimizer) is torch.optim.SGD:  # the engine's: step the kernels' positions only
+            ctx.optimizer = PositionsSGD.like(ctx.optimizer)  # (another optimizer steps densely)
+        stepper = ctx.optimizer if isinstance(ctx.optimizer, PositionsSGD) else None
+        execution = cls(model, {name: candidates[name] for name in chosen}, timings, stepper)
         for module in execution.layers.values():
             K.swap_class(module, True)
             contiguous_weight(module, execution.optimizer)
@@ -116,9 +119,9 @@ class SparseExecution:
                 f"({', '.join(self.layers)})")
 
 
-def contiguous_weight(module: nn.Module, optimizer: SGD | None) -> None:
+def contiguous_weight(module: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
     """A kernel layer's weight (and its momentum) in the plain layout, whatever the run's
-    ``--memory-format``: the kernels and ``SGD.active`` index it flat."""
+    ``--memory-format``: the kernels and ``PositionsSGD.active`` index it flat."""
     weight = module.weight
     if not weight.is_contiguous():
         weight.data = weight.data.contiguous()
@@ -153,7 +156,7 @@ def choose_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.
     was_training = ctx.model.training
     ctx.model.eval()  # the probe forward must not move batch-norm statistics
     try:
-        with torch.no_grad(), autocast(ctx.model):
+        with torch.no_grad(), autocast(ctx.cfg.precision, ctx.device):
             ctx.model(ctx.train.x[:ctx.cfg.batch_size].to(ctx.device))
     finally:
         ctx.model.train(was_training)
@@ -179,7 +182,7 @@ def choose_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.
             def sparse(x):
                 return K.SparseLinearFn.apply(x, weight, None, layout)
             x_inner = x.t().contiguous().t()
-        steps = {DENSE: forward_backward(dense, x, ctx.model), SPARSE: forward_backward(sparse, x_inner.float())}
+        steps = {DENSE: forward_backward(dense, x, ctx.cfg.precision), SPARSE: forward_backward(sparse, x_inner.float())}
         key = cache_key(f"{ctx.cfg.model}:{name}@sparsity={sparsity:.3f}:{ctx.cfg.precision}", tuple(x.shape[1:]),
                         len(x), ctx.device, [DENSE, SPARSE])
         choice = decide(key, lambda: nullcontext(steps), cache)
@@ -188,12 +191,12 @@ def choose_layers(ctx, candidates: dict[str, nn.Module], masks: dict[str, torch.
     return timings
 
 
-def forward_backward(layer, x: torch.Tensor, model: nn.Module | None = None):
-    """One forward + backward of ``layer`` on ``x`` (under ``model``'s autocast when given)."""
+def forward_backward(layer, x: torch.Tensor, precision: str = "fp32"):
+    """One forward + backward of ``layer`` on ``x`` at ``precision`` (the kernels: fp32)."""
     x = x.clone().requires_grad_() if x.is_contiguous() else x.detach().requires_grad_()
 
     def step():
-        with autocast(model) if model is not None else nullcontext():
+        with autocast(precision, x.device):
             out = layer(x)
         out.float().sum().backward()
     return step

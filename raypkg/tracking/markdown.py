@@ -10,6 +10,11 @@ or only the rows whose column holds one of the values named (a method's page sho
 ``<!-- table: PATH columns=a,b,c rows=method:full,rs2 -->``.
 ``effray report --markdown PATH --columns a,b,c [--rows method:full,rs2]`` prints it, and tests/docs/test_docs_tables.py
 checks that every marked table in the docs equals what its stored result renders.
+
+Every other table says what it is on the line before it: ``<!-- reference -->`` (flags,
+files, what a method does: not a measurement) or ``<!-- hand-written: WHY -->`` (a
+measurement with no stored result, and why it is not re-measured); ``unmarked_tables``
+finds a table that says neither.
 """
 
 from __future__ import annotations
@@ -65,3 +70,25 @@ def marked_tables(text: str):
     """(path, columns, rows, body) of every marked table in a page's ``text`` (rows: None for all)."""
     for m in MARKER.finditer(text):
         yield m["path"], m["columns"].split(","), m["rows"], m["body"]
+
+
+TABLE_NOTE = re.compile(r"<!-- (reference|hand-written: .+) -->")
+
+
+def unmarked_tables(text: str) -> list[int]:
+    """The first line numbers (1-based) of the tables in ``text`` that are neither rendered
+    (between ``<!-- table: ... -->`` and ``<!-- /table -->``) nor preceded by a
+    ``<!-- reference -->`` or ``<!-- hand-written: WHY -->`` line."""
+    found, rendered, previous = [], False, ""
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if line.startswith("<!-- table: "):
+            rendered = True
+        elif line.startswith("<!-- /table -->"):
+            rendered = False
+        starts = line.startswith("|") and not (number > 1 and lines[number - 2].startswith("|"))
+        if starts and not rendered and not TABLE_NOTE.fullmatch(previous):
+            found.append(number)
+        if line.strip():
+            previous = line.strip()
+    return found

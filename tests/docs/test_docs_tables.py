@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from helpers import REPO
 
 from raypkg.cli import main
-from raypkg.tracking.markdown import marked_tables, render
+from raypkg.tracking.markdown import marked_tables, render, unmarked_tables
 from raypkg.tracking.provenance import provenance, read_provenance
 from raypkg.tracking.run import write_parquet
 
@@ -29,6 +29,17 @@ def test_a_marked_table_equals_what_its_stored_result_renders(page, path, column
     source = read_provenance(REPO / path)
     assert {"date", "commit", "command", "cpu", "cpu_flags", "torch", "threads"} <= set(source), path
     assert body == render(REPO / path, columns, rows), f"{page}: the table of {path} is not what it renders"
+
+
+def test_every_other_table_says_it_is_a_reference_or_why_it_is_hand_written():
+    unmarked = [f"{page.relative_to(REPO)}:{line}" for page in PAGES for line in unmarked_tables(page.read_text())]
+    assert not unmarked, f"tables neither rendered nor marked <!-- reference --> or <!-- hand-written: WHY -->: {unmarked}"
+
+
+def test_unmarked_tables_are_found_and_marked_ones_are_not():
+    text = ("| a |\n|---|\n\n<!-- reference -->\n| b |\n|---|\n\n<!-- hand-written: old -->\n\n| c |\n\n"
+            "<!-- table: x.parquet columns=a -->\n| d |\n<!-- /table -->\ntext\n| e |\n")
+    assert unmarked_tables(text) == [1, 16]
 
 
 def test_a_table_is_rendered_with_its_provenance(tmp_path):

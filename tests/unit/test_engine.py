@@ -83,14 +83,14 @@ def _train_digits(seed: int, epochs: int = 3, weights=None):
 def test_sgd_stepping_only_the_active_positions_equals_torch_sgd(momentum, nesterov, weight_decay):
     """A weight and gradient that are 0 off ``active``: stepping the gathered values gives
     torch's dense step exactly, momentum buffer included, and the same state_dict keys."""
-    from raypkg.engine.optim import SGD
+    from raypkg.sparse.optim import PositionsSGD
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(30, 20, generator=g) < 0.1
     start = torch.randn(30, 20, generator=g) * mask
     grads = [torch.randn(30, 20, generator=g) * mask for _ in range(4)]
     settings = dict(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     dense_w, active_w = start.clone().requires_grad_(), start.clone().requires_grad_()
-    dense_opt, active_opt = torch.optim.SGD([dense_w], **settings), SGD([active_w], **settings)
+    dense_opt, active_opt = torch.optim.SGD([dense_w], **settings), PositionsSGD([active_w], **settings)
     active_opt.active = {active_w: mask.flatten().nonzero().flatten()}
     for grad in grads:
         dense_w.grad, active_w.grad = grad.clone(), grad.clone()
@@ -100,6 +100,32 @@ def test_sgd_stepping_only_the_active_positions_equals_torch_sgd(momentum, neste
     if momentum:
         assert torch.equal(active_opt.state[active_w]["momentum_buffer"], dense_opt.state[dense_w]["momentum_buffer"])
     assert active_opt.state_dict().keys() == dense_opt.state_dict().keys()
+
+
+def test_positions_sgd_like_an_sgd_continues_it_exactly():
+    """The sparse backend's stand-in for the engine's SGD (``PositionsSGD.like``) has its
+    groups, settings and momentum buffers: its next steps equal the original's."""
+    import copy
+
+    from raypkg.sparse.optim import PositionsSGD
+    settings = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(8, 5, generator=g) for _ in range(4)]
+    w = torch.randn(8, 5, generator=g).requires_grad_()
+    opt = torch.optim.SGD([w], **settings)
+    for grad in grads[:2]:
+        w.grad = grad.clone()
+        opt.step()
+    twin_w = w.detach().clone().requires_grad_()
+    engine_sgd = torch.optim.SGD([twin_w], **settings)
+    engine_sgd.load_state_dict(copy.deepcopy(opt.state_dict()))
+    twin = PositionsSGD.like(engine_sgd)
+    assert twin.param_groups[0]["params"] == [twin_w] and twin.state[twin_w]["momentum_buffer"] is not None
+    for grad in grads[2:]:
+        w.grad, twin_w.grad = grad.clone(), grad.clone()
+        opt.step()
+        twin.step()
+        assert torch.equal(twin_w, w)
 
 
 def test_same_seed_same_metrics_and_weights():

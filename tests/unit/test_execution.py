@@ -192,6 +192,38 @@ def test_fit_refuses_an_undecided_execution():
         fit(net, data.train, None, digits_cfg())
 
 
+def test_the_execution_travels_as_arguments_never_on_the_model():
+    """``fit`` lays the weights out and runs its passes at ``cfg.precision``; the module carries
+    no execution for a later pass to read, and a pass refuses an undecided precision."""
+    net, history, data = train_digits("lenet5", precision="bf16", memory_format="channels_last", epochs=1)
+    assert not hasattr(net, "precision") and not hasattr(net, "memory_format")
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    at_bf16 = evaluate(net, data.test, precision="bf16")
+    assert at_bf16["acc"] == pytest.approx(history[-1]["test_acc"])
+    assert at_bf16["loss"] != evaluate(net, data.test, precision="fp32")["loss"]  # the argument decides
+    for undecided in ("auto", "fp16"):
+        with pytest.raises(ValueError, match="decided precision"):
+            E.autocast(undecided, "cpu")
+
+
+def test_a_cached_warm_up_is_laid_out_as_a_fresh_one(tmp_path):
+    """DeepCore's warm-up from the selection cache is built afresh from its weights: it gets
+    the run's layout, as ``fit`` gave the fresh one, so selection scores the same model."""
+    from raypkg.selection.cache import SelectionCache
+    from raypkg.selection.config import CoresetConfig
+    from raypkg.selection.pipeline import pretrain_full
+
+    data = load_dataset("digits", seed=0)
+    cfg = CoresetConfig(dataset="digits", model="lenet5", selection="grand", pretrain_epochs=1, repeats=1,
+                        precision="fp32", memory_format="channels_last", progress=False)
+    cache = SelectionCache(tmp_path)
+    fresh, cached = (pretrain_full(cfg, data, torch.device("cpu"), None, cache) for _ in range(2))
+    assert (fresh.cache_hits, cached.cache_hits) == (0, 1)
+    for a, b in zip(fresh.models[0].parameters(), cached.models[0].parameters()):
+        assert torch.equal(a, b) and a.stride() == b.stride()
+
+
 def test_effray_execution_lists_and_clears_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFRAY_CACHE_DIR", str(tmp_path))
     E.ExecutionCache().put("v=1|model=lenet5", {"precision": "fp32", "memory_format": "channels_last",
@@ -245,15 +277,15 @@ def test_a_bf16_run_computes_in_bf16_keeps_fp32_weights_and_learns_like_fp32():
     """Autocast: logits in bf16, weights and their gradients fp32; test accuracy within 2
     points of fp32 on digits (3 seeds' mean) with the same steps."""
     net, history, data = train_digits("mlp", precision="bf16")
-    assert net.precision == "bf16" and all(p.dtype == torch.float32 for p in net.parameters())
-    with E.autocast(net):
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    with E.autocast("bf16", "cpu"):
         assert net(data.test.x[:4]).dtype == torch.bfloat16
     accs = {}
     for precision in ("fp32", "bf16"):
         accs[precision] = sum(train_digits("mlp", precision=precision, seed=s)[1][-1]["test_acc"]
                               for s in range(3)) / 3
     assert abs(accs["bf16"] - accs["fp32"]) < 0.02, accs
-    assert evaluate(net, data.test)["acc"] == pytest.approx(history[-1]["test_acc"])
+    assert evaluate(net, data.test, precision="bf16")["acc"] == pytest.approx(history[-1]["test_acc"])
 
 
 @pytest.mark.slow
@@ -267,8 +299,8 @@ def test_channels_last_puts_conv_weights_in_that_layout_and_computes_the_same_gr
     import torch.nn.functional as F
 
     seed_everything(0)
-    plain = E.prepare(build_model("resnet20", (1, 28, 28), 10), "fp32", "contiguous")
-    last = E.prepare(copy.deepcopy(plain), "fp32", "channels_last")
+    plain = E.to_memory_format(build_model("resnet20", (1, 28, 28), 10), "contiguous")
+    last = E.to_memory_format(copy.deepcopy(plain), "channels_last")
     exact = copy.deepcopy(plain).double()
     x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     for net, inputs in ((plain, x), (last, x), (exact, x.double())):
@@ -288,8 +320,8 @@ def test_selection_scores_a_bf16_model_in_bf16_and_returns_fp32_close_to_fp32():
     data = load_dataset("digits", seed=0)
     seed_everything(0)
     net = build_model("mlp", data.input_shape, data.num_classes)
-    z32, h32 = logits_and_features(E.prepare(net, "fp32", "contiguous"), data.train.x)
-    z16, h16 = logits_and_features(E.prepare(net, "bf16", "contiguous"), data.train.x)
+    z32, h32 = logits_and_features(net, data.train.x, precision="fp32")
+    z16, h16 = logits_and_features(net, data.train.x, precision="bf16")
     assert z16.dtype == h16.dtype == torch.float32 and not torch.equal(z16, z32)
     assert torch.allclose(z16, z32, atol=0.1) and torch.allclose(h16, h32, atol=0.1)
 

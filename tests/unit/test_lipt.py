@@ -245,6 +245,26 @@ def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
     assert other["cached"]["pretrain_hits"] == 0  # another rule, other models
 
 
+def test_lipt_with_a_selection_model_pretrains_its_shards_as_that_model():
+    """SVP for LiPT: ``--selection-model P`` trains, merges and scores with K shard models of P,
+    at the run's rate scaled by default_lr(P) / default_lr(model): the same shards, merged model
+    and selection as a LiPT run of P itself at that rate."""
+    import numpy as np
+
+    from raypkg.lipt.recipe import LIPT
+    from raypkg.models.defaults import default_lr
+    from raypkg.recipe import MemorySink
+
+    common = dict(TINY, shards=2, selection="grand", fraction=0.2, epochs=1)
+    scale = default_lr("mlp") / default_lr("lenet5")
+    own = LIPT.run(LiptConfig(**{**common, "lr": [0.03 * scale]}).resolved().validate(), MemorySink)
+    proxied = LIPT.run(LiptConfig(**{**common, "model": "lenet5", "lr": [0.03], "selection_model": "mlp"})
+                       .resolved().validate(), MemorySink)
+    assert proxied["shard_test_acc"] == own["shard_test_acc"] and proxied["merged_test_acc"] == own["merged_test_acc"]
+    assert np.array_equal(own["tables"]["scores.parquet"]["score"], proxied["tables"]["scores.parquet"]["score"])
+    assert proxied["selection_model"] == "mlp" and proxied["model"] == "lenet5"
+
+
 @pytest.mark.slow
 def test_bench_lipt_gives_a_row_per_shard_backend(tmp_path):
     """`--backends masked,sparse`: one LiPT row per backend against the same DeepCore row; the

@@ -21,7 +21,7 @@ import raypkg
 from raypkg.cli import main
 from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Batch, Callback
-from raypkg.engine.execution import prepare
+from raypkg.engine.execution import to_memory_format
 from raypkg.engine.loop import CLOCK_COLUMNS, fit, seed_everything, training_state
 from raypkg.engine.plans import trained_examples
 from raypkg.errors import UsageError
@@ -49,7 +49,7 @@ def context(model_name="mlp", **settings):
     """A training context on digits for calling the callback's hooks by hand."""
     data = load_dataset("digits")
     cfg = ProxySelectionConfig(model=model_name, precision="fp32", memory_format="contiguous", **settings)
-    model = prepare(build_model(model_name, data.input_shape, data.num_classes), "fp32", "contiguous")
+    model = to_memory_format(build_model(model_name, data.input_shape, data.num_classes), "contiguous")
     return SimpleNamespace(model=model, cfg=cfg, device=torch.device("cpu"), train=data.train, epoch=0,
                            step_in_epoch=0, steps_in_epoch=10, global_step=0, lr=0.1, batch=None)
 

@@ -7,10 +7,18 @@ import json
 import click
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from raypkg.cli import EffrayGroup
+from raypkg.data import load_dataset
 from raypkg.selection.commands import run_coreset_command, select_command
+
+CPU = torch.device("cpu")
+
+
+def load_digits():
+    return load_dataset("digits", seed=0)
 
 SELECT_FAST = ["--dataset", "digits", "--model", "logreg", "--pretrain-epochs", "1", "--batch-size", "32",
                "--wandb", "disabled", "--no-progress"]
@@ -118,6 +126,66 @@ def test_bench_coreset_table_adds_up(tmp_path):
                                                "craig:weighting=none": "none"}
     printed = [line.split() for line in res.output.splitlines() if line[:1].isdigit()]
     assert [float(cols[-3]) for cols in printed] == pytest.approx(table["test_acc"].tolist(), abs=5e-4)
+
+
+def svp_config(**settings):
+    from raypkg.selection.config import CoresetConfig
+
+    return CoresetConfig(**{"dataset": "digits", "selection": "grand", "repeats": 1, "pretrain_epochs": 1,
+                            "fraction": 0.3, "epochs": 1, "batch_size": 64, "precision": "fp32",
+                            "memory_format": "contiguous", "progress": False, "wandb": "disabled", **settings})
+
+
+def test_svp_selects_what_its_proxy_selects_on_its_own():
+    """``--selection-model P`` (SVP): the warm-up and the scores are P's, at the run's rate
+    scaled by default_lr(P) / default_lr(model): bit for bit what a coreset run of P itself
+    selects at that rate; the subset then trains ``--model``."""
+    import numpy as np
+
+    from raypkg.models.defaults import default_lr
+    from raypkg.recipe import MemorySink
+    from raypkg.selection.recipe import CORESET
+
+    scale = default_lr("mlp") / default_lr("lenet5")
+    own = CORESET.run(svp_config(model="mlp", lr=[0.03 * scale]).resolved().validate(), MemorySink)
+    proxied = CORESET.run(svp_config(model="lenet5", lr=[0.03], selection_model="mlp").resolved().validate(),
+                          MemorySink)
+    for table, column in (("scores.parquet", "score"), ("selection.parquet", "index")):
+        assert np.array_equal(own["tables"][table][column], proxied["tables"][table][column])
+    assert proxied["selection_model"] == "mlp" and "selection_model" not in own
+    assert proxied["model"] == "lenet5" and proxied["test_acc"] != own["test_acc"]  # a LeNet-5 trained on it
+
+
+def test_svp_warm_ups_are_cached_apart_from_the_models_own(tmp_path):
+    """A proxy's warm-up is its own cache entry: the model's run after it warms up afresh."""
+    from raypkg.selection.cache import SelectionCache
+    from raypkg.selection.pipeline import pretrain_full
+
+    data = load_digits()
+    cache = SelectionCache(tmp_path)
+    proxied = pretrain_full(svp_config(model="lenet5", selection_model="mlp").resolved(), data, CPU, None, cache)
+    own = pretrain_full(svp_config(model="lenet5").resolved(), data, CPU, None, cache)
+    assert (proxied.cache_hits, own.cache_hits) == (0, 0) and proxied.digests != own.digests
+    assert type(proxied.models[0]).__name__ != type(own.models[0]).__name__
+
+
+def test_bench_coreset_compares_each_proxys_choice_with_the_models_own(tmp_path):
+    """``bench coreset --selection-models``: a row per model-based method and scorer, the
+    proxy's rows with the rank correlation of its scores and the overlap of its subset."""
+    from raypkg.bench.coreset import coreset
+
+    save = tmp_path / "svp.parquet"
+    res = CliRunner().invoke(coreset, ["--dataset", "digits", "--model", "lenet5", "--fractions", "0.3",
+                                       "--methods", "rs2,grand,glister", "--epochs", "1", "--pretrain-epochs", "1",
+                                       "--repeats", "1", "--selection-models", "mlp", "--save", str(save)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(save).set_index(["method", "scorer"])
+    assert list(table.index) == [("full data", "-"), ("rs2", "-"), ("grand", "lenet5"), ("grand", "mlp"),
+                                 ("glister", "lenet5"), ("glister", "mlp")]
+    assert -1 <= table.loc[("grand", "mlp"), "spearman"] <= 1 and 0 <= table.loc[("grand", "mlp"), "overlap"] <= 1
+    assert pd.isna(table.loc[("glister", "mlp"), "spearman"])  # Glister picks greedily: no per-example scores
+    assert 0 <= table.loc[("glister", "mlp"), "overlap"] <= 1 and pd.isna(table.loc[("grand", "lenet5"), "overlap"])
 
 
 @pytest.mark.slow

@@ -65,10 +65,11 @@ def block_picks(blocks: list[tuple[torch.Tensor, int]], results: list) -> Picks:
     return Picks(picks, weights, torch.cat([r.gains for r in results]))
 
 
-def craig_class_job(data, model, kind, budget: int, seed: int, max_dense: int, chunk: int, device: str) -> object:
+def craig_class_job(data, model, kind, budget: int, seed: int, max_dense: int, chunk: int, device: str,
+                    precision: str) -> object:
     """One class of a streamed dataset: read its images, embed, facility location. Only
     this class's embeddings are ever held (on a shard actor, it reads the files itself)."""
-    z, h = logits_and_features(model.to(device), data.x, device)
+    z, h = logits_and_features(model.to(device), data.x, device, precision=precision)
     embedding = kind.embed(logit_gradients(z, data.y.to(z.device)), h)
     return embedding_facility_location([embedding], [budget], seed=seed, max_dense=max_dense, chunk=chunk)[0]
 
@@ -78,7 +79,7 @@ def craig_streamed(ctx: SelectionContext, blocks: list[tuple[torch.Tensor, int]]
     """CRAIG over images read from disk: one class at a time (in-process, or one job per
     class on the shard actors); the seeds are the in-memory path's, so are the picks."""
     device = "cpu" if ctx.pool is not None else str(ctx.device)
-    jobs = [(ctx.data.subset(pos), ctx.model, ctx.kind, k, ctx.seed + c, max_dense, chunk, device)
+    jobs = [(ctx.data.subset(pos), ctx.model, ctx.kind, k, ctx.seed + c, max_dense, chunk, device, ctx.precision)
             for c, (pos, k) in enumerate(blocks)]
     results = ctx.run_blocks(craig_class_job, jobs, [len(pos) ** 2 for pos, _ in blocks])
     return block_picks(blocks, results)

@@ -28,6 +28,7 @@ def error_norm(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 @register_selector("el2n", "EL2N: top-k mean ||softmax - onehot|| over R warm-up repeats",
                    uses_repeats=True, streams=True, scores=True)
 def el2n(ctx: SelectionContext) -> Picks:
-    scores = ctx.per_example.map(shard_mean_scores, ctx.models, error_norm, ctx.per_example.device)
+    scores = ctx.per_example.map(shard_mean_scores, ctx.models, error_norm, ctx.per_example.device,
+                                  ctx.precision)
     picks = torch.cat([positions[top_k(scores[positions], k)] for positions, k in ctx.blocks()])
     return Picks(picks, torch.ones(len(picks), dtype=torch.float64), scores[picks], all_scores=scores)

@@ -23,6 +23,6 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
 @register_selector("grand", "GraNd: top-k mean last-layer gradient norm over R warm-up repeats",
                    uses_repeats=True, streams=True, scores=True)
 def grand(ctx: SelectionContext) -> Picks:
-    scores = ctx.per_example.map(shard_mean_norms, ctx.models, ctx.kind, ctx.per_example.device)
+    scores = ctx.per_example.map(shard_mean_norms, ctx.models, ctx.kind, ctx.per_example.device, ctx.precision)
     picks = torch.cat([positions[top_k(scores[positions], k)] for positions, k in ctx.blocks()])
     return Picks(picks, torch.ones(len(picks), dtype=torch.float64), scores[picks], all_scores=scores)
