@@ -213,7 +213,8 @@ def test_check_is_one_forward_over_the_union_equal_to_the_p_separate_forwards(mo
     assert forwards == [len(union)] and model.training  # one forward, and the mode restored
     crest = CrestCallback(cfg, len(data.train))
     crest.random_positions = union
-    ctx = SimpleNamespace(model=model, train=data.train, all_reduce=lambda t, op="sum": t)
+    ctx = SimpleNamespace(model=model, train=data.train, cfg=SimpleNamespace(precision="fp32"),
+                          all_reduce=lambda t, op="sum": t)
     true = crest.true_loss(ctx)  # what the check compares with the model's prediction
     assert forwards == [len(union)] * 2
     hook.remove()

@@ -74,7 +74,7 @@ def context(model, size=10, epoch=1, step=0, global_step=0, weights=True):
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(size, 4, generator=g), torch.randint(0, 3, (size,), generator=g)
     batch = Batch(torch.arange(100, 100 + size), x, y, torch.rand(size, generator=g) if weights else None)
-    return SimpleNamespace(model=model, batch=batch, cfg=SimpleNamespace(seed=0, epochs=2), epoch=epoch,
+    return SimpleNamespace(model=model, batch=batch, cfg=SimpleNamespace(seed=0, epochs=2, precision="fp32"), epoch=epoch,
                            step_in_epoch=step, steps_in_epoch=4, global_step=global_step, rank=0,
                            device=torch.device("cpu"), all_reduce=lambda t: t)
 
