@@ -23,7 +23,7 @@ import tempfile
 import click
 import pandas as pd
 
-from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
+from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare, selection_agreement
 from raypkg.cli_options import config_options, list_option, name_list, number_list
 from raypkg.errors import UsageError
 from raypkg.full.recipe import TRAIN
@@ -106,19 +106,11 @@ def coreset(fractions, methods, selection_models, repeats, save, threads, wandb,
 
 
 def add_agreement(done: list[tuple[dict, dict]], model: str) -> None:
-    """Each proxy-scored row's ``spearman`` (rank correlation of its per-example scores with
-    the same method's scored by ``model``, NaN without scores) and ``overlap`` (the share of its
-    subset that the ``model``-scored run also picked); NaN on the other rows."""
+    """Each proxy-scored row's ``spearman`` and ``overlap`` against the same method scored by
+    ``model`` (``selection_agreement``); NaN on the other rows."""
     tables = {(row["fraction"], row["method"], row["scorer"]): summary.get("tables", {}) for row, summary in done}
     for row, _ in done:
-        row["spearman"] = row["overlap"] = float("nan")
-        own, mine = tables.get((row["fraction"], row["method"], model)), tables[row["fraction"], row["method"],
-                                                                               row["scorer"]]
-        if row["scorer"] == model or own is None or "selection.parquet" not in mine:
-            continue
-        picked = set(own["selection.parquet"]["index"].tolist())
-        chosen = mine["selection.parquet"]["index"]
-        row["overlap"] = len(picked.intersection(chosen.tolist())) / max(len(chosen), 1)
-        if "scores.parquet" in own and "scores.parquet" in mine:
-            ranks = [pd.Series(t["scores.parquet"]["score"]).rank() for t in (own, mine)]
-            row["spearman"] = float(ranks[0].corr(ranks[1]))  # Pearson of the ranks (ties averaged)
+        own = tables.get((row["fraction"], row["method"], model))
+        scored = row["scorer"] not in (model, "-") and own is not None
+        row.update(selection_agreement(tables[row["fraction"], row["method"], row["scorer"]], own) if scored
+                   else {"spearman": float("nan"), "overlap": float("nan")})

@@ -233,3 +233,18 @@ def check_points(points: list[Point], data) -> None:
     for p in points:
         if p.recipe.check:
             p.recipe.check(p.cfg, data)
+
+
+def selection_agreement(ours: dict, reference: dict) -> dict[str, float]:
+    """How one run's selection agrees with a reference run's, from their tables (LiPT against
+    DeepCore, a proxy against the model itself): the Spearman correlation
+    of the examples' scores (NaN unless both have scores.parquet) and the share of the picks
+    (selection.parquet) both made."""
+    import pandas as pd
+
+    spearman = float("nan")
+    if "scores.parquet" in ours and "scores.parquet" in reference:
+        spearman = float(pd.Series(ours["scores.parquet"]["score"]).corr(
+            pd.Series(reference["scores.parquet"]["score"]), method="spearman"))
+    picks = [set(pd.Series(t["selection.parquet"]["index"]).tolist()) for t in (ours, reference)]
+    return {"spearman": spearman, "overlap": len(picks[0] & picks[1]) / max(len(picks[0]), 1)}

@@ -19,7 +19,7 @@ import tempfile
 import click
 import pandas as pd
 
-from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare
+from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare, selection_agreement
 from raypkg.cli_options import bench_settings, config_options, list_option, name_list, number_list, set_option
 from raypkg.errors import UsageError
 from raypkg.full.recipe import TRAIN
@@ -41,18 +41,6 @@ BENCH_DEFAULTS = {"dataset": "digits-aug", "model": "mlp", "train_size": None, "
                   "pretrain_epochs": 10, "repeats": 10, "shards": 10, "pre_epochs": 5, "density": 0.05,
                   "randaugment": True, "workers": 0, "batch_size": 64, "lr": [0.1], "seed": 0}
 DEEPCORE_ONLY, LIPT_ONLY = "DeepCore rows only.", "LiPT rows only."
-
-
-def agreement(ours: dict, reference: dict) -> dict[str, float]:
-    """How LiPT's selection agrees with DeepCore's, from their tables: the Spearman correlation
-    of the examples' scores (NaN unless both have scores.parquet) and the share of the picks
-    (selection.parquet) both made."""
-    spearman = float("nan")
-    if "scores.parquet" in ours and "scores.parquet" in reference:
-        spearman = float(pd.Series(ours["scores.parquet"]["score"]).corr(
-            pd.Series(reference["scores.parquet"]["score"]), method="spearman"))
-    picks = [set(pd.Series(t["selection.parquet"]["index"]).tolist()) for t in (ours, reference)]
-    return {"spearman": spearman, "overlap": len(picks[0] & picks[1]) / max(len(picks[0]), 1)}
 
 
 @click.command("lipt")
@@ -131,7 +119,7 @@ def lipt_bench(fractions, methods, merge, backends, settings, threads, save, wan
         if p.labels["pipeline"] == "lipt":
             row.update(merged_acc=summary["merged_test_acc"], shard_acc=sum(summary["shard_test_acc"]) / p.cfg.shards,
                        shard_s=row["pretrain_s"] / p.cfg.shards,
-                       **agreement(summary["tables"], tables["deepcore", row["method"], row["fraction"]]))
+                       **selection_agreement(summary["tables"], tables["deepcore", row["method"], row["fraction"]]))
     frame = pd.DataFrame([row for row, _ in done]).assign(prepare_s=lambda t: t["pretrain_s"] + t["merge_s"])
     reference, ours = frame["pipeline"] == "deepcore", frame["pipeline"] == "lipt"
     frame = compare(frame, reference, ["method", "fraction"], "pretrain_x", seconds="prepare_s", rows=ours)
