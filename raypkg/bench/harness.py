@@ -237,9 +237,9 @@ def check_points(points: list[Point], data) -> None:
 
 def selection_agreement(ours: dict, reference: dict) -> dict[str, float]:
     """How one run's selection agrees with a reference run's, from their tables (LiPT against
-    DeepCore, a proxy against the model itself): the Spearman correlation
-    of the examples' scores (NaN unless both have scores.parquet) and the share of the picks
-    (selection.parquet) both made."""
+    DeepCore, a proxy against the model itself): the Spearman correlation of the examples'
+    scores (NaN unless both have scores.parquet) and the share of the picks (selection.parquet)
+    both made."""
     import pandas as pd
 
     spearman = float("nan")

@@ -222,7 +222,7 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
     if not skip_fl:
         click.echo("\n# facility location: ours vs apricot-select on the same similarity matrix")
         fl = pd.DataFrame(facility_location_table(data.train, net, seed, blocks, block_size, block_budget,
-                                                           warm_up.precision))
+                                                  warm_up.precision))
         fl["label"] = fl["case"].astype(str) + ": " + fl["implementation"].astype(str)
         runner.finish(fl, ["case", "implementation", "seconds", "objective / apricot", "speed-up vs apricot"],
                       {"objective / apricot": ".7f"}, suffix="-facility-location",
