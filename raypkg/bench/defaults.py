@@ -36,6 +36,8 @@ def plot_accuracy(frame, ax) -> None:
 
 @click.command("defaults")
 @click.option("--dataset", default="digits", show_default=True, help="Dataset every model trains on.")
+@click.option("--data-dir", type=click.Path(), help="Directory of a real dataset's files in its own layout "
+                                                   "(MNIST/raw/ idx files for mnist; `effray datasets`).")
 @list_option("--models", default=MODELS, show_default=True, help="Comma-separated models (`effray models`).")
 @list_option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma-separated seeds.")
 @click.option("--bar", type=float, default=BAR, show_default=True,
@@ -44,7 +46,7 @@ def plot_accuracy(frame, ax) -> None:
                                      "(what the defaults are measured against).")
 @click.option("--gpu/--cpu", "use_gpu", default=None, help="Force GPU or CPU (default: GPU if present, as train).")
 @bench_options(threads=1)
-def defaults_bench(dataset, models, seeds, bar, lr, use_gpu, threads, save, wandb):
+def defaults_bench(dataset, data_dir, models, seeds, bar, lr, use_gpu, threads, save, wandb):
     """Every model at its defaults (`effray train --model M --seed S`), over several seeds.
 
     \b
@@ -52,6 +54,7 @@ def defaults_bench(dataset, models, seeds, bar, lr, use_gpu, threads, save, wand
       effray bench defaults                                   # 8 models x 5 seeds on digits
       effray bench defaults --models lenet5,resnet20 --seeds 0,1,2
       effray bench defaults --models lenet5,resnet56 --lr 0.1   # what their defaults replace
+      effray bench defaults --dataset mnist --data-dir ~/data  # on a real dataset's files
     """
     from raypkg.config import resolve_config
     from raypkg.engine.config import TrainConfig
@@ -63,12 +66,14 @@ def defaults_bench(dataset, models, seeds, bar, lr, use_gpu, threads, save, wand
     seed_list = number_list(seeds, "--seeds", "seeds", kind=int, minimum=0, example="0,1,2")
     if not 0 < bar <= 1:
         raise UsageError(f"--bar must be in (0, 1], got {bar:g}")
-    configs = [resolve_config(TrainConfig, None, dataset=dataset, model=m, seed=s, lr=None if lr is None else [lr],
-                              use_gpu=use_gpu, progress=False).validate() for m in names for s in seed_list]
+    configs = [resolve_config(TrainConfig, None, dataset=dataset, data_dir=data_dir, model=m, seed=s,
+                              lr=None if lr is None else [lr], use_gpu=use_gpu, progress=False).validate()
+               for m in names for s in seed_list]
     runner = BenchRunner("defaults", save, threads, wandb)
     data, first = load_data(configs[0]), configs[0]
     what = "every model at its defaults" if lr is None else f"every model at lr {lr:g}"
-    runner.header(what, data, dataset=dataset, epochs=first.epochs, batch_size=first.batch_size,
+    where = {"data_dir": data_dir} if data_dir else {}
+    runner.header(what, data, dataset=dataset, **where, epochs=first.epochs, batch_size=first.batch_size,
                   schedule=first.schedule, seeds=seed_list, bar=bar)
     points = [Point(f"{c.model} seed {c.seed}", TRAIN, c, {"model": c.model, "seed": c.seed, "lr": c.lr[0]},
                     key=c.model) for c in configs]

@@ -166,7 +166,8 @@ class TrainConfig(RunConfig):
     # One value, or one per phase of the piecewise schedule (the DeltaGrad README's
     # ``--lr 0.1 0.05 --lrlen 10 10``: 0.1 for 10 epochs, then 0.05 for 10).
     lr: list[float] = setting(help="Learning rate; several values with --lrlen make a piecewise schedule. "
-                              "Default: the model's (0.1; LeNet-5 0.03, ResNet-56 0.05: raypkg.models.defaults).",
+                              "Default: the model's (0.1; LeNet-5 0.03, ResNet-34 and -56 0.05, ResNet-50 0.01: "
+                              "raypkg.models.defaults).",
                               factory=list)
     lrlen: list[int] = setting(help="Epochs for each --lr value, e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=list)
     schedule: str = setting("cosine", "LR schedule (cosine and linear decay to 0 at the last epoch).", choices=SCHEDULES)

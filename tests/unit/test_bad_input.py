@@ -650,6 +650,15 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (B + ["defaults", "--lr", "-1"], "lr must be one or more positive finite numbers"),
     (B + ["defaults", "--dataset", "nope"], "unknown dataset 'nope'"),
     (B + ["defaults", "--save", "{ro}/d"], "--save"),
+    (B + ["defaults", "--dataset", "mnist", "--data-dir", "/no/such/dir"], "data directory '/no/such/dir' does not exist"),
+    (["write-mnist", "{out}", "--dataset", "synthetic"], "MNIST's files hold one-channel images"),
+    (["write-mnist", "{out}", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["write-mnist", "{out}", "--train-size", "0"], "train_size must be an integer >= 1, got 0"),
+    (["write-mnist", "{out}", "--test-size", "-3"], "test_size must be an integer >= 1, got -3"),
+    (["write-mnist", "{out}", "--dataset", "digits", "--train-size", "10"], "digits has a fixed size"),
+    (["write-mnist", "{out}", "--seed", "-1"], "'--seed': -1 is not in the range"),
+    (["write-mnist", "{ro}/m"], "is not writable"),
+    (["write-mnist", "{file}"], "is a file, not a directory"),
     (["report", "x", "--rows", "method:full"], "give one .parquet file"),
 ]
 

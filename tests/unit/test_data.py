@@ -251,6 +251,22 @@ def test_mnist_reads_idx_files(tmp_path):
         load_dataset("mnist", data_dir=str(tmp_path))
 
 
+def test_write_mnist_gives_torchvision_the_generated_set_as_bytes(tmp_path):
+    """`effray write-mnist`: torchvision's MNIST reader reads back digits-aug's images as the
+    bytes round(255 x) and its labels, train and test; a second write into the folder is refused."""
+    from raypkg.data.sources.mnist import export_mnist
+
+    export_mnist("digits-aug", tmp_path, 40, 10, seed=3)
+    source = load_dataset("digits-aug", train_size=40, test_size=10, seed=3, normalize=False)
+    read = load_dataset("mnist", data_dir=tmp_path, normalize=False)
+    for written, back in ((source.train, read.train), (source.test, read.test)):
+        assert torch.equal(back.y, written.y)
+        assert torch.equal(back.x, (written.x * 255).round() / 255)
+    with pytest.raises(UsageError, match="exists"):
+        export_mnist("digits-aug", tmp_path, 40, 10, seed=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # no hidden folder left behind
+
+
 # ---------------------------------------------------------------- cifar (python batches)
 
 

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
 from raypkg.data.base import DataSplits
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.data_dir import data_root, open_torchvision
@@ -24,3 +32,63 @@ def build_mnist(options: DataOptions) -> DataSplits:
     return image_splits("mnist", (train.data.unsqueeze(1), train.targets),
                         (test.data.unsqueeze(1), test.targets), 10, flat=options.flat, scale=255.0,
                         normalize=options.normalize)
+
+
+def write_mnist(root, train: tuple, test: tuple) -> Path:
+    """Write ``(images, labels)`` pairs (uint8 ``[N, H, W]``, labels 0-255) as MNIST's own idx
+    files under ``root/MNIST/raw``, the files ``build_mnist`` reads: the four are written in a
+    hidden folder that is renamed into place, so a failure leaves no half of a dataset."""
+    folder = Path(root) / "MNIST"
+    tmp = Path(root) / f".MNIST.{os.getpid()}.tmp"
+    try:
+        (tmp / "raw").mkdir(parents=True)
+        for split, (images, labels) in (("train", train), ("t10k", test)):
+            images, labels = np.asarray(images, np.uint8), np.asarray(labels, np.uint8)
+            with open(tmp / "raw" / f"{split}-images-idx3-ubyte", "wb") as f:
+                f.write(struct.pack(">IIII", 2051, *images.shape))  # 0x0803: ubyte, 3 dims; sizes big-endian
+                f.write(images.tobytes())
+            with open(tmp / "raw" / f"{split}-labels-idx1-ubyte", "wb") as f:
+                f.write(struct.pack(">II", 2049, len(labels)))  # 0x0801: ubyte, 1 dim
+                f.write(labels.tobytes())
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder / "raw"
+
+
+SAMPLE_SIZES = (5000, 1000)  # a generated set's train / test images by default: the sample issue 48 checked
+
+
+def export_mnist(dataset: str, root, train_size: int | None, test_size: int | None, seed: int) -> Path:
+    """Write one-channel image ``dataset`` (pixels in [0, 1], e.g. ``digits-aug``) as MNIST idx
+    files under ``root`` (``effray write-mnist``): so that ``--dataset mnist --data-dir root``
+    reads it through torchvision's loader, the path real MNIST takes. A generated set is
+    ``SAMPLE_SIZES`` unless sizes are given; a fixed-size one takes none."""
+    from raypkg.data.registry import DATASETS, dataset_entry, load_dataset
+    from raypkg.errors import UsageError
+    from raypkg.paths import check_writable_dir
+
+    check_writable_dir(root, "write-mnist DIRECTORY")
+    if (Path(root) / "MNIST").exists():
+        raise UsageError(f"{str(Path(root) / 'MNIST')!r} exists: give a directory without an MNIST folder")
+    if dataset_entry(dataset).sized:
+        train_size, test_size = (SAMPLE_SIZES[0] if train_size is None else train_size,
+                                 SAMPLE_SIZES[1] if test_size is None else test_size)
+    elif (train_size, test_size) != (None, None):
+        sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
+        raise UsageError(f"--train-size and --test-size set the size of a generated dataset ({sized}); "
+                         f"{dataset} has a fixed size")
+    data = load_dataset(dataset, train_size=train_size, test_size=test_size, seed=seed, normalize=False)
+    shape = tuple(data.train.x.shape[1:])
+    if len(shape) != 3 or shape[0] != 1 or data.num_classes > 256:
+        raise UsageError(f"{dataset} has examples of shape {list(shape)}; MNIST's files hold one-channel images "
+                         "[1, H, W] (e.g. digits-aug)")
+    lo, hi = float(min(data.train.x.min(), data.test.x.min())), float(max(data.train.x.max(), data.test.x.max()))
+    if lo < 0 or hi > 1:
+        raise UsageError(f"{dataset}'s pixels span [{lo:g}, {hi:g}]; MNIST's files hold pixels in [0, 1] as bytes")
+
+    def as_bytes(split):  # [N, 1, H, W] in [0, 1] -> uint8 [N, H, W], as MNIST stores them
+        return (split.x[:, 0] * 255).round().to(torch.uint8).numpy(), split.y.numpy()
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return write_mnist(root, as_bytes(data.train), as_bytes(data.test))
