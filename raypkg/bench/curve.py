@@ -10,6 +10,7 @@ import math
 import statistics
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 # budget curve (its rows' method) -> the columns a point gets against it: x, time-to-accuracy
@@ -52,9 +53,13 @@ def curve_seconds(curve: Sequence[tuple[float, float]], acc: float, chance: floa
 def add_curves(frame, chance: float):
     """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve,
     x_vs_fp32_curve and tta_vs_curve (NaN for the curves' own points and without a curve),
-    and ``below_curve``: its accuracy is below every budget point's of its own execution."""
+    ``below_curve``: its accuracy is below every budget point's of its own execution, and
+    ``x_vs_curve_bound``: x_vs_curve, or where that is inf (more accurate than the whole
+    curve) its lower bound, the seconds the curve needs for its own best accuracy over the
+    row's (the curve would need at least those to go further)."""
     frame = frame.reset_index(drop=True)
     frame["below_curve"] = False
+    frame["x_vs_curve_bound"] = math.nan
     on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
     for method, (x_column, tta_column) in CURVES.items():
         frame[x_column] = math.nan
@@ -70,25 +75,38 @@ def add_curves(frame, chance: float):
                                            in zip(frame.loc[judged, "test_acc"], frame.loc[judged, "e2e_s"])]
             if method == "full":  # below the lowest budget point the curve is a straight line from chance
                 frame.loc[judged, "below_curve"] = frame.loc[judged, "test_acc"] < curve["test_acc"].min()
+                best_s = curve_seconds(points, curve["test_acc"].max(), chance)
+                ratios = frame.loc[judged, x_column]
+                frame.loc[judged, "x_vs_curve_bound"] = ratios.where(~np.isinf(ratios),
+                                                                     best_s / frame.loc[judged, "e2e_s"])
             if tta_column and "tta_s" in frame:
                 frame.loc[judged, tta_column] = curve["tta_s"].min() / frame.loc[judged, "tta_s"]
     return frame
 
 
-def verdict(ratios: Sequence[float]) -> str:
-    """A point against the budget curve from its seeds' x_vs_curve: ``faster`` (``slower``)
-    when the mean of their logs is above (below) 0 by more than 2 standard errors, else
-    ``tie``; ``beyond curve`` when a seed is above the whole curve; ``1 seed``; ``-``: none."""
-    ratios = [r for r in ratios if not math.isnan(r)]
-    if not ratios:
+def verdict(ratios: Sequence[float], bounds: Sequence[float] | None = None) -> str:
+    """A point against the budget curve from its seeds' x_vs_curve (``ratios``) and their
+    ``bounds`` (x_vs_curve_bound: a seed above the whole curve, ratio inf, at its lower
+    bound). ``faster`` when the mean of the logs of the bounded ratios is above 0 by more than
+    2 standard errors: a lower bound can only understate a seed, so this never overclaims.
+    ``slower`` when it is below 0 by as much and no seed is above the curve (such a seed is
+    not slower than it); ``beyond curve`` when every seed is above the curve and the bounds
+    do not say faster; else ``tie``; ``1 seed`` cannot tell; ``-``: no seed."""
+    bounds = ratios if bounds is None else bounds
+    seeds = [(r, b) for r, b in zip(ratios, bounds) if not math.isnan(r)]
+    if not seeds:
         return "-"
-    if any(math.isinf(r) for r in ratios):
-        return "beyond curve"
-    if len(ratios) < 2:
-        return "1 seed"
-    logs = [math.log(max(r, 1e-9)) for r in ratios]  # 0: a seed at chance accuracy, which the curve has at 0 s
+    beyond = [math.isinf(r) for r, _ in seeds]
+    if len(seeds) < 2:
+        return "beyond curve" if beyond[0] else "1 seed"
+    # max(.., 1e-9): a seed at chance accuracy, which the curve has at 0 s
+    logs = [math.log(max(b if math.isinf(r) else r, 1e-9)) for r, b in seeds]
     mean, se = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
-    return "faster" if mean > 2 * se else "slower" if mean < -2 * se else "tie"
+    if mean > 2 * se and not math.isinf(mean):
+        return "faster"
+    if all(beyond):
+        return "beyond curve"
+    return "slower" if mean < -2 * se and not any(beyond) else "tie"
 
 
 def olympic_mean(values) -> float:

@@ -21,8 +21,11 @@ reach the point's accuracy, interpolated, divided by the point's seconds (inf: t
 never reaches it); ``x_vs_fp32_curve`` the same against the fp32 curve; ``tta_vs_curve``
 the curve's time-to-accuracy (its fastest budget point at the target) over the point's.
 ``verdict`` over the seeds: ``faster`` (``slower``) when the mean of log(x_vs_curve) is
-above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell;
-``beyond curve`` when a seed's accuracy is above every budget point's; ``below curve``
+above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell. A
+seed more accurate than every budget point (x_vs_curve inf) counts at its lower bound
+``x_vs_curve_bound`` (the curve's seconds to its own best accuracy over the seed's), so
+``faster`` never overclaims; with such a seed the verdict is not ``slower``, and
+``beyond curve`` when every seed is above the curve and not ``faster``; ``below curve``
 when a seed's is below the lowest budget point's, where the curve is only a straight line
 from chance: that line flatters the method (a real curve rises faster), so a ``slower``
 verdict stands there and any other becomes ``below curve`` (add a smaller --budgets value).
@@ -165,7 +168,7 @@ def aggregate(frame):
     if "x_vs_curve" in frame:
         # below the lowest budget point the line from chance flatters the method: "slower" stands, nothing else
         below = groups["below_curve"].agg(lambda flags: flags.eq(True).any()).to_numpy()
-        said = groups["x_vs_curve"].agg(lambda ratios: verdict(list(ratios))).to_numpy()
+        said = np.array([verdict(list(rows["x_vs_curve"]), list(rows["x_vs_curve_bound"])) for _, rows in groups])
         table["verdict"] = np.where(below & (said != "slower"), "below curve", said)
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))

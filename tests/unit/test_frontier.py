@@ -127,13 +127,30 @@ def test_the_budget_curve_is_monotone_and_interpolated_from_chance():
 
 @pytest.mark.parametrize("ratios, said", [
     ([1.5, 1.6, 1.4], "faster"), ([0.5, 0.6, 0.55], "slower"), ([1.5, 0.7, 1.1], "tie"),
-    ([1.2], "1 seed"), ([2.0, math.inf], "beyond curve"), ([math.nan], "-"),
+    ([1.2], "1 seed"), ([math.nan], "-"),
     ([0.0, 0.0, 0.1], "slower"),  # seeds at chance accuracy: the curve has it at 0 s
 ])
 def test_a_verdict_needs_the_gap_to_exceed_two_standard_errors(ratios, said):
     from raypkg.bench.curve import verdict
 
     assert verdict(ratios) == said
+
+
+@pytest.mark.parametrize("ratios, bounds, said", [
+    # seed 0 above the whole curve, at its bound 1.45: the three (1.45, 1.50, 1.38) are faster
+    ([math.inf, 1.50, 1.38], [1.45, 1.50, 1.38], "faster"),
+    # a seed above the curve at a bound under 1 does not make the others' 1.24 and 0.92 faster
+    ([math.inf, 1.24, 0.92], [0.95, 1.24, 0.92], "tie"),
+    # slower seeds and one above the curve: not slower, since that seed is not
+    ([math.inf, 0.5, 0.55], [0.9, 0.5, 0.55], "tie"),
+    ([math.inf, math.inf], [0.9, 0.8], "beyond curve"),  # every seed above it, the bounds not faster
+    ([math.inf, math.inf, math.inf], [1.6, 1.5, 1.55], "faster"),
+    ([math.inf], [3.0], "beyond curve"), ([math.inf, math.nan], [2.0, math.nan], "beyond curve"),
+])
+def test_a_seed_above_the_whole_curve_counts_at_its_lower_bound(ratios, bounds, said):
+    from raypkg.bench.curve import verdict
+
+    assert verdict(ratios, bounds) == said
 
 
 def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
@@ -176,6 +193,15 @@ def test_each_point_is_judged_against_its_seeds_curve():
                                                 e2e_s=lambda f: f["e2e_s"].where(f["method"] != "rs2", 100.0)),
                       chance=0.1)
     assert aggregate(slow.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "slower"
+    # above the whole curve (0.95 > 0.9): x_vs_curve inf, bounded by the curve's 5 s (10 s) to its best over 4 s (8 s)
+    above = add_curves(pd.DataFrame(rows).assign(test_acc=lambda f: f["test_acc"].where(f["method"] != "rs2", 0.95),
+                                                 e2e_s=lambda f: f["e2e_s"].where(f["method"] != "rs2",
+                                                                                  4.0 * (1 + f["seed"]))),
+                       chance=0.1)
+    judged = above[above["method"] == "rs2"]
+    assert (judged["x_vs_curve"] == math.inf).all() and judged["x_vs_curve_bound"].tolist() == [1.25, 1.25]
+    assert aggregate(above.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "faster"
+    assert frame.eval("x_vs_curve_bound == x_vs_curve | x_vs_curve != x_vs_curve").all()  # finite: the ratio itself
 
 
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
