@@ -35,9 +35,13 @@ EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "epoch_s", "epoch_end_time"
                  "eval_s")
 
 
-# `effray tune`'s time-to-accuracy objective (TuneSink), and its penalty factor for a trial
-# that has not reached the target: twice its seconds so far.
-TTA_METRIC, TTA_PENALTY = "tta_objective", 2.0
+# `effray tune`'s time-to-accuracy objective (TuneSink), and the penalty of a trial that has
+# not reached the target: a million seconds (11.6 days, more than any trial here takes) times
+# 1 + its shortfall (target - best accuracy so far), so it ranks behind every trial that
+# reached the target whatever their epochs, and among such trials the closer one first.
+# (Twice its seconds, the old penalty, let a 3-epoch trial that never got there beat a
+# 10-epoch one that did; the seconds of a trial that never got there say nothing.)
+TTA_METRIC, TTA_PENALTY_S = "tta_objective", 1e6
 
 
 class Sink(Protocol):
@@ -257,8 +261,8 @@ class TuneSink(MemorySink):
     recipe's ``tune_phases`` done so far, the run's scalar notes (subset size, ...) and, when
     the config sets ``target_acc``, ``TTA_METRIC``: the seconds from the run's start to the
     first epoch at the target (evaluation excluded), or while the target is not reached
-    ``TTA_PENALTY`` times the seconds so far, so a trial that never reaches it ranks behind
-    every one that does (an ASHA rung compares trials at the same epoch)."""
+    ``TTA_PENALTY_S`` x (1 + the shortfall of its best accuracy so far), so a trial that never
+    reaches it ranks behind every one that does."""
 
     def __init__(self, recipe: Recipe, cfg, report: Callable[[dict], None]):
         super().__init__(recipe, cfg)
@@ -275,7 +279,8 @@ class TuneSink(MemorySink):
         objective = {}
         if self.target is not None and "epoch_end_time" in row:
             tta = time_to_accuracy(self.rows, self.started_at, self.target)["tta_s"]
-            objective[TTA_METRIC] = tta if tta is not None else TTA_PENALTY * (row["epoch_end_time"] - self.started_at)
+            best = max(r["test_acc"] for r in self.rows if r.get("test_acc") is not None)
+            objective[TTA_METRIC] = tta if tta is not None else TTA_PENALTY_S * (1 + self.target - best)
         self.report({**scalars, **seconds, **row, **objective})
 
 

@@ -5,7 +5,8 @@ A space file (``--space FILE``; without it the one shipped in raypkg/tune_spaces
     method: train            # a registered tunable
     metric: test_acc         # what a trial reports
     mode: max                # max | min
-    scheduler: asha          # fifo | asha (early stopping on `training_iteration`)
+    scheduler: asha          # fifo | asha (stops laggards at epoch rungs on the metric; on
+                             # test_acc when the metric is tta_objective, unknown mid-run)
     search: random           # random | grid
     base: {dataset: digits, epochs: 10}      # fixed config values
     space:                   # config key -> distribution
@@ -196,6 +197,13 @@ def to_tune_domain(dist: dict):
     return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*args)
 
 
+def asha_metric(spec: dict) -> tuple[str, str]:
+    """What ASHA ranks the trials at a rung (the same epoch) on: the space's metric, or for a
+    time-to-accuracy, which is not known mid-run (a trial short of the target reports its
+    penalty), the accuracy so far."""
+    return ("test_acc", "max") if spec["metric"] == TTA_METRIC else (spec["metric"], spec["mode"])
+
+
 def run_tune(method: str, space_file: str | None, num_samples: int = 4, scheduler: str | None = None,
              search: str | None = None, max_concurrent: int | None = None, out: str = "runs",
              wandb_mode: str = "offline", settings: dict | None = None, storage: str | None = None) -> dict:
@@ -254,16 +262,16 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
 
         run_trial(method, {**base, **config}, tune.report)
 
-    sched = (ASHAScheduler(max_t=int(base.get("epochs", 10)), grace_period=1, reduction_factor=2)
-             if scheduler == "asha" else FIFOScheduler())
+    rung_metric, rung_mode = asha_metric(spec)
+    sched = (ASHAScheduler(metric=rung_metric, mode=rung_mode, max_t=int(base.get("epochs", 10)), grace_period=1,
+                           reduction_factor=2) if scheduler == "asha" else FIFOScheduler())
     callbacks = [] if wandb_mode == "disabled" else [
         WandbLoggerCallback(project="effray-tune", group=f"{method}-{stamp}", mode=wandb_mode,
                             dir=str(out_dir))]
     tuner = tune.Tuner(
         tune.with_resources(trial, {"cpu": 1}),
         param_space=space,
-        tune_config=tune.TuneConfig(metric=spec["metric"], mode=spec["mode"], scheduler=sched,
-                                    num_samples=num_samples, max_concurrent_trials=max_concurrent),
+        tune_config=tune.TuneConfig(scheduler=sched, num_samples=num_samples, max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(name="trials", **ray_train_storage(trials_at), callbacks=callbacks, verbose=1),
     )
     # Tune's SIGINT handler would stop the sweep "gracefully" and return the unfinished
@@ -279,7 +287,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
             for line in failed:
                 click.echo(f"error: {line}", err=True)
             raise RunFailed(f"{len(failed)} of {len(results)} trials failed (above); nothing was saved")
-        best = results.get_best_result()
+        best = results.get_best_result(metric=spec["metric"], mode=spec["mode"])
         stack = find_recipe(method, base.get("stack", ())).stack  # infobatch+sparse: --config repeats the stack
         best_config = {**base, **best.config, **({"stack": list(stack)} if stack else {})}
         text = yaml.safe_dump(best_config, sort_keys=False)

@@ -27,19 +27,21 @@ def test_shipped_train_space_parses():
 
 def test_the_fastest_stack_space_races_every_stack_to_the_resnet20_target():
     from raypkg.bench.frontier import PRESETS
-    from raypkg.tuning import check_trial_config
+    from raypkg.tuning import asha_metric, check_trial_config
 
     spec = read_space("tune_spaces/fastest-stack.yaml")
     check_trial_config(spec)  # every stack, budget and schedule makes a valid config
     preset = PRESETS["digits-aug:resnet20"]
-    assert (spec["metric"], spec["mode"], spec["scheduler"]) == ("tta_objective", "min", "asha")
+    assert (spec["metric"], spec["mode"], spec["scheduler"]) == ("tta_objective", "min", "fifo")
+    assert asha_metric(spec) == ("test_acc", "max")  # --scheduler asha: the rungs rank the accuracy
+    assert asha_metric({"metric": "test_loss", "mode": "min"}) == ("test_loss", "min")
     assert {k: spec["base"][k] for k in ("model", "train_size", "batch_size", "target_acc")} == {
         k: preset[k] for k in ("model", "train_size", "batch_size", "target_acc")}
     assert [] in spec["space"]["stack"]["choice"]  # plain training competes too
 
 
 def test_the_time_to_accuracy_objective_is_the_first_epoch_at_the_target_else_a_penalty():
-    from raypkg.recipe import TTA_PENALTY, TuneSink, find_recipe
+    from raypkg.recipe import TTA_PENALTY_S, TuneSink, find_recipe
 
     recipe = find_recipe("train")
     reported = []
@@ -47,8 +49,15 @@ def test_the_time_to_accuracy_objective_is_the_first_epoch_at_the_target_else_a_
     start = sink.started_at
     for epoch, (acc, end, eval_s) in enumerate([(0.5, 10.0, 1.0), (0.92, 21.0, 1.0), (0.85, 32.0, 1.0)], 1):
         sink.log_metrics({"epoch": epoch, "test_acc": acc, "epoch_end_time": start + end, "eval_s": eval_s})
-    # not reached: twice the seconds so far; then the first epoch at 0.9, less the evaluation before it
-    assert [r["tta_objective"] for r in reported] == pytest.approx([TTA_PENALTY * 10.0, 20.0, 20.0])
+    # not reached: the penalty times 1 + the shortfall; then the first epoch at 0.9, less the evaluation before it
+    assert [r["tta_objective"] for r in reported] == pytest.approx([TTA_PENALTY_S * 1.4, 20.0, 20.0])
+    # a trial that never reaches the target ranks behind one that does, however short it is, and
+    # among those that never do, the closer first
+    short, closer = [], []
+    for acc, out in ((0.85, short), (0.88, closer)):
+        TuneSink(recipe, recipe.config_cls(target_acc=0.9), out.append).log_metrics(
+            {"epoch": 1, "test_acc": acc, "epoch_end_time": start + 3.0, "eval_s": 0.1})
+    assert reported[-1]["tta_objective"] < closer[-1]["tta_objective"] < short[-1]["tta_objective"]
     plain = []
     TuneSink(recipe, recipe.config_cls(), plain.append).log_metrics({"epoch": 1, "test_acc": 0.5,
                                                                      "epoch_end_time": start + 1.0})
