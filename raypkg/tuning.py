@@ -293,7 +293,11 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         text = yaml.safe_dump(best_config, sort_keys=False)
         atomic_write(out_dir / "best_config.yaml", lambda tmp: tmp.write_text(text))
         frame = results.get_dataframe()
-        keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")]
+        # a list-valued setting (a trial's stack, a piecewise lr) as its text, so each row says what it ran
+        for column in [c for c in frame.columns if c.startswith("config/") and frame[c].dtype == object]:
+            frame[column] = frame[column].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+        keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")
+                or c.startswith("config/")]
         write_parquet(out_dir / "trials.parquet", frame[keep])
     except BaseException:  # no half-made sweep directory (interrupted, or no trial finished)
         shutil.rmtree(out_dir, ignore_errors=True)

@@ -119,11 +119,15 @@ def check_sweep(sweep, spec: dict, num_samples: int, printed_value: float | None
     for key, value in (spec.get("base") or {}).items():
         if key not in spec.get("space", {}):
             assert best[key] == value, key
-    columns = [c for c in trials if c.startswith("config/")]  # numbers and flags (strings are not kept)
+    columns = [c for c in trials if c.startswith("config/")]  # a list (a stack, an lr) kept as its text
     assert columns or not spec.get("space"), list(trials)
     winners = trials[scores == top]
-    assert any(all(best[c.removeprefix("config/")] == row[c] for c in columns) for _, row in winners.iterrows()), \
-        (best, winners[columns])
+
+    def cell(value):
+        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+    assert any(all(cell(best[c.removeprefix("config/")]) == row[c] for c in columns)
+               for _, row in winners.iterrows()), (best, winners[columns])
     return trials, best
 
 
