@@ -279,7 +279,7 @@ class TuneSink(MemorySink):
         objective = {}
         if self.target is not None and "epoch_end_time" in row:
             tta = time_to_accuracy(self.rows, self.started_at, self.target)["tta_s"]
-            best = max(r["test_acc"] for r in self.rows if r.get("test_acc") is not None)
+            best = max((r["test_acc"] for r in self.rows if r.get("test_acc") is not None), default=0.0)
             objective[TTA_METRIC] = tta if tta is not None else TTA_PENALTY_S * (1 + self.target - best)
         self.report({**scalars, **seconds, **row, **objective})
 

@@ -80,9 +80,11 @@ def export_mnist(dataset: str, root, train_size: int | None, test_size: int | No
                          f"{dataset} has a fixed size")
     data = load_dataset(dataset, train_size=train_size, test_size=test_size, seed=seed, normalize=False)
     shape = tuple(data.train.x.shape[1:])
-    if len(shape) != 3 or shape[0] != 1 or data.num_classes > 256:
+    if len(shape) != 3 or shape[0] != 1:
         raise UsageError(f"{dataset} has examples of shape {list(shape)}; MNIST's files hold one-channel images "
                          "[1, H, W] (e.g. digits-aug)")
+    if data.num_classes > 256:
+        raise UsageError(f"{dataset} has {data.num_classes} classes; MNIST's label files hold one byte a label")
     lo, hi = float(min(data.train.x.min(), data.test.x.min())), float(max(data.train.x.max(), data.test.x.max()))
     if lo < 0 or hi > 1:
         raise UsageError(f"{dataset}'s pixels span [{lo:g}, {hi:g}]; MNIST's files hold pixels in [0, 1] as bytes")
