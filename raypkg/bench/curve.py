@@ -84,7 +84,7 @@ def add_curves(frame, chance: float):
     return frame
 
 
-def verdict(ratios: Sequence[float], bounds: Sequence[float] | None = None) -> str:
+def verdict(ratios: Sequence[float], bounds: Sequence[float]) -> str:
     """A point against the budget curve from its seeds' x_vs_curve (``ratios``) and their
     ``bounds`` (x_vs_curve_bound: a seed above the whole curve, ratio inf, at its lower
     bound). ``faster`` when the mean of the logs of the bounded ratios is above 0 by more than
@@ -92,7 +92,6 @@ def verdict(ratios: Sequence[float], bounds: Sequence[float] | None = None) -> s
     ``slower`` when it is below 0 by as much and no seed is above the curve (such a seed is
     not slower than it); ``beyond curve`` when every seed is above the curve and the bounds
     do not say faster; else ``tie``; ``1 seed`` cannot tell; ``-``: no seed."""
-    bounds = ratios if bounds is None else bounds
     seeds = [(r, b) for r, b in zip(ratios, bounds) if not math.isnan(r)]
     if not seeds:
         return "-"
@@ -102,7 +101,7 @@ def verdict(ratios: Sequence[float], bounds: Sequence[float] | None = None) -> s
     # max(.., 1e-9): a seed at chance accuracy, which the curve has at 0 s
     logs = [math.log(max(b if math.isinf(r) else r, 1e-9)) for r, b in seeds]
     mean, se = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
-    if mean > 2 * se and not math.isinf(mean):
+    if mean > 2 * se:
         return "faster"
     if all(beyond):
         return "beyond curve"
