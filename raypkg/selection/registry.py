@@ -276,6 +276,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
         own_pool = pool = open_pool(data.to("cpu"), actors)
     if pool is not None and sum(len(p) for p in pool.positions) != n:
         raise ValueError("the shard pool was built on a different dataset")
+    pool_actors = len(pool.actors) if pool is not None else 0  # counted before its own pool closes
     t0 = time.perf_counter()
     try:
         ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
@@ -291,7 +292,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
             own_pool.close()
     result = finish(method, data, picks, k, budgets)
     result.info.update(seconds=time.perf_counter() - t0, k=k, budgets=budgets, embedding=embedding,
-                       actors=len(pool.actors) if pool is not None else 0, options=opts, stratify=stratify,
+                       actors=pool_actors, options=opts, stratify=stratify,
                        **({"ccs_beta": beta} if beta is not None else {}))
     return result
 

@@ -7,7 +7,8 @@ between the markers
     <!-- /table -->
 
 or only the rows whose column holds one of the values named (a method's page shows its rows):
-``<!-- table: PATH columns=a,b,c rows=method:full,rs2 -->``.
+``<!-- table: PATH columns=a,b,c rows=method:full,rs2 -->``. Columns whose names hold spaces
+are quoted: ``columns="method,2 actors_s"``.
 ``effray report --markdown PATH --columns a,b,c [--rows method:full,rs2]`` prints it, and tests/docs/test_docs_tables.py
 checks that every marked table in the docs equals what its stored result renders.
 
@@ -27,7 +28,8 @@ import pandas as pd
 
 from raypkg.tracking.provenance import read_provenance
 
-MARKER = re.compile(r"<!-- table: (?P<path>\S+) columns=(?P<columns>\S+)(?: rows=(?P<rows>\S+))? -->\n"
+MARKER = re.compile(r'<!-- table: (?P<path>\S+) columns=(?:"(?P<quoted>[^"]+)"|(?P<columns>\S+))'
+                    r"(?: rows=(?P<rows>\S+))? -->\n"
                     r"(?P<body>.*?)<!-- /table -->", re.S)
 
 
@@ -69,7 +71,7 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
 def marked_tables(text: str):
     """(path, columns, rows, body) of every marked table in a page's ``text`` (rows: None for all)."""
     for m in MARKER.finditer(text):
-        yield m["path"], m["columns"].split(","), m["rows"], m["body"]
+        yield m["path"], (m["quoted"] or m["columns"]).split(","), m["rows"], m["body"]
 
 
 TABLE_NOTE = re.compile(r"<!-- (reference|hand-written: .+) -->")

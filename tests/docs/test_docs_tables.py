@@ -42,6 +42,13 @@ def test_unmarked_tables_are_found_and_marked_ones_are_not():
     assert unmarked_tables(text) == [1, 16]
 
 
+def test_a_marker_names_columns_plain_or_quoted_when_they_hold_spaces():
+    text = ('<!-- table: x.parquet columns="method,2 actors_s" rows=method:grand -->\n| a |\n<!-- /table -->\n'
+            "<!-- table: y.parquet columns=method,x -->\n| b |\n<!-- /table -->\n")
+    assert list(marked_tables(text)) == [("x.parquet", ["method", "2 actors_s"], "method:grand", "| a |\n"),
+                                         ("y.parquet", ["method", "x"], None, "| b |\n")]
+
+
 def test_a_table_is_rendered_with_its_provenance(tmp_path):
     table = pd.DataFrame({"method": ["full", "rs2"], "x": [1.0, math.nan], "v": [12345.678, math.inf],
                           "pareto": [True, False]})

@@ -4,6 +4,7 @@ the same training, the same selections; every example once per epoch across work
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -143,12 +144,18 @@ def shard_kind(shard):
 
 @pytest.mark.parametrize("actors", [0, 2])
 def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors):
+    """With actors: GraNd opens and closes its own pool (``actors=``), CRAIG and DeepFool
+    share one (``pool=``): each pool costs two actor processes."""
+    from raypkg.distributed.shard_pool import ShardPool
+
     memory, streamed = load(tree, "memory"), load(tree, "stream")
     torch.manual_seed(3)
     models = [build_model("lenet5", memory.input_shape, memory.num_classes) for _ in range(2)]
-    for method, chosen in (("uniform", None), ("grand", models), ("craig", models[0]), ("deepfool", models[0])):
+
+    def check(method, chosen, **on_streamed):
         a = select(method, chosen, memory.train, fraction=0.3, seed=1)
-        b = select(method, chosen, streamed.train, fraction=0.3, seed=1, actors=actors)
+        b = select(method, chosen, streamed.train, fraction=0.3, seed=1, **on_streamed)
+        assert b.info["actors"] == (0 if method == "uniform" else actors), method
         assert torch.equal(a.indices, b.indices), method
         assert torch.equal(a.weights, b.weights), method
         if method == "deepfool":  # 50 float32 iterations on a shard's batch of 18 or on all 36: matmul
@@ -156,10 +163,13 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
             torch.testing.assert_close(a.all_scores, b.all_scores, rtol=1e-6, atol=0)
         elif a.all_scores is not None:
             assert torch.equal(a.all_scores, b.all_scores), method
-    if actors:  # shard actors get paths and read their own images
-        from raypkg.distributed.shard_pool import ShardPool
 
-        with ShardPool(streamed.train, actors) as pool:
+    check("uniform", None)
+    check("grand", models, actors=actors)
+    with ShardPool(streamed.train, actors) if actors else contextlib.nullcontext() as pool:
+        check("craig", models[0], pool=pool)
+        check("deepfool", models[0], pool=pool)
+        if actors:  # shard actors get paths and read their own images
             assert pool.map(shard_kind).tolist() == [[1, 18], [1, 18]]
 
 
