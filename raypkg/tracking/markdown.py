@@ -34,7 +34,9 @@ MARKER = re.compile(r'<!-- table: (?P<path>\S+) columns=(?:"(?P<quoted>[^"]+)"|(
 
 
 def cell(value) -> str:
-    """A number to 4 significant digits (NaN: ``-``), a flag as yes/no, anything else as text."""
+    """A number to 4 significant digits (NaN or none: ``-``), a flag as yes/no, anything else as text."""
+    if value is None:
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
