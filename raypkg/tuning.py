@@ -197,6 +197,12 @@ def to_tune_domain(dist: dict):
     return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*args)
 
 
+def setting_as_text(value):
+    """A list-valued setting (a trial's stack, a piecewise lr) as trials.parquet keeps it, its
+    items joined by commas, so each row says what it ran; any other value as it is."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
 def asha_metric(spec: dict) -> tuple[str, str]:
     """What ASHA ranks the trials at a rung (the same epoch) on: the space's metric, or for a
     time-to-accuracy, which is not known mid-run (a trial short of the target reports its
@@ -293,9 +299,8 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         text = yaml.safe_dump(best_config, sort_keys=False)
         atomic_write(out_dir / "best_config.yaml", lambda tmp: tmp.write_text(text))
         frame = results.get_dataframe()
-        # a list-valued setting (a trial's stack, a piecewise lr) as its text, so each row says what it ran
         for column in [c for c in frame.columns if c.startswith("config/") and frame[c].dtype == object]:
-            frame[column] = frame[column].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+            frame[column] = frame[column].map(setting_as_text)
         keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")
                 or c.startswith("config/")]
         write_parquet(out_dir / "trials.parquet", frame[keep])

@@ -15,6 +15,7 @@ import yaml
 
 from raypkg.data.base import IndexedDataset
 from raypkg.models.zoo.mlp import MLP
+from raypkg.tuning import setting_as_text
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = Path(TESTS_DIR).parent
@@ -122,11 +123,7 @@ def check_sweep(sweep, spec: dict, num_samples: int, printed_value: float | None
     columns = [c for c in trials if c.startswith("config/")]  # a list (a stack, an lr) kept as its text
     assert columns or not spec.get("space"), list(trials)
     winners = trials[scores == top]
-
-    def cell(value):
-        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-
-    assert any(all(cell(best[c.removeprefix("config/")]) == row[c] for c in columns)
+    assert any(all(setting_as_text(best[c.removeprefix("config/")]) == row[c] for c in columns)
                for _, row in winners.iterrows()), (best, winners[columns])
     return trials, best
 
