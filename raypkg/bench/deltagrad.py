@@ -4,7 +4,8 @@ The paper's MNIST setting (Wu et al. 2020, section 5) on ``digits-aug``: logisti
 regression, batch 16384, 20 epochs, lr 0.1 then 0.05, wd 1e-4, T0 = 5, j0 = 20, m = 2.
 Rows: deletion of 0.1% and 1%, addition of 0.1%, full-batch GD, the 784-300-10 MLP and a
 stream of online deletions; each times the baseline retrain and DeltaGrad on the same
-cached run (best of ``--repeat``, after an untimed call) and reports ||w^U - w*||,
+cached run (``raypkg.timing``'s policy: warmed, then the median of ``--repeat`` interleaved
+rounds) and reports ||w^U - w*||,
 ||w^I - w^U|| and both test accuracies. ``--actors K`` also times exact gradient sums on
 K shard actors. With T0 = 5 and j0 = 20 over 80 steps, 32 are exact: the speed-up cannot
 pass 2.5. Standardised digits-aug needs lr 0.01 then 0.005 for the paper's regime.
@@ -22,7 +23,7 @@ import click
 import pandas as pd
 import torch
 
-from raypkg.bench.harness import BenchRunner, bench_options, timed
+from raypkg.bench.harness import BenchRunner, bench_options
 from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, config_options, list_option
 from raypkg.data.registry import load_dataset
 from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings, UnlearnTrainConfig
@@ -30,13 +31,14 @@ from raypkg.deltagrad.exact import ExactGradients, make_gradients
 from raypkg.deltagrad.online import OnlineSettings, online_summary, run_online
 from raypkg.deltagrad.recipe import UNLEARN_TRAIN
 from raypkg.deltagrad.replay import Request
-from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
+from raypkg.deltagrad.requests import addition_request, deletion_ids, measure_request
 from raypkg.deltagrad.trajectory import Trajectory
 from raypkg.deltagrad.workload import workload_from_splits
 from raypkg.engine.loop import pick_device
 from raypkg.errors import UsageError
 from raypkg.paths import check_writable_dir
 from raypkg.plots import hbar
+from raypkg.timing import measure, timed
 
 # The printed table: column -> (its printed name, format).
 PRINTED = {"setting": ("setting", "s"), "T0,j0,m": ("T0,j0,m", "s"), "n_ids": ("n_ids", "d"),
@@ -75,7 +77,7 @@ def parse_hypers(text: str) -> list[tuple[int, int, int]]:
 @click.option("--actors", type=int, default=0, show_default=True,
               help="K > 0: also time exact gradients on K shard actors, and the GD row on them.")
 @click.option("--repeat", type=int, default=3, show_default=True,
-              help="Best of N interleaved timings per method (shared CPUs are noisy).")
+              help="Timed rounds per method, interleaved; the median counts (shared CPUs are noisy).")
 @click.option("--out", type=click.Path(file_okay=False), help="Keep the cached runs here (default: a temp dir).")
 @bench_options(threads=None)
 @address_option
@@ -136,7 +138,8 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
 
 class DeltaGradRows:
     """The bench's rows on one loaded dataset: cached runs trained as `effray unlearn train`
-    makes them, each request timed by ``measure`` (best of ``repeat``), printed as it comes."""
+    makes them, each request timed by ``measure_request`` (the median of ``repeat`` rounds),
+    printed as it comes."""
 
     def __init__(self, run: DeltaGradConfig, splits, root: Path, hyper: tuple[int, int, int], repeat: int, device):
         self.run, self.splits, self.root, self.hyper, self.repeat, self.device = run, splits, root, hyper, repeat, device
@@ -156,12 +159,12 @@ class DeltaGradRows:
         return Trajectory.open(Path(summary["run_dir"]) / "trajectory")
 
     def add(self, setting: str, traj, request, model: str, grads=None, hyper=None, row=None) -> None:
-        """A row: the request timed by ``measure`` (or the given ``row``), printed."""
+        """A row: the request timed by ``measure_request`` (or the given ``row``), printed."""
         hyper = hyper or self.hyper
         if row is None:
             wl = self.workload(model)
-            row = measure(traj, request, grads or ExactGradients(wl.net, wl.x, wl.y), wl.evaluate, hyper,
-                          self.repeat, self.device)
+            row = measure_request(traj, request, grads or ExactGradients(wl.net, wl.x, wl.y), wl.evaluate, hyper,
+                                  self.repeat, self.device)
         self.rows.append({"setting": setting, "T0,j0,m": ",".join(map(str, hyper)), **row})
         r = self.rows[-1]
         click.echo(f"  {setting}: baseline {r['time_baseline']:.2f}s, deltagrad {r['time_deltagrad']:.2f}s, "
@@ -232,21 +235,25 @@ class DeltaGradRows:
 
 
 def actor_rows(wl, actors: int, n: int) -> None:
-    """`bench deltagrad --actors K`: one exact gradient sum over N rows timed in-process and on
-    K shard actors (median of 5, after an untimed warm-up call), a line per N."""
+    """`bench deltagrad --actors K`: one exact gradient sum over N rows (the gather and the
+    gradient, as an SGD step does) in-process and on K shard actors, timed by
+    ``raypkg.timing.measure`` (warmed on 8 rows, the median of 5 rounds), a line per N."""
     local = ExactGradients(wl.net, wl.x, wl.y)
     sharded = make_gradients(wl.net, wl.x, wl.y, actors)
+    where = {"in-process": local, "actors": sharded}
     try:
         click.echo(f"  exact gradient sum over N rows: in-process vs {actors} shard actors (median of 5)")
         for size in sorted({min(n, s) for s in (1_000, 4_000, 16_384, n)}):
             ids = torch.randperm(n, generator=torch.Generator().manual_seed(size))[:size].sort().values
-            times = {}
-            for name, grads in (("in-process", local), ("actors", sharded)):
-                grads.grad_sum(wl.w0, grads.rows(ids[:8]))  # warm-up
-                # gather + gradient, as an SGD step does
-                samples = [timed(lambda: grads.grad_sum(wl.w0, grads.rows(ids)))[1] for _ in range(5)]
-                times[name] = sorted(samples)[2]
-            click.echo(f"    N = {size:>6}: in-process {1e3 * times['in-process']:8.1f} ms   "
-                       f"actors {1e3 * times['actors']:8.1f} ms   ratio {times['in-process'] / times['actors']:.2f}")
+            _, times = measure({k: functools.partial(grad_sum, g, wl.w0, ids) for k, g in where.items()}, 5,
+                               warm={k: functools.partial(grad_sum, g, wl.w0, ids[:8]) for k, g in where.items()})
+            local_s, actors_s = times["in-process"].seconds, times["actors"].seconds
+            click.echo(f"    N = {size:>6}: in-process {1e3 * local_s:8.1f} ms   actors {1e3 * actors_s:8.1f} ms   "
+                       f"ratio {local_s / actors_s:.2f}")
     finally:
         sharded.close()
+
+
+def grad_sum(grads, w, ids):
+    """The gradient sum over rows ``ids`` at ``w``, gathered first (as an SGD step does)."""
+    return grads.grad_sum(w, grads.rows(ids))

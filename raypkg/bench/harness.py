@@ -6,7 +6,6 @@ accuracy-delta columns against a warmed reference row. Also the flags the benche
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,18 +70,6 @@ class Point:
     cfg: Any
     labels: dict
     key: Any = None
-
-
-def timed(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` and its seconds (a GPU in use synchronised before the clock
-    stops; CUDA is not started only to synchronise)."""
-    import torch
-
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    if torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
 
 
 class BenchRunner:

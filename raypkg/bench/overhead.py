@@ -4,12 +4,13 @@ The same job five ways in one process: a plain loop written here, the engine wit
 with a callback on every event, Ray Train with 1 and 2 workers (each per ``--placements``
 value). Start-up: wall time outside training epochs; steady state: the median epoch after
 the first (the warm-up); ``steady_vs_plain`` against the plain loop's. First, the CLI's
-own start-up (`effray --help`, `effray run lipt --help`, `python -c pass`; best of N).
+own start-up (`effray --help`, `effray run lipt --help`, `python -c pass`; each run once
+untimed, then the median of N, interleaved: ``raypkg.timing.measure``).
 """
 
 from __future__ import annotations
 
-import statistics
+import functools
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raypkg.bench.harness import BenchRunner, bench_options, timed
+from raypkg.bench.harness import BenchRunner, bench_options
 from raypkg.cli_options import address_option, check_bench_numbers, list_option, name_list, number_list
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
@@ -33,6 +34,7 @@ from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.recipe import load_data
 from raypkg.storage import check_storage, join, remove
+from raypkg.timing import measure, steady_epoch_s, timed
 
 CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
 
@@ -54,17 +56,17 @@ def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) 
 
 
 def cli_startup(runs: int) -> list[tuple[str, float]]:
-    """(command, best of ``runs`` seconds as a new process) for `python -c pass` and each of
-    CLI_COMMANDS, run as a user runs them: the `effray` console script (else ``python -m``)."""
+    """(command, median seconds as a new process over ``runs`` interleaved rounds, after an
+    untimed run) for `python -c pass` and each of CLI_COMMANDS, run as a user runs them: the
+    `effray` console script (else ``python -m``)."""
     script = Path(sys.executable).with_name("effray")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "raypkg.cli"]
-    timings = []
-    for name, command in [("python -c pass", [sys.executable, "-c", "pass"])] + \
-            [(" ".join(["effray", *args]), head + args) for args in CLI_COMMANDS]:
-        seconds = [timed(subprocess.run, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)[1]
-                   for _ in range(runs)]
-        timings.append((name, min(seconds)))
-    return timings
+    commands = {"python -c pass": [sys.executable, "-c", "pass"],
+                **{" ".join(["effray", *args]): head + args for args in CLI_COMMANDS}}
+    _, timings = measure({name: functools.partial(subprocess.run, command, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL, check=True)
+                          for name, command in commands.items()}, runs)
+    return [(name, timing.seconds) for name, timing in timings.items()]
 
 
 class CountEvents(Callback):
@@ -98,7 +100,8 @@ class CountEvents(Callback):
                                                  "nodes needs one); removed afterwards.")
 @address_option
 @click.option("--cli-runs", default=5, show_default=True,
-              help="Runs of each `effray ... --help` start-up timing (the best counts; 0: skip them).")
+              help="Timed runs of each `effray ... --help` start-up, after an untimed one (the median "
+                   "counts; 0: skip them).")
 @bench_options(threads=None, threads_help="torch threads of every training process, this one and each Ray Train "
                                           "worker (default: torch's choice here, the CPU share in a worker).")
 def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, placements, cpus_per_worker,
@@ -120,7 +123,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     runner = BenchRunner("overhead", save, threads, wandb)
     if cli_runs:  # first, before this process starts Ray and its workers load the machine
         timings = cli_startup(cli_runs)
-        click.echo(f"CLI start-up, best of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
+        click.echo(f"CLI start-up, median of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
                       use_gpu=False, progress=False, max_failures=0, storage=storage, cpus_per_worker=cpus_per_worker,
@@ -137,7 +140,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
             return net, train(net)
 
         (net, times), wall = timed(seeded_run)
-        rows.append({"variant": name, "startup_s": wall - sum(times), "steady_epoch_s": statistics.median(times[1:]),
+        rows.append({"variant": name, "startup_s": wall - sum(times), "steady_epoch_s": steady_epoch_s(times),
                      "test_acc": evaluate(net, data.test)["acc"]})
 
     # One untimed step first: process-wide first-use costs (thread pools, allocator) go to no variant.

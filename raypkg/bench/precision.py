@@ -32,7 +32,6 @@ from raypkg.engine.execution import (
     candidates,
     choose,
     cpu_flags,
-    iqr,
     is_convolutional,
     label,
     measure,
@@ -44,6 +43,7 @@ from raypkg.full.recipe import TRAIN
 from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.recipe import load_data
+from raypkg.timing import iqr
 
 # ResNet-18 at 3x32x32 (`--setups synthetic:resnet18 --seeds 0`): 8 s an fp32 step, 107-166 s a bf16 one on
 # an AVX2 CPU (10 min in all; docs/operations.md), so step times only

@@ -2,12 +2,14 @@
 location against apricot-select's on the same similarity matrix.
 
 Part 1: every method selects in-process, on 1 actor and on K actors (pools built before
-the clock; after an untimed selection on a small slice), with identical picks required;
+the clock), with identical picks required, each timed by ``raypkg.timing.measure`` (warmed:
+in-process on a small slice, on a pool by itself);
 ``scaling`` = 1 actor's seconds / K actors', ``vs in-process`` = in-process / K actors';
 ``calibration`` splits fixed matrix work over the actors. Part 2: the largest class's
 CRAIG similarity matrix given to apricot's lazy greedy (as shipped, compiling in every
 ``fit``, and compiled once) and to ours (float64, float32; warmed up); then many small
-blocks (CREST's): our batched greedy vs apricot block by block.
+blocks (CREST's): our batched greedy vs apricot block by block; each warmed on a small
+stand-in (``measure_one``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raypkg.bench.harness import BenchRunner, bench_options, timed
+from raypkg.bench.harness import BenchRunner, bench_options
 from raypkg.cli_options import address_option, check_bench_numbers, config_options, list_option, name_list
 from raypkg.data.registry import load_dataset
 from raypkg.distributed.cluster import connect_ray
@@ -41,6 +43,7 @@ from raypkg.selection.facility_location import (
 )
 from raypkg.selection.pipeline import pretrain_full
 from raypkg.selection.registry import get_selector
+from raypkg.timing import measure, measure_one, timed
 
 DEFAULT_METHODS = "uniform,grand,glister,gradmatch,craig"
 # The CoresetConfig fields that are flags of this bench, with the bench's defaults (its --actors,
@@ -90,35 +93,38 @@ def shard_matmul_burn(shard, total_products: int, num_actors: int) -> torch.Tens
 
 def scaling_table(train, model, methods, fraction, actors, seed, repeats, precision):
     """Part 1's rows (calibration first, then a row per method) and each pool's start-up
-    seconds; the model's passes at ``precision``."""
+    seconds; the model's passes at ``precision``. Each place (in-process, 1 actor, K actors)
+    times every method by ``raypkg.timing.measure``: warmed (in-process on a 500-example
+    slice, where the selector needs no warm-up record of the whole set), then one timed call."""
     import ray
 
     models = {m: ([model] * repeats if get_selector(m).uses_repeats else model) for m in methods}
-    times: dict[str, dict] = {m: {} for m in ["calibration", *methods]}
-    picks: dict[str, dict] = {m: {} for m in methods}
-    for m in methods:
-        if get_selector(m).warmup_callback is None:  # warm-up (a warm-up record covers the whole set only)
-            select(m, models[m], train.subset(torch.arange(min(len(train), 500))), fraction=fraction, seed=seed,
-                   precision=precision)
-        res, times[m]["in-process"] = timed(select, m, models[m], train, fraction=fraction, seed=seed,
-                                            precision=precision)
-        picks[m]["in-process"] = res.indices.tolist()
+    head = train.subset(torch.arange(min(len(train), 500)))
+
+    def selections(pool=None, data=train) -> dict:
+        return {m: functools.partial(select, m, models[m], data, fraction=fraction, seed=seed, pool=pool,
+                                     precision=precision) for m in methods}
+
+    slices = selections(data=head)
+    picks, times = measure(selections(), warm={m: slices[m] for m in methods
+                                               if get_selector(m).warmup_callback is None})
+    picks, times = {"in-process": picks}, {"in-process": times}
     connect_ray()
     total, startup = ray.cluster_resources().get("CPU", 1.0), {}
     for k in sorted({1, actors}):
         # one torch thread per actor (at most one CPU each), like the in-process run's --threads 1
         pool, startup[k] = timed(ShardPool, train, k, cpus_per_actor=min(0.9, 0.9 * total / k))
         with pool:
-            _, times["calibration"][k] = timed(pool.map, shard_matmul_burn, 400, k)
-            for m in methods:
-                res, times[m][k] = timed(select, m, models[m], train, fraction=fraction, seed=seed, pool=pool,
-                                          precision=precision)
-                picks[m][k] = res.indices.tolist()
-    _, times["calibration"]["in-process"] = timed(shard_matmul_burn, train, 400, 1)
-    rows = [{"method": m, "in-process_s": t["in-process"], "1 actor_s": t[1], f"{actors} actors_s": t[actors],
-             "scaling": t[1] / t[actors], "vs in-process": t["in-process"] / t[actors],
-             "same picks": all(p == picks[m]["in-process"] for p in picks[m].values()) if m in picks else None}
-            for m, t in times.items()]  # None, not "": a Parquet column of one type
+            picks[k], times[k] = measure({"calibration": functools.partial(pool.map, shard_matmul_burn, 400, k),
+                                          **selections(pool)})
+    times["in-process"].update(measure({"calibration": functools.partial(shard_matmul_burn, train, 400, 1)})[1])
+    rows = []
+    for m in ["calibration", *methods]:
+        t = {where: times[where][m].seconds for where in times}
+        same = None if m == "calibration" else all(picks[w][m].indices.tolist() == picks["in-process"][m].indices
+                                                   .tolist() for w in picks)  # None, not "": one type a column
+        rows.append({"method": m, "in-process_s": t["in-process"], "1 actor_s": t[1], f"{actors} actors_s": t[actors],
+                     "scaling": t[1] / t[actors], "vs in-process": t["in-process"] / t[actors], "same picks": same})
     return rows, startup
 
 
@@ -131,16 +137,16 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
     sim64 = similarity_from_distances(EmbeddingKind("full").embed(g[members].double(), h[members].double()).distances())
     k = max(1, round(0.1 * len(members)))
     sim_np = sim64.cpu().numpy()
-    apricot_select(sim_np[:20, :20].copy(), 3)  # numba's own start-up, not timed
-    shipped, t_shipped = timed(apricot_select, sim_np, k)
-    with apricot_kernels_compiled_once():
-        apricot_select(sim_np[:20, :20].copy(), 3)  # compile the memoised kernels, not timed
-        reference, t_ap = timed(apricot_select, sim_np, k)
+    head = functools.partial(apricot_select, sim_np[:20, :20].copy(), 3)  # the warm-up: numba's own start-up
+    shipped, t_shipped = measure_one(functools.partial(apricot_select, sim_np, k), warm=head)
+    with apricot_kernels_compiled_once():  # its warm-up compiles the memoised kernels
+        reference, t_ap = measure_one(functools.partial(apricot_select, sim_np, k), warm=head)
     runs = [("apricot lazy, as shipped (compiles in fit)", shipped, t_shipped),
             ("apricot lazy, kernels compiled once", reference, t_ap)]
     for name, sim in (("ours incremental (float64)", sim64), ("ours incremental (float32)", sim64.float())):
-        greedy_dense(sim[:20, :20], 3, symmetric=True)  # warm-up, not timed
-        res, t = timed(greedy_dense, sim, k, symmetric=True)  # as CRAIG calls it (sim symmetric by construction)
+        # as CRAIG calls it (sim symmetric by construction)
+        res, t = measure_one(functools.partial(greedy_dense, sim, k, symmetric=True),
+                             warm=functools.partial(greedy_dense, sim[:20, :20], 3, symmetric=True))
         runs.append((name, res.picks.tolist(), t))
     case = f"1 class, n={len(members)}, k={k}"
     rows = [{"case": case, "implementation": name, "seconds": t, "objective / apricot": objective(sim64, picks) /
@@ -150,13 +156,12 @@ def facility_location_table(train, model, seed, blocks, block_size, block_budget
         pos = torch.randperm(len(train), generator=gen)[:block_size]
         sims.append(similarity_from_distances(EmbeddingKind("bias").embed(g[pos].double(), h[pos].double())
                                               .distances()))  # CREST's proxy: g alone
-    warm, warm_valid = pad_blocks(sims[:2])
-    greedy_batched(warm, [block_budget] * len(warm), warm_valid)  # warm-up, not timed
-    batch, valid = pad_blocks(sims)
-    ours, t_ours = timed(greedy_batched, batch, [block_budget] * blocks, valid)
+    (batch, valid), (warm_batch, warm_valid) = pad_blocks(sims), pad_blocks(sims[:2])
+    ours, t_ours = measure_one(functools.partial(greedy_batched, batch, [block_budget] * blocks, valid),
+                               warm=functools.partial(greedy_batched, warm_batch, [block_budget] * 2, warm_valid))
     with apricot_kernels_compiled_once():
-        apricot_select(sims[0].numpy(), block_budget)  # compile, not timed
-        theirs, t_ap2 = timed(lambda: [apricot_select(s.numpy(), block_budget) for s in sims])
+        theirs, t_ap2 = measure_one(lambda: [apricot_select(s.numpy(), block_budget) for s in sims],
+                                    warm=lambda: apricot_select(sims[0].numpy(), block_budget))
     f_ap2 = sum(objective(s, p) for s, p in zip(sims, theirs))
     case = f"{blocks} blocks, n={block_size}, k={block_budget}"
     return rows + [{"case": case, "implementation": "apricot lazy, block by block (compiled once)", "seconds": t_ap2,

@@ -141,7 +141,7 @@ class DeltaGradTuneConfig(RequestSettings, DeltaGradConfig):
     ratio: float = setting(0.01, "Fraction of the samples deleted or added.")
     request_seed: int = setting(1, "Seed of the request's samples.")
     max_ratio: float = setting(0.05, "Largest ||wI - wU|| / ||wU - w*|| that still scores.")
-    repeat: int = setting(3, "Best of N timings.")
+    repeat: int = setting(3, "Timed rounds of each method, interleaved; the median counts.")
 
     def training_config(self) -> DeltaGradConfig:
         """The run a trial trains when no ``run`` is given (holding out the addition pool)."""

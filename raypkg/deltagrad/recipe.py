@@ -237,7 +237,7 @@ def serve_request(run: Run) -> None:
 
     from raypkg.deltagrad.exact import ExactGradients
     from raypkg.deltagrad.replay import Request
-    from raypkg.deltagrad.requests import addition_request, deletion_ids, measure
+    from raypkg.deltagrad.requests import addition_request, deletion_ids, measure_request
     from raypkg.deltagrad.trajectory import Trajectory
     from raypkg.deltagrad.workload import cached_workload, load_workload, train_trajectory
 
@@ -259,7 +259,7 @@ def serve_request(run: Run) -> None:
         else:
             request = addition_request(traj, plan, ids=traj.addable(), seed=cfg.request_seed)
         with run.sink.phase("request"):
-            metrics = measure(traj, request, ExactGradients(wl.net, wl.x, wl.y), wl.evaluate,
+            metrics = measure_request(traj, request, ExactGradients(wl.net, wl.x, wl.y), wl.evaluate,
                               (cfg.period, cfg.init, cfg.m), cfg.repeat, device)
     ok = metrics["dist_ratio"] is not None and metrics["dist_ratio"] <= cfg.max_ratio
     run.sink.log_metrics({**{k: v for k, v in metrics.items() if v is not None},

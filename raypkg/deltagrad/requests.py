@@ -16,6 +16,7 @@ from raypkg.deltagrad.config import RequestSettings
 from raypkg.deltagrad.replay import Request, baseline, deltagrad
 from raypkg.deltagrad.trajectory import ReplayBatches, Trajectory
 from raypkg.errors import UsageError
+from raypkg.timing import measure
 
 
 def read_ids(path: str | Path) -> torch.Tensor:
@@ -187,19 +188,19 @@ def serve(traj: Trajectory, plan: ReplayBatches, request: Request, grads, method
     return Outcome(len(request.ids), w_star, wU, wI, tb, info.seconds if info else None, info)
 
 
-def measure(traj: Trajectory, request: Request, grads, evaluate, hyper: tuple[int, int, int], repeat: int,
-            device: torch.device) -> dict:
-    """Both methods on one request, best of ``repeat`` times each (interleaved, after a
-    warm-up); distances and accuracies as in ``Outcome.metrics``."""
+def measure_request(traj: Trajectory, request: Request, grads, evaluate, hyper: tuple[int, int, int],
+                    repeat: int, device: torch.device) -> dict:
+    """Both methods on one request, timed by ``raypkg.timing.measure`` (``warm_up`` first,
+    then ``repeat`` interleaved rounds; the median seconds of each); distances and
+    accuracies as in ``Outcome.metrics``."""
     plan = traj.plan()
     period, init, m = hyper
     settings = RequestSettings(period=period, init=init, m=m)
     w_star = traj.w[traj.header.steps].to(device, copy=True)
-    warm_up(grads, plan, w_star)
-    tb = td = float("inf")
-    for _ in range(repeat):
-        w_u, t = baseline(traj, plan, request, grads, device=device)
-        tb = min(tb, t)
-        w_i, info = deltagrad(traj, plan, request, grads, settings, device=device)
-        td = min(td, info.seconds)
-    return Outcome(len(request.ids), w_star, w_u, w_i, tb, td, info).metrics(evaluate)
+    results, timings = measure(
+        {"baseline": lambda: baseline(traj, plan, request, grads, device=device)[0],
+         "deltagrad": lambda: deltagrad(traj, plan, request, grads, settings, device=device)},
+        repeat, warm=dict.fromkeys(("baseline", "deltagrad"), lambda: warm_up(grads, plan, w_star)))
+    w_i, info = results["deltagrad"]
+    return Outcome(len(request.ids), w_star, results["baseline"], w_i, timings["baseline"].seconds,
+                   timings["deltagrad"].seconds, info).metrics(evaluate)

@@ -14,7 +14,7 @@ What ``auto`` chooses belongs to the machine, not to the run (``decide``):
   bf16 runs 4-500x slower, pytorch #146508, #183815: fp32, nothing timed), and
   channels_last for convolutional models only.
 - With more than one candidate, ``measure`` times one training step (forward + backward)
-  of each on a real batch: ``WARMUPS`` untimed steps each first (first-call costs: oneDNN
+  of each on a real batch, by ``raypkg.timing``'s policy with a stop rule: ``WARMUPS`` untimed steps each first (first-call costs: oneDNN
   primitives, allocator), then rounds that step every candidate once, interleaved
   (A B C, C B A, ...), until every pair is *settled* or the cap is reached.
 - Two candidates are *apart* when their medians differ by more than half the sum of their
@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raypkg.errors import UsageError
+from raypkg.timing import iqr, round_order
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 MARGIN = 0.05  # a candidate must be >= 5% faster (median) than another to beat it
@@ -216,14 +217,6 @@ class Measurement:
         return {pair: iqr(s) for pair, s in self.samples.items()}
 
 
-def iqr(values: list[float]) -> float:
-    """The interquartile range (0 for fewer than two values)."""
-    if len(values) < 2:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q3 - q1
-
-
 def apart(a: list[float], b: list[float]) -> bool:
     """Whether the medians differ by more than half the sum of the interquartile ranges."""
     return abs(statistics.median(a) - statistics.median(b)) > (iqr(a) + iqr(b)) / 2
@@ -266,7 +259,7 @@ def measure(steps: dict[Pair, Callable[[], Any]], *, clock: Callable[[], float] 
     started = clock()
     rounds = 0
     while rounds < max_rounds:
-        for pair in (pairs if rounds % 2 == 0 else reversed(pairs)):
+        for pair in round_order(pairs, rounds):
             t0 = clock()
             steps[pair]()
             samples[pair].append(clock() - t0)

@@ -44,7 +44,7 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--random-subset-size": "0.05",  # CREST: 0.05 x 2000 = 100 examples >= one batch of 64
           "--sizes": "40", "--image-size": "16",  # bench data: a fresh process per case, ~15-30 s each
           "--decode-blocks": "256,1024",  # bench data: still several blocks side by side, one case fewer
-          "--repeat": "1",  # bench deltagrad: one timing per method, not the best of 3
+          "--repeat": "1",  # bench deltagrad: one timed round per method, not 3
           "--cli-runs": "1",  # bench overhead: one `effray --help` start-up timing
           "--reselect-every": "1", "--reselect": "1",  # adaptive selection: a round within the 2 epochs
           "--seeds": "1",  # bench frontier: the documented 3-seed measurements run one seed
@@ -413,7 +413,7 @@ def overhead_rows(r: Result) -> None:
     """CLI start-up first, then plain loop, engine, engine + callback, one row per worker count."""
     workers = r.flag("--workers", "1,2").split(",")
     assert len(bench_table(r)) == 3 + len(workers)
-    assert re.search(r"^CLI start-up, best of \d+: python -c pass [\d.]+s, effray --help [\d.]+s, "
+    assert re.search(r"^CLI start-up, median of \d+: python -c pass [\d.]+s, effray --help [\d.]+s, "
                      r"effray run lipt --help [\d.]+s$", r.output, flags=re.M), r.output[:2000]
 
 

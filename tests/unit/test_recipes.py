@@ -151,9 +151,9 @@ def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it(
     assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.jobs_support"]  # the jobs' entry
 
 
-# What every layer may use: errors, paths, storage, plug-in loading, and starting or joining Ray.
+# What every layer may use: errors, paths, storage, plug-in loading, timing, and starting or joining Ray.
 FOUNDATION = ("raypkg.errors", "raypkg.paths", "raypkg.storage", "raypkg.checksums", "raypkg.interrupts",
-              "raypkg.plugins", "raypkg.distributed.cluster", "raypkg.distributed.ray_internals")
+              "raypkg.plugins", "raypkg.timing", "raypkg.distributed.cluster", "raypkg.distributed.ray_internals")
 # data < models < engine: each imports only itself, the layers below it and the foundation (no
 # method, recipe, algorithm, config builder, bench or tracking).
 LAYERS = {"raypkg.data": ("raypkg.data",), "raypkg.models": ("raypkg.models", "raypkg.data"),

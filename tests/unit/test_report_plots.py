@@ -115,7 +115,7 @@ def test_bench_deltagrad_removes_its_cached_runs_however_it_ends(tmp_path, monke
             "2", "--lr", "0.1", "--lrlen", "2", "--ratios", "0.01", "--add-ratio", "0", "--gd-epochs", "0",
             "--no-mlp", "--online-requests", "0", "--repeat", "1", "--wandb", "disabled",
             "--save", str(tmp_path / "dg")]
-    monkeypatch.setattr(bench, "measure", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("measure failed")))
+    monkeypatch.setattr(bench, "measure_request", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("measure failed")))
     failed = CliRunner().invoke(main, args)  # after the first cached run was trained
     assert isinstance(failed.exception, RuntimeError) and "trained logreg-sgd" in failed.output
     assert list(scratch.iterdir()) == []
