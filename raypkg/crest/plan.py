@@ -34,6 +34,8 @@ class RandomSubsetPlan(BatchPlan):
     """Each epoch a fresh uniform subset of f * N (seeded by (seed, epoch)), one pass, split
     over the ranks as DistributedSampler splits it."""
 
+    fixed_per_epoch = True
+
     def __init__(self, n: int, train_frac: float, batch_size: int, seed: int):
         self.n, self.train_frac, self.batch_size, self.seed = n, train_frac, batch_size, seed
 

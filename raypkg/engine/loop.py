@@ -25,6 +25,7 @@ from raypkg.data.base import IndexedDataset
 from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import autocast, to_memory_format
+from raypkg.engine.loader import read_batches
 from raypkg.engine.optim import make_optimizer
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
 from raypkg.errors import UsageError
@@ -138,14 +139,12 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for step, planned in enumerate(ctx.plan.batches(ctx)):
+    for step, planned in enumerate(read_batches(ctx.plan, ctx)):
         ctx.step_in_epoch = step
         ctx.lr = lr_at(cfg, ctx.epoch + step / max(ctx.steps_in_epoch, 1))
         for group in ctx.optimizer.param_groups:
             group["lr"] = ctx.lr
-        x = ctx.train.x[planned.positions] if planned.x is None else planned.x
-        y = ctx.train.y[planned.positions] if planned.y is None else planned.y
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = planned.x.to(device, non_blocking=True), planned.y.to(device, non_blocking=True)
         w = None if planned.weights is None else planned.weights.to(device, non_blocking=True)
         if ctx.augment:
             x = ctx.augment(x, generator=gen)

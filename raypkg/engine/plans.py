@@ -2,7 +2,7 @@
 
 A plan says how many steps an epoch has on a rank (the LR schedule needs it) and yields
 ``PlannedBatch(positions, weights)``; positions index the training split the loop was
-given. The default is a seeded shuffle split by rank as DistributedSampler splits it;
+given, and the loader (``raypkg.engine.loader``) reads them, from memory or streamed. The default is a seeded shuffle split by rank as DistributedSampler splits it;
 ``WeightedSampling`` draws a weighted subset with replacement each epoch; CREST supplies
 one that yields coreset mini-batches with their weights. Plans that depend only on
 (seed, epoch) resume exactly at an epoch boundary; others keep their state in
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 class PlannedBatch:
     positions: torch.Tensor
     weights: torch.Tensor | None = None
-    # The inputs, when the plan read them itself (streamed data); else the loop takes
-    # ``train.x[positions]`` and ``train.y[positions]``.
+    # The inputs and labels, filled in by the loader (``raypkg.engine.loader.read_batches``).
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
 
@@ -74,6 +73,9 @@ class BatchPlan:
     batch_size: int
     # Drop each epoch's ragged last batch (timm's training loader), unless it is the only one.
     drop_last: bool = False
+    # The epoch's batches are fixed when it starts (nothing within the epoch changes them), so
+    # the loader may read them ahead (streamed data).
+    fixed_per_epoch: bool = False
 
     def batch_count(self, size: int) -> int:
         """Batches in ``size`` positions (one rank's share of an epoch)."""
@@ -97,10 +99,9 @@ class BatchPlan:
 
 class ShuffledBatches(BatchPlan):
     """A fresh seeded permutation of ``n`` positions every epoch, this rank's share of it,
-    cut into ``batch_size`` batches; ``weights[positions]`` ride along when given.
+    cut into ``batch_size`` batches; ``weights[positions]`` ride along when given."""
 
-    On streamed data (``--data-path stream``) the same batches come through Ray Data,
-    which reads and decodes the images ahead of the loop (``raypkg.data.stream``)."""
+    fixed_per_epoch = True
 
     def __init__(self, n: int, batch_size: int, seed: int, weights: torch.Tensor | None = None):
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -113,26 +114,12 @@ class ShuffledBatches(BatchPlan):
         return self.batch_count(math.ceil(self.n / world_size))
 
     def batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
-        if ctx.train.streamed:
-            yield from self.streamed_batches(ctx)
-            return
         # One copy of the epoch's order to the device: indexing device data with CPU
         # positions would copy (and synchronise) at every step.
         order = self.order(ctx.epoch, ctx.rank, ctx.world_size).to(ctx.train.x.device)
         for batch in self.batch_slices(len(order)):
             positions = order[batch]
             yield PlannedBatch(positions, self._weights(positions))
-
-    def streamed_batches(self, ctx: "TrainContext") -> Iterator[PlannedBatch]:
-        from raypkg.data.stream import stream_batches
-
-        files = ctx.train.x
-        order = self.order(ctx.epoch, ctx.rank, ctx.world_size)
-        order = order[:self.batch_count(len(order)) * self.batch_size]  # less a dropped last batch
-        for positions, pixels in stream_batches(files, order, self.batch_size, ctx.cfg.decode_block):
-            positions = positions.to(ctx.train.y.device)
-            yield PlannedBatch(positions, self._weights(positions), x=files.normalise(pixels),
-                               y=ctx.train.y[positions])
 
     def _weights(self, positions: torch.Tensor) -> torch.Tensor | None:
         if self.weights is None:

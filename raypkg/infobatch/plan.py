@@ -40,6 +40,8 @@ class InfoBatchPlan(BatchPlan):
     """This epoch's kept examples, shuffled (seeded by (seed, epoch)) and split by rank as
     DistributedSampler splits them, with their weights."""
 
+    fixed_per_epoch = True
+
     def __init__(self, n: int, batch_size: int, seed: int, prune_ratio: float, pruning_epochs: int):
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.prune_ratio, self.pruning_epochs = prune_ratio, pruning_epochs

@@ -142,6 +142,48 @@ def shard_kind(shard):
     return torch.tensor([[int(isinstance(shard.x, stream.ImageFiles)), len(shard)]])
 
 
+def every_plan(n: int) -> dict:
+    """One of each batch plan over ``n`` positions, batches of 8."""
+    from raypkg.crest.plan import CrestPlan, RandomSubsetPlan
+    from raypkg.engine.plans import ShuffledBatches, WeightedSampling
+    from raypkg.infobatch.plan import InfoBatchPlan
+    from raypkg.selection.adaptive import SubsetPlan
+    from raypkg.selection.methods.rs2 import RS2Plan
+
+    g = torch.Generator().manual_seed(0)
+    infobatch = InfoBatchPlan(n, 8, seed=0, prune_ratio=0.5, pruning_epochs=5)
+    infobatch.scores = torch.rand(n, generator=g)
+    crest = CrestPlan(n, 0.5, 8)
+    crest.set_coresets([torch.randperm(n, generator=g)[:8] for _ in range(2)], [torch.rand(8, generator=g)] * 2)
+    return {"shuffled": ShuffledBatches(n, 8, seed=0), "weighted": WeightedSampling(torch.rand(n, generator=g), 8, 0),
+            "infobatch": infobatch, "rs2": RS2Plan([(torch.arange(n), 20)], 8, seed=0),
+            "random-subset": RandomSubsetPlan(n, 0.5, 8, seed=0), "crest": crest,
+            "subset": SubsetPlan(n, torch.arange(0, n, 2), torch.rand(n // 2, generator=g), "loss", None, 8, seed=0)}
+
+
+@pytest.mark.parametrize("name", list(every_plan(36)))
+def test_every_plan_streams_the_batches_it_gives_in_memory(tree, ray_session, name, monkeypatch):
+    """The loader reads a plan's positions, whatever the plan: ahead through Ray Data when the
+    plan fixes its epoch (every plan but CREST's), else as each batch comes."""
+    from types import SimpleNamespace
+
+    from raypkg.engine.loader import read_batches
+
+    calls = []
+    real = stream.stream_batches
+    monkeypatch.setattr(stream, "stream_batches", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = {}
+    for data in (load(tree, "memory"), load(tree, "stream")):
+        plan = every_plan(36)[name]  # a fresh plan each: CREST's cursor moves as it yields
+        ctx = SimpleNamespace(epoch=1, rank=0, world_size=1, train=data.train, cfg=SimpleNamespace(decode_block=5))
+        got[data.train.streamed] = list(read_batches(plan, ctx))
+    memory, streamed = got[False], got[True]
+    assert len(memory) == len(streamed) > 0 and calls == ([] if name == "crest" else [1])
+    for a, b in zip(memory, streamed):
+        assert torch.equal(a.positions, b.positions) and torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+        assert (a.weights is None) == (b.weights is None) and (a.weights is None or torch.equal(a.weights, b.weights))
+
+
 @pytest.mark.parametrize("actors", [0, 2])
 def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors):
     """With actors: GraNd opens and closes its own pool (``actors=``), CRAIG and DeepFool

@@ -51,6 +51,8 @@ class RS2Plan(BatchPlan):
     """Epoch e trains on ``rs2_round(blocks, seed, e)``, shuffled and split by rank as
     DistributedSampler splits it; unit weights. Depends only on (seed, epoch): resumes exactly."""
 
+    fixed_per_epoch = True
+
     def __init__(self, blocks: list[tuple[torch.Tensor, int]], batch_size: int, seed: int):
         self.blocks, self.batch_size, self.seed = blocks, batch_size, seed
         self.k = sum(k for _, k in blocks)
