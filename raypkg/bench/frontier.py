@@ -48,6 +48,11 @@ seeds that reached it, ``tta_reached`` of ``seeds``), MLPerf's olympic means
 the Pareto fronts of accuracy vs e2e_s and vs FLOPs, and ``gain``: ``FLOPs only`` for a
 sparse point less than 1.1x faster than full training at the same execution (it saves FLOPs,
 not seconds: the kernels do not beat dense on this machine).
+
+**SVP** (``--selection-models``; Coleman et al., ICLR 2020): every point whose selection
+warms up and scores with a model also runs scored by each cheaper proxy (setting
+``svp=MODEL``): the proxy's warm-up is charged its seconds and its own FLOPs, and
+``spearman``/``overlap`` compare its scores and picks with the point scored by --model.
 """
 
 from __future__ import annotations
@@ -70,7 +75,15 @@ from raypkg.bench.deltagrad_panel import (
     deltagrad_table,
     plot_deltagrad,
 )
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, Point, bench_options, check_points, compare
+from raypkg.bench.harness import (
+    SAVE_HELP,
+    BenchRunner,
+    Point,
+    bench_options,
+    check_points,
+    compare,
+    selection_agreement,
+)
 from raypkg.cli_options import (
     FLOATS,
     NAMES,
@@ -85,6 +98,7 @@ from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
 from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
+from raypkg.models.registry import model_entry
 from raypkg.plots import figure, save_png
 from raypkg.recipe import find_recipe, load_cases, load_data
 from raypkg.selection.cache import SelectionCache
@@ -103,7 +117,7 @@ MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size"
        "epochs": 10, "batch_size": 64, "lr": [0.1], "momentum": 0.9, "weight_decay": 5e-4, "seeds": 3,
        "fractions": [0.1, 0.3], "densities": [0.05], "pretrain_epochs": 5, "repeats": 3, "shards": 10,
        "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "schedule": "cosine",
-       "curve_schedules": ["cosine", "linear"],
+       "curve_schedules": ["cosine", "linear"], "selection_models": [],
        "target_acc": 0.92}
 PRESETS = {
     "digits-aug:mlp": MLP,
@@ -125,7 +139,7 @@ COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dr
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops", "speedup_vs_full", "acc_vs_full",
                  "x_vs_curve", "x_vs_curve_bound", "x_vs_fp32_curve", "tta_vs_curve", "verdict", "gain", "speedup_vs_rs2", "acc_vs_rs2",
-                 "noisy_share", "pareto", "pareto_flops"]
+                 "noisy_share", "spearman", "overlap", "pareto", "pareto_flops"]
 SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
@@ -248,6 +262,12 @@ def preset_settings(setup: str, flags: dict) -> dict:
     for schedule in s["curve_schedules"]:
         choose("curve schedule", schedule, SCHEDULES)
     once_each(s["curve_schedules"], "--curve-schedules")
+    once_each(s["selection_models"], "--selection-models")
+    for proxy in s["selection_models"]:
+        model_entry(proxy)
+    if s["model"] in s["selection_models"]:
+        raise UsageError(f"--selection-models names --model {s['model']} itself: its points are the ones each proxy "
+                         "is compared with")
     for key in ("fractions", "densities", "budgets"):
         if not s[key] or not all(0 < v <= 1 for v in s[key]):
             raise UsageError(f"--{key} takes comma-separated numbers in (0, 1], got {','.join(map(str, s[key]))}")
@@ -290,12 +310,38 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
               for values in grids(m)]
     for grid in ("fractions", "densities"):  # each grid's points, after those without one
         first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in m.split("+"))), None)]
-        points += [point(m, values) for m in first for values in grids(m)]
+        points += [q for m in first for values in grids(m)
+                   for q in with_proxies(point(m, values), s["selection_models"])]
     curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last;
     budgets = {schedule: budget_epochs(s["epochs"], s["budgets"]) + ([] if schedule == s["schedule"] else [s["epochs"]])
                for schedule in s["curve_schedules"]}  # another schedule's whole budget is a point of the curve too
     return points + [point(m, {}, epochs, schedule) for schedule, counts in budgets.items() for epochs in counts
                      for m in curves]
+
+
+def with_proxies(p: Point, proxies: list[str]) -> list[Point]:
+    """``p``, then (SVP, --selection-models) ``p`` scored by each proxy where its selection
+    warms up and scores with a model (DeepCore's model-based selectors, LiPT's shard models;
+    not in a stack): its setting says ``svp=PROXY``."""
+    from raypkg.selection.registry import get_selector
+
+    cfg = p.cfg
+    if getattr(cfg, "selection_model", False) is not None or cfg.stack or cfg.reselect_every is not None \
+            or not get_selector(cfg.selection).needs_model:
+        return [p]
+    return [p] + [Point(f"{p.label} scored by {proxy}", p.recipe,
+                        dataclasses.replace(cfg, selection_model=proxy).validate(),
+                        {**p.labels, "setting": f"{p.labels['setting']},svp={proxy}"}) for proxy in proxies]
+
+
+def add_svp_agreement(done: list[tuple[dict, dict]]) -> None:
+    """Each SVP row's ``spearman`` and ``overlap`` against the same point scored by the model
+    itself (``selection_agreement``); NaN on the other rows."""
+    tables = {(row["method"], row["setting"]): summary.get("tables", {}) for row, summary in done}
+    for row, _ in done:
+        own = tables.get((row["method"], row["setting"].split(",svp=")[0]))
+        row.update(selection_agreement(tables[row["method"], row["setting"]], own) if ",svp=" in row["setting"]
+                   and own is not None else {"spearman": math.nan, "overlap": math.nan})
 
 
 def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, n: int | None):
@@ -425,6 +471,11 @@ def count_options(func):
               help="LR schedule of every method and of full training at the whole budget (the reference), decayed "
                    "to 0 at the end. Default: cosine.")
 @list_option("--lr", type=FLOATS, help="Learning rate of every method (--schedule).")
+@list_option("--selection-models", type=NAMES,
+             help="SVP (Coleman et al., ICLR 2020): comma-separated proxy models (`effray models`), each of which "
+                  "also warms up and scores for every point whose selection uses a model (DeepCore's model-based "
+                  "selectors, LiPT's shard models): a point of its own (setting svp=MODEL), its warm-up counted at "
+                  "the proxy's FLOPs, with spearman and overlap against the point scored by --model. Default: none.")
 @count_options
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
               help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "
@@ -468,6 +519,8 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
                     k: v for k, v in settings.items() if k not in ("dataset", "data_dir", "train_size", "test_size")})
                 per_example = flops_per_example(settings["model"], data)
             done = runner.rows(points, data, PHASES, "e2e_s", cache=cache)
+            if settings["selection_models"]:
+                add_svp_agreement(done)
             add_tta(done, settings["target_acc"])
             rows += [count_examples(p, row, summary, data, per_example) for p, (row, summary) in zip(points, done)]
             if panels:

@@ -40,13 +40,14 @@ def lipt_point(method: str, fraction: float, s: dict, common: dict, n: int | Non
 
 
 def lipt_examples(cfg: LiptConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """K shard models of their shards' examples, masked, then the subset, dense (less
-    dropped ragged batches)."""
+    """K shard models of their shards' examples, masked (SVP: the proxy's), then the subset,
+    dense (less dropped ragged batches)."""
     from raypkg.engine.plans import trained_examples
 
     pre = cfg.pre_epochs * sum(trained_examples(size, cfg.batch_size, cfg.drop_last) for size in summary["shard_sizes"])
     train = cfg.epochs * trained_examples(summary["subset_size"], cfg.batch_size, cfg.drop_last)
-    return pre + train, pre * per_example(cfg.density, cfg.sparse_init) + train * per_example()
+    proxy = {"model": cfg.selection_model} if cfg.selection_model else {}
+    return pre + train, pre * per_example(cfg.density, cfg.sparse_init, **proxy) + train * per_example()
 
 
 register_case(BenchCase("lipt", "lipt", ("lipt-grand", "lipt-glister"), "fractions", lipt_point, lipt_examples,

@@ -53,13 +53,21 @@ def forward_flops(flops: dict[str, float], densities: dict[str, float] | None = 
 
 
 def flops_per_example(model_name: str, data):
-    """``per_example(density=1.0, init="ERK")``: the forward FLOPs per example of the model
-    ``model_name`` on ``data``, dense, or each layer weighted by its density under ``init``
-    (``raypkg.models.density.layer_densities``)."""
+    """``per_example(density=1.0, init="ERK", model=None)``: the forward FLOPs per example of
+    the model ``model_name`` (or of ``model``, another one: an SVP proxy) on ``data``, dense,
+    or each layer weighted by its density under ``init`` (``raypkg.models.density.layer_densities``)."""
+    import functools
+
     from raypkg.models.density import layer_densities
     from raypkg.models.registry import build_model
 
-    model = build_model(model_name, data.input_shape, data.num_classes)
-    layers = layer_flops(model, data.input_shape)
-    return lambda density=1.0, init="ERK": forward_flops(layers, None if density == 1 else
-                                                         layer_densities(model, density, init))
+    @functools.cache
+    def layers_of(name: str):
+        model = build_model(name, data.input_shape, data.num_classes)
+        return model, layer_flops(model, data.input_shape)
+
+    def per_example(density: float = 1.0, init: str = "ERK", model: str | None = None) -> float:
+        net, layers = layers_of(model or model_name)
+        return forward_flops(layers, None if density == 1 else layer_densities(net, density, init))
+
+    return per_example

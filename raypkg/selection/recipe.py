@@ -173,12 +173,15 @@ def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | 
 
 
 def coreset_examples(cfg: CoresetConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
-    """DeepCore's warm-ups (none for uniform), then the subset, dense (less dropped ragged batches)."""
+    """DeepCore's warm-ups (none for uniform; SVP's at its proxy's FLOPs), then the subset,
+    dense (less dropped ragged batches)."""
     from raypkg.engine.plans import trained_examples
 
     epoch_of = lambda size: trained_examples(size, cfg.batch_size, cfg.drop_last)  # noqa: E731
-    seen = summary["pretrain_epochs"] * epoch_of(n) * summary["repeats"] + cfg.epochs * epoch_of(summary["subset_size"])
-    return seen, seen * per_example()
+    warm = summary["pretrain_epochs"] * epoch_of(n) * summary["repeats"]
+    train = cfg.epochs * epoch_of(summary["subset_size"])
+    proxy = per_example(model=cfg.selection_model) if cfg.selection_model else per_example()
+    return warm + train, warm * proxy + train * per_example()
 
 
 register_case(BenchCase("uniform", "coreset", ("rs2", "uniform"), "fractions", coreset_point, coreset_examples))

@@ -124,6 +124,7 @@ BAD = [
     B + ["frontier", "--fractions", "0.1,x"],
     B + ["frontier", "--curve-schedules", "step"], B + ["frontier", "--schedule", "step"], B + ["frontier", "--curve-schedules", "linear", "--curve-schedules", "linear"],
     B + ["frontier", "--label-noise", "1"], B + ["frontier", "--seeds", "0"], B + ["frontier", "--setup", "nope"],
+    B + ["frontier", "--selection-models", "nosuch"], B + ["frontier", "--selection-models", "mlp"],
     B + ["frontier", "--dataset", "nope"], B + ["frontier", "--epochs", "0"], B + ["frontier", "--save", "{ro}/f"],
     B + ["frontier", "--address", "127.0.0.1:1"], B + ["frontier", "--dataset", "digits", "--train-size", "100"],
     # ----- train ---------------------------------------------------------------------------
@@ -193,7 +194,7 @@ BAD = [
     B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "0"],
     B + ["data", "--sizes", "0"], B + ["data", "--sizes", "5k"], B + ["data", "--modes", "disk"],
     B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"], B + ["data", "--work-dir", "{out}"],
-    B + ["data", "--decode-blocks", "0"], B + ["data", "--decode-blocks", "big"],
+    B + ["data", "--decode-blocks", "0"], B + ["data", "--decode-blocks", "big"], B + ["data", "--epochs", "1"],
     B + ["overhead", "--batch-size", "0"], B + ["selection", "--actors", "1"], B + ["selection", "--fraction", "0"],
     B + ["selection", "--methods", "nope"], B + ["selection", "--save", "{ro}/sel"],
     B + ["deltagrad", "--ratios", "0"], B + ["deltagrad", "--epochs", "0"], B + ["deltagrad", "--period", "0"],

@@ -14,6 +14,8 @@ from helpers import DIGITS_TRAIN
 from raypkg.bench.curve import pareto_front
 from raypkg.bench.frontier import TABLE_COLUMNS, add_deltas, aggregate
 from raypkg.cli import main
+from raypkg.models.flops import layer_flops
+from raypkg.models.registry import build_model
 
 # digits (1,347 train / 450 test), logistic regression, 2 epochs: seconds per run.
 TINY = ["--dataset", "digits", "--model", "logreg", "--epochs", "2", "--label-noise", "0.2"]
@@ -67,6 +69,27 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
     points = build_points(settings, ["full", "rs2", "infobatch"], seed=0)
     assert [(p.labels["method"], p.labels["setting"]) for p in points] == [
         ("full", "b=1"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
+
+
+def test_svp_adds_a_point_scored_by_each_proxy_where_the_selection_uses_a_model():
+    from raypkg.bench.frontier import build_points, preset_settings
+    from raypkg.errors import UsageError
+
+    settings = preset_settings("digits-aug:resnet20", {"fractions": [0.3], "budgets": [1.0], "workers": 0,
+                                                       "curve_schedules": ["cosine"],
+                                                       "selection_models": ["mlp", "lenet5"]})
+    points = build_points(settings, ["full", "rs2", "grand", "lipt-grand", "rs2+rigl-itop", "glister-r5"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"], getattr(p.cfg, "selection_model", "-")) for p in points] == [
+        ("full", "b=1", "-"), ("rs2", "f=0.3", None),  # RS2 scores with no model
+        ("grand", "f=0.3", None), ("grand", "f=0.3,svp=mlp", "mlp"), ("grand", "f=0.3,svp=lenet5", "lenet5"),
+        ("lipt-grand", "f=0.3", None), ("lipt-grand", "f=0.3,svp=mlp", "mlp"),
+        ("lipt-grand", "f=0.3,svp=lenet5", "lenet5"),
+        ("rs2+rigl-itop", "f=0.3,d=0.05", None),  # not in a stack
+        ("glister-r5", "f=0.3", None)]  # adaptive: selects with the model being trained
+    for proxies, refused in ((["resnet20"], "names --model resnet20 itself"), (["nosuch"], "nosuch"),
+                             (["mlp", "mlp"], "names mlp more than once")):
+        with pytest.raises(UsageError, match=refused):
+            preset_settings("digits-aug:resnet20", {"workers": 0, "selection_models": proxies})
 
 
 def test_a_linear_curve_runs_every_budget_and_the_curve_is_the_better_of_the_two_schedules():
@@ -248,13 +271,14 @@ def test_deltas_against_full_training_and_rs2_at_the_same_fraction():
 
 @pytest.fixture(scope="module")
 def frontier_run(tmp_path_factory):
-    """One tiny frontier: 2 seeds, uniform, Glister, CREST, RigL-ITOP and uniform subsets with
-    RigL-ITOP stacked on them, W&B offline."""
+    """One tiny frontier: 2 seeds, uniform, Glister (also scored by an MLP: SVP), CREST,
+    RigL-ITOP and uniform subsets with RigL-ITOP stacked on them, W&B offline."""
     out = tmp_path_factory.mktemp("frontier")
     stem = out / "tiny"
     result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--fractions", "0.3",
                                        "--methods", "uniform,glister,crest,rigl-itop,uniform+rigl-itop", "--pretrain-epochs", "1",
-                                       "--densities", "0.2", "--budgets", "0.5", "--save", str(stem)])
+                                       "--densities", "0.2", "--budgets", "0.5", "--selection-models", "mlp",
+                                       "--save", str(stem)])
     assert result.exit_code == 0, result.output
     return stem, result.output
 
@@ -263,8 +287,8 @@ def frontier_run(tmp_path_factory):
 def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontier_run):
     stem, output = frontier_run
     rows = pd.read_parquet(f"{stem}.parquet")
-    # 7 points, the cosine curve's 2 at 0.5 and the linear curve's 4 at 0.5 and 1, at fp32 and auto
-    assert len(rows) == 2 * 13 and set(rows["seed"]) == {0, 1}
+    # 8 points, the cosine curve's 2 at 0.5 and the linear curve's 4 at 0.5 and 1, at fp32 and auto
+    assert len(rows) == 2 * 14 and set(rows["seed"]) == {0, 1}
     assert set(rows["method"]) == {"full-fp32", "full", "uniform", "glister", "crest", "rigl-itop", "uniform+rigl-itop"}
     assert set(rows.loc[rows["method"] == "full-fp32", "execution"]) == {"fp32/contiguous"}  # the reference
     assert set(rows["execution"]) <= {f"{p}/{m}" for p in ("fp32", "bf16") for m in ("contiguous", "channels_last")}
@@ -275,22 +299,29 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     # steps; every epoch less its dropped ragged batch (--drop-last)
     whole_epoch, subset = DIGITS_TRAIN // 64 * 64, round(0.3 * DIGITS_TRAIN) // 64 * 64
     whole = rows[rows["budget"].isna() | (rows["budget"].eq(1) & rows["schedule"].eq("cosine"))]
-    seen = whole[whole["seed"] == 0].set_index("method")["examples_seen"].to_dict()
+    svp = rows["setting"] == "f=0.3,svp=mlp"  # Glister scored by an MLP: the same examples
+    seen = whole[(whole["seed"] == 0) & ~svp].set_index("method")["examples_seen"].to_dict()
     assert seen == {"full-fp32": 2 * whole_epoch, "full": 2 * whole_epoch, "uniform": 2 * subset,
                     "glister": whole_epoch + 2 * subset, "crest": 2 * subset, "rigl-itop": 2 * whole_epoch,
                     "uniform+rigl-itop": 2 * subset}
     # FLOPs: 3 forward passes a step (forward + backward) of logreg's 64 x 10 multiply-adds per
     # example, and at density 0.2 for RigL-ITOP (ERK gives a single layer the overall density)
     step_flops = rows["method"].map(lambda m: 3 * 2 * 64 * 10 * (0.2 if "rigl-itop" in m else 1))
-    assert rows["flops"].to_numpy() == pytest.approx((step_flops * rows["examples_seen"]).to_numpy())
+    assert rows[~svp]["flops"].to_numpy() == pytest.approx((step_flops * rows["examples_seen"])[~svp].to_numpy())
+    # SVP: the warm-up's epoch at the MLP's FLOPs, the subset's at logreg's
+    assert (rows[svp]["examples_seen"] == whole_epoch + 2 * subset).all()
+    mlp = sum(layer_flops(build_model("mlp", (64,), 10), (64,)).values())
+    assert rows[svp]["flops"].to_numpy() == pytest.approx(3 * (whole_epoch * mlp + 2 * subset * 2 * 64 * 10))
+    # and its agreement with Glister scored by logreg itself, in the same seed (NaN on every other row)
+    assert rows.loc[svp, "overlap"].between(0, 1).all() and rows.loc[~svp, "overlap"].isna().all()
     phases = [f"{p}_s" for p in ("pretrain", "merge", "selection", "check", "train", "eval")]
     assert rows["e2e_s"].to_numpy() == pytest.approx(rows[phases].sum(axis=1).to_numpy())
     warmed = rows["pretrain_s"] > 0  # only Glister pays a warm-up
-    assert set(rows[warmed]["method"]) == {"glister"} and warmed.sum() == 2
+    assert set(rows[warmed]["method"]) == {"glister"} and warmed.sum() == 4
     selected = rows["noisy_share"].notna()  # the share of noisy labels among a subset's picks
-    assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 6
+    assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 8
     summary = pd.read_parquet(f"{stem}-summary.parquet")
-    assert len(summary) == 13 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    assert len(summary) == 14 and (summary["seeds"] == 2).all() and summary["pareto"].any()
     # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
     # at the latest), and no row reaches it after its own end
     targets = rows.groupby("seed")["tta_target"].first()
