@@ -14,9 +14,10 @@ What ``auto`` chooses belongs to the machine, not to the run (``decide``):
   bf16 runs 4-500x slower, pytorch #146508, #183815: fp32, nothing timed), and
   channels_last for convolutional models only.
 - With more than one candidate, ``measure`` times one training step (forward + backward)
-  of each on a real batch, by ``raypkg.timing``'s policy with a stop rule: ``WARMUPS`` untimed steps each first (first-call costs: oneDNN
-  primitives, allocator), then rounds that step every candidate once, interleaved
-  (A B C, C B A, ...), until every pair is *settled* or the cap is reached.
+  of each on a real batch, by ``raypkg.timing``'s policy with a stop rule: ``WARMUPS``
+  untimed steps each first (first-call costs: oneDNN primitives, allocator), then rounds
+  that step every candidate once, interleaved (A B C, C B A, ...), until every pair is
+  *settled* or the cap is reached.
 - Two candidates are *apart* when their medians differ by more than half the sum of their
   interquartile ranges (the middle halves of their samples do not overlap around the
   medians); a pair is *settled* when it is apart or its medians are within ``MARGIN`` of

@@ -2,7 +2,8 @@
 
 A plan says how many steps an epoch has on a rank (the LR schedule needs it) and yields
 ``PlannedBatch(positions, weights)``; positions index the training split the loop was
-given, and the loader (``raypkg.engine.loader``) reads them, from memory or streamed. The default is a seeded shuffle split by rank as DistributedSampler splits it;
+given, and the loader (``raypkg.engine.loader``) reads them, from memory or streamed. The
+default is a seeded shuffle split by rank as DistributedSampler splits it;
 ``WeightedSampling`` draws a weighted subset with replacement each epoch; CREST supplies
 one that yields coreset mini-batches with their weights. Plans that depend only on
 (seed, epoch) resume exactly at an epoch boundary; others keep their state in
