@@ -326,8 +326,9 @@ def with_proxies(p: Point, proxies: list[str]) -> list[Point]:
     from raypkg.selection.registry import get_selector
 
     cfg = p.cfg
-    if getattr(cfg, "selection_model", False) is not None or cfg.stack or cfg.reselect_every is not None \
-            or not get_selector(cfg.selection).needs_model:
+    scored_by_a_model = hasattr(cfg, "selection_model") and cfg.selection_model is None and not cfg.stack \
+        and cfg.reselect_every is None and get_selector(cfg.selection).needs_model
+    if not scored_by_a_model:
         return [p]
     return [p] + [Point(f"{p.label} scored by {proxy}", p.recipe,
                         dataclasses.replace(cfg, selection_model=proxy).validate(),

@@ -106,9 +106,8 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats, precis
                                      precision=precision) for m in methods}
 
     slices = selections(data=head)
-    picks, times = measure(selections(), warm={m: slices[m] for m in methods
-                                               if get_selector(m).warmup_callback is None})
-    picks, times = {"in-process": picks}, {"in-process": times}
+    in_process = measure(selections(), warm={m: slices[m] for m in methods if get_selector(m).warmup_callback is None})
+    picks, times = {"in-process": in_process[0]}, {"in-process": in_process[1]}
     connect_ray()
     total, startup = ray.cluster_resources().get("CPU", 1.0), {}
     for k in sorted({1, actors}):
