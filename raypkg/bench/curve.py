@@ -13,8 +13,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-# budget curve (its rows' method) -> the columns a point gets against it: x, time-to-accuracy
-CURVES = {"full": ("x_vs_curve", "tta_vs_curve"), "full-fp32": ("x_vs_fp32_curve", None)}
+# budget curve (its rows' method) -> the columns a point gets against it: x, x's lower bound, time-to-accuracy
+CURVES = {"full": ("x_vs_curve", "x_vs_curve_bound", "tta_vs_curve"),
+          "full-fp32": ("x_vs_fp32_curve", "x_vs_fp32_curve_bound", None)}
 
 
 def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
@@ -54,15 +55,15 @@ def add_curves(frame, chance: float):
     """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve,
     x_vs_fp32_curve and tta_vs_curve (NaN for the curves' own points and without a curve),
     ``below_curve``: its accuracy is below every budget point's of its own execution, and
-    ``x_vs_curve_bound``: x_vs_curve, or where that is inf (more accurate than the whole
-    curve) its lower bound, the seconds the curve needs for its own best accuracy over the
-    row's (the curve would need at least those to go further)."""
+    ``x_vs_curve_bound`` (``x_vs_fp32_curve_bound``): x_vs_curve (x_vs_fp32_curve), or where
+    that is inf (more accurate than the whole curve) its lower bound, the seconds the curve
+    needs for its own best accuracy over the row's (the curve would need at least those to
+    go further)."""
     frame = frame.reset_index(drop=True)
     frame["below_curve"] = False
-    frame["x_vs_curve_bound"] = math.nan
     on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
-    for method, (x_column, tta_column) in CURVES.items():
-        frame[x_column] = math.nan
+    for method, (x_column, bound_column, tta_column) in CURVES.items():
+        frame[x_column] = frame[bound_column] = math.nan
         if tta_column:
             frame[tta_column] = math.nan
         for seed, rows in frame.groupby("seed"):
@@ -75,10 +76,9 @@ def add_curves(frame, chance: float):
                                            in zip(frame.loc[judged, "test_acc"], frame.loc[judged, "e2e_s"])]
             if method == "full":  # below the lowest budget point the curve is a straight line from chance
                 frame.loc[judged, "below_curve"] = frame.loc[judged, "test_acc"] < curve["test_acc"].min()
-                best_s = curve_seconds(points, curve["test_acc"].max(), chance)
-                ratios = frame.loc[judged, x_column]
-                frame.loc[judged, "x_vs_curve_bound"] = ratios.where(~np.isinf(ratios),
-                                                                     best_s / frame.loc[judged, "e2e_s"])
+            best_s = curve_seconds(points, curve["test_acc"].max(), chance)
+            ratios = frame.loc[judged, x_column]
+            frame.loc[judged, bound_column] = ratios.where(~np.isinf(ratios), best_s / frame.loc[judged, "e2e_s"])
             if tta_column and "tta_s" in frame:
                 frame.loc[judged, tta_column] = curve["tta_s"].min() / frame.loc[judged, "tta_s"]
     return frame

@@ -23,8 +23,8 @@ the curve's time-to-accuracy (its fastest budget point at the target) over the p
 ``verdict`` over the seeds: ``faster`` (``slower``) when the mean of log(x_vs_curve) is
 above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell. A
 seed more accurate than every budget point (x_vs_curve inf) counts at its lower bound
-``x_vs_curve_bound`` (the curve's seconds to its own best accuracy over the seed's), so
-``faster`` never overclaims; with such a seed the verdict is not ``slower``, and
+``x_vs_curve_bound`` (the curve's seconds to its own best accuracy over the seed's;
+``x_vs_fp32_curve_bound`` the same against the fp32 curve), so ``faster`` never overclaims; with such a seed the verdict is not ``slower``, and
 ``beyond curve`` when every seed is above the curve and not ``faster``; ``below curve``
 when a seed's is below the lowest budget point's, where the curve is only a straight line
 from chance: that line flatters the method (a real curve rises faster), so a ``slower``
@@ -138,7 +138,7 @@ COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dr
           "agc_sample": "AGC: examples of the snapshot gradient."}
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops", "speedup_vs_full", "acc_vs_full",
-                 "x_vs_curve", "x_vs_curve_bound", "x_vs_fp32_curve", "tta_vs_curve", "verdict", "gain", "speedup_vs_rs2", "acc_vs_rs2",
+                 "x_vs_curve", "x_vs_curve_bound", "x_vs_fp32_curve", "x_vs_fp32_curve_bound", "tta_vs_curve", "verdict", "gain", "speedup_vs_rs2", "acc_vs_rs2",
                  "noisy_share", "spearman", "overlap", "pareto", "pareto_flops"]
 SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points

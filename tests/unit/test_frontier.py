@@ -223,8 +223,11 @@ def test_each_point_is_judged_against_its_seeds_curve():
                        chance=0.1)
     judged = above[above["method"] == "rs2"]
     assert (judged["x_vs_curve"] == math.inf).all() and judged["x_vs_curve_bound"].tolist() == [1.25, 1.25]
+    # the fp32 curve's best (0.9) takes it 10 s (20 s): bounded at 10 s over 4 s (20 s over 8 s)
+    assert (judged["x_vs_fp32_curve"] == math.inf).all() and judged["x_vs_fp32_curve_bound"].tolist() == [2.5, 2.5]
     assert aggregate(above.assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == "faster"
     assert frame.eval("x_vs_curve_bound == x_vs_curve | x_vs_curve != x_vs_curve").all()  # finite: the ratio itself
+    assert frame.eval("x_vs_fp32_curve_bound == x_vs_fp32_curve | x_vs_fp32_curve != x_vs_fp32_curve").all()
 
 
 def test_the_plot_takes_a_mean_that_rounds_outside_its_seeds_range():
