@@ -24,11 +24,12 @@ the curve's time-to-accuracy (its fastest budget point at the target) over the p
 above (below) 0 by more than 2 standard errors, else ``tie``; ``1 seed`` cannot tell. A
 seed more accurate than every budget point (x_vs_curve inf) counts at its lower bound
 ``x_vs_curve_bound`` (the curve's seconds to its own best accuracy over the seed's;
-``x_vs_fp32_curve_bound`` the same against the fp32 curve), so ``faster`` never overclaims; with such a seed the verdict is not ``slower``, and
-``beyond curve`` when every seed is above the curve and not ``faster``; ``below curve``
-when a seed's is below the lowest budget point's, where the curve is only a straight line
-from chance: that line flatters the method (a real curve rises faster), so a ``slower``
-verdict stands there and any other becomes ``below curve`` (add a smaller --budgets value).
+``x_vs_fp32_curve_bound`` the same against the fp32 curve), so ``faster`` never
+overclaims; with such a seed the verdict is not ``slower``, and ``beyond curve`` when
+every seed is above the curve and not ``faster``; ``below curve`` when a seed's is below
+the lowest budget point's, where the curve is only a straight line from chance: that line
+flatters the method (a real curve rises faster), so a ``slower`` verdict stands there and
+any other becomes ``below curve`` (add a smaller --budgets value).
 
 The runner over every registered ``BenchCase``: per seed the data is loaded once (the
 same noisy labels for all) and each point runs through its recipe in memory, as `effray
