@@ -31,7 +31,8 @@ What ``auto`` chooses belongs to the machine, not to the run (``decide``):
   ``~/.cache/effray``, file ``execution.json``), keyed by the CPU model or GPU name, the
   CPU's flags, torch's version and threads, the device, the model, the input shape, the
   batch size and the candidates. Every later run with that key reuses it and says so on
-  its first line; ``effray execution`` lists the cache and ``--clear`` empties it.
+  its first line; ``effray execution`` lists the cache and ``--clear`` empties it. Two
+  runs that measure one key at once both run the first choice stored (``keep``).
 
 It is decided once per run, on the driver, before Ray starts (``Recipe.run``;
 ``resolve_for_data``), and written into the run's config (``config.yaml`` says ``bf16``,
@@ -343,18 +344,22 @@ class ExecutionCache:
     def get(self, key: str) -> dict | None:
         return self.entries().get(key)
 
-    def put(self, key: str, entry: dict) -> bool:
-        """Store ``entry`` under ``key``; False (and one warning line) where the cache cannot be written."""
+    def keep(self, key: str, entry: dict) -> dict:
+        """Store ``entry`` under ``key`` unless a choice is there already (another process
+        measured the same key meanwhile: the first choice stays the machine's, so runs that
+        started together still agree); the stored choice. Where the cache cannot be written:
+        ``entry``, and one warning line."""
         try:
             with self._locked():
-                choices = {**self.entries(), key: entry}
+                choices = self.entries()
+                if key in choices:
+                    return choices[key]
                 tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps({"version": CACHE_VERSION, "choices": choices}, indent=1))
+                tmp.write_text(json.dumps({"version": CACHE_VERSION, "choices": {**choices, key: entry}}, indent=1))
                 tmp.replace(self.path)
-            return True
         except OSError as e:
             print(f"warning: the execution choice is not cached ({self.path}: {e.strerror or e})", file=sys.stderr)
-            return False
+        return entry
 
     def clear(self) -> int:
         """Forget every choice; returns how many there were."""
@@ -385,9 +390,7 @@ def decide(key: str, steps: Callable[[], ContextManager[dict[Pair, Callable[[], 
     cache = cache or ExecutionCache()
     entry = cache.get(key)
     if entry is not None:
-        return Execution(entry["precision"], entry["memory_format"], "cache", medians_ms=entry["medians_ms"],
-                         iqr_ms=entry["iqr_ms"], rounds=entry["rounds"], settled=entry["settled"],
-                         measured_at=entry["measured_at"])
+        return from_cache(entry)
     with steps() as candidate_steps:
         measured = measurer(candidate_steps)
     chosen = choose(measured.samples)
@@ -395,10 +398,17 @@ def decide(key: str, steps: Callable[[], ContextManager[dict[Pair, Callable[[], 
                           iqr_ms={label(k): 1000 * v for k, v in measured.iqrs().items()}, rounds=measured.rounds,
                           settled=settled(measured.samples), measure_s=measured.seconds,
                           measured_at=datetime.date.today().isoformat())
-    cache.put(key, {"precision": execution.precision, "memory_format": execution.memory_format,
-                    "medians_ms": execution.medians_ms, "iqr_ms": execution.iqr_ms, "rounds": execution.rounds,
-                    "settled": execution.settled, "measured_at": execution.measured_at})
-    return execution
+    entry = {"precision": execution.precision, "memory_format": execution.memory_format,
+             "medians_ms": execution.medians_ms, "iqr_ms": execution.iqr_ms, "rounds": execution.rounds,
+             "settled": execution.settled, "measured_at": execution.measured_at}
+    stored = cache.keep(key, entry)
+    return execution if stored == entry else from_cache(stored)
+
+
+def from_cache(entry: dict) -> Execution:
+    return Execution(entry["precision"], entry["memory_format"], "cache", medians_ms=entry["medians_ms"],
+                     iqr_ms=entry["iqr_ms"], rounds=entry["rounds"], settled=entry["settled"],
+                     measured_at=entry["measured_at"])
 
 
 def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, flags: set[str] | None = None,

@@ -4,6 +4,7 @@ engine's arithmetic of before, bit for bit."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -165,6 +166,22 @@ def test_a_choice_is_measured_once_per_machine_and_every_later_run_reuses_it(tmp
     assert E.ExecutionCache(cache.path).clear() == 1 and E.ExecutionCache(cache.path).entries() == {}
 
 
+def test_two_runs_measuring_one_key_at_once_both_run_the_first_stored_choice(tmp_path):
+    """Run B measures while run A stores its choice for the same key: B runs A's choice
+    (from the cache), and the cache keeps A's, so a third run agrees with both."""
+    cache = E.ExecutionCache(tmp_path / "execution.json")
+    stored_by_a = {"precision": "bf16", "memory_format": "contiguous", "medians_ms": {"fp32/contiguous": 2.0},
+                   "iqr_ms": {}, "rounds": 3, "settled": True, "measured_at": "2026-11-27"}
+
+    def b_measures_while_a_stores(steps):
+        E.ExecutionCache(cache.path).keep("k", stored_by_a)
+        return E.Measurement({FP32: [1.0] * 5, BF16: [3.0] * 5}, 5, 0.1)  # B alone would choose fp32
+
+    b = E.decide("k", lambda: contextlib.nullcontext({}), cache, b_measures_while_a_stores)
+    assert (b.precision, b.source, b.medians_ms) == ("bf16", "cache", {"fp32/contiguous": 2.0})
+    assert cache.entries() == {"k": stored_by_a}
+
+
 def test_the_cache_key_names_the_machine_the_model_the_input_and_the_batch():
     key = E.cache_key("resnet20", (1, 28, 28), 128, torch.device("cpu"), [FP32, BF16], AVX512_BF16)
     for part in ("device=cpu", f"hardware={E.cpu_model()}", f"torch={torch.__version__}",
@@ -180,7 +197,8 @@ def test_an_unreadable_cache_is_an_empty_one_and_an_unwritable_one_warns(tmp_pat
     broken.write_text("{not json")
     assert E.ExecutionCache(broken).entries() == {}
     (tmp_path / "file").write_text("")
-    assert not E.ExecutionCache(tmp_path / "file" / "execution.json").put("k", {})
+    assert E.ExecutionCache(tmp_path / "file" / "execution.json").keep("k", {"precision": "bf16"}) == \
+        {"precision": "bf16"}  # the run goes on with its own choice
     assert "the execution choice is not cached" in capsys.readouterr().err
 
 
@@ -225,10 +243,10 @@ def test_a_cached_warm_up_is_laid_out_as_a_fresh_one(tmp_path):
 
 def test_effray_execution_lists_and_clears_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFRAY_CACHE_DIR", str(tmp_path))
-    E.ExecutionCache().put("v=1|model=lenet5", {"precision": "fp32", "memory_format": "channels_last",
-                                                "medians_ms": {"fp32/contiguous": 3.6, "fp32/channels_last": 3.2},
-                                                "iqr_ms": {}, "rounds": 5, "settled": True,
-                                                "measured_at": "2026-11-25"})
+    E.ExecutionCache().keep("v=1|model=lenet5", {"precision": "fp32", "memory_format": "channels_last",
+                                                 "medians_ms": {"fp32/contiguous": 3.6, "fp32/channels_last": 3.2},
+                                                 "iqr_ms": {}, "rounds": 5, "settled": True,
+                                                 "measured_at": "2026-11-25"})
     listed = CliRunner().invoke(main, ["execution"])
     assert listed.exit_code == 0 and "fp32/channels_last  measured 2026-11-25, 5 rounds" in listed.output
     assert "v=1|model=lenet5" in listed.output
