@@ -31,7 +31,7 @@ from raypkg.distributed.shard_pool import ShardPool
 from raypkg.engine.execution import resolve_for_data
 from raypkg.errors import UsageError
 from raypkg.plots import hbar
-from raypkg.selection import select
+from raypkg.selection import Compute, Keep, Scoring, select
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.embeddings import EmbeddingKind, logit_gradients, logits_and_features
 from raypkg.selection.facility_location import (
@@ -102,8 +102,8 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats, precis
     head = train.subset(torch.arange(min(len(train), 500)))
 
     def selections(pool=None, data=train) -> dict:
-        return {m: functools.partial(select, m, models[m], data, fraction=fraction, seed=seed, pool=pool,
-                                     precision=precision) for m in methods}
+        return {m: functools.partial(select, m, models[m], data, Keep(fraction), seed=seed,
+                                     scoring=Scoring(precision=precision), compute=Compute(pool=pool)) for m in methods}
 
     slices = selections(data=head)
     in_process = measure(selections(), warm={m: slices[m] for m in methods if get_selector(m).warmup_callback is None})

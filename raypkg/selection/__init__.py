@@ -10,7 +10,8 @@ weights), as benchmarked in DeepCore (Guo, Zhao, Bai, DEXA 2022).
 The registry's names are imported on first use, so that `effray --help` needs no torch.
 """
 
-_REGISTRY_NAMES = ("SELECTORS", "Picks", "SelectionContext", "SelectionResult", "register_selector", "select")
+_REGISTRY_NAMES = ("SELECTORS", "Compute", "Keep", "Picks", "Scoring", "SelectionContext", "SelectionResult",
+                   "register_selector", "select")
 
 
 def __getattr__(name):

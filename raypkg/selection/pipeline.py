@@ -31,7 +31,7 @@ from raypkg.engine.loop import fit, seed_everything
 from raypkg.models.registry import build_model
 from raypkg.selection.cache import SelectionCache, digest, state_digest
 from raypkg.selection.config import CoresetConfig
-from raypkg.selection.registry import SelectionResult, get_selector, select
+from raypkg.selection.registry import Compute, Keep, Scoring, SelectionResult, get_selector, select
 
 REPEAT_SEED_STRIDE = 1_000  # pre-training repeat r trains with seed + r * stride
 
@@ -163,11 +163,11 @@ def select_by_config(cfg: CoresetConfig, models, train, device: torch.device, po
     """``select`` with ``cfg``'s selection settings (method, size, balance, embedding,
     options, CCS, per-batch); ``seed`` and ``lr`` default to the config's."""
     needs_model = get_selector(cfg.selection).needs_model
-    return select(cfg.selection, models if needs_model else None, train, fraction=cfg.fraction, budget=cfg.budget,
-                  class_budget=cfg.class_budget, balance=cfg.balance, seed=cfg.seed if seed is None else seed,
-                  embedding=cfg.embedding, proj_dim=cfg.proj_dim, options=cfg.options, device=device, pool=pool,
-                  lr=lr or cfg.lr[0], stratify=cfg.stratify, ccs_beta=cfg.ccs_beta,
-                  per_batch=cfg.batch_size if cfg.per_batch else None, precision=cfg.precision)
+    keep = Keep(cfg.fraction, cfg.budget, cfg.class_budget, cfg.balance, cfg.batch_size if cfg.per_batch else None,
+                cfg.stratify, cfg.ccs_beta)
+    return select(cfg.selection, models if needs_model else None, train, keep, seed=cfg.seed if seed is None else seed,
+                  options=cfg.options, scoring=Scoring(cfg.embedding, cfg.proj_dim, lr or cfg.lr[0], cfg.precision),
+                  compute=Compute(device, pool))
 
 
 def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Module], device: torch.device,

@@ -207,55 +207,92 @@ class SelectionContext:
 # select
 # --------------------------------------------------------------------------------------
 
-def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: IndexedDataset, *,
-           fraction: float | None = None, budget: int | None = None,
-           class_budget: Sequence[int] | int | None = None, balance: bool = True, seed: int = 0,
-           val: IndexedDataset | None = None, embedding: str = "full", proj_dim: int = 256,
-           options: dict[str, Any] | None = None, device: torch.device | str | None = None,
-           pool=None, actors: int = 0, lr: float = 0.1, stratify: str = "none",
-           ccs_beta: float | None = None, per_batch: int | None = None, precision: str = "fp32") -> SelectionResult:
-    """Select a weighted subset of ``data`` with ``method``.
+@dataclass(frozen=True)
+class Keep:
+    """Which examples a selection keeps. Size: ``fraction`` (0 < f <= 1) or ``budget``
+    (total), split by class share when ``balance``; or ``class_budget`` (one number for
+    every class, or one per class). ``per_batch=B`` selects mini-batches of B
+    (``raypkg.selection.per_batch``), not balanced. ``stratify="ccs"`` re-picks from a
+    score-based selector's per-example scores by CCS (``raypkg.selection.stratify``), hard
+    cutoff ``ccs_beta`` (default: by the fraction kept)."""
 
-    Size: ``fraction`` (0 < f <= 1) or ``budget`` (total), split by class share when
-    ``balance``; or ``class_budget`` (one number for every class, or one per class).
-    ``models``: the (warmed-up) model, or several for GraNd's repeats. Per-example work
-    runs on ``pool`` (a ``ShardPool`` over ``data``) or on ``actors`` new actors when given,
-    else in-process on ``device``. Returns dataset index values, weights and scores.
-    ``stratify="ccs"`` re-picks from a score-based selector's per-example scores by CCS
-    (``raypkg.selection.stratify``), hard cutoff ``ccs_beta`` (default: by the fraction kept).
-    ``per_batch=B`` selects mini-batches of B (``raypkg.selection.per_batch``), not balanced.
-    ``precision``: of the models' forward passes, the run's decided one (fp32 or bf16).
+    fraction: float | None = None
+    budget: int | None = None
+    class_budget: Sequence[int] | int | None = None
+    balance: bool = True
+    per_batch: int | None = None
+    stratify: str = "none"
+    ccs_beta: float | None = None
+
+    def size(self, data: IndexedDataset, selector: Selector) -> tuple[int, list[int] | None]:
+        """(k, the per-class budgets or None) on ``data``; one line for a size that is
+        wrong or that ``selector`` cannot take."""
+        if len(data) == 0:
+            raise UsageError("cannot select from an empty dataset")
+        if self.per_batch is not None:
+            if not selector.per_batch:
+                raise UsageError(f"selection method {selector.name!r} selects examples, not mini-batches "
+                                 "(--per-batch)")
+            if self.class_budget is not None:
+                raise UsageError("per-batch selection picks mini-batches, which mix classes: give a fraction or "
+                                 "budget")
+            if int(self.per_batch) < 1:
+                raise UsageError(f"per-batch selection needs a batch size >= 1, got {self.per_batch}")
+        if self.class_budget is None:
+            k = subset_size(len(data), self.fraction, self.budget)
+            return k, (class_budgets(data.y, data.num_classes, k) if self.balance and self.per_batch is None
+                       else None)
+        if self.fraction is not None or self.budget is not None:
+            raise UsageError("give either a per-class budget or --fraction/--budget, not both")
+        per = ([int(self.class_budget)] * data.num_classes if isinstance(self.class_budget, (int, float))
+               else list(self.class_budget))
+        budgets = check_class_budgets(data.y, data.num_classes, per)
+        return sum(budgets), budgets
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How the models score: the gradient ``embedding`` (``proj_dim`` for a projected one),
+    Glister's Taylor step ``lr``, and the ``precision`` of their forward passes (the run's
+    decided one: fp32 or bf16)."""
+
+    embedding: str = "full"
+    proj_dim: int = 256
+    lr: float = 0.1
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where per-example work runs: on ``pool`` (a ``ShardPool`` over the data), or on
+    ``actors`` new actors, else in-process on ``device`` (default: the first model's)."""
+
+    device: torch.device | str | None = None
+    pool: Any = None
+    actors: int = 0
+
+
+def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: IndexedDataset, keep: Keep, *,
+           seed: int = 0, val: IndexedDataset | None = None, options: dict[str, Any] | None = None,
+           scoring: Scoring = Scoring(), compute: Compute = Compute()) -> SelectionResult:
+    """Select a weighted subset of ``data`` with ``method``: the examples ``keep`` says,
+    scored as ``scoring`` says, on ``compute``. ``models``: the (warmed-up) model, or
+    several for GraNd's repeats; ``val``: Glister's validation set; ``options``: the
+    method's own. Returns dataset index values, weights and scores.
     """
     import time
 
     from raypkg.selection.stratify import ccs_picks, check_stratify, paper_beta
 
+    device, pool, actors = compute.device, compute.pool, compute.actors
     selector = get_selector(method)
-    check_stratify(selector, stratify, ccs_beta)
+    check_stratify(selector, keep.stratify, keep.ccs_beta)
     if data.streamed:
         check_streams(method)
     opts = resolve_options(selector, options)
-    kind = EmbeddingKind(embedding, int(proj_dim), int(seed))
+    kind = EmbeddingKind(scoring.embedding, int(scoring.proj_dim), int(seed))
     n = len(data)
-    if n == 0:
-        raise UsageError("cannot select from an empty dataset")
-    if class_budget is not None:
-        if fraction is not None or budget is not None:
-            raise UsageError("give either a per-class budget or --fraction/--budget, not both")
-        per = ([int(class_budget)] * data.num_classes if isinstance(class_budget, (int, float))
-               else list(class_budget))
-        budgets = check_class_budgets(data.y, data.num_classes, per)
-        k = sum(budgets)
-    else:
-        k = subset_size(n, fraction, budget)
-        budgets = class_budgets(data.y, data.num_classes, k) if balance and per_batch is None else None
-    if per_batch is not None:
-        if not selector.per_batch:
-            raise UsageError(f"selection method {method!r} selects examples, not mini-batches (--per-batch)")
-        if class_budget is not None:
-            raise UsageError("per-batch selection picks mini-batches, which mix classes: give a fraction or budget")
-        if int(per_batch) < 1:
-            raise UsageError(f"per-batch selection needs a batch size >= 1, got {per_batch}")
+    k, budgets = keep.size(data, selector)
     if isinstance(models, nn.Module):
         models = [models]
     models = list(models or [])
@@ -280,19 +317,19 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     t0 = time.perf_counter()
     try:
         ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
-                               options=opts, device=device, precision=precision, val=val, pool=pool, lr=float(lr),
-                               batch_size=None if per_batch is None else int(per_batch))
+                               options=opts, device=device, precision=scoring.precision, val=val, pool=pool,
+                               lr=float(scoring.lr), batch_size=None if keep.per_batch is None else int(keep.per_batch))
         picks = selector.fn(ctx)
         beta = None
-        if stratify == "ccs":
-            beta = paper_beta(k / n) if ccs_beta is None else float(ccs_beta)
+        if keep.stratify == "ccs":
+            beta = paper_beta(k / n) if keep.ccs_beta is None else float(keep.ccs_beta)
             picks = ccs_picks(ctx, picks, method, beta)
     finally:
         if own_pool is not None:
             own_pool.close()
     result = finish(method, data, picks, k, budgets)
-    result.info.update(seconds=time.perf_counter() - t0, k=k, budgets=budgets, embedding=embedding,
-                       actors=pool_actors, options=opts, stratify=stratify,
+    result.info.update(seconds=time.perf_counter() - t0, k=k, budgets=budgets, embedding=scoring.embedding,
+                       actors=pool_actors, options=opts, stratify=keep.stratify,
                        **({"ccs_beta": beta} if beta is not None else {}))
     return result
 

@@ -9,7 +9,7 @@ from raypkg.distributed.shard_pool import ShardPool
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything
 from raypkg.models.registry import build_model
-from raypkg.selection import select
+from raypkg.selection import Compute, Keep, select
 
 
 def test_actor_and_in_process_selection_give_identical_indices(ray_session):
@@ -22,8 +22,8 @@ def test_actor_and_in_process_selection_give_identical_indices(ray_session):
     with ShardPool(train, 2) as pool:
         for method, models in [("grand", [model, second]), ("glister", model), ("gradmatch", model),
                                ("craig", model)]:
-            local = select(method, models, train, fraction=0.1, seed=3)
-            remote = select(method, models, train, fraction=0.1, seed=3, pool=pool)
+            local = select(method, models, train, Keep(fraction=0.1), seed=3)
+            remote = select(method, models, train, Keep(fraction=0.1), seed=3, compute=Compute(pool=pool))
             assert remote.info["actors"] == 2
             assert remote.indices.tolist() == local.indices.tolist(), method
             torch.testing.assert_close(remote.weights, local.weights, rtol=1e-6, atol=1e-9)

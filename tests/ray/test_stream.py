@@ -21,7 +21,7 @@ from raypkg.engine.config import TrainConfig
 from raypkg.engine.trainer import train
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
-from raypkg.selection.registry import select
+from raypkg.selection.registry import Compute, Keep, select
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +194,9 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
     torch.manual_seed(3)
     models = [build_model("lenet5", memory.input_shape, memory.num_classes) for _ in range(2)]
 
-    def check(method, chosen, **on_streamed):
-        a = select(method, chosen, memory.train, fraction=0.3, seed=1)
-        b = select(method, chosen, streamed.train, fraction=0.3, seed=1, **on_streamed)
+    def check(method, chosen, on_streamed=Compute()):
+        a = select(method, chosen, memory.train, Keep(fraction=0.3), seed=1)
+        b = select(method, chosen, streamed.train, Keep(fraction=0.3), seed=1, compute=on_streamed)
         assert b.info["actors"] == (0 if method == "uniform" else actors), method
         assert torch.equal(a.indices, b.indices), method
         assert torch.equal(a.weights, b.weights), method
@@ -207,10 +207,10 @@ def test_selection_on_a_streamed_tree_equals_in_memory(tree, ray_session, actors
             assert torch.equal(a.all_scores, b.all_scores), method
 
     check("uniform", None)
-    check("grand", models, actors=actors)
+    check("grand", models, Compute(actors=actors))
     with ShardPool(streamed.train, actors) if actors else contextlib.nullcontext() as pool:
-        check("craig", models[0], pool=pool)
-        check("deepfool", models[0], pool=pool)
+        check("craig", models[0], Compute(pool=pool))
+        check("deepfool", models[0], Compute(pool=pool))
         if actors:  # shard actors get paths and read their own images
             assert pool.map(shard_kind).tolist() == [[1, 18], [1, 18]]
 
@@ -220,7 +220,7 @@ def test_selectors_that_hold_every_embedding_refuse_streamed_data(tree, method):
     data = load(tree, "stream")
     model = build_model("lenet5", data.input_shape, data.num_classes)
     with pytest.raises(UsageError, match="--data-path stream use craig, deepfool, el2n, forgetting, grand, uniform"):
-        select(method, model, data.train, fraction=0.3, val=data.test)
+        select(method, model, data.train, Keep(fraction=0.3), val=data.test)
 
 
 def test_train_command_streams_and_says_so_first(tree, ray_session, tmp_path):

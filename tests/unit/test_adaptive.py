@@ -22,7 +22,7 @@ from raypkg.selection.config import CoresetConfig
 from raypkg.selection.embeddings import FactoredEmbedding
 from raypkg.selection.per_batch import batch_units, unit_embedding, unit_picks
 from raypkg.selection.recipe import CORESET
-from raypkg.selection.registry import select
+from raypkg.selection.registry import Keep, select
 
 TINY = dict(dataset="digits", model="mlp", epochs=6, batch_size=64, progress=False, wandb="disabled")
 
@@ -119,7 +119,7 @@ def test_per_batch_selection_returns_whole_mini_batches_at_the_exact_budget(meth
     from raypkg.models.registry import build_model
 
     model = build_model("mlp", data.input_shape, data.num_classes)
-    result = select(method, model, data.train, fraction=0.1, seed=3, per_batch=16)
+    result = select(method, model, data.train, Keep(fraction=0.1, per_batch=16), seed=3)
     units = batch_units(len(data.train), 16, seed=3)
     k = round(0.1 * len(data.train))
     assert len(result) == k and len(torch.unique(result.positions)) == k
@@ -135,7 +135,7 @@ def test_per_batch_is_refused_for_selectors_of_examples():
 
     data = load_dataset("digits", seed=0)
     with pytest.raises(UsageError, match="not mini-batches"):
-        select("uniform", None, data.train, fraction=0.1, per_batch=16)
+        select("uniform", None, data.train, Keep(fraction=0.1, per_batch=16))
 
 
 @pytest.mark.slow

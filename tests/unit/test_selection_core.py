@@ -9,7 +9,7 @@ from helpers import tiny_problem, train_on_subset
 from torch.func import functional_call, grad, vmap
 
 from raypkg.errors import UsageError
-from raypkg.selection import select
+from raypkg.selection import Keep, Scoring, select
 from raypkg.selection.budget import class_budgets, largest_remainder, subset_size
 from raypkg.selection.embeddings import (
     DenseEmbedding,
@@ -101,26 +101,26 @@ def test_budgets_are_exact_and_split_by_class_share():
 def test_bad_sizes_are_usage_errors(bad):
     model, data = tiny_problem(n=30)
     with pytest.raises(UsageError):
-        select("uniform", model, data, **bad)
+        select("uniform", model, data, Keep(**bad))
 
 
 def test_unknown_method_option_and_class_budget_are_usage_errors():
     model, data = tiny_problem(n=30)
     with pytest.raises(UsageError, match="unknown selection method 'nope'"):
-        select("nope", model, data, fraction=0.5)
+        select("nope", model, data, Keep(fraction=0.5))
     with pytest.raises(UsageError, match="unknown option"):
-        select("glister", model, data, fraction=0.5, options={"lamda": 1})
+        select("glister", model, data, Keep(fraction=0.5), options={"lamda": 1})
     with pytest.raises(UsageError, match="larger than class"):
-        select("craig", model, data, class_budget=11)  # 10 examples per class
+        select("craig", model, data, Keep(class_budget=11))  # 10 examples per class
     with pytest.raises(UsageError, match="uses one model"):
-        select("craig", [model, model], data, fraction=0.5)
+        select("craig", [model, model], data, Keep(fraction=0.5))
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("fraction,balance", [(0.1, True), (0.37, True), (0.25, False)])
 def test_every_method_returns_exactly_the_budget(method, fraction, balance):
     model, data = tiny_problem(n=150, classes=3)
-    res = select(method, model, data, fraction=fraction, balance=balance, seed=1, lr=0.05)
+    res = select(method, model, data, Keep(fraction=fraction, balance=balance), seed=1, scoring=Scoring(lr=0.05))
     k = subset_size(len(data), fraction)
     assert len(res) == k and len(torch.unique(res.indices)) == k
     assert bool((res.weights > 0).all())
@@ -129,15 +129,15 @@ def test_every_method_returns_exactly_the_budget(method, fraction, balance):
     if balance:
         got = torch.bincount(data.y[res.positions], minlength=3).tolist()
         assert got == class_budgets(data.y, 3, k)
-    again = select(method, model, data, fraction=fraction, balance=balance, seed=1, lr=0.05)
+    again = select(method, model, data, Keep(fraction=fraction, balance=balance), seed=1, scoring=Scoring(lr=0.05))
     assert again.indices.tolist() == res.indices.tolist()  # same seed, same indices
 
 
 def test_uniform_depends_on_the_seed_only():
     model, data = tiny_problem(n=90)
-    a = select("uniform", None, data, fraction=0.3, seed=0).indices.tolist()
-    assert a == select("uniform", model, data, fraction=0.3, seed=0).indices.tolist()
-    assert a != select("uniform", None, data, fraction=0.3, seed=1).indices.tolist()
+    a = select("uniform", None, data, Keep(fraction=0.3), seed=0).indices.tolist()
+    assert a == select("uniform", model, data, Keep(fraction=0.3), seed=0).indices.tolist()
+    assert a != select("uniform", None, data, Keep(fraction=0.3), seed=1).indices.tolist()
 
 
 # --------------------------------------------------------------------------------- RS2
@@ -156,7 +156,8 @@ def test_rs2_rounds_use_every_example_once_before_any_repeats(balance):
     if balance:
         assert all(torch.bincount(data.y[r], minlength=3).tolist() == budgets for r in rounds)
     assert rs2_round(blocks, 4, 5).tolist() != rounds[0].tolist()  # a new shuffle
-    assert select("rs2", None, data, fraction=0.2, balance=balance, seed=4).positions.tolist() == rounds[0].tolist()
+    first = select("rs2", None, data, Keep(fraction=0.2, balance=balance), seed=4)
+    assert first.positions.tolist() == rounds[0].tolist()
 
 
 def test_rs2_trains_each_epoch_on_that_epochs_round():
@@ -180,7 +181,7 @@ def test_rs2_trains_each_epoch_on_that_epochs_round():
 
     cfg = CoresetConfig(selection="rs2", fraction=0.2, epochs=3, batch_size=8, seed=2, model="logreg", progress=False,
                         precision="fp32", memory_format="contiguous", drop_last=False)  # every example of a round
-    result = select("rs2", None, data, fraction=0.2, seed=2)
+    result = select("rs2", None, data, Keep(fraction=0.2), seed=2)
     seen = Seen()
     train_on_subset(cfg, splits, result, callbacks=[seen])
     blocks = blocks_of(data.y, class_budgets(data.y, 3, 30), 30)
@@ -193,7 +194,7 @@ def test_rs2_trains_each_epoch_on_that_epochs_round():
 def test_grand_equals_sorting_autograd_norms_averaged_over_repeats():
     model, data = tiny_problem(n=90)
     other, _ = tiny_problem(n=90, seed=5)
-    res = select("grand", [model, other], data, fraction=0.2, balance=True)
+    res = select("grand", [model, other], data, Keep(fraction=0.2, balance=True))
     norms = (autograd_last_layer_grads(model, data).norm(dim=1)
              + autograd_last_layer_grads(other, data).norm(dim=1)) / 2
     expected = []
@@ -202,7 +203,7 @@ def test_grand_equals_sorting_autograd_norms_averaged_over_repeats():
         expected += members[torch.argsort(norms[members], descending=True)[:k]].tolist()
     assert res.positions.tolist() == expected
     torch.testing.assert_close(res.all_scores, norms, rtol=1e-9, atol=1e-12)
-    unbalanced = select("grand", [model, other], data, budget=9, balance=False)
+    unbalanced = select("grand", [model, other], data, Keep(budget=9, balance=False))
     assert unbalanced.positions.tolist() == torch.argsort(norms, descending=True)[:9].tolist()
 
 
@@ -337,7 +338,7 @@ def test_select_craig_is_facility_location_on_autograd_gradient_distances():
     """Per class: the brute-force greedy on max(d) - d of the autograd last-layer gradients,
     weighted by brute-force cluster sizes."""
     model, data = tiny_problem(n=90)
-    res = select("craig", model, data, fraction=0.2, balance=True)
+    res = select("craig", model, data, Keep(fraction=0.2, balance=True))
     exact = autograd_last_layer_grads(model, data)
     positions, weights = [], []
     for c, k in enumerate(class_budgets(data.y, 3, 18)):
@@ -378,7 +379,7 @@ def reference_glister(model, data, members, k, eta):
 
 def test_select_glister_is_the_greedy_taylor_step_computed_by_autograd():
     model, data = tiny_problem(n=90)
-    res = select("glister", model, data, fraction=0.2, balance=True, lr=0.5)
+    res = select("glister", model, data, Keep(fraction=0.2, balance=True), scoring=Scoring(lr=0.5))
     positions, gains = [], []
     for c, k in enumerate(class_budgets(data.y, 3, 18)):
         members = torch.nonzero(data.y == c).squeeze(1)
@@ -388,7 +389,8 @@ def test_select_glister_is_the_greedy_taylor_step_computed_by_autograd():
     assert res.positions.tolist() == positions
     np.testing.assert_allclose(res.scores.numpy(), gains, rtol=1e-4, atol=1e-7)
     # the Taylor update matters here: without it (DeepCore's static top-k) the picks differ
-    static = select("glister", model, data, fraction=0.2, balance=True, lr=0.5, options={"eta": 0.0})
+    static = select("glister", model, data, Keep(fraction=0.2, balance=True), options={"eta": 0.0},
+                    scoring=Scoring(lr=0.5))
     assert static.positions.tolist() != positions
 
 
@@ -398,7 +400,7 @@ def test_select_gradmatch_matches_the_gradient_sum_far_better_than_random_picks(
     from scipy.optimize import nnls
 
     model, data = tiny_problem(n=150)
-    res = select("gradmatch", model, data, fraction=0.1, balance=True, options={"lam": 1e-6})
+    res = select("gradmatch", model, data, Keep(fraction=0.1, balance=True), options={"lam": 1e-6})
     exact = autograd_last_layer_grads(model, data).numpy()
     picked = dict(zip(res.positions.tolist(), res.weights.tolist()))
     rng = np.random.default_rng(0)

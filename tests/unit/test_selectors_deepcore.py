@@ -15,7 +15,7 @@ from helpers import identity_logreg, points, tiny_problem
 
 from raypkg.cli import main
 from raypkg.models.zoo.mlp import MLP
-from raypkg.selection import select
+from raypkg.selection import Keep, select
 from raypkg.selection.budget import class_budgets, subset_size
 from raypkg.selection.methods.herding import herding
 from raypkg.selection.methods.kcenter import k_center_greedy, symmetric_kl_from
@@ -48,7 +48,7 @@ def test_uncertainty_scores_equal_their_closed_forms_and_keep_deepcores_uncertai
         torch.testing.assert_close(uncertainty_scores(z, method), expected, rtol=1e-12, atol=1e-12)
         # DeepCore (balanced) keeps its lowest max-logit / -entropy / margin: here the highest scores
         for balance in (False, True):
-            res = select(method, model, data, budget=3, balance=balance)
+            res = select(method, model, data, Keep(budget=3, balance=balance))
             torch.testing.assert_close(res.all_scores, expected, rtol=1e-12, atol=1e-12)
             want = []
             for c, k in (enumerate(res.info["budgets"]) if balance else [(None, 3)]):
@@ -70,13 +70,13 @@ def test_el2n_is_the_error_norm_averaged_over_two_models():
             p = torch.softmax(model(data.x), dim=1)
         norms.append((p - torch.nn.functional.one_hot(data.y, 3).double()).norm(dim=1))
     expected = (norms[0] + norms[1]) / 2
-    res = select("el2n", models, data, fraction=0.25)
+    res = select("el2n", models, data, Keep(fraction=0.25))
     torch.testing.assert_close(res.all_scores, expected, rtol=1e-10, atol=1e-12)
     want = torch.cat([pos[torch.sort(expected[pos], descending=True, stable=True).indices[:k]]
                       for pos, k in [(torch.nonzero(data.y == c).squeeze(1), b)
                                      for c, b in enumerate(class_budgets(data.y, 3, 15))]])
     assert res.positions.tolist() == want.tolist()
-    one = select("el2n", models[0], data, fraction=0.25)
+    one = select("el2n", models[0], data, Keep(fraction=0.25))
     torch.testing.assert_close(one.all_scores, norms[0], rtol=1e-10, atol=1e-12)
 
 
@@ -103,7 +103,7 @@ def brute_greedy(d: torch.Tensor, budget: int, first: int) -> list[int]:
 def test_kcenter_radius_equals_brute_force_over_all_subsets_with_the_same_first_center(seed):
     data = points(CLUSTERS)
     d = torch.cdist(data.x, data.x)
-    res = select("kcenter", identity_logreg(2, 2), data, budget=4, balance=False, seed=seed)
+    res = select("kcenter", identity_logreg(2, 2), data, Keep(budget=4, balance=False), seed=seed)
     picks = res.positions.tolist()
     first = picks[0]
     assert picks == brute_greedy(d, 4, first)
@@ -142,7 +142,7 @@ def test_contextual_diversity_picks_equal_brute_force_greedy(seed):
     p = torch.softmax(data.x, dim=1)
     aa, bb = p[:, None, :], p[None, :, :]
     d = (0.5 * aa * torch.log(aa / bb) + 0.5 * bb * torch.log(bb / aa)).sum(2)  # DeepCore's _metric
-    res = select("contextual-diversity", identity_logreg(3, 3), data, budget=4, balance=False, seed=seed)
+    res = select("contextual-diversity", identity_logreg(3, 3), data, Keep(budget=4, balance=False), seed=seed)
     picks = res.positions.tolist()
     assert picks == brute_greedy(d, 4, picks[0])
 
@@ -154,7 +154,7 @@ def test_herding_picks_the_point_that_brings_the_running_mean_closest():
     # then 1 -> 2.0 (0 -> 1.67, 10 -> 5.0); then 10 -> 4.0 (0 -> 1.5): gaps 0.2, 0.7, 1.2, 0.8
     data = points([[0.0], [1.0], [2.0], [3.0], [10.0]])
     model = MLP((1,), 2).double()  # logistic regression: its features are the inputs
-    res = select("herding", model, data, budget=4, balance=False)
+    res = select("herding", model, data, Keep(budget=4, balance=False))
     assert res.positions.tolist() == [3, 2, 1, 4]  # DeepCore's argmax would start at 10
     assert res.scores.tolist() == pytest.approx([0.2, 0.7, 1.2, 0.8])
     # 2-D: brute force over the candidates at every step
@@ -174,14 +174,14 @@ def test_herding_picks_the_point_that_brings_the_running_mean_closest():
 @pytest.mark.parametrize("fraction,balance", [(0.1, True), (0.37, True), (0.25, False)])
 def test_every_new_method_returns_exactly_the_budget(method, fraction, balance):
     model, data = tiny_problem(n=150, classes=3)
-    res = select(method, model, data, fraction=fraction, balance=balance, seed=1)
+    res = select(method, model, data, Keep(fraction=fraction, balance=balance), seed=1)
     k = subset_size(len(data), fraction)
     assert len(res) == k and len(torch.unique(res.indices)) == k
     assert bool((res.weights == 1).all())
     torch.testing.assert_close(data.index[res.positions], res.indices)
     if balance:
         assert torch.bincount(data.y[res.positions], minlength=3).tolist() == class_budgets(data.y, 3, k)
-    again = select(method, model, data, fraction=fraction, balance=balance, seed=1)
+    again = select(method, model, data, Keep(fraction=fraction, balance=balance), seed=1)
     assert again.indices.tolist() == res.indices.tolist()
 
 

@@ -21,7 +21,7 @@ from raypkg.engine.loop import fit
 from raypkg.errors import UsageError
 from raypkg.models.zoo.mlp import MLP
 from raypkg.recipe import load_data
-from raypkg.selection import select
+from raypkg.selection import Keep, select
 from raypkg.selection.budget import class_budgets, subset_size
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig
@@ -102,16 +102,16 @@ def test_forgetting_keeps_the_most_forgotten_and_breaks_ties_with_the_seed():
     counts = torch.zeros(len(data), dtype=torch.long)
     counts[:7] = torch.tensor([5, 4, 4, 3, 2, 1, 1])
     model = with_counts(model, counts)
-    res = select("forgetting", model, data, budget=10, balance=False, seed=0)
+    res = select("forgetting", model, data, Keep(budget=10, balance=False), seed=0)
     assert set(res.positions[:7].tolist()) == set(range(7))  # every forgotten example, most forgotten first
     assert res.scores.tolist() == [5, 4, 4, 3, 2, 1, 1, 0, 0, 0]
     torch.testing.assert_close(res.all_scores, counts.double())
-    rest = {tuple(select("forgetting", model, data, budget=10, balance=False, seed=s).positions[7:].tolist())
+    rest = {tuple(select("forgetting", model, data, Keep(budget=10, balance=False), seed=s).positions[7:].tolist())
             for s in range(4)}
     assert len(rest) > 1  # the three picks among the 53 unforgotten follow the seed ...
-    again = select("forgetting", model, data, budget=10, balance=False, seed=0)
+    again = select("forgetting", model, data, Keep(budget=10, balance=False), seed=0)
     assert again.positions.tolist() == res.positions.tolist()  # ... deterministically
-    balanced = select("forgetting", model, data, budget=9, seed=0)
+    balanced = select("forgetting", model, data, Keep(budget=9), seed=0)
     for c, k in enumerate(class_budgets(data.y, 3, 9)):  # per class: its k most forgotten
         pos = torch.nonzero(data.y == c).squeeze(1)
         picked = balanced.positions[data.y[balanced.positions] == c]
@@ -123,7 +123,7 @@ def test_forgetting_keeps_the_most_forgotten_and_breaks_ties_with_the_seed():
 def test_forgetting_without_a_warmup_record_is_a_usage_error():
     model, data = tiny_problem(n=30)
     with pytest.raises(UsageError, match="warm-up"):
-        select("forgetting", model, data, budget=5)
+        select("forgetting", model, data, Keep(budget=5))
 
 
 def test_pretrain_caches_the_counts_and_older_entries_without_them_still_load(tmp_path):
@@ -174,7 +174,7 @@ def test_cal_score_is_the_hand_computed_mean_symmetric_kl_to_the_nearest_neighbo
 
     model = identity_logreg(3, 3)
     for balance in (True, False):
-        res = select("cal", model, data, budget=3, balance=balance, options={"neighbors": 2})
+        res = select("cal", model, data, Keep(budget=3, balance=balance), options={"neighbors": 2})
         members = [[j for j in range(7) if y[j] == y[i]] if balance else list(range(7)) for i in range(7)]
         expected = torch.tensor([hand(i, members[i], 2) for i in range(7)], dtype=torch.float64)
         torch.testing.assert_close(res.all_scores, -expected, rtol=1e-12, atol=1e-14)
@@ -220,7 +220,7 @@ def test_deepfool_distance_of_a_linear_model_is_the_closed_form():
     for overshoot in (0.02, 0.0):  # the paper's push across, and DeepCore's steps (which land on the boundary)
         torch.testing.assert_close(deepfool_distances(model, x, 50, overshoot), closed, rtol=1e-9, atol=1e-12)
     data = points(x.tolist(), classes=4, y=label)
-    res = select("deepfool", model, data, budget=20, balance=False)
+    res = select("deepfool", model, data, Keep(budget=20, balance=False))
     torch.testing.assert_close(res.all_scores, -closed, rtol=1e-9, atol=1e-12)
     assert res.positions.tolist() == torch.sort(closed, stable=True).indices[:20].tolist()
 
@@ -259,7 +259,7 @@ def test_deepfool_perturbation_flips_a_relu_network_and_leaves_it_as_it_was():
             stuck += 1
             assert found[i] == math.inf
     assert 0 < stuck < len(data)
-    res = select("deepfool", model, data, budget=10, balance=False)
+    res = select("deepfool", model, data, Keep(budget=10, balance=False))
     finite = found[torch.isfinite(found)]
     assert torch.isfinite(res.all_scores).all() and float(res.all_scores.min()) == -float(finite.max())
 
@@ -272,7 +272,7 @@ def test_bad_options_are_usage_errors():
                             ("deepfool", {"max_iter": 0}), ("deepfool", {"overshoot": -0.1}),
                             ("deepfool", {"max_iter": 2.5})):
         with pytest.raises(UsageError, match=method):
-            select(method, model, data, budget=5, options=options)
+            select(method, model, data, Keep(budget=5), options=options)
 
 
 @pytest.mark.parametrize("method", NEW)
@@ -281,7 +281,7 @@ def test_bad_options_are_usage_errors():
 def test_every_new_method_returns_exactly_the_budget(method, fraction, balance, stratify):
     model, data = tiny_problem(n=150, classes=3)
     with_counts(model, torch.randint(0, 4, (150,), generator=torch.Generator().manual_seed(0)))
-    res = select(method, model, data, fraction=fraction, balance=balance, seed=1, stratify=stratify)
+    res = select(method, model, data, Keep(fraction=fraction, balance=balance, stratify=stratify), seed=1)
     k = subset_size(len(data), fraction)
     assert len(res) == k and len(torch.unique(res.indices)) == k
     assert bool((res.weights == 1).all())
@@ -289,7 +289,7 @@ def test_every_new_method_returns_exactly_the_budget(method, fraction, balance, 
     assert res.all_scores is not None and len(res.all_scores) == len(data)
     if balance:
         assert torch.bincount(data.y[res.positions], minlength=3).tolist() == class_budgets(data.y, 3, k)
-    again = select(method, model, data, fraction=fraction, balance=balance, seed=1, stratify=stratify)
+    again = select(method, model, data, Keep(fraction=fraction, balance=balance, stratify=stratify), seed=1)
     assert again.indices.tolist() == res.indices.tolist()
 
 

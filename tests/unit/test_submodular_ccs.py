@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from helpers import tiny_problem
 
 from raypkg.errors import UsageError
-from raypkg.selection import select
+from raypkg.selection import Keep, select
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.facility_location import facility_location, objective
 from raypkg.selection.methods.submodular import (
@@ -161,7 +161,7 @@ def test_approximate_lazy_and_stochastic_stay_close_to_greedy():
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_selectors_return_the_exact_budget_per_class(function, optimizer):
     model, data = tiny_problem()
-    res = select(function, model, data, fraction=0.25, options={"optimizer": optimizer})
+    res = select(function, model, data, Keep(fraction=0.25), options={"optimizer": optimizer})
     assert torch.bincount(res.labels, minlength=3).tolist() == [10, 10, 10]
     assert res.positions.unique().numel() == 30 and bool((res.weights == 1).all())
     assert res.all_scores is None and res.scores is not None
@@ -169,15 +169,15 @@ def test_selectors_return_the_exact_budget_per_class(function, optimizer):
 
 def test_gradient_space_and_bad_options():
     model, data = tiny_problem()
-    res = select("logdet", model, data, class_budget=4, options={"space": "gradients"})
+    res = select("logdet", model, data, Keep(class_budget=4), options={"space": "gradients"})
     assert torch.bincount(res.labels).tolist() == [4, 4, 4]
     for bad, match in (({"optimizer": "greedy"}, "unknown submodular optimizer 'greedy'"),
                        ({"space": "logits"}, "unknown similarity space"), ({"ridge": 0}, "ridge must be > 0")):
         with pytest.raises(UsageError, match=match) as err:
-            select("logdet", model, data, fraction=0.2, options=bad)
+            select("logdet", model, data, Keep(fraction=0.2), options=bad)
         assert "\n" not in str(err.value)
     with pytest.raises(UsageError, match="unknown option"):
-        select("facility-location", model, data, fraction=0.2, options={"lam": 2})
+        select("facility-location", model, data, Keep(fraction=0.2), options={"lam": 2})
 
 
 # ------------------------------------------------------------------------------------ CCS
@@ -231,7 +231,7 @@ def test_paper_beta_by_fraction():
 
 def test_select_grand_with_ccs_keeps_class_budgets_and_the_scores():
     model, data = tiny_problem()
-    res = select("grand", model, data, fraction=0.25, stratify="ccs", ccs_beta=0.2)
+    res = select("grand", model, data, Keep(fraction=0.25, stratify="ccs", ccs_beta=0.2))
     assert torch.bincount(res.labels).tolist() == [10, 10, 10] and bool((res.weights == 1).all())
     assert res.info["stratify"] == "ccs" and res.info["ccs_beta"] == 0.2
     torch.testing.assert_close(res.scores, res.all_scores[res.positions])
@@ -240,16 +240,16 @@ def test_select_grand_with_ccs_keeps_class_budgets_and_the_scores():
         pos = torch.nonzero(y == c).squeeze(1)
         hardest = pos[torch.sort(res.all_scores[pos], descending=True, stable=True).indices[:8]]
         assert not set(hardest.tolist()) & set(res.positions.tolist())
-    top = select("grand", model, data, fraction=0.25)
+    top = select("grand", model, data, Keep(fraction=0.25))
     assert set(top.positions.tolist()) != set(res.positions.tolist())
-    assert res.positions.tolist() == select("grand", model, data, fraction=0.25, stratify="ccs",
-                                            ccs_beta=0.2).positions.tolist()  # seeded
+    again = select("grand", model, data, Keep(fraction=0.25, stratify="ccs", ccs_beta=0.2))
+    assert res.positions.tolist() == again.positions.tolist()  # seeded
 
 
 def test_ccs_is_refused_for_a_selector_without_scores_and_bad_betas():
     model, data = tiny_problem(n=30)
     with pytest.raises(UsageError) as err:
-        select("uniform", None, data, fraction=0.5, stratify="ccs")
+        select("uniform", None, data, Keep(fraction=0.5, stratify="ccs"))
     assert str(err.value) == ("--stratify ccs needs a score-based selector (cal, deepfool, el2n, entropy, forgetting, "
                               "grand, least-confidence, margin): uniform returns no per-example scores")
     with pytest.raises(UsageError, match="craig returns no per-example scores"):  # before any warm-up
@@ -257,7 +257,7 @@ def test_ccs_is_refused_for_a_selector_without_scores_and_bad_betas():
     for bad in (dict(stratify="ccs", ccs_beta=1.0), dict(stratify="ccs", ccs_beta=-0.1), dict(ccs_beta=0.1),
                 dict(stratify="nope")):
         with pytest.raises(UsageError):
-            select("grand", model, data, fraction=0.5, **bad)
+            select("grand", model, data, Keep(fraction=0.5, **bad))
     for bad in (dict(stratify="ccs", ccs_beta=1.0), dict(ccs_beta=0.2), dict(stratify="x"),
                 dict(stratify="ccs", ccs_beta=0.6, fraction=0.5)):
         with pytest.raises(UsageError):
