@@ -102,7 +102,7 @@ def scaling_table(train, model, methods, fraction, actors, seed, repeats, precis
     head = train.subset(torch.arange(min(len(train), 500)))
 
     def selections(pool=None, data=train) -> dict:
-        return {m: functools.partial(select, m, models[m], data, Keep(fraction), seed=seed,
+        return {m: functools.partial(select, m, models[m], data, Keep(fraction=fraction), seed=seed,
                                      scoring=Scoring(precision=precision), compute=Compute(pool=pool)) for m in methods}
 
     slices = selections(data=head)

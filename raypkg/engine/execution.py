@@ -44,8 +44,8 @@ The execution travels as arguments, never on the model. ``to_memory_format`` lay
 4-D weights out once (``fit``, the Ray Train worker). Every pass that trains or scores takes
 the precision explicitly and runs under ``autocast(precision, device)``: the engine loop
 and ``evaluate`` (``cfg.precision``), selection's forward and embedding passes
-(``select(..., scoring=Scoring(precision=))``, also on shard actors), CREST's checks, AGC's snapshots,
-selective backprop's scoring and the proxy's step (``ctx.cfg.precision``).
+(``select(..., scoring=Scoring(precision=))``, also on shard actors), CREST's checks,
+AGC's snapshots, selective backprop's scoring and the proxy's step (``ctx.cfg.precision``).
 """
 
 from __future__ import annotations

@@ -163,11 +163,11 @@ def select_by_config(cfg: CoresetConfig, models, train, device: torch.device, po
     """``select`` with ``cfg``'s selection settings (method, size, balance, embedding,
     options, CCS, per-batch); ``seed`` and ``lr`` default to the config's."""
     needs_model = get_selector(cfg.selection).needs_model
-    keep = Keep(cfg.fraction, cfg.budget, cfg.class_budget, cfg.balance, cfg.batch_size if cfg.per_batch else None,
-                cfg.stratify, cfg.ccs_beta)
+    keep = Keep(fraction=cfg.fraction, budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance,
+                per_batch=cfg.batch_size if cfg.per_batch else None, stratify=cfg.stratify, ccs_beta=cfg.ccs_beta)
+    scoring = Scoring(embedding=cfg.embedding, proj_dim=cfg.proj_dim, lr=lr or cfg.lr[0], precision=cfg.precision)
     return select(cfg.selection, models if needs_model else None, train, keep, seed=cfg.seed if seed is None else seed,
-                  options=cfg.options, scoring=Scoring(cfg.embedding, cfg.proj_dim, lr or cfg.lr[0], cfg.precision),
-                  compute=Compute(device, pool))
+                  options=cfg.options, scoring=scoring, compute=Compute(device=device, pool=pool))
 
 
 def run_selection(cfg: CoresetConfig, data: DataSplits, models: list[torch.nn.Module], device: torch.device,

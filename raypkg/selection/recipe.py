@@ -116,8 +116,8 @@ def initial_subset(cfg: CoresetConfig, data):
     """The subset an adaptive run starts from: uniform at the run's size and seed."""
     from raypkg.selection.registry import Keep, select
 
-    return select("uniform", None, data.train, Keep(cfg.fraction, cfg.budget, cfg.class_budget, cfg.balance),
-                  seed=cfg.seed)
+    keep = Keep(fraction=cfg.fraction, budget=cfg.budget, class_budget=cfg.class_budget, balance=cfg.balance)
+    return select("uniform", None, data.train, keep, seed=cfg.seed)
 
 
 def train_subset(run: Run) -> None:

@@ -114,7 +114,9 @@ class SparseExecution:
     def describe(self, masks: dict[str, torch.Tensor]) -> str:
         """One line: how many masked layers run on the kernels, and which."""
         if not self.layers:
-            return f"sparse kernels: none of {len(masks)} masked layers (masked backend)"
+            why = (f"auto: dense was faster on each of the {len(self.timings)} it timed" if self.timings
+                   else "masked backend")
+            return f"sparse kernels: none of {len(masks)} masked layers ({why})"
         return (f"sparse kernels: {len(self.layers)} of {len(masks)} masked layers "
                 f"({', '.join(self.layers)})")
 

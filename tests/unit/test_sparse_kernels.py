@@ -19,6 +19,7 @@ from raypkg.engine.loop import fit, seed_everything, training_state
 from raypkg.models import build_model
 from raypkg.sparse import kernels as K
 from raypkg.sparse.agc import AGCorrection
+from raypkg.sparse.backend import SparseExecution
 from raypkg.sparse.dst import SparseTraining
 from raypkg.sparse.masks import StaticMask, maskable_parameters
 
@@ -316,6 +317,15 @@ def test_run_sparse_names_its_execution_then_its_kernel_layers_and_both_in_the_s
     assert summary["sparse_backend"] == "sparse" and summary["sparse_layers"] == ["features.1", "head"]
     assert torch.load(tmp_path / "k" / "model.pt", weights_only=True).keys() == \
         build_model("mlp", (64,), 10).state_dict().keys()
+
+
+def test_a_run_with_no_layer_on_the_kernels_says_why():
+    masks = {"features.1.weight": torch.ones(2), "head.weight": torch.ones(2)}
+    model = build_model("mlp", (64,), 10)
+    assert SparseExecution(model, {}, {}).describe(masks) == "sparse kernels: none of 2 masked layers (masked backend)"
+    timed = {"features.1": {"kernels": False}, "head": {"kernels": False}}
+    assert SparseExecution(model, {}, timed).describe(masks) == \
+        "sparse kernels: none of 2 masked layers (auto: dense was faster on each of the 2 it timed)"
 
 
 def test_bench_sparse_gives_a_row_per_backend_with_speed_ups(tmp_path):
