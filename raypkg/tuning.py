@@ -228,6 +228,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     )
     from raypkg.paths import atomic_write, check_home, check_writable_dir
     from raypkg.storage import check_storage, join, ray_train_storage
+    from raypkg.tracking.provenance import provenance
     from raypkg.tracking.run import write_parquet
     from raypkg.tracking.wandb_logger import use_wandb_mode
 
@@ -303,7 +304,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
             frame[column] = frame[column].map(setting_as_text)
         keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")
                 or c.startswith("config/")]
-        write_parquet(out_dir / "trials.parquet", frame[keep])
+        write_parquet(out_dir / "trials.parquet", frame[keep], provenance(threads=1))  # run_trial: 1 thread
     except BaseException:  # no half-made sweep directory (interrupted, or no trial finished)
         shutil.rmtree(out_dir, ignore_errors=True)
         raise

@@ -109,7 +109,10 @@ def check_sweep(sweep, spec: dict, num_samples: int, printed_value: float | None
 
     import pandas as pd
 
+    from raypkg.tracking.provenance import read_provenance
+
     trials = pd.read_parquet(sweep / "trials.parquet")
+    assert read_provenance(sweep / "trials.parquet")["command"].startswith("effray")  # a docs table can show it
     best = yaml.safe_load((sweep / "best_config.yaml").read_text())
     assert len(trials) == expected_trials(spec, num_samples), trials
     scores = trials[spec["metric"]]

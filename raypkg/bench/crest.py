@@ -103,11 +103,12 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, threads, sav
     rows = []
     for dataset, (data, configs) in plan.items():
         last = configs[-1][1]
-        runner.header(f"on {dataset}", data, model=last.model, epochs=last.epochs, batch=last.batch_size,
-                      lr=f"{' '.join(map(str, last.lr))} {last.schedule}", weight_decay=last.weight_decay,
-                      random_subsets=f"{last.random_subset_size:.3g} x N", P=last.num_minibatch_coreset,
-                      check_thresh_factor=last.check_thresh_factor, interval_mul=last.interval_mul, **extra,
-                      selection_actors=last.actors)
+        shown = dict(model=last.model, epochs=last.epochs, batch=last.batch_size,
+                     lr=f"{' '.join(map(str, last.lr))} {last.schedule}", weight_decay=last.weight_decay,
+                     random_subsets=f"{last.random_subset_size:.3g} x N", P=last.num_minibatch_coreset,
+                     check_thresh_factor=last.check_thresh_factor, interval_mul=last.interval_mul,
+                     selection_actors=last.actors)
+        runner.header(f"on {dataset}", data, **{**shown, **extra})  # a --set of a shown setting shows once
         with crest_actor_pool(last, data) as actor_pool:
             runner.warm(CREST, last, data, actor_pool=actor_pool)  # CREST's own code paths warmed too
             for optimizer, cfg in configs:

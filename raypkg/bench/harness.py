@@ -159,11 +159,13 @@ class BenchRunner:
         Then one W&B run named like the files: the tables, the plot and the further PNGs of
         ``images`` (name -> path). The files written, ``images``' included."""
         from raypkg.plots import figure, save_png
+        from raypkg.tracking.provenance import executions
         from raypkg.tracking.run import write_parquet
 
         print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
         stem = self.stem.with_name(self.stem.name + suffix)
-        written = [write_parquet(stem.with_name(stem.name + ".parquet"), frame, self.source)]
+        source = {**self.source, "executions": executions()}  # the source as the run started, and what it trained at
+        written = [write_parquet(stem.with_name(stem.name + ".parquet"), frame, source)]
         pngs = dict(images or {})
         if plot is not None:
             fig, axes = figure(ncols=panels or 1, width=7.0 if panels is None else 6.0, height=4.2)
@@ -172,7 +174,7 @@ class BenchRunner:
                 axes[0].set_title(title)
             pngs = {"plot": save_png(fig, stem.with_name(stem.name + ".png")), **pngs}
         for more, table in (extra or {}).items():
-            written.append(write_parquet(stem.with_name(stem.name + more + ".parquet"), table, self.source))
+            written.append(write_parquet(stem.with_name(stem.name + more + ".parquet"), table, source))
         written[1:1] = pngs.values()
         click.echo("saved: " + ", ".join(str(p) for p in written))
         self.log_wandb(stem.name, {"table": frame, **{k.lstrip("-"): t for k, t in (extra or {}).items()}}, pngs)

@@ -83,6 +83,10 @@ CACHE_VERSION = 1  # a change to how choices are measured makes older entries mi
 
 Pair = tuple[str, str]
 
+# Every execution a run of this process trained at, "model precision/memory_format": a
+# stored result names them in its provenance (``raypkg.tracking.provenance.executions``).
+TRAINED_AT: set[str] = set()
+
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
@@ -425,6 +429,7 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     else:
         key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, pairs, flags)
         execution = decide(key, lambda: training_steps(model, x, y, pairs), cache, measurer)
+    TRAINED_AT.add(f"{cfg.model} {execution.precision}/{execution.memory_format}")
     return dataclasses.replace(cfg, precision=execution.precision, memory_format=execution.memory_format), execution
 
 

@@ -66,8 +66,14 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
     if source:
         lines += ["", f"Measured {source['date']} at commit {source['commit']} on {source['cpu']} (CPU flags: "
                       f"{source['cpu_flags']}; {source['device']}), torch {source['torch']}, {source['threads']} "
-                      f"torch thread(s): `{source['command']}`."]
+                      f"torch thread(s){trained_at(source)}: `{source['command']}`."]
     return "\n".join(lines) + "\n"
+
+
+def trained_at(source: dict[str, str]) -> str:
+    """``, trained at resnet20 bf16/channels_last`` from a result's provenance (none stored
+    before 2026-11-27: empty)."""
+    return f", trained at {source['executions']}" if source.get("executions") else ""
 
 
 def marked_tables(text: str):

@@ -43,6 +43,14 @@ def provenance(threads: int) -> dict[str, str]:
             "device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
 
+def executions() -> str:
+    """The executions this process's runs trained at (``model precision/memory_format``,
+    sorted, ``; ``-joined), or ``""`` before any: what a result written now was measured at."""
+    from raypkg.engine.execution import TRAINED_AT
+
+    return "; ".join(sorted(TRAINED_AT))
+
+
 def read_provenance(path: str | Path) -> dict[str, str]:
     """The provenance stored with a Parquet table (empty for a table written without one)."""
     metadata = pq.read_schema(path).metadata or {}

@@ -63,6 +63,9 @@ def test_a_table_is_rendered_with_its_provenance(tmp_path):
     result = CliRunner().invoke(main, ["report", "--markdown", str(path), "--columns", "method,x,v,pareto"])
     assert result.exit_code == 0 and result.output == text
     assert read_provenance(write_parquet(tmp_path / "plain.parquet", table)) == {}  # none given: none stored
+    assert "torch thread(s): `effray" in text  # stored without the executions it trained at: none named
+    trained = write_parquet(tmp_path / "trained.parquet", table, {**source, "executions": "resnet20 bf16/channels_last"})
+    assert "1 torch thread(s), trained at resnet20 bf16/channels_last: `effray" in render(trained, ["method"])
     some = render(path, ["method", "x"], rows="method:rs2,nope").splitlines()  # a method's page: its rows only
     assert some[:3] == ["| method | x |", "|---|---|", "| rs2 | - |"] and some[3] == ""
 

@@ -338,8 +338,10 @@ def test_bench_labels_both_optimizers_the_paper_one_without_momentum_and_with_wa
     assert OPTIMIZERS["paper"][1](10) == {"momentum": 0.0, "lr_warmup_epochs": 1}
     assert OPTIMIZERS["momentum"][1](10) == {"momentum": 0.9, "lr_warmup_epochs": 0}
     result = CliRunner().invoke(main, ["bench", "crest", "--datasets", "digits", "--epochs", "2", "--fracs", "0.3",
-                                       "--batch-size", "32", "--save", str(tmp_path / "bench")])
-    assert result.exit_code == 0, result.output
+                                       "--batch-size", "32", "--set", "weight_decay=0.0001",
+                                       "--save", str(tmp_path / "bench")])
+    assert result.exit_code == 0, result.output  # a --set of a setting the header shows (it once raised TypeError)
+    assert result.output.count("weight decay 0.0001") == 1
     import pandas as pd
 
     frame = pd.read_parquet(tmp_path / "bench.parquet")

@@ -21,6 +21,7 @@ from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import evaluate, fit, seed_everything
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
+from raypkg.tracking.provenance import executions
 
 AVX2 = {"avx", "avx2", "fma"}
 AVX512_BF16 = AVX2 | {"avx512f", "avx512_bf16"}
@@ -123,18 +124,21 @@ def digits_cfg(**kw) -> TrainConfig:
     return TrainConfig(**{"epochs": 2, "batch_size": 64, "progress": False, **kw}).resolved().validate()
 
 
-def test_resolving_an_avx2_machine_times_nothing_and_caches_nothing(tmp_path):
+def test_resolving_an_avx2_machine_times_nothing_and_caches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(E, "TRAINED_AT", set())
     data = load_dataset("digits", seed=0)
     cache = E.ExecutionCache(tmp_path / "execution.json")
     cfg, execution = E.resolve_for_data(digits_cfg(), data, torch.device("cpu"), flags=AVX2, cache=cache)
     assert (cfg.precision, cfg.memory_format) == ("fp32", "contiguous") and execution.source == "set"
     assert execution.medians_ms == {} and not cache.path.exists()
+    assert executions() == "mlp fp32/contiguous"  # a result this process writes names it (its provenance)
 
 
-def test_a_choice_is_measured_once_per_machine_and_every_later_run_reuses_it(tmp_path):
+def test_a_choice_is_measured_once_per_machine_and_every_later_run_reuses_it(tmp_path, monkeypatch):
     """bf16 claimed native (whatever this CPU is): LeNet-5's four candidates are measured,
     the choice follows the samples, the RNG is untouched, and a second resolve (another
     process would read the same file) takes the cached choice without measuring."""
+    monkeypatch.setattr(E, "TRAINED_AT", set())
     data = load_dataset("digits", seed=0)
     cache = E.ExecutionCache(tmp_path / "execution.json")
     samples = {}
@@ -153,6 +157,7 @@ def test_a_choice_is_measured_once_per_machine_and_every_later_run_reuses_it(tmp
                                     cache=cache, measurer=measurer)
     assert torch.equal(torch.rand(3), before)
     assert (cfg.precision, cfg.memory_format) == ("bf16", "contiguous") and first.source == "measured"
+    assert executions() == "lenet5 bf16/contiguous"
     assert first.medians_ms == {"fp32/contiguous": 10000.0, "fp32/channels_last": 9000.0,
                                 "bf16/contiguous": 6000.0, "bf16/channels_last": 6100.0}
 

@@ -333,6 +333,7 @@ def test_bench_sparse_gives_a_row_per_backend_with_speed_ups(tmp_path):
     from click.testing import CliRunner
 
     from raypkg.cli import main
+    from raypkg.tracking.provenance import read_provenance
 
     result = CliRunner().invoke(main, ["bench", "sparse", "--setups", "digits:mlp", "--methods", "dense,RigL-ITOP",
                                        "--backends", "masked,sparse", "--epochs", "1", "--threads", "1",
@@ -347,5 +348,6 @@ def test_bench_sparse_gives_a_row_per_backend_with_speed_ups(tmp_path):
     assert sparse["x_vs_dense"] == pytest.approx(table.iloc[0]["s_per_epoch"] / sparse["s_per_epoch"])
     assert sparse["x_vs_dense_fp32"] == pytest.approx(table.iloc[1]["s_per_epoch"] / sparse["s_per_epoch"])
     assert sparse["final_acc"] == pytest.approx(masked["final_acc"], abs=0.003)  # the same math
+    assert "mlp fp32/contiguous" in read_provenance(tmp_path / "b.parquet")["executions"].split("; ")  # its dense fp32
     bad = CliRunner().invoke(main, ["bench", "sparse", "--backends", "masked,fast"])
     assert bad.exit_code == 2 and "unknown sparse backend 'fast'; choose one of: auto, masked, sparse" in bad.output
