@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from torch.func import functional_call, grad, vmap
 
 from raypkg.data.base import IndexedDataset
 from raypkg.models.zoo.mlp import MLP
@@ -202,3 +203,15 @@ def train_on_subset(cfg, data, result, callbacks=()):
     subset = SubsetTraining(cfg, data, result)
     return train(cfg, data if subset.split is None else subset.split, weights=subset.weights, plan=subset.plan,
                  augment=use_augmentation(cfg, data), callbacks=callbacks)
+
+
+def autograd_last_layer_grads(model, data) -> torch.Tensor:
+    """Per-example [dL/db, vec(dL/dW)] of the head by torch.func (vmap of grad)."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, x, y):
+        out = functional_call(model, p, (x[None],))
+        return torch.nn.functional.cross_entropy(out, y[None])
+
+    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, data.x, data.y)
+    return torch.cat([grads["head.bias"], grads["head.weight"].flatten(1)], 1)

@@ -179,7 +179,7 @@ class TrainConfig(RunConfig):
     weight_decay: float = setting(5e-4, "L2 weight decay.", flag="--weight-decay/--wd")
     workers: int = setting(0, "0: train in this process; N: Ray Train with N workers.")
     precision: str = setting("auto", "Arithmetic of every pass that trains or scores: bf16 autocast (fp32 weights, "
-                             "optimizer and loss) or fp32. auto: bf16 on CUDA, and on a CPU with avx512_bf16/amx "
+                             "optimizer and loss) or fp32. auto: bf16 on CUDA or a CPU with avx512_bf16/amx "
                              "when one real batch's forward + backward is timed faster; else fp32. The run's "
                              "config.yaml records the choice.", choices=PRECISIONS)
     memory_format: str = setting("auto", "Layout of a convolutional model's weights and activations. auto: "

@@ -9,10 +9,12 @@ statistics and the loss stay fp32; matmuls and convolutions run in bf16.
 
 What ``auto`` chooses belongs to the machine, not to the run (``decide``):
 
-- The candidates: bf16 where the device computes it natively (CUDA, where it is the only
-  precision considered, or a CPU with ``avx512_bf16`` or ``amx_bf16``; on an AVX2-only CPU
-  bf16 runs 4-500x slower, pytorch #146508, #183815: fp32, nothing timed), and
-  channels_last for convolutional models only.
+- The candidates: bf16 beside fp32 where the device computes bf16 natively (CUDA, or a CPU
+  with ``avx512_bf16`` or ``amx_bf16``; on an AVX2-only CPU bf16 runs 4-500x slower, pytorch
+  #146508, #183815: fp32, nothing timed), and channels_last for convolutional models only.
+  On CUDA too bf16 is timed, not assumed: a small model is bound by kernel launches there,
+  and autocast's casts are more launches (ResNet-20 at batch 128 on an H100: 3.1-3.4 s an
+  epoch in fp32, 3.9-4.2 s in bf16, docs/operations.md "GPUs").
 - With more than one candidate, ``measure`` times one training step (forward + backward)
   of each on a real batch, by ``raypkg.timing``'s policy with a stop rule: ``WARMUPS``
   untimed steps each first (first-call costs: oneDNN primitives, allocator), then rounds
@@ -191,10 +193,7 @@ def candidates(precision: str, memory_format: str, device_type: str, convolution
     first), and a reason when the settings leave only one."""
     reasons = []
     precisions = [precision]
-    if precision == "auto" and device_type == "cuda":
-        precisions = ["bf16"]
-        reasons.append("bf16 on CUDA")
-    elif precision == "auto" and bf16_native(device_type, flags):
+    if precision == "auto" and bf16_native(device_type, flags):
         precisions = ["fp32", "bf16"]
     elif precision == "auto":
         precisions = ["fp32"]
@@ -290,12 +289,25 @@ def autocast(precision: str, device: torch.device | str) -> ContextManager:
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def reproducible_kernels(device: torch.device) -> None:
+    """On a GPU, kernels that a seed repeats: cuDNN's deterministic convolution algorithms,
+    chosen without autotuning, and no TF32 inside fp32 (fp32 computes in fp32, as on the
+    CPU). The CPU's kernels already repeat."""
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 @contextmanager
 def training_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    pairs: list[Pair]) -> Iterator[dict[Pair, Callable[[], None]]]:
     """One forward + backward of a copy of ``model`` on the batch (x, y), per candidate;
-    ``model`` itself and the RNG are left as they were."""
+    ``model`` itself and the RNG are left as they were. On a GPU, the kernels ``fit`` will
+    run (``reproducible_kernels``)."""
     cuda = x.device.type == "cuda"
+    reproducible_kernels(x.device)
 
     def step_of(pair: Pair) -> Callable[[], None]:
         precision, memory_format = pair

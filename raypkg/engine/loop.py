@@ -24,7 +24,7 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import autocast, to_memory_format
+from raypkg.engine.execution import autocast, reproducible_kernels, to_memory_format
 from raypkg.engine.loader import read_batches
 from raypkg.engine.optim import make_optimizer
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
@@ -207,6 +207,7 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
     if "auto" in (cfg.precision, cfg.memory_format):
         raise ValueError("fit runs a decided execution: decide precision and memory_format once, before training "
                          "(raypkg.engine.execution.resolve_for_data), or set them")
+    reproducible_kernels(device)
     to_memory_format(model, cfg.memory_format)
     plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed)
     plan.drop_last = cfg.drop_last  # every plan cuts its batches through BatchPlan.batch_slices

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_problem, train_on_subset
-from torch.func import functional_call, grad, vmap
+from helpers import autograd_last_layer_grads, tiny_problem, train_on_subset
 
 from raypkg.errors import UsageError
 from raypkg.selection import Keep, Scoring, select
@@ -34,18 +33,6 @@ from raypkg.selection.methods.gradmatch import omp_select
 from raypkg.selection.nnls import nnls_ridge
 
 METHODS = ("uniform", "rs2", "grand", "glister", "gradmatch", "craig")
-
-
-def autograd_last_layer_grads(model, data) -> torch.Tensor:
-    """Per-example [dL/db, vec(dL/dW)] of the head by torch.func (vmap of grad)."""
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def loss(p, x, y):
-        out = functional_call(model, p, (x[None],))
-        return torch.nn.functional.cross_entropy(out, y[None])
-
-    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, data.x, data.y)
-    return torch.cat([grads["head.bias"], grads["head.weight"].flatten(1)], 1)
 
 
 # ---------------------------------------------------------------------------- embeddings
