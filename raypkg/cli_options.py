@@ -362,16 +362,17 @@ def set_option(help: str):
     return click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help=help)
 
 
-def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_flags: set[str] = frozenset()) -> dict:
+def bench_settings(pairs: tuple[str, ...], allowed: set[str], what: str, own_flags: set[str] = frozenset(),
+                   flag: str = "--set") -> dict:
     """``--set KEY=VALUE`` pairs (values read as YAML) as config fields of ``allowed``; other
     keys, and those the bench sets from its own flags or per row, are refused in one line."""
-    extra = parse_options(pairs, "--set") or {}
+    extra = parse_options(pairs, flag) or {}
     unknown = sorted(set(extra) - allowed)
     if unknown:
-        raise UsageError(f"--set: {', '.join(unknown)} is not a {what} setting (underscores for dashes)")
+        raise UsageError(f"{flag}: {', '.join(unknown)} is not a {what} setting (underscores for dashes)")
     taken = sorted(set(extra) & own_flags)
     if taken:
-        raise UsageError(f"--set {', '.join(taken)}: the bench sets it (use its own flag)")
+        raise UsageError(f"{flag} {', '.join(taken)}: the bench sets it (use its own flag)")
     return extra
 
 

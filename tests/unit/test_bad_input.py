@@ -326,6 +326,8 @@ SAYS = [
      "larger than the training set"),
     (B + ["crest", "--save", "b", "--optimizers", "adam"], "unknown optimizer 'adam'"),
     (B + ["crest", "--save", "b", "--optimizers", ","], "--optimizers takes"),
+    (B + ["crest", "--save", "b", "--variant", "epochs=3"], "--variant epochs: the bench sets it"),
+    (B + ["crest", "--save", "b", "--seeds", "0"], "--seeds"),
     (B + ["crest", "--save", "b", "--actors", "-1"], "--actors must be >= 0"),
     (B + ["crest", "--save", "b", "--set", "momentum=0.5"], "the bench sets it"),
     (B + ["crest", "--save", "b", "--test-size", "0"], "--test-size must be >= 1"),

@@ -352,6 +352,28 @@ def test_bench_labels_both_optimizers_the_paper_one_without_momentum_and_with_wa
 
 
 
+def test_bench_seeds_are_the_mean_of_single_seed_runs_and_a_variant_is_its_own_row(tmp_path):
+    """--seeds 2 is the mean of the --seed 0 and --seed 1 runs (every number, test_acc_std
+    their spread); a --variant is a CREST row of its own."""
+    import pandas as pd
+
+    def bench(name, *flags):
+        result = CliRunner().invoke(main, ["bench", "crest", "--datasets", "digits", "--epochs", "3", "--fracs", "0.3",
+                                           "--optimizers", "paper", "--wandb", "disabled",
+                                           "--save", str(tmp_path / name), *flags])
+        assert result.exit_code == 0, result.output
+        return pd.read_parquet(tmp_path / f"{name}.parquet").set_index(["method", "variant"])
+
+    both = bench("both", "--seeds", "2", "--variant", "loss0_on_subsets=true")
+    one, other = bench("s0", "--seed", "0"), bench("s1", "--seed", "1")
+    assert both.index.tolist() == [("none", ""), ("random", ""), ("crest", ""), ("crest", "loss0_on_subsets=true")]
+    for column in ("steps", "regions", "checks", "test_acc"):
+        assert both[column].drop(("crest", "loss0_on_subsets=true")).tolist() == \
+            ((one[column] + other[column]) / 2).tolist(), column
+    assert both.test_acc_std.iloc[0] == pytest.approx(abs(one.test_acc.iloc[0] - other.test_acc.iloc[0]) / 2, rel=1e-12)
+    assert (both.seeds == 2).all() and (one.seeds == 1).all() and (one.test_acc_std == 0).all()
+
+
 def test_the_reference_double_step_is_crest_at_twice_the_lr():
     """The reference code's second loss.backward() makes p.grad 2g: without weight decay that
     is exactly CREST at twice the LR (x2 is exact in floating point)."""
