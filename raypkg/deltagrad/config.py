@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from raypkg.deltagrad import METHODS
-from raypkg.engine.config import RunConfig, check_field_types, check_lr_lists, setting
+from raypkg.engine.config import RunConfig, TrainConfig, check_field_types, check_lr_lists, retuned, setting
 from raypkg.errors import UsageError, choose
 from raypkg.paths import check_run_name
 
@@ -27,16 +27,22 @@ DTYPE_NAMES = ("float64", "float32")  # raypkg.deltagrad.trajectory.DTYPES maps 
 class DeltaGradConfig(RunConfig):
     """`effray unlearn train`: plain SGD (or GD) whose trajectory DeltaGrad replays
     (Wu, Dobriban, Davidson, ICML 2020, Algorithm 1). Momentum and augmentation break exact
-    replay, so they exist only to be refused with a clear line."""
+    replay, so they exist only to be refused with a clear line.
 
-    model: str = setting("logreg", "logreg, mlp or lenet300-100 (fed flattened features).")
-    epochs: int = setting(20, "Epochs.")
-    batch_size: int = setting(256, "Mini-batch size; 0 = full-batch GD.")
-    lr: list[float] = setting(help="Learning rate(s), e.g. `--lr 0.1 0.05 --lrlen 10 10`.", factory=lambda: [0.1])
-    lrlen: list[int] = setting(help="Epochs for each --lr value.", factory=list)
-    weight_decay: float = setting(1e-4, "L2 coefficient beta.", flag="--weight-decay/--wd")
-    momentum: float = setting(0.0, "Must be 0: momentum breaks exact replay.")
-    augment: bool = setting(False, "Must be off: augmentation breaks exact replay.")
+    It is not a TrainConfig: DeltaGrad trains a flat parameter vector by its own replayable
+    step (``raypkg.deltagrad.replay``), so the engine's other settings (schedule, precision,
+    workers, --with, ...) would be flags it cannot honour. The training settings it shares
+    are TrainConfig's (flag, choices, help: ``retuned``) at the paper's defaults."""
+
+    model: str = retuned(RunConfig, "model", "logreg", help="logreg, mlp or lenet300-100 (fed flattened features).")
+    epochs: int = retuned(TrainConfig, "epochs", 20)
+    batch_size: int = retuned(TrainConfig, "batch_size", 256, help="Mini-batch size; 0 = full-batch GD.")
+    lr: list[float] = retuned(TrainConfig, "lr", factory=lambda: [0.1],
+                              help="Learning rate(s), e.g. `--lr 0.1 0.05 --lrlen 10 10`.")
+    lrlen: list[int] = retuned(TrainConfig, "lrlen", factory=list)
+    weight_decay: float = retuned(TrainConfig, "weight_decay", 1e-4)
+    momentum: float = retuned(TrainConfig, "momentum", 0.0, help="Must be 0: momentum breaks exact replay.")
+    augment: bool = retuned(TrainConfig, "augment", False, help="Must be off: augmentation breaks exact replay.")
     holdout: float = setting(0.0, "Fraction of the training split left out (the pool for `add`).")
     dtype: str = setting("float64", "Parameters and cache.", choices=DTYPE_NAMES)
 
@@ -195,9 +201,10 @@ class CachedRunConfig(ExactGradientSettings):
     FOLDER: ClassVar[str] = "requests"
 
     run: str | None = setting(None, "The cached run (`effray unlearn train`'s run directory).", cli=False)
-    use_gpu: bool | None = setting(None, "Device (default: GPU if present).", flag="--gpu/--cpu")
-    name: str | None = setting(None, "Name of the request's directory under RUN/requests.")
-    wandb: str = setting("offline", "W&B mode.", choices=("offline", "online", "disabled"))
+    # RunConfig's settings that serving a cached run has (not a RunConfig: its data and model are the run's)
+    use_gpu: bool | None = retuned(RunConfig, "use_gpu")
+    name: str | None = retuned(RunConfig, "name", help="Name of the request's directory under RUN/requests.")
+    wandb: str = retuned(RunConfig, "wandb", "offline")
     # filled in by resolved(): what the cached run was trained on, and where this run's directory goes
     dataset: str | None = setting(None, cli=False)
     model: str | None = setting(None, cli=False)
@@ -281,7 +288,7 @@ class OnlineConfig(CachedRunConfig, OnlineSettings):
 
     FOLDER: ClassVar[str] = "online"
 
-    name: str | None = setting(None, "Name of the stream's directory under RUN/online.")
+    name: str | None = retuned(RunConfig, "name", help="Name of the stream's directory under RUN/online.")
     requests: int = setting(10, "Requests in the stream.")
     ratio_per_request: float | None = setting(None, "Each request's size as a fraction of the training set.")
     samples_per_request: int | None = setting(None, "Each request's size in samples (default 1).")

@@ -46,6 +46,17 @@ def setting(default: Any = None, help: str = "", *, factory: Callable[[], Any] |
     return field(default=default, metadata=metadata)
 
 
+def retuned(owner: type, name: str, default: Any = None, *, factory: Callable[[], Any] | None = None,
+            help: str | None = None) -> Any:
+    """``owner``'s setting ``name`` (its flag, choices and help) at another default, for a
+    config that shares the setting but not the engine's default (DeltaGrad's training run);
+    ``help`` replaces the help where the setting's meaning narrows there."""
+    source = next(f for f in dataclasses.fields(owner) if f.name == name)
+    meta = source.metadata
+    return setting(default, meta["help"] if help is None else help, factory=factory, flag=meta["flag"],
+                   choices=meta["choices"], cli=meta["cli"])
+
+
 @dataclass
 class RunConfig:
     """What every method's config shares: the data, the model, the run directory and its

@@ -172,3 +172,28 @@ def test_tune_space_parses_and_one_trial_reports():
         assert r["explicit_steps"] == 6 + 8 and 1e-9 < r["dist_ratio"] < 0.2
         assert r["speedup"] == pytest.approx(r["time_baseline"] / r["time_deltagrad"])
     assert within["score"] == within["speedup"] > 0 and beyond["score"] == 0.0
+
+
+def test_deltagrads_training_settings_are_the_engines_at_the_papers_defaults():
+    """DeltaGradConfig is no TrainConfig (the engine's schedule, precision, workers and --with
+    would be flags it cannot honour), but each setting it shares with TrainConfig is that
+    setting (flag, choices, and help unless narrowed): only the defaults are DeltaGrad's."""
+    import dataclasses
+
+    from raypkg.deltagrad.config import CachedRunConfig, DeltaGradConfig, OnlineConfig
+    from raypkg.engine.config import RunConfig, TrainConfig
+
+    engine = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    ours = {f.name: f for f in dataclasses.fields(DeltaGradConfig) if f.name in engine}
+    trained = set(engine) - {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(ours) & trained == {"epochs", "batch_size", "lr", "lrlen", "weight_decay", "momentum", "augment"}
+    for served in (CachedRunConfig, OnlineConfig):
+        ours.update({f"{served.__name__}.{f.name}": f for f in dataclasses.fields(served) if f.name in engine
+                     and f.metadata["cli"]})
+    assert {"CachedRunConfig.use_gpu", "CachedRunConfig.wandb", "OnlineConfig.name"} <= set(ours)
+    for name, f in ours.items():
+        theirs = engine[name.split(".")[-1]].metadata
+        assert (f.metadata["flag"], f.metadata["choices"]) == (theirs["flag"], theirs["choices"]), name
+    assert ours["weight_decay"].metadata["help"] == engine["weight_decay"].metadata["help"]
+    assert (DeltaGradConfig().momentum, TrainConfig().momentum) == (0.0, 0.9)  # the defaults differ
+    assert not issubclass(DeltaGradConfig, TrainConfig)
