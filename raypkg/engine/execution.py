@@ -13,8 +13,8 @@ What ``auto`` chooses belongs to the machine, not to the run (``decide``):
   with ``avx512_bf16`` or ``amx_bf16``; on an AVX2-only CPU bf16 runs 4-500x slower, pytorch
   #146508, #183815: fp32, nothing timed), and channels_last for convolutional models only.
   On CUDA too bf16 is timed, not assumed: a small model is bound by kernel launches there,
-  and autocast's casts are more launches (ResNet-20 at batch 128 on an H100: 3.1-3.4 s an
-  epoch in fp32, 3.9-4.2 s in bf16, docs/operations.md "GPUs").
+  and autocast's casts are more launches (ResNet-20 at batch 128 on an H100: a step 7.3 ms
+  in fp32, 8.1-9.1 ms in bf16; docs/operations.md, "GPUs").
 - With more than one candidate, ``measure`` times one training step (forward + backward)
   of each on a real batch, by ``raypkg.timing``'s policy with a stop rule: ``WARMUPS``
   untimed steps each first (first-call costs: oneDNN primitives, allocator), then rounds

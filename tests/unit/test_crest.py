@@ -351,7 +351,6 @@ def test_bench_labels_both_optimizers_the_paper_one_without_momentum_and_with_wa
     assert steps[OPTIMIZERS["paper"][0], "crest"] == steps[OPTIMIZERS["paper"][0], "random"] == 2 * (404 // 32)
 
 
-
 def test_bench_seeds_are_the_mean_of_single_seed_runs_and_a_variant_is_its_own_row(tmp_path):
     """--seeds 2 is the mean of the --seed 0 and --seed 1 runs (every number, test_acc_std
     their spread); a --variant is a CREST row of its own."""
