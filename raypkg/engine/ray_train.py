@@ -294,9 +294,10 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
 def decided_execution(cfg: TrainConfig, data: DataSplits, use_gpu: bool) -> TrainConfig:
     """``cfg`` with ``auto`` precision and memory format decided here, once, so that every
     rank runs the same: probed on this machine's CPU or GPU; for GPU workers seen from a
-    driver without one, bf16 (as on every CUDA device) and contiguous, unprobed."""
+    driver without one, fp32 and contiguous, unprobed (what ``auto`` keeps when nothing is
+    clear: bf16 is not faster on every GPU, docs/operations.md "GPUs")."""
     if use_gpu and not torch.cuda.is_available():
-        return dataclasses.replace(cfg, precision="bf16" if cfg.precision == "auto" else cfg.precision,
+        return dataclasses.replace(cfg, precision="fp32" if cfg.precision == "auto" else cfg.precision,
                                    memory_format="contiguous" if cfg.memory_format == "auto" else cfg.memory_format)
     return resolve_for_data(cfg, data, torch.device("cuda" if use_gpu else "cpu"))[0]
 
