@@ -1,7 +1,7 @@
 """The engine's guarantees on a CUDA device, where the GPU's kernels could break what the
-CPU tests check: a run repeats bit for bit, `auto` is bf16, AGC at gamma 0 is plain
-training, masks stay zero, DeltaGrad at period 1 is the retrain, and the closed-form
-gradient embeddings are autograd's. Skipped where no CUDA device is visible (CI has none);
+CPU tests check: a run repeats bit for bit, fp32 is fp32, `auto` times bf16 against fp32
+once per machine, AGC at gamma 0 is plain training, masks stay zero, DeltaGrad at period 1
+is the retrain, and the closed-form gradient embeddings are autograd's. Skipped where no CUDA device is visible (CI has none);
 run on a GPU machine with `pytest tests/unit/test_cuda.py`."""
 
 from __future__ import annotations
