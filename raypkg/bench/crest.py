@@ -99,7 +99,8 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
     extra = bench_settings(settings, fields, "CREST", own_flags=own_flags)
     variant_settings = {v: bench_settings(tuple(v.split(";")), fields, "CREST", own_flags, "--variant")
                         for v in variants}
-    rows_of_f = [(m, "", {}) for m in methods] + [("crest", v, kw) for v, kw in variant_settings.items()]
+    per_f = [(m, "", {}) for m in methods] + [("crest", v, kw) for v, kw in variant_settings.items()]
+    points = [("none", 1.0, "", {})] + [(m, x, v, kw) for x in frac_values for m, v, kw in per_f]  # per optimizer
     runner = BenchRunner("crest", save, threads, wandb)
 
     def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float, seed: int,
@@ -112,14 +113,12 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
         for seed in range(f["seed"], f["seed"] + seeds):
             data = load_data(config(dataset, None, optimizer_names[0], "none", 1.0, seed))
             n = len(data.train)
-            plan[dataset, seed] = (data, [(o, "", config(dataset, n, o, "none", 1.0, seed)) for o in optimizer_names] +
-                                   [(o, v, config(dataset, n, o, m, x, seed, kw)) for o in optimizer_names
-                                    for x in frac_values for m, v, kw in rows_of_f])
-            plan[dataset, seed][1].sort(key=lambda row: optimizer_names.index(row[0]))  # by optimizer, none first
+            plan[dataset, seed] = (data, [(o, v, config(dataset, n, o, m, x, seed, kw)) for o in optimizer_names
+                                          for m, x, v, kw in points])
             for _, _, cfg in plan[dataset, seed][1]:
                 cfg.check_sizes(n)
 
-    rows = []
+    results = []
     for (dataset, seed), (data, configs) in plan.items():
         last = configs[-1][2]
         shown = dict(model=last.model, epochs=last.epochs, batch=last.batch_size,
@@ -136,7 +135,7 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
                 method = "crest-2g" if cfg.reference_double_step else cfg.selection_method
                 summary = runner.run(CREST, cfg, data, actor_pool=actor_pool if method.startswith("crest") else None)
                 crest = summary["crest"]
-                rows.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0], "method": method,
+                results.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0], "method": method,
                              "variant": variant, "seed": seed, "train_frac": cfg.train_frac,
                              "steps": summary["steps"], "regions": summary["regions"], "checks": summary["checks"],
                              "selection_s": crest.get("selection_s", 0.0), "check_s": crest.get("check_s", 0.0),
@@ -144,8 +143,8 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
                              "wall_s": sum(summary["cost_s"][p] for p in ("train", "selection", "check")),
                              "test_acc": summary["test_acc"]})
                 runner.progress(f"seed {seed} {optimizer} {method} {variant} f={cfg.train_frac:g}".replace("  ", " "),
-                                rows[-1], "wall_s", f", {rows[-1]['regions']} regions")
-    frame = mean_over_seeds(pd.DataFrame(rows))
+                                results[-1], "wall_s", f", {results[-1]['regions']} regions")
+    frame = mean_over_seeds(pd.DataFrame(results))
     frame = compare(frame, frame.method == "none", ["dataset", "optimizer"], "speed-up", "vs none", seconds="wall_s")
     frame = compare(frame, frame.method == "random", ["dataset", "optimizer", "train_frac"], delta="vs random")
     runner.finish(frame, ["dataset", "optimizer", "method"] + (["variant"] if variants else []) +
