@@ -75,6 +75,7 @@ from raypkg.errors import UsageError
 from raypkg.timing import iqr, round_order
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")  # environment caps on the kernels' ISA
 MARGIN = 0.05  # a candidate must be >= 5% faster (median) than another to beat it
 WARMUPS = 2  # untimed steps per candidate before any timing
 MIN_ROUNDS = 5  # timed steps per candidate at least ...
@@ -91,9 +92,27 @@ TRAINED_AT: set[str] = set()
 
 
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    """The CPU's feature flags the kernels may use: ``/proc/cpuinfo``'s (empty where it cannot
+    be read), less those above an ISA cap in the environment (``isa_capped``)."""
     line = _cpuinfo_line(("flags", "Features"))
-    return set(line.split())
+    return isa_capped(set(line.split()), os.environ)
+
+
+def isa_capped(flags: set[str], environ) -> set[str]:
+    """``flags`` less the AVX-512 and AMX ones that oneDNN (``ONEDNN_MAX_CPU_ISA``, formerly
+    ``DNNL_MAX_CPU_ISA``) or ATen (``ATEN_CPU_CAPABILITY``) is told not to use. With
+    ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` an AVX-512 BF16 CPU computes as an
+    AVX2-only one does (bf16 about 20x slower than fp32 there: docs/operations.md), so ``auto``
+    must treat it as one, and a stored result must not name flags its kernels did not use."""
+    onednn = (environ.get(ISA_CAPS[0]) or environ.get(ISA_CAPS[1]) or "ALL").upper()
+    aten = (environ.get(ISA_CAPS[2]) or "avx512").lower()
+    if aten != "avx512" or not onednn.startswith(("ALL", "AVX512")):
+        return {f for f in flags if not f.startswith(("avx512", "amx"))}
+    if onednn in ("AVX512_CORE", "AVX512_CORE_VNNI"):
+        return {f for f in flags if f != "avx512_bf16" and not f.startswith("amx")}
+    if not onednn.startswith(("ALL", "AVX512_CORE_AMX")):  # AVX512_CORE_BF16, AVX512_CORE_FP16
+        return {f for f in flags if not f.startswith("amx")}
+    return set(flags)
 
 
 def cpu_model() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -29,16 +30,18 @@ def commit() -> str:
 
 
 def provenance(threads: int) -> dict[str, str]:
-    """The date, commit, command, CPU (model and the flags that decide bf16 and AVX-512),
-    torch's version and threads of the result being written."""
+    """The date, commit, command (led by any ISA cap set in the environment), CPU (model and
+    the flags that decide bf16 and AVX-512), torch's version and threads of the result being
+    written."""
     import torch
 
-    from raypkg.engine.execution import BF16_CPU_FLAGS, cpu_flags, cpu_model
+    from raypkg.engine.execution import BF16_CPU_FLAGS, ISA_CAPS, cpu_flags, cpu_model
 
-    flags = cpu_flags()
+    flags = cpu_flags()  # less those above an ISA cap, which the command then names
     shown = sorted(f for f in flags if f in BF16_CPU_FLAGS or f in ("avx512f", "avx2", "amx_tile"))
+    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
     return {"date": datetime.date.today().isoformat(), "commit": commit(),
-            "command": shlex.join(["effray", *sys.argv[1:]]), "cpu": cpu_model(),
+            "command": " ".join([*caps, shlex.join(["effray", *sys.argv[1:]])]), "cpu": cpu_model(),
             "cpu_flags": ",".join(shown) or "none", "torch": torch.__version__, "threads": str(threads),
             "device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 

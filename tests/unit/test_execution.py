@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from helpers import bare_env
 
 from raypkg.cli import main
 from raypkg.config import resolve_config
@@ -21,7 +24,7 @@ from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import evaluate, fit, seed_everything
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
-from raypkg.tracking.provenance import executions
+from raypkg.tracking.provenance import executions, provenance
 
 AVX2 = {"avx", "avx2", "fma"}
 AVX512_BF16 = AVX2 | {"avx512f", "avx512_bf16"}
@@ -32,6 +35,39 @@ AMX = AVX2 | {"amx_bf16", "amx_tile"}
 def test_bf16_is_native_only_on_cpus_with_avx512_bf16_or_amx(flags, native):
     assert E.bf16_native("cpu", flags) is native
     assert E.bf16_native("cuda", flags) is True
+
+
+@pytest.mark.parametrize("environ, kept", [
+    ({}, AMX | AVX512_BF16),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, AVX2),
+    ({"DNNL_MAX_CPU_ISA": "avx2_vnni"}, AVX2),
+    ({"ATEN_CPU_CAPABILITY": "avx2"}, AVX2),
+    ({"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "ALL"}, AVX2),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, AVX2 | {"avx512f"}),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, AVX512_BF16),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX", "ATEN_CPU_CAPABILITY": "avx512"}, AMX | AVX512_BF16),
+])
+def test_an_isa_cap_in_the_environment_removes_the_flags_above_it(environ, kept):
+    assert E.isa_capped(AMX | AVX512_BF16, environ) == kept
+    assert E.bf16_native("cpu", E.isa_capped(AMX | AVX512_BF16, environ)) is bool(kept & set(E.BF16_CPU_FLAGS))
+
+
+def test_an_avx512_cpu_capped_to_avx2_runs_auto_as_an_avx2_cpu_and_its_results_say_so(tmp_path, monkeypatch):
+    """oneDNN and ATen read their caps when torch loads, so the run is a fresh process: it
+    measures fp32's two layouts only, as on an AVX2-only CPU. A result written under a cap
+    names it first in its command, and no flag above it."""
+    caps = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    run = subprocess.run([sys.executable, "-m", "raypkg.cli", "train", "--model", "lenet5", "--epochs", "1",
+                          "--out", str(tmp_path), "--wandb", "disabled", "--no-progress"], capture_output=True,
+                         text=True, env=bare_env(EFFRAY_CACHE_DIR=str(tmp_path), **caps), timeout=300)
+    assert run.returncode == 0, run.stderr
+    first = run.stdout.splitlines()[0]
+    assert first.startswith("execution: fp32, ") and "fp32/channels_last" in first and "bf16" not in first, first
+    for name, value in caps.items():
+        monkeypatch.setenv(name, value)
+    stored = provenance(threads=1)
+    assert stored["command"].startswith("ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 effray ")
+    assert not {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} & set(stored["cpu_flags"].split(","))
 
 
 def test_an_avx2_only_cpu_means_fp32_unprobed():
