@@ -5,8 +5,10 @@ Per setup (DATASET:MODEL), in one process and one run:
 1. the step that ``--precision auto`` times (forward + backward on one training batch) for
    every candidate: fp32 and bf16 autocast, each contiguous and (convolutional models)
    channels_last, measured as auto measures (``raypkg.engine.execution.measure``: warm-ups,
-   interleaved rounds, at most ``--step-repeats``); bf16 is timed on every CPU, also where
-   it is slow (it shows why ``auto`` refuses it there): the medians and their spread;
+   interleaved rounds, at most ``--step-repeats``): auto's candidates on this machine
+   together, then the rest (bf16 where the CPU lacks bf16 instructions, which shows why
+   ``auto`` refuses it there) apart, so that their slow steps do not use up the candidates'
+   time cap: the medians and their spread;
 2. what auto picks from these same samples (``choose`` over auto's candidates on this
    machine), and what this machine's cache holds (what runs use; ``effray execution``);
 3. full training (the ``train`` recipe) at fp32/contiguous and at the pick, for
@@ -122,8 +124,14 @@ def precision_bench(setups, train_size, test_size, epochs, seeds, batch_size, st
         device = pick_device(base.use_gpu)
         model = build_model(base.model, data.input_shape, data.num_classes)
         conv = is_convolutional(model)
-        samples = step_samples(base, data, [p for p in TIMED if conv or p[1] == "contiguous"], step_repeats)
+        timed = [pair for pair in TIMED if conv or pair[1] == "contiguous"]
         auto_pairs, _ = candidates("auto", "auto", device.type, conv)
+        # auto's candidates are measured alone, as auto measures them: steps it never takes
+        # (bf16 on an AVX2 CPU, ~10x slower) would use up its time cap within MIN_ROUNDS
+        samples = step_samples(base, data, auto_pairs, step_repeats)
+        rest = [pair for pair in timed if pair not in auto_pairs]
+        samples.update(step_samples(base, data, rest, step_repeats) if rest else {})
+        samples = {pair: samples[pair] for pair in timed}
         pick = choose({pair: samples[pair] for pair in auto_pairs}) if len(auto_pairs) > 1 else auto_pairs[0]
         batch = min(base.batch_size, len(data.train))
         cached = cache.get(cache_key(base.model, tuple(data.input_shape), batch, device, auto_pairs))

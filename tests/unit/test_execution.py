@@ -484,3 +484,29 @@ def test_bench_precision_picks_what_its_own_medians_say(tmp_path):
             apart = row[f"{pick}_ms"] - row[f"{name}_ms"] > (row[f"{name}_iqr_ms"] + row[f"{pick}_iqr_ms"]) / 2
             assert not (faster and apart), (row, p)
         assert bf16_here or row["auto"].startswith("fp32")  # an AVX2 CPU never picks bf16
+
+
+def test_bench_precision_measures_autos_candidates_apart_from_the_steps_auto_never_takes(tmp_path, monkeypatch):
+    """On an AVX2 CPU bf16 is timed for the table only, in a measurement of its own: its ~10x
+    slower steps must not use up the time cap of the fp32 layouts auto chooses between."""
+    import pandas as pd
+
+    import raypkg.bench.precision as bench
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # auto's decision reads it at the call
+    measured = []
+    fake_ms = {("fp32", "contiguous"): 10.0, ("fp32", "channels_last"): 8.0, ("bf16", "contiguous"): 100.0,
+               ("bf16", "channels_last"): 90.0}
+
+    def fake_samples(cfg, data, pairs, repeats):
+        measured.append(list(pairs))
+        return {pair: [fake_ms[pair] / 1000 * (1 + i / 100) for i in range(5)] for pair in pairs}
+
+    monkeypatch.setattr(bench, "step_samples", fake_samples)
+    result = CliRunner().invoke(main, ["bench", "precision", "--setups", "digits:lenet5", "--seeds", "0",
+                                       "--save", str(tmp_path / "p"), "--wandb", "disabled"])
+    assert result.exit_code == 0, result.output
+    assert measured == [[("fp32", "contiguous"), ("fp32", "channels_last")],
+                        [("bf16", "contiguous"), ("bf16", "channels_last")]]
+    row = pd.read_parquet(tmp_path / "p.parquet").iloc[0]
+    assert row["auto"] == "fp32/channels_last" and row["bf16_contiguous_ms"] == pytest.approx(100.0 * 1.02)
