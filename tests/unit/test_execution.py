@@ -66,7 +66,7 @@ def test_an_avx512_cpu_capped_to_avx2_runs_auto_as_an_avx2_cpu_and_its_results_s
     for name, value in caps.items():
         monkeypatch.setenv(name, value)
     stored = provenance(threads=1)
-    assert stored["command"].startswith("ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 effray ")
+    assert stored["command"].split()[:3] == ["ONEDNN_MAX_CPU_ISA=AVX2", "ATEN_CPU_CAPABILITY=avx2", "effray"]
     assert not {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} & set(stored["cpu_flags"].split(","))
 
 
