@@ -11,7 +11,8 @@ What ``auto`` chooses belongs to the machine, not to the run (``decide``):
 
 - The candidates: bf16 beside fp32 where the device computes bf16 natively (CUDA, or a CPU
   with ``avx512_bf16`` or ``amx_bf16``; on an AVX2-only CPU bf16 runs 4-500x slower, pytorch
-  #146508, #183815: fp32, nothing timed), and channels_last for convolutional models only.
+  #146508, #183815: fp32, nothing timed; a flag above an ISA cap set in the environment
+  does not count: ``isa_capped``), and channels_last for convolutional models only.
   On CUDA too bf16 is timed, not assumed: a small model is bound by kernel launches there,
   and autocast's casts are more launches (ResNet-20 at batch 128 on an H100: a step 7.3 ms
   in fp32, 8.1-9.1 ms in bf16; docs/operations.md, "GPUs").
@@ -99,20 +100,22 @@ def cpu_flags() -> set[str]:
 
 
 def isa_capped(flags: set[str], environ) -> set[str]:
-    """``flags`` less the AVX-512 and AMX ones that oneDNN (``ONEDNN_MAX_CPU_ISA``, formerly
-    ``DNNL_MAX_CPU_ISA``) or ATen (``ATEN_CPU_CAPABILITY``) is told not to use. With
-    ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` an AVX-512 BF16 CPU computes as an
-    AVX2-only one does (bf16 about 20x slower than fp32 there: docs/operations.md), so ``auto``
-    must treat it as one, and a stored result must not name flags its kernels did not use."""
-    onednn = (environ.get(ISA_CAPS[0]) or environ.get(ISA_CAPS[1]) or "ALL").upper()
-    aten = (environ.get(ISA_CAPS[2]) or "avx512").lower()
-    if aten != "avx512" or not onednn.startswith(("ALL", "AVX512")):
-        return {f for f in flags if not f.startswith(("avx512", "amx"))}
-    if onednn in ("AVX512_CORE", "AVX512_CORE_VNNI"):
-        return {f for f in flags if f != "avx512_bf16" and not f.startswith("amx")}
-    if not onednn.startswith(("ALL", "AVX512_CORE_AMX")):  # AVX512_CORE_BF16, AVX512_CORE_FP16
-        return {f for f in flags if not f.startswith("amx")}
-    return set(flags)
+    """``flags`` less those oneDNN (``ONEDNN_MAX_CPU_ISA``, formerly ``DNNL_MAX_CPU_ISA``) or
+    ATen (``ATEN_CPU_CAPABILITY``) is told not to use. With ``ONEDNN_MAX_CPU_ISA=AVX2
+    ATEN_CPU_CAPABILITY=avx2`` an AVX-512 BF16 CPU computes as an AVX2-only one does (bf16
+    4-15x slower than fp32: docs/operations.md), so ``auto`` must treat it as one, and a
+    stored result must not name flags its kernels did not use."""
+    onednn = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    aten = (environ.get("ATEN_CPU_CAPABILITY") or "avx512").lower()
+    if aten != "avx512" or not onednn.startswith(("ALL", "AVX512")):  # AVX2 and below
+        above: tuple[str, ...] = ("avx512", "amx")
+    elif onednn in ("AVX512_CORE", "AVX512_CORE_VNNI"):
+        above = ("avx512_bf16", "amx")
+    elif onednn in ("AVX512_CORE_BF16", "AVX512_CORE_FP16"):
+        above = ("amx",)
+    else:  # ALL, AVX512_CORE_AMX*
+        above = ()
+    return {f for f in flags if not f.startswith(above)}
 
 
 def cpu_model() -> str:
