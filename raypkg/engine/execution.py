@@ -463,8 +463,14 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     else:
         key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, pairs, flags)
         execution = decide(key, lambda: training_steps(model, x, y, pairs), cache, measurer)
-    TRAINED_AT.add(f"{cfg.model} {execution.precision}/{execution.memory_format}")
-    return dataclasses.replace(cfg, precision=execution.precision, memory_format=execution.memory_format), execution
+    decided = dataclasses.replace(cfg, precision=execution.precision, memory_format=execution.memory_format)
+    return note_trained_at(decided), execution
+
+
+def note_trained_at(cfg):
+    """``cfg``, its decided execution noted in ``TRAINED_AT`` (what a stored result names)."""
+    TRAINED_AT.add(f"{cfg.model} {cfg.precision}/{cfg.memory_format}")
+    return cfg
 
 
 def resolve_for_data(cfg, data, device: torch.device, **injected) -> tuple[Any, Execution]:

@@ -37,7 +37,7 @@ from raypkg.distributed.ray_internals import quiet_train_worker_logs, skip_train
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
-from raypkg.engine.execution import resolve_for_data, to_memory_format
+from raypkg.engine.execution import note_trained_at, resolve_for_data, to_memory_format
 from raypkg.engine.loop import Ranks, fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
@@ -297,8 +297,9 @@ def decided_execution(cfg: TrainConfig, data: DataSplits, use_gpu: bool) -> Trai
     driver without one, fp32 and contiguous, unprobed (what ``auto`` keeps when nothing is
     clear: bf16 is not faster on every GPU, docs/operations.md "GPUs")."""
     if use_gpu and not torch.cuda.is_available():
-        return dataclasses.replace(cfg, precision="fp32" if cfg.precision == "auto" else cfg.precision,
-                                   memory_format="contiguous" if cfg.memory_format == "auto" else cfg.memory_format)
+        return note_trained_at(dataclasses.replace(
+            cfg, precision="fp32" if cfg.precision == "auto" else cfg.precision,
+            memory_format="contiguous" if cfg.memory_format == "auto" else cfg.memory_format))
     return resolve_for_data(cfg, data, torch.device("cuda" if use_gpu else "cpu"))[0]
 
 

@@ -253,11 +253,13 @@ def test_gpu_workers_seen_from_a_driver_without_one_train_in_fp32_unless_set(mon
     from raypkg.engine.ray_train import decided_execution
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(E, "TRAINED_AT", set())
     data = load_dataset("digits", seed=0)
     auto = decided_execution(digits_cfg(model="lenet5"), data, use_gpu=True)
     assert (auto.precision, auto.memory_format) == ("fp32", "contiguous")
     kept = decided_execution(digits_cfg(model="lenet5", precision="bf16", memory_format="channels_last"), data, True)
     assert (kept.precision, kept.memory_format) == ("bf16", "channels_last")
+    assert executions() == "lenet5 bf16/channels_last; lenet5 fp32/contiguous"  # a stored result names both
 
 
 def test_fit_refuses_an_undecided_execution():
