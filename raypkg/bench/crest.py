@@ -136,12 +136,12 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
                 summary = runner.run(CREST, cfg, data, actor_pool=actor_pool if method.startswith("crest") else None)
                 crest = summary["crest"]
                 results.append({"dataset": dataset, "optimizer": OPTIMIZERS[optimizer][0], "method": method,
-                             "variant": variant, "seed": seed, "train_frac": cfg.train_frac,
-                             "steps": summary["steps"], "regions": summary["regions"], "checks": summary["checks"],
-                             "selection_s": crest.get("selection_s", 0.0), "check_s": crest.get("check_s", 0.0),
-                             "wait_s": crest.get("selection_wait_s", 0.0),
-                             "wall_s": sum(summary["cost_s"][p] for p in ("train", "selection", "check")),
-                             "test_acc": summary["test_acc"]})
+                                "variant": variant, "seed": seed, "train_frac": cfg.train_frac,
+                                "steps": summary["steps"], "regions": summary["regions"], "checks": summary["checks"],
+                                "selection_s": crest.get("selection_s", 0.0), "check_s": crest.get("check_s", 0.0),
+                                "wait_s": crest.get("selection_wait_s", 0.0),
+                                "wall_s": sum(summary["cost_s"][p] for p in ("train", "selection", "check")),
+                                "test_acc": summary["test_acc"]})
                 runner.progress(f"seed {seed} {optimizer} {method} {variant} f={cfg.train_frac:g}".replace("  ", " "),
                                 results[-1], "wall_s", f", {results[-1]['regions']} regions")
     frame = mean_over_seeds(pd.DataFrame(results))

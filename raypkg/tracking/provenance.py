@@ -39,7 +39,7 @@ def provenance(threads: int) -> dict[str, str]:
 
     flags = cpu_flags()  # less those above an ISA cap, which the command then names
     shown = sorted(f for f in flags if f in BF16_CPU_FLAGS or f in ("avx512f", "avx2", "amx_tile"))
-    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    caps = [f"{name}={shlex.quote(os.environ[name])}" for name in ISA_CAPS if os.environ.get(name)]
     return {"date": datetime.date.today().isoformat(), "commit": commit(),
             "command": " ".join([*caps, shlex.join(["effray", *sys.argv[1:]])]), "cpu": cpu_model(),
             "cpu_flags": ",".join(shown) or "none", "torch": torch.__version__, "threads": str(threads),
