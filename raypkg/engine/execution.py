@@ -94,9 +94,32 @@ TRAINED_AT: set[str] = set()
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags the kernels may use: ``/proc/cpuinfo``'s (empty where it cannot
-    be read), less those above an ISA cap in the environment (``isa_capped``)."""
+    be read), less those above an ISA cap in the environment (``isa_capped``). A cap the
+    kernels ignore is said once, on stderr (``ignored_caps``)."""
+    for line in ignored_caps(os.environ):
+        _warn_once(line)
     line = _cpuinfo_line(("flags", "Features"))
     return isa_capped(set(line.split()), os.environ)
+
+
+# The values oneDNN (case-insensitive) and ATen (exact) take, and the CPU flags above each:
+# checked with torch 2.14 on an AMX CPU (ONEDNN_VERBOSE's isa line, torch.backends.cpu.
+# get_cpu_capability). Any other value is ignored by the kernels (ATen warns, oneDNN is silent).
+_AVX2_AND_BELOW = ("avx512", "amx")
+ONEDNN_ISAS = {**dict.fromkeys(("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"), _AVX2_AND_BELOW),
+               **dict.fromkeys(("AVX512_CORE", "AVX512_CORE_VNNI"), ("avx512_bf16", "amx")),
+               **dict.fromkeys(("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"), ("amx",)),
+               **dict.fromkeys(("AVX512_CORE_AMX", "AVX10_1_512_AMX", "AVX512_CORE_AMX_FP16",
+                                "AVX10_1_512_AMX_FP16", "DEFAULT", "ALL"), ())}
+ATEN_CAPABILITIES = {"default": _AVX2_AND_BELOW, "avx2": _AVX2_AND_BELOW, "avx512": ()}
+
+
+def _caps(environ) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(name, value) of the oneDNN cap in force (``ONEDNN_MAX_CPU_ISA``, else the older
+    ``DNNL_MAX_CPU_ISA``, as oneDNN reads them) and of ATen's; value empty where unset."""
+    onednn = next(((n, environ[n]) for n in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if environ.get(n)),
+                  ("ONEDNN_MAX_CPU_ISA", ""))
+    return onednn, ("ATEN_CPU_CAPABILITY", environ.get("ATEN_CPU_CAPABILITY") or "")
 
 
 def isa_capped(flags: set[str], environ) -> set[str]:
@@ -104,18 +127,30 @@ def isa_capped(flags: set[str], environ) -> set[str]:
     ATen (``ATEN_CPU_CAPABILITY``) is told not to use. With ``ONEDNN_MAX_CPU_ISA=AVX2
     ATEN_CPU_CAPABILITY=avx2`` an AVX-512 BF16 CPU computes as an AVX2-only one does (bf16
     4-15x slower than fp32: docs/operations.md), so ``auto`` must treat it as one, and a
-    stored result must not name flags its kernels did not use."""
-    onednn = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
-    aten = (environ.get("ATEN_CPU_CAPABILITY") or "avx512").lower()
-    if aten != "avx512" or not onednn.startswith(("ALL", "AVX512")):  # AVX2 and below
-        above: tuple[str, ...] = ("avx512", "amx")
-    elif onednn in ("AVX512_CORE", "AVX512_CORE_VNNI"):
-        above = ("avx512_bf16", "amx")
-    elif onednn in ("AVX512_CORE_BF16", "AVX512_CORE_FP16"):
-        above = ("amx",)
-    else:  # ALL, AVX512_CORE_AMX*
-        above = ()
-    return {f for f in flags if not f.startswith(above)}
+    stored result must not name flags its kernels did not use. A value the kernels do not
+    know caps nothing, as in the kernels (``ignored_caps``)."""
+    (_, onednn), (_, aten) = _caps(environ)
+    above = ONEDNN_ISAS.get(onednn.upper(), ()) + ATEN_CAPABILITIES.get(aten, ())
+    return {f for f in flags if not f.startswith(above)} if above else set(flags)
+
+
+def ignored_caps(environ) -> list[str]:
+    """One line per ISA cap in ``environ`` that the kernels ignore (a value they do not
+    know), saying that effray ignores it too."""
+    (onednn_name, onednn), (aten_name, aten) = _caps(environ)
+    lines = []
+    if onednn and onednn.upper() not in ONEDNN_ISAS:
+        lines.append(f"{onednn_name}={onednn!r} is not an ISA oneDNN knows ({', '.join(ONEDNN_ISAS)}): the "
+                     "kernels ignore it and use every ISA of this CPU, and so does effray")
+    if aten and aten not in ATEN_CAPABILITIES:
+        lines.append(f"{aten_name}={aten!r} is not a capability ATen knows ({', '.join(ATEN_CAPABILITIES)}, "
+                     "exactly so): the kernels ignore it and use every ISA of this CPU, and so does effray")
+    return lines
+
+
+@functools.cache
+def _warn_once(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
 
 
 def cpu_model() -> str:
@@ -471,6 +506,31 @@ def note_trained_at(cfg):
     """``cfg``, its decided execution noted in ``TRAINED_AT`` (what a stored result names)."""
     TRAINED_AT.add(f"{cfg.model} {cfg.precision}/{cfg.memory_format}")
     return cfg
+
+
+def decide_threads(cfg):
+    """``cfg`` with its torch threads decided (``threads``), once, on the driver (``Recipe.run``,
+    before the run's config is written): the threads that train, in this process (--workers 0,
+    ``training_threads``) and in each Ray Train worker alike (``ray_train._run``), so one command
+    sums in one order, and gives the same losses, in either placement. Given, as given; else
+    this process's count (torch's: its cores, or $OMP_NUM_THREADS; a bench's --threads; a Tune
+    trial's 1), shared evenly by N > 1 workers. Configs without the setting pass through."""
+    if not hasattr(cfg, "precision") or getattr(cfg, "threads", None):
+        return cfg
+    return dataclasses.replace(cfg, threads=max(1, torch.get_num_threads() // max(cfg.workers, 1)))
+
+
+@contextmanager
+def training_threads(cfg) -> Iterator[None]:
+    """This process computes with ``cfg.threads`` torch threads in the block when it trains
+    (--workers 0), as a Ray Train worker does; its own count again after."""
+    before = torch.get_num_threads()
+    if getattr(cfg, "threads", None) and not getattr(cfg, "workers", 0):
+        torch.set_num_threads(cfg.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_for_data(cfg, data, device: torch.device, **injected) -> tuple[Any, Execution]:

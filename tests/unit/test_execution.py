@@ -52,6 +52,46 @@ def test_an_isa_cap_in_the_environment_removes_the_flags_above_it(environ, kept)
     assert E.bf16_native("cpu", E.isa_capped(AMX | AVX512_BF16, environ)) is bool(kept & set(E.BF16_CPU_FLAGS))
 
 
+@pytest.mark.parametrize("environ, kept", [
+    ({"ONEDNN_MAX_CPU_ISA": "DEFAULT"}, AMX | AVX512_BF16),  # oneDNN's word for no cap, not AVX2
+    ({"ONEDNN_MAX_CPU_ISA": "AVX10_1_512"}, AVX512_BF16),  # = AVX512_CORE_FP16: no AMX
+    ({"ONEDNN_MAX_CPU_ISA": "avx10_1_512_amx"}, AMX | AVX512_BF16),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2_VNNI_2"}, AVX2),
+])
+def test_every_isa_onednn_knows_caps_as_onednn_does(environ, kept):
+    assert E.isa_capped(AMX | AVX512_BF16, environ) == kept
+    assert E.ignored_caps(environ) == []
+
+
+@pytest.mark.parametrize("environ, ignored", [
+    ({"ONEDNN_MAX_CPU_ISA": "BOGUS"}, ["ONEDNN_MAX_CPU_ISA='BOGUS' is not an ISA oneDNN knows"]),
+    ({"DNNL_MAX_CPU_ISA": "avx3"}, ["DNNL_MAX_CPU_ISA='avx3' is not an ISA oneDNN knows"]),
+    ({"ATEN_CPU_CAPABILITY": "bogus"}, ["ATEN_CPU_CAPABILITY='bogus' is not a capability ATen knows"]),
+    ({"ATEN_CPU_CAPABILITY": "AVX2"}, ["ATEN_CPU_CAPABILITY='AVX2' is not a capability ATen knows"]),  # exact case
+    # oneDNN reads ONEDNN_ before DNNL_: an invalid ONEDNN_ value hides a valid DNNL_ one
+    ({"ONEDNN_MAX_CPU_ISA": "BOGUS", "DNNL_MAX_CPU_ISA": "AVX2"}, ["ONEDNN_MAX_CPU_ISA='BOGUS'"]),
+    ({"ONEDNN_MAX_CPU_ISA": "bogus", "ATEN_CPU_CAPABILITY": "x"}, ["ONEDNN_MAX_CPU_ISA='bogus'",
+                                                                   "ATEN_CPU_CAPABILITY='x'"]),
+])
+def test_a_cap_value_the_kernels_ignore_caps_nothing_and_is_said_once(environ, ignored, monkeypatch, capsys):
+    """issue 65: ONEDNN_MAX_CPU_ISA=BOGUS made an AMX CPU drop bf16 and share the AVX2 cache
+    key, while torch ignores the value (ATen warns, oneDNN is silent) and runs AMX kernels."""
+    assert E.isa_capped(AMX | AVX512_BF16, environ) == AMX | AVX512_BF16
+    assert E.bf16_native("cpu", E.isa_capped(AMX | AVX512_BF16, environ))
+    lines = E.ignored_caps(environ)
+    assert len(lines) == len(ignored) and all(line.startswith(start) for line, start in zip(lines, ignored))
+    assert all(line.endswith("the kernels ignore it and use every ISA of this CPU, and so does effray")
+               for line in lines)
+    E._warn_once.cache_clear()
+    for name in E.ISA_CAPS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    E.cpu_flags()
+    E.cpu_flags()
+    assert capsys.readouterr().err.splitlines() == [f"warning: {line}" for line in lines]
+
+
 def test_an_avx512_cpu_capped_to_avx2_runs_auto_as_an_avx2_cpu_and_its_results_say_so(tmp_path, monkeypatch):
     """oneDNN and ATen read their caps when torch loads, so the run is a fresh process: it
     measures fp32's two layouts only, as on an AVX2-only CPU. A result written under a cap
