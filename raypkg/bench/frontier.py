@@ -120,12 +120,18 @@ MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size"
        "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "schedule": "cosine",
        "curve_schedules": ["cosine", "linear"], "selection_models": [],
        "target_acc": 0.92}
+FASHION_MNIST = {**MLP, "dataset": "fashion-mnist", "train_size": None, "test_size": None, "schedule": "linear",
+                 "curve_schedules": ["linear"], "target_acc": None}
 PRESETS = {
     "digits-aug:mlp": MLP,
     "digits-aug:mlp-noisy": {**MLP, "label_noise": 0.3, "target_acc": 0.84},
     "digits-aug:resnet20": {**MLP, "model": "resnet20", "train_size": 5000, "test_size": 1000, "batch_size": 128,
                             "seeds": 1, "pretrain_epochs": 2, "repeats": 2, "shards": 4, "pre_epochs": 2,
                             "update_frequency": 20, "agc_sample": 500, "target_acc": 0.97},
+    # Full-size real data (60,000 / 10,000 images), every method and the curve on Budgeted Training's
+    # linear schedule; the target is each seed's full training's accuracy less 0.5 points
+    "fashion-mnist:mlp": FASHION_MNIST,
+    "fashion-mnist:lenet5": {**FASHION_MNIST, "model": "lenet5", "lr": [0.03]},
 }
 # The integer flags, each the preset's by default: name -> help.
 COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dropped for a fixed-size --dataset.",
@@ -273,7 +279,28 @@ def preset_settings(setup: str, flags: dict) -> dict:
         if not s[key] or not all(0 < v <= 1 for v in s[key]):
             raise UsageError(f"--{key} takes comma-separated numbers in (0, 1], got {','.join(map(str, s[key]))}")
         once_each(s[key], f"--{key}")
+    s["budgets"] = curve_budgets(s)
     return s
+
+
+def setup_name(setup: str, s: dict) -> str:
+    """``DATASET:MODEL`` that runs, and the preset its other settings come from."""
+    name = f"{s['dataset']}:{s['model']}"
+    return name if name == setup else f"{name} (the other settings: preset {setup})"
+
+
+def curve_budgets(s: dict) -> list[float]:
+    """The budgets the curve runs at: --budgets rounded to whole epochs of --epochs
+    (``budget_epochs``), and 1. Budgets below 1 that all round to the whole run are refused;
+    budgets that round to others are said in one line."""
+    budgets = [e / s["epochs"] for e in budget_epochs(s["epochs"], s["budgets"])] + [1.0]
+    if len(budgets) < 2 and min(s["budgets"]) < 1:
+        raise UsageError(f"--budgets {','.join(f'{b:g}' for b in s['budgets'])} at --epochs {s['epochs']} leave the "
+                         "budget curve one point (every budget rounds to the whole run): give more --epochs")
+    if sorted(set(s["budgets"]) | {1.0}) != budgets:
+        click.echo(f"note: --budgets {','.join(f'{b:g}' for b in s['budgets'])} round to whole epochs of "
+                   f"{s['epochs']}: the curve runs at budgets {','.join(f'{b:.3g}' for b in budgets)}", err=True)
+    return budgets
 
 
 def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -> list[Point]:
@@ -445,7 +472,9 @@ def count_options(func):
 @click.option("--setup", default="digits-aug:mlp", show_default=True, type=click.Choice(list(PRESETS)),
               help="Preset of every setting below (a flag given overrides it): digits-aug:mlp (20k train / 5k "
                    "test, MLP, 10 epochs, 3 seeds; minutes), digits-aug:mlp-noisy (the same with --label-noise 0.3), "
-                   "digits-aug:resnet20 (5k / 1k, ResNet-20, batch 128, 1 seed; 30-60 minutes on 2 cores).")
+                   "digits-aug:resnet20 (5k / 1k, ResNet-20, batch 128, 1 seed; 30-60 minutes on 2 cores), "
+                   "fashion-mnist:mlp and fashion-mnist:lenet5 (the full 60k / 10k real images, 3 seeds, every "
+                   "method and the curve on the linear schedule; `effray datasets` says where the data comes from).")
 @click.option("--dataset", help="Dataset (`effray datasets`) or MODULE:FACTORY. Default: digits-aug.")
 @click.option("--model", help="Model (`effray models`) or MODULE:FACTORY. Default: the preset's.")
 @click.option("--data-dir", type=click.Path(), help="Directory of the torchvision datasets / ImageFolder tree.")
@@ -485,8 +514,9 @@ def count_options(func):
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Ray Train workers for every training (0: in this process); with --address, on that cluster.")
 @target_acc_option("Time-to-accuracy target of every row. Default: the preset's (digits-aug:mlp 0.92, "
-                   "digits-aug:mlp-noisy 0.84, digits-aug:resnet20 0.97); with another --dataset, --model or "
-                   "--label-noise, each seed's full training's final test accuracy minus 0.5 points.")
+                   "digits-aug:mlp-noisy 0.84, digits-aug:resnet20 0.97); with a fashion-mnist preset or another "
+                   "--dataset, --model or --label-noise, each seed's full training's final test accuracy minus 0.5 "
+                   "points.")
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
@@ -502,6 +532,7 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
       effray bench frontier                                      # digits-aug, MLP, 3 seeds
       effray bench frontier --setup digits-aug:mlp-noisy         # the same with 30% label noise
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
+      effray bench frontier --setup fashion-mnist:mlp            # real data at full size
     """
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
@@ -517,8 +548,10 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
         for seed in range(settings["seeds"]):
             points, data = load_points(settings, names, seed)
             if seed == 0:
-                runner.header(f"({setup}) on {settings['dataset']}", data, methods=names, **{
-                    k: v for k, v in settings.items() if k not in ("dataset", "data_dir", "train_size", "test_size")})
+                runner.header(setup_name(setup, settings), data, methods=names, **{
+                    k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size",
+                                                                   "test_size", "target_acc")},
+                    target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points")
                 per_example = flops_per_example(settings["model"], data)
             done = runner.rows(points, data, PHASES, "e2e_s", cache=cache)
             if settings["selection_models"]:

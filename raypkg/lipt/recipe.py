@@ -13,7 +13,7 @@ from raypkg.lipt.config import LiptConfig
 from raypkg.lipt.pretrain import merge_shards, train_shards
 from raypkg.lipt.shards import check_shards
 from raypkg.recipe import BenchCase, Recipe, register, register_case
-from raypkg.selection.recipe import SELECTION_METRICS, check_coreset, choose_subset, train_subset
+from raypkg.selection.recipe import SELECTION_METRICS, check_coreset, choose_subset, train_subset, without_ccs
 from raypkg.sparse.masks import check_layers_keep_weights
 
 
@@ -34,8 +34,9 @@ LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_s
 def lipt_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> LiptConfig:
     """LiPT's --shards sparse shard models of --pre-epochs, merged by its default rule, on the
     auto sparse backend (``common`` may name others: `bench lipt`'s --merge and --backends)."""
+    selection, stratify = without_ccs(method.removeprefix("lipt-"))
     return LiptConfig(**{"sparse_backend": "auto", **common}, weighting=None, weight_cap=None, cache=False,
-                      selection=method.removeprefix("lipt-"), fraction=fraction, shards=s["shards"],
+                      selection=selection, stratify=stratify, fraction=fraction, shards=s["shards"],
                       pre_epochs=s["pre_epochs"])
 
 
@@ -52,3 +53,5 @@ def lipt_examples(cfg: LiptConfig, summary: dict, n: int, per_example) -> tuple[
 
 register_case(BenchCase("lipt", "lipt", ("lipt-grand", "lipt-glister"), "fractions", lipt_point, lipt_examples,
                         marker="*"))
+register_case(BenchCase("lipt", "lipt", ("lipt-grand-ccs",), "fractions", lipt_point, lipt_examples, default=False,
+                        marker="*"))  # LiPT's GraNd scores re-picked by coverage (CCS): run when named

@@ -149,6 +149,14 @@ CORESET = register(Recipe("coreset", CoresetConfig, [warm_up, choose_subset, tra
                           metrics=SELECTION_METRICS, tune_phases=("pretrain", "selection")))
 
 
+CCS = "-ccs"  # a frontier method's suffix: its selector's subset re-picked by coverage (--stratify ccs)
+
+
+def without_ccs(method: str) -> tuple[str, str]:
+    """``grand-ccs`` -> (``grand``, ``ccs``); ``grand`` -> (``grand``, ``none``)."""
+    return (method.removesuffix(CCS), "ccs") if method.endswith(CCS) else (method, "none")
+
+
 def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CoresetConfig:
     """A subset of ``fraction``: RS2 or uniform, or DeepCore-style after --pretrain-epochs of
     warm-up (GraNd: --repeats of them). ``NAME:KEY=VALUE;...`` (`bench coreset`'s methods): a
@@ -160,7 +168,9 @@ def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | 
     from raypkg.selection.registry import get_selector
 
     name, _, rest = (part.strip() for part in method.partition(":"))
-    fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=name, fraction=fraction, options={})
+    name, stratify = without_ccs(name)
+    fields = dict(common, weighting=None, weight_cap=None, cache=False, selection=name, fraction=fraction, options={},
+                  stratify=stratify)
     for pair in filter(None, rest.split(";")):
         key, sep, value = (part.strip() for part in pair.partition("="))
         if not sep:
@@ -192,6 +202,9 @@ register_case(BenchCase("deepcore", "coreset", ("el2n", "least-confidence", "ent
                                                 "contextual-diversity", "facility-location", "graphcut", "logdet",
                                                 "forgetting", "cal", "deepfool"),
                         "fractions", coreset_point, coreset_examples, default=False, marker="^"))
+# Coverage-centric selection (CCS) of the score-based selectors: run when --methods names them
+register_case(BenchCase("ccs", "coreset", ("grand-ccs", "el2n-ccs", "forgetting-ccs"), "fractions", coreset_point,
+                        coreset_examples, default=False, marker="v"))
 
 
 CORDS_KAPPA = 0.5  # the warm start of CORDS's warm configs (kappa)

@@ -73,7 +73,7 @@ QUIET = {"--progress/--no-progress": "--no-progress"}
 SUBPROCESS = ("effray datasets", "effray train --dataset digits --model mlp",  # exact commands
               "effray tune train --num-samples 8")
 EFFRAY = Path(sys.executable).with_name("effray")  # the console script the install made
-REAL_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")
+REAL_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
 # jobs/<name>.py -> the effray command it runs (raypkg.jobs_support.run_job); any other: `effray run <name>`
 JOB_COMMANDS = {"train": ["train"], "deltagrad": ["unlearn"]}
 

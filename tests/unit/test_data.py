@@ -1,6 +1,6 @@
 """Dataset registry and augmentation, without Ray.
 
-The real loaders (mnist, cifar10, cifar100, imagefolder) are exercised on tiny files
+The real loaders (mnist, fashion-mnist, cifar10, cifar100, imagefolder) are exercised on tiny files
 written here in each dataset's own on-disk format, so torchvision's own readers run.
 """
 
@@ -22,7 +22,7 @@ from raypkg.data.sources import digits_aug
 from raypkg.data.sources.digits import DIGITS_TEST_FRACTION, load_digits_arrays, stratified_split
 from raypkg.errors import UsageError
 
-ALL_NAMES = {"digits", "digits-aug", "synthetic", "mnist", "cifar10", "cifar100", "imagefolder"}
+ALL_NAMES = {"digits", "digits-aug", "synthetic", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"}
 
 
 def recover_pixels(x: torch.Tensor, raw_train: np.ndarray) -> np.ndarray:
@@ -249,6 +249,77 @@ def test_mnist_reads_idx_files(tmp_path):
     (raw / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(UsageError, match=f"{tmp_path}.*--download"):
         load_dataset("mnist", data_dir=str(tmp_path))
+
+
+def write_idx_set(folder, suffix: str = "", compress=None, seed: int = 0) -> dict:
+    """MNIST's four idx files (train 12 images, test 5) in ``folder``, each name ending in
+    ``suffix`` and written through ``compress`` (e.g. ``gzip.open``; plain files without);
+    the arrays written, by split."""
+    rng = np.random.default_rng(seed)
+    arrays = {"train": (rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), rng.integers(0, 10, 12).astype(np.uint8)),
+              "t10k": (rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5).astype(np.uint8))}
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in arrays.items():
+        write_idx_images(folder / f"{split}-images-idx3-ubyte{suffix}", images)
+        write_idx_labels(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
+        if compress is not None:
+            for kind in ("images-idx3", "labels-idx1"):
+                path = folder / f"{split}-{kind}-ubyte{suffix}"
+                raw = path.read_bytes()
+                with compress(path, "wb") as f:
+                    f.write(raw)
+    return arrays
+
+
+def assert_idx_set(data, arrays: dict) -> None:
+    """``data`` holds exactly the images and labels ``write_idx_set`` wrote, normalised."""
+    (train_images, train_labels), (test_images, test_labels) = arrays["train"], arrays["t10k"]
+    assert data.train.x.shape == (12, 1, 28, 28) and data.test.x.shape == (5, 1, 28, 28) and data.num_classes == 10
+    assert torch.equal(data.train.y, torch.from_numpy(train_labels).long())
+    assert torch.equal(data.test.y, torch.from_numpy(test_labels).long())
+    np.testing.assert_array_equal(recover_pixels(data.train.x, train_images[:, None]), train_images[:, None])
+    np.testing.assert_array_equal(recover_pixels(data.test.x, train_images[:, None]), test_images[:, None])
+    assert_normalised(data.train.x)
+    assert_indexed(data)
+
+
+def test_fashion_mnist_reads_debian_gzipped_files_without_data_dir(tmp_path, monkeypatch):
+    """No --data-dir: Debian's dataset-fashion-mnist files (gzipped idx) where they are
+    installed; a missing or corrupt one is one line that says how to get the data."""
+    import gzip
+
+    from raypkg.data.sources import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian")
+    arrays = write_idx_set(tmp_path / "debian", ".gz", gzip.open)
+    data = load_dataset("fashion-mnist")
+    assert_idx_set(data, arrays)
+    assert data.name == "fashion-mnist" and not data.augmentable
+    raw = load_dataset("fashion-mnist", normalize=False, flat=True)
+    assert torch.equal(raw.train.x, torch.from_numpy(arrays["train"][0]).reshape(12, -1).float() / 255)
+
+    (tmp_path / "debian" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
+    with pytest.raises(UsageError, match="t10k-images-idx3-ubyte.gz is not a readable idx file.*apt-get install") as err:
+        load_dataset("fashion-mnist")
+    assert "\n" not in str(err.value)
+    (tmp_path / "debian" / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(UsageError, match="not found: `apt-get install dataset-fashion-mnist`.*--data-dir") as err:
+        load_dataset("fashion-mnist")
+    assert "\n" not in str(err.value)
+
+
+def test_fashion_mnist_reads_torchvision_layout_under_data_dir(tmp_path, monkeypatch):
+    """--data-dir: torchvision's FashionMNIST/raw/ files, never the Debian ones; files
+    missing there are one line naming the directory, --download and the Debian package."""
+    from raypkg.data.sources import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "nowhere")
+    arrays = write_idx_set(tmp_path / "FashionMNIST" / "raw", seed=1)
+    assert_idx_set(load_dataset("fashion-mnist", data_dir=str(tmp_path)), arrays)
+    (tmp_path / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(UsageError, match=f"{tmp_path}.*--download.*apt-get install dataset-fashion-mnist") as err:
+        load_dataset("fashion-mnist", data_dir=str(tmp_path))
+    assert "\n" not in str(err.value)
 
 
 def test_write_mnist_gives_torchvision_the_generated_set_as_bytes(tmp_path):
