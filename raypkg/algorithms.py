@@ -82,11 +82,11 @@ def stackable() -> dict[str, Any]:
     return {m.name: m for m in METHODS if m.settings}
 
 
-@functools.cache
-def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
+def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with") -> type:
     """``cls`` with the settings of every algorithm in ``stack`` mixed in (one class per
     combination); a name that does not stack, two batch plans or a setting two members
-    both define is a UsageError."""
+    both define is a UsageError, naming the stack as ``where`` says (``--with``, or a config
+    file's ``stack:``)."""
     if not stack:
         return cls
     from raypkg.engine.config import TrainConfig, config_fields
@@ -102,25 +102,31 @@ def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
                              f"({', '.join(entries)})")
         refusal = next((m.stacks for m in METHODS if m.name == name and m.stacks), None)
         if refusal:
-            raise UsageError(f"--with {name}: {name} does not stack: it {refusal}")
+            raise UsageError(f"{where} {name}: {name} does not stack: it {refusal.format(other=stacks_onto(name))}")
         if name not in entries:
-            raise UsageError(f"--with {name}: the algorithms that stack are {', '.join(entries)}")
+            raise UsageError(f"{where} {name}: the algorithms that stack are {', '.join(entries)}")
         if stack.count(name) > 1:
-            raise UsageError(f"--with names {name} twice")
+            raise UsageError(f"{where} names {name} twice")
         settings = load(entries[name].settings)
         if issubclass(cls, settings):
-            raise UsageError(f"--with {name}: this method is {name} already")
+            raise UsageError(f"{where} {name}: this method is {name} already")
         shared = sorted(config_fields(settings) & own)
         if shared:
-            raise UsageError(f"--with {name}: {name} and this method both set {', '.join(shared)}, each its own "
+            raise UsageError(f"{where} {name}: {name} and this method both set {', '.join(shared)}, each its own "
                              "way; they do not stack")
         if getattr(settings, "BATCH_PLAN", None):
             plans.append(settings.BATCH_PLAN)
         own |= config_fields(settings)
         bases.append(settings)
     if len(plans) > 1:
-        raise UsageError(f"--with {','.join(stack)}: one run takes one batch plan, and this stack has "
+        raise UsageError(f"{where} {','.join(stack)}: one run takes one batch plan, and this stack has "
                          f"{len(plans)} ({'; '.join(plans)})")
+    return _mixed(cls, tuple(bases))
+
+
+@functools.cache
+def _mixed(cls: type, bases: tuple[type, ...]) -> type:
+    """The class of ``cls`` with ``bases`` (settings) mixed in: one per combination."""
     needs = {key: value for base in (cls, *bases) for key, value in getattr(base, "NEEDS", {}).items()}
     name = cls.__name__ + "".join(base.__name__.removesuffix("Settings") for base in bases)
     stacked = dataclasses.make_dataclass(name, [], bases=(*reversed(bases), cls),
@@ -128,6 +134,20 @@ def stacked_class(cls: type, stack: tuple[str, ...]) -> type:
     stacked.__module__ = __name__
     stacked.BASE = cls
     return stacked
+
+
+def stacks_onto(name: str) -> str:
+    """The first algorithm that stacks onto method ``name``'s training: the example in the
+    line that refuses ``--with name``, a command that runs."""
+    from raypkg.recipe import find_recipe
+
+    for other in stackable():
+        try:
+            find_recipe(name, (other,))
+            return other
+        except UsageError:
+            continue
+    return "NAME"
 
 
 def _reduce(cfg):

@@ -11,6 +11,7 @@ import click
 from raypkg.cli_options import (
     EffrayGroup,
     address_option,
+    bound_integers,
     list_option,
     parse_options,
     print_summary,
@@ -304,6 +305,7 @@ def _register_method_commands() -> None:
         if method.config and not method.commands:
             run.add_command(algorithm_command(method))
     main.add_command(bench)
+    bound_integers(main)  # bench's commands as they load (raypkg.bench.LazyGroup)
 
 
 _register_method_commands()

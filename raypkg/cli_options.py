@@ -13,7 +13,7 @@ from typing import Sequence
 
 import click
 
-from raypkg.errors import Interrupted, RunFailed, UsageError, choose
+from raypkg.errors import Interrupted, RunFailed, UsageError, check_int64, choose
 
 INTERRUPTED = "interrupted: stopped by Ctrl-C; no half-written run directory is kept"
 
@@ -131,12 +131,50 @@ class NumberList(click.ParamType):
         if isinstance(value, list):
             return value
         try:
-            return parse_numbers(value, self.kind)
+            numbers = parse_numbers(value, self.kind)
         except ValueError:
             self.fail(f"{value!r} is not a list of {self.kind.__name__} values", param, ctx)
+        for number in numbers if self.kind is int else ():
+            check_int64(param.opts[0] if param else "integer", number)
+        return numbers
 
 
 FLOATS, INTS = NumberList(float), NumberList(int)
+
+
+class Int64(click.types.IntParamType):
+    """click's integer, refused beyond 64 bits by ``check_int64`` (the one check of an
+    integer's size, a config file's and the API's too), before it reaches any code."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        check_int64(param.opts[0] if param else "integer", number)
+        return number
+
+
+class Int64Range(click.IntRange):
+    """``click.IntRange`` with ``Int64``'s check."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        check_int64(param.opts[0] if param else "integer", number)
+        return number
+
+
+def bound_integers(command: click.Command) -> click.Command:
+    """``command`` (and every command of a group, a lazy one's as it loads) with each integer
+    flag's type made ``Int64`` (an ``IntRange`` keeps its range): no entry point takes an
+    integer torch and numpy cannot hold, whoever wrote the flag."""
+    for param in command.params:
+        kind = param.type
+        if type(kind) is click.types.IntParamType:
+            param.type = Int64()
+        elif type(kind) is click.IntRange:
+            param.type = Int64Range(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
+    if isinstance(command, click.Group) and type(command).get_command is click.Group.get_command:
+        for sub in command.commands.values():
+            bound_integers(sub)
+    return command
 
 
 class NameList(click.ParamType):
@@ -191,13 +229,30 @@ MAY_BE_ZERO = {"pretrain_epochs", "workers", "actors", "cli_runs", "gd_epochs", 
 
 
 def check_bench_numbers(**values) -> None:
-    """Sizes and counts must be >= 1, those of MAY_BE_ZERO >= 0 (None: not given); fraction in (0, 1]."""
+    """Sizes and counts must be >= 1, those of MAY_BE_ZERO >= 0 (None: not given), each a
+    64-bit integer; fraction in (0, 1]; ``seeds`` (seeds 0 .. N-1) as ``check_seed_count``."""
     for name, value in values.items():
         flag, least = "--" + name.replace("_", "-"), 0 if name in MAY_BE_ZERO else 1
         if name == "fraction" and value is not None and not 0 < value <= 1:
             raise UsageError(f"{flag} must be in (0, 1], got {value:g}")
-        if name != "fraction" and value is not None and value < least:
-            raise UsageError(f"{flag} must be >= {least}, got {value}")
+        if name != "fraction" and value is not None:
+            check_int64(flag, value)
+            if value < least:
+                raise UsageError(f"{flag} must be >= {least}, got {value}")
+            if name == "seeds":
+                check_seed_count(value)
+
+
+def check_seed_count(count: int, first: int = 0, flag: str = "--seeds") -> None:
+    """``--seeds N`` of a bench runs seeds ``first`` .. ``first`` + N - 1, each a run of every
+    row: each must be a seed (below 2**32, as ``--seed`` is), else a one-line UsageError
+    before any work (not a bench that runs seed after seed until it is stopped)."""
+    from raypkg.engine.config import SEED_LIMIT
+
+    check_int64(flag, count)
+    if first + count > SEED_LIMIT:
+        raise UsageError(f"{flag} {count} runs seeds {first} .. {first + count - 1}; a seed must be below 2**32 "
+                         f"(at most {SEED_LIMIT - first} seeds from {first})")
 
 
 def once_each(values: list, flag: str) -> list:
@@ -222,6 +277,8 @@ def number_list(text: str, flag: str, what: str, kind: type = float, minimum: fl
                              for v in values):
         bound = " in (0, 1]" if unit else "" if minimum is None else f" >= {minimum}"
         raise UsageError(f"{flag} takes comma-separated {what}{bound}, e.g. {example}; got {text!r}")
+    for value in values if kind is int else ():
+        check_int64(flag, value)
     return once_each(values, flag)
 
 

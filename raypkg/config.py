@@ -98,7 +98,7 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
     data = upgraded(data, cls)
-    cls = with_stack(cls, data)
+    cls = with_stack(cls, data, f"config file {str(path)!r}: stack")
     unknown = sorted(str(k) for k in set(data) - config_fields(cls))
     if unknown:
         raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
@@ -106,12 +106,13 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     return data
 
 
-def with_stack(cls, values: dict[str, Any]) -> type:
-    """``cls`` with the settings of the algorithms ``values["stack"]`` names (``--with``)."""
+def with_stack(cls, values: dict[str, Any], where: str = "--with") -> type:
+    """``cls`` with the settings of the algorithms ``values["stack"]`` names (``--with``, or
+    as ``where`` names it in a refusal)."""
     if "stack" not in config_fields(cls):
         return cls
     try:
-        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")))
+        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")), where)
     except TypeError:  # not a list of names
         raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
 

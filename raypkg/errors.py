@@ -24,6 +24,18 @@ class Interrupted(Exception):
     KeyboardInterrupt, so that click does not turn it into its own "Aborted!".)"""
 
 
+INT64 = 2**63  # every integer effray takes fits torch's and numpy's int64
+
+
+def check_int64(name: str, value) -> None:
+    """The one check of an integer's size, whatever the entry point (a flag, a config file, a
+    tune space, the API, a bench's count): it fits a 64-bit integer, else a one-line UsageError."""
+    if not -INT64 <= value < INT64:
+        shown = str(value)
+        raise UsageError(f"{name} {shown[:30]}{'...' if len(shown) > 30 else ''} does not fit a 64-bit integer "
+                         f"(at most {INT64 - 1})")
+
+
 def choose(kind: str, value: str, allowed) -> str:
     """Return ``value`` if it is one of ``allowed``, else raise a one-line UsageError."""
     allowed = sorted(allowed)

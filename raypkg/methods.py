@@ -34,7 +34,7 @@ class Method:
 
 # Said when `--with` names a method that trains in stages of its own.
 SUBSET_FIRST = ("selects its subset in stages before training; put another method on that training instead: "
-                "effray run {name} --with sparse")
+                "effray run {name} --with {{other}}")
 
 METHODS = (
     Method("train", "raypkg.full.recipe",  # `effray train` is the CLI's own command

@@ -124,20 +124,35 @@ def candidates(dist: dict) -> list:
     return list(args) if kind in ("choice", "grid") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
 
 
-def check_trial_config(spec: dict) -> None:
+def check_trial_config(spec: dict, settings: dict | None = None) -> None:
     """Before Ray starts: the base must make a valid config, and so must every trial of the
     space's candidates (``candidates``), every combination of them (or, past
     MOST_TRIALS_CHECKED combinations, each value with the other entries' first). The first
     invalid trial is refused, naming its values: no trial fails inside Ray on a setting
-    its config refuses, and no swept setting is silently ignored by its base."""
+    its config refuses, and no swept setting is silently ignored by its base. Each trial is
+    checked as if typed: its stack (``find_recipe``: an unknown name, a duplicate, a pair that
+    does not stack) and, for a recipe with a data check, that check against the data
+    (progressive resizing on a model that cannot take its smallest images). ``settings``
+    (``--set``) are named as such when they make the base invalid."""
     import itertools
 
-    recipe = find_recipe(spec["method"], (spec.get("base") or {}).get("stack", ()))
-    stack = {"stack": list(recipe.stack)} if recipe.stack else {}  # infobatch+sparse: the stack in the name
+    from raypkg.data.registry import load_dataset
+    from raypkg.models.registry import check_model
+
+    loaded = {}
 
     def valid(values: dict) -> str | None:
         try:
-            recipe.config_cls(**{**values, **stack}).resolved().validate()
+            recipe = find_recipe(spec["method"], values.get("stack", ()))
+            stack = {"stack": list(recipe.stack)} if recipe.stack else {}  # infobatch+sparse: the stack in the name
+            cfg = recipe.config_cls(**{**values, **stack}).resolved().validate()
+            if recipe.check and recipe.load is None:  # against the data, once per data setting
+                options = cfg.data_options()
+                key = (cfg.dataset, repr(sorted(options.items())))
+                if key not in loaded:
+                    loaded[key] = load_dataset(cfg.dataset, **options)
+                check_model(cfg, loaded[key])
+                recipe.check(cfg, loaded[key])
         except TypeError as e:
             return f"bad value: {e}"
         except UsageError as e:
@@ -146,6 +161,8 @@ def check_trial_config(spec: dict) -> None:
 
     base = dict(spec.get("base") or {})
     error = valid(base)
+    if error and settings and not valid({k: v for k, v in base.items() if k not in settings}):
+        raise UsageError(f"{' '.join(f'--set {k}={v}' for k, v in settings.items())}: {error}")
     if error:
         raise UsageError(f"the space file's base is invalid: {error}")
     values = {key: candidates(dist) for key, dist in (spec.get("space") or {}).items()}
@@ -179,8 +196,8 @@ SPACES_DIR = Path(__file__).parent / "tune_spaces"  # shipped with the package
 def default_space(method: str) -> Path:
     """The space shipped for ``method`` (raypkg/tune_spaces/METHOD.yaml)."""
     path = SPACES_DIR / f"{method}.yaml"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+    if not path.is_file() or method not in load_recipes():  # fastest-stack.yaml: a space of train's
+        shipped = sorted(p.stem for p in SPACES_DIR.glob("*.yaml") if p.stem in load_recipes())
         raise UsageError(f"no built-in search space for {method!r} (built in: {', '.join(shipped)}); "
                          "pass one with --space FILE")
     return path
@@ -253,7 +270,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     # grid entries are always swept in full; `search: grid` also sweeps every choice entry.
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
              for k, v in (spec.get("space") or {}).items()}
-    check_trial_config(spec)
+    check_trial_config(spec, settings)
 
     use_wandb_mode(wandb_mode)  # before Ray starts: trial workers inherit WANDB_MODE
     connect_ray()

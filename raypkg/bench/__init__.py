@@ -14,7 +14,9 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        return load(COMMANDS[name]) if name in COMMANDS else None
+        from raypkg.cli_options import bound_integers
+
+        return bound_integers(load(COMMANDS[name])) if name in COMMANDS else None
 
 
 @click.group(cls=LazyGroup)

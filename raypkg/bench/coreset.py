@@ -69,7 +69,7 @@ def coreset(fractions, methods, selection_models, repeats, save, threads, wandb,
 
     specs, fracs = name_list(methods, "--methods"), number_list(fractions, "--fractions", "numbers")
     proxies = name_list(selection_models, "--selection-models", available_models(), what="model") \
-        if selection_models else []
+        if selection_models is not None else []
     common = dict(flags, progress=False, wandb="disabled", cache=False)
     base = CoresetConfig(**common).resolved().validate()
     if base.model in proxies:
@@ -86,6 +86,9 @@ def coreset(fractions, methods, selection_models, repeats, save, threads, wandb,
         for proxy in proxies if scored else []:
             proxied = dataclasses.replace(cfg, selection_model=proxy).validate()
             points.append(Point(f"{spec} @{f:g} scored by {proxy}", CORESET, proxied, {**labels, "scorer": proxy}))
+    if proxies and len(points) == 1 + len(specs) * len(fracs):  # no proxy row: nothing scores with a model
+        raise UsageError(f"--selection-models scores with a proxy model, and none of --methods {','.join(specs)} "
+                         "scores with a model (e.g. grand, el2n, glister)")
     runner = BenchRunner("coreset", save, threads, wandb)
     data = load_data(base)
     check_points(points, data)

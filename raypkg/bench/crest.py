@@ -27,10 +27,12 @@ from raypkg.cli_options import (
     address_option,
     bench_settings,
     check_bench_numbers,
+    check_seed_count,
     config_options,
     list_option,
     name_list,
     number_list,
+    once_each,
     set_option,
 )
 from raypkg.crest.config import CrestConfig
@@ -82,6 +84,7 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
     f = flags
     check_bench_numbers(**{k: f[k] for k in ("epochs", "batch_size", "train_size", "test_size",
                                              "num_minibatch_coreset", "actors")})
+    check_seed_count(seeds, f["seed"])
     frac_values = number_list(fracs, "--fracs", "numbers")
     names = name_list(datasets, "--datasets")
     optimizer_names = name_list(optimizers, "--optimizers", OPTIMIZERS, "optimizer")
@@ -98,7 +101,7 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
     own_flags = {*common("digits", "paper"), "selection_method", "reference_double_step", "train_frac"}
     extra = bench_settings(settings, fields, "CREST", own_flags=own_flags)
     variant_settings = {v: bench_settings(tuple(v.split(";")), fields, "CREST", own_flags, "--variant")
-                        for v in variants}
+                        for v in once_each(list(variants), "--variant")}
     per_f = [(m, "", {}) for m in methods] + [("crest", v, kw) for v, kw in variant_settings.items()]
     points = [("none", 1.0, "", {})] + [(m, x, v, kw) for x in frac_values for m, v, kw in per_f]  # per optimizer
     runner = BenchRunner("crest", save, threads, wandb)

@@ -93,6 +93,11 @@ class BenchRunner:
         if save and not stem.parent.is_dir():
             raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
         check_writable_dir(stem.parent, "--save", shown=save)
+        taken = [str(p) for p in (stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".png"))
+                 if p.exists()]
+        if taken:  # as a run refuses an existing --name: an earlier bench's files are never overwritten
+            raise UsageError(f"--save {save!r}: {taken[0]!r} exists (an earlier bench's table); give a new stem "
+                             "or a directory")
         self.name, self.stem, self.warmed, self.settings = name, stem, set(), {}
         self.wandb = use_wandb_mode(wandb) if wandb != "disabled" else wandb
         if threads:

@@ -26,7 +26,7 @@ import click
 import pandas as pd
 
 from raypkg.bench.harness import BenchRunner, bench_options
-from raypkg.cli_options import check_bench_numbers, list_option, name_list
+from raypkg.cli_options import check_bench_numbers, check_seed_count, list_option, name_list
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import (
     ExecutionCache,
@@ -103,6 +103,7 @@ def precision_bench(setups, train_size, test_size, epochs, seeds, batch_size, st
                         step_repeats=step_repeats)
     if seeds < 0:
         raise UsageError(f"--seeds must be >= 0 (0: step times only), got {seeds}")
+    check_seed_count(seeds)
     bases = []
     for item in name_list(setups, "--setups"):
         dataset, sep, model = item.partition(":")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from raypkg.errors import UsageError, choose
+from raypkg.errors import UsageError, check_int64, choose
 from raypkg.models.defaults import default_lr
 from raypkg.paths import check_run_name
 from raypkg.storage import default_storage
@@ -30,7 +30,6 @@ from raypkg.storage import default_storage
 PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 SCHEDULES = ("constant", "multistep", "cosine", "linear", "piecewise")
-INT64 = 2**63  # every integer setting fits torch's and numpy's int64
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
 PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
 
@@ -246,6 +245,9 @@ class TrainConfig(RunConfig):
         check_at_least_zero(self, "workers", "lr_warmup_epochs", "max_failures", "weight_decay", "momentum")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
             raise UsageError(f"cpus-per-worker must be > 0, got {self.cpus_per_worker:g}")
+        if self.max_failures != 1 and not self.workers:  # as --placement and --cpus-per-worker are
+            needs = "--workers N" if "workers" not in self.NEEDS else "a method that trains on Ray Train workers"
+            raise UsageError(f"--max-failures restarts Ray Train workers from their last checkpoint: it needs {needs}")
         if self.cpus_per_worker is not None and not self.workers:
             raise UsageError("--cpus-per-worker sizes Ray Train workers: it needs --workers N")
         check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
@@ -336,10 +338,8 @@ def check_field_types(cfg) -> None:
             raise UsageError(f"{f.name.replace('_', '-')} must be {_type_name(hint)}, got {value!r}")
         ints = [v for v in (value if isinstance(value, list) else [value])
                 if isinstance(v, numbers.Integral) and not isinstance(v, bool)]
-        if any(not -INT64 <= v < INT64 for v in ints):
-            shown = str(value if not isinstance(value, list) else ints)
-            raise UsageError(f"{f.name.replace('_', '-')} {shown[:30]}{'...' if len(shown) > 30 else ''} does not "
-                             f"fit a 64-bit integer (at most {INT64 - 1})")
+        for v in ints:
+            check_int64(f.name.replace('_', '-'), v)
 
 
 def field_default(f: dataclasses.Field) -> Any:

@@ -128,7 +128,10 @@ class CoresetConfig(TrainConfig):
             return
         from raypkg.models.registry import model_entry
 
-        model_entry(self.selection_model)
+        try:
+            model_entry(self.selection_model)
+        except UsageError as e:  # as --proxy-model's: the line names the flag
+            raise UsageError(f"--selection-model: {e}") from None
         if not selector.needs_model:
             raise UsageError(f"--selection-model is for selectors that score with a model; {self.selection!r} "
                              "does not use one")

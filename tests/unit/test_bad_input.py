@@ -584,7 +584,7 @@ SAYS += [  # issue 48: one check per value, whatever the entry point
     (T + ["--config", "{cfg:stack_mapping}"], "stack must be a list of names, got {'sparse': 1}"),
     (T + ["--config", "{cfg:stack_number}"], "stack must be a list of names, got 3"),
     (T + ["--config", "{cfg:stack_numbers}"], "stack must be a list of names, got [1, 2]"),
-    (T + ["--config", "{cfg:stack_twice}"], "--with names sparse twice"),
+    (T + ["--config", "{cfg:stack_twice}"], "stack_twice.yaml': stack names sparse twice"),  # issue 65: not --with
     (T + ["--config", "{cfg:amp_bf16}"], "amp: false and precision: bf16 contradict each other"),
     (T + ["--config", "{cfg:amp_auto}"], "amp: false and precision: auto contradict each other"),
     (T + ["--config", "{cfg:amp_fp32}"], "amp: true and precision: fp32 contradict each other"),
@@ -665,6 +665,75 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (["report", "x", "--rows", "method:full"], "give one .parquet file"),
 ]
 
+# ----- issue 65: every integer fits 64 bits and a sane bound; each choice of a space checked as typed;
+# no flag silently ignored; words that do not mislead ---------------------------------------------------
+SPACE_65 = {
+    "space_stack_unknown": "method: train\nspace: {stack: {choice: [[sparse], [bogus]]}}\n",
+    "space_stack_twice_choice": "method: train\nspace: {stack: {choice: [[sparse, sparse]]}}\n",
+    "space_stack_pair": "method: train\nspace: {stack: {choice: [[crest, infobatch]]}}\n",
+    "space_resize_mlp": "method: train\nbase: {model: mlp}\nspace: {stack: {choice: [[progressive-resizing]]}}\n",
+    "stack_unknown": "stack: [bogus]\n",
+    "max_failures": "max_failures: 3\n",
+    "huge_train_size": "dataset: synthetic\ntrain_size: 1000000000000\n",
+}
+CONFIGS.update(SPACE_65)
+SAYS += [
+    (["write-mnist", "{out}", "--train-size", HUGE], "--train-size 99999999999999999999 does not fit a 64-bit"),
+    (["write-mnist", "{out}", "--train-size", "1000000000000"], "this machine has"),
+    (["write-mnist", "{out}", "--test-size", HUGE], "does not fit a 64-bit integer"),
+    (T + ["--dataset", "synthetic", "--train-size", "1000000000000"], "this machine has"),
+    (T + ["--config", "{cfg:huge_train_size}"], "this machine has"),
+    (B + ["frontier", "--seeds", HUGE], "--seeds 99999999999999999999 does not fit a 64-bit integer"),
+    (B + ["frontier", "--seeds", "4294967297"], "a seed must be below 2**32"),
+    (B + ["frontier", "--workers", HUGE], "does not fit a 64-bit integer"),
+    (B + ["frontier", "--train-size", HUGE], "does not fit a 64-bit integer"),
+    (B + ["crest", "--seeds", HUGE], "--seeds 99999999999999999999 does not fit a 64-bit integer"),
+    (B + ["crest", "--seed", "4294967290", "--seeds", "10"], "at most 6 seeds from 4294967290"),
+    (B + ["precision", "--seeds", "4294967297"], "a seed must be below 2**32"),
+    (B + ["coreset", "--repeats", HUGE], "does not fit a 64-bit integer"),
+    (B + ["overhead", "--workers", f"1,{HUGE}"], "--workers 99999999999999999999 does not fit"),
+    (B + ["deltagrad", "--threads", HUGE], "--threads 99999999999999999999 does not fit"),
+    (B + ["deltagrad", "--lrlen", HUGE], "does not fit a 64-bit integer"),
+    (TUNE + ["--num-samples", HUGE], "--num-samples 99999999999999999999 does not fit"),
+    (TUNE + ["--max-concurrent", HUGE], "does not fit a 64-bit integer"),
+    (T + ["--lr", "0.1", "--lrlen", HUGE], "--lrlen 99999999999999999999 does not fit"),
+    (["unlearn", "online", "{dg}", "--requests", HUGE], "does not fit a 64-bit integer"),
+    # item 2: each choice of a space, before Ray starts
+    (TUNE + ["--space", "{cfg:space_stack_unknown}"], "the trial stack=['bogus'] is invalid"),
+    (TUNE + ["--space", "{cfg:space_stack_twice_choice}"], "names sparse twice"),
+    (TUNE + ["--space", "{cfg:space_stack_pair}"], "one run takes one batch plan"),
+    (TUNE + ["--space", "{cfg:space_resize_mlp}"], "progressive-resizing: model mlp cannot take 4x4 images"),
+    # item 7: flags that would do nothing
+    (B + ["coreset", "--selection-models", "mlp", "--model", "lenet5", "--methods", "uniform,rs2"],
+     "none of --methods uniform,rs2 scores with a model"),
+    (B + ["coreset", "--selection-models", ""], "--selection-models takes comma-separated names"),
+    (B + ["frontier", "--selection-models", ""], "is not a comma-separated list of names"),
+    (T + ["--max-failures", "3"], "--max-failures restarts Ray Train workers from their last checkpoint: it needs "
+                                  "--workers N"),
+    (S + ["--max-failures", "3"], "it needs a method that trains on Ray Train workers"),
+    (C + ["--config", "{cfg:max_failures}"], "--max-failures restarts Ray Train workers"),
+    (B + ["crest", "--variant", "hessian_probes=2", "--variant", "hessian_probes=2"],
+     "--variant names hessian_probes=2 more than once"),
+    (B + ["sparse", "--save", "{out}/existing/metrics"], "metrics.parquet' exists (an earlier bench's table)"),
+    # item 8: words that mislead
+    (SP + ["--with", "lipt"], "effray run lipt --with label-smoothing"),
+    (T + ["--config", "{cfg:stack_unknown}"], "stack_unknown.yaml': stack bogus: the algorithms that stack are"),
+    (C + ["--selection", "grand", "--selection-model", "bogus"], "--selection-model: unknown model 'bogus'"),
+    (["tune", "crest", "--out", "{out}", "--set", "epochs=0"], "--set epochs=0: epochs must be a positive integer"),
+    (["tune", "fastest-stack", "--out", "{out}"], "no built-in search space for 'fastest-stack' (built in: coreset, "
+                                                 "crest, deltagrad, infobatch, lipt, sparse, train)"),
+]
+
+
+def test_a_refused_stack_suggests_a_command_that_runs():
+    """issue 65: `run sparse --with lipt` suggested `run lipt --with sparse`, refused too."""
+    from raypkg.algorithms import stacks_onto
+    from raypkg.recipe import find_recipe
+
+    for name in ("coreset", "lipt"):
+        find_recipe(name, (stacks_onto(name),))  # no UsageError
+
+
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
 API_BAD = [
     ("infobatch+sparse", {"stack": ["sparse"]}, "stack names sparse twice: the method 'infobatch+sparse' names it"),
@@ -679,6 +748,9 @@ API_BAD = [
     ("train", {"amp": False}, "unknown setting(s) amp"),
     ("select", {"target_acc": 0.5}, "--target-acc times the subset's training to an accuracy; select only selects"),
     ("infobatch+", {}, "stack [''] has an empty member"),
+    ("train", {"seed": int(HUGE)}, "seed 99999999999999999999 does not fit a 64-bit integer"),  # issue 65
+    ("train", {"epochs": int(HUGE)}, "does not fit a 64-bit integer"),
+    ("train", {"max_failures": 3}, "--max-failures restarts Ray Train workers"),
 ]
 
 
@@ -821,7 +893,7 @@ def api_call(args: list[str], world: dict | None):
     try:
         ctx = command.make_context(" ".join(path), join_list_flags([fill(a, world) if world else a
                                                                      for a in args[len(path):]]))
-    except click.ClickException:
+    except (click.ClickException, UsageError):  # UsageError: an integer beyond 64 bits (API_BAD has its own)
         return None
     settings = {k: v for k, v in ctx.params.items() if v is not None and v != ()}
     config = settings.pop("config_file", None)

@@ -121,7 +121,7 @@ def generate(source_images: torch.Tensor, n: int, labels: np.ndarray, pool: np.n
                                 "default; train_size/test_size) generated from the real "
                                 "digits by random affine distortion and noise, fixed by seed", sized=True)
 def build_digits_aug(options: DataOptions) -> DataSplits:
-    train_size, test_size = split_sizes("digits-aug", options, 60_000, 10_000)
+    train_size, test_size = split_sizes("digits-aug", options, 60_000, 10_000, CANVAS * CANVAS)
     images, labels = load_digits_arrays()
     train_pool, test_pool = stratified_split(labels, DIGITS_TEST_FRACTION, options.seed)
     source = torch.from_numpy(images).unsqueeze(1)  # [1797, 1, 8, 8]

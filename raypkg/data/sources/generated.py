@@ -4,6 +4,7 @@ image_size uses the same check)."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Callable
 
@@ -38,10 +39,26 @@ def positive_int(dataset: str, what: str, value, default: int, minimum: int = 1)
     return int(number)
 
 
-def split_sizes(dataset: str, options, train_default: int, test_default: int) -> tuple[int, int]:
-    """A generated dataset's (train_size, test_size): the options' or the defaults."""
-    return (positive_int(dataset, "train_size", options.train_size, train_default),
-            positive_int(dataset, "test_size", options.test_size, test_default))
+def split_sizes(dataset: str, options, train_default: int, test_default: int,
+                sample_values: int) -> tuple[int, int]:
+    """A generated dataset's (train_size, test_size): the options' or the defaults, at most
+    what this machine's memory holds (``sample_values`` float32 values a sample): a size too
+    large is refused in one line before anything is generated, not by the kernel's OOM killer."""
+    sizes = (positive_int(dataset, "train_size", options.train_size, train_default),
+             positive_int(dataset, "test_size", options.test_size, test_default))
+    need, memory = sum(sizes) * sample_values * 4, physical_memory()
+    if memory and need > memory:
+        raise UsageError(f"{dataset} train_size {sizes[0]} and test_size {sizes[1]} need {need / 2**30:.4g} GiB "
+                         f"({sample_values} float32 values a sample); this machine has {memory / 2**30:.4g} GiB")
+    return sizes
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def sample_shape(dataset: str, value, default: tuple[int, ...]) -> tuple[int, ...]:

@@ -12,6 +12,8 @@ test draws are fixed by seed and come from separate streams.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -50,9 +52,9 @@ def sample(means: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Ten
                                "test_size (2,000), num_classes (10), per-sample shape (D,) or "
                                "(C, H, W) (3x32x32); learnable, fixed by seed", sized=True)
 def build_synthetic(options: DataOptions) -> DataSplits:
-    train_size, test_size = split_sizes("synthetic", options, 10_000, 2_000)
-    num_classes = positive_int("synthetic", "num_classes", options.num_classes, 10, minimum=2)
     shape = sample_shape("synthetic", options.shape, DEFAULT_SHAPE)
+    train_size, test_size = split_sizes("synthetic", options, 10_000, 2_000, math.prod(shape))
+    num_classes = positive_int("synthetic", "num_classes", options.num_classes, 10, minimum=2)
     means = class_means(shape, num_classes, seeded_generator(options.seed, 0))
     train_x, train_y = sample(means, train_size, seeded_generator(options.seed, 1))
     test_x, test_y = sample(means, test_size, seeded_generator(options.seed, 2))
