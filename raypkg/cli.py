@@ -90,6 +90,10 @@ def write_mnist(directory, dataset, train_size, test_size, seed):
       effray write-mnist /tmp/mnist-sample      # 5,000 / 1,000 digits-aug images
       effray bench defaults --dataset mnist --data-dir /tmp/mnist-sample --bar 0.8
     """
+    from raypkg.errors import UsageError
+
+    if not directory:  # '' would be the current directory, written into unasked
+        raise UsageError("write-mnist DIRECTORY is empty: name the directory to write into (e.g. /tmp/mnist-sample)")
     from raypkg.data.sources.mnist import export_mnist
 
     click.echo(f"wrote {export_mnist(dataset, directory, train_size, test_size, seed)}")
@@ -176,15 +180,13 @@ def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns, rows):
 
 def print_markdown(paths: tuple[str, ...], columns: str | None, rows: str | None) -> None:
     """`report --markdown`: one stored table as Markdown (``raypkg.tracking.markdown``)."""
-    import pandas as pd
-
     from raypkg.cli_options import name_list
     from raypkg.errors import UsageError
-    from raypkg.tracking.markdown import render
+    from raypkg.tracking.markdown import read_table, render
 
-    if len(paths) != 1 or not paths[0].endswith(".parquet") or not Path(paths[0]).is_file():
+    if len(paths) != 1 or not paths[0].endswith(".parquet"):
         raise UsageError(f"--markdown renders one stored table: give one .parquet file, got {' '.join(paths)}")
-    chosen = name_list(columns, "--columns") if columns else list(pd.read_parquet(paths[0]).columns)
+    chosen = name_list(columns, "--columns") if columns else list(read_table(paths[0]).columns)
     if rows is not None and ":" not in rows:
         raise UsageError(f"--rows takes COLUMN:VALUE,VALUE (e.g. method:full,rs2), got {rows!r}")
     click.echo(render(paths[0], chosen, rows), nl=False)
@@ -212,7 +214,7 @@ def execution(clear):
     if clear:
         click.echo(f"cleared {cache.clear()} choice(s) from {cache.path}")
         return
-    entries = cache.entries()
+    entries = cache.entries(strict=True)  # a damaged cache is said, not listed as empty
     click.echo(f"{len(entries)} choice(s) in {cache.path}")
     for key, entry in sorted(entries.items()):
         times = ", ".join(f"{k} {v:.1f}" for k, v in entry["medians_ms"].items())

@@ -63,7 +63,7 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
@@ -84,6 +84,7 @@ MAX_ROUNDS = 40  # ... and at most (the cap) ...
 MAX_SECONDS = 30.0  # ... or until the timed rounds have taken this long (the cap)
 PLAIN = ("fp32", "contiguous")
 CACHE_VERSION = 1  # a change to how choices are measured makes older entries miss
+ENTRY_KEYS = ("precision", "memory_format", "medians_ms", "iqr_ms", "rounds", "settled", "measured_at")
 
 Pair = tuple[str, str]
 
@@ -226,6 +227,7 @@ class Execution:
     settled: bool = True
     measure_s: float = 0.0  # the measurement's own seconds (0 when reused from the cache)
     measured_at: str = ""  # when this machine measured it (ISO date)
+    cached: bool = True  # measured: whether the cache keeps it (else the next run measures again)
 
     def describe(self) -> str:
         """The run's first line: ``execution: bf16, channels_last (from the cache: ...)``."""
@@ -234,7 +236,8 @@ class Execution:
         if self.source == "cache":
             why = f"from the cache, measured {self.measured_at}: median step {times}{unsettled}"
         elif self.source == "measured":
-            why = f"measured in {self.measure_s:.2f} s, {self.rounds} rounds: median step {times}{unsettled}; cached"
+            took = f"{self.measure_s:.2f} s" if self.measure_s >= 0.1 else f"{1000 * self.measure_s:.1f} ms"
+            why = f"measured by this run in {took}, {self.rounds} rounds: median step {times}{unsettled}; {'' if self.cached else 'not '}cached"
         else:
             why = self.reason
         return f"execution: {self.precision}, {self.memory_format}" + (f" ({why})" if why else "")
@@ -406,36 +409,74 @@ class ExecutionCache:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def entries(self) -> dict[str, dict]:
-        """Every stored choice by its key (empty when there is no readable cache)."""
+    def unusable(self) -> str | None:
+        """Why no cache can be kept at ``path`` (its directory is a file or not writable, or a
+        directory stands where the file belongs), else None."""
+        from raypkg.paths import check_writable_dir
+
+        if self.path.is_dir():
+            return f"execution cache {str(self.path)!r} is a directory, not a file"
+        try:
+            check_writable_dir(self.path.parent, "execution cache", shown=self.path)
+        except UsageError as e:
+            return str(e)
+        return None
+
+    def entries(self, strict: bool = False) -> dict[str, dict]:
+        """Every stored choice by its key: empty where there is no cache, and where it cannot
+        be read or is damaged (a run then measures again and replaces it), unless ``strict``:
+        then a UsageError that says why (``effray execution``)."""
         try:
             stored = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            choices = stored.get("choices") if isinstance(stored, dict) else None
+            if not isinstance(choices, dict) or not all(isinstance(e, dict) and set(ENTRY_KEYS) <= set(e)
+                                                        for e in choices.values()):
+                raise ValueError("not the JSON effray writes")
+        except FileNotFoundError:
             return {}
-        return stored.get("choices", {}) if isinstance(stored, dict) else {}
+        except (OSError, ValueError) as e:
+            if not strict:
+                return {}
+            why = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0][:80]
+            fix = "" if isinstance(e, OSError) else "; `effray execution --clear` removes it"
+            raise UsageError(f"cannot read the execution cache {str(self.path)!r} ({why}){fix}") from None
+        return choices
 
     def get(self, key: str) -> dict | None:
         return self.entries().get(key)
 
-    def keep(self, key: str, entry: dict) -> dict:
+    def keep(self, key: str, entry: dict) -> dict | None:
         """Store ``entry`` under ``key`` unless a choice is there already (another process
         measured the same key meanwhile: the first choice stays the machine's, so runs that
         started together still agree); the stored choice. Where the cache cannot be written:
-        ``entry``, and one warning line."""
-        try:
-            with self._locked():
-                choices = self.entries()
-                if key in choices:
-                    return choices[key]
-                tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps({"version": CACHE_VERSION, "choices": {**choices, key: entry}}, indent=1))
-                tmp.replace(self.path)
-        except OSError as e:
-            print(f"warning: the execution choice is not cached ({self.path}: {e.strerror or e})", file=sys.stderr)
-        return entry
+        None, nothing left behind, and one warning line (once per process)."""
+        problem = self.unusable()
+        if problem is None:
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            try:
+                with self._locked():
+                    choices = self.entries()
+                    if key in choices:
+                        return choices[key]
+                    tmp.write_text(json.dumps({"version": CACHE_VERSION, "choices": {**choices, key: entry}},
+                                              indent=1))
+                    tmp.replace(self.path)
+                    return entry
+            except OSError as e:
+                with suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                problem = f"{self.path}: {e.strerror or e}"
+        _warn_once(f"the execution choice is not cached ({problem}); each run measures it again")
+        return None
 
     def clear(self) -> int:
-        """Forget every choice; returns how many there were."""
+        """Forget every choice; returns how many there were. A cache that cannot be cleared
+        is a UsageError, before anything is written."""
+        problem = self.unusable()
+        if problem:
+            raise UsageError(f"{problem}; nothing cleared")
+        if not self.path.exists():
+            return 0
         with self._locked():
             count = len(self.entries())
             self.path.unlink(missing_ok=True)
@@ -475,6 +516,8 @@ def decide(key: str, steps: Callable[[], ContextManager[dict[Pair, Callable[[], 
              "medians_ms": execution.medians_ms, "iqr_ms": execution.iqr_ms, "rounds": execution.rounds,
              "settled": execution.settled, "measured_at": execution.measured_at}
     stored = cache.keep(key, entry)
+    if stored is None:
+        return dataclasses.replace(execution, cached=False)
     return execution if stored == entry else from_cache(stored)
 
 

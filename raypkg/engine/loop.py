@@ -221,8 +221,11 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
     for cb in ctx.callbacks:
         cb.on_fit_start(ctx)
     show = cfg.progress and ranks is None
-    bar = tqdm(range(ctx.epoch, cfg.epochs), desc=desc, disable=not show, leave=False)
-    for epoch in bar:
+    # Counted by hand, not by iterating the bar: an iterated bar counts its steps only when it
+    # draws (at most every 0.1 s), so set_postfix drew "0/N" beside each epoch's loss through
+    # a whole run of fast epochs (issue 65).
+    bar = tqdm(total=cfg.epochs, initial=ctx.epoch, desc=desc, disable=not show, leave=False)
+    for epoch in range(ctx.epoch, cfg.epochs):
         ctx.epoch = epoch
         for cb in ctx.callbacks:
             cb.on_epoch_start(ctx)
@@ -244,7 +247,9 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
         ctx.history.append(row)
         for cb in ctx.callbacks:
             cb.on_epoch_end(ctx, row)
-        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "test_acc") if k in row})
+        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "test_acc") if k in row}, refresh=False)
+        bar.update()
+    bar.close()
     for cb in ctx.callbacks:
         cb.on_fit_end(ctx)
     return ctx.history

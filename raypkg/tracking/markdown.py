@@ -44,13 +44,28 @@ def cell(value) -> str:
     return str(value)
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The Parquet table at ``path``; a one-line UsageError where there is none, or where the
+    file is not one (empty, truncated, another format)."""
+    from raypkg.errors import UsageError
+
+    if not Path(path).is_file():
+        raise UsageError(f"--markdown: {str(path)!r} " + ("is a directory, not a .parquet file"
+                                                          if Path(path).is_dir() else "does not exist"))
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ... for a damaged file)
+        why = (str(e).splitlines() or [type(e).__name__])[0][:100]
+        raise UsageError(f"--markdown: cannot read {str(path)!r} as a Parquet table ({why})") from None
+
+
 def render(path: str | Path, columns: list[str], rows: str | None = None) -> str:
     """The Markdown table of ``columns`` of the Parquet table at ``path`` (only the rows
     whose column holds one of the values ``rows`` names, ``COLUMN:V1,V2``), and a line
     saying where it came from (its stored provenance)."""
     from raypkg.errors import UsageError
 
-    frame = pd.read_parquet(path)
+    frame = read_table(path)
     column, _, values = (rows or "").partition(":")
     missing = [c for c in [*columns, *([column] if rows else [])] if c not in frame.columns]
     if missing:

@@ -31,6 +31,9 @@ def load_runs(run_dirs, downloads: Path | None = None) -> tuple[list[tuple[Path,
     runs, warnings = [], []
     for i, run_dir in enumerate(run_dirs):
         path = download_run(run_dir, downloads / str(i)) if is_uri(run_dir) else Path(run_dir)
+        if path is not None and path.is_file():
+            stored = f" (a stored table: effray report --markdown {run_dir})" if str(run_dir).endswith(".parquet") else ""
+            raise UsageError(f"{str(run_dir)!r} is a file, not a run directory{stored}")
         if path is None or not path.is_dir():
             raise UsageError(f"{str(run_dir)!r} is not a run directory (no such directory)")
         summary_file = path / "summary.json"

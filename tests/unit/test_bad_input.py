@@ -665,6 +665,19 @@ SAYS += [  # issue 48: a row for every flag the CLI has (test_every_flag_of_ever
     (["report", "x", "--rows", "method:full"], "give one .parquet file"),
 ]
 
+SAYS += [  # issue 65: bad files are one line, not a pyarrow traceback
+    (["report", "--markdown", "{pq_bad}"], "corrupt.parquet' as a Parquet table (Could not open Parquet input "
+                                           "source"),
+    (["report", "--markdown", "{pq_empty}"], "empty.parquet' as a Parquet table (Could not open Parquet input "
+                                             "source"),
+    (["report", "--markdown", "{out}/no-such.parquet", "--columns", "method"], "no-such.parquet' does not exist"),
+    (["report", "--markdown", "{out}"], "--markdown renders one stored table: give one .parquet file"),
+    (["report", "{pq_bad}"], "corrupt.parquet' is a file, not a run directory (a stored table: effray report "
+                             "--markdown "),
+    (["report", "{run}", "{file}", "--no-plot"], "a-file' is a file, not a run directory"),
+    (["write-mnist", ""], "write-mnist DIRECTORY is empty: name the directory to write into"),  # not the current one
+]
+
 # ----- issue 65: every integer fits 64 bits and a sane bound; each choice of a space checked as typed;
 # no flag silently ignored; words that do not mislead ---------------------------------------------------
 SPACE_65 = {
@@ -818,15 +831,23 @@ def world(tmp_path_factory):
     (base / "a-file").write_text("not a directory\n")
     (base / "ids-no-id.csv").write_text("index\n1\n2\n")
     (base / "ids-no-header.csv").write_text("3\n7\n")
+    (base / "corrupt.parquet").write_bytes(b"PAR1" + bytes(range(200)))
+    (base / "empty.parquet").write_bytes(b"")
+    (base / "cache-clash" / "execution.json").mkdir(parents=True)  # a directory where the file belongs
+    (base / "cache-bad").mkdir()
+    (base / "cache-bad" / "execution.json").write_text("{not json")
     work = base / "work"
     work.mkdir()
     return {"out": out, "run": out / "existing", "dg": out / "dg", "unfinished": out / "unfinished",
             "ro": ro, "file": base / "a-file", "bin": configs / "binary.yaml", "configs": configs, "work": work,
-            "ids_noid": base / "ids-no-id.csv", "ids_noheader": base / "ids-no-header.csv"}
+            "ids_noid": base / "ids-no-id.csv", "ids_noheader": base / "ids-no-header.csv",
+            "pq_bad": base / "corrupt.parquet", "pq_empty": base / "empty.parquet",
+            "cache_clash": base / "cache-clash", "cache_bad": base / "cache-bad", "base": base}
 
 
 def fill(arg: str, world: dict) -> str:
-    for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin", "ids_noid", "ids_noheader"):
+    for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin", "ids_noid", "ids_noheader", "pq_bad",
+                "pq_empty", "cache_clash", "cache_bad"):
         arg = arg.replace("{" + key + "}", str(world[key]))
     if arg.startswith("{cfg:"):
         arg = str(world["configs"] / f"{arg[5:-1]}.yaml")
@@ -868,6 +889,32 @@ def test_bad_input_says_what_is_wrong(world, monkeypatch, args, says):
     result = CliRunner().invoke(main, [fill(a, world) for a in args])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert says in check_refusal(result.exit_code, result.stderr, before, world)
+
+
+# issue 65: the execution cache under bad conditions, named by EFFRAY_CACHE_DIR: (environment,
+# arguments, what the line says). Nothing is written there either (no execution.lock).
+ENV_SAYS = [
+    ({"EFFRAY_CACHE_DIR": "{file}"}, ["execution", "--clear"], "a-file' is a file, not a directory; nothing cleared"),
+    ({"EFFRAY_CACHE_DIR": "{ro}"}, ["execution", "--clear"], "is not writable; nothing cleared"),
+    ({"EFFRAY_CACHE_DIR": "{cache_clash}"}, ["execution", "--clear"], "execution.json' is a directory, not a file; "
+                                                                      "nothing cleared"),
+    ({"EFFRAY_CACHE_DIR": "{cache_bad}"}, ["execution"], "execution.json' (Expecting property name enclosed in "
+                                                         "double quotes: line 1 column 2 (char 1)); `effray execution "
+                                                         "--clear` removes it"),
+    ({"EFFRAY_CACHE_DIR": "{cache_clash}"}, ["execution"], "execution.json' (Is a directory)"),
+    ({"EFFRAY_CACHE_DIR": "{file}"}, ["execution"], "a-file/execution.json' (Not a directory)"),
+]
+
+
+@pytest.mark.parametrize("env, args, says", ENV_SAYS, ids=[f"{list(e.values())[0]} {' '.join(a)}"
+                                                           for e, a, _ in ENV_SAYS])
+def test_a_bad_environment_says_what_is_wrong(world, monkeypatch, env, args, says):
+    monkeypatch.chdir(world["work"])
+    before = snapshot(world["out"], world["work"]), snapshot(world["base"] / "cache-clash", world["base"] / "cache-bad")
+    result = CliRunner().invoke(main, args, env={k: fill(v, world) for k, v in env.items()})
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert says in check_refusal(result.exit_code, result.stderr, before[0], world)
+    assert snapshot(world["base"] / "cache-clash", world["base"] / "cache-bad") == before[1]
 
 
 # The commands whose flags are a recipe's settings: each of their refusal rows is refused by

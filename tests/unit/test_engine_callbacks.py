@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,31 @@ def test_callbacks_see_every_event_in_order_and_add_columns():
                               "epoch_end": 3, "fit_end": 1}
     assert counter.order == ["fit_start", "epoch_start", "after_backward", "step_end", "after_backward", "step_end"]
     assert [row["steps_so_far"] for row in result.history] == [steps, 2 * steps, 3 * steps]
+
+
+class SlowEpochs(Callback):
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_epoch_end(self, ctx, row):
+        time.sleep(self.seconds)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.15])
+def test_the_progress_bar_shows_each_epochs_count_beside_its_loss(capsys, seconds):
+    """issue 65: the bar drew "0/N" beside every epoch's loss through a whole run whose epochs
+    were faster than its redraw interval (an iterated tqdm counts only when it draws). Every
+    line drawn shows the epochs done beside the last one's loss; slow epochs draw each."""
+    data = digits()
+    cfg = TrainConfig(precision="fp32", memory_format="contiguous", epochs=3, batch_size=64, progress=True).validate()
+    net = build_model("mlp", data.input_shape, data.num_classes)
+    history = fit(net, data.train, data.test, cfg, callbacks=[SlowEpochs(seconds)])
+    epoch_of = {f"{row['train_loss']:.3f}": row["epoch"] for row in history}
+    drawn = [(int(m[1]), int(m[2]), m[3]) for m in re.finditer(r"(\d+)/(\d+) [^\r\n]*train_loss=([\d.]+)",
+                                                               capsys.readouterr().err)]
+    assert all(total == 3 and done == epoch_of[loss] for done, total, loss in drawn), drawn
+    if seconds:
+        assert [done for done, _, _ in drawn] == [1, 2, 3]
 
 
 class ZeroGradients(Callback):

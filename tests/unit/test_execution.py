@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -283,9 +285,97 @@ def test_an_unreadable_cache_is_an_empty_one_and_an_unwritable_one_warns(tmp_pat
     broken.write_text("{not json")
     assert E.ExecutionCache(broken).entries() == {}
     (tmp_path / "file").write_text("")
-    assert E.ExecutionCache(tmp_path / "file" / "execution.json").keep("k", {"precision": "bf16"}) == \
-        {"precision": "bf16"}  # the run goes on with its own choice
+    E._warn_once.cache_clear()
+    assert E.ExecutionCache(tmp_path / "file" / "execution.json").keep("k", {"precision": "bf16"}) is None
     assert "the execution choice is not cached" in capsys.readouterr().err
+
+
+STORED = {"precision": "bf16", "memory_format": "contiguous", "medians_ms": {"fp32/contiguous": 2.0},
+          "iqr_ms": {}, "rounds": 3, "settled": True, "measured_at": "2026-11-27"}
+# Where no cache can be kept: the directory named is a file, a directory stands where the
+# file belongs, the directory cannot be written (root writes through modes: /proc/1).
+UNUSABLE = {"a file for the directory": lambda tmp: (tmp / "file", "is a file, not a directory"),
+            "a directory for the file": lambda tmp: (tmp, "execution.json' is a directory, not a file"),
+            "an unwritable directory": lambda tmp: (Path("/proc/1") if os.geteuid() == 0 else tmp / "ro",
+                                                    "is not writable")}
+
+
+def unusable_cache_dir(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    (tmp_path / "file").write_text("")
+    (tmp_path / "execution.json").mkdir()
+    (tmp_path / "ro").mkdir(mode=0o555)
+    return UNUSABLE[kind](tmp_path)
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_a_choice_the_cache_cannot_keep_is_said_not_cached_once_and_leaves_nothing(tmp_path, capsys, kind):
+    """issue 65: with EFFRAY_CACHE_DIR a file, a directory where execution.json belongs, or
+    unwritable, the run's first line said "cached" while stderr said "not cached"."""
+    directory, says = unusable_cache_dir(tmp_path, kind)
+    before = listing(tmp_path)
+    E._warn_once.cache_clear()
+    cache = E.ExecutionCache(directory / "execution.json")
+    for _ in range(2):  # a second decision (sparse's per-layer choices) says nothing more
+        execution = E.decide("k", lambda: contextlib.nullcontext({}), cache,
+                             lambda steps: E.Measurement({FP32: [2.0] * 5, BF16: [1.0] * 5}, 5, 0.1))
+        assert (execution.precision, execution.source, execution.cached) == ("bf16", "measured", False)
+        assert execution.describe().endswith("median step fp32/contiguous 2000.0 ms, bf16/contiguous 1000.0 ms; "
+                                              "not cached)")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: the execution choice is not cached (") and says in err[0]
+    assert listing(tmp_path) == before  # no lock, no temporary file
+
+
+def test_a_kept_choice_says_cached():
+    assert E.Execution("bf16", source="measured", rounds=5).describe().endswith("; cached)")
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_clearing_a_cache_that_cannot_be_kept_is_one_line_and_leaves_no_lock(tmp_path, monkeypatch, kind):
+    directory, says = unusable_cache_dir(tmp_path, kind)
+    monkeypatch.setenv("EFFRAY_CACHE_DIR", str(directory))
+    before = listing(tmp_path)
+    result = CliRunner().invoke(main, ["execution", "--clear"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith("error: execution cache '") and says in result.stderr
+    assert result.stderr.endswith("; nothing cleared\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert listing(tmp_path) == before
+
+
+def test_clearing_no_cache_writes_nothing_and_clearing_one_leaves_its_lock_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFRAY_CACHE_DIR", str(tmp_path / "new"))
+    cleared = CliRunner().invoke(main, ["execution", "--clear"])
+    assert cleared.output == f"cleared 0 choice(s) from {tmp_path}/new/execution.json\n"
+    assert listing(tmp_path) == []
+    E.ExecutionCache().keep("k", STORED)
+    assert E.ExecutionCache().clear() == 1 and listing(tmp_path) == ["new", "new/execution.lock"]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{not json", "(Expecting property name enclosed in double quotes"),
+    ("", "(Expecting value"),
+    ('{"choices": {"k": {"precision": "bf16"}}}', "(not the JSON effray writes)"),
+    ('[1, 2]', "(not the JSON effray writes)"),
+    (b"\xff\xfe", "('utf-8' codec can't decode byte 0xff"),
+])
+def test_effray_execution_says_a_damaged_cache_cannot_be_read(tmp_path, monkeypatch, text, says):
+    """issue 65: a damaged cache was listed as "0 choice(s)"; a run measures again and
+    replaces it."""
+    monkeypatch.setenv("EFFRAY_CACHE_DIR", str(tmp_path))
+    path = tmp_path / "execution.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = CliRunner().invoke(main, ["execution"])
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    assert result.stderr.startswith(f"error: cannot read the execution cache {str(path)!r} {says}")
+    assert result.stderr.endswith("); `effray execution --clear` removes it\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert E.ExecutionCache().entries() == {}  # a run measures again
+    assert E.ExecutionCache().keep("k", STORED) == STORED and E.ExecutionCache().entries() == {"k": STORED}
 
 
 def test_gpu_workers_seen_from_a_driver_without_one_train_in_fp32_unless_set(monkeypatch):
