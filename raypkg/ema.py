@@ -42,6 +42,10 @@ class EmaSettings:
         super().validate()
         if not self.ema_half_life >= 0:
             raise UsageError(f"ema-half-life must be >= 0, got {self.ema_half_life:g}")
+        if self.ema_half_life >= self.epochs:  # the initial weights keep 0.5 ** (epochs / H) of the average
+            raise UsageError(f"ema-half-life {self.ema_half_life:g} is not below the training's {self.epochs} "
+                             f"epoch(s): the final average would keep {0.5 ** (self.epochs / self.ema_half_life):.0%} "
+                             "of the initial weights; give a half-life below --epochs (0: plain training)")
         return self
 
 

@@ -58,6 +58,7 @@ class LayerFreezingSettings:
         for name in ("freeze_start", "freeze_level"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name):g}")
+        check_freezes(self)
         if self.workers > 1:
             raise UsageError("layer-freezing trains in one process (--workers 0 or 1): DDP reduces the gradients of "
                              "the parameters that trained when it wrapped the model, and freezing changes them")
@@ -95,6 +96,26 @@ def frozen_fraction(epoch: int, epochs: int, start: float, level: float) -> floa
 def frozen_layers(epoch: int, epochs: int, start: float, level: float, layers: int) -> int:
     """k = floor(f x L), to within 1e-9 (0.4 x 10 layers freezes 4, not 3.999...)."""
     return min(layers, math.floor(frozen_fraction(epoch, epochs, start, level) * layers + 1e-9))
+
+
+def check_freezes(cfg, layers: int | None = None) -> None:
+    """A schedule that freezes at least one layer by its last epoch, or a one-line UsageError
+    (with ``layers``, the model's count: floor(f x L) >= 1; without, f > 0). --freeze-level 0
+    and --freeze-start 1 are plain training by choice, and pass."""
+    if cfg.freeze_level == 0 or cfg.freeze_start == 1:
+        return
+    last = frozen_fraction(cfg.epochs - 1, cfg.epochs, cfg.freeze_start, cfg.freeze_level)
+    if last > 0 and (layers is None or frozen_layers(cfg.epochs - 1, cfg.epochs, cfg.freeze_start,
+                                                     cfg.freeze_level, layers)):
+        return
+    if last == 0:
+        raise UsageError(f"layer-freezing at --epochs {cfg.epochs} and --freeze-start {cfg.freeze_start:g} freezes no "
+                         f"layer: no epoch starts after {cfg.freeze_start:g} of training (plain training); give more "
+                         "--epochs or a smaller --freeze-start")
+    raise UsageError(f"layer-freezing at --epochs {cfg.epochs}, --freeze-start {cfg.freeze_start:g} and --freeze-level "
+                     f"{cfg.freeze_level:g} freezes none of model {cfg.model}'s {layers} layers: its last epoch "
+                     f"freezes a fraction {last:.3g} of them, less than one (plain training); give more --epochs or "
+                     "a smaller --freeze-start")
 
 
 def forward_layers(model: "nn.Module", example: "torch.Tensor") -> list[list[str]]:
@@ -220,6 +241,19 @@ class LayerFreezing(Algorithm):
         self.cfg = cfg
         self.freezing = FreezeLayers(cfg.freeze_start, cfg.freeze_level)
         self.callbacks = [self.freezing]
+
+    @staticmethod
+    def check(cfg, data) -> str | None:
+        """The schedule freezes at least one of the model's layers (a fresh model's forward pass
+        on one example counts them)."""
+        import torch
+
+        from raypkg.models.registry import build_model
+
+        with torch.random.fork_rng(devices=[]):  # the global random state is left as it was
+            model = build_model(cfg.model, data.input_shape, data.num_classes)
+        check_freezes(cfg, len(forward_layers(model, data.train.x[:1].float())))
+        return None
 
     @staticmethod
     def headline(summary: dict) -> str:

@@ -198,6 +198,11 @@ class ProgressiveResizing(Algorithm):
             raise UsageError(f"progressive-resizing resizes images: the data's samples have shape {shape}, not "
                              "(C, H, W)")
         smallest = tuple(side_at(side, cfg.resize_initial_scale, cfg.resize_increment) for side in shape[1:])
+        if smallest == shape[1:] and cfg.resize_initial_scale < 1:  # scale 1 is plain training by choice
+            raise UsageError(f"progressive-resizing at --resize-initial-scale {cfg.resize_initial_scale:g} and "
+                             f"--resize-increment {cfg.resize_increment} keeps the {shape[1]}x{shape[2]} images at "
+                             "full size (each side is rounded to a multiple of the increment, at most the side): "
+                             "plain training; give a smaller --resize-increment or --resize-initial-scale")
         if smallest == shape[1:]:
             return None
         with torch.random.fork_rng(devices=[]):  # the global random state is left as it was

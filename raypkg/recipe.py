@@ -126,7 +126,7 @@ class Recipe:
         from raypkg.config import check_stack
         from raypkg.data.base import DataSplits
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
-        from raypkg.engine.execution import resolve_for_data
+        from raypkg.engine.execution import decide_threads, resolve_for_data, training_threads
         from raypkg.engine.loop import evaluate, pick_device
         from raypkg.models.registry import check_model
         from raypkg.paths import check_home
@@ -146,35 +146,39 @@ class Recipe:
         note = self.check(cfg, data) if loaded and self.check else None
         if note:
             print(f"note: {note}", file=sys.stderr, flush=True)
-        take_recorded_nodes()  # forget an earlier run's placements
-        device = pick_device(cfg.use_gpu)
-        execution = None
-        if isinstance(data, DataSplits):  # auto precision and memory format decided once, for every phase
-            cfg, execution = resolve_for_data(cfg, data, device)
-            if loaded:
-                print(execution.describe(), flush=True)
-        with (sink or run_directory)(self, cfg) as out, contextlib.ExitStack() as resources:
-            run = Run(cfg, data, device, out, shared, resources)
-            run.note(label_noise=cfg.label_noise)  # what the training labels were (raypkg.data.noise)
-            if execution is not None:
-                run.note(**execution.summary())
-            for stage in self.stages:
-                stage(run)
-            nodes = take_recorded_nodes()  # where the Ray Train ranks and shard actors ran
-            if nodes:
-                run.summary["nodes"] = nodes
-            if run.trained is None:  # a stage that evaluates its own answer notes its test_acc
-                return out.finish(**{"test_acc": None, **run.summary})
-            model, device = run.trained.model, run.trained.device
-            if getattr(cfg, "target_acc", None) is not None:
-                run.summary.update(target_acc=cfg.target_acc, **time_to_accuracy(out.rows, out.started_at,
-                                                                                  cfg.target_acc))
-            out.save_state("model.pt", model.state_dict())
-            with out.phase("eval"):
-                final = evaluate(model, data.test.to(device), device, precision=run.trained.precision)
-            restarts = run.summary.get("restarts", 0) + run.trained.restarts  # earlier Ray Train stages' too
-            return out.finish(test_acc=final["acc"], test_loss=final["loss"],
-                              **{**run.summary, "device": str(device), "restarts": restarts})
+        cfg = decide_threads(cfg)  # the torch threads that train, in process or on each Ray Train worker
+        with training_threads(cfg):
+            take_recorded_nodes()  # forget an earlier run's placements
+            device = pick_device(cfg.use_gpu)
+            execution = None
+            if isinstance(data, DataSplits):  # auto precision and memory format decided once, for every phase
+                cfg, execution = resolve_for_data(cfg, data, device)
+                if loaded:
+                    print(execution.describe(), flush=True)
+            with (sink or run_directory)(self, cfg) as out, contextlib.ExitStack() as resources:
+                run = Run(cfg, data, device, out, shared, resources)
+                run.note(label_noise=cfg.label_noise)  # what the training labels were (raypkg.data.noise)
+                if execution is not None:
+                    run.note(**execution.summary())
+                if getattr(cfg, "threads", None):
+                    run.note(threads=cfg.threads)  # as config.yaml records it
+                for stage in self.stages:
+                    stage(run)
+                nodes = take_recorded_nodes()  # where the Ray Train ranks and shard actors ran
+                if nodes:
+                    run.summary["nodes"] = nodes
+                if run.trained is None:  # a stage that evaluates its own answer notes its test_acc
+                    return out.finish(**{"test_acc": None, **run.summary})
+                model, device = run.trained.model, run.trained.device
+                if getattr(cfg, "target_acc", None) is not None:
+                    run.summary.update(target_acc=cfg.target_acc, **time_to_accuracy(out.rows, out.started_at,
+                                                                                      cfg.target_acc))
+                out.save_state("model.pt", model.state_dict())
+                with out.phase("eval"):
+                    final = evaluate(model, data.test.to(device), device, precision=run.trained.precision)
+                restarts = run.summary.get("restarts", 0) + run.trained.restarts  # earlier Ray Train stages' too
+                return out.finish(test_acc=final["acc"], test_loss=final["loss"],
+                                  **{**run.summary, "device": str(device), "restarts": restarts})
 
 
 def streaming_note(note: str, cfg) -> str:
@@ -377,11 +381,11 @@ def load_recipes() -> dict[str, Recipe]:
     return RECIPES
 
 
-# A Tune trial runs in its own process on one CPU: no progress bars, no W&B run of its own
-# (the sweep's W&B logger gets every row), no cache, no actors and no Ray Train workers.
+# A Tune trial runs in its own process on one CPU (one torch thread): no progress bars, no W&B run
+# of its own (the sweep's W&B logger gets every row), no cache, no actors and no Ray Train workers.
 # Nor storage of its own: the sweep's --storage holds the trials.
 TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actors": 0, "workers": 0,
-                  "storage": None}
+                  "storage": None, "threads": 1}
 
 
 def trial_config(recipe: Recipe, config: dict):

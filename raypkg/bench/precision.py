@@ -67,13 +67,13 @@ def step_samples(cfg: TrainConfig, data, pairs: list, repeats: int) -> dict:
 
 def train_seeds(runner: BenchRunner, cfg: TrainConfig, data, seeds: int) -> dict:
     """The ``train`` recipe at ``cfg``'s execution for each seed: median epoch seconds
-    (the first epoch left out when there are more) and test accuracy, mean and spread."""
+    (the first epoch left out: it pays one-time costs) and test accuracy, mean and spread."""
     epoch_s, accs = [], []
     for seed in range(seeds):
         summary = runner.run(TRAIN, dataclasses.replace(cfg, seed=cfg.seed + seed), data,
                              key=(cfg.model, cfg.precision, cfg.memory_format))
         times = [row["epoch_s"] for row in summary["rows"]]
-        epoch_s.append(statistics.median(times[1:] or times))
+        epoch_s.append(statistics.median(times[1:]))  # --epochs >= 2: the first is left out
         accs.append(summary["test_acc"])
     return {"epoch_s": statistics.mean(epoch_s), "test_acc": statistics.mean(accs),
             "acc_spread": max(accs) - min(accs)}
@@ -84,7 +84,8 @@ def train_seeds(runner: BenchRunner, cfg: TrainConfig, data, seeds: int) -> dict
               help="Comma-separated DATASET:MODEL pairs (synthetic is 3x32x32).")
 @click.option("--train-size", default=5000, show_default=True, help="Training examples of digits-aug/synthetic.")
 @click.option("--test-size", default=1000, show_default=True)
-@click.option("--epochs", default=3, show_default=True, help="Epochs of each full training.")
+@click.option("--epochs", default=3, show_default=True, help="Epochs of each full training, >= 2 (the first is "
+              "not timed).")
 @click.option("--seeds", default=3, show_default=True, help="Seeds of each full training (0: step times only).")
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--step-repeats", default=15, show_default=True, help="Timed steps per candidate (the median counts).")
@@ -103,6 +104,9 @@ def precision_bench(setups, train_size, test_size, epochs, seeds, batch_size, st
                         step_repeats=step_repeats)
     if seeds < 0:
         raise UsageError(f"--seeds must be >= 0 (0: step times only), got {seeds}")
+    if seeds and epochs < 2:  # train_seeds: the median of the epochs after the first
+        raise UsageError(f"--epochs {epochs}: the training comparison times the epochs after the first (which pays "
+                         "one-time costs); give --epochs 2 or more, or --seeds 0 for step times only")
     check_seed_count(seeds)
     bases = []
     for item in name_list(setups, "--setups"):

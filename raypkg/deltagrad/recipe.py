@@ -85,11 +85,25 @@ def load_training(cfg: UnlearnTrainConfig):
     return workload_from_splits(load_data(cfg), cfg.model, cfg.seed, cfg.dtype, pick_device(cfg.use_gpu))
 
 
-def check_holdout(cfg: UnlearnTrainConfig, wl) -> None:
-    """The holdout leaves samples to train on and holds out at least one when asked."""
+STANDARDISED = "DeltaGrad's paper, and effray's default, keep pixels in [0, 1] (--no-normalize)"
+
+
+def check_holdout(cfg: UnlearnTrainConfig, wl) -> str | None:
+    """The holdout leaves samples to train on and holds out at least one when asked; a note
+    when the inputs are standardised."""
     from raypkg.deltagrad.workload import choose_holdout
 
     choose_holdout(wl.n, cfg.holdout, cfg.seed)
+    if cfg.normalize:
+        return f"inputs standardised with the training split's statistics (--normalize); {STANDARDISED}"
+    return None
+
+
+def cached_inputs_note(cfg, cached: "CachedRun") -> str | None:
+    """A request's or stream's note when its cached run's inputs are standardised."""
+    if cached.traj.header.data.get("normalize"):
+        return f"the cached run's inputs are standardised (it was trained with --normalize); {STANDARDISED}"
+    return None
 
 
 def train_and_cache(run: Run) -> None:
@@ -210,10 +224,11 @@ def serve_stream(run: Run) -> None:
 
 
 UNLEARN_REQUEST = register(Recipe("unlearn-request", RequestConfig, [compare_request],
-                                  label=lambda cfg: f"deltagrad-{cfg.kind}", load=open_request, metrics=()))
+                                  label=lambda cfg: f"deltagrad-{cfg.kind}", load=open_request,
+                                  check=cached_inputs_note, metrics=()))
 # A stream's metrics row: raypkg.deltagrad.online.run_online's, less the ids.
 UNLEARN_ONLINE = register(Recipe("unlearn-online", OnlineConfig, [serve_stream], label=lambda cfg: "deltagrad-online",
-                                 load=open_stream,
+                                 load=open_stream, check=cached_inputs_note,
                                  metrics=("request", "kind", "n_ids", "time_deltagrad", "retrained", "max_rel_grad_err",
                                           "time_baseline", "dist_I_U", "dist_U_star")))
 

@@ -31,6 +31,7 @@ PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 SCHEDULES = ("constant", "multistep", "cosine", "linear", "piecewise")
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
+MAX_THREADS = 1024  # torch threads of one training process (more is a typo, not a machine)
 PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
 
 
@@ -205,6 +206,10 @@ class TrainConfig(RunConfig):
                                     "updates batch norm's running statistics from those few (--keep-last: train "
                                     "it, the default before 2026-11-26).", flag="--drop-last/--keep-last")
     max_failures: int = setting(1, "Ray Train restarts from the last checkpoint.")
+    threads: int | None = setting(None, "Torch threads that train, in this process (--workers 0) and in each Ray "
+                                  "Train worker alike, so both give the same sums. Default: this process's count "
+                                  "(torch's: its cores, or $OMP_NUM_THREADS), shared evenly by N > 1 workers. The "
+                                  "run's config.yaml records it.")
     cpus_per_worker: float | None = setting(None, "CPUs each Ray Train worker asks for (default: an even share "
                                             "of the cluster's CPUs, at most 4); smaller lets a restarted worker "
                                             "group fit on fewer nodes.")
@@ -243,6 +248,8 @@ class TrainConfig(RunConfig):
         choose("schedule", self.schedule, SCHEDULES)
         check_positive(self, "epochs", "batch_size")
         check_at_least_zero(self, "workers", "lr_warmup_epochs", "max_failures", "weight_decay", "momentum")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise UsageError(f"threads must be an integer in [1, {MAX_THREADS}], got {self.threads}")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
             raise UsageError(f"cpus-per-worker must be > 0, got {self.cpus_per_worker:g}")
         if self.max_failures != 1 and not self.workers:  # as --placement and --cpus-per-worker are

@@ -37,7 +37,7 @@ from raypkg.distributed.ray_internals import quiet_train_worker_logs, skip_train
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
-from raypkg.engine.execution import note_trained_at, resolve_for_data, to_memory_format
+from raypkg.engine.execution import decide_threads, note_trained_at, resolve_for_data, to_memory_format
 from raypkg.engine.loop import Ranks, fit, seed_everything, training_state
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
@@ -235,7 +235,7 @@ def run_storage(storage: str | Path | None):
 def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, threads: int | None = None):
     """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``,
     checkpointing to ``storage`` (a path or a URI); ``threads``: torch threads per worker
-    (default: its CPU share, one core left to Ray). Returns Ray Train's result and the
+    (default: ``cfg.threads``, as decided by ``decide_threads``). Returns Ray Train's result and the
     config the ranks ran (``auto`` execution decided)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig, TrainingFailedError
@@ -264,9 +264,9 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     cpus_per_worker = cfg.cpus_per_worker or (
         1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), MIN_CPUS_PER_WORKER))
     check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0, cfg.placement)
-    # One core is left to Ray's own processes (raylet, the Train controller): on a small
-    # machine, torch threads that compete with them make small ops many times slower.
-    threads = threads or max(1, min(int(cpus_per_worker), int(cpus - 1) // cfg.workers))
+    # The threads the driver decided for this run (config.yaml records them), as in process:
+    # one worker sums in the order the in-process run does (raypkg.engine.execution.decide_threads).
+    threads = threads or decide_threads(cfg).threads
     cfg = decided_execution(cfg, job["data"], use_gpu)
     trainer = TorchTrainer(
         worker,

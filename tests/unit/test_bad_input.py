@@ -95,6 +95,16 @@ CONFIGS = {
     "stack_empty_text": "stack: 'sparse,'\n",
     "space_stack_twice": "method: infobatch+sparse\nbase: {stack: [sparse]}\nspace: {density: {choice: [0.1]}}\n",
     "space_stack_mapping": "method: infobatch\nbase: {stack: {sparse: 1}}\nspace: {delta: {choice: [0.5]}}\n",
+    # issue 65: threads, and settings too small to act
+    "threads_zero": "threads: 0\n",
+    "freeze_short": "epochs: 2\n",
+    "ema_forever": "ema_half_life: 1.0e+12\n",
+    "resize_whole": "resize_increment: 64\n",
+    "space_freeze_short": "method: train\nbase: {stack: [layer-freezing], epochs: 2}\nspace: {lr: {choice: [0.1]}}\n",
+    "space_ema_forever": "method: train\nbase: {stack: [ema], epochs: 3}\nspace: {ema_half_life: {choice: [1, 3]}}\n",
+    "space_resize_whole": "method: train\nbase: {stack: [progressive-resizing], model: resnet20}\n"
+                          "space: {resize_increment: {choice: [4, 64]}}\n",
+    "space_threads": "method: train\nspace: {threads: {choice: [1, 0]}}\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -746,6 +756,34 @@ def test_a_refused_stack_suggests_a_command_that_runs():
     for name in ("coreset", "lipt"):
         find_recipe(name, (stacks_onto(name),))  # no UsageError
 
+
+LF, EMA, PR = ["run", "layer-freezing", "--out", "{out}"], ["run", "ema", "--out", "{out}"], \
+    ["run", "progressive-resizing", "--out", "{out}"]
+SAYS += [  # issue 65: one thread count for both placements; settings too small to act
+    (T + ["--threads", "0"], "threads must be an integer in [1, 1024], got 0"),
+    (T + ["--threads", "1025"], "threads must be an integer in [1, 1024], got 1025"),
+    (C + ["--threads", "-1"], "threads must be an integer in [1, 1024], got -1"),
+    (T + ["--config", "{cfg:threads_zero}"], "threads must be an integer in [1, 1024], got 0"),
+    (TUNE + ["--space", "{cfg:space_threads}"], "the trial threads=0 is invalid: threads must be an integer in"),
+    (LF + ["--epochs", "2"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer: no epoch starts "
+                             "after 0.5 of training (plain training)"),
+    (LF + ["--config", "{cfg:freeze_short}"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer"),
+    (T + ["--with", "layer-freezing", "--epochs", "1", "--freeze-start", "0"], "--epochs 1 and --freeze-start 0 "
+                                                                               "freezes no layer"),
+    (LF + ["--epochs", "3"], "freezes none of model mlp's 2 layers: its last epoch freezes a fraction 0.333 of them"),
+    (TUNE + ["--space", "{cfg:space_freeze_short}"], "the space file's base is invalid: layer-freezing at --epochs 2"),
+    (EMA + ["--ema-half-life", "1e12"], "ema-half-life 1e+12 is not below the training's 30 epoch(s): the final "
+                                        "average would keep 100% of the initial weights"),
+    (EMA + ["--config", "{cfg:ema_forever}"], "ema-half-life 1e+12 is not below"),
+    (T + ["--with", "ema", "--epochs", "2", "--ema-half-life", "2"], "would keep 50% of the initial weights"),
+    (TUNE + ["--space", "{cfg:space_ema_forever}"], "the trial ema_half_life=3 is invalid: ema-half-life 3 is not"),
+    (B + ["precision", "--epochs", "1"], "--epochs 1: the training comparison times the epochs after the first"),
+    (PR + ["--resize-increment", "64"], "--resize-increment 64 keeps the 8x8 images at full size"),
+    (PR + ["--config", "{cfg:resize_whole}"], "keeps the 8x8 images at full size"),
+    (PR + ["--resize-initial-scale", "0.9"], "--resize-initial-scale 0.9 and --resize-increment 4 keeps the 8x8 "
+                                             "images at full size"),
+    (TUNE + ["--space", "{cfg:space_resize_whole}"], "the trial resize_increment=64 is invalid"),
+]
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
 API_BAD = [

@@ -108,14 +108,21 @@ def test_crop_mode_takes_one_window_per_batch_drawn_from_the_seed_and_the_step()
     assert len(set(seed3)) > 1 and seed3 != [window(4, step) for step in range(8)]
 
 
-@pytest.mark.parametrize("settings", [dict(resize_initial_scale=1.0), dict(resize_initial_scale=0.9)])
-def test_a_schedule_that_keeps_the_input_size_is_plain_training_bit_for_bit(settings):
-    """Scale 1; and 0.9, whose 7.2 px sides round to the input's 8 (increment 4)."""
+def test_scale_1_is_plain_training_bit_for_bit():
     plain = raypkg.run("train", save=False, **TINY)
-    kept = raypkg.run("progressive-resizing", save=False, **settings, **TINY)
+    kept = raypkg.run("progressive-resizing", save=False, resize_initial_scale=1.0, **TINY)
     assert rows(kept) == rows(plain) and kept.summary["test_acc"] == plain.summary["test_acc"]
     assert kept.summary["sizes"] == {"8x8": {"steps": 2 * STEPS, "examples": 2 * DIGITS_TRAIN}}
     assert kept.summary["pixel_fraction"] == 1.0 and kept.summary["flops_fraction"] == 1.0
+
+
+@pytest.mark.parametrize("settings", [dict(resize_initial_scale=0.9), dict(resize_increment=64)])
+def test_a_schedule_that_keeps_the_input_size_below_scale_1_is_refused(settings):
+    """0.9, whose 7.2 px sides round to the input's 8 (increment 4), and an increment above the
+    side would train at full size throughout: plain training, which scale 1 asks for by name."""
+    with pytest.raises(UsageError, match="keeps the 8x8 images at full size") as refused:
+        raypkg.run("progressive-resizing", save=False, **settings, **TINY)
+    assert "\n" not in str(refused.value)
 
 
 def test_a_run_trains_at_the_schedules_sizes_and_notes_their_pixels_and_flops():
