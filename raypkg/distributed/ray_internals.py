@@ -70,3 +70,47 @@ def skip_train_sigint_handler(trainer) -> None:
     that Ctrl-C raises KeyboardInterrupt in ``trainer.fit`` and ending the Ray session stops
     the run."""
     trainer._register_sigint_handler = lambda controller: None
+
+
+def file_rendezvous_config():
+    """Ray Train's TorchConfig for a private local Ray, its process group meeting through a
+    file instead of torch's TCPStore: that store's server (on rank 0's worker) listens on every
+    interface whatever MASTER_ADDR names (torch binds it to the wildcard address, and has no
+    option for another), the one port of a local run that was not on loopback (issue 65).
+    A private local Ray runs on this machine only, where a FileStore needs no port at all.
+    Private: ``_TorchBackend`` and the two functions its ``on_start`` runs on the workers
+    (Ray 2.60 takes init_method "env" or "tcp" only)."""
+    import os
+    import tempfile
+    import uuid
+    from dataclasses import dataclass
+
+    import ray
+    from ray.train.torch import TorchConfig
+    from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch_process_group, _TorchBackend
+
+    class FileRendezvous(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            # a fresh file per worker group (a restart after a failure meets anew)
+            self.path = os.path.join(tempfile.gettempdir(), f"effray-rendezvous-{uuid.uuid4().hex}")
+            worker_group.execute(_set_torch_distributed_env_vars)
+            ray.get([worker_group.execute_single_async(rank, _setup_torch_process_group,
+                                                       backend=backend_config.backend, world_rank=rank,
+                                                       world_size=len(worker_group), init_method=f"file://{self.path}",
+                                                       timeout_s=backend_config.timeout_s)
+                     for rank in range(len(worker_group))])
+
+        def on_shutdown(self, worker_group, backend_config):
+            try:
+                super().on_shutdown(worker_group, backend_config)
+            finally:
+                if getattr(self, "path", None) and os.path.exists(self.path):
+                    os.remove(self.path)
+
+    @dataclass
+    class FileRendezvousConfig(TorchConfig):
+        @property
+        def backend_cls(self):
+            return FileRendezvous
+
+    return FileRendezvousConfig()

@@ -33,7 +33,11 @@ from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
 from raypkg.distributed.cluster import record_nodes
-from raypkg.distributed.ray_internals import quiet_train_worker_logs, skip_train_sigint_handler
+from raypkg.distributed.ray_internals import (
+    file_rendezvous_config,
+    quiet_train_worker_logs,
+    skip_train_sigint_handler,
+)
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
@@ -247,6 +251,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
         check_shared_storage,
         check_storage_on_nodes,
         connect_ray,
+        joining_env,
         ray_strategy,
         stop_ray_on_interrupt,
     )
@@ -268,8 +273,12 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     # one worker sums in the order the in-process run does (raypkg.engine.execution.decide_threads).
     threads = threads or decide_threads(cfg).threads
     cfg = decided_execution(cfg, job["data"], use_gpu)
+    # A private local Ray (joining_env names its loopback switch) is this machine only: the
+    # process group meets through a file, so no worker listens beyond loopback (torch's
+    # rendezvous store would listen on every interface).
     trainer = TorchTrainer(
         worker,
+        torch_config=file_rendezvous_config() if joining_env() else None,
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,

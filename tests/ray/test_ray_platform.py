@@ -71,22 +71,46 @@ def descendants(root):
         todo += children
     return found
 
-print("GCS", connect_ray(num_cpus=1))
+def listeners(root):
+    ours = descendants(root)
+    return ["LISTEN " + line.split()[3] + " " + ",".join(re.findall(r'"([^"]+)"', line)) + "\n"
+            for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines()
+            if {int(pid) for pid in re.findall(r"pid=(\d+)", line)} & ours]
+
+print("GCS", connect_ray(num_cpus=2))
 ray.get(ray.remote(lambda: 1).remote())  # a worker process too
-ours = descendants(os.getpid())
-for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines():
-    if {int(pid) for pid in re.findall(r"pid=(\d+)", line)} & ours:
-        print("LISTEN", line.split()[3], ",".join(re.findall(r'"([^"]+)"', line)))
+print("".join(listeners(os.getpid())), end="")
+if TRAIN:  # issue 65: one Ray Train worker, its process group set up, lists while it runs
+    import torch.distributed as dist
+    from raypkg.engine.ray_train import _run
+    from raypkg.engine.config import TrainConfig
+    from raypkg.data import load_dataset
+
+    import tempfile
+    seen, root = tempfile.mktemp(prefix="effray-listeners-"), os.getpid()
+
+    def worker(config):  # in the worker, while its process group is up
+        assert dist.is_initialized() and dist.get_world_size() == 1 and dist.get_backend() == "gloo"
+        with open(seen, "w") as out:
+            out.writelines(["GROUP\n", *listeners(root)])
+
+    cfg = TrainConfig(workers=1, cpus_per_worker=1, epochs=1, progress=False).validate()
+    with tempfile.TemporaryDirectory() as storage:
+        _run(worker, cfg, {"data": load_dataset("digits", seed=0)}, storage, "listeners")
+    print(open(seen).read(), end="")
+    os.remove(seen)
 '''
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to list listening sockets")
-def test_a_private_local_ray_listens_on_loopback_only():
+@pytest.mark.parametrize("train", [False, True], ids=["ray", "ray-train"])
+def test_a_private_local_ray_listens_on_loopback_only(train):
     """issue 48: the private Ray of a local run (GCS, raylet, dashboard and its agents,
     workers) listened on every interface; it listens on 127.0.0.1 only (docs/operations.md)."""
     from helpers import bare_env
 
-    proc = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True, timeout=300,
+    proc = subprocess.run([sys.executable, "-c", f"TRAIN = {train}\n" + LISTENERS], capture_output=True,
+                          text=True, timeout=300,
                           env=bare_env(RAY_USAGE_STATS_ENABLED="0"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     listening = [line.split(" ", 2)[1:] for line in proc.stdout.splitlines() if line.startswith("LISTEN ")]
@@ -95,3 +119,6 @@ def test_a_private_local_ray_listens_on_loopback_only():
     exposed = [entry for entry in listening if not re.match(r"(\[::ffff:)?127\.0\.0\.1\]?:\d+$", entry[0])]
     assert not exposed, exposed
     assert "GCS 127.0.0.1:" in proc.stdout
+    assert ("GROUP" in proc.stdout.splitlines()) is train
+    if train:  # issue 65: torch's rendezvous store listened on *:PORT, owned by ray::RayTrainWorker
+        assert any("ray::RayTrainWo" in shown for _, shown in listening), listening  # ss: 15 characters
