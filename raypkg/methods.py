@@ -75,7 +75,7 @@ METHODS = (
 PLATFORM_BENCHES = {"overhead": "raypkg.bench.overhead:overhead", "selection": "raypkg.bench.selection:selection",
                     "data": "raypkg.bench.data:data_bench", "frontier": "raypkg.bench.frontier:frontier_bench",
                     "precision": "raypkg.bench.precision:precision_bench",
-                    "defaults": "raypkg.bench.defaults:defaults_bench"}
+                    "defaults": "raypkg.bench.defaults:defaults_bench", "verdicts": "raypkg.bench.verdicts:verdicts_bench"}
 
 
 def load(path: str):

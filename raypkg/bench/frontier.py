@@ -537,7 +537,10 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
     check_bench_numbers(workers=workers, threads=threads)
-    build_points(settings, names, seed=0)  # every config checked before any data is loaded
+    points = build_points(settings, names, seed=0)  # every config checked before any data is loaded
+    if settings["selection_models"] and not any(",svp=" in p.labels["setting"] for p in points):
+        raise UsageError(f"--selection-models {','.join(settings['selection_models'])}: no method of --methods scores "
+                         "with a model (DeepCore's model-based selectors such as grand, LiPT), so no proxy would run")
     if panels:
         deltagrad_configs(settings, seed=0)
     check_address_used(workers > 0)

@@ -72,6 +72,20 @@ class Point:
     key: Any = None
 
 
+def same_training(p: Point, data) -> str:
+    """What point ``p`` trains, with ``auto``'s precision and memory format resolved as its run
+    will resolve them: two points with the same train the same, bit for bit, so the second
+    takes the first one's run (full training at auto where auto picks fp32 and contiguous
+    weights is full-fp32)."""
+    import dataclasses
+
+    from raypkg.engine.execution import resolve_for_data
+    from raypkg.engine.loop import pick_device
+
+    cfg = resolve_for_data(p.cfg, data, pick_device(getattr(p.cfg, "use_gpu", None)))[0]
+    return repr((p.recipe.name, p.key, dataclasses.asdict(cfg)))
+
+
 class BenchRunner:
     """One benchmark run: its torch threads (0 or None: torch's default), its files' stem
     (checked writable before any work), an untimed warm-up per recipe (and ``key``) before
@@ -131,15 +145,19 @@ class BenchRunner:
 
     def rows(self, points: list[Point], data, phases: tuple, total: str, **shared) -> list[tuple[dict, dict]]:
         """Each point's timed row (``run``), in order, with a progress line; (row, summary) each.
+        A point that trains as an earlier one does (``same_training``) takes its run.
         A row: the point's ``labels``, each phase's seconds (``<phase>_s``; cached work charged
         its original seconds), their sum ``total`` and ``test_acc``."""
-        done = []
+        done, ran = [], {}
         for i, p in enumerate(points):
-            summary = self.run(p.recipe, p.cfg, data, p.key, **shared)
+            same = same_training(p, data)
+            twin = ran.get(same)
+            summary = self.run(p.recipe, p.cfg, data, p.key, **shared) if twin is None else twin[1]
+            ran.setdefault(same, (p.label, summary))
             row = {**p.labels, **{f"{phase}_s": summary["cost_s"].get(phase, 0.0) for phase in phases}}
             row.update({total: sum(row[f"{phase}_s"] for phase in phases), "test_acc": summary["test_acc"]})
             done.append((row, summary))
-            self.progress(p.label, row, total, f" ({i + 1}/{len(points)})")
+            self.progress(p.label, row, total, f" ({i + 1}/{len(points)})" + (f", the run of {twin[0]}" if twin else ""))
         return done
 
     def header(self, what: str, data, **settings) -> None:

@@ -44,19 +44,19 @@ def cell(value) -> str:
     return str(value)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """The Parquet table at ``path``; a one-line UsageError where there is none, or where the
-    file is not one (empty, truncated, another format)."""
+def read_table(path: str | Path, flag: str = "--markdown") -> pd.DataFrame:
+    """The Parquet table at ``path``; a one-line UsageError, led by ``flag``, where there is
+    none, or where the file is not one (empty, truncated, another format)."""
     from raypkg.errors import UsageError
 
     if not Path(path).is_file():
-        raise UsageError(f"--markdown: {str(path)!r} " + ("is a directory, not a .parquet file"
-                                                          if Path(path).is_dir() else "does not exist"))
+        raise UsageError(f"{flag}: {str(path)!r} " + ("is a directory, not a .parquet file"
+                                                     if Path(path).is_dir() else "does not exist"))
     try:
         return pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ... for a damaged file)
         why = (str(e).splitlines() or [type(e).__name__])[0][:100]
-        raise UsageError(f"--markdown: cannot read {str(path)!r} as a Parquet table ({why})") from None
+        raise UsageError(f"{flag}: cannot read {str(path)!r} as a Parquet table ({why})") from None
 
 
 def render(path: str | Path, columns: list[str], rows: str | None = None) -> str:

@@ -688,6 +688,53 @@ SAYS += [  # issue 65: bad files are one line, not a pyarrow traceback
     (["write-mnist", ""], "write-mnist DIRECTORY is empty: name the directory to write into"),  # not the current one
 ]
 
+SUMMARY = REPO / "docs/results/frontier-mlp-linear-summary.parquet"  # a stored frontier summary
+SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table's stored summaries
+    (B + ["frontier", "--epochs", "1"], "--budgets 0.1,0.2,0.3,0.5,0.7,1 at --epochs 1 leave the budget curve one "
+                                        "point (every budget rounds to the whole run): give more --epochs"),
+    (B + ["frontier", "--setup", "fashion-mnist:mlp", "--epochs", "1", "--budgets", "0.5,1"], "leave the budget curve "
+                                                                                              "one point"),
+    (B + ["frontier", "--methods", "rs2,infobatch", "--selection-models", "lenet5"], "--selection-models lenet5: no "
+                                                                                      "method of --methods scores with "
+                                                                                      "a model"),
+    (B + ["verdicts"], "give at least one SETUP=SUMMARY.parquet"),
+    (B + ["verdicts", "{pq_bad}"], "setups take SETUP=SUMMARY.parquet"),
+    (B + ["verdicts", "a={pq_bad}"], "corrupt.parquet' as a Parquet table"),
+    (B + ["verdicts", "a={out}/no-such.parquet"], "no-such.parquet' does not exist"),
+    (B + ["verdicts", "a={pq_bad}", "a={pq_bad}"], "setup 'a' is given twice"),
+    (B + ["verdicts", f"a={SUMMARY}", "--save", "{file}/x"], "a-file' is a file, not a directory"),
+    (B + ["verdicts", f"a={SUMMARY}", "--wandb", "loud"], "'loud' is not one of"),
+    (B + ["verdicts", f"a={REPO}/docs/results/precision-avx2.parquet"], "is not a frontier summary: no column method"),
+]
+
+LF, EMA, PR = ["run", "layer-freezing", "--out", "{out}"], ["run", "ema", "--out", "{out}"], \
+    ["run", "progressive-resizing", "--out", "{out}"]
+SAYS += [  # issue 65: one thread count for both placements; settings too small to act
+    (T + ["--threads", "0"], "threads must be an integer in [1, 1024], got 0"),
+    (T + ["--threads", "1025"], "threads must be an integer in [1, 1024], got 1025"),
+    (C + ["--threads", "-1"], "threads must be an integer in [1, 1024], got -1"),
+    (T + ["--config", "{cfg:threads_zero}"], "threads must be an integer in [1, 1024], got 0"),
+    (TUNE + ["--space", "{cfg:space_threads}"], "the trial threads=0 is invalid: threads must be an integer in"),
+    (LF + ["--epochs", "2"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer: no epoch starts "
+                             "after 0.5 of training (plain training)"),
+    (LF + ["--config", "{cfg:freeze_short}"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer"),
+    (T + ["--with", "layer-freezing", "--epochs", "1", "--freeze-start", "0"], "--epochs 1 and --freeze-start 0 "
+                                                                               "freezes no layer"),
+    (LF + ["--epochs", "3"], "freezes none of model mlp's 2 layers: its last epoch freezes a fraction 0.333 of them"),
+    (TUNE + ["--space", "{cfg:space_freeze_short}"], "the space file's base is invalid: layer-freezing at --epochs 2"),
+    (EMA + ["--ema-half-life", "1e12"], "ema-half-life 1e+12 is not below the training's 30 epoch(s): the final "
+                                        "average would keep 100% of the initial weights"),
+    (EMA + ["--config", "{cfg:ema_forever}"], "ema-half-life 1e+12 is not below"),
+    (T + ["--with", "ema", "--epochs", "2", "--ema-half-life", "2"], "would keep 50% of the initial weights"),
+    (TUNE + ["--space", "{cfg:space_ema_forever}"], "the trial ema_half_life=3 is invalid: ema-half-life 3 is not"),
+    (B + ["precision", "--epochs", "1"], "--epochs 1: the training comparison times the epochs after the first"),
+    (PR + ["--resize-increment", "64"], "--resize-increment 64 keeps the 8x8 images at full size"),
+    (PR + ["--config", "{cfg:resize_whole}"], "keeps the 8x8 images at full size"),
+    (PR + ["--resize-initial-scale", "0.9"], "--resize-initial-scale 0.9 and --resize-increment 4 keeps the 8x8 "
+                                             "images at full size"),
+    (TUNE + ["--space", "{cfg:space_resize_whole}"], "the trial resize_increment=64 is invalid"),
+]
+
 # ----- issue 65: every integer fits 64 bits and a sane bound; each choice of a space checked as typed;
 # no flag silently ignored; words that do not mislead ---------------------------------------------------
 SPACE_65 = {
@@ -757,33 +804,12 @@ def test_a_refused_stack_suggests_a_command_that_runs():
         find_recipe(name, (stacks_onto(name),))  # no UsageError
 
 
-LF, EMA, PR = ["run", "layer-freezing", "--out", "{out}"], ["run", "ema", "--out", "{out}"], \
-    ["run", "progressive-resizing", "--out", "{out}"]
-SAYS += [  # issue 65: one thread count for both placements; settings too small to act
-    (T + ["--threads", "0"], "threads must be an integer in [1, 1024], got 0"),
-    (T + ["--threads", "1025"], "threads must be an integer in [1, 1024], got 1025"),
-    (C + ["--threads", "-1"], "threads must be an integer in [1, 1024], got -1"),
-    (T + ["--config", "{cfg:threads_zero}"], "threads must be an integer in [1, 1024], got 0"),
-    (TUNE + ["--space", "{cfg:space_threads}"], "the trial threads=0 is invalid: threads must be an integer in"),
-    (LF + ["--epochs", "2"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer: no epoch starts "
-                             "after 0.5 of training (plain training)"),
-    (LF + ["--config", "{cfg:freeze_short}"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer"),
-    (T + ["--with", "layer-freezing", "--epochs", "1", "--freeze-start", "0"], "--epochs 1 and --freeze-start 0 "
-                                                                               "freezes no layer"),
-    (LF + ["--epochs", "3"], "freezes none of model mlp's 2 layers: its last epoch freezes a fraction 0.333 of them"),
-    (TUNE + ["--space", "{cfg:space_freeze_short}"], "the space file's base is invalid: layer-freezing at --epochs 2"),
-    (EMA + ["--ema-half-life", "1e12"], "ema-half-life 1e+12 is not below the training's 30 epoch(s): the final "
-                                        "average would keep 100% of the initial weights"),
-    (EMA + ["--config", "{cfg:ema_forever}"], "ema-half-life 1e+12 is not below"),
-    (T + ["--with", "ema", "--epochs", "2", "--ema-half-life", "2"], "would keep 50% of the initial weights"),
-    (TUNE + ["--space", "{cfg:space_ema_forever}"], "the trial ema_half_life=3 is invalid: ema-half-life 3 is not"),
-    (B + ["precision", "--epochs", "1"], "--epochs 1: the training comparison times the epochs after the first"),
-    (PR + ["--resize-increment", "64"], "--resize-increment 64 keeps the 8x8 images at full size"),
-    (PR + ["--config", "{cfg:resize_whole}"], "keeps the 8x8 images at full size"),
-    (PR + ["--resize-initial-scale", "0.9"], "--resize-initial-scale 0.9 and --resize-increment 4 keeps the 8x8 "
-                                             "images at full size"),
-    (TUNE + ["--space", "{cfg:space_resize_whole}"], "the trial resize_increment=64 is invalid"),
-]
+def test_a_measured_execution_does_not_read_as_zero_seconds():
+    from raypkg.engine.execution import Execution
+
+    line = Execution("fp32", source="measured", rounds=5, measure_s=0.004).describe()
+    assert "measured by this run in 4.0 ms, 5 rounds" in line and "0.00 s" not in line
+
 
 # issue 48: refusals only the Python API can meet (a keyword's own form), each with what its line says.
 API_BAD = [

@@ -57,6 +57,27 @@ def test_the_runner_warms_each_recipe_up_once_before_its_first_timed_run(tmp_pat
     assert runs == [1, 5, 5, 1, 5]  # an untimed one-epoch run before the first of each (recipe, key)
 
 
+def test_a_point_that_trains_as_an_earlier_one_takes_its_run(tmp_path):
+    """Full training at auto where auto resolves to fp32 and contiguous weights is full-fp32's
+    training, bit for bit: the runner runs it once (``same_training``)."""
+    from raypkg.bench.harness import Point
+    from raypkg.data.registry import load_dataset
+    from raypkg.engine.config import TrainConfig
+
+    runs = []
+    recipe = SimpleNamespace(name="r", run=lambda cfg, sink, data, **shared: runs.append(cfg.epochs) or {
+        "cost_s": {"train": 0.1 * cfg.epochs}, "test_acc": 0.5 + cfg.epochs / 100})
+    data = load_dataset("digits")
+    cfg = TrainConfig(model="logreg", epochs=3, precision="fp32", memory_format="contiguous")
+    points = [Point(f"p{i}", recipe, c, {"method": f"m{i}"}) for i, c in enumerate((cfg, cfg, cfg.__class__(
+        **{**cfg.__dict__, "epochs": 2}), cfg))]
+    done = BenchRunner("test", str(tmp_path / "t")).rows(points, data, ("train",), "e2e_s")
+    assert runs == [1, 3, 2]  # the warm-up, p0, p2: p1 and p3 take p0's run
+    assert [(row["method"], row["e2e_s"], row["test_acc"]) for row, _ in done] == [
+        ("m0", pytest.approx(0.3), 0.53), ("m1", pytest.approx(0.3), 0.53), ("m2", pytest.approx(0.2), 0.52),
+        ("m3", pytest.approx(0.3), 0.53)]
+
+
 def logged(run, kind: str, bench: str) -> dict:
     """What a W&B offline run logged under ``bench/``: key -> its media file (kind: table, images)."""
     return {p.name.rsplit("_", 2)[0]: p for p in (run / "files" / "media" / kind / bench).iterdir()}

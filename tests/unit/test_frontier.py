@@ -383,3 +383,70 @@ def test_the_deltagrad_panel_serves_both_deletions(tmp_path):
     assert panel["speedup"].to_numpy() == pytest.approx((panel["time_baseline"] / panel["time_deltagrad"]).to_numpy())
     assert (tmp_path / "dg-deltagrad.png").is_file()
     assert "DeltaGrad vs retraining" in result.output
+
+
+def test_the_curve_runs_at_budgets_rounded_to_whole_epochs_and_says_so(capsys):
+    """--budgets round to whole epochs of --epochs: the header's budgets are the ones that run,
+    a rounding is said in one line, and budgets that all round to the whole run are refused
+    (issue 65: --epochs 2 ran 0.1 as b=0.5 under a header saying 0.1)."""
+    from raypkg.bench.frontier import preset_settings
+    from raypkg.errors import UsageError
+
+    assert preset_settings("digits-aug:mlp", {"workers": 0})["budgets"] == [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+    assert capsys.readouterr().err == ""
+    assert preset_settings("digits-aug:mlp", {"workers": 0, "epochs": 4})["budgets"] == [0.25, 0.5, 0.75, 1.0]
+    assert capsys.readouterr().err == ("note: --budgets 0.1,0.2,0.3,0.5,0.7,1 round to whole epochs of 4: the curve "
+                                       "runs at budgets 0.25,0.5,0.75,1\n")
+    with pytest.raises(UsageError, match="at --epochs 1 leave the budget curve one point"):
+        preset_settings("digits-aug:mlp", {"workers": 0, "epochs": 1})
+    assert preset_settings("digits-aug:mlp", {"workers": 0, "epochs": 1, "budgets": [1.0]})["budgets"] == [1.0]
+
+
+def test_a_fashion_mnist_preset_runs_the_full_set_on_the_linear_schedule():
+    from raypkg.bench.frontier import build_points, preset_settings, setup_name
+
+    s = preset_settings("fashion-mnist:lenet5", {"workers": 0})
+    assert (s["dataset"], s["model"], s["train_size"], s["test_size"], s["lr"]) == ("fashion-mnist", "lenet5", None,
+                                                                                  None, [0.03])
+    assert s["schedule"] == "linear" and s["curve_schedules"] == ["linear"] and s["target_acc"] is None
+    assert setup_name("fashion-mnist:lenet5", s) == "fashion-mnist:lenet5"
+    other = preset_settings("fashion-mnist:lenet5", {"workers": 0, "model": "mlp"})
+    assert setup_name("fashion-mnist:lenet5", other) == "fashion-mnist:mlp (the other settings: preset " \
+                                                        "fashion-mnist:lenet5)"
+    # the CCS variants: the same selector and subset, re-picked by coverage
+    points = {p.labels["method"]: p.cfg for p in build_points(s, ["grand", "grand-ccs", "lipt-grand-ccs"], seed=0)
+              if p.labels["setting"] == "f=0.1"}
+    assert (points["grand"].selection, points["grand"].stratify) == ("grand", "none")
+    assert (points["grand-ccs"].selection, points["grand-ccs"].stratify) == ("grand", "ccs")
+    assert (points["lipt-grand-ccs"].selection, points["lipt-grand-ccs"].stratify) == ("grand", "ccs")
+
+
+def test_the_verdicts_table_has_a_cell_per_point_and_setup():
+    from raypkg.bench.verdicts import verdict_table
+
+    a = pd.DataFrame({"method": ["full-fp32", "full", "rs2", "crest", "rs2"],
+                      "setting": ["b=1", "b=1", "f=0.1", "f=0.1", "f=0.3"], "verdict": ["-", "-", "slower", "tie", "tie"],
+                      "x_vs_curve_bound": [math.nan, math.nan, 0.5, 1.04, 0.987]})
+    b = pd.DataFrame({"method": ["full", "infobatch", "rs2"], "setting": ["b=1", "-", "f=0.1"],
+                      "verdict": ["-", "faster", "1 seed"], "x_vs_curve_bound": [math.nan, 1.234, math.nan]})
+    table = verdict_table({"x:mlp": a, "y:lenet5": b})
+    assert table.to_dict("records") == [
+        {"method": "rs2", "x:mlp": "f=0.1 slower 0.50x; f=0.3 tie 0.99x", "y:lenet5": "f=0.1 1 seed"},
+        {"method": "crest", "x:mlp": "f=0.1 tie 1.04x", "y:lenet5": "-"},
+        {"method": "infobatch", "x:mlp": "-", "y:lenet5": "faster 1.23x"}]
+
+
+def test_bench_verdicts_writes_the_table_of_stored_summaries(tmp_path):
+    from helpers import REPO
+
+    from raypkg.bench.verdicts import verdict_table
+
+    a, b = (REPO / f"docs/results/frontier-{name}-linear-summary.parquet" for name in ("mlp", "resnet20"))
+    result = CliRunner().invoke(main, ["bench", "verdicts", f"digits-aug:mlp={a}", f"digits-aug:resnet20={b}",
+                                       "--save", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    stored = pd.read_parquet(tmp_path / "v.parquet")
+    assert list(stored.columns) == ["method", "digits-aug:mlp", "digits-aug:resnet20"]
+    expected = verdict_table({"digits-aug:mlp": pd.read_parquet(a), "digits-aug:resnet20": pd.read_parquet(b)})
+    pd.testing.assert_frame_equal(stored, expected)
+    assert (tmp_path / "v.png").stat().st_size > 0

@@ -82,8 +82,9 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     assert list(load_cases()) == ["full", "full-fp32", "rs2", "uniform", "grand", "glister", "craig", "el2n",
                                   "least-confidence", "entropy", "margin", "herding", "kcenter", "contextual-diversity",
                                   "facility-location", "graphcut", "logdet", "forgetting", "cal", "deepfool",
+                                  "grand-ccs", "el2n-ccs", "forgetting-ccs",
                                   *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
-                                  "lipt-grand", "lipt-glister", "crest",
+                                  "lipt-grand", "lipt-glister", "lipt-grand-ccs", "crest",
                                   "infobatch", "rigl-itop", "a-rigl-itop", "label-smoothing", "ema",
                                   "selective-backprop", "layer-freezing", "progressive-resizing",
                                   "proxy-selection"]

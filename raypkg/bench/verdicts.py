@@ -1,0 +1,101 @@
+"""`effray bench verdicts`: which method, for which setup, in one table read from stored
+frontier summaries (``effray bench frontier --save STEM`` writes STEM-summary.parquet).
+
+A row per method, a column per setup, and in each cell each point's verdict
+against the budget curve at its own execution, with ``x_vs_curve_bound``: how many times
+faster than the curve it reached its accuracy (the mean over its seeds, a seed above the
+whole curve counted at its lower bound; ``raypkg.bench.curve``). Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from raypkg.bench.harness import SAVE_HELP, BenchRunner
+from raypkg.cli_options import wandb_option
+from raypkg.errors import UsageError
+
+CURVE_ROWS = ("full", "full-fp32")  # the curve's own points: no verdict
+
+
+def parse_setups(pairs: tuple[str, ...]) -> dict[str, Path]:
+    """``SETUP=PATH`` arguments -> {setup: path}, each setup once and each file a stored
+    frontier summary (it has a verdict column)."""
+    from raypkg.tracking.markdown import read_table
+
+    if not pairs:
+        raise UsageError("give at least one SETUP=SUMMARY.parquet (a frontier's STEM-summary.parquet)")
+    setups: dict[str, Path] = {}
+    for pair in pairs:
+        setup, sep, path = pair.partition("=")
+        if not sep or not setup or not path:
+            raise UsageError(f"setups take SETUP=SUMMARY.parquet (e.g. fashion-mnist:mlp=STEM-summary.parquet), "
+                             f"got {pair!r}")
+        if setup in setups:
+            raise UsageError(f"setup {setup!r} is given twice")
+        setups[setup] = Path(path)
+    for path in setups.values():
+        missing = {"method", "setting", "verdict", "x_vs_curve_bound"} - set(read_table(path, "bench verdicts").columns)
+        if missing:
+            raise UsageError(f"{path} is not a frontier summary: no column {', '.join(sorted(missing))}")
+    return setups
+
+
+def verdict_table(summaries: dict):
+    """{setup: a frontier summary frame} -> a frame with a row per method (in order of first
+    appearance) and a column per setup: ``VERDICT Rx`` (R the x_vs_curve_bound) for each
+    setting of the method that setup ran, ``f=0.1 slower 0.21x; f=0.3 tie 0.95x``, or ``-``."""
+    import pandas as pd
+
+    cells: dict[str, dict[str, list[str]]] = {}
+    for setup, frame in summaries.items():
+        for row in frame[~frame["method"].isin(CURVE_ROWS)].to_dict("records"):
+            ratio = row["x_vs_curve_bound"]
+            text = row["verdict"] if ratio is None or math.isnan(ratio) else f"{row['verdict']} {ratio:.2f}x"
+            text = text if row["setting"] == "-" else f"{row['setting']} {text}"
+            cells.setdefault(row["method"], {}).setdefault(setup, []).append(text)
+    return pd.DataFrame([{"method": method, **{s: "; ".join(by.get(s, ["-"])) for s in summaries}}
+                         for method, by in cells.items()])
+
+
+def plot_ratios(summaries: dict, ax) -> None:
+    """Each point's x_vs_curve_bound per setup (log scale), the curve's speed at 1."""
+    for setup, frame in summaries.items():
+        rows = frame[~frame["method"].isin(CURVE_ROWS)]
+        labels = rows["method"] + rows["setting"].map(lambda s: "" if s == "-" else f" {s}")
+        ax.scatter(rows["x_vs_curve_bound"].clip(lower=1e-3), labels, label=setup, s=18)
+    ax.axvline(1.0, color="black", linewidth=1, label="the budget curve")
+    ax.set_xscale("log")
+    ax.set_xlabel("x_vs_curve_bound (times the curve's speed to the same accuracy)")
+    ax.tick_params(axis="y", labelsize=6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+@click.command("verdicts")
+@click.argument("setups", nargs=-1)
+@click.option("--save", help=SAVE_HELP)
+@wandb_option("W&B mode of the table's run, under the --save directory's wandb/.")
+def verdicts_bench(setups, save, wandb):
+    """Which method, for which setup: one table of stored frontier verdicts.
+
+    SETUPS are SETUP=SUMMARY.parquet pairs, a column each in the order given. Each cell
+    is the verdict against the budget curve at the point's own execution, and how many
+    times faster than that curve the point reached its accuracy. Nothing is trained.
+
+    \b
+    Example:
+      effray bench verdicts fashion-mnist:mlp=docs/results/frontier-fashion-mnist-mlp-summary.parquet \\
+        digits-aug:resnet20=docs/results/frontier-resnet20-linear-summary.parquet
+    """
+    import pandas as pd
+
+    paths = parse_setups(setups)
+    summaries = {setup: pd.read_parquet(path) for setup, path in paths.items()}
+    runner = BenchRunner("verdicts", save, wandb=wandb)
+    table = verdict_table(summaries)
+    runner.finish(table, list(table.columns), plot=lambda _, ax: plot_ratios(summaries, ax),
+                  title="against the budget curve, per setup")
