@@ -127,7 +127,7 @@ def skip_reason(words: list[str]) -> str | None:
         return "needs a Ray cluster (ray job submit)"
     if "--address" in words:
         return "needs a Ray cluster (--address)"
-    if "--data-dir" in words or any(w in REAL_DATASETS for w in words):
+    if "--data-dir" in words or any(w.split(":")[0] in REAL_DATASETS for w in words):  # a --setup DATASET:MODEL too
         return "needs a data directory with a real dataset"
     if any(re.match(r"(s3|gs|hdfs)://", w) for w in words):
         return "needs object storage (test_storage.py runs s3:// against a local moto server)"
