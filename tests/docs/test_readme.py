@@ -549,3 +549,16 @@ def test_readme_command_runs(command, session, monkeypatch, tmp_path):
 def test_every_readme_command_has_expectations():
     assert [c for c in COMMANDS if not expectations(c)] == []
     assert set(SUBPROCESS) | set(ADDED_TO) <= set(COMMANDS)  # commands named exactly are still documented
+
+
+def test_the_readme_is_a_front_door_of_at_most_200_lines_naming_every_selector():
+    """Issue 62: the README stays short (details are on the pages it links); its one row of
+    selectors names exactly the registered ones, in no particular order."""
+    from raypkg.selection.registry import SELECTORS, load_selectors
+
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    load_selectors()
+    row = next(line for line in text.splitlines() if line.startswith("| [selectors]"))
+    named = re.search(r"`--selection NAME` \| ([^:]+):", row).group(1).split(", ")
+    assert sorted(named) == sorted(SELECTORS)
