@@ -339,7 +339,7 @@ def load_cases() -> dict[str, BenchCase]:
     return dict(sorted(BENCH_CASES.items(), key=lambda item: order.index(item[1].recipe)))
 
 
-def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
+def find_recipe(method: str, stack: Sequence[str] = (), where: str = "--with") -> Recipe:
     """Recipe ``method`` with the algorithms of ``stack`` added (``raypkg.algorithms``): its
     config class carries their settings, its data check runs theirs too, its metrics hold
     theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
@@ -353,7 +353,7 @@ def find_recipe(method: str, stack: Sequence[str] = ()) -> Recipe:
     stack = (*named, *(name for name in stack_of(stack) if name not in named))  # a config's own stack may repeat the name's
     if not stack:
         return recipe
-    cls = stacked_class(recipe.config_cls, stack)  # refuses what does not stack
+    cls = stacked_class(recipe.config_cls, stack, where)  # refuses what does not stack, naming it as ``where`` says
     members = [recipe, *(recipes[name] for name in stack)]
     checks = [member.check for member in members if member.check]
 

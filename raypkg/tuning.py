@@ -143,7 +143,7 @@ def check_trial_config(spec: dict, settings: dict | None = None) -> None:
 
     def valid(values: dict) -> str | None:
         try:
-            recipe = find_recipe(spec["method"], values.get("stack", ()))
+            recipe = find_recipe(spec["method"], values.get("stack", ()), where="stack")
             stack = {"stack": list(recipe.stack)} if recipe.stack else {}  # infobatch+sparse: the stack in the name
             cfg = recipe.config_cls(**{**values, **stack}).resolved().validate()
             if recipe.check and recipe.load is None:  # against the data, once per data setting

@@ -769,8 +769,9 @@ SAYS += [
     (T + ["--lr", "0.1", "--lrlen", HUGE], "--lrlen 99999999999999999999 does not fit"),
     (["unlearn", "online", "{dg}", "--requests", HUGE], "does not fit a 64-bit integer"),
     # item 2: each choice of a space, before Ray starts
-    (TUNE + ["--space", "{cfg:space_stack_unknown}"], "the trial stack=['bogus'] is invalid"),
-    (TUNE + ["--space", "{cfg:space_stack_twice_choice}"], "names sparse twice"),
+    (TUNE + ["--space", "{cfg:space_stack_unknown}"], "the trial stack=['bogus'] is invalid: stack bogus: the "
+                                                      "algorithms that stack are"),  # not --with, a flag it lacks
+    (TUNE + ["--space", "{cfg:space_stack_twice_choice}"], "invalid: stack names sparse twice"),
     (TUNE + ["--space", "{cfg:space_stack_pair}"], "one run takes one batch plan"),
     (TUNE + ["--space", "{cfg:space_resize_mlp}"], "progressive-resizing: model mlp cannot take 4x4 images"),
     # item 7: flags that would do nothing
