@@ -43,6 +43,7 @@ from raypkg.crest.selection import (
     PendingCoresets,
     check_interval,
     coresets_per_region,
+    minibatch_coresets,
     select_coresets,
     stratified_subsets,
     submit_coresets,
@@ -92,6 +93,7 @@ class CrestCallback(Callback):
         self.last_high = torch.full((num_examples,), -1, dtype=torch.long)  # ... of the last loss >= drop_thresh
         self.last_loss = torch.zeros(num_examples)
         self.random_positions = torch.zeros(0, dtype=torch.long)  # this rank's random subsets (the check set)
+        self.check_set: tuple[torch.Tensor, torch.Tensor] | None = None  # their (x, y), read once a region (not state)
         self.w0: torch.Tensor | None = None
         self.regions = 0
         self.region_steps = 0
@@ -160,13 +162,12 @@ class CrestCallback(Callback):
             self.pending = None
             self.wait_s += time.perf_counter() - t0
         else:
-            mine = self.random_subsets(ctx, self.regions)
-            coresets = select_coresets(ctx.model, ctx.train.x, ctx.train.y, mine, cfg.batch_size,
-                                       ctx.train.num_classes, actor_pool=self.actor_pool,
-                                       precision=ctx.cfg.precision)
+            mine, coresets = self.random_subsets(ctx, self.regions), None
+        self.random_positions, self.check_set = torch.cat(mine), None
+        if coresets is None:
+            coresets = self.select(ctx, mine)
         positions = [s[c.picks].to(ctx.train.x.device) for s, c in zip(mine, coresets)]  # index the data there
         weights = self.normalised_weights(ctx, [c.weights for c in coresets])
-        self.random_positions = torch.cat(mine)
         self.observe(ctx.epoch, self.random_positions, torch.cat([c.losses for c in coresets]), cfg.drop_thresh)
         plan.set_coresets(positions, weights)
         self.fit_quadratic(ctx, positions, weights)
@@ -194,6 +195,26 @@ class CrestCallback(Callback):
         means = (sums / counts).cpu()
         return [(w / m).float() for w, m in zip(cluster_sizes, means)]
 
+    def select(self, ctx: TrainContext, subsets: list[torch.Tensor]) -> list:
+        """This rank's coresets of ``subsets``: on the actors, or in-process from the check
+        set's rows (a forward per subset, one greedy for all of them)."""
+        cfg, train = self.cfg, ctx.train
+        if self.actor_pool is not None:
+            return select_coresets(ctx.model, train.x, train.y, subsets, cfg.batch_size, train.num_classes,
+                                   actor_pool=self.actor_pool, precision=ctx.cfg.precision)
+        x, y = self.region_examples(ctx)
+        sizes = [len(s) for s in subsets]
+        return minibatch_coresets(ctx.model, x.split(sizes), y.split(sizes), cfg.batch_size, train.num_classes,
+                                  ctx.cfg.precision)
+
+    def region_examples(self, ctx: TrainContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (x, y) of this rank's random subsets, in their order: read from the
+        training set once a region, for its selection and every check."""
+        if self.check_set is None:
+            at = self.random_positions.to(ctx.train.x.device)
+            self.check_set = ctx.train.x[at], ctx.train.y[at]
+        return self.check_set
+
     @staticmethod
     def params(ctx: TrainContext) -> list[torch.Tensor]:
         return [p for p in ctx.model.parameters() if p.requires_grad]
@@ -212,6 +233,8 @@ class CrestCallback(Callback):
             batches = [(at[i:i + cfg.batch_size], None) for i in range(0, len(at), cfg.batch_size)]
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + 104_729 * self.regions + ctx.rank)
         params = self.params(ctx)
+        n = sum(p.numel() for p in params)
+        packed = torch.empty(1 + 2 * n, dtype=torch.float64, device=ctx.device)  # L_b, g_b, h_b: one all-reduce
 
         def estimates():
             for at, w in batches:
@@ -222,10 +245,10 @@ class CrestCallback(Callback):
                     with autocast(ctx.cfg.precision, ctx.device):
                         logits = model(x)
                     return weighted_cross_entropy(logits, y, w)
-                loss, g, h = gradient_and_hessian_diagonal(loss_at_params, params, cfg.hessian_probes, gen)
-                packed = ctx.all_reduce(torch.cat([torch.tensor([loss], dtype=torch.float64, device=g.device), g, h]),
-                                        "mean")
-                yield float(packed[0]), packed[1:1 + len(g)], packed[1 + len(g):]
+                packed[0] = gradient_and_hessian_diagonal(loss_at_params, params, cfg.hessian_probes, gen,
+                                                          out=packed[1:])[0]
+                ctx.all_reduce(packed, "mean")
+                yield float(packed[0]), packed[1:1 + n], packed[1 + n:]  # used before the next batch overwrites them
 
         was_training = model.training
         model.eval()
@@ -241,9 +264,9 @@ class CrestCallback(Callback):
     def true_loss(self, ctx: TrainContext) -> float:
         """Mean cross-entropy over the region's random subsets (all ranks'), from one
         eval-mode forward over their union."""
-        at = self.random_positions.to(ctx.train.x.device)
-        losses = eval_losses(ctx.model, ctx.train.x[at], ctx.train.y[at], ctx.cfg.precision)
-        total = torch.stack([losses.double().sum(), torch.tensor(float(len(at)), dtype=torch.float64,
+        x, y = self.region_examples(ctx)
+        losses = eval_losses(ctx.model, x, y, ctx.cfg.precision)
+        total = torch.stack([losses.double().sum(), torch.tensor(float(len(x)), dtype=torch.float64,
                                                                  device=losses.device)])
         ctx.all_reduce(total)
         return float(total[0] / total[1])
@@ -300,6 +323,7 @@ class CrestCallback(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k in self.STATE:
             setattr(self, k, state[k])
+        self.check_set = None  # read again from the restored random_positions
         self.quad.load_state_dict(state["quad"])
 
     def summary(self) -> dict[str, Any]:

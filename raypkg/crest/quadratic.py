@@ -34,25 +34,33 @@ def flat_params(params: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def rademacher_like(params: Sequence[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-    """Independent +-1 entries shaped like ``params`` (drawn on the CPU generator)."""
-    return [(torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p) for p in params]
+    """Independent +-1 entries shaped like ``params`` (drawn on the CPU generator, one
+    draw per entry, straight into the parameters' dtype)."""
+    return [torch.randint(0, 2, p.shape, generator=generator, dtype=p.dtype).mul_(2).sub_(1).to(p.device)
+            for p in params]
 
 
 def gradient_and_hessian_diagonal(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor],
-                                  probes: int, generator: torch.Generator
+                                  probes: int, generator: torch.Generator, out: torch.Tensor | None = None
                                   ) -> tuple[float, torch.Tensor, torch.Tensor]:
     """(L0, g, h) at the current parameters: the loss, its gradient and the Hutchinson
-    diagonal mean_v (v * Hv) over ``probes`` Rademacher vectors, g and h flat float64."""
+    diagonal mean_v (v * Hv) over ``probes`` Rademacher vectors, g and h flat float64:
+    the two halves of ``out`` (float64, twice the parameters' size) when it is given."""
+    sizes = [p.numel() for p in params]
+    if out is None:
+        out = torch.empty(2 * sum(sizes), dtype=torch.float64, device=params[0].device)
+    g, h = out[:sum(sizes)], out[sum(sizes):]
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True)
-    diag = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    for flat, gr in zip(g.split(sizes), grads):
+        flat.copy_(gr.detach().reshape(-1))
+    h.zero_()
+    diag = [flat.view(p.shape) for flat, p in zip(h.split(sizes), params)]
     for k in range(probes):
         vs = rademacher_like(params, generator)
         hvs = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=k < probes - 1)
         for d, v, hv in zip(diag, vs, hvs):
             d += (v * hv).double() / probes
-    g = torch.cat([gr.detach().reshape(-1).double() for gr in grads])
-    h = torch.cat([d.reshape(-1) for d in diag])
     return float(loss.detach()), g, h
 
 
@@ -75,9 +83,12 @@ class QuadraticModel:
         g = m / (1 - b1^t),  H = sqrt(v / (1 - b2^t)) + 1e-4   (paper Sec. 4.2, as AdaHessian)."""
         self.updates += 1
         t = self.updates
-        self.m = (1 - BETA1) * g if self.m is None else BETA1 * self.m + (1 - BETA1) * g
-        self.v = (1 - BETA2) * h.square() if self.v is None else BETA2 * self.v + (1 - BETA2) * h.square()
-        return self.m / (1 - BETA1 ** t), (self.v / (1 - BETA2 ** t)).sqrt() + H_EPS
+        if self.m is None:
+            self.m, self.v = (1 - BETA1) * g, (1 - BETA2) * h.square()
+        else:  # in place, with the same roundings
+            self.m.mul_(BETA1).add_(g * (1 - BETA1))
+            self.v.mul_(BETA2).add_(h.square().mul_(1 - BETA2))
+        return self.m / (1 - BETA1 ** t), (self.v / (1 - BETA2 ** t)).sqrt_().add_(H_EPS)
 
     def fit_region(self, batches: Iterable[tuple[float, torch.Tensor, torch.Tensor]]) -> None:
         """A new region from its mini-batches' raw (L_b, g_b, h_b), in order: the moving
@@ -104,12 +115,13 @@ class QuadraticModel:
         return float(self.h.norm())
 
     def state_dict(self) -> dict:
+        copy = {key: None if value is None else value.clone() for key, value in (("m", self.m), ("v", self.v))}
         return {"approx_moment": self.approx_moment, "loss0": self.loss0, "g": self.g, "h": self.h,
-                "m": self.m, "v": self.v, "updates": self.updates}
+                "updates": self.updates, **copy}  # copies of the moving averages, which step in place
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
-            setattr(self, key, value)
+            setattr(self, key, value.clone() if key in ("m", "v") and value is not None else value)
 
 
 def region_left(true_loss: float, predicted: float, thresh_factor: float) -> bool:

@@ -382,3 +382,169 @@ def test_the_reference_double_step_is_crest_at_twice_the_lr():
     doubled = raypkg.run("crest", reference_double_step=True, lr=0.05, **common)
     assert doubled.metrics["train_loss"].tolist() == raypkg.run("crest", lr=0.1, **common).metrics["train_loss"].tolist()
     assert doubled.metrics["train_loss"].tolist() != raypkg.run("crest", lr=0.05, **common).metrics["train_loss"].tolist()
+
+
+# ---------------------------------------------------------------- the cheaper selection picks what the old one did
+# The straightforward implementations the batched ones replaced: one subset, one class, one probe at a time.
+
+def reference_class_budgets(counts: torch.Tensor, batch_size: int) -> torch.Tensor:
+    order = sorted(range(len(counts)), key=lambda c: (-int(counts[c]), c))
+    budgets = torch.zeros_like(counts)
+    left = batch_size
+    while left:
+        for c in order:
+            if left and budgets[c] < counts[c]:
+                budgets[c] += 1
+                left -= 1
+    return budgets
+
+
+def reference_coreset(z: torch.Tensor, y: torch.Tensor, batch_size: int, num_classes: int):
+    """One subset's coreset: per class, DenseEmbedding distances, max(d) - d, the padded
+    greedy of facility_location (picks, weights, losses)."""
+    from raypkg.selection.embeddings import DenseEmbedding, logit_gradients
+    from raypkg.selection.facility_location import greedy_batched, pad_blocks, similarity_from_distances
+
+    losses = torch.nn.functional.cross_entropy(z, y, reduction="none")
+    g = logit_gradients(z, y)
+    members = [m for m in (torch.nonzero(y == c).squeeze(1) for c in range(num_classes)) if len(m)]
+    budgets = reference_class_budgets(torch.tensor([len(m) for m in members]), batch_size)
+    batch, valid = pad_blocks([similarity_from_distances(DenseEmbedding(g[m]).distances()) for m in members])
+    results = greedy_batched(batch, budgets, valid)
+    return (torch.cat([m[r.picks] for m, r in zip(members, results)]), torch.cat([r.weights for r in results]),
+            losses)
+
+
+def random_subsets_logits(seed: int, num_classes: int = 5) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Subsets of different sizes: skewed classes, a class missing from some, and repeated
+    proxies (exact ties in the greedy's gains) in others."""
+    gen = torch.Generator().manual_seed(seed)
+    zs, ys = [], []
+    for i in range(6):
+        n = int(torch.randint(40, 120, (1,), generator=gen))
+        present = num_classes - (i % 3 == 1)
+        y = torch.minimum(torch.randint(0, present, (n,), generator=gen), torch.randint(0, present, (n,), generator=gen))
+        z = torch.randn(n, num_classes, generator=gen) * float(torch.rand(1, generator=gen) * 4 + 0.1)
+        if i % 2:
+            z[n // 2:] = z[:n - n // 2].clone()  # duplicated rows: tied distances
+            y[n // 2:] = y[:n - n // 2].clone()
+        zs.append(z)
+        ys.append(y)
+    return zs, ys
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_all_subsets_in_one_greedy_pick_exactly_what_each_subset_alone_picked(seed):
+    from raypkg.crest.selection import coresets_from_logits
+
+    zs, ys = random_subsets_logits(seed)
+    together = coresets_from_logits(zs, ys, 16, 5)
+    for z, y, got in zip(zs, ys, together):
+        picks, weights, losses = reference_coreset(z, y, 16, 5)
+        assert got.picks.tolist() == picks.tolist()
+        assert torch.equal(got.weights, weights) and got.weights.dtype == torch.float64
+        assert torch.equal(got.losses, losses)
+
+
+def test_select_coresets_and_the_callback_pick_what_the_reference_picks_from_a_model():
+    """From a model's forwards (one per subset) to the picks: select_coresets, and the
+    callback's selection from its once-a-region read of the subsets' rows."""
+    from raypkg.models.registry import build_model
+
+    cfg = tiny()
+    data = load_data(cfg)
+    torch.manual_seed(0)
+    model = build_model("mlp", data.input_shape, data.num_classes)
+    subsets = stratified_subsets(torch.arange(len(data.train)), data.train.y, 4, 135, torch.Generator().manual_seed(2))
+    crest = CrestCallback(cfg, len(data.train))
+    crest.random_positions = torch.cat(subsets)
+    ctx = SimpleNamespace(model=model, train=data.train, cfg=SimpleNamespace(precision="fp32"))
+    for coresets in (select_coresets(model, data.train.x, data.train.y, subsets, 32, 10), crest.select(ctx, subsets)):
+        for s, got in zip(subsets, coresets):
+            with torch.no_grad():
+                z = model.eval()(data.train.x[s])
+            picks, weights, _ = reference_coreset(z, data.train.y[s], 32, 10)
+            assert got.picks.tolist() == picks.tolist() and torch.equal(got.weights, weights)
+    assert crest.check_set[0].data_ptr() == crest.region_examples(ctx)[0].data_ptr()  # read once
+
+
+def test_greedy_blocks_equals_greedy_batched_block_by_block():
+    from raypkg.crest.selection import greedy_blocks
+    from raypkg.selection.facility_location import greedy_batched, pad_blocks, similarity_from_distances
+
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        sizes = torch.randint(1, 30, (8,), generator=gen).tolist()
+        sims = []
+        for n in sizes:
+            e = torch.randn(n, 3, generator=gen)
+            e[n // 2:] = e[:n - n // 2].round() + 1e-7 * torch.randn(n - n // 2, 3, generator=gen)  # near ties
+            sims.append(similarity_from_distances(torch.cdist(e, e)))
+        budgets = torch.tensor([int(torch.randint(1, n + 1, (1,), generator=gen)) for n in sizes])
+        batch, valid = pad_blocks(sims)
+        picks, weights = greedy_blocks(batch, budgets, valid)
+        for i, res in enumerate(greedy_batched(batch, budgets, valid)):
+            k = int(budgets[i])
+            assert picks[i, :k].tolist() == res.picks.tolist() and (picks[i, k:] == -1).all()
+            assert torch.equal(weights[i, :k], res.weights) and (weights[i, k:] == 0).all()
+
+
+def test_class_budgets_equal_the_reference_round_robin():
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(200):
+        counts = torch.randint(1, 40, (int(torch.randint(1, 12, (1,), generator=gen)),), generator=gen)
+        batch = int(torch.randint(1, int(counts.sum()) + 1, (1,), generator=gen))
+        assert class_budgets(counts, batch).tolist() == reference_class_budgets(counts, batch).tolist()
+
+
+def reference_gradient_and_hessian_diagonal(loss_fn, params, probes, generator):
+    loss = loss_fn()
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    diag = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    for k in range(probes):
+        vs = [(torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p) for p in params]
+        hvs = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=k < probes - 1)
+        for d, v, hv in zip(diag, vs, hvs):
+            d += (v * hv).double() / probes
+    g = torch.cat([gr.detach().reshape(-1).double() for gr in grads])
+    return float(loss.detach()), g, torch.cat([d.reshape(-1) for d in diag])
+
+
+@pytest.mark.parametrize("probes", [1, 3])
+def test_hessian_probes_and_moving_averages_are_bitwise_the_reference_ones(probes):
+    """The same Rademacher draws, g, h into a packed buffer, and the in-place moving
+    averages: the quadratic model, and so every check, is unchanged to the last bit."""
+    from raypkg.crest.quadratic import BETA1, BETA2, H_EPS
+    from raypkg.engine.loop import weighted_cross_entropy
+    from raypkg.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10).eval()
+    params = list(model.parameters())
+    gen_new, gen_ref = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    out = torch.empty(2 * sum(p.numel() for p in params), dtype=torch.float64)
+    quad = QuadraticModel()
+    m = v = None
+    for region in range(3):
+        batches, expected = [], []
+        for b in range(4):
+            x, y, w = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)), torch.rand(16) + 0.5
+            loss_fn = lambda x=x, y=y, w=w: weighted_cross_entropy(model(x), y, w)  # noqa: E731
+            loss, g, h = gradient_and_hessian_diagonal(loss_fn, params, probes, gen_new, out=out)
+            ref = reference_gradient_and_hessian_diagonal(loss_fn, params, probes, gen_ref)
+            assert loss == ref[0] and torch.equal(g, ref[1]) and torch.equal(h, ref[2])
+            batches.append((loss, g.clone(), h.clone()))
+            t = quad.updates + b + 1
+            m = (1 - BETA1) * ref[1] if m is None else BETA1 * m + (1 - BETA1) * ref[1]
+            v = (1 - BETA2) * ref[2].square() if v is None else BETA2 * v + (1 - BETA2) * ref[2].square()
+            expected.append((m / (1 - BETA1 ** t), (v / (1 - BETA2 ** t)).sqrt() + H_EPS))
+        saved = quad.state_dict()
+        quad.fit_region(batches)
+        g_sum, h_sum = expected[0][0].clone(), expected[0][1].clone()
+        for eg, eh in expected[1:]:
+            g_sum.add_(eg)
+            h_sum.add_(eh)
+        assert torch.equal(quad.g, g_sum / 4) and torch.equal(quad.h, h_sum / 4)
+        assert torch.equal(quad.m, m) and torch.equal(quad.v, v)
+        if region:  # a saved state is a copy: the in-place steps after it leave it alone
+            assert not torch.equal(saved["m"], quad.m) and saved["updates"] == 4 * region
