@@ -90,6 +90,7 @@ from raypkg.cli_options import (
     NAMES,
     address_option,
     check_bench_numbers,
+    check_seed_count,
     list_option,
     name_list,
     once_each,
@@ -97,6 +98,7 @@ from raypkg.cli_options import (
 )
 from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
+from raypkg.engine.config import SEED_LIMIT
 from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.models.registry import model_entry
@@ -508,6 +510,13 @@ def count_options(func):
                   "selectors, LiPT's shard models): a point of its own (setting svp=MODEL), its warm-up counted at "
                   "the proxy's FLOPs, with spearman and overlap against the point scored by --model. Default: none.")
 @count_options
+@click.option("--first-seed", type=int, default=0, show_default=True,
+              help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1 (split a frontier's seeds over "
+                   "cores or machines, then --merge their tables).")
+@click.option("--merge", multiple=True, type=click.Path(dir_okay=False),
+              help="A frontier's stored rows (STEM.parquet) over other seeds of the same points; repeated, they are "
+                   "merged into one table, summary and plots as if one run had made them; nothing is trained "
+                   "(give the runs' --setup; no other flag).")
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
               help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "
                    "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
@@ -520,7 +529,7 @@ def count_options(func):
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
-def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, save, **flags):
+def frontier_bench(setup, methods, first_seed, merge, panels, workers, target_acc, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
     Full training, RS2 and uniform subsets, DeepCore, LiPT, CREST, InfoBatch and sparse
@@ -534,9 +543,14 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
       effray bench frontier --setup fashion-mnist:mlp            # real data at full size
     """
+    if merge:
+        return merge_runs(setup, merge, save, wandb, threads, given=[
+            name for name in ("methods", "first_seed", "panels", "workers", "target_acc", *flags)
+            if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT])
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
     check_bench_numbers(workers=workers, threads=threads)
+    check_seed_count(settings["seeds"], check_first_seed(first_seed))
     points = build_points(settings, names, seed=0)  # every config checked before any data is loaded
     if settings["selection_models"] and not any(",svp=" in p.labels["setting"] for p in points):
         raise UsageError(f"--selection-models {','.join(settings['selection_models'])}: no method of --methods scores "
@@ -548,9 +562,9 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
     rows, deltagrad_rows = [], []
     with tempfile.TemporaryDirectory(prefix="effray-frontier-") as scratch:
         cache = SelectionCache(scratch)  # warm-ups, shard models, selections: keyed by config, seed included
-        for seed in range(settings["seeds"]):
+        for seed in range(first_seed, first_seed + settings["seeds"]):
             points, data = load_points(settings, names, seed)
-            if seed == 0:
+            if seed == first_seed:
                 runner.header(setup_name(setup, settings), data, methods=names, **{
                     k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size",
                                                                    "test_size", "target_acc")},
@@ -565,6 +579,38 @@ def frontier_bench(setup, methods, panels, workers, target_acc, wandb, threads, 
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
     frame = add_curves(add_deltas(pd.DataFrame(rows)), chance=1.0 / data.num_classes)
     save_results(runner, frame, aggregate(frame), settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
+
+
+def check_first_seed(first: int) -> int:
+    if not 0 <= first < SEED_LIMIT:
+        raise UsageError(f"--first-seed must be a seed in [0, 2**32), got {first}")
+    return first
+
+
+def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str, threads: int | None,
+               given: list[str]) -> None:
+    """`--merge`: the stored rows of frontier runs over disjoint seeds of the same points (its
+    ratios and curves are per seed) concatenated, summarised and saved as one run's."""
+    from raypkg.tracking.markdown import read_table
+
+    if given:
+        raise UsageError(f"--merge reads stored rows and trains nothing: leave out --{given[0].replace('_', '-')}")
+    frames = [read_table(path, "--merge") for path in paths]
+    for path, frame in zip(paths, frames):
+        if not {"method", "setting", "seed", "e2e_s", "x_vs_curve"} <= set(frame.columns):
+            raise UsageError(f"--merge: {path} is not a frontier's rows (STEM.parquet, not STEM-summary.parquet)")
+    points = [sorted(set(zip(f["method"], f["setting"]))) for f in frames]
+    if any(p != points[0] for p in points):
+        raise UsageError(f"--merge: {paths[next(i for i, p in enumerate(points) if p != points[0])]} has other points "
+                         f"than {paths[0]}: merge runs of the same --methods and grids")
+    seeds = [s for f in frames for s in sorted(set(f["seed"]))]
+    if len(seeds) != len(set(seeds)):
+        raise UsageError(f"--merge: seed {next(s for s in seeds if seeds.count(s) > 1)} is in more than one table")
+    frame = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
+    runner = BenchRunner("frontier", save, threads, wandb)
+    settings = PRESETS[setup]  # the title's dataset, model and label noise
+    click.echo(f"# frontier {setup}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
+    save_results(runner, frame, aggregate(frame), settings, None)
 
 
 def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> None:

@@ -697,6 +697,13 @@ SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table'
     (B + ["frontier", "--methods", "rs2,infobatch", "--selection-models", "lenet5"], "--selection-models lenet5: no "
                                                                                       "method of --methods scores with "
                                                                                       "a model"),
+    (B + ["frontier", "--first-seed", "-1"], "--first-seed must be a seed in [0, 2**32), got -1"),
+    (B + ["frontier", "--first-seed", str(2**32 - 2), "--seeds", "3"], "--seeds 3 runs seeds 4294967294 .. "
+                                                                       "4294967296; a seed must be below 2**32"),
+    (B + ["frontier", "--merge", "{pq_bad}"], "--merge: cannot read"),
+    (B + ["frontier", "--merge", "{out}/no-such.parquet"], "--merge: '"),
+    (B + ["frontier", "--merge", "{pq_bad}", "--workers", "2"], "--merge reads stored rows and trains nothing: leave "
+                                                                "out --workers"),
     (B + ["verdicts"], "give at least one SETUP=SUMMARY.parquet"),
     (B + ["verdicts", "{pq_bad}"], "setups take SETUP=SUMMARY.parquet"),
     (B + ["verdicts", "a={pq_bad}"], "corrupt.parquet' as a Parquet table"),

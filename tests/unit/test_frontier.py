@@ -450,3 +450,23 @@ def test_bench_verdicts_writes_the_table_of_stored_summaries(tmp_path):
     expected = verdict_table({"digits-aug:mlp": pd.read_parquet(a), "digits-aug:resnet20": pd.read_parquet(b)})
     pd.testing.assert_frame_equal(stored, expected)
     assert (tmp_path / "v.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_merged_seed_tables_summarise_as_the_run_over_all_seeds(frontier_run, tmp_path):
+    """--merge: the rows of seed 0 and seed 1, stored apart, give the summary the 2-seed run
+    gave (ratios and curves are per seed), and nothing else is taken with them."""
+    stem, _ = frontier_run
+    rows = pd.read_parquet(f"{stem}.parquet")
+    for seed in (0, 1):
+        rows[rows["seed"] == seed].to_parquet(tmp_path / f"s{seed}.parquet")
+    merge = ["bench", "frontier", "--merge", str(tmp_path / "s1.parquet"), "--merge", str(tmp_path / "s0.parquet")]
+    result = CliRunner().invoke(main, [*merge, "--save", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    merged, whole = pd.read_parquet(tmp_path / "m-summary.parquet"), pd.read_parquet(f"{stem}-summary.parquet")
+    pd.testing.assert_frame_equal(merged, whole)
+    for more, says in ((["--seeds", "2"], "leave out --seeds"), (["--merge", str(tmp_path / "s0.parquet")],
+                                                                 "seed 0 is in more than one table"),
+                       (["--merge", f"{stem}-summary.parquet"], "is not a frontier's rows")):
+        result = CliRunner().invoke(main, [*merge, *more])
+        assert result.exit_code == 2 and says in result.output, result.output
