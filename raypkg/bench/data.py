@@ -146,7 +146,8 @@ def data_bench(sizes, modes, image_size, model, epochs, batch_size, workers, dec
     check_bench_numbers(image_size=image_size, batch_size=batch_size, workers=workers)
     cfg = TrainConfig(dataset="imagefolder", model=model, epochs=epochs, batch_size=batch_size, workers=workers,
                       lr=[0.05], schedule="constant", image_size=image_size, seed=seed, progress=False,
-                      max_failures=0, precision="fp32", memory_format="contiguous",  # the data path is measured
+                      **({"max_failures": 0} if workers else {}),  # on Ray Train: timed, never restarted
+                      precision="fp32", memory_format="contiguous",  # the data path is measured
                       ).resolved().validate()
     runner = BenchRunner("data", save, wandb=wandb)
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="effray-bench-data-"))

@@ -126,7 +126,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
         click.echo(f"CLI start-up, median of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
     cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
                       schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
-                      use_gpu=False, progress=False, max_failures=0, storage=storage, cpus_per_worker=cpus_per_worker,
+                      use_gpu=False, progress=False, storage=storage, cpus_per_worker=cpus_per_worker,
                       precision="fp32", memory_format="contiguous",  # the plain loop's arithmetic: overhead only
                       ).resolved().validate()
     data = load_data(cfg)
@@ -154,7 +154,7 @@ def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, thre
     _, connect_s = timed(connect_ray)
     for workers in worker_list:
         for placement in placements:
-            cfg.workers, cfg.placement, nodes = workers, placement, []
+            cfg.workers, cfg.placement, cfg.max_failures, nodes = workers, placement, 0, []  # no restart: timed
 
             def on_ray_train(net) -> list[float]:
                 with tempfile.TemporaryDirectory() as tmp:
