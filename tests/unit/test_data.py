@@ -222,35 +222,6 @@ def write_idx_labels(path, labels: np.ndarray) -> None:
         f.write(labels.astype(np.uint8).tobytes())
 
 
-def test_mnist_reads_idx_files(tmp_path):
-    rng = np.random.default_rng(0)
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    train_images = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)
-    train_labels = rng.integers(0, 10, 12).astype(np.uint8)
-    test_images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    test_labels = rng.integers(0, 10, 5).astype(np.uint8)
-    write_idx_images(raw / "train-images-idx3-ubyte", train_images)
-    write_idx_labels(raw / "train-labels-idx1-ubyte", train_labels)
-    write_idx_images(raw / "t10k-images-idx3-ubyte", test_images)
-    write_idx_labels(raw / "t10k-labels-idx1-ubyte", test_labels)
-
-    data = load_dataset("mnist", data_dir=str(tmp_path))
-    assert data.train.x.shape == (12, 1, 28, 28) and data.test.x.shape == (5, 1, 28, 28)
-    assert data.num_classes == 10 and not data.augmentable
-    assert torch.equal(data.train.y, torch.from_numpy(train_labels).long())
-    assert torch.equal(data.test.y, torch.from_numpy(test_labels).long())
-    np.testing.assert_array_equal(recover_pixels(data.train.x, train_images[:, None]), train_images[:, None])
-    np.testing.assert_array_equal(recover_pixels(data.test.x, train_images[:, None]), test_images[:, None])
-    assert_normalised(data.train.x)
-    assert_indexed(data)
-    assert load_dataset("mnist", data_dir=tmp_path, flat=True).train.x.shape == (12, 784)
-
-    (raw / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(UsageError, match=f"{tmp_path}.*--download"):
-        load_dataset("mnist", data_dir=str(tmp_path))
-
-
 def write_idx_set(folder, suffix: str = "", compress=None, seed: int = 0) -> dict:
     """MNIST's four idx files (train 12 images, test 5) in ``folder``, each name ending in
     ``suffix`` and written through ``compress`` (e.g. ``gzip.open``; plain files without);
@@ -281,6 +252,19 @@ def assert_idx_set(data, arrays: dict) -> None:
     np.testing.assert_array_equal(recover_pixels(data.test.x, train_images[:, None]), test_images[:, None])
     assert_normalised(data.train.x)
     assert_indexed(data)
+
+
+def test_mnist_reads_idx_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    arrays = write_idx_set(raw)
+    data = load_dataset("mnist", data_dir=str(tmp_path))
+    assert_idx_set(data, arrays)
+    assert not data.augmentable
+    assert load_dataset("mnist", data_dir=tmp_path, flat=True).train.x.shape == (12, 784)
+
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(UsageError, match=f"{tmp_path}.*--download"):
+        load_dataset("mnist", data_dir=str(tmp_path))
 
 
 def test_fashion_mnist_reads_debian_gzipped_files_without_data_dir(tmp_path, monkeypatch):
