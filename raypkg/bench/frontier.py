@@ -592,6 +592,7 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     """`--merge`: the stored rows of frontier runs over disjoint seeds of the same points (its
     ratios and curves are per seed) concatenated, summarised and saved as one run's."""
     from raypkg.tracking.markdown import read_table
+    from raypkg.tracking.provenance import read_provenance
 
     if given:
         raise UsageError(f"--merge reads stored rows and trains nothing: leave out --{given[0].replace('_', '-')}")
@@ -608,6 +609,10 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
         raise UsageError(f"--merge: seed {next(s for s in seeds if seeds.count(s) > 1)} is in more than one table")
     frame = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
     runner = BenchRunner("frontier", save, threads, wandb)
+    sources = [read_provenance(path) for path in paths]  # where the rows were measured, not where they merge
+    if all(sources):
+        runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
+            f"{source['command']} (at {source['commit']})" for source in sources)}
     settings = PRESETS[setup]  # the title's dataset, model and label noise
     click.echo(f"# frontier {setup}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
     save_results(runner, frame, aggregate(frame), settings, None)

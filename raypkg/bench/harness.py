@@ -187,7 +187,8 @@ class BenchRunner:
 
         print_table((frame if printed is None else printed).to_dict("records"), columns, formats)
         stem = self.stem.with_name(self.stem.name + suffix)
-        source = {**self.source, "executions": executions()}  # the source as the run started, and what it trained at
+        # the source as the run started, and what it trained at (a merge of stored rows: what they trained at)
+        source = {**self.source, "executions": executions() or self.source.get("executions", "")}
         written = [write_parquet(stem.with_name(stem.name + ".parquet"), frame, source)]
         pngs = dict(images or {})
         if plot is not None:

@@ -458,13 +458,18 @@ def test_merged_seed_tables_summarise_as_the_run_over_all_seeds(frontier_run, tm
     gave (ratios and curves are per seed), and nothing else is taken with them."""
     stem, _ = frontier_run
     rows = pd.read_parquet(f"{stem}.parquet")
+    from raypkg.tracking.provenance import provenance, read_provenance
+    from raypkg.tracking.run import write_parquet
+
     for seed in (0, 1):
-        rows[rows["seed"] == seed].to_parquet(tmp_path / f"s{seed}.parquet")
+        write_parquet(tmp_path / f"s{seed}.parquet", rows[rows["seed"] == seed], provenance(threads=1))
     merge = ["bench", "frontier", "--merge", str(tmp_path / "s1.parquet"), "--merge", str(tmp_path / "s0.parquet")]
     result = CliRunner().invoke(main, [*merge, "--save", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
     merged, whole = pd.read_parquet(tmp_path / "m-summary.parquet"), pd.read_parquet(f"{stem}-summary.parquet")
     pd.testing.assert_frame_equal(merged, whole)
+    source = read_provenance(tmp_path / "m-summary.parquet")  # where the rows were measured, and the merge
+    assert "; its rows: " in source["command"] and source["command"].count(" (at ") == 2
     for more, says in ((["--seeds", "2"], "leave out --seeds"), (["--merge", str(tmp_path / "s0.parquet")],
                                                                  "seed 0 is in more than one table"),
                        (["--merge", f"{stem}-summary.parquet"], "is not a frontier's rows")):
