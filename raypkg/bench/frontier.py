@@ -545,7 +545,7 @@ def frontier_bench(setup, methods, first_seed, merge, panels, workers, target_ac
     """
     if merge:
         return merge_runs(setup, merge, save, wandb, threads, given=[
-            name for name in ("methods", "first_seed", "panels", "workers", "target_acc", *flags)
+            name for name in ("methods", "first_seed", "panels", "workers", "target_acc", "threads", *flags)
             if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT])
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
@@ -582,6 +582,7 @@ def frontier_bench(setup, methods, first_seed, merge, panels, workers, target_ac
 
 
 def check_first_seed(first: int) -> int:
+    """``--first-seed``: a seed itself (the seeds after it are ``check_seed_count``'s)."""
     if not 0 <= first < SEED_LIMIT:
         raise UsageError(f"--first-seed must be a seed in [0, 2**32), got {first}")
     return first
