@@ -436,6 +436,7 @@ def test_the_verdicts_table_has_a_cell_per_point_and_setup():
         {"method": "infobatch", "x:mlp": "-", "y:lenet5": "faster 1.23x"}]
 
 
+@pytest.mark.slow
 def test_bench_verdicts_writes_the_table_of_stored_summaries(tmp_path):
     from helpers import REPO
 
