@@ -60,6 +60,8 @@ def test_the_runner_warms_each_recipe_up_once_before_its_first_timed_run(tmp_pat
 def test_a_point_that_trains_as_an_earlier_one_takes_its_run(tmp_path):
     """Full training at auto where auto resolves to fp32 and contiguous weights is full-fp32's
     training, bit for bit: the runner runs it once (``same_training``)."""
+    import dataclasses
+
     from raypkg.bench.harness import Point
     from raypkg.data.registry import load_dataset
     from raypkg.engine.config import TrainConfig
@@ -69,8 +71,8 @@ def test_a_point_that_trains_as_an_earlier_one_takes_its_run(tmp_path):
         "cost_s": {"train": 0.1 * cfg.epochs}, "test_acc": 0.5 + cfg.epochs / 100})
     data = load_dataset("digits")
     cfg = TrainConfig(model="logreg", epochs=3, precision="fp32", memory_format="contiguous")
-    points = [Point(f"p{i}", recipe, c, {"method": f"m{i}"}) for i, c in enumerate((cfg, cfg, cfg.__class__(
-        **{**cfg.__dict__, "epochs": 2}), cfg))]
+    configs = (cfg, cfg, dataclasses.replace(cfg, epochs=2), cfg)
+    points = [Point(f"p{i}", recipe, c, {"method": f"m{i}"}) for i, c in enumerate(configs)]
     done = BenchRunner("test", str(tmp_path / "t")).rows(points, data, ("train",), "e2e_s")
     assert runs == [1, 3, 2]  # the warm-up, p0, p2: p1 and p3 take p0's run
     assert [(row["method"], row["e2e_s"], row["test_acc"]) for row, _ in done] == [
