@@ -195,8 +195,8 @@ def print_markdown(paths: tuple[str, ...], columns: str | None, rows: str | None
 @main.command()
 @click.option("--clear", is_flag=True, help="Forget every choice: the next run of each setup measures again.")
 def execution(clear):
-    """List the execution choices (precision, memory format) that --precision auto and
-    --memory-format auto measured on this machine, or clear them.
+    """List the execution choices (precision, memory format, compile) that --precision auto,
+    --memory-format auto and --compile auto measured on this machine, or clear them.
 
     A choice is measured once per machine, model, input shape, batch size and torch
     threads, and every later run with the same key reuses it (its first line says "from
@@ -219,7 +219,11 @@ def execution(clear):
     for key, entry in sorted(entries.items()):
         times = ", ".join(f"{k} {v:.1f}" for k, v in entry["medians_ms"].items())
         settled = "" if entry["settled"] else ", not settled: the simpler execution kept"
-        click.echo(f"{entry['precision']}/{entry['memory_format']}  measured {entry['measured_at']}, "
+        what = f"{entry['precision']}/{entry['memory_format']}"
+        if "compile_s" in entry:  # a compile measurement (raypkg.engine.execution.measure_compile)
+            what = f"compile at {what}" + (f": does not compile ({entry['breaks']})" if entry["breaks"] else
+                                           f", {entry['compile_s']:.1f} s to compile")
+        click.echo(f"{what}  measured {entry['measured_at']}, "
                    f"{entry['rounds']} rounds, median step ms: {times}{settled}\n  {key}")
 
 

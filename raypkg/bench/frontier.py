@@ -457,7 +457,8 @@ def count_examples(point: Point, row: dict, summary: dict, data, per_example) ->
     among a subset's picks, and the execution it trained in (``precision/memory_format``)."""
     seen, forward = stacked_examples(point, summary, len(data.train), per_example)
     row["examples_seen"], row["flops"], row["noisy_share"] = seen, TRAIN_STEP_FACTOR * forward, math.nan
-    row["execution"] = "/".join(str(summary[k]) for k in ("precision", "memory_format") if k in summary)
+    row["execution"] = ("/".join(str(summary[k]) for k in ("precision", "memory_format") if k in summary)
+                        + ("/compiled" if summary.get("compile") == "on" else ""))
     if data.noisy is not None and "selection.parquet" in summary["tables"]:
         picked = np.asarray(summary["tables"]["selection.parquet"]["index"])
         row["noisy_share"] = float(np.isin(picked, data.noisy.numpy()).mean())

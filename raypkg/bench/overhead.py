@@ -1,16 +1,23 @@
 """`effray bench overhead`: what the engine and Ray Train cost over a plain PyTorch loop.
 
-The same job five ways in one process: a plain loop written here, the engine without and
-with a callback on every event, Ray Train with 1 and 2 workers (each per ``--placements``
-value). Start-up: wall time outside training epochs; steady state: the median epoch after
-the first (the warm-up); ``steady_vs_plain`` against the plain loop's. First, the CLI's
-own start-up (`effray --help`, `effray run lipt --help`, `python -c pass`; each run once
-untimed, then the median of N, interleaved: ``raypkg.timing.measure``).
+The same job several ways in one process, on the CPU or the GPU: a plain loop written here,
+the engine without and with a callback on every event, Ray Train with 1 and 2 workers (each
+per ``--placements`` value), each eager and, per ``--compile``, compiled
+(``raypkg.engine.execution.compile_module``: on a GPU, CUDA graphs). On a GPU, also the
+plain loop with cuDNN's autotuned algorithms (the engine runs its deterministic ones). Start-up:
+wall time outside training epochs (compiling included); steady state: the median epoch
+after the first (the warm-up); ``step_ms`` its mean step; ``steady_vs_plain`` against the plain
+loop's of the same compile setting; ``floor_ms`` the step's FLOPs (3x the forward's:
+``raypkg.models.flops``) at ``--peak-tflops``. First, the CLI's own start-up (`effray --help`,
+`effray run lipt --help`, `python -c pass`; each run once untimed, then the median of N,
+interleaved: ``raypkg.timing.measure``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import subprocess
 import sys
 import tempfile
@@ -27,9 +34,11 @@ from raypkg.cli_options import address_option, check_bench_numbers, list_option,
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import PLACEMENTS, TrainConfig
-from raypkg.engine.loop import evaluate, fit, seed_everything
+from raypkg.engine.execution import compile_module, reproducible_kernels
+from raypkg.engine.loop import evaluate, fit, pick_device, seed_everything
 from raypkg.engine.ray_train import fit_on_ray_train
 from raypkg.errors import UsageError
+from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.recipe import load_data
@@ -39,18 +48,25 @@ from raypkg.timing import measure, steady_epoch_s, timed
 CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
 
 
-def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
-    """The reference: the shortest honest PyTorch loop over in-memory tensors; its epoch seconds."""
+def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int, compiled: bool = False,
+               ) -> list[float]:
+    """The reference: the shortest honest PyTorch loop over tensors on the model's device
+    (each epoch's order moved there once, full batches only, as the engine's default); its
+    epoch seconds. ``compiled``: its forward through ``compile_module``, as the engine's."""
+    device = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    forward = compile_module(model, device) if compiled else model
 
     def epoch(epoch_seed: int) -> None:
-        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch_seed))
-        for i in range(0, len(y), batch_size):
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch_seed)).to(device)
+        for i in range(0, len(y) - batch_size + 1, batch_size):
             idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss = F.cross_entropy(forward(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     return [timed(epoch, seed + e)[1] for e in range(epochs)]
 
@@ -87,11 +103,19 @@ class CountEvents(Callback):
 
 @click.command()
 @click.option("--dataset", default="digits-aug", show_default=True)
+@click.option("--data-dir", default=None, help="Where a file dataset lies (e.g. fashion-mnist's FashionMNIST/raw/).")
 @click.option("--model", default="mlp", show_default=True)
 @click.option("--epochs", default=4, show_default=True, help="Epochs per variant (>= 2: the first is excluded).")
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--train-size", type=int, default=None, help="Shrink digits-aug (default 60,000).")
-@list_option("--workers", "worker_counts", default="1,2", show_default=True, help="Ray Train worker counts.")
+@click.option("--gpu/--cpu", "use_gpu", default=None, help="Time on the GPU or the CPU (default: the GPU if present).")
+@list_option("--compile", "compile_settings", default=None,
+             help="Compile settings to time each variant at, comma-separated: off, on (default: off,on on a "
+                  "GPU; off on a CPU, where compiling takes a minute).")
+@click.option("--peak-tflops", type=float, default=None,
+              help="The device's dense fp32 rate, for floor_ms (default: 67 on an H100, none elsewhere).")
+@list_option("--workers", "worker_counts", default="1,2", show_default=True,
+             help="Ray Train worker counts (0: no Ray Train rows).")
 @list_option("--placements", default="pack", show_default=True,
               help="Ray Train placements to time, comma-separated: pack, spread, strict-pack, strict-spread.")
 @click.option("--cpus-per-worker", type=float, default=None,
@@ -104,77 +128,126 @@ class CountEvents(Callback):
                    "counts; 0: skip them).")
 @bench_options(threads=None, threads_help="torch threads of every training process, this one and each Ray Train "
                                           "worker (default: torch's choice here, the CPU share in a worker).")
-def overhead(dataset, model, epochs, batch_size, train_size, worker_counts, threads, placements, cpus_per_worker,
-             storage, cli_runs, save, wandb):
+def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, compile_settings, peak_tflops,
+             worker_counts, threads, placements, cpus_per_worker, storage, cli_runs, save, wandb):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job,
-    after the start-up time of `effray --help` and `effray run lipt --help`.
+    eager and compiled, after the start-up time of `effray --help` and `effray run lipt --help`.
 
     \b
     Example:
       effray bench overhead --epochs 4
       effray bench overhead --train-size 5000 --epochs 2 --workers 1   # a quick look
+      effray bench overhead --gpu --model resnet20 --workers 0 --cli-runs 0   # the GPU step, eager and compiled
     """
     if epochs < 2:
         raise UsageError(f"--epochs must be >= 2 (the first epoch is excluded from the steady state), got {epochs}")
     check_bench_numbers(batch_size=batch_size, train_size=train_size, threads=threads, cli_runs=cli_runs)
-    worker_list = number_list(worker_counts, "--workers", "worker counts", int, 1, "1,2")
+    if peak_tflops is not None and not (math.isfinite(peak_tflops) and peak_tflops > 0):
+        raise UsageError(f"--peak-tflops must be a rate > 0, got {peak_tflops:g}")
+    worker_list = [w for w in number_list(worker_counts, "--workers", "worker counts", int, 0, "1,2") if w]
     placements = name_list(placements, "--placements", PLACEMENTS, "placement")
+    device = pick_device(use_gpu)
+    default_compile = "off,on" if device.type == "cuda" else "off"
+    compile_list = name_list(compile_settings or default_compile, "--compile", ("off", "on"), "compile setting")
     check_storage(storage)
     runner = BenchRunner("overhead", save, threads, wandb)
     if cli_runs:  # first, before this process starts Ray and its workers load the machine
         timings = cli_startup(cli_runs)
         click.echo(f"CLI start-up, median of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
-    cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=[0.05],
-                      schedule="constant", train_size=train_size, test_size=2000 if train_size else None,
-                      use_gpu=False, progress=False, storage=storage, cpus_per_worker=cpus_per_worker,
+    cfg = TrainConfig(dataset=dataset, data_dir=data_dir, model=model, epochs=epochs, batch_size=batch_size,
+                      lr=[0.05], schedule="constant", train_size=train_size,
+                      test_size=2000 if train_size else None, use_gpu=device.type == "cuda", progress=False,
+                      storage=storage, cpus_per_worker=cpus_per_worker,
                       precision="fp32", memory_format="contiguous",  # the plain loop's arithmetic: overhead only
                       ).resolved().validate()
     data = load_data(cfg)
+    train, test = data.train.to(device), data.test.to(device)
+    steps = len(train) // batch_size
+    peak = peak_tflops or (PEAK_FP32_TFLOPS.get(torch.cuda.get_device_name(device).split()[1], None)
+                           if device.type == "cuda" else None)
+    floor_ms = TRAIN_STEP_FACTOR * batch_size * flops_per_example(model, data)() / (peak * 1e9) if peak else None
+    reproducible_kernels(device)  # the engine's kernels for every variant (fit sets them too)
     rows = []
 
-    def add_variant(name: str, train) -> None:
-        """A row: ``train(net)`` (-> its epoch seconds) on a fresh model, timed from the seed."""
+    def add_variant(name: str, compiled: str, train_fn) -> None:
+        """A row: ``train_fn(net)`` (-> its epoch seconds) on a fresh model, timed from the seed."""
         def seeded_run() -> tuple[torch.nn.Module, list[float]]:
             seed_everything(cfg.seed)
-            net = build_model(model, data.input_shape, data.num_classes)
-            return net, train(net)
+            net = build_model(model, data.input_shape, data.num_classes).to(device)
+            return net, train_fn(net)
 
         (net, times), wall = timed(seeded_run)
-        rows.append({"variant": name, "startup_s": wall - sum(times), "steady_epoch_s": steady_epoch_s(times),
-                     "test_acc": evaluate(net, data.test)["acc"]})
+        rows.append({"variant": name, "compile": compiled, "startup_s": wall - sum(times),
+                     "steady_epoch_s": steady_epoch_s(times), "step_ms": 1000 * steady_epoch_s(times) / steps,
+                     "test_acc": evaluate(net, test, device)["acc"]})
 
     # One untimed step first: process-wide first-use costs (thread pools, allocator) go to no variant.
-    plain_loop(build_model(model, data.input_shape, data.num_classes), data.train.x[:batch_size],
-               data.train.y[:batch_size], 1, batch_size, cfg.lr[0], cfg.seed)
-    add_variant("plain PyTorch loop", lambda net: plain_loop(net, data.train.x, data.train.y, epochs, batch_size,
-                                                              cfg.lr[0], cfg.seed))
-    for name, callbacks in (("effray engine, in-process", []), ("effray engine + callback", [CountEvents()])):
-        add_variant(name, lambda net: [r["epoch_s"] for r in fit(net, data.train, None, cfg,
-                                                                 callbacks=callbacks)])
-    _, connect_s = timed(connect_ray)
-    for workers in worker_list:
-        for placement in placements:
-            cfg.workers, cfg.placement, cfg.max_failures, nodes = workers, placement, 0, []  # no restart: timed
+    plain_loop(build_model(model, data.input_shape, data.num_classes).to(device), train.x[:batch_size],
+               train.y[:batch_size], 1, batch_size, cfg.lr[0], cfg.seed)
+    connect_s = None
+    for compiled in compile_list:
+        on = compiled == "on"
+        cfg.compile = compiled
+        add_variant("plain PyTorch loop", compiled,
+                    lambda net: plain_loop(net, train.x, train.y, epochs, batch_size, cfg.lr[0], cfg.seed, on))
+        if device.type == "cuda":
+            with autotuned_cudnn():
+                add_variant("plain PyTorch loop, cuDNN autotuned", compiled, lambda net: plain_loop(
+                    net, train.x, train.y, epochs, batch_size, cfg.lr[0], cfg.seed, on))
+        for name, callbacks in (("effray engine, in-process", []), ("effray engine + callback", [CountEvents()])):
+            add_variant(name, compiled, lambda net: [r["epoch_s"] for r in fit(net, train, None, cfg,
+                                                                               callbacks=callbacks)])
+        if worker_list and connect_s is None:
+            _, connect_s = timed(connect_ray)
+        for workers in worker_list:
+            for placement in placements:
+                cfg.workers, cfg.placement, cfg.max_failures, nodes = workers, placement, 0, []  # no restart: timed
 
-            def on_ray_train(net) -> list[float]:
-                with tempfile.TemporaryDirectory() as tmp:
-                    where = join(storage, f"bench-overhead-{uuid.uuid4().hex[:8]}") if storage else Path(tmp)
-                    try:
-                        outcome = fit_on_ray_train(cfg, data, storage=where, threads=threads)
-                    finally:
-                        if storage:
-                            remove(where)
-                net.load_state_dict(outcome.model_state)
-                nodes.extend(outcome.nodes)
-                return [r["epoch_s"] for r in outcome.history]
+                def on_ray_train(net) -> list[float]:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        where = join(storage, f"bench-overhead-{uuid.uuid4().hex[:8]}") if storage else Path(tmp)
+                        try:
+                            outcome = fit_on_ray_train(cfg, data, storage=where, threads=threads)
+                        finally:
+                            if storage:
+                                remove(where)
+                    net.load_state_dict(outcome.model_state)
+                    nodes.extend(outcome.nodes)
+                    return [r["epoch_s"] for r in outcome.history]
 
-            add_variant(f"Ray Train, {workers} worker(s)", on_ray_train)
-            if placements != ["pack"]:
-                rows[-1]["variant"] += f", {placement} ({len(set(nodes))} node(s))"
+                add_variant(f"Ray Train, {workers} worker(s)", compiled, on_ray_train)
+                if placements != ["pack"]:
+                    rows[-1]["variant"] += f", {placement} ({len(set(nodes))} node(s))"
+            cfg.workers = 0
     table = pd.DataFrame(rows)
-    table["steady_vs_plain"] = table["steady_epoch_s"] / table["steady_epoch_s"].iloc[0]
-    click.echo(f"{dataset} ({len(data.train)} train), {model}, batch {batch_size}, {epochs} epochs; "
-               f"torch threads {runner.threads}; ray.init took {connect_s:.1f}s (not counted)")
-    runner.finish(table, list(table.columns), {c: ".3f" for c in table.columns},
+    plain = table[table["variant"] == "plain PyTorch loop"].set_index("compile")["steady_epoch_s"]
+    table["steady_vs_plain"] = table["steady_epoch_s"] / table["compile"].map(plain)
+    if floor_ms is not None:
+        table["floor_ms"] = floor_ms
+        table["x_floor"] = table["step_ms"] / floor_ms
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    ray_note = f"; ray.init took {connect_s:.1f}s (not counted)" if connect_s is not None else ""
+    floor_note = f"; floor {floor_ms:.3f} ms a step at {peak:g} TFLOP/s fp32" if floor_ms is not None else ""
+    click.echo(f"{dataset} ({len(data.train)} train, {steps} steps an epoch), {model}, batch {batch_size}, "
+               f"{epochs} epochs, on {where}; torch threads {runner.threads}{ray_note}{floor_note}")
+    table["label"] = table["variant"] + ", compile " + table["compile"]
+    runner.finish(table.drop(columns="label"), [c for c in table.columns if c != "label"],
+                  {c: ".3f" for c in table.columns},
                   title="steady-state epoch time / plain PyTorch loop",
-                  plot=lambda frame, ax: hbar(frame, ax, "variant", ["steady_vs_plain"], "x plain loop"))
+                  plot=lambda frame, ax: hbar(table, ax, "label", ["steady_vs_plain"], "x plain loop"))
+
+
+# Dense fp32 rates (no tensor cores, TF32 off: the engine's fp32), by the word after "NVIDIA"
+# in the device's name: NVIDIA's datasheets (H100 SXM 67, H200 67, A100 19.5).
+PEAK_FP32_TFLOPS = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
+
+
+@contextlib.contextmanager
+def autotuned_cudnn():
+    """cuDNN's fastest algorithms, autotuned, inside the block (the engine's deterministic
+    ones after)."""
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False

@@ -29,6 +29,7 @@ from raypkg.storage import default_storage
 
 PRECISIONS = ("auto", "fp32", "bf16")  # raypkg.engine.execution decides auto
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+COMPILES = ("auto", "off", "on")
 SCHEDULES = ("constant", "multistep", "cosine", "linear", "piecewise")
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
 MAX_THREADS = 1024  # torch threads of one training process (more is a typo, not a machine)
@@ -197,6 +198,11 @@ class TrainConfig(RunConfig):
                                  "channels_last when one real batch's forward + backward is timed faster "
                                  "(convolutional models only). The run's config.yaml records the choice.",
                                  choices=MEMORY_FORMATS)
+    compile: str = setting("auto", "torch.compile the training step's forward and backward (on a GPU with CUDA "
+                           "graphs: one launch replays a pass). auto: on a GPU, on when one real batch's step is "
+                           "timed faster compiled and the saving over this run's steps exceeds the compile time; "
+                           "off on a CPU (it did not pay there). The run's config.yaml records the choice.",
+                           choices=COMPILES)
     target_acc: float | None = setting(None, "Time-to-accuracy target: summary.json's tta_s is the seconds from "
                                        "the run's first phase to the end of the first epoch whose test accuracy "
                                        "reaches it, evaluation excluded (tta_eval_s).")
@@ -269,6 +275,7 @@ class TrainConfig(RunConfig):
         check_target_acc(self.target_acc)
         choose("precision", self.precision, PRECISIONS)
         choose("memory format", self.memory_format, MEMORY_FORMATS)
+        choose("compile", self.compile, COMPILES)
         if self.memory_format == "channels_last":  # known from the model's name, before any data loads
             from raypkg.engine.execution import check_memory_format, model_is_convolutional
 

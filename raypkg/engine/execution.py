@@ -211,6 +211,31 @@ def label(pair: Pair) -> str:
 
 
 @dataclass(frozen=True)
+class CompileChoice:
+    """Whether the training step runs compiled (``on``/``off``), and why: ``source`` is
+    ``set``, ``measured`` or ``cache`` as for ``Execution``; ``step_ms`` the median step
+    eager and compiled, ``compile_s`` what compiling took, ``steps`` the run's steps the
+    saving was weighed over."""
+
+    compile: str
+    source: str
+    reason: str = ""
+    step_ms: dict[str, float] = field(default_factory=dict)
+    compile_s: float = 0.0
+    steps: int = 0
+
+    def describe(self) -> str:
+        if self.source == "set":
+            return f"compile {self.compile} ({self.reason})"
+        timed = "measured by this run" if self.source == "measured" else "from the cache"
+        return f"compile {self.compile} ({timed}: {self.reason})"
+
+    def summary(self) -> dict[str, Any]:
+        return {"compile": self.compile, "compile_source": self.source, "compile_step_ms": dict(self.step_ms),
+                "compile_s": self.compile_s}
+
+
+@dataclass(frozen=True)
 class Execution:
     """What ``auto`` chose, and why. ``source``: ``measured`` (timed in this run),
     ``cache`` (a choice this machine measured before) or ``set`` (nothing to time:
@@ -228,6 +253,7 @@ class Execution:
     measure_s: float = 0.0  # the measurement's own seconds (0 when reused from the cache)
     measured_at: str = ""  # when this machine measured it (ISO date)
     cached: bool = True  # measured: whether the cache keeps it (else the next run measures again)
+    compile: CompileChoice | None = None  # decided after the precision and memory format (``decide_compile``)
 
     def describe(self) -> str:
         """The run's first line: ``execution: bf16, channels_last (from the cache: ...)``."""
@@ -240,11 +266,13 @@ class Execution:
             why = f"measured by this run in {took}, {self.rounds} rounds: median step {times}{unsettled}; {'' if self.cached else 'not '}cached"
         else:
             why = self.reason
-        return f"execution: {self.precision}, {self.memory_format}" + (f" ({why})" if why else "")
+        compiled = f"; {self.compile.describe()}" if self.compile else ""
+        return f"execution: {self.precision}, {self.memory_format}" + (f" ({why})" if why else "") + compiled
 
     def summary(self) -> dict[str, Any]:
         return {"precision": self.precision, "memory_format": self.memory_format, "execution_source": self.source,
-                "execution_medians_ms": dict(self.medians_ms), "execution_measure_s": self.measure_s}
+                "execution_medians_ms": dict(self.medians_ms), "execution_measure_s": self.measure_s,
+                **(self.compile.summary() if self.compile else {})}
 
 
 def candidates(precision: str, memory_format: str, device_type: str, convolutional: bool,
@@ -360,30 +388,62 @@ def reproducible_kernels(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
+def compile_module(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` compiled whole (``fullgraph``: a graph break is an error, not a silent
+    eager fallback); on CUDA with CUDA graphs (``reduce-overhead``: a forward or backward
+    pass is one graph replay, not a few hundred launches). Its forward marks a new step
+    for the CUDA graphs first, so each step may overwrite the last step's outputs."""
+    mode = COMPILE_MODES.get(device.type) if COMPILE_BACKEND == "inductor" else None
+    return CompiledForward(torch.compile(module, fullgraph=True, backend=COMPILE_BACKEND, mode=mode))
+
+
+COMPILE_MODES = {"cuda": "reduce-overhead"}  # elsewhere inductor's default mode
+# torch.compile's backend. The CPU tests use "aot_eager" (Dynamo's graph and AOTAutograd's
+# joint graph, run by the eager kernels: the same arithmetic in seconds, not inductor's minute).
+COMPILE_BACKEND = "inductor"
+
+
+class CompiledForward(nn.Module):
+    """The forward pass through ``compiled`` (``torch.compile``'s wrapper of the module):
+    what ``fit`` runs when ``compile`` is on. Train/eval mode reaches the module through it."""
+
+    def __init__(self, compiled: nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
+
+
+def step_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair: Pair, compiled: bool = False,
+            ) -> Callable[[], None]:
+    """One forward + backward of a copy of ``model`` on the batch (x, y) at ``pair``'s
+    precision and memory format, through ``compile_module`` when ``compiled``."""
+    precision, memory_format = pair
+    net = to_memory_format(copy.deepcopy(model), memory_format)
+    forward = compile_module(net, x.device) if compiled else net
+    cuda = x.device.type == "cuda"
+
+    def step():
+        with autocast(precision, x.device):
+            loss = F.cross_entropy(forward(x).float(), y)
+        loss.backward()
+        net.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+    return step
+
+
 @contextmanager
 def training_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    pairs: list[Pair]) -> Iterator[dict[Pair, Callable[[], None]]]:
-    """One forward + backward of a copy of ``model`` on the batch (x, y), per candidate;
-    ``model`` itself and the RNG are left as they were. On a GPU, the kernels ``fit`` will
-    run (``reproducible_kernels``)."""
-    cuda = x.device.type == "cuda"
+    """``step_of`` each candidate; ``model`` itself and the RNG are left as they were. On a
+    GPU, the kernels ``fit`` will run (``reproducible_kernels``)."""
     reproducible_kernels(x.device)
-
-    def step_of(pair: Pair) -> Callable[[], None]:
-        precision, memory_format = pair
-        net = to_memory_format(copy.deepcopy(model), memory_format)
-
-        def step():
-            with autocast(precision, x.device):
-                loss = F.cross_entropy(net(x).float(), y)
-            loss.backward()
-            net.zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
-        return step
-
-    with torch.random.fork_rng(devices=[x.device] if cuda else []):
-        yield {pair: step_of(pair) for pair in pairs}
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        yield {pair: step_of(model, x, y, pair) for pair in pairs}
 
 
 def cache_dir() -> Path:
@@ -527,12 +587,94 @@ def from_cache(entry: dict) -> Execution:
                      measured_at=entry["measured_at"])
 
 
-def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, flags: set[str] | None = None,
-                      cache: ExecutionCache | None = None, measurer: Callable[..., Measurement] = measure,
-                      ) -> tuple[Any, Execution]:
-    """``cfg`` with ``precision`` and ``memory_format`` decided (``auto`` replaced by the
-    choice) for ``model`` training on batches like (x, y), and that ``Execution``
-    (``flags``, ``cache`` and ``measurer``: this machine's, unless a test injects them)."""
+# Compiling on a CPU did not pay where it was timed (ResNet-20, bf16 + channels_last, 1 thread:
+# a step 1.08x faster after 30-53 s of compiling; fp32 gained nothing), so ``auto`` times it
+# on a GPU only.
+CPU_COMPILE_REASON = "auto on a CPU: compiling did not pay there (docs/operations.md, \"GPUs\")"
+
+
+def compiles(cfg, device: torch.device) -> bool:
+    """Whether ``fit`` compiles the step: ``on``; ``auto`` only where nothing needs timing (a
+    CPU: off); ``auto`` on a GPU must be decided first (``resolve_execution``)."""
+    setting = getattr(cfg, "compile", "off")
+    if setting == "auto" and device.type == "cuda":
+        raise ValueError("fit runs a decided execution: decide compile once, before training "
+                         "(raypkg.engine.execution.resolve_for_data), or set it")
+    return setting == "on"
+
+
+def measure_compile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair: Pair,
+                    measurer: Callable[..., Measurement] = measure) -> dict:
+    """A cache entry for ``pair``'s step eager and compiled: their medians and interquartile
+    ranges, and ``compile_s``, the compiled step's first three calls (compiling, and on CUDA
+    recording the graphs); ``breaks`` the error of a model that does not compile whole."""
+    reproducible_kernels(x.device)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        eager, compiled = step_of(model, x, y, pair), step_of(model, x, y, pair, compiled=True)
+        started = time.perf_counter()
+        try:
+            for _ in range(3):
+                compiled()
+        except Exception as e:  # noqa: BLE001  (any failure to compile keeps the step eager)
+            why = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            return {**compile_entry(pair, Measurement({}, 0, 0.0)), "breaks": f"{type(e).__name__}: {why[:160]}"}
+        compile_s = time.perf_counter() - started
+        measured = measurer({("eager", label(pair)): eager, ("compiled", label(pair)): compiled})
+    return {**compile_entry(pair, measured), "compile_s": compile_s, "breaks": ""}
+
+
+def compile_entry(pair: Pair, measured: Measurement) -> dict:
+    return {"precision": pair[0], "memory_format": pair[1], "rounds": measured.rounds,
+            "medians_ms": {k[0]: 1000 * v for k, v in measured.medians().items()},
+            "iqr_ms": {k[0]: 1000 * v for k, v in measured.iqrs().items()},
+            "settled": settled(measured.samples) if measured.samples else True,
+            "measured_at": datetime.date.today().isoformat(), "compile_s": 0.0, "breaks": ""}
+
+
+def weigh_compile(entry: dict, steps: int, source: str) -> CompileChoice:
+    """``on`` when the compiled step beats the eager one (``beats``' rule, on the stored
+    medians and interquartile ranges) and the time it saves over ``steps`` steps exceeds
+    the compile time, which the run pays; else ``off``, saying which failed."""
+    if entry["breaks"]:
+        return CompileChoice("off", source, f"the model does not compile whole: {entry['breaks']}")
+    (eager, compiled), spread = (entry["medians_ms"][k] for k in ("eager", "compiled")), entry["iqr_ms"]
+    saving_s = (eager - compiled) * steps / 1000
+    faster = compiled < eager * (1 - MARGIN) and abs(eager - compiled) > (spread["eager"] + spread["compiled"]) / 2
+    on = faster and saving_s > entry["compile_s"]
+    verdict = (f"step {compiled:.2f} ms compiled, {eager:.2f} ms eager; "
+               + (f"saves {saving_s:.1f} s over {steps} steps against {entry['compile_s']:.1f} s of compiling"
+                  if faster else "not faster by 5%"))
+    return CompileChoice("on" if on else "off", source, verdict, {"eager": eager, "compiled": compiled},
+                         entry["compile_s"], steps)
+
+
+def decide_compile(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair: Pair, steps: int, *,
+                   flags: set[str] | None = None, cache: ExecutionCache | None = None,
+                   measurer: Callable[..., Measurement] = measure) -> CompileChoice:
+    """``cfg.compile`` for a run of ``steps`` steps of ``model`` at ``pair`` on batches like
+    (x, y): as set; ``auto`` off on a CPU, untimed; on a GPU, this machine's measurement
+    (``measure_compile``, cached as the other choices are) weighed over the run
+    (``weigh_compile``)."""
+    if cfg.compile != "auto":
+        return CompileChoice(cfg.compile, "set", "as set")
+    if x.device.type != "cuda":
+        return CompileChoice("off", "set", CPU_COMPILE_REASON)
+    cache = cache or ExecutionCache()
+    key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, [pair], flags) + "|compile"
+    entry, source = cache.get(key), "cache"
+    if entry is None:
+        entry, source = measure_compile(model, x, y, pair, measurer), "measured"
+        entry = cache.keep(key, entry) or entry
+    return weigh_compile(entry, steps, source)
+
+
+def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 0,
+                      flags: set[str] | None = None, cache: ExecutionCache | None = None,
+                      measurer: Callable[..., Measurement] = measure) -> tuple[Any, Execution]:
+    """``cfg`` with ``precision``, ``memory_format`` and ``compile`` decided (``auto`` replaced
+    by the choice) for ``model`` training ``steps`` steps on batches like (x, y), and that
+    ``Execution`` (``flags``, ``cache`` and ``measurer``: this machine's, unless a test
+    injects them). Compiling is weighed last, at the chosen precision and memory format."""
     convolutional = is_convolutional(model)
     check_memory_format(cfg, convolutional)
     pairs, reason = candidates(cfg.precision, cfg.memory_format, x.device.type, convolutional, flags)
@@ -541,13 +683,17 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     else:
         key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, pairs, flags)
         execution = decide(key, lambda: training_steps(model, x, y, pairs), cache, measurer)
-    decided = dataclasses.replace(cfg, precision=execution.precision, memory_format=execution.memory_format)
+    pair = (execution.precision, execution.memory_format)
+    compiled = decide_compile(cfg, model, x, y, pair, steps, flags=flags, cache=cache, measurer=measurer)
+    execution = dataclasses.replace(execution, compile=compiled)
+    decided = dataclasses.replace(cfg, precision=pair[0], memory_format=pair[1], compile=compiled.compile)
     return note_trained_at(decided), execution
 
 
 def note_trained_at(cfg):
     """``cfg``, its decided execution noted in ``TRAINED_AT`` (what a stored result names)."""
-    TRAINED_AT.add(f"{cfg.model} {cfg.precision}/{cfg.memory_format}")
+    compiled = ", compiled" if getattr(cfg, "compile", "off") == "on" else ""
+    TRAINED_AT.add(f"{cfg.model} {cfg.precision}/{cfg.memory_format}{compiled}")
     return cfg
 
 
@@ -587,5 +733,6 @@ def resolve_for_data(cfg, data, device: torch.device, **injected) -> tuple[Any, 
     with torch.random.fork_rng(devices=[]):
         model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     batch = min(cfg.batch_size, len(data.train))
+    steps = cfg.for_training().epochs * max(len(data.train) // cfg.batch_size, 1)  # a subset's run takes fewer
     return resolve_execution(cfg, model, data.train.x[:batch].to(device), data.train.y[:batch].to(device),
-                             **injected)
+                             steps=steps, **injected)

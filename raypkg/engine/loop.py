@@ -24,7 +24,7 @@ from raypkg.data.augment import CropFlip
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.callbacks import Batch, Callback, TrainContext
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import autocast, reproducible_kernels, to_memory_format
+from raypkg.engine.execution import autocast, compile_module, compiles, reproducible_kernels, to_memory_format
 from raypkg.engine.loader import read_batches
 from raypkg.engine.optim import make_optimizer
 from raypkg.engine.plans import BatchPlan, ShuffledBatches, epoch_permutation  # noqa: F401 (re-exported)
@@ -198,8 +198,9 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
     rows. ``resume`` is a ``training_state`` to continue from. On Ray Train, ``ranks`` gives
     the DDP wrapper and the worker's rank: each epoch is split over the ranks, ``test`` is
     evaluated once per epoch on the rank that gets it (rank 0) and no progress bar shows.
-    ``model`` runs in ``cfg``'s precision and memory format, decided by the caller
-    (``raypkg.engine.execution``).
+    ``model`` runs in ``cfg``'s precision and memory format, and through ``torch.compile``
+    where ``cfg.compile`` is on (the forward pass of the loop's steps; callbacks and
+    evaluation run the module eagerly), decided by the caller (``raypkg.engine.execution``).
     """
     from tqdm.auto import tqdm
 
@@ -209,10 +210,13 @@ def fit(model: nn.Module, train: IndexedDataset, test: IndexedDataset | None, cf
                          "(raypkg.engine.execution.resolve_for_data), or set them")
     reproducible_kernels(device)
     to_memory_format(model, cfg.memory_format)
+    module = ranks.module if ranks else model
+    if compiles(cfg, device):
+        module = compile_module(module, device)
     plan = plan or ShuffledBatches(len(train), cfg.batch_size, cfg.seed)
     plan.drop_last = cfg.drop_last  # every plan cuts its batches through BatchPlan.batch_slices
     rank, world_size = (ranks.rank, ranks.world_size) if ranks else (0, 1)
-    ctx = TrainContext(model=model, module=ranks.module if ranks else model, optimizer=make_optimizer(model, cfg),
+    ctx = TrainContext(model=model, module=module, optimizer=make_optimizer(model, cfg),
                        cfg=cfg, device=device, train=train, plan=plan, augment=augment,
                        callbacks=list(callbacks), rank=rank, world_size=world_size,
                        distributed=world_size > 1)

@@ -149,7 +149,8 @@ def report_table(runs: list[tuple[Path, dict]], target_acc: float | None = None)
     for path, s in runs:
         metrics = read_metrics(path)
         epochs = s.get("epochs_s", epochs_seconds(metrics))  # runs written before summaries held it: the rows
-        execution = "/".join(str(s[k]) for k in ("precision", "memory_format") if k in s)
+        execution = ("/".join(str(s[k]) for k in ("precision", "memory_format") if k in s)
+                     + ("/compiled" if s.get("compile") == "on" else ""))
         row = {"run": path.resolve().name, "method": s["method"], "dataset": s.get("dataset"),
                "model": s.get("model"), "execution": execution or None, "test_acc": s.get("test_acc"),
                "wall_s": s["wall_s"], "epochs_s": epochs, "overhead_s": None if epochs is None else s["wall_s"] - epochs}

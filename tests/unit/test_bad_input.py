@@ -201,7 +201,8 @@ BAD = [
     ["report", "{run}", "--save", "{out}/t.txt"], ["report", "{run}", "--plot", "{out}/x.jpg"],
     ["report", "{run}", "--plot", "{ro}/x.png"], ["report"],
     # ----- bench ----------------------------------------------------------------------------
-    B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "0"],
+    B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "-1"],
+    B + ["overhead", "--compile", "fast"], B + ["overhead", "--peak-tflops", "0"], B + ["overhead", "--gpu"],
     B + ["data", "--sizes", "0"], B + ["data", "--sizes", "5k"], B + ["data", "--modes", "disk"],
     B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"], B + ["data", "--work-dir", "{out}"],
     B + ["data", "--decode-blocks", "0"], B + ["data", "--decode-blocks", "big"], B + ["data", "--epochs", "1"],
@@ -487,6 +488,7 @@ SAYS += [
 SAYS += [  # precision and memory format (#38), time-to-accuracy
     (T + ["--precision", "fp16"], "'fp16'"),
     (T + ["--memory-format", "nhwc"], "'nhwc'"),
+    (T + ["--compile", "yes"], "'yes'"),
     (T + ["--config", "{cfg:amp_word}"], "amp must be true or false, got 'yes'"),
     (T + ["--config", "{cfg:precision_word}"], "unknown precision 'half'"),
     (T + ["--target-acc", "1.5"], "target-acc must be a test accuracy in (0, 1], got 1.5"),

@@ -1,6 +1,7 @@
 """The engine's guarantees on a CUDA device, where the GPU's kernels could break what the
 CPU tests check: a run repeats bit for bit, fp32 is fp32, `auto` times bf16 against fp32
-once per machine, AGC at gamma 0 is plain training, masks stay zero, DeltaGrad at period 1
+once per machine, a compiled step (inductor, CUDA graphs) computes the eager step's
+function, AGC at gamma 0 is plain training, masks stay zero, DeltaGrad at period 1
 is the retrain, and the closed-form gradient embeddings are autograd's. Skipped where no CUDA device is visible (CI has none);
 run on a GPU machine with `pytest tests/unit/test_cuda.py`."""
 
@@ -13,7 +14,7 @@ from helpers import autograd_last_layer_grads, tiny_problem
 from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.execution import ExecutionCache, resolve_for_data
+from raypkg.engine.execution import ExecutionCache, compile_module, resolve_for_data
 from raypkg.engine.loop import CLOCK_COLUMNS, fit, seed_everything
 from raypkg.models import build_model
 from raypkg.sparse.agc import AGCorrection
@@ -32,7 +33,8 @@ class KeepOptimizer(Callback):
 def fit_digits(model_name="resnet20", callbacks=(), seed=0, epochs=2, device=CUDA, **cfg_kw):
     data = load_dataset("digits", seed=0)
     cfg = TrainConfig(**{"model": model_name, "epochs": epochs, "batch_size": 64, "seed": seed, "progress": False,
-                         "precision": "bf16", "memory_format": "channels_last", **cfg_kw}).resolved().validate()
+                         "precision": "bf16", "memory_format": "channels_last", "compile": "off",
+                         **cfg_kw}).resolved().validate()
     seed_everything(seed)
     model = build_model(model_name, data.input_shape, data.num_classes).to(device)
     kept = KeepOptimizer()
@@ -47,7 +49,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 def test_auto_on_cuda_times_fp32_and_bf16_once_per_machine(tmp_path):
     data = load_dataset("digits", seed=0)
-    cfg = TrainConfig(model="resnet20", epochs=1, batch_size=64, progress=False).resolved().validate()
+    cfg = TrainConfig(model="resnet20", epochs=1, batch_size=64, progress=False, compile="off").resolved().validate()
     cache = ExecutionCache(tmp_path / "execution.json")
     first, execution = resolve_for_data(cfg, data, CUDA, cache=cache)
     again, cached = resolve_for_data(cfg, data, CUDA, cache=cache)
@@ -55,6 +57,47 @@ def test_auto_on_cuda_times_fp32_and_bf16_once_per_machine(tmp_path):
     assert (execution.source, cached.source) == ("measured", "cache")
     assert set(execution.medians_ms) == {"fp32/contiguous", "fp32/channels_last", "bf16/contiguous",
                                          "bf16/channels_last"}
+
+
+def test_compile_auto_on_cuda_is_measured_once_per_machine_and_weighed_per_run(tmp_path):
+    data = load_dataset("digits", seed=0)
+    cache = ExecutionCache(tmp_path / "execution.json")
+    cfg = TrainConfig(model="mlp", epochs=1, batch_size=64, progress=False, precision="fp32").resolved().validate()
+    long = TrainConfig(model="mlp", epochs=10**6, batch_size=64, progress=False, precision="fp32").resolved().validate()
+    short, first = resolve_for_data(cfg, data, CUDA, cache=cache)
+    decided, cached = resolve_for_data(long, data, CUDA, cache=cache)
+    assert (first.compile.source, cached.compile.source) == ("measured", "cache")
+    assert set(first.compile.step_ms) == {"eager", "compiled"} and first.compile.compile_s > 0
+    assert short.compile == "off"  # one epoch of digits saves less than compiling costs
+    faster = first.compile.step_ms["compiled"] < 0.95 * first.compile.step_ms["eager"]
+    assert decided.compile == ("on" if faster else "off"), first.compile.reason
+
+
+def test_a_compiled_step_computes_the_eager_steps_function():
+    """inductor's kernels (fused batch norm, CUDA graphs) are not the eager ones, so not bit
+    for bit: one fp32 step's loss and gradients agree to float rounding (no TF32), and two
+    epochs train to the same accuracy."""
+    data = load_dataset("digits", seed=0)
+    x, y = data.train.x[:128].to(CUDA), data.train.y[:128].to(CUDA)
+
+    def grads(compiled: bool):
+        seed_everything(0)
+        net = build_model("resnet20", data.input_shape, data.num_classes).to(CUDA)
+        forward = compile_module(net, CUDA) if compiled else net
+        for _ in range(3):  # the third call replays the recorded graphs
+            net.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(forward(x), y)
+            loss.backward()
+        return loss.detach().clone(), [p.grad.clone() for p in net.parameters()]
+
+    (eager_loss, eager), (compiled_loss, compiled) = grads(False), grads(True)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    kw = dict(precision="fp32", memory_format="contiguous")
+    _, _, rows_eager = fit_digits(**kw)
+    _, _, rows_compiled = fit_digits(**{**kw, "compile": "on"})
+    assert rows_compiled[-1]["test_acc"] == pytest.approx(rows_eager[-1]["test_acc"], abs=0.02)
 
 
 def test_a_resnet20_run_repeats_bit_for_bit():

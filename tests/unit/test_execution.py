@@ -23,7 +23,7 @@ from raypkg.config import resolve_config
 from raypkg.data import load_dataset
 from raypkg.engine import execution as E
 from raypkg.engine.config import TrainConfig
-from raypkg.engine.loop import evaluate, fit, seed_everything
+from raypkg.engine.loop import CLOCK_COLUMNS, evaluate, fit, seed_everything
 from raypkg.errors import UsageError
 from raypkg.models.registry import build_model
 from raypkg.tracking.provenance import executions, provenance
@@ -574,7 +574,9 @@ def test_a_run_says_its_execution_first_and_its_config_repeats_it(tmp_path):
     assert first.output.splitlines()[0].startswith(f"execution: {saved['precision']}, {saved['memory_format']}")
     again = CliRunner().invoke(main, [*args[:1], "--config", str(tmp_path / "a" / "config.yaml"), "--name", "b"])
     assert again.exit_code == 0, again.output
-    assert again.output.splitlines()[0] == f"execution: {saved['precision']}, {saved['memory_format']} (as set)"
+    assert saved["compile"] == "off" and "; compile off (auto on a CPU" in first.output.splitlines()[0]
+    assert again.output.splitlines()[0] == (f"execution: {saved['precision']}, {saved['memory_format']} (as set); "
+                                            "compile off (as set)")
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["test_acc"] == summary["test_acc"]
 
 
@@ -591,7 +593,7 @@ def test_sparse_kernels_run_fp32_inside_a_bf16_run():
 
 
 def test_bad_precision_values_are_refused():
-    for kw in ({"precision": "fp16"}, {"memory_format": "nhwc"}):
+    for kw in ({"precision": "fp16"}, {"memory_format": "nhwc"}, {"compile": "yes"}):
         with pytest.raises(UsageError):
             dataclasses.replace(digits_cfg(), **kw).validate()
 
@@ -643,3 +645,91 @@ def test_bench_precision_measures_autos_candidates_apart_from_the_steps_auto_nev
                         [("bf16", "contiguous"), ("bf16", "channels_last")]]
     row = pd.read_parquet(tmp_path / "p.parquet").iloc[0]
     assert row["auto"] == "fp32/channels_last" and row["bf16_contiguous_ms"] == pytest.approx(100.0 * 1.02)
+
+
+# --compile: the policy with timings injected, and the compiled step on the CPU through
+# Dynamo and AOTAutograd run by the eager kernels (``aot_eager``: seconds, not inductor's minute).
+# The inductor/CUDA-graph step's agreement with the eager one is in tests/unit/test_cuda.py.
+
+def compile_entry(eager_ms, compiled_ms, compile_s, spread=0.0, breaks=""):
+    entry = E.compile_entry(FP32, E.Measurement({}, 0, 0.0))
+    return {**entry, "medians_ms": {"eager": eager_ms, "compiled": compiled_ms},
+            "iqr_ms": {"eager": spread, "compiled": spread}, "compile_s": compile_s, "breaks": breaks}
+
+
+@pytest.mark.parametrize("entry, steps, on, says", [
+    (compile_entry(7.3, 2.0, 40.0), 10_000, True, "saves 53.0 s over 10000 steps against 40.0 s of compiling"),
+    (compile_entry(7.3, 2.0, 40.0), 7_000, False, "saves 37.1 s over 7000 steps"),  # a short run: it does not pay
+    (compile_entry(7.3, 7.1, 1.0), 10**9, False, "not faster by 5%"),
+    (compile_entry(7.3, 5.0, 1.0, spread=5.0), 10**9, False, "not faster by 5%"),  # inside the spread
+    (compile_entry(7.3, 2.0, 1.0, breaks="Unsupported: data-dependent branch"), 10**9, False,
+     "does not compile whole: Unsupported"),
+])
+def test_compiling_is_on_only_when_clearly_faster_and_the_run_repays_the_compile(entry, steps, on, says):
+    choice = E.weigh_compile(entry, steps, "measured")
+    assert choice.compile == ("on" if on else "off") and says in choice.reason
+
+
+def test_compile_auto_on_a_cpu_is_off_untimed_and_set_values_are_kept():
+    data = load_dataset("digits", seed=0)
+    net = build_model("mlp", data.input_shape, data.num_classes)
+    x, y = data.train.x[:64], data.train.y[:64]
+
+    def no_timing(*_a, **_k):
+        raise AssertionError("nothing is timed")
+
+    for setting, decided in (("auto", "off"), ("on", "on"), ("off", "off")):
+        choice = E.decide_compile(digits_cfg(compile=setting), net, x, y, FP32, 10**9, measurer=no_timing)
+        assert choice.compile == decided and choice.source == "set"
+    assert not E.compiles(digits_cfg(compile="auto"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="decide compile once"):
+        E.compiles(digits_cfg(compile="auto"), torch.device("cuda"))
+
+
+class BreaksGraph(torch.nn.Module):
+    """A model Dynamo cannot capture whole: its forward branches on a tensor's value."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc(x) if float(x.sum()) > 0 else -self.fc(x)
+
+
+def test_measuring_compile_times_both_steps_or_says_why_the_model_does_not_compile(monkeypatch):
+    monkeypatch.setattr(E, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    clock = [0.0]
+
+    def fake_measurer(steps):
+        assert set(steps) == {("eager", "fp32/contiguous"), ("compiled", "fp32/contiguous")}
+        for step in steps.values():
+            step()  # the real steps run
+        return E.measure(scripted({k: [v] for k, v in zip(steps, (0.004, 0.002))}, clock), clock=lambda: clock[0])
+
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    entry = E.measure_compile(mlp, x, y, FP32, fake_measurer)
+    assert entry["breaks"] == "" and entry["compile_s"] > 0
+    assert entry["medians_ms"] == pytest.approx({"eager": 4.0, "compiled": 2.0})
+    assert set(E.ENTRY_KEYS) <= set(entry)  # the cache keeps it beside the precision choices
+    broken = E.measure_compile(BreaksGraph(), x, y, FP32, fake_measurer)
+    assert broken["breaks"] and E.weigh_compile(broken, 10**9, "measured").compile == "off"
+
+
+def test_a_compiled_step_trains_as_the_eager_one_bit_for_bit_through_the_eager_kernels(monkeypatch):
+    """``compile on`` changes how the step is launched, not what it computes: through
+    ``aot_eager`` (the same kernels) a run's rows and weights equal the eager run's exactly."""
+    monkeypatch.setattr(E, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    eager, rows_eager, _ = train_digits("mlp", epochs=2, compile="off")
+    assert not torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled, rows_compiled, _ = train_digits("mlp", epochs=2, compile="on")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one graph: no break, no recompile
+    clock_free = [{k: v for k, v in r.items() if k not in CLOCK_COLUMNS} for r in rows_eager]
+    assert [{k: v for k, v in r.items() if k not in CLOCK_COLUMNS} for r in rows_compiled] == clock_free
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        assert torch.equal(a, b), name
