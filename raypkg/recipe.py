@@ -90,6 +90,7 @@ class Run:
     state: dict = field(default_factory=dict)  # stage outputs, by name
     trained: Any = None  # the final model's TrainResult, evaluated and saved by the recipe
     summary: dict = field(default_factory=dict)
+    placement: Any = None  # where the steps train (raypkg.engine.placement.Placement)
 
     def note(self, **entries) -> None:
         self.summary.update(entries)
@@ -111,6 +112,10 @@ class Recipe:
     # phases whose seconds every metrics row of a Tune trial carries as ``<phase>_s``
     tune_phases: tuple[str, ...] = ()
     stack: tuple[str, ...] = ()  # the algorithms added to this method's (``find_recipe``)
+    # Its Ray Train ranks may share a GPU (LiPT's shard models: no gradient sync), and its DDP
+    # training takes one rank per whole GPU, noted (``raypkg.engine.placement``); else DDP
+    # ranks that would share a GPU are refused before any work
+    ddp_on_whole_gpus: bool = False
 
     def run_label(self, cfg) -> str:
         """The run's name: the method's, then each stacked algorithm's (``coreset-rs2+sparse``)."""
@@ -126,8 +131,9 @@ class Recipe:
         from raypkg.config import check_stack
         from raypkg.data.base import DataSplits
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
-        from raypkg.engine.execution import decide_threads, resolve_for_data, training_threads
-        from raypkg.engine.loop import evaluate, pick_device
+        from raypkg.engine.execution import decide_threads, training_threads
+        from raypkg.engine.loop import evaluate
+        from raypkg.engine.placement import decide_execution, driver_device, place, refuse_shared_ddp
         from raypkg.models.registry import check_model
         from raypkg.paths import check_home
         from raypkg.tracking.run import RunDir
@@ -149,14 +155,19 @@ class Recipe:
         cfg = decide_threads(cfg)  # the torch threads that train, in process or on each Ray Train worker
         with training_threads(cfg):
             take_recorded_nodes()  # forget an earlier run's placements
-            device = pick_device(cfg.use_gpu)
+            # where the steps train (in this process, or on Ray Train workers: on GPUs?), known
+            # before the execution is decided there, once, for every phase and every rank
+            placement = place(cfg)
+            if not self.ddp_on_whole_gpus:
+                refuse_shared_ddp(placement)
+            device = driver_device(cfg, placement)
             execution = None
-            if isinstance(data, DataSplits):  # auto precision and memory format decided once, for every phase
-                cfg, execution = resolve_for_data(cfg, data, device)
+            if isinstance(data, DataSplits):
+                cfg, execution = decide_execution(cfg, data, placement)
                 if loaded:
                     print(execution.describe(), flush=True)
             with (sink or run_directory)(self, cfg) as out, contextlib.ExitStack() as resources:
-                run = Run(cfg, data, device, out, shared, resources)
+                run = Run(cfg, data, device, out, shared, resources, placement=placement)
                 run.note(label_noise=cfg.label_noise)  # what the training labels were (raypkg.data.noise)
                 if execution is not None:
                     run.note(**execution.summary())

@@ -79,10 +79,9 @@ def same_training(p: Point, data) -> str:
     weights is full-fp32)."""
     import dataclasses
 
-    from raypkg.engine.execution import resolve_for_data
-    from raypkg.engine.loop import pick_device
+    from raypkg.engine.placement import decide_execution, place
 
-    cfg = resolve_for_data(p.cfg, data, pick_device(getattr(p.cfg, "use_gpu", None)))[0]
+    cfg = decide_execution(p.cfg, data, place(p.cfg))[0]
     return repr((p.recipe.name, p.key, dataclasses.asdict(cfg)))
 
 

@@ -28,7 +28,7 @@ from raypkg.cli_options import address_option, check_bench_numbers, config_optio
 from raypkg.data.registry import load_dataset
 from raypkg.distributed.cluster import connect_ray
 from raypkg.distributed.shard_pool import ShardPool
-from raypkg.engine.execution import resolve_for_data
+from raypkg.engine.placement import Placement, decide_execution
 from raypkg.errors import UsageError
 from raypkg.plots import hbar
 from raypkg.selection import Compute, Keep, Scoring, select
@@ -210,9 +210,9 @@ def selection(dataset, model, train_size, fraction, methods, actors, repeats, pr
     # the coreset pipeline's own warm-up, once, with what a selector records during it
     # (Forgetting's events) when one of the methods does
     recording = next((m for m in names if get_selector(m).warmup_callback is not None), names[0])
-    warm_up, _ = resolve_for_data(CoresetConfig(dataset=dataset, model=model, train_size=train_size, seed=seed,
+    warm_up, _ = decide_execution(CoresetConfig(dataset=dataset, model=model, train_size=train_size, seed=seed,
                                                 selection=recording, pretrain_epochs=pretrain_epochs, repeats=1,
-                                                progress=False), data, torch.device("cpu"))
+                                                progress=False), data, Placement(0, "cpu"))  # warmed up here
     net = pretrain_full(warm_up, data, torch.device("cpu"), augment=None, cache=None).models[0]
     runner.header(f"on {dataset}", data, model=model, fraction=fraction)
     if not skip_scaling:

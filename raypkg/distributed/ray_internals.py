@@ -72,12 +72,13 @@ def skip_train_sigint_handler(trainer) -> None:
     trainer._register_sigint_handler = lambda controller: None
 
 
-def file_rendezvous_config():
+def file_rendezvous_config(backend: str | None = None):
     """Ray Train's TorchConfig for a private local Ray, its process group meeting through a
     file instead of torch's TCPStore: that store's server (on rank 0's worker) listens on every
     interface whatever MASTER_ADDR names (torch binds it to the wildcard address, and has no
     option for another), the one port of a local run that was not on loopback (issue 65).
     A private local Ray runs on this machine only, where a FileStore needs no port at all.
+    ``backend``: the process group's (default: Ray's, nccl on GPUs, else gloo).
     Private: ``_TorchBackend`` and the two functions its ``on_start`` runs on the workers
     (Ray 2.60 takes init_method "env" or "tcp" only)."""
     import os
@@ -113,4 +114,4 @@ def file_rendezvous_config():
         def backend_cls(self):
             return FileRendezvous
 
-    return FileRendezvousConfig()
+    return FileRendezvousConfig(backend=backend)

@@ -15,7 +15,6 @@ a restart redoes only the rest.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import shutil
@@ -41,8 +40,9 @@ from raypkg.distributed.ray_internals import (
 from raypkg.engine.callbacks import Callback, TrainContext
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.ensemble import CallbackFactory, EnsembleResult, train_shard
-from raypkg.engine.execution import decide_threads, note_trained_at, resolve_for_data, to_memory_format
+from raypkg.engine.execution import decide_threads, to_memory_format
 from raypkg.engine.loop import Ranks, fit, seed_everything, training_state
+from raypkg.engine.placement import check_decided, place, refuse_shared_ddp
 from raypkg.engine.plans import BatchPlan
 from raypkg.errors import RunFailed
 from raypkg.models.registry import build_model
@@ -236,14 +236,18 @@ def run_storage(storage: str | Path | None):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, threads: int | None = None):
+def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, threads: int | None = None,
+         ensemble: bool = False):
     """Build and fit a TorchTrainer of ``cfg.workers`` workers running ``worker(job)``,
     checkpointing to ``storage`` (a path or a URI); ``threads``: torch threads per worker
-    (default: ``cfg.threads``, as decided by ``decide_threads``). Returns Ray Train's result and the
-    config the ranks ran (``auto`` execution decided)."""
+    (default: ``cfg.threads``, as decided by ``decide_threads``). ``cfg``'s execution is
+    decided already (``raypkg.engine.placement.decide_execution``). On GPUs, a DDP rank takes
+    a whole GPU (NCCL: refused where ranks would share one); an ``ensemble``'s ranks, which
+    sync no gradients, share them (``gpu_share``) in a gloo process group. Returns Ray
+    Train's result and the config the ranks ran."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig, TrainingFailedError
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from raypkg.distributed.cluster import (
         MIN_CPUS_PER_WORKER,
@@ -261,28 +265,34 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     check_shared_storage(getattr(cfg, "storage", None), "Ray Train checkpoints")
     check_storage_on_nodes(storage if getattr(cfg, "storage", None) else None)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
-    resources = ray.cluster_resources()
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else resources.get("GPU", 0) > 0
-    cpus = resources.get("CPU", 1)
+    check_decided(cfg)
+    placement = place(cfg)
+    use_gpu = placement.device == "cuda"
+    if not ensemble:
+        refuse_shared_ddp(placement)
+    gpus_per_worker = (placement.ensemble_gpu_share if ensemble else 1.0) if use_gpu else 0.0
+    cpus = ray.cluster_resources().get("CPU", 1)
     # Streamed data is read by Ray Data tasks beside the workers: leave them a core.
     data_cpus = 1 if job["data"].train.streamed and not use_gpu else 0
     cpus_per_worker = cfg.cpus_per_worker or (
         1 if use_gpu else max(min((cpus - data_cpus) / cfg.workers, 4), MIN_CPUS_PER_WORKER))
-    check_placement(cfg.workers, cpus_per_worker, 1 if use_gpu else 0, cfg.placement)
+    check_placement(cfg.workers, cpus_per_worker, gpus_per_worker, cfg.placement)
     # The threads the driver decided for this run (config.yaml records them), as in process:
     # one worker sums in the order the in-process run does (raypkg.engine.execution.decide_threads).
     threads = threads or decide_threads(cfg).threads
-    cfg = decided_execution(cfg, job["data"], use_gpu)
+    # ranks sharing a GPU cannot form an NCCL group: the ensemble's only collective (its
+    # ranks' node ids) goes through gloo
+    backend = "gloo" if ensemble else None
     # A private local Ray (joining_env names its loopback switch) is this machine only: the
     # process group meets through a file, so no worker listens beyond loopback (torch's
     # rendezvous store would listen on every interface).
     trainer = TorchTrainer(
         worker,
-        torch_config=file_rendezvous_config() if joining_env() else None,
+        torch_config=file_rendezvous_config(backend) if joining_env() else TorchConfig(backend=backend),
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker},
+                                     resources_per_worker=worker_resources(cpus_per_worker, gpus_per_worker),
                                      placement_strategy=ray_strategy(cfg.placement)),
         # A fresh name per call: Ray Train resumes a run of the same name in the same storage,
         # so a second call with one storage would return the first call's result.
@@ -300,16 +310,9 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
                         f"{failure_summary(e)}") from None
 
 
-def decided_execution(cfg: TrainConfig, data: DataSplits, use_gpu: bool) -> TrainConfig:
-    """``cfg`` with ``auto`` precision and memory format decided here, once, so that every
-    rank runs the same: probed on this machine's CPU or GPU; for GPU workers seen from a
-    driver without one, fp32 and contiguous, unprobed (what ``auto`` keeps when nothing is
-    clear: bf16 is not faster on every GPU, docs/operations.md "GPUs")."""
-    if use_gpu and not torch.cuda.is_available():
-        return note_trained_at(dataclasses.replace(
-            cfg, precision="fp32" if cfg.precision == "auto" else cfg.precision,
-            memory_format="contiguous" if cfg.memory_format == "auto" else cfg.memory_format))
-    return resolve_for_data(cfg, data, torch.device("cuda" if use_gpu else "cpu"))[0]
+def worker_resources(cpus: float, gpus: float) -> dict:
+    """A Ray Train worker's ``resources_per_worker``: its CPUs, and its GPU (share) when it has one."""
+    return {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
 
 
 def failure_summary(error: Exception, width: int = 160) -> str:
@@ -355,7 +358,7 @@ def ensemble_on_ray_train(cfg: TrainConfig, data: DataSplits, shards: list[torch
     history, and how often the worker group restarted."""
     job = {"data": data, "shards": [s.cpu() for s in shards], "augment": augment, "callbacks_for": callbacks_for}
     with run_storage(storage) as where:
-        result, _ = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble")
+        result, _ = _run(ensemble_worker, cfg, job, where, "ray_train_ensemble", ensemble=True)
         with result.checkpoint.as_directory() as d:
             entries = [load_state(d, f"shard-{k}.pt") for k in range(len(shards))]
             group = load_state(d, ENSEMBLE_FILE)

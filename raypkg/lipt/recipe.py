@@ -9,6 +9,9 @@ the merged model's test accuracies.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+
 from raypkg.lipt.config import LiptConfig
 from raypkg.lipt.pretrain import merge_shards, train_shards
 from raypkg.lipt.shards import check_shards
@@ -25,10 +28,25 @@ def check_data(cfg: LiptConfig, data) -> None:
     check_layers_keep_weights(cfg.scoring_config(), data)
 
 
-LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_subset, train_subset],
+def train_subset_on_whole_gpus(run) -> None:
+    """Stage 4 on GPU workers that shared GPUs for the shard models: DDP ranks cannot share
+    one (NCCL), so the subset trains on one rank per whole GPU; the summary's
+    ``train_workers`` and a note say so."""
+    placement = run.placement
+    if placement is not None and 1 <= placement.ddp_workers < run.cfg.workers:
+        ranks = placement.ddp_workers
+        print(f"note: the {run.cfg.workers} shard-model workers shared {placement.gpus:g} GPU(s) "
+              f"({placement.ensemble_gpu_share:g} each); the subset trains on {ranks} DDP rank(s), one per GPU "
+              "(NCCL refuses two ranks on one GPU)", file=sys.stderr, flush=True)
+        run.note(train_workers=ranks)
+        run.cfg = dataclasses.replace(run.cfg, workers=ranks)
+    train_subset(run)
+
+
+LIPT = register(Recipe("lipt", LiptConfig, [train_shards, merge_shards, choose_subset, train_subset_on_whole_gpus],
                        label=lambda cfg: f"lipt-{cfg.selection}", check=check_data,
                        metrics=SELECTION_METRICS + ("merge_s", "merged_test_acc", "reselect_s"),
-                       tune_phases=("pretrain", "merge", "selection")))
+                       tune_phases=("pretrain", "merge", "selection"), ddp_on_whole_gpus=True))
 
 
 def lipt_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> LiptConfig:

@@ -378,21 +378,6 @@ def test_effray_execution_says_a_damaged_cache_cannot_be_read(tmp_path, monkeypa
     assert E.ExecutionCache().keep("k", STORED) == STORED and E.ExecutionCache().entries() == {"k": STORED}
 
 
-def test_gpu_workers_seen_from_a_driver_without_one_train_in_fp32_unless_set(monkeypatch):
-    """The driver cannot time the workers' GPU, so `auto` keeps what it keeps when nothing is
-    clear (fp32, contiguous): bf16 is not faster on every GPU (an H100 at ResNet-20's size)."""
-    from raypkg.engine.ray_train import decided_execution
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(E, "TRAINED_AT", set())
-    data = load_dataset("digits", seed=0)
-    auto = decided_execution(digits_cfg(model="lenet5"), data, use_gpu=True)
-    assert (auto.precision, auto.memory_format) == ("fp32", "contiguous")
-    kept = decided_execution(digits_cfg(model="lenet5", precision="bf16", memory_format="channels_last"), data, True)
-    assert (kept.precision, kept.memory_format) == ("bf16", "channels_last")
-    assert executions() == "lenet5 bf16/channels_last; lenet5 fp32/contiguous"  # a stored result names both
-
-
 def test_fit_refuses_an_undecided_execution():
     data = load_dataset("digits", seed=0)
     net = build_model("mlp", data.input_shape, data.num_classes)
