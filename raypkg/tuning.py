@@ -227,12 +227,33 @@ def asha_metric(spec: dict) -> tuple[str, str]:
     return ("test_acc", "max") if spec["metric"] == TTA_METRIC else (spec["metric"], spec["mode"])
 
 
+def trial_resources(base: dict, concurrent: int) -> dict:
+    """One trial's resources: a CPU, and, when it trains in its own process (``workers`` 0)
+    and the cluster has GPUs (unless ``use_gpu`` is False; True requires one), a share of
+    them such that ``concurrent`` trials fit at once (``gpu_share``). The trial then sees
+    its GPU (Ray sets CUDA_VISIBLE_DEVICES) and trains there; without a share it sees none.
+    Trials with Ray Train workers ask for nothing more: their workers ask for GPUs."""
+    from raypkg.distributed.cluster import gpus_for
+
+    gpus = 0.0 if base.get("workers") else gpus_for(base.get("use_gpu"), concurrent, "Tune trials")
+    return {"cpu": 1, **({"gpu": gpus} if gpus else {})}
+
+
+def concurrent_trials(space: dict, search: str, num_samples: int, max_concurrent: int | None, cpus: float) -> int:
+    """How many trials can run at once: the sweep's trials (``num_samples`` per grid point),
+    at most ``max_concurrent``, at most one per CPU."""
+    points = math.prod(len(v.get("grid", v.get("choice", [None]) if search == "grid" else [None]))
+                       for v in space.values())
+    return max(1, min(num_samples * points, max_concurrent or num_samples * points, int(cpus) or 1))
+
+
 def run_tune(method: str, space_file: str | None, num_samples: int = 4, scheduler: str | None = None,
              search: str | None = None, max_concurrent: int | None = None, out: str = "runs",
              wandb_mode: str = "offline", settings: dict | None = None, storage: str | None = None) -> dict:
     """Run the sweep; save best_config.yaml and trials.parquet; return the best trial.
     ``settings`` (``--set KEY=VALUE``) replace the space file's base values; ``storage``
     (``--storage``, a shared path or URI) holds the trials, as STORAGE/tune-METHOD-TIME/trials."""
+    import ray
     from ray import tune
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -293,7 +314,8 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
         WandbLoggerCallback(project="effray-tune", group=f"{method}-{stamp}", mode=wandb_mode,
                             dir=str(out_dir))]
     tuner = tune.Tuner(
-        tune.with_resources(trial, {"cpu": 1}),
+        tune.with_resources(trial, trial_resources(base, concurrent_trials(
+            spec.get("space") or {}, search, num_samples, max_concurrent, ray.cluster_resources().get("CPU", 1)))),
         param_space=space,
         tune_config=tune.TuneConfig(scheduler=sched, num_samples=num_samples, max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(name="trials", **ray_train_storage(trials_at), callbacks=callbacks, verbose=1),

@@ -207,6 +207,34 @@ def ray_strategy(placement: str) -> str:
     return placement.upper().replace("-", "_")
 
 
+GPU_SHARES = 10_000  # Ray keeps resource amounts to 4 decimals: a share is floored to 1/10,000ths
+
+
+def gpu_share(count: int, gpus: float) -> float:
+    """Each of ``count`` Ray workers', actors' or trials' share of ``gpus`` GPUs: a whole
+    one where each can have one, else 1/k with k = ceil(count / whole GPUs) floored to
+    Ray's 4 decimals, so that k of them fit on every GPU; 0 without a GPU."""
+    whole = math.floor(gpus + 1e-9)
+    if count < 1 or whole < 1:
+        return 0.0
+    per_gpu = math.ceil(count / whole)
+    return 1.0 if per_gpu <= 1 else math.floor(GPU_SHARES / per_gpu) / GPU_SHARES
+
+
+def gpus_for(use_gpu: bool | None, count: int, what: str) -> float:
+    """The GPU share of each of ``count`` actors or trials of a run whose ``use_gpu`` is
+    ``--gpu`` (True: the cluster must have one), ``--cpu`` (False: none) or unset (a share
+    when the connected cluster has GPUs)."""
+    import ray
+
+    if use_gpu is False:
+        return 0.0
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if use_gpu and gpus < 1:
+        raise UsageError(f"--gpu: the Ray cluster has no GPU for the {what}; drop --gpu or join one with GPUs")
+    return gpu_share(count, gpus)
+
+
 def check_placement(num_workers: int, cpus_per_worker: float, gpus_per_worker: float = 0,
                     placement: str = "pack", what: str = "--workers") -> None:
     """Raise a one-line UsageError when the connected cluster cannot hold ``num_workers``

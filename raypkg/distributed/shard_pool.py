@@ -55,9 +55,10 @@ def sum_in_process(fn: ShardFn, dataset: IndexedDataset, *args, num_shards: int 
 class ShardActor:
     """Holds one shard; runs functions over it. Wrapped with ``ray.remote`` by the pool."""
 
-    def __init__(self, shard: IndexedDataset, num_threads: int):
+    def __init__(self, shard: IndexedDataset, num_threads: int, device: str = "cpu"):
         torch.set_num_threads(max(1, num_threads))
-        self.shard = shard
+        # on its GPU (share) the shard is held there, once; streamed images are read per batch
+        self.shard = shard if device == "cpu" or shard.streamed else shard.to(device)
 
     def run(self, fn: ShardFn, *args) -> Any:
         return fn(self.shard, *args)
@@ -73,14 +74,17 @@ class ShardPool:
 
     ``cpus_per_actor`` defaults to an even share of the cluster's CPUs (fractional, so a
     pool never blocks other Ray work on a small machine); each actor runs torch with that
-    many threads. The actors are one placement group's bundles, placed across the
+    many threads. With ``gpus_per_actor`` (a share of one GPU, ``gpu_share``) each actor
+    holds its shard on its GPU and ``device`` is "cuda": the shard functions compute there
+    and return CPU tensors, so ``map``'s concatenation and ``sum``'s additions are the same
+    on either device. The actors are one placement group's bundles, placed across the
     cluster's nodes by ``placement`` (``--placement``); ``nodes`` is each actor's node id.
     """
 
     PLACE_TIMEOUT_S = 60.0
 
     def __init__(self, dataset: IndexedDataset, num_actors: int, cpus_per_actor: float | None = None,
-                 placement: str = "pack"):
+                 placement: str = "pack", gpus_per_actor: float = 0.0):
         import ray
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -93,9 +97,11 @@ class ShardPool:
         if cpus_per_actor is None:
             total = ray.cluster_resources().get("CPU", 1.0)
             cpus_per_actor = max(total / num_actors * 0.9, MIN_CPUS_PER_ACTOR)
-        check_placement(num_actors, cpus_per_actor, placement=placement, what="--actors")
+        check_placement(num_actors, cpus_per_actor, gpus_per_actor, placement=placement, what="--actors")
         self._ray, self._remove_group, self.actors = ray, remove_placement_group, []
-        self.group = placement_group([{"CPU": cpus_per_actor}] * num_actors, strategy=ray_strategy(placement))
+        self.device = "cuda" if gpus_per_actor else "cpu"
+        self.group = placement_group([actor_bundle(cpus_per_actor, gpus_per_actor)] * num_actors,
+                                     strategy=ray_strategy(placement))
         if not self.group.wait(self.PLACE_TIMEOUT_S):
             self.close()
             raise UsageError(f"--actors {num_actors} of {cpus_per_actor:g} CPU each (--placement {placement}) were "
@@ -103,8 +109,10 @@ class ShardPool:
         threads = max(1, int(round(cpus_per_actor)))
         remote_cls = ray.remote(ShardActor)
         self.positions = shard_positions(len(dataset), num_actors)
-        self.actors = [remote_cls.options(num_cpus=cpus_per_actor, scheduling_strategy=PlacementGroupSchedulingStrategy(
-                           self.group, placement_group_bundle_index=i)).remote(dataset.subset(p), threads)
+        self.actors = [remote_cls.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
+                                          scheduling_strategy=PlacementGroupSchedulingStrategy(
+                                              self.group, placement_group_bundle_index=i),
+                                          ).remote(dataset.subset(p), threads, self.device)
                        for i, p in enumerate(self.positions)]
         self.nodes = ray.get([a.node.remote() for a in self.actors])  # also waits until every shard is loaded
         record_nodes("shard_actors", self.nodes)
@@ -137,18 +145,25 @@ class ShardPool:
         self.close()
 
 
+def actor_bundle(cpus: float, gpus: float) -> dict:
+    """One shard actor's placement-group bundle: its CPUs, and its GPU share when it has one."""
+    return {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+
+
 def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0.0,
-              placement: str = "pack") -> ShardPool:
+              placement: str = "pack", use_gpu: bool | None = False) -> ShardPool:
     """Join (or start) the run's Ray and start ``num_actors`` shard actors over ``dataset``.
     ``leave_cpus`` of the cluster's CPUs stay free for work running beside the actors (CREST
     trains while they select: on 2 cores, a 2-thread actor beside training made each
-    selection 5x slower); the actors share the rest."""
+    selection 5x slower); the actors share the rest. ``use_gpu`` (the run's ``--gpu/--cpu``;
+    None: when the cluster has GPUs): the actors share the cluster's GPUs (``gpus_for``)."""
     import ray
 
-    from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, connect_ray
+    from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, connect_ray, gpus_for
 
     connect_ray()
     cpus = None
     if leave_cpus:
         cpus = max((ray.cluster_resources().get("CPU", 1.0) - leave_cpus) / num_actors, MIN_CPUS_PER_ACTOR)
-    return ShardPool(dataset, num_actors, cpus_per_actor=cpus, placement=placement)
+    return ShardPool(dataset, num_actors, cpus_per_actor=cpus, placement=placement,
+                     gpus_per_actor=gpus_for(use_gpu, num_actors, "shard actors"))

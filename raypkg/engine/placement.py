@@ -26,10 +26,9 @@ from typing import Any
 
 import torch
 
+from raypkg.distributed.cluster import gpu_share
 from raypkg.engine.execution import Execution, note_trained_at, resolve_for_data
 from raypkg.errors import UsageError
-
-GPU_SHARES = 10_000  # Ray keeps resource amounts to 4 decimals: a share is floored to 1/10,000ths
 
 
 def cluster_gpus() -> float:
@@ -40,17 +39,6 @@ def cluster_gpus() -> float:
 
     connect_ray()
     return float(ray.cluster_resources().get("GPU", 0))
-
-
-def gpu_share(count: int, gpus: float) -> float:
-    """Each of ``count`` Ray workers', actors' or trials' share of ``gpus`` GPUs: a whole
-    one where each can have one, else 1/k with k = ceil(count / whole GPUs) floored to
-    Ray's 4 decimals, so that k of them fit on every GPU; 0 without a GPU."""
-    whole = math.floor(gpus + 1e-9)
-    if count < 1 or whole < 1:
-        return 0.0
-    per_gpu = math.ceil(count / whole)
-    return 1.0 if per_gpu <= 1 else math.floor(GPU_SHARES / per_gpu) / GPU_SHARES
 
 
 @dataclass(frozen=True)

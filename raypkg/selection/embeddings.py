@@ -337,8 +337,9 @@ class PerExample:
 
     def __init__(self, data: IndexedDataset, pool=None, device: torch.device | str = "cpu"):
         self.data, self.pool = data, pool
-        # actors compute on their own CPU threads; the in-process path on ``device``
-        self.device = "cpu" if pool is not None else str(device)
+        # actors compute where they hold their shards (their CPU threads, or their GPU share:
+        # ``ShardPool.device``); the in-process path on ``device``
+        self.device = getattr(pool, "device", "cpu") if pool is not None else str(device)
 
     def map(self, fn: Callable, *args):
         """``fn(data, *args)``, or the same over the pool's shards concatenated in order."""

@@ -145,13 +145,14 @@ def pretrain(cfg: CoresetConfig, data: DataSplits, device: torch.device, augment
 @contextmanager
 def selection_pool(cfg: CoresetConfig, data: DataSplits) -> Iterator:
     """``cfg.actors`` shard actors over the training split for a model-based selector
-    (created here, so their start-up is counted; closed at the end), else None."""
+    (created here, so their start-up is counted; closed at the end), else None; on shares
+    of the cluster's GPUs unless --cpu (``open_pool``)."""
     if not (cfg.actors > 0 and get_selector(cfg.selection).needs_model):
         yield None
         return
     from raypkg.distributed.shard_pool import open_pool
 
-    pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement)
+    pool = open_pool(data.train.to("cpu"), cfg.actors, placement=cfg.placement, use_gpu=cfg.use_gpu)
     try:
         yield pool
     finally:

@@ -173,3 +173,115 @@ def test_the_driver_device_beside_gpu_workers_is_its_own(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert P.driver_device(TrainConfig(workers=1), P.Placement(1, "cuda", 1.0)).type == "cuda"
     assert P.driver_device(TrainConfig(workers=1, use_gpu=False), P.Placement(1, "cpu", 0.0)).type == "cpu"
+
+
+@pytest.fixture
+def one_gpu_ray(monkeypatch):
+    """Ray's view of a 2-CPU, 1-GPU node, injected: nothing starts."""
+    import ray
+
+    resources = {"CPU": 2.0, "GPU": 1.0}
+    monkeypatch.setattr(ray, "cluster_resources", lambda: dict(resources))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": dict(resources)}])
+    return resources
+
+
+@pytest.mark.parametrize("use_gpu, count, share", [(None, 2, 0.5), (True, 3, 0.3333), (None, 1, 1.0), (False, 2, 0.0)])
+def test_actors_and_trials_take_a_share_of_the_clusters_gpus(one_gpu_ray, use_gpu, count, share):
+    from raypkg.distributed.cluster import gpus_for
+
+    assert gpus_for(use_gpu, count, "shard actors") == share
+
+
+def test_gpu_asked_of_a_cluster_without_one_is_refused(one_gpu_ray):
+    from raypkg.distributed.cluster import gpus_for
+
+    one_gpu_ray["GPU"] = 0.0
+    assert gpus_for(None, 2, "shard actors") == 0.0
+    with pytest.raises(UsageError, match="--gpu: the Ray cluster has no GPU for the shard actors"):
+        gpus_for(True, 2, "shard actors")
+
+
+def test_shard_actors_on_a_gpu_share_hold_their_shards_on_cuda(one_gpu_ray, monkeypatch):
+    """The pool's resource arithmetic with Ray's calls injected: each of 2 actors asks for
+    half the GPU (bundle and actor), is told to hold its shard on cuda, and the pool's
+    per-example work computes there (``PerExample.device``)."""
+    import sys
+
+    import ray
+    import ray.util.placement_group  # noqa: F401  (the module; ray.util's name is its function)
+
+    from raypkg.distributed import shard_pool as SP
+    from raypkg.selection.embeddings import PerExample
+
+    pg = sys.modules["ray.util.placement_group"]
+    asked = {"bundles": None, "options": [], "devices": []}
+
+    class Group:
+        def wait(self, timeout):
+            return True
+
+    def placement_group(bundles, strategy):
+        asked["bundles"] = bundles
+        return Group()
+
+    class Handle:
+        def __init__(self, shard, threads, device):
+            asked["devices"].append(device)
+            self.node = type("M", (), {"remote": staticmethod(lambda: "node-1")})()
+
+    class Remote:
+        def options(self, **kw):
+            asked["options"].append(kw)
+            return type("R", (), {"remote": staticmethod(Handle)})()
+
+    monkeypatch.setattr(pg, "placement_group", placement_group)
+    monkeypatch.setattr(pg, "remove_placement_group", lambda group: None)
+    monkeypatch.setattr(ray, "remote", lambda cls: Remote())
+    monkeypatch.setattr(ray, "get", lambda refs: refs)
+    monkeypatch.setattr(ray, "kill", lambda actor: None)
+    monkeypatch.setattr("raypkg.distributed.cluster.connect_ray", lambda *a, **k: "local")
+    data = load_dataset("digits", seed=0).train
+    with SP.open_pool(data, 2, use_gpu=None) as pool:
+        assert pool.device == "cuda" and asked["devices"] == ["cuda", "cuda"]
+        assert asked["bundles"] == [{"CPU": 0.9, "GPU": 0.5}] * 2
+        assert [o["num_gpus"] for o in asked["options"]] == [0.5, 0.5]
+        assert PerExample(data, pool).device == "cuda"
+    asked.update(options=[], devices=[])
+    with SP.open_pool(data, 2, use_gpu=False) as pool:  # --cpu
+        assert pool.device == "cpu" and asked["devices"] == ["cpu", "cpu"]
+        assert asked["bundles"] == [{"CPU": 0.9}] * 2 and [o["num_gpus"] for o in asked["options"]] == [0.0, 0.0]
+        assert PerExample(data, pool).device == "cpu"
+
+
+def test_a_shard_actor_on_the_cpu_returns_what_the_in_process_path_does():
+    from raypkg.distributed.shard_pool import ShardActor, map_in_process
+    from raypkg.models.registry import build_model
+    from raypkg.selection.embeddings import shard_logits_features
+
+    data = load_dataset("digits", seed=0)
+    model = build_model("mlp", data.input_shape, data.num_classes)
+    actor = ShardActor(data.train, 1, "cpu")
+    out = actor.run(shard_logits_features, model, "cpu", "fp32")
+    assert out["z"].device.type == "cpu"
+    assert torch.equal(out["z"], map_in_process(shard_logits_features, data.train, model, "cpu", "fp32")["z"])
+
+
+@pytest.mark.parametrize("base, share", [({}, 0.5), ({"use_gpu": False}, None), ({"workers": 1}, None)])
+def test_tune_trials_ask_for_a_gpu_share_when_they_train_in_their_own_process(one_gpu_ray, base, share):
+    from raypkg.tuning import trial_resources
+
+    assert trial_resources(base, 2) == {"cpu": 1, **({"gpu": share} if share else {})}
+
+
+@pytest.mark.parametrize("space, search, samples, most, cpus, concurrent", [
+    ({}, "random", 2, None, 2, 2),
+    ({}, "random", 4, None, 2, 2),  # one per CPU
+    ({"lr": {"grid": [0.1, 0.2, 0.3]}}, "random", 1, None, 8, 3),
+    ({"lr": {"choice": [0.1, 0.2]}}, "grid", 2, None, 8, 4),
+    ({"lr": {"choice": [0.1, 0.2]}}, "random", 2, 1, 8, 1),
+])
+def test_concurrent_trials(space, search, samples, most, cpus, concurrent):
+    from raypkg.tuning import concurrent_trials
+
+    assert concurrent_trials(space, search, samples, most, cpus) == concurrent
