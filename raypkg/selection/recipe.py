@@ -109,7 +109,8 @@ def choose_subset(run: Run) -> None:
                                                 "score": result.all_scores.numpy()})
     run.note(selection=cfg.selection, fraction=cfg.fraction, subset_size=len(result), train_size=len(data.train),
              actors=cfg.actors, embedding=cfg.embedding, options=cfg.options,
-             cached={"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit})
+             cached={"pretrain_hits": pretrained.cache_hits, "selection_hit": selection_hit},
+             **({"actor_device": result.info["actor_device"]} if result.info.get("actor_device") else {}))
 
 
 def initial_subset(cfg: CoresetConfig, data):

@@ -314,6 +314,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     if pool is not None and sum(len(p) for p in pool.positions) != n:
         raise ValueError("the shard pool was built on a different dataset")
     pool_actors = len(pool.actors) if pool is not None else 0  # counted before its own pool closes
+    pool_device = getattr(pool, "device", "cpu") if pool is not None else None  # where the actors computed
     t0 = time.perf_counter()
     try:
         ctx = SelectionContext(data=data, models=models, k=k, budgets=budgets, seed=int(seed), kind=kind,
@@ -329,7 +330,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
             own_pool.close()
     result = finish(method, data, picks, k, budgets)
     result.info.update(seconds=time.perf_counter() - t0, k=k, budgets=budgets, embedding=scoring.embedding,
-                       actors=pool_actors, options=opts, stratify=keep.stratify,
+                       actors=pool_actors, actor_device=pool_device, options=opts, stratify=keep.stratify,
                        **({"ccs_beta": beta} if beta is not None else {}))
     return result
 
