@@ -34,7 +34,7 @@ from raypkg.cli_options import address_option, check_bench_numbers, list_option,
 from raypkg.distributed.cluster import connect_ray
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import PLACEMENTS, TrainConfig
-from raypkg.engine.execution import compile_module, reproducible_kernels
+from raypkg.engine.execution import autocast, compile_module, reproducible_kernels, to_memory_format
 from raypkg.engine.loop import evaluate, fit, pick_device, seed_everything
 from raypkg.engine.ray_train import fit_on_ray_train
 from raypkg.errors import UsageError
@@ -49,19 +49,23 @@ CLI_COMMANDS = (["--help"], ["run", "lipt", "--help"])
 
 
 def plain_loop(model, x, y, epochs: int, batch_size: int, lr: float, seed: int, compiled: bool = False,
-               ) -> list[float]:
+               precision: str = "fp32", memory_format: str = "contiguous") -> list[float]:
     """The reference: the shortest honest PyTorch loop over tensors on the model's device
     (each epoch's order moved there once, full batches only, as the engine's default); its
-    epoch seconds. ``compiled``: its forward through ``compile_module``, as the engine's."""
+    epoch seconds. ``compiled``: its forward through ``compile_module``, as the engine's;
+    ``precision`` and ``memory_format`` as the engine runs them."""
     device = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    to_memory_format(model, memory_format)
     forward = compile_module(model, device) if compiled else model
 
     def epoch(epoch_seed: int) -> None:
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch_seed)).to(device)
         for i in range(0, len(y) - batch_size + 1, batch_size):
             idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(forward(x[idx]), y[idx])
+            with autocast(precision, device):
+                logits = forward(x[idx])
+            loss = F.cross_entropy(logits.float(), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -112,6 +116,10 @@ class CountEvents(Callback):
 @list_option("--compile", "compile_settings", default=None,
              help="Compile settings to time each variant at, comma-separated: off, on (default: off,on on a "
                   "GPU; off on a CPU, where compiling takes a minute).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="Every variant's arithmetic (bf16: autocast).")
+@click.option("--memory-format", type=click.Choice(["contiguous", "channels_last"]), default="contiguous",
+              show_default=True, help="Every variant's layout (channels_last: convolutional models only).")
 @click.option("--peak-tflops", type=float, default=None,
               help="The device's dense fp32 rate, for floor_ms (default: 67 on an H100, none elsewhere).")
 @list_option("--workers", "worker_counts", default="1,2", show_default=True,
@@ -128,8 +136,8 @@ class CountEvents(Callback):
                    "counts; 0: skip them).")
 @bench_options(threads=None, threads_help="torch threads of every training process, this one and each Ray Train "
                                           "worker (default: torch's choice here, the CPU share in a worker).")
-def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, compile_settings, peak_tflops,
-             worker_counts, threads, placements, cpus_per_worker, storage, cli_runs, save, wandb):
+def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, compile_settings, precision,
+             memory_format, peak_tflops, worker_counts, threads, placements, cpus_per_worker, storage, cli_runs, save, wandb):
     """Plain PyTorch loop vs effray engine vs Ray Train (1 and 2 workers) on the same job,
     eager and compiled, after the start-up time of `effray --help` and `effray run lipt --help`.
 
@@ -150,16 +158,16 @@ def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, 
     default_compile = "off,on" if device.type == "cuda" else "off"
     compile_list = name_list(compile_settings or default_compile, "--compile", ("off", "on"), "compile setting")
     check_storage(storage)
-    runner = BenchRunner("overhead", save, threads, wandb)
-    if cli_runs:  # first, before this process starts Ray and its workers load the machine
-        timings = cli_startup(cli_runs)
-        click.echo(f"CLI start-up, median of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
     cfg = TrainConfig(dataset=dataset, data_dir=data_dir, model=model, epochs=epochs, batch_size=batch_size,
                       lr=[0.05], schedule="constant", train_size=train_size,
                       test_size=2000 if train_size else None, use_gpu=device.type == "cuda", progress=False,
                       storage=storage, cpus_per_worker=cpus_per_worker,
-                      precision="fp32", memory_format="contiguous",  # the plain loop's arithmetic: overhead only
+                      precision=precision, memory_format=memory_format,  # the plain loop's too: overhead only
                       ).resolved().validate()
+    runner = BenchRunner("overhead", save, threads, wandb)
+    if cli_runs:  # first, before this process starts Ray and its workers load the machine
+        timings = cli_startup(cli_runs)
+        click.echo(f"CLI start-up, median of {cli_runs}: " + ", ".join(f"{c} {s:.2f}s" for c, s in timings))
     data = load_data(cfg)
     train, test = data.train.to(device), data.test.to(device)
     steps = len(train) // batch_size
@@ -177,9 +185,9 @@ def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, 
             return net, train_fn(net)
 
         (net, times), wall = timed(seeded_run)
-        rows.append({"variant": name, "compile": compiled, "startup_s": wall - sum(times),
+        rows.append({"variant": name, "compile": compiled, "startup_s": wall - sum(times), "first_epoch_s": times[0],
                      "steady_epoch_s": steady_epoch_s(times), "step_ms": 1000 * steady_epoch_s(times) / steps,
-                     "test_acc": evaluate(net, test, device)["acc"]})
+                     "test_acc": evaluate(net, test, device, precision=precision)["acc"]})
 
     # One untimed step first: process-wide first-use costs (thread pools, allocator) go to no variant.
     plain_loop(build_model(model, data.input_shape, data.num_classes).to(device), train.x[:batch_size],
@@ -188,12 +196,14 @@ def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, 
     for compiled in compile_list:
         on = compiled == "on"
         cfg.compile = compiled
-        add_variant("plain PyTorch loop", compiled,
-                    lambda net: plain_loop(net, train.x, train.y, epochs, batch_size, cfg.lr[0], cfg.seed, on))
+        def plain(net):
+            return plain_loop(net, train.x, train.y, epochs, batch_size, cfg.lr[0], cfg.seed, on, precision,
+                              memory_format)
+
+        add_variant("plain PyTorch loop", compiled, plain)
         if device.type == "cuda":
             with autotuned_cudnn():
-                add_variant("plain PyTorch loop, cuDNN autotuned", compiled, lambda net: plain_loop(
-                    net, train.x, train.y, epochs, batch_size, cfg.lr[0], cfg.seed, on))
+                add_variant("plain PyTorch loop, cuDNN autotuned", compiled, plain)
         for name, callbacks in (("effray engine, in-process", []), ("effray engine + callback", [CountEvents()])):
             add_variant(name, compiled, lambda net: [r["epoch_s"] for r in fit(net, train, None, cfg,
                                                                                callbacks=callbacks)])
@@ -229,7 +239,8 @@ def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, 
     ray_note = f"; ray.init took {connect_s:.1f}s (not counted)" if connect_s is not None else ""
     floor_note = f"; floor {floor_ms:.3f} ms a step at {peak:g} TFLOP/s fp32" if floor_ms is not None else ""
     click.echo(f"{dataset} ({len(data.train)} train, {steps} steps an epoch), {model}, batch {batch_size}, "
-               f"{epochs} epochs, on {where}; torch threads {runner.threads}{ray_note}{floor_note}")
+               f"{epochs} epochs, {precision}/{memory_format}, on {where}; torch threads {runner.threads}{ray_note}"
+               f"{floor_note}")
     table["label"] = table["variant"] + ", compile " + table["compile"]
     runner.finish(table.drop(columns="label"), [c for c in table.columns if c != "label"],
                   {c: ".3f" for c in table.columns},

@@ -136,9 +136,9 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
     model.train()
     ctx.steps_in_epoch = ctx.plan.steps(ctx.epoch, ctx.rank, ctx.world_size)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + ctx.epoch) if ctx.augment else None
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    # Each step's loss, size, predictions and labels, reduced once at the end of the epoch:
+    # one kernel a step (the argmax) instead of six, which a launch-bound GPU step feels.
+    losses, sizes, predictions, labels = [], [], [], []
     for step, planned in enumerate(read_batches(ctx.plan, ctx)):
         ctx.step_in_epoch = step
         ctx.lr = lr_at(cfg, ctx.epoch + step / max(ctx.steps_in_epoch, 1))
@@ -166,14 +166,25 @@ def run_epoch(ctx: TrainContext) -> dict[str, float]:
         ctx.global_step += 1
         for cb in ctx.callbacks:
             cb.on_step_end(ctx)
-        loss_sum += loss.detach() * len(batch.y)
-        correct += (batch.logits.detach().argmax(1) == batch.y).sum()
-        seen += len(batch.y)
+        losses.append(loss.detach())
+        sizes.append(len(batch.y))
+        predictions.append(batch.logits.detach().argmax(1))
+        labels.append(batch.y)
     ctx.batch = None
-    totals = ctx.all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
-                                                                                 dtype=torch.float64)]))
-    loss_total, correct_total, n = totals.tolist()
+    loss_total, correct_total, n = ctx.all_reduce(epoch_totals(losses, sizes, predictions, labels, device)).tolist()
     return {"train_loss": loss_total / max(n, 1), "train_acc": correct_total / max(n, 1)}
+
+
+def epoch_totals(losses: list[torch.Tensor], sizes: list[int], predictions: list[torch.Tensor],
+                 labels: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """[the sum of each step's mean loss times its size, the correct predictions, the
+    examples] of an epoch's steps, in float64."""
+    if not losses:
+        return torch.zeros(3, device=device, dtype=torch.float64)
+    stacked = torch.stack(losses)
+    loss_sum = (stacked * torch.tensor(sizes, device=device, dtype=stacked.dtype)).double().sum()
+    correct = (torch.cat(predictions) == torch.cat(labels)).sum().double()
+    return torch.stack([loss_sum, correct, torch.tensor(float(sum(sizes)), device=device, dtype=torch.float64)])
 
 
 @dataclass(frozen=True)

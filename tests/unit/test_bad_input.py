@@ -203,6 +203,7 @@ BAD = [
     # ----- bench ----------------------------------------------------------------------------
     B + ["overhead", "--workers", "abc"], B + ["overhead", "--epochs", "1"], B + ["overhead", "--workers", "-1"],
     B + ["overhead", "--compile", "fast"], B + ["overhead", "--peak-tflops", "0"], B + ["overhead", "--gpu"],
+    B + ["overhead", "--model", "mlp", "--memory-format", "channels_last"], B + ["overhead", "--precision", "fp16"],
     B + ["data", "--sizes", "0"], B + ["data", "--sizes", "5k"], B + ["data", "--modes", "disk"],
     B + ["data", "--workers", "-1"], B + ["data", "--model", "nope"], B + ["data", "--work-dir", "{out}"],
     B + ["data", "--decode-blocks", "0"], B + ["data", "--decode-blocks", "big"], B + ["data", "--epochs", "1"],
