@@ -127,9 +127,11 @@ def decide_execution(cfg, data, placement: Placement, **injected) -> tuple[Any, 
     return resolve_for_data(cfg, data, torch.device(placement.device), **injected)
 
 
-def check_decided(cfg) -> None:
-    """Refuse to start Ray Train on an undecided execution (``decide_execution`` first)."""
-    undecided = [k for k in ("precision", "memory_format", "compile") if getattr(cfg, k, None) == "auto"]
+def check_decided(cfg, device: str = "cpu") -> None:
+    """Refuse to start Ray Train on an undecided execution (``decide_execution`` first);
+    ``compile`` auto only on GPUs (``fit`` keeps it off on a CPU, untimed)."""
+    settings = ("precision", "memory_format", "compile") if device == "cuda" else ("precision", "memory_format")
+    undecided = [k for k in settings if getattr(cfg, k, None) == "auto"]
     if undecided:
         raise ValueError(f"Ray Train runs a decided execution: {', '.join(undecided)} still auto; decide it once "
                          "where the placement is known (raypkg.engine.placement.decide_execution), or set it")

@@ -265,8 +265,8 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     check_shared_storage(getattr(cfg, "storage", None), "Ray Train checkpoints")
     check_storage_on_nodes(storage if getattr(cfg, "storage", None) else None)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
-    check_decided(cfg)
     placement = place(cfg)
+    check_decided(cfg, placement.device)
     use_gpu = placement.device == "cuda"
     if not ensemble:
         refuse_shared_ddp(placement)
