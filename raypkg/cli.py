@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from raypkg.catalog import with_methods
 from raypkg.cli_options import (
     EffrayGroup,
     address_option,
@@ -25,7 +26,8 @@ from raypkg.storage import default_storage
 
 @click.group(cls=EffrayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
-    """effray: efficient-training research on Ray (coresets, LiPT, CREST, DeltaGrad, sparse training).
+    """effray: efficient-training research on Ray, every method on one engine and measured
+    against the same baselines.
 
     \b
     Examples:
@@ -315,6 +317,7 @@ def _register_method_commands() -> None:
 
 
 _register_method_commands()
+main.help = with_methods(main.help, main)  # the methods of the registry and their commands
 
 if __name__ == "__main__":
     sys.exit(main())

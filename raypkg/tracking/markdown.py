@@ -12,10 +12,11 @@ are quoted: ``columns="method,2 actors_s"``.
 ``effray report --markdown PATH --columns a,b,c [--rows method:full,rs2]`` prints it, and tests/docs/test_docs_tables.py
 checks that every marked table in the docs equals what its stored result renders.
 
-Every other table says what it is on the line before it: ``<!-- reference -->`` (flags,
-files, what a method does: not a measurement) or ``<!-- hand-written: WHY -->`` (a
-measurement with no stored result, and why it is not re-measured); ``unmarked_tables``
-finds a table that says neither.
+A table of methods, made from the registry, stands between ``<!-- methods: KIND -->`` and
+``<!-- /methods -->`` (``raypkg.catalog``). Every other table says what it is on the line
+before it: ``<!-- reference -->`` (flags, files: not a measurement) or ``<!-- hand-written:
+WHY -->`` (a measurement with no stored result, and why it is not re-measured);
+``unmarked_tables`` finds a table that says neither.
 """
 
 from __future__ import annotations
@@ -102,14 +103,15 @@ TABLE_NOTE = re.compile(r"<!-- (reference|hand-written: .+) -->")
 
 def unmarked_tables(text: str) -> list[int]:
     """The first line numbers (1-based) of the tables in ``text`` that are neither rendered
-    (between ``<!-- table: ... -->`` and ``<!-- /table -->``) nor preceded by a
+    (between ``<!-- table: ... -->`` and ``<!-- /table -->``, or ``<!-- methods: ... -->`` and
+    ``<!-- /methods -->``) nor preceded by a
     ``<!-- reference -->`` or ``<!-- hand-written: WHY -->`` line."""
     found, rendered, previous = [], False, ""
     lines = text.splitlines()
     for number, line in enumerate(lines, 1):
-        if line.startswith("<!-- table: "):
+        if line.startswith(("<!-- table: ", "<!-- methods: ")):  # a list of methods: raypkg.catalog
             rendered = True
-        elif line.startswith("<!-- /table -->"):
+        elif line.startswith(("<!-- /table -->", "<!-- /methods -->")):
             rendered = False
         starts = line.startswith("|") and not (number > 1 and lines[number - 2].startswith("|"))
         if starts and not rendered and not TABLE_NOTE.fullmatch(previous):

@@ -38,7 +38,8 @@ def test_every_other_table_says_it_is_a_reference_or_why_it_is_hand_written():
 
 def test_unmarked_tables_are_found_and_marked_ones_are_not():
     text = ("| a |\n|---|\n\n<!-- reference -->\n| b |\n|---|\n\n<!-- hand-written: old -->\n\n| c |\n\n"
-            "<!-- table: x.parquet columns=a -->\n| d |\n<!-- /table -->\ntext\n| e |\n")
+            "<!-- table: x.parquet columns=a -->\n| d |\n<!-- /table -->\ntext\n| e |\n"
+            "<!-- methods: readme -->\n| f |\n<!-- /methods -->\n")  # a list of methods (raypkg.catalog)
     assert unmarked_tables(text) == [1, 16]
 
 

@@ -1,0 +1,226 @@
+"""Every list of methods, made from the registry (``raypkg.methods.METHODS``), as timm
+derives its lists of models from its own: nothing here names a method.
+
+- **The command line**: `effray --help` names the methods and their commands
+  (``with_methods``, when ``raypkg.cli`` has registered the commands).
+- **The docs** keep each list between markers, rewritten from the registry by
+  ``python -m raypkg.catalog`` (after adding a method; ``--check`` only says what differs):
+
+      <!-- methods: KIND -->
+      ...
+      <!-- /methods -->
+
+  KIND is one of ``KINDS``: ``readme`` (the README's table of methods, each linked to its
+  page ``docs/methods/NAME.md`` under the page's title, with its commands and the first
+  paragraph of its command's help), ``stacking`` (docs/methods/stacking.md: what stacks
+  with ``--with``, in the order its callbacks act), ``layout`` and ``recipes``
+  (docs/architecture.md: where each method lives, and where its recipe comes from).
+- **The package description** (pyproject.toml) is static: it names no method.
+
+``stale()`` lists every list that disagrees with the registry; tests/docs/test_method_lists.py
+fails while it lists any. Importing this module loads neither torch nor Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"<!-- methods: (?P<kind>[\w-]+) -->(?P<body>.*?)<!-- /methods -->", re.S)
+# the pages that must hold each kind of list
+REQUIRED = {"README.md": ("readme",), "docs/methods/stacking.md": ("stacking",),
+            "docs/architecture.md": ("layout", "recipes")}
+
+
+def methods() -> tuple:
+    from raypkg import methods as registry
+
+    return registry.METHODS  # read when called: a test may replace the registry
+
+
+def page(name: str) -> Path:
+    """A method's page: ``docs/methods/NAME.md``."""
+    return REPO / "docs" / "methods" / f"{name}.md"
+
+
+def title(name: str) -> str:
+    """The page's title up to its colon (``# CREST: coresets for SGD ...`` -> ``CREST``), else the name."""
+    path = page(name)
+    first = path.read_text().splitlines()[0] if path.is_file() else ""
+    return first.removeprefix("# ").split(":")[0].strip() if first.startswith("# ") else name
+
+
+def commands(method, main=None) -> dict:
+    """The method's commands, ``"effray run NAME"`` -> the click command: the CLI's own
+    command of its name (`effray train`), those its row names and the one made from its row."""
+    from raypkg.methods import load
+
+    if main is None:
+        from raypkg.cli import main
+    run = main.commands["run"]
+    found = {f"effray {method.name}": main.commands[method.name]} if method.name in main.commands else {}
+    for entry in method.commands:
+        group, path = entry.split(":", 1)
+        command = load(path)
+        found[f"effray {command.name}" if group == "main" else f"effray run {command.name}"] = command
+    if method.name in run.commands:
+        found.setdefault(f"effray run {method.name}", run.commands[method.name])
+    return found
+
+
+def summary(method, main=None) -> str:
+    """The first paragraph of the help of its `effray run NAME` (else of its first command), on one line."""
+    found = commands(method, main)
+    command = found.get(f"effray run {method.name}") or next(iter(found.values()), None)
+    text = (command.help or "") if command is not None else ""
+    return " ".join(text.split("\n\n")[0].split()).replace("|", "\\|")
+
+
+def modules(method) -> list[str]:
+    """The modules its row names (its bench aside: benches live in ``raypkg.bench``)."""
+    paths = [method.recipes, method.settings, method.algorithm, method.config,
+             *(entry.split(":", 1)[1] for entry in method.commands)]
+    return [path.split(":")[0] for path in paths if path]
+
+
+def source(module: str) -> str:
+    """The file or folder of a dotted module, from the repository's root: ``raypkg/crest/`` or ``raypkg/ema.py``."""
+    path = Path(*module.split("."))
+    return f"{path.as_posix()}/" if (REPO / path).is_dir() else f"{path.as_posix()}.py"
+
+
+def home(method) -> str | None:
+    """Where a method lives: the shortest package or module holding every module its row
+    names that no other method's row reaches into."""
+    own = [m.split(".") for m in modules(method)]
+    if not own:
+        return None
+    others = [m for other in methods() if other.name != method.name for m in modules(other)]
+    common = os.path.commonprefix(own)
+    for n in range(2, len(common) + 1):
+        prefix = ".".join(common[:n])
+        if not any(m == prefix or m.startswith(prefix + ".") for m in others):
+            return source(prefix)
+    return source(".".join(common))
+
+
+def order_names() -> dict[int, str]:
+    from raypkg.algorithms import AVERAGE, DATA, LOSS, MASKS
+
+    return {DATA: "1: data (plan, batch, inputs)", LOSS: "2: loss", MASKS: "3: masks, then gradients",
+            AVERAGE: "4: average of the weights"}
+
+
+def readme_table(main=None) -> str:
+    rows = ["| method | command | what it does |", "|---|---|---|"]
+    for method in methods():
+        named = ", ".join(f"`{c}`" for c in commands(method, main))
+        rows.append(f"| [{title(method.name)}](docs/methods/{method.name}.md) | {named} | {summary(method, main)} |")
+    return "\n" + "\n".join(rows) + "\n"
+
+
+def stacking_table(main=None) -> str:
+    from raypkg.algorithms import stackable
+    from raypkg.methods import load
+
+    names = order_names()
+    stacks = [(method, load(method.algorithm)) for method in stackable().values()]
+    rows = ["| `--with` | algorithm | acts at | what it does |", "|---|---|---|---|"]
+    for method, algorithm in sorted(stacks, key=lambda pair: pair[1].order):  # stable: the registry's order
+        where = source(algorithm.__module__)
+        rows.append(f"| [`{method.name}`]({method.name}.md) | `{algorithm.__name__}` (`{where}`) "
+                    f"| {names.get(algorithm.order, algorithm.order)} | {summary(method, main)} |")
+    return "\n" + "\n".join(rows) + "\n"
+
+
+def layout() -> str:
+    return ", ".join(f"`{home(method)}` ({method.name})" for method in methods() if home(method))
+
+
+def recipes() -> str:
+    own = [f"`{method.name}` (`{source(method.recipes)}`)" for method in methods() if method.recipes]
+    made = [f"`{method.name}`" for method in methods() if not method.recipes and method.config]
+    return ", ".join(own) + "; made from the algorithm of its row: " + ", ".join(made)
+
+
+KINDS = ("readme", "stacking", "layout", "recipes")
+
+
+def render(kind: str, main=None) -> str:
+    """What a ``<!-- methods: KIND -->`` block holds."""
+    if kind not in KINDS:
+        raise ValueError(f"<!-- methods: {kind} -->: no such list (the lists: {', '.join(KINDS)})")
+    return {"readme": readme_table, "stacking": stacking_table}[kind](main) if kind in ("readme", "stacking") \
+        else layout() if kind == "layout" else recipes()
+
+
+def regenerate(text: str, main=None) -> str:
+    """``text`` with every marked list rewritten from the registry."""
+    return BLOCK.sub(lambda m: f"<!-- methods: {m['kind']} -->{render(m['kind'], main)}<!-- /methods -->", text)
+
+
+def pages() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def cli_methods(main) -> str:
+    """`effray --help`'s paragraph of methods: their names, in the registry's order, and the commands outside `effray run`."""
+    names = [method.name for method in methods()]
+    own = dict.fromkeys(c for method in methods() for c in commands(method, main) if not c.startswith("effray run "))
+    return (f"Methods: {', '.join(names)}. Their commands: effray run NAME, {', '.join(own)}. "
+            "A method's page: docs/methods/NAME.md.")
+
+
+def with_methods(help: str, main) -> str:
+    """A help text with the paragraph of methods after its first paragraph."""
+    import inspect
+
+    first, _, rest = inspect.cleandoc(help).partition("\n\n")
+    return f"{first}\n\n{cli_methods(main)}\n\n{rest}"
+
+
+def description() -> str:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["description"]
+
+
+def stale(main=None) -> list[str]:
+    """Every list of methods that disagrees with the registry, a line each (none: all agree)."""
+    if main is None:
+        from raypkg.cli import main
+    found = []
+    for path in pages():
+        text, where = path.read_text(), path.relative_to(REPO).as_posix()
+        kinds = [m["kind"] for m in BLOCK.finditer(text)]
+        found += [f"{where}: no <!-- methods: {kind} --> list" for kind in REQUIRED.get(where, ()) if kind not in kinds]
+        found += [f"{where}: its {m['kind']} list differs from the registry (python -m raypkg.catalog rewrites it)"
+                  for m in BLOCK.finditer(text) if m["body"] != render(m["kind"], main)]
+    found += [f"{method.name}: no page {page(method.name).relative_to(REPO)}" for method in methods()
+              if not page(method.name).is_file()]
+    if f"\n\n{cli_methods(main)}\n\n" not in main.help:
+        found.append("effray --help: its methods differ from the registry")
+    named = [m.name for m in methods() if re.search(rf"\b{re.escape(m.name)}\b", description(), flags=re.I)]
+    if named:
+        found.append(f"pyproject.toml: the description names {', '.join(named)}; it names no method, to stay true")
+    return found
+
+
+def rewrite(argv: list[str]) -> int:
+    """``python -m raypkg.catalog [--check]``: rewrite the docs' lists (or only say which differ)."""
+    if "--check" not in argv:
+        for path in pages():
+            text = path.read_text()
+            if BLOCK.search(text) and regenerate(text) != text:
+                path.write_text(regenerate(text))
+                print(f"rewrote {path.relative_to(REPO)}")
+    found = stale()
+    print("\n".join(found) if found else "every list of methods agrees with the registry")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(rewrite(sys.argv[1:]))
