@@ -189,7 +189,8 @@ class Recipe:
                     final = evaluate(model, data.test.to(device), device, precision=run.trained.precision)
                 restarts = run.summary.get("restarts", 0) + run.trained.restarts  # earlier Ray Train stages' too
                 return out.finish(test_acc=final["acc"], test_loss=final["loss"],
-                                  **{**run.summary, "device": str(device), "restarts": restarts})
+                                  **{**run.summary, "device": str(device), "train_device": placement.device,
+                                     "restarts": restarts})
 
 
 def streaming_note(note: str, cfg) -> str:

@@ -96,6 +96,8 @@ def test_the_decided_execution_is_what_config_yaml_records(bf16_cpu, gpu_cluster
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert (saved["precision"], saved["memory_format"]) == ("fp32", "contiguous")
     assert result.summary["execution_source"] == "set" and bf16_cpu == []
+    # the steps trained on the workers' GPUs; the final evaluation ran here, on this CPU
+    assert (result.summary["train_device"], result.summary["device"]) == ("cuda", "cpu")
 
 
 def test_an_in_process_run_still_probes_this_cpu(bf16_cpu, monkeypatch):
@@ -104,6 +106,7 @@ def test_an_in_process_run_still_probes_this_cpu(bf16_cpu, monkeypatch):
     assert len(bf16_cpu) == 1  # measured once, here
     assert result.summary["execution_source"] == "measured"
     assert result.summary["precision"] == "bf16"  # the fake measurement's faster candidate
+    assert result.summary["train_device"] == result.summary["device"] == "cpu"
 
 
 def test_cpu_workers_probe_this_cpu_as_the_in_process_run_does(bf16_cpu, monkeypatch):
