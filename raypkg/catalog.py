@@ -1,8 +1,8 @@
 """Every list of methods, made from the registry (``raypkg.methods.METHODS``), as timm
 derives its lists of models from its own: nothing here names a method.
 
-- **The command line**: `effray --help` names the methods and their commands
-  (``with_methods``, when ``raypkg.cli`` has registered the commands).
+- **The command line**: `effray --help` names the methods and their commands, made by
+  ``raypkg.cli`` from the registry when it loads (``methods_help``).
 - **The docs** keep each list between markers, rewritten from the registry by
   ``python -m raypkg.catalog`` (after adding a method; ``--check`` only says what differs):
 
@@ -18,7 +18,8 @@ derives its lists of models from its own: nothing here names a method.
 - **The package description** (pyproject.toml) is static: it names no method.
 
 ``stale()`` lists every list that disagrees with the registry; tests/docs/test_method_lists.py
-fails while it lists any. Importing this module loads neither torch nor Ray.
+fails while it lists any. It reads the CLI's commands (``raypkg.cli.method_commands``): it
+stands above the command line, which never imports it.
 """
 
 from __future__ import annotations
@@ -53,27 +54,11 @@ def title(name: str) -> str:
     return first.removeprefix("# ").split(":")[0].strip() if first.startswith("# ") else name
 
 
-def commands(method, main=None) -> dict:
-    """The method's commands, ``"effray run NAME"`` -> the click command: the CLI's own
-    command of its name (`effray train`), those its row names and the one made from its row."""
-    from raypkg.methods import load
-
-    if main is None:
-        from raypkg.cli import main
-    run = main.commands["run"]
-    found = {f"effray {method.name}": main.commands[method.name]} if method.name in main.commands else {}
-    for entry in method.commands:
-        group, path = entry.split(":", 1)
-        command = load(path)
-        found[f"effray {command.name}" if group == "main" else f"effray run {command.name}"] = command
-    if method.name in run.commands:
-        found.setdefault(f"effray run {method.name}", run.commands[method.name])
-    return found
-
-
-def summary(method, main=None) -> str:
+def summary(method) -> str:
     """The first paragraph of the help of its `effray run NAME` (else of its first command), on one line."""
-    found = commands(method, main)
+    from raypkg.cli import method_commands
+
+    found = method_commands(method)
     command = found.get(f"effray run {method.name}") or next(iter(found.values()), None)
     text = (command.help or "") if command is not None else ""
     return " ".join(text.split("\n\n")[0].split()).replace("|", "\\|")
@@ -114,15 +99,17 @@ def order_names() -> dict[int, str]:
             AVERAGE: "4: average of the weights"}
 
 
-def readme_table(main=None) -> str:
+def readme_table() -> str:
+    from raypkg.cli import method_commands
+
     rows = ["| method | command | what it does |", "|---|---|---|"]
     for method in methods():
-        named = ", ".join(f"`{c}`" for c in commands(method, main))
-        rows.append(f"| [{title(method.name)}](docs/methods/{method.name}.md) | {named} | {summary(method, main)} |")
+        named = ", ".join(f"`{c}`" for c in method_commands(method))
+        rows.append(f"| [{title(method.name)}](docs/methods/{method.name}.md) | {named} | {summary(method)} |")
     return "\n" + "\n".join(rows) + "\n"
 
 
-def stacking_table(main=None) -> str:
+def stacking_table() -> str:
     from raypkg.algorithms import stackable
     from raypkg.methods import load
 
@@ -132,7 +119,7 @@ def stacking_table(main=None) -> str:
     for method, algorithm in sorted(stacks, key=lambda pair: pair[1].order):  # stable: the registry's order
         where = source(algorithm.__module__)
         rows.append(f"| [`{method.name}`]({method.name}.md) | `{algorithm.__name__}` (`{where}`) "
-                    f"| {names.get(algorithm.order, algorithm.order)} | {summary(method, main)} |")
+                    f"| {names.get(algorithm.order, algorithm.order)} | {summary(method)} |")
     return "\n" + "\n".join(rows) + "\n"
 
 
@@ -149,37 +136,20 @@ def recipes() -> str:
 KINDS = ("readme", "stacking", "layout", "recipes")
 
 
-def render(kind: str, main=None) -> str:
+def render(kind: str) -> str:
     """What a ``<!-- methods: KIND -->`` block holds."""
     if kind not in KINDS:
         raise ValueError(f"<!-- methods: {kind} -->: no such list (the lists: {', '.join(KINDS)})")
-    return {"readme": readme_table, "stacking": stacking_table}[kind](main) if kind in ("readme", "stacking") \
-        else layout() if kind == "layout" else recipes()
+    return {"readme": readme_table, "stacking": stacking_table, "layout": layout, "recipes": recipes}[kind]()
 
 
-def regenerate(text: str, main=None) -> str:
+def regenerate(text: str) -> str:
     """``text`` with every marked list rewritten from the registry."""
-    return BLOCK.sub(lambda m: f"<!-- methods: {m['kind']} -->{render(m['kind'], main)}<!-- /methods -->", text)
+    return BLOCK.sub(lambda m: f"<!-- methods: {m['kind']} -->{render(m['kind'])}<!-- /methods -->", text)
 
 
 def pages() -> list[Path]:
     return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
-
-
-def cli_methods(main) -> str:
-    """`effray --help`'s paragraph of methods: their names, in the registry's order, and the commands outside `effray run`."""
-    names = [method.name for method in methods()]
-    own = dict.fromkeys(c for method in methods() for c in commands(method, main) if not c.startswith("effray run "))
-    return (f"Methods: {', '.join(names)}. Their commands: effray run NAME, {', '.join(own)}. "
-            "A method's page: docs/methods/NAME.md.")
-
-
-def with_methods(help: str, main) -> str:
-    """A help text with the paragraph of methods after its first paragraph."""
-    import inspect
-
-    first, _, rest = inspect.cleandoc(help).partition("\n\n")
-    return f"{first}\n\n{cli_methods(main)}\n\n{rest}"
 
 
 def description() -> str:
@@ -188,20 +158,20 @@ def description() -> str:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["description"]
 
 
-def stale(main=None) -> list[str]:
+def stale() -> list[str]:
     """Every list of methods that disagrees with the registry, a line each (none: all agree)."""
-    if main is None:
-        from raypkg.cli import main
+    from raypkg.cli import main, methods_help
+
     found = []
     for path in pages():
         text, where = path.read_text(), path.relative_to(REPO).as_posix()
         kinds = [m["kind"] for m in BLOCK.finditer(text)]
         found += [f"{where}: no <!-- methods: {kind} --> list" for kind in REQUIRED.get(where, ()) if kind not in kinds]
         found += [f"{where}: its {m['kind']} list differs from the registry (python -m raypkg.catalog rewrites it)"
-                  for m in BLOCK.finditer(text) if m["body"] != render(m["kind"], main)]
+                  for m in BLOCK.finditer(text) if m["body"] != render(m["kind"])]
     found += [f"{method.name}: no page {page(method.name).relative_to(REPO)}" for method in methods()
               if not page(method.name).is_file()]
-    if f"\n\n{cli_methods(main)}\n\n" not in main.help:
+    if f"\n\n{methods_help()}\n\n" not in main.help:  # made when the CLI loaded
         found.append("effray --help: its methods differ from the registry")
     named = [m.name for m in methods() if re.search(rf"\b{re.escape(m.name)}\b", description(), flags=re.I)]
     if named:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from raypkg.catalog import with_methods
 from raypkg.cli_options import (
     EffrayGroup,
     address_option,
@@ -317,7 +317,33 @@ def _register_method_commands() -> None:
 
 
 _register_method_commands()
-main.help = with_methods(main.help, main)  # the methods of the registry and their commands
+def method_commands(method) -> dict[str, click.Command]:
+    """A method's commands, "effray run NAME" -> the command: the CLI's own of its name
+    (`effray train`), those its row names and the one made from its row."""
+    from raypkg.methods import load
+
+    found = {f"effray {method.name}": main.commands[method.name]} if method.name in main.commands else {}
+    for entry in method.commands:
+        group, path = entry.split(":", 1)
+        command = load(path)
+        found[f"effray {command.name}" if group == "main" else f"effray run {command.name}"] = command
+    if method.name in run.commands:
+        found.setdefault(f"effray run {method.name}", run.commands[method.name])
+    return found
+
+
+def methods_help() -> str:
+    """`effray --help`'s paragraph of methods: the registry's, in its order, and their
+    commands outside `effray run` (raypkg.catalog checks it against the registry)."""
+    from raypkg import methods
+
+    own = dict.fromkeys(c for m in methods.METHODS for c in method_commands(m) if not c.startswith("effray run "))
+    return (f"Methods: {', '.join(m.name for m in methods.METHODS)}. Their commands: effray run NAME, "
+            f"{', '.join(own)}. A method's page: docs/methods/NAME.md.")
+
+
+_first, _, _rest = inspect.cleandoc(main.help).partition("\n\n")
+main.help = f"{_first}\n\n{methods_help()}\n\n{_rest}"  # the methods of the registry, after the first line
 
 if __name__ == "__main__":
     sys.exit(main())

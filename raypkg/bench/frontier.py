@@ -533,8 +533,8 @@ def count_options(func):
 def frontier_bench(setup, methods, first_seed, merge, panels, workers, target_acc, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
-    Full training, RS2 and uniform subsets, DeepCore, LiPT, CREST, InfoBatch and sparse
-    training, each through its recipe, at one epoch budget and LR schedule, over --seeds
+    Every method's bench cases, in the registry's order (full training first; --methods
+    picks), each through its recipe, at one epoch budget and LR schedule, over --seeds
     seeds: a row per method, setting and seed, means and spreads, and the Pareto fronts.
 
     \b

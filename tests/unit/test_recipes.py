@@ -78,16 +78,16 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
 
     recipes = load_recipes()
     assert set(recipes) >= {m.name for m in METHODS} | {"select"}
-    # the frontier's methods, in the table's order whatever imported the recipes first
-    assert list(load_cases()) == ["full", "full-fp32", "rs2", "uniform", "grand", "glister", "craig", "el2n",
-                                  "least-confidence", "entropy", "margin", "herding", "kcenter", "contextual-diversity",
-                                  "facility-location", "graphcut", "logdet", "forgetting", "cal", "deepfool",
-                                  "grand-ccs", "el2n-ccs", "forgetting-ccs",
-                                  *[f"{m}-r{r}" for r in (2, 5, 20) for m in ("gradmatch", "craig", "glister")],
-                                  "lipt-grand", "lipt-glister", "lipt-grand-ccs", "crest",
-                                  "infobatch", "rigl-itop", "a-rigl-itop", "label-smoothing", "ema",
-                                  "selective-backprop", "layer-freezing", "progressive-resizing",
-                                  "proxy-selection"]
+    # the frontier's methods, in the table's order whatever imported the recipes first: each case
+    # of a method's recipe, by the method's row; a method made from its row brings its algorithm's
+    cases = load_cases()
+    order = [m.name for m in METHODS]
+    rows = [order.index(case.recipe) for case in cases.values()]
+    assert rows == sorted(rows) and list(cases)[:2] == ["full", "full-fp32"]  # the baseline first
+    for method in METHODS:
+        if not method.recipes:
+            own = [name for case in load(method.algorithm).bench_cases for name in case.methods]
+            assert own and [name for name, case in cases.items() if case.recipe == method.name] == own
     # the frontier runs DeepCore's further selectors only when --methods names them
     from raypkg.bench.frontier import frontier_bench
     default = frontier_bench.make_context("frontier", []).params["methods"].split(",")  # a ListOption's default
@@ -149,7 +149,8 @@ def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it(
     graph = import_graph()
     assert [(m, n) for m, ns in graph.items() for n in ns
             if m.startswith("raypkg.selection") and n.startswith("raypkg.lipt")] == []
-    assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.jobs_support"]  # the jobs' entry
+    # the jobs' entry, and the docs' lists of methods, which read the commands (raypkg.catalog)
+    assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.catalog", "raypkg.jobs_support"]
 
 
 # What every layer may use: errors, paths, storage, plug-in loading, timing, and starting or joining Ray.

@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 import raypkg
+from raypkg.algorithms import stackable
 from raypkg.cli import main
 from raypkg.engine.loop import CLOCK_COLUMNS
 from raypkg.errors import UsageError
@@ -104,8 +105,7 @@ def test_multiplier_stretches_the_training_every_member_builds_from():
     ("train+coreset", {}, "coreset does not stack: it selects its subset in stages before training"),
     ("sparse+lipt", {}, "lipt does not stack"),
     ("train+train", {}, "train does not stack"),
-    ("train+nothing", {}, "the algorithms that stack are crest, infobatch, sparse, label-smoothing, ema, "
-                      "selective-backprop, layer-freezing, progressive-resizing, proxy-selection"),
+    ("train+nothing", {}, "the algorithms that stack are " + ", ".join(stackable())),  # the registry's
     ("lipt+crest", {}, "crest and this method both set actors"),
     ("crest+crest", {}, "this method is crest already"),
     ("sparse+sparse", {}, "this method is sparse already"),
