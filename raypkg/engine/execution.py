@@ -648,13 +648,27 @@ def weigh_compile(entry: dict, steps: int, source: str) -> CompileChoice:
                          entry["compile_s"], steps)
 
 
+# The least a compile of the training step took where it was measured (the MLP on an H100,
+# 2026-11-27: 5.9 s; ResNet-20: 16.9 s): a run whose whole eager training is shorter
+# cannot repay it, whatever the compiled step's speed.
+MIN_COMPILE_S = 5.0
+
+
+def too_short_to_compile(steps: int, eager_ms: float) -> bool:
+    """Whether ``steps`` eager steps of ``eager_ms`` take less than ``MIN_COMPILE_S``: the
+    most compiling could save is the whole of that time."""
+    return steps * eager_ms / 1000 < MIN_COMPILE_S
+
+
 def decide_compile(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair: Pair, steps: int, *,
-                   flags: set[str] | None = None, cache: ExecutionCache | None = None,
+                   eager_ms: float | None = None, flags: set[str] | None = None, cache: ExecutionCache | None = None,
                    measurer: Callable[..., Measurement] = measure) -> CompileChoice:
     """``cfg.compile`` for a run of ``steps`` steps of ``model`` at ``pair`` on batches like
     (x, y): as set; ``auto`` off on a CPU, untimed; on a GPU, this machine's measurement
     (``measure_compile``, cached as the other choices are) weighed over the run
-    (``weigh_compile``)."""
+    (``weigh_compile``), unless nothing is cached and the whole run, at ``eager_ms`` a step
+    (the precision probe's median, where it ran), is too short to repay any compile
+    (``too_short_to_compile``): then off, and nothing is compiled to find out."""
     if cfg.compile != "auto":
         return CompileChoice(cfg.compile, "set", "as set")
     if x.device.type != "cuda":
@@ -662,6 +676,9 @@ def decide_compile(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair
     cache = cache or ExecutionCache()
     key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, [pair], flags) + "|compile"
     entry, source = cache.get(key), "cache"
+    if entry is None and eager_ms is not None and too_short_to_compile(steps, eager_ms):
+        return CompileChoice("off", "set", f"this run's {steps} steps take about {steps * eager_ms / 1000:.1f} s "
+                                           f"eager, under the {MIN_COMPILE_S:g} s compiling takes at least")
     if entry is None:
         entry, source = measure_compile(model, x, y, pair, measurer), "measured"
         entry = cache.keep(key, entry) or entry
@@ -684,7 +701,8 @@ def resolve_execution(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
         key = cache_key(str(cfg.model), tuple(x.shape[1:]), len(x), x.device, pairs, flags)
         execution = decide(key, lambda: training_steps(model, x, y, pairs), cache, measurer)
     pair = (execution.precision, execution.memory_format)
-    compiled = decide_compile(cfg, model, x, y, pair, steps, flags=flags, cache=cache, measurer=measurer)
+    compiled = decide_compile(cfg, model, x, y, pair, steps, eager_ms=execution.medians_ms.get(label(pair)),
+                              flags=flags, cache=cache, measurer=measurer)
     execution = dataclasses.replace(execution, compile=compiled)
     decided = dataclasses.replace(cfg, precision=pair[0], memory_format=pair[1], compile=compiled.compile)
     return note_trained_at(decided), execution
