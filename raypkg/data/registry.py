@@ -71,12 +71,13 @@ def dataset_entry(name: str) -> DatasetEntry:
     factory takes the ``DataOptions`` counts as sized (it may honour --train-size)."""
     import raypkg.data.sources  # noqa: F401  (registers the builders)
     from raypkg import plugins
+    from raypkg.data.plugins import call_dataset, takes_options
 
     if name in DATASETS:
         return DATASETS[name]
     factory = plugins.factory_for("dataset", name, DATASETS)
-    return DatasetEntry(name, plugins.describe("dataset", name), functools.partial(plugins.call_dataset, name, factory),
-                        sized=plugins.takes_options(name, factory), plugin=True)
+    return DatasetEntry(name, plugins.describe("dataset", name), functools.partial(call_dataset, name, factory),
+                        sized=takes_options(name, factory), plugin=True)
 
 
 def load_dataset(name: str, **options) -> DataSplits:

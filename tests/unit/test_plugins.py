@@ -22,12 +22,12 @@ from torch.func import functional_call, grad, vmap
 
 from raypkg.cli import main
 from raypkg.data.base import DataSplits, IndexedDataset
+from raypkg.data.plugins import as_splits
 from raypkg.data.registry import load_dataset
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError
 from raypkg.models.base import ModuleClassifier
 from raypkg.models.registry import build_model, check_model
-from raypkg.plugins import as_splits
 from raypkg.selection.embeddings import FactoredEmbedding, logit_gradients, logits_and_features
 
 BN_NET, MLP = "plugin_example.models:bn_net", "plugin_example.models:mlp"
