@@ -423,11 +423,15 @@ def test_effray_execution_lists_and_clears_the_cache(tmp_path, monkeypatch):
                                                  "medians_ms": {"fp32/contiguous": 3.6, "fp32/channels_last": 3.2},
                                                  "iqr_ms": {}, "rounds": 5, "settled": True,
                                                  "measured_at": "2026-11-25"})
+    E.ExecutionCache().keep("v=1|model=lenet5|compile", {**compile_entry(3.2, 1.1, 16.9), "measured_at": "2026-11-27"})
+    E.ExecutionCache().keep("v=1|model=odd|compile", {**compile_entry(3.2, 1.1, 0.0, breaks="Unsupported: x")})
     listed = CliRunner().invoke(main, ["execution"])
     assert listed.exit_code == 0 and "fp32/channels_last  measured 2026-11-25, 5 rounds" in listed.output
     assert "v=1|model=lenet5" in listed.output
+    assert "compile at fp32/contiguous, 16.9 s to compile  measured 2026-11-27" in listed.output
+    assert "compile at fp32/contiguous: does not compile (Unsupported: x)" in listed.output
     cleared = CliRunner().invoke(main, ["execution", "--clear"])
-    assert cleared.output.startswith("cleared 1 choice(s)") and E.ExecutionCache().entries() == {}
+    assert cleared.output.startswith("cleared 3 choice(s)") and E.ExecutionCache().entries() == {}
 
 
 def train_digits(model: str, **kw):
