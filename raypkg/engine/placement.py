@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from raypkg.distributed.cluster import gpu_share
-from raypkg.engine.execution import Execution, note_trained_at, resolve_for_data
+from raypkg.engine.execution import CompileChoice, Execution, note_trained_at, resolve_for_data
 from raypkg.errors import UsageError
 
 
@@ -122,8 +122,9 @@ def decide_execution(cfg, data, placement: Placement, **injected) -> tuple[Any, 
         auto = {k: v for k, v in kept.items() if getattr(cfg, k, None) == "auto"}
         decided = note_trained_at(dataclasses.replace(cfg, **auto))
         kept_auto = {"precision", "memory_format"} & set(auto)
+        compiled = CompileChoice(decided.compile, "set", UNPROBED if "compile" in auto else "as set")
         return decided, Execution(decided.precision, decided.memory_format, "set",
-                                  reason=UNPROBED if kept_auto else "as set")
+                                  reason=UNPROBED if kept_auto else "as set", compile=compiled)
     return resolve_for_data(cfg, data, torch.device(placement.device), **injected)
 
 
