@@ -8,8 +8,8 @@ from typing import Any
 
 from raypkg.engine.config import TrainConfig, setting
 from raypkg.errors import UsageError, choose
+from raypkg.selection.embedding_kinds import EMBEDDINGS
 
-EMBEDDINGS = ("full", "bias", "proj")  # see raypkg.selection.embeddings
 WEIGHTINGS = ("loss", "sample", "none")  # see raypkg.selection.weighting
 GRAND_DEFAULT_REPEATS = 10  # DeepCore's R for GraNd
 DEFAULT_FRACTION = 0.1  # when none of fraction, budget and class_budget is given
@@ -82,8 +82,13 @@ class CoresetConfig(TrainConfig):
 
     def validate(self) -> "CoresetConfig":
         super().validate()
-        from raypkg.selection.registry import check_streams, get_selector, load_selectors, resolve_options
-        from raypkg.selection.stratify import check_stratify
+        from raypkg.selection.registry import (
+            check_stratify,
+            check_streams,
+            get_selector,
+            load_selectors,
+            resolve_options,
+        )
 
         selector = get_selector(self.selection)
         if self.data_path == "stream":  # before any pre-training (auto is checked once resolved)

@@ -36,7 +36,7 @@ from torch import nn
 from raypkg.data.base import IndexedDataset
 from raypkg.engine.execution import autocast
 from raypkg.errors import choose
-from raypkg.selection.config import EMBEDDINGS  # noqa: E402  (re-exported)
+from raypkg.selection.embedding_kinds import EMBEDDINGS
 
 FORWARD_BATCH = 1024
 

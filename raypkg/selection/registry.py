@@ -131,6 +131,21 @@ def resolve_options(selector: Selector, options: dict[str, Any] | None) -> dict[
     return merged
 
 
+def check_stratify(selector: Selector, stratify: str, beta: float | None) -> None:
+    """One line for a stratification ``selector`` cannot take (``raypkg.selection.stratify``), or a bad beta."""
+    from raypkg.selection.stratify import STRATIFY
+
+    choose("stratify", stratify, STRATIFY)
+    if beta is not None and stratify != "ccs":
+        raise UsageError("--ccs-beta is for --stratify ccs")
+    if beta is not None and not 0.0 <= float(beta) < 1.0:
+        raise UsageError(f"ccs-beta must be in [0, 1), got {beta}")
+    if stratify == "ccs" and not selector.scores:
+        named = ", ".join(sorted(name for name, s in SELECTORS.items() if s.scores))
+        raise UsageError(f"--stratify ccs needs a score-based selector ({named}): "
+                         f"{selector.name} returns no per-example scores")
+
+
 # --------------------------------------------------------------------------------------
 # The context a selector works in
 # --------------------------------------------------------------------------------------
@@ -282,7 +297,7 @@ def select(method: str, models: nn.Module | Sequence[nn.Module] | None, data: In
     """
     import time
 
-    from raypkg.selection.stratify import ccs_picks, check_stratify, paper_beta
+    from raypkg.selection.stratify import ccs_picks, paper_beta
 
     device, pool, actors = compute.device, compute.pool, compute.actors
     selector = get_selector(method)

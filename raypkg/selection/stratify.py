@@ -25,13 +25,16 @@ beta = 0.3 for f < 0.15, 0.2 for f < 0.25, 0.1 for f < 0.3 (between those, our c
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from raypkg.errors import UsageError
-from raypkg.selection.registry import Picks, SelectionContext
+
+if TYPE_CHECKING:  # the registry's select calls this module: its types are hints here
+    from raypkg.selection.registry import Picks, SelectionContext
 
 STRATIFY = ("none", "ccs")
 CCS_STRATA = 50  # the paper's k
@@ -46,22 +49,6 @@ def paper_beta(fraction: float) -> float:
     if fraction < 0.3:
         return 0.1
     return 0.0
-
-
-def check_stratify(selector, stratify: str, beta: float | None) -> None:
-    """One line for a stratification ``selector`` cannot take, or a bad beta."""
-    from raypkg.errors import choose
-    from raypkg.selection.registry import SELECTORS
-
-    choose("stratify", stratify, STRATIFY)
-    if beta is not None and stratify != "ccs":
-        raise UsageError("--ccs-beta is for --stratify ccs")
-    if beta is not None and not 0.0 <= float(beta) < 1.0:
-        raise UsageError(f"ccs-beta must be in [0, 1), got {beta}")
-    if stratify == "ccs" and not selector.scores:
-        named = ", ".join(sorted(name for name, s in SELECTORS.items() if s.scores))
-        raise UsageError(f"--stratify ccs needs a score-based selector ({named}): "
-                         f"{selector.name} returns no per-example scores")
 
 
 def strata_allocation(sizes: Sequence[int], budget: int) -> list[int]:
@@ -107,4 +94,5 @@ def ccs_picks(ctx: SelectionContext, picks: Picks, method: str, beta: float) -> 
     scores = picks.all_scores.cpu()
     gen = ctx.generator(stream=29)
     chosen = torch.cat([ccs_positions(scores[pos], pos, k, beta, CCS_STRATA, gen) for pos, k in ctx.blocks()])
-    return Picks(chosen, torch.ones(len(chosen), dtype=torch.float64), scores[chosen], all_scores=picks.all_scores)
+    return dataclasses.replace(picks, positions=chosen, weights=torch.ones(len(chosen), dtype=torch.float64),
+                               scores=scores[chosen])
