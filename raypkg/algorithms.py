@@ -15,11 +15,14 @@ level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
   then the average of the weights (EMA); callbacks act in that order (AGC, a gradient
   correction, acts after the masks: ``raypkg.sparse.algorithm``).
 - **Refused before any work** (``stacked_class``): a name that does not stack (the row's
-  ``stacks`` says why), two batch plans, and a setting two members both define.
+  ``stacks`` says why), two batch plans, and a setting two members both define; and a
+  config whose class is not its stack's (``check_stack``, as a recipe runs it).
 
 A stackable algorithm is a row of ``raypkg.methods.METHODS`` with ``settings`` (its own
 fields, a dataclass mixed into the command's config) and ``algorithm``; with ``config`` too,
-its recipe is made here (``algorithm_recipe``) and its command by the CLI.
+its recipe is made by the registry (``raypkg.recipe_registry.algorithm_recipe``) and its
+command by the CLI. This module sits below the recipes: it imports neither ``raypkg.recipe``
+(its ``Run`` is a type hint here) nor the registry.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from raypkg.errors import UsageError
 
 if TYPE_CHECKING:
     from raypkg.engine.trainer import TrainResult
-    from raypkg.recipe import Recipe, Run
+    from raypkg.recipe import Run
 
 # Algorithm.order: callbacks act on every event in this order.
 DATA, LOSS, MASKS, AVERAGE = 0, 1, 2, 3
@@ -82,11 +85,14 @@ def stackable() -> dict[str, Any]:
     return {m.name: m for m in METHODS if m.settings}
 
 
-def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with") -> type:
+def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
+                  example: Callable[[str], str] | None = None) -> type:
     """``cls`` with the settings of every algorithm in ``stack`` mixed in (one class per
     combination); a name that does not stack, two batch plans or a setting two members
     both define is a UsageError, naming the stack as ``where`` says (``--with``, or a config
-    file's ``stack:``)."""
+    file's ``stack:``). A method that does not stack is refused with ``example(name)``, an
+    algorithm that stacks onto its training (``raypkg.recipe_registry.stacks_onto``, which
+    knows the recipes; without it the line says NAME)."""
     if not stack:
         return cls
     from raypkg.engine.config import TrainConfig, config_fields
@@ -102,7 +108,8 @@ def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with") -> t
                              f"({', '.join(entries)})")
         refusal = next((m.stacks for m in METHODS if m.name == name and m.stacks), None)
         if refusal:
-            raise UsageError(f"{where} {name}: {name} does not stack: it {refusal.format(other=stacks_onto(name))}")
+            other = example(name) if example else "NAME"
+            raise UsageError(f"{where} {name}: {name} does not stack: it {refusal.format(other=other)}")
         if name not in entries:
             raise UsageError(f"{where} {name}: the algorithms that stack are {', '.join(entries)}")
         if stack.count(name) > 1:
@@ -136,18 +143,15 @@ def _mixed(cls: type, bases: tuple[type, ...]) -> type:
     return stacked
 
 
-def stacks_onto(name: str) -> str:
-    """The first algorithm that stacks onto method ``name``'s training: the example in the
-    line that refuses ``--with name``, a command that runs."""
-    from raypkg.recipe import find_recipe
-
-    for other in stackable():
-        try:
-            find_recipe(name, (other,))
-            return other
-        except UsageError:
-            continue
-    return "NAME"
+def check_stack(cfg) -> None:
+    """``cfg``'s class carries the settings of every algorithm its ``stack`` names (a config
+    without a stack, DeltaGrad's: nothing to check)."""
+    if not hasattr(cfg, "stack"):
+        return
+    base = getattr(type(cfg), "BASE", type(cfg))
+    if stacked_class(base, tuple(cfg.stack)) is not type(cfg):
+        raise UsageError(f"--with {','.join(cfg.stack) or '(none)'} does not match the config's class "
+                         f"{type(cfg).__name__}: make it with raypkg.run or resolve_config")
 
 
 def _reduce(cfg):
@@ -193,19 +197,3 @@ def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc:
     if cfg.stack:
         run.note(stack=list(cfg.stack))
     return run.trained
-
-
-def algorithm_recipe(method) -> "Recipe":
-    """The recipe of a method that is one algorithm (a ``METHODS`` row with ``config``): the
-    engine's training with it, its check and its metrics."""
-    from raypkg.methods import load
-    from raypkg.recipe import EPOCH_METRICS, Recipe
-
-    algorithm = load(method.algorithm)
-
-    def train_with_it(run: "Run") -> None:
-        train_stack(run, lambda cfg: algorithm(cfg, run), desc=method.name)
-
-    train_with_it.__doc__ = f"Train with {method.name} ({method.algorithm})."
-    return Recipe(method.name, load(method.config), [train_with_it], check=algorithm.check,
-                  metrics=EPOCH_METRICS + algorithm.metrics)

@@ -9,7 +9,7 @@
 
 ``method`` is a recipe name, made from the table of methods (``raypkg.methods``): ``train``,
 ``select``, each `effray run NAME`, ``deltagrad`` and the ``unlearn-*`` steps
-(``raypkg.recipe.load_recipes()`` has them all, and an unknown name is refused with the
+(``raypkg.recipe_registry.load_recipes()`` has them all, and an unknown name is refused with the
 list), or a stack joined by ``+`` (``infobatch+sparse``).
 Settings are the command's flags as keywords (``train_frac``
 for ``--train-frac``), or a config object, a mapping or a config file's path (a run's
@@ -66,7 +66,8 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
     import pandas as pd
 
     from raypkg.errors import UsageError
-    from raypkg.recipe import MemorySink, find_recipe
+    from raypkg.recipe import MemorySink
+    from raypkg.recipe_registry import find_recipe
 
     if not isinstance(save, bool):
         raise UsageError(f"save must be True or False, got {save!r}")

@@ -1,10 +1,12 @@
 """A run's config assembled from what the user gave: a config file (YAML or JSON, a path or
 a URI), flags or keywords on top, older keys upgraded, and the settings of the algorithms
-its ``stack`` names mixed into its class (``raypkg.algorithms.stacked_class``).
+its ``stack`` names mixed into its class (``raypkg.algorithms.stacked_class``; a method that
+does not stack is refused with an example from the recipe registry, ``stacks_onto``).
 
 The engine's ``TrainConfig`` (``raypkg.engine.config``) is only the settings; this module
-sits above the engine and the methods, so it may know both. ``resolve_config`` serves the
-commands, ``raypkg.api.recipe_config`` the Python API, ``raypkg.tuning`` the tune spaces.
+sits above the engine, the methods and the recipe registry, so it may know them all.
+``resolve_config`` serves the commands, ``raypkg.api.recipe_config`` the Python API,
+``raypkg.tuning`` the tune spaces.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from raypkg.algorithms import stackable, stacked_class
 from raypkg.engine.config import TrainConfig, check_needs, config_fields, listed, stack_of
 from raypkg.errors import UsageError
 from raypkg.methods import load
+from raypkg.recipe_registry import stacks_onto
 from raypkg.storage import basename, first_line, read_bytes
 
 # Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
@@ -40,17 +43,6 @@ def check_file_memory_format(cfg, file_values: dict[str, Any], given, path) -> N
     check_memory_format(cfg, model_is_convolutional(str(cfg.model)),
                         where=f" from config file {str(path)!r} (a run's config.yaml records what --memory-format "
                               f"auto chose{recorded})")
-
-
-def check_stack(cfg) -> None:
-    """``cfg``'s class carries the settings of every algorithm its ``stack`` names (a config
-    without a stack, DeltaGrad's: nothing to check)."""
-    if not hasattr(cfg, "stack"):
-        return
-    base = getattr(type(cfg), "BASE", type(cfg))
-    if stacked_class(base, tuple(cfg.stack)) is not type(cfg):
-        raise UsageError(f"--with {','.join(cfg.stack) or '(none)'} does not match the config's class "
-                         f"{type(cfg).__name__}: make it with raypkg.run or resolve_config")
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -112,7 +104,7 @@ def with_stack(cls, values: dict[str, Any], where: str = "--with") -> type:
     if "stack" not in config_fields(cls):
         return cls
     try:
-        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")), where)
+        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")), where, stacks_onto)
     except TypeError:  # not a list of names
         raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
 

@@ -3,7 +3,7 @@
 loaded until it is used (import paths only).
 
 A method that acts on training alone (a data plan, callbacks) is a row with ``settings``,
-``config`` and ``algorithm``: its recipe (``raypkg.algorithms.algorithm_recipe``), its
+``config`` and ``algorithm``: its recipe (``raypkg.recipe_registry.algorithm_recipe``), its
 `effray run NAME` command (help: the config's docstring) and its frontier rows (the
 algorithm's ``bench_cases``) are made from them, and it stacks (``--with NAME``). Adding
 one is its module, this row, its docs page and its tests (docs/architecture.md, "Adding a
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Method:
     name: str
-    recipes: str | None = None  # the module that registers its recipes (``raypkg.recipe.register``); None: made
+    # the module that registers its recipes (``raypkg.recipe_registry.register``); None: made from the row
+    recipes: str | None = None
     commands: tuple[str, ...] = ()  # "GROUP:module:command", GROUP main (`effray X`) or run (`effray run X`)
     bench: str | None = None  # "module:command" of `effray bench NAME`
     # A method that stacks onto another's training (`--with NAME`, raypkg.algorithms): the

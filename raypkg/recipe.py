@@ -16,13 +16,14 @@ Where results go is the ``Sink``, opened once the input is checked:
 - ``TuneSink``: a Tune trial, reporting every metrics row with the seconds of the
   phases done so far and the run's scalar notes;
 - ``MemorySink``: a bench row, kept in memory.
+
+This module is what a run is; the recipes themselves, by name, and the making of a stacked
+one (``find_recipe``) are the registry's, ``raypkg.recipe_registry``, which imports this.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,7 @@ class Recipe:
     metrics: tuple[str, ...] = EPOCH_METRICS  # what its metrics rows hold (a tune space's metric is one)
     # phases whose seconds every metrics row of a Tune trial carries as ``<phase>_s``
     tune_phases: tuple[str, ...] = ()
-    stack: tuple[str, ...] = ()  # the algorithms added to this method's (``find_recipe``)
+    stack: tuple[str, ...] = ()  # the algorithms added to this method's (``raypkg.recipe_registry.find_recipe``)
     # Its Ray Train ranks may share a GPU (LiPT's shard models: no gradient sync), and its DDP
     # training takes one rank per whole GPU, noted (``raypkg.engine.placement``); else DDP
     # ranks that would share a GPU are refused before any work
@@ -128,7 +129,7 @@ class Recipe:
         each run's config is validated exactly once."""
         import sys
 
-        from raypkg.config import check_stack
+        from raypkg.algorithms import check_stack
         from raypkg.data.base import DataSplits
         from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
         from raypkg.engine.execution import decide_threads, training_threads
@@ -300,18 +301,11 @@ class TuneSink(MemorySink):
         self.report({**scalars, **seconds, **row, **objective})
 
 
-RECIPES: dict[str, Recipe] = {}
-
-
-def register(recipe: Recipe) -> Recipe:
-    RECIPES[recipe.name] = recipe
-    return recipe
-
-
 @dataclass(frozen=True)
 class BenchCase:
     """A method family's part in `effray bench frontier`, registered beside its recipe (its
-    ``config`` also builds the rows of the family's own bench: coreset, lipt, crest, sparse).
+    ``config`` also builds the rows of the family's own bench: coreset, lipt, crest, sparse;
+    ``raypkg.recipe_registry.register_case``).
 
     ``methods``: the frontier's names for it. ``grid``: the settings list its points run at
     ("fractions", "densities", or None: once). ``config(method, value, s, common, n)``: one
@@ -330,87 +324,3 @@ class BenchCase:
     examples: Callable[..., tuple[int, float]]
     default: bool = True  # in the frontier's default --methods (else run when named)
     marker: str = "o"
-
-
-BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case
-
-
-def register_case(case: BenchCase) -> BenchCase:
-    for method in case.methods:
-        BENCH_CASES[method] = case
-    return case
-
-
-def load_cases() -> dict[str, BenchCase]:
-    """Every registered bench case, by frontier method name (importing the recipe modules),
-    in the order of ``raypkg.methods.METHODS`` whatever imported them first."""
-    from raypkg.methods import METHODS
-
-    load_recipes()
-    order = [method.name for method in METHODS]
-    return dict(sorted(BENCH_CASES.items(), key=lambda item: order.index(item[1].recipe)))
-
-
-def find_recipe(method: str, stack: Sequence[str] = (), where: str = "--with") -> Recipe:
-    """Recipe ``method`` with the algorithms of ``stack`` added (``raypkg.algorithms``): its
-    config class carries their settings, its data check runs theirs too, its metrics hold
-    theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
-    from raypkg.algorithms import stacked_class
-    from raypkg.engine.config import stack_of
-    from raypkg.errors import choose
-
-    recipes = load_recipes()
-    base, *named = method.split("+")
-    recipe = recipes[choose("method", base, recipes)]
-    stack = (*named, *(name for name in stack_of(stack) if name not in named))  # a config's own stack may repeat the name's
-    if not stack:
-        return recipe
-    cls = stacked_class(recipe.config_cls, stack, where)  # refuses what does not stack, naming it as ``where`` says
-    members = [recipe, *(recipes[name] for name in stack)]
-    checks = [member.check for member in members if member.check]
-
-    def check(cfg, data) -> str | None:
-        return "; ".join(filter(None, (c(cfg, data) for c in checks))) or None
-
-    metrics = tuple(dict.fromkeys(m for member in members for m in member.metrics))
-    return dataclasses.replace(recipe, config_cls=cls, check=check if checks else None, metrics=metrics, stack=stack)
-
-
-def load_recipes() -> dict[str, Recipe]:
-    """Every registered recipe, by name: importing the modules that register them, and
-    making those of the methods that are one algorithm (``raypkg.algorithms.algorithm_recipe``),
-    with their bench cases."""
-    from raypkg.algorithms import algorithm_recipe
-    from raypkg.methods import METHODS, load
-
-    for method in METHODS:
-        if method.recipes:
-            importlib.import_module(method.recipes)
-        elif method.name not in RECIPES:
-            register(algorithm_recipe(method))
-            for case in load(method.algorithm).bench_cases:
-                register_case(case)
-    return RECIPES
-
-
-# A Tune trial runs in its own process on one CPU (one torch thread): no progress bars, no W&B run
-# of its own (the sweep's W&B logger gets every row), no cache, no actors and no Ray Train workers.
-# Nor storage of its own: the sweep's --storage holds the trials.
-TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actors": 0, "workers": 0,
-                  "storage": None, "threads": 1}
-
-
-def trial_config(recipe: Recipe, config: dict):
-    """A trial's config: ``config`` with ``TRIAL_SETTINGS`` for the fields the recipe has."""
-    names = {f.name for f in dataclasses.fields(recipe.config_cls)}
-    stack = {"stack": list(recipe.stack)} if recipe.stack else {}
-    return recipe.config_cls(**{**config, **stack, **{k: v for k, v in TRIAL_SETTINGS.items() if k in names}})
-
-
-def run_trial(method: str, config: dict, report: Callable[[dict], None]) -> None:
-    """One Tune trial of recipe ``method`` (the one trainable of `effray tune`)."""
-    import torch
-
-    recipe = find_recipe(method, config.get("stack", ()))
-    torch.set_num_threads(1)
-    recipe.run(trial_config(recipe, config), lambda r, cfg: TuneSink(r, cfg, report))

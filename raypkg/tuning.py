@@ -15,7 +15,7 @@ A space file (``--space FILE``; without it the one shipped in raypkg/tune_spaces
 
 Distributions: choice, grid, uniform, loguniform, randint. Every recipe
 (``raypkg.recipe``) is tunable: a trial runs the method's recipe in its own process
-(``raypkg.recipe.run_trial``) and reports every metrics row it logs.
+(``raypkg.recipe_registry.run_trial``) and reports every metrics row it logs.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import yaml
 from raypkg.config import UniqueKeyLoader, check_settings_known
 from raypkg.engine.config import config_fields, listed, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
-from raypkg.recipe import TTA_METRIC, find_recipe, load_recipes
+from raypkg.recipe import TTA_METRIC
+from raypkg.recipe_registry import find_recipe, load_recipes
 
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -303,7 +304,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def trial(config: dict) -> None:
-        from raypkg.recipe import run_trial
+        from raypkg.recipe_registry import run_trial
 
         run_trial(method, {**base, **config}, tune.report)
 

@@ -103,7 +103,8 @@ from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.models.registry import model_entry
 from raypkg.plots import figure, save_png
-from raypkg.recipe import find_recipe, load_cases, load_data
+from raypkg.recipe import load_data
+from raypkg.recipe_registry import find_recipe, load_cases
 from raypkg.selection.cache import SelectionCache
 from raypkg.tracking.tta import charged_time_to_accuracy, time_to_accuracy
 

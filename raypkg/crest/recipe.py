@@ -17,7 +17,8 @@ from raypkg.data.base import DataSplits
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.plans import BatchPlan
 from raypkg.engine.trainer import TrainResult
-from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run
+from raypkg.recipe_registry import register, register_case
 
 
 class StepCounter(Callback):

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from raypkg.deltagrad.config import DeltaGradTuneConfig, OnlineConfig, RequestConfig, UnlearnTrainConfig
-from raypkg.recipe import Recipe, Run, register
+from raypkg.recipe import Recipe, Run
+from raypkg.recipe_registry import register
 
 # ----- what a stage reads and where it writes ------------------------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from raypkg.algorithms import train_stack
 from raypkg.engine.config import TrainConfig
-from raypkg.recipe import BenchCase, Recipe, Run, register, register_case
+from raypkg.recipe import BenchCase, Recipe, Run
+from raypkg.recipe_registry import register, register_case
 
 
 def train_full(run: Run) -> None:

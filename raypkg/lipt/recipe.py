@@ -15,7 +15,8 @@ import sys
 from raypkg.lipt.config import LiptConfig
 from raypkg.lipt.pretrain import merge_shards, train_shards
 from raypkg.lipt.shards import check_shards
-from raypkg.recipe import BenchCase, Recipe, register, register_case
+from raypkg.recipe import BenchCase, Recipe
+from raypkg.recipe_registry import register, register_case
 from raypkg.selection.recipe import SELECTION_METRICS, check_coreset, choose_subset, train_subset, without_ccs
 from raypkg.sparse.masks import check_layers_keep_weights
 

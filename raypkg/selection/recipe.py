@@ -14,7 +14,8 @@ from pathlib import Path
 from raypkg.algorithms import train_stack
 from raypkg.data.augment import use_augmentation
 from raypkg.errors import UsageError
-from raypkg.recipe import EPOCH_METRICS, BenchCase, MemorySink, Recipe, Run, register, register_case
+from raypkg.recipe import EPOCH_METRICS, BenchCase, MemorySink, Recipe, Run
+from raypkg.recipe_registry import register, register_case
 from raypkg.selection.algorithm import Reselection, SubsetTraining
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig, SelectConfig

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from raypkg.algorithms import train_stack
 from raypkg.errors import UsageError
-from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, register, register_case
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run
+from raypkg.recipe_registry import register, register_case
 from raypkg.sparse.algorithm import SparseTrainingAlgorithm, method_name
 from raypkg.sparse.config import AGC_SETTINGS, MASK_SETTINGS, SparseConfig
 from raypkg.sparse.masks import check_layers_keep_weights

@@ -125,7 +125,7 @@ def test_the_api_names_every_recipe_where_a_name_is_unknown():
     refused with the registry's names, and every `effray run` command is one of them."""
     from raypkg.cli import main
     from raypkg.errors import UsageError
-    from raypkg.recipe import load_recipes
+    from raypkg.recipe_registry import load_recipes
 
     with pytest.raises(UsageError) as refused:
         raypkg.run("nothing", save=False)

@@ -808,8 +808,7 @@ SAYS += [
 
 def test_a_refused_stack_suggests_a_command_that_runs():
     """issue 65: `run sparse --with lipt` suggested `run lipt --with sparse`, refused too."""
-    from raypkg.algorithms import stacks_onto
-    from raypkg.recipe import find_recipe
+    from raypkg.recipe_registry import find_recipe, stacks_onto
 
     for name in ("coreset", "lipt"):
         find_recipe(name, (stacks_onto(name),))  # no UsageError
@@ -1227,7 +1226,8 @@ def test_a_plan_that_reads_its_own_images_is_not_said_to_stream_by_ray_data():
     from raypkg.crest.config import CrestConfig
     from raypkg.engine.config import TrainConfig
     from raypkg.infobatch.config import InfoBatchConfig
-    from raypkg.recipe import find_recipe, streaming_note
+    from raypkg.recipe import streaming_note
+    from raypkg.recipe_registry import find_recipe
 
     note = "data: 10 train images, 0.01 GiB decoded; streamed from disk by Ray Data (--data-path stream)"
     assert streaming_note(note, TrainConfig()) == note

@@ -155,7 +155,7 @@ def test_settings_that_break_exact_replay_are_refused(tmp_path, extra, message):
 
 
 def test_tune_space_parses_and_one_trial_reports():
-    from raypkg.recipe import run_trial
+    from raypkg.recipe_registry import run_trial
     from raypkg.tuning import read_space
 
     spec = read_space("tune_spaces/deltagrad.yaml")

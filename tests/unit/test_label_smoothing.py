@@ -56,7 +56,7 @@ def test_its_command_runs_with_no_flags_and_its_frontier_row_is_dense(tmp_path, 
                                        "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "label-smoothing digits/mlp: test_acc" in result.stdout
-    from raypkg.recipe import load_cases
+    from raypkg.recipe_registry import load_cases
 
     case = load_cases()["label-smoothing"]
     cfg = case.config("label-smoothing", None, {}, dict(TINY), DIGITS_TRAIN)

@@ -192,7 +192,7 @@ def test_its_work_is_the_unfrozen_layers_backward_and_the_frontier_charges_it():
     share = (2 + 2 * head / (first + head)) / 4
     assert notes["backward_share"] == pytest.approx(share, rel=1e-12)
     assert [r["frozen_layers"] for r in notes["rows"]] == [0, 0, 1, 1]
-    from raypkg.recipe import load_cases
+    from raypkg.recipe_registry import load_cases
 
     case = load_cases()["layer-freezing"]
     cfg = case.config("layer-freezing", None, {}, dict(TINY), DIGITS_TRAIN)

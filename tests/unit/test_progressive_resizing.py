@@ -162,7 +162,7 @@ def test_on_resnet20_the_flops_shrink_with_the_pixels_and_the_command_runs_with_
 
 
 def test_the_frontier_charges_the_measured_fraction_and_a_stack_the_schedules():
-    from raypkg.recipe import load_cases
+    from raypkg.recipe_registry import load_cases
 
     case = load_cases()["progressive-resizing"]
     cfg = case.config("progressive-resizing", None, {}, dict(TINY), DIGITS_TRAIN)

@@ -1,20 +1,15 @@
 """One recipe per method, whoever runs it: the run directory (CLI, jobs), a Tune trial and a
-bench row get the same run; and the package's import structure."""
+bench row get the same run. (The package's import structure: test_layering.py.)"""
 
 from __future__ import annotations
-
-import ast
-import functools
 
 import pandas as pd
 import pytest
 import torch
-from helpers import REPO
 
 from raypkg.errors import UsageError
-from raypkg.recipe import EPOCH_METRICS, MemorySink, load_recipes, run_trial
-
-PACKAGE = REPO / "raypkg"
+from raypkg.recipe import EPOCH_METRICS, MemorySink
+from raypkg.recipe_registry import load_recipes, run_trial
 
 SMALL = {
     "train": {},
@@ -73,7 +68,7 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     import click
 
     from raypkg.methods import METHODS, load
-    from raypkg.recipe import load_cases
+    from raypkg.recipe_registry import load_cases
     from raypkg.tuning import SPACES_DIR, default_space
 
     recipes = load_recipes()
@@ -120,72 +115,3 @@ def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases()
     timings.charge("selection", 7.0)  # a cache hit, charged the seconds it first took
     assert timings.phases["train"] == 2.0 and timings.phases["selection"] < 7.0
     assert timings.summary() == {"phases": timings.phases, "cost_s": {"train": 2.0, "selection": 7.0}}
-
-
-@functools.cache
-def import_graph() -> dict[str, set[str]]:
-    """raypkg module -> the raypkg modules it imports (lazy imports too; not TYPE_CHECKING ones)."""
-    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in PACKAGE.rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text())
-        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                       and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
-        imported = set()
-        for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
-            if isinstance(node, ast.Import):
-                imported |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:  # `from raypkg import plugins`: the module
-                imported |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                             for a in node.names}
-        graph[name] = {m for m in imported if m in modules and m != name}
-    return graph
-
-
-def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it():
-    graph = import_graph()
-    assert [(m, n) for m, ns in graph.items() for n in ns
-            if m.startswith("raypkg.selection") and n.startswith("raypkg.lipt")] == []
-    # the jobs' entry, and the docs' lists of methods, which read the commands (raypkg.catalog)
-    assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.catalog", "raypkg.jobs_support"]
-
-
-# What every layer may use: errors, paths, storage, plug-in loading, timing, and starting or joining Ray.
-FOUNDATION = ("raypkg.errors", "raypkg.paths", "raypkg.storage", "raypkg.checksums", "raypkg.interrupts",
-              "raypkg.plugins", "raypkg.timing", "raypkg.distributed.cluster", "raypkg.distributed.ray_internals")
-# data < models < engine: each imports only itself, the layers below it and the foundation (no
-# method, recipe, algorithm, config builder, bench or tracking).
-LAYERS = {"raypkg.data": ("raypkg.data",), "raypkg.models": ("raypkg.models", "raypkg.data"),
-          "raypkg.engine": ("raypkg.engine", "raypkg.models", "raypkg.data")}
-
-
-def modules_reached(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), [start]
-    while todo:
-        for m in graph[todo.pop()] - seen:
-            seen.add(m)
-            todo.append(m)
-    return seen
-
-
-def test_the_engine_models_and_data_import_nothing_above_them():
-    graph = import_graph()
-    upward = [(m, n) for layer, allowed in LAYERS.items() for m in graph if m == layer or m.startswith(layer + ".")
-              for n in graph[m] if not n.startswith((*allowed, *FOUNDATION))]
-    assert upward == []
-
-
-def test_no_import_circle_takes_in_an_engine_module():
-    graph = import_graph()
-    assert [m for m in graph if m.startswith("raypkg.engine") and m in modules_reached(graph, m)] == []
-
-
-def test_ray_s_private_apis_are_used_in_one_module_only():
-    """raypkg/distributed/ray_internals.py holds every use of Ray's private APIs."""
-    private = ("ray._private", "._internal", "_register_sigint_handler", "ray_constants")
-    users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-                   if any(name in p.read_text() for name in private))
-    assert users == ["distributed/ray_internals.py"]

@@ -162,7 +162,7 @@ def test_a_run_counts_its_passes_in_closed_form_and_is_deterministic():
 def test_its_frontier_charge_counts_every_pass_and_the_stacked_estimate_agrees():
     """The case charges (forward + 2 x backward) passes in forward units; the estimate from the
     config alone (window 0 to 1, no interrupt, keep 0.5: (1 + 3 x 0.5) / 3 of plain) is within 1%."""
-    from raypkg.recipe import load_cases
+    from raypkg.recipe_registry import load_cases
 
     case = load_cases()["selective-backprop"]
     cfg = case.config("selective-backprop", None, {}, dict(TINY), DIGITS_TRAIN)

@@ -73,7 +73,7 @@ def test_the_members_act_in_order_data_plan_masks_then_gradient_correction():
     from raypkg.algorithms import stack_members
     from raypkg.data import load_dataset
     from raypkg.infobatch.plan import InfoBatch
-    from raypkg.recipe import find_recipe
+    from raypkg.recipe_registry import find_recipe
     from raypkg.sparse.agc import AGCorrection
     from raypkg.sparse.algorithm import SparseTrainingAlgorithm
     from raypkg.sparse.dst import SparseTraining
@@ -145,7 +145,7 @@ def test_the_command_line_stacks_refuses_and_its_config_repeats_the_run(tmp_path
 def test_a_stacked_config_pickles_to_its_own_class_and_a_plain_class_refuses_a_stack():
     """Ray Train and Tune send configs to other processes; the class is made at run time."""
     from raypkg.engine.config import TrainConfig
-    from raypkg.recipe import find_recipe
+    from raypkg.recipe_registry import find_recipe
 
     cls = find_recipe("infobatch+sparse").config_cls
     cfg = cls(density=0.3, stack=["sparse"], epochs=3)

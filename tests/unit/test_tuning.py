@@ -41,7 +41,8 @@ def test_the_fastest_stack_space_races_every_stack_to_the_resnet20_target():
 
 
 def test_the_time_to_accuracy_objective_is_the_first_epoch_at_the_target_else_a_penalty():
-    from raypkg.recipe import TTA_PENALTY_S, TuneSink, find_recipe
+    from raypkg.recipe import TTA_PENALTY_S, TuneSink
+    from raypkg.recipe_registry import find_recipe
 
     recipe = find_recipe("train")
     reported = []

@@ -1,0 +1,130 @@
+"""The recipe registry: every method's recipe by name (``load_recipes``), a recipe with
+algorithms stacked onto it (``find_recipe``), the frontier's bench cases, and the one
+trainable of `effray tune` (``run_trial``).
+
+What a recipe and a run are (``Recipe``, ``Run``, the sinks) is ``raypkg.recipe``, below
+this; how configs stack (``stacked_class``, ``check_stack``) is ``raypkg.algorithms``, below
+this too. A method's module registers its recipe here (``register``) when the registry
+imports it by the import path in its ``raypkg.methods.METHODS`` row; a method that is one
+algorithm gets its recipe made here (``algorithm_recipe``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable, Sequence
+
+from raypkg.algorithms import stackable, stacked_class, train_stack
+from raypkg.errors import UsageError, choose
+from raypkg.methods import METHODS, load
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, TuneSink
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+BENCH_CASES: dict[str, BenchCase] = {}  # frontier method name -> its case
+
+
+def register_case(case: BenchCase) -> BenchCase:
+    for method in case.methods:
+        BENCH_CASES[method] = case
+    return case
+
+
+def load_cases() -> dict[str, BenchCase]:
+    """Every registered bench case, by frontier method name (importing the recipe modules),
+    in the order of ``raypkg.methods.METHODS`` whatever imported them first."""
+    load_recipes()
+    order = [method.name for method in METHODS]
+    return dict(sorted(BENCH_CASES.items(), key=lambda item: order.index(item[1].recipe)))
+
+
+def find_recipe(method: str, stack: Sequence[str] = (), where: str = "--with") -> Recipe:
+    """Recipe ``method`` with the algorithms of ``stack`` added (``raypkg.algorithms``): its
+    config class carries their settings, its data check runs theirs too, its metrics hold
+    theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
+    from raypkg.engine.config import stack_of
+
+    recipes = load_recipes()
+    base, *named = method.split("+")
+    recipe = recipes[choose("method", base, recipes)]
+    stack = (*named, *(name for name in stack_of(stack) if name not in named))  # a config's own stack may repeat the name's
+    if not stack:
+        return recipe
+    cls = stacked_class(recipe.config_cls, stack, where, stacks_onto)  # refuses what does not stack, as ``where`` says
+    members = [recipe, *(recipes[name] for name in stack)]
+    checks = [member.check for member in members if member.check]
+
+    def check(cfg, data) -> str | None:
+        return "; ".join(filter(None, (c(cfg, data) for c in checks))) or None
+
+    metrics = tuple(dict.fromkeys(m for member in members for m in member.metrics))
+    return dataclasses.replace(recipe, config_cls=cls, check=check if checks else None, metrics=metrics, stack=stack)
+
+
+def load_recipes() -> dict[str, Recipe]:
+    """Every registered recipe, by name: importing the modules that register them, and
+    making those of the methods that are one algorithm (``algorithm_recipe``), with their
+    bench cases."""
+    for method in METHODS:
+        if method.recipes:
+            importlib.import_module(method.recipes)
+        elif method.name not in RECIPES:
+            register(algorithm_recipe(method))
+            for case in load(method.algorithm).bench_cases:
+                register_case(case)
+    return RECIPES
+
+
+def algorithm_recipe(method) -> Recipe:
+    """The recipe of a method that is one algorithm (a ``METHODS`` row with ``config``): the
+    engine's training with it, its check and its metrics."""
+    algorithm = load(method.algorithm)
+
+    def train_with_it(run: Run) -> None:
+        train_stack(run, lambda cfg: algorithm(cfg, run), desc=method.name)
+
+    train_with_it.__doc__ = f"Train with {method.name} ({method.algorithm})."
+    return Recipe(method.name, load(method.config), [train_with_it], check=algorithm.check,
+                  metrics=EPOCH_METRICS + algorithm.metrics)
+
+
+def stacks_onto(name: str) -> str:
+    """The first algorithm that stacks onto method ``name``'s training: the example in the
+    line that refuses ``--with name``, a command that runs (``stacked_class``'s ``example``)."""
+    for other in stackable():
+        try:
+            find_recipe(name, (other,))
+            return other
+        except UsageError:
+            continue
+    return "NAME"
+
+
+# A Tune trial runs in its own process on one CPU (one torch thread): no progress bars, no W&B run
+# of its own (the sweep's W&B logger gets every row), no cache, no actors and no Ray Train workers.
+# Nor storage of its own: the sweep's --storage holds the trials.
+TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actors": 0, "workers": 0,
+                  "storage": None, "threads": 1}
+
+
+def trial_config(recipe: Recipe, config: dict):
+    """A trial's config: ``config`` with ``TRIAL_SETTINGS`` for the fields the recipe has."""
+    names = {f.name for f in dataclasses.fields(recipe.config_cls)}
+    stack = {"stack": list(recipe.stack)} if recipe.stack else {}
+    return recipe.config_cls(**{**config, **stack, **{k: v for k, v in TRIAL_SETTINGS.items() if k in names}})
+
+
+def run_trial(method: str, config: dict, report: Callable[[dict], None]) -> None:
+    """One Tune trial of recipe ``method`` (the one trainable of `effray tune`)."""
+    import torch
+
+    recipe = find_recipe(method, config.get("stack", ()))
+    torch.set_num_threads(1)
+    recipe.run(trial_config(recipe, config), lambda r, cfg: TuneSink(r, cfg, report))
