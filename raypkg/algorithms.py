@@ -22,7 +22,8 @@ A stackable algorithm is a row of ``raypkg.methods.METHODS`` with ``settings`` (
 fields, a dataclass mixed into the command's config) and ``algorithm``; with ``config`` too,
 its recipe is made by the registry (``raypkg.recipe_registry.algorithm_recipe``) and its
 command by the CLI. This module sits below the recipes: it imports neither ``raypkg.recipe``
-(its ``Run`` is a type hint here) nor the registry.
+nor the registry (a ``run`` here is a ``raypkg.recipe.Run``, the recipe's, handed down; the
+recipe imports ``check_stack`` from here).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from raypkg.errors import UsageError
 
 if TYPE_CHECKING:
     from raypkg.engine.trainer import TrainResult
-    from raypkg.recipe import Run
 
 # Algorithm.order: callbacks act on every event in this order.
 DATA, LOSS, MASKS, AVERAGE = 0, 1, 2, 3
@@ -74,7 +74,7 @@ class Algorithm:
         unless the algorithm changes what a forward pass costs (sparse masks)."""
         return per_example
 
-    def finish(self, run: "Run", trained: "TrainResult") -> dict:
+    def finish(self, run, trained: "TrainResult") -> dict:
         return {}
 
 
@@ -163,7 +163,7 @@ def _rebuild(base: type, stack: tuple[str, ...], values: dict):
     return stacked_class(base, stack)(**values)
 
 
-def stack_members(cfg, run: "Run", own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
+def stack_members(cfg, run, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
     """The method's own algorithm (``own(cfg)`` builds it) and those ``cfg.stack`` names,
     built for the config that trains, in their order."""
     from raypkg.methods import load
@@ -173,7 +173,7 @@ def stack_members(cfg, run: "Run", own: Callable[[Any], Algorithm] | None = None
     return sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
 
 
-def train_stack(run: "Run", own: Callable[[Any], Algorithm] | None = None, desc: str = "train") -> "TrainResult":
+def train_stack(run, own: Callable[[Any], Algorithm] | None = None, desc: str = "train") -> "TrainResult":
     """Train the method's own algorithm with the run's stack (``cfg.stack``) through one
     engine call, as phase ``train``; the final model goes to ``run.trained``. The own
     algorithm's notes go to the summary's top level, each added one's under its name."""
