@@ -135,6 +135,9 @@ PRESETS = {
     # linear schedule; the target is each seed's full training's accuracy less 0.5 points
     "fashion-mnist:mlp": FASHION_MNIST,
     "fashion-mnist:lenet5": {**FASHION_MNIST, "model": "lenet5", "lr": [0.03]},
+    # ResNet-20 at full size is a GPU's work (an epoch: 1.7 s compiled on an H100; minutes a core):
+    # docs/operations.md, "Compiled steps"
+    "fashion-mnist:resnet20": {**FASHION_MNIST, "model": "resnet20", "batch_size": 128},
 }
 # The integer flags, each the preset's by default: name -> help.
 COUNTS = {"train_size": "Size of a generated dataset (digits-aug, synthetic); dropped for a fixed-size --dataset.",
@@ -477,8 +480,9 @@ def count_options(func):
               help="Preset of every setting below (a flag given overrides it): digits-aug:mlp (20k train / 5k "
                    "test, MLP, 10 epochs, 3 seeds; minutes), digits-aug:mlp-noisy (the same with --label-noise 0.3), "
                    "digits-aug:resnet20 (5k / 1k, ResNet-20, batch 128, 1 seed; 30-60 minutes on 2 cores), "
-                   "fashion-mnist:mlp and fashion-mnist:lenet5 (the full 60k / 10k real images, 3 seeds, every "
-                   "method and the curve on the linear schedule; `effray datasets` says where the data comes from).")
+                   "fashion-mnist:mlp, fashion-mnist:lenet5 and fashion-mnist:resnet20 (the full 60k / 10k real "
+                   "images, 3 seeds, every method and the curve on the linear schedule; `effray datasets` says where "
+                   "the data comes from; ResNet-20 wants a GPU).")
 @click.option("--dataset", help="Dataset (`effray datasets`) or MODULE:FACTORY. Default: digits-aug.")
 @click.option("--model", help="Model (`effray models`) or MODULE:FACTORY. Default: the preset's.")
 @click.option("--data-dir", type=click.Path(), help="Directory of the torchvision datasets / ImageFolder tree.")

@@ -413,6 +413,9 @@ def test_a_fashion_mnist_preset_runs_the_full_set_on_the_linear_schedule():
     other = preset_settings("fashion-mnist:lenet5", {"workers": 0, "model": "mlp"})
     assert setup_name("fashion-mnist:lenet5", other) == "fashion-mnist:mlp (the other settings: preset " \
                                                         "fashion-mnist:lenet5)"
+    resnet = preset_settings("fashion-mnist:resnet20", {"workers": 0})
+    assert (resnet["model"], resnet["batch_size"], resnet["lr"], resnet["schedule"]) == ("resnet20", 128, [0.1],
+                                                                                          "linear")
     # the CCS variants: the same selector and subset, re-picked by coverage
     points = {p.labels["method"]: p.cfg for p in build_points(s, ["grand", "grand-ccs", "lipt-grand-ccs"], seed=0)
               if p.labels["setting"] == "f=0.1"}
