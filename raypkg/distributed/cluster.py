@@ -210,6 +210,12 @@ def ray_strategy(placement: str) -> str:
 GPU_SHARES = 10_000  # Ray keeps resource amounts to 4 decimals: a share is floored to 1/10,000ths
 
 
+def resources(cpus: float, gpus: float) -> dict:
+    """What one Ray worker or actor asks for (a placement-group bundle, Ray Train's
+    ``resources_per_worker``): its CPUs, and its GPU (share) when it has one."""
+    return {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+
+
 def gpu_share(count: int, gpus: float) -> float:
     """Each of ``count`` Ray workers', actors' or trials' share of ``gpus`` GPUs: a whole
     one where each can have one, else 1/k with k = ceil(count / whole GPUs) floored to

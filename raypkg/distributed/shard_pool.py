@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from raypkg.data.base import IndexedDataset
+from raypkg.distributed.cluster import resources
 
 ShardFn = Callable[..., Any]
 
@@ -100,7 +101,7 @@ class ShardPool:
         check_placement(num_actors, cpus_per_actor, gpus_per_actor, placement=placement, what="--actors")
         self._ray, self._remove_group, self.actors = ray, remove_placement_group, []
         self.device = "cuda" if gpus_per_actor else "cpu"
-        self.group = placement_group([actor_bundle(cpus_per_actor, gpus_per_actor)] * num_actors,
+        self.group = placement_group([resources(cpus_per_actor, gpus_per_actor)] * num_actors,
                                      strategy=ray_strategy(placement))
         if not self.group.wait(self.PLACE_TIMEOUT_S):
             self.close()
@@ -143,11 +144,6 @@ class ShardPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def actor_bundle(cpus: float, gpus: float) -> dict:
-    """One shard actor's placement-group bundle: its CPUs, and its GPU share when it has one."""
-    return {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
 
 
 def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0.0,

@@ -31,7 +31,7 @@ import torch
 from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
-from raypkg.distributed.cluster import record_nodes
+from raypkg.distributed.cluster import record_nodes, resources
 from raypkg.distributed.ray_internals import (
     file_rendezvous_config,
     quiet_train_worker_logs,
@@ -292,7 +292,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
                            "fault": os.environ.get(FAULT_ENV)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                     resources_per_worker=worker_resources(cpus_per_worker, gpus_per_worker),
+                                     resources_per_worker=resources(cpus_per_worker, gpus_per_worker),
                                      placement_strategy=ray_strategy(cfg.placement)),
         # A fresh name per call: Ray Train resumes a run of the same name in the same storage,
         # so a second call with one storage would return the first call's result.
@@ -308,11 +308,6 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     except TrainingFailedError as e:
         raise RunFailed(f"Ray Train stopped after --max-failures {cfg.max_failures} restart(s): "
                         f"{failure_summary(e)}") from None
-
-
-def worker_resources(cpus: float, gpus: float) -> dict:
-    """A Ray Train worker's ``resources_per_worker``: its CPUs, and its GPU (share) when it has one."""
-    return {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
 
 
 def failure_summary(error: Exception, width: int = 160) -> str:
