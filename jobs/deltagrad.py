@@ -6,7 +6,7 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python jobs/deltagrad.py delete /abs/path/runs/dg --ratio 0.001 --period 5 --init 20 -m 2 --actors 2
 
-The recipe (raypkg.deltagrad): `train` runs plain SGD and caches w_t, g_t, lr_t and the
+The recipe (raypkg.methods.deltagrad): `train` runs plain SGD and caches w_t, g_t, lr_t and the
 minibatch order (memory-mapped); `delete` / `add` replay it with DeltaGrad and with the
 baseline retrain side by side, the exact gradients of explicit steps as partial sums on
 --actors shard actors of the cluster; `online` serves a stream of requests. Without a

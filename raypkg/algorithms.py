@@ -13,12 +13,12 @@ level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
   CREST opens its shard actors there).
 - **Order** (``Algorithm.order``): the data plan first, then the loss, then the masks,
   then the average of the weights (EMA); callbacks act in that order (AGC, a gradient
-  correction, acts after the masks: ``raypkg.sparse.algorithm``).
+  correction, acts after the masks: ``raypkg.methods.sparse.algorithm``).
 - **Refused before any work** (``stacked_class``): a name that does not stack (the row's
   ``stacks`` says why), two batch plans, and a setting two members both define; and a
   config whose class is not its stack's (``check_stack``, as a recipe runs it).
 
-A stackable algorithm is a row of ``raypkg.methods.METHODS`` with ``settings`` (its own
+A stackable algorithm is a row of ``raypkg.method_registry.METHODS`` with ``settings`` (its own
 fields, a dataclass mixed into the command's config) and ``algorithm``; with ``config`` too,
 its recipe is made by the registry (``raypkg.recipe_registry.algorithm_recipe``) and its
 command by the CLI. This module sits below the recipes: it imports neither ``raypkg.recipe``
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from raypkg.errors import UsageError
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
 
 # Algorithm.order: callbacks act on every event in this order.
 DATA, LOSS, MASKS, AVERAGE = 0, 1, 2, 3
+
+
+def kept_count(batch_size: int, keep: float) -> int:
+    """round(keep x B), halves rounded up, at least 1: the examples of a batch that a method
+    choosing inside each batch trains (selective backprop, proxy selection)."""
+    return max(1, math.floor(keep * batch_size + 0.5))
 
 
 class Algorithm:
@@ -80,7 +87,7 @@ class Algorithm:
 
 def stackable() -> dict[str, Any]:
     """The methods that stack onto another's training, by name."""
-    from raypkg.methods import METHODS
+    from raypkg.method_registry import METHODS
 
     return {m.name: m for m in METHODS if m.settings}
 
@@ -96,7 +103,7 @@ def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
     if not stack:
         return cls
     from raypkg.engine.config import TrainConfig, config_fields
-    from raypkg.methods import METHODS, load
+    from raypkg.method_registry import METHODS, load
 
     entries = stackable()
     own = config_fields(cls) - config_fields(TrainConfig)
@@ -166,7 +173,7 @@ def _rebuild(base: type, stack: tuple[str, ...], values: dict):
 def stack_members(cfg, run, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
     """The method's own algorithm (``own(cfg)`` builds it) and those ``cfg.stack`` names,
     built for the config that trains, in their order."""
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     entries = stackable()
     added = [load(entries[name].algorithm)(cfg, run) for name in cfg.stack]

@@ -7,7 +7,7 @@
     result.metrics                  # metrics.parquet as a pandas DataFrame
     result.run_dir                  # the run directory (None with save=False)
 
-``method`` is a recipe name, made from the table of methods (``raypkg.methods``): ``train``,
+``method`` is a recipe name, made from the table of methods (``raypkg.method_registry``): ``train``,
 ``select``, each `effray run NAME`, ``deltagrad`` and the ``unlearn-*`` steps
 (``raypkg.recipe_registry.load_recipes()`` has them all, and an unknown name is refused with the
 list), or a stack joined by ``+`` (``infobatch+sparse``).

@@ -1,4 +1,4 @@
-"""Every list of methods, made from the registry (``raypkg.methods.METHODS``), as timm
+"""Every list of methods, made from the registry (``raypkg.method_registry.METHODS``), as timm
 derives its lists of models from its own: nothing here names a method.
 
 - **The command line**: `effray --help` names the methods and their commands, made by
@@ -37,7 +37,7 @@ REQUIRED = {"README.md": ("readme",), "docs/methods/stacking.md": ("stacking",),
 
 
 def methods() -> tuple:
-    from raypkg import methods as registry
+    from raypkg import method_registry as registry
 
     return registry.METHODS  # read when called: a test may replace the registry
 
@@ -72,7 +72,7 @@ def modules(method) -> list[str]:
 
 
 def source(module: str) -> str:
-    """The file or folder of a dotted module, from the repository's root: ``raypkg/crest/`` or ``raypkg/ema.py``."""
+    """The file or folder of a dotted module, from the repository's root: ``raypkg/methods/crest/`` or ``raypkg/methods/ema.py``."""
     path = Path(*module.split("."))
     return f"{path.as_posix()}/" if (REPO / path).is_dir() else f"{path.as_posix()}.py"
 
@@ -111,7 +111,7 @@ def readme_table() -> str:
 
 def stacking_table() -> str:
     from raypkg.algorithms import stackable
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     names = order_names()
     stacks = [(method, load(method.algorithm)) for method in stackable().values()]

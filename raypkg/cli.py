@@ -282,7 +282,7 @@ def algorithm_command(method) -> click.Command:
     """`effray run NAME` of a method that is one algorithm (a ``METHODS`` row with ``config``):
     its config's flags, and the config's docstring as its help."""
     from raypkg.cli_options import config_file_option, config_options
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     config_cls = load(method.config)
 
@@ -301,10 +301,10 @@ def algorithm_command(method) -> click.Command:
 
 
 def _register_method_commands() -> None:
-    """Each method package owns its commands (``raypkg.methods``); they are attached here,
+    """Each method package owns its commands (``raypkg.method_registry``); they are attached here,
     and those of the methods that are one algorithm are made here."""
     from raypkg.bench import bench
-    from raypkg.methods import METHODS, load
+    from raypkg.method_registry import METHODS, load
 
     for method in METHODS:
         for entry in method.commands:
@@ -320,7 +320,7 @@ _register_method_commands()
 def method_commands(method) -> dict[str, click.Command]:
     """A method's commands, "effray run NAME" -> the command: the CLI's own of its name
     (`effray train`), those its row names and the one made from its row."""
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     found = {f"effray {method.name}": main.commands[method.name]} if method.name in main.commands else {}
     for entry in method.commands:
@@ -335,10 +335,10 @@ def method_commands(method) -> dict[str, click.Command]:
 def methods_help() -> str:
     """`effray --help`'s paragraph of methods: the registry's, in its order, and their
     commands outside `effray run` (raypkg.catalog checks it against the registry)."""
-    from raypkg import methods
+    from raypkg import method_registry
 
-    own = dict.fromkeys(c for m in methods.METHODS for c in method_commands(m) if not c.startswith("effray run "))
-    return (f"Methods: {', '.join(m.name for m in methods.METHODS)}. Their commands: effray run NAME, "
+    own = dict.fromkeys(c for m in method_registry.METHODS for c in method_commands(m) if not c.startswith("effray run "))
+    return (f"Methods: {', '.join(m.name for m in method_registry.METHODS)}. Their commands: effray run NAME, "
             f"{', '.join(own)}. A method's page: docs/methods/NAME.md.")
 
 

@@ -363,7 +363,7 @@ def stacked_fields(cls: type) -> list:
     """(field, its class, hidden) of every stackable algorithm's setting that ``cls`` lacks:
     flags that act with ``--with NAME`` (refused without it), out of ``--help``."""
     from raypkg.algorithms import stackable
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     own = {f.name for f in dataclasses.fields(cls)}
     out = []
@@ -375,7 +375,7 @@ def stacked_fields(cls: type) -> list:
 
 
 def stack_help() -> str:
-    """The names ``--with`` takes, from the registry (``raypkg.methods``)."""
+    """The names ``--with`` takes, from the registry (``raypkg.method_registry``)."""
     from raypkg.algorithms import stackable
 
     return f"Those that stack: {', '.join(stackable())}."

@@ -20,7 +20,7 @@ import yaml
 from raypkg.algorithms import stackable, stacked_class
 from raypkg.engine.config import TrainConfig, check_needs, config_fields, listed, stack_of
 from raypkg.errors import UsageError
-from raypkg.methods import load
+from raypkg.method_registry import load
 from raypkg.recipe_registry import stacks_onto
 from raypkg.storage import basename, first_line, read_bytes
 

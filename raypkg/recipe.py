@@ -324,3 +324,13 @@ class BenchCase:
     examples: Callable[..., tuple[int, float]]
     default: bool = True  # in the frontier's default --methods (else run when named)
     marker: str = "o"
+
+
+def dense_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]:
+    """A ``BenchCase``'s ``examples`` for a run that trains every epoch on the whole training
+    set (less a dropped ragged batch), dense: full training's, and that of a method that
+    leaves the examples seen as they are (EMA, label smoothing)."""
+    from raypkg.engine.plans import trained_examples
+
+    seen = cfg.epochs * trained_examples(n, cfg.batch_size, cfg.drop_last)
+    return seen, seen * per_example()

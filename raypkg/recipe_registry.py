@@ -5,7 +5,7 @@ trainable of `effray tune` (``run_trial``).
 What a recipe and a run are (``Recipe``, ``Run``, the sinks) is ``raypkg.recipe``, below
 this; how configs stack (``stacked_class``, ``check_stack``) is ``raypkg.algorithms``, below
 this too. A method's module registers its recipe here (``register``) when the registry
-imports it by the import path in its ``raypkg.methods.METHODS`` row; a method that is one
+imports it by the import path in its ``raypkg.method_registry.METHODS`` row; a method that is one
 algorithm gets its recipe made here (``algorithm_recipe``).
 """
 
@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from raypkg.algorithms import stackable, stacked_class, train_stack
 from raypkg.errors import UsageError, choose
-from raypkg.methods import METHODS, load
+from raypkg.method_registry import METHODS, load
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, TuneSink
 
 RECIPES: dict[str, Recipe] = {}
@@ -39,7 +39,7 @@ def register_case(case: BenchCase) -> BenchCase:
 
 def load_cases() -> dict[str, BenchCase]:
     """Every registered bench case, by frontier method name (importing the recipe modules),
-    in the order of ``raypkg.methods.METHODS`` whatever imported them first."""
+    in the order of ``raypkg.method_registry.METHODS`` whatever imported them first."""
     load_recipes()
     order = [method.name for method in METHODS]
     return dict(sorted(BENCH_CASES.items(), key=lambda item: order.index(item[1].recipe)))

@@ -2,7 +2,7 @@
 
 import click
 
-from raypkg.methods import METHODS, PLATFORM_BENCHES, load
+from raypkg.method_registry import METHODS, PLATFORM_BENCHES, load
 
 COMMANDS = {**{m.name: m.bench for m in METHODS if m.bench}, **PLATFORM_BENCHES}  # name -> "module:command"
 

@@ -26,12 +26,12 @@ import pandas as pd
 from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare, selection_agreement
 from raypkg.cli_options import config_options, list_option, name_list, number_list
 from raypkg.errors import UsageError
-from raypkg.full.recipe import TRAIN
+from raypkg.methods.coreset.recipe import CORESET, coreset_point
+from raypkg.methods.full.recipe import TRAIN
 from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig
-from raypkg.selection.recipe import CORESET, coreset_point
 
 DEFAULT_METHODS = ("rs2,uniform,grand,glister,gradmatch,gradmatch:weighting=loss,gradmatch:weighting=none,"
                    "craig,craig:weighting=loss,craig:weighting=none")

@@ -35,8 +35,8 @@ from raypkg.cli_options import (
     once_each,
     set_option,
 )
-from raypkg.crest.config import CrestConfig
-from raypkg.crest.recipe import CREST, OPTIMIZERS, crest_actor_pool, crest_point
+from raypkg.methods.crest.config import CrestConfig
+from raypkg.methods.crest.recipe import CREST, OPTIMIZERS, crest_actor_pool, crest_point
 from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 

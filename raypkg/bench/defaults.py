@@ -58,7 +58,7 @@ def defaults_bench(dataset, data_dir, models, seeds, bar, lr, use_gpu, threads, 
     """
     from raypkg.config import resolve_config
     from raypkg.engine.config import TrainConfig
-    from raypkg.full.recipe import TRAIN
+    from raypkg.methods.full.recipe import TRAIN
     from raypkg.models.registry import available_models
     from raypkg.recipe import load_data
 

@@ -26,16 +26,16 @@ import torch
 from raypkg.bench.harness import BenchRunner, bench_options
 from raypkg.cli_options import FLOATS, address_option, check_bench_numbers, config_options, list_option
 from raypkg.data.registry import load_dataset
-from raypkg.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings, UnlearnTrainConfig
-from raypkg.deltagrad.exact import ExactGradients, make_gradients
-from raypkg.deltagrad.online import OnlineSettings, online_summary, run_online
-from raypkg.deltagrad.recipe import UNLEARN_TRAIN
-from raypkg.deltagrad.replay import Request
-from raypkg.deltagrad.requests import addition_request, deletion_ids, measure_request
-from raypkg.deltagrad.trajectory import Trajectory
-from raypkg.deltagrad.workload import workload_from_splits
 from raypkg.engine.loop import pick_device
 from raypkg.errors import UsageError
+from raypkg.methods.deltagrad.config import BENCH_RUN, DeltaGradConfig, RequestSettings, UnlearnTrainConfig
+from raypkg.methods.deltagrad.exact import ExactGradients, make_gradients
+from raypkg.methods.deltagrad.online import OnlineSettings, online_summary, run_online
+from raypkg.methods.deltagrad.recipe import UNLEARN_TRAIN
+from raypkg.methods.deltagrad.replay import Request
+from raypkg.methods.deltagrad.requests import addition_request, deletion_ids, measure_request
+from raypkg.methods.deltagrad.trajectory import Trajectory
+from raypkg.methods.deltagrad.workload import workload_from_splits
 from raypkg.paths import check_writable_dir
 from raypkg.plots import hbar
 from raypkg.timing import measure, timed

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raypkg.deltagrad.config import DeltaGradTuneConfig, UnlearnTrainConfig
-from raypkg.deltagrad.recipe import DELTAGRAD, UNLEARN_TRAIN
+from raypkg.methods.deltagrad.config import DeltaGradTuneConfig, UnlearnTrainConfig
+from raypkg.methods.deltagrad.recipe import DELTAGRAD, UNLEARN_TRAIN
 
 # The frontier's DeltaGrad panel: the deletions served, as fractions of the training set (0.1% and 1%).
 DELTAGRAD_RATIOS = (0.001, 0.01)
@@ -19,7 +19,7 @@ def deltagrad_configs(s: dict, seed: int) -> list[DeltaGradTuneConfig]:
     """The frontier panel's requests for ``seed``: each of DELTAGRAD_RATIOS deleted at random,
     in `bench deltagrad`'s training setting (BENCH_RUN), on the frontier's data and label noise
     (its settings ``s``)."""
-    from raypkg.deltagrad.config import BENCH_RUN
+    from raypkg.methods.deltagrad.config import BENCH_RUN
 
     paper = {k: v for k, v in BENCH_RUN.items() if k not in ("dataset", "seed")}
     data = {k: s[k] for k in ("dataset", "data_dir", "train_size", "test_size", "label_noise")}

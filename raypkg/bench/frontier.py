@@ -385,7 +385,7 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
     from that member's config at its grid value."""
     from raypkg.algorithms import stackable, stacked_class
     from raypkg.engine.config import config_fields
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     first, *added = method.split("+")
     case = METHODS[first]
@@ -415,7 +415,7 @@ def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[
     algorithm changing the FLOPs per example its own way (``Algorithm.stacked_flops``:
     sparse masks count at their densities)."""
     from raypkg.algorithms import stackable
-    from raypkg.methods import load
+    from raypkg.method_registry import load
 
     case, cfg = METHODS[point.labels["method"].split("+")[0]], point.cfg
     for name in cfg.stack:

@@ -22,16 +22,16 @@ import pandas as pd
 from raypkg.bench.harness import BenchRunner, Point, bench_options, check_points, compare, selection_agreement
 from raypkg.cli_options import bench_settings, config_options, list_option, name_list, number_list, set_option
 from raypkg.errors import UsageError
-from raypkg.full.recipe import TRAIN
-from raypkg.lipt.config import MERGE_RULES, LiptConfig
-from raypkg.lipt.recipe import LIPT, lipt_point
+from raypkg.methods.coreset.recipe import CORESET, coreset_point
+from raypkg.methods.full.recipe import TRAIN
+from raypkg.methods.lipt.config import MERGE_RULES, LiptConfig
+from raypkg.methods.lipt.recipe import LIPT, lipt_point
 from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 from raypkg.selection.cache import SelectionCache
 from raypkg.selection.config import CoresetConfig
-from raypkg.selection.recipe import CORESET, coreset_point
 from raypkg.selection.registry import get_selector
-from raypkg.sparse.config import SPARSE_BACKENDS
+from raypkg.sparsity.settings import SPARSE_BACKENDS
 
 COLUMNS = ["fraction", "pipeline", "method", "merge", "pretrain_s", "shard_s", "merge_s", "selection_s", "train_s",
            "total_s", "test_acc", "merged_acc", "shard_acc", "spearman", "overlap", "pretrain_x", "e2e_x",

@@ -41,7 +41,7 @@ from raypkg.engine.execution import (
 )
 from raypkg.engine.loop import pick_device, seed_everything
 from raypkg.errors import UsageError
-from raypkg.full.recipe import TRAIN
+from raypkg.methods.full.recipe import TRAIN
 from raypkg.models.registry import build_model
 from raypkg.plots import hbar
 from raypkg.recipe import load_data

@@ -21,9 +21,8 @@ import pandas as pd
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, compare
 from raypkg.cli_options import config_options, list_option, name_list, number_list, target_acc_option
 from raypkg.errors import UsageError
-from raypkg.recipe import load_data
-from raypkg.sparse.config import AGC_SETTINGS, SPARSE_BACKENDS, SparseConfig
-from raypkg.sparse.recipe import (
+from raypkg.methods.sparse.config import AGC_SETTINGS, SparseConfig
+from raypkg.methods.sparse.recipe import (
     EPOCH_RATIO_TARGET,
     SPARSE,
     SPARSE_METHODS,
@@ -32,6 +31,8 @@ from raypkg.sparse.recipe import (
     epochs_to,
     sparse_point,
 )
+from raypkg.recipe import load_data
+from raypkg.sparsity.settings import SPARSE_BACKENDS
 
 # The SparseConfig fields that are flags of this bench, with the bench's defaults.
 BENCH_DEFAULTS = {"epochs": 20, "batch_size": 128, "lr": [0.03], "update_frequency": 50, "train_size": 10000,

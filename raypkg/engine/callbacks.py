@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # torch is imported where it is used, so that a method's module loads without it (raypkg.methods)
+if TYPE_CHECKING:  # torch is imported where it is used, so that a method's module loads without it (raypkg.method_registry)
     import torch
     from torch import nn
 

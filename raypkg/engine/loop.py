@@ -5,7 +5,7 @@ batch, set the LR, (augment), forward, weighted loss, backward, step. Methods ac
 through callbacks (``raypkg.engine.callbacks``) and batch plans (``raypkg.engine.plans``);
 the same ``fit`` runs in-process and inside every Ray Train worker (``raypkg.engine.trainer``
 picks which), so there is one place that trains a model on batches (DeltaGrad's replay steps
-on a flat parameter vector: ``raypkg.deltagrad.replay``)."""
+on a flat parameter vector: ``raypkg.methods.deltagrad.replay``)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights:
                            label_smoothing: float = 0.0) -> torch.Tensor:
     """mean_i w_i * l_i over the batch; the plain mean when ``weights`` is None. With
     ``label_smoothing`` eps, l_i is the cross-entropy against 1 - eps on the label plus eps/C
-    on every class (``raypkg.label_smoothing``).
+    on every class (``raypkg.methods.label_smoothing``).
 
     Coreset weights are normalised to mean 1 over the whole subset before training
     (``raypkg.selection.weighting``), so the batch mean is an unbiased estimate of the

@@ -1,5 +1,5 @@
 """The engine's optimizer: torch's SGD with the run's settings (a method may put another
-stepper in ``ctx.optimizer`` at fit start, as the sparse kernels do: ``raypkg.sparse.optim``)."""
+stepper in ``ctx.optimizer`` at fit start, as the sparse kernels do: ``raypkg.sparsity.optim``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Which weights a mask covers and how an overall density splits into layer densities
 (uniform, or ERK after Evci et al., "Rigging the Lottery", RigL, ICML 2020, section 3
-"Sparsity distribution"): the masks of ``raypkg.sparse`` and the FLOP counts of
+"Sparsity distribution"): the masks of ``raypkg.sparsity`` and the FLOP counts of
 ``raypkg.models.flops`` both use them. Importing it loads no torch: the sparse settings
-(``raypkg.sparse.config``) take their choices and check from here while the command line
+(``raypkg.sparsity.settings``) take their choices and check from here while the command line
 is built."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ TRAIN_STEP_FACTOR = 3  # forward + backward, in forward FLOPs (RigL, appendix H)
 
 def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
     """Forward FLOPs per example of each Linear/Conv layer, keyed by its weight's name
-    (``features.1.weight``, as ``raypkg.sparse.masks.maskable_parameters`` names it):
+    (``features.1.weight``, as ``raypkg.sparsity.masks.maskable_parameters`` names it):
     2 x weight.numel() x the output positions it is applied at (a conv's H x W, one for
     a linear layer on a vector), measured with one example through ``model``."""
     names = {module: name for name, module in model.named_modules()}

@@ -8,7 +8,7 @@
    applied as ``cfg.weighting`` says (``raypkg.selection.weighting``), in process or on Ray
    Train (``cfg.workers``): the recipe's ``train_subset``, through ``SubsetTraining``.
 
-``raypkg.selection.recipe`` puts them in a run (`effray select`, `effray run coreset`,
+``raypkg.selection.stages`` puts them in a run (`effray select`, `effray run coreset`,
 its Tune trials and bench rows); LiPT's recipe reuses stages 2 and 3. Pre-trained models
 and selections are cached under keys that hash the whole resolved config minus the
 fields that cannot change them (``*_EXCLUDE``); a cache hit shows ~0 s in ``phases`` and

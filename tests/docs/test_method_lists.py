@@ -1,5 +1,5 @@
 """No hand-kept list of methods (issue 64): every list agrees with the registry,
-``raypkg.methods.METHODS`` (``raypkg.catalog.stale``). The README's table of methods,
+``raypkg.method_registry.METHODS`` (``raypkg.catalog.stale``). The README's table of methods,
 docs/methods/stacking.md's table and docs/architecture.md's layout and recipes are written
 between ``<!-- methods: KIND -->`` markers by `python -m raypkg.catalog`; `effray --help`
 is made from the registry when the CLI loads; the package description names no method; every
@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import REPO
 
-from raypkg import catalog, methods
+from raypkg import catalog, method_registry
 from raypkg.cli import main
 
 
@@ -26,19 +26,19 @@ def test_effray_help_names_every_method_in_the_registrys_order():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     named = re.search(r"Methods: (.*?)\. Their commands", " ".join(result.output.split())).group(1)
-    assert named.replace("- ", "-").split(", ") == [m.name for m in methods.METHODS]  # click wraps at a hyphen
+    assert named.replace("- ", "-").split(", ") == [m.name for m in method_registry.METHODS]  # click wraps at a hyphen
     for command in ("effray train", "effray select", "effray unlearn"):  # the methods' own, outside `effray run`
         assert command in " ".join(result.output.split())
 
 
 def stale_with(monkeypatch, registry) -> str:
-    monkeypatch.setattr(methods, "METHODS", tuple(registry))
+    monkeypatch.setattr(method_registry, "METHODS", tuple(registry))
     return "\n".join(catalog.stale())
 
 
 def test_a_method_added_to_the_registry_and_to_no_list_is_found_in_each(monkeypatch):
-    ema = next(m for m in methods.METHODS if m.name == "ema")
-    found = stale_with(monkeypatch, [*methods.METHODS, dataclasses.replace(ema, name="ema-twin")])
+    ema = next(m for m in method_registry.METHODS if m.name == "ema")
+    found = stale_with(monkeypatch, [*method_registry.METHODS, dataclasses.replace(ema, name="ema-twin")])
     for line in ("README.md: its readme list differs", "docs/methods/stacking.md: its stacking list differs",
                  "docs/architecture.md: its layout list differs", "docs/architecture.md: its recipes list differs",
                  "ema-twin: no page docs/methods/ema-twin.md", "effray --help: its methods differ"):
@@ -46,7 +46,7 @@ def test_a_method_added_to_the_registry_and_to_no_list_is_found_in_each(monkeypa
 
 
 def test_a_method_removed_from_the_registry_but_still_listed_is_found_in_each(monkeypatch):
-    found = stale_with(monkeypatch, [m for m in methods.METHODS if m.name != "ema"])
+    found = stale_with(monkeypatch, [m for m in method_registry.METHODS if m.name != "ema"])
     for kind in ("readme", "stacking", "layout", "recipes"):
         assert f"its {kind} list differs" in found, found
     assert "effray --help: its methods differ" in found
@@ -56,7 +56,7 @@ def test_the_package_description_names_no_method(monkeypatch):
     """pyproject.toml's description is static: it stays true by naming no method. A method
     named by one of its words would be found."""
     assert catalog.stale() == [] and catalog.description()
-    found = stale_with(monkeypatch, [*methods.METHODS, methods.Method("engine")])
+    found = stale_with(monkeypatch, [*method_registry.METHODS, method_registry.Method("engine")])
     assert "pyproject.toml: the description names engine" in found, found
 
 

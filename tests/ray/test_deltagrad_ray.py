@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from raypkg.data.base import IndexedDataset
-from raypkg.deltagrad.config import RequestSettings
-from raypkg.deltagrad.exact import ExactGradients, ShardedGradients, shard_grad_sum
-from raypkg.deltagrad.replay import Request, baseline, deltagrad
-from raypkg.deltagrad.trajectory import Trajectory
-from raypkg.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
 from raypkg.distributed.shard_pool import sum_in_process
+from raypkg.methods.deltagrad.config import RequestSettings
+from raypkg.methods.deltagrad.exact import ExactGradients, ShardedGradients, shard_grad_sum
+from raypkg.methods.deltagrad.replay import Request, baseline, deltagrad
+from raypkg.methods.deltagrad.trajectory import Trajectory
+from raypkg.methods.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
 
 
 def test_actor_gradients_equal_in_process(ray_session, tmp_path):

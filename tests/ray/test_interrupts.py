@@ -117,7 +117,7 @@ def test_a_ctrl_c_that_leaves_the_logging_lock_held_still_exits(tmp_path):
 @pytest.mark.ray
 def test_a_worker_loss_with_max_failures_0_is_one_error_and_no_run_directory(ray_session, tmp_path, monkeypatch):
     from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.full.recipe import TRAIN
+    from raypkg.methods.full.recipe import TRAIN
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")

@@ -144,9 +144,9 @@ def shard_kind(shard):
 
 def every_plan(n: int) -> dict:
     """One of each batch plan over ``n`` positions, batches of 8."""
-    from raypkg.crest.plan import CrestPlan, RandomSubsetPlan
     from raypkg.engine.plans import ShuffledBatches, WeightedSampling
-    from raypkg.infobatch.plan import InfoBatchPlan
+    from raypkg.methods.crest.plan import CrestPlan, RandomSubsetPlan
+    from raypkg.methods.infobatch.plan import InfoBatchPlan
     from raypkg.selection.adaptive import SubsetPlan
     from raypkg.selection.methods.rs2 import RS2Plan
 

@@ -17,11 +17,11 @@ from helpers import DIGITS_TRAIN
 from raypkg.data.registry import load_dataset
 from raypkg.engine.callbacks import TrainContext
 from raypkg.errors import UsageError
+from raypkg.methods.coreset.recipe import CORESET
 from raypkg.selection.adaptive import Reselect, SubsetPlan, warm_start_epochs
 from raypkg.selection.config import CoresetConfig
 from raypkg.selection.embeddings import FactoredEmbedding
 from raypkg.selection.per_batch import batch_units, unit_embedding, unit_picks
-from raypkg.selection.recipe import CORESET
 from raypkg.selection.registry import Keep, select
 
 TINY = dict(dataset="digits", model="mlp", epochs=6, batch_size=64, progress=False, wandb="disabled")

@@ -1223,9 +1223,9 @@ def test_report_shows_a_target_no_run_reached_as_a_dash(world, monkeypatch):
 
 
 def test_a_plan_that_reads_its_own_images_is_not_said_to_stream_by_ray_data():
-    from raypkg.crest.config import CrestConfig
     from raypkg.engine.config import TrainConfig
-    from raypkg.infobatch.config import InfoBatchConfig
+    from raypkg.methods.crest.config import CrestConfig
+    from raypkg.methods.infobatch.config import InfoBatchConfig
     from raypkg.recipe import streaming_note
     from raypkg.recipe_registry import find_recipe
 

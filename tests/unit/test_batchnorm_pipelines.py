@@ -91,7 +91,7 @@ def test_resnet20_sparse_training_keeps_its_density(tmp_path, growth):
                 "--out", str(tmp_path), *TINY)
     model = torch.load(f"{s['dir']}/model.pt", weights_only=True)
     from raypkg.models import build_model
-    from raypkg.sparse.masks import maskable_parameters
+    from raypkg.sparsity.masks import maskable_parameters
 
     net = build_model("resnet20", (1, 8, 8), 10)
     net.load_state_dict(model)

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from raypkg.config import resolve_config
-from raypkg.crest.config import CrestConfig
-from raypkg.deltagrad.commands import unlearn
-from raypkg.deltagrad.config import DeltaGradConfig, DeltaGradTuneConfig, OnlineSettings, RequestSettings
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError
-from raypkg.lipt.config import LiptConfig
+from raypkg.methods.crest.config import CrestConfig
+from raypkg.methods.deltagrad.commands import unlearn
+from raypkg.methods.deltagrad.config import DeltaGradConfig, DeltaGradTuneConfig, OnlineSettings, RequestSettings
+from raypkg.methods.lipt.config import LiptConfig
+from raypkg.methods.sparse.config import SparseConfig
 from raypkg.selection.config import CoresetConfig
-from raypkg.sparse.config import MaskSettings, SparseConfig
+from raypkg.sparsity.settings import MaskSettings
 
 # Inputs that validate() used to fill in or rewrite.
 UNRESOLVED = [
@@ -127,7 +128,7 @@ def test_bad_mask_settings_are_refused_by_one_check(cls):
 def test_masks_check_density_once_with_the_shared_check():
     import torch
 
-    from raypkg.sparse.masks import layer_densities
+    from raypkg.sparsity.masks import layer_densities
 
     model = torch.nn.Linear(4, 3)
     with pytest.raises(UsageError, match=r"density must be in \(0, 1\]"):
@@ -199,8 +200,8 @@ def test_unlearn_commands_validate_their_config_once_and_a_refused_request_write
     from click.testing import CliRunner
 
     from raypkg.cli import main
-    from raypkg.deltagrad.config import RequestConfig
     from raypkg.engine.config import RunConfig
+    from raypkg.methods.deltagrad.config import RequestConfig
 
     calls = []
     for cls in (RunConfig, RequestConfig):  # a request's config is no RunConfig: its own validate counts

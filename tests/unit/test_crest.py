@@ -16,13 +16,13 @@ from click.testing import CliRunner
 from helpers import DIGITS_TRAIN
 
 from raypkg.cli import main
-from raypkg.crest.callback import CrestCallback, eval_losses
-from raypkg.crest.config import CREST_ONLY, CrestConfig
-from raypkg.crest.plan import budget_steps
-from raypkg.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
-from raypkg.crest.recipe import CREST
-from raypkg.crest.selection import class_budgets, select_coresets, stratified_subsets
 from raypkg.engine.callbacks import Callback
+from raypkg.methods.crest.callback import CrestCallback, eval_losses
+from raypkg.methods.crest.config import CREST_ONLY, CrestConfig
+from raypkg.methods.crest.plan import budget_steps
+from raypkg.methods.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
+from raypkg.methods.crest.recipe import CREST
+from raypkg.methods.crest.selection import class_budgets, select_coresets, stratified_subsets
 from raypkg.recipe import MemorySink, load_data
 
 
@@ -288,9 +288,9 @@ def test_overlap_trains_on_coresets_the_actors_selected_from_the_last_region_sta
     """--actors with overlap: every region after the first trains on exactly the coresets
     that in-process selection gives from the weights at the previous region's start (one
     region stale), and they are valid coreset batches."""
-    from raypkg.crest.selection import select_coresets
     from raypkg.distributed.shard_pool import ShardPool
     from raypkg.engine.trainer import train
+    from raypkg.methods.crest.selection import select_coresets
 
     class Dispatches(Callback):  # after CrestCallback: at each region start, w0, what went to the actors, the plan
         def __init__(self, crest):
@@ -332,7 +332,7 @@ def test_no_flags_run_crest_on_the_default_data_and_the_first_line_says_the_subs
 
 
 def test_bench_labels_both_optimizers_the_paper_one_without_momentum_and_with_warm_up(tmp_path):
-    from raypkg.crest.recipe import OPTIMIZERS, paper_warmup_epochs
+    from raypkg.methods.crest.recipe import OPTIMIZERS, paper_warmup_epochs
 
     assert [paper_warmup_epochs(e) for e in (200, 10, 2, 1)] == [20, 1, 1, 0]  # the reference: 20 of 200 epochs
     assert OPTIMIZERS["paper"][1](10) == {"momentum": 0.0, "lr_warmup_epochs": 1}
@@ -435,7 +435,7 @@ def random_subsets_logits(seed: int, num_classes: int = 5) -> tuple[list[torch.T
 
 @pytest.mark.parametrize("seed", range(6))
 def test_all_subsets_in_one_greedy_pick_exactly_what_each_subset_alone_picked(seed):
-    from raypkg.crest.selection import coresets_from_logits
+    from raypkg.methods.crest.selection import coresets_from_logits
 
     zs, ys = random_subsets_logits(seed)
     together = coresets_from_logits(zs, ys, 16, 5)
@@ -469,7 +469,7 @@ def test_select_coresets_and_the_callback_pick_what_the_reference_picks_from_a_m
 
 
 def test_greedy_blocks_equals_greedy_batched_block_by_block():
-    from raypkg.crest.selection import greedy_blocks
+    from raypkg.methods.crest.selection import greedy_blocks
     from raypkg.selection.facility_location import greedy_batched, pad_blocks, similarity_from_distances
 
     gen = torch.Generator().manual_seed(3)
@@ -514,8 +514,8 @@ def reference_gradient_and_hessian_diagonal(loss_fn, params, probes, generator):
 def test_hessian_probes_and_moving_averages_are_bitwise_the_reference_ones(probes):
     """The same Rademacher draws, g, h into a packed buffer, and the in-place moving
     averages: the quadratic model, and so every check, is unchanged to the last bit."""
-    from raypkg.crest.quadratic import BETA1, BETA2, H_EPS
     from raypkg.engine.loop import weighted_cross_entropy
+    from raypkg.methods.crest.quadratic import BETA1, BETA2, H_EPS
     from raypkg.models.registry import build_model
 
     torch.manual_seed(0)

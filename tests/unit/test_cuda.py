@@ -16,10 +16,10 @@ from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import ExecutionCache, compile_module, resolve_for_data
 from raypkg.engine.loop import CLOCK_COLUMNS, fit, seed_everything
+from raypkg.methods.sparse.agc import AGCorrection
+from raypkg.methods.sparse.dst import SparseTraining
 from raypkg.models import build_model
-from raypkg.sparse.agc import AGCorrection
-from raypkg.sparse.dst import SparseTraining
-from raypkg.sparse.masks import maskable_parameters
+from raypkg.sparsity.masks import maskable_parameters
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 CUDA = torch.device("cuda")
@@ -148,11 +148,11 @@ def test_closed_form_gradient_embedding_equals_autograd():
 
 
 def test_deltagrad_at_period_one_is_the_retrain(tmp_path):
-    from raypkg.deltagrad.config import RequestSettings
-    from raypkg.deltagrad.exact import ExactGradients
-    from raypkg.deltagrad.replay import Request, baseline, deltagrad
-    from raypkg.deltagrad.trajectory import Trajectory
-    from raypkg.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
+    from raypkg.methods.deltagrad.config import RequestSettings
+    from raypkg.methods.deltagrad.exact import ExactGradients
+    from raypkg.methods.deltagrad.replay import Request, baseline, deltagrad
+    from raypkg.methods.deltagrad.trajectory import Trajectory
+    from raypkg.methods.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
 
     wl = load_workload("digits", "logreg", {"seed": 0}, 0, "float64", CUDA)
     cfg = DeltaGradConfig(dataset="digits", model="logreg", epochs=4, batch_size=128, lr=[0.1, 0.05], lrlen=[2, 2],

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from raypkg.deltagrad.commands import unlearn
+from raypkg.methods.deltagrad.commands import unlearn
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -180,8 +180,8 @@ def test_deltagrads_training_settings_are_the_engines_at_the_papers_defaults():
     setting (flag, choices, and help unless narrowed): only the defaults are DeltaGrad's."""
     import dataclasses
 
-    from raypkg.deltagrad.config import CachedRunConfig, DeltaGradConfig, OnlineConfig
     from raypkg.engine.config import RunConfig, TrainConfig
+    from raypkg.methods.deltagrad.config import CachedRunConfig, DeltaGradConfig, OnlineConfig
 
     engine = {f.name: f for f in dataclasses.fields(TrainConfig)}
     ours = {f.name: f for f in dataclasses.fields(DeltaGradConfig) if f.name in engine}

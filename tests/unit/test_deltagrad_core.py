@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raypkg.deltagrad.flatnet import FlatNet, flatten_params, load_into
-from raypkg.deltagrad.lbfgs import CompactLBFGS, CurvaturePairs
-from raypkg.deltagrad.trajectory import ReplayBatches
 from raypkg.errors import UsageError
+from raypkg.methods.deltagrad.flatnet import FlatNet, flatten_params, load_into
+from raypkg.methods.deltagrad.lbfgs import CompactLBFGS, CurvaturePairs
+from raypkg.methods.deltagrad.trajectory import ReplayBatches
 from raypkg.models.registry import build_model
 
 
@@ -41,8 +41,8 @@ def test_closed_form_gradient_equals_autograd(name):
 
 def test_training_run_equals_torch_sgd():
     """The cached trajectory is what torch.optim.SGD (no momentum, weight_decay) does."""
-    from raypkg.deltagrad.exact import ExactGradients
-    from raypkg.deltagrad.replay import replay
+    from raypkg.methods.deltagrad.exact import ExactGradients
+    from raypkg.methods.deltagrad.replay import replay
 
     x, y = _data(n=200)
     torch.manual_seed(3)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raypkg.deltagrad.config import RequestSettings
-from raypkg.deltagrad.exact import ExactGradients
-from raypkg.deltagrad.online import OnlineSettings, run_online
-from raypkg.deltagrad.replay import Request, baseline, deltagrad, replay, sgd_step
-from raypkg.deltagrad.trajectory import Trajectory
-from raypkg.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
+from raypkg.methods.deltagrad.config import RequestSettings
+from raypkg.methods.deltagrad.exact import ExactGradients
+from raypkg.methods.deltagrad.online import OnlineSettings, run_online
+from raypkg.methods.deltagrad.replay import Request, baseline, deltagrad, replay, sgd_step
+from raypkg.methods.deltagrad.trajectory import Trajectory
+from raypkg.methods.deltagrad.workload import DeltaGradConfig, load_workload, train_trajectory
 
 
 @pytest.fixture(scope="module")

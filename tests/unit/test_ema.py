@@ -1,4 +1,4 @@
-"""EMA of the weights (raypkg.ema): the average against its closed form, H = 0 as plain training
+"""EMA of the weights (raypkg.methods.ema): the average against its closed form, H = 0 as plain training
 bit for bit, training never seeing the average, and the final model being it."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import raypkg
-from raypkg.ema import WeightAverage
 from raypkg.engine.loop import CLOCK_COLUMNS
+from raypkg.methods.ema import WeightAverage
 
 TINY = dict(dataset="digits", model="mlp", epochs=3, progress=False)
 

@@ -83,7 +83,7 @@ def _train_digits(seed: int, epochs: int = 3, weights=None):
 def test_sgd_stepping_only_the_active_positions_equals_torch_sgd(momentum, nesterov, weight_decay):
     """A weight and gradient that are 0 off ``active``: stepping the gathered values gives
     torch's dense step exactly, momentum buffer included, and the same state_dict keys."""
-    from raypkg.sparse.optim import PositionsSGD
+    from raypkg.sparsity.optim import PositionsSGD
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(30, 20, generator=g) < 0.1
     start = torch.randn(30, 20, generator=g) * mask
@@ -107,7 +107,7 @@ def test_positions_sgd_like_an_sgd_continues_it_exactly():
     groups, settings and momentum buffers: its next steps equal the original's."""
     import copy
 
-    from raypkg.sparse.optim import PositionsSGD
+    from raypkg.sparsity.optim import PositionsSGD
     settings = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
     g = torch.Generator().manual_seed(1)
     grads = [torch.randn(8, 5, generator=g) for _ in range(4)]
@@ -219,9 +219,9 @@ def _cut(plan, n_positions: int, epoch: int = 0, world_size: int = 1) -> list[in
 
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_every_plan_cuts_its_batches_one_way_and_drop_last_drops_only_a_ragged_last_one(drop_last):
-    from raypkg.crest.plan import RandomSubsetPlan
     from raypkg.engine.plans import ShuffledBatches
-    from raypkg.infobatch.plan import InfoBatchPlan
+    from raypkg.methods.crest.plan import RandomSubsetPlan
+    from raypkg.methods.infobatch.plan import InfoBatchPlan
     from raypkg.selection.adaptive import SubsetPlan
     from raypkg.selection.methods.rs2 import RS2Plan
 

@@ -253,8 +253,8 @@ def test_cache_keys_cover_every_field_that_changes_the_data_or_the_model():
 
 def test_a_time_to_accuracy_target_is_in_no_cache_key():
     """issue 48: --target-acc only measures the subset's training; adding it reran the warm-up."""
-    from raypkg.lipt.config import LiptConfig
-    from raypkg.lipt.pretrain import LIPT_PRETRAIN_EXCLUDE
+    from raypkg.methods.lipt.config import LiptConfig
+    from raypkg.methods.lipt.pretrain import LIPT_PRETRAIN_EXCLUDE
     from raypkg.selection.pipeline import PRETRAIN_EXCLUDE, SELECTION_EXCLUDE, config_key, pretrain_config
 
     base = CoresetConfig(selection="grand", pretrain_epochs=2).resolved().validate()
@@ -268,7 +268,7 @@ def test_a_time_to_accuracy_target_is_in_no_cache_key():
 
 
 def test_a_no_normalize_run_does_not_reuse_a_standardised_pretraining(tmp_path):
-    from raypkg.selection.recipe import SELECT
+    from raypkg.methods.coreset.recipe import SELECT
 
     common = dict(dataset="digits", model="logreg", selection="grand", repeats=1, pretrain_epochs=1, fraction=0.1,
                   out=str(tmp_path), wandb="disabled", progress=False)
@@ -287,7 +287,7 @@ def test_one_backward_call_in_the_training_code():
     probes time a layer's or a copy of the model's forward + backward, the check runs one
     forward + backward in train mode; none takes an optimizer step outside the benches).
     Proxy selection's proxy, a second model, takes its one step per batch inside the loop's
-    ``on_batch_start`` (raypkg.proxy_selection): the engine's model is still trained only here."""
+    ``on_batch_start`` (raypkg.methods.proxy_selection): the engine's model is still trained only here."""
     import ast
 
     def calls_backward(path: Path) -> bool:
@@ -295,8 +295,8 @@ def test_one_backward_call_in_the_training_code():
                    for node in ast.walk(ast.parse(path.read_text())))
 
     hits = [path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if calls_backward(path)]
-    assert sorted(hits) == ["bench/overhead.py", "engine/execution.py", "engine/loop.py", "plugins.py",
-                            "proxy_selection.py", "sparse/backend.py"]
+    assert sorted(hits) == ["bench/overhead.py", "engine/execution.py", "engine/loop.py", "methods/proxy_selection.py",
+                            "plugins.py", "sparsity/backend.py"]
 
 
 @pytest.mark.slow

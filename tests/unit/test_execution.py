@@ -571,7 +571,7 @@ def test_a_run_says_its_execution_first_and_its_config_repeats_it(tmp_path):
 
 def test_sparse_kernels_run_fp32_inside_a_bf16_run():
     """SparseProp's kernels are fp32: a bf16 run feeds them fp32 inputs and trains."""
-    from raypkg.sparse.dst import SparseTraining
+    from raypkg.methods.sparse.dst import SparseTraining
 
     data = load_dataset("digits", seed=0)
     seed_everything(0)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import raypkg
 from raypkg.engine.plans import epoch_permutation
-from raypkg.infobatch.plan import InfoBatchPlan, epoch_weights
+from raypkg.methods.infobatch.plan import InfoBatchPlan, epoch_weights
 
 
 def per_example_gradients(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -105,9 +105,9 @@ def test_rigl_under_infobatch_follows_the_steps_actually_taken():
     from raypkg.data import load_dataset
     from raypkg.engine.config import TrainConfig
     from raypkg.engine.loop import fit, seed_everything
-    from raypkg.infobatch.plan import InfoBatch
+    from raypkg.methods.infobatch.plan import InfoBatch
+    from raypkg.methods.sparse.dst import SparseTraining
     from raypkg.models.registry import build_model
-    from raypkg.sparse.dst import SparseTraining
 
     data = load_dataset("digits", seed=0)
     cfg = TrainConfig(memory_format="contiguous", epochs=6, batch_size=64, progress=False, precision="fp32").validate()

@@ -1,4 +1,4 @@
-"""Label smoothing (raypkg.label_smoothing): the loss against its closed form, eps = 0 as plain
+"""Label smoothing (raypkg.methods.label_smoothing): the loss against its closed form, eps = 0 as plain
 training bit for bit, the example weights kept, and the method's one registration at work."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Layer freezing (raypkg.layer_freezing): the schedule's closed form, the layers in forward
+"""Layer freezing (raypkg.methods.layer_freezing): the schedule's closed form, the layers in forward
 order, frozen parameters that do not move while the others do, level 0 as plain training bit
 for bit, the freeze across a checkpoint, its work as counted for the frontier, and its stacks."""
 
@@ -18,7 +18,7 @@ from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import CLOCK_COLUMNS, fit, seed_everything, training_state
-from raypkg.layer_freezing import (
+from raypkg.methods.layer_freezing import (
     FreezeLayers,
     LayerFreezing,
     forward_layers,
@@ -26,8 +26,8 @@ from raypkg.layer_freezing import (
     frozen_layers,
     train_work,
 )
+from raypkg.methods.sparse.dst import SparseTraining
 from raypkg.models import build_model
-from raypkg.sparse.dst import SparseTraining
 
 TINY = dict(dataset="digits", model="mlp", epochs=3, progress=False, drop_last=False)  # every example: the closed forms count 1347 an epoch
 MLP_LAYER_FLOPS = (2 * 64 * 300, 2 * 300 * 10)  # digits' 64 features -> 300 -> 10 classes

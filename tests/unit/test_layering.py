@@ -1,5 +1,6 @@
 """The package's import structure: no import circle anywhere in raypkg (registration by
-import aside), the foundation imports nothing above it, and data < models < engine.
+import aside), the foundation imports nothing above it, data < models < engine, only the
+methods and the interfaces import a method (raypkg.methods), and no method imports another.
 
 The graph is read from the source (``ast``), not from an import: every ``import`` of a
 raypkg module, at module level or inside a function (a lazy import is still a dependency),
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 
 from helpers import REPO
 
@@ -119,7 +121,7 @@ def test_the_circle_check_sees_lazy_imports_and_skips_type_hints():
 def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it():
     graph = import_graph()
     assert [(m, n) for m, ns in graph.items() for n in ns
-            if m.startswith("raypkg.selection") and n.startswith("raypkg.lipt")] == []
+            if m.startswith("raypkg.selection") and n.startswith("raypkg.methods.lipt")] == []
     # the jobs' entry, and the catalog, which writes the docs' lists from the registry and the CLI
     assert sorted(m for m, ns in graph.items() if "raypkg.cli" in ns) == ["raypkg.catalog", "raypkg.jobs_support"]
 
@@ -154,3 +156,67 @@ def test_ray_s_private_apis_are_used_in_one_module_only():
     users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                    if any(name in p.read_text() for name in private))
     assert users == ["distributed/ray_internals.py"]
+
+
+# Every method lives in raypkg.methods (a module or package each). What may name one of its
+# modules: the methods themselves, and the interfaces above the platform: the command line,
+# the API, Tune, the benches, the docs' lists, the jobs' entry and the registry (whose rows
+# are import paths). Below them (engine, data, models, selection, tracking, distributed,
+# recipes and algorithms, config) nothing does, in an import or in an import path.
+METHODS_PACKAGE = "raypkg.methods"
+INTERFACES = ("raypkg.cli", "raypkg.cli_options", "raypkg.api", "raypkg.tuning", "raypkg.bench", "raypkg.catalog",
+              "raypkg.jobs_support", "raypkg.method_registry")
+IMPORT_PATH = re.compile(r"raypkg\.methods(\.\w+)+(:\w+)?")
+
+
+def within(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def method_of(module: str) -> str | None:
+    """The method a module belongs to (``raypkg.methods.crest.plan`` -> ``raypkg.methods.crest``), else None."""
+    parts = module.split(".")
+    return ".".join(parts[:3]) if len(parts) > 2 and within(module, METHODS_PACKAGE) else None
+
+
+def import_paths(module: str) -> set[str]:
+    """The method modules a module names in a string that is an import path and nothing else
+    (``"raypkg.methods.ema:Ema"``; a docstring's mention is not one)."""
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+    return {node.value.split(":")[0] for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and IMPORT_PATH.fullmatch(node.value)}
+
+
+def test_only_the_methods_and_the_interfaces_import_a_method():
+    graph = import_graph()
+    outside = [m for m in graph if not within(m, METHODS_PACKAGE, *INTERFACES)]
+    assert [(m, n) for m in outside for n in sorted(graph[m]) if within(n, METHODS_PACKAGE)] == []
+    assert [(m, n) for m in outside for n in sorted(import_paths(m))] == []
+    # the package itself is a docstring: importing it loads no method
+    assert [n for n in ast.parse((PACKAGE / "methods" / "__init__.py").read_text()).body
+            if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))] == []
+
+
+def test_no_method_imports_another():
+    """What two methods share (the selection library, the random masks, ``dense_examples``,
+    ``kept_count``) lives in the platform, which both import."""
+    graph = import_graph()
+    assert [(m, n) for m, ns in graph.items() for n in sorted(ns)
+            if method_of(m) and method_of(n) and method_of(m) != method_of(n)] == []
+    assert [(m, n) for m in graph if method_of(m) for n in sorted(import_paths(m))
+            if method_of(n) != method_of(m)] == []
+
+
+def test_every_module_the_registry_names_is_a_method_s_and_every_method_has_a_row():
+    from raypkg.method_registry import METHODS
+
+    named = {path.split(":")[-2] if path.count(":") == 2 else path.split(":")[0]
+             for method in METHODS for path in (method.recipes, method.settings, method.algorithm, method.config,
+                                               *method.commands) if path}
+    assert sorted(n for n in named if not within(n, METHODS_PACKAGE)) == []
+    homes = {method_of(n) for n in named}
+    packages = {f"{METHODS_PACKAGE}.{p.stem}" for p in (PACKAGE / "methods").iterdir()
+                if p.name not in ("__init__.py", "__pycache__") and (p.suffix == ".py" or (p / "__init__.py").is_file())}
+    assert homes == packages

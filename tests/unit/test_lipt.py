@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from raypkg.errors import UsageError
-from raypkg.lipt.config import MERGE_RULES, LiptConfig
-from raypkg.lipt.merge import average_state_dicts, reestimate_bn
-from raypkg.lipt.pretrain import LIPT_PRETRAIN_EXCLUDE, merge_models, shard_masks, train_shard_models
-from raypkg.lipt.shards import stratified_shards
+from raypkg.methods.lipt.config import MERGE_RULES, LiptConfig
+from raypkg.methods.lipt.merge import average_state_dicts, reestimate_bn
+from raypkg.methods.lipt.pretrain import LIPT_PRETRAIN_EXCLUDE, merge_models, shard_masks, train_shard_models
+from raypkg.methods.lipt.shards import stratified_shards
 from raypkg.models.registry import build_model
 from raypkg.recipe import load_data
 from raypkg.selection.pipeline import config_key
-from raypkg.sparse.masks import erk_densities, maskable_parameters
+from raypkg.sparsity.masks import erk_densities, maskable_parameters
 
 # the engine trains a decided execution: these tests call the stages directly, below Recipe.run's decision
 TINY = dict(dataset="digits", model="mlp", batch_size=64, pre_epochs=1, wandb="disabled", progress=False,
@@ -222,7 +222,7 @@ def test_ensemble_on_two_ray_train_workers_equals_in_process_through_a_worker_lo
 
 
 def test_run_lipt_writes_phases_accuracies_selection_and_reselects(tmp_path):
-    from raypkg.lipt.recipe import LIPT
+    from raypkg.methods.lipt.recipe import LIPT
 
     cfg = LiptConfig(**{**TINY, "cache": True}, out=str(tmp_path), shards=3, selection="grand", score="ensemble",
                      fraction=0.1, epochs=5, reselect_every=2, name="a").resolved().validate()
@@ -251,7 +251,7 @@ def test_lipt_with_a_selection_model_pretrains_its_shards_as_that_model():
     and selection as a LiPT run of P itself at that rate."""
     import numpy as np
 
-    from raypkg.lipt.recipe import LIPT
+    from raypkg.methods.lipt.recipe import LIPT
     from raypkg.models.defaults import default_lr
     from raypkg.recipe import MemorySink
 

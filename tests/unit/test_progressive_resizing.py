@@ -1,4 +1,4 @@
-"""Progressive resizing (raypkg.progressive_resizing): the schedule against its closed form,
+"""Progressive resizing (raypkg.methods.progressive_resizing): the schedule against its closed form,
 the rounding of the sides, initial scale 1 as plain training bit for bit, the sizes a run
 really trained at and their FLOPs, the refusals, and the method stacked onto InfoBatch."""
 
@@ -19,7 +19,7 @@ from raypkg.cli import main
 from raypkg.engine.callbacks import Batch
 from raypkg.engine.loop import CLOCK_COLUMNS
 from raypkg.errors import UsageError
-from raypkg.progressive_resizing import (
+from raypkg.methods.progressive_resizing import (
     ProgressiveResizing,
     ProgressiveResizingConfig,
     ResizeBatch,

@@ -1,4 +1,4 @@
-"""Online proxy batch selection (raypkg.proxy_selection): the kept examples are the proxy's
+"""Online proxy batch selection (raypkg.methods.proxy_selection): the kept examples are the proxy's
 top-k losses, the proxy trains outside the global RNG, keep = 1 is plain training bit for bit,
 a run repeats, a checkpoint brings the proxy back, stacks, and the frontier's count."""
 
@@ -25,8 +25,7 @@ from raypkg.engine.execution import to_memory_format
 from raypkg.engine.loop import CLOCK_COLUMNS, fit, seed_everything, training_state
 from raypkg.engine.plans import trained_examples
 from raypkg.errors import UsageError
-from raypkg.models import build_model
-from raypkg.proxy_selection import (
+from raypkg.methods.proxy_selection import (
     ProxyBatchSelection,
     ProxySelection,
     ProxySelectionConfig,
@@ -34,6 +33,7 @@ from raypkg.proxy_selection import (
     kept_count,
     proxy_name,
 )
+from raypkg.models import build_model
 
 TINY = dict(dataset="digits", model="mlp", epochs=2, progress=False)
 # digits: 1,347 examples in 21 batches of 64 (the ragged last one dropped, --drop-last); keep 0.5 keeps 32

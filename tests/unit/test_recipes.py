@@ -63,11 +63,11 @@ def test_a_trial_reports_the_phase_seconds_done_before_training(one_thread):
 
 
 def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
-    """raypkg.methods is the one table of methods: each row's module registers the recipe of
+    """raypkg.method_registry is the one table of methods: each row's module registers the recipe of
     its name, which `effray tune` finds a space for; its commands and bench import."""
     import click
 
-    from raypkg.methods import METHODS, load
+    from raypkg.method_registry import METHODS, load
     from raypkg.recipe_registry import load_cases
     from raypkg.tuning import SPACES_DIR, default_space
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from raypkg.cli import EffrayGroup
 from raypkg.data import load_dataset
-from raypkg.selection.commands import run_coreset_command, select_command
+from raypkg.methods.coreset.commands import run_coreset_command, select_command
 
 CPU = torch.device("cpu")
 
@@ -142,9 +142,9 @@ def test_svp_selects_what_its_proxy_selects_on_its_own():
     selects at that rate; the subset then trains ``--model``."""
     import numpy as np
 
+    from raypkg.methods.coreset.recipe import CORESET
     from raypkg.models.defaults import default_lr
     from raypkg.recipe import MemorySink
-    from raypkg.selection.recipe import CORESET
 
     scale = default_lr("mlp") / default_lr("lenet5")
     own = CORESET.run(svp_config(model="mlp", lr=[0.03 * scale]).resolved().validate(), MemorySink)

@@ -1,4 +1,4 @@
-"""Selective backprop (raypkg.selective_backprop): the draw against its closed form and its bias
+"""Selective backprop (raypkg.methods.selective_backprop): the draw against its closed form and its bias
 to high loss, the batch it leaves (the batch's own examples, their weights, no trace of the
 scoring pass), the window and the interrupt steps, the neutral settings as plain training bit
 for bit, its counts of example-passes and their FLOPs, and its stacks."""
@@ -18,7 +18,7 @@ import raypkg
 from raypkg.cli import main
 from raypkg.engine.callbacks import Batch
 from raypkg.engine.loop import CLOCK_COLUMNS
-from raypkg.selective_backprop import (
+from raypkg.methods.selective_backprop import (
     BiggestLosers,
     SelectiveBackprop,
     SelectiveBackpropConfig,

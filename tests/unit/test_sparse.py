@@ -12,7 +12,7 @@ from raypkg.data import load_dataset
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.loop import fit, seed_everything
 from raypkg.models import build_model
-from raypkg.sparse.masks import StaticMask, erk_densities, layer_densities, maskable_parameters, random_masks
+from raypkg.sparsity.masks import StaticMask, erk_densities, layer_densities, maskable_parameters, random_masks
 
 
 class ConvNet(nn.Module):
@@ -94,8 +94,8 @@ def test_static_mask_keeps_weights_and_momentum_zero():
 # --- dynamic sparse training ------------------------------------------------------------------
 
 from raypkg.engine.callbacks import Callback  # noqa: E402
-from raypkg.sparse.agc import AGCorrection  # noqa: E402
-from raypkg.sparse.dst import SparseTraining  # noqa: E402
+from raypkg.methods.sparse.agc import AGCorrection  # noqa: E402
+from raypkg.methods.sparse.dst import SparseTraining  # noqa: E402
 
 
 class MaskWatch(Callback):
@@ -283,8 +283,8 @@ def test_a_ray_train_run_loses_a_worker_once_and_finishes_from_its_checkpoint(ra
     import pandas as pd
 
     from raypkg.engine.ray_train import FAULT_ENV
-    from raypkg.sparse.config import SparseConfig
-    from raypkg.sparse.recipe import SPARSE
+    from raypkg.methods.sparse.config import SparseConfig
+    from raypkg.methods.sparse.recipe import SPARSE
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"2:{marker}")

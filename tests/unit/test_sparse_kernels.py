@@ -16,12 +16,12 @@ from raypkg.engine.callbacks import Callback
 from raypkg.engine.config import TrainConfig
 from raypkg.engine.execution import MARGIN
 from raypkg.engine.loop import fit, seed_everything, training_state
+from raypkg.methods.sparse.agc import AGCorrection
+from raypkg.methods.sparse.dst import SparseTraining
 from raypkg.models import build_model
-from raypkg.sparse import kernels as K
-from raypkg.sparse.agc import AGCorrection
-from raypkg.sparse.backend import SparseExecution
-from raypkg.sparse.dst import SparseTraining
-from raypkg.sparse.masks import StaticMask, maskable_parameters
+from raypkg.sparsity import kernels as K
+from raypkg.sparsity.backend import SparseExecution
+from raypkg.sparsity.masks import StaticMask, maskable_parameters
 
 pytestmark = pytest.mark.skipif(K.kernels() is None, reason="SparseProp is not installed")
 TOL = 1e-5
@@ -232,8 +232,8 @@ def test_sparse_backend_resumes_from_a_checkpoint_like_the_uninterrupted_masked_
 
 
 def test_lipt_shard_models_train_under_the_configured_backend():
-    from raypkg.lipt.config import LiptConfig
-    from raypkg.lipt.pretrain import shard_callbacks
+    from raypkg.methods.lipt.config import LiptConfig
+    from raypkg.methods.lipt.pretrain import shard_callbacks
 
     cfg = LiptConfig(sparse_backend="sparse")
     mask = shard_callbacks(cfg, None, 1)[-1]
@@ -276,7 +276,7 @@ def test_without_sparseprop_auto_runs_masked_with_a_note_and_sparse_is_refused(m
     import importlib.util
 
     from raypkg.errors import UsageError
-    from raypkg.sparse.config import SparseConfig
+    from raypkg.methods.sparse.config import SparseConfig
 
     monkeypatch.setattr(K, "kernels", lambda: None)
     _, dst, _ = short_run("mlp", "auto", steps=2)

@@ -72,17 +72,17 @@ def test_the_summary_names_the_stack_and_keeps_each_members_notes_apart():
 def test_the_members_act_in_order_data_plan_masks_then_gradient_correction():
     from raypkg.algorithms import stack_members
     from raypkg.data import load_dataset
-    from raypkg.infobatch.plan import InfoBatch
+    from raypkg.methods.infobatch.plan import InfoBatch
+    from raypkg.methods.sparse.agc import AGCorrection
+    from raypkg.methods.sparse.algorithm import SparseTrainingAlgorithm
+    from raypkg.methods.sparse.dst import SparseTraining
     from raypkg.recipe_registry import find_recipe
-    from raypkg.sparse.agc import AGCorrection
-    from raypkg.sparse.algorithm import SparseTrainingAlgorithm
-    from raypkg.sparse.dst import SparseTraining
 
     run = SimpleNamespace(data=load_dataset("digits", seed=0), shared={})
     for method, own in (("sparse+infobatch", SparseTrainingAlgorithm), ("infobatch+sparse", None)):
         cfg = find_recipe(method).config_cls(agc=True, stack=[method.split("+")[1]])
         if own is None:
-            from raypkg.infobatch.algorithm import InfoBatchPruning as own
+            from raypkg.methods.infobatch.algorithm import InfoBatchPruning as own
         members = stack_members(cfg, run, lambda c: own(c, run))
         assert [m.name for m in members] == ["infobatch", "sparse"]
         callbacks = [cb for m in members for cb in m.callbacks]
@@ -233,7 +233,7 @@ def test_every_method_has_its_docs_page_and_the_with_help_names_each_that_stacks
     from helpers import REPO
 
     from raypkg.algorithms import stackable
-    from raypkg.methods import METHODS
+    from raypkg.method_registry import METHODS
 
     help_text = CliRunner().invoke(main, ["train", "--help"], terminal_width=400).output
     assert all(name in help_text.split("Those that stack:")[1] for name in stackable())

@@ -35,7 +35,7 @@ class OptionAShortcut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # padded in x's (C, H, W, B) order when x is stored batch-innermost (the sparse kernels'
-        # layout, raypkg.sparse.kernels), so the sum with the block's output keeps that layout
+        # layout, raypkg.sparsity.kernels), so the sum with the block's output keeps that layout
         if x.dim() == 4 and not x.is_contiguous() and x.permute(1, 2, 3, 0).is_contiguous():
             x = x.permute(1, 2, 3, 0)[:, :: self.stride, :: self.stride]
             return F.pad(x, (0, 0, 0, 0, 0, 0, 0, self.extra_channels)).permute(3, 0, 1, 2)
