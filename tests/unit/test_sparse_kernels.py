@@ -305,13 +305,15 @@ def test_run_sparse_names_its_execution_then_its_kernel_layers_and_both_in_the_s
     from click.testing import CliRunner
 
     from raypkg.cli import main
+    from raypkg.engine.execution import CPU_COMPILE_REASON
 
     result = CliRunner().invoke(main, ["run", "sparse", "--sparse-backend", "sparse", "--precision", "fp32",
                                        "--memory-format", "contiguous", "--epochs", "1", "--out",
                                        str(tmp_path), "--name", "k", "--wandb", "disabled", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[:2] == [
-        "execution: fp32, contiguous (as set)", "sparse kernels: 2 of 2 masked layers (features.1, head)"]
+        f"execution: fp32, contiguous (as set); compile off ({CPU_COMPILE_REASON})",
+        "sparse kernels: 2 of 2 masked layers (features.1, head)"]
     summary = json.loads((tmp_path / "k" / "summary.json").read_text())
     assert (summary["precision"], summary["memory_format"]) == ("fp32", "contiguous")
     assert summary["sparse_backend"] == "sparse" and summary["sparse_layers"] == ["features.1", "head"]
