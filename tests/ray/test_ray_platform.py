@@ -94,7 +94,8 @@ if TRAIN:  # issue 65: one Ray Train worker, its process group set up, lists whi
         with open(seen, "w") as out:
             out.writelines(["GROUP\n", *listeners(root)])
 
-    cfg = TrainConfig(workers=1, cpus_per_worker=1, epochs=1, progress=False).validate()
+    cfg = TrainConfig(workers=1, cpus_per_worker=1, epochs=1, progress=False, precision="fp32",
+                      memory_format="contiguous").validate()  # decided: _run takes no auto
     with tempfile.TemporaryDirectory() as storage:
         _run(worker, cfg, {"data": load_dataset("digits", seed=0)}, storage, "listeners")
     print(open(seen).read(), end="")
