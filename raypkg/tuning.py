@@ -32,7 +32,7 @@ from raypkg.config import UniqueKeyLoader, check_settings_known
 from raypkg.engine.config import config_fields, listed, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import TTA_METRIC
-from raypkg.recipe_registry import find_recipe, load_recipes
+from raypkg.recipe_registry import TRIAL_SETTINGS, find_recipe, load_recipes
 
 SPACE_KEYS = {"method", "metric", "mode", "scheduler", "search", "base", "space"}
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -125,6 +125,27 @@ def candidates(dist: dict) -> list:
     return list(args) if kind in ("choice", "grid") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
 
 
+# Settings each trial sets itself (TRIAL_SETTINGS): a space or --set that gives another value
+# is refused, not silently overridden. A trial trains in one process on one torch thread.
+TRIAL_OWN = ("threads", "workers")
+
+
+def check_trial_own(spec: dict, settings: dict | None = None) -> None:
+    """Refuse a base (``--set``) or space value of a setting each trial sets itself
+    (``TRIAL_OWN``), unless it is the trial's own value: it would be ignored."""
+    settings = settings or {}
+    given = [(f"--set {key}={value}" if key in settings else f"the space file's base sets {key}={value}",
+              key, value) for key, value in (spec.get("base") or {}).items()]
+    given += [(f"space entry {key!r} sweeps {key}={value}", key, value)
+              for key, dist in (spec.get("space") or {}).items() for value in candidates(dist)]
+    for where, key, value in given:
+        if key in TRIAL_OWN and value != TRIAL_SETTINGS[key]:
+            raise UsageError(
+                f"{where}, but each Tune trial sets {key} itself (one process, one torch thread, "
+                "no Ray Train workers): remove it; for more CPUs at once, run more trials at once "
+                "(--max-concurrent N, default one per CPU)")
+
+
 def check_trial_config(spec: dict, settings: dict | None = None) -> None:
     """Before Ray starts: the base must make a valid config, and so must every trial of the
     space's candidates (``candidates``), every combination of them (or, past
@@ -160,6 +181,7 @@ def check_trial_config(spec: dict, settings: dict | None = None) -> None:
             return str(e)
         return None
 
+    check_trial_own(spec, settings)
     base = dict(spec.get("base") or {})
     error = valid(base)
     if error and settings and not valid({k: v for k, v in base.items() if k not in settings}):

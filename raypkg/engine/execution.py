@@ -484,8 +484,8 @@ class ExecutionCache:
 
     def entries(self, strict: bool = False) -> dict[str, dict]:
         """Every stored choice by its key: empty where there is no cache, and where it cannot
-        be read or is damaged (a run then measures again and replaces it), unless ``strict``:
-        then a UsageError that says why (``effray execution``)."""
+        be read or is damaged (a run then measures again and replaces it, said once on
+        stderr), unless ``strict``: then a UsageError that says why (``effray execution``)."""
         try:
             stored = json.loads(self.path.read_text())
             choices = stored.get("choices") if isinstance(stored, dict) else None
@@ -495,9 +495,12 @@ class ExecutionCache:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
-            if not strict:
-                return {}
             why = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0][:80]
+            if not strict:
+                if self.path.is_file():  # a directory in its place, or none to hold it: keep says so
+                    _warn_once(f"the execution cache {str(self.path)!r} could not be read ({why}); this run "
+                               "measures again and replaces it")
+                return {}
             fix = "" if isinstance(e, OSError) else "; `effray execution --clear` removes it"
             raise UsageError(f"cannot read the execution cache {str(self.path)!r} ({why}){fix}") from None
         return choices

@@ -105,6 +105,10 @@ CONFIGS = {
     "space_resize_whole": "method: train\nbase: {stack: [progressive-resizing], model: resnet20}\n"
                           "space: {resize_increment: {choice: [4, 64]}}\n",
     "space_threads": "method: train\nspace: {threads: {choice: [1, 0]}}\n",
+    "space_base_threads": "method: train\nbase: {threads: 4}\nspace: {lr: {choice: [0.1]}}\n",
+    "space_base_workers": "method: train\nbase: {workers: 2}\nspace: {lr: {choice: [0.1]}}\n",
+    "space_sweep_workers": "method: train\nspace: {workers: {choice: [0, 2]}}\n",
+    "space_own_values": "method: train\nbase: {threads: 1, workers: 0, epochs: 0}\nspace: {lr: {choice: [0.1]}}\n",
 }
 
 T = ["train", "--out", "{out}"]
@@ -724,7 +728,20 @@ SAYS += [  # issue 65: one thread count for both placements; settings too small 
     (T + ["--threads", "1025"], "threads must be an integer in [1, 1024], got 1025"),
     (C + ["--threads", "-1"], "threads must be an integer in [1, 1024], got -1"),
     (T + ["--config", "{cfg:threads_zero}"], "threads must be an integer in [1, 1024], got 0"),
-    (TUNE + ["--space", "{cfg:space_threads}"], "the trial threads=0 is invalid: threads must be an integer in"),
+    (TUNE + ["--space", "{cfg:space_threads}"], "space entry 'threads' sweeps threads=0, but each Tune trial sets "
+                                                "threads itself"),
+    # a trial's own threads and workers (TRIAL_SETTINGS) are refused, not silently overridden
+    (TUNE + ["--space", "{cfg:space_base_threads}"], "the space file's base sets threads=4, but each Tune trial sets "
+                                                     "threads itself (one process, one torch thread, no Ray Train "
+                                                     "workers): remove it; for more CPUs at once, run more trials at "
+                                                     "once (--max-concurrent N, default one per CPU)"),
+    (TUNE + ["--space", "{cfg:space_base_workers}"], "the space file's base sets workers=2, but each Tune trial sets "
+                                                     "workers itself"),
+    (TUNE + ["--space", "{cfg:space_sweep_workers}"], "space entry 'workers' sweeps workers=2, but each Tune trial"),
+    (TUNE + ["--set", "threads=8"], "--set threads=8, but each Tune trial sets threads itself"),
+    (TUNE + ["--set", "workers=1"], "--set workers=1, but each Tune trial sets workers itself"),
+    # the trial's own values are no override: the base's other values are checked
+    (TUNE + ["--space", "{cfg:space_own_values}"], "the space file's base is invalid: epochs must be"),
     (LF + ["--epochs", "2"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer: no epoch starts "
                              "after 0.5 of training (plain training)"),
     (LF + ["--config", "{cfg:freeze_short}"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer"),

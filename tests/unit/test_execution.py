@@ -283,7 +283,16 @@ def test_the_cache_key_names_the_machine_the_model_the_input_and_the_batch():
 def test_an_unreadable_cache_is_an_empty_one_and_an_unwritable_one_warns(tmp_path, capsys):
     broken = tmp_path / "execution.json"
     broken.write_text("{not json")
-    assert E.ExecutionCache(broken).entries() == {}
+    E._warn_once.cache_clear()
+    for _ in range(2):  # said once, however often it is read
+        assert E.ExecutionCache(broken).entries() == {}
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: the execution cache {str(broken)!r} could not be read (Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1)); this run measures again and replaces it"]
+    assert E.ExecutionCache(broken).keep("k", STORED) == STORED  # the run's choice replaces it
+    assert E.ExecutionCache(broken).entries(strict=True) == {"k": STORED}
+    assert E.ExecutionCache(tmp_path / "missing.json").entries() == {}  # no cache yet: nothing to say
+    assert capsys.readouterr().err == ""
     (tmp_path / "file").write_text("")
     E._warn_once.cache_clear()
     assert E.ExecutionCache(tmp_path / "file" / "execution.json").keep("k", {"precision": "bf16"}) is None
