@@ -251,14 +251,13 @@ def asha_metric(spec: dict) -> tuple[str, str]:
 
 
 def trial_resources(base: dict, concurrent: int) -> dict:
-    """One trial's resources: a CPU, and, when it trains in its own process (``workers`` 0)
-    and the cluster has GPUs (unless ``use_gpu`` is False; True requires one), a share of
-    them such that ``concurrent`` trials fit at once (``gpu_share``). The trial then sees
-    its GPU (Ray sets CUDA_VISIBLE_DEVICES) and trains there; without a share it sees none.
-    Trials with Ray Train workers ask for nothing more: their workers ask for GPUs."""
+    """One trial's resources: a CPU (a trial trains in its own process: ``TRIAL_SETTINGS``),
+    and, when the cluster has GPUs (unless ``use_gpu`` is False; True requires one), a share
+    of them such that ``concurrent`` trials fit at once (``gpu_share``). The trial then sees
+    its GPU (Ray sets CUDA_VISIBLE_DEVICES) and trains there; without a share it sees none."""
     from raypkg.distributed.cluster import gpus_for
 
-    gpus = 0.0 if base.get("workers") else gpus_for(base.get("use_gpu"), concurrent, "Tune trials")
+    gpus = gpus_for(base.get("use_gpu"), concurrent, "Tune trials")
     return {"cpu": 1, **({"gpu": gpus} if gpus else {})}
 
 

@@ -273,7 +273,7 @@ def test_a_shard_actor_on_the_cpu_returns_what_the_in_process_path_does():
     assert torch.equal(out["z"], map_in_process(shard_logits_features, data.train, model, "cpu", "fp32")["z"])
 
 
-@pytest.mark.parametrize("base, share", [({}, 0.5), ({"use_gpu": False}, None), ({"workers": 1}, None)])
+@pytest.mark.parametrize("base, share", [({}, 0.5), ({"use_gpu": False}, None)])
 def test_tune_trials_ask_for_a_gpu_share_when_they_train_in_their_own_process(one_gpu_ray, base, share):
     from raypkg.tuning import trial_resources
 
