@@ -171,8 +171,7 @@ def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, 
     data = load_data(cfg)
     train, test = data.train.to(device), data.test.to(device)
     steps = len(train) // batch_size
-    peak = peak_tflops or (PEAK_FP32_TFLOPS.get(torch.cuda.get_device_name(device).split()[1], None)
-                           if device.type == "cuda" else None)
+    peak = peak_tflops or (known_peak(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
     floor_ms = TRAIN_STEP_FACTOR * batch_size * flops_per_example(model, data)() / (peak * 1e9) if peak else None
     reproducible_kernels(device)  # the engine's kernels for every variant (fit sets them too)
     rows = []
@@ -248,9 +247,16 @@ def overhead(dataset, data_dir, model, epochs, batch_size, train_size, use_gpu, 
                   plot=lambda frame, ax: hbar(table, ax, "label", ["steady_vs_plain"], "x plain loop"))
 
 
-# Dense fp32 rates (no tensor cores, TF32 off: the engine's fp32), by the word after "NVIDIA"
-# in the device's name: NVIDIA's datasheets (H100 SXM 67, H200 67, A100 19.5).
+# Dense fp32 rates (no tensor cores, TF32 off: the engine's fp32), by a word of the device's
+# name: NVIDIA's datasheets (H100 SXM 67, H200 67, A100 19.5).
 PEAK_FP32_TFLOPS = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
+
+
+def known_peak(device_name: str) -> float | None:
+    """The dense fp32 TFLOP/s of a GPU named ``device_name`` ("NVIDIA H100 80GB HBM3"), None
+    for one not in ``PEAK_FP32_TFLOPS`` (then --peak-tflops gives it)."""
+    words = {word.split("-")[0] for word in device_name.split()}  # "A100-SXM4-80GB" names an A100
+    return next((rate for gpu, rate in PEAK_FP32_TFLOPS.items() if gpu in words), None)
 
 
 @contextlib.contextmanager

@@ -114,3 +114,11 @@ def test_wandb_online_without_a_key_is_refused_before_any_work(tmp_path, monkeyp
     with pytest.raises(UsageError, match="^--wandb online needs a W&B API key"):
         BenchRunner("coreset", str(tmp_path / "b"), wandb="online")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_overhead_knows_the_fp32_rate_of_the_gpus_it_names_and_no_other():
+    from raypkg.bench.overhead import known_peak
+
+    assert known_peak("NVIDIA H100 80GB HBM3") == known_peak("NVIDIA H200") == 67.0
+    assert known_peak("NVIDIA A100-SXM4-80GB") == 19.5
+    assert known_peak("Tesla") is None  # not one of them (a one-word name raised IndexError before)
