@@ -439,11 +439,18 @@ def step_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair: Pair, comp
 @contextmanager
 def training_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    pairs: list[Pair]) -> Iterator[dict[Pair, Callable[[], None]]]:
-    """``step_of`` each candidate; ``model`` itself and the RNG are left as they were. On a
-    GPU, the kernels ``fit`` will run (``reproducible_kernels``)."""
-    reproducible_kernels(x.device)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    """``step_of`` each candidate (``probing``: ``model`` and the RNG left as they were)."""
+    with probing(x.device):
         yield {pair: step_of(model, x, y, pair) for pair in pairs}
+
+
+@contextmanager
+def probing(device: torch.device) -> Iterator[None]:
+    """Where a probe times steps: the kernels ``fit`` will run (``reproducible_kernels``), and
+    the RNG as it was after."""
+    reproducible_kernels(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
 
 
 def cache_dir() -> Path:
@@ -611,8 +618,7 @@ def measure_compile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pair: Pa
     """A cache entry for ``pair``'s step eager and compiled: their medians and interquartile
     ranges, and ``compile_s``, the compiled step's first three calls (compiling, and on CUDA
     recording the graphs); ``breaks`` the error of a model that does not compile whole."""
-    reproducible_kernels(x.device)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with probing(x.device):
         eager, compiled = step_of(model, x, y, pair), step_of(model, x, y, pair, compiled=True)
         started = time.perf_counter()
         try:
