@@ -23,7 +23,7 @@ class DataOptions:
     data_dir: str | None = None
     download: bool = False
     seed: int = 0
-    train_size: int | None = None  # sized datasets (digits-aug, synthetic)
+    train_size: int | None = None  # sized datasets: generated at this size, or sampled to it
     test_size: int | None = None
     flat: bool = False  # features [N, D] instead of images [N, C, H, W]
     # Standardise with train statistics (per channel); False keeps pixels in [0, 1], as
@@ -42,7 +42,7 @@ class DatasetEntry:
     description: str
     build: Callable[[DataOptions], DataSplits]
     streamable: bool = False  # can read its images from disk as needed (--data-path stream)
-    sized: bool = False  # generated at any size (--train-size, --test-size)
+    sized: bool = False  # --train-size, --test-size: generated at any size, or sampled to it
     plugin: bool = False  # named by import path or entry point
 
 

@@ -71,8 +71,9 @@ class RunConfig:
     use_gpu: bool | None = setting(None, "Force GPU or CPU (default: GPU if present).", flag="--gpu/--cpu")
     data_dir: str | None = setting(None, "Directory of the torchvision datasets / ImageFolder tree.")
     download: bool = setting(False, "Allow torchvision to download.")
-    train_size: int | None = setting(None, "Size of sized datasets (digits-aug, synthetic).")
-    test_size: int | None = setting(None, "Test size of sized datasets.")
+    train_size: int | None = setting(None, "Training examples of a sized dataset: generated (digits-aug, synthetic) "
+                                           "or a class-stratified sample (fashion-mnist).")
+    test_size: int | None = setting(None, "Test examples of a sized dataset.")
     flat: bool = setting(False, "Feed flattened features instead of images.", flag="--flat/--images")
     normalize: bool = setting(True, "Standardise inputs with train statistics, or keep pixels in [0, 1].")
     label_noise: float = setting(0.0, "Symmetric label noise, any dataset: a fraction P in [0, 1) of the training "
@@ -135,7 +136,7 @@ class RunConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None and not dataset.sized:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
-                raise UsageError(f"--{name.replace('_', '-')} sets the size of a generated dataset ({sized}); "
+                raise UsageError(f"--{name.replace('_', '-')} sets the size of a sized dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")
         for name, owner in (("num_classes", "synthetic"), ("shape", "synthetic"), ("image_size", "imagefolder")):
             if getattr(self, name) is not None and self.dataset != owner and not dataset.plugin:  # would do nothing

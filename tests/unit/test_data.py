@@ -306,6 +306,46 @@ def test_fashion_mnist_reads_torchvision_layout_under_data_dir(tmp_path, monkeyp
     assert "\n" not in str(err.value)
 
 
+def test_stratified_sample_keeps_each_class_share_by_largest_remainders():
+    """Classes of 6, 3 and 1 examples sampled to 5: shares 3, 1.5 and 0.5, so 3 + 2 + 0 (the
+    first of the tied remainders, in class order); positions kept in the split's order."""
+    from raypkg.data.sources.in_memory import stratified_sample
+
+    labels = torch.tensor([0, 1, 0, 2, 0, 1, 0, 0, 1, 0])
+    images = torch.arange(10.0)
+    x, y = stratified_sample("toy", (images, labels), 5, seed=3, flag="train_size")
+    assert torch.bincount(y, minlength=3).tolist() == [3, 2, 0]
+    assert torch.equal(labels[x.long()], y) and torch.all(x[1:] > x[:-1])
+    assert torch.equal(stratified_sample("toy", (images, labels), 5, seed=3, flag="train_size")[0], x)
+    assert stratified_sample("toy", (images, labels), None, seed=3, flag="train_size")[0] is images
+    assert stratified_sample("toy", (images, labels), 10, seed=3, flag="train_size")[0].tolist() == images.tolist()
+    with pytest.raises(UsageError, match="^toy test_size 11: the split holds 10 examples; give at most that$"):
+        stratified_sample("toy", (images, labels), 11, seed=3, flag="test_size")
+
+
+def test_fashion_mnist_train_and_test_size_sample_each_split_by_seed(tmp_path, monkeypatch):
+    """--train-size/--test-size on fashion-mnist: rows of the real files, the same for a seed and
+    drawn again for another; the whole set without them."""
+    import gzip
+
+    from raypkg.data.sources import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian")
+    arrays = write_idx_set(tmp_path / "debian", ".gz", gzip.open)
+    whole = load_dataset("fashion-mnist", normalize=False, flat=True)
+    draws = [load_dataset("fashion-mnist", normalize=False, flat=True, train_size=6, test_size=3, seed=seed)
+             for seed in (0, 0, 1, 2, 3)]
+    assert (len(draws[0].train), len(draws[0].test)) == (6, 3)
+    rows = {tuple(row.tolist()): i for i, row in enumerate(whole.train.x)}
+    picked = [rows[tuple(row.tolist())] for row in draws[0].train.x]
+    assert picked == sorted(picked) and torch.equal(draws[0].train.y, whole.train.y[picked])
+    assert torch.equal(draws[0].train.x, draws[1].train.x) and torch.equal(draws[0].test.x, draws[1].test.x)
+    assert any(not torch.equal(draws[0].train.x, other.train.x) for other in draws[2:])
+    assert len(load_dataset("fashion-mnist").train) == len(arrays["train"][1])
+    with pytest.raises(UsageError, match="fashion-mnist train_size 13: the split holds 12 examples"):
+        load_dataset("fashion-mnist", train_size=13)
+
+
 def test_write_mnist_gives_torchvision_the_generated_set_as_bytes(tmp_path):
     """`effray write-mnist`: torchvision's MNIST reader reads back digits-aug's images as the
     bytes round(255 x) and its labels, train and test; a second write into the folder is refused."""

@@ -416,6 +416,8 @@ def test_a_fashion_mnist_preset_runs_the_full_set_on_the_linear_schedule():
     resnet = preset_settings("fashion-mnist:resnet20", {"workers": 0})
     assert (resnet["model"], resnet["batch_size"], resnet["lr"], resnet["schedule"]) == ("resnet20", 128, [0.1],
                                                                                           "linear")
+    subset = preset_settings("fashion-mnist:resnet20-2k", {"workers": 0})  # the CPU's stated subset
+    assert (subset["model"], subset["train_size"], subset["test_size"]) == ("resnet20", 2000, 2000)
     # the CCS variants: the same selector and subset, re-picked by coverage
     points = {p.labels["method"]: p.cfg for p in build_points(s, ["grand", "grand-ccs", "lipt-grand-ccs"], seed=0)
               if p.labels["setting"] == "f=0.1"}

@@ -3,7 +3,9 @@
 Read from ``--data-dir`` in torchvision's ``FashionMNIST`` layout (``--download`` fetches it
 there), or, with no ``--data-dir``, from the gzipped idx files that Debian's
 ``dataset-fashion-mnist`` package installs (``DEBIAN_DIR``): the one real, full-size image
-set a machine with only the package registries can have.
+set a machine with only the package registries can have. ``--train-size``/``--test-size``
+take a class-stratified sample of a split, drawn by ``--seed`` (a stated subset, for a model
+too slow for the whole set on a CPU).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from raypkg.data.base import DataSplits
 from raypkg.data.registry import DataOptions, register_dataset
 from raypkg.data.sources.data_dir import data_root, open_torchvision
-from raypkg.data.sources.in_memory import image_splits
+from raypkg.data.sources.in_memory import image_splits, stratified_sample
 from raypkg.errors import UsageError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist puts its four files
@@ -29,12 +31,15 @@ GET_IT = "`apt-get install dataset-fashion-mnist`"
 
 @register_dataset("fashion-mnist", "Fashion-MNIST 1x28x28, 10 classes of clothing (60,000 / 10,000): Debian's "
                                    "dataset-fashion-mnist files, or --data-dir in torchvision's layout "
-                                   "(FashionMNIST/raw/); --download fetches it there")
+                                   "(FashionMNIST/raw/); --download fetches it there; --train-size/--test-size: a "
+                                   "class-stratified sample, drawn by --seed", sized=True)
 def build_fashion_mnist(options: DataOptions) -> DataSplits:
     if options.data_dir is None and not options.download:
         train, test = (read_debian(split) for split in ("train", "t10k"))
     else:
         train, test = read_torchvision(options)
+    train = stratified_sample("fashion-mnist", train, options.train_size, 2 * options.seed, "train_size")
+    test = stratified_sample("fashion-mnist", test, options.test_size, 2 * options.seed + 1, "test_size")
     return image_splits("fashion-mnist", train, test, 10, flat=options.flat, scale=255.0, normalize=options.normalize)
 
 

@@ -12,6 +12,7 @@ from typing import Iterable
 import torch
 
 from raypkg.data.base import DataSplits, IndexedDataset
+from raypkg.errors import UsageError
 
 _CHUNK = 4096  # images converted at a time, so uint8 -> float32 never needs a float64 copy
 
@@ -54,6 +55,27 @@ def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: flo
             chunk = chunk / scale
         out[start:start + _CHUNK] = (chunk - shift) * inv
     return out
+
+
+def stratified_sample(dataset: str, split: tuple[torch.Tensor, torch.Tensor], size: int | None, seed: int,
+                      flag: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` examples of ``split`` (images, labels), each class in its share (largest
+    remainders first), drawn by ``seed``, in the split's order; ``size`` None keeps it whole.
+    More than the split holds is one line naming ``flag``."""
+    images, labels = split
+    if size is None:
+        return split
+    if size > len(labels):
+        raise UsageError(f"{dataset} {flag} {size}: the split holds {len(labels):,} examples; give at most that")
+    generator = torch.Generator().manual_seed(seed)
+    classes, counts = labels.unique(return_counts=True)
+    share = counts * size / len(labels)
+    take = share.floor().long()
+    take[(take - share).argsort(stable=True)[:size - int(take.sum())]] += 1  # the largest remainders
+    picks = [members[torch.randperm(len(members), generator=generator)[:k]]
+             for members, k in zip((torch.nonzero(labels == c).flatten() for c in classes), take.tolist())]
+    kept = torch.cat(picks).sort().values
+    return images[kept], labels[kept]
 
 
 def image_splits(name: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],

@@ -62,8 +62,8 @@ SAMPLE_SIZES = (5000, 1000)  # a generated set's train / test images by default:
 def export_mnist(dataset: str, root, train_size: int | None, test_size: int | None, seed: int) -> Path:
     """Write one-channel image ``dataset`` (pixels in [0, 1], e.g. ``digits-aug``) as MNIST idx
     files under ``root`` (``effray write-mnist``): so that ``--dataset mnist --data-dir root``
-    reads it through torchvision's loader, the path real MNIST takes. A generated set is
-    ``SAMPLE_SIZES`` unless sizes are given; a fixed-size one takes none."""
+    reads it through torchvision's loader, the path real MNIST takes. A sized set (generated or
+    sampled) is ``SAMPLE_SIZES`` unless sizes are given; a fixed-size one takes none."""
     from raypkg.data.registry import DATASETS, dataset_entry, load_dataset
     from raypkg.errors import UsageError
     from raypkg.paths import check_writable_dir
@@ -76,7 +76,7 @@ def export_mnist(dataset: str, root, train_size: int | None, test_size: int | No
                                  SAMPLE_SIZES[1] if test_size is None else test_size)
     elif (train_size, test_size) != (None, None):
         sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
-        raise UsageError(f"--train-size and --test-size set the size of a generated dataset ({sized}); "
+        raise UsageError(f"--train-size and --test-size set the size of a sized dataset ({sized}); "
                          f"{dataset} has a fixed size")
     data = load_dataset(dataset, train_size=train_size, test_size=test_size, seed=seed, normalize=False)
     shape = tuple(data.train.x.shape[1:])
