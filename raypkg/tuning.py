@@ -125,9 +125,16 @@ def candidates(dist: dict) -> list:
     return list(args) if kind in ("choice", "grid") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
 
 
-# Settings each trial sets itself (TRIAL_SETTINGS): a space or --set that gives another value
-# is refused, not silently overridden. A trial trains in one process on one torch thread.
-TRIAL_OWN = ("threads", "workers")
+# Each setting a trial sets itself (TRIAL_SETTINGS) and why: a space or --set that gives it
+# another value is refused, not silently overridden. A trial trains in one process on one torch thread.
+MORE_CPUS = "; for more CPUs at once, run more trials at once (--max-concurrent N, default one per CPU)"
+TRIAL_OWN = {"threads": ("one process, one torch thread, no Ray Train workers", MORE_CPUS),
+             "workers": ("one process, one torch thread, no Ray Train workers", MORE_CPUS),
+             "actors": ("its selection's gradients in its own process, no shard actors", MORE_CPUS),
+             "cache": ("no selection cache: a trial's warm-ups are its own", ""),
+             "storage": ("the trials are stored where `effray tune --storage` says", "; give --storage to effray tune"),
+             "wandb": ("the sweep logs its trials to W&B as `effray tune --wandb` says", "; give --wandb to effray tune"),
+             "progress": ("no progress bar in a trial", "")}
 
 
 def check_trial_own(spec: dict, settings: dict | None = None) -> None:
@@ -140,10 +147,8 @@ def check_trial_own(spec: dict, settings: dict | None = None) -> None:
               for key, dist in (spec.get("space") or {}).items() for value in candidates(dist)]
     for where, key, value in given:
         if key in TRIAL_OWN and value != TRIAL_SETTINGS[key]:
-            raise UsageError(
-                f"{where}, but each Tune trial sets {key} itself (one process, one torch thread, "
-                "no Ray Train workers): remove it; for more CPUs at once, run more trials at once "
-                "(--max-concurrent N, default one per CPU)")
+            why, instead = TRIAL_OWN[key]
+            raise UsageError(f"{where}, but each Tune trial sets {key} itself ({why}): remove it{instead}")
 
 
 def check_trial_config(spec: dict, settings: dict | None = None) -> None:

@@ -740,6 +740,12 @@ SAYS += [  # issue 65: one thread count for both placements; settings too small 
     (TUNE + ["--space", "{cfg:space_sweep_workers}"], "space entry 'workers' sweeps workers=2, but each Tune trial"),
     (TUNE + ["--set", "threads=8"], "--set threads=8, but each Tune trial sets threads itself"),
     (TUNE + ["--set", "workers=1"], "--set workers=1, but each Tune trial sets workers itself"),
+    (["tune", "crest", "--out", "{out}", "--set", "actors=2"],
+     "--set actors=2, but each Tune trial sets actors itself (its selection's gradients in its own process, no shard "
+     "actors): remove it; for more CPUs"),
+    (TUNE + ["--set", "storage=/tmp/trials"], "--set storage=/tmp/trials, but each Tune trial sets storage itself "
+                                              "(the trials are stored where `effray tune --storage` says): remove it; "
+                                              "give --storage to effray tune"),
     # the trial's own values are no override: the base's other values are checked
     (TUNE + ["--space", "{cfg:space_own_values}"], "the space file's base is invalid: epochs must be"),
     (LF + ["--epochs", "2"], "layer-freezing at --epochs 2 and --freeze-start 0.5 freezes no layer: no epoch starts "

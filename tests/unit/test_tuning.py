@@ -115,3 +115,17 @@ def test_a_failed_trial_is_one_line_each():
                SimpleNamespace(error=ValueError(), metrics=None, path="/t/trial_c")]
     assert failed_trials(results) == ["trial b failed: raypkg.errors.UsageError: train-frac must be in (0, 1], got 2",
                                       "trial trial_c failed: ValueError"]
+
+
+def test_every_setting_a_trial_sets_itself_has_its_refusal():
+    """A trial's own settings (``TRIAL_SETTINGS``) and those a space may not set (``TRIAL_OWN``,
+    each with why) are one list: none is overridden silently."""
+    from raypkg.recipe_registry import TRIAL_SETTINGS
+    from raypkg.tuning import TRIAL_OWN, check_trial_own
+
+    assert set(TRIAL_OWN) == set(TRIAL_SETTINGS)
+    check_trial_own({"base": dict(TRIAL_SETTINGS)})  # the trial's own values are no override
+    for key in TRIAL_SETTINGS:
+        with pytest.raises(UsageError, match=f"^the space file's base sets {key}=7, but each Tune trial sets {key} "
+                                             "itself"):
+            check_trial_own({"base": {key: 7}})
