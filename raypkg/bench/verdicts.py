@@ -61,12 +61,21 @@ def verdict_table(summaries: dict):
                          for method, by in cells.items()])
 
 
+LABEL_INCHES = 0.14  # the height of a row of the plot's 6-point labels
+
+
 def plot_ratios(summaries: dict, ax) -> None:
-    """Each point's x_vs_curve_bound per setup (log scale), the curve's speed at 1."""
+    """Each point's x_vs_curve_bound per setup (log scale), the curve's speed at 1; the figure
+    grows with the points' labels (LABEL_INCHES a row), so they never overlap."""
+    labels = set()
     for setup, frame in summaries.items():
         rows = frame[~frame["method"].isin(CURVE_ROWS)]
-        labels = rows["method"] + rows["setting"].map(lambda s: "" if s == "-" else f" {s}")
-        ax.scatter(rows["x_vs_curve_bound"].clip(lower=1e-3), labels, label=setup, s=18)
+        named = rows["method"] + rows["setting"].map(lambda s: "" if s == "-" else f" {s}")
+        labels.update(named)
+        ax.scatter(rows["x_vs_curve_bound"].clip(lower=1e-3), named, label=setup, s=18)
+    width, height = ax.figure.get_size_inches()
+    ax.figure.set_size_inches(max(width, 7.5), max(height, LABEL_INCHES * len(labels) + 1.5))
+    ax.set_ylim(-1, len(labels))
     ax.axvline(1.0, color="black", linewidth=1, label="the budget curve")
     ax.set_xscale("log")
     ax.set_xlabel("x_vs_curve_bound (times the curve's speed to the same accuracy)")
