@@ -18,12 +18,16 @@ level; an added algorithm's go under its name (``summary["sparse"]["R_s"]``).
   ``stacks`` says why), two batch plans, and a setting two members both define; and a
   config whose class is not its stack's (``check_stack``, as a recipe runs it).
 
-A stackable algorithm is a row of ``raypkg.method_registry.METHODS`` with ``settings`` (its own
-fields, a dataclass mixed into the command's config) and ``algorithm``; with ``config`` too,
-its recipe is made by the registry (``raypkg.recipe_registry.algorithm_recipe``) and its
-command by the CLI. This module sits below the recipes: it imports neither ``raypkg.recipe``
-nor the registry (a ``run`` here is a ``raypkg.recipe.Run``, the recipe's, handed down; the
-recipe imports ``check_stack`` from here).
+A method that stacks is one ``Algorithm`` subclass, found from its row's name in
+``raypkg.method_registry.METHODS`` (``raypkg/methods/NAME.py``, or ``algorithm.py`` of the
+package ``raypkg/methods/NAME/``): its ``settings`` (a ``MethodSettings`` dataclass of its own
+fields, free of torch, mixed into the config that trains), its callbacks, and its docstring,
+the help of `effray run NAME`. That command's config is ``method_config(NAME)``, the training
+config with the settings mixed in. A row with no recipe module of its own gets its recipe
+made by the registry (``raypkg.recipe_registry.algorithm_recipe``) and its command by the
+CLI. This module sits below the recipes: it imports neither ``raypkg.recipe`` nor the
+registry at import (a ``run`` here is a ``raypkg.recipe.Run``, the recipe's, handed down;
+the recipe imports ``check_stack`` from here).
 """
 
 from __future__ import annotations
@@ -42,6 +46,28 @@ if TYPE_CHECKING:
 DATA, LOSS, MASKS, AVERAGE = 0, 1, 2, 3
 
 
+class MethodSettings:
+    """The base of a method's settings: a dataclass of its own fields (``setting()``), free
+    of torch, mixed into a config that trains (``method_config``, or another method's with
+    ``--with``). No batch plan (``BATCH_PLAN``: what its plan is called, if it brings one)
+    and no setting that acts only with another (``NEEDS``) unless it says; ``validate``
+    runs the training config's checks, then every mixed-in settings class's own
+    ``checks()``, each once."""
+
+    BATCH_PLAN: ClassVar[str | None] = None
+    NEEDS: ClassVar[dict] = {}
+
+    def checks(self) -> None:
+        """Raise a one-line UsageError for a setting of this class that cannot work."""
+
+    def validate(self):
+        super().validate()  # the config's it is mixed into (TrainConfig's)
+        for cls in reversed(type(self).__mro__):  # the settings mixed in first check first
+            if "checks" in vars(cls):
+                vars(cls)["checks"](self)
+        return self
+
+
 def kept_count(batch_size: int, keep: float) -> int:
     """round(keep x B), halves rounded up, at least 1: the examples of a batch that a method
     choosing inside each batch trains (selective backprop, proxy selection)."""
@@ -58,9 +84,15 @@ class Algorithm:
     rows; ``check(cfg, data)``, its check against the loaded data (a note, or a UsageError);
     ``bench_cases``, its rows in `effray bench frontier` (``raypkg.recipe.BenchCase``);
     ``stacked_flops``, what it does to their FLOPs when added to another method's; and
-    ``headline(summary)`` if it has one, a line its `effray run NAME` prints first."""
+    ``headline(summary)`` if it has one, a line its `effray run NAME` prints first. A method
+    that stacks names its ``settings`` (a ``MethodSettings``), and its docstring is the help
+    of its `effray run NAME` (``method_config``)."""
 
     name: ClassVar[str]
+    settings: ClassVar[type | None] = None
+    # fields `effray run NAME`'s config sets its own way, as dataclasses.make_dataclass takes
+    # them: (name, type, setting(...)); a default of its own (progressive resizing's model)
+    command_fields: ClassVar[tuple] = ()
     order: ClassVar[int] = DATA
     metrics: ClassVar[tuple[str, ...]] = ()
     bench_cases: ClassVar[tuple] = ()
@@ -89,7 +121,35 @@ def stackable() -> dict[str, Any]:
     """The methods that stack onto another's training, by name."""
     from raypkg.method_registry import METHODS
 
-    return {m.name: m for m in METHODS if m.settings}
+    return {m.name: m for m in METHODS if not m.stacks}
+
+
+@functools.cache
+def method_config(name: str) -> type:
+    """The config of `effray run NAME` for a method that stacks: the training config with
+    its algorithm's settings mixed in (what ``--with NAME`` adds to full training), its
+    docstring (the command's help) the algorithm's. Named as its settings are (``EmaSettings``:
+    ``EmaConfig``); it pickles by the method's name (``_reduce``)."""
+    from raypkg.engine.config import TrainConfig
+    from raypkg.method_registry import METHODS, load
+
+    method = next((m for m in METHODS if m.name == name and not m.stacks), None)
+    if method is None:
+        raise UsageError(f"{name}: the algorithms that stack are {', '.join(stackable())}")
+    algorithm = load(method.algorithm)
+    settings = algorithm.settings
+    title = settings.__name__.removesuffix("Settings") + "Config"
+    cls = dataclasses.make_dataclass(title, list(algorithm.command_fields), bases=(settings, TrainConfig),
+                                     namespace={"__doc__": algorithm.__doc__, "__reduce__": _reduce, "METHOD": name})
+    cls.__module__ = __name__
+    cls.BASE = cls
+    return cls
+
+
+def method_point(method: str, value, s: dict, common: dict, n: int | None):
+    """A ``BenchCase``'s ``config`` for a method that is one algorithm: its command's config
+    (``method_config``) with the fields every frontier point shares."""
+    return method_config(method)(**common)
 
 
 def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
@@ -162,12 +222,14 @@ def check_stack(cfg) -> None:
 
 
 def _reduce(cfg):
-    """Pickle a stacked config by its base class and stack (the class is made at run time)."""
-    return _rebuild, (cfg.BASE, tuple(cfg.stack), dataclasses.asdict(cfg))
+    """Pickle a stacked config by its base class and stack (the class is made at run time),
+    a base made by ``method_config`` by its method's name."""
+    base = cfg.BASE
+    return _rebuild, (vars(base).get("METHOD", base), tuple(cfg.stack), dataclasses.asdict(cfg))
 
 
-def _rebuild(base: type, stack: tuple[str, ...], values: dict):
-    return stacked_class(base, stack)(**values)
+def _rebuild(base: type | str, stack: tuple[str, ...], values: dict):
+    return stacked_class(method_config(base) if isinstance(base, str) else base, stack)(**values)
 
 
 def stack_members(cfg, run, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:

@@ -66,7 +66,7 @@ def summary(method) -> str:
 
 def modules(method) -> list[str]:
     """The modules its row names (its bench aside: benches live in ``raypkg.bench``)."""
-    paths = [method.recipes, method.settings, method.algorithm, method.config,
+    paths = [method.recipes, method.settings, method.algorithm,
              *(entry.split(":", 1)[1] for entry in method.commands)]
     return [path.split(":")[0] for path in paths if path]
 
@@ -129,7 +129,7 @@ def layout() -> str:
 
 def recipes() -> str:
     own = [f"`{method.name}` (`{source(method.recipes)}`)" for method in methods() if method.recipes]
-    made = [f"`{method.name}`" for method in methods() if not method.recipes and method.config]
+    made = [f"`{method.name}`" for method in methods() if method.made]
     return ", ".join(own) + "; made from the algorithm of its row: " + ", ".join(made)
 
 

@@ -279,12 +279,14 @@ def run():
 
 
 def algorithm_command(method) -> click.Command:
-    """`effray run NAME` of a method that is one algorithm (a ``METHODS`` row with ``config``):
-    its config's flags, and the config's docstring as its help."""
+    """`effray run NAME` of a method that is one algorithm (a ``METHODS`` row of its name
+    alone): its config's flags (``raypkg.algorithms.method_config``), and the algorithm's
+    docstring as its help."""
+    from raypkg.algorithms import method_config
     from raypkg.cli_options import config_file_option, config_options
     from raypkg.method_registry import load
 
-    config_cls = load(method.config)
+    config_cls = method_config(method.name)
 
     def command(config_file, **flags):
         from raypkg.api import run
@@ -310,7 +312,7 @@ def _register_method_commands() -> None:
         for entry in method.commands:
             group, path = entry.split(":", 1)
             (main if group == "main" else run).add_command(load(path))
-        if method.config and not method.commands:
+        if method.made and not method.commands:
             run.add_command(algorithm_command(method))
     main.add_command(bench)
     bound_integers(main)  # bench's commands as they load (raypkg.bench.LazyGroup)

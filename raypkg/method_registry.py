@@ -2,18 +2,22 @@
 (through the recipes), `effray bench` and `--with` all read this table; nothing heavy is
 loaded until it is used (import paths only).
 
-A method that acts on training alone (a data plan, callbacks) is a row with ``settings``,
-``config`` and ``algorithm``: its recipe (``raypkg.recipe_registry.algorithm_recipe``), its
-`effray run NAME` command (help: the config's docstring) and its frontier rows (the
-algorithm's ``bench_cases``) are made from them, and it stacks (``--with NAME``). Adding
-one is its module, this row, its docs page and its tests (docs/architecture.md, "Adding a
-method"). A method with stages of its own (warm-up, selection) names the module that
-registers its recipe (``recipes``) and its commands; ``stacks`` says why it cannot be
-given to ``--with``, when it cannot.
+A method that acts on training alone (a data plan, callbacks) is a row of its name: its
+one class is the ``raypkg.algorithms.Algorithm`` in ``raypkg/methods/NAME.py`` (or in
+``algorithm.py`` of the package ``raypkg/methods/NAME/``; ``-`` in NAME is ``_``), with its
+settings; its recipe (``raypkg.recipe_registry.algorithm_recipe``), its `effray run NAME`
+command (``raypkg.algorithms.method_config``; help: the algorithm's docstring) and its
+frontier rows (the algorithm's ``bench_cases``) are made from it, and it stacks (``--with
+NAME``). Adding one is its module, this row, its docs page and its test
+(docs/architecture.md, "Adding a method"). A method with stages of its own (warm-up,
+selection) names the module that registers its recipe (``recipes``) and its commands, and
+stacks too unless ``stacks`` says why it cannot be given to ``--with``.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
 
 
@@ -24,14 +28,51 @@ class Method:
     recipes: str | None = None
     commands: tuple[str, ...] = ()  # "GROUP:module:command", GROUP main (`effray X`) or run (`effray run X`)
     bench: str | None = None  # "module:command" of `effray bench NAME`
-    # A method that stacks onto another's training (`--with NAME`, raypkg.algorithms): the
-    # dataclass of its own settings ("module:Class", free of torch), its Algorithm, and the
-    # training config with its settings (`effray run NAME`'s; its docstring is the command's help).
-    settings: str | None = None
-    algorithm: str | None = None
-    config: str | None = None
     stacks: str | None = None  # a method that does not stack: why, said when `--with NAME` is given
 
+    @property
+    def made(self) -> bool:
+        """Its recipe and `effray run NAME` are made from its algorithm (no recipe module of its own)."""
+        return self.recipes is None and self.stacks is None
+
+    @property
+    def module(self) -> str | None:
+        """The module of a method that stacks, found from its name: ``raypkg.methods.NAME``, or
+        when that is a package its ``algorithm`` module (else its ``recipe``: CREST's). Free of
+        torch at import: the command line reads the settings off its algorithm."""
+        if self.stacks:
+            return None
+        module = "raypkg.methods." + self.name.replace("-", "_")
+        spec = importlib.util.find_spec(module)
+        if not (spec and spec.submodule_search_locations):
+            return module
+        found = (f"{module}.{leaf}" for leaf in ("algorithm", "recipe") if importlib.util.find_spec(f"{module}.{leaf}"))
+        return next(found, f"{module}.algorithm")
+
+    @property
+    def algorithm(self) -> str | None:
+        """``module:Class`` of its ``raypkg.algorithms.Algorithm``: the one its module defines."""
+        if self.stacks:
+            return None
+        module = importlib.import_module(self.module)
+        found = [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == module.__name__
+                 and ALGORITHM in ((c.__module__, c.__qualname__) for c in obj.__mro__[1:])]
+        if len(found) != 1:
+            raise TypeError(f"{module.__name__} defines {len(found)} Algorithm classes; method {self.name}'s "
+                            "module defines one")
+        return f"{module.__name__}:{found[0].__qualname__}"
+
+    @property
+    def settings(self) -> str | None:
+        """``module:Class`` of its algorithm's settings (``raypkg.algorithms.MethodSettings``)."""
+        if self.stacks:
+            return None
+        settings = load(self.algorithm).settings
+        return f"{settings.__module__}:{settings.__qualname__}"
+
+
+# The base class of every method's algorithm, by name: raypkg.algorithms sits above this table.
+ALGORITHM = ("raypkg.algorithms", "Algorithm")
 
 # Said when `--with` names a method that trains in stages of its own.
 SUBSET_FIRST = ("selects its subset in stages before training; put another method on that training instead: "
@@ -47,26 +88,16 @@ METHODS = (
     Method("lipt", "raypkg.methods.lipt.recipe", ("run:raypkg.methods.lipt.commands:run_lipt_command",),
            "raypkg.bench.lipt:lipt_bench", stacks=SUBSET_FIRST.format(name="lipt")),
     Method("crest", "raypkg.methods.crest.recipe", ("run:raypkg.methods.crest.commands:run_crest_command",),
-           "raypkg.bench.crest:crest_bench", settings="raypkg.methods.crest.config:CrestSettings",
-           algorithm="raypkg.methods.crest.recipe:CrestTraining"),
-    Method("infobatch", settings="raypkg.methods.infobatch.config:InfoBatchSettings",
-           algorithm="raypkg.methods.infobatch.algorithm:InfoBatchPruning", config="raypkg.methods.infobatch.config:InfoBatchConfig"),
+           "raypkg.bench.crest:crest_bench"),
+    Method("infobatch"),
     Method("sparse", "raypkg.methods.sparse.recipe", ("run:raypkg.methods.sparse.commands:run_sparse_command",),
-           "raypkg.bench.sparse:sparse_bench", settings="raypkg.methods.sparse.config:SparseSettings",
-           algorithm="raypkg.methods.sparse.algorithm:SparseTrainingAlgorithm"),
-    Method("label-smoothing", settings="raypkg.methods.label_smoothing:LabelSmoothingSettings",
-           algorithm="raypkg.methods.label_smoothing:LabelSmoothing", config="raypkg.methods.label_smoothing:LabelSmoothingConfig"),
-    Method("ema", settings="raypkg.methods.ema:EmaSettings", algorithm="raypkg.methods.ema:Ema", config="raypkg.methods.ema:EmaConfig"),
-    Method("selective-backprop", settings="raypkg.methods.selective_backprop:SelectiveBackpropSettings",
-           algorithm="raypkg.methods.selective_backprop:SelectiveBackprop",
-           config="raypkg.methods.selective_backprop:SelectiveBackpropConfig"),
-    Method("layer-freezing", settings="raypkg.methods.layer_freezing:LayerFreezingSettings",
-           algorithm="raypkg.methods.layer_freezing:LayerFreezing", config="raypkg.methods.layer_freezing:LayerFreezingConfig"),
-    Method("progressive-resizing", settings="raypkg.methods.progressive_resizing:ProgressiveResizingSettings",
-           algorithm="raypkg.methods.progressive_resizing:ProgressiveResizing",
-           config="raypkg.methods.progressive_resizing:ProgressiveResizingConfig"),
-    Method("proxy-selection", settings="raypkg.methods.proxy_selection:ProxySelectionSettings",
-           algorithm="raypkg.methods.proxy_selection:ProxyBatchSelection", config="raypkg.methods.proxy_selection:ProxySelectionConfig"),
+           "raypkg.bench.sparse:sparse_bench"),
+    Method("label-smoothing"),
+    Method("ema"),
+    Method("selective-backprop"),
+    Method("layer-freezing"),
+    Method("progressive-resizing"),
+    Method("proxy-selection"),
     Method("deltagrad", "raypkg.methods.deltagrad.recipe", ("main:raypkg.methods.deltagrad.commands:unlearn",),
            "raypkg.bench.deltagrad:deltagrad_bench",
            stacks="trains on its own (L-BFGS steps on a flat parameter vector, raypkg.methods.deltagrad.replay)"),

@@ -15,7 +15,7 @@ import dataclasses
 import importlib
 from typing import Callable, Sequence
 
-from raypkg.algorithms import stackable, stacked_class, train_stack
+from raypkg.algorithms import method_config, stackable, stacked_class, train_stack
 from raypkg.errors import UsageError, choose
 from raypkg.method_registry import METHODS, load
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, TuneSink
@@ -75,7 +75,7 @@ def load_recipes() -> dict[str, Recipe]:
     for method in METHODS:
         if method.recipes:
             importlib.import_module(method.recipes)
-        elif method.name not in RECIPES:
+        elif method.made and method.name not in RECIPES:
             register(algorithm_recipe(method))
             for case in load(method.algorithm).bench_cases:
                 register_case(case)
@@ -83,15 +83,15 @@ def load_recipes() -> dict[str, Recipe]:
 
 
 def algorithm_recipe(method) -> Recipe:
-    """The recipe of a method that is one algorithm (a ``METHODS`` row with ``config``): the
-    engine's training with it, its check and its metrics."""
+    """The recipe of a method that is one algorithm (a ``METHODS`` row of its name alone): the
+    engine's training with it, its check and its metrics, on its config (``method_config``)."""
     algorithm = load(method.algorithm)
 
     def train_with_it(run: Run) -> None:
         train_stack(run, lambda cfg: algorithm(cfg, run), desc=method.name)
 
     train_with_it.__doc__ = f"Train with {method.name} ({method.algorithm})."
-    return Recipe(method.name, load(method.config), [train_with_it], check=algorithm.check,
+    return Recipe(method.name, method_config(method.name), [train_with_it], check=algorithm.check,
                   metrics=EPOCH_METRICS + algorithm.metrics)
 
 

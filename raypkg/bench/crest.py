@@ -35,12 +35,12 @@ from raypkg.cli_options import (
     once_each,
     set_option,
 )
-from raypkg.methods.crest.config import CrestConfig
+from raypkg.methods.crest.config import CrestSettings
 from raypkg.methods.crest.recipe import CREST, OPTIMIZERS, crest_actor_pool, crest_point
 from raypkg.plots import accuracy_vs_seconds
 from raypkg.recipe import load_data
 
-# The CrestConfig fields that are flags of this bench, with the bench's defaults.
+# The fields of CREST's config (CREST.config_cls) that are flags of this bench, with the bench's defaults.
 BENCH_DEFAULTS = {"model": "mlp", "train_size": None, "test_size": None, "epochs": 10, "batch_size": 64, "lr": [0.1],
                   "random_subset_size": None, "check_thresh_factor": 0.1, "num_minibatch_coreset": 5,
                   "interval_mul": 1.0, "actors": 0, "seed": 0}
@@ -49,7 +49,7 @@ NOT_DIGITS = "Not applied to digits (fixed size)."
 
 @click.command("crest")
 @list_option("--datasets", default="digits-aug,digits", show_default=True, help="Comma-separated datasets.")
-@config_options(CrestConfig, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
+@config_options(CREST.config_cls, only=list(BENCH_DEFAULTS), defaults=BENCH_DEFAULTS, fill_defaults=True,
                 more_help={"train_size": NOT_DIGITS, "test_size": NOT_DIGITS,
                            "random_subset_size": "Default: the larger of 0.01 and 4 batches.",
                            "actors": "CREST rows only (with --set overlap=false: blocking, else overlapped with "
@@ -91,13 +91,13 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
     methods = ("random", "crest", "crest-2g") if double_step else ("random", "crest")
 
     def common(dataset: str, optimizer: str) -> dict:
-        """The CrestConfig fields every row of ``dataset`` and ``optimizer`` shares."""
+        """The config fields every row of ``dataset`` and ``optimizer`` shares."""
         sized = dataset != "digits"
         return dict(f, dataset=dataset, train_size=f["train_size"] if sized else None,
                     test_size=f["test_size"] if sized else None, progress=False, wandb="disabled",
                     **OPTIMIZERS[optimizer][1](f["epochs"]))
 
-    fields = {x.name for x in dataclasses.fields(CrestConfig)}
+    fields = {x.name for x in dataclasses.fields(CREST.config_cls)}
     own_flags = {*common("digits", "paper"), "selection_method", "reference_double_step", "train_frac"}
     extra = bench_settings(settings, fields, "CREST", own_flags=own_flags)
     variant_settings = {v: bench_settings(tuple(v.split(";")), fields, "CREST", own_flags, "--variant")
@@ -107,7 +107,7 @@ def crest_bench(datasets, optimizers, fracs, double_step, settings, variants, se
     runner = BenchRunner("crest", save, threads, wandb)
 
     def config(dataset: str, n: int | None, optimizer: str, method: str, frac: float, seed: int,
-               variant: dict | None = None) -> CrestConfig:
+               variant: dict | None = None) -> CrestSettings:
         return crest_point(method, frac, f, {**common(dataset, optimizer), **extra, **(variant or {}), "seed": seed},
                            n).resolved().validate()
 

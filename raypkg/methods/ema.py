@@ -17,52 +17,29 @@ to build its flags.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from raypkg.algorithms import AVERAGE, Algorithm
+from raypkg.algorithms import AVERAGE, Algorithm, MethodSettings, method_point
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError
 from raypkg.recipe import BenchCase, dense_examples
 
 
 @dataclass
-class EmaSettings:
-    """EMA's one knob, mixed into a config that trains (``EmaConfig``, or another method's with
+class EmaSettings(MethodSettings):
+    """EMA's one knob, mixed into a config that trains (`effray run ema`'s, or another method's with
     ``--with ema``)."""
-
-    BATCH_PLAN: ClassVar[str | None] = None
-    NEEDS: ClassVar[dict] = {}
 
     ema_half_life: float = setting(0.25, "H: epochs over which the average's memory halves (0: the average is the "
                                          "weights, plain training).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         if not self.ema_half_life >= 0:
             raise UsageError(f"ema-half-life must be >= 0, got {self.ema_half_life:g}")
         if self.ema_half_life >= self.epochs:  # the initial weights keep 0.5 ** (epochs / H) of the average
             raise UsageError(f"ema-half-life {self.ema_half_life:g} is not below the training's {self.epochs} "
                              f"epoch(s): the final average would keep {0.5 ** (self.epochs / self.ema_half_life):.0%} "
                              "of the initial weights; give a half-life below --epochs (0: plain training)")
-        return self
-
-
-@dataclass
-class EmaConfig(EmaSettings, TrainConfig):
-    """EMA: train as usual, evaluate and keep an exponential moving average of the weights.
-
-    After each step the average moves towards the weights; its memory halves every
-    --ema-half-life epochs. Each epoch's test accuracy and the final model are the
-    average's. With no flags: H = 0.25 epochs, on the embedded digits data. H = 0 is plain
-    training, bit for bit.
-
-    \b
-    Examples:
-      effray run ema
-      effray run ema --dataset digits-aug --model resnet20 --epochs 10 --ema-half-life 0.5
-      effray run infobatch --with ema
-    """
 
 
 class WeightAverage(Callback):
@@ -110,8 +87,23 @@ class WeightAverage(Callback):
 
 
 class Ema(Algorithm):
+    """EMA: train as usual, evaluate and keep an exponential moving average of the weights.
+
+    After each step the average moves towards the weights; its memory halves every
+    --ema-half-life epochs. Each epoch's test accuracy and the final model are the
+    average's. With no flags: H = 0.25 epochs, on the embedded digits data. H = 0 is plain
+    training, bit for bit.
+
+    \b
+    Examples:
+      effray run ema
+      effray run ema --dataset digits-aug --model resnet20 --epochs 10 --ema-half-life 0.5
+      effray run infobatch --with ema
+    """
+
     name, order = "ema", AVERAGE  # last: it averages the weights the masks left
-    bench_cases = (BenchCase("ema", "ema", ("ema",), None, config=lambda method, value, s, common, n: EmaConfig(**common),
+    settings = EmaSettings
+    bench_cases = (BenchCase("ema", "ema", ("ema",), None, config=method_point,
                              examples=dense_examples, default=False, marker="h"),)
 
     def __init__(self, cfg, run):

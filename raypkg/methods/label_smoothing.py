@@ -15,47 +15,25 @@ Free of torch at import: the command line loads this module to build its flags.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from raypkg.algorithms import LOSS, Algorithm
+from raypkg.algorithms import LOSS, Algorithm, MethodSettings, method_point
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError
 from raypkg.recipe import BenchCase, dense_examples
 
 
 @dataclass
-class LabelSmoothingSettings:
-    """Label smoothing's one knob, mixed into a config that trains (``LabelSmoothingConfig``,
+class LabelSmoothingSettings(MethodSettings):
+    """Label smoothing's one knob, mixed into a config that trains (`effray run label-smoothing`'s,
     or another method's with ``--with label-smoothing``)."""
-
-    BATCH_PLAN: ClassVar[str | None] = None
-    NEEDS: ClassVar[dict] = {}
 
     smoothing: float = setting(0.1, "eps: the share of each target spread evenly over the classes (0: the one-hot "
                                     "label, plain training).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         if not 0.0 <= self.smoothing < 1.0:
             raise UsageError(f"smoothing must be in [0, 1), got {self.smoothing:g}")
-        return self
-
-
-@dataclass
-class LabelSmoothingConfig(LabelSmoothingSettings, TrainConfig):
-    """Label smoothing: train against 1 - eps on the label and eps/C on every class.
-
-    The loss is (1 - eps) times the cross-entropy plus eps times the mean over the classes of
-    -log p (Szegedy et al. 2016). With no flags: eps = 0.1 (Composer's default), on the
-    embedded digits data. --smoothing 0 is plain training, bit for bit.
-
-    \b
-    Examples:
-      effray run label-smoothing
-      effray run label-smoothing --dataset digits-aug --model resnet20 --epochs 10 --smoothing 0.1
-      effray run infobatch --with label-smoothing --smoothing 0.05
-    """
 
 
 class SmoothedLoss(Callback):
@@ -72,9 +50,22 @@ class SmoothedLoss(Callback):
 
 
 class LabelSmoothing(Algorithm):
+    """Label smoothing: train against 1 - eps on the label and eps/C on every class.
+
+    The loss is (1 - eps) times the cross-entropy plus eps times the mean over the classes of
+    -log p (Szegedy et al. 2016). With no flags: eps = 0.1 (Composer's default), on the
+    embedded digits data. --smoothing 0 is plain training, bit for bit.
+
+    \b
+    Examples:
+      effray run label-smoothing
+      effray run label-smoothing --dataset digits-aug --model resnet20 --epochs 10 --smoothing 0.1
+      effray run infobatch --with label-smoothing --smoothing 0.05
+    """
+
     name, order = "label-smoothing", LOSS
-    bench_cases = (BenchCase("label-smoothing", "label-smoothing", ("label-smoothing",), None,
-                             config=lambda method, value, s, common, n: LabelSmoothingConfig(**common),
+    settings = LabelSmoothingSettings
+    bench_cases = (BenchCase("label-smoothing", "label-smoothing", ("label-smoothing",), None, config=method_point,
                              examples=dense_examples, default=False, marker="x"),)
 
     def __init__(self, cfg, run):

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from raypkg.algorithms import DATA, Algorithm
+from raypkg.algorithms import DATA, Algorithm, MethodSettings, method_point
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError
 from raypkg.recipe import BenchCase
 
@@ -41,20 +41,16 @@ BACKWARD_FACTOR = 2  # a layer's backward: input and weight gradients, each abou
 
 
 @dataclass
-class LayerFreezingSettings:
-    """Layer freezing's two knobs, mixed into a config that trains (``LayerFreezingConfig``, or
+class LayerFreezingSettings(MethodSettings):
+    """Layer freezing's two knobs, mixed into a config that trains (`effray run layer-freezing`'s, or
     another method's with ``--with layer-freezing``)."""
-
-    BATCH_PLAN: ClassVar[str | None] = None
-    NEEDS: ClassVar[dict] = {}
 
     freeze_start: float = setting(0.5, "The fraction of training before any layer freezes, in [0, 1] (1: none "
                                        "ever does, plain training).")
     freeze_level: float = setting(1.0, "The fraction of the layers frozen by the end of training, in [0, 1] (0: "
                                        "none, plain training).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         for name in ("freeze_start", "freeze_level"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name):g}")
@@ -65,25 +61,6 @@ class LayerFreezingSettings:
         if getattr(self, "agc", False):
             raise UsageError("layer-freezing does not stack with --agc: AGC's correction steps every parameter, a "
                              "frozen one too")
-        return self
-
-
-@dataclass
-class LayerFreezingConfig(LayerFreezingSettings, TrainConfig):
-    """Layer freezing: the earliest layers stop training as training goes on.
-
-    After --freeze-start of training, the first floor(f x L) of the model's L layers are
-    frozen at each epoch's start, f growing linearly to --freeze-level at the end (Composer's
-    schedule; Brock et al. 2017). Their backward pass is skipped. With no flags: start 0.5,
-    level 1 (Composer's defaults), on the embedded digits data. --freeze-level 0 is plain
-    training, bit for bit.
-
-    \b
-    Examples:
-      effray run layer-freezing
-      effray run layer-freezing --dataset digits-aug --model resnet20 --epochs 10 --freeze-start 0.3
-      effray run infobatch --with layer-freezing --freeze-level 0.5
-    """
 
 
 def frozen_fraction(epoch: int, epochs: int, start: float, level: float) -> float:
@@ -231,10 +208,25 @@ def freezing_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, flo
 
 
 class LayerFreezing(Algorithm):
+    """Layer freezing: the earliest layers stop training as training goes on.
+
+    After --freeze-start of training, the first floor(f x L) of the model's L layers are
+    frozen at each epoch's start, f growing linearly to --freeze-level at the end (Composer's
+    schedule; Brock et al. 2017). Their backward pass is skipped. With no flags: start 0.5,
+    level 1 (Composer's defaults), on the embedded digits data. --freeze-level 0 is plain
+    training, bit for bit.
+
+    \b
+    Examples:
+      effray run layer-freezing
+      effray run layer-freezing --dataset digits-aug --model resnet20 --epochs 10 --freeze-start 0.3
+      effray run infobatch --with layer-freezing --freeze-level 0.5
+    """
+
     name, order = "layer-freezing", DATA  # first: it decides which layers the step's backward reaches
+    settings = LayerFreezingSettings
     metrics = ("frozen_layers",)
-    bench_cases = (BenchCase("layer-freezing", "layer-freezing", ("layer-freezing",), None,
-                             config=lambda method, value, s, common, n: LayerFreezingConfig(**common),
+    bench_cases = (BenchCase("layer-freezing", "layer-freezing", ("layer-freezing",), None, config=method_point,
                              examples=freezing_examples, default=False, marker="p"),)
 
     def __init__(self, cfg, run):

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
-from raypkg.algorithms import DATA, Algorithm
+from raypkg.algorithms import DATA, Algorithm, MethodSettings, method_point
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError, choose
 from raypkg.recipe import BenchCase
 
@@ -33,12 +32,9 @@ MODES = ("resize", "crop")
 
 
 @dataclass
-class ProgressiveResizingSettings:
-    """Progressive resizing's knobs, mixed into a config that trains (``ProgressiveResizingConfig``,
+class ProgressiveResizingSettings(MethodSettings):
+    """Progressive resizing's knobs, mixed into a config that trains (`effray run progressive-resizing`'s,
     or another method's with ``--with progressive-resizing``)."""
-
-    BATCH_PLAN: ClassVar[str | None] = None
-    NEEDS: ClassVar[dict] = {}
 
     resize_initial_scale: float = setting(0.5, "a: the scale of each image side at the start, in (0, 1] (1: full "
                                                "size throughout, plain training).")
@@ -49,8 +45,7 @@ class ProgressiveResizingSettings:
     resize_mode: str = setting("resize", "resize: bilinear, antialiased interpolation of the whole image; crop: one "
                                          "random window of the scaled size per batch.", choices=MODES)
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         if not 0.0 < self.resize_initial_scale <= 1.0:
             raise UsageError(f"resize-initial-scale must be in (0, 1], got {self.resize_initial_scale:g}")
         for name in ("resize_delay", "resize_finetune"):
@@ -62,28 +57,6 @@ class ProgressiveResizingSettings:
         if self.resize_increment < 1:
             raise UsageError(f"resize-increment must be a positive integer, got {self.resize_increment}")
         choose("resize mode", self.resize_mode, MODES)
-        return self
-
-
-@dataclass
-class ProgressiveResizingConfig(ProgressiveResizingSettings, TrainConfig):
-    """Progressive resizing: train on down-scaled images first, then grow them to full size.
-
-    Each side is scaled by a from the start until --resize-delay of training, grows
-    linearly to full size at 1 - --resize-finetune and stays there; evaluation is at full
-    size. With no flags: a = 0.5, d = 0.5, f = 0.2, sides rounded to multiples of 4
-    (Composer's defaults), ResNet-20 on the embedded digits data (a model must take smaller
-    images: one that pools globally). --resize-initial-scale 1 is plain training, bit for bit.
-
-    \b
-    Examples:
-      effray run progressive-resizing
-      effray run progressive-resizing --dataset digits-aug --epochs 10 --resize-initial-scale 0.5
-      effray run infobatch --model resnet20 --with progressive-resizing --resize-mode crop
-    """
-
-    model: str = setting("resnet20", "Model name (`effray models`), or a plug-in's import path MODULE:FACTORY: one "
-                         "that takes images smaller than the data's (resnet20 does: it pools globally).")
 
 
 def scale_at(fraction: float, initial_scale: float, delay: float, finetune: float) -> float:
@@ -174,10 +147,28 @@ def resized_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, floa
 
 
 class ProgressiveResizing(Algorithm):
+    """Progressive resizing: train on down-scaled images first, then grow them to full size.
+
+    Each side is scaled by a from the start until --resize-delay of training, grows
+    linearly to full size at 1 - --resize-finetune and stays there; evaluation is at full
+    size. With no flags: a = 0.5, d = 0.5, f = 0.2, sides rounded to multiples of 4
+    (Composer's defaults), ResNet-20 on the embedded digits data (a model must take smaller
+    images: one that pools globally). --resize-initial-scale 1 is plain training, bit for bit.
+
+    \b
+    Examples:
+      effray run progressive-resizing
+      effray run progressive-resizing --dataset digits-aug --epochs 10 --resize-initial-scale 0.5
+      effray run infobatch --model resnet20 --with progressive-resizing --resize-mode crop
+    """
+
     name, order = "progressive-resizing", DATA  # it changes the inputs, before any loss or mask
+    settings = ProgressiveResizingSettings
+    command_fields = (("model", str, setting("resnet20", "Model name (`effray models`), or a plug-in's import path "
+                                             "MODULE:FACTORY: one that takes images smaller than the data's (resnet20 "
+                                             "does: it pools globally).")),)
     bench_cases = (BenchCase("progressive-resizing", "progressive-resizing", ("progressive-resizing",), None,
-                             config=lambda method, value, s, common, n: ProgressiveResizingConfig(**common),
-                             examples=resized_examples, default=False, marker="<"),)
+                             config=method_point, examples=resized_examples, default=False, marker="<"),)
 
     def __init__(self, cfg, run):
         self.cfg = cfg

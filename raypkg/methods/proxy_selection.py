@@ -28,11 +28,10 @@ import dataclasses
 import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
 
-from raypkg.algorithms import DATA, Algorithm, kept_count  # round(keep x B), half up, at least 1
+from raypkg.algorithms import DATA, Algorithm, MethodSettings, kept_count, method_point  # kept_count: round(keep x B)
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError
 from raypkg.recipe import BenchCase
 
@@ -41,12 +40,9 @@ PROXY_SEED = 65_537  # the proxy's init seed is seed x this + 1, its step s's se
 
 
 @dataclass
-class ProxySelectionSettings:
-    """Proxy selection's knobs, mixed into a config that trains (``ProxySelectionConfig``, or
+class ProxySelectionSettings(MethodSettings):
+    """Proxy selection's knobs, mixed into a config that trains (`effray run proxy-selection`'s, or
     another method's with ``--with proxy-selection``)."""
-
-    BATCH_PLAN: ClassVar[str | None] = None
-    NEEDS: ClassVar[dict] = {}
 
     proxy_model: str = setting(AUTO, "The proxy network (`effray models`, or MODULE:FACTORY). auto: mlp under a "
                                      "convolutional --model other than lenet5, else logreg.")
@@ -55,8 +51,7 @@ class ProxySelectionSettings:
     proxy_start: float = setting(0.0, "Share of the epochs during which the main model trains on whole batches "
                                       "(the proxy trains from the start either way).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         if not 0.0 < self.proxy_keep <= 1.0:
             raise UsageError(f"proxy-keep must be in (0, 1], got {self.proxy_keep:g}")
         if not 0.0 <= self.proxy_start <= 1.0:
@@ -68,24 +63,6 @@ class ProxySelectionSettings:
                 model_entry(self.proxy_model)
             except UsageError as e:
                 raise UsageError(f"proxy-model: {e}") from None
-        return self
-
-
-@dataclass
-class ProxySelectionConfig(ProxySelectionSettings, TrainConfig):
-    """Proxy selection: a small proxy picks the hardest part of each batch for the main model.
-
-    On every batch the proxy takes one SGD step and the main model trains only on the
-    --proxy-keep share of the batch with the highest proxy loss (airbench96_faster, Jordan
-    2024). With no flags: keep 0.5 from the start, proxy logreg under the MLP, on the
-    embedded digits data. --proxy-keep 1 is plain training, bit for bit.
-
-    \b
-    Examples:
-      effray run proxy-selection
-      effray run proxy-selection --dataset digits-aug --model resnet20 --epochs 10 --proxy-keep 0.5
-      effray run infobatch --with proxy-selection --proxy-model logreg
-    """
 
 
 def proxy_name(setting: str, main_model: str, convolutional: bool) -> str:
@@ -269,10 +246,24 @@ def estimated_proxy_flops(model: str, setting: str, dataset: str, options: tuple
 
 
 class ProxyBatchSelection(Algorithm):
+    """Proxy selection: a small proxy picks the hardest part of each batch for the main model.
+
+    On every batch the proxy takes one SGD step and the main model trains only on the
+    --proxy-keep share of the batch with the highest proxy loss (airbench96_faster, Jordan
+    2024). With no flags: keep 0.5 from the start, proxy logreg under the MLP, on the
+    embedded digits data. --proxy-keep 1 is plain training, bit for bit.
+
+    \b
+    Examples:
+      effray run proxy-selection
+      effray run proxy-selection --dataset digits-aug --model resnet20 --epochs 10 --proxy-keep 0.5
+      effray run infobatch --with proxy-selection --proxy-model logreg
+    """
+
     name, order = "proxy-selection", DATA  # it cuts the plan's batches before the loss sees them
+    settings = ProxySelectionSettings
     metrics = ("proxy_loss",)
-    bench_cases = (BenchCase("proxy-selection", "proxy-selection", ("proxy-selection",), None,
-                             config=lambda method, value, s, common, n: ProxySelectionConfig(**common),
+    bench_cases = (BenchCase("proxy-selection", "proxy-selection", ("proxy-selection",), None, config=method_point,
                              examples=proxy_examples, default=False, marker="P"),)
 
     def __init__(self, cfg, run):

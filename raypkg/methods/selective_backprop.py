@@ -25,22 +25,18 @@ loads this module to build its flags.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar
 
-from raypkg.algorithms import DATA, Algorithm, kept_count
+from raypkg.algorithms import DATA, Algorithm, MethodSettings, kept_count, method_point
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError
 from raypkg.recipe import BenchCase
 
 
 @dataclass
-class SelectiveBackpropSettings:
+class SelectiveBackpropSettings(MethodSettings):
     """Selective backprop's four knobs (Composer's defaults), mixed into a config that trains
-    (``SelectiveBackpropConfig``, or another method's with ``--with selective-backprop``)."""
-
-    BATCH_PLAN: ClassVar[str | None] = None
-    NEEDS: ClassVar[dict] = {}
+    (`effray run selective-backprop`'s, or another method's with ``--with selective-backprop``)."""
 
     sb_start: float = setting(0.5, "Selective steps begin at this fraction of training.")
     sb_end: float = setting(0.9, "Selective steps end at this fraction of training (start = end: never, plain "
@@ -50,8 +46,7 @@ class SelectiveBackpropSettings:
     sb_interrupt: int = setting(2, "Every Nth step trains the full batch even inside the window (0: none; 1: every "
                                    "step, plain training).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         if not 0.0 <= self.sb_start <= self.sb_end <= 1.0:
             raise UsageError(f"sb-start and sb-end must satisfy 0 <= start <= end <= 1, got start "
                              f"{self.sb_start:g} and end {self.sb_end:g}")
@@ -59,25 +54,6 @@ class SelectiveBackpropSettings:
             raise UsageError(f"sb-keep must be in (0, 1], got {self.sb_keep:g}")
         if self.sb_interrupt < 0:
             raise UsageError(f"sb-interrupt must be >= 0, got {self.sb_interrupt}")
-        return self
-
-
-@dataclass
-class SelectiveBackpropConfig(SelectiveBackpropSettings, TrainConfig):
-    """Selective backprop: inside a window of training, train each batch's high-loss examples only.
-
-    A forward pass without gradients scores the batch; keep x B of its examples, drawn with
-    probability rising with their loss percentile (Jiang et al. 2019), train; every
-    --sb-interrupt-th step trains the whole batch. With no flags: Composer's defaults (window
-    0.5 to 0.9 of training, keep 0.5, interrupt 2), on the embedded digits data. --sb-keep 1
-    is plain training, bit for bit. summary.json counts the forward and backward example-passes.
-
-    \b
-    Examples:
-      effray run selective-backprop
-      effray run selective-backprop --dataset digits-aug --model resnet20 --epochs 10 --sb-keep 0.3
-      effray run infobatch --with selective-backprop --sb-start 0 --sb-end 1
-    """
 
 
 def select_by_loss(losses, keep: float, generator):
@@ -189,11 +165,26 @@ def sb_examples(cfg, summary: dict, n: int, per_example) -> tuple[int, float]:
 
 
 class SelectiveBackprop(Algorithm):
+    """Selective backprop: inside a window of training, train each batch's high-loss examples only.
+
+    A forward pass without gradients scores the batch; keep x B of its examples, drawn with
+    probability rising with their loss percentile (Jiang et al. 2019), train; every
+    --sb-interrupt-th step trains the whole batch. With no flags: Composer's defaults (window
+    0.5 to 0.9 of training, keep 0.5, interrupt 2), on the embedded digits data. --sb-keep 1
+    is plain training, bit for bit. summary.json counts the forward and backward example-passes.
+
+    \b
+    Examples:
+      effray run selective-backprop
+      effray run selective-backprop --dataset digits-aug --model resnet20 --epochs 10 --sb-keep 0.3
+      effray run infobatch --with selective-backprop --sb-start 0 --sb-end 1
+    """
+
     name, order = "selective-backprop", DATA  # it cuts the batch, before the loss and the masks act
+    settings = SelectiveBackpropSettings
     metrics = ("sb_trained",)
     bench_cases = (BenchCase("selective-backprop", "selective-backprop", ("selective-backprop",), None,
-                             config=lambda method, value, s, common, n: SelectiveBackpropConfig(**common),
-                             examples=sb_examples, default=False, marker=">"),)
+                             config=method_point, examples=sb_examples, default=False, marker=">"),)
 
     def __init__(self, cfg, run):
         self.cfg = cfg

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -37,7 +38,10 @@ def stale_with(monkeypatch, registry) -> str:
 
 
 def test_a_method_added_to_the_registry_and_to_no_list_is_found_in_each(monkeypatch):
+    import raypkg.methods.ema
+
     ema = next(m for m in method_registry.METHODS if m.name == "ema")
+    monkeypatch.setitem(sys.modules, "raypkg.methods.ema_twin", raypkg.methods.ema)  # its module, found from its name
     found = stale_with(monkeypatch, [*method_registry.METHODS, dataclasses.replace(ema, name="ema-twin")])
     for line in ("README.md: its readme list differs", "docs/methods/stacking.md: its stacking list differs",
                  "docs/architecture.md: its layout list differs", "docs/architecture.md: its recipes list differs",
@@ -56,7 +60,8 @@ def test_the_package_description_names_no_method(monkeypatch):
     """pyproject.toml's description is static: it stays true by naming no method. A method
     named by one of its words would be found."""
     assert catalog.stale() == [] and catalog.description()
-    found = stale_with(monkeypatch, [*method_registry.METHODS, method_registry.Method("engine")])
+    engine = method_registry.Method("engine", stacks="is a name only")  # no module of its own to find
+    found = stale_with(monkeypatch, [*method_registry.METHODS, engine])
     assert "pyproject.toml: the description names engine" in found, found
 
 

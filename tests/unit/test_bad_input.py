@@ -1246,15 +1246,16 @@ def test_report_shows_a_target_no_run_reached_as_a_dash(world, monkeypatch):
 
 
 def test_a_plan_that_reads_its_own_images_is_not_said_to_stream_by_ray_data():
+    from raypkg.algorithms import method_config
     from raypkg.engine.config import TrainConfig
-    from raypkg.methods.crest.config import CrestConfig
-    from raypkg.methods.infobatch.config import InfoBatchConfig
     from raypkg.recipe import streaming_note
     from raypkg.recipe_registry import find_recipe
 
     note = "data: 10 train images, 0.01 GiB decoded; streamed from disk by Ray Data (--data-path stream)"
     assert streaming_note(note, TrainConfig()) == note
-    for cfg in (InfoBatchConfig(), CrestConfig(), find_recipe("train+infobatch").config_cls(stack=["infobatch"])):
+    for cfg in (method_config("infobatch")(), method_config("crest")(),
+                find_recipe("train+infobatch").config_cls(stack=["infobatch"]),
+                find_recipe("infobatch+ema").config_cls(stack=["ema"])):  # ema's settings first in the MRO
         said = streaming_note(note, cfg)
         assert "by Ray Data (" not in said and "read in the training process by" in said and cfg.BATCH_PLAN in said
 

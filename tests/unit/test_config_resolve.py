@@ -10,10 +10,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from raypkg.algorithms import method_config
 from raypkg.config import resolve_config
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError
-from raypkg.methods.crest.config import CrestConfig
 from raypkg.methods.deltagrad.commands import unlearn
 from raypkg.methods.deltagrad.config import DeltaGradConfig, DeltaGradTuneConfig, OnlineSettings, RequestSettings
 from raypkg.methods.lipt.config import LiptConfig
@@ -29,7 +29,7 @@ UNRESOLVED = [
     SparseConfig(epochs=10),
     SparseConfig(epochs=8, lr=[0.1, 0.01], lrlen=[4, 4]),
     LiptConfig(selection="glister", batch_size=np.int64(32)),
-    CrestConfig(lr=[0.1, 0.05], lrlen=[1, 2], epochs=3),
+    method_config("crest")(lr=[0.1, 0.05], lrlen=[1, 2], epochs=3),
     DeltaGradConfig(seed=np.int64(2)),
     DeltaGradTuneConfig(period=np.int64(4)),
 ]

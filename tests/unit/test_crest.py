@@ -18,12 +18,14 @@ from helpers import DIGITS_TRAIN
 from raypkg.cli import main
 from raypkg.engine.callbacks import Callback
 from raypkg.methods.crest.callback import CrestCallback, eval_losses
-from raypkg.methods.crest.config import CREST_ONLY, CrestConfig
+from raypkg.methods.crest.config import CREST_ONLY
 from raypkg.methods.crest.plan import budget_steps
 from raypkg.methods.crest.quadratic import QuadraticModel, flat_params, gradient_and_hessian_diagonal, region_left
 from raypkg.methods.crest.recipe import CREST
 from raypkg.methods.crest.selection import class_budgets, select_coresets, stratified_subsets
 from raypkg.recipe import MemorySink, load_data
+
+CrestConfig = CREST.config_cls  # `effray run crest`'s: method_config("crest")
 
 
 def run_crest(cfg: CrestConfig) -> dict:

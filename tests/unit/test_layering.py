@@ -213,8 +213,8 @@ def test_every_module_the_registry_names_is_a_method_s_and_every_method_has_a_ro
     from raypkg.method_registry import METHODS
 
     named = {path.split(":")[-2] if path.count(":") == 2 else path.split(":")[0]
-             for method in METHODS for path in (method.recipes, method.settings, method.algorithm, method.config,
-                                               *method.commands) if path}
+             for method in METHODS for path in (method.recipes, method.settings, method.algorithm, *method.commands)
+             if path}
     assert sorted(n for n in named if not within(n, METHODS_PACKAGE)) == []
     homes = {method_of(n) for n in named}
     packages = {f"{METHODS_PACKAGE}.{p.stem}" for p in (PACKAGE / "methods").iterdir()

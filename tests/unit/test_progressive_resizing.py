@@ -15,18 +15,20 @@ from click.testing import CliRunner
 from helpers import DIGITS_TRAIN
 
 import raypkg
+from raypkg.algorithms import method_config
 from raypkg.cli import main
 from raypkg.engine.callbacks import Batch
 from raypkg.engine.loop import CLOCK_COLUMNS
 from raypkg.errors import UsageError
 from raypkg.methods.progressive_resizing import (
     ProgressiveResizing,
-    ProgressiveResizingConfig,
     ResizeBatch,
     mean_pixel_fraction,
     scale_at,
     side_at,
 )
+
+ProgressiveResizingConfig = method_config("progressive-resizing")  # `effray run progressive-resizing`'s
 
 TINY = dict(dataset="digits", model="lenet5", epochs=2, progress=False, precision="fp32", memory_format="contiguous",
             drop_last=False)  # every example: the closed forms count 1347 an epoch

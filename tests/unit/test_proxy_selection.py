@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from helpers import DIGITS_TRAIN
 
 import raypkg
+from raypkg.algorithms import method_config
 from raypkg.cli import main
 from raypkg.data import load_dataset
 from raypkg.engine.callbacks import Batch, Callback
@@ -28,11 +29,12 @@ from raypkg.errors import UsageError
 from raypkg.methods.proxy_selection import (
     ProxyBatchSelection,
     ProxySelection,
-    ProxySelectionConfig,
     hardest,
     kept_count,
     proxy_name,
 )
+
+ProxySelectionConfig = method_config("proxy-selection")  # `effray run proxy-selection`'s
 from raypkg.models import build_model
 
 TINY = dict(dataset="digits", model="mlp", epochs=2, progress=False)

@@ -15,16 +15,18 @@ from helpers import DIGITS_TRAIN
 from torch import nn
 
 import raypkg
+from raypkg.algorithms import method_config
 from raypkg.cli import main
 from raypkg.engine.callbacks import Batch
 from raypkg.engine.loop import CLOCK_COLUMNS
 from raypkg.methods.selective_backprop import (
     BiggestLosers,
     SelectiveBackprop,
-    SelectiveBackpropConfig,
     kept_count,
     select_by_loss,
 )
+
+SelectiveBackpropConfig = method_config("selective-backprop")  # `effray run selective-backprop`'s
 
 TINY = dict(dataset="digits", model="mlp", epochs=2, progress=False, drop_last=False)  # every example: the closed forms count 1347 an epoch
 # digits' 1,347 training examples in batches of 64: 21 full batches and one of 3, per epoch

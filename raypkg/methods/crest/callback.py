@@ -78,7 +78,7 @@ def eval_losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precis
 
 
 class CrestCallback(Callback):
-    """CREST on the engine's loop, with its settings (a ``CrestConfig``), the training set's
+    """CREST on the engine's loop, with its settings (a config with ``CrestSettings``), the training set's
     size and, for selection on shard actors, their ``actor_pool`` (in-process training only;
     not state). It makes the batch plan it fills (``plan``: pass it to the fit)."""
 

@@ -8,9 +8,9 @@ from raypkg.cli_options import address_option, config_file_option, config_option
 
 
 def crest_options(func):
-    from raypkg.methods.crest.config import CrestConfig
+    from raypkg.algorithms import method_config
 
-    return address_option(config_file_option(config_options(CrestConfig)(func)))
+    return address_option(config_file_option(config_options(method_config("crest"))(func)))
 
 
 @click.command("crest")
@@ -31,11 +31,11 @@ def run_crest_command(config_file, **flags):
       effray run crest --selection-method random --train-frac 0.1 --dataset digits-aug
       effray run crest --dataset digits-aug --workers 2 --drop-learned --drop-interval 2
     """
+    from raypkg.algorithms import method_config
     from raypkg.api import run
     from raypkg.config import resolve_config
-    from raypkg.methods.crest.config import CrestConfig
 
-    summary = run("crest", resolve_config(CrestConfig, config_file, **flags)).summary
+    summary = run("crest", resolve_config(method_config("crest"), config_file, **flags)).summary
     click.echo(f"steps {summary['steps']}  regions {summary['regions']}  checks {summary['checks']}  "
                f"re-selections {summary['reselections']}  dropped {summary['dropped']}")
     print_summary(summary)

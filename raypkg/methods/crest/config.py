@@ -1,12 +1,14 @@
 """``CrestSettings``: every knob of the CREST reference code, mixed into a config that trains
-(``CrestConfig``, or another method's with ``--with crest``)."""
+(`effray run crest`'s, ``raypkg.algorithms.method_config("crest")``, or another method's with
+``--with crest``); free of torch (the command line reads them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from raypkg.engine.config import TrainConfig, setting
+from raypkg.algorithms import MethodSettings
+from raypkg.engine.config import setting
 from raypkg.errors import UsageError, choose
 
 SELECTION_METHODS = ("crest", "random", "none")
@@ -18,7 +20,7 @@ DROPPING = ("watch_interval", "drop_interval", "drop_thresh", "min_train_size")
 
 
 @dataclass
-class CrestSettings:
+class CrestSettings(MethodSettings):
     """CREST and its baselines at the same step budget (spec crest.md, "Budget").
 
     ``train_frac`` f: every epoch takes f * N / batch_size steps, rounded down with
@@ -68,8 +70,7 @@ class CrestSettings:
                                   "at this region's start, so the next region's coresets are one region stale "
                                   "(--no-overlap: training waits for a fresh selection at every region start).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         choose("selection method", self.selection_method, SELECTION_METHODS)
         if not 0.0 < self.train_frac <= 1.0:
             raise UsageError(f"train-frac must be in (0, 1], got {self.train_frac:g}")
@@ -93,7 +94,6 @@ class CrestSettings:
         if self.actors and self.workers:
             raise UsageError("--actors selects for in-process training; with --workers every rank selects its "
                              "own coresets (give one of them)")
-        return self
 
     def check_sizes(self, n: int) -> str | None:
         """What depends on the data's size N: the candidates' floor must hold one random subset
@@ -125,7 +125,3 @@ class CrestSettings:
         """The fewest examples learned-example dropping leaves in play (--min-train-size)."""
         return self.min_train_size if self.min_train_size is not None else int(0.8 * n)
 
-
-@dataclass
-class CrestConfig(CrestSettings, TrainConfig):
-    """`effray run crest`: the training config with CREST's settings."""

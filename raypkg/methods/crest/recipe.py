@@ -1,4 +1,6 @@
-"""CREST's recipe (`effray run crest`): CREST or a baseline at the same budget.
+"""CREST's recipe (`effray run crest`): CREST or a baseline at the same budget, and its
+algorithm (``CrestTraining``: its plan and callback, loaded as it trains, so that this module is
+free of torch; the command line reads its settings).
 
 Phases in the summary: ``selection`` (random subsets, proxies, facility location and the
 quadratic model at every region start), ``check`` (the validity checks), ``train`` (the
@@ -8,17 +10,17 @@ rest of the training wall time) and ``eval``; per-check rows in ``checks.parquet
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
-from raypkg.algorithms import DATA, Algorithm, train_stack
-from raypkg.data.base import DataSplits
+from raypkg.algorithms import DATA, Algorithm, method_config, train_stack
 from raypkg.engine.callbacks import Callback
-from raypkg.engine.plans import BatchPlan
-from raypkg.engine.trainer import TrainResult
-from raypkg.methods.crest.callback import CrestCallback
-from raypkg.methods.crest.config import CREST_ONLY, CrestConfig
-from raypkg.methods.crest.plan import RandomSubsetPlan
+from raypkg.methods.crest.config import CREST_ONLY, CrestSettings
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run
 from raypkg.recipe_registry import register, register_case
+
+if TYPE_CHECKING:
+    from raypkg.data.base import DataSplits
+    from raypkg.engine.trainer import TrainResult
 
 
 class StepCounter(Callback):
@@ -37,8 +39,11 @@ class StepCounter(Callback):
         self.steps = state["steps"]
 
 
-def plan_and_callbacks(cfg: CrestConfig, n: int, actor_pool=None) -> tuple[BatchPlan | None, list[Callback]]:
+def plan_and_callbacks(cfg: CrestSettings, n: int, actor_pool=None) -> tuple:
     """The batch plan and callbacks of ``cfg.selection_method`` (none: the engine's default)."""
+    from raypkg.methods.crest.callback import CrestCallback
+    from raypkg.methods.crest.plan import RandomSubsetPlan
+
     if cfg.selection_method == "crest":
         crest = CrestCallback(cfg, n, actor_pool)
         return crest.plan, [crest]
@@ -55,10 +60,11 @@ class CrestTraining(Algorithm):
     the training call, move to phases of their own."""
 
     name, order = "crest", DATA
+    settings = CrestSettings
     metrics = ("crest_regions", "crest_checks", "crest_check_interval", "crest_candidates", "crest_selection_s",
                "crest_check_s")
 
-    def __init__(self, cfg: CrestConfig, run: Run):
+    def __init__(self, cfg: CrestSettings, run: Run):
         self.cfg = cfg
         actor_pool = run.shared.get("actor_pool") or run.resources.enter_context(crest_actor_pool(cfg, run.data))
         self.plan, callbacks = plan_and_callbacks(cfg, len(run.data.train), actor_pool)
@@ -67,7 +73,7 @@ class CrestTraining(Algorithm):
         self.callbacks = [*callbacks, self.counter]
 
     @staticmethod
-    def check(cfg: CrestConfig, data: DataSplits) -> str | None:
+    def check(cfg: CrestSettings, data: DataSplits) -> str | None:
         return cfg.check_sizes(len(data.train))
 
     def finish(self, run: Run, trained: TrainResult) -> dict:
@@ -87,7 +93,7 @@ class CrestTraining(Algorithm):
 
 
 @contextlib.contextmanager
-def crest_actor_pool(cfg: CrestConfig, data: DataSplits):
+def crest_actor_pool(cfg: CrestSettings, data: DataSplits):
     """The shard-actor pool that selects the coresets (``--actors K``), or None. The actors
     leave one CPU to training, which runs while they select."""
     if cfg.selection_method != "crest" or cfg.actors == 0:
@@ -105,11 +111,12 @@ def train_with_coresets(run: Run) -> None:
     train_stack(run, lambda cfg: CrestTraining(cfg, run), desc=f"train {run.cfg.selection_method}")
 
 
-CREST = register(Recipe("crest", CrestConfig, [train_with_coresets], label=lambda cfg: f"crest-{cfg.selection_method}",
-                        check=CrestTraining.check, metrics=EPOCH_METRICS + CrestTraining.metrics))
+CREST = register(Recipe("crest", method_config("crest"), [train_with_coresets],
+                        label=lambda cfg: f"crest-{cfg.selection_method}", check=CrestTraining.check,
+                        metrics=EPOCH_METRICS + CrestTraining.metrics))
 
 
-def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CrestConfig:
+def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | None) -> CrestSettings:
     """CREST at ``fraction`` of full training's steps; random subsets of --random-subset-size,
     else the larger of 1% and 4 batches. `bench crest` also runs ``random`` (a fresh uniform
     subset per epoch), ``none`` (full data) and ``crest-2g`` (CREST stepping with twice the
@@ -118,8 +125,8 @@ def crest_point(method: str, fraction: float, s: dict, common: dict, n: int | No
     fields = {**common, "random_subset_size": min(subset, 1.0), "actors": s.get("actors", 0)}
     if not method.startswith("crest"):  # the baselines: CREST's settings left at their defaults
         fields = {k: v for k, v in fields.items() if k not in (*CREST_ONLY, "overlap")}
-    return CrestConfig(**fields, selection_method=method.removesuffix("-2g"), train_frac=fraction,
-                       reference_double_step=method == "crest-2g")
+    return method_config("crest")(**fields, selection_method=method.removesuffix("-2g"), train_frac=fraction,
+                                  reference_double_step=method == "crest-2g")
 
 
 PAPER_WARMUP = 0.1  # the reference warms the LR up over 20 of its 200 epochs
@@ -130,7 +137,7 @@ def paper_warmup_epochs(epochs: int) -> int:
     return min(max(1, round(PAPER_WARMUP * epochs)), epochs - 1)
 
 
-# `bench crest --optimizers`: the label in its table, and the CrestConfig fields each sets (given epochs)
+# `bench crest --optimizers`: the label in its table, and the config fields each sets (given epochs)
 OPTIMIZERS = {
     "paper": ("as in the paper (SGD, no momentum, warm-up)",
               lambda epochs: dict(momentum=0.0, lr_warmup_epochs=paper_warmup_epochs(epochs))),
@@ -138,7 +145,7 @@ OPTIMIZERS = {
 }
 
 
-def crest_examples(cfg: CrestConfig, summary: dict, n: int, per_example) -> tuple[int, float]:
+def crest_examples(cfg: CrestSettings, summary: dict, n: int, per_example) -> tuple[int, float]:
     """Its steps times the batch size, dense."""
     seen = summary["steps"] * cfg.batch_size
     return seen, seen * per_example()

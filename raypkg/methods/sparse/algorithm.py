@@ -7,19 +7,25 @@ that gradient by g_new - c*g_old + c*g~ before SGD's step applies weight decay a
 momentum; after the step ``SparseTraining.on_step_end`` masks weights and momentum and
 updates the masks. A data plan stacked with them comes first (``raypkg.algorithms.DATA``),
 and RigL's horizon follows the steps it actually takes (``SparseTraining.follow_steps``).
+Free of torch at import (the callbacks load as it trains): the command line reads its settings.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from raypkg.algorithms import MASKS, Algorithm
-from raypkg.engine.callbacks import Callback
-from raypkg.methods.sparse.agc import AGCorrection
-from raypkg.methods.sparse.dst import SparseTraining
-from raypkg.sparsity.masks import maskable_parameters, masks_digest
+from raypkg.methods.sparse.config import SparseSettings
+
+if TYPE_CHECKING:
+    from raypkg.engine.callbacks import Callback
 
 
 def build_callbacks(cfg) -> list[Callback]:
     """[SparseTraining if cfg.sparse] + [AGCorrection if cfg.agc], in that order."""
+    from raypkg.methods.sparse.agc import AGCorrection
+    from raypkg.methods.sparse.dst import SparseTraining
+
     callbacks: list[Callback] = []
     if cfg.sparse:
         callbacks.append(SparseTraining(cfg.density, cfg.sparse_init, cfg.seed, growth=cfg.growth, death=cfg.death,
@@ -40,6 +46,7 @@ def method_name(cfg) -> str:
 
 class SparseTrainingAlgorithm(Algorithm):
     name, order = "sparse", MASKS  # (AGC, a gradient correction, acts after the masks within it)
+    settings = SparseSettings
 
     def __init__(self, cfg, run):
         self.cfg = cfg  # the config that trains: --multiplier already stretched it
@@ -55,6 +62,8 @@ class SparseTrainingAlgorithm(Algorithm):
     def finish(self, run, trained) -> dict:
         """Saves masks.pt and mask_updates.parquet; the final density, R_s, the masks' digest
         and the AGC coefficient."""
+        from raypkg.sparsity.masks import maskable_parameters, masks_digest
+
         cfg, sink, notes = self.cfg, run.sink, {}
         if cfg.sparse:
             dst = self.callbacks[0]

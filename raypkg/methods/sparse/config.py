@@ -1,12 +1,14 @@
-"""``SparseConfig``: the training config plus the knobs of the AGENT/ITOP README, on
-``MaskSettings`` (the random mask's settings it shares with LiPT's shard models:
-``raypkg.sparsity.settings``)."""
+"""``SparseSettings``: the knobs of the AGENT/ITOP README, on ``MaskSettings`` (the random
+mask's settings it shares with LiPT's shard models: ``raypkg.sparsity.settings``), free of
+torch; ``SparseConfig``: `effray run sparse`'s config, the training config with them and
+defaults of its own (the paper's schedule)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
+from raypkg.algorithms import MethodSettings
 from raypkg.engine.config import SCHEDULES, TrainConfig, setting
 from raypkg.errors import UsageError, choose
 from raypkg.sparsity.settings import MaskSettings
@@ -26,7 +28,7 @@ def _number(x: float) -> float | int:
 
 
 @dataclass
-class SparseSettings(MaskSettings):
+class SparseSettings(MaskSettings, MethodSettings):
     """Sparse training's own settings, mixed into a config that trains (``SparseConfig``, or
     another method's with ``--with sparse``): sparse masks unless ``sparse`` is off
     (``--dense``, the baseline); RigL when growth is gradient (the default), SET when
@@ -50,8 +52,7 @@ class SparseSettings(MaskSettings):
     agc_sample: int | None = setting(None, "AGC: examples sampled for the snapshot gradient (default: the whole "
                                            "training set).")
 
-    def validate(self):
-        super().validate()
+    def checks(self) -> None:
         self.check_mask_settings()
         choose("growth", self.growth, GROWTH_MODES)
         choose("death", self.death, DEATH_MODES)
@@ -71,7 +72,6 @@ class SparseSettings(MaskSettings):
         if self.agc_sample is not None and self.agc_sample < 1:
             raise UsageError(f"AGC needs a snapshot gradient source: --agc-sample must be >= 1 example "
                              f"(or absent for the whole training set), got {self.agc_sample}")
-        return self
 
     def for_training(self):
         return super().for_training().stretched()
