@@ -45,6 +45,10 @@ def method_name(cfg) -> str:
 
 
 class SparseTrainingAlgorithm(Algorithm):
+    """Sparse training on another method's training (``--with sparse``): RigL-ITOP masks by
+    default, SET-ITOP with --growth random, none with --dense; --agc adds AGENT's correction.
+    `effray run sparse` is its own command, on ``SparseConfig`` (the paper's schedule)."""
+
     name, order = "sparse", MASKS  # (AGC, a gradient correction, acts after the masks within it)
     settings = SparseSettings
 
