@@ -16,6 +16,7 @@ stacks too unless ``stacks`` says why it cannot be given to ``--with``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass
@@ -40,27 +41,12 @@ class Method:
         """The module of a method that stacks, found from its name: ``raypkg.methods.NAME``, or
         when that is a package its ``algorithm`` module (else its ``recipe``: CREST's). Free of
         torch at import: the command line reads the settings off its algorithm."""
-        if self.stacks:
-            return None
-        module = "raypkg.methods." + self.name.replace("-", "_")
-        spec = importlib.util.find_spec(module)
-        if not (spec and spec.submodule_search_locations):
-            return module
-        found = (f"{module}.{leaf}" for leaf in ("algorithm", "recipe") if importlib.util.find_spec(f"{module}.{leaf}"))
-        return next(found, f"{module}.algorithm")
+        return None if self.stacks else module_of(self.name)
 
     @property
     def algorithm(self) -> str | None:
         """``module:Class`` of its ``raypkg.algorithms.Algorithm``: the one its module defines."""
-        if self.stacks:
-            return None
-        module = importlib.import_module(self.module)
-        found = [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == module.__name__
-                 and ALGORITHM in ((c.__module__, c.__qualname__) for c in obj.__mro__[1:])]
-        if len(found) != 1:
-            raise TypeError(f"{module.__name__} defines {len(found)} Algorithm classes; method {self.name}'s "
-                            "module defines one")
-        return f"{module.__name__}:{found[0].__qualname__}"
+        return None if self.stacks else algorithm_in(module_of(self.name))
 
     @property
     def settings(self) -> str | None:
@@ -69,6 +55,26 @@ class Method:
             return None
         settings = load(self.algorithm).settings
         return f"{settings.__module__}:{settings.__qualname__}"
+
+
+@functools.cache
+def module_of(name: str) -> str:
+    module = "raypkg.methods." + name.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if not (spec and spec.submodule_search_locations):
+        return module
+    found = (f"{module}.{leaf}" for leaf in ("algorithm", "recipe") if importlib.util.find_spec(f"{module}.{leaf}"))
+    return next(found, f"{module}.algorithm")
+
+
+@functools.cache
+def algorithm_in(path: str) -> str:
+    module = importlib.import_module(path)
+    found = [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == module.__name__
+             and ALGORITHM in ((c.__module__, c.__qualname__) for c in obj.__mro__[1:])]
+    if len(found) != 1:
+        raise TypeError(f"{path} defines {len(found)} Algorithm classes; a method's module defines one")
+    return f"{module.__name__}:{found[0].__qualname__}"
 
 
 # The base class of every method's algorithm, by name: raypkg.algorithms sits above this table.
