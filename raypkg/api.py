@@ -23,11 +23,9 @@ Bad settings raise ``raypkg.errors.UsageError`` with the same one line the CLI p
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass
@@ -41,19 +39,6 @@ class Result:
         return self.summary.get("test_acc")
 
 
-def import_path(obj: Any) -> str:
-    """``"module:qualname"`` of a module-level function or class (a name stays as it is)."""
-    if isinstance(obj, str):
-        return obj
-    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
-    if not module or not name or "<" in name:
-        from raypkg.errors import UsageError
-
-        raise UsageError(f"{obj!r} is not a module-level function or class: define it at the top level of a "
-                         "module (or pass its name or 'module:name')")
-    return f"{module}:{name}"
-
-
 def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = None, **settings) -> Result:
     """Run recipe ``method`` with ``config`` (a config object or a mapping) and ``settings``
     on top; ``save=False`` keeps everything in memory (no run directory, no W&B run, no
@@ -65,67 +50,22 @@ def run(method: str, /, config: Any = None, *, save: bool = True, data: Any = No
     ``run("select", method="grand")``."""
     import pandas as pd
 
+    from raypkg.config import build_config
     from raypkg.errors import UsageError
     from raypkg.recipe import MemorySink
     from raypkg.recipe_registry import find_recipe
 
     if not isinstance(save, bool):
         raise UsageError(f"save must be True or False, got {save!r}")
-    # "infobatch+sparse" is infobatch with --with sparse; a config object may carry a stack too
-    recipe = find_recipe(method, getattr(config, "stack", ()) if dataclasses.is_dataclass(config) else ())
-    if type(config) is recipe.config_cls and not settings and data is None:
-        cfg = config  # the CLI's: resolved already, validated once by the recipe
-    else:
-        cfg = recipe_config(recipe, method, config, data, settings)
-        recipe = find_recipe(method, getattr(cfg, "stack", ()))
+    config = build_config(method, config, settings, data=data)  # the one builder: the CLI's too
+    recipe = find_recipe(method, getattr(config, "stack", ()))  # with the stack the config names
     if not save:
-        summary = recipe.run(cfg, MemorySink)
+        summary = recipe.run(config, MemorySink)
         return Result(summary, pd.DataFrame(summary["rows"]), None)
-    summary = recipe.run(cfg)
+    summary = recipe.run(config)
     run_dir = Path(summary["run_dir"])
     metrics = run_dir / "metrics.parquet"
     return Result(summary, pd.read_parquet(metrics) if metrics.is_file() else pd.DataFrame(), run_dir)
-
-
-def recipe_config(recipe, method: str, config: Any, data: Any, settings: dict):
-    """``config`` (a config object of any recipe, a mapping, or a YAML/JSON file such as a
-    run's config.yaml) with ``settings`` and ``data`` on top, as ``recipe``'s config class."""
-    from raypkg.config import check_file_memory_format, check_settings_known, read_config_file, with_stack
-    from raypkg.engine.config import check_needs, flag_aliases, stack_of
-    from raypkg.errors import UsageError
-
-    from_file = {}
-    if isinstance(config, (str, os.PathLike)):
-        values = read_config_file(config, recipe.config_cls)
-        from_file = dict(values)
-    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
-        values = dataclasses.asdict(config)
-    elif config is None or isinstance(config, Mapping):
-        values = dict(config or {})
-    else:
-        raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
-                         f"{type(config).__name__}")
-    aliases = flag_aliases(recipe.config_cls)  # the flag's other name: select's method= for selection=
-    given = {aliases.get(key, key): value for key, value in settings.items()}
-    values.update(given)
-    if data is not None:
-        values["dataset"] = data
-    for key in ("model", "dataset"):
-        if key in values:
-            values[key] = import_path(values[key])
-    if "+" in method:  # run("infobatch+sparse"): the stack in the name
-        named = method.split("+")[1:]
-        more = stack_of(values.get("stack"))
-        twice = [name for name in more if name in named] if "stack" in given else []
-        if twice:  # stack= names it again, as --with sparse,sparse would (a config's own stack may repeat it)
-            raise UsageError(f"stack names {twice[0]} twice: the method {method!r} names it already")
-        values["stack"] = [*named, *(name for name in more if name not in named)]
-    cls = with_stack(recipe.config_cls, values)
-    check_settings_known(cls, values, given, what=f"for {method}")
-    cfg = cls(**values)
-    check_needs(cfg, given)  # a keyword given where it cannot act, even at its default value
-    check_file_memory_format(cfg, from_file, given, config)
-    return cfg
 
 
 def train(config: Any = None, /, *, save: bool = True, data: Any = None, **settings) -> Result:

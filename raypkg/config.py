@@ -1,27 +1,31 @@
-"""A run's config assembled from what the user gave: a config file (YAML or JSON, a path or
-a URI), flags or keywords on top, older keys upgraded, and the settings of the algorithms
-its ``stack`` names mixed into its class (``raypkg.algorithms.stacked_class``; a method that
-does not stack is refused with an example from the recipe registry, ``stacks_onto``).
+"""A run's config, built in one place (``build_config``) whatever the entry point: a
+command's flags (``resolve_config``), ``raypkg.run``'s keywords, a config file (YAML or
+JSON, a path or a URI), a tune space's trial (``raypkg.tuning``), a bench's settings. The
+config given (a file, a mapping or a config object), the flags or keywords on top, older
+keys upgraded, and the settings of the algorithms its ``stack`` names (``--with``, or a
+name's ``+``: ``raypkg.engine.config.parse_stack``) mixed into its class
+(``raypkg.algorithms.stacked_class``; a method that does not stack is refused with an
+example from the recipe registry, ``stacks_onto``).
 
 The engine's ``TrainConfig`` (``raypkg.engine.config``) is only the settings; this module
 sits above the engine, the methods and the recipe registry, so it may know them all.
-``resolve_config`` serves the commands, ``raypkg.api.recipe_config`` the Python API,
-``raypkg.tuning`` the tune spaces.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from raypkg.algorithms import stackable, stacked_class
-from raypkg.engine.config import TrainConfig, check_needs, config_fields, listed, stack_of
+from raypkg.engine.config import TrainConfig, check_needs, config_fields, flag_aliases, listed, parse_stack, stack_of
 from raypkg.errors import UsageError
 from raypkg.method_registry import load
-from raypkg.recipe_registry import stacks_onto
+from raypkg.recipe_registry import find_recipe, stacks_onto
 from raypkg.storage import basename, first_line, read_bytes
 
 # Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
@@ -146,23 +150,74 @@ def upgraded(values: dict[str, Any], cls=TrainConfig) -> dict[str, Any]:
     return out
 
 
-def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
-    """File values, then flags that were given (not None) on top, resolved (not validated:
-    ``Recipe.run`` validates, once). A flag of a group in ``cls.EXCLUSIVE`` drops the file's
-    values of its whole group."""
-    values = read_config_file(config_file, cls) if config_file else {}
-    from_file = dict(values)
-    given = {k: v for k, v in flags.items() if v is not None and v != ()}
-    for group in cls.EXCLUSIVE:
+def build_config(method: str | type, config: Any = None, given: Mapping[str, Any] | None = None, *,
+                 data: Any = None, where: str = "--with") -> Any:
+    """The one config builder, of every entry point: a command's flags, ``raypkg.run``'s
+    keywords, a config file, a tune space's trial, a bench's settings.
+
+    ``method``: a recipe name, with a stack joined by ``+`` (``"infobatch+sparse"``), or a
+    config class (a command's). ``config``: None, a config object (of any recipe), a mapping,
+    or a config file's path or URI (a run's config.yaml). ``given``: the flags or keywords
+    given, on top (a flag of a group in ``cls.EXCLUSIVE`` drops the config's values of its
+    whole group); ``data``: the API's ``data=`` (the dataset). Returns the config resolved,
+    not validated (``Recipe.run`` validates, once); a config object of the class it would
+    make, with nothing on top, is returned as it is (the CLI's, handed to ``raypkg.run``)."""
+    base, named = parse_stack(method) if isinstance(method, str) else (None, ())
+    cls = find_recipe(base).config_cls if base else method
+    what = f"for {method}" if base else ""
+    given = dict(given or {})
+    if isinstance(config, (str, os.PathLike)):
+        values = read_config_file(config, cls)
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        values = dataclasses.asdict(config)
+    elif config is None or isinstance(config, Mapping):
+        values = dict(config or {})
+    else:
+        raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
+                         f"{type(config).__name__}")
+    from_file = dict(values) if isinstance(config, (str, os.PathLike)) else {}
+    aliases = flag_aliases(cls)  # the flag's other name: select's method= for selection=
+    given = {aliases.get(key, key): value for key, value in given.items()}
+    for group in getattr(cls, "EXCLUSIVE", ()):
         if given.keys() & set(group):
             values = {k: v for k, v in values.items() if k not in group}
-    values = upgraded({**values, **given}, cls)
-    cls = with_stack(cls, values)
-    check_settings_known(cls, values, given)
+    values.update(given)
+    if data is not None:
+        values["dataset"] = data
+    if named:  # "infobatch+sparse": the stack in the name
+        more = stack_of(values.get("stack"))
+        twice = [name for name in more if name in named] if "stack" in given else []
+        if twice:  # stack= names it again, as --with sparse,sparse would (a config's own stack may repeat it)
+            raise UsageError(f"stack names {twice[0]} twice: the method {method!r} names it already")
+        values["stack"] = [*named, *(name for name in more if name not in named)]
+    cls = with_stack(cls, values, where)
+    if type(config) is cls and not given and data is None:
+        return config  # made by this builder already (the CLI's), or by hand: Recipe.run checks it
+    for key in ("model", "dataset"):
+        if key in values:
+            values[key] = import_path(values[key])
+    check_settings_known(cls, values, given, what=what)
     try:
         cfg = cls(**values).resolved()
     except TypeError as e:  # a value of the wrong type in the file, e.g. `epochs: [3]`
         raise UsageError(f"bad config value: {e}") from None
-    check_needs(cfg, given)  # a flag given where it cannot act, even at its default value
-    check_file_memory_format(cfg, from_file, given, config_file)
+    check_needs(cfg, given)  # a flag or keyword given where it cannot act, even at its default value
+    check_file_memory_format(cfg, from_file, given, config)
     return cfg
+
+
+def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:
+    """A command's config: ``build_config`` of its class, its ``--config`` file and the flags
+    that were given (click's None and () are flags not given)."""
+    return build_config(cls, config_file, {k: v for k, v in flags.items() if v is not None and v != ()})
+
+
+def import_path(obj: Any) -> str:
+    """``"module:qualname"`` of a module-level function or class (a name stays as it is)."""
+    if isinstance(obj, str):
+        return obj
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or not name or "<" in name:
+        raise UsageError(f"{obj!r} is not a module-level function or class: define it at the top level of a "
+                         "module (or pass its name or 'module:name')")
+    return f"{module}:{name}"

@@ -49,10 +49,10 @@ def find_recipe(method: str, stack: Sequence[str] = (), where: str = "--with") -
     """Recipe ``method`` with the algorithms of ``stack`` added (``raypkg.algorithms``): its
     config class carries their settings, its data check runs theirs too, its metrics hold
     theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
-    from raypkg.engine.config import stack_of
+    from raypkg.engine.config import parse_stack, stack_of
 
     recipes = load_recipes()
-    base, *named = method.split("+")
+    base, named = parse_stack(method)
     recipe = recipes[choose("method", base, recipes)]
     stack = (*named, *(name for name in stack_of(stack) if name not in named))  # a config's own stack may repeat the name's
     if not stack:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from raypkg.config import UniqueKeyLoader, check_settings_known
-from raypkg.engine.config import config_fields, listed, stack_of
+from raypkg.config import UniqueKeyLoader, build_config, check_settings_known
+from raypkg.engine.config import config_fields, listed, parse_stack, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import TTA_METRIC
 from raypkg.recipe_registry import TRIAL_SETTINGS, find_recipe, load_recipes
@@ -62,16 +62,17 @@ def read_space(path: str | Path) -> dict:
     if "method" not in spec:
         raise UsageError(f"space file {str(path)!r} names no method (method: NAME); choose one of: "
                          f"{', '.join(sorted(recipes))}")
-    choose("tunable method", str(spec["method"]).split("+")[0], recipes)
+    method, named = parse_stack(spec["method"])  # infobatch+sparse: a stack
+    choose("tunable method", method, recipes)
     for section in ("base", "space"):
         if not isinstance(spec.get(section) or {}, dict):
             raise UsageError(f"{section}: in {str(path)!r} must be a mapping of config keys, got "
                              f"{type(spec[section]).__name__}")
     base_stack = stack_of((spec.get("base") or {}).get("stack"))
-    twice = [name for name in base_stack if name in str(spec["method"]).split("+")[1:]]
+    twice = [name for name in base_stack if name in named]
     if twice:  # as raypkg.run("infobatch+sparse", stack=["sparse"]) and --with sparse,sparse are
         raise UsageError(f"base: stack names {twice[0]} twice: the method {spec['method']!r} names it already")
-    recipe = find_recipe(str(spec["method"]), base_stack)  # infobatch+sparse: a stack
+    recipe = find_recipe(str(spec["method"]), base_stack)
     fields = config_fields(recipe.config_cls)
     for section in ("base", "space"):
         bad = sorted(str(k) for k in set(spec.get(section) or {}) - fields)
@@ -170,9 +171,8 @@ def check_trial_config(spec: dict, settings: dict | None = None) -> None:
 
     def valid(values: dict) -> str | None:
         try:
-            recipe = find_recipe(spec["method"], values.get("stack", ()), where="stack")
-            stack = {"stack": list(recipe.stack)} if recipe.stack else {}  # infobatch+sparse: the stack in the name
-            cfg = recipe.config_cls(**{**values, **stack}).resolved().validate()
+            cfg = build_config(spec["method"], values, where="stack").validate()
+            recipe = find_recipe(spec["method"], getattr(cfg, "stack", ()))
             if recipe.check and recipe.load is None:  # against the data, once per data setting
                 options = cfg.data_options()
                 key = (cfg.dataset, repr(sorted(options.items())))

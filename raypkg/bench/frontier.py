@@ -98,7 +98,7 @@ from raypkg.cli_options import (
 )
 from raypkg.data.registry import dataset_entry
 from raypkg.distributed.cluster import check_address_used
-from raypkg.engine.config import SEED_LIMIT
+from raypkg.engine.config import SEED_LIMIT, parse_stack
 from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR, flops_per_example
 from raypkg.models.registry import model_entry
@@ -252,11 +252,17 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
     ax.legend(fontsize=7)
 
 
+def cases_of(method: str) -> list[str]:
+    """The cases of a frontier method: ``rs2+rigl-itop`` is ``rs2`` with ``rigl-itop`` stacked."""
+    first, added = parse_stack(method)
+    return [first, *added]
+
+
 def method_names(text: str) -> list[str]:
     """--methods: comma-separated cases, or stacks of them joined by ``+`` (``rs2+rigl-itop``)."""
     names = name_list(text, "--methods")
     for name in names:
-        for part in name.split("+"):
+        for part in cases_of(name):
             if not part:
                 raise UsageError(f"--methods {name!r} has an empty stack member: join names with '+' (rs2+rigl-itop)")
             choose("method", part, METHODS)
@@ -330,7 +336,7 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
         """``epochs``: a point of the budget curve (full training compressed to them), on
         ``schedule`` (every other point: every method's, ``s["schedule"]``)."""
         schedule = schedule or s["schedule"]
-        members = [METHODS[name] for name in method.split("+")]
+        members = [METHODS[name] for name in cases_of(method)]
         budget = (epochs or s["epochs"]) / s["epochs"] if members[0].family == "full" else math.nan
         setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or (
             f"b={budget:.3g}" + ("" if schedule == s["schedule"] else f",{schedule}") if budget == budget else "-")
@@ -343,13 +349,13 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
 
     def grids(method: str) -> list[dict[str, float]]:
         """Every combination of its members' grid values (one, empty, for no grid)."""
-        names = [grid for grid in (METHODS[m].grid for m in method.split("+")) if grid]
+        names = [grid for grid in (METHODS[m].grid for m in cases_of(method)) if grid]
         return [dict(zip(names, values)) for values in itertools.product(*(s[grid] for grid in names))]
 
-    points = [point(m, values) for m in methods if not any(METHODS[p].grid for p in m.split("+"))
+    points = [point(m, values) for m in methods if not any(METHODS[p].grid for p in cases_of(m))
               for values in grids(m)]
     for grid in ("fractions", "densities"):  # each grid's points, after those without one
-        first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in m.split("+"))), None)]
+        first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in cases_of(m))), None)]
         points += [q for m in first for values in grids(m)
                    for q in with_proxies(point(m, values), s["selection_models"])]
     curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last;
@@ -393,7 +399,7 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
     from raypkg.engine.config import config_fields
     from raypkg.method_registry import load
 
-    first, *added = method.split("+")
+    first, added = parse_stack(method)
     case = METHODS[first]
     cfg = case.config(first, values.get(case.grid), s, common, n)
     if not added:
@@ -423,7 +429,7 @@ def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[
     from raypkg.algorithms import stackable
     from raypkg.method_registry import load
 
-    case, cfg = METHODS[point.labels["method"].split("+")[0]], point.cfg
+    case, cfg = METHODS[parse_stack(point.labels["method"])[0]], point.cfg
     for name in cfg.stack:
         per_example = load(stackable()[name].algorithm).stacked_flops(cfg, per_example)
     return case.examples(cfg, summary, n, per_example)

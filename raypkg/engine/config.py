@@ -451,3 +451,11 @@ def stack_of(values) -> tuple[str, ...]:
     if not isinstance(items, (list, tuple)) or not all(isinstance(name, str) for name in items):
         raise UsageError(f"stack must be a list of names, got {values!r}")
     return tuple(name.strip() for name in items)
+
+
+def parse_stack(name: str) -> tuple[str, tuple[str, ...]]:
+    """A name and the stack joined to it by ``+``: ``"infobatch+sparse"`` is ``("infobatch",
+    ("sparse",))`` (a recipe, a tune space's method, a frontier's stack of cases). The one
+    place a ``+`` is read; an empty member stays, for its reader to refuse in its own words."""
+    base, *stack = str(name).split("+")
+    return base, tuple(stack)
