@@ -395,7 +395,8 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
     """The config of ``method``, a case (``rs2``) or a stack of them (``rs2+rigl-itop``): the
     first member's config, with each later member's own settings (``raypkg.algorithms``) taken
     from that member's config at its grid value."""
-    from raypkg.algorithms import stackable, stacked_class
+    from raypkg.algorithms import stackable
+    from raypkg.config import build_config
     from raypkg.engine.config import config_fields
     from raypkg.method_registry import load
 
@@ -414,12 +415,11 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
         fields.update({key: getattr(own, key) for key in config_fields(load(stackable()[member.recipe].settings))})
         stack.append(member.recipe)
     try:
-        cls = stacked_class(type(cfg), tuple(stack))
+        return build_config(type(cfg), {**fields, "stack": stack})
     except UsageError as e:  # the stack's own line names --with, a flag this bench does not have
         reason = str(e).split(": ", 1)[1] if str(e).startswith("--with ") and ": " in str(e) else \
             str(e).replace("--with names", "names")
         raise UsageError(f"--methods {method}: {reason}") from None
-    return cls(**{**fields, "stack": stack})
 
 
 def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[int, float]:
