@@ -165,19 +165,9 @@ def build_config(method: str | type, config: Any = None, given: Mapping[str, Any
     base, named = parse_stack(method) if isinstance(method, str) else (None, ())
     cls = find_recipe(base).config_cls if base else method
     what = f"for {method}" if base else ""
-    given = dict(given or {})
-    if isinstance(config, (str, os.PathLike)):
-        values = read_config_file(config, cls)
-    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
-        values = dataclasses.asdict(config)
-    elif config is None or isinstance(config, Mapping):
-        values = dict(config or {})
-    else:
-        raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
-                         f"{type(config).__name__}")
-    from_file = dict(values) if isinstance(config, (str, os.PathLike)) else {}
+    values, from_file = config_values(config, cls)
     aliases = flag_aliases(cls)  # the flag's other name: select's method= for selection=
-    given = {aliases.get(key, key): value for key, value in given.items()}
+    given = {aliases.get(key, key): value for key, value in (given or {}).items()}
     for group in getattr(cls, "EXCLUSIVE", ()):
         if given.keys() & set(group):
             values = {k: v for k, v in values.items() if k not in group}
@@ -204,6 +194,20 @@ def build_config(method: str | type, config: Any = None, given: Mapping[str, Any
     check_needs(cfg, given)  # a flag or keyword given where it cannot act, even at its default value
     check_file_memory_format(cfg, from_file, given, config)
     return cfg
+
+
+def config_values(config: Any, cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The values of ``config`` (None, a config object, a mapping, or a config file's path or
+    URI, read as ``cls``'s), and those of them that came from a file."""
+    if isinstance(config, (str, os.PathLike)):
+        values = read_config_file(config, cls)
+        return values, dict(values)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config), {}
+    if config is None or isinstance(config, Mapping):
+        return dict(config or {}), {}
+    raise UsageError(f"config must be a config object, a mapping or a config file's path, got "
+                     f"{type(config).__name__}")
 
 
 def resolve_config(cls=TrainConfig, config_file: str | None = None, **flags) -> Any:

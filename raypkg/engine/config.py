@@ -104,8 +104,8 @@ class RunConfig:
     wandb_project: str = setting("effray", "W&B project.")
     progress: bool = setting(True, "Progress bars.")
 
-    # Groups of fields that replace one another: a flag given on the command line drops
-    # the config file's values of the other fields of its group (``resolve_config``).
+    # Groups of fields that replace one another: a flag or keyword given drops the config
+    # file's (or object's) values of the other fields of its group (``raypkg.config.build_config``).
     EXCLUSIVE: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # Settings that act only with another: field -> (does it act in this config?, what the
     # refusal says after its flag). One set where it cannot act is refused (``check_needs``).
