@@ -131,12 +131,12 @@ def method_config(name: str) -> type:
     docstring (the command's help) the algorithm's. Named as its settings are (``EmaSettings``:
     ``EmaConfig``); it pickles by the method's name (``_reduce``)."""
     from raypkg.engine.config import TrainConfig
-    from raypkg.method_registry import METHODS, load
+    from raypkg.method_registry import METHODS, import_object
 
     method = next((m for m in METHODS if m.name == name and not m.stacks), None)
     if method is None:
         raise UsageError(f"{name}: the algorithms that stack are {', '.join(stackable())}")
-    algorithm = load(method.algorithm)
+    algorithm = import_object(method.algorithm)
     settings = algorithm.settings
     title = settings.__name__.removesuffix("Settings") + "Config"
     cls = dataclasses.make_dataclass(title, list(algorithm.command_fields), bases=(settings, TrainConfig),
@@ -163,7 +163,7 @@ def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
     if not stack:
         return cls
     from raypkg.engine.config import TrainConfig, config_fields
-    from raypkg.method_registry import METHODS, load
+    from raypkg.method_registry import METHODS, import_object
 
     entries = stackable()
     own = config_fields(cls) - config_fields(TrainConfig)
@@ -181,7 +181,7 @@ def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
             raise UsageError(f"{where} {name}: the algorithms that stack are {', '.join(entries)}")
         if stack.count(name) > 1:
             raise UsageError(f"{where} names {name} twice")
-        settings = load(entries[name].settings)
+        settings = import_object(entries[name].settings)
         if issubclass(cls, settings):
             raise UsageError(f"{where} {name}: this method is {name} already")
         shared = sorted(config_fields(settings) & own)
@@ -235,10 +235,10 @@ def _rebuild(base: type | str, stack: tuple[str, ...], values: dict):
 def stack_members(cfg, run, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
     """The method's own algorithm (``own(cfg)`` builds it) and those ``cfg.stack`` names,
     built for the config that trains, in their order."""
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     entries = stackable()
-    added = [load(entries[name].algorithm)(cfg, run) for name in cfg.stack]
+    added = [import_object(entries[name].algorithm)(cfg, run) for name in cfg.stack]
     return sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
 
 

@@ -111,10 +111,10 @@ def readme_table() -> str:
 
 def stacking_table() -> str:
     from raypkg.algorithms import stackable
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     names = order_names()
-    stacks = [(method, load(method.algorithm)) for method in stackable().values()]
+    stacks = [(method, import_object(method.algorithm)) for method in stackable().values()]
     rows = ["| `--with` | algorithm | acts at | what it does |", "|---|---|---|---|"]
     for method, algorithm in sorted(stacks, key=lambda pair: pair[1].order):  # stable: the registry's order
         where = source(algorithm.__module__)

@@ -284,7 +284,7 @@ def algorithm_command(method) -> click.Command:
     docstring as its help."""
     from raypkg.algorithms import method_config
     from raypkg.cli_options import config_file_option, config_options
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     config_cls = method_config(method.name)
 
@@ -293,7 +293,7 @@ def algorithm_command(method) -> click.Command:
         from raypkg.config import resolve_config
 
         summary = run(method.name, resolve_config(config_cls, config_file, **flags)).summary
-        headline = load(method.algorithm).headline  # the method's own line, if it has one
+        headline = import_object(method.algorithm).headline  # the method's own line, if it has one
         if headline:
             click.echo(headline(summary))
         print_summary(summary)
@@ -306,12 +306,12 @@ def _register_method_commands() -> None:
     """Each method package owns its commands (``raypkg.method_registry``); they are attached here,
     and those of the methods that are one algorithm are made here."""
     from raypkg.bench import bench
-    from raypkg.method_registry import METHODS, load
+    from raypkg.method_registry import METHODS, import_object
 
     for method in METHODS:
         for entry in method.commands:
             group, path = entry.split(":", 1)
-            (main if group == "main" else run).add_command(load(path))
+            (main if group == "main" else run).add_command(import_object(path))
         if method.made and not method.commands:
             run.add_command(algorithm_command(method))
     main.add_command(bench)
@@ -322,12 +322,12 @@ _register_method_commands()
 def method_commands(method) -> dict[str, click.Command]:
     """A method's commands, "effray run NAME" -> the command: the CLI's own of its name
     (`effray train`), those its row names and the one made from its row."""
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     found = {f"effray {method.name}": main.commands[method.name]} if method.name in main.commands else {}
     for entry in method.commands:
         group, path = entry.split(":", 1)
-        command = load(path)
+        command = import_object(path)
         found[f"effray {command.name}" if group == "main" else f"effray run {command.name}"] = command
     if method.name in run.commands:
         found.setdefault(f"effray run {method.name}", run.commands[method.name])

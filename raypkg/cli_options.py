@@ -363,12 +363,12 @@ def stacked_fields(cls: type) -> list:
     """(field, its class, hidden) of every stackable algorithm's setting that ``cls`` lacks:
     flags that act with ``--with NAME`` (refused without it), out of ``--help``."""
     from raypkg.algorithms import stackable
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     own = {f.name for f in dataclasses.fields(cls)}
     out = []
     for method in stackable().values():
-        settings = load(method.settings)
+        settings = import_object(method.settings)
         out += [(f, settings, True) for f in dataclasses.fields(settings) if f.name not in own]
         own |= {f.name for f in dataclasses.fields(settings)}
     return out

@@ -24,7 +24,7 @@ import yaml
 from raypkg.algorithms import stackable, stacked_class
 from raypkg.engine.config import TrainConfig, check_needs, config_fields, flag_aliases, listed, parse_stack, stack_of
 from raypkg.errors import UsageError
-from raypkg.method_registry import load
+from raypkg.method_registry import import_object
 from raypkg.recipe_registry import find_recipe, stacks_onto
 from raypkg.storage import basename, first_line, read_bytes
 
@@ -94,7 +94,7 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
     data = upgraded(data, cls)
-    cls = with_stack(cls, data, f"config file {str(path)!r}: stack")
+    cls = with_stack(cls, stack_of(data.get("stack")), f"config file {str(path)!r}: stack")
     unknown = sorted(str(k) for k in set(data) - config_fields(cls))
     if unknown:
         raise UsageError(f"unknown key(s) {listed(unknown)} in config file {str(path)!r}; "
@@ -102,22 +102,19 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     return data
 
 
-def with_stack(cls, values: dict[str, Any], where: str = "--with") -> type:
-    """``cls`` with the settings of the algorithms ``values["stack"]`` names (``--with``, or
-    as ``where`` names it in a refusal)."""
+def with_stack(cls, stack: tuple[str, ...], where: str = "--with") -> type:
+    """``cls`` with the settings of the algorithms of ``stack`` (``--with``, or as ``where``
+    names it in a refusal)."""
     if "stack" not in config_fields(cls):
         return cls
-    try:
-        return stacked_class(getattr(cls, "BASE", cls), stack_of(values.get("stack")), where, stacks_onto)
-    except TypeError:  # not a list of names
-        raise UsageError(f"stack must be a list of names, got {values.get('stack')!r}") from None
+    return stacked_class(getattr(cls, "BASE", cls), stack, where, stacks_onto)
 
 
 def check_settings_known(cls, values: dict[str, Any], given=(), what: str = "", needs: str = "--with {}") -> None:
     """Every key of ``values`` is a field of ``cls``; a stackable algorithm's setting without
     that algorithm in the stack says what adds it (``needs``, formatted with its name)."""
     unknown = sorted(set(values) - config_fields(cls))
-    owners = {key: name for key in unknown for name, m in stackable().items() if key in config_fields(load(m.settings))}
+    owners = {key: name for key in unknown for name, m in stackable().items() if key in config_fields(import_object(m.settings))}
     stray = [key for key in unknown if key not in owners]
     if stray:
         raise UsageError(f"unknown setting(s) {listed(stray)} {what}".rstrip())
@@ -174,13 +171,14 @@ def build_config(method: str | type, config: Any = None, given: Mapping[str, Any
     values.update(given)
     if data is not None:
         values["dataset"] = data
+    stack = stack_of(values.get("stack"))
     if named:  # "infobatch+sparse": the stack in the name
-        more = stack_of(values.get("stack"))
-        twice = [name for name in more if name in named] if "stack" in given else []
+        twice = [name for name in stack if name in named] if "stack" in given else []
         if twice:  # stack= names it again, as --with sparse,sparse would (a config's own stack may repeat it)
             raise UsageError(f"stack names {twice[0]} twice: the method {method!r} names it already")
-        values["stack"] = [*named, *(name for name in more if name not in named)]
-    cls = with_stack(cls, values, where)
+        stack = (*named, *(name for name in stack if name not in named))
+        values["stack"] = list(stack)
+    cls = with_stack(cls, stack, where)
     if type(config) is cls and not given and data is None:
         return config  # made by this builder already (the CLI's), or by hand: Recipe.run checks it
     for key in ("model", "dataset"):

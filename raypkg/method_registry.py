@@ -53,7 +53,7 @@ class Method:
         """``module:Class`` of its algorithm's settings (``raypkg.algorithms.MethodSettings``)."""
         if self.stacks:
             return None
-        settings = load(self.algorithm).settings
+        settings = import_object(self.algorithm).settings
         return f"{settings.__module__}:{settings.__qualname__}"
 
 
@@ -117,7 +117,7 @@ PLATFORM_BENCHES = {"overhead": "raypkg.bench.overhead:overhead", "selection": "
                     "defaults": "raypkg.bench.defaults:defaults_bench", "verdicts": "raypkg.bench.verdicts:verdicts_bench"}
 
 
-def load(path: str):
+def import_object(path: str):
     """The object at ``module:name``."""
     import importlib
 

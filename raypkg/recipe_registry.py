@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from raypkg.algorithms import method_config, stackable, stacked_class, train_stack
 from raypkg.errors import UsageError, choose
-from raypkg.method_registry import METHODS, load
+from raypkg.method_registry import METHODS, import_object
 from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, TuneSink
 
 RECIPES: dict[str, Recipe] = {}
@@ -77,7 +77,7 @@ def load_recipes() -> dict[str, Recipe]:
             importlib.import_module(method.recipes)
         elif method.made and method.name not in RECIPES:
             register(algorithm_recipe(method))
-            for case in load(method.algorithm).bench_cases:
+            for case in import_object(method.algorithm).bench_cases:
                 register_case(case)
     return RECIPES
 
@@ -85,7 +85,7 @@ def load_recipes() -> dict[str, Recipe]:
 def algorithm_recipe(method) -> Recipe:
     """The recipe of a method that is one algorithm (a ``METHODS`` row of its name alone): the
     engine's training with it, its check and its metrics, on its config (``method_config``)."""
-    algorithm = load(method.algorithm)
+    algorithm = import_object(method.algorithm)
 
     def train_with_it(run: Run) -> None:
         train_stack(run, lambda cfg: algorithm(cfg, run), desc=method.name)

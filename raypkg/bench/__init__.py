@@ -2,7 +2,7 @@
 
 import click
 
-from raypkg.method_registry import METHODS, PLATFORM_BENCHES, load
+from raypkg.method_registry import METHODS, PLATFORM_BENCHES, import_object
 
 COMMANDS = {**{m.name: m.bench for m in METHODS if m.bench}, **PLATFORM_BENCHES}  # name -> "module:command"
 
@@ -16,7 +16,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         from raypkg.cli_options import bound_integers
 
-        return bound_integers(load(COMMANDS[name])) if name in COMMANDS else None
+        return bound_integers(import_object(COMMANDS[name])) if name in COMMANDS else None
 
 
 @click.group(cls=LazyGroup)

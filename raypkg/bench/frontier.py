@@ -398,7 +398,7 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
     from raypkg.algorithms import stackable
     from raypkg.config import build_config
     from raypkg.engine.config import config_fields
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     first, added = parse_stack(method)
     case = METHODS[first]
@@ -412,7 +412,7 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
             raise UsageError(f"--methods {method}: {name} does not stack onto another method's training "
                              f"(those that do: {', '.join(m for m, c in METHODS.items() if c.recipe in stackable())})")
         own = member.config(name, values.get(member.grid), s, common, n)
-        fields.update({key: getattr(own, key) for key in config_fields(load(stackable()[member.recipe].settings))})
+        fields.update({key: getattr(own, key) for key in config_fields(import_object(stackable()[member.recipe].settings))})
         stack.append(member.recipe)
     try:
         return build_config(type(cfg), {**fields, "stack": stack})
@@ -427,11 +427,11 @@ def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[
     algorithm changing the FLOPs per example its own way (``Algorithm.stacked_flops``:
     sparse masks count at their densities)."""
     from raypkg.algorithms import stackable
-    from raypkg.method_registry import load
+    from raypkg.method_registry import import_object
 
     case, cfg = METHODS[parse_stack(point.labels["method"])[0]], point.cfg
     for name in cfg.stack:
-        per_example = load(stackable()[name].algorithm).stacked_flops(cfg, per_example)
+        per_example = import_object(stackable()[name].algorithm).stacked_flops(cfg, per_example)
     return case.examples(cfg, summary, n, per_example)
 
 

@@ -14,13 +14,13 @@ from raypkg.algorithms import Algorithm, MethodSettings, method_config, stackabl
 from raypkg.cli import main
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import UsageError
-from raypkg.method_registry import METHODS, load
+from raypkg.method_registry import METHODS, import_object
 from raypkg.recipe_registry import find_recipe
 
 
 @pytest.mark.parametrize("name", list(stackable()))
 def test_a_row_is_a_name_and_its_class_carries_the_rest(name):
-    algorithm = load(stackable()[name].algorithm)
+    algorithm = import_object(stackable()[name].algorithm)
     assert issubclass(algorithm, Algorithm) and algorithm.name == name
     assert issubclass(algorithm.settings, MethodSettings)
     cls = method_config(name)
@@ -30,7 +30,7 @@ def test_a_row_is_a_name_and_its_class_carries_the_rest(name):
 
 @pytest.mark.parametrize("name", [m.name for m in METHODS if m.made])
 def test_the_help_of_effray_run_name_is_its_algorithms_docstring(name):
-    first = load(stackable()[name].algorithm).__doc__.split("\n")[0]
+    first = import_object(stackable()[name].algorithm).__doc__.split("\n")[0]
     help_text = " ".join(CliRunner().invoke(main, ["run", name, "--help"]).output.split())
     assert " ".join(first.split()) in help_text
 

@@ -67,7 +67,7 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     its name, which `effray tune` finds a space for; its commands and bench import."""
     import click
 
-    from raypkg.method_registry import METHODS, load
+    from raypkg.method_registry import METHODS, import_object
     from raypkg.recipe_registry import load_cases
     from raypkg.tuning import SPACES_DIR, default_space
 
@@ -81,7 +81,7 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
     assert rows == sorted(rows) and list(cases)[:2] == ["full", "full-fp32"]  # the baseline first
     for method in METHODS:
         if not method.recipes:
-            own = [name for case in load(method.algorithm).bench_cases for name in case.methods]
+            own = [name for case in import_object(method.algorithm).bench_cases for name in case.methods]
             assert own and [name for name, case in cases.items() if case.recipe == method.name] == own
     # the frontier runs DeepCore's further selectors only when --methods names them
     from raypkg.bench.frontier import frontier_bench
@@ -100,8 +100,8 @@ def test_every_method_row_names_its_recipe_tune_space_commands_and_bench():
             with pytest.raises(UsageError, match="pass one with --space FILE"):
                 default_space(method.name)
         for entry in method.commands:
-            assert isinstance(load(entry.split(":", 1)[1]), click.Command), entry
-        assert method.bench is None or isinstance(load(method.bench), click.Command)
+            assert isinstance(import_object(entry.split(":", 1)[1]), click.Command), entry
+        assert method.bench is None or isinstance(import_object(method.bench), click.Command)
 
 
 def test_timings_charge_cached_work_its_own_seconds_and_add_up_repeated_phases():
