@@ -96,10 +96,13 @@ def check_model(cfg, data) -> None:
     from raypkg.data.base import DataSplits
     from raypkg.plugins import check_trains
 
-    if not isinstance(data, DataSplits) or not model_entry(cfg.model).plugin:
+    if not isinstance(data, DataSplits):
+        return
+    entry = model_entry(cfg.model)
+    if not entry.plugin:
         return
     with torch.random.fork_rng(devices=[]):
-        model = build_model(cfg.model, data.input_shape, data.num_classes)
+        model = entry.build(tuple(data.input_shape), int(data.num_classes))
     x = data.train.x[torch.arange(min(len(data.train), 4))]
     model.eval()
     with torch.no_grad():
