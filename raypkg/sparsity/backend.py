@@ -16,6 +16,7 @@ Under DDP rank 0 decides and broadcasts, so every rank runs the same arithmetic.
 
 from __future__ import annotations
 
+import functools
 import sys
 from contextlib import nullcontext
 
@@ -39,6 +40,12 @@ def masked_modules(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str
         if attr == "weight" and owner in modules:
             out[owner] = modules[owner]
     return out
+
+
+@functools.cache
+def note_runs_masked() -> None:
+    """Said once a process, not at each start (a LiPT run starts once per shard)."""
+    print("note: SparseProp is not installed; --sparse-backend auto runs masked", file=sys.stderr)
 
 
 class SparseExecution:
@@ -66,7 +73,7 @@ class SparseExecution:
             if mode == "sparse":
                 raise UsageError("--sparse-backend sparse needs SparseProp (pip install sparseprop)")
             if ctx.is_main:
-                print("note: SparseProp is not installed; --sparse-backend auto runs masked", file=sys.stderr)
+                note_runs_masked()
             return cls(model, {}, {})
         K.match_kernel_threads()
         modules = masked_modules(model, masks)
