@@ -277,7 +277,6 @@ def test_without_sparseprop_auto_runs_masked_with_a_note_and_sparse_is_refused(m
 
     from raypkg.errors import UsageError
     from raypkg.methods.sparse.config import SparseConfig
-
     from raypkg.sparsity.backend import note_runs_masked
 
     monkeypatch.setattr(K, "kernels", lambda: None)
