@@ -47,6 +47,25 @@ def test_shards_are_disjoint_cover_the_data_and_are_stratified():
         stratified_shards(y, 4, 104, seed=0)
 
 
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 17, 23)])
+@pytest.mark.parametrize("magnitude", [5, 30])
+def test_every_randaugment_op_and_sign_makes_each_image_as_torchvisions_op_does(shape, magnitude):
+    """The batched ops (a gather of source pixels, a lookup of values, one torchvision call
+    per op and sign for the rest) give every image exactly what torchvision's op gives it
+    alone, for every op of the table, both signs, at the default and the largest magnitude."""
+    from raypkg.methods.lipt.augment import OpTable, torchvision_op
+
+    table = OpTable.of(*shape[1:], magnitude)
+    numbers = torch.arange(len(table.ops)).repeat(2)
+    images = torch.randint(0, 256, (len(numbers), *shape), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    made = table.apply(images, numbers)
+    for image, number, out in zip(images, numbers.tolist(), made):
+        assert torch.equal(out, torchvision_op(image[None], *table.ops[number])[0]), table.ops[number]
+    moved = [number for number, (name, _) in enumerate(table.ops) if name == "Rotate"]
+    assert all(not torch.equal(made[n], images[n]) for n in moved)  # the images really went through the ops
+
+
 @pytest.mark.parametrize("merge", ["shared-mask", "keepers"])
 def test_every_shard_model_keeps_exactly_its_erk_mask(merge):
     cfg = LiptConfig(**TINY, shards=2, density=0.1, randaugment=True, merge=merge).resolved().validate()
