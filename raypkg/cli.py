@@ -78,10 +78,11 @@ def datasets():
 @click.argument("directory", type=click.Path())
 @click.option("--dataset", default="digits-aug", show_default=True,
               help="A one-channel image dataset with pixels in [0, 1] (`effray datasets`).")
-@click.option("--train-size", type=int, help="Training images of a generated set. Default: 5000.")
-@click.option("--test-size", type=int, help="Test images of a generated set. Default: 1000.")
+@click.option("--train-size", type=int, help="Training images of a sized set: generated (digits-aug), or a "
+                                             "class-stratified sample of a real one (fashion-mnist). Default: 5000.")
+@click.option("--test-size", type=int, help="Test images of a sized set. Default: 1000.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
-              help="Seed of the generated set.")
+              help="Seed of the generated set or the sample.")
 def write_mnist(directory, dataset, train_size, test_size, seed):
     """Write an image dataset as MNIST's own idx files, DIRECTORY/MNIST/raw/*-ubyte, so that
     `--dataset mnist --data-dir DIRECTORY` reads it through torchvision's MNIST loader: the
@@ -91,6 +92,7 @@ def write_mnist(directory, dataset, train_size, test_size, seed):
     Examples:
       effray write-mnist /tmp/mnist-sample      # 5,000 / 1,000 digits-aug images
       effray bench defaults --dataset mnist --data-dir /tmp/mnist-sample --bar 0.8
+      effray write-mnist /tmp/fashion --dataset fashion-mnist --train-size 60000 --test-size 10000  # all of it
     """
     from raypkg.errors import UsageError
 
@@ -98,7 +100,7 @@ def write_mnist(directory, dataset, train_size, test_size, seed):
         raise UsageError("write-mnist DIRECTORY is empty: name the directory to write into (e.g. /tmp/mnist-sample)")
     from raypkg.data.sources.mnist import export_mnist
 
-    click.echo(f"wrote {export_mnist(dataset, directory, train_size, test_size, seed)}")
+    click.echo(export_mnist(dataset, directory, train_size, test_size, seed))
 
 
 @main.command()

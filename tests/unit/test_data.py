@@ -351,7 +351,8 @@ def test_write_mnist_gives_torchvision_the_generated_set_as_bytes(tmp_path):
     bytes round(255 x) and its labels, train and test; a second write into the folder is refused."""
     from raypkg.data.sources.mnist import export_mnist
 
-    export_mnist("digits-aug", tmp_path, 40, 10, seed=3)
+    line = export_mnist("digits-aug", tmp_path, 40, 10, seed=3)
+    assert line == f"wrote 40 / 10 digits-aug images (train / test) to {tmp_path / 'MNIST' / 'raw'}"
     source = load_dataset("digits-aug", train_size=40, test_size=10, seed=3, normalize=False)
     read = load_dataset("mnist", data_dir=tmp_path, normalize=False)
     for written, back in ((source.train, read.train), (source.test, read.test)):

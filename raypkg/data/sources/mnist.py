@@ -56,14 +56,15 @@ def write_mnist(root, train: tuple, test: tuple) -> Path:
     return folder / "raw"
 
 
-SAMPLE_SIZES = (5000, 1000)  # a generated set's train / test images by default: the sample issue 48 checked
+SAMPLE_SIZES = (5000, 1000)  # a sized set's train / test images by default: the sample issue 48 checked
 
 
-def export_mnist(dataset: str, root, train_size: int | None, test_size: int | None, seed: int) -> Path:
+def export_mnist(dataset: str, root, train_size: int | None, test_size: int | None, seed: int) -> str:
     """Write one-channel image ``dataset`` (pixels in [0, 1], e.g. ``digits-aug``) as MNIST idx
     files under ``root`` (``effray write-mnist``): so that ``--dataset mnist --data-dir root``
     reads it through torchvision's loader, the path real MNIST takes. A sized set (generated or
-    sampled) is ``SAMPLE_SIZES`` unless sizes are given; a fixed-size one takes none."""
+    sampled) is ``SAMPLE_SIZES`` unless sizes are given; a fixed-size one takes none. Returns
+    the line that says what was written where."""
     from raypkg.data.registry import DATASETS, dataset_entry, load_dataset
     from raypkg.errors import UsageError
     from raypkg.paths import check_writable_dir
@@ -93,4 +94,5 @@ def export_mnist(dataset: str, root, train_size: int | None, test_size: int | No
         return (split.x[:, 0] * 255).round().to(torch.uint8).numpy(), split.y.numpy()
 
     Path(root).mkdir(parents=True, exist_ok=True)
-    return write_mnist(root, as_bytes(data.train), as_bytes(data.test))
+    folder = write_mnist(root, as_bytes(data.train), as_bytes(data.test))
+    return f"wrote {len(data.train):,} / {len(data.test):,} {dataset} images (train / test) to {folder}"
