@@ -60,12 +60,12 @@ class OpTable:
     ops: list[tuple[str, float]]
     signed: torch.Tensor  # bool, per op of the table
     batched: torch.Tensor  # bool, per number
-    sources: torch.Tensor  # [numbers, H * W] long
-    values: torch.Tensor  # [numbers, 256] uint8
+    sources: torch.Tensor  # [numbers, H * W] long, on the images' device
+    values: torch.Tensor  # [numbers, 256] uint8, on the images' device
 
     @staticmethod
     @functools.cache
-    def of(height: int, width: int, magnitude: int, num_bins: int = 31) -> "OpTable":
+    def of(height: int, width: int, magnitude: int, num_bins: int = 31, device: str = "cpu") -> "OpTable":
         space = list(randaugment()._AUGMENTATION_SPACE.items())
         numbers = torch.arange(1, height * width + 1, dtype=torch.float32).reshape(1, 1, height, width)
         every_value = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
@@ -74,33 +74,32 @@ class OpTable:
             magnitudes = magnitudes_fn(num_bins, height, width)
             signed.append(is_signed and magnitudes is not None)
             for negated in (False, True):
-                value = 0.0 if magnitudes is None else float(magnitudes[magnitude]) * (-1 if negated and signed[-1]
-                                                                                          else 1)
+                sign = -1 if negated and signed[-1] else 1
+                value = 0.0 if magnitudes is None else sign * float(magnitudes[magnitude])
                 ops.append((name, value))
                 # nearest sampling copies a pixel's number exactly; 0 is torchvision's fill
                 moved = torchvision_op(numbers, name, value) if name in MOVES else numbers
                 sources.append(moved.reshape(-1).round().long())
-                values.append((torchvision_op(every_value, name, value) if name in BY_VALUE else every_value)
-                              .reshape(-1))
+                mapped = torchvision_op(every_value, name, value) if name in BY_VALUE else every_value
+                values.append(mapped.reshape(-1))
         return OpTable(ops, torch.tensor(signed), torch.tensor([name in MOVES + BY_VALUE for name, _ in ops]),
-                       torch.stack(sources), torch.stack(values))
+                       torch.stack(sources).to(device), torch.stack(values).to(device))
 
     def number(self, ops: torch.Tensor, negated: torch.Tensor) -> torch.Tensor:
-        """Each image's number, from its op's place in the table and its sign."""
+        """Each image's number, from its op's place in the table and its sign (on the CPU)."""
         return ops * 2 + (negated & self.signed[ops]).long()
 
     def apply(self, images: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """Op ``numbers[i]`` on uint8 image ``images[i]`` [B, C, H, W], each as torchvision's op
-        makes it alone."""
+        """Op ``numbers[i]`` (on the CPU) on uint8 image ``images[i]`` [B, C, H, W], each as
+        torchvision's op makes it alone."""
         b, c, h, w = images.shape
-        device = images.device
-        sources, values = self.sources.to(device)[numbers], self.values.to(device)[numbers]
+        on_device = numbers.to(images.device)
+        sources, values = self.sources[on_device], self.values[on_device]
         numbered = torch.cat([images.new_zeros(b, c, 1), images.reshape(b, c, h * w)], dim=2)
         moved = numbered.gather(2, sources.unsqueeze(1).expand(b, c, h * w))
         out = values.gather(1, moved.reshape(b, c * h * w).long()).reshape(b, c, h, w)
-        rest = numbers.cpu()[~self.batched[numbers.cpu()]]
-        for number in rest.unique().tolist():
-            where = (numbers == number).nonzero().flatten()
+        for number in numbers[~self.batched[numbers]].unique().tolist():
+            where = (numbers == number).nonzero().flatten().to(images.device)
             out[where] = torchvision_op(images[where], *self.ops[number])
         return out
 
@@ -108,7 +107,7 @@ class OpTable:
 def rand_augment(x: torch.Tensor, magnitude: int = 5, generator: torch.Generator | None = None,
                  num_bins: int = 31) -> torch.Tensor:
     """One RandAugment op (N=1) of magnitude bin ``magnitude`` on every image of [B, C, H, W]."""
-    table = OpTable.of(x.shape[2], x.shape[3], magnitude, num_bins)
+    table = OpTable.of(x.shape[2], x.shape[3], magnitude, num_bins, str(x.device))
     b = x.shape[0]
     gen_device = generator.device if generator is not None else torch.device("cpu")
     ops = torch.randint(len(table.signed), (b,), generator=generator, device=gen_device).cpu()
@@ -116,7 +115,7 @@ def rand_augment(x: torch.Tensor, magnitude: int = 5, generator: torch.Generator
     lo, hi = x.min(), x.max()
     scale = torch.clamp(hi - lo, min=1e-12)
     images = ((x - lo) / scale * 255).round().to(torch.uint8)
-    out = table.apply(images, table.number(ops, negated).to(x.device))
+    out = table.apply(images, table.number(ops, negated))
     return out.to(x.dtype) / 255 * scale + lo
 
 
