@@ -62,8 +62,8 @@ def test_every_randaugment_op_and_sign_makes_each_image_as_torchvisions_op_does(
     made = table.apply(images, numbers)
     for image, number, out in zip(images, numbers.tolist(), made):
         assert torch.equal(out, torchvision_op(image[None], *table.ops[number])[0]), table.ops[number]
-    moved = [number for number, (name, _) in enumerate(table.ops) if name == "Rotate"]
-    assert all(not torch.equal(made[n], images[n]) for n in moved)  # the images really went through the ops
+    rotated = [number for number, (name, _) in enumerate(table.ops) if name == "Rotate"]
+    assert all(not torch.equal(made[n], images[n]) for n in rotated)  # the images really went through the ops
 
 
 @pytest.mark.parametrize("merge", ["shared-mask", "keepers"])

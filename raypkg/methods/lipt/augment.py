@@ -15,11 +15,10 @@ min and max and mapped back afterwards. The ops run batched (``OpTable``):
 so one gather and one lookup serve every image that drew one of those, where torchvision
 takes a call of a few hundred microseconds per op and sign (building its sampling grid each
 time): on 28x28 images LiPT's pre-training takes about a quarter less time (its docs page,
-"RandAugment batched"). The others
-(color, contrast, sharpness, autocontrast, equalize: they depend on the image's statistics
-or a pixel's neighbours) are torchvision's op, on the images that drew the same op and sign
-together. ``tests/unit/test_lipt.py`` holds every op and sign equal to torchvision's, image
-by image.
+"RandAugment batched"). The others (color, contrast, sharpness, autocontrast, equalize:
+they depend on the image's statistics or a pixel's neighbours) are torchvision's op, on the
+images that drew the same op and sign together. ``tests/unit/test_lipt.py`` holds every op
+and sign equal to torchvision's, image by image.
 """
 
 from __future__ import annotations
