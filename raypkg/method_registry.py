@@ -57,6 +57,10 @@ class Method:
         return f"{settings.__module__}:{settings.__qualname__}"
 
 
+# The base class of every method's algorithm, by name: raypkg.algorithms sits above this table.
+ALGORITHM = ("raypkg.algorithms", "Algorithm")
+
+
 @functools.cache
 def module_of(name: str) -> str:
     module = "raypkg.methods." + name.replace("-", "_")
@@ -76,9 +80,6 @@ def algorithm_in(path: str) -> str:
         raise TypeError(f"{path} defines {len(found)} Algorithm classes; a method's module defines one")
     return f"{module.__name__}:{found[0].__qualname__}"
 
-
-# The base class of every method's algorithm, by name: raypkg.algorithms sits above this table.
-ALGORITHM = ("raypkg.algorithms", "Algorithm")
 
 # Said when `--with` names a method that trains in stages of its own.
 SUBSET_FIRST = ("selects its subset in stages before training; put another method on that training instead: "
@@ -119,7 +120,5 @@ PLATFORM_BENCHES = {"overhead": "raypkg.bench.overhead:overhead", "selection": "
 
 def import_object(path: str):
     """The object at ``module:name``."""
-    import importlib
-
     module, name = path.split(":")
     return getattr(importlib.import_module(module), name)
