@@ -1,13 +1,15 @@
 """Packed throughput of K `effray train` processes on one GPU (packed.sh runs them).
 
     python packed.py collect RUNS CSV        # on the GPU machine: every run's epochs, one CSV
-    python packed.py store CSV STEM --commit C --device D --command CMD
+    python packed.py store STEM CSV... --commit C --device D --command CMD
                                              # here: STEM.parquet (with provenance) and STEM.png
 
-A group is K processes started together (same compile setting). A process's steady epoch is
+Each CSV is one device call's (``-mps`` in its name: run under CUDA's Multi-Process Service). A
+group is K processes started together (same compile setting). A process's steady epoch is
 the median of its epochs after the first (the first holds compiling and cuDNN's warm-up). The
 group's throughput is the sum over its processes of images per steady epoch second;
-``x_vs_one`` divides it by the K=1 group's of the same compile setting. ``overlap`` is the
+``x_vs_one`` divides it by the K=1 group's of the same call and compile setting, and
+``x_vs_compiled_one`` by the call's compiled K=1 group's, the fastest single point. ``overlap`` is the
 share of the group's steady span during which all K processes were in their steady epochs
 (1: every steady epoch ran beside all the others, so the sum is a packed figure, not K
 isolated ones). ``wall_images_per_s`` counts every epoch of the group over the wall time from
@@ -54,7 +56,18 @@ def group_row(group: pd.DataFrame, images: int) -> dict:
             "test_acc": final["test_acc"].mean(), "test_acc_min": final["test_acc"].min()}
 
 
-def store(csv: Path, stem: Path, commit: str, device: str, command: str, images: int = 59904) -> pd.DataFrame:
+def call_table(csv: Path, images: int) -> pd.DataFrame:
+    """One device call's groups, their ratios against the call's own single processes."""
+    epochs = pd.read_csv(csv)
+    table = pd.DataFrame([{"mps": "-mps" in csv.name, "compile": c, "k": k, **group_row(g, images)}
+                          for (c, k), g in epochs.groupby(["compile", "k"], sort=False)])
+    one = table[table["k"] == 1].set_index("compile")["images_per_s"]
+    table["x_vs_one"] = table["images_per_s"] / table["compile"].map(one)
+    table["x_vs_compiled_one"] = table["images_per_s"] / one["on"]
+    return table
+
+
+def store(stem: Path, csvs: list[Path], commit: str, device: str, command: str, images: int = 59904) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
@@ -62,12 +75,8 @@ def store(csv: Path, stem: Path, commit: str, device: str, command: str, images:
     from raypkg.plots import figure, save_png
     from raypkg.tracking.provenance import KEY
 
-    epochs = pd.read_csv(csv)
-    table = pd.DataFrame([{"compile": c, "k": k, **group_row(g, images)}
-                          for (c, k), g in epochs.groupby(["compile", "k"], sort=False)])
-    one = table[table["k"] == 1].set_index("compile")["images_per_s"]
-    table["x_vs_one"] = table["images_per_s"] / table["compile"].map(one)
-    table["x_vs_one_eager"] = table["images_per_s"] / one.get("off", float("nan"))
+    table = pd.concat([call_table(csv, images) for csv in csvs], ignore_index=True)
+    table = table.sort_values(["mps", "compile", "k"], ascending=[True, False, True], ignore_index=True)
     source = {"date": pd.Timestamp.now().date().isoformat(), "commit": commit, "command": command,
               "cpu": "the GPU machine's", "cpu_flags": "-", "torch": torch.__version__ + " here; see gpu.txt there",
               "threads": "1 a process", "device": device}
@@ -75,11 +84,12 @@ def store(csv: Path, stem: Path, commit: str, device: str, command: str, images:
     pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), KEY: json.dumps(source)}),
                    stem.with_suffix(".parquet"))
     fig, (ax,) = figure(width=5.5, height=3.6)
-    for compile_, rows in table.groupby("compile", sort=False):
-        ax.plot(rows["k"], rows["x_vs_one"], marker="o", label=f"compile {compile_}")
+    for (mps, compile_), rows in table.groupby(["mps", "compile"], sort=False):
+        ax.plot(rows["k"], rows["x_vs_compiled_one"], marker="o",
+                label=f"compile {compile_}" + (", MPS" if mps else ""))
     ax.set_xscale("log", base=2)
     ax.set_xlabel("processes on the GPU (K)")
-    ax.set_ylabel("throughput vs one process")
+    ax.set_ylabel("throughput vs one compiled process")
     ax.set_title(f"ResNet-20, batch 128, fp32: {device}", fontsize=9)
     ax.legend()
     save_png(fig, stem.with_suffix(".png"))
@@ -92,5 +102,6 @@ if __name__ == "__main__":
     if verb == "collect":
         collect(Path(args[0]), Path(args[1]))
     else:
-        options = dict(zip(args[2::2], args[3::2]))
-        store(Path(args[0]), Path(args[1]), options["--commit"], options["--device"], options["--command"])
+        csvs = [Path(a) for a in args[1:] if a.endswith(".csv")]
+        options = dict(zip(args[1 + len(csvs)::2], args[2 + len(csvs)::2]))
+        store(Path(args[0]), csvs, options["--commit"], options["--device"], options["--command"])
