@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -84,28 +85,70 @@ def add_curves(frame, chance: float):
     return frame
 
 
-def verdict(ratios: Sequence[float], bounds: Sequence[float]) -> str:
+@dataclass(frozen=True)
+class Judgement:
+    """A point against the budget curve over its seeds (``judge``): the ``verdict``, the
+    geometric mean ``ratio`` of the seeds' bounded x_vs_curve, its 95% t-interval (``low``,
+    ``high``; n - 1 degrees of freedom) and the two-sided ``p`` of "the mean log ratio is 0"."""
+
+    verdict: str
+    ratio: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    p: float = math.nan
+
+
+CONFIDENCE = 0.95
+
+
+def judge(ratios: Sequence[float], bounds: Sequence[float], same_cost: bool = False) -> Judgement:
     """A point against the budget curve from its seeds' x_vs_curve (``ratios``) and their
     ``bounds`` (x_vs_curve_bound: a seed above the whole curve, ratio inf, at its lower
-    bound). ``faster`` when the mean of the logs of the bounded ratios is above 0 by more than
-    2 standard errors: a lower bound can only understate a seed, so this never overclaims.
-    ``slower`` when it is below 0 by as much and no seed is above the curve (such a seed is
-    not slower than it); ``beyond curve`` when every seed is above the curve and the bounds
-    do not say faster; else ``tie``; ``1 seed`` cannot tell; ``-``: no seed."""
+    bound, which can only understate it, so nothing here overclaims).
+
+    ``faster`` (``slower``) when the 95% t-interval of the geometric mean excludes 1 above
+    (below); ``slower`` never with a seed above the curve (that seed is not slower than it).
+    ``beyond curve`` when every seed is above the curve and the interval does not say faster,
+    and always when the point trains the same examples at the same FLOPs as the whole budget
+    (``same_cost``): more accurate at equal cost, its seconds differ from the curve's by the
+    clock alone, which is no verdict. Else ``tie``; ``1 seed`` cannot tell; ``-``: no seed."""
+    from scipy import stats
+
     seeds = [(r, b) for r, b in zip(ratios, bounds) if not math.isnan(r)]
     if not seeds:
-        return "-"
+        return Judgement("-")
     beyond = [math.isinf(r) for r, _ in seeds]
-    if len(seeds) < 2:
-        return "beyond curve" if beyond[0] else "1 seed"
     # max(.., 1e-9): a seed at chance accuracy, which the curve has at 0 s
-    logs = [math.log(max(b if math.isinf(r) else r, 1e-9)) for r, b in seeds]
-    mean, se = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
-    if mean > 2 * se:
-        return "faster"
-    if all(beyond):
-        return "beyond curve"
-    return "slower" if mean < -2 * se and not any(beyond) else "tie"
+    logs = np.array([math.log(max(b if math.isinf(r) else r, 1e-9)) for r, b in seeds])
+    ratio = math.exp(logs.mean())
+    if len(logs) < 2:
+        return Judgement("beyond curve" if beyond[0] else "1 seed", ratio)
+    mean, se = logs.mean(), logs.std(ddof=1) / math.sqrt(len(logs))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs) - 1) * se
+    p = 2 * stats.t.sf(abs(mean) / se, len(logs) - 1) if se > 0 else float(mean == 0)
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    if all(beyond) and (same_cost or low <= 1):
+        said = "beyond curve"
+    elif low > 1:
+        said = "faster"
+    elif high < 1 and not any(beyond):
+        said = "slower"
+    else:
+        said = "tie"
+    return Judgement(said, ratio, low, high, p)
+
+
+def holm(pvalues: Sequence[float], alpha: float = 1 - CONFIDENCE) -> list[bool]:
+    """Holm's step-down correction over all ``pvalues`` (the cells tested): whether each
+    test still rejects at family-wise level ``alpha``. Sorted ascending, p_(k) rejects while
+    p_(k) <= alpha / (m - k + 1) for it and every smaller one."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    survives = [False] * len(pvalues)
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (len(pvalues) - rank):
+            break
+        survives[i] = True
+    return survives
 
 
 def olympic_mean(values) -> float:

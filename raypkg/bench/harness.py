@@ -85,38 +85,18 @@ def same_training(p: Point, data) -> str:
     return repr((p.recipe.name, p.key, dataclasses.asdict(cfg)))
 
 
-class BenchRunner:
-    """One benchmark run: its torch threads (0 or None: torch's default), its files' stem
-    (checked writable before any work), an untimed warm-up per recipe (and ``key``) before
-    its first timed row, the header and progress lines, and the tables printed, saved and
-    logged to W&B in mode ``wandb`` (online checked for a key before any work)."""
+class PointRunner:
+    """Timed points: its torch threads (0 or None: torch's default), an untimed warm-up per
+    recipe (and ``key``) before its first timed row, and a progress line per row."""
 
-    def __init__(self, name: str, save: str | None, threads: int | None = None, wandb: str = "disabled"):
+    def __init__(self, threads: int | None = None):
         import torch
 
-        from raypkg.tracking.provenance import provenance
-
-        check_save(save)
-        stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-        stem = stem.with_suffix("") if stem.suffix in (".parquet", ".png") else stem
-        stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}" if stem.is_dir() else stem
-        file = next((p for p in (stem.parent, *stem.parent.parents) if p.exists() and not p.is_dir()), None)
-        if save and file is not None:
-            raise UsageError(f"--save {save!r}: {str(file)!r} is a file, not a directory")
-        if save and not stem.parent.is_dir():
-            raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
-        check_writable_dir(stem.parent, "--save", shown=save)
-        taken = [str(p) for p in (stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".png"))
-                 if p.exists()]
-        if taken:  # as a run refuses an existing --name: an earlier bench's files are never overwritten
-            raise UsageError(f"--save {save!r}: {taken[0]!r} exists (an earlier bench's table); give a new stem "
-                             "or a directory")
-        self.name, self.stem, self.warmed, self.settings = name, stem, set(), {}
-        self.wandb = use_wandb_mode(wandb) if wandb != "disabled" else wandb
         if threads:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()
-        self.source = provenance(self.threads)  # the code and machine as the run starts (its tables say so)
+        self.warmed: set = set()
+        self.ran: dict = {}  # what each point trained (``same_training``) -> (its label, its summary)
 
     def warm(self, recipe, cfg, data, key=None, **shared) -> None:
         """Once per (recipe, ``key``), an untimed short run of ``recipe`` (one epoch, one of
@@ -144,10 +124,11 @@ class BenchRunner:
 
     def rows(self, points: list[Point], data, phases: tuple, total: str, **shared) -> list[tuple[dict, dict]]:
         """Each point's timed row (``run``), in order, with a progress line; (row, summary) each.
-        A point that trains as an earlier one does (``same_training``) takes its run.
+        A point that trains as an earlier one does (``same_training``, this runner's earlier
+        calls included) takes its run.
         A row: the point's ``labels``, each phase's seconds (``<phase>_s``; cached work charged
         its original seconds), their sum ``total`` and ``test_acc``."""
-        done, ran = [], {}
+        done, ran = [], self.ran
         for i, p in enumerate(points):
             same = same_training(p, data)
             twin = ran.get(same)
@@ -159,6 +140,41 @@ class BenchRunner:
             self.progress(p.label, row, total, f" ({i + 1}/{len(points)})" + (f", the run of {twin[0]}" if twin else ""))
         return done
 
+    @staticmethod
+    def progress(label: str, row: dict, seconds: str, more: str = "") -> None:
+        click.echo(f"  {label}: test_acc {row['test_acc']:.4f}, {row[seconds]:.1f}s{more}", err=True)
+
+
+class BenchRunner(PointRunner):
+    """One benchmark run: a ``PointRunner`` with its files' stem (checked writable before any
+    work), the header line, and the tables printed, saved and logged to W&B in mode
+    ``wandb`` (online checked for a key before any work)."""
+
+    def __init__(self, name: str, save: str | None, threads: int | None = None, wandb: str = "disabled",
+                 overwrite: bool = False):
+        """``overwrite``: the stem's tables may exist (a stored frontier's, rendered again)."""
+        from raypkg.tracking.provenance import provenance
+
+        check_save(save)
+        stem = Path(save) if save else Path("runs") / "bench" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        stem = stem.with_suffix("") if stem.suffix in (".parquet", ".png") else stem
+        stem = stem / f"{name}-{datetime.now():%Y%m%d-%H%M%S}" if stem.is_dir() else stem
+        file = next((p for p in (stem.parent, *stem.parent.parents) if p.exists() and not p.is_dir()), None)
+        if save and file is not None:
+            raise UsageError(f"--save {save!r}: {str(file)!r} is a file, not a directory")
+        if save and not stem.parent.is_dir():
+            raise UsageError(f"--save {save!r}: directory {str(stem.parent)!r} does not exist")
+        check_writable_dir(stem.parent, "--save", shown=save)
+        taken = [str(p) for p in (stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".png"))
+                 if p.exists()]
+        if taken and not overwrite:  # as a run refuses an existing --name: an earlier bench's files are never overwritten
+            raise UsageError(f"--save {save!r}: {taken[0]!r} exists (an earlier bench's table); give a new stem "
+                             "or a directory")
+        super().__init__(threads)
+        self.name, self.stem, self.settings = name, stem, {}
+        self.wandb = use_wandb_mode(wandb) if wandb != "disabled" else wandb
+        self.source = provenance(self.threads)  # the code and machine as the run starts (its tables say so)
+
     def header(self, what: str, data, **settings) -> None:
         """The first line: what runs on which data, with which settings (also the W&B runs' config)."""
         self.settings.update(what=what, train=len(data.train), test=len(data.test), **settings)
@@ -166,10 +182,6 @@ class BenchRunner:
         click.echo(f"# {self.name} {what} ({len(data.train)} train / {len(data.test)} test): "
                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in text.items())
                    + f"; torch threads {self.threads}")
-
-    @staticmethod
-    def progress(label: str, row: dict, seconds: str, more: str = "") -> None:
-        click.echo(f"  {label}: test_acc {row['test_acc']:.4f}, {row[seconds]:.1f}s{more}", err=True)
 
     def finish(self, frame, columns: list[str], formats: dict | None = None, printed=None, suffix: str = "",
                plot: Callable | None = None, title: str | None = None, panels: int | None = None,

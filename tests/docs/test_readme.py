@@ -50,6 +50,9 @@ SHRINK = {"--epochs": "2", "--train-size": "2000", "--test-size": "500", "--pret
           "--cli-runs": "1",  # bench overhead: one `effray --help` start-up timing
           "--reselect-every": "1", "--reselect": "1",  # adaptive selection: a round within the 2 epochs
           "--seeds": "1",  # bench frontier: the documented 3-seed measurements run one seed
+          # bench frontier: its points one after another in this process (its Ray scheduler has tests of its
+          # own, tests/ray/test_frontier_ray.py)
+          "--slots": "1",
           "--threads": "1"}  # a documented 2-thread bench would take both cores from the suite's other process
 WHEN_GIVEN = ("--decode-blocks", "--reselect-every", "--reselect", "--seeds", "--threads")  # replace, never add
 # A ResNet (`--model resnet20`, `--setup digits-aug:resnet20`) trains ~100x slower per example than the

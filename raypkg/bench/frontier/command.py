@@ -1,0 +1,281 @@
+"""`effray bench frontier`: the command. Every method family on one dataset and model, over
+seeds, against the budget curve: its points (``points``) run on Ray (``scheduler``), each
+stored as it finishes (``store``), then judged (``judge``) and shown (``report``)."""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+
+from raypkg.bench.deltagrad_panel import deltagrad_configs, deltagrad_panel, deltagrad_table
+from raypkg.bench.frontier.judge import add_svp_agreement, add_tta, fair_clock, judge_rows
+from raypkg.bench.frontier.points import (
+    COUNTS,
+    METHODS,
+    PRESETS,
+    REFERENCE,
+    SCHEDULES,
+    build_points,
+    load_points,
+    method_names,
+    point_id,
+    preset_settings,
+    setup_name,
+)
+from raypkg.bench.frontier.report import save_results
+from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_units, unit_plan
+from raypkg.bench.frontier.store import FrontierStore
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options
+from raypkg.cli_options import (
+    FLOATS,
+    NAMES,
+    address_option,
+    check_bench_numbers,
+    check_seed_count,
+    list_option,
+    target_acc_option,
+)
+from raypkg.distributed.cluster import check_address_used, connect_ray, requested_address
+from raypkg.engine.config import SEED_LIMIT
+from raypkg.errors import UsageError
+
+
+def count_options(func):
+    for name, text in reversed(COUNTS.items()):
+        func = click.option(f"--{name.replace('_', '-')}", type=int, help=text + " Default: the preset's.")(func)
+    return func
+
+
+@click.command("frontier")
+@click.option("--setup", default="digits-aug:mlp", show_default=True, type=click.Choice(list(PRESETS)),
+              help="Preset of every setting below (a flag given overrides it): digits-aug:mlp (20k train / 5k "
+                   "test, MLP, 10 epochs, 3 seeds; minutes), digits-aug:mlp-noisy (the same with --label-noise 0.3), "
+                   "digits-aug:resnet20 (5k / 1k, ResNet-20, batch 128, 1 seed; 30-60 minutes on 2 cores), "
+                   "fashion-mnist:mlp, fashion-mnist:lenet5 and fashion-mnist:resnet20 (the full 60k / 10k real "
+                   "images, every method and the curve on the linear schedule, 5 seeds for the MLP, 3 for the conv nets; "
+                   "`effray datasets` says where "
+                   "the data comes from; ResNet-20 wants a GPU), and fashion-mnist:resnet20-2k, ResNet-20's stated "
+                   "subset for a CPU (a class-stratified 2k / 2k of those images, drawn by seed; 43-46 minutes "
+                   "a seed with 3 seeds side by side on 2 cores, 1 thread each).")
+@click.option("--dataset", help="Dataset (`effray datasets`) or MODULE:FACTORY. Default: digits-aug.")
+@click.option("--model", help="Model (`effray models`) or MODULE:FACTORY. Default: the preset's.")
+@click.option("--data-dir", type=click.Path(), help="Directory of the torchvision datasets / ImageFolder tree.")
+@click.option("--label-noise", type=float,
+              help="Symmetric noise on this fraction of the training labels, in [0, 1) (the same noisy labels for "
+                   "every method of a seed). Default: the preset's (0, or 0.3 for digits-aug:mlp-noisy).")
+@list_option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
+              show_default=True, help="Comma-separated methods, or stacks of them joined by + (e.g. "
+                                      "infobatch+rigl-itop,rs2+rigl-itop). Full training always runs, at fp32 and "
+                                      "contiguous weights (full-fp32: the reference of every ratio and of the TTA "
+                                      "target) and at the precision and memory format that auto picks on this "
+                                      "machine (full).")
+@list_option("--fractions", type=FLOATS, help="Subset fractions (uniform, DeepCore, LiPT) and CREST's fractions "
+                                               "of full training's steps, in (0, 1]. Default: 0.1,0.3.")
+@list_option("--densities", type=FLOATS, help="Densities of the sparse methods, in (0, 1]. Default: 0.05.")
+@list_option("--budgets", type=FLOATS,
+             help="The budget curve: full training at these fractions of --epochs, in (0, 1], each with its "
+                  "schedule compressed to round(B x epochs) epochs, at fp32 and at auto's execution; 1 always "
+                  "runs. Default: 0.1,0.2,0.3,0.5,0.7,1.")
+@list_option("--curve-schedules", type=NAMES,
+             help="The budget curve's LR schedules, each decayed to 0 at its budget: cosine and linear (Budgeted "
+                  "Training's); with both, the curve is the better of the two at every budget (a schedule other "
+                  "than --schedule runs every budget, 1 included). Default: cosine,linear.")
+@click.option("--schedule", type=click.Choice(SCHEDULES),
+              help="LR schedule of every method and of full training at the whole budget (the reference), decayed "
+                   "to 0 at the end. Default: cosine.")
+@list_option("--lr", type=FLOATS, help="Learning rate of every method (--schedule).")
+@list_option("--selection-models", type=NAMES,
+             help="SVP (Coleman et al., ICLR 2020): comma-separated proxy models (`effray models`), each of which "
+                  "also warms up and scores for every point whose selection uses a model (DeepCore's model-based "
+                  "selectors, LiPT's shard models): a point of its own (setting svp=MODEL), its warm-up counted at "
+                  "the proxy's FLOPs, with spearman and overlap against the point scored by --model. Default: none.")
+@count_options
+@click.option("--first-seed", type=int, default=0, show_default=True,
+              help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1.")
+@click.option("--slots", type=int,
+              help="Points that run at once, each a Ray task of --threads CPUs (and a GPU share where the cluster "
+                   "has GPUs). Default: every CPU of the cluster (of this machine: a private local Ray) over "
+                   "--threads. 1 without --address: one after another in this process, no Ray.")
+@click.option("--points-per-gpu", type=int, default=1, show_default=True,
+              help="On a cluster with GPUs, points sharing one GPU (each asks for 1/K of a GPU; Ray's shares are "
+                   "logical: they share the card's memory and compute).")
+@click.option("--storage", help="Where the points are stored as they finish: a folder, or a URI every node of "
+                                "the cluster reaches (file://, s3://, gs://). Default: STEM-points beside --save.")
+@click.option("--render", is_flag=True,
+              help="Train nothing: write the tables and plots of the points stored so far (a partial frontier "
+                   "while it runs, or after a kill).")
+@click.option("--merge", multiple=True, type=click.Path(dir_okay=False),
+              help="A frontier's stored rows (STEM.parquet) over other seeds of the same points; repeated, they are "
+                   "merged into one table, summary and plots as if one run had made them; nothing is trained "
+                   "(give the runs' --setup; no other flag).")
+@click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
+              help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "
+                   "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Ray Train workers for every training (0: each point in its own task's process); with N, the "
+                   "points run one after another, each on N workers.")
+@target_acc_option("Time-to-accuracy target of every row. Default: the preset's (digits-aug:mlp 0.92, "
+                   "digits-aug:mlp-noisy 0.84, digits-aug:resnet20 0.97); with a fashion-mnist preset or another "
+                   "--dataset, --model or --label-noise, each seed's full training's final test accuracy minus 0.5 "
+                   "points.")
+@bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
+                                     "(accuracy vs FLOPs).")
+@address_option
+def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, render, merge, panels, workers,
+                   target_acc, wandb, threads, save, **flags):
+    """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
+
+    Every method's bench cases, in the registry's order (full training first; --methods
+    picks), each through its recipe, at one epoch budget and LR schedule, over --seeds
+    seeds: a row per method, setting and seed, means and spreads, verdicts against the
+    budget curve with their 95% intervals, and the Pareto fronts. The points run on Ray,
+    spread over every core (or --address's cluster); each is stored as it finishes, and the
+    same command after a kill, or with more seeds or methods, runs only the points not yet
+    stored.
+
+    \b
+    Examples:
+      effray bench frontier                                      # digits-aug, MLP, 3 seeds
+      effray bench frontier --setup digits-aug:mlp-noisy         # the same with 30% label noise
+      effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
+      effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
+      effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
+      effray bench frontier --slots 1                            # one point at a time, in this process
+    """
+    if merge:
+        return merge_runs(setup, merge, save, wandb, threads, given=[
+            name for name in ("methods", "first_seed", "slots", "storage", "render", "panels", "workers", "target_acc",
+                              "threads", *flags)
+            if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT])
+    names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
+    settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
+    check_bench_numbers(workers=workers, threads=threads, slots=slots, points_per_gpu=points_per_gpu)
+    check_seed_count(settings["seeds"], check_first_seed(first_seed))
+    points = build_points(settings, names, seed=0)  # every config checked before any data is loaded
+    if settings["selection_models"] and not any(",svp=" in p.labels["setting"] for p in points):
+        raise UsageError(f"--selection-models {','.join(settings['selection_models'])}: no method of --methods scores "
+                         "with a model (DeepCore's model-based selectors such as grand, LiPT), so no proxy would run")
+    if panels:
+        deltagrad_configs(settings, seed=0)
+    check_address_used(workers > 0 or slots != 1 or requested_address() is not None)
+    runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)
+    store = FrontierStore(storage or f"{runner.stem}-points")
+    store.check(stored_settings := {**settings, "threads": runner.threads})
+    seeds = range(first_seed, first_seed + settings["seeds"])
+    wanted, data = [], None
+    for seed in seeds:  # each seed's data: its points' sizes, checks and twins (the units load it again)
+        seed_points, data = load_points(settings, names, seed)
+        wanted.append((seed_points, data))
+    per_point = {point_id(p): p for seed_points, _ in wanted for p in seed_points}
+    store.claim(stored_settings)  # every check passed: the store is this frontier's
+    runner.header(setup_name(setup, settings), data, methods=names, **{
+        k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
+                                                       "target_acc")},
+        target_acc=settings["target_acc"] or f"full training's less {0.5:g} points")
+    if not render:
+        stored = store.ids()
+        units = [(seed_points[0].labels["seed"], ids) for seed_points, seed_data in wanted
+                 for ids in unit_plan(seed_points, stored, seed_data)]
+        use_ray = workers == 0 and (slots != 1 or requested_address() is not None)
+        if use_ray:
+            connect_ray()
+        run_units(longest_first(units, epochs_of_points(per_point.values()).get), settings, names, store,
+                  runner.threads, slots, use_ray, points_per_gpu, set(per_point))
+    records = {k: v for k, v in store.points().items() if k in per_point}
+    failed = {k: v for k, v in store.failures().items() if k in per_point and k not in records}
+    if not records:
+        raise UsageError(f"no point of this frontier is stored in {store.location} yet")
+    frame, table = judge_rows(stored_rows(records, list(per_point), settings), chance=1.0 / data.num_classes)
+    deltagrad_rows = []
+    if panels and not render:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(prefix="effray-frontier-") as scratch:
+            for seed in seeds:
+                deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
+    click.echo(f"# frontier: {len(records)} of {len(per_point)} points stored in {store.location}")
+    save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
+    for record in failed.values():
+        click.echo(f"failed: {record['label']}: {record['error'].splitlines()[0]}", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def stored_rows(records: dict[str, dict], order: list[str], settings: dict) -> pd.DataFrame:
+    """The stored points as a frame, a row per point and seed in the frontier's ``order`` (of
+    point ids), each with its time-to-accuracy and (SVP) agreement, on the frontier's clock
+    (``judge.fair_clock``)."""
+    done = [(records[i]["row"], {"rows": records[i]["epochs"], **records[i]}) for i in order if i in records]
+    add_tta(done, settings["target_acc"])
+    if settings["selection_models"]:
+        add_svp_agreement(done)
+    return fair_clock(pd.DataFrame([row for row, _ in done]), settings["epochs"])
+
+
+def check_first_seed(first: int) -> int:
+    """``--first-seed``: a seed itself (the seeds after it are ``check_seed_count``'s)."""
+    if not 0 <= first < SEED_LIMIT:
+        raise UsageError(f"--first-seed must be a seed in [0, 2**32), got {first}")
+    return first
+
+
+def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str, threads: int | None,
+               given: list[str]) -> None:
+    """`--merge`: the stored rows of frontier runs over disjoint seeds of the same points (its
+    ratios and curves are per seed) concatenated, judged on the frontier's clock
+    (``judge.fair_clock``: rows stored before it get their evaluations estimated) and saved
+    as one run's, titled by what the rows ran."""
+    from raypkg.tracking.markdown import read_table
+    from raypkg.tracking.provenance import read_provenance
+
+    if given:
+        raise UsageError(f"--merge reads stored rows and trains nothing: leave out --{given[0].replace('_', '-')}")
+    frames = [read_table(path, "--merge") for path in paths]
+    for path, frame in zip(paths, frames):
+        if not {"method", "setting", "seed", "e2e_s", "x_vs_curve"} <= set(frame.columns):
+            raise UsageError(f"--merge: {path} is not a frontier's rows (STEM.parquet, not STEM-summary.parquet)")
+    sources = [read_provenance(path) for path in paths]  # where the rows were measured, not where they merge
+    setups = [rows_setup(frame, source, setup) for frame, source in zip(frames, sources)]
+    if any(s != setups[0] for s in setups):
+        other = next(i for i, s in enumerate(setups) if s != setups[0])
+        raise UsageError(f"--merge: {paths[other]} ran {setups[other][0]}, {paths[0]} ran {setups[0][0]}: merge "
+                         "tables of one setup")
+    points = [sorted(set(zip(f["method"], f["setting"]))) for f in frames]
+    if any(p != points[0] for p in points):
+        raise UsageError(f"--merge: {paths[next(i for i, p in enumerate(points) if p != points[0])]} has other points "
+                         f"than {paths[0]}: merge runs of the same --methods and grids")
+    seeds = [s for f in frames for s in sorted(set(f["seed"]))]
+    if len(seeds) != len(set(seeds)):
+        raise UsageError(f"--merge: seed {next(s for s in seeds if seeds.count(s) > 1)} is in more than one table")
+    name, settings = setups[0]
+    frame = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
+    frame = fair_clock(frame, settings["epochs"])
+    runner = BenchRunner("frontier", save, threads, wandb)
+    if all(sources):
+        runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
+            f"{source['command']} (at {source['commit']})" for source in sources)}
+    click.echo(f"# frontier {name}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
+    # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
+    frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1)
+    save_results(runner, frame, table, settings, None)
+
+
+def rows_setup(frame, source: dict, setup: str) -> tuple[str, dict]:
+    """What stored rows ran (``DATASET:MODEL``, with the label noise and epochs they had):
+    the rows' own columns where they have them, else the ``--setup`` and flags of the command
+    in their provenance, else ``setup``'s preset."""
+    import shlex
+
+    words = shlex.split(source.get("command", "").split(";")[0])
+    flag = {w.lstrip("-"): v for w, v in zip(words, words[1:]) if w.startswith("--")}
+    settings = {**PRESETS[flag.get("setup", setup)]}
+    settings.update({k: type(settings[k])(flag[k.replace("_", "-")]) for k in ("dataset", "model", "epochs")
+                     if k.replace("_", "-") in flag})
+    if "label-noise" in flag:
+        settings["label_noise"] = float(flag["label-noise"])
+    for column in ("dataset", "model", "label_noise", "epochs"):
+        if column in frame and frame[column].nunique() == 1:
+            settings[column] = frame[column].iloc[0].item() if hasattr(frame[column].iloc[0], "item") \
+                else frame[column].iloc[0]
+    return f"{settings['dataset']}:{settings['model']}, label noise {settings['label_noise']:g}", settings

@@ -1,0 +1,202 @@
+"""What a frontier judges: its stored rows against the budget curve, seed by seed, then
+over seeds with the statistics of ``raypkg.bench.curve`` (no runs here).
+
+**The clock.** A row's ``e2e_s`` is what the method costs: its phases pretrain, merge,
+selection, check and train, cached work charged its original seconds. Test-set evaluation
+is no method's cost (MLPerf evaluates after the clock stops, AlgoPerf pauses it): the
+evaluation after each epoch (``epoch_eval_s``) is taken out of ``train_s`` and the final one
+(``eval_s``) is left out; work a method needs to steer itself (CREST's checks, InfoBatch's
+scores, any selection) stays in. A row also records its conditions: the torch threads it
+had, its node, and ``beside``, how many other points ran beside it on average over its run.
+
+**The ratio and the verdict.** A point's ``x_vs_curve`` per seed is the seconds the curve
+(at the point's own execution) needs to reach its accuracy over its own; over the seeds the
+summary gives their geometric mean (``x_vs_curve_bound``, a seed above the whole curve at its
+lower bound) with its 95% t-interval (``x_low``, ``x_high``) and the two-sided ``p_value``;
+``verdict`` says ``faster`` or ``slower`` only where the interval excludes 1
+(``raypkg.bench.curve.judge``). ``holm``: for a ``faster`` or ``slower`` cell, whether it
+survives Holm's correction over every cell of the table that was tested (``tested``), else
+``close``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from raypkg.bench.curve import add_curves, holm, judge, olympic_mean, pareto_front
+from raypkg.bench.frontier.points import REFERENCE
+from raypkg.bench.harness import compare, selection_agreement
+from raypkg.tracking.tta import charged_time_to_accuracy, time_to_accuracy
+
+CLOCKED = ("pretrain", "merge", "selection", "check", "train")  # e2e_s: their sum
+PHASES = (*CLOCKED, "eval", "epoch_eval")  # every phase a row records (<phase>_s)
+TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
+                 "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops",
+                 "speedup_vs_full", "acc_vs_full", "x_vs_curve_bound", "x_low", "x_high", "p_value", "verdict", "holm",
+                 "x_vs_fp32_curve_bound", "tta_vs_curve", "gain", "speedup_vs_rs2", "acc_vs_rs2", "noisy_share",
+                 "spearman", "overlap", "beside", "pareto", "pareto_flops"]
+SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
+TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
+
+
+def is_reference(frame):
+    """The rows of full training at fp32, the whole budget and every method's schedule (its
+    setting ``b=1``, or ``-`` in rows without a budget)."""
+    budget = frame["budget"] if "budget" in frame else pd.Series(1.0, index=frame.index)
+    setting = frame["setting"] if "setting" in frame else pd.Series("b=1", index=frame.index)
+    return (frame["method"] == REFERENCE) & budget.fillna(1.0).eq(1.0) & setting.isin(["b=1", "-"])
+
+
+def add_deltas(frame):
+    """``frame`` (a row per point and seed) with the ratios against full training and
+    against RS2 at the same fraction, within each seed (NaN without a reference)."""
+    frame = compare(frame, is_reference(frame), ["seed"], "speedup_vs_full", "acc_vs_full")
+    return compare(frame, frame["method"] == "rs2", ["seed", "fraction"], "speedup_vs_rs2", "acc_vs_rs2",
+                   rows=frame["fraction"].notna())
+
+
+def aggregate(frame):
+    """A row per point: the mean over seeds of every number (of a ratio against the curve,
+    the geometric mean), the standard deviation (``_std``, 0 for one seed) of e2e_s,
+    test_acc and flops, the range (``_min``, ``_max``) of e2e_s and flops, ``seeds``, the
+    verdicts (``add_verdicts``) and the two Pareto fronts."""
+    keys = ["family", "method", "setting"]
+    numbers = [c for c in frame.columns if c not in keys and c != "seed" and frame[c].dtype.kind in "fi"]
+    groups = frame.groupby(keys, sort=False)
+    table = groups[numbers].mean().reset_index()
+    for column in ("e2e_s", "test_acc", "flops"):
+        table[f"{column}_std"] = groups[column].std(ddof=1).fillna(0.0).to_numpy()
+    for column in ("e2e_s", "flops"):
+        table[f"{column}_min"] = groups[column].min().to_numpy()
+        table[f"{column}_max"] = groups[column].max().to_numpy()
+    table.insert(3, "seeds", groups.size().to_numpy())
+    if "tta_s" in frame:
+        table["tta_reached"] = groups["tta_s"].count().to_numpy()
+    for column in ("e2e_s", "tta_s", "tta_with_eval_s"):
+        if column in frame:
+            table[f"{column}_olympic"] = groups[column].agg(olympic_mean).to_numpy()
+    for ratio in ("x_vs_curve_bound", "x_vs_fp32_curve_bound"):  # ratios average as their logs do
+        if ratio in frame:
+            table[ratio] = groups[ratio].agg(geometric_mean).to_numpy()
+    if "x_vs_curve" in frame:
+        add_verdicts(table, groups, same_cost(frame))
+    for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
+        front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
+        table[flag] = [i in front for i in range(len(table))]
+    table["gain"] = flops_only(table)
+    return table
+
+
+def flops_only(table) -> np.ndarray:
+    """``FLOPs only`` for a sparse point (its family names sparse) whose wall-clock gain, full
+    training's seconds at the same execution and whole budget over its own, is under
+    ``SPARSE_GAIN``: it saves FLOPs, not time; else empty."""
+    full = table.loc[(table["method"] == "full") & (table["setting"] == "b=1"), "e2e_s"]
+    gain = full.iloc[0] / table["e2e_s"] if len(full) else pd.Series(math.nan, index=table.index)
+    return np.where(table["family"].str.contains("sparse") & (gain < SPARSE_GAIN), "FLOPs only", "")
+
+
+def add_svp_agreement(done: list[tuple[dict, dict]]) -> None:
+    """Each SVP row's ``spearman`` and ``overlap`` against the same point of its seed scored
+    by the model itself (``selection_agreement``); NaN on the other rows."""
+    tables = {(row["seed"], row["method"], row["setting"]): summary.get("tables", {}) for row, summary in done}
+    for row, _ in done:
+        own = tables.get((row["seed"], row["method"], row["setting"].split(",svp=")[0]))
+        row.update(selection_agreement(tables[row["seed"], row["method"], row["setting"]], own) if ",svp=" in row["setting"]
+                   and own is not None else {"spearman": math.nan, "overlap": math.nan})
+
+
+def add_tta(done: list[tuple[dict, dict]], target_acc: float | None) -> None:
+    """Each row's ``tta_s`` (NaN: never reached) and ``tta_target``: ``target_acc`` (the
+    preset's, or --target-acc), else its seed's full training's final accuracy minus
+    ``TTA_BELOW_FULL`` (full-fp32 at budget 1; NaN while that point is not stored)."""
+    full = {row["seed"]: row["test_acc"] for row, _ in done if is_reference(pd.DataFrame([row])).iloc[0]}
+    for row, summary in done:
+        target = target_acc if target_acc is not None else full.get(row["seed"], math.nan) - TTA_BELOW_FULL
+        tta = charged_time_to_accuracy(summary, target)
+        evaluations = time_to_accuracy(summary["rows"], summary["started_at"], target)["tta_eval_s"]
+        row["tta_s"], row["tta_target"] = math.nan if tta is None else tta, target
+        row["tta_with_eval_s"] = math.nan if tta is None else tta + evaluations  # MLPerf's clock
+
+
+def geometric_mean(values) -> float:
+    """exp of the mean log of the values (NaNs left out; inf stays inf)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return math.exp(sum(math.log(max(v, 1e-300)) for v in kept) / len(kept)) if kept else math.nan
+
+
+def same_cost(frame) -> pd.Series:
+    """Per row, whether it trains the same examples at the same FLOPs as its seed's full
+    training at the whole budget (label smoothing, EMA: the cost of full training exactly);
+    False throughout for rows that do not count their examples."""
+    if not {"examples_seen", "flops"} <= set(frame.columns):
+        return pd.Series(False, index=frame.index)
+    full = frame[is_reference(frame)].set_index("seed")[["examples_seen", "flops"]]
+    matched = full.reindex(frame["seed"]).to_numpy()
+    return pd.Series((frame["examples_seen"].to_numpy() == matched[:, 0])
+                     & np.isclose(frame["flops"].to_numpy(dtype=float), matched[:, 1].astype(float), rtol=1e-9),
+                     index=frame.index)
+
+
+def add_verdicts(table, groups, equal_cost: pd.Series) -> None:
+    """``table`` (a row per point of ``groups``) with each point judged over its seeds
+    (``judge``): ``verdict``, the geometric mean ``x_vs_curve_bound``, ``x_low``, ``x_high``
+    and ``p_value``; below the lowest budget point the line from chance flatters the method,
+    so ``slower`` stands there and any other verdict becomes ``below curve``. ``tested``:
+    the cells with a p-value; ``holm``: ``survives`` or ``close`` for a faster or slower cell
+    under Holm's correction over them."""
+    said = [judge(list(rows["x_vs_curve"]), list(rows["x_vs_curve_bound"]), bool(equal_cost[rows.index].all()))
+            for _, rows in groups]
+    below = groups["below_curve"].agg(lambda flags: flags.eq(True).any()).to_numpy()
+    verdicts = np.array([j.verdict for j in said], dtype=object)
+    table["verdict"] = np.where(below & (verdicts != "slower"), "below curve", verdicts)
+    for column, field in (("x_vs_curve_bound", "ratio"), ("x_low", "low"), ("x_high", "high"), ("p_value", "p")):
+        table[column] = [getattr(j, field) for j in said]
+    tested = [i for i, j in enumerate(said) if not math.isnan(j.p)]
+    kept = dict(zip(tested, holm([said[i].p for i in tested])))
+    table["tested"] = len(tested)
+    table["holm"] = ["" if v not in ("faster", "slower") else "survives" if kept.get(i) else "close"
+                     for i, v in enumerate(table["verdict"])]
+
+
+def add_beside(frame) -> pd.Series:
+    """Per row, how many other points ran beside it on average over its run: the summed
+    overlap of the other rows' wall-clock spans (``started_at`` to ``ended_at``) with its own,
+    over its own span's length (NaN for rows stored without their span)."""
+    if not {"started_at", "ended_at"} <= set(frame.columns):
+        return pd.Series(math.nan, index=frame.index)
+    start, end = frame["started_at"].to_numpy(float), frame["ended_at"].to_numpy(float)
+    overlap = np.clip(np.minimum(end[:, None], end[None, :]) - np.maximum(start[:, None], start[None, :]), 0, None)
+    np.fill_diagonal(overlap, 0.0)
+    return pd.Series(overlap.sum(axis=1) / np.maximum(end - start, 1e-9), index=frame.index)
+
+
+def fair_clock(frame, epochs: int | None = None):
+    """Stored rows on the clock above. Rows stored before ``epoch_eval_s`` was recorded
+    (2026-11-28) held every epoch's evaluation in ``train_s`` and the final one in ``e2e_s``:
+    their per-epoch evaluations are estimated as the final one's seconds times the epochs the
+    point evaluated (``epochs`` of a method's training, round(budget x epochs) of a curve
+    point: the same test set, model and precision), marked ``clock`` = ``estimated``."""
+    frame = frame.copy()
+    if "epoch_eval_s" not in frame or frame["epoch_eval_s"].isna().any():
+        if epochs is None:
+            raise ValueError("rows without epoch_eval_s need the frontier's --epochs to estimate it")
+        evaluated = np.where(frame["budget"].notna(), (frame["budget"].fillna(1.0) * epochs).round(), epochs)
+        estimate = frame["eval_s"] * evaluated
+        missing = frame["epoch_eval_s"].isna() if "epoch_eval_s" in frame else pd.Series(True, index=frame.index)
+        frame["epoch_eval_s"] = np.where(missing, estimate, frame.get("epoch_eval_s", estimate))
+        frame["train_s"] = np.where(missing, frame["train_s"] - frame["epoch_eval_s"], frame["train_s"])
+        frame["clock"] = np.where(missing, "estimated", frame.get("clock", "measured"))
+    frame["e2e_s"] = frame[[f"{p}_s" for p in CLOCKED]].sum(axis=1)
+    return frame
+
+
+def judge_rows(frame, chance: float):
+    """A frontier's rows (a row per point and seed, on the clock above) -> (the rows with
+    their ratios against full training, RS2 and both curves; the summary, a row per point)."""
+    frame = add_curves(add_deltas(frame), chance=chance)
+    frame["beside"] = add_beside(frame)
+    return frame, aggregate(frame)

@@ -1,0 +1,87 @@
+"""What a frontier shows: its tables printed and saved with their plots (accuracy against
+seconds and against FLOPs, time-to-accuracy) and logged to W&B."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from raypkg.bench.curve import pareto_front
+from raypkg.bench.deltagrad_panel import DELTAGRAD_COLUMNS, plot_deltagrad
+from raypkg.bench.frontier.judge import TABLE_COLUMNS
+from raypkg.bench.frontier.points import METHODS, REFERENCE
+from raypkg.bench.harness import BenchRunner
+from raypkg.plots import figure, save_png
+
+
+def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
+    """Test accuracy against ``cost``: a marker per family, error bars over seeds (accuracy:
+    one standard deviation; cost: its range), each point labelled, and the Pareto front."""
+    from matplotlib.ticker import FuncFormatter
+
+    markers = {case.family: case.marker for case in METHODS.values()}
+    for family, group in table.groupby("family", sort=False):
+        # the mean of equal values can round 1 ulp outside their range: no negative bar
+        spread = [(group[cost] - group[f"{cost}_min"]).astype(float).clip(lower=0),
+                  (group[f"{cost}_max"] - group[cost]).astype(float).clip(lower=0)]
+        ax.errorbar(group[cost], 100 * group["test_acc"], xerr=spread, yerr=100 * group["test_acc_std"],
+                    fmt=markers.get(family, "o"), markersize=7, capsize=2, linewidth=0.8, label=family)
+        for _, row in group.iterrows():
+            ax.annotate(row["method"] + ("" if row["setting"] == "-" else f" {row['setting']}"),
+                        (row[cost], 100 * row["test_acc"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front(table[cost].tolist(), table["test_acc"].tolist())
+    ax.plot(table[cost].iloc[front], 100 * table["test_acc"].iloc[front], linestyle="--", color="grey",
+            linewidth=1, label="Pareto front", zorder=0)
+    for method, style in ((m, s) for m, s in (("full", "-"), (REFERENCE, ":")) if "budget" in table):
+        curve = table[(table["method"] == method) & table["budget"].notna()].sort_values(cost)
+        if len(curve) > 1:  # the baseline line: the monotone budget curve (means over seeds)
+            ax.plot(curve[cost], 100 * curve["test_acc"].cummax(), linestyle=style, color="black", linewidth=1.2,
+                    label=f"budget curve ({method})", zorder=0)
+    if (table[cost] > 0).all():
+        ax.set_xscale("log")  # ticks as plain numbers: 1, 2, 5, 10, ... (or 1e+10, 2e+10, ...)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def plot_tta(table, ax) -> None:
+    """Time-to-accuracy per point (mean over the seeds that reached the target); the points
+    that never did are named in the title."""
+    from raypkg.plots import hbar
+
+    points = table.assign(point=(table["method"] + " " + table["setting"].replace("-", "")).str.strip())
+    hbar(points[points["tta_s"].notna()], ax, "point", ["tta_s"], "seconds to the target accuracy (evaluation excluded)")
+    never = points.loc[points["tta_s"].isna(), "point"]
+    ax.set_title("time-to-accuracy" + (f"; never reached: {', '.join(never)}" if len(never) else ""), fontsize=9)
+
+
+def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> None:
+    """The summary printed; STEM.parquet (rows), STEM.png (accuracy vs seconds),
+    STEM-summary.parquet (means), STEM-flops.png (accuracy vs FLOPs), with --add deltagrad
+    STEM-deltagrad.parquet and .png; each table with its plots to W&B."""
+    stem, title = runner.stem, f"{settings['dataset']}/{settings['model']}, label noise {settings['label_noise']:g}"
+    shown = [c for c in TABLE_COLUMNS if c in table.columns and not (c == "noisy_share" and table[c].isna().all())]
+    fig, (ax,) = figure(width=7.0, height=4.2)
+    plot_frontier(table, ax, "flops", "training FLOPs")
+    ax.set_title(f"{title}: accuracy vs training FLOPs")
+    flops = save_png(fig, stem.with_name(stem.name + "-flops.png"))
+    fig, (ax,) = figure(width=7.0, height=4.2)
+    plot_tta(table, ax)
+    tta = save_png(fig, stem.with_name(stem.name + "-tta.png"))
+    tested = int(table["tested"].iloc[0]) if "tested" in table and len(table) else 0
+    if tested:
+        click.echo(f"verdicts: 95% t-intervals of the geometric mean over seeds; {tested} cells tested, a faster or "
+                   "slower cell marked close where it would not survive Holm's correction over them")
+    runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f", "x_low": ".3g",
+                                 "x_high": ".3g", "p_value": ".2g"}, printed=table,
+                  title=f"{title}: accuracy vs end-to-end seconds", extra={"-summary": table},
+                  plot=lambda _, ax: plot_frontier(table, ax, "e2e_s", "end-to-end seconds"),
+                  images={"accuracy_vs_flops": flops, "time_to_accuracy": tta})
+    if panel is not None:
+        click.echo("\n# DeltaGrad vs retraining from scratch after deleting a random fraction of the training set")
+        runner.finish(panel, DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"}, suffix="-deltagrad",
+                      plot=plot_deltagrad, title="DeltaGrad vs retraining after a deletion")
