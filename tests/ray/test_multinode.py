@@ -229,6 +229,51 @@ def test_storage_that_a_node_cannot_write_or_share_is_refused_naming_the_node(cl
     assert not list((tmp_path / "s").glob("*"))  # the head's marker removed too
 
 
+FRONTIER = ["bench", "frontier", "--dataset", "digits-aug", "--train-size", "6000", "--test-size", "500", "--model",
+            "mlp", "--epochs", "4", "--seeds", "2", "--fractions", "0.3", "--methods", "uniform,crest",
+            "--budgets", "0.5", "--wandb", "disabled"]
+
+
+def test_a_frontier_spreads_its_points_over_the_nodes_and_a_killed_node_loses_none(cluster, tmp_path):
+    """The frontier's 20 points on the head, the worker node and a third node (6 CPUs: 6
+    at once); the third node's raylet is killed (SIGKILL) once it has stored a point: Ray runs
+    its unit's other points elsewhere, every point is stored once, none failed, and every
+    accuracy equals the same frontier's run one point after another in this process."""
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    head, worker, ids = cluster
+    extra = start_node(head, env=FAST_FAILURE_DETECTION)
+    try:
+        store = tmp_path / "store"
+        proc = subprocess.Popen([sys.executable, "-m", "raypkg.cli", *FRONTIER, "--address", head.gcs_address,
+                                 "--storage", str(store), "--save", str(tmp_path / "spread")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                                env=head_env())
+        deadline, killed = time.monotonic() + 240, None
+        while killed is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
+            nodes = {json.loads(p.read_text())["row"]["node"] for p in (store / "points").glob("*.json")}
+            killed = next(iter(nodes - set(ids.values())), None)
+            time.sleep(0.05)
+        os.kill(extra.raylet().pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-4000:]
+    finally:
+        end(extra)
+    rows = pd.read_parquet(tmp_path / "spread.parquet")
+    assert len(rows) == 20 and not list((store / "failed").glob("*.json"))
+    assert {ids["head"], ids["worker"], killed} <= set(rows["node"])  # every node ran points
+    assert (rows["beside"] > 0).any()  # points ran side by side
+    alone = CliRunner().invoke(main, [*FRONTIER, "--slots", "1", "--save", str(tmp_path / "alone")])
+    assert alone.exit_code == 0, alone.output
+    keys = ["seed", "method", "setting"]
+    pd.testing.assert_series_equal(rows.set_index(keys)["test_acc"].sort_index(),
+                                   pd.read_parquet(tmp_path / "alone.parquet").set_index(keys)["test_acc"].sort_index(),
+                                   check_exact=True)
+
+
 def test_a_killed_worker_node_is_survived_from_storage(cluster, spread_train, tmp_path):
     """The worker node's raylet is killed (SIGKILL, by its pid) once the run has
     checkpointed an epoch; Ray Train restarts both ranks on the head from the checkpoint in

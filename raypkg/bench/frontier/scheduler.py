@@ -80,6 +80,7 @@ def run_unit(settings: dict, methods: list[str], seed: int, ids: list[str], stor
     from raypkg.selection.cache import SelectionCache
 
     store = FrontierStore(store_location)
+    ids = [point for point in ids if point not in store.ids()]  # a retried unit: only what is not stored
     runner = PointRunner(threads)
     data = seed_data(json.dumps(settings, sort_keys=True), seed)
     points = {point_id(p): p for p in build_points(settings, methods, seed, n=len(data.train))}
