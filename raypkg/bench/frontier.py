@@ -632,8 +632,9 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     runner = BenchRunner("frontier", save, threads, wandb)
     sources = [read_provenance(path) for path in paths]  # where the rows were measured, not where they merge
     if all(sources):
+        draft = next((s["draft"] for s in (runner.source, *sources) if s.get("draft")), None)  # the merge's or a row's
         runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
-            f"{source['command']} (at {source['commit']})" for source in sources)}
+            f"{source['command']} (at {source['commit']})" for source in sources), **({"draft": draft} if draft else {})}
     settings = PRESETS[setup]  # the title's dataset, model and label noise
     click.echo(f"# frontier {setup}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
     save_results(runner, frame, aggregate(frame), settings, None)

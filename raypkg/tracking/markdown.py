@@ -82,7 +82,9 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
     if source:
         lines += ["", f"Measured {source['date']} at commit {source['commit']} on {source['cpu']} (CPU flags: "
                       f"{source['cpu_flags']}; {source['device']}), torch {source['torch']}, {source['threads']} "
-                      f"torch thread(s){trained_at(source)}: `{source['command']}`."]
+                      f"torch thread(s){trained_at(source)}: `{source['command']}`."
+                      + (f" A draft ({source['draft']}): its code may differ from that commit." if source.get("draft")
+                         else "")]
     return "\n".join(lines) + "\n"
 
 
