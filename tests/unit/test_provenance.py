@@ -66,3 +66,13 @@ def test_a_bench_refuses_the_tree_before_any_work(monkeypatch, not_draft, tmp_pa
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "raypkg/engine/loop.py" in lines[0], result.output
     assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_a_tune_sweep_refuses_the_tree_before_ray_starts(monkeypatch, not_draft, tmp_path):
+    import ray
+
+    monkeypatch.setattr(P, "dirty_files", lambda: ["raypkg/tuning.py"])
+    result = CliRunner().invoke(main, ["tune", "train", "--num-samples", "1", "--out", str(tmp_path),
+                                       "--wandb", "disabled"])
+    assert result.exit_code == 2 and "raypkg/tuning.py" in result.output, result.output
+    assert not ray.is_initialized() and not list(tmp_path.iterdir())
