@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from helpers import REPO, without_env_settings
 
 from raypkg.cli import main
-from raypkg.tracking.markdown import cell, marked_tables, render, unmarked_tables
+from raypkg.tracking.markdown import cell, differed, marked_tables, render, unmarked_tables
 from raypkg.tracking.provenance import provenance, read_provenance
 from raypkg.tracking.run import write_parquet
 
@@ -60,7 +60,7 @@ def test_a_table_is_rendered_with_its_provenance(tmp_path):
     text = render(path, ["method", "x", "v", "pareto"])
     assert text.splitlines()[:4] == ["| method | x | v | pareto |", "|---|---|---|---|", "| full | 1 | 1.235e+04 | yes |",
                                      "| rs2 | - | inf |  |"]
-    assert f"at commit {source['commit']} on {source['cpu']}" in text.splitlines()[5]
+    assert f"at commit {source['commit']}{differed(source)} on {source['cpu']}" in text.splitlines()[5]
     assert (cell(None), cell(False), cell(math.nan)) == ("-", "", "-")  # a missing value of any kind reads "-"
     result = CliRunner().invoke(main, ["report", "--markdown", str(path), "--columns", "method,x,v,pareto"])
     assert result.exit_code == 0 and result.output == text

@@ -29,11 +29,18 @@ def test_the_differing_files_are_read_from_git_status(monkeypatch):
     assert P.dirty_files() == []
 
 
-def test_a_tree_dirty_outside_raypkg_is_recorded_and_not_refused(monkeypatch, not_draft):
+def test_a_tree_dirty_outside_raypkg_is_recorded_and_not_refused(monkeypatch, not_draft, tmp_path):
     monkeypatch.setattr(P, "dirty_files", lambda: ["README.md", "docs/results.md"])
     source = P.provenance(threads=1)
     assert source["commit"].endswith("+dirty") and source["dirty_files"] == ["README.md", "docs/results.md"]
     assert "draft" not in source
+    path = write_parquet(tmp_path / "t.parquet", pd.DataFrame({"method": ["full"]}), source)
+    assert f"at commit {source['commit']} (2 files differed from it, none of them code; its provenance lists them) on " \
+        in render(path, ["method"])
+    explained = {**source, "dirty_files": ["raypkg/a.py"], "explained": "a docstring only"}
+    path = write_parquet(tmp_path / "e.parquet", pd.DataFrame({"method": ["full"]}), explained)
+    assert "(1 file differed from it, code among them; its provenance says why none changed what ran)" in render(
+        path, ["method"])
 
 
 def test_a_clean_tree_records_no_differing_files(monkeypatch, not_draft):
