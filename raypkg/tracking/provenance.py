@@ -30,19 +30,18 @@ def dirty_files() -> list[str] | None:
     changes (``git status --porcelain``, both sides of a rename), and new files under
     raypkg/ that git does not ignore (code a run would import). None outside a git checkout."""
     try:
-        entries = _git("status", "--porcelain", "-z", "--untracked-files=all").split("\0")
+        entries = _git("status", "--porcelain", "-z", "--untracked-files=no").split("\0")
+        new = _git("ls-files", "--others", "--exclude-standard", "-z", "--", CODE).split("\0")
     except (OSError, subprocess.SubprocessError):
         return None
-    paths, renamed = set(), False
+    paths, renamed = {path for path in new if path}, False
     for entry in entries:
         if renamed:  # the entry after a rename's or copy's is the path it came from
             paths.add(entry)
             renamed = False
         elif entry:
-            status, path = entry[:2], entry[3:]
-            if status != "??" or path.startswith(CODE):
-                paths.add(path)
-            renamed = "R" in status or "C" in status
+            paths.add(entry[3:])
+            renamed = "R" in entry[:2] or "C" in entry[:2]
     return sorted(paths)
 
 

@@ -21,9 +21,10 @@ def not_draft(monkeypatch):
 
 
 def test_the_differing_files_are_read_from_git_status(monkeypatch):
-    status = " M raypkg/a.py\0?? raypkg/new.py\0?? notes.txt\0R  docs/b.md\0docs/a.md\0 D README.md\0"
-    monkeypatch.setattr(P, "_git", lambda *args: status)
-    # tracked changes anywhere, both sides of a rename; new files only under raypkg/ (code a run imports)
+    status = " M raypkg/a.py\0R  docs/b.md\0docs/a.md\0 D README.md\0"
+    new = "raypkg/new.py\0"  # git ls-files --others under raypkg/: new code a run imports
+    monkeypatch.setattr(P, "_git", lambda *args: new if args[0] == "ls-files" else status)
+    # tracked changes anywhere, both sides of a rename; new files only under raypkg/
     assert P.dirty_files() == ["README.md", "docs/a.md", "docs/b.md", "raypkg/a.py", "raypkg/new.py"]
     monkeypatch.setattr(P, "_git", lambda *args: "")
     assert P.dirty_files() == []
