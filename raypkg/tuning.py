@@ -319,6 +319,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     space = {k: to_tune_domain({"grid": v["choice"]} if search == "grid" and "choice" in v else v)
              for k, v in (spec.get("space") or {}).items()}
     check_trial_config(spec, settings)
+    source = provenance(threads=1)  # run_trial: 1 thread; before Ray starts, so a tree it refuses costs nothing
 
     use_wandb_mode(wandb_mode)  # before Ray starts: trial workers inherit WANDB_MODE
     connect_ray()
@@ -370,7 +371,7 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
             frame[column] = frame[column].map(setting_as_text)
         keep = [c for c in frame.columns if frame[c].dtype != object or c in ("trial_id", "logdir")
                 or c.startswith("config/")]
-        write_parquet(out_dir / "trials.parquet", frame[keep], provenance(threads=1))  # run_trial: 1 thread
+        write_parquet(out_dir / "trials.parquet", frame[keep], source)
     except BaseException:  # no half-made sweep directory (interrupted, or no trial finished)
         shutil.rmtree(out_dir, ignore_errors=True)
         raise

@@ -16,6 +16,10 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # run, shared by its xdist workers and every process they start, not to the user's ~/.cache/effray.
 os.environ.setdefault("EFFRAY_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"effray-test-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID') or os.getpid()}"))
+# The tables the tests write are drafts: a bench refuses to store a result from a checkout whose raypkg/
+# differs from its commit (raypkg.tracking.provenance), and a developer runs the tests on uncommitted code.
+# tests/unit/test_provenance.py clears it to check the refusal itself.
+os.environ["EFFRAY_DRAFT"] = "1"
 
 from helpers import TEST_DIRS, TIERS  # noqa: E402  (after the environment: it imports torch and raypkg)
 

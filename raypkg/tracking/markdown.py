@@ -80,10 +80,26 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in frame[columns].to_dict("records")]
     source = read_provenance(path)
     if source:
-        lines += ["", f"Measured {source['date']} at commit {source['commit']} on {source['cpu']} (CPU flags: "
+        lines += ["", f"Measured {source['date']} at commit {source['commit']}{differed(source)} on {source['cpu']} (CPU flags: "
                       f"{source['cpu_flags']}; {source['device']}), torch {source['torch']}, {source['threads']} "
-                      f"torch thread(s){trained_at(source)}: `{source['command']}`."]
+                      f"torch thread(s){trained_at(source)}: `{source['command']}`."
+                      + (f" A draft ({source['draft']}): its code may differ from that commit." if source.get("draft")
+                         else "")]
     return "\n".join(lines) + "\n"
+
+
+def differed(source: dict) -> str:
+    """What a ``+dirty`` result's provenance says of the files its checkout differed in
+    (``dirty_files``, and an ``explained`` note where code is among them); else empty."""
+    files = source.get("dirty_files") or []
+    if not files:
+        return ""
+    count = f"{len(files)} file{'s' if len(files) > 1 else ''} differed from it"
+    if not any(f.startswith("raypkg/") for f in files):
+        return f" ({count}, none of them code; its provenance lists them)"
+    if source.get("explained"):
+        return f" ({count}, code among them; its provenance says why none changed what ran)"
+    return f" ({count}, code among them)"
 
 
 def trained_at(source: dict[str, str]) -> str:

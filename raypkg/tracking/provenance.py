@@ -14,25 +14,70 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 KEY = b"effray"  # the Parquet schema metadata key that holds the provenance (JSON)
+DRAFT_ENV = "EFFRAY_DRAFT"  # =1: write a table from a tree whose raypkg/ differs, marked a draft
+CODE = "raypkg/"  # a difference here is code a result's run may have run
 
 
-def commit() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes to tracked files), or ``unknown``."""
+def _git(*args: str) -> str:
+    """git's output for ``args`` in the checkout this package runs from."""
     repo = Path(__file__).resolve().parents[2]
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+
+
+def dirty_files() -> list[str] | None:
+    """The paths where the checkout differs from its commit, sorted: every tracked file with
+    changes (``git status --porcelain``, both sides of a rename), and new files under
+    raypkg/ that git does not ignore (code a run would import). None outside a git checkout."""
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        entries = _git("status", "--porcelain", "-z", "--untracked-files=no").split("\0")
+        new = _git("ls-files", "--others", "--exclude-standard", "-z", "--", CODE).split("\0")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths, renamed = {path for path in new if path}, False
+    for entry in entries:
+        if renamed:  # the entry after a rename's or copy's is the path it came from
+            paths.add(entry)
+            renamed = False
+        elif entry:
+            paths.add(entry[3:])
+            renamed = "R" in entry[:2] or "C" in entry[:2]
+    return sorted(paths)
+
+
+def commit(dirty: list[str] | None = None) -> str:
+    """The checkout's commit (``+dirty`` where ``dirty_files`` finds differences), or ``unknown``."""
+    try:
+        head = _git("rev-parse", "--short", "HEAD").strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    dirty = dirty_files() if dirty is None else dirty
     return head + ("+dirty" if dirty else "")
 
 
-def provenance(threads: int) -> dict[str, str]:
+def is_draft() -> bool:
+    """Whether the result being written is marked a draft (``EFFRAY_DRAFT=1``)."""
+    return os.environ.get(DRAFT_ENV, "") not in ("", "0")
+
+
+def check_rebuildable(dirty: list[str] | None, draft: bool) -> None:
+    """Refuse, before any work, to store a result from a tree whose raypkg/ differs from its
+    commit: no one could rebuild what ran. A draft (``EFFRAY_DRAFT=1``) is let through and says so."""
+    from raypkg.errors import UsageError
+
+    code = [path for path in dirty or () if path.startswith(CODE)]
+    if code and not draft:
+        shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
+        raise UsageError(f"the checkout's raypkg/ differs from its commit ({shown}), so no one could rebuild "
+                         f"this result: commit the change first, or set {DRAFT_ENV}=1 to write a draft table")
+
+
+def provenance(threads: int) -> dict:
     """The date, commit, command (led by any ISA cap set in the environment), CPU (model and
     the flags that decide bf16 and AVX-512), torch's version and threads of the result being
-    written."""
+    written; with a dirty tree, the files that differ (``dirty_files``), and ``draft`` when it
+    is one. Refuses a tree whose raypkg/ differs unless a draft (``check_rebuildable``): call
+    it before the work whose result it describes."""
     import torch
 
     from raypkg.engine.execution import BF16_CPU_FLAGS, ISA_CAPS, cpu_flags, cpu_model
@@ -40,10 +85,17 @@ def provenance(threads: int) -> dict[str, str]:
     flags = cpu_flags()  # less those above an ISA cap, which the command then names
     shown = sorted(f for f in flags if f in BF16_CPU_FLAGS or f in ("avx512f", "avx2", "amx_tile"))
     caps = [f"{name}={shlex.quote(os.environ[name])}" for name in ISA_CAPS if os.environ.get(name)]
-    return {"date": datetime.date.today().isoformat(), "commit": commit(),
-            "command": " ".join([*caps, shlex.join(["effray", *sys.argv[1:]])]), "cpu": cpu_model(),
-            "cpu_flags": ",".join(shown) or "none", "torch": torch.__version__, "threads": str(threads),
-            "device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    dirty, draft = dirty_files(), is_draft()
+    check_rebuildable(dirty, draft)
+    source = {"date": datetime.date.today().isoformat(), "commit": commit(dirty),
+              "command": " ".join([*caps, shlex.join(["effray", *sys.argv[1:]])]), "cpu": cpu_model(),
+              "cpu_flags": ",".join(shown) or "none", "torch": torch.__version__, "threads": str(threads),
+              "device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    if dirty:
+        source["dirty_files"] = dirty
+    if draft:
+        source["draft"] = f"{DRAFT_ENV}={os.environ[DRAFT_ENV]}"
+    return source
 
 
 def executions() -> str:

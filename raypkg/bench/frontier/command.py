@@ -253,8 +253,9 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     frame = fair_clock(frame, settings["epochs"])
     runner = BenchRunner("frontier", save, threads, wandb)
     if all(sources):
+        draft = next((s["draft"] for s in (runner.source, *sources) if s.get("draft")), None)  # the merge's or a row's
         runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
-            f"{source['command']} (at {source['commit']})" for source in sources)}
+            f"{source['command']} (at {source['commit']})" for source in sources), **({"draft": draft} if draft else {})}
     click.echo(f"# frontier {name}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
     # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
     frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1)
