@@ -106,8 +106,9 @@ def count_options(func):
                    "while it runs, or after a kill).")
 @click.option("--merge", multiple=True, type=click.Path(dir_okay=False),
               help="A frontier's stored rows (STEM.parquet) over other seeds of the same points; repeated, they are "
-                   "merged into one table, summary and plots as if one run had made them; nothing is trained "
-                   "(give the runs' --setup; no other flag).")
+                   "merged into one table, summary and plots as if one run had made them, judged on today's clock "
+                   "and statistics; nothing is trained, and --save's tables are replaced (a stored frontier "
+                   "rendered again in place). No other flag.")
 @click.option("--add", "panels", type=click.Choice(["deltagrad"]), multiple=True,
               help="A separate panel: deltagrad serves deletions of 0.1% and 1% of the training set by retraining "
                    "and by DeltaGrad (in `bench deltagrad`'s setting) on the same data, label noise and seeds.")
@@ -251,7 +252,7 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     name, settings = setups[0]
     frame = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
     frame = fair_clock(frame, settings["epochs"])
-    runner = BenchRunner("frontier", save, threads, wandb)
+    runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)  # a stored frontier rendered again
     if all(sources):
         draft = next((s["draft"] for s in (runner.source, *sources) if s.get("draft")), None)  # the merge's or a row's
         runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
