@@ -3,8 +3,9 @@ frontier summaries (``effray bench frontier --save STEM`` writes STEM-summary.pa
 
 A row per method, a column per setup, and in each cell each point's verdict
 against the budget curve at its own execution, with ``x_vs_curve_bound``: how many times
-faster than the curve it reached its accuracy (the mean over its seeds, a seed above the
-whole curve counted at its lower bound; ``raypkg.bench.curve``). Nothing is trained.
+faster than the curve it reached its accuracy (the geometric mean over its seeds, a seed
+above the whole curve counted at its lower bound), and its 95% interval
+(``raypkg.bench.frontier.judge``). Nothing is trained.
 """
 
 from __future__ import annotations
@@ -46,15 +47,20 @@ def parse_setups(pairs: tuple[str, ...]) -> dict[str, Path]:
 
 def verdict_table(summaries: dict):
     """{setup: a frontier summary frame} -> a frame with a row per method (in order of first
-    appearance) and a column per setup: ``VERDICT Rx`` (R the x_vs_curve_bound) for each
-    setting of the method that setup ran, ``f=0.1 slower 0.21x; f=0.3 tie 0.95x``, or ``-``."""
+    appearance) and a column per setup: ``VERDICT Rx [L, H]`` (R the geometric mean
+    x_vs_curve_bound, [L, H] its 95% interval; ``VERDICT?`` where a faster or slower cell does
+    not survive Holm's correction over the cells its frontier tested) for each setting of the
+    method that setup ran, ``f=0.1 slower 0.21x [0.18, 0.25]; f=0.3 tie 0.95x [0.8, 1.1]``, or
+    ``-``. Summaries stored before the intervals (2026-11-28) give ``VERDICT Rx``."""
     import pandas as pd
 
     cells: dict[str, dict[str, list[str]]] = {}
     for setup, frame in summaries.items():
         for row in frame[~frame["method"].isin(CURVE_ROWS)].to_dict("records"):
-            ratio = row["x_vs_curve_bound"]
-            text = row["verdict"] if ratio is None or math.isnan(ratio) else f"{row['verdict']} {ratio:.2f}x"
+            text = f"{row['verdict']}{'?' if row.get('holm') == 'close' else ''}"
+            ratio, low, high = row["x_vs_curve_bound"], row.get("x_low", math.nan), row.get("x_high", math.nan)
+            if not (ratio is None or math.isnan(ratio)):
+                text += f" {ratio:.2f}x" + ("" if low is None or math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
             text = text if row["setting"] == "-" else f"{row['setting']} {text}"
             cells.setdefault(row["method"], {}).setdefault(setup, []).append(text)
     return pd.DataFrame([{"method": method, **{s: "; ".join(by.get(s, ["-"])) for s in summaries}}

@@ -114,6 +114,17 @@ def marked_tables(text: str):
         yield m["path"], (m["quoted"] or m["columns"]).split(","), m["rows"], m["body"]
 
 
+def refresh(text: str, root: Path) -> str:
+    """A page's ``text`` with every marked table rendered anew from its stored result (paths
+    relative to ``root``): what ``python -m raypkg.tracking.markdown PAGE...`` writes back
+    after a stored result changed."""
+    def rendered(m: re.Match) -> str:
+        columns = (m["quoted"] or m["columns"]).split(",")
+        return m.group(0)[:m.start("body") - m.start()] + render(root / m["path"], columns, m["rows"]) + "<!-- /table -->"
+
+    return MARKER.sub(rendered, text)
+
+
 TABLE_NOTE = re.compile(r"<!-- (reference|hand-written: .+) -->")
 
 
@@ -135,3 +146,10 @@ def unmarked_tables(text: str) -> list[int]:
         if line.strip():
             previous = line.strip()
     return found
+
+
+if __name__ == "__main__":  # python -m raypkg.tracking.markdown README.md docs/*.md: the tables rendered anew
+    import sys
+
+    for page in map(Path, sys.argv[1:]):
+        page.write_text(refresh(page.read_text(), Path.cwd()))

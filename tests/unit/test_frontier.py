@@ -498,6 +498,11 @@ def test_the_verdicts_table_has_a_cell_per_point_and_setup():
         {"method": "rs2", "x:mlp": "f=0.1 slower 0.50x; f=0.3 tie 0.99x", "y:lenet5": "f=0.1 1 seed"},
         {"method": "crest", "x:mlp": "f=0.1 tie 1.04x", "y:lenet5": "-"},
         {"method": "infobatch", "x:mlp": "-", "y:lenet5": "faster 1.23x"}]
+    # with intervals, and a cell that does not survive Holm's correction marked ?
+    judged = a.assign(x_low=[math.nan, math.nan, 0.4, 0.9, 0.8], x_high=[math.nan, math.nan, 0.62, 1.2, 1.1],
+                      holm=["", "", "close", "", ""])
+    assert verdict_table({"x:mlp": judged}).to_dict("records")[0] == {
+        "method": "rs2", "x:mlp": "f=0.1 slower? 0.50x [0.40, 0.62]; f=0.3 tie 0.99x [0.80, 1.10]"}
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Packed throughput of K `effray train` processes on one GPU (packed.sh runs them).
 
     python packed.py collect RUNS CSV        # on the GPU machine: every run's epochs, one CSV
-    python packed.py store STEM CSV... --commit C --device D --command CMD
+    python packed.py store STEM CSV... --commit C --device D --torch T --command CMD
                                              # here: STEM.parquet (with provenance) and STEM.png
 
 Each CSV is one device call's (``-mps`` in its name: run under CUDA's Multi-Process Service). A
@@ -67,10 +67,13 @@ def call_table(csv: Path, images: int) -> pd.DataFrame:
     return table
 
 
-def store(stem: Path, csvs: list[Path], commit: str, device: str, command: str, images: int = 59904) -> pd.DataFrame:
+def store(stem: Path, csvs: list[Path], commit: str, device: str, torch_version: str, command: str,
+          images: int = 59904) -> pd.DataFrame:
+    """The groups of every call's CSV as STEM.parquet, with the provenance of the device
+    calls (``commit``: the clean commit each ran; ``torch_version``: the GPU machine's), and
+    their throughput against one compiled process as STEM.png."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import torch
 
     from raypkg.plots import figure, save_png
     from raypkg.tracking.provenance import KEY
@@ -78,8 +81,8 @@ def store(stem: Path, csvs: list[Path], commit: str, device: str, command: str, 
     table = pd.concat([call_table(csv, images) for csv in csvs], ignore_index=True)
     table = table.sort_values(["mps", "compile", "k"], ascending=[True, False, True], ignore_index=True)
     source = {"date": pd.Timestamp.now().date().isoformat(), "commit": commit, "command": command,
-              "cpu": "the GPU machine's", "cpu_flags": "-", "torch": torch.__version__ + " here; see gpu.txt there",
-              "threads": "1 a process", "device": device}
+              "cpu": "the GPU machine's 16 cores", "cpu_flags": "-", "torch": torch_version, "threads": "1",
+              "device": device}
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), KEY: json.dumps(source)}),
                    stem.with_suffix(".parquet"))
@@ -104,4 +107,4 @@ if __name__ == "__main__":
     else:
         csvs = [Path(a) for a in args[1:] if a.endswith(".csv")]
         options = dict(zip(args[1 + len(csvs)::2], args[2 + len(csvs)::2]))
-        store(Path(args[0]), csvs, options["--commit"], options["--device"], options["--command"])
+        store(Path(args[0]), csvs, options["--commit"], options["--device"], options["--torch"], options["--command"])
