@@ -84,7 +84,8 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
                       f"{source['cpu_flags']}; {source['device']}), torch {source['torch']}, {source['threads']} "
                       f"torch thread(s){trained_at(source)}: `{source['command']}`."
                       + (f" A draft ({source['draft']}): its code may differ from that commit." if source.get("draft")
-                         else "")]
+                         else "")
+                      + (f" Judged again from those rows on {source['judged']}." if source.get("judged") else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -430,6 +430,16 @@ def test_a_frontier_row_equals_effray_run_coreset(frontier_run, tmp_path):
     assert summary["label_noise"] == 0.2
 
 
+def test_a_deletion_that_selects_no_sample_is_refused_before_any_point_trains(tmp_path):
+    """--add deltagrad on 300 examples: 0.1% of them is none (issue 72: refused after every
+    point had trained, naming --ratio, a flag the bench does not have)."""
+    result = CliRunner().invoke(main, ["bench", "frontier", "--dataset", "digits-aug", "--train-size", "300",
+                                       "--test-size", "100", "--epochs", "2", "--methods", "uniform",
+                                       "--add", "deltagrad", "--slots", "1", "--save", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "--add deltagrad deletes 0.1% of the training set, none of 300" in result.output
+    assert "--train-size 500" in result.output and not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
 def test_the_deltagrad_panel_serves_both_deletions(tmp_path):
     stem = tmp_path / "dg"
     result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "1", "--methods", "uniform",
@@ -540,11 +550,20 @@ def test_merged_seed_tables_summarise_as_the_run_over_all_seeds(frontier_run, tm
     pd.testing.assert_frame_equal(merged, whole)
     source = read_provenance(tmp_path / "m-summary.parquet")  # where the rows were measured, and the merge
     assert "; its rows: " in source["command"] and source["command"].count(" (at ") == 2
+    other = rows[rows["seed"] == 1].assign(model="mlp")  # rows of another setup are not its seeds
+    write_parquet(tmp_path / "other.parquet", other, provenance(threads=1))
     for more, says in ((["--seeds", "2"], "leave out --seeds"), (["--merge", str(tmp_path / "s0.parquet")],
                                                                  "seed 0 is in more than one table"),
+                       (["--add", "deltagrad"], "leave out --add"),
                        (["--merge", f"{stem}-summary.parquet"], "is not a frontier's rows")):
         result = CliRunner().invoke(main, [*merge, *more])
         assert result.exit_code == 2 and says in result.output, result.output
+    mixed = CliRunner().invoke(main, ["bench", "frontier", "--merge", str(tmp_path / "s0.parquet"), "--merge",
+                                      str(tmp_path / "other.parquet")])
+    assert mixed.exit_code == 2 and "ran digits:mlp" in mixed.output and "merge tables of one setup" in mixed.output
+    # the title comes from the rows, not from --setup's preset
+    merged_again = CliRunner().invoke(main, [*merge, "--save", str(tmp_path / "m2")])
+    assert "# frontier digits:logreg, label noise 0.2: merged 2 tables" in merged_again.output
 
 
 RESUMED = ["bench", "frontier", "--dataset", "digits-aug", "--train-size", "3000", "--test-size", "500", "--model",

@@ -4,10 +4,12 @@ stored as it finishes (``store``), then judged (``judge``) and shown (``report``
 
 from __future__ import annotations
 
+import math
+
 import click
 import pandas as pd
 
-from raypkg.bench.deltagrad_panel import deltagrad_configs, deltagrad_panel, deltagrad_table
+from raypkg.bench.deltagrad_panel import DELTAGRAD_RATIOS, deltagrad_configs, deltagrad_panel, deltagrad_table
 from raypkg.bench.frontier.judge import add_svp_agreement, add_tta, fair_clock, judge_rows
 from raypkg.bench.frontier.points import (
     COUNTS,
@@ -144,10 +146,10 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
       effray bench frontier --slots 1                            # one point at a time, in this process
     """
     if merge:
+        context = click.get_current_context()
         return merge_runs(setup, merge, save, wandb, threads, given=[
-            name for name in ("methods", "first_seed", "slots", "storage", "render", "panels", "workers", "target_acc",
-                              "threads", *flags)
-            if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT])
+            param.opts[0] for param in context.command.params if param.name not in ("setup", "merge", "save", "wandb")
+            and context.get_parameter_source(param.name) not in (None, click.core.ParameterSource.DEFAULT)])
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
     check_bench_numbers(workers=workers, threads=threads, slots=slots, points_per_gpu=points_per_gpu)
@@ -168,6 +170,8 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
         seed_points, data = load_points(settings, names, seed)
         wanted.append((seed_points, data))
     per_point = {point_id(p): p for seed_points, _ in wanted for p in seed_points}
+    if panels:
+        check_deletions(len(data.train))
     store.claim(stored_settings)  # every check passed: the store is this frontier's
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
@@ -214,6 +218,15 @@ def stored_rows(records: dict[str, dict], order: list[str], settings: dict) -> p
     return fair_clock(pd.DataFrame([row for row, _ in done]), settings["epochs"])
 
 
+def check_deletions(n: int) -> None:
+    """``--add deltagrad`` on ``n`` training examples: each of its deletions must select a
+    sample (refused before any point trains, not after every one has)."""
+    smallest = min(DELTAGRAD_RATIOS)
+    if round(smallest * n) < 1:
+        raise UsageError(f"--add deltagrad deletes {smallest:.1%} of the training set, none of {n} examples: give "
+                         f"--train-size {math.ceil(0.5 / smallest)} or more, or leave out --add deltagrad")
+
+
 def check_first_seed(first: int) -> int:
     """``--first-seed``: a seed itself (the seeds after it are ``check_seed_count``'s)."""
     if not 0 <= first < SEED_LIMIT:
@@ -231,7 +244,7 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     from raypkg.tracking.provenance import read_provenance
 
     if given:
-        raise UsageError(f"--merge reads stored rows and trains nothing: leave out --{given[0].replace('_', '-')}")
+        raise UsageError(f"--merge reads stored rows and trains nothing: leave out {given[0]}")
     frames = [read_table(path, "--merge") for path in paths]
     for path, frame in zip(paths, frames):
         if not {"method", "setting", "seed", "e2e_s", "x_vs_curve"} <= set(frame.columns):
@@ -256,7 +269,8 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     if all(sources):
         draft = next((s["draft"] for s in (runner.source, *sources) if s.get("draft")), None)  # the merge's or a row's
         runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
-            f"{source['command']} (at {source['commit']})" for source in sources), **({"draft": draft} if draft else {})}
+            f"{source['command']} (at {source['commit']})" for source in sources), **({"draft": draft} if draft else {}),
+            "judged": f"{runner.source['date']} at commit {runner.source['commit']}"}  # today's clock and statistics
     click.echo(f"# frontier {name}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
     # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
     frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1)
