@@ -168,7 +168,9 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
             f"b={budget:.3g}" + ("" if schedule == s["schedule"] else f",{schedule}") if budget == budget else "-")
         labels = {"family": "+".join(case.family for case in members), "method": method, "setting": setting,
                   "seed": seed, "fraction": values.get("fractions", math.nan),
-                  "density": values.get("densities", math.nan), "budget": budget, "schedule": schedule}
+                  "density": values.get("densities", math.nan), "budget": budget, "schedule": schedule,
+                  # what the frontier ran (a merge of stored rows checks and titles itself by these)
+                  "dataset": s["dataset"], "model": s["model"], "label_noise": s["label_noise"], "epochs": s["epochs"]}
         cfg = stacked_point(method, values, s, {**common, "epochs": epochs or s["epochs"], "schedule": schedule}, n)
         return Point(f"seed {seed} {method} {setting}", find_recipe(members[0].recipe, cfg.stack),
                      cfg.resolved().validate(), labels)
