@@ -120,7 +120,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
         from raypkg.data.noise import check_label_noise
-        from raypkg.data.registry import DATASETS, dataset_entry
+        from raypkg.data.registry import DATASET_SETTINGS, DATASETS, dataset_entry
         from raypkg.models.registry import model_entry
 
         check_field_types(self)
@@ -138,14 +138,15 @@ class RunConfig:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
                 raise UsageError(f"--{name.replace('_', '-')} sets the size of a sized dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")
-        for name, owner in (("num_classes", "synthetic"), ("shape", "synthetic"), ("image_size", "imagefolder")):
-            if getattr(self, name) is not None and self.dataset != owner and not dataset.plugin:  # would do nothing
-                raise UsageError(f"--{name.replace('_', '-')} is a setting of --dataset {owner}; {self.dataset} "
+        for name in DATASET_SETTINGS:  # set for a dataset that does not read it: it would do nothing
+            if getattr(self, name) not in (None, False) and name not in dataset.reads and not dataset.plugin:
+                readers = ", ".join(n for n, e in DATASETS.items() if name in e.reads)
+                raise UsageError(f"--{name.replace('_', '-')} is a setting of --dataset {readers}; {self.dataset} "
                                  "does not use it")
         check_wandb_project(self.wandb_project)
         check_positive(self, "decode_block")
         check_label_noise(self.label_noise)
-        check_data_dir(self.data_dir)
+        check_data_dir(self.data_dir, self.download, "download" in dataset.reads)
         check_run_name(self.name)  # --out, the run directory and --storage: RunDir.check, before the data loads
         if self.placement != "pack" and not getattr(self, "workers", 0) and not getattr(self, "actors", 0):
             flags = [flag for name, flag in (("workers", "--workers N"), ("actors", "--actors K"))
@@ -412,11 +413,13 @@ def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -
         raise UsageError(f"several --lr values need --lrlen (piecewise schedule); got lr={lr}")
 
 
-def check_data_dir(data_dir: str | None) -> None:
+def check_data_dir(data_dir: str | None, download: bool = False, downloadable: bool = False) -> None:
+    """--data-dir is a directory; one that does not exist yet is one only --download makes."""
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
         raise UsageError(f"data directory {data_dir!r} is a file; give the directory that holds the dataset")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UsageError(f"data directory {data_dir!r} does not exist")
+    if data_dir is not None and not download and not Path(data_dir).is_dir():
+        raise UsageError(f"data directory {data_dir!r} does not exist: give the directory that holds the dataset"
+                         + (", or add --download to fetch it there" if downloadable else ""))
 
 
 def config_fields(cls=TrainConfig) -> set[str]:
