@@ -25,7 +25,7 @@ from raypkg.algorithms import stackable, stacked_class
 from raypkg.engine.config import TrainConfig, check_needs, config_fields, flag_aliases, listed, parse_stack, stack_of
 from raypkg.errors import UsageError
 from raypkg.method_registry import import_object
-from raypkg.recipe_registry import find_recipe, stacks_onto
+from raypkg.recipe_registry import find_recipe, load_recipes, stacks_onto
 from raypkg.storage import basename, first_line, read_bytes
 
 # Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
@@ -159,8 +159,11 @@ def build_config(method: str | type, config: Any = None, given: Mapping[str, Any
     whole group); ``data``: the API's ``data=`` (the dataset). Returns the config resolved,
     not validated (``Recipe.run`` validates, once); a config object of the class it would
     make, with nothing on top, is returned as it is (the CLI's, handed to ``raypkg.run``)."""
+    if not isinstance(method, (str, type)):  # raypkg.run(None), run(123)
+        raise UsageError(f"method must be a recipe name (one of: {', '.join(sorted(load_recipes()))}), "
+                         f"got {method!r}")
     base, named = parse_stack(method) if isinstance(method, str) else (None, ())
-    cls = find_recipe(base).config_cls if base else method
+    cls = find_recipe(base).config_cls if isinstance(method, str) else method  # find_recipe refuses ''
     what = f"for {method}" if base else ""
     values, from_file = config_values(config, cls)
     aliases = flag_aliases(cls)  # the flag's other name: select's method= for selection=

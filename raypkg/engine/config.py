@@ -367,7 +367,7 @@ def check_needs(cfg, given=()) -> None:
     the flags or keywords given) where it cannot act is a one-line UsageError: nothing is
     silently ignored, whether it comes from a flag, a config file, a tune space or the API."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    for name, (acts, says) in cfg.NEEDS.items():
+    for name, (acts, says) in getattr(cfg, "NEEDS", {}).items():  # a config without RunConfig's has none
         if (name in given or getattr(cfg, name) != field_default(fields[name])) and not acts(cfg):
             raise UsageError(f"--{name.replace('_', '-')} {says}")
 
