@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from raypkg.config import UniqueKeyLoader, build_config, check_settings_known
+from raypkg.config import build_config, check_settings_known, load_yaml
 from raypkg.engine.config import config_fields, listed, parse_stack, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import TTA_METRIC
@@ -45,7 +45,7 @@ def read_space(path: str | Path) -> dict:
     if not path.is_file():
         raise UsageError(f"space file {str(path)!r} does not exist")
     try:
-        spec = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+        spec = load_yaml(path.read_text())
     except UnicodeDecodeError:
         raise UsageError(f"space file {str(path)!r} is not a text file (YAML)") from None
     except OSError as e:

@@ -829,6 +829,41 @@ SAYS += [
 ]
 
 
+# ----- issue 72: every value checked where it enters, in one place, on every entry point ---------------
+ALIAS_BOMB = "".join(f"- &l{i} [{', '.join([f'*l{i - 1}' if i else '1'] * 9)}]\n" for i in range(9))  # 9**9 values
+CONFIGS.update({
+    "alias_bomb": "lr:\n" + ALIAS_BOMB,
+    "space_alias_bomb": "method: train\nspace:\n  lr: {choice: [0.1]}\nbase:\n  lr:\n"
+                        + "".join("  " + line + "\n" for line in ALIAS_BOMB.splitlines()),
+    "empty": "",
+    "only_comments": "# epochs: 3\n",
+    "empty_mapping": "{}\n",
+    "space_only_comments": "# method: train\n",
+})
+SAYS += [
+    (T + ["--config", "{cfg:alias_bomb}"], "alias_bomb.yaml' is not valid YAML/JSON: it expands to more than 100,000 "
+                                           "values through its aliases"),
+    (TUNE + ["--space", "{cfg:space_alias_bomb}"], "space_alias_bomb.yaml' is not valid YAML: it expands to more than "
+                                                   "100,000 values"),
+    (T + ["--config", "{cfg:empty}"], "empty.yaml' is empty: give it KEY: VALUE lines, or leave out --config"),
+    (C + ["--config", "{cfg:only_comments}"], "only_comments.yaml' is empty"),
+    (T + ["--config", "{cfg:empty_mapping}"], "empty_mapping.yaml' is empty"),
+    (TUNE + ["--space", "{cfg:space_only_comments}"], "space_only_comments.yaml' is empty"),
+]
+
+
+def test_an_alias_bomb_is_refused_in_under_a_second(world, monkeypatch):
+    """issue 72: a 600-byte alias bomb took 85 s and printed a 2 GB line (40 s in a tune space)."""
+    import time
+
+    monkeypatch.chdir(world["work"])
+    assert len(CONFIGS["alias_bomb"]) < 600
+    for args in (T + ["--config", "{cfg:alias_bomb}"], TUNE + ["--space", "{cfg:space_alias_bomb}"]):
+        CliRunner().invoke(main, [fill(a, world) for a in args])  # the command's imports, once
+        start = time.perf_counter()
+        result = CliRunner().invoke(main, [fill(a, world) for a in args])
+        assert time.perf_counter() - start < 1 and result.exit_code == 2 and len(result.stderr) < 300, result.stderr
+
 def test_a_refused_stack_suggests_a_command_that_runs():
     """issue 65: `run sparse --with lipt` suggested `run lipt --with sparse`, refused too."""
     from raypkg.recipe_registry import find_recipe, stacks_onto
