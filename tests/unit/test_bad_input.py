@@ -849,6 +849,21 @@ SAYS += [
     (C + ["--config", "{cfg:only_comments}"], "only_comments.yaml' is empty"),
     (T + ["--config", "{cfg:empty_mapping}"], "empty_mapping.yaml' is empty"),
     (TUNE + ["--space", "{cfg:space_only_comments}"], "space_only_comments.yaml' is empty"),
+    # silently cut or ignored: refused
+    (T + ["--lr", "0.1", "0.05", "--lrlen", "20", "20", "--epochs", "30"], "--lrlen 20 20 adds up to 40 epochs, more "
+                                                                          "than --epochs 30: give --epochs 40, or "
+                                                                          "shorter --lrlen"),
+    (U + ["--lr", "0.1", "0.05", "--lrlen", "2", "2", "--epochs", "3"], "adds up to 4 epochs, more than --epochs 3"),
+    (T + ["--epochs", str(2**62)], "epochs must be a positive integer, at most 1,000,000, got 4611686018427387904"),
+    (U + ["--epochs", str(2**62)], "at most 1,000,000"),
+    (T + ["--data-dir", "{work}"], "--data-dir is a setting of --dataset cifar10, cifar100, fashion-mnist, "
+                                   "imagefolder, mnist; digits does not use it: leave it out"),
+    (T + ["--download"], "--download is a setting of --dataset cifar10, cifar100, fashion-mnist, mnist; digits does "
+                         "not use it"),
+    (U + ["--download", "--dataset", "digits-aug"], "--download is a setting of"),
+    (C + ["--dataset", "imagefolder", "--data-dir", "{work}", "--download"], "imagefolder does not use it"),
+    (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
+                                                             "holds the dataset, or add --download to fetch it there"),
 ]
 
 
@@ -979,7 +994,7 @@ def world(tmp_path_factory):
 
 def fill(arg: str, world: dict) -> str:
     for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin", "ids_noid", "ids_noheader", "pq_bad",
-                "pq_empty", "cache_clash", "cache_bad"):
+                "pq_empty", "cache_clash", "cache_bad", "work"):
         arg = arg.replace("{" + key + "}", str(world[key]))
     if arg.startswith("{cfg:"):
         arg = str(world["configs"] / f"{arg[5:-1]}.yaml")
