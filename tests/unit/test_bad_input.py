@@ -839,6 +839,9 @@ CONFIGS.update({
     "only_comments": "# epochs: 3\n",
     "empty_mapping": "{}\n",
     "space_only_comments": "# method: train\n",
+    "space_uniform_int": "method: train\nspace: {epochs: {uniform: [2, 5]}}\n",
+    "space_loguniform_int": "method: train\nspace: {batch_size: {loguniform: [16, 128]}}\n",
+    "space_relative_run": "method: deltagrad\nmetric: score\nspace: {run: {choice: [runs/dg]}}\n",
 })
 SAYS += [
     (T + ["--config", "{cfg:alias_bomb}"], "alias_bomb.yaml' is not valid YAML/JSON: it expands to more than 100,000 "
@@ -862,6 +865,17 @@ SAYS += [
                          "not use it"),
     (U + ["--download", "--dataset", "digits-aug"], "--download is a setting of"),
     (C + ["--dataset", "imagefolder", "--data-dir", "{work}", "--download"], "imagefolder does not use it"),
+    # tune: what would fail only inside Ray's trials
+    (TUNE + ["--space", "{cfg:space_uniform_int}"], "space entry 'epochs': uniform draws real numbers, and epochs "
+                                                    "takes an integer: use randint: [low, high] (high excluded) or "
+                                                    "choice: [...]"),
+    (TUNE + ["--space", "{cfg:space_loguniform_int}"], "loguniform draws real numbers, and batch_size takes an integer"),
+    (["tune", "deltagrad", "--out", "{out}", "--set", "run=runs/dg"], "--set run=runs/dg, a relative path, but each "
+                                                                      "Tune trial runs in a directory of its own: give "
+                                                                      "the absolute path ("),
+    (["tune", "deltagrad", "--out", "{out}", "--space", "{cfg:space_relative_run}"], "space entry 'run' sweeps "
+                                                                                     "run=runs/dg, a relative path"),
+    (["tune", "deltagrad", "--out", "{out}", "--set", "run=/no/such/run"], "'/no/such/run' is not a DeltaGrad run"),
     (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
                                                              "holds the dataset, or add --download to fetch it there"),
 ]

@@ -166,8 +166,12 @@ class DeltaGradTuneConfig(RequestSettings, DeltaGradConfig):
         return DeltaGradConfig(**{**base, "holdout": self.ratio if self.kind == "add" else 0.0}).resolved().validate()
 
     def validate(self) -> "DeltaGradTuneConfig":
+        from raypkg.methods.deltagrad.trajectory import check_is_run
+
         super().validate()
         self.check_request()
+        if self.run is not None:  # the cached run a trial opens: there, before Ray starts
+            check_is_run(self.run)
         choose("request kind", self.kind, ("delete", "add"))
         if not 0 < self.ratio < 1:
             raise UsageError(f"ratio must be in (0, 1), got {self.ratio}")
