@@ -44,6 +44,7 @@ class DatasetEntry:
     streamable: bool = False  # can read its images from disk as needed (--data-path stream)
     sized: bool = False  # --train-size, --test-size: generated at any size, or sampled to it
     reads: tuple[str, ...] = ()  # the DataOptions of its own it reads (data_dir, download, image_size, ...)
+    needs_dir: bool = False  # read from --data-dir only (no copy of its own, as fashion-mnist's Debian files)
     plugin: bool = False  # named by import path or entry point (it may read any of them)
 
 
@@ -56,10 +57,10 @@ DATASET_SETTINGS = ("data_dir", "download", "image_size", "num_classes", "shape"
 
 
 def register_dataset(name: str, description: str, *, streamable: bool = False, sized: bool = False,
-                     reads: tuple[str, ...] = ()):
+                     reads: tuple[str, ...] = (), needs_dir: bool = False):
     """Register ``build`` as dataset ``name``; ``reads``: which of ``DATASET_SETTINGS`` it reads."""
     def decorator(build: Callable[[DataOptions], DataSplits]):
-        DATASETS[name] = DatasetEntry(name, description, build, streamable, sized, reads)
+        DATASETS[name] = DatasetEntry(name, description, build, streamable, sized, reads, needs_dir)
         return build
 
     return decorator

@@ -869,13 +869,23 @@ SAYS += [
     (TUNE + ["--space", "{cfg:space_uniform_int}"], "space entry 'epochs': uniform draws real numbers, and epochs "
                                                     "takes an integer: use randint: [low, high] (high excluded) or "
                                                     "choice: [...]"),
-    (TUNE + ["--space", "{cfg:space_loguniform_int}"], "loguniform draws real numbers, and batch_size takes an integer"),
+    (TUNE + ["--space", "{cfg:space_loguniform_int}"], "loguniform draws real numbers, and batch_size takes an "
+                                                       "integer"),
     (["tune", "deltagrad", "--out", "{out}", "--set", "run=runs/dg"], "--set run=runs/dg, a relative path, but each "
                                                                       "Tune trial runs in a directory of its own: give "
                                                                       "the absolute path ("),
     (["tune", "deltagrad", "--out", "{out}", "--space", "{cfg:space_relative_run}"], "space entry 'run' sweeps "
                                                                                      "run=runs/dg, a relative path"),
     (["tune", "deltagrad", "--out", "{out}", "--set", "run=/no/such/run"], "'/no/such/run' is not a DeltaGrad run"),
+    # words: the real problem, and flags the command has
+    (["report", "{run}", "--columns", "method"], "--columns picks from a stored table shown with --markdown; a report "
+                                                 "of runs shows every column: add --markdown and give one .parquet "
+                                                 "file, or leave out --columns"),
+    (["report", "{run}", "--rows", "method:full"], "or leave out --rows"),
+    (["write-mnist", "{out}/m", "--dataset", "mnist"], "write-mnist writes a dataset it can load without a directory "
+                                                       "(digits, digits-aug, fashion-mnist, synthetic); mnist is read "
+                                                       "from its own files in a directory: give one of those"),
+    (["write-mnist", "{out}/m", "--dataset", "cifar10"], "cifar10 is read from its own files in a directory"),
     (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
                                                              "holds the dataset, or add --download to fetch it there"),
 ]

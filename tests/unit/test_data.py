@@ -441,7 +441,8 @@ def test_the_debian_reader_makes_the_same_checks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path)
     write_idx_set(tmp_path, ".gz", gzip.open)
-    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(struct.pack(">II", 2049, 12) + bytes([12] * 12)))
+    labels = struct.pack(">II", 2049, 12) + bytes([12] * 12)  # label 12 of 10 classes
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
     with pytest.raises(UsageError) as err:
         load_dataset("fashion-mnist")
     assert "train-labels-idx1-ubyte.gz holds label 12: labels must be in 0..9" in str(err.value)

@@ -29,7 +29,8 @@ DEBIAN_PACKAGE = "dataset-fashion-mnist"
 @register_dataset("fashion-mnist", "Fashion-MNIST 1x28x28, 10 classes of clothing (60,000 / 10,000): Debian's "
                                    "dataset-fashion-mnist files, or --data-dir in torchvision's layout "
                                    "(FashionMNIST/raw/); --download fetches it there; --train-size/--test-size: a "
-                                   "class-stratified sample, drawn by --seed", sized=True, reads=("data_dir", "download"))
+                                   "class-stratified sample, drawn by --seed",
+                  sized=True, reads=("data_dir", "download"))
 
 def build_fashion_mnist(options: DataOptions) -> DataSplits:
     from torchvision.datasets import FashionMNIST

@@ -20,7 +20,8 @@ FILES = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
 
 @register_dataset("mnist", "MNIST 1x28x28, 10 classes (60,000 train / 10,000 test) from "
-                           "--data-dir (MNIST/raw/ idx files); --download fetches it", reads=("data_dir", "download"))
+                           "--data-dir (MNIST/raw/ idx files); --download fetches it",
+                  reads=("data_dir", "download"), needs_dir=True)
 
 def build_mnist(options: DataOptions) -> DataSplits:
     from torchvision.datasets import MNIST
@@ -67,6 +68,10 @@ def export_mnist(dataset: str, root, train_size: int | None, test_size: int | No
     check_writable_dir(root, "write-mnist DIRECTORY")
     if (Path(root) / "MNIST").exists():
         raise UsageError(f"{str(Path(root) / 'MNIST')!r} exists: give a directory without an MNIST folder")
+    if dataset_entry(dataset).needs_dir:
+        loadable = ", ".join(n for n, e in DATASETS.items() if not e.needs_dir)
+        raise UsageError(f"write-mnist writes a dataset it can load without a directory ({loadable}); {dataset} is "
+                         "read from its own files in a directory: give one of those")
     if dataset_entry(dataset).sized:
         train_size, test_size = (SAMPLE_SIZES[0] if train_size is None else train_size,
                                  SAMPLE_SIZES[1] if test_size is None else test_size)
