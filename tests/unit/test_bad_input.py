@@ -886,6 +886,15 @@ SAYS += [
                                                        "(digits, digits-aug, fashion-mnist, synthetic); mnist is read "
                                                        "from its own files in a directory: give one of those"),
     (["write-mnist", "{out}/m", "--dataset", "cifar10"], "cifar10 is read from its own files in a directory"),
+    # bench verdicts: refused before anything is written
+    (B + ["verdicts", "a={pq_null_method}", "--save", "{out}/v"], "null-method.parquet is not a frontier summary as "
+                                                                  "`effray bench frontier --save` writes it: its "
+                                                                  "method is null in row 0, not a name"),
+    (B + ["verdicts", f"method={SUMMARY}", "--save", "{out}/v"], "setup 'method' names the table's own column of "
+                                                                 "methods: name the setup otherwise"),
+    # earlier notes: pyarrow's whole line
+    (["report", "--markdown", "{pq_bad}"], "Parquet magic bytes not found in footer. Either the file is corrupted or "
+                                           "this is not a parquet file.)"),
     (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
                                                              "holds the dataset, or add --download to fetch it there"),
 ]
@@ -1004,6 +1013,8 @@ def world(tmp_path_factory):
     (base / "ids-no-header.csv").write_text("3\n7\n")
     (base / "corrupt.parquet").write_bytes(b"PAR1" + bytes(range(200)))
     (base / "empty.parquet").write_bytes(b"")
+    summary = pd.read_parquet(SUMMARY)
+    summary.assign(method=[None, *summary["method"][1:]]).to_parquet(base / "null-method.parquet")
     (base / "cache-clash" / "execution.json").mkdir(parents=True)  # a directory where the file belongs
     (base / "cache-bad").mkdir()
     (base / "cache-bad" / "execution.json").write_text("{not json")
@@ -1013,12 +1024,13 @@ def world(tmp_path_factory):
             "ro": ro, "file": base / "a-file", "bin": configs / "binary.yaml", "configs": configs, "work": work,
             "ids_noid": base / "ids-no-id.csv", "ids_noheader": base / "ids-no-header.csv",
             "pq_bad": base / "corrupt.parquet", "pq_empty": base / "empty.parquet",
+            "pq_null_method": base / "null-method.parquet",
             "cache_clash": base / "cache-clash", "cache_bad": base / "cache-bad", "base": base}
 
 
 def fill(arg: str, world: dict) -> str:
     for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin", "ids_noid", "ids_noheader", "pq_bad",
-                "pq_empty", "cache_clash", "cache_bad", "work"):
+                "pq_empty", "pq_null_method", "cache_clash", "cache_bad", "work"):
         arg = arg.replace("{" + key + "}", str(world[key]))
     if arg.startswith("{cfg:"):
         arg = str(world["configs"] / f"{arg[5:-1]}.yaml")
