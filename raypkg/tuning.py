@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import typing
 from datetime import datetime
 from pathlib import Path
 
@@ -98,8 +99,6 @@ def read_space(path: str | Path) -> dict:
 
 def takes_integers(config_cls: type, key: str) -> bool:
     """Does setting ``key`` of ``config_cls`` take integers only (``epochs``, ``batch_size``)?"""
-    import typing
-
     hint = typing.get_type_hints(config_cls).get(key)
     return int in (hint, *typing.get_args(hint)) and float not in typing.get_args(hint)
 

@@ -31,13 +31,12 @@ DEBIAN_PACKAGE = "dataset-fashion-mnist"
                                    "(FashionMNIST/raw/); --download fetches it there; --train-size/--test-size: a "
                                    "class-stratified sample, drawn by --seed",
                   sized=True, reads=("data_dir", "download"))
-
 def build_fashion_mnist(options: DataOptions) -> DataSplits:
-    from torchvision.datasets import FashionMNIST
-
     if options.data_dir is None and not options.download:
         train, test = read_debian()
     else:
+        from torchvision.datasets import FashionMNIST
+
         train, test = read_torchvision_layout("fashion-mnist", FashionMNIST, options, FILES, elsewhere=debian_hint())
     train = stratified_sample("fashion-mnist", train, options.train_size, 2 * options.seed, "train_size")
     test = stratified_sample("fashion-mnist", test, options.test_size, 2 * options.seed + 1, "test_size")
@@ -45,6 +44,7 @@ def build_fashion_mnist(options: DataOptions) -> DataSplits:
 
 
 def debian_installed() -> bool:
+    """Are Debian's four files where the package puts them?"""
     return all(p.is_file() for p in idx_paths(DEBIAN_DIR))
 
 

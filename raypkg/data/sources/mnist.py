@@ -22,7 +22,6 @@ FILES = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 @register_dataset("mnist", "MNIST 1x28x28, 10 classes (60,000 train / 10,000 test) from "
                            "--data-dir (MNIST/raw/ idx files); --download fetches it",
                   reads=("data_dir", "download"), needs_dir=True)
-
 def build_mnist(options: DataOptions) -> DataSplits:
     from torchvision.datasets import MNIST
 
