@@ -426,7 +426,10 @@ def check_lr_lists(lr: list[float], lrlen: list[int], epochs: int, piecewise: bo
 
 
 def check_data_dir(data_dir: str | None, download: bool = False, downloadable: bool = False) -> None:
-    """--data-dir is a directory; one that does not exist yet is one only --download makes."""
+    """--data-dir is a directory; one that does not exist yet is one only --download makes,
+    and --download needs one to fetch into."""
+    if download and data_dir is None:
+        raise UsageError("--download fetches the dataset into --data-dir DIR: give --data-dir")
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
         raise UsageError(f"data directory {data_dir!r} is a file; give the directory that holds the dataset")
     if data_dir is not None and not download and not Path(data_dir).is_dir():
