@@ -895,6 +895,8 @@ SAYS += [
     # earlier notes: pyarrow's whole line
     (["report", "--markdown", "{pq_bad}"], "Parquet magic bytes not found in footer. Either the file is corrupted or "
                                            "this is not a parquet file.)"),
+    (TUNE + ["--set", "lr=[1"], "--set 'lr=[1': the value is not valid YAML (while parsing a flow sequence)"),  # was a
+    (S + ["--option", "eta=[1"], "--option 'eta=[1': the value is not valid YAML"),  # yaml traceback
     (T + ["--dataset", "fashion-mnist", "--download"], "--download fetches the dataset into --data-dir DIR: give "
                                                        "--data-dir"),
     (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
