@@ -126,6 +126,6 @@ def read_torchvision_layout(name: str, dataset_class, options: DataOptions, file
         where = "" if os.path.isdir(folder) else f" ({folder} does not exist)"
         raise UsageError(f"{name}: {missing[0]} not found{where}: pass --download to fetch {name} into {root}, "
                          f"or put {files_hint} there{elsewhere}")
-    fix = ("remove it and pass --download to fetch it again" if options.download
-           else "put a good copy there, or remove the damaged file and pass --download to fetch it again")
+    fix = ("remove it, and --download fetches it again" if options.download
+           else "put a good copy there, or remove it and pass --download to fetch it again")
     return read_idx_set(paths, 10, fix + elsewhere)
