@@ -897,6 +897,8 @@ SAYS += [
                                            "this is not a parquet file.)"),
     (TUNE + ["--set", "lr=[1"], "--set 'lr=[1': the value is not valid YAML (while parsing a flow sequence)"),  # was a
     (S + ["--option", "eta=[1"], "--option 'eta=[1': the value is not valid YAML"),  # yaml traceback
+    (B + ["coreset", "--methods", "glister:eta=[1"], "method option 'eta=[1' in 'glister:eta=[1': the value is not "
+                                                     "valid YAML"),
     (T + ["--dataset", "fashion-mnist", "--download"], "--download fetches the dataset into --data-dir DIR: give "
                                                        "--data-dir"),
     (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
