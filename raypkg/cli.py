@@ -153,7 +153,13 @@ def report(run_dirs, save, plot, no_plot, target_acc, markdown, columns, rows):
     """
     import tempfile
 
-    if markdown or columns or rows:
+    if (columns or rows) and not markdown:
+        from raypkg.errors import UsageError
+
+        flag = "--columns" if columns else "--rows"
+        raise UsageError(f"{flag} picks from a stored table shown with --markdown; a report of runs shows every "
+                         f"column: add --markdown and give one .parquet file, or leave out {flag}")
+    if markdown:
         print_markdown(run_dirs, columns, rows)
         return
 

@@ -400,8 +400,11 @@ def train_options(func):
 
 
 def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict | None:
-    """``("eta=0.05", "batch=4")`` -> ``{"eta": 0.05, "batch": 4}`` (values read as YAML)."""
+    """``("eta=0.05", "batch=4")`` -> ``{"eta": 0.05, "batch": 4}`` (values read as YAML, by
+    the config files' parser: ``raypkg.config.load_yaml``)."""
     import yaml
+
+    from raypkg.config import load_yaml
 
     if not pairs:
         return None
@@ -410,7 +413,10 @@ def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict | None
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"{flag} takes KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            out[key.strip()] = load_yaml(value) if value.strip() else None
+        except yaml.YAMLError as e:
+            raise UsageError(f"{flag} {pair!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return out
 
 

@@ -25,7 +25,7 @@ from raypkg.algorithms import stackable, stacked_class
 from raypkg.engine.config import TrainConfig, check_needs, config_fields, flag_aliases, listed, parse_stack, stack_of
 from raypkg.errors import UsageError
 from raypkg.method_registry import import_object
-from raypkg.recipe_registry import find_recipe, stacks_onto
+from raypkg.recipe_registry import find_recipe, load_recipes, stacks_onto
 from raypkg.storage import basename, first_line, read_bytes
 
 # Keys of older configs (--amp/--no-amp came before --precision): for each value, today's keys
@@ -62,6 +62,41 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MOST_YAML_VALUES = 100_000  # values (scalars, lists, mappings) a config or space file may expand to
+
+
+def expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (``sizes``: by node, each
+    shared node counted once here, however often it is referred to)."""
+    if id(node) not in sizes:
+        children = ([part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        sizes[id(node)] = 1 + sum(expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def load_yaml(text: str) -> Any:
+    """The one YAML parser of config and space files: ``UniqueKeyLoader``, and a document
+    whose aliases (``&a``/``*a``) expand it past ``MOST_YAML_VALUES`` values (a "billion
+    laughs" bomb: a few hundred bytes that stand for billions of values) is a ``yaml.YAMLError``,
+    measured on the parsed node graph before any value is built (in milliseconds)."""
+    loader = UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = expanded_size(node, {})
+        except RecursionError:
+            size = MOST_YAML_VALUES + 1
+        if size > MOST_YAML_VALUES:
+            raise yaml.YAMLError(f"it expands to more than {MOST_YAML_VALUES:,} values through its aliases "
+                                 "(&name, *name): write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object, refusing a key given twice (``json`` keeps the last one silently)."""
     keys = [k for k, _ in pairs]
@@ -85,12 +120,12 @@ def read_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
         if basename(path).endswith(".json"):
             data = json.loads(text, object_pairs_hook=unique_json_object)
         else:
-            data = yaml.load(text, Loader=UniqueKeyLoader)
+            data = load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         first = str(e).splitlines()[0]
         raise UsageError(f"config file {str(path)!r} is not valid YAML/JSON: {first}") from None
-    if data is None:
-        data = {}
+    if data is None or data == {}:  # it would run every default in silence
+        raise UsageError(f"config file {str(path)!r} is empty: give it KEY: VALUE lines, or leave out --config")
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of keys to values")
     data = upgraded(data, cls)
@@ -159,8 +194,11 @@ def build_config(method: str | type, config: Any = None, given: Mapping[str, Any
     whole group); ``data``: the API's ``data=`` (the dataset). Returns the config resolved,
     not validated (``Recipe.run`` validates, once); a config object of the class it would
     make, with nothing on top, is returned as it is (the CLI's, handed to ``raypkg.run``)."""
+    if not isinstance(method, (str, type)):  # raypkg.run(None), run(123)
+        raise UsageError(f"method must be a recipe name (one of: {', '.join(sorted(load_recipes()))}), "
+                         f"got {method!r}")
     base, named = parse_stack(method) if isinstance(method, str) else (None, ())
-    cls = find_recipe(base).config_cls if base else method
+    cls = find_recipe(base).config_cls if isinstance(method, str) else method  # find_recipe refuses ''
     what = f"for {method}" if base else ""
     values, from_file = config_values(config, cls)
     aliases = flag_aliases(cls)  # the flag's other name: select's method= for selection=

@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import typing
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from raypkg.config import UniqueKeyLoader, build_config, check_settings_known
+from raypkg.config import build_config, check_settings_known, load_yaml
 from raypkg.engine.config import config_fields, listed, parse_stack, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
 from raypkg.recipe import TTA_METRIC
@@ -45,7 +46,7 @@ def read_space(path: str | Path) -> dict:
     if not path.is_file():
         raise UsageError(f"space file {str(path)!r} does not exist")
     try:
-        spec = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+        spec = load_yaml(path.read_text())
     except UnicodeDecodeError:
         raise UsageError(f"space file {str(path)!r} is not a text file (YAML)") from None
     except OSError as e:
@@ -83,7 +84,7 @@ def read_space(path: str | Path) -> dict:
         if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS):
             raise UsageError(f"space entry {key!r} in {str(path)!r} must be one of "
                              f"{{{' | '.join(DISTRIBUTIONS)}: [...]}}, got {dist!r}")
-        check_distribution(key, dist)
+        check_distribution(key, dist, takes_integers(recipe.config_cls, key))
     choose("metric", spec.setdefault("metric", "test_acc"), recipe.metrics + (TTA_METRIC,))
     choose("mode", spec.setdefault("mode", "max"), ("max", "min"))
     if spec["metric"] == TTA_METRIC and ((spec.get("base") or {}).get("target_acc") is None or spec["mode"] != "min"):
@@ -96,14 +97,24 @@ def read_space(path: str | Path) -> dict:
     return spec
 
 
-def check_distribution(key: str, dist: dict) -> None:
+def takes_integers(config_cls: type, key: str) -> bool:
+    """Does setting ``key`` of ``config_cls`` take integers only (``epochs``, ``batch_size``)?"""
+    hint = typing.get_type_hints(config_cls).get(key)
+    return int in (hint, *typing.get_args(hint)) and float not in typing.get_args(hint)
+
+
+def check_distribution(key: str, dist: dict, integers: bool = False) -> None:
     """A distribution's arguments: a non-empty list for choice/grid; two finite numbers
-    low < high for uniform, also low > 0 for loguniform, two integers for randint."""
+    low < high for uniform, also low > 0 for loguniform, two integers for randint. A key
+    that takes ``integers`` takes no uniform or loguniform (it would draw 2.7 epochs)."""
     (kind, args), = dist.items()
     if kind in ("choice", "grid"):
         if not isinstance(args, list) or not args:
             raise UsageError(f"space entry {key!r}: {kind} takes a non-empty list, got {args!r}")
         return
+    if integers and kind != "randint":
+        raise UsageError(f"space entry {key!r}: {kind} draws real numbers, and {key} takes an integer: use "
+                         "randint: [low, high] (high excluded) or choice: [...]")
     number = int if kind == "randint" else (int, float)
     if not (isinstance(args, list) and len(args) == 2
             and all(isinstance(a, number) and not isinstance(a, bool) and math.isfinite(a) for a in args)):
@@ -138,18 +149,30 @@ TRIAL_OWN = {"threads": ("one process, one torch thread, no Ray Train workers", 
              "progress": ("no progress bar in a trial", "")}
 
 
-def check_trial_own(spec: dict, settings: dict | None = None) -> None:
-    """Refuse a base (``--set``) or space value of a setting each trial sets itself
-    (``TRIAL_OWN``), unless it is the trial's own value: it would be ignored."""
+# The settings that name a path a trial reads: a trial runs in a working directory of its own.
+TRIAL_PATHS = ("run", "data_dir")
+
+
+def given_values(spec: dict, settings: dict | None = None) -> list[tuple[str, str, object]]:
+    """(where it is given, key, value) of every base value (``--set``) and space candidate."""
     settings = settings or {}
     given = [(f"--set {key}={value}" if key in settings else f"the space file's base sets {key}={value}",
               key, value) for key, value in (spec.get("base") or {}).items()]
-    given += [(f"space entry {key!r} sweeps {key}={value}", key, value)
-              for key, dist in (spec.get("space") or {}).items() for value in candidates(dist)]
-    for where, key, value in given:
+    return given + [(f"space entry {key!r} sweeps {key}={value}", key, value)
+                    for key, dist in (spec.get("space") or {}).items() for value in candidates(dist)]
+
+
+def check_trial_own(spec: dict, settings: dict | None = None) -> None:
+    """Refuse a base (``--set``) or space value of a setting each trial sets itself
+    (``TRIAL_OWN``), unless it is the trial's own value: it would be ignored; and a relative
+    path a trial would read (``TRIAL_PATHS``): it would be read from the trial's directory."""
+    for where, key, value in given_values(spec, settings):
         if key in TRIAL_OWN and value != TRIAL_SETTINGS[key]:
             why, instead = TRIAL_OWN[key]
             raise UsageError(f"{where}, but each Tune trial sets {key} itself ({why}): remove it{instead}")
+        if key in TRIAL_PATHS and isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
+            raise UsageError(f"{where}, a relative path, but each Tune trial runs in a directory of its own: give "
+                             f"the absolute path ({os.path.abspath(value)})")
 
 
 def check_trial_config(spec: dict, settings: dict | None = None) -> None:

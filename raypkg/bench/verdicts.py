@@ -22,9 +22,11 @@ from raypkg.errors import UsageError
 CURVE_ROWS = ("full", "full-fp32")  # the curve's own points: no verdict
 
 
-def parse_setups(pairs: tuple[str, ...]) -> dict[str, Path]:
-    """``SETUP=PATH`` arguments -> {setup: path}, each setup once and each file a stored
-    frontier summary (it has a verdict column)."""
+def read_setups(pairs: tuple[str, ...]) -> dict:
+    """``SETUP=PATH`` arguments -> {setup: its summary frame}, each setup once (none named
+    ``method``, the table's own first column) and each file a stored frontier summary (a
+    verdict column, and a name in every row's method and setting), read before anything is
+    written."""
     from raypkg.tracking.markdown import read_table
 
     if not pairs:
@@ -37,12 +39,25 @@ def parse_setups(pairs: tuple[str, ...]) -> dict[str, Path]:
                              f"got {pair!r}")
         if setup in setups:
             raise UsageError(f"setup {setup!r} is given twice")
+        if setup == "method":
+            raise UsageError("setup 'method' names the table's own column of methods: name the setup otherwise "
+                             "(e.g. DATASET:MODEL)")
         setups[setup] = Path(path)
-    for path in setups.values():
-        missing = {"method", "setting", "verdict", "x_vs_curve_bound"} - set(read_table(path, "bench verdicts").columns)
+    summaries = {}
+    for setup, path in setups.items():
+        frame = read_table(path, "bench verdicts")
+        missing = {"method", "setting", "verdict", "x_vs_curve_bound"} - set(frame.columns)
         if missing:
             raise UsageError(f"{path} is not a frontier summary: no column {', '.join(sorted(missing))}")
-    return setups
+        for column in ("method", "setting"):
+            unnamed = [(i, name) for i, name in enumerate(frame[column]) if not isinstance(name, str) or not name]
+            if unnamed:
+                row, name = unnamed[0]
+                shown = "null" if name is None or name != name else repr(name)  # None, or NaN as pandas reads it
+                raise UsageError(f"{path} is not a frontier summary as `effray bench frontier --save` writes it: "
+                                 f"its {column} is {shown} in row {row}, not a name")
+        summaries[setup] = frame
+    return summaries
 
 
 def verdict_table(summaries: dict):
@@ -106,10 +121,7 @@ def verdicts_bench(setups, save, wandb):
       effray bench verdicts fashion-mnist:mlp=docs/results/frontier-fashion-mnist-mlp-summary.parquet \\
         digits-aug:resnet20=docs/results/frontier-resnet20-linear-summary.parquet
     """
-    import pandas as pd
-
-    paths = parse_setups(setups)
-    summaries = {setup: pd.read_parquet(path) for setup, path in paths.items()}
+    summaries = read_setups(setups)
     runner = BenchRunner("verdicts", save, wandb=wandb)
     table = verdict_table(summaries)
     runner.finish(table, list(table.columns), plot=lambda _, ax: plot_ratios(summaries, ax),

@@ -43,15 +43,24 @@ class DatasetEntry:
     build: Callable[[DataOptions], DataSplits]
     streamable: bool = False  # can read its images from disk as needed (--data-path stream)
     sized: bool = False  # --train-size, --test-size: generated at any size, or sampled to it
-    plugin: bool = False  # named by import path or entry point
+    reads: tuple[str, ...] = ()  # the DataOptions of its own it reads (data_dir, download, image_size, ...)
+    needs_dir: bool = False  # read from --data-dir only (no copy of its own, as fashion-mnist's Debian files)
+    plugin: bool = False  # named by import path or entry point (it may read any of them)
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name: str, description: str, *, streamable: bool = False, sized: bool = False):
+# The DataOptions that some datasets read and others would ignore: one set for a dataset that does
+# not read it is refused (RunConfig.validate), not silently dropped.
+DATASET_SETTINGS = ("data_dir", "download", "image_size", "num_classes", "shape")
+
+
+def register_dataset(name: str, description: str, *, streamable: bool = False, sized: bool = False,
+                     reads: tuple[str, ...] = (), needs_dir: bool = False):
+    """Register ``build`` as dataset ``name``; ``reads``: which of ``DATASET_SETTINGS`` it reads."""
     def decorator(build: Callable[[DataOptions], DataSplits]):
-        DATASETS[name] = DatasetEntry(name, description, build, streamable, sized)
+        DATASETS[name] = DatasetEntry(name, description, build, streamable, sized, reads, needs_dir)
         return build
 
     return decorator

@@ -33,6 +33,7 @@ COMPILES = ("auto", "off", "on")
 SCHEDULES = ("constant", "multistep", "cosine", "linear", "piecewise")
 SEED_LIMIT = 2**32  # seeds are < 2**32 (numpy's legacy limit; derived seeds multiply them by up to ~2**20)
 MAX_THREADS = 1024  # torch threads of one training process (more is a typo, not a machine)
+MAX_EPOCHS = 1_000_000  # epochs of one training (more fits 64 bits but is a typo, not a run)
 PLACEMENTS = ("pack", "spread", "strict-pack", "strict-spread")  # Ray's placement strategies, lower-cased
 
 
@@ -120,7 +121,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
         from raypkg.data.noise import check_label_noise
-        from raypkg.data.registry import DATASETS, dataset_entry
+        from raypkg.data.registry import DATASET_SETTINGS, DATASETS, dataset_entry
         from raypkg.models.registry import model_entry
 
         check_field_types(self)
@@ -138,14 +139,15 @@ class RunConfig:
                 sized = ", ".join(n for n, e in DATASETS.items() if e.sized)
                 raise UsageError(f"--{name.replace('_', '-')} sets the size of a sized dataset ({sized}); "
                                  f"{self.dataset} has a fixed size")
-        for name, owner in (("num_classes", "synthetic"), ("shape", "synthetic"), ("image_size", "imagefolder")):
-            if getattr(self, name) is not None and self.dataset != owner and not dataset.plugin:  # would do nothing
-                raise UsageError(f"--{name.replace('_', '-')} is a setting of --dataset {owner}; {self.dataset} "
-                                 "does not use it")
+        for name in DATASET_SETTINGS:  # set for a dataset that does not read it: it would do nothing
+            if getattr(self, name) not in (None, False) and name not in dataset.reads and not dataset.plugin:
+                readers = ", ".join(n for n, e in DATASETS.items() if name in e.reads)
+                raise UsageError(f"--{name.replace('_', '-')} is a setting of --dataset {readers}; {self.dataset} "
+                                 "does not use it: leave it out")
         check_wandb_project(self.wandb_project)
         check_positive(self, "decode_block")
         check_label_noise(self.label_noise)
-        check_data_dir(self.data_dir)
+        check_data_dir(self.data_dir, self.download, "download" in dataset.reads)
         check_run_name(self.name)  # --out, the run directory and --storage: RunDir.check, before the data loads
         if self.placement != "pack" and not getattr(self, "workers", 0) and not getattr(self, "actors", 0):
             flags = [flag for name, flag in (("workers", "--workers N"), ("actors", "--actors K"))
@@ -253,7 +255,8 @@ class TrainConfig(RunConfig):
         """Raise a one-line UsageError for any value that cannot work; returns self unchanged."""
         super().validate()
         choose("schedule", self.schedule, SCHEDULES)
-        check_positive(self, "epochs", "batch_size")
+        check_epochs(self.epochs)
+        check_positive(self, "batch_size")
         check_at_least_zero(self, "workers", "lr_warmup_epochs", "max_failures", "weight_decay", "momentum")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise UsageError(f"threads must be an integer in [1, {MAX_THREADS}], got {self.threads}")
@@ -264,7 +267,7 @@ class TrainConfig(RunConfig):
             raise UsageError(f"--max-failures restarts Ray Train workers from their last checkpoint: it needs {needs}")
         if self.cpus_per_worker is not None and not self.workers:
             raise UsageError("--cpus-per-worker sizes Ray Train workers: it needs --workers N")
-        check_lr_lists(self.lr, self.lrlen, piecewise=self.schedule == "piecewise")
+        check_lr_lists(self.lr, self.lrlen, self.epochs, piecewise=self.schedule == "piecewise")
         if self.momentum >= 1:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum:g}")
         if self.nesterov and self.momentum == 0:
@@ -366,7 +369,7 @@ def check_needs(cfg, given=()) -> None:
     the flags or keywords given) where it cannot act is a one-line UsageError: nothing is
     silently ignored, whether it comes from a flag, a config file, a tune space or the API."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    for name, (acts, says) in cfg.NEEDS.items():
+    for name, (acts, says) in getattr(cfg, "NEEDS", {}).items():  # a config without RunConfig's has none
         if (name in given or getattr(cfg, name) != field_default(fields[name])) and not acts(cfg):
             raise UsageError(f"--{name.replace('_', '-')} {says}")
 
@@ -401,22 +404,37 @@ def check_at_least_zero(cfg, *names: str) -> None:
             raise UsageError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name):g}")
 
 
-def check_lr_lists(lr: list[float], lrlen: list[int], piecewise: bool = False) -> None:
-    """One positive lr, or several with one positive epoch count each (``--lrlen``)."""
+def check_epochs(epochs: int) -> None:
+    """The one check of a training's epochs: a positive integer, at most ``MAX_EPOCHS``."""
+    if not 0 < epochs <= MAX_EPOCHS:
+        raise UsageError(f"epochs must be a positive integer, at most {MAX_EPOCHS:,}, got {epochs}")
+
+
+def check_lr_lists(lr: list[float], lrlen: list[int], epochs: int, piecewise: bool = False) -> None:
+    """One positive lr, or several with one positive epoch count each (``--lrlen``) that add
+    up to at most ``epochs`` (the last lr goes on to the end; more would be cut)."""
     if not lr or any(not math.isfinite(v) or v <= 0 for v in lr):
         raise UsageError(f"lr must be one or more positive finite numbers, got {lr}")
     if piecewise or lrlen:
         if len(lrlen) != len(lr) or any(n <= 0 for n in lrlen):
             raise UsageError(f"--lrlen needs one positive epoch count per --lr value; got lr={lr} lrlen={lrlen}")
+        if sum(lrlen) > epochs:
+            raise UsageError(f"--lrlen {' '.join(map(str, lrlen))} adds up to {sum(lrlen)} epochs, more than --epochs "
+                             f"{epochs}: give --epochs {sum(lrlen)}, or shorter --lrlen")
     elif len(lr) != 1:
         raise UsageError(f"several --lr values need --lrlen (piecewise schedule); got lr={lr}")
 
 
-def check_data_dir(data_dir: str | None) -> None:
+def check_data_dir(data_dir: str | None, download: bool = False, downloadable: bool = False) -> None:
+    """--data-dir is a directory; one that does not exist yet is one only --download makes,
+    and --download needs one to fetch into."""
+    if download and data_dir is None:
+        raise UsageError("--download fetches the dataset into --data-dir DIR: give --data-dir")
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
         raise UsageError(f"data directory {data_dir!r} is a file; give the directory that holds the dataset")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UsageError(f"data directory {data_dir!r} does not exist")
+    if data_dir is not None and not download and not Path(data_dir).is_dir():
+        raise UsageError(f"data directory {data_dir!r} does not exist: give the directory that holds the dataset"
+                         + (", or add --download to fetch it there" if downloadable else ""))
 
 
 def config_fields(cls=TrainConfig) -> set[str]:

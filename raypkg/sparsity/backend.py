@@ -48,6 +48,14 @@ def note_runs_masked() -> None:
     print("note: SparseProp is not installed; --sparse-backend auto runs masked", file=sys.stderr)
 
 
+@functools.cache
+def say_once(line: str) -> None:
+    """``line`` on stderr the first time this process says it: a LiPT frontier starts each
+    seed's masked execution 10 or more times (a start per shard and phase), each with the
+    same ``sparse kernels: ...`` line."""
+    print(line, file=sys.stderr, flush=True)
+
+
 class SparseExecution:
     """The layers on the kernels for one model: chosen by ``start``, refreshed when the masks
     change, paused for steps that need dense gradients, undone by ``stop`` (the model leaves

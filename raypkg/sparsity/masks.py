@@ -6,7 +6,6 @@ exactly 0. Shared by dynamic sparse training (``raypkg.methods.sparse.dst``) and
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import torch
@@ -143,13 +142,13 @@ class StaticMask(Callback):
         self.start_execution(ctx)
 
     def start_execution(self, ctx: TrainContext) -> None:
-        from raypkg.sparsity.backend import SparseExecution
+        from raypkg.sparsity.backend import SparseExecution, say_once
 
         self.execution = SparseExecution.start(ctx, self.masks, self.backend)
         self.sparse_layers = list(self.execution.layers)
         self.sparse_timings = self.execution.timings
         if self.backend != "masked" and ctx.is_main:
-            print(self.execution.describe(self.masks), file=sys.stderr, flush=True)
+            say_once(self.execution.describe(self.masks))
 
     def on_fit_end(self, ctx: TrainContext) -> None:
         self.execution.stop()

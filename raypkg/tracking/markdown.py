@@ -56,7 +56,7 @@ def read_table(path: str | Path, flag: str = "--markdown") -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ... for a damaged file)
-        why = (str(e).splitlines() or [type(e).__name__])[0][:100]
+        why = (str(e).splitlines() or [type(e).__name__])[0]  # pyarrow's whole line: it says what is wrong
         raise UsageError(f"{flag}: cannot read {str(path)!r} as a Parquet table ({why})") from None
 
 

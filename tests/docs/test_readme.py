@@ -184,6 +184,11 @@ def shrink(words: list[str]) -> list[str]:
             out[out.index(flag) + 1] = value
         elif flag not in WHEN_GIVEN:
             out += [flag, value]
+    if "--lrlen" in out and "--epochs" in out:  # the piecewise phases fit the shrunken epochs (more is refused)
+        start = out.index("--lrlen") + 1
+        phases = next((i for i in range(start, len(out)) if not out[i].isdigit()), len(out)) - start
+        out[start:start + phases] = ["1"] * phases
+        out[out.index("--epochs") + 1] = str(max(int(out[out.index("--epochs") + 1]), phases))
     out += ADDED_TO.get(shlex.join(words), [])
     if "progress" in names and "--no-progress" not in out:
         out.append("--no-progress")

@@ -73,6 +73,10 @@ def test_save_false_writes_no_selection_cache(tmp_path, monkeypatch):
     (lambda: raypkg.run("select", method="kmeans"), "unknown selection method 'kmeans'"),
     (lambda: raypkg.run("train", seed=2**64), "does not fit a 64-bit integer"),
     (lambda: raypkg.run("train", **{f"k{i:04}": 1 for i in range(2000)}), "k0009 and 1990 more for train"),
+    # issue 72: a method that is no name was a TypeError
+    (lambda: raypkg.run(None), "method must be a recipe name (one of: coreset, crest, deltagrad, "),
+    (lambda: raypkg.run(123), "got 123"),
+    (lambda: raypkg.run(""), "unknown method ''; choose one of: coreset"),
 ])
 def test_bad_settings_raise_the_clis_one_line(call, message):
     with pytest.raises(UsageError) as error:
@@ -131,3 +135,16 @@ def test_the_api_names_every_recipe_where_a_name_is_unknown():
         raypkg.run("nothing", save=False)
     assert all(name in str(refused.value) for name in load_recipes())
     assert set(main.commands["run"].commands) <= set(load_recipes())
+
+
+def test_every_deltagrad_recipe_runs_from_the_api(tmp_path):
+    """issue 72: unlearn-request and unlearn-online raised AttributeError ('RequestConfig' object
+    has no attribute 'NEEDS') from the API, while the CLI commands worked."""
+    trained = raypkg.run("unlearn-train", epochs=1, out=str(tmp_path), name="dg", wandb="disabled", progress=False)
+    run = str(trained.run_dir)
+    request = raypkg.run("unlearn-request", run=run, ratio=0.01, save=False, wandb="disabled")
+    assert request.summary["kind"] == "delete" and request.run_dir is None
+    online = raypkg.run("unlearn-online", run=run, requests=2, save=False, wandb="disabled", progress=False)
+    assert online.summary["kind"] == "delete" and len(online.metrics) == 2
+    with pytest.raises(UsageError, match="unknown setting\\(s\\) learning_rate for unlearn-request"):
+        raypkg.run("unlearn-request", run=run, learning_rate=0.1)

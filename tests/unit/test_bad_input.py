@@ -829,6 +829,95 @@ SAYS += [
 ]
 
 
+# ----- issue 72: every value checked where it enters, in one place, on every entry point ---------------
+ALIAS_BOMB = "".join(f"- &l{i} [{', '.join([f'*l{i - 1}' if i else '1'] * 9)}]\n" for i in range(9))  # 9**9 values
+CONFIGS.update({
+    "alias_bomb": "lr:\n" + ALIAS_BOMB,
+    "space_alias_bomb": "method: train\nspace:\n  lr: {choice: [0.1]}\nbase:\n  lr:\n"
+                        + "".join("  " + line + "\n" for line in ALIAS_BOMB.splitlines()),
+    "empty": "",
+    "only_comments": "# epochs: 3\n",
+    "empty_mapping": "{}\n",
+    "space_only_comments": "# method: train\n",
+    "space_uniform_int": "method: train\nspace: {epochs: {uniform: [2, 5]}}\n",
+    "space_loguniform_int": "method: train\nspace: {batch_size: {loguniform: [16, 128]}}\n",
+    "space_relative_run": "method: deltagrad\nmetric: score\nspace: {run: {choice: [runs/dg]}}\n",
+})
+SAYS += [
+    (T + ["--config", "{cfg:alias_bomb}"], "alias_bomb.yaml' is not valid YAML/JSON: it expands to more than 100,000 "
+                                           "values through its aliases"),
+    (TUNE + ["--space", "{cfg:space_alias_bomb}"], "space_alias_bomb.yaml' is not valid YAML: it expands to more than "
+                                                   "100,000 values"),
+    (T + ["--config", "{cfg:empty}"], "empty.yaml' is empty: give it KEY: VALUE lines, or leave out --config"),
+    (C + ["--config", "{cfg:only_comments}"], "only_comments.yaml' is empty"),
+    (T + ["--config", "{cfg:empty_mapping}"], "empty_mapping.yaml' is empty"),
+    (TUNE + ["--space", "{cfg:space_only_comments}"], "space_only_comments.yaml' is empty"),
+    # silently cut or ignored: refused
+    (T + ["--lr", "0.1", "0.05", "--lrlen", "20", "20", "--epochs", "30"], "--lrlen 20 20 adds up to 40 epochs, more "
+                                                                          "than --epochs 30: give --epochs 40, or "
+                                                                          "shorter --lrlen"),
+    (U + ["--lr", "0.1", "0.05", "--lrlen", "2", "2", "--epochs", "3"], "adds up to 4 epochs, more than --epochs 3"),
+    (T + ["--epochs", str(2**62)], "epochs must be a positive integer, at most 1,000,000, got 4611686018427387904"),
+    (U + ["--epochs", str(2**62)], "at most 1,000,000"),
+    (T + ["--data-dir", "{work}"], "--data-dir is a setting of --dataset cifar10, cifar100, fashion-mnist, "
+                                   "imagefolder, mnist; digits does not use it: leave it out"),
+    (T + ["--download"], "--download is a setting of --dataset cifar10, cifar100, fashion-mnist, mnist; digits does "
+                         "not use it"),
+    (U + ["--download", "--dataset", "digits-aug"], "--download is a setting of"),
+    (C + ["--dataset", "imagefolder", "--data-dir", "{work}", "--download"], "imagefolder does not use it"),
+    # tune: what would fail only inside Ray's trials
+    (TUNE + ["--space", "{cfg:space_uniform_int}"], "space entry 'epochs': uniform draws real numbers, and epochs "
+                                                    "takes an integer: use randint: [low, high] (high excluded) or "
+                                                    "choice: [...]"),
+    (TUNE + ["--space", "{cfg:space_loguniform_int}"], "loguniform draws real numbers, and batch_size takes an "
+                                                       "integer"),
+    (["tune", "deltagrad", "--out", "{out}", "--set", "run=runs/dg"], "--set run=runs/dg, a relative path, but each "
+                                                                      "Tune trial runs in a directory of its own: give "
+                                                                      "the absolute path ("),
+    (["tune", "deltagrad", "--out", "{out}", "--space", "{cfg:space_relative_run}"], "space entry 'run' sweeps "
+                                                                                     "run=runs/dg, a relative path"),
+    (["tune", "deltagrad", "--out", "{out}", "--set", "run=/no/such/run"], "'/no/such/run' is not a DeltaGrad run"),
+    # words: the real problem, and flags the command has
+    (["report", "{run}", "--columns", "method"], "--columns picks from a stored table shown with --markdown; a report "
+                                                 "of runs shows every column: add --markdown and give one .parquet "
+                                                 "file, or leave out --columns"),
+    (["report", "{run}", "--rows", "method:full"], "or leave out --rows"),
+    (["write-mnist", "{out}/m", "--dataset", "mnist"], "write-mnist writes a dataset it can load without a directory "
+                                                       "(digits, digits-aug, fashion-mnist, synthetic); mnist is read "
+                                                       "from its own files in a directory: give one of those"),
+    (["write-mnist", "{out}/m", "--dataset", "cifar10"], "cifar10 is read from its own files in a directory"),
+    # bench verdicts: refused before anything is written
+    (B + ["verdicts", "a={pq_null_method}", "--save", "{out}/v"], "null-method.parquet is not a frontier summary as "
+                                                                  "`effray bench frontier --save` writes it: its "
+                                                                  "method is null in row 0, not a name"),
+    (B + ["verdicts", f"method={SUMMARY}", "--save", "{out}/v"], "setup 'method' names the table's own column of "
+                                                                 "methods: name the setup otherwise"),
+    # earlier notes: pyarrow's whole line
+    (["report", "--markdown", "{pq_bad}"], "Parquet magic bytes not found in footer. Either the file is corrupted or "
+                                           "this is not a parquet file.)"),
+    (TUNE + ["--set", "lr=[1"], "--set 'lr=[1': the value is not valid YAML (while parsing a flow sequence)"),  # was a
+    (S + ["--option", "eta=[1"], "--option 'eta=[1': the value is not valid YAML"),  # yaml traceback
+    (B + ["coreset", "--methods", "glister:eta=[1"], "method option 'eta=[1' in 'glister:eta=[1': the value is not "
+                                                     "valid YAML"),
+    (T + ["--dataset", "fashion-mnist", "--download"], "--download fetches the dataset into --data-dir DIR: give "
+                                                       "--data-dir"),
+    (T + ["--dataset", "mnist", "--data-dir", "{work}/new"], "/work/new' does not exist: give the directory that "
+                                                             "holds the dataset, or add --download to fetch it there"),
+]
+
+
+def test_an_alias_bomb_is_refused_in_under_a_second(world, monkeypatch):
+    """issue 72: a 600-byte alias bomb took 85 s and printed a 2 GB line (40 s in a tune space)."""
+    import time
+
+    monkeypatch.chdir(world["work"])
+    assert len(CONFIGS["alias_bomb"]) < 600
+    for args in (T + ["--config", "{cfg:alias_bomb}"], TUNE + ["--space", "{cfg:space_alias_bomb}"]):
+        CliRunner().invoke(main, [fill(a, world) for a in args])  # the command's imports, once
+        start = time.perf_counter()
+        result = CliRunner().invoke(main, [fill(a, world) for a in args])
+        assert time.perf_counter() - start < 1 and result.exit_code == 2 and len(result.stderr) < 300, result.stderr
+
 def test_a_refused_stack_suggests_a_command_that_runs():
     """issue 65: `run sparse --with lipt` suggested `run lipt --with sparse`, refused too."""
     from raypkg.recipe_registry import find_recipe, stacks_onto
@@ -930,6 +1019,8 @@ def world(tmp_path_factory):
     (base / "ids-no-header.csv").write_text("3\n7\n")
     (base / "corrupt.parquet").write_bytes(b"PAR1" + bytes(range(200)))
     (base / "empty.parquet").write_bytes(b"")
+    summary = pd.read_parquet(SUMMARY)
+    summary.assign(method=[None, *summary["method"][1:]]).to_parquet(base / "null-method.parquet")
     (base / "cache-clash" / "execution.json").mkdir(parents=True)  # a directory where the file belongs
     (base / "cache-bad").mkdir()
     (base / "cache-bad" / "execution.json").write_text("{not json")
@@ -939,12 +1030,13 @@ def world(tmp_path_factory):
             "ro": ro, "file": base / "a-file", "bin": configs / "binary.yaml", "configs": configs, "work": work,
             "ids_noid": base / "ids-no-id.csv", "ids_noheader": base / "ids-no-header.csv",
             "pq_bad": base / "corrupt.parquet", "pq_empty": base / "empty.parquet",
+            "pq_null_method": base / "null-method.parquet",
             "cache_clash": base / "cache-clash", "cache_bad": base / "cache-bad", "base": base}
 
 
 def fill(arg: str, world: dict) -> str:
     for key in ("out", "run", "dg", "unfinished", "ro", "file", "bin", "ids_noid", "ids_noheader", "pq_bad",
-                "pq_empty", "cache_clash", "cache_bad"):
+                "pq_empty", "pq_null_method", "cache_clash", "cache_bad", "work"):
         arg = arg.replace("{" + key + "}", str(world[key]))
     if arg.startswith("{cfg:"):
         arg = str(world["configs"] / f"{arg[5:-1]}.yaml")

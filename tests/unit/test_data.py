@@ -283,7 +283,8 @@ def test_fashion_mnist_reads_debian_gzipped_files_without_data_dir(tmp_path, mon
     assert torch.equal(raw.train.x, torch.from_numpy(arrays["train"][0]).reshape(12, -1).float() / 255)
 
     (tmp_path / "debian" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
-    with pytest.raises(UsageError, match="t10k-images-idx3-ubyte.gz is not a readable idx file.*apt-get install") as err:
+    with pytest.raises(UsageError, match="t10k-images-idx3-ubyte.gz is a damaged or truncated gzip file: .*"
+                                         "`apt-get --reinstall install dataset-fashion-mnist`") as err:
         load_dataset("fashion-mnist")
     assert "\n" not in str(err.value)
     (tmp_path / "debian" / "t10k-images-idx3-ubyte.gz").unlink()
@@ -361,6 +362,128 @@ def test_write_mnist_gives_torchvision_the_generated_set_as_bytes(tmp_path):
     with pytest.raises(UsageError, match="exists"):
         export_mnist("digits-aug", tmp_path, 40, 10, seed=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # no hidden folder left behind
+
+
+def cut(path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def swap(a, b) -> None:
+    data = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data)
+
+
+# issue 72: every way a set of idx files in torchvision's layout failed in the new-user trial (a bare
+# AssertionError or ValueError, an IndexError mid-run, a matrix multiply, or nothing at all): the damage
+# done to a good set in raw/, and what the one line says. The Debian reader shares the checks.
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES = "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"
+IDX_DAMAGE = {
+    "counts": (lambda raw: write_idx_labels(raw / TRAIN_LABELS, np.zeros(11)),
+               "holds 12 images and {raw}/train-labels-idx1-ubyte 11 labels"),
+    "label range": (lambda raw: write_idx_labels(raw / TRAIN_LABELS, np.full(12, 12)),
+                    "holds label 12: labels must be in 0..9"),
+    "truncated": (lambda raw: cut(raw / TRAIN_IMAGES, 500), "holds 484 bytes after its header where its shape "
+                                                            "[12, 28, 28] needs 9,408: truncated or damaged"),
+    "truncated header": (lambda raw: cut(raw / TRAIN_IMAGES, 10), "is truncated inside its header"),
+    "empty": (lambda raw: cut(raw / TEST_IMAGES, 0), "t10k-images-idx3-ubyte is empty"),
+    "magic": (lambda raw: (raw / TRAIN_IMAGES).write_bytes(b"\x01\x02" + (raw / TRAIN_IMAGES).read_bytes()[2:]),
+              "is not an idx file (it does not start with two zero bytes)"),
+    "type code": (lambda raw: (raw / TRAIN_IMAGES).write_bytes(b"\0\0\x0d" + (raw / TRAIN_IMAGES).read_bytes()[3:]),
+                  "holds type code 0x0d, not 0x08"),
+    "swapped": (lambda raw: swap(raw / TRAIN_IMAGES, raw / TRAIN_LABELS),
+                "train-images-idx3-ubyte has 1 dimension(s) where images have 3: are the image and label files "
+                "swapped?"),
+    "zero count": (lambda raw: (write_idx_images(raw / TEST_IMAGES, np.zeros((0, 28, 28))),
+                                write_idx_labels(raw / "t10k-labels-idx1-ubyte", np.zeros(0))),
+                   "t10k-images-idx3-ubyte holds no examples (shape [0, 28, 28])"),
+    "shapes": (lambda raw: write_idx_images(raw / TEST_IMAGES, np.zeros((5, 32, 32))),
+               "holds 28x28 images and {raw}/t10k-images-idx3-ubyte 32x32: train and test images must have one "
+               "shape"),
+    "bad gzip": (lambda raw: (raw / TRAIN_IMAGES).write_bytes(__import__("gzip").compress(
+        (raw / TRAIN_IMAGES).read_bytes())[:300]),
+                 "is a damaged or truncated gzip file"),
+}
+
+
+@pytest.mark.parametrize("dataset, folder", [("fashion-mnist", "FashionMNIST"), ("mnist", "MNIST")])
+@pytest.mark.parametrize("case", IDX_DAMAGE)
+def test_damaged_idx_files_are_one_line_naming_the_file(tmp_path, dataset, folder, case):
+    raw = tmp_path / folder / "raw"
+    write_idx_set(raw)
+    damage, says = IDX_DAMAGE[case]
+    damage(raw)
+    with pytest.raises(UsageError) as err:
+        load_dataset(dataset, data_dir=str(tmp_path), train_size=10 if dataset == "fashion-mnist" else None)
+    line = str(err.value)
+    assert says.format(raw=raw) in line and "\n" not in line, line
+    assert "--download" in line  # what mends it: a good copy, or a fresh download
+    with pytest.raises(UsageError) as err:  # with --download the file is there: read, not fetched again
+        load_dataset(dataset, data_dir=str(tmp_path), download=True)
+    assert says.format(raw=raw) in str(err.value) and "could not download" not in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+def test_gzipped_or_gzip_named_idx_files_read_as_what_they_hold(tmp_path, suffix):
+    """torchvision's layout as downloaded (NAME.gz beside or instead of NAME) is read, gzipped or
+    not, whatever its name says: a raw file named .gz, a gzipped file without .gz."""
+    import gzip
+
+    raw = tmp_path / "MNIST" / "raw"
+    arrays = write_idx_set(raw, suffix, gzip.open if suffix == "" else None)
+    assert_idx_set(load_dataset("mnist", data_dir=str(tmp_path)), arrays)
+
+
+def test_the_debian_reader_makes_the_same_checks(tmp_path, monkeypatch):
+    import gzip
+
+    from raypkg.data.sources import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path)
+    write_idx_set(tmp_path, ".gz", gzip.open)
+    labels = struct.pack(">II", 2049, 12) + bytes([12] * 12)  # label 12 of 10 classes
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    with pytest.raises(UsageError) as err:
+        load_dataset("fashion-mnist")
+    assert "train-labels-idx1-ubyte.gz holds label 12: labels must be in 0..9" in str(err.value)
+    assert "apt-get install dataset" not in str(err.value)  # it is installed: reinstall it
+    assert "`apt-get --reinstall install dataset-fashion-mnist`" in str(err.value)
+
+
+def test_with_the_debian_package_installed_no_refusal_says_to_install_it(tmp_path, monkeypatch):
+    import gzip
+
+    from raypkg.data.sources import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian")
+    write_idx_set(tmp_path / "debian", ".gz", gzip.open)
+    with pytest.raises(UsageError) as err:
+        load_dataset("fashion-mnist", data_dir=str(tmp_path))
+    line = str(err.value)
+    assert "apt-get install" not in line and "leave out --data-dir to read the installed dataset-fashion-mnist " \
+                                             f"files in {tmp_path / 'debian'}" in line, line
+
+
+def test_download_into_a_new_data_dir_fetches_or_says_why_not(tmp_path, monkeypatch):
+    """--download into a --data-dir that does not exist yet is a download (here refused: no
+    network), not "does not exist"; the folders it made are removed."""
+    from urllib.error import URLError
+
+    from click.testing import CliRunner
+
+    from raypkg.cli import main
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
+    monkeypatch.chdir(tmp_path)
+    for dataset in ("mnist", "fashion-mnist"):
+        result = CliRunner().invoke(main, ["train", "--dataset", dataset, "--data-dir", "new/data", "--download",
+                                           "--out", "runs", "--wandb", "disabled"])
+        assert result.exit_code == 2 and result.stderr.startswith("error: could not download"), result.output
+        assert "does not exist" not in result.stderr and len(result.stderr.splitlines()) == 1
+        assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- cifar (python batches)

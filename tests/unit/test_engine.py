@@ -160,7 +160,8 @@ def test_mlp_on_digits_reaches_095():
     ({"batch_size": -3}, "batch-size must be a positive integer"),
     ({"lr": [0.1, 0.05]}, "need --lrlen"),
     ({"lr": [0.1, 0.05], "lrlen": [10]}, "one positive epoch count per --lr"),
-    ({"data_dir": "/does/not/exist"}, "does not exist"),
+    ({"dataset": "mnist", "data_dir": "/does/not/exist"}, "does not exist"),
+    ({"data_dir": "/tmp"}, "--data-dir is a setting of --dataset"),  # digits reads no directory
 ])
 def test_bad_config_values_raise_one_line(flags, message):
     with pytest.raises(UsageError, match=message) as err:

@@ -309,6 +309,9 @@ def test_run_sparse_names_its_execution_then_its_kernel_layers_and_both_in_the_s
 
     from raypkg.cli import main
     from raypkg.engine.execution import CPU_COMPILE_REASON
+    from raypkg.sparsity.backend import say_once
+
+    say_once.cache_clear()  # the line is said once a process: an earlier test's run may have said it
 
     result = CliRunner().invoke(main, ["run", "sparse", "--sparse-backend", "sparse", "--precision", "fp32",
                                        "--memory-format", "contiguous", "--epochs", "1", "--out",
@@ -322,6 +325,17 @@ def test_run_sparse_names_its_execution_then_its_kernel_layers_and_both_in_the_s
     assert summary["sparse_backend"] == "sparse" and summary["sparse_layers"] == ["features.1", "head"]
     assert torch.load(tmp_path / "k" / "model.pt", weights_only=True).keys() == \
         build_model("mlp", (64,), 10).state_dict().keys()
+
+
+def test_the_kernel_layers_are_said_once_a_process(capsys):
+    """issue 72: a LiPT frontier printed `sparse kernels: 1 of 2 masked layers` 10 or more
+    times a seed, once per start of the masks' execution."""
+    from raypkg.sparsity.backend import say_once
+
+    say_once.cache_clear()
+    for _ in range(3):  # three starts in one process (LiPT's shards and phases)
+        short_run("mlp", "sparse", steps=1)
+    assert capsys.readouterr().err.count("sparse kernels: ") == 1
 
 
 def test_a_run_with_no_layer_on_the_kernels_says_why():

@@ -28,7 +28,8 @@ def _load(name: str, dataset_class, num_classes: int, files: str, options: DataO
 
 
 @register_dataset("cifar10", "CIFAR-10 3x32x32, 10 classes (50,000 / 10,000) from --data-dir "
-                             "(cifar-10-batches-py/); crop+flip augmentation; --download fetches it")
+                             "(cifar-10-batches-py/); crop+flip augmentation; --download fetches it",
+                  reads=("data_dir", "download"), needs_dir=True)
 def build_cifar10(options: DataOptions) -> DataSplits:
     from torchvision.datasets import CIFAR10
 
@@ -38,7 +39,7 @@ def build_cifar10(options: DataOptions) -> DataSplits:
 
 @register_dataset("cifar100", "CIFAR-100 3x32x32, 100 fine classes (50,000 / 10,000) from "
                               "--data-dir (cifar-100-python/); crop+flip augmentation; "
-                              "--download fetches it")
+                              "--download fetches it", reads=("data_dir", "download"), needs_dir=True)
 def build_cifar100(options: DataOptions) -> DataSplits:
     from torchvision.datasets import CIFAR100
 

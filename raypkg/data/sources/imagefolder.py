@@ -95,7 +95,7 @@ def _eval_samples(eval_dir: str, class_to_idx: dict[str, int]) -> list[tuple[str
 @register_dataset("imagefolder", "TinyImageNet/ImageNet-style DATA_DIR/{train,val}/<class>/ images "
                                  "(torchvision ImageFolder), resized to image_size (64); held in memory, "
                                  "or streamed from disk by Ray Data (--data-path); crop+flip augmentation",
-                  streamable=True)
+                  streamable=True, reads=("data_dir", "image_size"), needs_dir=True)
 def build_imagefolder(options: DataOptions) -> DataSplits:
     from torchvision.datasets import ImageFolder
 

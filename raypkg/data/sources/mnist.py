@@ -1,4 +1,5 @@
-"""``mnist``: the real MNIST through ``torchvision.datasets.MNIST`` (idx files on disk)."""
+"""``mnist``: the real MNIST from ``--data-dir`` in torchvision's layout (idx files under MNIST/raw,
+read and checked by ``raypkg.data.sources.idx``; ``--download`` fetches them through torchvision)."""
 
 from __future__ import annotations
 
@@ -12,26 +13,20 @@ import torch
 
 from raypkg.data.base import DataSplits
 from raypkg.data.registry import DataOptions, register_dataset
-from raypkg.data.sources.data_dir import data_root, open_torchvision
+from raypkg.data.sources.idx import read_torchvision_layout
 from raypkg.data.sources.in_memory import image_splits
 
 FILES = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
 
 @register_dataset("mnist", "MNIST 1x28x28, 10 classes (60,000 train / 10,000 test) from "
-                           "--data-dir (MNIST/raw/ idx files); --download fetches it")
+                           "--data-dir (MNIST/raw/ idx files); --download fetches it",
+                  reads=("data_dir", "download"), needs_dir=True)
 def build_mnist(options: DataOptions) -> DataSplits:
     from torchvision.datasets import MNIST
 
-    root = data_root("mnist", options, FILES)
-    train = open_torchvision("mnist", root, options, FILES,
-                             lambda: MNIST(root, train=True, download=options.download))
-    test = open_torchvision("mnist", root, options, FILES,
-                            lambda: MNIST(root, train=False, download=False))
-    # .data: uint8 [N, 28, 28] exactly as stored in the idx file; .targets: int64 [N].
-    return image_splits("mnist", (train.data.unsqueeze(1), train.targets),
-                        (test.data.unsqueeze(1), test.targets), 10, flat=options.flat, scale=255.0,
-                        normalize=options.normalize)
+    train, test = read_torchvision_layout("mnist", MNIST, options, FILES)
+    return image_splits("mnist", train, test, 10, flat=options.flat, scale=255.0, normalize=options.normalize)
 
 
 def write_mnist(root, train: tuple, test: tuple) -> Path:
@@ -72,6 +67,10 @@ def export_mnist(dataset: str, root, train_size: int | None, test_size: int | No
     check_writable_dir(root, "write-mnist DIRECTORY")
     if (Path(root) / "MNIST").exists():
         raise UsageError(f"{str(Path(root) / 'MNIST')!r} exists: give a directory without an MNIST folder")
+    if dataset_entry(dataset).needs_dir:
+        loadable = ", ".join(n for n, e in DATASETS.items() if not e.needs_dir)
+        raise UsageError(f"write-mnist writes a dataset it can load without a directory ({loadable}); {dataset} is "
+                         "read from its own files in a directory: give one of those")
     if dataset_entry(dataset).sized:
         train_size, test_size = (SAMPLE_SIZES[0] if train_size is None else train_size,
                                  SAMPLE_SIZES[1] if test_size is None else test_size)

@@ -50,7 +50,8 @@ def sample(means: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Ten
 
 @register_dataset("synthetic", "Gaussian mixture of any size for timing: train_size (10,000), "
                                "test_size (2,000), num_classes (10), per-sample shape (D,) or "
-                               "(C, H, W) (3x32x32); learnable, fixed by seed", sized=True)
+                               "(C, H, W) (3x32x32); learnable, fixed by seed",
+                  sized=True, reads=("num_classes", "shape"))
 def build_synthetic(options: DataOptions) -> DataSplits:
     shape = sample_shape("synthetic", options.shape, DEFAULT_SHAPE)
     train_size, test_size = split_sizes("synthetic", options, 10_000, 2_000, math.prod(shape))

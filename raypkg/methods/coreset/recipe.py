@@ -35,7 +35,11 @@ def coreset_point(method: str, fraction: float, s: dict, common: dict, n: int | 
         key, sep, value = (part.strip() for part in pair.partition("="))
         if not sep:
             raise UsageError(f"method options take KEY=VALUE, got {pair!r} in {method!r}")
-        (fields if key in config_fields(CoresetConfig) else fields["options"])[key] = yaml.safe_load(value)
+        try:
+            (fields if key in config_fields(CoresetConfig) else fields["options"])[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise UsageError(f"method option {pair!r} in {method!r}: the value is not valid YAML "
+                             f"({str(e).splitlines()[0]})") from None
     selector = get_selector(name)
     if selector.needs_model:
         fields.update(pretrain_epochs=s["pretrain_epochs"], repeats=s["repeats"] if selector.uses_repeats else None)

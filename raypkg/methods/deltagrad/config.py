@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from raypkg.engine.config import RunConfig, TrainConfig, check_field_types, check_lr_lists, retuned, setting
+from raypkg.engine.config import (
+    RunConfig,
+    TrainConfig,
+    check_epochs,
+    check_field_types,
+    check_lr_lists,
+    retuned,
+    setting,
+)
 from raypkg.errors import UsageError, choose
 from raypkg.methods.deltagrad import METHODS
 from raypkg.paths import check_run_name
@@ -57,8 +65,7 @@ class DeltaGradConfig(RunConfig):
     def validate(self) -> "DeltaGradConfig":
         super().validate()
         choose("dtype", self.dtype, DTYPE_NAMES)
-        if self.epochs <= 0:
-            raise UsageError(f"epochs must be a positive integer, got {self.epochs}")
+        check_epochs(self.epochs)
         if self.batch_size < 0:
             raise UsageError(f"batch-size must be >= 0 (0 = full-batch GD), got {self.batch_size}")
         if self.momentum != 0:
@@ -66,7 +73,7 @@ class DeltaGradConfig(RunConfig):
                              "breaks exact replay; use --momentum 0")
         if self.augment:
             raise UsageError("--augment: random augmentation breaks exact replay; DeltaGrad needs it off")
-        check_lr_lists(self.lr, self.lrlen)
+        check_lr_lists(self.lr, self.lrlen, self.epochs)
         if self.weight_decay < 0:
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.holdout < 1:
@@ -159,8 +166,12 @@ class DeltaGradTuneConfig(RequestSettings, DeltaGradConfig):
         return DeltaGradConfig(**{**base, "holdout": self.ratio if self.kind == "add" else 0.0}).resolved().validate()
 
     def validate(self) -> "DeltaGradTuneConfig":
+        from raypkg.methods.deltagrad.trajectory import check_is_run
+
         super().validate()
         self.check_request()
+        if self.run is not None:  # the cached run a trial opens: there, before Ray starts
+            check_is_run(self.run)
         choose("request kind", self.kind, ("delete", "add"))
         if not 0 < self.ratio < 1:
             raise UsageError(f"ratio must be in (0, 1), got {self.ratio}")
