@@ -695,6 +695,12 @@ SAYS += [  # issue 65: bad files are one line, not a pyarrow traceback
     (["write-mnist", ""], "write-mnist DIRECTORY is empty: name the directory to write into"),  # not the current one
 ]
 
+SAYS += [  # issue 71: the frontier on Ray and its store
+    (B + ["frontier", "--slots", "0"], "--slots must be"),
+    (B + ["frontier", "--points-per-gpu", "0"], "--points-per-gpu must be"),
+    (B + ["frontier", "--storage", "nosuch://bucket/x"], "--storage 'nosuch://bucket/x' cannot be opened"),
+    (B + ["frontier", "--render", "--save", "{work}/never-ran"], "--render: no frontier is stored in"),
+]
 SUMMARY = REPO / "docs/results/frontier-mlp-linear-summary.parquet"  # a stored frontier summary
 SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table's stored summaries
     (B + ["frontier", "--epochs", "1"], "--budgets 0.1,0.2,0.3,0.5,0.7,1 at --epochs 1 leave the budget curve one "

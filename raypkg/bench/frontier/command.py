@@ -164,6 +164,11 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
     runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)
     store = FrontierStore(storage or f"{runner.stem}-points")
     store.check(stored_settings := {**settings, "threads": runner.threads})
+    if render and not store.settings():
+        raise UsageError(f"--render: no frontier is stored in {store.location}: run it first (without --render)")
+    use_ray = not render and workers == 0 and (slots != 1 or requested_address() is not None)
+    if use_ray:
+        connect_ray()  # the cluster answers before anything is loaded or written
     seeds = range(first_seed, first_seed + settings["seeds"])
     wanted, data = [], None
     for seed in seeds:  # each seed's data: its points' sizes, checks and twins (the units load it again)
@@ -181,9 +186,6 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
         stored = store.ids()
         units = [(seed_points[0].labels["seed"], ids) for seed_points, seed_data in wanted
                  for ids in unit_plan(seed_points, stored, seed_data)]
-        use_ray = workers == 0 and (slots != 1 or requested_address() is not None)
-        if use_ray:
-            connect_ray()
         run_units(longest_first(units, epochs_of_points(per_point.values()).get), settings, names, store,
                   runner.threads, slots, use_ray, points_per_gpu, set(per_point))
     records = {k: v for k, v in store.points().items() if k in per_point}
