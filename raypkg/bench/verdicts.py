@@ -75,11 +75,17 @@ def verdict_table(summaries: dict):
             text = f"{row['verdict']}{'?' if row.get('holm') == 'close' else ''}"
             ratio, low, high = row["x_vs_curve_bound"], row.get("x_low", math.nan), row.get("x_high", math.nan)
             if not (ratio is None or math.isnan(ratio)):
-                text += f" {ratio:.2f}x" + ("" if low is None or math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
+                text += f" {times(ratio)}x" + ("" if low is None or math.isnan(low) else f" [{times(low)}, {times(high)}]")
             text = text if row["setting"] == "-" else f"{row['setting']} {text}"
             cells.setdefault(row["method"], {}).setdefault(setup, []).append(text)
     return pd.DataFrame([{"method": method, **{s: "; ".join(by.get(s, ["-"])) for s in summaries}}
                          for method, by in cells.items()])
+
+
+def times(ratio: float) -> str:
+    """A ratio as a cell shows it: two decimals, or two significant digits outside [0.01, 100)
+    (a seed at chance accuracy, which the curve reaches at 0 s, makes an interval huge)."""
+    return f"{ratio:.2f}" if 0.01 <= ratio < 100 else f"{ratio:.2g}"
 
 
 LABEL_INCHES = 0.14  # the height of a row of the plot's 6-point labels

@@ -80,7 +80,9 @@ def test_a_tune_sweep_refuses_the_tree_before_ray_starts(monkeypatch, not_draft,
     import ray
 
     monkeypatch.setattr(P, "dirty_files", lambda: ["raypkg/tuning.py"])
+    started = []  # Ray may be up already (another test of this process): the sweep must not start or join it
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: started.append(args))
     result = CliRunner().invoke(main, ["tune", "train", "--num-samples", "1", "--out", str(tmp_path),
                                        "--wandb", "disabled"])
     assert result.exit_code == 2 and "raypkg/tuning.py" in result.output, result.output
-    assert not ray.is_initialized() and not list(tmp_path.iterdir())
+    assert not started and not list(tmp_path.iterdir())
