@@ -12,6 +12,7 @@ logs; the table's first line, ``all``, gives their ratio.
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import pandas as pd
@@ -42,5 +43,6 @@ def compare(one: str, two: str, wall_1: float, wall_2: float) -> pd.DataFrame:
 if __name__ == "__main__":
     one, two, out, wall_1, wall_2 = sys.argv[1:6]
     table = compare(one, two, float(wall_1), float(wall_2))
-    write_parquet(f"{out}.parquet", table, provenance(threads=1))
+    source = {**provenance(threads=1), "command": shlex.join(["python", *sys.argv])}  # a script, not `effray`
+    write_parquet(f"{out}.parquet", table, source)
     print(table.to_string(index=False))
