@@ -58,6 +58,15 @@ def parse_hypers(text: str) -> list[tuple[int, int, int]]:
     return out
 
 
+def spread(epochs: int, rates: int) -> list[int]:
+    """``--lrlen`` spreading ``rates`` learning rates evenly over ``epochs`` (the last takes the
+    remainder; none for one rate): the bench's default schedule, 10 and 10 of 20 epochs, at any
+    --epochs."""
+    if rates < 2:
+        return []
+    return [epochs // rates] * (rates - 1) + [epochs - epochs // rates * (rates - 1)]
+
+
 @click.command("deltagrad")
 # the training flags this bench varies (defaults: BENCH_RUN), and DeltaGrad's T0, j0 and m (the paper's 5, 20, 2)
 @config_options(DeltaGradConfig, only=[*BENCH_RUN, "train_size", "test_size"], defaults=BENCH_RUN, fill_defaults=True)
@@ -94,6 +103,8 @@ def deltagrad_bench(period, init, m, ratios, add_ratio, also, gd_epochs, gd_init
       effray bench deltagrad --lr 0.01 0.005 --also '4,4,2'    # a learning rate stable on digits-aug
       effray bench deltagrad --train-size 6000 --batch-size 1024 --online-requests 10 --no-mlp --gd-epochs 0
     """
+    if click.get_current_context().get_parameter_source("lrlen") == click.core.ParameterSource.DEFAULT:
+        run_flags["lrlen"] = spread(run_flags["epochs"], len(run_flags["lr"]))  # the default schedule at --epochs
     run = DeltaGradConfig(**run_flags).resolved().validate()
     RequestSettings(period=period, init=init, m=m).check_request()
     extra = parse_hypers(also)
@@ -191,9 +202,7 @@ class DeltaGradRows:
         """Full-batch GD over ``epochs`` iterations (the lr schedule spread over them); its row's
         setting, trajectory, request and T0,j0,m, which the actors' row reuses."""
         lr = self.run.lr
-        lrlen = [epochs // len(lr)] * len(lr)
-        lrlen[-1] += epochs - sum(lrlen)
-        traj = self.train("logreg-gd", "logreg", batch_size=0, epochs=epochs, lrlen=lrlen if len(lr) > 1 else [])
+        traj = self.train("logreg-gd", "logreg", batch_size=0, epochs=epochs, lrlen=spread(epochs, len(lr)))
         request = Request("delete", deletion_ids(traj.plan(), self.n, ratio=ratio, seed=self.run.seed + 3))
         setting, hyper = f"logreg GD delete {100 * ratio:g}%", (self.hyper[0], init, self.hyper[2])
         self.add(setting, traj, request, "logreg", hyper=hyper)

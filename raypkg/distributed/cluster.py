@@ -81,6 +81,12 @@ def _gcs_host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port.split("/")[0])
 
 
+def check_reachable(address: str) -> None:
+    """The cluster at ``address`` answers within CONNECT_TIMEOUT_S, else a one-line UsageError
+    (also where this process is connected to a Ray already, which ``connect_ray`` then keeps)."""
+    _wait_until_answers(address, CONNECT_TIMEOUT_S)
+
+
 def _wait_until_answers(address: str, timeout_s: float) -> None:
     host, port = _gcs_host_port(address)
     deadline = time.monotonic() + timeout_s

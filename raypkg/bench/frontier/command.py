@@ -37,7 +37,7 @@ from raypkg.cli_options import (
     list_option,
     target_acc_option,
 )
-from raypkg.distributed.cluster import check_address_used, connect_ray, requested_address
+from raypkg.distributed.cluster import check_address_used, check_reachable, connect_ray, requested_address
 from raypkg.engine.config import SEED_LIMIT
 from raypkg.errors import UsageError
 
@@ -168,7 +168,9 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
         raise UsageError(f"--render: no frontier is stored in {store.location}: run it first (without --render)")
     use_ray = not render and workers == 0 and (slots != 1 or requested_address() is not None)
     if use_ray:
-        connect_ray()  # the cluster answers before anything is loaded or written
+        if requested_address():
+            check_reachable(requested_address())  # before anything is loaded or written
+        connect_ray()
     seeds = range(first_seed, first_seed + settings["seeds"])
     wanted, data = [], None
     for seed in seeds:  # each seed's data: its points' sizes, checks and twins (the units load it again)

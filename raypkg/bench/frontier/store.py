@@ -42,8 +42,9 @@ class FrontierStore:
     """The stored points of one frontier (see the module's docstring)."""
 
     def __init__(self, location: str):
-        self.location = location
-        self.fs, self.root = open_store(location)
+        # absolute: a Ray task opens it from its own working directory
+        self.location = location if "://" in location else os.path.abspath(location)
+        self.fs, self.root = open_store(self.location)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
