@@ -10,7 +10,7 @@ import click
 import pandas as pd
 
 from raypkg.bench.deltagrad_panel import DELTAGRAD_RATIOS, deltagrad_configs, deltagrad_panel, deltagrad_table
-from raypkg.bench.frontier.judge import add_svp_agreement, add_tta, fair_clock, judge_rows
+from raypkg.bench.frontier.judge import TTA_BELOW_FULL, add_svp_agreement, add_tta, fair_clock, judge_rows
 from raypkg.bench.frontier.points import (
     COUNTS,
     METHODS,
@@ -163,7 +163,8 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
     check_address_used(workers > 0 or slots != 1 or requested_address() is not None)
     runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)
     store = FrontierStore(storage or f"{runner.stem}-points")
-    store.check(stored_settings := {**settings, "threads": runner.threads})
+    stored_settings = {**settings, "threads": runner.threads}
+    store.check(stored_settings)
     if render and not store.settings():
         raise UsageError(f"--render: no frontier is stored in {store.location}: run it first (without --render)")
     use_ray = not render and workers == 0 and (slots != 1 or requested_address() is not None)
@@ -183,7 +184,7 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
                                                        "target_acc")},
-        target_acc=settings["target_acc"] or f"full training's less {0.5:g} points")
+        target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points")
     if not render:
         stored = store.ids()
         units = [(seed_points[0].labels["seed"], ids) for seed_points, seed_data in wanted
