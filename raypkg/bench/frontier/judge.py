@@ -113,7 +113,8 @@ def add_tta(done: list[tuple[dict, dict]], target_acc: float | None) -> None:
     """Each row's ``tta_s`` (NaN: never reached) and ``tta_target``: ``target_acc`` (the
     preset's, or --target-acc), else its seed's full training's final accuracy minus
     ``TTA_BELOW_FULL`` (full-fp32 at budget 1; NaN while that point is not stored)."""
-    full = {row["seed"]: row["test_acc"] for row, _ in done if is_reference(pd.DataFrame([row])).iloc[0]}
+    rows = pd.DataFrame([row for row, _ in done])
+    full = dict(zip(rows.loc[is_reference(rows), "seed"], rows.loc[is_reference(rows), "test_acc"]))
     for row, summary in done:
         target = target_acc if target_acc is not None else full.get(row["seed"], math.nan) - TTA_BELOW_FULL
         tta = charged_time_to_accuracy(summary, target)

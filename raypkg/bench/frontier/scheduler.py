@@ -97,19 +97,12 @@ def run_unit(settings: dict, methods: list[str], seed: int, ids: list[str], stor
     return ids
 
 
-def slots_of(slots: int | None, threads: int, use_ray: bool) -> int:
-    """How many points run at once: ``--slots``, else every CPU of the cluster (this machine
-    without one) over the threads a point takes."""
-    import os
+def slots_of(slots: int | None, threads: int) -> int:
+    """How many points run at once on Ray: ``--slots``, else every CPU of the cluster over the
+    threads a point takes."""
+    import ray
 
-    if slots:
-        return slots
-    if use_ray:
-        import ray
-
-        return max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // threads)
+    return slots or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
 
 
 def gpu_share(points_per_gpu: int) -> float:
@@ -155,7 +148,7 @@ def run_units(units: list[tuple[int, list[str]]], settings: dict, methods: list[
     import ray
 
     task = ray.remote(run_unit).options(num_cpus=threads, num_gpus=gpu_share(points_per_gpu), max_retries=3)
-    window, queue, running = slots_of(slots, threads, True), list(units), {}
+    window, queue, running = slots_of(slots, threads), list(units), {}
     click.echo(f"frontier: {len(units)} units of work on Ray, {window} at once, {threads} thread(s) each", err=True)
     while queue or running:
         while queue and len(running) < window:
