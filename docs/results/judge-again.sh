@@ -11,10 +11,11 @@ for stem in $(ls $R/frontier-*.parquet | grep -v -e '-summary' -e '-seed[0-9]' -
   merged=$(for f in ${seeds:-$stem.parquet}; do echo --merge $f; done)
   effray bench frontier $merged --wandb disabled --save $stem > /dev/null
 done
-rm -f $R/verdicts.parquet $R/verdicts.png
+tmp=$(mktemp -d)  # the verdicts bench writes there: deleting the tracked table first would dirty its provenance
 effray bench verdicts fashion-mnist:mlp=$R/frontier-fashion-mnist-mlp-summary.parquet \
   fashion-mnist:lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet \
   'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k-summary.parquet' \
   'resnet20 2k bf16=docs/results/frontier-resnet20-families-summary.parquet' \
-  'resnet20 2k AVX2=docs/results/frontier-resnet20-linear-summary.parquet' --wandb disabled --save $R/verdicts
+  'resnet20 2k AVX2=docs/results/frontier-resnet20-linear-summary.parquet' --wandb disabled --save $tmp/verdicts
+cp $tmp/verdicts.parquet $tmp/verdicts.png $R/
 python -m raypkg.tracking.markdown README.md docs/*.md docs/methods/*.md
