@@ -20,6 +20,7 @@ from raypkg.cli_options import wandb_option
 from raypkg.errors import UsageError
 
 CURVE_ROWS = ("full", "full-fp32")  # the curve's own points: no verdict
+PACKED = " †"  # a cell whose seconds were measured beside other points (the frontier's ``timed``)
 
 
 def read_setups(pairs: tuple[str, ...]) -> dict:
@@ -64,7 +65,8 @@ def verdict_table(summaries: dict):
     """{setup: a frontier summary frame} -> a frame with a row per method (in order of first
     appearance) and a column per setup: ``VERDICT Rx [L, H]`` (R the geometric mean
     x_vs_curve_bound, [L, H] its 95% interval; ``VERDICT?`` where a faster or slower cell does
-    not survive Holm's correction over the cells its frontier tested) for each setting of the
+    not survive Holm's correction over the cells its frontier tested; a trailing ``PACKED``
+    where a seed's seconds were measured beside other points) for each setting of the
     method that setup ran, ``f=0.1 slower 0.21x [0.18, 0.25]; f=0.3 tie 0.95x [0.8, 1.1]``, or
     ``-``. Summaries stored before the intervals (2026-11-28) give ``VERDICT Rx``."""
     import pandas as pd
@@ -76,6 +78,7 @@ def verdict_table(summaries: dict):
             ratio, low, high = row["x_vs_curve_bound"], row.get("x_low", math.nan), row.get("x_high", math.nan)
             if not (ratio is None or math.isnan(ratio)):
                 text += f" {times(ratio)}x" + ("" if low is None or math.isnan(low) else f" [{times(low)}, {times(high)}]")
+            text += PACKED if row.get("timed") == "packed" else ""
             text = text if row["setting"] == "-" else f"{row['setting']} {text}"
             cells.setdefault(row["method"], {}).setdefault(setup, []).append(text)
     return pd.DataFrame([{"method": method, **{s: "; ".join(by.get(s, ["-"])) for s in summaries}}
@@ -130,5 +133,7 @@ def verdicts_bench(setups, save, wandb):
     summaries = read_setups(setups)
     runner = BenchRunner("verdicts", save, wandb=wandb)
     table = verdict_table(summaries)
+    if table.drop(columns="method").apply(lambda cells: cells.str.contains(PACKED.strip())).any().any():
+        click.echo(f"{PACKED.strip()}: timed beside other points, not alone (`bench frontier --time-alone`)")
     runner.finish(table, list(table.columns), plot=lambda _, ax: plot_ratios(summaries, ax),
                   title="against the budget curve, per setup")

@@ -91,10 +91,12 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
 
 def differed(source: dict) -> str:
     """What a ``+dirty`` result's provenance says of the files its checkout differed in
-    (``dirty_files``, and an ``explained`` note where code is among them); else empty."""
+    (``dirty_files``, and an ``explained`` note where code is among them), or that they were
+    not recorded (a result stored before the writer recorded them); else empty."""
     files = source.get("dirty_files") or []
     if not files:
-        return ""
+        return " (uncommitted changes, not recorded: it needs a rerun at a clean commit)" \
+            if "+dirty" in source.get("commit", "") else ""
     count = f"{len(files)} file{'s' if len(files) > 1 else ''} differed from it"
     if not any(f.startswith("raypkg/") for f in files):
         return f" ({count}, none of them code; its provenance lists them)"

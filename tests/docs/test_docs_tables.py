@@ -86,10 +86,9 @@ def test_report_markdown_refuses_what_it_cannot_render(tmp_path, args, says):
 STORED = sorted(path.relative_to(REPO).as_posix() for path in (REPO / "docs" / "results").rglob("*.parquet"))
 # Stored from a checkout whose differences git's history cannot tell apart from code that ran (issue 72):
 # each needs a rerun at a clean commit, which takes it off this list (strict: a fixed one fails here until it is).
-NEEDS_A_RERUN = {f"docs/results/{name}.parquet" for name in (
+NEEDS_A_RERUN = {f"docs/results/{name}.parquet" for name in (  # on a GPU: none was lent since
     "defaults-digits-big-gpu", "defaults-digits-big-gpu-models", "defaults-mnist-sample-gpu",
-    "defaults-mnist-sample-gpu-models", "defaults-digits-lr0.1", "defaults-digits-lr0.1-models",
-    "frontier-resnet20", "frontier-resnet20-summary", "overhead-h100-mlp", "overhead-h100-resnet20",
+    "defaults-mnist-sample-gpu-models", "overhead-h100-mlp", "overhead-h100-resnet20",
     "overhead-h200-mlp", "overhead-h200-resnet20-bf16cl", "precision-h100")}
 
 

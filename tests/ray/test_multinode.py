@@ -265,7 +265,20 @@ def test_a_frontier_spreads_its_points_over_the_nodes_and_a_killed_node_loses_no
     rows = pd.read_parquet(tmp_path / "spread.parquet")
     assert len(rows) == 20 and not list((store / "failed").glob("*.json"))
     assert {ids["head"], ids["worker"], killed} <= set(rows["node"])  # every node ran points
-    assert (rows["beside"] > 0).any()  # points ran side by side
+    assert (rows["beside"] > 0).any() and set(rows["timed"]) == {"packed"}  # points ran side by side
+    # --time-alone: each point once more, alone on its node (all its CPUs), one a node at a time
+    timed = subprocess.run([sys.executable, "-m", "raypkg.cli", *FRONTIER, "--address", head.gcs_address, "--storage",
+                            str(store), "--save", str(tmp_path / "spread"), "--time-alone"], capture_output=True,
+                           text=True, cwd=tmp_path, env=head_env(), timeout=300)
+    assert timed.returncode == 0 and "20/20 points timed alone" in timed.stderr, timed.stderr[-3000:]
+    again = [json.loads(p.read_text())["row"] for p in (store / "alone").glob("*.json")]
+    assert len(again) == 20 and {r["node"] for r in again} == {ids["head"], ids["worker"]}
+    for node in (ids["head"], ids["worker"]):
+        spans = sorted((r["started_at"], r["ended_at"]) for r in again if r["node"] == node)
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))  # never two at once
+    judged = pd.read_parquet(tmp_path / "spread.parquet")
+    assert set(judged["timed"]) == {"alone"} and judged["beside"].eq(0).all()
+    assert judged["packed_acc_delta"].eq(0).all()  # the same accuracy, packed or alone
     alone = CliRunner().invoke(main, [*FRONTIER, "--slots", "1", "--save", str(tmp_path / "alone")])
     assert alone.exit_code == 0, alone.output
     keys = ["seed", "method", "setting"]

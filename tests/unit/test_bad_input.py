@@ -700,6 +700,7 @@ SAYS += [  # issue 71: the frontier on Ray and its store
     (B + ["frontier", "--points-per-gpu", "0"], "--points-per-gpu must be"),
     (B + ["frontier", "--storage", "nosuch://bucket/x"], "--storage 'nosuch://bucket/x' cannot be opened"),
     (B + ["frontier", "--render", "--save", "{work}/never-ran"], "--render: no frontier is stored in"),
+    (B + ["frontier", "--render", "--time-alone"], "--render trains nothing: leave out --time-alone"),
 ]
 SUMMARY = REPO / "docs/results/frontier-mlp-linear-summary.parquet"  # a stored frontier summary
 SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table's stored summaries

@@ -230,6 +230,37 @@ def test_the_clock_leaves_out_every_evaluation_and_estimates_it_for_older_rows()
     spans = pd.DataFrame({"started_at": [0.0, 0.0, 5.0], "ended_at": [10.0, 5.0, 10.0]})
     assert add_beside(spans).tolist() == [1.0, 1.0, 1.0]
     assert add_beside(pd.DataFrame({"started_at": [0.0, 10.0], "ended_at": [10.0, 20.0]})).tolist() == [0.0, 0.0]
+    # only points on the same node slow each other
+    assert add_beside(spans.assign(node=["a", "b", "a"])).tolist() == [0.5, 0.0, 1.0]
+
+
+def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_against_the_packed_one():
+    """``--time-alone``'s records replace the packed ones in the verdict's rows (seconds and
+    accuracy), each with its accuracy less the packed run's; a point's summary is timed alone
+    only where every seed was; rows stored without ``timed`` are alone where nothing of the
+    frontier overlapped them."""
+    from raypkg.bench.frontier.command import stored_rows
+    from raypkg.bench.frontier.judge import add_beside
+
+    def record(seed, acc, seconds, timed, start):
+        row = {"family": "full", "method": "full-fp32", "setting": "b=1", "seed": seed, "budget": 1.0,
+               "test_acc": acc, "pretrain_s": 0.0, "merge_s": 0.0, "selection_s": 0.0, "check_s": 0.0,
+               "train_s": seconds, "eval_s": 0.5, "epoch_eval_s": 0.0, "e2e_s": seconds, "timed": timed,
+               "started_at": start, "ended_at": start + seconds, "flops": 1.0}
+        return {"row": row, "epochs": [{"epoch": 0, "test_acc": acc, "epoch_end_time": start + seconds,
+                                        "eval_s": 0.0}], "started_at": start, "phases": {}, "cost_s": {}}
+
+    packed = {"p0": record(0, 0.75, 14.0, "packed", 0.0), "p1": record(1, 0.7, 13.0, "packed", 0.0)}
+    alone = {"p0": record(0, 0.8125, 10.0, "alone", 20.0)}
+    settings = {"target_acc": 0.5, "selection_models": [], "epochs": 1}
+    frame = stored_rows(packed, ["p0", "p1"], settings, alone)
+    assert frame["test_acc"].tolist() == [0.8125, 0.7] and frame["timed"].tolist() == ["alone", "packed"]
+    assert frame["packed_acc_delta"].iloc[0] == 0.0625 and math.isnan(frame["packed_acc_delta"].iloc[1])
+    assert frame["tta_s"].iloc[0] == 10.0  # the alone run's own clock
+    assert frame["e2e_s"].tolist() == [10.0, 13.0]
+    assert aggregate(frame)["timed"].tolist() == ["packed"]  # seed 1 was packed
+    assert aggregate(frame.assign(timed="alone"))["timed"].tolist() == ["alone"]
+    assert add_beside(frame[["started_at", "ended_at"]]).tolist() == [0.0, 0.0]
 
 
 def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
@@ -513,6 +544,10 @@ def test_the_verdicts_table_has_a_cell_per_point_and_setup():
                       holm=["", "", "close", "", ""])
     assert verdict_table({"x:mlp": judged}).to_dict("records")[0] == {
         "method": "rs2", "x:mlp": "f=0.1 slower? 0.50x [0.40, 0.62]; f=0.3 tie 0.99x [0.80, 1.10]"}
+    # a point whose seconds were measured beside other points is marked
+    packed = judged.assign(timed=["alone", "alone", "packed", "alone", "alone"])
+    assert verdict_table({"x:mlp": packed}).to_dict("records")[0]["x:mlp"] == \
+        "f=0.1 slower? 0.50x [0.40, 0.62] †; f=0.3 tie 0.99x [0.80, 1.10]"
 
 
 @pytest.mark.slow
@@ -564,6 +599,13 @@ def test_merged_seed_tables_summarise_as_the_run_over_all_seeds(frontier_run, tm
     # the title comes from the rows, not from --setup's preset
     merged_again = CliRunner().invoke(main, [*merge, "--save", str(tmp_path / "m2")])
     assert "# frontier digits:logreg, label noise 0.2: merged 2 tables" in merged_again.output
+    # a merged table merged again names the commands of its rows once, not the merges nested
+    twice = CliRunner().invoke(main, ["bench", "frontier", "--merge", str(tmp_path / "m.parquet"), "--save",
+                                      str(tmp_path / "m3")])
+    assert twice.exit_code == 0, twice.output
+    again = read_provenance(tmp_path / "m3.parquet")["command"]
+    assert again.count("; its rows: ") == 1 and again.split("; its rows: ")[1] == source["command"].split(
+        "; its rows: ")[1]
 
 
 RESUMED = ["bench", "frontier", "--dataset", "digits-aug", "--train-size", "3000", "--test-size", "500", "--model",
@@ -626,5 +668,6 @@ def test_a_stored_frontier_grows_by_seeds_and_refuses_other_settings(tmp_path):
     other = CliRunner().invoke(main, [*small, "--seeds", "2", "--epochs", "3", "--budgets", "0.34"])
     assert other.exit_code == 2 and "holds the points of a frontier run with" in other.stderr
     rendered = CliRunner().invoke(main, [*small, "--seeds", "3", "--render"])
-    assert rendered.exit_code == 0 and "18 of 27 points stored" in rendered.output, rendered.output
+    assert rendered.exit_code == 0 and "18 of 27 points stored in" in rendered.output, rendered.output
+    assert "; 18 timed alone on their node" in rendered.output  # one slot: each ran alone
     assert "  seed 2 " not in rendered.stderr

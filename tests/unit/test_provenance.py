@@ -42,6 +42,10 @@ def test_a_tree_dirty_outside_raypkg_is_recorded_and_not_refused(monkeypatch, no
     path = write_parquet(tmp_path / "e.parquet", pd.DataFrame({"method": ["full"]}), explained)
     assert "(1 file differed from it, code among them; its provenance says why none changed what ran)" in render(
         path, ["method"])
+    unrecorded = {k: v for k, v in source.items() if k != "dirty_files"}  # stored before the writer recorded them
+    path = write_parquet(tmp_path / "u.parquet", pd.DataFrame({"method": ["full"]}), unrecorded)
+    assert f"at commit {source['commit']} (uncommitted changes, not recorded: it needs a rerun at a clean commit) on " \
+        in render(path, ["method"])
 
 
 def test_a_clean_tree_records_no_differing_files(monkeypatch, not_draft):

@@ -25,9 +25,9 @@ from raypkg.bench.frontier.points import (
     setup_name,
 )
 from raypkg.bench.frontier.report import save_results
-from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_units, unit_plan
+from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore
-from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options
+from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, same_training
 from raypkg.cli_options import (
     FLOATS,
     NAMES,
@@ -101,6 +101,11 @@ def count_options(func):
 @click.option("--points-per-gpu", type=int, default=1, show_default=True,
               help="On a cluster with GPUs, points sharing one GPU (each asks for 1/K of a GPU; Ray's shares are "
                    "logical: they share the card's memory and compute).")
+@click.option("--time-alone", is_flag=True,
+              help="Time every point that ran beside other points once more, alone on its node (all of its CPUs "
+                   "and GPUs), and judge those seconds: accuracy from the packed runs, time from isolated ones. "
+                   "On one machine this costs a --slots 1 run again; on a cluster, one point a node at a time. "
+                   "Resumes like the points; with --slots 1 every point is timed alone already.")
 @click.option("--storage", help="Where the points are stored as they finish: a folder, or a URI every node of "
                                 "the cluster reaches (file://, s3://, gs://). Default: STEM-points beside --save.")
 @click.option("--render", is_flag=True,
@@ -124,8 +129,8 @@ def count_options(func):
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
-def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, render, merge, panels, workers,
-                   target_acc, wandb, threads, save, **flags):
+def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone, storage, render, merge, panels,
+                   workers, target_acc, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
     Every method's bench cases, in the registry's order (full training first; --methods
@@ -144,6 +149,7 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
       effray bench frontier --slots 1                            # one point at a time, in this process
+      effray bench frontier --time-alone                         # packed, then each point timed alone
     """
     if merge:
         context = click.get_current_context()
@@ -153,6 +159,8 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
     names = [REFERENCE, "full"] + [m for m in method_names(methods) if m not in (REFERENCE, "full")]
     settings = preset_settings(setup, {**flags, "workers": workers, "target_acc": target_acc})
     check_bench_numbers(workers=workers, threads=threads, slots=slots, points_per_gpu=points_per_gpu)
+    if render and time_alone:
+        raise UsageError("--render trains nothing: leave out --time-alone (or --render)")
     check_seed_count(settings["seeds"], check_first_seed(first_seed))
     points = build_points(settings, names, seed=0)  # every config checked before any data is loaded
     if settings["selection_models"] and not any(",svp=" in p.labels["setting"] for p in points):
@@ -173,11 +181,13 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
             check_reachable(requested_address())  # before anything is loaded or written
         connect_ray()
     seeds = range(first_seed, first_seed + settings["seeds"])
-    wanted, data = [], None
-    for seed in seeds:  # each seed's data: its points' sizes, checks and twins (the units load it again)
+    wanted, trains, data = [], {}, None
+    for seed in seeds:  # each seed's data in turn: its points' sizes, checks and twins (the units load it again)
         seed_points, data = load_points(settings, names, seed)
-        wanted.append((seed_points, data))
-    per_point = {point_id(p): p for seed_points, _ in wanted for p in seed_points}
+        if not render:
+            trains.update({point_id(p): same_training(p, data) for p in seed_points})
+        wanted.append(seed_points)
+    per_point = {point_id(p): p for seed_points in wanted for p in seed_points}
     if panels:
         check_deletions(len(data.train))
     store.claim(stored_settings)  # every check passed: the store is this frontier's
@@ -187,15 +197,25 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
         target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points")
     if not render:
         stored = store.ids()
-        units = [(seed_points[0].labels["seed"], ids) for seed_points, seed_data in wanted
-                 for ids in unit_plan(seed_points, stored, seed_data)]
-        run_units(longest_first(units, epochs_of_points(per_point.values()).get), settings, names, store,
-                  runner.threads, slots, use_ray, points_per_gpu, set(per_point))
+        units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
+                 for ids in unit_plan(seed_points, stored, trains)]
+        length = epochs_of_points(per_point.values()).get
+        run_units(longest_first(units, length), settings, names, store, runner.threads, slots, use_ray,
+                  points_per_gpu, set(per_point))
+        if time_alone:
+            skip = timed_alone(store, per_point) | (set(per_point) - store.ids())  # failed points: not stored
+            units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
+                     for ids in unit_plan(seed_points, skip, trains)]
+            if units:
+                run_alone(longest_first(units, length), settings, names, store, runner.threads,
+                          set(per_point) - skip, use_ray)
     records = {k: v for k, v in store.points().items() if k in per_point}
     failed = {k: v for k, v in store.failures().items() if k in per_point and k not in records}
+    failed.update({k: v for k, v in store.failures("alone").items() if k in records and time_alone})
     if not records:
         raise UsageError(f"no point of this frontier is stored in {store.location} yet")
-    frame, table = judge_rows(stored_rows(records, list(per_point), settings), chance=1.0 / data.num_classes)
+    alone = {k: v for k, v in store.points("alone").items() if k in records}
+    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=1.0 / data.num_classes)
     deltagrad_rows = []
     if panels and not render:
         import tempfile
@@ -204,7 +224,13 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
         with tempfile.TemporaryDirectory(prefix="effray-frontier-") as scratch:
             for seed in seeds:
                 deltagrad_rows += deltagrad_panel(settings, seed, Path(scratch))
-    click.echo(f"# frontier: {len(records)} of {len(per_point)} points stored in {store.location}")
+    click.echo(f"# frontier: {len(records)} of {len(per_point)} points stored in {store.location}; "
+               f"{int(frame['timed'].eq('alone').sum())} timed alone on their node"
+               + ("" if frame["timed"].eq("alone").all() else " (--time-alone times the others alone)"))
+    differ = frame["packed_acc_delta"].fillna(0.0).abs()
+    if differ.gt(0).any():
+        click.echo(f"# accuracy differs between the packed and the alone run at {int(differ.gt(0).sum())} points "
+                   f"(at most {differ.max():.4f}): the verdicts take both from the alone runs", err=True)
     save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
     for record in failed.values():
         click.echo(f"failed: {record['label']}: {record['error'].splitlines()[0]}", err=True)
@@ -212,11 +238,25 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, storage, r
         raise click.exceptions.Exit(1)
 
 
-def stored_rows(records: dict[str, dict], order: list[str], settings: dict) -> pd.DataFrame:
+def timed_alone(store: FrontierStore, per_point: dict) -> set[str]:
+    """The stored points of ``per_point`` timed alone: run alone the first time (one slot), or
+    once more by ``--time-alone``."""
+    first = {k for k, record in store.points().items() if k in per_point and record["row"].get("timed") == "alone"}
+    return first | (store.ids("alone") & set(per_point))
+
+
+def stored_rows(records: dict[str, dict], order: list[str], settings: dict,
+                alone: dict[str, dict] | None = None) -> pd.DataFrame:
     """The stored points as a frame, a row per point and seed in the frontier's ``order`` (of
     point ids), each with its time-to-accuracy and (SVP) agreement, on the frontier's clock
-    (``judge.fair_clock``)."""
-    done = [(records[i]["row"], {"rows": records[i]["epochs"], **records[i]}) for i in order if i in records]
+    (``judge.fair_clock``). A point timed again alone (``alone``) is that run, time and
+    accuracy, with ``packed_acc_delta``, its accuracy less the packed run's (0 where training
+    is deterministic)."""
+    alone = alone or {}
+    chosen = {i: alone.get(i, records[i]) for i in order if i in records}
+    done = [(dict(record["row"]), {"rows": record["epochs"], **record}) for record in chosen.values()]
+    for (row, _), i in zip(done, chosen):
+        row["packed_acc_delta"] = row["test_acc"] - records[i]["row"]["test_acc"] if i in alone else math.nan
     add_tta(done, settings["target_acc"])
     if settings["selection_models"]:
         add_svp_agreement(done)
@@ -274,12 +314,21 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     if all(sources):
         draft = next((s["draft"] for s in (runner.source, *sources) if s.get("draft")), None)  # the merge's or a row's
         runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
-            f"{source['command']} (at {source['commit']})" for source in sources), **({"draft": draft} if draft else {}),
+            map(rows_command, sources)), **({"draft": draft} if draft else {}),
             "judged": f"{runner.source['date']} at commit {runner.source['commit']}"}  # today's clock and statistics
     click.echo(f"# frontier {name}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
     # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
     frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1)
     save_results(runner, frame, table, settings, None)
+
+
+def rows_command(source: dict) -> str:
+    """The command that measured a stored table's rows, at its commit: for a table merged
+    before, the command its own record names (not the merges' nested one by one)."""
+    import re
+
+    command = source["command"].rsplit("; its rows: ", 1)[-1]
+    return f"{re.sub(r'( [(]at [^)]*[)])+$', '', command)} (at {source['commit']})"
 
 
 def rows_setup(frame, source: dict, setup: str) -> tuple[str, dict]:

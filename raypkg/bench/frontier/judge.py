@@ -7,7 +7,10 @@ is no method's cost (MLPerf evaluates after the clock stops, AlgoPerf pauses it)
 evaluation after each epoch (``epoch_eval_s``) is taken out of ``train_s`` and the final one
 (``eval_s``) is left out; work a method needs to steer itself (CREST's checks, InfoBatch's
 scores, any selection) stays in. A row also records its conditions: the torch threads it
-had, its node, and ``beside``, how many other points ran beside it on average over its run.
+had, its node, ``beside``, how many other points ran beside it on its node on average over
+its run, and ``timed``: ``alone`` (one slot, or once more by ``--time-alone``) or ``packed``
+(for rows stored without it: ``alone`` where nothing of the frontier ran beside it).
+A point's summary is ``timed`` alone only where every seed's run was.
 
 **The ratio and the verdict.** A point's ``x_vs_curve`` per seed is the seconds the curve
 (at the point's own execution) needs to reach its accuracy over its own; over the seeds the
@@ -37,7 +40,7 @@ TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHA
                  "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops",
                  "speedup_vs_full", "acc_vs_full", "x_vs_curve_bound", "x_low", "x_high", "p_value", "verdict", "holm",
                  "x_vs_fp32_curve_bound", "tta_vs_curve", "gain", "speedup_vs_rs2", "acc_vs_rs2", "noisy_share",
-                 "spearman", "overlap", "beside", "pareto", "pareto_flops"]
+                 "spearman", "overlap", "beside", "timed", "pareto", "pareto_flops"]
 SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
@@ -81,6 +84,8 @@ def aggregate(frame):
     for ratio in ("x_vs_curve_bound", "x_vs_fp32_curve_bound"):  # ratios average as their logs do
         if ratio in frame:
             table[ratio] = groups[ratio].agg(geometric_mean).to_numpy()
+    if "timed" in frame:
+        table["timed"] = groups["timed"].agg(lambda timed: "alone" if timed.eq("alone").all() else "packed").to_numpy()
     if "x_vs_curve" in frame:
         add_verdicts(table, groups, same_cost(frame))
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
@@ -164,13 +169,17 @@ def add_verdicts(table, groups, equal_cost: pd.Series) -> None:
 
 
 def add_beside(frame) -> pd.Series:
-    """Per row, how many other points ran beside it on average over its run: the summed
-    overlap of the other rows' wall-clock spans (``started_at`` to ``ended_at``) with its own,
-    over its own span's length (NaN for rows stored without their span)."""
+    """Per row, how many other points ran beside it on its node on average over its run: the
+    summed overlap of the wall-clock spans (``started_at`` to ``ended_at``) of the other rows
+    of its ``node`` with its own, over its own span's length (NaN for rows stored without
+    their span; every row on one node for rows stored without it)."""
     if not {"started_at", "ended_at"} <= set(frame.columns):
         return pd.Series(math.nan, index=frame.index)
     start, end = frame["started_at"].to_numpy(float), frame["ended_at"].to_numpy(float)
     overlap = np.clip(np.minimum(end[:, None], end[None, :]) - np.maximum(start[:, None], start[None, :]), 0, None)
+    if "node" in frame:
+        node = frame["node"].to_numpy()
+        overlap = np.where(node[:, None] == node[None, :], overlap, 0.0)
     np.fill_diagonal(overlap, 0.0)
     return pd.Series(overlap.sum(axis=1) / np.maximum(end - start, 1e-9), index=frame.index)
 
@@ -200,4 +209,6 @@ def judge_rows(frame, chance: float):
     their ratios against full training, RS2 and both curves; the summary, a row per point)."""
     frame = add_curves(add_deltas(frame), chance=chance)
     frame["beside"] = add_beside(frame)
+    derived = pd.Series(np.where(frame["beside"].eq(0), "alone", "packed"), index=frame.index)
+    frame["timed"] = frame["timed"].fillna(derived) if "timed" in frame else derived  # rows stored without it
     return frame, aggregate(frame)

@@ -10,6 +10,13 @@ one to the store as it finishes (``store.FrontierStore``); a point that raises i
 failed with its error, and its unit goes on. Ray retries a unit whose node was lost (its
 finished points are stored already, so the retry runs only the rest).
 
+**Timed alone.** A point's seconds are fair only against points timed under the same
+conditions; points packed beside each other slow each other (two on this 2-core machine:
+1.44x a point, median). The anchors take accuracy from packed runs and time from isolated
+ones, so ``--time-alone`` runs every point that shared its node once more, alone on it (a
+task that takes all the node's CPUs and GPUs, one a node at a time), and its verdict
+compares those seconds. A point run with one slot ran alone already and is kept as it is.
+
 Ray tasks rather than Ray Tune: Tune's ``Tuner.restore`` resumes only the exact experiment
 it saved, so a frontier given more seeds or methods could not reuse its stored points, and a
 trial per point would add Tune's controller, trial directories and result reporting to
@@ -44,10 +51,11 @@ def seed_data(settings_json: str, seed: int):
 
 
 def point_record(p, row: dict, summary: dict, data, per_example, started_at: float, threads: int,
-                 keep_selection: bool) -> dict:
+                 keep_selection: bool, timed: str) -> dict:
     """What the store keeps of a finished point: its row on the frontier's clock (the
     per-epoch evaluations out of ``train_s`` into ``epoch_eval_s``, ``e2e_s`` the sum of the
-    clocked phases), its conditions (threads, node, wall-clock span) and what judging it
+    clocked phases), its conditions (threads, node, wall-clock span, ``timed``: ``alone`` on
+    its node or ``packed`` beside other points) and what judging it
     needs later: each epoch's accuracy and clocks, the phases' seconds, and a selection's
     picks and scores (SVP's agreement)."""
     row = count_examples(p, dict(row), summary, data, per_example)
@@ -55,7 +63,7 @@ def point_record(p, row: dict, summary: dict, data, per_example, started_at: flo
     row["train_s"] -= row["epoch_eval_s"]
     row["e2e_s"] = sum(row[f"{phase}_s"] for phase in CLOCKED)
     row.update(threads=threads, node=node(), started_at=started_at, ended_at=time.time(), clock="measured",
-               chance=1.0 / data.num_classes)
+               chance=1.0 / data.num_classes, timed=timed)
     tables = {name: {k: list(map(float, v)) for k, v in table.items()} for name, table in
               summary.get("tables", {}).items() if keep_selection and name in ("selection.parquet", "scores.parquet")}
     epochs = [{k: epoch.get(k) for k in ("epoch", "test_acc", "epoch_end_time", "eval_s")} for epoch in summary["rows"]]
@@ -70,9 +78,10 @@ def node() -> str:
 
 
 def run_unit(settings: dict, methods: list[str], seed: int, ids: list[str], store_location: str,
-             threads: int) -> list[str]:
+             threads: int, kind: str = "points", timed: str = "alone") -> list[str]:
     """Run the points ``ids`` of ``seed`` one after another, each stored as it finishes (or
-    as failed, with its error); the ids it ran."""
+    as failed, with its error) as a run of ``kind`` (``store.KINDS``), ``timed`` alone or
+    packed; the ids it ran."""
     import torch
 
     from raypkg.bench.harness import PointRunner
@@ -80,20 +89,20 @@ def run_unit(settings: dict, methods: list[str], seed: int, ids: list[str], stor
     from raypkg.selection.cache import SelectionCache
 
     store = FrontierStore(store_location)
-    ids = [point for point in ids if point not in store.ids()]  # a retried unit: only what is not stored
+    ids = [point for point in ids if point not in store.ids(kind)]  # a retried unit: only what is not stored
     runner = PointRunner(threads)
     data = seed_data(json.dumps(settings, sort_keys=True), seed)
     points = {point_id(p): p for p in build_points(settings, methods, seed, n=len(data.train))}
     per_example = flops_per_example(settings["model"], data)
-    cache = SelectionCache(store.cache_dir())
+    cache = SelectionCache(store.cache_dir(kind))
     for point in ids:
         p, started = points[point], time.time()
         try:
             ((row, summary),) = runner.rows([p], data, HARNESS_PHASES, "e2e_s", cache=cache)
             store.put(point, point_record(p, row, summary, data, per_example, started, torch.get_num_threads(),
-                                          bool(settings["selection_models"])))
+                                          bool(settings["selection_models"]), timed), kind)
         except Exception as e:  # noqa: BLE001 (recorded with its traceback, the frontier goes on)
-            store.fail(point, p.label, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
+            store.fail(point, p.label, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}", kind)
     return ids
 
 
@@ -114,22 +123,25 @@ def gpu_share(points_per_gpu: int) -> float:
 
 
 class Progress:
-    """``frontier: D/T points stored (F failed), M min, ETA E min`` each time the count moves;
-    the ETA from this call's pace (the points stored before it took no time now)."""
+    """``frontier: D/T points stored (F failed), M min, ETA E min`` each time the count moves
+    (``timed alone`` for the runs timed alone); the ETA from this call's pace (the points
+    stored before it took no time now)."""
 
-    def __init__(self, store: FrontierStore, wanted: set[str]):
-        self.store, self.wanted, self.start = store, wanted, time.monotonic()
-        self.before = len(wanted & store.ids())
+    def __init__(self, store: FrontierStore, wanted: set[str], kind: str = "points"):
+        self.store, self.wanted, self.kind, self.start = store, wanted, kind, time.monotonic()
+        self.before = len(wanted & store.ids(kind))
         self.shown = -1
 
     def show(self) -> None:
-        done, failed = len(self.wanted & self.store.ids()), len(self.wanted & set(self.store.failed_ids()))
+        done = len(self.wanted & self.store.ids(self.kind))
+        failed = len(self.wanted & self.store.failed_ids(self.kind))
         if done + failed == self.shown:
             return
         self.shown, minutes = done + failed, (time.monotonic() - self.start) / 60
         now = done + failed - self.before
         eta = f", ETA {minutes / now * (len(self.wanted) - done - failed):.0f} min" if now > 0 else ""
-        click.echo(f"frontier: {done}/{len(self.wanted)} points stored" + (f" ({failed} failed)" if failed else "")
+        what = "points stored" if self.kind == "points" else "points timed alone"
+        click.echo(f"frontier: {done}/{len(self.wanted)} {what}" + (f" ({failed} failed)" if failed else "")
                    + f", {minutes:.1f} min{eta}", err=True)
 
 
@@ -147,13 +159,15 @@ def run_units(units: list[tuple[int, list[str]]], settings: dict, methods: list[
         return
     import ray
 
+    window = slots_of(slots, threads)
     task = ray.remote(run_unit).options(num_cpus=threads, num_gpus=gpu_share(points_per_gpu), max_retries=3)
-    window, queue, running = slots_of(slots, threads), list(units), {}
     click.echo(f"frontier: {len(units)} units of work on Ray, {window} at once, {threads} thread(s) each", err=True)
+    timed = "alone" if window == 1 else "packed"
+    queue, running = list(units), {}
     while queue or running:
         while queue and len(running) < window:
             seed, ids = queue.pop(0)
-            running[task.remote(settings, methods, seed, ids, store.location, threads)] = ids
+            running[task.remote(settings, methods, seed, ids, store.location, threads, "points", timed)] = ids
         ready, _ = ray.wait(list(running), num_returns=1, timeout=10)
         for ref in ready:
             ids = running.pop(ref)
@@ -165,27 +179,76 @@ def run_units(units: list[tuple[int, list[str]]], settings: dict, methods: list[
         progress.show()
 
 
+def run_alone(units: list[tuple[int, list[str]]], settings: dict, methods: list[str], store: FrontierStore,
+              threads: int, everything: set[str], use_ray: bool) -> None:
+    """Every unit ``(seed, point ids)`` once more, each alone on its node, stored as runs timed
+    alone (``kind`` alone): here one after another, or on Ray as tasks pinned to a node that
+    take all of its CPUs and GPUs, one a node at a time (a unit whose node is lost runs again
+    on another); the progress over ``everything``, the points to time alone."""
+    progress = Progress(store, everything, "alone")
+    progress.show()
+    if not use_ray:
+        for seed, ids in units:
+            run_unit(settings, methods, seed, ids, store.location, threads, "alone", "alone")
+            progress.show()
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = alive_nodes(threads)
+    click.echo(f"frontier: {len(units)} units timed again alone, on {len(nodes)} node(s) one at a time", err=True)
+    queue, running, busy = list(units), {}, {}
+    while queue or running:
+        for node_id, resources in alive_nodes(threads).items():
+            if queue and node_id not in busy.values():
+                seed, ids = queue.pop(0)
+                ref = ray.remote(run_unit).options(
+                    num_cpus=resources.get("CPU", 0), num_gpus=resources.get("GPU", 0), max_retries=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                ).remote(settings, methods, seed, ids, store.location, threads, "alone", "alone")
+                running[ref], busy[ref] = (seed, ids), node_id
+        if not running:
+            raise click.ClickException(f"no node with {threads} CPUs is left to time {len(queue)} units alone")
+        for ref in ray.wait(list(running), num_returns=1, timeout=10)[0]:
+            unit, node_id = running.pop(ref), busy.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as e:  # noqa: BLE001 (a lost node: the unit again elsewhere; else recorded)
+                if node_id in alive_nodes(threads):
+                    for point in set(unit[1]) - store.ids("alone"):
+                        store.fail(point, point, f"{type(e).__name__}: {e}", "alone")
+                else:
+                    queue.append(unit)
+        progress.show()
+
+
+def alive_nodes(threads: int) -> dict[str, dict]:
+    """The cluster's live nodes with at least ``threads`` CPUs: node id -> its resources."""
+    import ray
+
+    return {n["NodeID"]: n["Resources"] for n in ray.nodes()
+            if n["Alive"] and n["Resources"].get("CPU", 0) >= threads}
+
+
 def longest_first(units: list[tuple[int, list[str]]], epochs_of) -> list[tuple[int, list[str]]]:
     """Units ordered by their points' epochs summed, the most first (so the last to finish
     are short, and the slots stay busy to the end)."""
     return sorted(units, key=lambda unit: -sum(epochs_of(point) for point in unit[1]))
 
 
-def unit_plan(points, stored: set[str], data) -> list[list[str]]:
-    """The missing points' ids in units: the points of one shared work together, and a point
-    that trains exactly as an earlier one (``same_training``) with it, so it takes its run."""
+def unit_plan(points, stored: set[str], trains: dict[str, str]) -> list[list[str]]:
+    """The ids of ``points`` not in ``stored``, in units: the points of one shared work
+    together, and a point that trains exactly as an earlier one (the same ``trains`` value:
+    ``harness.same_training``) with it, so it takes its run."""
     from raypkg.bench.frontier.points import shared_work
-    from raypkg.bench.harness import same_training
 
     units: dict = {}
     owner: dict[str, tuple] = {}
     for p in points:
         point = point_id(p)
-        if point in stored:
-            continue
-        twin = same_training(p, data)
-        key = owner.setdefault(twin, shared_work(p) or ("alone", point))
-        units.setdefault(key, []).append(point)
+        if point not in stored:
+            key = owner.setdefault(trains[point], shared_work(p) or ("own", point))
+            units.setdefault(key, []).append(point)
     return list(units.values())
 
 

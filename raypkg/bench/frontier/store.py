@@ -11,7 +11,9 @@ any filesystem pyarrow opens, shared by every node of a cluster):
 - ``points/ID.json``: one finished point (``raypkg.bench.frontier.points.point_id``): its row
   and what judging it later needs (its epochs' accuracies and clocks, its phases' seconds);
   written to a temporary name and renamed, so a reader never sees half of one;
-- ``failed/ID.json``: a point whose run raised, with the error (run again on the next call).
+- ``failed/ID.json``: a point whose run raised, with the error (run again on the next call);
+- ``alone/ID.json`` and ``failed-alone/ID.json``: the same point timed again alone on its
+  node (``--time-alone``), the run whose seconds its verdict compares.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow.fs as pafs
 from raypkg.errors import UsageError
 
 VARIABLE = ("seeds", "first_seed", "methods")  # settings that grow a stored frontier rather than change it
+KINDS = ("points", "alone")  # a point's first run (packed beside others, or alone), and its run timed alone
 
 
 def open_store(location: str):
@@ -81,52 +84,61 @@ class FrontierStore:
         """Make this store the frontier of ``settings`` (``check`` it first): its folders, and
         frontier.json if it is new."""
         self.check(settings)
-        self.fs.create_dir(self._path("points"), recursive=True)
-        self.fs.create_dir(self._path("failed"), recursive=True)
+        for kind in KINDS:
+            self.fs.create_dir(self._path(kind), recursive=True)
+            self.fs.create_dir(self._path(failed_folder(kind)), recursive=True)
         if not self.settings():
             self._write(self._path("frontier.json"), {k: v for k, v in settings.items() if k not in VARIABLE})
 
-    def cache_dir(self) -> str:
+    def cache_dir(self, kind: str = "points") -> str:
         """Where the points' shared work is cached (``raypkg.selection.cache``): the store's
-        ``cache/`` folder, or for a store behind a URI a folder of this node's temp dir."""
+        ``cache/`` folder, or for a store behind a URI a folder of this node's temp dir; the
+        runs timed alone have their own (``cache-alone/``), so that the work they share is
+        timed alone too, not charged the seconds it took beside other points."""
         import hashlib
         import tempfile
 
+        folder = "cache" if kind == "points" else f"cache-{kind}"
         if isinstance(self.fs, pafs.LocalFileSystem):
-            return self._path("cache")
+            return self._path(folder)
         return os.path.join(tempfile.gettempdir(), "effray-frontier-cache",
-                            hashlib.sha1(self.location.encode()).hexdigest()[:16])
+                            hashlib.sha1(self.location.encode()).hexdigest()[:16], folder)
 
     def settings(self) -> dict:
         """The stored frontier's settings (empty if there is none)."""
         path = self._path("frontier.json")
         return self._read(path) if self.fs.get_file_info(path).type == pafs.FileType.File else {}
 
-    def put(self, point: str, record: dict) -> None:
-        """A finished point (its failure record, if it had one, removed)."""
-        self._write(self._path("points", f"{point}.json"), record)
-        failed = self._path("failed", f"{point}.json")
+    def put(self, point: str, record: dict, kind: str = "points") -> None:
+        """A finished point's run of ``kind`` (its failure record, if it had one, removed)."""
+        self._write(self._path(kind, f"{point}.json"), record)
+        failed = self._path(failed_folder(kind), f"{point}.json")
         if self.fs.get_file_info(failed).type == pafs.FileType.File:
             self.fs.delete_file(failed)
 
-    def fail(self, point: str, label: str, error: str) -> None:
-        self._write(self._path("failed", f"{point}.json"), {"label": label, "error": error})
+    def fail(self, point: str, label: str, error: str, kind: str = "points") -> None:
+        self._write(self._path(failed_folder(kind), f"{point}.json"), {"label": label, "error": error})
 
-    def ids(self) -> set[str]:
-        selector = pafs.FileSelector(self._path("points"), allow_not_found=True)
+    def _ids(self, folder: str) -> set[str]:
+        selector = pafs.FileSelector(self._path(folder), allow_not_found=True)
         return {info.base_name[:-len(".json")] for info in self.fs.get_file_info(selector)
                 if info.base_name.endswith(".json")}
 
-    def failed_ids(self) -> list[str]:
-        selector = pafs.FileSelector(self._path("failed"), allow_not_found=True)
-        return [info.base_name[:-len(".json")] for info in self.fs.get_file_info(selector)
-                if info.base_name.endswith(".json")]
+    def ids(self, kind: str = "points") -> set[str]:
+        return self._ids(kind)
 
-    def points(self) -> dict[str, dict]:
-        return self._records("points")
+    def failed_ids(self, kind: str = "points") -> set[str]:
+        return self._ids(failed_folder(kind))
 
-    def failures(self) -> dict[str, dict]:
-        return self._records("failed")
+    def points(self, kind: str = "points") -> dict[str, dict]:
+        return self._records(kind)
+
+    def failures(self, kind: str = "points") -> dict[str, dict]:
+        return self._records(failed_folder(kind))
+
+
+def failed_folder(kind: str) -> str:
+    return "failed" if kind == "points" else f"failed-{kind}"
 
 
 def same(a, b) -> bool:
