@@ -172,6 +172,7 @@ class BenchRunner(PointRunner):
                              "or a directory")
         super().__init__(threads)
         self.name, self.stem, self.settings = name, stem, {}
+        self.group = f"bench-{name}"  # the W&B group of its runs
         self.wandb = use_wandb_mode(wandb) if wandb != "disabled" else wandb
         self.source = provenance(self.threads)  # the code and machine as the run starts (its tables say so)
 
@@ -217,13 +218,14 @@ class BenchRunner(PointRunner):
 
     def log_wandb(self, run_name: str, tables: dict, images: dict) -> None:
         """Tables and PNGs (name -> a DataFrame, a path) as one W&B run ``run_name`` in
-        STEM's directory, grouped as bench-NAME, with the header's settings as its config."""
+        STEM's directory, in the runner's ``group`` (bench-NAME), with the header's settings as
+        its config."""
         from raypkg.tracking.run import to_plain
         from raypkg.tracking.wandb_logger import WandbLogger
 
         if self.wandb == "disabled":
             return
-        logger = WandbLogger(self.stem.parent, name=run_name, group=f"bench-{self.name}", mode=self.wandb,
+        logger = WandbLogger(self.stem.parent, name=run_name, group=self.group, mode=self.wandb,
                              config=to_plain({"threads": self.threads, **self.settings}))
         try:
             for key, table in tables.items():

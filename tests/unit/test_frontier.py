@@ -234,6 +234,43 @@ def test_the_clock_leaves_out_every_evaluation_and_estimates_it_for_older_rows()
     assert add_beside(spans.assign(node=["a", "b", "a"])).tolist() == [0.5, 0.0, 1.0]
 
 
+def test_each_point_is_a_wandb_run_in_the_frontiers_group_with_its_epochs_and_numbers(monkeypatch, tmp_path):
+    from raypkg.bench.frontier import report
+    from raypkg.tracking import wandb_logger
+
+    made = []
+
+    class Recorder:
+        def __init__(self, run_dir, name, group, config, mode):
+            self.run = {"name": name, "group": group, "config": config, "history": [], "summary": {}}
+            made.append(self.run)
+
+        def log(self, row):
+            self.run["history"].append(row)
+
+        def summary(self, summary):
+            self.run["summary"].update(summary)
+
+        def finish(self):
+            self.run["finished"] = True
+
+    monkeypatch.setattr(wandb_logger, "WandbLogger", Recorder)
+    runner = type("Runner", (), {"wandb": "offline", "group": "frontier-f", "stem": tmp_path / "f"})()
+    frame = pd.DataFrame({"seed": [0, 1], "method": ["rs2", "rs2"], "setting": ["f=0.3", "f=0.3"],
+                          "timed": ["alone", "packed"], "test_acc": [0.875, 0.75]})
+    records = {f"{s}|rs2": {"row": {"seed": s, "method": "rs2", "setting": "f=0.3"},
+                            "epochs": [{"epoch": e, "test_acc": 0.5 + e / 8 + s} for e in range(2)]} for s in (0, 1)}
+    report.log_points(runner, frame, records)
+    assert [run["name"] for run in made] == ["f seed 0 rs2 f=0.3", "f seed 1 rs2 f=0.3"]
+    assert {run["group"] for run in made} == {"frontier-f"} and all(run["finished"] for run in made)
+    assert made[1]["config"] == {"seed": 1, "method": "rs2", "setting": "f=0.3", "timed": "packed"}
+    assert made[1]["history"] == [{"epoch": 0, "test_acc": 1.5}, {"epoch": 1, "test_acc": 1.625}]
+    assert made[0]["summary"]["test_acc"] == 0.875
+    runner.wandb = "disabled"
+    report.log_points(runner, frame, records)
+    assert len(made) == 2  # W&B off: no run
+
+
 def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_against_the_packed_one():
     """``--time-alone``'s records replace the packed ones in the verdict's rows (seconds and
     accuracy), each with its accuracy less the packed run's; a point's summary is timed alone
@@ -439,7 +476,9 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     for png in (f"{stem}.png", f"{stem}-flops.png", f"{stem}-tta.png"):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    (run,) = stem.parent.glob("wandb/offline-run-*")  # one W&B run: both tables, the three plots
+    runs = list(stem.parent.glob("wandb/offline-run-*"))
+    assert len(runs) == 1 + len(rows)  # the frontier's run, and a run per point and seed (log_points)
+    (run,) = [r for r in runs if (r / "files" / "media").is_dir()]  # the frontier's: both tables, the three plots
     media = run / "files" / "media"
     assert {p.name.rsplit("_", 2)[0] for p in (media / "table" / "frontier").iterdir()} == {"table", "summary"}
     assert {p.name.rsplit("_", 2)[0] for p in (media / "images" / "frontier").iterdir()} == {

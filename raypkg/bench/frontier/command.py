@@ -24,7 +24,7 @@ from raypkg.bench.frontier.points import (
     preset_settings,
     setup_name,
 )
-from raypkg.bench.frontier.report import save_results
+from raypkg.bench.frontier.report import log_points, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, same_training
@@ -231,7 +231,9 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
     if differ.gt(0).any():
         click.echo(f"# accuracy differs between the packed and the alone run at {int(differ.gt(0).sum())} points "
                    f"(at most {differ.max():.4f}): the verdicts take both from the alone runs", err=True)
+    runner.group = f"frontier-{runner.stem.name}"  # the frontier's run and a run per point
     save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
+    log_points(runner, frame, {**records, **alone})
     for record in failed.values():
         click.echo(f"failed: {record['label']}: {record['error'].splitlines()[0]}", err=True)
     if failed:

@@ -85,3 +85,29 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> No
         click.echo("\n# DeltaGrad vs retraining from scratch after deleting a random fraction of the training set")
         runner.finish(panel, DELTAGRAD_COLUMNS, {"acc_baseline": ".4f", "acc_deltagrad": ".4f"}, suffix="-deltagrad",
                       plot=plot_deltagrad, title="DeltaGrad vs retraining after a deletion")
+
+
+POINT_CONFIG = ("family", "method", "setting", "seed", "fraction", "density", "budget", "schedule", "execution",
+                "threads", "node", "timed")  # a point's W&B config: what it is and how it ran
+
+
+def log_points(runner: BenchRunner, frame, records: dict[str, dict]) -> None:
+    """Each row of ``frame`` (a point and seed) as its own W&B run in the frontier's group,
+    beside the frontier's run: its labels and conditions as config, its stored epochs'
+    test accuracy (``records``, by point id) as history, its row's numbers as summary."""
+    if runner.wandb == "disabled":
+        return
+    from raypkg.tracking.wandb_logger import WandbLogger
+
+    epochs = {(r["row"]["seed"], r["row"]["method"], r["row"]["setting"]): r["epochs"] for r in records.values()}
+    for row in frame.to_dict("records"):
+        key = (row["seed"], row["method"], row["setting"])
+        logger = WandbLogger(runner.stem.parent, name=f"{runner.stem.name} seed {key[0]} {key[1]} {key[2]}",
+                             group=runner.group, mode=runner.wandb,
+                             config={k: row[k] for k in POINT_CONFIG if k in row})
+        try:
+            for epoch in epochs.get(key, []):
+                logger.log({"epoch": epoch["epoch"], "test_acc": epoch["test_acc"]})
+            logger.summary({k: v.item() if hasattr(v, "item") else v for k, v in row.items()})
+        finally:
+            logger.finish()
