@@ -12,7 +12,7 @@ for stem in $(ls $R/frontier-*.parquet | grep -v -e '-summary' -e '-seed[0-9]' -
   effray bench frontier $merged --wandb disabled --save $stem > /dev/null
 done
 tmp=$(mktemp -d)  # the verdicts bench writes there: deleting the tracked table first would dirty its provenance
-effray bench verdicts fashion-mnist:mlp=$R/frontier-fashion-mnist-mlp-summary.parquet \
+effray bench verdicts fashion-mnist:mlp=$R/frontier-fashion-mnist-mlp-alone-summary.parquet \
   fashion-mnist:lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet \
   'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k-summary.parquet' \
   'resnet20 2k bf16=docs/results/frontier-resnet20-families-summary.parquet' \
