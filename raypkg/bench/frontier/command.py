@@ -202,16 +202,17 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
         length = epochs_of_points(per_point.values()).get
         run_units(longest_first(units, length), settings, names, store, runner.threads, slots, use_ray,
                   points_per_gpu, set(per_point))
-        if time_alone:
-            skip = timed_alone(store, per_point) | (set(per_point) - store.ids())  # failed points: not stored
-            units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
-                     for ids in unit_plan(seed_points, skip, trains)]
-            if units:
-                run_alone(longest_first(units, length), settings, names, store, runner.threads,
-                          set(per_point) - skip, use_ray)
-    records = {k: v for k, v in store.points().items() if k in per_point}
+    records = {k: v for k, v in store.points().items() if k in per_point}  # the alone pass adds none
+    if time_alone:
+        skip = timed_alone(records, store.ids("alone")) | (set(per_point) - set(records))  # failed: not stored
+        units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
+                 for ids in unit_plan(seed_points, skip, trains)]
+        if units:
+            run_alone(longest_first(units, length), settings, names, store, runner.threads, set(per_point) - skip,
+                      use_ray)
     failed = {k: v for k, v in store.failures().items() if k in per_point and k not in records}
-    failed.update({k: v for k, v in store.failures("alone").items() if k in records and time_alone})
+    if time_alone:
+        failed.update({k: v for k, v in store.failures("alone").items() if k in records})
     if not records:
         raise UsageError(f"no point of this frontier is stored in {store.location} yet")
     alone = {k: v for k, v in store.points("alone").items() if k in records}
@@ -240,11 +241,10 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
         raise click.exceptions.Exit(1)
 
 
-def timed_alone(store: FrontierStore, per_point: dict) -> set[str]:
-    """The stored points of ``per_point`` timed alone: run alone the first time (one slot), or
-    once more by ``--time-alone``."""
-    first = {k for k, record in store.points().items() if k in per_point and record["row"].get("timed") == "alone"}
-    return first | (store.ids("alone") & set(per_point))
+def timed_alone(records: dict[str, dict], again: set[str]) -> set[str]:
+    """The stored points (``records``, by id) timed alone: run alone the first time (one
+    slot), or once more by ``--time-alone`` (``again``: the ids of those runs)."""
+    return {k for k, record in records.items() if record["row"].get("timed") == "alone" or k in again}
 
 
 def stored_rows(records: dict[str, dict], order: list[str], settings: dict,
