@@ -1,8 +1,8 @@
 """The budget curve and the verdicts against it: the math of ``effray bench frontier``, no
 runs. The curve is full-data training with its schedule compressed to each budget B and
 fully decayed (Budgeted Training, Li et al., ICLR 2020); a point is judged by the seconds
-the curve needs to reach its accuracy over its own seconds, over its seeds (docs/results.md,
-"Against the budget curve")."""
+the curve needs to reach its accuracy, capped at a target below the curve's plateau, over its
+own seconds, over its seeds (docs/benchmarks.md, "One statistic per cell")."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-# budget curve (its rows' method) -> the columns a point gets against it: x, x's lower bound, time-to-accuracy
-CURVES = {"full": ("x_vs_curve", "x_vs_curve_bound", "tta_vs_curve"),
-          "full-fp32": ("x_vs_fp32_curve", "x_vs_fp32_curve_bound", None)}
+# budget curve (its rows' method) -> the columns a point gets against it: x, time-to-accuracy
+CURVES = {"full": ("x_vs_curve", "tta_vs_curve"), "full-fp32": ("x_vs_fp32_curve", None)}
 
 
 def pareto_front(cost: Sequence[float], value: Sequence[float]) -> list[int]:
@@ -52,19 +51,28 @@ def curve_seconds(curve: Sequence[tuple[float, float]], acc: float, chance: floa
     return math.inf
 
 
+TARGET_BELOW = 0.005  # a seed's target: its curve's best accuracy less half a point (below the plateau)
+
+
 def add_curves(frame, chance: float):
-    """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve,
-    x_vs_fp32_curve and tta_vs_curve (NaN for the curves' own points and without a curve),
-    ``below_curve``: its accuracy is below every budget point's of its own execution, and
-    ``x_vs_curve_bound`` (``x_vs_fp32_curve_bound``): x_vs_curve (x_vs_fp32_curve), or where
-    that is inf (more accurate than the whole curve) its lower bound, the seconds the curve
-    needs for its own best accuracy over the row's (the curve would need at least those to
-    go further)."""
+    """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve and
+    x_vs_fp32_curve, the seconds the curve needs to reach the row's accuracy, capped at the
+    seed's target (``curve_target``: the curve's best accuracy less ``TARGET_BELOW``), over
+    the row's own seconds; tta_vs_curve; ``below_curve``: the row is less accurate than every
+    budget point of its own execution (NaN for the curves' own points, but full training at
+the whole budget, ``b=1``, which is judged like a point, and without a curve).
+
+    The cap is what keeps the ratio a measurement wherever a point lands: on the curve's
+    plateau a tenth of a point moves the seconds it needs severalfold, and past its best point
+    it needs seconds nobody measured; every point at the target or above is judged by its
+    seconds to a target the curve does reach (AlgoPerf's time to a target below the reference's
+    final quality), so x_vs_curve is finite and never inf."""
     frame = frame.reset_index(drop=True)
     frame["below_curve"] = False
+    frame["curve_target"] = math.nan
     on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
-    for method, (x_column, bound_column, tta_column) in CURVES.items():
-        frame[x_column] = frame[bound_column] = math.nan
+    for method, (x_column, tta_column) in CURVES.items():
+        frame[x_column] = math.nan
         if tta_column:
             frame[tta_column] = math.nan
         for seed, rows in frame.groupby("seed"):
@@ -72,70 +80,79 @@ def add_curves(frame, chance: float):
             if curve.empty:
                 continue
             points = list(zip(curve["e2e_s"], curve["test_acc"]))
-            judged = rows.index[~on_curve[rows.index]]
-            frame.loc[judged, x_column] = [curve_seconds(points, acc, chance) / seconds for acc, seconds
+            target = curve["test_acc"].max() - TARGET_BELOW
+            # every point, and full training at the whole budget: the reference judged as they are
+            reference = (rows["method"] == "full") & rows.get("setting", pd.Series("", index=rows.index)).eq("b=1")
+            judged = rows.index[~on_curve[rows.index] | reference]
+            frame.loc[judged, x_column] = [curve_seconds(points, min(acc, target), chance) / seconds for acc, seconds
                                            in zip(frame.loc[judged, "test_acc"], frame.loc[judged, "e2e_s"])]
             if method == "full":  # below the lowest budget point the curve is a straight line from chance
                 frame.loc[judged, "below_curve"] = frame.loc[judged, "test_acc"] < curve["test_acc"].min()
-            best_s = curve_seconds(points, curve["test_acc"].max(), chance)
-            ratios = frame.loc[judged, x_column]
-            frame.loc[judged, bound_column] = ratios.where(~np.isinf(ratios), best_s / frame.loc[judged, "e2e_s"])
+                frame.loc[judged, "curve_target"] = target
             if tta_column and "tta_s" in frame:
                 frame.loc[judged, tta_column] = curve["tta_s"].min() / frame.loc[judged, "tta_s"]
     return frame
 
 
+CONFIDENCE = 0.95
+EQUIVALENCE = 1.25  # the margin: within 1.25x either way of the curve's speed is practically the curve's
+WIDEST = 10.0  # an interval wider than this (high / low) says nothing: it is not printed
+
+
 @dataclass(frozen=True)
 class Judgement:
-    """A point against the budget curve over its seeds (``judge``): the ``verdict``, the
-    geometric mean ``ratio`` of the seeds' bounded x_vs_curve, its 95% t-interval (``low``,
-    ``high``; n - 1 degrees of freedom) and the two-sided ``p`` of "the mean log ratio is 0"."""
+    """A point against the budget curve over its seeds (``judge``): the ``verdict``, ``n``
+    seeds, the geometric mean ``ratio`` of their x_vs_curve, its two-sided t-interval at
+    ``level`` (``low``, ``high``; n - 1 degrees of freedom) and the two-sided ``p`` of "the
+    mean log ratio is 0"."""
 
     verdict: str
+    n: int = 0
     ratio: float = math.nan
     low: float = math.nan
     high: float = math.nan
     p: float = math.nan
+    level: float = CONFIDENCE
 
 
-CONFIDENCE = 0.95
+def judge(ratios: Sequence[float], below: Sequence[bool] = (), level: float = CONFIDENCE) -> Judgement:
+    """A point against the budget curve from its seeds' x_vs_curve (``ratios``; ``below``:
+    whether each seed is below the curve's smallest budget point), every word read off one
+    interval, the two-sided t-interval at ``level`` of the mean log ratio:
 
-
-def judge(ratios: Sequence[float], bounds: Sequence[float], same_cost: bool = False) -> Judgement:
-    """A point against the budget curve from its seeds' x_vs_curve (``ratios``) and their
-    ``bounds`` (x_vs_curve_bound: a seed above the whole curve, ratio inf, at its lower
-    bound, which can only understate it, so nothing here overclaims).
-
-    ``faster`` (``slower``) when the 95% t-interval of the geometric mean excludes 1 above
-    (below); ``slower`` never with a seed above the curve (that seed is not slower than it).
-    ``beyond curve`` when every seed is above the curve and the interval does not say faster,
-    and always when the point trains the same examples at the same FLOPs as the whole budget
-    (``same_cost``): more accurate at equal cost, its seconds differ from the curve's by the
-    clock alone, which is no verdict. Else ``tie``; ``1 seed`` cannot tell; ``-``: no seed."""
+    - ``faster`` (``slower``): the interval lies above (below) 1;
+    - ``equivalent``: else, the interval lies inside [1 / EQUIVALENCE, EQUIVALENCE] (two one-sided
+      tests, each at (1 - level) / 2: TOST at 5% or less);
+    - ``below curve``: a seed below the smallest budget point and the interval not below 1: the
+      curve there is a line from chance, which understates its speed, so the ratio is an upper
+      bound and only ``slower`` can stand;
+    - ``inconclusive``: none of these, or under 2 seeds; ``-``: no seed."""
     from scipy import stats
 
-    seeds = [(r, b) for r, b in zip(ratios, bounds) if not math.isnan(r)]
+    below = list(below) or [False] * len(ratios)
+    seeds = [(r, b) for r, b in zip(ratios, below) if not math.isnan(r)]
     if not seeds:
         return Judgement("-")
-    beyond = [math.isinf(r) for r, _ in seeds]
     # max(.., 1e-9): a seed at chance accuracy, which the curve has at 0 s
-    logs = np.array([math.log(max(b if math.isinf(r) else r, 1e-9)) for r, b in seeds])
-    ratio = math.exp(logs.mean())
-    if len(logs) < 2:
-        return Judgement("beyond curve" if beyond[0] else "1 seed", ratio)
-    mean, se = logs.mean(), logs.std(ddof=1) / math.sqrt(len(logs))
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs) - 1) * se
-    p = 2 * stats.t.sf(abs(mean) / se, len(logs) - 1) if se > 0 else float(mean == 0)
+    logs = np.array([math.log(max(r, 1e-9)) for r, _ in seeds])
+    ratio, n = math.exp(logs.mean()), len(logs)
+    if n < 2:
+        return Judgement("inconclusive", n, ratio, level=level)
+    mean, se = logs.mean(), logs.std(ddof=1) / math.sqrt(n)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * se
+    p = 2 * stats.t.sf(abs(mean) / se, n - 1) if se > 0 else float(mean == 0)
     low, high = math.exp(mean - half), math.exp(mean + half)
-    if all(beyond) and (same_cost or low <= 1):
-        said = "beyond curve"
+    if high < 1:
+        said = "slower"
+    elif any(b for _, b in seeds):
+        said = "below curve"
     elif low > 1:
         said = "faster"
-    elif high < 1 and not any(beyond):
-        said = "slower"
+    elif 1 / EQUIVALENCE <= low and high <= EQUIVALENCE:
+        said = "equivalent"
     else:
-        said = "tie"
-    return Judgement(said, ratio, low, high, p)
+        said = "inconclusive"
+    return Judgement(said, n, ratio, low, high, p, level)
 
 
 def holm(pvalues: Sequence[float], alpha: float = 1 - CONFIDENCE) -> list[bool]:

@@ -236,7 +236,7 @@ FRONTIER = ["bench", "frontier", "--dataset", "digits-aug", "--train-size", "600
 
 def test_a_frontier_spreads_its_points_over_the_nodes_and_a_killed_node_loses_none(cluster, tmp_path):
     """The frontier's 20 points on the head, the worker node and a third node (6 CPUs: 6
-    at once); the third node's raylet is killed (SIGKILL) once it has stored a point: Ray runs
+    at once, packed by --slots 6, not the default's alone pass); the third node's raylet is killed (SIGKILL) once it has stored a point: Ray runs
     its unit's other points elsewhere, every point is stored once, none failed, and every
     accuracy equals the same frontier's run one point after another in this process."""
     from click.testing import CliRunner
@@ -248,7 +248,7 @@ def test_a_frontier_spreads_its_points_over_the_nodes_and_a_killed_node_loses_no
     try:
         store = tmp_path / "store"
         proc = subprocess.Popen([sys.executable, "-m", "raypkg.cli", *FRONTIER, "--address", head.gcs_address,
-                                 "--storage", str(store), "--save", str(tmp_path / "spread")],
+                                 "--slots", "6", "--storage", str(store), "--save", str(tmp_path / "spread")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
                                 env=head_env())
         deadline, killed = time.monotonic() + 240, None

@@ -4,7 +4,7 @@ rows and summaries side by side, a row per point.
     python docs/results/frontier-slots/compare.py ONE_SLOT_STEM TWO_SLOTS_STEM OUT_STEM WALL_1 WALL_2
 
 ``same_acc``: every seed's test accuracy equal, bit for bit; ``x_1``/``x_2``: the point's
-geometric mean x_vs_curve_bound in each run, ``in_2``/``in_1``: whether each lies inside the
+geometric mean x_vs_curve in each run, ``in_2``/``in_1``: whether each lies inside the
 other run's 95% interval; ``verdict_1``/``verdict_2`` and ``flip``: a cell that is faster in one
 run and slower in the other. WALL_1 and WALL_2 (seconds) are the runs' wall times, from their
 logs; the table's first line, ``all``, gives their ratio.
@@ -28,9 +28,9 @@ def compare(one: str, two: str, wall_1: float, wall_2: float) -> pd.DataFrame:
     same = (rows[0].sort_index() == rows[1].sort_index()).groupby(level=KEYS).all()
     a, b = (pd.read_parquet(f"{stem}-summary.parquet").set_index(KEYS) for stem in (one, two))
     judged = a["x_low"].notna() & b["x_low"].notna()
-    table = pd.DataFrame({"same_acc": same.reindex(a.index), "x_1": a["x_vs_curve_bound"], "x_2": b["x_vs_curve_bound"],
-                          "in_2": a["x_vs_curve_bound"].between(b["x_low"], b["x_high"]),
-                          "in_1": b["x_vs_curve_bound"].between(a["x_low"], a["x_high"]),
+    table = pd.DataFrame({"same_acc": same.reindex(a.index), "x_1": a["x_vs_curve"], "x_2": b["x_vs_curve"],
+                          "in_2": a["x_vs_curve"].between(b["x_low"], b["x_high"]),
+                          "in_1": b["x_vs_curve"].between(a["x_low"], a["x_high"]),
                           "verdict_1": a["verdict"], "verdict_2": b["verdict"]})[judged].reset_index()
     table["flip"] = table["verdict_1"].str.rstrip("?").isin(["faster", "slower"]) & \
         table["verdict_2"].str.rstrip("?").isin(["faster", "slower"]) & (table["verdict_1"] != table["verdict_2"])

@@ -96,8 +96,10 @@ def count_options(func):
               help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1.")
 @click.option("--slots", type=int,
               help="Points that run at once, each a Ray task of --threads CPUs (and a GPU share where the cluster "
-                   "has GPUs). Default: every CPU of the cluster (of this machine: a private local Ray) over "
-                   "--threads. 1 without --address: one after another in this process, no Ray.")
+                   "has GPUs); 1 without --address: one after another in this process, no Ray. Default: the fair "
+                   "clock: 1 on this machine, so that every point is timed alone; with --address, every CPU of the "
+                   "cluster over --threads, then --time-alone. More than 1 without --time-alone packs points for "
+                   "their accuracies: their seconds are marked † and no verdict rests on them alone.")
 @click.option("--points-per-gpu", type=int, default=1, show_default=True,
               help="On a cluster with GPUs, points sharing one GPU (each asks for 1/K of a GPU; Ray's shares are "
                    "logical: they share the card's memory and compute).")
@@ -148,8 +150,8 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
-      effray bench frontier --slots 1                            # one point at a time, in this process
-      effray bench frontier --time-alone                         # packed, then each point timed alone
+      effray bench frontier --slots 2                            # packed two at a time: accuracies only (†)
+      effray bench frontier --slots 2 --time-alone               # packed, then each point timed alone
     """
     if merge:
         context = click.get_current_context()
@@ -168,6 +170,8 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
                          "with a model (DeepCore's model-based selectors such as grand, LiPT), so no proxy would run")
     if panels:
         deltagrad_configs(settings, seed=0)
+    if slots is None and not render and workers == 0:  # the fair clock as typed: every point timed alone
+        slots, time_alone = (None, True) if requested_address() else (1, time_alone)
     check_address_used(workers > 0 or slots != 1 or requested_address() is not None)
     runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)
     store = FrontierStore(storage or f"{runner.stem}-points")

@@ -6,18 +6,59 @@ from __future__ import annotations
 import math
 
 import click
+import pandas as pd
 
-from raypkg.bench.curve import pareto_front
+from raypkg.bench.curve import TARGET_BELOW, pareto_front
 from raypkg.bench.deltagrad_panel import DELTAGRAD_COLUMNS, plot_deltagrad
 from raypkg.bench.frontier.judge import TABLE_COLUMNS
 from raypkg.bench.frontier.points import METHODS, REFERENCE
 from raypkg.bench.harness import BenchRunner
-from raypkg.plots import figure, save_png
+from raypkg.plots import figure, place_labels, save_png
+
+BAND_QUANTILE = 0.25  # the band where the methods live: from this quantile of their accuracies up
 
 
-def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
+def plot_frontier(table, axes, cost: str, xlabel: str, title: str = "") -> None:
+    """Test accuracy against ``cost`` on two panels side by side (the figure sized for them):
+    every point, and the band where the methods live drawn large (from the ``BAND_QUANTILE``
+    of their accuracies to the best, the curve's points beside them), each point labelled on
+    the panel where it stands out, the labels placed so that none overlap
+    (``raypkg.plots.place_labels``)."""
+    methods = table[table.get("budget", pd.Series(math.nan, index=table.index)).isna()]
+    accuracy = 100 * table["test_acc"]
+    low = 100 * methods["test_acc"].quantile(BAND_QUANTILE) if len(methods) else accuracy.min()
+    margin = 0.05 * max(accuracy.max() - low, 0.1)
+    band = (low - margin, accuracy.max() + margin)
+    whole, large = axes
+    whole.figure.set_size_inches(13.0, 6.0)
+    whole.figure.suptitle(title, fontsize=9)
+    draw_frontier(table, whole, cost, xlabel)
+    draw_frontier(table, large, cost, xlabel)
+    large.set_ylim(*band)
+    whole.axhspan(*band, color="tab:blue", alpha=0.06, linewidth=0)
+    whole.set_title("every point (the shaded band drawn large beside)", fontsize=8)
+    large.set_title(f"the band where the methods live: {band[0]:.1f}-{band[1]:.1f}%", fontsize=8)
+    handles, labels = whole.get_legend_handles_labels()
+    for ax in axes:
+        ax.get_legend().remove()
+    fig = whole.figure
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 9), frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.97))  # room for the legend below, the title above
+    inside = accuracy.between(*band) & table["test_acc"].notna() & table[cost].notna()
+    for ax, shown in ((whole, ~inside & table["test_acc"].notna() & table[cost].notna()), (large, inside)):
+        rows = table[shown & table.index.isin(methods.index)]
+        place_labels(ax, list(zip(rows[cost], 100 * rows["test_acc"])),
+                     [point_label(row) for row in rows.to_dict("records")])
+
+
+def point_label(row: dict) -> str:
+    """A point's name in a plot: its method and, but ``-``, its setting."""
+    return row["method"] + ("" if row["setting"] == "-" else f" {row['setting']}")
+
+
+def draw_frontier(table, ax, cost: str, xlabel: str) -> None:
     """Test accuracy against ``cost``: a marker per family, error bars over seeds (accuracy:
-    one standard deviation; cost: its range), each point labelled, and the Pareto front."""
+    one standard deviation; cost: its range), the Pareto front and the budget curves."""
     from matplotlib.ticker import FuncFormatter
 
     markers = {case.family: case.marker for case in METHODS.values()}
@@ -26,10 +67,7 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
         spread = [(group[cost] - group[f"{cost}_min"]).astype(float).clip(lower=0),
                   (group[f"{cost}_max"] - group[cost]).astype(float).clip(lower=0)]
         ax.errorbar(group[cost], 100 * group["test_acc"], xerr=spread, yerr=100 * group["test_acc_std"],
-                    fmt=markers.get(family, "o"), markersize=7, capsize=2, linewidth=0.8, label=family)
-        for _, row in group.iterrows():
-            ax.annotate(row["method"] + ("" if row["setting"] == "-" else f" {row['setting']}"),
-                        (row[cost], 100 * row["test_acc"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                    fmt=markers.get(family, "o"), markersize=5, capsize=2, linewidth=0.8, label=family)
     front = pareto_front(table[cost].tolist(), table["test_acc"].tolist())
     ax.plot(table[cost].iloc[front], 100 * table["test_acc"].iloc[front], linestyle="--", color="grey",
             linewidth=1, label="Pareto front", zorder=0)
@@ -44,8 +82,9 @@ def plot_frontier(table, ax, cost: str, xlabel: str) -> None:
         ax.xaxis.set_minor_formatter(FuncFormatter(
             lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
+    ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, loc="lower right")
 
 
 def plot_tta(table, ax) -> None:
@@ -65,21 +104,24 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> No
     STEM-deltagrad.parquet and .png; each table with its plots to W&B."""
     stem, title = runner.stem, f"{settings['dataset']}/{settings['model']}, label noise {settings['label_noise']:g}"
     shown = [c for c in TABLE_COLUMNS if c in table.columns and not (c == "noisy_share" and table[c].isna().all())]
-    fig, (ax,) = figure(width=7.0, height=4.2)
-    plot_frontier(table, ax, "flops", "training FLOPs")
-    ax.set_title(f"{title}: accuracy vs training FLOPs")
+    fig, axes = figure(ncols=2)
+    plot_frontier(table, axes, "flops", "training FLOPs", f"{title}: accuracy vs training FLOPs")
     flops = save_png(fig, stem.with_name(stem.name + "-flops.png"))
     fig, (ax,) = figure(width=7.0, height=4.2)
     plot_tta(table, ax)
     tta = save_png(fig, stem.with_name(stem.name + "-tta.png"))
+    for row in frame[frame["unsound"].fillna("").ne("")].to_dict("records") if "unsound" in frame else []:
+        click.echo(f"not judged: {row['method']} {row['setting']} seed {row['seed']}: {row['unsound']}", err=True)
     tested = int(table["tested"].iloc[0]) if "tested" in table and len(table) else 0
     if tested:
-        click.echo(f"verdicts: 95% t-intervals of the geometric mean over seeds; {tested} cells tested, a faster or "
-                   "slower cell marked close where it would not survive Holm's correction over them")
+        click.echo(f"verdicts: 95% t-intervals of the geometric mean over seeds (n), each point's seconds to its "
+                   f"accuracy capped at the curve's best less {TARGET_BELOW * 100:g} points; {tested} cells tested, "
+                   "a faster or slower cell marked close where it would not survive Holm's correction over them")
     runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f", "x_low": ".3g",
                                  "x_high": ".3g", "p_value": ".2g"}, printed=table,
-                  title=f"{title}: accuracy vs end-to-end seconds", extra={"-summary": table},
-                  plot=lambda _, ax: plot_frontier(table, ax, "e2e_s", "end-to-end seconds"),
+                  extra={"-summary": table}, panels=2,
+                  plot=lambda _, axes: plot_frontier(table, axes, "e2e_s", "end-to-end seconds",
+                                                     f"{title}: accuracy vs end-to-end seconds"),
                   images={"accuracy_vs_flops": flops, "time_to_accuracy": tta})
     if panel is not None:
         click.echo("\n# DeltaGrad vs retraining from scratch after deleting a random fraction of the training set")
