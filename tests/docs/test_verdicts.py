@@ -35,7 +35,7 @@ def readme_cells() -> list[str]:
     tables = [body for path, _, _, body in marked_tables((REPO / "README.md").read_text())
               if path == "docs/results/verdicts.parquet"]
     assert len(tables) == 1
-    rows = [line.strip("|").split(" | ") for line in tables[0].splitlines()[2:]]
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in tables[0].splitlines()[2:]]
     return [part for row in rows for cell in row[1:] for part in cell.split("; ") if cell != "-"]
 
 

@@ -216,10 +216,17 @@ def unsound(row: dict) -> str:
     return ""
 
 
+# what judging adds to a row (and, stored by older code, x_vs_curve_bound and x_vs_fp32_curve_bound): a
+# stored frontier judged again starts without them
+JUDGED = ("speedup_vs_full", "acc_vs_full", "speedup_vs_rs2", "acc_vs_rs2", "below_curve", "curve_target", "x_vs_curve",
+          "x_vs_fp32_curve", "tta_vs_curve", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
+
+
 def judge_rows(frame, chance: float):
     """A frontier's rows (a row per point and seed, on the clock above) -> (every row, those
     ``unsound`` ones left unjudged, with its ratios against full training, RS2 and both curves;
     the summary, a row per point, from the sound rows)."""
+    frame = frame.drop(columns=[c for c in JUDGED if c in frame])
     sound = frame["unsound"].eq("") if "unsound" in frame else pd.Series(True, index=frame.index)
     judged = add_curves(add_deltas(frame[sound]), chance=chance)
     judged["beside"] = add_beside(frame).loc[sound].to_numpy()  # what ran beside it, judged or not
