@@ -219,7 +219,7 @@ def unsound(row: dict) -> str:
 # what judging adds to a row (and, stored by older code, x_vs_curve_bound and x_vs_fp32_curve_bound): a
 # stored frontier judged again starts without them
 JUDGED = ("speedup_vs_full", "acc_vs_full", "speedup_vs_rs2", "acc_vs_rs2", "below_curve", "curve_target", "x_vs_curve",
-          "x_vs_fp32_curve", "tta_vs_curve", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
+          "x_vs_fp32_curve", "tta_vs_curve", "beside", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
 
 
 def judge_rows(frame, chance: float):
