@@ -97,6 +97,7 @@ the whole budget, ``b=1``, which is judged like a point, and without a curve).
 CONFIDENCE = 0.95
 EQUIVALENCE = 1.25  # the margin: within 1.25x either way of the curve's speed is practically the curve's
 WIDEST = 10.0  # an interval wider than this (high / low) says nothing: it is not printed
+DECIDED = ("faster", "slower", "equivalent", "below curve")  # below curve: a seed's accuracy, not its spread
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,13 @@ class Judgement:
     level: float = CONFIDENCE
 
 
-def judge(ratios: Sequence[float], below: Sequence[bool] = (), level: float = CONFIDENCE) -> Judgement:
+def judge(ratios: Sequence[float], below: Sequence[bool] = (), looks: int = 1) -> Judgement:
     """A point against the budget curve from its seeds' x_vs_curve (``ratios``; ``below``:
     whether each seed is below the curve's smallest budget point), every word read off one
-    interval, the two-sided t-interval at ``level`` of the mean log ratio:
+    interval, the two-sided t-interval of the mean log ratio at ``CONFIDENCE``, or, for a
+    frontier that adds seeds until its cells are decided and may look at a cell ``looks``
+    times, at 1 - (1 - CONFIDENCE) / looks (Bonferroni's spending of the 5% over the looks, so
+    that stopping at any look keeps it; ``p`` likewise times ``looks``):
 
     - ``faster`` (``slower``): the interval lies above (below) 1;
     - ``equivalent``: else, the interval lies inside [1 / EQUIVALENCE, EQUIVALENCE] (two one-sided
@@ -126,13 +130,16 @@ def judge(ratios: Sequence[float], below: Sequence[bool] = (), level: float = CO
     - ``below curve``: a seed below the smallest budget point and the interval not below 1: the
       curve there is a line from chance, which understates its speed, so the ratio is an upper
       bound and only ``slower`` can stand;
-    - ``inconclusive``: none of these, or under 2 seeds; ``-``: no seed."""
+    - ``inconclusive``: none of these, or under 2 seeds; ``-``: no seed.
+
+    ``DECIDED``: the words more seeds would not change but by chance."""
     from scipy import stats
 
+    level = 1 - (1 - CONFIDENCE) / looks
     below = list(below) or [False] * len(ratios)
     seeds = [(r, b) for r, b in zip(ratios, below) if not math.isnan(r)]
     if not seeds:
-        return Judgement("-")
+        return Judgement("-", level=level)
     # max(.., 1e-9): a seed at chance accuracy, which the curve has at 0 s
     logs = np.array([math.log(max(r, 1e-9)) for r, _ in seeds])
     ratio, n = math.exp(logs.mean()), len(logs)
@@ -140,7 +147,7 @@ def judge(ratios: Sequence[float], below: Sequence[bool] = (), level: float = CO
         return Judgement("inconclusive", n, ratio, level=level)
     mean, se = logs.mean(), logs.std(ddof=1) / math.sqrt(n)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * se
-    p = 2 * stats.t.sf(abs(mean) / se, n - 1) if se > 0 else float(mean == 0)
+    p = min(1.0, looks * 2 * stats.t.sf(abs(mean) / se, n - 1)) if se > 0 else float(mean == 0)
     low, high = math.exp(mean - half), math.exp(mean + half)
     if high < 1:
         said = "slower"

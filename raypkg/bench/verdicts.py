@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from raypkg.bench.curve import EQUIVALENCE, WIDEST
+from raypkg.bench.curve import CONFIDENCE, EQUIVALENCE, WIDEST
 from raypkg.bench.harness import SAVE_HELP, BenchRunner
 from raypkg.cli_options import wandb_option
 from raypkg.errors import UsageError
@@ -84,7 +84,8 @@ def verdict_table(summaries: dict):
 
 def cell(row: dict) -> str:
     """A point's verdict as a cell shows it, every number from its one interval: ``VERDICT Rx
-    [L, H] n=N`` (R the geometric mean x_vs_curve, [L, H] its 95% interval); ``VERDICT?``
+    [L, H] n=N`` (R the geometric mean x_vs_curve, [L, H] its 95% interval, or ``at`` its
+    level where seeds were added until decided); ``VERDICT?``
     where a faster or slower cell does not survive Holm's correction over the cells its
     frontier tested; for ``below curve``, where R is an upper bound, only ``<=H``; an interval
     over ``WIDEST`` wide only by the bound its word rests on (``faster >=L``, ``slower <=H``),
@@ -97,7 +98,9 @@ def cell(row: dict) -> str:
         text += {"faster": f" >={bound(low)}x", "slower": f" <={bound(high)}x",
                  "below curve": f" <={bound(high)}x"}.get(word, "")
     elif not math.isnan(low):
-        text += f" {times(ratio)}x [{bound(low)}, {bound(high)}]"
+        level = row.get("level", CONFIDENCE)
+        text += f" {times(ratio)}x [{bound(low)}, {bound(high)}]" + ("" if math.isclose(level, CONFIDENCE)
+                                                                     else f" at {100 * level:.3g}%")
     elif not math.isnan(ratio):
         text += f" {times(ratio)}x"
     return f"{text} n={n}{PACKED if row.get('timed') == 'packed' else ''}"

@@ -702,6 +702,11 @@ SAYS += [  # issue 71: the frontier on Ray and its store
     (B + ["frontier", "--render", "--save", "{work}/never-ran"], "--render: no frontier is stored in"),
     (B + ["frontier", "--render", "--time-alone"], "--render trains nothing: leave out --time-alone"),
 ]
+SAYS += [  # issue 77: seeds until decided
+    (B + ["frontier", "--max-seeds", "2"], "--max-seeds must be at least --seeds (3) and 2, got 2"),
+    (B + ["frontier", "--max-seeds", "5", "--slots", "2"], "--max-seeds judges each look on seconds timed alone"),
+    (B + ["frontier", "--max-seeds", "5", "--render"], "--render trains nothing: leave out --max-seeds"),
+]
 SUMMARY = REPO / "docs/results/frontier-mlp-linear-summary.parquet"  # a stored frontier summary
 SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table's stored summaries
     (B + ["frontier", "--epochs", "1"], "--budgets 0.1,0.2,0.3,0.5,0.7,1 at --epochs 1 leave the budget curve one "

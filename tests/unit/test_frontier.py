@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -820,3 +821,73 @@ def test_a_stored_frontier_grows_by_seeds_and_refuses_other_settings(tmp_path):
     assert rendered.exit_code == 0 and "18 of 27 points stored in" in rendered.output, rendered.output
     assert "; 18 timed alone on their node" in rendered.output  # one slot: each ran alone
     assert "  seed 2 " not in rendered.stderr
+
+
+@pytest.mark.slow
+def test_seeds_until_decided_keep_false_faster_or_slower_at_most_5_percent():
+    """1,000 null frontiers of 3 cells each (every seed's log ratio drawn from N(0, 0.3): no
+    cell is faster or slower than the curve), each cell looked at after 3, 4, ... 8 seeds and
+    stopped once decided, as --seeds 3 --max-seeds 8 does: Bonferroni's spending over the 6
+    looks keeps false faster or slower at most 5%; a 95% interval at every look does not."""
+    from raypkg.bench.curve import DECIDED, judge
+
+    rng = np.random.default_rng(0)
+    start, cap = 3, 8
+    draws = np.exp(rng.normal(0.0, 0.3, size=(1000 * 3, cap)))
+
+    def false_rate(looks: int) -> float:
+        wrong = 0
+        for seeds in draws:
+            for n in range(start, cap + 1):
+                said = judge(list(seeds[:n]), looks=looks).verdict
+                if said in DECIDED:
+                    break
+            wrong += said in ("faster", "slower")
+        return wrong / len(draws)
+
+    spent = false_rate(looks=cap - start + 1)
+    assert spent <= 0.05
+    assert false_rate(looks=1) > 0.05 > spent  # the naive rule: 95% at each of 6 looks
+
+
+def test_max_seeds_is_checked_before_any_work():
+    from raypkg.bench.frontier.command import check_max_seeds
+    from raypkg.errors import UsageError
+
+    assert check_max_seeds(None, 3, 0, False, 1, False) == 1  # fixed seeds: one look
+    assert check_max_seeds(8, 3, 0, False, 1, False) == 6  # after 3, 4, ..., 8 seeds
+    assert check_max_seeds(4, 3, 0, False, 2, True) == 2  # packed, then each point timed alone
+    for args, says in (((2, 3, 0, False, 1, False), "--max-seeds must be at least --seeds (3) and 2, got 2"),
+                       ((1, 1, 0, False, 1, False), "at least --seeds (1) and 2, got 1"),
+                       ((5, 3, 0, True, 1, False), "--render trains nothing: leave out --max-seeds"),
+                       ((5, 3, 0, False, 2, False), "leave out --slots 2, or add --time-alone"),
+                       ((5, 3, 2 ** 32 - 3, False, 1, False), "a seed must be below 2**32")):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            check_max_seeds(*args)
+
+
+@pytest.mark.slow
+def test_seeds_until_decided_add_a_seed_for_the_undecided_points_and_the_curve_only(tmp_path):
+    """--seeds 2 --max-seeds 3 on a tiny frontier: after 2 seeds, the third runs the curve and
+    the points still inconclusive, and every interval is at 1 - 5% / 2 looks."""
+    stem = tmp_path / "seq"
+    result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--max-seeds", "3",
+                                       "--methods", "uniform,rs2", "--fractions", "0.3,0.5", "--budgets", "0.5",
+                                       "--wandb", "disabled", "--save", str(stem)])
+    assert result.exit_code == 0, result.output
+    summary, rows = pd.read_parquet(f"{stem}-summary.parquet"), pd.read_parquet(f"{stem}.parquet")
+    assert summary["level"].dropna().eq(0.975).all()
+    third = rows[rows["seed"] == 2]
+    if "# seeds until decided" in result.output:
+        said = re.search(r"(\d+) cells inconclusive after 2 seeds; seed 2 runs them and the curve \((\d+) points\)",
+                         result.output)
+        curve = rows[(rows["seed"] == 0) & rows["budget"].notna()]
+        grown = summary[summary["n"] == 3]  # judged on the third seed too: the cells undecided after two
+        assert said and int(said[1]) == len(grown) and int(said[2]) == len(third)
+        assert set(third.loc[third["budget"].notna(), "setting"]) == set(curve["setting"])  # the whole curve
+        assert set(zip(third.loc[third["budget"].isna(), "method"], third.loc[third["budget"].isna(), "setting"])) \
+            == set(zip(grown["method"], grown["setting"])) - set(zip(curve["method"], curve["setting"]))
+        assert summary.loc[(summary["n"] == 2), "verdict"].isin(["faster", "slower", "equivalent", "below curve"]).all()
+    else:  # every cell decided after 2 seeds: no third seed
+        assert third.empty and summary.loc[summary["n"] > 0, "verdict"].isin(
+            ["faster", "slower", "equivalent", "below curve"]).all()

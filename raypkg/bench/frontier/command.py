@@ -9,6 +9,7 @@ import math
 import click
 import pandas as pd
 
+from raypkg.bench.curve import DECIDED
 from raypkg.bench.deltagrad_panel import DELTAGRAD_RATIOS, deltagrad_configs, deltagrad_panel, deltagrad_table
 from raypkg.bench.frontier.judge import TTA_BELOW_FULL, add_svp_agreement, add_tta, fair_clock, judge_rows
 from raypkg.bench.frontier.points import (
@@ -92,6 +93,11 @@ def count_options(func):
                   "selectors, LiPT's shard models): a point of its own (setting svp=MODEL), its warm-up counted at "
                   "the proxy's FLOPs, with spearman and overlap against the point scored by --model. Default: none.")
 @count_options
+@click.option("--max-seeds", type=int,
+              help="Seeds until decided: after --seeds seeds, add one seed at a time, running only the curve and the "
+                   "points whose verdict is still inconclusive, until none is or K seeds have run; every interval "
+                   "is then at 1 - 5%% / looks (Bonferroni over the looks), so stopping early keeps its 5%% error. "
+                   "E.g. --seeds 3 --max-seeds 8. Default: --seeds, fixed.")
 @click.option("--first-seed", type=int, default=0, show_default=True,
               help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1.")
 @click.option("--slots", type=int,
@@ -131,8 +137,8 @@ def count_options(func):
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
-def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone, storage, render, merge, panels,
-                   workers, target_acc, wandb, threads, save, **flags):
+def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu, time_alone, storage, render, merge,
+                   panels, workers, target_acc, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
     Every method's bench cases, in the registry's order (full training first; --methods
@@ -150,6 +156,7 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
+      effray bench frontier --seeds 3 --max-seeds 8              # seeds until every cell is decided
       effray bench frontier --slots 2                            # packed two at a time: accuracies only (†)
       effray bench frontier --slots 2 --time-alone               # packed, then each point timed alone
     """
@@ -164,6 +171,7 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
     if render and time_alone:
         raise UsageError("--render trains nothing: leave out --time-alone (or --render)")
     check_seed_count(settings["seeds"], check_first_seed(first_seed))
+    looks = check_max_seeds(max_seeds, settings["seeds"], first_seed, render, slots, time_alone)
     points = build_points(settings, names, seed=0)  # every config checked before any data is loaded
     if settings["selection_models"] and not any(",svp=" in p.labels["setting"] for p in points):
         raise UsageError(f"--selection-models {','.join(settings['selection_models'])}: no method of --methods scores "
@@ -184,7 +192,7 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
         if requested_address():
             check_reachable(requested_address())  # before anything is loaded or written
         connect_ray()
-    seeds = range(first_seed, first_seed + settings["seeds"])
+    seeds = list(range(first_seed, first_seed + settings["seeds"]))
     wanted, trains, data = [], {}, None
     for seed in seeds:  # each seed's data in turn: its points' sizes, checks and twins (the units load it again)
         seed_points, data = load_points(settings, names, seed)
@@ -198,29 +206,34 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
                                                        "target_acc")},
-        target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points")
+        target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points",
+        **({"max_seeds": max_seeds} if max_seeds else {}))
+    chance = 1.0 / data.num_classes
+    run = dict(settings=settings, names=names, store=store, threads=runner.threads, slots=slots, use_ray=use_ray,
+               points_per_gpu=points_per_gpu, time_alone=time_alone, trains=trains)
     if not render:
-        stored = store.ids()
-        units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
-                 for ids in unit_plan(seed_points, stored, trains)]
-        length = epochs_of_points(per_point.values()).get
-        run_units(longest_first(units, length), settings, names, store, runner.threads, slots, use_ray,
-                  points_per_gpu, set(per_point))
-    records = {k: v for k, v in store.points().items() if k in per_point}  # the alone pass adds none
-    if time_alone:
-        skip = timed_alone(records, store.ids("alone")) | (set(per_point) - set(records))  # failed: not stored
-        units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
-                 for ids in unit_plan(seed_points, skip, trains)]
-        if units:
-            run_alone(longest_first(units, length), settings, names, store, runner.threads, set(per_point) - skip,
-                      use_ray)
+        run_points(wanted, per_point, **run)
+    while not render and len(seeds) < (max_seeds or 0):  # seeds until decided: a look after each seed
+        table = judge_stored(store, per_point, settings, time_alone, chance, looks)[3]
+        undecided = set(zip(*table.loc[(table["n"] > 0) & ~table["verdict"].isin(DECIDED), ["method", "setting"]]
+                            .to_numpy().T)) if len(table) else set()
+        if not undecided:
+            break
+        seed = first_seed + len(seeds)
+        seed_points, data = load_points(settings, names, seed)
+        seed_points = [p for p in seed_points if p.labels["budget"] == p.labels["budget"]  # the curve, and
+                       or (p.labels["method"], p.labels["setting"]) in undecided]  # the points not decided
+        click.echo(f"# seeds until decided: {len(undecided)} cells inconclusive after {len(seeds)} seeds; seed {seed} "
+                   f"runs them and the curve ({len(seed_points)} points)")
+        trains.update({point_id(p): same_training(p, data) for p in seed_points})
+        per_point.update({point_id(p): p for p in seed_points})
+        seeds.append(seed)
+        wanted.append(seed_points)
+        run_points([seed_points], per_point, **run)
+    records, alone, frame, table = judge_stored(store, per_point, settings, time_alone, chance, looks)
     failed = {k: v for k, v in store.failures().items() if k in per_point and k not in records}
     if time_alone:
         failed.update({k: v for k, v in store.failures("alone").items() if k in records})
-    if not records:
-        raise UsageError(f"no point of this frontier is stored in {store.location} yet")
-    alone = {k: v for k, v in store.points("alone").items() if k in records}
-    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=1.0 / data.num_classes)
     deltagrad_rows = []
     if panels and not render:
         import tempfile
@@ -243,6 +256,53 @@ def frontier_bench(setup, methods, first_seed, slots, points_per_gpu, time_alone
         click.echo(f"failed: {record['label']}: {record['error'].splitlines()[0]}", err=True)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[str], store, threads: int,
+               slots: int | None, use_ray: bool, points_per_gpu: int, time_alone: bool, trains: dict) -> None:
+    """The points of ``wanted`` (a list of each seed's points) not yet stored, the longest
+    units first, then with ``time_alone`` each that ran beside others once more alone."""
+    stored = store.ids()
+    units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
+             for ids in unit_plan(seed_points, stored, trains)]
+    length = epochs_of_points(per_point.values()).get
+    run_units(longest_first(units, length), settings, names, store, threads, slots, use_ray, points_per_gpu,
+              set(per_point))
+    if time_alone:
+        records = {k: v for k, v in store.points().items() if k in per_point}  # the alone pass adds none
+        skip = timed_alone(records, store.ids("alone")) | (set(per_point) - set(records))  # failed: not stored
+        units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
+                 for ids in unit_plan(seed_points, skip, trains)]
+        if units:
+            run_alone(longest_first(units, length), settings, names, store, threads, set(per_point) - skip, use_ray)
+
+
+def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chance: float, looks: int):
+    """The stored points of ``per_point`` judged (``judge.judge_rows`` at ``looks``): (their
+    records, their runs timed alone, the rows, the summary)."""
+    records = {k: v for k, v in store.points().items() if k in per_point}
+    if not records:
+        raise UsageError(f"no point of this frontier is stored in {store.location} yet")
+    alone = {k: v for k, v in store.points("alone").items() if k in records}
+    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=chance, looks=looks)
+    return records, alone, frame, table
+
+
+def check_max_seeds(max_seeds: int | None, seeds: int, first_seed: int, render: bool, slots: int | None,
+                    time_alone: bool) -> int:
+    """``--max-seeds K``: at least --seeds, each a seed, nothing that trains nothing or judges
+    packed seconds; the looks a cell may have (1 without it: the seeds are fixed)."""
+    if max_seeds is None:
+        return 1
+    if max_seeds < max(seeds, 2):
+        raise UsageError(f"--max-seeds must be at least --seeds ({seeds}) and 2, got {max_seeds}")
+    check_seed_count(max_seeds, first_seed, "--max-seeds")
+    if render:
+        raise UsageError("--render trains nothing: leave out --max-seeds (or --render)")
+    if slots not in (None, 1) and not time_alone:
+        raise UsageError(f"--max-seeds judges each look on seconds timed alone: leave out --slots {slots}, or add "
+                         "--time-alone")
+    return max_seeds - seeds + 1
 
 
 def timed_alone(records: dict[str, dict], again: set[str]) -> set[str]:

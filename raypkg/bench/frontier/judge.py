@@ -65,11 +65,11 @@ def add_deltas(frame):
                    rows=frame["fraction"].notna())
 
 
-def aggregate(frame):
+def aggregate(frame, looks: int = 1):
     """A row per point: the mean over seeds of every number (of a ratio against the curve,
     the geometric mean), the standard deviation (``_std``, 0 for one seed) of e2e_s,
     test_acc and flops, the range (``_min``, ``_max``) of e2e_s and flops, ``seeds``, the
-    verdicts (``add_verdicts``) and the two Pareto fronts."""
+    verdicts (``add_verdicts``, at ``looks``) and the two Pareto fronts."""
     keys = ["family", "method", "setting"]
     numbers = [c for c in frame.columns if c not in keys and c != "seed" and frame[c].dtype.kind in "fi"]
     groups = frame.groupby(keys, sort=False)
@@ -91,7 +91,7 @@ def aggregate(frame):
     if "timed" in frame:
         table["timed"] = groups["timed"].agg(lambda timed: "alone" if timed.eq("alone").all() else "packed").to_numpy()
     if "x_vs_curve" in frame:
-        add_verdicts(table, groups)
+        add_verdicts(table, groups, looks)
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
         front = set(pareto_front(table[cost].tolist(), table["test_acc"].tolist()))
         table[flag] = [i in front for i in range(len(table))]
@@ -138,15 +138,16 @@ def geometric_mean(values) -> float:
     return math.exp(sum(math.log(max(v, 1e-300)) for v in kept) / len(kept)) if kept else math.nan
 
 
-def add_verdicts(table, groups) -> None:
+def add_verdicts(table, groups, looks: int = 1) -> None:
     """``table`` (a row per point of ``groups``) with each point judged over its seeds
-    (``raypkg.bench.curve.judge``): ``verdict``, ``n`` (its seeds), the geometric mean
-    ``x_vs_curve``, its 95% interval ``x_low``, ``x_high`` and ``p_value``. ``tested``: the
-    cells with a p-value; ``holm``: ``survives`` or ``close`` for a faster or slower cell under
-    Holm's correction over them."""
-    said = [judge(list(rows["x_vs_curve"]), list(rows["below_curve"].eq(True))) for _, rows in groups]
+    (``raypkg.bench.curve.judge``, at ``looks``): ``verdict``, ``n`` (its seeds), the geometric
+    mean ``x_vs_curve``, its interval ``x_low``, ``x_high`` at ``level`` (95%, or less spent a
+    look where seeds are added until decided) and ``p_value``. ``tested``: the cells with a
+    p-value; ``holm``: ``survives`` or ``close`` for a faster or slower cell under Holm's
+    correction over them."""
+    said = [judge(list(rows["x_vs_curve"]), list(rows["below_curve"].eq(True)), looks) for _, rows in groups]
     for column, field in (("verdict", "verdict"), ("n", "n"), ("x_vs_curve", "ratio"), ("x_low", "low"),
-                          ("x_high", "high"), ("p_value", "p")):
+                          ("x_high", "high"), ("p_value", "p"), ("level", "level")):
         table[column] = [getattr(j, field) for j in said]
     tested = [i for i, j in enumerate(said) if not math.isnan(j.p)]
     kept = dict(zip(tested, holm([said[i].p for i in tested])))
@@ -222,15 +223,15 @@ JUDGED = ("speedup_vs_full", "acc_vs_full", "speedup_vs_rs2", "acc_vs_rs2", "bel
           "x_vs_fp32_curve", "tta_vs_curve", "beside", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
 
 
-def judge_rows(frame, chance: float):
+def judge_rows(frame, chance: float, looks: int = 1):
     """A frontier's rows (a row per point and seed, on the clock above) -> (every row, those
     ``unsound`` ones left unjudged, with its ratios against full training, RS2 and both curves;
-    the summary, a row per point, from the sound rows)."""
+    the summary, a row per point, from the sound rows, its verdicts at ``looks``)."""
     frame = frame.drop(columns=[c for c in JUDGED if c in frame])
     sound = frame["unsound"].eq("") if "unsound" in frame else pd.Series(True, index=frame.index)
     judged = add_curves(add_deltas(frame[sound]), chance=chance)
     judged["beside"] = add_beside(frame).loc[sound].to_numpy()  # what ran beside it, judged or not
     derived = pd.Series(np.where(judged["beside"].eq(0), "alone", "packed"), index=judged.index)
     judged["timed"] = judged["timed"].fillna(derived) if "timed" in judged else derived  # rows stored without it
-    table = aggregate(judged)
+    table = aggregate(judged, looks)
     return pd.concat([judged, frame[~sound]], ignore_index=True), table

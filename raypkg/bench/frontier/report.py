@@ -114,7 +114,9 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> No
         click.echo(f"not judged: {row['method']} {row['setting']} seed {row['seed']}: {row['unsound']}", err=True)
     tested = int(table["tested"].iloc[0]) if "tested" in table and len(table) else 0
     if tested:
-        click.echo(f"verdicts: 95% t-intervals of the geometric mean over seeds (n), each point's seconds to its "
+        level = table["level"].min() if "level" in table else 0.95
+        click.echo(f"verdicts: {100 * level:.3g}% t-intervals of the geometric mean over seeds (n), each point's "
+                   "seconds to its "
                    f"accuracy capped at the curve's best less {TARGET_BELOW * 100:g} points; {tested} cells tested, "
                    "a faster or slower cell marked close where it would not survive Holm's correction over them")
     runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f", "x_low": ".3g",
