@@ -44,7 +44,8 @@ def run_standalone(call) -> None:
     """Run ``call()`` (a click ``main(..., standalone_mode=False)``) and exit with its
     status; bad input of any kind ends as one line ``error: ...`` and status 2, a failed
     run (``RunFailed``) as one ``error: ...`` line and status 1, Ctrl-C as one line
-    ``interrupted: ...`` and status 130."""
+    ``interrupted: ...`` and status 130 (what an ``Interrupted`` says, where it says something:
+    a frontier's kept points)."""
     from raypkg.distributed.cluster import set_address
 
     set_address(None)  # until this command's --address says otherwise
@@ -52,11 +53,11 @@ def run_standalone(call) -> None:
         status = call()
     except (UsageError, RunFailed) as e:
         sys.exit(report_error(e))
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt) as e:
         from raypkg.interrupts import release_logging_lock
 
         release_logging_lock()  # a Ctrl-C inside wandb.init would otherwise hang the exit
-        click.echo(INTERRUPTED, err=True)
+        click.echo(f"interrupted: {e}" if isinstance(e, Interrupted) and str(e) else INTERRUPTED, err=True)
         sys.exit(130)
     except click.ClickException as e:
         where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""

@@ -16,6 +16,13 @@ A space file (``--space FILE``; without it the one shipped in raypkg/tune_spaces
 Distributions: choice, grid, uniform, loguniform, randint. Every recipe
 (``raypkg.recipe``) is tunable: a trial runs the method's recipe in its own process
 (``raypkg.recipe_registry.run_trial``) and reports every metrics row it logs.
+
+One file, in two halves read top to bottom: a space read and checked (``read_space`` to
+``default_space``: every key and distribution refused in one line before Ray starts), then
+run on Tune (``to_tune_domain`` to ``run_tune``). It stays whole because the halves change
+together: each key a space may hold is checked in the first and read in the second, and a
+reader adding one (a scheduler, a distribution) edits both here, not two modules that must
+agree.
 """
 
 from __future__ import annotations

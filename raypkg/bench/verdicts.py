@@ -89,8 +89,9 @@ def cell(row: dict) -> str:
     where a faster or slower cell does not survive Holm's correction over the cells its
     frontier tested; for ``below curve``, where R is an upper bound, only ``<=H``; an interval
     over ``WIDEST`` wide only by the bound its word rests on (``faster >=L``, ``slower <=H``),
-    or not at all; a trailing ``PACKED`` where a seed's seconds were measured beside other
-    points."""
+    or not at all; ``partial: K missing`` where K of the seeds the frontier planned have no
+    stored run (a ``--render`` mid-run, a failed point); a trailing ``PACKED`` where a seed's
+    seconds were measured beside other points."""
     word, n = row["verdict"], row["n"]
     ratio, low, high = (row.get(k, math.nan) for k in ("x_vs_curve", "x_low", "x_high"))
     text = f"{word}{'?' if row.get('holm') == 'close' else ''}"
@@ -103,7 +104,9 @@ def cell(row: dict) -> str:
                                                                      else f" at {100 * level:.3g}%")
     elif not math.isnan(ratio):
         text += f" {times(ratio)}x"
-    return f"{text} n={n}{PACKED if row.get('timed') == 'packed' else ''}"
+    missing = row.get("missing", 0)
+    partial = f" partial: {missing:.0f} missing" if missing == missing and missing > 0 else ""
+    return f"{text} n={n}{partial}{PACKED if row.get('timed') == 'packed' else ''}"
 
 
 def times(ratio: float) -> str:
@@ -199,6 +202,10 @@ def verdicts_bench(setups, save, wandb):
     runner = BenchRunner("verdicts", save, wandb=wandb)
     table = verdict_table(summaries)
     click.echo(LEGEND)
+    for setup, frame in summaries.items():
+        if "missing" in frame and frame["missing"].fillna(0).gt(0).any():
+            click.echo(f"partial: {setup} misses {int(frame['missing'].fillna(0).sum())} point runs (its cells say "
+                       "which): a table of a frontier still running, or with failed points")
     if table.drop(columns="method").apply(lambda cells: cells.str.contains(PACKED.strip())).any().any():
         click.echo(f"{PACKED.strip()}: timed beside other points, not alone (`bench frontier --time-alone`)")
     runner.finish(table, list(table.columns), plot=lambda _, axes: plot_forest(summaries, axes),

@@ -114,9 +114,6 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
     if ray.is_initialized():
         return ray.get_runtime_context().gcs_address
     _quiet_ray()
-    # Every worker's progress line is its own: Ray's log dedup merged "shard 3/10 done" and
-    # "shard 7/10 done" into one line "[repeated 8x]".
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     address = address or requested_address()
     if num_cpus is None and os.environ.get("EFFRAY_RAY_NUM_CPUS"):
         num_cpus = int(os.environ["EFFRAY_RAY_NUM_CPUS"])

@@ -110,3 +110,23 @@ def read_provenance(path: str | Path) -> dict[str, str]:
     """The provenance stored with a Parquet table (empty for a table written without one)."""
     metadata = pq.read_schema(path).metadata or {}
     return json.loads(metadata[KEY]) if KEY in metadata else {}
+
+
+def code_identity() -> dict:
+    """The code a point is run by, as the frontier's store records it with each point: the
+    checkout's ``commit`` (as ``commit``: ``+dirty`` where it differs), ``code``: what decides
+    whether two runs ran the same code, raypkg/'s tree at that commit and, where raypkg/
+    differs from it, a hash of that difference (a commit that changes only docs is the same
+    code), and ``draft`` (``EFFRAY_DRAFT``). ``unknown`` outside a git checkout."""
+    import hashlib
+
+    dirty = dirty_files()
+    try:
+        tree = _git("rev-parse", f"HEAD:{CODE.rstrip('/')}").strip()[:12]
+        diff = _git("diff", "HEAD", "--", CODE)
+        new = [p for p in _git("ls-files", "--others", "--exclude-standard", "-z", "--", CODE).split("\0") if p]
+        diff += "".join(p + (Path(__file__).resolve().parents[2] / p).read_text(errors="replace") for p in new)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "code": "unknown", "draft": is_draft()}
+    code = tree + (f"+{hashlib.sha1(diff.encode()).hexdigest()[:8]}" if diff else "")
+    return {"commit": commit(dirty), "code": code, "draft": is_draft()}

@@ -4,6 +4,7 @@ stored as it finishes (``store``), then judged (``judge``) and shown (``report``
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import click
@@ -40,7 +41,8 @@ from raypkg.cli_options import (
 )
 from raypkg.distributed.cluster import check_address_used, check_reachable, connect_ray, requested_address
 from raypkg.engine.config import SEED_LIMIT
-from raypkg.errors import UsageError
+from raypkg.errors import Interrupted, UsageError
+from raypkg.tracking.provenance import code_identity
 
 
 def count_options(func):
@@ -116,6 +118,10 @@ def count_options(func):
                    "Resumes like the points; with --slots 1 every point is timed alone already.")
 @click.option("--storage", help="Where the points are stored as they finish: a folder, or a URI every node of "
                                 "the cluster reaches (file://, s3://, gs://). Default: STEM-points beside --save.")
+@click.option("--rerun-stale", is_flag=True,
+              help="Run again the stored points that other code ran (another commit's raypkg/, or a draft's edits; "
+                   "without it such a store is refused, never reused in silence); they are moved to the store's "
+                   "stale/.")
 @click.option("--render", is_flag=True,
               help="Train nothing: write the tables and plots of the points stored so far (a partial frontier "
                    "while it runs, or after a kill).")
@@ -137,8 +143,8 @@ def count_options(func):
 @bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
                                      "(accuracy vs FLOPs).")
 @address_option
-def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu, time_alone, storage, render, merge,
-                   panels, workers, target_acc, wandb, threads, save, **flags):
+def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu, time_alone, storage, rerun_stale,
+                   render, merge, panels, workers, target_acc, wandb, threads, save, **flags):
     """Every method family on one dataset and model: accuracy vs end-to-end seconds and FLOPs.
 
     Every method's bench cases, in the registry's order (full training first; --methods
@@ -187,11 +193,13 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     store.check(stored_settings)
     if render and not store.settings():
         raise UsageError(f"--render: no frontier is stored in {store.location}: run it first (without --render)")
+    if render and store.driver():  # its driver will write STEM's tables: these go beside them
+        runner.stem = runner.stem.with_name(runner.stem.name + "-partial")
+        click.echo(f"# a driver runs on {store.location} ({store.driver()}): --render writes {runner.stem}.* "
+                   "beside the tables it will write", err=True)
     use_ray = not render and workers == 0 and (slots != 1 or requested_address() is not None)
-    if use_ray:
-        if requested_address():
-            check_reachable(requested_address())  # before anything is loaded or written
-        connect_ray()
+    if use_ray and requested_address():
+        check_reachable(requested_address())  # before anything is loaded or written; Ray only for work to do
     seeds = list(range(first_seed, first_seed + settings["seeds"]))
     wanted, trains, data = [], {}, None
     for seed in seeds:  # each seed's data in turn: its points' sizes, checks and twins (the units load it again)
@@ -202,17 +210,34 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     per_point = {point_id(p): p for seed_points in wanted for p in seed_points}
     if panels:
         check_deletions(len(data.train))
-    store.claim(stored_settings)  # every check passed: the store is this frontier's
+    code = code_identity()
+    stale = store.stale(code["code"], set(per_point))
+    if stale and not render and not rerun_stale:
+        raise UsageError(f"{store.location} holds {len(stale)} point runs of other code "
+                         f"({', '.join(sorted(set(stale.values())))}) than this checkout's ({code['commit']}"
+                         f"{', a draft' if code['draft'] else ''}): add --rerun-stale to run them again with this "
+                         "code, or give a new --save or --storage")
+    if not render:  # every check passed: this process is the store's one driver, the store this frontier's
+        store.drive()
+        click.get_current_context().call_on_close(store.release)
+    for line in store.heal(fix=not render):
+        click.echo(line, err=True)
+    store.claim(stored_settings)
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
                                                        "target_acc")},
         target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points",
         **({"max_seeds": max_seeds} if max_seeds else {}))
+    if stale and not render:
+        for kind, point in stale:
+            store.set_aside(kind, point, "stale")
+        click.echo(f"# --rerun-stale: {len(stale)} point runs of other code set aside to stale/, run again", err=True)
     chance = 1.0 / data.num_classes
-    run = dict(settings=settings, names=names, store=store, threads=runner.threads, slots=slots, use_ray=use_ray,
-               points_per_gpu=points_per_gpu, time_alone=time_alone, trains=trains)
-    if not render:
-        run_points(wanted, per_point, **run)
+    run = dict(settings={**settings, "code": code}, names=names, store=store, threads=runner.threads, slots=slots,
+               use_ray=use_ray, points_per_gpu=points_per_gpu, time_alone=time_alone, trains=trains)
+    with points_kept_on_interrupt(store):
+        if not render:
+            run_points(wanted, per_point, **run)
     while not render and len(seeds) < (max_seeds or 0):  # seeds until decided: a look after each seed
         table = judge_stored(store, per_point, settings, time_alone, chance, looks)[3]
         undecided = set(zip(*table.loc[(table["n"] > 0) & ~table["verdict"].isin(DECIDED), ["method", "setting"]]
@@ -229,8 +254,10 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
         per_point.update({point_id(p): p for p in seed_points})
         seeds.append(seed)
         wanted.append(seed_points)
-        run_points([seed_points], per_point, **run)
+        with points_kept_on_interrupt(store):
+            run_points([seed_points], per_point, **run)
     records, alone, frame, table = judge_stored(store, per_point, settings, time_alone, chance, looks)
+    table = add_missing(table, per_point, records)
     failed = {k: v for k, v in store.failures().items() if k in per_point and k not in records}
     if time_alone:
         failed.update({k: v for k, v in store.failures("alone").items() if k in records})
@@ -249,6 +276,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     if differ.gt(0).any():
         click.echo(f"# accuracy differs between the packed and the alone run at {int(differ.gt(0).sum())} points "
                    f"(at most {differ.max():.4f}): the verdicts take both from the alone runs", err=True)
+    name_code(runner, frame, code)
     runner.group = f"frontier-{runner.stem.name}"  # the frontier's run and a run per point
     save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
     log_points(runner, frame, {**records, **alone})
@@ -256,6 +284,53 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
         click.echo(f"failed: {record['label']}: {record['error'].splitlines()[0]}", err=True)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def add_missing(table, per_point: dict, records: dict):
+    """The summary with each row's ``missing``: the seeds of its point the frontier planned but
+    holds no stored run of (not run yet, failed, or a broken file set aside), a row (``n`` 0,
+    verdict ``-``) for a point with none, so that a partial table says it is one; a line says
+    how many."""
+    from collections import Counter
+
+    key = lambda labels: (labels["method"], labels["setting"])  # noqa: E731
+    planned = Counter(key(p.labels) for p in per_point.values())
+    stored = Counter(key(record["row"]) for record in records.values())
+    families = {key(p.labels): p.labels["family"] for p in per_point.values()}
+    absent = [point for point in planned if point not in set(zip(table["method"], table["setting"]))]
+    table = pd.concat([table, pd.DataFrame({"family": [families[p] for p in absent], "method": [p[0] for p in absent],
+                                            "setting": [p[1] for p in absent], "n": 0, "verdict": "-"})],
+                      ignore_index=True) if absent else table
+    table["missing"] = [planned[point] - stored[point] for point in zip(table["method"], table["setting"])]
+    if table["missing"].sum():
+        click.echo(f"# partial: {int(table['missing'].sum())} of {sum(planned.values())} point runs are not stored; "
+                   "their cells say so", err=True)
+    return table
+
+
+@contextlib.contextmanager
+def points_kept_on_interrupt(store):
+    """Ctrl-C while points run: one line saying that the stored points are kept and that the
+    same command goes on from them (not ``effray train``'s "no run directory is kept")."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped by Ctrl-C; the {len(store.ids())} points stored in {store.location} are kept, "
+                          "and the same command goes on from them") from None
+
+
+def name_code(runner: BenchRunner, frame, code: dict) -> None:
+    """Name the code that ran the judged points, with their counts, where it is not only this
+    checkout's (a --render of points other code ran): printed and in the tables' provenance
+    (``point_commits``); a draft's points keep the tables a draft."""
+    commits = frame["commit"].fillna("unknown") if "commit" in frame else pd.Series("unknown", index=frame.index)
+    counts = commits.value_counts()
+    if list(counts.index) != [code["commit"]]:
+        text = "; ".join(f"{commit} ({count} point runs)" for commit, count in counts.items())
+        click.echo(f"# the points were run by more than this checkout's code ({code['commit']}): {text}", err=True)
+        runner.source["point_commits"] = text
+    if "draft" in frame and frame["draft"].fillna(False).astype(bool).any() and "draft" not in runner.source:
+        runner.source["draft"] = "points run by a draft (EFFRAY_DRAFT=1)"
 
 
 def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[str], store, threads: int,
@@ -266,14 +341,19 @@ def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[
     units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
              for ids in unit_plan(seed_points, stored, trains)]
     length = epochs_of_points(per_point.values()).get
-    run_units(longest_first(units, length), settings, names, store, threads, slots, use_ray, points_per_gpu,
-              set(per_point))
+    if units:  # every point stored: no Ray started for nothing
+        if use_ray:
+            connect_ray()
+        run_units(longest_first(units, length), settings, names, store, threads, slots, use_ray, points_per_gpu,
+                  set(per_point))
     if time_alone:
         records = {k: v for k, v in store.points().items() if k in per_point}  # the alone pass adds none
         skip = timed_alone(records, store.ids("alone")) | (set(per_point) - set(records))  # failed: not stored
         units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
                  for ids in unit_plan(seed_points, skip, trains)]
         if units:
+            if use_ray:
+                connect_ray()
             run_alone(longest_first(units, length), settings, names, store, threads, set(per_point) - skip, use_ray)
 
 
@@ -384,8 +464,22 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
             "judged": f"{runner.source['date']} at commit {runner.source['commit']}"}  # today's clock and statistics
     click.echo(f"# frontier {name}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
     # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
-    frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1)
+    looks = max(rows_looks(source) for source in sources) if all(sources) else 1
+    frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1, looks=looks)
     save_results(runner, frame, table, settings, None)
+
+
+def rows_looks(source: dict) -> int:
+    """The looks stored rows were judged at: a frontier run with --max-seeds K after --seeds N
+    (the command in their provenance) looked K - N + 1 times; else once."""
+    import shlex
+
+    words = shlex.split(rows_command(source).split(" (at ")[0])
+    flag = {w: v for w, v in zip(words, words[1:]) if w.startswith("--")}
+    if "--max-seeds" not in flag:
+        return 1
+    settings = PRESETS[flag.get("--setup", "digits-aug:mlp")]
+    return int(flag["--max-seeds"]) - int(flag.get("--seeds", settings["seeds"])) + 1
 
 
 def rows_command(source: dict) -> str:

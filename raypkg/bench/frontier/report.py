@@ -76,7 +76,7 @@ def draw_frontier(table, ax, cost: str, xlabel: str) -> None:
         if len(curve) > 1:  # the baseline line: the monotone budget curve (means over seeds)
             ax.plot(curve[cost], 100 * curve["test_acc"].cummax(), linestyle=style, color="black", linewidth=1.2,
                     label=f"budget curve ({method})", zorder=0)
-    if (table[cost] > 0).all():
+    if (table[cost].dropna() > 0).all():
         ax.set_xscale("log")  # ticks as plain numbers: 1, 2, 5, 10, ... (or 1e+10, 2e+10, ...)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(

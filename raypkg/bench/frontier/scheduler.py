@@ -51,11 +51,12 @@ def seed_data(settings_json: str, seed: int):
 
 
 def point_record(p, row: dict, summary: dict, data, per_example, started_at: float, threads: int,
-                 keep_selection: bool, timed: str) -> dict:
+                 keep_selection: bool, timed: str, code: dict) -> dict:
     """What the store keeps of a finished point: its row on the frontier's clock (the
     per-epoch evaluations out of ``train_s`` into ``epoch_eval_s``, ``e2e_s`` the sum of the
     clocked phases), its conditions (threads, node, wall-clock span, ``timed``: ``alone`` on
-    its node or ``packed`` beside other points) and what judging it
+    its node or ``packed`` beside other points), the ``code`` that ran it (``commit``,
+    ``code``, ``draft``: ``provenance.code_identity``) and what judging it
     needs later: each epoch's accuracy and clocks, the phases' seconds, and a selection's
     picks and scores (SVP's agreement)."""
     row = count_examples(p, dict(row), summary, data, per_example)
@@ -63,7 +64,7 @@ def point_record(p, row: dict, summary: dict, data, per_example, started_at: flo
     row["train_s"] -= row["epoch_eval_s"]
     row["e2e_s"] = sum(row[f"{phase}_s"] for phase in CLOCKED)
     row.update(threads=threads, node=node(), started_at=started_at, ended_at=time.time(), clock="measured",
-               chance=1.0 / data.num_classes, timed=timed)
+               chance=1.0 / data.num_classes, timed=timed, **code)
     tables = {name: {k: list(map(float, v)) for k, v in table.items()} for name, table in
               summary.get("tables", {}).items() if keep_selection and name in ("selection.parquet", "scores.parquet")}
     epochs = [{k: epoch.get(k) for k in ("epoch", "test_acc", "epoch_end_time", "eval_s")} for epoch in summary["rows"]]
@@ -100,18 +101,23 @@ def run_unit(settings: dict, methods: list[str], seed: int, ids: list[str], stor
         try:
             ((row, summary),) = runner.rows([p], data, HARNESS_PHASES, "e2e_s", cache=cache)
             store.put(point, point_record(p, row, summary, data, per_example, started, torch.get_num_threads(),
-                                          bool(settings["selection_models"]), timed), kind)
+                                          bool(settings["selection_models"]), timed, settings.get("code", {})), kind)
         except Exception as e:  # noqa: BLE001 (recorded with its traceback, the frontier goes on)
             store.fail(point, p.label, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}", kind)
     return ids
 
 
 def slots_of(slots: int | None, threads: int) -> int:
-    """How many points run at once on Ray: ``--slots``, else every CPU of the cluster over the
-    threads a point takes."""
+    """How many points run at once on Ray: every CPU of the cluster over the threads a point
+    takes, or ``--slots`` where it asks fewer (more would only wait for CPUs: capped, and a
+    note says so)."""
     import ray
 
-    return slots or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    if slots and slots > capacity:
+        click.echo(f"frontier: --slots {slots} capped at {capacity}: the cluster's CPUs run {capacity} points of "
+                   f"{threads} thread(s) at once", err=True)
+    return min(slots or capacity, capacity)
 
 
 def gpu_share(points_per_gpu: int) -> float:
@@ -139,7 +145,8 @@ class Progress:
             return
         self.shown, minutes = done + failed, (time.monotonic() - self.start) / 60
         now = done + failed - self.before
-        eta = f", ETA {minutes / now * (len(self.wanted) - done - failed):.0f} min" if now > 0 else ""
+        left = minutes / now * (len(self.wanted) - done - failed) if now > 0 else None
+        eta = "" if left is None else f", ETA {left:.0f} min" if left >= 1 else f", ETA {left * 60:.0f} s"
         what = "points stored" if self.kind == "points" else "points timed alone"
         click.echo(f"frontier: {done}/{len(self.wanted)} {what}" + (f" ({failed} failed)" if failed else "")
                    + f", {minutes:.1f} min{eta}", err=True)
