@@ -59,8 +59,8 @@ def add_curves(frame, chance: float):
     x_vs_fp32_curve, the seconds the curve needs to reach the row's accuracy, capped at the
     seed's target (``curve_target``: the curve's best accuracy less ``TARGET_BELOW``), over
     the row's own seconds; tta_vs_curve; ``below_curve``: the row is less accurate than every
-    budget point of its own execution (NaN for the curves' own points, but full training at
-the whole budget, ``b=1``, which is judged like a point, and without a curve).
+    budget point of its own execution. The ratios are NaN without a curve and for the curves'
+    own points, but full training at the whole budget (``b=1``), which is judged like a point.
 
     The cap is what keeps the ratio a measurement wherever a point lands: on the curve's
     plateau a tenth of a point moves the seconds it needs severalfold, and past its best point
@@ -124,7 +124,7 @@ def judge(ratios: Sequence[float], below: Sequence[bool] = (), looks: int = 1) -
     times, at 1 - (1 - CONFIDENCE) / looks (Bonferroni's spending of the 5% over the looks, so
     that stopping at any look keeps it; ``p`` likewise times ``looks``):
 
-    - ``faster`` (``slower``): the interval lies above (below) 1;
+    - ``slower``: the interval lies below 1; ``faster``: above it, with no seed below the curve;
     - ``equivalent``: else, the interval lies inside [1 / EQUIVALENCE, EQUIVALENCE] (two one-sided
       tests, each at (1 - level) / 2: TOST at 5% or less);
     - ``below curve``: a seed below the smallest budget point and the interval not below 1: the

@@ -19,7 +19,8 @@ SUMMARIES = sorted(RESULTS.glob("frontier-*-summary.parquet"))
 ROWS = [p.with_name(p.name.replace("-summary", "")) for p in SUMMARIES]
 NUMBER = r"[0-9.e+-]+"
 CELL = re.compile(rf"^(?:(?P<setting>[a-z]+=\S+) )?(?P<word>faster|slower|equivalent|inconclusive|below curve)"
-                  rf"(?P<close>\?)?(?: (?P<ratio>{NUMBER})x(?: \[(?P<low>{NUMBER}), (?P<high>{NUMBER})\](?: at [0-9.]+%)?)?"
+                  rf"(?P<close>\?)?(?: (?P<ratio>{NUMBER})x"
+                  rf"(?: \[(?P<low>{NUMBER}), (?P<high>{NUMBER})\](?: at [0-9.]+%)?)?"
                   rf"| >=(?P<at_least>{NUMBER})x| <=(?P<at_most>{NUMBER})x)? n=(?P<n>\d+)(?: †)?$")
 
 

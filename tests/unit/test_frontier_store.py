@@ -46,7 +46,8 @@ def test_a_broken_point_file_is_named_and_set_aside_and_a_leftover_temporary_rem
     for name in ("cut.json", "empty.json", "good.json.1234.tmp", "junk.json"):  # each named once
         assert sum(f"{tmp_path / 's' / 'points' / name} " in line or f"{tmp_path / 's' / 'points' / name}:" in line
                    for line in said) == 1, (name, said)
-    assert len(said) == 4 and all("set aside to broken/, its point runs again" in line for line in said if line.startswith("broken"))
+    assert len(said) == 4 and all("set aside to broken/, its point runs again" in line
+                                  for line in said if line.startswith("broken"))
     assert store.ids() == {"good"} and {p.name for p in (tmp_path / "s/broken/points").iterdir()} == {
         "empty.json", "cut.json", "junk.json"}
     assert store.heal() == []  # healed

@@ -43,8 +43,8 @@ PHASES = (*CLOCKED, "eval", "epoch_eval")  # every phase a row records (<phase>_
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops",
                  "speedup_vs_full", "acc_vs_full", "curve_target", "x_vs_curve", "n", "x_low", "x_high", "p_value",
-                 "verdict", "holm", "x_vs_fp32_curve", "tta_vs_curve", "gain", "speedup_vs_rs2", "acc_vs_rs2", "noisy_share",
-                 "spearman", "overlap", "beside", "timed", "pareto", "pareto_flops"]
+                 "verdict", "holm", "x_vs_fp32_curve", "tta_vs_curve", "gain", "speedup_vs_rs2", "acc_vs_rs2",
+                 "noisy_share", "spearman", "overlap", "beside", "timed", "pareto", "pareto_flops"]
 SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
