@@ -114,19 +114,20 @@ def read_provenance(path: str | Path) -> dict[str, str]:
 
 def code_identity() -> dict:
     """The code a point is run by, as the frontier's store records it with each point: the
-    checkout's ``commit`` (as ``commit``: ``+dirty`` where it differs), ``code``: what decides
-    whether two runs ran the same code, raypkg/'s tree at that commit and, where raypkg/
-    differs from it, a hash of that difference (a commit that changes only docs is the same
-    code), and ``draft`` (``EFFRAY_DRAFT``). ``unknown`` outside a git checkout."""
-    import hashlib
+    checkout's ``commit`` (``+dirty`` where it differs), ``code``: the git tree of raypkg/ as it
+    is on disk, what decides whether two runs ran the same code (the same files give the same
+    tree, committed or not; a commit that changes only docs keeps it), and ``draft``
+    (``EFFRAY_DRAFT``). ``unknown`` outside a git checkout."""
+    import tempfile
 
-    dirty = dirty_files()
+    repo = Path(__file__).resolve().parents[2]
     try:
-        tree = _git("rev-parse", f"HEAD:{CODE.rstrip('/')}").strip()[:12]
-        diff = _git("diff", "HEAD", "--", CODE)
-        new = [p for p in _git("ls-files", "--others", "--exclude-standard", "-z", "--", CODE).split("\0") if p]
-        diff += "".join(p + (Path(__file__).resolve().parents[2] / p).read_text(errors="replace") for p in new)
+        with tempfile.TemporaryDirectory() as scratch:  # a scratch index: the checkout's own is not touched
+            env = {**os.environ, "GIT_INDEX_FILE": os.path.join(scratch, "index")}
+            for args in (["read-tree", "HEAD"], ["add", "--all", "--", CODE]):
+                subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, timeout=30, check=True)
+            tree = subprocess.run(["git", "-C", str(repo), "write-tree", f"--prefix={CODE}"], env=env,
+                                  capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "code": "unknown", "draft": is_draft()}
-    code = tree + (f"+{hashlib.sha1(diff.encode()).hexdigest()[:8]}" if diff else "")
-    return {"commit": commit(dirty), "code": code, "draft": is_draft()}
+    return {"commit": commit(), "code": tree[:12], "draft": is_draft()}

@@ -141,12 +141,10 @@ TINY = ["bench", "frontier", "--dataset", "digits", "--model", "logreg", "--epoc
 
 
 @pytest.mark.slow
-def test_a_store_of_other_code_is_refused_or_run_again_and_a_partial_table_says_so(tmp_path):
+def test_a_store_of_other_code_is_refused_or_run_again_and_a_partial_table_says_so(tmp_path, monkeypatch):
     """Points stored by other code (here: their recorded code changed) are refused in one line,
     run again with --rerun-stale (set aside to stale/); all stored, the same command starts no
     Ray; a point file deleted makes --render's table partial, and its cell says so."""
-    import ray
-
     stem = tmp_path / "f"
     first = CliRunner().invoke(main, [*TINY, "--save", str(stem)])
     assert first.exit_code == 0, first.output
@@ -162,11 +160,28 @@ def test_a_store_of_other_code_is_refused_or_run_again_and_a_partial_table_says_
     assert again.exit_code == 0, again.output
     assert (tmp_path / "f-points" / "stale" / "points" / points[0].name).exists() and points[0].exists()
     assert "1 point runs of other code set aside" in again.output
+    from raypkg.bench.frontier import command
+
+    def no_ray():
+        raise AssertionError("Ray started for no work")
+
+    monkeypatch.setattr(command, "connect_ray", no_ray)
     all_stored = CliRunner().invoke(main, [*TINY, "--slots", "2", "--time-alone", "--save", str(stem)])
     assert all_stored.exit_code == 0, all_stored.output
-    assert "units of work on Ray" not in all_stored.output and not ray.is_initialized()
+    assert "units of work on Ray" not in all_stored.output
     points[1].unlink()
     partial = CliRunner().invoke(main, [*TINY, "--render", "--save", str(stem)])
     assert partial.exit_code == 0 and "# partial: 1 of" in partial.output
     summary = pd.read_parquet(f"{stem}-summary.parquet")
     assert summary["missing"].sum() == 1
+
+
+def test_the_code_a_point_records_is_raypkgs_tree_as_it_is_on_disk():
+    """The same files give the same code, committed or not: a clean raypkg/ is HEAD's tree, an
+    edited one another (so a draft's points are not reused by the clean checkout, and a commit
+    of exactly the draft's edits reuses them)."""
+    from raypkg.tracking.provenance import _git, code_identity, dirty_files
+
+    code, head = code_identity()["code"], _git("rev-parse", "HEAD:raypkg").strip()[:12]
+    edited = any(path.startswith("raypkg/") for path in dirty_files() or ())
+    assert (code != head) if edited else (code == head)
