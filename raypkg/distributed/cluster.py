@@ -82,9 +82,45 @@ def _gcs_host_port(address: str) -> tuple[str, int] | None:
 
 
 def check_reachable(address: str) -> None:
-    """The cluster at ``address`` answers within CONNECT_TIMEOUT_S, else a one-line UsageError
-    (also where this process is connected to a Ray already, which ``connect_ray`` then keeps)."""
+    """The cluster at ``address`` answers within CONNECT_TIMEOUT_S and takes this client's
+    authentication, else a one-line UsageError (also where this process is connected to a Ray
+    already, which ``connect_ray`` then keeps)."""
     _wait_until_answers(address, CONNECT_TIMEOUT_S)
+    check_token(address)
+
+
+def check_token(address: str) -> None:
+    """One line where the head at ``address`` uses token authentication (``ray start``'s
+    default where a token exists) and this client sends none or another: one GCS connection
+    tried with this process's stderr silenced, so that Ray's 20 retries of a warning line each
+    and its traceback never print."""
+    from ray._raylet import GcsClient
+
+    try:
+        with _stderr_silenced():
+            GcsClient(address=address)
+    except Exception as e:  # noqa: BLE001 (only an authentication failure is this check's to report)
+        if "InvalidAuthToken" not in str(e) and type(e).__name__ != "AuthenticationError":
+            return
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            raise UsageError(f"the Ray at {address} uses token authentication: run with RAY_AUTH_MODE=token (the "
+                             "token in ~/.ray/auth_token, or RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH from another "
+                             "machine; docs/operations.md)") from None
+        raise UsageError(f"the Ray at {address} refuses this client's token: give the head's with RAY_AUTH_TOKEN or "
+                         "RAY_AUTH_TOKEN_PATH (its ~/.ray/auth_token)") from None
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 to /dev/null for the block (Ray's C++ core logs straight to it)."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _wait_until_answers(address: str, timeout_s: float) -> None:
@@ -118,7 +154,7 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
     if num_cpus is None and os.environ.get("EFFRAY_RAY_NUM_CPUS"):
         num_cpus = int(os.environ["EFFRAY_RAY_NUM_CPUS"])
     if address:
-        _wait_until_answers(address, CONNECT_TIMEOUT_S)
+        check_reachable(address)
         # A process started by one that runs a private local Ray is given LOOPBACK_ENV
         # (``joining_env``: bench data's cases) and joins that Ray named 127.0.0.1 as it is
         # (else Ray rewrites the address to the machine's own and never connects).

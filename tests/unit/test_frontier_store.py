@@ -185,3 +185,34 @@ def test_the_code_a_point_records_is_raypkgs_tree_as_it_is_on_disk():
     code, head = code_identity()["code"], _git("rev-parse", "HEAD:raypkg").strip()[:12]
     edited = any(path.startswith("raypkg/") for path in dirty_files() or ())
     assert (code != head) if edited else (code == head)
+
+
+def test_a_token_authenticated_head_gets_one_line_naming_ray_auth_mode(monkeypatch, capfd):
+    """Seen against `ray start --head` (token authentication, its default once a token exists):
+    without RAY_AUTH_MODE=token, ray.init printed a warning a second for 20 s and an 85-line
+    traceback. The check tries one connection, its stderr silenced, and says what to do."""
+    import ray._raylet
+
+    from raypkg.distributed.cluster import check_token
+
+    class TokenHead:
+        def __init__(self, address):
+            os.write(2, b"gcs_client.cc:210: Failed to get cluster ID from GCS server: Unauthenticated\n")
+            raise RuntimeError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+
+    monkeypatch.setattr(ray._raylet, "GcsClient", TokenHead)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(UsageError, match=r"^the Ray at 10.0.0.7:6379 uses token authentication: run with "
+                                         r"RAY_AUTH_MODE=token"):
+        check_token("10.0.0.7:6379")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with pytest.raises(UsageError, match="refuses this client's token: give the head's with RAY_AUTH_TOKEN"):
+        check_token("10.0.0.7:6379")
+    assert "gcs_client" not in capfd.readouterr().err  # Ray's own lines never print
+
+    class Other:
+        def __init__(self, address):
+            raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(ray._raylet, "GcsClient", Other)
+    check_token("10.0.0.7:6379")  # not an authentication failure: ray.init reports it as before
