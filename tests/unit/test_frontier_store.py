@@ -216,3 +216,22 @@ def test_a_token_authenticated_head_gets_one_line_naming_ray_auth_mode(monkeypat
 
     monkeypatch.setattr(ray._raylet, "GcsClient", Other)
     check_token("10.0.0.7:6379")  # not an authentication failure: ray.init reports it as before
+
+
+@pytest.mark.slow
+def test_a_stored_table_judged_again_names_the_commit_that_measured_each_row(tmp_path):
+    """Rows stored before each point recorded its code take the commit their table's provenance
+    says measured them, and the table names it with its count."""
+    from helpers import REPO
+
+    from raypkg.tracking.provenance import read_provenance
+
+    stored = REPO / "docs/results/frontier-mlp-ema-ls.parquet"
+    assert "commit" not in pd.read_parquet(stored)  # the case itself
+    measured = read_provenance(stored)["command"].rsplit(" (at ", 1)[1].rstrip(")")
+    result = CliRunner().invoke(main, ["bench", "frontier", "--merge", str(stored), "--wandb", "disabled",
+                                       "--save", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "again.parquet")
+    assert set(rows["commit"]) == {measured}
+    assert read_provenance(tmp_path / "again.parquet")["point_commits"] == f"{measured} ({len(rows)} point runs)"

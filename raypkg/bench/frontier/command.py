@@ -293,10 +293,9 @@ def add_missing(table, per_point: dict, records: dict):
     how many."""
     from collections import Counter
 
-    key = lambda labels: (labels["method"], labels["setting"])  # noqa: E731
-    planned = Counter(key(p.labels) for p in per_point.values())
-    stored = Counter(key(record["row"]) for record in records.values())
-    families = {key(p.labels): p.labels["family"] for p in per_point.values()}
+    planned = Counter(point_key(p.labels) for p in per_point.values())
+    stored = Counter(point_key(record["row"]) for record in records.values())
+    families = {point_key(p.labels): p.labels["family"] for p in per_point.values()}
     absent = [point for point in planned if point not in set(zip(table["method"], table["setting"]))]
     table = pd.concat([table, pd.DataFrame({"family": [families[p] for p in absent], "method": [p[0] for p in absent],
                                             "setting": [p[1] for p in absent], "n": 0, "verdict": "-"})],
@@ -306,6 +305,11 @@ def add_missing(table, per_point: dict, records: dict):
         click.echo(f"# partial: {int(table['missing'].sum())} of {sum(planned.values())} point runs are not stored; "
                    "their cells say so", err=True)
     return table
+
+
+def point_key(labels: dict) -> tuple[str, str]:
+    """A point over its seeds, as a summary row names it: its method and setting."""
+    return labels["method"], labels["setting"]
 
 
 @contextlib.contextmanager
@@ -454,6 +458,9 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     if len(seeds) != len(set(seeds)):
         raise UsageError(f"--merge: seed {next(s for s in seeds if seeds.count(s) > 1)} is in more than one table")
     name, settings = setups[0]
+    if all(sources):  # rows stored before each recorded its code: the commit that measured them, for each
+        frames = [f.assign(commit=f["commit"].fillna(rows_commit(source)) if "commit" in f else rows_commit(source))
+                  for f, source in zip(frames, sources)]
     frame = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
     frame = fair_clock(frame, settings["epochs"])
     runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)  # a stored frontier rendered again
@@ -466,6 +473,7 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
     looks = max(rows_looks(source) for source in sources) if all(sources) else 1
     frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1, looks=looks)
+    name_code(runner, frame, code_identity())
     save_results(runner, frame, table, settings, None)
 
 
@@ -480,6 +488,11 @@ def rows_looks(source: dict) -> int:
         return 1
     settings = PRESETS[flag.get("--setup", "digits-aug:mlp")]
     return int(flag["--max-seeds"]) - int(flag.get("--seeds", settings["seeds"])) + 1
+
+
+def rows_commit(source: dict) -> str:
+    """The commit that measured stored rows: the one ``rows_command`` names."""
+    return rows_command(source).rsplit(" (at ", 1)[1].rstrip(")")
 
 
 def rows_command(source: dict) -> str:
