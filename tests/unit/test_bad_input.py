@@ -895,9 +895,9 @@ SAYS += [
                                                  "file, or leave out --columns"),
     (["report", "{run}", "--rows", "method:full"], "or leave out --rows"),
     (["write-mnist", "{out}/m", "--dataset", "mnist"], "write-mnist writes a dataset it can load without a directory "
-                                                       "(digits, digits-aug, fashion-mnist, synthetic); mnist is read "
-                                                       "from its own files in a directory: give one of those"),
-    (["write-mnist", "{out}/m", "--dataset", "cifar10"], "cifar10 is read from its own files in a directory"),
+                                                       "(cifar10, digits, digits-aug, fashion-mnist, synthetic); mnist "
+                                                       "is read from its own files in a directory: give one of those"),
+    (["write-mnist", "{out}/m", "--dataset", "cifar100"], "cifar100 is read from its own files in a directory"),
     # bench verdicts: refused before anything is written
     (B + ["verdicts", "a={pq_null_method}", "--save", "{out}/v"], "null-method.parquet is not a frontier summary as "
                                                                   "`effray bench frontier --save` writes it: its "

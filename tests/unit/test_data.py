@@ -609,7 +609,8 @@ def test_imagefolder_accepts_test_dir_and_tinyimagenet_val_annotations(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "imagefolder"])
-def test_missing_data_dir_is_one_line_usage_error(tmp_path, name):
+def test_missing_data_dir_is_one_line_usage_error(tmp_path, name, monkeypatch):
+    monkeypatch.setenv("EFFRAY_DATA_DIR", str(tmp_path / "no-cache"))  # cifar10 with no --data-dir reads the cache
     missing = tmp_path / "nowhere"
     with pytest.raises(UsageError) as err:
         load_dataset(name, data_dir=str(missing))
