@@ -7,7 +7,8 @@
 #                                                # written aside and copied in at the end; then commit
 #   bash docs/results/judge-again.sh tables      # from the re-judged summaries: the timed-alone and slots
 #                                                # comparisons (the wall times are the runs' own, from their
-#                                                # logs), the candidate statistics, the README's verdicts with
+#                                                # logs), the candidate statistics, the curve's bracket and
+#                                                # its budget rules, the README's verdicts with
 #                                                # their forest plot; then every docs table rendered anew
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,13 +37,18 @@ tables)
     'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k.parquet' \
     'resnet20 2k bf16=docs/results/frontier-resnet20-families.parquet' \
     'resnet20 2k AVX2=docs/results/frontier-resnet20-linear.parquet' > /dev/null
+  python $R/statistic/bracket.py $tmp/curve-bracket fashion-mnist:mlp=$R/frontier-fashion-mnist-mlp-alone.parquet \
+    fashion-mnist:lenet5=$R/frontier-fashion-mnist-lenet5.parquet \
+    'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k.parquet' \
+    'resnet20 2k bf16=docs/results/frontier-resnet20-families.parquet' \
+    'resnet20 2k AVX2=docs/results/frontier-resnet20-linear.parquet' > /dev/null
   effray bench verdicts fashion-mnist:mlp=$R/frontier-fashion-mnist-mlp-alone-summary.parquet \
     fashion-mnist:lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet \
     'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k-summary.parquet' \
     'resnet20 2k bf16=docs/results/frontier-resnet20-families-summary.parquet' \
     'resnet20 2k AVX2=docs/results/frontier-resnet20-linear-summary.parquet' --wandb disabled --save $tmp/verdicts
   cp $tmp/*.parquet $tmp/verdicts.png $R/
-  python -m raypkg.tracking.markdown README.md docs/*.md docs/methods/*.md ;;
+  python -m raypkg.tracking.markdown README.md docs/*.md docs/methods/*.md $R/curve-bracket.md ;;
 *)
   echo "usage: bash docs/results/judge-again.sh frontiers|tables (a commit between them)" >&2
   exit 2 ;;

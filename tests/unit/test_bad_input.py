@@ -709,8 +709,8 @@ SAYS += [  # issue 77: seeds until decided
 ]
 SUMMARY = REPO / "docs/results/frontier-mlp-linear-summary.parquet"  # a stored frontier summary
 SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table's stored summaries
-    (B + ["frontier", "--epochs", "1"], "--budgets 0.1,0.2,0.3,0.5,0.7,1 at --epochs 1 leave the budget curve one "
-                                        "point (every budget rounds to the whole run): give more --epochs"),
+    (B + ["frontier", "--epochs", "1"], "--budgets 0.1,0.2,0.3,0.5,0.6,0.7,0.8,1 at --epochs 1 leave the budget curve "
+                                        "one point (every budget rounds to the whole run): give more --epochs"),
     (B + ["frontier", "--setup", "fashion-mnist:mlp", "--epochs", "1", "--budgets", "0.5,1"], "leave the budget curve "
                                                                                               "one point"),
     (B + ["frontier", "--methods", "rs2,infobatch", "--selection-models", "lenet5"], "--selection-models lenet5: no "

@@ -17,10 +17,14 @@ evaluation that outweighs what it leaves) is named and not judged.
 
 **The ratio and the verdict.** A point's ``x_vs_curve`` per seed is the seconds the curve
 (at the point's own execution) needs to reach its accuracy, capped at the seed's target
-below the curve's plateau (``curve_target``), over the point's own seconds; over the seeds
-the summary gives their geometric mean with its 95% t-interval (``x_low``, ``x_high``), the
-two-sided ``p_value`` and ``n``; ``verdict`` is ``faster``, ``slower``, ``equivalent``,
-``below curve`` or ``inconclusive``, each read off that interval
+below the curve's plateau (``curve_target``), over the point's own seconds, the curve's
+seconds interpolated between its measured budgets; ``x_vs_curve_lo`` and ``x_vs_curve_hi``
+bracket it with what the measured budgets alone allow (the last one below the accuracy, the
+first at or above it). Over the seeds the summary gives the geometric means of the three,
+the 95% t-interval of the low ends and that of the high ends widened into one (``x_low``
+from the low ends, ``x_high`` from the high ends), the two-sided ``p_value`` and ``n``;
+``verdict`` is ``faster``, ``slower``, ``equivalent``, ``below curve`` or ``inconclusive``,
+each read off that interval, so that a word holds at both ends of the bracket
 (``raypkg.bench.curve.judge``). ``holm``: for a ``faster`` or ``slower`` cell, whether it
 survives Holm's correction over every cell of the table that was tested (``tested``), else
 ``close``.
@@ -42,9 +46,10 @@ CLOCKED = ("pretrain", "merge", "selection", "check", "train")  # e2e_s: their s
 PHASES = (*CLOCKED, "eval", "epoch_eval")  # every phase a row records (<phase>_s)
 TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHASES], "e2e_s", "e2e_s_std",
                  "test_acc", "test_acc_std", "tta_s", "tta_with_eval_s", "tta_s_olympic", "tta_reached", "flops",
-                 "speedup_vs_full", "acc_vs_full", "curve_target", "x_vs_curve", "n", "x_low", "x_high", "p_value",
-                 "verdict", "holm", "x_vs_fp32_curve", "tta_vs_curve", "gain", "speedup_vs_rs2", "acc_vs_rs2",
-                 "noisy_share", "spearman", "overlap", "beside", "timed", "pareto", "pareto_flops"]
+                 "speedup_vs_full", "acc_vs_full", "curve_target", "x_vs_curve", "x_vs_curve_lo", "x_vs_curve_hi",
+                 "n", "x_low", "x_high", "p_value", "verdict", "holm", "x_vs_fp32_curve", "tta_vs_curve", "gain",
+                 "speedup_vs_rs2", "acc_vs_rs2", "noisy_share", "spearman", "overlap", "beside", "timed", "pareto",
+                 "pareto_flops"]
 SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
@@ -85,7 +90,8 @@ def aggregate(frame, looks: int = 1):
     for column in ("e2e_s", "tta_s", "tta_with_eval_s"):
         if column in frame:
             table[f"{column}_olympic"] = groups[column].agg(olympic_mean).to_numpy()
-    for ratio in ("x_vs_curve", "x_vs_fp32_curve", "tta_vs_curve"):  # ratios average as their logs do
+    for ratio in ("x_vs_curve", "x_vs_curve_lo", "x_vs_curve_hi", "x_vs_fp32_curve", "tta_vs_curve"):
+        # ratios average as their logs do
         if ratio in frame:
             table[ratio] = groups[ratio].agg(geometric_mean).to_numpy()
     if "timed" in frame:
@@ -142,10 +148,14 @@ def add_verdicts(table, groups, looks: int = 1) -> None:
     """``table`` (a row per point of ``groups``) with each point judged over its seeds
     (``raypkg.bench.curve.judge``, at ``looks``): ``verdict``, ``n`` (its seeds), the geometric
     mean ``x_vs_curve``, its interval ``x_low``, ``x_high`` at ``level`` (95%, or less spent a
-    look where seeds are added until decided) and ``p_value``. ``tested``: the cells with a
+    look where seeds are added until decided), widened by the seeds' brackets where the rows
+    have them (``x_low`` from the low ends x_vs_curve_lo, ``x_high`` from the high ends
+    x_vs_curve_hi), and ``p_value``. ``tested``: the cells with a
     p-value; ``holm``: ``survives`` or ``close`` for a faster or slower cell under Holm's
     correction over them."""
-    said = [judge(list(rows["x_vs_curve"]), list(rows["below_curve"].eq(True)), looks) for _, rows in groups]
+    said = [judge(list(rows["x_vs_curve"]), list(rows["below_curve"].eq(True)), looks,
+                  (list(rows["x_vs_curve_lo"]), list(rows["x_vs_curve_hi"])) if "x_vs_curve_lo" in rows else None)
+            for _, rows in groups]
     for column, field in (("verdict", "verdict"), ("n", "n"), ("x_vs_curve", "ratio"), ("x_low", "low"),
                           ("x_high", "high"), ("p_value", "p"), ("level", "level")):
         table[column] = [getattr(j, field) for j in said]
@@ -220,7 +230,7 @@ def unsound(row: dict) -> str:
 # what judging adds to a row (and, stored by older code, x_vs_curve_bound and x_vs_fp32_curve_bound): a
 # stored frontier judged again starts without them
 JUDGED = ("speedup_vs_full", "acc_vs_full", "speedup_vs_rs2", "acc_vs_rs2", "below_curve", "curve_target", "x_vs_curve",
-          "x_vs_fp32_curve", "tta_vs_curve", "beside", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
+          "x_vs_curve_lo", "x_vs_curve_hi", "x_vs_fp32_curve", "tta_vs_curve", "beside", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
 
 
 def judge_rows(frame, chance: float, looks: int = 1):

@@ -18,7 +18,7 @@ import math
 import click
 import numpy as np
 
-from raypkg.bench.curve import CURVES, budget_epochs
+from raypkg.bench.curve import CURVES, DENSE_FROM, EQUIVALENCE, budget_epochs, dense_epochs
 from raypkg.bench.harness import Point, check_points
 from raypkg.cli_options import check_bench_numbers, name_list, once_each
 from raypkg.data.registry import dataset_entry
@@ -34,7 +34,9 @@ from raypkg.recipe_registry import find_recipe, load_cases
 # --precision auto's choice.
 METHODS = load_cases()
 REFERENCE = "full-fp32"
-BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0]  # 0.1 and 0.3: the budgets of the default fractions
+# 0.1 and 0.3: the budgets of the default fractions; from 0.5 up, where the targets land, each within
+# EQUIVALENCE of the next (``dense_epochs``; docs/benchmarks.md, "One statistic per cell")
+BUDGETS = [0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 1.0]
 SCHEDULES = ("cosine", "linear")  # every method's (--schedule) and the curve's (--curve-schedules)
 # Presets: every setting a flag may override. digits-aug:mlp finishes in minutes on 2 cores.
 MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size": 5000, "label_noise": 0.0,
@@ -134,7 +136,7 @@ def preset_settings(setup: str, flags: dict) -> dict:
         if not s[key] or not all(0 < v <= 1 for v in s[key]):
             raise UsageError(f"--{key} takes comma-separated numbers in (0, 1], got {','.join(map(str, s[key]))}")
         once_each(s[key], f"--{key}")
-    s["budgets"] = curve_budgets(s)
+    s["budgets"] = curve_budgets(s, dense=flags.get("budgets") is None)
     return s
 
 
@@ -144,17 +146,22 @@ def setup_name(setup: str, s: dict) -> str:
     return name if name == setup else f"{name} (the other settings: preset {setup})"
 
 
-def curve_budgets(s: dict) -> list[float]:
+def curve_budgets(s: dict, dense: bool = False) -> list[float]:
     """The budgets the curve runs at: --budgets rounded to whole epochs of --epochs
-    (``budget_epochs``), and 1. Budgets below 1 that all round to the whole run are refused;
-    budgets that round to others are said in one line."""
-    budgets = [e / s["epochs"] for e in budget_epochs(s["epochs"], s["budgets"])] + [1.0]
-    if len(budgets) < 2 and min(s["budgets"]) < 1:
+    (``budget_epochs``), and 1; ``dense`` (the default budgets, no --budgets given), with the
+    budgets ``dense_epochs`` adds so that from ``DENSE_FROM`` up each is within ``EQUIVALENCE``
+    of the next, as whole epochs allow. Budgets below 1 that all round to the whole run are
+    refused; budgets that round to others, or that the rule adds to, are said in one line."""
+    counts = budget_epochs(s["epochs"], s["budgets"])
+    if len(counts) < 1 and min(s["budgets"]) < 1:
         raise UsageError(f"--budgets {','.join(f'{b:g}' for b in s['budgets'])} at --epochs {s['epochs']} leave the "
                          "budget curve one point (every budget rounds to the whole run): give more --epochs")
+    budgets = [e / s["epochs"] for e in (dense_epochs(s["epochs"], counts) if dense else counts)] + [1.0]
     if sorted(set(s["budgets"]) | {1.0}) != budgets:
+        rule = (f", each from {DENSE_FROM:g} up within {EQUIVALENCE:g}x of the next as whole epochs allow"
+                if dense else "")
         click.echo(f"note: --budgets {','.join(f'{b:g}' for b in s['budgets'])} round to whole epochs of "
-                   f"{s['epochs']}: the curve runs at budgets {','.join(f'{b:.3g}' for b in budgets)}", err=True)
+                   f"{s['epochs']}{rule}: the curve runs at budgets {','.join(f'{b:.3g}' for b in budgets)}", err=True)
     return budgets
 
 
