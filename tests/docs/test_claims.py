@@ -7,13 +7,11 @@ here until the row quotes it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, localcontext
-from functools import lru_cache
 from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO
+from helpers import REPO, quote_values, stored_table, value_at
 from scipy import stats
 
 PAGE = REPO / "docs" / "results.md"
@@ -49,11 +47,7 @@ class Claim:
     text: str  # what the value reads as in the row: text.format(*values)
 
 
-def at(d: pd.DataFrame, method: str, setting: str, column: str = "test_acc") -> float:
-    """A point's value: its one row in a summary, the mean over its seeds in a frontier's rows."""
-    values = d.loc[(d.method == method) & (d.setting == setting), column]
-    assert len(values), f"no {method} {setting}"
-    return float(values.mean())
+at = value_at
 
 
 def accs(d, setting, *methods):
@@ -258,9 +252,7 @@ CLAIMS = [
 ]
 
 
-@lru_cache(maxsize=None)
-def stored(path: str) -> pd.DataFrame:
-    return pd.read_parquet(REPO / path)
+stored = stored_table
 
 
 def claims_table(text: str) -> list[str]:
@@ -279,12 +271,8 @@ def rows() -> dict[str, str]:
 
 
 def quoted(claim: Claim, frames) -> str:
-    """The claim's text with its values, each rounded half up from its decimal value (a mean of 3 seeds'
-    accuracies over 2,000 images can end in a 5 exactly: 0.6465 reads 0.647, not the float's 0.646)."""
-    value = claim.compute(*frames)
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    with localcontext(rounding=ROUND_HALF_UP):
-        return claim.text.format(*(Decimal(repr(round(float(v), 9))) if isinstance(v, float) else v for v in values))
+    """The claim's text with its values (``quote_values``: rounded half up)."""
+    return quote_values(claim.text, claim.compute(*frames))
 
 
 def test_the_registry_covers_the_table():

@@ -17,8 +17,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO
-from test_claims import at, quoted, stored
+from helpers import REPO, quote_values, stored_table, value_at
 
 R = "docs/results/"
 # Fashion-MNIST, every family (docs/results.md, "Full-size real data")
@@ -66,6 +65,13 @@ def seeds(d: pd.DataFrame, method: str, setting: str, column: str = "e2e_s") -> 
     values = d[(d.method == method) & (d.setting == setting)].sort_values("seed")[column]
     assert len(values), f"no {method} {setting}"
     return [float(v) for v in values]
+
+at, stored = value_at, stored_table
+
+
+def quoted(prose, frames) -> str:
+    """The text with its values (``quote_values``: rounded half up)."""
+    return quote_values(prose.text, prose.compute(*frames))
 
 
 def span(values) -> tuple[float, float]:

@@ -898,6 +898,7 @@ SAYS += [
                                                        "(cifar10, digits, digits-aug, fashion-mnist, synthetic); mnist "
                                                        "is read from its own files in a directory: give one of those"),
     (["write-mnist", "{out}/m", "--dataset", "cifar100"], "cifar100 is read from its own files in a directory"),
+    (["datasets", "fetch", "cifar100"], "unknown dataset to fetch 'cifar100'; choose one of: cifar10"),
     # bench verdicts: refused before anything is written
     (B + ["verdicts", "a={pq_null_method}", "--save", "{out}/v"], "null-method.parquet is not a frontier summary as "
                                                                   "`effray bench frontier --save` writes it: its "
