@@ -25,8 +25,12 @@ fields, free of torch, mixed into the config that trains), its callbacks, and it
 the help of `effray run NAME`. That command's config is ``method_config(NAME)``, the training
 config with the settings mixed in. A row with no recipe module of its own gets its recipe
 made by the registry (``raypkg.recipe_registry.algorithm_recipe``) and its command by the
-CLI. This module sits below the recipes: it imports neither ``raypkg.recipe`` nor the
-registry at import (a ``run`` here is a ``raypkg.recipe.Run``, the recipe's, handed down;
+CLI. A method from outside effray is the same class in a module of its own, named by its
+import path (``MODULE:CLASS``: ``raypkg.method_registry.find_method`` yields its row); its
+settings' flags may not be effray's own (``method_settings``), and its code raising inside
+training fails the run in one line naming its frame (``plugin_failure``).
+
+This module sits below the recipes: it imports neither ``raypkg.recipe`` nor the registry at import (a ``run`` here is a ``raypkg.recipe.Run``, the recipe's, handed down;
 the recipe imports ``check_stack`` from here).
 """
 
@@ -129,21 +133,55 @@ def method_config(name: str) -> type:
     """The config of `effray run NAME` for a method that stacks: the training config with
     its algorithm's settings mixed in (what ``--with NAME`` adds to full training), its
     docstring (the command's help) the algorithm's. Named as its settings are (``EmaSettings``:
-    ``EmaConfig``); it pickles by the method's name (``_reduce``)."""
+    ``EmaConfig``); it pickles by the method's name (``_reduce``). ``name`` may be a plug-in's
+    (``MODULE:CLASS``, an entry point's: ``raypkg.method_registry.find_method``)."""
     from raypkg.engine.config import TrainConfig
-    from raypkg.method_registry import METHODS, import_object
+    from raypkg.method_registry import find_method, import_object
 
-    method = next((m for m in METHODS if m.name == name and not m.stacks), None)
-    if method is None:
-        raise UsageError(f"{name}: the algorithms that stack are {', '.join(stackable())}")
+    method = find_method(name)
+    if method is None or method.stacks:
+        raise UsageError(f"{name}: the algorithms that stack are {', '.join(stackable())}, or MODULE:CLASS")
     algorithm = import_object(method.algorithm)
-    settings = algorithm.settings
+    settings = method_settings(method)
     title = settings.__name__.removesuffix("Settings") + "Config"
     cls = dataclasses.make_dataclass(title, list(algorithm.command_fields), bases=(settings, TrainConfig),
                                      namespace={"__doc__": algorithm.__doc__, "__reduce__": _reduce, "METHOD": name})
     cls.__module__ = __name__
     cls.BASE = cls
     return cls
+
+
+# The flags of every training command that are not a config's fields.
+COMMAND_FLAGS = {"--config", "--address", "--help", "-h"}
+
+
+def flags_of(cls: type) -> dict[str, str]:
+    """Every command-line flag of config or settings class ``cls``'s fields: flag -> field
+    (``--x/--no-x`` both, a field's own ``flag`` and its other names)."""
+    found = {}
+    for f in dataclasses.fields(cls):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        switch = isinstance(f.default, bool) and "/" not in flag  # --x/--no-x
+        names = flag.split("/") if "/" in flag else [flag, *(["--no-" + flag[2:]] if switch else [])]
+        found.update(dict.fromkeys(names, f.name))
+    return found
+
+
+def method_settings(method) -> type:
+    """The settings of ``method``'s algorithm (a ``raypkg.method_registry.Method``); a plug-in's
+    whose flags clash with effray's own (the training config's, ``--config``, ``--address``)
+    refused in one line (a built-in's are tested)."""
+    from raypkg.engine.config import TrainConfig
+    from raypkg.method_registry import import_object
+
+    settings = import_object(method.settings)
+    if method.plugin:
+        own = {**flags_of(TrainConfig), **dict.fromkeys(COMMAND_FLAGS, "")}
+        clash = sorted(flag for flag in flags_of(settings) if flag in own)
+        if clash:
+            raise UsageError(f"method {method.name!r}: its setting {', '.join(clash)} clashes with effray's own flag "
+                             f"of that name: rename it in {settings.__name__}")
+    return settings
 
 
 def method_point(method: str, value, s: dict, common: dict, n: int | None):
@@ -163,7 +201,7 @@ def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
     if not stack:
         return cls
     from raypkg.engine.config import TrainConfig, config_fields
-    from raypkg.method_registry import METHODS, import_object
+    from raypkg.method_registry import find_method
 
     entries = stackable()
     own = config_fields(cls) - config_fields(TrainConfig)
@@ -173,15 +211,16 @@ def stacked_class(cls: type, stack: tuple[str, ...], where: str = "--with",
         if not name:  # "infobatch+", `stack: [sparse, ""]`: never printed as `--with : ...`
             raise UsageError(f"stack {list(stack)} has an empty member: name each algorithm "
                              f"({', '.join(entries)})")
-        refusal = next((m.stacks for m in METHODS if m.name == name and m.stacks), None)
-        if refusal:
+        method = find_method(name)  # a plug-in's too (MODULE:CLASS), its import refused in one line
+        if method is not None and method.stacks:
             other = example(name) if example else "NAME"
-            raise UsageError(f"{where} {name}: {name} does not stack: it {refusal.format(other=other)}")
-        if name not in entries:
-            raise UsageError(f"{where} {name}: the algorithms that stack are {', '.join(entries)}")
+            raise UsageError(f"{where} {name}: {name} does not stack: it {method.stacks.format(other=other)}")
+        if method is None:
+            raise UsageError(f"{where} {name}: the algorithms that stack are {', '.join(entries)}, or MODULE:CLASS "
+                             "(an Algorithm of your own)")
         if stack.count(name) > 1:
             raise UsageError(f"{where} names {name} twice")
-        settings = import_object(entries[name].settings)
+        settings = method_settings(method)
         if issubclass(cls, settings):
             raise UsageError(f"{where} {name}: this method is {name} already")
         shared = sorted(config_fields(settings) & own)
@@ -235,34 +274,68 @@ def _rebuild(base: type | str, stack: tuple[str, ...], values: dict):
 def stack_members(cfg, run, own: Callable[[Any], Algorithm] | None = None) -> list[Algorithm]:
     """The method's own algorithm (``own(cfg)`` builds it) and those ``cfg.stack`` names,
     built for the config that trains, in their order."""
-    from raypkg.method_registry import import_object
+    return [algorithm for _, algorithm in named_members(cfg, run, own)]
 
-    entries = stackable()
-    added = [import_object(entries[name].algorithm)(cfg, run) for name in cfg.stack]
-    return sorted([a for a in (own and own(cfg), *added) if a is not None], key=lambda a: a.order)
+
+def named_members(cfg, run, own: Callable[[Any], Algorithm] | None = None) -> list[tuple[str | None, Algorithm]]:
+    """``stack_members`` each with its name in ``cfg.stack`` (None: the method's own; a
+    plug-in's is its import path, ``raypkg.method_registry.find_method``)."""
+    from raypkg.method_registry import find_method, import_object
+
+    added = [(name, import_object(find_method(name).algorithm)(cfg, run)) for name in cfg.stack]
+    built = [(None, own(cfg))] if own else []
+    return sorted([(name, a) for name, a in (*built, *added) if a is not None], key=lambda pair: pair[1].order)
 
 
 def train_stack(run, own: Callable[[Any], Algorithm] | None = None, desc: str = "train") -> "TrainResult":
     """Train the method's own algorithm with the run's stack (``cfg.stack``) through one
     engine call, as phase ``train``; the final model goes to ``run.trained``. The own
-    algorithm's notes go to the summary's top level, each added one's under its name."""
+    algorithm's notes go to the summary's top level, each added one's under its name. A
+    plug-in's algorithm that raises fails the run in one line naming its frame
+    (``RunFailed``, ``plugin_failure``)."""
     from raypkg.data.augment import use_augmentation
     from raypkg.engine.trainer import train
 
     cfg = run.cfg.for_training()  # every member builds from the config that trains (--multiplier)
-    members = stack_members(cfg, run, own)
-    plans = [a.plan for a in members if a.plan is not None]
+    members = named_members(cfg, run, own)
+    algorithms = [a for _, a in members]
+    plans = [a.plan for a in algorithms if a.plan is not None]
     assert len(plans) <= 1, "stacked_class refuses two batch plans"
-    split = next((a.split for a in members if a.split is not None), run.data)
-    weights = next((a.weights for a in members if a.weights is not None), None)
-    with run.sink.phase("train"):
-        run.trained = train(cfg, split, weights=weights, plan=plans[0] if plans else None,
-                            callbacks=[cb for a in members for cb in a.callbacks],
-                            augment=use_augmentation(cfg, run.data), on_epoch=run.sink.log_metrics,
-                            storage=run.sink.storage, desc="+".join([desc, *cfg.stack]))
-    for algorithm in members:
-        notes = algorithm.finish(run, run.trained)
-        run.note(**({algorithm.name: notes} if algorithm.name in cfg.stack else notes))
+    split = next((a.split for a in algorithms if a.split is not None), run.data)
+    weights = next((a.weights for a in algorithms if a.weights is not None), None)
+    try:
+        with run.sink.phase("train"):
+            run.trained = train(cfg, split, weights=weights, plan=plans[0] if plans else None,
+                                callbacks=[cb for a in algorithms for cb in a.callbacks],
+                                augment=use_augmentation(cfg, run.data), on_epoch=run.sink.log_metrics,
+                                storage=run.sink.storage, desc="+".join([desc, *cfg.stack]))
+        for name, algorithm in members:
+            notes = algorithm.finish(run, run.trained)
+            run.note(**({name: notes} if name else notes))
+    except Exception as e:
+        failed = plugin_failure(e, {type(a): name or desc for name, a in members})
+        if failed is None:
+            raise
+        raise failed from e
     if cfg.stack:
         run.note(stack=list(cfg.stack))
     return run.trained
+
+
+def plugin_failure(error: Exception, classes: dict[type, str]):
+    """A ``RunFailed`` naming the plug-in algorithm of ``classes`` (class -> its method's name;
+    effray's own are skipped) whose code raised ``error`` and the frame where (``file.py:LINE
+    in FUNCTION``), or None when no plug-in's code is in its traceback."""
+    import inspect
+
+    from raypkg.errors import RunFailed
+    from raypkg.plugins import one_line, plugin_frame
+
+    for cls, name in classes.items():
+        if cls.__module__.startswith("raypkg."):
+            continue
+        file = inspect.getsourcefile(cls)
+        frame = plugin_frame(error, [file]) if file else None
+        if frame:
+            return RunFailed(f"method {name!r} raised in training, at {frame}: {one_line(error)}")
+    return None

@@ -148,6 +148,27 @@ def models():
     echo_listing(available_models())
 
 
+@main.command()
+def methods():
+    """List the methods: the registry's, then those that installed packages add (entry points
+    `effray.methods`). Any other method: effray run MODULE:CLASS (docs/methods/own-method.md).
+
+    \b
+    Example:
+      effray methods
+    """
+    from raypkg.method_registry import METHODS
+    from raypkg.plugins import describe, entry_points
+
+    names = {}
+    for method in METHODS:
+        command = next(iter(method_commands(method).values()), None)
+        names[method.name] = " ".join(((command.help or "") if command else "").split("\n\n")[0].split())
+    for name in entry_points("method"):
+        names.setdefault(name, describe("method", name))
+    echo_listing(names)
+
+
 def echo_listing(entries: dict[str, str]) -> None:
     """One line per name, its description in a column after the longest name."""
     width = max(map(len, entries), default=0) + 2
@@ -307,13 +328,39 @@ def tune(method, space_file, num_samples, scheduler, search, max_concurrent, out
         click.echo(f"trials: {best['trials']}")
 
 
-@main.group()
+class MethodGroup(click.Group):
+    """`effray run`'s commands: the registry's, and a plug-in method's (`effray run
+    MODULE:CLASS`, or an entry point of `effray.methods`), made from its row as a built-in's
+    is (``algorithm_command``); `--with` adds a plug-in's flags (``with_plugin_flags``)."""
+
+    def get_command(self, ctx, name):
+        from raypkg.cli_options import is_plugin_name
+
+        command = super().get_command(ctx, name)
+        if command is None and is_plugin_name(name):
+            from raypkg.method_registry import find_method
+
+            method = find_method(name)  # one line where it does not load or is no Algorithm
+            command = bound_integers(algorithm_command(method)) if method.plugin else \
+                super().get_command(ctx, method.name)  # an import path of a built-in's algorithm
+        return command
+
+    def resolve_command(self, ctx, args):
+        from raypkg.cli_options import with_plugin_flags
+
+        name, command, rest = super().resolve_command(ctx, args)
+        return name, command and with_plugin_flags(command, rest), rest
+
+
+@main.group(cls=MethodGroup)
 def run():
-    """Run a whole method pipeline end to end.
+    """Run a whole method pipeline end to end: a method of the registry, or your own
+    (MODULE:CLASS, an Algorithm: docs/methods/own-method.md).
 
     \b
-    Example:
+    Examples:
       effray run coreset --selection grand --fraction 0.1 --dataset digits --model mlp
+      effray run my_method:Hardest --keep 0.5
     """
 
 
@@ -377,10 +424,14 @@ def methods_help() -> str:
     """`effray --help`'s paragraph of methods: the registry's, in its order, and their
     commands outside `effray run` (raypkg.catalog checks it against the registry)."""
     from raypkg import method_registry
+    from raypkg.plugins import entry_points
 
     own = dict.fromkeys(c for m in method_registry.METHODS for c in method_commands(m) if not c.startswith("effray run "))
-    return (f"Methods: {', '.join(m.name for m in method_registry.METHODS)}. Their commands: effray run NAME, "
-            f"{', '.join(own)}. A method's page: docs/methods/NAME.md.")
+    installed = [name for name in entry_points("method") if name not in {m.name for m in method_registry.METHODS}]
+    return (f"Methods: {', '.join(m.name for m in method_registry.METHODS)}"
+            + (f"; installed (effray.methods): {', '.join(installed)}" if installed else "")
+            + f". Their commands: effray run NAME, {', '.join(own)}. A method's page: docs/methods/NAME.md; "
+            "your own: effray run MODULE:CLASS (docs/methods/own-method.md).")
 
 
 _first, _, _rest = inspect.cleandoc(main.help).partition("\n\n")

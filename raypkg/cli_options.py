@@ -113,6 +113,52 @@ class EffrayGroup(click.Group):
         except KeyboardInterrupt:  # past every `with` clean-up below; click would say "Aborted!"
             raise Interrupted() from None
 
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        return name, command and with_plugin_flags(command, rest), rest
+
+
+def with_plugin_flags(command: click.Command, args: list[str]) -> click.Command:
+    """``command`` with the flags of the plug-in methods that ``--with`` names in ``args``
+    (``--with mypkg.prune:LossPruning --keep 0.5``), hidden as a built-in's are
+    (``stacked_fields``): a copy, the command itself unchanged. A command without --with,
+    or a --with of built-ins only, is returned as it is."""
+    import copy
+
+    if not any(p.name == "stack" for p in command.params):
+        return command
+    given = [a.split("=", 1)[1] if a.startswith("--with=") else b for a, b in zip(["", *args], [*args, ""])
+             if a.startswith("--with=") or a == "--with"]
+    named = [name.strip() for value in given for name in value.split(",") if name.strip()]
+    if not any(is_plugin_name(name) for name in named):
+        return command
+    from raypkg.method_registry import find_method
+
+    own = {opt for p in command.params for opt in p.opts}
+    added = []
+    for name in named:
+        method = find_method(name) if is_plugin_name(name) else None  # one line if it does not load
+        if method is None or method.stacks or not method.plugin:
+            continue  # refused with the stack, in its words
+        from raypkg.algorithms import method_settings
+
+        options = config_options(method_settings(method))(lambda: None).__click_params__
+        for option in options:
+            option.hidden = True
+        added += [o for o in options if not set(o.opts) & own]
+        own |= {opt for o in options for opt in o.opts}
+    widened = copy.copy(command)
+    widened.params = [*command.params, *added]
+    return widened
+
+
+def is_plugin_name(name: str) -> bool:
+    """A method name that is not a registry row: an import path, or an installed entry point's."""
+    from raypkg.method_registry import METHODS
+    from raypkg.plugins import plugin_target
+
+    return name not in {m.name for m in METHODS} and plugin_target("method", name) is not None
+
 
 def parse_numbers(text, kind: type) -> list:
     """The numbers of a list flag (``0.1,0.05`` or ``0.1 0.05``) as ``kind``; ValueError if one is

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-from raypkg.cli_options import join_list_flags, run_standalone
+from raypkg.cli_options import join_list_flags, run_standalone, with_plugin_flags
 
 
 def run_job(command_name: str, argv: list[str]) -> None:
@@ -36,4 +36,6 @@ def run_job(command_name: str, argv: list[str]) -> None:
         command = command.commands[word]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     prog = f"python {sys.argv[0]}" if sys.argv and sys.argv[0].endswith(".py") else f"effray {command_name}"
-    run_standalone(lambda: command.main(args=join_list_flags(list(argv)), prog_name=prog, standalone_mode=False))
+    args = join_list_flags(list(argv))
+    # --with MODULE:CLASS adds its flags, as under `effray` (a plug-in that does not load: one line)
+    run_standalone(lambda: with_plugin_flags(command, args).main(args=args, prog_name=prog, standalone_mode=False))

@@ -12,6 +12,12 @@ NAME``). Adding one is its module, this row, its docs page and its test
 (docs/architecture.md, "Adding a method"). A method with stages of its own (warm-up,
 selection) names the module that registers its recipe (``recipes``) and its commands, and
 stacks too unless ``stacks`` says why it cannot be given to ``--with``.
+
+A method from outside effray is the same row (``find_method``): an import path
+``MODULE:CLASS`` of its ``Algorithm``, or an entry point of the group ``effray.methods``,
+yields ``Method(NAME, path="MODULE:CLASS")`` (``plugin_method``), and everything made from a
+row (its recipe, its command, its flags, ``--with``, its frontier rows) is made from it
+alike. An import path of a built-in's algorithm yields that built-in's row.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ class Method:
     commands: tuple[str, ...] = ()  # "GROUP:module:command", GROUP main (`effray X`) or run (`effray run X`)
     bench: str | None = None  # "module:command" of `effray bench NAME`
     stacks: str | None = None  # a method that does not stack: why, said when `--with NAME` is given
+    # ``module:Class`` of a plug-in's algorithm (``plugin_method``); None: found from the name
+    path: str | None = None
+
+    @property
+    def plugin(self) -> bool:
+        """Defined outside effray (an import path or an entry point, ``plugin_method``)."""
+        return self.path is not None
 
     @property
     def made(self) -> bool:
@@ -41,11 +54,16 @@ class Method:
         """The module of a method that stacks, found from its name: ``raypkg.methods.NAME``, or
         when that is a package its ``algorithm`` module (else its ``recipe``: CREST's). Free of
         torch at import: the command line reads the settings off its algorithm."""
+        if self.path:
+            return self.path.partition(":")[0]
         return None if self.stacks else module_of(self.name)
 
     @property
     def algorithm(self) -> str | None:
-        """``module:Class`` of its ``raypkg.algorithms.Algorithm``: the one its module defines."""
+        """``module:Class`` of its ``raypkg.algorithms.Algorithm``: the one its module defines
+        (a plug-in's: the one its import path names)."""
+        if self.path:
+            return self.path
         return None if self.stacks else algorithm_in(module_of(self.name))
 
     @property
@@ -57,8 +75,14 @@ class Method:
         return f"{settings.__module__}:{settings.__qualname__}"
 
 
-# The base class of every method's algorithm, by name: raypkg.algorithms sits above this table.
+# The base classes of every method's algorithm and settings, by name: raypkg.algorithms sits above this table.
 ALGORITHM = ("raypkg.algorithms", "Algorithm")
+SETTINGS = ("raypkg.algorithms", "MethodSettings")
+
+
+def is_a(cls, base: tuple[str, str]) -> bool:
+    """Whether class ``cls`` derives from the class ``base`` names (module, name)."""
+    return isinstance(cls, type) and base in ((c.__module__, c.__qualname__) for c in cls.__mro__[1:])
 
 
 @functools.cache
@@ -75,7 +99,7 @@ def module_of(name: str) -> str:
 def algorithm_in(path: str) -> str:
     module = importlib.import_module(path)
     found = [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == module.__name__
-             and ALGORITHM in ((c.__module__, c.__qualname__) for c in obj.__mro__[1:])]
+             and is_a(obj, ALGORITHM)]
     if len(found) != 1:
         raise TypeError(f"{path} defines {len(found)} Algorithm classes; a method's module defines one")
     return f"{module.__name__}:{found[0].__qualname__}"
@@ -122,3 +146,56 @@ def import_object(path: str):
     """The object at ``module:name``."""
     module, name = path.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def find_method(name: str) -> Method | None:
+    """The row of method ``name``: the registry's, else a plug-in's (an import path
+    ``MODULE:CLASS`` or an entry point of ``effray.methods``, ``plugin_method``); None for a
+    name that is none of these."""
+    from raypkg.plugins import plugin_target
+
+    row = next((m for m in METHODS if m.name == name), None)
+    if row is not None or not isinstance(name, str) or plugin_target("method", name) is None:
+        return row
+    return plugin_method(name)
+
+
+@functools.cache
+def plugin_method(name: str) -> Method:
+    """The row of a method defined outside effray, its ``Algorithm`` named by ``name`` (an
+    import path or an entry point's name): ``Method(name, path=MODULE:CLASS)``, the same
+    object as a built-in's row (an import path of a built-in's algorithm is that row). Its
+    module is imported here, once; a one-line UsageError when it does not import, names no
+    ``Algorithm`` subclass, or its ``settings`` is no ``MethodSettings`` dataclass. A module
+    that imports torch at import is loaded, with a note that says so (the command line
+    waits for torch before it can parse a flag)."""
+    import dataclasses
+    import sys
+    import time
+
+    from raypkg.errors import UsageError
+    from raypkg.plugins import load_factory, plugin_target
+
+    light, started = "torch" not in sys.modules, time.perf_counter()
+    cls = load_factory("method", name)
+    target = plugin_target("method", name).replace(" ", "")
+    if not is_a(cls, ALGORITHM):
+        what = f"a class deriving from {', '.join(c.__name__ for c in cls.__mro__[1:-1]) or 'object'}" \
+            if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise UsageError(f"method {name!r}: {target} is not a raypkg.algorithms.Algorithm (it is {what}); a method "
+                         "is an Algorithm subclass with its MethodSettings (docs/methods/own-method.md)")
+    settings = getattr(cls, "settings", None)
+    if not (isinstance(settings, type) and is_a(settings, SETTINGS)):
+        raise UsageError(f"method {name!r}: its settings ({getattr(settings, '__name__', repr(settings))}) is not a "
+                         "raypkg.algorithms.MethodSettings subclass: give the class a `settings = MySettings`, a "
+                         "@dataclass of MethodSettings")
+    if not dataclasses.is_dataclass(settings) or "__dataclass_fields__" not in vars(settings):
+        raise UsageError(f"method {name!r}: its settings {settings.__name__} is not a dataclass: decorate it with "
+                         "@dataclass (its fields are the method's flags)")
+    if light and "torch" in sys.modules:
+        print(f"note: method {name!r}: importing {target.partition(':')[0]} imports torch "
+              f"({time.perf_counter() - started:.1f} s), which every command that names it then waits for, --help "
+              "included; import torch inside the callbacks to keep the command line light", file=sys.stderr)
+    builtin = cls.__module__.startswith("raypkg.") and next(
+        (m for m in METHODS if not m.stacks and m.algorithm == f"{cls.__module__}:{cls.__qualname__}"), None)
+    return builtin or Method(name, path=target)

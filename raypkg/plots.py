@@ -22,13 +22,14 @@ def figure(ncols: int = 1, width: float = 5.0, height: float = 3.8):
 
 def save_png(fig, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (atomically) and close it, laid out tightly unless it has a
-    layout engine of its own."""
+    layout engine of its own, cropped to what it draws (``bbox_inches="tight"``: no legend or
+    label cut off at its edge)."""
     import matplotlib.pyplot as plt
 
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
 

@@ -1,12 +1,18 @@
-"""Plug-ins: models and datasets defined outside effray, named by import path or entry point.
+"""Plug-ins: models, datasets and methods defined outside effray, named by import path or
+entry point.
 
-Wherever a model or dataset name is accepted (``--model``, ``--dataset``, config files,
-``build_model``, ``load_dataset``) it may also be
+Wherever a model, dataset or method name is accepted (``--model``, ``--dataset``, config
+files, ``build_model``, ``load_dataset``; ``effray run NAME``, ``--with``, ``raypkg.run``,
+``effray tune``, ``bench frontier --methods``) it may also be
 
-* an import path ``package.module:factory`` (any string with a ``:``), or
-* the name of an entry point in the group ``effray.models`` / ``effray.datasets`` of an
-  installed distribution (``name = package.module:factory``); these are listed by
-  ``effray models`` / ``effray datasets``. A built-in name wins over an entry point.
+* an import path ``package.module:factory`` (any string with a ``:``; a method's names its
+  ``Algorithm`` class, ``package.module:Class``), or
+* the name of an entry point in the group ``effray.models`` / ``effray.datasets`` /
+  ``effray.methods`` of an installed distribution (``name = package.module:factory``);
+  these are listed by ``effray models`` / ``effray datasets`` / ``effray methods``. A
+  built-in name wins over an entry point.
+
+What makes a method (its checks, its row) is ``raypkg.method_registry.plugin_method``.
 
 The module is imported as Python imports it: from ``sys.path``, with the current
 directory searched last (as ``python -m`` would, first). A plug-in's directory that is
@@ -66,7 +72,8 @@ from raypkg.errors import UsageError, choose
 
 MODEL_GROUP = "effray.models"
 DATASET_GROUP = "effray.datasets"
-GROUPS = {"model": MODEL_GROUP, "dataset": DATASET_GROUP}
+METHOD_GROUP = "effray.methods"
+GROUPS = {"model": MODEL_GROUP, "dataset": DATASET_GROUP, "method": METHOD_GROUP}
 
 
 def is_import_path(name: str) -> bool:
@@ -74,7 +81,7 @@ def is_import_path(name: str) -> bool:
 
 
 def entry_points(kind: str) -> dict[str, str]:
-    """The entry points of ``kind`` ("model" or "dataset") that installed packages declare:
+    """The entry points of ``kind`` ("model", "dataset" or "method") that installed packages declare:
     name -> ``module:factory`` (the first one found for a name)."""
     found: dict[str, str] = {}
     for ep in metadata.entry_points(group=GROUPS[kind]):
@@ -103,7 +110,7 @@ def factory_for(kind: str, name: str, registered: dict) -> Callable:
         try:
             choose(kind, name, [*registered, *entry_points(kind)])
         except UsageError as e:
-            raise UsageError(f"{e}; or give an import path MODULE:FACTORY") from None
+            raise UsageError(f"{e}; or give an import path MODULE:{_named(kind)}") from None
     return load_factory(kind, name)
 
 
@@ -116,7 +123,8 @@ def load_factory(kind: str, name: str) -> Callable:
     module_name, _, attr = target.partition(":")
     module_name, attr = module_name.strip(), attr.strip()
     if not module_name or not attr:
-        raise UsageError(f"{kind} {name!r}: give an import path MODULE:FACTORY, e.g. mypkg.models:make_net")
+        example = "mypkg.prune:LossPruning" if kind == "method" else "mypkg.models:make_net"
+        raise UsageError(f"{kind} {name!r}: give an import path MODULE:{_named(kind)}, e.g. {example}")
     module = _import(kind, name, module_name)
     obj: Any = module
     for part in attr.split("."):
@@ -128,6 +136,11 @@ def load_factory(kind: str, name: str) -> Callable:
                          f"name a function or class that builds the {kind}")
     _export_path(module)
     return obj
+
+
+def _named(kind: str) -> str:
+    """What an import path of ``kind`` names: a method's ``Algorithm`` class, else a factory."""
+    return "CLASS" if kind == "method" else "FACTORY"
 
 
 def _import(kind: str, name: str, module_name: str):
@@ -240,3 +253,29 @@ def _source(module) -> bytes:
     except (OSError, TypeError):  # no source (a compiled module): its file's bytes, if any
         file = getattr(module, "__file__", None)
         return Path(file).read_bytes() if file and Path(file).is_file() else b""
+
+
+def source_files(kind: str, name: str) -> list[str]:
+    """The files whose source ``source_digest`` hashes: plug-in ``name``'s module and the
+    module that defines its factory or class."""
+    factory = load_factory(kind, name)
+    named = sys.modules[plugin_target(kind, name).partition(":")[0].strip()]
+    modules = dict.fromkeys([named, inspect.getmodule(factory)])
+    return [str(Path(m.__file__).resolve()) for m in modules if m is not None and getattr(m, "__file__", None)]
+
+
+def plugin_frame(error: BaseException, files: list[str]) -> str | None:
+    """Where in ``files`` (a plug-in's) ``error`` was raised: ``file.py:LINE in FUNCTION`` of
+    the innermost frame of its traceback (its causes' too) in one of them, or None."""
+    import traceback
+
+    wanted = {str(Path(f).resolve()) for f in files}
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if str(Path(f.filename).resolve()) in wanted]
+        if frames:
+            last = frames[-1]
+            return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+        error = error.__cause__ or error.__context__
+    return None

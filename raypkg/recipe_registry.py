@@ -6,19 +6,21 @@ What a recipe and a run are (``Recipe``, ``Run``, the sinks) is ``raypkg.recipe`
 this; how configs stack (``stacked_class``, ``check_stack``) is ``raypkg.algorithms``, below
 this too. A method's module registers its recipe here (``register``) when the registry
 imports it by the import path in its ``raypkg.method_registry.METHODS`` row; a method that is one
-algorithm gets its recipe made here (``algorithm_recipe``).
+algorithm gets its recipe made here (``algorithm_recipe``), a plug-in's (``MODULE:CLASS``)
+too, when it is first named (``recipe_of``), with its frontier case (``case_of``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from typing import Callable, Sequence
 
-from raypkg.algorithms import method_config, stackable, stacked_class, train_stack
+from raypkg.algorithms import method_config, method_point, stackable, stacked_class, train_stack
 from raypkg.errors import UsageError, choose
-from raypkg.method_registry import METHODS, import_object
-from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, TuneSink
+from raypkg.method_registry import METHODS, find_method, import_object
+from raypkg.recipe import EPOCH_METRICS, BenchCase, Recipe, Run, TuneSink, dense_examples
 
 RECIPES: dict[str, Recipe] = {}
 
@@ -51,14 +53,13 @@ def find_recipe(method: str, stack: Sequence[str] = (), where: str = "--with") -
     theirs. ``method`` may name the stack itself: ``"infobatch+sparse"``."""
     from raypkg.engine.config import parse_stack, stack_of
 
-    recipes = load_recipes()
     base, named = parse_stack(method)
-    recipe = recipes[choose("method", base, recipes)]
+    recipe = recipe_of(base)
     stack = (*named, *(name for name in stack_of(stack) if name not in named))  # a config's own stack may repeat the name's
     if not stack:
         return recipe
     cls = stacked_class(recipe.config_cls, stack, where, stacks_onto)  # refuses what does not stack, as ``where`` says
-    members = [recipe, *(recipes[name] for name in stack)]
+    members = [recipe, *map(recipe_of, stack)]
     checks = [member.check for member in members if member.check]
 
     def check(cfg, data) -> str | None:
@@ -80,6 +81,59 @@ def load_recipes() -> dict[str, Recipe]:
             for case in import_object(method.algorithm).bench_cases:
                 register_case(case)
     return RECIPES
+
+
+def recipe_of(name: str) -> Recipe:
+    """The recipe of method ``name``: a registered one, or a plug-in's (an import path
+    ``MODULE:CLASS`` or an entry point of ``effray.methods``: ``plugin_recipe``); an unknown
+    name refused in one line with the list."""
+    recipes = load_recipes()
+    if name in recipes:
+        return recipes[name]
+    method = find_method(name) if isinstance(name, str) and name else None  # a plug-in's import refused in one line
+    if method is not None and method.name in recipes:  # an import path of a built-in's algorithm
+        return recipes[method.name]
+    if method is None or not method.plugin:
+        try:
+            choose("method", name, recipes)
+        except UsageError as e:
+            raise UsageError(f"{e}; or give an import path MODULE:CLASS (an Algorithm of your own)") from None
+    return plugin_recipe(method.name)
+
+
+@functools.cache
+def plugin_recipe(name: str) -> Recipe:
+    """The recipe of plug-in method ``name``, made from its algorithm as a built-in one's
+    (``algorithm_recipe``), once per process."""
+    return algorithm_recipe(find_method(name))
+
+
+@functools.cache
+def plugin_case(name: str) -> BenchCase:
+    """A plug-in method's frontier case: its algorithm's first ``bench_cases`` entry, renamed
+    to the plug-in's name, or one point at its settings' defaults (every epoch on the whole
+    training set: ``dense_examples``)."""
+    own = import_object(find_method(name).algorithm).bench_cases
+    if own:
+        return dataclasses.replace(own[0], family=name, recipe=name, methods=(name,))
+    return BenchCase(name, name, (name,), None, config=method_point, examples=dense_examples, default=False)
+
+
+def case_of(name: str) -> BenchCase:
+    """The frontier case of method ``name``: a registered case, or a plug-in method's
+    (``plugin_case``); an unknown name refused in one line with the cases."""
+    cases = load_cases()
+    if name in cases:
+        return cases[name]
+    method = find_method(name) if name else None
+    if method is not None and method.name in cases:
+        return cases[method.name]
+    if method is None or not method.plugin:
+        try:
+            choose("method", name, cases)
+        except UsageError as e:
+            raise UsageError(f"{e}; or give an import path MODULE:CLASS (an Algorithm of your own)") from None
+    return plugin_case(method.name)
 
 
 def algorithm_recipe(method) -> Recipe:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import typing
 from datetime import datetime
@@ -39,6 +40,7 @@ import yaml
 from raypkg.config import build_config, check_settings_known, load_yaml
 from raypkg.engine.config import config_fields, listed, parse_stack, stack_of
 from raypkg.errors import RunFailed, UsageError, choose
+from raypkg.plugins import plugin_target
 from raypkg.recipe import TTA_METRIC
 from raypkg.recipe_registry import TRIAL_SETTINGS, find_recipe, load_recipes
 
@@ -71,7 +73,8 @@ def read_space(path: str | Path) -> dict:
         raise UsageError(f"space file {str(path)!r} names no method (method: NAME); choose one of: "
                          f"{', '.join(sorted(recipes))}")
     method, named = parse_stack(spec["method"])  # infobatch+sparse: a stack
-    choose("tunable method", method, recipes)
+    if method not in recipes and plugin_target("method", method) is None:  # a plug-in's: refused as it loads
+        choose("tunable method", method, recipes)
     for section in ("base", "space"):
         if not isinstance(spec.get(section) or {}, dict):
             raise UsageError(f"{section}: in {str(path)!r} must be a mapping of config keys, got "
@@ -356,7 +359,8 @@ def run_tune(method: str, space_file: str | None, num_samples: int = 4, schedule
     check_shared_storage(storage, "Tune trials")
     check_storage_on_nodes(storage)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = (Path(out) / f"tune-{method}-{stamp}").resolve()
+    plain = re.sub(r"[^\w.+-]+", "_", method)  # a plug-in's a.b:C -> a.b_C
+    out_dir = (Path(out) / f"tune-{plain}-{stamp}").resolve()
     trials_at = join(storage, out_dir.name) if storage else str(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -5,13 +5,14 @@ A row per method, a column per setup, and in each cell each point's verdict
 against the budget curve at its own execution, with ``x_vs_curve``: how many times faster
 than the curve it reached its accuracy, capped at a target below the curve's plateau (the
 geometric mean over its ``n`` seeds), and its 95% interval, from which the word is read
-(``raypkg.bench.curve.judge``); beside it, a forest plot of the same numbers. Nothing is
-trained.
+(``raypkg.bench.curve.judge``); beside it, a forest plot that draws each cell as the table
+shows it (``shown``, ``plot_forest``). Nothing is trained.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -27,15 +28,17 @@ PACKED = " †"  # a cell whose seconds were measured beside other points (the f
 def read_setups(pairs: tuple[str, ...]) -> dict:
     """``SETUP=PATH`` arguments -> {setup: its summary frame}, each setup once (none named
     ``method``, the table's own first column) and each file a stored frontier summary (a
-    verdict column, and a name in every row's method and setting), read before anything is
-    written."""
+    verdict column, a name in every row's method and setting, and a point with a seed), read
+    before anything is written; each frame's provenance in its ``attrs["source"]``. A setup
+    name may hold ``=`` (``split_setup``)."""
     from raypkg.tracking.markdown import read_table
+    from raypkg.tracking.provenance import read_provenance
 
     if not pairs:
         raise UsageError("give at least one SETUP=SUMMARY.parquet (a frontier's STEM-summary.parquet)")
     setups: dict[str, Path] = {}
     for pair in pairs:
-        setup, sep, path = pair.partition("=")
+        setup, sep, path = split_setup(pair)
         if not sep or not setup or not path:
             raise UsageError(f"setups take SETUP=SUMMARY.parquet (e.g. fashion-mnist:mlp=STEM-summary.parquet), "
                              f"got {pair!r}")
@@ -61,8 +64,24 @@ def read_setups(pairs: tuple[str, ...]) -> dict:
                 shown = "null" if name is None or name != name else repr(name)  # None, or NaN as pandas reads it
                 raise UsageError(f"{path} is not a frontier summary as `effray bench frontier --save` writes it: "
                                  f"its {column} is {shown} in row {row}, not a name")
+        if not frame["n"].gt(0).any():
+            raise UsageError(f"{path} holds no judged point ({len(frame)} rows, none with a seed): nothing to show for "
+                             f"{setup}; render its frontier once points are stored (`effray bench frontier ... "
+                             "--render`), or leave it out")
+        frame.attrs["source"] = read_provenance(path)
         summaries[setup] = frame
     return summaries
+
+
+def split_setup(pair: str) -> tuple[str, str, str]:
+    """``SETUP=PATH`` split as ``str.partition`` does, at the ``=`` after which an existing
+    file is named (a setup name may hold ``=``, as may a path): the first such; none existing,
+    at the first (the path read then says it is missing)."""
+    cuts = [i for i, c in enumerate(pair) if c == "="]
+    found = [i for i in cuts if Path(pair[i + 1:]).is_file()]
+    if not found:
+        return pair.partition("=")
+    return pair[:found[0]], "=", pair[found[0] + 1:]
 
 
 def verdict_table(summaries: dict):
@@ -74,7 +93,8 @@ def verdict_table(summaries: dict):
 
     cells: dict[str, dict[str, list[str]]] = {}
     for setup, frame in summaries.items():
-        for row in frame[frame["n"] > 0].to_dict("records"):
+        missing = frame["missing"].fillna(0) if "missing" in frame else 0
+        for row in frame[frame["n"].gt(0) | (missing > 0)].to_dict("records"):  # a point of no seed, partial
             text = cell(row)
             text = text if row["setting"] == "-" else f"{row['setting']} {text}"
             cells.setdefault(row["method"], {}).setdefault(setup, []).append(text)
@@ -82,31 +102,69 @@ def verdict_table(summaries: dict):
                          for method, by in cells.items()])
 
 
-def cell(row: dict) -> str:
-    """A point's verdict as a cell shows it, every number from its one interval: ``VERDICT Rx
-    [L, H] n=N`` (R the geometric mean x_vs_curve, [L, H] its 95% interval, or ``at`` its
-    level where seeds were added until decided); ``VERDICT?``
-    where a faster or slower cell does not survive Holm's correction over the cells its
-    frontier tested; for ``below curve``, where R is an upper bound, only ``<=H``; an interval
-    over ``WIDEST`` wide only by the bound its word rests on (``faster >=L``, ``slower <=H``),
-    or not at all; ``partial: K missing`` where K of the seeds the frontier planned have no
-    stored run (a ``--render`` mid-run, a failed point); a trailing ``PACKED`` where a seed's
-    seconds were measured beside other points."""
+@dataclass(frozen=True)
+class Shown:
+    """What a point's cell shows (``shown``), which ``cell`` writes and ``plot_forest`` draws:
+    its ``word``, ``close`` (``?``: a faster or slower cell Holm's correction does not keep),
+    ``kind``, the numbers that kind shows (NaN where it shows none) and the cell's ``tail``
+    (``n=N``, ``partial: K missing``, ``PACKED``).
+
+    ``kind``: ``interval`` (``ratio`` [``low``, ``high``] at ``level``); ``at least``
+    (``>=low``: a faster cell whose interval is over ``WIDEST`` wide); ``at most`` (``<=high``:
+    below curve, where the ratio is an upper bound, or a slower cell whose interval is over
+    ``WIDEST`` wide); ``ratio`` (one seed: no interval); ``wide`` (an interval over ``WIDEST``
+    wide that no bound of its word rests on: no number); ``word`` (no number known)."""
+
+    word: str
+    close: bool
+    kind: str
+    ratio: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    level: float = CONFIDENCE
+    tail: str = ""
+
+
+def shown(row: dict) -> Shown:
+    """What the cell of a frontier summary's ``row`` shows (``Shown``)."""
     word, n = row["verdict"], row["n"]
-    ratio, low, high = (row.get(k, math.nan) for k in ("x_vs_curve", "x_low", "x_high"))
-    text = f"{word}{'?' if row.get('holm') == 'close' else ''}"
-    if not math.isnan(low) and high / low > WIDEST or word == "below curve":
-        text += {"faster": f" >={bound(low)}x", "slower": f" <={bound(high)}x",
-                 "below curve": f" <={bound(high)}x"}.get(word, "")
-    elif not math.isnan(low):
-        level = row.get("level", CONFIDENCE)
-        text += f" {times(ratio)}x [{bound(low)}, {bound(high)}]" + ("" if math.isclose(level, CONFIDENCE)
-                                                                     else f" at {100 * level:.3g}%")
-    elif not math.isnan(ratio):
-        text += f" {times(ratio)}x"
+    ratio, low, high = (float(row.get(k, math.nan)) for k in ("x_vs_curve", "x_low", "x_high"))
+    level = float(row.get("level", CONFIDENCE))
+    level = CONFIDENCE if math.isnan(level) else level
     missing = row.get("missing", 0)
     partial = f" partial: {missing:.0f} missing" if missing == missing and missing > 0 else ""
-    return f"{text} n={n}{partial}{PACKED if row.get('timed') == 'packed' else ''}"
+    said = {"word": word, "close": row.get("holm") == "close", "level": level,
+            "tail": f"n={n}{partial}{PACKED if row.get('timed') == 'packed' else ''}"}
+    wide = not math.isnan(low) and not high <= WIDEST * low
+    if word == "below curve" and not math.isnan(high) or wide and word == "slower":
+        return Shown(kind="at most", high=high, **said)
+    if wide and word == "faster":
+        return Shown(kind="at least", low=low, **said)
+    if wide:
+        return Shown(kind="wide", **said)
+    if not math.isnan(low) and word != "below curve":
+        return Shown(kind="interval", ratio=ratio, low=low, high=high, **said)
+    if not math.isnan(ratio) and word != "below curve":
+        return Shown(kind="ratio", ratio=ratio, **said)
+    return Shown(kind="word", **said)
+
+
+def cell(row: dict) -> str:
+    """A point's verdict as a cell shows it (``shown``), every number from its one interval:
+    ``VERDICT Rx [L, H] n=N`` (R the geometric mean x_vs_curve, [L, H] its 95% interval, or
+    ``at`` its level where seeds were added until decided); ``VERDICT?`` where a faster or
+    slower cell does not survive Holm's correction over the cells its frontier tested; for
+    ``below curve``, where R is an upper bound, only ``<=H``; an interval over ``WIDEST`` wide
+    only by the bound its word rests on (``faster >=L``, ``slower <=H``), or not at all;
+    ``partial: K missing`` where K of the seeds the frontier planned have no stored run (a
+    ``--render`` mid-run, a failed point); a trailing ``PACKED`` where a seed's seconds were
+    measured beside other points."""
+    s = shown(row)
+    level = "" if math.isclose(s.level, CONFIDENCE) else f" at {100 * s.level:.3g}%"
+    numbers = {"interval": f" {times(s.ratio)}x [{bound(s.low)}, {bound(s.high)}]{level}",
+               "at least": f" >={bound(s.low)}x", "at most": f" <={bound(s.high)}x",
+               "ratio": f" {times(s.ratio)}x"}.get(s.kind, "")
+    return f"{s.word}{'?' if s.close else ''}{numbers} {s.tail}"
 
 
 def times(ratio: float) -> str:
@@ -123,39 +181,99 @@ def bound(end: float) -> str:
 COLOURS = {"faster": "tab:green", "slower": "tab:red", "equivalent": "tab:blue", "below curve": "tab:orange",
            "inconclusive": "tab:grey"}
 ROW_INCHES = 0.16  # the height of a row of the forest plot
+PANEL_INCHES = 2.6  # the width of a panel
+ARROW = 3.0  # a bound's arrow runs this factor from it (half a decade)
+HOLLOW = "white"  # the face of a mark whose word Holm's correction does not keep (``?``)
 
 
-def plot_forest(summaries: dict, axes) -> None:
-    """The verdicts as a forest plot: a panel per setup, a row per method and setting (the
-    same rows in every panel), each point's geometric mean x_vs_curve with its 95% interval
-    (log scale; an interval running off the panel ends in an arrow, one over ``WIDEST`` wide
-    is left out as the table leaves it out, its point hollow), coloured by its verdict, with
-    n; the curve's speed at 1 and the equivalence margin shaded."""
-    labels = {}
-    for frame in summaries.values():
-        for row in frame[frame["n"] > 0].to_dict("records"):
-            labels.setdefault(point_label(row), None)
-    y = {label: i for i, label in enumerate(labels)}
-    fig = axes[0].figure
-    fig.set_layout_engine("constrained")
-    fig.set_size_inches(2.6 * len(axes) + 1.8, ROW_INCHES * len(y) + 1.6)
-    lo, hi = 1e-2, 1e2
-    for ax, (setup, frame) in zip(axes, summaries.items()):
+@dataclass
+class Drawn:
+    """What ``plot_forest`` drew for a point's cell: its ``setup`` (panel), ``method`` and
+    ``setting``, its row ``y``, the ``mark`` (``Shown.kind``: ``interval``, a dot at the ratio
+    on a line from low to high; ``at least`` / ``at most``, an arrow from the bound up / down;
+    ``ratio``, a dot; ``wide``, the text "wide"; ``word``, nothing), ``x`` the numbers it stands
+    for (interval: ratio, low, high; at least: low; at most: high; ratio: ratio), ``hollow``
+    (``?``), its ``colour`` (its word's), the ``note`` beside it (the cell's tail: n, partial,
+    †) and the matplotlib ``artists`` that draw it (the mark's first)."""
+
+    setup: str
+    method: str
+    setting: str
+    y: int
+    mark: str
+    x: tuple
+    hollow: bool
+    colour: str
+    note: str
+    artists: list = field(default_factory=list)
+
+
+def plot_forest(summaries: dict, axes) -> list[Drawn]:
+    """The verdicts as a forest plot, each cell as its table cell shows it (``shown``): a panel
+    per setup, a row per method and setting (the same rows in every panel), log scale,
+    coloured by the verdict. A printed interval: its geometric mean x_vs_curve as a dot on the
+    interval's line; a bound (``<=H``, ``>=L``): an arrow from the bound down or up; one seed: a
+    dot; withheld numbers (an interval over ``WIDEST`` wide): the word "wide", no point; ``?``:
+    the mark hollow; beside each, the cell's ``n=N`` with its partial and † marks. Each panel
+    names the level of its intervals; the curve's speed at 1 and the equivalence margin are
+    shaded; the legend lies below the panels, the figure sized by their number. What was
+    drawn, a ``Drawn`` per cell."""
+    import textwrap
+
+    rows = {setup: [(row, shown(row)) for row in frame[frame["n"] > 0].to_dict("records")]
+            for setup, frame in summaries.items()}
+    y = {label: i for i, label in enumerate(dict.fromkeys(point_label(row) for cells in rows.values()
+                                                          for row, _ in cells))}
+    numbers = [v for cells in rows.values() for _, s in cells for v in (s.ratio, s.low, s.high) if v == v and v > 0]
+    lo = max(1e-4, min([1e-2, *(10 ** math.floor(math.log10(v / ARROW)) for v in numbers)]))
+    hi = min(1e4, max([1e2, *(10 ** math.ceil(math.log10(v * ARROW)) for v in numbers)]))
+
+    def clip(value: float) -> float:
+        return min(max(value, lo), hi)
+
+    drawn = []
+    for ax, (setup, cells) in zip(axes, rows.items()):
         ax.axvspan(1 / EQUIVALENCE, EQUIVALENCE, color="tab:blue", alpha=0.12, linewidth=0)
         ax.axvline(1.0, color="black", linewidth=0.8)
-        for row in frame[frame["n"] > 0].to_dict("records"):
-            at, colour = y[point_label(row)], COLOURS.get(row["verdict"], "black")
-            ratio, low, high = (row.get(k, math.nan) for k in ("x_vs_curve", "x_low", "x_high"))
-            drawn = not math.isnan(low) and high / low <= WIDEST
-            if drawn:
-                ax.plot([max(low, lo), min(high, hi)], [at, at], color=colour, linewidth=1.2)
-                for end, mark in ((low, "<"), (high, ">")):
-                    if not lo <= end <= hi:
-                        ax.plot([lo if mark == "<" else hi], [at], marker=mark, color=colour, markersize=4)
-            ax.plot([min(max(ratio, lo), hi)], [at], marker="o", markersize=4, color=colour,
-                    markerfacecolor=colour if drawn else "white")
-            ax.annotate(f"n={row['n']}", (1, at), xycoords=("axes fraction", "data"), xytext=(-2, 0),
-                        textcoords="offset points", fontsize=5, ha="right", va="center", color="dimgrey")
+        for row, s in cells:
+            at, colour = y[point_label(row)], COLOURS.get(s.word, "black")
+            face = HOLLOW if s.close else colour
+            artists = []
+            if s.kind == "interval":
+                artists += ax.plot([s.ratio], [at], marker="o", markersize=4, color=colour, markerfacecolor=face,
+                                   linestyle="none", zorder=3)
+                artists += ax.plot([clip(s.low), clip(s.high)], [at, at], color=colour, linewidth=1.2)
+                for end, mark in ((s.low, "<"), (s.high, ">")):
+                    if not lo <= end <= hi:  # past the panel: an arrow at its edge
+                        artists += ax.plot([clip(end)], [at], marker=mark, color=colour, markersize=4)
+                x = (s.ratio, s.low, s.high)
+            elif s.kind in ("at least", "at most"):
+                end = s.low if s.kind == "at least" else s.high
+                tip = end * ARROW if s.kind == "at least" else end / ARROW
+                artists += ax.plot([clip(end), clip(tip)], [at, at], color=colour, linewidth=1.2, marker="|",
+                                   markevery=[0], markersize=6)
+                artists += ax.plot([clip(tip)], [at], marker=">" if s.kind == "at least" else "<", markersize=5,
+                                   color=colour, markerfacecolor=face, linestyle="none", zorder=3)
+                x = (end,)
+            elif s.kind == "ratio":
+                artists += ax.plot([s.ratio], [at], marker="o", markersize=4, color=colour, markerfacecolor=face,
+                                   linestyle="none", zorder=3)
+                x = (s.ratio,)
+            elif s.kind == "wide":
+                artists.append(ax.text(1.0, at, f"wide{'?' if s.close else ''}", fontsize=5, style="italic",
+                                       color=colour, ha="center", va="center", zorder=3,
+                                       bbox={"boxstyle": "square,pad=0.05", "facecolor": "white",
+                                             "edgecolor": "none"}))
+                x = ()
+            else:
+                x = ()
+            artists.append(ax.annotate(s.tail, (1, at), xycoords=("axes fraction", "data"), xytext=(-2, 0),
+                                       textcoords="offset points", fontsize=5, ha="right", va="center",
+                                       color="dimgrey"))
+            drawn.append(Drawn(setup, row["method"], row["setting"], at, s.kind, x, s.close, colour, s.tail,
+                               artists))
+        levels = sorted({s.level for _, s in cells if s.kind != "word"} or {CONFIDENCE})
+        ax.set_xlabel(f"x_vs_curve, {' / '.join(f'{100 * level:.3g}%' for level in levels)} interval", fontsize=6)
         ax.set_xscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(len(y) - 0.5, -0.5)
@@ -164,12 +282,30 @@ def plot_forest(summaries: dict, axes) -> None:
         ax.tick_params(axis="x", labelsize=6)
         ax.set_title(setup, fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    fig.supxlabel("x_vs_curve: times the budget curve's speed to the same accuracy, capped at its target "
-                  "(geometric mean, 95% interval)", fontsize=7)
-    handles = [axes[0].plot([], [], marker="o", color=c, label=w)[0] for w, c in COLOURS.items()]
-    handles.append(axes[0].fill_between([], [], color="tab:blue", alpha=0.12, label=f"equivalent margin "
-                                        f"[{1 / EQUIVALENCE:.2f}, {EQUIVALENCE:.2f}]"))
-    fig.legend(handles=handles, fontsize=6, loc="outside upper center", ncol=len(handles), frameon=False)
+
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], marker="o", markersize=4, color=c, label=w) for w, c in COLOURS.items()]
+    handles += [Line2D([], [], marker="o", markersize=4, color="black", markerfacecolor=HOLLOW, linestyle="none",
+                       label="hollow (?): not kept by Holm's correction"),
+                Line2D([], [], marker="<", markersize=5, color="black", label="arrow from a bound: <=H to less, >=L to more"),
+                Line2D([], [], linestyle="none", label=f"wide: interval over {WIDEST:g}x wide, withheld"),
+                Line2D([], [], linestyle="none", label="n: seeds; †: timed beside other points"),
+                Patch(color="tab:blue", alpha=0.12, label=f"equivalent margin [{1 / EQUIVALENCE:.2f}, "
+                                                          f"{EQUIVALENCE:.2f}]")]
+    width = PANEL_INCHES * len(axes) + 1.8
+    ncol = max(1, min(len(handles), int(width / 2.2)))
+    title = ("x_vs_curve: times the budget curve's speed to the same accuracy, capped at its target (geometric "
+             "mean, with its interval at each panel's level)")
+    title = "\n".join(textwrap.wrap(title, max(40, int(width * 15))))
+    fig = axes[0].figure
+    fig.set_layout_engine("constrained")
+    fig.set_size_inches(width, ROW_INCHES * len(y) + 1.4 + 0.15 * (title.count("\n") + 1)
+                        + 0.16 * math.ceil(len(handles) / ncol))
+    fig.suptitle(title, fontsize=7)
+    fig.legend(handles=handles, fontsize=6, loc="outside lower center", ncol=ncol, frameon=False)
+    return drawn
 
 
 def point_label(row: dict) -> str:
@@ -180,6 +316,35 @@ def point_label(row: dict) -> str:
 LEGEND = (f"faster / slower: the 95% interval above / below 1; equivalent: inside [{1 / EQUIVALENCE:.2f}, "
           f"{EQUIVALENCE:.2f}]; below curve: below its smallest budget, the ratio an upper bound; inconclusive: "
           f"none of these; ?: not after Holm's correction; n: seeds; intervals over {WIDEST:g}x wide not printed")
+
+
+def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
+    """Every mark of the summaries read, kept in the table's provenance: each setup's own
+    (``setups``: its file's provenance, the levels its cells were judged at and the point runs
+    it misses), a draft's (``draft``, which the rendered table says) and the code that ran
+    the points (``point_commits``, each setup's); the lines that say the draft and the
+    commits."""
+    marks, drafts, commits, said = {}, [], [], []
+    for setup, frame in summaries.items():
+        source = dict(frame.attrs.get("source") or {})
+        levels = sorted({float(v) for v in frame.loc[frame["n"].gt(0), "level"].dropna()}) if "level" in frame else []
+        missing = int(frame["missing"].fillna(0).sum()) if "missing" in frame else 0
+        marks[setup] = {**source, "levels": levels, "missing": missing}
+        if source.get("draft"):
+            drafts.append(f"{setup} ({source['draft']})")
+        ran = source.get("point_commits") or source.get("commit")
+        if ran:
+            commits.append(f"{setup}: {ran}")
+        if source.get("point_commits"):
+            said.append(f"# {setup}: its points were run by {source['point_commits']}")
+    runner.source["setups"] = marks
+    if commits:
+        runner.source["point_commits"] = "; ".join(commits)
+    if drafts:
+        runner.source["draft"] = "; ".join(filter(None, [runner.source.get("draft"), "summaries of a draft: "
+                                                         + ", ".join(drafts)]))
+        said.append(f"draft: {', '.join(drafts)} written by a draft (EFFRAY_DRAFT=1); so is this table")
+    return said
 
 
 @click.command("verdicts")
@@ -206,6 +371,8 @@ def verdicts_bench(setups, save, wandb):
         if "missing" in frame and frame["missing"].fillna(0).gt(0).any():
             click.echo(f"partial: {setup} misses {int(frame['missing'].fillna(0).sum())} point runs (its cells say "
                        "which): a table of a frontier still running, or with failed points")
+    for line in keep_marks(runner, summaries):
+        click.echo(line)
     if table.drop(columns="method").apply(lambda cells: cells.str.contains(PACKED.strip())).any().any():
         click.echo(f"{PACKED.strip()}: timed beside other points, not alone (`bench frontier --time-alone`)")
     runner.finish(table, list(table.columns), plot=lambda _, axes: plot_forest(summaries, axes),

@@ -53,18 +53,19 @@ SELECTION_EXCLUDE = RUN_ONLY_FIELDS | {"epochs", "workers", "weighting", "weight
 
 def config_key(cfg, exclude: set[str], **extra) -> str:
     """Hash of every config field not in ``exclude``, plus ``extra``, plus the source hash of
-    a plug-in model or dataset (editing the plug-in's module makes a new key). A stack
-    (``--with``) and its members' settings are left out: they act on the subset's training,
-    which neither a warm-up nor a selection sees (a round's model is in its key)."""
+    a plug-in model, dataset or method (editing the plug-in's module makes a new key). A
+    stack (``--with``) and its members' settings are left out: they act on the subset's
+    training, which neither a warm-up nor a selection sees (a round's model is in its key);
+    a plug-in method in it is keyed by its source all the same (an edit recomputes)."""
     own = {f.name for f in dataclasses.fields(getattr(type(cfg), "BASE", type(cfg)))} - {"stack"}
     values = {k: v for k, v in dataclasses.asdict(cfg).items() if k in own and k not in exclude}
     sources = plugin_sources(cfg)
     return digest({**values, **extra, **({"plugin_sources": sources} if sources else {})})
 
 
-def plugin_sources(cfg) -> dict[str, str]:
-    """``{"model": hash, "dataset": hash}`` of the plug-ins ``cfg`` names (registered ones
-    have none, so their keys are unchanged)."""
+def plugin_sources(cfg) -> dict:
+    """``{"model": hash, "dataset": hash, "methods": {name: hash}}`` of the plug-ins ``cfg``
+    names (registered ones have none, so their keys are unchanged)."""
     from raypkg.data.registry import dataset_entry
     from raypkg.models.registry import model_entry
     from raypkg.plugins import source_digest
@@ -74,7 +75,19 @@ def plugin_sources(cfg) -> dict[str, str]:
         sources["model"] = source_digest("model", cfg.model)
     if dataset_entry(cfg.dataset).plugin:
         sources["dataset"] = source_digest("dataset", cfg.dataset)
+    methods = plugin_methods(cfg)
+    if methods:
+        sources["methods"] = {name: source_digest("method", name) for name in methods}
     return sources
+
+
+def plugin_methods(cfg) -> list[str]:
+    """The plug-in methods (``MODULE:CLASS``, ``raypkg.method_registry.find_method``) that
+    ``cfg`` runs: its own and those of its stack (none for effray's methods)."""
+    from raypkg.method_registry import find_method
+
+    names = [vars(getattr(type(cfg), "BASE", type(cfg))).get("METHOD"), *getattr(cfg, "stack", ())]
+    return [name for name in names if name and (m := find_method(name)) is not None and m.plugin]
 
 
 @dataclass

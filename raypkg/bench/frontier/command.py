@@ -10,7 +10,6 @@ import math
 import click
 import pandas as pd
 
-from raypkg.bench.curve import DECIDED
 from raypkg.bench.deltagrad_panel import DELTAGRAD_RATIOS, deltagrad_configs, deltagrad_panel, deltagrad_table
 from raypkg.bench.frontier.judge import TTA_BELOW_FULL, add_svp_agreement, add_tta, fair_clock, judge_rows
 from raypkg.bench.frontier.points import (
@@ -28,7 +27,8 @@ from raypkg.bench.frontier.points import (
 )
 from raypkg.bench.frontier.report import log_points, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
-from raypkg.bench.frontier.store import FrontierStore
+from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe
+from raypkg.bench.frontier.until_decided import added_points, seeds_plan, undecided
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, same_training
 from raypkg.cli_options import (
     FLOATS,
@@ -41,7 +41,7 @@ from raypkg.cli_options import (
 )
 from raypkg.distributed.cluster import check_address_used, check_reachable, connect_ray, requested_address
 from raypkg.engine.config import SEED_LIMIT
-from raypkg.errors import Interrupted, UsageError
+from raypkg.errors import Interrupted, RunFailed, UsageError
 from raypkg.tracking.provenance import code_identity
 
 
@@ -57,7 +57,7 @@ def count_options(func):
                    "test, MLP, 10 epochs, 3 seeds; minutes), digits-aug:mlp-noisy (the same with --label-noise 0.3), "
                    "digits-aug:resnet20 (5k / 1k, ResNet-20, batch 128, 1 seed; 30-60 minutes on 2 cores), "
                    "fashion-mnist:mlp, fashion-mnist:lenet5 and fashion-mnist:resnet20 (the full 60k / 10k real "
-                   "images, every method and the curve on the linear schedule, 5 seeds for the MLP, 3 for the conv nets; "
+                   "images, every method and the curve on the linear schedule, seeds until decided: 3 seeds, then up to 8; "
                    "`effray datasets` says where "
                    "the data comes from; ResNet-20 wants a GPU), and fashion-mnist:resnet20-2k, ResNet-20's stated "
                    "subset for a CPU (a class-stratified 2k / 2k of those images, drawn by seed; 43-46 minutes "
@@ -73,7 +73,8 @@ def count_options(func):
                    "every method of a seed). Default: the preset's (0, or 0.3 for digits-aug:mlp-noisy).")
 @list_option("--methods", default=",".join(m for m, case in METHODS.items() if case.family != "full" and case.default),
               show_default=True, help="Comma-separated methods, or stacks of them joined by + (e.g. "
-                                      "infobatch+rigl-itop,rs2+rigl-itop). Full training always runs, at fp32 and "
+                                      "infobatch+rigl-itop,rs2+rigl-itop), or your own method's MODULE:CLASS "
+                                      "(docs/methods/own-method.md). Full training always runs, at fp32 and "
                                       "contiguous weights (full-fp32: the reference of every ratio and of the TTA "
                                       "target) and at the precision and memory format that auto picks on this "
                                       "machine (full).")
@@ -100,9 +101,11 @@ def count_options(func):
 @count_options
 @click.option("--max-seeds", type=int,
               help="Seeds until decided: after --seeds seeds, add one seed at a time, running only the curve and the "
-                   "points whose verdict is still inconclusive, until none is or K seeds have run; every interval "
-                   "is then at 1 - 5%% / looks (Bonferroni over the looks), so stopping early keeps its 5%% error. "
-                   "E.g. --seeds 3 --max-seeds 8. Default: --seeds, fixed.")
+                   "points the table has not decided (inconclusive, or faster or slower that Holm's correction "
+                   "marks ?), until none is left or K seeds have run; every interval is then at 1 - 5%% / looks "
+                   "(Bonferroni over the looks), so stopping early keeps its 5%% error. E.g. --seeds 3 --max-seeds 8. "
+                   "A store remembers it (the same command and --render judge at its level). --max-seeds equal to "
+                   "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: 8), else --seeds, fixed.")
 @click.option("--first-seed", type=int, default=0, show_default=True,
               help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1.")
 @click.option("--slots", type=int,
@@ -179,8 +182,9 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     check_bench_numbers(workers=workers, threads=threads, slots=slots, points_per_gpu=points_per_gpu)
     if render and time_alone:
         raise UsageError("--render trains nothing: leave out --time-alone (or --render)")
+    if render and rerun_stale:
+        raise UsageError("--render trains nothing and sets nothing aside: leave out --rerun-stale (or --render)")
     check_seed_count(settings["seeds"], check_first_seed(first_seed))
-    looks = check_max_seeds(max_seeds, settings["seeds"], first_seed, render, slots, time_alone)
     points = build_points(settings, names, seed=0)  # every config checked before any data is loaded
     if settings["selection_models"] and not any(",svp=" in p.labels["setting"] for p in points):
         raise UsageError(f"--selection-models {','.join(settings['selection_models'])}: no method of --methods scores "
@@ -196,10 +200,12 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     store.check(stored_settings)
     if render and not store.settings():
         raise UsageError(f"--render: no frontier is stored in {store.location}: run it first (without --render)")
+    settings["seeds"], max_seeds, looks = seeds_plan(PRESETS[setup], settings["seeds"], flags["seeds"], max_seeds, store,
+                                                     render, slots, time_alone, first_seed)
     if render and store.driver():  # its driver will write STEM's tables: these go beside them
         runner.stem = runner.stem.with_name(runner.stem.name + "-partial")
-        click.echo(f"# a driver runs on {store.location} ({store.driver()}): --render writes {runner.stem}.* "
-                   "beside the tables it will write", err=True)
+        click.echo(f"# a driver runs on {store.location} ({describe(store.driver())}): --render writes "
+                   f"{runner.stem}.* beside the tables it will write", err=True)
     use_ray = not render and workers == 0 and (slots != 1 or requested_address() is not None)
     if use_ray and requested_address():
         check_reachable(requested_address())  # before anything is loaded or written; Ray only for work to do
@@ -214,23 +220,30 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     if panels:
         check_deletions(len(data.train))
     code = code_identity()
-    stale = store.stale(code["code"], set(per_point))
+    stale = store.stale(code["code"], {point: p.labels.get("plugin") for point, p in per_point.items()})
     if stale and not render and not rerun_stale:
+        plugins = sorted({p.labels["plugin"] for p in per_point.values() if p.labels.get("plugin")})
         raise UsageError(f"{store.location} holds {len(stale)} point runs of other code "
                          f"({', '.join(sorted(set(stale.values())))}) than this checkout's ({code['commit']}"
-                         f"{', a draft' if code['draft'] else ''}): add --rerun-stale to run them again with this "
-                         "code, or give a new --save or --storage")
+                         f"{', a draft' if code['draft'] else ''}{''.join(f', plug-in {p}' for p in plugins)}): add "
+                         "--rerun-stale to run them again with this code, or give a new --save or --storage")
     if not render:  # every check passed: this process is the store's one driver, the store this frontier's
         store.drive()
         click.get_current_context().call_on_close(store.release)
     for line in store.heal(fix=not render):
         click.echo(line, err=True)
-    store.claim(stored_settings)
+    store.claim(stored_settings, {"seeds": settings["seeds"], "max_seeds": max_seeds} if looks > 1 and not render
+                else None)
+    if render and looks > 1:  # the seeds its looks added: the points of them it holds
+        per_point.update(added_points(settings, names, seeds[-1] + 1, first_seed + max_seeds, len(data.train),
+                                      store.ids()))
+    if looks > 1:
+        runner.source["looks"] = str(looks)  # what a --merge of its rows judges at (``rows_looks``)
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
                                                        "target_acc")},
         target_acc=settings["target_acc"] or f"full training's less {TTA_BELOW_FULL * 100:g} points",
-        **({"max_seeds": max_seeds} if max_seeds else {}))
+        **({"max_seeds": max_seeds} if looks > 1 else {}))
     if stale and not render:
         for kind, point in stale:
             store.set_aside(kind, point, "stale")
@@ -238,26 +251,23 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     chance = 1.0 / data.num_classes
     run = dict(settings={**settings, "code": code}, names=names, store=store, threads=runner.threads, slots=slots,
                use_ray=use_ray, points_per_gpu=points_per_gpu, time_alone=time_alone, trains=trains)
-    with points_kept_on_interrupt(store):
+    with points_kept_on_interrupt(store, resumed_by(save, storage, store)):  # to the last look
         if not render:
             run_points(wanted, per_point, **run)
-    while not render and len(seeds) < (max_seeds or 0):  # seeds until decided: a look after each seed
-        table = judge_stored(store, per_point, settings, time_alone, chance, looks)[3]
-        undecided = set(zip(*table.loc[(table["n"] > 0) & ~table["verdict"].isin(DECIDED), ["method", "setting"]]
-                            .to_numpy().T)) if len(table) else set()
-        if not undecided:
-            break
-        seed = first_seed + len(seeds)
-        seed_points, data = load_points(settings, names, seed)
-        seed_points = [p for p in seed_points if p.labels["budget"] == p.labels["budget"]  # the curve, and
-                       or (p.labels["method"], p.labels["setting"]) in undecided]  # the points not decided
-        click.echo(f"# seeds until decided: {len(undecided)} cells inconclusive after {len(seeds)} seeds; seed {seed} "
-                   f"runs them and the curve ({len(seed_points)} points)")
-        trains.update({point_id(p): same_training(p, data) for p in seed_points})
-        per_point.update({point_id(p): p for p in seed_points})
-        seeds.append(seed)
-        wanted.append(seed_points)
-        with points_kept_on_interrupt(store):
+        while not render and len(seeds) < max_seeds:  # seeds until decided: a look after each seed
+            left = undecided(judge_stored(store, per_point, settings, time_alone, chance, looks)[3])
+            if not left:
+                break
+            seed = first_seed + len(seeds)
+            seed_points, data = load_points(settings, names, seed)
+            seed_points = [p for p in seed_points if p.labels["budget"] == p.labels["budget"]  # the curve, and
+                           or (p.labels["method"], p.labels["setting"]) in left]  # the points not decided
+            click.echo(f"# seeds until decided: {len(left)} cells not decided at the table's standard (inconclusive, or "
+                       f"marked ?) after {len(seeds)} seeds; seed {seed} runs them and the curve ({len(seed_points)} points)")
+            trains.update({point_id(p): same_training(p, data) for p in seed_points})
+            per_point.update({point_id(p): p for p in seed_points})
+            seeds.append(seed)
+            wanted.append(seed_points)
             run_points([seed_points], per_point, **run)
     records, alone, frame, table = judge_stored(store, per_point, settings, time_alone, chance, looks)
     table = add_missing(table, per_point, records)
@@ -316,14 +326,30 @@ def point_key(labels: dict) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def points_kept_on_interrupt(store):
-    """Ctrl-C while points run: one line saying that the stored points are kept and that the
-    same command goes on from them (not ``effray train``'s "no run directory is kept")."""
+def points_kept_on_interrupt(store, again: str = "the same command"):
+    """Ctrl-C while points run or seeds are added (a look included), or a store that cannot
+    be written mid-run (``store.Unwritable``: a full disk): one line saying that the stored
+    points are kept and what goes on from them, ``again`` (``resumed_by``; not ``effray
+    train``'s "no run directory is kept")."""
     try:
         yield
     except KeyboardInterrupt:
         raise Interrupted(f"stopped by Ctrl-C; the {len(store.ids())} points stored in {store.location} are kept, "
-                          "and the same command goes on from them") from None
+                          f"and {again} goes on from them") from None
+    except Unwritable as e:
+        raise RunFailed(f"{e}; the {len(store.ids())} points stored in {store.location} are kept, and {again} goes "
+                        "on from them") from None
+
+
+def resumed_by(save: str | None, storage: str | None, store) -> str:
+    """What command goes on from ``store``'s points: the same one where it finds the same
+    store (``--storage``, or ``--save STEM``: STEM-points), else, --save naming a directory or
+    nothing (a new timestamped stem, so a new store, each time), the same one with --storage."""
+    from pathlib import Path
+
+    if storage or save and not Path(save).is_dir():
+        return "the same command"
+    return f"the same command with --storage {store.location}"
 
 
 def name_code(runner: BenchRunner, frame, code: dict) -> None:
@@ -373,23 +399,6 @@ def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chanc
     alone = {k: v for k, v in store.points("alone").items() if k in records}
     frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=chance, looks=looks)
     return records, alone, frame, table
-
-
-def check_max_seeds(max_seeds: int | None, seeds: int, first_seed: int, render: bool, slots: int | None,
-                    time_alone: bool) -> int:
-    """``--max-seeds K``: at least --seeds, each a seed, nothing that trains nothing or judges
-    packed seconds; the looks a cell may have (1 without it: the seeds are fixed)."""
-    if max_seeds is None:
-        return 1
-    if max_seeds < max(seeds, 2):
-        raise UsageError(f"--max-seeds must be at least --seeds ({seeds}) and 2, got {max_seeds}")
-    check_seed_count(max_seeds, first_seed, "--max-seeds")
-    if render:
-        raise UsageError("--render trains nothing: leave out --max-seeds (or --render)")
-    if slots not in (None, 1) and not time_alone:
-        raise UsageError(f"--max-seeds judges each look on seconds timed alone: leave out --slots {slots}, or add "
-                         "--time-alone")
-    return max_seeds - seeds + 1
 
 
 def timed_alone(records: dict[str, dict], again: set[str]) -> set[str]:
@@ -485,6 +494,8 @@ def rows_looks(source: dict) -> int:
     (the command in their provenance) looked K - N + 1 times; else once."""
     import shlex
 
+    if "looks" in source:  # recorded by the run (a preset's seeds until decided names no flag)
+        return int(source["looks"])
     words = shlex.split(rows_command(source).split(" (at ")[0])
     flag = {w: v for w, v in zip(words, words[1:]) if w.startswith("--")}
     if "--max-seeds" not in flag:

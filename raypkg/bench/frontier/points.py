@@ -27,7 +27,7 @@ from raypkg.errors import UsageError, choose
 from raypkg.models.flops import TRAIN_STEP_FACTOR
 from raypkg.models.registry import model_entry
 from raypkg.recipe import load_data
-from raypkg.recipe_registry import find_recipe, load_cases
+from raypkg.recipe_registry import case_of, find_recipe, load_cases
 
 # method -> its case (``raypkg.recipe.BenchCase``, registered beside each recipe). Full
 # training always runs twice: at fp32 (every ratio's reference and the TTA target's) and at
@@ -45,9 +45,11 @@ MLP = {"dataset": "digits-aug", "model": "mlp", "train_size": 20000, "test_size"
        "pre_epochs": 5, "update_frequency": 100, "agc_sample": 2000, "budgets": BUDGETS, "schedule": "cosine",
        "curve_schedules": ["cosine", "linear"], "selection_models": [],
        "target_acc": 0.92}
+# The real-data presets run seeds until decided: 3 seeds, then a seed more for the cells the table has not
+# decided, up to ``max_seeds`` (``until_decided``; not a setting of the points: never in frontier.json's settings)
 FASHION_MNIST = {**MLP, "dataset": "fashion-mnist", "train_size": None, "test_size": None, "schedule": "linear",
-                 "curve_schedules": ["linear"], "target_acc": None}
-# 5 seeds where a preset runs in under an hour on 2 cores (the MLP), 3 where it does not
+                 "curve_schedules": ["linear"], "target_acc": None, "max_seeds": 8}
+PRESET_ONLY = ("max_seeds",)  # what a preset says of how its frontier runs beside its settings
 PRESETS = {
     "digits-aug:mlp": MLP,
     "digits-aug:mlp-noisy": {**MLP, "label_noise": 0.3, "target_acc": 0.84},
@@ -56,7 +58,7 @@ PRESETS = {
                             "update_frequency": 20, "agc_sample": 500, "target_acc": 0.97},
     # Full-size real data (60,000 / 10,000 images), every method and the curve on Budgeted Training's
     # linear schedule; the target is each seed's full training's accuracy less 0.5 points
-    "fashion-mnist:mlp": {**FASHION_MNIST, "seeds": 5},
+    "fashion-mnist:mlp": FASHION_MNIST,
     "fashion-mnist:lenet5": {**FASHION_MNIST, "model": "lenet5", "lr": [0.03]},
     # ResNet-20 at full size is a GPU's work (an epoch: 1.7 s compiled on an H100; minutes a core):
     # docs/operations.md, "Compiled steps"
@@ -68,8 +70,9 @@ PRESETS = {
                                   "pre_epochs": 2, "update_frequency": 20, "agc_sample": 500},
     # CIFAR-10 at full size (50,000 / 10,000; `effray datasets fetch cifar10`), ResNet-20 as CREST trains it:
     # batch 128, SGD 0.1 with momentum 0.9, weight decay 1e-4, crop and flip; the linear schedule as above.
-    # On a GPU, 30 epochs: the paper's 200 are 7x what a lent card's session holds for one seed of the
-    # frontier (an epoch ~2 s compiled, ~12 full runs' worth of points a seed), and 30 already reach ~90%
+    # On a GPU, 30 epochs: at Fashion-MNIST's 1.7 s an epoch compiled on an H100 (docs/operations.md), a seed
+    # of the frontier (about 12 full runs' worth of points) is about 10 minutes, within a lent card's 15; the
+    # paper's 200 epochs would be 7x that
     "cifar10:resnet20": {**FASHION_MNIST, "dataset": "cifar10", "model": "resnet20", "batch_size": 128,
                          "weight_decay": 1e-4, "epochs": 30, "seeds": 3},
     # On a CPU: the same 50,000 / 10,000 images (the papers select 10-30% of them), 5 epochs, the warm-ups and
@@ -98,21 +101,35 @@ def cases_of(method: str) -> list[str]:
 
 
 def method_names(text: str) -> list[str]:
-    """--methods: comma-separated cases, or stacks of them joined by ``+`` (``rs2+rigl-itop``)."""
+    """--methods: comma-separated cases, or stacks of them joined by ``+`` (``rs2+rigl-itop``);
+    a plug-in method (``MODULE:CLASS``) is a case of its own (``recipe_registry.case_of``)."""
     names = name_list(text, "--methods")
     for name in names:
         for part in cases_of(name):
             if not part:
                 raise UsageError(f"--methods {name!r} has an empty stack member: join names with '+' (rs2+rigl-itop)")
-            choose("method", part, METHODS)
+            case_of(part)
     return names
+
+
+def plugin_code(method: str) -> str | None:
+    """The plug-in methods of a frontier method and the digest of each one's source
+    (``raypkg.plugins.source_digest``), ``NAME@DIGEST`` joined by ``+``: what a stored point
+    records beside effray's ``code``, so that an edited plug-in's points are stale; None for
+    a method of effray's alone."""
+    from raypkg.method_registry import find_method
+    from raypkg.plugins import source_digest
+
+    found = [f"{part}@{source_digest('method', part)[:12]}" for part in cases_of(method)
+             if (m := find_method(part)) is not None and m.plugin]
+    return "+".join(found) or None
 
 
 def preset_settings(setup: str, flags: dict) -> dict:
     """The preset's settings with the flags given (not None) on top, checked: counts
     positive, fractions and densities in (0, 1] and each once, one --lr (every method
     trains on one schedule). A fixed-size --dataset drops the preset's sizes."""
-    s = {**PRESETS[setup], "data_dir": None}
+    s = {**{k: v for k, v in PRESETS[setup].items() if k not in PRESET_ONLY}, "data_dir": None}
     if flags.get("dataset") and not dataset_entry(flags["dataset"]).sized:
         s.update(train_size=None, test_size=None)
     if any(flags.get(k) not in (None, s[k]) for k in ("dataset", "model", "label_noise")):
@@ -180,7 +197,7 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
         """``epochs``: a point of the budget curve (full training compressed to them), on
         ``schedule`` (every other point: every method's, ``s["schedule"]``)."""
         schedule = schedule or s["schedule"]
-        members = [METHODS[name] for name in cases_of(method)]
+        members = [case_of(name) for name in cases_of(method)]
         budget = (epochs or s["epochs"]) / s["epochs"] if members[0].family == "full" else math.nan
         setting = ",".join(f"{grid[0]}={value:g}" for grid, value in values.items()) or (
             f"b={budget:.3g}" + ("" if schedule == s["schedule"] else f",{schedule}") if budget == budget else "-")
@@ -189,19 +206,21 @@ def build_points(s: dict, methods: list[str], seed: int, n: int | None = None) -
                   "density": values.get("densities", math.nan), "budget": budget, "schedule": schedule,
                   # what the frontier ran (a merge of stored rows checks and titles itself by these)
                   "dataset": s["dataset"], "model": s["model"], "label_noise": s["label_noise"], "epochs": s["epochs"]}
+        if plugin_code(method):  # a plug-in's source, recorded beside effray's code (store.stale)
+            labels["plugin"] = plugin_code(method)
         cfg = stacked_point(method, values, s, {**common, "epochs": epochs or s["epochs"], "schedule": schedule}, n)
         return Point(f"seed {seed} {method} {setting}", find_recipe(members[0].recipe, cfg.stack),
                      cfg.resolved().validate(), labels)
 
     def grids(method: str) -> list[dict[str, float]]:
         """Every combination of its members' grid values (one, empty, for no grid)."""
-        names = [grid for grid in (METHODS[m].grid for m in cases_of(method)) if grid]
+        names = [grid for grid in (case_of(m).grid for m in cases_of(method)) if grid]
         return [dict(zip(names, values)) for values in itertools.product(*(s[grid] for grid in names))]
 
-    points = [point(m, values) for m in methods if not any(METHODS[p].grid for p in cases_of(m))
+    points = [point(m, values) for m in methods if not any(case_of(p).grid for p in cases_of(m))
               for values in grids(m)]
     for grid in ("fractions", "densities"):  # each grid's points, after those without one
-        first = [m for m in methods if grid == next(filter(None, (METHODS[p].grid for p in cases_of(m))), None)]
+        first = [m for m in methods if grid == next(filter(None, (case_of(p).grid for p in cases_of(m))), None)]
         points += [q for m in first for values in grids(m)
                    for q in with_proxies(point(m, values), s["selection_models"])]
     curves = [m for m in methods if m in CURVES]  # the budget curve's points below the whole budget, last;
@@ -234,21 +253,22 @@ def stacked_point(method: str, values: dict[str, float], s: dict, common: dict, 
     from raypkg.algorithms import stackable
     from raypkg.config import build_config
     from raypkg.engine.config import config_fields
-    from raypkg.method_registry import import_object
+    from raypkg.method_registry import find_method, import_object
 
     first, added = parse_stack(method)
-    case = METHODS[first]
+    case = case_of(first)
     cfg = case.config(first, values.get(case.grid), s, common, n)
     if not added:
         return cfg
     fields, stack = dataclasses.asdict(cfg), []
     for name in added:
-        member = METHODS[name]
-        if member.recipe not in stackable():
+        member = case_of(name)
+        row = find_method(member.recipe)
+        if row is None or row.stacks:
             raise UsageError(f"--methods {method}: {name} does not stack onto another method's training "
                              f"(those that do: {', '.join(m for m, c in METHODS.items() if c.recipe in stackable())})")
         own = member.config(name, values.get(member.grid), s, common, n)
-        fields.update({key: getattr(own, key) for key in config_fields(import_object(stackable()[member.recipe].settings))})
+        fields.update({key: getattr(own, key) for key in config_fields(import_object(row.settings))})
         stack.append(member.recipe)
     try:
         return build_config(type(cfg), {**fields, "stack": stack})
@@ -262,12 +282,11 @@ def stacked_examples(point: Point, summary: dict, n: int, per_example) -> tuple[
     """Examples seen and forward FLOPs of a point: its first member's count, each added
     algorithm changing the FLOPs per example its own way (``Algorithm.stacked_flops``:
     sparse masks count at their densities)."""
-    from raypkg.algorithms import stackable
-    from raypkg.method_registry import import_object
+    from raypkg.method_registry import find_method, import_object
 
-    case, cfg = METHODS[parse_stack(point.labels["method"])[0]], point.cfg
+    case, cfg = case_of(parse_stack(point.labels["method"])[0]), point.cfg
     for name in cfg.stack:
-        per_example = import_object(stackable()[name].algorithm).stacked_flops(cfg, per_example)
+        per_example = import_object(find_method(name).algorithm).stacked_flops(cfg, per_example)
     return case.examples(cfg, summary, n, per_example)
 
 

@@ -26,7 +26,8 @@ def plot_frontier(table, axes, cost: str, xlabel: str, title: str = "") -> None:
     (``raypkg.plots.place_labels``)."""
     methods = table[table.get("budget", pd.Series(math.nan, index=table.index)).isna()]
     accuracy = 100 * table["test_acc"]
-    low = 100 * methods["test_acc"].quantile(BAND_QUANTILE) if len(methods) else accuracy.min()
+    # no method with a run (every one failed: a row of n 0): the band is every point's
+    low = 100 * methods["test_acc"].quantile(BAND_QUANTILE) if methods["test_acc"].notna().any() else accuracy.min()
     margin = 0.05 * max(accuracy.max() - low, 0.1)
     band = (low - margin, accuracy.max() + margin)
     whole, large = axes

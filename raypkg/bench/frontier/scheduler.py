@@ -36,7 +36,7 @@ import click
 
 from raypkg.bench.frontier.judge import CLOCKED
 from raypkg.bench.frontier.points import build_points, count_examples, point_id
-from raypkg.bench.frontier.store import FrontierStore
+from raypkg.bench.frontier.store import FrontierStore, Unwritable, frontier_digest
 
 HARNESS_PHASES = (*CLOCKED, "eval")  # what a run's cost_s holds (epoch_eval_s is read off its epochs)
 
@@ -96,12 +96,16 @@ def run_unit(settings: dict, methods: list[str], seed: int, ids: list[str], stor
     points = {point_id(p): p for p in build_points(settings, methods, seed, n=len(data.train))}
     per_example = flops_per_example(settings["model"], data)
     cache = SelectionCache(store.cache_dir(kind))
+    frontier = frontier_digest({**settings, "threads": threads})  # as its frontier.json holds them
     for point in ids:
         p, started = points[point], time.time()
         try:
             ((row, summary),) = runner.rows([p], data, HARNESS_PHASES, "e2e_s", cache=cache)
-            store.put(point, point_record(p, row, summary, data, per_example, started, torch.get_num_threads(),
-                                          bool(settings["selection_models"]), timed, settings.get("code", {})), kind)
+            record = point_record(p, row, summary, data, per_example, started, torch.get_num_threads(),
+                                  bool(settings["selection_models"]), timed, settings.get("code", {}))
+            store.put(point, {**record, "frontier": frontier}, kind)  # the frontier it belongs to
+        except Unwritable:
+            raise  # the store cannot take this point, nor its failure: the frontier stops, in one line
         except Exception as e:  # noqa: BLE001 (recorded with its traceback, the frontier goes on)
             store.fail(point, p.label, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}", kind)
     return ids

