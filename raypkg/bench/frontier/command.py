@@ -1,6 +1,7 @@
 """`effray bench frontier`: the command. Every method family on one dataset and model, over
 seeds, against the budget curve: its points (``points``) run on Ray (``scheduler``), each
-stored as it finishes (``store``), then judged (``judge``) and shown (``report``)."""
+stored as it finishes (``store``), seeds added until its cells are decided (``until_decided``),
+then judged (``judge``) and shown (``report``); ``--merge`` judges stored rows again (``merge``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from raypkg.bench.deltagrad_panel import DELTAGRAD_RATIOS, deltagrad_configs, deltagrad_panel, deltagrad_table
 from raypkg.bench.frontier.judge import TTA_BELOW_FULL, add_svp_agreement, add_tta, fair_clock, judge_rows
+from raypkg.bench.frontier.merge import merge_runs
 from raypkg.bench.frontier.points import (
     COUNTS,
     METHODS,
@@ -25,7 +27,7 @@ from raypkg.bench.frontier.points import (
     preset_settings,
     setup_name,
 )
-from raypkg.bench.frontier.report import log_points, save_results
+from raypkg.bench.frontier.report import log_points, name_code, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe
 from raypkg.bench.frontier.until_decided import added_points, seeds_plan, undecided
@@ -238,7 +240,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
         per_point.update(added_points(settings, names, seeds[-1] + 1, first_seed + max_seeds, len(data.train),
                                       store.ids()))
     if looks > 1:
-        runner.source["looks"] = str(looks)  # what a --merge of its rows judges at (``rows_looks``)
+        runner.source["looks"] = str(looks)  # what a --merge of its rows judges at (``merge.rows_looks``)
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
                                                        "target_acc")},
@@ -352,20 +354,6 @@ def resumed_by(save: str | None, storage: str | None, store) -> str:
     return f"the same command with --storage {store.location}"
 
 
-def name_code(runner: BenchRunner, frame, code: dict) -> None:
-    """Name the code that ran the judged points, with their counts, where it is not only this
-    checkout's (a --render of points other code ran): printed and in the tables' provenance
-    (``point_commits``); a draft's points keep the tables a draft."""
-    commits = frame["commit"].fillna("unknown") if "commit" in frame else pd.Series("unknown", index=frame.index)
-    counts = commits.value_counts()
-    if list(counts.index) != [code["commit"]]:
-        text = "; ".join(f"{commit} ({count} point runs)" for commit, count in counts.items())
-        click.echo(f"# the points were run by more than this checkout's code ({code['commit']}): {text}", err=True)
-        runner.source["point_commits"] = text
-    if "draft" in frame and frame["draft"].fillna(False).astype(bool).any() and "draft" not in runner.source:
-        runner.source["draft"] = "points run by a draft (EFFRAY_DRAFT=1)"
-
-
 def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[str], store, threads: int,
                slots: int | None, use_ray: bool, points_per_gpu: int, time_alone: bool, trains: dict) -> None:
     """The points of ``wanted`` (a list of each seed's points) not yet stored, the longest
@@ -439,100 +427,3 @@ def check_first_seed(first: int) -> int:
     if not 0 <= first < SEED_LIMIT:
         raise UsageError(f"--first-seed must be a seed in [0, 2**32), got {first}")
     return first
-
-
-def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str, threads: int | None,
-               given: list[str]) -> None:
-    """`--merge`: the stored rows of frontier runs over disjoint seeds of the same points (its
-    ratios and curves are per seed) concatenated, judged on the frontier's clock
-    (``judge.fair_clock``: rows stored before it get their evaluations estimated) and saved
-    as one run's, titled by what the rows ran."""
-    from raypkg.tracking.markdown import read_table
-    from raypkg.tracking.provenance import read_provenance
-
-    if given:
-        raise UsageError(f"--merge reads stored rows and trains nothing: leave out {given[0]}")
-    frames = [read_table(path, "--merge") for path in paths]
-    for path, frame in zip(paths, frames):
-        if not {"method", "setting", "seed", "e2e_s", "x_vs_curve"} <= set(frame.columns):
-            raise UsageError(f"--merge: {path} is not a frontier's rows (STEM.parquet, not STEM-summary.parquet)")
-    sources = [read_provenance(path) for path in paths]  # where the rows were measured, not where they merge
-    setups = [rows_setup(frame, source, setup) for frame, source in zip(frames, sources)]
-    if any(s != setups[0] for s in setups):
-        other = next(i for i, s in enumerate(setups) if s != setups[0])
-        raise UsageError(f"--merge: {paths[other]} ran {setups[other][0]}, {paths[0]} ran {setups[0][0]}: merge "
-                         "tables of one setup")
-    points = [sorted(set(zip(f["method"], f["setting"]))) for f in frames]
-    if any(p != points[0] for p in points):
-        raise UsageError(f"--merge: {paths[next(i for i, p in enumerate(points) if p != points[0])]} has other points "
-                         f"than {paths[0]}: merge runs of the same --methods and grids")
-    seeds = [s for f in frames for s in sorted(set(f["seed"]))]
-    if len(seeds) != len(set(seeds)):
-        raise UsageError(f"--merge: seed {next(s for s in seeds if seeds.count(s) > 1)} is in more than one table")
-    name, settings = setups[0]
-    if all(sources):  # rows stored before each recorded its code: the commit that measured them, for each
-        frames = [f.assign(commit=f["commit"].fillna(rows_commit(source)) if "commit" in f else rows_commit(source))
-                  for f, source in zip(frames, sources)]
-    frame = pd.concat(frames, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
-    frame = fair_clock(frame, settings["epochs"])
-    runner = BenchRunner("frontier", save, threads, wandb, overwrite=True)  # a stored frontier rendered again
-    if all(sources):
-        draft = next((s["draft"] for s in (runner.source, *sources) if s.get("draft")), None)  # the merge's or a row's
-        runner.source = {**sources[0], "command": f"{runner.source['command']}; its rows: " + "; ".join(
-            map(rows_command, sources)), **({"draft": draft} if draft else {}),
-            "judged": f"{runner.source['date']} at commit {runner.source['commit']}"}  # today's clock and statistics
-    click.echo(f"# frontier {name}: merged {len(paths)} tables, seeds {', '.join(map(str, seeds))}")
-    # rows stored before 2026-11-28 hold no chance accuracy: every dataset they ran has 10 classes
-    looks = max(rows_looks(source) for source in sources) if all(sources) else 1
-    frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1, looks=looks)
-    name_code(runner, frame, code_identity())
-    save_results(runner, frame, table, settings, None)
-
-
-def rows_looks(source: dict) -> int:
-    """The looks stored rows were judged at: a frontier run with --max-seeds K after --seeds N
-    (the command in their provenance) looked K - N + 1 times; else once."""
-    import shlex
-
-    if "looks" in source:  # recorded by the run (a preset's seeds until decided names no flag)
-        return int(source["looks"])
-    words = shlex.split(rows_command(source).split(" (at ")[0])
-    flag = {w: v for w, v in zip(words, words[1:]) if w.startswith("--")}
-    if "--max-seeds" not in flag:
-        return 1
-    settings = PRESETS[flag.get("--setup", "digits-aug:mlp")]
-    return int(flag["--max-seeds"]) - int(flag.get("--seeds", settings["seeds"])) + 1
-
-
-def rows_commit(source: dict) -> str:
-    """The commit that measured stored rows: the one ``rows_command`` names."""
-    return rows_command(source).rsplit(" (at ", 1)[1].rstrip(")")
-
-
-def rows_command(source: dict) -> str:
-    """The command that measured a stored table's rows, at its commit: for a table merged
-    before, the command its own record names (not the merges' nested one by one)."""
-    import re
-
-    command = source["command"].rsplit("; its rows: ", 1)[-1]
-    return f"{re.sub(r'( [(]at [^)]*[)])+$', '', command)} (at {source['commit']})"
-
-
-def rows_setup(frame, source: dict, setup: str) -> tuple[str, dict]:
-    """What stored rows ran (``DATASET:MODEL``, with the label noise and epochs they had):
-    the rows' own columns where they have them, else the ``--setup`` and flags of the command
-    in their provenance, else ``setup``'s preset."""
-    import shlex
-
-    words = shlex.split(source.get("command", "").split(";")[0])
-    flag = {w.lstrip("-"): v for w, v in zip(words, words[1:]) if w.startswith("--")}
-    settings = {**PRESETS[flag.get("setup", setup)]}
-    settings.update({k: type(settings[k])(flag[k.replace("_", "-")]) for k in ("dataset", "model", "epochs")
-                     if k.replace("_", "-") in flag})
-    if "label-noise" in flag:
-        settings["label_noise"] = float(flag["label-noise"])
-    for column in ("dataset", "model", "label_noise", "epochs"):
-        if column in frame and frame[column].nunique() == 1:
-            settings[column] = frame[column].iloc[0].item() if hasattr(frame[column].iloc[0], "item") \
-                else frame[column].iloc[0]
-    return f"{settings['dataset']}:{settings['model']}, label noise {settings['label_noise']:g}", settings

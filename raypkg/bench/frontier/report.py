@@ -156,3 +156,17 @@ def log_points(runner: BenchRunner, frame, records: dict[str, dict]) -> None:
             logger.summary({k: v.item() if hasattr(v, "item") else v for k, v in row.items()})
         finally:
             logger.finish()
+
+
+def name_code(runner: BenchRunner, frame, code: dict) -> None:
+    """Name the code that ran the judged points, with their counts, where it is not only this
+    checkout's (a --render of points other code ran): printed and in the tables' provenance
+    (``point_commits``); a draft's points keep the tables a draft."""
+    commits = frame["commit"].fillna("unknown") if "commit" in frame else pd.Series("unknown", index=frame.index)
+    counts = commits.value_counts()
+    if list(counts.index) != [code["commit"]]:
+        text = "; ".join(f"{commit} ({count} point runs)" for commit, count in counts.items())
+        click.echo(f"# the points were run by more than this checkout's code ({code['commit']}): {text}", err=True)
+        runner.source["point_commits"] = text
+    if "draft" in frame and frame["draft"].fillna(False).astype(bool).any() and "draft" not in runner.source:
+        runner.source["draft"] = "points run by a draft (EFFRAY_DRAFT=1)"
