@@ -324,7 +324,7 @@ def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
     it misses), a draft's (``draft``, which the rendered table says) and the code that ran
     the points (``point_commits``, each setup's); the lines that say the draft and the
     commits."""
-    marks, drafts, commits, said = {}, [], [], []
+    marks, drafts, commits, said, columns = {}, [], [], [], []
     for setup, frame in summaries.items():
         source = dict(frame.attrs.get("source") or {})
         levels = sorted({float(v) for v in frame.loc[frame["n"].gt(0), "level"].dropna()}) if "level" in frame else []
@@ -337,7 +337,9 @@ def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
             commits.append(f"{setup}: {ran}")
         if source.get("point_commits"):
             said.append(f"# {setup}: its points were run by {source['point_commits']}")
+        columns.append(f"{setup}: {column_conditions(frame, source)}")
     runner.source["setups"] = marks
+    runner.source["columns"] = "; ".join(columns)
     if commits:
         runner.source["point_commits"] = "; ".join(commits)
     if drafts:
@@ -345,6 +347,17 @@ def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
                                                          + ", ".join(drafts)]))
         said.append(f"draft: {', '.join(drafts)} written by a draft (EFFRAY_DRAFT=1); so is this table")
     return said
+
+
+def column_conditions(summary, source: dict) -> str:
+    """How a column was measured, for the table's provenance (``columns``): the code that ran
+    its points, the CPU and its flags, the torch threads a point had, and how it was timed."""
+    timed = summary["timed"] if "timed" in summary else None
+    how = ("timing not recorded" if timed is None else "every point timed alone" if timed.eq("alone").all()
+           else f"{int(timed.ne('alone').sum())} of {len(timed)} points timed packed (†)")
+    ran = source.get("point_commits") or f"commit {source.get('commit', 'unknown')}"
+    return (f"run at {ran} on {source.get('cpu', 'an unrecorded CPU')} ({source.get('cpu_flags', 'flags not recorded')}),"
+            f" {source.get('threads', '?')} torch thread(s) a point, {how}")
 
 
 @click.command("verdicts")

@@ -85,7 +85,8 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
                       f"torch thread(s){trained_at(source)}: `{source['command']}`."
                       + (f" A draft ({source['draft']}): its code may differ from that commit." if source.get("draft")
                          else "")
-                      + (f" Judged again from those rows on {source['judged']}." if source.get("judged") else "")]
+                      + (f" Judged again from those rows on {source['judged']}." if source.get("judged") else "")
+                      + (f" Its columns: {source['columns']}." if source.get("columns") else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -545,6 +545,11 @@ def test_bench_verdicts_keeps_every_mark_of_what_it_reads(tmp_path):
     assert source["draft"].endswith("summaries of a draft: lr=0.1 (EFFRAY_DRAFT=1)")
     assert source["point_commits"] == "lr=0.1: a0 (2 point runs); b: bbb"
     assert source["setups"]["lr=0.1"]["levels"] == [1 - 0.05 / 4] and source["setups"]["lr=0.1"]["missing"] == 3
+    column_a, column_b = source["columns"].split("; b: ")  # how each column was measured, rendered with the table
+    assert column_a.startswith("lr=0.1: run at a0 (2 point runs) on ") and column_b.startswith("run at commit bbb on ")
+    from raypkg.tracking.markdown import render
+
+    assert f"Its columns: {source['columns']}." in render(tmp_path / "v.parquet", ["method", "b"])
     assert "# lr=0.1: its points were run by a0 (2 point runs)" in result.output
     assert "draft: lr=0.1 (EFFRAY_DRAFT=1) written by a draft (EFFRAY_DRAFT=1); so is this table" in result.output
 
