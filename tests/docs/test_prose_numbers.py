@@ -94,6 +94,10 @@ def interval(d, method, setting):
     return tuple(at(d, method, setting, c) for c in ("x_vs_curve", "x_low", "x_high"))
 
 
+def sim(d, run, column):  # the simulation at the 33 cells of the stored fashion-mnist:mlp frontier
+    return float(d.loc[d.cells.str.startswith("fashion-mnist:mlp") & (d.run == run), column].iloc[0])
+
+
 def run(d, name, column):  # a row of docs/results/seeds-until-decided.parquet
     return float(d.loc[d.run == name, column].iloc[0])
 
@@ -266,6 +270,13 @@ PROSE = [
       lambda d: (at(d, "rs2", "f=0.3"), at(d, "rs2", "f=0.3", "e2e_s"), *interval(d, "rs2", "f=0.3")),
       "f=0.3 reaches {:.3f} in {:.1f} s and is `inconclusive` against the curve ({:.2f}x [{:.2f}, {:.2f}], n=3)"),
     # docs/benchmarks.md: seeds until decided, and one slot against two
+    P("until-decided-simulated", BENCHMARKS, "At the cells of the stored 5-seed", (R + "seeds-until-decided-simulated.parquet",),
+      lambda d: (sim(d, "3 to 8, table", "doubted"), sim(d, "5 fixed", "doubted"), sim(d, "3 to 8, table", "shown"),
+                 sim(d, "5 fixed", "shown"), sim(d, "3 to 8, table", "inconclusive"), sim(d, "5 fixed", "inconclusive"),
+                 sim(d, "3 to 8, word", "doubted")),
+      "until decided prints {:.1f} cells `?` on average against {:.1f} with 5 fixed seeds, {:.1f} `faster` or `slower` "
+      "kept against {:.1f}, and {:.1f} `inconclusive` against {:.1f}. The rule before this one (stop at a decided word, "
+      "Holm not asked) printed {:.1f} cells `?`"),
     P("until-decided-wall", BENCHMARKS, "The same verdicts in 0.54x the wall time", (UNTIL_DECIDED,),
       lambda d: (run(d, "until decided", "wall_s") / run(d, "fixed", "wall_s"), run(d, "until decided", "wall_s"),
                  run(d, "fixed", "wall_s"), int(run(d, "until decided", "points")), int(run(d, "fixed", "points"))),
