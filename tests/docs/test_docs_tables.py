@@ -24,6 +24,14 @@ def test_the_docs_show_stored_results():
     assert MARKED, "no table in the docs is marked with its stored result"
 
 
+def test_every_table_marker_is_one_the_renderer_reads():
+    """A ``<!-- table: -->`` line the renderer cannot read (no columns=) would stay empty in silence."""
+    markers = [(page.name, line) for page in PAGES for line in page.read_text().splitlines()
+               if line.startswith("<!-- table: ")]
+    read = sum(len(list(marked_tables(page.read_text()))) for page in PAGES)
+    assert len(markers) == read, [m for m in markers if "columns=" not in m[1]]
+
+
 @pytest.mark.parametrize("page, path, columns, rows, body", MARKED, ids=[f"{m[0]}:{m[1]}:{m[3]}" for m in MARKED])
 def test_a_marked_table_equals_what_its_stored_result_renders(page, path, columns, rows, body):
     source = read_provenance(REPO / path)
