@@ -20,7 +20,9 @@ not already on ``PYTHONPATH`` is added to this process's ``PYTHONPATH``, so that
 Ray started afterwards (Ray Train workers, Tune trials, shard actors) imports it too;
 Ray also puts the driver's working directory on its workers' path. On a cluster
 (``--address``) the module must be importable on every node: install it there, or submit
-the job with ``ray job submit --working-dir DIR`` where DIR holds it.
+the job with ``ray job submit --working-dir DIR`` where DIR holds it. A Ray Train worker
+imports a plug-in method's module before it reads its job (``import_on_worker``): where it
+cannot, the run fails with one line that names the module and this.
 
 Model factory: ``factory(input_shape, num_classes) -> nn.Module``. ``input_shape`` is the
 per-sample shape without the batch dimension (a tuple), the module maps float32 inputs
@@ -156,6 +158,31 @@ def _import(kind: str, name: str, module_name: str):
         raise UsageError(f"{kind} {name!r}: cannot import {module_name!r}: {e}{where if itself else ''}") from None
     except (Exception, SystemExit) as e:  # the module itself fails: a syntax error, a missing dependency, sys.exit
         raise UsageError(f"{kind} {name!r}: importing {module_name!r} failed: {one_line(e)}") from None
+
+
+# What to do where a Ray worker cannot import a plug-in's module (``import_on_worker``).
+WORKER_FIX = ("put its directory on PYTHONPATH before Ray starts (effray's own local Ray does this), install it on "
+              "every node, or submit the job with `ray job submit --working-dir DIR` where DIR holds it")
+
+
+def import_on_worker(plugins) -> None:
+    """In a Ray worker, before anything of a plug-in is unpickled: import the module of each
+    plug-in ``(kind, name, "MODULE:ATTR")`` the driver resolved; a one-line ``UsageError``
+    naming the plug-in, its module, the node and what to do (``WORKER_FIX``) where the module
+    cannot be imported there, or fails to."""
+    import socket
+
+    for kind, name, target in plugins:
+        module_name = target.partition(":")[0].strip()
+        where = f"a Ray worker on {socket.gethostname()}"
+        try:
+            importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name is None or module_name == e.name or module_name.startswith(e.name + "."):
+                raise UsageError(f"{kind} {name!r}: {where} cannot import {module_name!r} ({e}): {WORKER_FIX}") from None
+            raise UsageError(f"{kind} {name!r}: importing {module_name!r} failed on {where}: {one_line(e)}") from None
+        except (Exception, SystemExit) as e:
+            raise UsageError(f"{kind} {name!r}: importing {module_name!r} failed on {where}: {one_line(e)}") from None
 
 
 def one_line(error: BaseException) -> str:

@@ -320,10 +320,10 @@ LEGEND = (f"faster / slower: the 95% interval above / below 1; equivalent: insid
 
 def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
     """Every mark of the summaries read, kept in the table's provenance: each setup's own
-    (``setups``: its file's provenance, the levels its cells were judged at and the point runs
-    it misses), a draft's (``draft``, which the rendered table says) and the code that ran
-    the points (``point_commits``, each setup's); the lines that say the draft and the
-    commits."""
+    (``setups``: its file's provenance, the levels its cells were judged at, the point runs
+    it misses and its plug-in methods' sources, ``plugins``), a draft's (``draft``, which the
+    rendered table says) and the code that ran the points (``point_commits``, each setup's);
+    the lines that say the draft, the commits and the plug-ins."""
     marks, drafts, commits, said, columns = {}, [], [], [], []
     for setup, frame in summaries.items():
         source = dict(frame.attrs.get("source") or {})
@@ -338,6 +338,9 @@ def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
         if source.get("point_commits"):
             said.append(f"# {setup}: its points were run by {source['point_commits']}")
         columns.append(f"{setup}: {column_conditions(frame, source)}")
+        if plugins_of(frame):
+            marks[setup]["plugins"] = plugins_of(frame)
+            said.append(f"# {setup}: {said_plugins(plugins_of(frame))}")
     runner.source["setups"] = marks
     runner.source["columns"] = "; ".join(columns)
     if commits:
@@ -351,13 +354,30 @@ def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
 
 def column_conditions(summary, source: dict) -> str:
     """How a column was measured, for the table's provenance (``columns``): the code that ran
-    its points, the CPU and its flags, the torch threads a point had, and how it was timed."""
+    its points, the CPU and its flags, the torch threads a point had, how it was timed, and
+    the plug-in methods among its points with the digest of each one's source
+    (``plugins_of``)."""
     timed = summary["timed"] if "timed" in summary else None
     how = ("timing not recorded" if timed is None else "every point timed alone" if timed.eq("alone").all()
            else f"{int(timed.ne('alone').sum())} of {len(timed)} points timed packed (†)")
     ran = source.get("point_commits") or f"commit {source.get('commit', 'unknown')}"
+    plugins = plugins_of(summary)
     return (f"run at {ran} on {source.get('cpu', 'an unrecorded CPU')} ({source.get('cpu_flags', 'flags not recorded')}),"
-            f" {source.get('threads', '?')} torch thread(s) a point, {how}")
+            f" {source.get('threads', '?')} torch thread(s) a point, {how}"
+            + (f", {said_plugins(plugins)}" if plugins else ""))
+
+
+def said_plugins(plugins: list[str]) -> str:
+    """``plug-in methods NAME@DIGEST ... (name@source digest)``."""
+    return f"plug-in method{'s' if len(plugins) > 1 else ''} {' '.join(plugins)} (name@source digest)"
+
+
+def plugins_of(summary) -> list[str]:
+    """The plug-in methods a frontier summary's points ran, ``NAME@DIGEST`` each once (its
+    ``plugin`` column: a stack's joined by ``+``, a point's seeds by ``,``); none for a
+    summary of effray's own methods, or one stored before the column."""
+    values = summary["plugin"].dropna() if "plugin" in summary else []
+    return list(dict.fromkeys(p for v in values if isinstance(v, str) for p in v.replace(",", "+").split("+") if p))
 
 
 @click.command("verdicts")

@@ -44,8 +44,9 @@ from raypkg.engine.execution import decide_threads, to_memory_format
 from raypkg.engine.loop import Ranks, fit, seed_everything, training_state
 from raypkg.engine.placement import check_decided, place, refuse_shared_ddp
 from raypkg.engine.plans import BatchPlan
-from raypkg.errors import RunFailed
+from raypkg.errors import RunFailed, UsageError
 from raypkg.models.registry import build_model
+from raypkg.plugins import import_on_worker
 
 STATE_FILE = "state.pt"
 ENSEMBLE_FILE = "ensemble.pt"  # an ensemble checkpoint's restart count, beside its shard-K.pt files
@@ -155,6 +156,7 @@ def ddp_worker(config: dict) -> None:
     import ray.train.torch
 
     quiet_train_worker_logs()
+    import_on_worker(config["plugins"])  # before the job, which pickles a plug-in's classes by its module
     job = ray.get(config["job_ref"])
     cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
     data: DataSplits = job["data"]
@@ -184,6 +186,7 @@ def ensemble_worker(config: dict) -> None:
     import ray.train.torch
 
     quiet_train_worker_logs()
+    import_on_worker(config["plugins"])
     job = ray.get(config["job_ref"])
     cfg: TrainConfig = job["cfg"]  # the caller's config, of its own class (CoresetConfig, ...)
     shards: list[torch.Tensor] = job["shards"]
@@ -290,7 +293,7 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
         worker,
         torch_config=file_rendezvous_config(backend) if joining_env() else TorchConfig(backend=backend),
         train_loop_config={"job_ref": ray.put({**job, "cfg": cfg}), "threads": threads,
-                           "fault": os.environ.get(FAULT_ENV)},
+                           "fault": os.environ.get(FAULT_ENV), "plugins": plugin_methods(cfg)},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker=resources(cpus_per_worker, gpus_per_worker),
                                      placement_strategy=ray_strategy(cfg.placement)),
@@ -306,8 +309,33 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
         with stop_ray_on_interrupt():
             return trainer.fit(), cfg
     except TrainingFailedError as e:
+        refused = worker_refusal(e)
+        if refused is not None:  # a plug-in a worker cannot import (import_on_worker, build_model): its one line
+            raise RunFailed(str(refused)) from None
         raise RunFailed(f"Ray Train stopped after --max-failures {cfg.max_failures} restart(s): "
                         f"{failure_summary(e)}") from None
+
+
+def plugin_methods(cfg) -> list[tuple[str, str, str]]:
+    """``(kind, name, MODULE:CLASS)`` of each plug-in method ``cfg`` trains with (its own, its
+    stack's), for the workers to import before they read their job (``import_on_worker``)."""
+    from raypkg.method_registry import find_method
+
+    names = [getattr(type(cfg), "METHOD", None), *getattr(cfg, "stack", ())]
+    return [("method", name, method.path) for name in dict.fromkeys(names) if isinstance(name, str)
+            and (method := find_method(name)) is not None and method.plugin]
+
+
+def worker_refusal(error: Exception) -> UsageError | None:
+    """The one-line ``UsageError`` a worker of a failed Ray Train run raised (a plug-in it
+    cannot import), as Ray Train returns it (the worker's exception, or wrapped with its
+    traceback); None when no worker raised one."""
+    failures = list((getattr(error, "worker_failures", None) or {}).values()) or [error.__cause__]
+    for failure in failures:
+        for exc in (failure, getattr(failure, "_base_exc", None), getattr(failure, "__cause__", None)):
+            if isinstance(exc, UsageError):
+                return exc
+    return None
 
 
 def failure_summary(error: Exception, width: int = 160) -> str:

@@ -36,7 +36,7 @@ import yaml
 from helpers import REPO, assert_png, bare_env, check_sweep, without_ray_noise
 
 README = REPO / "README.md"
-OWN_METHOD = REPO / "docs" / "methods" / "own-method.md"  # run from outside the repository: test_own_method.py
+OWN_METHOD = REPO / "docs" / "methods" / "own-method.md"  # run from outside the repository: test_own_method_page.py
 DOCS = [README, *sorted(p for p in (REPO / "docs").rglob("*.md") if p != OWN_METHOD)]  # README first
 
 # flag -> shrunken value, applied (replacing the README's value) when the command has the flag

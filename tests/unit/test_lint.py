@@ -29,3 +29,10 @@ def test_no_test_imports_another_test_or_conftest():
     offenders = [f"{p.relative_to(REPO)}: {m.group(0).strip()}" for p in sorted((REPO / "tests").rglob("*.py"))
                  for m in pattern.finditer(p.read_text())]
     assert offenders == []
+
+
+def test_no_two_test_files_share_a_name():
+    """The test folders are not packages, so pytest imports each test file by its name alone: a
+    second file of the same name in another tier is not collected, an error that fails the run."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -2,7 +2,7 @@
 (``plugin_example.methods:Hardest``, tests/plugin_example/methods.py): the same row as a
 built-in's, its flags, its runs, every refusal at every entry point in one line with status
 2, a plug-in that raises inside training, and its source in the frontier's store and the
-caches. The page's commands, from outside the repository: tests/docs/test_own_method.py."""
+caches. The page's commands, from outside the repository: tests/docs/test_own_method_page.py."""
 
 from __future__ import annotations
 
@@ -172,3 +172,76 @@ def test_cache_keys_and_frontier_points_carry_the_plugin_source(tmp_path, monkey
     assert config_key(plain, PRETRAIN_EXCLUDE) != before
     module.write_text("from plugin_example.methods import Hardest  # edited\n")
     assert config_key(cfg, PRETRAIN_EXCLUDE) != before and plugin_code("rs2+edited_method:Hardest") != code
+
+
+def test_the_frontier_summary_keeps_each_points_plugin_source():
+    """`aggregate` keeps a point's ``plugin`` (the same in each of its seeds' rows), none for
+    effray's own; a frame of rows without the column gives a summary without it."""
+    import pandas as pd
+
+    from raypkg.bench.frontier import aggregate
+
+    rows = pd.DataFrame([("full", "full", "b=1", seed, None, 10.0, 0.9) for seed in (1, 2)]
+                        + [("plugin", "m:H", "-", seed, "m:H@aaa", 5.0, 0.8) for seed in (1, 2)]
+                        + [("rs2+plugin", "rs2+m:H", "f=0.1", 1, "m:H@aaa", 3.0, 0.7)],
+                        columns=["family", "method", "setting", "seed", "plugin", "e2e_s", "test_acc"])
+    table = aggregate(rows.assign(flops=1.0))
+    assert dict(zip(table["method"], table["plugin"].fillna("-"))) == {"full": "-", "m:H": "m:H@aaa",
+                                                                       "rs2+m:H": "m:H@aaa"}
+    assert table["seeds"].tolist() == [2, 2, 1]
+    assert "plugin" not in aggregate(rows.drop(columns="plugin").assign(flops=1.0))
+
+
+def test_bench_verdicts_names_each_plugin_and_its_digest_in_the_tables_provenance(tmp_path):
+    import pandas as pd
+
+    from raypkg.tracking.markdown import render
+    from raypkg.tracking.provenance import read_provenance
+    from raypkg.tracking.run import write_parquet
+
+    columns = ["method", "setting", "verdict", "n", "x_vs_curve", "x_low", "x_high", "level", "missing", "plugin"]
+    own = pd.DataFrame([("full", "b=1", "equivalent", 2, 1.0, 0.9, 1.1, 0.95, 0, None),
+                        ("m:H", "-", "slower", 2, 0.5, 0.4, 0.6, 0.95, 0, "m:H@aaa"),
+                        ("rs2+n:K", "f=0.1", "faster", 2, 2.0, 1.5, 2.5, 0.95, 0, "n:K@bbb")], columns=columns)
+    a = write_parquet(tmp_path / "a-summary.parquet", own.assign(holm="", timed="alone"), {"commit": "aaa"})
+    b = write_parquet(tmp_path / "b-summary.parquet", own[:1].drop(columns="plugin").assign(holm="", timed="alone"),
+                      {"commit": "bbb"})
+    result = invoke("bench", "verdicts", f"a={a}", f"b={b}", "--save", str(tmp_path / "v"), "--wandb", "disabled")
+    assert result.exit_code == 0, result.output
+    assert "# a: plug-in methods m:H@aaa n:K@bbb (name@source digest)" in result.output
+    source = read_provenance(tmp_path / "v.parquet")
+    assert source["setups"]["a"]["plugins"] == ["m:H@aaa", "n:K@bbb"] and "plugins" not in source["setups"]["b"]
+    column_a, column_b = source["columns"].split("; b: ")
+    assert column_a.endswith(", every point timed alone, plug-in methods m:H@aaa n:K@bbb (name@source digest)")
+    assert "plug-in" not in column_b
+    assert "plug-in methods m:H@aaa n:K@bbb (name@source digest)" in render(tmp_path / "v.parquet", ["method", "a"])
+
+
+def test_ray_train_workers_import_each_plugin_method_first_and_say_in_one_line_where_they_cannot():
+    """What the driver gives the workers (``plugin_methods``: a config's own method and its
+    stack's, plug-ins only), what a worker that cannot import one raises, and the one line
+    the driver fails with (``worker_refusal``: from Ray Train's wrapped worker exception)."""
+    import socket
+
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+
+    from raypkg.config import build_config
+    from raypkg.engine.ray_train import plugin_methods, worker_refusal
+    from raypkg.plugins import WORKER_FIX, import_on_worker
+
+    own = ("method", HARDEST, HARDEST)
+    assert plugin_methods(build_config(HARDEST, None, {"epochs": 1})) == [own]
+    assert plugin_methods(build_config("infobatch", None, {"stack": ["ema", HARDEST]})) == [own]
+    assert plugin_methods(build_config("infobatch", None, {"stack": ["ema"]})) == []
+    import_on_worker([own])  # importable here
+    with pytest.raises(UsageError) as refused:
+        import_on_worker([own, ("method", "gone:Hardest", "plugin_example_gone:Hardest")])
+    assert str(refused.value) == (f"method 'gone:Hardest': a Ray worker on {socket.gethostname()} cannot import "
+                                  f"'plugin_example_gone' (No module named 'plugin_example_gone'): {WORKER_FIX}")
+
+    class Failed(Exception):
+        worker_failures = {0: ValueError("other"), 1: UserExceptionWithTraceback(refused.value, "Traceback ...")}
+
+    assert worker_refusal(Failed()) is refused.value
+    Failed.worker_failures = {0: UserExceptionWithTraceback(ValueError("other"), "Traceback ...")}
+    assert worker_refusal(Failed()) is None

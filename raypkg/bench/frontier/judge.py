@@ -49,7 +49,7 @@ TABLE_COLUMNS = ["family", "method", "setting", "seeds", *[f"{p}_s" for p in PHA
                  "speedup_vs_full", "acc_vs_full", "curve_target", "x_vs_curve", "x_vs_curve_lo", "x_vs_curve_hi",
                  "n", "x_low", "x_high", "p_value", "verdict", "holm", "x_vs_fp32_curve", "tta_vs_curve", "gain",
                  "speedup_vs_rs2", "acc_vs_rs2", "noisy_share", "spearman", "overlap", "beside", "timed", "pareto",
-                 "pareto_flops"]
+                 "pareto_flops", "plugin"]
 SPARSE_GAIN = 1.1  # a sparse point's wall-clock gain under this is "FLOPs only"
 TTA_BELOW_FULL = 0.005  # the default time-to-accuracy target: full training's final accuracy minus 0.5 points
 
@@ -74,7 +74,8 @@ def aggregate(frame, looks: int = 1):
     """A row per point: the mean over seeds of every number (of a ratio against the curve,
     the geometric mean), the standard deviation (``_std``, 0 for one seed) of e2e_s,
     test_acc and flops, the range (``_min``, ``_max``) of e2e_s and flops, ``seeds``, the
-    verdicts (``add_verdicts``, at ``looks``) and the two Pareto fronts."""
+    verdicts (``add_verdicts``, at ``looks``), the two Pareto fronts and, where rows record
+    one, each point's ``plugin`` source (``plugin_sources``)."""
     keys = ["family", "method", "setting"]
     numbers = [c for c in frame.columns if c not in keys and c != "seed" and frame[c].dtype.kind in "fi"]
     groups = frame.groupby(keys, sort=False)
@@ -96,6 +97,8 @@ def aggregate(frame, looks: int = 1):
             table[ratio] = groups[ratio].agg(geometric_mean).to_numpy()
     if "timed" in frame:
         table["timed"] = groups["timed"].agg(lambda timed: "alone" if timed.eq("alone").all() else "packed").to_numpy()
+    if "plugin" in frame:  # a plug-in method's NAME@DIGEST (its rows' one value; None for effray's own)
+        table["plugin"] = groups["plugin"].agg(plugin_sources).to_numpy()
     if "x_vs_curve" in frame:
         add_verdicts(table, groups, looks)
     for flag, cost in (("pareto", "e2e_s"), ("pareto_flops", "flops")):
@@ -103,6 +106,13 @@ def aggregate(frame, looks: int = 1):
         table[flag] = [i in front for i in range(len(table))]
     table["gain"] = flops_only(table)
     return table
+
+
+def plugin_sources(values) -> str | None:
+    """A point's ``plugin`` over its seeds' rows: the plug-in sources they record
+    (``NAME@DIGEST``, ``raypkg.bench.frontier.points.plugin_code``), each once, joined by
+    ``,`` (one, as a store holds no stale rows); None for a point of effray's own methods."""
+    return ",".join(dict.fromkeys(v for v in values if isinstance(v, str) and v)) or None
 
 
 def flops_only(table) -> np.ndarray:

@@ -104,7 +104,8 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> No
     STEM-summary.parquet (means), STEM-flops.png (accuracy vs FLOPs), with --add deltagrad
     STEM-deltagrad.parquet and .png; each table with its plots to W&B."""
     stem, title = runner.stem, f"{settings['dataset']}/{settings['model']}, label noise {settings['label_noise']:g}"
-    shown = [c for c in TABLE_COLUMNS if c in table.columns and not (c == "noisy_share" and table[c].isna().all())]
+    shown = [c for c in TABLE_COLUMNS if c in table.columns
+             and not (c in ("noisy_share", "plugin") and table[c].isna().all())]
     fig, axes = figure(ncols=2)
     plot_frontier(table, axes, "flops", "training FLOPs", f"{title}: accuracy vs training FLOPs")
     flops = save_png(fig, stem.with_name(stem.name + "-flops.png"))
