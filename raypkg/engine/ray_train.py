@@ -318,12 +318,14 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
 
 def plugin_methods(cfg) -> list[tuple[str, str, str]]:
     """``(kind, name, MODULE:CLASS)`` of each plug-in method ``cfg`` trains with (its own, its
-    stack's), for the workers to import before they read their job (``import_on_worker``)."""
-    from raypkg.method_registry import find_method
+    stack's: a name that is an import path or an entry point, ``plugins.plugin_target``), for
+    the workers to import before they read their job (``import_on_worker``). The engine reads
+    no method registry: it sits below it."""
+    from raypkg.plugins import plugin_target
 
     names = [getattr(type(cfg), "METHOD", None), *getattr(cfg, "stack", ())]
-    return [("method", name, method.path) for name in dict.fromkeys(names) if isinstance(name, str)
-            and (method := find_method(name)) is not None and method.plugin]
+    return [("method", name, target.replace(" ", "")) for name in dict.fromkeys(names) if isinstance(name, str)
+            and (target := plugin_target("method", name)) is not None]
 
 
 def worker_refusal(error: Exception) -> UsageError | None:
