@@ -87,18 +87,7 @@ def recipe_of(name: str) -> Recipe:
     """The recipe of method ``name``: a registered one, or a plug-in's (an import path
     ``MODULE:CLASS`` or an entry point of ``effray.methods``: ``plugin_recipe``); an unknown
     name refused in one line with the list."""
-    recipes = load_recipes()
-    if name in recipes:
-        return recipes[name]
-    method = find_method(name) if isinstance(name, str) and name else None  # a plug-in's import refused in one line
-    if method is not None and method.name in recipes:  # an import path of a built-in's algorithm
-        return recipes[method.name]
-    if method is None or not method.plugin:
-        try:
-            choose("method", name, recipes)
-        except UsageError as e:
-            raise UsageError(f"{e}; or give an import path MODULE:CLASS (an Algorithm of your own)") from None
-    return plugin_recipe(method.name)
+    return registered_or_plugin(name, load_recipes(), plugin_recipe)
 
 
 @functools.cache
@@ -122,18 +111,24 @@ def plugin_case(name: str) -> BenchCase:
 def case_of(name: str) -> BenchCase:
     """The frontier case of method ``name``: a registered case, or a plug-in method's
     (``plugin_case``); an unknown name refused in one line with the cases."""
-    cases = load_cases()
-    if name in cases:
-        return cases[name]
-    method = find_method(name) if name else None
-    if method is not None and method.name in cases:
-        return cases[method.name]
+    return registered_or_plugin(name, load_cases(), plugin_case)
+
+
+def registered_or_plugin(name: str, table: dict, plugin):
+    """``table``'s entry for method ``name``: its own, the built-in's an import path of a
+    built-in's algorithm names, or a plug-in method's (``plugin(name)``); an unknown name
+    refused in one line with the table's names."""
+    if name in table:
+        return table[name]
+    method = find_method(name) if isinstance(name, str) and name else None  # a plug-in's import refused in one line
+    if method is not None and method.name in table:
+        return table[method.name]
     if method is None or not method.plugin:
         try:
-            choose("method", name, cases)
+            choose("method", name, table)
         except UsageError as e:
             raise UsageError(f"{e}; or give an import path MODULE:CLASS (an Algorithm of your own)") from None
-    return plugin_case(method.name)
+    return plugin(method.name)
 
 
 def algorithm_recipe(method) -> Recipe:
