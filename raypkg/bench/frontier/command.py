@@ -104,10 +104,10 @@ def count_options(func):
 @click.option("--max-seeds", type=int,
               help="Seeds until decided: after --seeds seeds, add one seed at a time, running only the curve and the "
                    "points the table has not decided (inconclusive, or faster or slower that Holm's correction "
-                   "marks ?), until none is left or K seeds have run; every interval is then at 1 - 5%% / looks "
-                   "(Bonferroni over the looks), so stopping early keeps its 5%% error. E.g. --seeds 3 --max-seeds 8. "
+                   "marks ?) and that K seeds could still decide, until none is left or K seeds have run; every interval is then at 1 - 5%% / looks "
+                   "(Bonferroni over the looks), so stopping early keeps its 5%% error. E.g. --seeds 3 --max-seeds 7. "
                    "A store remembers it (the same command and --render judge at its level). --max-seeds equal to "
-                   "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: 8), else --seeds, fixed.")
+                   "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: 7), else --seeds, fixed.")
 @click.option("--first-seed", type=int, default=0, show_default=True,
               help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1.")
 @click.option("--slots", type=int,
@@ -170,7 +170,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
-      effray bench frontier --seeds 3 --max-seeds 8              # seeds until every cell is decided
+      effray bench frontier --seeds 3 --max-seeds 7              # seeds until every cell is decided
       effray bench frontier --slots 2                            # packed two at a time: accuracies only (†)
       effray bench frontier --slots 2 --time-alone               # packed, then each point timed alone
     """
@@ -257,7 +257,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
         if not render:
             run_points(wanted, per_point, **run)
         while not render and len(seeds) < max_seeds:  # seeds until decided: a look after each seed
-            left = undecided(judge_stored(store, per_point, settings, time_alone, chance, looks)[3])
+            left = undecided(judge_stored(store, per_point, settings, time_alone, chance, looks)[3], max_seeds)
             if not left:
                 break
             seed = first_seed + len(seeds)
