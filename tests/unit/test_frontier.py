@@ -756,6 +756,18 @@ def test_merged_seed_tables_summarise_as_the_run_over_all_seeds(frontier_run, tm
     mixed = CliRunner().invoke(main, ["bench", "frontier", "--merge", str(tmp_path / "s0.parquet"), "--merge",
                                       str(tmp_path / "other.parquet")])
     assert mixed.exit_code == 2 and "ran digits:mlp" in mixed.output and "merge tables of one setup" in mixed.output
+    # rows record their frontier's settings: two frontiers of one setup but another learning rate are refused
+    measured = read_provenance(f"{stem}.parquet")
+    settings = json.loads(measured["settings"])
+    assert settings["lr"] == [0.1] and not {"seeds", "methods", "code"} & set(settings)
+    write_parquet(tmp_path / "lr0.parquet", rows[rows["seed"] == 0], measured)
+    write_parquet(tmp_path / "lr1.parquet", rows[rows["seed"] == 1], {**measured, "settings": json.dumps(
+        {**settings, "lr": [0.5]})})
+    other_lr = CliRunner().invoke(main, ["bench", "frontier", "--merge", str(tmp_path / "lr0.parquet"), "--merge",
+                                         str(tmp_path / "lr1.parquet")])
+    assert other_lr.exit_code == 2, other_lr.output
+    assert f"--merge: {tmp_path / 'lr1.parquet'} ran a frontier with lr [0.5], {tmp_path / 'lr0.parquet'} with [0.1]: " \
+           "merge tables of one frontier's settings" in other_lr.output
     # the title comes from the rows, not from --setup's preset
     merged_again = CliRunner().invoke(main, [*merge, "--save", str(tmp_path / "m2")])
     assert "# frontier digits:logreg, label noise 0.2: merged 2 tables" in merged_again.output

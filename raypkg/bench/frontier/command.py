@@ -6,6 +6,7 @@ then judged (``judge``) and shown (``report``); ``--merge`` judges stored rows a
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 
 import click
@@ -29,7 +30,7 @@ from raypkg.bench.frontier.points import (
 )
 from raypkg.bench.frontier.report import log_points, name_code, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
-from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe
+from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe, frontier_settings
 from raypkg.bench.frontier.until_decided import added_points, seeds_plan, undecided
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, same_training
 from raypkg.cli_options import (
@@ -241,6 +242,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
                                       store.ids()))
     if looks > 1:
         runner.source["looks"] = str(looks)  # what a --merge of its rows judges at (``merge.rows_looks``)
+    runner.source["settings"] = json.dumps(frontier_settings(stored_settings), sort_keys=True, default=float)  # --merge
     runner.header(setup_name(setup, settings), data, methods=names, **{
         k: v for k, v in settings.items() if k not in ("dataset", "model", "data_dir", "train_size", "test_size",
                                                        "target_acc")},

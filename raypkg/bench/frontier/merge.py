@@ -4,12 +4,15 @@ trained), titled by what the rows ran and naming the code and commands that meas
 
 from __future__ import annotations
 
+import json
+
 import click
 import pandas as pd
 
 from raypkg.bench.frontier.judge import fair_clock, judge_rows
 from raypkg.bench.frontier.points import PRESETS
 from raypkg.bench.frontier.report import name_code, save_results
+from raypkg.bench.frontier.store import differing_setting
 from raypkg.bench.harness import BenchRunner
 from raypkg.errors import UsageError
 from raypkg.tracking.provenance import code_identity
@@ -36,6 +39,13 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
         other = next(i for i, s in enumerate(setups) if s != setups[0])
         raise UsageError(f"--merge: {paths[other]} ran {setups[other][0]}, {paths[0]} ran {setups[0][0]}: merge "
                          "tables of one setup")
+    recorded = [json.loads(source["settings"]) if "settings" in (source or {}) else None for source in sources]
+    for path, settings in zip(paths[1:], recorded[1:]):
+        key = differing_setting(recorded[0], settings) if recorded[0] is not None and settings is not None else None
+        if key is not None:
+            raise UsageError(f"--merge: {path} ran a frontier with {key.replace('_', '-')} {settings.get(key)!r}, "
+                             f"{paths[0]} with {recorded[0].get(key)!r}: merge tables of one frontier's settings (only "
+                             "their seeds may differ)")
     points = [sorted(set(zip(f["method"], f["setting"]))) for f in frames]
     if any(p != points[0] for p in points):
         raise UsageError(f"--merge: {paths[next(i for i, p in enumerate(points) if p != points[0])]} has other points "

@@ -143,14 +143,10 @@ class FrontierStore:
         """Refuse, in one line naming a setting that differs, a store that holds another
         frontier's points (nothing is written)."""
         stored = self.settings()
-        fixed = {k: v for k, v in settings.items() if k not in NOT_STORED}
-        stored = {k: v for k, v in stored.items() if k not in NOT_STORED + REMEMBERED}  # judging-only ones stored before
-        differ = sorted((k for k in set(stored) | set(fixed) if not same(stored.get(k), fixed.get(k))),
-                        key=lambda k: (k in DERIVED, k)) if stored else []
-        if differ:
-            key = differ[0]
+        key = differing_setting(stored, settings) if stored else None
+        if key is not None:
             raise UsageError(f"{self.location} holds the points of a frontier run with {key.replace('_', '-')} "
-                             f"{stored.get(key)!r}, not {fixed.get(key)!r}: rerun it with that setting (only "
+                             f"{stored.get(key)!r}, not {settings.get(key)!r}: rerun it with that setting (only "
                              "--seeds and --methods may grow a stored frontier), or give a new --save or --storage")
 
     def claim(self, settings: dict, until_decided: dict | None = None) -> None:
@@ -482,6 +478,20 @@ def pid_alive(pid: int) -> bool:
 
 def failed_folder(kind: str) -> str:
     return "failed" if kind == "points" else f"failed-{kind}"
+
+
+def frontier_settings(settings: dict) -> dict:
+    """What makes two frontiers' points the same points: the settings a store checks (not the
+    seeds and methods that grow it, the code running, nor what only judging reads)."""
+    return {k: v for k, v in settings.items() if k not in NOT_STORED + REMEMBERED}
+
+
+def differing_setting(a: dict, b: dict) -> str | None:
+    """The first setting (of ``frontier_settings``) in which two frontiers differ, the ones
+    derived from others last; None if they are one frontier's."""
+    a, b = frontier_settings(a), frontier_settings(b)
+    differ = sorted((k for k in set(a) | set(b) if not same(a.get(k), b.get(k))), key=lambda k: (k in DERIVED, k))
+    return differ[0] if differ else None
 
 
 def same(a, b) -> bool:
