@@ -105,8 +105,9 @@ def count_options(func):
 @click.option("--max-seeds", type=int,
               help="Seeds until decided: after --seeds seeds, add one seed at a time, running only the curve and the "
                    "points the table has not decided (inconclusive, or faster or slower that Holm's correction "
-                   "marks ?) and that K seeds could still decide, until none is left or K seeds have run; every interval is then at 1 - 5%% / looks "
-                   "(Bonferroni over the looks), so stopping early keeps its 5%% error. E.g. --seeds 3 --max-seeds 7. "
+                   "marks ?) and that K seeds could still decide, until none is left or K seeds have run; every "
+                   "interval is then at 1 - 5% / looks (Bonferroni over the looks), so stopping early keeps its 5% "
+                   "error. E.g. --seeds 3 --max-seeds 7. "
                    "A store remembers it (the same command and --render judge at its level). --max-seeds equal to "
                    "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: 7), else --seeds, fixed.")
 @click.option("--first-seed", type=int, default=0, show_default=True,
