@@ -1,6 +1,6 @@
 """A run's config, built in one place (``build_config``) whatever the entry point: a
 command's flags (``resolve_config``), ``raypkg.run``'s keywords, a config file (YAML or
-JSON, a path or a URI), a tune space's trial (``raypkg.tuning``), a bench's settings. The
+JSON, a path or a URI), a tune space's trial (``raypkg.tune_space``), a bench's settings. The
 config given (a file, a mapping or a config object), the flags or keywords on top, older
 keys upgraded, and the settings of the algorithms its ``stack`` names (``--with``, or a
 name's ``+``: ``raypkg.engine.config.parse_stack``) mixed into its class

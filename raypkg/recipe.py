@@ -131,7 +131,8 @@ class Recipe:
 
         from raypkg.algorithms import check_stack
         from raypkg.data.base import DataSplits
-        from raypkg.distributed.cluster import check_address_used, take_recorded_nodes, uses_ray
+        from raypkg.distributed.cluster import check_address_used, uses_ray
+        from raypkg.distributed.placement import take_recorded_nodes
         from raypkg.engine.execution import decide_threads, training_threads
         from raypkg.engine.loop import evaluate
         from raypkg.engine.placement import decide_execution, driver_device, place, refuse_shared_ddp

@@ -166,7 +166,7 @@ TRIAL_SETTINGS = {"progress": False, "wandb": "disabled", "cache": False, "actor
 def trial_config(recipe: Recipe, config: dict):
     """A trial's config: ``config`` with ``TRIAL_SETTINGS`` for the fields the recipe has.
     Its values were checked before Ray started, each trial's config built as every other is
-    (``raypkg.tuning.check_trial_config``, through ``raypkg.config.build_config``, which sits
+    (``raypkg.tune_space.check_trial_config``, through ``raypkg.config.build_config``, which sits
     above this registry)."""
     names = {f.name for f in dataclasses.fields(recipe.config_cls)}
     stack = {"stack": list(recipe.stack)} if recipe.stack else {}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from raypkg.data.base import IndexedDataset
-from raypkg.distributed.cluster import resources
+from raypkg.distributed.placement import resources
 
 ShardFn = Callable[..., Any]
 
@@ -90,7 +90,7 @@ class ShardPool:
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, check_placement, ray_strategy, record_nodes
+        from raypkg.distributed.placement import MIN_CPUS_PER_ACTOR, check_placement, ray_strategy, record_nodes
         from raypkg.errors import UsageError
 
         if num_actors < 1:
@@ -155,7 +155,8 @@ def open_pool(dataset: IndexedDataset, num_actors: int, *, leave_cpus: float = 0
     None: when the cluster has GPUs): the actors share the cluster's GPUs (``gpus_for``)."""
     import ray
 
-    from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, connect_ray, gpus_for
+    from raypkg.distributed.cluster import connect_ray
+    from raypkg.distributed.placement import MIN_CPUS_PER_ACTOR, gpus_for
 
     connect_ray()
     cpus = None

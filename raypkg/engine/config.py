@@ -155,7 +155,7 @@ class RunConfig:
             raise UsageError(f"--placement {self.placement} places Ray Train workers or shard actors: it needs "
                              f"{' or '.join(flags) or 'a method that uses them'}")
         if isinstance(getattr(self, "actors", None), int) and self.actors > 0:  # the methods with shard actors
-            from raypkg.distributed.cluster import MIN_CPUS_PER_ACTOR, check_local_placement
+            from raypkg.distributed.placement import MIN_CPUS_PER_ACTOR, check_local_placement
 
             check_local_placement(self.actors, self.placement, "--actors", MIN_CPUS_PER_ACTOR)
         return self
@@ -287,7 +287,7 @@ class TrainConfig(RunConfig):
         if self.lr_warmup_epochs >= self.epochs:
             raise UsageError(f"lr-warmup-epochs must be below epochs ({self.epochs}), got {self.lr_warmup_epochs}")
         if self.workers and not self.use_gpu:
-            from raypkg.distributed.cluster import check_local_placement
+            from raypkg.distributed.placement import check_local_placement
 
             check_local_placement(self.workers, self.placement)
         return self

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from raypkg.distributed.cluster import gpu_share
+from raypkg.distributed.placement import gpu_share
 from raypkg.engine.execution import CompileChoice, Execution, note_trained_at, resolve_for_data
 from raypkg.errors import UsageError
 

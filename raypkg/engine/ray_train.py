@@ -31,7 +31,7 @@ import torch
 from raypkg.checksums import verify_sidecar, write_sidecar
 from raypkg.data.augment import CropFlip
 from raypkg.data.base import DataSplits
-from raypkg.distributed.cluster import record_nodes, resources
+from raypkg.distributed.placement import record_nodes, resources
 from raypkg.distributed.ray_internals import (
     file_rendezvous_config,
     quiet_train_worker_logs,
@@ -252,16 +252,9 @@ def _run(worker, cfg: TrainConfig, job: dict, storage: str | Path, name: str, th
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from raypkg.distributed.cluster import (
-        MIN_CPUS_PER_WORKER,
-        check_placement,
-        check_shared_storage,
-        check_storage_on_nodes,
-        connect_ray,
-        joining_env,
-        ray_strategy,
-        stop_ray_on_interrupt,
-    )
+    from raypkg.distributed.cluster import connect_ray, joining_env, stop_ray_on_interrupt
+    from raypkg.distributed.node_storage import check_shared_storage, check_storage_on_nodes
+    from raypkg.distributed.placement import MIN_CPUS_PER_WORKER, check_placement, ray_strategy
     from raypkg.storage import ray_train_storage
 
     connect_ray()

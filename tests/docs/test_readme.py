@@ -383,7 +383,8 @@ def report_of_the_runs(r: Result) -> None:
 def sweep(r: Result) -> None:
     """best_config.yaml and trials.parquet agree with the printed best (tests/unit/test_tuning.py);
     W&B (offline by default, no key) holds one run per trial."""
-    from raypkg.tuning import default_space, read_space
+    from raypkg.tune_space import read_space
+    from raypkg.tuning import default_space
 
     (path,) = r.printed_paths("saved")
     metric, value = re.search(r"^best (\w+) = ([-\d.einf]+) with config:$", r.output, flags=re.M).groups()

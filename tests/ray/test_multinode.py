@@ -195,18 +195,19 @@ def test_a_sweep_on_two_nodes_keeps_its_trials_in_storage_and_is_refused_without
 PROBE = """
 import sys
 import raypkg.distributed.cluster as cluster
+import raypkg.distributed.node_storage as node_storage
 from raypkg.errors import UsageError
 
 # Runs on the nodes (shipped by value): the values it needs are bound here, on the driver.
-def write_marker(directory, node_id, real=cluster._write_marker, worker_id=sys.argv[2], case=sys.argv[3]):
+def write_marker(directory, node_id, real=node_storage._write_marker, worker_id=sys.argv[2], case=sys.argv[3]):
     if node_id != worker_id:
         return real(directory, node_id)
     return "PermissionError: [Errno 13] Permission denied" if case == "fails" else ""  # or writes elsewhere
 
-cluster._write_marker = write_marker
+node_storage._write_marker = write_marker
 cluster.connect_ray(address=sys.argv[1])
 try:
-    cluster.check_storage_on_nodes(sys.argv[4])
+    node_storage.check_storage_on_nodes(sys.argv[4])
     print("accepted")
 except UsageError as e:
     print(e)
@@ -319,7 +320,7 @@ def test_what_a_placement_can_hold_is_counted_per_node(monkeypatch, placement, f
     strict-spread one worker on each node that holds one; more is refused in one line."""
     import ray
 
-    from raypkg.distributed.cluster import check_placement
+    from raypkg.distributed.placement import check_placement
     from raypkg.errors import UsageError
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": c}} for c in (3, 2, 0.5)])

@@ -116,7 +116,8 @@ def test_help_imports_no_heavy_module():
 
 
 def test_default_tune_space_is_found_from_any_directory(tmp_path, monkeypatch):
-    from raypkg.tuning import default_space, read_space
+    from raypkg.tune_space import read_space
+    from raypkg.tuning import default_space
 
     monkeypatch.chdir(tmp_path)
     for method in ("train", "coreset", "deltagrad"):

@@ -236,7 +236,7 @@ def two_nodes(monkeypatch, alive=(True, True)):
 
 
 def test_a_cluster_of_several_nodes_needs_storage(monkeypatch):
-    from raypkg.distributed.cluster import check_shared_storage
+    from raypkg.distributed.node_storage import check_shared_storage
 
     two_nodes(monkeypatch)
     with pytest.raises(UsageError, match=r"^a cluster of 2 nodes needs --storage \(Ray Train checkpoints must "

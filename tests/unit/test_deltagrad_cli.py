@@ -156,7 +156,7 @@ def test_settings_that_break_exact_replay_are_refused(tmp_path, extra, message):
 
 def test_tune_space_parses_and_one_trial_reports():
     from raypkg.recipe_registry import run_trial
-    from raypkg.tuning import read_space
+    from raypkg.tune_space import read_space
 
     spec = read_space("tune_spaces/deltagrad.yaml")
     assert spec["metric"] == "score" and set(spec["space"]) == {"period", "init", "m"}

@@ -127,10 +127,12 @@ def test_selection_imports_nothing_of_lipt_and_nothing_below_the_cli_imports_it(
 
 
 # What every layer may use: errors, paths, storage, plug-in loading, timing, and starting or
-# joining Ray. Each imports only other foundation modules (plugins.py loads a plug-in dataset's
-# factory; turning what it returns into DataSplits is the data layer's: raypkg.data.plugins).
+# joining Ray, placing its work and checking that --storage reaches its nodes. Each imports only
+# other foundation modules (plugins.py loads a plug-in dataset's factory; turning what it
+# returns into DataSplits is the data layer's: raypkg.data.plugins).
 FOUNDATION = ("raypkg.errors", "raypkg.paths", "raypkg.storage", "raypkg.checksums", "raypkg.interrupts",
-              "raypkg.plugins", "raypkg.timing", "raypkg.distributed.cluster", "raypkg.distributed.ray_internals")
+              "raypkg.plugins", "raypkg.timing", "raypkg.distributed.cluster", "raypkg.distributed.placement",
+              "raypkg.distributed.node_storage", "raypkg.distributed.ray_internals")
 # data < models < engine: each imports only itself, the layers below it and the foundation (no
 # method, recipe, algorithm, config builder, bench or tracking).
 LAYERS = {"raypkg.data": ("raypkg.data",), "raypkg.models": ("raypkg.models", "raypkg.data"),

@@ -99,7 +99,7 @@ REFUSED = [
 @pytest.mark.parametrize("entry", ["effray run", "--with", "config file", "raypkg.run", "tune space", "frontier"])
 @pytest.mark.parametrize("base, member, message", REFUSED, ids=[m.split(":")[1] for _, m, _ in REFUSED])
 def test_every_refusal_is_one_line_before_any_work_at_every_entry_point(tmp_path, entry, base, member, message):
-    from raypkg.tuning import read_space
+    from raypkg.tune_space import read_space
 
     stack = f"{base}+{member}" if base else member
     config = tmp_path / "config.yaml"

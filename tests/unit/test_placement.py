@@ -194,13 +194,13 @@ def one_gpu_ray(monkeypatch):
 
 @pytest.mark.parametrize("use_gpu, count, share", [(None, 2, 0.5), (True, 3, 0.3333), (None, 1, 1.0), (False, 2, 0.0)])
 def test_actors_and_trials_take_a_share_of_the_clusters_gpus(one_gpu_ray, use_gpu, count, share):
-    from raypkg.distributed.cluster import gpus_for
+    from raypkg.distributed.placement import gpus_for
 
     assert gpus_for(use_gpu, count, "shard actors") == share
 
 
 def test_gpu_asked_of_a_cluster_without_one_is_refused(one_gpu_ray):
-    from raypkg.distributed.cluster import gpus_for
+    from raypkg.distributed.placement import gpus_for
 
     one_gpu_ray["GPU"] = 0.0
     assert gpus_for(None, 2, "shard actors") == 0.0

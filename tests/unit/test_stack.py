@@ -156,7 +156,7 @@ def test_a_stacked_config_pickles_to_its_own_class_and_a_plain_class_refuses_a_s
 
 
 def test_a_tune_space_sweeps_a_stacked_setting_and_refuses_a_stack_that_cannot_hold(tmp_path):
-    from raypkg.tuning import check_trial_config, read_space
+    from raypkg.tune_space import check_trial_config, read_space
 
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"method": "infobatch+sparse", "base": {"dataset": "digits", "epochs": 2},

@@ -11,7 +11,7 @@ from helpers import expected_trials
 
 from raypkg.cli import main
 from raypkg.errors import UsageError
-from raypkg.tuning import read_space
+from raypkg.tune_space import read_space
 
 
 def write(tmp_path, spec) -> str:
@@ -27,7 +27,8 @@ def test_shipped_train_space_parses():
 
 def test_the_fastest_stack_space_races_every_stack_to_the_resnet20_target():
     from raypkg.bench.frontier import PRESETS
-    from raypkg.tuning import asha_metric, check_trial_config
+    from raypkg.tune_space import check_trial_config
+    from raypkg.tuning import asha_metric
 
     spec = read_space("tune_spaces/fastest-stack.yaml")
     check_trial_config(spec)  # every stack, budget and schedule makes a valid config
@@ -121,7 +122,7 @@ def test_every_setting_a_trial_sets_itself_has_its_refusal():
     """A trial's own settings (``TRIAL_SETTINGS``) and those a space may not set (``TRIAL_OWN``,
     each with why) are one list: none is overridden silently."""
     from raypkg.recipe_registry import TRIAL_SETTINGS
-    from raypkg.tuning import TRIAL_OWN, check_trial_own
+    from raypkg.tune_space import TRIAL_OWN, check_trial_own
 
     assert set(TRIAL_OWN) == set(TRIAL_SETTINGS)
     check_trial_own({"base": dict(TRIAL_SETTINGS)})  # the trial's own values are no override
