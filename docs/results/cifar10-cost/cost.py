@@ -11,7 +11,7 @@ comparison of seed SEED (default 0): the points it needs (``planned``), those st
 training), ``wall_s`` (each point run from start to end, its per-epoch test evaluation and
 start-up included) and how they were timed (``timed``: ``packed`` beside other points, or
 ``alone``; ``beside``: how many other points ran beside each on average). A comparison whose
-points are not all stored is a lower bound of its cost: ``complete`` says which.
+points are not all stored is a lower bound of its cost: ``complete`` (yes or no) says which.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main(rows_path: str, summary_path: str, out: str, seed: str = "0") -> pd.Dat
     for name, wanted in COMPARISONS.items():
         planned, stored = summary[picked(summary, wanted)], rows[picked(rows, wanted)]
         lines.append({"comparison": name, "planned": len(planned), "stored": len(stored),
-                      "complete": len(stored) == len(planned), "e2e_s": stored["e2e_s"].sum(),
+                      "complete": "yes" if len(stored) == len(planned) else "no", "e2e_s": stored["e2e_s"].sum(),
                       "wall_s": (stored["ended_at"] - stored["started_at"]).sum(),
                       "timed": ", ".join(sorted(set(stored["timed"]))) or "-", "beside": stored["beside"].mean()})
     table = pd.DataFrame(lines)
