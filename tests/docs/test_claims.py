@@ -36,6 +36,8 @@ SPARSE_X5_DENSE = R + "sparse-fashion-mnist-mlp-x5-dense.parquet"
 DELTAGRAD = (R + "deltagrad-fashion-mnist.parquet", R + "deltagrad-fashion-mnist-seed1.parquet",
              R + "deltagrad-fashion-mnist-seed2.parquet")
 DELTAGRAD_SETTINGS = R + "deltagrad-fashion-mnist-settings.parquet"
+CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points (seed 0 so far)
+CIFAR10_PLAN = R + "frontier-cifar10-resnet20-cpu-summary.parquet"  # its summary: every planned cell, stored or not
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,11 @@ def deltagrad_setting(d, setting):
     return float(ratio)
 
 
+def stored_of(d, methods, settings):  # a summary's cells of these methods and settings: (stored, planned)
+    cells = d[d.method.isin(methods) & d.setting.isin(settings)]
+    return int(cells.seeds.notna().sum()), len(cells)
+
+
 def same(values):
     words = sorted({f"{v:.0f}" for v in values})
     return "-".join(words)
@@ -167,6 +174,20 @@ CLAIMS = [
     C("crest-2x-lr-mlp-lower", "CREST", (LR2_MLP, MLP),
       lambda r, d: sorted(100 * (at(d, "rs2", s) - at(r, "rs2", s)) for s in ("f=0.1", "f=0.3")),
       "it is {:.0f}-{:.0f} points lower"),
+    C("crest-cifar10", "CREST", (CIFAR10_ROWS,),
+      lambda d: (*accs(d, "f=0.1", "crest", "rs2"), at(d, "full", "b=1"), at(d, "crest", "f=0.1", "e2e_s"),
+                 at(d, "crest", "f=0.1", "selection_s"), at(d, "crest", "f=0.1", "check_s")),
+      "CREST at 10% of the steps {:.3f} against RS2's {:.3f}, full training {:.3f}; of CREST's {:,.0f} s, its selection"
+      " {:.0f} s and its checks {:.0f} s"),
+    C("crest-cifar10-verdict", "CREST", (CIFAR10_ROWS,),
+      lambda d: (len(d[(d.method == "crest") & (d.setting == "f=0.1")]), 100 * (at(d, "rs2", "f=0.1") - at(d, "crest", "f=0.1"))),
+      "CIFAR-10, the paper's own setting: {} seed, {:.1f} points below RS2 at 10% of the steps; not decided (n=1"),
+    C("lipt-cifar10-stored", "LiPT", (CIFAR10_PLAN,),
+      lambda d: stored_of(d, ["lipt-grand", "lipt-glister", "grand", "glister"], ["f=0.1", "f=0.3"]),
+      "CIFAR-10: {} of the {} points of LiPT-GraNd, LiPT-Glister, GraNd and Glister at 10% and 30% are stored yet"),
+    C("itop-cifar10-stored", "ITOP", (CIFAR10_PLAN,),
+      lambda d: stored_of(d, ["rigl-itop", "a-rigl-itop"], ["d=0.05"]),
+      "CIFAR-10: {} of the {} points of RigL-ITOP and A-RigL-ITOP at 5% density are stored yet"),
     # LiPT: its selections' accuracy, its pre-training's seconds against DeepCore's warm-ups, end to end
     C("lipt-mlp-accuracy", "LiPT", (MLP,), lipt_accs,
       "MLP LiPT-Glister {:.3f} / {:.3f} against Glister's {:.3f} / {:.3f}, LiPT-GraNd {:.3f} / {:.3f} against"

@@ -44,6 +44,7 @@ MLP_1SLOT = R + "frontier-fashion-mnist-mlp-1slot-summary.parquet"
 AVX2_2K = R + "frontier-resnet20-linear-summary.parquet"
 DIGITS_MLP = R + "frontier-mlp-summary.parquet"
 UNTIL_DECIDED = R + "seeds-until-decided.parquet"
+CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points
 
 RESULTS, CREST_PAGE, PR_PAGE, README, BENCHMARKS = ("docs/results.md", "docs/methods/crest.md",
                                                     "docs/methods/progressive-resizing.md", "README.md",
@@ -305,6 +306,17 @@ PROSE = [
                  sim(d, "3 to 7, table", "est_e2e_s", RESNET_2K) / sim(d, "5 fixed", "est_e2e_s", RESNET_2K)),
       "3 to 7 seeds prints {:.1f} cells `?` against {:.1f}, and {:.1f} short of the table's standard against {:.1f}, at "
       "{:,.0f} s against {:,.0f} s ({:.2f}x); on the MLP {:.2f}x. * it prints {:.1f} `?` against {:.1f} but costs {:.2f}x"),
+    P("cifar10-full", RESULTS, "the preset's stated accuracy; one", (CIFAR10_ROWS,),
+      lambda d: (at(d, "full", "b=1"), at(d, "full-fp32", "b=1")), "Full training reaches {:.3f} in 5 epochs** (fp32 {:.3f})"),
+    P("cifar10-crest-seed0", RESULTS, "**One seed, packed: no word yet.**", (CIFAR10_ROWS,),
+      lambda d: (at(d, "crest", "f=0.1"), at(d, "rs2", "f=0.1"), at(d, "uniform", "f=0.1"),
+                 *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
+      "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
+      "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
+    P("cifar10-cost-packed", BENCHMARKS, "These seconds are packed and, for the first points", (CIFAR10_ROWS,),
+      lambda d: (at(d, "full", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
+      "training's 5 epochs took {:,.0f} s at `auto`, while uniform's 30% subset (1.5 epochs' worth of steps) took "
+      "{:.0f} s beside one other point"),
     P("until-decided-wall", BENCHMARKS, "The same verdicts in 0.54x the wall time", (UNTIL_DECIDED,),
       lambda d: (run(d, "until decided", "wall_s") / run(d, "fixed", "wall_s"), run(d, "until decided", "wall_s"),
                  run(d, "fixed", "wall_s"), int(run(d, "until decided", "points")), int(run(d, "fixed", "points"))),
