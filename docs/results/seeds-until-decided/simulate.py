@@ -41,9 +41,10 @@ OTHER_RUNS = {"5 fixed": (5, 5, "fixed"), "3 to 7, settled": (3, 7, "settled"), 
 
 
 def stored_cells(path: str):
-    """A stored frontier's judged cells (those with 2 seeds or more): each cell's mean and spread of log x_vs_curve, and (cells' seconds a seed, the curve's) at the
-    point runs' wall seconds (started to ended; None where the rows lack them) and at their
-    e2e_s + epoch_eval_s (what a run costs with its per-epoch evaluation)."""
+    """A stored frontier's judged cells (those with 2 seeds or more): each cell's mean and
+    spread of log x_vs_curve, and (cells' seconds a seed, the curve's) at the point runs' wall
+    seconds (started to ended; None where the rows lack them) and at their e2e_s +
+    epoch_eval_s (what a run costs with its per-epoch evaluation)."""
     rows = pd.read_parquet(path)
     cells = rows[rows["x_vs_curve"].notna()]
     by_cell = [cells["method"], cells["setting"]]
