@@ -194,7 +194,7 @@ def judge(ratios: Sequence[float], below: Sequence[bool] = (), looks: int = 1,
     ``bracket``: each seed's (low, high) ends, x_vs_curve_lo and x_vs_curve_hi (``add_curves``:
     what the curve's measured budgets allow, low <= ratio <= high). The interval is then the
     t-interval widened over every reading of the seeds within their brackets (``low``: the
-    lowest low, ``high``: the highest high, ``p``: the largest; ``bracketed_interval``), and
+    lowest low, ``high``: the highest high, ``p``: the interval's own; ``bracketed_interval``), and
     the word is read off it, so that what it says (below 1, above 1, inside the margin) holds
     wherever the curve lies between its measured budgets. Without a bracket every end is the
     ratio, and the interval the ratios' own:
@@ -250,14 +250,21 @@ def bracketed_interval(seeds: np.ndarray, level: float, looks: int = 1) -> tuple
     seed at its low or its high end), and the interpolated ratios besides; past ``CORNERS``
     open brackets, the all-low, all-high and interpolated readings only. A seed whose low end
     is 0 s (below the curve's first measured point, unmeasured from chance) takes its
-    interpolated ratio in the high end's place: its low end bounds nothing above. ``p``: the
-    largest two-sided p of "the mean is 0", times ``looks``, over the readings."""
+    interpolated ratio in the high end's place: its low end bounds nothing above.
+
+    ``p``: the interval's own, the smallest 1 - level at which it would leave out 1, times
+    ``looks``, so that ``p`` < 1 - ``CONFIDENCE`` exactly where the word is ``slower`` or ``faster``:
+    below 1, the largest p of the readings its high end is taken over, each of them below 1
+    (else 1); above 1, likewise of its low end's readings; the smaller of the two."""
     logs = np.log(np.maximum(seeds, 1e-9))  # a seed at chance accuracy, which the curve has at 0 s
     ratio, lo, hi = logs.T
     above_lo = np.where((seeds[:, 1] == 0) & (seeds[:, 2] > 0), ratio, lo)
-    lows, p_lows = t_intervals(corners(ratio, lo, hi), level, looks)
-    highs, p_highs = t_intervals(corners(ratio, above_lo, hi), level, looks)
-    return float(np.exp(lows[:, 0].min())), float(np.exp(highs[:, 1].max())), float(max(p_lows.max(), p_highs.max()))
+    low_readings, high_readings = corners(ratio, lo, hi), corners(ratio, above_lo, hi)
+    lows, p_lows = t_intervals(low_readings, level, looks)
+    highs, p_highs = t_intervals(high_readings, level, looks)
+    p_below = p_highs.max() if (high_readings.mean(axis=1) < 0).all() else 1.0
+    p_above = p_lows.max() if (low_readings.mean(axis=1) > 0).all() else 1.0
+    return float(np.exp(lows[:, 0].min())), float(np.exp(highs[:, 1].max())), float(min(p_below, p_above))
 
 
 def corners(ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

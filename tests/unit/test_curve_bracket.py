@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -117,6 +118,29 @@ def test_a_word_that_holds_at_every_corner_stands_and_the_interval_is_widened_ov
     slower = judge([0.05, 0.2, 0.15], [True, False, False], bracket=([0.0, 0.18, 0.14], [0.09, 0.22, 0.16]))
     assert slower.verdict == "slower" and slower.high == pytest.approx(every_corner([0.05, 0.18, 0.14],
                                                                                     [0.09, 0.22, 0.16])[1])
+
+
+def test_p_is_the_bracketed_intervals_own_below_1_minus_level_exactly_where_it_says_slower_or_faster():
+    """Holm reads ``p``: it must say what the interval says. A seed below the curve's smallest
+    budget has a low end of 0 s, which the high end does not read; its p must not either (the
+    frontier's GraNd at 0.03x [1e-12, 0.08] had p = 0.15, and Holm marked ``?`` a cell whose
+    interval lies far below 1)."""
+    from raypkg.bench.curve import CONFIDENCE
+
+    slower = judge([0.02, 0.04, 0.03], [True, False, False], bracket=([0.0, 0.035, 0.025], [0.05, 0.045, 0.04]))
+    assert slower.verdict == "slower" and slower.p < 1 - CONFIDENCE
+    rng = np.random.default_rng(0)
+    words = set()
+    for _ in range(400):
+        n = int(rng.integers(2, 6))
+        ratios = np.exp(rng.normal(rng.normal(0, 1), rng.uniform(0.05, 1), n))
+        below = rng.random(n) < 0.2
+        lows = np.where(below, 0.0, ratios * rng.uniform(0.7, 1, n))
+        said = judge(list(ratios), list(below), looks=int(rng.integers(1, 4)),
+                     bracket=(list(lows), list(ratios * rng.uniform(1, 1.4, n))))
+        words.add(said.verdict)
+        assert (said.p < 1 - CONFIDENCE) == (said.verdict in ("slower", "faster")), said
+    assert {"slower", "faster", "below curve", "inconclusive"} <= words
 
 
 @pytest.mark.parametrize("bracket, refused", [

@@ -5,7 +5,8 @@ a row each and a row per cell whose word differs.
 
 Per run: ``wall_s`` (its log's wall time, given), ``points`` (point runs stored), ``seeds``
 (the most any cell had), ``level`` (its intervals' confidence), ``cells`` (points judged), and
-how many read each word; ``decided``: faster, slower, equivalent or below curve. Then a row per
+how many read each word; ``decided``: faster, slower, equivalent or below curve; ``doubted``: the
+faster or slower ones Holm's correction marks ``?``. Then a row per
 cell whose word differs between the runs, with both. Nothing is trained.
 """
 
@@ -29,8 +30,10 @@ def describe(name: str, stem: str, wall: float) -> tuple[dict, pd.DataFrame]:
     run = {"run": name, "wall_s": wall, "points": len(rows), "seeds": int(judged["n"].max()),
            "level": float(judged["level"].min()) if "level" in judged else 0.95, "cells": len(judged),
            "decided": int(judged["verdict"].isin(DECIDED).sum()),
+           "doubted": int((judged["verdict"].isin(("faster", "slower")) & judged["holm"].eq("close")).sum()),
            **{word: int(judged["verdict"].eq(word).sum()) for word in WORDS}}
-    return run, judged.set_index(["method", "setting"])[["verdict", "n"]]
+    return run, judged.assign(verdict=judged["verdict"].where(~judged["holm"].eq("close"), judged["verdict"] + "?")
+                         ).set_index(["method", "setting"])[["verdict", "n"]]
 
 
 if __name__ == "__main__":
