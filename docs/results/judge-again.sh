@@ -18,6 +18,7 @@ case "${1:-}" in
 frontiers)
   for stem in $(ls $R/frontier-*.parquet $R/time-alone/*.parquet | grep -v -e '-summary' -e '-seed[0-9]' \
                 -e '-deltagrad' | sed 's/\.parquet$//'); do
+    [ -d "$stem-points" ] && continue  # a stored store: `--render` judges it with its planned cells, a merge would not
     seeds=$(ls ${stem}-seed[0-9].parquet 2>/dev/null || true)  # a frontier stored a seed a file: its seeds
     merged=$(for f in ${seeds:-$stem.parquet}; do echo --merge $f; done)
     mkdir -p $tmp/$(dirname $stem)

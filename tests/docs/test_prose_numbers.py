@@ -318,6 +318,9 @@ PROSE = [
       lambda d: (at(d, "full", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
       "training's 5 epochs took {:,.0f} s at `auto`, while uniform's 30% subset (1.5 epochs' worth of steps) took "
       "{:.0f} s beside one other point"),
+    P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
+      lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
+      "Judged again (`judge-again.sh`), {1} of the {0} keep it"),
     P("until-decided-wall", BENCHMARKS, "No `?`, but not less time", (UNTIL_DECIDED,),
       lambda d: (run(d, "until decided", "wall_s"), run(d, "fixed", "wall_s"),
                  run(d, "until decided", "wall_s") / run(d, "fixed", "wall_s"), int(run(d, "until decided", "points")),
