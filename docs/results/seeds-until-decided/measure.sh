@@ -1,6 +1,6 @@
 #!/bin/bash
 # Seeds until decided against fixed seeds (issue 82, part 5), measured: the fashion-mnist:mlp frontier as
-# typed (the preset's seeds until decided: 3 seeds, then up to 7) against --seeds 5 --max-seeds 5 (5
+# typed (the preset's seeds until decided: 3 seeds, then up to 5) against --seeds 5 --max-seeds 5 (5
 # fixed seeds), each with every point timed alone (the default, one at a time), one after the other,
 # nothing else running; each run's wall time from the clock around it.
 #   OUT=/tmp/sud bash docs/results/seeds-until-decided/measure.sh

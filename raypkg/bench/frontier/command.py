@@ -31,7 +31,7 @@ from raypkg.bench.frontier.points import (
 from raypkg.bench.frontier.report import log_points, name_code, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe, frontier_settings
-from raypkg.bench.frontier.until_decided import added_points, seeds_plan, undecided
+from raypkg.bench.frontier.until_decided import added_points, runs_next, seeds_plan, undecided
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, same_training
 from raypkg.cli_options import (
     FLOATS,
@@ -108,9 +108,10 @@ def count_options(func):
                    "points the table has not decided (inconclusive, or faster or slower that Holm's correction "
                    "marks ?) and that K seeds could still decide, until none is left or K seeds have run; every "
                    "interval is then at 1 - 5% / looks (Bonferroni over the looks), so stopping early keeps its 5% "
-                   "error. E.g. --seeds 3 --max-seeds 7. "
+                   "error. E.g. --seeds 3 --max-seeds 5. "
                    "A store remembers it (the same command and --render judge at its level). --max-seeds equal to "
-                   "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: 7), else --seeds, fixed.")
+                   "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: "
+                   f"{PRESETS['fashion-mnist:mlp']['max_seeds']}), else --seeds, fixed.")
 @click.option("--first-seed", type=int, default=0, show_default=True,
               help="The first of the --seeds seeds: runs seeds FIRST .. FIRST + N - 1.")
 @click.option("--slots", type=int,
@@ -173,7 +174,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
-      effray bench frontier --seeds 3 --max-seeds 7              # seeds until every cell is decided
+      effray bench frontier --seeds 3 --max-seeds 5              # seeds until every cell is decided
       effray bench frontier --slots 2                            # packed two at a time: accuracies only (†)
       effray bench frontier --slots 2 --time-alone               # packed, then each point timed alone
     """
@@ -266,8 +267,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
                 break
             seed = first_seed + len(seeds)
             seed_points, data = load_points(settings, names, seed)
-            seed_points = [p for p in seed_points if p.labels["budget"] == p.labels["budget"]  # the curve, and
-                           or (p.labels["method"], p.labels["setting"]) in left]  # the points not decided
+            seed_points = [p for p in seed_points if runs_next(p.labels, left)]
             click.echo(f"# seeds until decided: {len(left)} cells not decided at the table's standard (inconclusive, or "
                        f"marked ?) after {len(seeds)} seeds; seed {seed} runs them and the curve ({len(seed_points)} points)")
             trains.update({point_id(p): same_training(p, data) for p in seed_points})

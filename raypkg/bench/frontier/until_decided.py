@@ -75,6 +75,12 @@ def undecided(table, max_seeds: int) -> set[tuple[str, str]]:
     return set(zip(left["method"], left["setting"]))
 
 
+def runs_next(labels, left: set[tuple[str, str]]) -> bool:
+    """Whether an added seed runs a point (its ``labels``, or a stored row): the curve's (a
+    budget), or a cell the look left undecided (``left``, ``undecided``'s)."""
+    return labels["budget"] == labels["budget"] or (labels["method"], labels["setting"]) in left
+
+
 def seeds_plan(preset: dict, seeds: int, typed_seeds: int | None, max_seeds: int | None, store, render: bool,
                slots: int | None, time_alone: bool, first_seed: int = 0) -> tuple[int, int, int]:
     """(N, K, looks): the frontier's first seeds, the most it runs, and the looks a cell may
@@ -122,6 +128,34 @@ def added_points(settings: dict, names: list[str], start: int, stop: int, n: int
 
     return {point_id(p): p for seed in range(start, stop) for p in build_points(settings, names, seed, n=n)
             if point_id(p) in stored}
+
+
+# --- The rule replayed on measured rows (docs/results/seeds-until-decided/replay.py)
+
+def replay(rows, first: int, most: int):
+    """Seeds until decided (``first`` seeds, then up to ``most``; ``first`` = ``most``: fixed)
+    run on a frontier's stored rows (``judge.judge_rows``' input, a row per point and seed)
+    instead of training them: the looks the frontier makes, each judging the rows the rule has
+    run so far and adding the next seed's curve and the cells ``undecided`` leaves
+    (``runs_next``). Returns (the rows it ran, in ``rows``' index; its last look's summary; the
+    cells a look asked for that ``rows`` lacks: then it is not that rule's replay)."""
+    import pandas as pd
+
+    from raypkg.bench.frontier.judge import judge_rows
+
+    looks, chance = most - first + 1, float(rows["chance"].iloc[0])
+    seeds = sorted(rows["seed"].unique())
+    ran, missing = rows[rows["seed"].isin(seeds[:first])], 0
+    for look in range(first, most):
+        left = undecided(judge_rows(ran, chance=chance, looks=looks)[1], most)
+        if not left or look >= len(seeds):
+            missing += len(left)  # a seed the rows do not hold
+            break
+        cells = rows[rows["seed"] == seeds[look]]
+        wanted = cells[[runs_next(row, left) for _, row in cells.iterrows()]]
+        missing += len(left - set(zip(wanted["method"], wanted["setting"])))
+        ran = pd.concat([ran, wanted])
+    return ran, judge_rows(ran, chance=chance, looks=looks)[1], missing
 
 
 # --- The simulation of the whole rule (tests/unit/test_frontier.py, docs/results/seeds-until-decided/simulate.py)
