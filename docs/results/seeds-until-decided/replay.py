@@ -9,8 +9,8 @@ A row per rule and order: its point runs, the seeds it ran, ``est_s`` (``seconds
 of its wall time at the rows' own clocks, not a measurement), how many cells read each word,
 ``doubted`` (faster or slower with Holm's ``?``), ``settled`` (at the table's standard,
 ``until_decided.settled``) and ``missing`` (cells a look asked for of a seed the rows lack: then
-the row is not that rule's replay). ``N:N`` is N fixed seeds. Then the mean, least and most per
-rule over the orders.
+the row is not that rule's replay). ``N:N`` is N fixed seeds. OUT_STEM-summary.parquet: per rule,
+the mean, least and most of each over the orders, and its mean est_s over the first fixed rule's.
 """
 
 from __future__ import annotations
@@ -72,9 +72,16 @@ def main(out: str, path: str, count: str, *rules: str) -> pd.DataFrame:
             lines.append({"rule": f"{first} fixed" if first == most else f"{first} to {most}",
                           "order": " ".join(map(str, order)), **describe(ordered, *replay(ordered, first, most))})
     table = pd.DataFrame(lines)
-    write_parquet(f"{out}.parquet", table, {**provenance(threads=1), "command": shlex.join(["python", *sys.argv])})
     columns = ["points", "est_s", "doubted", "settled", "decided", "below curve", "inconclusive", "missing"]
-    print(table.groupby("rule", sort=False)[columns].agg(["mean", "min", "max"]).round(2).to_string())
+    spread = table.groupby("rule", sort=False)[columns].agg(["mean", "min", "max"])
+    spread.columns = [f"{column} {stat}" for column, stat in spread.columns]
+    fixed = spread.index[spread.index.str.endswith("fixed")][0]  # the first fixed rule: the ratio's base
+    spread.insert(0, "orders", table.groupby("rule", sort=False).size())
+    spread.insert(1, f"est_s / {fixed}", spread["est_s mean"] / spread.loc[fixed, "est_s mean"])
+    source = {**provenance(threads=1), "command": shlex.join(["python", *sys.argv])}  # a script, not `effray`
+    write_parquet(f"{out}.parquet", table, source)
+    write_parquet(f"{out}-summary.parquet", spread.reset_index(), source)
+    print(spread.round(2).to_string())
     return table
 
 

@@ -4,7 +4,7 @@
 
     python docs/results/seeds-until-decided/simulate.py OUT.parquet [ROWS.parquet]
 
-Null: frontiers of 33 (and 3) cells whose seeds' log ratios are drawn from N(0, 0.3), 3 to 5
+Null: frontiers of 33 (and 3) cells whose seeds' log ratios are drawn from N(0, 0.3), 3 to 7
 seeds (the preset's), by the rule (``table``), without futility (``settled``) and the rule before
 (``word``): how many frontiers print a false faster or slower without ``?`` (``fwer``), and the
 most any cell says a false word, ``?`` or not (``cell_word``). Same cells: each of the 33
@@ -36,8 +36,8 @@ OTHERS = {"fashion-mnist:lenet5": "docs/results/frontier-fashion-mnist-lenet5.pa
           "fashion-mnist:resnet20 2k": "docs/results/frontier-fashion-mnist-resnet20-2k.parquet"}
 MLP_RUNS = {"5 fixed": (5, 5, "fixed"), "3 fixed": (3, 3, "fixed"), "3 to 8, word": (3, 8, "word"),
             **{f"3 to {k}, {rule}": (3, k, rule) for rule in ("settled", "table") for k in (5, 6, 7, 8)}}
-OTHER_RUNS = {"5 fixed": (5, 5, "fixed"), "3 to 5, settled": (3, 5, "settled"), "3 to 5, table": (3, 5, "table"),
-              "3 to 7, table": (3, 7, "table")}
+OTHER_RUNS = {"5 fixed": (5, 5, "fixed"), "3 to 5, table": (3, 5, "table"), "3 to 7, settled": (3, 7, "settled"),
+              "3 to 7, table": (3, 7, "table"), "3 to 8, table": (3, 8, "table")}
 
 
 def stored_cells(path: str):
@@ -65,9 +65,9 @@ def main(out: str, path: str = ROWS) -> pd.DataFrame:
     lines = []
     for cells, frontiers in ((33, 4000), (3, 20000)):
         for rule in ("table", "settled", "word"):
-            run = simulate(0.3 * rng.standard_normal((frontiers, cells, 5)), 3, 5, rule)
+            run = simulate(0.3 * rng.standard_normal((frontiers, cells, 7)), 3, 7, rule)
             directed = (run["word"] == 1) | (run["word"] == 2)
-            lines.append({"cells": f"null x {cells}", "run": f"3 to 5, {rule}", "frontiers": frontiers,
+            lines.append({"cells": f"null x {cells}", "run": f"3 to 7, {rule}", "frontiers": frontiers,
                           "fwer": (directed & run["kept"]).any(axis=1).mean(), "cell_word": directed.mean(axis=0).max()})
     for name, stored, cells_runs in (("fashion-mnist:mlp", path, MLP_RUNS),
                                      *((name, other, OTHER_RUNS) for name, other in OTHERS.items())):
