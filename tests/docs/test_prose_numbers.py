@@ -111,6 +111,13 @@ def run(d, name, column):  # a row of docs/results/seeds-until-decided.parquet
     return float(d.loc[d.run == name, column].iloc[0])
 
 
+STATS = ("mean", "min", "max")
+
+
+def replayed(d, rule, column):  # a rule's row of docs/results/seeds-until-decided-replay-summary.parquet
+    return float(d.loc[d.rule == rule, column].iloc[0])
+
+
 SPEEDUPS = ["infobatch", "label-smoothing", "ema", "selective-backprop", "layer-freezing"]
 
 
@@ -337,6 +344,23 @@ PROSE = [
                  int(((r.seed >= 3) & r.budget.isna()).sum())),
       "one execution on this CPU): {:.0f} s of the {:.0f} s the four added seeds trained, beside {} point runs of their "
       "cells."),
+    P("until-decided-k5", BENCHMARKS, "**Less time, more `?`.**", (R + "seeds-until-decided-k5.parquet",),
+      lambda d: (run(d, "until decided", "wall_s"), run(d, "fixed", "wall_s"),
+                 run(d, "until decided", "wall_s") / run(d, "fixed", "wall_s"), int(run(d, "until decided", "points")),
+                 int(run(d, "fixed", "points")), int(run(d, "until decided", "doubted")), int(run(d, "fixed", "doubted")),
+                 int(run(d, "until decided", "decided") - run(d, "until decided", "doubted")),
+                 int(run(d, "fixed", "decided") - run(d, "fixed", "doubted"))),
+      "Up to 5 seeds took {:,.0f} s against {:,.0f} s for 5 fixed seeds ({:.2f}x), {} point runs against {}. But it "
+      "leaves {} cells `?` against {}, and settles {} cells at the table's standard against {}"),
+    P("until-decided-replay", BENCHMARKS, "**Replayed** (`until_decided.replay`",
+      (R + "seeds-until-decided-replay-summary.parquet",),
+      lambda d: (replayed(d, "3 to 5", "est_s / 5 fixed"), *(replayed(d, "3 to 5", f"doubted {s}") for s in STATS),
+                 replayed(d, "5 fixed", "doubted mean"), *(replayed(d, "3 to 5", f"settled {s}") for s in STATS),
+                 replayed(d, "5 fixed", "settled mean"), replayed(d, "2 to 5", "est_s / 5 fixed"),
+                 replayed(d, "2 to 5", "doubted mean"), replayed(d, "3 to 4", "est_s / 5 fixed"),
+                 replayed(d, "3 to 4", "doubted mean")),
+      "up to 5 costs {:.2f}x, leaves {:.1f} cells `?` ({:.0f} to {:.0f}) against {:.0f} and settles {:.1f} ({:.0f} to "
+      "{:.0f}) against {:.0f}; starting at 2 seeds costs {:.2f}x for {:.1f} `?`, stopping at 4 {:.2f}x for {:.1f}."),
     P("slots-full-training", BENCHMARKS, "Two slots took 30 min 19 s, one slot 38 min 53 s", (MLP_PACKED, MLP_1SLOT),
       lambda two, one: (at(two, "full-fp32", "b=1", "e2e_s"), at(one, "full-fp32", "b=1", "e2e_s")),
       "full training at fp32: {:.1f} s against {:.1f} s)"),
