@@ -108,7 +108,7 @@ def count_options(func):
                    "points the table has not decided (inconclusive, or faster or slower that Holm's correction "
                    "marks ?) and that K seeds could still decide, until none is left or K seeds have run; every "
                    "interval is then at 1 - 5% / looks (Bonferroni over the looks), so stopping early keeps its 5% "
-                   "error. E.g. --seeds 3 --max-seeds 5. "
+                   "error. E.g. --seeds 3 --max-seeds 7. "
                    "A store remembers it (the same command and --render judge at its level). --max-seeds equal to "
                    "--seeds: fixed seeds. Default: the preset's (fashion-mnist and cifar10: "
                    f"{PRESETS['fashion-mnist:mlp']['max_seeds']}), else --seeds, fixed.")
@@ -174,7 +174,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
       effray bench frontier --label-noise 0.2 --seeds 5          # any noise level, more seeds
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm   # real data; again after a kill: resumes
       effray bench frontier --setup fashion-mnist:mlp --save runs/fm --render   # the table so far
-      effray bench frontier --seeds 3 --max-seeds 5              # seeds until every cell is decided
+      effray bench frontier --seeds 3 --max-seeds 7              # seeds until every cell is decided
       effray bench frontier --slots 2                            # packed two at a time: accuracies only (†)
       effray bench frontier --slots 2 --time-alone               # packed, then each point timed alone
     """
