@@ -321,6 +321,10 @@ PROSE = [
                  *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
       "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
       "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
+    P("cifar10-selection-seed0", RESULTS, "**Selection at 10%, seed 0, packed**", (CIFAR10_ROWS,),
+      lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "grand", "lipt-grand", "uniform", "rs2", "lipt-glister")),
+      "Glister reaches {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's {:.3f} and RS2's "
+      "{:.3f} * LiPT-Glister reaches {:.3f}."),
     P("cifar10-cost-packed", BENCHMARKS, "These seconds are packed and, for the first points", (CIFAR10_ROWS,),
       lambda d: (at(d, "full", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
       "training's 5 epochs took {:,.0f} s at `auto`, while uniform's 30% subset (1.5 epochs' worth of steps) took "
