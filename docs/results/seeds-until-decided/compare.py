@@ -18,6 +18,7 @@ import sys
 import pandas as pd
 
 from raypkg.bench.curve import DECIDED
+from raypkg.bench.frontier.until_decided import doubted
 from raypkg.tracking.provenance import provenance
 from raypkg.tracking.run import write_parquet
 
@@ -30,7 +31,7 @@ def describe(name: str, stem: str, wall: float) -> tuple[dict, pd.DataFrame]:
     run = {"run": name, "wall_s": wall, "points": len(rows), "seeds": int(judged["n"].max()),
            "level": float(judged["level"].min()) if "level" in judged else 0.95, "cells": len(judged),
            "decided": int(judged["verdict"].isin(DECIDED).sum()),
-           "doubted": int((judged["verdict"].isin(("faster", "slower")) & judged["holm"].eq("close")).sum()),
+           "doubted": int(doubted(judged).sum()),
            **{word: int(judged["verdict"].eq(word).sum()) for word in WORDS}}
     return run, judged.assign(verdict=judged["verdict"].where(~judged["holm"].eq("close"), judged["verdict"] + "?")
                          ).set_index(["method", "setting"])[["verdict", "n"]]

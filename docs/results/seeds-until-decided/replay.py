@@ -23,7 +23,7 @@ import sys
 import pandas as pd
 
 from raypkg.bench.curve import DECIDED
-from raypkg.bench.frontier.until_decided import replay, settled
+from raypkg.bench.frontier.until_decided import doubted, replay, settled
 from raypkg.tracking.provenance import provenance
 from raypkg.tracking.run import write_parquet
 
@@ -50,7 +50,7 @@ def describe(rows: pd.DataFrame, ran: pd.DataFrame, table: pd.DataFrame, missing
             "level": float(judged["level"].min()), "cells": len(judged),
             **{word: int(judged["verdict"].eq(word).sum()) for word in WORDS},
             "decided": int(judged["verdict"].isin(DECIDED).sum()),
-            "doubted": int((judged["verdict"].isin(("faster", "slower")) & judged["holm"].eq("close")).sum()),
+            "doubted": int(doubted(judged).sum()),
             "settled": int(settled(judged).sum()), "missing": missing}
 
 

@@ -46,6 +46,11 @@ def settled(table):
     return table["verdict"].isin(DECIDED) & ~table["holm"].eq("close")
 
 
+def doubted(table):
+    """Which cells of a judged table read ``faster`` or ``slower`` with Holm's ``?``."""
+    return table["verdict"].isin(("faster", "slower")) & table["holm"].eq("close")
+
+
 def futile(low, high, n, level: float, max_seeds: int):
     """Whether each cell's interval (``low``, ``high``: its ends on the log scale at ``level``,
     from ``n`` seeds) would decide nothing at ``max_seeds`` seeds if its mean and spread held:
