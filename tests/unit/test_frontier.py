@@ -341,14 +341,18 @@ def test_each_point_is_a_wandb_run_in_the_frontiers_group_with_its_epochs_and_nu
                           "timed": ["alone", "packed"], "test_acc": [0.875, 0.75]})
     records = {f"{s}|rs2": {"row": {"seed": s, "method": "rs2", "setting": "f=0.3"},
                             "epochs": [{"epoch": e, "test_acc": 0.5 + e / 8 + s} for e in range(2)]} for s in (0, 1)}
-    report.log_points(runner, frame, records)
+    again = {"0|rs2": {"row": records["0|rs2"]["row"], "epochs": [{"epoch": 0, "test_acc": 0.25}]}}  # timed alone
+    epochs = report.epoch_table({**records, **again})
+    assert epochs.values.tolist() == [["rs2", "f=0.3", 0, 0, 0.25], ["rs2", "f=0.3", 1, 0, 1.5],
+                                      ["rs2", "f=0.3", 1, 1, 1.625]]  # the alone run's epochs replace the packed
+    report.log_points(runner, frame, epochs)
     assert [run["name"] for run in made] == ["f seed 0 rs2 f=0.3", "f seed 1 rs2 f=0.3"]
     assert {run["group"] for run in made} == {"frontier-f"} and all(run["finished"] for run in made)
     assert made[1]["config"] == {"seed": 1, "method": "rs2", "setting": "f=0.3", "timed": "packed"}
     assert made[1]["history"] == [{"epoch": 0, "test_acc": 1.5}, {"epoch": 1, "test_acc": 1.625}]
-    assert made[0]["summary"]["test_acc"] == 0.875
+    assert made[0]["history"] == [{"epoch": 0, "test_acc": 0.25}] and made[0]["summary"]["test_acc"] == 0.875
     runner.wandb = "disabled"
-    report.log_points(runner, frame, records)
+    report.log_points(runner, frame, epochs)
     assert len(made) == 2  # W&B off: no run
 
 
@@ -567,6 +571,10 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     assert set(rows[selected]["method"]) == {"uniform", "glister", "uniform+rigl-itop"} and selected.sum() == 8
     summary = pd.read_parquet(f"{stem}-summary.parquet")
     assert len(summary) == 14 and (summary["seeds"] == 2).all() and summary["pareto"].any()
+    # every point run's accuracy after each epoch: its last is the row's
+    epochs = pd.read_parquet(f"{stem}-epochs.parquet")
+    last = epochs.sort_values("epoch").groupby(["method", "setting", "seed"]).last()
+    assert last["test_acc"].to_dict() == rows.set_index(["method", "setting", "seed"])["test_acc"].to_dict()
     # time-to-accuracy: full's own final accuracy minus 0.5 points; full reaches it (at its last epoch
     # at the latest), and no row reaches it after its own end
     targets = rows.groupby("seed")["tta_target"].first()
@@ -596,7 +604,8 @@ def test_frontier_writes_the_rows_the_summary_both_plots_and_a_wandb_run(frontie
     assert len(runs) == 1 + len(rows)  # the frontier's run, and a run per point and seed (log_points)
     (run,) = [r for r in runs if (r / "files" / "media").is_dir()]  # the frontier's: both tables, the three plots
     media = run / "files" / "media"
-    assert {p.name.rsplit("_", 2)[0] for p in (media / "table" / "frontier").iterdir()} == {"table", "summary"}
+    assert {p.name.rsplit("_", 2)[0] for p in (media / "table" / "frontier").iterdir()} == {"table", "summary",
+                                                                                            "epochs"}
     assert {p.name.rsplit("_", 2)[0] for p in (media / "images" / "frontier").iterdir()} == {
         "plot", "accuracy_vs_flops", "time_to_accuracy"}
     header = next(line for line in output.splitlines() if line.startswith("family"))

@@ -28,7 +28,7 @@ from raypkg.bench.frontier.points import (
     preset_settings,
     setup_name,
 )
-from raypkg.bench.frontier.report import log_points, name_code, save_results
+from raypkg.bench.frontier.report import epoch_table, log_points, name_code, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe, frontier_settings
 from raypkg.bench.frontier.until_decided import added_points, runs_next, seeds_plan, undecided
@@ -152,8 +152,9 @@ def count_options(func):
                    "digits-aug:mlp-noisy 0.84, digits-aug:resnet20 0.97); with a fashion-mnist preset or another "
                    "--dataset, --model or --label-noise, each seed's full training's final test accuracy minus 0.5 "
                    "points.")
-@bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds) and STEM-flops.png "
-                                     "(accuracy vs FLOPs).")
+@bench_options(save_help=SAVE_HELP + " Also STEM-summary.parquet (mean and spread over seeds), STEM-epochs.parquet "
+                                     "(each point's test accuracy after every epoch) and STEM-flops.png (accuracy vs "
+                                     "FLOPs).")
 @address_option
 def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu, time_alone, storage, rerun_stale,
                    render, merge, panels, workers, target_acc, wandb, threads, save, **flags):
@@ -297,8 +298,9 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
                    f"(at most {differ.max():.4f}): the verdicts take both from the alone runs", err=True)
     name_code(runner, frame, code)
     runner.group = f"frontier-{runner.stem.name}"  # the frontier's run and a run per point
-    save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None)
-    log_points(runner, frame, {**records, **alone})
+    epochs = epoch_table({**records, **alone})
+    save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None, epochs)
+    log_points(runner, frame, epochs)
     for record in failed.values():
         click.echo(f"failed: {record['label']}: {record['error'].splitlines()[0]}", err=True)
     if failed:

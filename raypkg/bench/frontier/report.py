@@ -99,9 +99,10 @@ def plot_tta(table, ax) -> None:
     ax.set_title("time-to-accuracy" + (f"; never reached: {', '.join(never)}" if len(never) else ""), fontsize=9)
 
 
-def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> None:
+def save_results(runner: BenchRunner, frame, table, settings: dict, panel, epochs=None) -> None:
     """The summary printed; STEM.parquet (rows), STEM.png (accuracy vs seconds),
-    STEM-summary.parquet (means), STEM-flops.png (accuracy vs FLOPs), with --add deltagrad
+    STEM-summary.parquet (means), STEM-flops.png (accuracy vs FLOPs), STEM-epochs.parquet
+    (each point's test accuracy after every epoch: ``epoch_table``), with --add deltagrad
     STEM-deltagrad.parquet and .png; each table with its plots to W&B."""
     stem, title = runner.stem, f"{settings['dataset']}/{settings['model']}, label noise {settings['label_noise']:g}"
     shown = [c for c in TABLE_COLUMNS if c in table.columns
@@ -123,7 +124,7 @@ def save_results(runner: BenchRunner, frame, table, settings: dict, panel) -> No
                    "a faster or slower cell marked close where it would not survive Holm's correction over them")
     runner.finish(frame, shown, {"flops": ".3g", "test_acc": ".4f", "test_acc_std": ".4f", "x_low": ".3g",
                                  "x_high": ".3g", "p_value": ".2g"}, printed=table,
-                  extra={"-summary": table}, panels=2,
+                  extra={"-summary": table, **({"-epochs": epochs} if epochs is not None else {})}, panels=2,
                   plot=lambda _, axes: plot_frontier(table, axes, "e2e_s", "end-to-end seconds",
                                                      f"{title}: accuracy vs end-to-end seconds"),
                   images={"accuracy_vs_flops": flops, "time_to_accuracy": tta})
@@ -137,23 +138,35 @@ POINT_CONFIG = ("family", "method", "setting", "seed", "fraction", "density", "b
                 "threads", "node", "timed")  # a point's W&B config: what it is and how it ran
 
 
-def log_points(runner: BenchRunner, frame, records: dict[str, dict]) -> None:
+EPOCH_KEY = ("method", "setting", "seed")  # a point run's name in the epochs table
+
+
+def epoch_table(records: dict[str, dict]) -> pd.DataFrame:
+    """Every stored point run's test accuracy after each of its epochs (``records``: by point
+    id, the runs timed alone last, so that theirs count): a row per method, setting, seed and
+    epoch. Its last epoch's is the row's ``test_acc``; epochs to a target read from it."""
+    runs = {tuple(r["row"][k] for k in EPOCH_KEY): r["epochs"] for r in records.values()}
+    return pd.DataFrame([(*key, e["epoch"], e["test_acc"]) for key, epochs in runs.items() for e in epochs],
+                        columns=[*EPOCH_KEY, "epoch", "test_acc"])
+
+
+def log_points(runner: BenchRunner, frame, epochs: pd.DataFrame) -> None:
     """Each row of ``frame`` (a point and seed) as its own W&B run in the frontier's group,
-    beside the frontier's run: its labels and conditions as config, its stored epochs'
-    test accuracy (``records``, by point id) as history, its row's numbers as summary."""
+    beside the frontier's run: its labels and conditions as config, its test accuracy after
+    each epoch (``epochs``: ``epoch_table``) as history, its row's numbers as summary."""
     if runner.wandb == "disabled":
         return
     from raypkg.tracking.wandb_logger import WandbLogger
 
-    epochs = {(r["row"]["seed"], r["row"]["method"], r["row"]["setting"]): r["epochs"] for r in records.values()}
+    history = {key: run[["epoch", "test_acc"]].to_dict("records") for key, run in epochs.groupby(list(EPOCH_KEY))}
     for row in frame.to_dict("records"):
-        key = (row["seed"], row["method"], row["setting"])
-        logger = WandbLogger(runner.stem.parent, name=f"{runner.stem.name} seed {key[0]} {key[1]} {key[2]}",
-                             group=runner.group, mode=runner.wandb,
+        key = tuple(row[k] for k in EPOCH_KEY)
+        logger = WandbLogger(runner.stem.parent, name=f"{runner.stem.name} seed {row['seed']} {row['method']} "
+                             f"{row['setting']}", group=runner.group, mode=runner.wandb,
                              config={k: row[k] for k in POINT_CONFIG if k in row})
         try:
-            for epoch in epochs.get(key, []):
-                logger.log({"epoch": epoch["epoch"], "test_acc": epoch["test_acc"]})
+            for epoch in history.get(key, []):
+                logger.log(epoch)
             logger.summary({k: v.item() if hasattr(v, "item") else v for k, v in row.items()})
         finally:
             logger.finish()
