@@ -86,8 +86,17 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
                       + (f" A draft ({source['draft']}): its code may differ from that commit." if source.get("draft")
                          else "")
                       + (f" Judged again from those rows on {source['judged']}." if source.get("judged") else "")
-                      + (f" Its columns: {source['columns']}." if source.get("columns") else "")]
+                      + ran_by(source)]
     return "\n".join(lines) + "\n"
+
+
+def ran_by(source: dict) -> str:
+    """The code that ran a judged table's points where it is not only the commit that judged
+    them (``point_commits``: a frontier rendered from a store, or bench verdicts' columns, whose
+    ``columns`` name each column's with its machine); else empty."""
+    if source.get("columns"):
+        return f" Its columns: {source['columns']}."
+    return f" Its points were run at {source['point_commits']}." if source.get("point_commits") else ""
 
 
 def differed(source: dict) -> str:

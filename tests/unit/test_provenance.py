@@ -90,3 +90,14 @@ def test_a_tune_sweep_refuses_the_tree_before_ray_starts(monkeypatch, not_draft,
                                        "--wandb", "disabled"])
     assert result.exit_code == 2 and "raypkg/tuning.py" in result.output, result.output
     assert not started and not list(tmp_path.iterdir())
+
+
+def test_a_table_judged_from_points_other_code_ran_names_that_code_in_its_line(monkeypatch, not_draft, tmp_path):
+    monkeypatch.setattr(P, "dirty_files", lambda: [])
+    source = P.provenance(threads=1)
+    plain = write_parquet(tmp_path / "p.parquet", pd.DataFrame({"method": ["full"]}), source)
+    assert "were run at" not in render(plain, ["method"])  # the commit that measured it ran its points too
+    rendered = write_parquet(tmp_path / "r.parquet", pd.DataFrame({"method": ["full"]}),
+                             {**source, "point_commits": "2b57617 (17 point runs)"})
+    assert f"at commit {source['commit']} on " in render(rendered, ["method"])
+    assert "Its points were run at 2b57617 (17 point runs)." in render(rendered, ["method"])
