@@ -334,6 +334,11 @@ PROSE = [
                  *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
       "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
       "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
+    P("cifar10-crest-30", RESULTS, "**One seed, packed: no word yet.**", (CIFAR10_ROWS,),
+      lambda d: (at(d, "crest", "f=0.3"), at(d, "rs2", "f=0.3"), at(d, "uniform", "f=0.3"),
+                 *(at(d, "crest", "f=0.3", c) for c in ("selection_s", "check_s", "train_s"))),
+      "At 30% of the steps it reached {:.3f} against RS2's {:.3f} and uniform's {:.3f}, its selection {:,.0f} s and its "
+      "checks {:.0f} s against {:.0f} s of training"),
     P("cifar10-selection-seed0", RESULTS, "**Selection at 10%, seed 0, packed**", (CIFAR10_ROWS,),
       lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "grand", "lipt-grand", "uniform", "rs2", "lipt-glister")),
       "Glister reaches {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's {:.3f} and RS2's "
