@@ -73,6 +73,21 @@ def test_a_repeated_fraction_or_density_is_refused_and_a_method_without_a_grid_i
         ("full", "b=1"), ("infobatch", "-"), ("rs2", "f=0.1"), ("rs2", "f=0.3")]
 
 
+def test_the_frontier_runs_each_sparse_method_of_bench_sparse_and_only_rigl_by_default():
+    """SET-ITOP and its AGC version are frontier methods when named (the papers' four sparse
+    runs), each point the sparse recipe with its growth and AGC; the default runs RigL's two."""
+    from raypkg.bench.frontier import build_points, preset_settings
+    from raypkg.bench.frontier.command import frontier_bench
+
+    settings = preset_settings("digits-aug:mlp", {"budgets": [1.0], "workers": 0, "curve_schedules": ["cosine"]})
+    points = build_points(settings, ["rigl-itop", "a-rigl-itop", "set-itop", "a-set-itop"], seed=0)
+    assert [(p.labels["method"], p.labels["setting"], p.cfg.sparse, p.cfg.growth, p.cfg.agc) for p in points] == [
+        ("rigl-itop", "d=0.05", True, "gradient", False), ("a-rigl-itop", "d=0.05", True, "gradient", True),
+        ("set-itop", "d=0.05", True, "random", False), ("a-set-itop", "d=0.05", True, "random", True)]
+    default = ",".join(next(o for o in frontier_bench.params if o.name == "methods").default).split(",")
+    assert {"rigl-itop", "a-rigl-itop"} <= set(default) and not {"set-itop", "a-set-itop"} & set(default)
+
+
 def test_svp_adds_a_point_scored_by_each_proxy_where_the_selection_uses_a_model():
     from raypkg.bench.frontier import build_points, preset_settings
     from raypkg.errors import UsageError

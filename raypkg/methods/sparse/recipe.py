@@ -31,7 +31,8 @@ SPARSE = register(Recipe("sparse", SparseConfig, [train_sparse], check=check_aga
                                                   "agc_snapshot_s")))
 
 
-# `bench sparse`'s methods: name -> (sparse, growth, agc); the frontier runs rigl-itop and a-rigl-itop.
+# `bench sparse`'s methods: name -> (sparse, growth, agc); the frontier runs the sparse ones in lower case
+# (rigl-itop and a-rigl-itop by default, set-itop and a-set-itop when --methods names them).
 SPARSE_METHODS = {
     "dense": (False, "random", False),
     "SET-ITOP": (True, "random", False),
@@ -92,3 +93,5 @@ def agc_vs_plain(run: dict, plain: dict, target: float, target_of_dense: float) 
 
 register_case(BenchCase("sparse", "sparse", ("rigl-itop", "a-rigl-itop"), "densities", sparse_point, sparse_examples,
                         marker="v"))
+register_case(BenchCase("sparse", "sparse", ("set-itop", "a-set-itop"), "densities", sparse_point, sparse_examples,
+                        default=False, marker="v"))
