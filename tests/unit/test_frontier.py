@@ -1107,3 +1107,18 @@ def test_seeds_until_decided_add_a_seed_for_the_undecided_points_and_the_curve_o
     again = pd.read_parquet(f"{stem}-summary.parquet")
     pd.testing.assert_frame_equal(again[["method", "setting", "n", "verdict", "holm", "level"]],
                                   summary[["method", "setting", "n", "verdict", "holm", "level"]])
+
+
+def test_the_tta_plot_names_the_points_that_ran_and_never_reached_and_counts_those_not_run():
+    """A store's missing points have no accuracy: not run yet, not "never reached" (the CIFAR-10
+    store's title listed 17 unrun points as never reaching the target)."""
+    from raypkg.bench.frontier.report import tta_title
+
+    table = pd.DataFrame({"method": ["full", "rs2", "infobatch", "craig", "craig"],
+                          "setting": ["b=1", "f=0.1", "-", "f=0.1", "f=0.3"],
+                          "test_acc": [0.8, 0.45, 0.7, math.nan, math.nan], "tta_s": [3300.0, math.nan, math.nan,
+                                                                                      math.nan, math.nan]})
+    assert tta_title(table) == "time-to-accuracy; never reached: rs2 f=0.1, infobatch; 2 points not run yet"
+    assert tta_title(table[:1]) == "time-to-accuracy"
+    long = pd.concat([table.iloc[[1]]] * 20)
+    assert max(len(line) for line in tta_title(long).splitlines()) <= 110  # wrapped to the plot

@@ -88,15 +88,26 @@ def draw_frontier(table, ax, cost: str, xlabel: str) -> None:
     ax.legend(fontsize=6, loc="lower right")
 
 
+def tta_title(table) -> str:
+    """The time-to-accuracy plot's title: the points that ran and never reached the target by
+    name, and how many points have no run yet (a store's missing ones), wrapped to the plot."""
+    import textwrap
+
+    ran = table["test_acc"].notna()
+    never = [point_label(row) for row in table[ran & table["tta_s"].isna()].to_dict("records")]
+    title = ("time-to-accuracy" + (f"; never reached: {', '.join(never)}" if never else "")
+             + (f"; {int((~ran).sum())} points not run yet" if (~ran).any() else ""))
+    return textwrap.fill(title, 110)
+
+
 def plot_tta(table, ax) -> None:
     """Time-to-accuracy per point (mean over the seeds that reached the target); the points
-    that never did are named in the title."""
+    that never did are named in the title (``tta_title``)."""
     from raypkg.plots import hbar
 
-    points = table.assign(point=(table["method"] + " " + table["setting"].replace("-", "")).str.strip())
+    points = table.assign(point=[point_label(row) for row in table.to_dict("records")])
     hbar(points[points["tta_s"].notna()], ax, "point", ["tta_s"], "seconds to the target accuracy (evaluation excluded)")
-    never = points.loc[points["tta_s"].isna(), "point"]
-    ax.set_title("time-to-accuracy" + (f"; never reached: {', '.join(never)}" if len(never) else ""), fontsize=9)
+    ax.set_title(tta_title(table), fontsize=9)
 
 
 def save_results(runner: BenchRunner, frame, table, settings: dict, panel, epochs=None) -> None:
