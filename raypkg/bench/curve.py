@@ -108,6 +108,15 @@ def curve_bracket(curve: Sequence[tuple[float, float]], acc: float, chance: floa
 TARGET_BELOW = 0.005  # a seed's target: its curve's best accuracy less half a point (below the plateau)
 
 
+def is_judged(frame) -> pd.Series:
+    """The rows judged against the budget curve: every point off the curves, and full training
+    at the whole budget (``b=1``), the reference judged as they are; never the curves' own
+    points (a row with a ``budget`` but that one)."""
+    on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
+    setting = frame["setting"] if "setting" in frame else pd.Series("", index=frame.index)
+    return ~on_curve | (frame["method"].eq("full") & setting.eq("b=1"))
+
+
 def add_curves(frame, chance: float):
     """``frame`` with each row against its seed's budget curves (``CURVES``): x_vs_curve and
     x_vs_fp32_curve, the seconds the curve needs to reach the row's accuracy, capped at the
@@ -130,6 +139,7 @@ def add_curves(frame, chance: float):
     frame["below_curve"] = False
     frame["curve_target"] = math.nan
     on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
+    judged_rows = is_judged(frame)
     for method, (x_column, tta_column) in CURVES.items():
         frame[x_column] = math.nan
         if method == "full":
@@ -142,9 +152,7 @@ def add_curves(frame, chance: float):
                 continue
             points = list(zip(curve["e2e_s"], curve["test_acc"]))
             target = curve["test_acc"].max() - TARGET_BELOW
-            # every point, and full training at the whole budget: the reference judged as they are
-            reference = (rows["method"] == "full") & rows.get("setting", pd.Series("", index=rows.index)).eq("b=1")
-            judged = rows.index[~on_curve[rows.index] | reference]
+            judged = rows.index[judged_rows[rows.index]]
             capped = [(min(acc, target), seconds) for acc, seconds in zip(frame.loc[judged, "test_acc"],
                                                                           frame.loc[judged, "e2e_s"])]
             frame.loc[judged, x_column] = [curve_seconds(points, acc, chance) / seconds for acc, seconds in capped]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from raypkg.bench.curve import CONFIDENCE, EQUIVALENCE, WIDEST
+from raypkg.bench.curve import CONFIDENCE, EQUIVALENCE, WIDEST, is_judged
 from raypkg.bench.harness import SAVE_HELP, BenchRunner
 from raypkg.cli_options import wandb_option
 from raypkg.errors import UsageError
@@ -94,7 +94,8 @@ def verdict_table(summaries: dict):
     cells: dict[str, dict[str, list[str]]] = {}
     for setup, frame in summaries.items():
         missing = frame["missing"].fillna(0) if "missing" in frame else 0
-        for row in frame[frame["n"].gt(0) | (missing > 0)].to_dict("records"):  # a point of no seed, partial
+        unrun = (missing > 0) & is_judged(frame)  # a point of no seed yet, partial; never the curve's own points
+        for row in frame[frame["n"].gt(0) | unrun].to_dict("records"):
             text = cell(row)
             text = text if row["setting"] == "-" else f"{row['setting']} {text}"
             cells.setdefault(row["method"], {}).setdefault(setup, []).append(text)

@@ -734,6 +734,24 @@ def test_the_verdicts_table_has_a_cell_per_point_and_setup():
         "f=0.1 slower? 0.50x [0.40, 0.62] n=3 †; f=0.3 inconclusive 0.99x n=1"
 
 
+def test_a_partial_frontier_shows_its_unrun_points_but_never_the_curves_own():
+    """Seeds still to run: a point with none stored yet is a cell (partial), the budget
+    curve's own points (judged by nothing) are not; full training at b=1 is judged."""
+    from raypkg.bench.verdicts import verdict_table
+
+    nan = math.nan
+    frame = pd.DataFrame({"method": ["full", "full", "full-fp32", "full-fp32", "rs2", "craig"],
+                          "setting": ["b=1", "b=0.5", "b=1", "b=0.5", "f=0.1", "f=0.1"],
+                          "budget": [1.0, 0.5, 1.0, 0.5, nan, nan],
+                          "verdict": ["inconclusive", "-", "-", "-", "inconclusive", "-"],
+                          "n": [1, 0, 0, 0, 1, 0], "missing": [2, 2, 2, 2, 2, 3],
+                          "x_vs_curve": [0.9, nan, nan, nan, 0.5, nan], "x_low": nan, "x_high": nan, "holm": ""})
+    cells = verdict_table({"x:resnet20": frame}).set_index("method")["x:resnet20"].to_dict()
+    assert cells == {"full": "b=1 inconclusive 0.90x n=1 partial: 2 missing",
+                     "rs2": "f=0.1 inconclusive 0.50x n=1 partial: 2 missing",
+                     "craig": "f=0.1 - n=0 partial: 3 missing"}
+
+
 @pytest.mark.slow
 def test_bench_verdicts_writes_the_table_of_stored_summaries(tmp_path):
     from helpers import REPO
