@@ -54,14 +54,18 @@ RESULTS, CREST_PAGE, PR_PAGE, README, BENCHMARKS = ("docs/results.md", "docs/met
 
 
 def cifar10_curve(d):
-    """The CIFAR-10 curve's accuracies at 0.2-1 of the 5 epochs (auto, then fp32), and whether every
-    10% point stays below its first epoch and every method's point below its second (auto's)."""
+    """The CIFAR-10 curve's accuracies at 0.2-1 of the 5 epochs (auto, then fp32); whether every
+    10% point stays below its first epoch and every subset's and sparse point below its second
+    (auto's); and InfoBatch's accuracy with the whole epochs of the curve it lies between."""
     budgets = ("b=0.2", "b=0.4", "b=0.6", "b=0.8", "b=1")
     curve = [value_at(d, method, b) for method in ("full", "full-fp32") for b in budgets]
     methods = d[d.budget.isna() & (d.method != "full")]
     tenth = methods[methods.setting.str.startswith("f=0.1")]
+    subsets = methods[methods.setting.str.startswith(("f=", "d="))]
+    infobatch = value_at(d, "infobatch", "-")
+    epochs = sum(acc < infobatch for acc in curve[:5])
     return (*curve, "below" if (tenth.test_acc < curve[0]).all() else "not all below",
-            "below" if (methods.test_acc < curve[1]).all() else "not all below")
+            "below" if (subsets.test_acc < curve[1]).all() else "not all below", infobatch, epochs, epochs + 1)
 
 
 def ran_twice(d):
@@ -351,15 +355,17 @@ PROSE = [
       "At 30% of the steps it reached {:.3f} against RS2's {:.3f} and uniform's {:.3f}, its selection {:,.0f} s and its "
       "checks {:.0f} s against {:.0f} s of training"),
     P("cifar10-selection-seed0", RESULTS, "**Selection at 10%, seed 0, packed**", (CIFAR10_ROWS,),
-      lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "grand", "lipt-grand", "uniform", "rs2", "lipt-glister")),
-      "Glister reaches {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's {:.3f} and RS2's "
-      "{:.3f} * LiPT-Glister reaches {:.3f}."),
+      lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "craig", "grand", "lipt-grand", "uniform", "rs2",
+                                                   "lipt-glister")),
+      "Glister reaches {:.3f}, CRAIG {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's "
+      "{:.3f} and RS2's {:.3f} * LiPT-Glister reaches {:.3f}."),
     P("cifar10-ran-twice", RESULTS, "GraNd and LiPT-GraNd at 30% ran twice", (CIFAR10_ROWS,), ran_twice,
       "then again, to the same accuracies ({:.4f} and {:.4f}:"),
     P("cifar10-curve", RESULTS, "**The budget curve, seed 0**", (CIFAR10_ROWS,), cifar10_curve,
       "1, 2, 3, 4 and 5 epochs reach {:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at `auto` (fp32 with channels_last here), "
       "{:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at fp32. By accuracy alone, every point at 10% stays {} one epoch of "
-      "full training, and every method's point, sparse and 30% ones too, {} two."),
+      "full training, and every subset's and sparse point, 30% ones too, {} two; InfoBatch (all the data, pruned as "
+      "it trains) reaches {:.3f}, between {} and {} epochs."),
     P("cifar10-cost-packed", BENCHMARKS, "These seconds are packed and, for the first points", (CIFAR10_ROWS,),
       lambda d: (at(d, "full", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
       "training's 5 epochs took {:,.0f} s at `auto`, while uniform's 30% subset (1.5 epochs' worth of steps) took "
