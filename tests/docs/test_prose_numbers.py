@@ -47,6 +47,7 @@ UNTIL_DECIDED = R + "seeds-until-decided.parquet"
 UNTIL_ROWS = R + "frontier-fashion-mnist-mlp-until-decided.parquet"  # its rows
 CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points
 CIFAR10_STORE = R + "frontier-cifar10-resnet20-cpu-points"  # its store
+CIFAR10_SET = R + "frontier-cifar10-resnet20-cpu-set.parquet"  # SET-ITOP's store of its own, at other code
 
 RESULTS, CREST_PAGE, PR_PAGE, README, BENCHMARKS = ("docs/results.md", "docs/methods/crest.md",
                                                     "docs/methods/progressive-resizing.md", "README.md",
@@ -66,6 +67,19 @@ def cifar10_curve(d):
     epochs = sum(acc < infobatch for acc in curve[:5])
     return (*curve, "below" if (tenth.test_acc < curve[0]).all() else "not all below",
             "below" if (subsets.test_acc < curve[1]).all() else "not all below", infobatch, epochs, epochs + 1)
+
+
+def set_beside_rigl(d, s):
+    """Full training in SET-ITOP's store against the main store's (the same accuracies, or the
+    word says not), then the sparse points: the largest gap between the ITOP methods, the points
+    below dense, and the largest gap between a method and its AGC twin (all in points)."""
+    full = [(at(d, m, "b=1"), at(s, m, "b=1")) for m in ("full", "full-fp32")]
+    itop = [at(d, "rigl-itop", "d=0.05"), at(s, "set-itop", "d=0.05")]
+    twins = [(at(d, "rigl-itop", "d=0.05"), at(d, "a-rigl-itop", "d=0.05")),
+             (at(s, "set-itop", "d=0.05"), at(s, "a-set-itop", "d=0.05"))]
+    gap = max(abs(plain - agc) for plain, agc in twins)
+    return ("the same" if all(a == b for a, b in full) else "other", full[0][1], full[1][1],
+            100 * abs(itop[0] - itop[1]), 100 * (full[0][0] - max(itop)), 100 * (full[0][1] - min(itop)), 100 * gap)
 
 
 def ran_twice(d):
@@ -361,6 +375,10 @@ PROSE = [
       "{:.3f} and RS2's {:.3f} * LiPT-Glister reaches {:.3f}."),
     P("cifar10-ran-twice", RESULTS, "GraNd and LiPT-GraNd at 30% ran twice", (CIFAR10_ROWS,), ran_twice,
       "then again, to the same accuracies ({:.4f} and {:.4f}:"),
+    P("cifar10-set-itop", RESULTS, "Full training reached the same accuracies at 181e9bc", (CIFAR10_ROWS, CIFAR10_SET),
+      set_beside_rigl, "Full training reached {} accuracies at 181e9bc as at 2b57617 ({:.4f} at `auto`, {:.4f} at "
+      "fp32): the same seed gives the same run across the two commits. SET-ITOP and RigL-ITOP land {:.1f} points apart "
+      "at 5% density, {:.0f}-{:.0f} points below dense; AGC moves either by at most {:.1f} points at 5 epochs"),
     P("cifar10-curve", RESULTS, "**The budget curve, seed 0**", (CIFAR10_ROWS,), cifar10_curve,
       "1, 2, 3, 4 and 5 epochs reach {:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at `auto` (fp32 with channels_last here), "
       "{:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at fp32. By accuracy alone, every point at 10% stays {} one epoch of "
