@@ -170,10 +170,10 @@ def itop_cifar10(d, e, plain: str = "rigl-itop"):
 
 
 def agc_epochs_word(e, plain: str = "rigl-itop"):
-    _, plain, agc = itop_epochs(e, plain)
-    if agc is None or (plain is not None and agc >= plain):
+    _, without, agc = itop_epochs(e, plain)
+    if agc is None or (without is not None and agc >= without):
         return "no fewer epochs to that target"
-    return f"{plain - agc} epoch{'s' if plain - agc > 1 else ''} fewer to that target"
+    return f"{without - agc} epoch{'s' if without - agc > 1 else ''} fewer to that target"
 
 
 def same(values):
