@@ -328,6 +328,9 @@ def test_the_clock_leaves_out_every_evaluation_and_estimates_it_for_older_rows()
     assert add_beside(pd.DataFrame({"started_at": [0.0, 10.0], "ended_at": [10.0, 20.0]})).tolist() == [0.0, 0.0]
     # only points on the same node slow each other
     assert add_beside(spans.assign(node=["a", "b", "a"])).tolist() == [0.5, 0.0, 1.0]
+    # runs that are not rows count beside the rows they overlapped, on their node
+    other = pd.DataFrame({"started_at": [0.0], "ended_at": [5.0], "node": ["b"]})
+    assert add_beside(spans.assign(node=["a", "b", "a"]), also_ran=other).tolist() == [0.5, 1.0, 1.0]
 
 
 def test_each_point_is_a_wandb_run_in_the_frontiers_group_with_its_epochs_and_numbers(monkeypatch, tmp_path):
@@ -397,7 +400,10 @@ def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_again
     assert frame["e2e_s"].tolist() == [10.0, 13.0]
     assert aggregate(frame)["timed"].tolist() == ["packed"]  # seed 1 was packed
     assert aggregate(frame.assign(timed="alone"))["timed"].tolist() == ["alone"]
+    # seed 1 ran beside seed 0's packed run, which its alone rerun replaced as a row; the rerun beside nothing
     assert add_beside(frame[["started_at", "ended_at"]]).tolist() == [0.0, 0.0]
+    replaced = pd.DataFrame([packed["p0"]["row"]])
+    assert add_beside(frame[["started_at", "ended_at"]], also_ran=replaced).tolist() == [0.0, 1.0]
 
 
 def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():

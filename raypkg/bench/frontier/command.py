@@ -391,7 +391,9 @@ def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chanc
     if not records:
         raise UsageError(f"no point of this frontier is stored in {store.location} yet")
     alone = {k: v for k, v in store.points("alone").items() if k in records}
-    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=chance, looks=looks)
+    replaced = pd.DataFrame([records[i]["row"] for i in alone])  # packed runs their alone reruns replaced
+    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=chance, looks=looks,
+                              also_ran=replaced if len(replaced) else None)
     return records, alone, frame, table
 
 

@@ -176,19 +176,22 @@ def add_verdicts(table, groups, looks: int = 1) -> None:
                      for i, v in enumerate(table["verdict"])]
 
 
-def add_beside(frame) -> pd.Series:
-    """Per row, how many other points ran beside it on its node on average over its run: the
-    summed overlap of the wall-clock spans (``started_at`` to ``ended_at``) of the other rows
-    of its ``node`` with its own, over its own span's length (NaN for rows stored without
-    their span; every row on one node for rows stored without it)."""
+def add_beside(frame, also_ran=None) -> pd.Series:
+    """Per row, how many other point runs ran beside it on its node on average over its run:
+    the summed overlap of the wall-clock spans (``started_at`` to ``ended_at``) of the other
+    rows of its ``node``, and of the runs in ``also_ran`` (spans of runs that are not rows: a
+    packed run that its alone rerun replaced), with its own, over its own span's length (NaN
+    for rows stored without their span; every row on one node for rows stored without it)."""
+    columns = ["started_at", "ended_at"] + (["node"] if "node" in frame else [])
     if not {"started_at", "ended_at"} <= set(frame.columns):
         return pd.Series(math.nan, index=frame.index)
+    runs = frame[columns] if also_ran is None else pd.concat([frame[columns], also_ran.reindex(columns=columns)])
     start, end = frame["started_at"].to_numpy(float), frame["ended_at"].to_numpy(float)
-    overlap = np.clip(np.minimum(end[:, None], end[None, :]) - np.maximum(start[:, None], start[None, :]), 0, None)
+    starts, ends = runs["started_at"].to_numpy(float), runs["ended_at"].to_numpy(float)
+    overlap = np.clip(np.minimum(end[:, None], ends[None, :]) - np.maximum(start[:, None], starts[None, :]), 0, None)
     if "node" in frame:
-        node = frame["node"].to_numpy()
-        overlap = np.where(node[:, None] == node[None, :], overlap, 0.0)
-    np.fill_diagonal(overlap, 0.0)
+        overlap = np.where(frame["node"].to_numpy()[:, None] == runs["node"].to_numpy()[None, :], overlap, 0.0)
+    np.fill_diagonal(overlap, 0.0)  # a row's own run (the first len(frame) runs are the rows)
     return pd.Series(overlap.sum(axis=1) / np.maximum(end - start, 1e-9), index=frame.index)
 
 
@@ -243,14 +246,15 @@ JUDGED = ("speedup_vs_full", "acc_vs_full", "speedup_vs_rs2", "acc_vs_rs2", "bel
           "x_vs_curve_lo", "x_vs_curve_hi", "x_vs_fp32_curve", "tta_vs_curve", "beside", "x_vs_curve_bound", "x_vs_fp32_curve_bound")
 
 
-def judge_rows(frame, chance: float, looks: int = 1):
+def judge_rows(frame, chance: float, looks: int = 1, also_ran=None):
     """A frontier's rows (a row per point and seed, on the clock above) -> (every row, those
     ``unsound`` ones left unjudged, with its ratios against full training, RS2 and both curves;
-    the summary, a row per point, from the sound rows, its verdicts at ``looks``)."""
+    the summary, a row per point, from the sound rows, its verdicts at ``looks``). ``also_ran``:
+    the spans of runs that are not rows, for ``add_beside``."""
     frame = frame.drop(columns=[c for c in JUDGED if c in frame])
     sound = frame["unsound"].eq("") if "unsound" in frame else pd.Series(True, index=frame.index)
     judged = add_curves(add_deltas(frame[sound]), chance=chance)
-    judged["beside"] = add_beside(frame).loc[sound].to_numpy()  # what ran beside it, judged or not
+    judged["beside"] = add_beside(frame, also_ran).loc[sound].to_numpy()  # what ran beside it, judged or not
     derived = pd.Series(np.where(judged["beside"].eq(0), "alone", "packed"), index=judged.index)
     judged["timed"] = judged["timed"].fillna(derived) if "timed" in judged else derived  # rows stored without it
     table = aggregate(judged, looks)
