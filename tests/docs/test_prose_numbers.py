@@ -385,7 +385,7 @@ PROSE = [
       set_beside_rigl, "Full training reached {} accuracies at 181e9bc as at 2b57617 ({:.4f} at `auto`, {:.4f} at "
       "fp32): the same seed gives the same run across the two commits. SET-ITOP and RigL-ITOP land {:.1f} points apart "
       "at 5% density, {:.0f}-{:.0f} points below dense; AGC moves either by at most {:.1f} points at 5 epochs"),
-    P("cifar10-column-packed", RESULTS, "has its first seed of three, packed", (CIFAR10_ROWS, CIFAR10_SET),
+    P("cifar10-column-clocks", RESULTS, "has its first seed of three, packed", (CIFAR10_ROWS, CIFAR10_SET),
       lambda d, s: (*timed_alone_counts(d), at(d, "full", "b=1", "e2e_s"), at(s, "full", "b=1", "e2e_s"),
                     at(d, "infobatch", "-", "x_vs_curve")),
       "{} of the budget curve's {} points and {} of the {} methods' rows are timed alone (full training's 5 epochs: "
@@ -396,12 +396,11 @@ PROSE = [
       "{:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at fp32. By accuracy alone, every point at 10% stays {} one epoch of "
       "full training, and every subset's and sparse point, 30% ones too, {} two; InfoBatch (all the data, pruned as "
       "it trains) reaches {:.3f}, between {} and {} epochs."),
-    P("cifar10-cost-packed", BENCHMARKS, "These seconds mix two clocks.", (CIFAR10_ROWS,),
+    P("cifar10-cost-clocks", BENCHMARKS, "These seconds mix two clocks.", (CIFAR10_ROWS,),
       lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], at(d, "full", "b=1", "e2e_s"),
                  at(d, "full-fp32", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
       "Timed alone so far: {} of the {} points, {} of the budget curve's {} and {} methods' rows (LiPT-GraNd at 10% "
-      "and 30%); full training's 5 "
-      "epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32. * uniform's 30% subset (1.5 epochs' worth of steps) "
+      "and 30%); full training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32. * uniform's 30% subset (1.5 epochs' worth of steps) "
       "took {:.0f} s beside one other point"),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),

@@ -379,14 +379,15 @@ def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_again
     accuracy), each with its accuracy less the packed run's; a point's summary is timed alone
     only where every seed was; rows stored without ``timed`` are alone where nothing of the
     frontier overlapped them."""
-    from raypkg.bench.frontier.command import stored_rows
+    from raypkg.bench.frontier.command import judge_stored, stored_rows
     from raypkg.bench.frontier.judge import add_beside
 
     def record(seed, acc, seconds, timed, start):
         row = {"family": "full", "method": "full-fp32", "setting": "b=1", "seed": seed, "budget": 1.0,
                "test_acc": acc, "pretrain_s": 0.0, "merge_s": 0.0, "selection_s": 0.0, "check_s": 0.0,
                "train_s": seconds, "eval_s": 0.5, "epoch_eval_s": 0.0, "e2e_s": seconds, "timed": timed,
-               "started_at": start, "ended_at": start + seconds, "flops": 1.0}
+               "started_at": start, "ended_at": start + seconds, "flops": 1.0, "fraction": math.nan,
+               "density": math.nan, "label_noise": 0.0, "examples_seen": 1}
         return {"row": row, "epochs": [{"epoch": 0, "test_acc": acc, "epoch_end_time": start + seconds,
                                         "eval_s": 0.0}], "started_at": start, "phases": {}, "cost_s": {}}
 
@@ -402,8 +403,12 @@ def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_again
     assert aggregate(frame.assign(timed="alone"))["timed"].tolist() == ["alone"]
     # seed 1 ran beside seed 0's packed run, which its alone rerun replaced as a row; the rerun beside nothing
     assert add_beside(frame[["started_at", "ended_at"]]).tolist() == [0.0, 0.0]
-    replaced = pd.DataFrame([packed["p0"]["row"]])
-    assert add_beside(frame[["started_at", "ended_at"]], also_ran=replaced).tolist() == [0.0, 1.0]
+    class Store:  # judge_stored's reads of a store: its packed points and their alone reruns
+        def points(self, kind="points"):
+            return alone if kind == "alone" else packed
+
+    judged = judge_stored(Store(), {"p0": None, "p1": None}, settings, time_alone=True, chance=0.1, looks=1)[2]
+    assert judged.set_index("seed")["beside"].to_dict() == {0: 0.0, 1: 1.0}
 
 
 def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():

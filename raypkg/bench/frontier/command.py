@@ -393,7 +393,7 @@ def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chanc
     alone = {k: v for k, v in store.points("alone").items() if k in records}
     replaced = pd.DataFrame([records[i]["row"] for i in alone])  # packed runs their alone reruns replaced
     frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=chance, looks=looks,
-                              also_ran=replaced if len(replaced) else None)
+                              also_ran=replaced)
     return records, alone, frame, table
 
 
