@@ -60,6 +60,12 @@ def timed_alone_counts(d):
     return int((curve & alone).sum()), int(curve.sum()), int((~curve & alone).sum()), int((~curve).sum())
 
 
+def methods_timed_alone(d) -> str:
+    """The methods (not the curve's) with a row timed alone, as the prose names them: `a`, `b` and `c`."""
+    names = [f"`{m}`" for m in dict.fromkeys(d[d["budget"].isna() & (d["timed"] == "alone")]["method"])]
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def cifar10_curve(d):
     """The CIFAR-10 curve's accuracies at 0.2-1 of the 5 epochs (auto, then fp32); whether every
     10% point stays below its first epoch and every subset's and sparse point below its second
@@ -397,11 +403,11 @@ PROSE = [
       "full training, and every subset's and sparse point, 30% ones too, {} two; InfoBatch (all the data, pruned as "
       "it trains) reaches {:.3f}, between {} and {} epochs."),
     P("cifar10-cost-clocks", BENCHMARKS, "These seconds mix two clocks.", (CIFAR10_ROWS,),
-      lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], at(d, "full", "b=1", "e2e_s"),
-                 at(d, "full-fp32", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
-      "Timed alone so far: {} of the {} points, {} of the budget curve's {} and {} methods' rows (LiPT-GraNd at 10% "
-      "and 30%); full training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32. * uniform's 30% subset (1.5 epochs' worth of steps) "
-      "took {:.0f} s beside one other point"),
+      lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], methods_timed_alone(d),
+                 at(d, "full", "b=1", "e2e_s"), at(d, "full-fp32", "b=1", "e2e_s"), at(d, "uniform", "f=0.3", "e2e_s")),
+      "Timed alone so far: {} of the {} points, {} of the budget curve's {} and {} methods' rows ({}); full "
+      "training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32. * uniform's 30% subset (1.5 epochs' worth "
+      "of steps) took {:.0f} s beside one other point"),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
       "Judged again (`judge-again.sh`), {1} of the {0} keep it"),
