@@ -25,18 +25,18 @@ import logging
 import signal
 import threading
 
-_sigterms: list[int] = []  # SIGTERMs received inside this process's sigterm_as_interrupt
+_sigterm_received = threading.Event()  # set by a SIGTERM inside this process's sigterm_as_interrupt
 
 
 def _on_sigterm(signum, frame):
-    _sigterms.append(signum)
+    _sigterm_received.set()
     raise KeyboardInterrupt("SIGTERM")
 
 
 def stopped_by() -> str:
     """What stopped the run that a KeyboardInterrupt is ending: ``SIGTERM`` where one
     arrived inside ``sigterm_as_interrupt``, else ``Ctrl-C``."""
-    return "SIGTERM" if _sigterms else "Ctrl-C"
+    return "SIGTERM" if _sigterm_received.is_set() else "Ctrl-C"
 
 
 @contextlib.contextmanager
@@ -48,12 +48,12 @@ def sigterm_as_interrupt():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterms.clear()
+    _sigterm_received.clear()
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-        _sigterms.clear()
+        _sigterm_received.clear()
 
 
 @contextlib.contextmanager

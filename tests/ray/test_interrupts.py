@@ -73,10 +73,12 @@ def test_sigterm_is_an_interrupt_inside_and_ray_init_does_not_take_it_over():
             interrupt("SIGTERM")
         assert stopped_by() == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is before and stopped_by() == "Ctrl-C"
-    with keep_sigterm():  # not ours before: left as set
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-    signal.signal(signal.SIGTERM, before)
+    try:
+        with keep_sigterm():  # not ours before: left as set
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @pytest.mark.ray
