@@ -210,10 +210,11 @@ def judge(ratios: Sequence[float], below: Sequence[bool] = (), looks: int = 1,
     - ``slower``: the interval lies below 1; ``faster``: above it, with no seed below the curve;
     - ``equivalent``: else, the interval lies inside [1 / EQUIVALENCE, EQUIVALENCE] (two one-sided
       tests, each at (1 - level) / 2: TOST at 5% or less);
-    - ``below curve``: a seed below the smallest budget point and the interval not below 1: the
-      curve there is unmeasured (its bracket runs from 0 s to the smallest budget), so the ratio
-      is an upper bound and only ``slower`` can stand;
-    - ``inconclusive``: none of these, or under 2 seeds; ``-``: no seed.
+    - ``below curve``: a seed below the smallest budget point and the interval not below 1 (on
+      one seed, no interval: that seed below it): the curve there is unmeasured (its bracket runs
+      from 0 s to the smallest budget), so the ratio is an upper bound and only ``slower`` can
+      stand;
+    - ``inconclusive``: none of these, or one seed not below the curve; ``-``: no seed.
 
     ``DECIDED``: the words more seeds would not change but by chance."""
     level = 1 - (1 - CONFIDENCE) / looks
@@ -231,8 +232,8 @@ def judge(ratios: Sequence[float], below: Sequence[bool] = (), looks: int = 1,
         return Judgement("-", level=level)
     # max(.., 1e-9): a seed at chance accuracy, which the curve has at 0 s
     ratio, n = math.exp(np.mean([math.log(max(r, 1e-9)) for r, *_ in seeds])), len(seeds)
-    if n < 2:
-        return Judgement("inconclusive", n, ratio, level=level)
+    if n < 2:  # no interval: one seed's ratio, an upper bound where it is below the curve
+        return Judgement("below curve" if seeds[0][1] else "inconclusive", n, ratio, level=level)
     low, high, p = bracketed_interval(np.array([[r, lo, hi] for r, _, lo, hi in seeds]), level, looks)
     if high < 1:
         said = "slower"

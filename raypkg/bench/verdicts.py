@@ -137,6 +137,8 @@ def shown(row: dict) -> Shown:
     said = {"word": word, "close": row.get("holm") == "close", "level": level,
             "tail": f"n={n}{partial}{PACKED if row.get('timed') == 'packed' else ''}"}
     wide = not math.isnan(low) and not high <= WIDEST * low
+    if word == "below curve" and math.isnan(high):  # one seed: no interval, its ratio the bound
+        high = ratio
     if word == "below curve" and not math.isnan(high) or wide and word == "slower":
         return Shown(kind="at most", high=high, **said)
     if wide and word == "faster":
@@ -155,8 +157,9 @@ def cell(row: dict) -> str:
     ``VERDICT Rx [L, H] n=N`` (R the geometric mean x_vs_curve, [L, H] its 95% interval, or
     ``at`` its level where seeds were added until decided); ``VERDICT?`` where a faster or
     slower cell does not survive Holm's correction over the cells its frontier tested; for
-    ``below curve``, where R is an upper bound, only ``<=H``; an interval over ``WIDEST`` wide
-    only by the bound its word rests on (``faster >=L``, ``slower <=H``), or not at all;
+    ``below curve``, where R is an upper bound, only ``<=H`` (one seed: ``<=R``); an interval
+    over ``WIDEST`` wide only by the bound its word rests on (``faster >=L``, ``slower <=H``),
+    or not at all;
     ``partial: K missing`` where K of the seeds the frontier planned have no stored run (a
     ``--render`` mid-run, a failed point); a trailing ``PACKED`` where a seed's seconds were
     measured beside other points."""

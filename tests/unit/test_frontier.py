@@ -745,6 +745,24 @@ def test_the_verdicts_table_has_a_cell_per_point_and_setup():
         "f=0.1 slower? 0.50x [0.40, 0.62] n=3 †; f=0.3 inconclusive 0.99x n=1"
 
 
+def test_one_seed_below_the_curve_reads_below_curve_with_its_ratio_as_a_bound_and_settles_nothing():
+    """One seed has no interval: below the curve's smallest budget it reads ``below curve`` and
+    its ratio is an upper bound (``<=``), as with more seeds; above it, ``inconclusive`` and the
+    ratio itself. Neither stops seeds until decided: more seeds may read ``slower``."""
+    from raypkg.bench.curve import judge
+    from raypkg.bench.frontier.until_decided import settled
+    from raypkg.bench.verdicts import cell
+
+    below, above = judge([1.6], [True]), judge([1.6], [False])
+    assert (below.verdict, below.ratio, below.n) == ("below curve", pytest.approx(1.6), 1)
+    assert math.isnan(below.low) and math.isnan(below.high) and above.verdict == "inconclusive"
+    rows = [{"verdict": j.verdict, "n": j.n, "x_vs_curve": j.ratio, "x_low": j.low, "x_high": j.high, "holm": ""}
+            for j in (below, above)]
+    assert [cell(row) for row in rows] == ["below curve <=1.60x n=1", "inconclusive 1.60x n=1"]
+    three = {**rows[0], "n": 3, "x_low": 0.5, "x_high": 1.5}  # three seeds, one below: decided
+    assert settled(pd.DataFrame([*rows, three])).tolist() == [False, False, True]
+
+
 def test_a_partial_frontier_shows_its_unrun_points_but_never_the_curves_own():
     """Seeds still to run: a point with none stored yet is a cell (partial), the budget
     curve's own points (judged by nothing) are not; full training at b=1 is judged."""

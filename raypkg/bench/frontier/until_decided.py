@@ -42,8 +42,9 @@ from raypkg.errors import UsageError
 def settled(table):
     """Whether each cell of a judged table (a row per point: ``verdict``, ``holm``) is decided
     at the standard the table prints: a decided word, and ``faster`` or ``slower`` only where
-    Holm keeps it (``holm`` not ``close``: no ``?``)."""
-    return table["verdict"].isin(DECIDED) & ~table["holm"].eq("close")
+    Holm keeps it (``holm`` not ``close``: no ``?``), on 2 seeds or more (one seed's ``below
+    curve`` has no interval: more seeds may read ``slower``)."""
+    return table["verdict"].isin(DECIDED) & ~table["holm"].eq("close") & table["n"].ge(2)
 
 
 def doubted(table):
