@@ -360,10 +360,12 @@ def column_conditions(summary, source: dict) -> str:
     """How a column was measured, for the table's provenance (``columns``): the code that ran
     its points, the CPU and its flags, the torch threads a point had, how it was timed, and
     the plug-in methods among its points with the digest of each one's source
-    (``plugins_of``)."""
-    timed = summary["timed"] if "timed" in summary else None
+    (``plugins_of``). A point planned but not run yet has no clock: it is counted apart."""
+    timed = summary["timed"].dropna() if "timed" in summary else None
     how = ("timing not recorded" if timed is None else "every point timed alone" if timed.eq("alone").all()
            else f"{int(timed.ne('alone').sum())} of {len(timed)} points timed packed (†)")
+    if timed is not None and len(timed) < len(summary):
+        how += f", {len(summary) - len(timed)} planned not run yet"
     ran = source.get("point_commits") or f"commit {source.get('commit', 'unknown')}"
     plugins = plugins_of(summary)
     return (f"run at {ran} on {source.get('cpu', 'an unrecorded CPU')} ({source.get('cpu_flags', 'flags not recorded')}),"

@@ -18,10 +18,10 @@ RESULTS = REPO / "docs/results"
 SUMMARIES = sorted(RESULTS.glob("frontier-*-summary.parquet"))
 ROWS = [p.with_name(p.name.replace("-summary", "")) for p in SUMMARIES]
 NUMBER = r"[0-9.e+-]+"
-CELL = re.compile(rf"^(?:(?P<setting>[a-z]+=\S+) )?(?P<word>faster|slower|equivalent|inconclusive|below curve)"
+CELL = re.compile(rf"^(?:(?P<setting>[a-z]+=\S+) )?(?P<word>faster|slower|equivalent|inconclusive|below curve|-)"
                   rf"(?P<close>\?)?(?: (?P<ratio>{NUMBER})x"
                   rf"(?: \[(?P<low>{NUMBER}), (?P<high>{NUMBER})\](?: at [0-9.]+%)?)?"
-                  rf"| >=(?P<at_least>{NUMBER})x| <=(?P<at_most>{NUMBER})x)? n=(?P<n>\d+)(?: †)?$")
+                  rf"| >=(?P<at_least>{NUMBER})x| <=(?P<at_most>{NUMBER})x)? n=(?P<n>\d+)(?: partial: \d+ missing)?(?: †)?$")
 
 
 def agrees(word: str, low: float, high: float) -> bool:
@@ -62,6 +62,7 @@ def test_every_readme_verdict_shows_its_seeds_and_says_only_what_its_interval_sa
             assert low <= float(match["ratio"]) <= high, text
         assert match["word"] != "below curve" or match["at_most"] or match["n"] == "1", text
         assert not (match["word"] in ("faster", "slower", "equivalent") and int(match["n"]) < 2), text
+        assert match["word"] != "-" or match["n"] == "0" and "partial:" in text, text  # planned, no seed run yet
 
 
 @pytest.mark.parametrize("path", ROWS, ids=[p.name for p in ROWS])
@@ -76,5 +77,7 @@ def test_no_judged_row_has_a_phase_below_0_or_no_training_seconds(path):
 def test_the_cell_pattern_refuses_a_cell_without_its_seeds_or_with_an_old_word():
     assert CELL.match("f=0.1 slower? 0.50x [0.40, 0.62] n=3 †")
     assert CELL.match("below curve <=1.34x n=5") and CELL.match("inconclusive n=2") and CELL.match("faster >=1.10x n=2")
+    assert CELL.match("inconclusive 1.16x n=1 partial: 2 missing") and not CELL.match("inconclusive 1.16x n=1 partial")
+    assert CELL.match("- n=0 partial: 3 missing")
     assert not CELL.match("tie 0.88x [0.79, 0.98]") and not CELL.match("slower 0.50x [0.40, 0.62]")
     assert not agrees("equivalent", 0.78, 1.2) and agrees("slower", 0.2, 0.98) and not agrees("inconclusive", 0.9, 1.1)

@@ -763,6 +763,18 @@ def test_one_seed_below_the_curve_reads_below_curve_with_its_ratio_as_a_bound_an
     assert settled(pd.DataFrame([*rows, three])).tolist() == [False, False, True]
 
 
+def test_a_columns_conditions_count_packed_points_among_those_run_and_name_the_unrun_apart():
+    from raypkg.bench.verdicts import column_conditions
+
+    source = {"commit": "abc1234", "cpu": "a CPU", "cpu_flags": "avx2", "threads": 1}
+    said = column_conditions(pd.DataFrame({"timed": ["alone", "packed", "alone", None, None]}), source)
+    assert said == "run at commit abc1234 on a CPU (avx2), 1 torch thread(s) a point, 1 of 3 points timed packed (†), " \
+                   "2 planned not run yet"
+    assert column_conditions(pd.DataFrame({"timed": ["alone", None]}), source).endswith(
+        ", every point timed alone, 1 planned not run yet")
+    assert column_conditions(pd.DataFrame({"timed": ["alone"]}), source).endswith(", every point timed alone")
+
+
 def test_a_partial_frontier_shows_its_unrun_points_but_never_the_curves_own():
     """Seeds still to run: a point with none stored yet is a cell (partial), the budget
     curve's own points (judged by nothing) are not; full training at b=1 is judged."""
