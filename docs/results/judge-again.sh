@@ -43,11 +43,12 @@ tables)
     'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k.parquet' \
     'resnet20 2k bf16=docs/results/frontier-resnet20-families.parquet' \
     'resnet20 2k AVX2=docs/results/frontier-resnet20-linear.parquet' > /dev/null
-  # The README's verdicts: the columns timed alone on a measured clock (issue 82); every column, headed by its
-  # data, model and training-set size, in docs/results.md
+  # The README's verdicts: the columns timed alone on a measured clock (issue 82: the MLP; issue 80: CIFAR-10);
+  # every column, headed by its data, model and training-set size, in docs/results.md
   MLP="fashion-mnist 60k mlp=$R/frontier-fashion-mnist-mlp-alone-summary.parquet"
-  effray bench verdicts "$MLP" --wandb disabled --save $tmp/verdicts
-  effray bench verdicts "$MLP" "fashion-mnist 60k lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet" \
+  CIFAR10="cifar10 50k resnet20=$R/frontier-cifar10-resnet20-cpu-summary.parquet"
+  effray bench verdicts "$MLP" "$CIFAR10" --wandb disabled --save $tmp/verdicts
+  effray bench verdicts "$MLP" "$CIFAR10" "fashion-mnist 60k lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet" \
     "fashion-mnist 2k resnet20=$R/frontier-fashion-mnist-resnet20-2k-summary.parquet" \
     "digits-aug 2k resnet20 bf16=$R/frontier-resnet20-families-summary.parquet" \
     "digits-aug 2k resnet20 AVX2=$R/frontier-resnet20-linear-summary.parquet" --wandb disabled \

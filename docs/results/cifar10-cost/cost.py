@@ -33,6 +33,9 @@ COMPARISONS = {
     "RigL-ITOP with and without AGC, and full training": {"rigl-itop": ("d=0.05",), "a-rigl-itop": ("d=0.05",),
                                                           "full": ("b=1",)},
     "the budget curve (full training at every budget, fp32 and auto)": {"full": None, "full-fp32": None},
+    "the speed-up methods (label smoothing, EMA, selective backprop, layer freezing, progressive resizing, proxy "
+    "selection)": {method: None for method in ("label-smoothing", "ema", "selective-backprop", "layer-freezing",
+                                                "progressive-resizing", "proxy-selection")},
     "the whole frontier": None,
 }
 
