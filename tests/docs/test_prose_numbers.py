@@ -45,6 +45,7 @@ AVX2_2K = R + "frontier-resnet20-linear-summary.parquet"
 DIGITS_MLP = R + "frontier-mlp-summary.parquet"
 UNTIL_DECIDED = R + "seeds-until-decided.parquet"
 UNTIL_ROWS = R + "frontier-fashion-mnist-mlp-until-decided.parquet"  # its rows
+CIFAR10 = R + "frontier-cifar10-resnet20-cpu-summary.parquet"  # cifar10:resnet20-cpu, judged
 CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points
 CIFAR10_STORE = R + "frontier-cifar10-resnet20-cpu-points"  # its store
 CIFAR10_SET = R + "frontier-cifar10-resnet20-cpu-set.parquet"  # SET-ITOP's store of its own, at other code
@@ -183,14 +184,27 @@ def verdict_cells(d: pd.DataFrame, methods: list[str], verdict: str) -> list[flo
 
 
 def slower_in_readme(v: pd.DataFrame) -> float:
-    """The README's cells of the selectors with a warm-up, CREST, proxy selection and sparse training:
+    """The README's MLP cells of the selectors with a warm-up, CREST, proxy selection and sparse training:
     every one `slower` (with or without `?`); the highest upper end of their intervals."""
     methods = ["grand", "glister", "craig", "el2n", "grand-ccs", "el2n-ccs", "lipt-grand", "lipt-glister",
                "lipt-grand-ccs", "crest", "proxy-selection", "rigl-itop", "a-rigl-itop"]
-    cells = [cell for _, row in v[v.method.isin(methods)].iterrows() for column in v.columns[1:]
-             for cell in str(row[column]).split("; ") if cell != "-"]
+    cells = [cell for cells in v.loc[v.method.isin(methods), "fashion-mnist 60k mlp"]
+             for cell in str(cells).split("; ") if cell != "-"]
     assert cells and all(re.search(r"\bslower\??\s", c) for c in cells), cells
     return max(float(m.group(1)) for c in cells if (m := re.search(r"(?:<=|, )([\d.]+)(?:x|\])", c)))
+
+
+def one_seed_span(d: pd.DataFrame) -> tuple:
+    """A frontier judged on one seed: every judged cell at n=1, `below curve` (its ratio a bound)
+    or `inconclusive`; how many of each, and the inconclusive ones' lowest and highest ratio to
+    the curve, each with its point (``grand f=0.3``)."""
+    judged = d[d.n > 0]
+    assert len(judged) and judged.verdict.isin(["below curve", "inconclusive"]).all() and (judged.n == 1).all(), \
+        judged[["method", "setting", "verdict", "n"]]
+    said = judged[judged.verdict == "inconclusive"]
+    low, high = (said.loc[i] for i in (said.x_vs_curve.idxmin(), said.x_vs_curve.idxmax()))
+    return (int((judged.verdict == "below curve").sum()), len(judged),
+            *(x for row in (low, high) for x in (row.x_vs_curve, f"{row.method} {row.setting}".removesuffix(" -"))))
 
 
 P = Prose
@@ -370,12 +384,12 @@ PROSE = [
       "{:,.0f} s against {:,.0f} s ({:.2f}x); on the MLP {:.2f}x. * it prints {:.1f} `?` against {:.1f} but costs {:.2f}x"),
     P("cifar10-full", RESULTS, "the preset's stated accuracy; one", (CIFAR10_ROWS,),
       lambda d: (at(d, "full", "b=1"), at(d, "full-fp32", "b=1")), "Full training reaches {:.3f} in 5 epochs** (fp32 {:.3f})"),
-    P("cifar10-crest-seed0", RESULTS, "**One seed, packed: no word yet.**", (CIFAR10_ROWS,),
+    P("cifar10-crest-seed0", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
       lambda d: (at(d, "crest", "f=0.1"), at(d, "rs2", "f=0.1"), at(d, "uniform", "f=0.1"),
                  *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
       "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
       "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
-    P("cifar10-crest-30", RESULTS, "**One seed, packed: no word yet.**", (CIFAR10_ROWS,),
+    P("cifar10-crest-30", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
       lambda d: (at(d, "crest", "f=0.3"), at(d, "rs2", "f=0.3"), at(d, "uniform", "f=0.3"),
                  *(at(d, "crest", "f=0.3", c) for c in ("selection_s", "check_s", "train_s"))),
       "At 30% of the steps it reached {:.3f} against RS2's {:.3f} and uniform's {:.3f}, its selection {:,.0f} s and its "
@@ -391,21 +405,21 @@ PROSE = [
       set_beside_rigl, "Full training reached {} accuracies at 181e9bc as at 2b57617 ({:.4f} at `auto`, {:.4f} at "
       "fp32): the same seed gives the same run across the two commits. SET-ITOP and RigL-ITOP land {:.1f} points apart "
       "at 5% density, {:.0f}-{:.0f} points below dense; AGC moves either by at most {:.1f} points at 5 epochs"),
-    P("cifar10-column-clocks", RESULTS, "has its first seed of three:", (CIFAR10_ROWS, CIFAR10_SET),
+    P("cifar10-column-clocks", RESULTS, "has its first seed of three, the 2 missing", (CIFAR10_ROWS, CIFAR10_SET),
       lambda d, s: (*timed_alone_counts(d), at(d, "full", "b=1", "e2e_s"), at(s, "full", "b=1", "e2e_s"),
                     at(d, "infobatch", "-", "x_vs_curve")),
-      "{} of the budget curve's {} points and {} of the {} methods' rows are timed alone (full training's 5 epochs: "
-      "{:,.0f} s alone, {:,.0f} s packed beside one point in SET-ITOP's store), the rest packed (†); InfoBatch, timed "
-      "alone, reads {:.2f}x the curve's speed on its one seed, a ratio and no word."),
+      "{} of the budget curve's {} points and {} of the {} methods' rows timed alone (full training's 5 epochs: "
+      "{:,.0f} s alone, {:,.0f} s packed beside one point in SET-ITOP's store). * InfoBatch reads {:.2f}x the curve's "
+      "speed on its one seed, a ratio and no word."),
     P("cifar10-curve", RESULTS, "**The budget curve, seed 0**", (CIFAR10_ROWS,), cifar10_curve,
       "1, 2, 3, 4 and 5 epochs reach {:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at `auto` (fp32 with channels_last here), "
       "{:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at fp32. By accuracy alone, every point at 10% stays {} one epoch of "
       "full training, and every subset's and sparse point, 30% ones too, {} two; InfoBatch (all the data, pruned as "
       "it trains) reaches {:.3f}, between {} and {} epochs."),
-    P("cifar10-cost-clocks", BENCHMARKS, "These seconds mix two clocks.", (CIFAR10_ROWS,),
+    P("cifar10-cost-clocks", BENCHMARKS, "One clock: every point of seed 0", (CIFAR10_ROWS,),
       lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], methods_timed_alone(d),
                  at(d, "full", "b=1", "e2e_s"), at(d, "full-fp32", "b=1", "e2e_s")),
-      "Timed alone so far: {} of the {} points, {} of the budget curve's {} and {} methods' rows ({}); full "
+      "Timed alone: {} of the {} points, {} of the budget curve's {} and {} methods' rows ({}); full "
       "training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32."),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
@@ -453,6 +467,9 @@ PROSE = [
       "the whole budget ({:.2f}x [{:.2f}, {:.2f}])"),
     P("readme-selectors", README, "Selection with a warm-up (DeepCore, LiPT), CREST", (VERDICTS,),
       slower_in_readme, "every one of their cells is `slower` or `slower?` (at most {:.2f}x)"),
+    P("readme-cifar10", README, "CIFAR-10 has one seed", (CIFAR10,), one_seed_span,
+      "{} of its {} cells read `below curve` (their ratio a bound), the rest `inconclusive`, from {:.2f}x (`{}`) to "
+      "{:.2f}x (`{}`)"),
 ]
 # `*` in a text stands for any words between two quoted parts of one paragraph.
 
