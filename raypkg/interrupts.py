@@ -25,18 +25,21 @@ import logging
 import signal
 import threading
 
-_sigterm_received = threading.Event()  # set by a SIGTERM inside this process's sigterm_as_interrupt
+# Set by a SIGTERM inside this process's sigterm_as_interrupt: a plain flag, since a signal handler must not
+# take a lock (threading.Event's would deadlock if the signal landed while clear() held it)
+_sigterm_received = False
 
 
 def _on_sigterm(signum, frame):
-    _sigterm_received.set()
+    global _sigterm_received
+    _sigterm_received = True
     raise KeyboardInterrupt("SIGTERM")
 
 
 def stopped_by() -> str:
     """What stopped the run that a KeyboardInterrupt is ending: ``SIGTERM`` where one
     arrived inside ``sigterm_as_interrupt``, else ``Ctrl-C``."""
-    return "SIGTERM" if _sigterm_received.is_set() else "Ctrl-C"
+    return "SIGTERM" if _sigterm_received else "Ctrl-C"
 
 
 @contextlib.contextmanager
@@ -44,16 +47,17 @@ def sigterm_as_interrupt():
     """While inside, SIGTERM raises KeyboardInterrupt in this process's main thread (the
     thread Python runs signal handlers in; entered from another, nothing changes); SIGTERM's
     handler before it is put back at its end."""
+    global _sigterm_received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterm_received.clear()
+    _sigterm_received = False
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-        _sigterm_received.clear()
+        _sigterm_received = False
 
 
 @contextlib.contextmanager
