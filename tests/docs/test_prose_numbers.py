@@ -399,6 +399,15 @@ PROSE = [
                                                    "lipt-glister")),
       "Glister reaches {:.3f}, CRAIG {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's "
       "{:.3f} and RS2's {:.3f} * LiPT-Glister reaches {:.3f}."),
+    P("cifar10-speed-ups", RESULTS, "**The speed-up methods, seed 0**", (CIFAR10_ROWS,),
+      lambda d: (*(at(d, m, "-", c) for m in ("progressive-resizing", "layer-freezing", "selective-backprop",
+                                              "label-smoothing", "ema") for c in ("test_acc", "e2e_s", "x_vs_curve")),
+                 at(d, "full", "b=1"), at(d, "full", "b=1", "e2e_s"),
+                 *(at(d, "proxy-selection", "-", c) for c in ("test_acc", "e2e_s", "x_vs_curve"))),
+      "progressive resizing reaches {:.3f} in {:,.0f} s ({:.2f}x the curve's speed), layer freezing {:.3f} in {:,.0f} s "
+      "({:.2f}x), selective backprop {:.3f} in {:,.0f} s ({:.2f}x), label smoothing {:.3f} in {:,.0f} s ({:.2f}x) and "
+      "EMA {:.3f} in {:,.0f} s ({:.2f}x), against full training's {:.3f} in {:,.0f} s; proxy selection reaches {:.3f} "
+      "in {:,.0f} s ({:.2f}x)."),
     P("cifar10-ran-twice", RESULTS, "GraNd and LiPT-GraNd at 30% ran twice", (CIFAR10_ROWS,), ran_twice,
       "then again, to the same accuracies ({:.4f} and {:.4f}:"),
     P("cifar10-set-itop", RESULTS, "Full training reached", (CIFAR10_ROWS, CIFAR10_SET),
