@@ -236,6 +236,22 @@ def stored_table(path: str) -> pd.DataFrame:
     return pd.read_parquet(REPO / path)
 
 
+def seed_zero_rows(d: pd.DataFrame) -> pd.DataFrame:
+    """Seed 0's rows of a frontier's table (a table without a ``seed`` column, a summary, whole)."""
+    return d[d.seed == 0] if "seed" in d.columns else d
+
+
+def seed_zero(*entries):
+    """``entries`` (prose or claims, each with the stored tables it quotes and its ``compute``) computed on
+    seed 0's rows: a frontier whose later seeds are being stored is quoted at its first seed until they all are."""
+    import dataclasses
+
+    def on_seed_zero(compute):
+        return lambda *frames: compute(*map(seed_zero_rows, frames))
+
+    return [dataclasses.replace(e, compute=on_seed_zero(e.compute)) for e in entries]
+
+
 def value_at(d: pd.DataFrame, method: str, setting: str, column: str = "test_acc") -> float:
     """A point's value: its one row in a summary, the mean over its seeds in a frontier's rows."""
     values = d.loc[(d.method == method) & (d.setting == setting), column]

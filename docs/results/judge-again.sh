@@ -10,10 +10,26 @@
 #                                                # logs), the candidate statistics, the curve's bracket and
 #                                                # its budget rules, the README's verdicts with
 #                                                # their forest plot; then every docs table rendered anew
+#   bash docs/results/judge-again.sh verdicts    # the README's verdicts alone (after a frontier's new points),
+#                                                # then every docs table rendered anew
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
 tmp=$(mktemp -d)  # every result is written aside: one written in place would dirty the next one's provenance
+verdicts_then_docs() {
+  # The README's verdicts: the columns timed alone on a measured clock (issue 82: the MLP; issue 80: CIFAR-10);
+  # every column, headed by its data, model and training-set size, in docs/results.md
+  MLP="fashion-mnist 60k mlp=$R/frontier-fashion-mnist-mlp-alone-summary.parquet"
+  CIFAR10="cifar10 50k resnet20=$R/frontier-cifar10-resnet20-cpu-summary.parquet"
+  effray bench verdicts "$MLP" "$CIFAR10" --wandb disabled --save $tmp/verdicts
+  effray bench verdicts "$MLP" "$CIFAR10" "fashion-mnist 60k lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet" \
+    "fashion-mnist 2k resnet20=$R/frontier-fashion-mnist-resnet20-2k-summary.parquet" \
+    "digits-aug 2k resnet20 bf16=$R/frontier-resnet20-families-summary.parquet" \
+    "digits-aug 2k resnet20 AVX2=$R/frontier-resnet20-linear-summary.parquet" --wandb disabled \
+    --save $tmp/verdicts-every-setup
+  cp $tmp/*.parquet $tmp/verdicts.png $tmp/verdicts-every-setup.png $R/
+  python -m raypkg.tracking.markdown README.md docs/*.md docs/methods/*.md $R/curve-bracket.md
+}
 case "${1:-}" in
 frontiers)
   for stem in $(ls $R/frontier-*.parquet $R/time-alone/*.parquet | grep -v -e '-summary' -e '-seed[0-9]' \
@@ -43,19 +59,10 @@ tables)
     'fashion-mnist:resnet20 2k=docs/results/frontier-fashion-mnist-resnet20-2k.parquet' \
     'resnet20 2k bf16=docs/results/frontier-resnet20-families.parquet' \
     'resnet20 2k AVX2=docs/results/frontier-resnet20-linear.parquet' > /dev/null
-  # The README's verdicts: the columns timed alone on a measured clock (issue 82: the MLP; issue 80: CIFAR-10);
-  # every column, headed by its data, model and training-set size, in docs/results.md
-  MLP="fashion-mnist 60k mlp=$R/frontier-fashion-mnist-mlp-alone-summary.parquet"
-  CIFAR10="cifar10 50k resnet20=$R/frontier-cifar10-resnet20-cpu-summary.parquet"
-  effray bench verdicts "$MLP" "$CIFAR10" --wandb disabled --save $tmp/verdicts
-  effray bench verdicts "$MLP" "$CIFAR10" "fashion-mnist 60k lenet5=$R/frontier-fashion-mnist-lenet5-summary.parquet" \
-    "fashion-mnist 2k resnet20=$R/frontier-fashion-mnist-resnet20-2k-summary.parquet" \
-    "digits-aug 2k resnet20 bf16=$R/frontier-resnet20-families-summary.parquet" \
-    "digits-aug 2k resnet20 AVX2=$R/frontier-resnet20-linear-summary.parquet" --wandb disabled \
-    --save $tmp/verdicts-every-setup
-  cp $tmp/*.parquet $tmp/verdicts.png $tmp/verdicts-every-setup.png $R/
-  python -m raypkg.tracking.markdown README.md docs/*.md docs/methods/*.md $R/curve-bracket.md ;;
+  verdicts_then_docs ;;
+verdicts)
+  verdicts_then_docs ;;
 *)
-  echo "usage: bash docs/results/judge-again.sh frontiers|tables (a commit between them)" >&2
+  echo "usage: bash docs/results/judge-again.sh frontiers|tables|verdicts (a commit after frontiers)" >&2
   exit 2 ;;
 esac

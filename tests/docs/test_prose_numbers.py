@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO, quote_values, stored_table, value_at
+from helpers import REPO, quote_values, seed_zero, stored_table, value_at
 
 R = "docs/results/"
 # Fashion-MNIST, every family (docs/results.md, "Full-size real data")
@@ -208,6 +208,8 @@ def one_seed_span(d: pd.DataFrame) -> tuple:
 
 
 P = Prose
+
+
 PROSE = [
     # docs/results.md, the MLP on all of Fashion-MNIST (the two-slot run its bullets quote)
     P("mlp-packed-evaluation", RESULTS, "Seconds leave out test evaluation", (MLP_PACKED,),
@@ -382,54 +384,56 @@ PROSE = [
                  sim(d, "3 to 7, table", "est_e2e_s", RESNET_2K) / sim(d, "5 fixed", "est_e2e_s", RESNET_2K)),
       "3 to 7 seeds prints {:.1f} cells `?` against {:.1f}, and {:.1f} short of the table's standard against {:.1f}, at "
       "{:,.0f} s against {:,.0f} s ({:.2f}x); on the MLP {:.2f}x. * it prints {:.1f} `?` against {:.1f} but costs {:.2f}x"),
-    P("cifar10-full", RESULTS, "the preset's stated accuracy; one", (CIFAR10_ROWS,),
-      lambda d: (at(d, "full", "b=1"), at(d, "full-fp32", "b=1")), "Full training reaches {:.3f} in 5 epochs** (fp32 {:.3f})"),
-    P("cifar10-crest-seed0", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
-      lambda d: (at(d, "crest", "f=0.1"), at(d, "rs2", "f=0.1"), at(d, "uniform", "f=0.1"),
-                 *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
-      "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
-      "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
-    P("cifar10-crest-30", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
-      lambda d: (at(d, "crest", "f=0.3"), at(d, "rs2", "f=0.3"), at(d, "uniform", "f=0.3"),
-                 *(at(d, "crest", "f=0.3", c) for c in ("selection_s", "check_s", "train_s"))),
-      "At 30% of the steps it reached {:.3f} against RS2's {:.3f} and uniform's {:.3f}, its selection {:,.0f} s and its "
-      "checks {:.0f} s against {:.0f} s of training"),
-    P("cifar10-selection-seed0", RESULTS, "**Selection at 10%, seed 0**", (CIFAR10_ROWS,),
-      lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "craig", "grand", "lipt-grand", "uniform", "rs2",
-                                                   "lipt-glister")),
-      "Glister reaches {:.3f}, CRAIG {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's "
-      "{:.3f} and RS2's {:.3f} * LiPT-Glister reaches {:.3f}."),
-    P("cifar10-speed-ups", RESULTS, "**The speed-up methods, seed 0**", (CIFAR10_ROWS,),
-      lambda d: (*(at(d, m, "-", c) for m in ("progressive-resizing", "layer-freezing", "selective-backprop",
-                                              "label-smoothing", "ema") for c in ("test_acc", "e2e_s", "x_vs_curve")),
-                 at(d, "full", "b=1"), at(d, "full", "b=1", "e2e_s"),
-                 *(at(d, "proxy-selection", "-", c) for c in ("test_acc", "e2e_s", "x_vs_curve"))),
-      "progressive resizing reaches {:.3f} in {:,.0f} s ({:.2f}x the curve's speed), layer freezing {:.3f} in {:,.0f} s "
-      "({:.2f}x), selective backprop {:.3f} in {:,.0f} s ({:.2f}x), label smoothing {:.3f} in {:,.0f} s ({:.2f}x) and "
-      "EMA {:.3f} in {:,.0f} s ({:.2f}x), against full training's {:.3f} in {:,.0f} s; proxy selection reaches {:.3f} "
-      "in {:,.0f} s ({:.2f}x)."),
-    P("cifar10-ran-twice", RESULTS, "GraNd and LiPT-GraNd at 30% ran twice", (CIFAR10_ROWS,), ran_twice,
-      "then again, to the same accuracies ({:.4f} and {:.4f}:"),
-    P("cifar10-set-itop", RESULTS, "Full training reached", (CIFAR10_ROWS, CIFAR10_SET),
-      set_beside_rigl, "Full training reached {} accuracies at 181e9bc as at 2b57617 ({:.4f} at `auto`, {:.4f} at "
-      "fp32): the same seed gives the same run across the two commits. SET-ITOP and RigL-ITOP land {:.1f} points apart "
-      "at 5% density, {:.0f}-{:.0f} points below dense; AGC moves either by at most {:.1f} points at 5 epochs"),
-    P("cifar10-column-clocks", RESULTS, "has its first seed of three, the 2 missing", (CIFAR10_ROWS, CIFAR10_SET),
-      lambda d, s: (*timed_alone_counts(d), at(d, "full", "b=1", "e2e_s"), at(s, "full", "b=1", "e2e_s"),
-                    at(d, "infobatch", "-", "x_vs_curve")),
-      "{} of the budget curve's {} points and {} of the {} methods' rows timed alone (full training's 5 epochs: "
-      "{:,.0f} s alone, {:,.0f} s packed beside one point in SET-ITOP's store). * InfoBatch reads {:.2f}x the curve's "
-      "speed on its one seed, a ratio and no word."),
-    P("cifar10-curve", RESULTS, "**The budget curve, seed 0**", (CIFAR10_ROWS,), cifar10_curve,
-      "1, 2, 3, 4 and 5 epochs reach {:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at `auto` (fp32 with channels_last here), "
-      "{:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at fp32. By accuracy alone, every point at 10% stays {} one epoch of "
-      "full training, and every subset's and sparse point, 30% ones too, {} two; InfoBatch (all the data, pruned as "
-      "it trains) reaches {:.3f}, between {} and {} epochs."),
-    P("cifar10-cost-clocks", BENCHMARKS, "One clock: every point of seed 0", (CIFAR10_ROWS,),
-      lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], methods_timed_alone(d),
-                 at(d, "full", "b=1", "e2e_s"), at(d, "full-fp32", "b=1", "e2e_s")),
-      "Timed alone: {} of the {} points, {} of the budget curve's {} and {} methods' rows ({}); full "
-      "training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32."),
+    # CIFAR-10 (docs/results.md, docs/benchmarks.md): seed 0, until its three seeds are stored
+    *seed_zero(
+        P("cifar10-full", RESULTS, "the preset's stated accuracy; one", (CIFAR10_ROWS,),
+          lambda d: (at(d, "full", "b=1"), at(d, "full-fp32", "b=1")), "Full training reaches {:.3f} in 5 epochs** (fp32 {:.3f})"),
+        P("cifar10-crest-seed0", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
+          lambda d: (at(d, "crest", "f=0.1"), at(d, "rs2", "f=0.1"), at(d, "uniform", "f=0.1"),
+                     *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
+          "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
+          "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
+        P("cifar10-crest-30", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
+          lambda d: (at(d, "crest", "f=0.3"), at(d, "rs2", "f=0.3"), at(d, "uniform", "f=0.3"),
+                     *(at(d, "crest", "f=0.3", c) for c in ("selection_s", "check_s", "train_s"))),
+          "At 30% of the steps it reached {:.3f} against RS2's {:.3f} and uniform's {:.3f}, its selection {:,.0f} s and its "
+          "checks {:.0f} s against {:.0f} s of training"),
+        P("cifar10-selection-seed0", RESULTS, "**Selection at 10%, seed 0**", (CIFAR10_ROWS,),
+          lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "craig", "grand", "lipt-grand", "uniform", "rs2",
+                                                       "lipt-glister")),
+          "Glister reaches {:.3f}, CRAIG {:.3f}, GraNd {:.3f} and LiPT-GraNd {:.3f}, against a fixed uniform subset's "
+          "{:.3f} and RS2's {:.3f} * LiPT-Glister reaches {:.3f}."),
+        P("cifar10-speed-ups", RESULTS, "**The speed-up methods, seed 0**", (CIFAR10_ROWS,),
+          lambda d: (*(at(d, m, "-", c) for m in ("progressive-resizing", "layer-freezing", "selective-backprop",
+                                                  "label-smoothing", "ema") for c in ("test_acc", "e2e_s", "x_vs_curve")),
+                     at(d, "full", "b=1"), at(d, "full", "b=1", "e2e_s"),
+                     *(at(d, "proxy-selection", "-", c) for c in ("test_acc", "e2e_s", "x_vs_curve"))),
+          "progressive resizing reaches {:.3f} in {:,.0f} s ({:.2f}x the curve's speed), layer freezing {:.3f} in {:,.0f} s "
+          "({:.2f}x), selective backprop {:.3f} in {:,.0f} s ({:.2f}x), label smoothing {:.3f} in {:,.0f} s ({:.2f}x) and "
+          "EMA {:.3f} in {:,.0f} s ({:.2f}x), against full training's {:.3f} in {:,.0f} s; proxy selection reaches {:.3f} "
+          "in {:,.0f} s ({:.2f}x)."),
+        P("cifar10-ran-twice", RESULTS, "GraNd and LiPT-GraNd at 30% ran twice", (CIFAR10_ROWS,), ran_twice,
+          "then again, to the same accuracies ({:.4f} and {:.4f}:"),
+        P("cifar10-set-itop", RESULTS, "Full training reached", (CIFAR10_ROWS, CIFAR10_SET),
+          set_beside_rigl, "Full training reached {} accuracies at 181e9bc as at 2b57617 ({:.4f} at `auto`, {:.4f} at "
+          "fp32): the same seed gives the same run across the two commits. SET-ITOP and RigL-ITOP land {:.1f} points apart "
+          "at 5% density, {:.0f}-{:.0f} points below dense; AGC moves either by at most {:.1f} points at 5 epochs"),
+        P("cifar10-column-clocks", RESULTS, "has its first seed of three, the 2 missing", (CIFAR10_ROWS, CIFAR10_SET),
+          lambda d, s: (*timed_alone_counts(d), at(d, "full", "b=1", "e2e_s"), at(s, "full", "b=1", "e2e_s"),
+                        at(d, "infobatch", "-", "x_vs_curve")),
+          "{} of the budget curve's {} points and {} of the {} methods' rows timed alone (full training's 5 epochs: "
+          "{:,.0f} s alone, {:,.0f} s packed beside one point in SET-ITOP's store). * InfoBatch reads {:.2f}x the curve's "
+          "speed on its one seed, a ratio and no word."),
+        P("cifar10-curve", RESULTS, "**The budget curve, seed 0**", (CIFAR10_ROWS,), cifar10_curve,
+          "1, 2, 3, 4 and 5 epochs reach {:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at `auto` (fp32 with channels_last here), "
+          "{:.3f}, {:.3f}, {:.3f}, {:.3f} and {:.3f} at fp32. By accuracy alone, every point at 10% stays {} one epoch of "
+          "full training, and every subset's and sparse point, 30% ones too, {} two; InfoBatch (all the data, pruned as "
+          "it trains) reaches {:.3f}, between {} and {} epochs."),
+        P("cifar10-cost-clocks", BENCHMARKS, "One clock: every point of seed 0", (CIFAR10_ROWS,),
+          lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], methods_timed_alone(d),
+                     at(d, "full", "b=1", "e2e_s"), at(d, "full-fp32", "b=1", "e2e_s")),
+          "Timed alone: {} of the {} points, {} of the budget curve's {} and {} methods' rows ({}); full "
+          "training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32.")),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
       "Judged again (`judge-again.sh`), {1} of the {0} keep it"),

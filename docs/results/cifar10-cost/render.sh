@@ -1,0 +1,29 @@
+#!/bin/bash
+# CIFAR-10's CPU frontier (issue 80) brought in from the store its driver writes: the store's points (not its
+# driver.json lock nor its empty failed/ folders), its rows, summary, epochs and plots rendered at this clean
+# checkout's commit (`--render`: every family planned, so the summary shows the points still missing), and
+# the cost table from them. Nothing is trained; it takes about 30 s of both cores, so run it with the driver
+# stopped or in an untimed phase. Then commit, and judge the verdicts again from the new summary at that
+# clean commit (`bash docs/results/judge-again.sh verdicts`).
+#   bash docs/results/cifar10-cost/render.sh /tmp/wt-c10/docs/results/frontier-cifar10-resnet20-cpu-points
+set -euo pipefail
+live=$(realpath "${1:?usage: bash docs/results/cifar10-cost/render.sh LIVE_STORE (the -points folder its driver writes)}")
+cd "$(dirname "$0")/../../.."
+R=docs/results
+STEM=frontier-cifar10-resnet20-cpu
+[ -f "$live/frontier.json" ] || { echo "error: $live holds no frontier.json: not a frontier's store" >&2; exit 2; }
+[ -z "$(git status --porcelain)" ] || { echo "error: the checkout is not clean: a render names a clean commit" >&2
+                                        exit 2; }
+M=rs2,uniform,grand,glister,craig,lipt-grand,lipt-glister,crest,infobatch,rigl-itop,a-rigl-itop,label-smoothing,ema
+M=$M,selective-backprop,layer-freezing,progressive-resizing,proxy-selection
+tmp=$(mktemp -d)  # written aside, copied in at the end: nothing half-written in docs/results
+store() { cp -r "$live/." "$1/" && rm -rf "$1/driver.json" "$1"/failed*; }
+mkdir "$tmp/store" "$tmp/points" && store "$tmp/store" && store "$tmp/points"  # the render may write in its copy
+effray bench frontier --setup cifar10:resnet20-cpu --methods $M --seeds 3 --max-seeds 7 --render \
+  --storage "$tmp/store" --save "$tmp/$STEM" --wandb disabled > /dev/null
+python $R/cifar10-cost/cost.py "$tmp/$STEM.parquet" "$tmp/$STEM-summary.parquet" "$tmp/cifar10-cpu-cost.parquet" \
+  > /dev/null
+cp -r "$tmp/points/." "$R/$STEM-points/"
+cp "$tmp"/$STEM*.parquet "$tmp"/$STEM*.png "$tmp/cifar10-cpu-cost.parquet" $R/
+python -m raypkg.tracking.markdown README.md docs/*.md docs/methods/*.md $R/curve-bracket.md
+git status --short
