@@ -358,7 +358,8 @@ def keep_marks(runner: BenchRunner, summaries: dict) -> list[str]:
 
 def column_conditions(summary, source: dict) -> str:
     """How a column was measured, for the table's provenance (``columns``): the code that ran
-    its points, the CPU and its flags, the torch threads a point had, how it was timed, and
+    its points, the machines that timed them where they recorded it (``point_machines``), else
+    the CPU and its flags of the run that judged them, the torch threads a point had, how it was timed, and
     the plug-in methods among its points with the digest of each one's source
     (``plugins_of``). A point planned but not run yet has no clock: it is counted apart."""
     timed = summary["timed"].dropna() if "timed" in summary else None
@@ -367,8 +368,10 @@ def column_conditions(summary, source: dict) -> str:
     if timed is not None and len(timed) < len(summary):
         how += f", {len(summary) - len(timed)} planned not run yet"
     ran = source.get("point_commits") or f"commit {source.get('commit', 'unknown')}"
+    timed_on = source.get("point_machines") or (f"{source.get('cpu', 'an unrecorded CPU')} "
+                                                f"({source.get('cpu_flags', 'flags not recorded')})")
     plugins = plugins_of(summary)
-    return (f"run at {ran} on {source.get('cpu', 'an unrecorded CPU')} ({source.get('cpu_flags', 'flags not recorded')}),"
+    return (f"run at {ran} on {timed_on},"
             f" {source.get('threads', '?')} torch thread(s) a point, {how}"
             + (f", {said_plugins(plugins)}" if plugins else ""))
 

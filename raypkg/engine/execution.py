@@ -161,12 +161,25 @@ def cpu_model() -> str:
     return _cpuinfo_line(("model name", "Model", "CPU part")).strip() or platform.processor() or "unknown"
 
 
-def _cpuinfo_line(keys: tuple[str, ...]) -> str:
+def cpu_generation() -> str:
+    """The CPU's family and model numbers (``family 25 model 17``: ``/proc/cpuinfo``), which tell
+    apart CPUs of one model name (a VM's ``AMD EPYC`` may be any of its generations); ``""`` where
+    it cannot be read."""
+    first = _cpuinfo().split("\n\n")[0]  # the first processor's block
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first.splitlines())}
+    return f"family {fields['cpu family']} model {fields['model']}" if {"cpu family", "model"} <= fields.keys() else ""
+
+
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo``'s text; ``""`` where it cannot be read."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
-    line = next((line for line in text.splitlines() if line.startswith(keys)), "")
+
+
+def _cpuinfo_line(keys: tuple[str, ...]) -> str:
+    line = next((line for line in _cpuinfo().splitlines() if line.startswith(keys)), "")
     return line.partition(":")[2]
 
 

@@ -93,10 +93,12 @@ def render(path: str | Path, columns: list[str], rows: str | None = None) -> str
 def ran_by(source: dict) -> str:
     """The code that ran a judged table's points where it is not only the commit that judged
     them (``point_commits``: a frontier rendered from a store, or bench verdicts' columns, whose
-    ``columns`` name each column's with its machine); else empty."""
+    ``columns`` name each column's with its machine), and the machines that timed them where
+    they recorded it (``point_machines``); else empty."""
     if source.get("columns"):
         return f" Its columns: {source['columns']}."
-    return f" Its points were run at {source['point_commits']}." if source.get("point_commits") else ""
+    return ((f" Its points were run at {source['point_commits']}." if source.get("point_commits") else "")
+            + (f" Its points were timed on {source['point_machines']}." if source.get("point_machines") else ""))
 
 
 def differed(source: dict) -> str:

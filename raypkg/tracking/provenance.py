@@ -80,22 +80,50 @@ def provenance(threads: int) -> dict:
     it before the work whose result it describes."""
     import torch
 
-    from raypkg.engine.execution import BF16_CPU_FLAGS, ISA_CAPS, cpu_flags, cpu_model
+    from raypkg.engine.execution import cpu_model
 
-    flags = cpu_flags()  # less those above an ISA cap, which the command then names
-    shown = sorted(f for f in flags if f in BF16_CPU_FLAGS or f in ("avx512f", "avx2", "amx_tile"))
-    caps = [f"{name}={shlex.quote(os.environ[name])}" for name in ISA_CAPS if os.environ.get(name)]
     dirty, draft = dirty_files(), is_draft()
     check_rebuildable(dirty, draft)
     source = {"date": datetime.date.today().isoformat(), "commit": commit(dirty),
-              "command": " ".join([*caps, shlex.join(["effray", *sys.argv[1:]])]), "cpu": cpu_model(),
-              "cpu_flags": ",".join(shown) or "none", "torch": torch.__version__, "threads": str(threads),
+              "command": " ".join([*isa_caps(), shlex.join(["effray", *sys.argv[1:]])]), "cpu": cpu_model(),
+              "cpu_flags": shown_cpu_flags(), "torch": torch.__version__, "threads": str(threads),
               "device": "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
     if dirty:
         source["dirty_files"] = dirty
     if draft:
         source["draft"] = f"{DRAFT_ENV}={os.environ[DRAFT_ENV]}"
     return source
+
+
+def shown_cpu_flags() -> str:
+    """The CPU flags that decide bf16 and AVX-512 (``avx2,avx512_bf16,avx512f``), less those above an
+    ISA cap (``isa_caps`` names it); ``none`` where there are none."""
+    from raypkg.engine.execution import BF16_CPU_FLAGS, cpu_flags
+
+    return ",".join(sorted(f for f in cpu_flags() if f in BF16_CPU_FLAGS or f in ("avx512f", "avx2", "amx_tile"))) \
+        or "none"
+
+
+def isa_caps() -> list[str]:
+    """The ISA caps set in the environment, ``NAME=VALUE`` each (``ONEDNN_MAX_CPU_ISA=AVX2``)."""
+    from raypkg.engine.execution import ISA_CAPS
+
+    return [f"{name}={shlex.quote(os.environ[name])}" for name in ISA_CAPS if os.environ.get(name)]
+
+
+def machine() -> str:
+    """The clock a point is timed on, as the frontier's store records it with each point: the CPU's
+    model, its generation (``/proc/cpuinfo``'s family and model numbers: two CPUs of one model name
+    can be years apart), the flags that decide bf16 and AVX-512 and any ISA cap, and the GPU where
+    torch has one, e.g. ``AMD EPYC (family 25 model 17; avx2,avx512_bf16,avx512f)``. Two points'
+    seconds are on one clock only where this is the same."""
+    import torch
+
+    from raypkg.engine.execution import cpu_generation, cpu_model
+
+    parts = [cpu_generation(), shown_cpu_flags(), " ".join(isa_caps())]
+    gpu = f"; cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu_model()} ({'; '.join(p for p in parts if p)}){gpu}"
 
 
 def executions() -> str:

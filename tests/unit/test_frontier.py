@@ -403,9 +403,12 @@ def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_again
     assert aggregate(frame.assign(timed="alone"))["timed"].tolist() == ["alone"]
     # seed 1 ran beside seed 0's packed run, which its alone rerun replaced as a row; the rerun beside nothing
     assert add_beside(frame[["started_at", "ended_at"]]).tolist() == [0.0, 0.0]
-    class Store:  # judge_stored's reads of a store: its packed points and their alone reruns
+    class Store:  # judge_stored's reads of a store: its packed points and their alone reruns, its settings
         def points(self, kind="points"):
             return alone if kind == "alone" else packed
+
+        def settings(self):
+            return settings
 
     judged = judge_stored(Store(), {"p0": None, "p1": None}, settings, time_alone=True, chance=0.1, looks=1)[2]
     assert judged.set_index("seed")["beside"].to_dict() == {0: 0.0, 1: 1.0}
@@ -773,6 +776,9 @@ def test_a_columns_conditions_count_packed_points_among_those_run_and_name_the_u
     assert column_conditions(pd.DataFrame({"timed": ["alone", None]}), source).endswith(
         ", every point timed alone, 1 planned not run yet")
     assert column_conditions(pd.DataFrame({"timed": ["alone"]}), source).endswith(", every point timed alone")
+    timed_on = {**source, "point_machines": "CPU A (family 23 model 49; avx2) (1 point runs)"}  # not the judge's CPU
+    assert column_conditions(pd.DataFrame({"timed": ["alone"]}), timed_on).startswith(
+        "run at commit abc1234 on CPU A (family 23 model 49; avx2) (1 point runs), 1 torch thread(s) a point")
 
 
 def test_a_partial_frontier_shows_its_unrun_points_but_never_the_curves_own():

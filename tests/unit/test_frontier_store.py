@@ -587,3 +587,64 @@ def test_a_read_only_storage_is_refused_in_one_line_before_any_point_runs(tmp_pa
         f"error: cannot write {storage}/driver.json (Read-only file system): the frontier's points are stored in "
         f"{storage}; give a --storage (or --save) folder you can write")
     assert not (storage / "points").exists()
+
+
+# --- a store's seconds are one clock: the machine that timed its points
+
+
+def test_a_store_remembers_its_machine_refuses_a_driver_on_another_and_never_judges_a_point_of_another(tmp_path):
+    """frontier.json remembers the first driver's machine; a driver on another is refused in
+    one line naming both, and a second claim does not replace it; a row timed on another
+    machine is unsound (not judged), a row of the store's or one that recorded none (stored
+    before points did) is judged; a frontier.json whose machine is not a name is refused."""
+    from raypkg.bench.frontier.judge import unsound
+
+    store = FrontierStore(str(tmp_path / "s"))
+    store.claim(SETTINGS, machine="CPU A (avx2)")
+    store.check_machine("CPU A (avx2)")
+    with pytest.raises(UsageError) as refused:
+        store.check_machine("CPU B (avx2,avx512_bf16)")
+    assert str(refused.value) == (
+        f"{tmp_path}/s holds points timed on CPU A (avx2), and this machine is CPU B (avx2,avx512_bf16): seconds "
+        "timed here would not be one clock with theirs; run it on such a machine (--render judges them anywhere), or "
+        "give a new --save or --storage")
+    store.claim(SETTINGS, machine="CPU B (avx2,avx512_bf16)")
+    assert store.settings()["machine"] == "CPU A (avx2)"
+    row = {"train_s": 1.0, "eval_s": 0.1, "epoch_eval_s": 0.2}
+    assert unsound({**row, "machine": "CPU B"}, "CPU A (avx2)") == (
+        "timed on CPU B, not on its store's machine (CPU A (avx2)): another clock")
+    assert unsound({**row, "machine": "CPU A (avx2)"}, "CPU A (avx2)") == unsound(row, "CPU A (avx2)") == ""
+    assert unsound({**row, "machine": "CPU B"}) == ""  # a store that remembers none (a cluster's): nothing to hold to
+    (tmp_path / "s" / "frontier.json").write_text(json.dumps({**SETTINGS, "machine": 5}))
+    with pytest.raises(UsageError, match="it holds a JSON object, machine 5"):
+        store.settings()
+
+
+@pytest.mark.slow
+def test_a_frontier_records_the_machine_of_each_point_and_refuses_to_time_more_on_another(tmp_path, monkeypatch):
+    """Through the CLI: each point's row and frontier.json name this machine; the same command
+    on another machine exits 2 in one line before anything is written; --render there judges
+    the points and its tables name the machine that timed them, not its own."""
+    from raypkg.bench.frontier import command, report
+    from raypkg.tracking.provenance import machine, read_provenance
+
+    stem, store = tmp_path / "f", tmp_path / "f-points"
+    first = CliRunner().invoke(main, [*TINY, "--save", str(stem)])
+    assert first.exit_code == 0, first.output
+    here = machine()
+    rows = [json.loads(p.read_text())["row"] for p in (store / "points").glob("*.json")]
+    assert rows and {row["machine"] for row in rows} == {here}
+    assert json.loads((store / "frontier.json").read_text())["machine"] == here
+    before = sorted((p, p.stat().st_mtime_ns) for p in store.rglob("*"))
+    for module in (command, report):
+        monkeypatch.setattr(module, "machine", lambda: "another CPU (avx2)")
+    refused = CliRunner().invoke(main, [*TINY, "--seeds", "2", "--save", str(stem)])
+    assert refused.exit_code == 2 and refused.output.strip().splitlines() == [
+        f"error: {store} holds points timed on {here}, and this machine is another CPU (avx2): seconds timed here "
+        "would not be one clock with theirs; run it on such a machine (--render judges them anywhere), or give a new "
+        "--save or --storage"]
+    assert sorted((p, p.stat().st_mtime_ns) for p in store.rglob("*")) == before
+    render = CliRunner().invoke(main, [*TINY, "--render", "--save", str(stem)])
+    assert render.exit_code == 0, render.output
+    assert f"# the points were timed on other machines than this one (another CPU (avx2)): {here} (" in render.output
+    assert read_provenance(f"{stem}-summary.parquet")["point_machines"] == f"{here} ({len(rows)} point runs)"

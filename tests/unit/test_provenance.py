@@ -101,3 +101,32 @@ def test_a_table_judged_from_points_other_code_ran_names_that_code_in_its_line(m
                              {**source, "point_commits": "2b57617 (17 point runs)"})
     assert f"at commit {source['commit']} on " in render(rendered, ["method"])
     assert "Its points were run at 2b57617 (17 point runs)." in render(rendered, ["method"])
+
+
+CPUINFO = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: AMD EPYC\n"
+           "\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\nmodel name\t: AMD EPYC\n")
+
+
+def test_a_machine_is_its_cpus_generation_flags_and_caps_so_two_of_one_model_name_are_two_clocks(monkeypatch):
+    """Two VMs both named `AMD EPYC` are told apart by their family and model numbers (the first
+    processor's), their bf16 and AVX-512 flags, and an ISA cap in force; a CPU that reports no
+    family (an ARM's cpuinfo) is named without one."""
+    from raypkg.engine import execution as E
+
+    def on(family, model, flags, **caps):
+        monkeypatch.setattr(E, "_cpuinfo", lambda: CPUINFO.format(family=family, model=model))
+        monkeypatch.setattr(E, "cpu_flags", lambda: set(flags))
+        for name in E.ISA_CAPS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in caps.items():
+            monkeypatch.setenv(name, value)
+        return P.machine()
+
+    avx2 = on(23, 49, {"avx2", "fma"})
+    assert avx2 == "AMD EPYC (family 23 model 49; avx2)"
+    assert on(25, 17, {"avx2", "avx512f", "avx512_bf16"}) == "AMD EPYC (family 25 model 17; avx2,avx512_bf16,avx512f)"
+    capped = on(25, 17, {"avx2"}, ONEDNN_MAX_CPU_ISA="AVX2")
+    assert capped == "AMD EPYC (family 25 model 17; avx2; ONEDNN_MAX_CPU_ISA=AVX2)"
+    assert len({avx2, capped, on(25, 17, {"avx2"})}) == 3 and on(23, 49, {"avx2", "fma"}) == avx2
+    monkeypatch.setattr(E, "_cpuinfo", lambda: "processor\t: 0\nCPU part\t: 0xd0c\nFeatures\t: fp asimd\n")
+    assert E.cpu_generation() == ""

@@ -14,6 +14,13 @@ STEM=frontier-cifar10-resnet20-cpu
 [ -f "$live/frontier.json" ] || { echo "error: $live holds no frontier.json: not a frontier's store" >&2; exit 2; }
 [ -z "$(git status --porcelain)" ] || { echo "error: the checkout is not clean: a render names a clean commit" >&2
                                         exit 2; }
+# Its points (run at 2b57617) record no machine, so its tables name the one that renders them: render on the kind of
+# CPU that timed them (seed 0, 2026-11-28 and 29), an AVX2-only AMD EPYC
+timed_on="AMD EPYC (avx2)"
+here=$(python -c "from raypkg.engine.execution import cpu_model; from raypkg.tracking.provenance import shown_cpu_flags
+print(f'{cpu_model()} ({shown_cpu_flags()})')")
+[ "$here" = "$timed_on" ] || { echo "error: the store's points were timed on $timed_on, and this machine is $here: its" \
+  "tables would name this one; render on such a machine" >&2; exit 2; }
 M=rs2,uniform,grand,glister,craig,lipt-grand,lipt-glister,crest,infobatch,rigl-itop,a-rigl-itop,label-smoothing,ema
 M=$M,selective-backprop,layer-freezing,progressive-resizing,proxy-selection
 tmp=$(mktemp -d)  # written aside, copied in at the end: nothing half-written in docs/results

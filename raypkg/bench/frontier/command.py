@@ -28,7 +28,7 @@ from raypkg.bench.frontier.points import (
     preset_settings,
     setup_name,
 )
-from raypkg.bench.frontier.report import epoch_table, log_points, name_code, save_results
+from raypkg.bench.frontier.report import epoch_table, log_points, name_code, name_machines, save_results
 from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe, frontier_settings
 from raypkg.bench.frontier.until_decided import added_points, runs_next, seeds_plan, undecided
@@ -46,7 +46,7 @@ from raypkg.distributed.cluster import check_address_used, check_reachable, conn
 from raypkg.engine.config import SEED_LIMIT
 from raypkg.errors import Interrupted, RunFailed, UsageError
 from raypkg.interrupts import stopped_by
-from raypkg.tracking.provenance import code_identity
+from raypkg.tracking.provenance import code_identity, machine
 
 
 def count_options(func):
@@ -206,6 +206,9 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     store = FrontierStore(storage or f"{runner.stem}-points")
     stored_settings = {**settings, "threads": runner.threads}
     store.check(stored_settings)
+    here = None if render or requested_address() else machine()  # the clock its points run on (a cluster's: theirs)
+    if here:
+        store.check_machine(here)
     if render and not store.settings():
         raise UsageError(f"--render: no frontier is stored in {store.location}: run it first (without --render)")
     settings["seeds"], max_seeds, looks = seeds_plan(PRESETS[setup], settings["seeds"], flags["seeds"], max_seeds, store,
@@ -241,7 +244,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
     for line in store.heal(fix=not render):
         click.echo(line, err=True)
     store.claim(stored_settings, {"seeds": settings["seeds"], "max_seeds": max_seeds} if looks > 1 and not render
-                else None)
+                else None, machine=here)
     if render and looks > 1:  # the seeds its looks added: the points of them it holds
         per_point.update(added_points(settings, names, seeds[-1] + 1, first_seed + max_seeds, len(data.train),
                                       store.ids()))
@@ -298,6 +301,7 @@ def frontier_bench(setup, methods, max_seeds, first_seed, slots, points_per_gpu,
         click.echo(f"# accuracy differs between the packed and the alone run at {int(differ.gt(0).sum())} points "
                    f"(at most {differ.max():.4f}): the verdicts take both from the alone runs", err=True)
     name_code(runner, frame, code)
+    name_machines(runner, frame)
     runner.group = f"frontier-{runner.stem.name}"  # the frontier's run and a run per point
     epochs = epoch_table({**records, **alone})
     save_results(runner, frame, table, settings, deltagrad_table(deltagrad_rows) if deltagrad_rows else None, epochs)
@@ -394,8 +398,8 @@ def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chanc
         raise UsageError(f"no point of this frontier is stored in {store.location} yet")
     alone = {k: v for k, v in store.points("alone").items() if k in records}
     replaced = pd.DataFrame([records[i]["row"] for i in alone])  # packed runs their alone reruns replaced
-    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone), chance=chance, looks=looks,
-                              also_ran=replaced)
+    frame, table = judge_rows(stored_rows(records, list(per_point), settings, alone, store.settings().get("machine")),
+                              chance=chance, looks=looks, also_ran=replaced)
     return records, alone, frame, table
 
 
@@ -406,10 +410,11 @@ def timed_alone(records: dict[str, dict], again: set[str]) -> set[str]:
 
 
 def stored_rows(records: dict[str, dict], order: list[str], settings: dict,
-                alone: dict[str, dict] | None = None) -> pd.DataFrame:
+                alone: dict[str, dict] | None = None, machine: str | None = None) -> pd.DataFrame:
     """The stored points as a frame, a row per point and seed in the frontier's ``order`` (of
     point ids), each with its time-to-accuracy and (SVP) agreement, on the frontier's clock
-    (``judge.fair_clock``). A point timed again alone (``alone``) is that run, time and
+    (``judge.fair_clock``; a row timed on another ``machine`` than the store's is not judged). A
+    point timed again alone (``alone``) is that run, time and
     accuracy, with ``packed_acc_delta``, its accuracy less the packed run's (0 where training
     is deterministic)."""
     alone = alone or {}
@@ -420,7 +425,7 @@ def stored_rows(records: dict[str, dict], order: list[str], settings: dict,
     add_tta(done, settings["target_acc"])
     if settings["selection_models"]:
         add_svp_agreement(done)
-    return fair_clock(pd.DataFrame([row for row, _ in done]), settings["epochs"])
+    return fair_clock(pd.DataFrame([row for row, _ in done]), settings["epochs"], machine)
 
 
 def check_deletions(n: int) -> None:

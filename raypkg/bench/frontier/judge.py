@@ -198,8 +198,9 @@ def add_beside(frame, also_ran=None) -> pd.Series:
 ESTIMATED_SHARE = 0.5  # an estimated evaluation over this share of a row's raw training seconds: not judged
 
 
-def fair_clock(frame, epochs: int | None = None):
-    """Stored rows on the clock above, each checked (``unsound``). Rows stored before
+def fair_clock(frame, epochs: int | None = None, machine: str | None = None):
+    """Stored rows on the clock above, each checked (``unsound``; against the ``machine`` their
+    store's points are timed on, where it has one). Rows stored before
     ``epoch_eval_s`` was recorded (2026-11-28) held every epoch's evaluation in ``train_s`` and
     the final one in ``e2e_s``: their per-epoch evaluations are estimated as the final one's
     seconds times the epochs the point evaluated (``epochs`` of a method's training,
@@ -216,17 +217,21 @@ def fair_clock(frame, epochs: int | None = None):
         frame["train_s"] = np.where(missing, frame["train_s"] - frame["epoch_eval_s"], frame["train_s"])
         frame["clock"] = np.where(missing, "estimated", frame.get("clock", "measured"))
     frame["e2e_s"] = frame[[f"{p}_s" for p in CLOCKED]].sum(axis=1)
-    frame["unsound"] = [unsound(row) for row in frame.to_dict("records")]
+    frame["unsound"] = [unsound(row, machine) for row in frame.to_dict("records")]
     return frame
 
 
-def unsound(row: dict) -> str:
-    """Why a row's seconds cannot be judged, or "": a phase below 0 s, no training or final
+def unsound(row: dict, machine: str | None = None) -> str:
+    """Why a row's seconds cannot be judged, or "": timed on another machine than ``machine``
+    (its store's: another clock), a phase below 0 s, no training or final
     evaluation seconds, or (``clock`` estimated) an estimated per-epoch evaluation over
     ``ESTIMATED_SHARE`` of the training seconds it was taken from. The final evaluation's
     seconds vary by tens of percent between the rows of one frontier, and the estimate is ten
     of them: past half, its error outweighs what is left (2026-11-28: rs2 f=0.1 on
     fashion-mnist:resnet20-2k kept -0.22 s of its 25.9 s)."""
+    timed_on = row.get("machine")
+    if machine and isinstance(timed_on, str) and timed_on != machine:
+        return f"timed on {timed_on}, not on its store's machine ({machine}): another clock"
     negative = [f"{p}_s {row[f'{p}_s']:.3g} s" for p in PHASES if row.get(f"{p}_s", 0.0) < 0]
     if negative:
         return f"{', '.join(negative)} (below 0)"

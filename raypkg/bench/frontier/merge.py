@@ -11,7 +11,7 @@ import pandas as pd
 
 from raypkg.bench.frontier.judge import fair_clock, judge_rows
 from raypkg.bench.frontier.points import PRESETS
-from raypkg.bench.frontier.report import name_code, save_results
+from raypkg.bench.frontier.report import name_code, name_machines, save_results
 from raypkg.bench.frontier.store import differing_setting
 from raypkg.bench.harness import BenchRunner
 from raypkg.errors import UsageError
@@ -70,6 +70,7 @@ def merge_runs(setup: str, paths: tuple[str, ...], save: str | None, wandb: str,
     looks = max(rows_looks(source) for source in sources) if all(sources) else 1
     frame, table = judge_rows(frame, chance=frame["chance"].iloc[0] if "chance" in frame else 0.1, looks=looks)
     name_code(runner, frame, code_identity())
+    name_machines(runner, frame)
     save_results(runner, frame, table, settings, None)
 
 

@@ -14,6 +14,7 @@ from raypkg.bench.frontier.judge import TABLE_COLUMNS
 from raypkg.bench.frontier.points import METHODS, REFERENCE
 from raypkg.bench.harness import BenchRunner
 from raypkg.plots import figure, place_labels, save_png
+from raypkg.tracking.provenance import machine
 
 BAND_QUANTILE = 0.25  # the band where the methods live: from this quantile of their accuracies up
 
@@ -195,3 +196,17 @@ def name_code(runner: BenchRunner, frame, code: dict) -> None:
         runner.source["point_commits"] = text
     if "draft" in frame and frame["draft"].fillna(False).astype(bool).any() and "draft" not in runner.source:
         runner.source["draft"] = "points run by a draft (EFFRAY_DRAFT=1)"
+
+
+def name_machines(runner: BenchRunner, frame) -> None:
+    """Name the machines that timed the judged points, with their counts, where the points
+    recorded them (``provenance.machine``): in the tables' provenance (``point_machines``, which
+    the verdicts' columns name rather than the machine that judged them), and printed where one
+    is not this machine (a --render elsewhere)."""
+    if "machine" not in frame or frame["machine"].isna().all():
+        return
+    counts = frame["machine"].fillna("not recorded").value_counts()
+    text = "; ".join(f"{timed_on} ({count} point runs)" for timed_on, count in counts.items())
+    if list(counts.index) != [machine()]:
+        click.echo(f"# the points were timed on other machines than this one ({machine()}): {text}", err=True)
+    runner.source["point_machines"] = text

@@ -37,6 +37,7 @@ import click
 from raypkg.bench.frontier.judge import CLOCKED
 from raypkg.bench.frontier.points import build_points, count_examples, point_id
 from raypkg.bench.frontier.store import FrontierStore, Unwritable, frontier_digest
+from raypkg.tracking.provenance import machine
 
 HARNESS_PHASES = (*CLOCKED, "eval")  # what a run's cost_s holds (epoch_eval_s is read off its epochs)
 
@@ -54,17 +55,17 @@ def point_record(p, row: dict, summary: dict, data, per_example, started_at: flo
                  keep_selection: bool, timed: str, code: dict) -> dict:
     """What the store keeps of a finished point: its row on the frontier's clock (the
     per-epoch evaluations out of ``train_s`` into ``epoch_eval_s``, ``e2e_s`` the sum of the
-    clocked phases), its conditions (threads, node, wall-clock span, ``timed``: ``alone`` on
-    its node or ``packed`` beside other points), the ``code`` that ran it (``commit``,
-    ``code``, ``draft``: ``provenance.code_identity``) and what judging it
-    needs later: each epoch's accuracy and clocks, the phases' seconds, and a selection's
-    picks and scores (SVP's agreement)."""
+    clocked phases), its conditions (threads, node, the ``machine`` that timed it:
+    ``provenance.machine``, wall-clock span, ``timed``: ``alone`` on its node or ``packed``
+    beside other points), the ``code`` that ran it (``commit``, ``code``, ``draft``:
+    ``provenance.code_identity``) and what judging it needs later: each epoch's accuracy and
+    clocks, the phases' seconds, and a selection's picks and scores (SVP's agreement)."""
     row = count_examples(p, dict(row), summary, data, per_example)
     row["epoch_eval_s"] = sum(epoch.get("eval_s", 0.0) for epoch in summary["rows"])
     row["train_s"] -= row["epoch_eval_s"]
     row["e2e_s"] = sum(row[f"{phase}_s"] for phase in CLOCKED)
-    row.update(threads=threads, node=node(), started_at=started_at, ended_at=time.time(), clock="measured",
-               chance=1.0 / data.num_classes, timed=timed, **code)
+    row.update(threads=threads, node=node(), machine=machine(), started_at=started_at, ended_at=time.time(),
+               clock="measured", chance=1.0 / data.num_classes, timed=timed, **code)
     tables = {name: {k: list(map(float, v)) for k, v in table.items()} for name, table in
               summary.get("tables", {}).items() if keep_selection and name in ("selection.parquet", "scores.parquet")}
     epochs = [{k: epoch.get(k) for k in ("epoch", "test_acc", "epoch_end_time", "eval_s")} for epoch in summary["rows"]]

@@ -28,7 +28,10 @@ Nothing is taken on trust: every point file is checked against the frontier it i
 it is read for a table or a plan (``problem``), and frontier.json and driver.json that are
 not what a frontier writes are refused in one line saying what to do. frontier.json also
 remembers seeds until decided (``--seeds N --max-seeds K``, ``until_decided``), so that
-``--render`` and the same command typed without ``--max-seeds`` judge at the store's level.
+``--render`` and the same command typed without ``--max-seeds`` judge at the store's level, and
+the machine its points are timed on (``machine``: ``raypkg.tracking.provenance.machine``, the
+first local driver's), so that a driver on another machine is refused (its seconds would not be
+one clock with theirs) and a point of another machine is not judged (``judge.unsound``).
 
 Each point's row records the code that ran it (``commit``, ``code``, ``draft``:
 ``raypkg.tracking.provenance.code_identity``), and a plug-in method's point its plug-in's
@@ -54,7 +57,7 @@ JUDGING_ONLY = ("target_acc",)  # settings only judging reads: stored points are
 DERIVED = ("budgets",)  # settings derived from others (--budgets rounded to --epochs): named after those
 NOT_STORED = VARIABLE + RUN_ONLY + JUDGING_ONLY
 KINDS = ("points", "alone")  # a point's first run (packed beside others, or alone), and its run timed alone
-REMEMBERED = ("until_decided",)  # what frontier.json remembers beside the settings (never a refusal's setting)
+REMEMBERED = ("until_decided", "machine")  # what frontier.json remembers beside the settings (never a refusal's setting)
 MAX_SEEDS = 1000  # --max-seeds at most: each look spends 5% / looks; past it the intervals run off any float
 NAMED_BY = ("seed", "method", "setting")  # what names a point (``points.point_id``)
 ROW_SETTINGS = ("dataset", "model", "label_noise", "epochs")  # the settings every point's row records
@@ -149,19 +152,30 @@ class FrontierStore:
                              f"{stored.get(key)!r}, not {settings.get(key)!r}: rerun it with that setting (only "
                              "--seeds and --methods may grow a stored frontier), or give a new --save or --storage")
 
-    def claim(self, settings: dict, until_decided: dict | None = None) -> None:
+    def check_machine(self, machine: str) -> None:
+        """Refuse, in one line naming both, to time points on another machine than the one this
+        store's points were timed on (frontier.json's ``machine``): their seconds would not be one clock."""
+        stored = self.settings().get("machine")
+        if stored and stored != machine:
+            raise UsageError(f"{self.location} holds points timed on {stored}, and this machine is {machine}: "
+                             "seconds timed here would not be one clock with theirs; run it on such a machine "
+                             "(--render judges them anywhere), or give a new --save or --storage")
+
+    def claim(self, settings: dict, until_decided: dict | None = None, machine: str | None = None) -> None:
         """Make this store the frontier of ``settings`` (``check`` it first): its folders, and
         frontier.json if it is new; ``until_decided`` (``{"seeds": N, "max_seeds": K}``, seeds
-        until decided) remembered in it if it does not hold it yet."""
+        until decided) and the ``machine`` its points are timed on (``check_machine`` it first)
+        remembered in it if it does not hold them yet."""
         self.check(settings)
         for kind in KINDS:
             for folder in (kind, failed_folder(kind)):
                 self._change(self._path(folder), self.fs.create_dir, self._path(folder), recursive=True)
         stored = self.settings()
-        if not stored or (until_decided and not stored.get("until_decided")):
+        remembered = {"until_decided": until_decided, "machine": machine}
+        if not stored or any(value and not stored.get(key) for key, value in remembered.items()):
             stored = stored or {k: v for k, v in settings.items() if k not in NOT_STORED}
-            self._write(self._path("frontier.json"), {**stored, **({"until_decided": until_decided}
-                                                                  if until_decided else {})})
+            self._write(self._path("frontier.json"),
+                        {**stored, **{k: v for k, v in remembered.items() if v and not stored.get(k)}})
 
     def until_decided(self, max_seeds: int | None, seeds: int) -> tuple[int | None, int]:
         """Seeds until decided as this store runs it: (``--max-seeds`` K, the ``--seeds`` N its
@@ -214,12 +228,15 @@ class FrontierStore:
                 raise
             raise UsageError(f"{path} is broken ({type(e).__name__}: {str(e)[:80]}): {advice}") from None
         missing = [k for k in ("dataset", "model", "epochs") if not isinstance(settings, dict) or k not in settings]
-        kept = settings.get("until_decided") if isinstance(settings, dict) else None
-        if missing or kept is not None and not (isinstance(kept, dict) and all(
-                type(kept.get(k)) is int and kept[k] > 0 for k in ("seeds", "max_seeds"))):
+        kept, machine = (settings.get(k) if isinstance(settings, dict) else None for k in ("until_decided", "machine"))
+        bad_kept = kept is not None and not (isinstance(kept, dict) and all(
+            type(kept.get(k)) is int and kept[k] > 0 for k in ("seeds", "max_seeds")))
+        bad_machine = machine is not None and not (isinstance(machine, str) and machine)
+        if missing or bad_kept or bad_machine:
             held = (f"JSON {type(settings).__name__ if not isinstance(settings, dict) else 'object'}"
                     + (" with no " + ", ".join(missing) if isinstance(settings, dict) and missing else "")
-                    + ("" if not kept or missing else f", until_decided {kept!r}"))
+                    + ("" if not bad_kept or missing else f", until_decided {kept!r}")
+                    + ("" if not bad_machine or missing else f", machine {machine!r}"))
             raise UsageError(f"{path} is not a frontier's settings (it holds a {held}): {advice}")
         return settings
 
