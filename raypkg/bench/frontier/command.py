@@ -413,10 +413,9 @@ def stored_rows(records: dict[str, dict], order: list[str], settings: dict,
                 alone: dict[str, dict] | None = None, machine: str | None = None) -> pd.DataFrame:
     """The stored points as a frame, a row per point and seed in the frontier's ``order`` (of
     point ids), each with its time-to-accuracy and (SVP) agreement, on the frontier's clock
-    (``judge.fair_clock``; a row timed on another ``machine`` than the store's is not judged). A
-    point timed again alone (``alone``) is that run, time and
-    accuracy, with ``packed_acc_delta``, its accuracy less the packed run's (0 where training
-    is deterministic)."""
+    (``judge.fair_clock``: a row timed on another ``machine`` than the store's is not judged).
+    A point timed again alone (``alone``) is that run, time and accuracy, with
+    ``packed_acc_delta``, its accuracy less the packed run's (0 where training is deterministic)."""
     alone = alone or {}
     chosen = {i: alone.get(i, records[i]) for i in order if i in records}
     done = [(dict(record["row"]), {"rows": record["epochs"], **record}) for record in chosen.values()]

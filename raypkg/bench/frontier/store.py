@@ -164,8 +164,8 @@ class FrontierStore:
     def claim(self, settings: dict, until_decided: dict | None = None, machine: str | None = None) -> None:
         """Make this store the frontier of ``settings`` (``check`` it first): its folders, and
         frontier.json if it is new; ``until_decided`` (``{"seeds": N, "max_seeds": K}``, seeds
-        until decided) and the ``machine`` its points are timed on (``check_machine`` it first)
-        remembered in it if it does not hold them yet."""
+        until decided) and the ``machine`` its points are timed on (the caller has passed
+        ``check_machine``) remembered in it if it does not hold them yet."""
         self.check(settings)
         for kind in KINDS:
             for folder in (kind, failed_folder(kind)):
