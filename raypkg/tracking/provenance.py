@@ -114,16 +114,18 @@ def isa_caps() -> list[str]:
 def machine() -> str:
     """The clock a point is timed on, as the frontier's store records it with each point: the CPU's
     model, its generation (``/proc/cpuinfo``'s family and model numbers: two CPUs of one model name
-    can be years apart), the flags that decide bf16 and AVX-512 and any ISA cap, and the GPU where
-    torch has one, e.g. ``AMD EPYC (family 25 model 17; avx2,avx512_bf16,avx512f)``. Two points'
-    seconds are on one clock only where this is the same."""
+    can be years apart), the flags that decide bf16 and AVX-512 and any ISA cap, e.g. ``AMD EPYC
+    (family 25 model 17; avx2,avx512_bf16,avx512f)``; where torch has a GPU, the GPU that trains
+    and the host's model name (``cuda: NVIDIA H200 on AMD EPYC``: a lent card's host may change
+    between calls). Two points' seconds are on one clock only where this is the same."""
     import torch
 
     from raypkg.engine.execution import cpu_generation, cpu_model
 
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()} on {cpu_model()}"
     parts = [cpu_generation(), shown_cpu_flags(), " ".join(isa_caps())]
-    gpu = f"; cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu_model()} ({'; '.join(p for p in parts if p)}){gpu}"
+    return f"{cpu_model()} ({'; '.join(p for p in parts if p)})"
 
 
 def executions() -> str:

@@ -110,7 +110,7 @@ CPUINFO = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nm
 def test_a_machine_is_its_cpus_generation_flags_and_caps_so_two_of_one_model_name_are_two_clocks(monkeypatch):
     """Two VMs both named `AMD EPYC` are told apart by their family and model numbers (the first
     processor's), their bf16 and AVX-512 flags, and an ISA cap in force; a CPU that reports no
-    family (an ARM's cpuinfo) is named without one."""
+    family (an ARM's cpuinfo) is named without one; with a GPU, the card and the host's name."""
     from raypkg.engine import execution as E
 
     def on(family, model, flags, **caps):
@@ -130,3 +130,8 @@ def test_a_machine_is_its_cpus_generation_flags_and_caps_so_two_of_one_model_nam
     assert len({avx2, capped, on(25, 17, {"avx2"})}) == 3 and on(23, 49, {"avx2", "fma"}) == avx2
     monkeypatch.setattr(E, "_cpuinfo", lambda: "processor\t: 0\nCPU part\t: 0xd0c\nFeatures\t: fp asimd\n")
     assert E.cpu_generation() == ""
+    import torch  # a GPU's points are timed by the card: its host's generation and flags aside
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *device: "NVIDIA H200")
+    assert on(25, 17, {"avx2"}) == on(23, 49, {"avx2", "avx512f"}) == "cuda: NVIDIA H200 on AMD EPYC"
