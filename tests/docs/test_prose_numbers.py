@@ -49,6 +49,7 @@ CIFAR10 = R + "frontier-cifar10-resnet20-cpu-summary.parquet"  # cifar10:resnet2
 CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points
 CIFAR10_STORE = R + "frontier-cifar10-resnet20-cpu-points"  # its store
 CIFAR10_SET = R + "frontier-cifar10-resnet20-cpu-set.parquet"  # SET-ITOP's store of its own, at other code
+CIFAR10_CAPPED = R + "cifar10-capped-avx2/curve.parquet"  # its curve's ends again, an AVX-512 CPU capped to AVX2
 
 RESULTS, CREST_PAGE, PR_PAGE, README, BENCHMARKS = ("docs/results.md", "docs/methods/crest.md",
                                                     "docs/methods/progressive-resizing.md", "README.md",
@@ -80,6 +81,15 @@ def cifar10_curve(d):
     epochs = sum(acc < infobatch for acc in curve[:5])
     return (*curve, "below" if (tenth.test_acc < curve[0]).all() else "not all below",
             "below" if (subsets.test_acc < curve[1]).all() else "not all below", infobatch, epochs, epochs + 1)
+
+
+def capped_against_avx2(capped, avx2):
+    """The capped runs' accuracies (full and full-fp32 at 0.2, then at 1) where each equals the AVX2
+    run's (else the word says which differs), and their seconds' lowest and highest ratio to the AVX2 runs'."""
+    points = [("full", "b=0.2"), ("full-fp32", "b=0.2"), ("full-fp32", "b=1"), ("full", "b=1")]
+    accs = [at(capped, *p) if at(capped, *p) == at(avx2, *p) else f"{' '.join(p)} differs" for p in points]
+    ratios = [at(capped, *p, "e2e_s") / at(avx2, *p, "e2e_s") for p in points]
+    return (*accs, min(ratios), max(ratios))
 
 
 def set_beside_rigl(d, s):
@@ -433,7 +443,10 @@ PROSE = [
           lambda d: (sum(timed_alone_counts(d)[0::2]), len(d), *timed_alone_counts(d)[:3], methods_timed_alone(d),
                      at(d, "full", "b=1", "e2e_s"), at(d, "full-fp32", "b=1", "e2e_s")),
           "Timed alone: {} of the {} points, {} of the budget curve's {} and {} methods' rows ({}); full "
-          "training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32.")),
+          "training's 5 epochs took {:,.0f} s at `auto` and {:,.0f} s at fp32."),
+        P("cifar10-capped-avx2", RESULTS, "**Capped to AVX2, that machine", (CIFAR10_CAPPED, CIFAR10_ROWS),
+          capped_against_avx2, "to the last digit ({:.4f}, {:.4f}, {:.4f}, {:.4f} at the end). Their seconds are "
+          "{:.2f}-{:.2f}x the AVX2 CPU's.")),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
       "Judged again (`judge-again.sh`), {1} of the {0} keep it"),
