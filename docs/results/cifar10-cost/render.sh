@@ -21,8 +21,10 @@ here=$(python -c "from raypkg.engine.execution import cpu_model; from raypkg.tra
 print(f'{cpu_model()} ({shown_cpu_flags()})')")
 [ "$here" = "$timed_on" ] || { echo "error: the store's points were timed on $timed_on, and this machine is $here: its" \
   "tables would name this one; render on such a machine" >&2; exit 2; }
-M=rs2,uniform,grand,glister,craig,lipt-grand,lipt-glister,crest,infobatch,rigl-itop,a-rigl-itop,label-smoothing,ema
-M=$M,selective-backprop,layer-freezing,progressive-resizing,proxy-selection
+# every method the store holds (seed 0 has them all), so that the summary plans each one's missing seeds
+M=$(python -c "import json, pathlib, sys
+rows = (json.loads(p.read_text())['row'] for p in pathlib.Path(sys.argv[1], 'points').glob('*.json'))
+print(','.join(sorted({row['method'] for row in rows} - {'full', 'full-fp32'})))" "$live")
 tmp=$(mktemp -d)  # written aside, copied in at the end: nothing half-written in docs/results
 store() { cp -r "$live/." "$1/" && rm -rf "$1/driver.json" "$1"/failed*; }
 mkdir "$tmp/store" "$tmp/points" && store "$tmp/store" && store "$tmp/points"  # the render may write in its copy

@@ -207,6 +207,7 @@ def name_machines(runner: BenchRunner, frame) -> None:
         return
     counts = frame["machine"].fillna("not recorded").value_counts()
     text = "; ".join(f"{timed_on} ({count} point runs)" for timed_on, count in counts.items())
-    if list(counts.index) != [machine()]:
-        click.echo(f"# the points were timed on other machines than this one ({machine()}): {text}", err=True)
+    here = machine()
+    if list(counts.index) != [here]:
+        click.echo(f"# the points were timed on other machines than this one ({here}): {text}", err=True)
     runner.source["point_machines"] = text
