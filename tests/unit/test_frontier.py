@@ -1139,7 +1139,8 @@ def test_seeds_until_decided_add_a_seed_for_the_undecided_points_and_the_curve_o
     every interval is at 1 - 5% / 2 looks; the store remembers it, so --render typed without
     --max-seeds shows the same table, at its level and its third seed. ``until_decided.replay`` on
     its stored rows runs exactly those rows and judges them the same."""
-    from raypkg.bench.frontier.until_decided import replay
+    from raypkg.bench.frontier.judge import judge_rows
+    from raypkg.bench.frontier.until_decided import replay, undecided
 
     stem = tmp_path / "seq"
     result = CliRunner().invoke(main, ["bench", "frontier", *TINY, "--seeds", "2", "--max-seeds", "3",
@@ -1153,11 +1154,15 @@ def test_seeds_until_decided_add_a_seed_for_the_undecided_points_and_the_curve_o
         said = re.search(r"(\d+) cells not decided at the table's standard \(inconclusive, or marked \?\) after 2 "
                          r"seeds; seed 2 runs them and the curve \((\d+) points\)", result.output)
         curve = rows[(rows["seed"] == 0) & rows["budget"].notna()]
-        grown = summary[summary["n"] == 3]  # judged on the third seed too: the cells undecided after two
-        assert said and int(said[1]) == len(grown) and int(said[2]) == len(third)
+        on_curve = set(zip(curve["method"], curve["setting"]))
+        left = undecided(judge_rows(rows[rows["seed"] < 2], chance=float(rows["chance"].iloc[0]), looks=2)[1], 3)
+        grown = summary[summary["n"] == 3]  # judged on the third seed: the cells undecided after two, and
+        grown = set(zip(grown["method"], grown["setting"]))  # the curve's judged cells (the curve runs whole)
+        assert said and int(said[1]) == len(left) and int(said[2]) == len(third)
+        assert left <= grown and grown - left <= on_curve
         assert set(third.loc[third["budget"].notna(), "setting"]) == set(curve["setting"])  # the whole curve
         assert set(zip(third.loc[third["budget"].isna(), "method"], third.loc[third["budget"].isna(), "setting"])) \
-            == set(zip(grown["method"], grown["setting"])) - set(zip(curve["method"], curve["setting"]))
+            == left - on_curve
         assert stopped_rightly(summary[summary["n"] == 2])  # stopped after two: settled (no ?) or futile
     else:  # every cell settled or futile after 2 seeds: no third seed
         assert third.empty and stopped_rightly(summary[summary["n"] > 0])
