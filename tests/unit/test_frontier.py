@@ -309,6 +309,43 @@ def test_a_row_whose_clock_is_unsound_is_named_and_not_judged():
     assert fair_clock(measured.assign(eval_s=0.0))["unsound"].eq("no eval_s recorded (0 s)").all()
 
 
+def test_each_seed_is_one_clock_its_curves_and_a_row_timed_on_another_is_not_judged():
+    """A seed's ratios are its points' seconds against its own curve's: seeds may each run on
+    their own machine (CIFAR-10's seed 0 on an AVX2 EPYC, seed 1 on another capped to AVX2),
+    but a row timed on another clock than most of its seed's curve is unsound. The clock is a
+    row's ``machine``, else the host it ran on (``node``; a Ray node's id names none: not checked)."""
+    from raypkg.bench.frontier.judge import clock_of, fair_clock
+
+    ray_node = "3f" * 28
+    hosts = {0: ["vm"] * 3, 1: ["capped", "capped", "vm"]}  # per seed: the curve's two points, then the method's
+    rows = [{"method": "full", "setting": f"b={b:g}", "budget": b, "seed": seed, "node": hosts[seed][i],
+             "train_s": 10.0 * b, "eval_s": 0.1, "epoch_eval_s": 0.0} for seed in hosts for i, b in enumerate((0.5, 1.0))]
+    rows += [{"method": "m", "setting": "-", "budget": math.nan, "seed": seed, "node": hosts[seed][2], "train_s": 4.0,
+              "eval_s": 0.1, "epoch_eval_s": 0.0} for seed in hosts]
+    rows += [{**rows[-1], "method": "ray", "node": ray_node}, {**rows[-1], "method": "mine", "machine": "capped CPU"}]
+    for row in rows:
+        row.update(pretrain_s=0.0, merge_s=0.0, selection_s=0.0, check_s=0.0)
+    said = fair_clock(pd.DataFrame(rows)).set_index(["method", "seed"])["unsound"]
+    assert said["m", 1] == "timed on host vm, its seed's curve on host capped: another clock"
+    assert said["mine", 1] == "timed on capped CPU, its seed's curve on host capped: another clock"
+    assert said.drop([("m", 1), ("mine", 1)]).eq("").all()  # seed 0 all on vm, seed 1's curve on capped; Ray: unnamed
+    assert clock_of({"node": ray_node}) is None and clock_of({"node": "vm", "machine": "CPU A"}) == "CPU A"
+    assert clock_of({"node": "vm", "machine": math.nan}) == "host vm" and clock_of({}) is None
+
+
+def test_the_tables_name_the_clocks_their_points_name_and_nothing_where_none_does():
+    from types import SimpleNamespace
+
+    from raypkg.bench.frontier.report import name_machines
+
+    runner, ray_node = SimpleNamespace(source={}), "3f" * 28
+    name_machines(runner, pd.DataFrame({"machine": [math.nan] * 5 + ["CPU A"],
+                                        "node": ["vm", "vm", "vm", ray_node, ray_node, "vm"]}))
+    assert runner.source["point_machines"] == "host vm (3 point runs); not recorded (2 point runs); CPU A (1 point runs)"
+    name_machines(quiet := SimpleNamespace(source={}), pd.DataFrame({"node": [ray_node]}))
+    assert quiet.source == {}
+
+
 def test_the_clock_leaves_out_every_evaluation_and_estimates_it_for_older_rows():
     from raypkg.bench.frontier.judge import add_beside, fair_clock
 

@@ -14,13 +14,9 @@ STEM=frontier-cifar10-resnet20-cpu
 [ -f "$live/frontier.json" ] || { echo "error: $live holds no frontier.json: not a frontier's store" >&2; exit 2; }
 [ -z "$(git status --porcelain)" ] || { echo "error: the checkout is not clean: a render names a clean commit" >&2
                                         exit 2; }
-# Its points (run at 2b57617) record no machine, so its tables name the one that renders them: render on the kind of
-# CPU that timed them (seed 0, 2026-11-28 and 29), an AVX2-only AMD EPYC
-timed_on="AMD EPYC (avx2)"
-here=$(python -c "from raypkg.engine.execution import cpu_model; from raypkg.tracking.provenance import shown_cpu_flags
-print(f'{cpu_model()} ({shown_cpu_flags()})')")
-[ "$here" = "$timed_on" ] || { echo "error: the store's points were timed on $timed_on, and this machine is $here: its" \
-  "tables would name this one; render on such a machine" >&2; exit 2; }
+# Its points (run at 2b57617) record no machine, but the host each ran on (`node`): seed 0's `vm`, an AVX2-only AMD
+# EPYC (2026-11-28 and 29); the later seeds' `epyc-f25m17-capped-avx2`, an AVX-512 BF16 EPYC capped to AVX2
+# (docs/results.md, "One seed, one clock"). The tables name those hosts (`point_machines`), so it renders anywhere.
 # every method the store holds (seed 0 has them all), so that the summary plans each one's missing seeds
 M=$(python -c "import json, pathlib, sys
 rows = (json.loads(p.read_text())['row'] for p in pathlib.Path(sys.argv[1], 'points').glob('*.json'))

@@ -12,8 +12,10 @@ its run, and ``timed``: ``alone`` (one slot, or once more by ``--time-alone``) o
 (for rows stored without it: ``alone`` where nothing of the frontier ran beside it).
 A point's summary is ``timed`` alone only where every seed's run was.
 
-A row whose seconds fail a check (``unsound``: a phase below 0 s, or an estimated
-evaluation that outweighs what it leaves) is named and not judged.
+A row whose seconds fail a check (``unsound``: a phase below 0 s, an estimated
+evaluation that outweighs what it leaves, or a clock other than its seed's curve's) is
+named and not judged. Each seed is one clock, its own curve's (``off_its_seeds_clock``):
+seeds may run on different machines, never one seed's points.
 
 **The ratio and the verdict.** A point's ``x_vs_curve`` per seed is the seconds the curve
 (at the point's own execution) needs to reach its accuracy, capped at the seed's target
@@ -33,6 +35,7 @@ survives Holm's correction over every cell of the table that was tested (``teste
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -218,6 +221,35 @@ def fair_clock(frame, epochs: int | None = None, machine: str | None = None):
         frame["clock"] = np.where(missing, "estimated", frame.get("clock", "measured"))
     frame["e2e_s"] = frame[[f"{p}_s" for p in CLOCKED]].sum(axis=1)
     frame["unsound"] = [unsound(row, machine) for row in frame.to_dict("records")]
+    return off_its_seeds_clock(frame)
+
+
+RAY_NODE_ID = re.compile(r"[0-9a-f]{56}")  # a Ray node's id: a row's ``node`` that names no host
+
+
+def clock_of(row: dict) -> str | None:
+    """The clock a stored row names, or None: its ``machine``, else (rows stored before points
+    recorded it) the host's name it ran on, its ``node`` where that is no Ray node's id."""
+    if isinstance(row.get("machine"), str):
+        return row["machine"]
+    node = row.get("node")
+    return f"host {node}" if isinstance(node, str) and node and not RAY_NODE_ID.fullmatch(node) else None
+
+
+def off_its_seeds_clock(frame):
+    """``frame`` with each sound row timed on another clock than its seed's budget curve marked
+    ``unsound``: a seed's ratios are its points' seconds against its own curve's, so a seed is
+    one clock (the one most of its curve's rows name), and seeds may each have their own. Rows
+    that name no clock (``clock_of``) are not checked."""
+    if "seed" not in frame or "budget" not in frame:
+        return frame
+    clocks = pd.Series([clock_of(row) for row in frame.to_dict("records")], index=frame.index)
+    named = clocks.notna() & frame["budget"].notna()
+    curve = clocks[named].groupby(frame.loc[named, "seed"]).agg(lambda c: c.mode().iloc[0])
+    seeds_clock = frame["seed"].map(curve)
+    off = frame["unsound"].eq("") & clocks.notna() & seeds_clock.notna() & clocks.ne(seeds_clock)
+    frame.loc[off, "unsound"] = [f"timed on {clock}, its seed's curve on {curve_clock}: another clock"
+                                 for clock, curve_clock in zip(clocks[off], seeds_clock[off])]
     return frame
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from raypkg.bench.curve import TARGET_BELOW, pareto_front
 from raypkg.bench.deltagrad_panel import DELTAGRAD_COLUMNS, plot_deltagrad
-from raypkg.bench.frontier.judge import TABLE_COLUMNS
+from raypkg.bench.frontier.judge import TABLE_COLUMNS, clock_of
 from raypkg.bench.frontier.points import METHODS, REFERENCE
 from raypkg.bench.harness import BenchRunner
 from raypkg.plots import figure, place_labels, save_png
@@ -199,13 +199,15 @@ def name_code(runner: BenchRunner, frame, code: dict) -> None:
 
 
 def name_machines(runner: BenchRunner, frame) -> None:
-    """Name the machines that timed the judged points, with their counts, where the points
-    recorded them (``provenance.machine``): in the tables' provenance (``point_machines``, which
-    the verdicts' columns name rather than the machine that judged them), and printed where one
-    is not this machine (a --render elsewhere)."""
-    if "machine" not in frame or frame["machine"].isna().all():
+    """Name the clocks that timed the judged points, with their counts, where the points name
+    them (``judge.clock_of``: the ``machine`` a point recorded, ``provenance.machine``, else the
+    host it ran on): in the tables' provenance (``point_machines``, which the verdicts' columns
+    name rather than the machine that judged them), and printed where one is not this machine
+    (a --render elsewhere)."""
+    clocks = pd.Series([clock_of(row) for row in frame.to_dict("records")], dtype=object)
+    if clocks.isna().all():
         return
-    counts = frame["machine"].fillna("not recorded").value_counts()
+    counts = clocks.fillna("not recorded").value_counts()
     text = "; ".join(f"{timed_on} ({count} point runs)" for timed_on, count in counts.items())
     here = machine()
     if list(counts.index) != [here]:
