@@ -60,10 +60,12 @@ def main(rows_path: str, summary_path: str, out: str, seed: str = "0") -> pd.Dat
                       "timed": ", ".join(sorted(set(stored["timed"]))) or "-", "beside": stored["beside"].mean()})
     table = pd.DataFrame(lines)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    source = read_provenance(rows_path)  # the machine and code that ran the points
+    source = read_provenance(rows_path)  # the rows' render, and (a stored store's) the code and hosts that ran its points
+    ran = (f"; its points run at {source['point_commits']}" if source.get("point_commits") else "") + (
+        f", timed on {source['point_machines']}" if source.get("point_machines") else "")
     write_parquet(out, table, {**provenance(threads=int(source.get("threads", 1))),
                                "command": shlex.join(["python", *sys.argv]) + f"; its rows: {source['command']} "
-                               f"(at {source['commit']}, {source['cpu']}, CPU flags {source['cpu_flags']})"})
+                               f"(at {source['commit']}, {source['cpu']}, CPU flags {source['cpu_flags']}{ran})"})
     return table
 
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # CIFAR-10's CPU frontier (issue 80) brought in from the store its driver writes: the store's points (not its
-# driver.json lock nor its empty failed/ folders), its rows, summary, epochs and plots rendered at this clean
-# checkout's commit (`--render`: every family planned, so the summary shows the points still missing), and
+# driver.json lock, its empty failed/ folders nor its warm-ups' cache/), its rows, summary, epochs and plots
+# rendered at this clean checkout's commit (`--render`: every family planned, so the summary shows the points still missing), and
 # the cost table from them. Nothing is trained; it takes about 30 s of both cores, so run it with the driver
 # stopped or in an untimed phase. Then commit, and judge the verdicts again from the new summary at that
 # clean commit (`bash docs/results/judge-again.sh verdicts`).
@@ -22,7 +22,7 @@ M=$(python -c "import json, pathlib, sys
 rows = (json.loads(p.read_text())['row'] for p in pathlib.Path(sys.argv[1], 'points').glob('*.json'))
 print(','.join(sorted({row['method'] for row in rows} - {'full', 'full-fp32'})))" "$live")
 tmp=$(mktemp -d)  # written aside, copied in at the end: nothing half-written in docs/results
-store() { cp -r "$live/." "$1/" && rm -rf "$1/driver.json" "$1"/failed*; }
+store() { cp -r "$live/." "$1/" && rm -rf "$1/driver.json" "$1"/failed* "$1/cache"; }  # not the warm-ups' cache
 mkdir "$tmp/store" "$tmp/points" && store "$tmp/store" && store "$tmp/points"  # the render may write in its copy
 effray bench frontier --setup cifar10:resnet20-cpu --methods $M --seeds 3 --max-seeds 7 --render \
   --storage "$tmp/store" --save "$tmp/$STEM" --wandb disabled > /dev/null
