@@ -450,8 +450,8 @@ PROSE = [
     P("cifar10-column-seeds", RESULTS, "CIFAR-10 (ResNet-20 on all 50,000 images", (CIFAR10,),
       lambda s: (*undecided_span(s)[:2], at(s, "infobatch", "-", "x_vs_curve"), int(at(s, "infobatch", "-", "n")),
                  s.loc[s.method == "infobatch", "verdict"].item()),
-      "has two seeds of three in {} of its {} cells and one in the rest, * InfoBatch reads {:.2f}x the curve's speed "
-      "over its {} seeds, `{}`."),
+      "has two seeds of three in {} of its {} cells and one in the rest, * InfoBatch's geometric mean is {:.2f}x the "
+      "curve's speed over its {} seeds, `{}`, its interval too"),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
       "Judged again (`judge-again.sh`), {1} of the {0} keep it"),
