@@ -499,7 +499,7 @@ PROSE = [
     P("readme-selectors", README, "Selection with a warm-up (DeepCore, LiPT), CREST", (VERDICTS,),
       slower_in_readme, "every one of their cells is `slower` or `slower?` (at most {:.2f}x)"),
     P("readme-cifar10", README, "CIFAR-10 has two seeds", (CIFAR10,), undecided_span,
-      "in {} of its {} cells so far (one in the other {}, their second seed running), timed alone, and no cell has "
+      "in {} of its {} cells so far (one in the other {}, their second seed to come), timed alone, and no cell has "
       "a word yet: {} of the {} read `below curve` (their ratio a bound), the rest `inconclusive`, from {:.2f}x "
       "(`{}`) to {:.2f}x (`{}`)"),
 ]
