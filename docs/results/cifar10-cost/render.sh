@@ -2,9 +2,9 @@
 # CIFAR-10's CPU frontier (issue 80) brought in from the store its driver writes: the store's points (not its
 # driver.json lock, its empty failed/ folders nor its warm-ups' cache/), its rows, summary, epochs and plots
 # rendered at this clean checkout's commit (`--render`: every family planned, so the summary shows the points
-# still missing), and the cost table from them. Nothing is trained; it takes about 30 s of both cores, so run it with the driver
-# stopped or in an untimed phase. Then commit, and judge the verdicts again from the new summary at that
-# clean commit (`bash docs/results/judge-again.sh verdicts`).
+# still missing), and the cost table from them. Nothing is trained; it takes about 30 s of both cores, so run
+# it with the driver stopped or in an untimed phase. Then commit, and judge the verdicts again from the new
+# summary at that clean commit (`bash docs/results/judge-again.sh verdicts`).
 #   bash docs/results/cifar10-cost/render.sh /tmp/wt-c10/docs/results/frontier-cifar10-resnet20-cpu-points
 set -euo pipefail
 live=$(realpath "${1:?usage: bash docs/results/cifar10-cost/render.sh LIVE_STORE (the -points folder its driver writes)}")
