@@ -114,7 +114,9 @@ class Shown:
     (``>=low``: a faster cell whose interval is over ``WIDEST`` wide); ``at most`` (``<=high``:
     below curve, where the ratio is an upper bound, or a slower cell whose interval is over
     ``WIDEST`` wide); ``ratio`` (one seed: no interval); ``wide`` (an interval over ``WIDEST``
-    wide that no bound of its word rests on: no number); ``word`` (no number known)."""
+    wide that no bound of its word rests on: inconclusive, or below curve, whose interval runs from
+    0 and counts as wide where ``(high / ratio) ** 2`` is over ``WIDEST``: no number); ``word``
+    (no number known)."""
 
     word: str
     close: bool
@@ -136,18 +138,22 @@ def shown(row: dict) -> Shown:
     partial = f" partial: {missing:.0f} missing" if missing == missing and missing > 0 else ""
     said = {"word": word, "close": row.get("holm") == "close", "level": level,
             "tail": f"n={n}{partial}{PACKED if row.get('timed') == 'packed' else ''}"}
-    wide = not math.isnan(low) and not high <= WIDEST * low
-    if word == "below curve" and math.isnan(high):  # one seed: no interval, its ratio the bound
-        high = ratio
-    if word == "below curve" and not math.isnan(high) or wide and word == "slower":
-        return Shown(kind="at most", high=high, **said)
+    if word == "below curve":  # its interval runs from 0 (the curve is unmeasured below its smallest
+        # budget): its width that of the t-interval its upper half belongs to, (high / ratio) squared
+        wide = not math.isnan(high) and not (high / ratio) ** 2 <= WIDEST
+    else:
+        wide = not math.isnan(low) and not high <= WIDEST * low
     if wide and word == "faster":
         return Shown(kind="at least", low=low, **said)
+    if wide and word == "slower":
+        return Shown(kind="at most", high=high, **said)
     if wide:
         return Shown(kind="wide", **said)
-    if not math.isnan(low) and word != "below curve":
+    if word == "below curve":  # one seed: no interval, its ratio the bound
+        return Shown(kind="at most", high=ratio if math.isnan(high) else high, **said)
+    if not math.isnan(low):
         return Shown(kind="interval", ratio=ratio, low=low, high=high, **said)
-    if not math.isnan(ratio) and word != "below curve":
+    if not math.isnan(ratio):
         return Shown(kind="ratio", ratio=ratio, **said)
     return Shown(kind="word", **said)
 
@@ -159,7 +165,7 @@ def cell(row: dict) -> str:
     slower cell does not survive Holm's correction over the cells its frontier tested; for
     ``below curve``, where R is an upper bound, only ``<=H`` (one seed: ``<=R``); an interval
     over ``WIDEST`` wide only by the bound its word rests on (``faster >=L``, ``slower <=H``),
-    or not at all;
+    or not at all (inconclusive; below curve, where H / R squared is over ``WIDEST``);
     ``partial: K missing`` where K of the seeds the frontier planned have no stored run (a
     ``--render`` mid-run, a failed point); a trailing ``PACKED`` where a seed's seconds were
     measured beside other points."""

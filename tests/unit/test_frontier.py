@@ -274,6 +274,15 @@ def test_below_the_curves_smallest_budget_only_an_upper_bound_is_printed():
     assert row["verdict"] == "below curve" and text == f"below curve <={row['x_high']:.2f}x n=3"
 
 
+def test_below_the_curve_an_interval_over_10x_wide_prints_no_bound():
+    """Two seeds below the curve's smallest budget, 1.0 s and 1.6 s: t = 12.7 on 1 degree of
+    freedom spreads their bound's interval over 10x, so the cell prints the word and n (CIFAR-10's
+    two-seed cells printed bounds up to <=1.7e+23x)."""
+    row, text = judged_point([(1.0, 0.84), (1.6, 0.845)])
+    assert row["verdict"] == "below curve" and row["x_high"] / row["x_low"] > 10
+    assert text == "below curve n=2"
+
+
 def test_a_bound_that_rounds_to_1_is_printed_with_a_third_decimal():
     from raypkg.bench.verdicts import bound, times
 

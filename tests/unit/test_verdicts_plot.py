@@ -26,13 +26,14 @@ PART = re.compile(rf"^(?:(?P<setting>[a-z]+=\S+) )?(?P<word>faster|slower|equiva
 def summaries() -> dict:
     """Two setups with every kind of cell: an interval, an interval not kept by Holm and timed
     packed, one seed, below curve, slower and faster over 10x wide (bounds, the faster one
-    not kept by Holm), inconclusive over 10x wide (withheld), a partial one, and no seeds; the
+    not kept by Holm), inconclusive and below curve over 10x wide (withheld), a partial one, and no seeds; the
     second at 98.8% (seeds until decided) and without some of the first's points."""
     a = pd.DataFrame([
         ("full", "b=1", "equivalent", 3, 0.95, 0.9, 1.01, "", "alone", 0),
         ("rs2", "f=0.1", "slower", 3, 0.5, 0.4, 0.62, "close", "packed", 0),
         ("rs2", "f=0.3", "inconclusive", 1, 0.987, nan, nan, "", "alone", 0),
-        ("crest", "f=0.3", "below curve", 5, 0.056, 0.011, 1.58, "", "packed", 0),
+        ("crest", "f=0.3", "below curve", 5, 0.056, 0.031, 0.1, "", "packed", 0),
+        ("crest", "f=0.1", "below curve", 2, 0.056, 1e-4, 1e23, "", "alone", 0),
         ("grand", "f=0.1", "slower", 2, 0.031, 0.0021, 0.3, "survives", "alone", 0),
         ("infobatch", "-", "faster", 2, 6.0, 1.1, 40.0, "close", "alone", 0),
         ("lipt", "f=0.1", "inconclusive", 2, 1.0, 0.09, 5.0, "", "alone", 0),
@@ -40,7 +41,7 @@ def summaries() -> dict:
         ("full-fp32", "b=1", "-", 0, nan, nan, nan, "", nan, 0),
     ], columns=["method", "setting", "verdict", "n", "x_vs_curve", "x_low", "x_high", "holm", "timed", "missing"])
     a["level"] = 0.95
-    b = a.iloc[[0, 1, 3, 7]].assign(level=1 - 0.05 / 4, timed="alone", missing=0,
+    b = a.iloc[[0, 1, 3, 8]].assign(level=1 - 0.05 / 4, timed="alone", missing=0,
                                     verdict=["equivalent", "slower", "below curve", "faster"],
                                     holm=["", "survives", "", "close"])
     return {"x:mlp": a, "y:lenet5": b}
@@ -104,7 +105,8 @@ def test_the_forest_plot_draws_each_cell_as_its_table_shows_it():
             texts = [a.get_text() for a in d.artists[:-1]]
             assert texts == (["wide"] if d.mark == "wide" else [])
     assert {marks["x:mlp", "crest", "f=0.3"], marks["x:mlp", "grand", "f=0.1"]} == {"at most"}
-    assert marks["x:mlp", "lipt", "f=0.1"] == "wide" and marks["x:mlp", "infobatch", "-"] == "at least"
+    assert marks["x:mlp", "lipt", "f=0.1"] == marks["x:mlp", "crest", "f=0.1"] == "wide"
+    assert marks["x:mlp", "infobatch", "-"] == "at least"
     for ax, setup in zip(axes, frames):  # nothing else drawn as a point or a line than the cells' marks
         listed = {id(a) for d in drawn if d.setup == setup for a in d.artists}
         others = [line for line in ax.lines if id(line) not in listed]
