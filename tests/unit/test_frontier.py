@@ -278,9 +278,14 @@ def test_below_the_curve_an_interval_over_10x_wide_prints_no_bound():
     """Two seeds below the curve's smallest budget, 1.0 s and 1.6 s: t = 12.7 on 1 degree of
     freedom spreads their bound's interval over 10x, so the cell prints the word and n (CIFAR-10's
     two-seed cells printed bounds up to <=1.7e+23x)."""
+    from raypkg.bench.verdicts import cell
+
     row, text = judged_point([(1.0, 0.84), (1.6, 0.845)])
-    assert row["verdict"] == "below curve" and row["x_high"] / row["x_low"] > 10
+    assert row["verdict"] == "below curve" and (row["x_high"] / row["x_vs_curve"]) ** 2 > 10
     assert text == "below curve n=2"
+    # its interval runs from 0: the width is (H / R) squared, so H = 3.16 R prints (9.99x) and 3.17 R does not
+    below = {"verdict": "below curve", "n": 3, "x_vs_curve": 0.5, "x_low": 1e-9}
+    assert [cell({**below, "x_high": 0.5 * h}) for h in (3.16, 3.17)] == ["below curve <=1.58x n=3", "below curve n=3"]
 
 
 def test_a_bound_that_rounds_to_1_is_printed_with_a_third_decimal():

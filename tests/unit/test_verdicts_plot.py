@@ -32,7 +32,7 @@ def summaries() -> dict:
         ("full", "b=1", "equivalent", 3, 0.95, 0.9, 1.01, "", "alone", 0),
         ("rs2", "f=0.1", "slower", 3, 0.5, 0.4, 0.62, "close", "packed", 0),
         ("rs2", "f=0.3", "inconclusive", 1, 0.987, nan, nan, "", "alone", 0),
-        ("crest", "f=0.3", "below curve", 5, 0.056, 0.031, 0.1, "", "packed", 0),
+        ("crest", "f=0.3", "below curve", 5, 0.8, 0.011, 1.58, "", "packed", 0),
         ("crest", "f=0.1", "below curve", 2, 0.056, 1e-4, 1e23, "", "alone", 0),
         ("grand", "f=0.1", "slower", 2, 0.031, 0.0021, 0.3, "survives", "alone", 0),
         ("infobatch", "-", "faster", 2, 6.0, 1.1, 40.0, "close", "alone", 0),
