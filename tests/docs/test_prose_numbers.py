@@ -153,14 +153,17 @@ def selectors(d, setting, verdict, column="x_vs_curve") -> list[float]:
     return rows[column].tolist()
 
 
-def withheld(d, setting, *methods) -> tuple:
-    """Nothing to quote: each of ``methods``' cells at ``setting`` prints no number (its interval
-    over ``WIDEST`` wide, ``shown``), as the prose says."""
+def below_bounds(d, setting, printed, withheld) -> list[float]:
+    """The `below curve` cells of the methods ``printed`` and ``withheld`` at ``setting``, as the
+    prose says they read (``shown``): the bound each of ``printed`` prints (``<=H``), in order; none
+    for ``withheld`` (over ``WIDEST`` wide)."""
     from raypkg.bench.verdicts import shown
 
-    rows = d.loc[d.method.isin(methods) & (d.setting == setting)].to_dict("records")
-    assert len(rows) == len(methods) and {shown(row).kind for row in rows} == {"wide"}, rows
-    return ()
+    cells = {row["method"]: shown(row) for row in d[d.setting == setting].to_dict("records")}
+    assert {cells[m].word for m in (*printed, *withheld)} == {"below curve"}, cells
+    assert [cells[m].kind for m in printed] == ["at most"] * len(printed), cells
+    assert {cells[m].kind for m in withheld} == {"wide"}, cells
+    return [cells[m].high for m in printed]
 
 
 def phases(d, method, setting, *columns):  # the sum of a point's phases (its mean over seeds in rows)
@@ -342,8 +345,7 @@ PROSE = [
       "{:.3f} in {:.1f} s, where full training reaches {:.3f} in {:.1f} s; * (the same budget-0.7 run took {:.1f},"
       " {:.1f} and {:.1f} s over the seeds)"),
     P("families-selectors", RESULTS, "No selector with a warm-up is shown to pay", (FAMILIES,),
-      lambda d: (*withheld(d, "f=0.3", "glister", "lipt-grand", "lipt-glister"),
-                 *(at(d, m, "f=0.3", "x_high") for m in ("grand", "craig") if selectors(d, "f=0.3", "below curve")),
+      lambda d: (*below_bounds(d, "f=0.3", ("grand", "craig"), ("glister", "lipt-grand", "lipt-glister")),
                  *span(selectors(d, "f=0.5", "inconclusive")), max(selectors(d, "f=0.5", "inconclusive", "x_high")),
                  at(d, "lipt-grand", "f=0.3", "pretrain_s"), at(d, "lipt-grand", "f=0.3", "merge_s"),
                  at(d, "glister", "f=0.3", "pretrain_s")),
