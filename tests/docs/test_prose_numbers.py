@@ -219,17 +219,21 @@ def slower_in_readme(v: pd.DataFrame) -> float:
 
 def undecided_span(d: pd.DataFrame) -> tuple:
     """A frontier whose seeds so far decide no word yet: every cell judged on two or three seeds,
-    `below curve` or `inconclusive`, its interval too wide to print (``shown``: no number); how many
-    cells, how many of them on three seeds, how many read `below curve`, and the inconclusive ones'
-    lowest and highest geometric mean ratio to the curve, each with its point (``grand f=0.3``)."""
+    `below curve` or `inconclusive`, no interval narrow enough to print (``shown``: no number, or, for
+    `below curve`, its bound alone); how many cells, how many of them on three seeds, how many read
+    `below curve`, how many of those print their bound, and the inconclusive ones' lowest and highest
+    geometric mean ratio to the curve, each with its point (``grand f=0.3``)."""
     from raypkg.bench.verdicts import shown
 
     judged = d[d.n > 0]
+    kinds = pd.Series([shown(row).kind for row in judged.to_dict("records")], index=judged.index)
     assert len(judged) and judged.verdict.isin(["below curve", "inconclusive"]).all(), judged
-    assert judged.n.isin([2, 3]).all() and {shown(row).kind for row in judged.to_dict("records")} == {"wide"}, judged
+    assert judged.n.isin([2, 3]).all() and kinds[judged.verdict == "inconclusive"].eq("wide").all(), judged
+    assert kinds[judged.verdict == "below curve"].isin(["wide", "at most"]).all(), judged
     said = judged[judged.verdict == "inconclusive"]
     low, high = (said.loc[i] for i in (said.x_vs_curve.idxmin(), said.x_vs_curve.idxmax()))
     return (len(judged), int((judged.n == 3).sum()), int((judged.verdict == "below curve").sum()),
+            int(kinds.eq("at most").sum()),
             *(x for row in (low, high) for x in (row.x_vs_curve, f"{row.method} {row.setting}".removesuffix(" -"))))
 
 
@@ -464,9 +468,10 @@ PROSE = [
           "{:.2f}-{:.2f}x the AVX2 CPU's.")),
     P("cifar10-column-seeds", RESULTS, "CIFAR-10 (ResNet-20 on all 50,000 images", (CIFAR10,),
       lambda s: (*undecided_span(s)[:2], at(s, "infobatch", "-", "x_vs_curve"), int(at(s, "infobatch", "-", "n")),
-                 s.loc[s.method == "infobatch", "verdict"].item()),
+                 s.loc[s.method == "infobatch", "verdict"].item(), undecided_span(s)[3]),
       "has seeds 0 and 1 in each of its {} cells and seed 2 in {} of them, * InfoBatch's geometric mean is "
-      "{:.2f}x the curve's speed over its {} seeds, `{}`, its interval too"),
+      "{:.2f}x the curve's speed over its {} seeds, `{}`, its interval too * {} `below curve` cells print their "
+      "bound"),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
       "Judged again (`judge-again.sh`), {1} of the {0} keep it"),
@@ -514,8 +519,8 @@ PROSE = [
     P("readme-selectors", README, "Selection with a warm-up (DeepCore, LiPT), CREST", (VERDICTS,),
       slower_in_readme, "every one of their cells is `slower` or `slower?` (at most {:.2f}x)"),
     P("readme-cifar10", README, "CIFAR-10 has two seeds", (CIFAR10,), undecided_span,
-      "in each of its {} cells so far and a third in {}, timed alone, and no word yet: {} read `below curve`, the "
-      "rest `inconclusive`, no interval narrow enough to print (geometric means from {:.2f}x (`{}`) to {:.2f}x "
+      "in each of its {} cells so far and a third in {}, timed alone, and no word yet: {} read `below curve` ({} "
+      "with a bound), the rest `inconclusive`, no interval narrow enough to print (geometric means from {:.2f}x (`{}`) to {:.2f}x "
       "(`{}`))"),
 ]
 # `*` in a text stands for any words between two quoted parts of one paragraph.
