@@ -149,6 +149,20 @@ def test_slots_above_the_clusters_cpus_are_capped_with_a_note(monkeypatch, capsy
     assert slots_of(None, 1) == 2 and slots_of(1, 1) == 1 and slots_of(3, 2) == 1
 
 
+def test_one_at_a_time_each_seed_runs_whole_its_curve_first_and_packed_the_longest_run_first():
+    from raypkg.bench.frontier.scheduler import run_order
+
+    epochs = {"0 full b=1": 5, "0 full b=0.4": 2, "0 crest": 6, "0 ema": 5, "0 grand f=0.1": 5, "0 grand f=0.3": 5,
+              "1 full b=1": 5, "1 crest": 6}
+    units = [(0, ["0 full b=1"]), (0, ["0 crest"]), (0, ["0 ema"]), (0, ["0 grand f=0.1", "0 grand f=0.3"]),
+             (0, ["0 full b=0.4"]), (1, ["1 full b=1"]), (1, ["1 crest"])]
+    curve = {"0 full b=1", "0 full b=0.4", "1 full b=1"}
+    order = [ids[0] for _, ids in run_order(units, epochs.get, curve, one_at_a_time=True)]
+    assert order == ["0 full b=1", "0 full b=0.4", "0 grand f=0.1", "0 crest", "0 ema", "1 full b=1", "1 crest"]
+    order = [ids[0] for _, ids in run_order(units, epochs.get, curve, one_at_a_time=False)]
+    assert order == ["0 grand f=0.1", "0 crest", "1 crest", "0 full b=1", "0 ema", "1 full b=1", "0 full b=0.4"]
+
+
 def test_ray_log_dedup_is_off_before_ray_is_imported():
     code = "import raypkg, ray._private.ray_constants as c; print(c.RAY_DEDUP_LOGS)"
     env = {k: v for k, v in os.environ.items() if k != "RAY_DEDUP_LOGS"}

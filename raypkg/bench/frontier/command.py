@@ -12,6 +12,7 @@ import math
 import click
 import pandas as pd
 
+from raypkg.bench.curve import CURVES
 from raypkg.bench.deltagrad_panel import DELTAGRAD_RATIOS, deltagrad_configs, deltagrad_panel, deltagrad_table
 from raypkg.bench.frontier.judge import TTA_BELOW_FULL, add_svp_agreement, add_tta, fair_clock, judge_rows
 from raypkg.bench.frontier.merge import merge_runs
@@ -29,7 +30,7 @@ from raypkg.bench.frontier.points import (
     setup_name,
 )
 from raypkg.bench.frontier.report import epoch_table, log_points, name_code, name_machines, save_results
-from raypkg.bench.frontier.scheduler import epochs_of_points, longest_first, run_alone, run_units, unit_plan
+from raypkg.bench.frontier.scheduler import epochs_of_points, run_alone, run_order, run_units, unit_plan
 from raypkg.bench.frontier.store import FrontierStore, Unwritable, describe, frontier_settings
 from raypkg.bench.frontier.until_decided import added_points, runs_next, seeds_plan, undecided
 from raypkg.bench.harness import SAVE_HELP, BenchRunner, bench_options, same_training
@@ -368,17 +369,19 @@ def resumed_by(save: str | None, storage: str | None, store) -> str:
 
 def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[str], store, threads: int,
                slots: int | None, use_ray: bool, points_per_gpu: int, time_alone: bool, trains: dict) -> None:
-    """The points of ``wanted`` (a list of each seed's points) not yet stored, the longest
-    units first, then with ``time_alone`` each that ran beside others once more alone."""
+    """The points of ``wanted`` (a list of each seed's points) not yet stored (``run_order``:
+    packed, the longest units first; one at a time, seed by seed, each seed's curve first),
+    then with ``time_alone`` each that ran beside others once more alone."""
     stored = store.ids()
     units = [(seed_points[0].labels["seed"], ids) for seed_points in wanted
              for ids in unit_plan(seed_points, stored, trains)]
     length = epochs_of_points(per_point.values()).get
+    curve = {point for point, p in per_point.items() if p.labels["method"] in CURVES}
     if units:  # every point stored: no Ray started for nothing
         if use_ray:
             connect_ray()
-        run_units(longest_first(units, length), settings, names, store, threads, slots, use_ray, points_per_gpu,
-                  set(per_point))
+        run_units(run_order(units, length, curve, slots == 1), settings, names, store, threads, slots, use_ray,
+                  points_per_gpu, set(per_point))
     if time_alone:
         records = {k: v for k, v in store.points().items() if k in per_point}  # the alone pass adds none
         skip = timed_alone(records, store.ids("alone")) | (set(per_point) - set(records))  # failed: not stored
@@ -387,7 +390,7 @@ def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[
         if units:
             if use_ray:
                 connect_ray()
-            run_alone(longest_first(units, length), settings, names, store, threads, set(per_point) - skip, use_ray)
+            run_alone(run_order(units, length, curve, False), settings, names, store, threads, set(per_point) - skip, use_ray)
 
 
 def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chance: float, looks: int):

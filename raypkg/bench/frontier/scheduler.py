@@ -242,10 +242,19 @@ def alive_nodes(threads: int) -> dict[str, dict]:
             if n["Alive"] and n["Resources"].get("CPU", 0) >= threads}
 
 
-def longest_first(units: list[tuple[int, list[str]]], epochs_of) -> list[tuple[int, list[str]]]:
-    """Units ordered by their points' epochs summed, the most first (so the last to finish
-    are short, and the slots stay busy to the end)."""
-    return sorted(units, key=lambda unit: -sum(epochs_of(point) for point in unit[1]))
+def run_order(units: list[tuple[int, list[str]]], epochs_of, curve: set[str],
+              one_at_a_time: bool) -> list[tuple[int, list[str]]]:
+    """Units ``(seed, point ids)`` in the order they run. Packed, the longest (their points'
+    epochs summed) first, so the last to finish are short and the slots stay busy to the end.
+    One at a time there is nothing to pack: seed by seed, each seed's budget curve (the points
+    of ``curve``) first, the whole budget down, then its other units the longest first, so each
+    point is judged against its seed's whole curve as it lands, and a stop leaves whole seeds."""
+    def length(unit):
+        return sum(epochs_of(point) for point in unit[1])
+
+    if not one_at_a_time:
+        return sorted(units, key=lambda unit: -length(unit))
+    return sorted(units, key=lambda unit: (unit[0], curve.isdisjoint(unit[1]), -length(unit)))
 
 
 def unit_plan(points, stored: set[str], trains: dict[str, str]) -> list[list[str]]:
