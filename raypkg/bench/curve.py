@@ -122,8 +122,11 @@ def add_curves(frame, chance: float):
     x_vs_fp32_curve, the seconds the curve needs to reach the row's accuracy, capped at the
     seed's target (``curve_target``: the curve's best accuracy less ``TARGET_BELOW``), over
     the row's own seconds; tta_vs_curve; ``below_curve``: the row is less accurate than every
-    budget point of its own execution. The ratios are NaN without a curve and for the curves'
-    own points, but full training at the whole budget (``b=1``), which is judged like a point.
+    budget point of its own execution, and that curve has its smallest budget (the smallest of
+    any seed's): a seed whose curve has not yet run its lower budgets says nothing below them,
+    and its rows there are only bracketed, from 0 s. The ratios are NaN without a curve and for
+    the curves' own points, but full training at the whole budget (``b=1``), which is judged
+    like a point.
 
     The curve's seconds between its measured budgets are interpolated; ``x_vs_curve_lo`` and
     ``x_vs_curve_hi`` are the ratio's bracket, what the measured budgets alone allow
@@ -140,6 +143,7 @@ def add_curves(frame, chance: float):
     frame["curve_target"] = math.nan
     on_curve = frame["budget"].notna() if "budget" in frame else pd.Series(False, index=frame.index)
     judged_rows = is_judged(frame)
+    smallest = frame.loc[frame["method"].eq("full") & on_curve, "budget"].min() if "budget" in frame else math.nan
     for method, (x_column, tta_column) in CURVES.items():
         frame[x_column] = math.nan
         if method == "full":
@@ -157,7 +161,8 @@ def add_curves(frame, chance: float):
                                                                           frame.loc[judged, "e2e_s"])]
             frame.loc[judged, x_column] = [curve_seconds(points, acc, chance) / seconds for acc, seconds in capped]
             if method == "full":  # below the lowest budget point the curve is a straight line from chance
-                frame.loc[judged, "below_curve"] = frame.loc[judged, "test_acc"] < curve["test_acc"].min()
+                whole = curve["budget"].min() <= smallest  # the seed's curve down to its smallest budget
+                frame.loc[judged, "below_curve"] = whole & (frame.loc[judged, "test_acc"] < curve["test_acc"].min())
                 frame.loc[judged, "curve_target"] = target
                 ends = np.array([curve_bracket(points, acc, chance) for acc, _ in capped]).reshape(-1, 2)
                 seconds = np.array([s for _, s in capped])

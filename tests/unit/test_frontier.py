@@ -465,6 +465,28 @@ def test_a_point_timed_again_alone_is_judged_on_that_run_with_its_accuracy_again
     assert judged.set_index("seed")["beside"].to_dict() == {0: 0.0, 1: 1.0}
 
 
+def test_a_seed_whose_curve_has_not_run_its_lower_budgets_is_not_below_it_only_bracketed_from_zero():
+    from raypkg.bench.curve import add_curves
+
+    def frame(acc):  # seed 1's curve has run only its whole budget so far; rs2 at ``acc`` in both seeds
+        rows = [{"method": method, "seed": seed, "budget": budget, "e2e_s": e2e, "test_acc": a, "flops": 1.0}
+                for seed in (0, 1) for method, budget, e2e, a in (("full", 1.0, 5.0, 0.9), ("full", 0.5, 2.5, 0.8),
+                                                                   ("rs2", math.nan, 2.0, acc))
+                if (seed, budget) != (1, 0.5)]
+        return add_curves(pd.DataFrame(rows), chance=0.1)
+
+    rs2 = frame(0.85).set_index("seed").loc[lambda f: f["method"] == "rs2"]
+    assert rs2["below_curve"].tolist() == [False, False]  # seed 1: below its one point, but not below its curve
+    assert rs2["x_vs_curve_lo"].tolist() == [2.5 / 2.0, 0.0]  # seed 1 bounded only by its one point, from 0 s
+    assert rs2["x_vs_curve_hi"].tolist() == [5.0 / 2.0, 5.0 / 2.0]
+    table = aggregate(frame(0.85).assign(family="f", setting="-")).set_index("method")
+    assert table.loc["rs2", "verdict"] == "inconclusive"
+    low = frame(0.7).set_index("seed").loc[lambda f: f["method"] == "rs2"]
+    assert low["below_curve"].tolist() == [True, False]  # seed 0's whole curve still says it
+    assert aggregate(frame(0.7).assign(family="f", setting="-")).set_index("method").loc["rs2", "verdict"] == \
+        "below curve"
+
+
 def test_the_olympic_mean_drops_the_fastest_and_the_slowest_of_three_or_more():
     from raypkg.bench.curve import olympic_mean
 

@@ -380,8 +380,8 @@ def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[
     if units:  # every point stored: no Ray started for nothing
         if use_ray:
             connect_ray()
-        run_units(run_order(units, length, curve, slots == 1), settings, names, store, threads, slots, use_ray,
-                  points_per_gpu, set(per_point))
+        ordered = run_order(units, length, curve, one_at_a_time=slots == 1)
+        run_units(ordered, settings, names, store, threads, slots, use_ray, points_per_gpu, set(per_point))
     if time_alone:
         records = {k: v for k, v in store.points().items() if k in per_point}  # the alone pass adds none
         skip = timed_alone(records, store.ids("alone")) | (set(per_point) - set(records))  # failed: not stored
@@ -390,7 +390,8 @@ def run_points(wanted: list[list], per_point: dict, settings: dict, names: list[
         if units:
             if use_ray:
                 connect_ray()
-            run_alone(run_order(units, length, curve, False), settings, names, store, threads, set(per_point) - skip, use_ray)
+            ordered = run_order(units, length, curve, one_at_a_time=False)
+            run_alone(ordered, settings, names, store, threads, set(per_point) - skip, use_ray)
 
 
 def judge_stored(store, per_point: dict, settings: dict, time_alone: bool, chance: float, looks: int):
