@@ -217,19 +217,19 @@ def slower_in_readme(v: pd.DataFrame) -> float:
     return max(float(m.group(1)) for c in cells if (m := re.search(r"(?:<=|, )([\d.]+)(?:x|\])", c)))
 
 
-def undecided_span(d: pd.DataFrame) -> tuple:
-    """A frontier whose seeds so far decide no word yet: every cell judged on two or more seeds, `below
-    curve` or `inconclusive`, an `inconclusive` cell's interval printed or too wide to, a `below curve`
-    cell's bound printed or not (``shown``); its seeds (``3``, or ``3 to 4`` while more seeds reach
-    only the undecided cells), how many cells, how many read `below curve`,
-    how many of those print their bound, how many `inconclusive` cells print their interval, and the
-    inconclusive cells' geometric mean ratio to the curve, each with its point: ``from 0.89x
-    (`label-smoothing`) to 1.09x (`infobatch`)``, or the one cell's alone."""
+def column_words(d: pd.DataFrame) -> tuple:
+    """A frontier column with no cell `faster` or `equivalent` yet, every cell judged on two or more seeds:
+    each `slower`, `below curve` or `inconclusive`, an `inconclusive` cell's interval printed or too wide
+    to, a `below curve` cell's bound printed or not (``shown``); its seeds (``3``, or ``3 to 4`` while
+    more seeds reach only the undecided cells), how many cells, how many read `slower` (with `?` or not),
+    how many `below curve` and how many of those print their bound, how many `inconclusive` cells print
+    their interval, and the inconclusive cells' geometric mean ratio to the curve, each with its point:
+    ``from 0.89x (`label-smoothing`) to 1.09x (`infobatch`)``, or the one cell's alone."""
     from raypkg.bench.verdicts import shown
 
     judged = d[d.n > 0]
     kinds = pd.Series([shown(row).kind for row in judged.to_dict("records")], index=judged.index)
-    assert len(judged) and judged.verdict.isin(["below curve", "inconclusive"]).all(), judged
+    assert len(judged) and judged.verdict.isin(["slower", "below curve", "inconclusive"]).all(), judged
     assert judged.n.min() >= 2, judged
     assert kinds[judged.verdict == "inconclusive"].isin(["wide", "interval"]).all(), judged
     assert kinds[judged.verdict == "below curve"].isin(["wide", "at most"]).all(), judged
@@ -242,20 +242,22 @@ def undecided_span(d: pd.DataFrame) -> tuple:
     span = ratio(low) if low.name == high.name else f"from {ratio(low)} to {ratio(high)}"
     fewest, most = int(judged.n.min()), int(judged.n.max())
     seeds = str(fewest) if fewest == most else f"{fewest} to {most}"
-    return (seeds, len(judged), int((judged.verdict == "below curve").sum()),
-            int(kinds.eq("at most").sum()), int(kinds.eq("interval").sum()), span)
+    below = judged.verdict == "below curve"
+    return (seeds, len(judged), int((judged.verdict == "slower").sum()), int(below.sum()),
+            int(kinds[below].eq("at most").sum()), int(kinds[judged.verdict == "inconclusive"].eq("interval").sum()),
+            span)
 
 
 def cifar10_column(s: pd.DataFrame) -> tuple:
-    """The CIFAR-10 column's seeds and cells (``undecided_span``), InfoBatch's ratio, seeds and word (its
-    interval too wide to print), and how many `inconclusive` cells print their interval and `below curve`
-    cells their bound."""
+    """The CIFAR-10 column's seeds, cells and `slower` cells (``column_words``), InfoBatch's ratio, seeds
+    and word (its interval too wide to print), and how many `inconclusive` cells print their interval and
+    `below curve` cells their bound."""
     from raypkg.bench.verdicts import shown
 
-    seeds, cells, _, bounded, intervals, _ = undecided_span(s)
+    seeds, cells, slower, _, bounded, intervals, _ = column_words(s)
     infobatch = s[s.method == "infobatch"].iloc[0]
     assert shown(infobatch.to_dict()).kind == "wide", infobatch
-    return seeds, cells, infobatch.x_vs_curve, int(infobatch.n), infobatch.verdict, intervals, bounded
+    return seeds, cells, slower, infobatch.x_vs_curve, int(infobatch.n), infobatch.verdict, intervals, bounded
 
 
 P = Prose
@@ -488,9 +490,10 @@ PROSE = [
           capped_against_avx2, "to the last digit ({:.4f}, {:.4f}, {:.4f}, {:.4f} at the end). Their seconds are "
           "{:.2f}-{:.2f}x the AVX2 CPU's.")),
     P("cifar10-column-seeds", RESULTS, "CIFAR-10 (ResNet-20 on all 50,000 images", (CIFAR10,), cifar10_column,
-      "has {} seeds in each of its {} cells, * InfoBatch's geometric mean is {:.2f}x the curve's speed over its {} "
-      "seeds, `{}`, its interval too wide to print * {} `inconclusive` cells print their interval * {} `below "
-      "curve` cells print their bound"),
+      "has {} seeds in each of its {} cells, * {} read `slower`, a point below the curve's first epoch `below "
+      "curve` (its ratio a bound) and the rest `inconclusive`; InfoBatch's geometric mean is {:.2f}x the curve's "
+      "speed over its {} seeds, `{}`, its interval too wide to print * {} `inconclusive` cells print their "
+      "interval * {} `below curve` cells print their bound"),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
       lambda m: (len(m[m.verdict == "slower"]), int((m[m.verdict == "slower"].holm == "close").sum())),
       "Judged again (`judge-again.sh`), {1} of the {0} keep it"),
@@ -537,8 +540,8 @@ PROSE = [
       "the whole budget ({:.2f}x [{:.2f}, {:.2f}])"),
     P("readme-selectors", README, "Selection with a warm-up (DeepCore, LiPT), CREST", (VERDICTS,),
       slower_in_readme, "every one of their cells is `slower` or `slower?` (at most {:.2f}x)"),
-    P("readme-cifar10", README, "CIFAR-10 has", (CIFAR10,), undecided_span,
-      "{} seeds** in each of its {} cells so far, timed alone, and no word yet: {} read `below curve` ({} with a "
+    P("readme-cifar10", README, "CIFAR-10 has", (CIFAR10,), column_words,
+      "{} seeds** in each of its {} cells so far, timed alone: {} read `slower`, {} `below curve` ({} with a "
       "bound), the rest `inconclusive`, {} with an interval (geometric means {})"),
 ]
 # `*` in a text stands for any words between two quoted parts of one paragraph.
