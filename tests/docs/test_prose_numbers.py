@@ -217,11 +217,21 @@ def slower_in_readme(v: pd.DataFrame) -> float:
     return max(float(m.group(1)) for c in cells if (m := re.search(r"(?:<=|, )([\d.]+)(?:x|\])", c)))
 
 
+def slowers(judged: pd.DataFrame) -> str:
+    """A column's `slower` cells as its prose counts them: ``2 `slower```, ``1 `slower?``` (not surviving
+    Holm's correction), or ``3 `slower` (1 `slower?`)``."""
+    slower = judged[judged.verdict == "slower"]
+    close = int((slower.holm == "close").sum())
+    if close in (0, len(slower)):
+        return f"{len(slower)} `slower{'?' if close else ''}`"
+    return f"{len(slower)} `slower` ({close} `slower?`)"
+
+
 def column_words(d: pd.DataFrame) -> tuple:
     """A frontier column with no cell `faster` or `equivalent` yet, every cell judged on two or more seeds:
     each `slower`, `below curve` or `inconclusive`, an `inconclusive` cell's interval printed or too wide
     to, a `below curve` cell's bound printed or not (``shown``); its seeds (``3``, or ``3 to 4`` while
-    more seeds reach only the undecided cells), how many cells, how many read `slower` (with `?` or not),
+    more seeds reach only the undecided cells), how many cells, its `slower` cells (``slowers``),
     how many `below curve` and how many of those print their bound, how many `inconclusive` cells print
     their interval, and the inconclusive cells' geometric mean ratio to the curve, each with its point:
     ``from 0.89x (`label-smoothing`) to 1.09x (`infobatch`)``, or the one cell's alone."""
@@ -243,7 +253,7 @@ def column_words(d: pd.DataFrame) -> tuple:
     fewest, most = int(judged.n.min()), int(judged.n.max())
     seeds = str(fewest) if fewest == most else f"{fewest} to {most}"
     below = judged.verdict == "below curve"
-    return (seeds, len(judged), int((judged.verdict == "slower").sum()), int(below.sum()),
+    return (seeds, len(judged), slowers(judged), int(below.sum()),
             int(kinds[below].eq("at most").sum()), int(kinds[judged.verdict == "inconclusive"].eq("interval").sum()),
             span)
 
@@ -490,8 +500,8 @@ PROSE = [
           capped_against_avx2, "to the last digit ({:.4f}, {:.4f}, {:.4f}, {:.4f} at the end). Their seconds are "
           "{:.2f}-{:.2f}x the AVX2 CPU's.")),
     P("cifar10-column-seeds", RESULTS, "CIFAR-10 (ResNet-20 on all 50,000 images", (CIFAR10,), cifar10_column,
-      "has {} seeds in each of its {} cells, * {} read `slower`, a point below the curve's first epoch `below "
-      "curve` (its ratio a bound) and the rest `inconclusive`; InfoBatch's geometric mean is {:.2f}x the curve's "
+      "has {} seeds in each of its {} cells, * Its words so far: {}, a point below the curve's first "
+      "epoch `below curve` (its ratio a bound), the rest `inconclusive`; InfoBatch's geometric mean is {:.2f}x the curve's "
       "speed over its {} seeds, `{}`, its interval too wide to print * {} `inconclusive` cells print their "
       "interval * {} `below curve` cells print their bound"),
     P("p-of-the-interval", BENCHMARKS, "**Its p is the interval's own.**", (MLP_ALONE,),
@@ -541,7 +551,7 @@ PROSE = [
     P("readme-selectors", README, "Selection with a warm-up (DeepCore, LiPT), CREST", (VERDICTS,),
       slower_in_readme, "every one of their cells is `slower` or `slower?` (at most {:.2f}x)"),
     P("readme-cifar10", README, "CIFAR-10 has", (CIFAR10,), column_words,
-      "{} seeds** in each of its {} cells so far, timed alone: {} read `slower`, {} `below curve` ({} with a "
+      "{} seeds** in each of its {} cells so far, timed alone: {}, {} `below curve` ({} with a "
       "bound), the rest `inconclusive`, {} with an interval (geometric means {})"),
 ]
 # `*` in a text stands for any words between two quoted parts of one paragraph.
