@@ -236,20 +236,26 @@ def stored_table(path: str) -> pd.DataFrame:
     return pd.read_parquet(REPO / path)
 
 
-def seed_zero_rows(d: pd.DataFrame) -> pd.DataFrame:
-    """Seed 0's rows of a frontier's table (a table without a ``seed`` column, a summary, whole)."""
-    return d[d.seed == 0] if "seed" in d.columns else d
+def first_seeds_rows(d: pd.DataFrame, count: int = 1) -> pd.DataFrame:
+    """The rows of a frontier's first ``count`` seeds (a table without a ``seed`` column, a summary, whole)."""
+    return d[d.seed < count] if "seed" in d.columns else d
+
+
+def first_seeds(count: int, *entries):
+    """``entries`` (prose or claims, each with the stored tables it quotes and its ``compute``) computed on
+    the first ``count`` seeds' rows: a frontier whose later seeds are being stored is quoted at the seeds
+    every point has until they all are."""
+    import dataclasses
+
+    def on_first_seeds(compute):
+        return lambda *frames: compute(*(first_seeds_rows(frame, count) for frame in frames))
+
+    return [dataclasses.replace(e, compute=on_first_seeds(e.compute)) for e in entries]
 
 
 def seed_zero(*entries):
-    """``entries`` (prose or claims, each with the stored tables it quotes and its ``compute``) computed on
-    seed 0's rows: a frontier whose later seeds are being stored is quoted at its first seed until they all are."""
-    import dataclasses
-
-    def on_seed_zero(compute):
-        return lambda *frames: compute(*map(seed_zero_rows, frames))
-
-    return [dataclasses.replace(e, compute=on_seed_zero(e.compute)) for e in entries]
+    """``entries`` computed on seed 0's rows (``first_seeds``)."""
+    return first_seeds(1, *entries)
 
 
 def value_at(d: pd.DataFrame, method: str, setting: str, column: str = "test_acc") -> float:

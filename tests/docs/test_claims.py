@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO, quote_values, seed_zero, seed_zero_rows, stored_table, value_at
+from helpers import REPO, first_seeds, first_seeds_rows, quote_values, stored_table, value_at
 from scipy import stats
 
 PAGE = REPO / "docs" / "results.md"
@@ -36,7 +36,9 @@ SPARSE_X5_DENSE = R + "sparse-fashion-mnist-mlp-x5-dense.parquet"
 DELTAGRAD = (R + "deltagrad-fashion-mnist.parquet", R + "deltagrad-fashion-mnist-seed1.parquet",
              R + "deltagrad-fashion-mnist-seed2.parquet")
 DELTAGRAD_SETTINGS = R + "deltagrad-fashion-mnist-settings.parquet"
-CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points (seed 0 so far)
+CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points
+CIFAR10_SEEDS = 3  # the seeds every CIFAR-10 point has: later ones reach only the cells without a word
+CIFAR10 = R + "frontier-cifar10-resnet20-cpu-summary.parquet"  # its verdicts, over every seed stored
 CIFAR10_EPOCHS = R + "frontier-cifar10-resnet20-cpu-epochs.parquet"  # its points' accuracy after every epoch
 CIFAR10_SET = R + "frontier-cifar10-resnet20-cpu-set.parquet"  # SET-ITOP with and without AGC, a store of its own
 CIFAR10_SET_EPOCHS = R + "frontier-cifar10-resnet20-cpu-set-epochs.parquet"
@@ -60,6 +62,25 @@ def accs(d, setting, *methods):
 
 def per_step(d):  # CREST at 10% and 30% of the steps, then RS2 at the same steps
     return accs(d, "f=0.1", "crest") + accs(d, "f=0.3", "crest") + accs(d, "f=0.1", "rs2") + accs(d, "f=0.3", "rs2")
+
+
+def seed_accs(d, method, setting) -> pd.Series:
+    """A point's accuracy at each seed of a frontier's rows, by seed."""
+    return d[(d.method == method) & (d.setting == setting)].set_index("seed").test_acc.sort_index()
+
+
+def paired_p(d, method, other, setting) -> float:
+    """The paired t-test's two-sided p of ``method`` against ``other`` at ``setting``, over their seeds."""
+    ours, theirs = seed_accs(d, method, setting), seed_accs(d, other, setting)
+    assert list(ours.index) == list(theirs.index)
+    return float(stats.ttest_rel(ours, theirs).pvalue)
+
+
+def cells(s, *points) -> tuple[str, ...]:
+    """Each point's cell in a frontier summary as the README's verdicts print it (``cell``)."""
+    from raypkg.bench.verdicts import cell
+
+    return tuple(cell(s[(s.method == method) & (s.setting == setting)].iloc[0].to_dict()) for method, setting in points)
 
 
 def crest_x(d):
@@ -133,9 +154,7 @@ CONV_CCS = ("grand-ccs", "el2n-ccs")
 
 
 def rigl_minus_full(d):
-    def seeds(method, setting):
-        return d[(d.method == method) & (d.setting == setting)].set_index("seed").test_acc.sort_index()
-    rigl, full = seeds("rigl-itop", "d=0.05"), seeds("full", "b=1")
+    rigl, full = seed_accs(d, "rigl-itop", "d=0.05"), seed_accs(d, "full", "b=1")
     assert list(rigl.index) == list(full.index)
     points = [f"{100 * x:+.2f}" for x in rigl - full]
     return (len(points), ", ".join(points[:-1]) + " and " + points[-1], rigl.mean(), full.mean(),
@@ -163,10 +182,11 @@ def points_from(gain: float, what: str) -> str:
 
 def itop_epochs(e, plain: str = "rigl-itop"):
     """The ``plain`` ITOP method's and its AGC twin's (``a-`` before it) epochs to 95% of the
-    plain one's best accuracy (bench sparse's target of an AGC pair), from a frontier's epochs table."""
+    plain one's best accuracy (bench sparse's target of an AGC pair), from a frontier's epochs table
+    (each epoch's accuracy the mean over its seeds)."""
     from raypkg.methods.sparse.recipe import epochs_to
 
-    curve = {m: e[(e.method == m) & (e.setting == "d=0.05")].sort_values("epoch").test_acc.tolist()
+    curve = {m: e[(e.method == m) & (e.setting == "d=0.05")].groupby("epoch").test_acc.mean().sort_index().tolist()
              for m in (plain, f"a-{plain}")}
     assert all(curve.values()), f"{plain}'s or a-{plain}'s epochs are not stored"
     target = 0.95 * max(curve[plain])
@@ -195,13 +215,13 @@ def agc_epochs_word(e, plain: str = "rigl-itop"):
 
 def lipt_cost(mlp, lenet, resnet, cifar10):
     """LiPT's pre-training against the warm-ups over every setup (the lowest and highest speed-up), its
-    highest end-to-end speed-up (where a clock measured it), and how CIFAR-10's rows were timed
-    (CIFAR-10: seed 0, until its three seeds are stored)."""
-    cifar10 = seed_zero_rows(cifar10)
+    highest end-to-end speed-up (where a clock measured it), and CIFAR-10's seeds (``CIFAR10_SEEDS``) and
+    how its rows were timed."""
+    cifar10 = first_seeds_rows(cifar10, CIFAR10_SEEDS)
     frames = (mlp, lenet, resnet, cifar10)
     speedups = [x for d in frames for x in pretrain(d)[2::2]]
     return (min(speedups), max(speedups), max(end_to_end(mlp), end_to_end(lenet), end_to_end(cifar10)),
-            clock(cifar10, LIPT_AND_DEEPCORE))
+            cifar10.seed.nunique(), clock(cifar10, LIPT_AND_DEEPCORE))
 
 
 def same(values):
@@ -242,29 +262,32 @@ CLAIMS = [
     C("crest-2x-lr-mlp-lower", "CREST", (LR2_MLP, MLP),
       lambda r, d: sorted(100 * (at(d, "rs2", s) - at(r, "rs2", s)) for s in ("f=0.1", "f=0.3")),
       "it is {:.0f}-{:.0f} points lower"),
-    # CIFAR-10: seed 0, until its three seeds are stored
-    *seed_zero(
+    # CIFAR-10: the seeds every point has
+    *first_seeds(
+        CIFAR10_SEEDS,
         C("crest-cifar10", "CREST", (CIFAR10_ROWS,),
-          lambda d: (clock(d, ("crest", "rs2", "full")), *accs(d, "f=0.1", "crest"), *accs(d, "f=0.3", "crest"), *accs(d, "f=0.1", "rs2"),
-                     *accs(d, "f=0.3", "rs2"), at(d, "full", "b=1"),
+          lambda d: (d.seed.nunique(), clock(d, ("crest", "rs2", "full")), *accs(d, "f=0.1", "crest"),
+                     *accs(d, "f=0.3", "crest"), *accs(d, "f=0.1", "rs2"), *accs(d, "f=0.3", "rs2"), at(d, "full", "b=1"),
                      *(at(d, "crest", "f=0.3", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
-          "`cifar10:resnet20-cpu`; seed 0, {}): CREST at 10% / 30% of the steps {:.3f} / {:.3f} against RS2's {:.3f} /"
+          "`cifar10:resnet20-cpu`; {} seeds, {}): CREST at 10% / 30% of the steps {:.3f} / {:.3f} against RS2's {:.3f} /"
           " {:.3f}, full training {:.3f}; of CREST's"
           " {:,.0f} s at 30%, its selection {:,.0f} s and its checks {:.0f} s, against {:.0f} s of training"),
         C("crest-cifar10-verdict", "CREST", (CIFAR10_ROWS,),
-          lambda d: (len(d[(d.method == "crest") & (d.setting == "f=0.1")]),
+          lambda d: (d.seed.nunique(),
                      *(points_from(at(d, "crest", s) - at(d, "rs2", s), "RS2") for s in ("f=0.1", "f=0.3")),
+                     *(paired_p(d, "crest", "rs2", s) for s in ("f=0.1", "f=0.3")),
                      at(d, "full", "b=1", "e2e_s") / at(d, "crest", "f=0.3", "e2e_s"),
                      100 * (at(d, "full", "b=1") - at(d, "crest", "f=0.3"))),
-          "CIFAR-10, the paper's own setting: {} seed, {} at 10% of the steps and {} at 30%; at 30% CREST runs at {:.2f}x"
-          " full training's speed, {:.1f} points below it, where the paper has 1.7-2.5x faster with little loss; not"
-          " decided (n=1"),
+          "CIFAR-10, the paper's own setting, {} seeds: {} at 10% of the steps and {} at 30% (paired t-test p = {:.2f}"
+          " and {:.2f}); at 30% CREST runs at {:.2f}x full training's speed, {:.1f} points below it, where the paper"
+          " has 1.7-2.5x faster with little loss"),
         C("crest-cifar10-overhead", "CREST", (CIFAR10_ROWS,),
           lambda d: 100 * (at(d, "crest", "f=0.3", "selection_s") + at(d, "crest", "f=0.3", "check_s"))
           / at(d, "crest", "f=0.3", "e2e_s"), "its selection and checks {:.0f}% of its seconds"),
         C("lipt-cifar10-accuracy", "LiPT", (CIFAR10_ROWS,),
-          lambda d: (clock(d, LIPT_AND_DEEPCORE), *lipt_accs(d), *accs(d, "f=0.1", "uniform"), *accs(d, "f=0.3", "uniform")),
-          "CIFAR-10 (ResNet-20, all 50,000 images, 5 epochs; seed 0, {}), at 10% / 30% kept:"
+          lambda d: (d.seed.nunique(), clock(d, LIPT_AND_DEEPCORE), *lipt_accs(d), *accs(d, "f=0.1", "uniform"),
+                     *accs(d, "f=0.3", "uniform")),
+          "CIFAR-10 (ResNet-20, all 50,000 images, 5 epochs; {} seeds, {}), at 10% / 30% kept:"
           " LiPT-Glister {:.3f} / {:.3f} against Glister's {:.3f} / {:.3f}, LiPT-GraNd {:.3f} / {:.3f} against GraNd's"
           " {:.3f} / {:.3f}; a fixed uniform subset {:.3f} / {:.3f}"),
         C("lipt-cifar10-pretrain", "LiPT", (CIFAR10_ROWS,), lambda d: (*pretrain(d), end_to_end(d)),
@@ -275,18 +298,26 @@ CLAIMS = [
         C("itop-cifar10", "ITOP", (CIFAR10_ROWS, CIFAR10_EPOCHS), itop_cifar10,
           "RigL-ITOP {:.3f} and A-RigL-ITOP {:.3f} against full training's {:.3f}; to 95% of RigL-ITOP's best ({:.3f}),"
           " {} and {} epochs"),
-        C("itop-cifar10-epoch-seconds", "ITOP", (CIFAR10_ROWS,), itop_cifar10_epoch_seconds,
-          "CIFAR-10 (ResNet-20, all 50,000 images, 5 epochs; seed 0, {}): seconds an epoch {:.0f} (RigL-ITOP), {:.0f}"
+        C("itop-cifar10-epoch-seconds", "ITOP", (CIFAR10_ROWS,),
+          lambda d: (d.seed.nunique(), *itop_cifar10_epoch_seconds(d)),
+          "CIFAR-10 (ResNet-20, all 50,000 images, 5 epochs; {} seeds, {}): seconds an epoch {:.0f} (RigL-ITOP), {:.0f}"
           " (A-RigL-ITOP) and {:.0f} (full training);"),
         C("itop-cifar10-set", "ITOP", (CIFAR10_SET, CIFAR10_SET_EPOCHS), lambda d, e: itop_cifar10(d, e, "set-itop"),
           "SET-ITOP {:.3f} and A-SET-ITOP {:.3f} against full training's {:.3f} in a store of their own; to 95% of"
           " SET-ITOP's best ({:.3f}), {} and {} epochs"),
         C("itop-cifar10-verdict", "ITOP", (CIFAR10_ROWS, CIFAR10_EPOCHS, CIFAR10_SET, CIFAR10_SET_EPOCHS),
-          lambda d, e, sd, se: (100 * (at(d, "full", "b=1") - at(d, "rigl-itop", "d=0.05")),
+          lambda d, e, sd, se: (d.seed.nunique(), sd.seed.nunique(),
+                                100 * (at(d, "full", "b=1") - at(d, "rigl-itop", "d=0.05")),
                                 100 * (at(sd, "full", "b=1") - at(sd, "set-itop", "d=0.05")), agc_epochs_word(e),
                                 agc_epochs_word(se, "set-itop")),
-          "CIFAR-10, 1 seed: ITOP {:.0f} points below dense at 5 epochs (SET-ITOP {:.0f}); AGC {} (SET-ITOP: {});"
-          " not decided (n=1")),
+          "CIFAR-10, {} seeds (SET-ITOP {}): ITOP {:.0f} points below dense at 5 epochs (SET-ITOP {:.0f}); AGC {}"
+          " (SET-ITOP: {});")),
+    # CIFAR-10's verdicts against the budget curve, over every seed stored
+    C("crest-cifar10-vs-curve", "CREST", (CIFAR10,), lambda s: cells(s, ("crest", "f=0.1"), ("crest", "f=0.3")),
+      "against the budget curve `{}` at 10% and `{}` at 30%"),
+    C("itop-cifar10-vs-curve", "ITOP", (CIFAR10,),
+      lambda s: cells(s, ("rigl-itop", "d=0.05"), ("a-rigl-itop", "d=0.05")),
+      "against the budget curve RigL-ITOP `{}` and A-RigL-ITOP `{}`"),
     # LiPT: its selections' accuracy, its pre-training's seconds against DeepCore's warm-ups, end to end
     C("lipt-mlp-accuracy", "LiPT", (MLP,), lipt_accs,
       "MLP LiPT-Glister {:.3f} / {:.3f} against Glister's {:.3f} / {:.3f}, LiPT-GraNd {:.3f} / {:.3f} against"
@@ -308,7 +339,7 @@ CLAIMS = [
       lambda d: unsound(d, [("grand", "f=0.1"), ("lipt-grand", "f=0.1")], "every 10% row's clock unsound"), "{}"),
     C("lipt-verdict-cost", "LiPT", (MLP, LENET, RESNET_ROWS, CIFAR10_ROWS),
       lipt_cost,
-      "Cost: {:.2f}-{:.2f}x the warm-up's speed and at most {:.2f}x end to end (CIFAR-10: one seed, {})"),
+      "Cost: {:.2f}-{:.2f}x the warm-up's speed and at most {:.2f}x end to end (CIFAR-10: {} seeds, {})"),
     # CCS: score-based selection with and without coverage-centric selection, against RS2 and a uniform subset
     C("ccs-mlp", "CCS", (MLP,),
       lambda d: ccs(d, "f=0.1", [("grand", "grand-ccs"), ("el2n", "el2n-ccs"), ("lipt-grand", "lipt-grand-ccs")])

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO, quote_values, seed_zero, stored_table, value_at
+from helpers import REPO, first_seeds, quote_values, seed_zero, stored_table, value_at
 
 R = "docs/results/"
 # Fashion-MNIST, every family (docs/results.md, "Full-size real data")
@@ -448,20 +448,23 @@ PROSE = [
                  sim(d, "3 to 7, table", "est_e2e_s", RESNET_2K) / sim(d, "5 fixed", "est_e2e_s", RESNET_2K)),
       "3 to 7 seeds prints {:.1f} cells `?` against {:.1f}, and {:.1f} short of the table's standard against {:.1f}, at "
       "{:,.0f} s against {:,.0f} s ({:.2f}x); on the MLP {:.2f}x. * it prints {:.1f} `?` against {:.1f} but costs {:.2f}x"),
-    # CIFAR-10 (docs/results.md, docs/benchmarks.md): seed 0, until its three seeds are stored
-    *seed_zero(
-        P("cifar10-full", RESULTS, "the preset's stated accuracy; one", (CIFAR10_ROWS,),
-          lambda d: (at(d, "full", "b=1"), at(d, "full-fp32", "b=1")), "Full training reaches {:.3f} in 5 epochs** (fp32 {:.3f})"),
-        P("cifar10-crest-seed0", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
+    # CIFAR-10 (docs/results.md): the seeds every point has
+    *first_seeds(
+        3,
+        P("cifar10-crest-10", RESULTS, "**CREST, 3 seeds, timed alone.**", (CIFAR10_ROWS,),
           lambda d: (at(d, "crest", "f=0.1"), at(d, "rs2", "f=0.1"), at(d, "uniform", "f=0.1"),
                      *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
           "CREST at 10% of the steps reached {:.3f} against RS2's {:.3f} and a fixed uniform subset's {:.3f}; of its "
           "{:,.0f} s, {:.0f} s were its selection and {:.0f} s its checks of the quadratic model, against {:.0f} s of training"),
-        P("cifar10-crest-30", RESULTS, "**One seed, timed alone: no word yet.**", (CIFAR10_ROWS,),
+        P("cifar10-crest-30", RESULTS, "**CREST, 3 seeds, timed alone.**", (CIFAR10_ROWS,),
           lambda d: (at(d, "crest", "f=0.3"), at(d, "rs2", "f=0.3"), at(d, "uniform", "f=0.3"),
                      *(at(d, "crest", "f=0.3", c) for c in ("selection_s", "check_s", "train_s"))),
           "At 30% of the steps it reached {:.3f} against RS2's {:.3f} and uniform's {:.3f}, its selection {:,.0f} s and its "
-          "checks {:.0f} s against {:.0f} s of training"),
+          "checks {:.0f} s against {:.0f} s of training")),
+    # CIFAR-10 (docs/results.md, docs/benchmarks.md): seed 0
+    *seed_zero(
+        P("cifar10-full", RESULTS, "the preset's stated accuracy; one", (CIFAR10_ROWS,),
+          lambda d: (at(d, "full", "b=1"), at(d, "full-fp32", "b=1")), "Full training reaches {:.3f} in 5 epochs** (fp32 {:.3f})"),
         P("cifar10-selection-seed0", RESULTS, "**Selection at 10%, seed 0**", (CIFAR10_ROWS,),
           lambda d: tuple(at(d, m, "f=0.1") for m in ("glister", "craig", "grand", "lipt-grand", "uniform", "rs2",
                                                        "lipt-glister")),
