@@ -236,6 +236,9 @@ def stored_table(path: str) -> pd.DataFrame:
     return pd.read_parquet(REPO / path)
 
 
+CIFAR10_SEEDS = 3  # the seeds every stored CIFAR-10 point has: later ones reach only the cells without a word
+
+
 def first_seeds_rows(d: pd.DataFrame, count: int = 1) -> pd.DataFrame:
     """The rows of a frontier's first ``count`` seeds (a table without a ``seed`` column, a summary, whole)."""
     return d[d.seed < count] if "seed" in d.columns else d

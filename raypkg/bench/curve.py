@@ -161,7 +161,7 @@ def add_curves(frame, chance: float):
                                                                           frame.loc[judged, "e2e_s"])]
             frame.loc[judged, x_column] = [curve_seconds(points, acc, chance) / seconds for acc, seconds in capped]
             if method == "full":  # below the lowest budget point the curve is a straight line from chance
-                whole = curve["budget"].min() <= smallest  # this seed's curve has run the smallest budget any seed's has
+                whole = curve["budget"].min() <= smallest  # run down to the smallest budget any seed's has
                 frame.loc[judged, "below_curve"] = whole & (frame.loc[judged, "test_acc"] < curve["test_acc"].min())
                 frame.loc[judged, "curve_target"] = target
                 ends = np.array([curve_bracket(points, acc, chance) for acc, _ in capped]).reshape(-1, 2)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO, first_seeds, first_seeds_rows, quote_values, stored_table, value_at
+from helpers import CIFAR10_SEEDS, REPO, first_seeds, first_seeds_rows, quote_values, stored_table, value_at
 from scipy import stats
 
 PAGE = REPO / "docs" / "results.md"
@@ -37,7 +37,6 @@ DELTAGRAD = (R + "deltagrad-fashion-mnist.parquet", R + "deltagrad-fashion-mnist
              R + "deltagrad-fashion-mnist-seed2.parquet")
 DELTAGRAD_SETTINGS = R + "deltagrad-fashion-mnist-settings.parquet"
 CIFAR10_ROWS = R + "frontier-cifar10-resnet20-cpu.parquet"  # cifar10:resnet20-cpu's stored points
-CIFAR10_SEEDS = 3  # the seeds every CIFAR-10 point has: later ones reach only the cells without a word
 CIFAR10 = R + "frontier-cifar10-resnet20-cpu-summary.parquet"  # its verdicts, over every seed stored
 CIFAR10_EPOCHS = R + "frontier-cifar10-resnet20-cpu-epochs.parquet"  # its points' accuracy after every epoch
 CIFAR10_SET = R + "frontier-cifar10-resnet20-cpu-set.parquet"  # SET-ITOP with and without AGC, a store of its own

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-from helpers import REPO, first_seeds, quote_values, seed_zero, stored_table, value_at
+from helpers import CIFAR10_SEEDS, REPO, first_seeds, quote_values, seed_zero, stored_table, value_at
 
 R = "docs/results/"
 # Fashion-MNIST, every family (docs/results.md, "Full-size real data")
@@ -450,7 +450,7 @@ PROSE = [
       "{:,.0f} s against {:,.0f} s ({:.2f}x); on the MLP {:.2f}x. * it prints {:.1f} `?` against {:.1f} but costs {:.2f}x"),
     # CIFAR-10 (docs/results.md): the seeds every point has
     *first_seeds(
-        3,
+        CIFAR10_SEEDS,
         P("cifar10-crest-10", RESULTS, "**CREST, 3 seeds, timed alone.**", (CIFAR10_ROWS,),
           lambda d: (at(d, "crest", "f=0.1"), at(d, "rs2", "f=0.1"), at(d, "uniform", "f=0.1"),
                      *(at(d, "crest", "f=0.1", c) for c in ("e2e_s", "selection_s", "check_s", "train_s"))),
