@@ -256,6 +256,15 @@ def first_seeds(count: int, *entries):
     return [dataclasses.replace(e, compute=on_first_seeds(e.compute)) for e in entries]
 
 
+def whole_seeds(rows: pd.DataFrame, *tables: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    """A frontier's ``rows`` and its other ``tables`` with a ``seed`` column (its epochs) at the seeds
+    that have every point the rows hold: a store whose last seed is still being stored is quoted at
+    its whole seeds."""
+    points = rows[["method", "setting"]].drop_duplicates()
+    whole = [seed for seed, g in rows.groupby("seed") if len(g[["method", "setting"]].drop_duplicates()) == len(points)]
+    return tuple(t[t.seed.isin(whole)] for t in (rows, *tables))
+
+
 def seed_zero(*entries):
     """``entries`` computed on seed 0's rows (``first_seeds``)."""
     return first_seeds(1, *entries)
