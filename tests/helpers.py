@@ -260,8 +260,9 @@ def whole_seeds(rows: pd.DataFrame, *tables: pd.DataFrame) -> tuple[pd.DataFrame
     """A frontier's ``rows`` and its other ``tables`` with a ``seed`` column (its epochs) at the seeds
     that have every point the rows hold: a store whose last seed is still being stored is quoted at
     its whole seeds."""
-    points = rows[["method", "setting"]].drop_duplicates()
-    whole = [seed for seed, g in rows.groupby("seed") if len(g[["method", "setting"]].drop_duplicates()) == len(points)]
+    points = rows.method + " " + rows.setting
+    per_seed = points.groupby(rows.seed).nunique()
+    whole = per_seed.index[per_seed == points.nunique()]
     return tuple(t[t.seed.isin(whole)] for t in (rows, *tables))
 
 
